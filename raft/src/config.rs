@@ -1,0 +1,119 @@
+//! Every limit of a replica, in ticks, bytes and counts, validated once when a node is built.
+
+use crate::types::NodeId;
+use thiserror::Error;
+
+/// How linearizable reads are confirmed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ReadMode {
+    /// ReadIndex: one heartbeat round to a quorum confirms leadership (thesis §6.4). Safe
+    /// whatever the clocks do.
+    #[default]
+    ReadIndex,
+    /// Leader lease (thesis §6.4.1): a leader that heard from a quorum within
+    /// `election_timeout_ticks_min - lease_drift_ticks` ticks answers without a round.
+    /// Safe only while no replica's clock runs more than `lease_drift_ticks` per election
+    /// timeout faster than the leader's; requires `check_quorum`.
+    Lease,
+}
+
+/// The configuration of one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This replica's node id.
+    pub id: NodeId,
+    /// Lower bound (inclusive) of the randomized election timeout.
+    pub election_timeout_ticks_min: u64,
+    /// Upper bound (exclusive) of the randomized election timeout.
+    pub election_timeout_ticks_max: u64,
+    /// A leader sends a heartbeat every this many ticks.
+    pub heartbeat_interval_ticks: u64,
+    /// Campaign with a pre-vote round first, so a partitioned replica cannot disrupt a
+    /// healthy leader when it comes back (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that hears from no quorum for an election timeout steps down, and voters
+    /// ignore campaigns while they hear from a leader (thesis §6.2).
+    pub check_quorum: bool,
+    /// The most AppendEntries messages in flight to one follower.
+    pub inflight_count_max: usize,
+    /// The most entry bytes in flight to one follower.
+    pub inflight_bytes_max: u64,
+    /// The most entry bytes in one AppendEntries message (at least one entry is always sent).
+    pub append_bytes_max: u64,
+    /// The size of one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes: u64,
+    /// How reads are confirmed.
+    pub read_mode: ReadMode,
+    /// The clock drift a lease read tolerates, in ticks per election timeout.
+    pub lease_drift_ticks: u64,
+    /// The most reads waiting for confirmation at once.
+    pub pending_reads_max: usize,
+    /// Seed of the random number generator (election timeouts).
+    pub rng_seed: u64,
+}
+
+impl Config {
+    /// The default configuration for replica `id`, with a seed derived from the id.
+    #[must_use]
+    pub fn new(id: NodeId) -> Self {
+        Self {
+            id,
+            election_timeout_ticks_min: 10,
+            election_timeout_ticks_max: 20,
+            heartbeat_interval_ticks: 2,
+            pre_vote: true,
+            check_quorum: true,
+            inflight_count_max: 256,
+            inflight_bytes_max: 32 << 20,
+            append_bytes_max: 1 << 20,
+            snapshot_chunk_bytes: 1 << 20,
+            read_mode: ReadMode::ReadIndex,
+            lease_drift_ticks: 2,
+            pending_reads_max: 65_536,
+            rng_seed: id.0,
+        }
+    }
+
+    /// Checks every relation between the limits.
+    ///
+    /// # Errors
+    /// The first relation that does not hold, as a sentence.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let error = |reason: &'static str| Err(ConfigError(reason));
+        if self.id == NodeId(0) {
+            return error("the node id must not be 0, which means 'nobody'");
+        }
+        if self.heartbeat_interval_ticks == 0 {
+            return error("the heartbeat interval must be at least one tick");
+        }
+        if self.election_timeout_ticks_min <= self.heartbeat_interval_ticks {
+            return error("the election timeout must be longer than the heartbeat interval");
+        }
+        if self.election_timeout_ticks_max <= self.election_timeout_ticks_min {
+            return error("the election timeout range [min, max) must not be empty");
+        }
+        if self.inflight_count_max == 0 || self.inflight_bytes_max == 0 {
+            return error("the in-flight window must allow at least one message and one byte");
+        }
+        if self.append_bytes_max == 0 || self.snapshot_chunk_bytes == 0 {
+            return error("message and snapshot chunk sizes must be at least one byte");
+        }
+        if self.pending_reads_max == 0 {
+            return error("at least one pending read must be allowed");
+        }
+        if self.read_mode == ReadMode::Lease && !self.check_quorum {
+            return error("lease reads need check_quorum, or a deposed leader could serve them");
+        }
+        if self.read_mode == ReadMode::Lease
+            && self.lease_drift_ticks >= self.election_timeout_ticks_min
+        {
+            return error("the lease drift must be shorter than the minimum election timeout");
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that breaks a relation between its limits.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("invalid raft configuration: {0}")]
+pub struct ConfigError(pub &'static str);

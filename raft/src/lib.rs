@@ -1,0 +1,23 @@
+//! Pure Raft for one group and for many. No IO, no clock, no async: time is `tick()`,
+//! randomness is a seed you pass in, and every output leaves in a `Ready` batch that the
+//! caller persists, sends and applies before calling `advance()`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod entry;
+pub mod error;
+pub mod log;
+pub mod message;
+pub mod ready;
+pub mod types;
+
+pub use config::{Config, ConfigError, ReadMode};
+pub use entry::{ChangeStep, Entry, EntryPayload, HardState, Membership, Snapshot, SnapshotMeta};
+pub use error::{ProposeError, StepError};
+pub use log::{InitialState, LogError, LogReader, MemLog};
+pub use message::{
+    AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,
+    MessageBody,
+};
+pub use ready::{Persist, ReadState, Ready};
+pub use types::{GroupId, LogId, LogIndex, NodeId, Term};
