@@ -50,6 +50,24 @@ pub struct Config {
     pub pending_reads_max: usize,
     /// Seed of the random number generator (election timeouts).
     pub rng_seed: u64,
+    /// A deliberately broken rule, to prove that the simulator's checkers catch it.
+    #[cfg(feature = "mutations")]
+    pub mutation: Mutation,
+}
+
+/// Deliberately broken protocol rules (feature `mutations`, tests only).
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mutation {
+    /// The protocol as it should be.
+    #[default]
+    None,
+    /// Grant every vote, even a second one in the same term (breaks election safety).
+    GrantEveryVote,
+    /// Commit an entry of an earlier term by counting replicas (Raft Figure 8).
+    CommitPreviousTermByCounting,
+    /// Serve ReadIndex reads without confirming leadership (stale reads).
+    ReadWithoutQuorum,
 }
 
 impl Config {
@@ -71,6 +89,8 @@ impl Config {
             lease_drift_ticks: 2,
             pending_reads_max: 65_536,
             rng_seed: id.0,
+            #[cfg(feature = "mutations")]
+            mutation: Mutation::None,
         }
     }
 

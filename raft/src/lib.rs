@@ -6,14 +6,25 @@
 pub mod config;
 pub mod entry;
 pub mod error;
+mod handler;
 pub mod log;
 pub mod message;
+mod node;
+mod progress;
+pub mod quorum;
 pub mod ready;
+mod state;
+mod timers;
 pub mod types;
 
+#[cfg(feature = "mutations")]
+pub use config::Mutation;
 pub use config::{Config, ConfigError, ReadMode};
 pub use entry::{ChangeStep, Entry, EntryPayload, HardState, Membership, Snapshot, SnapshotMeta};
 pub use error::{ProposeError, StepError};
+pub use handler::membership::plan_membership;
+pub use handler::snapshot::CompactError;
+pub use node::{RaftNode, Role, Status};
 pub use log::{InitialState, LogError, LogReader, MemLog};
 pub use message::{
     AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,

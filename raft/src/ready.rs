@@ -1,8 +1,8 @@
 //! The output of a replica: one batch of work for the caller, acknowledged with `advance`.
 
-use crate::entry::{Entry, HardState, Snapshot};
+use crate::entry::{Entry, HardState, Membership, Snapshot, SnapshotMeta};
 use crate::message::Message;
-use crate::types::{LogIndex, NodeId};
+use crate::types::{LogId, LogIndex, NodeId};
 
 /// Everything a replica asks its caller to do, in this order:
 ///
@@ -26,6 +26,8 @@ pub struct Ready {
     pub committed: Vec<Entry>,
     /// Linearizable reads whose index is now known.
     pub reads: Vec<ReadState>,
+    /// Contexts of reads given up because leadership was lost; the caller retries elsewhere.
+    pub aborted_reads: Vec<u64>,
     /// The leader as this replica knows it, when that changed since the last `Ready`.
     pub leader_changed: Option<Option<NodeId>>,
 }
@@ -46,6 +48,22 @@ pub struct Persist {
 }
 
 impl Persist {
+    /// What a new group's first replicas persist before starting: an empty snapshot at index
+    /// zero that carries the initial membership.
+    #[must_use]
+    pub fn bootstrap(membership: Membership) -> Self {
+        Self {
+            snapshot: Some(Snapshot {
+                meta: SnapshotMeta {
+                    last: LogId::default(),
+                    membership,
+                },
+                data: Vec::new(),
+            }),
+            ..Self::default()
+        }
+    }
+
     /// Whether nothing needs persisting.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -73,6 +91,7 @@ impl Ready {
             && self.persist.is_empty()
             && self.committed.is_empty()
             && self.reads.is_empty()
+            && self.aborted_reads.is_empty()
             && self.leader_changed.is_none()
     }
 }

@@ -3,9 +3,9 @@
 
 mod mem;
 mod reader;
-// mod raft_log;
-// mod unstable;
+mod raft_log;
+mod unstable;
 
 pub use mem::MemLog;
-// pub use raft_log::RaftLog;
+pub use raft_log::RaftLog;
 pub use reader::{InitialState, LogError, LogReader};

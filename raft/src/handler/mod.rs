@@ -1,0 +1,152 @@
+//! The protocol, one concern per file; `step_inner` applies the term rules of Raft Figure 2
+//! and hands each message to the handler for its kind.
+
+pub(crate) mod commit;
+pub(crate) mod election;
+pub(crate) mod membership;
+pub(crate) mod read;
+pub(crate) mod replication;
+pub(crate) mod snapshot;
+pub(crate) mod transfer;
+
+use crate::error::StepError;
+use crate::log::LogReader;
+use crate::message::{Message, MessageBody};
+use crate::node::{RaftNode, Role};
+use crate::types::NodeId;
+
+impl<L: LogReader> RaftNode<L> {
+    pub(crate) fn step_inner(&mut self, message: Message) -> Result<(), StepError> {
+        if message.term > self.term {
+            if !self.accept_higher_term(&message) {
+                return Ok(());
+            }
+        } else if message.term < self.term {
+            self.answer_stale(&message);
+            return Ok(());
+        }
+        self.dispatch(message)
+    }
+
+    /// A message from a higher term: usually adopt the term (Raft §5.1). Returns false when the
+    /// message must be ignored instead.
+    fn accept_higher_term(&mut self, message: &Message) -> bool {
+        match &message.body {
+            MessageBody::RequestVote { pre_vote, transfer, .. } => {
+                if !transfer && self.in_leader_lease() {
+                    // Thesis §4.2.3: a replica that heard from a leader within the minimum
+                    // election timeout ignores campaigns, so a removed or partitioned replica
+                    // cannot depose a healthy leader.
+                    return false;
+                }
+                if !pre_vote {
+                    self.become_follower(message.term, None);
+                }
+                true
+            }
+            MessageBody::VoteResponse { pre_vote: true, granted: true } => true,
+            MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. } => {
+                self.become_follower(message.term, Some(message.from));
+                true
+            }
+            _ => {
+                self.become_follower(message.term, None);
+                true
+            }
+        }
+    }
+
+    /// A message from an older term. A stale leader's traffic gets an answer in our term so it
+    /// steps down (needed with pre-vote and check-quorum, where its term may never rise
+    /// otherwise); a stale pre-vote gets a refusal so the pre-candidate learns the term.
+    fn answer_stale(&mut self, message: &Message) {
+        match &message.body {
+            MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
+                self.send(message.from, MessageBody::HeartbeatResponse { read_round: 0 });
+            }
+            MessageBody::RequestVote { pre_vote: true, .. } => {
+                self.send(
+                    message.from,
+                    MessageBody::VoteResponse {
+                        pre_vote: true,
+                        granted: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, message: Message) -> Result<(), StepError> {
+        let from = message.from;
+        let term = message.term;
+        match message.body {
+            MessageBody::RequestVote {
+                pre_vote, last_log, ..
+            } => self.handle_request_vote(from, term, pre_vote, last_log),
+            MessageBody::VoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, pre_vote, granted);
+            }
+            MessageBody::AppendEntries {
+                prev,
+                entries,
+                commit,
+            } => {
+                self.hear_from_leader(from);
+                self.handle_append_entries(from, prev, &entries, commit);
+            }
+            MessageBody::Heartbeat { commit, read_round } => {
+                self.hear_from_leader(from);
+                self.handle_heartbeat(from, commit, read_round);
+            }
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+            } => {
+                self.hear_from_leader(from);
+                self.handle_snapshot_chunk(from, meta, offset, data, done);
+            }
+            MessageBody::TimeoutNow => self.handle_timeout_now(from),
+            body => return self.dispatch_to_leader(from, body),
+        }
+        Ok(())
+    }
+
+    fn dispatch_to_leader(&mut self, from: NodeId, body: MessageBody) -> Result<(), StepError> {
+        if self.role != Role::Leader {
+            return Ok(());
+        }
+        if !self.progress.contains_key(&from) {
+            return Err(StepError::UnknownSender(from));
+        }
+        if let Some(progress) = self.progress.get_mut(&from) {
+            progress.recent_active = true;
+        }
+        match body {
+            MessageBody::AppendResponse(outcome) => self.handle_append_response(from, outcome)?,
+            MessageBody::HeartbeatResponse { read_round } => {
+                self.handle_heartbeat_response(from, read_round)?;
+            }
+            MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset,
+            } => self.handle_snapshot_response(from, snapshot_index, next_offset),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A leader of the current term contacted us: follow it and reset the election timer.
+    fn hear_from_leader(&mut self, leader: NodeId) {
+        if self.role != Role::Follower {
+            self.become_follower(self.term, Some(leader));
+        }
+        self.leader = Some(leader);
+        self.leader_heard_at = self.timers.now();
+        self.reset_election_timer();
+    }
+}

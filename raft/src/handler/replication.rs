@@ -1,0 +1,255 @@
+//! Log replication (Raft §5.3): AppendEntries out and in, pipelining within the in-flight
+//! window, fast backtracking on conflict, and heartbeats.
+
+use crate::entry::Entry;
+use crate::error::StepError;
+use crate::log::{LogError, LogReader};
+use crate::message::{AppendOutcome, MessageBody};
+use crate::node::{RaftNode, Role};
+use crate::progress::{Progress, ReplicationState};
+use crate::quorum::quorum_of;
+use crate::timers::Timer;
+use crate::types::{LogId, LogIndex, NodeId};
+
+impl<L: LogReader> RaftNode<L> {
+    /// Leader: every replica of the membership gets a fresh progress, probing from our tail.
+    pub(crate) fn reset_progress(&mut self) {
+        self.progress.clear();
+        let replicas: Vec<NodeId> = self.membership.replicas().collect();
+        for replica in replicas {
+            self.add_progress(replica);
+        }
+    }
+
+    pub(crate) fn add_progress(&mut self, replica: NodeId) {
+        let mut progress = Progress::new(
+            self.log.last_index().next(),
+            self.config.inflight_count_max,
+            self.config.inflight_bytes_max,
+        );
+        if replica == self.id_() {
+            progress.matched = self.log.persisted_index();
+            progress.state = ReplicationState::Replicate;
+        }
+        self.progress.insert(replica, progress);
+    }
+
+    /// Leader: send whatever each follower is missing, as far as its window allows.
+    pub(crate) fn broadcast_append(&mut self) {
+        let followers: Vec<NodeId> = self.followers().collect();
+        for follower in followers {
+            self.send_append(follower);
+        }
+    }
+
+    pub(crate) fn followers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let id = self.id_();
+        self.progress.keys().copied().filter(move |&node| node != id)
+    }
+
+    /// Leader: one AppendEntries to `to` if it is not paused; a snapshot if its next entry
+    /// was compacted. Returns whether something was sent.
+    pub(crate) fn send_append(&mut self, to: NodeId) -> bool {
+        let Some(progress) = self.progress.get(&to) else { return false };
+        if progress.is_paused() {
+            return false;
+        }
+        let next = progress.next;
+        let last = self.log.last_index();
+        let has_more = next <= last;
+        let probing = progress.state == ReplicationState::Probe;
+        if !has_more && !probing {
+            return false;
+        }
+        let prev_index = next.prev();
+        let entries = match self.read_for_append(prev_index, next, last) {
+            Ok(found) => found,
+            Err(LogError::Compacted(_)) => return self.send_snapshot(to),
+            Err(error) => panic!("the leader cannot read its own log: {error}"),
+        };
+        self.send_entries(to, entries)
+    }
+
+    fn read_for_append(
+        &self,
+        prev_index: LogIndex,
+        next: LogIndex,
+        last: LogIndex,
+    ) -> Result<(LogId, Vec<Entry>), LogError> {
+        let prev_term = self.log.term(prev_index)?;
+        let entries = self.log.entries(next, last.next(), self.config.append_bytes_max)?;
+        Ok((LogId::new(prev_term, prev_index), entries))
+    }
+
+    fn send_entries(&mut self, to: NodeId, (prev, entries): (LogId, Vec<Entry>)) -> bool {
+        let bytes: u64 = entries.iter().map(Entry::payload_bytes).sum();
+        let last_sent = entries.last().map_or(prev.index, |entry| entry.index);
+        let commit = self.log.committed();
+        if let Some(progress) = self.progress.get_mut(&to) {
+            if entries.is_empty() {
+                progress.probe_sent = true;
+            } else {
+                progress.sent_entries(last_sent, bytes);
+            }
+        }
+        let body = MessageBody::AppendEntries {
+            prev,
+            entries,
+            commit,
+        };
+        self.send(to, body);
+        true
+    }
+
+    /// Follower: AppendEntries from the leader of our term (Raft §5.3, receiver rules 2-5).
+    pub(crate) fn handle_append_entries(
+        &mut self,
+        from: NodeId,
+        prev: LogId,
+        entries: &[Entry],
+        leader_commit: LogIndex,
+    ) {
+        if prev.index < self.log.committed() {
+            let last = self.log.committed();
+            self.send(from, MessageBody::AppendResponse(AppendOutcome::Accepted { last }));
+            return;
+        }
+        let outcome = match self.log.try_append(prev, entries) {
+            Some(last_new) => {
+                self.log.commit_to(leader_commit.min(last_new));
+                AppendOutcome::Accepted { last: last_new }
+            }
+            None => AppendOutcome::Rejected {
+                rejected: prev.index,
+                hint: self.log.find_conflict_by_term(prev.index, prev.term),
+            },
+        };
+        self.send(from, MessageBody::AppendResponse(outcome));
+    }
+
+    /// Leader: a follower's answer to AppendEntries.
+    pub(crate) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        outcome: AppendOutcome,
+    ) -> Result<(), StepError> {
+        match outcome {
+            AppendOutcome::Accepted { last } => self.on_append_accepted(from, last),
+            AppendOutcome::Rejected { rejected, hint } => self.on_append_rejected(from, rejected, hint),
+        }
+        Ok(())
+    }
+
+    fn on_append_accepted(&mut self, from: NodeId, last: LogIndex) {
+        let Some(progress) = self.progress.get_mut(&from) else { return };
+        if !progress.update_matched(last) {
+            return;
+        }
+        match progress.state {
+            ReplicationState::Probe => progress.become_replicate(),
+            ReplicationState::Snapshot { index } if progress.matched >= index => {
+                progress.become_probe();
+                self.outgoing_snapshots.remove(&from);
+            }
+            _ => {}
+        }
+        if self.maybe_commit() {
+            self.broadcast_append();
+        } else {
+            while self.send_append(from) {}
+        }
+        self.on_transfer_progress(from);
+    }
+
+    fn on_append_rejected(&mut self, from: NodeId, rejected: LogIndex, hint: LogId) {
+        let Some(progress) = self.progress.get(&from) else { return };
+        let stale = match progress.state {
+            ReplicationState::Replicate => rejected <= progress.matched,
+            ReplicationState::Probe => rejected != progress.next.prev(),
+            ReplicationState::Snapshot { .. } => true,
+        };
+        if stale {
+            return;
+        }
+        // Fast backtracking: skip every entry of a term the follower cannot match.
+        let conflict = self.log.find_conflict_by_term(hint.index, hint.term);
+        let Some(progress) = self.progress.get_mut(&from) else { return };
+        progress.become_probe();
+        progress.next = conflict.index.next().max(progress.matched.next());
+        self.send_append(from);
+    }
+
+    /// Leader, every tick: heartbeats, check-quorum and the transfer deadline.
+    pub(crate) fn tick_leader(&mut self) {
+        if self.timers.expired(Timer::Heartbeat) {
+            self.timers.set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
+            self.broadcast_heartbeat();
+        }
+        if self.timers.expired(Timer::CheckQuorum) {
+            self.timers.set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
+            self.check_quorum();
+        }
+        if self.role == Role::Leader && self.timers.expired(Timer::Transfer) {
+            self.abort_transfer();
+        }
+    }
+
+    /// Check-quorum (thesis §6.2): step down unless a quorum answered since the last check.
+    fn check_quorum(&mut self) {
+        let id = self.id_();
+        let active = quorum_of(&self.membership).is_active(|node| {
+            node == id || self.progress.get(&node).is_some_and(|progress| progress.recent_active)
+        });
+        for progress in self.progress.values_mut() {
+            progress.recent_active = false;
+        }
+        if active {
+            self.leader_heard_at = self.timers.now();
+        } else if self.config.check_quorum {
+            self.become_follower(self.term, None);
+        }
+    }
+
+    /// Leader: the paper's empty AppendEntries to every follower, carrying the commit index
+    /// capped at what each follower is known to hold, and the current read round.
+    pub(crate) fn broadcast_heartbeat(&mut self) {
+        let round = self.reads.start_round(self.timers.now());
+        let committed = self.log.committed();
+        let targets: Vec<(NodeId, LogIndex)> = self
+            .followers()
+            .map(|node| (node, self.progress[&node].matched.min(committed)))
+            .collect();
+        for (node, commit) in targets {
+            let body = MessageBody::Heartbeat {
+                commit,
+                read_round: round,
+            };
+            self.send(node, body);
+        }
+    }
+
+    /// Follower: a heartbeat from the leader of our term.
+    pub(crate) fn handle_heartbeat(&mut self, from: NodeId, commit: LogIndex, read_round: u64) {
+        self.log.commit_to(commit.min(self.log.last_index()));
+        self.send(from, MessageBody::HeartbeatResponse { read_round });
+    }
+
+    /// Leader: a heartbeat answer. It proves the follower is alive, confirms a read round, and
+    /// unpauses a probe (or a stalled snapshot) so lost messages are resent.
+    pub(crate) fn handle_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        read_round: u64,
+    ) -> Result<(), StepError> {
+        self.reads.acknowledge(from, read_round);
+        self.release_confirmed_reads();
+        let Some(progress) = self.progress.get_mut(&from) else { return Ok(()) };
+        progress.probe_sent = false;
+        if let ReplicationState::Snapshot { .. } = progress.state {
+            self.resend_snapshot_chunk(from);
+        } else if progress.matched < self.log.last_index() {
+            self.send_append(from);
+        }
+        Ok(())
+    }
+}

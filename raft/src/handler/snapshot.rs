@@ -1,0 +1,206 @@
+//! Snapshots (Raft §7): the application compacts the log at an applied index; a follower
+//! whose next entry was compacted receives the snapshot in chunks and replaces its log.
+
+use crate::entry::{Membership, Snapshot, SnapshotMeta};
+use crate::log::{LogError, LogReader};
+use crate::message::{AppendOutcome, MessageBody};
+use crate::node::RaftNode;
+use crate::types::{LogIndex, NodeId};
+use thiserror::Error;
+
+/// A snapshot being received, chunk by chunk.
+#[derive(Clone, Debug)]
+pub(crate) struct IncomingSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// A snapshot being sent to one follower.
+#[derive(Clone, Debug)]
+pub(crate) struct OutgoingSnapshot {
+    snapshot: Snapshot,
+    /// The offset the follower acknowledged; the next chunk starts here.
+    acknowledged: u64,
+}
+
+/// Why `compact` refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CompactError {
+    /// The index is past what the state machine applied.
+    #[error("cannot snapshot at {index}: only {applied} is applied")]
+    NotApplied {
+        /// The index asked for.
+        index: LogIndex,
+        /// The applied index.
+        applied: LogIndex,
+    },
+    /// The log could not be read.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl<L: LogReader> RaftNode<L> {
+    /// Hands Raft a snapshot of the state machine at `index` (at most the applied index). The
+    /// next `Ready` asks the caller to store it and drop the entries it covers.
+    ///
+    /// # Errors
+    /// `NotApplied` if `index` is past the applied index.
+    pub fn compact(&mut self, index: LogIndex, data: Vec<u8>) -> Result<(), CompactError> {
+        let applied = self.log.applied();
+        if index > applied {
+            return Err(CompactError::NotApplied { index, applied });
+        }
+        if index < self.log.first_index() {
+            return Ok(());
+        }
+        let term = self.log.term(index)?;
+        let membership = self.membership_at(index);
+        self.membership_history.retain(|(at, _)| *at > index);
+        self.membership_history.insert(0, (index, membership.clone()));
+        let meta = SnapshotMeta {
+            last: crate::types::LogId::new(term, index),
+            membership,
+        };
+        self.compaction = Some(Snapshot { meta, data });
+        Ok(())
+    }
+
+    fn membership_at(&self, index: LogIndex) -> Membership {
+        let from_history = self
+            .membership_history
+            .iter()
+            .rev()
+            .find(|(at, _)| *at <= index)
+            .map(|(_, membership)| membership.clone());
+        from_history.unwrap_or_else(|| self.snapshot_membership())
+    }
+
+    fn snapshot_membership(&self) -> Membership {
+        match self.log.store().initial_state() {
+            Ok(initial) => initial.snapshot_meta.membership,
+            Err(_) => self.membership.clone(),
+        }
+    }
+
+    /// Leader: start sending the newest snapshot to `to`. Returns whether a chunk was sent.
+    pub(crate) fn send_snapshot(&mut self, to: NodeId) -> bool {
+        let snapshot = match self.log.store().snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(LogError::SnapshotTemporarilyUnavailable) => return false,
+            Err(error) => panic!("the leader cannot read its snapshot: {error}"),
+        };
+        let index = snapshot.meta.last.index;
+        if let Some(progress) = self.progress.get_mut(&to) {
+            progress.become_snapshot(index);
+        }
+        let outgoing = OutgoingSnapshot {
+            snapshot,
+            acknowledged: 0,
+        };
+        self.outgoing_snapshots.insert(to, outgoing);
+        self.resend_snapshot_chunk(to);
+        true
+    }
+
+    /// Leader: send the chunk after what `to` acknowledged (again, if it was lost).
+    pub(crate) fn resend_snapshot_chunk(&mut self, to: NodeId) {
+        let chunk_bytes = self.config.snapshot_chunk_bytes;
+        let Some(outgoing) = self.outgoing_snapshots.get(&to) else { return };
+        let data = &outgoing.snapshot.data;
+        let start = usize::try_from(outgoing.acknowledged).unwrap_or(usize::MAX).min(data.len());
+        let end = start.saturating_add(usize::try_from(chunk_bytes).unwrap_or(usize::MAX)).min(data.len());
+        let body = MessageBody::InstallSnapshot {
+            meta: outgoing.snapshot.meta.clone(),
+            offset: start as u64,
+            data: data.get(start..end).unwrap_or_default().to_vec(),
+            done: end == data.len(),
+        };
+        self.send(to, body);
+    }
+
+    /// Leader: `to` acknowledged a chunk and expects `next_offset`.
+    pub(crate) fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot_index: LogIndex,
+        next_offset: u64,
+    ) {
+        let Some(outgoing) = self.outgoing_snapshots.get_mut(&from) else { return };
+        if outgoing.snapshot.meta.last.index != snapshot_index {
+            return;
+        }
+        outgoing.acknowledged = next_offset;
+        self.resend_snapshot_chunk(from);
+    }
+
+    /// Follower: one chunk of a snapshot from the leader of our term.
+    pub(crate) fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+    ) {
+        let index = meta.last.index;
+        if index <= self.log.committed() {
+            let last = self.log.committed();
+            self.send(from, MessageBody::AppendResponse(AppendOutcome::Accepted { last }));
+            return;
+        }
+        let received = self.receive_chunk(meta, offset, data);
+        if !done || received.is_none() {
+            let body = MessageBody::SnapshotResponse {
+                snapshot_index: index,
+                next_offset: received.unwrap_or_else(|| self.incoming_length(index)),
+            };
+            self.send(from, body);
+            return;
+        }
+        if let Some(incoming) = self.incoming_snapshot.take() {
+            self.install_snapshot(from, incoming);
+        }
+    }
+
+    /// Adds a chunk if it continues the snapshot being received; returns the new length.
+    fn receive_chunk(&mut self, meta: SnapshotMeta, offset: u64, data: Vec<u8>) -> Option<u64> {
+        if offset == 0 {
+            self.incoming_snapshot = Some(IncomingSnapshot {
+                meta: meta.clone(),
+                data: Vec::new(),
+            });
+        }
+        let incoming = self.incoming_snapshot.as_mut()?;
+        if incoming.meta != meta || incoming.data.len() as u64 != offset {
+            return None;
+        }
+        incoming.data.extend_from_slice(&data);
+        Some(incoming.data.len() as u64)
+    }
+
+    fn incoming_length(&self, index: LogIndex) -> u64 {
+        match &self.incoming_snapshot {
+            Some(incoming) if incoming.meta.last.index == index => incoming.data.len() as u64,
+            _ => 0,
+        }
+    }
+
+    /// Follower: the last chunk arrived. If the log already holds the snapshot's last entry,
+    /// only the commit index moves (§7: keep the entries that follow); otherwise the log is
+    /// replaced and the state machine restored from the snapshot.
+    fn install_snapshot(&mut self, from: NodeId, incoming: IncomingSnapshot) {
+        let last = incoming.meta.last;
+        if self.log.matches(last) {
+            self.log.commit_to(last.index);
+        } else {
+            self.membership = incoming.meta.membership.clone();
+            self.membership_history.clear();
+            self.log.restore(Snapshot {
+                meta: incoming.meta,
+                data: incoming.data,
+            });
+        }
+        let body = MessageBody::AppendResponse(AppendOutcome::Accepted { last: last.index });
+        self.send(from, body);
+    }
+}

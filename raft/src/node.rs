@@ -1,0 +1,359 @@
+//! One replica of one Raft group, driven from outside.
+//!
+//! Inputs: [`RaftNode::step`] (a message from a peer), [`RaftNode::tick`] (logical time),
+//! [`RaftNode::propose`], [`RaftNode::propose_conf_change`], [`RaftNode::read_index`],
+//! [`RaftNode::transfer_leader`] and [`RaftNode::compact`]. Output: [`RaftNode::ready`], acted on
+//! by the caller in the order [`Ready`] documents, then acknowledged with [`RaftNode::advance`].
+//! Nothing in here touches a clock, a socket or a file.
+
+use crate::config::Config;
+use crate::entry::{Entry, EntryPayload, HardState, Membership, Snapshot};
+use crate::error::{ProposeError, StepError};
+use crate::handler::read::ReadQueue;
+use crate::handler::snapshot::{IncomingSnapshot, OutgoingSnapshot};
+use crate::log::{LogError, LogReader, RaftLog};
+use crate::message::{Message, MessageBody};
+use crate::progress::Progress;
+use crate::ready::{Persist, Ready};
+use crate::timers::{Timer, TimerTable};
+use crate::types::{LogIndex, NodeId, Term};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// The role a replica plays in its current term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks whether it could win an election, without disturbing anyone (pre-vote).
+    PreCandidate,
+    /// Campaigns for leadership in its term.
+    Candidate,
+    /// Leads the group in its term.
+    Leader,
+}
+
+/// A summary of a replica's state, for status displays and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The replica's node id.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its current term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub committed: LogIndex,
+    /// Its applied index.
+    pub applied: LogIndex,
+    /// Its last log index.
+    pub last_index: LogIndex,
+}
+
+/// One replica of one Raft group. See the module documentation for the calling order.
+#[derive(Debug)]
+pub struct RaftNode<L> {
+    pub(crate) config: Config,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    pub(crate) role: Role,
+    pub(crate) leader: Option<NodeId>,
+    pub(crate) log: RaftLog<L>,
+    /// The membership in force: the last one applied.
+    pub(crate) membership: Membership,
+    /// Memberships applied since the snapshot, to snapshot at any applied index.
+    pub(crate) membership_history: Vec<(LogIndex, Membership)>,
+    /// The index of the newest membership entry not yet applied (leader).
+    pub(crate) pending_membership_index: LogIndex,
+    pub(crate) timers: TimerTable,
+    /// When this replica last heard from the leader (a leader: last confirmed a quorum).
+    pub(crate) leader_heard_at: u64,
+    pub(crate) rng: ChaCha8Rng,
+    /// Votes received in the current campaign.
+    pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// The leader's view of every replica, itself included.
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) reads: ReadQueue,
+    pub(crate) transfer_target: Option<NodeId>,
+    pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    pub(crate) outgoing_snapshots: BTreeMap<NodeId, OutgoingSnapshot>,
+    pub(crate) compaction: Option<Snapshot>,
+    pub(crate) messages: Vec<Message>,
+    pub(crate) persisted_hard_state: HardState,
+    pub(crate) reported_leader: Option<NodeId>,
+    pub(crate) ready_outstanding: bool,
+}
+
+impl<L: LogReader> RaftNode<L> {
+    /// A replica over `store`, restarting from what it holds. A new group's store must first
+    /// persist `Persist::bootstrap(membership)`; a replica added later starts from an empty
+    /// store and waits for the leader to contact it.
+    ///
+    /// # Errors
+    /// If the store cannot be read.
+    ///
+    /// # Panics
+    /// If `config` does not validate: configurations are checked when they are built.
+    pub fn new(config: Config, store: L) -> Result<Self, LogError> {
+        if let Err(error) = config.validate() {
+            panic!("{error}");
+        }
+        let initial = store.initial_state()?;
+        let log = RaftLog::new(store)?;
+        let mut node = Self {
+            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            reads: ReadQueue::new(config.pending_reads_max),
+            config,
+            term: initial.hard_state.term,
+            vote: initial.hard_state.vote,
+            role: Role::Follower,
+            leader: None,
+            membership: initial.snapshot_meta.membership.clone(),
+            membership_history: Vec::new(),
+            pending_membership_index: LogIndex::ZERO,
+            log,
+            timers: TimerTable::default(),
+            leader_heard_at: 0,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            transfer_target: None,
+            incoming_snapshot: None,
+            outgoing_snapshots: BTreeMap::new(),
+            compaction: None,
+            messages: Vec::new(),
+            persisted_hard_state: initial.hard_state,
+            reported_leader: None,
+            ready_outstanding: false,
+        };
+        node.load_committed_membership()?;
+        node.reset_election_timer();
+        Ok(node)
+    }
+
+    /// Handles a message from a peer.
+    ///
+    /// # Errors
+    /// `WrongRecipient` or `UnknownSender` for messages that were ignored; `Log` if the store
+    /// failed (the node must stop).
+    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+        self.assert_no_ready_outstanding();
+        if message.to != self.config.id {
+            return Err(StepError::WrongRecipient { to: message.to });
+        }
+        let result = self.step_inner(message);
+        self.check_invariants();
+        result
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.assert_no_ready_outstanding();
+        self.timers.advance();
+        if self.role == Role::Leader {
+            self.tick_leader();
+        } else if self.timers.expired(Timer::Election) {
+            self.on_election_timeout();
+        }
+        self.check_invariants();
+    }
+
+    /// Proposes application data; returns the index the entry will have if it commits.
+    ///
+    /// # Errors
+    /// `NotLeader` with the last known leader, or `TransferInProgress`.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
+        self.assert_no_ready_outstanding();
+        self.check_can_propose()?;
+        let index = self.append_as_leader(EntryPayload::Normal(data));
+        self.check_invariants();
+        Ok(index)
+    }
+
+    /// Whether `ready()` has anything to hand out.
+    #[must_use]
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || self.reads.has_output()
+            || self.log.unstable.snapshot.is_some()
+            || !self.log.unstable.entries.is_empty()
+            || self.hard_state() != self.persisted_hard_state
+            || self.compaction.is_some()
+            || self.log.committed() > self.log.applied()
+            || self.leader != self.reported_leader
+    }
+
+    /// Everything the caller must do now, in one batch. Call `advance` once it is done.
+    pub fn ready(&mut self) -> Ready {
+        self.assert_no_ready_outstanding();
+        self.flush_read_round();
+        let hard_state = self.hard_state();
+        let leader_changed = (self.leader != self.reported_leader).then_some(self.leader);
+        self.reported_leader = self.leader;
+        self.ready_outstanding = true;
+        let (reads, aborted_reads) = self.reads.take_ready();
+        Ready {
+            messages: std::mem::take(&mut self.messages),
+            persist: Persist {
+                snapshot: self.log.unstable.snapshot.clone(),
+                entries: self.log.unstable.entries.clone(),
+                hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
+                compaction: self.compaction.take(),
+            },
+            committed: self.log.next_committed(u64::MAX),
+            reads,
+            aborted_reads,
+            leader_changed,
+        }
+    }
+
+    /// Acknowledges that `ready` was persisted, sent and applied.
+    pub fn advance(&mut self, ready: Ready) {
+        assert!(self.ready_outstanding, "advance() without ready()");
+        self.ready_outstanding = false;
+        let snapshot = ready.persist.snapshot.as_ref();
+        let snapshot_index = snapshot.map(|snapshot| snapshot.meta.last.index);
+        let last_persisted = ready.persist.entries.last().map(Entry::log_id);
+        self.log.stable_to(last_persisted, snapshot_index);
+        if let Some(hard_state) = ready.persist.hard_state {
+            self.persisted_hard_state = hard_state;
+        }
+        if let Some(snapshot) = snapshot {
+            self.log.applied_snapshot(snapshot.meta.last.index);
+        }
+        for entry in &ready.committed {
+            self.apply_entry(entry);
+        }
+        if self.role == Role::Leader {
+            self.on_leader_persisted();
+        }
+        self.check_invariants();
+    }
+
+    /// This replica's node id.
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The role in the current term.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current term.
+    #[must_use]
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The leader this replica last heard of in its term.
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+
+    /// The membership in force (the last applied).
+    #[must_use]
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The replica's log.
+    #[must_use]
+    pub fn log(&self) -> &RaftLog<L> {
+        &self.log
+    }
+
+    /// The persisted store, for the caller to write what `Ready` asks.
+    pub fn store_mut(&mut self) -> &mut L {
+        self.log.store_mut()
+    }
+
+    /// Gives the store back (what a crash keeps).
+    pub fn into_store(self) -> L {
+        self.log.into_store()
+    }
+
+    /// The tick at which the next timer fires; `None` when no timer is armed.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.timers.next_deadline()
+    }
+
+    /// A summary for displays and tests.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.config.id,
+            role: self.role,
+            term: self.term,
+            leader: self.leader,
+            committed: self.log.committed(),
+            applied: self.log.applied(),
+            last_index: self.log.last_index(),
+        }
+    }
+
+    pub(crate) fn id_(&self) -> NodeId {
+        self.config.id
+    }
+
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.committed(),
+        }
+    }
+
+    /// Queues a message to `to` in the current term.
+    pub(crate) fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.send_with_term(to, self.term, body);
+    }
+
+    pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
+        debug_assert_ne!(to, self.config.id, "a replica never messages itself");
+        self.messages.push(Message {
+            from: self.config.id,
+            to,
+            term,
+            body,
+        });
+    }
+
+    fn assert_no_ready_outstanding(&self) {
+        assert!(
+            !self.ready_outstanding,
+            "the Ready handed out must be advanced before the next input"
+        );
+    }
+
+    fn check_can_propose(&self) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.transfer_target.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        Ok(())
+    }
+
+    /// Appends an entry in the current term to the leader's log and replicates it.
+    pub(crate) fn append_as_leader(&mut self, payload: EntryPayload) -> LogIndex {
+        let index = self.log.last_index().next();
+        let entry = Entry {
+            term: self.term,
+            index,
+            payload,
+        };
+        self.log.append(std::slice::from_ref(&entry));
+        self.broadcast_append();
+        index
+    }
+}
