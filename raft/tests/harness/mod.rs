@@ -1,0 +1,483 @@
+//! An in-memory cluster of Raft replicas in simulated time, for the paper tests, the 6.5840
+//! suite and the simulator. Time is milliseconds of simulated clock; replicas tick every
+//! `TICK_MS` (scaled by their clock rate); the network delays, drops and duplicates messages
+//! as its `Faults` say. Every random choice comes from one seed.
+#![allow(dead_code, clippy::unwrap_used, unreachable_pub, missing_docs)]
+
+pub mod checker;
+pub mod mit;
+pub mod network;
+
+use checker::Checker;
+use flotilla_raft::{
+    Config, Entry, EntryPayload, LogIndex, LogReader, MemLog, Membership, Message, NodeId,
+    Persist, ProposeError, RaftNode, Ready, Role, Term,
+};
+use network::{Faults, Network};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::cmp::Reverse;
+
+/// Milliseconds of simulated time per tick.
+pub const TICK_MS: u64 = 10;
+
+/// The replica configuration the tests use: heartbeats every 100 ms (the 6.5840 lab asks
+/// for at most ten per second), elections after 300-600 ms.
+pub fn test_config(id: NodeId, seed: u64) -> Config {
+    Config {
+        election_timeout_ticks_min: 30,
+        election_timeout_ticks_max: 60,
+        heartbeat_interval_ticks: 10,
+        snapshot_chunk_bytes: 1024,
+        rng_seed: seed.wrapping_mul(1_000_003).wrapping_add(id.0),
+        ..Config::new(id)
+    }
+}
+
+/// The application state machine of a test replica: every normal entry it applied.
+#[derive(Clone, Debug, Default)]
+pub struct App {
+    pub applied: LogIndex,
+    pub values: BTreeMap<LogIndex, Vec<u8>>,
+}
+
+impl App {
+    fn restore(data: &[u8], index: LogIndex) -> Self {
+        let values = if data.is_empty() {
+            BTreeMap::new()
+        } else {
+            postcard::from_bytes(data).expect("a snapshot this harness wrote")
+        };
+        Self { applied: index, values }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.values).expect("encode")
+    }
+}
+
+/// One replica: up (a RaftNode) or crashed (only its disk).
+pub struct Replica {
+    pub id: NodeId,
+    pub raft: Option<RaftNode<MemLog>>,
+    pub disk: Option<MemLog>,
+    pub app: App,
+    /// Clock rate in percent of real time (100 = exact).
+    pub clock_rate_percent: u64,
+    /// Bumped on every restart so stale tick events are ignored.
+    incarnation: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    Tick(NodeId, u64),
+    Deliver(Message),
+}
+
+/// A proposal the leader saw committed and applied: a client would have been answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub index: LogIndex,
+    pub data: Vec<u8>,
+}
+
+/// An in-memory cluster.
+pub struct Cluster {
+    pub replicas: BTreeMap<NodeId, Replica>,
+    pub network: Network,
+    pub checker: Checker,
+    pub rng: ChaCha8Rng,
+    pub now_ms: u64,
+    pub seed: u64,
+    /// Snapshot after this many applied entries since the last one (6.5840 SnapShotInterval).
+    pub snapshot_interval: Option<u64>,
+    /// What each replica ever applied, kept across crashes (the 6.5840 tester's `logs`).
+    pub applied_logs: BTreeMap<NodeId, BTreeMap<LogIndex, Vec<u8>>>,
+    /// Proposals acknowledged to a client: applied on the leader that accepted them.
+    pub acks: Vec<Ack>,
+    /// Proposals in flight: (node, index) -> data.
+    proposals: HashMap<(NodeId, LogIndex), Vec<u8>>,
+    /// Replicas that crash in the middle of their next ready cycle, persisting only part of it.
+    crash_mid_ready: BTreeSet<NodeId>,
+    config_of: fn(NodeId, u64) -> Config,
+    events: BinaryHeap<Reverse<(u64, u64)>>,
+    event_bodies: HashMap<u64, Event>,
+    next_event: u64,
+    /// Events processed, for determinism checks.
+    pub trace_hash: u64,
+}
+
+impl Cluster {
+    /// A cluster of `size` voters (ids 1..=size) on a reliable network.
+    pub fn new(size: u64, seed: u64) -> Self {
+        Self::with_config(size, seed, test_config)
+    }
+
+    /// The same with a custom replica configuration.
+    pub fn with_config(size: u64, seed: u64, config_of: fn(NodeId, u64) -> Config) -> Self {
+        let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
+        let mut cluster = Self {
+            replicas: BTreeMap::new(),
+            network: Network::new(Faults::reliable()),
+            checker: Checker::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now_ms: 0,
+            seed,
+            snapshot_interval: None,
+            applied_logs: BTreeMap::new(),
+            acks: Vec::new(),
+            proposals: HashMap::new(),
+            crash_mid_ready: BTreeSet::new(),
+            config_of,
+            events: BinaryHeap::new(),
+            event_bodies: HashMap::new(),
+            next_event: 0,
+            trace_hash: 0,
+        };
+        let membership = Membership::with_voters(ids.iter().copied());
+        for &id in &ids {
+            let mut disk = MemLog::new();
+            disk.persist(&Persist::bootstrap(membership.clone()));
+            cluster.add_replica(id, disk);
+        }
+        cluster
+    }
+
+    /// Adds a replica (new, or restarting from `disk`) and starts its clock.
+    pub fn add_replica(&mut self, id: NodeId, disk: MemLog) {
+        let incarnation = self.replicas.get(&id).map_or(0, |replica| replica.incarnation + 1);
+        let clock_rate_percent = self.replicas.get(&id).map_or(100, |replica| replica.clock_rate_percent);
+        let snapshot = disk.snapshot().expect("mem snapshot");
+        let app = App::restore(&snapshot.data, snapshot.meta.last.index);
+        self.checker.on_state_restored(id, app.applied);
+        let raft = RaftNode::new((self.config_of)(id, self.seed + incarnation), disk).expect("start");
+        self.replicas.insert(
+            id,
+            Replica {
+                id,
+                raft: Some(raft),
+                disk: None,
+                app,
+                clock_rate_percent,
+                incarnation,
+            },
+        );
+        self.applied_logs.entry(id).or_default();
+        let offset = self.rng.random_range(0..TICK_MS);
+        self.schedule(offset, Event::Tick(id, incarnation));
+    }
+
+    /// Adds an empty replica that waits for a leader to contact it (for membership changes).
+    pub fn add_empty_replica(&mut self, id: NodeId) {
+        self.add_replica(id, MemLog::new());
+    }
+
+    fn schedule(&mut self, after_ms: u64, event: Event) {
+        let key = self.next_event;
+        self.next_event += 1;
+        self.events.push(Reverse((self.now_ms + after_ms, key)));
+        self.event_bodies.insert(key, event);
+    }
+
+    fn tick_period_ms(&self, id: NodeId) -> u64 {
+        let rate = self.replicas[&id].clock_rate_percent.max(1);
+        (TICK_MS * 100 / rate).max(1)
+    }
+
+    /// Runs the simulation for `duration_ms` of simulated time.
+    pub fn run_for(&mut self, duration_ms: u64) {
+        let until = self.now_ms + duration_ms;
+        while let Some(&Reverse((at, key))) = self.events.peek() {
+            if at > until {
+                break;
+            }
+            self.events.pop();
+            self.now_ms = at;
+            let event = self.event_bodies.remove(&key).expect("event body");
+            self.handle(event);
+        }
+        self.now_ms = until;
+    }
+
+    /// Runs until `done` holds (checked every tick) or `limit_ms` passes; returns whether it held.
+    pub fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&Cluster) -> bool) -> bool {
+        let until = self.now_ms + limit_ms;
+        while self.now_ms < until {
+            if done(self) {
+                return true;
+            }
+            self.run_for(TICK_MS);
+        }
+        done(self)
+    }
+
+    fn handle(&mut self, event: Event) {
+        self.trace(&event);
+        match event {
+            Event::Tick(id, incarnation) => self.handle_tick(id, incarnation),
+            Event::Deliver(message) => self.handle_delivery(message),
+        }
+        self.check();
+    }
+
+    fn trace(&mut self, event: &Event) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.trace_hash.hash(&mut hasher);
+        self.now_ms.hash(&mut hasher);
+        format!("{event:?}").hash(&mut hasher);
+        self.trace_hash = hasher.finish();
+    }
+
+    fn handle_tick(&mut self, id: NodeId, incarnation: u64) {
+        let Some(replica) = self.replicas.get_mut(&id) else { return };
+        if replica.incarnation != incarnation {
+            return;
+        }
+        let Some(raft) = replica.raft.as_mut() else { return };
+        raft.tick();
+        let period = self.tick_period_ms(id);
+        self.schedule(period, Event::Tick(id, incarnation));
+        self.drive(id);
+    }
+
+    fn handle_delivery(&mut self, message: Message) {
+        if !self.network.can_deliver(message.from, message.to) {
+            return;
+        }
+        let to = message.to;
+        let Some(raft) = self.raft_mut(to) else { return };
+        // Errors are messages Raft chose to ignore (e.g. from a removed replica).
+        let _ = raft.step(message);
+        self.drive(to);
+    }
+
+    fn check(&mut self) {
+        let up: BTreeMap<NodeId, &RaftNode<MemLog>> = self
+            .replicas
+            .iter()
+            .filter_map(|(&id, replica)| replica.raft.as_ref().map(|raft| (id, raft)))
+            .collect();
+        for raft in up.values() {
+            raft.check_invariants_always();
+        }
+        self.checker.after_event(&up);
+    }
+
+    /// The replica's Raft node, if it is up.
+    pub fn raft(&self, id: NodeId) -> Option<&RaftNode<MemLog>> {
+        self.replicas.get(&id).and_then(|replica| replica.raft.as_ref())
+    }
+
+    pub fn raft_mut(&mut self, id: NodeId) -> Option<&mut RaftNode<MemLog>> {
+        self.replicas.get_mut(&id).and_then(|replica| replica.raft.as_mut())
+    }
+
+    /// Processes every ready cycle of `id` until it has nothing more to do.
+    pub fn drive(&mut self, id: NodeId) {
+        while self.raft(id).is_some_and(RaftNode::has_ready) {
+            let raft = self.raft_mut(id).expect("up");
+            let ready = raft.ready();
+            if self.crash_mid_ready.remove(&id) {
+                self.crash_during(id, ready);
+                return;
+            }
+            self.persist(id, &ready.persist);
+            for message in &ready.messages {
+                self.transmit(message.clone());
+            }
+            self.apply(id, &ready);
+            self.raft_mut(id).expect("up").advance(ready);
+            self.maybe_snapshot(id);
+        }
+    }
+
+    fn persist(&mut self, id: NodeId, persist: &Persist) {
+        let raft = self.raft(id).expect("up");
+        if let Some(first) = persist.entries.first() {
+            let prev_term = if persist.snapshot.is_some() {
+                persist.snapshot.as_ref().map(|snapshot| snapshot.meta.last.term)
+            } else {
+                raft.log().store().term(first.index.prev()).ok()
+            };
+            self.checker.on_entries_persisted(&persist.entries, prev_term);
+        }
+        self.raft_mut(id).expect("up").store_mut().persist(persist);
+    }
+
+    fn transmit(&mut self, message: Message) {
+        let delays = self.network.transmit(&message, &mut self.rng);
+        for delay in delays {
+            self.schedule(delay, Event::Deliver(message.clone()));
+        }
+    }
+
+    fn apply(&mut self, id: NodeId, ready: &Ready) {
+        if let Some(snapshot) = &ready.persist.snapshot {
+            let index = snapshot.meta.last.index;
+            let replica = self.replicas.get_mut(&id).expect("replica");
+            replica.app = App::restore(&snapshot.data, index);
+            let log = self.applied_logs.entry(id).or_default();
+            for (&index, value) in &replica.app.values {
+                log.insert(index, value.clone());
+            }
+            self.checker.on_state_restored(id, index);
+        }
+        for entry in &ready.committed {
+            self.apply_entry(id, entry);
+        }
+    }
+
+    fn apply_entry(&mut self, id: NodeId, entry: &Entry) {
+        self.checker.on_applied(id, entry);
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        replica.app.applied = entry.index;
+        if let EntryPayload::Normal(data) = &entry.payload {
+            replica.app.values.insert(entry.index, data.clone());
+            let log = self.applied_logs.entry(id).or_default();
+            if let Some(previous) = log.get(&entry.index) {
+                assert_eq!(previous, data, "{id} re-applied a different value at {}", entry.index);
+            }
+            log.insert(entry.index, data.clone());
+            if self.proposals.get(&(id, entry.index)) == Some(data) {
+                self.proposals.remove(&(id, entry.index));
+                self.acks.push(Ack {
+                    index: entry.index,
+                    data: data.clone(),
+                });
+            }
+        }
+    }
+
+    fn maybe_snapshot(&mut self, id: NodeId) {
+        let Some(interval) = self.snapshot_interval else { return };
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        let raft = replica.raft.as_mut().expect("up");
+        let applied = raft.log().applied();
+        let snapshot_index = raft.log().first_index().prev();
+        if applied.0 >= snapshot_index.0 + interval {
+            let data = replica.app.snapshot();
+            raft.compact(applied, data).expect("compact at the applied index");
+            self.drive(id);
+        }
+    }
+
+    fn crash_during(&mut self, id: NodeId, ready: Ready) {
+        // Before the sync returns any part of the write may be on disk: a prefix of the
+        // entries, with or without the hard state. Nothing was sent or acknowledged.
+        let mut persist = ready.persist.clone();
+        let keep = self.rng.random_range(0..=persist.entries.len());
+        persist.entries.truncate(keep);
+        if self.rng.random_bool(0.5) {
+            persist.hard_state = None;
+        }
+        if self.rng.random_bool(0.5) {
+            persist.compaction = None;
+        }
+        self.persist(id, &persist);
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        let raft = replica.raft.take().expect("up");
+        let disk = raft_into_disk(raft, ready);
+        replica.disk = Some(disk);
+        self.checker.on_crash(id);
+    }
+
+    /// Crashes `id`: it keeps only what it persisted.
+    pub fn crash(&mut self, id: NodeId) {
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        if let Some(raft) = replica.raft.take() {
+            replica.disk = Some(raft.into_store());
+        }
+        self.proposals.retain(|(node, _), _| *node != id);
+        self.checker.on_crash(id);
+    }
+
+    /// Crashes `id` in the middle of its next ready cycle (losing what it did not sync).
+    pub fn crash_in_next_ready(&mut self, id: NodeId) {
+        self.crash_mid_ready.insert(id);
+    }
+
+    /// Restarts a crashed `id` from its disk.
+    pub fn restart(&mut self, id: NodeId) {
+        let disk = self.replicas.get_mut(&id).and_then(|replica| replica.disk.take());
+        if let Some(disk) = disk {
+            self.add_replica(id, disk);
+        }
+    }
+
+    /// Whether `id` is up.
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.raft(id).is_some()
+    }
+
+    /// Proposes `data` at `id` (6.5840 `Start`).
+    pub fn propose(&mut self, id: NodeId, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
+        let raft = self.raft_mut(id).ok_or(ProposeError::NotLeader { leader_hint: None })?;
+        let index = raft.propose(data.clone())?;
+        self.proposals.insert((id, index), data);
+        self.drive(id);
+        Ok(index)
+    }
+
+    /// Ids of every replica.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.replicas.keys().copied().collect()
+    }
+
+    /// Replicas that are up and connected.
+    pub fn live(&self) -> Vec<NodeId> {
+        self.ids()
+            .into_iter()
+            .filter(|&id| self.is_up(id) && self.network.is_connected(id))
+            .collect()
+    }
+
+    /// The leaders among live replicas, by term.
+    pub fn leaders(&self) -> BTreeMap<Term, Vec<NodeId>> {
+        let mut leaders: BTreeMap<Term, Vec<NodeId>> = BTreeMap::new();
+        for id in self.live() {
+            let raft = self.raft(id).expect("up");
+            if raft.role() == Role::Leader {
+                leaders.entry(raft.term()).or_default().push(id);
+            }
+        }
+        leaders
+    }
+
+    /// The leader of the highest term among live replicas, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leaders().into_iter().next_back().map(|(_, ids)| ids[0])
+    }
+
+    /// How many replicas applied `index`, and the value (6.5840 `nCommitted`).
+    pub fn n_committed(&self, index: LogIndex) -> (usize, Option<Vec<u8>>) {
+        let mut count = 0;
+        let mut value = None;
+        for log in self.applied_logs.values() {
+            if let Some(found) = log.get(&index) {
+                if let Some(previous) = &value {
+                    assert_eq!(previous, found, "committed values differ at {index}");
+                }
+                count += 1;
+                value = Some(found.clone());
+            }
+        }
+        (count, value)
+    }
+
+    /// The highest index any replica applied.
+    pub fn max_applied_index(&self) -> LogIndex {
+        self.applied_logs
+            .values()
+            .filter_map(|log| log.keys().next_back().copied())
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+fn raft_into_disk(raft: RaftNode<MemLog>, ready: Ready) -> MemLog {
+    // The ready is dropped unacknowledged: the process died before it could finish.
+    drop(ready);
+    raft.into_store()
+}
