@@ -1,0 +1,205 @@
+//! Development certificates: a private cluster CA and node/client certificates made with rcgen,
+//! in memory or written to a directory with private keys at mode 0600.
+//!
+//! `flotilla certs` calls [`write_dev_certs`]; tests call [`ClusterCa::generate`] directly.
+
+use crate::error::CertError;
+use crate::identity::{ClusterId, PeerIdentity, is_label};
+use flotilla_raft::NodeId;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// How long dev certificates are valid.
+const VALIDITY_DAYS: i64 = 365;
+
+/// A certificate chain and its private key: what a node or a client presents.
+#[derive(Debug)]
+pub struct Identity {
+    /// The end-entity certificate first, then any intermediates.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The private key of the end-entity certificate.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self { cert_chain: self.cert_chain.clone(), key: self.key.clone_key() }
+    }
+}
+
+impl Identity {
+    /// Loads a PEM certificate chain and a PEM private key.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, CertError> {
+        let cert_chain = CertificateDer::pem_file_iter(cert_path)
+            .and_then(|items| items.collect::<Result<Vec<_>, _>>())
+            .map_err(|error| pem_error(cert_path, &error))?;
+        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| pem_error(key_path, &error))?;
+        Ok(Self { cert_chain, key })
+    }
+}
+
+/// Loads a PEM CA certificate (the cluster's only trust root).
+pub fn load_ca(path: &Path) -> Result<CertificateDer<'static>, CertError> {
+    CertificateDer::from_pem_file(path).map_err(|error| pem_error(path, &error))
+}
+
+/// A private cluster CA that signs node and client certificates.
+pub struct ClusterCa {
+    cluster: ClusterId,
+    certificate: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCa").field("cluster", &self.cluster).finish_non_exhaustive()
+    }
+}
+
+impl ClusterCa {
+    /// A new CA for `cluster`, with a fresh key.
+    pub fn generate(cluster: &ClusterId) -> Result<Self, CertError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, format!("Flotilla CA {cluster}"));
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        set_validity(&mut params, OffsetDateTime::now_utc());
+        let key = KeyPair::generate()?;
+        let certificate = params.self_signed(&key)?;
+        Ok(Self { cluster: cluster.clone(), certificate, key })
+    }
+
+    /// The cluster this CA signs for.
+    #[must_use]
+    pub fn cluster(&self) -> &ClusterId {
+        &self.cluster
+    }
+
+    /// The CA certificate: the one trust root every node and client loads.
+    #[must_use]
+    pub fn certificate(&self) -> CertificateDer<'static> {
+        self.certificate.der().clone()
+    }
+
+    /// A node certificate with SAN `node-<id>.<cluster>`, valid for a year from now.
+    pub fn node_identity(&self, node: NodeId) -> Result<Identity, CertError> {
+        let identity = PeerIdentity::Node { node, cluster: self.cluster.clone() };
+        let now = OffsetDateTime::now_utc();
+        self.sign(&identity.san(), now - Duration::hours(1), now + Duration::days(VALIDITY_DAYS))
+    }
+
+    /// A client certificate with SAN `client-<name>.<cluster>`, valid for a year from now.
+    pub fn client_identity(&self, name: &str) -> Result<Identity, CertError> {
+        if !is_label(name) {
+            return Err(CertError::BadClientName { name: name.to_owned() });
+        }
+        let identity = PeerIdentity::Client { name: name.to_owned(), cluster: self.cluster.clone() };
+        let now = OffsetDateTime::now_utc();
+        self.sign(&identity.san(), now - Duration::hours(1), now + Duration::days(VALIDITY_DAYS))
+    }
+
+    /// A certificate for any SAN and validity window (tests use it for expired or foreign certs).
+    pub fn sign(&self, san: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Identity, CertError> {
+        let (certificate, key) = self.sign_pem(san, not_before, not_after)?;
+        let key = PrivateKeyDer::try_from(key.serialize_der())
+            .map_err(|reason| CertError::Pem { path: PathBuf::new(), reason: reason.to_owned() })?;
+        Ok(Identity { cert_chain: vec![certificate.der().clone()], key })
+    }
+
+    fn sign_pem(&self, san: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<(rcgen::Certificate, KeyPair), CertError> {
+        let mut params = CertificateParams::new(vec![san.to_owned()])?;
+        params.distinguished_name.push(DnType::CommonName, san);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = extended_key_usages(san);
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let key = KeyPair::generate()?;
+        let certificate = params.signed_by(&key, &self.certificate, &self.key)?;
+        Ok((certificate, key))
+    }
+
+    fn pem_pair(&self) -> (String, String) {
+        (self.certificate.pem(), self.key.serialize_pem())
+    }
+}
+
+/// Nodes act as TLS server and client; clients only as TLS client, so their certificates cannot
+/// serve as a node's server certificate.
+fn extended_key_usages(san: &str) -> Vec<ExtendedKeyUsagePurpose> {
+    match PeerIdentity::from_san(san) {
+        Some(PeerIdentity::Client { .. }) => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        _ => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+    }
+}
+
+fn set_validity(params: &mut CertificateParams, now: OffsetDateTime) {
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(VALIDITY_DAYS);
+}
+
+/// The files [`write_dev_certs`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevCertFiles {
+    /// `ca.pem`, the trust root.
+    pub ca_certificate: PathBuf,
+    /// `ca.key`, needed only to sign more certificates.
+    pub ca_key: PathBuf,
+    /// `(node-<id>.pem, node-<id>.key)` per node.
+    pub nodes: Vec<(NodeId, PathBuf, PathBuf)>,
+    /// `(client-<name>.pem, client-<name>.key)` per client.
+    pub clients: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// Creates a CA and one certificate per node and client in `dir` (created if missing); every
+/// private key is written with mode 0600.
+pub fn write_dev_certs(dir: &Path, cluster: &ClusterId, nodes: &[NodeId], clients: &[&str]) -> Result<DevCertFiles, CertError> {
+    std::fs::create_dir_all(dir).map_err(|source| CertError::Io { path: dir.to_owned(), source })?;
+    let ca = ClusterCa::generate(cluster)?;
+    let (ca_pem, ca_key_pem) = ca.pem_pair();
+    let ca_certificate = write_file(&dir.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
+    let ca_key = write_file(&dir.join("ca.key"), ca_key_pem.as_bytes(), 0o600)?;
+    let mut files = DevCertFiles { ca_certificate, ca_key, nodes: Vec::new(), clients: Vec::new() };
+    for node in nodes {
+        let san = PeerIdentity::Node { node: *node, cluster: cluster.clone() }.san();
+        let (cert, key) = write_identity(dir, &format!("node-{}", node.0), &ca, &san)?;
+        files.nodes.push((*node, cert, key));
+    }
+    for name in clients {
+        if !is_label(name) {
+            return Err(CertError::BadClientName { name: (*name).to_owned() });
+        }
+        let san = PeerIdentity::Client { name: (*name).to_owned(), cluster: cluster.clone() }.san();
+        let (cert, key) = write_identity(dir, &format!("client-{name}"), &ca, &san)?;
+        files.clients.push(((*name).to_owned(), cert, key));
+    }
+    Ok(files)
+}
+
+fn write_identity(dir: &Path, stem: &str, ca: &ClusterCa, san: &str) -> Result<(PathBuf, PathBuf), CertError> {
+    let now = OffsetDateTime::now_utc();
+    let (certificate, key) = ca.sign_pem(san, now - Duration::hours(1), now + Duration::days(VALIDITY_DAYS))?;
+    let cert = write_file(&dir.join(format!("{stem}.pem")), certificate.pem().as_bytes(), 0o644)?;
+    let key = write_file(&dir.join(format!("{stem}.key")), key.serialize_pem().as_bytes(), 0o600)?;
+    Ok((cert, key))
+}
+
+/// Writes `bytes` to `path` with `mode`, restricting the mode before any byte is written.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, CertError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io_error = |source| CertError::Io { path: path.to_owned(), source };
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).map_err(io_error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error)?;
+    file.write_all(bytes).map_err(io_error)?;
+    file.sync_all().map_err(io_error)?;
+    Ok(path.to_owned())
+}
+
+fn pem_error(path: &Path, error: &rustls_pki_types::pem::Error) -> CertError {
+    CertError::Pem { path: path.to_owned(), reason: error.to_string() }
+}

@@ -1,0 +1,148 @@
+//! Every limit of the transport in one struct, checked by `validate()` before anything starts.
+
+use crate::backoff::BackoffPolicy;
+use crate::error::ConfigError;
+use crate::frame::HEADER_BYTES;
+use std::time::Duration;
+
+/// The largest frame any configuration may allow: a frame is buffered whole before decoding.
+pub const FRAME_BYTES_LIMIT: u32 = 1 << 30;
+/// The largest queue any configuration may ask for.
+pub const QUEUE_LENGTH_LIMIT: usize = 1 << 20;
+
+const _: () = assert!(HEADER_BYTES < 64);
+const _: () = assert!(FRAME_BYTES_LIMIT as u64 <= u32::MAX as u64);
+
+/// The transport's limits, in bytes, counts and milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// The largest frame accepted or sent, header included; checked before allocating.
+    pub frame_bytes_max: u32,
+    /// Batches queued per peer and per stream class before new ones are dropped.
+    pub outbound_queue_batches: usize,
+    /// Batches received but not yet taken by the Raft loop; a full queue pushes back on peers.
+    pub inbound_queue_batches: usize,
+    /// Accepted client connections waiting for the application; more are refused.
+    pub client_queue_connections: usize,
+    /// How long a QUIC + TLS handshake may take.
+    pub handshake_timeout_ms: u64,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Keep-alive interval; must be well under `idle_timeout_ms`.
+    pub keep_alive_interval_ms: u64,
+    /// Concurrent unidirectional streams a peer may open (Raft + snapshot + slack).
+    pub peer_uni_streams_max: u32,
+    /// Concurrent bidirectional streams a client may open (one per request in flight).
+    pub client_bidi_streams_max: u32,
+    /// The first reconnect delay.
+    pub reconnect_delay_ms_base: u64,
+    /// The longest reconnect delay.
+    pub reconnect_delay_ms_max: u64,
+    /// Up to this percentage of each delay is removed at random, so peers do not redial in step.
+    pub reconnect_jitter_percent: u8,
+    /// Seed of the jitter sequence (mixed with the node id).
+    pub reconnect_jitter_seed: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        Self {
+            frame_bytes_max: 16 << 20,
+            outbound_queue_batches: 1024,
+            inbound_queue_batches: 4096,
+            client_queue_connections: 64,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 10_000,
+            keep_alive_interval_ms: 2_000,
+            peer_uni_streams_max: 8,
+            client_bidi_streams_max: 256,
+            reconnect_delay_ms_base: 50,
+            reconnect_delay_ms_max: 5_000,
+            reconnect_jitter_percent: 25,
+            reconnect_jitter_seed: 0x5eed,
+        }
+    }
+}
+
+impl TransportConfig {
+    /// Checks every limit and every relation between limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.frame_bytes_max as usize > HEADER_BYTES, "frame_bytes_max must exceed the frame header")?;
+        check(self.frame_bytes_max <= FRAME_BYTES_LIMIT, "frame_bytes_max must be at most 1 GiB")?;
+        check_queue(self.outbound_queue_batches, "outbound_queue_batches")?;
+        check_queue(self.inbound_queue_batches, "inbound_queue_batches")?;
+        check_queue(self.client_queue_connections, "client_queue_connections")?;
+        check(self.handshake_timeout_ms > 0, "handshake_timeout_ms must be positive")?;
+        check(
+            self.keep_alive_interval_ms > 0 && self.keep_alive_interval_ms < self.idle_timeout_ms,
+            "keep_alive_interval_ms must be positive and below idle_timeout_ms",
+        )?;
+        check(self.peer_uni_streams_max >= 2, "peer_uni_streams_max must allow the Raft and snapshot streams")?;
+        check(self.client_bidi_streams_max >= 1, "client_bidi_streams_max must be at least 1")?;
+        check(self.reconnect_delay_ms_base > 0, "reconnect_delay_ms_base must be positive")?;
+        check(
+            self.reconnect_delay_ms_base <= self.reconnect_delay_ms_max,
+            "reconnect_delay_ms_base must not exceed reconnect_delay_ms_max",
+        )?;
+        check(self.reconnect_jitter_percent <= 100, "reconnect_jitter_percent must be at most 100")
+    }
+
+    /// The reconnect policy these limits describe.
+    #[must_use]
+    pub fn backoff(&self) -> BackoffPolicy {
+        BackoffPolicy {
+            delay_base: Duration::from_millis(self.reconnect_delay_ms_base),
+            delay_max: Duration::from_millis(self.reconnect_delay_ms_max),
+            jitter_percent: self.reconnect_jitter_percent,
+        }
+    }
+}
+
+fn check(holds: bool, reason: &str) -> Result<(), ConfigError> {
+    if holds {
+        Ok(())
+    } else {
+        Err(ConfigError { reason: reason.to_owned() })
+    }
+}
+
+fn check_queue(length: usize, name: &str) -> Result<(), ConfigError> {
+    check(
+        length > 0 && length <= QUEUE_LENGTH_LIMIT,
+        &format!("{name} must be between 1 and {QUEUE_LENGTH_LIMIT}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert_eq!(TransportConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_broken_limit_is_refused_with_a_sentence() {
+        let broken: Vec<fn(&mut TransportConfig)> = vec![
+            |c| c.frame_bytes_max = 3,
+            |c| c.frame_bytes_max = FRAME_BYTES_LIMIT + 1,
+            |c| c.outbound_queue_batches = 0,
+            |c| c.inbound_queue_batches = QUEUE_LENGTH_LIMIT + 1,
+            |c| c.client_queue_connections = 0,
+            |c| c.handshake_timeout_ms = 0,
+            |c| c.keep_alive_interval_ms = c.idle_timeout_ms,
+            |c| c.peer_uni_streams_max = 1,
+            |c| c.client_bidi_streams_max = 0,
+            |c| c.reconnect_delay_ms_base = 0,
+            |c| c.reconnect_delay_ms_max = c.reconnect_delay_ms_base - 1,
+            |c| c.reconnect_jitter_percent = 101,
+        ];
+        for (case, breaker) in broken.iter().enumerate() {
+            let mut config = TransportConfig::default();
+            breaker(&mut config);
+            let error = config.validate().expect_err("a broken limit must be refused");
+            assert!(error.reason.contains("must"), "case {case}: {error}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Transport counters: lock-free atomics updated on the hot path, read as one snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// The live counters of one transport; every field only grows.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// The counters at one moment.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CounterSnapshot {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Reads every counter (each read is atomic; the set is not one atomic cut).
+            #[must_use]
+            pub fn snapshot(&self) -> CounterSnapshot {
+                CounterSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters!(
+    /// Batches written to a peer's stream (or handed to a peer's inbound queue in memory).
+    batches_sent,
+    /// Batches accepted from peers and queued for the Raft loop.
+    batches_received,
+    /// Batches dropped because the peer's outbound queue was full (slow or down peer).
+    dropped_queue_full,
+    /// Batches dropped because their destination was not a known peer or was down.
+    dropped_unreachable,
+    /// Batches dropped because their `from` was not the node named by the peer's certificate.
+    dropped_bad_sender,
+    /// Batches dropped because their `to` was not this node.
+    dropped_misaddressed,
+    /// Batches lost because the stream failed while writing them.
+    dropped_connection_lost,
+    /// Batches dropped because they encode to more than `frame_bytes_max`.
+    dropped_oversized,
+    /// Malformed or oversized frames received; each closed its connection.
+    frames_malformed,
+    /// Inbound connections refused (failed handshake, wrong certificate, wrong protocol).
+    connections_refused,
+    /// Connections established with peers, in either direction.
+    connections_established,
+    /// Outbound connection attempts that failed.
+    connect_failures,
+);
+
+impl Counters {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl CounterSnapshot {
+    /// Every batch dropped, for any reason.
+    #[must_use]
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_queue_full
+            + self.dropped_unreachable
+            + self.dropped_bad_sender
+            + self.dropped_misaddressed
+            + self.dropped_connection_lost
+            + self.dropped_oversized
+    }
+}

@@ -1,0 +1,226 @@
+//! The QUIC transport of one node: one quinn endpoint (server and client), the accept loop that
+//! sorts incoming connections into peers and clients, and the `Transport` implementation.
+
+use crate::client::ClientConnection;
+use crate::config::TransportConfig;
+use crate::counters::{CounterSnapshot, Counters};
+use crate::error::{ConnectError, SendError};
+use crate::identity::PeerIdentity;
+use crate::inbound::{Inbound, inbound_queue};
+use crate::peer::{LinkContext, PeerLink};
+use crate::streams::{self, InboundContext};
+use crate::tls::{self, ALPN_CLIENT, ALPN_RAFT, TlsSetup};
+use crate::Transport;
+use flotilla_raft::{Batch, NodeId};
+use parking_lot::Mutex;
+use quinn::{Connection, Endpoint, Incoming};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// The application error code of a refused connection.
+pub const CLOSE_REFUSED: u32 = 0x46_02;
+/// The application error code of an orderly shutdown.
+pub const CLOSE_SHUTDOWN: u32 = 0x46_00;
+
+#[derive(Debug)]
+struct Shared {
+    tls: TlsSetup,
+    config: TransportConfig,
+    links: Mutex<HashMap<NodeId, PeerLink>>,
+    link_context: LinkContext,
+    clients: mpsc::Sender<ClientConnection>,
+}
+
+/// A node's QUIC transport. Start it inside a tokio runtime with [`QuicTransport::bind`], tell
+/// it the peers with [`QuicTransport::add_peer`], then `send`/`recv` batches; client
+/// connections arrive through [`QuicTransport::accept_client`].
+#[derive(Debug)]
+pub struct QuicTransport {
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    inbound: Inbound,
+    clients: tokio::sync::Mutex<mpsc::Receiver<ClientConnection>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl QuicTransport {
+    /// Binds the endpoint of node `local` on `address` (port 0 picks one) and starts accepting.
+    pub async fn bind(local: NodeId, address: SocketAddr, tls: TlsSetup, config: TransportConfig) -> Result<Self, ConnectError> {
+        config.validate()?;
+        check_own_identity(local, &tls)?;
+        let endpoint = Endpoint::server(tls.server_config(&config)?, address)?;
+        let (queue, inbound) = inbound_queue(config.inbound_queue_batches);
+        let (clients_tx, clients_rx) = mpsc::channel(config.client_queue_connections);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let inbound_context = InboundContext { local, frame_bytes_max: config.frame_bytes_max, counters, queue };
+        let link_context = LinkContext {
+            endpoint: endpoint.clone(),
+            client_config: tls.peer_client_config(&config)?,
+            cluster: tls.cluster.clone(),
+            inbound: inbound_context,
+            queue_batches: config.outbound_queue_batches,
+            handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
+            backoff: config.backoff(),
+            jitter_seed: config.reconnect_jitter_seed,
+            shutdown: shutdown_rx,
+        };
+        let shared = Arc::new(Shared { tls, config, links: Mutex::new(HashMap::new()), link_context, clients: clients_tx });
+        tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
+        let clients = tokio::sync::Mutex::new(clients_rx);
+        Ok(Self { shared, endpoint, inbound, clients, shutdown })
+    }
+
+    /// The address the endpoint listens on.
+    pub fn local_address(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Adds peer `node` at `address`, or moves it there; must run inside the tokio runtime.
+    pub fn add_peer(&self, node: NodeId, address: SocketAddr) {
+        let mut links = self.shared.links.lock();
+        match links.get(&node) {
+            Some(link) => link.set_address(address),
+            None => {
+                links.insert(node, PeerLink::start(&self.shared.link_context, node, address));
+            }
+        }
+    }
+
+    /// Waits for the next accepted client connection (`flotilla-client/1`); `None` after shutdown.
+    pub async fn accept_client(&self) -> Option<ClientConnection> {
+        self.clients.lock().await.recv().await
+    }
+
+    /// Closes every connection, stops every task and waits (briefly) for the peers to be told.
+    pub async fn shutdown(self) {
+        self.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+
+    fn stop(&self) {
+        self.shutdown.send_replace(true);
+        self.shared.links.lock().clear();
+        self.endpoint.close(CLOSE_SHUTDOWN.into(), b"shutdown");
+    }
+}
+
+impl Drop for QuicTransport {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Transport for QuicTransport {
+    fn node_id(&self) -> NodeId {
+        self.shared.link_context.inbound.local
+    }
+
+    fn send(&self, batch: Batch) -> Result<(), SendError> {
+        let local = self.node_id();
+        if batch.from != local {
+            return Err(SendError::NotFromThisNode { from: batch.from, local });
+        }
+        let to = batch.to;
+        let outcome = match self.shared.links.lock().get(&to) {
+            Some(link) => link.enqueue(batch),
+            None => Err(SendError::UnknownPeer { to }),
+        };
+        let counters = &self.shared.link_context.inbound.counters;
+        match outcome {
+            Err(SendError::QueueFull { .. }) => Counters::bump(&counters.dropped_queue_full),
+            Err(_) => Counters::bump(&counters.dropped_unreachable),
+            Ok(()) => {}
+        }
+        outcome
+    }
+
+    fn try_recv(&self) -> Option<Batch> {
+        self.inbound.try_recv()
+    }
+
+    async fn recv(&self) -> Option<Batch> {
+        self.inbound.recv().await
+    }
+
+    fn counters(&self) -> CounterSnapshot {
+        self.shared.link_context.inbound.counters.snapshot()
+    }
+}
+
+fn check_own_identity(local: NodeId, tls: &TlsSetup) -> Result<(), ConnectError> {
+    let expected = PeerIdentity::Node { node: local, cluster: tls.cluster.clone() };
+    let certificate = tls.identity.cert_chain.first().ok_or(crate::error::TlsError::NoCertificate)?;
+    let found = PeerIdentity::from_certificate(certificate).map_err(crate::error::TlsError::from)?;
+    if found == expected {
+        Ok(())
+    } else {
+        Err(ConnectError::NotThisNode { local, found: found.to_string() })
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(handle_incoming(Arc::clone(&shared), incoming));
+    }
+}
+
+/// Runs the handshake of one incoming connection and hands it to the peer or client side.
+async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming) {
+    let remote = incoming.remote_address();
+    let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
+    let connection = match tokio::time::timeout(timeout, incoming).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => return shared.refused(remote, &error.to_string()),
+        Err(_) => return shared.refused(remote, "the handshake timed out"),
+    };
+    let identity = match tls::peer_identity(&connection) {
+        Ok(identity) if identity.cluster() == &shared.tls.cluster => identity,
+        Ok(identity) => return shared.refuse(&connection, &format!("{identity} is of another cluster")),
+        Err(error) => return shared.refuse(&connection, &error.to_string()),
+    };
+    match (tls::negotiated_alpn(&connection).as_deref(), identity) {
+        (Some(ALPN_RAFT), PeerIdentity::Node { node, .. }) => shared.serve_peer(connection, node),
+        (Some(ALPN_RAFT), client) => shared.refuse(&connection, &format!("{client} is not a node")),
+        (Some(ALPN_CLIENT), identity) => shared.queue_client(connection, identity),
+        (_, identity) => shared.refuse(&connection, &format!("{identity} spoke no known protocol")),
+    }
+}
+
+impl Shared {
+    fn counters(&self) -> &Counters {
+        &self.link_context.inbound.counters
+    }
+
+    fn refused(&self, remote: SocketAddr, reason: &str) {
+        Counters::bump(&self.counters().connections_refused);
+        tracing::warn!(%remote, reason, "refused a connection");
+    }
+
+    fn refuse(&self, connection: &Connection, reason: &str) {
+        self.refused(connection.remote_address(), reason);
+        connection.close(CLOSE_REFUSED.into(), b"refused");
+    }
+
+    /// Reads the peer's streams and, when the peer is the dialing side, sends on this connection.
+    fn serve_peer(&self, connection: Connection, node: NodeId) {
+        Counters::bump(&self.counters().connections_established);
+        tracing::info!(peer = %node, "accepted a peer connection");
+        if node < self.link_context.inbound.local {
+            if let Some(link) = self.links.lock().get(&node) {
+                link.offer(connection.clone());
+            }
+        }
+        tokio::spawn(streams::serve_inbound(self.link_context.inbound.clone(), connection, node));
+    }
+
+    fn queue_client(&self, connection: Connection, identity: PeerIdentity) {
+        let client = ClientConnection::new(connection.clone(), identity, self.config.frame_bytes_max);
+        if self.clients.try_send(client).is_err() {
+            self.refuse(&connection, "the client queue is full");
+        }
+    }
+}

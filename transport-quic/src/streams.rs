@@ -1,0 +1,216 @@
+//! Raft batches and snapshot chunks on separate persistent QUIC streams: frame IO on quinn
+//! streams, the per-class writer task, and the reader that checks each batch's sender.
+//!
+//! A batch is split by `split_batch`: snapshot chunks go to the snapshot stream, everything else
+//! (votes, appends, heartbeats) to the Raft stream. Each stream has its own queue and writer
+//! task and QUIC flow-controls streams independently, so a multi-megabyte snapshot never sits in
+//! front of a heartbeat. Order is kept per stream, not across the two.
+
+use crate::counters::Counters;
+use crate::error::{FrameError, StreamError};
+use crate::frame::{self, FrameKind, HEADER_BYTES};
+use flotilla_raft::{Batch, NodeId};
+use quinn::{Connection, ReadExactError, RecvStream, SendStream};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+/// The application error code a connection is closed with after a malformed frame.
+pub const CLOSE_MALFORMED_FRAME: u32 = 0x46_01;
+/// Buffers above this are shrunk back after use, so one snapshot does not pin memory per stream.
+const BUFFER_BYTES_KEPT: usize = 1 << 20;
+
+/// Splits a batch into its Raft part and its snapshot-chunk part; empty parts are `None`.
+#[must_use]
+pub fn split_batch(batch: Batch) -> (Option<Batch>, Option<Batch>) {
+    if !batch.messages.iter().any(|m| m.message.is_snapshot_chunk()) {
+        return (Some(batch).filter(|b| !b.is_empty()), None);
+    }
+    let mut snapshot = Batch::new(batch.from, batch.to);
+    let mut raft = batch;
+    let (chunks, rest) = raft.messages.drain(..).partition(|m| m.message.is_snapshot_chunk());
+    snapshot.messages = chunks;
+    raft.messages = rest;
+    (Some(raft).filter(|b| !b.is_empty()), Some(snapshot))
+}
+
+/// Reads one frame of `kind`; `Ok(None)` when the stream ends cleanly between frames.
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut RecvStream,
+    kind: FrameKind,
+    frame_bytes_max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<Option<T>, StreamError> {
+    let mut header = [0u8; HEADER_BYTES];
+    match recv.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(error) => return Err(read_error(error, HEADER_BYTES)),
+    }
+    let header = frame::decode_header(&header, frame_bytes_max)?;
+    frame::check_kind(header, kind)?;
+    let payload_bytes = header.payload_bytes as usize;
+    buf.clear();
+    buf.resize(payload_bytes, 0);
+    recv.read_exact(buf).await.map_err(|error| read_error(error, payload_bytes))?;
+    let value = frame::decode_payload(buf);
+    if buf.capacity() > BUFFER_BYTES_KEPT {
+        *buf = Vec::new();
+    }
+    Ok(Some(value?))
+}
+
+fn read_error(error: ReadExactError, needed: usize) -> StreamError {
+    match error {
+        ReadExactError::FinishedEarly(available) => frame::truncated(needed, available).into(),
+        ReadExactError::ReadError(error) => error.into(),
+    }
+}
+
+/// Encodes `value` into `buf` and writes it as one frame.
+pub async fn write_frame<T: Serialize>(
+    send: &mut SendStream,
+    kind: FrameKind,
+    value: &T,
+    frame_bytes_max: u32,
+    buf: &mut Vec<u8>,
+) -> Result<(), StreamError> {
+    buf.clear();
+    frame::encode(kind, value, frame_bytes_max, buf)?;
+    send.write_all(buf).await?;
+    if buf.capacity() > BUFFER_BYTES_KEPT {
+        *buf = Vec::new();
+    }
+    Ok(())
+}
+
+/// What a reader needs to check and hand over inbound batches.
+#[derive(Debug, Clone)]
+pub(crate) struct InboundContext {
+    pub(crate) local: NodeId,
+    pub(crate) frame_bytes_max: u32,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) queue: mpsc::Sender<Batch>,
+}
+
+/// Accepts the peer's streams on `connection` and reads batches from each until it closes.
+pub(crate) async fn serve_inbound(context: InboundContext, connection: Connection, peer: NodeId) {
+    while let Ok(recv) = connection.accept_uni().await {
+        tokio::spawn(read_batches(context.clone(), connection.clone(), peer, recv));
+    }
+}
+
+async fn read_batches(context: InboundContext, connection: Connection, peer: NodeId, mut recv: RecvStream) {
+    let mut buf = Vec::new();
+    loop {
+        match read_frame::<Batch>(&mut recv, FrameKind::RaftBatch, context.frame_bytes_max, &mut buf).await {
+            Ok(Some(batch)) => {
+                if !context.accept(peer, batch).await {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(StreamError::Frame(error)) => return close_malformed(&context, &connection, peer, &error),
+            Err(error) => return tracing::debug!(%peer, %error, "inbound stream ended"),
+        }
+    }
+}
+
+fn close_malformed(context: &InboundContext, connection: &Connection, peer: NodeId, error: &FrameError) {
+    Counters::bump(&context.counters.frames_malformed);
+    tracing::error!(%peer, %error, "closing the connection: the peer sent a malformed frame");
+    connection.close(CLOSE_MALFORMED_FRAME.into(), b"malformed frame");
+}
+
+impl InboundContext {
+    /// Checks a batch against the certificate's node id and this node; queues it if it passes.
+    /// Returns false once the Raft loop is gone.
+    async fn accept(&self, peer: NodeId, batch: Batch) -> bool {
+        if batch.from != peer {
+            Counters::bump(&self.counters.dropped_bad_sender);
+            tracing::warn!(%peer, claimed = %batch.from, "dropped a batch whose sender is not the certificate's node");
+            return true;
+        }
+        if batch.to != self.local {
+            Counters::bump(&self.counters.dropped_misaddressed);
+            tracing::warn!(%peer, to = %batch.to, "dropped a batch addressed to another node");
+            return true;
+        }
+        let queued = self.queue.send(batch).await.is_ok();
+        if queued {
+            Counters::bump(&self.counters.batches_received);
+        }
+        queued
+    }
+}
+
+enum Pump {
+    QueueClosed,
+    ConnectionChanged,
+    WriteFailed,
+}
+
+/// Writes the batches of one stream class to the current connection to one peer, reopening
+/// the stream on each new connection; exits when the queue or the connection slot closes.
+pub(crate) async fn run_writer(
+    counters: Arc<Counters>,
+    frame_bytes_max: u32,
+    mut queue: mpsc::Receiver<Batch>,
+    mut slot: watch::Receiver<Option<Connection>>,
+) {
+    let mut buf = Vec::new();
+    while let Some(connection) = wait_for_connection(&mut slot).await {
+        let outcome = match connection.open_uni().await {
+            Ok(mut send) => pump(&counters, frame_bytes_max, &mut queue, &mut slot, &mut send, &mut buf).await,
+            Err(_) => Pump::WriteFailed,
+        };
+        match outcome {
+            Pump::QueueClosed => return,
+            Pump::ConnectionChanged => {}
+            Pump::WriteFailed if slot.changed().await.is_err() => return,
+            Pump::WriteFailed => {}
+        }
+    }
+}
+
+async fn pump(
+    counters: &Counters,
+    frame_bytes_max: u32,
+    queue: &mut mpsc::Receiver<Batch>,
+    slot: &mut watch::Receiver<Option<Connection>>,
+    send: &mut SendStream,
+    buf: &mut Vec<u8>,
+) -> Pump {
+    loop {
+        let batch = tokio::select! {
+            biased;
+            changed = slot.changed() => return if changed.is_ok() { Pump::ConnectionChanged } else { Pump::QueueClosed },
+            batch = queue.recv() => batch,
+        };
+        let Some(batch) = batch else { return Pump::QueueClosed };
+        match write_frame(send, FrameKind::RaftBatch, &batch, frame_bytes_max, buf).await {
+            Ok(()) => Counters::bump(&counters.batches_sent),
+            Err(StreamError::Frame(error)) => {
+                Counters::bump(&counters.dropped_oversized);
+                tracing::error!(to = %batch.to, %error, "dropped a batch that does not fit in a frame");
+            }
+            Err(error) => {
+                Counters::bump(&counters.dropped_connection_lost);
+                tracing::debug!(to = %batch.to, %error, "lost a batch: the stream failed");
+                return Pump::WriteFailed;
+            }
+        }
+    }
+}
+
+/// Waits until the slot holds an open connection; `None` when the slot's owner is gone.
+async fn wait_for_connection(slot: &mut watch::Receiver<Option<Connection>>) -> Option<Connection> {
+    loop {
+        let current = slot.borrow_and_update().clone();
+        if let Some(connection) = current.filter(|c| c.close_reason().is_none()) {
+            return Some(connection);
+        }
+        slot.changed().await.ok()?;
+    }
+}
