@@ -1,1 +1,22 @@
-//! Placeholder: this crate is being built.
+//! One write-ahead log for all Raft groups of a node, the KV state machine each group applies,
+//! and the immutable snapshot files a lagging follower receives. Every write is one `write` and
+//! one `fdatasync` shared by concurrent callers; a torn tail is truncated and reported, any other
+//! corruption stops recovery with an error naming the file and offset.
+#![deny(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod config;
+pub mod crash;
+pub mod error;
+pub mod file;
+pub mod kv;
+pub mod log;
+mod mmap;
+pub mod snapshot;
+
+pub use config::LogConfig;
+pub use crash::{CrashFile, CrashFs};
+pub use error::{ConfigError, RecordError, RecoveryError, SnapshotError, WriteError};
+pub use file::{FileSystem, RealFs, SegmentFile};
+
+pub use log::{GroupLog, LogEngine, RecoveryReport, TornTail, WriteBatch, WriteStats};

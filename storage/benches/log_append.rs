@@ -1,0 +1,2 @@
+//! Placeholder until the log append benchmark lands.
+fn main() {}

@@ -1,0 +1,113 @@
+//! Every limit of the log engine in one place, checked once by `validate()` when opening.
+
+use crate::error::ConfigError;
+use crate::log::record::HEADER_BYTES;
+
+/// The size of the header at the start of every segment file.
+pub const SEGMENT_HEADER_BYTES: u64 = 32;
+
+/// The limits and policies of a `LogEngine`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// The size of one segment file; new segments are preallocated to this size.
+    pub segment_bytes_max: u64,
+    /// The largest payload a single record may carry (one entry, one hard state, one marker).
+    pub record_bytes_max: u64,
+    /// The most bytes written between two syncs. Recovery treats a bad record as a torn tail
+    /// only if it lies within this distance of the end of the newest segment.
+    pub sync_bytes_max: u64,
+    /// The most write calls that may wait for the group commit at once (a bounded queue).
+    pub pending_writes_max: usize,
+    /// Whether to `set_len` new segments to `segment_bytes_max` up front, so appends overwrite
+    /// allocated blocks instead of growing the file.
+    pub preallocate: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: 64 << 20,
+            record_bytes_max: 8 << 20,
+            sync_bytes_max: 16 << 20,
+            pending_writes_max: 1024,
+            preallocate: true,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Small limits for tests: segments roll over every few records.
+    #[must_use]
+    pub fn small_for_tests() -> Self {
+        Self {
+            segment_bytes_max: 16 << 10,
+            record_bytes_max: 4 << 10,
+            sync_bytes_max: 8 << 10,
+            pending_writes_max: 64,
+            preallocate: true,
+        }
+    }
+
+    /// Checks the limits against each other.
+    ///
+    /// # Errors
+    /// A sentence naming the first limit that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let record_bytes_total = self.record_bytes_max + HEADER_BYTES as u64;
+        if self.record_bytes_max == 0 {
+            return Err(ConfigError::RecordBytesMaxZero);
+        }
+        if SEGMENT_HEADER_BYTES + record_bytes_total > self.segment_bytes_max {
+            return Err(ConfigError::RecordDoesNotFitSegment {
+                record_bytes_max: self.record_bytes_max,
+                segment_bytes_max: self.segment_bytes_max,
+            });
+        }
+        if self.sync_bytes_max < record_bytes_total {
+            return Err(ConfigError::SyncSmallerThanRecord {
+                sync_bytes_max: self.sync_bytes_max,
+                record_bytes_max: self.record_bytes_max,
+            });
+        }
+        if self.segment_bytes_max > u64::from(u32::MAX) {
+            return Err(ConfigError::SegmentTooLarge(self.segment_bytes_max));
+        }
+        if self.pending_writes_max == 0 {
+            return Err(ConfigError::PendingWritesMaxZero);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_and_test_configs_are_valid() {
+        LogConfig::default().validate().unwrap();
+        LogConfig::small_for_tests().validate().unwrap();
+    }
+
+    #[test]
+    fn record_larger_than_segment_is_rejected() {
+        let config = LogConfig {
+            record_bytes_max: 1 << 20,
+            segment_bytes_max: 1 << 20,
+            ..LogConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::RecordDoesNotFitSegment { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_pending_writes_is_rejected() {
+        let config = LogConfig {
+            pending_writes_max: 0,
+            ..LogConfig::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::PendingWritesMaxZero));
+    }
+}

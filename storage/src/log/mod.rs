@@ -1,0 +1,282 @@
+//! `LogEngine`: one write-ahead log for every Raft group of a node. Callers on any thread
+//! `write` batches (one write and one `fdatasync` shared by everyone writing at that moment);
+//! each group reads its log through a `GroupLog`, which implements `flotilla_raft::LogReader`.
+//!
+//! Calling order: `open` (recovery) once; then `write` and `group(..)` reads from any thread;
+//! `gc` whenever convenient to delete segments no group needs.
+
+mod active;
+mod batch;
+pub mod body;
+mod commit;
+mod gc;
+mod index;
+mod reader;
+pub mod record;
+mod recovery;
+mod segment;
+mod snapfile;
+mod validate;
+
+pub use batch::WriteBatch;
+pub use commit::WriteStats;
+pub use gc::GcStats;
+pub use reader::GroupLog;
+pub use recovery::{RecoveryReport, TornTail};
+
+use crate::config::LogConfig;
+use crate::error::{RecoveryError, WriteError};
+use crate::file::{FileSystem, RealFs};
+use active::Writer;
+use batch::{EncodedBatch, Operation};
+use body::{Body, SnapshotMarker};
+use commit::{CommitQueue, CommitResult};
+use flotilla_raft::GroupId;
+use index::GroupState;
+use parking_lot::{Mutex, RwLock};
+use segment::Segment;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The state every handle of one engine shares.
+pub(crate) struct Shared {
+    fs: Arc<dyn FileSystem>,
+    directory: PathBuf,
+    config: LogConfig,
+    groups: RwLock<HashMap<GroupId, GroupState>>,
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    queue: CommitQueue,
+    failed: AtomicBool,
+}
+
+/// The node's write-ahead log. Cheap to clone: clones share one engine.
+#[derive(Clone)]
+pub struct LogEngine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for LogEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogEngine")
+            .field("directory", &self.shared.directory)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogEngine {
+    /// Opens (recovering) or creates the log in `directory` on the real file system.
+    ///
+    /// # Errors
+    /// The configuration is invalid, the directory cannot be read, or the log is corrupt
+    /// anywhere but at the very tail of the newest segment.
+    pub fn open(
+        directory: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(LogEngine, RecoveryReport), RecoveryError> {
+        Self::open_with(Arc::new(RealFs), directory, config)
+    }
+
+    /// Opens the log on any file system, such as the crash simulator.
+    ///
+    /// # Errors
+    /// As `open`.
+    pub fn open_with(
+        fs: Arc<dyn FileSystem>,
+        directory: impl AsRef<Path>,
+        config: LogConfig,
+    ) -> Result<(LogEngine, RecoveryReport), RecoveryError> {
+        config.validate()?;
+        let directory = directory.as_ref().to_path_buf();
+        let mut recovered = recovery::recover(fs.as_ref(), &directory, &config)?;
+        let io_error = |source| RecoveryError::Io {
+            file: directory.clone(),
+            source,
+        };
+        let (writer, segments) = recovered
+            .writer(fs.as_ref(), &directory, &config)
+            .map_err(io_error)?;
+        let shared = Arc::new(Shared {
+            fs,
+            directory: directory.clone(),
+            config,
+            groups: RwLock::new(recovered.groups),
+            segments: RwLock::new(segments),
+            writer: Mutex::new(writer),
+            queue: CommitQueue::default(),
+            failed: AtomicBool::new(false),
+        });
+        if recovered.needs_roll_over {
+            shared.writer.lock().roll_over(&shared).map_err(io_error)?;
+        }
+        Ok((LogEngine { shared }, recovered.report))
+    }
+
+    /// Makes `batch` durable: one write and one `fdatasync`, shared with every other caller
+    /// writing at the same time. Returns once the batch is durable and visible to readers.
+    ///
+    /// # Errors
+    /// A record is too large, or the disk failed (after which every write fails).
+    ///
+    /// # Panics
+    /// If the batch breaks the log's shape (an append that leaves a gap or overwrites the
+    /// snapshot, a compaction past the last entry): a bug in the caller.
+    pub fn write(&self, batch: WriteBatch) -> Result<WriteStats, WriteError> {
+        if batch.is_empty() {
+            return Ok(WriteStats::default());
+        }
+        self.check_alive()?;
+        validate::check_batch(&self.shared.groups.read(), &batch);
+        let encoded = self.encode(batch)?;
+        let waiting_max = self.shared.config.pending_writes_max;
+        self.shared
+            .queue
+            .submit(encoded, waiting_max, |batches| self.commit(batches))
+    }
+
+    /// The read handle of one group (empty if the group never wrote).
+    #[must_use]
+    pub fn group(&self, group: GroupId) -> GroupLog {
+        GroupLog::new(self.shared.clone(), group)
+    }
+
+    /// Every group with persisted state.
+    #[must_use]
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        let mut groups: Vec<GroupId> = self.shared.groups.read().keys().copied().collect();
+        groups.sort();
+        groups
+    }
+
+    /// The sequence numbers of the segment files in use, oldest first.
+    #[must_use]
+    pub fn segment_sequences(&self) -> Vec<u64> {
+        self.shared.segments.read().keys().copied().collect()
+    }
+
+    /// Deletes the segments, oldest first, that no group needs any more.
+    ///
+    /// # Errors
+    /// Deleting a file failed.
+    pub fn gc(&self) -> Result<GcStats, WriteError> {
+        let writer = self.shared.writer.lock();
+        gc::collect(&self.shared, writer.active_sequence()).map_err(WriteError::from)
+    }
+
+    fn check_alive(&self) -> Result<(), WriteError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            return Err(WriteError::EngineFailed);
+        }
+        Ok(())
+    }
+
+    /// Stores snapshot data in files, then frames every operation as records.
+    fn encode(&self, batch: WriteBatch) -> Result<EncodedBatch, WriteError> {
+        let limit = self.shared.config.record_bytes_max;
+        let mut encoded = EncodedBatch::default();
+        for (group, operation) in batch.operations {
+            match operation {
+                Operation::Install(snapshot) => {
+                    let marker = self.store_snapshot(group, &snapshot)?;
+                    encoded.push_marker(group, marker, true, limit)?;
+                }
+                Operation::Append(entries) => {
+                    for entry in entries {
+                        encoded.push(group, &Body::Entry(entry), limit)?;
+                    }
+                }
+                Operation::HardState(hard_state) => {
+                    encoded.push(group, &Body::HardState(hard_state), limit)?;
+                }
+                Operation::Compact(snapshot) => {
+                    let marker = self.store_snapshot(group, &snapshot)?;
+                    encoded.push_marker(group, marker, false, limit)?;
+                }
+            }
+        }
+        Ok(encoded)
+    }
+
+    fn store_snapshot(
+        &self,
+        group: GroupId,
+        snapshot: &flotilla_raft::Snapshot,
+    ) -> Result<SnapshotMarker, WriteError> {
+        let shared = &self.shared;
+        Ok(snapfile::store(
+            shared.fs.as_ref(),
+            &shared.directory,
+            group,
+            snapshot,
+        )?)
+    }
+
+    /// The leader's half of a group commit: write, sync, then publish to the index.
+    fn commit(&self, batches: &[EncodedBatch]) -> CommitResult {
+        self.check_alive()?;
+        let mut writer = self.shared.writer.lock();
+        let active_before = writer.active_sequence();
+        let (locations, sync_count) = match writer.place_all(&self.shared, batches) {
+            Ok(placed) => placed,
+            Err(error) => {
+                self.shared.failed.store(true, Ordering::Release);
+                return Err(error.into());
+            }
+        };
+        let unused = self.publish(batches, &locations);
+        self.delete_snapshot_files(&unused);
+        if writer.active_sequence() != active_before {
+            gc::collect(&self.shared, writer.active_sequence())?;
+        }
+        Ok(stats_of(batches, sync_count))
+    }
+
+    /// Applies durable records to the index; returns the snapshot markers no longer in force.
+    fn publish(
+        &self,
+        batches: &[EncodedBatch],
+        locations: &[index::Location],
+    ) -> Vec<SnapshotMarker> {
+        let mut groups = self.shared.groups.write();
+        let records = batches.iter().flat_map(|batch| &batch.records);
+        let mut unused = Vec::new();
+        for (record, location) in records.zip(locations) {
+            let state = groups.entry(record.group).or_default();
+            let replaced = state.apply(record.effect.clone(), *location);
+            let replaced = replaced.expect("a validated batch applies");
+            unused.extend(replaced.filter(|old| !is_in_force(state, old)));
+        }
+        unused
+    }
+
+    fn delete_snapshot_files(&self, unused: &[SnapshotMarker]) {
+        for marker in unused {
+            let path = self.shared.directory.join(&marker.file_name);
+            if let Err(error) = self.shared.fs.remove(&path) {
+                tracing::warn!(file = %path.display(), %error, "could not delete an old snapshot file");
+            }
+        }
+    }
+}
+
+fn is_in_force(state: &GroupState, marker: &SnapshotMarker) -> bool {
+    state
+        .snapshot
+        .as_ref()
+        .is_some_and(|current| current.file_name == marker.file_name)
+}
+
+fn stats_of(batches: &[EncodedBatch], sync_count: u64) -> Vec<WriteStats> {
+    let batch_count_in_sync = batches.len() as u64;
+    batches
+        .iter()
+        .map(|batch| WriteStats {
+            record_count: batch.records.len() as u64,
+            frame_bytes: batch.bytes.len() as u64,
+            batch_count_in_sync,
+            sync_count,
+        })
+        .collect()
+}

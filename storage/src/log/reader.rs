@@ -1,0 +1,186 @@
+//! `GroupLog`: one group's view of the shared log, implementing `flotilla_raft::LogReader`
+//! with exactly the semantics of `flotilla_raft::MemLog` (same errors, `Compacted` at or below
+//! the snapshot, `Unavailable` past the end, `term()` valid at the snapshot index).
+
+use super::Shared;
+use super::body::Body;
+use super::index::{GroupState, Location};
+use super::record::decode;
+use super::segment::Segment;
+use super::snapfile;
+use flotilla_raft::{
+    Entry, GroupId, HardState, InitialState, LogError, LogIndex, LogReader, Snapshot, Term,
+};
+use std::sync::Arc;
+
+/// The read handle of one group. Cheap to clone; sees every write that has returned.
+#[derive(Clone)]
+pub struct GroupLog {
+    shared: Arc<Shared>,
+    group: GroupId,
+}
+
+impl std::fmt::Debug for GroupLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLog")
+            .field("group", &self.group)
+            .finish()
+    }
+}
+
+impl GroupLog {
+    pub(crate) fn new(shared: Arc<Shared>, group: GroupId) -> Self {
+        Self { shared, group }
+    }
+
+    /// The group this handle reads.
+    #[must_use]
+    pub fn group_id(&self) -> GroupId {
+        self.group
+    }
+
+    /// The persisted hard state.
+    #[must_use]
+    pub fn hard_state(&self) -> HardState {
+        self.with_state(|state| state.hard_state)
+    }
+
+    fn with_state<R>(&self, read: impl FnOnce(&GroupState) -> R) -> R {
+        let groups = self.shared.groups.read();
+        match groups.get(&self.group) {
+            Some(state) => read(state),
+            None => read(&GroupState::default()),
+        }
+    }
+
+    /// The locations of `[low, high)` with their segments, after MemLog's range checks.
+    fn locate(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+    ) -> Result<Vec<(Location, Arc<Segment>)>, LogError> {
+        let groups = self.shared.groups.read();
+        let default = GroupState::default();
+        let state = groups.get(&self.group).unwrap_or(&default);
+        check_range(state, low)?;
+        check_range(state, high.prev())?;
+        let segments = self.shared.segments.read();
+        state
+            .entries
+            .range(low..high)
+            .map(|(index, location)| {
+                let segment = segments.get(&location.segment).cloned().ok_or_else(|| {
+                    LogError::Storage(format!("entry {index} points at a deleted segment"))
+                })?;
+                Ok((*location, segment))
+            })
+            .collect()
+    }
+
+    /// Reads and checks the entry at `location`, expected to have `index`.
+    fn read_entry(
+        &self,
+        location: &Location,
+        segment: &Segment,
+        index: LogIndex,
+    ) -> Result<Entry, LogError> {
+        let limit = self.shared.config.record_bytes_max;
+        let decoded = segment
+            .with_bytes(location.offset, location.frame_bytes as usize, |bytes| {
+                decode(bytes, limit).and_then(|frame| Body::decode(&frame))
+            })
+            .map_err(|error| storage_error(segment, location, &error.to_string()))?
+            .map_err(|error| storage_error(segment, location, &error.to_string()))?;
+        match decoded {
+            Body::Entry(entry) if entry.index == index && entry.term == location.term => Ok(entry),
+            other => Err(storage_error(
+                segment,
+                location,
+                &format!("expected entry {index}, found {other:?}"),
+            )),
+        }
+    }
+}
+
+fn storage_error(segment: &Segment, location: &Location, reason: &str) -> LogError {
+    LogError::Storage(format!(
+        "{} at offset {}: {reason}",
+        segment.path.display(),
+        location.offset
+    ))
+}
+
+/// MemLog's `offset` check: `Compacted` at or below the snapshot, `Unavailable` past the end.
+fn check_range(state: &GroupState, index: LogIndex) -> Result<(), LogError> {
+    if index <= state.snapshot_index() {
+        return Err(LogError::Compacted(index));
+    }
+    if index > state.last_index() {
+        return Err(LogError::Unavailable(index));
+    }
+    Ok(())
+}
+
+impl LogReader for GroupLog {
+    fn initial_state(&self) -> Result<InitialState, LogError> {
+        Ok(self.with_state(|state| InitialState {
+            hard_state: state.hard_state,
+            snapshot_meta: state
+                .snapshot
+                .as_ref()
+                .map(|marker| marker.meta.clone())
+                .unwrap_or_default(),
+        }))
+    }
+
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Vec<Entry>, LogError> {
+        if low >= high {
+            return Ok(Vec::new());
+        }
+        let mut bytes_total = 0;
+        let mut out = Vec::new();
+        for (offset, (location, segment)) in self.locate(low, high)?.iter().enumerate() {
+            let entry = self.read_entry(location, segment, low.plus(offset as u64))?;
+            bytes_total += entry.payload_bytes();
+            if !out.is_empty() && bytes_total > bytes_max {
+                break;
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn term(&self, index: LogIndex) -> Result<Term, LogError> {
+        self.with_state(|state| {
+            if index == state.snapshot_index() {
+                return Ok(state.snapshot_term());
+            }
+            check_range(state, index)?;
+            state
+                .entries
+                .get(&index)
+                .map(|location| location.term)
+                .ok_or(LogError::Unavailable(index))
+        })
+    }
+
+    fn first_index(&self) -> LogIndex {
+        self.with_state(|state| state.snapshot_index().next())
+    }
+
+    fn last_index(&self) -> LogIndex {
+        self.with_state(GroupState::last_index)
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, LogError> {
+        let Some(marker) = self.with_state(|state| state.snapshot.clone()) else {
+            return Ok(Snapshot::default());
+        };
+        snapfile::load(self.shared.fs.as_ref(), &self.shared.directory, &marker)
+    }
+}

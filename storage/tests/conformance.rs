@@ -1,0 +1,438 @@
+//! One suite of `LogReader` + write behaviour, run against `flotilla_raft::MemLog` (through
+//! `MemLog::persist`) and against `LogEngine`'s `GroupLog` (which is also reopened after every
+//! case and must read back the same log). Modelled on openraft's `testing/log/suite.rs`.
+#![allow(clippy::unwrap_used)]
+
+use flotilla_raft::{
+    Entry, EntryPayload, GroupId, HardState, InitialState, LogError, LogId, LogIndex, LogReader,
+    MemLog, Membership, NodeId, Persist, Snapshot, SnapshotMeta, Term,
+};
+use flotilla_storage::{CrashFs, LogConfig, LogEngine, WriteBatch};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const G1: GroupId = GroupId(1);
+const G2: GroupId = GroupId(2);
+
+/// A log implementation under test.
+trait Subject {
+    fn persist(&mut self, group: GroupId, persist: &Persist);
+    fn reader(&self, group: GroupId) -> Box<dyn LogReader + '_>;
+}
+
+#[derive(Default)]
+struct MemSubject {
+    logs: HashMap<GroupId, MemLog>,
+}
+
+impl Subject for MemSubject {
+    fn persist(&mut self, group: GroupId, persist: &Persist) {
+        self.logs.entry(group).or_default().persist(persist);
+    }
+    fn reader(&self, group: GroupId) -> Box<dyn LogReader + '_> {
+        match self.logs.get(&group) {
+            Some(log) => Box::new(log.clone()),
+            None => Box::new(MemLog::new()),
+        }
+    }
+}
+
+struct EngineSubject {
+    fs: CrashFs,
+    engine: LogEngine,
+}
+
+impl EngineSubject {
+    fn new() -> Self {
+        let fs = CrashFs::new(7);
+        let engine = Self::open(&fs);
+        Self { fs, engine }
+    }
+    fn open(fs: &CrashFs) -> LogEngine {
+        let config = LogConfig::small_for_tests();
+        LogEngine::open_with(Arc::new(fs.clone()), "/data", config)
+            .unwrap()
+            .0
+    }
+    fn reopen(&mut self) {
+        self.engine = Self::open(&self.fs);
+    }
+}
+
+impl Subject for EngineSubject {
+    fn persist(&mut self, group: GroupId, persist: &Persist) {
+        let mut batch = WriteBatch::new();
+        batch.persist(group, persist);
+        self.engine.write(batch).unwrap();
+    }
+    fn reader(&self, group: GroupId) -> Box<dyn LogReader + '_> {
+        Box::new(self.engine.group(group))
+    }
+}
+
+fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    indexes
+        .map(|index| Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            payload: EntryPayload::Normal(vec![index as u8; 10]),
+        })
+        .collect()
+}
+
+fn append(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Persist {
+    Persist {
+        entries: entries(term, indexes),
+        ..Persist::default()
+    }
+}
+
+fn snapshot(term: u64, index: u64, data: &[u8]) -> Snapshot {
+    Snapshot {
+        meta: SnapshotMeta {
+            last: LogId::new(Term(term), LogIndex(index)),
+            membership: Membership::with_voters([NodeId(1), NodeId(2)]),
+        },
+        data: data.to_vec(),
+    }
+}
+
+/// Everything a reader shows, for comparing two logs.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    initial: InitialState,
+    first: LogIndex,
+    last: LogIndex,
+    entries: Result<Vec<Entry>, LogError>,
+    terms: Vec<Result<Term, LogError>>,
+    snapshot: Snapshot,
+}
+
+fn observe(log: &dyn LogReader) -> Observed {
+    let first = log.first_index();
+    let last = log.last_index();
+    Observed {
+        initial: log.initial_state().unwrap(),
+        first,
+        last,
+        entries: log.entries(first, last.next(), u64::MAX),
+        terms: (first.0.saturating_sub(2)..=last.0 + 1)
+            .map(|i| log.term(LogIndex(i)))
+            .collect(),
+        snapshot: log.snapshot().unwrap(),
+    }
+}
+
+fn empty_log_reads_like_memlog(subject: &mut dyn Subject) {
+    let log = subject.reader(G1);
+    assert_eq!(log.first_index(), LogIndex(1));
+    assert_eq!(log.last_index(), LogIndex(0));
+    assert_eq!(log.term(LogIndex(0)), Ok(Term(0)));
+    assert_eq!(
+        log.term(LogIndex(1)),
+        Err(LogError::Unavailable(LogIndex(1)))
+    );
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(2), 100),
+        Err(LogError::Unavailable(LogIndex(1)))
+    );
+    assert_eq!(log.entries(LogIndex(1), LogIndex(1), 100), Ok(vec![]));
+    assert_eq!(log.snapshot().unwrap(), Snapshot::default());
+    assert_eq!(log.initial_state().unwrap(), InitialState::default());
+}
+
+fn appended_entries_read_back(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=5));
+    let log = subject.reader(G1);
+    assert_eq!(log.last_index(), LogIndex(5));
+    assert_eq!(
+        log.entries(LogIndex(2), LogIndex(5), u64::MAX).unwrap(),
+        entries(1, 2..=4)
+    );
+    assert_eq!(log.term(LogIndex(5)), Ok(Term(1)));
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(7), 100),
+        Err(LogError::Unavailable(LogIndex(6)))
+    );
+}
+
+fn bytes_max_stops_early_but_returns_one(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=5));
+    let log = subject.reader(G1);
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(6), 0).unwrap(),
+        entries(1, 1..=1)
+    );
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(6), 25).unwrap(),
+        entries(1, 1..=2)
+    );
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(6), 30).unwrap(),
+        entries(1, 1..=3)
+    );
+}
+
+fn a_conflicting_suffix_is_overwritten(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=5));
+    subject.persist(G1, &append(2, 3..=4));
+    let log = subject.reader(G1);
+    assert_eq!(log.last_index(), LogIndex(4));
+    assert_eq!(log.term(LogIndex(2)), Ok(Term(1)));
+    assert_eq!(log.term(LogIndex(3)), Ok(Term(2)));
+    assert_eq!(
+        log.term(LogIndex(5)),
+        Err(LogError::Unavailable(LogIndex(5)))
+    );
+    let mut expected = entries(1, 1..=2);
+    expected.extend(entries(2, 3..=4));
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(5), u64::MAX).unwrap(),
+        expected
+    );
+}
+
+fn hard_state_is_kept(subject: &mut dyn Subject) {
+    let hard_state = HardState {
+        term: Term(3),
+        vote: Some(NodeId(2)),
+        commit: LogIndex(0),
+    };
+    let persist = Persist {
+        hard_state: Some(hard_state),
+        ..append(3, 1..=2)
+    };
+    subject.persist(G1, &persist);
+    assert_eq!(
+        subject.reader(G1).initial_state().unwrap().hard_state,
+        hard_state
+    );
+}
+
+fn compaction_drops_covered_entries(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=10));
+    let compaction = Persist {
+        compaction: Some(snapshot(1, 6, b"state at 6")),
+        ..Persist::default()
+    };
+    subject.persist(G1, &compaction);
+    let log = subject.reader(G1);
+    assert_eq!(log.first_index(), LogIndex(7));
+    assert_eq!(log.last_index(), LogIndex(10));
+    assert_eq!(log.term(LogIndex(6)), Ok(Term(1)));
+    assert_eq!(log.term(LogIndex(5)), Err(LogError::Compacted(LogIndex(5))));
+    assert_eq!(
+        log.entries(LogIndex(6), LogIndex(8), 100),
+        Err(LogError::Compacted(LogIndex(6)))
+    );
+    assert_eq!(
+        log.entries(LogIndex(7), LogIndex(11), u64::MAX).unwrap(),
+        entries(1, 7..=10)
+    );
+    assert_eq!(log.snapshot().unwrap(), snapshot(1, 6, b"state at 6"));
+    assert_eq!(
+        log.initial_state().unwrap().snapshot_meta,
+        snapshot(1, 6, b"").meta
+    );
+}
+
+fn an_older_compaction_is_ignored(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=10));
+    subject.persist(
+        G1,
+        &Persist {
+            compaction: Some(snapshot(1, 6, b"six")),
+            ..Persist::default()
+        },
+    );
+    subject.persist(
+        G1,
+        &Persist {
+            compaction: Some(snapshot(1, 4, b"four")),
+            ..Persist::default()
+        },
+    );
+    let log = subject.reader(G1);
+    assert_eq!(log.first_index(), LogIndex(7));
+    assert_eq!(log.snapshot().unwrap().data, b"six");
+}
+
+fn compaction_up_to_the_last_entry_empties_the_log(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(2, 1..=4));
+    subject.persist(
+        G1,
+        &Persist {
+            compaction: Some(snapshot(2, 4, b"all")),
+            ..Persist::default()
+        },
+    );
+    let log = subject.reader(G1);
+    assert_eq!(
+        (log.first_index(), log.last_index()),
+        (LogIndex(5), LogIndex(4))
+    );
+    assert_eq!(log.term(LogIndex(4)), Ok(Term(2)));
+    drop(log);
+    subject.persist(G1, &append(3, 5..=6));
+    assert_eq!(
+        subject
+            .reader(G1)
+            .entries(LogIndex(5), LogIndex(7), 100)
+            .unwrap(),
+        entries(3, 5..=6)
+    );
+}
+
+fn an_installed_snapshot_replaces_the_log(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=10));
+    let install = Persist {
+        snapshot: Some(snapshot(4, 20, b"leader state")),
+        entries: entries(4, 21..=22),
+        ..Persist::default()
+    };
+    subject.persist(G1, &install);
+    let log = subject.reader(G1);
+    assert_eq!(log.first_index(), LogIndex(21));
+    assert_eq!(log.last_index(), LogIndex(22));
+    assert_eq!(log.term(LogIndex(20)), Ok(Term(4)));
+    assert_eq!(
+        log.term(LogIndex(10)),
+        Err(LogError::Compacted(LogIndex(10)))
+    );
+    assert_eq!(log.initial_state().unwrap().hard_state.commit, LogIndex(20));
+    assert_eq!(log.snapshot().unwrap().data, b"leader state");
+}
+
+fn a_bootstrap_snapshot_at_zero_carries_membership(subject: &mut dyn Subject) {
+    let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    subject.persist(G1, &Persist::bootstrap(membership.clone()));
+    let log = subject.reader(G1);
+    assert_eq!(log.first_index(), LogIndex(1));
+    assert_eq!(log.last_index(), LogIndex(0));
+    assert_eq!(
+        log.initial_state().unwrap().snapshot_meta.membership,
+        membership
+    );
+}
+
+fn groups_are_independent(subject: &mut dyn Subject) {
+    subject.persist(G1, &append(1, 1..=3));
+    subject.persist(G2, &append(5, 1..=1));
+    subject.persist(G1, &append(2, 2..=2));
+    assert_eq!(subject.reader(G1).last_index(), LogIndex(2));
+    assert_eq!(subject.reader(G2).term(LogIndex(1)), Ok(Term(5)));
+}
+
+fn many_entries_cross_segments(subject: &mut dyn Subject) {
+    for start in (1..=400).step_by(40) {
+        subject.persist(G1, &append(1, start..=start + 39));
+        subject.persist(G2, &append(1, start..=start + 39));
+    }
+    subject.persist(
+        G1,
+        &Persist {
+            compaction: Some(snapshot(1, 390, b"g1")),
+            ..Persist::default()
+        },
+    );
+    let log = subject.reader(G2);
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(401), u64::MAX).unwrap(),
+        entries(1, 1..=400)
+    );
+    assert_eq!(subject.reader(G1).first_index(), LogIndex(391));
+}
+
+type Case = fn(&mut dyn Subject);
+
+const CASES: &[(&str, Case)] = &[
+    ("empty_log_reads_like_memlog", empty_log_reads_like_memlog),
+    ("appended_entries_read_back", appended_entries_read_back),
+    (
+        "bytes_max_stops_early_but_returns_one",
+        bytes_max_stops_early_but_returns_one,
+    ),
+    (
+        "a_conflicting_suffix_is_overwritten",
+        a_conflicting_suffix_is_overwritten,
+    ),
+    ("hard_state_is_kept", hard_state_is_kept),
+    (
+        "compaction_drops_covered_entries",
+        compaction_drops_covered_entries,
+    ),
+    (
+        "an_older_compaction_is_ignored",
+        an_older_compaction_is_ignored,
+    ),
+    (
+        "compaction_up_to_the_last_entry_empties_the_log",
+        compaction_up_to_the_last_entry_empties_the_log,
+    ),
+    (
+        "an_installed_snapshot_replaces_the_log",
+        an_installed_snapshot_replaces_the_log,
+    ),
+    (
+        "a_bootstrap_snapshot_at_zero_carries_membership",
+        a_bootstrap_snapshot_at_zero_carries_membership,
+    ),
+    ("groups_are_independent", groups_are_independent),
+    ("many_entries_cross_segments", many_entries_cross_segments),
+];
+
+#[test]
+fn memlog_passes_the_suite() {
+    for (name, case) in CASES {
+        eprintln!("memlog: {name}");
+        case(&mut MemSubject::default());
+    }
+}
+
+#[test]
+fn log_engine_passes_the_suite_and_reopens_to_the_same_log() {
+    for (name, case) in CASES {
+        eprintln!("log engine: {name}");
+        let mut subject = EngineSubject::new();
+        case(&mut subject);
+        let before: Vec<Observed> = [G1, G2]
+            .iter()
+            .map(|g| observe(&*subject.reader(*g)))
+            .collect();
+        subject.reopen();
+        let after: Vec<Observed> = [G1, G2]
+            .iter()
+            .map(|g| observe(&*subject.reader(*g)))
+            .collect();
+        assert_eq!(before, after, "{name}: reopening changed the log");
+    }
+}
+
+#[test]
+fn log_engine_matches_memlog_on_every_case() {
+    for (name, case) in CASES {
+        let mut mem = MemSubject::default();
+        let mut engine = EngineSubject::new();
+        case(&mut mem);
+        case(&mut engine);
+        for group in [G1, G2] {
+            let expected = observe(&*mem.reader(group));
+            assert_eq!(observe(&*engine.reader(group)), expected, "{name}: {group}");
+        }
+    }
+}
+
+#[test]
+fn log_engine_reopens_on_real_files() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig::small_for_tests();
+    let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=300));
+    engine.write(batch).unwrap();
+    let before = observe(&engine.group(G1));
+    drop(engine);
+    let (engine, report) = LogEngine::open(directory.path(), config).unwrap();
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(observe(&engine.group(G1)), before);
+}
