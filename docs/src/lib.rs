@@ -1,7 +1,35 @@
-//! Flotilla's documentation: one module per chapter, each the Markdown file beside it.
+//! Flotilla's documentation: one module per chapter, each the Markdown file beside it, compiled
+//! by rustdoc so that it stays in the build.
 #![forbid(unsafe_code)]
 
 /// The Raft protocol as Flotilla implements it.
 pub mod protocol {
-    #![doc = include_str!("../protocol/README.md")]
+    /// Leader election, pre-vote, check-quorum, terms and leadership transfer.
+    pub mod election {
+        #![doc = include_str!("../protocol/election.md")]
+    }
+    /// Log replication, heartbeats, commitment and the persistence contract.
+    pub mod replication {
+        #![doc = include_str!("../protocol/replication.md")]
+    }
+    /// Snapshots and log compaction.
+    pub mod snapshots {
+        #![doc = include_str!("../protocol/snapshots.md")]
+    }
+    /// Membership changes by joint consensus, with learners.
+    pub mod membership {
+        #![doc = include_str!("../protocol/membership.md")]
+    }
+    /// Linearizable reads: ReadIndex and leases.
+    pub mod reads {
+        #![doc = include_str!("../protocol/reads.md")]
+    }
+}
+
+/// On-disk and in-memory data and their invariants.
+pub mod data {
+    /// The order of the log pointers.
+    pub mod log_pointers {
+        #![doc = include_str!("../data/log-pointers.md")]
+    }
 }

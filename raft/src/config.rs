@@ -64,8 +64,11 @@ pub enum Mutation {
     None,
     /// Grant every vote, even a second one in the same term (breaks election safety).
     GrantEveryVote,
-    /// Commit an entry of an earlier term by counting replicas (Raft Figure 8).
+    /// Commit an entry of an earlier term by counting replicas, and skip the blank entry a new
+    /// leader appends (which otherwise masks the rule): the paper's Figure 8 as drawn.
     CommitPreviousTermByCounting,
+    /// Forget the persisted vote on restart (votedFor not made durable).
+    ForgetVoteOnRestart,
     /// Serve ReadIndex reads without confirming leadership (stale reads).
     ReadWithoutQuorum,
 }

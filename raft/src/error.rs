@@ -43,6 +43,15 @@ pub enum StepError {
     /// ignored (it may be from a removed replica).
     #[error("the sender {0} is not a member of this group")]
     UnknownSender(NodeId),
+    /// The message contradicts itself or the protocol (e.g. entries that do not follow
+    /// `prev`, or an acknowledgement of entries the leader never had); it was ignored.
+    #[error("malformed message from {from}: {reason}")]
+    Malformed {
+        /// The sender.
+        from: NodeId,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The persisted log could not be read; the node must stop.
     #[error(transparent)]
     Log(#[from] LogError),

@@ -24,11 +24,11 @@ pub use entry::{ChangeStep, Entry, EntryPayload, HardState, Membership, Snapshot
 pub use error::{ProposeError, StepError};
 pub use handler::membership::plan_membership;
 pub use handler::snapshot::CompactError;
-pub use node::{RaftNode, Role, Status};
 pub use log::{InitialState, LogError, LogReader, MemLog};
 pub use message::{
     AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,
     MessageBody,
 };
+pub use node::{RaftNode, Role, Status};
 pub use ready::{Persist, ReadState, Ready};
 pub use types::{GroupId, LogId, LogIndex, NodeId, Term};

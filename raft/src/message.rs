@@ -171,6 +171,8 @@ impl Batch {
     /// Whether the batch carries nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.heartbeats.is_empty() && self.heartbeat_responses.is_empty()
+        self.messages.is_empty()
+            && self.heartbeats.is_empty()
+            && self.heartbeat_responses.is_empty()
     }
 }

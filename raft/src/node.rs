@@ -53,6 +53,17 @@ pub struct Status {
     pub last_index: LogIndex,
 }
 
+#[cfg(not(feature = "mutations"))]
+fn initial_vote(_config: &Config, vote: Option<NodeId>) -> Option<NodeId> {
+    vote
+}
+
+#[cfg(feature = "mutations")]
+fn initial_vote(config: &Config, vote: Option<NodeId>) -> Option<NodeId> {
+    let forget = config.mutation == crate::config::Mutation::ForgetVoteOnRestart;
+    if forget { None } else { vote }
+}
+
 /// One replica of one Raft group. See the module documentation for the calling order.
 #[derive(Debug)]
 pub struct RaftNode<L> {
@@ -106,9 +117,8 @@ impl<L: LogReader> RaftNode<L> {
         let mut node = Self {
             rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
             reads: ReadQueue::new(config.pending_reads_max),
-            config,
             term: initial.hard_state.term,
-            vote: initial.hard_state.vote,
+            vote: initial_vote(&config, initial.hard_state.vote),
             role: Role::Follower,
             leader: None,
             membership: initial.snapshot_meta.membership.clone(),
@@ -125,6 +135,7 @@ impl<L: LogReader> RaftNode<L> {
             compaction: None,
             messages: Vec::new(),
             persisted_hard_state: initial.hard_state,
+            config,
             reported_leader: None,
             ready_outstanding: false,
         };

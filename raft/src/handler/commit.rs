@@ -10,9 +10,10 @@ impl<L: LogReader> RaftNode<L> {
     /// Leader: moves the commit index to what a quorum holds, if that entry is of the current
     /// term. Returns whether the commit index moved.
     pub(crate) fn maybe_commit(&mut self) -> bool {
-        let quorum_index = LogIndex(quorum_of(&self.membership).committed(|node| {
-            self.progress.get(&node).map(|progress| progress.matched.0)
-        }));
+        let quorum_index = LogIndex(
+            quorum_of(&self.membership)
+                .committed(|node| self.progress.get(&node).map(|progress| progress.matched.0)),
+        );
         if quorum_index <= self.log.committed() {
             return false;
         }

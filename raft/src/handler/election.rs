@@ -92,21 +92,28 @@ impl<L: LogReader> RaftNode<L> {
         pre_vote: bool,
         last_log: LogId,
     ) {
-        let granted = self.may_grant_vote(from, term, pre_vote) && last_log.is_up_to_date_with(&self.log.last_log_id());
+        let granted = self.may_grant_vote(from, term, pre_vote)
+            && last_log.is_up_to_date_with(&self.log.last_log_id());
         if granted && !pre_vote {
             self.vote = Some(from);
             self.reset_election_timer();
         }
         // A granted pre-vote answers in the term asked about; a refusal tells our own term.
         let answer_term = if pre_vote && granted { term } else { self.term };
-        self.send_with_term(from, answer_term, MessageBody::VoteResponse { pre_vote, granted });
+        self.send_with_term(
+            from,
+            answer_term,
+            MessageBody::VoteResponse { pre_vote, granted },
+        );
     }
 
     /// One vote per term (Raft §5.2): repeat a vote already given, or vote when free and no
     /// leader is known; a pre-vote for a later term is always considered.
     fn may_grant_vote(&self, from: NodeId, term: Term, pre_vote: bool) -> bool {
         #[cfg(feature = "mutations")]
-        if self.config.mutation == crate::config::Mutation::GrantEveryVote {
+        if self.config.mutation == crate::config::Mutation::GrantEveryVote
+            && self.role == Role::Follower
+        {
             return true;
         }
         self.vote == Some(from)
@@ -173,18 +180,29 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     fn become_leader(&mut self) {
-        assert_eq!(self.role, Role::Candidate, "only a candidate becomes leader");
+        assert_eq!(
+            self.role,
+            Role::Candidate,
+            "only a candidate becomes leader"
+        );
         self.role = Role::Leader;
         self.leader = Some(self.id_());
         self.leader_heard_at = self.timers.now();
         self.timers.stop(Timer::Election);
-        self.timers.set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
-        self.timers.set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
+        self.timers
+            .set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
+        self.timers
+            .set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
         self.reset_progress();
         // Any membership entry past the commit index may still be pending (etcd's rule).
         self.pending_membership_index = self.log.last_index();
         self.reads.reset();
         // A blank entry of the new term commits everything before it (Raft §5.4.2, §8).
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::CommitPreviousTermByCounting {
+            self.broadcast_append();
+            return;
+        }
         self.append_as_leader(crate::entry::EntryPayload::Blank);
     }
 

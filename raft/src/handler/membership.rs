@@ -54,7 +54,10 @@ impl<L: LogReader> RaftNode<L> {
     ///
     /// # Errors
     /// `NotLeader`, `TransferInProgress`, `MembershipChangePending` or an invalid change.
-    pub fn propose_conf_change(&mut self, steps: Vec<ChangeStep>) -> Result<LogIndex, ProposeError> {
+    pub fn propose_conf_change(
+        &mut self,
+        steps: Vec<ChangeStep>,
+    ) -> Result<LogIndex, ProposeError> {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader {
                 leader_hint: self.leader,
@@ -104,7 +107,8 @@ impl<L: LogReader> RaftNode<L> {
     fn sync_progress(&mut self) {
         let replicas: Vec<NodeId> = self.membership.replicas().collect();
         self.progress.retain(|node, _| replicas.contains(node));
-        self.outgoing_snapshots.retain(|node, _| replicas.contains(node));
+        self.outgoing_snapshots
+            .retain(|node, _| replicas.contains(node));
         for replica in replicas {
             if !self.progress.contains_key(&replica) {
                 self.add_progress(replica);
@@ -137,7 +141,8 @@ impl<L: LogReader> RaftNode<L> {
         let high = self.log.committed().next();
         for entry in self.log.entries(low, high, u64::MAX)? {
             if let EntryPayload::Membership(membership) = entry.payload {
-                self.membership_history.push((entry.index, membership.clone()));
+                self.membership_history
+                    .push((entry.index, membership.clone()));
                 self.membership = membership;
             }
         }

@@ -17,6 +17,7 @@ use crate::types::NodeId;
 
 impl<L: LogReader> RaftNode<L> {
     pub(crate) fn step_inner(&mut self, message: Message) -> Result<(), StepError> {
+        validate(&message)?;
         if message.term > self.term {
             if !self.accept_higher_term(&message) {
                 return Ok(());
@@ -32,7 +33,9 @@ impl<L: LogReader> RaftNode<L> {
     /// message must be ignored instead.
     fn accept_higher_term(&mut self, message: &Message) -> bool {
         match &message.body {
-            MessageBody::RequestVote { pre_vote, transfer, .. } => {
+            MessageBody::RequestVote {
+                pre_vote, transfer, ..
+            } => {
                 if !transfer && self.in_leader_lease() {
                     // Thesis §4.2.3: a replica that heard from a leader within the minimum
                     // election timeout ignores campaigns, so a removed or partitioned replica
@@ -44,7 +47,10 @@ impl<L: LogReader> RaftNode<L> {
                 }
                 true
             }
-            MessageBody::VoteResponse { pre_vote: true, granted: true } => true,
+            MessageBody::VoteResponse {
+                pre_vote: true,
+                granted: true,
+            } => true,
             MessageBody::AppendEntries { .. }
             | MessageBody::Heartbeat { .. }
             | MessageBody::InstallSnapshot { .. } => {
@@ -64,7 +70,10 @@ impl<L: LogReader> RaftNode<L> {
     fn answer_stale(&mut self, message: &Message) {
         match &message.body {
             MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
-                self.send(message.from, MessageBody::HeartbeatResponse { read_round: 0 });
+                self.send(
+                    message.from,
+                    MessageBody::HeartbeatResponse { read_round: 0 },
+                );
             }
             MessageBody::RequestVote { pre_vote: true, .. } => {
                 self.send(
@@ -95,7 +104,7 @@ impl<L: LogReader> RaftNode<L> {
                 commit,
             } => {
                 self.hear_from_leader(from);
-                self.handle_append_entries(from, prev, &entries, commit);
+                self.handle_append_entries(from, prev, &entries, commit)?;
             }
             MessageBody::Heartbeat { commit, read_round } => {
                 self.hear_from_leader(from);
@@ -149,4 +158,32 @@ impl<L: LogReader> RaftNode<L> {
         self.leader_heard_at = self.timers.now();
         self.reset_election_timer();
     }
+}
+
+/// Rejects messages that no correct peer sends, before they touch any state.
+fn validate(message: &Message) -> Result<(), StepError> {
+    let malformed = |reason| {
+        Err(StepError::Malformed {
+            from: message.from,
+            reason,
+        })
+    };
+    if message.from == message.to {
+        return malformed("a replica never messages itself");
+    }
+    if let MessageBody::AppendEntries { prev, entries, .. } = &message.body {
+        let mut expected = prev.index.next();
+        let mut term = prev.term;
+        for entry in entries {
+            if entry.index != expected {
+                return malformed("entries do not follow prev contiguously");
+            }
+            if entry.term < term || entry.term > message.term {
+                return malformed("entry terms go back or exceed the leader's term");
+            }
+            expected = expected.next();
+            term = entry.term;
+        }
+    }
+    Ok(())
 }

@@ -88,7 +88,10 @@ impl ReadQueue {
 
     /// The reads that are ready and the contexts of reads given up, since the last call.
     pub(crate) fn take_ready(&mut self) -> (Vec<ReadState>, Vec<u64>) {
-        (std::mem::take(&mut self.ready), std::mem::take(&mut self.aborted))
+        (
+            std::mem::take(&mut self.ready),
+            std::mem::take(&mut self.aborted),
+        )
     }
 
     /// A new term of leadership: nothing carries over but the round counter.
@@ -102,7 +105,8 @@ impl ReadQueue {
     /// Leadership lost: every pending read is given up (the caller retries elsewhere).
     pub(crate) fn abort_all(&mut self) {
         self.aborted.extend(self.waiting_commit.drain(..));
-        self.aborted.extend(self.waiting_round.drain(..).map(|(context, _, _)| context));
+        self.aborted
+            .extend(self.waiting_round.drain(..).map(|(context, _, _)| context));
         self.round_wanted = false;
     }
 }
@@ -154,7 +158,11 @@ impl<L: LogReader> RaftNode<L> {
         let alone = self.membership.voters.len() == 1
             && self.membership.outgoing.len() <= 1
             && self.membership.is_voter(self.id_())
-            && self.membership.outgoing.iter().all(|&node| node == self.id_());
+            && self
+                .membership
+                .outgoing
+                .iter()
+                .all(|&node| node == self.id_());
         alone || (self.config.read_mode == ReadMode::Lease && self.lease_is_valid())
     }
 

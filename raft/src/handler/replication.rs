@@ -44,13 +44,18 @@ impl<L: LogReader> RaftNode<L> {
 
     pub(crate) fn followers(&self) -> impl Iterator<Item = NodeId> + '_ {
         let id = self.id_();
-        self.progress.keys().copied().filter(move |&node| node != id)
+        self.progress
+            .keys()
+            .copied()
+            .filter(move |&node| node != id)
     }
 
     /// Leader: one AppendEntries to `to` if it is not paused; a snapshot if its next entry
     /// was compacted. Returns whether something was sent.
     pub(crate) fn send_append(&mut self, to: NodeId) -> bool {
-        let Some(progress) = self.progress.get(&to) else { return false };
+        let Some(progress) = self.progress.get(&to) else {
+            return false;
+        };
         if progress.is_paused() {
             return false;
         }
@@ -77,7 +82,9 @@ impl<L: LogReader> RaftNode<L> {
         last: LogIndex,
     ) -> Result<(LogId, Vec<Entry>), LogError> {
         let prev_term = self.log.term(prev_index)?;
-        let entries = self.log.entries(next, last.next(), self.config.append_bytes_max)?;
+        let entries = self
+            .log
+            .entries(next, last.next(), self.config.append_bytes_max)?;
         Ok((LogId::new(prev_term, prev_index), entries))
     }
 
@@ -108,11 +115,23 @@ impl<L: LogReader> RaftNode<L> {
         prev: LogId,
         entries: &[Entry],
         leader_commit: LogIndex,
-    ) {
+    ) -> Result<(), StepError> {
         if prev.index < self.log.committed() {
             let last = self.log.committed();
-            self.send(from, MessageBody::AppendResponse(AppendOutcome::Accepted { last }));
-            return;
+            self.send(
+                from,
+                MessageBody::AppendResponse(AppendOutcome::Accepted { last }),
+            );
+            return Ok(());
+        }
+        let overwrites_committed = self.log.matches(prev)
+            && self
+                .log
+                .find_conflict(entries)
+                .is_some_and(|index| index <= self.log.committed());
+        if overwrites_committed {
+            let reason = "entries would overwrite a committed entry";
+            return Err(StepError::Malformed { from, reason });
         }
         let outcome = match self.log.try_append(prev, entries) {
             Some(last_new) => {
@@ -125,6 +144,7 @@ impl<L: LogReader> RaftNode<L> {
             },
         };
         self.send(from, MessageBody::AppendResponse(outcome));
+        Ok(())
     }
 
     /// Leader: a follower's answer to AppendEntries.
@@ -134,14 +154,24 @@ impl<L: LogReader> RaftNode<L> {
         outcome: AppendOutcome,
     ) -> Result<(), StepError> {
         match outcome {
+            AppendOutcome::Accepted { last } if last > self.log.last_index() => {
+                return Err(StepError::Malformed {
+                    from,
+                    reason: "acknowledges entries past the leader's last index",
+                });
+            }
             AppendOutcome::Accepted { last } => self.on_append_accepted(from, last),
-            AppendOutcome::Rejected { rejected, hint } => self.on_append_rejected(from, rejected, hint),
+            AppendOutcome::Rejected { rejected, hint } => {
+                self.on_append_rejected(from, rejected, hint)
+            }
         }
         Ok(())
     }
 
     fn on_append_accepted(&mut self, from: NodeId, last: LogIndex) {
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         if !progress.update_matched(last) {
             return;
         }
@@ -162,7 +192,9 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     fn on_append_rejected(&mut self, from: NodeId, rejected: LogIndex, hint: LogId) {
-        let Some(progress) = self.progress.get(&from) else { return };
+        let Some(progress) = self.progress.get(&from) else {
+            return;
+        };
         let stale = match progress.state {
             ReplicationState::Replicate => rejected <= progress.matched,
             ReplicationState::Probe => rejected != progress.next.prev(),
@@ -173,7 +205,9 @@ impl<L: LogReader> RaftNode<L> {
         }
         // Fast backtracking: skip every entry of a term the follower cannot match.
         let conflict = self.log.find_conflict_by_term(hint.index, hint.term);
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         progress.become_probe();
         progress.next = conflict.index.next().max(progress.matched.next());
         self.send_append(from);
@@ -182,11 +216,13 @@ impl<L: LogReader> RaftNode<L> {
     /// Leader, every tick: heartbeats, check-quorum and the transfer deadline.
     pub(crate) fn tick_leader(&mut self) {
         if self.timers.expired(Timer::Heartbeat) {
-            self.timers.set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
+            self.timers
+                .set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
             self.broadcast_heartbeat();
         }
         if self.timers.expired(Timer::CheckQuorum) {
-            self.timers.set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
+            self.timers
+                .set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
             self.check_quorum();
         }
         if self.role == Role::Leader && self.timers.expired(Timer::Transfer) {
@@ -198,7 +234,11 @@ impl<L: LogReader> RaftNode<L> {
     fn check_quorum(&mut self) {
         let id = self.id_();
         let active = quorum_of(&self.membership).is_active(|node| {
-            node == id || self.progress.get(&node).is_some_and(|progress| progress.recent_active)
+            node == id
+                || self
+                    .progress
+                    .get(&node)
+                    .is_some_and(|progress| progress.recent_active)
         });
         for progress in self.progress.values_mut() {
             progress.recent_active = false;
@@ -243,13 +283,43 @@ impl<L: LogReader> RaftNode<L> {
     ) -> Result<(), StepError> {
         self.reads.acknowledge(from, read_round);
         self.release_confirmed_reads();
-        let Some(progress) = self.progress.get_mut(&from) else { return Ok(()) };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return Ok(());
+        };
         progress.probe_sent = false;
-        if let ReplicationState::Snapshot { .. } = progress.state {
-            self.resend_snapshot_chunk(from);
-        } else if progress.matched < self.log.last_index() {
-            self.send_append(from);
+        let lagging = progress.matched < self.log.last_index();
+        match progress.state {
+            ReplicationState::Snapshot { .. } => self.resend_snapshot_chunk(from),
+            ReplicationState::Replicate if lagging => self.send_position_check(from),
+            _ if lagging => {
+                self.send_append(from);
+            }
+            _ => {}
         }
         Ok(())
+    }
+
+    /// Leader: an empty AppendEntries at the follower's `next`. If pipelined messages were
+    /// lost the follower lacks `next - 1` and rejects it, which sends the leader back to
+    /// probing from where the follower really is; otherwise it is a no-op.
+    fn send_position_check(&mut self, to: NodeId) {
+        let next = self.progress[&to].next;
+        let prev_index = next.prev();
+        match self.log.term(prev_index) {
+            Ok(term) => {
+                let commit = self.log.committed();
+                let prev = LogId::new(term, prev_index);
+                let body = MessageBody::AppendEntries {
+                    prev,
+                    entries: Vec::new(),
+                    commit,
+                };
+                self.send(to, body);
+            }
+            Err(LogError::Compacted(_)) => {
+                self.send_snapshot(to);
+            }
+            Err(error) => panic!("the leader cannot read its own log: {error}"),
+        }
     }
 }

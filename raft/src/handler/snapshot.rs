@@ -56,7 +56,8 @@ impl<L: LogReader> RaftNode<L> {
         let term = self.log.term(index)?;
         let membership = self.membership_at(index);
         self.membership_history.retain(|(at, _)| *at > index);
-        self.membership_history.insert(0, (index, membership.clone()));
+        self.membership_history
+            .insert(0, (index, membership.clone()));
         let meta = SnapshotMeta {
             last: crate::types::LogId::new(term, index),
             membership,
@@ -105,10 +106,16 @@ impl<L: LogReader> RaftNode<L> {
     /// Leader: send the chunk after what `to` acknowledged (again, if it was lost).
     pub(crate) fn resend_snapshot_chunk(&mut self, to: NodeId) {
         let chunk_bytes = self.config.snapshot_chunk_bytes;
-        let Some(outgoing) = self.outgoing_snapshots.get(&to) else { return };
+        let Some(outgoing) = self.outgoing_snapshots.get(&to) else {
+            return;
+        };
         let data = &outgoing.snapshot.data;
-        let start = usize::try_from(outgoing.acknowledged).unwrap_or(usize::MAX).min(data.len());
-        let end = start.saturating_add(usize::try_from(chunk_bytes).unwrap_or(usize::MAX)).min(data.len());
+        let start = usize::try_from(outgoing.acknowledged)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let end = start
+            .saturating_add(usize::try_from(chunk_bytes).unwrap_or(usize::MAX))
+            .min(data.len());
         let body = MessageBody::InstallSnapshot {
             meta: outgoing.snapshot.meta.clone(),
             offset: start as u64,
@@ -125,7 +132,9 @@ impl<L: LogReader> RaftNode<L> {
         snapshot_index: LogIndex,
         next_offset: u64,
     ) {
-        let Some(outgoing) = self.outgoing_snapshots.get_mut(&from) else { return };
+        let Some(outgoing) = self.outgoing_snapshots.get_mut(&from) else {
+            return;
+        };
         if outgoing.snapshot.meta.last.index != snapshot_index {
             return;
         }
@@ -145,7 +154,10 @@ impl<L: LogReader> RaftNode<L> {
         let index = meta.last.index;
         if index <= self.log.committed() {
             let last = self.log.committed();
-            self.send(from, MessageBody::AppendResponse(AppendOutcome::Accepted { last }));
+            self.send(
+                from,
+                MessageBody::AppendResponse(AppendOutcome::Accepted { last }),
+            );
             return;
         }
         let received = self.receive_chunk(meta, offset, data);

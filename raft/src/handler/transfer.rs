@@ -2,10 +2,10 @@
 //! target up, then tells it to campaign at once with TimeoutNow.
 
 use crate::error::ProposeError;
+use crate::handler::election::Campaign;
 use crate::log::LogReader;
 use crate::message::MessageBody;
 use crate::node::{RaftNode, Role};
-use crate::handler::election::Campaign;
 use crate::timers::Timer;
 use crate::types::NodeId;
 
@@ -27,7 +27,8 @@ impl<L: LogReader> RaftNode<L> {
             return Ok(());
         }
         self.transfer_target = Some(target);
-        self.timers.set(Timer::Transfer, self.config.election_timeout_ticks_min);
+        self.timers
+            .set(Timer::Transfer, self.config.election_timeout_ticks_min);
         if self.is_caught_up(target) {
             self.send(target, MessageBody::TimeoutNow);
         } else {

@@ -41,8 +41,14 @@ impl MemLog {
     /// If the entries would leave a gap or overwrite the snapshot: a bug in the caller.
     pub fn append(&mut self, entries: &[Entry]) {
         let Some(first) = entries.first() else { return };
-        assert!(first.index > self.snapshot.meta.last.index, "append over the snapshot");
-        assert!(first.index <= self.last_index().next(), "append leaves a gap");
+        assert!(
+            first.index > self.snapshot.meta.last.index,
+            "append over the snapshot"
+        );
+        assert!(
+            first.index <= self.last_index().next(),
+            "append leaves a gap"
+        );
         let keep = (first.index.0 - self.first_index().0) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);

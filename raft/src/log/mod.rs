@@ -2,8 +2,8 @@
 //! that the caller has not persisted yet.
 
 mod mem;
-mod reader;
 mod raft_log;
+mod reader;
 mod unstable;
 
 pub use mem::MemLog;

@@ -133,7 +133,10 @@ impl<L: LogReader> RaftLog<L> {
             }
             let stable_high = high.min(self.unstable.offset);
             out = self.store.entries(low, stable_high, bytes_max)?;
-            if out.last().is_none_or(|entry| entry.index < stable_high.prev()) {
+            if out
+                .last()
+                .is_none_or(|entry| entry.index < stable_high.prev())
+            {
                 return Ok(out);
             }
         }
@@ -141,7 +144,9 @@ impl<L: LogReader> RaftLog<L> {
         let unstable_low = low.max(self.unstable.offset);
         let mut index = unstable_low;
         while index < high {
-            let Some(entry) = self.unstable.entry(index) else { break };
+            let Some(entry) = self.unstable.entry(index) else {
+                break;
+            };
             bytes_total += entry.payload_bytes();
             if !out.is_empty() && bytes_total > bytes_max {
                 break;
@@ -186,7 +191,10 @@ impl<L: LogReader> RaftLog<L> {
             first.index,
             self.committed
         );
-        assert!(first.index <= self.last_index().next(), "append leaves a gap");
+        assert!(
+            first.index <= self.last_index().next(),
+            "append leaves a gap"
+        );
         self.unstable.truncate_and_append(entries);
     }
 
@@ -212,13 +220,19 @@ impl<L: LogReader> RaftLog<L> {
         if index <= self.committed {
             return;
         }
-        assert!(index <= self.last_index(), "commit {index} past the last index");
+        assert!(
+            index <= self.last_index(),
+            "commit {index} past the last index"
+        );
         self.committed = index;
     }
 
     /// Records that the state machine applied everything up to `index`.
     pub(crate) fn applied_to(&mut self, index: LogIndex) {
-        assert!(index <= self.committed, "applied {index} past the commit index");
+        assert!(
+            index <= self.committed,
+            "applied {index} past the commit index"
+        );
         assert!(index >= self.applied, "applied index moved back to {index}");
         self.applied = index;
     }

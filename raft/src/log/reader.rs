@@ -38,8 +38,12 @@ pub trait LogReader {
     /// The hard state and snapshot to restart from.
     fn initial_state(&self) -> Result<InitialState, LogError>;
     /// Entries in `[low, high)`, stopping once `bytes_max` is exceeded but always at least one.
-    fn entries(&self, low: LogIndex, high: LogIndex, bytes_max: u64)
-    -> Result<Vec<Entry>, LogError>;
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Vec<Entry>, LogError>;
     /// The term of the entry at `index`; valid from the snapshot's last index to the last index.
     fn term(&self, index: LogIndex) -> Result<Term, LogError>;
     /// The first index that still has an entry (the snapshot's last index + 1).

@@ -47,7 +47,11 @@ impl Unstable {
             self.entries.clear();
         } else {
             let keep = (first.index.0 - self.offset.0) as usize;
-            assert!(keep <= self.entries.len(), "unstable append leaves a gap at {}", first.index);
+            assert!(
+                keep <= self.entries.len(),
+                "unstable append leaves a gap at {}",
+                first.index
+            );
             self.entries.truncate(keep);
         }
         self.entries.extend_from_slice(entries);
@@ -56,7 +60,9 @@ impl Unstable {
     /// Forgets entries up to `persisted`, which the caller has made durable, if the entry there
     /// is still the one that was persisted.
     pub(crate) fn stable_to(&mut self, persisted: LogId) {
-        let Some(entry) = self.entry(persisted.index) else { return };
+        let Some(entry) = self.entry(persisted.index) else {
+            return;
+        };
         if entry.term != persisted.term {
             return;
         }

@@ -14,7 +14,10 @@ pub(crate) struct Inflights {
 
 impl Inflights {
     pub(crate) fn new(count_max: usize, bytes_max: u64) -> Self {
-        assert!(count_max > 0, "an in-flight window of zero messages never sends");
+        assert!(
+            count_max > 0,
+            "an in-flight window of zero messages never sends"
+        );
         Self {
             sent: VecDeque::new(),
             bytes_total: 0,
@@ -31,7 +34,11 @@ impl Inflights {
     /// Records a message whose last entry is `last`.
     pub(crate) fn add(&mut self, last: LogIndex, bytes: u64) {
         assert!(!self.is_full(), "sent past a full in-flight window");
-        debug_assert!(self.sent.back().is_none_or(|&(previous, _)| previous < last));
+        debug_assert!(
+            self.sent
+                .back()
+                .is_none_or(|&(previous, _)| previous < last)
+        );
         self.sent.push_back((last, bytes));
         self.bytes_total += bytes;
     }

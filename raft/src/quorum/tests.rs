@@ -28,7 +28,10 @@ fn parse_pairs(text: &str) -> BTreeMap<NodeId, String> {
 fn field<'a>(words: &'a [&str], name: &str) -> &'a str {
     words
         .iter()
-        .find_map(|word| word.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+        .find_map(|word| {
+            word.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+        })
         .unwrap_or_else(|| panic!("missing field {name}"))
 }
 
@@ -44,8 +47,13 @@ fn run_case(line: &str) -> (String, String) {
     let actual = match words[0] {
         "committed" => {
             let values = parse_pairs(field(&words, "values"));
-            let committed = quorum.committed(|node| values.get(&node).map(|v| v.parse().expect("number")));
-            if committed == u64::MAX { "max".to_string() } else { committed.to_string() }
+            let committed =
+                quorum.committed(|node| values.get(&node).map(|v| v.parse().expect("number")));
+            if committed == u64::MAX {
+                "max".to_string()
+            } else {
+                committed.to_string()
+            }
         }
         "vote" => {
             let votes = parse_pairs(field(&words, "votes"));

@@ -99,11 +99,18 @@ impl Checker {
 
     fn check_term_and_commit(&mut self, id: NodeId, raft: &RaftNode<MemLog>) {
         let term = self.terms.entry(id).or_default();
-        assert!(raft.term() >= *term, "the term of {id} went back to {}", raft.term());
+        assert!(
+            raft.term() >= *term,
+            "the term of {id} went back to {}",
+            raft.term()
+        );
         *term = raft.term();
         let commit = self.commits.entry(id).or_default();
         let now = raft.log().committed();
-        assert!(now >= *commit, "the commit index of {id} went back from {commit} to {now}");
+        assert!(
+            now >= *commit,
+            "the commit index of {id} went back from {commit} to {now}"
+        );
         *commit = now;
         self.checks += 1;
     }
@@ -111,7 +118,10 @@ impl Checker {
     fn check_leader(&mut self, id: NodeId, raft: &RaftNode<MemLog>) {
         let term = raft.term();
         let elected = *self.leaders.entry(term).or_insert(id);
-        assert_eq!(elected, id, "election safety violated: two leaders in {term}");
+        assert_eq!(
+            elected, id,
+            "election safety violated: two leaders in {term}"
+        );
         let tail = raft.log().last_log_id();
         match self.leader_tails.get(&id) {
             Some(&(tail_term, old_tail)) if tail_term == term => {

@@ -28,16 +28,26 @@ impl Cluster {
 
     /// `checkTerms`: every live replica is in the same term.
     pub fn check_terms(&self) -> Term {
-        let terms: Vec<Term> = self.live().iter().map(|&id| self.raft(id).expect("up").term()).collect();
+        let terms: Vec<Term> = self
+            .live()
+            .iter()
+            .map(|&id| self.raft(id).expect("up").term())
+            .collect();
         let first = terms[0];
-        assert!(terms.iter().all(|&term| term == first), "servers disagree on term: {terms:?}");
+        assert!(
+            terms.iter().all(|&term| term == first),
+            "servers disagree on term: {terms:?}"
+        );
         first
     }
 
     /// `checkNoLeader`: no live replica thinks it is the leader.
     pub fn check_no_leader(&self) {
         let leaders = self.leaders();
-        assert!(leaders.is_empty(), "expected no leader among connected servers, got {leaders:?}");
+        assert!(
+            leaders.is_empty(),
+            "expected no leader among connected servers, got {leaders:?}"
+        );
     }
 
     /// `one`: submit `command` to some replica that accepts it, and wait until at least
@@ -87,14 +97,20 @@ impl Cluster {
             self.run_for(sleep);
             sleep = (sleep * 2).min(1000);
             if let Some(term) = start_term {
-                let moved = self.live().iter().any(|&id| self.raft(id).expect("up").term() > term);
+                let moved = self
+                    .live()
+                    .iter()
+                    .any(|&id| self.raft(id).expect("up").term() > term);
                 if moved {
                     return None;
                 }
             }
         }
         let (count, value) = self.n_committed(index);
-        assert!(count >= n, "only {count} decided for index {index}; wanted {n}");
+        assert!(
+            count >= n,
+            "only {count} decided for index {index}; wanted {n}"
+        );
         value
     }
 }

@@ -10,14 +10,14 @@ pub mod network;
 
 use checker::Checker;
 use flotilla_raft::{
-    Config, Entry, EntryPayload, LogIndex, LogReader, MemLog, Membership, Message, NodeId,
-    Persist, ProposeError, RaftNode, Ready, Role, Term,
+    Config, Entry, EntryPayload, LogIndex, LogReader, MemLog, Membership, Message, NodeId, Persist,
+    ProposeError, RaftNode, Ready, Role, Term,
 };
 use network::{Faults, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 /// Milliseconds of simulated time per tick.
 pub const TICK_MS: u64 = 10;
@@ -49,7 +49,10 @@ impl App {
         } else {
             postcard::from_bytes(data).expect("a snapshot this harness wrote")
         };
-        Self { applied: index, values }
+        Self {
+            applied: index,
+            values,
+        }
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -104,6 +107,10 @@ pub struct Cluster {
     events: BinaryHeap<Reverse<(u64, u64)>>,
     event_bodies: HashMap<u64, Event>,
     next_event: u64,
+    /// Reads in flight: (node, context) -> the highest acknowledged write when it was issued.
+    reads: HashMap<(NodeId, u64), LogIndex>,
+    /// Reads answered: (node, context, read index).
+    pub reads_served: Vec<(NodeId, u64, LogIndex)>,
     /// Events processed, for determinism checks.
     pub trace_hash: u64,
 }
@@ -133,6 +140,8 @@ impl Cluster {
             events: BinaryHeap::new(),
             event_bodies: HashMap::new(),
             next_event: 0,
+            reads: HashMap::new(),
+            reads_served: Vec::new(),
             trace_hash: 0,
         };
         let membership = Membership::with_voters(ids.iter().copied());
@@ -146,12 +155,20 @@ impl Cluster {
 
     /// Adds a replica (new, or restarting from `disk`) and starts its clock.
     pub fn add_replica(&mut self, id: NodeId, disk: MemLog) {
-        let incarnation = self.replicas.get(&id).map_or(0, |replica| replica.incarnation + 1);
-        let clock_rate_percent = self.replicas.get(&id).map_or(100, |replica| replica.clock_rate_percent);
+        let incarnation = self
+            .replicas
+            .get(&id)
+            .map_or(0, |replica| replica.incarnation + 1);
+        let clock_rate_percent = self
+            .replicas
+            .get(&id)
+            .map_or(100, |replica| replica.clock_rate_percent);
         let snapshot = disk.snapshot().expect("mem snapshot");
         let app = App::restore(&snapshot.data, snapshot.meta.last.index);
         self.checker.on_state_restored(id, app.applied);
-        let raft = RaftNode::new((self.config_of)(id, self.seed + incarnation), disk).expect("start");
+        self.ingest_snapshot(id, &app);
+        let raft =
+            RaftNode::new((self.config_of)(id, self.seed + incarnation), disk).expect("start");
         self.replicas.insert(
             id,
             Replica {
@@ -231,11 +248,15 @@ impl Cluster {
     }
 
     fn handle_tick(&mut self, id: NodeId, incarnation: u64) {
-        let Some(replica) = self.replicas.get_mut(&id) else { return };
+        let Some(replica) = self.replicas.get_mut(&id) else {
+            return;
+        };
         if replica.incarnation != incarnation {
             return;
         }
-        let Some(raft) = replica.raft.as_mut() else { return };
+        let Some(raft) = replica.raft.as_mut() else {
+            return;
+        };
         raft.tick();
         let period = self.tick_period_ms(id);
         self.schedule(period, Event::Tick(id, incarnation));
@@ -247,7 +268,9 @@ impl Cluster {
             return;
         }
         let to = message.to;
-        let Some(raft) = self.raft_mut(to) else { return };
+        let Some(raft) = self.raft_mut(to) else {
+            return;
+        };
         // Errors are messages Raft chose to ignore (e.g. from a removed replica).
         let _ = raft.step(message);
         self.drive(to);
@@ -267,11 +290,15 @@ impl Cluster {
 
     /// The replica's Raft node, if it is up.
     pub fn raft(&self, id: NodeId) -> Option<&RaftNode<MemLog>> {
-        self.replicas.get(&id).and_then(|replica| replica.raft.as_ref())
+        self.replicas
+            .get(&id)
+            .and_then(|replica| replica.raft.as_ref())
     }
 
     pub fn raft_mut(&mut self, id: NodeId) -> Option<&mut RaftNode<MemLog>> {
-        self.replicas.get_mut(&id).and_then(|replica| replica.raft.as_mut())
+        self.replicas
+            .get_mut(&id)
+            .and_then(|replica| replica.raft.as_mut())
     }
 
     /// Processes every ready cycle of `id` until it has nothing more to do.
@@ -297,11 +324,15 @@ impl Cluster {
         let raft = self.raft(id).expect("up");
         if let Some(first) = persist.entries.first() {
             let prev_term = if persist.snapshot.is_some() {
-                persist.snapshot.as_ref().map(|snapshot| snapshot.meta.last.term)
+                persist
+                    .snapshot
+                    .as_ref()
+                    .map(|snapshot| snapshot.meta.last.term)
             } else {
                 raft.log().store().term(first.index.prev()).ok()
             };
-            self.checker.on_entries_persisted(&persist.entries, prev_term);
+            self.checker
+                .on_entries_persisted(&persist.entries, prev_term);
         }
         self.raft_mut(id).expect("up").store_mut().persist(persist);
     }
@@ -316,16 +347,64 @@ impl Cluster {
     fn apply(&mut self, id: NodeId, ready: &Ready) {
         if let Some(snapshot) = &ready.persist.snapshot {
             let index = snapshot.meta.last.index;
-            let replica = self.replicas.get_mut(&id).expect("replica");
-            replica.app = App::restore(&snapshot.data, index);
-            let log = self.applied_logs.entry(id).or_default();
-            for (&index, value) in &replica.app.values {
-                log.insert(index, value.clone());
-            }
+            let app = App::restore(&snapshot.data, index);
+            self.ingest_snapshot(id, &app);
+            self.replicas.get_mut(&id).expect("replica").app = app;
             self.checker.on_state_restored(id, index);
         }
         for entry in &ready.committed {
             self.apply_entry(id, entry);
+        }
+        for read in &ready.reads {
+            self.serve_read(id, read.context, read.index);
+        }
+        for context in &ready.aborted_reads {
+            self.reads.remove(&(id, *context));
+        }
+    }
+
+    /// Linearizable reads: a read index must cover every write acknowledged before the read
+    /// was issued, or the read could miss it (a stale read).
+    fn serve_read(&mut self, id: NodeId, context: u64, index: LogIndex) {
+        let Some(required) = self.reads.remove(&(id, context)) else {
+            return;
+        };
+        assert!(
+            index >= required,
+            "stale read on {id}: read index {index} misses the acknowledged write at {required}"
+        );
+        self.reads_served.push((id, context, index));
+    }
+
+    /// Issues a linearizable read at `id` (6.5840 has none; etcd's ReadIndex).
+    pub fn read(&mut self, id: NodeId, context: u64) -> Result<(), ProposeError> {
+        let required = self
+            .acks
+            .iter()
+            .map(|ack| ack.index)
+            .max()
+            .unwrap_or_default();
+        let raft = self
+            .raft_mut(id)
+            .ok_or(ProposeError::NotLeader { leader_hint: None })?;
+        raft.read_index(context)?;
+        self.reads.insert((id, context), required);
+        self.drive(id);
+        Ok(())
+    }
+
+    /// The tester learns what a replica's state machine holds after loading a snapshot
+    /// (6.5840 `ingestSnap`), checking it against what was applied before.
+    fn ingest_snapshot(&mut self, id: NodeId, app: &App) {
+        let log = self.applied_logs.entry(id).or_default();
+        for (&index, value) in &app.values {
+            if let Some(previous) = log.get(&index) {
+                assert_eq!(
+                    previous, value,
+                    "{id}'s snapshot disagrees with what it applied at {index}"
+                );
+            }
+            log.insert(index, value.clone());
         }
     }
 
@@ -337,7 +416,11 @@ impl Cluster {
             replica.app.values.insert(entry.index, data.clone());
             let log = self.applied_logs.entry(id).or_default();
             if let Some(previous) = log.get(&entry.index) {
-                assert_eq!(previous, data, "{id} re-applied a different value at {}", entry.index);
+                assert_eq!(
+                    previous, data,
+                    "{id} re-applied a different value at {}",
+                    entry.index
+                );
             }
             log.insert(entry.index, data.clone());
             if self.proposals.get(&(id, entry.index)) == Some(data) {
@@ -351,14 +434,17 @@ impl Cluster {
     }
 
     fn maybe_snapshot(&mut self, id: NodeId) {
-        let Some(interval) = self.snapshot_interval else { return };
+        let Some(interval) = self.snapshot_interval else {
+            return;
+        };
         let replica = self.replicas.get_mut(&id).expect("replica");
         let raft = replica.raft.as_mut().expect("up");
         let applied = raft.log().applied();
         let snapshot_index = raft.log().first_index().prev();
         if applied.0 >= snapshot_index.0 + interval {
             let data = replica.app.snapshot();
-            raft.compact(applied, data).expect("compact at the applied index");
+            raft.compact(applied, data)
+                .expect("compact at the applied index");
             self.drive(id);
         }
     }
@@ -380,7 +466,7 @@ impl Cluster {
         let raft = replica.raft.take().expect("up");
         let disk = raft_into_disk(raft, ready);
         replica.disk = Some(disk);
-        self.checker.on_crash(id);
+        self.forget_volatile(id);
     }
 
     /// Crashes `id`: it keeps only what it persisted.
@@ -389,7 +475,13 @@ impl Cluster {
         if let Some(raft) = replica.raft.take() {
             replica.disk = Some(raft.into_store());
         }
+        self.forget_volatile(id);
+    }
+
+    /// A crashed replica's clients get no answer: its pending proposals and reads are gone.
+    fn forget_volatile(&mut self, id: NodeId) {
         self.proposals.retain(|(node, _), _| *node != id);
+        self.reads.retain(|(node, _), _| *node != id);
         self.checker.on_crash(id);
     }
 
@@ -398,9 +490,17 @@ impl Cluster {
         self.crash_mid_ready.insert(id);
     }
 
+    /// Cancels every crash scheduled with `crash_in_next_ready`.
+    pub fn cancel_pending_crashes(&mut self) {
+        self.crash_mid_ready.clear();
+    }
+
     /// Restarts a crashed `id` from its disk.
     pub fn restart(&mut self, id: NodeId) {
-        let disk = self.replicas.get_mut(&id).and_then(|replica| replica.disk.take());
+        let disk = self
+            .replicas
+            .get_mut(&id)
+            .and_then(|replica| replica.disk.take());
         if let Some(disk) = disk {
             self.add_replica(id, disk);
         }
@@ -413,7 +513,9 @@ impl Cluster {
 
     /// Proposes `data` at `id` (6.5840 `Start`).
     pub fn propose(&mut self, id: NodeId, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
-        let raft = self.raft_mut(id).ok_or(ProposeError::NotLeader { leader_hint: None })?;
+        let raft = self
+            .raft_mut(id)
+            .ok_or(ProposeError::NotLeader { leader_hint: None })?;
         let index = raft.propose(data.clone())?;
         self.proposals.insert((id, index), data);
         self.drive(id);
@@ -447,7 +549,10 @@ impl Cluster {
 
     /// The leader of the highest term among live replicas, if any.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leaders().into_iter().next_back().map(|(_, ids)| ids[0])
+        self.leaders()
+            .into_iter()
+            .next_back()
+            .map(|(_, ids)| ids[0])
     }
 
     /// How many replicas applied `index`, and the value (6.5840 `nCommitted`).

@@ -133,7 +133,11 @@ impl Network {
         if rng.random_range(0..100) < self.faults.drop_percent {
             return Vec::new();
         }
-        let copies = if rng.random_range(0..100) < self.faults.duplicate_percent { 2 } else { 1 };
+        let copies = if rng.random_range(0..100) < self.faults.duplicate_percent {
+            2
+        } else {
+            1
+        };
         (0..copies).map(|_| self.delay(rng)).collect()
     }
 
@@ -148,7 +152,10 @@ impl Network {
     fn count(&mut self, message: &Message) {
         self.counters.messages += 1;
         if let MessageBody::AppendEntries { entries, .. } = &message.body {
-            self.counters.entry_bytes += entries.iter().map(|entry| entry.payload_bytes()).sum::<u64>();
+            self.counters.entry_bytes += entries
+                .iter()
+                .map(|entry| entry.payload_bytes())
+                .sum::<u64>();
         }
     }
 }

@@ -1,0 +1,109 @@
+//! Fault injection for the safety phase: partitions (random halves, an isolated leader, a
+//! one-way cut), crashes (clean, or in the middle of a ready cycle), and their repair after a
+//! random number of steps.
+
+use crate::harness::Cluster;
+use crate::swarm::Swarm;
+use flotilla_raft::NodeId;
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+/// A repair scheduled for a later step.
+#[derive(Clone, Copy, Debug)]
+enum Repair {
+    Heal,
+    Restart(NodeId),
+}
+
+/// Counts of what was injected, for the run report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FaultCounts {
+    pub partitions: u64,
+    pub crashes: u64,
+    pub torn_crashes: u64,
+    pub restarts: u64,
+}
+
+/// The fault schedule of one run.
+#[derive(Debug, Default)]
+pub struct Faults {
+    repairs: Vec<(u64, Repair)>,
+    pub counts: FaultCounts,
+}
+
+impl Faults {
+    /// One step: apply due repairs, then maybe inject new faults.
+    pub fn step(&mut self, step: u64, cluster: &mut Cluster, swarm: &Swarm, rng: &mut ChaCha8Rng) {
+        self.apply_due_repairs(step, cluster);
+        if rng.random_range(0..100) < swarm.partition_percent {
+            self.partition(step, cluster, rng);
+        }
+        if rng.random_range(0..100) < swarm.crash_percent {
+            self.crash(step, cluster, swarm, rng);
+        }
+    }
+
+    fn apply_due_repairs(&mut self, step: u64, cluster: &mut Cluster) {
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.repairs.drain(..).partition(|(at, _)| *at <= step);
+        self.repairs = later;
+        for (_, repair) in due {
+            match repair {
+                Repair::Heal => cluster.network.heal(),
+                Repair::Restart(id) => {
+                    cluster.restart(id);
+                    self.counts.restarts += 1;
+                }
+            }
+        }
+    }
+
+    fn partition(&mut self, step: u64, cluster: &mut Cluster, rng: &mut ChaCha8Rng) {
+        let mut ids = cluster.ids();
+        match rng.random_range(0..3) {
+            0 => {
+                ids.shuffle(rng);
+                let split = rng.random_range(1..ids.len());
+                let (left, right) = ids.split_at(split);
+                cluster.network.partition(&[left.to_vec(), right.to_vec()]);
+            }
+            1 => {
+                if let Some(leader) = cluster.leader() {
+                    let others: Vec<NodeId> = ids.into_iter().filter(|&id| id != leader).collect();
+                    cluster.network.partition(&[vec![leader], others]);
+                }
+            }
+            _ => {
+                let source = ids[rng.random_range(0..ids.len())];
+                let target = ids[rng.random_range(0..ids.len())];
+                if source != target {
+                    cluster.network.cut_one_way(source, target);
+                }
+            }
+        }
+        self.counts.partitions += 1;
+        self.repairs
+            .push((step + rng.random_range(10..150), Repair::Heal));
+    }
+
+    fn crash(&mut self, step: u64, cluster: &mut Cluster, swarm: &Swarm, rng: &mut ChaCha8Rng) {
+        let up: Vec<NodeId> = cluster
+            .ids()
+            .into_iter()
+            .filter(|&id| cluster.is_up(id))
+            .collect();
+        let Some(&victim) = up.get(rng.random_range(0..up.len().max(1))) else {
+            return;
+        };
+        if rng.random_range(0..100) < swarm.torn_crash_percent {
+            cluster.crash_in_next_ready(victim);
+            self.counts.torn_crashes += 1;
+        } else {
+            cluster.crash(victim);
+        }
+        self.counts.crashes += 1;
+        self.repairs
+            .push((step + rng.random_range(5..200), Repair::Restart(victim)));
+    }
+}

@@ -1,0 +1,108 @@
+//! The seeded deterministic simulator for one Raft group (in the style of TigerBeetle's VOPR):
+//! each seed draws a swarm configuration, runs a safety phase with faults and a liveness phase
+//! after healing, and checks the Raft safety properties after every event.
+//!
+//! `FLOTILLA_SIM_SEEDS=N` runs N seeds (default: the CI budget); `FLOTILLA_SIM_SEED=S` replays
+//! one seed. A failure prints the command that reproduces it.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+#[path = "../harness/mod.rs"]
+mod harness;
+
+mod faults;
+mod mutations;
+mod run;
+mod scripted;
+mod seeds;
+mod swarm;
+mod workload;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Seeds per `cargo test` run unless `FLOTILLA_SIM_SEEDS` says otherwise.
+const CI_SEED_COUNT: u64 = 120;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+}
+
+/// Runs one seed; a failure comes back as the message to print.
+fn try_seed(seed: u64) -> Result<run::Report, String> {
+    catch_unwind(AssertUnwindSafe(|| run::run_seed(seed))).map_err(|panic| {
+        let message = panic_message(&panic);
+        format!(
+            "simulator seed {seed} failed: {message}\nreproduce: FLOTILLA_SIM_SEED={seed} cargo test -p flotilla-raft --test sim -- simulate_seeds"
+        )
+    })
+}
+
+/// Runs one seed; on a failure, prints how to reproduce it and fails the test.
+fn run_or_report(seed: u64) -> run::Report {
+    try_seed(seed).unwrap_or_else(|message| panic!("{message}"))
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+#[test]
+fn simulate_seeds() {
+    let first = env_u64("FLOTILLA_SIM_FIRST").unwrap_or(1);
+    let seeds: Vec<u64> = match env_u64("FLOTILLA_SIM_SEED") {
+        Some(seed) => vec![seed],
+        None => (first..first + env_u64("FLOTILLA_SIM_SEEDS").unwrap_or(CI_SEED_COUNT)).collect(),
+    };
+    let (mut acks, mut checks, mut crashes, mut partitions) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for &seed in &seeds {
+        match try_seed(seed) {
+            Ok(report) => {
+                acks += report.acks;
+                checks += report.checks;
+                crashes += report.faults.crashes;
+                partitions += report.faults.partitions;
+            }
+            Err(message) => failures.push(message),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed:\n{}",
+        failures.len(),
+        seeds.len(),
+        failures.join("\n")
+    );
+    println!(
+        "{} seeds: {acks} acknowledged proposals, {crashes} crashes, {partitions} partitions, {checks} property checks",
+        seeds.len()
+    );
+    assert!(checks > 0 && acks > 0, "the simulator checked nothing");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_trace() {
+    let first = run::run_seed(7);
+    let second = run::run_seed(7);
+    assert_eq!(first.trace_hash, second.trace_hash);
+    assert_eq!(first.acks, second.acks);
+    let other = run::run_seed(8);
+    assert_ne!(
+        first.trace_hash, other.trace_hash,
+        "different seeds should differ"
+    );
+}
+
+#[test]
+fn regression_seeds_stay_fixed() {
+    for &(seed, _bug) in seeds::REGRESSION_SEEDS {
+        run_or_report(seed);
+    }
+}
