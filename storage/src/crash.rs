@@ -92,6 +92,11 @@ impl CrashFs {
         self.shared.lock().io_budget = Some(operation_count);
     }
 
+    /// Cancels `fail_after`: every operation succeeds again.
+    pub fn restore_power(&self) {
+        self.shared.lock().io_budget = None;
+    }
+
     /// Flips one byte of a file in both images: a disk that corrupts data at rest.
     ///
     /// # Panics

@@ -11,6 +11,9 @@ use flotilla_storage::{CrashFs, LogConfig, LogEngine, WriteBatch};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod common;
+use common::{Observed, entries, observe, snapshot};
+
 const G1: GroupId = GroupId(1);
 const G2: GroupId = GroupId(2);
 
@@ -70,56 +73,10 @@ impl Subject for EngineSubject {
     }
 }
 
-fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
-    indexes
-        .map(|index| Entry {
-            term: Term(term),
-            index: LogIndex(index),
-            payload: EntryPayload::Normal(vec![index as u8; 10]),
-        })
-        .collect()
-}
-
 fn append(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Persist {
     Persist {
         entries: entries(term, indexes),
         ..Persist::default()
-    }
-}
-
-fn snapshot(term: u64, index: u64, data: &[u8]) -> Snapshot {
-    Snapshot {
-        meta: SnapshotMeta {
-            last: LogId::new(Term(term), LogIndex(index)),
-            membership: Membership::with_voters([NodeId(1), NodeId(2)]),
-        },
-        data: data.to_vec(),
-    }
-}
-
-/// Everything a reader shows, for comparing two logs.
-#[derive(Debug, PartialEq, Eq)]
-struct Observed {
-    initial: InitialState,
-    first: LogIndex,
-    last: LogIndex,
-    entries: Result<Vec<Entry>, LogError>,
-    terms: Vec<Result<Term, LogError>>,
-    snapshot: Snapshot,
-}
-
-fn observe(log: &dyn LogReader) -> Observed {
-    let first = log.first_index();
-    let last = log.last_index();
-    Observed {
-        initial: log.initial_state().unwrap(),
-        first,
-        last,
-        entries: log.entries(first, last.next(), u64::MAX),
-        terms: (first.0.saturating_sub(2)..=last.0 + 1)
-            .map(|i| log.term(LogIndex(i)))
-            .collect(),
-        snapshot: log.snapshot().unwrap(),
     }
 }
 

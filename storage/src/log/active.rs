@@ -119,7 +119,12 @@ impl Writer {
                 self.metadata.entry(group).or_default().hard_state = Some(*hard_state);
             }
             Effect::Snapshot(marker) => {
-                self.metadata.entry(group).or_default().snapshot = Some(marker.clone());
+                // Installing raises the commit index (as `GroupState::apply` does); the
+                // checkpoint must carry the raised value, since it replays as a compaction.
+                let meta = self.metadata.entry(group).or_default();
+                let hard_state = meta.hard_state.get_or_insert_with(HardState::default);
+                hard_state.commit = hard_state.commit.max(marker.index());
+                meta.snapshot = Some(marker.clone());
             }
             Effect::Compaction(marker) => {
                 let meta = self.metadata.entry(group).or_default();
