@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{
-    Entry, EntryPayload, GroupId, HardState, InitialState, LogError, LogId, LogIndex, LogReader,
-    MemLog, Membership, NodeId, Persist, Snapshot, SnapshotMeta, Term,
+    GroupId, HardState, InitialState, LogError, LogIndex, LogReader, MemLog, Membership, NodeId,
+    Persist, Snapshot, Term,
 };
 use flotilla_storage::{CrashFs, LogConfig, LogEngine, WriteBatch};
 use std::collections::HashMap;

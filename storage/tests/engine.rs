@@ -1,0 +1,110 @@
+//! Engine behaviour beyond the `LogReader` contract: concurrent writers share syncs (group
+//! commit), and segments and snapshot files are deleted once no group needs them.
+#![allow(clippy::unwrap_used)]
+
+use flotilla_raft::{GroupId, LogIndex, LogReader, Persist};
+use flotilla_storage::{LogConfig, LogEngine, WriteBatch};
+use std::path::Path;
+
+mod common;
+use common::{entries, observe, snapshot};
+
+fn count_files(directory: &Path, extension: &str) -> usize {
+    std::fs::read_dir(directory)
+        .unwrap()
+        .filter(|entry| {
+            let path = entry.as_ref().unwrap().path();
+            path.extension().is_some_and(|ext| ext == extension)
+        })
+        .count()
+}
+
+#[test]
+fn concurrent_writers_share_syncs_and_lose_nothing() {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let threads: Vec<_> = (1..=8)
+        .map(|group| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let mut shared_max = 0;
+                for start in (1..=400).step_by(4) {
+                    let mut batch = WriteBatch::new();
+                    batch.append(GroupId(group), entries(1, start..=start + 3));
+                    let stats = engine.write(batch).unwrap();
+                    assert_eq!(stats.record_count, 4);
+                    shared_max = shared_max.max(stats.batch_count_in_sync);
+                }
+                shared_max
+            })
+        })
+        .collect();
+    let shared_max = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .max()
+        .unwrap();
+    assert!(shared_max > 1, "no two writers ever shared a sync");
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    for group in 1..=8 {
+        let log = engine.group(GroupId(group));
+        let read = log.entries(LogIndex(1), LogIndex(401), u64::MAX).unwrap();
+        assert_eq!(read, entries(1, 1..=400));
+    }
+}
+
+#[test]
+fn segments_and_snapshot_files_are_deleted_once_compacted() {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    for start in (1..=2000).step_by(50) {
+        let mut batch = WriteBatch::new();
+        batch.append(GroupId(1), entries(1, start..=start + 49));
+        if start % 500 == 1 && start > 1 {
+            let compaction = snapshot(1, start - 1, &vec![7; 100]);
+            batch.persist(
+                GroupId(1),
+                &Persist {
+                    compaction: Some(compaction),
+                    ..Persist::default()
+                },
+            );
+        }
+        engine.write(batch).unwrap();
+    }
+    let newest_before_gc = *engine.segment_sequences().last().unwrap();
+    let mut batch = WriteBatch::new();
+    let compaction = snapshot(1, 2000, b"everything");
+    batch.persist(
+        GroupId(1),
+        &Persist {
+            compaction: Some(compaction),
+            ..Persist::default()
+        },
+    );
+    engine.write(batch).unwrap();
+    engine.gc().unwrap();
+    let after_gc = engine.segment_sequences().len();
+    assert!(newest_before_gc > 3, "the log never rolled over");
+    assert_eq!(after_gc, 1, "segments left after compacting everything");
+    assert_eq!(count_files(directory.path(), "wal"), 1);
+    assert_eq!(count_files(directory.path(), "snap"), 1);
+    let before = observe(&engine.group(GroupId(1)));
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    assert_eq!(observe(&engine.group(GroupId(1))), before);
+    assert_eq!(engine.group(GroupId(1)).first_index(), LogIndex(2001));
+}
+
+#[test]
+fn a_record_over_the_limit_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let mut big = entries(1, 1..=1);
+    big[0].payload = flotilla_raft::EntryPayload::Normal(vec![0; 8 << 10]);
+    let mut batch = WriteBatch::new();
+    batch.append(GroupId(1), big);
+    assert!(engine.write(batch).is_err());
+    assert_eq!(engine.group(GroupId(1)).last_index(), LogIndex(0));
+}
