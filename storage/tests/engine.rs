@@ -62,7 +62,7 @@ fn segments_and_snapshot_files_are_deleted_once_compacted() {
         let mut batch = WriteBatch::new();
         batch.append(GroupId(1), entries(1, start..=start + 49));
         if start % 500 == 1 && start > 1 {
-            let compaction = snapshot(1, start - 1, &vec![7; 100]);
+            let compaction = snapshot(1, start - 1, &[7; 100]);
             batch.persist(
                 GroupId(1),
                 &Persist {

@@ -1,1 +1,191 @@
-//! Placeholder.
+//! The KV state machine of one group: an ordered map with get, put, delete, compare-and-swap
+//! and limited range scans, applied deterministically from committed entries. The map sits
+//! behind an `Arc`, so taking a snapshot is O(1) and the copy happens on the next write.
+
+mod command;
+
+pub use command::{Codec, CodecError, Command, Response};
+
+use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The most pairs one scan returns, whatever limit the client asks for.
+pub const SCAN_PAIR_COUNT_MAX: u32 = 10_000;
+
+/// The ordered map of a group.
+pub type KvMap = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The state machine of one group and the last entry it applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvStateMachine {
+    group: GroupId,
+    map: Arc<KvMap>,
+    applied: LogId,
+}
+
+/// An immutable view of a state machine at its applied entry, for writing a snapshot file
+/// on another thread while the state machine goes on applying.
+#[derive(Clone, Debug)]
+pub struct KvSnapshotSource {
+    /// The group.
+    pub group: GroupId,
+    /// The last entry applied.
+    pub applied: LogId,
+    /// The map at `applied`.
+    pub map: Arc<KvMap>,
+}
+
+impl KvStateMachine {
+    /// An empty state machine of `group`.
+    #[must_use]
+    pub fn new(group: GroupId) -> Self {
+        Self {
+            group,
+            ..Self::default()
+        }
+    }
+
+    /// A state machine restored to `map` at `applied` (from a snapshot).
+    #[must_use]
+    pub fn from_parts(group: GroupId, applied: LogId, map: KvMap) -> Self {
+        Self {
+            group,
+            map: Arc::new(map),
+            applied,
+        }
+    }
+
+    /// The group.
+    #[must_use]
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// The last entry applied.
+    #[must_use]
+    pub fn applied(&self) -> LogId {
+        self.applied
+    }
+
+    /// The map as of the applied entry.
+    #[must_use]
+    pub fn map(&self) -> &KvMap {
+        &self.map
+    }
+
+    /// A snapshot view that shares the map until the next write.
+    #[must_use]
+    pub fn snapshot_source(&self) -> KvSnapshotSource {
+        KvSnapshotSource {
+            group: self.group,
+            applied: self.applied,
+            map: self.map.clone(),
+        }
+    }
+
+    /// Applies a committed entry; blank and membership entries only move the applied index.
+    ///
+    /// # Panics
+    /// If the entry is not after the last one applied: a bug in the caller.
+    pub fn apply_entry(&mut self, entry: &Entry) -> Option<Response> {
+        let response = match &entry.payload {
+            EntryPayload::Normal(data) => Some(self.apply(entry.index, data)),
+            EntryPayload::Blank | EntryPayload::Membership(_) => {
+                self.advance(entry.index);
+                None
+            }
+        };
+        self.applied = entry.log_id();
+        response
+    }
+
+    /// Applies the command encoded in `data` at `index` (`apply_entry` also records the
+    /// entry's term in `applied()`). Deterministic: every replica that
+    /// applies the same entries in the same order holds the same map and gives the same
+    /// responses. Bytes that are not a command yield `Response::Invalid` and change nothing.
+    ///
+    /// # Panics
+    /// If `index` is not after the last one applied: a bug in the caller.
+    pub fn apply(&mut self, index: LogIndex, data: &[u8]) -> Response {
+        self.advance(index);
+        match Command::decode(data) {
+            Ok(command) => self.execute(command),
+            Err(error) => Response::Invalid(error.to_string()),
+        }
+    }
+
+    fn advance(&mut self, index: LogIndex) {
+        assert!(
+            index > self.applied.index,
+            "entry {index} applied twice or out of order"
+        );
+        self.applied.index = index;
+    }
+
+    fn execute(&mut self, command: Command) -> Response {
+        match command {
+            Command::Get { key } => Response::Value(self.map.get(&key).cloned()),
+            Command::Put { key, value } => Response::Written {
+                previous: Arc::make_mut(&mut self.map).insert(key, value),
+            },
+            Command::Delete { key } => Response::Written {
+                previous: self.remove(&key),
+            },
+            Command::CompareAndSwap { key, expected, new } => {
+                self.compare_and_swap(key, expected, new)
+            }
+            Command::Scan { start, end, limit } => self.scan(start, end, limit),
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        if !self.map.contains_key(key) {
+            return None;
+        }
+        Arc::make_mut(&mut self.map).remove(key)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: Vec<u8>,
+        expected: Option<Vec<u8>>,
+        new: Option<Vec<u8>>,
+    ) -> Response {
+        let current = self.map.get(&key).cloned();
+        if current != expected {
+            return Response::CompareAndSwap {
+                swapped: false,
+                current,
+            };
+        }
+        match new {
+            Some(value) => Arc::make_mut(&mut self.map).insert(key, value),
+            None => self.remove(&key),
+        };
+        Response::CompareAndSwap {
+            swapped: true,
+            current,
+        }
+    }
+
+    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> Response {
+        let limit = limit.min(SCAN_PAIR_COUNT_MAX) as usize;
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        if matches!(&upper, Bound::Excluded(end) if *end <= start) {
+            return Response::Scan {
+                pairs: Vec::new(),
+                more: false,
+            };
+        }
+        let mut range = self.map.range((Bound::Included(start), upper));
+        let pairs: Vec<_> = range
+            .by_ref()
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let more = range.next().is_some();
+        Response::Scan { pairs, more }
+    }
+}

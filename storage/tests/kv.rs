@@ -1,0 +1,341 @@
+//! The KV state machine and its snapshot files: every command, compare-and-swap semantics,
+//! scan limits, determinism, snapshot write -> read -> restore (also through the log engine,
+//! replaying the log tail after the snapshot), chunked reads, and corruption detection.
+#![allow(clippy::unwrap_used)]
+
+use flotilla_raft::{
+    Entry, EntryPayload, GroupId, LogId, LogIndex, LogReader, Persist, Snapshot, SnapshotMeta, Term,
+};
+use flotilla_storage::kv::{KvMap, SCAN_PAIR_COUNT_MAX};
+use flotilla_storage::{
+    Codec, Command, KvStateMachine, LogConfig, LogEngine, Response, SnapshotError, SnapshotFile,
+    WriteBatch, decode_snapshot, write_snapshot,
+};
+use proptest::prelude::*;
+use std::os::unix::fs::FileExt;
+
+const GROUP: GroupId = GroupId(9);
+
+/// A state machine fed through `apply` with consecutive indexes.
+struct Machine {
+    kv: KvStateMachine,
+    next: u64,
+}
+
+impl Machine {
+    fn new() -> Self {
+        Self {
+            kv: KvStateMachine::new(GROUP),
+            next: 1,
+        }
+    }
+    fn run(&mut self, command: Command) -> Response {
+        let response = self.kv.apply(LogIndex(self.next), &command.encode());
+        self.next += 1;
+        response
+    }
+    fn put(&mut self, key: &str, value: &str) -> Response {
+        self.run(Command::Put {
+            key: key.into(),
+            value: value.into(),
+        })
+    }
+    fn get(&mut self, key: &str) -> Response {
+        self.run(Command::Get { key: key.into() })
+    }
+    fn cas(&mut self, key: &str, expected: Option<&str>, new: Option<&str>) -> Response {
+        let expected = expected.map(Vec::from);
+        let new = new.map(Vec::from);
+        self.run(Command::CompareAndSwap {
+            key: key.into(),
+            expected,
+            new,
+        })
+    }
+    fn scan(&mut self, start: &str, end: Option<&str>, limit: u32) -> Response {
+        self.run(Command::Scan {
+            start: start.into(),
+            end: end.map(Vec::from),
+            limit,
+        })
+    }
+}
+
+fn value(text: &str) -> Option<Vec<u8>> {
+    Some(text.as_bytes().to_vec())
+}
+
+fn pairs(keys: &[&str]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    keys.iter()
+        .map(|k| (k.as_bytes().to_vec(), format!("v{k}").into_bytes()))
+        .collect()
+}
+
+fn filled(keys: &[&str]) -> Machine {
+    let mut machine = Machine::new();
+    for key in keys {
+        machine.put(key, &format!("v{key}"));
+    }
+    machine
+}
+
+#[test]
+fn put_get_delete_apply_and_track_the_applied_index() {
+    let mut machine = Machine::new();
+    assert_eq!(machine.put("a", "1"), Response::Written { previous: None });
+    assert_eq!(
+        machine.put("a", "2"),
+        Response::Written {
+            previous: value("1")
+        }
+    );
+    assert_eq!(machine.get("a"), Response::Value(value("2")));
+    assert_eq!(
+        machine.run(Command::Delete { key: b"a".to_vec() }),
+        Response::Written {
+            previous: value("2")
+        }
+    );
+    assert_eq!(
+        machine.run(Command::Delete { key: b"a".to_vec() }),
+        Response::Written { previous: None }
+    );
+    assert_eq!(machine.get("a"), Response::Value(None));
+    assert_eq!(machine.kv.applied().index, LogIndex(6));
+}
+
+#[test]
+fn compare_and_swap_needs_the_expected_value_or_absence() {
+    let mut machine = Machine::new();
+    let swapped = |current| Response::CompareAndSwap {
+        swapped: true,
+        current,
+    };
+    let refused = |current| Response::CompareAndSwap {
+        swapped: false,
+        current,
+    };
+    assert_eq!(machine.cas("k", None, Some("1")), swapped(None));
+    assert_eq!(machine.cas("k", None, Some("2")), refused(value("1")));
+    assert_eq!(machine.cas("k", Some("0"), Some("2")), refused(value("1")));
+    assert_eq!(machine.cas("k", Some("1"), Some("2")), swapped(value("1")));
+    assert_eq!(machine.cas("k", Some("2"), None), swapped(value("2")));
+    assert_eq!(machine.get("k"), Response::Value(None));
+    assert_eq!(machine.cas("missing", Some("x"), Some("y")), refused(None));
+    assert_eq!(machine.get("missing"), Response::Value(None));
+}
+
+#[test]
+fn scans_respect_bounds_and_limits() {
+    let mut machine = filled(&["a", "b", "c", "d", "e"]);
+    let scan = |pairs, more| Response::Scan { pairs, more };
+    assert_eq!(
+        machine.scan("b", Some("d"), 10),
+        scan(pairs(&["b", "c"]), false)
+    );
+    assert_eq!(machine.scan("a", None, 2), scan(pairs(&["a", "b"]), true));
+    assert_eq!(machine.scan("d", None, 2), scan(pairs(&["d", "e"]), false));
+    assert_eq!(machine.scan("a", None, 0), scan(vec![], true));
+    assert_eq!(machine.scan("c", Some("c"), 5), scan(vec![], false));
+    assert_eq!(machine.scan("d", Some("b"), 5), scan(vec![], false));
+    assert_eq!(machine.scan("f", None, 5), scan(vec![], false));
+}
+
+#[test]
+fn a_scan_never_returns_more_than_the_cap() {
+    let keys: Vec<String> = (0..SCAN_PAIR_COUNT_MAX + 5)
+        .map(|i| format!("{i:06}"))
+        .collect();
+    let mut machine = Machine::new();
+    for key in &keys {
+        machine.put(key, "v");
+    }
+    let Response::Scan { pairs, more } = machine.scan("", None, u32::MAX) else {
+        panic!()
+    };
+    assert_eq!((pairs.len(), more), (SCAN_PAIR_COUNT_MAX as usize, true));
+}
+
+#[test]
+fn undecodable_entries_are_answered_invalid_and_change_nothing() {
+    let mut kv = KvStateMachine::new(GROUP);
+    let response = kv.apply(LogIndex(1), &[0xff, 0xff, 0xff, 0xff]);
+    assert!(matches!(response, Response::Invalid(_)));
+    assert!(kv.map().is_empty());
+    assert_eq!(kv.applied().index, LogIndex(1));
+}
+
+#[test]
+#[should_panic(expected = "applied twice or out of order")]
+fn applying_an_index_twice_is_a_bug() {
+    let mut kv = KvStateMachine::new(GROUP);
+    let _ = kv.apply(LogIndex(1), &Command::Get { key: vec![] }.encode());
+    let _ = kv.apply(LogIndex(1), &Command::Get { key: vec![] }.encode());
+}
+
+#[test]
+fn blank_and_membership_entries_only_move_the_applied_entry() {
+    let mut kv = KvStateMachine::new(GROUP);
+    let blank = Entry {
+        term: Term(2),
+        index: LogIndex(1),
+        payload: EntryPayload::Blank,
+    };
+    assert_eq!(kv.apply_entry(&blank), None);
+    assert_eq!(kv.applied(), LogId::new(Term(2), LogIndex(1)));
+}
+
+#[test]
+fn a_snapshot_file_roundtrips_and_streams_in_chunks() {
+    let directory = tempfile::tempdir().unwrap();
+    let mut machine = filled(&["apple", "banana", "cherry"]);
+    let source = machine.kv.snapshot_source();
+    let path = directory.path().join("g9.kvsnap");
+    let writer = std::thread::spawn(move || write_snapshot(&path, &source).unwrap());
+    machine.put("date", "later"); // applying goes on while the snapshot is written
+    let file = writer.join().unwrap();
+    let restored = file.restore().unwrap();
+    assert_eq!(
+        restored.map(),
+        filled(&["apple", "banana", "cherry"]).kv.map()
+    );
+    assert_eq!(restored.applied().index, LogIndex(3));
+    assert_eq!(restored.group(), GROUP);
+
+    let mut streamed = Vec::new();
+    while (streamed.len() as u64) < file.file_bytes() {
+        streamed.extend_from_slice(file.read_chunk(streamed.len() as u64, 7).unwrap());
+    }
+    assert_eq!(streamed, file.bytes());
+    assert!(matches!(
+        file.read_chunk(file.file_bytes() + 1, 1),
+        Err(SnapshotError::ChunkOutOfRange { .. })
+    ));
+    assert_eq!(decode_snapshot(&streamed).unwrap(), restored);
+}
+
+#[test]
+fn a_corrupted_snapshot_file_fails_its_checksum() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("g9.kvsnap");
+    let file = write_snapshot(&path, &filled(&["a", "b"]).kv.snapshot_source()).unwrap();
+    let last = file.file_bytes() - 1;
+    drop(file);
+    let raw = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    raw.write_all_at(b"X", last).unwrap();
+    drop(raw);
+    assert!(matches!(
+        SnapshotFile::open(&path),
+        Err(SnapshotError::ChecksumMismatch { .. })
+    ));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(last)
+        .unwrap();
+    assert!(matches!(
+        SnapshotFile::open(&path),
+        Err(SnapshotError::Truncated { .. })
+    ));
+}
+
+/// Restart: load the snapshot the log holds, then replay the log tail after it.
+fn restart(engine: &LogEngine) -> KvStateMachine {
+    let log = engine.group(GROUP);
+    let snapshot = log.snapshot().unwrap();
+    let mut kv = decode_snapshot(&snapshot.data).unwrap();
+    let tail = log
+        .entries(log.first_index(), log.last_index().next(), u64::MAX)
+        .unwrap();
+    for entry in &tail {
+        kv.apply_entry(entry);
+    }
+    kv
+}
+
+#[test]
+fn a_restart_loads_the_snapshot_then_replays_the_log_tail() {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let mut kv = KvStateMachine::new(GROUP);
+    let mut entries = Vec::new();
+    for index in 1..=30u64 {
+        let command = Command::Put {
+            key: format!("k{}", index % 7).into(),
+            value: index.to_le_bytes().to_vec(),
+        };
+        entries.push(Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Normal(command.encode()),
+        });
+    }
+    let mut batch = WriteBatch::new();
+    batch.append(GROUP, entries.clone());
+    engine.write(batch).unwrap();
+    for entry in &entries[..20] {
+        kv.apply_entry(entry);
+    }
+    let file = write_snapshot(
+        &directory.path().join("kv-20.kvsnap"),
+        &kv.snapshot_source(),
+    )
+    .unwrap();
+    let meta = SnapshotMeta {
+        last: kv.applied(),
+        membership: Default::default(),
+    };
+    let compaction = Snapshot {
+        meta,
+        data: file.bytes().to_vec(),
+    };
+    let mut batch = WriteBatch::new();
+    batch.persist(
+        GROUP,
+        &Persist {
+            compaction: Some(compaction),
+            ..Persist::default()
+        },
+    );
+    engine.write(batch).unwrap();
+    for entry in &entries[20..] {
+        kv.apply_entry(entry);
+    }
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    assert_eq!(engine.group(GROUP).first_index(), LogIndex(21));
+    assert_eq!(restart(&engine), kv);
+}
+
+#[test]
+fn replicas_applying_the_same_entries_agree() {
+    let mut first = filled(&["x", "y"]);
+    let mut second = filled(&["x", "y"]);
+    for machine in [&mut first, &mut second] {
+        machine.cas("x", Some("vx"), None);
+        machine.scan("", None, 1);
+    }
+    assert_eq!(first.kv, second.kv);
+}
+
+proptest! {
+    #[test]
+    fn any_map_roundtrips_through_a_snapshot(
+        map in proptest::collection::btree_map(
+            proptest::collection::vec(any::<u8>(), 0..16),
+            proptest::collection::vec(any::<u8>(), 0..32),
+            0..64,
+        ),
+        index in 0..1000u64,
+    ) {
+        let kv = KvStateMachine::from_parts(GROUP, LogId::new(Term(1), LogIndex(index)), KvMap::from(map));
+        let bytes = flotilla_storage::snapshot::encode_snapshot(&kv.snapshot_source());
+        prop_assert_eq!(decode_snapshot(&bytes).unwrap(), kv);
+    }
+
+    #[test]
+    fn arbitrary_snapshot_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode_snapshot(&bytes);
+    }
+}
