@@ -1,0 +1,244 @@
+//! Membership changes: Raft §6 (joint consensus) and thesis §4.2.1 (learners, "non-voting
+//! members"), §4.2.2 (removing the current leader), §4.3 (arbitrary changes with joint consensus).
+
+use crate::util::*;
+use flotilla_raft::{ChangeStep, Config, EntryPayload, Membership, NodeId, ProposeError, Role};
+
+fn joint(incoming: &[u64], outgoing: &[u64]) -> Membership {
+    Membership {
+        outgoing: voters(outgoing).voters,
+        ..voters(incoming)
+    }
+}
+
+fn with_learners(voter_ids: &[u64], learner_ids: &[u64]) -> Membership {
+    Membership {
+        learners: voters(learner_ids).voters,
+        ..voters(voter_ids)
+    }
+}
+
+/// The memberships in a replica's persisted log, in order.
+fn membership_entries(node: &mut Node) -> Vec<Membership> {
+    let entries = node.stored_entries();
+    let memberships = entries.into_iter().filter_map(|entry| match entry.payload {
+        EntryPayload::Membership(membership) => Some(membership),
+        _ => None,
+    });
+    memberships.collect()
+}
+
+/// A group of `ids` led by 1, every replica up to date.
+fn led_by_1(ids: &[u64]) -> Net {
+    let mut net = Net::new(ids);
+    net.campaign(1);
+    net
+}
+
+/// Proposes `steps` at the leader, then lets everything commit and reach every replica.
+fn change(net: &mut Net, leader: u64, steps: Vec<ChangeStep>) {
+    net.node_mut(leader).propose_conf_change(steps).unwrap();
+    net.stabilize();
+    net.tick(leader);
+    net.tick(leader);
+}
+
+fn add_voter(id: u64) -> ChangeStep {
+    ChangeStep::AddVoter(NodeId(id))
+}
+
+/// Raft §6: "the cluster first switches to a transitional configuration we call joint
+/// consensus; once the joint consensus has been committed, the system then transitions to the
+/// new configuration." The leader leaves the joint configuration on its own.
+#[test]
+fn adding_a_voter_goes_through_joint_consensus_and_leaves_it_on_its_own() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    net.add_empty(4);
+    change(&mut net, 1, vec![add_voter(4)]);
+    let expected = vec![joint(&[1, 2, 3, 4], &[1, 2, 3]), voters(&[1, 2, 3, 4])];
+    for id in 1..=4 {
+        assert_eq!(
+            membership_entries(net.node_mut(id)),
+            expected,
+            "replica {id}"
+        );
+        assert_eq!(
+            net.node(id).membership(),
+            &voters(&[1, 2, 3, 4]),
+            "replica {id}"
+        );
+    }
+}
+
+/// Raft §6: removing a voter; once C_new is in force the removed replica gets no more entries
+/// and the remaining two decide alone.
+#[test]
+fn a_removed_voter_gets_no_more_entries() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    change(&mut net, 1, vec![ChangeStep::Remove(NodeId(3))]);
+    assert_eq!(net.node(1).membership(), &voters(&[1, 2]));
+    let last_of_3 = net.node(3).log().last_index();
+    let index = net.propose(1, b"after removal");
+    assert_eq!(
+        net.node(1).log().committed(),
+        index,
+        "1 and 2 are the whole group"
+    );
+    assert_eq!(net.node(3).log().last_index(), last_of_3);
+}
+
+/// Thesis §4.3: several voters added and removed in one change go through one joint
+/// configuration of the old and new voter sets.
+#[test]
+fn several_voters_change_at_once_through_one_joint_configuration() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    net.add_empty(4);
+    net.add_empty(5);
+    let steps = vec![add_voter(4), add_voter(5), ChangeStep::Remove(NodeId(3))];
+    change(&mut net, 1, steps);
+    let expected = vec![joint(&[1, 2, 4, 5], &[1, 2, 3]), voters(&[1, 2, 4, 5])];
+    assert_eq!(membership_entries(net.node_mut(1)), expected);
+    for id in [1, 2, 4, 5] {
+        assert_eq!(
+            net.node(id).membership(),
+            &voters(&[1, 2, 4, 5]),
+            "replica {id}"
+        );
+    }
+}
+
+/// Raft §6 (joint consensus): "Agreement (for elections and entry commitment) requires separate
+/// majorities from both the old and new configurations." Acks from the old majority alone
+/// commit nothing.
+#[test]
+fn in_a_joint_configuration_a_commit_needs_a_majority_of_both_halves() {
+    let store = bootstrapped(joint(&[1, 4, 5], &[1, 2, 3]));
+    let mut leader = node_over(config(1), store);
+    let _ = elect(&mut leader);
+    leader.deliver(accepted(2, 1, 1, 1));
+    leader.deliver(accepted(3, 1, 1, 1));
+    assert_eq!(
+        leader.take().committed,
+        vec![],
+        "only the old half acknowledged"
+    );
+    leader.deliver(accepted(4, 1, 1, 1));
+    assert_eq!(leader.take().committed, vec![blank(1, 1)]);
+}
+
+/// Raft §6: the same for elections: votes of the old majority alone do not elect.
+#[test]
+fn in_a_joint_configuration_an_election_needs_a_majority_of_both_halves() {
+    let config = Config {
+        pre_vote: false,
+        ..config(1)
+    };
+    let mut candidate = node_over(config, bootstrapped(joint(&[1, 4, 5], &[1, 2, 3])));
+    candidate.tick_until_campaign();
+    let asked: Vec<u64> = candidate.take().messages.iter().map(|m| m.to.0).collect();
+    assert_eq!(asked, vec![2, 3, 4, 5]);
+    candidate.deliver(vote(2, 1, 1, true));
+    candidate.deliver(vote(3, 1, 1, true));
+    assert_eq!(candidate.role(), Role::Candidate);
+    candidate.deliver(vote(5, 1, 1, true));
+    assert_eq!(candidate.role(), Role::Leader);
+}
+
+/// Thesis §4.2.1: learners ("non-voting members") receive the log, but are never asked to vote,
+/// their votes do not count, and they never campaign.
+#[test]
+fn a_learner_receives_the_log_but_never_votes_or_campaigns() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    net.add_empty(4);
+    change(&mut net, 1, vec![ChangeStep::AddLearner(NodeId(4))]);
+    assert_eq!(
+        membership_entries(net.node_mut(1)),
+        vec![with_learners(&[1, 2, 3], &[4])]
+    );
+    let index = net.propose(1, b"for the learner too");
+    net.tick(1);
+    net.tick(1);
+    assert_eq!(net.node(4).log().committed(), index);
+    for _ in 0..100 {
+        net.tick(4);
+    }
+    assert_eq!(net.node(4).role(), Role::Follower);
+    let from_4 = net.delivered.iter().filter(|m| m.from == NodeId(4));
+    assert!(
+        from_4.clone().all(|m| !is_vote_request(m)),
+        "a learner never campaigns"
+    );
+    assert!(
+        net.delivered
+            .iter()
+            .all(|m| !(m.to == NodeId(4) && is_vote_request(m)))
+    );
+}
+
+/// Thesis §4.2.1: a candidate does not ask a learner for its vote nor count it.
+#[test]
+fn a_candidate_neither_asks_nor_counts_a_learner() {
+    let config = Config {
+        pre_vote: false,
+        ..config(1)
+    };
+    let mut candidate = node_over(config, bootstrapped(with_learners(&[1, 2, 3], &[4])));
+    candidate.tick_until_campaign();
+    let asked: Vec<u64> = candidate.take().messages.iter().map(|m| m.to.0).collect();
+    assert_eq!(asked, vec![2, 3]);
+    candidate.deliver(vote(4, 1, 1, true));
+    assert_eq!(candidate.role(), Role::Candidate);
+}
+
+/// Thesis §4.1: one change at a time. A second change is refused while the first is not
+/// applied (or, for a joint change, until the joint configuration is left).
+#[test]
+fn only_one_membership_change_may_be_pending() {
+    let mut leader = settled_leader(1, &[1, 2, 3]);
+    let index = leader
+        .propose_conf_change(vec![ChangeStep::AddLearner(NodeId(4))])
+        .unwrap();
+    let second = leader.propose_conf_change(vec![add_voter(5)]);
+    assert_eq!(second, Err(ProposeError::MembershipChangePending));
+    let _ = leader.take();
+    leader.deliver(accepted(2, 1, 1, index.0));
+    let _ = leader.take();
+    assert_eq!(leader.membership(), &with_learners(&[1, 2, 3], &[4]));
+    let joint_index = leader.propose_conf_change(vec![add_voter(5)]).unwrap();
+    let _ = leader.take();
+    leader.deliver(accepted(2, 1, 1, joint_index.0));
+    let _ = leader.take();
+    assert!(
+        leader.membership().is_joint(),
+        "the joint configuration is in force"
+    );
+    let third = leader.propose_conf_change(vec![ChangeStep::Remove(NodeId(4))]);
+    assert_eq!(
+        third,
+        Err(ProposeError::MembershipChangePending),
+        "until it is left"
+    );
+}
+
+/// Thesis §4.2.2: a leader removed from the configuration steps down once C_new is committed,
+/// and the remaining voters elect a leader among themselves; the removed replica never
+/// campaigns.
+#[test]
+fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    change(&mut net, 1, vec![ChangeStep::Remove(NodeId(1))]);
+    assert_eq!(net.node(1).role(), Role::Follower);
+    assert_eq!(net.node(1).membership(), &voters(&[2, 3]));
+    let sent_before = net.delivered.len();
+    for _ in 0..60 {
+        net.tick_all(1);
+    }
+    let leader = net.leader().expect("2 or 3 leads");
+    assert!([2, 3].contains(&leader));
+    let index = net.propose(leader, b"without 1");
+    assert_eq!(net.node(leader).log().committed(), index);
+    let campaigns_of_1 = net.delivered[sent_before..]
+        .iter()
+        .filter(|m| m.from == NodeId(1) && is_vote_request(m));
+    assert_eq!(campaigns_of_1.count(), 0);
+}

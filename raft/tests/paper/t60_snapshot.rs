@@ -1,0 +1,196 @@
+//! Log compaction: Raft §7 (snapshots, InstallSnapshot in chunks).
+
+use crate::util::*;
+use flotilla_raft::{
+    CompactError, Config, LogIndex, LogReader, MessageBody, Persist, Ready, Snapshot, SnapshotMeta,
+};
+
+/// A single-voter leader that applied entries 1 (blank) to 5.
+fn leader_that_applied_five() -> Node {
+    let mut leader = new_leader(1, &[1]);
+    for index in 2..=5 {
+        leader.propose(format!("1/{index}").into_bytes()).unwrap();
+    }
+    let _ = leader.take();
+    let _ = leader.take();
+    assert_eq!(leader.log().applied().0, 5);
+    leader
+}
+
+fn meta(last: (u64, u64), voter_ids: &[u64]) -> SnapshotMeta {
+    SnapshotMeta {
+        last: log_id(last.0, last.1),
+        membership: voters(voter_ids),
+    }
+}
+
+/// Raft §7: "each server takes snapshots independently, covering just the committed entries";
+/// the snapshot reaches the caller in `Ready.persist.compaction`, and storing it drops the
+/// entries it covers. A snapshot past the applied index is refused.
+#[test]
+fn compact_hands_the_snapshot_to_the_caller_and_drops_the_log_prefix() {
+    let mut leader = leader_that_applied_five();
+    leader.compact(LogIndex(3), b"state@3".to_vec()).unwrap();
+    let snapshot = Snapshot {
+        meta: meta((1, 3), &[1]),
+        data: b"state@3".to_vec(),
+    };
+    let expected = Ready {
+        persist: Persist {
+            compaction: Some(snapshot.clone()),
+            ..Persist::default()
+        },
+        ..Ready::default()
+    };
+    assert_eq!(leader.take(), expected);
+    assert_eq!(leader.log().first_index().0, 4);
+    assert_eq!(leader.stored_entries(), vec![entry(1, 4), entry(1, 5)]);
+    assert_eq!(leader.log().store().snapshot().unwrap(), snapshot);
+
+    let refused = leader.compact(LogIndex(9), Vec::new());
+    let not_applied = CompactError::NotApplied {
+        index: LogIndex(9),
+        applied: LogIndex(5),
+    };
+    assert_eq!(refused.unwrap_err().to_string(), not_applied.to_string());
+}
+
+/// Raft §7: "the leader must occasionally send snapshots to followers that lag behind"; with
+/// small chunks the snapshot goes out in offset order, the follower acknowledges each, and
+/// installs the whole once the last one arrives.
+#[test]
+fn a_lagging_follower_receives_the_snapshot_in_chunks_and_restores_it() {
+    let mut net = Net::with_config(&[1, 2, 3], |id| Config {
+        snapshot_chunk_bytes: 4,
+        ..config(id)
+    });
+    net.isolate(3);
+    net.campaign(1);
+    for index in 2..=6 {
+        net.propose(1, format!("1/{index}").as_bytes());
+    }
+    net.node_mut(1)
+        .compact(LogIndex(6), b"0123456789".to_vec())
+        .unwrap();
+    net.stabilize();
+    net.recover();
+    net.tick(1);
+    net.tick(1);
+
+    let chunks: Vec<(u64, Vec<u8>, bool)> = net
+        .delivered
+        .iter()
+        .filter_map(|message| match &message.body {
+            MessageBody::InstallSnapshot {
+                offset, data, done, ..
+            } => Some((*offset, data.clone(), *done)),
+            _ => None,
+        })
+        .collect();
+    let expected = vec![
+        (0, b"0123".to_vec(), false),
+        (4, b"4567".to_vec(), false),
+        (8, b"89".to_vec(), true),
+    ];
+    assert_eq!(chunks, expected);
+    let leader_snapshot = net.node(1).log().store().snapshot().unwrap();
+    assert_eq!(
+        net.node(3).log().store().snapshot().unwrap(),
+        leader_snapshot
+    );
+    assert_eq!(net.node(3).log().committed().0, 6);
+    assert_eq!(net.node(3).log().applied().0, 6);
+}
+
+/// A follower of leader 2 in term 1 with entries of `terms`, `commit` of them applied.
+fn follower_with(terms: &[u64], commit: u64) -> Node {
+    let store = store_with_log(voters(&[1, 2, 3]), terms, 1, commit);
+    let mut follower = node_over(config(1), store);
+    follower.deliver(heartbeat(2, 1, 1, 0, 0));
+    let _ = follower.take();
+    follower
+}
+
+/// Raft §7: a snapshot that covers no more than what the follower already committed is
+/// ignored; the follower answers with what it holds.
+#[test]
+fn a_stale_snapshot_is_ignored() {
+    let mut follower = follower_with(&[1, 1, 1, 1, 1], 5);
+    let chunk = snapshot_chunk(2, 1, 1, meta((1, 3), &[1, 2, 3]), (0, b"old"), true);
+    follower.deliver(chunk);
+    let expected = Ready {
+        messages: vec![accepted(1, 2, 1, 5)],
+        ..Ready::default()
+    };
+    assert_eq!(follower.take(), expected);
+    assert_eq!(follower.stored_entries().len(), 5);
+}
+
+/// Raft §7: "If instead the follower receives a snapshot that describes a prefix of its log
+/// ... entries covered by the snapshot are deleted but entries following the snapshot are still
+/// valid and must be retained." Here the entries stay and only the commit index moves.
+#[test]
+fn a_snapshot_of_a_prefix_of_the_log_keeps_the_entries_after_it() {
+    let mut follower = follower_with(&[1, 1, 1, 1, 1, 1], 2);
+    let chunk = snapshot_chunk(2, 1, 1, meta((1, 4), &[1, 2, 3]), (0, b"state@4"), true);
+    follower.deliver(chunk);
+    let expected = Ready {
+        messages: vec![accepted(1, 2, 1, 4)],
+        persist: Persist {
+            hard_state: Some(hard_state(1, None, 4)),
+            ..Persist::default()
+        },
+        committed: vec![entry(1, 3), entry(1, 4)],
+        ..Ready::default()
+    };
+    assert_eq!(follower.take(), expected);
+    assert_eq!(follower.log().last_index().0, 6);
+}
+
+/// Raft §7: "Usually the snapshot will contain new information not already in the recipient's
+/// log. In this case, the follower discards its entire log." The snapshot is persisted and
+/// restored through the Ready.
+#[test]
+fn a_snapshot_that_conflicts_with_the_log_replaces_it() {
+    let mut follower = follower_with(&[1, 1, 1, 1], 2);
+    let chunk = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (0, b"state@5"), true);
+    follower.deliver(chunk);
+    let snapshot = Snapshot {
+        meta: meta((1, 5), &[1, 2, 3]),
+        data: b"state@5".to_vec(),
+    };
+    let expected = Ready {
+        messages: vec![accepted(1, 2, 1, 5)],
+        persist: Persist {
+            snapshot: Some(snapshot),
+            hard_state: Some(hard_state(1, None, 5)),
+            ..Persist::default()
+        },
+        ..Ready::default()
+    };
+    assert_eq!(follower.take(), expected);
+    assert_eq!(follower.stored_entries(), vec![]);
+    assert_eq!(follower.log().applied().0, 5);
+}
+
+/// Raft §7 (chunks): a chunk that does not continue the snapshot being received is answered
+/// with the offset the follower expects, and nothing is installed.
+#[test]
+fn an_out_of_order_chunk_is_answered_with_the_expected_offset() {
+    let mut follower = follower_with(&[1], 1);
+    let chunk = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (4, b"4567"), true);
+    follower.deliver(chunk);
+    let expected = Ready {
+        messages: vec![message(
+            1,
+            2,
+            1,
+            MessageBody::SnapshotResponse {
+                snapshot_index: LogIndex(5),
+                next_offset: 0,
+            },
+        )],
+        ..Ready::default()
+    };
+    assert_eq!(follower.take(), expected);
+}

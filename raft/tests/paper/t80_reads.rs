@@ -1,0 +1,132 @@
+//! Linearizable reads: thesis §6.4 (ReadIndex) and §6.4.1 (leases); Raft §8 (read-only
+//! operations).
+
+use crate::util::*;
+use flotilla_raft::{Config, LogIndex, NodeId, Persist, ProposeError, ReadMode, ReadState, Ready};
+
+fn read(context: u64, index: u64) -> ReadState {
+    ReadState {
+        context,
+        index: LogIndex(index),
+    }
+}
+
+/// Thesis §6.4 step 1: "If the leader has not yet marked an entry from its current term
+/// committed, it waits until it has done so." Then (step 3) one heartbeat round confirms it is
+/// still leader, and the read is released at the commit index.
+#[test]
+fn a_read_waits_for_the_first_commit_of_the_term_then_for_a_heartbeat_round() {
+    let mut leader = new_leader(1, &[1, 2, 3]);
+    leader.read_index(7).unwrap();
+    assert_eq!(
+        leader.take(),
+        Ready::default(),
+        "the blank entry is not committed yet"
+    );
+
+    leader.deliver(accepted(2, 1, 1, 1));
+    let expected = Ready {
+        messages: vec![heartbeat(1, 2, 1, 1, 1), heartbeat(1, 3, 1, 0, 1)],
+        persist: Persist {
+            hard_state: Some(hard_state(1, Some(1), 1)),
+            ..Persist::default()
+        },
+        committed: vec![blank(1, 1)],
+        ..Ready::default()
+    };
+    assert_eq!(leader.take(), expected);
+
+    leader.deliver(heartbeat_response(2, 1, 1, 1));
+    let released = Ready {
+        reads: vec![read(7, 1)],
+        ..Ready::default()
+    };
+    assert_eq!(leader.take(), released);
+}
+
+/// Thesis §6.4: reads that arrive before a round starts share it (one heartbeat per follower),
+/// and the round confirms them only once a majority (the leader and two of four followers)
+/// answered.
+#[test]
+fn reads_share_one_heartbeat_round_that_a_majority_must_answer() {
+    let mut leader = settled_leader(1, &[1, 2, 3, 4, 5]);
+    for context in 1..=3 {
+        leader.read_index(context).unwrap();
+    }
+    let expected: Vec<_> = (2..=5)
+        .map(|follower| heartbeat(1, follower, 1, 1, 1))
+        .collect();
+    assert_eq!(leader.take().messages, expected);
+    leader.deliver(heartbeat_response(2, 1, 1, 1));
+    assert_eq!(
+        leader.take(),
+        Ready::default(),
+        "two of five is no majority"
+    );
+    leader.deliver(heartbeat_response(3, 1, 1, 1));
+    assert_eq!(
+        leader.take().reads,
+        vec![read(1, 1), read(2, 1), read(3, 1)]
+    );
+}
+
+/// Thesis §6.4: a leader that learns it was deposed gives up its pending reads; the caller
+/// retries them at the new leader.
+#[test]
+fn a_deposed_leaders_pending_reads_are_aborted() {
+    let mut leader = settled_leader(1, &[1, 2, 3]);
+    leader.read_index(5).unwrap();
+    leader.read_index(6).unwrap();
+    let _ = leader.take();
+    leader.deliver(heartbeat(2, 1, 2, 0, 0));
+    let ready = leader.take();
+    assert_eq!(ready.aborted_reads, vec![5, 6]);
+    assert_eq!(ready.reads, vec![]);
+}
+
+/// Thesis §6.4.1: with a lease, a leader that heard from a majority within the election timeout
+/// (less the clock drift bound) answers at once, with no round; once the lease has run out a
+/// read needs a round again.
+#[test]
+fn a_lease_read_is_answered_without_a_round_only_while_the_lease_holds() {
+    let config = Config {
+        read_mode: ReadMode::Lease,
+        ..config(1)
+    };
+    let mut leader = node_over(config, bootstrapped(voters(&[1, 2, 3])));
+    let _ = elect(&mut leader);
+    leader.deliver(accepted(2, 1, 1, 1));
+    leader.deliver(accepted(3, 1, 1, 1));
+    leader.ticks(2);
+    leader.deliver(heartbeat_response(2, 1, 1, 1));
+    let _ = leader.take();
+
+    leader.read_index(1).unwrap();
+    let answered = Ready {
+        reads: vec![read(1, 1)],
+        ..Ready::default()
+    };
+    assert_eq!(leader.take(), answered, "within the lease: no round");
+
+    leader.ticks(8);
+    leader.read_index(2).unwrap();
+    let ready = leader.take();
+    assert_eq!(ready.reads, vec![], "the lease ran out");
+    assert_eq!(
+        ready.messages.len(),
+        2,
+        "a heartbeat round confirms the read instead"
+    );
+}
+
+/// Raft §8: only the leader serves linearizable reads; a follower refuses, naming the leader.
+#[test]
+fn a_follower_refuses_a_read_with_the_leader_hint() {
+    let mut follower = follower_of(1, &[1, 2, 3], 2, 1);
+    let refused = follower.read_index(1);
+    let not_leader = ProposeError::NotLeader {
+        leader_hint: Some(NodeId(2)),
+    };
+    assert_eq!(refused, Err(not_leader));
+    assert_eq!(follower.take(), Ready::default());
+}

@@ -1,0 +1,136 @@
+//! Bad input: messages that are misaddressed, from strangers, or out of range, and
+//! configurations that break a relation between limits. Peers' mistakes are errors or are
+//! ignored; they never panic (STYLE habit 10).
+
+use crate::util::*;
+use flotilla_raft::{Config, ConfigError, NodeId, RaftNode, ReadMode, Ready, StepError, Term};
+
+/// A message addressed to another replica is refused and changes nothing.
+#[test]
+fn a_message_for_another_replica_is_refused() {
+    let mut node = node(1, &[1, 2, 3]);
+    let misaddressed = heartbeat(2, 9, 5, 0, 0);
+    assert_eq!(
+        node.step(misaddressed),
+        Err(StepError::WrongRecipient { to: NodeId(9) })
+    );
+    assert_eq!(node.term(), Term(0));
+    assert_eq!(node.take(), Ready::default());
+}
+
+/// A response from a replica the leader does not know (e.g. one removed) is refused.
+#[test]
+fn a_response_from_an_unknown_replica_is_refused() {
+    let mut leader = new_leader(1, &[1, 2, 3]);
+    assert_eq!(
+        leader.step(accepted(9, 1, 1, 1)),
+        Err(StepError::UnknownSender(NodeId(9)))
+    );
+    assert_eq!(
+        leader.log().committed().0,
+        0,
+        "a stranger's ack counts for nothing"
+    );
+    assert_eq!(leader.take(), Ready::default());
+}
+
+/// A heartbeat or AppendEntries whose commit index lies past the follower's log does not panic:
+/// the follower commits only what it holds.
+#[test]
+fn a_commit_index_past_the_log_is_capped_at_what_the_follower_holds() {
+    let mut follower = follower_of(1, &[1, 2, 3], 2, 1);
+    follower.deliver(append(2, 1, 1, (0, 0), vec![entry(1, 1)], 100));
+    let _ = follower.take();
+    assert_eq!(follower.log().committed().0, 1);
+    follower.deliver(heartbeat(2, 1, 1, 1_000_000, 0));
+    let ready = follower.take();
+    assert_eq!(ready.messages, vec![heartbeat_response(1, 2, 1, 0)]);
+    assert_eq!(follower.log().committed().0, 1);
+}
+
+/// Every relation between limits fails `Config::validate` with a sentence naming it.
+#[test]
+fn configurations_that_break_a_relation_are_refused_with_a_sentence() {
+    let cases: Vec<(Config, &str)> = vec![
+        (
+            Config {
+                id: NodeId(0),
+                ..config(1)
+            },
+            "the node id must not be 0, which means 'nobody'",
+        ),
+        (
+            Config {
+                heartbeat_interval_ticks: 10,
+                ..config(1)
+            },
+            "the election timeout must be longer than the heartbeat interval",
+        ),
+        (
+            Config {
+                heartbeat_interval_ticks: 0,
+                ..config(1)
+            },
+            "the heartbeat interval must be at least one tick",
+        ),
+        (
+            Config {
+                election_timeout_ticks_max: 10,
+                ..config(1)
+            },
+            "the election timeout range [min, max) must not be empty",
+        ),
+        (
+            Config {
+                inflight_count_max: 0,
+                ..config(1)
+            },
+            "the in-flight window must allow at least one message and one byte",
+        ),
+        (
+            Config {
+                inflight_bytes_max: 0,
+                ..config(1)
+            },
+            "the in-flight window must allow at least one message and one byte",
+        ),
+        (
+            Config {
+                snapshot_chunk_bytes: 0,
+                ..config(1)
+            },
+            "message and snapshot chunk sizes must be at least one byte",
+        ),
+        (
+            Config {
+                read_mode: ReadMode::Lease,
+                check_quorum: false,
+                ..config(1)
+            },
+            "lease reads need check_quorum, or a deposed leader could serve them",
+        ),
+        (
+            Config {
+                read_mode: ReadMode::Lease,
+                lease_drift_ticks: 10,
+                ..config(1)
+            },
+            "the lease drift must be shorter than the minimum election timeout",
+        ),
+    ];
+    assert_eq!(config(1).validate(), Ok(()));
+    for (config, sentence) in cases {
+        assert_eq!(config.validate(), Err(ConfigError(sentence)), "{config:?}");
+    }
+}
+
+/// A replica is never built from a configuration that does not validate.
+#[test]
+#[should_panic(expected = "the election timeout range [min, max) must not be empty")]
+fn a_replica_refuses_to_start_with_an_invalid_configuration() {
+    let config = Config {
+        election_timeout_ticks_max: 10,
+        ..config(1)
+    };
+    let _ = RaftNode::new(config, bootstrapped(voters(&[1, 2, 3])));
+}
