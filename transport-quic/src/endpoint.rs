@@ -25,11 +25,19 @@ pub const CLOSE_REFUSED: u32 = 0x46_02;
 /// The application error code of an orderly shutdown.
 pub const CLOSE_SHUTDOWN: u32 = 0x46_00;
 
+/// The peer links, and the last connection each lower-id peer dialed in: a peer may dial before
+/// `add_peer` names it, and its link must still find that connection. One lock guards both.
+#[derive(Debug, Default)]
+struct Links {
+    peers: HashMap<NodeId, PeerLink>,
+    accepted: HashMap<NodeId, Connection>,
+}
+
 #[derive(Debug)]
 struct Shared {
     tls: TlsSetup,
     config: TransportConfig,
-    links: Mutex<HashMap<NodeId, PeerLink>>,
+    links: Mutex<Links>,
     link_context: LinkContext,
     clients: mpsc::Sender<ClientConnection>,
 }
@@ -68,7 +76,7 @@ impl QuicTransport {
             jitter_seed: config.reconnect_jitter_seed,
             shutdown: shutdown_rx,
         };
-        let shared = Arc::new(Shared { tls, config, links: Mutex::new(HashMap::new()), link_context, clients: clients_tx });
+        let shared = Arc::new(Shared { tls, config, links: Mutex::new(Links::default()), link_context, clients: clients_tx });
         tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
         let clients = tokio::sync::Mutex::new(clients_rx);
         Ok(Self { shared, endpoint, inbound, clients, shutdown })
@@ -82,12 +90,14 @@ impl QuicTransport {
     /// Adds peer `node` at `address`, or moves it there; must run inside the tokio runtime.
     pub fn add_peer(&self, node: NodeId, address: SocketAddr) {
         let mut links = self.shared.links.lock();
-        match links.get(&node) {
-            Some(link) => link.set_address(address),
-            None => {
-                links.insert(node, PeerLink::start(&self.shared.link_context, node, address));
-            }
+        if let Some(link) = links.peers.get(&node) {
+            return link.set_address(address);
         }
+        let link = PeerLink::start(&self.shared.link_context, node, address);
+        if let Some(connection) = links.accepted.get(&node).filter(|c| c.close_reason().is_none()) {
+            link.offer(connection.clone());
+        }
+        links.peers.insert(node, link);
     }
 
     /// Waits for the next accepted client connection (`flotilla-client/1`); `None` after shutdown.
@@ -103,7 +113,7 @@ impl QuicTransport {
 
     fn stop(&self) {
         self.shutdown.send_replace(true);
-        self.shared.links.lock().clear();
+        *self.shared.links.lock() = Links::default();
         self.endpoint.close(CLOSE_SHUTDOWN.into(), b"shutdown");
     }
 }
@@ -125,7 +135,7 @@ impl Transport for QuicTransport {
             return Err(SendError::NotFromThisNode { from: batch.from, local });
         }
         let to = batch.to;
-        let outcome = match self.shared.links.lock().get(&to) {
+        let outcome = match self.shared.links.lock().peers.get(&to) {
             Some(link) => link.enqueue(batch),
             None => Err(SendError::UnknownPeer { to }),
         };
@@ -210,7 +220,10 @@ impl Shared {
         Counters::bump(&self.counters().connections_established);
         tracing::info!(peer = %node, "accepted a peer connection");
         if node < self.link_context.inbound.local {
-            if let Some(link) = self.links.lock().get(&node) {
+            let mut links = self.links.lock();
+            links.accepted.retain(|_, c| c.close_reason().is_none());
+            links.accepted.insert(node, connection.clone());
+            if let Some(link) = links.peers.get(&node) {
                 link.offer(connection.clone());
             }
         }

@@ -56,8 +56,9 @@ impl MemNetwork {
         let to = batch.to;
         let members = self.members.lock();
         let member = members.get(&to).filter(|member| member.up).ok_or(SendError::Unreachable { to })?;
-        member.inbound.try_send(batch).map_err(|_| SendError::QueueFull { to })?;
+        let permit = member.inbound.try_reserve().map_err(|_| SendError::QueueFull { to })?;
         Counters::bump(&member.counters.batches_received);
+        permit.send(batch);
         Ok(())
     }
 }

@@ -137,11 +137,11 @@ impl InboundContext {
             tracing::warn!(%peer, to = %batch.to, "dropped a batch addressed to another node");
             return true;
         }
-        let queued = self.queue.send(batch).await.is_ok();
-        if queued {
-            Counters::bump(&self.counters.batches_received);
-        }
-        queued
+        // Count before handing over, so a reader of the batch always sees it counted.
+        let Ok(permit) = self.queue.reserve().await else { return false };
+        Counters::bump(&self.counters.batches_received);
+        permit.send(batch);
+        true
     }
 }
 

@@ -1,0 +1,306 @@
+//! QUIC transports on 127.0.0.1: the mutual-TLS refusal matrix, malformed frames closing only
+//! their own connection, reconnect after a restart, and snapshots not blocking heartbeats.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{GUARD, batch, closed, quic_cluster, raw_client_config, raw_connect, raw_peer, recv, run, sequence, wait_until};
+use flotilla_raft::NodeId;
+use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES, MAGIC, VERSION};
+use flotilla_transport_quic::streams::CLOSE_MALFORMED_FRAME;
+use flotilla_transport_quic::{ALPN_CLIENT, ALPN_RAFT, ClusterCa, ClusterId, Identity, QuicTransport, Transport};
+use time::{Duration, OffsetDateTime};
+
+fn test_ca() -> ClusterCa {
+    ClusterCa::generate(&common::cluster_id()).unwrap()
+}
+
+/// Dials node `target` as a Raft peer with `identity` (or none) and asserts it is refused,
+/// visibly in the target's counters, and that nothing it might send is delivered.
+async fn assert_refused(trusted: &ClusterCa, identity: Option<&Identity>, target: &QuicTransport) {
+    let before = target.counters().connections_refused;
+    let config = raw_client_config(&trusted.certificate(), identity, ALPN_RAFT);
+    let (_endpoint, outcome) = raw_connect(config, target).await;
+    if let Ok(connection) = outcome {
+        // TLS 1.3: the client may finish before the server judges its certificate.
+        if let Ok(mut stream) = connection.open_uni().await {
+            let _ = stream.write_all(&encoded(&batch(5, target.node_id().0, 1))).await;
+        }
+        closed(&connection).await;
+    }
+    wait_until("the target counts the refusal", || target.counters().connections_refused > before).await;
+    assert_eq!(target.try_recv(), None);
+}
+
+fn encoded(batch: &flotilla_raft::Batch) -> Vec<u8> {
+    let mut buf = Vec::new();
+    frame::encode(FrameKind::RaftBatch, batch, 64 << 20, &mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn three_endpoints_exchange_batches() {
+    run(async {
+        let nodes = quic_cluster(&test_ca(), &[1, 2, 3]).await;
+        for (from, to) in [(1, 2), (2, 3), (3, 1), (2, 1), (1, 3), (3, 2)] {
+            nodes[from - 1].send(batch(from as u64, to as u64, 100 + from as u64)).unwrap();
+            let got = recv(&nodes[to - 1]).await;
+            assert_eq!((got.from, got.to, sequence(&got)), (NodeId(from as u64), NodeId(to as u64), 100 + from as u64));
+        }
+        for node in &nodes {
+            assert_eq!(node.counters().connections_refused, 0);
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn mtls_matrix_refuses_every_bad_certificate() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1, 2]).await;
+        let target = &nodes[1];
+        let now = OffsetDateTime::now_utc();
+        // No client certificate at all.
+        assert_refused(&ca, None, target).await;
+        // A node certificate signed by another CA.
+        let other_ca = test_ca();
+        assert_refused(&ca, Some(&other_ca.node_identity(NodeId(5)).unwrap()), target).await;
+        // An expired certificate from the right CA.
+        let expired = ca.sign("node-5.test-cluster", now - Duration::days(10), now - Duration::days(1)).unwrap();
+        assert_refused(&ca, Some(&expired), target).await;
+        // The right CA, but another cluster id.
+        let foreign = ca.sign("node-5.other-cluster", now - Duration::hours(1), now + Duration::days(1)).unwrap();
+        assert_refused(&ca, Some(&foreign), target).await;
+        // A client certificate is not a peer.
+        assert_refused(&ca, Some(&ca.client_identity("ops").unwrap()), target).await;
+        // The cluster keeps working.
+        nodes[0].send(batch(1, 2, 1)).unwrap();
+        assert_eq!(recv(target).await.from, NodeId(1));
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_batch_sent_as_another_node_is_dropped_and_counted() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1, 2]).await;
+        let (_endpoint, connection) = raw_peer(&ca, &ca.node_identity(NodeId(5)).unwrap(), &nodes[1]).await;
+        let mut stream = connection.open_uni().await.unwrap();
+        // Node 5's certificate, batch claiming to come from node 1.
+        stream.write_all(&encoded(&batch(1, 2, 1))).await.unwrap();
+        // Then an honest batch on the same stream, which must still arrive.
+        stream.write_all(&encoded(&batch(5, 2, 2))).await.unwrap();
+        let got = recv(&nodes[1]).await;
+        assert_eq!((got.from, sequence(&got)), (NodeId(5), 2));
+        assert_eq!(nodes[1].counters().dropped_bad_sender, 1);
+        assert_eq!(nodes[1].counters().batches_received, 1);
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// Sends `bytes` on a raw peer connection to node 2 and asserts that only that connection is
+/// closed (as malformed) while nodes 1 and 3 still deliver to node 2.
+fn assert_bad_bytes_close_only_their_connection(bytes: Vec<u8>, finish: bool) {
+    run(async move {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1, 2, 3]).await;
+        nodes[0].send(batch(1, 2, 1)).unwrap();
+        recv(&nodes[1]).await;
+        let (_endpoint, connection) = raw_peer(&ca, &ca.node_identity(NodeId(6)).unwrap(), &nodes[1]).await;
+        let mut stream = connection.open_uni().await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        if finish {
+            stream.finish().unwrap();
+        }
+        match closed(&connection).await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, CLOSE_MALFORMED_FRAME.into());
+            }
+            other => panic!("closed for another reason: {other}"),
+        }
+        assert_eq!(nodes[1].counters().frames_malformed, 1);
+        for sender in [0, 2] {
+            let from = nodes[sender].node_id().0;
+            nodes[sender].send(batch(from, 2, 50 + from)).unwrap();
+            let got = recv(&nodes[1]).await;
+            assert_eq!((got.from.0, sequence(&got)), (from, 50 + from));
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn garbage_bytes_close_that_connection_only() {
+    assert_bad_bytes_close_only_their_connection(b"GET / HTTP/1.1\r\nHost: flotilla\r\n\r\n".to_vec(), true);
+}
+
+#[test]
+fn a_truncated_frame_closes_that_connection_only() {
+    let mut bytes = encoded(&common::snapshot_batch(6, 2, 100));
+    bytes.truncate(bytes.len() / 2);
+    assert_bad_bytes_close_only_their_connection(bytes, true);
+}
+
+#[test]
+fn a_frame_over_the_limit_closes_that_connection_before_its_payload() {
+    let payload_bytes: u32 = 64 << 20;
+    let mut header = vec![MAGIC, VERSION, FrameKind::RaftBatch as u8];
+    header.extend_from_slice(&payload_bytes.to_be_bytes());
+    assert_eq!(header.len(), HEADER_BYTES);
+    // The stream is left open with no payload: the limit must be checked on the header alone.
+    assert_bad_bytes_close_only_their_connection(header, false);
+}
+
+#[test]
+fn a_restarted_peer_is_reconnected_and_delivery_resumes() {
+    run(async {
+        let ca = test_ca();
+        let mut nodes = quic_cluster(&ca, &[1, 2, 3]).await;
+        nodes[0].send(batch(1, 3, 1)).unwrap();
+        recv(&nodes[2]).await;
+        let address = nodes[2].local_address().unwrap();
+        nodes.pop().unwrap().shutdown().await;
+        let restarted = rebind(&ca, 3, address).await;
+        restarted.add_peer(NodeId(1), nodes[0].local_address().unwrap());
+        restarted.add_peer(NodeId(2), nodes[1].local_address().unwrap());
+        assert_eq!(common::send_until_received(&nodes[0], &restarted, batch(1, 3, 2)).await.from, NodeId(1));
+        assert_eq!(common::send_until_received(&restarted, &nodes[1], batch(3, 2, 3)).await.from, NodeId(3));
+        assert_eq!(common::send_until_received(&restarted, &nodes[0], batch(3, 1, 4)).await.from, NodeId(3));
+        assert!(nodes[0].counters().connections_established >= 3);
+        restarted.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+/// Binds node `id` again on the address it had, retrying while the old socket is released.
+async fn rebind(ca: &ClusterCa, id: u64, address: std::net::SocketAddr) -> QuicTransport {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        match QuicTransport::bind(NodeId(id), address, common::node_tls(ca, id), common::config()).await {
+            Ok(transport) => return transport,
+            Err(error) => assert!(tokio::time::Instant::now() < deadline, "cannot rebind: {error}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_snapshot_in_flight_does_not_block_heartbeats() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1, 2]).await;
+        let (_endpoint, connection) = raw_peer(&ca, &ca.node_identity(NodeId(7)).unwrap(), &nodes[1]).await;
+        let snapshot = encoded(&common::snapshot_batch(7, 2, 4 << 20));
+        let (first_half, second_half) = snapshot.split_at(snapshot.len() / 2);
+        let mut snapshot_stream = connection.open_uni().await.unwrap();
+        snapshot_stream.write_all(first_half).await.unwrap();
+        // Half a multi-megabyte snapshot frame is in flight; heartbeats on the Raft stream arrive.
+        let mut raft_stream = connection.open_uni().await.unwrap();
+        for sequence_number in 0..10 {
+            raft_stream.write_all(&encoded(&batch(7, 2, sequence_number))).await.unwrap();
+            assert_eq!(sequence(&recv(&nodes[1]).await), sequence_number);
+        }
+        snapshot_stream.write_all(second_half).await.unwrap();
+        let got = recv(&nodes[1]).await;
+        assert!(got.messages[0].message.is_snapshot_chunk());
+        assert_eq!(got, common::snapshot_batch(7, 2, 4 << 20));
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn the_transport_sends_snapshots_and_heartbeats_on_separate_streams() {
+    run(async {
+        let nodes = quic_cluster(&test_ca(), &[1, 2]).await;
+        let mut mixed = common::snapshot_batch(1, 2, 6 << 20);
+        mixed.messages.extend(batch(1, 2, 1).messages);
+        nodes[0].send(mixed).unwrap();
+        for sequence_number in 2..40 {
+            nodes[0].send(batch(1, 2, sequence_number)).unwrap();
+        }
+        let (mut snapshots, mut heartbeats) = (0, Vec::new());
+        while snapshots + heartbeats.len() < 40 {
+            let got = recv(&nodes[1]).await;
+            // The transport split the mixed batch: no batch mixes a chunk with other messages.
+            assert!(got.messages.iter().all(|m| m.message.is_snapshot_chunk()) || got.messages.iter().all(|m| !m.message.is_snapshot_chunk()));
+            match got.messages[0].message.is_snapshot_chunk() {
+                true => snapshots += 1,
+                false => heartbeats.push(sequence(&got)),
+            }
+        }
+        assert_eq!(snapshots, 1);
+        assert_eq!(heartbeats, (1..40).collect::<Vec<_>>());
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn clients_use_their_own_protocol_on_the_same_endpoint() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1]).await;
+        let client_tls = flotilla_transport_quic::TlsSetup {
+            cluster: ClusterId::new("test-cluster").unwrap(),
+            ca: ca.certificate(),
+            identity: ca.client_identity("ops").unwrap(),
+        };
+        let address = nodes[0].local_address().unwrap();
+        let session = flotilla_transport_quic::ClientSession::connect(&client_tls, &common::config(), NodeId(1), address).await.unwrap();
+        let node = &nodes[0];
+        let serve = async {
+            let client = node.accept_client().await.unwrap();
+            assert_eq!(client.identity().san(), "client-ops.test-cluster");
+            let mut request = client.accept_request().await.unwrap();
+            let question: String = request.read_request().await.unwrap();
+            request.respond(&format!("{question} pong")).await.unwrap();
+            client
+        };
+        let ping = "ping".to_owned();
+        let (answer, _client) = tokio::join!(session.request::<String, String>(&ping), serve);
+        assert_eq!(answer.unwrap(), "ping pong");
+        // A client certificate on the client protocol is fine; without a certificate it is not.
+        let config = raw_client_config(&ca.certificate(), None, ALPN_CLIENT);
+        let before = node.counters().connections_refused;
+        let (_endpoint, outcome) = raw_connect(config, node).await;
+        if let Ok(connection) = outcome {
+            closed(&connection).await;
+        }
+        wait_until("the anonymous client is refused", || node.counters().connections_refused > before).await;
+        session.close().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_peer_that_dials_before_it_is_added_is_still_used_for_sending() {
+    run(async {
+        let ca = test_ca();
+        let one = QuicTransport::bind(NodeId(1), common::loopback(), common::node_tls(&ca, 1), common::config()).await.unwrap();
+        let two = QuicTransport::bind(NodeId(2), common::loopback(), common::node_tls(&ca, 2), common::config()).await.unwrap();
+        one.add_peer(NodeId(2), two.local_address().unwrap());
+        wait_until("node 1 has dialed node 2", || two.counters().connections_established == 1).await;
+        two.add_peer(NodeId(1), one.local_address().unwrap());
+        two.send(batch(2, 1, 9)).unwrap();
+        assert_eq!(sequence(&recv(&one).await), 9);
+        one.shutdown().await;
+        two.shutdown().await;
+    });
+}
