@@ -2,7 +2,9 @@
 //! members"), §4.2.2 (removing the current leader), §4.3 (arbitrary changes with joint consensus).
 
 use crate::util::*;
-use flotilla_raft::{ChangeStep, Config, EntryPayload, Membership, NodeId, ProposeError, Role};
+use flotilla_raft::{
+    ChangeStep, Config, EntryPayload, LogReader, Membership, NodeId, ProposeError, Role,
+};
 
 fn joint(incoming: &[u64], outgoing: &[u64]) -> Membership {
     Membership {
@@ -241,4 +243,109 @@ fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
         .iter()
         .filter(|m| m.from == NodeId(1) && is_vote_request(m));
     assert_eq!(campaigns_of_1.count(), 0);
+}
+
+/// Thesis §4.2.1: promoting a learner to voter changes the voters, so it goes through a joint
+/// configuration like any other voter change.
+#[test]
+fn promoting_a_learner_goes_through_joint_consensus() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    net.add_empty(4);
+    change(&mut net, 1, vec![ChangeStep::AddLearner(NodeId(4))]);
+    change(&mut net, 1, vec![add_voter(4)]);
+    let expected = vec![
+        with_learners(&[1, 2, 3], &[4]),
+        joint(&[1, 2, 3, 4], &[1, 2, 3]),
+        voters(&[1, 2, 3, 4]),
+    ];
+    assert_eq!(membership_entries(net.node_mut(4)), expected);
+    assert_eq!(net.node(4).membership(), &voters(&[1, 2, 3, 4]));
+}
+
+/// Thesis §4.2.3: a removed server that never learns of its removal times out and campaigns,
+/// but the remaining voters, hearing their leader, ignore it: the leader keeps its term.
+#[test]
+fn a_removed_voter_does_not_disrupt_the_group() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    change(&mut net, 1, vec![ChangeStep::Remove(NodeId(3))]);
+    for _ in 0..100 {
+        net.tick_all(1);
+    }
+    assert_eq!(net.leader(), Some(1));
+    assert_eq!(net.node(1).term(), flotilla_raft::Term(1));
+}
+
+fn is_leave_joint(message: &flotilla_raft::Message) -> bool {
+    let flotilla_raft::MessageBody::AppendEntries { entries, .. } = &message.body else {
+        return false;
+    };
+    let leaves = |entry: &flotilla_raft::Entry| matches!(&entry.payload, EntryPayload::Membership(m) if !m.is_joint());
+    entries.iter().any(leaves)
+}
+
+/// Raft §6 / thesis §4.3: if the leader fails after C_old,new is committed but before C_new
+/// reaches anyone, the next leader (elected by both halves) finishes the change.
+#[test]
+fn a_new_leader_finishes_leaving_a_joint_configuration() {
+    let mut net = Net::with_config(&[1, 2, 3], |id| Config {
+        check_quorum: false,
+        ..config(id)
+    });
+    net.campaign(1);
+    net.add_empty(4);
+    net.drop_messages(is_leave_joint);
+    net.node_mut(1)
+        .propose_conf_change(vec![add_voter(4)])
+        .unwrap();
+    net.stabilize();
+    net.tick(1);
+    net.tick(1);
+    assert!(net.node(2).membership().is_joint(), "2 applied C_old,new");
+    net.recover();
+    net.isolate(1);
+    net.campaign(2);
+    assert_eq!(net.leader(), Some(2));
+    net.tick(2);
+    net.tick(2);
+    for id in [2, 3, 4] {
+        assert_eq!(
+            net.node(id).membership(),
+            &voters(&[1, 2, 3, 4]),
+            "replica {id}"
+        );
+    }
+}
+
+/// Raft §7: a replica added after the log was compacted catches up from the snapshot (which
+/// carries the membership as of its last entry) and then from the entries after it.
+#[test]
+fn a_replica_added_after_compaction_catches_up_from_the_snapshot() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    for index in 2..=4 {
+        net.propose(1, format!("1/{index}").as_bytes());
+    }
+    net.node_mut(1)
+        .compact(flotilla_raft::LogIndex(4), b"state@4".to_vec())
+        .unwrap();
+    net.stabilize();
+    net.add_empty(4);
+    change(&mut net, 1, vec![ChangeStep::AddLearner(NodeId(4))]);
+    let installed = net.delivered.iter().any(|m| {
+        m.to == NodeId(4) && matches!(m.body, flotilla_raft::MessageBody::InstallSnapshot { .. })
+    });
+    assert!(installed, "entries 1-4 exist only in the snapshot");
+    assert_eq!(net.node(4).log().store().first_index().0, 5);
+    assert_eq!(net.node(4).log().committed(), net.node(1).log().committed());
+    assert_eq!(net.node(4).membership(), &with_learners(&[1, 2, 3], &[4]));
+}
+
+/// Raft §6: a restarted replica recovers the membership in force from its committed log.
+#[test]
+fn a_restarted_replica_recovers_the_membership_from_its_log() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    net.add_empty(4);
+    change(&mut net, 1, vec![add_voter(4)]);
+    let store = net.nodes.remove(&2).unwrap().into_store();
+    let restarted = node_over(config(2), store);
+    assert_eq!(restarted.membership(), &voters(&[1, 2, 3, 4]));
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Replicas wired together in lockstep.
 pub struct Net {
+    config_of: Box<dyn Fn(u64) -> Config>,
     pub nodes: BTreeMap<u64, Node>,
     cut: BTreeSet<(u64, u64)>,
     drop_if: Option<fn(&Message) -> bool>,
@@ -23,8 +24,9 @@ impl Net {
     }
 
     /// The same with a configuration per replica.
-    pub fn with_config(ids: &[u64], config_of: impl Fn(u64) -> Config) -> Self {
+    pub fn with_config(ids: &[u64], config_of: impl Fn(u64) -> Config + 'static) -> Self {
         let mut net = Self {
+            config_of: Box::new(config_of),
             nodes: BTreeMap::new(),
             cut: BTreeSet::new(),
             drop_if: None,
@@ -32,7 +34,7 @@ impl Net {
             delivered: Vec::new(),
         };
         for &id in ids {
-            let node = node_over(config_of(id), bootstrapped(voters(ids)));
+            let node = node_over((net.config_of)(id), bootstrapped(voters(ids)));
             net.nodes.insert(id, node);
         }
         net
@@ -40,7 +42,7 @@ impl Net {
 
     /// Adds a replica with an empty store, waiting for a leader to contact it.
     pub fn add_empty(&mut self, id: u64) {
-        let node = RaftNode::new(config(id), MemLog::new()).unwrap();
+        let node = RaftNode::new((self.config_of)(id), MemLog::new()).unwrap();
         self.nodes.insert(id, node);
     }
 
