@@ -33,6 +33,9 @@ pub(crate) struct ReadQueue {
     acknowledged: BTreeMap<NodeId, u64>,
     /// When the newest round each follower acknowledged was sent (its lease start).
     lease_start: BTreeMap<NodeId, u64>,
+    /// Set once this leader sent TimeoutNow: voters grant that campaign despite their own
+    /// lease, so no lease proves anything for the rest of the term (thesis §3.10, §6.4.1).
+    lease_suspended: bool,
     ready: Vec<ReadState>,
     aborted: Vec<u64>,
 }
@@ -48,6 +51,7 @@ impl ReadQueue {
             round_sent_at: VecDeque::new(),
             acknowledged: BTreeMap::new(),
             lease_start: BTreeMap::new(),
+            lease_suspended: false,
             ready: Vec::new(),
             aborted: Vec::new(),
         }
@@ -86,6 +90,11 @@ impl ReadQueue {
         }
     }
 
+    /// TimeoutNow was sent: serve no more lease reads in this term.
+    pub(crate) fn suspend_lease(&mut self) {
+        self.lease_suspended = true;
+    }
+
     /// The reads that are ready and the contexts of reads given up, since the last call.
     pub(crate) fn take_ready(&mut self) -> (Vec<ReadState>, Vec<u64>) {
         (
@@ -99,6 +108,7 @@ impl ReadQueue {
         self.abort_all();
         self.acknowledged.clear();
         self.lease_start.clear();
+        self.lease_suspended = false;
         self.round_sent_at.clear();
     }
 
@@ -169,6 +179,9 @@ impl<L: LogReader> RaftNode<L> {
     /// Lease (thesis §6.4.1): a quorum acknowledged heartbeats sent within the minimum
     /// election timeout less the drift bound, so no other leader can exist yet.
     fn lease_is_valid(&self) -> bool {
+        if self.reads.lease_suspended {
+            return false;
+        }
         let now = self.timers.now();
         let id = self.id_();
         let lease_ticks = self.config.election_timeout_ticks_min - self.config.lease_drift_ticks;

@@ -30,7 +30,7 @@ impl<L: LogReader> RaftNode<L> {
         self.timers
             .set(Timer::Transfer, self.config.election_timeout_ticks_min);
         if self.is_caught_up(target) {
-            self.send(target, MessageBody::TimeoutNow);
+            self.send_timeout_now(target);
         } else {
             self.send_append(target);
         }
@@ -47,8 +47,15 @@ impl<L: LogReader> RaftNode<L> {
     /// tell it to campaign.
     pub(crate) fn on_transfer_progress(&mut self, from: NodeId) {
         if self.transfer_target == Some(from) && self.is_caught_up(from) {
-            self.send(from, MessageBody::TimeoutNow);
+            self.send_timeout_now(from);
         }
+    }
+
+    /// Tells `target` to campaign at once. Voters grant that campaign even while they hear us,
+    /// so from now on our lease proves nothing (TiKV suspects its lease here too).
+    fn send_timeout_now(&mut self, target: NodeId) {
+        self.reads.suspend_lease();
+        self.send(target, MessageBody::TimeoutNow);
     }
 
     pub(crate) fn abort_transfer(&mut self) {

@@ -2,7 +2,9 @@
 //! operations).
 
 use crate::util::*;
-use flotilla_raft::{Config, LogIndex, NodeId, Persist, ProposeError, ReadMode, ReadState, Ready};
+use flotilla_raft::{
+    Config, LogIndex, MessageBody, NodeId, Persist, ProposeError, ReadMode, ReadState, Ready,
+};
 
 fn read(context: u64, index: u64) -> ReadState {
     ReadState {
@@ -129,4 +131,42 @@ fn a_follower_refuses_a_read_with_the_leader_hint() {
     };
     assert_eq!(refused, Err(not_leader));
     assert_eq!(follower.take(), Ready::default());
+}
+
+/// A lease-mode leader of `voter_ids` whose lease is fresh: every follower acknowledged the
+/// blank entry and follower 2 answered the first heartbeat round.
+fn leader_with_fresh_lease(voter_ids: &[u64]) -> Node {
+    let config = Config {
+        read_mode: ReadMode::Lease,
+        ..config(1)
+    };
+    let mut leader = node_over(config, bootstrapped(voters(voter_ids)));
+    let _ = elect(&mut leader);
+    for &follower in &voter_ids[1..] {
+        leader.deliver(accepted(follower, 1, 1, 1));
+    }
+    leader.ticks(2);
+    leader.deliver(heartbeat_response(2, 1, 1, 1));
+    let _ = leader.take();
+    leader
+}
+
+/// Thesis §6.4.1 with §3.10: voters grant a TimeoutNow campaign even while they hear the
+/// leader, so once the leader has sent TimeoutNow another leader may exist before its lease
+/// runs out. From then on its reads need a heartbeat round (TiKV suspects its lease on
+/// TimeoutNow for the same reason).
+#[test]
+fn a_leader_that_sent_timeout_now_no_longer_trusts_its_lease() {
+    let mut leader = leader_with_fresh_lease(&[1, 2, 3]);
+    leader.transfer_leader(NodeId(2)).unwrap();
+    let sent = leader.take().messages;
+    assert_eq!(sent, vec![message(1, 2, 1, MessageBody::TimeoutNow)]);
+    leader.read_index(1).unwrap();
+    let ready = leader.take();
+    assert_eq!(ready.reads, vec![], "2 may already lead term 2");
+    assert_eq!(
+        ready.messages.len(),
+        2,
+        "the read waits for a heartbeat round"
+    );
 }
