@@ -93,7 +93,14 @@ impl GroupState {
                 self.snapshot_index()
             ));
         }
-        self.entries.split_off(&index);
+        // The common case appends past the last entry: only split when something conflicts.
+        if self
+            .entries
+            .last_key_value()
+            .is_some_and(|(last, _)| *last >= index)
+        {
+            self.entries.split_off(&index);
+        }
         self.entries.insert(index, location);
         Ok(())
     }

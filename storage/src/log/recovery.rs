@@ -83,6 +83,7 @@ pub(crate) fn recover(
     }
     recovered.check_groups(fs, directory)?;
     recovered.remove_orphans(fs, directory, &names)?;
+    fs.sync_directory(directory).map_err(io_error(directory))?;
     recovered.report.segment_count = recovered.segments.len() as u64;
     recovered.report.group_count = recovered.groups.len() as u64;
     Ok(recovered)
