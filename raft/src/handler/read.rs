@@ -165,14 +165,12 @@ impl<L: LogReader> RaftNode<L> {
         if self.config.mutation == crate::config::Mutation::ReadWithoutQuorum {
             return true;
         }
-        let alone = self.membership.voters.len() == 1
-            && self.membership.outgoing.len() <= 1
-            && self.membership.is_voter(self.id_())
-            && self
-                .membership
-                .outgoing
-                .iter()
-                .all(|&node| node == self.id_());
+        // Alone only if this replica is every voter of both halves: in the joint
+        // configuration {2}/{1} leader 1 still needs 2 (Raft §6).
+        let id = self.id_();
+        let membership = &self.membership;
+        let alone = membership.voters.contains(&id)
+            && membership.voters.iter().chain(&membership.outgoing).all(|&node| node == id);
         alone || (self.config.read_mode == ReadMode::Lease && self.lease_is_valid())
     }
 

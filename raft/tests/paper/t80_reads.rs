@@ -170,3 +170,53 @@ fn a_leader_that_sent_timeout_now_no_longer_trusts_its_lease() {
         "the read waits for a heartbeat round"
     );
 }
+
+/// Thesis §6.4 with Raft §6: in the joint configuration that replaces voter 1 by voter 2, the
+/// leader 1 is not alone: a read must be confirmed by 2 as well.
+#[test]
+fn in_a_joint_configuration_a_read_needs_both_halves() {
+    let joint = flotilla_raft::Membership {
+        outgoing: voters(&[1]).voters,
+        ..voters(&[2])
+    };
+    let mut leader = node_over(config(1), bootstrapped(joint));
+    let _ = elect(&mut leader);
+    leader.deliver(accepted(2, 1, 1, 1));
+    let _ = leader.take();
+    leader.read_index(1).unwrap();
+    let ready = leader.take();
+    assert_eq!(ready.reads, vec![], "2 must confirm the leadership first");
+    assert!(
+        ready.messages.contains(&heartbeat(1, 2, 1, 1, 1)),
+        "a round asks 2"
+    );
+    leader.deliver(heartbeat_response(2, 1, 1, 1));
+    assert_eq!(leader.take().reads, vec![read(1, 1)]);
+}
+
+/// A single voter needs no round: it is its own majority.
+#[test]
+fn a_single_voter_answers_a_read_at_once() {
+    let mut leader = new_leader(1, &[1]);
+    let _ = leader.take();
+    leader.read_index(1).unwrap();
+    let expected = Ready {
+        reads: vec![read(1, 1)],
+        ..Ready::default()
+    };
+    assert_eq!(leader.take(), expected);
+}
+
+/// Every queue is bounded: past `pending_reads_max` a read is refused, to be retried.
+#[test]
+fn reads_past_the_pending_limit_are_refused() {
+    let config = Config {
+        pending_reads_max: 2,
+        ..config(1)
+    };
+    let mut leader = node_over(config, bootstrapped(voters(&[1, 2, 3])));
+    let _ = elect(&mut leader);
+    leader.read_index(1).unwrap();
+    leader.read_index(2).unwrap();
+    assert_eq!(leader.read_index(3), Err(ProposeError::TooManyPendingReads));
+}
