@@ -134,3 +134,40 @@ fn a_replica_refuses_to_start_with_an_invalid_configuration() {
     };
     let _ = RaftNode::new(config, bootstrapped(voters(&[1, 2, 3])));
 }
+
+/// Raft §5.3 assumes `entries` follow `prev` one index at a time. AppendEntries that breaks
+/// that (a gap, or entries before `prev`) is a malformed message: refused, never a panic.
+#[test]
+fn append_entries_that_do_not_follow_prev_are_refused_without_panicking() {
+    let cases = [
+        append(2, 1, 1, (0, 0), vec![entry(1, 5)], 1),
+        append(2, 1, 1, (1, 1), vec![entry(1, 1)], 3),
+        append(2, 1, 1, (0, 0), vec![entry(1, 1), entry(1, 3)], 3),
+        append(2, 1, 1, (0, 0), vec![entry(2, 1)], 1),
+    ];
+    for malformed in cases {
+        let mut follower = follower_of(1, &[1, 2, 3], 2, 1);
+        follower.deliver(append(2, 1, 1, (0, 0), vec![entry(1, 1)], 0));
+        let _ = follower.take();
+        let refused = follower.step(malformed.clone());
+        assert!(
+            matches!(refused, Err(StepError::Malformed { .. })),
+            "{malformed:?}"
+        );
+        assert_eq!(follower.take(), Ready::default(), "{malformed:?}");
+        assert_eq!(follower.log().last_index().0, 1, "{malformed:?}");
+    }
+}
+
+/// An acknowledgement of entries the leader never had is malformed: counting it could commit
+/// an entry no majority holds.
+#[test]
+fn an_acknowledgement_past_the_leaders_log_is_refused() {
+    let mut leader = new_leader(1, &[1, 2, 3]);
+    let refused = leader.step(accepted(2, 1, 1, 100));
+    assert!(matches!(refused, Err(StepError::Malformed { .. })));
+    leader.propose(b"1/2".to_vec()).unwrap();
+    let _ = leader.take();
+    let _ = leader.take();
+    assert_eq!(leader.log().committed().0, 0, "2 acknowledged nothing real");
+}
