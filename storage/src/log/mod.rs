@@ -9,6 +9,7 @@ mod active;
 mod batch;
 pub mod body;
 mod commit;
+mod entry_codec;
 mod gc;
 mod index;
 mod reader;
@@ -228,7 +229,10 @@ impl LogEngine {
         let unused = self.publish(batches, &locations);
         self.delete_snapshot_files(&unused);
         if writer.active_sequence() != active_before {
-            gc::collect(&self.shared, writer.active_sequence())?;
+            // The batches are durable whatever happens here: a failed deletion is only logged.
+            if let Err(error) = gc::collect(&self.shared, writer.active_sequence()) {
+                tracing::warn!(%error, "could not delete old segments");
+            }
         }
         Ok(stats_of(batches, sync_count))
     }
