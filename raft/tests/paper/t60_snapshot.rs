@@ -60,20 +60,7 @@ fn compact_hands_the_snapshot_to_the_caller_and_drops_the_log_prefix() {
 /// installs the whole once the last one arrives.
 #[test]
 fn a_lagging_follower_receives_the_snapshot_in_chunks_and_restores_it() {
-    let mut net = Net::with_config(&[1, 2, 3], |id| Config {
-        snapshot_chunk_bytes: 4,
-        ..config(id)
-    });
-    net.isolate(3);
-    net.campaign(1);
-    for index in 2..=6 {
-        net.propose(1, format!("1/{index}").as_bytes());
-    }
-    net.node_mut(1)
-        .compact(LogIndex(6), b"0123456789".to_vec())
-        .unwrap();
-    net.stabilize();
-    net.recover();
+    let mut net = group_with_3_behind_the_snapshot();
     net.tick(1);
     net.tick(1);
 
@@ -193,4 +180,57 @@ fn an_out_of_order_chunk_is_answered_with_the_expected_offset() {
         ..Ready::default()
     };
     assert_eq!(follower.take(), expected);
+}
+
+/// Group 1-2-3 where 3 was cut off from the start and 1 compacted its log at 6 after writing
+/// entries 2-6 (chunks of 4 bytes); 3 is reconnected but has heard nothing yet.
+fn group_with_3_behind_the_snapshot() -> Net {
+    let mut net = Net::with_config(&[1, 2, 3], |id| Config {
+        snapshot_chunk_bytes: 4,
+        ..config(id)
+    });
+    net.isolate(3);
+    net.campaign(1);
+    for index in 2..=6 {
+        net.propose(1, format!("1/{index}").as_bytes());
+    }
+    net.node_mut(1)
+        .compact(LogIndex(6), b"0123456789".to_vec())
+        .unwrap();
+    net.stabilize();
+    net.recover();
+    net
+}
+
+/// Raft §7: what a follower installed from a snapshot survives a restart: the snapshot, the
+/// commit index and the membership it carries.
+#[test]
+fn a_follower_restarted_after_installing_a_snapshot_keeps_it() {
+    let mut net = group_with_3_behind_the_snapshot();
+    net.tick(1);
+    net.tick(1);
+    let store = net.nodes.remove(&3).unwrap().into_store();
+    let restarted = node_over(config(3), store);
+    assert_eq!(restarted.log().first_index().0, 7);
+    assert_eq!(restarted.log().committed().0, 6);
+    assert_eq!(restarted.log().applied().0, 6);
+    assert_eq!(restarted.membership(), &voters(&[1, 2, 3]));
+}
+
+/// Thesis §3.10 with Raft §7: a transfer target behind the leader's snapshot is caught up with
+/// the snapshot first, then takes over.
+#[test]
+fn a_transfer_target_behind_the_snapshot_is_caught_up_and_takes_over() {
+    let mut net = group_with_3_behind_the_snapshot();
+    net.node_mut(1)
+        .transfer_leader(flotilla_raft::NodeId(3))
+        .unwrap();
+    for _ in 0..4 {
+        net.tick(1);
+    }
+    assert_eq!(net.leader(), Some(3));
+    assert_eq!(
+        net.node(3).log().store().snapshot().unwrap().data,
+        b"0123456789"
+    );
 }
