@@ -50,6 +50,9 @@ pub struct Config {
     pub pending_reads_max: usize,
     /// Seed of the random number generator (election timeouts).
     pub rng_seed: u64,
+    /// The node's MultiRaft sends this group's heartbeats, coalesced per peer node, by calling
+    /// `heartbeat()`; the group's own heartbeat timer stays off.
+    pub coalesced_heartbeats: bool,
     /// A deliberately broken rule, to prove that the simulator's checkers catch it.
     #[cfg(feature = "mutations")]
     pub mutation: Mutation,
@@ -92,6 +95,7 @@ impl Config {
             lease_drift_ticks: 2,
             pending_reads_max: 65_536,
             rng_seed: id.0,
+            coalesced_heartbeats: false,
             #[cfg(feature = "mutations")]
             mutation: Mutation::None,
         }

@@ -9,6 +9,7 @@ pub mod error;
 mod handler;
 pub mod log;
 pub mod message;
+pub mod multi;
 mod node;
 mod progress;
 pub mod quorum;
@@ -29,6 +30,7 @@ pub use message::{
     AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,
     MessageBody,
 };
+pub use multi::{MultiConfig, MultiError, MultiRaft, MultiReady};
 pub use node::{RaftNode, Role, Status};
 pub use ready::{Persist, ReadState, Ready};
 pub use types::{GroupId, LogId, LogIndex, NodeId, Term};

@@ -129,6 +129,8 @@ pub struct HeartbeatEntry {
     pub commit: LogIndex,
     /// The newest ReadIndex round confirmed by this heartbeat.
     pub read_round: u64,
+    /// The group's last heartbeat before it quiesces: a caught-up follower stops ticking.
+    pub quiesce: bool,
 }
 
 /// One group's share of a coalesced heartbeat response.

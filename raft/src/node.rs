@@ -243,6 +243,49 @@ impl<L: LogReader> RaftNode<L> {
         self.check_invariants();
     }
 
+    /// Leader: sends a heartbeat to every follower now (MultiRaft's coalesced heartbeat calls
+    /// this for each group it leads). Does nothing on other roles.
+    pub fn heartbeat(&mut self) {
+        if self.role == Role::Leader {
+            self.broadcast_heartbeat();
+        }
+    }
+
+    /// Whether this leader has nothing in flight: every replica holds and has committed the
+    /// whole log, everything is applied, and no read, transfer, snapshot or membership change is
+    /// pending. Such a group may stop ticking (quiesce). False on other roles.
+    #[must_use]
+    pub fn is_idle(&self) -> bool {
+        let last = self.log.last_index();
+        self.role == Role::Leader
+            && self.log.committed() == last
+            && self.log.applied() == last
+            && self.progress.values().all(|progress| progress.matched == last)
+            && self.reads.is_empty()
+            && self.transfer_target.is_none()
+            && self.outgoing_snapshots.is_empty()
+            && !self.membership.is_joint()
+            && self.pending_membership_index <= self.log.applied()
+            && !self.has_ready()
+    }
+
+    /// Resumes after a pause in ticking (quiescence): timers start afresh, and nothing learned
+    /// before the pause counts as recent (no lease, no activity for check-quorum).
+    pub fn wake(&mut self) {
+        self.assert_no_ready_outstanding();
+        self.reads.forget_leases();
+        self.leader_heard_at = 0;
+        if self.role == Role::Leader {
+            for progress in self.progress.values_mut() {
+                progress.recent_active = true;
+            }
+            self.timers.set(crate::timers::Timer::CheckQuorum, self.config.election_timeout_ticks_min);
+            self.leader_heard_at = self.timers.now();
+        } else {
+            self.reset_election_timer();
+        }
+    }
+
     /// This replica's node id.
     #[must_use]
     pub fn id(&self) -> NodeId {

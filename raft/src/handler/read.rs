@@ -112,6 +112,17 @@ impl ReadQueue {
         self.round_sent_at.clear();
     }
 
+    /// Whether no read is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending_count() == 0 && self.ready.is_empty()
+    }
+
+    /// Forgets every lease evidence (after a pause in ticking, old evidence proves nothing).
+    pub(crate) fn forget_leases(&mut self) {
+        self.lease_start.clear();
+        self.round_sent_at.clear();
+    }
+
     /// Leadership lost: every pending read is given up (the caller retries elsewhere).
     pub(crate) fn abort_all(&mut self) {
         self.aborted.extend(self.waiting_commit.drain(..));

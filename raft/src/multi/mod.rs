@@ -1,0 +1,307 @@
+//! MultiRaft: every group replica of one node in one value, still pure (no IO, clock or async).
+//!
+//! Inputs: [`MultiRaft::step_batch`] (a batch from a peer node), [`MultiRaft::tick`],
+//! [`MultiRaft::propose`] and the other per-group calls. Output: [`MultiRaft::ready`], a
+//! [`MultiReady`] holding at most one [`Batch`] per peer node and every group's work, so the
+//! caller writes all groups' entries with one sync; then [`MultiRaft::advance`].
+//!
+//! Liveness costs O(peer nodes), not O(groups): groups' heartbeats leave coalesced, one batch
+//! per peer per heartbeat tick (`heartbeat.rs`), and idle groups stop ticking (`quiesce.rs`)
+//! until something wakes them, including the loss of their leader's node (`liveness.rs`).
+
+mod config;
+mod error;
+mod heartbeat;
+mod liveness;
+mod quiesce;
+
+pub use config::MultiConfig;
+pub use error::MultiError;
+
+use crate::entry::ChangeStep;
+use crate::log::LogReader;
+use crate::message::{Batch, GroupMessage};
+use crate::node::RaftNode;
+use crate::ready::Ready;
+use crate::types::{GroupId, LogIndex, NodeId};
+use liveness::Liveness;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One hosted group replica.
+#[derive(Debug)]
+struct Hosted<L> {
+    raft: RaftNode<L>,
+    /// Not ticking: idle leader, or follower of an idle leader.
+    quiescent: bool,
+}
+
+/// Everything a node must do in one cycle: persist every group's `persist` with one sync, then
+/// send `batches`, then apply every group's committed entries; then `advance`.
+#[must_use = "a MultiReady must be acted on and passed back to advance()"]
+#[derive(Debug, Default)]
+pub struct MultiReady {
+    /// At most one batch per peer node.
+    pub batches: Vec<Batch>,
+    /// Each group's work; `messages` are empty (they are in `batches`).
+    pub groups: Vec<(GroupId, Ready)>,
+}
+
+/// All group replicas of one node.
+#[derive(Debug)]
+pub struct MultiRaft<L> {
+    config: MultiConfig,
+    groups: BTreeMap<GroupId, Hosted<L>>,
+    /// Groups that tick (not quiescent).
+    active: BTreeSet<GroupId>,
+    /// Groups touched since the last ready (only these can have work).
+    dirty: BTreeSet<GroupId>,
+    /// Coalesced heartbeat entries and responses waiting for the next ready.
+    outbox: BTreeMap<NodeId, Batch>,
+    liveness: Liveness,
+    now_ticks: u64,
+}
+
+impl<L: LogReader> MultiRaft<L> {
+    /// A node hosting no group yet.
+    ///
+    /// # Panics
+    /// If `config` does not validate: configurations are checked when they are built.
+    #[must_use]
+    pub fn new(config: MultiConfig) -> Self {
+        if let Err(error) = config.validate() {
+            panic!("{error}");
+        }
+        Self {
+            liveness: Liveness::new(config.node_timeout_ticks),
+            config,
+            groups: BTreeMap::new(),
+            active: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            outbox: BTreeMap::new(),
+            now_ticks: 0,
+        }
+    }
+
+    /// Hosts a replica of `group` over `store` (bootstrapped, restarting, or empty and waiting
+    /// for its leader).
+    ///
+    /// # Errors
+    /// `GroupExists`, `TooManyGroups`, or the store's error.
+    pub fn create_group(&mut self, group: GroupId, store: L) -> Result<(), MultiError> {
+        if self.groups.contains_key(&group) {
+            return Err(MultiError::GroupExists(group));
+        }
+        if self.groups.len() >= self.config.groups_max {
+            return Err(MultiError::TooManyGroups(self.config.groups_max));
+        }
+        let raft = RaftNode::new(self.config.group_config(group), store)?;
+        let replicas: Vec<NodeId> = raft.membership().replicas().collect();
+        for replica in replicas {
+            self.add_peer(replica);
+        }
+        self.groups.insert(group, Hosted { raft, quiescent: false });
+        self.active.insert(group);
+        self.dirty.insert(group);
+        Ok(())
+    }
+
+    /// Watches `peer` for liveness and sends it the node heartbeat.
+    pub fn add_peer(&mut self, peer: NodeId) {
+        if peer != self.config.node {
+            self.liveness.watch(peer, self.now_ticks);
+        }
+    }
+
+    /// Stops hosting `group`; returns its store.
+    pub fn remove_group(&mut self, group: GroupId) -> Option<L> {
+        self.dirty.remove(&group);
+        self.active.remove(&group);
+        self.groups.remove(&group).map(|hosted| hosted.raft.into_store())
+    }
+
+    /// Handles a batch from a peer node: every message and coalesced heartbeat in it.
+    /// Messages for unknown groups are skipped and counted in the error.
+    ///
+    /// # Errors
+    /// `WrongNode` if the batch is not addressed to this node; `UnknownGroups` if some
+    /// messages named groups this node does not host (the rest were stepped); `Log` if a
+    /// store failed (the node must stop).
+    pub fn step_batch(&mut self, batch: Batch) -> Result<(), MultiError> {
+        if batch.to != self.config.node {
+            return Err(MultiError::WrongNode { to: batch.to });
+        }
+        let from = batch.from;
+        self.liveness.heard_from(from, self.now_ticks);
+        let mut unknown = 0;
+        for GroupMessage { group, message } in batch.messages {
+            if message.from != from {
+                continue;
+            }
+            unknown += self.step_group(group, message)?;
+        }
+        unknown += self.step_heartbeats(from, batch.heartbeats)?;
+        unknown += self.step_heartbeat_responses(from, batch.heartbeat_responses)?;
+        if unknown > 0 {
+            return Err(MultiError::UnknownGroups { from, count: unknown });
+        }
+        Ok(())
+    }
+
+    /// Steps one message into its group, waking it. Returns 1 if the group is unknown.
+    fn step_group(&mut self, group: GroupId, message: crate::message::Message) -> Result<usize, MultiError> {
+        if !self.groups.contains_key(&group) {
+            return Ok(1);
+        }
+        self.wake_group(group);
+        self.step_quietly(group, message)?;
+        Ok(0)
+    }
+
+    /// Advances logical time: active groups tick; every heartbeat interval the coalesced
+    /// heartbeat goes out and idle groups quiesce; dead peer nodes wake their groups.
+    pub fn tick(&mut self) {
+        self.now_ticks += 1;
+        for &group in &self.active {
+            if let Some(hosted) = self.groups.get_mut(&group) {
+                hosted.raft.tick();
+                self.dirty.insert(group);
+            }
+        }
+        if self.now_ticks % self.config.heartbeat_interval_ticks == 0 {
+            self.heartbeat_tick();
+        }
+        self.wake_groups_of_dead_peers();
+    }
+
+    /// Proposes `data` to `group`, waking it.
+    ///
+    /// # Errors
+    /// `UnknownGroup`, or the group's refusal.
+    pub fn propose(&mut self, group: GroupId, data: Vec<u8>) -> Result<LogIndex, MultiError> {
+        Ok(self.awake(group)?.propose(data)?)
+    }
+
+    /// Proposes a membership change to `group`.
+    ///
+    /// # Errors
+    /// `UnknownGroup`, or the group's refusal.
+    pub fn propose_conf_change(&mut self, group: GroupId, steps: Vec<ChangeStep>) -> Result<LogIndex, MultiError> {
+        Ok(self.awake(group)?.propose_conf_change(steps)?)
+    }
+
+    /// Asks `group` for a linearizable read.
+    ///
+    /// # Errors
+    /// `UnknownGroup`, or the group's refusal.
+    pub fn read_index(&mut self, group: GroupId, context: u64) -> Result<(), MultiError> {
+        Ok(self.awake(group)?.read_index(context)?)
+    }
+
+    /// Transfers leadership of `group` to `target`.
+    ///
+    /// # Errors
+    /// `UnknownGroup`, or the group's refusal.
+    pub fn transfer_leader(&mut self, group: GroupId, target: NodeId) -> Result<(), MultiError> {
+        Ok(self.awake(group)?.transfer_leader(target)?)
+    }
+
+    /// Hands `group` a snapshot of its state machine at `index`.
+    ///
+    /// # Errors
+    /// `UnknownGroup`, or the group's refusal.
+    pub fn compact(&mut self, group: GroupId, index: LogIndex, data: Vec<u8>) -> Result<(), MultiError> {
+        Ok(self.awake(group)?.compact(index, data)?)
+    }
+
+    /// The group, woken up and marked as having work.
+    fn awake(&mut self, group: GroupId) -> Result<&mut RaftNode<L>, MultiError> {
+        if !self.groups.contains_key(&group) {
+            return Err(MultiError::UnknownGroup(group));
+        }
+        self.wake_group(group);
+        self.dirty.insert(group);
+        let hosted = self.groups.get_mut(&group).ok_or(MultiError::UnknownGroup(group))?;
+        Ok(&mut hosted.raft)
+    }
+
+    /// Whether `ready()` has anything to hand out.
+    #[must_use]
+    pub fn has_ready(&self) -> bool {
+        !self.outbox.is_empty()
+            || self
+                .dirty
+                .iter()
+                .any(|group| self.groups.get(group).is_some_and(|hosted| hosted.raft.has_ready()))
+    }
+
+    /// Everything to do now, for every group, with outbound traffic batched per peer node.
+    pub fn ready(&mut self) -> MultiReady {
+        // The node heartbeat left empty batches in the outbox: they go out even if still empty.
+        let mut outbox = std::mem::take(&mut self.outbox);
+        let mut groups = Vec::new();
+        for group in std::mem::take(&mut self.dirty) {
+            let Some(hosted) = self.groups.get_mut(&group) else { continue };
+            if !hosted.raft.has_ready() {
+                continue;
+            }
+            let mut ready = hosted.raft.ready();
+            let quiesce = hosted.quiescent;
+            heartbeat::route_messages(self.config.node, group, quiesce, &mut ready, &mut outbox);
+            groups.push((group, ready));
+        }
+        MultiReady {
+            batches: outbox.into_values().collect(),
+            groups,
+        }
+    }
+
+    /// Acknowledges that `ready` was persisted, sent and applied.
+    pub fn advance(&mut self, ready: MultiReady) {
+        for (group, group_ready) in ready.groups {
+            if let Some(hosted) = self.groups.get_mut(&group) {
+                hosted.raft.advance(group_ready);
+                if hosted.raft.has_ready() {
+                    self.dirty.insert(group);
+                }
+            }
+        }
+    }
+
+    /// The replica of `group`, if hosted.
+    #[must_use]
+    pub fn group(&self, group: GroupId) -> Option<&RaftNode<L>> {
+        self.groups.get(&group).map(|hosted| &hosted.raft)
+    }
+
+    /// The store of `group`, for the caller to write what `Ready` asks.
+    pub fn store_mut(&mut self, group: GroupId) -> Option<&mut L> {
+        self.groups.get_mut(&group).map(|hosted| hosted.raft.store_mut())
+    }
+
+    /// Every hosted group.
+    pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
+    /// Whether `group` is quiescent (not ticking).
+    #[must_use]
+    pub fn is_quiescent(&self, group: GroupId) -> bool {
+        self.groups.get(&group).is_some_and(|hosted| hosted.quiescent)
+    }
+
+    /// The peer nodes heard from within the node timeout.
+    pub fn live_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.liveness.live(self.now_ticks)
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node(&self) -> NodeId {
+        self.config.node
+    }
+
+    /// Gives every store back (what a crash keeps).
+    pub fn into_stores(self) -> BTreeMap<GroupId, L> {
+        self.groups.into_iter().map(|(group, hosted)| (group, hosted.raft.into_store())).collect()
+    }
+}

@@ -1,0 +1,74 @@
+//! Quiescence: a group whose leader has nothing in flight stops ticking on every replica and
+//! sends nothing. Its last heartbeat carries `quiesce`; a follower that holds and has committed
+//! everything then stops too. Wake rules: a proposal, read, transfer, membership change or
+//! compaction; any inbound message other than a quiescing heartbeat; and the loss of the
+//! leader's node (seen by node liveness). Waking restarts the group's timers from scratch, so
+//! woken followers campaign only after a fresh random election timeout, with pre-vote: many
+//! groups waking at once do not all campaign at once.
+
+use super::MultiRaft;
+use crate::error::StepError;
+use crate::log::LogReader;
+use crate::message::Message;
+use crate::types::{GroupId, LogIndex, NodeId};
+
+impl<L: LogReader> MultiRaft<L> {
+    pub(super) fn set_quiescent(&mut self, group: GroupId) {
+        if let Some(hosted) = self.groups.get_mut(&group) {
+            hosted.quiescent = true;
+            self.active.remove(&group);
+        }
+    }
+
+    /// Makes `group` tick again if it was quiescent.
+    pub(super) fn wake_group(&mut self, group: GroupId) {
+        let Some(hosted) = self.groups.get_mut(&group) else { return };
+        if hosted.quiescent {
+            hosted.quiescent = false;
+            hosted.raft.wake();
+            self.active.insert(group);
+        }
+    }
+
+    /// A follower that received the leader's last heartbeat stops ticking if it is caught up.
+    pub(super) fn quiesce_follower_if_caught_up(&mut self, group: GroupId, leader: NodeId, commit: LogIndex) {
+        let Some(hosted) = self.groups.get(&group) else { return };
+        let raft = &hosted.raft;
+        let caught_up = raft.leader() == Some(leader)
+            && raft.log().last_index() == commit
+            && raft.log().committed() == commit;
+        if caught_up && self.config.quiesce {
+            self.set_quiescent(group);
+        }
+    }
+
+    /// Steps a message into `group` without waking it.
+    pub(super) fn step_quietly(&mut self, group: GroupId, message: Message) -> Result<(), super::MultiError> {
+        let Some(hosted) = self.groups.get_mut(&group) else { return Ok(()) };
+        self.dirty.insert(group);
+        match hosted.raft.step(message) {
+            Err(StepError::Log(error)) => Err(super::MultiError::Log(error)),
+            // Other refusals are messages Raft ignores by design (stale, unknown sender...).
+            _ => Ok(()),
+        }
+    }
+
+    /// Peers that just went silent: every quiescent group they led wakes up and, after a
+    /// fresh election timeout, elects a new leader.
+    pub(super) fn wake_groups_of_dead_peers(&mut self) {
+        let down = self.liveness.newly_down(self.now_ticks);
+        if down.is_empty() {
+            return;
+        }
+        let orphans: Vec<GroupId> = self
+            .groups
+            .iter()
+            .filter(|(_, hosted)| hosted.quiescent)
+            .filter(|(_, hosted)| hosted.raft.leader().is_some_and(|leader| down.contains(&leader)))
+            .map(|(&group, _)| group)
+            .collect();
+        for group in orphans {
+            self.wake_group(group);
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! A cluster of nodes, each one `MultiRaft` hosting many groups, in simulated time: batches
+//! travel a wire that loses, duplicates and delays them; nodes crash (keeping their stores)
+//! and restart; partitions cut node pairs. Every group's safety is checked after every ready
+//! that touched it, with the single-group checker.
+
+use crate::harness::checker::Checker;
+use flotilla_raft::{
+    Batch, Config, EntryPayload, GroupId, LogIndex, MemLog, Membership, MultiConfig, MultiRaft,
+    NodeId, Persist, RaftNode, Role,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+/// Simulated milliseconds per tick.
+pub const TICK_MS: u64 = 10;
+
+/// The MultiRaft configuration of the tests: node heartbeat every 100 ms, elections after
+/// 300-600 ms, a peer node is down after 500 ms of silence.
+pub fn multi_config(node: NodeId, seed: u64, quiesce: bool) -> MultiConfig {
+    MultiConfig {
+        raft: Config {
+            election_timeout_ticks_min: 30,
+            election_timeout_ticks_max: 60,
+            heartbeat_interval_ticks: 10,
+            rng_seed: seed.wrapping_mul(31).wrapping_add(node.0),
+            ..Config::new(node)
+        },
+        heartbeat_interval_ticks: 10,
+        node_timeout_ticks: 50,
+        quiesce,
+        ..MultiConfig::new(node)
+    }
+}
+
+enum Event {
+    Tick(NodeId, u64),
+    Deliver(Batch),
+}
+
+/// One node: up (a MultiRaft) or crashed (its stores).
+pub struct SimNode {
+    pub multi: Option<MultiRaft<MemLog>>,
+    crashed_stores: BTreeMap<GroupId, MemLog>,
+    incarnation: u64,
+}
+
+/// Wire counters, per direction.
+#[derive(Clone, Debug, Default)]
+pub struct Wire {
+    /// Batches sent (before loss), per (source, target).
+    pub batches: BTreeMap<(NodeId, NodeId), u64>,
+    /// Per-group messages (not heartbeat entries) carried.
+    pub group_messages: u64,
+    /// Coalesced heartbeat entries carried.
+    pub heartbeat_entries: u64,
+}
+
+/// The cluster.
+pub struct MultiCluster {
+    pub nodes: BTreeMap<NodeId, SimNode>,
+    pub groups: Vec<GroupId>,
+    pub rng: ChaCha8Rng,
+    pub now_ms: u64,
+    pub drop_percent: u32,
+    pub duplicate_percent: u32,
+    pub delay_ms_max: u64,
+    cut: BTreeSet<(NodeId, NodeId)>,
+    pub wire: Wire,
+    pub checkers: HashMap<GroupId, Checker>,
+    /// (group, index) -> data of proposals acknowledged (applied on the proposing leader).
+    pub acks: BTreeMap<(GroupId, LogIndex), Vec<u8>>,
+    proposals: HashMap<(NodeId, GroupId, LogIndex), Vec<u8>>,
+    /// What each node applied, per group (kept across crashes).
+    pub applied: HashMap<(NodeId, GroupId), BTreeMap<LogIndex, Vec<u8>>>,
+    seed: u64,
+    quiesce: bool,
+    events: BinaryHeap<Reverse<(u64, u64)>>,
+    bodies: HashMap<u64, Event>,
+    next_event: u64,
+}
+
+impl MultiCluster {
+    /// `node_count` nodes, `group_count` groups each with a replica on every node.
+    pub fn new(node_count: u64, group_count: u64, seed: u64, quiesce: bool) -> Self {
+        let mut cluster = Self {
+            nodes: BTreeMap::new(),
+            groups: (1..=group_count).map(GroupId).collect(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now_ms: 0,
+            drop_percent: 0,
+            duplicate_percent: 0,
+            delay_ms_max: 5,
+            cut: BTreeSet::new(),
+            wire: Wire::default(),
+            checkers: HashMap::new(),
+            acks: BTreeMap::new(),
+            proposals: HashMap::new(),
+            applied: HashMap::new(),
+            seed,
+            quiesce,
+            events: BinaryHeap::new(),
+            bodies: HashMap::new(),
+            next_event: 0,
+        };
+        let ids: Vec<NodeId> = (1..=node_count).map(NodeId).collect();
+        let membership = Membership::with_voters(ids.iter().copied());
+        for &id in &ids {
+            let mut stores = BTreeMap::new();
+            for &group in &cluster.groups {
+                let mut store = MemLog::new();
+                store.persist(&Persist::bootstrap(membership.clone()));
+                stores.insert(group, store);
+            }
+            cluster.start_node(id, stores, 0);
+        }
+        cluster
+    }
+
+    fn start_node(&mut self, id: NodeId, stores: BTreeMap<GroupId, MemLog>, incarnation: u64) {
+        let mut multi = MultiRaft::new(multi_config(id, self.seed + incarnation, self.quiesce));
+        for (group, store) in stores {
+            multi.create_group(group, store).expect("create group");
+        }
+        self.nodes.insert(id, SimNode { multi: Some(multi), crashed_stores: BTreeMap::new(), incarnation });
+        let offset = self.rng.random_range(0..TICK_MS);
+        self.schedule(offset, Event::Tick(id, incarnation));
+    }
+
+    fn schedule(&mut self, after_ms: u64, event: Event) {
+        let key = self.next_event;
+        self.next_event += 1;
+        self.events.push(Reverse((self.now_ms + after_ms, key)));
+        self.bodies.insert(key, event);
+    }
+
+    /// Runs for `duration_ms` of simulated time.
+    pub fn run_for(&mut self, duration_ms: u64) {
+        let until = self.now_ms + duration_ms;
+        while let Some(&Reverse((at, key))) = self.events.peek() {
+            if at > until {
+                break;
+            }
+            self.events.pop();
+            self.now_ms = at;
+            match self.bodies.remove(&key).expect("event") {
+                Event::Tick(id, incarnation) => self.tick(id, incarnation),
+                Event::Deliver(batch) => self.deliver(batch),
+            }
+        }
+        self.now_ms = until;
+    }
+
+    /// Runs until `done` holds (checked every tick) or `limit_ms` passes.
+    pub fn run_until(&mut self, limit_ms: u64, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let until = self.now_ms + limit_ms;
+        while self.now_ms < until {
+            if done(self) {
+                return true;
+            }
+            self.run_for(TICK_MS);
+        }
+        done(self)
+    }
+
+    fn tick(&mut self, id: NodeId, incarnation: u64) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if node.incarnation != incarnation {
+            return;
+        }
+        let Some(multi) = node.multi.as_mut() else { return };
+        multi.tick();
+        self.schedule(TICK_MS, Event::Tick(id, incarnation));
+        self.drive(id);
+    }
+
+    fn deliver(&mut self, batch: Batch) {
+        if self.cut.contains(&(batch.from, batch.to)) {
+            return;
+        }
+        let to = batch.to;
+        let Some(multi) = self.multi_mut(to) else { return };
+        let _ = multi.step_batch(batch);
+        self.drive(to);
+    }
+
+    pub fn multi(&self, id: NodeId) -> Option<&MultiRaft<MemLog>> {
+        self.nodes.get(&id).and_then(|node| node.multi.as_ref())
+    }
+
+    pub fn multi_mut(&mut self, id: NodeId) -> Option<&mut MultiRaft<MemLog>> {
+        self.nodes.get_mut(&id).and_then(|node| node.multi.as_mut())
+    }
+
+    /// Processes every ready of node `id`: persist, send, apply, check, advance.
+    pub fn drive(&mut self, id: NodeId) {
+        while self.multi(id).is_some_and(MultiRaft::has_ready) {
+            let multi = self.nodes.get_mut(&id).and_then(|node| node.multi.as_mut()).expect("up");
+            let ready = multi.ready();
+            for (group, group_ready) in &ready.groups {
+                let store = multi.store_mut(*group).expect("hosted");
+                let prev_term = group_ready
+                    .persist
+                    .entries
+                    .first()
+                    .and_then(|first| flotilla_raft::LogReader::term(store, first.index.prev()).ok());
+                store.persist(&group_ready.persist);
+                let checker = self.checkers.entry(*group).or_default();
+                checker.on_entries_persisted(&group_ready.persist.entries, prev_term);
+            }
+            for batch in &ready.batches {
+                self.send(batch.clone());
+            }
+            let touched: Vec<GroupId> = ready.groups.iter().map(|(group, _)| *group).collect();
+            for (group, group_ready) in &ready.groups {
+                for entry in &group_ready.committed {
+                    self.apply(id, *group, entry);
+                }
+            }
+            self.multi_mut(id).expect("up").advance(ready);
+            for group in touched {
+                self.check(group);
+            }
+        }
+    }
+
+    fn apply(&mut self, id: NodeId, group: GroupId, entry: &flotilla_raft::Entry) {
+        self.checkers.entry(group).or_default().on_applied(id, entry);
+        if let EntryPayload::Normal(data) = &entry.payload {
+            self.applied.entry((id, group)).or_default().insert(entry.index, data.clone());
+            if self.proposals.remove(&(id, group, entry.index)).as_ref() == Some(data) {
+                self.acks.insert((group, entry.index), data.clone());
+            }
+        }
+    }
+
+    fn check(&mut self, group: GroupId) {
+        let replicas: BTreeMap<NodeId, &RaftNode<MemLog>> = self
+            .nodes
+            .iter()
+            .filter_map(|(&id, node)| node.multi.as_ref().and_then(|multi| multi.group(group)).map(|raft| (id, raft)))
+            .collect();
+        for raft in replicas.values() {
+            raft.check_invariants_always();
+        }
+        self.checkers.entry(group).or_default().after_event(&replicas);
+    }
+
+    fn send(&mut self, batch: Batch) {
+        *self.wire.batches.entry((batch.from, batch.to)).or_default() += 1;
+        self.wire.group_messages += batch.messages.len() as u64;
+        self.wire.heartbeat_entries += batch.heartbeats.len() as u64;
+        if self.rng.random_range(0..100) < self.drop_percent {
+            return;
+        }
+        let copies = if self.rng.random_range(0..100) < self.duplicate_percent { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.rng.random_range(1..=self.delay_ms_max.max(1));
+            self.schedule(delay, Event::Deliver(batch.clone()));
+        }
+    }
+
+    /// Crashes node `id`: it keeps only its stores.
+    pub fn crash(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if let Some(multi) = node.multi.take() {
+            node.crashed_stores = multi.into_stores();
+        }
+        self.proposals.retain(|(node, _, _), _| *node != id);
+        for checker in self.checkers.values_mut() {
+            checker.on_crash(id);
+        }
+    }
+
+    /// Restarts a crashed node from its stores.
+    pub fn restart(&mut self, id: NodeId) {
+        let Some(node) = self.nodes.get_mut(&id) else { return };
+        if node.multi.is_some() {
+            return;
+        }
+        let stores = std::mem::take(&mut node.crashed_stores);
+        let incarnation = node.incarnation + 1;
+        for (group, store) in &stores {
+            let index = flotilla_raft::LogReader::first_index(store).prev();
+            self.checkers.entry(*group).or_default().on_state_restored(id, index);
+        }
+        self.start_node(id, stores, incarnation);
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.multi(id).is_some()
+    }
+
+    /// Cuts every link between the two sides.
+    pub fn partition(&mut self, left: &[NodeId], right: &[NodeId]) {
+        for &a in left {
+            for &b in right {
+                self.cut.insert((a, b));
+                self.cut.insert((b, a));
+            }
+        }
+    }
+
+    pub fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The leader of `group` in the highest term among up nodes.
+    pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, node)| node.multi.as_ref().and_then(|multi| multi.group(group)).map(|raft| (id, raft)))
+            .filter(|(_, raft)| raft.role() == Role::Leader)
+            .max_by_key(|(_, raft)| raft.term())
+            .map(|(id, _)| id)
+    }
+
+    /// Whether every group has a leader.
+    pub fn all_groups_led(&self) -> bool {
+        self.groups.iter().all(|&group| self.leader_of(group).is_some())
+    }
+
+    /// Proposes `data` to `group` at its leader.
+    pub fn propose(&mut self, group: GroupId, data: Vec<u8>) -> bool {
+        let Some(leader) = self.leader_of(group) else { return false };
+        let multi = self.multi_mut(leader).expect("up");
+        let Ok(index) = multi.propose(group, data.clone()) else { return false };
+        self.proposals.insert((leader, group, index), data);
+        self.drive(leader);
+        true
+    }
+
+    /// Moves leadership of `group` to `target` and waits for it.
+    pub fn transfer(&mut self, group: GroupId, target: NodeId) {
+        if let Some(leader) = self.leader_of(group) {
+            if leader != target {
+                let _ = self.multi_mut(leader).expect("up").transfer_leader(group, target);
+                self.drive(leader);
+            }
+        }
+    }
+
+    /// Whether every up node applied every acknowledged write of every group.
+    pub fn acks_applied_everywhere(&self) -> Result<(), String> {
+        for (&(group, index), data) in &self.acks {
+            for id in self.node_ids() {
+                let applied = self.applied.get(&(id, group)).and_then(|log| log.get(&index));
+                if applied != Some(data) {
+                    return Err(format!("{id} lacks acknowledged {group} {index}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest term of `group` among up nodes.
+    pub fn term_of(&self, group: GroupId) -> u64 {
+        self.nodes
+            .values()
+            .filter_map(|node| node.multi.as_ref().and_then(|multi| multi.group(group)))
+            .map(|raft| raft.term().0)
+            .max()
+            .unwrap_or(0)
+    }
+}
