@@ -36,10 +36,15 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Whether a leader was heard from within the minimum election timeout (check-quorum only).
+    /// With lease reads, a replica that started less than that long ago counts as in lease too:
+    /// before a crash it may have acknowledged a leader whose lease still runs (thesis §6.4.1).
     pub(crate) fn in_leader_lease(&self) -> bool {
-        self.config.check_quorum
-            && self.leader.is_some()
-            && self.timers.now() - self.leader_heard_at < self.config.election_timeout_ticks_min
+        let now = self.timers.now();
+        let timeout_ticks = self.config.election_timeout_ticks_min;
+        let heard_leader = self.leader.is_some() && now - self.leader_heard_at < timeout_ticks;
+        let may_have_acknowledged_a_lease =
+            self.config.read_mode == crate::config::ReadMode::Lease && now < timeout_ticks;
+        self.config.check_quorum && (heard_leader || may_have_acknowledged_a_lease)
     }
 
     pub(crate) fn on_election_timeout(&mut self) {

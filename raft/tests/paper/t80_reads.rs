@@ -220,3 +220,28 @@ fn reads_past_the_pending_limit_are_refused() {
     leader.read_index(2).unwrap();
     assert_eq!(leader.read_index(3), Err(ProposeError::TooManyPendingReads));
 }
+
+/// Thesis §6.4.1: a lease holds because voters that acknowledged the leader refuse votes for
+/// an election timeout. A voter that crashes and restarts forgot whom it heard, so in lease
+/// mode it refuses votes for an election timeout after starting, as it may have acknowledged a
+/// lease that is still running.
+#[test]
+fn a_restarted_voter_refuses_votes_while_a_lease_it_acknowledged_may_run() {
+    let lease = |id| Config {
+        read_mode: ReadMode::Lease,
+        ..config(id)
+    };
+    let mut voter = node_over(lease(2), bootstrapped(voters(&[1, 2, 3])));
+    voter.deliver(heartbeat(1, 2, 1, 0, 1));
+    let _ = voter.take();
+    let mut restarted = node_over(lease(2), voter.into_store());
+    restarted.deliver(request_vote(3, 2, 2, (0, 0)));
+    assert_eq!(
+        restarted.take(),
+        Ready::default(),
+        "leader 1 may still hold a lease"
+    );
+    restarted.ticks(10);
+    restarted.deliver(request_vote(3, 2, 2, (0, 0)));
+    assert_eq!(restarted.take().messages, vec![vote(2, 3, 2, true)]);
+}
