@@ -91,6 +91,12 @@ impl<L: LogReader> RaftNode<L> {
     fn dispatch(&mut self, message: Message) -> Result<(), StepError> {
         let from = message.from;
         let term = message.term;
+        if self.role == Role::Leader && is_leader_traffic(&message.body) {
+            // Election Safety (Raft Figure 3): one leader per term, so the sender is broken.
+            // Following it could overwrite this leader's own entries of the term.
+            let reason = "a second leader claims this term";
+            return Err(StepError::Malformed { from, reason });
+        }
         match message.body {
             MessageBody::RequestVote {
                 pre_vote, last_log, ..
@@ -158,6 +164,16 @@ impl<L: LogReader> RaftNode<L> {
         self.leader_heard_at = self.timers.now();
         self.reset_election_timer();
     }
+}
+
+/// Whether only a leader sends `body`.
+fn is_leader_traffic(body: &MessageBody) -> bool {
+    matches!(
+        body,
+        MessageBody::AppendEntries { .. }
+            | MessageBody::Heartbeat { .. }
+            | MessageBody::InstallSnapshot { .. }
+    )
 }
 
 /// Rejects messages that no correct peer sends, before they touch any state.

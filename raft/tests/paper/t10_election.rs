@@ -407,3 +407,42 @@ fn split_votes_resolve_in_the_cluster_across_seeds() {
         "no seed split a vote; the test proves nothing"
     );
 }
+
+/// Raft §5.2: a candidate "continues in this state until ... a period of time goes by with no
+/// winner"; it then times out and starts a new election in the next term.
+#[test]
+fn a_candidate_that_hears_nothing_starts_a_new_election_in_the_next_term() {
+    let mut candidate = candidate(1, &[1, 2, 3]);
+    let mut sent = Vec::new();
+    for _ in 0..20 {
+        candidate.tick();
+        sent = candidate.take().messages;
+        if !sent.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        sent,
+        vec![request_vote(1, 2, 2, (0, 0)), request_vote(1, 3, 2, (0, 0))]
+    );
+    assert_eq!(
+        (candidate.role(), candidate.term()),
+        (Role::Candidate, Term(2))
+    );
+}
+
+/// Raft §5.2: votes are counted per voter; the same grant delivered twice (the network may
+/// duplicate it) counts once.
+#[test]
+fn a_duplicated_vote_grant_counts_once() {
+    let mut candidate = candidate(1, &[1, 2, 3, 4, 5]);
+    candidate.deliver(vote(2, 1, 1, true));
+    candidate.deliver(vote(2, 1, 1, true));
+    assert_eq!(
+        candidate.role(),
+        Role::Candidate,
+        "two distinct votes of five"
+    );
+    candidate.deliver(vote(3, 1, 1, true));
+    assert_eq!(candidate.role(), Role::Leader);
+}

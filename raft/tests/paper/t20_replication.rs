@@ -289,3 +289,38 @@ fn entries_lost_while_pipelining_are_sent_again_without_a_new_proposal() {
     );
     assert_eq!(net.node(3).log().committed().0, 4);
 }
+
+/// Raft §5.5: "Raft RPCs are idempotent": AppendEntries delivered twice appends and persists
+/// its entries once, and is acknowledged the same way both times.
+#[test]
+fn append_entries_delivered_twice_is_applied_once() {
+    let mut follower = follower_with_log(&[1]);
+    let request = append(2, 1, 3, (1, 1), vec![entry(3, 2), entry(3, 3)], 0);
+    follower.deliver(request.clone());
+    assert_eq!(
+        follower.take().persist.entries,
+        vec![entry(3, 2), entry(3, 3)]
+    );
+    follower.deliver(request);
+    let expected = Ready {
+        messages: vec![accepted(1, 2, 3, 3)],
+        ..Ready::default()
+    };
+    assert_eq!(follower.take(), expected);
+    assert_eq!(follower.stored_entries().len(), 3);
+}
+
+/// Raft §5.3 (Leader Append-Only, Figure 3): whatever followers answer, a leader never
+/// overwrites or deletes entries in its own log.
+#[test]
+fn a_leader_never_changes_its_own_log_whatever_followers_answer() {
+    let mut leader = settled_leader(1, &[1, 2, 3]);
+    leader.propose(b"1/2".to_vec()).unwrap();
+    let _ = leader.take();
+    let before = leader.stored_entries();
+    leader.deliver(rejected(2, 1, 1, 2, (0, 0)));
+    leader.deliver(rejected(3, 1, 1, 1, (0, 0)));
+    let ready = leader.take();
+    assert_eq!(ready.persist.entries, vec![]);
+    assert_eq!(leader.stored_entries(), before);
+}

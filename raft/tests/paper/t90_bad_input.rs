@@ -171,3 +171,25 @@ fn an_acknowledgement_past_the_leaders_log_is_refused() {
     let _ = leader.take();
     assert_eq!(leader.log().committed().0, 0, "2 acknowledged nothing real");
 }
+
+/// Raft Figure 3 (Election Safety): at most one leader per term, so a leader that receives
+/// leader traffic of its own term is facing a broken peer. It refuses it and keeps leading;
+/// following the impostor could overwrite its own entries of this term.
+#[test]
+fn leader_traffic_in_the_leaders_own_term_is_refused() {
+    let impostor = [
+        heartbeat(2, 1, 1, 0, 0),
+        append(2, 1, 1, (0, 0), vec![entry(1, 1)], 0),
+    ];
+    for message in impostor {
+        let mut leader = new_leader(1, &[1, 2, 3]);
+        let refused = leader.step(message.clone());
+        assert!(
+            matches!(refused, Err(StepError::Malformed { .. })),
+            "{message:?}"
+        );
+        assert_eq!(leader.role(), flotilla_raft::Role::Leader, "{message:?}");
+        assert_eq!(leader.take(), Ready::default(), "{message:?}");
+        assert_eq!(leader.stored_entries(), vec![blank(1, 1)], "{message:?}");
+    }
+}
