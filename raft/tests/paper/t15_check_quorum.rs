@@ -1,6 +1,7 @@
 //! Keeping elections quiet: check-quorum (thesis §6.2), the voters' lease against disruptive
 //! servers (thesis §4.2.3), and pre-vote across a partition (thesis §9.6).
 
+use crate::harness::Cluster;
 use crate::util::*;
 use flotilla_raft::{Config, NodeId, Ready, Role, Term};
 
@@ -132,4 +133,22 @@ fn without_pre_vote_a_rejoining_replica_deposes_the_leader() {
         "the old leader saw the higher term"
     );
     assert_ne!(net.node(1).leader(), Some(NodeId(1)));
+}
+
+/// Thesis §9.6 in simulated time: a follower cut off for five seconds (many election timeouts)
+/// rejoins without changing the term or the leader, across seeds.
+#[test]
+fn a_rejoining_follower_leaves_term_and_leader_alone_in_the_cluster() {
+    for seed in 0..10 {
+        let mut cluster = Cluster::new(5, seed);
+        let leader = cluster.check_one_leader();
+        let term = cluster.check_terms();
+        let follower = NodeId(if leader == NodeId(1) { 2 } else { 1 });
+        cluster.network.disconnect(follower);
+        cluster.run_for(5_000);
+        cluster.network.connect(follower);
+        cluster.run_for(2_000);
+        assert_eq!(cluster.check_terms(), term, "seed {seed}");
+        assert_eq!(cluster.leader(), Some(leader), "seed {seed}");
+    }
 }

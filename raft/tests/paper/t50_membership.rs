@@ -349,3 +349,39 @@ fn a_restarted_replica_recovers_the_membership_from_its_log() {
     let restarted = node_over(config(2), store);
     assert_eq!(restarted.membership(), &voters(&[1, 2, 3, 4]));
 }
+
+/// Thesis §4.2.1: demoting a voter to learner changes the voters, so it goes through a joint
+/// configuration; afterwards the learner still receives the log but no longer campaigns.
+#[test]
+fn demoting_a_voter_to_learner_goes_through_joint_consensus() {
+    let mut net = led_by_1(&[1, 2, 3]);
+    change(&mut net, 1, vec![ChangeStep::AddLearner(NodeId(3))]);
+    let demoted = Membership {
+        learners: voters(&[3]).voters,
+        ..joint(&[1, 2], &[1, 2, 3])
+    };
+    let expected = vec![demoted, with_learners(&[1, 2], &[3])];
+    assert_eq!(membership_entries(net.node_mut(3)), expected);
+    let index = net.propose(1, b"for the learner");
+    net.tick(1);
+    net.tick(1);
+    assert_eq!(net.node(3).log().committed(), index);
+    let sent_before = net.delivered.len();
+    for _ in 0..50 {
+        net.tick(3);
+    }
+    let campaigns = net.delivered[sent_before..]
+        .iter()
+        .filter(|m| is_vote_request(m));
+    assert_eq!(campaigns.count(), 0);
+}
+
+/// Thesis §3.10: a membership change waits for a leadership transfer like any proposal.
+#[test]
+fn a_membership_change_is_refused_during_a_transfer() {
+    let mut leader = settled_leader(1, &[1, 2, 3]);
+    leader.propose(b"1/2".to_vec()).unwrap();
+    leader.transfer_leader(NodeId(2)).unwrap();
+    let refused = leader.propose_conf_change(vec![add_voter(4)]);
+    assert_eq!(refused, Err(ProposeError::TransferInProgress));
+}
