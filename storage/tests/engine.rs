@@ -108,3 +108,15 @@ fn a_record_over_the_limit_is_refused() {
     assert!(engine.write(batch).is_err());
     assert_eq!(engine.group(GroupId(1)).last_index(), LogIndex(0));
 }
+
+#[test]
+fn restarts_without_writes_do_not_pile_up_segments() {
+    let directory = tempfile::tempdir().unwrap();
+    for _ in 0..5 {
+        let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.set_hard_state(GroupId(1), flotilla_raft::HardState::default());
+        engine.write(batch).unwrap();
+    }
+    assert!(count_files(directory.path(), "wal") <= 2);
+}

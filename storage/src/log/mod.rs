@@ -110,7 +110,9 @@ impl LogEngine {
             failed: AtomicBool::new(false),
         });
         if recovered.needs_roll_over {
-            shared.writer.lock().roll_over(&shared).map_err(io_error)?;
+            let mut writer = shared.writer.lock();
+            writer.roll_over(&shared).map_err(io_error)?;
+            gc::collect(&shared, writer.active_sequence()).map_err(io_error)?;
         }
         Ok((LogEngine { shared }, recovered.report))
     }
