@@ -17,7 +17,7 @@ pub struct Faults {
     pub delay_ms_min: u64,
     /// Upper bound (inclusive) of the delay.
     pub delay_ms_max: u64,
-    /// 6.5840's "long reordering": two of three messages wait 200-2200 ms.
+    /// 6.5840's "long reordering": two of three replies wait 200-2200 ms.
     pub long_reordering: bool,
 }
 
@@ -138,13 +138,16 @@ impl Network {
         } else {
             1
         };
-        (0..copies).map(|_| self.delay(rng)).collect()
+        let reply = is_reply(&message.body);
+        (0..copies).map(|_| self.delay(rng, reply)).collect()
     }
 
-    fn delay(&self, rng: &mut ChaCha8Rng) -> u64 {
+    fn delay(&self, rng: &mut ChaCha8Rng, reply: bool) -> u64 {
         let faults = &self.faults;
-        if faults.long_reordering && rng.random_range(0..900) < 600 {
-            return 200 + rng.random_range(0..2000);
+        // labrpc's long reordering holds back replies only: 200 + rand(1 + rand(2000)) ms.
+        if reply && faults.long_reordering && rng.random_range(0..900) < 600 {
+            let spread = rng.random_range(0..2000);
+            return 200 + rng.random_range(0..=spread);
         }
         rng.random_range(faults.delay_ms_min..=faults.delay_ms_max.max(faults.delay_ms_min))
     }
@@ -158,4 +161,15 @@ impl Network {
                 .sum::<u64>();
         }
     }
+}
+
+/// Whether a message answers another (6.5840 delays only these under long reordering).
+fn is_reply(body: &MessageBody) -> bool {
+    matches!(
+        body,
+        MessageBody::VoteResponse { .. }
+            | MessageBody::AppendResponse(_)
+            | MessageBody::HeartbeatResponse { .. }
+            | MessageBody::SnapshotResponse { .. }
+    )
 }

@@ -232,15 +232,8 @@ fn agreement_on_a_lossy_reordering_network() {
 /// 6.5840 TestFigure8Unreliable3C: Figure 8 on an unreliable network with long reordering from
 /// iteration 200: 1000 iterations, the leader is disconnected with probability 1/2, and a
 /// random server reconnects when fewer than three are connected. At the end all five agree.
-///
-/// Ignored until the harness models the course's network: labrpc's long reordering delays
-/// replies only (by 200 + rand(1 + rand(2000)) ms), the harness's delays requests as well. With
-/// two of three requests *and* answers late by up to 2.2 s, new leaders fail check-quorum and
-/// followers time out, and no replica configuration we tried commits within the final `one`'s
-/// 10 s; with replies-only delays this exact test passes on 20 seeds out of 20.
+/// Long reordering holds back replies only, as labrpc does.
 #[test]
-#[ignore = "harness long_reordering delays requests too (labrpc: replies only) and the cluster \
-            does not settle within one()'s 10 s; passes 20/20 seeds with replies-only delays"]
 fn figure8_on_an_unreliable_network_with_long_reordering() {
     for_each_seed(3_206, |seed| {
         let servers = 5;
