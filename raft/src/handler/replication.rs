@@ -185,9 +185,10 @@ impl<L: LogReader> RaftNode<L> {
         }
         if self.maybe_commit() {
             self.broadcast_append();
-        } else {
-            while self.send_append(from) {}
         }
+        // The ack may have opened the window by several messages (probe to replicate, or
+        // several freed at once): fill it, whether or not the commit index moved.
+        while self.send_append(from) {}
         self.on_transfer_progress(from);
     }
 
@@ -253,7 +254,8 @@ impl<L: LogReader> RaftNode<L> {
     /// Leader: the paper's empty AppendEntries to every follower, carrying the commit index
     /// capped at what each follower is known to hold, and the current read round.
     pub(crate) fn broadcast_heartbeat(&mut self) {
-        let round = self.reads.start_round(self.timers.now());
+        let lease = self.config.read_mode == crate::config::ReadMode::Lease;
+        let round = self.reads.start_round(self.timers.now(), lease);
         let committed = self.log.committed();
         let targets: Vec<(NodeId, LogIndex)> = self
             .followers()

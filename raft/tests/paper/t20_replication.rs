@@ -324,3 +324,64 @@ fn a_leader_never_changes_its_own_log_whatever_followers_answer() {
     assert_eq!(ready.persist.entries, vec![]);
     assert_eq!(leader.stored_entries(), before);
 }
+
+/// A leader whose follower 2 is still probing, with entries 2 to 6 proposed (3 payload bytes
+/// each) and `config` applied on top of the default one.
+fn leader_with_five_unsent_entries(config: Config) -> Node {
+    let mut leader = node_over(config, bootstrapped(voters(&[1, 2, 3])));
+    let _ = elect(&mut leader);
+    for index in 2..=6 {
+        leader.propose(format!("1/{index}").into_bytes()).unwrap();
+    }
+    let sent = leader.take().messages;
+    assert!(
+        to(
+            &Ready {
+                messages: sent,
+                ..Ready::default()
+            },
+            2
+        )
+        .is_empty()
+    );
+    leader
+}
+
+/// Raft §5.3 with batching: once the probe matches, the leader sends what the follower is
+/// missing in messages of at most `append_bytes_max` payload bytes.
+#[test]
+fn a_catching_up_follower_gets_entries_in_messages_of_bounded_size() {
+    let config = Config {
+        append_bytes_max: 6,
+        ..config(1)
+    };
+    let mut leader = leader_with_five_unsent_entries(config);
+    leader.deliver(accepted(2, 1, 1, 1));
+    let expected = vec![
+        append(1, 2, 1, (1, 1), vec![entry(1, 2), entry(1, 3)], 1),
+        append(1, 2, 1, (1, 3), vec![entry(1, 4), entry(1, 5)], 1),
+        append(1, 2, 1, (1, 5), vec![entry(1, 6)], 1),
+    ];
+    assert_eq!(to(&leader.take(), 2), expected);
+}
+
+/// Raft §5.3 pipelining: the in-flight window is bounded in bytes as well as in messages.
+#[test]
+fn the_in_flight_window_is_also_bounded_in_bytes() {
+    let config = Config {
+        append_bytes_max: 3,
+        inflight_bytes_max: 6,
+        ..config(1)
+    };
+    let mut leader = leader_with_five_unsent_entries(config);
+    leader.deliver(accepted(2, 1, 1, 1));
+    let expected = vec![
+        append(1, 2, 1, (1, 1), vec![entry(1, 2)], 1),
+        append(1, 2, 1, (1, 2), vec![entry(1, 3)], 1),
+    ];
+    assert_eq!(
+        to(&leader.take(), 2),
+        expected,
+        "six bytes in flight, then paused"
+    );
+}
