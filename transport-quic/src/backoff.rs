@@ -28,8 +28,11 @@ impl BackoffPolicy {
         let ceiling = self.delay_ceiling(attempt);
         let share = jitter_sample % (JITTER_SCALE + 1);
         let removed_nanos =
-            ceiling.as_nanos() * u128::from(self.jitter_percent) * u128::from(share) / (100 * u128::from(JITTER_SCALE));
-        ceiling.saturating_sub(Duration::from_nanos(u64::try_from(removed_nanos).unwrap_or(u64::MAX)))
+            ceiling.as_nanos() * u128::from(self.jitter_percent) * u128::from(share)
+                / (100 * u128::from(JITTER_SCALE));
+        ceiling.saturating_sub(Duration::from_nanos(
+            u64::try_from(removed_nanos).unwrap_or(u64::MAX),
+        ))
     }
 
     /// The delay before retry number `attempt` without jitter: doubling, then capped.
@@ -78,8 +81,13 @@ mod tests {
 
     #[test]
     fn without_jitter_the_delay_doubles_then_stops_at_the_cap() {
-        let delays: Vec<u64> = (0..10).map(|a| policy(0).delay(a, 12345).as_millis() as u64).collect();
-        assert_eq!(delays, vec![10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        let delays: Vec<u64> = (0..10)
+            .map(|a| policy(0).delay(a, 12345).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            vec![10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]
+        );
     }
 
     #[test]

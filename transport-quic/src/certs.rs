@@ -7,7 +7,8 @@ use crate::error::CertError;
 use crate::identity::{ClusterId, PeerIdentity, is_label};
 use flotilla_raft::NodeId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,7 +29,10 @@ pub struct Identity {
 
 impl Clone for Identity {
     fn clone(&self) -> Self {
-        Self { cert_chain: self.cert_chain.clone(), key: self.key.clone_key() }
+        Self {
+            cert_chain: self.cert_chain.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
@@ -38,7 +42,8 @@ impl Identity {
         let cert_chain = CertificateDer::pem_file_iter(cert_path)
             .and_then(|items| items.collect::<Result<Vec<_>, _>>())
             .map_err(|error| pem_error(cert_path, &error))?;
-        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| pem_error(key_path, &error))?;
+        let key =
+            PrivateKeyDer::from_pem_file(key_path).map_err(|error| pem_error(key_path, &error))?;
         Ok(Self { cert_chain, key })
     }
 }
@@ -57,7 +62,9 @@ pub struct ClusterCa {
 
 impl std::fmt::Debug for ClusterCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterCa").field("cluster", &self.cluster).finish_non_exhaustive()
+        f.debug_struct("ClusterCa")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
     }
 }
 
@@ -65,13 +72,23 @@ impl ClusterCa {
     /// A new CA for `cluster`, with a fresh key.
     pub fn generate(cluster: &ClusterId) -> Result<Self, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, format!("Flotilla CA {cluster}"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("Flotilla CA {cluster}"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         set_validity(&mut params, OffsetDateTime::now_utc());
         let key = KeyPair::generate()?;
         let certificate = params.self_signed(&key)?;
-        Ok(Self { cluster: cluster.clone(), certificate, key })
+        Ok(Self {
+            cluster: cluster.clone(),
+            certificate,
+            key,
+        })
     }
 
     /// The cluster this CA signs for.
@@ -88,30 +105,62 @@ impl ClusterCa {
 
     /// A node certificate with SAN `node-<id>.<cluster>`, valid for a year from now.
     pub fn node_identity(&self, node: NodeId) -> Result<Identity, CertError> {
-        let identity = PeerIdentity::Node { node, cluster: self.cluster.clone() };
+        let identity = PeerIdentity::Node {
+            node,
+            cluster: self.cluster.clone(),
+        };
         let now = OffsetDateTime::now_utc();
-        self.sign(&identity.san(), now - Duration::hours(1), now + Duration::days(VALIDITY_DAYS))
+        self.sign(
+            &identity.san(),
+            now - Duration::hours(1),
+            now + Duration::days(VALIDITY_DAYS),
+        )
     }
 
     /// A client certificate with SAN `client-<name>.<cluster>`, valid for a year from now.
     pub fn client_identity(&self, name: &str) -> Result<Identity, CertError> {
         if !is_label(name) {
-            return Err(CertError::BadClientName { name: name.to_owned() });
+            return Err(CertError::BadClientName {
+                name: name.to_owned(),
+            });
         }
-        let identity = PeerIdentity::Client { name: name.to_owned(), cluster: self.cluster.clone() };
+        let identity = PeerIdentity::Client {
+            name: name.to_owned(),
+            cluster: self.cluster.clone(),
+        };
         let now = OffsetDateTime::now_utc();
-        self.sign(&identity.san(), now - Duration::hours(1), now + Duration::days(VALIDITY_DAYS))
+        self.sign(
+            &identity.san(),
+            now - Duration::hours(1),
+            now + Duration::days(VALIDITY_DAYS),
+        )
     }
 
     /// A certificate for any SAN and validity window (tests use it for expired or foreign certs).
-    pub fn sign(&self, san: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<Identity, CertError> {
+    pub fn sign(
+        &self,
+        san: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Identity, CertError> {
         let (certificate, key) = self.sign_pem(san, not_before, not_after)?;
-        let key = PrivateKeyDer::try_from(key.serialize_der())
-            .map_err(|reason| CertError::Pem { path: PathBuf::new(), reason: reason.to_owned() })?;
-        Ok(Identity { cert_chain: vec![certificate.der().clone()], key })
+        let key =
+            PrivateKeyDer::try_from(key.serialize_der()).map_err(|reason| CertError::Pem {
+                path: PathBuf::new(),
+                reason: reason.to_owned(),
+            })?;
+        Ok(Identity {
+            cert_chain: vec![certificate.der().clone()],
+            key,
+        })
     }
 
-    fn sign_pem(&self, san: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Result<(rcgen::Certificate, KeyPair), CertError> {
+    fn sign_pem(
+        &self,
+        san: &str,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<(rcgen::Certificate, KeyPair), CertError> {
         let mut params = CertificateParams::new(vec![san.to_owned()])?;
         params.distinguished_name.push(DnType::CommonName, san);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -133,7 +182,10 @@ impl ClusterCa {
 fn extended_key_usages(san: &str) -> Vec<ExtendedKeyUsagePurpose> {
     match PeerIdentity::from_san(san) {
         Some(PeerIdentity::Client { .. }) => vec![ExtendedKeyUsagePurpose::ClientAuth],
-        _ => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        _ => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
     }
 }
 
@@ -157,34 +209,74 @@ pub struct DevCertFiles {
 
 /// Creates a CA and one certificate per node and client in `dir` (created if missing); every
 /// private key is written with mode 0600.
-pub fn write_dev_certs(dir: &Path, cluster: &ClusterId, nodes: &[NodeId], clients: &[&str]) -> Result<DevCertFiles, CertError> {
-    std::fs::create_dir_all(dir).map_err(|source| CertError::Io { path: dir.to_owned(), source })?;
+pub fn write_dev_certs(
+    dir: &Path,
+    cluster: &ClusterId,
+    nodes: &[NodeId],
+    clients: &[&str],
+) -> Result<DevCertFiles, CertError> {
+    std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     let ca = ClusterCa::generate(cluster)?;
     let (ca_pem, ca_key_pem) = ca.pem_pair();
     let ca_certificate = write_file(&dir.join("ca.pem"), ca_pem.as_bytes(), 0o644)?;
     let ca_key = write_file(&dir.join("ca.key"), ca_key_pem.as_bytes(), 0o600)?;
-    let mut files = DevCertFiles { ca_certificate, ca_key, nodes: Vec::new(), clients: Vec::new() };
+    let mut files = DevCertFiles {
+        ca_certificate,
+        ca_key,
+        nodes: Vec::new(),
+        clients: Vec::new(),
+    };
     for node in nodes {
-        let san = PeerIdentity::Node { node: *node, cluster: cluster.clone() }.san();
+        let san = PeerIdentity::Node {
+            node: *node,
+            cluster: cluster.clone(),
+        }
+        .san();
         let (cert, key) = write_identity(dir, &format!("node-{}", node.0), &ca, &san)?;
         files.nodes.push((*node, cert, key));
     }
     for name in clients {
         if !is_label(name) {
-            return Err(CertError::BadClientName { name: (*name).to_owned() });
+            return Err(CertError::BadClientName {
+                name: (*name).to_owned(),
+            });
         }
-        let san = PeerIdentity::Client { name: (*name).to_owned(), cluster: cluster.clone() }.san();
+        let san = PeerIdentity::Client {
+            name: (*name).to_owned(),
+            cluster: cluster.clone(),
+        }
+        .san();
         let (cert, key) = write_identity(dir, &format!("client-{name}"), &ca, &san)?;
         files.clients.push(((*name).to_owned(), cert, key));
     }
     Ok(files)
 }
 
-fn write_identity(dir: &Path, stem: &str, ca: &ClusterCa, san: &str) -> Result<(PathBuf, PathBuf), CertError> {
+fn write_identity(
+    dir: &Path,
+    stem: &str,
+    ca: &ClusterCa,
+    san: &str,
+) -> Result<(PathBuf, PathBuf), CertError> {
     let now = OffsetDateTime::now_utc();
-    let (certificate, key) = ca.sign_pem(san, now - Duration::hours(1), now + Duration::days(VALIDITY_DAYS))?;
-    let cert = write_file(&dir.join(format!("{stem}.pem")), certificate.pem().as_bytes(), 0o644)?;
-    let key = write_file(&dir.join(format!("{stem}.key")), key.serialize_pem().as_bytes(), 0o600)?;
+    let (certificate, key) = ca.sign_pem(
+        san,
+        now - Duration::hours(1),
+        now + Duration::days(VALIDITY_DAYS),
+    )?;
+    let cert = write_file(
+        &dir.join(format!("{stem}.pem")),
+        certificate.pem().as_bytes(),
+        0o644,
+    )?;
+    let key = write_file(
+        &dir.join(format!("{stem}.key")),
+        key.serialize_pem().as_bytes(),
+        0o600,
+    )?;
     Ok((cert, key))
 }
 
@@ -192,14 +284,27 @@ fn write_identity(dir: &Path, stem: &str, ca: &ClusterCa, san: &str) -> Result<(
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf, CertError> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let io_error = |source| CertError::Io { path: path.to_owned(), source };
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).map_err(io_error)?;
-    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_error)?;
+    let io_error = |source| CertError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_error)?;
     file.write_all(bytes).map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
     Ok(path.to_owned())
 }
 
 fn pem_error(path: &Path, error: &rustls_pki_types::pem::Error) -> CertError {
-    CertError::Pem { path: path.to_owned(), reason: error.to_string() }
+    CertError::Pem {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    }
 }

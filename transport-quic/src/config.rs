@@ -67,24 +67,45 @@ impl Default for TransportConfig {
 impl TransportConfig {
     /// Checks every limit and every relation between limits.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check(self.frame_bytes_max as usize > HEADER_BYTES, "frame_bytes_max must exceed the frame header")?;
-        check(self.frame_bytes_max <= FRAME_BYTES_LIMIT, "frame_bytes_max must be at most 1 GiB")?;
+        check(
+            self.frame_bytes_max as usize > HEADER_BYTES,
+            "frame_bytes_max must exceed the frame header",
+        )?;
+        check(
+            self.frame_bytes_max <= FRAME_BYTES_LIMIT,
+            "frame_bytes_max must be at most 1 GiB",
+        )?;
         check_queue(self.outbound_queue_batches, "outbound_queue_batches")?;
         check_queue(self.inbound_queue_batches, "inbound_queue_batches")?;
         check_queue(self.client_queue_connections, "client_queue_connections")?;
-        check(self.handshake_timeout_ms > 0, "handshake_timeout_ms must be positive")?;
+        check(
+            self.handshake_timeout_ms > 0,
+            "handshake_timeout_ms must be positive",
+        )?;
         check(
             self.keep_alive_interval_ms > 0 && self.keep_alive_interval_ms < self.idle_timeout_ms,
             "keep_alive_interval_ms must be positive and below idle_timeout_ms",
         )?;
-        check(self.peer_uni_streams_max >= 2, "peer_uni_streams_max must allow the Raft and snapshot streams")?;
-        check(self.client_bidi_streams_max >= 1, "client_bidi_streams_max must be at least 1")?;
-        check(self.reconnect_delay_ms_base > 0, "reconnect_delay_ms_base must be positive")?;
+        check(
+            self.peer_uni_streams_max >= 2,
+            "peer_uni_streams_max must allow the Raft and snapshot streams",
+        )?;
+        check(
+            self.client_bidi_streams_max >= 1,
+            "client_bidi_streams_max must be at least 1",
+        )?;
+        check(
+            self.reconnect_delay_ms_base > 0,
+            "reconnect_delay_ms_base must be positive",
+        )?;
         check(
             self.reconnect_delay_ms_base <= self.reconnect_delay_ms_max,
             "reconnect_delay_ms_base must not exceed reconnect_delay_ms_max",
         )?;
-        check(self.reconnect_jitter_percent <= 100, "reconnect_jitter_percent must be at most 100")
+        check(
+            self.reconnect_jitter_percent <= 100,
+            "reconnect_jitter_percent must be at most 100",
+        )
     }
 
     /// The reconnect policy these limits describe.
@@ -102,7 +123,9 @@ fn check(holds: bool, reason: &str) -> Result<(), ConfigError> {
     if holds {
         Ok(())
     } else {
-        Err(ConfigError { reason: reason.to_owned() })
+        Err(ConfigError {
+            reason: reason.to_owned(),
+        })
     }
 }
 
@@ -141,7 +164,9 @@ mod tests {
         for (case, breaker) in broken.iter().enumerate() {
             let mut config = TransportConfig::default();
             breaker(&mut config);
-            let error = config.validate().expect_err("a broken limit must be refused");
+            let error = config
+                .validate()
+                .expect_err("a broken limit must be refused");
             assert!(error.reason.contains("must"), "case {case}: {error}");
         }
     }

@@ -1,6 +1,7 @@
 //! The QUIC transport of one node: one quinn endpoint (server and client), the accept loop that
 //! sorts incoming connections into peers and clients, and the `Transport` implementation.
 
+use crate::Transport;
 use crate::client::ClientConnection;
 use crate::config::TransportConfig;
 use crate::counters::{CounterSnapshot, Counters};
@@ -10,7 +11,6 @@ use crate::inbound::{Inbound, inbound_queue};
 use crate::peer::{LinkContext, PeerLink};
 use crate::streams::{self, InboundContext};
 use crate::tls::{self, ALPN_CLIENT, ALPN_RAFT, TlsSetup};
-use crate::Transport;
 use flotilla_raft::{Batch, NodeId};
 use parking_lot::Mutex;
 use quinn::{Connection, Endpoint, Incoming};
@@ -56,7 +56,12 @@ pub struct QuicTransport {
 
 impl QuicTransport {
     /// Binds the endpoint of node `local` on `address` (port 0 picks one) and starts accepting.
-    pub async fn bind(local: NodeId, address: SocketAddr, tls: TlsSetup, config: TransportConfig) -> Result<Self, ConnectError> {
+    pub async fn bind(
+        local: NodeId,
+        address: SocketAddr,
+        tls: TlsSetup,
+        config: TransportConfig,
+    ) -> Result<Self, ConnectError> {
         config.validate()?;
         check_own_identity(local, &tls)?;
         let endpoint = Endpoint::server(tls.server_config(&config)?, address)?;
@@ -64,7 +69,12 @@ impl QuicTransport {
         let (clients_tx, clients_rx) = mpsc::channel(config.client_queue_connections);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
-        let inbound_context = InboundContext { local, frame_bytes_max: config.frame_bytes_max, counters, queue };
+        let inbound_context = InboundContext {
+            local,
+            frame_bytes_max: config.frame_bytes_max,
+            counters,
+            queue,
+        };
         let link_context = LinkContext {
             endpoint: endpoint.clone(),
             client_config: tls.peer_client_config(&config)?,
@@ -76,10 +86,22 @@ impl QuicTransport {
             jitter_seed: config.reconnect_jitter_seed,
             shutdown: shutdown_rx,
         };
-        let shared = Arc::new(Shared { tls, config, links: Mutex::new(Links::default()), link_context, clients: clients_tx });
+        let shared = Arc::new(Shared {
+            tls,
+            config,
+            links: Mutex::new(Links::default()),
+            link_context,
+            clients: clients_tx,
+        });
         tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
         let clients = tokio::sync::Mutex::new(clients_rx);
-        Ok(Self { shared, endpoint, inbound, clients, shutdown })
+        Ok(Self {
+            shared,
+            endpoint,
+            inbound,
+            clients,
+            shutdown,
+        })
     }
 
     /// The address the endpoint listens on.
@@ -94,7 +116,11 @@ impl QuicTransport {
             return link.set_address(address);
         }
         let link = PeerLink::start(&self.shared.link_context, node, address);
-        if let Some(connection) = links.accepted.get(&node).filter(|c| c.close_reason().is_none()) {
+        if let Some(connection) = links
+            .accepted
+            .get(&node)
+            .filter(|c| c.close_reason().is_none())
+        {
             link.offer(connection.clone());
         }
         links.peers.insert(node, link);
@@ -132,7 +158,10 @@ impl Transport for QuicTransport {
     fn send(&self, batch: Batch) -> Result<(), SendError> {
         let local = self.node_id();
         if batch.from != local {
-            return Err(SendError::NotFromThisNode { from: batch.from, local });
+            return Err(SendError::NotFromThisNode {
+                from: batch.from,
+                local,
+            });
         }
         let to = batch.to;
         let outcome = match self.shared.links.lock().peers.get(&to) {
@@ -162,13 +191,23 @@ impl Transport for QuicTransport {
 }
 
 fn check_own_identity(local: NodeId, tls: &TlsSetup) -> Result<(), ConnectError> {
-    let expected = PeerIdentity::Node { node: local, cluster: tls.cluster.clone() };
-    let certificate = tls.identity.cert_chain.first().ok_or(crate::error::TlsError::NoCertificate)?;
-    let found = PeerIdentity::from_certificate(certificate).map_err(crate::error::TlsError::from)?;
+    let expected = PeerIdentity::Node {
+        node: local,
+        cluster: tls.cluster.clone(),
+    };
+    let certificate = tls
+        .identity
+        .cert_chain
+        .first()
+        .ok_or(crate::error::TlsError::NoCertificate)?;
+    let found = PeerIdentity::from_certificate(certificate)?;
     if found == expected {
         Ok(())
     } else {
-        Err(ConnectError::NotThisNode { local, found: found.to_string() })
+        Err(ConnectError::NotThisNode {
+            local,
+            found: found.to_string(),
+        })
     }
 }
 
@@ -189,7 +228,9 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming) {
     };
     let identity = match tls::peer_identity(&connection) {
         Ok(identity) if identity.cluster() == &shared.tls.cluster => identity,
-        Ok(identity) => return shared.refuse(&connection, &format!("{identity} is of another cluster")),
+        Ok(identity) => {
+            return shared.refuse(&connection, &format!("{identity} is of another cluster"));
+        }
         Err(error) => return shared.refuse(&connection, &error.to_string()),
     };
     match (tls::negotiated_alpn(&connection).as_deref(), identity) {
@@ -227,11 +268,16 @@ impl Shared {
                 link.offer(connection.clone());
             }
         }
-        tokio::spawn(streams::serve_inbound(self.link_context.inbound.clone(), connection, node));
+        tokio::spawn(streams::serve_inbound(
+            self.link_context.inbound.clone(),
+            connection,
+            node,
+        ));
     }
 
     fn queue_client(&self, connection: Connection, identity: PeerIdentity) {
-        let client = ClientConnection::new(connection.clone(), identity, self.config.frame_bytes_max);
+        let client =
+            ClientConnection::new(connection.clone(), identity, self.config.frame_bytes_max);
         if self.clients.try_send(client).is_err() {
             self.refuse(&connection, "the client queue is full");
         }

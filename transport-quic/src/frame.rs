@@ -69,7 +69,10 @@ pub fn encode<T: Serialize>(
     let frame_bytes = (buf.len() - start) as u64;
     if frame_bytes > u64::from(frame_bytes_max) {
         buf.truncate(start);
-        return Err(FrameError::TooLarge { frame_bytes, frame_bytes_max });
+        return Err(FrameError::TooLarge {
+            frame_bytes,
+            frame_bytes_max,
+        });
     }
     let payload_bytes = (frame_bytes - HEADER_BYTES as u64) as u32;
     if let Some(length) = buf.get_mut(start + 3..start + HEADER_BYTES) {
@@ -94,16 +97,24 @@ pub fn decode_header(bytes: &[u8], frame_bytes_max: u32) -> Result<FrameHeader, 
     let payload_bytes = u32::from_be_bytes(length);
     let frame_bytes = HEADER_BYTES as u64 + u64::from(payload_bytes);
     if frame_bytes > u64::from(frame_bytes_max) {
-        return Err(FrameError::TooLarge { frame_bytes, frame_bytes_max });
+        return Err(FrameError::TooLarge {
+            frame_bytes,
+            frame_bytes_max,
+        });
     }
-    Ok(FrameHeader { kind, payload_bytes })
+    Ok(FrameHeader {
+        kind,
+        payload_bytes,
+    })
 }
 
 /// Decodes a payload as one `T`, refusing bytes left over.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     let (value, rest) = postcard::take_from_bytes(payload).map_err(|error| invalid(&error))?;
     if !rest.is_empty() {
-        return Err(FrameError::TrailingBytes { extra_bytes: rest.len() as u64 });
+        return Err(FrameError::TrailingBytes {
+            extra_bytes: rest.len() as u64,
+        });
     }
     Ok(value)
 }
@@ -129,18 +140,26 @@ pub fn check_kind(header: FrameHeader, expected: FrameKind) -> Result<(), FrameE
     if header.kind == expected {
         Ok(())
     } else {
-        Err(FrameError::UnexpectedKind { expected: expected as u8, found: header.kind as u8 })
+        Err(FrameError::UnexpectedKind {
+            expected: expected as u8,
+            found: header.kind as u8,
+        })
     }
 }
 
 /// The one "truncated" error: `needed` bytes were required, `available` were there.
 #[must_use]
 pub fn truncated(needed: usize, available: usize) -> FrameError {
-    FrameError::Truncated { needed_bytes: needed as u64, available_bytes: available as u64 }
+    FrameError::Truncated {
+        needed_bytes: needed as u64,
+        available_bytes: available as u64,
+    }
 }
 
 fn invalid(error: &postcard::Error) -> FrameError {
-    FrameError::PayloadInvalid { reason: error.to_string() }
+    FrameError::PayloadInvalid {
+        reason: error.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -166,7 +185,13 @@ mod tests {
     fn too_large_to_encode_leaves_the_buffer_untouched() {
         let mut buf = vec![9, 9];
         let error = encode(FrameKind::RaftBatch, &vec![0u8; 100], 50, &mut buf).unwrap_err();
-        assert!(matches!(error, FrameError::TooLarge { frame_bytes_max: 50, .. }));
+        assert!(matches!(
+            error,
+            FrameError::TooLarge {
+                frame_bytes_max: 50,
+                ..
+            }
+        ));
         assert_eq!(buf, vec![9, 9]);
     }
 
@@ -179,7 +204,10 @@ mod tests {
 
     #[test]
     fn each_bad_header_byte_has_its_own_error() {
-        assert_eq!(decode_header(&[0, 1, 1, 0, 0, 0, 0], 64), Err(FrameError::BadMagic { found: 0 }));
+        assert_eq!(
+            decode_header(&[0, 1, 1, 0, 0, 0, 0], 64),
+            Err(FrameError::BadMagic { found: 0 })
+        );
         assert_eq!(
             decode_header(&[MAGIC, 9, 1, 0, 0, 0, 0], 64),
             Err(FrameError::UnsupportedVersion { found: 9 })
@@ -196,7 +224,16 @@ mod tests {
         let mut buf = Vec::new();
         encode(FrameKind::ClientMessage, &7u8, 64, &mut buf).unwrap();
         let error = decode::<u8>(&buf, FrameKind::RaftBatch, 64).unwrap_err();
-        assert_eq!(error, FrameError::UnexpectedKind { expected: 1, found: 2 });
-        assert!(matches!(decode_payload::<u8>(&[1, 2]), Err(FrameError::TrailingBytes { extra_bytes: 1 })));
+        assert_eq!(
+            error,
+            FrameError::UnexpectedKind {
+                expected: 1,
+                found: 2
+            }
+        );
+        assert!(matches!(
+            decode_payload::<u8>(&[1, 2]),
+            Err(FrameError::TrailingBytes { extra_bytes: 1 })
+        ));
     }
 }

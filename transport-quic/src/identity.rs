@@ -88,12 +88,19 @@ impl PeerIdentity {
         let (first, rest) = san.split_once('.')?;
         let cluster = ClusterId::new(rest)?;
         if let Some(id) = first.strip_prefix("node-") {
-            let canonical = !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && (id == "0" || !id.starts_with('0'));
+            let canonical = !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_digit())
+                && (id == "0" || !id.starts_with('0'));
             let node = NodeId(id.parse().ok().filter(|_| canonical)?);
             return Some(Self::Node { node, cluster });
         }
-        let name = first.strip_prefix("client-").filter(|name| is_label(name))?;
-        Some(Self::Client { name: name.to_owned(), cluster })
+        let name = first
+            .strip_prefix("client-")
+            .filter(|name| is_label(name))?;
+        Some(Self::Client {
+            name: name.to_owned(),
+            cluster,
+        })
     }
 
     /// The one Flotilla identity in a (chain-verified) certificate; several are refused.
@@ -128,8 +135,14 @@ mod tests {
     #[test]
     fn node_and_client_sans_roundtrip() {
         let cluster = ClusterId::new("test.c1").unwrap();
-        let node = PeerIdentity::Node { node: NodeId(42), cluster: cluster.clone() };
-        let client = PeerIdentity::Client { name: "ops".to_owned(), cluster };
+        let node = PeerIdentity::Node {
+            node: NodeId(42),
+            cluster: cluster.clone(),
+        };
+        let client = PeerIdentity::Client {
+            name: "ops".to_owned(),
+            cluster,
+        };
         assert_eq!(node.san(), "node-42.test.c1");
         assert_eq!(PeerIdentity::from_san(&node.san()), Some(node));
         assert_eq!(PeerIdentity::from_san(&client.san()), Some(client));
@@ -137,7 +150,17 @@ mod tests {
 
     #[test]
     fn malformed_sans_name_nobody() {
-        for san in ["node-.c", "node-01.c", "node-x.c", "node-1", "client-.c", "client-A.c", "peer-1.c", "node-1.-c", "node-1.C"] {
+        for san in [
+            "node-.c",
+            "node-01.c",
+            "node-x.c",
+            "node-1",
+            "client-.c",
+            "client-A.c",
+            "peer-1.c",
+            "node-1.-c",
+            "node-1.C",
+        ] {
             assert_eq!(PeerIdentity::from_san(san), None, "{san}");
         }
     }

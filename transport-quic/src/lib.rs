@@ -20,6 +20,7 @@ pub mod inbound;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
 pub mod peer;
+pub mod reader;
 pub mod streams;
 pub mod tls;
 pub mod verifier;
@@ -30,7 +31,9 @@ pub use client::{ClientConnection, ClientSession, RequestStream};
 pub use config::TransportConfig;
 pub use counters::{CounterSnapshot, Counters};
 pub use endpoint::QuicTransport;
-pub use error::{CertError, ConfigError, ConnectError, FrameError, SendError, StreamError, TlsError};
+pub use error::{
+    CertError, ConfigError, ConnectError, FrameError, SendError, StreamError, TlsError,
+};
 pub use identity::{ClusterId, PeerIdentity};
 pub use tls::{ALPN_CLIENT, ALPN_RAFT, TlsSetup};
 

@@ -4,11 +4,11 @@
 //! count, like a full queue on the QUIC transport. Used by conformance tests and by other
 //! crates' tests (feature `testing`).
 
+use crate::Transport;
 use crate::config::TransportConfig;
 use crate::counters::{CounterSnapshot, Counters};
 use crate::error::SendError;
 use crate::inbound::{Inbound, inbound_queue};
-use crate::Transport;
 use flotilla_raft::{Batch, NodeId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -40,9 +40,18 @@ impl MemNetwork {
     pub fn join(&self, node: NodeId, config: &TransportConfig) -> MemTransport {
         let (sender, inbound) = inbound_queue(config.inbound_queue_batches);
         let counters = Arc::new(Counters::default());
-        let member = Member { inbound: sender, counters: Arc::clone(&counters), up: true };
+        let member = Member {
+            inbound: sender,
+            counters: Arc::clone(&counters),
+            up: true,
+        };
         self.members.lock().insert(node, member);
-        MemTransport { node, network: self.clone(), inbound, counters }
+        MemTransport {
+            node,
+            network: self.clone(),
+            inbound,
+            counters,
+        }
     }
 
     /// Marks a node down (batches to it are dropped) or up again.
@@ -55,8 +64,14 @@ impl MemNetwork {
     fn deliver(&self, batch: Batch) -> Result<(), SendError> {
         let to = batch.to;
         let members = self.members.lock();
-        let member = members.get(&to).filter(|member| member.up).ok_or(SendError::Unreachable { to })?;
-        let permit = member.inbound.try_reserve().map_err(|_| SendError::QueueFull { to })?;
+        let member = members
+            .get(&to)
+            .filter(|member| member.up)
+            .ok_or(SendError::Unreachable { to })?;
+        let permit = member
+            .inbound
+            .try_reserve()
+            .map_err(|_| SendError::QueueFull { to })?;
         Counters::bump(&member.counters.batches_received);
         permit.send(batch);
         Ok(())
@@ -79,7 +94,10 @@ impl Transport for MemTransport {
 
     fn send(&self, batch: Batch) -> Result<(), SendError> {
         if batch.from != self.node {
-            return Err(SendError::NotFromThisNode { from: batch.from, local: self.node });
+            return Err(SendError::NotFromThisNode {
+                from: batch.from,
+                local: self.node,
+            });
         }
         let outcome = self.network.deliver(batch);
         let counter = match outcome {

@@ -50,14 +50,33 @@ impl PeerLink {
         let slot = Arc::new(watch::Sender::new(None));
         let counters = Arc::clone(&context.inbound.counters);
         let frame_bytes_max = context.inbound.frame_bytes_max;
-        tokio::spawn(streams::run_writer(Arc::clone(&counters), frame_bytes_max, raft_rx, slot.subscribe()));
-        tokio::spawn(streams::run_writer(counters, frame_bytes_max, snapshot_rx, slot.subscribe()));
+        tokio::spawn(streams::run_writer(
+            Arc::clone(&counters),
+            frame_bytes_max,
+            raft_rx,
+            slot.subscribe(),
+        ));
+        tokio::spawn(streams::run_writer(
+            counters,
+            frame_bytes_max,
+            snapshot_rx,
+            slot.subscribe(),
+        ));
         let address = Arc::new(Mutex::new(address));
         if context.inbound.local < peer {
-            let dialer = Dialer { context: context.clone(), peer, address: Arc::clone(&address) };
+            let dialer = Dialer {
+                context: context.clone(),
+                peer,
+                address: Arc::clone(&address),
+            };
             tokio::spawn(dialer.run(Arc::clone(&slot)));
         }
-        Self { raft_queue, snapshot_queue, slot, address }
+        Self {
+            raft_queue,
+            snapshot_queue,
+            slot,
+            address,
+        }
     }
 
     /// Points the link at a new address; the next (re)connect uses it.
@@ -93,7 +112,9 @@ impl PeerLink {
 async fn clear_when_closed(slot: Arc<watch::Sender<Option<Connection>>>, connection: Connection) {
     connection.closed().await;
     slot.send_if_modified(|current| {
-        let same = current.as_ref().is_some_and(|c| c.stable_id() == connection.stable_id());
+        let same = current
+            .as_ref()
+            .is_some_and(|c| c.stable_id() == connection.stable_id());
         if same {
             *current = None;
         }
@@ -131,10 +152,19 @@ impl Dialer {
         }
     }
 
-    async fn serve(&self, slot: &Arc<watch::Sender<Option<Connection>>>, connection: Connection, shutdown: &mut watch::Receiver<bool>) {
+    async fn serve(
+        &self,
+        slot: &Arc<watch::Sender<Option<Connection>>>,
+        connection: Connection,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
         Counters::bump(&self.context.inbound.counters.connections_established);
         tracing::info!(peer = %self.peer, "connected to peer");
-        tokio::spawn(streams::serve_inbound(self.context.inbound.clone(), connection.clone(), self.peer));
+        tokio::spawn(streams::serve_inbound(
+            self.context.inbound.clone(),
+            connection.clone(),
+            self.peer,
+        ));
         slot.send_replace(Some(connection.clone()));
         tokio::select! {
             reason = connection.closed() => tracing::info!(peer = %self.peer, %reason, "connection to peer closed"),
@@ -152,18 +182,29 @@ impl Dialer {
     async fn connect(&self) -> Result<Connection, ConnectError> {
         let address = *self.address.lock();
         let server_name = node_san(self.peer, &self.context.cluster);
-        let connecting = self.context.endpoint.connect_with(self.context.client_config.clone(), address, &server_name)?;
+        let connecting = self.context.endpoint.connect_with(
+            self.context.client_config.clone(),
+            address,
+            &server_name,
+        )?;
         let timeout_ms = self.context.handshake_timeout.as_millis() as u64;
         let connection = tokio::time::timeout(self.context.handshake_timeout, connecting)
             .await
             .map_err(|_| ConnectError::Timeout { timeout_ms })??;
-        let expected = PeerIdentity::Node { node: self.peer, cluster: self.context.cluster.clone() };
+        let expected = PeerIdentity::Node {
+            node: self.peer,
+            cluster: self.context.cluster.clone(),
+        };
         match tls::peer_identity(&connection) {
             Ok(identity) if identity == expected => Ok(connection),
             found => {
                 connection.close(0u32.into(), b"wrong peer");
-                let found = found.map_or_else(|error| error.to_string(), |identity| identity.to_string());
-                Err(ConnectError::WrongPeer { expected: self.peer, found })
+                let found =
+                    found.map_or_else(|error| error.to_string(), |identity| identity.to_string());
+                Err(ConnectError::WrongPeer {
+                    expected: self.peer,
+                    found,
+                })
             }
         }
     }

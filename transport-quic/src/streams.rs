@@ -9,6 +9,7 @@
 use crate::counters::Counters;
 use crate::error::{FrameError, StreamError};
 use crate::frame::{self, FrameKind, HEADER_BYTES};
+use crate::reader::FrameReader;
 use flotilla_raft::{Batch, NodeId};
 use quinn::{Connection, ReadExactError, RecvStream, SendStream};
 use serde::Serialize;
@@ -18,6 +19,8 @@ use tokio::sync::{mpsc, watch};
 
 /// The application error code a connection is closed with after a malformed frame.
 pub const CLOSE_MALFORMED_FRAME: u32 = 0x46_01;
+/// Queued batches are gathered into one stream write up to about this many bytes.
+const COALESCE_BYTES: usize = 64 << 10;
 /// Buffers above this are shrunk back after use, so one snapshot does not pin memory per stream.
 const BUFFER_BYTES_KEPT: usize = 1 << 20;
 
@@ -29,7 +32,10 @@ pub fn split_batch(batch: Batch) -> (Option<Batch>, Option<Batch>) {
     }
     let mut snapshot = Batch::new(batch.from, batch.to);
     let mut raft = batch;
-    let (chunks, rest) = raft.messages.drain(..).partition(|m| m.message.is_snapshot_chunk());
+    let (chunks, rest) = raft
+        .messages
+        .drain(..)
+        .partition(|m| m.message.is_snapshot_chunk());
     snapshot.messages = chunks;
     raft.messages = rest;
     (Some(raft).filter(|b| !b.is_empty()), Some(snapshot))
@@ -53,7 +59,9 @@ pub async fn read_frame<T: DeserializeOwned>(
     let payload_bytes = header.payload_bytes as usize;
     buf.clear();
     buf.resize(payload_bytes, 0);
-    recv.read_exact(buf).await.map_err(|error| read_error(error, payload_bytes))?;
+    recv.read_exact(buf)
+        .await
+        .map_err(|error| read_error(error, payload_bytes))?;
     let value = frame::decode_payload(buf);
     if buf.capacity() > BUFFER_BYTES_KEPT {
         *buf = Vec::new();
@@ -97,27 +105,44 @@ pub(crate) struct InboundContext {
 /// Accepts the peer's streams on `connection` and reads batches from each until it closes.
 pub(crate) async fn serve_inbound(context: InboundContext, connection: Connection, peer: NodeId) {
     while let Ok(recv) = connection.accept_uni().await {
-        tokio::spawn(read_batches(context.clone(), connection.clone(), peer, recv));
+        tokio::spawn(read_batches(
+            context.clone(),
+            connection.clone(),
+            peer,
+            recv,
+        ));
     }
 }
 
-async fn read_batches(context: InboundContext, connection: Connection, peer: NodeId, mut recv: RecvStream) {
-    let mut buf = Vec::new();
+async fn read_batches(
+    context: InboundContext,
+    connection: Connection,
+    peer: NodeId,
+    mut recv: RecvStream,
+) {
+    let mut reader = FrameReader::new(FrameKind::RaftBatch, context.frame_bytes_max);
     loop {
-        match read_frame::<Batch>(&mut recv, FrameKind::RaftBatch, context.frame_bytes_max, &mut buf).await {
+        match reader.next::<Batch>(&mut recv).await {
             Ok(Some(batch)) => {
                 if !context.accept(peer, batch).await {
                     return;
                 }
             }
             Ok(None) => return,
-            Err(StreamError::Frame(error)) => return close_malformed(&context, &connection, peer, &error),
+            Err(StreamError::Frame(error)) => {
+                return close_malformed(&context, &connection, peer, &error);
+            }
             Err(error) => return tracing::debug!(%peer, %error, "inbound stream ended"),
         }
     }
 }
 
-fn close_malformed(context: &InboundContext, connection: &Connection, peer: NodeId, error: &FrameError) {
+fn close_malformed(
+    context: &InboundContext,
+    connection: &Connection,
+    peer: NodeId,
+    error: &FrameError,
+) {
     Counters::bump(&context.counters.frames_malformed);
     tracing::error!(%peer, %error, "closing the connection: the peer sent a malformed frame");
     connection.close(CLOSE_MALFORMED_FRAME.into(), b"malformed frame");
@@ -138,7 +163,9 @@ impl InboundContext {
             return true;
         }
         // Count before handing over, so a reader of the batch always sees it counted.
-        let Ok(permit) = self.queue.reserve().await else { return false };
+        let Ok(permit) = self.queue.reserve().await else {
+            return false;
+        };
         Counters::bump(&self.counters.batches_received);
         permit.send(batch);
         true
@@ -162,7 +189,17 @@ pub(crate) async fn run_writer(
     let mut buf = Vec::new();
     while let Some(connection) = wait_for_connection(&mut slot).await {
         let outcome = match connection.open_uni().await {
-            Ok(mut send) => pump(&counters, frame_bytes_max, &mut queue, &mut slot, &mut send, &mut buf).await,
+            Ok(mut send) => {
+                pump(
+                    &counters,
+                    frame_bytes_max,
+                    &mut queue,
+                    &mut slot,
+                    &mut send,
+                    &mut buf,
+                )
+                .await
+            }
             Err(_) => Pump::WriteFailed,
         };
         match outcome {
@@ -188,18 +225,45 @@ async fn pump(
             changed = slot.changed() => return if changed.is_ok() { Pump::ConnectionChanged } else { Pump::QueueClosed },
             batch = queue.recv() => batch,
         };
-        let Some(batch) = batch else { return Pump::QueueClosed };
-        match write_frame(send, FrameKind::RaftBatch, &batch, frame_bytes_max, buf).await {
-            Ok(()) => Counters::bump(&counters.batches_sent),
-            Err(StreamError::Frame(error)) => {
-                Counters::bump(&counters.dropped_oversized);
-                tracing::error!(to = %batch.to, %error, "dropped a batch that does not fit in a frame");
-            }
-            Err(error) => {
-                Counters::bump(&counters.dropped_connection_lost);
-                tracing::debug!(to = %batch.to, %error, "lost a batch: the stream failed");
-                return Pump::WriteFailed;
-            }
+        let Some(batch) = batch else {
+            return Pump::QueueClosed;
+        };
+        buf.clear();
+        let mut frame_count = encode_counted(counters, frame_bytes_max, &batch, buf);
+        // Whatever else is already queued goes out in the same write (batching per peer).
+        while buf.len() < COALESCE_BYTES {
+            let Ok(batch) = queue.try_recv() else { break };
+            frame_count += encode_counted(counters, frame_bytes_max, &batch, buf);
+        }
+        if let Err(error) = send.write_all(buf).await {
+            counters
+                .dropped_connection_lost
+                .fetch_add(frame_count, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%error, frame_count, "lost batches: the stream failed");
+            return Pump::WriteFailed;
+        }
+        counters
+            .batches_sent
+            .fetch_add(frame_count, std::sync::atomic::Ordering::Relaxed);
+        if buf.capacity() > BUFFER_BYTES_KEPT {
+            *buf = Vec::new();
+        }
+    }
+}
+
+/// Appends `batch` as a frame; returns 1, or 0 when it was too large and dropped (and counted).
+fn encode_counted(
+    counters: &Counters,
+    frame_bytes_max: u32,
+    batch: &Batch,
+    buf: &mut Vec<u8>,
+) -> u64 {
+    match frame::encode(FrameKind::RaftBatch, batch, frame_bytes_max, buf) {
+        Ok(()) => 1,
+        Err(error) => {
+            Counters::bump(&counters.dropped_oversized);
+            tracing::error!(to = %batch.to, %error, "dropped a batch that does not fit in a frame");
+            0
         }
     }
 }
@@ -212,5 +276,83 @@ async fn wait_for_connection(slot: &mut watch::Receiver<Option<Connection>>) -> 
             return Some(connection);
         }
         slot.changed().await.ok()?;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flotilla_raft::{
+        GroupId, GroupMessage, HeartbeatEntry, LogIndex, Message, MessageBody, SnapshotMeta, Term,
+    };
+
+    fn message(body: MessageBody) -> GroupMessage {
+        let message = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(1),
+            body,
+        };
+        GroupMessage {
+            group: GroupId(3),
+            message,
+        }
+    }
+
+    fn chunk() -> GroupMessage {
+        message(MessageBody::InstallSnapshot {
+            meta: SnapshotMeta::default(),
+            offset: 0,
+            data: vec![1; 10],
+            done: false,
+        })
+    }
+
+    fn heartbeat() -> GroupMessage {
+        message(MessageBody::Heartbeat {
+            commit: LogIndex(4),
+            read_round: 0,
+        })
+    }
+
+    #[test]
+    fn a_batch_without_chunks_stays_whole_on_the_raft_stream() {
+        let mut batch = Batch::new(NodeId(1), NodeId(2));
+        batch.messages = vec![heartbeat(), heartbeat()];
+        assert_eq!(split_batch(batch.clone()), (Some(batch), None));
+    }
+
+    #[test]
+    fn chunks_move_to_the_snapshot_stream_and_the_rest_keeps_its_order() {
+        let mut batch = Batch::new(NodeId(1), NodeId(2));
+        batch.messages = vec![heartbeat(), chunk(), heartbeat()];
+        batch.heartbeats = vec![HeartbeatEntry {
+            group: GroupId(3),
+            term: Term(1),
+            commit: LogIndex(1),
+            read_round: 0,
+            quiesce: false,
+        }];
+        let (raft, snapshot) = split_batch(batch.clone());
+        let raft = raft.unwrap();
+        let snapshot = snapshot.unwrap();
+        assert_eq!(raft.messages, vec![heartbeat(), heartbeat()]);
+        assert_eq!(raft.heartbeats, batch.heartbeats);
+        assert_eq!(snapshot.messages, vec![chunk()]);
+        assert!(snapshot.heartbeats.is_empty());
+        assert_eq!((snapshot.from, snapshot.to), (batch.from, batch.to));
+    }
+
+    #[test]
+    fn a_batch_of_only_chunks_sends_nothing_on_the_raft_stream() {
+        let mut batch = Batch::new(NodeId(1), NodeId(2));
+        batch.messages = vec![chunk()];
+        assert_eq!(split_batch(batch.clone()), (None, Some(batch)));
+    }
+
+    #[test]
+    fn an_empty_batch_sends_nothing() {
+        assert_eq!(split_batch(Batch::new(NodeId(1), NodeId(2))), (None, None));
     }
 }

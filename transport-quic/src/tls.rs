@@ -43,33 +43,55 @@ impl TlsSetup {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.identity.cert_chain.clone(), self.identity.key.clone_key())?;
+            .with_single_cert(
+                self.identity.cert_chain.clone(),
+                self.identity.key.clone_key(),
+            )?;
         tls.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_CLIENT.to_vec()];
         tls.max_early_data_size = 0;
-        let crypto = QuicServerConfig::try_from(tls).map_err(|error| TlsError::NotQuic(error.to_string()))?;
+        let crypto = QuicServerConfig::try_from(tls)
+            .map_err(|error| TlsError::NotQuic(error.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(transport(config, config.peer_uni_streams_max, config.client_bidi_streams_max)));
+        server.transport_config(Arc::new(transport(
+            config,
+            config.peer_uni_streams_max,
+            config.client_bidi_streams_max,
+        )));
         Ok(server)
     }
 
     /// The quinn client configuration a node dials its peers with (`flotilla-raft/1`).
-    pub fn peer_client_config(&self, config: &TransportConfig) -> Result<quinn::ClientConfig, TlsError> {
+    pub fn peer_client_config(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<quinn::ClientConfig, TlsError> {
         self.client_config_for(ALPN_RAFT, transport(config, config.peer_uni_streams_max, 0))
     }
 
     /// The quinn client configuration a client dials a node with (`flotilla-client/1`).
-    pub fn client_client_config(&self, config: &TransportConfig) -> Result<quinn::ClientConfig, TlsError> {
+    pub fn client_client_config(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<quinn::ClientConfig, TlsError> {
         self.client_config_for(ALPN_CLIENT, transport(config, 0, 0))
     }
 
-    fn client_config_for(&self, alpn: &[u8], transport: quinn::TransportConfig) -> Result<quinn::ClientConfig, TlsError> {
+    fn client_config_for(
+        &self,
+        alpn: &[u8],
+        transport: quinn::TransportConfig,
+    ) -> Result<quinn::ClientConfig, TlsError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(self.identity.cert_chain.clone(), self.identity.key.clone_key())?;
+            .with_client_auth_cert(
+                self.identity.cert_chain.clone(),
+                self.identity.key.clone_key(),
+            )?;
         tls.alpn_protocols = vec![alpn.to_vec()];
         tls.enable_early_data = false;
-        let crypto = QuicClientConfig::try_from(tls).map_err(|error| TlsError::NotQuic(error.to_string()))?;
+        let crypto = QuicClientConfig::try_from(tls)
+            .map_err(|error| TlsError::NotQuic(error.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(crypto));
         client.transport_config(Arc::new(transport));
         Ok(client)
@@ -87,9 +109,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport(config: &TransportConfig, uni_streams_max: u32, bidi_streams_max: u32) -> quinn::TransportConfig {
+fn transport(
+    config: &TransportConfig,
+    uni_streams_max: u32,
+    bidi_streams_max: u32,
+) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
-    let idle = quinn::IdleTimeout::from(quinn::VarInt::from_u32(u32::try_from(config.idle_timeout_ms).unwrap_or(u32::MAX)));
+    let idle = quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        u32::try_from(config.idle_timeout_ms).unwrap_or(u32::MAX),
+    ));
     transport
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(Duration::from_millis(config.keep_alive_interval_ms)))

@@ -37,9 +37,12 @@ impl ClientCertVerifier for ClusterClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        let identity = PeerIdentity::from_certificate(end_entity)
-            .map_err(|_| Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let identity = PeerIdentity::from_certificate(end_entity).map_err(|_| {
+            Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        })?;
         if identity.cluster() != &self.cluster {
             tracing::warn!(peer = %identity, cluster = %self.cluster, "refused a certificate of another cluster");
             return Err(Error::InvalidCertificate(CertificateError::NotValidForName));

@@ -14,7 +14,9 @@ const DOWN: u64 = 9;
 
 fn mem_cluster() -> Vec<MemTransport> {
     let network = MemNetwork::new();
-    (1..=3).map(|id| network.join(NodeId(id), &common::config())).collect()
+    (1..=3)
+        .map(|id| network.join(NodeId(id), &common::config()))
+        .collect()
 }
 
 async fn quic_cluster() -> Vec<QuicTransport> {
@@ -45,7 +47,11 @@ async fn delivery_between_three_nodes<T: Transport>(nodes: &[T]) {
             senders.push(got.from.0);
         }
         senders.sort_unstable();
-        let mut expected: Vec<u64> = nodes.iter().map(|n| n.node_id().0).filter(|id| *id != receiver.node_id().0).collect();
+        let mut expected: Vec<u64> = nodes
+            .iter()
+            .map(|n| n.node_id().0)
+            .filter(|id| *id != receiver.node_id().0)
+            .collect();
         expected.sort_unstable();
         assert_eq!(senders, expected);
     }
@@ -56,8 +62,20 @@ async fn delivery_between_three_nodes<T: Transport>(nodes: &[T]) {
 async fn order_per_peer_pair<T: Transport>(nodes: &[T]) {
     let count = 50;
     for sequence_number in 0..count {
-        nodes[0].send(batch(nodes[0].node_id().0, nodes[2].node_id().0, sequence_number)).unwrap();
-        nodes[1].send(batch(nodes[1].node_id().0, nodes[2].node_id().0, sequence_number)).unwrap();
+        nodes[0]
+            .send(batch(
+                nodes[0].node_id().0,
+                nodes[2].node_id().0,
+                sequence_number,
+            ))
+            .unwrap();
+        nodes[1]
+            .send(batch(
+                nodes[1].node_id().0,
+                nodes[2].node_id().0,
+                sequence_number,
+            ))
+            .unwrap();
     }
     let mut seen: HashMap<NodeId, Vec<u64>> = HashMap::new();
     for _ in 0..2 * count {
@@ -72,10 +90,17 @@ async fn order_per_peer_pair<T: Transport>(nodes: &[T]) {
 /// A batch of several megabytes arrives whole.
 async fn large_batch_arrives_whole<T: Transport>(nodes: &[T]) {
     let mut large = snapshot_batch(nodes[0].node_id().0, nodes[1].node_id().0, 4 << 20);
-    large.messages.extend(batch(nodes[0].node_id().0, nodes[1].node_id().0, 7).messages);
+    large
+        .messages
+        .extend(batch(nodes[0].node_id().0, nodes[1].node_id().0, 7).messages);
     nodes[0].send(large.clone()).unwrap();
     let mut received = Vec::new();
-    while received.iter().map(|b: &flotilla_raft::Batch| b.messages.len()).sum::<usize>() < large.messages.len() {
+    while received
+        .iter()
+        .map(|b: &flotilla_raft::Batch| b.messages.len())
+        .sum::<usize>()
+        < large.messages.len()
+    {
         received.push(recv(&nodes[1]).await);
     }
     let mut messages: Vec<_> = received.into_iter().flat_map(|b| b.messages).collect();
@@ -92,7 +117,11 @@ async fn drop_when_down_is_counted<T: Transport>(nodes: &[T]) {
     let extra = 20;
     let mut refused = 0;
     for sequence_number in 0..queue + extra {
-        refused += u64::from(nodes[0].send(batch(nodes[0].node_id().0, DOWN, sequence_number)).is_err());
+        refused += u64::from(
+            nodes[0]
+                .send(batch(nodes[0].node_id().0, DOWN, sequence_number))
+                .is_err(),
+        );
     }
     assert!(refused >= extra, "only {refused} sends were refused");
     assert_eq!(nodes[0].counters().dropped_total(), refused);
@@ -129,4 +158,9 @@ macro_rules! conformance {
     };
 }
 
-conformance!(delivery_between_three_nodes, order_per_peer_pair, large_batch_arrives_whole, drop_when_down_is_counted);
+conformance!(
+    delivery_between_three_nodes,
+    order_per_peer_pair,
+    large_batch_arrives_whole,
+    drop_when_down_is_counted
+);

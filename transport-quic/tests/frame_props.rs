@@ -2,7 +2,10 @@
 //! is refused cleanly.
 #![allow(clippy::unwrap_used)]
 
-use flotilla_raft::{Batch, Entry, EntryPayload, GroupId, GroupMessage, HeartbeatEntry, LogId, LogIndex, Message, MessageBody, NodeId, Term};
+use flotilla_raft::{
+    Batch, Entry, EntryPayload, GroupId, GroupMessage, HeartbeatEntry, LogId, LogIndex, Message,
+    MessageBody, NodeId, Term,
+};
 use flotilla_transport_quic::FrameError;
 use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES};
 use proptest::prelude::*;
@@ -10,32 +13,74 @@ use proptest::prelude::*;
 const FRAME_BYTES_MAX: u32 = 1 << 20;
 
 fn entry() -> impl Strategy<Value = Entry> {
-    (any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
-        .prop_map(|(term, index, data)| Entry { term: Term(term), index: LogIndex(index), payload: EntryPayload::Normal(data) })
+    (
+        any::<u64>(),
+        any::<u64>(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(|(term, index, data)| Entry {
+            term: Term(term),
+            index: LogIndex(index),
+            payload: EntryPayload::Normal(data),
+        })
 }
 
 fn body() -> impl Strategy<Value = MessageBody> {
     prop_oneof![
-        (any::<u64>(), any::<u64>()).prop_map(|(commit, read_round)| MessageBody::Heartbeat { commit: LogIndex(commit), read_round }),
-        (any::<u64>(), proptest::collection::vec(entry(), 0..4), any::<u64>()).prop_map(|(prev, entries, commit)| {
-            MessageBody::AppendEntries { prev: LogId::new(Term(prev), LogIndex(prev)), entries, commit: LogIndex(commit) }
+        (any::<u64>(), any::<u64>()).prop_map(|(commit, read_round)| MessageBody::Heartbeat {
+            commit: LogIndex(commit),
+            read_round
         }),
-        (any::<bool>(), any::<bool>()).prop_map(|(pre_vote, granted)| MessageBody::VoteResponse { pre_vote, granted }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(entry(), 0..4),
+            any::<u64>()
+        )
+            .prop_map(|(prev, entries, commit)| {
+                MessageBody::AppendEntries {
+                    prev: LogId::new(Term(prev), LogIndex(prev)),
+                    entries,
+                    commit: LogIndex(commit),
+                }
+            }),
+        (any::<bool>(), any::<bool>())
+            .prop_map(|(pre_vote, granted)| MessageBody::VoteResponse { pre_vote, granted }),
         Just(MessageBody::TimeoutNow),
     ]
 }
 
 fn batch() -> impl Strategy<Value = Batch> {
-    let message = (any::<u64>(), any::<u64>(), any::<u64>(), body())
-        .prop_map(|(group, from, term, body)| GroupMessage { group: GroupId(group), message: Message { from: NodeId(from), to: NodeId(2), term: Term(term), body } });
-    let heartbeat = (any::<u64>(), any::<u64>()).prop_map(|(group, commit)| HeartbeatEntry { group: GroupId(group), term: Term(1), commit: LogIndex(commit), read_round: 0, quiesce: false });
-    (any::<u64>(), proptest::collection::vec(message, 0..6), proptest::collection::vec(heartbeat, 0..6)).prop_map(|(from, messages, heartbeats)| Batch {
-        from: NodeId(from),
-        to: NodeId(2),
-        messages,
-        heartbeats,
-        heartbeat_responses: Vec::new(),
-    })
+    let message =
+        (any::<u64>(), any::<u64>(), any::<u64>(), body()).prop_map(|(group, from, term, body)| {
+            GroupMessage {
+                group: GroupId(group),
+                message: Message {
+                    from: NodeId(from),
+                    to: NodeId(2),
+                    term: Term(term),
+                    body,
+                },
+            }
+        });
+    let heartbeat = (any::<u64>(), any::<u64>()).prop_map(|(group, commit)| HeartbeatEntry {
+        group: GroupId(group),
+        term: Term(1),
+        commit: LogIndex(commit),
+        read_round: 0,
+        quiesce: false,
+    });
+    (
+        any::<u64>(),
+        proptest::collection::vec(message, 0..6),
+        proptest::collection::vec(heartbeat, 0..6),
+    )
+        .prop_map(|(from, messages, heartbeats)| Batch {
+            from: NodeId(from),
+            to: NodeId(2),
+            messages,
+            heartbeats,
+            heartbeat_responses: Vec::new(),
+        })
 }
 
 proptest! {

@@ -4,11 +4,16 @@
 
 mod common;
 
-use common::{GUARD, batch, closed, quic_cluster, raw_client_config, raw_connect, raw_peer, recv, run, sequence, wait_until};
+use common::{
+    GUARD, batch, closed, quic_cluster, raw_client_config, raw_connect, raw_peer, recv, run,
+    sequence, wait_until,
+};
 use flotilla_raft::NodeId;
 use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES, MAGIC, VERSION};
 use flotilla_transport_quic::streams::CLOSE_MALFORMED_FRAME;
-use flotilla_transport_quic::{ALPN_CLIENT, ALPN_RAFT, ClusterCa, ClusterId, Identity, QuicTransport, Transport};
+use flotilla_transport_quic::{
+    ALPN_CLIENT, ALPN_RAFT, ClusterCa, ClusterId, Identity, QuicTransport, Transport,
+};
 use time::{Duration, OffsetDateTime};
 
 fn test_ca() -> ClusterCa {
@@ -24,11 +29,16 @@ async fn assert_refused(trusted: &ClusterCa, identity: Option<&Identity>, target
     if let Ok(connection) = outcome {
         // TLS 1.3: the client may finish before the server judges its certificate.
         if let Ok(mut stream) = connection.open_uni().await {
-            let _ = stream.write_all(&encoded(&batch(5, target.node_id().0, 1))).await;
+            let _ = stream
+                .write_all(&encoded(&batch(5, target.node_id().0, 1)))
+                .await;
         }
         closed(&connection).await;
     }
-    wait_until("the target counts the refusal", || target.counters().connections_refused > before).await;
+    wait_until("the target counts the refusal", || {
+        target.counters().connections_refused > before
+    })
+    .await;
     assert_eq!(target.try_recv(), None);
 }
 
@@ -43,9 +53,14 @@ fn three_endpoints_exchange_batches() {
     run(async {
         let nodes = quic_cluster(&test_ca(), &[1, 2, 3]).await;
         for (from, to) in [(1, 2), (2, 3), (3, 1), (2, 1), (1, 3), (3, 2)] {
-            nodes[from - 1].send(batch(from as u64, to as u64, 100 + from as u64)).unwrap();
+            nodes[from - 1]
+                .send(batch(from as u64, to as u64, 100 + from as u64))
+                .unwrap();
             let got = recv(&nodes[to - 1]).await;
-            assert_eq!((got.from, got.to, sequence(&got)), (NodeId(from as u64), NodeId(to as u64), 100 + from as u64));
+            assert_eq!(
+                (got.from, got.to, sequence(&got)),
+                (NodeId(from as u64), NodeId(to as u64), 100 + from as u64)
+            );
         }
         for node in &nodes {
             assert_eq!(node.counters().connections_refused, 0);
@@ -67,12 +82,29 @@ fn mtls_matrix_refuses_every_bad_certificate() {
         assert_refused(&ca, None, target).await;
         // A node certificate signed by another CA.
         let other_ca = test_ca();
-        assert_refused(&ca, Some(&other_ca.node_identity(NodeId(5)).unwrap()), target).await;
+        assert_refused(
+            &ca,
+            Some(&other_ca.node_identity(NodeId(5)).unwrap()),
+            target,
+        )
+        .await;
         // An expired certificate from the right CA.
-        let expired = ca.sign("node-5.test-cluster", now - Duration::days(10), now - Duration::days(1)).unwrap();
+        let expired = ca
+            .sign(
+                "node-5.test-cluster",
+                now - Duration::days(10),
+                now - Duration::days(1),
+            )
+            .unwrap();
         assert_refused(&ca, Some(&expired), target).await;
         // The right CA, but another cluster id.
-        let foreign = ca.sign("node-5.other-cluster", now - Duration::hours(1), now + Duration::days(1)).unwrap();
+        let foreign = ca
+            .sign(
+                "node-5.other-cluster",
+                now - Duration::hours(1),
+                now + Duration::days(1),
+            )
+            .unwrap();
         assert_refused(&ca, Some(&foreign), target).await;
         // A client certificate is not a peer.
         assert_refused(&ca, Some(&ca.client_identity("ops").unwrap()), target).await;
@@ -90,7 +122,8 @@ fn a_batch_sent_as_another_node_is_dropped_and_counted() {
     run(async {
         let ca = test_ca();
         let nodes = quic_cluster(&ca, &[1, 2]).await;
-        let (_endpoint, connection) = raw_peer(&ca, &ca.node_identity(NodeId(5)).unwrap(), &nodes[1]).await;
+        let (_endpoint, connection) =
+            raw_peer(&ca, &ca.node_identity(NodeId(5)).unwrap(), &nodes[1]).await;
         let mut stream = connection.open_uni().await.unwrap();
         // Node 5's certificate, batch claiming to come from node 1.
         stream.write_all(&encoded(&batch(1, 2, 1))).await.unwrap();
@@ -114,7 +147,8 @@ fn assert_bad_bytes_close_only_their_connection(bytes: Vec<u8>, finish: bool) {
         let nodes = quic_cluster(&ca, &[1, 2, 3]).await;
         nodes[0].send(batch(1, 2, 1)).unwrap();
         recv(&nodes[1]).await;
-        let (_endpoint, connection) = raw_peer(&ca, &ca.node_identity(NodeId(6)).unwrap(), &nodes[1]).await;
+        let (_endpoint, connection) =
+            raw_peer(&ca, &ca.node_identity(NodeId(6)).unwrap(), &nodes[1]).await;
         let mut stream = connection.open_uni().await.unwrap();
         stream.write_all(&bytes).await.unwrap();
         if finish {
@@ -141,7 +175,10 @@ fn assert_bad_bytes_close_only_their_connection(bytes: Vec<u8>, finish: bool) {
 
 #[test]
 fn garbage_bytes_close_that_connection_only() {
-    assert_bad_bytes_close_only_their_connection(b"GET / HTTP/1.1\r\nHost: flotilla\r\n\r\n".to_vec(), true);
+    assert_bad_bytes_close_only_their_connection(
+        b"GET / HTTP/1.1\r\nHost: flotilla\r\n\r\n".to_vec(),
+        true,
+    );
 }
 
 #[test]
@@ -173,9 +210,24 @@ fn a_restarted_peer_is_reconnected_and_delivery_resumes() {
         let restarted = rebind(&ca, 3, address).await;
         restarted.add_peer(NodeId(1), nodes[0].local_address().unwrap());
         restarted.add_peer(NodeId(2), nodes[1].local_address().unwrap());
-        assert_eq!(common::send_until_received(&nodes[0], &restarted, batch(1, 3, 2)).await.from, NodeId(1));
-        assert_eq!(common::send_until_received(&restarted, &nodes[1], batch(3, 2, 3)).await.from, NodeId(3));
-        assert_eq!(common::send_until_received(&restarted, &nodes[0], batch(3, 1, 4)).await.from, NodeId(3));
+        assert_eq!(
+            common::send_until_received(&nodes[0], &restarted, batch(1, 3, 2))
+                .await
+                .from,
+            NodeId(1)
+        );
+        assert_eq!(
+            common::send_until_received(&restarted, &nodes[1], batch(3, 2, 3))
+                .await
+                .from,
+            NodeId(3)
+        );
+        assert_eq!(
+            common::send_until_received(&restarted, &nodes[0], batch(3, 1, 4))
+                .await
+                .from,
+            NodeId(3)
+        );
         assert!(nodes[0].counters().connections_established >= 3);
         restarted.shutdown().await;
         for node in nodes {
@@ -188,9 +240,19 @@ fn a_restarted_peer_is_reconnected_and_delivery_resumes() {
 async fn rebind(ca: &ClusterCa, id: u64, address: std::net::SocketAddr) -> QuicTransport {
     let deadline = tokio::time::Instant::now() + GUARD;
     loop {
-        match QuicTransport::bind(NodeId(id), address, common::node_tls(ca, id), common::config()).await {
+        match QuicTransport::bind(
+            NodeId(id),
+            address,
+            common::node_tls(ca, id),
+            common::config(),
+        )
+        .await
+        {
             Ok(transport) => return transport,
-            Err(error) => assert!(tokio::time::Instant::now() < deadline, "cannot rebind: {error}"),
+            Err(error) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "cannot rebind: {error}"
+            ),
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -201,7 +263,8 @@ fn a_snapshot_in_flight_does_not_block_heartbeats() {
     run(async {
         let ca = test_ca();
         let nodes = quic_cluster(&ca, &[1, 2]).await;
-        let (_endpoint, connection) = raw_peer(&ca, &ca.node_identity(NodeId(7)).unwrap(), &nodes[1]).await;
+        let (_endpoint, connection) =
+            raw_peer(&ca, &ca.node_identity(NodeId(7)).unwrap(), &nodes[1]).await;
         let snapshot = encoded(&common::snapshot_batch(7, 2, 4 << 20));
         let (first_half, second_half) = snapshot.split_at(snapshot.len() / 2);
         let mut snapshot_stream = connection.open_uni().await.unwrap();
@@ -209,7 +272,10 @@ fn a_snapshot_in_flight_does_not_block_heartbeats() {
         // Half a multi-megabyte snapshot frame is in flight; heartbeats on the Raft stream arrive.
         let mut raft_stream = connection.open_uni().await.unwrap();
         for sequence_number in 0..10 {
-            raft_stream.write_all(&encoded(&batch(7, 2, sequence_number))).await.unwrap();
+            raft_stream
+                .write_all(&encoded(&batch(7, 2, sequence_number)))
+                .await
+                .unwrap();
             assert_eq!(sequence(&recv(&nodes[1]).await), sequence_number);
         }
         snapshot_stream.write_all(second_half).await.unwrap();
@@ -236,7 +302,10 @@ fn the_transport_sends_snapshots_and_heartbeats_on_separate_streams() {
         while snapshots + heartbeats.len() < 40 {
             let got = recv(&nodes[1]).await;
             // The transport split the mixed batch: no batch mixes a chunk with other messages.
-            assert!(got.messages.iter().all(|m| m.message.is_snapshot_chunk()) || got.messages.iter().all(|m| !m.message.is_snapshot_chunk()));
+            assert!(
+                got.messages.iter().all(|m| m.message.is_snapshot_chunk())
+                    || got.messages.iter().all(|m| !m.message.is_snapshot_chunk())
+            );
             match got.messages[0].message.is_snapshot_chunk() {
                 true => snapshots += 1,
                 false => heartbeats.push(sequence(&got)),
@@ -261,7 +330,14 @@ fn clients_use_their_own_protocol_on_the_same_endpoint() {
             identity: ca.client_identity("ops").unwrap(),
         };
         let address = nodes[0].local_address().unwrap();
-        let session = flotilla_transport_quic::ClientSession::connect(&client_tls, &common::config(), NodeId(1), address).await.unwrap();
+        let session = flotilla_transport_quic::ClientSession::connect(
+            &client_tls,
+            &common::config(),
+            NodeId(1),
+            address,
+        )
+        .await
+        .unwrap();
         let node = &nodes[0];
         let serve = async {
             let client = node.accept_client().await.unwrap();
@@ -281,7 +357,10 @@ fn clients_use_their_own_protocol_on_the_same_endpoint() {
         if let Ok(connection) = outcome {
             closed(&connection).await;
         }
-        wait_until("the anonymous client is refused", || node.counters().connections_refused > before).await;
+        wait_until("the anonymous client is refused", || {
+            node.counters().connections_refused > before
+        })
+        .await;
         session.close().await;
         for node in nodes {
             node.shutdown().await;
@@ -293,10 +372,27 @@ fn clients_use_their_own_protocol_on_the_same_endpoint() {
 fn a_peer_that_dials_before_it_is_added_is_still_used_for_sending() {
     run(async {
         let ca = test_ca();
-        let one = QuicTransport::bind(NodeId(1), common::loopback(), common::node_tls(&ca, 1), common::config()).await.unwrap();
-        let two = QuicTransport::bind(NodeId(2), common::loopback(), common::node_tls(&ca, 2), common::config()).await.unwrap();
+        let one = QuicTransport::bind(
+            NodeId(1),
+            common::loopback(),
+            common::node_tls(&ca, 1),
+            common::config(),
+        )
+        .await
+        .unwrap();
+        let two = QuicTransport::bind(
+            NodeId(2),
+            common::loopback(),
+            common::node_tls(&ca, 2),
+            common::config(),
+        )
+        .await
+        .unwrap();
         one.add_peer(NodeId(2), two.local_address().unwrap());
-        wait_until("node 1 has dialed node 2", || two.counters().connections_established == 1).await;
+        wait_until("node 1 has dialed node 2", || {
+            two.counters().connections_established == 1
+        })
+        .await;
         two.add_peer(NodeId(1), one.local_address().unwrap());
         two.send(batch(2, 1, 9)).unwrap();
         assert_eq!(sequence(&recv(&one).await), 9);
