@@ -234,3 +234,26 @@ fn a_transfer_target_behind_the_snapshot_is_caught_up_and_takes_over() {
         b"0123456789"
     );
 }
+
+/// Raft §7 then §5.3: entries that follow a snapshot may arrive before the caller persisted
+/// the snapshot; one Ready then carries both, and the entries after it are applied.
+#[test]
+fn entries_after_a_snapshot_not_yet_persisted_follow_it_in_the_same_ready() {
+    let mut follower = follower_with(&[1, 1], 2);
+    let chunk = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (0, b"state@5"), true);
+    follower.deliver(chunk);
+    follower.deliver(append(2, 1, 1, (1, 5), vec![entry(1, 6), entry(1, 7)], 6));
+    let ready = follower.take();
+    assert_eq!(
+        ready.persist.snapshot.map(|snapshot| snapshot.meta.last),
+        Some(log_id(1, 5))
+    );
+    assert_eq!(ready.persist.entries, vec![entry(1, 6), entry(1, 7)]);
+    assert_eq!(ready.committed, vec![entry(1, 6)]);
+    assert_eq!(
+        ready.messages,
+        vec![accepted(1, 2, 1, 5), accepted(1, 2, 1, 7)]
+    );
+    assert_eq!(follower.stored_entries(), vec![entry(1, 6), entry(1, 7)]);
+    assert_eq!(follower.log().applied().0, 6);
+}

@@ -46,6 +46,7 @@ fn a_candidate_refuses_proposals_without_a_hint() {
     candidate.deliver(heartbeat(2, 1, 1, 0, 0));
     let _ = candidate.take();
     candidate.ticks(20);
+    assert_eq!(candidate.role(), flotilla_raft::Role::Candidate);
     assert_eq!(candidate.propose(b"x".to_vec()), Err(not_leader(None)));
 }
 
