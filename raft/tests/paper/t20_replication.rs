@@ -349,6 +349,7 @@ fn leader_with_five_unsent_entries(config: Config) -> Node {
 
 /// Raft §5.3 with batching: once the probe matches, the leader sends what the follower is
 /// missing in messages of at most `append_bytes_max` payload bytes.
+/// Regression: an ack that moved the commit index sent one message, not the window.
 #[test]
 fn a_catching_up_follower_gets_entries_in_messages_of_bounded_size() {
     let config = Config {

@@ -155,6 +155,7 @@ fn leader_with_fresh_lease(voter_ids: &[u64]) -> Node {
 /// leader, so once the leader has sent TimeoutNow another leader may exist before its lease
 /// runs out. From then on its reads need a heartbeat round (TiKV suspects its lease on
 /// TimeoutNow for the same reason).
+/// Regression: the leader answered lease reads after sending TimeoutNow.
 #[test]
 fn a_leader_that_sent_timeout_now_no_longer_trusts_its_lease() {
     let mut leader = leader_with_fresh_lease(&[1, 2, 3]);
@@ -173,6 +174,7 @@ fn a_leader_that_sent_timeout_now_no_longer_trusts_its_lease() {
 
 /// Thesis §6.4 with Raft §6: in the joint configuration that replaces voter 1 by voter 2, the
 /// leader 1 is not alone: a read must be confirmed by 2 as well.
+/// Regression: leader 1 of {2}/{1} counted itself "alone" and skipped the round.
 #[test]
 fn in_a_joint_configuration_a_read_needs_both_halves() {
     let joint = flotilla_raft::Membership {
@@ -225,6 +227,7 @@ fn reads_past_the_pending_limit_are_refused() {
 /// an election timeout. A voter that crashes and restarts forgot whom it heard, so in lease
 /// mode it refuses votes for an election timeout after starting, as it may have acknowledged a
 /// lease that is still running.
+/// Regression: a restarted voter granted a vote at once, under a running lease.
 #[test]
 fn a_restarted_voter_refuses_votes_while_a_lease_it_acknowledged_may_run() {
     let lease = |id| Config {

@@ -175,6 +175,7 @@ fn an_acknowledgement_past_the_leaders_log_is_refused() {
 /// Raft Figure 3 (Election Safety): at most one leader per term, so a leader that receives
 /// leader traffic of its own term is facing a broken peer. It refuses it and keeps leading;
 /// following the impostor could overwrite its own entries of this term.
+/// Regression: the leader stepped down and followed the impostor.
 #[test]
 fn leader_traffic_in_the_leaders_own_term_is_refused() {
     let impostor = [
