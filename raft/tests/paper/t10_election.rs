@@ -446,3 +446,33 @@ fn a_duplicated_vote_grant_counts_once() {
     candidate.deliver(vote(3, 1, 1, true));
     assert_eq!(candidate.role(), Role::Leader);
 }
+
+/// Raft §5.2: the majority is of the configuration's voters; grants from replicas outside it
+/// count for nothing.
+#[test]
+fn a_vote_grant_from_outside_the_configuration_counts_for_nothing() {
+    let mut candidate = candidate(1, &[1, 2, 3]);
+    candidate.deliver(vote(8, 1, 1, true));
+    candidate.deliver(vote(9, 1, 1, true));
+    assert_eq!(candidate.role(), Role::Candidate);
+}
+
+/// Raft §5.1 for responses: a leader that learns a higher term from a follower's answer steps
+/// down, knowing no leader yet.
+#[test]
+fn a_leader_answered_in_a_higher_term_steps_down() {
+    for answer in [heartbeat_response(2, 1, 5, 1), accepted(2, 1, 5, 1)] {
+        let mut leader = settled_leader(1, &[1, 2, 3]);
+        leader.deliver(answer.clone());
+        let expected = Ready {
+            persist: Persist {
+                hard_state: Some(hard_state(5, None, 1)),
+                ..Persist::default()
+            },
+            leader_changed: Some(None),
+            ..Ready::default()
+        };
+        assert_eq!(leader.take(), expected, "{answer:?}");
+        assert_eq!(leader.role(), Role::Follower);
+    }
+}
