@@ -8,6 +8,7 @@ use super::batch::EncodedBatch;
 use super::body::{Body, Effect, SnapshotMarker};
 use super::index::Location;
 use super::segment::{self, Segment};
+use super::spare::Spare;
 use crate::config::{LogConfig, SEGMENT_HEADER_BYTES};
 use crate::file::FileSystem;
 use flotilla_raft::{GroupId, HardState};
@@ -31,6 +32,16 @@ pub(crate) struct Writer {
     unsynced: Vec<u8>,
     unsynced_offset: u64,
     sync_count: u64,
+    spare: Option<Spare>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Never leave a thread writing into the directory after the engine is gone.
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.finish(Path::new(""));
+        }
+    }
 }
 
 impl Writer {
@@ -47,6 +58,7 @@ impl Writer {
             unsynced: Vec::new(),
             unsynced_offset: write_offset,
             sync_count: 0,
+            spare: None,
         }
     }
 
@@ -143,12 +155,14 @@ impl Writer {
     /// caller has flushed.
     pub(crate) fn roll_over(&mut self, shared: &Shared) -> io::Result<()> {
         let sequence = self.active.sequence + 1;
-        let next = create_segment(
-            shared.fs.as_ref(),
-            &shared.directory,
-            &shared.config,
-            sequence,
-        )?;
+        let next = match self.take_spare(shared, sequence) {
+            Some(segment) => segment,
+            None => {
+                let fs = shared.fs.as_ref();
+                create_segment(fs, &shared.directory, &shared.config, sequence)?
+            }
+        };
+        self.start_spare(shared);
         self.active.seal()?;
         shared.segments.write().insert(sequence, next.clone());
         self.active = next;
@@ -161,6 +175,36 @@ impl Writer {
             ));
         }
         self.place_batch(shared, &checkpoint, &mut Vec::new())
+    }
+
+    /// Starts preparing the next segment in the background (when preallocating).
+    pub(crate) fn start_spare(&mut self, shared: &Shared) {
+        if !shared.config.preallocate || self.spare.is_some() {
+            return;
+        }
+        let segment_bytes = shared.config.segment_bytes_max;
+        match Spare::start(shared.fs.clone(), &shared.directory, segment_bytes) {
+            Ok(spare) => self.spare = Some(spare),
+            Err(error) => tracing::warn!(%error, "could not start preparing a spare segment"),
+        }
+    }
+
+    /// Turns the prepared spare into segment `sequence`; `None` (logged) when there is no spare
+    /// or it failed, and the caller creates the segment the slow way.
+    fn take_spare(&mut self, shared: &Shared, sequence: u64) -> Option<Arc<Segment>> {
+        let spare = self.spare.take()?;
+        let path = shared.directory.join(segment::file_name(sequence));
+        let adopted = spare.finish(&shared.directory).and_then(|spare_path| {
+            shared.fs.rename(&spare_path, &path)?;
+            let file = shared.fs.open(&path, false)?;
+            file.write_at(0, &segment::encode_header(sequence))?;
+            file.sync_data()?;
+            shared.fs.sync_directory(&shared.directory)?;
+            Ok(Arc::new(Segment::new(sequence, &path, file)))
+        });
+        adopted
+            .inspect_err(|error| tracing::warn!(%error, "could not use the spare segment"))
+            .ok()
     }
 
     /// Places the records of one batch, adding their locations to `locations`.

@@ -17,6 +17,7 @@ pub mod record;
 mod recovery;
 mod segment;
 mod snapfile;
+mod spare;
 mod validate;
 
 pub use batch::WriteBatch;
@@ -109,11 +110,13 @@ impl LogEngine {
             queue: CommitQueue::default(),
             failed: AtomicBool::new(false),
         });
+        let mut writer = shared.writer.lock();
         if recovered.needs_roll_over {
-            let mut writer = shared.writer.lock();
             writer.roll_over(&shared).map_err(io_error)?;
             gc::collect(&shared, writer.active_sequence()).map_err(io_error)?;
         }
+        writer.start_spare(&shared);
+        drop(writer);
         Ok((LogEngine { shared }, recovered.report))
     }
 
