@@ -386,3 +386,54 @@ fn the_in_flight_window_is_also_bounded_in_bytes() {
         "six bytes in flight, then paused"
     );
 }
+
+/// Raft §5.3, leader side: "After a rejection, the leader decrements nextIndex and retries";
+/// with the hint it jumps to the last entry whose term the follower can match, and it ignores
+/// a rejection of a probe it is no longer waiting for (etcd `TestLeaderAppResp`).
+#[test]
+fn a_rejection_sends_the_leader_back_to_the_hinted_position() {
+    let blank_5 = blank(3, 5);
+    let cases = [
+        (
+            4,
+            (2, 3),
+            Some(((2, 3), vec![entry(2, 4), blank_5.clone()])),
+        ),
+        (
+            4,
+            (1, 4),
+            Some(((1, 2), vec![entry(2, 3), entry(2, 4), blank_5.clone()])),
+        ),
+        (
+            4,
+            (0, 0),
+            Some((
+                (0, 0),
+                vec![
+                    entry(1, 1),
+                    entry(1, 2),
+                    entry(2, 3),
+                    entry(2, 4),
+                    blank_5.clone(),
+                ],
+            )),
+        ),
+        (2, (0, 0), None),
+    ];
+    for (rejected_index, hint, expected) in cases {
+        let store = store_with_log(voters(&[1, 2, 3]), &[1, 1, 2, 2], 2, 0);
+        let mut leader = node_over(config(1), store);
+        let won = elect(&mut leader);
+        assert_eq!(
+            to(&won, 2),
+            vec![append(1, 2, 3, (2, 4), vec![blank(3, 5)], 0)]
+        );
+        leader.deliver(rejected(2, 1, 3, rejected_index, hint));
+        let resent = expected.map(|(prev, entries)| append(1, 2, 3, prev, entries, 0));
+        assert_eq!(
+            to(&leader.take(), 2),
+            Vec::from_iter(resent),
+            "hint {hint:?}"
+        );
+    }
+}
