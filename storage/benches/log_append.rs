@@ -1,6 +1,7 @@
 //! Log engine benchmarks: appends per second and MB/s at batch sizes 1, 16, 256 and 4096 with
 //! 16- and 256-byte payloads (one `fdatasync` per batch), reads from a sealed (memory-mapped)
-//! segment, and the raw floor: write + `fdatasync` loops on a plain preallocated file.
+//! segment, and the raw floor: write + `fdatasync` loops on a plain file, zero-filled
+//! (overwrites, like the engine's segments) and sparse (4 KiB only, for comparison).
 //!
 //! Run: `cargo bench -p flotilla-storage --bench log_append`.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -90,24 +91,45 @@ fn bench_sealed_read(c: &mut Criterion) {
     group.finish();
 }
 
+/// A plain file of `RAW_FILE_BYTES`: zero-filled (every write overwrites allocated blocks, as
+/// the engine's segments are) or sparse (`set_len` only: every write allocates).
+fn raw_file(directory: &std::path::Path, zero_filled: bool) -> std::fs::File {
+    let path = directory.join("raw");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    file.set_len(RAW_FILE_BYTES).unwrap();
+    if zero_filled {
+        let zeros = vec![0; 1 << 20];
+        for offset in (0..RAW_FILE_BYTES).step_by(zeros.len()) {
+            file.write_all_at(&zeros, offset).unwrap();
+        }
+    }
+    file.sync_all().unwrap();
+    file
+}
+
 fn bench_raw_floor(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw_write_fdatasync");
-    for write_bytes in [4usize << 10, 16 << 10, 64 << 10, 1 << 20] {
+    let cases = [
+        (4usize << 10, false),
+        (4 << 10, true),
+        (16 << 10, true),
+        (64 << 10, true),
+        (1 << 20, true),
+    ];
+    for (write_bytes, zero_filled) in cases {
         let directory = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let path = directory.path().join("raw");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .unwrap();
-        file.set_len(RAW_FILE_BYTES).unwrap();
-        file.sync_all().unwrap();
+        let file = raw_file(directory.path(), zero_filled);
         let buffer = vec![0x5a; write_bytes];
         let mut offset = 0;
         group.throughput(Throughput::Bytes(write_bytes as u64));
-        group.bench_function(format!("bytes_{write_bytes}"), |b| {
+        let kind = if zero_filled { "overwrite" } else { "sparse" };
+        group.bench_function(format!("{kind}_bytes_{write_bytes}"), |b| {
             b.iter(|| {
                 file.write_all_at(&buffer, offset).unwrap();
                 file.sync_data().unwrap();

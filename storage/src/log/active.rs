@@ -8,7 +8,7 @@ use super::batch::EncodedBatch;
 use super::body::{Body, Effect, SnapshotMarker};
 use super::index::Location;
 use super::segment::{self, Segment};
-use super::spare::Spare;
+use super::spare::{Spare, write_zeros};
 use crate::config::{LogConfig, SEGMENT_HEADER_BYTES};
 use crate::file::FileSystem;
 use flotilla_raft::{GroupId, HardState};
@@ -251,8 +251,9 @@ fn effect_term(effect: &Effect) -> flotilla_raft::Term {
     }
 }
 
-/// Creates segment `sequence`: preallocated, with its header written and synced, and the
-/// directory synced so the file survives a crash.
+/// Creates segment `sequence` the slow way (when no spare is ready): zero-filled when
+/// preallocating, with its header written and synced, and the directory synced so the file
+/// survives a crash.
 pub(crate) fn create_segment(
     fs: &dyn FileSystem,
     directory: &Path,
@@ -263,7 +264,7 @@ pub(crate) fn create_segment(
     let file = fs.open(&path, true)?;
     file.set_len(0)?;
     if config.preallocate {
-        file.set_len(config.segment_bytes_max)?;
+        write_zeros(file.as_ref(), 0, config.segment_bytes_max)?;
     }
     file.write_at(0, &segment::encode_header(sequence))?;
     file.sync_data()?;

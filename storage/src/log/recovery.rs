@@ -10,6 +10,7 @@ use super::index::{GroupState, Location};
 use super::record::{HEADER_BYTES, decode, is_zero_header};
 use super::segment::{self, Segment};
 use super::snapfile;
+use super::spare::write_zeros;
 use crate::config::{LogConfig, SEGMENT_HEADER_BYTES};
 use crate::error::{RecordError, RecoveryError};
 use crate::file::{FileSystem, SegmentFile, read_whole};
@@ -139,7 +140,7 @@ impl Recovered {
         let end = self.scan_records(&path, sequence, &bytes, window_bytes, config)?;
         if end.torn {
             drop(bytes);
-            truncate(file.as_ref(), end.offset, config).map_err(io_error(&path))?;
+            truncate(file.as_ref(), end.offset, end.data_end, config).map_err(io_error(&path))?;
         }
         let segment = Arc::new(Segment::new(sequence, &path, file));
         segment.seal().map_err(io_error(&path))?;
@@ -165,6 +166,7 @@ impl Recovered {
                     return Ok(ScanEnd {
                         offset,
                         torn: false,
+                        data_end: offset,
                     });
                 }
                 RecordError::Truncated {
@@ -189,7 +191,12 @@ impl Recovered {
                 return Err(corrupt(path, offset, problem));
             }
             self.note_torn(path, offset, end);
-            return Ok(ScanEnd { offset, torn: true });
+            let (torn, data_end) = (true, end);
+            return Ok(ScanEnd {
+                offset,
+                torn,
+                data_end,
+            });
         }
     }
 
@@ -319,13 +326,17 @@ impl Recovered {
 struct ScanEnd {
     offset: u64,
     torn: bool,
+    /// Just past the last non-zero byte.
+    data_end: u64,
 }
 
-/// Cuts the file at `offset`, zero-filling back to the preallocated size, and syncs.
-fn truncate(file: &dyn SegmentFile, offset: u64, config: &LogConfig) -> io::Result<()> {
-    file.set_len(offset)?;
+/// Cuts the file at `offset` and syncs: zeros over the torn bytes `[offset, end)` when
+/// preallocating (the blocks stay allocated), a shorter file otherwise.
+fn truncate(file: &dyn SegmentFile, offset: u64, end: u64, config: &LogConfig) -> io::Result<()> {
     if config.preallocate {
-        file.set_len(config.segment_bytes_max.max(offset))?;
+        write_zeros(file, offset, end)?;
+    } else {
+        file.set_len(offset)?;
     }
     file.sync_data()
 }

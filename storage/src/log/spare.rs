@@ -3,7 +3,7 @@
 //! overwrites blocks that are already allocated (`set_len` alone leaves a sparse file whose
 //! first write to each block allocates it, and `fdatasync` then has metadata to journal).
 
-use crate::file::FileSystem;
+use crate::file::{FileSystem, SegmentFile};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,13 +46,19 @@ impl Spare {
 fn zero_fill(fs: &dyn FileSystem, path: &Path, segment_bytes: u64) -> io::Result<()> {
     let file = fs.open(path, true)?;
     file.set_len(0)?;
+    write_zeros(file.as_ref(), 0, segment_bytes)?;
+    file.sync_data()
+}
+
+/// Writes zeros over `[start, end)` of `file`, a megabyte at a time (not synced).
+pub(crate) fn write_zeros(file: &dyn SegmentFile, start: u64, end: u64) -> io::Result<()> {
     let zeros = vec![0; CHUNK_BYTES];
-    let mut offset = 0;
-    while offset < segment_bytes {
-        let chunk_bytes = (segment_bytes - offset).min(CHUNK_BYTES as u64);
+    let mut offset = start;
+    while offset < end {
+        let chunk_bytes = (end - offset).min(CHUNK_BYTES as u64);
         let chunk = zeros.get(..chunk_bytes as usize).unwrap_or_default();
         file.write_at(offset, chunk)?;
         offset += chunk_bytes;
     }
-    file.sync_data()
+    Ok(())
 }
