@@ -45,9 +45,15 @@ impl Nodes {
                 multi
             })
             .collect();
-        let mut nodes = Self { multis, wire_batches: 0, wire_bytes: 0 };
+        let mut nodes = Self {
+            multis,
+            wire_batches: 0,
+            wire_bytes: 0,
+        };
         // Only node 1 ticks until it leads everything.
-        while !(1..=group_count).all(|group| nodes.multis[0].group(GroupId(group)).unwrap().role() == Role::Leader) {
+        while !(1..=group_count)
+            .all(|group| nodes.multis[0].group(GroupId(group)).unwrap().role() == Role::Leader)
+        {
             nodes.multis[0].tick();
             nodes.settle();
         }
@@ -68,7 +74,10 @@ impl Nodes {
                 while multi.has_ready() {
                     let ready = multi.ready();
                     for (group, group_ready) in &ready.groups {
-                        multi.store_mut(*group).unwrap().persist(&group_ready.persist);
+                        multi
+                            .store_mut(*group)
+                            .unwrap()
+                            .persist(&group_ready.persist);
                     }
                     inbox.extend(ready.batches.iter().cloned());
                     multi.advance(ready);
@@ -87,7 +96,9 @@ impl Nodes {
     }
 
     fn quiescent(&self) -> bool {
-        self.multis.iter().all(|multi| multi.group_ids().all(|group| multi.is_quiescent(group)))
+        self.multis
+            .iter()
+            .all(|multi| multi.group_ids().all(|group| multi.is_quiescent(group)))
     }
 }
 
@@ -102,12 +113,19 @@ fn idle_traffic(group_count: u64) -> (u64, u64) {
     for _ in 0..seconds * TICKS_PER_SECOND {
         nodes.tick_all();
     }
-    ((nodes.wire_batches - batches) / seconds, (nodes.wire_bytes - bytes) / seconds)
+    (
+        (nodes.wire_batches - batches) / seconds,
+        (nodes.wire_bytes - bytes) / seconds,
+    )
 }
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|value| value.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -125,10 +143,15 @@ fn memory_per_idle_group(group_count: u64) -> u64 {
 }
 
 fn report_idle_costs() {
-    println!("memory per idle group (resident, one replica): {} bytes", memory_per_idle_group(10_000));
+    println!(
+        "memory per idle group (resident, one replica): {} bytes",
+        memory_per_idle_group(10_000)
+    );
     for group_count in [1, 1_000, 10_000] {
         let (batches, bytes) = idle_traffic(group_count);
-        println!("idle wire traffic, 3 nodes, {group_count} groups: {batches} batches/s, {bytes} bytes/s in total");
+        println!(
+            "idle wire traffic, 3 nodes, {group_count} groups: {batches} batches/s, {bytes} bytes/s in total"
+        );
     }
 }
 

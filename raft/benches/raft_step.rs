@@ -135,26 +135,29 @@ fn step_costs(c: &mut Criterion) {
     });
     let mut group = Group::new();
     group.commit_batch(1, b"warm");
+    let leader = std::cell::RefCell::new(group.nodes.remove(0));
     bench_group.bench_function("leader_append_response", |b| {
         b.iter_batched(
             || {
-                group.nodes[0].propose(vec![1; 256]).unwrap();
-                let ready = group.nodes[0].ready();
-                group.nodes[0].store_mut().persist(&ready.persist);
-                group.nodes[0].advance(ready);
-                let last = group.nodes[0].log().last_index();
+                let mut node = leader.borrow_mut();
+                node.propose(vec![1; 256]).unwrap();
+                let ready = node.ready();
+                node.store_mut().persist(&ready.persist);
+                node.advance(ready);
+                let last = node.log().last_index();
                 Message {
                     from: NodeId(2),
                     to: NodeId(1),
-                    term: group.nodes[0].term(),
+                    term: node.term(),
                     body: MessageBody::AppendResponse(AppendOutcome::Accepted { last }),
                 }
             },
             |message| {
-                group.nodes[0].step(message).unwrap();
-                let ready = group.nodes[0].ready();
-                group.nodes[0].store_mut().persist(&ready.persist);
-                group.nodes[0].advance(black_box(ready));
+                let mut node = leader.borrow_mut();
+                node.step(message).unwrap();
+                let ready = node.ready();
+                node.store_mut().persist(&ready.persist);
+                node.advance(black_box(ready));
             },
             BatchSize::SmallInput,
         );

@@ -260,7 +260,10 @@ impl<L: LogReader> RaftNode<L> {
         self.role == Role::Leader
             && self.log.committed() == last
             && self.log.applied() == last
-            && self.progress.values().all(|progress| progress.matched == last)
+            && self
+                .progress
+                .values()
+                .all(|progress| progress.matched == last)
             && self.reads.is_empty()
             && self.transfer_target.is_none()
             && self.outgoing_snapshots.is_empty()
@@ -279,7 +282,10 @@ impl<L: LogReader> RaftNode<L> {
             for progress in self.progress.values_mut() {
                 progress.recent_active = true;
             }
-            self.timers.set(crate::timers::Timer::CheckQuorum, self.config.election_timeout_ticks_min);
+            self.timers.set(
+                crate::timers::Timer::CheckQuorum,
+                self.config.election_timeout_ticks_min,
+            );
             self.leader_heard_at = self.timers.now();
         } else {
             self.reset_election_timer();

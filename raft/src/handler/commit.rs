@@ -40,10 +40,14 @@ impl<L: LogReader> RaftNode<L> {
         debug_assert_eq!(self.role, Role::Leader);
         let persisted = self.log.persisted_index();
         let id = self.id_();
-        if let Some(progress) = self.progress.get_mut(&id) {
-            progress.matched = progress.matched.max(persisted);
-            progress.next = progress.matched.next();
+        let Some(progress) = self.progress.get_mut(&id) else {
+            return;
+        };
+        if persisted <= progress.matched {
+            return;
         }
+        progress.matched = persisted;
+        progress.next = persisted.next();
         if self.maybe_commit() {
             self.broadcast_append();
         }

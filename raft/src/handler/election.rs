@@ -195,9 +195,11 @@ impl<L: LogReader> RaftNode<L> {
         self.leader_heard_at = self.timers.now();
         self.timers.stop(Timer::Election);
         if !self.config.coalesced_heartbeats {
-            self.timers.set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
+            self.timers
+                .set(Timer::Heartbeat, self.config.heartbeat_interval_ticks);
         }
-        self.timers.set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
+        self.timers
+            .set(Timer::CheckQuorum, self.config.election_timeout_ticks_min);
         self.reset_progress();
         // Any membership entry past the commit index may still be pending (etcd's rule).
         self.pending_membership_index = self.log.last_index();

@@ -65,10 +65,14 @@ impl ReadQueue {
         !self.ready.is_empty() || !self.aborted.is_empty() || self.round_wanted
     }
 
-    /// Starts a heartbeat round sent at `now`; returns its number.
-    pub(crate) fn start_round(&mut self, now: u64) -> u64 {
+    /// Starts a heartbeat round sent at `now`; returns its number. Send times are kept only
+    /// for leases (`track_send_times`), which need them; ReadIndex does not.
+    pub(crate) fn start_round(&mut self, now: u64, track_send_times: bool) -> u64 {
         self.round += 1;
         self.round_wanted = false;
+        if !track_send_times {
+            return self.round;
+        }
         if self.round_sent_at.len() == ROUNDS_REMEMBERED {
             self.round_sent_at.pop_front();
         }
@@ -125,7 +129,7 @@ impl ReadQueue {
 
     /// Leadership lost: every pending read is given up (the caller retries elsewhere).
     pub(crate) fn abort_all(&mut self) {
-        self.aborted.extend(self.waiting_commit.drain(..));
+        self.aborted.append(&mut self.waiting_commit);
         self.aborted
             .extend(self.waiting_round.drain(..).map(|(context, _, _)| context));
         self.round_wanted = false;
@@ -181,7 +185,11 @@ impl<L: LogReader> RaftNode<L> {
         let id = self.id_();
         let membership = &self.membership;
         let alone = membership.voters.contains(&id)
-            && membership.voters.iter().chain(&membership.outgoing).all(|&node| node == id);
+            && membership
+                .voters
+                .iter()
+                .chain(&membership.outgoing)
+                .all(|&node| node == id);
         alone || (self.config.read_mode == ReadMode::Lease && self.lease_is_valid())
     }
 

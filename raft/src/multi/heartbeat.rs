@@ -23,15 +23,19 @@ pub(super) fn route_messages(
     outbox: &mut BTreeMap<NodeId, Batch>,
 ) {
     for message in ready.messages.drain(..) {
-        let batch = outbox.entry(message.to).or_insert_with(|| Batch::new(node, message.to));
+        let batch = outbox
+            .entry(message.to)
+            .or_insert_with(|| Batch::new(node, message.to));
         match message.body {
-            MessageBody::Heartbeat { commit, read_round } => batch.heartbeats.push(HeartbeatEntry {
-                group,
-                term: message.term,
-                commit,
-                read_round,
-                quiesce,
-            }),
+            MessageBody::Heartbeat { commit, read_round } => {
+                batch.heartbeats.push(HeartbeatEntry {
+                    group,
+                    term: message.term,
+                    commit,
+                    read_round,
+                    quiesce,
+                })
+            }
             MessageBody::HeartbeatResponse { read_round } => {
                 batch.heartbeat_responses.push(HeartbeatResponseEntry {
                     group,
@@ -55,7 +59,10 @@ impl<L: LogReader> MultiRaft<L> {
             .filter(|group| self.groups[group].raft.role() == Role::Leader)
             .collect();
         for group in leaders {
-            let hosted = self.groups.get_mut(&group).expect("active groups are hosted");
+            let hosted = self
+                .groups
+                .get_mut(&group)
+                .expect("active groups are hosted");
             let idle = self.config.quiesce && hosted.raft.is_idle();
             hosted.raft.heartbeat();
             self.dirty.insert(group);
@@ -66,7 +73,9 @@ impl<L: LogReader> MultiRaft<L> {
         let node = self.config.node;
         let peers: Vec<NodeId> = self.liveness.peers().collect();
         for peer in peers {
-            self.outbox.entry(peer).or_insert_with(|| Batch::new(node, peer));
+            self.outbox
+                .entry(peer)
+                .or_insert_with(|| Batch::new(node, peer));
         }
     }
 

@@ -49,7 +49,8 @@ impl Liveness {
             .last_heard
             .iter()
             .filter(|&(peer, &heard)| {
-                now.saturating_sub(heard) >= self.timeout_ticks && !self.reported_down.contains(peer)
+                now.saturating_sub(heard) >= self.timeout_ticks
+                    && !self.reported_down.contains(peer)
             })
             .map(|(&peer, _)| peer)
             .collect();

@@ -99,7 +99,13 @@ impl<L: LogReader> MultiRaft<L> {
         for replica in replicas {
             self.add_peer(replica);
         }
-        self.groups.insert(group, Hosted { raft, quiescent: false });
+        self.groups.insert(
+            group,
+            Hosted {
+                raft,
+                quiescent: false,
+            },
+        );
         self.active.insert(group);
         self.dirty.insert(group);
         Ok(())
@@ -116,7 +122,9 @@ impl<L: LogReader> MultiRaft<L> {
     pub fn remove_group(&mut self, group: GroupId) -> Option<L> {
         self.dirty.remove(&group);
         self.active.remove(&group);
-        self.groups.remove(&group).map(|hosted| hosted.raft.into_store())
+        self.groups
+            .remove(&group)
+            .map(|hosted| hosted.raft.into_store())
     }
 
     /// Handles a batch from a peer node: every message and coalesced heartbeat in it.
@@ -142,13 +150,20 @@ impl<L: LogReader> MultiRaft<L> {
         unknown += self.step_heartbeats(from, batch.heartbeats)?;
         unknown += self.step_heartbeat_responses(from, batch.heartbeat_responses)?;
         if unknown > 0 {
-            return Err(MultiError::UnknownGroups { from, count: unknown });
+            return Err(MultiError::UnknownGroups {
+                from,
+                count: unknown,
+            });
         }
         Ok(())
     }
 
     /// Steps one message into its group, waking it. Returns 1 if the group is unknown.
-    fn step_group(&mut self, group: GroupId, message: crate::message::Message) -> Result<usize, MultiError> {
+    fn step_group(
+        &mut self,
+        group: GroupId,
+        message: crate::message::Message,
+    ) -> Result<usize, MultiError> {
         if !self.groups.contains_key(&group) {
             return Ok(1);
         }
@@ -185,7 +200,11 @@ impl<L: LogReader> MultiRaft<L> {
     ///
     /// # Errors
     /// `UnknownGroup`, or the group's refusal.
-    pub fn propose_conf_change(&mut self, group: GroupId, steps: Vec<ChangeStep>) -> Result<LogIndex, MultiError> {
+    pub fn propose_conf_change(
+        &mut self,
+        group: GroupId,
+        steps: Vec<ChangeStep>,
+    ) -> Result<LogIndex, MultiError> {
         Ok(self.awake(group)?.propose_conf_change(steps)?)
     }
 
@@ -209,7 +228,12 @@ impl<L: LogReader> MultiRaft<L> {
     ///
     /// # Errors
     /// `UnknownGroup`, or the group's refusal.
-    pub fn compact(&mut self, group: GroupId, index: LogIndex, data: Vec<u8>) -> Result<(), MultiError> {
+    pub fn compact(
+        &mut self,
+        group: GroupId,
+        index: LogIndex,
+        data: Vec<u8>,
+    ) -> Result<(), MultiError> {
         Ok(self.awake(group)?.compact(index, data)?)
     }
 
@@ -220,7 +244,10 @@ impl<L: LogReader> MultiRaft<L> {
         }
         self.wake_group(group);
         self.dirty.insert(group);
-        let hosted = self.groups.get_mut(&group).ok_or(MultiError::UnknownGroup(group))?;
+        let hosted = self
+            .groups
+            .get_mut(&group)
+            .ok_or(MultiError::UnknownGroup(group))?;
         Ok(&mut hosted.raft)
     }
 
@@ -228,10 +255,11 @@ impl<L: LogReader> MultiRaft<L> {
     #[must_use]
     pub fn has_ready(&self) -> bool {
         !self.outbox.is_empty()
-            || self
-                .dirty
-                .iter()
-                .any(|group| self.groups.get(group).is_some_and(|hosted| hosted.raft.has_ready()))
+            || self.dirty.iter().any(|group| {
+                self.groups
+                    .get(group)
+                    .is_some_and(|hosted| hosted.raft.has_ready())
+            })
     }
 
     /// Everything to do now, for every group, with outbound traffic batched per peer node.
@@ -240,7 +268,9 @@ impl<L: LogReader> MultiRaft<L> {
         let mut outbox = std::mem::take(&mut self.outbox);
         let mut groups = Vec::new();
         for group in std::mem::take(&mut self.dirty) {
-            let Some(hosted) = self.groups.get_mut(&group) else { continue };
+            let Some(hosted) = self.groups.get_mut(&group) else {
+                continue;
+            };
             if !hosted.raft.has_ready() {
                 continue;
             }
@@ -275,7 +305,9 @@ impl<L: LogReader> MultiRaft<L> {
 
     /// The store of `group`, for the caller to write what `Ready` asks.
     pub fn store_mut(&mut self, group: GroupId) -> Option<&mut L> {
-        self.groups.get_mut(&group).map(|hosted| hosted.raft.store_mut())
+        self.groups
+            .get_mut(&group)
+            .map(|hosted| hosted.raft.store_mut())
     }
 
     /// Every hosted group.
@@ -286,7 +318,9 @@ impl<L: LogReader> MultiRaft<L> {
     /// Whether `group` is quiescent (not ticking).
     #[must_use]
     pub fn is_quiescent(&self, group: GroupId) -> bool {
-        self.groups.get(&group).is_some_and(|hosted| hosted.quiescent)
+        self.groups
+            .get(&group)
+            .is_some_and(|hosted| hosted.quiescent)
     }
 
     /// The peer nodes heard from within the node timeout.
@@ -302,6 +336,9 @@ impl<L: LogReader> MultiRaft<L> {
 
     /// Gives every store back (what a crash keeps).
     pub fn into_stores(self) -> BTreeMap<GroupId, L> {
-        self.groups.into_iter().map(|(group, hosted)| (group, hosted.raft.into_store())).collect()
+        self.groups
+            .into_iter()
+            .map(|(group, hosted)| (group, hosted.raft.into_store()))
+            .collect()
     }
 }

@@ -22,7 +22,9 @@ impl<L: LogReader> MultiRaft<L> {
 
     /// Makes `group` tick again if it was quiescent.
     pub(super) fn wake_group(&mut self, group: GroupId) {
-        let Some(hosted) = self.groups.get_mut(&group) else { return };
+        let Some(hosted) = self.groups.get_mut(&group) else {
+            return;
+        };
         if hosted.quiescent {
             hosted.quiescent = false;
             hosted.raft.wake();
@@ -31,8 +33,15 @@ impl<L: LogReader> MultiRaft<L> {
     }
 
     /// A follower that received the leader's last heartbeat stops ticking if it is caught up.
-    pub(super) fn quiesce_follower_if_caught_up(&mut self, group: GroupId, leader: NodeId, commit: LogIndex) {
-        let Some(hosted) = self.groups.get(&group) else { return };
+    pub(super) fn quiesce_follower_if_caught_up(
+        &mut self,
+        group: GroupId,
+        leader: NodeId,
+        commit: LogIndex,
+    ) {
+        let Some(hosted) = self.groups.get(&group) else {
+            return;
+        };
         let raft = &hosted.raft;
         let caught_up = raft.leader() == Some(leader)
             && raft.log().last_index() == commit
@@ -43,8 +52,14 @@ impl<L: LogReader> MultiRaft<L> {
     }
 
     /// Steps a message into `group` without waking it.
-    pub(super) fn step_quietly(&mut self, group: GroupId, message: Message) -> Result<(), super::MultiError> {
-        let Some(hosted) = self.groups.get_mut(&group) else { return Ok(()) };
+    pub(super) fn step_quietly(
+        &mut self,
+        group: GroupId,
+        message: Message,
+    ) -> Result<(), super::MultiError> {
+        let Some(hosted) = self.groups.get_mut(&group) else {
+            return Ok(());
+        };
         self.dirty.insert(group);
         match hosted.raft.step(message) {
             Err(StepError::Log(error)) => Err(super::MultiError::Log(error)),
@@ -64,7 +79,12 @@ impl<L: LogReader> MultiRaft<L> {
             .groups
             .iter()
             .filter(|(_, hosted)| hosted.quiescent)
-            .filter(|(_, hosted)| hosted.raft.leader().is_some_and(|leader| down.contains(&leader)))
+            .filter(|(_, hosted)| {
+                hosted
+                    .raft
+                    .leader()
+                    .is_some_and(|leader| down.contains(&leader))
+            })
             .map(|(&group, _)| group)
             .collect();
         for group in orphans {

@@ -123,7 +123,14 @@ impl MultiCluster {
         for (group, store) in stores {
             multi.create_group(group, store).expect("create group");
         }
-        self.nodes.insert(id, SimNode { multi: Some(multi), crashed_stores: BTreeMap::new(), incarnation });
+        self.nodes.insert(
+            id,
+            SimNode {
+                multi: Some(multi),
+                crashed_stores: BTreeMap::new(),
+                incarnation,
+            },
+        );
         let offset = self.rng.random_range(0..TICK_MS);
         self.schedule(offset, Event::Tick(id, incarnation));
     }
@@ -165,11 +172,15 @@ impl MultiCluster {
     }
 
     fn tick(&mut self, id: NodeId, incarnation: u64) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
         if node.incarnation != incarnation {
             return;
         }
-        let Some(multi) = node.multi.as_mut() else { return };
+        let Some(multi) = node.multi.as_mut() else {
+            return;
+        };
         multi.tick();
         self.schedule(TICK_MS, Event::Tick(id, incarnation));
         self.drive(id);
@@ -180,7 +191,9 @@ impl MultiCluster {
             return;
         }
         let to = batch.to;
-        let Some(multi) = self.multi_mut(to) else { return };
+        let Some(multi) = self.multi_mut(to) else {
+            return;
+        };
         let _ = multi.step_batch(batch);
         self.drive(to);
     }
@@ -196,15 +209,17 @@ impl MultiCluster {
     /// Processes every ready of node `id`: persist, send, apply, check, advance.
     pub fn drive(&mut self, id: NodeId) {
         while self.multi(id).is_some_and(MultiRaft::has_ready) {
-            let multi = self.nodes.get_mut(&id).and_then(|node| node.multi.as_mut()).expect("up");
+            let multi = self
+                .nodes
+                .get_mut(&id)
+                .and_then(|node| node.multi.as_mut())
+                .expect("up");
             let ready = multi.ready();
             for (group, group_ready) in &ready.groups {
                 let store = multi.store_mut(*group).expect("hosted");
-                let prev_term = group_ready
-                    .persist
-                    .entries
-                    .first()
-                    .and_then(|first| flotilla_raft::LogReader::term(store, first.index.prev()).ok());
+                let prev_term = group_ready.persist.entries.first().and_then(|first| {
+                    flotilla_raft::LogReader::term(store, first.index.prev()).ok()
+                });
                 store.persist(&group_ready.persist);
                 let checker = self.checkers.entry(*group).or_default();
                 checker.on_entries_persisted(&group_ready.persist.entries, prev_term);
@@ -226,9 +241,15 @@ impl MultiCluster {
     }
 
     fn apply(&mut self, id: NodeId, group: GroupId, entry: &flotilla_raft::Entry) {
-        self.checkers.entry(group).or_default().on_applied(id, entry);
+        self.checkers
+            .entry(group)
+            .or_default()
+            .on_applied(id, entry);
         if let EntryPayload::Normal(data) = &entry.payload {
-            self.applied.entry((id, group)).or_default().insert(entry.index, data.clone());
+            self.applied
+                .entry((id, group))
+                .or_default()
+                .insert(entry.index, data.clone());
             if self.proposals.remove(&(id, group, entry.index)).as_ref() == Some(data) {
                 self.acks.insert((group, entry.index), data.clone());
             }
@@ -239,12 +260,20 @@ impl MultiCluster {
         let replicas: BTreeMap<NodeId, &RaftNode<MemLog>> = self
             .nodes
             .iter()
-            .filter_map(|(&id, node)| node.multi.as_ref().and_then(|multi| multi.group(group)).map(|raft| (id, raft)))
+            .filter_map(|(&id, node)| {
+                node.multi
+                    .as_ref()
+                    .and_then(|multi| multi.group(group))
+                    .map(|raft| (id, raft))
+            })
             .collect();
         for raft in replicas.values() {
             raft.check_invariants_always();
         }
-        self.checkers.entry(group).or_default().after_event(&replicas);
+        self.checkers
+            .entry(group)
+            .or_default()
+            .after_event(&replicas);
     }
 
     fn send(&mut self, batch: Batch) {
@@ -254,7 +283,11 @@ impl MultiCluster {
         if self.rng.random_range(0..100) < self.drop_percent {
             return;
         }
-        let copies = if self.rng.random_range(0..100) < self.duplicate_percent { 2 } else { 1 };
+        let copies = if self.rng.random_range(0..100) < self.duplicate_percent {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let delay = self.rng.random_range(1..=self.delay_ms_max.max(1));
             self.schedule(delay, Event::Deliver(batch.clone()));
@@ -263,7 +296,9 @@ impl MultiCluster {
 
     /// Crashes node `id`: it keeps only its stores.
     pub fn crash(&mut self, id: NodeId) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
         if let Some(multi) = node.multi.take() {
             node.crashed_stores = multi.into_stores();
         }
@@ -275,7 +310,9 @@ impl MultiCluster {
 
     /// Restarts a crashed node from its stores.
     pub fn restart(&mut self, id: NodeId) {
-        let Some(node) = self.nodes.get_mut(&id) else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
         if node.multi.is_some() {
             return;
         }
@@ -283,7 +320,10 @@ impl MultiCluster {
         let incarnation = node.incarnation + 1;
         for (group, store) in &stores {
             let index = flotilla_raft::LogReader::first_index(store).prev();
-            self.checkers.entry(*group).or_default().on_state_restored(id, index);
+            self.checkers
+                .entry(*group)
+                .or_default()
+                .on_state_restored(id, index);
         }
         self.start_node(id, stores, incarnation);
     }
@@ -314,7 +354,12 @@ impl MultiCluster {
     pub fn leader_of(&self, group: GroupId) -> Option<NodeId> {
         self.nodes
             .iter()
-            .filter_map(|(&id, node)| node.multi.as_ref().and_then(|multi| multi.group(group)).map(|raft| (id, raft)))
+            .filter_map(|(&id, node)| {
+                node.multi
+                    .as_ref()
+                    .and_then(|multi| multi.group(group))
+                    .map(|raft| (id, raft))
+            })
             .filter(|(_, raft)| raft.role() == Role::Leader)
             .max_by_key(|(_, raft)| raft.term())
             .map(|(id, _)| id)
@@ -322,14 +367,20 @@ impl MultiCluster {
 
     /// Whether every group has a leader.
     pub fn all_groups_led(&self) -> bool {
-        self.groups.iter().all(|&group| self.leader_of(group).is_some())
+        self.groups
+            .iter()
+            .all(|&group| self.leader_of(group).is_some())
     }
 
     /// Proposes `data` to `group` at its leader.
     pub fn propose(&mut self, group: GroupId, data: Vec<u8>) -> bool {
-        let Some(leader) = self.leader_of(group) else { return false };
+        let Some(leader) = self.leader_of(group) else {
+            return false;
+        };
         let multi = self.multi_mut(leader).expect("up");
-        let Ok(index) = multi.propose(group, data.clone()) else { return false };
+        let Ok(index) = multi.propose(group, data.clone()) else {
+            return false;
+        };
         self.proposals.insert((leader, group, index), data);
         self.drive(leader);
         true
@@ -339,7 +390,10 @@ impl MultiCluster {
     pub fn transfer(&mut self, group: GroupId, target: NodeId) {
         if let Some(leader) = self.leader_of(group) {
             if leader != target {
-                let _ = self.multi_mut(leader).expect("up").transfer_leader(group, target);
+                let _ = self
+                    .multi_mut(leader)
+                    .expect("up")
+                    .transfer_leader(group, target);
                 self.drive(leader);
             }
         }
@@ -349,7 +403,10 @@ impl MultiCluster {
     pub fn acks_applied_everywhere(&self) -> Result<(), String> {
         for (&(group, index), data) in &self.acks {
             for id in self.node_ids() {
-                let applied = self.applied.get(&(id, group)).and_then(|log| log.get(&index));
+                let applied = self
+                    .applied
+                    .get(&(id, group))
+                    .and_then(|log| log.get(&index));
                 if applied != Some(data) {
                     return Err(format!("{id} lacks acknowledged {group} {index}"));
                 }

@@ -7,9 +7,20 @@ use flotilla_raft::{GroupId, NodeId};
 
 /// Batches from `source` to `target` during `ticks` node ticks of an idle cluster.
 fn batches_between(cluster: &mut MultiCluster, source: NodeId, target: NodeId, ticks: u64) -> u64 {
-    let before = cluster.wire.batches.get(&(source, target)).copied().unwrap_or(0);
+    let before = cluster
+        .wire
+        .batches
+        .get(&(source, target))
+        .copied()
+        .unwrap_or(0);
     cluster.run_for(ticks * crate::cluster::TICK_MS);
-    cluster.wire.batches.get(&(source, target)).copied().unwrap_or(0) - before
+    cluster
+        .wire
+        .batches
+        .get(&(source, target))
+        .copied()
+        .unwrap_or(0)
+        - before
 }
 
 fn heartbeat_batches_per_interval(group_count: u64) -> (u64, u64) {
@@ -20,14 +31,20 @@ fn heartbeat_batches_per_interval(group_count: u64) -> (u64, u64) {
     let forward = batches_between(&mut cluster, NodeId(1), NodeId(2), 10 * intervals);
     let entries_before = cluster.wire.heartbeat_entries;
     let backward = batches_between(&mut cluster, NodeId(2), NodeId(1), 10 * intervals);
-    assert!(cluster.wire.heartbeat_entries > entries_before, "groups did heartbeat");
+    assert!(
+        cluster.wire.heartbeat_entries > entries_before,
+        "groups did heartbeat"
+    );
     (forward / intervals, backward / intervals)
 }
 
 /// The largest group count of the coalescing test (`FLOTILLA_MULTI_GROUPS_MAX`, default 3,000;
 /// 10,000 gives the same counts and takes a few minutes in a debug build).
 fn groups_max() -> u64 {
-    std::env::var("FLOTILLA_MULTI_GROUPS_MAX").ok().and_then(|value| value.parse().ok()).unwrap_or(3_000)
+    std::env::var("FLOTILLA_MULTI_GROUPS_MAX")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(3_000)
 }
 
 #[test]
@@ -35,7 +52,10 @@ fn heartbeat_messages_per_node_pair_do_not_grow_with_the_group_count() {
     let one = heartbeat_batches_per_interval(1);
     let hundred = heartbeat_batches_per_interval(100);
     let many = heartbeat_batches_per_interval(groups_max());
-    println!("batches per heartbeat interval, n1->n2 and n2->n1: G=1 {one:?}, G=100 {hundred:?}, G={} {many:?}", groups_max());
+    println!(
+        "batches per heartbeat interval, n1->n2 and n2->n1: G=1 {one:?}, G=100 {hundred:?}, G={} {many:?}",
+        groups_max()
+    );
     // Led evenly, each node sends each peer one coalesced heartbeat and one coalesced response
     // per interval, whatever the group count.
     assert_eq!(hundred, (2, 2));
@@ -52,16 +72,28 @@ fn quiescent_groups_send_no_per_group_message() {
     let all_quiet = cluster.run_until(10_000, |cluster| {
         cluster.node_ids().iter().all(|&id| {
             let multi = cluster.multi(id).unwrap();
-            cluster.groups.iter().all(|&group| multi.is_quiescent(group))
+            cluster
+                .groups
+                .iter()
+                .all(|&group| multi.is_quiescent(group))
         })
     });
     assert!(all_quiet, "idle groups did not all quiesce");
     let (messages, heartbeats) = (cluster.wire.group_messages, cluster.wire.heartbeat_entries);
     let pings = cluster.wire.batches.values().sum::<u64>();
     cluster.run_for(100 * crate::cluster::TICK_MS);
-    assert_eq!(cluster.wire.group_messages, messages, "a quiescent group sent a message");
-    assert_eq!(cluster.wire.heartbeat_entries, heartbeats, "a quiescent group sent a heartbeat");
-    assert!(cluster.wire.batches.values().sum::<u64>() > pings, "node liveness pings continue");
+    assert_eq!(
+        cluster.wire.group_messages, messages,
+        "a quiescent group sent a message"
+    );
+    assert_eq!(
+        cluster.wire.heartbeat_entries, heartbeats,
+        "a quiescent group sent a heartbeat"
+    );
+    assert!(
+        cluster.wire.batches.values().sum::<u64>() > pings,
+        "node liveness pings continue"
+    );
 }
 
 #[test]
@@ -80,14 +112,25 @@ fn a_proposal_wakes_only_its_group() {
             }
         }
     }
-    assert!(!cluster.multi(crate::leader(&cluster, target)).unwrap().is_quiescent(target));
-    assert!(cluster.run_until(10_000, |cluster| cluster.acks_applied_everywhere().is_ok() && all_quiescent(cluster)));
+    assert!(
+        !cluster
+            .multi(crate::leader(&cluster, target))
+            .unwrap()
+            .is_quiescent(target)
+    );
+    assert!(
+        cluster.run_until(10_000, |cluster| cluster.acks_applied_everywhere().is_ok()
+            && all_quiescent(cluster))
+    );
 }
 
 fn all_quiescent(cluster: &MultiCluster) -> bool {
     cluster.node_ids().iter().all(|&id| {
         let multi = cluster.multi(id).unwrap();
-        cluster.groups.iter().all(|&group| multi.is_quiescent(group))
+        cluster
+            .groups
+            .iter()
+            .all(|&group| multi.is_quiescent(group))
     })
 }
 
@@ -99,10 +142,19 @@ fn a_leader_node_crash_re_elects_every_quiescent_group_in_few_rounds() {
     for group in cluster.groups.clone() {
         cluster.transfer(group, NodeId(1));
     }
-    let on_one = cluster.run_until(20_000, |cluster| cluster.groups.iter().all(|&group| cluster.leader_of(group) == Some(NodeId(1))));
+    let on_one = cluster.run_until(20_000, |cluster| {
+        cluster
+            .groups
+            .iter()
+            .all(|&group| cluster.leader_of(group) == Some(NodeId(1)))
+    });
     assert!(on_one, "leadership did not move to n1");
     assert!(cluster.run_until(10_000, all_quiescent));
-    let terms_before: Vec<u64> = cluster.groups.iter().map(|&group| cluster.term_of(group)).collect();
+    let terms_before: Vec<u64> = cluster
+        .groups
+        .iter()
+        .map(|&group| cluster.term_of(group))
+        .collect();
     cluster.crash(NodeId(1));
     let crashed_at = cluster.now_ms;
     let recovered = cluster.run_until(30_000, MultiCluster::all_groups_led);
@@ -119,6 +171,8 @@ fn a_leader_node_crash_re_elects_every_quiescent_group_in_few_rounds() {
         "{group_count} groups re-elected {} ms after the leader node crashed: election rounds per group mean {mean_rounds:.2}, max {max_rounds}",
         cluster.now_ms - crashed_at
     );
-    assert!(max_rounds <= 5, "an election storm: {max_rounds} rounds for one group");
+    assert!(
+        max_rounds <= 5,
+        "an election storm: {max_rounds} rounds for one group"
+    );
 }
-

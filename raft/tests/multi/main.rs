@@ -14,17 +14,19 @@ use flotilla_raft::{GroupId, NodeId};
 
 /// Elects a leader in every group, then spreads leadership evenly over the nodes.
 pub fn settle_evenly(cluster: &mut MultiCluster) {
-    assert!(cluster.run_until(20_000, MultiCluster::all_groups_led), "not every group elected a leader");
+    assert!(
+        cluster.run_until(20_000, MultiCluster::all_groups_led),
+        "not every group elected a leader"
+    );
     let nodes = cluster.node_ids();
     let groups = cluster.groups.clone();
     for (position, &group) in groups.iter().enumerate() {
         cluster.transfer(group, nodes[position % nodes.len()]);
     }
     let balanced = cluster.run_until(20_000, |cluster| {
-        groups
-            .iter()
-            .enumerate()
-            .all(|(position, &group)| cluster.leader_of(group) == Some(nodes[position % nodes.len()]))
+        groups.iter().enumerate().all(|(position, &group)| {
+            cluster.leader_of(group) == Some(nodes[position % nodes.len()])
+        })
     });
     assert!(balanced, "leadership did not balance");
 }

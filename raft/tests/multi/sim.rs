@@ -9,7 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|value| value.parse().ok())
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
 }
 
 /// One seed; returns the number of acknowledged writes.
@@ -37,8 +39,14 @@ fn run_seed(seed: u64) -> usize {
     for &id in &nodes {
         cluster.restart(id);
     }
-    let converged = cluster.run_until(60_000, |cluster| cluster.all_groups_led() && cluster.acks_applied_everywhere().is_ok());
-    assert!(converged, "liveness violated: {:?}", cluster.acks_applied_everywhere().err());
+    let converged = cluster.run_until(60_000, |cluster| {
+        cluster.all_groups_led() && cluster.acks_applied_everywhere().is_ok()
+    });
+    assert!(
+        converged,
+        "liveness violated: {:?}",
+        cluster.acks_applied_everywhere().err()
+    );
     cluster.acks.len()
 }
 
@@ -74,7 +82,9 @@ fn simulate_multi_seeds() {
             Ok(count) => acks += count,
             Err(panic) => {
                 let message = crate::harness_panic_text(&panic);
-                panic!("multi seed {seed} failed: {message}\nreproduce: FLOTILLA_SIM_SEED={seed} cargo test -p flotilla-raft --test multi -- simulate_multi_seeds");
+                panic!(
+                    "multi seed {seed} failed: {message}\nreproduce: FLOTILLA_SIM_SEED={seed} cargo test -p flotilla-raft --test multi -- simulate_multi_seeds"
+                );
             }
         }
     }

@@ -1,11 +1,9 @@
 //! The checkers bite: with a deliberately broken rule, some seed of a small budget fails
 //! with the property that rule protects.
 
-use crate::harness::{Cluster, test_config};
+use crate::harness::test_config;
 use crate::run::run_seed_with;
 use flotilla_raft::{Config, Mutation, NodeId};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 type Scenario = fn(u64, fn(NodeId, u64) -> Config);
@@ -27,50 +25,6 @@ fn first_failure(
 
 fn swarm(seed: u64, config_of: fn(NodeId, u64) -> Config) {
     run_seed_with(seed, config_of);
-}
-
-/// 6.5840's Figure 8 schedule: propose at whoever leads, wait a little (sometimes long),
-/// crash that leader half the time, keep at least three of five up.
-fn figure8(seed: u64, config_of: fn(NodeId, u64) -> Config) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut cluster = Cluster::with_config(5, seed, config_of);
-    cluster.network.faults = crate::harness::network::Faults::unreliable();
-    for iteration in 0..1000_u64 {
-        let leader = cluster.leader();
-        if let Some(leader) = leader {
-            let _ = cluster.propose(leader, iteration.to_le_bytes().to_vec());
-        }
-        let wait_ms = if rng.random_ratio(1, 10) {
-            rng.random_range(0..500)
-        } else {
-            rng.random_range(0..13)
-        };
-        cluster.run_for(wait_ms);
-        if let Some(leader) = leader.filter(|_| rng.random_bool(0.5)) {
-            cluster.crash(leader);
-        }
-        let down: Vec<NodeId> = cluster
-            .ids()
-            .into_iter()
-            .filter(|&id| !cluster.is_up(id))
-            .collect();
-        if down.len() > 2 {
-            cluster.restart(down[rng.random_range(0..down.len())]);
-        }
-    }
-    if std::env::var("FIG8_DEBUG").is_ok() {
-        let terms: Vec<u64> = cluster
-            .ids()
-            .iter()
-            .filter_map(|&id| cluster.raft(id))
-            .map(|r| r.term().0)
-            .collect();
-        println!(
-            "seed {seed}: terms {terms:?} acks {} max applied {}",
-            cluster.acks.len(),
-            cluster.max_applied_index()
-        );
-    }
 }
 
 fn assert_caught(

@@ -14,8 +14,9 @@ use rand_chacha::ChaCha8Rng;
 /// How long the healed cluster gets to converge, in simulated milliseconds.
 pub const LIVENESS_LIMIT_MS: u64 = 60_000;
 
-/// What one seed did.
+/// What one seed did (the `sim` example prints all of it).
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 pub struct Report {
     pub seed: u64,
     pub swarm: Swarm,
