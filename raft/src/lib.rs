@@ -14,6 +14,7 @@ mod node;
 mod progress;
 pub mod quorum;
 pub mod ready;
+mod rng;
 mod state;
 mod timers;
 pub mod types;

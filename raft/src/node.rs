@@ -13,12 +13,10 @@ use crate::handler::read::ReadQueue;
 use crate::handler::snapshot::{IncomingSnapshot, OutgoingSnapshot};
 use crate::log::{LogError, LogReader, RaftLog};
 use crate::message::{Message, MessageBody};
-use crate::progress::Progress;
+use crate::progress::ProgressMap;
 use crate::ready::{Persist, Ready};
 use crate::timers::{Timer, TimerTable};
 use crate::types::{LogIndex, NodeId, Term};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 
 /// The role a replica plays in its current term.
@@ -82,11 +80,11 @@ pub struct RaftNode<L> {
     pub(crate) timers: TimerTable,
     /// When this replica last heard from the leader (a leader: last confirmed a quorum).
     pub(crate) leader_heard_at: u64,
-    pub(crate) rng: ChaCha8Rng,
+    pub(crate) rng: crate::rng::SeededRng,
     /// Votes received in the current campaign.
     pub(crate) votes: BTreeMap<NodeId, bool>,
     /// The leader's view of every replica, itself included.
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    pub(crate) progress: ProgressMap,
     pub(crate) reads: ReadQueue,
     pub(crate) transfer_target: Option<NodeId>,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
@@ -115,7 +113,7 @@ impl<L: LogReader> RaftNode<L> {
         let initial = store.initial_state()?;
         let log = RaftLog::new(store)?;
         let mut node = Self {
-            rng: ChaCha8Rng::seed_from_u64(config.rng_seed),
+            rng: crate::rng::SeededRng::new(config.rng_seed),
             reads: ReadQueue::new(config.pending_reads_max),
             term: initial.hard_state.term,
             vote: initial_vote(&config, initial.hard_state.vote),
@@ -128,7 +126,7 @@ impl<L: LogReader> RaftNode<L> {
             timers: TimerTable::default(),
             leader_heard_at: 0,
             votes: BTreeMap::new(),
-            progress: BTreeMap::new(),
+            progress: ProgressMap::default(),
             transfer_target: None,
             incoming_snapshot: None,
             outgoing_snapshots: BTreeMap::new(),

@@ -7,7 +7,6 @@ use crate::node::{RaftNode, Role};
 use crate::quorum::{VoteResult, quorum_of};
 use crate::timers::Timer;
 use crate::types::{LogId, NodeId, Term};
-use rand::Rng;
 
 /// Which kind of campaign to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +23,9 @@ impl<L: LogReader> RaftNode<L> {
     /// Arms the election timer with a fresh random timeout in `[min, max)`; re-randomizing on
     /// every reset is what resolves split votes (Raft §5.2).
     pub(crate) fn reset_election_timer(&mut self) {
-        let timeout_ticks = self.rng.random_range(
-            self.config.election_timeout_ticks_min..self.config.election_timeout_ticks_max,
+        let timeout_ticks = self.rng.range(
+            self.config.election_timeout_ticks_min,
+            self.config.election_timeout_ticks_max,
         );
         self.timers.set(Timer::Election, timeout_ticks);
     }

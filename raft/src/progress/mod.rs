@@ -1,8 +1,10 @@
 //! What a leader knows about each follower's log, and how it paces replication to it.
 
 mod inflights;
+mod map;
 
 pub(crate) use inflights::Inflights;
+pub(crate) use map::ProgressMap;
 
 use crate::types::LogIndex;
 

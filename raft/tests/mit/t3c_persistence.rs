@@ -132,8 +132,8 @@ fn figure8_leaders_crash_quickly_and_only_current_term_entries_commit_by_countin
 }
 
 /// The Figure 8 test bites: with the rule broken on purpose (a leader commits an entry of an
-/// earlier term by counting replicas; feature `mutations`), the safety checker stops some of
-/// the first ten seeds.
+/// earlier term by counting replicas; feature `mutations`), the safety checker stops one of
+/// the first sixty seeds (seed 40 at the time of writing; they run in under a second).
 #[test]
 fn figure8_catches_a_leader_that_commits_an_earlier_term_by_counting() {
     fn broken(id: NodeId, seed: u64) -> Config {
@@ -142,7 +142,7 @@ fn figure8_catches_a_leader_that_commits_an_earlier_term_by_counting() {
             ..test_config(id, seed)
         }
     }
-    let caught = (0..10).any(|seed| {
+    let caught = (0..60).any(|seed| {
         let run = || figure8(Cluster::with_config(5, seed, broken), seed);
         let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) else {
             return false;

@@ -44,6 +44,10 @@ pub struct SimNode {
     pub multi: Option<MultiRaft<MemLog>>,
     crashed_stores: BTreeMap<GroupId, MemLog>,
     incarnation: u64,
+    /// Clock rate in percent of real time.
+    pub clock_rate_percent: u64,
+    /// Crash in the middle of the next ready cycle, keeping only part of its writes.
+    pub crash_in_next_ready: bool,
 }
 
 /// Wire counters, per direction.
@@ -123,14 +127,18 @@ impl MultiCluster {
         for (group, store) in stores {
             multi.create_group(group, store).expect("create group");
         }
-        self.nodes.insert(
-            id,
-            SimNode {
-                multi: Some(multi),
-                crashed_stores: BTreeMap::new(),
-                incarnation,
-            },
-        );
+        let clock_rate_percent = self
+            .nodes
+            .get(&id)
+            .map_or(100, |node| node.clock_rate_percent);
+        let node = SimNode {
+            multi: Some(multi),
+            crashed_stores: BTreeMap::new(),
+            incarnation,
+            clock_rate_percent,
+            crash_in_next_ready: false,
+        };
+        self.nodes.insert(id, node);
         let offset = self.rng.random_range(0..TICK_MS);
         self.schedule(offset, Event::Tick(id, incarnation));
     }
@@ -182,7 +190,8 @@ impl MultiCluster {
             return;
         };
         multi.tick();
-        self.schedule(TICK_MS, Event::Tick(id, incarnation));
+        let period = (TICK_MS * 100 / node.clock_rate_percent.max(1)).max(1);
+        self.schedule(period, Event::Tick(id, incarnation));
         self.drive(id);
     }
 
@@ -215,6 +224,15 @@ impl MultiCluster {
                 .and_then(|node| node.multi.as_mut())
                 .expect("up");
             let ready = multi.ready();
+            if self.nodes[&id].crash_in_next_ready {
+                self.crash_during(id, ready);
+                return;
+            }
+            let multi = self
+                .nodes
+                .get_mut(&id)
+                .and_then(|node| node.multi.as_mut())
+                .expect("up");
             for (group, group_ready) in &ready.groups {
                 let store = multi.store_mut(*group).expect("hosted");
                 let prev_term = group_ready.persist.entries.first().and_then(|first| {
@@ -292,6 +310,37 @@ impl MultiCluster {
             let delay = self.rng.random_range(1..=self.delay_ms_max.max(1));
             self.schedule(delay, Event::Deliver(batch.clone()));
         }
+    }
+
+    /// The node dies before its sync returns: each group keeps a random prefix of its new
+    /// entries, maybe its hard state; nothing was sent.
+    fn crash_during(&mut self, id: NodeId, ready: flotilla_raft::MultiReady) {
+        let multi = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|node| node.multi.as_mut())
+            .expect("up");
+        for (group, group_ready) in &ready.groups {
+            let mut persist = group_ready.persist.clone();
+            let keep = self.rng.random_range(0..=persist.entries.len());
+            persist.entries.truncate(keep);
+            if self.rng.random_bool(0.5) {
+                persist.hard_state = None;
+            }
+            let store = multi.store_mut(*group).expect("hosted");
+            let prev_term = persist
+                .entries
+                .first()
+                .and_then(|first| flotilla_raft::LogReader::term(store, first.index.prev()).ok());
+            store.persist(&persist);
+            self.checkers
+                .entry(*group)
+                .or_default()
+                .on_entries_persisted(&persist.entries, prev_term);
+        }
+        drop(ready);
+        self.nodes.get_mut(&id).expect("node").crash_in_next_ready = false;
+        self.crash(id);
     }
 
     /// Crashes node `id`: it keeps only its stores.

@@ -1,5 +1,6 @@
 //! The simulator over whole nodes: 3-5 nodes hosting 1-1,000 groups, with loss, duplication,
-//! delay, node partitions and node crashes in a safety phase, then a liveness phase in which
+//! delay, clock skew, node partitions and node crashes (some in the middle of a write) in a
+//! safety phase, then a liveness phase in which
 //! every group must have a leader and every acknowledged write must be applied everywhere.
 
 use crate::cluster::MultiCluster;
@@ -24,6 +25,10 @@ fn run_seed(seed: u64) -> usize {
     cluster.duplicate_percent = rng.random_range(0..=30);
     cluster.delay_ms_max = rng.random_range(1..=40);
     let nodes = cluster.node_ids();
+    let skew = rng.random_range(0..=20);
+    for node in cluster.nodes.values_mut() {
+        node.clock_rate_percent = rng.random_range(100 - skew..=100 + skew);
+    }
     let mut value = 0u64;
     for step in 0..rng.random_range(100..300) {
         cluster.run_for(20);
@@ -35,6 +40,9 @@ fn run_seed(seed: u64) -> usize {
         inject_fault(&mut cluster, &nodes, step, &mut rng);
     }
     cluster.heal();
+    for node in cluster.nodes.values_mut() {
+        node.crash_in_next_ready = false;
+    }
     (cluster.drop_percent, cluster.duplicate_percent) = (0, 0);
     for &id in &nodes {
         cluster.restart(id);
@@ -52,9 +60,15 @@ fn run_seed(seed: u64) -> usize {
 
 fn inject_fault(cluster: &mut MultiCluster, nodes: &[NodeId], step: u64, rng: &mut ChaCha8Rng) {
     match rng.random_range(0..100) {
-        0..=1 => {
+        0 => {
             let victim = nodes[rng.random_range(0..nodes.len())];
             cluster.crash(victim);
+        }
+        1 => {
+            let victim = nodes[rng.random_range(0..nodes.len())];
+            if let Some(node) = cluster.nodes.get_mut(&victim) {
+                node.crash_in_next_ready = node.multi.is_some();
+            }
         }
         2..=4 => {
             let victim = nodes[rng.random_range(0..nodes.len())];
