@@ -400,3 +400,46 @@ fn a_peer_that_dials_before_it_is_added_is_still_used_for_sending() {
         two.shutdown().await;
     });
 }
+
+#[test]
+fn a_node_of_another_cluster_is_refused_in_both_directions() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1]).await;
+        let now = OffsetDateTime::now_utc();
+        // Same CA, same node id as the peer node 1 expects, but another cluster id.
+        let identity = ca
+            .sign(
+                "node-2.other-cluster",
+                now - Duration::hours(1),
+                now + Duration::days(1),
+            )
+            .unwrap();
+        let other = ClusterId::new("other-cluster").unwrap();
+        let tls = flotilla_transport_quic::TlsSetup {
+            cluster: other,
+            ca: ca.certificate(),
+            identity,
+        };
+        let foreign = QuicTransport::bind(NodeId(2), common::loopback(), tls, common::config())
+            .await
+            .unwrap();
+        // Node 1 dials it: its certificate does not name node-2.test-cluster.
+        nodes[0].add_peer(NodeId(2), foreign.local_address().unwrap());
+        wait_until("node 1 fails to connect", || {
+            nodes[0].counters().connect_failures >= 1
+        })
+        .await;
+        // And it refuses node 1's certificate, which names test-cluster.
+        wait_until("the foreign node refuses node 1", || {
+            foreign.counters().connections_refused >= 1
+        })
+        .await;
+        assert_eq!(nodes[0].counters().connections_established, 0);
+        assert_eq!(foreign.counters().connections_established, 0);
+        foreign.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
