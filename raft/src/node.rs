@@ -94,6 +94,9 @@ pub struct RaftNode<L> {
     pub(crate) persisted_hard_state: HardState,
     pub(crate) reported_leader: Option<NodeId>,
     pub(crate) ready_outstanding: bool,
+    /// Leader: entries were appended since the last broadcast; `ready()` sends them, so all
+    /// proposals between two ready cycles travel in one AppendEntries per follower.
+    pub(crate) broadcast_pending: bool,
 }
 
 impl<L: LogReader> RaftNode<L> {
@@ -136,6 +139,7 @@ impl<L: LogReader> RaftNode<L> {
             config,
             reported_leader: None,
             ready_outstanding: false,
+            broadcast_pending: false,
         };
         node.load_committed_membership()?;
         node.reset_election_timer();
@@ -185,6 +189,7 @@ impl<L: LogReader> RaftNode<L> {
     #[must_use]
     pub fn has_ready(&self) -> bool {
         !self.messages.is_empty()
+            || self.broadcast_pending
             || self.reads.has_output()
             || self.log.unstable.snapshot.is_some()
             || !self.log.unstable.entries.is_empty()
@@ -197,6 +202,7 @@ impl<L: LogReader> RaftNode<L> {
     /// Everything the caller must do now, in one batch. Call `advance` once it is done.
     pub fn ready(&mut self) -> Ready {
         self.assert_no_ready_outstanding();
+        self.flush_broadcast();
         self.flush_read_round();
         let hard_state = self.hard_state();
         let leader_changed = (self.leader != self.reported_leader).then_some(self.leader);
@@ -411,7 +417,14 @@ impl<L: LogReader> RaftNode<L> {
             payload,
         };
         self.log.append(std::slice::from_ref(&entry));
-        self.broadcast_append();
+        self.broadcast_pending = true;
         index
+    }
+
+    /// Sends the entries appended since the last broadcast, one message per follower.
+    fn flush_broadcast(&mut self) {
+        if std::mem::take(&mut self.broadcast_pending) && self.role == Role::Leader {
+            self.broadcast_append();
+        }
     }
 }

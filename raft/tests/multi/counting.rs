@@ -100,7 +100,7 @@ fn quiescent_groups_send_no_per_group_message() {
 fn a_proposal_wakes_only_its_group() {
     let mut cluster = MultiCluster::new(3, 100, 6, true);
     settle_evenly(&mut cluster);
-    assert!(cluster.run_until(10_000, |cluster| all_quiescent(cluster)));
+    assert!(cluster.run_until(10_000, all_quiescent));
     let target = GroupId(42);
     assert!(cluster.propose(target, b"wake".to_vec()));
     cluster.run_for(30);
