@@ -72,6 +72,9 @@ pub enum Mutation {
     CommitPreviousTermByCounting,
     /// Forget the persisted vote on restart (votedFor not made durable).
     ForgetVoteOnRestart,
+    /// Never re-check a replicating follower's position on a heartbeat answer, so pipelined
+    /// AppendEntries that were lost are never sent again (the simulator's first find).
+    NoPositionCheck,
     /// Serve ReadIndex reads without confirming leadership (stale reads).
     ReadWithoutQuorum,
 }

@@ -305,6 +305,10 @@ impl<L: LogReader> RaftNode<L> {
     /// lost the follower lacks `next - 1` and rejects it, which sends the leader back to
     /// probing from where the follower really is; otherwise it is a no-op.
     fn send_position_check(&mut self, to: NodeId) {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::NoPositionCheck {
+            return;
+        }
         let next = self.progress[&to].next;
         let prev_index = next.prev();
         match self.log.term(prev_index) {

@@ -102,7 +102,24 @@ fn the_same_seed_gives_the_same_trace() {
 
 #[test]
 fn regression_seeds_stay_fixed() {
-    for &(seed, _bug) in seeds::REGRESSION_SEEDS {
-        run_or_report(seed);
+    assert!(!seeds::REGRESSION_SEEDS.is_empty());
+    for regression in seeds::REGRESSION_SEEDS {
+        run_or_report(regression.seed);
+        let mutation = regression.mutation;
+        let broken = catch_unwind(AssertUnwindSafe(|| {
+            run::run_seed_with_mutation(regression.seed, mutation)
+        }));
+        let Err(panic) = broken else {
+            panic!(
+                "seed {} no longer reaches the bug: {}",
+                regression.seed, regression.bug
+            );
+        };
+        let message = panic_message(&panic);
+        assert!(
+            message.contains(regression.expected),
+            "seed {} failed differently: {message}",
+            regression.seed
+        );
     }
 }

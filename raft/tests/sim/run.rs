@@ -10,6 +10,7 @@ use crate::workload::{Workload, WorkloadCounts};
 use flotilla_raft::{Config, LogIndex, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// How long the healed cluster gets to converge, in simulated milliseconds.
 pub const LIVENESS_LIMIT_MS: u64 = 60_000;
@@ -33,6 +34,23 @@ pub struct Report {
 /// Runs `seed` with the standard replica configuration.
 pub fn run_seed(seed: u64) -> Report {
     run_seed_with(seed, test_config)
+}
+
+/// Runs `seed` with one broken rule in every replica.
+pub fn run_seed_with_mutation(seed: u64, mutation: flotilla_raft::Mutation) -> Report {
+    thread_local! {
+        static MUTATION: std::cell::Cell<flotilla_raft::Mutation> = const { std::cell::Cell::new(flotilla_raft::Mutation::None) };
+    }
+    fn mutated(id: NodeId, seed: u64) -> Config {
+        Config {
+            mutation: MUTATION.with(std::cell::Cell::get),
+            ..test_config(id, seed)
+        }
+    }
+    MUTATION.with(|cell| cell.set(mutation));
+    let outcome = catch_unwind(AssertUnwindSafe(|| run_seed_with(seed, mutated)));
+    MUTATION.with(|cell| cell.set(flotilla_raft::Mutation::None));
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Runs `seed` with a given replica configuration (the mutation tests break a rule in it).
