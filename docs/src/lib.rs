@@ -2,6 +2,16 @@
 //! by rustdoc so that it stays in the build.
 #![forbid(unsafe_code)]
 
+/// The architecture on one page, with the design decisions.
+pub mod architecture {
+    #![doc = include_str!("../architecture.md")]
+}
+
+/// Designs we rejected, and why.
+pub mod decisions {
+    #![doc = include_str!("../decisions/README.md")]
+}
+
 /// The Raft protocol as Flotilla implements it.
 pub mod protocol {
     /// Leader election, pre-vote, check-quorum, terms and leadership transfer.
@@ -23,6 +33,10 @@ pub mod protocol {
     /// Linearizable reads: ReadIndex and leases.
     pub mod reads {
         #![doc = include_str!("../protocol/reads.md")]
+    }
+    /// MultiRaft: coalesced heartbeats and quiescence.
+    pub mod heartbeat_coalescing {
+        #![doc = include_str!("../protocol/heartbeat-coalescing.md")]
     }
 }
 
