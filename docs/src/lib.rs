@@ -46,4 +46,27 @@ pub mod data {
     pub mod log_pointers {
         #![doc = include_str!("../data/log-pointers.md")]
     }
+    /// The write-ahead log format, byte by byte, and its crash assumptions.
+    pub mod wal_format {
+        #![doc = include_str!("../data/wal-format.md")]
+    }
+}
+
+/// The QUIC transport: connections, streams, frames, TLS identity.
+pub mod transport {
+    #![doc = include_str!("../transport.md")]
+}
+
+/// Measured figures, with the commands that produce them.
+pub mod benchmarks {
+    #![doc = include_str!("../benchmarks.md")]
+
+    /// The write-ahead log.
+    pub mod storage {
+        #![doc = include_str!("../bench/storage.md")]
+    }
+    /// The QUIC transport.
+    pub mod transport {
+        #![doc = include_str!("../bench/transport.md")]
+    }
 }
