@@ -155,8 +155,14 @@ impl Bench {
             for batch in batches {
                 self.one.send(batch).unwrap();
             }
-            for _ in 0..count {
+            // Drain the way a Raft loop does: wait for one batch, then take all that are waiting.
+            let mut received = 0;
+            while received < count {
                 self.two.recv().await.unwrap();
+                received += 1;
+                while self.two.try_recv().is_some() {
+                    received += 1;
+                }
             }
         });
     }
@@ -210,6 +216,18 @@ fn benches(c: &mut Criterion) {
     });
     bulk.finish();
 
+    // The codec alone (no IO, no tasks): encode then decode one round of small batches.
+    let mut codec = c.benchmark_group("codec_only_100B");
+    codec.throughput(Throughput::Elements(SMALL_BATCHES as u64));
+    let round = batches(SMALL_ENTRY_BYTES, SMALL_BATCHES);
+    codec.bench_function("encode_decode", |b| b.iter(|| codec_round(&round)));
+    codec.finish();
+    let mut codec_bulk = c.benchmark_group("codec_only_256KiB");
+    codec_bulk.throughput(Throughput::Bytes((bulk_frame * BULK_BATCHES) as u64));
+    let round = batches(BULK_ENTRY_BYTES, BULK_BATCHES);
+    codec_bulk.bench_function("encode_decode", |b| b.iter(|| codec_round(&round)));
+    codec_bulk.finish();
+
     let mut latency = c.benchmark_group("request_response_100B");
     let request = vec![1u8; 100];
     latency.bench_function("client_protocol", |b| {
@@ -221,6 +239,21 @@ fn benches(c: &mut Criterion) {
         })
     });
     latency.finish();
+}
+
+fn codec_round(round: &[Batch]) {
+    use flotilla_transport_quic::frame::{self, FrameKind};
+    let mut buf = Vec::new();
+    for batch in round {
+        frame::encode(FrameKind::RaftBatch, batch, u32::MAX, &mut buf).unwrap();
+    }
+    let mut offset = 0;
+    while offset < buf.len() {
+        let (decoded, used) =
+            frame::decode::<Batch>(&buf[offset..], FrameKind::RaftBatch, u32::MAX).unwrap();
+        criterion::black_box(decoded);
+        offset += used;
+    }
 }
 
 fn config() -> Criterion {
