@@ -1,0 +1,210 @@
+//! The range map: ranges that tile the key space, each served by one group, under an epoch
+//! that changes on every split or replica move.
+
+use crate::error::RangeMapError;
+use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeId};
+use flotilla_raft::{GroupId, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// Ranges by start key; together they cover every key exactly once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeMap {
+    epoch: Epoch,
+    ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+    next_range_id: u64,
+}
+
+impl RangeMap {
+    /// A map from descriptors that must tile the key space, starting at the empty key.
+    ///
+    /// # Errors
+    /// `NotATiling` for gaps, overlaps or a missing first or last range; `NoReplica`.
+    pub fn new(descriptors: Vec<RangeDescriptor>, epoch: Epoch) -> Result<Self, RangeMapError> {
+        let mut ranges = BTreeMap::new();
+        for descriptor in descriptors {
+            if descriptor.replicas.is_empty() {
+                return Err(RangeMapError::NoReplica);
+            }
+            let start = descriptor.keys.start.clone();
+            if ranges.insert(start, descriptor).is_some() {
+                return Err(RangeMapError::NotATiling(
+                    "two ranges start at the same key",
+                ));
+            }
+        }
+        check_tiling(&ranges)?;
+        let next_range_id = ranges.values().map(|range| range.id.0).max().unwrap_or(0) + 1;
+        Ok(Self {
+            epoch,
+            ranges,
+            next_range_id,
+        })
+    }
+
+    /// `group_count` ranges of equal share of the key space (split on the first two bytes),
+    /// served by groups 1..=group_count, each with `replicas(group)`.
+    ///
+    /// # Panics
+    /// If `group_count` is 0 or above 65,536 (a configuration error caught at start).
+    pub fn uniform(group_count: u64, replicas: impl Fn(GroupId) -> Vec<NodeId>) -> Self {
+        assert!(
+            (1..=65_536).contains(&group_count),
+            "1 to 65,536 groups, not {group_count}"
+        );
+        let boundary = |index: u64| -> Vec<u8> {
+            let prefix = (index * 65_536 / group_count) as u16;
+            if prefix == 0 {
+                Vec::new()
+            } else {
+                prefix.to_be_bytes().to_vec()
+            }
+        };
+        let descriptors = (0..group_count)
+            .map(|index| RangeDescriptor {
+                id: RangeId(index + 1),
+                keys: KeyRange {
+                    start: boundary(index),
+                    end: (index + 1 < group_count).then(|| boundary(index + 1)),
+                },
+                group: GroupId(index + 1),
+                replicas: replicas(GroupId(index + 1)),
+            })
+            .collect();
+        match Self::new(descriptors, Epoch(1)) {
+            Ok(map) => map,
+            Err(error) => panic!("a uniform split always tiles: {error}"),
+        }
+    }
+
+    /// The map's epoch.
+    #[must_use]
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The range that holds `key`.
+    #[must_use]
+    pub fn lookup(&self, key: &[u8]) -> &RangeDescriptor {
+        let found = self
+            .ranges
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back();
+        match found {
+            Some((_, range)) => range,
+            None => panic!("the ranges tile the key space, so a range starts at the empty key"),
+        }
+    }
+
+    /// Every range in key order.
+    pub fn ranges(&self) -> impl Iterator<Item = &RangeDescriptor> {
+        self.ranges.values()
+    }
+
+    /// The ranges a scan of `[start, end)` visits, in key order.
+    pub fn ranges_overlapping<'a>(
+        &'a self,
+        start: &'a [u8],
+        end: Option<&'a [u8]>,
+    ) -> impl Iterator<Item = &'a RangeDescriptor> + 'a {
+        let first = self.lookup(start).keys.start.clone();
+        self.ranges
+            .range(first..)
+            .map(|(_, range)| range)
+            .take_while(move |range| end.is_none_or(|end| range.keys.start.as_slice() < end))
+    }
+
+    /// The range with id `id`.
+    #[must_use]
+    pub fn range(&self, id: RangeId) -> Option<&RangeDescriptor> {
+        self.ranges.values().find(|range| range.id == id)
+    }
+
+    /// Splits range `id` at `at`: the left part keeps its id and group, the right part gets a
+    /// new id and is served by `right_group` on the same replicas. Returns the new range's id.
+    ///
+    /// # Errors
+    /// `UnknownRange`, or `SplitKeyOutsideRange` unless `start < at < end`.
+    pub fn split(
+        &mut self,
+        id: RangeId,
+        at: Vec<u8>,
+        right_group: GroupId,
+    ) -> Result<RangeId, RangeMapError> {
+        let left = self
+            .range(id)
+            .ok_or(RangeMapError::UnknownRange(id))?
+            .clone();
+        let inside = at > left.keys.start && left.keys.end.as_ref().is_none_or(|end| &at < end);
+        if !inside {
+            return Err(RangeMapError::SplitKeyOutsideRange);
+        }
+        let right_id = RangeId(self.next_range_id);
+        self.next_range_id += 1;
+        let right = RangeDescriptor {
+            id: right_id,
+            keys: KeyRange {
+                start: at.clone(),
+                end: left.keys.end.clone(),
+            },
+            group: right_group,
+            replicas: left.replicas.clone(),
+        };
+        if let Some(range) = self.ranges.get_mut(&left.keys.start) {
+            range.keys.end = Some(at.clone());
+        }
+        self.ranges.insert(at, right);
+        self.epoch = self.epoch.next();
+        Ok(right_id)
+    }
+
+    /// Replaces the replicas of range `id` (a move).
+    ///
+    /// # Errors
+    /// `UnknownRange` or `NoReplica`.
+    pub fn set_replicas(
+        &mut self,
+        id: RangeId,
+        replicas: Vec<NodeId>,
+    ) -> Result<(), RangeMapError> {
+        if replicas.is_empty() {
+            return Err(RangeMapError::NoReplica);
+        }
+        let range = self
+            .ranges
+            .values_mut()
+            .find(|range| range.id == id)
+            .ok_or(RangeMapError::UnknownRange(id))?;
+        range.replicas = replicas;
+        self.epoch = self.epoch.next();
+        Ok(())
+    }
+}
+
+/// Ranges tile the key space: the first starts at the empty key, each ends where the next
+/// starts, and only the last is unbounded.
+fn check_tiling(ranges: &BTreeMap<Vec<u8>, RangeDescriptor>) -> Result<(), RangeMapError> {
+    let tiling = RangeMapError::NotATiling;
+    let mut expected_start: Option<&[u8]> = Some(&[]);
+    for range in ranges.values() {
+        match expected_start {
+            Some(start) if start == range.keys.start.as_slice() => {}
+            Some(_) => return Err(tiling("a range does not start where the previous ends")),
+            None => return Err(tiling("a range follows the unbounded one")),
+        }
+        if range
+            .keys
+            .end
+            .as_ref()
+            .is_some_and(|end| end <= &range.keys.start)
+        {
+            return Err(tiling("a range ends before it starts"));
+        }
+        expected_start = range.keys.end.as_deref();
+    }
+    match expected_start {
+        None => Ok(()),
+        Some(_) => Err(tiling("the last range must be unbounded")),
+    }
+}

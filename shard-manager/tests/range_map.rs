@@ -1,0 +1,106 @@
+//! Runs the data-driven range map cases in `testdata/range_map.txt`.
+#![allow(clippy::unwrap_used)]
+
+use flotilla_raft::{GroupId, NodeId};
+use flotilla_shard_manager::{RangeId, RangeMap};
+
+fn key(text: &str) -> Vec<u8> {
+    if text == "-" {
+        return Vec::new();
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn show(key: &[u8]) -> String {
+    if key.is_empty() {
+        "-".to_string()
+    } else {
+        key.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+fn id(text: &str) -> RangeId {
+    RangeId(text.trim_start_matches('r').parse().unwrap())
+}
+
+fn run(map: &mut Option<RangeMap>, command: &str) -> String {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    if words[0] == "uniform" {
+        *map = Some(RangeMap::uniform(words[1].parse().unwrap(), |_| {
+            vec![NodeId(1)]
+        }));
+        return String::new();
+    }
+    let map = map.as_mut().unwrap();
+    match words[0] {
+        "ranges" => map
+            .ranges()
+            .map(|range| {
+                let end = range.keys.end.as_deref().map_or("∞".to_string(), show);
+                format!(
+                    "r{}:[{},{end})@g{}",
+                    range.id.0,
+                    show(&range.keys.start),
+                    range.group.0
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        "epoch" => map.epoch().0.to_string(),
+        "lookup" => format!("r{}", map.lookup(&key(words[1])).id.0),
+        "split" => {
+            let group = GroupId(words[3].trim_start_matches('g').parse().unwrap());
+            match map.split(id(words[1]), key(words[2]), group) {
+                Ok(new_id) => format!("r{}", new_id.0),
+                Err(error) => format!("error: {error}"),
+            }
+        }
+        "scan" => {
+            let end = (words[2] != "-").then(|| key(words[2]));
+            map.ranges_overlapping(&key(words[1]), end.as_deref())
+                .map(|range| format!("r{}", range.id.0))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        other => panic!("unknown command {other}"),
+    }
+}
+
+#[test]
+fn range_map_cases() {
+    let mut map = None;
+    let mut checked = 0;
+    for line in include_str!("testdata/range_map.txt")
+        .lines()
+        .map(str::trim)
+    {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (command, expected) = match line.split_once("=>") {
+            Some((command, expected)) => (command.trim(), Some(expected.trim())),
+            None => (line, None),
+        };
+        let actual = run(&mut map, command);
+        if let Some(expected) = expected {
+            assert_eq!(actual, expected, "{line}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "too few checked cases: {checked}");
+}
+
+#[test]
+fn a_map_that_does_not_tile_the_key_space_is_refused() {
+    let map = RangeMap::uniform(3, |_| vec![NodeId(1)]);
+    let mut ranges: Vec<_> = map.ranges().cloned().collect();
+    ranges.remove(1);
+    let error = RangeMap::new(ranges, map.epoch()).unwrap_err();
+    assert!(error.to_string().contains("do not tile"), "{error}");
+    let mut no_replica: Vec<_> = map.ranges().cloned().collect();
+    no_replica[0].replicas.clear();
+    assert!(RangeMap::new(no_replica, map.epoch()).is_err());
+}

@@ -1,0 +1,106 @@
+//! The router's decisions: follow leader hints, refresh on a stale route, try another replica
+//! on a timeout (and say the retry is ambiguous), give up after the attempt budget.
+#![allow(clippy::unwrap_used)]
+
+use flotilla_raft::NodeId;
+use flotilla_shard_manager::router::Next;
+use flotilla_shard_manager::{Attempts, RangeMap, Reply, RouteError, Router};
+
+fn router() -> Router {
+    let map = RangeMap::uniform(4, |_| vec![NodeId(1), NodeId(2), NodeId(3)]);
+    Router::new(map, 5, 7)
+}
+
+#[test]
+fn a_request_goes_to_the_range_of_its_key() {
+    let mut router = router();
+    let mut attempts = Attempts::default();
+    let target = router.route(&[0x90, 0x00], &mut attempts);
+    assert_eq!(target.group.0, 3);
+    assert_eq!(target.epoch, router.map().epoch());
+}
+
+#[test]
+fn not_leader_follows_the_hint_and_the_leader_is_remembered() {
+    let mut router = router();
+    let mut attempts = Attempts::default();
+    let key = b"k";
+    let first = router.route(key, &mut attempts);
+    let hint = NodeId(if first.node == NodeId(3) { 2 } else { 3 });
+    let next = router.on_reply(
+        key,
+        &first,
+        Reply::NotLeader {
+            leader_hint: Some(hint),
+        },
+        &mut attempts,
+    );
+    let Next::Retry { target, ambiguous } = next else {
+        panic!("expected a retry, got {next:?}")
+    };
+    assert_eq!(target.node, hint);
+    assert!(!ambiguous, "a refusal applied nothing");
+    assert_eq!(
+        router.on_reply(key, &target, Reply::Done, &mut attempts),
+        Next::Done
+    );
+    let mut fresh = Attempts::default();
+    assert_eq!(
+        router.route(key, &mut fresh).node,
+        hint,
+        "the next request goes to the leader"
+    );
+}
+
+#[test]
+fn a_stale_route_asks_for_a_newer_map() {
+    let mut router = router();
+    let mut attempts = Attempts::default();
+    let target = router.route(b"k", &mut attempts);
+    assert_eq!(
+        router.on_reply(b"k", &target, Reply::StaleRoute, &mut attempts),
+        Next::RefreshMap
+    );
+    let mut newer = router.map().clone();
+    let range = newer.lookup(b"k").id;
+    newer
+        .split(range, b"k".to_vec(), flotilla_raft::GroupId(99))
+        .unwrap();
+    router.update_map(newer);
+    let mut attempts = Attempts::default();
+    assert_eq!(router.route(b"k", &mut attempts).group.0, 99);
+}
+
+#[test]
+fn a_timeout_tries_another_replica_and_marks_the_retry_ambiguous() {
+    let mut router = router();
+    let mut attempts = Attempts::default();
+    let first = router.route(b"k", &mut attempts);
+    let next = router.on_reply(b"k", &first, Reply::Timeout, &mut attempts);
+    let Next::Retry { target, ambiguous } = next else {
+        panic!("expected a retry, got {next:?}")
+    };
+    assert_ne!(target.node, first.node);
+    assert!(ambiguous, "the timed-out attempt may have applied");
+}
+
+#[test]
+fn retries_stop_at_the_attempt_budget() {
+    let mut router = router();
+    let mut attempts = Attempts::default();
+    let mut target = router.route(b"k", &mut attempts);
+    let mut outcome = None;
+    for _ in 0..10 {
+        match router.on_reply(b"k", &target, Reply::Timeout, &mut attempts) {
+            Next::Retry { target: next, .. } => target = next,
+            other => {
+                outcome = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        outcome,
+        Some(Next::Fail(RouteError::DeadlineExceeded { attempts: 5 }))
+    );
+}
