@@ -11,7 +11,7 @@ pub(crate) mod transfer;
 
 use crate::error::StepError;
 use crate::log::LogReader;
-use crate::message::{Message, MessageBody};
+use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::node::{RaftNode, Role};
 use crate::types::NodeId;
 
@@ -187,6 +187,9 @@ fn validate(message: &Message) -> Result<(), StepError> {
     if message.from == message.to {
         return malformed("a replica never messages itself");
     }
+    if !plausible_numbers(message) {
+        return malformed("a term or index is too large to be real (it would overflow)");
+    }
     if let MessageBody::AppendEntries { prev, entries, .. } = &message.body {
         let mut expected = prev.index.next();
         let mut term = prev.term;
@@ -202,4 +205,39 @@ fn validate(message: &Message) -> Result<(), StepError> {
         }
     }
     Ok(())
+}
+
+/// Terms and indexes at most 2^62: far beyond any real log, and far enough from `u64::MAX`
+/// that no `next()` or `plus()` on a peer's number can overflow.
+const PLAUSIBLE_MAX: u64 = 1 << 62;
+
+fn plausible_numbers(message: &Message) -> bool {
+    let small = |value: u64| value <= PLAUSIBLE_MAX;
+    let numbers: [u64; 3] = match &message.body {
+        MessageBody::RequestVote { last_log, .. } => [last_log.term.0, last_log.index.0, 0],
+        MessageBody::AppendEntries {
+            prev,
+            entries,
+            commit,
+        } => {
+            let tail = prev.index.0.saturating_add(entries.len() as u64);
+            [prev.index.0.max(prev.term.0), tail, commit.0]
+        }
+        MessageBody::AppendResponse(AppendOutcome::Accepted { last }) => [last.0, 0, 0],
+        MessageBody::AppendResponse(AppendOutcome::Rejected { rejected, hint }) => {
+            [rejected.0, hint.index.0, hint.term.0]
+        }
+        MessageBody::Heartbeat { commit, .. } => [commit.0, 0, 0],
+        MessageBody::InstallSnapshot { meta, offset, .. } => {
+            [meta.last.index.0, meta.last.term.0, *offset]
+        }
+        MessageBody::SnapshotResponse {
+            snapshot_index,
+            next_offset,
+        } => [snapshot_index.0, *next_offset, 0],
+        MessageBody::VoteResponse { .. }
+        | MessageBody::HeartbeatResponse { .. }
+        | MessageBody::TimeoutNow => [0; 3],
+    };
+    small(message.term.0) && numbers.into_iter().all(small)
 }

@@ -64,8 +64,9 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Follower: the leader asks us to campaign now, skipping pre-vote and the voters' lease.
-    pub(crate) fn handle_timeout_now(&mut self, _from: NodeId) {
-        if self.role == Role::Leader || !self.promotable() {
+    pub(crate) fn handle_timeout_now(&mut self, from: NodeId) {
+        // Only the leader of our term may order an election that skips the voters' lease.
+        if self.role == Role::Leader || !self.promotable() || self.leader != Some(from) {
             return;
         }
         self.campaign(Campaign::Transfer);

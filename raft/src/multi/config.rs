@@ -63,6 +63,12 @@ impl MultiConfig {
         if self.node_timeout_ticks <= self.heartbeat_interval_ticks {
             return error("the node timeout must be longer than the heartbeat interval");
         }
+        // A follower woken by its leader's silence votes at once; any lease the leader still
+        // counts on that follower has run out by then only if the node timeout is at least the
+        // minimum election timeout.
+        if self.node_timeout_ticks < self.raft.election_timeout_ticks_min {
+            return error("the node timeout must be at least the minimum election timeout");
+        }
         if self.groups_max == 0 {
             return error("a node must be allowed to host at least one group");
         }

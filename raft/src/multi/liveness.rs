@@ -36,6 +36,13 @@ impl Liveness {
         self.reported_down.remove(&peer);
     }
 
+    /// Whether `peer` was heard from within the timeout (unknown peers are not live).
+    pub(super) fn is_live(&self, peer: NodeId, now: u64) -> bool {
+        self.last_heard
+            .get(&peer)
+            .is_some_and(|&heard| now.saturating_sub(heard) < self.timeout_ticks)
+    }
+
     pub(super) fn live(&self, now: u64) -> impl Iterator<Item = NodeId> + '_ {
         self.last_heard
             .iter()

@@ -167,7 +167,9 @@ impl<L: LogReader> MultiRaft<L> {
         if !self.groups.contains_key(&group) {
             return Ok(1);
         }
-        self.wake_group(group);
+        if !self.is_campaign_against_live_leader(group, &message) {
+            self.wake_group(group);
+        }
         self.step_quietly(group, message)?;
         Ok(0)
     }

@@ -32,6 +32,33 @@ impl<L: LogReader> MultiRaft<L> {
         }
     }
 
+    /// Whether `message` is a vote request to a quiescent follower of `group` from someone other
+    /// than its leader, while the leader's node is live. Such a request must not wake the
+    /// follower: stepped while quiescent, it meets the follower's leader lease and is ignored,
+    /// so a restarted or partitioned node cannot depose healthy quiescent leaders. (A quiescent
+    /// leader does wake on it, heartbeats, and so teaches the campaigner who leads.)
+    pub(super) fn is_campaign_against_live_leader(
+        &self,
+        group: GroupId,
+        message: &Message,
+    ) -> bool {
+        let Some(hosted) = self.groups.get(&group) else {
+            return false;
+        };
+        let is_vote_request = matches!(
+            message.body,
+            crate::message::MessageBody::RequestVote { .. }
+        );
+        let leader = hosted.raft.leader();
+        hosted.quiescent
+            && self.config.raft.check_quorum
+            && is_vote_request
+            && hosted.raft.role() != crate::node::Role::Leader
+            && leader.is_some_and(|leader| {
+                leader != message.from && self.liveness.is_live(leader, self.now_ticks)
+            })
+    }
+
     /// A follower that received the leader's last heartbeat stops ticking if it is caught up.
     pub(super) fn quiesce_follower_if_caught_up(
         &mut self,

@@ -28,12 +28,21 @@ fn heartbeat_batches_per_interval(group_count: u64) -> (u64, u64) {
     settle_evenly(&mut cluster);
     cluster.run_for(2_000);
     let intervals = 20;
+    let (messages, entries) = (cluster.wire.group_messages, cluster.wire.heartbeat_entries);
     let forward = batches_between(&mut cluster, NodeId(1), NodeId(2), 10 * intervals);
-    let entries_before = cluster.wire.heartbeat_entries;
     let backward = batches_between(&mut cluster, NodeId(2), NodeId(1), 10 * intervals);
+    assert_eq!(
+        cluster.wire.group_messages, messages,
+        "an idle group sent a per-group message"
+    );
+    // Over both windows (2 x 20 intervals) every group heartbeats its two followers once per
+    // interval, inside the coalesced batches (allow one interval of phase at each end).
+    let heartbeat_entries = cluster.wire.heartbeat_entries - entries;
+    let expected = 2 * group_count * 2 * intervals;
+    let slack = 2 * group_count * 2;
     assert!(
-        cluster.wire.heartbeat_entries > entries_before,
-        "groups did heartbeat"
+        heartbeat_entries.abs_diff(expected) <= slack,
+        "{heartbeat_entries} heartbeat entries, expected about {expected}"
     );
     (forward / intervals, backward / intervals)
 }
@@ -174,5 +183,33 @@ fn a_leader_node_crash_re_elects_every_quiescent_group_in_few_rounds() {
     assert!(
         max_rounds <= 5,
         "an election storm: {max_rounds} rounds for one group"
+    );
+}
+
+/// A follower node that restarts comes back with its replicas active and leaderless: they
+/// pre-vote. Quiescent followers elsewhere must not wake and grant while the leaders' nodes
+/// are live, so no group led by another node changes leader or term.
+#[test]
+fn a_restarted_follower_node_does_not_depose_quiescent_leaders() {
+    let mut cluster = MultiCluster::new(3, 60, 12, true);
+    settle_evenly(&mut cluster);
+    assert!(cluster.run_until(10_000, all_quiescent));
+    let before: Vec<(GroupId, Option<NodeId>, u64)> = cluster
+        .groups
+        .iter()
+        .map(|&group| (group, cluster.leader_of(group), cluster.term_of(group)))
+        .filter(|(_, leader, _)| *leader != Some(NodeId(3)))
+        .collect();
+    cluster.crash(NodeId(3));
+    cluster.run_for(100);
+    cluster.restart(NodeId(3));
+    cluster.run_for(5_000);
+    for (group, leader, term) in before {
+        assert_eq!(cluster.leader_of(group), leader, "{group} changed leader");
+        assert_eq!(cluster.term_of(group), term, "{group} changed term");
+    }
+    assert!(
+        cluster.run_until(10_000, all_quiescent),
+        "the groups quiesce again"
     );
 }

@@ -194,3 +194,24 @@ fn leader_traffic_in_the_leaders_own_term_is_refused() {
         assert_eq!(leader.stored_entries(), vec![blank(1, 1)], "{message:?}");
     }
 }
+
+/// Terms and indexes near `u64::MAX` are refused before they touch any state: adopting such a
+/// term, or stepping past such an index, would overflow.
+#[test]
+fn numbers_too_large_to_be_real_are_refused_without_overflowing() {
+    let cases = [
+        append(2, 1, u64::MAX, (0, 0), vec![], 0),
+        append(2, 1, 1, (1, u64::MAX), vec![], 0),
+        append(2, 1, 1, (0, 0), vec![], u64::MAX),
+    ];
+    for malformed in cases {
+        let mut follower = follower_of(1, &[1, 2, 3], 2, 1);
+        let refused = follower.step(malformed.clone());
+        assert!(
+            matches!(refused, Err(StepError::Malformed { .. })),
+            "{malformed:?}"
+        );
+        assert_eq!(follower.take(), Ready::default(), "{malformed:?}");
+        assert!(follower.term() < Term(u64::MAX), "{malformed:?}");
+    }
+}
