@@ -20,8 +20,8 @@ pub struct Entry {
 pub enum EntryPayload {
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2, §8).
     Blank,
-    /// Application data (a client command).
-    Normal(Vec<u8>),
+    /// Application data (a client command). Encoded as one byte string, not byte by byte.
+    Normal(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A membership change: the whole configuration that takes effect when the entry is
     /// applied. Carrying the result rather than the steps makes re-applying idempotent.
     Membership(Membership),
@@ -136,5 +136,6 @@ pub struct Snapshot {
     /// What the snapshot covers.
     pub meta: SnapshotMeta,
     /// The application's serialized state at `meta.last`.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }

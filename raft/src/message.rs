@@ -68,6 +68,7 @@ pub enum MessageBody {
         /// Where this chunk starts in the snapshot data.
         offset: u64,
         /// The chunk's bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// Whether this is the last chunk.
         done: bool,

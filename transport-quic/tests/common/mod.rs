@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The guard on every wait: far above what any step needs, only there so a bug fails the test.
-pub const GUARD: Duration = Duration::from_secs(20);
+pub const GUARD: Duration = Duration::from_secs(60);
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
