@@ -70,7 +70,13 @@ pub struct MultiCluster {
     pub drop_percent: u32,
     pub duplicate_percent: u32,
     pub delay_ms_max: u64,
+    /// 6.5840-style long reordering: two of three batches wait 200-2200 ms.
+    pub long_reordering: bool,
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Reads in flight: (node, group, context) -> highest acknowledged write when issued.
+    reads: HashMap<(NodeId, GroupId, u64), LogIndex>,
+    /// Reads answered with a read index that covers every earlier acknowledged write.
+    pub reads_served: u64,
     pub wire: Wire,
     pub checkers: HashMap<GroupId, Checker>,
     /// (group, index) -> data of proposals acknowledged (applied on the proposing leader).
@@ -96,7 +102,10 @@ impl MultiCluster {
             drop_percent: 0,
             duplicate_percent: 0,
             delay_ms_max: 5,
+            long_reordering: false,
             cut: BTreeSet::new(),
+            reads: HashMap::new(),
+            reads_served: 0,
             wire: Wire::default(),
             checkers: HashMap::new(),
             acks: BTreeMap::new(),
@@ -250,12 +259,52 @@ impl MultiCluster {
                 for entry in &group_ready.committed {
                     self.apply(id, *group, entry);
                 }
+                for read in &group_ready.reads {
+                    self.serve_read(id, *group, read.context, read.index);
+                }
             }
             self.multi_mut(id).expect("up").advance(ready);
             for group in touched {
                 self.check(group);
             }
         }
+    }
+
+    /// A read index must cover every write acknowledged before the read was issued.
+    fn serve_read(&mut self, id: NodeId, group: GroupId, context: u64, index: LogIndex) {
+        let Some(required) = self.reads.remove(&(id, group, context)) else {
+            return;
+        };
+        assert!(
+            index >= required,
+            "stale read on {id} in {group}: read index {index} misses the acknowledged write at {required}"
+        );
+        self.reads_served += 1;
+    }
+
+    /// Issues a linearizable read of `group` at its leader.
+    pub fn read(&mut self, group: GroupId, context: u64) -> bool {
+        let Some(leader) = self.leader_of(group) else {
+            return false;
+        };
+        let required = self
+            .acks
+            .range((group, LogIndex(0))..=(group, LogIndex(u64::MAX)))
+            .map(|(&(_, index), _)| index)
+            .max()
+            .unwrap_or_default();
+        let multi = self.multi_mut(leader).expect("up");
+        if multi.read_index(group, context).is_err() {
+            return false;
+        }
+        self.reads.insert((leader, group, context), required);
+        self.drive(leader);
+        true
+    }
+
+    /// Cuts the link from `source` to `target` only.
+    pub fn cut_one_way(&mut self, source: NodeId, target: NodeId) {
+        self.cut.insert((source, target));
     }
 
     fn apply(&mut self, id: NodeId, group: GroupId, entry: &flotilla_raft::Entry) {
@@ -307,7 +356,11 @@ impl MultiCluster {
             1
         };
         for _ in 0..copies {
-            let delay = self.rng.random_range(1..=self.delay_ms_max.max(1));
+            let delay = if self.long_reordering && self.rng.random_range(0..900) < 600 {
+                200 + self.rng.random_range(0..2000)
+            } else {
+                self.rng.random_range(1..=self.delay_ms_max.max(1))
+            };
             self.schedule(delay, Event::Deliver(batch.clone()));
         }
     }
@@ -352,6 +405,7 @@ impl MultiCluster {
             node.crashed_stores = multi.into_stores();
         }
         self.proposals.retain(|(node, _, _), _| *node != id);
+        self.reads.retain(|(node, _, _), _| *node != id);
         for checker in self.checkers.values_mut() {
             checker.on_crash(id);
         }

@@ -1,6 +1,7 @@
 //! The simulator over whole nodes: 3-5 nodes hosting 1-1,000 groups, with loss, duplication,
-//! delay, clock skew, node partitions and node crashes (some in the middle of a write) in a
-//! safety phase, then a liveness phase in which
+//! delay, long reordering, clock skew, node partitions (halves, an isolated leader, one-way
+//! cuts) and node crashes (some in the middle of a write) in a safety phase, with writes,
+//! linearizable reads and leadership transfers, then a liveness phase in which
 //! every group must have a leader and every acknowledged write must be applied everywhere.
 
 use crate::cluster::MultiCluster;
@@ -15,8 +16,8 @@ fn env_u64(name: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// One seed; returns the number of acknowledged writes.
-fn run_seed(seed: u64) -> usize {
+/// One seed; returns the numbers of acknowledged writes and of linearizable reads served.
+fn run_seed(seed: u64) -> (usize, u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3017_1a11);
     let node_count = rng.random_range(3..=5);
     let group_count = [1, 8, 64, 1_000][rng.random_range(0..4)];
@@ -24,6 +25,7 @@ fn run_seed(seed: u64) -> usize {
     cluster.drop_percent = rng.random_range(0..=20);
     cluster.duplicate_percent = rng.random_range(0..=30);
     cluster.delay_ms_max = rng.random_range(1..=40);
+    cluster.long_reordering = rng.random_ratio(1, 10);
     let nodes = cluster.node_ids();
     let skew = rng.random_range(0..=20);
     for node in cluster.nodes.values_mut() {
@@ -37,9 +39,19 @@ fn run_seed(seed: u64) -> usize {
             value += 1;
             cluster.propose(group, format!("{seed}-{value}").into_bytes());
         }
+        if rng.random_ratio(1, 3) {
+            let group = cluster.groups[rng.random_range(0..cluster.groups.len())];
+            value += 1;
+            cluster.read(group, value);
+        }
+        if rng.random_ratio(1, 25) {
+            let group = cluster.groups[rng.random_range(0..cluster.groups.len())];
+            cluster.transfer(group, nodes[rng.random_range(0..nodes.len())]);
+        }
         inject_fault(&mut cluster, &nodes, step, &mut rng);
     }
     cluster.heal();
+    cluster.long_reordering = false;
     for node in cluster.nodes.values_mut() {
         node.crash_in_next_ready = false;
     }
@@ -55,7 +67,7 @@ fn run_seed(seed: u64) -> usize {
         "liveness violated: {:?}",
         cluster.acks_applied_everywhere().err()
     );
-    cluster.acks.len()
+    (cluster.acks.len(), cluster.reads_served)
 }
 
 fn inject_fault(cluster: &mut MultiCluster, nodes: &[NodeId], step: u64, rng: &mut ChaCha8Rng) {
@@ -78,7 +90,24 @@ fn inject_fault(cluster: &mut MultiCluster, nodes: &[NodeId], step: u64, rng: &m
             let split = rng.random_range(1..nodes.len());
             cluster.partition(&nodes[..split], &nodes[split..]);
         }
-        6..=8 if step % 3 == 0 => cluster.heal(),
+        6 => {
+            // Isolate the node that leads the most groups.
+            let leader = cluster.leader_of(cluster.groups[0]).unwrap_or(nodes[0]);
+            let others: Vec<NodeId> = nodes
+                .iter()
+                .copied()
+                .filter(|&node| node != leader)
+                .collect();
+            cluster.partition(&[leader], &others);
+        }
+        7 => {
+            let source = nodes[rng.random_range(0..nodes.len())];
+            let target = nodes[rng.random_range(0..nodes.len())];
+            if source != target {
+                cluster.cut_one_way(source, target);
+            }
+        }
+        8..=10 if step % 3 == 0 => cluster.heal(),
         _ => {}
     }
 }
@@ -90,10 +119,13 @@ fn simulate_multi_seeds() {
         Some(seed) => vec![seed],
         None => (first..first + env_u64("FLOTILLA_SIM_SEEDS").unwrap_or(12)).collect(),
     };
-    let mut acks = 0;
+    let (mut acks, mut reads) = (0, 0);
     for seed in seeds {
         match catch_unwind(AssertUnwindSafe(|| run_seed(seed))) {
-            Ok(count) => acks += count,
+            Ok((acked, served)) => {
+                acks += acked;
+                reads += served;
+            }
             Err(panic) => {
                 let message = crate::harness_panic_text(&panic);
                 panic!(
@@ -102,5 +134,8 @@ fn simulate_multi_seeds() {
             }
         }
     }
-    assert!(acks > 0, "the simulator acknowledged nothing");
+    assert!(
+        acks > 0 && reads > 0,
+        "the simulator acknowledged {acks} writes and served {reads} reads"
+    );
 }
