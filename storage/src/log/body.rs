@@ -1,7 +1,6 @@
 //! The payload of each record kind, encoded with postcard, and what applying it does to a
 //! group's index (`Effect`).
 
-use super::entry_codec::{decode_entry, encode_entry};
 use super::record::{Frame, RecordKind};
 use crate::error::RecordError;
 use flotilla_raft::{Entry, HardState, LogIndex, SnapshotMeta, Term};
@@ -75,7 +74,7 @@ impl Body {
     #[must_use]
     pub fn encode_payload(&self) -> Vec<u8> {
         let encoded = match self {
-            Body::Entry(entry) => return encode_entry(entry, Vec::new()),
+            Body::Entry(entry) => postcard::to_allocvec(entry),
             Body::HardState(hard_state) => postcard::to_allocvec(hard_state),
             Body::Snapshot(marker) | Body::Compaction(marker) => postcard::to_allocvec(marker),
         };
@@ -89,7 +88,7 @@ impl Body {
     pub fn decode(frame: &Frame<'_>) -> Result<Body, RecordError> {
         let payload = frame.payload;
         Ok(match frame.kind {
-            RecordKind::Entry => Body::Entry(decode_entry_exact(payload)?),
+            RecordKind::Entry => Body::Entry(decode_exact(payload)?),
             RecordKind::HardState => Body::HardState(decode_exact(payload)?),
             RecordKind::Snapshot => Body::Snapshot(decode_exact(payload)?),
             RecordKind::Compaction => Body::Compaction(decode_exact(payload)?),
@@ -109,18 +108,6 @@ impl Body {
             Body::Compaction(marker) => Effect::Compaction(marker.clone()),
         }
     }
-}
-
-fn decode_entry_exact(payload: &[u8]) -> Result<Entry, RecordError> {
-    let (entry, rest) =
-        decode_entry(payload).map_err(|error| RecordError::Payload(error.to_string()))?;
-    if !rest.is_empty() {
-        return Err(RecordError::Payload(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
-    }
-    Ok(entry)
 }
 
 fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, RecordError> {

@@ -9,7 +9,6 @@ mod active;
 mod batch;
 pub mod body;
 mod commit;
-mod entry_codec;
 mod gc;
 mod index;
 mod reader;
