@@ -42,6 +42,9 @@ pub struct Config {
     pub append_bytes_max: u64,
     /// The size of one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: u64,
+    /// The largest snapshot a follower accepts; a bigger one is refused as malformed, so a
+    /// peer cannot make a replica buffer without bound.
+    pub snapshot_bytes_max: u64,
     /// How reads are confirmed.
     pub read_mode: ReadMode,
     /// The clock drift a lease read tolerates, in ticks per election timeout.
@@ -94,6 +97,7 @@ impl Config {
             inflight_bytes_max: 32 << 20,
             append_bytes_max: 1 << 20,
             snapshot_chunk_bytes: 1 << 20,
+            snapshot_bytes_max: 1 << 34,
             read_mode: ReadMode::ReadIndex,
             lease_drift_ticks: 2,
             pending_reads_max: 65_536,
@@ -127,6 +131,9 @@ impl Config {
         }
         if self.append_bytes_max == 0 || self.snapshot_chunk_bytes == 0 {
             return error("message and snapshot chunk sizes must be at least one byte");
+        }
+        if self.snapshot_bytes_max < self.snapshot_chunk_bytes {
+            return error("the largest snapshot must hold at least one chunk");
         }
         if self.pending_reads_max == 0 {
             return error("at least one pending read must be allowed");

@@ -97,6 +97,8 @@ pub struct RaftNode<L> {
     /// Leader: entries were appended since the last broadcast; `ready()` sends them, so all
     /// proposals between two ready cycles travel in one AppendEntries per follower.
     pub(crate) broadcast_pending: bool,
+    /// The store failed: the replica must stop (it keeps answering nothing new).
+    pub(crate) fatal: Option<LogError>,
 }
 
 impl<L: LogReader> RaftNode<L> {
@@ -140,6 +142,7 @@ impl<L: LogReader> RaftNode<L> {
             reported_leader: None,
             ready_outstanding: false,
             broadcast_pending: false,
+            fatal: None,
         };
         node.load_committed_membership()?;
         node.reset_election_timer();
@@ -158,7 +161,10 @@ impl<L: LogReader> RaftNode<L> {
         }
         let result = self.step_inner(message);
         self.check_invariants();
-        result
+        match &self.fatal {
+            Some(error) => Err(StepError::Log(error.clone())),
+            None => result,
+        }
     }
 
     /// Advances logical time by one tick.
@@ -188,6 +194,9 @@ impl<L: LogReader> RaftNode<L> {
     /// Whether `ready()` has anything to hand out.
     #[must_use]
     pub fn has_ready(&self) -> bool {
+        if self.fatal.is_some() {
+            return false;
+        }
         !self.messages.is_empty()
             || self.broadcast_pending
             || self.reads.has_output()
@@ -217,7 +226,7 @@ impl<L: LogReader> RaftNode<L> {
                 hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
                 compaction: self.compaction.take(),
             },
-            committed: self.log.next_committed(u64::MAX),
+            committed: self.next_committed(),
             reads,
             aborted_reads,
             leader_changed,
@@ -293,6 +302,29 @@ impl<L: LogReader> RaftNode<L> {
             self.leader_heard_at = self.timers.now();
         } else {
             self.reset_election_timer();
+        }
+    }
+
+    /// The store error that stopped this replica, if any. Reading the persisted log failed in
+    /// a way Raft cannot work around (not a compacted or missing entry): the node must stop
+    /// and be restarted from its store, like after a crash. Check it after each input.
+    #[must_use]
+    pub fn fatal_error(&self) -> Option<&LogError> {
+        self.fatal.as_ref()
+    }
+
+    /// Records a store failure; the first one is kept.
+    pub(crate) fn fail(&mut self, error: LogError) {
+        self.fatal.get_or_insert(error);
+    }
+
+    fn next_committed(&mut self) -> Vec<Entry> {
+        match self.log.next_committed(u64::MAX) {
+            Ok(entries) => entries,
+            Err(error) => {
+                self.fail(error);
+                Vec::new()
+            }
         }
     }
 

@@ -123,7 +123,7 @@ impl<L: LogReader> RaftNode<L> {
                 done,
             } => {
                 self.hear_from_leader(from);
-                self.handle_snapshot_chunk(from, meta, offset, data, done);
+                self.handle_snapshot_chunk(from, meta, offset, data, done)?;
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             body => return self.dispatch_to_leader(from, body),

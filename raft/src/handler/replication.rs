@@ -70,7 +70,10 @@ impl<L: LogReader> RaftNode<L> {
         let entries = match self.read_for_append(prev_index, next, last) {
             Ok(found) => found,
             Err(LogError::Compacted(_)) => return self.send_snapshot(to),
-            Err(error) => panic!("the leader cannot read its own log: {error}"),
+            Err(error) => {
+                self.fail(error);
+                return false;
+            }
         };
         self.send_entries(to, entries)
     }
@@ -325,7 +328,7 @@ impl<L: LogReader> RaftNode<L> {
             Err(LogError::Compacted(_)) => {
                 self.send_snapshot(to);
             }
-            Err(error) => panic!("the leader cannot read its own log: {error}"),
+            Err(error) => self.fail(error),
         }
     }
 }

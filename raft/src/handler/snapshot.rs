@@ -2,6 +2,7 @@
 //! whose next entry was compacted receives the snapshot in chunks and replaces its log.
 
 use crate::entry::{Membership, Snapshot, SnapshotMeta};
+use crate::error::StepError;
 use crate::log::{LogError, LogReader};
 use crate::message::{AppendOutcome, MessageBody};
 use crate::node::RaftNode;
@@ -88,7 +89,10 @@ impl<L: LogReader> RaftNode<L> {
         let snapshot = match self.log.store().snapshot() {
             Ok(snapshot) => snapshot,
             Err(LogError::SnapshotTemporarilyUnavailable) => return false,
-            Err(error) => panic!("the leader cannot read its snapshot: {error}"),
+            Err(error) => {
+                self.fail(error);
+                return false;
+            }
         };
         let index = snapshot.meta.last.index;
         if let Some(progress) = self.progress.get_mut(&to) {
@@ -150,7 +154,13 @@ impl<L: LogReader> RaftNode<L> {
         offset: u64,
         data: Vec<u8>,
         done: bool,
-    ) {
+    ) -> Result<(), StepError> {
+        let end = offset.saturating_add(data.len() as u64);
+        if end > self.config.snapshot_bytes_max {
+            self.incoming_snapshot = None;
+            let reason = "the snapshot is larger than snapshot_bytes_max";
+            return Err(StepError::Malformed { from, reason });
+        }
         let index = meta.last.index;
         if index <= self.log.committed() {
             let last = self.log.committed();
@@ -158,7 +168,7 @@ impl<L: LogReader> RaftNode<L> {
                 from,
                 MessageBody::AppendResponse(AppendOutcome::Accepted { last }),
             );
-            return;
+            return Ok(());
         }
         let received = self.receive_chunk(meta, offset, data);
         if !done || received.is_none() {
@@ -167,11 +177,12 @@ impl<L: LogReader> RaftNode<L> {
                 next_offset: received.unwrap_or_else(|| self.incoming_length(index)),
             };
             self.send(from, body);
-            return;
+            return Ok(());
         }
         if let Some(incoming) = self.incoming_snapshot.take() {
             self.install_snapshot(from, incoming);
         }
+        Ok(())
     }
 
     /// Adds a chunk if it continues the snapshot being received; returns the new length.

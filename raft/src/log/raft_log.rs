@@ -238,12 +238,12 @@ impl<L: LogReader> RaftLog<L> {
     }
 
     /// Committed entries not yet handed to the state machine.
-    pub(crate) fn next_committed(&self, bytes_max: u64) -> Vec<Entry> {
+    ///
+    /// # Errors
+    /// If the store cannot read them (the node must stop).
+    pub(crate) fn next_committed(&self, bytes_max: u64) -> Result<Vec<Entry>, LogError> {
         let low = self.applied.next().max(self.first_index());
-        match self.entries(low, self.committed.next(), bytes_max) {
-            Ok(entries) => entries,
-            Err(error) => panic!("committed entries must be readable: {error}"),
-        }
+        self.entries(low, self.committed.next(), bytes_max)
     }
 
     /// The caller persisted entries up to `log_id` and the snapshot at `snapshot_index`.

@@ -215,3 +215,147 @@ fn numbers_too_large_to_be_real_are_refused_without_overflowing() {
         assert!(follower.term() < Term(u64::MAX), "{malformed:?}");
     }
 }
+
+/// A snapshot larger than `snapshot_bytes_max` is refused chunk by chunk, so a peer cannot make
+/// a follower buffer without bound.
+#[test]
+fn a_snapshot_past_the_size_limit_is_refused() {
+    use flotilla_raft::{LogId, LogIndex, Message, MessageBody, SnapshotMeta};
+    let config = Config {
+        snapshot_chunk_bytes: 4,
+        snapshot_bytes_max: 8,
+        ..Config::new(NodeId(2))
+    };
+    assert!(config.validate().is_ok());
+    let mut store = flotilla_raft::MemLog::new();
+    store.persist(&flotilla_raft::Persist::bootstrap(
+        flotilla_raft::Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+    ));
+    let mut follower = RaftNode::new(config, store).unwrap();
+    let chunk = |offset: u64| Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(1),
+        body: MessageBody::InstallSnapshot {
+            meta: SnapshotMeta {
+                last: LogId::new(Term(1), LogIndex(50)),
+                membership: flotilla_raft::Membership::with_voters([
+                    NodeId(1),
+                    NodeId(2),
+                    NodeId(3),
+                ]),
+            },
+            offset,
+            data: vec![7; 4],
+            done: false,
+        },
+    };
+    assert!(follower.step(chunk(0)).is_ok());
+    assert!(follower.step(chunk(4)).is_ok());
+    let refused = follower.step(chunk(8));
+    assert!(
+        matches!(refused, Err(StepError::Malformed { .. })),
+        "{refused:?}"
+    );
+}
+
+/// A store whose reads fail (a disk error, not a compacted entry) stops the replica with an
+/// error it reports, never a panic: the leader cannot read the entries a lagging follower
+/// needs.
+#[test]
+fn a_failing_store_stops_the_replica_with_an_error() {
+    use flotilla_raft::{
+        Entry, InitialState, LogError, LogIndex, LogReader, MemLog, Membership, Message,
+        MessageBody, Persist, Snapshot,
+    };
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    struct FailingLog {
+        inner: MemLog,
+        failing: Rc<Cell<bool>>,
+    }
+    impl LogReader for FailingLog {
+        fn initial_state(&self) -> Result<InitialState, LogError> {
+            self.inner.initial_state()
+        }
+        fn entries(
+            &self,
+            low: LogIndex,
+            high: LogIndex,
+            bytes_max: u64,
+        ) -> Result<Vec<Entry>, LogError> {
+            if self.failing.get() {
+                return Err(LogError::Storage("injected read error".to_string()));
+            }
+            self.inner.entries(low, high, bytes_max)
+        }
+        fn term(&self, index: LogIndex) -> Result<Term, LogError> {
+            self.inner.term(index)
+        }
+        fn first_index(&self) -> LogIndex {
+            self.inner.first_index()
+        }
+        fn last_index(&self) -> LogIndex {
+            self.inner.last_index()
+        }
+        fn snapshot(&self) -> Result<Snapshot, LogError> {
+            self.inner.snapshot()
+        }
+    }
+
+    let failing = Rc::new(Cell::new(false));
+    let mut inner = MemLog::new();
+    inner.persist(&Persist::bootstrap(Membership::with_voters([
+        NodeId(1),
+        NodeId(2),
+    ])));
+    let store = FailingLog {
+        inner,
+        failing: failing.clone(),
+    };
+    let mut leader = RaftNode::new(Config::new(NodeId(1)), store).unwrap();
+    let vote = |pre_vote: bool| Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(1),
+        body: MessageBody::VoteResponse {
+            pre_vote,
+            granted: true,
+        },
+    };
+    let settle = |node: &mut RaftNode<FailingLog>| {
+        while node.has_ready() {
+            let ready = node.ready();
+            node.store_mut().inner.persist(&ready.persist);
+            node.advance(ready);
+        }
+    };
+    while leader.role() != flotilla_raft::Role::PreCandidate {
+        leader.tick();
+    }
+    settle(&mut leader);
+    leader.step(vote(true)).unwrap();
+    settle(&mut leader);
+    leader.step(vote(false)).unwrap();
+    settle(&mut leader);
+    assert_eq!(leader.role(), flotilla_raft::Role::Leader);
+    // The follower never acknowledged the blank entry; now the disk fails.
+    failing.set(true);
+    let answer = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: leader.term(),
+        body: MessageBody::HeartbeatResponse { read_round: 0 },
+    };
+    let result = leader.step(answer);
+    assert!(
+        matches!(result, Err(StepError::Log(LogError::Storage(_)))),
+        "{result:?}"
+    );
+    assert!(leader.fatal_error().is_some());
+    assert!(
+        !leader.has_ready(),
+        "a stopped replica hands out nothing more"
+    );
+}
