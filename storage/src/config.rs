@@ -21,6 +21,10 @@ pub struct LogConfig {
     /// Whether to `set_len` new segments to `segment_bytes_max` up front, so appends overwrite
     /// allocated blocks instead of growing the file.
     pub preallocate: bool,
+    /// How many of each group's most recently written entries are kept in memory, so reads of
+    /// fresh entries (a leader replicating what it just wrote) need no disk read. 0 turns the
+    /// cache off.
+    pub recent_entries_per_group: usize,
 }
 
 impl Default for LogConfig {
@@ -31,6 +35,7 @@ impl Default for LogConfig {
             sync_bytes_max: 16 << 20,
             pending_writes_max: 1024,
             preallocate: true,
+            recent_entries_per_group: 512,
         }
     }
 }
@@ -45,6 +50,7 @@ impl LogConfig {
             sync_bytes_max: 8 << 10,
             pending_writes_max: 64,
             preallocate: true,
+            recent_entries_per_group: 8,
         }
     }
 

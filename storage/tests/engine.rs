@@ -120,3 +120,68 @@ fn restarts_without_writes_do_not_pile_up_segments() {
     }
     assert!(count_files(directory.path(), "wal") <= 2);
 }
+
+/// The most recently written entries are served from memory: with every segment file zeroed
+/// on disk, the cached tail still reads back while older entries fail with a storage error.
+#[test]
+fn recent_entries_are_read_from_memory() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        recent_entries_per_group: 4,
+        preallocate: false,
+        ..LogConfig::default()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let group = GroupId(1);
+    let mut batch = WriteBatch::new();
+    batch.persist(
+        group,
+        &Persist {
+            entries: entries(1, 1..=10),
+            ..Persist::default()
+        },
+    );
+    engine.write(batch).unwrap();
+    let log = engine.group(group);
+    assert_eq!(log.recent_entry_count(), 4);
+    for file in std::fs::read_dir(directory.path()).unwrap() {
+        let path = file.unwrap().path();
+        let length = std::fs::metadata(&path).unwrap().len();
+        std::fs::write(&path, vec![0u8; length as usize]).unwrap();
+    }
+    let tail = log.entries(LogIndex(7), LogIndex(11), u64::MAX).unwrap();
+    assert_eq!(
+        tail,
+        entries(1, 7..=10),
+        "the cached tail reads back from memory"
+    );
+    let old = log.entries(LogIndex(1), LogIndex(2), u64::MAX);
+    assert!(
+        matches!(old, Err(flotilla_raft::LogError::Storage(_))),
+        "{old:?}"
+    );
+}
+
+/// A truncation drops the cached entries it overrides, so the cache never serves an entry
+/// the log no longer holds.
+#[test]
+fn a_truncation_drops_the_overridden_recent_entries() {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let group = GroupId(1);
+    for (term, range) in [(1, 1..=6), (2, 4..=5)] {
+        let mut batch = WriteBatch::new();
+        let persist = Persist {
+            entries: entries(term, range),
+            ..Persist::default()
+        };
+        batch.persist(group, &persist);
+        engine.write(batch).unwrap();
+    }
+    let log = engine.group(group);
+    assert_eq!(log.last_index(), LogIndex(5));
+    let read = log.entries(LogIndex(1), LogIndex(6), u64::MAX).unwrap();
+    let mut expected = entries(1, 1..=3);
+    expected.extend(entries(2, 4..=5));
+    assert_eq!(read, expected);
+}

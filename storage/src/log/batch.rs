@@ -83,6 +83,8 @@ pub(crate) struct EncodedRecord {
     pub(crate) group: GroupId,
     pub(crate) frame_bytes: u32,
     pub(crate) effect: Effect,
+    /// The entry itself, for the recent-entries cache (entries only).
+    pub(crate) entry: Option<Entry>,
 }
 
 /// A batch turned into framed records, ready to be placed in a segment.
@@ -123,10 +125,15 @@ impl EncodedBatch {
         );
         let frame_bytes = u32::try_from(self.bytes.len() - start).expect("checked above");
         let effect = body.effect();
+        let entry = match body {
+            Body::Entry(entry) => Some(entry.clone()),
+            _ => None,
+        };
         self.records.push(EncodedRecord {
             group,
             frame_bytes,
             effect,
+            entry,
         });
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! the same `apply`, so a reopened log is the log that was written.
 
 use super::body::{Effect, SnapshotMarker};
-use flotilla_raft::{HardState, LogIndex, Term};
+use flotilla_raft::{Entry, HardState, LogIndex, Term};
 use std::collections::BTreeMap;
 
 /// Where one entry's record sits.
@@ -28,6 +28,9 @@ pub(crate) struct GroupState {
     pub(crate) entries: BTreeMap<LogIndex, Location>,
     /// The persisted hard state.
     pub(crate) hard_state: HardState,
+    /// The most recently written entries, served without a disk read. Always a suffix of
+    /// `entries` (never an entry the index no longer holds).
+    pub(crate) recent: BTreeMap<LogIndex, Entry>,
 }
 
 impl GroupState {
@@ -100,6 +103,7 @@ impl GroupState {
             .is_some_and(|(last, _)| *last >= index)
         {
             self.entries.split_off(&index);
+            self.recent.split_off(&index);
         }
         self.entries.insert(index, location);
         Ok(())
@@ -107,6 +111,7 @@ impl GroupState {
 
     fn install(&mut self, marker: SnapshotMarker) -> Option<SnapshotMarker> {
         self.entries.clear();
+        self.recent.clear();
         self.hard_state.commit = self.hard_state.commit.max(marker.index());
         self.snapshot.replace(marker)
     }
@@ -116,7 +121,20 @@ impl GroupState {
             return Some(marker);
         }
         self.entries = self.entries.split_off(&marker.index().next());
+        self.recent = self.recent.split_off(&marker.index().next());
         self.snapshot.replace(marker)
+    }
+
+    /// Keeps `entry` (just made durable and indexed) among the recent ones, evicting the
+    /// oldest beyond `count_max`.
+    pub(crate) fn remember(&mut self, entry: Entry, count_max: usize) {
+        if count_max == 0 || !self.entries.contains_key(&entry.index) {
+            return;
+        }
+        self.recent.insert(entry.index, entry);
+        while self.recent.len() > count_max {
+            self.recent.pop_first();
+        }
     }
 
     /// Checks, after recovery, that the entries follow the snapshot without a gap.

@@ -254,6 +254,9 @@ impl LogEngine {
             let state = groups.entry(record.group).or_default();
             let replaced = state.apply(record.effect.clone(), *location);
             let replaced = replaced.expect("a validated batch applies");
+            if let Some(entry) = &record.entry {
+                state.remember(entry.clone(), self.shared.config.recent_entries_per_group);
+            }
             unused.extend(replaced.filter(|old| !is_in_force(state, old)));
         }
         unused

@@ -53,6 +53,23 @@ impl GroupLog {
         }
     }
 
+    /// The cached recent entries in `[low, high)`.
+    fn recent(&self, low: LogIndex, high: LogIndex) -> std::collections::BTreeMap<LogIndex, Entry> {
+        self.with_state(|state| {
+            state
+                .recent
+                .range(low..high)
+                .map(|(index, entry)| (*index, entry.clone()))
+                .collect()
+        })
+    }
+
+    /// How many of the group's entries are cached in memory (for tests and status).
+    #[must_use]
+    pub fn recent_entry_count(&self) -> usize {
+        self.with_state(|state| state.recent.len())
+    }
+
     /// The locations of `[low, high)` with their segments, after MemLog's range checks.
     fn locate(
         &self,
@@ -144,8 +161,13 @@ impl LogReader for GroupLog {
         }
         let mut bytes_total = 0;
         let mut out = Vec::new();
+        let mut recent = self.recent(low, high);
         for (offset, (location, segment)) in self.locate(low, high)?.iter().enumerate() {
-            let entry = self.read_entry(location, segment, low.plus(offset as u64))?;
+            let index = low.plus(offset as u64);
+            let entry = match recent.remove(&index) {
+                Some(entry) => entry,
+                None => self.read_entry(location, segment, index)?,
+            };
             bytes_total += entry.payload_bytes();
             if !out.is_empty() && bytes_total > bytes_max {
                 break;
