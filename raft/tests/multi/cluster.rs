@@ -77,6 +77,14 @@ pub struct MultiCluster {
     reads: HashMap<(NodeId, GroupId, u64), LogIndex>,
     /// Reads answered with a read index that covers every earlier acknowledged write.
     pub reads_served: u64,
+    /// Each replica's state machine (lost on a crash, rebuilt from its snapshot).
+    apps: HashMap<(NodeId, GroupId), BTreeMap<LogIndex, Vec<u8>>>,
+    /// Snapshot a group after this many applied entries since its last snapshot.
+    pub snapshot_interval: Option<u64>,
+    /// Snapshots taken.
+    pub compactions: u64,
+    /// Snapshots received from a leader and installed.
+    pub snapshots_installed: u64,
     pub wire: Wire,
     pub checkers: HashMap<GroupId, Checker>,
     /// (group, index) -> data of proposals acknowledged (applied on the proposing leader).
@@ -106,6 +114,10 @@ impl MultiCluster {
             cut: BTreeSet::new(),
             reads: HashMap::new(),
             reads_served: 0,
+            apps: HashMap::new(),
+            snapshot_interval: None,
+            compactions: 0,
+            snapshots_installed: 0,
             wire: Wire::default(),
             checkers: HashMap::new(),
             acks: BTreeMap::new(),
@@ -256,6 +268,10 @@ impl MultiCluster {
             }
             let touched: Vec<GroupId> = ready.groups.iter().map(|(group, _)| *group).collect();
             for (group, group_ready) in &ready.groups {
+                if let Some(snapshot) = &group_ready.persist.snapshot {
+                    self.restore(id, *group, &snapshot.data, snapshot.meta.last.index);
+                    self.snapshots_installed += 1;
+                }
                 for entry in &group_ready.committed {
                     self.apply(id, *group, entry);
                 }
@@ -264,6 +280,9 @@ impl MultiCluster {
                 }
             }
             self.multi_mut(id).expect("up").advance(ready);
+            for &group in &touched {
+                self.maybe_snapshot(id, group);
+            }
             for group in touched {
                 self.check(group);
             }
@@ -307,12 +326,57 @@ impl MultiCluster {
         self.cut.insert((source, target));
     }
 
+    /// The replica's state machine becomes the snapshot's; the tester learns what it holds.
+    fn restore(&mut self, id: NodeId, group: GroupId, data: &[u8], index: LogIndex) {
+        let values: BTreeMap<LogIndex, Vec<u8>> = if data.is_empty() {
+            BTreeMap::new()
+        } else {
+            postcard::from_bytes(data).expect("a snapshot this harness wrote")
+        };
+        let seen = self.applied.entry((id, group)).or_default();
+        for (index, value) in &values {
+            if let Some(previous) = seen.get(index) {
+                assert_eq!(
+                    previous, value,
+                    "{id}'s snapshot of {group} disagrees at {index}"
+                );
+            }
+            seen.insert(*index, value.clone());
+        }
+        self.apps.insert((id, group), values);
+        self.checkers
+            .entry(group)
+            .or_default()
+            .on_state_restored(id, index);
+    }
+
+    fn maybe_snapshot(&mut self, id: NodeId, group: GroupId) {
+        let Some(interval) = self.snapshot_interval else {
+            return;
+        };
+        let data = postcard::to_allocvec(self.apps.get(&(id, group)).unwrap_or(&BTreeMap::new()))
+            .expect("encode");
+        let multi = self.multi_mut(id).expect("up");
+        let raft = multi.group(group).expect("hosted");
+        let applied = raft.log().applied();
+        if applied.0 >= raft.log().first_index().0 - 1 + interval {
+            multi
+                .compact(group, applied, data)
+                .expect("compact at the applied index");
+            self.compactions += 1;
+        }
+    }
+
     fn apply(&mut self, id: NodeId, group: GroupId, entry: &flotilla_raft::Entry) {
         self.checkers
             .entry(group)
             .or_default()
             .on_applied(id, entry);
         if let EntryPayload::Normal(data) = &entry.payload {
+            self.apps
+                .entry((id, group))
+                .or_default()
+                .insert(entry.index, data.clone());
             self.applied
                 .entry((id, group))
                 .or_default()
@@ -406,6 +470,7 @@ impl MultiCluster {
         }
         self.proposals.retain(|(node, _, _), _| *node != id);
         self.reads.retain(|(node, _, _), _| *node != id);
+        self.apps.retain(|(node, _), _| *node != id);
         for checker in self.checkers.values_mut() {
             checker.on_crash(id);
         }
@@ -422,11 +487,8 @@ impl MultiCluster {
         let stores = std::mem::take(&mut node.crashed_stores);
         let incarnation = node.incarnation + 1;
         for (group, store) in &stores {
-            let index = flotilla_raft::LogReader::first_index(store).prev();
-            self.checkers
-                .entry(*group)
-                .or_default()
-                .on_state_restored(id, index);
+            let snapshot = flotilla_raft::LogReader::snapshot(store).expect("mem snapshot");
+            self.restore(id, *group, &snapshot.data, snapshot.meta.last.index);
         }
         self.start_node(id, stores, incarnation);
     }
@@ -505,7 +567,18 @@ impl MultiCluster {
     /// Whether every up node applied every acknowledged write of every group.
     pub fn acks_applied_everywhere(&self) -> Result<(), String> {
         for (&(group, index), data) in &self.acks {
-            for id in self.node_ids() {
+            let leader = self
+                .leader_of(group)
+                .ok_or(format!("{group} has no leader"))?;
+            let members: Vec<NodeId> = self
+                .multi(leader)
+                .expect("up")
+                .group(group)
+                .expect("hosted")
+                .membership()
+                .replicas()
+                .collect();
+            for id in members {
                 let applied = self
                     .applied
                     .get(&(id, group))

@@ -16,8 +16,18 @@ fn env_u64(name: &str) -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
-/// One seed; returns the numbers of acknowledged writes and of linearizable reads served.
-fn run_seed(seed: u64) -> (usize, u64) {
+/// What one seed did.
+#[derive(Default)]
+struct Counts {
+    acks: usize,
+    reads: u64,
+    compactions: u64,
+    snapshots_installed: u64,
+    membership_changes: u64,
+}
+
+/// One seed.
+fn run_seed(seed: u64) -> Counts {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3017_1a11);
     let node_count = rng.random_range(3..=5);
     let group_count = [1, 8, 64, 1_000][rng.random_range(0..4)];
@@ -26,12 +36,15 @@ fn run_seed(seed: u64) -> (usize, u64) {
     cluster.duplicate_percent = rng.random_range(0..=30);
     cluster.delay_ms_max = rng.random_range(1..=40);
     cluster.long_reordering = rng.random_ratio(1, 10);
+    cluster.snapshot_interval = rng.random_bool(0.5).then(|| rng.random_range(2..=8));
+    let membership_changes = rng.random_bool(0.4);
     let nodes = cluster.node_ids();
     let skew = rng.random_range(0..=20);
     for node in cluster.nodes.values_mut() {
         node.clock_rate_percent = rng.random_range(100 - skew..=100 + skew);
     }
     let mut value = 0u64;
+    let mut membership_count = 0;
     for step in 0..rng.random_range(100..300) {
         cluster.run_for(20);
         for _ in 0..rng.random_range(0..4) {
@@ -47,6 +60,9 @@ fn run_seed(seed: u64) -> (usize, u64) {
         if rng.random_ratio(1, 25) {
             let group = cluster.groups[rng.random_range(0..cluster.groups.len())];
             cluster.transfer(group, nodes[rng.random_range(0..nodes.len())]);
+        }
+        if membership_changes && rng.random_ratio(1, 10) {
+            membership_count += u64::from(change_membership(&mut cluster, &nodes, &mut rng));
         }
         inject_fault(&mut cluster, &nodes, step, &mut rng);
     }
@@ -67,7 +83,13 @@ fn run_seed(seed: u64) -> (usize, u64) {
         "liveness violated: {:?}",
         cluster.acks_applied_everywhere().err()
     );
-    (cluster.acks.len(), cluster.reads_served)
+    Counts {
+        acks: cluster.acks.len(),
+        reads: cluster.reads_served,
+        compactions: cluster.compactions,
+        snapshots_installed: cluster.snapshots_installed,
+        membership_changes: membership_count,
+    }
 }
 
 fn inject_fault(cluster: &mut MultiCluster, nodes: &[NodeId], step: u64, rng: &mut ChaCha8Rng) {
@@ -119,12 +141,15 @@ fn simulate_multi_seeds() {
         Some(seed) => vec![seed],
         None => (first..first + env_u64("FLOTILLA_SIM_SEEDS").unwrap_or(12)).collect(),
     };
-    let (mut acks, mut reads) = (0, 0);
+    let mut total = Counts::default();
     for seed in seeds {
         match catch_unwind(AssertUnwindSafe(|| run_seed(seed))) {
-            Ok((acked, served)) => {
-                acks += acked;
-                reads += served;
+            Ok(counts) => {
+                total.acks += counts.acks;
+                total.reads += counts.reads;
+                total.compactions += counts.compactions;
+                total.snapshots_installed += counts.snapshots_installed;
+                total.membership_changes += counts.membership_changes;
             }
             Err(panic) => {
                 let message = crate::harness_panic_text(&panic);
@@ -134,8 +159,59 @@ fn simulate_multi_seeds() {
             }
         }
     }
-    assert!(
-        acks > 0 && reads > 0,
-        "the simulator acknowledged {acks} writes and served {reads} reads"
+    println!(
+        "multi seeds: {} acknowledged writes, {} reads, {} snapshots taken, {} installed, {} membership changes",
+        total.acks,
+        total.reads,
+        total.compactions,
+        total.snapshots_installed,
+        total.membership_changes
     );
+    assert!(
+        total.acks > 0 && total.reads > 0,
+        "the simulator exercised no writes or reads"
+    );
+    assert!(
+        total.compactions > 0 && total.membership_changes > 0,
+        "no snapshot or membership change"
+    );
+}
+
+/// One membership step on a random group: remove a voter (keeping three), add a node back as
+/// a learner, or promote a learner. Every node hosts a replica of every group, so a removed
+/// replica stays and catches up when it is added again.
+fn change_membership(cluster: &mut MultiCluster, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> bool {
+    use flotilla_raft::ChangeStep;
+    let group = cluster.groups[rng.random_range(0..cluster.groups.len())];
+    let Some(leader) = cluster.leader_of(group) else {
+        return false;
+    };
+    let membership = cluster
+        .multi(leader)
+        .unwrap()
+        .group(group)
+        .unwrap()
+        .membership()
+        .clone();
+    let outsider = nodes
+        .iter()
+        .copied()
+        .find(|node| !membership.contains(*node));
+    let step = match rng.random_range(0..3) {
+        0 if membership.voters.len() > 3 => {
+            let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+            ChangeStep::Remove(voters[rng.random_range(0..voters.len())])
+        }
+        1 if outsider.is_some() => ChangeStep::AddLearner(outsider.unwrap()),
+        _ => match membership.learners.iter().next() {
+            Some(&learner) => ChangeStep::AddVoter(learner),
+            None => return false,
+        },
+    };
+    let multi = cluster.multi_mut(leader).unwrap();
+    let proposed = multi.propose_conf_change(group, vec![step]).is_ok();
+    if proposed {
+        cluster.drive(leader);
+    }
+    proposed
 }
