@@ -1,5 +1,6 @@
-//! Buffered frame reading from a QUIC stream: pulls chunks of up to 64 KiB and cuts frames out of
-//! the buffer, so a stream of small batches costs one stream read per chunk, not two per frame.
+//! Buffered frame reading from a QUIC stream: pulls chunks (every chunk already received, in one
+//! call) and cuts frames out of the buffer, so a stream of small batches costs one stream read per
+//! burst of packets, not two per frame, and the frames of a burst can be handed over together.
 //!
 //! The header of each frame is checked (magic, version, kind, and size against the limit) as
 //! soon as its 7 bytes are buffered, before the buffer grows for its payload.
@@ -11,6 +12,8 @@ use serde::de::DeserializeOwned;
 
 /// Bytes asked of the stream per read.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Received chunks taken from the stream per `read_chunks` call (each at most one packet's data).
+const READ_CHUNKS: usize = 32;
 /// An empty buffer with more capacity than this is released (after a large snapshot frame).
 const BUFFER_BYTES_KEPT: usize = 1 << 20;
 
@@ -48,6 +51,42 @@ impl FrameReader {
             match recv.read_chunk(READ_CHUNK_BYTES, true).await? {
                 Some(chunk) => self.buffer.extend_from_slice(&chunk.bytes),
                 None => return self.finished(),
+            }
+        }
+    }
+
+    /// Waits until at least one frame is whole, then appends to `out` every whole frame buffered
+    /// (at most `max`, at least one) and returns how many; 0 when the stream ended cleanly
+    /// between frames. On an error, frames before the bad one are already in `out`.
+    pub async fn next_frames<T: DeserializeOwned>(
+        &mut self,
+        recv: &mut RecvStream,
+        out: &mut Vec<T>,
+        max: usize,
+    ) -> Result<usize, StreamError> {
+        let max = max.max(1);
+        loop {
+            let mut taken = 0;
+            while taken < max {
+                let Some(value) = self.take_frame()? else {
+                    break;
+                };
+                out.push(value);
+                taken += 1;
+            }
+            if taken > 0 {
+                return Ok(taken);
+            }
+            self.compact();
+            // Empty `Bytes` (no allocation); the type comes from `read_chunks`.
+            let mut chunks: [_; READ_CHUNKS] = std::array::from_fn(|_| Default::default());
+            match recv.read_chunks(&mut chunks).await? {
+                Some(read) => {
+                    for chunk in chunks.iter().take(read) {
+                        self.buffer.extend_from_slice(chunk);
+                    }
+                }
+                None => return self.finished().map(|_: Option<()>| 0),
             }
         }
     }

@@ -23,6 +23,10 @@ pub const CLOSE_MALFORMED_FRAME: u32 = 0x46_01;
 const COALESCE_BYTES: usize = 64 << 10;
 /// Buffers above this are shrunk back after use, so one snapshot does not pin memory per stream.
 const BUFFER_BYTES_KEPT: usize = 1 << 20;
+/// At most this many queued batches are taken off an outbound queue at once.
+const TAKE_BATCHES_MAX: usize = 64;
+/// At most this many received batches are handed to the inbound queue with one reservation.
+const INBOUND_BURST_BATCHES: usize = 256;
 
 /// Splits a batch into its Raft part and its snapshot-chunk part; empty parts are `None`.
 #[must_use]
@@ -121,14 +125,18 @@ async fn read_batches(
     mut recv: RecvStream,
 ) {
     let mut reader = FrameReader::new(FrameKind::RaftBatch, context.frame_bytes_max);
+    // Every whole frame of a burst is decoded, then handed over with one reservation: the Raft
+    // loop is woken once per burst, not once per batch.
+    let max = context.queue.max_capacity().min(INBOUND_BURST_BATCHES);
+    let mut batches = Vec::new();
     loop {
-        match reader.next::<Batch>(&mut recv).await {
-            Ok(Some(batch)) => {
-                if !context.accept(peer, batch).await {
-                    return;
-                }
-            }
-            Ok(None) => return,
+        let outcome = reader.next_frames(&mut recv, &mut batches, max).await;
+        if !context.accept_all(peer, &mut batches).await {
+            return;
+        }
+        match outcome {
+            Ok(0) => return,
+            Ok(_) => {}
             Err(StreamError::Frame(error)) => {
                 return close_malformed(&context, &connection, peer, &error);
             }
@@ -149,25 +157,40 @@ fn close_malformed(
 }
 
 impl InboundContext {
-    /// Checks a batch against the certificate's node id and this node; queues it if it passes.
-    /// Returns false once the Raft loop is gone.
-    async fn accept(&self, peer: NodeId, batch: Batch) -> bool {
+    /// Checks each batch against the certificate's node id and this node, and queues those that
+    /// pass, in order, with one reservation; empties `batches`. Returns false once the Raft loop
+    /// is gone.
+    async fn accept_all(&self, peer: NodeId, batches: &mut Vec<Batch>) -> bool {
+        batches.retain(|batch| self.check(peer, batch));
+        if batches.is_empty() {
+            return true;
+        }
+        // Count before handing over, so a reader of the batch always sees it counted.
+        let Ok(permits) = self.queue.reserve_many(batches.len()).await else {
+            return false;
+        };
+        self.counters
+            .batches_received
+            .fetch_add(batches.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        for (permit, batch) in permits.zip(batches.drain(..)) {
+            permit.send(batch);
+        }
+        true
+    }
+
+    /// Whether a batch names the certificate's node as sender and this node as receiver; counts
+    /// (and logs) the batch as dropped if not.
+    fn check(&self, peer: NodeId, batch: &Batch) -> bool {
         if batch.from != peer {
             Counters::bump(&self.counters.dropped_bad_sender);
             tracing::warn!(%peer, claimed = %batch.from, "dropped a batch whose sender is not the certificate's node");
-            return true;
+            return false;
         }
         if batch.to != self.local {
             Counters::bump(&self.counters.dropped_misaddressed);
             tracing::warn!(%peer, to = %batch.to, "dropped a batch addressed to another node");
-            return true;
-        }
-        // Count before handing over, so a reader of the batch always sees it counted.
-        let Ok(permit) = self.queue.reserve().await else {
             return false;
-        };
-        Counters::bump(&self.counters.batches_received);
-        permit.send(batch);
+        }
         true
     }
 }
@@ -219,21 +242,38 @@ async fn pump(
     send: &mut SendStream,
     buf: &mut Vec<u8>,
 ) -> Pump {
+    // Batches are taken off the queue several at a time (one queue synchronisation, not one per
+    // batch), as many as about fill one write judging by the last frame's size, so what the
+    // writer holds outside the bounded queue stays near `COALESCE_BYTES`.
+    let mut taken = Vec::new();
+    let mut last_frame_bytes = COALESCE_BYTES;
+    let fit =
+        |room: usize, frame_bytes: usize| (room / frame_bytes.max(1)).clamp(1, TAKE_BATCHES_MAX);
     loop {
-        let batch = tokio::select! {
+        let received = tokio::select! {
             biased;
             changed = slot.changed() => return if changed.is_ok() { Pump::ConnectionChanged } else { Pump::QueueClosed },
-            batch = queue.recv() => batch,
+            received = queue.recv_many(&mut taken, fit(COALESCE_BYTES, last_frame_bytes)) => received,
         };
-        let Some(batch) = batch else {
+        if received == 0 {
             return Pump::QueueClosed;
-        };
+        }
         buf.clear();
-        let mut frame_count = encode_counted(counters, frame_bytes_max, &batch, buf);
-        // Whatever else is already queued goes out in the same write (batching per peer).
-        while buf.len() < COALESCE_BYTES {
-            let Ok(batch) = queue.try_recv() else { break };
-            frame_count += encode_counted(counters, frame_bytes_max, &batch, buf);
+        let mut frame_count = 0;
+        loop {
+            for batch in taken.drain(..) {
+                let before = buf.len();
+                frame_count += encode_counted(counters, frame_bytes_max, &batch, buf);
+                last_frame_bytes = buf.len() - before;
+            }
+            // Whatever else is already queued goes out in the same write (batching per peer).
+            if buf.len() >= COALESCE_BYTES || queue.is_empty() {
+                break;
+            }
+            let room = COALESCE_BYTES - buf.len();
+            queue
+                .recv_many(&mut taken, fit(room, last_frame_bytes))
+                .await;
         }
         if let Err(error) = send.write_all(buf).await {
             counters
