@@ -145,6 +145,39 @@ pub struct HeartbeatResponseEntry {
     pub read_round: u64,
 }
 
+impl HeartbeatEntry {
+    /// The per-group heartbeat this entry stands for.
+    #[must_use]
+    pub fn to_message(&self, from: NodeId, to: NodeId) -> Message {
+        let body = MessageBody::Heartbeat {
+            commit: self.commit,
+            read_round: self.read_round,
+        };
+        Message {
+            from,
+            to,
+            term: self.term,
+            body,
+        }
+    }
+}
+
+impl HeartbeatResponseEntry {
+    /// The per-group heartbeat response this entry stands for.
+    #[must_use]
+    pub fn to_message(&self, from: NodeId, to: NodeId) -> Message {
+        let body = MessageBody::HeartbeatResponse {
+            read_round: self.read_round,
+        };
+        Message {
+            from,
+            to,
+            term: self.term,
+            body,
+        }
+    }
+}
+
 /// Everything one node sends another in one ready cycle: the unit the transport carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {

@@ -5,9 +5,7 @@
 
 use super::MultiRaft;
 use crate::log::LogReader;
-use crate::message::{
-    Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message, MessageBody,
-};
+use crate::message::{Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, MessageBody};
 use crate::node::Role;
 use crate::ready::Ready;
 use crate::types::{GroupId, NodeId};
@@ -85,30 +83,20 @@ impl<L: LogReader> MultiRaft<L> {
         from: NodeId,
         entries: Vec<HeartbeatEntry>,
     ) -> Result<usize, super::MultiError> {
-        let mut unknown = 0;
-        for entry in entries {
-            if !self.groups.contains_key(&entry.group) {
-                unknown += 1;
-                continue;
-            }
+        let node = self.config.node;
+        let (known, unknown): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|entry| self.groups.contains_key(&entry.group));
+        for entry in known {
             if !entry.quiesce {
                 self.wake_group(entry.group);
             }
-            let message = Message {
-                from,
-                to: self.config.node,
-                term: entry.term,
-                body: MessageBody::Heartbeat {
-                    commit: entry.commit,
-                    read_round: entry.read_round,
-                },
-            };
-            self.step_quietly(entry.group, message)?;
+            self.step_quietly(entry.group, entry.to_message(from, node))?;
             if entry.quiesce {
                 self.quiesce_follower_if_caught_up(entry.group, from, entry.commit);
             }
         }
-        Ok(unknown)
+        Ok(unknown.len())
     }
 
     /// Steps the coalesced heartbeat response from `from`. Responses never wake a group.
@@ -117,22 +105,13 @@ impl<L: LogReader> MultiRaft<L> {
         from: NodeId,
         entries: Vec<HeartbeatResponseEntry>,
     ) -> Result<usize, super::MultiError> {
-        let mut unknown = 0;
-        for entry in entries {
-            if !self.groups.contains_key(&entry.group) {
-                unknown += 1;
-                continue;
-            }
-            let message = Message {
-                from,
-                to: self.config.node,
-                term: entry.term,
-                body: MessageBody::HeartbeatResponse {
-                    read_round: entry.read_round,
-                },
-            };
-            self.step_quietly(entry.group, message)?;
+        let node = self.config.node;
+        let (known, unknown): (Vec<_>, Vec<_>) = entries
+            .into_iter()
+            .partition(|entry| self.groups.contains_key(&entry.group));
+        for entry in known {
+            self.step_quietly(entry.group, entry.to_message(from, node))?;
         }
-        Ok(unknown)
+        Ok(unknown.len())
     }
 }

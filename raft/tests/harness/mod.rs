@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, unreachable_pub, missing_docs)]
 
 pub mod checker;
+pub mod events;
 pub mod mit;
 pub mod network;
 
@@ -16,8 +17,7 @@ use flotilla_raft::{
 use network::{Faults, Network};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Milliseconds of simulated time per tick.
 pub const TICK_MS: u64 = 10;
@@ -104,9 +104,7 @@ pub struct Cluster {
     /// Replicas that crash in the middle of their next ready cycle, persisting only part of it.
     crash_mid_ready: BTreeSet<NodeId>,
     config_of: fn(NodeId, u64) -> Config,
-    events: BinaryHeap<Reverse<(u64, u64)>>,
-    event_bodies: HashMap<u64, Event>,
-    next_event: u64,
+    events: events::EventQueue<Event>,
     /// Reads in flight: (node, context) -> the highest acknowledged write when it was issued.
     reads: HashMap<(NodeId, u64), LogIndex>,
     /// Reads answered: (node, context, read index).
@@ -137,9 +135,7 @@ impl Cluster {
             proposals: HashMap::new(),
             crash_mid_ready: BTreeSet::new(),
             config_of,
-            events: BinaryHeap::new(),
-            event_bodies: HashMap::new(),
-            next_event: 0,
+            events: events::EventQueue::default(),
             reads: HashMap::new(),
             reads_served: Vec::new(),
             trace_hash: 0,
@@ -191,10 +187,7 @@ impl Cluster {
     }
 
     fn schedule(&mut self, after_ms: u64, event: Event) {
-        let key = self.next_event;
-        self.next_event += 1;
-        self.events.push(Reverse((self.now_ms + after_ms, key)));
-        self.event_bodies.insert(key, event);
+        self.events.schedule_at(self.now_ms + after_ms, event);
     }
 
     fn tick_period_ms(&self, id: NodeId) -> u64 {
@@ -205,13 +198,8 @@ impl Cluster {
     /// Runs the simulation for `duration_ms` of simulated time.
     pub fn run_for(&mut self, duration_ms: u64) {
         let until = self.now_ms + duration_ms;
-        while let Some(&Reverse((at, key))) = self.events.peek() {
-            if at > until {
-                break;
-            }
-            self.events.pop();
+        while let Some((at, event)) = self.events.pop_due(until) {
             self.now_ms = at;
-            let event = self.event_bodies.remove(&key).expect("event body");
             self.handle(event);
         }
         self.now_ms = until;

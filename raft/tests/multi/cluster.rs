@@ -4,14 +4,14 @@
 //! that touched it, with the single-group checker.
 
 use crate::harness::checker::Checker;
+use crate::harness::events::EventQueue;
 use flotilla_raft::{
     Batch, Config, EntryPayload, GroupId, LogIndex, MemLog, Membership, MultiConfig, MultiRaft,
     NodeId, Persist, RaftNode, Role,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Simulated milliseconds per tick.
 pub const TICK_MS: u64 = 10;
@@ -94,9 +94,7 @@ pub struct MultiCluster {
     pub applied: HashMap<(NodeId, GroupId), BTreeMap<LogIndex, Vec<u8>>>,
     seed: u64,
     quiesce: bool,
-    events: BinaryHeap<Reverse<(u64, u64)>>,
-    bodies: HashMap<u64, Event>,
-    next_event: u64,
+    events: EventQueue<Event>,
 }
 
 impl MultiCluster {
@@ -125,9 +123,7 @@ impl MultiCluster {
             applied: HashMap::new(),
             seed,
             quiesce,
-            events: BinaryHeap::new(),
-            bodies: HashMap::new(),
-            next_event: 0,
+            events: EventQueue::default(),
         };
         let ids: Vec<NodeId> = (1..=node_count).map(NodeId).collect();
         let membership = Membership::with_voters(ids.iter().copied());
@@ -165,22 +161,15 @@ impl MultiCluster {
     }
 
     fn schedule(&mut self, after_ms: u64, event: Event) {
-        let key = self.next_event;
-        self.next_event += 1;
-        self.events.push(Reverse((self.now_ms + after_ms, key)));
-        self.bodies.insert(key, event);
+        self.events.schedule_at(self.now_ms + after_ms, event);
     }
 
     /// Runs for `duration_ms` of simulated time.
     pub fn run_for(&mut self, duration_ms: u64) {
         let until = self.now_ms + duration_ms;
-        while let Some(&Reverse((at, key))) = self.events.peek() {
-            if at > until {
-                break;
-            }
-            self.events.pop();
+        while let Some((at, event)) = self.events.pop_due(until) {
             self.now_ms = at;
-            match self.bodies.remove(&key).expect("event") {
+            match event {
                 Event::Tick(id, incarnation) => self.tick(id, incarnation),
                 Event::Deliver(batch) => self.deliver(batch),
             }
