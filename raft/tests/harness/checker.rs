@@ -33,6 +33,8 @@ pub struct Checker {
     last_applied: BTreeMap<NodeId, LogIndex>,
     /// node -> highest commit index seen while up.
     commits: BTreeMap<NodeId, LogIndex>,
+    /// index -> term of every entry any replica has committed.
+    committed: BTreeMap<LogIndex, Term>,
     /// node -> highest term seen (persisted terms survive restarts).
     terms: BTreeMap<NodeId, Term>,
     /// How many times each property was checked (a checker that never runs proves nothing).
@@ -111,7 +113,9 @@ impl Checker {
             now >= *commit,
             "the commit index of {id} went back from {commit} to {now}"
         );
+        let newly_committed = commit.next();
         *commit = now;
+        self.record_committed(id, raft, newly_committed, now);
         self.checks += 1;
     }
 
@@ -136,11 +140,33 @@ impl Checker {
         self.checks += 1;
     }
 
-    /// Leader Completeness (§5.4): a new leader holds every entry applied anywhere so far
-    /// (applied implies committed in an earlier term).
+    /// Leader Completeness (§5.4): a new leader holds every entry committed anywhere so far
+    /// (it is checked right after the election, before it commits anything of its own).
+    /// Committed entries never change: every replica that commits index i commits the same
+    /// term there.
+    fn record_committed(
+        &mut self,
+        id: NodeId,
+        raft: &RaftNode<MemLog>,
+        low: LogIndex,
+        high: LogIndex,
+    ) {
+        let mut index = low.max(raft.log().first_index());
+        while index <= high {
+            if let Ok(term) = raft.log().term(index) {
+                let first = *self.committed.entry(index).or_insert(term);
+                assert_eq!(
+                    first, term,
+                    "commit safety violated: {id} committed another entry at {index}"
+                );
+            }
+            index = index.next();
+        }
+    }
+
     fn check_leader_completeness(&self, id: NodeId, raft: &RaftNode<MemLog>) {
         let first = raft.log().first_index();
-        for (&index, &(term, _)) in self.applied.range(first..) {
+        for (&index, &term) in self.committed.range(first..) {
             assert!(
                 raft.log().matches(LogId::new(term, index)),
                 "leader completeness violated: new leader {id} in {} lacks committed {}",

@@ -100,6 +100,7 @@ fn committing_a_previous_term_entry_by_counting_is_caught() {
         commit_previous_term,
         &[
             "state machine safety",
+            "commit safety",
             "leader completeness",
             "log matching",
             "conflicts with committed",
