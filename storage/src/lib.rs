@@ -10,6 +10,7 @@ pub mod crash;
 pub mod error;
 pub mod file;
 pub mod kv;
+mod le;
 pub mod log;
 mod mmap;
 pub mod snapshot;

@@ -4,6 +4,7 @@
 #![deny(clippy::indexing_slicing)]
 
 use crate::error::RecordError;
+use crate::le::{read_u32, read_u64};
 use flotilla_raft::GroupId;
 
 /// Bytes before the payload: length (4), checksum (4), group (8), kind (1).
@@ -131,22 +132,6 @@ pub fn decode(bytes: &[u8], payload_bytes_max: u64) -> Result<Frame<'_>, RecordE
         kind,
         payload,
     })
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0; 4];
-    if let Some(source) = bytes.get(at..at + 4) {
-        word.copy_from_slice(source);
-    }
-    u32::from_le_bytes(word)
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0; 8];
-    if let Some(source) = bytes.get(at..at + 8) {
-        word.copy_from_slice(source);
-    }
-    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 
 use crate::error::SnapshotError;
 use crate::kv::{KvMap, KvStateMachine};
+use crate::le::{read_u32, read_u64};
 use flotilla_raft::{GroupId, LogId, LogIndex, Term};
 
 /// The size of the header.
@@ -62,22 +63,6 @@ impl SnapshotHeader {
         header.extend_from_slice(&self.fields());
         header
     }
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0; 4];
-    if let Some(source) = bytes.get(at..at + 4) {
-        word.copy_from_slice(source);
-    }
-    u32::from_le_bytes(word)
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0; 8];
-    if let Some(source) = bytes.get(at..at + 8) {
-        word.copy_from_slice(source);
-    }
-    u64::from_le_bytes(word)
 }
 
 /// Checks magic, version, length and checksum; returns the header.
