@@ -137,7 +137,7 @@ fn print_summary(args: &Args, totals: &Totals, seconds: f64) {
         totals.checks
     );
     println!(
-        "                                      leader completeness, state machine safety, reads)"
+        "                                      commit safety, leader completeness, state machine\n                                      safety, linearizable reads)"
     );
 }
 
