@@ -238,19 +238,8 @@ impl MultiCluster {
                 self.crash_during(id, ready);
                 return;
             }
-            let multi = self
-                .nodes
-                .get_mut(&id)
-                .and_then(|node| node.multi.as_mut())
-                .expect("up");
             for (group, group_ready) in &ready.groups {
-                let store = multi.store_mut(*group).expect("hosted");
-                let prev_term = group_ready.persist.entries.first().and_then(|first| {
-                    flotilla_raft::LogReader::term(store, first.index.prev()).ok()
-                });
-                store.persist(&group_ready.persist);
-                let checker = self.checkers.entry(*group).or_default();
-                checker.on_entries_persisted(&group_ready.persist.entries, prev_term);
+                self.persist(id, *group, &group_ready.persist);
             }
             for batch in &ready.batches {
                 self.send(batch.clone());
@@ -418,14 +407,27 @@ impl MultiCluster {
         }
     }
 
-    /// The node dies before its sync returns: each group keeps a random prefix of its new
-    /// entries, maybe its hard state; nothing was sent.
-    fn crash_during(&mut self, id: NodeId, ready: flotilla_raft::MultiReady) {
+    /// Makes `persist` durable in `group`'s store on node `id`, and shows the checker the
+    /// entries written (with the term before them, for Log Matching).
+    fn persist(&mut self, id: NodeId, group: GroupId, persist: &flotilla_raft::Persist) {
         let multi = self
             .nodes
             .get_mut(&id)
             .and_then(|node| node.multi.as_mut())
             .expect("up");
+        let store = multi.store_mut(group).expect("hosted");
+        let prev_term = persist
+            .entries
+            .first()
+            .and_then(|first| flotilla_raft::LogReader::term(store, first.index.prev()).ok());
+        store.persist(persist);
+        let checker = self.checkers.entry(group).or_default();
+        checker.on_entries_persisted(&persist.entries, prev_term);
+    }
+
+    /// The node dies before its sync returns: each group keeps a random prefix of its new
+    /// entries, maybe its hard state; nothing was sent.
+    fn crash_during(&mut self, id: NodeId, ready: flotilla_raft::MultiReady) {
         for (group, group_ready) in &ready.groups {
             let mut persist = group_ready.persist.clone();
             let keep = self.rng.random_range(0..=persist.entries.len());
@@ -433,16 +435,7 @@ impl MultiCluster {
             if self.rng.random_bool(0.5) {
                 persist.hard_state = None;
             }
-            let store = multi.store_mut(*group).expect("hosted");
-            let prev_term = persist
-                .entries
-                .first()
-                .and_then(|first| flotilla_raft::LogReader::term(store, first.index.prev()).ok());
-            store.persist(&persist);
-            self.checkers
-                .entry(*group)
-                .or_default()
-                .on_entries_persisted(&persist.entries, prev_term);
+            self.persist(id, *group, &persist);
         }
         drop(ready);
         self.nodes.get_mut(&id).expect("node").crash_in_next_ready = false;

@@ -76,18 +76,7 @@ fn heartbeat_messages_per_node_pair_do_not_grow_with_the_group_count() {
 
 #[test]
 fn quiescent_groups_send_no_per_group_message() {
-    let mut cluster = MultiCluster::new(3, 300, 5, true);
-    settle_evenly(&mut cluster);
-    let all_quiet = cluster.run_until(10_000, |cluster| {
-        cluster.node_ids().iter().all(|&id| {
-            let multi = cluster.multi(id).unwrap();
-            cluster
-                .groups
-                .iter()
-                .all(|&group| multi.is_quiescent(group))
-        })
-    });
-    assert!(all_quiet, "idle groups did not all quiesce");
+    let mut cluster = quiescent_cluster(300, 5);
     let (messages, heartbeats) = (cluster.wire.group_messages, cluster.wire.heartbeat_entries);
     let pings = cluster.wire.batches.values().sum::<u64>();
     cluster.run_for(100 * crate::cluster::TICK_MS);
@@ -107,9 +96,7 @@ fn quiescent_groups_send_no_per_group_message() {
 
 #[test]
 fn a_proposal_wakes_only_its_group() {
-    let mut cluster = MultiCluster::new(3, 100, 6, true);
-    settle_evenly(&mut cluster);
-    assert!(cluster.run_until(10_000, all_quiescent));
+    let mut cluster = quiescent_cluster(100, 6);
     let target = GroupId(42);
     assert!(cluster.propose(target, b"wake".to_vec()));
     cluster.run_for(30);
@@ -131,6 +118,15 @@ fn a_proposal_wakes_only_its_group() {
         cluster.run_until(10_000, |cluster| cluster.acks_applied_everywhere().is_ok()
             && all_quiescent(cluster))
     );
+}
+
+/// Three nodes, `group_count` groups led evenly, every group quiescent.
+fn quiescent_cluster(group_count: u64, seed: u64) -> MultiCluster {
+    let mut cluster = MultiCluster::new(3, group_count, seed, true);
+    settle_evenly(&mut cluster);
+    let quiet = cluster.run_until(10_000, all_quiescent);
+    assert!(quiet, "idle groups did not all quiesce");
+    cluster
 }
 
 fn all_quiescent(cluster: &MultiCluster) -> bool {
@@ -191,9 +187,7 @@ fn a_leader_node_crash_re_elects_every_quiescent_group_in_few_rounds() {
 /// are live, so no group led by another node changes leader or term.
 #[test]
 fn a_restarted_follower_node_does_not_depose_quiescent_leaders() {
-    let mut cluster = MultiCluster::new(3, 60, 12, true);
-    settle_evenly(&mut cluster);
-    assert!(cluster.run_until(10_000, all_quiescent));
+    let mut cluster = quiescent_cluster(60, 12);
     let before: Vec<(GroupId, Option<NodeId>, u64)> = cluster
         .groups
         .iter()
