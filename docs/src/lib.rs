@@ -57,6 +57,11 @@ pub mod transport {
     #![doc = include_str!("../transport.md")]
 }
 
+/// Running a cluster by hand: certificates, configuration, start, observe, recover.
+pub mod operations {
+    #![doc = include_str!("../operations.md")]
+}
+
 /// Measured figures, with the commands that produce them.
 pub mod benchmarks {
     #![doc = include_str!("../benchmarks.md")]

@@ -6,12 +6,14 @@
 
 pub mod directory;
 pub mod error;
+pub mod meta;
 pub mod range;
 pub mod range_map;
 pub mod router;
 
 pub use directory::Directory;
 pub use error::{RangeMapError, RouteError};
+pub use meta::{META_GROUP, MetaCommand, MetaState};
 pub use range::{Epoch, KeyRange, RangeDescriptor, RangeId};
 pub use range_map::RangeMap;
 pub use router::{Attempts, Next, Reply, Router, Target};

@@ -339,3 +339,33 @@ proptest! {
         let _ = decode_snapshot(&bytes);
     }
 }
+
+#[test]
+fn reads_answer_from_the_applied_state_without_an_entry() {
+    let mut machine = Machine::new();
+    machine.run(Command::Put {
+        key: b"a".to_vec(),
+        value: b"1".to_vec(),
+    });
+    let applied = machine.kv.applied();
+    let get = Command::Get { key: b"a".to_vec() };
+    assert_eq!(
+        machine.kv.read(&get),
+        Some(Response::Value(Some(b"1".to_vec())))
+    );
+    let scan = Command::Scan {
+        start: Vec::new(),
+        end: None,
+        limit: 10,
+    };
+    assert_eq!(
+        machine.kv.read(&scan),
+        Some(Response::Scan {
+            pairs: vec![(b"a".to_vec(), b"1".to_vec())],
+            more: false
+        })
+    );
+    let delete = Command::Delete { key: b"a".to_vec() };
+    assert_eq!(machine.kv.read(&delete), None, "a write is never a read");
+    assert_eq!(machine.kv.applied(), applied, "reading applies nothing");
+}

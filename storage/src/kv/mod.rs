@@ -124,9 +124,24 @@ impl KvStateMachine {
         self.applied.index = index;
     }
 
+    /// Answers a read-only command (`Get` or `Scan`) from the applied state, without a log
+    /// entry: the node serves linearizable reads this way once ReadIndex confirmed them.
+    /// `None` for a command that writes.
+    #[must_use]
+    pub fn read(&self, command: &Command) -> Option<Response> {
+        match command {
+            Command::Get { key } => Some(self.get(key)),
+            Command::Scan { start, end, limit } => {
+                Some(self.scan(start.clone(), end.clone(), *limit))
+            }
+            Command::Put { .. } | Command::Delete { .. } | Command::CompareAndSwap { .. } => None,
+        }
+    }
+
     fn execute(&mut self, command: Command) -> Response {
         match command {
-            Command::Get { key } => Response::Value(self.map.get(&key).cloned()),
+            Command::Get { key } => self.get(&key),
+            Command::Scan { start, end, limit } => self.scan(start, end, limit),
             Command::Put { key, value } => Response::Written {
                 previous: Arc::make_mut(&mut self.map).insert(key, value),
             },
@@ -136,8 +151,11 @@ impl KvStateMachine {
             Command::CompareAndSwap { key, expected, new } => {
                 self.compare_and_swap(key, expected, new)
             }
-            Command::Scan { start, end, limit } => self.scan(start, end, limit),
         }
+    }
+
+    fn get(&self, key: &[u8]) -> Response {
+        Response::Value(self.map.get(key).cloned())
     }
 
     fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {

@@ -1,0 +1,161 @@
+//! The client protocol's messages. A client keeps one persistent QUIC stream per node and
+//! pipelines requests on it: each `RequestFrame` carries an id, and `ResponseFrame`s come back
+//! in any order with the same id. A new stream per request would cost several times the tail
+//! latency of a request that reuses one.
+
+use flotilla_raft::{GroupId, NodeId};
+use flotilla_shard_manager::{Directory, Epoch, RangeMap};
+use flotilla_storage::{Command, Response};
+use serde::{Deserialize, Serialize};
+
+/// One request on a client stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Chosen by the client, unique on the stream; the response carries it back.
+    pub id: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// What a client may ask a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A key-value command for `group`, routed with map `epoch`. Get and Scan are
+    /// linearizable reads (ReadIndex); the others are proposed to the group's log.
+    Kv {
+        /// The group the client's map says serves the key.
+        group: GroupId,
+        /// The epoch of the client's map.
+        epoch: Epoch,
+        /// The command.
+        command: Command,
+    },
+    /// The node's range map and directory (from its replica of the meta group).
+    RangeMap,
+    /// The node's state: its groups, their leaders, terms and indexes, and its counters.
+    Status,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// The request's id.
+    pub id: u64,
+    /// The outcome.
+    pub result: Result<Reply, ApiError>,
+}
+
+/// A successful answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// The state machine's response to a key-value command.
+    Kv(Response),
+    /// The range map and the directory.
+    RangeMap {
+        /// The ranges.
+        map: RangeMap,
+        /// Where each node listens.
+        directory: Directory,
+    },
+    /// The node's status.
+    Status(NodeStatus),
+}
+
+/// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed` and
+/// `Dropped` mean the request was not applied and may be sent again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiError {
+    /// This replica is not the group's leader; `leader` is the one it last heard of.
+    #[error("node is not the leader of {group}; leader hint: {leader:?} at {address:?}")]
+    NotLeader {
+        /// The group.
+        group: GroupId,
+        /// The leader this replica last heard of.
+        leader: Option<NodeId>,
+        /// That leader's address, from the directory.
+        address: Option<String>,
+    },
+    /// The client's map epoch differs from the node's; refresh the map.
+    #[error("stale range map: the node is at epoch {node_epoch:?}")]
+    StaleEpoch {
+        /// The node's epoch.
+        node_epoch: Epoch,
+    },
+    /// This node hosts no replica of the group, or the key lies outside the group's range.
+    #[error("routing error: this node does not serve {group} for that key")]
+    NotServed {
+        /// The group asked for.
+        group: GroupId,
+    },
+    /// A key or value over the configured limit.
+    #[error("{what} of {bytes} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// "key" or "value".
+        what: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The node's request queue is full; try again shortly.
+    #[error("the node is busy; try again")]
+    Busy,
+    /// The proposal was overwritten by another leader's entry: it was not applied.
+    #[error("the proposal was dropped by a leader change; it was not applied")]
+    Dropped,
+    /// The node is shutting down or failed.
+    #[error("node unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One group as a node sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: GroupId,
+    /// Follower, PreCandidate, Candidate or Leader.
+    pub role: String,
+    /// The replica's term.
+    pub term: u64,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub committed: u64,
+    /// Its applied index.
+    pub applied: u64,
+    /// Whether the group is quiescent (idle: no ticks, no heartbeats of its own).
+    pub quiescent: bool,
+}
+
+/// A node's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub node: NodeId,
+    /// The range map epoch it knows.
+    pub epoch: Epoch,
+    /// Its groups.
+    pub groups: Vec<GroupStatus>,
+    /// Log writes (each one fdatasync) since start.
+    pub fsyncs: u64,
+    /// Entries those writes persisted.
+    pub entries_persisted: u64,
+    /// Client requests answered since start.
+    pub requests: u64,
+    /// Inbound batches refused as malformed or from an unknown group.
+    pub batches_refused: u64,
+    /// Client requests waiting for their entry to apply or their read to be confirmed.
+    pub waiting: u64,
+}
+
+impl NodeStatus {
+    /// Entries per fsync since start.
+    #[must_use]
+    pub fn entries_per_fsync(&self) -> f64 {
+        if self.fsyncs == 0 {
+            0.0
+        } else {
+            self.entries_persisted as f64 / self.fsyncs as f64
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The command line: `server`, the client commands, `shell`, `status`, `certs` and `demo`.
+//! Every flag is documented here, so `--help` documents every flag.
+
+use crate::client::{Client, ClientOptions};
+use crate::config::{Endpoint, NodeConfig, parse_endpoints};
+use crate::workload::WorkloadOptions;
+use clap::{Args, Parser, Subcommand};
+use flotilla_raft::NodeId;
+use flotilla_storage::Command;
+use flotilla_transport_quic::{ClusterId, write_dev_certs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flotilla: a multi-Raft sharded key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run one node of a cluster (until SIGINT or SIGTERM).
+    Server(ServerArgs),
+    /// Start a local 3-node cluster on loopback, run a workload, print what it did.
+    Demo(DemoArgs),
+    /// Read a key.
+    Get {
+        /// The key (UTF-8).
+        key: String,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write a key.
+    Put {
+        /// The key (UTF-8).
+        key: String,
+        /// The value (UTF-8).
+        value: String,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a key.
+    Delete {
+        /// The key (UTF-8).
+        key: String,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Compare-and-swap: set KEY to NEW only if it holds EXPECTED ("-" means absent).
+    Cas {
+        /// The key (UTF-8).
+        key: String,
+        /// The value the key must hold now; "-" means it must be absent.
+        expected: String,
+        /// The value to set; "-" removes the key.
+        new: String,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the pairs with START <= key < END, across ranges.
+    Scan {
+        /// The first key (default: the start of the key space).
+        #[arg(default_value = "")]
+        start: String,
+        /// The end, exclusive (default: the end of the key space).
+        end: Option<String>,
+        /// The most pairs to list.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Read commands from stdin, one per line; write one JSON object per line to stdout.
+    Shell(ClientArgs),
+    /// Show nodes, ranges, leaders, terms and applied indexes.
+    Status {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a cluster CA and node and client certificates (for development).
+    Certs {
+        /// Where to write them.
+        #[arg(long, default_value = "flotilla-certs")]
+        dir: PathBuf,
+        /// Node ids, comma-separated.
+        #[arg(long, default_value = "1,2,3", value_delimiter = ',')]
+        nodes: Vec<u64>,
+        /// Client names, comma-separated.
+        #[arg(long, default_value = "admin", value_delimiter = ',')]
+        clients: Vec<String>,
+        /// The cluster's id.
+        #[arg(long, default_value = "flotilla")]
+        cluster_id: String,
+    },
+}
+
+/// Flags of `flotilla server`; each overrides the configuration file and the default.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// A TOML file overriding the embedded default configuration.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id.
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// The address to listen on (ip:port, UDP).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The certificate directory.
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// The initial cluster: id@ip:port, comma-separated.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// How many ranges (groups) the key space is split into.
+    #[arg(long)]
+    pub groups: Option<u64>,
+    /// The cluster's id.
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// How a client command reaches the cluster.
+#[derive(Clone, Debug, Args)]
+pub struct ClientArgs {
+    /// Nodes to start from: id@ip:port, comma-separated (one is enough).
+    #[arg(long, default_value = "1@127.0.0.1:7101", value_delimiter = ',')]
+    pub endpoints: Vec<Endpoint>,
+    /// The certificate directory (ca.pem, client-<name>.pem/.key).
+    #[arg(long, default_value = "flotilla-certs")]
+    pub tls_dir: PathBuf,
+    /// The client certificate's name.
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+    /// The cluster's id.
+    #[arg(long, default_value = "flotilla")]
+    pub cluster_id: String,
+    /// How long one attempt waits for an answer, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub attempt_timeout_ms: u64,
+    /// How long a request may take in all, retries included, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub deadline_ms: u64,
+}
+
+/// Flags of `flotilla demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Nodes in the local cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Ranges (groups).
+    #[arg(long, default_value_t = 16)]
+    pub groups: u64,
+    /// The workload.
+    #[command(flatten)]
+    pub workload: WorkloadOptions,
+    /// Keep the temporary folder (certificates, data, logs) instead of deleting it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+impl ClientArgs {
+    /// The client options these flags describe.
+    #[must_use]
+    pub fn options(&self) -> ClientOptions {
+        ClientOptions {
+            endpoints: self.endpoints.clone(),
+            tls_dir: self.tls_dir.clone(),
+            cluster_id: self.cluster_id.clone(),
+            name: self.name.clone(),
+            attempt_timeout: Duration::from_millis(self.attempt_timeout_ms.max(1)),
+            deadline: Duration::from_millis(self.deadline_ms.max(1)),
+        }
+    }
+}
+
+/// A failed command, in words.
+pub type CliError = Box<dyn std::error::Error>;
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command failed with, for a message and a non-zero exit.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Commands::Server(args) => {
+            init_logs("info");
+            let config = server_config(&args)?;
+            if args.check {
+                println!("{config:#?}");
+                return Ok(());
+            }
+            Ok(crate::server::run(config)?)
+        }
+        Commands::Demo(args) => {
+            init_logs("warn");
+            crate::demo::run(&args)
+        }
+        Commands::Certs {
+            dir,
+            nodes,
+            clients,
+            cluster_id,
+        } => {
+            let cluster = ClusterId::new(&cluster_id)
+                .ok_or(format!("`{cluster_id}` is not a valid cluster id"))?;
+            let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
+            let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+            let files = write_dev_certs(&dir, &cluster, &nodes, &clients)?;
+            println!(
+                "wrote a CA, {} node and {} client certificates to {}",
+                files.nodes.len(),
+                files.clients.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        command => {
+            init_logs("warn");
+            client_runtime()?.block_on(client_command(command))
+        }
+    }
+}
+
+fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
+    let mut config = NodeConfig::load(args.config.as_deref())?;
+    if let Some(node_id) = args.node_id {
+        config.node_id = node_id;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir.clone_from(dir);
+    }
+    if let Some(dir) = &args.tls_dir {
+        config.tls_dir.clone_from(dir);
+    }
+    if let Some(cluster) = &args.initial_cluster {
+        config.initial_cluster = parse_endpoints(cluster)?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
+    if let Some(groups) = args.groups {
+        config.ranges.groups = groups;
+    }
+    if let Some(cluster_id) = &args.cluster_id {
+        config.cluster_id.clone_from(cluster_id);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+async fn client_command(command: Commands) -> Result<(), CliError> {
+    let bytes = |text: &str| text.as_bytes().to_vec();
+    let optional = |text: &str| (text != "-").then(|| bytes(text));
+    let (client_args, command) = match command {
+        Commands::Get { key, client } => (client, Command::Get { key: bytes(&key) }),
+        Commands::Put { key, value, client } => (
+            client,
+            Command::Put {
+                key: bytes(&key),
+                value: bytes(&value),
+            },
+        ),
+        Commands::Delete { key, client } => (client, Command::Delete { key: bytes(&key) }),
+        Commands::Cas {
+            key,
+            expected,
+            new,
+            client,
+        } => (
+            client,
+            Command::CompareAndSwap {
+                key: bytes(&key),
+                expected: optional(&expected),
+                new: optional(&new),
+            },
+        ),
+        Commands::Scan {
+            start,
+            end,
+            limit,
+            client,
+        } => (
+            client,
+            Command::Scan {
+                start: bytes(&start),
+                end: end.as_deref().map(bytes),
+                limit,
+            },
+        ),
+        Commands::Shell(client) => {
+            let client = Client::connect(client.options()).await?;
+            return crate::shell::run(&client).await;
+        }
+        Commands::Status { json, client } => {
+            let client = Client::connect(client.options()).await?;
+            return crate::shell::print_status(&client, json).await;
+        }
+        Commands::Server(_) | Commands::Demo(_) | Commands::Certs { .. } => {
+            unreachable!("handled in run")
+        }
+    };
+    let client = Client::connect(client_args.options()).await?;
+    let result = crate::shell::execute(&client, command).await;
+    match result.error {
+        Some(error) => Err(error.into()),
+        None => {
+            println!("{}", result.human());
+            Ok(())
+        }
+    }
+}
+
+/// The small runtime client commands run on.
+///
+/// # Errors
+/// The runtime could not start.
+pub fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

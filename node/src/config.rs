@@ -1,0 +1,304 @@
+//! The node's configuration: an embedded default (`default.toml`), overridden by a TOML file
+//! and then by flags, and validated once at start so a bad value is a clear error.
+
+use flotilla_raft::NodeId;
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// A node and where it listens, written `id@address` (`1@127.0.0.1:7101`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The node's id (its certificate names it).
+    pub node: NodeId,
+    /// Its QUIC address.
+    pub address: SocketAddr,
+}
+
+impl FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (id, address) = text
+            .split_once('@')
+            .ok_or_else(|| format!("`{text}` is not id@address (e.g. 1@127.0.0.1:7101)"))?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| format!("`{id}` in `{text}` is not a node id (a positive integer)"))?;
+        if id == 0 {
+            return Err(format!("node ids start at 1 (`{text}`)"));
+        }
+        let address = address
+            .parse()
+            .map_err(|_| format!("`{address}` in `{text}` is not an ip:port address"))?;
+        Ok(Self {
+            node: NodeId(id),
+            address,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.node.0, self.address)
+    }
+}
+
+/// Parses a comma-separated list of endpoints.
+///
+/// # Errors
+/// The first entry that is not `id@address`, or an empty list.
+pub fn parse_endpoints(text: &str) -> Result<Vec<Endpoint>, String> {
+    let endpoints = text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(Endpoint::from_str)
+        .collect::<Result<Vec<_>, _>>()?;
+    if endpoints.is_empty() {
+        return Err("no endpoint given".into());
+    }
+    Ok(endpoints)
+}
+
+/// How one node runs.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The cluster's name.
+    pub cluster_id: String,
+    /// This node's id.
+    pub node_id: u64,
+    /// Where this node listens.
+    pub listen: SocketAddr,
+    /// The log, snapshots and state.
+    pub data_dir: PathBuf,
+    /// Certificates.
+    pub tls_dir: PathBuf,
+    /// The nodes the cluster starts with, `id@address`.
+    pub initial_cluster: Vec<String>,
+    /// How the key space is split.
+    pub ranges: RangesConfig,
+    /// Raft timing.
+    pub raft: RaftConfig,
+    /// Client limits.
+    pub limits: Limits,
+}
+
+/// How the key space is split into groups.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RangesConfig {
+    /// Ranges (= data groups) of equal share of the key space.
+    pub groups: u64,
+    /// Replicas per group.
+    pub replicas: usize,
+}
+
+/// Raft timing, in ticks of `tick_ms`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    /// One tick.
+    pub tick_ms: u64,
+    /// Lower bound of the election timeout.
+    pub election_ticks_min: u64,
+    /// Upper bound (exclusive) of the election timeout.
+    pub election_ticks_max: u64,
+    /// Interval of the coalesced node heartbeat.
+    pub heartbeat_ticks: u64,
+    /// A silent peer node is down after this many ticks.
+    pub node_timeout_ticks: u64,
+    /// Applied entries between two snapshots of a group.
+    pub snapshot_entries: u64,
+}
+
+/// What clients may send.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest key.
+    pub key_bytes_max: usize,
+    /// The largest value.
+    pub value_bytes_max: usize,
+    /// Requests queued for the Raft loop before new ones are refused as busy.
+    pub pending_requests_max: usize,
+}
+
+/// A configuration that cannot be used, with the reason in words.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl NodeConfig {
+    /// The embedded default, overridden by the TOML file at `path` if given.
+    ///
+    /// # Errors
+    /// An unreadable file, bad TOML, an unknown key or a value of the wrong type.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(DEFAULT_CONFIG)
+            .map_err(|error| ConfigError(format!("embedded default: {error}")))?;
+        if let Some(path) = path {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| ConfigError(format!("cannot read {}: {error}", path.display())))?;
+            let file: toml::Table = toml::from_str(&text)
+                .map_err(|error| ConfigError(format!("{}: {error}", path.display())))?;
+            merge(&mut table, file);
+        }
+        // Parsing the merged text (not the table) makes errors name the key and show the line.
+        let merged = toml::to_string(&table).map_err(|error| ConfigError(error.to_string()))?;
+        toml::from_str(&merged).map_err(|error| ConfigError(error.to_string()))
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn node(&self) -> NodeId {
+        NodeId(self.node_id)
+    }
+
+    /// The initial cluster, parsed and sorted by node id.
+    ///
+    /// # Errors
+    /// An entry that is not `id@address`, or a node id given twice.
+    pub fn initial_endpoints(&self) -> Result<Vec<Endpoint>, ConfigError> {
+        let mut endpoints = self
+            .initial_cluster
+            .iter()
+            .map(|text| {
+                Endpoint::from_str(text)
+                    .map_err(|error| ConfigError(format!("initial_cluster: {error}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        endpoints.sort();
+        if endpoints
+            .windows(2)
+            .any(|pair| pair[0].node == pair[1].node)
+        {
+            return Err(ConfigError("initial_cluster names a node id twice".into()));
+        }
+        Ok(endpoints)
+    }
+
+    /// Checks every value and every relation between values.
+    ///
+    /// # Errors
+    /// The first value out of range, as a sentence.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |reason: String| Err(ConfigError(reason));
+        let endpoints = self.initial_endpoints()?;
+        if endpoints.is_empty() {
+            return fail("initial_cluster must name at least one node".into());
+        }
+        if self.node_id == 0 {
+            return fail("node_id must be at least 1".into());
+        }
+        if !(1..=65_536).contains(&self.ranges.groups) {
+            return fail(format!(
+                "ranges.groups must be 1 to 65536, not {}",
+                self.ranges.groups
+            ));
+        }
+        if self.ranges.replicas == 0 {
+            return fail("ranges.replicas must be at least 1".into());
+        }
+        let raft = &self.raft;
+        if raft.tick_ms == 0 || raft.tick_ms > 10_000 {
+            return fail(format!(
+                "raft.tick_ms must be 1 to 10000, not {}",
+                raft.tick_ms
+            ));
+        }
+        if raft.snapshot_entries == 0 {
+            return fail("raft.snapshot_entries must be at least 1".into());
+        }
+        if self.limits.key_bytes_max == 0 || self.limits.pending_requests_max == 0 {
+            return fail(
+                "limits.key_bytes_max and limits.pending_requests_max must be at least 1".into(),
+            );
+        }
+        self.multi_config()
+            .validate()
+            .map_err(|error| ConfigError(format!("raft: {}", error.0)))
+    }
+
+    /// The MultiRaft configuration of this node.
+    #[must_use]
+    pub fn multi_config(&self) -> flotilla_raft::MultiConfig {
+        let mut multi = flotilla_raft::MultiConfig::new(self.node());
+        multi.raft.election_timeout_ticks_min = self.raft.election_ticks_min;
+        multi.raft.election_timeout_ticks_max = self.raft.election_ticks_max;
+        multi.raft.heartbeat_interval_ticks = self.raft.heartbeat_ticks;
+        multi.raft.rng_seed =
+            self.node_id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ std::process::id() as u64;
+        multi.heartbeat_interval_ticks = self.raft.heartbeat_ticks;
+        multi.node_timeout_ticks = self.raft.node_timeout_ticks;
+        multi
+    }
+}
+
+/// Overrides `base` with `top`, table by table.
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(top)) => merge(inner, top),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = NodeConfig::load(None).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.initial_endpoints().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_file_overrides_single_keys_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "node_id = 2\n[ranges]\ngroups = 4\n").unwrap();
+        let config = NodeConfig::load(Some(&path)).unwrap();
+        assert_eq!(
+            (config.node_id, config.ranges.groups, config.ranges.replicas),
+            (2, 4, 3)
+        );
+        std::fs::write(&path, "[ranges]\ngroupz = 4\n").unwrap();
+        let error = NodeConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("groupz"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut config = NodeConfig::load(None).unwrap();
+        config.ranges.groups = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ranges.groups")
+        );
+        let mut config = NodeConfig::load(None).unwrap();
+        config.raft.election_ticks_max = config.raft.election_ticks_min;
+        assert!(config.validate().is_err());
+        assert!(Endpoint::from_str("1-127.0.0.1:1").is_err());
+        assert!(Endpoint::from_str("0@127.0.0.1:1").is_err());
+        assert_eq!(
+            Endpoint::from_str("7@127.0.0.1:9").unwrap().to_string(),
+            "7@127.0.0.1:9"
+        );
+    }
+}

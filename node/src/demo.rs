@@ -1,0 +1,340 @@
+//! `flotilla demo`: certificates and data in a temporary folder, a local cluster of child
+//! processes on loopback, a mixed workload with a progress bar, the results, a node killed to
+//! show fail-over, and a clean shutdown.
+
+use crate::cli::DemoArgs;
+use crate::client::{Client, ClientOptions};
+use crate::config::Endpoint;
+use crate::workload::{self, WorkloadOptions, WorkloadReport};
+use flotilla_raft::NodeId;
+use flotilla_transport_quic::{ClusterId, write_dev_certs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const CLUSTER: &str = "flotilla-demo";
+const CLIENT: &str = "demo";
+
+/// A local cluster of `flotilla server` child processes; dropping it kills them all.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// Where certificates, data and logs live.
+    pub dir: PathBuf,
+    /// Each node's endpoint.
+    pub endpoints: Vec<Endpoint>,
+    children: Vec<(NodeId, Option<Child>)>,
+    groups: u64,
+}
+
+impl LocalCluster {
+    /// Makes certificates in `dir` and starts `nodes` servers with `groups` ranges.
+    ///
+    /// # Errors
+    /// Certificates, ports or processes could not be made.
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        nodes: u64,
+        groups: u64,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
+        let cluster = ClusterId::new(CLUSTER).ok_or("bad cluster id")?;
+        write_dev_certs(&dir.join("certs"), &cluster, &ids, &[CLIENT])?;
+        let endpoints = ids
+            .iter()
+            .map(|&node| {
+                Ok(Endpoint {
+                    node,
+                    address: free_udp_address()?,
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut cluster = Self {
+            dir: dir.to_path_buf(),
+            endpoints,
+            children: Vec::new(),
+            groups,
+        };
+        for node in ids {
+            let child = cluster.spawn(binary, node)?;
+            cluster.children.push((node, Some(child)));
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&self, binary: &Path, node: NodeId) -> std::io::Result<Child> {
+        let endpoint = self
+            .endpoints
+            .iter()
+            .find(|endpoint| endpoint.node == node)
+            .ok_or(std::io::ErrorKind::NotFound)?;
+        let initial: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{}.log", node.0)))?;
+        std::process::Command::new(binary)
+            .arg("server")
+            .args(["--node-id", &node.0.to_string()])
+            .args(["--listen", &endpoint.address.to_string()])
+            .args([
+                "--data-dir",
+                &self
+                    .dir
+                    .join(format!("node-{}", node.0))
+                    .display()
+                    .to_string(),
+            ])
+            .args(["--tls-dir", &self.dir.join("certs").display().to_string()])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--groups", &self.groups.to_string()])
+            .args(["--cluster-id", CLUSTER])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+    }
+
+    /// Client options for this cluster.
+    #[must_use]
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            endpoints: self.endpoints.clone(),
+            tls_dir: self.dir.join("certs"),
+            cluster_id: CLUSTER.into(),
+            name: CLIENT.into(),
+            attempt_timeout: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+        }
+    }
+
+    /// Kills node `node` with SIGKILL (no chance to flush anything).
+    pub fn kill(&mut self, node: NodeId) {
+        for (id, child) in &mut self.children {
+            if *id == node {
+                if let Some(mut child) = child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+    }
+
+    /// Starts a killed node again on its data directory.
+    ///
+    /// # Errors
+    /// The process could not start.
+    pub fn restart(&mut self, binary: &Path, node: NodeId) -> std::io::Result<()> {
+        let child = self.spawn(binary, node)?;
+        for (id, slot) in &mut self.children {
+            if *id == node {
+                *slot = Some(child);
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks every node to stop (SIGTERM) and waits for each.
+    pub fn stop(&mut self) {
+        for (_, child) in &mut self.children {
+            if let Some(mut child) = child.take() {
+                let terminated = std::process::Command::new("kill")
+                    .args(["-TERM", &child.id().to_string()])
+                    .status()
+                    .is_ok_and(|status| status.success());
+                if !terminated {
+                    let _ = child.kill();
+                }
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {
+    std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// Connects to `cluster` and waits until every range's group has a leader.
+///
+/// # Errors
+/// The cluster did not come up within `wait`.
+pub async fn connect_when_ready(
+    options: ClientOptions,
+    wait: Duration,
+) -> Result<Client, Box<dyn std::error::Error>> {
+    let deadline = Instant::now() + wait;
+    let client = loop {
+        match Client::connect(options.clone()).await {
+            Ok(client) => break client,
+            Err(error) if Instant::now() > deadline => {
+                return Err(format!("the cluster did not start: {error}").into());
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    while leaderless_groups(&client).await > 0 {
+        if Instant::now() > deadline {
+            return Err("some groups elected no leader in time".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(client)
+}
+
+/// Ranges whose group no live node reports as led by itself.
+pub async fn leaderless_groups(client: &Client) -> usize {
+    let statuses = client.statuses().await;
+    client
+        .map()
+        .ranges()
+        .filter(|range| {
+            !statuses
+                .iter()
+                .filter_map(|(_, status)| status.as_ref().ok())
+                .any(|status| {
+                    status
+                        .groups
+                        .iter()
+                        .any(|group| group.group == range.group && group.role == "Leader")
+                })
+        })
+        .count()
+}
+
+/// Runs the demo.
+///
+/// # Errors
+/// The cluster could not start or a step failed.
+pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    args.workload.validate()?;
+    if args.nodes == 0 || args.groups == 0 {
+        return Err("--nodes and --groups must be at least 1".into());
+    }
+    let folder = tempfile::Builder::new()
+        .prefix("flotilla-demo-")
+        .tempdir()?;
+    let binary = std::env::current_exe()?;
+    let mut cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
+    println!(
+        "Flotilla demo: {} nodes on loopback ({}), {} ranges, 3 replicas each; files in {}",
+        args.nodes,
+        cluster
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+        args.groups,
+        folder.path().display()
+    );
+    let runtime = crate::cli::client_runtime()?;
+    let result = runtime.block_on(drive(&mut cluster, &args.workload));
+    cluster.stop();
+    println!("stopped every node");
+    if args.keep {
+        println!("kept {}", folder.keep().display());
+    }
+    result
+}
+
+async fn drive(
+    cluster: &mut LocalCluster,
+    workload: &WorkloadOptions,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let client = connect_when_ready(cluster.client_options(), Duration::from_secs(30)).await?;
+    println!(
+        "every range has a leader after {:.1} s\n",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "workload: {} clients, {:.0} s, {} keys ({:?}), {} B values, {}% get / {}% cas / {}% put",
+        workload.clients,
+        workload.seconds,
+        workload.keys,
+        workload.distribution,
+        workload.value_size,
+        workload.read_percent,
+        workload.cas_percent,
+        100 - workload.read_percent - workload.cas_percent
+    );
+    let report = workload::run(&client, workload, true).await;
+    print_report(&report);
+    let statuses = client.statuses().await;
+    println!("\n{}", crate::shell::status_tables(&client, &statuses));
+    let victim = statuses
+        .iter()
+        .filter_map(|(node, status)| Some((*node, status.as_ref().ok()?)))
+        .max_by_key(|(_, status)| {
+            status
+                .groups
+                .iter()
+                .filter(|group| group.role == "Leader")
+                .count()
+        })
+        .map_or(NodeId(1), |(node, _)| node);
+    cluster.kill(victim);
+    let failover = WorkloadOptions {
+        seconds: (workload.seconds / 2.0).clamp(1.0, 5.0),
+        ..workload.clone()
+    };
+    println!(
+        "killed node {} with SIGKILL; the workload goes on for {:.0} s:",
+        victim.0, failover.seconds
+    );
+    let after = workload::run(&client, &failover, true).await;
+    print_report(&after);
+    let statuses = client.statuses().await;
+    let leaderless = leaderless_groups(&client).await;
+    println!(
+        "\nafter fail-over: {leaderless} ranges without a leader\n{}",
+        crate::shell::status_tables(&client, &statuses)
+    );
+    Ok(())
+}
+
+/// Prints a workload report for a person.
+pub fn print_report(report: &WorkloadReport) {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let latency = &report.latency_us;
+    println!(
+        "  {} ops in {:.1} s = {:.0} ops/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        report.ops,
+        report.seconds,
+        report.ops_per_second,
+        ms(latency.p50),
+        ms(latency.p90),
+        ms(latency.p99),
+        ms(latency.p999),
+        ms(latency.max)
+    );
+    let ops: Vec<String> = report
+        .by_op
+        .iter()
+        .map(|(op, count)| format!("{op} {count}"))
+        .collect();
+    println!("  by operation: {}", ops.join(", "));
+    if report.errors.is_empty() {
+        println!("  errors: none");
+    } else {
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        println!("  errors: {}", errors.join(", "));
+    }
+}

@@ -1,0 +1,16 @@
+//! The `flotilla` node: the only driver of Raft, storage and the transport. It runs a server
+//! (MultiRaft + one log + QUIC), a client that routes by the range map, the CLI and the demo.
+//! Protocol decisions live in the other crates; this one does the IO they ask for.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod server;
+pub mod shell;
+pub mod workload;
+
+pub use client::{Client, ClientError, ClientOptions, Outcome, ScanResult};
+pub use config::{Endpoint, NodeConfig};

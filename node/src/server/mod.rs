@@ -1,0 +1,290 @@
+//! `flotilla server`: wires one node together — the log engine, MultiRaft with a replica of
+//! every group this node hosts, their state machines, the QUIC transport and the client API —
+//! and runs the Raft loop on its own thread until SIGINT or SIGTERM.
+
+mod clients;
+mod machines;
+mod raft_loop;
+mod streams;
+
+use crate::config::{Endpoint, NodeConfig};
+use crate::server::clients::Waiting;
+use crate::server::machines::Machines;
+use crate::server::raft_loop::{Input, LoopCounters, RaftLoop};
+use crossbeam_channel::Sender;
+use flotilla_raft::{LogReader, Membership, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta};
+use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
+use flotilla_storage::{LogConfig, LogEngine, WriteBatch};
+use flotilla_transport_quic::{
+    ClusterId, Identity, QuicTransport, TlsSetup, Transport, TransportConfig, load_ca,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Batches from peers that may wait for the Raft loop beside client requests.
+const INBOUND_BATCHES_MAX: usize = 4096;
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A bad configuration value.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Certificates missing or invalid.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The log could not be opened or written.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The endpoint could not be bound.
+    #[error("network: {0}")]
+    Network(String),
+    /// The Raft loop stopped on an error.
+    #[error("raft loop: {0}")]
+    Loop(String),
+}
+
+/// Runs the node described by `config` until SIGINT or SIGTERM.
+///
+/// # Errors
+/// Anything that prevents starting, or a fatal error while running.
+pub fn run(config: NodeConfig) -> Result<(), ServerError> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flotilla-net")
+        .enable_all()
+        .build()
+        .map_err(|error| ServerError::Network(error.to_string()))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: NodeConfig) -> Result<(), ServerError> {
+    let node = config.node();
+    let initial = config.initial_endpoints()?;
+    if !initial.iter().any(|endpoint| endpoint.node == node) {
+        return Err(crate::config::ConfigError(format!(
+            "node {} is not in initial_cluster; joining a running cluster is not supported yet",
+            node.0
+        ))
+        .into());
+    }
+    let tls = load_tls(&config.tls_dir, &config.cluster_id, node)?;
+    let engine = open_log(&config.data_dir)?;
+    if engine.group_ids().is_empty() {
+        bootstrap(&engine, node, &initial_meta(&config, &initial))?;
+    }
+    let (multi, machines) = recover(&config, &engine, initial_meta(&config, &initial))?;
+    let transport = QuicTransport::bind(node, config.listen, tls, TransportConfig::default())
+        .await
+        .map_err(|error| {
+            ServerError::Network(format!("cannot listen on {}: {error}", config.listen))
+        })?;
+    let transport = Arc::new(transport);
+    let mut multi = multi;
+    connect_peers(&transport, &mut multi, machines.meta(), node);
+    let (inbox, inbox_rx) =
+        crossbeam_channel::bounded(config.limits.pending_requests_max + INBOUND_BATCHES_MAX);
+    tokio::spawn(forward_batches(Arc::clone(&transport), inbox.clone()));
+    tokio::spawn(accept_clients(Arc::clone(&transport), inbox.clone()));
+    let raft_loop = RaftLoop {
+        node,
+        multi,
+        engine,
+        transport: Arc::clone(&transport),
+        inbox: inbox_rx,
+        tick: Duration::from_millis(config.raft.tick_ms),
+        snapshot_entries: config.raft.snapshot_entries,
+        limits: config.limits.clone(),
+        machines,
+        waiting: Waiting::default(),
+        counters: LoopCounters::default(),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("flotilla-raft".into())
+        .spawn(move || {
+            let _runtime = runtime.enter();
+            let _ = done_tx.send(raft_loop.run());
+        })
+        .map_err(|error| ServerError::Loop(error.to_string()))?;
+    tracing::info!(node = node.0, listen = %config.listen, data_dir = %config.data_dir.display(), "serving");
+    let result = tokio::select! {
+        () = shutdown_signal() => {
+            tracing::info!("stopping");
+            let _ = inbox.send(Input::Stop);
+            Ok(())
+        }
+        result = done_rx => match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(ServerError::Loop(error.to_string())),
+            Err(_) => Err(ServerError::Loop("the Raft loop thread panicked".into())),
+        },
+    };
+    if let Ok(transport) = Arc::try_unwrap(transport) {
+        transport.shutdown().await;
+    }
+    result
+}
+
+fn load_tls(dir: &Path, cluster: &str, node: NodeId) -> Result<TlsSetup, ServerError> {
+    let cluster = ClusterId::new(cluster)
+        .ok_or_else(|| ServerError::Tls(format!("`{cluster}` is not a valid cluster id")))?;
+    let tls_error = |error: flotilla_transport_quic::CertError| {
+        ServerError::Tls(format!(
+            "{error} (make dev certificates with `flotilla certs --dir {}`)",
+            dir.display()
+        ))
+    };
+    let ca = load_ca(&dir.join("ca.pem")).map_err(tls_error)?;
+    let stem = format!("node-{}", node.0);
+    let identity = Identity::load(
+        &dir.join(format!("{stem}.pem")),
+        &dir.join(format!("{stem}.key")),
+    )
+    .map_err(tls_error)?;
+    Ok(TlsSetup {
+        cluster,
+        ca,
+        identity,
+    })
+}
+
+fn open_log(data_dir: &Path) -> Result<Arc<LogEngine>, ServerError> {
+    let (engine, report) = LogEngine::open(data_dir.join("log"), LogConfig::default())
+        .map_err(|error| ServerError::Storage(error.to_string()))?;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(
+            ?torn,
+            "the log ended in a torn write (a crash mid-write); it was cut there"
+        );
+    }
+    Ok(Arc::new(engine))
+}
+
+/// The map and directory every initial node computes alike from the configuration.
+fn initial_meta(config: &NodeConfig, initial: &[Endpoint]) -> MetaState {
+    let nodes: Vec<NodeId> = initial.iter().map(|endpoint| endpoint.node).collect();
+    let replicas = config.ranges.replicas.min(nodes.len());
+    let map = RangeMap::uniform(config.ranges.groups, |group| {
+        let first = (group.0 - 1) as usize;
+        (0..replicas)
+            .map(|offset| nodes[(first + offset) % nodes.len()])
+            .collect()
+    });
+    let directory = Directory::new(
+        initial
+            .iter()
+            .map(|endpoint| (endpoint.node, endpoint.address.to_string())),
+    );
+    MetaState { map, directory }
+}
+
+/// First start: persist the initial state of every group this node hosts, in one write.
+fn bootstrap(engine: &LogEngine, node: NodeId, meta: &MetaState) -> Result<(), ServerError> {
+    let mut batch = WriteBatch::new();
+    let meta_snapshot = Snapshot {
+        meta: SnapshotMeta {
+            last: Default::default(),
+            membership: Membership::with_voters(meta.directory.nodes()),
+        },
+        data: meta.encode(),
+    };
+    batch.persist(
+        META_GROUP,
+        &Persist {
+            snapshot: Some(meta_snapshot),
+            ..Persist::default()
+        },
+    );
+    for range in meta
+        .map
+        .ranges()
+        .filter(|range| range.replicas.contains(&node))
+    {
+        let membership = Membership::with_voters(range.replicas.iter().copied());
+        batch.persist(range.group, &Persist::bootstrap(membership));
+    }
+    engine
+        .write(batch)
+        .map_err(|error| ServerError::Storage(error.to_string()))?;
+    tracing::info!(node = node.0, "bootstrapped a new replica set");
+    Ok(())
+}
+
+/// Every group in the log, with its state machine restored from its snapshot; Raft then hands
+/// the committed entries after the snapshot to the loop to apply again.
+fn recover(
+    config: &NodeConfig,
+    engine: &LogEngine,
+    meta: MetaState,
+) -> Result<(MultiRaft<flotilla_storage::GroupLog>, Machines), ServerError> {
+    let mut multi = MultiRaft::new(config.multi_config());
+    let mut machines = Machines::new(meta);
+    for group in engine.group_ids() {
+        let store = engine.group(group);
+        let group_error =
+            |reason: String| ServerError::Storage(format!("group {}: {reason}", group.0));
+        let snapshot = store
+            .snapshot()
+            .map_err(|error| group_error(error.to_string()))?;
+        machines.restore(group, &snapshot).map_err(group_error)?;
+        multi
+            .create_group(group, store)
+            .map_err(|error| group_error(error.to_string()))?;
+    }
+    Ok((multi, machines))
+}
+
+fn connect_peers(
+    transport: &QuicTransport,
+    multi: &mut MultiRaft<flotilla_storage::GroupLog>,
+    meta: &MetaState,
+    node: NodeId,
+) {
+    for peer in meta.directory.nodes().filter(|&peer| peer != node) {
+        match meta.directory.address(peer).map(str::parse) {
+            Some(Ok(address)) => {
+                transport.add_peer(peer, address);
+                multi.add_peer(peer);
+            }
+            _ => tracing::warn!(peer = peer.0, "no usable address for peer"),
+        }
+    }
+}
+
+async fn forward_batches(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
+    while let Some(batch) = transport.recv().await {
+        // A full inbox drops the batch: Raft tolerates loss and the loop is behind anyway.
+        if let Err(crossbeam_channel::TrySendError::Disconnected(_)) =
+            inbox.try_send(Input::Batch(batch))
+        {
+            return;
+        }
+    }
+}
+
+async fn accept_clients(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
+    let frame_bytes_max = TransportConfig::default().frame_bytes_max;
+    while let Some(connection) = transport.accept_client().await {
+        tokio::spawn(streams::serve_client(
+            connection,
+            inbox.clone(),
+            frame_bytes_max,
+        ));
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

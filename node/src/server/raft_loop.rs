@@ -1,0 +1,355 @@
+//! The Raft loop: the one thread that drives every group of the node.
+//!
+//! Each turn: wait for input or the next tick; take every waiting input (inbound batches are
+//! stepped, client requests proposed or read); tick when due; then one ready cycle for all
+//! groups: one log write (one fdatasync) for everything to persist, send the outbound batches,
+//! apply committed entries, answer waiting clients, advance. Requests that arrive during the
+//! fsync queue up and share the next one, so a busy node persists many entries per sync.
+
+use crate::api::{ApiError, GroupStatus, NodeStatus, Reply, Request};
+use crate::config::Limits;
+use crate::server::clients::{Responder, Waiting};
+use crate::server::machines::Machines;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use flotilla_raft::{
+    Batch, GroupId, LogIndex, MultiError, MultiRaft, MultiReady, NodeId, ProposeError, Ready,
+};
+use flotilla_shard_manager::Epoch;
+use flotilla_storage::{Codec, Command, GroupLog, LogEngine, WriteBatch, WriteError};
+use flotilla_transport_quic::{QuicTransport, Transport};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The most inputs taken in one turn before the ready cycle runs.
+const INPUT_BURST_MAX: usize = 4096;
+
+/// What reaches the Raft loop from the network.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// Raft messages from a peer node.
+    Batch(Batch),
+    /// A client request and where to answer it.
+    Request(Request, Responder),
+    /// Stop after this turn.
+    Stop,
+}
+
+/// The loop's state: MultiRaft, the log, the state machines and the waiting clients.
+pub(crate) struct RaftLoop {
+    pub(crate) node: NodeId,
+    pub(crate) multi: MultiRaft<GroupLog>,
+    pub(crate) engine: Arc<LogEngine>,
+    pub(crate) transport: Arc<QuicTransport>,
+    pub(crate) inbox: Receiver<Input>,
+    pub(crate) tick: Duration,
+    pub(crate) snapshot_entries: u64,
+    pub(crate) limits: Limits,
+    pub(crate) machines: Machines,
+    pub(crate) waiting: Waiting,
+    pub(crate) counters: LoopCounters,
+}
+
+/// What the loop has done since start.
+#[derive(Debug, Default)]
+pub(crate) struct LoopCounters {
+    fsyncs: u64,
+    entries_persisted: u64,
+    requests: u64,
+    batches_refused: u64,
+    cycles_since_gc: u64,
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoopError {
+    /// The log could not be written: nothing more can be acknowledged.
+    #[error("the log write failed: {0}")]
+    Write(#[from] WriteError),
+    /// A group's store failed.
+    #[error("group {group} failed: {reason}")]
+    Group { group: GroupId, reason: String },
+}
+
+impl RaftLoop {
+    /// Runs until `Input::Stop` or a fatal error.
+    pub(crate) fn run(mut self) -> Result<(), LoopError> {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match self.inbox.recv_timeout(wait) {
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            let burst = first
+                .into_iter()
+                .chain(self.inbox.try_iter().take(INPUT_BURST_MAX));
+            let inputs: Vec<Input> = burst.collect();
+            for input in inputs {
+                if matches!(input, Input::Stop) {
+                    return Ok(());
+                }
+                self.handle(input);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.multi.tick();
+                next_tick = (next_tick + self.tick).max(now);
+            }
+            while self.multi.has_ready() {
+                self.cycle()?;
+            }
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Batch(batch) => {
+                if let Err(error) = self.multi.step_batch(batch) {
+                    self.counters.batches_refused += 1;
+                    tracing::debug!(%error, "inbound batch refused");
+                }
+            }
+            Input::Request(request, responder) => {
+                self.counters.requests += 1;
+                match request {
+                    Request::Kv {
+                        group,
+                        epoch,
+                        command,
+                    } => self.kv(group, epoch, command, responder),
+                    Request::RangeMap => responder.answer(Ok(Reply::RangeMap {
+                        map: self.machines.meta().map.clone(),
+                        directory: self.machines.meta().directory.clone(),
+                    })),
+                    Request::Status => responder.answer(Ok(Reply::Status(self.status()))),
+                }
+            }
+            Input::Stop => {}
+        }
+    }
+
+    /// Checks a KV request against the map and limits, then proposes it or starts a read.
+    fn kv(&mut self, group: GroupId, epoch: Epoch, command: Command, responder: Responder) {
+        if let Err(error) = self.check(group, epoch, &command) {
+            return responder.answer(Err(error));
+        }
+        let result = if matches!(command, Command::Get { .. } | Command::Scan { .. }) {
+            let context = self.waiting.add_read(group, command, responder);
+            self.multi.read_index(group, context).map_err(|error| {
+                let (_, _, responder) = self.waiting.take_read(context).expect("just added");
+                (error, responder)
+            })
+        } else {
+            match self.multi.propose(group, command.encode()) {
+                Ok(index) => {
+                    let term = self
+                        .multi
+                        .group(group)
+                        .map(|raft| raft.term())
+                        .unwrap_or_default();
+                    self.waiting.add_proposal(group, index, term, responder);
+                    Ok(())
+                }
+                Err(error) => Err((error, responder)),
+            }
+        };
+        if let Err((error, responder)) = result {
+            responder.answer(Err(self.refusal(group, error)));
+        }
+    }
+
+    fn check(&self, group: GroupId, epoch: Epoch, command: &Command) -> Result<(), ApiError> {
+        let map = &self.machines.meta().map;
+        if epoch != map.epoch() {
+            return Err(ApiError::StaleEpoch {
+                node_epoch: map.epoch(),
+            });
+        }
+        let (key, value, end) = match command {
+            Command::Get { key } | Command::Delete { key } => (key, None, None),
+            Command::Put { key, value } => (key, Some(value), None),
+            Command::CompareAndSwap { key, expected, new } => {
+                (key, new.as_ref().or(expected.as_ref()), None)
+            }
+            Command::Scan { start, end, .. } => (start, None, end.as_ref()),
+        };
+        too_large("key", key.len(), self.limits.key_bytes_max)?;
+        if let Some(value) = value {
+            too_large("value", value.len(), self.limits.value_bytes_max)?;
+        }
+        let range = map.lookup(key);
+        let end_inside = match (end, &range.keys.end) {
+            (_, None) => true,
+            (Some(end), Some(limit)) => end <= limit,
+            (None, Some(_)) => !matches!(command, Command::Scan { .. }),
+        };
+        if range.group != group || !end_inside || self.multi.group(group).is_none() {
+            return Err(ApiError::NotServed { group });
+        }
+        Ok(())
+    }
+
+    fn refusal(&self, group: GroupId, error: MultiError) -> ApiError {
+        match error {
+            MultiError::Propose(ProposeError::NotLeader { leader_hint }) => ApiError::NotLeader {
+                group,
+                leader: leader_hint,
+                address: leader_hint.and_then(|leader| {
+                    self.machines
+                        .meta()
+                        .directory
+                        .address(leader)
+                        .map(str::to_owned)
+                }),
+            },
+            MultiError::UnknownGroup(group) => ApiError::NotServed { group },
+            MultiError::Propose(
+                ProposeError::TooManyPendingReads | ProposeError::TransferInProgress,
+            ) => ApiError::Busy,
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+
+    /// One ready cycle for every group with work.
+    fn cycle(&mut self) -> Result<(), LoopError> {
+        let mut ready = self.multi.ready();
+        self.persist(&ready)?;
+        for batch in std::mem::take(&mut ready.batches) {
+            // A full or down peer drops the batch (counted by the transport); Raft resends.
+            let _ = self.transport.send(batch);
+        }
+        let mut compact = Vec::new();
+        for (group, group_ready) in &ready.groups {
+            self.apply(*group, group_ready)?;
+            if self.machines.applied(*group).0
+                >= self.snapshot_index(*group).0 + self.snapshot_entries
+            {
+                compact.push(*group);
+            }
+        }
+        self.serve_reads();
+        self.multi.advance(ready);
+        for group in compact {
+            let index = self.machines.applied(group);
+            if let Err(error) = self
+                .multi
+                .compact(group, index, self.machines.snapshot_data(group))
+            {
+                tracing::warn!(%group, %error, "compaction refused");
+            }
+        }
+        Ok(())
+    }
+
+    fn persist(&mut self, ready: &MultiReady) -> Result<(), LoopError> {
+        let mut batch = WriteBatch::new();
+        for (group, group_ready) in &ready.groups {
+            if !group_ready.persist.is_empty() {
+                self.counters.entries_persisted += group_ready.persist.entries.len() as u64;
+                batch.persist(*group, &group_ready.persist);
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.engine.write(batch)?;
+        self.counters.fsyncs += 1;
+        self.counters.cycles_since_gc += 1;
+        if self.counters.cycles_since_gc >= 1024 {
+            self.counters.cycles_since_gc = 0;
+            if let Err(error) = self.engine.gc() {
+                tracing::warn!(%error, "log gc failed");
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, group: GroupId, ready: &Ready) -> Result<(), LoopError> {
+        if let Some(snapshot) = &ready.persist.snapshot {
+            self.machines
+                .restore(group, snapshot)
+                .map_err(|reason| LoopError::Group { group, reason })?;
+        }
+        for entry in &ready.committed {
+            let response = self.machines.apply(group, entry);
+            self.waiting
+                .applied(group, entry.index, entry.term, response);
+        }
+        for read in &ready.reads {
+            self.waiting.confirm_read(read.context, read.index);
+        }
+        for &context in &ready.aborted_reads {
+            if let Some((group, _, responder)) = self.waiting.take_read(context) {
+                let leader = self.multi.group(group).and_then(|raft| raft.leader());
+                responder.answer(Err(self.refusal(
+                    group,
+                    MultiError::Propose(ProposeError::NotLeader {
+                        leader_hint: leader,
+                    }),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn serve_reads(&mut self) {
+        let machines = &self.machines;
+        for read in self.waiting.take_servable(|group| machines.applied(group)) {
+            let response = machines
+                .kv(read.group)
+                .and_then(|machine| machine.read(&read.command));
+            let result = response
+                .map(Reply::Kv)
+                .ok_or(ApiError::NotServed { group: read.group });
+            read.responder.answer(result);
+        }
+    }
+
+    fn snapshot_index(&self, group: GroupId) -> LogIndex {
+        self.multi
+            .group(group)
+            .map_or(LogIndex(0), |raft| raft.log().first_index().prev())
+    }
+
+    fn status(&self) -> NodeStatus {
+        let groups = self
+            .multi
+            .group_ids()
+            .filter_map(|group| {
+                let raft = self.multi.group(group)?;
+                let status = raft.status();
+                Some(GroupStatus {
+                    group,
+                    role: format!("{:?}", status.role),
+                    term: status.term.0,
+                    leader: status.leader,
+                    committed: status.committed.0,
+                    applied: status.applied.0,
+                    quiescent: self.multi.is_quiescent(group),
+                })
+            })
+            .collect();
+        NodeStatus {
+            node: self.node,
+            epoch: self.machines.meta().map.epoch(),
+            groups,
+            fsyncs: self.counters.fsyncs,
+            entries_persisted: self.counters.entries_persisted,
+            requests: self.counters.requests,
+            batches_refused: self.counters.batches_refused,
+            waiting: self.waiting.len() as u64,
+        }
+    }
+}
+
+fn too_large(what: &str, bytes: usize, limit: usize) -> Result<(), ApiError> {
+    if bytes > limit {
+        return Err(ApiError::TooLarge {
+            what: what.into(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The network side of the client API: each accepted client connection opens persistent
+//! bidirectional streams; requests are read as they come (pipelined) and handed to the Raft
+//! loop, and responses are written back in whatever order they complete, several per write.
+
+use crate::api::{ApiError, RequestFrame, ResponseFrame};
+use crate::server::clients::Responder;
+use crate::server::raft_loop::Input;
+use crossbeam_channel::{Sender, TrySendError};
+use flotilla_transport_quic::ClientConnection;
+use flotilla_transport_quic::frame::{self, FrameKind};
+use flotilla_transport_quic::streams::read_frame;
+use quinn::{RecvStream, SendStream};
+use tokio::sync::mpsc;
+
+/// The most responses written in one `write_all`.
+const RESPONSE_BURST_MAX: usize = 256;
+
+/// Serves every stream the client opens until the connection closes.
+pub(crate) async fn serve_client(
+    connection: ClientConnection,
+    inbox: Sender<Input>,
+    frame_bytes_max: u32,
+) {
+    let who = connection.identity().san();
+    while let Ok((send, recv)) = connection.connection().accept_bi().await {
+        tokio::spawn(serve_stream(send, recv, inbox.clone(), frame_bytes_max));
+    }
+    tracing::debug!(client = %who, "client connection closed");
+}
+
+async fn serve_stream(
+    send: SendStream,
+    mut recv: RecvStream,
+    inbox: Sender<Input>,
+    frame_bytes_max: u32,
+) {
+    let (responses, pending) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_responses(send, pending, frame_bytes_max));
+    let mut buf = Vec::new();
+    loop {
+        let frame = read_frame::<RequestFrame>(
+            &mut recv,
+            FrameKind::ClientMessage,
+            frame_bytes_max,
+            &mut buf,
+        )
+        .await;
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(error) => {
+                tracing::info!(%error, "client stream closed: bad request frame");
+                break;
+            }
+        };
+        let responder = Responder::new(frame.id, responses.clone());
+        match inbox.try_send(Input::Request(frame.request, responder)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Input::Request(_, responder))) => {
+                responder.answer(Err(ApiError::Busy))
+            }
+            Err(TrySendError::Disconnected(Input::Request(_, responder))) => {
+                responder.answer(Err(ApiError::Unavailable("the node is stopping".into())));
+            }
+            Err(_) => {}
+        }
+    }
+    // The writer ends once every responder of this stream has answered or been dropped.
+    drop(responses);
+    let _ = writer.await;
+}
+
+async fn write_responses(
+    mut send: SendStream,
+    mut pending: mpsc::UnboundedReceiver<ResponseFrame>,
+    frame_bytes_max: u32,
+) {
+    let mut frames = Vec::with_capacity(RESPONSE_BURST_MAX);
+    let mut buf = Vec::new();
+    while pending.recv_many(&mut frames, RESPONSE_BURST_MAX).await > 0 {
+        buf.clear();
+        for response in frames.drain(..) {
+            if let Err(error) = frame::encode(
+                FrameKind::ClientMessage,
+                &response,
+                frame_bytes_max,
+                &mut buf,
+            ) {
+                // Too large for a frame (a huge scan): say so instead of the data.
+                tracing::warn!(%error, "response does not fit in a frame");
+                let refusal = ResponseFrame {
+                    id: response.id,
+                    result: Err(ApiError::Unavailable(error.to_string())),
+                };
+                let _ = frame::encode(
+                    FrameKind::ClientMessage,
+                    &refusal,
+                    frame_bytes_max,
+                    &mut buf,
+                );
+            }
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}

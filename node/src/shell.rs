@@ -1,0 +1,292 @@
+//! `flotilla shell` (one command per line in, one JSON object per line out, for scripts and
+//! test harnesses), the one-off client commands' output, and `flotilla status`.
+//!
+//! Shell input, one per line: `get KEY`, `put KEY VALUE`, `delete KEY`,
+//! `cas KEY EXPECTED NEW` ("-" = absent), `scan START END LIMIT` ("-" = unbounded).
+//! Output: `{"op":..,"key":..,"ok":true,"result":..}` or `{"op":..,"key":..,"ok":false,"error":..}`.
+
+use crate::api::NodeStatus;
+use crate::client::{Client, ClientError};
+use flotilla_storage::{Command, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The outcome of one command, as the shell prints it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OpResult {
+    /// get, put, delete, cas or scan.
+    pub op: String,
+    /// The key (the start key of a scan).
+    pub key: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// What it returned.
+    #[serde(skip_serializing_if = "Value::is_null")]
+    pub result: Value,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// A retried write whose earlier attempt may also have applied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ambiguous: bool,
+}
+
+impl OpResult {
+    /// A line for a person.
+    #[must_use]
+    pub fn human(&self) -> String {
+        match (&self.error, &self.result) {
+            (Some(error), _) => format!("error: {error}"),
+            (None, Value::String(text)) => text.clone(),
+            (None, Value::Null) => "(absent)".into(),
+            (None, other) => other.to_string(),
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn execute(client: &Client, command: Command) -> OpResult {
+    let (op, key) = describe(&command);
+    let outcome = match command {
+        Command::Scan { start, end, limit } => client
+            .scan(&start, end.as_deref(), limit)
+            .await
+            .map(|scan| (scan_json(&scan.pairs, scan.more), false)),
+        command => client
+            .command(command)
+            .await
+            .map(|outcome| (response_json(&outcome.response), outcome.ambiguous)),
+    };
+    match outcome {
+        Ok((result, ambiguous)) => OpResult {
+            op,
+            key,
+            ok: true,
+            result,
+            error: None,
+            ambiguous,
+        },
+        Err(error) => OpResult {
+            op,
+            key,
+            ok: false,
+            result: Value::Null,
+            ambiguous: matches!(
+                error,
+                ClientError::Ambiguous(_)
+                    | ClientError::Unavailable {
+                        ambiguous: true,
+                        ..
+                    }
+            ),
+            error: Some(error.to_string()),
+        },
+    }
+}
+
+/// Reads commands from stdin until it ends.
+///
+/// # Errors
+/// stdin or stdout failed.
+pub async fn run(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let result = match parse_line(line) {
+            Ok(command) => execute(client, command).await,
+            Err(error) => OpResult {
+                op: line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+                key: String::new(),
+                ok: false,
+                result: Value::Null,
+                error: Some(error),
+                ambiguous: false,
+            },
+        };
+        println!("{}", serde_json::to_string(&result)?);
+    }
+    Ok(())
+}
+
+/// One shell line as a command.
+///
+/// # Errors
+/// An unknown command or the wrong number of words.
+pub fn parse_line(line: &str) -> Result<Command, String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let bytes = |text: &str| text.as_bytes().to_vec();
+    let optional = |text: &str| (text != "-").then(|| bytes(text));
+    match words.as_slice() {
+        ["get", key] => Ok(Command::Get { key: bytes(key) }),
+        ["put", key, value] => Ok(Command::Put {
+            key: bytes(key),
+            value: bytes(value),
+        }),
+        ["delete", key] => Ok(Command::Delete { key: bytes(key) }),
+        ["cas", key, expected, new] => Ok(Command::CompareAndSwap {
+            key: bytes(key),
+            expected: optional(expected),
+            new: optional(new),
+        }),
+        ["scan", start, end, limit] => Ok(Command::Scan {
+            start: if *start == "-" {
+                Vec::new()
+            } else {
+                bytes(start)
+            },
+            end: optional(end),
+            limit: limit
+                .parse()
+                .map_err(|_| format!("`{limit}` is not a scan limit"))?,
+        }),
+        _ => Err(format!(
+            "cannot parse `{line}`: expected get KEY | put KEY VALUE | delete KEY | cas KEY EXPECTED NEW | scan START END LIMIT"
+        )),
+    }
+}
+
+fn describe(command: &Command) -> (String, String) {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match command {
+        Command::Get { key } => ("get".into(), text(key)),
+        Command::Put { key, .. } => ("put".into(), text(key)),
+        Command::Delete { key } => ("delete".into(), text(key)),
+        Command::CompareAndSwap { key, .. } => ("cas".into(), text(key)),
+        Command::Scan { start, .. } => ("scan".into(), text(start)),
+    }
+}
+
+fn text_or_null(value: Option<&Vec<u8>>) -> Value {
+    value.map_or(Value::Null, |value| {
+        Value::String(String::from_utf8_lossy(value).into_owned())
+    })
+}
+
+fn response_json(response: &Response) -> Value {
+    match response {
+        Response::Value(value) => text_or_null(value.as_ref()),
+        Response::Written { previous } => json!({ "previous": text_or_null(previous.as_ref()) }),
+        Response::CompareAndSwap { swapped, current } => {
+            json!({ "swapped": swapped, "current": text_or_null(current.as_ref()) })
+        }
+        Response::Scan { pairs, more } => scan_json(pairs, *more),
+        Response::Invalid(reason) => json!({ "invalid": reason }),
+    }
+}
+
+fn scan_json(pairs: &[(Vec<u8>, Vec<u8>)], more: bool) -> Value {
+    let pairs: Vec<Value> = pairs
+        .iter()
+        .map(|(key, value)| json!([String::from_utf8_lossy(key), String::from_utf8_lossy(value)]))
+        .collect();
+    json!({ "pairs": pairs, "more": more })
+}
+
+/// Prints every node's status: a table per node, or one JSON document.
+///
+/// # Errors
+/// stdout failed, or no node answered.
+pub async fn print_status(
+    client: &Client,
+    as_json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let statuses = client.statuses().await;
+    if as_json {
+        let nodes: Vec<Value> = statuses
+            .iter()
+            .map(|(node, status)| match status {
+                Ok(status) => serde_json::to_value(status).unwrap_or(Value::Null),
+                Err(error) => json!({ "node": node.0, "error": error.to_string() }),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "nodes": nodes }))?
+        );
+    } else {
+        print!("{}", status_tables(client, &statuses));
+    }
+    if statuses.iter().all(|(_, status)| status.is_err()) {
+        return Err("no node answered".into());
+    }
+    Ok(())
+}
+
+/// The node table and the range table, as text.
+#[must_use]
+pub fn status_tables(
+    client: &Client,
+    statuses: &[(flotilla_raft::NodeId, Result<NodeStatus, ClientError>)],
+) -> String {
+    let mut out = String::from(
+        "node  address              groups  leading  entries/fsync  requests  state\n",
+    );
+    let addresses: std::collections::BTreeMap<_, _> = client.nodes().into_iter().collect();
+    for (node, status) in statuses {
+        let address = addresses
+            .get(node)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        match status {
+            Ok(status) => {
+                let leading = status
+                    .groups
+                    .iter()
+                    .filter(|group| group.role == "Leader")
+                    .count();
+                out += &format!(
+                    "{:<5} {address:<20} {:>6}  {leading:>7}  {:>13.1}  {:>8}  up\n",
+                    node.0,
+                    status.groups.len(),
+                    status.entries_per_fsync(),
+                    status.requests
+                );
+            }
+            Err(error) => {
+                out += &format!(
+                    "{:<5} {address:<20} {:>6}  {:>7}  {:>13}  {:>8}  down ({error})\n",
+                    node.0, "-", "-", "-", "-"
+                )
+            }
+        }
+    }
+    out += "\nrange                    group  leader  term  applied  replicas\n";
+    let map = client.map();
+    for range in map.ranges() {
+        let best = statuses
+            .iter()
+            .filter_map(|(_, status)| status.as_ref().ok())
+            .flat_map(|status| status.groups.iter())
+            .filter(|group| group.group == range.group)
+            .max_by_key(|group| (group.term, group.applied));
+        let (leader, term, applied) = best.map_or(("-".to_string(), 0, 0), |group| {
+            (
+                group
+                    .leader
+                    .map_or("-".into(), |leader| leader.0.to_string()),
+                group.term,
+                group.applied,
+            )
+        });
+        let replicas: Vec<String> = range
+            .replicas
+            .iter()
+            .map(|node| node.0.to_string())
+            .collect();
+        out += &format!(
+            "{:<24} {:>5}  {leader:>6}  {term:>4}  {applied:>7}  {}\n",
+            range.keys.to_string(),
+            range.group.0,
+            replicas.join(",")
+        );
+    }
+    out
+}

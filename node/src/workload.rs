@@ -1,0 +1,353 @@
+//! A key-value workload: many concurrent clients issuing a mix of gets, puts and
+//! compare-and-swaps over a key space (uniform or zipfian) for a while, with latencies in an
+//! HDR histogram. The demo and `flotilla bench` both run it.
+
+use crate::client::{Client, ClientError};
+use clap::{Args, ValueEnum};
+use flotilla_storage::{Command, Response};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How keys are picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    /// Every key equally likely.
+    Uniform,
+    /// A few keys are hot (Zipf, s = 0.99, as in YCSB).
+    Zipfian,
+}
+
+/// What the workload does.
+#[derive(Clone, Debug, Args, Serialize)]
+pub struct WorkloadOptions {
+    /// Concurrent clients (requests in flight).
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// How keys are picked.
+    #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
+    pub distribution: Distribution,
+    /// Percent of operations that are linearizable gets.
+    #[arg(long, default_value_t = 40)]
+    pub read_percent: u8,
+    /// Percent that are compare-and-swaps (the rest are puts).
+    #[arg(long, default_value_t = 10)]
+    pub cas_percent: u8,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadReport {
+    /// Operations that succeeded.
+    pub ops: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Successful operations per second.
+    pub ops_per_second: f64,
+    /// Latency percentiles of successful operations, in microseconds.
+    pub latency_us: Percentiles,
+    /// Successful operations by kind.
+    pub by_op: BTreeMap<String, u64>,
+    /// Failed operations by error kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// Latency percentiles, in microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Slowest.
+    pub max: u64,
+}
+
+impl WorkloadOptions {
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// A value out of range, in words.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clients == 0 || self.keys == 0 || self.seconds.is_nan() || self.seconds <= 0.0 {
+            return Err("clients, keys and seconds must be positive".into());
+        }
+        if u16::from(self.read_percent) + u16::from(self.cas_percent) > 100 {
+            return Err("read_percent + cas_percent must be at most 100".into());
+        }
+        Ok(())
+    }
+}
+
+/// The key of workload key number `index`: 8 bytes spread evenly over the key space, so every
+/// range gets its share.
+#[must_use]
+pub fn key_of(index: u64) -> Vec<u8> {
+    mix(index).to_be_bytes().to_vec()
+}
+
+/// Runs the workload against `client`; with `progress`, a progress bar on stderr.
+pub async fn run(client: &Client, options: &WorkloadOptions, progress: bool) -> WorkloadReport {
+    let picker = Arc::new(KeyPicker::new(options.keys, options.distribution));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let until = start + Duration::from_secs_f64(options.seconds);
+    let bar = progress.then(|| progress_bar(options.seconds));
+    let mut tasks = Vec::new();
+    for index in 0..options.clients {
+        let worker = Worker {
+            client: client.clone(),
+            options: options.clone(),
+            picker: Arc::clone(&picker),
+            done: Arc::clone(&done),
+            rng: mix(index as u64 ^ 0x5eed),
+        };
+        tasks.push(tokio::spawn(worker.run(until)));
+    }
+    if let Some(bar) = &bar {
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let elapsed = start.elapsed().as_secs_f64();
+            bar.set_position((elapsed * 10.0) as u64);
+            let ops = done.load(Ordering::Relaxed);
+            bar.set_message(format!(
+                "{ops} ops, {:.0} ops/s",
+                ops as f64 / elapsed.max(0.001)
+            ));
+        }
+    }
+    let mut total = Tally::new();
+    for task in tasks {
+        if let Ok(tally) = task.await {
+            total.merge(&tally);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    total.report(start.elapsed().as_secs_f64())
+}
+
+fn progress_bar(seconds: f64) -> ProgressBar {
+    let bar = ProgressBar::new((seconds * 10.0) as u64);
+    let style = ProgressStyle::with_template("  [{bar:40}] {elapsed:>3} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar
+}
+
+struct Worker {
+    client: Client,
+    options: WorkloadOptions,
+    picker: Arc<KeyPicker>,
+    done: Arc<AtomicU64>,
+    rng: u64,
+}
+
+impl Worker {
+    async fn run(mut self, until: Instant) -> Tally {
+        let mut tally = Tally::new();
+        while Instant::now() < until {
+            let (name, command) = self.next_command();
+            let started = Instant::now();
+            let result = self.client.command(command).await;
+            let micros = started.elapsed().as_micros() as u64;
+            match result {
+                Ok(outcome) if !matches!(outcome.response, Response::Invalid(_)) => {
+                    tally.record(name, micros);
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => tally.error("invalid"),
+                Err(error) => tally.error(error_kind(&error)),
+            }
+        }
+        tally
+    }
+
+    fn next_command(&mut self) -> (&'static str, Command) {
+        let random = self.next_random();
+        let key = key_of(self.picker.pick(random));
+        let roll = (self.next_random() % 100) as u8;
+        if roll < self.options.read_percent {
+            return ("get", Command::Get { key });
+        }
+        let value = self.value();
+        if roll < self.options.read_percent + self.options.cas_percent {
+            return (
+                "cas",
+                Command::CompareAndSwap {
+                    key,
+                    expected: None,
+                    new: Some(value),
+                },
+            );
+        }
+        ("put", Command::Put { key, value })
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        let seed = self.next_random();
+        (0..self.options.value_size)
+            .map(|index| (seed >> (index % 8 * 8)) as u8)
+            .collect()
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix(self.rng)
+    }
+}
+
+fn error_kind(error: &ClientError) -> &'static str {
+    match error {
+        ClientError::Tls(_) => "tls",
+        ClientError::NoEndpoint(_) => "no endpoint",
+        ClientError::Refused(_) => "refused",
+        ClientError::Ambiguous(_) => "ambiguous (cas timed out)",
+        ClientError::Unavailable { .. } => "unavailable (deadline)",
+    }
+}
+
+/// One worker's counts and latencies.
+struct Tally {
+    histogram: Histogram<u64>,
+    by_op: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            histogram: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid histogram bounds"),
+            by_op: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn record(&mut self, op: &str, micros: u64) {
+        self.histogram.saturating_record(micros.max(1));
+        *self.by_op.entry(op.to_string()).or_default() += 1;
+    }
+
+    fn error(&mut self, kind: &str) {
+        *self.errors.entry(kind.to_string()).or_default() += 1;
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        let _ = self.histogram.add(&other.histogram);
+        for (op, count) in &other.by_op {
+            *self.by_op.entry(op.clone()).or_default() += count;
+        }
+        for (kind, count) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += count;
+        }
+    }
+
+    fn report(self, seconds: f64) -> WorkloadReport {
+        let ops = self.histogram.len();
+        let at = |quantile: f64| self.histogram.value_at_quantile(quantile);
+        WorkloadReport {
+            ops,
+            seconds,
+            ops_per_second: ops as f64 / seconds.max(0.001),
+            latency_us: Percentiles {
+                p50: at(0.5),
+                p90: at(0.9),
+                p99: at(0.99),
+                p999: at(0.999),
+                max: self.histogram.max(),
+            },
+            by_op: self.by_op,
+            errors: self.errors,
+        }
+    }
+}
+
+/// Picks key numbers uniformly or by a Zipf law over `[0, keys)`.
+struct KeyPicker {
+    keys: u64,
+    /// Zipfian: the cumulative distribution over the ranks (hottest first).
+    cumulative: Option<Vec<f64>>,
+}
+
+impl KeyPicker {
+    fn new(keys: u64, distribution: Distribution) -> Self {
+        let cumulative = (distribution == Distribution::Zipfian).then(|| {
+            let weights: Vec<f64> = (1..=keys)
+                .map(|rank| 1.0 / (rank as f64).powf(0.99))
+                .collect();
+            let total: f64 = weights.iter().sum();
+            let mut sum = 0.0;
+            weights
+                .iter()
+                .map(|weight| {
+                    sum += weight / total;
+                    sum
+                })
+                .collect()
+        });
+        Self { keys, cumulative }
+    }
+
+    fn pick(&self, random: u64) -> u64 {
+        match &self.cumulative {
+            None => random % self.keys,
+            Some(cumulative) => {
+                let point = (random >> 11) as f64 / (1u64 << 53) as f64;
+                let rank = cumulative.partition_point(|&edge| edge < point) as u64;
+                rank.min(self.keys - 1)
+            }
+        }
+    }
+}
+
+/// SplitMix64's finalizer: a bijection that spreads consecutive numbers over all 64 bits.
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipfian_keys_are_skewed_and_uniform_keys_are_not() {
+        let zipf = KeyPicker::new(1000, Distribution::Zipfian);
+        let uniform = KeyPicker::new(1000, Distribution::Uniform);
+        let hot = |picker: &KeyPicker| (0..10_000u64).filter(|&n| picker.pick(mix(n)) < 10).count();
+        assert!(
+            hot(&zipf) > 3_000,
+            "the 10 hottest of 1000 keys take over 30% under Zipf"
+        );
+        assert!(hot(&uniform) < 300, "and about 1% uniformly");
+        assert!((0..10_000u64).all(|n| zipf.pick(mix(n)) < 1000));
+    }
+
+    #[test]
+    fn keys_spread_over_the_first_two_bytes() {
+        let prefixes: std::collections::BTreeSet<u8> = (0..1000).map(|n| key_of(n)[0]).collect();
+        assert!(prefixes.len() > 200);
+    }
+}

@@ -1,0 +1,382 @@
+//! End-to-end: real `flotilla server` processes on loopback, driven by the client library and
+//! the CLI. Waits are bounded (a failure, not a measurement): nothing here asserts on speed.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use flotilla_node::api::{ApiError, Reply, Request};
+use flotilla_node::demo::{LocalCluster, connect_when_ready};
+use flotilla_node::{Client, ClientOptions};
+use flotilla_raft::{GroupId, NodeId};
+use flotilla_shard_manager::Epoch;
+use flotilla_storage::{Command, Response};
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Retries `attempt` until it returns `Some`, for at most `WAIT`.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One key inside each range of the map.
+fn key_per_range(client: &Client) -> Vec<(GroupId, Vec<u8>)> {
+    client
+        .map()
+        .ranges()
+        .map(|range| {
+            let mut key = range.keys.start.clone();
+            key.extend_from_slice(b"-key");
+            (range.group, key)
+        })
+        .collect()
+}
+
+async fn put(client: &Client, key: &[u8], value: &[u8]) {
+    let command = Command::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+    };
+    let outcome = client.command(command).await.unwrap();
+    assert!(
+        matches!(outcome.response, Response::Written { .. }),
+        "{outcome:?}"
+    );
+}
+
+async fn leader_of(client: &Client, group: GroupId) -> NodeId {
+    eventually("a leader", || async {
+        let statuses = client.statuses().await;
+        statuses.iter().find_map(|(node, status)| {
+            let status = status.as_ref().ok()?;
+            let leads = status
+                .groups
+                .iter()
+                .any(|g| g.group == group && g.role == "Leader");
+            leads.then_some(*node)
+        })
+    })
+    .await
+}
+
+#[test]
+fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(binary(), dir.path(), 3, 16).unwrap();
+    runtime().block_on(Box::pin(async {
+        let client = connect_when_ready(cluster.client_options(), WAIT)
+            .await
+            .unwrap();
+        let keys = key_per_range(&client);
+        assert_eq!(keys.len(), 16);
+        for (_, key) in &keys {
+            put(&client, key, b"v1").await;
+        }
+        for (_, key) in &keys {
+            assert_eq!(client.get(key).await.unwrap(), Some(b"v1".to_vec()));
+        }
+        let scan = client.scan(b"", None, 100).await.unwrap();
+        let scanned: Vec<Vec<u8>> = scan.pairs.iter().map(|(key, _)| key.clone()).collect();
+        let mut expected: Vec<Vec<u8>> = keys.iter().map(|(_, key)| key.clone()).collect();
+        expected.sort();
+        assert_eq!(
+            (scanned, scan.more),
+            (expected.clone(), false),
+            "one scan across all 16 ranges"
+        );
+        let limited = client.scan(b"", None, 5).await.unwrap();
+        assert_eq!((limited.pairs.len(), limited.more), (5, true));
+
+        // A client that knows one endpoint learns the rest from the map and reaches every range.
+        let mut options = cluster.client_options();
+        options.endpoints.truncate(1);
+        let single = Client::connect(options).await.unwrap();
+        assert_eq!(single.nodes().len(), 3);
+        for (_, key) in &keys {
+            assert_eq!(single.get(key).await.unwrap(), Some(b"v1".to_vec()));
+        }
+
+        // Kill -9 the leader of group 1: every acknowledged write stays readable, new ones land.
+        let victim = leader_of(&client, GroupId(1)).await;
+        cluster.kill(victim);
+        let new_leader = leader_of(&client, GroupId(1)).await;
+        assert_ne!(new_leader, victim);
+        for (_, key) in &keys {
+            assert_eq!(client.get(key).await.unwrap(), Some(b"v1".to_vec()));
+            put(&client, key, b"v2").await;
+        }
+
+        // Restarted on its data directory, it catches up with what it missed.
+        cluster.restart(binary(), victim).unwrap();
+        eventually("the restarted node to catch up", || async {
+            let status = client.status(victim).await.ok()?;
+            let leader = client.status(new_leader).await.ok()?;
+            let applied = |status: &flotilla_node::api::NodeStatus, group| {
+                status
+                    .groups
+                    .iter()
+                    .find(|g| g.group == group)
+                    .map(|g| g.applied)
+            };
+            let caught_up = keys.iter().all(|(group, _)| {
+                applied(&status, *group).is_some()
+                    && applied(&status, *group) >= applied(&leader, *group)
+            });
+            caught_up.then_some(())
+        })
+        .await;
+    }));
+
+    // Every node stopped and started again: the log brings back every acknowledged write.
+    cluster.stop();
+    for node in 1..=3 {
+        cluster.restart(binary(), NodeId(node)).unwrap();
+    }
+    runtime().block_on(Box::pin(async {
+        let client = connect_when_ready(cluster.client_options(), WAIT)
+            .await
+            .unwrap();
+        for (_, key) in key_per_range(&client) {
+            assert_eq!(client.get(&key).await.unwrap(), Some(b"v2".to_vec()));
+        }
+    }));
+}
+
+#[test]
+fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(binary(), dir.path(), 3, 4).unwrap();
+    runtime().block_on(Box::pin(async {
+        let client = connect_when_ready(cluster.client_options(), WAIT)
+            .await
+            .unwrap();
+        let map = client.map();
+        let range = map.ranges().next().unwrap().clone();
+        let leader = leader_of(&client, range.group).await;
+        let follower = range
+            .replicas
+            .iter()
+            .copied()
+            .find(|&node| node != leader)
+            .unwrap();
+        // A key of the first range (it starts at the empty key; the second at 0x40 0x00).
+        let key = b"\x00k".to_vec();
+        assert!(range.keys.contains(&key));
+        let get = |group, epoch| Request::Kv {
+            group,
+            epoch,
+            command: Command::Get { key: key.clone() },
+        };
+        // Followers may not have heard the leader yet right after the election: ask until one has.
+        let refusal = eventually("a follower that knows the leader", || async {
+            match client
+                .request(follower, get(range.group, map.epoch()))
+                .await
+            {
+                Ok(Err(
+                    error @ ApiError::NotLeader {
+                        leader: Some(_), ..
+                    },
+                )) => Some(error),
+                _ => None,
+            }
+        })
+        .await;
+        let leader_address = client
+            .nodes()
+            .into_iter()
+            .find(|(node, _)| *node == leader)
+            .unwrap()
+            .1;
+        assert_eq!(
+            refusal,
+            ApiError::NotLeader {
+                group: range.group,
+                leader: Some(leader),
+                address: Some(leader_address.to_string())
+            }
+        );
+        let stale = client
+            .request(leader, get(range.group, Epoch(map.epoch().0 + 7)))
+            .await
+            .unwrap();
+        assert_eq!(
+            stale,
+            Err(ApiError::StaleEpoch {
+                node_epoch: map.epoch()
+            })
+        );
+        let unknown = client
+            .request(leader, get(GroupId(999), map.epoch()))
+            .await
+            .unwrap();
+        assert_eq!(
+            unknown,
+            Err(ApiError::NotServed {
+                group: GroupId(999)
+            })
+        );
+        // Asking another group for a key of the first range is a routing error.
+        let other = map.ranges().nth(1).unwrap().group;
+        let wrong = client
+            .request(leader, get(other, map.epoch()))
+            .await
+            .unwrap();
+        assert_eq!(wrong, Err(ApiError::NotServed { group: other }));
+        let status = client.request(leader, Request::Status).await.unwrap();
+        assert!(matches!(status, Ok(Reply::Status(_))));
+    }));
+}
+
+fn flotilla(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(binary())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+fn client_flags(options: &ClientOptions) -> Vec<String> {
+    let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
+    vec![
+        "--endpoints".into(),
+        endpoints.join(","),
+        "--tls-dir".into(),
+        options.tls_dir.display().to_string(),
+        "--name".into(),
+        options.name.clone(),
+        "--cluster-id".into(),
+        options.cluster_id.clone(),
+    ]
+}
+
+#[test]
+fn the_cli_and_shell_work_and_bad_input_gets_a_clear_error() {
+    let (ok, _, stderr) = flotilla(&["server", "--no-such-flag"], None);
+    assert!(!ok && stderr.contains("--no-such-flag"), "{stderr}");
+    let (ok, _, stderr) = flotilla(&["server", "--groups", "0", "--check"], None);
+    assert!(!ok && stderr.contains("ranges.groups"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[raft]\ntick_ms = \"fast\"\n").unwrap();
+    let (ok, _, stderr) = flotilla(
+        &["server", "--config", config.to_str().unwrap(), "--check"],
+        None,
+    );
+    assert!(!ok && stderr.contains("tick_ms"), "{stderr}");
+
+    let cluster = LocalCluster::start(binary(), dir.path(), 3, 4).unwrap();
+    let options = cluster.client_options();
+    runtime()
+        .block_on(connect_when_ready(options.clone(), WAIT))
+        .unwrap();
+    let flags = client_flags(&options);
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(flags.iter().map(String::as_str));
+        flotilla(&all, stdin)
+    };
+    let (ok, stdout, stderr) = run(&["put", "greeting", "hello"], None);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("previous"), "{stdout}");
+    let (ok, stdout, _) = run(&["get", "greeting"], None);
+    assert!(ok && stdout.trim() == "hello", "{stdout}");
+
+    let script =
+        "put a 1\nget a\ncas a 1 2\ncas a 1 3\nscan - - 10\ndelete a\nget a\nfrobnicate a\n";
+    let (ok, stdout, stderr) = run(&["shell"], Some(script));
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 8, "{stdout}");
+    assert_eq!(lines[1]["result"], "1");
+    assert_eq!(lines[2]["result"]["swapped"], true);
+    assert_eq!(lines[3]["result"]["swapped"], false);
+    assert_eq!(lines[3]["result"]["current"], "2");
+    let pairs = lines[4]["result"]["pairs"].as_array().unwrap();
+    assert!(
+        pairs.iter().any(|pair| pair[0] == "a" && pair[1] == "2"),
+        "{stdout}"
+    );
+    assert!(pairs.iter().any(|pair| pair[0] == "greeting"), "{stdout}");
+    assert_eq!(lines[6]["result"], serde_json::Value::Null);
+    assert_eq!(
+        (lines[6]["ok"].clone(), lines[7]["ok"].clone()),
+        (true.into(), false.into())
+    );
+    assert!(lines[7]["error"].as_str().unwrap().contains("cannot parse"));
+
+    let long_key = "k".repeat(5000);
+    let (ok, _, stderr) = run(&["put", &long_key, "v"], None);
+    assert!(
+        !ok && stderr.contains("key of 5000 bytes is over the limit of 4096 bytes"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = run(&["get", "greeting"], None);
+    assert!(
+        ok && stdout.trim() == "hello",
+        "the cluster keeps serving: {stdout}"
+    );
+
+    let (ok, stdout, stderr) = run(&["status", "--json"], None);
+    assert!(ok, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+
+    let unreachable = [
+        "get",
+        "k",
+        "--endpoints",
+        "1@127.0.0.1:9",
+        "--tls-dir",
+        options.tls_dir.to_str().unwrap(),
+        "--name",
+        &options.name,
+        "--cluster-id",
+        &options.cluster_id,
+        "--attempt-timeout-ms",
+        "500",
+    ];
+    let (ok, _, stderr) = flotilla(&unreachable, None);
+    assert!(!ok && stderr.contains("no endpoint reachable"), "{stderr}");
+    drop(cluster);
+}
