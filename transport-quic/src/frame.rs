@@ -61,11 +61,10 @@ pub fn encode<T: Serialize>(
 ) -> Result<(), FrameError> {
     let start = buf.len();
     buf.extend_from_slice(&[MAGIC, VERSION, kind as u8, 0, 0, 0, 0]);
-    let encoded = postcard::to_extend(value, std::mem::take(buf));
-    *buf = match encoded {
-        Ok(filled) => filled,
-        Err(error) => return Err(invalid(&error)),
-    };
+    if let Err(error) = postcard::serialize_with_flavor(value, Append(buf)) {
+        buf.truncate(start);
+        return Err(invalid(&error));
+    }
     let frame_bytes = (buf.len() - start) as u64;
     if frame_bytes > u64::from(frame_bytes_max) {
         buf.truncate(start);
@@ -79,6 +78,34 @@ pub fn encode<T: Serialize>(
         length.copy_from_slice(&payload_bytes.to_be_bytes());
     }
     Ok(())
+}
+
+/// The postcard output of `encode`: appends to a `Vec`. Most writes are one-byte varints, which
+/// take a `push` instead of a `memcpy` call (about twice as fast as postcard's `to_extend` for a
+/// small batch); the bytes written are the same.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        match bytes {
+            [byte] => self.0.push(*byte),
+            _ => self.0.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decodes and checks a header: magic, version, kind, and size against `frame_bytes_max`.
@@ -179,6 +206,25 @@ mod tests {
         let payload_bytes = (buf.len() - HEADER_BYTES) as u32;
         assert_eq!(buf[..3], [MAGIC, VERSION, 1]);
         assert_eq!(buf[3..7], payload_bytes.to_be_bytes());
+    }
+
+    #[test]
+    fn the_payload_is_exactly_postcards_encoding() {
+        let mut value = batch();
+        value.heartbeats = vec![flotilla_raft::HeartbeatEntry {
+            group: flotilla_raft::GroupId(300),
+            term: flotilla_raft::Term(u64::MAX),
+            commit: flotilla_raft::LogIndex(128),
+            read_round: 7,
+            quiesce: true,
+        }];
+        let mut buf = vec![9];
+        encode(FrameKind::RaftBatch, &value, 1024, &mut buf).unwrap();
+        assert_eq!(
+            buf[1 + HEADER_BYTES..],
+            postcard::to_allocvec(&value).unwrap()
+        );
+        assert_eq!(buf[0], 9);
     }
 
     #[test]

@@ -261,6 +261,8 @@ async fn pump(
         buf.clear();
         let mut frame_count = 0;
         loop {
+            // One allocation per take, sized by the last frame (`encode` grows it if short).
+            buf.reserve(taken.len() * last_frame_bytes);
             for batch in taken.drain(..) {
                 let before = buf.len();
                 frame_count += encode_counted(counters, frame_bytes_max, &batch, buf);
@@ -275,7 +277,8 @@ async fn pump(
                 .recv_many(&mut taken, fit(room, last_frame_bytes))
                 .await;
         }
-        if let Err(error) = send.write_all(buf).await {
+        // The encoded bytes are handed to quinn as they are (no copy into its send buffer).
+        if let Err(error) = send.write_chunk(std::mem::take(buf).into()).await {
             counters
                 .dropped_connection_lost
                 .fetch_add(frame_count, std::sync::atomic::Ordering::Relaxed);
@@ -285,9 +288,6 @@ async fn pump(
         counters
             .batches_sent
             .fetch_add(frame_count, std::sync::atomic::Ordering::Relaxed);
-        if buf.capacity() > BUFFER_BYTES_KEPT {
-            *buf = Vec::new();
-        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Property tests of the frame codec: roundtrip, arbitrary bytes never panic, a flipped length
-//! is refused cleanly.
+//! Property tests of the frame codec: roundtrip, the payload is postcard's bytes, arbitrary bytes
+//! never panic, a flipped length is refused cleanly.
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{
@@ -91,6 +91,13 @@ proptest! {
         let (decoded, consumed) = frame::decode::<Batch>(&buf, FrameKind::RaftBatch, FRAME_BYTES_MAX).unwrap();
         prop_assert_eq!(decoded, batch);
         prop_assert_eq!(consumed, buf.len());
+    }
+
+    #[test]
+    fn the_payload_is_exactly_postcards_encoding(batch in batch()) {
+        let mut buf = Vec::new();
+        frame::encode(FrameKind::RaftBatch, &batch, FRAME_BYTES_MAX, &mut buf).unwrap();
+        prop_assert_eq!(&buf[HEADER_BYTES..], &postcard::to_allocvec(&batch).unwrap()[..]);
     }
 
     #[test]
