@@ -140,6 +140,12 @@ pub struct NodeStatus {
     pub fsyncs: u64,
     /// Entries those writes persisted.
     pub entries_persisted: u64,
+    /// Time spent in those writes (write + fdatasync), in microseconds.
+    pub write_micros: u64,
+    /// Time the Raft loop spent working (not waiting for input), in microseconds.
+    pub busy_micros: u64,
+    /// Time since the Raft loop started, in microseconds.
+    pub uptime_micros: u64,
     /// Client requests answered since start.
     pub requests: u64,
     /// Inbound batches refused as malformed or from an unknown group.

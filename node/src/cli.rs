@@ -137,6 +137,10 @@ pub struct ServerArgs {
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check: bool,
+    /// Stop when the parent process exits (the demo and tests start nodes this way, so a
+    /// harness that dies cannot leave nodes behind).
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 /// How a client command reaches the cluster.
@@ -210,7 +214,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{config:#?}");
                 return Ok(());
             }
-            Ok(crate::server::run(config)?)
+            Ok(crate::server::run(config, args.exit_with_parent)?)
         }
         Commands::Demo(args) => {
             init_logs("warn");

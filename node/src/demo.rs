@@ -89,6 +89,7 @@ impl LocalCluster {
             .args(["--initial-cluster", &initial.join(",")])
             .args(["--groups", &self.groups.to_string()])
             .args(["--cluster-id", CLUSTER])
+            .arg("--exit-with-parent")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -227,7 +227,7 @@ pub fn status_tables(
     statuses: &[(flotilla_raft::NodeId, Result<NodeStatus, ClientError>)],
 ) -> String {
     let mut out = String::from(
-        "node  address              groups  leading  entries/fsync  requests  state\n",
+        "node  address              groups  leading  entries/fsync  fsync ms  loop busy  requests  state\n",
     );
     let addresses: std::collections::BTreeMap<_, _> = client.nodes().into_iter().collect();
     for (node, status) in statuses {
@@ -242,8 +242,10 @@ pub fn status_tables(
                     .iter()
                     .filter(|group| group.role == "Leader")
                     .count();
+                let fsync_ms = status.write_micros as f64 / status.fsyncs.max(1) as f64 / 1000.0;
+                let busy = 100.0 * status.busy_micros as f64 / status.uptime_micros.max(1) as f64;
                 out += &format!(
-                    "{:<5} {address:<20} {:>6}  {leading:>7}  {:>13.1}  {:>8}  up\n",
+                    "{:<5} {address:<20} {:>6}  {leading:>7}  {:>13.1}  {fsync_ms:>8.2}  {busy:>8.0}%  {:>8}  up\n",
                     node.0,
                     status.groups.len(),
                     status.entries_per_fsync(),
@@ -252,8 +254,8 @@ pub fn status_tables(
             }
             Err(error) => {
                 out += &format!(
-                    "{:<5} {address:<20} {:>6}  {:>7}  {:>13}  {:>8}  down ({error})\n",
-                    node.0, "-", "-", "-", "-"
+                    "{:<5} {address:<20} {:>6}  {:>7}  {:>13}  {:>8}  {:>9}  {:>8}  down ({error})\n",
+                    node.0, "-", "-", "-", "-", "-", "-"
                 )
             }
         }

@@ -49,7 +49,7 @@ pub enum ServerError {
 ///
 /// # Errors
 /// Anything that prevents starting, or a fatal error while running.
-pub fn run(config: NodeConfig) -> Result<(), ServerError> {
+pub fn run(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError> {
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -57,10 +57,10 @@ pub fn run(config: NodeConfig) -> Result<(), ServerError> {
         .enable_all()
         .build()
         .map_err(|error| ServerError::Network(error.to_string()))?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, exit_with_parent))
 }
 
-async fn serve(config: NodeConfig) -> Result<(), ServerError> {
+async fn serve(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError> {
     let node = config.node();
     let initial = config.initial_endpoints()?;
     if !initial.iter().any(|endpoint| endpoint.node == node) {
@@ -112,7 +112,7 @@ async fn serve(config: NodeConfig) -> Result<(), ServerError> {
         .map_err(|error| ServerError::Loop(error.to_string()))?;
     tracing::info!(node = node.0, listen = %config.listen, data_dir = %config.data_dir.display(), "serving");
     let result = tokio::select! {
-        () = shutdown_signal() => {
+        () = shutdown_signal(exit_with_parent) => {
             tracing::info!("stopping");
             let _ = inbox.send(Input::Stop);
             Ok(())
@@ -277,14 +277,26 @@ async fn accept_clients(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate =
+/// SIGINT, SIGTERM, or (with `exit_with_parent`) the parent process going away.
+async fn shutdown_signal(exit_with_parent: bool) {
+    let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let orphaned = async {
+        let parent = std::os::unix::process::parent_id();
+        while !exit_with_parent || std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::warn!("the parent process exited");
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        () = terminate => {}
+        () = orphaned => {}
     }
 }

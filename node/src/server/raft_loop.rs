@@ -12,7 +12,8 @@ use crate::server::clients::{Responder, Waiting};
 use crate::server::machines::Machines;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use flotilla_raft::{
-    Batch, GroupId, LogIndex, MultiError, MultiRaft, MultiReady, NodeId, ProposeError, Ready,
+    Batch, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiRaft, MultiReady, NodeId,
+    ProposeError, Ready, Role,
 };
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Codec, Command, GroupLog, LogEngine, WriteBatch, WriteError};
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// The most inputs taken in one turn before the ready cycle runs.
 const INPUT_BURST_MAX: usize = 4096;
+
+/// How often a leader checks whether its group's preferred leader could take over.
+const BALANCE_INTERVAL_TICKS: u64 = 100;
 
 /// What reaches the Raft loop from the network.
 #[derive(Debug)]
@@ -57,6 +61,10 @@ pub(crate) struct LoopCounters {
     requests: u64,
     batches_refused: u64,
     cycles_since_gc: u64,
+    ticks: u64,
+    write_micros: u64,
+    busy_micros: u64,
+    started: Option<Instant>,
 }
 
 /// Why the loop stopped.
@@ -73,6 +81,7 @@ pub(crate) enum LoopError {
 impl RaftLoop {
     /// Runs until `Input::Stop` or a fatal error.
     pub(crate) fn run(mut self) -> Result<(), LoopError> {
+        self.counters.started = Some(Instant::now());
         let mut next_tick = Instant::now() + self.tick;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -81,6 +90,7 @@ impl RaftLoop {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             };
+            let turn = Instant::now();
             let burst = first
                 .into_iter()
                 .chain(self.inbox.try_iter().take(INPUT_BURST_MAX));
@@ -95,10 +105,15 @@ impl RaftLoop {
             if now >= next_tick {
                 self.multi.tick();
                 next_tick = (next_tick + self.tick).max(now);
+                self.counters.ticks += 1;
+                if self.counters.ticks % BALANCE_INTERVAL_TICKS == 0 {
+                    self.balance_leaders();
+                }
             }
             while self.multi.has_ready() {
                 self.cycle()?;
             }
+            self.counters.busy_micros += turn.elapsed().as_micros() as u64;
         }
     }
 
@@ -214,11 +229,11 @@ impl RaftLoop {
     /// One ready cycle for every group with work.
     fn cycle(&mut self) -> Result<(), LoopError> {
         let mut ready = self.multi.ready();
+        let (leader_traffic, after_persist) =
+            split_leader_traffic(std::mem::take(&mut ready.batches));
+        self.send(leader_traffic);
         self.persist(&ready)?;
-        for batch in std::mem::take(&mut ready.batches) {
-            // A full or down peer drops the batch (counted by the transport); Raft resends.
-            let _ = self.transport.send(batch);
-        }
+        self.send(after_persist);
         let mut compact = Vec::new();
         for (group, group_ready) in &ready.groups {
             self.apply(*group, group_ready)?;
@@ -242,6 +257,13 @@ impl RaftLoop {
         Ok(())
     }
 
+    fn send(&self, batches: Vec<Batch>) {
+        for batch in batches {
+            // A full or down peer drops the batch (counted by the transport); Raft resends.
+            let _ = self.transport.send(batch);
+        }
+    }
+
     fn persist(&mut self, ready: &MultiReady) -> Result<(), LoopError> {
         let mut batch = WriteBatch::new();
         for (group, group_ready) in &ready.groups {
@@ -253,7 +275,9 @@ impl RaftLoop {
         if batch.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
         self.engine.write(batch)?;
+        self.counters.write_micros += started.elapsed().as_micros() as u64;
         self.counters.fsyncs += 1;
         self.counters.cycles_since_gc += 1;
         if self.counters.cycles_since_gc >= 1024 {
@@ -291,6 +315,32 @@ impl RaftLoop {
             }
         }
         Ok(())
+    }
+
+    /// Spreads leadership: each data group prefers the first replica in its descriptor (the
+    /// initial placement rotates it across nodes), so a leader that is not the preferred one
+    /// hands over once the preferred node is live. Raft's transfer waits for it to catch up.
+    fn balance_leaders(&mut self) {
+        let live: Vec<NodeId> = self.multi.live_peers().collect();
+        let handovers: Vec<(GroupId, NodeId)> = self
+            .machines
+            .meta()
+            .map
+            .ranges()
+            .filter_map(|range| {
+                let preferred = *range.replicas.first()?;
+                let raft = self.multi.group(range.group)?;
+                let hand_over = raft.role() == Role::Leader
+                    && preferred != self.node
+                    && live.contains(&preferred);
+                hand_over.then_some((range.group, preferred))
+            })
+            .collect();
+        for (group, preferred) in handovers {
+            if let Err(error) = self.multi.transfer_leader(group, preferred) {
+                tracing::debug!(%group, %error, "leadership transfer refused");
+            }
+        }
     }
 
     fn serve_reads(&mut self) {
@@ -336,11 +386,53 @@ impl RaftLoop {
             groups,
             fsyncs: self.counters.fsyncs,
             entries_persisted: self.counters.entries_persisted,
+            write_micros: self.counters.write_micros,
+            busy_micros: self.counters.busy_micros,
+            uptime_micros: self
+                .counters
+                .started
+                .map_or(0, |started| started.elapsed().as_micros() as u64),
             requests: self.counters.requests,
             batches_refused: self.counters.batches_refused,
             waiting: self.waiting.len() as u64,
         }
     }
+}
+
+/// Splits outbound batches into what a leader sends (AppendEntries, heartbeats, snapshot
+/// chunks, TimeoutNow), which may leave before this node's fsync, and everything else (votes
+/// and responses, which promise what this node has persisted), which must wait for it.
+///
+/// Sending a leader's entries while it writes them itself is safe (Raft thesis §10.2.1): the
+/// leader counts its own copy toward a commit only once `advance` reports it persisted, and a
+/// leader's term and vote were persisted when it campaigned, in an earlier ready.
+fn split_leader_traffic(batches: Vec<Batch>) -> (Vec<Batch>, Vec<Batch>) {
+    let mut early = Vec::with_capacity(batches.len());
+    let mut late = Vec::with_capacity(batches.len());
+    for mut batch in batches {
+        let (leader, other): (Vec<GroupMessage>, Vec<GroupMessage>) =
+            batch.messages.drain(..).partition(|message| {
+                matches!(
+                    message.message.body,
+                    MessageBody::AppendEntries { .. }
+                        | MessageBody::Heartbeat { .. }
+                        | MessageBody::InstallSnapshot { .. }
+                        | MessageBody::TimeoutNow
+                )
+            });
+        let mut first = Batch::new(batch.from, batch.to);
+        first.messages = leader;
+        first.heartbeats = std::mem::take(&mut batch.heartbeats);
+        batch.messages = other;
+        // An empty batch still goes out: it is the node-level liveness heartbeat.
+        if first.is_empty() || !batch.is_empty() {
+            late.push(batch);
+        }
+        if !first.is_empty() {
+            early.push(first);
+        }
+    }
+    (early, late)
 }
 
 fn too_large(what: &str, bytes: usize, limit: usize) -> Result<(), ApiError> {
