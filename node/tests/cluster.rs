@@ -247,6 +247,37 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
         assert_eq!(wrong, Err(ApiError::NotServed { group: other }));
         let status = client.request(leader, Request::Status).await.unwrap();
         assert!(matches!(status, Ok(Reply::Status(_))));
+
+        // Garbage on a client stream closes that stream; the node goes on serving.
+        let options = cluster.client_options();
+        let tls = flotilla_transport_quic::TlsSetup {
+            cluster: flotilla_transport_quic::ClusterId::new(&options.cluster_id).unwrap(),
+            ca: flotilla_transport_quic::load_ca(&options.tls_dir.join("ca.pem")).unwrap(),
+            identity: flotilla_transport_quic::Identity::load(
+                &options.tls_dir.join("client-demo.pem"),
+                &options.tls_dir.join("client-demo.key"),
+            )
+            .unwrap(),
+        };
+        let address = client.nodes().into_iter().find(|(node, _)| *node == leader).unwrap().1;
+        let config = flotilla_transport_quic::TransportConfig::default();
+        let raw = flotilla_transport_quic::ClientSession::connect(&tls, &config, leader, address).await.unwrap();
+        let (mut send, mut recv) = raw.connection().open_bi().await.unwrap();
+        send.write_all(b"this is not a frame").await.unwrap();
+        let _ = send.finish();
+        let closed = recv.read_to_end(1 << 20).await;
+        assert!(matches!(closed.as_deref(), Ok([])), "the node answers garbage by ending the stream: {closed:?}");
+        assert!(matches!(client.request(leader, Request::Status).await, Ok(Ok(Reply::Status(_)))));
+
+        // Leadership spreads: each group prefers the first of its replicas (1, 2, 3, 1).
+        eventually("every node to lead a group", || async {
+            let mut leaders = std::collections::BTreeSet::new();
+            for range in map.ranges() {
+                leaders.insert(leader_of(&client, range.group).await);
+            }
+            (leaders.len() == 3).then_some(())
+        })
+        .await;
     }));
 }
 
