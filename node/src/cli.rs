@@ -27,6 +27,8 @@ pub enum Commands {
     Server(ServerArgs),
     /// Start a local 3-node cluster on loopback, run a workload, print what it did.
     Demo(DemoArgs),
+    /// The load generator: sweep client counts and value sizes, print ops/s and latencies.
+    Bench(crate::loadgen::BenchArgs),
     /// Read a key.
     Get {
         /// The key (UTF-8).
@@ -220,6 +222,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             init_logs("warn");
             crate::demo::run(&args)
         }
+        Commands::Bench(args) => {
+            init_logs("warn");
+            crate::loadgen::run(&args)
+        }
         Commands::Certs {
             dir,
             nodes,
@@ -323,8 +329,8 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
             let client = Client::connect(client.options()).await?;
             return crate::shell::print_status(&client, json).await;
         }
-        Commands::Server(_) | Commands::Demo(_) | Commands::Certs { .. } => {
-            unreachable!("handled in run")
+        Commands::Server(_) | Commands::Demo(_) | Commands::Bench(_) | Commands::Certs { .. } => {
+            return Err("not a client command".into());
         }
     };
     let client = Client::connect(client_args.options()).await?;

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod loadgen;
 pub mod server;
 pub mod shell;
 pub mod workload;

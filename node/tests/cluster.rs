@@ -259,15 +259,28 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
             )
             .unwrap(),
         };
-        let address = client.nodes().into_iter().find(|(node, _)| *node == leader).unwrap().1;
+        let address = client
+            .nodes()
+            .into_iter()
+            .find(|(node, _)| *node == leader)
+            .unwrap()
+            .1;
         let config = flotilla_transport_quic::TransportConfig::default();
-        let raw = flotilla_transport_quic::ClientSession::connect(&tls, &config, leader, address).await.unwrap();
+        let raw = flotilla_transport_quic::ClientSession::connect(&tls, &config, leader, address)
+            .await
+            .unwrap();
         let (mut send, mut recv) = raw.connection().open_bi().await.unwrap();
         send.write_all(b"this is not a frame").await.unwrap();
         let _ = send.finish();
         let closed = recv.read_to_end(1 << 20).await;
-        assert!(matches!(closed.as_deref(), Ok([])), "the node answers garbage by ending the stream: {closed:?}");
-        assert!(matches!(client.request(leader, Request::Status).await, Ok(Ok(Reply::Status(_)))));
+        assert!(
+            matches!(closed.as_deref(), Ok([])),
+            "the node answers garbage by ending the stream: {closed:?}"
+        );
+        assert!(matches!(
+            client.request(leader, Request::Status).await,
+            Ok(Ok(Reply::Status(_)))
+        ));
 
         // Leadership spreads: each group prefers the first of its replicas (1, 2, 3, 1).
         eventually("every node to lead a group", || async {
@@ -410,4 +423,38 @@ fn the_cli_and_shell_work_and_bad_input_gets_a_clear_error() {
     let (ok, _, stderr) = flotilla(&unreachable, None);
     assert!(!ok && stderr.contains("no endpoint reachable"), "{stderr}");
     drop(cluster);
+}
+
+#[test]
+fn the_load_generator_starts_a_cluster_and_writes_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("results.json");
+    let args = [
+        "bench",
+        "--clients",
+        "1,4",
+        "--seconds",
+        "1",
+        "--groups",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (ok, stdout, stderr) = flotilla(&args, None);
+    assert!(ok, "{stdout}\n{stderr}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = results["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for (run, clients) in runs.iter().zip([1, 4]) {
+        assert_eq!(run["clients"], clients);
+        assert!(run["ops"].as_u64().unwrap() > 0, "{run}");
+        assert!(run["entries_per_fsync"].as_f64().unwrap() > 0.0, "{run}");
+        assert!(
+            run["latency_us"]["p99"].as_u64().unwrap()
+                >= run["latency_us"]["p50"].as_u64().unwrap()
+        );
+    }
+    let (ok, _, stderr) = flotilla(&["bench", "--clients", "0"], None);
+    assert!(!ok && stderr.contains("clients"), "{stderr}");
 }

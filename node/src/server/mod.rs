@@ -61,6 +61,37 @@ pub fn run(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError
 }
 
 async fn serve(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError> {
+    let mut node = start(&config).await?;
+    tokio::select! {
+        () = shutdown_signal(exit_with_parent) => {
+            tracing::info!("stopping");
+            node.stop().await
+        }
+        result = &mut node.done => {
+            node.shut_down_network().await;
+            loop_result(result)
+        }
+    }
+}
+
+/// A node running inside this process (the server's core, also used by benches and tests).
+#[derive(Debug)]
+pub struct RunningNode {
+    node: NodeId,
+    address: std::net::SocketAddr,
+    inbox: Sender<Input>,
+    done: tokio::sync::oneshot::Receiver<Result<(), raft_loop::LoopError>>,
+    transport: Option<Arc<QuicTransport>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the node `config` describes inside the current tokio runtime: recovers or
+/// bootstraps its groups, binds its endpoint and starts the Raft loop thread.
+///
+/// # Errors
+/// Anything that prevents starting.
+pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
+    config.validate()?;
     let node = config.node();
     let initial = config.initial_endpoints()?;
     if !initial.iter().any(|endpoint| endpoint.node == node) {
@@ -73,21 +104,25 @@ async fn serve(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerE
     let tls = load_tls(&config.tls_dir, &config.cluster_id, node)?;
     let engine = open_log(&config.data_dir)?;
     if engine.group_ids().is_empty() {
-        bootstrap(&engine, node, &initial_meta(&config, &initial))?;
+        bootstrap(&engine, node, &initial_meta(config, &initial))?;
     }
-    let (multi, machines) = recover(&config, &engine, initial_meta(&config, &initial))?;
+    let (mut multi, machines) = recover(config, &engine, initial_meta(config, &initial))?;
     let transport = QuicTransport::bind(node, config.listen, tls, TransportConfig::default())
         .await
         .map_err(|error| {
             ServerError::Network(format!("cannot listen on {}: {error}", config.listen))
         })?;
+    let address = transport
+        .local_address()
+        .map_err(|error| ServerError::Network(error.to_string()))?;
     let transport = Arc::new(transport);
-    let mut multi = multi;
     connect_peers(&transport, &mut multi, machines.meta(), node);
     let (inbox, inbox_rx) =
         crossbeam_channel::bounded(config.limits.pending_requests_max + INBOUND_BATCHES_MAX);
-    tokio::spawn(forward_batches(Arc::clone(&transport), inbox.clone()));
-    tokio::spawn(accept_clients(Arc::clone(&transport), inbox.clone()));
+    let tasks = vec![
+        tokio::spawn(forward_batches(Arc::clone(&transport), inbox.clone())),
+        tokio::spawn(accept_clients(Arc::clone(&transport), inbox.clone())),
+    ];
     let raft_loop = RaftLoop {
         node,
         multi,
@@ -100,33 +135,73 @@ async fn serve(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerE
         machines,
         waiting: Waiting::default(),
         counters: LoopCounters::default(),
+        synced_votes: Default::default(),
+        deferred: Default::default(),
     };
     let runtime = tokio::runtime::Handle::current();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, done) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("flotilla-raft".into())
+        .name(format!("flotilla-raft-{}", node.0))
         .spawn(move || {
             let _runtime = runtime.enter();
             let _ = done_tx.send(raft_loop.run());
         })
         .map_err(|error| ServerError::Loop(error.to_string()))?;
-    tracing::info!(node = node.0, listen = %config.listen, data_dir = %config.data_dir.display(), "serving");
-    let result = tokio::select! {
-        () = shutdown_signal(exit_with_parent) => {
-            tracing::info!("stopping");
-            let _ = inbox.send(Input::Stop);
-            Ok(())
-        }
-        result = done_rx => match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(ServerError::Loop(error.to_string())),
-            Err(_) => Err(ServerError::Loop("the Raft loop thread panicked".into())),
-        },
-    };
-    if let Ok(transport) = Arc::try_unwrap(transport) {
-        transport.shutdown().await;
+    tracing::info!(node = node.0, listen = %address, data_dir = %config.data_dir.display(), "serving");
+    Ok(RunningNode {
+        node,
+        address,
+        inbox,
+        done,
+        transport: Some(transport),
+        tasks,
+    })
+}
+
+impl RunningNode {
+    /// The node's id.
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.node
     }
-    result
+
+    /// The address the node listens on (useful when it was started on port 0).
+    #[must_use]
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+
+    /// Stops the Raft loop after its current turn, then the network.
+    ///
+    /// # Errors
+    /// The loop had already stopped on an error.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        let _ = self.inbox.send(Input::Stop);
+        let result = (&mut self.done).await;
+        self.shut_down_network().await;
+        loop_result(result)
+    }
+
+    async fn shut_down_network(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+        // The loop thread and the tasks are gone, so this is the last reference.
+        if let Some(Ok(transport)) = self.transport.take().map(Arc::try_unwrap) {
+            transport.shutdown().await;
+        }
+    }
+}
+
+fn loop_result(
+    result: Result<Result<(), raft_loop::LoopError>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<(), ServerError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ServerError::Loop(error.to_string())),
+        Err(_) => Err(ServerError::Loop("the Raft loop thread panicked".into())),
+    }
 }
 
 fn load_tls(dir: &Path, cluster: &str, node: NodeId) -> Result<TlsSetup, ServerError> {

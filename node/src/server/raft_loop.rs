@@ -12,12 +12,13 @@ use crate::server::clients::{Responder, Waiting};
 use crate::server::machines::Machines;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use flotilla_raft::{
-    Batch, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiRaft, MultiReady, NodeId,
-    ProposeError, Ready, Role,
+    Batch, GroupId, GroupMessage, HardState, LogIndex, MessageBody, MultiError, MultiRaft,
+    MultiReady, NodeId, ProposeError, Ready, Role, Term,
 };
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Codec, Command, GroupLog, LogEngine, WriteBatch, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,10 @@ pub(crate) struct RaftLoop {
     pub(crate) machines: Machines,
     pub(crate) waiting: Waiting,
     pub(crate) counters: LoopCounters,
+    /// The term and vote last made durable, per group.
+    pub(crate) synced_votes: HashMap<GroupId, (Term, Option<NodeId>)>,
+    /// Commit-only hard states waiting for the next write.
+    pub(crate) deferred: BTreeMap<GroupId, HardState>,
 }
 
 /// What the loop has done since start.
@@ -97,7 +102,7 @@ impl RaftLoop {
             let inputs: Vec<Input> = burst.collect();
             for input in inputs {
                 if matches!(input, Input::Stop) {
-                    return Ok(());
+                    return self.flush_deferred();
                 }
                 self.handle(input);
             }
@@ -264,16 +269,38 @@ impl RaftLoop {
         }
     }
 
+    /// Makes everything `ready` asks durable in one write and one fdatasync. A hard state that
+    /// only moved the commit index needs no sync (Raft never relies on a persisted commit
+    /// index; a restart relearns it), so it waits for the next write instead of costing one.
     fn persist(&mut self, ready: &MultiReady) -> Result<(), LoopError> {
         let mut batch = WriteBatch::new();
         for (group, group_ready) in &ready.groups {
-            if !group_ready.persist.is_empty() {
-                self.counters.entries_persisted += group_ready.persist.entries.len() as u64;
-                batch.persist(*group, &group_ready.persist);
+            let persist = &group_ready.persist;
+            if persist.is_empty() {
+                continue;
             }
+            let vote = persist.hard_state.map(|state| (state.term, state.vote));
+            let commit_only = persist.snapshot.is_none()
+                && persist.entries.is_empty()
+                && persist.compaction.is_none()
+                && vote.is_some()
+                && self.synced_votes.get(group) == vote.as_ref();
+            if let (true, Some(state)) = (commit_only, persist.hard_state) {
+                self.deferred.insert(*group, state);
+                continue;
+            }
+            self.deferred.remove(group);
+            if let Some(vote) = vote {
+                self.synced_votes.insert(*group, vote);
+            }
+            self.counters.entries_persisted += persist.entries.len() as u64;
+            batch.persist(*group, persist);
         }
         if batch.is_empty() {
             return Ok(());
+        }
+        for (group, state) in std::mem::take(&mut self.deferred) {
+            batch.set_hard_state(group, state);
         }
         let started = Instant::now();
         self.engine.write(batch)?;
@@ -286,6 +313,19 @@ impl RaftLoop {
                 tracing::warn!(%error, "log gc failed");
             }
         }
+        Ok(())
+    }
+
+    /// Writes the commit-only hard states still waiting (at a clean stop).
+    fn flush_deferred(&mut self) -> Result<(), LoopError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for (group, state) in std::mem::take(&mut self.deferred) {
+            batch.set_hard_state(group, state);
+        }
+        self.engine.write(batch)?;
         Ok(())
     }
 

@@ -1,0 +1,213 @@
+//! `flotilla bench`: the load generator. Against a running cluster (`--endpoints`), or with no
+//! endpoints against a local cluster it starts like the demo, it runs the workload once per
+//! (value size, client count) and prints throughput, latency percentiles, errors by kind and
+//! the entries per fsync the nodes reported for that run; `--json FILE` writes the results.
+
+use crate::api::NodeStatus;
+use crate::client::{Client, ClientError};
+use crate::config::Endpoint;
+use crate::demo::{LocalCluster, connect_when_ready, print_report};
+use crate::workload::{self, Distribution, Percentiles, WorkloadOptions};
+use clap::Args;
+use flotilla_raft::NodeId;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `flotilla bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A running cluster's nodes (id@ip:port, comma-separated); none: start a local cluster.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoints: Vec<Endpoint>,
+    /// The certificate directory of the running cluster.
+    #[arg(long, default_value = "flotilla-certs")]
+    pub tls_dir: PathBuf,
+    /// The client certificate's name.
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+    /// The running cluster's id.
+    #[arg(long, default_value = "flotilla")]
+    pub cluster_id: String,
+    /// Client counts to sweep (concurrent requests in flight).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    pub clients: Vec<usize>,
+    /// Value sizes to sweep, in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub value_size: Vec<usize>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// How keys are picked.
+    #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
+    pub distribution: Distribution,
+    /// Percent of operations that are linearizable gets.
+    #[arg(long, default_value_t = 0)]
+    pub read_percent: u8,
+    /// Percent that are compare-and-swaps (the rest are puts).
+    #[arg(long, default_value_t = 0)]
+    pub cas_percent: u8,
+    /// Nodes of the local cluster (without --endpoints).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Ranges of the local cluster (without --endpoints).
+    #[arg(long, default_value_t = 16)]
+    pub groups: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Every run of one `flotilla bench`.
+#[derive(Debug, Serialize)]
+pub struct BenchResults {
+    /// "flotilla".
+    pub system: String,
+    /// Ranges (groups) of the cluster, when it was started here.
+    pub groups: Option<u64>,
+    /// One entry per (value size, client count).
+    pub runs: Vec<BenchRun>,
+}
+
+/// One run.
+#[derive(Debug, Serialize)]
+pub struct BenchRun {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Value size in bytes.
+    pub value_size: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Successful operations.
+    pub ops: u64,
+    /// Successful operations per second.
+    pub ops_per_second: f64,
+    /// Latency percentiles, microseconds.
+    pub latency_us: Percentiles,
+    /// Failed operations by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Log entries per fsync over the run, all nodes together.
+    pub entries_per_fsync: Option<f64>,
+}
+
+/// Runs the load generator.
+///
+/// # Errors
+/// Bad flags, a cluster that does not start or cannot be reached, or an unwritable JSON file.
+pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if args.clients.is_empty() || args.value_size.is_empty() || args.clients.contains(&0) {
+        return Err(
+            "--clients needs counts of at least 1 and --value-size at least one size".into(),
+        );
+    }
+    let template = WorkloadOptions {
+        clients: 1,
+        seconds: args.seconds,
+        value_size: 0,
+        keys: args.keys,
+        distribution: args.distribution,
+        read_percent: args.read_percent,
+        cas_percent: args.cas_percent,
+    };
+    template.validate()?;
+    let runtime = crate::cli::client_runtime()?;
+    let folder = tempfile::Builder::new()
+        .prefix("flotilla-bench-")
+        .tempdir()?;
+    let (mut cluster, options) = if args.endpoints.is_empty() {
+        let binary = std::env::current_exe()?;
+        let cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
+        let options = cluster.client_options();
+        println!(
+            "started a local cluster: {} nodes, {} ranges, in {}",
+            args.nodes,
+            args.groups,
+            folder.path().display()
+        );
+        (Some(cluster), options)
+    } else {
+        let options = crate::client::ClientOptions {
+            endpoints: args.endpoints.clone(),
+            tls_dir: args.tls_dir.clone(),
+            cluster_id: args.cluster_id.clone(),
+            name: args.name.clone(),
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(10),
+        };
+        (None, options)
+    };
+    let results = runtime.block_on(async {
+        let client = connect_when_ready(options, Duration::from_secs(30)).await?;
+        let mut runs = Vec::new();
+        for &value_size in &args.value_size {
+            for &clients in &args.clients {
+                let options = WorkloadOptions {
+                    clients,
+                    value_size,
+                    ..template.clone()
+                };
+                println!(
+                    "{clients} clients, {value_size} B values, {:.0} s:",
+                    args.seconds
+                );
+                runs.push(one_run(&client, &options).await);
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error>>(runs)
+    });
+    if let Some(cluster) = &mut cluster {
+        cluster.stop();
+    }
+    let results = BenchResults {
+        system: "flotilla".into(),
+        groups: cluster.is_some().then_some(args.groups),
+        runs: results?,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+async fn one_run(client: &Client, options: &WorkloadOptions) -> BenchRun {
+    let before = fsync_totals(&client.statuses().await);
+    let report = workload::run(client, options, true).await;
+    let after = fsync_totals(&client.statuses().await);
+    print_report(&report);
+    let entries_per_fsync = match (before, after) {
+        (Some((entries_before, fsyncs_before)), Some((entries, fsyncs)))
+            if fsyncs > fsyncs_before =>
+        {
+            Some((entries - entries_before) as f64 / (fsyncs - fsyncs_before) as f64)
+        }
+        _ => None,
+    };
+    if let Some(ratio) = entries_per_fsync {
+        println!("  entries per fsync: {ratio:.1}");
+    }
+    BenchRun {
+        clients: options.clients,
+        value_size: options.value_size,
+        seconds: report.seconds,
+        ops: report.ops,
+        ops_per_second: report.ops_per_second,
+        latency_us: report.latency_us,
+        errors: report.errors,
+        entries_per_fsync,
+    }
+}
+
+/// Entries persisted and fsyncs over every node, if every node answered.
+fn fsync_totals(statuses: &[(NodeId, Result<NodeStatus, ClientError>)]) -> Option<(u64, u64)> {
+    statuses
+        .iter()
+        .try_fold((0, 0), |(entries, fsyncs), (_, status)| {
+            let status = status.as_ref().ok()?;
+            Some((entries + status.entries_persisted, fsyncs + status.fsyncs))
+        })
+}
