@@ -103,9 +103,13 @@ pub enum ApiError {
     /// The proposal was overwritten by another leader's entry: it was not applied.
     #[error("the proposal was dropped by a leader change; it was not applied")]
     Dropped,
-    /// The node is shutting down or failed.
+    /// The node is shutting down or failed; the request was not applied.
     #[error("node unavailable: {0}")]
     Unavailable(String),
+    /// The proposal's entry was covered by a snapshot from the leader before this node applied
+    /// it: it may or may not have been applied.
+    #[error("the outcome is unknown: the entry was superseded by a snapshot")]
+    OutcomeUnknown,
 }
 
 /// One group as a node sees it.

@@ -5,7 +5,7 @@
 //! `cas KEY EXPECTED NEW` ("-" = absent), `scan START END LIMIT` ("-" = unbounded).
 //! Output: `{"op":..,"key":..,"ok":true,"result":..}` or `{"op":..,"key":..,"ok":false,"error":..}`.
 
-use crate::api::NodeStatus;
+use crate::api::{ApiError, NodeStatus};
 use crate::client::{Client, ClientError};
 use flotilla_storage::{Command, Response};
 use serde::Serialize;
@@ -75,6 +75,7 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
             ambiguous: matches!(
                 error,
                 ClientError::Ambiguous(_)
+                    | ClientError::Refused(ApiError::OutcomeUnknown)
                     | ClientError::Unavailable {
                         ambiguous: true,
                         ..

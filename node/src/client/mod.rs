@@ -349,6 +349,13 @@ impl Client {
                     tokio::time::sleep(RETRY_PAUSE).await;
                     RouteReply::NotLeader { leader_hint: None }
                 }
+                Ok(Err(ApiError::OutcomeUnknown)) => {
+                    if matches!(command, Command::CompareAndSwap { .. }) {
+                        return Err(ClientError::Refused(ApiError::OutcomeUnknown));
+                    }
+                    ambiguous |= write;
+                    RouteReply::Timeout
+                }
                 Ok(Err(error)) => return Err(ClientError::Refused(error)),
                 Err(error @ CallError::Connect { .. }) => {
                     tracing::debug!(%error, "attempt not sent");

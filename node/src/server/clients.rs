@@ -94,6 +94,24 @@ impl Waiting {
         }
     }
 
+    /// `group` installed a snapshot up to `index`: proposals at or below it will never be
+    /// applied one by one here, so their outcome is unknown to this node.
+    pub(crate) fn snapshot_installed(&mut self, group: GroupId, index: LogIndex) {
+        let covered: Vec<_> = self
+            .proposals
+            .keys()
+            .filter(|(proposal_group, proposal_index)| {
+                *proposal_group == group && *proposal_index <= index
+            })
+            .copied()
+            .collect();
+        for key in covered {
+            if let Some((_, responder)) = self.proposals.remove(&key) {
+                responder.answer(Err(ApiError::OutcomeUnknown));
+            }
+        }
+    }
+
     /// ReadIndex confirmed the read `context` at `index`.
     pub(crate) fn confirm_read(&mut self, context: u64, index: LogIndex) {
         if let Some((group, command, responder)) = self.reads.remove(&context) {
@@ -121,5 +139,80 @@ impl Waiting {
     /// Proposals and reads waiting, for status.
     pub(crate) fn len(&self) -> usize {
         self.proposals.len() + self.reads.len() + self.confirmed.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    const GROUP: GroupId = GroupId(3);
+
+    fn answers() -> (
+        UnboundedSender<ResponseFrame>,
+        mpsc::UnboundedReceiver<ResponseFrame>,
+    ) {
+        mpsc::unbounded_channel()
+    }
+
+    #[test]
+    fn a_proposal_is_answered_only_by_its_own_entry() {
+        let (stream, mut answered) = answers();
+        let mut waiting = Waiting::default();
+        waiting.add_proposal(
+            GROUP,
+            LogIndex(5),
+            Term(2),
+            Responder::new(1, stream.clone()),
+        );
+        waiting.add_proposal(GROUP, LogIndex(6), Term(2), Responder::new(2, stream));
+        let written = Response::Written { previous: None };
+        waiting.applied(GROUP, LogIndex(5), Term(2), Some(written.clone()));
+        // Another leader's entry took index 6: the proposal made there was never applied.
+        waiting.applied(GROUP, LogIndex(6), Term(3), Some(written.clone()));
+        let first = answered.try_recv().unwrap();
+        assert_eq!((first.id, first.result), (1, Ok(Reply::Kv(written))));
+        let second = answered.try_recv().unwrap();
+        assert_eq!((second.id, second.result), (2, Err(ApiError::Dropped)));
+        assert_eq!(waiting.len(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_over_a_proposal_makes_its_outcome_unknown() {
+        let (stream, mut answered) = answers();
+        let mut waiting = Waiting::default();
+        waiting.add_proposal(
+            GROUP,
+            LogIndex(5),
+            Term(2),
+            Responder::new(1, stream.clone()),
+        );
+        waiting.add_proposal(
+            GROUP,
+            LogIndex(9),
+            Term(2),
+            Responder::new(2, stream.clone()),
+        );
+        waiting.add_proposal(GroupId(4), LogIndex(1), Term(2), Responder::new(3, stream));
+        waiting.snapshot_installed(GROUP, LogIndex(7));
+        let only = answered.try_recv().unwrap();
+        assert_eq!((only.id, only.result), (1, Err(ApiError::OutcomeUnknown)));
+        assert!(answered.try_recv().is_err());
+        assert_eq!(waiting.len(), 2);
+    }
+
+    #[test]
+    fn reads_wait_until_their_index_is_applied() {
+        let (stream, _answered) = answers();
+        let mut waiting = Waiting::default();
+        let command = Command::Get { key: b"k".to_vec() };
+        let context = waiting.add_read(GROUP, command, Responder::new(1, stream));
+        waiting.confirm_read(context, LogIndex(10));
+        assert!(waiting.take_servable(|_| LogIndex(9)).is_empty());
+        let ready = waiting.take_servable(|_| LogIndex(10));
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].index, LogIndex(10));
     }
 }

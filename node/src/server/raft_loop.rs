@@ -334,6 +334,8 @@ impl RaftLoop {
             self.machines
                 .restore(group, snapshot)
                 .map_err(|reason| LoopError::Group { group, reason })?;
+            self.waiting
+                .snapshot_installed(group, snapshot.meta.last.index);
         }
         for entry in &ready.committed {
             let response = self.machines.apply(group, entry);
