@@ -261,7 +261,7 @@ pub fn status_tables(
             }
         }
     }
-    out += "\nrange                    group  leader  term  applied  replicas\n";
+    out += "\nrange (hex keys)         group  leader  term  applied  replicas\n";
     let map = client.map();
     for range in map.ranges() {
         let best = statuses
@@ -286,10 +286,22 @@ pub fn status_tables(
             .collect();
         out += &format!(
             "{:<24} {:>5}  {leader:>6}  {term:>4}  {applied:>7}  {}\n",
-            range.keys.to_string(),
+            hex_range(&range.keys),
             range.group.0,
             replicas.join(",")
         );
     }
     out
+}
+
+/// A key range with its bounds in hex: `[, 1000)`, `[1000, 2000)`, `[f000, ∞)`.
+fn hex_range(keys: &flotilla_shard_manager::KeyRange) -> String {
+    let hex = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    let end = keys.end.as_deref().map_or_else(|| "∞".to_string(), hex);
+    format!("[{}, {end})", hex(&keys.start))
 }
