@@ -136,6 +136,9 @@ pub struct ServerArgs {
     /// The cluster's id.
     #[arg(long)]
     pub cluster_id: Option<String>,
+    /// Size of one write-ahead log segment, in MiB.
+    #[arg(long)]
+    pub segment_mib: Option<u64>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check: bool,
@@ -274,6 +277,9 @@ fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
     }
     if let Some(groups) = args.groups {
         config.ranges.groups = groups;
+    }
+    if let Some(segment_mib) = args.segment_mib {
+        config.log.segment_mib = segment_mib;
     }
     if let Some(cluster_id) = &args.cluster_id {
         config.cluster_id.clone_from(cluster_id);

@@ -86,8 +86,18 @@ pub struct NodeConfig {
     pub ranges: RangesConfig,
     /// Raft timing.
     pub raft: RaftConfig,
+    /// The write-ahead log.
+    pub log: LogSettings,
     /// Client limits.
     pub limits: Limits,
+}
+
+/// The write-ahead log's settings.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Segment size in MiB.
+    pub segment_mib: u64,
 }
 
 /// How the key space is split into groups.
@@ -216,6 +226,18 @@ impl NodeConfig {
         if raft.snapshot_entries == 0 {
             return fail("raft.snapshot_entries must be at least 1".into());
         }
+        if !(4..=4096).contains(&self.log.segment_mib) {
+            return fail(format!(
+                "log.segment_mib must be 4 to 4096, not {}",
+                self.log.segment_mib
+            ));
+        }
+        let record = self.log_config().record_bytes_max as usize;
+        if self.limits.key_bytes_max + self.limits.value_bytes_max + 1024 > record {
+            return fail(format!(
+                "limits.key_bytes_max + limits.value_bytes_max must leave room in a log record of {record} bytes (raise log.segment_mib)"
+            ));
+        }
         if self.limits.key_bytes_max == 0 || self.limits.pending_requests_max == 0 {
             return fail(
                 "limits.key_bytes_max and limits.pending_requests_max must be at least 1".into(),
@@ -224,6 +246,17 @@ impl NodeConfig {
         self.multi_config()
             .validate()
             .map_err(|error| ConfigError(format!("raft: {}", error.0)))
+    }
+
+    /// The log engine's configuration.
+    #[must_use]
+    pub fn log_config(&self) -> flotilla_storage::LogConfig {
+        let segment_bytes_max = self.log.segment_mib << 20;
+        flotilla_storage::LogConfig {
+            segment_bytes_max,
+            record_bytes_max: (8 << 20).min(segment_bytes_max / 2),
+            ..flotilla_storage::LogConfig::default()
+        }
     }
 
     /// The MultiRaft configuration of this node.

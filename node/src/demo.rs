@@ -90,6 +90,8 @@ impl LocalCluster {
             .args(["--groups", &self.groups.to_string()])
             .args(["--cluster-id", CLUSTER])
             .arg("--exit-with-parent")
+            // Small segments: each is zero-filled when created, and a local cluster is small.
+            .args(["--segment-mib", "16"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -14,7 +14,7 @@ use crate::server::raft_loop::{Input, LoopCounters, RaftLoop};
 use crossbeam_channel::Sender;
 use flotilla_raft::{LogReader, Membership, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta};
 use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
-use flotilla_storage::{LogConfig, LogEngine, WriteBatch};
+use flotilla_storage::{LogEngine, WriteBatch};
 use flotilla_transport_quic::{
     ClusterId, Identity, QuicTransport, TlsSetup, Transport, TransportConfig, load_ca,
 };
@@ -102,7 +102,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         .into());
     }
     let tls = load_tls(&config.tls_dir, &config.cluster_id, node)?;
-    let engine = open_log(&config.data_dir)?;
+    let engine = open_log(config)?;
     if engine.group_ids().is_empty() {
         bootstrap(&engine, node, &initial_meta(config, &initial))?;
     }
@@ -227,8 +227,8 @@ fn load_tls(dir: &Path, cluster: &str, node: NodeId) -> Result<TlsSetup, ServerE
     })
 }
 
-fn open_log(data_dir: &Path) -> Result<Arc<LogEngine>, ServerError> {
-    let (engine, report) = LogEngine::open(data_dir.join("log"), LogConfig::default())
+fn open_log(config: &NodeConfig) -> Result<Arc<LogEngine>, ServerError> {
+    let (engine, report) = LogEngine::open(config.data_dir.join("log"), config.log_config())
         .map_err(|error| ServerError::Storage(error.to_string()))?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(
