@@ -6,9 +6,9 @@ use crate::api::{ApiError, RequestFrame, ResponseFrame};
 use crate::server::clients::Responder;
 use crate::server::raft_loop::Input;
 use crossbeam_channel::{Sender, TrySendError};
-use flotilla_transport_quic::ClientConnection;
 use flotilla_transport_quic::frame::{self, FrameKind};
 use flotilla_transport_quic::streams::read_frame;
+use flotilla_transport_quic::{ClientConnection, StreamError};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 
@@ -48,8 +48,12 @@ async fn serve_stream(
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
-            Err(error) => {
+            Err(error @ StreamError::Frame(_)) => {
                 tracing::info!(%error, "client stream closed: bad request frame");
+                break;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "client stream ended");
                 break;
             }
         };
