@@ -106,6 +106,9 @@ pub enum ApiError {
     /// The node is shutting down or failed; the request was not applied.
     #[error("node unavailable: {0}")]
     Unavailable(String),
+    /// The answer does not fit in a frame (for a write: it was applied).
+    #[error("the response does not fit in a frame: {0}")]
+    ResponseTooLarge(String),
     /// The proposal's entry was covered by a snapshot from the leader before this node applied
     /// it: it may or may not have been applied.
     #[error("the outcome is unknown: the entry was superseded by a snapshot")]

@@ -233,9 +233,9 @@ impl NodeConfig {
             ));
         }
         let record = self.log_config().record_bytes_max as usize;
-        if self.limits.key_bytes_max + self.limits.value_bytes_max + 1024 > record {
+        if self.limits.key_bytes_max + 2 * self.limits.value_bytes_max + 1024 > record {
             return fail(format!(
-                "limits.key_bytes_max + limits.value_bytes_max must leave room in a log record of {record} bytes (raise log.segment_mib)"
+                "a key and two values (a compare-and-swap) of the limits must fit a log record of {record} bytes (raise log.segment_mib)"
             ));
         }
         if self.limits.key_bytes_max == 0 || self.limits.pending_requests_max == 0 {

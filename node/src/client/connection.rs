@@ -71,7 +71,12 @@ impl NodeConnection {
         let (requests, queued) = mpsc::unbounded_channel();
         let waiters = Waiters::default();
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(write_requests(send, queued, config.frame_bytes_max));
+        tokio::spawn(write_requests(
+            send,
+            queued,
+            Arc::clone(&closed),
+            config.frame_bytes_max,
+        ));
         tokio::spawn(read_responses(
             recv,
             Arc::clone(&waiters),
@@ -101,6 +106,11 @@ impl NodeConnection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer, answered) = oneshot::channel();
         lock(&self.waiters).insert(id, answer);
+        if self.closed.load(Ordering::Acquire) {
+            // The reader may have cleared the waiters before this one was added.
+            lock(&self.waiters).remove(&id);
+            return Err(CallError::Lost);
+        }
         if self.requests.send(RequestFrame { id, request }).is_err() {
             lock(&self.waiters).remove(&id);
             return Err(CallError::Lost);
@@ -125,6 +135,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn write_requests(
     mut send: SendStream,
     mut queued: mpsc::UnboundedReceiver<RequestFrame>,
+    closed: Arc<AtomicBool>,
     frame_bytes_max: u32,
 ) {
     let mut frames = Vec::with_capacity(REQUEST_BURST_MAX);
@@ -143,6 +154,7 @@ async fn write_requests(
             }
         }
         if send.write_all(&buf).await.is_err() {
+            closed.store(true, Ordering::Release);
             return;
         }
     }

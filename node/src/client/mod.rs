@@ -375,7 +375,14 @@ impl Client {
             target = match next {
                 Next::Retry { target, .. } => target,
                 Next::RefreshMap => {
-                    self.refresh_map().await?;
+                    if let Err(error) = self.refresh_map().await {
+                        let reason = error.to_string();
+                        return Err(ClientError::Unavailable {
+                            attempts: count,
+                            reason,
+                            ambiguous,
+                        });
+                    }
                     lock(&self.inner.router).route(&key, &mut attempts)
                 }
                 Next::Done => continue,

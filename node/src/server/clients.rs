@@ -55,7 +55,26 @@ impl Waiting {
         term: Term,
         responder: Responder,
     ) {
-        self.proposals.insert((group, index), (term, responder));
+        // An older proposal at the same index was cut from this log by another leader.
+        if let Some((_, older)) = self.proposals.insert((group, index), (term, responder)) {
+            older.answer(Err(ApiError::Dropped));
+        }
+    }
+
+    /// `group` is persisting `entries` (a follower: possibly replacing a suffix of its log):
+    /// a proposal waiting at one of their indexes with another term was overwritten.
+    pub(crate) fn overwritten(&mut self, group: GroupId, entries: &[flotilla_raft::Entry]) {
+        for entry in entries {
+            let lost = self
+                .proposals
+                .get(&(group, entry.index))
+                .is_some_and(|(term, _)| *term != entry.term);
+            if lost {
+                if let Some((_, responder)) = self.proposals.remove(&(group, entry.index)) {
+                    responder.answer(Err(ApiError::Dropped));
+                }
+            }
+        }
     }
 
     /// A context for a new read, and the read recorded under it.

@@ -16,7 +16,7 @@ use flotilla_raft::{
     MultiReady, NodeId, ProposeError, Ready, Role, Term,
 };
 use flotilla_shard_manager::Epoch;
-use flotilla_storage::{Codec, Command, GroupLog, LogEngine, WriteBatch, WriteError};
+use flotilla_storage::{Codec, Command, GroupLog, LogEngine, Response, WriteBatch, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -186,16 +186,21 @@ impl RaftLoop {
                 node_epoch: map.epoch(),
             });
         }
-        let (key, value, end) = match command {
-            Command::Get { key } | Command::Delete { key } => (key, None, None),
-            Command::Put { key, value } => (key, Some(value), None),
+        let (key, values, end) = match command {
+            Command::Get { key } | Command::Delete { key } => (key, [None, None], None),
+            Command::Put { key, value } => (key, [Some(value), None], None),
             Command::CompareAndSwap { key, expected, new } => {
-                (key, new.as_ref().or(expected.as_ref()), None)
+                (key, [expected.as_ref(), new.as_ref()], None)
             }
-            Command::Scan { start, end, .. } => (start, None, end.as_ref()),
+            Command::Scan { start, end, .. } => (start, [None, None], end.as_ref()),
         };
         too_large("key", key.len(), self.limits.key_bytes_max)?;
-        if let Some(value) = value {
+        if let Some(end) = end {
+            too_large("scan end key", end.len(), self.limits.key_bytes_max)?;
+        }
+        // Every value is checked (a compare-and-swap carries two): the configuration keeps a
+        // key and two values of the limits inside one log record.
+        for value in values.into_iter().flatten() {
             too_large("value", value.len(), self.limits.value_bytes_max)?;
         }
         let range = map.lookup(key);
@@ -263,7 +268,7 @@ impl RaftLoop {
     }
 
     fn send(&self, batches: Vec<Batch>) {
-        for batch in batches {
+        for batch in batches.into_iter().flat_map(split_oversized) {
             // A full or down peer drops the batch (counted by the transport); Raft resends.
             let _ = self.transport.send(batch);
         }
@@ -294,6 +299,7 @@ impl RaftLoop {
                 self.synced_votes.insert(*group, vote);
             }
             self.counters.entries_persisted += persist.entries.len() as u64;
+            self.waiting.overwritten(*group, &persist.entries);
             batch.persist(*group, persist);
         }
         if batch.is_empty() {
@@ -390,7 +396,8 @@ impl RaftLoop {
         for read in self.waiting.take_servable(|group| machines.applied(group)) {
             let response = machines
                 .kv(read.group)
-                .and_then(|machine| machine.read(&read.command));
+                .and_then(|machine| machine.read(&read.command))
+                .map(cap_scan_bytes);
             let result = response
                 .map(Reply::Kv)
                 .ok_or(ApiError::NotServed { group: read.group });
@@ -477,6 +484,70 @@ fn split_leader_traffic(batches: Vec<Batch>) -> (Vec<Batch>, Vec<Batch>) {
     (early, late)
 }
 
+/// The most entry and snapshot bytes in one outbound batch: well under the transport's frame
+/// limit, which drops a bigger batch whole (heartbeats included).
+const BATCH_PAYLOAD_BYTES_MAX: u64 = 4 << 20;
+
+/// Splits a batch whose messages carry more than `BATCH_PAYLOAD_BYTES_MAX` into several
+/// (each with at least one message); the coalesced heartbeats ride in the first.
+fn split_oversized(mut batch: Batch) -> Vec<Batch> {
+    let weight = |message: &GroupMessage| match &message.message.body {
+        MessageBody::AppendEntries { entries, .. } => {
+            entries.iter().map(|entry| entry.payload_bytes() + 64).sum()
+        }
+        MessageBody::InstallSnapshot { data, .. } => data.len() as u64,
+        _ => 64,
+    };
+    let total: u64 = batch.messages.iter().map(weight).sum();
+    if total <= BATCH_PAYLOAD_BYTES_MAX {
+        return vec![batch];
+    }
+    let mut parts = Vec::new();
+    let mut current = Batch::new(batch.from, batch.to);
+    current.heartbeats = std::mem::take(&mut batch.heartbeats);
+    current.heartbeat_responses = std::mem::take(&mut batch.heartbeat_responses);
+    let mut bytes = 0;
+    for message in batch.messages {
+        let size = weight(&message);
+        if !current.messages.is_empty() && bytes + size > BATCH_PAYLOAD_BYTES_MAX {
+            parts.push(std::mem::replace(
+                &mut current,
+                Batch::new(batch.from, batch.to),
+            ));
+            bytes = 0;
+        }
+        bytes += size;
+        current.messages.push(message);
+    }
+    parts.push(current);
+    parts
+}
+
+/// The most key and value bytes one scan response carries; the client continues after the
+/// last key (`more`), so a scan of big values never outgrows a frame.
+const SCAN_BYTES_MAX: usize = 4 << 20;
+
+fn cap_scan_bytes(response: Response) -> Response {
+    let Response::Scan { mut pairs, more } = response else {
+        return response;
+    };
+    let mut bytes = 0;
+    let fits = pairs
+        .iter()
+        .take_while(|(key, value)| {
+            bytes += key.len() + value.len();
+            bytes <= SCAN_BYTES_MAX
+        })
+        .count()
+        .max(1);
+    let cut = fits < pairs.len();
+    pairs.truncate(fits);
+    Response::Scan {
+        pairs,
+        more: more || cut,
+    }
+}
+
 fn too_large(what: &str, bytes: usize, limit: usize) -> Result<(), ApiError> {
     if bytes > limit {
         return Err(ApiError::TooLarge {
@@ -486,4 +557,66 @@ fn too_large(what: &str, bytes: usize, limit: usize) -> Result<(), ApiError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flotilla_raft::{Entry, EntryPayload, LogId, Message, Term};
+
+    fn append(group: u64, payload_bytes: usize) -> GroupMessage {
+        let entry = Entry {
+            index: LogIndex(1),
+            term: Term(1),
+            payload: EntryPayload::Normal(vec![0; payload_bytes]),
+        };
+        GroupMessage {
+            group: GroupId(group),
+            message: Message {
+                from: NodeId(1),
+                to: NodeId(2),
+                term: Term(1),
+                body: MessageBody::AppendEntries {
+                    prev: LogId::default(),
+                    entries: vec![entry],
+                    commit: LogIndex(0),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn big_batches_are_split_under_the_payload_limit_and_small_ones_are_not() {
+        let mut small = Batch::new(NodeId(1), NodeId(2));
+        small.messages = (0..10).map(|group| append(group, 1000)).collect();
+        assert_eq!(split_oversized(small).len(), 1);
+        let mut big = Batch::new(NodeId(1), NodeId(2));
+        big.messages = (0..16).map(|group| append(group, 1 << 20)).collect();
+        let parts = split_oversized(big);
+        // Three 1 MiB entries (plus their overhead) fit under 4 MiB, four do not.
+        assert_eq!(parts.len(), 6);
+        assert!(parts.iter().all(|part| part.messages.len() <= 3));
+        assert_eq!(
+            parts.iter().map(|part| part.messages.len()).sum::<usize>(),
+            16
+        );
+        let mut huge = Batch::new(NodeId(1), NodeId(2));
+        huge.messages = vec![append(1, 6 << 20)];
+        assert_eq!(
+            split_oversized(huge).len(),
+            1,
+            "one message always goes, alone"
+        );
+    }
+
+    #[test]
+    fn scans_are_cut_by_bytes_and_say_there_is_more() {
+        let pairs: Vec<_> = (0..10u8).map(|key| (vec![key], vec![0; 1 << 20])).collect();
+        let Response::Scan { pairs, more } = cap_scan_bytes(Response::Scan { pairs, more: false })
+        else {
+            panic!("a scan stays a scan");
+        };
+        assert_eq!((pairs.len(), more), (3, true));
+    }
 }

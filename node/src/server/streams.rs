@@ -94,7 +94,7 @@ async fn write_responses(
                 tracing::warn!(%error, "response does not fit in a frame");
                 let refusal = ResponseFrame {
                     id: response.id,
-                    result: Err(ApiError::Unavailable(error.to_string())),
+                    result: Err(ApiError::ResponseTooLarge(error.to_string())),
                 };
                 let _ = frame::encode(
                     FrameKind::ClientMessage,
