@@ -188,7 +188,11 @@ pub async fn connect_when_ready(
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    while leaderless_groups(&client).await > 0 {
+    let every_node_answers = async |client: &Client| {
+        let statuses = client.statuses().await;
+        statuses.iter().all(|(_, status)| status.is_ok())
+    };
+    while !every_node_answers(&client).await || leaderless_groups(&client).await > 0 {
         if Instant::now() > deadline {
             return Err("some groups elected no leader in time".into());
         }

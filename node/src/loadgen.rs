@@ -179,14 +179,16 @@ async fn one_run(client: &Client, options: &WorkloadOptions) -> BenchRun {
     let report = workload::run(client, options, true).await;
     let after = fsync_totals(&client.statuses().await);
     print_report(&report);
-    let entries_per_fsync = match (before, after) {
-        (Some((entries_before, fsyncs_before)), Some((entries, fsyncs)))
-            if fsyncs > fsyncs_before =>
-        {
-            Some((entries - entries_before) as f64 / (fsyncs - fsyncs_before) as f64)
-        }
-        _ => None,
-    };
+    // Over the nodes that answered both times.
+    let (entries, fsyncs) = after
+        .iter()
+        .fold((0, 0), |(entries, fsyncs), (node, (e, f))| {
+            match before.get(node) {
+                Some((e0, f0)) => (entries + e - e0, fsyncs + f - f0),
+                None => (entries, fsyncs),
+            }
+        });
+    let entries_per_fsync = (fsyncs > 0).then(|| entries as f64 / fsyncs as f64);
     if let Some(ratio) = entries_per_fsync {
         println!("  entries per fsync: {ratio:.1}");
     }
@@ -202,12 +204,15 @@ async fn one_run(client: &Client, options: &WorkloadOptions) -> BenchRun {
     }
 }
 
-/// Entries persisted and fsyncs over every node, if every node answered.
-fn fsync_totals(statuses: &[(NodeId, Result<NodeStatus, ClientError>)]) -> Option<(u64, u64)> {
+/// Entries persisted and fsyncs of every node that answered.
+fn fsync_totals(
+    statuses: &[(NodeId, Result<NodeStatus, ClientError>)],
+) -> BTreeMap<NodeId, (u64, u64)> {
     statuses
         .iter()
-        .try_fold((0, 0), |(entries, fsyncs), (_, status)| {
+        .filter_map(|(node, status)| {
             let status = status.as_ref().ok()?;
-            Some((entries + status.entries_persisted, fsyncs + status.fsyncs))
+            Some((*node, (status.entries_persisted, status.fsyncs)))
         })
+        .collect()
 }

@@ -20,9 +20,10 @@ use flotilla_transport_quic::{
 };
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Batches from peers that may wait for the Raft loop beside client requests.
+/// Batches from peers that may wait for the Raft loop (client requests have their own queue).
 const INBOUND_BATCHES_MAX: usize = 4096;
 
 /// Why a node could not start or had to stop.
@@ -79,7 +80,7 @@ async fn serve(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerE
 pub struct RunningNode {
     node: NodeId,
     address: std::net::SocketAddr,
-    inbox: Sender<Input>,
+    stop: Arc<AtomicBool>,
     done: tokio::sync::oneshot::Receiver<Result<(), raft_loop::LoopError>>,
     transport: Option<Arc<QuicTransport>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -117,18 +118,21 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         .map_err(|error| ServerError::Network(error.to_string()))?;
     let transport = Arc::new(transport);
     connect_peers(&transport, &mut multi, machines.meta(), node);
-    let (inbox, inbox_rx) =
-        crossbeam_channel::bounded(config.limits.pending_requests_max + INBOUND_BATCHES_MAX);
+    let (peers, peers_rx) = crossbeam_channel::bounded(INBOUND_BATCHES_MAX);
+    let (clients, clients_rx) = crossbeam_channel::bounded(config.limits.pending_requests_max);
+    let stop = Arc::new(AtomicBool::new(false));
     let tasks = vec![
-        tokio::spawn(forward_batches(Arc::clone(&transport), inbox.clone())),
-        tokio::spawn(accept_clients(Arc::clone(&transport), inbox.clone())),
+        tokio::spawn(forward_batches(Arc::clone(&transport), peers)),
+        tokio::spawn(accept_clients(Arc::clone(&transport), clients)),
     ];
     let raft_loop = RaftLoop {
         node,
         multi,
         engine,
         transport: Arc::clone(&transport),
-        inbox: inbox_rx,
+        peers: peers_rx,
+        clients: clients_rx,
+        stop: Arc::clone(&stop),
         tick: Duration::from_millis(config.raft.tick_ms),
         snapshot_entries: config.raft.snapshot_entries,
         limits: config.limits.clone(),
@@ -151,7 +155,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     Ok(RunningNode {
         node,
         address,
-        inbox,
+        stop,
         done,
         transport: Some(transport),
         tasks,
@@ -176,7 +180,7 @@ impl RunningNode {
     /// # Errors
     /// The loop had already stopped on an error.
     pub async fn stop(mut self) -> Result<(), ServerError> {
-        let _ = self.inbox.send(Input::Stop);
+        self.stop.store(true, Ordering::Release);
         let result = (&mut self.done).await;
         self.shut_down_network().await;
         loop_result(result)

@@ -10,7 +10,7 @@ use crate::api::{ApiError, GroupStatus, NodeStatus, Reply, Request};
 use crate::config::Limits;
 use crate::server::clients::{Responder, Waiting};
 use crate::server::machines::Machines;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use flotilla_raft::{
     Batch, GroupId, GroupMessage, HardState, LogIndex, MessageBody, MultiError, MultiRaft,
     MultiReady, NodeId, ProposeError, Ready, Role, Term,
@@ -18,8 +18,9 @@ use flotilla_raft::{
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Codec, Command, GroupLog, LogEngine, Response, WriteBatch, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The most inputs taken in one turn before the ready cycle runs.
@@ -35,8 +36,6 @@ pub(crate) enum Input {
     Batch(Batch),
     /// A client request and where to answer it.
     Request(Request, Responder),
-    /// Stop after this turn.
-    Stop,
 }
 
 /// The loop's state: MultiRaft, the log, the state machines and the waiting clients.
@@ -45,7 +44,12 @@ pub(crate) struct RaftLoop {
     pub(crate) multi: MultiRaft<GroupLog>,
     pub(crate) engine: Arc<LogEngine>,
     pub(crate) transport: Arc<QuicTransport>,
-    pub(crate) inbox: Receiver<Input>,
+    /// Batches from peer nodes.
+    pub(crate) peers: Receiver<Input>,
+    /// Client requests.
+    pub(crate) clients: Receiver<Input>,
+    /// Set to stop after the current turn.
+    pub(crate) stop: Arc<AtomicBool>,
     pub(crate) tick: Duration,
     pub(crate) snapshot_entries: u64,
     pub(crate) limits: Limits,
@@ -78,33 +82,32 @@ pub(crate) enum LoopError {
     /// The log could not be written: nothing more can be acknowledged.
     #[error("the log write failed: {0}")]
     Write(#[from] WriteError),
+    /// Every input channel closed.
+    #[error("the node's input channels closed")]
+    Closed,
     /// A group's store failed.
     #[error("group {group} failed: {reason}")]
     Group { group: GroupId, reason: String },
 }
 
 impl RaftLoop {
-    /// Runs until `Input::Stop` or a fatal error.
+    /// Runs until `stop` is set or a fatal error.
     pub(crate) fn run(mut self) -> Result<(), LoopError> {
         self.counters.started = Some(Instant::now());
         let mut next_tick = Instant::now() + self.tick;
-        loop {
+        while !self.stop.load(Ordering::Acquire) {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            let first = match self.inbox.recv_timeout(wait) {
-                Ok(input) => Some(input),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            let first = crossbeam_channel::select! {
+                recv(self.peers) -> input => Some(input.map_err(|_| LoopError::Closed)?),
+                recv(self.clients) -> input => Some(input.map_err(|_| LoopError::Closed)?),
+                default(wait) => None,
             };
             let turn = Instant::now();
-            let burst = first
-                .into_iter()
-                .chain(self.inbox.try_iter().take(INPUT_BURST_MAX));
-            let inputs: Vec<Input> = burst.collect();
-            for input in inputs {
-                if matches!(input, Input::Stop) {
-                    return self.flush_deferred();
-                }
-                self.handle(input);
+            // Peer traffic first, then client requests: client load never starves Raft.
+            let peers: Vec<Input> = self.peers.try_iter().take(INPUT_BURST_MAX).collect();
+            let clients: Vec<Input> = self.clients.try_iter().take(INPUT_BURST_MAX).collect();
+            for input in first.into_iter().chain(peers).chain(clients) {
+                self.handle(input)?;
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -120,14 +123,29 @@ impl RaftLoop {
             }
             self.counters.busy_micros += turn.elapsed().as_micros() as u64;
         }
+        self.flush_deferred()
     }
 
-    fn handle(&mut self, input: Input) {
+    fn handle(&mut self, input: Input) -> Result<(), LoopError> {
         match input {
             Input::Batch(batch) => {
+                let groups: BTreeSet<GroupId> = batch
+                    .messages
+                    .iter()
+                    .map(|message| message.group)
+                    .chain(batch.heartbeats.iter().map(|entry| entry.group))
+                    .collect();
                 if let Err(error) = self.multi.step_batch(batch) {
                     self.counters.batches_refused += 1;
                     tracing::debug!(%error, "inbound batch refused");
+                }
+                // A group whose store failed cannot go on: stop rather than serve from it.
+                for group in groups {
+                    if let Some(error) = self.multi.group(group).and_then(|raft| raft.fatal_error())
+                    {
+                        let reason = error.to_string();
+                        return Err(LoopError::Group { group, reason });
+                    }
                 }
             }
             Input::Request(request, responder) => {
@@ -145,14 +163,17 @@ impl RaftLoop {
                     Request::Status => responder.answer(Ok(Reply::Status(self.status()))),
                 }
             }
-            Input::Stop => {}
         }
+        Ok(())
     }
 
     /// Checks a KV request against the map and limits, then proposes it or starts a read.
     fn kv(&mut self, group: GroupId, epoch: Epoch, command: Command, responder: Responder) {
         if let Err(error) = self.check(group, epoch, &command) {
             return responder.answer(Err(error));
+        }
+        if self.waiting.len() >= self.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
         }
         let result = if matches!(command, Command::Get { .. } | Command::Scan { .. }) {
             let context = self.waiting.add_read(group, command, responder);
