@@ -153,7 +153,7 @@ pub struct NodeStatus {
     pub busy_micros: u64,
     /// Time since the Raft loop started, in microseconds.
     pub uptime_micros: u64,
-    /// Client requests answered since start.
+    /// Client requests received since start (status requests included).
     pub requests: u64,
     /// Inbound batches refused as malformed or from an unknown group.
     pub batches_refused: u64,

@@ -118,10 +118,10 @@ pub struct ServerArgs {
     /// This node's id.
     #[arg(long)]
     pub node_id: Option<u64>,
-    /// The address to listen on (ip:port, UDP).
+    /// The address to listen on (ip:port, UDP; default: this node's initial_cluster address).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// The data directory.
+    /// The data directory (default: flotilla-data/node-<id>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// The certificate directory.
@@ -261,10 +261,10 @@ fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
         config.node_id = node_id;
     }
     if let Some(listen) = args.listen {
-        config.listen = listen;
+        config.listen = Some(listen);
     }
     if let Some(dir) = &args.data_dir {
-        config.data_dir.clone_from(dir);
+        config.data_dir = Some(dir.clone());
     }
     if let Some(dir) = &args.tls_dir {
         config.tls_dir.clone_from(dir);

@@ -74,10 +74,10 @@ pub struct NodeConfig {
     pub cluster_id: String,
     /// This node's id.
     pub node_id: u64,
-    /// Where this node listens.
-    pub listen: SocketAddr,
-    /// The log, snapshots and state.
-    pub data_dir: PathBuf,
+    /// Where this node listens (default: its address in `initial_cluster`).
+    pub listen: Option<SocketAddr>,
+    /// The log, snapshots and state (default: `flotilla-data/node-<id>`).
+    pub data_dir: Option<PathBuf>,
     /// Certificates.
     pub tls_dir: PathBuf,
     /// The nodes the cluster starts with, `id@address`.
@@ -171,6 +171,34 @@ impl NodeConfig {
         NodeId(self.node_id)
     }
 
+    /// Where this node listens: `listen`, or its own address in the initial cluster.
+    ///
+    /// # Errors
+    /// Neither is given, or the initial cluster does not parse.
+    pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
+        if let Some(listen) = self.listen {
+            return Ok(listen);
+        }
+        self.initial_endpoints()?
+            .iter()
+            .find(|endpoint| endpoint.node == self.node())
+            .map(|endpoint| endpoint.address)
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "node {} is not in initial_cluster, so `listen` must be given",
+                    self.node_id
+                ))
+            })
+    }
+
+    /// The data directory: `data_dir`, or `flotilla-data/node-<id>`.
+    #[must_use]
+    pub fn data_directory(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("flotilla-data/node-{}", self.node_id)))
+    }
+
     /// The initial cluster, parsed and sorted by node id.
     ///
     /// # Errors
@@ -206,6 +234,15 @@ impl NodeConfig {
         }
         if self.node_id == 0 {
             return fail("node_id must be at least 1".into());
+        }
+        let listen = self.listen_address()?;
+        let own = endpoints
+            .iter()
+            .find(|endpoint| endpoint.node == self.node());
+        if let Some(own) = own.filter(|own| own.address.port() != listen.port()) {
+            return fail(format!(
+                "listen {listen} does not match this node's initial_cluster entry {own} (peers dial that port)"
+            ));
         }
         if !(1..=65_536).contains(&self.ranges.groups) {
             return fail(format!(

@@ -236,7 +236,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let binary = std::env::current_exe()?;
     let mut cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
     println!(
-        "Flotilla demo: {} nodes on loopback ({}), {} ranges, 3 replicas each; files in {}",
+        "Flotilla demo: {} nodes on loopback ({}), {} ranges, {} replicas each; files in {}",
         args.nodes,
         cluster
             .endpoints
@@ -245,6 +245,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(" "),
         args.groups,
+        args.nodes.min(3),
         folder.path().display()
     );
     let runtime = crate::cli::client_runtime()?;
@@ -282,6 +283,10 @@ async fn drive(
     print_report(&report);
     let statuses = client.statuses().await;
     println!("\n{}", crate::shell::status_tables(&client, &statuses));
+    if cluster.endpoints.len() < 3 {
+        println!("(fewer than 3 nodes: a majority cannot survive a kill, so no fail-over step)");
+        return Ok(());
+    }
     let victim = statuses
         .iter()
         .filter_map(|(node, status)| Some((*node, status.as_ref().ok()?)))

@@ -58,6 +58,12 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
             .await
             .map(|outcome| (response_json(&outcome.response), outcome.ambiguous)),
     };
+    let outcome = outcome.and_then(|(result, ambiguous)| match result.get("invalid") {
+        Some(reason) => Err(ClientError::Refused(crate::api::ApiError::Unavailable(
+            format!("the node could not apply the command: {reason}"),
+        ))),
+        None => Ok((result, ambiguous)),
+    });
     match outcome {
         Ok((result, ambiguous)) => OpResult {
             op,

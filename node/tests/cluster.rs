@@ -81,6 +81,26 @@ async fn leader_of(client: &Client, group: GroupId) -> NodeId {
     .await
 }
 
+/// Writes the writer task saw acknowledged (key, value), in order.
+static ACKNOWLEDGED: std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+
+/// Puts distinct keys until aborted, recording each write acknowledged without ambiguity.
+async fn keep_writing(client: Client) {
+    for n in 0u64.. {
+        let key = flotilla_node::workload::key_of(1_000_000 + n);
+        let value = n.to_be_bytes().to_vec();
+        let command = Command::Put {
+            key: key.clone(),
+            value: value.clone(),
+        };
+        if let Ok(outcome) = client.command(command).await {
+            if !outcome.ambiguous {
+                ACKNOWLEDGED.lock().unwrap().push((key, value));
+            }
+        }
+    }
+}
+
 #[test]
 fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -118,14 +138,27 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
             assert_eq!(single.get(key).await.unwrap(), Some(b"v1".to_vec()));
         }
 
-        // Kill -9 the leader of group 1: every acknowledged write stays readable, new ones land.
+        // Kill -9 the leader of group 1 while a writer keeps putting: every write acknowledged
+        // before, during and after the crash stays readable.
+        let writer = tokio::spawn(keep_writing(client.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let victim = leader_of(&client, GroupId(1)).await;
         cluster.kill(victim);
         let new_leader = leader_of(&client, GroupId(1)).await;
-        assert_ne!(new_leader, victim);
         for (_, key) in &keys {
             assert_eq!(client.get(key).await.unwrap(), Some(b"v1".to_vec()));
             put(&client, key, b"v2").await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.abort();
+        let acknowledged = std::mem::take(&mut *ACKNOWLEDGED.lock().unwrap());
+        assert!(
+            acknowledged.len() > 10,
+            "the writer got {} writes through",
+            acknowledged.len()
+        );
+        for (key, value) in &acknowledged {
+            assert_eq!(client.get(key).await.unwrap().as_ref(), Some(value));
         }
 
         // Restarted on its data directory, it catches up with what it missed.
@@ -141,12 +174,13 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
                     .map(|g| g.applied)
             };
             let caught_up = keys.iter().all(|(group, _)| {
-                applied(&status, *group).is_some()
-                    && applied(&status, *group) >= applied(&leader, *group)
+                let (restarted, reference) = (applied(&status, *group), applied(&leader, *group));
+                restarted.is_some() && reference.is_some() && restarted >= reference
             });
             caught_up.then_some(())
         })
         .await;
+        *ACKNOWLEDGED.lock().unwrap() = acknowledged;
     }));
 
     // Every node stopped and started again: the log brings back every acknowledged write.
@@ -158,6 +192,9 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
         let client = connect_when_ready(cluster.client_options(), WAIT)
             .await
             .unwrap();
+        for (key, value) in ACKNOWLEDGED.lock().unwrap().clone() {
+            assert_eq!(client.get(&key).await.unwrap(), Some(value));
+        }
         for (_, key) in key_per_range(&client) {
             assert_eq!(client.get(&key).await.unwrap(), Some(b"v2".to_vec()));
         }

@@ -108,11 +108,10 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         bootstrap(&engine, node, &initial_meta(config, &initial))?;
     }
     let (mut multi, machines) = recover(config, &engine, initial_meta(config, &initial))?;
-    let transport = QuicTransport::bind(node, config.listen, tls, TransportConfig::default())
+    let listen = config.listen_address()?;
+    let transport = QuicTransport::bind(node, listen, tls, TransportConfig::default())
         .await
-        .map_err(|error| {
-            ServerError::Network(format!("cannot listen on {}: {error}", config.listen))
-        })?;
+        .map_err(|error| ServerError::Network(format!("cannot listen on {listen}: {error}")))?;
     let address = transport
         .local_address()
         .map_err(|error| ServerError::Network(error.to_string()))?;
@@ -151,7 +150,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
             let _ = done_tx.send(raft_loop.run());
         })
         .map_err(|error| ServerError::Loop(error.to_string()))?;
-    tracing::info!(node = node.0, listen = %address, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(node = node.0, listen = %address, data_dir = %config.data_directory().display(), "serving");
     Ok(RunningNode {
         node,
         address,
@@ -232,8 +231,9 @@ fn load_tls(dir: &Path, cluster: &str, node: NodeId) -> Result<TlsSetup, ServerE
 }
 
 fn open_log(config: &NodeConfig) -> Result<Arc<LogEngine>, ServerError> {
-    let (engine, report) = LogEngine::open(config.data_dir.join("log"), config.log_config())
-        .map_err(|error| ServerError::Storage(error.to_string()))?;
+    let (engine, report) =
+        LogEngine::open(config.data_directory().join("log"), config.log_config())
+            .map_err(|error| ServerError::Storage(error.to_string()))?;
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(
             ?torn,
