@@ -192,7 +192,8 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
         let client = connect_when_ready(cluster.client_options(), WAIT)
             .await
             .unwrap();
-        for (key, value) in ACKNOWLEDGED.lock().unwrap().clone() {
+        let acknowledged = ACKNOWLEDGED.lock().unwrap().clone();
+        for (key, value) in acknowledged {
             assert_eq!(client.get(&key).await.unwrap(), Some(value));
         }
         for (_, key) in key_per_range(&client) {
