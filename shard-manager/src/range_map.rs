@@ -8,12 +8,49 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-/// Ranges by start key; together they cover every key exactly once.
+/// Ranges by start key; together they cover every key exactly once. A decoded map (from a
+/// node, or a meta snapshot) is checked like a built one, so `lookup` cannot miss.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RangeMapWire")]
 pub struct RangeMap {
     epoch: Epoch,
     ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
+}
+
+/// A range map as decoded, before it is checked.
+#[derive(Deserialize)]
+struct RangeMapWire {
+    epoch: Epoch,
+    ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+    next_range_id: u64,
+}
+
+impl TryFrom<RangeMapWire> for RangeMap {
+    type Error = RangeMapError;
+
+    fn try_from(wire: RangeMapWire) -> Result<Self, RangeMapError> {
+        if wire
+            .ranges
+            .iter()
+            .any(|(start, range)| *start != range.keys.start)
+        {
+            return Err(RangeMapError::NotATiling(
+                "a range is filed under another start key",
+            ));
+        }
+        let highest = wire
+            .ranges
+            .values()
+            .map(|range| range.id.0)
+            .max()
+            .unwrap_or(0);
+        let map = Self::new(wire.ranges.into_values().collect(), wire.epoch)?;
+        Ok(Self {
+            next_range_id: wire.next_range_id.max(highest + 1),
+            ..map
+        })
+    }
 }
 
 impl RangeMap {

@@ -104,3 +104,55 @@ fn a_map_that_does_not_tile_the_key_space_is_refused() {
     no_replica[0].replicas.clear();
     assert!(RangeMap::new(no_replica, map.epoch()).is_err());
 }
+
+#[test]
+fn a_decoded_map_is_checked_like_a_built_one() {
+    use flotilla_shard_manager::{Epoch, KeyRange, RangeDescriptor};
+    use std::collections::BTreeMap;
+    /// The map's wire shape, to forge maps that the constructor would refuse.
+    #[derive(serde::Serialize)]
+    struct Wire {
+        epoch: Epoch,
+        ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+        next_range_id: u64,
+    }
+    let range = |id, start: &[u8], end: Option<&[u8]>, replicas: Vec<NodeId>| RangeDescriptor {
+        id: RangeId(id),
+        keys: KeyRange {
+            start: start.to_vec(),
+            end: end.map(<[u8]>::to_vec),
+        },
+        group: GroupId(id),
+        replicas,
+    };
+    let encode = |ranges: Vec<RangeDescriptor>| {
+        let ranges = ranges
+            .into_iter()
+            .map(|range| (range.keys.start.clone(), range))
+            .collect();
+        postcard::to_allocvec(&Wire {
+            epoch: Epoch(1),
+            ranges,
+            next_range_id: 9,
+        })
+        .unwrap()
+    };
+    let decode = |bytes: &[u8]| postcard::from_bytes::<RangeMap>(bytes);
+    let good = encode(vec![
+        range(1, b"", Some(b"m"), vec![NodeId(1)]),
+        range(2, b"m", None, vec![NodeId(1)]),
+    ]);
+    assert_eq!(decode(&good).unwrap().ranges().count(), 2);
+    let gap = encode(vec![
+        range(1, b"", Some(b"k"), vec![NodeId(1)]),
+        range(2, b"m", None, vec![NodeId(1)]),
+    ]);
+    assert!(decode(&gap).is_err(), "a gap between ranges");
+    let no_replica = encode(vec![range(1, b"", None, vec![])]);
+    assert!(decode(&no_replica).is_err(), "a range without replicas");
+    let unbounded_first = encode(vec![
+        range(1, b"", None, vec![NodeId(1)]),
+        range(2, b"m", None, vec![NodeId(1)]),
+    ]);
+    assert!(decode(&unbounded_first).is_err(), "overlapping ranges");
+}
