@@ -44,8 +44,8 @@ fn node_config(dir: &Path, endpoint: &Endpoint, initial: &[Endpoint]) -> NodeCon
     let mut config = NodeConfig::load(None).unwrap();
     config.cluster_id = CLUSTER.into();
     config.node_id = endpoint.node.0;
-    config.listen = endpoint.address;
-    config.data_dir = dir.join(format!("node-{}", endpoint.node.0));
+    config.listen = Some(endpoint.address);
+    config.data_dir = Some(dir.join(format!("node-{}", endpoint.node.0)));
     config.tls_dir = dir.join("certs");
     config.initial_cluster = initial.iter().map(ToString::to_string).collect();
     config
