@@ -10,7 +10,7 @@ use crate::demo::{LocalCluster, connect_when_ready, print_report};
 use crate::workload::{self, Distribution, Percentiles, WorkloadOptions};
 use clap::Args;
 use flotilla_raft::NodeId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,20 +62,22 @@ pub struct BenchArgs {
     pub json: Option<PathBuf>,
 }
 
-/// Every run of one `flotilla bench`.
-#[derive(Debug, Serialize)]
-pub struct BenchResults {
-    /// "flotilla".
+/// The results file: what `flotilla bench --json` and the etcd load client write and the
+/// side-by-side plot reads. One system, one run per (value size, client count).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    /// `"flotilla"` or `"etcd"`.
     pub system: String,
-    /// Ranges (groups) of the cluster, when it was started here.
+    /// Ranges (groups) of the cluster, when `flotilla bench` started it.
+    #[serde(default)]
     pub groups: Option<u64>,
-    /// One entry per (value size, client count).
-    pub runs: Vec<BenchRun>,
+    /// The runs.
+    pub runs: Vec<Run>,
 }
 
-/// One run.
-#[derive(Debug, Serialize)]
-pub struct BenchRun {
+/// One run: a fixed number of clients for a fixed time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
     /// Concurrent clients.
     pub clients: usize,
     /// Value size in bytes.
@@ -90,8 +92,38 @@ pub struct BenchRun {
     pub latency_us: Percentiles,
     /// Failed operations by kind.
     pub errors: BTreeMap<String, u64>,
-    /// Log entries per fsync over the run, all nodes together.
+    /// Log entries per fsync over the run, all nodes together (`None` where the system does
+    /// not report it).
     pub entries_per_fsync: Option<f64>,
+}
+
+impl Results {
+    /// Reads a results file.
+    ///
+    /// # Errors
+    /// The file could not be read or is not a results file.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|error| format!("{} is not a results file: {error}", path.display()))
+    }
+
+    /// Writes the results as pretty JSON.
+    ///
+    /// # Errors
+    /// The file could not be written.
+    pub fn write(&self, path: &std::path::Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|error| error.to_string())?;
+        std::fs::write(path, text + "\n")
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    }
+
+    /// The run with `clients` clients, if there is one.
+    #[must_use]
+    pub fn run_with(&self, clients: usize) -> Option<&Run> {
+        self.runs.iter().find(|run| run.clients == clients)
+    }
 }
 
 /// Runs the load generator.
@@ -162,19 +194,19 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(cluster) = &mut cluster {
         cluster.stop();
     }
-    let results = BenchResults {
+    let results = Results {
         system: "flotilla".into(),
         groups: cluster.is_some().then_some(args.groups),
         runs: results?,
     };
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+        results.write(path)?;
         println!("wrote {}", path.display());
     }
     Ok(())
 }
 
-async fn one_run(client: &Client, options: &WorkloadOptions) -> BenchRun {
+async fn one_run(client: &Client, options: &WorkloadOptions) -> Run {
     let before = fsync_totals(&client.statuses().await);
     let report = workload::run(client, options, true).await;
     let after = fsync_totals(&client.statuses().await);
@@ -192,7 +224,7 @@ async fn one_run(client: &Client, options: &WorkloadOptions) -> BenchRun {
     if let Some(ratio) = entries_per_fsync {
         println!("  entries per fsync: {ratio:.1}");
     }
-    BenchRun {
+    Run {
         clients: options.clients,
         value_size: options.value_size,
         seconds: report.seconds,
@@ -215,4 +247,23 @@ fn fsync_totals(
             Some((*node, (status.entries_persisted, status.fsyncs)))
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_results_file_of_another_system_reads_back() {
+        let text = r#"{"system":"etcd","runs":[{"clients":1,"value_size":256,"seconds":10.0,
+            "ops":123,"ops_per_second":12.3,"latency_us":{"p50":1,"p90":1,"p99":1,"p999":1,
+            "max":1},"errors":{"timeout":2},"entries_per_fsync":null}]}"#;
+        let results: Results = serde_json::from_str(text).unwrap();
+        assert_eq!((results.system.as_str(), results.groups), ("etcd", None));
+        assert_eq!(results.run_with(1).unwrap().errors["timeout"], 2);
+        let again: Results =
+            serde_json::from_str(&serde_json::to_string(&results).unwrap()).unwrap();
+        assert_eq!(again, results);
+    }
 }

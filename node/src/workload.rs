@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use flotilla_storage::{Command, Response};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +67,7 @@ pub struct WorkloadReport {
 }
 
 /// Latency percentiles, in microseconds.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Median.
     pub p50: u64,
@@ -79,6 +79,24 @@ pub struct Percentiles {
     pub p999: u64,
     /// Slowest.
     pub max: u64,
+}
+
+impl Percentiles {
+    /// The percentiles of `histogram` (all zero when it is empty).
+    #[must_use]
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        let at = |quantile: f64| histogram.value_at_quantile(quantile);
+        Self {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: histogram.max(),
+        }
+    }
 }
 
 impl WorkloadOptions {
@@ -265,18 +283,11 @@ impl Tally {
 
     fn report(self, seconds: f64) -> WorkloadReport {
         let ops = self.histogram.len();
-        let at = |quantile: f64| self.histogram.value_at_quantile(quantile);
         WorkloadReport {
             ops,
             seconds,
             ops_per_second: ops as f64 / seconds.max(0.001),
-            latency_us: Percentiles {
-                p50: at(0.5),
-                p90: at(0.9),
-                p99: at(0.99),
-                p999: at(0.999),
-                max: self.histogram.max(),
-            },
+            latency_us: Percentiles::of(&self.histogram),
             by_op: self.by_op,
             errors: self.errors,
         }

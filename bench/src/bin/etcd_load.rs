@@ -66,6 +66,7 @@ async fn sweep(args: &Args) -> Result<Results, Box<dyn std::error::Error>> {
     }
     Ok(Results {
         system: "etcd".into(),
+        groups: None,
         runs,
     })
 }
