@@ -148,12 +148,9 @@ pub struct ServerArgs {
     pub exit_with_parent: bool,
 }
 
-/// How a client command reaches the cluster.
+/// Who a client is: its certificate and cluster.
 #[derive(Clone, Debug, Args)]
-pub struct ClientArgs {
-    /// Nodes to start from: id@ip:port, comma-separated (one is enough).
-    #[arg(long, default_value = "1@127.0.0.1:7101", value_delimiter = ',')]
-    pub endpoints: Vec<Endpoint>,
+pub struct IdentityArgs {
     /// The certificate directory (ca.pem, client-<name>.pem/.key).
     #[arg(long, default_value = "flotilla-certs")]
     pub tls_dir: PathBuf,
@@ -163,6 +160,17 @@ pub struct ClientArgs {
     /// The cluster's id.
     #[arg(long, default_value = "flotilla")]
     pub cluster_id: String,
+}
+
+/// How a client command reaches the cluster.
+#[derive(Clone, Debug, Args)]
+pub struct ClientArgs {
+    /// Nodes to start from: id@ip:port, comma-separated (one is enough).
+    #[arg(long, default_value = "1@127.0.0.1:7101", value_delimiter = ',')]
+    pub endpoints: Vec<Endpoint>,
+    /// The client's certificate and cluster.
+    #[command(flatten)]
+    pub identity: IdentityArgs,
     /// How long one attempt waits for an answer, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub attempt_timeout_ms: u64,
@@ -194,9 +202,9 @@ impl ClientArgs {
     pub fn options(&self) -> ClientOptions {
         ClientOptions {
             endpoints: self.endpoints.clone(),
-            tls_dir: self.tls_dir.clone(),
-            cluster_id: self.cluster_id.clone(),
-            name: self.name.clone(),
+            tls_dir: self.identity.tls_dir.clone(),
+            cluster_id: self.identity.cluster_id.clone(),
+            name: self.identity.name.clone(),
             attempt_timeout: Duration::from_millis(self.attempt_timeout_ms.max(1)),
             deadline: Duration::from_millis(self.deadline_ms.max(1)),
         }

@@ -311,6 +311,37 @@ impl NodeConfig {
     }
 }
 
+/// The TLS material of `stem` (`node-<id>` or `client-<name>`) in `dir`: the cluster CA
+/// (`ca.pem`) and `<stem>.pem` / `<stem>.key`.
+///
+/// # Errors
+/// A bad cluster id, or a file that is missing or does not parse, in words.
+pub fn load_tls(
+    dir: &Path,
+    cluster_id: &str,
+    stem: &str,
+) -> Result<flotilla_transport_quic::TlsSetup, String> {
+    let cluster = flotilla_transport_quic::ClusterId::new(cluster_id)
+        .ok_or_else(|| format!("`{cluster_id}` is not a valid cluster id"))?;
+    let tls_error = |error: flotilla_transport_quic::CertError| {
+        format!(
+            "{error} (dev certificates: `flotilla certs --dir {}`)",
+            dir.display()
+        )
+    };
+    let ca = flotilla_transport_quic::load_ca(&dir.join("ca.pem")).map_err(tls_error)?;
+    let identity = flotilla_transport_quic::Identity::load(
+        &dir.join(format!("{stem}.pem")),
+        &dir.join(format!("{stem}.key")),
+    )
+    .map_err(tls_error)?;
+    Ok(flotilla_transport_quic::TlsSetup {
+        cluster,
+        ca,
+        identity,
+    })
+}
+
 /// Overrides `base` with `top`, table by table.
 fn merge(base: &mut toml::Table, top: toml::Table) {
     for (key, value) in top {

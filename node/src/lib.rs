@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+mod frames;
 pub mod loadgen;
 pub mod server;
 pub mod shell;

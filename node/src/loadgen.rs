@@ -21,15 +21,9 @@ pub struct BenchArgs {
     /// A running cluster's nodes (id@ip:port, comma-separated); none: start a local cluster.
     #[arg(long, value_delimiter = ',')]
     pub endpoints: Vec<Endpoint>,
-    /// The certificate directory of the running cluster.
-    #[arg(long, default_value = "flotilla-certs")]
-    pub tls_dir: PathBuf,
-    /// The client certificate's name.
-    #[arg(long, default_value = "admin")]
-    pub name: String,
-    /// The running cluster's id.
-    #[arg(long, default_value = "flotilla")]
-    pub cluster_id: String,
+    /// The running cluster's certificates and id.
+    #[command(flatten)]
+    pub identity: crate::cli::IdentityArgs,
     /// Client counts to sweep (concurrent requests in flight).
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     pub clients: Vec<usize>,
@@ -164,9 +158,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     } else {
         let options = crate::client::ClientOptions {
             endpoints: args.endpoints.clone(),
-            tls_dir: args.tls_dir.clone(),
-            cluster_id: args.cluster_id.clone(),
-            name: args.name.clone(),
+            tls_dir: args.identity.tls_dir.clone(),
+            cluster_id: args.identity.cluster_id.clone(),
+            name: args.identity.name.clone(),
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
         };

@@ -288,15 +288,9 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
 
         // Garbage on a client stream closes that stream; the node goes on serving.
         let options = cluster.client_options();
-        let tls = flotilla_transport_quic::TlsSetup {
-            cluster: flotilla_transport_quic::ClusterId::new(&options.cluster_id).unwrap(),
-            ca: flotilla_transport_quic::load_ca(&options.tls_dir.join("ca.pem")).unwrap(),
-            identity: flotilla_transport_quic::Identity::load(
-                &options.tls_dir.join("client-demo.pem"),
-                &options.tls_dir.join("client-demo.key"),
-            )
-            .unwrap(),
-        };
+        let tls =
+            flotilla_node::config::load_tls(&options.tls_dir, &options.cluster_id, "client-demo")
+                .unwrap();
         let address = client
             .nodes()
             .into_iter()

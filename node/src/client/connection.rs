@@ -3,8 +3,9 @@
 //! each response to its request by id.
 
 use crate::api::{ApiError, Reply, Request, RequestFrame, ResponseFrame};
+use crate::frames::write_bursts;
 use flotilla_raft::NodeId;
-use flotilla_transport_quic::frame::{self, FrameKind};
+use flotilla_transport_quic::frame::FrameKind;
 use flotilla_transport_quic::streams::read_frame;
 use flotilla_transport_quic::{ClientSession, TlsSetup, TransportConfig};
 use quinn::{RecvStream, SendStream};
@@ -14,9 +15,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-
-/// The most requests written in one `write_all`.
-const REQUEST_BURST_MAX: usize = 256;
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Reply, ApiError>>>>>;
 
@@ -133,32 +131,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn write_requests(
-    mut send: SendStream,
-    mut queued: mpsc::UnboundedReceiver<RequestFrame>,
+    send: SendStream,
+    queued: mpsc::UnboundedReceiver<RequestFrame>,
     closed: Arc<AtomicBool>,
     frame_bytes_max: u32,
 ) {
-    let mut frames = Vec::with_capacity(REQUEST_BURST_MAX);
-    let mut buf = Vec::new();
-    while queued.recv_many(&mut frames, REQUEST_BURST_MAX).await > 0 {
-        buf.clear();
-        for request in frames.drain(..) {
-            if let Err(error) = frame::encode(
-                FrameKind::ClientMessage,
-                &request,
-                frame_bytes_max,
-                &mut buf,
-            ) {
-                // Its caller times out; the frame limit is far above the key and value limits.
-                tracing::warn!(%error, "request does not fit in a frame");
-            }
-        }
-        if send.write_all(&buf).await.is_err() {
-            closed.store(true, Ordering::Release);
-            return;
-        }
+    // Its caller times out; the frame limit is far above the key and value limits.
+    let refuse = |_: &RequestFrame, error| {
+        tracing::warn!(%error, "request does not fit in a frame");
+        None
+    };
+    if !write_bursts(send, queued, frame_bytes_max, refuse).await {
+        closed.store(true, Ordering::Release);
     }
-    let _ = send.finish();
 }
 
 async fn read_responses(

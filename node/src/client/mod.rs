@@ -19,7 +19,7 @@ use connection::NodeConnection;
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
 use flotilla_storage::{Command, Response};
-use flotilla_transport_quic::{ClusterId, Identity, TlsSetup, TransportConfig, load_ca};
+use flotilla_transport_quic::{TlsSetup, TransportConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -123,7 +123,9 @@ impl Client {
     /// # Errors
     /// Bad certificates, or no endpoint answered.
     pub async fn connect(options: ClientOptions) -> Result<Self, ClientError> {
-        let tls = load_client_tls(&options)?;
+        let stem = format!("client-{}", options.name);
+        let tls = crate::config::load_tls(&options.tls_dir, &options.cluster_id, &stem)
+            .map_err(ClientError::Tls)?;
         let transport = TransportConfig {
             handshake_timeout_ms: options.attempt_timeout.as_millis().max(1) as u64,
             ..TransportConfig::default()
@@ -489,29 +491,6 @@ impl Client {
             }
         }
     }
-}
-
-fn load_client_tls(options: &ClientOptions) -> Result<TlsSetup, ClientError> {
-    let cluster = ClusterId::new(&options.cluster_id).ok_or_else(|| {
-        ClientError::Tls(format!(
-            "`{}` is not a valid cluster id",
-            options.cluster_id
-        ))
-    })?;
-    let dir = &options.tls_dir;
-    let tls_error = |error: flotilla_transport_quic::CertError| ClientError::Tls(error.to_string());
-    let ca = load_ca(&dir.join("ca.pem")).map_err(tls_error)?;
-    let stem = format!("client-{}", options.name);
-    let identity = Identity::load(
-        &dir.join(format!("{stem}.pem")),
-        &dir.join(format!("{stem}.key")),
-    )
-    .map_err(tls_error)?;
-    Ok(TlsSetup {
-        cluster,
-        ca,
-        identity,
-    })
 }
 
 fn command_key(command: &Command) -> &[u8] {

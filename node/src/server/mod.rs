@@ -15,10 +15,7 @@ use crossbeam_channel::Sender;
 use flotilla_raft::{LogReader, Membership, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta};
 use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
 use flotilla_storage::{LogEngine, WriteBatch};
-use flotilla_transport_quic::{
-    ClusterId, Identity, QuicTransport, TlsSetup, Transport, TransportConfig, load_ca,
-};
-use std::path::Path;
+use flotilla_transport_quic::{QuicTransport, Transport, TransportConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -102,7 +99,12 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         ))
         .into());
     }
-    let tls = load_tls(&config.tls_dir, &config.cluster_id, node)?;
+    let tls = crate::config::load_tls(
+        &config.tls_dir,
+        &config.cluster_id,
+        &format!("node-{}", node.0),
+    )
+    .map_err(ServerError::Tls)?;
     let engine = open_log(config)?;
     if engine.group_ids().is_empty() {
         bootstrap(&engine, node, &initial_meta(config, &initial))?;
@@ -205,29 +207,6 @@ fn loop_result(
         Ok(Err(error)) => Err(ServerError::Loop(error.to_string())),
         Err(_) => Err(ServerError::Loop("the Raft loop thread panicked".into())),
     }
-}
-
-fn load_tls(dir: &Path, cluster: &str, node: NodeId) -> Result<TlsSetup, ServerError> {
-    let cluster = ClusterId::new(cluster)
-        .ok_or_else(|| ServerError::Tls(format!("`{cluster}` is not a valid cluster id")))?;
-    let tls_error = |error: flotilla_transport_quic::CertError| {
-        ServerError::Tls(format!(
-            "{error} (make dev certificates with `flotilla certs --dir {}`)",
-            dir.display()
-        ))
-    };
-    let ca = load_ca(&dir.join("ca.pem")).map_err(tls_error)?;
-    let stem = format!("node-{}", node.0);
-    let identity = Identity::load(
-        &dir.join(format!("{stem}.pem")),
-        &dir.join(format!("{stem}.key")),
-    )
-    .map_err(tls_error)?;
-    Ok(TlsSetup {
-        cluster,
-        ca,
-        identity,
-    })
 }
 
 fn open_log(config: &NodeConfig) -> Result<Arc<LogEngine>, ServerError> {

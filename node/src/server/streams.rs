@@ -3,17 +3,16 @@
 //! loop, and responses are written back in whatever order they complete, several per write.
 
 use crate::api::{ApiError, RequestFrame, ResponseFrame};
+use crate::frames::write_bursts;
 use crate::server::clients::Responder;
 use crate::server::raft_loop::Input;
 use crossbeam_channel::{Sender, TrySendError};
-use flotilla_transport_quic::frame::{self, FrameKind};
+use flotilla_transport_quic::FrameError;
+use flotilla_transport_quic::frame::FrameKind;
 use flotilla_transport_quic::streams::read_frame;
 use flotilla_transport_quic::{ClientConnection, StreamError};
 use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
-
-/// The most responses written in one `write_all`.
-const RESPONSE_BURST_MAX: usize = 256;
 
 /// Serves every stream the client opens until the connection closes.
 pub(crate) async fn serve_client(
@@ -75,38 +74,17 @@ async fn serve_stream(
 }
 
 async fn write_responses(
-    mut send: SendStream,
-    mut pending: mpsc::UnboundedReceiver<ResponseFrame>,
+    send: SendStream,
+    pending: mpsc::UnboundedReceiver<ResponseFrame>,
     frame_bytes_max: u32,
 ) {
-    let mut frames = Vec::with_capacity(RESPONSE_BURST_MAX);
-    let mut buf = Vec::new();
-    while pending.recv_many(&mut frames, RESPONSE_BURST_MAX).await > 0 {
-        buf.clear();
-        for response in frames.drain(..) {
-            if let Err(error) = frame::encode(
-                FrameKind::ClientMessage,
-                &response,
-                frame_bytes_max,
-                &mut buf,
-            ) {
-                // Too large for a frame (a huge scan): say so instead of the data.
-                tracing::warn!(%error, "response does not fit in a frame");
-                let refusal = ResponseFrame {
-                    id: response.id,
-                    result: Err(ApiError::ResponseTooLarge(error.to_string())),
-                };
-                let _ = frame::encode(
-                    FrameKind::ClientMessage,
-                    &refusal,
-                    frame_bytes_max,
-                    &mut buf,
-                );
-            }
-        }
-        if send.write_all(&buf).await.is_err() {
-            return;
-        }
-    }
-    let _ = send.finish();
+    // Too large for a frame (a huge value): say so instead of the data.
+    let refuse = |response: &ResponseFrame, error: FrameError| {
+        tracing::warn!(%error, "response does not fit in a frame");
+        Some(ResponseFrame {
+            id: response.id,
+            result: Err(ApiError::ResponseTooLarge(error.to_string())),
+        })
+    };
+    write_bursts(send, pending, frame_bytes_max, refuse).await;
 }
