@@ -245,15 +245,25 @@ fn error_kind(error: &ClientError) -> &'static str {
     }
 }
 
-/// One worker's counts and latencies.
-struct Tally {
+/// Successful operations (latencies in microseconds, by operation) and failures by kind; one
+/// per worker, merged at the end. The etcd load client keeps its figures in one too.
+#[derive(Debug)]
+pub struct Tally {
     histogram: Histogram<u64>,
     by_op: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Tally {
-    fn new() -> Self {
+    /// An empty tally (latencies from 1 µs to 60 s at 3 significant digits).
+    #[must_use]
+    pub fn new() -> Self {
         Self {
             histogram: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid histogram bounds"),
@@ -262,16 +272,19 @@ impl Tally {
         }
     }
 
-    fn record(&mut self, op: &str, micros: u64) {
+    /// One success of `op` that took `micros`.
+    pub fn record(&mut self, op: &str, micros: u64) {
         self.histogram.saturating_record(micros.max(1));
         *self.by_op.entry(op.to_string()).or_default() += 1;
     }
 
-    fn error(&mut self, kind: &str) {
+    /// One failure of `kind`.
+    pub fn error(&mut self, kind: &str) {
         *self.errors.entry(kind.to_string()).or_default() += 1;
     }
 
-    fn merge(&mut self, other: &Tally) {
+    /// Adds another worker's tally.
+    pub fn merge(&mut self, other: &Tally) {
         let _ = self.histogram.add(&other.histogram);
         for (op, count) in &other.by_op {
             *self.by_op.entry(op.clone()).or_default() += count;
@@ -281,7 +294,9 @@ impl Tally {
         }
     }
 
-    fn report(self, seconds: f64) -> WorkloadReport {
+    /// The report of a run that lasted `seconds`.
+    #[must_use]
+    pub fn report(self, seconds: f64) -> WorkloadReport {
         let ops = self.histogram.len();
         WorkloadReport {
             ops,
@@ -333,7 +348,8 @@ impl KeyPicker {
 }
 
 /// SplitMix64's finalizer: a bijection that spreads consecutive numbers over all 64 bits.
-fn mix(mut value: u64) -> u64 {
+#[must_use]
+pub fn mix(mut value: u64) -> u64 {
     value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     value ^ (value >> 31)

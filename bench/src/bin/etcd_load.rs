@@ -4,9 +4,8 @@
 
 use clap::Parser;
 use etcd_client::{Client, ConnectOptions, KvClient};
-use flotilla_bench::{Percentiles, Results, Run, key_of};
-use hdrhistogram::Histogram;
-use std::collections::BTreeMap;
+use flotilla_bench::{Results, Run, key_of};
+use flotilla_node::workload::{Tally, mix};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -111,7 +110,7 @@ async fn run_clients(
     for task in tasks {
         total.merge(&task.await?);
     }
-    Ok(total.into_run(clients, args.value_size, started.elapsed()))
+    Ok(into_run(total, clients, args.value_size, started.elapsed()))
 }
 
 /// One client: one put in flight at a time until `until`.
@@ -131,9 +130,9 @@ impl Worker {
             let started = Instant::now();
             let result = tokio::time::timeout(ATTEMPT_TIMEOUT, self.kv.put(key, value, None)).await;
             match result {
-                Ok(Ok(_)) => tally.success(started.elapsed()),
-                Ok(Err(error)) => tally.error(error_kind(&error)),
-                Err(_) => tally.error("timeout".into()),
+                Ok(Ok(_)) => tally.record("put", started.elapsed().as_micros() as u64),
+                Ok(Err(error)) => tally.error(&error_kind(&error)),
+                Err(_) => tally.error("timeout"),
             }
         }
         tally
@@ -149,10 +148,7 @@ impl Worker {
     /// SplitMix64: the same generator as Flotilla's workload.
     fn next_random(&mut self) -> u64 {
         self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut value = self.rng;
-        value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        value ^ (value >> 31)
+        mix(self.rng)
     }
 }
 
@@ -164,52 +160,18 @@ fn error_kind(error: &etcd_client::Error) -> String {
     }
 }
 
-/// Successes (latency histogram in microseconds) and errors by kind.
-struct Tally {
-    histogram: Histogram<u64>,
-    errors: BTreeMap<String, u64>,
-}
-
-impl Tally {
-    fn new() -> Self {
-        Self {
-            // 1 µs to 60 s at 3 significant digits.
-            histogram: Histogram::new_with_bounds(1, 60_000_000, 3)
-                .expect("valid histogram bounds"),
-            errors: BTreeMap::new(),
-        }
-    }
-
-    fn success(&mut self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.histogram.saturating_record(micros.max(1));
-    }
-
-    fn error(&mut self, kind: String) {
-        *self.errors.entry(kind).or_default() += 1;
-    }
-
-    fn merge(&mut self, other: &Self) {
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.histogram.add(&other.histogram);
-        for (kind, count) in &other.errors {
-            *self.errors.entry(kind.clone()).or_default() += count;
-        }
-    }
-
-    fn into_run(self, clients: usize, value_size: usize, elapsed: Duration) -> Run {
-        let seconds = elapsed.as_secs_f64();
-        let ops = self.histogram.len();
-        Run {
-            clients,
-            value_size,
-            seconds,
-            ops,
-            ops_per_second: ops as f64 / seconds.max(f64::MIN_POSITIVE),
-            latency_us: Percentiles::of(&self.histogram),
-            errors: self.errors,
-            entries_per_fsync: None,
-        }
+/// The run's figures in the shared results schema.
+fn into_run(tally: Tally, clients: usize, value_size: usize, elapsed: Duration) -> Run {
+    let report = tally.report(elapsed.as_secs_f64());
+    Run {
+        clients,
+        value_size,
+        seconds: report.seconds,
+        ops: report.ops,
+        ops_per_second: report.ops_per_second,
+        latency_us: report.latency_us,
+        errors: report.errors,
+        entries_per_fsync: None,
     }
 }
 
