@@ -139,6 +139,9 @@ pub struct ServerArgs {
     /// Size of one write-ahead log segment, in MiB.
     #[arg(long)]
     pub segment_mib: Option<u64>,
+    /// Network threads (0: one per core, up to 4).
+    #[arg(long)]
+    pub network_threads: Option<usize>,
     /// Print the effective configuration and exit.
     #[arg(long)]
     pub check: bool,
@@ -285,6 +288,9 @@ fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
     }
     if let Some(groups) = args.groups {
         config.ranges.groups = groups;
+    }
+    if let Some(threads) = args.network_threads {
+        config.network_threads = threads;
     }
     if let Some(segment_mib) = args.segment_mib {
         config.log.segment_mib = segment_mib;

@@ -80,6 +80,8 @@ pub struct NodeConfig {
     pub data_dir: Option<PathBuf>,
     /// Certificates.
     pub tls_dir: PathBuf,
+    /// Network threads (0: one per core, up to 4).
+    pub network_threads: usize,
     /// The nodes the cluster starts with, `id@address`.
     pub initial_cluster: Vec<String>,
     /// How the key space is split.
@@ -191,6 +193,15 @@ impl NodeConfig {
             })
     }
 
+    /// How many network threads to run.
+    #[must_use]
+    pub fn network_threads(&self) -> usize {
+        match self.network_threads {
+            0 => std::thread::available_parallelism().map_or(2, |cores| cores.get().min(4)),
+            threads => threads,
+        }
+    }
+
     /// The data directory: `data_dir`, or `flotilla-data/node-<id>`.
     #[must_use]
     pub fn data_directory(&self) -> PathBuf {
@@ -262,6 +273,12 @@ impl NodeConfig {
         }
         if raft.snapshot_entries == 0 {
             return fail("raft.snapshot_entries must be at least 1".into());
+        }
+        if self.network_threads > 64 {
+            return fail(format!(
+                "network_threads must be 0 to 64, not {}",
+                self.network_threads
+            ));
         }
         if !(4..=4096).contains(&self.log.segment_mib) {
             return fail(format!(

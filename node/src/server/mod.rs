@@ -50,7 +50,7 @@ pub enum ServerError {
 pub fn run(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError> {
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(config.network_threads())
         .thread_name("flotilla-net")
         .enable_all()
         .build()
