@@ -18,7 +18,7 @@ use flotilla_raft::{
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Codec, Command, GroupLog, LogEngine, Response, WriteBatch, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -85,6 +85,9 @@ pub(crate) enum LoopError {
     /// Every input channel closed.
     #[error("the node's input channels closed")]
     Closed,
+    /// A group's log store failed while stepping a peer's message.
+    #[error("the log store failed: {0}")]
+    Store(String),
     /// A group's store failed.
     #[error("group {group} failed: {reason}")]
     Group { group: GroupId, reason: String },
@@ -128,26 +131,15 @@ impl RaftLoop {
 
     fn handle(&mut self, input: Input) -> Result<(), LoopError> {
         match input {
-            Input::Batch(batch) => {
-                let groups: BTreeSet<GroupId> = batch
-                    .messages
-                    .iter()
-                    .map(|message| message.group)
-                    .chain(batch.heartbeats.iter().map(|entry| entry.group))
-                    .collect();
-                if let Err(error) = self.multi.step_batch(batch) {
+            Input::Batch(batch) => match self.multi.step_batch(batch) {
+                Ok(()) => {}
+                // A store failed: stop rather than serve from a log that cannot be trusted.
+                Err(MultiError::Log(error)) => return Err(LoopError::Store(error.to_string())),
+                Err(error) => {
                     self.counters.batches_refused += 1;
                     tracing::debug!(%error, "inbound batch refused");
                 }
-                // A group whose store failed cannot go on: stop rather than serve from it.
-                for group in groups {
-                    if let Some(error) = self.multi.group(group).and_then(|raft| raft.fatal_error())
-                    {
-                        let reason = error.to_string();
-                        return Err(LoopError::Group { group, reason });
-                    }
-                }
-            }
+            },
             Input::Request(request, responder) => {
                 self.counters.requests += 1;
                 match request {
