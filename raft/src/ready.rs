@@ -11,6 +11,9 @@ use crate::types::{LogId, LogIndex, NodeId};
 /// 2. send `messages` (they may depend on what step 1 persisted);
 /// 3. if `persist.snapshot` is set, restore the state machine from it; then apply `committed`
 ///    in order;
+///    (the committed entries below `persist.entries[0]`, when there is no snapshot, were made
+///    durable by earlier writes: a caller may apply them, and answer their clients, before
+///    step 1);
 /// 4. answer each read in `reads` once the state machine has applied its `index`;
 /// 5. call `advance(ready)`.
 ///

@@ -12,7 +12,7 @@ use crate::server::clients::{Responder, Waiting};
 use crate::server::machines::Machines;
 use crossbeam_channel::Receiver;
 use flotilla_raft::{
-    Batch, GroupId, GroupMessage, HardState, LogIndex, MessageBody, MultiError, MultiRaft,
+    Batch, Entry, GroupId, GroupMessage, HardState, LogIndex, MessageBody, MultiError, MultiRaft,
     MultiReady, NodeId, ProposeError, Ready, Role, Term,
 };
 use flotilla_shard_manager::Epoch;
@@ -255,11 +255,21 @@ impl RaftLoop {
         let (leader_traffic, after_persist) =
             split_leader_traffic(std::mem::take(&mut ready.batches));
         self.send(leader_traffic);
+        // What is already durable here is applied and answered before this cycle's fsync: a
+        // client whose entry committed does not wait for the write of newer entries.
+        let mut durable = Vec::with_capacity(ready.groups.len());
+        for (group, group_ready) in &ready.groups {
+            let prefix = durable_prefix(group_ready);
+            self.apply_entries(*group, &group_ready.committed[..prefix]);
+            self.confirm_reads(group_ready);
+            durable.push(prefix);
+        }
+        self.serve_reads();
         self.persist(&ready)?;
         self.send(after_persist);
         let mut compact = Vec::new();
-        for (group, group_ready) in &ready.groups {
-            self.apply(*group, group_ready)?;
+        for ((group, group_ready), prefix) in ready.groups.iter().zip(durable) {
+            self.apply_rest(*group, group_ready, prefix)?;
             if self.machines.applied(*group).0
                 >= self.snapshot_index(*group).0 + self.snapshot_entries
             {
@@ -348,7 +358,14 @@ impl RaftLoop {
         Ok(())
     }
 
-    fn apply(&mut self, group: GroupId, ready: &Ready) -> Result<(), LoopError> {
+    /// After the write: installs the snapshot `ready` persisted, then applies the committed
+    /// entries from `prefix` on (those the write made durable).
+    fn apply_rest(
+        &mut self,
+        group: GroupId,
+        ready: &Ready,
+        prefix: usize,
+    ) -> Result<(), LoopError> {
         if let Some(snapshot) = &ready.persist.snapshot {
             self.machines
                 .restore(group, snapshot)
@@ -356,11 +373,20 @@ impl RaftLoop {
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }
-        for entry in &ready.committed {
+        self.apply_entries(group, &ready.committed[prefix..]);
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, group: GroupId, entries: &[Entry]) {
+        for entry in entries {
             let response = self.machines.apply(group, entry);
             self.waiting
                 .applied(group, entry.index, entry.term, response);
         }
+    }
+
+    /// Reads whose index is now known wait for it to apply; reads given up are refused.
+    fn confirm_reads(&mut self, ready: &Ready) {
         for read in &ready.reads {
             self.waiting.confirm_read(read.context, read.index);
         }
@@ -375,7 +401,6 @@ impl RaftLoop {
                 )));
             }
         }
-        Ok(())
     }
 
     /// Spreads leadership: each data group prefers the first replica in its descriptor (the
@@ -468,6 +493,21 @@ impl RaftLoop {
 /// Sending a leader's entries while it writes them itself is safe (Raft thesis §10.2.1): the
 /// leader counts its own copy toward a commit only once `advance` reports it persisted, and a
 /// leader's term and vote were persisted when it campaigned, in an earlier ready.
+/// How many of `ready.committed` are durable before `ready`'s own write: those below the first
+/// entry it appends (the log before it was made durable by earlier writes). None when it
+/// installs a snapshot, which they come after.
+fn durable_prefix(ready: &Ready) -> usize {
+    if ready.persist.snapshot.is_some() {
+        return 0;
+    }
+    match ready.persist.entries.first() {
+        None => ready.committed.len(),
+        Some(first) => ready
+            .committed
+            .partition_point(|entry| entry.index < first.index),
+    }
+}
+
 fn split_leader_traffic(batches: Vec<Batch>) -> (Vec<Batch>, Vec<Batch>) {
     let mut early = Vec::with_capacity(batches.len());
     let mut late = Vec::with_capacity(batches.len());
@@ -597,6 +637,42 @@ mod tests {
                 },
             },
         }
+    }
+
+    fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        range
+            .map(|index| Entry {
+                index: LogIndex(index),
+                term: Term(1),
+                payload: EntryPayload::Normal(vec![1]),
+            })
+            .collect()
+    }
+
+    /// Committed entries are answered before the fsync only when an earlier write made them
+    /// durable: those below the first entry this ready appends, none with a snapshot.
+    #[test]
+    fn only_entries_written_before_are_applied_ahead_of_the_write() {
+        let mut ready = Ready {
+            committed: entries(5..=9),
+            ..Ready::default()
+        };
+        assert_eq!(
+            durable_prefix(&ready),
+            5,
+            "nothing new to write: all of them"
+        );
+        ready.persist.entries = entries(8..=12);
+        assert_eq!(durable_prefix(&ready), 3, "5, 6 and 7 were written before");
+        ready.persist.entries = entries(5..=12);
+        assert_eq!(durable_prefix(&ready), 0, "all of them are in this write");
+        ready.persist.entries.clear();
+        ready.persist.snapshot = Some(flotilla_raft::Snapshot::default());
+        assert_eq!(
+            durable_prefix(&ready),
+            0,
+            "they follow the snapshot this write installs"
+        );
     }
 
     #[test]
