@@ -12,35 +12,44 @@ pub enum Command {
     /// Read one key.
     Get {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Set a key to a value.
     Put {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The new value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove a key.
     Delete {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Set `key` to `new` (or remove it when `new` is `None`) only if its current value is
     /// `expected` (`None`: only if the key is absent).
     CompareAndSwap {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value the key must have now; `None` means it must be absent.
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// The value to set; `None` removes the key.
+        #[serde(with = "serde_bytes")]
         new: Option<Vec<u8>>,
     },
     /// Read the pairs with `start <= key < end` in key order, at most `limit` of them.
     Scan {
         /// The first key (inclusive).
+        #[serde(with = "serde_bytes")]
         start: Vec<u8>,
         /// The end (exclusive); `None` scans to the end of the range.
+        #[serde(with = "serde_bytes")]
         end: Option<Vec<u8>>,
         /// The most pairs to return; capped by `SCAN_PAIR_COUNT_MAX`.
         limit: u32,
@@ -51,10 +60,11 @@ pub enum Command {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// The value of a `Get` (`None`: absent).
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// A `Put` or `Delete` took effect; carries the value it replaced.
     Written {
         /// The value before the command (`None`: absent).
+        #[serde(with = "serde_bytes")]
         previous: Option<Vec<u8>>,
     },
     /// The outcome of a `CompareAndSwap`.
@@ -62,17 +72,49 @@ pub enum Response {
         /// Whether the swap happened.
         swapped: bool,
         /// The value before the command, so a client can retry without a read.
+        #[serde(with = "serde_bytes")]
         current: Option<Vec<u8>>,
     },
     /// The pairs of a `Scan`, and whether more pairs lay in the range past the limit.
     Scan {
         /// Key-value pairs in key order.
+        #[serde(with = "pair_bytes")]
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
         /// Whether the scan stopped at the limit with keys left in the range.
         more: bool,
     },
     /// The entry did not decode as a command; it changed nothing.
     Invalid(String),
+}
+
+/// Scan pairs as two byte strings each (one copy per string, not one call per byte); the
+/// encoding is the same as a plain sequence of bytes in postcard.
+mod pair_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(super) fn serialize<S: Serializer>(
+        pairs: &[(Vec<u8>, Vec<u8>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            pairs
+                .iter()
+                .map(|(key, value)| (Bytes::new(key), Bytes::new(value))),
+        )
+    }
+
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Pairs, D::Error> {
+        let pairs = Vec::<(ByteBuf, ByteBuf)>::deserialize(deserializer)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(key, value)| (key.into_vec(), value.into_vec()))
+            .collect())
+    }
 }
 
 /// Why bytes did not decode as a command or response.
@@ -127,6 +169,60 @@ mod tests {
             more: true,
         };
         assert_eq!(Response::decode(&response.encode()), Ok(response));
+    }
+
+    /// Byte strings are encoded as bytes (serde_bytes) for speed; in postcard that is the
+    /// same encoding as a sequence of `u8`, so logs and clients from before still decode.
+    #[test]
+    fn byte_strings_keep_the_encoding_of_byte_sequences() {
+        #[derive(Serialize)]
+        enum PlainCommand {
+            #[allow(dead_code)]
+            Get {
+                key: Vec<u8>,
+            },
+            Put {
+                key: Vec<u8>,
+                value: Vec<u8>,
+            },
+        }
+        #[derive(Serialize)]
+        enum PlainResponse {
+            #[allow(dead_code)]
+            Value(Option<Vec<u8>>),
+            #[allow(dead_code)]
+            Written { previous: Option<Vec<u8>> },
+            #[allow(dead_code)]
+            CompareAndSwap {
+                swapped: bool,
+                current: Option<Vec<u8>>,
+            },
+            Scan {
+                pairs: Vec<(Vec<u8>, Vec<u8>)>,
+                more: bool,
+            },
+        }
+        let value: Vec<u8> = (0..=255).collect();
+        let plain = postcard::to_allocvec(&PlainCommand::Put {
+            key: b"key".to_vec(),
+            value: value.clone(),
+        })
+        .unwrap();
+        let command = Command::Put {
+            key: b"key".to_vec(),
+            value: value.clone(),
+        };
+        assert_eq!(command.encode(), plain);
+        assert_eq!(Command::decode(&plain), Ok(command));
+        let pairs = vec![(b"a".to_vec(), value.clone()), (b"b".to_vec(), Vec::new())];
+        let plain = postcard::to_allocvec(&PlainResponse::Scan {
+            pairs: pairs.clone(),
+            more: false,
+        })
+        .unwrap();
+        let response = Response::Scan { pairs, more: false };
+        assert_eq!(response.encode(), plain);
+        assert_eq!(Response::decode(&plain), Ok(response));
     }
 
     #[test]
