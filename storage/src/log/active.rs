@@ -231,12 +231,12 @@ impl Writer {
         for (group, meta) in &self.metadata {
             if let Some(marker) = &meta.snapshot {
                 batch
-                    .push(*group, &Body::Compaction(marker.clone()), limit)
+                    .push(*group, Body::Compaction(marker.clone()), limit)
                     .map_err(io::Error::other)?;
             }
             if let Some(hard_state) = meta.hard_state {
                 batch
-                    .push(*group, &Body::HardState(hard_state), limit)
+                    .push(*group, Body::HardState(hard_state), limit)
                     .map_err(io::Error::other)?;
             }
         }

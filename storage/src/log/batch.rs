@@ -101,7 +101,7 @@ impl EncodedBatch {
     pub(crate) fn push(
         &mut self,
         group: GroupId,
-        body: &Body,
+        body: Body,
         payload_bytes_max: u64,
     ) -> Result<(), WriteError> {
         let payload = body.encode_payload();
@@ -126,7 +126,7 @@ impl EncodedBatch {
         let frame_bytes = u32::try_from(self.bytes.len() - start).expect("checked above");
         let effect = body.effect();
         let entry = match body {
-            Body::Entry(entry) => Some(entry.clone()),
+            Body::Entry(entry) => Some(entry),
             _ => None,
         };
         self.records.push(EncodedRecord {
@@ -151,6 +151,6 @@ impl EncodedBatch {
         } else {
             Body::Compaction(marker)
         };
-        self.push(group, &body, payload_bytes_max)
+        self.push(group, body, payload_bytes_max)
     }
 }

@@ -45,7 +45,7 @@ impl CommitQueue {
         &self,
         batch: EncodedBatch,
         waiting_max: usize,
-        commit: impl Fn(&[EncodedBatch]) -> CommitResult,
+        commit: impl Fn(&mut [EncodedBatch]) -> CommitResult,
     ) -> Result<WriteStats, WriteError> {
         let mut state = self.state.lock();
         while state.waiting.len() >= waiting_max {
@@ -65,8 +65,8 @@ impl CommitQueue {
             state.leader_active = true;
             let taken: Vec<(u64, EncodedBatch)> = state.waiting.drain(..).collect();
             drop(state);
-            let (tickets, batches): (Vec<u64>, Vec<EncodedBatch>) = taken.into_iter().unzip();
-            let result = commit(&batches);
+            let (tickets, mut batches): (Vec<u64>, Vec<EncodedBatch>) = taken.into_iter().unzip();
+            let result = commit(&mut batches);
             state = self.state.lock();
             hand_out(&mut state.results, &tickets, result);
             state.leader_active = false;
@@ -108,7 +108,7 @@ mod tests {
                 let commit_count = commit_count.clone();
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        let commit = |batches: &[EncodedBatch]| {
+                        let commit = |batches: &mut [EncodedBatch]| {
                             commit_count.fetch_add(1, Ordering::SeqCst);
                             std::thread::sleep(std::time::Duration::from_micros(200));
                             Ok(vec![WriteStats::default(); batches.len()])
@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn an_error_reaches_every_batch_of_the_commit() {
         let queue = CommitQueue::default();
-        let commit = |_: &[EncodedBatch]| Err(WriteError::EngineFailed);
+        let commit = |_: &mut [EncodedBatch]| Err(WriteError::EngineFailed);
         let result = queue.submit(EncodedBatch::default(), 4, commit);
         assert!(matches!(result, Err(WriteError::EngineFailed)));
     }

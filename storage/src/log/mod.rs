@@ -189,11 +189,11 @@ impl LogEngine {
                 }
                 Operation::Append(entries) => {
                     for entry in entries {
-                        encoded.push(group, &Body::Entry(entry), limit)?;
+                        encoded.push(group, Body::Entry(entry), limit)?;
                     }
                 }
                 Operation::HardState(hard_state) => {
-                    encoded.push(group, &Body::HardState(hard_state), limit)?;
+                    encoded.push(group, Body::HardState(hard_state), limit)?;
                 }
                 Operation::Compact(snapshot) => {
                     let marker = self.store_snapshot(group, &snapshot)?;
@@ -219,7 +219,7 @@ impl LogEngine {
     }
 
     /// The leader's half of a group commit: write, sync, then publish to the index.
-    fn commit(&self, batches: &[EncodedBatch]) -> CommitResult {
+    fn commit(&self, batches: &mut [EncodedBatch]) -> CommitResult {
         self.check_alive()?;
         let mut writer = self.shared.writer.lock();
         let active_before = writer.active_sequence();
@@ -241,21 +241,22 @@ impl LogEngine {
         Ok(stats_of(batches, sync_count))
     }
 
-    /// Applies durable records to the index; returns the snapshot markers no longer in force.
+    /// Applies durable records to the index, moving each entry into the recent-entries cache;
+    /// returns the snapshot markers no longer in force.
     fn publish(
         &self,
-        batches: &[EncodedBatch],
+        batches: &mut [EncodedBatch],
         locations: &[index::Location],
     ) -> Vec<SnapshotMarker> {
         let mut groups = self.shared.groups.write();
-        let records = batches.iter().flat_map(|batch| &batch.records);
+        let records = batches.iter_mut().flat_map(|batch| &mut batch.records);
         let mut unused = Vec::new();
         for (record, location) in records.zip(locations) {
             let state = groups.entry(record.group).or_default();
             let replaced = state.apply(record.effect.clone(), *location);
             let replaced = replaced.expect("a validated batch applies");
-            if let Some(entry) = &record.entry {
-                state.remember(entry.clone(), self.shared.config.recent_entries_per_group);
+            if let Some(entry) = record.entry.take() {
+                state.remember(entry, self.shared.config.recent_entries_per_group);
             }
             unused.extend(replaced.filter(|old| !is_in_force(state, old)));
         }

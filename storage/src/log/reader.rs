@@ -64,6 +64,45 @@ impl GroupLog {
         })
     }
 
+    /// `entries` when the recent entries hold the start of `[low, high)`, which is the common
+    /// case (a follower's next entries, the entries to apply): one look-up and one clone per
+    /// entry returned. `None` sends the caller to the segments.
+    fn entries_in_memory(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Option<Vec<Entry>>, LogError> {
+        self.with_state(|state| {
+            check_range(state, low)?;
+            check_range(state, high.prev())?;
+            if state
+                .recent
+                .first_key_value()
+                .is_none_or(|(first, _)| *first > low)
+            {
+                return Ok(None);
+            }
+            // The cache is a suffix of the log, so from `low` on it holds every entry; a gap
+            // (never expected) falls back to the segments rather than return a short answer.
+            let mut bytes_total = 0;
+            let mut out = Vec::new();
+            let mut next = low;
+            for (index, entry) in state.recent.range(low..high) {
+                if *index != next {
+                    return Ok(None);
+                }
+                bytes_total += entry.payload_bytes();
+                if !out.is_empty() && bytes_total > bytes_max {
+                    return Ok(Some(out));
+                }
+                out.push(entry.clone());
+                next = next.next();
+            }
+            Ok((next == high).then_some(out))
+        })
+    }
+
     /// How many of the group's entries are cached in memory (for tests and status).
     #[must_use]
     pub fn recent_entry_count(&self) -> usize {
@@ -158,6 +197,9 @@ impl LogReader for GroupLog {
     ) -> Result<Vec<Entry>, LogError> {
         if low >= high {
             return Ok(Vec::new());
+        }
+        if let Some(entries) = self.entries_in_memory(low, high, bytes_max)? {
+            return Ok(entries);
         }
         let mut bytes_total = 0;
         let mut out = Vec::new();
