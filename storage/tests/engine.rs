@@ -157,7 +157,11 @@ fn recent_entries_are_read_from_memory() {
     );
     let first = entries(1, 7..=7);
     let limited = log.entries(LogIndex(7), LogIndex(11), first[0].payload_bytes());
-    assert_eq!(limited.unwrap(), first, "the byte limit holds in memory too");
+    assert_eq!(
+        limited.unwrap(),
+        first,
+        "the byte limit holds in memory too"
+    );
     let old = log.entries(LogIndex(1), LogIndex(2), u64::MAX);
     assert!(
         matches!(old, Err(flotilla_raft::LogError::Storage(_))),

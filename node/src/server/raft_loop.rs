@@ -106,11 +106,15 @@ impl RaftLoop {
                 default(wait) => None,
             };
             let turn = Instant::now();
-            // Peer traffic first, then client requests: client load never starves Raft.
-            let peers: Vec<Input> = self.peers.try_iter().take(INPUT_BURST_MAX).collect();
-            let clients: Vec<Input> = self.clients.try_iter().take(INPUT_BURST_MAX).collect();
-            for input in first.into_iter().chain(peers).chain(clients) {
+            if let Some(input) = first {
                 self.handle(input)?;
+            }
+            // Peer traffic first, then client requests: client load never starves Raft.
+            // Taken one at a time (no vector of inputs to grow each turn).
+            for queue in [self.peers.clone(), self.clients.clone()] {
+                for input in queue.try_iter().take(INPUT_BURST_MAX) {
+                    self.handle(input)?;
+                }
             }
             let now = Instant::now();
             if now >= next_tick {

@@ -132,7 +132,14 @@ pub enum CodecError {
 pub trait Codec: Serialize + DeserializeOwned {
     /// The encoding of `self`.
     fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("encoding into a Vec cannot fail")
+        let buffer = Vec::with_capacity(self.encoded_bytes_hint());
+        postcard::to_extend(self, buffer).expect("encoding into a Vec cannot fail")
+    }
+
+    /// About how many bytes `encode` produces, so its buffer does not grow (and copy) on the
+    /// way; zero when unknown.
+    fn encoded_bytes_hint(&self) -> usize {
+        0
     }
 
     /// Decodes a whole buffer.
@@ -149,7 +156,19 @@ pub trait Codec: Serialize + DeserializeOwned {
     }
 }
 
-impl Codec for Command {}
+impl Codec for Command {
+    fn encoded_bytes_hint(&self) -> usize {
+        let bytes = |value: &Option<Vec<u8>>| value.as_ref().map_or(0, Vec::len);
+        32 + match self {
+            Command::Get { key } | Command::Delete { key } => key.len(),
+            Command::Put { key, value } => key.len() + value.len(),
+            Command::CompareAndSwap { key, expected, new } => {
+                key.len() + bytes(expected) + bytes(new)
+            }
+            Command::Scan { start, end, .. } => start.len() + bytes(end),
+        }
+    }
+}
 impl Codec for Response {}
 
 #[cfg(test)]

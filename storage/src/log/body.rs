@@ -74,7 +74,11 @@ impl Body {
     #[must_use]
     pub fn encode_payload(&self) -> Vec<u8> {
         let encoded = match self {
-            Body::Entry(entry) => postcard::to_allocvec(entry),
+            // Sized up front: growing from empty would copy a large payload several times.
+            Body::Entry(entry) => postcard::to_extend(
+                entry,
+                Vec::with_capacity(entry.payload_bytes() as usize + 32),
+            ),
             Body::HardState(hard_state) => postcard::to_allocvec(hard_state),
             Body::Snapshot(marker) | Body::Compaction(marker) => postcard::to_allocvec(marker),
         };
