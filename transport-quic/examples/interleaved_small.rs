@@ -3,7 +3,11 @@
 //! the median round of each is reported. Load that comes and goes hits all three alike, which
 //! the criterion bench (one benchmark after the other) cannot promise on a shared machine.
 //!
-//! `cargo run --release -p flotilla-transport-quic --example interleaved_small -- [rounds]`
+//! With `shuffled`, the three rounds of each iteration run in an order drawn from a fixed seed,
+//! so no kind of round always follows the same other kind: work one round leaves behind (acks,
+//! frees, parked threads) then lands on every kind alike instead of always on the next one.
+//!
+//! `cargo run --release -p flotilla-transport-quic --example interleaved_small -- [rounds] [shuffled]`
 #![allow(missing_docs, clippy::unwrap_used)]
 
 // The bulk sizes and the endpoints' fields are for the criterion bench only.
@@ -16,22 +20,28 @@ use support::{RAW_COALESCED_WRITE_BYTES, SMALL_BATCHES, SMALL_ENTRY_BYTES, batch
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(1500, |a| a.parse().unwrap());
+    let shuffled = std::env::args().nth(2).is_some_and(|a| a == "shuffled");
+    let mut seed = 0x5eed_u64;
     let mut bench = setup();
     let frame = support::encoded_bytes(&support::batch(SMALL_ENTRY_BYTES, 1));
     let raw = vec![7u8; frame * SMALL_BATCHES];
     bench.transport_round(batches(SMALL_ENTRY_BYTES, 8));
     let mut times = [Vec::new(), Vec::new(), Vec::new()];
     for _ in 0..rounds {
-        let round = batches(SMALL_ENTRY_BYTES, SMALL_BATCHES);
-        let started = Instant::now();
-        bench.transport_round(round);
-        times[0].push(started.elapsed());
-        let started = Instant::now();
-        bench.raw_round(&raw, frame);
-        times[1].push(started.elapsed());
-        let started = Instant::now();
-        bench.raw_round(&raw, RAW_COALESCED_WRITE_BYTES);
-        times[2].push(started.elapsed());
+        let mut order = [0, 1, 2];
+        if shuffled {
+            shuffle(&mut order, &mut seed);
+        }
+        for kind in order {
+            let round = (kind == 0).then(|| batches(SMALL_ENTRY_BYTES, SMALL_BATCHES));
+            let started = Instant::now();
+            match round {
+                Some(round) => bench.transport_round(round),
+                None if kind == 1 => bench.raw_round(&raw, frame),
+                None => bench.raw_round(&raw, RAW_COALESCED_WRITE_BYTES),
+            }
+            times[kind].push(started.elapsed());
+        }
     }
     let [transport, raw_same, raw_64k] = times.map(|mut t| {
         t.sort();
@@ -39,8 +49,13 @@ fn main() {
     });
     let rate = |round: Duration| SMALL_BATCHES as f64 / round.as_secs_f64() / 1e3;
     let percent = |raw: Duration| 100.0 * raw.as_secs_f64() / transport.as_secs_f64();
+    let order = if shuffled {
+        "shuffled order"
+    } else {
+        "fixed order"
+    };
     println!(
-        "{rounds} rounds, medians: transport {:.0} K batches/s, raw one write per batch {:.0} K/s \
+        "{rounds} rounds ({order}), medians: transport {:.0} K batches/s, raw one write per batch {:.0} K/s \
          ({:.0} % of it), raw 64 KiB writes {:.0} K/s ({:.0} % of it)",
         rate(transport),
         rate(raw_same),
@@ -48,4 +63,16 @@ fn main() {
         rate(raw_64k),
         percent(raw_64k),
     );
+}
+
+/// Fisher-Yates with SplitMix64 steps: the same orders on every run.
+fn shuffle(order: &mut [usize; 3], seed: &mut u64) {
+    for last in (1..order.len()).rev() {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        order.swap(last, (z % (last as u64 + 1)) as usize);
+    }
 }

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod inbound;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
+mod outbound;
 pub mod peer;
 pub mod reader;
 pub mod streams;

@@ -8,16 +8,15 @@ use crate::Transport;
 use crate::config::TransportConfig;
 use crate::counters::{CounterSnapshot, Counters};
 use crate::error::SendError;
-use crate::inbound::{Inbound, inbound_queue};
+use crate::inbound::{Inbound, InboundSender, inbound_queue};
 use flotilla_raft::{Batch, NodeId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 #[derive(Debug)]
 struct Member {
-    inbound: mpsc::Sender<Batch>,
+    inbound: InboundSender,
     counters: Arc<Counters>,
     up: bool,
 }
@@ -68,13 +67,12 @@ impl MemNetwork {
             .get(&to)
             .filter(|member| member.up)
             .ok_or(SendError::Unreachable { to })?;
-        let permit = member
+        // Counted before it is visible, so a reader of the batch always sees it counted.
+        let received = || Counters::bump(&member.counters.batches_received);
+        member
             .inbound
-            .try_reserve()
-            .map_err(|_| SendError::QueueFull { to })?;
-        Counters::bump(&member.counters.batches_received);
-        permit.send(batch);
-        Ok(())
+            .try_send(batch, received)
+            .map_err(|_| SendError::QueueFull { to })
     }
 }
 

@@ -9,6 +9,7 @@ use crate::backoff::{BackoffPolicy, JitterSequence};
 use crate::counters::Counters;
 use crate::error::{ConnectError, SendError};
 use crate::identity::{ClusterId, PeerIdentity, node_san};
+use crate::outbound::{OutboundQueue, PushError};
 use crate::streams::{self, InboundContext, split_batch};
 use crate::tls;
 use flotilla_raft::{Batch, NodeId};
@@ -17,13 +18,13 @@ use quinn::Connection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// The sending side of one peer: queues drained by one writer task per stream class.
 #[derive(Debug)]
 pub(crate) struct PeerLink {
-    raft_queue: mpsc::Sender<Batch>,
-    snapshot_queue: mpsc::Sender<Batch>,
+    raft_queue: Arc<OutboundQueue>,
+    snapshot_queue: Arc<OutboundQueue>,
     slot: Arc<watch::Sender<Option<Connection>>>,
     address: Arc<Mutex<SocketAddr>>,
 }
@@ -45,23 +46,19 @@ pub(crate) struct LinkContext {
 impl PeerLink {
     /// Starts the writer tasks and, if this node dials `peer`, the connector task.
     pub(crate) fn start(context: &LinkContext, peer: NodeId, address: SocketAddr) -> Self {
-        let (raft_queue, raft_rx) = mpsc::channel(context.queue_batches);
-        let (snapshot_queue, snapshot_rx) = mpsc::channel(context.queue_batches);
+        let raft_queue = Arc::new(OutboundQueue::new(context.queue_batches));
+        let snapshot_queue = Arc::new(OutboundQueue::new(context.queue_batches));
         let slot = Arc::new(watch::Sender::new(None));
-        let counters = Arc::clone(&context.inbound.counters);
+        let counters = &context.inbound.counters;
         let frame_bytes_max = context.inbound.frame_bytes_max;
-        tokio::spawn(streams::run_writer(
-            Arc::clone(&counters),
-            frame_bytes_max,
-            raft_rx,
-            slot.subscribe(),
-        ));
-        tokio::spawn(streams::run_writer(
-            counters,
-            frame_bytes_max,
-            snapshot_rx,
-            slot.subscribe(),
-        ));
+        for queue in [&raft_queue, &snapshot_queue] {
+            tokio::spawn(streams::run_writer(
+                Arc::clone(counters),
+                frame_bytes_max,
+                Arc::clone(queue),
+                slot.subscribe(),
+            ));
+        }
         let address = Arc::new(Mutex::new(address));
         if context.inbound.local < peer {
             let dialer = Dialer {
@@ -88,15 +85,15 @@ impl PeerLink {
     pub(crate) fn enqueue(&self, batch: Batch) -> Result<(), SendError> {
         let to = batch.to;
         let (raft, snapshot) = split_batch(batch);
-        let full = |error| match error {
-            mpsc::error::TrySendError::Full(_) => SendError::QueueFull { to },
-            mpsc::error::TrySendError::Closed(_) => SendError::Unreachable { to },
+        let refused = |error| match error {
+            PushError::Full => SendError::QueueFull { to },
+            PushError::Closed => SendError::Unreachable { to },
         };
         if let Some(raft) = raft {
-            self.raft_queue.try_send(raft).map_err(full)?;
+            self.raft_queue.push(raft).map_err(refused)?;
         }
         if let Some(snapshot) = snapshot {
-            self.snapshot_queue.try_send(snapshot).map_err(full)?;
+            self.snapshot_queue.push(snapshot).map_err(refused)?;
         }
         Ok(())
     }
@@ -105,6 +102,14 @@ impl PeerLink {
     pub(crate) fn offer(&self, connection: Connection) {
         self.slot.send_replace(Some(connection.clone()));
         tokio::spawn(clear_when_closed(Arc::clone(&self.slot), connection));
+    }
+}
+
+impl Drop for PeerLink {
+    /// Stops the writers once they have written what is queued.
+    fn drop(&mut self) {
+        self.raft_queue.close();
+        self.snapshot_queue.close();
     }
 }
 

@@ -9,13 +9,15 @@
 use crate::counters::Counters;
 use crate::error::{FrameError, StreamError};
 use crate::frame::{self, FrameKind, HEADER_BYTES};
+use crate::inbound::InboundSender;
+use crate::outbound::OutboundQueue;
 use crate::reader::FrameReader;
 use flotilla_raft::{Batch, NodeId};
 use quinn::{Connection, ReadExactError, RecvStream, SendStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// The application error code a connection is closed with after a malformed frame.
 pub const CLOSE_MALFORMED_FRAME: u32 = 0x46_01;
@@ -23,9 +25,7 @@ pub const CLOSE_MALFORMED_FRAME: u32 = 0x46_01;
 const COALESCE_BYTES: usize = 64 << 10;
 /// Buffers above this are shrunk back after use, so one snapshot does not pin memory per stream.
 const BUFFER_BYTES_KEPT: usize = 1 << 20;
-/// At most this many queued batches are taken off an outbound queue at once.
-const TAKE_BATCHES_MAX: usize = 64;
-/// At most this many received batches are handed to the inbound queue with one reservation.
+/// At most this many received batches are handed to the inbound queue at once.
 const INBOUND_BURST_BATCHES: usize = 256;
 
 /// Splits a batch into its Raft part and its snapshot-chunk part; empty parts are `None`.
@@ -103,7 +103,7 @@ pub(crate) struct InboundContext {
     pub(crate) local: NodeId,
     pub(crate) frame_bytes_max: u32,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) queue: mpsc::Sender<Batch>,
+    pub(crate) queue: InboundSender,
 }
 
 /// Accepts the peer's streams on `connection` and reads batches from each until it closes.
@@ -125,9 +125,9 @@ async fn read_batches(
     mut recv: RecvStream,
 ) {
     let mut reader = FrameReader::new(FrameKind::RaftBatch, context.frame_bytes_max);
-    // Every whole frame of a burst is decoded, then handed over with one reservation: the Raft
+    // Every whole frame of a burst is decoded, then handed over at once: the Raft
     // loop is woken once per burst, not once per batch.
-    let max = context.queue.max_capacity().min(INBOUND_BURST_BATCHES);
+    let max = context.queue.capacity().min(INBOUND_BURST_BATCHES);
     let mut batches = Vec::new();
     loop {
         let outcome = reader.next_frames(&mut recv, &mut batches, max).await;
@@ -158,24 +158,20 @@ fn close_malformed(
 
 impl InboundContext {
     /// Checks each batch against the certificate's node id and this node, and queues those that
-    /// pass, in order, with one reservation; empties `batches`. Returns false once the Raft loop
+    /// pass, in order, as one hand-over; empties `batches`. Returns false once the Raft loop
     /// is gone.
     async fn accept_all(&self, peer: NodeId, batches: &mut Vec<Batch>) -> bool {
         batches.retain(|batch| self.check(peer, batch));
         if batches.is_empty() {
             return true;
         }
-        // Count before handing over, so a reader of the batch always sees it counted.
-        let Ok(permits) = self.queue.reserve_many(batches.len()).await else {
-            return false;
+        // Counted before it is visible, so a reader of a batch always sees it counted.
+        let received = |count: usize| {
+            self.counters
+                .batches_received
+                .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
         };
-        self.counters
-            .batches_received
-            .fetch_add(batches.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for (permit, batch) in permits.zip(batches.drain(..)) {
-            permit.send(batch);
-        }
-        true
+        self.queue.send_all(batches, received).await
     }
 
     /// Whether a batch names the certificate's node as sender and this node as receiver; counts
@@ -206,88 +202,137 @@ enum Pump {
 pub(crate) async fn run_writer(
     counters: Arc<Counters>,
     frame_bytes_max: u32,
-    mut queue: mpsc::Receiver<Batch>,
+    queue: Arc<OutboundQueue>,
     mut slot: watch::Receiver<Option<Connection>>,
 ) {
-    let mut buf = Vec::new();
+    let mut writer = Writer::new(counters, frame_bytes_max);
     while let Some(connection) = wait_for_connection(&mut slot).await {
         let outcome = match connection.open_uni().await {
-            Ok(mut send) => {
-                pump(
-                    &counters,
-                    frame_bytes_max,
-                    &mut queue,
-                    &mut slot,
-                    &mut send,
-                    &mut buf,
-                )
-                .await
-            }
+            Ok(mut send) => writer.pump(&queue, &mut slot, &mut send).await,
             Err(_) => Pump::WriteFailed,
         };
         match outcome {
-            Pump::QueueClosed => return,
+            Pump::QueueClosed => break,
             Pump::ConnectionChanged => {}
-            Pump::WriteFailed if slot.changed().await.is_err() => return,
+            Pump::WriteFailed if slot.changed().await.is_err() => break,
             Pump::WriteFailed => {}
         }
     }
+    // Sends from now on are refused as unreachable, as when the link is gone.
+    queue.close();
 }
 
-async fn pump(
-    counters: &Counters,
+/// One writer task's state: the batches it took off its queue and the bytes of one write.
+struct Writer {
+    counters: Arc<Counters>,
     frame_bytes_max: u32,
-    queue: &mut mpsc::Receiver<Batch>,
-    slot: &mut watch::Receiver<Option<Connection>>,
-    send: &mut SendStream,
-    buf: &mut Vec<u8>,
-) -> Pump {
-    // Batches are taken off the queue several at a time (one queue synchronisation, not one per
-    // batch), as many as about fill one write judging by the last frame's size, so what the
-    // writer holds outside the bounded queue stays near `COALESCE_BYTES`.
-    let mut taken = Vec::new();
-    let mut last_frame_bytes = COALESCE_BYTES;
-    let fit =
-        |room: usize, frame_bytes: usize| (room / frame_bytes.max(1)).clamp(1, TAKE_BATCHES_MAX);
-    loop {
-        let received = tokio::select! {
-            biased;
-            changed = slot.changed() => return if changed.is_ok() { Pump::ConnectionChanged } else { Pump::QueueClosed },
-            received = queue.recv_many(&mut taken, fit(COALESCE_BYTES, last_frame_bytes)) => received,
-        };
-        if received == 0 {
-            return Pump::QueueClosed;
+    /// Batches taken off the queue; those before `next` are encoded (and emptied).
+    taken: Vec<Batch>,
+    next: usize,
+    /// The frames of the next write.
+    buf: Vec<u8>,
+    buf_frame_count: u64,
+    last_frame_bytes: usize,
+}
+
+impl Writer {
+    fn new(counters: Arc<Counters>, frame_bytes_max: u32) -> Self {
+        Self {
+            counters,
+            frame_bytes_max,
+            taken: Vec::new(),
+            next: 0,
+            buf: Vec::new(),
+            buf_frame_count: 0,
+            last_frame_bytes: 0,
         }
-        buf.clear();
-        let mut frame_count = 0;
+    }
+
+    /// Takes the queued batches each time the queue fills, and writes them as frames in writes
+    /// of about `COALESCE_BYTES`; returns why it stopped.
+    async fn pump(
+        &mut self,
+        queue: &OutboundQueue,
+        slot: &mut watch::Receiver<Option<Connection>>,
+        send: &mut SendStream,
+    ) -> Pump {
         loop {
-            // One allocation per take, sized by the last frame (`encode` grows it if short).
-            buf.reserve(taken.len() * last_frame_bytes);
-            for batch in taken.drain(..) {
-                let before = buf.len();
-                frame_count += encode_counted(counters, frame_bytes_max, &batch, buf);
-                last_frame_bytes = buf.len() - before;
+            let taken_count = tokio::select! {
+                biased;
+                changed = slot.changed() => return if changed.is_ok() { Pump::ConnectionChanged } else { Pump::QueueClosed },
+                taken_count = queue.take(&mut self.taken) => taken_count,
+            };
+            if taken_count == 0 {
+                return Pump::QueueClosed;
             }
-            // Whatever else is already queued goes out in the same write (batching per peer).
-            if buf.len() >= COALESCE_BYTES || queue.is_empty() {
+            let written = self.write_taken(queue, send).await;
+            queue.written();
+            if !written {
+                return Pump::WriteFailed;
+            }
+        }
+    }
+
+    /// Encodes and writes the taken batches, and whatever else is queued by the time they are
+    /// encoded, as long as a write has room (batching per peer). False when the stream failed;
+    /// the batches not written are then counted as lost.
+    async fn write_taken(&mut self, queue: &OutboundQueue, send: &mut SendStream) -> bool {
+        loop {
+            self.encode_some();
+            if self.next == self.taken.len() {
+                self.taken.clear();
+                self.next = 0;
+                if self.buf.len() < COALESCE_BYTES && queue.take_more(&mut self.taken) > 0 {
+                    continue;
+                }
+            }
+            if !self.buf.is_empty() && !self.write_buf(send).await {
+                return false;
+            }
+            if self.taken.is_empty() {
+                return true;
+            }
+        }
+    }
+
+    /// Encodes taken batches into `buf` (emptying each) until about `COALESCE_BYTES` are there.
+    fn encode_some(&mut self) {
+        // One allocation per write, sized by the last frame (`encode` grows it if short).
+        let estimate = self.last_frame_bytes * (self.taken.len() - self.next);
+        let room = COALESCE_BYTES.saturating_sub(self.buf.len()) + self.last_frame_bytes;
+        self.buf.reserve(estimate.min(room));
+        while let Some(slot) = self.taken.get_mut(self.next) {
+            self.next += 1;
+            let batch = std::mem::take(slot);
+            let before = self.buf.len();
+            self.buf_frame_count +=
+                encode_counted(&self.counters, self.frame_bytes_max, &batch, &mut self.buf);
+            if self.buf.len() > before {
+                self.last_frame_bytes = self.buf.len() - before;
+            }
+            if self.buf.len() >= COALESCE_BYTES {
                 break;
             }
-            let room = COALESCE_BYTES - buf.len();
-            queue
-                .recv_many(&mut taken, fit(room, last_frame_bytes))
-                .await;
         }
-        // The encoded bytes are handed to quinn as they are (no copy into its send buffer).
-        if let Err(error) = send.write_chunk(std::mem::take(buf).into()).await {
-            counters
+    }
+
+    /// Hands `buf` to quinn as it is (no copy into its send buffer) and counts its frames.
+    async fn write_buf(&mut self, send: &mut SendStream) -> bool {
+        let frame_count = std::mem::take(&mut self.buf_frame_count);
+        if let Err(error) = send.write_chunk(std::mem::take(&mut self.buf).into()).await {
+            let lost = frame_count + (self.taken.len() - self.next) as u64;
+            self.taken.clear();
+            self.next = 0;
+            self.counters
                 .dropped_connection_lost
-                .fetch_add(frame_count, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(%error, frame_count, "lost batches: the stream failed");
-            return Pump::WriteFailed;
+                .fetch_add(lost, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%error, lost, "lost batches: the stream failed");
+            return false;
         }
-        counters
+        self.counters
             .batches_sent
             .fetch_add(frame_count, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 }
 
