@@ -299,7 +299,9 @@ impl Writer {
     fn encode_some(&mut self) {
         // One allocation per write, sized by the last frame (`encode` grows it if short).
         let estimate = self.last_frame_bytes * (self.taken.len() - self.next);
-        let room = COALESCE_BYTES.saturating_sub(self.buf.len()) + self.last_frame_bytes;
+        let room = COALESCE_BYTES
+            .saturating_sub(self.buf.len())
+            .max(self.last_frame_bytes);
         self.buf.reserve(estimate.min(room));
         while let Some(slot) = self.taken.get_mut(self.next) {
             self.next += 1;
