@@ -261,19 +261,17 @@ impl RaftLoop {
         self.send(leader_traffic);
         // What is already durable here is applied and answered before this cycle's fsync: a
         // client whose entry committed does not wait for the write of newer entries.
-        let mut durable = Vec::with_capacity(ready.groups.len());
         for (group, group_ready) in &ready.groups {
-            let prefix = durable_prefix(group_ready);
-            self.apply_entries(*group, &group_ready.committed[..prefix]);
+            let durable = &group_ready.committed[..durable_prefix(group_ready)];
+            self.apply_entries(*group, durable);
             self.confirm_reads(group_ready);
-            durable.push(prefix);
         }
         self.serve_reads();
         self.persist(&ready)?;
         self.send(after_persist);
         let mut compact = Vec::new();
-        for ((group, group_ready), prefix) in ready.groups.iter().zip(durable) {
-            self.apply_rest(*group, group_ready, prefix)?;
+        for (group, group_ready) in &ready.groups {
+            self.apply_rest(*group, group_ready)?;
             if self.machines.applied(*group).0
                 >= self.snapshot_index(*group).0 + self.snapshot_entries
             {
@@ -363,13 +361,8 @@ impl RaftLoop {
     }
 
     /// After the write: installs the snapshot `ready` persisted, then applies the committed
-    /// entries from `prefix` on (those the write made durable).
-    fn apply_rest(
-        &mut self,
-        group: GroupId,
-        ready: &Ready,
-        prefix: usize,
-    ) -> Result<(), LoopError> {
+    /// entries the write made durable (those past `durable_prefix`, applied before it).
+    fn apply_rest(&mut self, group: GroupId, ready: &Ready) -> Result<(), LoopError> {
         if let Some(snapshot) = &ready.persist.snapshot {
             self.machines
                 .restore(group, snapshot)
@@ -377,7 +370,7 @@ impl RaftLoop {
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }
-        self.apply_entries(group, &ready.committed[prefix..]);
+        self.apply_entries(group, &ready.committed[durable_prefix(ready)..]);
         Ok(())
     }
 
@@ -490,13 +483,6 @@ impl RaftLoop {
     }
 }
 
-/// Splits outbound batches into what a leader sends (AppendEntries, heartbeats, snapshot
-/// chunks, TimeoutNow), which may leave before this node's fsync, and everything else (votes
-/// and responses, which promise what this node has persisted), which must wait for it.
-///
-/// Sending a leader's entries while it writes them itself is safe (Raft thesis §10.2.1): the
-/// leader counts its own copy toward a commit only once `advance` reports it persisted, and a
-/// leader's term and vote were persisted when it campaigned, in an earlier ready.
 /// How many of `ready.committed` are durable before `ready`'s own write: those below the first
 /// entry it appends (the log before it was made durable by earlier writes). None when it
 /// installs a snapshot, which they come after.
@@ -512,6 +498,13 @@ fn durable_prefix(ready: &Ready) -> usize {
     }
 }
 
+/// Splits outbound batches into what a leader sends (AppendEntries, heartbeats, snapshot
+/// chunks, TimeoutNow), which may leave before this node's fsync, and everything else (votes
+/// and responses, which promise what this node has persisted), which must wait for it.
+///
+/// Sending a leader's entries while it writes them itself is safe (Raft thesis §10.2.1): the
+/// leader counts its own copy toward a commit only once `advance` reports it persisted, and a
+/// leader's term and vote were persisted when it campaigned, in an earlier ready.
 fn split_leader_traffic(batches: Vec<Batch>) -> (Vec<Batch>, Vec<Batch>) {
     let mut early = Vec::with_capacity(batches.len());
     let mut late = Vec::with_capacity(batches.len());
