@@ -81,6 +81,17 @@ async fn leader_of(client: &Client, group: GroupId) -> NodeId {
     .await
 }
 
+/// Every (node, group, term) the cluster reports; `None` if a node did not answer.
+async fn terms(client: &Client) -> Option<Vec<(NodeId, GroupId, u64)>> {
+    let mut terms = Vec::new();
+    for (node, status) in client.statuses().await {
+        for group in status.ok()?.groups {
+            terms.push((node, group.group, group.term));
+        }
+    }
+    Some(terms)
+}
+
 /// Writes the writer task saw acknowledged (key, value), in order.
 static ACKNOWLEDGED: std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
 
@@ -195,6 +206,17 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
                 Some(())
             },
         )
+        .await;
+
+        // An idle cluster keeps its leaders. Regression: the transport dropped the empty
+        // batches that are a node's liveness heartbeat, so once every group was quiescent each
+        // node declared its peers down and their groups elected new leaders every ~0.6 s.
+        // A real stall may cost one election; the churn never left two quiet seconds.
+        eventually("two idle seconds without an election", || async {
+            let before = terms(&client).await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            (terms(&client).await? == before).then_some(())
+        })
         .await;
     }));
 

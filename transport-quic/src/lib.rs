@@ -49,7 +49,8 @@ pub trait Transport: Send + Sync {
 
     /// Queues `batch` for `batch.to` without blocking; when the peer is unknown, down or its
     /// bounded queue is full, the batch is dropped, counted, and the reason returned. A batch
-    /// whose `from` is not this node is a caller bug: refused with `NotFromThisNode`.
+    /// whose `from` is not this node is a caller bug: refused with `NotFromThisNode`. An empty
+    /// batch is delivered like any other: it is the node-level liveness heartbeat.
     fn send(&self, batch: Batch) -> Result<(), SendError>;
 
     /// Takes the next received batch if one is waiting; never blocks (for a synchronous loop).

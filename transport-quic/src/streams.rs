@@ -2,7 +2,8 @@
 //! streams, the per-class writer task, and the reader that checks each batch's sender.
 //!
 //! A batch is split by `split_batch`: snapshot chunks go to the snapshot stream, everything else
-//! (votes, appends, heartbeats) to the Raft stream. Each stream has its own queue and writer
+//! (votes, appends, heartbeats) to the Raft stream. An empty batch goes out too: it is the
+//! node-level liveness heartbeat of an idle node. Each stream has its own queue and writer
 //! task and QUIC flow-controls streams independently, so a multi-megabyte snapshot never sits in
 //! front of a heartbeat. Order is kept per stream, not across the two.
 
@@ -28,11 +29,14 @@ const BUFFER_BYTES_KEPT: usize = 1 << 20;
 /// At most this many received batches are handed to the inbound queue at once.
 const INBOUND_BURST_BATCHES: usize = 256;
 
-/// Splits a batch into its Raft part and its snapshot-chunk part; empty parts are `None`.
+/// Splits a batch into its Raft part and its snapshot-chunk part. A batch without chunks goes
+/// whole to the Raft stream even when empty: an empty batch is how a node with nothing to say
+/// tells its peers it is up (their liveness check wakes the groups of a silent node). Only the
+/// Raft part left empty by moving the chunks out is `None`.
 #[must_use]
 pub fn split_batch(batch: Batch) -> (Option<Batch>, Option<Batch>) {
     if !batch.messages.iter().any(|m| m.message.is_snapshot_chunk()) {
-        return (Some(batch).filter(|b| !b.is_empty()), None);
+        return (Some(batch), None);
     }
     let mut snapshot = Batch::new(batch.from, batch.to);
     let mut raft = batch;
@@ -438,8 +442,12 @@ mod tests {
         assert_eq!(split_batch(batch.clone()), (None, Some(batch)));
     }
 
+    /// Regression: empty batches were dropped here, so a node whose groups were all quiescent
+    /// sent nothing; its peers declared it down every node timeout and re-elected its groups'
+    /// leaders in an idle cluster, again and again.
     #[test]
-    fn an_empty_batch_sends_nothing() {
-        assert_eq!(split_batch(Batch::new(NodeId(1), NodeId(2))), (None, None));
+    fn an_empty_batch_goes_out_on_the_raft_stream() {
+        let empty = Batch::new(NodeId(1), NodeId(2));
+        assert_eq!(split_batch(empty.clone()), (Some(empty), None));
     }
 }

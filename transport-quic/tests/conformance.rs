@@ -87,6 +87,14 @@ async fn order_per_peer_pair<T: Transport>(nodes: &[T]) {
     assert_eq!(seen[&nodes[1].node_id()], expected);
 }
 
+/// An empty batch arrives: it is the liveness heartbeat of a node whose groups are all idle.
+async fn an_empty_batch_is_delivered<T: Transport>(nodes: &[T]) {
+    let (from, to) = (nodes[0].node_id(), nodes[1].node_id());
+    nodes[0].send(flotilla_raft::Batch::new(from, to)).unwrap();
+    let got = recv(&nodes[1]).await;
+    assert_eq!((got.from, got.to, got.is_empty()), (from, to, true));
+}
+
 /// A batch of several megabytes arrives whole.
 async fn large_batch_arrives_whole<T: Transport>(nodes: &[T]) {
     let mut large = snapshot_batch(nodes[0].node_id().0, nodes[1].node_id().0, 4 << 20);
@@ -161,6 +169,7 @@ macro_rules! conformance {
 conformance!(
     delivery_between_three_nodes,
     order_per_peer_pair,
+    an_empty_batch_is_delivered,
     large_batch_arrives_whole,
     drop_when_down_is_counted
 );
