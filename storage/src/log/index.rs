@@ -3,6 +3,7 @@
 //! the same `apply`, so a reopened log is the log that was written.
 
 use super::body::{Effect, SnapshotMarker};
+use super::run::IndexRun;
 use flotilla_raft::{Entry, HardState, LogIndex, Term};
 use std::collections::BTreeMap;
 
@@ -19,18 +20,121 @@ pub(crate) struct Location {
     pub(crate) term: Term,
 }
 
+/// Where each live entry of a group sits, by index.
+///
+/// Live writes are validated to be consecutive, so this is a flat run. Only a damaged log
+/// replayed by recovery can leave a gap. The locations then move to a map that keeps the gap
+/// exactly as the records left it, so recovery can report it, or find it covered by a later
+/// truncation or compaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Locations {
+    /// Consecutive indices (always, outside a damaged recovery).
+    Run(IndexRun<Location>),
+    /// After a record that left a gap.
+    Sparse(BTreeMap<LogIndex, Location>),
+}
+
+impl Default for Locations {
+    fn default() -> Self {
+        Self::Run(IndexRun::default())
+    }
+}
+
+impl Locations {
+    pub(crate) fn first(&self) -> Option<(LogIndex, &Location)> {
+        match self {
+            Self::Run(run) => run.first(),
+            Self::Sparse(map) => map
+                .first_key_value()
+                .map(|(index, location)| (*index, location)),
+        }
+    }
+
+    pub(crate) fn last_index(&self) -> Option<LogIndex> {
+        match self {
+            Self::Run(run) => run.last_index(),
+            Self::Sparse(map) => map.last_key_value().map(|(index, _)| *index),
+        }
+    }
+
+    pub(crate) fn get(&self, index: LogIndex) -> Option<&Location> {
+        match self {
+            Self::Run(run) => run.get(index),
+            Self::Sparse(map) => map.get(&index),
+        }
+    }
+
+    /// Records `location` for `index`, replacing every entry from `index` on (a conflicting
+    /// append overwrites the log's suffix).
+    fn put(&mut self, index: LogIndex, location: Location) {
+        self.truncate_from(index);
+        match self {
+            Self::Run(run) => {
+                if run.push(index, location).is_err() {
+                    let mut map: BTreeMap<LogIndex, Location> = run
+                        .iter()
+                        .map(|(index, location)| (index, *location))
+                        .collect();
+                    map.insert(index, location);
+                    *self = Self::Sparse(map);
+                }
+            }
+            Self::Sparse(map) => {
+                map.insert(index, location);
+            }
+        }
+    }
+
+    /// Drops every entry from `index` on.
+    fn truncate_from(&mut self, index: LogIndex) {
+        match self {
+            Self::Run(run) => run.truncate_from(index),
+            Self::Sparse(map) => {
+                map.split_off(&index);
+            }
+        }
+    }
+
+    /// Drops every entry below `index`.
+    fn keep_from(&mut self, index: LogIndex) {
+        match self {
+            Self::Run(run) => run.keep_from(index),
+            Self::Sparse(map) => *map = map.split_off(&index),
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The entries in `[low, high)`, in order.
+    pub(crate) fn range(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+    ) -> Box<dyn Iterator<Item = (LogIndex, &Location)> + '_> {
+        match self {
+            Self::Run(run) => Box::new(run.range(low, high)),
+            Self::Sparse(map) => Box::new(
+                map.range(low..high.max(low))
+                    .map(|(index, location)| (*index, location)),
+            ),
+        }
+    }
+}
+
 /// One group's persisted state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct GroupState {
     /// The newest snapshot, if the group has one.
     pub(crate) snapshot: Option<SnapshotMarker>,
     /// Live entries by index. Contiguous after `snapshot_index()` once recovery has finished.
-    pub(crate) entries: BTreeMap<LogIndex, Location>,
+    pub(crate) entries: Locations,
     /// The persisted hard state.
     pub(crate) hard_state: HardState,
     /// The most recently written entries, served without a disk read. Always a suffix of
-    /// `entries` (never an entry the index no longer holds).
-    pub(crate) recent: BTreeMap<LogIndex, Entry>,
+    /// `entries` (never an entry the index no longer holds), without gaps.
+    pub(crate) recent: IndexRun<Entry>,
 }
 
 impl GroupState {
@@ -54,16 +158,14 @@ impl GroupState {
     #[must_use]
     pub(crate) fn last_index(&self) -> LogIndex {
         self.entries
-            .last_key_value()
-            .map_or(self.snapshot_index(), |(index, _)| *index)
+            .last_index()
+            .unwrap_or_else(|| self.snapshot_index())
     }
 
     /// The segment holding the oldest live entry, which every newer segment must outlive.
     #[must_use]
     pub(crate) fn oldest_segment(&self) -> Option<u64> {
-        self.entries
-            .first_key_value()
-            .map(|(_, location)| location.segment)
+        self.entries.first().map(|(_, location)| location.segment)
     }
 
     /// Applies one record. Returns the snapshot marker that is no longer in force (the one it
@@ -96,16 +198,8 @@ impl GroupState {
                 self.snapshot_index()
             ));
         }
-        // The common case appends past the last entry: only split when something conflicts.
-        if self
-            .entries
-            .last_key_value()
-            .is_some_and(|(last, _)| *last >= index)
-        {
-            self.entries.split_off(&index);
-            self.recent.split_off(&index);
-        }
-        self.entries.insert(index, location);
+        self.entries.put(index, location);
+        self.recent.truncate_from(index);
         Ok(())
     }
 
@@ -120,18 +214,25 @@ impl GroupState {
         if marker.index() <= self.snapshot_index() {
             return Some(marker);
         }
-        self.entries = self.entries.split_off(&marker.index().next());
-        self.recent = self.recent.split_off(&marker.index().next());
+        self.entries.keep_from(marker.index().next());
+        self.recent.keep_from(marker.index().next());
         self.snapshot.replace(marker)
     }
 
     /// Keeps `entry` (just made durable and indexed) among the recent ones, evicting the
     /// oldest beyond `count_max`.
     pub(crate) fn remember(&mut self, entry: Entry, count_max: usize) {
-        if count_max == 0 || !self.entries.contains_key(&entry.index) {
+        if count_max == 0 || self.entries.get(entry.index).is_none() {
             return;
         }
-        self.recent.insert(entry.index, entry);
+        // An entry at or below the newest cached one replaces it and what follows; one that
+        // would leave a gap (never expected) restarts the cache from it.
+        let index = entry.index;
+        self.recent.truncate_from(index);
+        if let Err(entry) = self.recent.push(index, entry) {
+            self.recent.clear();
+            let _ = self.recent.push(index, entry);
+        }
         while self.recent.len() > count_max {
             self.recent.pop_first();
         }
@@ -143,8 +244,8 @@ impl GroupState {
     /// A sentence naming the first missing index, and the location of the entry after it.
     pub(crate) fn check_contiguous(&self) -> Result<(), (String, Location)> {
         let mut expected = self.snapshot_index().next();
-        for (index, location) in &self.entries {
-            if *index != expected {
+        for (index, location) in self.entries.range(LogIndex::ZERO, LogIndex(u64::MAX)) {
+            if index != expected {
                 let reason = format!("entry {expected} is missing before entry {index}");
                 return Err((reason, *location));
             }
@@ -195,7 +296,7 @@ mod tests {
         }
         group.apply(entry(3), at(2)).unwrap();
         assert_eq!(group.last_index(), LogIndex(3));
-        assert_eq!(group.entries[&LogIndex(3)].segment, 2);
+        assert_eq!(group.entries.get(LogIndex(3)).unwrap().segment, 2);
     }
 
     #[test]
@@ -225,5 +326,116 @@ mod tests {
         group.apply(entry(1), at(1)).unwrap();
         group.apply(entry(3), at(1)).unwrap();
         assert!(group.check_contiguous().is_err());
+    }
+
+    /// The index as it was before `Locations`: one map, which keeps gaps exactly as records
+    /// leave them. The model for the property below.
+    #[derive(Default)]
+    struct MapModel {
+        snapshot: LogIndex,
+        entries: BTreeMap<LogIndex, Location>,
+    }
+
+    impl MapModel {
+        fn apply(&mut self, op: &Op, location: Location) {
+            match *op {
+                Op::Entry(index) => {
+                    if index > self.snapshot {
+                        self.entries.split_off(&index);
+                        self.entries.insert(index, location);
+                    }
+                }
+                Op::Compaction(index) => {
+                    if index > self.snapshot {
+                        self.entries = self.entries.split_off(&index.next());
+                        self.snapshot = index;
+                    }
+                }
+                Op::Snapshot(index) => {
+                    self.entries.clear();
+                    self.snapshot = index;
+                }
+            }
+        }
+
+        fn check_contiguous(&self) -> Result<(), (String, Location)> {
+            let mut expected = self.snapshot.next();
+            for (index, location) in &self.entries {
+                if *index != expected {
+                    return Err((
+                        format!("entry {expected} is missing before entry {index}"),
+                        *location,
+                    ));
+                }
+                expected = expected.next();
+            }
+            Ok(())
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Entry(LogIndex),
+        Compaction(LogIndex),
+        Snapshot(LogIndex),
+    }
+
+    /// Ops around the current end of the log: appends, overwrites, gaps, compactions and
+    /// snapshots, some behind what the state holds.
+    fn op() -> impl proptest::strategy::Strategy<Value = (u8, i64)> {
+        (0u8..10, -6i64..4)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn the_index_matches_a_map_of_every_entry(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut state = GroupState::default();
+            let mut model = MapModel::default();
+            for (step, (kind, delta)) in ops.into_iter().enumerate() {
+                let last = state.last_index().0 as i64;
+                let index = LogIndex(u64::try_from((last + delta).max(1)).unwrap());
+                let op = match kind {
+                    0 => Op::Compaction(index),
+                    1 => Op::Snapshot(index),
+                    _ => Op::Entry(index),
+                };
+                let location = at(step as u64);
+                let effect = match op {
+                    Op::Entry(index) => Effect::Entry { index, term: Term(1) },
+                    Op::Compaction(index) => Effect::Compaction(marker(index.0)),
+                    Op::Snapshot(index) => Effect::Snapshot(marker(index.0)),
+                };
+                let applied = state.apply(effect, location);
+                proptest::prop_assert_eq!(applied.is_ok(), !matches!(op, Op::Entry(i) if i <= model.snapshot));
+                model.apply(&op, location);
+                if applied.is_ok() {
+                    if let Op::Entry(index) = op {
+                        let entry = Entry { term: Term(1), index, payload: flotilla_raft::EntryPayload::Normal(vec![]) };
+                        state.remember(entry, 4);
+                    }
+                }
+                let last = model.entries.last_key_value().map_or(model.snapshot, |(index, _)| *index);
+                proptest::prop_assert_eq!(state.last_index(), last);
+                proptest::prop_assert_eq!(state.snapshot_index(), model.snapshot);
+                proptest::prop_assert_eq!(state.oldest_segment(), model.entries.first_key_value().map(|(_, l)| l.segment));
+                proptest::prop_assert_eq!(state.check_contiguous(), model.check_contiguous());
+                for probe in 0..=last.0 + 2 {
+                    proptest::prop_assert_eq!(state.entries.get(LogIndex(probe)), model.entries.get(&LogIndex(probe)));
+                }
+                let low = LogIndex(last.0.saturating_sub(3));
+                let ranged: Vec<(LogIndex, Location)> = state.entries.range(low, last.next()).map(|(i, l)| (i, *l)).collect();
+                let expected: Vec<(LogIndex, Location)> = model.entries.range(low..last.next()).map(|(i, l)| (*i, *l)).collect();
+                proptest::prop_assert_eq!(ranged, expected);
+                // The cache: a gapless run of at most 4 entries the index still holds.
+                let cached: Vec<LogIndex> = state.recent.iter().map(|(index, entry)| {
+                    assert_eq!(index, entry.index);
+                    index
+                }).collect();
+                proptest::prop_assert!(cached.len() <= 4);
+                proptest::prop_assert!(cached.windows(2).all(|pair| pair[1] == pair[0].next()));
+                proptest::prop_assert!(cached.iter().all(|&index| model.entries.contains_key(&index)));
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ mod index;
 mod reader;
 pub mod record;
 mod recovery;
+mod run;
 mod segment;
 mod snapfile;
 mod spare;

@@ -58,8 +58,8 @@ impl GroupLog {
         self.with_state(|state| {
             state
                 .recent
-                .range(low..high)
-                .map(|(index, entry)| (*index, entry.clone()))
+                .range(low, high)
+                .map(|(index, entry)| (index, entry.clone()))
                 .collect()
         })
     }
@@ -76,20 +76,15 @@ impl GroupLog {
         self.with_state(|state| {
             check_range(state, low)?;
             check_range(state, high.prev())?;
-            if state
-                .recent
-                .first_key_value()
-                .is_none_or(|(first, _)| *first > low)
-            {
+            if state.recent.first().is_none_or(|(first, _)| first > low) {
                 return Ok(None);
             }
-            // The cache is a suffix of the log, so from `low` on it holds every entry; a gap
-            // (never expected) falls back to the segments rather than return a short answer.
+            // The cache is a gapless suffix of the log, so from `low` on it holds every entry.
             let mut bytes_total = 0;
             let mut out = Vec::new();
             let mut next = low;
-            for (index, entry) in state.recent.range(low..high) {
-                if *index != next {
+            for (index, entry) in state.recent.range(low, high) {
+                if index != next {
                     return Ok(None);
                 }
                 bytes_total += entry.payload_bytes();
@@ -123,7 +118,7 @@ impl GroupLog {
         let segments = self.shared.segments.read();
         state
             .entries
-            .range(low..high)
+            .range(low, high)
             .map(|(index, location)| {
                 let segment = segments.get(&location.segment).cloned().ok_or_else(|| {
                     LogError::Storage(format!("entry {index} points at a deleted segment"))
@@ -227,7 +222,7 @@ impl LogReader for GroupLog {
             check_range(state, index)?;
             state
                 .entries
-                .get(&index)
+                .get(index)
                 .map(|location| location.term)
                 .ok_or(LogError::Unavailable(index))
         })
