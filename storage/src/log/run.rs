@@ -6,6 +6,9 @@
 use flotilla_raft::LogIndex;
 use std::collections::VecDeque;
 
+/// Room for this many values survives a compaction whatever the run's length.
+const KEPT_ROOM: usize = 16;
+
 /// Values at the consecutive indices `first .. first + len`.
 #[derive(Clone, Debug)]
 pub(crate) struct IndexRun<T> {
@@ -78,7 +81,9 @@ impl<T> IndexRun<T> {
             .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
     }
 
-    /// Drops every index below `index`.
+    /// Drops every index below `index` (a compaction), and gives back the memory a long run
+    /// left behind: a group that grew to thousands of entries before its snapshot does not keep
+    /// their room while it is short.
     pub(crate) fn keep_from(&mut self, index: LogIndex) {
         if index <= self.first {
             return;
@@ -89,6 +94,9 @@ impl<T> IndexRun<T> {
         } else {
             self.values.drain(..drop);
             self.first = index;
+        }
+        if self.values.capacity() > 4 * self.values.len().max(KEPT_ROOM) {
+            self.values.shrink_to(2 * self.values.len().max(KEPT_ROOM));
         }
     }
 
@@ -180,6 +188,19 @@ mod tests {
         run.push(LogIndex(20), 20).unwrap();
         run.keep_from(LogIndex(30));
         assert!(run.len() == 0 && run.last_index().is_none());
+    }
+
+    #[test]
+    fn a_compaction_gives_back_the_room_of_a_long_run() {
+        let mut run = run(1, 10_000);
+        run.keep_from(LogIndex(9_990));
+        assert_eq!(run.len(), 11);
+        assert!(
+            run.values.capacity() <= 4 * KEPT_ROOM,
+            "{}",
+            run.values.capacity()
+        );
+        assert_eq!(run.get(LogIndex(10_000)), Some(&10_000));
     }
 
     #[test]
