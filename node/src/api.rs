@@ -159,6 +159,12 @@ pub struct NodeStatus {
     pub batches_refused: u64,
     /// Client requests waiting for their entry to apply or their read to be confirmed.
     pub waiting: u64,
+    /// Changes of a group's leader seen by this node since start, over all its groups (a
+    /// replica learning a new leader, or losing the one it knew). It rises with elections;
+    /// a steady cluster keeps it still.
+    pub leader_changes: u64,
+    /// The peer nodes this node has heard from within the node timeout.
+    pub live_peers: Vec<NodeId>,
 }
 
 impl NodeStatus {

@@ -234,7 +234,7 @@ pub fn status_tables(
     statuses: &[(flotilla_raft::NodeId, Result<NodeStatus, ClientError>)],
 ) -> String {
     let mut out = String::from(
-        "node  address              groups  leading  entries/fsync  fsync ms  loop busy  requests  state\n",
+        "node  address              groups  leading  leader changes  entries/fsync  fsync ms  loop busy  requests  state\n",
     );
     let addresses: std::collections::BTreeMap<_, _> = client.nodes().into_iter().collect();
     for (node, status) in statuses {
@@ -252,17 +252,18 @@ pub fn status_tables(
                 let fsync_ms = status.write_micros as f64 / status.fsyncs.max(1) as f64 / 1000.0;
                 let busy = 100.0 * status.busy_micros as f64 / status.uptime_micros.max(1) as f64;
                 out += &format!(
-                    "{:<5} {address:<20} {:>6}  {leading:>7}  {:>13.1}  {fsync_ms:>8.2}  {busy:>8.0}%  {:>8}  up\n",
+                    "{:<5} {address:<20} {:>6}  {leading:>7}  {:>14}  {:>13.1}  {fsync_ms:>8.2}  {busy:>8.0}%  {:>8}  up\n",
                     node.0,
                     status.groups.len(),
+                    status.leader_changes,
                     status.entries_per_fsync(),
                     status.requests
                 );
             }
             Err(error) => {
                 out += &format!(
-                    "{:<5} {address:<20} {:>6}  {:>7}  {:>13}  {:>8}  {:>9}  {:>8}  down ({error})\n",
-                    node.0, "-", "-", "-", "-", "-", "-"
+                    "{:<5} {address:<20} {:>6}  {:>7}  {:>14}  {:>13}  {:>8}  {:>9}  {:>8}  down ({error})\n",
+                    node.0, "-", "-", "-", "-", "-", "-", "-"
                 )
             }
         }

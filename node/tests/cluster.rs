@@ -212,11 +212,19 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
         // batches that are a node's liveness heartbeat, so once every group was quiescent each
         // node declared its peers down and their groups elected new leaders every ~0.6 s.
         // A real stall may cost one election; the churn never left two quiet seconds.
-        eventually("two idle seconds without an election", || async {
-            let before = terms(&client).await?;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            (terms(&client).await? == before).then_some(())
-        })
+        eventually(
+            "two idle seconds without an election, every peer live",
+            || async {
+                let before = terms(&client).await?;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let all_live = client.statuses().await.iter().all(|(_, status)| {
+                    status
+                        .as_ref()
+                        .is_ok_and(|status| status.live_peers.len() == 2)
+                });
+                (all_live && terms(&client).await? == before).then_some(())
+            },
+        )
         .await;
     }));
 

@@ -69,6 +69,7 @@ pub(crate) struct LoopCounters {
     entries_persisted: u64,
     requests: u64,
     batches_refused: u64,
+    leader_changes: u64,
     cycles_since_gc: u64,
     ticks: u64,
     write_micros: u64,
@@ -256,6 +257,11 @@ impl RaftLoop {
     /// One ready cycle for every group with work.
     fn cycle(&mut self) -> Result<(), LoopError> {
         let mut ready = self.multi.ready();
+        self.counters.leader_changes += ready
+            .groups
+            .iter()
+            .filter(|(_, group_ready)| group_ready.leader_changed.is_some())
+            .count() as u64;
         let (leader_traffic, after_persist) =
             split_leader_traffic(std::mem::take(&mut ready.batches));
         self.send(leader_traffic);
@@ -479,6 +485,8 @@ impl RaftLoop {
             requests: self.counters.requests,
             batches_refused: self.counters.batches_refused,
             waiting: self.waiting.len() as u64,
+            leader_changes: self.counters.leader_changes,
+            live_peers: self.multi.live_peers().collect(),
         }
     }
 }
