@@ -126,7 +126,8 @@ pub struct RaftConfig {
     pub heartbeat_ticks: u64,
     /// A silent peer node is down after this many ticks.
     pub node_timeout_ticks: u64,
-    /// Applied entries between two snapshots of a group.
+    /// Applied entries between two snapshots of a group, at least (a group also waits until
+    /// those entries carry as many bytes as its last snapshot).
     pub snapshot_entries: u64,
 }
 
