@@ -280,7 +280,8 @@ impl RaftLoop {
         let mut compact = Vec::new();
         for (group, group_ready) in &ready.groups {
             self.apply_rest(*group, group_ready)?;
-            let entries = self.machines.applied(*group).0 - self.snapshot_index(*group).0;
+            let entries =
+                (self.machines.applied(*group).0).saturating_sub(self.snapshot_index(*group).0);
             let (bytes, snapshot_bytes) = self
                 .log_since_snapshot
                 .get(group)
