@@ -130,6 +130,8 @@ pub struct GroupStatus {
     pub committed: u64,
     /// Its applied index.
     pub applied: u64,
+    /// The last index its snapshot covers (0: none); its log starts after it.
+    pub snapshot_index: u64,
     /// Whether the group is quiescent (idle: no ticks, no heartbeats of its own).
     pub quiescent: bool,
 }

@@ -24,6 +24,8 @@ pub struct LocalCluster {
     pub endpoints: Vec<Endpoint>,
     children: Vec<(NodeId, Option<Child>)>,
     groups: u64,
+    /// A configuration file every node reads (`--config`); the flags override it.
+    config: Option<PathBuf>,
 }
 
 impl LocalCluster {
@@ -36,6 +38,20 @@ impl LocalCluster {
         dir: &Path,
         nodes: u64,
         groups: u64,
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with_config(binary, dir, nodes, groups, None)
+    }
+
+    /// `start`, with every node also reading the configuration file `config`.
+    ///
+    /// # Errors
+    /// Certificates, ports or processes could not be made.
+    pub fn start_with_config(
+        binary: &Path,
+        dir: &Path,
+        nodes: u64,
+        groups: u64,
+        config: Option<PathBuf>,
     ) -> Result<Self, Box<dyn std::error::Error>> {
         let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
         let cluster = ClusterId::new(CLUSTER).ok_or("bad cluster id")?;
@@ -54,6 +70,7 @@ impl LocalCluster {
             endpoints,
             children: Vec::new(),
             groups,
+            config,
         };
         for node in ids {
             let child = cluster.spawn(binary, node)?;
@@ -73,8 +90,12 @@ impl LocalCluster {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("node-{}.log", node.0)))?;
-        std::process::Command::new(binary)
-            .arg("server")
+        let mut command = std::process::Command::new(binary);
+        command.arg("server");
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
+        command
             .args(["--node-id", &node.0.to_string()])
             .args(["--listen", &endpoint.address.to_string()])
             .args([

@@ -247,6 +247,111 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
     }));
 }
 
+/// `group`'s replica on every node that answers, as (node, status).
+async fn replicas(
+    client: &Client,
+    group: GroupId,
+) -> Vec<(NodeId, flotilla_node::api::GroupStatus)> {
+    client
+        .statuses()
+        .await
+        .into_iter()
+        .filter_map(|(node, status)| {
+            let replica = status.ok()?.groups.into_iter().find(|g| g.group == group)?;
+            Some((node, replica))
+        })
+        .collect()
+}
+
+/// Snapshots end to end, with one range and a snapshot every 50 entries: every replica
+/// compacts its log; a follower that was down while the leader compacted past everything it
+/// held catches up from a snapshot; and every node restarted on its snapshot and log serves
+/// every acknowledged write.
+#[test]
+fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, "[raft]\nsnapshot_entries = 50\n").unwrap();
+    let mut cluster =
+        LocalCluster::start_with_config(binary(), dir.path(), 3, 1, Some(config)).unwrap();
+    let keys: Vec<Vec<u8>> = (0..400).map(flotilla_node::workload::key_of).collect();
+    let big = vec![b'b'; 256];
+    runtime().block_on(Box::pin(async {
+        let client = connect_when_ready(cluster.client_options(), WAIT)
+            .await
+            .unwrap();
+        let group = client.map().ranges().next().unwrap().group;
+        for key in &keys[..200] {
+            put(&client, key, b"a").await;
+        }
+        eventually("every replica to snapshot", || async {
+            let replicas = replicas(&client, group).await;
+            let all = replicas.len() == 3 && replicas.iter().all(|(_, g)| g.snapshot_index >= 50);
+            all.then_some(())
+        })
+        .await;
+
+        // A follower goes down; the leader takes 200 more puts (of 256 bytes, so the log soon
+        // outweighs the state) and compacts past the follower's last entry.
+        let leader = leader_of(&client, group).await;
+        let follower = NodeId(leader.0 % 3 + 1);
+        let held = eventually("the follower to apply the first puts", || async {
+            let replicas = replicas(&client, group).await;
+            let applied = |node| {
+                replicas
+                    .iter()
+                    .find(|(n, _)| *n == node)
+                    .map(|(_, g)| g.applied)
+            };
+            let (follower_applied, leader_applied) = (applied(follower)?, applied(leader)?);
+            (follower_applied == leader_applied).then_some(follower_applied)
+        })
+        .await;
+        cluster.kill(follower);
+        for key in &keys[200..] {
+            put(&client, key, &big).await;
+        }
+        let leader = leader_of(&client, group).await;
+        eventually("the leader to compact past the follower's log", || async {
+            let replicas = replicas(&client, group).await;
+            let compacted = replicas
+                .iter()
+                .find(|(node, _)| *node == leader)
+                .is_some_and(|(_, g)| g.snapshot_index > held);
+            compacted.then_some(())
+        })
+        .await;
+
+        // Restarted, it cannot be sent the entries it missed: only a snapshot brings it level.
+        cluster.restart(binary(), follower).unwrap();
+        eventually("the restarted follower to catch up", || async {
+            let replicas = replicas(&client, group).await;
+            let applied = |node| {
+                replicas
+                    .iter()
+                    .find(|(n, _)| *n == node)
+                    .map(|(_, g)| g.applied)
+            };
+            (applied(follower)? >= applied(leader)?).then_some(())
+        })
+        .await;
+    }));
+
+    cluster.stop();
+    for node in 1..=3 {
+        cluster.restart(binary(), NodeId(node)).unwrap();
+    }
+    runtime().block_on(Box::pin(async {
+        let client = connect_when_ready(cluster.client_options(), WAIT)
+            .await
+            .unwrap();
+        for (n, key) in keys.iter().enumerate() {
+            let expected = if n < 200 { b"a".to_vec() } else { big.clone() };
+            assert_eq!(client.get(key).await.unwrap(), Some(expected), "key {n}");
+        }
+    }));
+}
+
 #[test]
 fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
     let dir = tempfile::tempdir().unwrap();

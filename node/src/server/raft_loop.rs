@@ -481,6 +481,7 @@ impl RaftLoop {
                     leader: status.leader,
                     committed: status.committed.0,
                     applied: status.applied.0,
+                    snapshot_index: self.snapshot_index(group).0,
                     quiescent: self.multi.is_quiescent(group),
                 })
             })
