@@ -41,6 +41,13 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
     }
 }
 
+/// A client of `cluster`, once every range has a leader.
+async fn connect(cluster: &LocalCluster) -> Client {
+    connect_when_ready(cluster.client_options(), WAIT)
+        .await
+        .unwrap()
+}
+
 /// One key inside each range of the map.
 fn key_per_range(client: &Client) -> Vec<(GroupId, Vec<u8>)> {
     client
@@ -117,9 +124,7 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = LocalCluster::start(binary(), dir.path(), 3, 16).unwrap();
     runtime().block_on(Box::pin(async {
-        let client = connect_when_ready(cluster.client_options(), WAIT)
-            .await
-            .unwrap();
+        let client = connect(&cluster).await;
         let keys = key_per_range(&client);
         assert_eq!(keys.len(), 16);
         for (_, key) in &keys {
@@ -229,14 +234,9 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
     }));
 
     // Every node stopped and started again: the log brings back every acknowledged write.
-    cluster.stop();
-    for node in 1..=3 {
-        cluster.restart(binary(), NodeId(node)).unwrap();
-    }
+    restart_every_node(&mut cluster);
     runtime().block_on(Box::pin(async {
-        let client = connect_when_ready(cluster.client_options(), WAIT)
-            .await
-            .unwrap();
+        let client = connect(&cluster).await;
         let acknowledged = ACKNOWLEDGED.lock().unwrap().clone();
         for (key, value) in acknowledged {
             assert_eq!(client.get(&key).await.unwrap(), Some(value));
@@ -263,6 +263,22 @@ async fn replicas(
         .collect()
 }
 
+/// The applied index of the replica on `node`, if it answered.
+fn applied_on(replicas: &[(NodeId, flotilla_node::api::GroupStatus)], node: NodeId) -> Option<u64> {
+    replicas
+        .iter()
+        .find(|(n, _)| *n == node)
+        .map(|(_, replica)| replica.applied)
+}
+
+/// Stops every node and starts each again on its data directory.
+fn restart_every_node(cluster: &mut LocalCluster) {
+    cluster.stop();
+    for node in 1..=3 {
+        cluster.restart(binary(), NodeId(node)).unwrap();
+    }
+}
+
 /// Snapshots end to end, with one range and a snapshot every 50 entries: every replica
 /// compacts its log; a follower that was down while the leader compacted past everything it
 /// held catches up from a snapshot; and every node restarted on its snapshot and log serves
@@ -277,9 +293,7 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
     let keys: Vec<Vec<u8>> = (0..400).map(flotilla_node::workload::key_of).collect();
     let big = vec![b'b'; 256];
     runtime().block_on(Box::pin(async {
-        let client = connect_when_ready(cluster.client_options(), WAIT)
-            .await
-            .unwrap();
+        let client = connect(&cluster).await;
         let group = client.map().ranges().next().unwrap().group;
         for key in &keys[..200] {
             put(&client, key, b"a").await;
@@ -297,13 +311,10 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
         let follower = NodeId(leader.0 % 3 + 1);
         let held = eventually("the follower to apply the first puts", || async {
             let replicas = replicas(&client, group).await;
-            let applied = |node| {
-                replicas
-                    .iter()
-                    .find(|(n, _)| *n == node)
-                    .map(|(_, g)| g.applied)
-            };
-            let (follower_applied, leader_applied) = (applied(follower)?, applied(leader)?);
+            let (follower_applied, leader_applied) = (
+                applied_on(&replicas, follower)?,
+                applied_on(&replicas, leader)?,
+            );
             (follower_applied == leader_applied).then_some(follower_applied)
         })
         .await;
@@ -326,25 +337,14 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
         cluster.restart(binary(), follower).unwrap();
         eventually("the restarted follower to catch up", || async {
             let replicas = replicas(&client, group).await;
-            let applied = |node| {
-                replicas
-                    .iter()
-                    .find(|(n, _)| *n == node)
-                    .map(|(_, g)| g.applied)
-            };
-            (applied(follower)? >= applied(leader)?).then_some(())
+            (applied_on(&replicas, follower)? >= applied_on(&replicas, leader)?).then_some(())
         })
         .await;
     }));
 
-    cluster.stop();
-    for node in 1..=3 {
-        cluster.restart(binary(), NodeId(node)).unwrap();
-    }
+    restart_every_node(&mut cluster);
     runtime().block_on(Box::pin(async {
-        let client = connect_when_ready(cluster.client_options(), WAIT)
-            .await
-            .unwrap();
+        let client = connect(&cluster).await;
         for (n, key) in keys.iter().enumerate() {
             let expected = if n < 200 { b"a".to_vec() } else { big.clone() };
             assert_eq!(client.get(key).await.unwrap(), Some(expected), "key {n}");
@@ -357,9 +357,7 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = LocalCluster::start(binary(), dir.path(), 3, 4).unwrap();
     runtime().block_on(Box::pin(async {
-        let client = connect_when_ready(cluster.client_options(), WAIT)
-            .await
-            .unwrap();
+        let client = connect(&cluster).await;
         let map = client.map();
         let range = map.ranges().next().unwrap().clone();
         let leader = leader_of(&client, range.group).await;
