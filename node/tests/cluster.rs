@@ -88,15 +88,16 @@ async fn leader_of(client: &Client, group: GroupId) -> NodeId {
     .await
 }
 
-/// Every (node, group, term) the cluster reports; `None` if a node did not answer.
-async fn terms(client: &Client) -> Option<Vec<(NodeId, GroupId, u64)>> {
-    let mut terms = Vec::new();
+/// Per node, the leader changes it has seen and each group's term; `None` if a node did not
+/// answer.
+async fn leadership(client: &Client) -> Option<Vec<(NodeId, u64, Vec<(GroupId, u64)>)>> {
+    let mut leadership = Vec::new();
     for (node, status) in client.statuses().await {
-        for group in status.ok()?.groups {
-            terms.push((node, group.group, group.term));
-        }
+        let status = status.ok()?;
+        let terms = status.groups.iter().map(|g| (g.group, g.term)).collect();
+        leadership.push((node, status.leader_changes, terms));
     }
-    Some(terms)
+    Some(leadership)
 }
 
 /// Writes the writer task saw acknowledged (key, value), in order.
@@ -220,17 +221,27 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
         eventually(
             "two idle seconds without an election, every peer live",
             || async {
-                let before = terms(&client).await?;
+                let before = leadership(&client).await?;
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 let all_live = client.statuses().await.iter().all(|(_, status)| {
                     status
                         .as_ref()
                         .is_ok_and(|status| status.live_peers.len() == 2)
                 });
-                (all_live && terms(&client).await? == before).then_some(())
+                (all_live && leadership(&client).await? == before).then_some(())
             },
         )
         .await;
+        // Every replica learned a leader at least once, and each time was counted.
+        for (node, status) in client.statuses().await {
+            let status = status.unwrap();
+            assert!(
+                status.leader_changes >= status.groups.len() as u64,
+                "node {node}: {} leader changes for {} groups",
+                status.leader_changes,
+                status.groups.len()
+            );
+        }
     }));
 
     // Every node stopped and started again: the log brings back every acknowledged write.

@@ -79,14 +79,12 @@ impl GroupLog {
             if state.recent.first().is_none_or(|(first, _)| first > low) {
                 return Ok(None);
             }
-            // The cache is a gapless suffix of the log, so from `low` on it holds every entry.
+            // The cache is a gapless run (`IndexRun`) ending where the log ends, so from `low` on
+            // it holds every entry; `next == high` still guards a cache cut short.
             let mut bytes_total = 0;
             let mut out = Vec::new();
             let mut next = low;
-            for (index, entry) in state.recent.range(low, high) {
-                if index != next {
-                    return Ok(None);
-                }
+            for (_, entry) in state.recent.range(low, high) {
                 bytes_total += entry.payload_bytes();
                 if !out.is_empty() && bytes_total > bytes_max {
                     return Ok(Some(out));
