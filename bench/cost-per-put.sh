@@ -4,7 +4,9 @@
 #   - CPU microseconds per put by kind of thread (load generator, nodes' network threads, Raft
 #     loops), from /proc/<pid>/task/*/stat;
 #   - with `perf` installed: system calls and context switches per put, load generator and
-#     nodes apart (`perf stat`).
+#     nodes apart (`perf stat`);
+#   - per node, from its status: the share of time its Raft loop is busy and blocked in log
+#     writes, fsyncs per second, the time per write and the entries each fsync carries.
 #
 #   bench/cost-per-put.sh BINARY CLIENTS [flotilla bench flags...]
 #   e.g. bench/cost-per-put.sh target/release/flotilla 64 --groups 64
@@ -40,7 +42,19 @@ threads() {
     done
 }
 
+# Each node's status (JSON), for its Raft loop's time in log writes; the local cluster's
+# certificates and cluster id are on the servers' command lines.
+ARGS=$(ps -o args= -p "${NODES%% *}")
+ENDPOINTS=$(grep -oP -- '--initial-cluster \K\S+' <<<"$ARGS")
+TLS_DIR=$(grep -oP -- '--tls-dir \K\S+' <<<"$ARGS")
+CLUSTER=$(grep -oP -- '--cluster-id \K\S+' <<<"$ARGS")
+status() {
+    "$BIN" status --json --endpoints "$ENDPOINTS" --tls-dir "$TLS_DIR" --cluster-id "$CLUSTER" \
+        --name demo >"$1" 2>/dev/null || rm -f "$1"
+}
+
 EVENTS=syscalls:sys_enter_sendmsg,syscalls:sys_enter_recvmmsg,syscalls:sys_enter_futex,syscalls:sys_enter_epoll_wait,context-switches
+status "$OUT/status-before.json"
 threads >"$OUT/before.txt"
 if command -v perf >/dev/null; then
     perf stat -x, -e "$EVENTS" -p "$BENCH" -- sleep 4 2>"$OUT/perf-generator.txt" &
@@ -51,6 +65,7 @@ else
     sleep 4
 fi
 threads >"$OUT/after.txt"
+status "$OUT/status-after.json"
 wait "$TIMEOUT" || true
 
 RATE=$(grep -oP '= \K[0-9]+(?= ops/s)' "$OUT/bench.txt" | tail -1)
@@ -89,4 +104,21 @@ for side in ("generator", "nodes"):
         if len(fields) > 2 and fields[0].replace(".", "").isdigit():
             counts.append(f"{fields[2].split(':')[-1].replace('sys_enter_', '')} {float(fields[0]) / puts:.2f}")
     print(f"  per put, {side}: " + ", ".join(counts))
+
+# The Raft loops' wall time between the two status reads: busy (a turn in progress) and, of
+# that, blocked in the log write (encode, write, fdatasync).
+import json
+if os.path.exists(f"{out}/status-before.json") and os.path.exists(f"{out}/status-after.json"):
+    before = {n["node"]: n for n in json.load(open(f"{out}/status-before.json"))["nodes"]}
+    after = {n["node"]: n for n in json.load(open(f"{out}/status-after.json"))["nodes"]}
+    for node in sorted(after):
+        if node not in before:
+            continue
+        d = {k: after[node][k] - before[node][k]
+             for k in ("uptime_micros", "busy_micros", "write_micros", "fsyncs", "entries_persisted")}
+        wall, fsyncs = max(d["uptime_micros"], 1), max(d["fsyncs"], 1)
+        print(f"  node {node} Raft loop: busy {100 * d['busy_micros'] / wall:.0f} % of the time,"
+              f" in log writes {100 * d['write_micros'] / wall:.0f} %;"
+              f" {1e6 * d['fsyncs'] / wall:.0f} fsyncs/s, {d['write_micros'] / fsyncs:.0f} µs per write,"
+              f" {d['entries_persisted'] / fsyncs:.1f} entries per fsync")
 PY

@@ -10,6 +10,12 @@ pub const FRAME_BYTES_LIMIT: u32 = 1 << 30;
 /// The largest queue any configuration may ask for.
 pub const QUEUE_LENGTH_LIMIT: usize = 1 << 20;
 
+/// The most packets a peer may be asked to receive before acknowledging.
+pub const ACK_EVERY_PACKETS_LIMIT: u32 = 100;
+/// The longest acknowledgement delay a peer may be asked for: QUIC's default `max_ack_delay`.
+/// At least 1 ms, quinn's timer granularity (the `min_ack_delay` it announces).
+pub const ACK_DELAY_MS_LIMIT: u64 = 25;
+
 const _: () = assert!(HEADER_BYTES < 64);
 const _: () = assert!(FRAME_BYTES_LIMIT as u64 <= u32::MAX as u64);
 
@@ -42,6 +48,15 @@ pub struct TransportConfig {
     pub reconnect_jitter_percent: u8,
     /// Seed of the jitter sequence (mixed with the node id).
     pub reconnect_jitter_seed: u64,
+    /// QUIC ACK frequency (the ACK_FREQUENCY extension, which quinn speaks on both ends): the
+    /// peer is asked to acknowledge once per this many ack-eliciting packets, or once
+    /// `ack_delay_ms_max` passed. QUIC's default is 2. Raft traffic flows both ways, so
+    /// acknowledgements mostly ride on data packets; a packet sent only to acknowledge is a
+    /// system call and a wake-up on each end.
+    pub ack_every_packets: u32,
+    /// The longest the peer may hold an acknowledgement back (also added to the time before
+    /// a probe timeout resends).
+    pub ack_delay_ms_max: u64,
 }
 
 impl Default for TransportConfig {
@@ -60,6 +75,8 @@ impl Default for TransportConfig {
             reconnect_delay_ms_max: 5_000,
             reconnect_jitter_percent: 25,
             reconnect_jitter_seed: 0x5eed,
+            ack_every_packets: 10,
+            ack_delay_ms_max: 2,
         }
     }
 }
@@ -105,6 +122,14 @@ impl TransportConfig {
         check(
             self.reconnect_jitter_percent <= 100,
             "reconnect_jitter_percent must be at most 100",
+        )?;
+        check(
+            (1..=ACK_EVERY_PACKETS_LIMIT).contains(&self.ack_every_packets),
+            &format!("ack_every_packets must be between 1 and {ACK_EVERY_PACKETS_LIMIT}"),
+        )?;
+        check(
+            (1..=ACK_DELAY_MS_LIMIT).contains(&self.ack_delay_ms_max),
+            &format!("ack_delay_ms_max must be between 1 and {ACK_DELAY_MS_LIMIT}"),
         )
     }
 
@@ -160,6 +185,10 @@ mod tests {
             |c| c.reconnect_delay_ms_base = 0,
             |c| c.reconnect_delay_ms_max = c.reconnect_delay_ms_base - 1,
             |c| c.reconnect_jitter_percent = 101,
+            |c| c.ack_every_packets = 0,
+            |c| c.ack_every_packets = ACK_EVERY_PACKETS_LIMIT + 1,
+            |c| c.ack_delay_ms_max = 0,
+            |c| c.ack_delay_ms_max = ACK_DELAY_MS_LIMIT + 1,
         ];
         for (case, breaker) in broken.iter().enumerate() {
             let mut config = TransportConfig::default();

@@ -122,8 +122,22 @@ fn transport(
         .max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(Duration::from_millis(config.keep_alive_interval_ms)))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(uni_streams_max))
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(bidi_streams_max));
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(bidi_streams_max))
+        .ack_frequency_config(Some(ack_frequency(config)));
     transport
+}
+
+/// What this end asks its peer for: one acknowledgement per `ack_every_packets` ack-eliciting
+/// packets, at most `ack_delay_ms_max` late. A packet that arrives two or more places out of
+/// order is still acknowledged at once (quinn's default reordering threshold), so a loss is
+/// reported to the sender without waiting.
+fn ack_frequency(config: &TransportConfig) -> quinn::AckFrequencyConfig {
+    let mut acks = quinn::AckFrequencyConfig::default();
+    acks.ack_eliciting_threshold(quinn::VarInt::from_u32(
+        config.ack_every_packets.saturating_sub(1),
+    ))
+    .max_ack_delay(Some(Duration::from_millis(config.ack_delay_ms_max)));
+    acks
 }
 
 /// The identity the peer's (already verified) certificate proves.
