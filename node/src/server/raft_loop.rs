@@ -259,11 +259,16 @@ impl RaftLoop {
     /// One ready cycle for every group with work.
     fn cycle(&mut self) -> Result<(), LoopError> {
         let mut ready = self.multi.ready();
-        self.counters.leader_changes += ready
-            .groups
-            .iter()
-            .filter(|(_, group_ready)| group_ready.leader_changed.is_some())
-            .count() as u64;
+        for (group, group_ready) in &ready.groups {
+            if let Some(leader) = group_ready.leader_changed {
+                self.counters.leader_changes += 1;
+                // Debug level: a node hosts thousands of groups, and `status` counts these.
+                match leader {
+                    Some(leader) => tracing::debug!(%group, %leader, "leader changed"),
+                    None => tracing::debug!(%group, "leader unknown"),
+                }
+            }
+        }
         let (leader_traffic, after_persist) =
             split_leader_traffic(std::mem::take(&mut ready.batches));
         self.send(leader_traffic);
