@@ -71,7 +71,7 @@ wait "$TIMEOUT" || true
 RATE=$(grep -oP '= \K[0-9]+(?= ops/s)' "$OUT/bench.txt" | tail -1)
 echo "clients $CLIENTS $*: $RATE puts/s"
 python3 - "$RATE" "$BENCH" "$(getconf CLK_TCK)" "$OUT" <<'PY'
-import collections, os, sys
+import collections, json, os, sys
 rate, generator, hz, out = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
 puts = rate * 4
 
@@ -107,7 +107,6 @@ for side in ("generator", "nodes"):
 
 # The Raft loops' wall time between the two status reads: busy (a turn in progress) and, of
 # that, blocked in the log write (encode, write, fdatasync).
-import json
 if os.path.exists(f"{out}/status-before.json") and os.path.exists(f"{out}/status-after.json"):
     before = {n["node"]: n for n in json.load(open(f"{out}/status-before.json"))["nodes"]}
     after = {n["node"]: n for n in json.load(open(f"{out}/status-after.json"))["nodes"]}

@@ -274,12 +274,15 @@ async fn replicas(
         .collect()
 }
 
-/// The applied index of the replica on `node`, if it answered.
-fn applied_on(replicas: &[(NodeId, flotilla_node::api::GroupStatus)], node: NodeId) -> Option<u64> {
+/// The replica on `node`, if it answered.
+fn replica_on(
+    replicas: &[(NodeId, flotilla_node::api::GroupStatus)],
+    node: NodeId,
+) -> Option<&flotilla_node::api::GroupStatus> {
     replicas
         .iter()
         .find(|(n, _)| *n == node)
-        .map(|(_, replica)| replica.applied)
+        .map(|(_, replica)| replica)
 }
 
 /// Stops every node and starts each again on its data directory.
@@ -323,8 +326,8 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
         let held = eventually("the follower to apply the first puts", || async {
             let replicas = replicas(&client, group).await;
             let (follower_applied, leader_applied) = (
-                applied_on(&replicas, follower)?,
-                applied_on(&replicas, leader)?,
+                replica_on(&replicas, follower)?.applied,
+                replica_on(&replicas, leader)?.applied,
             );
             (follower_applied == leader_applied).then_some(follower_applied)
         })
@@ -336,11 +339,7 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
         let leader = leader_of(&client, group).await;
         eventually("the leader to compact past the follower's log", || async {
             let replicas = replicas(&client, group).await;
-            let compacted = replicas
-                .iter()
-                .find(|(node, _)| *node == leader)
-                .is_some_and(|(_, g)| g.snapshot_index > held);
-            compacted.then_some(())
+            (replica_on(&replicas, leader)?.snapshot_index > held).then_some(())
         })
         .await;
 
@@ -348,7 +347,9 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
         cluster.restart(binary(), follower).unwrap();
         eventually("the restarted follower to catch up", || async {
             let replicas = replicas(&client, group).await;
-            (applied_on(&replicas, follower)? >= applied_on(&replicas, leader)?).then_some(())
+            let caught_up =
+                replica_on(&replicas, follower)?.applied >= replica_on(&replicas, leader)?.applied;
+            caught_up.then_some(())
         })
         .await;
     }));

@@ -158,3 +158,25 @@ pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|any| any.downcast::<HandshakeData>().ok())
         .and_then(|data| data.protocol)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// quinn keeps its configuration private; its `Debug` output is the only window on what the
+    /// endpoint will ask its peers for. (A quinn upgrade that changes the format fails this test
+    /// on purpose: check the setting still reaches quinn, then adjust the strings.)
+    #[test]
+    fn peers_are_asked_for_the_configured_ack_frequency() {
+        let config = TransportConfig {
+            ack_every_packets: 7,
+            ack_delay_ms_max: 3,
+            ..TransportConfig::default()
+        };
+        let built = format!("{:?}", transport(&config, 8, 1));
+        assert!(
+            built.contains("ack_frequency_config: Some(AckFrequencyConfig { ack_eliciting_threshold: 6, max_ack_delay: Some(3ms)"),
+            "{built}"
+        );
+    }
+}

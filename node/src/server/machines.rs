@@ -14,6 +14,17 @@ pub(crate) struct Machines {
     kv: BTreeMap<GroupId, KvStateMachine>,
     meta: MetaState,
     meta_applied: LogIndex,
+    /// Per group, what it applied since its last snapshot, for the snapshot policy.
+    since_snapshot: BTreeMap<GroupId, SinceSnapshot>,
+}
+
+/// A group's log since its last snapshot, against that snapshot's size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SinceSnapshot {
+    /// Payload bytes of the entries applied since the snapshot.
+    pub(crate) log_bytes: u64,
+    /// The snapshot's size in bytes (0: none, or an empty state).
+    pub(crate) snapshot_bytes: u64,
 }
 
 impl Machines {
@@ -22,6 +33,7 @@ impl Machines {
             kv: BTreeMap::new(),
             meta,
             meta_applied: LogIndex(0),
+            since_snapshot: BTreeMap::new(),
         }
     }
 
@@ -43,9 +55,11 @@ impl Machines {
             .map_or(LogIndex(0), |machine| machine.applied().index)
     }
 
-    /// Replaces `group`'s state with `snapshot` (an empty one starts empty).
+    /// Replaces `group`'s state with `snapshot` (an empty one starts empty): at start from the
+    /// log, or from a snapshot the leader sent.
     pub(crate) fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), String> {
         let index = snapshot.meta.last.index;
+        self.snapshot_taken(group, snapshot.data.len());
         if group == META_GROUP {
             if !snapshot.data.is_empty() {
                 self.meta = MetaState::decode(&snapshot.data).map_err(|error| error.to_string())?;
@@ -83,6 +97,28 @@ impl Machines {
         None
     }
 
+    /// `entries` of `group` were applied: their payload counts toward its next snapshot.
+    pub(crate) fn count_applied(&mut self, group: GroupId, entries: &[Entry]) {
+        if !entries.is_empty() {
+            let bytes: u64 = entries.iter().map(Entry::payload_bytes).sum();
+            self.since_snapshot.entry(group).or_default().log_bytes += bytes;
+        }
+    }
+
+    /// `group`'s state was snapshotted (or restored from a snapshot) at `bytes` bytes.
+    pub(crate) fn snapshot_taken(&mut self, group: GroupId, bytes: usize) {
+        let since = SinceSnapshot {
+            log_bytes: 0,
+            snapshot_bytes: bytes as u64,
+        };
+        self.since_snapshot.insert(group, since);
+    }
+
+    /// What `group` applied since its last snapshot.
+    pub(crate) fn since_snapshot(&self, group: GroupId) -> SinceSnapshot {
+        self.since_snapshot.get(&group).copied().unwrap_or_default()
+    }
+
     /// The snapshot bytes of `group` at its applied index.
     pub(crate) fn snapshot_data(&self, group: GroupId) -> Vec<u8> {
         if group == META_GROUP {
@@ -92,5 +128,58 @@ impl Machines {
             .get(&group)
             .map(|machine| encode_snapshot(&machine.snapshot_source()))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use flotilla_raft::{LogId, NodeId, Term};
+    use flotilla_shard_manager::{Directory, RangeMap};
+    use flotilla_storage::kv::KvMap;
+
+    fn kv_snapshot(group: GroupId, index: u64, keys: u8) -> Snapshot {
+        let map: KvMap = (0..keys).map(|key| (vec![key], vec![key; 100])).collect();
+        let applied = LogId::new(Term(1), LogIndex(index));
+        let machine = KvStateMachine::from_parts(group, applied, map);
+        let mut snapshot = Snapshot::default();
+        snapshot.meta.last = applied;
+        snapshot.data = encode_snapshot(&machine.snapshot_source());
+        snapshot
+    }
+
+    #[test]
+    fn the_log_since_a_snapshot_is_measured_against_it_also_after_a_restore() {
+        let group = GroupId(1);
+        let mut machines = Machines::new(MetaState {
+            map: RangeMap::uniform(1, |_| vec![NodeId(1)]),
+            directory: Directory::new(std::iter::empty::<(NodeId, String)>()),
+        });
+        // A restore (what recovery at start does) knows the snapshot's size.
+        let snapshot = kv_snapshot(group, 10, 50);
+        machines.restore(group, &snapshot).unwrap();
+        let restored = machines.since_snapshot(group);
+        assert_eq!(restored.snapshot_bytes, snapshot.data.len() as u64);
+        assert_eq!(restored.log_bytes, 0);
+        // Applied entries count their payload bytes.
+        let entries: Vec<Entry> = (11..=12)
+            .map(|index| Entry {
+                index: LogIndex(index),
+                term: Term(1),
+                payload: EntryPayload::Normal(vec![0; 30]),
+            })
+            .collect();
+        machines.count_applied(group, &entries);
+        assert_eq!(machines.since_snapshot(group).log_bytes, 60);
+        // A new snapshot starts the count again at its own size.
+        machines.snapshot_taken(group, 123);
+        assert_eq!(
+            machines.since_snapshot(group),
+            SinceSnapshot {
+                log_bytes: 0,
+                snapshot_bytes: 123
+            }
+        );
     }
 }

@@ -142,7 +142,6 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         counters: LoopCounters::default(),
         synced_votes: Default::default(),
         deferred: Default::default(),
-        log_since_snapshot: Default::default(),
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();

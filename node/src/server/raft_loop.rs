@@ -9,7 +9,7 @@
 use crate::api::{ApiError, GroupStatus, NodeStatus, Reply, Request};
 use crate::config::Limits;
 use crate::server::clients::{Responder, Waiting};
-use crate::server::machines::Machines;
+use crate::server::machines::{Machines, SinceSnapshot};
 use crossbeam_channel::Receiver;
 use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, HardState, LogIndex, MessageBody, MultiError, MultiRaft,
@@ -60,8 +60,6 @@ pub(crate) struct RaftLoop {
     pub(crate) synced_votes: HashMap<GroupId, (Term, Option<NodeId>)>,
     /// Commit-only hard states waiting for the next write.
     pub(crate) deferred: BTreeMap<GroupId, HardState>,
-    /// Per group: payload bytes applied since its last snapshot, and that snapshot's size.
-    pub(crate) log_since_snapshot: HashMap<GroupId, (u64, u64)>,
 }
 
 /// What the loop has done since start.
@@ -287,12 +285,8 @@ impl RaftLoop {
             self.apply_rest(*group, group_ready)?;
             let entries =
                 (self.machines.applied(*group).0).saturating_sub(self.snapshot_index(*group).0);
-            let (bytes, snapshot_bytes) = self
-                .log_since_snapshot
-                .get(group)
-                .copied()
-                .unwrap_or_default();
-            if snapshot_due(entries, bytes, self.snapshot_entries, snapshot_bytes) {
+            let since = self.machines.since_snapshot(*group);
+            if snapshot_due(entries, since, self.snapshot_entries) {
                 compact.push(*group);
             }
         }
@@ -301,11 +295,9 @@ impl RaftLoop {
         for group in compact {
             let index = self.machines.applied(group);
             let data = self.machines.snapshot_data(group);
-            let size = data.len() as u64;
+            let size = data.len();
             match self.multi.compact(group, index, data) {
-                Ok(()) => {
-                    self.log_since_snapshot.insert(group, (0, size));
-                }
+                Ok(()) => self.machines.snapshot_taken(group, size),
                 Err(error) => tracing::warn!(%group, %error, "compaction refused"),
             }
         }
@@ -387,8 +379,6 @@ impl RaftLoop {
             self.machines
                 .restore(group, snapshot)
                 .map_err(|reason| LoopError::Group { group, reason })?;
-            self.log_since_snapshot
-                .insert(group, (0, snapshot.data.len() as u64));
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }
@@ -397,10 +387,7 @@ impl RaftLoop {
     }
 
     fn apply_entries(&mut self, group: GroupId, entries: &[Entry]) {
-        if !entries.is_empty() {
-            let bytes: u64 = entries.iter().map(Entry::payload_bytes).sum();
-            self.log_since_snapshot.entry(group).or_default().0 += bytes;
-        }
+        self.machines.count_applied(group, entries);
         for entry in entries {
             let response = self.machines.apply(group, entry);
             self.waiting
@@ -517,13 +504,8 @@ impl RaftLoop {
 /// then costs at most as much as the log it replaces; a fixed entry count alone made a group
 /// with a large state re-encode it far more often than it changed (one range of 100,000 keys,
 /// every ~0.6 s at 30 K puts/s).
-fn snapshot_due(
-    entries: u64,
-    log_bytes: u64,
-    every_entries: u64,
-    last_snapshot_bytes: u64,
-) -> bool {
-    entries >= every_entries && log_bytes >= last_snapshot_bytes
+fn snapshot_due(entries: u64, since: SinceSnapshot, every_entries: u64) -> bool {
+    entries >= every_entries && since.log_bytes >= since.snapshot_bytes
 }
 
 /// How many of `ready.committed` are durable before `ready`'s own write: those below the first
@@ -751,13 +733,17 @@ mod tests {
 
     #[test]
     fn a_group_snapshots_after_enough_entries_and_as_many_bytes_as_its_last_snapshot() {
+        let since = |log_bytes, snapshot_bytes| SinceSnapshot {
+            log_bytes,
+            snapshot_bytes,
+        };
         // A small state: the entry count decides.
-        assert!(!snapshot_due(19_999, 10 << 20, 20_000, 1_000));
-        assert!(snapshot_due(20_000, 10 << 20, 20_000, 1_000));
+        assert!(!snapshot_due(19_999, since(10 << 20, 1_000), 20_000));
+        assert!(snapshot_due(20_000, since(10 << 20, 1_000), 20_000));
         // A large state (27 MB): 20,000 puts of 300 bytes are not enough log to pay for it.
-        assert!(!snapshot_due(20_000, 6 << 20, 20_000, 27 << 20));
-        assert!(snapshot_due(95_000, 27 << 20, 20_000, 27 << 20));
-        // No snapshot yet (or not known since a restart): the entry count alone.
-        assert!(snapshot_due(20_000, 0, 20_000, 0));
+        assert!(!snapshot_due(20_000, since(6 << 20, 27 << 20), 20_000));
+        assert!(snapshot_due(95_000, since(27 << 20, 27 << 20), 20_000));
+        // No snapshot yet: the entry count alone.
+        assert!(snapshot_due(20_000, since(0, 0), 20_000));
     }
 }
