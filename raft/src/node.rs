@@ -237,17 +237,29 @@ impl<L: LogReader> RaftNode<L> {
     pub fn advance(&mut self, ready: Ready) {
         assert!(self.ready_outstanding, "advance() without ready()");
         self.ready_outstanding = false;
-        let snapshot = ready.persist.snapshot.as_ref();
+        let Ready {
+            mut messages,
+            persist,
+            committed,
+            ..
+        } = ready;
+        // The messages were sent: their vector's allocation serves the next ones (nothing
+        // was queued since `ready()` took the last).
+        messages.clear();
+        if self.messages.capacity() == 0 {
+            self.messages = messages;
+        }
+        let snapshot = persist.snapshot.as_ref();
         let snapshot_index = snapshot.map(|snapshot| snapshot.meta.last.index);
-        let last_persisted = ready.persist.entries.last().map(Entry::log_id);
+        let last_persisted = persist.entries.last().map(Entry::log_id);
         self.log.stable_to(last_persisted, snapshot_index);
-        if let Some(hard_state) = ready.persist.hard_state {
+        if let Some(hard_state) = persist.hard_state {
             self.persisted_hard_state = hard_state;
         }
         if let Some(snapshot) = snapshot {
             self.log.applied_snapshot(snapshot.meta.last.index);
         }
-        for entry in &ready.committed {
+        for entry in &committed {
             self.apply_entry(entry);
         }
         if self.role == Role::Leader {

@@ -14,3 +14,37 @@ fn three_replicas_elect_a_leader_and_agree() {
     assert_eq!(cluster.n_committed(index).0, 3);
     assert!(cluster.checker.checks > 0);
 }
+
+/// `advance` keeps the vector of the messages it was handed back, for the next ones: what it
+/// held must never go out a second time, whether or not the caller drained it.
+#[test]
+fn messages_handed_out_once_are_not_handed_out_again() {
+    use flotilla_raft::{Config, MemLog, Membership, NodeId, Persist, RaftNode};
+    let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    let mut store = MemLog::new();
+    store.persist(&Persist::bootstrap(membership));
+    let mut node = RaftNode::new(Config::new(NodeId(1)), store).unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..1000 {
+        node.tick();
+        if node.has_ready() {
+            let ready = node.ready();
+            node.store_mut().persist(&ready.persist);
+            sent.clone_from(&ready.messages);
+            // Not drained: the messages stay in the vector `advance` takes back.
+            node.advance(ready);
+            if !sent.is_empty() {
+                break;
+            }
+        }
+    }
+    assert!(!sent.is_empty(), "the election timeout sends vote requests");
+    if node.has_ready() {
+        let again = node.ready();
+        assert!(
+            again.messages.iter().all(|message| !sent.contains(message)),
+            "{:?} went out twice",
+            again.messages
+        );
+    }
+}

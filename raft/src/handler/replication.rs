@@ -36,9 +36,15 @@ impl<L: LogReader> RaftNode<L> {
 
     /// Leader: send whatever each follower is missing, as far as its window allows.
     pub(crate) fn broadcast_append(&mut self) {
-        let followers: Vec<NodeId> = self.followers().collect();
-        for follower in followers {
-            self.send_append(follower);
+        // By position, not a collected list: this runs on every commit, and sending changes
+        // only the progress values, never the set of replicas.
+        let id = self.id_();
+        let mut position = 0;
+        while let Some(node) = self.progress.node_at(position) {
+            if node != id {
+                self.send_append(node);
+            }
+            position += 1;
         }
     }
 

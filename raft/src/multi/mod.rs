@@ -35,6 +35,9 @@ struct Hosted<L> {
     quiescent: bool,
 }
 
+/// The largest group list `advance` keeps for reuse (about 400 KB).
+const SPARE_GROUPS_MAX: usize = 1024;
+
 /// Everything a node must do in one cycle: persist every group's `persist` with one sync, then
 /// send `batches`, then apply every group's committed entries; then `advance`.
 #[must_use = "a MultiReady must be acted on and passed back to advance()"]
@@ -59,6 +62,9 @@ pub struct MultiRaft<L> {
     outbox: BTreeMap<NodeId, Batch>,
     liveness: Liveness,
     now_ticks: u64,
+    /// The last `MultiReady`'s group list, emptied by `advance`: its allocation (a few hundred
+    /// bytes per group) is reused by the next `ready`.
+    spare_groups: Vec<(GroupId, Ready)>,
 }
 
 impl<L: LogReader> MultiRaft<L> {
@@ -79,6 +85,7 @@ impl<L: LogReader> MultiRaft<L> {
             dirty: BTreeSet::new(),
             outbox: BTreeMap::new(),
             now_ticks: 0,
+            spare_groups: Vec::new(),
         }
     }
 
@@ -268,7 +275,8 @@ impl<L: LogReader> MultiRaft<L> {
     pub fn ready(&mut self) -> MultiReady {
         // The node heartbeat left empty batches in the outbox: they go out even if still empty.
         let mut outbox = std::mem::take(&mut self.outbox);
-        let mut groups = Vec::new();
+        let mut groups = std::mem::take(&mut self.spare_groups);
+        groups.reserve(self.dirty.len());
         for group in std::mem::take(&mut self.dirty) {
             let Some(hosted) = self.groups.get_mut(&group) else {
                 continue;
@@ -289,13 +297,18 @@ impl<L: LogReader> MultiRaft<L> {
 
     /// Acknowledges that `ready` was persisted, sent and applied.
     pub fn advance(&mut self, ready: MultiReady) {
-        for (group, group_ready) in ready.groups {
+        let mut groups = ready.groups;
+        for (group, group_ready) in groups.drain(..) {
             if let Some(hosted) = self.groups.get_mut(&group) {
                 hosted.raft.advance(group_ready);
                 if hosted.raft.has_ready() {
                     self.dirty.insert(group);
                 }
             }
+        }
+        // A burst of thousands of groups (a restart) does not pin its list's memory.
+        if groups.capacity() <= SPARE_GROUPS_MAX {
+            self.spare_groups = groups;
         }
     }
 

@@ -51,6 +51,11 @@ impl ProgressMap {
         self.entries.is_empty()
     }
 
+    /// The replica at `position` in node-id order (to walk the map while mutating the node).
+    pub(crate) fn node_at(&self, position: usize) -> Option<NodeId> {
+        self.entries.get(position).map(|(node, _)| *node)
+    }
+
     pub(crate) fn keys(&self) -> impl Iterator<Item = &NodeId> {
         self.entries.iter().map(|(node, _)| node)
     }

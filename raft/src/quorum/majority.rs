@@ -4,6 +4,9 @@ use super::VoteResult;
 use crate::types::NodeId;
 use std::collections::BTreeSet;
 
+/// Voter sets up to this size are counted without allocating.
+const INLINE_VOTERS: usize = 9;
+
 /// A set of voters deciding by simple majority.
 #[derive(Clone, Copy, Debug)]
 pub struct MajorityQuorum<'a> {
@@ -24,11 +27,19 @@ impl<'a> MajorityQuorum<'a> {
         if self.voters.is_empty() {
             return u64::MAX;
         }
-        let mut values: Vec<u64> = self
-            .voters
-            .iter()
-            .map(|&voter| value_of(voter).unwrap_or(0))
-            .collect();
+        // Called on every append acknowledgement: groups of up to `INLINE_VOTERS` voters (all
+        // practical ones) sort on the stack instead of allocating.
+        let mut inline = [0u64; INLINE_VOTERS];
+        let mut heap = Vec::new();
+        let values: &mut [u64] = if self.voters.len() <= INLINE_VOTERS {
+            &mut inline[..self.voters.len()]
+        } else {
+            heap.resize(self.voters.len(), 0);
+            &mut heap
+        };
+        for (slot, &voter) in values.iter_mut().zip(self.voters) {
+            *slot = value_of(voter).unwrap_or(0);
+        }
         values.sort_unstable_by(|a, b| b.cmp(a));
         let majority = self.voters.len() / 2 + 1;
         values[majority - 1]
