@@ -5,7 +5,7 @@
 use crate::api::{ApiError, Reply, ResponseFrame};
 use flotilla_raft::{GroupId, LogIndex, Term};
 use flotilla_storage::{Command, Response};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Where the answer to one request goes: its client stream's writer.
@@ -41,8 +41,8 @@ pub(crate) struct ConfirmedRead {
 /// Requests in flight through Raft.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
-    proposals: HashMap<(GroupId, LogIndex), (Term, Responder)>,
-    reads: HashMap<u64, (GroupId, Command, Responder)>,
+    proposals: FxHashMap<(GroupId, LogIndex), (Term, Responder)>,
+    reads: FxHashMap<u64, (GroupId, Command, Responder)>,
     confirmed: Vec<ConfirmedRead>,
     next_read: u64,
 }

@@ -18,7 +18,8 @@ use flotilla_raft::{
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Codec, Command, GroupLog, LogEngine, Response, WriteBatch, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -57,7 +58,7 @@ pub(crate) struct RaftLoop {
     pub(crate) waiting: Waiting,
     pub(crate) counters: LoopCounters,
     /// The term and vote last made durable, per group.
-    pub(crate) synced_votes: HashMap<GroupId, (Term, Option<NodeId>)>,
+    pub(crate) synced_votes: FxHashMap<GroupId, (Term, Option<NodeId>)>,
     /// Commit-only hard states waiting for the next write.
     pub(crate) deferred: BTreeMap<GroupId, HardState>,
 }

@@ -36,8 +36,9 @@ use commit::{CommitQueue, CommitResult};
 use flotilla_raft::GroupId;
 use index::GroupState;
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 use segment::Segment;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +48,7 @@ pub(crate) struct Shared {
     fs: Arc<dyn FileSystem>,
     directory: PathBuf,
     config: LogConfig,
-    groups: RwLock<HashMap<GroupId, GroupState>>,
+    groups: RwLock<FxHashMap<GroupId, GroupState>>,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     writer: Mutex<Writer>,
     queue: CommitQueue,

@@ -15,7 +15,8 @@ use crate::config::{LogConfig, SEGMENT_HEADER_BYTES};
 use crate::error::{RecordError, RecoveryError};
 use crate::file::{FileSystem, SegmentFile, read_whole};
 use flotilla_raft::{GroupId, HardState};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use rustc_hash::FxHashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub struct RecoveryReport {
 
 /// The state rebuilt from disk.
 pub(crate) struct Recovered {
-    pub(crate) groups: HashMap<GroupId, GroupState>,
+    pub(crate) groups: FxHashMap<GroupId, GroupState>,
     pub(crate) report: RecoveryReport,
     segments: BTreeMap<u64, Arc<Segment>>,
     newest_end: u64,
@@ -72,7 +73,7 @@ pub(crate) fn recover(
     let names = fs.list(directory).map_err(io_error(directory))?;
     let sequences = segment_sequences(directory, &names)?;
     let mut recovered = Recovered {
-        groups: HashMap::new(),
+        groups: FxHashMap::default(),
         report: RecoveryReport::default(),
         segments: BTreeMap::new(),
         newest_end: SEGMENT_HEADER_BYTES,

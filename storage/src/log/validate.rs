@@ -5,7 +5,7 @@
 use super::batch::{Operation, WriteBatch};
 use super::index::GroupState;
 use flotilla_raft::{Entry, GroupId, LogIndex};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// The shape of one group's log as the batch changes it.
 #[derive(Clone, Copy, Debug)]
@@ -19,8 +19,8 @@ struct Shape {
 /// # Panics
 /// On an append that leaves a gap, overwrites the snapshot or is not consecutive, or a
 /// compaction past the last entry: bugs in the caller, as in `flotilla_raft::MemLog`.
-pub(crate) fn check_batch(groups: &HashMap<GroupId, GroupState>, batch: &WriteBatch) {
-    let mut shapes: HashMap<GroupId, Shape> = HashMap::new();
+pub(crate) fn check_batch(groups: &FxHashMap<GroupId, GroupState>, batch: &WriteBatch) {
+    let mut shapes: FxHashMap<GroupId, Shape> = FxHashMap::default();
     for (group, operation) in &batch.operations {
         let shape = shapes.entry(*group).or_insert_with(|| {
             let state = groups.get(group);
@@ -94,13 +94,13 @@ mod tests {
 
     #[test]
     fn consecutive_appends_and_overwrites_pass() {
-        check_batch(&HashMap::new(), &batch_of(&[1..=3, 4..=5, 2..=2]));
+        check_batch(&FxHashMap::default(), &batch_of(&[1..=3, 4..=5, 2..=2]));
     }
 
     #[test]
     #[should_panic(expected = "append leaves a gap")]
     fn a_gap_panics() {
-        check_batch(&HashMap::new(), &batch_of(&[1..=3, 5..=5]));
+        check_batch(&FxHashMap::default(), &batch_of(&[1..=3, 5..=5]));
     }
 
     #[test]
@@ -110,6 +110,6 @@ mod tests {
         let mut list = entries(1..=2);
         list.extend(entries(4..=4));
         batch.append(GroupId(1), list);
-        check_batch(&HashMap::new(), &batch);
+        check_batch(&FxHashMap::default(), &batch);
     }
 }
