@@ -261,7 +261,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         command => {
             init_logs("warn");
-            client_runtime()?.block_on(client_command(command))
+            client_runtime(CLIENT_THREADS)?.block_on(client_command(command))
         }
     }
 }
@@ -364,13 +364,23 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
     }
 }
 
-/// The small runtime client commands run on.
+/// Worker threads of the client runtime when its cluster runs elsewhere.
+pub const CLIENT_THREADS: usize = 2;
+
+/// Worker threads of the client runtime when it shares the machine with a local cluster
+/// (`demo`, `bench` without endpoints): one, as each local node has one network thread. The
+/// three nodes and the client then compete for the cores already, and a second client thread
+/// only adds cross-thread wake-ups (`docs/benchmarks.md`, "One client thread beside a local
+/// cluster").
+pub const LOCAL_CLIENT_THREADS: usize = 1;
+
+/// The small runtime client commands run on, with `threads` workers.
 ///
 /// # Errors
 /// The runtime could not start.
-pub fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+pub fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
 }

@@ -271,7 +271,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         args.nodes.min(3),
         folder.path().display()
     );
-    let runtime = crate::cli::client_runtime()?;
+    let runtime = crate::cli::client_runtime(crate::cli::LOCAL_CLIENT_THREADS)?;
     let result = runtime.block_on(drive(&mut cluster, &args.workload));
     cluster.stop();
     println!("stopped every node");

@@ -140,7 +140,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
         cas_percent: args.cas_percent,
     };
     template.validate()?;
-    let runtime = crate::cli::client_runtime()?;
+    let threads = if args.endpoints.is_empty() {
+        crate::cli::LOCAL_CLIENT_THREADS
+    } else {
+        crate::cli::CLIENT_THREADS
+    };
+    let runtime = crate::cli::client_runtime(threads)?;
     let folder = tempfile::Builder::new()
         .prefix("flotilla-bench-")
         .tempdir()?;
