@@ -1,7 +1,9 @@
 //! A fixed number of rounds of `benches/multiraft_spread.rs`, for an instruction count that
 //! does not move with the machine's load:
 //!
-//!     valgrind --tool=callgrind target/release/examples/spread_count GROUPS ROUNDS
+//! ```text
+//! valgrind --tool=callgrind target/release/examples/spread_count GROUPS ROUNDS
+//! ```
 //!
 //! (the difference between two round counts, divided by the puts, is the cost per put; see
 //! `docs/benchmarks.md`).
