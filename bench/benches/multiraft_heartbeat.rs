@@ -4,9 +4,8 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use flotilla_raft::{
-    Batch, Config, GroupId, MemLog, Membership, MultiConfig, MultiRaft, NodeId, Persist, Role,
-};
+use flotilla_bench::in_memory::Nodes as Cluster;
+use flotilla_raft::{Config, MultiConfig, NodeId};
 use std::hint::black_box;
 
 /// Ticks per second of the default configuration (a tick every 50 ms, heartbeats every 2).
@@ -23,9 +22,9 @@ fn config(node: NodeId, quiesce: bool) -> MultiConfig {
     }
 }
 
-/// Three nodes in memory; batches are handed over directly; stores are persisted.
+/// The in-memory cluster (`flotilla_bench::in_memory`), counting what crosses the wire.
 struct Nodes {
-    multis: Vec<MultiRaft<MemLog>>,
+    cluster: Cluster,
     wire_batches: u64,
     wire_bytes: u64,
 }
@@ -33,70 +32,27 @@ struct Nodes {
 impl Nodes {
     /// `group_count` groups with replicas on all three nodes, every one led by node 1.
     fn new(group_count: u64, quiesce: bool) -> Self {
-        let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
-        let multis = (1..=3)
-            .map(|id| {
-                let mut multi = MultiRaft::new(config(NodeId(id), quiesce));
-                for group in 1..=group_count {
-                    let mut store = MemLog::new();
-                    store.persist(&Persist::bootstrap(membership.clone()));
-                    multi.create_group(GroupId(group), store).unwrap();
-                }
-                multi
-            })
-            .collect();
-        let mut nodes = Self {
-            multis,
+        Self {
+            cluster: Cluster::new(group_count, |node| config(node, quiesce)),
             wire_batches: 0,
             wire_bytes: 0,
-        };
-        // Only node 1 ticks until it leads everything.
-        while !(1..=group_count)
-            .all(|group| nodes.multis[0].group(GroupId(group)).unwrap().role() == Role::Leader)
-        {
-            nodes.multis[0].tick();
-            nodes.settle();
         }
-        nodes
     }
 
     fn tick_all(&mut self) {
-        for multi in &mut self.multis {
+        for multi in &mut self.cluster.multis {
             multi.tick();
         }
-        self.settle();
-    }
-
-    fn settle(&mut self) {
-        loop {
-            let mut inbox: Vec<Batch> = Vec::new();
-            for multi in &mut self.multis {
-                while multi.has_ready() {
-                    let ready = multi.ready();
-                    for (group, group_ready) in &ready.groups {
-                        multi
-                            .store_mut(*group)
-                            .unwrap()
-                            .persist(&group_ready.persist);
-                    }
-                    inbox.extend(ready.batches.iter().cloned());
-                    multi.advance(ready);
-                }
-            }
-            if inbox.is_empty() {
-                return;
-            }
-            for batch in inbox {
-                self.wire_batches += 1;
-                self.wire_bytes += postcard::to_allocvec(&batch).unwrap().len() as u64;
-                let target = (batch.to.0 - 1) as usize;
-                let _ = self.multis[target].step_batch(batch);
-            }
-        }
+        let (batches, bytes) = (&mut self.wire_batches, &mut self.wire_bytes);
+        self.cluster.settle_observing(|batch| {
+            *batches += 1;
+            *bytes += postcard::to_allocvec(batch).unwrap().len() as u64;
+        });
     }
 
     fn quiescent(&self) -> bool {
-        self.multis
+        self.cluster
+            .multis
             .iter()
             .all(|multi| multi.group_ids().all(|group| multi.is_quiescent(group)))
     }
@@ -165,7 +121,7 @@ fn node_tick(c: &mut Criterion) {
         }
         bench_group.bench_function(name, |b| {
             b.iter(|| {
-                let leader = &mut nodes.multis[0];
+                let leader = &mut nodes.cluster.multis[0];
                 leader.tick();
                 while leader.has_ready() {
                     let ready = leader.ready();

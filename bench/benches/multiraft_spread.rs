@@ -5,14 +5,15 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flotilla_bench::spread::{Nodes, PUTS_PER_ROUND};
+use flotilla_bench::in_memory::{Nodes, PUTS_PER_ROUND};
+use flotilla_raft::MultiConfig;
 
 fn spread(c: &mut Criterion) {
     let payload = vec![7u8; 256];
     let mut bench_group = c.benchmark_group("commit_64_puts_3_nodes");
     bench_group.throughput(Throughput::Elements(PUTS_PER_ROUND as u64));
     for groups in [1u64, 64] {
-        let mut nodes = Nodes::new(groups);
+        let mut nodes = Nodes::new(groups, MultiConfig::new);
         bench_group.bench_function(format!("{groups}_groups"), |b| {
             b.iter(|| {
                 nodes.round(&payload);

@@ -9,7 +9,8 @@
 //! `docs/benchmarks.md`).
 #![allow(missing_docs)]
 
-use flotilla_bench::spread::Nodes;
+use flotilla_bench::in_memory::Nodes;
+use flotilla_raft::MultiConfig;
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|arg| arg.parse::<u64>());
@@ -18,7 +19,7 @@ fn main() {
         std::process::exit(2);
     };
     let payload = vec![7u8; 256];
-    let mut nodes = Nodes::new(groups);
+    let mut nodes = Nodes::new(groups, MultiConfig::new);
     for _ in 0..rounds {
         nodes.round(&payload);
         nodes.compact();

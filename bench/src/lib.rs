@@ -3,7 +3,7 @@
 //! The results file, its statistics and the workload's keys are `flotilla-node`'s, re-exported.
 #![forbid(unsafe_code)]
 
-pub mod spread;
+pub mod in_memory;
 
 pub use flotilla_node::loadgen::{Results, Run};
 pub use flotilla_node::workload::{Percentiles, key_of};

@@ -301,6 +301,9 @@ impl<L: LogReader> MultiRaft<L> {
         for (group, group_ready) in groups.drain(..) {
             if let Some(hosted) = self.groups.get_mut(&group) {
                 hosted.raft.advance(group_ready);
+                if hosted.quiescent {
+                    hosted.raft.release_spare_memory();
+                }
                 if hosted.raft.has_ready() {
                     self.dirty.insert(group);
                 }

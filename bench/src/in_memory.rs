@@ -1,35 +1,38 @@
-//! The in-memory MultiRaft cluster of `benches/multiraft_spread.rs` and
-//! `examples/spread_count.rs`: three nodes commit puts spread over 1 or many groups, with no
-//! IO, so the Raft layer's cost per put is measured alone (criterion times it; the example
-//! runs a fixed number of rounds for an instruction count under callgrind).
+//! Three MultiRaft nodes in one process, with no IO: batches are handed over directly and every
+//! store is a `MemLog`, so the Raft layer's costs are measured alone. Used by
+//! `benches/multiraft_heartbeat.rs` (idle groups), `benches/multiraft_spread.rs` and
+//! `examples/spread_count.rs` (puts spread over 1 or many groups; criterion times them, the
+//! example runs a fixed number of rounds for an instruction count under callgrind).
 
 use flotilla_raft::{
     Batch, GroupId, MemLog, Membership, MultiConfig, MultiRaft, NodeId, Persist, Role,
 };
 
-/// Puts proposed per round.
+const INFALLIBLE: &str = "in-memory groups do not fail";
+
+/// Puts proposed per `round`.
 pub const PUTS_PER_ROUND: usize = 64;
 
 /// Three nodes hosting `groups` groups, all led by node 1.
 pub struct Nodes {
-    multis: Vec<MultiRaft<MemLog>>,
+    /// Node `n` is `multis[n - 1]`.
+    pub multis: Vec<MultiRaft<MemLog>>,
     groups: u64,
 }
 
 impl Nodes {
-    /// Three nodes hosting `groups` groups of three replicas, every group led by node 1.
+    /// Three nodes, each configured by `config`, hosting `groups` groups of three replicas,
+    /// every group led by node 1 (only node 1 ticks until it leads them all).
     #[must_use]
-    pub fn new(groups: u64) -> Self {
+    pub fn new(groups: u64, config: impl Fn(NodeId) -> MultiConfig) -> Self {
         let membership = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
         let multis = (1..=3)
             .map(|id| {
-                let mut multi = MultiRaft::new(MultiConfig::new(NodeId(id)));
+                let mut multi = MultiRaft::new(config(NodeId(id)));
                 for group in 1..=groups {
                     let mut store = MemLog::new();
                     store.persist(&Persist::bootstrap(membership.clone()));
-                    multi
-                        .create_group(GroupId(group), store)
-                        .expect("in-memory groups do not fail");
+                    multi.create_group(GroupId(group), store).expect(INFALLIBLE);
                 }
                 multi
             })
@@ -38,7 +41,7 @@ impl Nodes {
         while !(1..=groups).all(|group| {
             nodes.multis[0]
                 .group(GroupId(group))
-                .expect("in-memory groups do not fail")
+                .expect(INFALLIBLE)
                 .role()
                 == Role::Leader
         }) {
@@ -49,7 +52,12 @@ impl Nodes {
     }
 
     /// Every node's ready cycles, and the batches they produce, until nothing is left.
-    fn settle(&mut self) {
+    pub fn settle(&mut self) {
+        self.settle_observing(|_| {});
+    }
+
+    /// `settle`, showing `observe` every batch before it is delivered.
+    pub fn settle_observing(&mut self, mut observe: impl FnMut(&Batch)) {
         loop {
             let mut inbox: Vec<Batch> = Vec::new();
             for multi in &mut self.multis {
@@ -58,7 +66,7 @@ impl Nodes {
                     for (group, group_ready) in &ready.groups {
                         multi
                             .store_mut(*group)
-                            .expect("in-memory groups do not fail")
+                            .expect(INFALLIBLE)
                             .persist(&group_ready.persist);
                     }
                     inbox.append(&mut ready.batches);
@@ -69,10 +77,9 @@ impl Nodes {
                 return;
             }
             for batch in inbox {
+                observe(&batch);
                 let target = (batch.to.0 - 1) as usize;
-                self.multis[target]
-                    .step_batch(batch)
-                    .expect("in-memory groups do not fail");
+                self.multis[target].step_batch(batch).expect(INFALLIBLE);
             }
         }
     }
@@ -83,7 +90,7 @@ impl Nodes {
             let group = GroupId(1 + put % self.groups);
             self.multis[0]
                 .propose(group, payload.to_vec())
-                .expect("in-memory groups do not fail");
+                .expect(INFALLIBLE);
         }
         self.settle();
     }
@@ -94,15 +101,9 @@ impl Nodes {
         for multi in &mut self.multis {
             for group in 1..=self.groups {
                 let group = GroupId(group);
-                let applied = multi
-                    .group(group)
-                    .expect("in-memory groups do not fail")
-                    .log()
-                    .applied();
+                let applied = multi.group(group).expect(INFALLIBLE).log().applied();
                 if applied.0 > 1_000 {
-                    multi
-                        .compact(group, applied, Vec::new())
-                        .expect("in-memory groups do not fail");
+                    multi.compact(group, applied, Vec::new()).expect(INFALLIBLE);
                 }
             }
         }
