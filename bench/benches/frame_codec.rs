@@ -24,7 +24,7 @@ fn batch(group_count: u64) -> Batch {
         let entry = Entry {
             term: Term(3),
             index: LogIndex(1000 + group),
-            payload: EntryPayload::Normal(vec![7; ENTRY_BYTES]),
+            payload: EntryPayload::Normal(vec![7; ENTRY_BYTES].into()),
         };
         let body = MessageBody::AppendEntries {
             prev: LogId {

@@ -22,7 +22,7 @@ fn entries(first: u64, count: u64, payload_bytes: usize) -> Vec<Entry> {
         .map(|index| Entry {
             term: Term(1),
             index: LogIndex(index),
-            payload: EntryPayload::Normal(vec![index as u8; payload_bytes]),
+            payload: EntryPayload::Normal(vec![index as u8; payload_bytes].into()),
         })
         .collect()
 }

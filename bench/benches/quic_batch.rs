@@ -85,7 +85,7 @@ fn batch(sequence: u64) -> Batch {
     let entry = Entry {
         term: Term(1),
         index: LogIndex(sequence),
-        payload: EntryPayload::Normal(vec![7; ENTRY_BYTES]),
+        payload: EntryPayload::Normal(vec![7; ENTRY_BYTES].into()),
     };
     let message = Message {
         from: NodeId(1),

@@ -104,7 +104,7 @@ fn append(index: u64, payload_bytes: usize) -> Message {
     let entry = Entry {
         term: Term(1),
         index: LogIndex(index),
-        payload: EntryPayload::Normal(vec![1; payload_bytes]),
+        payload: EntryPayload::Normal(vec![1; payload_bytes].into()),
     };
     Message {
         from: NodeId(1),

@@ -1,6 +1,7 @@
 //! What a log holds and what must be persisted: entries, hard state, membership, snapshots.
 
 use crate::types::{LogId, LogIndex, NodeId, Term};
+pub use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -20,8 +21,10 @@ pub struct Entry {
 pub enum EntryPayload {
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2, §8).
     Blank,
-    /// Application data (a client command). Encoded as one byte string, not byte by byte.
-    Normal(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Application data (a client command), encoded as one byte string. Shared, not copied,
+    /// by the clones an entry goes through (the write, each follower's AppendEntries, the
+    /// apply), which for one put per group are most of its replication work.
+    Normal(Bytes),
     /// A membership change: the whole configuration that takes effect when the entry is
     /// applied. Carrying the result rather than the steps makes re-applying idempotent.
     Membership(Membership),
@@ -138,4 +141,41 @@ pub struct Snapshot {
     /// The application's serialized state at `meta.last`.
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload as it was encoded before it became `Bytes`: logs and peers of either
+    /// version read each other's entries.
+    #[derive(Serialize, Deserialize)]
+    enum VecPayload {
+        Blank,
+        Normal(#[serde(with = "serde_bytes")] Vec<u8>),
+        Membership(Membership),
+    }
+
+    #[test]
+    fn a_shared_payload_encodes_as_the_byte_vector_did() {
+        let data = vec![0, 1, 2, 254, 255];
+        let shared = EntryPayload::Normal(Bytes::from(data.clone()));
+        let encoded = postcard::to_allocvec(&shared).unwrap();
+        let before = postcard::to_allocvec(&VecPayload::Normal(data)).unwrap();
+        assert_eq!(encoded, before);
+        let decoded: EntryPayload = postcard::from_bytes(&before).unwrap();
+        assert_eq!(decoded, shared);
+        for (now, then) in [
+            (EntryPayload::Blank, VecPayload::Blank),
+            (
+                EntryPayload::Membership(Membership::with_voters([NodeId(1), NodeId(2)])),
+                VecPayload::Membership(Membership::with_voters([NodeId(1), NodeId(2)])),
+            ),
+        ] {
+            assert_eq!(
+                postcard::to_allocvec(&now).unwrap(),
+                postcard::to_allocvec(&then).unwrap()
+            );
+        }
+    }
 }

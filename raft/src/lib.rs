@@ -22,7 +22,9 @@ pub mod types;
 #[cfg(feature = "mutations")]
 pub use config::Mutation;
 pub use config::{Config, ConfigError, ReadMode};
-pub use entry::{ChangeStep, Entry, EntryPayload, HardState, Membership, Snapshot, SnapshotMeta};
+pub use entry::{
+    Bytes, ChangeStep, Entry, EntryPayload, HardState, Membership, Snapshot, SnapshotMeta,
+};
 pub use error::{ProposeError, StepError};
 pub use handler::membership::plan_membership;
 pub use handler::snapshot::CompactError;

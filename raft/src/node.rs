@@ -7,7 +7,7 @@
 //! Nothing in here touches a clock, a socket or a file.
 
 use crate::config::Config;
-use crate::entry::{Entry, EntryPayload, HardState, Membership, Snapshot};
+use crate::entry::{Bytes, Entry, EntryPayload, HardState, Membership, Snapshot};
 use crate::error::{ProposeError, StepError};
 use crate::handler::read::ReadQueue;
 use crate::handler::snapshot::{IncomingSnapshot, OutgoingSnapshot};
@@ -183,10 +183,10 @@ impl<L: LogReader> RaftNode<L> {
     ///
     /// # Errors
     /// `NotLeader` with the last known leader, or `TransferInProgress`.
-    pub fn propose(&mut self, data: Vec<u8>) -> Result<LogIndex, ProposeError> {
+    pub fn propose(&mut self, data: impl Into<Bytes>) -> Result<LogIndex, ProposeError> {
         self.assert_no_ready_outstanding();
         self.check_can_propose()?;
-        let index = self.append_as_leader(EntryPayload::Normal(data));
+        let index = self.append_as_leader(EntryPayload::Normal(data.into()));
         self.check_invariants();
         Ok(index)
     }

@@ -118,7 +118,9 @@ impl Harness {
             .map(|index| Entry {
                 term: Term(self.term),
                 index: LogIndex(index),
-                payload: EntryPayload::Normal(vec![index as u8; self.rng.random_range(0..300)]),
+                payload: EntryPayload::Normal(
+                    vec![index as u8; self.rng.random_range(0..300)].into(),
+                ),
             })
             .collect();
         let hard_state = self.rng.random_bool(0.5).then_some(HardState {

@@ -102,7 +102,7 @@ fn a_record_over_the_limit_is_refused() {
     let directory = tempfile::tempdir().unwrap();
     let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
     let mut big = entries(1, 1..=1);
-    big[0].payload = flotilla_raft::EntryPayload::Normal(vec![0; 8 << 10]);
+    big[0].payload = flotilla_raft::EntryPayload::Normal(vec![0; 8 << 10].into());
     let mut batch = WriteBatch::new();
     batch.append(GroupId(1), big);
     assert!(engine.write(batch).is_err());

@@ -32,7 +32,7 @@ fn entry_at(index: u64) -> Entry {
     Entry {
         term: Term(1),
         index: LogIndex(index),
-        payload: EntryPayload::Normal(vec![(index % 251) as u8; payload_bytes]),
+        payload: EntryPayload::Normal(vec![(index % 251) as u8; payload_bytes].into()),
     }
 }
 

@@ -268,7 +268,7 @@ fn a_restart_loads_the_snapshot_then_replays_the_log_tail() {
         entries.push(Entry {
             term: Term(1),
             index: LogIndex(index),
-            payload: EntryPayload::Normal(command.encode()),
+            payload: EntryPayload::Normal(command.encode().into()),
         });
     }
     let mut batch = WriteBatch::new();

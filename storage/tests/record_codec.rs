@@ -29,7 +29,7 @@ fn body() -> impl Strategy<Value = Body> {
             Body::Entry(Entry {
                 term: Term(term),
                 index: LogIndex(index),
-                payload: EntryPayload::Normal(data),
+                payload: EntryPayload::Normal(data.into()),
             })
         });
     let hard_state =

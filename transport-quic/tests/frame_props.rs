@@ -21,7 +21,7 @@ fn entry() -> impl Strategy<Value = Entry> {
         .prop_map(|(term, index, data)| Entry {
             term: Term(term),
             index: LogIndex(index),
-            payload: EntryPayload::Normal(data),
+            payload: EntryPayload::Normal(data.into()),
         })
 }
 

@@ -167,7 +167,7 @@ mod tests {
             .map(|index| Entry {
                 index: LogIndex(index),
                 term: Term(1),
-                payload: EntryPayload::Normal(vec![0; 30]),
+                payload: EntryPayload::Normal(vec![0; 30].into()),
             })
             .collect();
         machines.count_applied(group, &entries);

@@ -645,7 +645,7 @@ mod tests {
         let entry = Entry {
             index: LogIndex(1),
             term: Term(1),
-            payload: EntryPayload::Normal(vec![0; payload_bytes]),
+            payload: EntryPayload::Normal(vec![0; payload_bytes].into()),
         };
         GroupMessage {
             group: GroupId(group),
@@ -667,7 +667,7 @@ mod tests {
             .map(|index| Entry {
                 index: LogIndex(index),
                 term: Term(1),
-                payload: EntryPayload::Normal(vec![1]),
+                payload: EntryPayload::Normal(vec![1].into()),
             })
             .collect()
     }

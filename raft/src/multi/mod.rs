@@ -18,7 +18,7 @@ mod quiesce;
 pub use config::MultiConfig;
 pub use error::MultiError;
 
-use crate::entry::ChangeStep;
+use crate::entry::{Bytes, ChangeStep};
 use crate::log::LogReader;
 use crate::message::{Batch, GroupMessage};
 use crate::node::RaftNode;
@@ -201,7 +201,11 @@ impl<L: LogReader> MultiRaft<L> {
     ///
     /// # Errors
     /// `UnknownGroup`, or the group's refusal.
-    pub fn propose(&mut self, group: GroupId, data: Vec<u8>) -> Result<LogIndex, MultiError> {
+    pub fn propose(
+        &mut self,
+        group: GroupId,
+        data: impl Into<Bytes>,
+    ) -> Result<LogIndex, MultiError> {
         Ok(self.awake(group)?.propose(data)?)
     }
 

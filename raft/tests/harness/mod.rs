@@ -401,21 +401,22 @@ impl Cluster {
         let replica = self.replicas.get_mut(&id).expect("replica");
         replica.app.applied = entry.index;
         if let EntryPayload::Normal(data) = &entry.payload {
+            let data = data.to_vec();
             replica.app.values.insert(entry.index, data.clone());
             let log = self.applied_logs.entry(id).or_default();
             if let Some(previous) = log.get(&entry.index) {
                 assert_eq!(
-                    previous, data,
+                    previous, &data,
                     "{id} re-applied a different value at {}",
                     entry.index
                 );
             }
             log.insert(entry.index, data.clone());
-            if self.proposals.get(&(id, entry.index)) == Some(data) {
+            if self.proposals.get(&(id, entry.index)) == Some(&data) {
                 self.proposals.remove(&(id, entry.index));
                 self.acks.push(Ack {
                     index: entry.index,
-                    data: data.clone(),
+                    data,
                 });
             }
         }

@@ -351,6 +351,7 @@ impl MultiCluster {
             .or_default()
             .on_applied(id, entry);
         if let EntryPayload::Normal(data) = &entry.payload {
+            let data = data.to_vec();
             self.apps
                 .entry((id, group))
                 .or_default()
@@ -359,8 +360,8 @@ impl MultiCluster {
                 .entry((id, group))
                 .or_default()
                 .insert(entry.index, data.clone());
-            if self.proposals.remove(&(id, group, entry.index)).as_ref() == Some(data) {
-                self.acks.insert((group, entry.index), data.clone());
+            if self.proposals.remove(&(id, group, entry.index)).as_ref() == Some(&data) {
+                self.acks.insert((group, entry.index), data);
             }
         }
     }

@@ -136,7 +136,7 @@ mod tests {
         let body = Body::Entry(Entry {
             term: Term(3),
             index: LogIndex(9),
-            payload: EntryPayload::Normal(b"put".to_vec()),
+            payload: EntryPayload::Normal(b"put".to_vec().into()),
         });
         let payload = body.encode_payload();
         let frame = Frame {

@@ -411,7 +411,7 @@ mod tests {
                 model.apply(&op, location);
                 if applied.is_ok() {
                     if let Op::Entry(index) = op {
-                        let entry = Entry { term: Term(1), index, payload: flotilla_raft::EntryPayload::Normal(vec![]) };
+                        let entry = Entry { term: Term(1), index, payload: flotilla_raft::EntryPayload::Normal(vec![].into()) };
                         state.remember(entry, 4);
                     }
                 }

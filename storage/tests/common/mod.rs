@@ -13,7 +13,7 @@ pub fn entries(term: u64, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> 
         .map(|index| Entry {
             term: Term(term),
             index: LogIndex(index),
-            payload: EntryPayload::Normal(vec![index as u8; 10]),
+            payload: EntryPayload::Normal(vec![index as u8; 10].into()),
         })
         .collect()
 }

@@ -31,7 +31,7 @@ pub(crate) fn batch(entry_bytes: usize, sequence: u64) -> Batch {
     let entry = Entry {
         term: Term(1),
         index: LogIndex(sequence),
-        payload: EntryPayload::Normal(vec![7; entry_bytes]),
+        payload: EntryPayload::Normal(vec![7; entry_bytes].into()),
     };
     let body = MessageBody::AppendEntries {
         prev: LogId::default(),

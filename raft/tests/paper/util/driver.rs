@@ -59,7 +59,7 @@ pub fn entry(term: u64, index: u64) -> Entry {
     Entry {
         term: Term(term),
         index: LogIndex(index),
-        payload: EntryPayload::Normal(format!("{term}/{index}").into_bytes()),
+        payload: EntryPayload::Normal(format!("{term}/{index}").into_bytes().into()),
     }
 }
 
