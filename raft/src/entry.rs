@@ -160,10 +160,10 @@ mod tests {
     fn a_shared_payload_encodes_as_the_byte_vector_did() {
         let data = vec![0, 1, 2, 254, 255];
         let shared = EntryPayload::Normal(Bytes::from(data.clone()));
-        let encoded = postcard::to_allocvec(&shared).unwrap();
-        let before = postcard::to_allocvec(&VecPayload::Normal(data)).unwrap();
+        let encoded = postcard::to_allocvec(&shared).expect("encodes");
+        let before = postcard::to_allocvec(&VecPayload::Normal(data)).expect("encodes");
         assert_eq!(encoded, before);
-        let decoded: EntryPayload = postcard::from_bytes(&before).unwrap();
+        let decoded: EntryPayload = postcard::from_bytes(&before).expect("decodes");
         assert_eq!(decoded, shared);
         for (now, then) in [
             (EntryPayload::Blank, VecPayload::Blank),
@@ -173,8 +173,8 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                postcard::to_allocvec(&now).unwrap(),
-                postcard::to_allocvec(&then).unwrap()
+                postcard::to_allocvec(&now).expect("encodes"),
+                postcard::to_allocvec(&then).expect("encodes")
             );
         }
     }
