@@ -1,9 +1,10 @@
 //! What a log holds and what must be persisted: entries, hard state, membership, snapshots.
 
 use crate::types::{LogId, LogIndex, NodeId, Term};
-pub use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+
+pub use bytes::Bytes;
 
 /// One entry of a group's log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +23,8 @@ pub enum EntryPayload {
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2, §8).
     Blank,
     /// Application data (a client command), encoded as one byte string. Shared, not copied,
-    /// by the clones an entry goes through (the write, each follower's AppendEntries, the
-    /// apply), which for one put per group are most of its replication work.
+    /// by the clones an entry goes through: into the write, each follower's AppendEntries and
+    /// the apply.
     Normal(Bytes),
     /// A membership change: the whole configuration that takes effect when the entry is
     /// applied. Carrying the result rather than the steps makes re-applying idempotent.
