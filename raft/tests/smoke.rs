@@ -48,3 +48,42 @@ fn messages_handed_out_once_are_not_handed_out_again() {
         );
     }
 }
+
+/// A proposal's payload is shared, not copied, between the write a leader's ready asks for and
+/// the AppendEntries that carry it to each follower.
+#[test]
+fn a_payload_goes_to_the_write_and_every_follower_without_a_copy() {
+    use flotilla_raft::{EntryPayload, MessageBody};
+    let mut cluster = Cluster::new(3, 2);
+    let leader = cluster.check_one_leader();
+    cluster.one(b"warm-up", 3, false);
+    let raft = cluster.raft_mut(leader).unwrap();
+    raft.propose(b"shared".to_vec()).unwrap();
+    let ready = raft.ready();
+    let address = |payload: &EntryPayload| match payload {
+        EntryPayload::Normal(data) => Some(data.as_ptr()),
+        _ => None,
+    };
+    let written = ready
+        .persist
+        .entries
+        .last()
+        .and_then(|entry| address(&entry.payload))
+        .expect("the proposal is written");
+    let sent: Vec<_> = ready
+        .messages
+        .iter()
+        .filter_map(|message| match &message.body {
+            MessageBody::AppendEntries { entries, .. } => entries.last(),
+            _ => None,
+        })
+        .map(|entry| address(&entry.payload))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![Some(written); 2],
+        "one AppendEntries per follower"
+    );
+    raft.store_mut().persist(&ready.persist);
+    raft.advance(ready);
+}
