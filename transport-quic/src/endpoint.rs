@@ -64,7 +64,14 @@ impl QuicTransport {
     ) -> Result<Self, ConnectError> {
         config.validate()?;
         check_own_identity(local, &tls)?;
-        let endpoint = Endpoint::server(tls.server_config(&config)?, address)?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| std::io::Error::other("QuicTransport::bind needs a tokio runtime"))?;
+        let endpoint = Endpoint::new(
+            tls.endpoint_config(),
+            Some(tls.server_config(&config)?),
+            std::net::UdpSocket::bind(address)?,
+            runtime,
+        )?;
         let (queue, inbound) = inbound_queue(config.inbound_queue_batches);
         let (clients_tx, clients_rx) = mpsc::channel(config.client_queue_connections);
         let (shutdown, shutdown_rx) = watch::channel(false);

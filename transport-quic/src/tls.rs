@@ -97,12 +97,59 @@ impl TlsSetup {
         Ok(client)
     }
 
+    /// The endpoint configuration of a node, with the two keys that let it reset, after a
+    /// crash and restart, the connections its previous process held (RFC 9000 §10.3).
+    ///
+    /// A peer or client that still sends on such a connection reaches the restarted endpoint
+    /// with a connection ID it issued before. To answer with a stateless reset, the endpoint
+    /// must recognize that ID as one of its own (quinn signs the IDs it issues with a key and
+    /// drops packets whose ID does not verify) and sign the reset token the previous process
+    /// announced. Both keys are derived from the node's private key, so a restarted node has
+    /// the same ones, and the sender drops the connection at once instead of waiting out its
+    /// idle timeout. With quinn's defaults (random keys per endpoint) the restarted node could
+    /// do neither: a dialing peer kept its dead connection, and clients theirs, for the whole
+    /// idle timeout (10 s by default), leaving the groups the restarted node led again
+    /// unreachable for that long. The keys are as secret as the private key; anyone holding
+    /// the reset key could reset this node's connections.
+    pub(crate) fn endpoint_config(&self) -> quinn::EndpointConfig {
+        let mut endpoint = quinn::EndpointConfig::default();
+        endpoint.reset_key(Arc::new(self.stateless_reset_key()));
+        let tag = self.derive(CONNECTION_ID_KEY_LABEL);
+        let mut key = [0; 8];
+        key.copy_from_slice(&tag.as_ref()[..8]);
+        let connection_id_key = u64::from_le_bytes(key);
+        endpoint.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(
+                connection_id_key,
+            ))
+        });
+        endpoint
+    }
+
+    /// The key of this node's stateless-reset tokens (see `endpoint_config`).
+    fn stateless_reset_key(&self) -> ring::hmac::Key {
+        ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            self.derive(RESET_KEY_LABEL).as_ref(),
+        )
+    }
+
+    /// A secret for `label`, derived from the private key (never the private key itself).
+    fn derive(&self, label: &[u8]) -> ring::hmac::Tag {
+        let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.identity.key.secret_der());
+        ring::hmac::sign(&secret, label)
+    }
+
     fn roots(&self) -> Result<RootCertStore, TlsError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone())?;
         Ok(roots)
     }
 }
+
+/// What the keys derived from a node's private key are for (each label gives another key).
+const RESET_KEY_LABEL: &[u8] = b"flotilla quic stateless reset key v1";
+const CONNECTION_ID_KEY_LABEL: &[u8] = b"flotilla quic connection id key v1";
 
 /// The ring crypto provider with rustls' default (TLS 1.3) suites.
 fn provider() -> Arc<CryptoProvider> {
@@ -177,6 +224,39 @@ mod tests {
         assert!(
             built.contains("ack_frequency_config: Some(AckFrequencyConfig { ack_eliciting_threshold: 6, max_ack_delay: Some(3ms)"),
             "{built}"
+        );
+    }
+
+    /// The reset key follows the private key: the same after a restart (the identity read
+    /// again), different for another node, and not the private key itself.
+    #[test]
+    fn the_stateless_reset_key_survives_a_restart_and_differs_per_node() {
+        let cluster = ClusterId::new("reset-test").expect("a valid cluster id");
+        let ca = crate::ClusterCa::generate(&cluster).expect("a CA");
+        let setup = |identity: Identity| TlsSetup {
+            cluster: cluster.clone(),
+            ca: ca.certificate(),
+            identity,
+        };
+        let node = ca
+            .node_identity(flotilla_raft::NodeId(1))
+            .expect("an identity");
+        let other = ca
+            .node_identity(flotilla_raft::NodeId(2))
+            .expect("an identity");
+        let tag = |setup: &TlsSetup| {
+            ring::hmac::sign(&setup.stateless_reset_key(), b"a connection id")
+                .as_ref()
+                .to_vec()
+        };
+        let before = setup(node.clone());
+        let restarted = setup(node.clone());
+        assert_eq!(tag(&before), tag(&restarted));
+        assert_ne!(tag(&before), tag(&setup(other)));
+        let raw = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, node.key.secret_der());
+        assert_ne!(
+            tag(&before),
+            ring::hmac::sign(&raw, b"a connection id").as_ref().to_vec()
         );
     }
 }

@@ -13,6 +13,7 @@ use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES, MAGIC, VERSI
 use flotilla_transport_quic::streams::CLOSE_MALFORMED_FRAME;
 use flotilla_transport_quic::{
     ALPN_CLIENT, ALPN_RAFT, ClusterCa, ClusterId, Identity, QuicTransport, Transport,
+    TransportConfig,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -207,7 +208,7 @@ fn a_restarted_peer_is_reconnected_and_delivery_resumes() {
         recv(&nodes[2]).await;
         let address = nodes[2].local_address().unwrap();
         nodes.pop().unwrap().shutdown().await;
-        let restarted = rebind(&ca, 3, address).await;
+        let restarted = rebind(3, address, common::node_tls(&ca, 3), common::config()).await;
         restarted.add_peer(NodeId(1), nodes[0].local_address().unwrap());
         restarted.add_peer(NodeId(2), nodes[1].local_address().unwrap());
         assert_eq!(
@@ -236,18 +237,81 @@ fn a_restarted_peer_is_reconnected_and_delivery_resumes() {
     });
 }
 
+/// A peer that crashes (it tells no one) and comes back on the same address with the same
+/// identity. The node that dials it still holds the dead connection; its next packet reaches
+/// the restarted endpoint, which answers with a stateless reset it can sign (its reset key
+/// comes from the node's private key), so the dialer drops the connection and redials at once.
+/// The idle timeout is set far past the guard: without the reset, the dead connection would
+/// stand until the test gave up. (Regression: with quinn's random reset key per endpoint, a
+/// restarted node was cut off from a dialing peer, and from its clients, for the idle timeout.)
+#[test]
+fn a_crashed_peer_that_comes_back_resets_the_dead_connection_at_once() {
+    common::init_tracing();
+    let runtime = |workers| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (main, doomed) = (runtime(2), runtime(1));
+    let ca = test_ca();
+    let config = TransportConfig {
+        idle_timeout_ms: 3_600_000,
+        ..common::config()
+    };
+    let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let tls = common::node_tls(&ca, 2);
+    let first = main
+        .block_on(QuicTransport::bind(
+            NodeId(1),
+            loopback,
+            common::node_tls(&ca, 1),
+            config.clone(),
+        ))
+        .unwrap();
+    let second = doomed
+        .block_on(QuicTransport::bind(
+            NodeId(2),
+            loopback,
+            tls.clone(),
+            config.clone(),
+        ))
+        .unwrap();
+    let (first_address, second_address) = (
+        first.local_address().unwrap(),
+        second.local_address().unwrap(),
+    );
+    doomed.block_on(async { second.add_peer(NodeId(1), first_address) });
+    main.block_on(async {
+        first.add_peer(NodeId(2), second_address);
+        common::send_until_received(&first, &second, batch(1, 2, 1)).await;
+    });
+    // The crash: node 2's tasks stop with its runtime, which drives every send, so nothing it
+    // drops afterwards (the transport closes its connections on drop) reaches the wire.
+    doomed.shutdown_timeout(std::time::Duration::from_secs(10));
+    drop(second);
+    main.block_on(async {
+        let restarted = rebind(2, second_address, tls, config).await;
+        restarted.add_peer(NodeId(1), first_address);
+        let got = common::send_until_received(&first, &restarted, batch(1, 2, 2)).await;
+        assert_eq!(got.from, NodeId(1));
+        assert!(first.counters().connections_established >= 2);
+        restarted.shutdown().await;
+        first.shutdown().await;
+    });
+}
+
 /// Binds node `id` again on the address it had, retrying while the old socket is released.
-async fn rebind(ca: &ClusterCa, id: u64, address: std::net::SocketAddr) -> QuicTransport {
+async fn rebind(
+    id: u64,
+    address: std::net::SocketAddr,
+    tls: flotilla_transport_quic::TlsSetup,
+    config: TransportConfig,
+) -> QuicTransport {
     let deadline = tokio::time::Instant::now() + GUARD;
     loop {
-        match QuicTransport::bind(
-            NodeId(id),
-            address,
-            common::node_tls(ca, id),
-            common::config(),
-        )
-        .await
-        {
+        match QuicTransport::bind(NodeId(id), address, tls.clone(), config.clone()).await {
             Ok(transport) => return transport,
             Err(error) => assert!(
                 tokio::time::Instant::now() < deadline,

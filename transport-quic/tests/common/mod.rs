@@ -19,7 +19,7 @@ pub const GUARD: Duration = Duration::from_secs(60);
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("warn")
+        .with_env_filter(std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
         .try_init();
 }
