@@ -313,8 +313,11 @@ impl RaftLoop {
     }
 
     /// Makes everything `ready` asks durable in one write and one fdatasync. A hard state that
-    /// only moved the commit index needs no sync (Raft never relies on a persisted commit
-    /// index; a restart relearns it), so it waits for the next write instead of costing one.
+    /// only moved the commit index needs no sync of its own, so it waits for the next write
+    /// instead of costing one: a restart that finds an older commit index relearns the rest
+    /// from the leader, and the deferred index covers only entries earlier writes made durable
+    /// (it comes with no new entries). The write keeps `Persist`'s order (entries, then hard
+    /// state), so a write torn by a crash never leaves a commit index over entries it lost.
     fn persist(&mut self, ready: &MultiReady) -> Result<(), LoopError> {
         let mut batch = WriteBatch::new();
         for (group, group_ready) in &ready.groups {

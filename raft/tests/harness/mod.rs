@@ -111,6 +111,12 @@ pub struct Cluster {
     pub reads_served: Vec<(NodeId, u64, LogIndex)>,
     /// Events processed, for determinism checks.
     pub trace_hash: u64,
+    /// Torn writes in which the write order dropped a hard state or compaction that the
+    /// random draws kept (see `torn_prefix`).
+    pub torn_writes_cut_in_order: u64,
+    /// `FLOTILLA_SIM_TRACE=1`: print every event, crash, restart and ready cycle to stderr
+    /// (to read what a failing seed did).
+    verbose: bool,
 }
 
 impl Cluster {
@@ -139,6 +145,8 @@ impl Cluster {
             reads: HashMap::new(),
             reads_served: Vec::new(),
             trace_hash: 0,
+            torn_writes_cut_in_order: 0,
+            verbose: std::env::var("FLOTILLA_SIM_TRACE").is_ok_and(|value| value == "1"),
         };
         let membership = Membership::with_voters(ids.iter().copied());
         for &id in &ids {
@@ -217,8 +225,18 @@ impl Cluster {
         done(self)
     }
 
+    /// Prints `line` with the simulated time when tracing.
+    pub fn note(&self, line: impl FnOnce() -> String) {
+        if self.verbose {
+            eprintln!("{:>7} {}", self.now_ms, line());
+        }
+    }
+
     fn handle(&mut self, event: Event) {
         self.trace(&event);
+        if !matches!(event, Event::Tick(..)) {
+            self.note(|| format!("{event:?}"));
+        }
         match event {
             Event::Tick(id, incarnation) => self.handle_tick(id, incarnation),
             Event::Deliver(message) => self.handle_delivery(message),
@@ -294,6 +312,21 @@ impl Cluster {
         while self.raft(id).is_some_and(RaftNode::has_ready) {
             let raft = self.raft_mut(id).expect("up");
             let ready = raft.ready();
+            self.note(|| {
+                let raft = self.raft(id).expect("up");
+                format!(
+                    "{id} ready: term {} role {:?} commit {} | persist snapshot {:?} entries {:?} hard {:?} compaction {:?} | committed {:?} | sends {}",
+                    raft.term(),
+                    raft.role(),
+                    raft.log().committed(),
+                    ready.persist.snapshot.as_ref().map(|s| s.meta.last),
+                    ready.persist.entries.iter().map(|e| e.log_id()).collect::<Vec<_>>(),
+                    ready.persist.hard_state,
+                    ready.persist.compaction.as_ref().map(|s| s.meta.last),
+                    ready.committed.iter().map(|e| e.log_id()).collect::<Vec<_>>(),
+                    ready.messages.len()
+                )
+            });
             if self.crash_mid_ready.remove(&id) {
                 self.crash_during(id, ready);
                 return;
@@ -439,17 +472,26 @@ impl Cluster {
     }
 
     fn crash_during(&mut self, id: NodeId, ready: Ready) {
-        // Before the sync returns any part of the write may be on disk: a prefix of the
-        // entries, with or without the hard state. Nothing was sent or acknowledged.
+        // Before the sync returns any prefix of the write may be on disk. The caller writes a
+        // `Persist` in the order `Ready` documents (snapshot, entries, hard state, compaction),
+        // as the WAL's records do, and recovery keeps a prefix of those records. Nothing was
+        // sent or acknowledged.
         let mut persist = ready.persist.clone();
-        let keep = self.rng.random_range(0..=persist.entries.len());
-        persist.entries.truncate(keep);
-        if self.rng.random_bool(0.5) {
-            persist.hard_state = None;
+        if torn_prefix(&mut persist, &mut self.rng, true) {
+            self.torn_writes_cut_in_order += 1;
         }
-        if self.rng.random_bool(0.5) {
-            persist.compaction = None;
-        }
+        self.note(|| {
+            format!(
+                "{id} CRASHES mid-ready, keeping entries {:?} hard {:?} compaction {:?}",
+                persist
+                    .entries
+                    .iter()
+                    .map(|e| e.log_id())
+                    .collect::<Vec<_>>(),
+                persist.hard_state,
+                persist.compaction.as_ref().map(|s| s.meta.last)
+            )
+        });
         self.persist(id, &persist);
         let replica = self.replicas.get_mut(&id).expect("replica");
         let raft = replica.raft.take().expect("up");
@@ -460,6 +502,7 @@ impl Cluster {
 
     /// Crashes `id`: it keeps only what it persisted.
     pub fn crash(&mut self, id: NodeId) {
+        self.note(|| format!("{id} CRASHES"));
         let replica = self.replicas.get_mut(&id).expect("replica");
         if let Some(raft) = replica.raft.take() {
             replica.disk = Some(raft.into_store());
@@ -491,6 +534,7 @@ impl Cluster {
             .get_mut(&id)
             .and_then(|replica| replica.disk.take());
         if let Some(disk) = disk {
+            self.note(|| format!("{id} RESTARTS"));
             self.add_replica(id, disk);
         }
     }
@@ -574,4 +618,34 @@ fn raft_into_disk(raft: RaftNode<MemLog>, ready: Ready) -> MemLog {
     // The ready is dropped unacknowledged: the process died before it could finish.
     drop(ready);
     raft.into_store()
+}
+
+/// Cuts `persist` to what a write torn by a crash may leave: a random prefix of its parts in
+/// write order (snapshot, entries, hard state, compaction; the snapshot is always kept).
+/// Regression: the crash model once kept the hard state while dropping entries before it, a
+/// state no prefix of the write can produce, and seeds 2016640 and 2028603 then "found" a
+/// follower that restarted with a commit index covering its own stale, overwritten entry.
+/// The random draws are the ones the model always made (`draw_compaction`: whether it drew
+/// for the compaction), so every other seed replays unchanged.
+pub fn torn_prefix(persist: &mut Persist, rng: &mut ChaCha8Rng, draw_compaction: bool) -> bool {
+    let keep = rng.random_range(0..=persist.entries.len());
+    let all_entries = keep == persist.entries.len();
+    persist.entries.truncate(keep);
+    let had_hard_state = persist.hard_state.is_some();
+    let mut ordered = false;
+    if rng.random_bool(0.5) {
+        persist.hard_state = None;
+    } else if !all_entries && had_hard_state {
+        persist.hard_state = None;
+        ordered = true;
+    }
+    let reached_compaction = all_entries && (!had_hard_state || persist.hard_state.is_some());
+    let drawn_out = draw_compaction && rng.random_bool(0.5);
+    if !drawn_out && !reached_compaction && persist.compaction.is_some() {
+        ordered = true;
+    }
+    if drawn_out || !reached_compaction {
+        persist.compaction = None;
+    }
+    ordered
 }

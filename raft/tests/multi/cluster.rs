@@ -426,16 +426,12 @@ impl MultiCluster {
         checker.on_entries_persisted(&persist.entries, prev_term);
     }
 
-    /// The node dies before its sync returns: each group keeps a random prefix of its new
-    /// entries, maybe its hard state; nothing was sent.
+    /// The node dies before its sync returns: each group keeps a random prefix of its write
+    /// (entries, then hard state; see `torn_prefix`); nothing was sent.
     fn crash_during(&mut self, id: NodeId, ready: flotilla_raft::MultiReady) {
         for (group, group_ready) in &ready.groups {
             let mut persist = group_ready.persist.clone();
-            let keep = self.rng.random_range(0..=persist.entries.len());
-            persist.entries.truncate(keep);
-            if self.rng.random_bool(0.5) {
-                persist.hard_state = None;
-            }
+            let _ = crate::harness::torn_prefix(&mut persist, &mut self.rng, false);
             self.persist(id, *group, &persist);
         }
         drop(ready);

@@ -50,7 +50,10 @@ impl Faults {
         self.repairs = later;
         for (_, repair) in due {
             match repair {
-                Repair::Heal => cluster.network.heal(),
+                Repair::Heal => {
+                    cluster.note(|| "HEAL".to_string());
+                    cluster.network.heal();
+                }
                 Repair::Restart(id) => {
                     cluster.restart(id);
                     self.counts.restarts += 1;
@@ -66,11 +69,13 @@ impl Faults {
                 ids.shuffle(rng);
                 let split = rng.random_range(1..ids.len());
                 let (left, right) = ids.split_at(split);
+                cluster.note(|| format!("PARTITION {left:?} | {right:?}"));
                 cluster.network.partition(&[left.to_vec(), right.to_vec()]);
             }
             1 => {
                 if let Some(leader) = cluster.leader() {
                     let others: Vec<NodeId> = ids.into_iter().filter(|&id| id != leader).collect();
+                    cluster.note(|| format!("PARTITION leader {leader} | {others:?}"));
                     cluster.network.partition(&[vec![leader], others]);
                 }
             }
@@ -78,6 +83,7 @@ impl Faults {
                 let source = ids[rng.random_range(0..ids.len())];
                 let target = ids[rng.random_range(0..ids.len())];
                 if source != target {
+                    cluster.note(|| format!("CUT {source} -> {target}"));
                     cluster.network.cut_one_way(source, target);
                 }
             }
@@ -97,6 +103,7 @@ impl Faults {
             return;
         };
         if rng.random_range(0..100) < swarm.torn_crash_percent {
+            cluster.note(|| format!("{victim} will crash in its next ready"));
             cluster.crash_in_next_ready(victim);
             self.counts.torn_crashes += 1;
         } else {

@@ -29,6 +29,7 @@ pub struct Report {
     pub terms: u64,
     pub simulated_ms: u64,
     pub trace_hash: u64,
+    pub torn_writes_cut_in_order: u64,
 }
 
 /// Runs `seed` with the standard replica configuration.
@@ -89,6 +90,7 @@ pub fn run_seed_with(seed: u64, config_of: fn(NodeId, u64) -> Config) -> Report 
             .unwrap_or(0),
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
+        torn_writes_cut_in_order: cluster.torn_writes_cut_in_order,
     }
 }
 
