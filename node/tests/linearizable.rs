@@ -342,6 +342,36 @@ async fn busiest_leader(client: &Client, spare: Option<NodeId>) -> NodeId {
     best.1
 }
 
+/// Waits (at most `WAIT`) until `node` has applied, in every group it hosts, what the most
+/// advanced replica of that group had applied when the wait began.
+async fn caught_up(client: &Client, node: NodeId) {
+    let mut target: BTreeMap<u64, u64> = BTreeMap::new();
+    for (_, status) in client.statuses().await {
+        for group in status.map(|status| status.groups).unwrap_or_default() {
+            let applied = target.entry(group.group.0).or_default();
+            *applied = (*applied).max(group.applied);
+        }
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(status) = client.status(node).await {
+            let behind = status
+                .groups
+                .iter()
+                .any(|group| group.applied < target.get(&group.group.0).copied().unwrap_or(0));
+            if !behind && !status.groups.is_empty() {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node {} did not catch up after its restart",
+            node.0
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn completed(events: &[Event]) -> usize {
     events
         .iter()
@@ -413,6 +443,9 @@ fn a_history_of_gets_puts_and_swaps_under_kill_9_and_restart_is_linearizable() {
             cluster.restart(binary(), victim).unwrap();
             mark(format!("restarted node {}", victim.0));
             previous = Some(victim);
+            // The next crash must leave a majority that holds every group's log: wait until
+            // the restarted node has caught up with what the groups had applied by now.
+            caught_up(&client, victim).await;
         }
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         stop.store(true, Ordering::Release);

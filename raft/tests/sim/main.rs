@@ -2,8 +2,10 @@
 //! each seed draws a swarm configuration, runs a safety phase with faults and a liveness phase
 //! after healing, and checks the Raft safety properties after every event.
 //!
-//! `FLOTILLA_SIM_SEEDS=N` runs N seeds (default: the CI budget); `FLOTILLA_SIM_SEED=S` replays
-//! one seed. A failure prints the command that reproduces it.
+//! `FLOTILLA_SIM_SEEDS=N` runs N seeds (default: the CI budget), from `FLOTILLA_SIM_FIRST`
+//! (default 1); `FLOTILLA_SIM_SEED=S` replays one seed, and `FLOTILLA_SIM_TRACE=1` with it
+//! prints every delivery, ready cycle, crash, restart and partition to stderr. A failure
+//! prints the command that reproduces it.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 #[path = "../harness/mod.rs"]
