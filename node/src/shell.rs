@@ -56,7 +56,7 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
         command => client
             .command(command)
             .await
-            .map(|outcome| (response_json(&outcome.response), outcome.ambiguous)),
+            .map(|outcome| (response_json(&outcome.response), outcome.is_ambiguous())),
     };
     let outcome = outcome.and_then(|(result, ambiguous)| match result.get("invalid") {
         Some(reason) => Err(ClientError::Refused(crate::api::ApiError::Unavailable(
@@ -78,15 +78,13 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
             key,
             ok: false,
             result: Value::Null,
-            ambiguous: matches!(
-                error,
-                ClientError::Ambiguous(_)
-                    | ClientError::Refused(ApiError::OutcomeUnknown)
-                    | ClientError::Unavailable {
-                        ambiguous: true,
-                        ..
-                    }
-            ),
+            ambiguous: match error {
+                ClientError::Ambiguous(_) | ClientError::Refused(ApiError::OutcomeUnknown) => true,
+                ClientError::Unavailable {
+                    ambiguous_attempts, ..
+                } => ambiguous_attempts > 0,
+                _ => false,
+            },
             error: Some(error.to_string()),
         },
     }

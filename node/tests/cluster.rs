@@ -113,7 +113,7 @@ async fn keep_writing(client: Client) {
             value: value.clone(),
         };
         if let Ok(outcome) = client.command(command).await {
-            if !outcome.ambiguous {
+            if !outcome.is_ambiguous() {
                 ACKNOWLEDGED.lock().unwrap().push((key, value));
             }
         }

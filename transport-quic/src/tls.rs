@@ -102,9 +102,10 @@ impl TlsSetup {
     ///
     /// A peer or client that still sends on such a connection reaches the restarted endpoint
     /// with a connection ID it issued before. To answer with a stateless reset, the endpoint
-    /// must recognize that ID as one of its own (quinn signs the IDs it issues with a key and
-    /// drops packets whose ID does not verify) and sign the reset token the previous process
-    /// announced. Both keys are derived from the node's private key, so a restarted node has
+    /// must recognize that ID as one of its own (quinn tags the IDs it issues with a keyed,
+    /// non-cryptographic hash and drops packets whose ID does not match: a filter for stray
+    /// packets, not a security boundary) and compute the reset token the previous process
+    /// announced (an HMAC of the ID). Both keys are derived from the node's private key, so a restarted node has
     /// the same ones, and the sender drops the connection at once instead of waiting out its
     /// idle timeout. With quinn's defaults (random keys per endpoint) the restarted node could
     /// do neither: a dialing peer kept its dead connection, and clients theirs, for the whole

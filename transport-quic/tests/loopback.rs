@@ -241,8 +241,9 @@ fn a_restarted_peer_is_reconnected_and_delivery_resumes() {
 /// identity. The node that dials it still holds the dead connection; its next packet reaches
 /// the restarted endpoint, which answers with a stateless reset it can sign (its reset key
 /// comes from the node's private key), so the dialer drops the connection and redials at once.
-/// The idle timeout is set far past the guard: without the reset, the dead connection would
-/// stand until the test gave up. (Regression: with quinn's random reset key per endpoint, a
+/// A client connected to the crashed process gets the same reset on its next request. The
+/// idle timeout is set far past the guard: without the reset, the dead connections would stand
+/// until the test gave up. (Regression: with quinn's random reset key per endpoint, a
 /// restarted node was cut off from a dialing peer, and from its clients, for the idle timeout.)
 #[test]
 fn a_crashed_peer_that_comes_back_resets_the_dead_connection_at_once() {
@@ -283,9 +284,22 @@ fn a_crashed_peer_that_comes_back_resets_the_dead_connection_at_once() {
         second.local_address().unwrap(),
     );
     doomed.block_on(async { second.add_peer(NodeId(1), first_address) });
-    main.block_on(async {
+    let client_tls = flotilla_transport_quic::TlsSetup {
+        cluster: ClusterId::new("test-cluster").unwrap(),
+        ca: ca.certificate(),
+        identity: ca.client_identity("ops").unwrap(),
+    };
+    let session = main.block_on(async {
         first.add_peer(NodeId(2), second_address);
         common::send_until_received(&first, &second, batch(1, 2, 1)).await;
+        flotilla_transport_quic::ClientSession::connect(
+            &client_tls,
+            &config,
+            NodeId(2),
+            second_address,
+        )
+        .await
+        .unwrap()
     });
     // The crash: node 2's tasks stop with its runtime, which drives every send, so nothing it
     // drops afterwards (the transport closes its connections on drop) reaches the wire.
@@ -297,6 +311,19 @@ fn a_crashed_peer_that_comes_back_resets_the_dead_connection_at_once() {
         let got = common::send_until_received(&first, &restarted, batch(1, 2, 2)).await;
         assert_eq!(got.from, NodeId(1));
         assert!(first.counters().connections_established >= 2);
+        // A client's connection to the crashed process is reset too, on its next request.
+        let ping = "ping".to_owned();
+        let request = session.request::<String, String>(&ping);
+        let outcome = tokio::time::timeout(GUARD, request).await;
+        assert!(matches!(outcome, Ok(Err(_))), "{outcome:?}");
+        assert!(
+            matches!(
+                session.connection().close_reason(),
+                Some(quinn::ConnectionError::Reset)
+            ),
+            "{:?}",
+            session.connection().close_reason()
+        );
         restarted.shutdown().await;
         first.shutdown().await;
     });

@@ -5,7 +5,8 @@
 //!
 //! Retry semantics: reads are retried freely. `put` and `delete` are retried after a timeout
 //! because applying them twice leaves the same state, but the outcome is then marked
-//! `ambiguous` (the returned previous value may come from the first attempt's effect).
+//! ambiguous (`Outcome::ambiguous_attempts` counts the attempts that may also have applied; the
+//! returned previous value may come from such an attempt's effect).
 //! `cas` is never retried after an attempt that may have applied: it fails with
 //! [`ClientError::Ambiguous`], and the caller reads the key to learn what happened.
 
@@ -63,25 +64,44 @@ pub enum ClientError {
     /// A compare-and-swap attempt got no answer: it may or may not have been applied.
     #[error("the outcome is unknown: the request may or may not have been applied ({0})")]
     Ambiguous(CallError),
-    /// Out of time or replicas. `ambiguous`: a write attempt may have been applied.
-    #[error("gave up after {attempts} attempts: {reason}{}", if *.ambiguous { " (an attempt may have been applied)" } else { "" })]
+    /// Out of time or replicas. `ambiguous_attempts`: write attempts that may have been
+    /// applied.
+    #[error("gave up after {attempts} attempts: {reason}{}", ambiguity(*.ambiguous_attempts))]
     Unavailable {
         /// Attempts made.
         attempts: u32,
         /// The last reason.
         reason: String,
-        /// Whether a write may have been applied.
-        ambiguous: bool,
+        /// Write attempts that got no answer (timed out, lost with their connection, or of
+        /// unknown outcome): each may have been applied. 0 for a read.
+        ambiguous_attempts: u32,
     },
 }
 
-/// The response to a request, and whether an earlier attempt may also have applied it.
+/// The response to a request, and how many earlier attempts may also have applied it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// The state machine's response.
     pub response: Response,
-    /// A retried write: an earlier attempt timed out and may have applied too.
-    pub ambiguous: bool,
+    /// A retried write: the earlier attempts that got no answer (timed out, lost with their
+    /// connection, or of unknown outcome), each of which may have applied too. 0: none.
+    pub ambiguous_attempts: u32,
+}
+
+impl Outcome {
+    /// Whether an earlier attempt may also have applied the write.
+    #[must_use]
+    pub fn is_ambiguous(&self) -> bool {
+        self.ambiguous_attempts > 0
+    }
+}
+
+fn ambiguity(ambiguous_attempts: u32) -> String {
+    match ambiguous_attempts {
+        0 => String::new(),
+        1 => " (an attempt may have been applied)".to_string(),
+        count => format!(" ({count} attempts may have been applied)"),
+    }
 }
 
 /// The pairs of a scan across ranges.
@@ -254,7 +274,7 @@ impl Client {
                 "unexpected reply".into(),
             ))),
             Ok(Err(error)) => Err(ClientError::Refused(error)),
-            Err(error) => Err(unavailable(1, &error, false)),
+            Err(error) => Err(unavailable(1, &error)),
         }
     }
 
@@ -302,7 +322,7 @@ impl Client {
         let deadline = Instant::now() + self.inner.options.deadline;
         let mut attempts = Attempts::default();
         let mut count = 1;
-        let mut ambiguous = false;
+        let mut ambiguous_attempts = 0;
         let mut target = lock(&self.inner.router).route(&key, &mut attempts);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -311,7 +331,7 @@ impl Client {
                 return Err(ClientError::Unavailable {
                     attempts: count,
                     reason,
-                    ambiguous,
+                    ambiguous_attempts,
                 });
             }
             let (request, range_end) = self.request_for(&target, &command);
@@ -323,7 +343,7 @@ impl Client {
                     return Ok((
                         Outcome {
                             response,
-                            ambiguous,
+                            ambiguous_attempts,
                         },
                         range_end,
                     ));
@@ -355,7 +375,7 @@ impl Client {
                     if matches!(command, Command::CompareAndSwap { .. }) {
                         return Err(ClientError::Refused(ApiError::OutcomeUnknown));
                     }
-                    ambiguous |= write;
+                    ambiguous_attempts += u32::from(write);
                     RouteReply::Timeout
                 }
                 Ok(Err(error)) => return Err(ClientError::Refused(error)),
@@ -368,7 +388,7 @@ impl Client {
                     if matches!(command, Command::CompareAndSwap { .. }) {
                         return Err(ClientError::Ambiguous(error));
                     }
-                    ambiguous |= write;
+                    ambiguous_attempts += u32::from(write);
                     RouteReply::Timeout
                 }
             };
@@ -382,7 +402,7 @@ impl Client {
                         return Err(ClientError::Unavailable {
                             attempts: count,
                             reason,
-                            ambiguous,
+                            ambiguous_attempts,
                         });
                     }
                     lock(&self.inner.router).route(&key, &mut attempts)
@@ -392,7 +412,7 @@ impl Client {
                     return Err(ClientError::Unavailable {
                         attempts: count,
                         reason: error.to_string(),
-                        ambiguous,
+                        ambiguous_attempts,
                     });
                 }
             };
@@ -507,11 +527,11 @@ fn unexpected(response: &Response) -> ClientError {
     )))
 }
 
-fn unavailable(attempts: u32, error: &CallError, ambiguous: bool) -> ClientError {
+fn unavailable(attempts: u32, error: &CallError) -> ClientError {
     ClientError::Unavailable {
         attempts,
         reason: error.to_string(),
-        ambiguous,
+        ambiguous_attempts: 0,
     }
 }
 

@@ -313,7 +313,7 @@ impl RaftLoop {
     }
 
     /// Makes everything `ready` asks durable in one write and one fdatasync. A hard state that
-    /// only moved the commit index needs no sync of its own, so it waits for the next write
+    /// only moved the commit index needs no sync of its own, so it rides with the next write
     /// instead of costing one: a restart that finds an older commit index relearns the rest
     /// from the leader, and the deferred index covers only entries earlier writes made durable
     /// (it comes with no new entries). The write keeps `Persist`'s order (entries, then hard
@@ -335,13 +335,19 @@ impl RaftLoop {
                 self.deferred.insert(*group, state);
                 continue;
             }
-            self.deferred.remove(group);
+            let deferred = self.deferred.remove(group);
             if let Some(vote) = vote {
                 self.synced_votes.insert(*group, vote);
             }
             self.counters.entries_persisted += persist.entries.len() as u64;
             self.waiting.overwritten(*group, &persist.entries);
             batch.persist(*group, persist);
+            // Raft hands out a hard state only when it changed, so a write of entries alone
+            // would otherwise drop the deferred one: it goes after them (older on disk would
+            // be safe, but a restart would relearn more).
+            if let (None, None, Some(state)) = (persist.hard_state, &persist.snapshot, deferred) {
+                batch.set_hard_state(*group, state);
+            }
         }
         if batch.is_empty() {
             return Ok(());

@@ -626,7 +626,9 @@ fn raft_into_disk(raft: RaftNode<MemLog>, ready: Ready) -> MemLog {
 /// state no prefix of the write can produce, and seeds 2016640 and 2028603 then "found" a
 /// follower that restarted with a commit index covering its own stale, overwritten entry.
 /// The random draws are the ones the model always made (`draw_compaction`: whether it drew
-/// for the compaction), so every other seed replays unchanged.
+/// for the compaction), so every other seed of the single-group simulator replays unchanged;
+/// the multi-node model, which always kept a compaction, now drops one written after a lost
+/// part. Returns whether the write order cut a part that the draws kept.
 pub fn torn_prefix(persist: &mut Persist, rng: &mut ChaCha8Rng, draw_compaction: bool) -> bool {
     let keep = rng.random_range(0..=persist.entries.len());
     let all_entries = keep == persist.entries.len();

@@ -427,7 +427,7 @@ impl MultiCluster {
     }
 
     /// The node dies before its sync returns: each group keeps a random prefix of its write
-    /// (entries, then hard state; see `torn_prefix`); nothing was sent.
+    /// (snapshot, entries, hard state, compaction; see `torn_prefix`); nothing was sent.
     fn crash_during(&mut self, id: NodeId, ready: flotilla_raft::MultiReady) {
         for (group, group_ready) in &ready.groups {
             let mut persist = group_ready.persist.clone();
