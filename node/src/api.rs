@@ -61,8 +61,8 @@ pub enum Reply {
     Status(NodeStatus),
 }
 
-/// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed` and
-/// `Dropped` mean the request was not applied and may be sent again.
+/// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
+/// `Dropped` and `Unavailable` mean the request was not applied and may be sent again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {
     /// This replica is not the group's leader; `leader` is the one it last heard of.
@@ -100,7 +100,8 @@ pub enum ApiError {
     /// The node's request queue is full; try again shortly.
     #[error("the node is busy; try again")]
     Busy,
-    /// The proposal was overwritten by another leader's entry: it was not applied.
+    /// Another leader's entry was applied at the proposal's index: it was not applied, and
+    /// never will be.
     #[error("the proposal was dropped by a leader change; it was not applied")]
     Dropped,
     /// The node is shutting down or failed; the request was not applied.

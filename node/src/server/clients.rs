@@ -42,6 +42,9 @@ pub(crate) struct ConfirmedRead {
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
     proposals: FxHashMap<(GroupId, LogIndex), (Term, Responder)>,
+    /// Proposals whose index this node proposed at again (in a later term, as leader again):
+    /// either entry may still be the one applied there. Rare, so a list.
+    superseded: Vec<(GroupId, LogIndex, Term, Responder)>,
     reads: FxHashMap<u64, (GroupId, Command, Responder)>,
     confirmed: Vec<ConfirmedRead>,
     next_read: u64,
@@ -55,25 +58,12 @@ impl Waiting {
         term: Term,
         responder: Responder,
     ) {
-        // An older proposal at the same index was cut from this log by another leader.
-        if let Some((_, older)) = self.proposals.insert((group, index), (term, responder)) {
-            older.answer(Err(ApiError::Dropped));
-        }
-    }
-
-    /// `group` is persisting `entries` (a follower: possibly replacing a suffix of its log):
-    /// a proposal waiting at one of their indexes with another term was overwritten.
-    pub(crate) fn overwritten(&mut self, group: GroupId, entries: &[flotilla_raft::Entry]) {
-        for entry in entries {
-            let lost = self
-                .proposals
-                .get(&(group, entry.index))
-                .is_some_and(|(term, _)| *term != entry.term);
-            if lost {
-                if let Some((_, responder)) = self.proposals.remove(&(group, entry.index)) {
-                    responder.answer(Err(ApiError::Dropped));
-                }
-            }
+        // An older proposal at the same index was cut from this log by another leader, but
+        // another replica may still hold it and lead later (with five replicas or more, the
+        // Raft paper's Figure 8): it waits, like this one, for the entry applied there.
+        if let Some((older_term, older)) = self.proposals.insert((group, index), (term, responder))
+        {
+            self.superseded.push((group, index, older_term, older));
         }
     }
 
@@ -96,7 +86,9 @@ impl Waiting {
     }
 
     /// The entry at `index` of `group` (of term `term`) was applied with `response`: answers the
-    /// proposal waiting there. A proposal of another term was overwritten: never applied.
+    /// proposals waiting there. One of another term was never applied, and never will be: an
+    /// entry has one index. (Only this proves it: a proposal overwritten in this node's log may
+    /// still be committed from another replica's.)
     pub(crate) fn applied(
         &mut self,
         group: GroupId,
@@ -104,12 +96,17 @@ impl Waiting {
         term: Term,
         response: Option<Response>,
     ) {
-        let Some((proposed_term, responder)) = self.proposals.remove(&(group, index)) else {
-            return;
-        };
-        match response {
-            Some(response) if proposed_term == term => responder.answer(Ok(Reply::Kv(response))),
-            _ => responder.answer(Err(ApiError::Dropped)),
+        if !self.superseded.is_empty() {
+            let (here, rest) = std::mem::take(&mut self.superseded)
+                .into_iter()
+                .partition(|(g, i, _, _)| (*g, *i) == (group, index));
+            self.superseded = rest;
+            for (_, _, proposed_term, responder) in here {
+                answer_applied(responder, proposed_term == term, response.clone());
+            }
+        }
+        if let Some((proposed_term, responder)) = self.proposals.remove(&(group, index)) {
+            answer_applied(responder, proposed_term == term, response);
         }
     }
 
@@ -128,6 +125,13 @@ impl Waiting {
             if let Some((_, responder)) = self.proposals.remove(&key) {
                 responder.answer(Err(ApiError::OutcomeUnknown));
             }
+        }
+        let (covered, rest) = std::mem::take(&mut self.superseded)
+            .into_iter()
+            .partition(|(g, i, _, _)| *g == group && *i <= index);
+        self.superseded = rest;
+        for (_, _, _, responder) in covered {
+            responder.answer(Err(ApiError::OutcomeUnknown));
         }
     }
 
@@ -157,7 +161,16 @@ impl Waiting {
 
     /// Proposals and reads waiting, for status.
     pub(crate) fn len(&self) -> usize {
-        self.proposals.len() + self.reads.len() + self.confirmed.len()
+        self.proposals.len() + self.superseded.len() + self.reads.len() + self.confirmed.len()
+    }
+}
+
+/// Answers a proposal whose index was applied: with the response if its own entry was
+/// (`own_entry`), `Dropped` otherwise.
+fn answer_applied(responder: Responder, own_entry: bool, response: Option<Response>) {
+    match response {
+        Some(response) if own_entry => responder.answer(Ok(Reply::Kv(response))),
+        _ => responder.answer(Err(ApiError::Dropped)),
     }
 }
 
@@ -196,6 +209,47 @@ mod tests {
         let second = answered.try_recv().unwrap();
         assert_eq!((second.id, second.result), (2, Err(ApiError::Dropped)));
         assert_eq!(waiting.len(), 0);
+    }
+
+    /// This node proposed at index 5 in term 2, lost leadership, and proposed at 5 again in
+    /// term 4. Either entry may be the one applied there (the first may live on in another
+    /// replica's log), so neither is answered until index 5 is applied.
+    #[test]
+    fn a_proposal_made_again_at_its_index_waits_with_the_first_for_the_applied_entry() {
+        for (applied_term, winner) in [(Term(2), 1), (Term(4), 2), (Term(3), 0)] {
+            let (stream, mut answered) = answers();
+            let mut waiting = Waiting::default();
+            waiting.add_proposal(
+                GROUP,
+                LogIndex(5),
+                Term(2),
+                Responder::new(1, stream.clone()),
+            );
+            waiting.add_proposal(GROUP, LogIndex(5), Term(4), Responder::new(2, stream));
+            assert!(answered.try_recv().is_err(), "answered before the apply");
+            let written = Response::Written { previous: None };
+            waiting.applied(GROUP, LogIndex(5), applied_term, Some(written.clone()));
+            let mut results: Vec<_> = (0..2)
+                .map(|_| {
+                    let frame = answered.try_recv().unwrap();
+                    (frame.id, frame.result)
+                })
+                .collect();
+            results.sort_by_key(|(id, _)| *id);
+            let expected: Vec<_> = [1, 2]
+                .into_iter()
+                .map(|id| {
+                    let result = if id == winner {
+                        Ok(Reply::Kv(written.clone()))
+                    } else {
+                        Err(ApiError::Dropped)
+                    };
+                    (id, result)
+                })
+                .collect();
+            assert_eq!(results, expected, "entry of {applied_term:?} applied");
+            assert_eq!(waiting.len(), 0);
+        }
     }
 
     #[test]

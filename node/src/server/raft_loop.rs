@@ -340,7 +340,6 @@ impl RaftLoop {
                 self.synced_votes.insert(*group, vote);
             }
             self.counters.entries_persisted += persist.entries.len() as u64;
-            self.waiting.overwritten(*group, &persist.entries);
             batch.persist(*group, persist);
             // Raft hands out a hard state only when it changed, so a write of entries alone
             // would otherwise drop the deferred one: it goes after them (older on disk would
