@@ -96,10 +96,12 @@ impl Waiting {
         term: Term,
         response: Option<Response>,
     ) {
-        if !self.superseded.is_empty() {
+        let at_index =
+            |(g, i, _, _): &(GroupId, LogIndex, Term, Responder)| (*g, *i) == (group, index);
+        if self.superseded.iter().any(at_index) {
             let (here, rest) = std::mem::take(&mut self.superseded)
                 .into_iter()
-                .partition(|(g, i, _, _)| (*g, *i) == (group, index));
+                .partition(at_index);
             self.superseded = rest;
             for (_, _, proposed_term, responder) in here {
                 answer_applied(responder, proposed_term == term, response.clone());
