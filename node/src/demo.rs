@@ -161,17 +161,33 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Asks every node to stop (SIGTERM) and waits for each.
+    /// Freezes node `node` (SIGSTOP), as a long stall of the process would: it keeps its state
+    /// and its connections and does nothing until `resume`. Returns whether it was signalled.
+    pub fn pause(&self, node: NodeId) -> bool {
+        self.signal(node, "-STOP")
+    }
+
+    /// Lets a paused node run again (SIGCONT). Returns whether it was signalled.
+    pub fn resume(&self, node: NodeId) -> bool {
+        self.signal(node, "-CONT")
+    }
+
+    fn signal(&self, node: NodeId, signal: &str) -> bool {
+        self.children
+            .iter()
+            .filter(|(id, _)| *id == node)
+            .filter_map(|(_, child)| child.as_ref())
+            .any(|child| send_signal(child, signal))
+    }
+
+    /// Asks every node to stop (SIGTERM, and SIGCONT in case it was paused) and waits for each.
     pub fn stop(&mut self) {
         for (_, child) in &mut self.children {
             if let Some(mut child) = child.take() {
-                let terminated = std::process::Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status()
-                    .is_ok_and(|status| status.success());
-                if !terminated {
+                if !send_signal(&child, "-TERM") {
                     let _ = child.kill();
                 }
+                send_signal(&child, "-CONT");
                 let _ = child.wait();
             }
         }
@@ -187,6 +203,14 @@ impl Drop for LocalCluster {
             }
         }
     }
+}
+
+/// Sends `signal` (e.g. `-TERM`) to `child` with `kill`; whether it was delivered.
+fn send_signal(child: &Child, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {

@@ -1,6 +1,6 @@
 //! The client history of a real cluster under crashes is linearizable, key by key (TESTING.md,
 //! property 8): clients get, put, delete and compare-and-swap a few keys of every range while
-//! nodes are killed with SIGKILL and restarted; every operation's call and response are
+//! nodes are killed with SIGKILL and restarted, and a leader is frozen with SIGSTOP and woken; every operation's call and response are
 //! recorded in real-time order, and each key's history is checked against a sequential
 //! register with the Wing-Gong-Lowe checker of `todc-utils`.
 //!
@@ -481,6 +481,7 @@ fn a_history_of_gets_puts_and_swaps_under_kill_9_and_restart_is_linearizable() {
             })
             .collect();
         let mut marks = crash_twice(&mut cluster, &client, &recorder).await;
+        marks.extend(pause_once(&cluster, &client, &recorder).await);
         tokio::time::sleep(Duration::from_millis(2_500)).await;
         stop.store(true, Ordering::Release);
         for worker in workers {
@@ -534,6 +535,35 @@ async fn crash_twice(
         caught_up(client, victim).await;
     }
     marks
+}
+
+/// The nemesis, last part: the node leading the most groups freezes (SIGSTOP) for 2.5 s and
+/// runs again. The others elect new leaders meanwhile; the frozen one wakes up believing it
+/// still leads, with requests of its clients in flight, which is where a stale read or a
+/// write acknowledged by a deposed leader would show.
+async fn pause_once(
+    cluster: &LocalCluster,
+    client: &Client,
+    recorder: &Recorder,
+) -> Vec<(String, usize)> {
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let victim = busiest_leader(client, None).await;
+    assert!(
+        cluster.pause(victim),
+        "node {} could not be paused",
+        victim.0
+    );
+    let paused = (format!("paused node {}", victim.0), recorder.completed());
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        cluster.resume(victim),
+        "node {} could not be resumed",
+        victim.0
+    );
+    vec![
+        paused,
+        (format!("resumed node {}", victim.0), recorder.completed()),
+    ]
 }
 
 /// The checks on a finished run: operations completed in every window of the nemesis, every
