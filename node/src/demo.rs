@@ -213,7 +213,29 @@ fn send_signal(child: &Child, signal: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// The lowest port `free_udp_address` picks from.
+const NODE_PORT_MIN: u16 = 10_000;
+
+/// A free UDP address on loopback for a node, below the kernel's ephemeral port range when
+/// there is room: a client's socket (bound to port 0) then never takes the port of a node
+/// that was killed before the node restarts on it. Falls back to any free port.
 fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = u64::from(ephemeral_low.saturating_sub(NODE_PORT_MIN));
+    // A random start (std's per-map hash keys), so clusters started at once rarely collide.
+    let start = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    for attempt in 0..span.min(256) {
+        let offset = u16::try_from((start.wrapping_add(attempt)) % span).unwrap_or(0);
+        if let Ok(socket) = std::net::UdpSocket::bind(("127.0.0.1", NODE_PORT_MIN + offset)) {
+            return socket.local_addr();
+        }
+    }
     std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
 }
 
@@ -395,5 +417,32 @@ pub fn print_report(report: &WorkloadReport) {
             .map(|(kind, count)| format!("{kind} {count}"))
             .collect();
         println!("  errors: {}", errors.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Node ports stay out of the range the kernel hands to sockets bound to port 0, where a
+    /// client could take a killed node's port before the node restarts.
+    #[test]
+    fn node_ports_lie_below_the_ephemeral_range() {
+        let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        else {
+            return;
+        };
+        if low <= NODE_PORT_MIN {
+            return;
+        }
+        let ports: Vec<u16> = (0..8)
+            .map(|_| free_udp_address().expect("a free port").port())
+            .collect();
+        assert!(
+            ports.iter().all(|port| (NODE_PORT_MIN..low).contains(port)),
+            "{ports:?} not in {NODE_PORT_MIN}..{low}"
+        );
     }
 }
