@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod certs;
 pub mod client;
 pub mod config;
+mod connection_id;
 pub mod counters;
 pub mod endpoint;
 pub mod error;

@@ -6,6 +6,7 @@
 
 use crate::certs::Identity;
 use crate::config::TransportConfig;
+use crate::connection_id::KeyedConnectionIds;
 use crate::error::TlsError;
 use crate::identity::{ClusterId, PeerIdentity};
 use crate::verifier::ClusterClientVerifier;
@@ -102,10 +103,9 @@ impl TlsSetup {
     ///
     /// A peer or client that still sends on such a connection reaches the restarted endpoint
     /// with a connection ID it issued before. To answer with a stateless reset, the endpoint
-    /// must recognize that ID as one of its own (quinn tags the IDs it issues with a keyed,
-    /// non-cryptographic hash and drops packets whose ID does not match: a filter for stray
-    /// packets, not a security boundary) and compute the reset token the previous process
-    /// announced (an HMAC of the ID). Both keys are derived from the node's private key, so a restarted node has
+    /// must recognize that ID as one of its own (its IDs carry an HMAC tag, see
+    /// `connection_id`; quinn drops packets whose ID does not verify) and compute the reset
+    /// token the previous process announced (an HMAC of the ID under another key). Both keys are derived from the node's private key, so a restarted node has
     /// the same ones, and the sender drops the connection at once instead of waiting out its
     /// idle timeout. With quinn's defaults (random keys per endpoint) the restarted node could
     /// do neither: a dialing peer kept its dead connection, and clients theirs, for the whole
@@ -115,15 +115,12 @@ impl TlsSetup {
     pub(crate) fn endpoint_config(&self) -> quinn::EndpointConfig {
         let mut endpoint = quinn::EndpointConfig::default();
         endpoint.reset_key(Arc::new(self.stateless_reset_key()));
-        let tag = self.derive(CONNECTION_ID_KEY_LABEL);
-        let mut key = [0; 8];
-        key.copy_from_slice(&tag.as_ref()[..8]);
-        let connection_id_key = u64::from_le_bytes(key);
-        endpoint.cid_generator(move || {
-            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(
-                connection_id_key,
-            ))
-        });
+        let connection_id_key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            self.derive(CONNECTION_ID_KEY_LABEL).as_ref(),
+        );
+        endpoint
+            .cid_generator(move || Box::new(KeyedConnectionIds::new(connection_id_key.clone())));
         endpoint
     }
 
