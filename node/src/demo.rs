@@ -213,6 +213,16 @@ fn send_signal(child: &Child, signal: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// The first port of the kernel's ephemeral range (Linux), if it can be read.
+fn ephemeral_port_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The lowest port `free_udp_address` picks from.
 const NODE_PORT_MIN: u16 = 10_000;
 
@@ -221,10 +231,7 @@ const NODE_PORT_MIN: u16 = 10_000;
 /// that was killed before the node restarts on it. Falls back to any free port.
 fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {
     use std::hash::{BuildHasher, Hasher};
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
+    let ephemeral_low = ephemeral_port_low().unwrap_or(32_768);
     let span = u64::from(ephemeral_low.saturating_sub(NODE_PORT_MIN));
     // A random start (std's per-map hash keys), so clusters started at once rarely collide.
     let start = std::collections::hash_map::RandomState::new()
@@ -428,10 +435,7 @@ mod tests {
     /// client could take a killed node's port before the node restarts.
     #[test]
     fn node_ports_lie_below_the_ephemeral_range() {
-        let Some(low) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        else {
+        let Some(low) = ephemeral_port_low() else {
             return;
         };
         if low <= NODE_PORT_MIN {

@@ -8,38 +8,10 @@ use flotilla_node::{Client, ClientOptions};
 use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Command, Response};
-use std::future::Future;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(60);
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_flotilla"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Retries `attempt` until it returns `Some`, for at most `WAIT`.
-async fn eventually<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    mut attempt: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = attempt().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+mod common;
+use common::{WAIT, binary, eventually, runtime};
 
 /// A client of `cluster`, once every range has a leader.
 async fn connect(cluster: &LocalCluster) -> Client {

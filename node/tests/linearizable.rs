@@ -17,11 +17,13 @@ use flotilla_storage::{Command, Response};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use todc_utils::{Action, History, Specification, WGLChecker};
+
+mod common;
+use common::{WAIT, binary, eventually, runtime};
 
 /// A register holding one key's value: `None` is absent, a value is the writer's unique id.
 struct KeySpec;
@@ -101,16 +103,13 @@ enum Event {
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<Event>>,
-    next_id: Mutex<usize>,
+    next_id: AtomicUsize,
 }
 
 impl Recorder {
     fn call(&self, key: usize) -> usize {
-        let mut events = self.events.lock().unwrap();
-        let mut next = self.next_id.lock().unwrap();
-        let id = *next;
-        *next += 1;
-        events.push(Event::Call { id, key });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.push(Event::Call { id, key });
         id
     }
 
@@ -374,13 +373,8 @@ async fn compare_and_swap(
     }
 }
 
-const WAIT: Duration = Duration::from_secs(60);
 const WORKERS: u64 = 6;
 const KEYS_PER_RANGE: usize = 3;
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_flotilla"))
-}
 
 /// The node other than `spare` that leads the most groups now (the lowest such id if no node
 /// answers).
@@ -417,24 +411,16 @@ async fn caught_up(client: &Client, node: NodeId) {
             *applied = (*applied).max(group.applied);
         }
     }
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(status) = client.status(node).await {
-            let behind = status
-                .groups
-                .iter()
-                .any(|group| group.applied < target.get(&group.group.0).copied().unwrap_or(0));
-            if !behind && !status.groups.is_empty() {
-                return;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node {} did not catch up after its restart",
-            node.0
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("node {} to catch up after its restart", node.0);
+    eventually(&what, || async {
+        let status = client.status(node).await.ok()?;
+        let behind = status
+            .groups
+            .iter()
+            .any(|group| group.applied < target.get(&group.group.0).copied().unwrap_or(0));
+        (!behind && !status.groups.is_empty()).then_some(())
+    })
+    .await;
 }
 
 fn completed(events: &[Event]) -> usize {
@@ -458,12 +444,7 @@ fn a_history_of_gets_puts_and_swaps_under_kill_9_and_restart_is_linearizable() {
     let mut cluster =
         LocalCluster::start_with_config(binary(), dir.path(), 3, 4, Some(config)).unwrap();
     let recorder = Arc::new(Recorder::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (keys, marks) = runtime.block_on(Box::pin(async {
+    let (keys, marks) = runtime().block_on(Box::pin(async {
         let client = connect_when_ready(cluster.client_options(), WAIT)
             .await
             .unwrap();

@@ -96,16 +96,8 @@ impl Waiting {
         term: Term,
         response: Option<Response>,
     ) {
-        let at_index =
-            |(g, i, _, _): &(GroupId, LogIndex, Term, Responder)| (*g, *i) == (group, index);
-        if self.superseded.iter().any(at_index) {
-            let (here, rest) = std::mem::take(&mut self.superseded)
-                .into_iter()
-                .partition(at_index);
-            self.superseded = rest;
-            for (_, _, proposed_term, responder) in here {
-                answer_applied(responder, proposed_term == term, response.clone());
-            }
+        for (proposed_term, responder) in self.take_superseded(group, |i| i == index) {
+            answer_applied(responder, proposed_term == term, response.clone());
         }
         if let Some((proposed_term, responder)) = self.proposals.remove(&(group, index)) {
             answer_applied(responder, proposed_term == term, response);
@@ -128,13 +120,31 @@ impl Waiting {
                 responder.answer(Err(ApiError::OutcomeUnknown));
             }
         }
-        let (covered, rest) = std::mem::take(&mut self.superseded)
-            .into_iter()
-            .partition(|(g, i, _, _)| *g == group && *i <= index);
-        self.superseded = rest;
-        for (_, _, _, responder) in covered {
+        for (_, responder) in self.take_superseded(group, |i| i <= index) {
             responder.answer(Err(ApiError::OutcomeUnknown));
         }
+    }
+
+    /// Removes and returns the superseded proposals of `group` at the indexes `wanted` picks
+    /// (allocating nothing when there is none).
+    fn take_superseded(
+        &mut self,
+        group: GroupId,
+        wanted: impl Fn(LogIndex) -> bool,
+    ) -> Vec<(Term, Responder)> {
+        let picked =
+            |(g, i, _, _): &(GroupId, LogIndex, Term, Responder)| *g == group && wanted(*i);
+        if !self.superseded.iter().any(picked) {
+            return Vec::new();
+        }
+        let (taken, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.superseded)
+            .into_iter()
+            .partition(picked);
+        self.superseded = rest;
+        taken
+            .into_iter()
+            .map(|(_, _, term, responder)| (term, responder))
+            .collect()
     }
 
     /// ReadIndex confirmed the read `context` at `index`.
@@ -191,17 +201,38 @@ mod tests {
         mpsc::unbounded_channel()
     }
 
+    /// `Waiting` with one proposal per `(group, index, term)`, request ids 1, 2, ... in order,
+    /// and where their answers arrive.
+    fn proposed(
+        proposals: &[(GroupId, u64, u64)],
+    ) -> (Waiting, mpsc::UnboundedReceiver<ResponseFrame>) {
+        let (stream, answered) = answers();
+        let mut waiting = Waiting::default();
+        for (id, &(group, index, term)) in (1..).zip(proposals) {
+            let responder = Responder::new(id, stream.clone());
+            waiting.add_proposal(group, LogIndex(index), Term(term), responder);
+        }
+        (waiting, answered)
+    }
+
+    /// The next `count` answers (each must have arrived), by request id.
+    fn answers_by_id(
+        answered: &mut mpsc::UnboundedReceiver<ResponseFrame>,
+        count: usize,
+    ) -> Vec<(u64, Result<Reply, ApiError>)> {
+        let mut answers: Vec<_> = (0..count)
+            .map(|_| {
+                let frame = answered.try_recv().unwrap();
+                (frame.id, frame.result)
+            })
+            .collect();
+        answers.sort_by_key(|(id, _)| *id);
+        answers
+    }
+
     #[test]
     fn a_proposal_is_answered_only_by_its_own_entry() {
-        let (stream, mut answered) = answers();
-        let mut waiting = Waiting::default();
-        waiting.add_proposal(
-            GROUP,
-            LogIndex(5),
-            Term(2),
-            Responder::new(1, stream.clone()),
-        );
-        waiting.add_proposal(GROUP, LogIndex(6), Term(2), Responder::new(2, stream));
+        let (mut waiting, mut answered) = proposed(&[(GROUP, 5, 2), (GROUP, 6, 2)]);
         let written = Response::Written { previous: None };
         waiting.applied(GROUP, LogIndex(5), Term(2), Some(written.clone()));
         // Another leader's entry took index 6: the proposal made there was never applied.
@@ -219,25 +250,11 @@ mod tests {
     #[test]
     fn a_proposal_made_again_at_its_index_waits_with_the_first_for_the_applied_entry() {
         for (applied_term, winner) in [(Term(2), 1), (Term(4), 2), (Term(3), 0)] {
-            let (stream, mut answered) = answers();
-            let mut waiting = Waiting::default();
-            waiting.add_proposal(
-                GROUP,
-                LogIndex(5),
-                Term(2),
-                Responder::new(1, stream.clone()),
-            );
-            waiting.add_proposal(GROUP, LogIndex(5), Term(4), Responder::new(2, stream));
+            let (mut waiting, mut answered) = proposed(&[(GROUP, 5, 2), (GROUP, 5, 4)]);
             assert!(answered.try_recv().is_err(), "answered before the apply");
             let written = Response::Written { previous: None };
             waiting.applied(GROUP, LogIndex(5), applied_term, Some(written.clone()));
-            let mut results: Vec<_> = (0..2)
-                .map(|_| {
-                    let frame = answered.try_recv().unwrap();
-                    (frame.id, frame.result)
-                })
-                .collect();
-            results.sort_by_key(|(id, _)| *id);
+            let results = answers_by_id(&mut answered, 2);
             let expected: Vec<_> = [1, 2]
                 .into_iter()
                 .map(|id| {
@@ -256,24 +273,21 @@ mod tests {
 
     #[test]
     fn a_snapshot_over_a_proposal_makes_its_outcome_unknown() {
-        let (stream, mut answered) = answers();
-        let mut waiting = Waiting::default();
-        waiting.add_proposal(
-            GROUP,
-            LogIndex(5),
-            Term(2),
-            Responder::new(1, stream.clone()),
-        );
-        waiting.add_proposal(
-            GROUP,
-            LogIndex(9),
-            Term(2),
-            Responder::new(2, stream.clone()),
-        );
-        waiting.add_proposal(GroupId(4), LogIndex(1), Term(2), Responder::new(3, stream));
+        // Request 4 proposes at index 5 again: request 1 waits beside it, superseded.
+        let (mut waiting, mut answered) = proposed(&[
+            (GROUP, 5, 2),
+            (GROUP, 9, 2),
+            (GroupId(4), 1, 2),
+            (GROUP, 5, 4),
+        ]);
         waiting.snapshot_installed(GROUP, LogIndex(7));
-        let only = answered.try_recv().unwrap();
-        assert_eq!((only.id, only.result), (1, Err(ApiError::OutcomeUnknown)));
+        assert_eq!(
+            answers_by_id(&mut answered, 2),
+            [
+                (1, Err(ApiError::OutcomeUnknown)),
+                (4, Err(ApiError::OutcomeUnknown))
+            ]
+        );
         assert!(answered.try_recv().is_err());
         assert_eq!(waiting.len(), 2);
     }

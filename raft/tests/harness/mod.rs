@@ -633,21 +633,18 @@ pub fn torn_prefix(persist: &mut Persist, rng: &mut ChaCha8Rng, draw_compaction:
     let keep = rng.random_range(0..=persist.entries.len());
     let all_entries = keep == persist.entries.len();
     persist.entries.truncate(keep);
-    let had_hard_state = persist.hard_state.is_some();
-    let mut ordered = false;
-    if rng.random_bool(0.5) {
+    let hard_state_drawn = !rng.random_bool(0.5);
+    let compaction_drawn = !(draw_compaction && rng.random_bool(0.5));
+    // A part survives only if the draw keeps it and everything written before it survived.
+    let hard_state_kept = all_entries && hard_state_drawn;
+    let reached_compaction = all_entries && (persist.hard_state.is_none() || hard_state_kept);
+    let cut = (hard_state_drawn && !hard_state_kept && persist.hard_state.is_some())
+        || (compaction_drawn && !reached_compaction && persist.compaction.is_some());
+    if !hard_state_kept {
         persist.hard_state = None;
-    } else if !all_entries && had_hard_state {
-        persist.hard_state = None;
-        ordered = true;
     }
-    let reached_compaction = all_entries && (!had_hard_state || persist.hard_state.is_some());
-    let drawn_out = draw_compaction && rng.random_bool(0.5);
-    if !drawn_out && !reached_compaction && persist.compaction.is_some() {
-        ordered = true;
-    }
-    if drawn_out || !reached_compaction {
+    if !(compaction_drawn && reached_compaction) {
         persist.compaction = None;
     }
-    ordered
+    cut
 }

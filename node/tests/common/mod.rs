@@ -1,0 +1,37 @@
+//! What the end-to-end tests share: the built binary, a runtime, and the bounded wait.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long any wait may take before the test fails (a failure, not a measurement).
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// The `flotilla` binary cargo built for these tests.
+pub(crate) fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+/// The tests' tokio runtime.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Retries `attempt` until it returns `Some`, for at most `WAIT`.
+pub(crate) async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
