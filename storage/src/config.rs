@@ -1,6 +1,7 @@
 //! Every limit of the log engine in one place, checked once by `validate()` when opening.
 
 use crate::error::ConfigError;
+use crate::log::batch_frame::{FRAME_BYTES, padded};
 use crate::log::record::HEADER_BYTES;
 
 /// The size of the header at the start of every segment file.
@@ -13,8 +14,8 @@ pub struct LogConfig {
     pub segment_bytes_max: u64,
     /// The largest payload a single record may carry (one entry, one hard state, one marker).
     pub record_bytes_max: u64,
-    /// The most bytes written between two syncs. Recovery treats a bad record as a torn tail
-    /// only if it lies within this distance of the end of the newest segment.
+    /// The most bytes of one batch: what is written between two syncs, its 32-byte header
+    /// included. A batch whose header a crash lost can span at most this much.
     pub sync_bytes_max: u64,
     /// The most write calls that may wait for the group commit at once (a bounded queue).
     pub pending_writes_max: usize,
@@ -63,13 +64,15 @@ impl LogConfig {
         if self.record_bytes_max == 0 {
             return Err(ConfigError::RecordBytesMaxZero);
         }
-        if SEGMENT_HEADER_BYTES + record_bytes_total > self.segment_bytes_max {
+        // A segment holds at least one batch of one record, and the mark after it.
+        let batch_bytes_max = FRAME_BYTES + padded(record_bytes_total) + FRAME_BYTES;
+        if SEGMENT_HEADER_BYTES + batch_bytes_max > self.segment_bytes_max {
             return Err(ConfigError::RecordDoesNotFitSegment {
                 record_bytes_max: self.record_bytes_max,
                 segment_bytes_max: self.segment_bytes_max,
             });
         }
-        if self.sync_bytes_max < record_bytes_total {
+        if self.sync_bytes_max < FRAME_BYTES + record_bytes_total {
             return Err(ConfigError::SyncSmallerThanRecord {
                 sync_bytes_max: self.sync_bytes_max,
                 record_bytes_max: self.record_bytes_max,

@@ -1,6 +1,7 @@
 //! A crash-simulating file system for tests: each file keeps the bytes written (live) apart from
 //! the bytes synced (durable), and `crash()` keeps a random, torn subset of the unsynced writes,
-//! the way a power loss does (after redb's `CrashBackend` with live and durable images).
+//! whole 512-byte sectors of the file, the way a power loss does (after redb's `CrashBackend`
+//! with live and durable images). `flip_byte` damages synced data at rest.
 //!
 //! Directory operations (create, rename, remove) are durable at once; the real file system
 //! syncs the directory after each of them.
@@ -102,11 +103,48 @@ impl CrashFs {
     /// # Panics
     /// If the file does not exist or is shorter than `offset`: a bug in the test.
     pub fn flip_byte(&self, path: &Path, offset: u64) {
+        self.flip_byte_with(path, offset, 0xff);
+    }
+
+    /// Flips the bits of `mask` in one byte of a file, in both images.
+    ///
+    /// # Panics
+    /// As `flip_byte`.
+    pub fn flip_byte_with(&self, path: &Path, offset: u64, mask: u8) {
         let shared = self.shared.lock();
         let mut images = shared.files.get(path).expect("no such file").lock();
         let at = usize::try_from(offset).expect("offset fits usize");
-        images.live[at] ^= 0xff;
-        images.durable[at] ^= 0xff;
+        images.live[at] ^= mask;
+        images.durable[at] ^= mask;
+    }
+
+    /// An independent copy of every file's durable image, as after a crash: what a second
+    /// machine restoring this disk would see. The copy shares nothing with `self`.
+    #[must_use]
+    pub fn fork(&self, seed: u64) -> CrashFs {
+        let shared = self.shared.lock();
+        let files = shared
+            .files
+            .iter()
+            .map(|(path, images)| {
+                let durable = images.lock().durable.clone();
+                let copy = Images {
+                    live: durable.clone(),
+                    durable,
+                    pending: Vec::new(),
+                };
+                (path.clone(), Arc::new(Mutex::new(copy)))
+            })
+            .collect();
+        let copy = Shared {
+            files,
+            generation: 0,
+            io_budget: None,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        };
+        CrashFs {
+            shared: Arc::new(Mutex::new(copy)),
+        }
     }
 
     /// The durable length of a file, if it exists.
@@ -127,14 +165,17 @@ fn keep_some(durable: &mut Vec<u8>, op: Pending, rng: &mut ChaCha8Rng) {
             }
         }
         Pending::Write { offset, bytes } => {
-            for (chunk_number, chunk) in bytes.chunks(SECTOR_BYTES).enumerate() {
+            // Sectors are the file's: a write that starts mid-sector shares its first sector
+            // with earlier bytes, which survive either way (they are the sector's old content).
+            let start = to_usize(offset);
+            let mut at = 0;
+            while at < bytes.len() {
+                let sector_end = (start + at) / SECTOR_BYTES * SECTOR_BYTES + SECTOR_BYTES;
+                let end = bytes.len().min(sector_end - start);
                 if rng.random_bool(0.5) {
-                    write_into(
-                        durable,
-                        to_usize(offset) + chunk_number * SECTOR_BYTES,
-                        chunk,
-                    );
+                    write_into(durable, start + at, &bytes[at..end]);
                 }
+                at = end;
             }
         }
     }

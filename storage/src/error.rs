@@ -90,15 +90,40 @@ pub enum RecoveryError {
         /// The underlying error.
         source: io::Error,
     },
-    /// A record before the tail is corrupt: an acknowledged write may be lost.
-    #[error("{file} is corrupt at offset {offset}: {source}")]
+    /// Something the log wrote and synced has changed: an acknowledged write may be lost.
+    #[error(
+        "{file} is corrupt at offset {offset}: {problem}. The node must not start on this log; \
+         keep it down and replace it (docs/operations.md, \"A damaged or lost disk\")"
+    )]
     Corrupt {
         /// The segment file.
         file: PathBuf,
-        /// The offset of the bad record.
+        /// The offset of the damaged batch or structure.
         offset: u64,
-        /// What is wrong with it.
-        source: RecordError,
+        /// What is wrong, and why it cannot be a torn write.
+        problem: Corruption,
+    },
+    /// The directory was bootstrapped but its log is gone: starting would forget promises.
+    #[error(
+        "the log in {directory} holds no segment, but this data directory was bootstrapped: \
+         the log was deleted or moved. The node must not start empty under its old id"
+    )]
+    LogMissing {
+        /// The log's directory.
+        directory: PathBuf,
+    },
+    /// A segment belongs to another log (another data directory, node or cluster).
+    #[error(
+        "{file} belongs to another log (log id {found:#018x}, this data directory's is \
+         {expected:#018x}): segments were copied between data directories"
+    )]
+    ForeignSegment {
+        /// The segment file.
+        file: PathBuf,
+        /// The log id in its header.
+        found: u64,
+        /// The log id this directory expects.
+        expected: u64,
     },
     /// A segment's header is not a Flotilla segment header or names another segment.
     #[error("{file} has a bad segment header: {reason}")]
@@ -134,6 +159,85 @@ pub enum RecoveryError {
         /// The snapshot file.
         file: PathBuf,
     },
+}
+
+/// What recovery found wrong in a segment.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum Corruption {
+    /// A record of a batch is bad, and the batch cannot have been torn by a crash.
+    #[error("the record at offset {record_offset} is bad ({source}), in a batch {why}")]
+    BadRecord {
+        /// Where the bad record starts.
+        record_offset: u64,
+        /// What is wrong with it.
+        source: RecordError,
+        /// Why this is not a torn write.
+        why: NotTorn,
+    },
+    /// The zeros that pad a batch are not zeros, and the batch cannot have been torn.
+    #[error("the padding at offset {padding_offset} is not zero, in a batch {why}")]
+    BadPadding {
+        /// Where the padding starts.
+        padding_offset: u64,
+        /// Why this is not a torn write.
+        why: NotTorn,
+    },
+    /// A record passed its checksum but does not decode: written wrong, or by another version.
+    #[error(
+        "the record at offset {record_offset} passed its checksum but does not decode: {source}"
+    )]
+    Undecodable {
+        /// Where the record starts.
+        record_offset: u64,
+        /// What is wrong with it.
+        source: RecordError,
+    },
+    /// A batch's header is missing (zeros), and what follows cannot be a torn write.
+    #[error("a batch header is missing (zeros) and {why}")]
+    LostHeader {
+        /// Why this is not a torn write.
+        why: NotTorn,
+    },
+    /// 32 aligned bytes between batches are neither zeros, a batch header nor a sync mark.
+    #[error("the bytes where a batch header or sync mark belongs are damaged")]
+    DamagedFrame,
+    /// A batch's sequence number does not follow the previous batch's.
+    #[error("batch {found} follows batch {previous}")]
+    OutOfSequence {
+        /// The previous batch's number.
+        previous: u64,
+        /// This batch's number.
+        found: u64,
+    },
+    /// A sync mark that does not confirm the batch just before it.
+    #[error("a sync mark for batch {confirms} is not right after that batch")]
+    StrayMark {
+        /// The batch the mark names.
+        confirms: u64,
+    },
+}
+
+/// Why a damaged part of the log is not a torn write (which alone may be cut).
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum NotTorn {
+    /// Only the newest segment can end in a write that never synced.
+    #[error("that is not in the newest segment, which alone can end in an unsynced write")]
+    NotNewest,
+    /// A later write (a sync mark or another batch) proves this one was synced.
+    #[error("that a later write follows, so it was synced before it changed")]
+    WrittenAfter,
+    /// Every sector of the batch was written: a crash cannot leave a whole sector changed.
+    #[error("with every sector present, which a crash cannot damage (the disk changed it at rest)")]
+    NoSectorMissing,
+    /// One sector is zeros that a crash or one flipped bit could equally explain.
+    #[error(
+        "with one zeroed sector that a crash and a flipped bit explain equally: it cannot be \
+         told apart, so it is not cut"
+    )]
+    Ambiguous,
+    /// What follows a missing header is longer than one write.
+    #[error("more bytes follow it than one write can hold")]
+    LongerThanOneWrite,
 }
 
 /// Why a write was not made durable. After an `Io` error the engine refuses further writes.

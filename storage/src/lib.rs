@@ -17,9 +17,14 @@ pub mod snapshot;
 
 pub use config::LogConfig;
 pub use crash::{CrashFile, CrashFs};
-pub use error::{ConfigError, RecordError, RecoveryError, SnapshotError, WriteError};
+pub use error::{
+    ConfigError, Corruption, NotTorn, RecordError, RecoveryError, SnapshotError, WriteError,
+};
 pub use file::{FileSystem, RealFs, SegmentFile};
 
 pub use kv::{Codec, Command, KvStateMachine, Response};
-pub use log::{GcStats, GroupLog, LogEngine, RecoveryReport, TornTail, WriteBatch, WriteStats};
+pub use log::{
+    GcStats, GroupLog, LogBinding, LogEngine, RecordLocation, RecoveryReport, TornTail, WriteBatch,
+    WriteStats,
+};
 pub use snapshot::{SnapshotFile, decode_snapshot, write_snapshot};

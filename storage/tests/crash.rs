@@ -307,11 +307,13 @@ fn prefixes(model: &MemLog, persist: &Persist) -> Vec<Observed> {
     candidates
 }
 
+/// `SEED=<n>` replays one seed; `SEEDS=<n>` runs that many instead of the default.
 fn seeds() -> Vec<u64> {
-    match std::env::var("SEED") {
-        Ok(seed) => vec![seed.parse().unwrap()],
-        Err(_) => (0..SEED_COUNT).collect(),
+    if let Ok(seed) = std::env::var("SEED") {
+        return vec![seed.parse().unwrap()];
     }
+    let count = std::env::var("SEEDS").map_or(SEED_COUNT, |count| count.parse().unwrap());
+    (0..count).collect()
 }
 
 /// Runs every seed; returns (crashes, torn tails, highest segment number).

@@ -192,3 +192,46 @@ fn a_truncation_drops_the_overridden_recent_entries() {
     expected.extend(entries(2, 4..=5));
     assert_eq!(read, expected);
 }
+
+/// Regression: an idle group's bootstrap snapshot (index 0, holding its initial membership)
+/// lived on only as a checkpoint compaction once the segment with the original install was
+/// deleted, and replaying a compaction at index 0 was ignored, so a restart forgot it (a crash
+/// test seed, 2321 of 3,000, found it).
+#[test]
+fn an_idle_groups_bootstrap_snapshot_outlives_the_segment_that_installed_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig::small_for_tests();
+    let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
+    let idle = GroupId(2);
+    let mut bootstrap = WriteBatch::new();
+    bootstrap.persist(
+        idle,
+        &Persist {
+            snapshot: Some(snapshot(0, 0, b"initial membership")),
+            ..Persist::default()
+        },
+    );
+    engine.write(bootstrap).unwrap();
+    let before = observe(&engine.group(idle));
+    for start in (1..=1000).step_by(50) {
+        let mut batch = WriteBatch::new();
+        batch.append(GroupId(1), entries(1, start..=start + 49));
+        let compaction = snapshot(1, start + 49, b"busy");
+        batch.persist(
+            GroupId(1),
+            &Persist {
+                compaction: Some(compaction),
+                ..Persist::default()
+            },
+        );
+        engine.write(batch).unwrap();
+    }
+    engine.gc().unwrap();
+    assert!(
+        engine.segment_sequences()[0] > 1,
+        "the segment with the install was deleted"
+    );
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    assert_eq!(observe(&engine.group(idle)), before);
+}

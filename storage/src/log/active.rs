@@ -1,10 +1,12 @@
-//! The segment being appended: places records at the end of the active segment, syncs at most
-//! every `sync_bytes_max` bytes and at the end of each commit, and rolls over to a new
-//! preallocated segment that starts with a checkpoint of every group's hard state and snapshot
-//! marker (so only entries, never metadata, keep old segments alive).
+//! The segment being appended: places records at the end of the active segment in batches (one
+//! per sync, opened by a batch header, at most `sync_bytes_max` bytes), syncs at the end of each
+//! commit and confirms the last batch with a sync mark, and rolls over to a new preallocated
+//! segment that starts with a checkpoint of every group's hard state and snapshot marker (so
+//! only entries, never metadata, keep old segments alive).
 
 use super::Shared;
 use super::batch::EncodedBatch;
+use super::batch_frame::{BatchHeader, FRAME_BYTES, SyncMark, count_sectors, padded};
 use super::body::{Body, Effect, SnapshotMarker};
 use super::index::Location;
 use super::segment::{self, Segment};
@@ -29,10 +31,18 @@ pub(crate) struct Writer {
     active: Arc<Segment>,
     write_offset: u64,
     metadata: BTreeMap<GroupId, GroupMeta>,
+    /// The open batch: a header's room, then frames; empty when no batch is open.
     unsynced: Vec<u8>,
+    /// Where the open batch starts (a multiple of `FRAME_BYTES`).
     unsynced_offset: u64,
+    /// The sequence number the next batch gets.
+    next_batch_sequence: u64,
+    /// The last synced batch, while nothing written after it proves it durable.
+    unmarked: Option<u64>,
     sync_count: u64,
     spare: Option<Spare>,
+    /// The id every new segment's header carries.
+    log_id: u64,
 }
 
 impl Drop for Writer {
@@ -45,20 +55,24 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    /// A writer appending to `active` at `write_offset`, with each group's latest metadata.
+    /// A writer appending to `active` at `position`, with each group's latest metadata.
     pub(crate) fn new(
         active: Arc<Segment>,
-        write_offset: u64,
+        position: WritePosition,
         metadata: BTreeMap<GroupId, GroupMeta>,
     ) -> Self {
+        debug_assert_eq!(position.offset % FRAME_BYTES, 0, "batches start aligned");
         Self {
             active,
-            write_offset,
+            write_offset: position.offset,
             metadata,
             unsynced: Vec::new(),
-            unsynced_offset: write_offset,
+            unsynced_offset: position.offset,
+            next_batch_sequence: position.next_batch_sequence,
+            unmarked: None,
             sync_count: 0,
             spare: None,
+            log_id: position.log_id,
         }
     }
 
@@ -80,7 +94,14 @@ impl Writer {
             self.place_batch(shared, batch, &mut locations)?;
         }
         self.flush()?;
+        self.mark()?;
         Ok((locations, self.sync_count))
+    }
+
+    /// Writes and syncs the open batch (the checkpoint after an open), and confirms it.
+    pub(crate) fn sync_now(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.mark()
     }
 
     fn place(
@@ -91,12 +112,17 @@ impl Writer {
         effect: &Effect,
     ) -> io::Result<Location> {
         let frame_bytes = frame.len() as u64;
-        if self.write_offset + frame_bytes > shared.config.segment_bytes_max {
+        if !self.fits_segment(shared, frame_bytes) {
             self.flush()?;
+            self.mark()?;
             self.roll_over(shared)?;
         }
-        if self.unsynced.len() as u64 + frame_bytes > shared.config.sync_bytes_max {
+        let window = shared.config.sync_bytes_max;
+        if !self.unsynced.is_empty() && self.unsynced.len() as u64 + frame_bytes > window {
             self.flush()?;
+        }
+        if self.unsynced.is_empty() {
+            self.open_batch();
         }
         let location = Location {
             segment: self.active.sequence,
@@ -110,17 +136,62 @@ impl Writer {
         Ok(location)
     }
 
-    /// Writes the unsynced bytes with one call and syncs them.
+    /// Whether a frame of `frame_bytes` fits the active segment, together with the header of a
+    /// new batch if none is open, the padding, and the sync mark that may follow.
+    fn fits_segment(&self, shared: &Shared, frame_bytes: u64) -> bool {
+        let header_bytes = if self.unsynced.is_empty() {
+            FRAME_BYTES
+        } else {
+            0
+        };
+        let end = padded(self.write_offset + header_bytes + frame_bytes);
+        end + FRAME_BYTES <= shared.config.segment_bytes_max
+    }
+
+    /// Opens a batch at the write offset: room for its header, filled in by `flush`. Its header
+    /// will prove the batch before it synced, so that one needs no mark.
+    fn open_batch(&mut self) {
+        self.unsynced_offset = self.write_offset;
+        self.unsynced.resize(FRAME_BYTES as usize, 0);
+        self.write_offset += FRAME_BYTES;
+        self.unmarked = None;
+    }
+
+    /// Closes the open batch (header, padding), writes it with one call and syncs it.
     fn flush(&mut self) -> io::Result<()> {
         if self.unsynced.is_empty() {
             return Ok(());
         }
+        let body_bytes = self.unsynced.len() as u64 - FRAME_BYTES;
+        self.unsynced
+            .resize(padded(self.unsynced.len() as u64) as usize, 0);
+        let body_offset = self.unsynced_offset + FRAME_BYTES;
+        let header = BatchHeader {
+            sequence: self.next_batch_sequence,
+            body_bytes: u32::try_from(body_bytes).expect("a batch is smaller than a segment"),
+            sectors: count_sectors(&self.unsynced[FRAME_BYTES as usize..], body_offset),
+        };
+        self.unsynced[..FRAME_BYTES as usize].copy_from_slice(&header.encode());
         let file = self.active.file();
         file.write_at(self.unsynced_offset, &self.unsynced)?;
         file.sync_data()?;
         self.sync_count += 1;
+        self.write_offset = self.unsynced_offset + header.padded_bytes();
         self.unsynced.clear();
-        self.unsynced_offset = self.write_offset;
+        self.unmarked = Some(header.sequence);
+        self.next_batch_sequence += 1;
+        Ok(())
+    }
+
+    /// Confirms the last synced batch with a sync mark (written, not synced: the next sync
+    /// carries it). Recovery then knows that batch was durable and never cuts it as torn.
+    fn mark(&mut self) -> io::Result<()> {
+        let Some(sequence) = self.unmarked.take() else {
+            return Ok(());
+        };
+        let mark = SyncMark { sequence }.encode();
+        self.active.file().write_at(self.write_offset, &mark)?;
+        self.write_offset += FRAME_BYTES;
         Ok(())
     }
 
@@ -159,7 +230,11 @@ impl Writer {
             Some(segment) => segment,
             None => {
                 let fs = shared.fs.as_ref();
-                create_segment(fs, &shared.directory, &shared.config, sequence)?
+                let identity = SegmentIdentity {
+                    sequence,
+                    log_id: self.log_id,
+                };
+                create_segment(fs, &shared.directory, &shared.config, identity)?
             }
         };
         self.start_spare(shared);
@@ -168,8 +243,9 @@ impl Writer {
         self.active = next;
         self.write_offset = SEGMENT_HEADER_BYTES;
         self.unsynced_offset = SEGMENT_HEADER_BYTES;
+        self.unmarked = None;
         let checkpoint = self.checkpoint(shared)?;
-        if SEGMENT_HEADER_BYTES + checkpoint.bytes.len() as u64 > shared.config.segment_bytes_max {
+        if !checkpoint_fits(&shared.config, checkpoint.bytes.len() as u64) {
             return Err(io::Error::other(
                 "the checkpoint of all groups does not fit a segment",
             ));
@@ -197,7 +273,7 @@ impl Writer {
         let adopted = spare.finish(&shared.directory).and_then(|spare_path| {
             shared.fs.rename(&spare_path, &path)?;
             let file = shared.fs.open(&path, false)?;
-            file.write_at(0, &segment::encode_header(sequence))?;
+            file.write_at(0, &segment::encode_header(sequence, self.log_id))?;
             file.sync_data()?;
             shared.fs.sync_directory(&shared.directory)?;
             Ok(Arc::new(Segment::new(sequence, &path, file)))
@@ -244,6 +320,16 @@ impl Writer {
     }
 }
 
+/// Whether a checkpoint of `checkpoint_bytes` fits a fresh segment, with the batch headers,
+/// padding and mark of however many batches the sync window splits it into. (A checkpoint that
+/// did not fit would roll over forever.)
+fn checkpoint_fits(config: &LogConfig, checkpoint_bytes: u64) -> bool {
+    let window = config.sync_bytes_max - FRAME_BYTES;
+    let batch_count = checkpoint_bytes / window + 1;
+    let overhead = batch_count * 2 * FRAME_BYTES + FRAME_BYTES;
+    SEGMENT_HEADER_BYTES + checkpoint_bytes + overhead <= config.segment_bytes_max
+}
+
 fn effect_term(effect: &Effect) -> flotilla_raft::Term {
     match effect {
         Effect::Entry { term, .. } => *term,
@@ -251,22 +337,38 @@ fn effect_term(effect: &Effect) -> flotilla_raft::Term {
     }
 }
 
-/// Creates segment `sequence` the slow way (when no spare is ready): zero-filled when
-/// preallocating, with its header written and synced, and the directory synced so the file
-/// survives a crash.
+/// Where the writer continues: the offset in the active segment, the next batch's sequence
+/// number and the log's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WritePosition {
+    pub(crate) offset: u64,
+    pub(crate) next_batch_sequence: u64,
+    pub(crate) log_id: u64,
+}
+
+/// Which segment a new file is: its sequence number and the log it belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentIdentity {
+    pub(crate) sequence: u64,
+    pub(crate) log_id: u64,
+}
+
+/// Creates a segment the slow way (when no spare is ready): zero-filled when preallocating,
+/// with its header written and synced, and the directory synced so the file survives a crash.
 pub(crate) fn create_segment(
     fs: &dyn FileSystem,
     directory: &Path,
     config: &LogConfig,
-    sequence: u64,
+    identity: SegmentIdentity,
 ) -> io::Result<Arc<Segment>> {
+    let SegmentIdentity { sequence, log_id } = identity;
     let path = directory.join(segment::file_name(sequence));
     let file = fs.open(&path, true)?;
     file.set_len(0)?;
     if config.preallocate {
         write_zeros(file.as_ref(), 0, config.segment_bytes_max)?;
     }
-    file.write_at(0, &segment::encode_header(sequence))?;
+    file.write_at(0, &segment::encode_header(sequence, log_id))?;
     file.sync_data()?;
     fs.sync_directory(directory)?;
     Ok(Arc::new(Segment::new(sequence, &path, file)))

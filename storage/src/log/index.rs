@@ -211,7 +211,10 @@ impl GroupState {
     }
 
     fn compact(&mut self, marker: SnapshotMarker) -> Option<SnapshotMarker> {
-        if marker.index() <= self.snapshot_index() {
+        // A group with no snapshot adopts even one at index 0: a checkpoint repeats the
+        // bootstrap snapshot (index 0, the initial membership) as a compaction, and once the
+        // segment holding the original install is deleted that copy is the only one.
+        if self.snapshot.is_some() && marker.index() <= self.snapshot_index() {
             return Some(marker);
         }
         self.entries.keep_from(marker.index().next());

@@ -7,6 +7,7 @@
 
 mod active;
 mod batch;
+pub(crate) mod batch_frame;
 pub mod body;
 mod commit;
 mod gc;
@@ -15,16 +16,18 @@ mod reader;
 pub mod record;
 mod recovery;
 mod run;
+mod scan;
 mod segment;
 mod snapfile;
 mod spare;
+mod tail;
 mod validate;
 
 pub use batch::WriteBatch;
 pub use commit::WriteStats;
 pub use gc::GcStats;
-pub use reader::GroupLog;
-pub use recovery::{RecoveryReport, TornTail};
+pub use reader::{GroupLog, RecordLocation};
+pub use recovery::{LogBinding, RecoveryReport, TornTail};
 
 use crate::config::LogConfig;
 use crate::error::{RecoveryError, WriteError};
@@ -91,9 +94,23 @@ impl LogEngine {
         directory: impl AsRef<Path>,
         config: LogConfig,
     ) -> Result<(LogEngine, RecoveryReport), RecoveryError> {
+        Self::open_bound(fs, directory, config, LogBinding::default())
+    }
+
+    /// Opens the log of a data directory: every segment must carry `binding.log_id`, and with
+    /// `binding.must_exist` a log without segments is `LogMissing` instead of a new log.
+    ///
+    /// # Errors
+    /// As `open`, and `LogMissing` or `ForeignSegment`.
+    pub fn open_bound(
+        fs: Arc<dyn FileSystem>,
+        directory: impl AsRef<Path>,
+        config: LogConfig,
+        binding: LogBinding,
+    ) -> Result<(LogEngine, RecoveryReport), RecoveryError> {
         config.validate()?;
         let directory = directory.as_ref().to_path_buf();
-        let mut recovered = recovery::recover(fs.as_ref(), &directory, &config)?;
+        let mut recovered = recovery::recover(fs.as_ref(), &directory, &config, binding)?;
         let io_error = |source| RecoveryError::Io {
             file: directory.clone(),
             source,
@@ -114,6 +131,9 @@ impl LogEngine {
         let mut writer = shared.writer.lock();
         if recovered.needs_roll_over {
             writer.roll_over(&shared).map_err(io_error)?;
+            // The checkpoint is durable before anything else is written: the new segment is
+            // the newest, and only its unsynced tail may ever be cut.
+            writer.sync_now().map_err(io_error)?;
             gc::collect(&shared, writer.active_sequence()).map_err(io_error)?;
         }
         writer.start_spare(&shared);

@@ -28,6 +28,17 @@ impl std::fmt::Debug for GroupLog {
     }
 }
 
+/// Where one entry's record lies on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordLocation {
+    /// The segment's sequence number.
+    pub segment: u64,
+    /// The record's offset inside the segment file.
+    pub offset: u64,
+    /// The record's size, header included.
+    pub frame_bytes: u32,
+}
+
 impl GroupLog {
     pub(crate) fn new(shared: Arc<Shared>, group: GroupId) -> Self {
         Self { shared, group }
@@ -43,6 +54,19 @@ impl GroupLog {
     #[must_use]
     pub fn hard_state(&self) -> HardState {
         self.with_state(|state| state.hard_state)
+    }
+
+    /// Where entry `index` is stored: its segment's sequence number, the record's offset in it
+    /// and the record's size. For diagnostics and for tests that damage a record on purpose.
+    #[must_use]
+    pub fn record_location(&self, index: LogIndex) -> Option<RecordLocation> {
+        self.with_state(|state| {
+            state.entries.get(index).map(|location| RecordLocation {
+                segment: location.segment,
+                offset: location.offset,
+                frame_bytes: location.frame_bytes,
+            })
+        })
     }
 
     fn with_state<R>(&self, read: impl FnOnce(&GroupState) -> R) -> R {

@@ -1,18 +1,21 @@
-//! Recovery: scans every segment in order, verifies every header and record checksum, and
-//! rebuilds the per-group index. A bad record within one sync window of the end of the newest
-//! segment is a torn write: it is cut off, logged and reported. Anything else that is wrong (a
-//! bad checksum earlier, a missing segment, an impossible sequence) is an error naming the file
-//! and offset; nothing is ever dropped silently.
+//! Recovery: scans every segment in order, verifies every header, batch, sync mark and record
+//! checksum, and rebuilds the per-group index (`scan.rs` reads one segment). Only the last write
+//! of the newest segment may be torn, and only on evidence that it never synced (`tail.rs`): it
+//! is cut off, logged and reported. Anything else that is wrong (damage anywhere else, a missing
+//! segment, a segment of another log, an impossible sequence) is an error naming the file and
+//! offset; nothing is ever dropped silently.
 
-use super::active::{GroupMeta, Writer, create_segment};
+use super::active::{GroupMeta, SegmentIdentity, WritePosition, Writer, create_segment};
+use super::batch_frame::SyncMark;
 use super::body::Body;
 use super::index::{GroupState, Location};
-use super::record::{HEADER_BYTES, decode, is_zero_header};
+use super::record::Frame;
+use super::scan::{LastBatch, ScanEnd, SegmentScan, data_end};
 use super::segment::{self, Segment};
 use super::snapfile;
 use super::spare::write_zeros;
 use crate::config::{LogConfig, SEGMENT_HEADER_BYTES};
-use crate::error::{RecordError, RecoveryError};
+use crate::error::{Corruption, RecoveryError};
 use crate::file::{FileSystem, SegmentFile, read_whole};
 use flotilla_raft::{GroupId, HardState};
 use rustc_hash::FxHashMap;
@@ -47,12 +50,25 @@ pub struct RecoveryReport {
     pub removed_snapshot_file_count: u64,
 }
 
+/// What a log must be to be opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogBinding {
+    /// The id every segment must carry (its data directory's); `None` accepts the id the
+    /// segments carry, and gives a new log the id 0.
+    pub log_id: Option<u64>,
+    /// Whether a log without segments is an error (`LogMissing`) rather than a new log: set for
+    /// a data directory that was bootstrapped.
+    pub must_exist: bool,
+}
+
 /// The state rebuilt from disk.
 pub(crate) struct Recovered {
     pub(crate) groups: FxHashMap<GroupId, GroupState>,
     pub(crate) report: RecoveryReport,
     segments: BTreeMap<u64, Arc<Segment>>,
     newest_end: u64,
+    last_batch: Option<LastBatch>,
+    log_id: Option<u64>,
     /// Whether the writer must start a new segment (always, unless the log was empty).
     pub(crate) needs_roll_over: bool,
 }
@@ -69,19 +85,30 @@ pub(crate) fn recover(
     fs: &dyn FileSystem,
     directory: &Path,
     config: &LogConfig,
+    binding: LogBinding,
 ) -> Result<Recovered, RecoveryError> {
     let names = fs.list(directory).map_err(io_error(directory))?;
     let sequences = segment_sequences(directory, &names)?;
+    if sequences.is_empty() && binding.must_exist {
+        let directory = directory.to_path_buf();
+        return Err(RecoveryError::LogMissing { directory });
+    }
     let mut recovered = Recovered {
         groups: FxHashMap::default(),
         report: RecoveryReport::default(),
         segments: BTreeMap::new(),
         newest_end: SEGMENT_HEADER_BYTES,
+        last_batch: None,
+        log_id: binding.log_id,
         needs_roll_over: false,
     };
     for (position, sequence) in sequences.iter().enumerate() {
         let is_newest = position + 1 == sequences.len();
         recovered.scan_file(fs, directory, *sequence, is_newest, config)?;
+    }
+    if recovered.segments.is_empty() && binding.must_exist {
+        let directory = directory.to_path_buf();
+        return Err(RecoveryError::LogMissing { directory });
     }
     recovered.check_groups(fs, directory)?;
     recovered.remove_orphans(fs, directory, &names)?;
@@ -109,15 +136,6 @@ fn segment_sequences(directory: &Path, names: &[String]) -> Result<Vec<u64>, Rec
     Ok(sequences)
 }
 
-/// The offset just past the last non-zero byte at or after `from`, or `from` when none.
-fn data_end(bytes: &[u8], from: u64) -> u64 {
-    let start = usize::try_from(from).unwrap_or(usize::MAX).min(bytes.len());
-    bytes[start..]
-        .iter()
-        .rposition(|&byte| byte != 0)
-        .map_or(from, |last| (start + last + 1) as u64)
-}
-
 impl Recovered {
     fn scan_file(
         &mut self,
@@ -130,75 +148,84 @@ impl Recovered {
         let path = directory.join(segment::file_name(sequence));
         let file = fs.open(&path, false).map_err(io_error(&path))?;
         let bytes = read_whole(file.as_ref()).map_err(io_error(&path))?;
-        let window_bytes = if is_newest { config.sync_bytes_max } else { 0 };
-        if let Err(reason) = segment::check_header(&bytes, sequence) {
-            if data_end(&bytes, 0) > SEGMENT_HEADER_BYTES + window_bytes || !is_newest {
-                return Err(RecoveryError::BadSegmentHeader { file: path, reason });
+        match segment::check_header(&bytes, sequence) {
+            Ok(log_id) => self.check_log_id(&path, log_id)?,
+            // A crash between creating the newest segment and syncing its header leaves zeros.
+            Err(_) if is_newest && data_end(&bytes, 0) == 0 => {
+                self.note_torn(&path, 0, 0);
+                return fs.remove(&path).map_err(io_error(&path));
             }
-            self.note_torn(&path, 0, data_end(&bytes, 0));
-            return fs.remove(&path).map_err(io_error(&path));
+            Err(reason) => return Err(RecoveryError::BadSegmentHeader { file: path, reason }),
         }
-        let end = self.scan_records(&path, sequence, &bytes, window_bytes, config)?;
-        if end.torn {
-            drop(bytes);
-            truncate(file.as_ref(), end.offset, end.data_end, config).map_err(io_error(&path))?;
+        let scan = SegmentScan {
+            path: &path,
+            bytes: &bytes,
+            is_newest,
+            config,
+        };
+        let mut last = self.last_batch;
+        let end = scan.run(&mut last, &mut |frames| {
+            self.replay_batch(&path, sequence, frames)
+        })?;
+        self.last_batch = last;
+        drop(bytes);
+        if is_newest {
+            make_durable(file.as_ref(), &end, config).map_err(io_error(&path))?;
         }
-        let segment = Arc::new(Segment::new(sequence, &path, file));
-        segment.seal().map_err(io_error(&path))?;
+        self.finish_segment(&path, file, sequence, end)
+    }
+
+    fn check_log_id(&mut self, path: &Path, found: u64) -> Result<(), RecoveryError> {
+        match self.log_id {
+            Some(expected) if expected != found => Err(RecoveryError::ForeignSegment {
+                file: path.to_path_buf(),
+                found,
+                expected,
+            }),
+            _ => {
+                self.log_id = Some(found);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish_segment(
+        &mut self,
+        path: &Path,
+        file: Box<dyn SegmentFile>,
+        sequence: u64,
+        end: ScanEnd,
+    ) -> Result<(), RecoveryError> {
+        if let Some(torn_until) = end.torn_until {
+            self.note_torn(path, end.offset, torn_until);
+        }
+        let segment = Arc::new(Segment::new(sequence, path, file));
+        segment.seal().map_err(io_error(path))?;
         self.segments.insert(sequence, segment);
         self.newest_end = end.offset;
         Ok(())
     }
 
-    /// Replays the records of one segment; returns where the valid records end.
-    fn scan_records(
+    /// Replays the records of one whole batch into the index.
+    fn replay_batch(
         &mut self,
         path: &Path,
         sequence: u64,
-        bytes: &[u8],
-        window_bytes: u64,
-        config: &LogConfig,
-    ) -> Result<ScanEnd, RecoveryError> {
-        let mut offset = SEGMENT_HEADER_BYTES;
-        loop {
-            let rest = bytes.get(offset as usize..).unwrap_or_default();
-            let problem = if rest.len() < HEADER_BYTES || is_zero_header(rest) {
-                if data_end(bytes, offset) == offset {
-                    return Ok(ScanEnd {
-                        offset,
-                        torn: false,
-                        data_end: offset,
-                    });
-                }
-                RecordError::Truncated {
-                    needed_bytes: HEADER_BYTES as u64,
-                    available_bytes: 0,
-                }
-            } else {
-                match decode(rest, config.record_bytes_max) {
-                    Ok(frame) => {
-                        let body =
-                            Body::decode(&frame).map_err(|source| corrupt(path, offset, source))?;
-                        let frame_bytes = frame.frame_bytes() as u64;
-                        self.replay(path, sequence, offset, frame_bytes, frame.group, body)?;
-                        offset += frame_bytes;
-                        continue;
-                    }
-                    Err(error) => error,
-                }
-            };
-            let end = data_end(bytes, offset);
-            if end - offset > window_bytes {
-                return Err(corrupt(path, offset, problem));
-            }
-            self.note_torn(path, offset, end);
-            let (torn, data_end) = (true, end);
-            return Ok(ScanEnd {
-                offset,
-                torn,
-                data_end,
-            });
+        frames: &[(u64, Frame<'_>)],
+    ) -> Result<(), RecoveryError> {
+        for (offset, frame) in frames {
+            let body = Body::decode(frame).map_err(|source| RecoveryError::Corrupt {
+                file: path.to_path_buf(),
+                offset: *offset,
+                problem: Corruption::Undecodable {
+                    record_offset: *offset,
+                    source,
+                },
+            })?;
+            let frame_bytes = frame.frame_bytes() as u64;
+            self.replay(path, sequence, *offset, frame_bytes, frame.group, body)?;
         }
+        Ok(())
     }
 
     fn replay(
@@ -234,7 +261,7 @@ impl Recovered {
             file = %path.display(),
             offset,
             discarded_bytes,
-            "cut a torn write off the end of the log"
+            "cut a write that never completed its sync off the end of the log"
         );
         self.report.torn_tail = Some(TornTail {
             file: path.to_path_buf(),
@@ -296,13 +323,29 @@ impl Recovered {
     ) -> io::Result<(Writer, BTreeMap<u64, Arc<Segment>>)> {
         let metadata = self.metadata();
         let segments = std::mem::take(&mut self.segments);
+        let log_id = self.log_id.unwrap_or(0);
+        let next_batch_sequence = self.last_batch.map_or(1, |last| last.sequence + 1);
         if let Some(newest) = segments.values().next_back().cloned() {
             self.needs_roll_over = true;
-            return Ok((Writer::new(newest, self.newest_end, metadata), segments));
+            let position = WritePosition {
+                offset: self.newest_end,
+                next_batch_sequence,
+                log_id,
+            };
+            return Ok((Writer::new(newest, position, metadata), segments));
         }
-        let first = create_segment(fs, directory, config, 1)?;
+        let identity = SegmentIdentity {
+            sequence: 1,
+            log_id,
+        };
+        let first = create_segment(fs, directory, config, identity)?;
         let segments = BTreeMap::from([(1, first.clone())]);
-        Ok((Writer::new(first, SEGMENT_HEADER_BYTES, metadata), segments))
+        let position = WritePosition {
+            offset: SEGMENT_HEADER_BYTES,
+            next_batch_sequence,
+            log_id,
+        };
+        Ok((Writer::new(first, position, metadata), segments))
     }
 
     fn metadata(&self) -> BTreeMap<GroupId, GroupMeta> {
@@ -323,31 +366,23 @@ impl Recovered {
     }
 }
 
-/// Where the valid records of a segment end.
-struct ScanEnd {
-    offset: u64,
-    torn: bool,
-    /// Just past the last non-zero byte.
-    data_end: u64,
-}
-
-/// Cuts the file at `offset` and syncs: zeros over the torn bytes `[offset, end)` when
-/// preallocating (the blocks stay allocated), a shorter file otherwise.
-fn truncate(file: &dyn SegmentFile, offset: u64, end: u64, config: &LogConfig) -> io::Result<()> {
-    if config.preallocate {
-        write_zeros(file, offset, end)?;
-    } else {
-        file.set_len(offset)?;
+/// Makes the newest segment as recovery accepted it durable before anything is built on it:
+/// cuts the torn tail (zeros over `[offset, end)` when preallocating, so the blocks stay
+/// allocated; a shorter file otherwise), writes back the sync marks the crash lost, and syncs.
+/// The sync matters even when nothing changed: after a process crash (not a power loss) the
+/// page cache still shows writes that never synced, and recovery just accepted them.
+fn make_durable(file: &dyn SegmentFile, end: &ScanEnd, config: &LogConfig) -> io::Result<()> {
+    if let Some(torn_until) = end.torn_until {
+        if config.preallocate {
+            write_zeros(file, end.offset, torn_until)?;
+        } else {
+            file.set_len(end.offset)?;
+        }
+    }
+    for &(offset, sequence) in &end.lost_marks {
+        file.write_at(offset, &SyncMark { sequence }.encode())?;
     }
     file.sync_data()
-}
-
-fn corrupt(path: &Path, offset: u64, source: RecordError) -> RecoveryError {
-    RecoveryError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        source,
-    }
 }
 
 fn impossible(path: &Path, offset: u64, group: GroupId, reason: &str) -> RecoveryError {

@@ -4,13 +4,15 @@
 
 use crate::config::SEGMENT_HEADER_BYTES;
 use crate::file::SegmentFile;
+use crate::le::{read_u32, read_u64};
 use memmap2::Mmap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const MAGIC: &[u8; 8] = b"FLOTWAL1";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 frames every sync as a batch (`batch_frame.rs`) and binds segments to a log id.
+const FORMAT_VERSION: u32 = 2;
 const SUFFIX: &str = ".wal";
 
 /// The file name of segment `sequence`: zero-padded so names sort in sequence order.
@@ -29,38 +31,50 @@ pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The header written at offset 0 of segment `sequence`.
+/// The header written at offset 0 of segment `sequence` of the log `log_id`.
 #[must_use]
-pub(crate) fn encode_header(sequence: u64) -> Vec<u8> {
+pub(crate) fn encode_header(sequence: u64, log_id: u64) -> Vec<u8> {
     let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
     header.extend_from_slice(MAGIC);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     header.extend_from_slice(&sequence.to_le_bytes());
-    header.extend_from_slice(&[0; 8]);
+    header.extend_from_slice(&log_id.to_le_bytes());
     let checksum = crc32c::crc32c(&header);
     header.extend_from_slice(&checksum.to_le_bytes());
     debug_assert_eq!(header.len() as u64, SEGMENT_HEADER_BYTES);
     header
 }
 
-/// Checks the header at the start of `bytes` against the expected sequence number.
+/// Checks the header at the start of `bytes` against the expected sequence number; returns the
+/// id of the log it belongs to.
 ///
 /// # Errors
 /// A sentence saying what is wrong.
-pub(crate) fn check_header(bytes: &[u8], sequence: u64) -> Result<(), String> {
-    let expected = encode_header(sequence);
+pub(crate) fn check_header(bytes: &[u8], sequence: u64) -> Result<u64, String> {
     let found = bytes
-        .get(..expected.len())
+        .get(..SEGMENT_HEADER_BYTES as usize)
         .ok_or_else(|| format!("the file has only {} bytes", bytes.len()))?;
     if found.get(..8) != Some(MAGIC.as_slice()) {
         return Err("the magic bytes are not FLOTWAL1".to_owned());
     }
-    if found != expected.as_slice() {
+    let stored = read_u32(found, 28);
+    if stored != crc32c::crc32c(found.get(..28).unwrap_or_default()) {
+        return Err("the header fails its checksum".to_owned());
+    }
+    let version = read_u32(found, 8);
+    if version != FORMAT_VERSION {
         return Err(format!(
-            "the header is damaged or is not that of segment {sequence}"
+            "it was written in format version {version}, and this build reads only version \
+             {FORMAT_VERSION}"
         ));
     }
-    Ok(())
+    let found_sequence = read_u64(found, 12);
+    if found_sequence != sequence {
+        return Err(format!(
+            "it is the header of segment {found_sequence}, not of segment {sequence}"
+        ));
+    }
+    Ok(read_u64(found, 20))
 }
 
 /// An open segment file.
@@ -154,10 +168,20 @@ mod tests {
     }
 
     #[test]
-    fn a_header_names_its_sequence() {
-        let header = encode_header(7);
-        check_header(&header, 7).unwrap();
+    fn a_header_names_its_sequence_and_log() {
+        let header = encode_header(7, 99);
+        assert_eq!(check_header(&header, 7), Ok(99));
         assert!(check_header(&header, 8).is_err());
         assert!(check_header(&header[..10], 7).is_err());
+    }
+
+    #[test]
+    fn a_version_1_header_is_refused_by_name() {
+        let mut header = encode_header(7, 0);
+        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let checksum = crc32c::crc32c(&header[..28]);
+        header[28..].copy_from_slice(&checksum.to_le_bytes());
+        let error = check_header(&header, 7).unwrap_err();
+        assert!(error.contains("format version 1"), "{error}");
     }
 }
