@@ -137,11 +137,11 @@ impl LocalCluster {
     /// Kills node `node` with SIGKILL (no chance to flush anything).
     pub fn kill(&mut self, node: NodeId) {
         for (id, child) in &mut self.children {
-            if *id == node {
-                if let Some(mut child) = child.take() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+            if *id == node
+                && let Some(mut child) = child.take()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }

@@ -34,10 +34,10 @@ pub(crate) async fn write_bursts<T: Serialize>(
         buf.clear();
         for value in values.drain(..) {
             let kind = FrameKind::ClientMessage;
-            if let Err(error) = frame::encode(kind, &value, frame_bytes_max, &mut buf) {
-                if let Some(replacement) = too_large(&value, error) {
-                    let _ = frame::encode(kind, &replacement, frame_bytes_max, &mut buf);
-                }
+            if let Err(error) = frame::encode(kind, &value, frame_bytes_max, &mut buf)
+                && let Some(replacement) = too_large(&value, error)
+            {
+                let _ = frame::encode(kind, &replacement, frame_bytes_max, &mut buf);
             }
         }
         if send.write_all(&buf).await.is_err() {

@@ -84,10 +84,10 @@ async fn keep_writing(client: Client) {
             key: key.clone(),
             value: value.clone(),
         };
-        if let Ok(outcome) = client.command(command).await {
-            if !outcome.is_ambiguous() {
-                ACKNOWLEDGED.lock().unwrap().push((key, value));
-            }
+        if let Ok(outcome) = client.command(command).await
+            && !outcome.is_ambiguous()
+        {
+            ACKNOWLEDGED.lock().unwrap().push((key, value));
         }
     }
 }

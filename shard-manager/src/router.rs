@@ -184,10 +184,11 @@ impl Router {
     /// all were tried, any replica but the last one).
     fn next_node(&mut self, key: &[u8], target: &Target, attempts: &Attempts) -> Option<NodeId> {
         let replicas = self.map.lookup(key).replicas.clone();
-        if let Some(&leader) = self.leaders.get(&target.group) {
-            if replicas.contains(&leader) && leader != target.node {
-                return Some(leader);
-            }
+        if let Some(&leader) = self.leaders.get(&target.group)
+            && replicas.contains(&leader)
+            && leader != target.node
+        {
+            return Some(leader);
         }
         let untried: Vec<NodeId> = replicas
             .iter()

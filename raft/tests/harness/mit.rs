@@ -61,11 +61,12 @@ impl Cluster {
             for _ in 0..ids.len() {
                 next = (next + 1) % ids.len();
                 let id = ids[next];
-                if self.is_up(id) && self.network.is_connected(id) {
-                    if let Ok(found) = self.propose(id, command.to_vec()) {
-                        index = Some(found);
-                        break;
-                    }
+                if self.is_up(id)
+                    && self.network.is_connected(id)
+                    && let Ok(found) = self.propose(id, command.to_vec())
+                {
+                    index = Some(found);
+                    break;
                 }
             }
             let Some(index) = index else {

@@ -137,10 +137,10 @@ impl Client for OneClient {
     }
 
     fn poll(&mut self, cluster: &mut Cluster) {
-        if let Some((index, since_ms)) = self.attempt {
-            if self.check_attempt(cluster, index, since_ms) {
-                return;
-            }
+        if let Some((index, since_ms)) = self.attempt
+            && self.check_attempt(cluster, index, since_ms)
+        {
+            return;
         }
         self.submit(cluster);
     }

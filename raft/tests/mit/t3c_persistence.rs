@@ -254,11 +254,11 @@ fn figure8_on_an_unreliable_network_with_long_reordering() {
                 }
             }
             figure8_sleep(&mut cluster, &mut rng);
-            if let Some(leader) = leader {
-                if rng.below(1000) < ELECTION_TIMEOUT_MS / 2 {
-                    cluster.network.disconnect(leader);
-                    connected -= 1;
-                }
+            if let Some(leader) = leader
+                && rng.below(1000) < ELECTION_TIMEOUT_MS / 2
+            {
+                cluster.network.disconnect(leader);
+                connected -= 1;
             }
             if connected < 3 {
                 let id = rng.server(servers);

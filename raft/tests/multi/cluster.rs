@@ -532,14 +532,14 @@ impl MultiCluster {
 
     /// Moves leadership of `group` to `target` and waits for it.
     pub fn transfer(&mut self, group: GroupId, target: NodeId) {
-        if let Some(leader) = self.leader_of(group) {
-            if leader != target {
-                let _ = self
-                    .multi_mut(leader)
-                    .expect("up")
-                    .transfer_leader(group, target);
-                self.drive(leader);
-            }
+        if let Some(leader) = self.leader_of(group)
+            && leader != target
+        {
+            let _ = self
+                .multi_mut(leader)
+                .expect("up")
+                .transfer_leader(group, target);
+            self.drive(leader);
         }
     }
 

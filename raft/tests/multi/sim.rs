@@ -129,7 +129,7 @@ fn inject_fault(cluster: &mut MultiCluster, nodes: &[NodeId], step: u64, rng: &m
                 cluster.cut_one_way(source, target);
             }
         }
-        8..=10 if step % 3 == 0 => cluster.heal(),
+        8..=10 if step.is_multiple_of(3) => cluster.heal(),
         _ => {}
     }
 }

@@ -81,10 +81,10 @@ impl Workload {
             _ => None,
         };
         let Some(step) = step else { return };
-        if let ChangeStep::AddLearner(id) = step {
-            if !cluster.replicas.contains_key(&id) {
-                cluster.add_empty_replica(id);
-            }
+        if let ChangeStep::AddLearner(id) = step
+            && !cluster.replicas.contains_key(&id)
+        {
+            cluster.add_empty_replica(id);
         }
         let raft = cluster.raft_mut(leader).expect("up");
         if raft.propose_conf_change(vec![step]).is_ok() {
