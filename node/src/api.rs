@@ -34,6 +34,12 @@ pub enum Request {
     RangeMap,
     /// The node's state: its groups, their leaders, terms and indexes, and its counters.
     Status,
+    /// The data directory this node knows `node` by, if it has met it: asked by a node about to
+    /// bootstrap an empty directory under that id.
+    KnownDirectory {
+        /// The node asked about.
+        node: NodeId,
+    },
 }
 
 /// The answer to one request.
@@ -59,6 +65,11 @@ pub enum Reply {
     },
     /// The node's status.
     Status(NodeStatus),
+    /// The data directory the node knows the asked node by (`None`: it never met it).
+    KnownDirectory {
+        /// The directory id.
+        directory: Option<u128>,
+    },
 }
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
@@ -168,6 +179,8 @@ pub struct NodeStatus {
     pub leader_changes: u64,
     /// The peer nodes this node has heard from within the node timeout.
     pub live_peers: Vec<NodeId>,
+    /// How many times this node's data directory has been started (this process's number).
+    pub incarnation: u64,
 }
 
 impl NodeStatus {

@@ -84,6 +84,9 @@ pub struct NodeConfig {
     pub network_threads: usize,
     /// The nodes the cluster starts with, `id@address`.
     pub initial_cluster: Vec<String>,
+    /// How long a node about to bootstrap an empty data directory waits for the other initial
+    /// nodes to say whether they already know its id.
+    pub bootstrap_check_ms: u64,
     /// How the key space is split.
     pub ranges: RangesConfig,
     /// Raft timing.
@@ -274,6 +277,12 @@ impl NodeConfig {
         }
         if raft.snapshot_entries == 0 {
             return fail("raft.snapshot_entries must be at least 1".into());
+        }
+        if !(1..=60_000).contains(&self.bootstrap_check_ms) {
+            return fail(format!(
+                "bootstrap_check_ms must be 1 to 60000, not {}",
+                self.bootstrap_check_ms
+            ));
         }
         if self.network_threads > 64 {
             return fail(format!(

@@ -33,7 +33,7 @@ pub use message::{
     AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,
     MessageBody,
 };
-pub use multi::{MultiConfig, MultiError, MultiRaft, MultiReady};
+pub use multi::{MultiConfig, MultiError, MultiRaft, MultiReady, Refusal};
 pub use node::{RaftNode, Role, Status};
 pub use ready::{Persist, ReadState, Ready};
-pub use types::{GroupId, LogId, LogIndex, NodeId, Term};
+pub use types::{GroupId, Incarnation, LogId, LogIndex, NodeId, Term};

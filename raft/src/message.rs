@@ -1,7 +1,7 @@
 //! The messages replicas exchange, as plain data, and the per-node batch they travel in.
 
 use crate::entry::{Entry, SnapshotMeta};
-use crate::types::{GroupId, LogId, LogIndex, NodeId, Term};
+use crate::types::{GroupId, Incarnation, LogId, LogIndex, NodeId, Term};
 use serde::{Deserialize, Serialize};
 
 /// One message between two replicas of one group.
@@ -183,6 +183,9 @@ impl HeartbeatResponseEntry {
 pub struct Batch {
     /// The sending node; the transport checks it against the peer's certificate.
     pub from: NodeId,
+    /// The sender's data directory and start: a node id's batches come from one directory,
+    /// and from its newest process (`MultiRaft::step_batch` refuses the rest).
+    pub incarnation: Incarnation,
     /// The receiving node.
     pub to: NodeId,
     /// Per-group messages.
@@ -200,6 +203,17 @@ impl Batch {
         Self {
             from,
             to,
+            ..Self::default()
+        }
+    }
+
+    /// An empty batch with the same sender, receiver and incarnation: for splitting a batch.
+    #[must_use]
+    pub fn sibling(&self) -> Self {
+        Self {
+            from: self.from,
+            to: self.to,
+            incarnation: self.incarnation,
             ..Self::default()
         }
     }

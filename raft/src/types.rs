@@ -111,3 +111,18 @@ impl fmt::Display for LogId {
         write!(f, "{}-{}", self.term.0, self.index.0)
     }
 }
+
+/// Which process of which data directory a batch comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Incarnation {
+    /// The sender's data directory, chosen at random when it was bootstrapped.
+    pub directory: u128,
+    /// How many times that directory has been started: newer processes count higher.
+    pub start: u64,
+}
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "directory {:032x} start {}", self.directory, self.start)
+    }
+}

@@ -7,6 +7,79 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
 
+/// Why a data directory cannot be used by this process. The node must not start.
+#[derive(Debug, Error)]
+pub enum DataDirError {
+    /// The file system failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Another process holds the directory's lock.
+    #[error(
+        "the data directory {path} is in use by another process (pid {holder}): one directory, \
+         one process"
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// What the lock file says of its holder (its pid).
+        holder: String,
+    },
+    /// The directory holds a log but no identity file.
+    #[error(
+        "the data directory {path} holds a log but no identity file: it was damaged or is not a \
+         Flotilla data directory. The node must not start on it"
+    )]
+    IdentityMissing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The identity file does not parse or fails its checksum.
+    #[error("the identity file {path} is damaged ({reason}); the node must not start on it")]
+    IdentityDamaged {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The directory was never bootstrapped.
+    #[error("the data directory {path} was never bootstrapped")]
+    NotBootstrapped {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The directory belongs to another cluster.
+    #[error(
+        "the data directory {path} belongs to cluster `{found}`, not `{expected}`: check \
+         --data-dir and --cluster-id"
+    )]
+    WrongCluster {
+        /// The directory.
+        path: PathBuf,
+        /// The cluster it belongs to.
+        found: String,
+        /// The cluster this node is configured for.
+        expected: String,
+    },
+    /// The directory belongs to another node.
+    #[error(
+        "the data directory {path} belongs to node {found}, not node {expected}: check \
+         --data-dir and --node-id"
+    )]
+    WrongNode {
+        /// The directory.
+        path: PathBuf,
+        /// The node it belongs to.
+        found: u64,
+        /// The node this process is configured as.
+        expected: u64,
+    },
+}
+
 /// Why a `LogConfig` was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ConfigError {

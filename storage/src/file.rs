@@ -6,7 +6,8 @@ use crate::mmap::map_immutable;
 use memmap2::Mmap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// One file of the log: a segment or a snapshot. Bytes are durable only after `sync_data`.
@@ -99,12 +100,16 @@ impl FileSystem for RealFs {
             .write(true)
             .create(create)
             .truncate(false)
+            .mode(0o600)
             .open(path)?;
         Ok(Box::new(RealFile { file }))
     }
 
     fn list(&self, directory: &Path) -> io::Result<Vec<String>> {
-        fs::create_dir_all(directory)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(directory)?;
         let mut names = Vec::new();
         for dir_entry in fs::read_dir(directory)? {
             if let Some(name) = dir_entry?.file_name().to_str() {

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod crash;
+pub mod data_dir;
 pub mod error;
 pub mod file;
 pub mod kv;
@@ -17,8 +18,10 @@ pub mod snapshot;
 
 pub use config::LogConfig;
 pub use crash::{CrashFile, CrashFs};
+pub use data_dir::{DataDir, DirIdentity, DirState};
 pub use error::{
-    ConfigError, Corruption, NotTorn, RecordError, RecoveryError, SnapshotError, WriteError,
+    ConfigError, Corruption, DataDirError, NotTorn, RecordError, RecoveryError, SnapshotError,
+    WriteError,
 };
 pub use file::{FileSystem, RealFs, SegmentFile};
 

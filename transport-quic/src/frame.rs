@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 
 /// The first byte of every frame.
 pub const MAGIC: u8 = 0xF1;
-/// The frame format version this build speaks.
-pub const VERSION: u8 = 1;
+/// The frame format version this build speaks. 2: a Raft batch names its sender's data
+/// directory and start (`Batch::incarnation`).
+pub const VERSION: u8 = 2;
 /// Bytes of the fixed header before the payload.
 pub const HEADER_BYTES: usize = 7;
 

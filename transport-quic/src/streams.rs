@@ -38,7 +38,7 @@ pub fn split_batch(batch: Batch) -> (Option<Batch>, Option<Batch>) {
     if !batch.messages.iter().any(|m| m.message.is_snapshot_chunk()) {
         return (Some(batch), None);
     }
-    let mut snapshot = Batch::new(batch.from, batch.to);
+    let mut snapshot = batch.sibling();
     let mut raft = batch;
     let (chunks, rest) = raft
         .messages

@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{
-    Batch, Entry, EntryPayload, GroupId, GroupMessage, HeartbeatEntry, LogId, LogIndex, Message,
-    MessageBody, NodeId, Term,
+    Batch, Entry, EntryPayload, GroupId, GroupMessage, HeartbeatEntry, Incarnation, LogId,
+    LogIndex, Message, MessageBody, NodeId, Term,
 };
 use flotilla_transport_quic::FrameError;
 use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES};
@@ -71,11 +71,13 @@ fn batch() -> impl Strategy<Value = Batch> {
     });
     (
         any::<u64>(),
+        any::<(u128, u64)>(),
         proptest::collection::vec(message, 0..6),
         proptest::collection::vec(heartbeat, 0..6),
     )
-        .prop_map(|(from, messages, heartbeats)| Batch {
+        .prop_map(|(from, (directory, start), messages, heartbeats)| Batch {
             from: NodeId(from),
+            incarnation: Incarnation { directory, start },
             to: NodeId(2),
             messages,
             heartbeats,

@@ -10,7 +10,7 @@
 //! `cas` is never retried after an attempt that may have applied: it fails with
 //! [`ClientError::Ambiguous`], and the caller reads the key to learn what happened.
 
-mod connection;
+pub(crate) mod connection;
 
 pub use connection::CallError;
 

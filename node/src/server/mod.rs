@@ -3,6 +3,7 @@
 //! and runs the Raft loop on its own thread until SIGINT or SIGTERM.
 
 mod clients;
+mod data;
 mod machines;
 mod raft_loop;
 mod streams;
@@ -12,7 +13,9 @@ use crate::server::clients::Waiting;
 use crate::server::machines::Machines;
 use crate::server::raft_loop::{Input, LoopCounters, RaftLoop};
 use crossbeam_channel::Sender;
-use flotilla_raft::{LogReader, Membership, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta};
+use flotilla_raft::{
+    LogReader, Membership, MultiConfig, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta,
+};
 use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
 use flotilla_storage::{LogEngine, WriteBatch};
 use flotilla_transport_quic::{QuicTransport, Transport, TransportConfig};
@@ -35,6 +38,27 @@ pub enum ServerError {
     /// The log could not be opened or written.
     #[error("storage: {0}")]
     Storage(String),
+    /// The data directory cannot be used by this process.
+    #[error(transparent)]
+    DataDir(#[from] flotilla_storage::DataDirError),
+    /// The log could not be recovered; the node must not start on it.
+    #[error("the log cannot be recovered: {0}")]
+    Recovery(#[from] flotilla_storage::RecoveryError),
+    /// The data directory is empty, but the cluster already knows this node id.
+    #[error(
+        "node {node} is already a member of this cluster (node {peer} knows it by data \
+         directory {directory}), but this data directory is empty: its data was lost or this is \
+         the wrong directory. A node never comes back empty under its old id; keep it down and \
+         add a new node with a new id (docs/operations.md, \"A damaged or lost disk\")"
+    )]
+    AlreadyMember {
+        /// This node's id.
+        node: u64,
+        /// The peer that knows it.
+        peer: u64,
+        /// The data directory that peer knows it by.
+        directory: String,
+    },
     /// The endpoint could not be bound.
     #[error("network: {0}")]
     Network(String),
@@ -105,11 +129,24 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         &format!("node-{}", node.0),
     )
     .map_err(ServerError::Tls)?;
-    let engine = open_log(config)?;
+    let meta = initial_meta(config, &initial);
+    let data = data::open(config, &tls, &initial, |engine| {
+        bootstrap(engine, node, &meta)
+    })
+    .await?;
+    let engine = Arc::clone(&data.engine);
     if engine.group_ids().is_empty() {
-        bootstrap(&engine, node, &initial_meta(config, &initial))?;
+        return Err(ServerError::Storage(format!(
+            "the log in {} holds no group although the directory was bootstrapped",
+            data.directory.log_path().display()
+        )));
     }
-    let (mut multi, machines) = recover(config, &engine, initial_meta(config, &initial))?;
+    let mut multi_config = config.multi_config();
+    multi_config.incarnation = data.incarnation();
+    let (mut multi, machines) = recover(multi_config, &engine, meta)?;
+    for (peer, directory) in &data.pins {
+        multi.pin_peer(*peer, *directory);
+    }
     let listen = config.listen_address()?;
     let transport = QuicTransport::bind(node, listen, tls, TransportConfig::default())
         .await
@@ -142,6 +179,8 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         counters: LoopCounters::default(),
         synced_votes: Default::default(),
         deferred: Default::default(),
+        data,
+        refusals_logged: Default::default(),
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -209,19 +248,6 @@ fn loop_result(
     }
 }
 
-fn open_log(config: &NodeConfig) -> Result<Arc<LogEngine>, ServerError> {
-    let (engine, report) =
-        LogEngine::open(config.data_directory().join("log"), config.log_config())
-            .map_err(|error| ServerError::Storage(error.to_string()))?;
-    if let Some(torn) = &report.torn_tail {
-        tracing::warn!(
-            ?torn,
-            "the log ended in a torn write (a crash mid-write); it was cut there"
-        );
-    }
-    Ok(Arc::new(engine))
-}
-
 /// The map and directory every initial node computes alike from the configuration.
 fn initial_meta(config: &NodeConfig, initial: &[Endpoint]) -> MetaState {
     let nodes: Vec<NodeId> = initial.iter().map(|endpoint| endpoint.node).collect();
@@ -268,18 +294,21 @@ fn bootstrap(engine: &LogEngine, node: NodeId, meta: &MetaState) -> Result<(), S
     engine
         .write(batch)
         .map_err(|error| ServerError::Storage(error.to_string()))?;
-    tracing::info!(node = node.0, "bootstrapped a new replica set");
+    tracing::info!(
+        node = node.0,
+        "wrote the initial state of every group this node hosts"
+    );
     Ok(())
 }
 
 /// Every group in the log, with its state machine restored from its snapshot; Raft then hands
 /// the committed entries after the snapshot to the loop to apply again.
 fn recover(
-    config: &NodeConfig,
+    multi_config: MultiConfig,
     engine: &LogEngine,
     meta: MetaState,
 ) -> Result<(MultiRaft<flotilla_storage::GroupLog>, Machines), ServerError> {
-    let mut multi = MultiRaft::new(config.multi_config());
+    let mut multi = MultiRaft::new(multi_config);
     let mut machines = Machines::new(meta);
     for group in engine.group_ids() {
         let store = engine.group(group);

@@ -61,6 +61,10 @@ pub(crate) struct RaftLoop {
     pub(crate) synced_votes: FxHashMap<GroupId, (Term, Option<NodeId>)>,
     /// Commit-only hard states waiting for the next write.
     pub(crate) deferred: BTreeMap<GroupId, HardState>,
+    /// The data directory (locked while the loop lives) and its identity.
+    pub(crate) data: crate::server::data::OpenedData,
+    /// When a refused batch from each peer was last logged.
+    pub(crate) refusals_logged: FxHashMap<NodeId, Instant>,
 }
 
 /// What the loop has done since start.
@@ -93,6 +97,9 @@ pub(crate) enum LoopError {
     /// A group's store failed.
     #[error("group {group} failed: {reason}")]
     Group { group: GroupId, reason: String },
+    /// The peers' pinned data directories could not be saved.
+    #[error("saving the peers' data directories failed: {0}")]
+    Pins(std::io::Error),
 }
 
 impl RaftLoop {
@@ -123,7 +130,7 @@ impl RaftLoop {
                 self.multi.tick();
                 next_tick = (next_tick + self.tick).max(now);
                 self.counters.ticks += 1;
-                if self.counters.ticks % BALANCE_INTERVAL_TICKS == 0 {
+                if self.counters.ticks.is_multiple_of(BALANCE_INTERVAL_TICKS) {
                     self.balance_leaders();
                 }
             }
@@ -137,15 +144,24 @@ impl RaftLoop {
 
     fn handle(&mut self, input: Input) -> Result<(), LoopError> {
         match input {
-            Input::Batch(batch) => match self.multi.step_batch(batch) {
-                Ok(()) => {}
-                // A store failed: stop rather than serve from a log that cannot be trusted.
-                Err(MultiError::Log(error)) => return Err(LoopError::Store(error.to_string())),
-                Err(error) => {
-                    self.counters.batches_refused += 1;
-                    tracing::debug!(%error, "inbound batch refused");
+            Input::Batch(batch) => {
+                match self.multi.step_batch(batch) {
+                    Ok(()) => {}
+                    // A store failed: stop rather than serve from a log that cannot be trusted.
+                    Err(MultiError::Log(error)) => {
+                        return Err(LoopError::Store(error.to_string()));
+                    }
+                    Err(error @ MultiError::Refused { .. }) => {
+                        self.counters.batches_refused += 1;
+                        self.warn_refused(&error);
+                    }
+                    Err(error) => {
+                        self.counters.batches_refused += 1;
+                        tracing::debug!(%error, "inbound batch refused");
+                    }
                 }
-            },
+                self.save_learned_pins()?;
+            }
             Input::Request(request, responder) => {
                 self.counters.requests += 1;
                 match request {
@@ -159,10 +175,46 @@ impl RaftLoop {
                         directory: self.machines.meta().directory.clone(),
                     })),
                     Request::Status => responder.answer(Ok(Reply::Status(self.status()))),
+                    Request::KnownDirectory { node } => {
+                        let directory = self.multi.pinned_directory(node);
+                        responder.answer(Ok(Reply::KnownDirectory { directory }));
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// A peer's first batch pinned its data directory: saved before anything answering it
+    /// leaves (the ready cycle comes after), so a restart still refuses another directory.
+    fn save_learned_pins(&mut self) -> Result<(), LoopError> {
+        let learned = self.multi.take_learned_pins();
+        if learned.is_empty() {
+            return Ok(());
+        }
+        for (peer, directory) in learned {
+            let directory_hex = format!("{directory:032x}");
+            tracing::info!(peer = peer.0, directory = %directory_hex, "met a peer's data directory");
+            self.data.pins.insert(peer, directory);
+        }
+        self.data.save_pins().map_err(LoopError::Pins)
+    }
+
+    /// A batch from a process this node must not accept for its sender's id: an error an
+    /// operator must see, logged at most once per peer every minute.
+    fn warn_refused(&mut self, error: &MultiError) {
+        let MultiError::Refused { from, .. } = error else {
+            return;
+        };
+        let now = Instant::now();
+        let last = self
+            .refusals_logged
+            .entry(*from)
+            .or_insert(now - Duration::from_secs(61));
+        if now.duration_since(*last) >= Duration::from_secs(60) {
+            *last = now;
+            tracing::error!(%error, "refused a batch");
+        }
     }
 
     /// Checks a KV request against the map and limits, then proposes it or starts a read.
@@ -504,6 +556,7 @@ impl RaftLoop {
             waiting: self.waiting.len() as u64,
             leader_changes: self.counters.leader_changes,
             live_peers: self.multi.live_peers().collect(),
+            incarnation: self.data.identity.incarnation,
         }
     }
 }
@@ -553,7 +606,7 @@ fn split_leader_traffic(batches: Vec<Batch>) -> (Vec<Batch>, Vec<Batch>) {
                         | MessageBody::TimeoutNow
                 )
             });
-        let mut first = Batch::new(batch.from, batch.to);
+        let mut first = batch.sibling();
         first.messages = leader;
         first.heartbeats = std::mem::take(&mut batch.heartbeats);
         batch.messages = other;
@@ -587,17 +640,15 @@ fn split_oversized(mut batch: Batch) -> Vec<Batch> {
         return vec![batch];
     }
     let mut parts = Vec::new();
-    let mut current = Batch::new(batch.from, batch.to);
+    let mut current = batch.sibling();
     current.heartbeats = std::mem::take(&mut batch.heartbeats);
     current.heartbeat_responses = std::mem::take(&mut batch.heartbeat_responses);
     let mut bytes = 0;
     for message in batch.messages {
         let size = weight(&message);
         if !current.messages.is_empty() && bytes + size > BATCH_PAYLOAD_BYTES_MAX {
-            parts.push(std::mem::replace(
-                &mut current,
-                Batch::new(batch.from, batch.to),
-            ));
+            let next = current.sibling();
+            parts.push(std::mem::replace(&mut current, next));
             bytes = 0;
         }
         bytes += size;

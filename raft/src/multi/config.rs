@@ -1,7 +1,7 @@
 //! The limits of a MultiRaft host, validated when it is built.
 
 use crate::config::{Config, ConfigError};
-use crate::types::{GroupId, NodeId};
+use crate::types::{GroupId, Incarnation, NodeId};
 
 /// How one node hosts its groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub struct MultiConfig {
     pub groups_max: usize,
     /// Whether idle groups stop ticking.
     pub quiesce: bool,
+    /// This process: its data directory and start, named in every batch it sends.
+    pub incarnation: Incarnation,
 }
 
 impl MultiConfig {
@@ -33,6 +35,7 @@ impl MultiConfig {
             node_timeout_ticks: 10,
             groups_max: 100_000,
             quiesce: true,
+            incarnation: Incarnation::default(),
         }
     }
 

@@ -32,6 +32,14 @@ pub enum MultiError {
         /// How many were skipped.
         count: usize,
     },
+    /// The batch came from a process this node does not accept for its sender's id.
+    #[error("a batch from {from} was refused: {refusal}")]
+    Refused {
+        /// The sending node.
+        from: NodeId,
+        /// Why.
+        refusal: super::incarnation::Refusal,
+    },
     /// The group refused the proposal.
     #[error(transparent)]
     Propose(#[from] ProposeError),

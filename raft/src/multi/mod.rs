@@ -12,11 +12,13 @@
 mod config;
 mod error;
 mod heartbeat;
+mod incarnation;
 mod liveness;
 mod quiesce;
 
 pub use config::MultiConfig;
 pub use error::MultiError;
+pub use incarnation::Refusal;
 
 use crate::entry::{Bytes, ChangeStep};
 use crate::log::LogReader;
@@ -24,6 +26,7 @@ use crate::message::{Batch, GroupMessage};
 use crate::node::RaftNode;
 use crate::ready::Ready;
 use crate::types::{GroupId, LogIndex, NodeId};
+use incarnation::PeerPins;
 use liveness::Liveness;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,6 +64,8 @@ pub struct MultiRaft<L> {
     /// Coalesced heartbeat entries and responses waiting for the next ready.
     outbox: BTreeMap<NodeId, Batch>,
     liveness: Liveness,
+    /// The data directory each peer is known by.
+    pins: PeerPins,
     now_ticks: u64,
     /// The last `MultiReady`'s group list, emptied by `advance`: its allocation (a few hundred
     /// bytes per group) is reused by the next `ready`.
@@ -84,6 +89,7 @@ impl<L: LogReader> MultiRaft<L> {
             active: BTreeSet::new(),
             dirty: BTreeSet::new(),
             outbox: BTreeMap::new(),
+            pins: PeerPins::default(),
             now_ticks: 0,
             spare_groups: Vec::new(),
         }
@@ -138,14 +144,18 @@ impl<L: LogReader> MultiRaft<L> {
     /// Messages for unknown groups are skipped and counted in the error.
     ///
     /// # Errors
-    /// `WrongNode` if the batch is not addressed to this node; `UnknownGroups` if some
-    /// messages named groups this node does not host (the rest were stepped); `Log` if a
-    /// store failed (the node must stop).
+    /// `WrongNode` if the batch is not addressed to this node; `Refused` if it comes from
+    /// another data directory than the one its sender is pinned to, or from an older process
+    /// (nothing of it was stepped); `UnknownGroups` if some messages named groups this node
+    /// does not host (the rest were stepped); `Log` if a store failed (the node must stop).
     pub fn step_batch(&mut self, batch: Batch) -> Result<(), MultiError> {
         if batch.to != self.config.node {
             return Err(MultiError::WrongNode { to: batch.to });
         }
         let from = batch.from;
+        self.pins
+            .check(from, batch.incarnation)
+            .map_err(|refusal| MultiError::Refused { from, refusal })?;
         self.liveness.heard_from(from, self.now_ticks);
         let mut unknown = 0;
         for GroupMessage { group, message } in batch.messages {
@@ -191,7 +201,10 @@ impl<L: LogReader> MultiRaft<L> {
                 self.dirty.insert(group);
             }
         }
-        if self.now_ticks % self.config.heartbeat_interval_ticks == 0 {
+        if self
+            .now_ticks
+            .is_multiple_of(self.config.heartbeat_interval_ticks)
+        {
             self.heartbeat_tick();
         }
         self.wake_groups_of_dead_peers();
@@ -293,10 +306,15 @@ impl<L: LogReader> MultiRaft<L> {
             heartbeat::route_messages(self.config.node, group, quiesce, &mut ready, &mut outbox);
             groups.push((group, ready));
         }
-        MultiReady {
-            batches: outbox.into_values().collect(),
-            groups,
-        }
+        let incarnation = self.config.incarnation;
+        let batches = outbox
+            .into_values()
+            .map(|batch| Batch {
+                incarnation,
+                ..batch
+            })
+            .collect();
+        MultiReady { batches, groups }
     }
 
     /// Acknowledges that `ready` was persisted, sent and applied.
@@ -343,6 +361,24 @@ impl<L: LogReader> MultiRaft<L> {
         self.groups
             .get(&group)
             .is_some_and(|hosted| hosted.quiescent)
+    }
+
+    /// Pins `directory` as the data directory of `peer` (a pin persisted by an earlier run):
+    /// batches from any other directory under that id are refused.
+    pub fn pin_peer(&mut self, peer: NodeId, directory: u128) {
+        self.pins.pin(peer, directory);
+    }
+
+    /// The data directory `peer` is pinned to, if this node has met it.
+    #[must_use]
+    pub fn pinned_directory(&self, peer: NodeId) -> Option<u128> {
+        self.pins.directory_of(peer)
+    }
+
+    /// The pins learned from first batches since the last call: persist them before anything
+    /// answering those batches leaves, so a restart does not forget them.
+    pub fn take_learned_pins(&mut self) -> Vec<(NodeId, u128)> {
+        self.pins.take_learned()
     }
 
     /// The peer nodes heard from within the node timeout.

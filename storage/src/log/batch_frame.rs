@@ -17,7 +17,7 @@ pub(crate) const FRAME_BYTES: u64 = 32;
 pub(crate) const SECTOR_BYTES: u64 = 512;
 
 const _: () = assert!(
-    SECTOR_BYTES % FRAME_BYTES == 0,
+    SECTOR_BYTES.is_multiple_of(FRAME_BYTES),
     "frames never straddle sectors"
 );
 

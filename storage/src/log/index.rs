@@ -412,12 +412,11 @@ mod tests {
                 let applied = state.apply(effect, location);
                 proptest::prop_assert_eq!(applied.is_ok(), !matches!(op, Op::Entry(i) if i <= model.snapshot));
                 model.apply(&op, location);
-                if applied.is_ok() {
-                    if let Op::Entry(index) = op {
+                if applied.is_ok()
+                    && let Op::Entry(index) = op {
                         let entry = Entry { term: Term(1), index, payload: flotilla_raft::EntryPayload::Normal(vec![].into()) };
                         state.remember(entry, 4);
                     }
-                }
                 let last = model.entries.last_key_value().map_or(model.snapshot, |(index, _)| *index);
                 proptest::prop_assert_eq!(state.last_index(), last);
                 proptest::prop_assert_eq!(state.snapshot_index(), model.snapshot);

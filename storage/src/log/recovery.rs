@@ -277,14 +277,14 @@ impl Recovered {
                 let path = directory.join(segment::file_name(location.segment));
                 return Err(impossible(&path, location.offset, *group, &reason));
             }
-            if let Some(marker) = &state.snapshot {
-                if !snapfile::is_present(fs, directory, marker) {
-                    let file = directory.join(&marker.file_name);
-                    return Err(RecoveryError::SnapshotMissing {
-                        group: *group,
-                        file,
-                    });
-                }
+            if let Some(marker) = &state.snapshot
+                && !snapfile::is_present(fs, directory, marker)
+            {
+                let file = directory.join(&marker.file_name);
+                return Err(RecoveryError::SnapshotMissing {
+                    group: *group,
+                    file,
+                });
             }
         }
         Ok(())
