@@ -79,7 +79,65 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// The data directory of node `node`.
+    #[must_use]
+    pub fn data_dir(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("node-{}", node.0))
+    }
+
+    /// The log file of node `node`'s processes.
+    #[must_use]
+    pub fn log_file(&self, node: NodeId) -> PathBuf {
+        self.dir.join(format!("node-{}.log", node.0))
+    }
+
     fn spawn(&self, binary: &Path, node: NodeId) -> std::io::Result<Child> {
+        self.spawn_on(binary, node, &self.data_dir(node), &self.log_file(node))
+    }
+
+    /// Starts another process as node `node` (its certificate, its address) on `data_dir`,
+    /// logging to `log`: what a mistaken or malicious second start does. The caller owns it.
+    ///
+    /// # Errors
+    /// The process could not start.
+    pub fn spawn_impostor(
+        &self,
+        binary: &Path,
+        node: NodeId,
+        data_dir: &Path,
+        log: &Path,
+    ) -> std::io::Result<Child> {
+        self.spawn_on(binary, node, data_dir, log)
+    }
+
+    /// Waits up to `wait` for node `node`'s process to exit; its status if it did.
+    pub fn wait_for_exit(
+        &mut self,
+        node: NodeId,
+        wait: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let status = self
+                .children
+                .iter_mut()
+                .filter(|(id, _)| *id == node)
+                .filter_map(|(_, child)| child.as_mut())
+                .find_map(|child| child.try_wait().ok().flatten());
+            if status.is_some() || Instant::now() >= deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn_on(
+        &self,
+        binary: &Path,
+        node: NodeId,
+        data_dir: &Path,
+        log: &Path,
+    ) -> std::io::Result<Child> {
         let endpoint = self
             .endpoints
             .iter()
@@ -89,7 +147,7 @@ impl LocalCluster {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("node-{}.log", node.0)))?;
+            .open(log)?;
         let mut command = std::process::Command::new(binary);
         command.arg("server");
         if let Some(config) = &self.config {
@@ -98,14 +156,7 @@ impl LocalCluster {
         command
             .args(["--node-id", &node.0.to_string()])
             .args(["--listen", &endpoint.address.to_string()])
-            .args([
-                "--data-dir",
-                &self
-                    .dir
-                    .join(format!("node-{}", node.0))
-                    .display()
-                    .to_string(),
-            ])
+            .args(["--data-dir", &data_dir.display().to_string()])
             .args(["--tls-dir", &self.dir.join("certs").display().to_string()])
             .args(["--initial-cluster", &initial.join(",")])
             .args(["--groups", &self.groups.to_string()])

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, unreachable_pub, missing_docs)]
 
 pub mod checker;
+pub mod disk;
 pub mod events;
 pub mod mit;
 pub mod network;
@@ -117,6 +118,12 @@ pub struct Cluster {
     /// `FLOTILLA_SIM_TRACE=1`: print every event, crash, restart and ready cycle to stderr
     /// (to read what a failing seed did).
     verbose: bool,
+    /// How a replica whose disk lost synced data restarts (`disk.rs`).
+    pub disk_rule: disk::DiskRule,
+    /// Replicas that refused to start on a damaged disk: down for good.
+    refused: BTreeSet<NodeId>,
+    /// The voters the cluster was bootstrapped with (what an amnesiac rejoins as).
+    initial_membership: Membership,
 }
 
 impl Cluster {
@@ -147,8 +154,11 @@ impl Cluster {
             trace_hash: 0,
             torn_writes_cut_in_order: 0,
             verbose: std::env::var("FLOTILLA_SIM_TRACE").is_ok_and(|value| value == "1"),
+            disk_rule: disk::DiskRule::default(),
+            refused: BTreeSet::new(),
+            initial_membership: Membership::with_voters(ids.iter().copied()),
         };
-        let membership = Membership::with_voters(ids.iter().copied());
+        let membership = cluster.initial_membership.clone();
         for &id in &ids {
             let mut disk = MemLog::new();
             disk.persist(&Persist::bootstrap(membership.clone()));
@@ -527,8 +537,35 @@ impl Cluster {
         self.crash_mid_ready.clear();
     }
 
-    /// Restarts a crashed `id` from its disk.
+    /// The disk of crashed `id` lost synced data (`fault`): under `DiskRule::Refuse` it never
+    /// starts again; under `StartAnyway` its next restart starts on what is left.
+    pub fn damage_disk(&mut self, id: NodeId, fault: disk::DiskFault) {
+        match self.disk_rule {
+            disk::DiskRule::Refuse => {
+                self.note(|| format!("{id} LOSES SYNCED DATA ({fault:?}) and refuses to start"));
+                self.refused.insert(id);
+            }
+            disk::DiskRule::StartAnyway => {
+                self.note(|| format!("{id} LOSES SYNCED DATA ({fault:?}) and will start anyway"));
+                let replica = self.replicas.get_mut(&id).expect("replica");
+                if let Some(old) = replica.disk.as_ref() {
+                    let initial = &self.initial_membership;
+                    replica.disk = Some(disk::damaged(old, fault, initial, &mut self.rng));
+                }
+            }
+        }
+    }
+
+    /// Whether `id` refused to start on a damaged disk (it is down for good).
+    pub fn is_refused(&self, id: NodeId) -> bool {
+        self.refused.contains(&id)
+    }
+
+    /// Restarts a crashed `id` from its disk (unless it refused to start on a damaged one).
     pub fn restart(&mut self, id: NodeId) {
+        if self.refused.contains(&id) {
+            return;
+        }
         let disk = self
             .replicas
             .get_mut(&id)

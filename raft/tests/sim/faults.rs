@@ -1,12 +1,14 @@
 //! Fault injection for the safety phase: partitions (random halves, an isolated leader, a
-//! one-way cut), crashes (clean, or in the middle of a ready cycle), and their repair after a
-//! random number of steps.
+//! one-way cut), crashes (clean, or in the middle of a ready cycle), their repair after a
+//! random number of steps, and disks that lose synced data (amnesia, a flipped bit), after
+//! which a replica refuses to start for good (`harness/disk.rs`).
 
 use crate::harness::Cluster;
+use crate::harness::disk::DiskFault;
 use crate::swarm::Swarm;
 use flotilla_raft::NodeId;
-use rand::Rng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A repair scheduled for a later step.
@@ -23,16 +25,66 @@ pub struct FaultCounts {
     pub crashes: u64,
     pub torn_crashes: u64,
     pub restarts: u64,
+    /// Crashed replicas whose disk lost synced data.
+    pub disk_faults: u64,
 }
 
 /// The fault schedule of one run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Faults {
     repairs: Vec<(u64, Repair)>,
     pub counts: FaultCounts,
+    disk: DiskFaults,
+}
+
+/// Disk faults, drawn from their own stream so that a run without them replays exactly as it
+/// did before they existed: a quarter of the seeds damage the disk of at most one crashed
+/// replica (which then stays down, so a majority is left).
+#[derive(Debug)]
+struct DiskFaults {
+    /// Percent of crashes whose disk loses synced data (0: none in this run).
+    percent: u32,
+    rng: ChaCha8Rng,
+}
+
+impl DiskFaults {
+    fn new(seed: u64, enabled: bool) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xd15c_fa17_0000_0000);
+        let percent = if rng.random_ratio(1, 4) && enabled {
+            rng.random_range(5..=50)
+        } else {
+            0
+        };
+        Self { percent, rng }
+    }
+
+    /// Maybe damages the disk of `victim`, just crashed.
+    fn after_crash(&mut self, victim: NodeId, cluster: &mut Cluster, counts: &mut FaultCounts) {
+        if self.percent == 0 || counts.disk_faults > 0 {
+            return;
+        }
+        if self.rng.random_range(0..100) < self.percent {
+            let fault = if self.rng.random_bool(0.5) {
+                DiskFault::Amnesia
+            } else {
+                DiskFault::SyncedFlip
+            };
+            cluster.damage_disk(victim, fault);
+            counts.disk_faults += 1;
+        }
+    }
 }
 
 impl Faults {
+    /// No faults scheduled yet; the disk faults of `seed` drawn (if `disk_faults`).
+    pub fn new(seed: u64, disk_faults: bool) -> Self {
+        Self {
+            repairs: Vec::new(),
+            counts: FaultCounts::default(),
+            disk: DiskFaults::new(seed, disk_faults),
+        }
+    }
+
     /// One step: apply due repairs, then maybe inject new faults.
     pub fn step(&mut self, step: u64, cluster: &mut Cluster, swarm: &Swarm, rng: &mut ChaCha8Rng) {
         self.apply_due_repairs(step, cluster);
@@ -108,6 +160,7 @@ impl Faults {
             self.counts.torn_crashes += 1;
         } else {
             cluster.crash(victim);
+            self.disk.after_crash(victim, cluster, &mut self.counts);
         }
         self.counts.crashes += 1;
         self.repairs

@@ -79,6 +79,8 @@ fn the_scripted_schedules_pass_with_the_correct_rules() {
     for seed in 1..=20 {
         crate::scripted::figure8_scripted(seed, test_config);
         crate::scripted::forgotten_vote_scripted(seed, test_config);
+        crate::scripted::amnesia_scripted(seed, test_config);
+        crate::scripted::synced_flip_scripted(seed, test_config);
     }
 }
 
@@ -121,4 +123,35 @@ fn forgetting_the_vote_on_restart_is_caught() {
 #[test]
 fn reading_without_a_quorum_round_is_caught() {
     assert_caught(60, swarm, read_without_quorum, &["stale read"]);
+}
+
+/// What the checkers say when a replica forgot what it acknowledged: a leader lacking an
+/// acknowledged write, or (amnesia, usually first) a replica whose term went back.
+const LOST_WRITE: &[&str] = &[
+    "went back",
+    "leader completeness",
+    "lacks the acknowledged",
+    "state machine safety",
+    "lacks X",
+    "applied index",
+];
+
+#[test]
+fn starting_on_an_empty_directory_under_the_old_id_is_caught() {
+    assert_caught(
+        20,
+        crate::scripted::amnesia_started_scripted,
+        test_config,
+        LOST_WRITE,
+    );
+}
+
+#[test]
+fn taking_a_flipped_synced_bit_for_a_torn_tail_is_caught() {
+    assert_caught(
+        20,
+        crate::scripted::synced_flip_started_scripted,
+        test_config,
+        LOST_WRITE,
+    );
 }

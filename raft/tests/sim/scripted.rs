@@ -1,9 +1,11 @@
 //! Scripted fault schedules for violations the random swarm reaches too rarely: Raft Figure 8
-//! (an old-term entry committed by counting, then overwritten) and a vote forgotten across a
-//! restart (two leaders in one term). Partitions choose who can win each election; the run is
+//! (an old-term entry committed by counting, then overwritten), a vote forgotten across a
+//! restart (two leaders in one term), and a follower whose disk lost an acknowledged write
+//! (amnesia, a flipped bit) voting a leader without it. Partitions choose who can win each election; the run is
 //! otherwise the same simulated cluster with every checker on.
 
 use crate::harness::Cluster;
+use crate::harness::disk::{DiskFault, DiskRule};
 use flotilla_raft::{Config, LogIndex, NodeId, Role};
 
 const LONG_MS: u64 = 5_000;
@@ -110,4 +112,71 @@ pub fn forgotten_vote_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) 
         .network
         .partition(&[vec![leader], vec![voter, late]]);
     cluster.run_for(LONG_MS);
+}
+
+/// Three replicas; an acknowledged write X sits on the leader and one follower only (the third
+/// is cut off). The follower crashes and its disk loses synced data (`fault`); the leader
+/// crashes; the follower restarts and the third replica, healed, campaigns. A follower that
+/// refuses to start (production) leaves it without a majority until the old leader is back,
+/// and X survives. One that starts on what is left votes for it, and X is gone.
+fn lost_disk_scripted(
+    seed: u64,
+    config_of: fn(NodeId, u64) -> Config,
+    rule: DiskRule,
+    fault: DiskFault,
+) {
+    let mut cluster = Cluster::with_config(3, seed, config_of);
+    cluster.disk_rule = rule;
+    let all = cluster.ids();
+    let late = all[2];
+    cluster
+        .network
+        .partition(&[vec![all[0], all[1]], vec![late]]);
+    let leader = leader_among(&mut cluster, &all[..2]);
+    let follower = others(&all, &[leader, late])[0];
+    let index = cluster
+        .propose(leader, b"X".to_vec())
+        .expect("leader accepts X");
+    let acknowledged = cluster.run_until(LONG_MS, |cluster| {
+        cluster.acks.iter().any(|ack| ack.index == index)
+    });
+    assert!(acknowledged, "X was never acknowledged");
+    cluster.crash(follower);
+    cluster.damage_disk(follower, fault);
+    cluster.crash(leader);
+    cluster.restart(follower);
+    cluster.network.heal();
+    cluster.run_for(LONG_MS);
+    cluster.restart(leader);
+    let survivors = others(&all, &[follower]);
+    let new_leader = leader_among(&mut cluster, &survivors);
+    assert!(
+        holds(&cluster, new_leader, index),
+        "the leader after the loss lacks X"
+    );
+}
+
+/// The follower comes back on an empty data directory.
+pub fn amnesia_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) {
+    lost_disk_scripted(seed, config_of, DiskRule::Refuse, DiskFault::Amnesia);
+}
+
+/// The follower's log has a flipped bit in a synced entry.
+pub fn synced_flip_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) {
+    lost_disk_scripted(seed, config_of, DiskRule::Refuse, DiskFault::SyncedFlip);
+}
+
+/// Mutation: the amnesiac follower starts anyway, as a fresh initial member.
+pub fn amnesia_started_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) {
+    lost_disk_scripted(seed, config_of, DiskRule::StartAnyway, DiskFault::Amnesia);
+}
+
+/// Mutation: the follower starts on its log cut at the flip (taken for a torn tail).
+pub fn synced_flip_started_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) {
+    lost_disk_scripted(
+        seed,
+        config_of,
+        DiskRule::StartAnyway,
+        DiskFault::SyncedFlip,
+    );
 }
