@@ -126,6 +126,7 @@ fn node_tick(c: &mut Criterion) {
                 while leader.has_ready() {
                     let ready = leader.ready();
                     black_box(&ready.batches);
+                    black_box(&ready.persisted_batches);
                     leader.advance(ready);
                 }
             });

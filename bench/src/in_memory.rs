@@ -70,6 +70,7 @@ impl Nodes {
                             .persist(&group_ready.persist);
                     }
                     inbox.append(&mut ready.batches);
+                    inbox.append(&mut ready.persisted_batches);
                     multi.advance(ready);
                 }
             }

@@ -181,6 +181,8 @@ pub struct NodeStatus {
     pub live_peers: Vec<NodeId>,
     /// How many times this node's data directory has been started (this process's number).
     pub incarnation: u64,
+    /// The nodes whose data directory the meta group has registered (as this node applied it).
+    pub registered_directories: Vec<NodeId>,
 }
 
 impl NodeStatus {

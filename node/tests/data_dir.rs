@@ -243,6 +243,15 @@ fn a_copied_node_certificate_with_an_empty_directory_cannot_vote() {
     runtime().block_on(Box::pin(async {
         let client = connect(cluster.client_options()).await;
         put_keys(&client, 0..20).await;
+        // Every node takes up every node's data directory from the meta group, also those of
+        // peers it never met itself.
+        for node in [one, two, three] {
+            eventually("every data directory registered", || async {
+                let status = client.status(node).await.ok()?;
+                (status.registered_directories == [one, two, three]).then_some(())
+            })
+            .await;
+        }
     }));
     cluster.kill(two);
     // Node 2's certificate on an empty directory, while its peers are up: they know node 2, and

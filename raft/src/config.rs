@@ -80,6 +80,12 @@ pub enum Mutation {
     NoPositionCheck,
     /// Serve ReadIndex reads without confirming leadership (stale reads).
     ReadWithoutQuorum,
+    /// Let a vote leave before the write that records it is durable (`Ready::messages`
+    /// instead of `persisted_messages`): a crash can then forget a vote it gave.
+    VoteBeforePersist,
+    /// Say every committed entry may be applied before this cycle's write
+    /// (`Ready::committed_before_persist`), also those the write itself makes durable.
+    ApplyBeforePersist,
 }
 
 impl Config {

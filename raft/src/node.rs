@@ -90,7 +90,10 @@ pub struct RaftNode<L> {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     pub(crate) outgoing_snapshots: BTreeMap<NodeId, OutgoingSnapshot>,
     pub(crate) compaction: Option<Snapshot>,
+    /// Messages that may leave before this cycle's write is durable (`Ready::messages`).
     pub(crate) messages: Vec<Message>,
+    /// Messages that may leave only once it is (`Ready::persisted_messages`).
+    pub(crate) persisted_messages: Vec<Message>,
     pub(crate) persisted_hard_state: HardState,
     pub(crate) reported_leader: Option<NodeId>,
     pub(crate) ready_outstanding: bool,
@@ -137,6 +140,7 @@ impl<L: LogReader> RaftNode<L> {
             outgoing_snapshots: BTreeMap::new(),
             compaction: None,
             messages: Vec::new(),
+            persisted_messages: Vec::new(),
             persisted_hard_state: initial.hard_state,
             config,
             reported_leader: None,
@@ -198,6 +202,7 @@ impl<L: LogReader> RaftNode<L> {
             return false;
         }
         !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
             || self.broadcast_pending
             || self.reads.has_output()
             || self.log.unstable.snapshot.is_some()
@@ -218,19 +223,34 @@ impl<L: LogReader> RaftNode<L> {
         self.reported_leader = self.leader;
         self.ready_outstanding = true;
         let (reads, aborted_reads) = self.reads.take_ready();
+        let persist = Persist {
+            snapshot: self.log.unstable.snapshot.clone(),
+            entries: self.log.unstable.entries.clone(),
+            hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
+            commit_only: is_commit_only(hard_state, self.persisted_hard_state),
+            compaction: self.compaction.take(),
+        };
+        let committed = self.next_committed();
+        let committed_before_persist = self.committed_before_persist(&persist, &committed);
         Ready {
             messages: std::mem::take(&mut self.messages),
-            persist: Persist {
-                snapshot: self.log.unstable.snapshot.clone(),
-                entries: self.log.unstable.entries.clone(),
-                hard_state: (hard_state != self.persisted_hard_state).then_some(hard_state),
-                compaction: self.compaction.take(),
-            },
-            committed: self.next_committed(),
+            persisted_messages: std::mem::take(&mut self.persisted_messages),
+            persist,
+            committed,
+            committed_before_persist,
             reads,
             aborted_reads,
             leader_changed,
         }
+    }
+
+    /// How many of `committed` may be applied before `persist` is written.
+    fn committed_before_persist(&self, persist: &Persist, committed: &[Entry]) -> usize {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::ApplyBeforePersist {
+            return committed.len();
+        }
+        crate::ready::durable_prefix(persist, committed)
     }
 
     /// Acknowledges that `ready` was persisted, sent and applied.
@@ -239,15 +259,20 @@ impl<L: LogReader> RaftNode<L> {
         self.ready_outstanding = false;
         let Ready {
             mut messages,
+            mut persisted_messages,
             persist,
             committed,
             ..
         } = ready;
-        // The messages were sent: their vector's allocation serves the next ones (nothing
+        // The messages were sent: their vectors' allocations serve the next ones (nothing
         // was queued since `ready()` took the last).
         messages.clear();
         if self.messages.capacity() == 0 {
             self.messages = messages;
+        }
+        persisted_messages.clear();
+        if self.persisted_messages.capacity() == 0 {
+            self.persisted_messages = persisted_messages;
         }
         let snapshot = persist.snapshot.as_ref();
         let snapshot_index = snapshot.map(|snapshot| snapshot.meta.last.index);
@@ -302,6 +327,9 @@ impl<L: LogReader> RaftNode<L> {
     pub fn release_spare_memory(&mut self) {
         if self.messages.is_empty() {
             self.messages = Vec::new();
+        }
+        if self.persisted_messages.is_empty() {
+            self.persisted_messages = Vec::new();
         }
     }
 
@@ -433,12 +461,40 @@ impl<L: LogReader> RaftNode<L> {
 
     pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
         debug_assert_ne!(to, self.config.id, "a replica never messages itself");
-        self.messages.push(Message {
+        let message = Message {
             from: self.config.id,
             to,
             term,
             body,
-        });
+        };
+        if self.may_leave_before_persist(&message) {
+            self.messages.push(message);
+        } else {
+            self.persisted_messages.push(message);
+        }
+    }
+
+    /// Whether `message` may leave before this cycle's write is durable (Raft thesis
+    /// §10.2.1): a leader's own traffic (entries, heartbeats, snapshot chunks, TimeoutNow)
+    /// promises nothing this cycle persists, since the leader counts its own copy of an entry
+    /// only once `advance` reports it durable and its term and vote were made durable when it
+    /// campaigned. Votes and responses promise what this replica has persisted: after.
+    fn may_leave_before_persist(&self, message: &Message) -> bool {
+        let leader_traffic = self.role == Role::Leader
+            && matches!(
+                message.body,
+                MessageBody::AppendEntries { .. }
+                    | MessageBody::Heartbeat { .. }
+                    | MessageBody::InstallSnapshot { .. }
+                    | MessageBody::TimeoutNow
+            );
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::VoteBeforePersist
+            && matches!(message.body, MessageBody::VoteResponse { .. })
+        {
+            return true;
+        }
+        leader_traffic
     }
 
     fn assert_no_ready_outstanding(&self) {
@@ -479,4 +535,11 @@ impl<L: LogReader> RaftNode<L> {
             self.broadcast_append();
         }
     }
+}
+
+/// Whether `now` differs from the last persisted hard state only in its commit index: such a
+/// hard state needs no sync of its own (a restart that finds an older commit index relearns the
+/// rest from the leader).
+fn is_commit_only(now: HardState, persisted: HardState) -> bool {
+    now != persisted && now.term == persisted.term && now.vote == persisted.vote
 }

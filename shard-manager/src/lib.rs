@@ -13,7 +13,7 @@ pub mod router;
 
 pub use directory::Directory;
 pub use error::{RangeMapError, RouteError};
-pub use meta::{META_GROUP, MetaCommand, MetaState};
+pub use meta::{META_GROUP, MetaCommand, MetaError, MetaState};
 pub use range::{Epoch, KeyRange, RangeDescriptor, RangeId};
 pub use range_map::RangeMap;
 pub use router::{Attempts, Next, Reply, Router, Target};

@@ -8,6 +8,7 @@ use crate::range::RangeId;
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The group every initial node hosts, whose log holds the range map and the directory.
 pub const META_GROUP: GroupId = GroupId(0);
@@ -29,15 +30,47 @@ pub enum MetaCommand {
         /// Its new replicas.
         replicas: Vec<NodeId>,
     },
+    /// `node`'s data directory is `directory` (its random id, chosen at bootstrap), for good:
+    /// every node then refuses batches from any other directory under that id.
+    RegisterDataDirectory {
+        /// The node.
+        node: NodeId,
+        /// Its data directory's id.
+        directory: u128,
+    },
 }
 
-/// What the meta group holds: the range map and where every node listens.
+/// What the meta group holds: the range map, where every node listens, and the data directory
+/// each node id belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetaState {
     /// The ranges, their groups and replicas, under an epoch.
     pub map: RangeMap,
     /// Node id -> address.
     pub directory: Directory,
+    /// Node id -> the id of its data directory, registered once.
+    pub data_directories: BTreeMap<NodeId, u128>,
+}
+
+/// Why a meta command was refused (every replica refuses it alike).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum MetaError {
+    /// The range map refused the change.
+    #[error(transparent)]
+    RangeMap(#[from] RangeMapError),
+    /// The node id is registered with another data directory.
+    #[error(
+        "{node} is registered with data directory {registered:032x}, not {claimed:032x}: a node \
+         that lost its data must join under a new id"
+    )]
+    OtherDataDirectory {
+        /// The node.
+        node: NodeId,
+        /// Its registered directory.
+        registered: u128,
+        /// The directory claimed now.
+        claimed: u128,
+    },
 }
 
 /// Why bytes did not decode as meta state or a meta command.
@@ -50,14 +83,32 @@ impl MetaState {
     /// refuses it alike, so the state stays identical everywhere.
     ///
     /// # Errors
-    /// The range map's refusal (unknown range, no replica).
-    pub fn apply(&mut self, command: MetaCommand) -> Result<(), RangeMapError> {
+    /// The range map's refusal (unknown range, no replica), or a node id registered with
+    /// another data directory.
+    pub fn apply(&mut self, command: MetaCommand) -> Result<(), MetaError> {
         match command {
             MetaCommand::SetAddress { node, address } => {
                 self.directory.insert(node, address);
                 Ok(())
             }
-            MetaCommand::SetReplicas { range, replicas } => self.map.set_replicas(range, replicas),
+            MetaCommand::SetReplicas { range, replicas } => {
+                Ok(self.map.set_replicas(range, replicas)?)
+            }
+            MetaCommand::RegisterDataDirectory { node, directory } => {
+                match self.data_directories.get(&node) {
+                    Some(&registered) if registered != directory => {
+                        Err(MetaError::OtherDataDirectory {
+                            node,
+                            registered,
+                            claimed: directory,
+                        })
+                    }
+                    _ => {
+                        self.data_directories.insert(node, directory);
+                        Ok(())
+                    }
+                }
+            }
         }
     }
 
@@ -112,6 +163,7 @@ mod tests {
         MetaState {
             map: RangeMap::uniform(4, |_| vec![NodeId(1), NodeId(2)]),
             directory: Directory::new([(NodeId(1), "127.0.0.1:1".to_string())]),
+            data_directories: BTreeMap::new(),
         }
     }
 
@@ -150,5 +202,25 @@ mod tests {
         let before = state.clone();
         assert!(state.apply(unknown).is_err());
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_data_directory_is_registered_once() {
+        let mut state = state();
+        let register = |directory| MetaCommand::RegisterDataDirectory {
+            node: NodeId(2),
+            directory,
+        };
+        assert_eq!(state.apply(register(7)), Ok(()));
+        assert_eq!(state.apply(register(7)), Ok(()), "again: no change");
+        assert!(matches!(
+            state.apply(register(8)),
+            Err(MetaError::OtherDataDirectory {
+                registered: 7,
+                claimed: 8,
+                ..
+            })
+        ));
+        assert_eq!(state.data_directories.get(&NodeId(2)), Some(&7));
     }
 }

@@ -155,6 +155,7 @@ mod tests {
         let mut machines = Machines::new(MetaState {
             map: RangeMap::uniform(1, |_| vec![NodeId(1)]),
             directory: Directory::new(std::iter::empty::<(NodeId, String)>()),
+            data_directories: Default::default(),
         });
         // A restore (what recovery at start does) knows the snapshot's size.
         let snapshot = kv_snapshot(group, 10, 50);

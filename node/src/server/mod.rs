@@ -177,10 +177,10 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         machines,
         waiting: Waiting::default(),
         counters: LoopCounters::default(),
-        synced_votes: Default::default(),
         deferred: Default::default(),
         data,
         refusals_logged: Default::default(),
+        adopted_directories: 0,
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -263,7 +263,11 @@ fn initial_meta(config: &NodeConfig, initial: &[Endpoint]) -> MetaState {
             .iter()
             .map(|endpoint| (endpoint.node, endpoint.address.to_string())),
     );
-    MetaState { map, directory }
+    MetaState {
+        map,
+        directory,
+        data_directories: Default::default(),
+    }
 }
 
 /// First start: persist the initial state of every group this node hosts, in one write.

@@ -13,9 +13,9 @@ use crate::server::machines::{Machines, SinceSnapshot};
 use crossbeam_channel::Receiver;
 use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, HardState, LogIndex, MessageBody, MultiError, MultiRaft,
-    MultiReady, NodeId, ProposeError, Ready, Role, Term,
+    MultiReady, NodeId, ProposeError, Ready, Role,
 };
-use flotilla_shard_manager::Epoch;
+use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand};
 use flotilla_storage::{Codec, Command, GroupLog, LogEngine, Response, WriteBatch, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
 use rustc_hash::FxHashMap;
@@ -57,14 +57,14 @@ pub(crate) struct RaftLoop {
     pub(crate) machines: Machines,
     pub(crate) waiting: Waiting,
     pub(crate) counters: LoopCounters,
-    /// The term and vote last made durable, per group.
-    pub(crate) synced_votes: FxHashMap<GroupId, (Term, Option<NodeId>)>,
     /// Commit-only hard states waiting for the next write.
     pub(crate) deferred: BTreeMap<GroupId, HardState>,
     /// The data directory (locked while the loop lives) and its identity.
     pub(crate) data: crate::server::data::OpenedData,
     /// When a refused batch from each peer was last logged.
     pub(crate) refusals_logged: FxHashMap<NodeId, Instant>,
+    /// How many registered data directories were taken up.
+    pub(crate) adopted_directories: usize,
 }
 
 /// What the loop has done since start.
@@ -100,6 +100,17 @@ pub(crate) enum LoopError {
     /// The peers' pinned data directories could not be saved.
     #[error("saving the peers' data directories failed: {0}")]
     Pins(std::io::Error),
+    /// The meta group registered this node id with another data directory.
+    #[error(
+        "the cluster registered node {node} with data directory {registered}, but this process \
+         runs on directory {own}: it is not that node's data directory (a node that lost its \
+         data must join under a new id)"
+    )]
+    NotOwnDirectory {
+        node: NodeId,
+        registered: String,
+        own: String,
+    },
 }
 
 impl RaftLoop {
@@ -132,11 +143,13 @@ impl RaftLoop {
                 self.counters.ticks += 1;
                 if self.counters.ticks.is_multiple_of(BALANCE_INTERVAL_TICKS) {
                     self.balance_leaders();
+                    self.register_data_directories();
                 }
             }
             while self.multi.has_ready() {
                 self.cycle()?;
             }
+            self.adopt_registered_directories()?;
             self.counters.busy_micros += turn.elapsed().as_micros() as u64;
         }
         self.flush_deferred()
@@ -197,7 +210,85 @@ impl RaftLoop {
             tracing::info!(peer = peer.0, directory = %directory_hex, "met a peer's data directory");
             self.data.pins.insert(peer, directory);
         }
-        self.data.save_pins().map_err(LoopError::Pins)
+        self.data.save_pins().map_err(LoopError::Pins)?;
+        self.register_data_directories();
+        Ok(())
+    }
+
+    /// The meta leader registers, in the meta group, the data directory of every node it has
+    /// met (and its own), so every node learns each id's directory, also from peers it never
+    /// met itself. Proposed again each balance interval until applied.
+    fn register_data_directories(&mut self) {
+        let leads_meta = self
+            .multi
+            .group(META_GROUP)
+            .is_some_and(|raft| raft.role() == Role::Leader);
+        if !leads_meta {
+            return;
+        }
+        let own = (self.node, self.data.identity.directory_id);
+        let known = self
+            .data
+            .pins
+            .iter()
+            .map(|(node, directory)| (*node, *directory));
+        let registered = &self.machines.meta().data_directories;
+        let missing: Vec<(NodeId, u128)> = std::iter::once(own)
+            .chain(known)
+            .filter(|(node, _)| !registered.contains_key(node))
+            .collect();
+        for (node, directory) in missing {
+            let command = MetaCommand::RegisterDataDirectory { node, directory };
+            match self.multi.propose(META_GROUP, command.encode()) {
+                Ok(index) => tracing::debug!(
+                    peer = node.0,
+                    index = index.0,
+                    "registering a data directory"
+                ),
+                Err(error) => tracing::debug!(%error, "registering a data directory was refused"),
+            }
+        }
+    }
+
+    /// Takes up the data directories the meta group registered: a peer's becomes its pin
+    /// unless this node met another directory under that id (kept, and reported: the first is
+    /// the one it promised things to); this node's own must be this directory, or this process
+    /// is an impostor and stops.
+    fn adopt_registered_directories(&mut self) -> Result<(), LoopError> {
+        let registered = &self.machines.meta().data_directories;
+        if registered.len() == self.adopted_directories {
+            return Ok(());
+        }
+        self.adopted_directories = registered.len();
+        let own = self.data.identity.directory_id;
+        if let Some(&directory) = registered.get(&self.node).filter(|&&dir| dir != own) {
+            return Err(LoopError::NotOwnDirectory {
+                node: self.node,
+                registered: format!("{directory:032x}"),
+                own: format!("{own:032x}"),
+            });
+        }
+        let mut changed = false;
+        for (&node, &directory) in registered.iter().filter(|(node, _)| **node != self.node) {
+            match self.data.pins.get(&node) {
+                None => {
+                    self.data.pins.insert(node, directory);
+                    self.multi.pin_peer(node, directory);
+                    changed = true;
+                }
+                Some(&pinned) if pinned != directory => tracing::error!(
+                    peer = node.0,
+                    pinned = %format!("{pinned:032x}"),
+                    registered = %format!("{directory:032x}"),
+                    "this node met another data directory under this id than the one registered; it keeps refusing the registered one"
+                ),
+                Some(_) => {}
+            }
+        }
+        if changed {
+            self.data.save_pins().map_err(LoopError::Pins)?;
+        }
+        Ok(())
     }
 
     /// A batch from a process this node must not accept for its sender's id: an error an
@@ -320,19 +411,18 @@ impl RaftLoop {
                 }
             }
         }
-        let (leader_traffic, after_persist) =
-            split_leader_traffic(std::mem::take(&mut ready.batches));
-        self.send(leader_traffic);
-        // What is already durable here is applied and answered before this cycle's fsync: a
-        // client whose entry committed does not wait for the write of newer entries.
+        // Raft's order (`MultiReady`): a leader's traffic leaves before this cycle's fsync, and
+        // what is already durable here is applied and answered before it too: a client whose
+        // entry committed does not wait for the write of newer entries.
+        self.send(std::mem::take(&mut ready.batches));
         for (group, group_ready) in &ready.groups {
-            let durable = &group_ready.committed[..durable_prefix(group_ready)];
+            let durable = &group_ready.committed[..group_ready.committed_before_persist];
             self.apply_entries(*group, durable);
             self.confirm_reads(group_ready);
         }
         self.serve_reads();
         self.persist(&ready)?;
-        self.send(after_persist);
+        self.send(std::mem::take(&mut ready.persisted_batches));
         let mut compact = Vec::new();
         for (group, group_ready) in &ready.groups {
             self.apply_rest(*group, group_ready)?;
@@ -364,11 +454,9 @@ impl RaftLoop {
         }
     }
 
-    /// Makes everything `ready` asks durable in one write and one fdatasync. A hard state that
-    /// only moved the commit index needs no sync of its own, so it rides with the next write
-    /// instead of costing one: a restart that finds an older commit index relearns the rest
-    /// from the leader, and the deferred index covers only entries earlier writes made durable
-    /// (it comes with no new entries). The write keeps `Persist`'s order (entries, then hard
+    /// Makes everything `ready` asks durable in one write and one fdatasync. A hard state Raft
+    /// marks `commit_only`, when nothing else of its group is written, rides with the next
+    /// write instead of costing one. The write keeps `Persist`'s order (entries, then hard
     /// state), so a write torn by a crash never leaves a commit index over entries it lost.
     fn persist(&mut self, ready: &MultiReady) -> Result<(), LoopError> {
         let mut batch = WriteBatch::new();
@@ -377,20 +465,14 @@ impl RaftLoop {
             if persist.is_empty() {
                 continue;
             }
-            let vote = persist.hard_state.map(|state| (state.term, state.vote));
-            let commit_only = persist.snapshot.is_none()
+            let alone = persist.snapshot.is_none()
                 && persist.entries.is_empty()
-                && persist.compaction.is_none()
-                && vote.is_some()
-                && self.synced_votes.get(group) == vote.as_ref();
-            if let (true, Some(state)) = (commit_only, persist.hard_state) {
+                && persist.compaction.is_none();
+            if let (true, true, Some(state)) = (alone, persist.commit_only, persist.hard_state) {
                 self.deferred.insert(*group, state);
                 continue;
             }
             let deferred = self.deferred.remove(group);
-            if let Some(vote) = vote {
-                self.synced_votes.insert(*group, vote);
-            }
             self.counters.entries_persisted += persist.entries.len() as u64;
             batch.persist(*group, persist);
             // Raft hands out a hard state only when it changed, so a write of entries alone
@@ -434,7 +516,7 @@ impl RaftLoop {
     }
 
     /// After the write: installs the snapshot `ready` persisted, then applies the committed
-    /// entries the write made durable (those past `durable_prefix`, applied before it).
+    /// entries the write made durable (those after `committed_before_persist`).
     fn apply_rest(&mut self, group: GroupId, ready: &Ready) -> Result<(), LoopError> {
         if let Some(snapshot) = &ready.persist.snapshot {
             self.machines
@@ -443,7 +525,7 @@ impl RaftLoop {
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }
-        self.apply_entries(group, &ready.committed[durable_prefix(ready)..]);
+        self.apply_entries(group, &ready.committed[ready.committed_before_persist..]);
         Ok(())
     }
 
@@ -557,6 +639,13 @@ impl RaftLoop {
             leader_changes: self.counters.leader_changes,
             live_peers: self.multi.live_peers().collect(),
             incarnation: self.data.identity.incarnation,
+            registered_directories: self
+                .machines
+                .meta()
+                .data_directories
+                .keys()
+                .copied()
+                .collect(),
         }
     }
 }
@@ -568,57 +657,6 @@ impl RaftLoop {
 /// every ~0.6 s at 30 K puts/s).
 fn snapshot_due(entries: u64, since: SinceSnapshot, every_entries: u64) -> bool {
     entries >= every_entries && since.log_bytes >= since.snapshot_bytes
-}
-
-/// How many of `ready.committed` are durable before `ready`'s own write: those below the first
-/// entry it appends (the log before it was made durable by earlier writes). None when it
-/// installs a snapshot, which they come after.
-fn durable_prefix(ready: &Ready) -> usize {
-    if ready.persist.snapshot.is_some() {
-        return 0;
-    }
-    match ready.persist.entries.first() {
-        None => ready.committed.len(),
-        Some(first) => ready
-            .committed
-            .partition_point(|entry| entry.index < first.index),
-    }
-}
-
-/// Splits outbound batches into what a leader sends (AppendEntries, heartbeats, snapshot
-/// chunks, TimeoutNow), which may leave before this node's fsync, and everything else (votes
-/// and responses, which promise what this node has persisted), which must wait for it.
-///
-/// Sending a leader's entries while it writes them itself is safe (Raft thesis §10.2.1): the
-/// leader counts its own copy toward a commit only once `advance` reports it persisted, and a
-/// leader's term and vote were persisted when it campaigned, in an earlier ready.
-fn split_leader_traffic(batches: Vec<Batch>) -> (Vec<Batch>, Vec<Batch>) {
-    let mut early = Vec::with_capacity(batches.len());
-    let mut late = Vec::with_capacity(batches.len());
-    for mut batch in batches {
-        let (leader, other): (Vec<GroupMessage>, Vec<GroupMessage>) =
-            batch.messages.drain(..).partition(|message| {
-                matches!(
-                    message.message.body,
-                    MessageBody::AppendEntries { .. }
-                        | MessageBody::Heartbeat { .. }
-                        | MessageBody::InstallSnapshot { .. }
-                        | MessageBody::TimeoutNow
-                )
-            });
-        let mut first = batch.sibling();
-        first.messages = leader;
-        first.heartbeats = std::mem::take(&mut batch.heartbeats);
-        batch.messages = other;
-        // An empty batch still goes out: it is the node-level liveness heartbeat.
-        if first.is_empty() || !batch.is_empty() {
-            late.push(batch);
-        }
-        if !first.is_empty() {
-            early.push(first);
-        }
-    }
-    (early, late)
 }
 
 /// The most entry and snapshot bytes in one outbound batch: well under the transport's frame
@@ -719,42 +757,6 @@ mod tests {
                 },
             },
         }
-    }
-
-    fn entries(range: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
-        range
-            .map(|index| Entry {
-                index: LogIndex(index),
-                term: Term(1),
-                payload: EntryPayload::Normal(vec![1].into()),
-            })
-            .collect()
-    }
-
-    /// Committed entries are answered before the fsync only when an earlier write made them
-    /// durable: those below the first entry this ready appends, none with a snapshot.
-    #[test]
-    fn only_entries_written_before_are_applied_ahead_of_the_write() {
-        let mut ready = Ready {
-            committed: entries(5..=9),
-            ..Ready::default()
-        };
-        assert_eq!(
-            durable_prefix(&ready),
-            5,
-            "nothing new to write: all of them"
-        );
-        ready.persist.entries = entries(8..=12);
-        assert_eq!(durable_prefix(&ready), 3, "5, 6 and 7 were written before");
-        ready.persist.entries = entries(5..=12);
-        assert_eq!(durable_prefix(&ready), 0, "all of them are in this write");
-        ready.persist.entries.clear();
-        ready.persist.snapshot = Some(flotilla_raft::Snapshot::default());
-        assert_eq!(
-            durable_prefix(&ready),
-            0,
-            "they follow the snapshot this write installs"
-        );
     }
 
     #[test]

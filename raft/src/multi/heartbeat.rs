@@ -11,16 +11,35 @@ use crate::ready::Ready;
 use crate::types::{GroupId, NodeId};
 use std::collections::BTreeMap;
 
-/// Moves a group's outbound messages into the per-node batches, turning heartbeats and their
-/// responses into coalesced entries. `quiesce` marks the heartbeats as the group's last.
+/// Moves a group's outbound messages into the per-node batches (those that may leave before
+/// the write into `early`, the rest into `persisted`), turning heartbeats and their responses
+/// into coalesced entries. `quiesce` marks the heartbeats as the group's last.
 pub(super) fn route_messages(
     node: NodeId,
     group: GroupId,
     quiesce: bool,
     ready: &mut Ready,
+    early: &mut BTreeMap<NodeId, Batch>,
+    persisted: &mut BTreeMap<NodeId, Batch>,
+) {
+    route(node, group, quiesce, &mut ready.messages, early);
+    route(
+        node,
+        group,
+        quiesce,
+        &mut ready.persisted_messages,
+        persisted,
+    );
+}
+
+fn route(
+    node: NodeId,
+    group: GroupId,
+    quiesce: bool,
+    messages: &mut Vec<crate::message::Message>,
     outbox: &mut BTreeMap<NodeId, Batch>,
 ) {
-    for message in ready.messages.drain(..) {
+    for message in messages.drain(..) {
         let batch = outbox
             .entry(message.to)
             .or_insert_with(|| Batch::new(node, message.to));

@@ -41,14 +41,19 @@ struct Hosted<L> {
 /// The largest group list `advance` keeps for reuse (about 400 KB).
 const SPARE_GROUPS_MAX: usize = 1024;
 
-/// Everything a node must do in one cycle: persist every group's `persist` with one sync, then
-/// send `batches`, then apply every group's committed entries; then `advance`.
+/// Everything a node must do in one cycle, in `Ready`'s order for all groups at once: send
+/// `batches`; apply each group's `committed[..committed_before_persist]`; persist every group's
+/// `persist` with one sync; send `persisted_batches`; install snapshots and apply the rest;
+/// then `advance`.
 #[must_use = "a MultiReady must be acted on and passed back to advance()"]
 #[derive(Debug, Default)]
 pub struct MultiReady {
-    /// At most one batch per peer node.
+    /// What may leave now, before the write: at most one batch per peer node, never empty.
     pub batches: Vec<Batch>,
-    /// Each group's work; `messages` are empty (they are in `batches`).
+    /// What may leave only once the write is durable: at most one batch per peer node, and one
+    /// (maybe empty: the node-level liveness heartbeat) to each peer every heartbeat interval.
+    pub persisted_batches: Vec<Batch>,
+    /// Each group's work; its messages are empty (they are in the batches).
     pub groups: Vec<(GroupId, Ready)>,
 }
 
@@ -292,6 +297,7 @@ impl<L: LogReader> MultiRaft<L> {
     pub fn ready(&mut self) -> MultiReady {
         // The node heartbeat left empty batches in the outbox: they go out even if still empty.
         let mut outbox = std::mem::take(&mut self.outbox);
+        let mut early = BTreeMap::new();
         let mut groups = std::mem::take(&mut self.spare_groups);
         groups.reserve(self.dirty.len());
         for group in std::mem::take(&mut self.dirty) {
@@ -303,18 +309,23 @@ impl<L: LogReader> MultiRaft<L> {
             }
             let mut ready = hosted.raft.ready();
             let quiesce = hosted.quiescent;
-            heartbeat::route_messages(self.config.node, group, quiesce, &mut ready, &mut outbox);
+            let node = self.config.node;
+            heartbeat::route_messages(node, group, quiesce, &mut ready, &mut early, &mut outbox);
             groups.push((group, ready));
         }
         let incarnation = self.config.incarnation;
-        let batches = outbox
-            .into_values()
-            .map(|batch| Batch {
-                incarnation,
-                ..batch
-            })
-            .collect();
-        MultiReady { batches, groups }
+        let stamp = |batch: Batch| Batch {
+            incarnation,
+            ..batch
+        };
+        // An early batch to a peer is its liveness signal: the empty heartbeat batch goes only
+        // where nothing else does.
+        outbox.retain(|peer, batch| !batch.is_empty() || !early.contains_key(peer));
+        MultiReady {
+            batches: early.into_values().map(stamp).collect(),
+            persisted_batches: outbox.into_values().map(stamp).collect(),
+            groups,
+        }
     }
 
     /// Acknowledges that `ready` was persisted, sent and applied.

@@ -61,6 +61,19 @@ impl App {
     }
 }
 
+/// Where in a ready cycle a crash comes (the steps of `Ready`'s order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the early messages left, before anything was applied or written.
+    AfterEarlySends,
+    /// In the middle of the write: a prefix of it survives (`torn_prefix`).
+    MidWrite,
+    /// After the write was durable, before the persisted messages left.
+    AfterWrite,
+    /// Halfway through applying the entries the write made durable.
+    MidApply,
+}
+
 /// One replica: up (a RaftNode) or crashed (only its disk).
 pub struct Replica {
     pub id: NodeId,
@@ -102,8 +115,10 @@ pub struct Cluster {
     pub acks: Vec<Ack>,
     /// Proposals in flight: (node, index) -> data.
     proposals: HashMap<(NodeId, LogIndex), Vec<u8>>,
-    /// Replicas that crash in the middle of their next ready cycle, persisting only part of it.
-    crash_mid_ready: BTreeSet<NodeId>,
+    /// Replicas that crash during their next ready cycle, and where in it.
+    crash_mid_ready: BTreeMap<NodeId, CrashPoint>,
+    /// Replicas that crash during the next ready cycle in which they grant a vote.
+    crash_on_vote: BTreeMap<NodeId, CrashPoint>,
     config_of: fn(NodeId, u64) -> Config,
     events: events::EventQueue<Event>,
     /// Reads in flight: (node, context) -> the highest acknowledged write when it was issued.
@@ -146,7 +161,8 @@ impl Cluster {
             applied_logs: BTreeMap::new(),
             acks: Vec::new(),
             proposals: HashMap::new(),
-            crash_mid_ready: BTreeSet::new(),
+            crash_mid_ready: BTreeMap::new(),
+            crash_on_vote: BTreeMap::new(),
             config_of,
             events: events::EventQueue::default(),
             reads: HashMap::new(),
@@ -337,17 +353,63 @@ impl Cluster {
                     ready.messages.len()
                 )
             });
-            if self.crash_mid_ready.remove(&id) {
-                self.crash_during(id, ready);
-                return;
+            self.run_ready(id, ready);
+        }
+    }
+
+    /// One ready cycle in the order `Ready` documents (the order production runs), with the
+    /// crash `crash_in_next_ready_at` asked for at its point.
+    fn run_ready(&mut self, id: NodeId, ready: Ready) {
+        let mut crash = self.crash_mid_ready.remove(&id);
+        if grants_a_vote(&ready) {
+            crash = crash.or(self.crash_on_vote.remove(&id));
+        }
+        for message in &ready.messages {
+            self.transmit(message.clone());
+        }
+        if crash == Some(CrashPoint::AfterEarlySends) {
+            return self.crash_before_write(id, ready);
+        }
+        let (durable, rest) = ready.committed.split_at(ready.committed_before_persist);
+        self.apply_durable(id, durable);
+        if crash == Some(CrashPoint::MidWrite) {
+            return self.crash_during(id, ready);
+        }
+        self.persist(id, &ready.persist);
+        if crash == Some(CrashPoint::AfterWrite) {
+            return self.crash(id);
+        }
+        for message in &ready.persisted_messages {
+            self.transmit(message.clone());
+        }
+        self.install(id, &ready);
+        let rest = rest.to_vec();
+        if crash == Some(CrashPoint::MidApply) {
+            for entry in &rest[..rest.len() / 2] {
+                self.apply_entry(id, entry);
             }
-            self.persist(id, &ready.persist);
-            for message in &ready.messages {
-                self.transmit(message.clone());
-            }
-            self.apply(id, &ready);
-            self.raft_mut(id).expect("up").advance(ready);
-            self.maybe_snapshot(id);
+            return self.crash(id);
+        }
+        for entry in &rest {
+            self.apply_entry(id, entry);
+        }
+        self.answer_reads(id, &ready);
+        self.raft_mut(id).expect("up").advance(ready);
+        self.maybe_snapshot(id);
+    }
+
+    /// Applies entries `Ready` says are durable here already. The rule they rest on, checked:
+    /// a replica never applies an entry its own disk does not hold (a state machine that
+    /// persists what it applied would otherwise run ahead of its log after a crash).
+    fn apply_durable(&mut self, id: NodeId, entries: &[Entry]) {
+        let durable = self.raft(id).expect("up").log().store().last_index();
+        for entry in entries {
+            assert!(
+                entry.index <= durable,
+                "apply before persist: {id} applied {} before its disk held it (durable to {durable})",
+                entry.index
+            );
+            self.apply_entry(id, entry);
         }
     }
 
@@ -375,7 +437,8 @@ impl Cluster {
         }
     }
 
-    fn apply(&mut self, id: NodeId, ready: &Ready) {
+    /// Restores the state machine from the snapshot `ready` persisted, if any.
+    fn install(&mut self, id: NodeId, ready: &Ready) {
         if let Some(snapshot) = &ready.persist.snapshot {
             let index = snapshot.meta.last.index;
             let app = App::restore(&snapshot.data, index);
@@ -383,9 +446,9 @@ impl Cluster {
             self.replicas.get_mut(&id).expect("replica").app = app;
             self.checker.on_state_restored(id, index);
         }
-        for entry in &ready.committed {
-            self.apply_entry(id, entry);
-        }
+    }
+
+    fn answer_reads(&mut self, id: NodeId, ready: &Ready) {
         for read in &ready.reads {
             self.serve_read(id, read.context, read.index);
         }
@@ -481,11 +544,20 @@ impl Cluster {
         }
     }
 
+    /// Crashes `id` after this cycle's early sends, before its write: nothing of it persists.
+    fn crash_before_write(&mut self, id: NodeId, ready: Ready) {
+        self.note(|| format!("{id} CRASHES after its early sends, before its write"));
+        let replica = self.replicas.get_mut(&id).expect("replica");
+        let raft = replica.raft.take().expect("up");
+        replica.disk = Some(raft_into_disk(raft, ready));
+        self.forget_volatile(id);
+    }
+
     fn crash_during(&mut self, id: NodeId, ready: Ready) {
         // Before the sync returns any prefix of the write may be on disk. The caller writes a
         // `Persist` in the order `Ready` documents (snapshot, entries, hard state, compaction),
-        // as the WAL's records do, and recovery keeps a prefix of those records. Nothing was
-        // sent or acknowledged.
+        // as the WAL's records do, and recovery keeps a prefix of those records. Only the
+        // early messages were sent, and only durable entries applied.
         let mut persist = ready.persist.clone();
         if torn_prefix(&mut persist, &mut self.rng, true) {
             self.torn_writes_cut_in_order += 1;
@@ -527,14 +599,25 @@ impl Cluster {
         self.checker.on_crash(id);
     }
 
-    /// Crashes `id` in the middle of its next ready cycle (losing what it did not sync).
+    /// Crashes `id` in the middle of its next ready cycle's write (losing what it did not sync).
     pub fn crash_in_next_ready(&mut self, id: NodeId) {
-        self.crash_mid_ready.insert(id);
+        self.crash_in_next_ready_at(id, CrashPoint::MidWrite);
     }
 
-    /// Cancels every crash scheduled with `crash_in_next_ready`.
+    /// Crashes `id` at `point` of its next ready cycle.
+    pub fn crash_in_next_ready_at(&mut self, id: NodeId, point: CrashPoint) {
+        self.crash_mid_ready.insert(id, point);
+    }
+
+    /// Crashes `id` at `point` of the next ready cycle in which it grants a vote.
+    pub fn crash_in_next_vote_at(&mut self, id: NodeId, point: CrashPoint) {
+        self.crash_on_vote.insert(id, point);
+    }
+
+    /// Cancels every crash scheduled with `crash_in_next_ready` or `crash_in_next_vote_at`.
     pub fn cancel_pending_crashes(&mut self) {
         self.crash_mid_ready.clear();
+        self.crash_on_vote.clear();
     }
 
     /// The disk of crashed `id` lost synced data (`fault`): under `DiskRule::Refuse` it never
@@ -649,6 +732,23 @@ impl Cluster {
             .max()
             .unwrap_or_default()
     }
+}
+
+/// Whether `ready` sends a granted vote (not a pre-vote), in either of its message lists.
+fn grants_a_vote(ready: &Ready) -> bool {
+    ready
+        .messages
+        .iter()
+        .chain(&ready.persisted_messages)
+        .any(|message| {
+            matches!(
+                message.body,
+                flotilla_raft::MessageBody::VoteResponse {
+                    pre_vote: false,
+                    granted: true
+                }
+            )
+        })
 }
 
 fn raft_into_disk(raft: RaftNode<MemLog>, ready: Ready) -> MemLog {

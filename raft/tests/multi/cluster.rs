@@ -234,36 +234,52 @@ impl MultiCluster {
                 .and_then(|node| node.multi.as_mut())
                 .expect("up");
             let ready = multi.ready();
-            if self.nodes[&id].crash_in_next_ready {
-                self.crash_during(id, ready);
-                return;
+            self.run_ready(id, ready);
+        }
+    }
+
+    /// One ready cycle in the order `MultiReady` documents, the order production runs: early
+    /// sends, the durable prefix applied, the write (where a scheduled crash tears it), the
+    /// persisted sends, the rest applied.
+    fn run_ready(&mut self, id: NodeId, ready: flotilla_raft::MultiReady) {
+        for batch in &ready.batches {
+            self.send(batch.clone());
+        }
+        for (group, group_ready) in &ready.groups {
+            let durable = &group_ready.committed[..group_ready.committed_before_persist];
+            for entry in durable {
+                self.apply(id, *group, entry);
             }
-            for (group, group_ready) in &ready.groups {
-                self.persist(id, *group, &group_ready.persist);
+        }
+        if self.nodes[&id].crash_in_next_ready {
+            return self.crash_during(id, ready);
+        }
+        for (group, group_ready) in &ready.groups {
+            self.persist(id, *group, &group_ready.persist);
+        }
+        for batch in &ready.persisted_batches {
+            self.send(batch.clone());
+        }
+        let touched: Vec<GroupId> = ready.groups.iter().map(|(group, _)| *group).collect();
+        for (group, group_ready) in &ready.groups {
+            if let Some(snapshot) = &group_ready.persist.snapshot {
+                self.restore(id, *group, &snapshot.data, snapshot.meta.last.index);
+                self.snapshots_installed += 1;
             }
-            for batch in &ready.batches {
-                self.send(batch.clone());
+            let rest = &group_ready.committed[group_ready.committed_before_persist..];
+            for entry in rest {
+                self.apply(id, *group, entry);
             }
-            let touched: Vec<GroupId> = ready.groups.iter().map(|(group, _)| *group).collect();
-            for (group, group_ready) in &ready.groups {
-                if let Some(snapshot) = &group_ready.persist.snapshot {
-                    self.restore(id, *group, &snapshot.data, snapshot.meta.last.index);
-                    self.snapshots_installed += 1;
-                }
-                for entry in &group_ready.committed {
-                    self.apply(id, *group, entry);
-                }
-                for read in &group_ready.reads {
-                    self.serve_read(id, *group, read.context, read.index);
-                }
+            for read in &group_ready.reads {
+                self.serve_read(id, *group, read.context, read.index);
             }
-            self.multi_mut(id).expect("up").advance(ready);
-            for &group in &touched {
-                self.maybe_snapshot(id, group);
-            }
-            for group in touched {
-                self.check(group);
-            }
+        }
+        self.multi_mut(id).expect("up").advance(ready);
+        for &group in &touched {
+            self.maybe_snapshot(id, group);
+        }
+        for group in touched {
+            self.check(group);
         }
     }
 

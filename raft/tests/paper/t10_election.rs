@@ -42,7 +42,7 @@ fn a_higher_term_makes_every_role_a_follower() {
     candidate.tick_until_campaign();
     let leader = new_leader(1, &[1, 2, 3]);
     let expected = Ready {
-        messages: vec![heartbeat_response(1, 2, 5, 0)],
+        persisted_messages: vec![heartbeat_response(1, 2, 5, 0)],
         persist: Persist {
             hard_state: Some(hard_state(5, None, 0)),
             ..Persist::default()
@@ -91,7 +91,7 @@ fn a_stale_term_request_is_rejected_and_answered_with_the_current_term() {
     let mut follower = follower_of(1, &[1, 2, 3], 2, 3);
     follower.deliver(append(3, 1, 2, (0, 0), vec![entry(2, 1)], 0));
     let answer = Ready {
-        messages: vec![heartbeat_response(1, 3, 3, 0)],
+        persisted_messages: vec![heartbeat_response(1, 3, 3, 0)],
         ..Ready::default()
     };
     assert_eq!(follower.take(), answer);
@@ -103,7 +103,7 @@ fn a_stale_term_request_is_rejected_and_answered_with_the_current_term() {
 
     follower.deliver(request_pre_vote(3, 1, 2, (2, 1)));
     let refusal = Ready {
-        messages: vec![pre_vote(1, 3, 3, false)],
+        persisted_messages: vec![pre_vote(1, 3, 3, false)],
         ..Ready::default()
     };
     assert_eq!(follower.take(), refusal);
@@ -163,7 +163,7 @@ type VoteCase = (u64, &'static [(u64, bool)], Role);
 fn ticks_until_vote_requests(node: &mut Node) -> u64 {
     for ticks in 1..=100 {
         node.tick();
-        if node.take().messages.iter().any(is_vote_request) {
+        if node.take().persisted_messages.iter().any(is_vote_request) {
             return ticks;
         }
     }
@@ -177,7 +177,7 @@ fn a_follower_that_hears_nothing_asks_for_pre_votes_without_changing_its_term() 
     let mut node = node(1, &[1, 2, 3]);
     node.tick_until_campaign();
     let expected = Ready {
-        messages: vec![
+        persisted_messages: vec![
             request_pre_vote(1, 2, 1, (0, 0)),
             request_pre_vote(1, 3, 1, (0, 0)),
         ],
@@ -196,7 +196,7 @@ fn a_won_pre_vote_starts_the_election_and_persists_the_self_vote_with_the_reques
     let _ = node.take();
     node.deliver(pre_vote(2, 1, 1, true));
     let expected = Ready {
-        messages: vec![request_vote(1, 2, 1, (0, 0)), request_vote(1, 3, 1, (0, 0))],
+        persisted_messages: vec![request_vote(1, 2, 1, (0, 0)), request_vote(1, 3, 1, (0, 0))],
         persist: Persist {
             hard_state: Some(hard_state(1, Some(1), 0)),
             ..Persist::default()
@@ -226,7 +226,7 @@ fn without_pre_vote_a_follower_campaigns_in_a_new_term() {
     let mut node = node_over(without_pre_vote(1), bootstrapped(voters(&[1, 2, 3])));
     node.tick_until_campaign();
     let expected = Ready {
-        messages: vec![request_vote(1, 2, 1, (0, 0)), request_vote(1, 3, 1, (0, 0))],
+        persisted_messages: vec![request_vote(1, 2, 1, (0, 0)), request_vote(1, 3, 1, (0, 0))],
         persist: Persist {
             hard_state: Some(hard_state(1, Some(1), 0)),
             ..Persist::default()
@@ -281,7 +281,7 @@ fn a_voter_grants_one_vote_per_term_and_persists_it_with_the_answer() {
     let mut voter = node(1, &[1, 2, 3]);
     voter.deliver(request_vote(2, 1, 1, (0, 0)));
     let granted = Ready {
-        messages: vec![vote(1, 2, 1, true)],
+        persisted_messages: vec![vote(1, 2, 1, true)],
         persist: Persist {
             hard_state: Some(hard_state(1, Some(2), 0)),
             ..Persist::default()
@@ -292,14 +292,14 @@ fn a_voter_grants_one_vote_per_term_and_persists_it_with_the_answer() {
 
     voter.deliver(request_vote(3, 1, 1, (0, 0)));
     let refused = Ready {
-        messages: vec![vote(1, 3, 1, false)],
+        persisted_messages: vec![vote(1, 3, 1, false)],
         ..Ready::default()
     };
     assert_eq!(voter.take(), refused);
 
     voter.deliver(request_vote(2, 1, 1, (0, 0)));
     assert_eq!(
-        voter.take().messages,
+        voter.take().persisted_messages,
         vec![vote(1, 2, 1, true)],
         "a retry gets the same vote"
     );
@@ -307,7 +307,7 @@ fn a_voter_grants_one_vote_per_term_and_persists_it_with_the_answer() {
     let mut restarted = node_over(config(1), voter.into_store());
     restarted.deliver(request_vote(3, 1, 1, (0, 0)));
     assert_eq!(
-        restarted.take().messages,
+        restarted.take().persisted_messages,
         vec![vote(1, 3, 1, false)],
         "the vote survived"
     );
@@ -320,7 +320,7 @@ fn a_candidate_that_hears_the_leader_of_its_term_becomes_its_follower() {
     let mut candidate = candidate(1, &[1, 2, 3]);
     candidate.deliver(heartbeat(2, 1, 1, 0, 0));
     let expected = Ready {
-        messages: vec![heartbeat_response(1, 2, 1, 0)],
+        persisted_messages: vec![heartbeat_response(1, 2, 1, 0)],
         leader_changed: Some(Some(NodeId(2))),
         ..Ready::default()
     };
@@ -416,7 +416,7 @@ fn a_candidate_that_hears_nothing_starts_a_new_election_in_the_next_term() {
     let mut sent = Vec::new();
     for _ in 0..20 {
         candidate.tick();
-        sent = candidate.take().messages;
+        sent = candidate.take().persisted_messages;
         if !sent.is_empty() {
             break;
         }

@@ -83,7 +83,10 @@ fn a_voter_grants_a_higher_term_vote_once_the_leader_went_silent() {
         "its own timeout is far away"
     );
     follower.deliver(request_vote(3, 1, 2, (0, 0)));
-    assert_eq!(follower.take().messages, vec![vote(1, 3, 2, true)]);
+    assert_eq!(
+        follower.take().persisted_messages,
+        vec![vote(1, 3, 2, true)]
+    );
 }
 
 /// Thesis §9.6: a partitioned replica that keeps timing out does not raise its term, so when it

@@ -75,7 +75,7 @@ fn a_follower_checks_the_previous_entry_and_hints_where_to_resume() {
             AppendAnswer::Rejected(index, hint) => rejected(1, 2, 3, index, hint),
         };
         let expected = Ready {
-            messages: vec![response],
+            persisted_messages: vec![response],
             ..Ready::default()
         };
         assert_eq!(follower.take(), expected, "prev {prev:?}");
@@ -125,7 +125,7 @@ fn a_follower_appends_new_entries_and_truncates_a_conflicting_suffix() {
         let last = prev.1 + sent.len() as u64;
         follower.deliver(append(2, 1, 3, prev, sent, 0));
         let expected = Ready {
-            messages: vec![accepted(1, 2, 3, last)],
+            persisted_messages: vec![accepted(1, 2, 3, last)],
             persist: Persist {
                 entries: persisted,
                 ..Persist::default()
@@ -145,12 +145,14 @@ fn a_follower_commits_up_to_the_leaders_commit_but_not_past_the_entries_it_was_s
     let mut follower = follower_with_log(&[1, 1, 1, 1]);
     follower.deliver(append(2, 1, 3, (1, 1), vec![entry(1, 2)], 4));
     let expected = Ready {
-        messages: vec![accepted(1, 2, 3, 2)],
+        persisted_messages: vec![accepted(1, 2, 3, 2)],
         persist: Persist {
             hard_state: Some(hard_state(3, None, 2)),
+            commit_only: true,
             ..Persist::default()
         },
         committed: vec![entry(1, 1), entry(1, 2)],
+        committed_before_persist: 2,
         ..Ready::default()
     };
     assert_eq!(follower.take(), expected);
@@ -165,7 +167,7 @@ fn round_trips_to_catch_up(leader: &mut Node, follower: &mut Node, first: Ready)
         for request in to(&ready, follower_id).into_iter().filter(is_append) {
             follower.deliver(request);
         }
-        for response in follower.take().messages {
+        for response in follower.take().persisted_messages {
             leader.deliver(response);
         }
         if follower.log().last_log_id() == leader.log().last_log_id() {
@@ -303,7 +305,7 @@ fn append_entries_delivered_twice_is_applied_once() {
     );
     follower.deliver(request);
     let expected = Ready {
-        messages: vec![accepted(1, 2, 3, 3)],
+        persisted_messages: vec![accepted(1, 2, 3, 3)],
         ..Ready::default()
     };
     assert_eq!(follower.take(), expected);

@@ -68,12 +68,14 @@ fn a_follower_learns_the_commit_index_and_applies_in_log_order() {
     assert_eq!(ready.committed, vec![entry(1, 1), entry(1, 2)]);
     follower.deliver(heartbeat(1, 2, 1, 3, 1));
     let expected = Ready {
-        messages: vec![heartbeat_response(2, 1, 1, 1)],
+        persisted_messages: vec![heartbeat_response(2, 1, 1, 1)],
         persist: Persist {
             hard_state: Some(hard_state(1, None, 3)),
+            commit_only: true,
             ..Persist::default()
         },
         committed: vec![entry(1, 3)],
+        committed_before_persist: 1,
         ..Ready::default()
     };
     assert_eq!(follower.take(), expected);

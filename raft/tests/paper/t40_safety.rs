@@ -22,7 +22,7 @@ fn a_voter_refuses_a_candidate_whose_log_is_less_up_to_date() {
         let mut voter = node_over(config(1), store_with_log(voters(&[1, 2, 3]), &[2, 2], 2, 0));
         voter.deliver(request_vote(2, 1, 3, last));
         let expected = Ready {
-            messages: vec![vote(1, 2, 3, granted)],
+            persisted_messages: vec![vote(1, 2, 3, granted)],
             persist: Persist {
                 hard_state: Some(hard_state(3, granted.then_some(2), 0)),
                 ..Persist::default()
@@ -42,7 +42,7 @@ fn a_pre_vote_applies_the_up_to_date_rule_and_changes_no_state() {
         voter.deliver(request_pre_vote(2, 1, 3, last));
         let answer_term = if granted { 3 } else { 2 };
         let expected = Ready {
-            messages: vec![pre_vote(1, 2, answer_term, granted)],
+            persisted_messages: vec![pre_vote(1, 2, answer_term, granted)],
             ..Ready::default()
         };
         assert_eq!(voter.take(), expected, "candidate last {last:?}");

@@ -137,7 +137,12 @@ fn in_a_joint_configuration_an_election_needs_a_majority_of_both_halves() {
     };
     let mut candidate = node_over(config, bootstrapped(joint(&[1, 4, 5], &[1, 2, 3])));
     candidate.tick_until_campaign();
-    let asked: Vec<u64> = candidate.take().messages.iter().map(|m| m.to.0).collect();
+    let asked: Vec<u64> = candidate
+        .take()
+        .persisted_messages
+        .iter()
+        .map(|m| m.to.0)
+        .collect();
     assert_eq!(asked, vec![2, 3, 4, 5]);
     candidate.deliver(vote(2, 1, 1, true));
     candidate.deliver(vote(3, 1, 1, true));
@@ -186,7 +191,12 @@ fn a_candidate_neither_asks_nor_counts_a_learner() {
     };
     let mut candidate = node_over(config, bootstrapped(with_learners(&[1, 2, 3], &[4])));
     candidate.tick_until_campaign();
-    let asked: Vec<u64> = candidate.take().messages.iter().map(|m| m.to.0).collect();
+    let asked: Vec<u64> = candidate
+        .take()
+        .persisted_messages
+        .iter()
+        .map(|m| m.to.0)
+        .collect();
     assert_eq!(asked, vec![2, 3]);
     candidate.deliver(vote(4, 1, 1, true));
     assert_eq!(candidate.role(), Role::Candidate);

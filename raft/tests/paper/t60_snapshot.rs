@@ -106,7 +106,7 @@ fn a_stale_snapshot_is_ignored() {
     let chunk = snapshot_chunk(2, 1, 1, meta((1, 3), &[1, 2, 3]), (0, b"old"), true);
     follower.deliver(chunk);
     let expected = Ready {
-        messages: vec![accepted(1, 2, 1, 5)],
+        persisted_messages: vec![accepted(1, 2, 1, 5)],
         ..Ready::default()
     };
     assert_eq!(follower.take(), expected);
@@ -122,12 +122,14 @@ fn a_snapshot_of_a_prefix_of_the_log_keeps_the_entries_after_it() {
     let chunk = snapshot_chunk(2, 1, 1, meta((1, 4), &[1, 2, 3]), (0, b"state@4"), true);
     follower.deliver(chunk);
     let expected = Ready {
-        messages: vec![accepted(1, 2, 1, 4)],
+        persisted_messages: vec![accepted(1, 2, 1, 4)],
         persist: Persist {
             hard_state: Some(hard_state(1, None, 4)),
+            commit_only: true,
             ..Persist::default()
         },
         committed: vec![entry(1, 3), entry(1, 4)],
+        committed_before_persist: 2,
         ..Ready::default()
     };
     assert_eq!(follower.take(), expected);
@@ -147,10 +149,11 @@ fn a_snapshot_that_conflicts_with_the_log_replaces_it() {
         data: b"state@5".to_vec(),
     };
     let expected = Ready {
-        messages: vec![accepted(1, 2, 1, 5)],
+        persisted_messages: vec![accepted(1, 2, 1, 5)],
         persist: Persist {
             snapshot: Some(snapshot),
             hard_state: Some(hard_state(1, None, 5)),
+            commit_only: true,
             ..Persist::default()
         },
         ..Ready::default()
@@ -168,7 +171,7 @@ fn an_out_of_order_chunk_is_answered_with_the_expected_offset() {
     let chunk = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (4, b"4567"), true);
     follower.deliver(chunk);
     let expected = Ready {
-        messages: vec![message(
+        persisted_messages: vec![message(
             1,
             2,
             1,
@@ -251,7 +254,7 @@ fn entries_after_a_snapshot_not_yet_persisted_follow_it_in_the_same_ready() {
     assert_eq!(ready.persist.entries, vec![entry(1, 6), entry(1, 7)]);
     assert_eq!(ready.committed, vec![entry(1, 6)]);
     assert_eq!(
-        ready.messages,
+        ready.persisted_messages,
         vec![accepted(1, 2, 1, 5), accepted(1, 2, 1, 7)]
     );
     assert_eq!(follower.stored_entries(), vec![entry(1, 6), entry(1, 7)]);

@@ -64,7 +64,7 @@ fn the_target_campaigns_at_once_and_voters_in_lease_grant_it() {
     let mut target = follower_of(2, &[1, 2, 3], 1, 1);
     target.deliver(timeout_now(1, 2, 1));
     let expected = Ready {
-        messages: vec![
+        persisted_messages: vec![
             transfer_vote_request(2, 1, 2, LogId::default()),
             transfer_vote_request(2, 3, 2, LogId::default()),
         ],
@@ -80,7 +80,7 @@ fn the_target_campaigns_at_once_and_voters_in_lease_grant_it() {
 
     let mut voter = follower_of(3, &[1, 2, 3], 1, 1);
     voter.deliver(transfer_vote_request(2, 3, 2, LogId::default()));
-    assert_eq!(voter.take().messages, vec![vote(3, 2, 2, true)]);
+    assert_eq!(voter.take().persisted_messages, vec![vote(3, 2, 2, true)]);
 }
 
 /// Thesis §3.10: "If the transfer does not complete within an election timeout, the prior

@@ -31,9 +31,11 @@ fn a_read_waits_for_the_first_commit_of_the_term_then_for_a_heartbeat_round() {
         messages: vec![heartbeat(1, 2, 1, 1, 1), heartbeat(1, 3, 1, 0, 1)],
         persist: Persist {
             hard_state: Some(hard_state(1, Some(1), 1)),
+            commit_only: true,
             ..Persist::default()
         },
         committed: vec![blank(1, 1)],
+        committed_before_persist: 1,
         ..Ready::default()
     };
     assert_eq!(leader.take(), expected);
@@ -246,5 +248,8 @@ fn a_restarted_voter_refuses_votes_while_a_lease_it_acknowledged_may_run() {
     );
     restarted.ticks(10);
     restarted.deliver(request_vote(3, 2, 2, (0, 0)));
-    assert_eq!(restarted.take().messages, vec![vote(2, 3, 2, true)]);
+    assert_eq!(
+        restarted.take().persisted_messages,
+        vec![vote(2, 3, 2, true)]
+    );
 }

@@ -3,8 +3,8 @@
 //! random number of steps, and disks that lose synced data (amnesia, a flipped bit), after
 //! which a replica refuses to start for good (`harness/disk.rs`).
 
-use crate::harness::Cluster;
 use crate::harness::disk::DiskFault;
+use crate::harness::{Cluster, CrashPoint};
 use crate::swarm::Swarm;
 use flotilla_raft::NodeId;
 use rand::seq::SliceRandom;
@@ -27,6 +27,8 @@ pub struct FaultCounts {
     pub restarts: u64,
     /// Crashed replicas whose disk lost synced data.
     pub disk_faults: u64,
+    /// Crashes after a cycle's early sends, after its write, or mid-apply.
+    pub crashes_at_points: u64,
 }
 
 /// The fault schedule of one run.
@@ -35,6 +37,41 @@ pub struct Faults {
     repairs: Vec<(u64, Repair)>,
     pub counts: FaultCounts,
     disk: DiskFaults,
+    points: CrashPoints,
+}
+
+/// Crashes at the other points of a ready cycle (after the early sends, after the write,
+/// mid-apply), drawn from their own stream like the disk faults: in half the seeds, a share of
+/// the clean crashes becomes one of these.
+#[derive(Debug)]
+struct CrashPoints {
+    percent: u32,
+    rng: ChaCha8Rng,
+}
+
+impl CrashPoints {
+    fn new(seed: u64, enabled: bool) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc4a5_4b01_0000_0000);
+        let percent = if rng.random_bool(0.5) && enabled {
+            rng.random_range(20..=80)
+        } else {
+            0
+        };
+        Self { percent, rng }
+    }
+
+    /// A point of the next ready cycle to crash at instead of crashing now, if drawn.
+    fn draw(&mut self) -> Option<CrashPoint> {
+        if self.percent == 0 || self.rng.random_range(0..100) >= self.percent {
+            return None;
+        }
+        let points = [
+            CrashPoint::AfterEarlySends,
+            CrashPoint::AfterWrite,
+            CrashPoint::MidApply,
+        ];
+        Some(points[self.rng.random_range(0..points.len())])
+    }
 }
 
 /// Disk faults, drawn from their own stream so that a run without them replays exactly as it
@@ -82,6 +119,7 @@ impl Faults {
             repairs: Vec::new(),
             counts: FaultCounts::default(),
             disk: DiskFaults::new(seed, disk_faults),
+            points: CrashPoints::new(seed, disk_faults),
         }
     }
 
@@ -158,6 +196,10 @@ impl Faults {
             cluster.note(|| format!("{victim} will crash in its next ready"));
             cluster.crash_in_next_ready(victim);
             self.counts.torn_crashes += 1;
+        } else if let Some(point) = self.points.draw() {
+            cluster.note(|| format!("{victim} will crash in its next ready ({point:?})"));
+            cluster.crash_in_next_ready_at(victim, point);
+            self.counts.crashes_at_points += 1;
         } else {
             cluster.crash(victim);
             self.disk.after_crash(victim, cluster, &mut self.counts);

@@ -62,7 +62,8 @@ fn simulate_seeds() {
         Some(seed) => vec![seed],
         None => (first..first + env_u64("FLOTILLA_SIM_SEEDS").unwrap_or(CI_SEED_COUNT)).collect(),
     };
-    let (mut acks, mut checks, mut crashes, mut partitions, mut lost_disks) = (0, 0, 0, 0, 0);
+    let (mut acks, mut checks, mut crashes, mut partitions) = (0, 0, 0, 0);
+    let (mut lost_disks, mut at_points) = (0, 0);
     let mut failures = Vec::new();
     for &seed in &seeds {
         match try_seed(seed) {
@@ -72,6 +73,7 @@ fn simulate_seeds() {
                 crashes += report.faults.crashes;
                 partitions += report.faults.partitions;
                 lost_disks += report.faults.disk_faults;
+                at_points += report.faults.crashes_at_points;
             }
             Err(message) => failures.push(message),
         }
@@ -84,7 +86,7 @@ fn simulate_seeds() {
         failures.join("\n")
     );
     println!(
-        "{} seeds: {acks} acknowledged proposals, {crashes} crashes ({lost_disks} losing synced data, the replica then refusing to start), {partitions} partitions, {checks} property checks",
+        "{} seeds: {acks} acknowledged proposals, {crashes} crashes ({at_points} after a ready's early sends, after its write or mid-apply; {lost_disks} losing synced data, the replica then refusing to start), {partitions} partitions, {checks} property checks",
         seeds.len()
     );
     assert!(checks > 0 && acks > 0, "the simulator checked nothing");

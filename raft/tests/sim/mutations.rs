@@ -66,6 +66,20 @@ fn forget_vote(id: NodeId, seed: u64) -> Config {
     }
 }
 
+fn vote_before_persist(id: NodeId, seed: u64) -> Config {
+    Config {
+        mutation: Mutation::VoteBeforePersist,
+        ..test_config(id, seed)
+    }
+}
+
+fn apply_before_persist(id: NodeId, seed: u64) -> Config {
+    Config {
+        mutation: Mutation::ApplyBeforePersist,
+        ..test_config(id, seed)
+    }
+}
+
 fn read_without_quorum(id: NodeId, seed: u64) -> Config {
     Config {
         mutation: Mutation::ReadWithoutQuorum,
@@ -80,6 +94,7 @@ fn the_scripted_schedules_pass_with_the_correct_rules() {
         crate::scripted::figure8_scripted(seed, test_config);
         crate::scripted::forgotten_vote_scripted(seed, test_config);
         crate::scripted::amnesia_scripted(seed, test_config);
+        crate::scripted::vote_crash_scripted(seed, test_config);
         crate::scripted::synced_flip_scripted(seed, test_config);
     }
 }
@@ -154,4 +169,19 @@ fn taking_a_flipped_synced_bit_for_a_torn_tail_is_caught() {
         test_config,
         LOST_WRITE,
     );
+}
+
+#[test]
+fn sending_a_vote_before_its_write_is_caught() {
+    assert_caught(
+        20,
+        crate::scripted::vote_crash_scripted,
+        vote_before_persist,
+        &["election safety", "two leaders"],
+    );
+}
+
+#[test]
+fn applying_past_the_durable_prefix_is_caught() {
+    assert_caught(20, swarm, apply_before_persist, &["apply before persist"]);
 }

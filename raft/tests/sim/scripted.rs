@@ -4,8 +4,8 @@
 //! (amnesia, a flipped bit) voting a leader without it. Partitions choose who can win each election; the run is
 //! otherwise the same simulated cluster with every checker on.
 
-use crate::harness::Cluster;
 use crate::harness::disk::{DiskFault, DiskRule};
+use crate::harness::{Cluster, CrashPoint};
 use flotilla_raft::{Config, LogIndex, NodeId, Role};
 
 const LONG_MS: u64 = 5_000;
@@ -111,6 +111,39 @@ pub fn forgotten_vote_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) 
     cluster
         .network
         .partition(&[vec![leader], vec![voter, late]]);
+    cluster.run_for(LONG_MS);
+}
+
+/// Three replicas. A voter crashes in the ready cycle in which it grants its vote, after that
+/// cycle's early sends and before its write: a vote that waits for the write never leaves, a
+/// vote sent early is forgotten. Then the third replica, cut off until now, campaigns in the
+/// same term and asks the restarted voter: one that forgot makes a second leader in the term.
+pub fn vote_crash_scripted(seed: u64, config_of: fn(NodeId, u64) -> Config) {
+    let mut cluster = Cluster::with_config(3, seed, config_of);
+    let all = cluster.ids();
+    let late = all[2];
+    cluster
+        .network
+        .partition(&[vec![all[0], all[1]], vec![late]]);
+    for &id in &all[..2] {
+        cluster.crash_in_next_vote_at(id, CrashPoint::AfterEarlySends);
+    }
+    let crashed = cluster.run_until(LONG_MS, |cluster| {
+        all[..2].iter().any(|&id| !cluster.is_up(id))
+    });
+    assert!(crashed, "nobody granted a vote");
+    cluster.cancel_pending_crashes();
+    let voter = *all[..2]
+        .iter()
+        .find(|&&id| !cluster.is_up(id))
+        .expect("crashed");
+    let candidate = others(&all, &[voter, late])[0];
+    cluster.run_for(1_000);
+    cluster.restart(voter);
+    cluster.network.heal();
+    cluster
+        .network
+        .partition(&[vec![candidate], vec![voter, late]]);
     cluster.run_for(LONG_MS);
 }
 

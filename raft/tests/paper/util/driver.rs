@@ -150,7 +150,7 @@ pub fn elect(node: &mut Node) -> Ready {
         if node.role() == Role::Leader {
             return ready;
         }
-        for request in &ready.messages {
+        for request in &ready.persisted_messages {
             if let MessageBody::RequestVote { pre_vote, .. } = request.body {
                 let body = MessageBody::VoteResponse {
                     pre_vote,
@@ -197,11 +197,13 @@ pub fn follower_of(id: u64, voter_ids: &[u64], leader_id: u64, term: u64) -> Nod
     follower
 }
 
-/// The messages of a ready addressed to `to`.
+/// The messages of a ready addressed to `to`: those that may leave before its write, then
+/// those that leave after.
 pub fn to(ready: &Ready, to: u64) -> Vec<Message> {
     ready
         .messages
         .iter()
+        .chain(&ready.persisted_messages)
         .filter(|message| message.to == NodeId(to))
         .cloned()
         .collect()

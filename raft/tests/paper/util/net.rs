@@ -132,7 +132,8 @@ impl Net {
                 continue;
             }
             let ready = node.take();
-            for message in ready.messages {
+            let sent = ready.messages.into_iter().chain(ready.persisted_messages);
+            for message in sent {
                 let cut = self.cut.contains(&(id, message.to.0));
                 let dropped = self.drop_if.is_some_and(|filter| filter(&message));
                 if !cut && !dropped {
