@@ -20,6 +20,6 @@ pub use crash::{CrashFile, CrashFs};
 pub use error::{ConfigError, RecordError, RecoveryError, SnapshotError, WriteError};
 pub use file::{FileSystem, RealFs, SegmentFile};
 
-pub use kv::{Codec, Command, KvStateMachine, Response};
+pub use kv::{Codec, Command, KvStateMachine, Payload, Proposal, Response};
 pub use log::{GcStats, GroupLog, LogEngine, RecoveryReport, TornTail, WriteBatch, WriteStats};
 pub use snapshot::{SnapshotFile, decode_snapshot, write_snapshot};
