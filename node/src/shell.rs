@@ -184,6 +184,10 @@ fn response_json(response: &Response) -> Value {
         }
         Response::Scan { pairs, more } => scan_json(pairs, *more),
         Response::Invalid(reason) => json!({ "invalid": reason }),
+        // The client answers session replies itself; one here would be a bug.
+        other @ (Response::SessionOpened { .. }
+        | Response::SessionExpired { .. }
+        | Response::Retired { .. }) => json!({ "invalid": format!("{other:?}") }),
     }
 }
 

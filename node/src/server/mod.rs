@@ -142,6 +142,8 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         counters: LoopCounters::default(),
         synced_votes: Default::default(),
         deferred: Default::default(),
+        session_limits: config.session_limits(),
+        now_ms: 0,
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();
