@@ -504,6 +504,11 @@ impl Client {
                 retry(RouteReply::NotLeader { leader_hint: None }, true)
             }
             Ok(Err(ApiError::OutcomeUnknown)) => tries.no_answer(kind, "a snapshot superseded it"),
+            // After an attempt that may have applied, a refusal of a later one (another node's
+            // limits) does not say the write was not applied.
+            Ok(Err(error)) if tries.maybe_applied => {
+                Judged::Stop(tries.give_up(format!("then refused: {error}")))
+            }
             Ok(Err(error)) => Judged::Stop(Stop::Refused(error)),
             Err(error @ CallError::Connect { .. }) => {
                 tracing::debug!(%error, "attempt not sent");
