@@ -451,6 +451,8 @@ impl Client {
             let timeout = left.min(self.inner.options.attempt_timeout);
             let reply = self.call(target.node, attempt.clone(), timeout).await;
             #[cfg(feature = "nemesis")]
+            let reply = self.lose_answer(&attempt, reply);
+            #[cfg(feature = "nemesis")]
             self.after_attempt(key, &attempt, &reply);
             let route_reply = match self.judge(reply, kind, &mut tries) {
                 Judged::Done(response) => {

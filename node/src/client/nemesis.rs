@@ -7,6 +7,10 @@
 //! each write attempt that got no answer, and every `every`-th other write attempt, is
 //! delivered once more after `after` to the node that then leads its range; the answer is
 //! dropped. Without sessions, such a copy applies the write again.
+//!
+//! Lost answers are the other half: the write applied, its answer did not come back, and the
+//! client sends it again while it still awaits it, which is when a range must answer from its
+//! record rather than apply again.
 
 use super::{Client, lock};
 use crate::api::{ApiError, Reply, Request};
@@ -22,6 +26,9 @@ pub(super) struct Faults {
     pub(super) sessions: bool,
     late: Option<LateCopies>,
     attempts: u64,
+    /// Every this many answered write attempts, the answer is dropped.
+    drop_every: Option<u64>,
+    answers: u64,
 }
 
 impl Default for Faults {
@@ -30,6 +37,8 @@ impl Default for Faults {
             sessions: true,
             late: None,
             attempts: 0,
+            drop_every: None,
+            answers: 0,
         }
     }
 }
@@ -55,6 +64,33 @@ impl Client {
             after,
             every: every.max(1),
         });
+    }
+
+    /// Test only: from now on, the answer to every `every`-th answered write attempt is lost:
+    /// the attempt applied (or was refused), and the client hears nothing before its timeout.
+    pub fn drop_answers(&self, every: u64) {
+        lock(&self.inner.nemesis).drop_every = Some(every.max(1));
+    }
+
+    /// The reply to `attempt` as the client sees it: a lost one if an answer is due to be
+    /// dropped.
+    pub(super) fn lose_answer(
+        &self,
+        attempt: &Request,
+        reply: Result<Result<Reply, ApiError>, CallError>,
+    ) -> Result<Result<Reply, ApiError>, CallError> {
+        if !is_write(attempt) || !matches!(reply, Ok(Ok(_))) {
+            return reply;
+        }
+        let mut faults = lock(&self.inner.nemesis);
+        let Some(every) = faults.drop_every else {
+            return reply;
+        };
+        faults.answers += 1;
+        if faults.answers % every != 0 {
+            return reply;
+        }
+        Err(CallError::Lost)
     }
 
     /// Schedules the late copy of `attempt` if one is due.

@@ -5,7 +5,9 @@
 //! from its peers for 4 s (nftables, where the test may use it), and the clients keep writing
 //! the same keys throughout and after. Every write attempt that got no answer, and every 20th
 //! other one, is also delivered again 1.5 s later to the range's leader of then, as issue 17
-//! saw QUIC deliver an abandoned attempt to a leader that had just woken up. Every operation's
+//! saw QUIC deliver an abandoned attempt to a leader that had just woken up; and the answer to
+//! every 10th write attempt is lost, so the client sends the write again after it applied
+//! (the range must answer from its record, not apply it twice). Every operation's
 //! call and response are recorded in real-time order, and each key's history is checked against
 //! a sequential register with the Wing-Gong-Lowe checker of `todc-utils` (`history.rs`).
 //!
@@ -38,6 +40,9 @@ const KEYS_PER_RANGE: usize = 3;
 const LATE: Duration = Duration::from_millis(1_500);
 /// Besides each attempt that got no answer, one write attempt in this many is copied late.
 const COPY_EVERY: u64 = 20;
+/// The answer to one answered write attempt in this many is lost: the client sends the write
+/// again while it still awaits it.
+const DROP_EVERY: u64 = 10;
 /// The most operations of unknown outcome one key's history may hold: each stays pending to
 /// the end of the history, and the checker's search grows with their number.
 const UNKNOWN_PER_KEY_MAX: usize = 24;
@@ -145,6 +150,7 @@ impl Run {
                 client.disable_sessions();
             }
             client.deliver_late_copies(LATE, COPY_EVERY);
+            client.drop_answers(DROP_EVERY);
             let keys = Arc::new(keys_of(&client));
             let stop = Arc::new(AtomicBool::new(false));
             let workers: Vec<_> = (1..=WORKERS)
