@@ -34,6 +34,10 @@ pub mod protocol {
     pub mod reads {
         #![doc = include_str!("../protocol/reads.md")]
     }
+    /// Client sessions: each write applied exactly once.
+    pub mod sessions {
+        #![doc = include_str!("../protocol/sessions.md")]
+    }
     /// MultiRaft: coalesced heartbeats and quiescence.
     pub mod heartbeat_coalescing {
         #![doc = include_str!("../protocol/heartbeat-coalescing.md")]

@@ -5,6 +5,7 @@
 
 use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::{Directory, Epoch, RangeMap};
+use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Command, Response};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,27 @@ pub enum Request {
         /// The node asked about.
         node: NodeId,
     },
+    /// Opens a client session in `group` (a log entry): answered with
+    /// `Response::SessionOpened`, the session's id and the limits the range applies.
+    OpenSession {
+        /// The group the client's map says serves the keys it will write.
+        group: GroupId,
+        /// The epoch of the client's map.
+        epoch: Epoch,
+    },
+    /// A write in a session: applied at most once however often it is sent (every attempt
+    /// carries the same tag); a copy is answered with the first one's result. A read sent
+    /// this way is served as a read.
+    Write {
+        /// The group the client's map says serves the key.
+        group: GroupId,
+        /// The epoch of the client's map.
+        epoch: Epoch,
+        /// The session, the write's sequence and the lowest sequence the client still awaits.
+        tag: SessionTag,
+        /// The write.
+        command: Command,
+    },
 }
 
 /// The answer to one request.
@@ -73,7 +95,8 @@ pub enum Reply {
 }
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
-/// `Dropped` and `Unavailable` mean the request was not applied and may be sent again.
+/// `Dropped`, `Unavailable` and `BadSessionTag` mean the request was not applied. A write in a
+/// session may be sent again after any of them, with the same tag.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {
     /// This replica is not the group's leader; `leader` is the one it last heard of.
@@ -125,6 +148,14 @@ pub enum ApiError {
     /// it: it may or may not have been applied.
     #[error("the outcome is unknown: the entry was superseded by a snapshot")]
     OutcomeUnknown,
+    /// A write's tag awaits answers above its own sequence, or numbers it 0.
+    #[error("sequence {sequence} cannot await answers from {awaited_from}: a write awaits its own")]
+    BadSessionTag {
+        /// The write's sequence.
+        sequence: u64,
+        /// The lowest sequence the tag says the client awaits.
+        awaited_from: u64,
+    },
 }
 
 /// One group as a node sees it.

@@ -95,6 +95,23 @@ pub struct NodeConfig {
     pub log: LogSettings,
     /// Client limits.
     pub limits: Limits,
+    /// Client sessions (exactly-once writes).
+    pub sessions: SessionSettings,
+}
+
+/// How each range keeps its clients' sessions. The values travel in every entry that opens a
+/// session, so the replicas of a range apply the same ones; give every node the same.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// A session ends after this long (log time) without a write of its own in the range.
+    pub expiry_seconds: u64,
+    /// Sessions one range keeps; opening one more ends the least recently active one.
+    pub per_range_max: u32,
+    /// Results one session may hold in a range (writes its client still awaits, and those
+    /// answered after the oldest it awaits); a session that would hold more is ended. Clients
+    /// keep within it.
+    pub results_per_session_max: u32,
 }
 
 /// The write-ahead log's settings.
@@ -307,9 +324,20 @@ impl NodeConfig {
                 "limits.key_bytes_max and limits.pending_requests_max must be at least 1".into(),
             );
         }
+        self.sessions.validate()?;
         self.multi_config()
             .validate()
             .map_err(|error| ConfigError(format!("raft: {}", error.0)))
+    }
+
+    /// The session limits every range this node leads applies.
+    #[must_use]
+    pub fn session_limits(&self) -> flotilla_storage::kv::SessionLimits {
+        flotilla_storage::kv::SessionLimits {
+            expiry_ms: self.sessions.expiry_seconds * 1000,
+            sessions_max: self.sessions.per_range_max,
+            results_max: self.sessions.results_per_session_max,
+        }
     }
 
     /// The log engine's configuration.
@@ -335,6 +363,37 @@ impl NodeConfig {
         multi.heartbeat_interval_ticks = self.raft.heartbeat_ticks;
         multi.node_timeout_ticks = self.raft.node_timeout_ticks;
         multi
+    }
+}
+
+impl SessionSettings {
+    /// The most sessions a range may keep, and results a session may hold: memory bounds, not
+    /// tuning knobs (`docs/protocol/sessions.md` gives the bytes each costs).
+    const PER_RANGE_LIMIT: u32 = 1_000_000;
+    const RESULTS_LIMIT: u32 = 65_536;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=30 * 24 * 3600).contains(&self.expiry_seconds) {
+            return Err(ConfigError(format!(
+                "sessions.expiry_seconds must be 1 to 2592000 (30 days), not {}",
+                self.expiry_seconds
+            )));
+        }
+        if !(1..=Self::PER_RANGE_LIMIT).contains(&self.per_range_max) {
+            return Err(ConfigError(format!(
+                "sessions.per_range_max must be 1 to {}, not {}",
+                Self::PER_RANGE_LIMIT,
+                self.per_range_max
+            )));
+        }
+        if !(1..=Self::RESULTS_LIMIT).contains(&self.results_per_session_max) {
+            return Err(ConfigError(format!(
+                "sessions.results_per_session_max must be 1 to {}, not {}",
+                Self::RESULTS_LIMIT,
+                self.results_per_session_max
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -422,6 +481,21 @@ mod tests {
         let mut config = NodeConfig::load(None).unwrap();
         config.raft.election_ticks_max = config.raft.election_ticks_min;
         assert!(config.validate().is_err());
+        for (name, change) in [
+            (
+                "sessions.expiry_seconds",
+                (|c: &mut NodeConfig| c.sessions.expiry_seconds = 0) as fn(&mut NodeConfig),
+            ),
+            ("sessions.per_range_max", |c| c.sessions.per_range_max = 0),
+            ("sessions.results_per_session_max", |c| {
+                c.sessions.results_per_session_max = 70_000
+            }),
+        ] {
+            let mut config = NodeConfig::load(None).unwrap();
+            change(&mut config);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
         assert!(Endpoint::from_str("1-127.0.0.1:1").is_err());
         assert!(Endpoint::from_str("0@127.0.0.1:1").is_err());
         assert_eq!(

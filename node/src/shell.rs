@@ -5,7 +5,7 @@
 //! `cas KEY EXPECTED NEW` ("-" = absent), `scan START END LIMIT` ("-" = unbounded).
 //! Output: `{"op":..,"key":..,"ok":true,"result":..}` or `{"op":..,"key":..,"ok":false,"error":..}`.
 
-use crate::api::{ApiError, NodeStatus};
+use crate::api::NodeStatus;
 use crate::client::{Client, ClientError};
 use flotilla_storage::{Command, Response};
 use serde::Serialize;
@@ -27,9 +27,10 @@ pub struct OpResult {
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// A retried write whose earlier attempt may also have applied.
+    /// A write that failed after an attempt that may have applied it: it was applied once or
+    /// not at all.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub ambiguous: bool,
+    pub outcome_unknown: bool,
 }
 
 impl OpResult {
@@ -52,39 +53,33 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
         Command::Scan { start, end, limit } => client
             .scan(&start, end.as_deref(), limit)
             .await
-            .map(|scan| (scan_json(&scan.pairs, scan.more), false)),
+            .map(|scan| scan_json(&scan.pairs, scan.more)),
         command => client
             .command(command)
             .await
-            .map(|outcome| (response_json(&outcome.response), outcome.is_ambiguous())),
+            .map(|outcome| response_json(&outcome.response)),
     };
-    let outcome = outcome.and_then(|(result, ambiguous)| match result.get("invalid") {
+    let outcome = outcome.and_then(|result| match result.get("invalid") {
         Some(reason) => Err(ClientError::Refused(crate::api::ApiError::Unavailable(
             format!("the node could not apply the command: {reason}"),
         ))),
-        None => Ok((result, ambiguous)),
+        None => Ok(result),
     });
     match outcome {
-        Ok((result, ambiguous)) => OpResult {
+        Ok(result) => OpResult {
             op,
             key,
             ok: true,
             result,
             error: None,
-            ambiguous,
+            outcome_unknown: false,
         },
         Err(error) => OpResult {
             op,
             key,
             ok: false,
             result: Value::Null,
-            ambiguous: match error {
-                ClientError::Ambiguous(_) | ClientError::Refused(ApiError::OutcomeUnknown) => true,
-                ClientError::Unavailable {
-                    ambiguous_attempts, ..
-                } => ambiguous_attempts > 0,
-                _ => false,
-            },
+            outcome_unknown: matches!(error, ClientError::OutcomeUnknown { .. }),
             error: Some(error.to_string()),
         },
     }
@@ -113,7 +108,7 @@ pub async fn run(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
                 ok: false,
                 result: Value::Null,
                 error: Some(error),
-                ambiguous: false,
+                outcome_unknown: false,
             },
         };
         println!("{}", serde_json::to_string(&result)?);
@@ -184,6 +179,10 @@ fn response_json(response: &Response) -> Value {
         }
         Response::Scan { pairs, more } => scan_json(pairs, *more),
         Response::Invalid(reason) => json!({ "invalid": reason }),
+        // The client answers session replies itself; one here would be a bug.
+        other @ (Response::SessionOpened { .. }
+        | Response::SessionExpired { .. }
+        | Response::Retired { .. }) => json!({ "invalid": format!("{other:?}") }),
     }
 }
 

@@ -240,8 +240,8 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Tls(_) => "tls",
         ClientError::NoEndpoint(_) => "no endpoint",
         ClientError::Refused(_) => "refused",
-        ClientError::Ambiguous(_) => "ambiguous (cas timed out)",
-        ClientError::Unavailable { .. } => "unavailable (deadline)",
+        ClientError::OutcomeUnknown { .. } => "outcome unknown (deadline or session expired)",
+        ClientError::Unavailable { .. } => "unavailable (deadline), not applied",
     }
 }
 

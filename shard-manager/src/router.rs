@@ -5,8 +5,9 @@
 //! `NotLeader { leader_hint }` follows the hint; a stale epoch or a range this node does not
 //! serve asks the caller to refresh the map; a timeout tries another replica chosen at random.
 //! Attempts are bounded. A write whose attempt timed out may have been applied: the retry
-//! that follows is marked `ambiguous`, and the client must report it as such rather than
-//! claim exactly-once.
+//! that follows is marked `ambiguous`. A client that tags its writes with a session (the node's
+//! client does; `docs/protocol/sessions.md`) retries safely, since the range applies a tag once;
+//! one that does not must report such a write as possibly applied twice.
 
 use crate::error::RouteError;
 use crate::range::{Epoch, RangeId};

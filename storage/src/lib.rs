@@ -25,7 +25,7 @@ pub use error::{
 };
 pub use file::{FileSystem, RealFs, SegmentFile};
 
-pub use kv::{Codec, Command, KvStateMachine, Response};
+pub use kv::{Codec, Command, KvStateMachine, Payload, Proposal, Response};
 pub use log::{
     GcStats, GroupLog, LogBinding, LogEngine, RecordLocation, RecoveryReport, TornTail, WriteBatch,
     WriteStats,

@@ -3,24 +3,31 @@
 //! replies: "not leader" -> the hinted leader; stale map or routing error -> refresh the map;
 //! no answer -> another replica at random; all within a total deadline.
 //!
-//! Retry semantics: reads are retried freely. `put` and `delete` are retried after a timeout
-//! because applying them twice leaves the same state, but the outcome is then marked
-//! ambiguous (`Outcome::ambiguous_attempts` counts the attempts that may also have applied; the
-//! returned previous value may come from such an attempt's effect).
-//! `cas` is never retried after an attempt that may have applied: it fails with
-//! [`ClientError::Ambiguous`], and the caller reads the key to learn what happened.
+//! Exactly once: every write (put, delete, compare-and-swap) goes in a session of its range
+//! (`sessions.rs`; `docs/protocol/sessions.md`) and carries the same (session, sequence) on
+//! every attempt, so the client retries it after any failure, a timeout included, and the
+//! range applies it at most once: an acknowledged write was applied exactly once, and its
+//! answer is that application's. A write fails with [`ClientError::OutcomeUnknown`] only when
+//! an attempt may have applied it and then the deadline passed or its session expired in the
+//! range; it was then applied once or not at all. Reads are retried freely.
 
 pub(crate) mod connection;
+#[cfg(feature = "nemesis")]
+mod nemesis;
+mod sessions;
 
 pub use connection::CallError;
 
 use crate::api::{ApiError, NodeStatus, Reply, Request};
 use crate::config::Endpoint;
 use connection::NodeConnection;
+use flotilla_raft::GroupId;
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
+use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Command, Response};
 use flotilla_transport_quic::{TlsSetup, TransportConfig};
+use sessions::{NoTag, SessionBook};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,47 +68,32 @@ pub enum ClientError {
     /// The node refused the request for good (e.g. a key over the size limit).
     #[error("refused: {0}")]
     Refused(ApiError),
-    /// A compare-and-swap attempt got no answer: it may or may not have been applied.
-    #[error("the outcome is unknown: the request may or may not have been applied ({0})")]
-    Ambiguous(CallError),
-    /// Out of time or replicas. `ambiguous_attempts`: write attempts that may have been
-    /// applied.
-    #[error("gave up after {attempts} attempts: {reason}{}", ambiguity(*.ambiguous_attempts))]
+    /// A write may have been applied, once, or not at all: an attempt got no answer, and then
+    /// the deadline passed or the write's session expired in its range.
+    #[error(
+        "the outcome is unknown after {attempts} attempts: {reason}; the write was applied once or not at all"
+    )]
+    OutcomeUnknown {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the client stopped.
+        reason: String,
+    },
+    /// Out of time or replicas, and nothing was applied.
+    #[error("gave up after {attempts} attempts: {reason}; nothing was applied")]
     Unavailable {
         /// Attempts made.
         attempts: u32,
         /// The last reason.
         reason: String,
-        /// Write attempts that got no answer (timed out, lost with their connection, or of
-        /// unknown outcome): each may have been applied. 0 for a read.
-        ambiguous_attempts: u32,
     },
 }
 
-/// The response to a request, and how many earlier attempts may also have applied it.
+/// The response to a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
-    /// The state machine's response.
+    /// The state machine's response; for a write, that of its one application.
     pub response: Response,
-    /// A retried write: the earlier attempts that got no answer (timed out, lost with their
-    /// connection, or of unknown outcome), each of which may have applied too. 0: none.
-    pub ambiguous_attempts: u32,
-}
-
-impl Outcome {
-    /// Whether an earlier attempt may also have applied the write.
-    #[must_use]
-    pub fn is_ambiguous(&self) -> bool {
-        self.ambiguous_attempts > 0
-    }
-}
-
-fn ambiguity(ambiguous_attempts: u32) -> String {
-    match ambiguous_attempts {
-        0 => String::new(),
-        1 => " (an attempt may have been applied)".to_string(),
-        count => format!(" ({count} attempts may have been applied)"),
-    }
 }
 
 /// The pairs of a scan across ranges.
@@ -128,6 +120,11 @@ struct Inner {
     router: Mutex<Router>,
     addresses: Mutex<BTreeMap<NodeId, SocketAddr>>,
     connections: Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<Slot>>>>,
+    sessions: Mutex<SessionBook>,
+    /// One lock per group, so concurrent writes that find no session open one, not one each.
+    openers: Mutex<BTreeMap<GroupId, Arc<tokio::sync::Mutex<()>>>>,
+    #[cfg(feature = "nemesis")]
+    nemesis: Mutex<nemesis::Faults>,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +161,10 @@ impl Client {
                 router: Mutex::new(Router::new(placeholder, u32::MAX, seed)),
                 addresses: Mutex::new(addresses),
                 connections: Mutex::default(),
+                sessions: Mutex::default(),
+                openers: Mutex::default(),
+                #[cfg(feature = "nemesis")]
+                nemesis: Mutex::default(),
                 options,
             }),
         };
@@ -191,23 +192,27 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        match self
-            .execute(Command::Get { key: key.to_vec() })
-            .await?
-            .0
-            .response
-        {
+        match self.read(Command::Get { key: key.to_vec() }).await?.0 {
             Response::Value(value) => Ok(value),
             other => Err(unexpected(&other)),
         }
     }
 
     /// Runs one single-key command (get, put, delete, cas; scans go through [`Client::scan`]).
+    /// A write is applied exactly once when this returns `Ok`.
     ///
     /// # Errors
     /// See [`ClientError`].
     pub async fn command(&self, command: Command) -> Result<Outcome, ClientError> {
-        Ok(self.execute(command).await?.0)
+        if matches!(command, Command::Get { .. } | Command::Scan { .. }) {
+            let (response, _) = self.read(command).await?;
+            return Ok(Outcome { response });
+        }
+        #[cfg(feature = "nemesis")]
+        if !lock(&self.inner.nemesis).sessions {
+            return self.write_without_session(command).await;
+        }
+        self.write(command).await
     }
 
     /// The pairs with `start <= key < end` (`end: None`: to the end), at most `limit`, across
@@ -231,9 +236,9 @@ impl Client {
                 end: end.map(<[u8]>::to_vec),
                 limit: (wanted - pairs.len()) as u32,
             };
-            let (outcome, range_end) = self.execute(command).await?;
-            let Response::Scan { pairs: found, more } = outcome.response else {
-                return Err(unexpected(&outcome.response));
+            let (response, range_end) = self.read(command).await?;
+            let Response::Scan { pairs: found, more } = response else {
+                return Err(unexpected(&response));
             };
             let last = found.last().map(|(key, _)| key.clone());
             pairs.extend(found);
@@ -274,7 +279,10 @@ impl Client {
                 "unexpected reply".into(),
             ))),
             Ok(Err(error)) => Err(ClientError::Refused(error)),
-            Err(error) => Err(unavailable(1, &error)),
+            Err(error) => Err(ClientError::Unavailable {
+                attempts: 1,
+                reason: error.to_string(),
+            }),
         }
     }
 
@@ -315,117 +323,238 @@ impl Client {
         Err(ClientError::NoEndpoint(failures.join("; ")))
     }
 
-    /// Routes and retries one command; also returns the end of the range that served it.
-    async fn execute(&self, command: Command) -> Result<(Outcome, Option<Vec<u8>>), ClientError> {
+    /// Routes and retries one read; also returns the end of the range that served it.
+    async fn read(&self, command: Command) -> Result<(Response, Option<Vec<u8>>), ClientError> {
         let key = command_key(&command).to_vec();
-        let write = !matches!(command, Command::Get { .. } | Command::Scan { .. });
         let deadline = Instant::now() + self.inner.options.deadline;
-        let mut attempts = Attempts::default();
-        let mut count = 1;
-        let mut ambiguous_attempts = 0;
-        let mut target = lock(&self.inner.router).route(&key, &mut attempts);
+        let answered = self
+            .attempt_loop(&key, Kind::Idempotent, deadline, |target| {
+                self.read_request(target, &command)
+            })
+            .await
+            .map_err(Stop::into_error)?;
+        Ok((answered.response, answered.range_end))
+    }
+
+    /// A write in a session of its range, retried with one tag until answered. A range that no
+    /// longer knows the session refused it: if no attempt may have applied it, it goes again in
+    /// a new session; otherwise its outcome is unknown.
+    async fn write(&self, command: Command) -> Result<Outcome, ClientError> {
+        let key = command_key(&command).to_vec();
+        let deadline = Instant::now() + self.inner.options.deadline;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                let reason = format!("the deadline of {:?} passed", self.inner.options.deadline);
-                return Err(ClientError::Unavailable {
-                    attempts: count,
-                    reason,
-                    ambiguous_attempts,
-                });
-            }
-            let (request, range_end) = self.request_for(&target, &command);
-            let timeout = left.min(self.inner.options.attempt_timeout);
-            let reply = match self.call(target.node, request, timeout).await {
-                Ok(Ok(Reply::Kv(response))) => {
-                    let mut router = lock(&self.inner.router);
-                    router.on_reply(&key, &target, RouteReply::Done, &mut attempts);
-                    return Ok((
-                        Outcome {
-                            response,
-                            ambiguous_attempts,
-                        },
-                        range_end,
-                    ));
-                }
-                Ok(Ok(_)) => {
-                    return Err(ClientError::Refused(ApiError::Unavailable(
-                        "unexpected reply".into(),
-                    )));
-                }
-                Ok(Err(ApiError::NotLeader {
-                    leader, address, ..
-                })) => {
-                    self.learn_address(leader, address.as_deref());
-                    if leader.is_none() {
-                        tokio::time::sleep(RETRY_PAUSE).await;
-                    }
-                    RouteReply::NotLeader {
-                        leader_hint: leader,
-                    }
-                }
-                Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
-                    RouteReply::StaleRoute
-                }
-                Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    RouteReply::NotLeader { leader_hint: None }
-                }
-                Ok(Err(ApiError::OutcomeUnknown)) => {
-                    if matches!(command, Command::CompareAndSwap { .. }) {
-                        return Err(ClientError::Refused(ApiError::OutcomeUnknown));
-                    }
-                    ambiguous_attempts += u32::from(write);
-                    RouteReply::Timeout
-                }
-                Ok(Err(error)) => return Err(ClientError::Refused(error)),
-                Err(error @ CallError::Connect { .. }) => {
-                    tracing::debug!(%error, "attempt not sent");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    RouteReply::NotLeader { leader_hint: None }
-                }
-                Err(error) => {
-                    if matches!(command, Command::CompareAndSwap { .. }) {
-                        return Err(ClientError::Ambiguous(error));
-                    }
-                    ambiguous_attempts += u32::from(write);
-                    RouteReply::Timeout
-                }
-            };
-            count += 1;
-            let next = lock(&self.inner.router).on_reply(&key, &target, reply, &mut attempts);
-            target = match next {
-                Next::Retry { target, .. } => target,
-                Next::RefreshMap => {
-                    if let Err(error) = self.refresh_map().await {
-                        let reason = error.to_string();
-                        return Err(ClientError::Unavailable {
-                            attempts: count,
-                            reason,
-                            ambiguous_attempts,
+            let tag = self.tag_for(&key, deadline).await?;
+            let result = self
+                .attempt_loop(&key, Kind::Tagged, deadline, |target| Request::Write {
+                    group: target.group,
+                    epoch: target.epoch,
+                    tag: lock(&self.inner.sessions).refresh(tag),
+                    command: command.clone(),
+                })
+                .await;
+            lock(&self.inner.sessions).finish(tag);
+            let answered = result.map_err(Stop::into_error)?;
+            match answered.response {
+                Response::SessionExpired { session } => {
+                    lock(&self.inner.sessions).expired(session);
+                    if answered.maybe_applied {
+                        return Err(ClientError::OutcomeUnknown {
+                            attempts: answered.attempts,
+                            reason: format!("{session} expired in the range"),
                         });
                     }
-                    lock(&self.inner.router).route(&key, &mut attempts)
                 }
-                Next::Done => continue,
-                Next::Fail(error) => {
-                    return Err(ClientError::Unavailable {
-                        attempts: count,
-                        reason: error.to_string(),
-                        ambiguous_attempts,
+                Response::Retired { sequence } => {
+                    // The range has its client awaiting no more than a later write: a bug.
+                    return Err(ClientError::OutcomeUnknown {
+                        attempts: answered.attempts,
+                        reason: format!("the range retired sequence {sequence} while awaited"),
                     });
                 }
-            };
+                response => return Ok(Outcome { response }),
+            }
         }
     }
 
-    /// The request for one attempt: a scan is clamped to the end of the target's range.
-    fn request_for(&self, target: &Target, command: &Command) -> (Request, Option<Vec<u8>>) {
-        let router = lock(&self.inner.router);
-        let range_end = router
+    /// A tag for a new write on `key`: a sequence in the session of its range, opening one if
+    /// the client has none there, waiting while the session's window is full.
+    async fn tag_for(&self, key: &[u8], deadline: Instant) -> Result<SessionTag, ClientError> {
+        loop {
+            if Instant::now() >= deadline {
+                return Err(ClientError::Unavailable {
+                    attempts: 0,
+                    reason: "the deadline passed before the write could be sent".into(),
+                });
+            }
+            let group = lock(&self.inner.router).map().lookup(key).group;
+            let issued = lock(&self.inner.sessions).issue(group);
+            match issued {
+                Ok(tag) => return Ok(tag),
+                Err(NoTag::NoSession) => self.open_session(key, group, deadline).await?,
+                Err(NoTag::WindowFull) => tokio::time::sleep(RETRY_PAUSE).await,
+            }
+        }
+    }
+
+    /// Opens a session in `group` (the range of `key`) unless another task just did.
+    async fn open_session(
+        &self,
+        key: &[u8],
+        group: GroupId,
+        deadline: Instant,
+    ) -> Result<(), ClientError> {
+        let opener = Arc::clone(lock(&self.inner.openers).entry(group).or_default());
+        let _opening = opener.lock().await;
+        if lock(&self.inner.sessions).holds(group) {
+            return Ok(());
+        }
+        // Opening twice only leaves a session unused (it expires): retried like a read.
+        let answered = self
+            .attempt_loop(key, Kind::Idempotent, deadline, |target| {
+                Request::OpenSession {
+                    group: target.group,
+                    epoch: target.epoch,
+                }
+            })
+            .await
+            .map_err(Stop::into_error)?;
+        match answered.response {
+            Response::SessionOpened { session, limits } => {
+                lock(&self.inner.sessions).opened(session, limits);
+                Ok(())
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Sends attempts of one request until one is answered: "not leader" -> the hinted leader;
+    /// a stale map or routing error -> refresh the map; no answer -> another replica, unless
+    /// `kind` says the request may not be sent again after an attempt that may have applied.
+    async fn attempt_loop(
+        &self,
+        key: &[u8],
+        kind: Kind,
+        deadline: Instant,
+        request: impl Fn(&Target) -> Request,
+    ) -> Result<Answered, Stop> {
+        let mut attempts = Attempts::default();
+        let mut tries = Tries::default();
+        let mut target = lock(&self.inner.router).route(key, &mut attempts);
+        loop {
+            tries.count += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let reason = format!("the deadline of {:?} passed", self.inner.options.deadline);
+                return Err(tries.give_up(reason));
+            }
+            let attempt = request(&target);
+            let timeout = left.min(self.inner.options.attempt_timeout);
+            let reply = self.call(target.node, attempt.clone(), timeout).await;
+            #[cfg(feature = "nemesis")]
+            let reply = self.lose_answer(&attempt, reply);
+            #[cfg(feature = "nemesis")]
+            self.after_attempt(key, &attempt, &reply);
+            let route_reply = match self.judge(reply, kind, &mut tries) {
+                Judged::Done(response) => {
+                    let mut router = lock(&self.inner.router);
+                    router.on_reply(key, &target, RouteReply::Done, &mut attempts);
+                    return Ok(tries.answered(response, self.range_end(&router, &target)));
+                }
+                Judged::Stop(stop) => return Err(stop),
+                Judged::Retry { reply, pause } => {
+                    if pause {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    reply
+                }
+            };
+            target = self
+                .next_target(key, &target, route_reply, &mut attempts)
+                .await
+                .map_err(|reason| tries.give_up(reason))?;
+        }
+    }
+
+    /// What one attempt's reply means for the request.
+    fn judge(
+        &self,
+        reply: Result<Result<Reply, ApiError>, CallError>,
+        kind: Kind,
+        tries: &mut Tries,
+    ) -> Judged {
+        let retry = |reply, pause| Judged::Retry { reply, pause };
+        match reply {
+            Ok(Ok(Reply::Kv(response))) => Judged::Done(response),
+            Ok(Ok(_)) => Judged::Stop(Stop::Refused(ApiError::Unavailable(
+                "unexpected reply".into(),
+            ))),
+            Ok(Err(ApiError::NotLeader {
+                leader, address, ..
+            })) => {
+                self.learn_address(leader, address.as_deref());
+                retry(
+                    RouteReply::NotLeader {
+                        leader_hint: leader,
+                    },
+                    leader.is_none(),
+                )
+            }
+            Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
+                retry(RouteReply::StaleRoute, false)
+            }
+            Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
+                retry(RouteReply::NotLeader { leader_hint: None }, true)
+            }
+            Ok(Err(ApiError::OutcomeUnknown)) => tries.no_answer(kind, "a snapshot superseded it"),
+            // After an attempt that may have applied, a refusal of a later one (another node's
+            // limits) does not say the write was not applied.
+            Ok(Err(error)) if tries.maybe_applied => {
+                Judged::Stop(tries.give_up(format!("then refused: {error}")))
+            }
+            Ok(Err(error)) => Judged::Stop(Stop::Refused(error)),
+            Err(error @ CallError::Connect { .. }) => {
+                tracing::debug!(%error, "attempt not sent");
+                retry(RouteReply::NotLeader { leader_hint: None }, true)
+            }
+            Err(error) => tries.no_answer(kind, &error.to_string()),
+        }
+    }
+
+    /// Where the next attempt goes after `reply`, refreshing the map if the router asks.
+    async fn next_target(
+        &self,
+        key: &[u8],
+        target: &Target,
+        reply: RouteReply,
+        attempts: &mut Attempts,
+    ) -> Result<Target, String> {
+        let next = lock(&self.inner.router).on_reply(key, target, reply, attempts);
+        match next {
+            Next::Retry { target, .. } => Ok(target),
+            Next::RefreshMap => {
+                self.refresh_map()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(lock(&self.inner.router).route(key, attempts))
+            }
+            // `Done` answers `RouteReply::Done` only, which the loop returns on before.
+            Next::Done => Ok(target.clone()),
+            Next::Fail(error) => Err(error.to_string()),
+        }
+    }
+
+    /// The end of `target`'s range in the cached map.
+    fn range_end(&self, router: &Router, target: &Target) -> Option<Vec<u8>> {
+        router
             .map()
             .range(target.range)
-            .and_then(|range| range.keys.end.clone());
+            .and_then(|range| range.keys.end.clone())
+    }
+
+    /// The request for one attempt of a read: a scan is clamped to the end of the target's
+    /// range.
+    fn read_request(&self, target: &Target, command: &Command) -> Request {
+        let range_end = self.range_end(&lock(&self.inner.router), target);
         let command = match command {
             Command::Scan { start, end, limit } => Command::Scan {
                 start: start.clone(),
@@ -438,12 +567,11 @@ impl Client {
             },
             other => other.clone(),
         };
-        let request = Request::Kv {
+        Request::Kv {
             group: target.group,
             epoch: target.epoch,
             command,
-        };
-        (request, range_end)
+        }
     }
 
     fn learn_address(&self, leader: Option<NodeId>, address: Option<&str>) {
@@ -527,11 +655,116 @@ fn unexpected(response: &Response) -> ClientError {
     )))
 }
 
-fn unavailable(attempts: u32, error: &CallError) -> ClientError {
-    ClientError::Unavailable {
-        attempts,
-        reason: error.to_string(),
-        ambiguous_attempts: 0,
+/// How the attempt loop treats a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A read, or the opening of a session: applying it twice changes nothing a client sees,
+    /// so it is retried after any failure.
+    Idempotent,
+    /// A write in a session: every attempt carries the same tag and the range applies it at
+    /// most once, so it is retried after any failure.
+    Tagged,
+    /// A write without a session (clients before sessions; the `nemesis` feature's switch):
+    /// after an attempt that may have applied, retried only if `retry_maybe_applied` (a put
+    /// or a delete, not a compare-and-swap).
+    #[cfg_attr(not(feature = "nemesis"), allow(dead_code))]
+    Bare {
+        /// Whether to send it again after an attempt that got no answer.
+        retry_maybe_applied: bool,
+    },
+}
+
+/// What the attempt loop decided after one reply.
+enum Judged {
+    /// Answered.
+    Done(Response),
+    /// Stop trying.
+    Stop(Stop),
+    /// Try again where the router says after `reply`, after a pause if `pause`.
+    Retry { reply: RouteReply, pause: bool },
+}
+
+/// Why the attempt loop stopped without an answer.
+#[derive(Debug)]
+enum Stop {
+    /// A node refused the request for good.
+    Refused(ApiError),
+    /// Out of time or replicas.
+    GaveUp {
+        attempts: u32,
+        reason: String,
+        maybe_applied: bool,
+    },
+}
+
+impl Stop {
+    fn into_error(self) -> ClientError {
+        match self {
+            Stop::Refused(error) => ClientError::Refused(error),
+            Stop::GaveUp {
+                attempts,
+                reason,
+                maybe_applied: true,
+            } => ClientError::OutcomeUnknown { attempts, reason },
+            Stop::GaveUp {
+                attempts, reason, ..
+            } => ClientError::Unavailable { attempts, reason },
+        }
+    }
+}
+
+/// An answered request and how it got there.
+#[derive(Debug)]
+struct Answered {
+    response: Response,
+    /// The end of the range that answered (a scan goes on from there).
+    range_end: Option<Vec<u8>>,
+    attempts: u32,
+    /// Whether an earlier attempt got no answer: for a write, it may have applied too (for a
+    /// write in a session, only as this answer's one application).
+    maybe_applied: bool,
+}
+
+/// The attempts of one request so far.
+#[derive(Debug, Default)]
+struct Tries {
+    count: u32,
+    maybe_applied: bool,
+}
+
+impl Tries {
+    /// An attempt got no answer (timed out, lost with its connection, superseded): it may have
+    /// applied.
+    fn no_answer(&mut self, kind: Kind, reason: &str) -> Judged {
+        if kind != Kind::Idempotent {
+            self.maybe_applied = true;
+        }
+        match kind {
+            Kind::Bare {
+                retry_maybe_applied: false,
+            } => Judged::Stop(self.give_up(reason.to_string())),
+            _ => Judged::Retry {
+                reply: RouteReply::Timeout,
+                pause: false,
+            },
+        }
+    }
+
+    fn give_up(&self, reason: String) -> Stop {
+        Stop::GaveUp {
+            attempts: self.count,
+            reason,
+            maybe_applied: self.maybe_applied,
+        }
+    }
+
+    fn answered(&self, response: Response, range_end: Option<Vec<u8>>) -> Answered {
+        Answered {
+            response,
+            range_end,
+            attempts: self.count,
+            maybe_applied: self.maybe_applied,
+        }
     }
 }
 

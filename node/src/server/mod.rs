@@ -181,6 +181,8 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         data,
         refusals_logged: Default::default(),
         adopted_directories: 0,
+        session_limits: config.session_limits(),
+        now_ms: 0,
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();

@@ -16,7 +16,10 @@ use flotilla_raft::{
     MultiReady, NodeId, ProposeError, Ready, Role,
 };
 use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand};
-use flotilla_storage::{Codec, Command, GroupLog, LogEngine, Response, WriteBatch, WriteError};
+use flotilla_storage::kv::{SessionLimits, SessionTag};
+use flotilla_storage::{
+    Codec, Command, GroupLog, LogEngine, Proposal, Response, WriteBatch, WriteError,
+};
 use flotilla_transport_quic::{QuicTransport, Transport};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;
@@ -65,6 +68,11 @@ pub(crate) struct RaftLoop {
     pub(crate) refusals_logged: FxHashMap<NodeId, Instant>,
     /// How many registered data directories were taken up.
     pub(crate) adopted_directories: usize,
+    /// The limits put into each entry that opens a session.
+    pub(crate) session_limits: SessionLimits,
+    /// This node's clock at the start of the turn (milliseconds since the Unix epoch): the log
+    /// time a leader puts into its session entries.
+    pub(crate) now_ms: u64,
 }
 
 /// What the loop has done since start.
@@ -126,6 +134,7 @@ impl RaftLoop {
                 default(wait) => None,
             };
             let turn = Instant::now();
+            self.now_ms = wall_clock_ms();
             if let Some(input) = first {
                 self.handle(input)?;
             }
@@ -183,6 +192,15 @@ impl RaftLoop {
                         epoch,
                         command,
                     } => self.kv(group, epoch, command, responder),
+                    Request::OpenSession { group, epoch } => {
+                        self.open_session(group, epoch, responder);
+                    }
+                    Request::Write {
+                        group,
+                        epoch,
+                        tag,
+                        command,
+                    } => self.write(group, epoch, tag, command, responder),
                     Request::RangeMap => responder.answer(Ok(Reply::RangeMap {
                         map: self.machines.meta().map.clone(),
                         directory: self.machines.meta().directory.clone(),
@@ -308,7 +326,8 @@ impl RaftLoop {
         }
     }
 
-    /// Checks a KV request against the map and limits, then proposes it or starts a read.
+    /// Checks a KV request against the map and limits, then proposes it or starts a read. A
+    /// write here has no session (a client from before sessions): a copy of it applies again.
     fn kv(&mut self, group: GroupId, epoch: Epoch, command: Command, responder: Responder) {
         if let Err(error) = self.check(group, epoch, &command) {
             return responder.answer(Err(error));
@@ -316,28 +335,82 @@ impl RaftLoop {
         if self.waiting.len() >= self.limits.pending_requests_max {
             return responder.answer(Err(ApiError::Busy));
         }
-        let result = if matches!(command, Command::Get { .. } | Command::Scan { .. }) {
-            let context = self.waiting.add_read(group, command, responder);
-            self.multi.read_index(group, context).map_err(|error| {
-                let (_, _, responder) = self.waiting.take_read(context).expect("just added");
-                (error, responder)
-            })
-        } else {
-            match self.multi.propose(group, command.encode()) {
-                Ok(index) => {
-                    let term = self
-                        .multi
-                        .group(group)
-                        .map(|raft| raft.term())
-                        .unwrap_or_default();
-                    self.waiting.add_proposal(group, index, term, responder);
-                    Ok(())
-                }
-                Err(error) => Err((error, responder)),
-            }
-        };
-        if let Err((error, responder)) = result {
+        if !matches!(command, Command::Get { .. } | Command::Scan { .. }) {
+            return self.propose(group, command.encode(), responder);
+        }
+        let context = self.waiting.add_read(group, command, responder);
+        if let Err(error) = self.multi.read_index(group, context) {
+            let (_, _, responder) = self.waiting.take_read(context).expect("just added");
             responder.answer(Err(self.refusal(group, error)));
+        }
+    }
+
+    /// Checks a write in a session, then proposes it with this node's clock as its log time.
+    fn write(
+        &mut self,
+        group: GroupId,
+        epoch: Epoch,
+        tag: SessionTag,
+        command: Command,
+        responder: Responder,
+    ) {
+        if matches!(command, Command::Get { .. } | Command::Scan { .. }) {
+            return self.kv(group, epoch, command, responder);
+        }
+        if tag.sequence == 0 || tag.awaited_from > tag.sequence {
+            return responder.answer(Err(ApiError::BadSessionTag {
+                sequence: tag.sequence,
+                awaited_from: tag.awaited_from,
+            }));
+        }
+        if let Err(error) = self.check(group, epoch, &command) {
+            return responder.answer(Err(error));
+        }
+        if self.waiting.len() >= self.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let time_ms = self.now_ms;
+        let proposal = Proposal::Write {
+            time_ms,
+            tag,
+            command,
+        };
+        self.propose(group, proposal.to_payload(), responder);
+    }
+
+    /// Proposes the opening of a session in `group` (its id will be the entry's index).
+    fn open_session(&mut self, group: GroupId, epoch: Epoch, responder: Responder) {
+        let map = &self.machines.meta().map;
+        if epoch != map.epoch() {
+            let node_epoch = map.epoch();
+            return responder.answer(Err(ApiError::StaleEpoch { node_epoch }));
+        }
+        let served = group != META_GROUP && map.ranges().any(|range| range.group == group);
+        if !served || self.multi.group(group).is_none() {
+            return responder.answer(Err(ApiError::NotServed { group }));
+        }
+        if self.waiting.len() >= self.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let proposal = Proposal::Open {
+            time_ms: self.now_ms,
+            limits: self.session_limits,
+        };
+        self.propose(group, proposal.to_payload(), responder);
+    }
+
+    /// Proposes `payload` to `group`; the client is answered once its entry is applied.
+    fn propose(&mut self, group: GroupId, payload: Vec<u8>, responder: Responder) {
+        match self.multi.propose(group, payload) {
+            Ok(index) => {
+                let term = self
+                    .multi
+                    .group(group)
+                    .map(|raft| raft.term())
+                    .unwrap_or_default();
+                self.waiting.add_proposal(group, index, term, responder);
+            }
+            Err(error) => responder.answer(Err(self.refusal(group, error))),
         }
     }
 
@@ -719,6 +792,13 @@ fn cap_scan_bytes(response: Response) -> Response {
         pairs,
         more: more || cut,
     }
+}
+
+/// This node's clock in milliseconds since the Unix epoch (0 if it reads before 1970).
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 fn too_large(what: &str, bytes: usize, limit: usize) -> Result<(), ApiError> {

@@ -1,7 +1,8 @@
 //! The commands a group's state machine applies and the responses it gives, with their one
-//! codec (serde + postcard): clients encode a `Command` into an entry's payload, replicas
-//! decode it when the entry is committed.
+//! codec (serde + postcard): the node encodes a `Proposal` (or, for a write without a session,
+//! a bare `Command`) into an entry's payload, replicas decode it when the entry is committed.
 
+use super::session::{SessionId, SessionLimits, SessionTag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -85,6 +86,74 @@ pub enum Response {
     },
     /// The entry did not decode as a command; it changed nothing.
     Invalid(String),
+    /// A session was opened in the range: its id and the limits the range applies.
+    SessionOpened {
+        /// The new session.
+        session: SessionId,
+        /// The limits in force; a client keeps `sequence - awaited_from` under `results_max`.
+        limits: SessionLimits,
+    },
+    /// The write's session is unknown to the range: it expired, it was ended (the range was
+    /// full, or it held too many results), or it was never opened here. Not applied.
+    SessionExpired {
+        /// The session.
+        session: SessionId,
+    },
+    /// The write's sequence is below the lowest one its client still awaits: a copy of a
+    /// write that was answered or abandoned. Not applied (again).
+    Retired {
+        /// The sequence.
+        sequence: u64,
+    },
+}
+
+/// What a data group's log entry carries in the current format: the node adds the leader's
+/// clock (`time_ms`, milliseconds since the Unix epoch), which is the range's log time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Proposal {
+    /// Opens a session; its id is this entry's group and index.
+    Open {
+        /// The leader's clock when it proposed the entry.
+        time_ms: u64,
+        /// The limits the range applies from this entry on.
+        limits: SessionLimits,
+    },
+    /// A write in a session.
+    Write {
+        /// The leader's clock when it proposed the entry.
+        time_ms: u64,
+        /// The session, the write's sequence and the client's watermark.
+        tag: SessionTag,
+        /// The write.
+        command: Command,
+    },
+}
+
+/// The first byte of an entry payload in the `Proposal` format. Any other first byte is a bare
+/// `Command` (the format before sessions, still written for writes without one), whose first
+/// byte is its variant, 0 to 4: the two cannot be confused.
+pub const PROPOSAL_FORMAT: u8 = 0xF1;
+
+/// A decoded entry payload of a data group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    /// A command without a session.
+    Bare(Command),
+    /// A session entry.
+    Proposal(Proposal),
+}
+
+impl Payload {
+    /// Decodes an entry payload of either format.
+    ///
+    /// # Errors
+    /// The bytes are malformed or longer than the value.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        match bytes.split_first() {
+            Some((&PROPOSAL_FORMAT, rest)) => Proposal::decode(rest).map(Payload::Proposal),
+            _ => Command::decode(bytes).map(Payload::Bare),
+        }
+    }
 }
 
 /// Scan pairs as two byte strings each (one copy per string, not one call per byte); the
@@ -170,6 +239,26 @@ impl Codec for Command {
     }
 }
 impl Codec for Response {}
+
+impl Codec for Proposal {
+    fn encoded_bytes_hint(&self) -> usize {
+        match self {
+            Proposal::Open { .. } => 32,
+            Proposal::Write { command, .. } => 48 + command.encoded_bytes_hint(),
+        }
+    }
+}
+
+impl Proposal {
+    /// The entry payload: `PROPOSAL_FORMAT`, then the postcard encoding (`Payload::decode`
+    /// reads it back).
+    #[must_use]
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut buffer = Vec::with_capacity(1 + self.encoded_bytes_hint());
+        buffer.push(PROPOSAL_FORMAT);
+        postcard::to_extend(self, buffer).expect("encoding into a Vec cannot fail")
+    }
+}
 
 #[cfg(test)]
 mod tests {

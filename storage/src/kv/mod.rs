@@ -1,10 +1,13 @@
 //! The KV state machine of one group: an ordered map with get, put, delete, compare-and-swap
-//! and limited range scans, applied deterministically from committed entries. The map sits
-//! behind an `Arc`, so taking a snapshot is O(1) and the copy happens on the next write.
+//! and limited range scans, applied deterministically from committed entries, and the group's
+//! client sessions, which apply each write at most once. The map and the session table sit
+//! behind `Arc`s, so taking a snapshot is O(1) and the copy happens on the next write.
 
 mod command;
+mod session;
 
-pub use command::{Codec, CodecError, Command, Response};
+pub use command::{Codec, CodecError, Command, PROPOSAL_FORMAT, Payload, Proposal, Response};
+pub use session::{Admission, SessionId, SessionLimits, SessionTable, SessionTag};
 
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex};
 use std::collections::BTreeMap;
@@ -22,6 +25,7 @@ pub type KvMap = BTreeMap<Vec<u8>, Vec<u8>>;
 pub struct KvStateMachine {
     group: GroupId,
     map: Arc<KvMap>,
+    sessions: Arc<SessionTable>,
     applied: LogId,
 }
 
@@ -35,6 +39,8 @@ pub struct KvSnapshotSource {
     pub applied: LogId,
     /// The map at `applied`.
     pub map: Arc<KvMap>,
+    /// The session table at `applied`.
+    pub sessions: Arc<SessionTable>,
 }
 
 impl KvStateMachine {
@@ -53,8 +59,16 @@ impl KvStateMachine {
         Self {
             group,
             map: Arc::new(map),
+            sessions: Arc::default(),
             applied,
         }
+    }
+
+    /// The same state machine with `sessions` as its session table (from a snapshot).
+    #[must_use]
+    pub fn with_sessions(mut self, sessions: SessionTable) -> Self {
+        self.sessions = Arc::new(sessions);
+        self
     }
 
     /// The group.
@@ -75,13 +89,20 @@ impl KvStateMachine {
         &self.map
     }
 
-    /// A snapshot view that shares the map until the next write.
+    /// The session table as of the applied entry.
+    #[must_use]
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    /// A snapshot view that shares the map and the sessions until the next write.
     #[must_use]
     pub fn snapshot_source(&self) -> KvSnapshotSource {
         KvSnapshotSource {
             group: self.group,
             applied: self.applied,
             map: self.map.clone(),
+            sessions: self.sessions.clone(),
         }
     }
 
@@ -101,18 +122,44 @@ impl KvStateMachine {
         response
     }
 
-    /// Applies the command encoded in `data` at `index` (`apply_entry` also records the
-    /// entry's term in `applied()`). Deterministic: every replica that
-    /// applies the same entries in the same order holds the same map and gives the same
-    /// responses. Bytes that are not a command yield `Response::Invalid` and change nothing.
+    /// Applies the payload `data` (a `Proposal` or a bare `Command`) at `index` (`apply_entry`
+    /// also records the entry's term in `applied()`). Deterministic: every replica that
+    /// applies the same entries in the same order holds the same map and sessions and gives
+    /// the same responses. Bytes that decode as neither yield `Response::Invalid` and change
+    /// nothing.
     ///
     /// # Panics
     /// If `index` is not after the last one applied: a bug in the caller.
     pub fn apply(&mut self, index: LogIndex, data: &[u8]) -> Response {
         self.advance(index);
-        match Command::decode(data) {
-            Ok(command) => self.execute(command),
+        match Payload::decode(data) {
+            Ok(Payload::Bare(command)) => self.execute(command),
+            Ok(Payload::Proposal(Proposal::Open { time_ms, limits })) => {
+                let id = SessionId {
+                    group: self.group,
+                    index,
+                };
+                Arc::make_mut(&mut self.sessions).open(id, time_ms, limits)
+            }
+            Ok(Payload::Proposal(Proposal::Write {
+                time_ms,
+                tag,
+                command,
+            })) => self.write_in_session(time_ms, &tag, command),
             Err(error) => Response::Invalid(error.to_string()),
+        }
+    }
+
+    /// Applies `command` unless the session table answers it (a copy, a retired sequence, an
+    /// unknown session); records the result of what it applies.
+    fn write_in_session(&mut self, time_ms: u64, tag: &SessionTag, command: Command) -> Response {
+        match Arc::make_mut(&mut self.sessions).admit(time_ms, tag) {
+            Admission::Answer(response) => response,
+            Admission::Apply => {
+                let response = self.execute(command);
+                Arc::make_mut(&mut self.sessions).record(tag, &response);
+                response
+            }
         }
     }
 

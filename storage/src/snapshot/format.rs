@@ -1,28 +1,35 @@
-//! The byte layout of a KV snapshot file, and its decoder: a 56-byte header, then the pairs in
-//! strictly ascending key order. All integers little-endian.
+//! The byte layout of a KV snapshot file, and its decoder: a 64-byte header, the pairs in
+//! strictly ascending key order, then the range's session table. All integers little-endian.
 //!
 //! ```text
 //! 0   magic "FLOTSNP1"          8 bytes
-//! 8   format version (1)        u32
+//! 8   format version (2)        u32
 //! 12  crc32c of bytes 16..end   u32
 //! 16  group                     u64
 //! 24  applied index             u64
 //! 32  applied term              u64
 //! 40  pair count                u64
-//! 48  body bytes                u64
-//! 56  pairs: key length u32 | key | value length u32 | value, ...
+//! 48  pair bytes                u64
+//! 56  session bytes             u64
+//! 64  pairs: key length u32 | key | value length u32 | value, ...
+//! ..  sessions: the `SessionTable`, postcard-encoded (session bytes long)
 //! ```
+//!
+//! Version 1 files (before sessions) have no session fields: a 56-byte header, then the
+//! pairs. They still decode, with an empty session table.
 #![deny(clippy::indexing_slicing)]
 
 use crate::error::SnapshotError;
-use crate::kv::{KvMap, KvStateMachine};
+use crate::kv::{KvMap, KvStateMachine, SessionTable};
 use crate::le::{read_u32, read_u64};
 use flotilla_raft::{GroupId, LogId, LogIndex, Term};
 
-/// The size of the header.
-pub const HEADER_BYTES: usize = 56;
+/// The size of the header this build writes.
+pub const HEADER_BYTES: usize = 64;
+/// The size of a version 1 header.
+const HEADER_BYTES_V1: usize = 56;
 pub(crate) const MAGIC: &[u8; 8] = b"FLOTSNP1";
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// The fields of a snapshot header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +42,12 @@ pub struct SnapshotHeader {
     pub pair_count: u64,
     /// How many bytes the pairs take.
     pub body_bytes: u64,
+    /// How many bytes the session table takes (0 in a version 1 file).
+    pub session_bytes: u64,
 }
 
 impl SnapshotHeader {
-    /// Header bytes 16..56 (the checksummed fields), to which the checksum and magic are added.
+    /// Header bytes 16..64 (the checksummed fields), to which the checksum and magic are added.
     pub(crate) fn fields(&self) -> [u8; HEADER_BYTES - 16] {
         let mut fields = [0; HEADER_BYTES - 16];
         let values = [
@@ -47,6 +56,7 @@ impl SnapshotHeader {
             self.applied.term.0,
             self.pair_count,
             self.body_bytes,
+            self.session_bytes,
         ];
         for (slot, value) in fields.chunks_exact_mut(8).zip(values) {
             slot.copy_from_slice(&value.to_le_bytes());
@@ -63,27 +73,53 @@ impl SnapshotHeader {
         header.extend_from_slice(&self.fields());
         header
     }
+
+    /// Where the pairs start: after the header of the file's version.
+    fn pairs_offset(&self, version: u32) -> usize {
+        if version == 1 {
+            HEADER_BYTES_V1
+        } else {
+            HEADER_BYTES
+        }
+    }
 }
 
-/// Checks magic, version, length and checksum; returns the header.
+/// Checks magic, version, length and checksum; returns the header and the format version.
 ///
 /// # Errors
 /// `BadHeader`, `Truncated` or `ChecksumMismatch`.
-pub(crate) fn check(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
-    let header = bytes.get(..HEADER_BYTES).ok_or(SnapshotError::Truncated {
-        needed_bytes: HEADER_BYTES as u64,
+pub(crate) fn check(bytes: &[u8]) -> Result<(SnapshotHeader, u32), SnapshotError> {
+    let truncated = |needed_bytes: usize| SnapshotError::Truncated {
+        needed_bytes: needed_bytes as u64,
         available_bytes: bytes.len() as u64,
-    })?;
-    if header.get(..8) != Some(MAGIC.as_slice()) || read_u32(header, 8) != FORMAT_VERSION {
+    };
+    let start = bytes
+        .get(..HEADER_BYTES_V1)
+        .ok_or(truncated(HEADER_BYTES_V1))?;
+    let version = read_u32(start, 8);
+    if start.get(..8) != Some(MAGIC.as_slice()) || !(1..=FORMAT_VERSION).contains(&version) {
         return Err(SnapshotError::BadHeader);
     }
+    let header_bytes = if version == 1 {
+        HEADER_BYTES_V1
+    } else {
+        HEADER_BYTES
+    };
+    let header = bytes.get(..header_bytes).ok_or(truncated(header_bytes))?;
     let parsed = SnapshotHeader {
         group: GroupId(read_u64(header, 16)),
         applied: LogId::new(Term(read_u64(header, 32)), LogIndex(read_u64(header, 24))),
         pair_count: read_u64(header, 40),
         body_bytes: read_u64(header, 48),
+        session_bytes: if version == 1 {
+            0
+        } else {
+            read_u64(header, 56)
+        },
     };
-    let needed_bytes = (HEADER_BYTES as u64).saturating_add(parsed.body_bytes);
+    let needed_bytes = (header_bytes as u64)
+        .saturating_add(parsed.body_bytes)
+        .saturating_add(parsed.session_bytes);
     if needed_bytes != bytes.len() as u64 {
         return Err(SnapshotError::Truncated {
             needed_bytes,
@@ -95,7 +131,7 @@ pub(crate) fn check(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
     if stored != computed {
         return Err(SnapshotError::ChecksumMismatch { stored, computed });
     }
-    Ok(parsed)
+    Ok((parsed, version))
 }
 
 /// Decodes and verifies a whole snapshot (a file's bytes, or `Snapshot::data` received from a
@@ -104,8 +140,11 @@ pub(crate) fn check(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
 /// # Errors
 /// The header or checksum is bad, or the pairs are malformed or out of order.
 pub fn decode_snapshot(bytes: &[u8]) -> Result<KvStateMachine, SnapshotError> {
-    let header = check(bytes)?;
-    let mut body = bytes.get(HEADER_BYTES..).unwrap_or_default();
+    let (header, version) = check(bytes)?;
+    let pairs_start = header.pairs_offset(version);
+    // `check` proved the lengths add up to the file's.
+    let pairs_end = pairs_start + header.body_bytes as usize;
+    let mut body = bytes.get(pairs_start..pairs_end).unwrap_or_default();
     let mut map = KvMap::new();
     for _ in 0..header.pair_count {
         let key = take_field(&mut body)?;
@@ -126,11 +165,24 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<KvStateMachine, SnapshotError> {
             body.len()
         )));
     }
-    Ok(KvStateMachine::from_parts(
-        header.group,
-        header.applied,
-        map,
-    ))
+    let sessions = decode_sessions(bytes.get(pairs_end..).unwrap_or_default())?;
+    Ok(KvStateMachine::from_parts(header.group, header.applied, map).with_sessions(sessions))
+}
+
+/// The session table section (empty in a version 1 file: an empty table).
+fn decode_sessions(bytes: &[u8]) -> Result<SessionTable, SnapshotError> {
+    if bytes.is_empty() {
+        return Ok(SessionTable::default());
+    }
+    let (table, rest) = postcard::take_from_bytes(bytes)
+        .map_err(|error| SnapshotError::Decode(format!("the session table: {error}")))?;
+    if !rest.is_empty() {
+        return Err(SnapshotError::Decode(format!(
+            "{} bytes follow the session table",
+            rest.len()
+        )));
+    }
+    Ok(table)
 }
 
 /// Splits one length-prefixed field off the front of `body`.

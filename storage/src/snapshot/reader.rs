@@ -29,7 +29,7 @@ impl SnapshotFile {
         };
         let file = File::open(path).map_err(io_error)?;
         let map = map_immutable(&file).map_err(io_error)?;
-        let header = check(&map)?;
+        let (header, _) = check(&map)?;
         Ok(Self {
             path: path.to_path_buf(),
             map,

@@ -1,5 +1,6 @@
 //! Writing a snapshot file: streams the pairs of a `KvSnapshotSource` to a temporary file while
-//! computing the checksum, syncs it, and renames it into place. Runs on any thread.
+//! computing the checksum, then its session table, syncs it, and renames it into place. Runs
+//! on any thread.
 
 use super::format::{HEADER_BYTES, SnapshotHeader};
 use super::reader::SnapshotFile;
@@ -10,7 +11,8 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-fn header_of(source: &KvSnapshotSource) -> SnapshotHeader {
+/// The header of `source`, given its encoded session table.
+fn header_of(source: &KvSnapshotSource, sessions: &[u8]) -> SnapshotHeader {
     let body_bytes = source
         .map
         .iter()
@@ -21,11 +23,23 @@ fn header_of(source: &KvSnapshotSource) -> SnapshotHeader {
         applied: source.applied,
         pair_count: source.map.len() as u64,
         body_bytes,
+        session_bytes: sessions.len() as u64,
     }
 }
 
-/// Streams the pairs to `out`; returns the crc32c over `fields` and the pairs.
-fn write_pairs(source: &KvSnapshotSource, fields: &[u8], out: &mut impl Write) -> io::Result<u32> {
+/// The session table's section: small next to the pairs (bounded by the session limits), so
+/// it is encoded whole before the header that states its size.
+fn encode_sessions(source: &KvSnapshotSource) -> Vec<u8> {
+    postcard::to_allocvec(&*source.sessions).expect("encoding into a Vec cannot fail")
+}
+
+/// Streams the pairs and then `sessions` to `out`; returns the crc32c over `fields` and both.
+fn write_body(
+    source: &KvSnapshotSource,
+    fields: &[u8],
+    sessions: &[u8],
+    out: &mut impl Write,
+) -> io::Result<u32> {
     let mut checksum = crc32c::crc32c(fields);
     for (key, value) in source.map.iter() {
         for field in [key, value] {
@@ -38,15 +52,18 @@ fn write_pairs(source: &KvSnapshotSource, fields: &[u8], out: &mut impl Write) -
             checksum = crc32c::crc32c_append(checksum, field);
         }
     }
-    Ok(checksum)
+    out.write_all(sessions)?;
+    Ok(crc32c::crc32c_append(checksum, sessions))
 }
 
 /// The whole snapshot in memory (what a small group sends as `Snapshot::data`).
 #[must_use]
 pub fn encode_snapshot(source: &KvSnapshotSource) -> Vec<u8> {
-    let header = header_of(source);
+    let sessions = encode_sessions(source);
+    let header = header_of(source, &sessions);
     let mut body = Vec::new();
-    let checksum = write_pairs(source, &header.fields(), &mut body).expect("writing to a Vec");
+    let checksum =
+        write_body(source, &header.fields(), &sessions, &mut body).expect("writing to a Vec");
     let mut bytes = header.encode(checksum);
     bytes.extend_from_slice(&body);
     bytes
@@ -76,7 +93,8 @@ pub fn write_snapshot(
 }
 
 fn write_file(path: &Path, source: &KvSnapshotSource) -> io::Result<()> {
-    let header = header_of(source);
+    let sessions = encode_sessions(source);
+    let header = header_of(source, &sessions);
     let file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -84,7 +102,7 @@ fn write_file(path: &Path, source: &KvSnapshotSource) -> io::Result<()> {
         .open(path)?;
     let mut out = BufWriter::new(file);
     out.write_all(&[0; HEADER_BYTES])?;
-    let checksum = write_pairs(source, &header.fields(), &mut out)?;
+    let checksum = write_body(source, &header.fields(), &sessions, &mut out)?;
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.write_all_at(&header.encode(checksum), 0)?;
     file.sync_all()
