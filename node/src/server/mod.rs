@@ -1,20 +1,17 @@
-//! `flotilla server`: wires one node together — the log engine, MultiRaft with a replica of
-//! every group this node hosts, their state machines, the QUIC transport and the client API —
-//! and runs the Raft loop on its own thread until SIGINT or SIGTERM.
+//! `flotilla server`: wires one node together — its data directory and log, MultiRaft with a
+//! replica of every group it hosts, the node core over them, the QUIC transport and the client
+//! API — and runs the driver on its own thread until SIGINT or SIGTERM.
 
-mod clients;
 mod data;
-mod machines;
-mod raft_loop;
+mod driver;
 mod streams;
 
 use crate::config::{Endpoint, NodeConfig};
-use crate::server::clients::Waiting;
-use crate::server::machines::Machines;
-use crate::server::raft_loop::{Input, LoopCounters, RaftLoop};
+use crate::core::{CoreConfig, CoreIdentity, NodeCore};
+use crate::server::driver::{Driver, Input, Responder};
 use crossbeam_channel::Sender;
 use flotilla_raft::{
-    LogReader, Membership, MultiConfig, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta,
+    GroupId, LogReader, Membership, MultiConfig, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta,
 };
 use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
 use flotilla_storage::{LogEngine, WriteBatch};
@@ -102,7 +99,7 @@ pub struct RunningNode {
     node: NodeId,
     address: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
-    done: tokio::sync::oneshot::Receiver<Result<(), raft_loop::LoopError>>,
+    done: tokio::sync::oneshot::Receiver<Result<(), driver::DriverError>>,
     transport: Option<Arc<QuicTransport>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -143,10 +140,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     }
     let mut multi_config = config.multi_config();
     multi_config.incarnation = data.incarnation();
-    let (mut multi, machines) = recover(multi_config, &engine, meta)?;
-    for (peer, directory) in &data.pins {
-        multi.pin_peer(*peer, *directory);
-    }
+    let (multi, snapshots) = recover(multi_config, &engine)?;
     let listen = config.listen_address()?;
     let transport = QuicTransport::bind(node, listen, tls, TransportConfig::default())
         .await
@@ -155,7 +149,25 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         .local_address()
         .map_err(|error| ServerError::Network(error.to_string()))?;
     let transport = Arc::new(transport);
-    connect_peers(&transport, &mut multi, machines.meta(), node);
+    let identity = CoreIdentity {
+        directory: data.identity.directory_id,
+        incarnation: data.identity.incarnation,
+        pins: data.pins.clone(),
+    };
+    let core_config = CoreConfig {
+        node,
+        tick_ms: config.raft.tick_ms,
+        snapshot_entries: config.raft.snapshot_entries,
+        limits: config.limits.clone(),
+        session_limits: config.session_limits(),
+    };
+    let sink = Arc::clone(&transport);
+    let mut core = NodeCore::new(core_config, multi, engine, sink, meta, identity);
+    for (group, snapshot) in &snapshots {
+        core.restore(*group, snapshot)
+            .map_err(|error| ServerError::Storage(error.to_string()))?;
+    }
+    connect_peers(&transport, &mut core, node);
     let (peers, peers_rx) = crossbeam_channel::bounded(INBOUND_BATCHES_MAX);
     let (clients, clients_rx) = crossbeam_channel::bounded(config.limits.pending_requests_max);
     let stop = Arc::new(AtomicBool::new(false));
@@ -163,26 +175,12 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         tokio::spawn(forward_batches(Arc::clone(&transport), peers)),
         tokio::spawn(accept_clients(Arc::clone(&transport), clients)),
     ];
-    let raft_loop = RaftLoop {
-        node,
-        multi,
-        engine,
-        transport: Arc::clone(&transport),
+    let driver = Driver {
+        core,
         peers: peers_rx,
         clients: clients_rx,
         stop: Arc::clone(&stop),
-        tick: Duration::from_millis(config.raft.tick_ms),
-        snapshot_entries: config.raft.snapshot_entries,
-        limits: config.limits.clone(),
-        machines,
-        waiting: Waiting::default(),
-        counters: LoopCounters::default(),
-        deferred: Default::default(),
         data,
-        refusals_logged: Default::default(),
-        adopted_directories: 0,
-        session_limits: config.session_limits(),
-        now_ms: 0,
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -190,7 +188,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         .name(format!("flotilla-raft-{}", node.0))
         .spawn(move || {
             let _runtime = runtime.enter();
-            let _ = done_tx.send(raft_loop.run());
+            let _ = done_tx.send(driver.run());
         })
         .map_err(|error| ServerError::Loop(error.to_string()))?;
     tracing::info!(node = node.0, listen = %address, data_dir = %config.data_directory().display(), "serving");
@@ -241,7 +239,7 @@ impl RunningNode {
 }
 
 fn loop_result(
-    result: Result<Result<(), raft_loop::LoopError>, tokio::sync::oneshot::error::RecvError>,
+    result: Result<Result<(), driver::DriverError>, tokio::sync::oneshot::error::RecvError>,
 ) -> Result<(), ServerError> {
     match result {
         Ok(Ok(())) => Ok(()),
@@ -307,15 +305,18 @@ fn bootstrap(engine: &LogEngine, node: NodeId, meta: &MetaState) -> Result<(), S
     Ok(())
 }
 
-/// Every group in the log, with its state machine restored from its snapshot; Raft then hands
-/// the committed entries after the snapshot to the loop to apply again.
-fn recover(
-    multi_config: MultiConfig,
-    engine: &LogEngine,
-    meta: MetaState,
-) -> Result<(MultiRaft<flotilla_storage::GroupLog>, Machines), ServerError> {
+/// Every group of the log in MultiRaft, and each one's snapshot to restore its state machine
+/// from.
+type Recovered = (
+    MultiRaft<flotilla_storage::GroupLog>,
+    Vec<(GroupId, Snapshot)>,
+);
+
+/// Every group in the log, and each one's snapshot to restore its state machine from; Raft then
+/// hands the committed entries after the snapshot to the core to apply again.
+fn recover(multi_config: MultiConfig, engine: &LogEngine) -> Result<Recovered, ServerError> {
     let mut multi = MultiRaft::new(multi_config);
-    let mut machines = Machines::new(meta);
+    let mut snapshots = Vec::new();
     for group in engine.group_ids() {
         let store = engine.group(group);
         let group_error =
@@ -323,25 +324,25 @@ fn recover(
         let snapshot = store
             .snapshot()
             .map_err(|error| group_error(error.to_string()))?;
-        machines.restore(group, &snapshot).map_err(group_error)?;
+        snapshots.push((group, snapshot));
         multi
             .create_group(group, store)
             .map_err(|error| group_error(error.to_string()))?;
     }
-    Ok((multi, machines))
+    Ok((multi, snapshots))
 }
 
 fn connect_peers(
     transport: &QuicTransport,
-    multi: &mut MultiRaft<flotilla_storage::GroupLog>,
-    meta: &MetaState,
+    core: &mut NodeCore<Responder, Arc<QuicTransport>>,
     node: NodeId,
 ) {
-    for peer in meta.directory.nodes().filter(|&peer| peer != node) {
-        match meta.directory.address(peer).map(str::parse) {
+    let directory = core.meta().directory.clone();
+    for peer in directory.nodes().filter(|&peer| peer != node) {
+        match directory.address(peer).map(str::parse) {
             Some(Ok(address)) => {
                 transport.add_peer(peer, address);
-                multi.add_peer(peer);
+                core.add_peer(peer);
             }
             _ => tracing::warn!(peer = peer.0, "no usable address for peer"),
         }

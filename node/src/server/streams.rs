@@ -3,9 +3,9 @@
 //! loop, and responses are written back in whatever order they complete, several per write.
 
 use crate::api::{ApiError, RequestFrame, ResponseFrame};
+use crate::core::Respond;
 use crate::frames::write_bursts;
-use crate::server::clients::Responder;
-use crate::server::raft_loop::Input;
+use crate::server::driver::{Input, Responder};
 use crossbeam_channel::{Sender, TrySendError};
 use flotilla_transport_quic::FrameError;
 use flotilla_transport_quic::frame::FrameKind;

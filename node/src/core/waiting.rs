@@ -1,62 +1,53 @@
-//! Client requests waiting inside the Raft loop: proposals keyed by (group, index) until that
+//! Client requests waiting inside the node core: proposals keyed by (group, index) until that
 //! index is applied, and reads keyed by their ReadIndex context until the group has applied
-//! the index the leader confirmed.
+//! the index the leader confirmed. Each holds its `Respond`er, which takes the one answer.
 
-use crate::api::{ApiError, Reply, ResponseFrame};
+use super::Respond;
+use crate::api::{ApiError, Reply};
 use flotilla_raft::{GroupId, LogIndex, Term};
 use flotilla_storage::{Command, Response};
 use rustc_hash::FxHashMap;
-use tokio::sync::mpsc::UnboundedSender;
-
-/// Where the answer to one request goes: its client stream's writer.
-#[derive(Debug)]
-pub(crate) struct Responder {
-    id: u64,
-    stream: UnboundedSender<ResponseFrame>,
-}
-
-impl Responder {
-    pub(crate) fn new(id: u64, stream: UnboundedSender<ResponseFrame>) -> Self {
-        Self { id, stream }
-    }
-
-    /// Sends the answer; a client that went away is not an error.
-    pub(crate) fn answer(self, result: Result<Reply, ApiError>) {
-        let _ = self.stream.send(ResponseFrame {
-            id: self.id,
-            result,
-        });
-    }
-}
 
 /// A read confirmed by ReadIndex, waiting for its group to apply `index`.
 #[derive(Debug)]
-pub(crate) struct ConfirmedRead {
+pub(crate) struct ConfirmedRead<R> {
     pub(crate) group: GroupId,
     pub(crate) index: LogIndex,
     pub(crate) command: Command,
-    pub(crate) responder: Responder,
+    pub(crate) responder: R,
 }
 
 /// Requests in flight through Raft.
-#[derive(Debug, Default)]
-pub(crate) struct Waiting {
-    proposals: FxHashMap<(GroupId, LogIndex), (Term, Responder)>,
+#[derive(Debug)]
+pub(crate) struct Waiting<R> {
+    proposals: FxHashMap<(GroupId, LogIndex), (Term, R)>,
     /// Proposals whose index this node proposed at again (in a later term, as leader again):
     /// either entry may still be the one applied there. Rare, so a list.
-    superseded: Vec<(GroupId, LogIndex, Term, Responder)>,
-    reads: FxHashMap<u64, (GroupId, Command, Responder)>,
-    confirmed: Vec<ConfirmedRead>,
+    superseded: Vec<(GroupId, LogIndex, Term, R)>,
+    reads: FxHashMap<u64, (GroupId, Command, R)>,
+    confirmed: Vec<ConfirmedRead<R>>,
     next_read: u64,
 }
 
-impl Waiting {
+impl<R> Default for Waiting<R> {
+    fn default() -> Self {
+        Self {
+            proposals: FxHashMap::default(),
+            superseded: Vec::new(),
+            reads: FxHashMap::default(),
+            confirmed: Vec::new(),
+            next_read: 0,
+        }
+    }
+}
+
+impl<R: Respond> Waiting<R> {
     pub(crate) fn add_proposal(
         &mut self,
         group: GroupId,
         index: LogIndex,
         term: Term,
-        responder: Responder,
+        responder: R,
     ) {
         // An older proposal at the same index was cut from this log by another leader, but
         // another replica may still hold it and lead later (with five replicas or more, the
@@ -68,12 +59,7 @@ impl Waiting {
     }
 
     /// A context for a new read, and the read recorded under it.
-    pub(crate) fn add_read(
-        &mut self,
-        group: GroupId,
-        command: Command,
-        responder: Responder,
-    ) -> u64 {
+    pub(crate) fn add_read(&mut self, group: GroupId, command: Command, responder: R) -> u64 {
         self.next_read += 1;
         self.reads
             .insert(self.next_read, (group, command, responder));
@@ -81,7 +67,7 @@ impl Waiting {
     }
 
     /// Takes back a read whose `read_index` call failed.
-    pub(crate) fn take_read(&mut self, context: u64) -> Option<(GroupId, Command, Responder)> {
+    pub(crate) fn take_read(&mut self, context: u64) -> Option<(GroupId, Command, R)> {
         self.reads.remove(&context)
     }
 
@@ -131,9 +117,8 @@ impl Waiting {
         &mut self,
         group: GroupId,
         wanted: impl Fn(LogIndex) -> bool,
-    ) -> Vec<(Term, Responder)> {
-        let picked =
-            |(g, i, _, _): &(GroupId, LogIndex, Term, Responder)| *g == group && wanted(*i);
+    ) -> Vec<(Term, R)> {
+        let picked = |(g, i, _, _): &(GroupId, LogIndex, Term, R)| *g == group && wanted(*i);
         if !self.superseded.iter().any(picked) {
             return Vec::new();
         }
@@ -163,7 +148,7 @@ impl Waiting {
     pub(crate) fn take_servable(
         &mut self,
         applied: impl Fn(GroupId) -> LogIndex,
-    ) -> Vec<ConfirmedRead> {
+    ) -> Vec<ConfirmedRead<R>> {
         let (ready, waiting) = std::mem::take(&mut self.confirmed)
             .into_iter()
             .partition(|read| applied(read.group) >= read.index);
@@ -179,7 +164,7 @@ impl Waiting {
 
 /// Answers a proposal whose index was applied: with the response if its own entry was
 /// (`own_entry`), `Dropped` otherwise.
-fn answer_applied(responder: Responder, own_entry: bool, response: Option<Response>) {
+fn answer_applied<R: Respond>(responder: R, own_entry: bool, response: Option<Response>) {
     match response {
         Some(response) if own_entry => responder.answer(Ok(Reply::Kv(response))),
         _ => responder.answer(Err(ApiError::Dropped)),
@@ -190,57 +175,59 @@ fn answer_applied(responder: Responder, own_entry: bool, response: Option<Respon
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
     const GROUP: GroupId = GroupId(3);
 
-    fn answers() -> (
-        UnboundedSender<ResponseFrame>,
-        mpsc::UnboundedReceiver<ResponseFrame>,
-    ) {
-        mpsc::unbounded_channel()
+    type Answers = Rc<RefCell<Vec<(u64, Result<Reply, ApiError>)>>>;
+
+    /// Records its answer under a request id.
+    struct Recorder {
+        id: u64,
+        answers: Answers,
+    }
+
+    impl Respond for Recorder {
+        fn answer(self, result: Result<Reply, ApiError>) {
+            self.answers.borrow_mut().push((self.id, result));
+        }
     }
 
     /// `Waiting` with one proposal per `(group, index, term)`, request ids 1, 2, ... in order,
     /// and where their answers arrive.
-    fn proposed(
-        proposals: &[(GroupId, u64, u64)],
-    ) -> (Waiting, mpsc::UnboundedReceiver<ResponseFrame>) {
-        let (stream, answered) = answers();
+    fn proposed(proposals: &[(GroupId, u64, u64)]) -> (Waiting<Recorder>, Answers) {
+        let answers = Answers::default();
         let mut waiting = Waiting::default();
         for (id, &(group, index, term)) in (1..).zip(proposals) {
-            let responder = Responder::new(id, stream.clone());
+            let responder = Recorder {
+                id,
+                answers: Rc::clone(&answers),
+            };
             waiting.add_proposal(group, LogIndex(index), Term(term), responder);
         }
-        (waiting, answered)
+        (waiting, answers)
     }
 
-    /// The next `count` answers (each must have arrived), by request id.
-    fn answers_by_id(
-        answered: &mut mpsc::UnboundedReceiver<ResponseFrame>,
-        count: usize,
-    ) -> Vec<(u64, Result<Reply, ApiError>)> {
-        let mut answers: Vec<_> = (0..count)
-            .map(|_| {
-                let frame = answered.try_recv().unwrap();
-                (frame.id, frame.result)
-            })
-            .collect();
+    /// The answers so far (there must be `count`), by request id.
+    fn answers_by_id(answered: &Answers, count: usize) -> Vec<(u64, Result<Reply, ApiError>)> {
+        let mut answers = std::mem::take(&mut *answered.borrow_mut());
+        assert_eq!(answers.len(), count, "{answers:?}");
         answers.sort_by_key(|(id, _)| *id);
         answers
     }
 
     #[test]
     fn a_proposal_is_answered_only_by_its_own_entry() {
-        let (mut waiting, mut answered) = proposed(&[(GROUP, 5, 2), (GROUP, 6, 2)]);
+        let (mut waiting, answered) = proposed(&[(GROUP, 5, 2), (GROUP, 6, 2)]);
         let written = Response::Written { previous: None };
         waiting.applied(GROUP, LogIndex(5), Term(2), Some(written.clone()));
         // Another leader's entry took index 6: the proposal made there was never applied.
         waiting.applied(GROUP, LogIndex(6), Term(3), Some(written.clone()));
-        let first = answered.try_recv().unwrap();
-        assert_eq!((first.id, first.result), (1, Ok(Reply::Kv(written))));
-        let second = answered.try_recv().unwrap();
-        assert_eq!((second.id, second.result), (2, Err(ApiError::Dropped)));
+        assert_eq!(
+            answers_by_id(&answered, 2),
+            [(1, Ok(Reply::Kv(written))), (2, Err(ApiError::Dropped))]
+        );
         assert_eq!(waiting.len(), 0);
     }
 
@@ -250,11 +237,11 @@ mod tests {
     #[test]
     fn a_proposal_made_again_at_its_index_waits_with_the_first_for_the_applied_entry() {
         for (applied_term, winner) in [(Term(2), 1), (Term(4), 2), (Term(3), 0)] {
-            let (mut waiting, mut answered) = proposed(&[(GROUP, 5, 2), (GROUP, 5, 4)]);
-            assert!(answered.try_recv().is_err(), "answered before the apply");
+            let (mut waiting, answered) = proposed(&[(GROUP, 5, 2), (GROUP, 5, 4)]);
+            assert!(answered.borrow().is_empty(), "answered before the apply");
             let written = Response::Written { previous: None };
             waiting.applied(GROUP, LogIndex(5), applied_term, Some(written.clone()));
-            let results = answers_by_id(&mut answered, 2);
+            let results = answers_by_id(&answered, 2);
             let expected: Vec<_> = [1, 2]
                 .into_iter()
                 .map(|id| {
@@ -274,7 +261,7 @@ mod tests {
     #[test]
     fn a_snapshot_over_a_proposal_makes_its_outcome_unknown() {
         // Request 4 proposes at index 5 again: request 1 waits beside it, superseded.
-        let (mut waiting, mut answered) = proposed(&[
+        let (mut waiting, answered) = proposed(&[
             (GROUP, 5, 2),
             (GROUP, 9, 2),
             (GroupId(4), 1, 2),
@@ -282,22 +269,24 @@ mod tests {
         ]);
         waiting.snapshot_installed(GROUP, LogIndex(7));
         assert_eq!(
-            answers_by_id(&mut answered, 2),
+            answers_by_id(&answered, 2),
             [
                 (1, Err(ApiError::OutcomeUnknown)),
                 (4, Err(ApiError::OutcomeUnknown))
             ]
         );
-        assert!(answered.try_recv().is_err());
         assert_eq!(waiting.len(), 2);
     }
 
     #[test]
     fn reads_wait_until_their_index_is_applied() {
-        let (stream, _answered) = answers();
         let mut waiting = Waiting::default();
         let command = Command::Get { key: b"k".to_vec() };
-        let context = waiting.add_read(GROUP, command, Responder::new(1, stream));
+        let responder = Recorder {
+            id: 1,
+            answers: Answers::default(),
+        };
+        let context = waiting.add_read(GROUP, command, responder);
         waiting.confirm_read(context, LogIndex(10));
         assert!(waiting.take_servable(|_| LogIndex(9)).is_empty());
         let ready = waiting.take_servable(|_| LogIndex(10));

@@ -1,0 +1,175 @@
+//! Client requests in: checked against the range map's epoch and bounds and the size limits
+//! (typed refusals), then proposed to their group's log or started as a ReadIndex read. Writes
+//! in a session carry this node's clock as their log time.
+
+use super::{BatchSink, NodeCore, Respond};
+use crate::api::ApiError;
+use flotilla_raft::{GroupId, MultiError, ProposeError};
+use flotilla_shard_manager::{Epoch, META_GROUP};
+use flotilla_storage::kv::SessionTag;
+use flotilla_storage::{Codec, Command, Proposal};
+
+impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// A KV request without a session (a client from before sessions): a copy of a write sent
+    /// this way applies again.
+    pub(super) fn kv(&mut self, group: GroupId, epoch: Epoch, command: Command, responder: R) {
+        if let Err(error) = self.check(group, epoch, &command) {
+            return responder.answer(Err(error));
+        }
+        if self.waiting.len() >= self.config.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        if !is_read(&command) {
+            return self.propose(group, command.encode(), responder);
+        }
+        let context = self.waiting.add_read(group, command, responder);
+        if let Err(error) = self.multi.read_index(group, context) {
+            let (_, _, responder) = self.waiting.take_read(context).expect("just added");
+            responder.answer(Err(self.refusal(group, error)));
+        }
+    }
+
+    /// A write in a session, proposed with this node's clock as its log time.
+    pub(super) fn write(
+        &mut self,
+        group: GroupId,
+        epoch: Epoch,
+        tag: SessionTag,
+        command: Command,
+        responder: R,
+    ) {
+        if is_read(&command) {
+            return self.kv(group, epoch, command, responder);
+        }
+        if tag.sequence == 0 || tag.awaited_from > tag.sequence {
+            return responder.answer(Err(ApiError::BadSessionTag {
+                sequence: tag.sequence,
+                awaited_from: tag.awaited_from,
+            }));
+        }
+        if let Err(error) = self.check(group, epoch, &command) {
+            return responder.answer(Err(error));
+        }
+        if self.waiting.len() >= self.config.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let proposal = Proposal::Write {
+            time_ms: self.clock.now_ms,
+            tag,
+            command,
+        };
+        self.propose(group, proposal.to_payload(), responder);
+    }
+
+    /// Proposes the opening of a session in `group` (its id will be the entry's index).
+    pub(super) fn open_session(&mut self, group: GroupId, epoch: Epoch, responder: R) {
+        let map = &self.machines.meta().map;
+        if epoch != map.epoch() {
+            let node_epoch = map.epoch();
+            return responder.answer(Err(ApiError::StaleEpoch { node_epoch }));
+        }
+        let served = group != META_GROUP && map.ranges().any(|range| range.group == group);
+        if !served || self.multi.group(group).is_none() {
+            return responder.answer(Err(ApiError::NotServed { group }));
+        }
+        if self.waiting.len() >= self.config.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let proposal = Proposal::Open {
+            time_ms: self.clock.now_ms,
+            limits: self.config.session_limits,
+        };
+        self.propose(group, proposal.to_payload(), responder);
+    }
+
+    /// Proposes `payload` to `group`; the client is answered once its entry is applied.
+    fn propose(&mut self, group: GroupId, payload: Vec<u8>, responder: R) {
+        match self.multi.propose(group, payload) {
+            Ok(index) => {
+                let term = self
+                    .multi
+                    .group(group)
+                    .map(|raft| raft.term())
+                    .unwrap_or_default();
+                self.waiting.add_proposal(group, index, term, responder);
+            }
+            Err(error) => responder.answer(Err(self.refusal(group, error))),
+        }
+    }
+
+    /// The request's map epoch is current, its key (and scan end) lie in `group`'s range,
+    /// this node hosts `group`, and keys and values are within the limits.
+    fn check(&self, group: GroupId, epoch: Epoch, command: &Command) -> Result<(), ApiError> {
+        let map = &self.machines.meta().map;
+        if epoch != map.epoch() {
+            return Err(ApiError::StaleEpoch {
+                node_epoch: map.epoch(),
+            });
+        }
+        let (key, values, end) = match command {
+            Command::Get { key } | Command::Delete { key } => (key, [None, None], None),
+            Command::Put { key, value } => (key, [Some(value), None], None),
+            Command::CompareAndSwap { key, expected, new } => {
+                (key, [expected.as_ref(), new.as_ref()], None)
+            }
+            Command::Scan { start, end, .. } => (start, [None, None], end.as_ref()),
+        };
+        let limits = &self.config.limits;
+        too_large("key", key.len(), limits.key_bytes_max)?;
+        if let Some(end) = end {
+            too_large("scan end key", end.len(), limits.key_bytes_max)?;
+        }
+        // Every value is checked (a compare-and-swap carries two): the configuration keeps a
+        // key and two values of the limits inside one log record.
+        for value in values.into_iter().flatten() {
+            too_large("value", value.len(), limits.value_bytes_max)?;
+        }
+        let range = map.lookup(key);
+        let end_inside = match (end, &range.keys.end) {
+            (_, None) => true,
+            (Some(end), Some(limit)) => end <= limit,
+            (None, Some(_)) => !matches!(command, Command::Scan { .. }),
+        };
+        if range.group != group || !end_inside || self.multi.group(group).is_none() {
+            return Err(ApiError::NotServed { group });
+        }
+        Ok(())
+    }
+
+    /// The client's view of a group's refusal: who leads instead, busy, or unavailable.
+    pub(super) fn refusal(&self, group: GroupId, error: MultiError) -> ApiError {
+        match error {
+            MultiError::Propose(ProposeError::NotLeader { leader_hint }) => ApiError::NotLeader {
+                group,
+                leader: leader_hint,
+                address: leader_hint.and_then(|leader| {
+                    self.machines
+                        .meta()
+                        .directory
+                        .address(leader)
+                        .map(str::to_owned)
+                }),
+            },
+            MultiError::UnknownGroup(group) => ApiError::NotServed { group },
+            MultiError::Propose(
+                ProposeError::TooManyPendingReads | ProposeError::TransferInProgress,
+            ) => ApiError::Busy,
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn is_read(command: &Command) -> bool {
+    matches!(command, Command::Get { .. } | Command::Scan { .. })
+}
+
+fn too_large(what: &str, bytes: usize, limit: usize) -> Result<(), ApiError> {
+    if bytes > limit {
+        return Err(ApiError::TooLarge {
+            what: what.into(),
+            bytes,
+            limit,
+        });
+    }
+    Ok(())
+}

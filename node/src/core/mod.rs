@@ -1,0 +1,368 @@
+//! The node's logic, sans IO: admission and epoch checks, the persistence plan, apply, reads,
+//! answers to clients, snapshots, leader balancing, the data-directory registry and the
+//! counters, driven by inputs and acting through two small seams (a `BatchSink` for peers, the
+//! `LogEngine` for the one write per cycle). No clock, thread or socket: time is passed in.
+//!
+//! The production driver (`server::driver`) and the whole-cluster simulator (`node/tests/sim`)
+//! run this same core. Calling order, each turn:
+//!
+//! 1. `on_time(now_ms)`: the clock, read by the driver (ticks when one is due);
+//! 2. `on_batch(batch)` and `on_request(request, responder)` for each input;
+//! 3. `take_pins()`: when some, the driver makes them durable before anything else;
+//! 4. `run()`: every ready cycle, in Raft's order (`MultiReady`): early sends, the durable
+//!    prefix applied and answered, one log write, the persisted sends, the rest applied;
+//! 5. at a clean stop, `stop()` writes what was deferred.
+//!
+//! A `CoreError` means the node must stop: the log or a store can no longer be trusted.
+
+mod admission;
+mod cycle;
+mod machines;
+mod registry;
+mod status;
+mod waiting;
+
+use crate::api::{ApiError, Reply, Request};
+use crate::config::Limits;
+use flotilla_raft::{Batch, GroupId, HardState, MultiError, MultiRaft, NodeId};
+use flotilla_shard_manager::MetaState;
+use flotilla_storage::kv::SessionLimits;
+use flotilla_storage::{GroupLog, LogEngine, WriteError};
+use flotilla_transport_quic::Transport;
+use machines::Machines;
+use registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use waiting::Waiting;
+
+/// How often a leader checks whether its group's preferred leader could take over.
+const BALANCE_INTERVAL_TICKS: u64 = 100;
+
+/// Takes the one answer to one client request.
+pub trait Respond {
+    /// Delivers `result`; a client that went away is not an error.
+    fn answer(self, result: Result<Reply, ApiError>);
+}
+
+/// Where batches for peer nodes go. Sending never blocks and may drop: Raft resends.
+pub trait BatchSink {
+    /// Queues `batch` for `batch.to`.
+    fn send_batch(&self, batch: Batch);
+}
+
+impl<T: Transport> BatchSink for Arc<T> {
+    fn send_batch(&self, batch: Batch) {
+        // A full or down peer drops the batch (counted by the transport).
+        let _ = self.send(batch);
+    }
+}
+
+/// What the core needs to know of the node's configuration.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// This node.
+    pub node: NodeId,
+    /// One tick of every group's logical clock.
+    pub tick_ms: u64,
+    /// Applied entries between two snapshots of a group, at least.
+    pub snapshot_entries: u64,
+    /// Client limits.
+    pub limits: Limits,
+    /// The limits put into each entry that opens a session.
+    pub session_limits: SessionLimits,
+}
+
+/// Why the node must stop.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The log could not be written: nothing more can be acknowledged.
+    #[error("the log write failed: {0}")]
+    Write(#[from] WriteError),
+    /// A group's log store failed while stepping a peer's message.
+    #[error("the log store failed: {0}")]
+    Store(flotilla_raft::LogError),
+    /// A group's state could not be restored from its snapshot.
+    #[error("group {group} cannot restore its snapshot: {reason}")]
+    Restore {
+        /// The group.
+        group: GroupId,
+        /// Why.
+        reason: String,
+    },
+    /// The meta group registered this node id with another data directory.
+    #[error(
+        "the cluster registered node {node} with data directory {registered:032x}, but this \
+         process runs on directory {own:032x}: it is not that node's data directory (a node \
+         that lost its data must join under a new id)"
+    )]
+    NotOwnDirectory {
+        /// This node.
+        node: NodeId,
+        /// The directory the meta group registered for it.
+        registered: u128,
+        /// This process's directory.
+        own: u128,
+    },
+}
+
+/// The node's identity as the core sees it: its data directory, and the directories of its
+/// peers it met before (persisted by the driver).
+#[derive(Clone, Debug)]
+pub struct CoreIdentity {
+    /// This data directory's id.
+    pub directory: u128,
+    /// How many times it was started (this process's number).
+    pub incarnation: u64,
+    /// The data directory each peer was first met with.
+    pub pins: BTreeMap<NodeId, u128>,
+}
+
+/// One node: MultiRaft, its state machines, the waiting clients, and what it counts.
+pub struct NodeCore<R, S> {
+    config: CoreConfig,
+    multi: MultiRaft<GroupLog>,
+    engine: Arc<LogEngine>,
+    sink: S,
+    machines: Machines,
+    waiting: Waiting<R>,
+    counters: Counters,
+    /// Commit-only hard states waiting for the next write.
+    deferred: BTreeMap<GroupId, HardState>,
+    registry: Registry,
+    clock: Clock,
+}
+
+/// What the core has done since start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    /// Log writes (each one fdatasync).
+    pub fsyncs: u64,
+    /// Entries those writes persisted.
+    pub entries_persisted: u64,
+    /// Time spent in those writes, in microseconds (as the log engine measured it).
+    pub write_micros: u64,
+    /// Client requests received.
+    pub requests: u64,
+    /// Inbound batches refused.
+    pub batches_refused: u64,
+    /// Leader changes seen over all groups.
+    pub leader_changes: u64,
+    /// Ready cycles since the last log garbage collection.
+    cycles_since_gc: u64,
+    /// Time the driver reported busy, in microseconds, and since when it runs.
+    pub busy_micros: u64,
+    /// Time since the core started, in microseconds, as the driver reported it.
+    pub uptime_micros: u64,
+}
+
+/// The time, as the driver read it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// A monotonic clock in milliseconds (never goes back): the tick schedule.
+    pub monotonic_ms: u64,
+    /// The wall clock in milliseconds since the Unix epoch: the log time a leader puts into
+    /// session entries.
+    pub wall_ms: u64,
+}
+
+/// The core's view of time: the last `Now` passed in, and the tick schedule.
+#[derive(Clone, Copy, Debug, Default)]
+struct Clock {
+    monotonic_ms: u64,
+    now_ms: u64,
+    next_tick_ms: Option<u64>,
+    ticks: u64,
+}
+
+impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// A core over `multi` (every group recovered from `engine`) and `machines` (their state
+    /// machines restored), sending through `sink`.
+    pub fn new(
+        config: CoreConfig,
+        multi: MultiRaft<GroupLog>,
+        engine: Arc<LogEngine>,
+        sink: S,
+        meta: MetaState,
+        identity: CoreIdentity,
+    ) -> Self {
+        let mut multi = multi;
+        for (&peer, &directory) in &identity.pins {
+            multi.pin_peer(peer, directory);
+        }
+        Self {
+            registry: Registry::new(config.node, identity),
+            config,
+            multi,
+            engine,
+            sink,
+            machines: Machines::new(meta),
+            waiting: Waiting::default(),
+            counters: Counters::default(),
+            deferred: BTreeMap::new(),
+            clock: Clock::default(),
+        }
+    }
+
+    /// Restores `group`'s state machine from its snapshot (at start, before any input).
+    ///
+    /// # Errors
+    /// `Restore` when the snapshot does not decode.
+    pub fn restore(
+        &mut self,
+        group: GroupId,
+        snapshot: &flotilla_raft::Snapshot,
+    ) -> Result<(), CoreError> {
+        self.machines
+            .restore(group, snapshot)
+            .map_err(|reason| CoreError::Restore { group, reason })
+    }
+
+    /// The time is `now`: ticks once if a tick is due, and every balance interval lets
+    /// leaders hand over and registers data directories.
+    pub fn on_time(&mut self, now: Now) {
+        self.clock.now_ms = now.wall_ms;
+        let now_ms = now.monotonic_ms;
+        self.clock.monotonic_ms = now_ms;
+        let next = *self
+            .clock
+            .next_tick_ms
+            .get_or_insert(now_ms + self.config.tick_ms);
+        if now_ms < next {
+            return;
+        }
+        self.multi.tick();
+        self.clock.next_tick_ms = Some((next + self.config.tick_ms).max(now_ms));
+        self.clock.ticks += 1;
+        if self.clock.ticks.is_multiple_of(BALANCE_INTERVAL_TICKS) {
+            self.balance_leaders();
+            self.register_data_directories();
+        }
+    }
+
+    /// When the next tick is due, on the driver's monotonic clock (it may sleep until then).
+    #[must_use]
+    pub fn next_deadline_ms(&self) -> u64 {
+        self.clock
+            .next_tick_ms
+            .unwrap_or(self.clock.monotonic_ms + self.config.tick_ms)
+    }
+
+    /// Steps a batch from a peer node.
+    ///
+    /// # Errors
+    /// `Store` when a group's log store failed (the node must stop).
+    pub fn on_batch(&mut self, batch: Batch) -> Result<(), CoreError> {
+        match self.multi.step_batch(batch) {
+            Ok(()) => {}
+            Err(MultiError::Log(error)) => return Err(CoreError::Store(error)),
+            Err(error @ MultiError::Refused { .. }) => {
+                self.counters.batches_refused += 1;
+                self.registry.warn_refused(&error, self.clock.monotonic_ms);
+            }
+            Err(error) => {
+                self.counters.batches_refused += 1;
+                tracing::debug!(%error, "inbound batch refused");
+            }
+        }
+        self.learn_pins();
+        Ok(())
+    }
+
+    /// Handles a client request; `responder` takes its answer, now or once it is applied.
+    pub fn on_request(&mut self, request: Request, responder: R) {
+        self.counters.requests += 1;
+        match request {
+            Request::Kv {
+                group,
+                epoch,
+                command,
+            } => self.kv(group, epoch, command, responder),
+            Request::OpenSession { group, epoch } => self.open_session(group, epoch, responder),
+            Request::Write {
+                group,
+                epoch,
+                tag,
+                command,
+            } => self.write(group, epoch, tag, command, responder),
+            Request::RangeMap => responder.answer(Ok(Reply::RangeMap {
+                map: self.machines.meta().map.clone(),
+                directory: self.machines.meta().directory.clone(),
+            })),
+            Request::Status => responder.answer(Ok(Reply::Status(self.status()))),
+            Request::KnownDirectory { node } => {
+                let directory = self.multi.pinned_directory(node);
+                responder.answer(Ok(Reply::KnownDirectory { directory }));
+            }
+        }
+    }
+
+    /// Peer data directories met for the first time, or registered by the meta group, since
+    /// the last call: all pins, for the driver to make durable before the next `run`.
+    pub fn take_pins(&mut self) -> Option<BTreeMap<NodeId, u128>> {
+        self.registry.take_changed_pins()
+    }
+
+    /// Runs every ready cycle there is, then takes up data directories the meta group
+    /// registered.
+    ///
+    /// # Errors
+    /// The log write failed, a snapshot did not restore, or the meta group registered this
+    /// node id with another data directory: the node must stop.
+    pub fn run(&mut self) -> Result<(), CoreError> {
+        while self.multi.has_ready() {
+            self.cycle()?;
+        }
+        self.adopt_registered_directories()
+    }
+
+    /// At a clean stop: writes the commit-only hard states still deferred.
+    ///
+    /// # Errors
+    /// The log write failed.
+    pub fn stop(&mut self) -> Result<(), CoreError> {
+        self.flush_deferred()
+    }
+
+    /// Reports how long the driver was busy in its last turn and how long the core has run,
+    /// for `status`.
+    pub fn account(&mut self, busy_micros: u64, uptime_micros: u64) {
+        self.counters.busy_micros += busy_micros;
+        self.counters.uptime_micros = uptime_micros;
+    }
+
+    /// Watches `peer` for liveness and sends it the node heartbeat (peers from the directory,
+    /// at start).
+    pub fn add_peer(&mut self, peer: NodeId) {
+        self.multi.add_peer(peer);
+    }
+
+    /// The node's MultiRaft (for tests and the simulator's checks).
+    #[must_use]
+    pub fn multi(&self) -> &MultiRaft<GroupLog> {
+        &self.multi
+    }
+
+    /// The node's counters.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The meta state (range map, directory, registered data directories) this node applied.
+    #[must_use]
+    pub fn meta(&self) -> &MetaState {
+        self.machines.meta()
+    }
+
+    /// The KV state machine of `group`, if hosted.
+    #[must_use]
+    pub fn state_machine(&self, group: GroupId) -> Option<&flotilla_storage::KvStateMachine> {
+        self.machines.kv(group)
+    }
+
+    /// The log engine (the driver collects garbage through it).
+    #[must_use]
+    pub fn engine(&self) -> &Arc<LogEngine> {
+        &self.engine
+    }
+}

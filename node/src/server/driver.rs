@@ -1,0 +1,151 @@
+//! The driver: the one thread that feeds the node core and does its IO. Each turn it waits for
+//! input or the next tick, reads the clock, hands the core every waiting input (peer batches
+//! first), makes newly learned peer pins durable, and lets the core run its ready cycles (which
+//! write the log and send through the transport). Requests that arrive during a write queue up
+//! and share the next one, so a busy node persists many entries per sync.
+
+use crate::api::{ApiError, Reply, Request, ResponseFrame};
+use crate::core::{CoreError, NodeCore, Now, Respond};
+use crate::server::data::OpenedData;
+use crossbeam_channel::Receiver;
+use flotilla_raft::Batch;
+use flotilla_transport_quic::QuicTransport;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The most inputs taken in one turn before the ready cycles run.
+const INPUT_BURST_MAX: usize = 4096;
+
+/// What reaches the driver from the network.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// Raft messages from a peer node.
+    Batch(Batch),
+    /// A client request and where to answer it.
+    Request(Request, Responder),
+}
+
+/// Where the answer to one request goes: its client stream's writer.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    id: u64,
+    stream: UnboundedSender<ResponseFrame>,
+}
+
+impl Responder {
+    pub(crate) fn new(id: u64, stream: UnboundedSender<ResponseFrame>) -> Self {
+        Self { id, stream }
+    }
+}
+
+impl Respond for Responder {
+    fn answer(self, result: Result<Reply, ApiError>) {
+        let _ = self.stream.send(ResponseFrame {
+            id: self.id,
+            result,
+        });
+    }
+}
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DriverError {
+    /// The core must stop.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// Every input channel closed.
+    #[error("the node's input channels closed")]
+    Closed,
+    /// The peers' pinned data directories could not be saved.
+    #[error("saving the peers' data directories failed: {0}")]
+    Pins(std::io::Error),
+}
+
+/// The core, its inputs and the data directory it runs on (locked while the driver lives).
+pub(crate) struct Driver {
+    pub(crate) core: NodeCore<Responder, Arc<QuicTransport>>,
+    pub(crate) peers: Receiver<Input>,
+    pub(crate) clients: Receiver<Input>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) data: OpenedData,
+}
+
+impl Driver {
+    /// Runs until `stop` is set or a fatal error; at a clean stop, writes what was deferred.
+    pub(crate) fn run(mut self) -> Result<(), DriverError> {
+        let started = Instant::now();
+        let clock = Clock::new();
+        while !self.stop.load(Ordering::Acquire) {
+            let wait = self
+                .core
+                .next_deadline_ms()
+                .saturating_sub(clock.now().monotonic_ms);
+            let first = crossbeam_channel::select! {
+                recv(self.peers) -> input => Some(input.map_err(|_| DriverError::Closed)?),
+                recv(self.clients) -> input => Some(input.map_err(|_| DriverError::Closed)?),
+                default(Duration::from_millis(wait)) => None,
+            };
+            let turn = Instant::now();
+            self.core.on_time(clock.now());
+            if let Some(input) = first {
+                self.handle(input)?;
+            }
+            // Peer traffic first, then client requests: client load never starves Raft.
+            for queue in [self.peers.clone(), self.clients.clone()] {
+                for input in queue.try_iter().take(INPUT_BURST_MAX) {
+                    self.handle(input)?;
+                }
+            }
+            self.save_pins()?;
+            self.core.run()?;
+            self.save_pins()?;
+            let busy = turn.elapsed().as_micros() as u64;
+            self.core
+                .account(busy, started.elapsed().as_micros() as u64);
+        }
+        Ok(self.core.stop()?)
+    }
+
+    fn handle(&mut self, input: Input) -> Result<(), DriverError> {
+        match input {
+            Input::Batch(batch) => self.core.on_batch(batch)?,
+            Input::Request(request, responder) => self.core.on_request(request, responder),
+        }
+        Ok(())
+    }
+
+    /// Makes the peers' pins durable before anything answering the batches that taught them
+    /// leaves.
+    fn save_pins(&mut self) -> Result<(), DriverError> {
+        if let Some(pins) = self.core.take_pins() {
+            self.data.pins = pins;
+            self.data.save_pins().map_err(DriverError::Pins)?;
+        }
+        Ok(())
+    }
+}
+
+/// The node's clocks: monotonic (since the driver started) and wall.
+struct Clock {
+    started: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        Now {
+            monotonic_ms: self.started.elapsed().as_millis() as u64,
+            wall_ms,
+        }
+    }
+}
