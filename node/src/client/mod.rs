@@ -14,7 +14,7 @@
 pub(crate) mod connection;
 #[cfg(feature = "nemesis")]
 mod nemesis;
-mod sessions;
+pub mod sessions;
 
 pub use connection::CallError;
 

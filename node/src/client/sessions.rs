@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Why a write cannot get a tag yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NoTag {
+pub enum NoTag {
     /// The client holds no session in the group: open one.
     NoSession,
     /// The session's window is full: a write older than `results_max` sequences is still
@@ -41,7 +41,7 @@ impl Held {
 
 /// Every session of one client, by the group it was opened in.
 #[derive(Debug, Default)]
-pub(crate) struct SessionBook {
+pub struct SessionBook {
     by_group: HashMap<GroupId, Held>,
 }
 
@@ -49,7 +49,7 @@ impl SessionBook {
     /// A tag for a new write to `group`. The sequence stays below `awaited_from + results_max`:
     /// every result the range holds for the session is then within that many sequences of its
     /// watermark, so the range never ends the session for holding too many.
-    pub(crate) fn issue(&mut self, group: GroupId) -> Result<SessionTag, NoTag> {
+    pub fn issue(&mut self, group: GroupId) -> Result<SessionTag, NoTag> {
         let held = self.by_group.get_mut(&group).ok_or(NoTag::NoSession)?;
         let window = u64::from(held.limits.results_max.max(1));
         if held.next_sequence >= held.awaited_from() + window {
@@ -67,7 +67,7 @@ impl SessionBook {
 
     /// The tag for the next attempt of `tag`'s write: the same session and sequence, with the
     /// watermark as it is now (it only rises, and never above the write's own sequence).
-    pub(crate) fn refresh(&self, tag: SessionTag) -> SessionTag {
+    pub fn refresh(&self, tag: SessionTag) -> SessionTag {
         let awaited_from = self
             .by_group
             .get(&tag.session.group)
@@ -80,12 +80,12 @@ impl SessionBook {
     }
 
     /// Whether the client holds a session in `group`.
-    pub(crate) fn holds(&self, group: GroupId) -> bool {
+    pub fn holds(&self, group: GroupId) -> bool {
         self.by_group.contains_key(&group)
     }
 
     /// The write `tag` ended (answered, or given up): the client awaits it no more.
-    pub(crate) fn finish(&mut self, tag: SessionTag) {
+    pub fn finish(&mut self, tag: SessionTag) {
         if let Some(held) = self.held_mut(tag.session) {
             held.outstanding.remove(&tag.sequence);
         }
@@ -93,7 +93,7 @@ impl SessionBook {
 
     /// A session was opened in its group; one opened there before stays (the new one is
     /// never used and expires).
-    pub(crate) fn opened(&mut self, id: SessionId, limits: SessionLimits) {
+    pub fn opened(&mut self, id: SessionId, limits: SessionLimits) {
         self.by_group.entry(id.group).or_insert(Held {
             id,
             limits,
@@ -103,7 +103,7 @@ impl SessionBook {
     }
 
     /// The range no longer knows `session`: new writes need a new one.
-    pub(crate) fn expired(&mut self, session: SessionId) {
+    pub fn expired(&mut self, session: SessionId) {
         if self.held_mut(session).is_some() {
             self.by_group.remove(&session.group);
         }

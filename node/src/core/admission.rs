@@ -22,6 +22,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if !is_read(&command) {
             return self.propose(group, command.encode(), responder);
         }
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == super::CoreMutation::ReadWithoutReadIndex {
+            return self.read_locally(group, &command, responder);
+        }
         let context = self.waiting.add_read(group, command, responder);
         if let Err(error) = self.multi.read_index(group, context) {
             let (_, _, responder) = self.waiting.take_read(context).expect("just added");
@@ -53,6 +57,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if self.waiting.len() >= self.config.limits.pending_requests_max {
             return responder.answer(Err(ApiError::Busy));
         }
+        #[cfg(feature = "mutations")]
+        let Some(responder) = self.answer_early(group, &command, responder) else {
+            let proposal = Proposal::Write {
+                time_ms: self.clock.now_ms,
+                tag,
+                command,
+            };
+            let _ = self.multi.propose(group, proposal.to_payload());
+            return;
+        };
         let proposal = Proposal::Write {
             time_ms: self.clock.now_ms,
             tag,
@@ -156,6 +170,50 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             ) => ApiError::Busy,
             other => ApiError::Unavailable(other.to_string()),
         }
+    }
+}
+
+/// Deliberately broken rules (feature `mutations`): the simulator's checkers must catch them.
+#[cfg(feature = "mutations")]
+impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// `ReadWithoutReadIndex`: answers a read from this node's state at once.
+    fn read_locally(&mut self, group: GroupId, command: &Command, responder: R) {
+        let response = self
+            .machines
+            .kv(group)
+            .and_then(|machine| machine.read(command));
+        let result = response
+            .map(crate::api::Reply::Kv)
+            .ok_or(ApiError::NotServed { group });
+        responder.answer(result);
+    }
+
+    /// `AnswerBeforeCommit`: a put or delete on the leader is answered now, from its state,
+    /// before a majority holds it (the caller proposes it with nobody waiting). Gives the
+    /// responder back when the rule does not apply.
+    fn answer_early(&mut self, group: GroupId, command: &Command, responder: R) -> Option<R> {
+        let key = match command {
+            Command::Put { key, .. } | Command::Delete { key } => key.clone(),
+            _ => return Some(responder),
+        };
+        let leads = self
+            .multi
+            .group(group)
+            .is_some_and(|raft| raft.role() == flotilla_raft::Role::Leader);
+        if self.config.mutation != super::CoreMutation::AnswerBeforeCommit || !leads {
+            return Some(responder);
+        }
+        let previous = self
+            .machines
+            .kv(group)
+            .and_then(|machine| machine.read(&Command::Get { key }))
+            .and_then(|response| match response {
+                flotilla_storage::Response::Value(value) => value,
+                _ => None,
+            });
+        let written = flotilla_storage::Response::Written { previous };
+        responder.answer(Ok(crate::api::Reply::Kv(written)));
+        None
     }
 }
 

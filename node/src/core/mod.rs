@@ -16,6 +16,7 @@
 //! A `CoreError` means the node must stop: the log or a store can no longer be trusted.
 
 mod admission;
+pub mod boot;
 mod cycle;
 mod machines;
 mod registry;
@@ -70,6 +71,24 @@ pub struct CoreConfig {
     pub limits: Limits,
     /// The limits put into each entry that opens a session.
     pub session_limits: SessionLimits,
+    /// A deliberately broken rule (feature `mutations`, tests only).
+    #[cfg(feature = "mutations")]
+    pub mutation: CoreMutation,
+}
+
+/// Deliberately broken rules of the node core, which the whole-cluster simulator's checkers
+/// must catch (feature `mutations`, tests only).
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CoreMutation {
+    /// The core as it should be.
+    #[default]
+    None,
+    /// Answer a put or delete as soon as it is proposed, from this node's state, before a
+    /// majority holds it.
+    AnswerBeforeCommit,
+    /// Serve gets from this node's state at once, without a ReadIndex round.
+    ReadWithoutReadIndex,
 }
 
 /// Why the node must stop.

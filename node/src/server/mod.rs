@@ -6,15 +6,11 @@ mod data;
 mod driver;
 mod streams;
 
-use crate::config::{Endpoint, NodeConfig};
-use crate::core::{CoreConfig, CoreIdentity, NodeCore};
+use crate::config::NodeConfig;
+use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
 use crate::server::driver::{Driver, Input, Responder};
 use crossbeam_channel::Sender;
-use flotilla_raft::{
-    GroupId, LogReader, Membership, MultiConfig, MultiRaft, NodeId, Persist, Snapshot, SnapshotMeta,
-};
-use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
-use flotilla_storage::{LogEngine, WriteBatch};
+use flotilla_raft::NodeId;
 use flotilla_transport_quic::{QuicTransport, Transport, TransportConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +37,12 @@ pub enum ServerError {
     /// The log could not be recovered; the node must not start on it.
     #[error("the log cannot be recovered: {0}")]
     Recovery(#[from] flotilla_storage::RecoveryError),
+    /// The node core could not be built from the log.
+    #[error("the node cannot start from its log: {0}")]
+    Boot(#[from] boot::BootError),
+    /// The initial state could not be written.
+    #[error("writing the initial state failed: {0}")]
+    Bootstrap(#[from] flotilla_storage::WriteError),
     /// The data directory is empty, but the cluster already knows this node id.
     #[error(
         "node {node} is already a member of this cluster (node {peer} knows it by data \
@@ -126,21 +128,19 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         &format!("node-{}", node.0),
     )
     .map_err(ServerError::Tls)?;
-    let meta = initial_meta(config, &initial);
+    let meta = boot::initial_meta(&initial, config.ranges.groups, config.ranges.replicas);
     let data = data::open(config, &tls, &initial, |engine| {
-        bootstrap(engine, node, &meta)
+        boot::bootstrap_log(engine, node, &meta)?;
+        tracing::info!(
+            node = node.0,
+            "wrote the initial state of every group this node hosts"
+        );
+        Ok(())
     })
     .await?;
     let engine = Arc::clone(&data.engine);
-    if engine.group_ids().is_empty() {
-        return Err(ServerError::Storage(format!(
-            "the log in {} holds no group although the directory was bootstrapped",
-            data.directory.log_path().display()
-        )));
-    }
     let mut multi_config = config.multi_config();
     multi_config.incarnation = data.incarnation();
-    let (multi, snapshots) = recover(multi_config, &engine)?;
     let listen = config.listen_address()?;
     let transport = QuicTransport::bind(node, listen, tls, TransportConfig::default())
         .await
@@ -160,13 +160,11 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         snapshot_entries: config.raft.snapshot_entries,
         limits: config.limits.clone(),
         session_limits: config.session_limits(),
+        #[cfg(feature = "mutations")]
+        mutation: crate::core::CoreMutation::None,
     };
     let sink = Arc::clone(&transport);
-    let mut core = NodeCore::new(core_config, multi, engine, sink, meta, identity);
-    for (group, snapshot) in &snapshots {
-        core.restore(*group, snapshot)
-            .map_err(|error| ServerError::Storage(error.to_string()))?;
-    }
+    let mut core = boot::start(core_config, multi_config, engine, sink, meta, identity)?;
     connect_peers(&transport, &mut core, node);
     let (peers, peers_rx) = crossbeam_channel::bounded(INBOUND_BATCHES_MAX);
     let (clients, clients_rx) = crossbeam_channel::bounded(config.limits.pending_requests_max);
@@ -246,90 +244,6 @@ fn loop_result(
         Ok(Err(error)) => Err(ServerError::Loop(error.to_string())),
         Err(_) => Err(ServerError::Loop("the Raft loop thread panicked".into())),
     }
-}
-
-/// The map and directory every initial node computes alike from the configuration.
-fn initial_meta(config: &NodeConfig, initial: &[Endpoint]) -> MetaState {
-    let nodes: Vec<NodeId> = initial.iter().map(|endpoint| endpoint.node).collect();
-    let replicas = config.ranges.replicas.min(nodes.len());
-    let map = RangeMap::uniform(config.ranges.groups, |group| {
-        let first = (group.0 - 1) as usize;
-        (0..replicas)
-            .map(|offset| nodes[(first + offset) % nodes.len()])
-            .collect()
-    });
-    let directory = Directory::new(
-        initial
-            .iter()
-            .map(|endpoint| (endpoint.node, endpoint.address.to_string())),
-    );
-    MetaState {
-        map,
-        directory,
-        data_directories: Default::default(),
-    }
-}
-
-/// First start: persist the initial state of every group this node hosts, in one write.
-fn bootstrap(engine: &LogEngine, node: NodeId, meta: &MetaState) -> Result<(), ServerError> {
-    let mut batch = WriteBatch::new();
-    let meta_snapshot = Snapshot {
-        meta: SnapshotMeta {
-            last: Default::default(),
-            membership: Membership::with_voters(meta.directory.nodes()),
-        },
-        data: meta.encode(),
-    };
-    batch.persist(
-        META_GROUP,
-        &Persist {
-            snapshot: Some(meta_snapshot),
-            ..Persist::default()
-        },
-    );
-    for range in meta
-        .map
-        .ranges()
-        .filter(|range| range.replicas.contains(&node))
-    {
-        let membership = Membership::with_voters(range.replicas.iter().copied());
-        batch.persist(range.group, &Persist::bootstrap(membership));
-    }
-    engine
-        .write(batch)
-        .map_err(|error| ServerError::Storage(error.to_string()))?;
-    tracing::info!(
-        node = node.0,
-        "wrote the initial state of every group this node hosts"
-    );
-    Ok(())
-}
-
-/// Every group of the log in MultiRaft, and each one's snapshot to restore its state machine
-/// from.
-type Recovered = (
-    MultiRaft<flotilla_storage::GroupLog>,
-    Vec<(GroupId, Snapshot)>,
-);
-
-/// Every group in the log, and each one's snapshot to restore its state machine from; Raft then
-/// hands the committed entries after the snapshot to the core to apply again.
-fn recover(multi_config: MultiConfig, engine: &LogEngine) -> Result<Recovered, ServerError> {
-    let mut multi = MultiRaft::new(multi_config);
-    let mut snapshots = Vec::new();
-    for group in engine.group_ids() {
-        let store = engine.group(group);
-        let group_error =
-            |reason: String| ServerError::Storage(format!("group {}: {reason}", group.0));
-        let snapshot = store
-            .snapshot()
-            .map_err(|error| group_error(error.to_string()))?;
-        snapshots.push((group, snapshot));
-        multi
-            .create_group(group, store)
-            .map_err(|error| group_error(error.to_string()))?;
-    }
-    Ok((multi, snapshots))
 }
 
 fn connect_peers(

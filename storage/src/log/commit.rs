@@ -18,6 +18,8 @@ pub struct WriteStats {
     pub batch_count_in_sync: u64,
     /// `fdatasync` calls the shared commit made (more than one when it crossed a segment).
     pub sync_count: u64,
+    /// Microseconds the shared commit spent writing and syncing.
+    pub write_micros: u64,
 }
 
 /// The result of one commit, for every batch in it.

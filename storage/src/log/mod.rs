@@ -245,7 +245,10 @@ impl LogEngine {
         self.check_alive()?;
         let mut writer = self.shared.writer.lock();
         let active_before = writer.active_sequence();
-        let (locations, sync_count) = match writer.place_all(&self.shared, batches) {
+        let started = std::time::Instant::now();
+        let placed = writer.place_all(&self.shared, batches);
+        let write_micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let (locations, sync_count) = match placed {
             Ok(placed) => placed,
             Err(error) => {
                 self.shared.failed.store(true, Ordering::Release);
@@ -260,7 +263,7 @@ impl LogEngine {
                 tracing::warn!(%error, "could not delete old segments");
             }
         }
-        Ok(stats_of(batches, sync_count))
+        Ok(stats_of(batches, sync_count, write_micros))
     }
 
     /// Applies durable records to the index, moving each entry into the recent-entries cache;
@@ -302,7 +305,7 @@ fn is_in_force(state: &GroupState, marker: &SnapshotMarker) -> bool {
         .is_some_and(|current| current.file_name == marker.file_name)
 }
 
-fn stats_of(batches: &[EncodedBatch], sync_count: u64) -> Vec<WriteStats> {
+fn stats_of(batches: &[EncodedBatch], sync_count: u64, write_micros: u64) -> Vec<WriteStats> {
     let batch_count_in_sync = batches.len() as u64;
     batches
         .iter()
@@ -311,6 +314,7 @@ fn stats_of(batches: &[EncodedBatch], sync_count: u64) -> Vec<WriteStats> {
             frame_bytes: batch.bytes.len() as u64,
             batch_count_in_sync,
             sync_count,
+            write_micros,
         })
         .collect()
 }

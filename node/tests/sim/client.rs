@@ -1,0 +1,397 @@
+//! Simulated clients, built like the real one: the shard-manager `Router` picks each attempt's
+//! node from the range map and the replies, the client's `SessionBook` tags every write
+//! (opening a session in a range first), and every attempt of a write carries the same tag.
+//! One operation at a time per client; every operation's call and answer go into the shared
+//! history the linearizability checker reads.
+
+use crate::history::{Event, Op, Recorder};
+use flotilla_node::api::{ApiError, Reply, Request};
+use flotilla_node::client::sessions::{NoTag, SessionBook};
+use flotilla_raft::NodeId;
+use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
+use flotilla_storage::kv::SessionTag;
+use flotilla_storage::{Command, Response};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// How long an attempt waits for its answer, and pauses before retrying a refusal.
+pub const ATTEMPT_TIMEOUT_MS: u64 = 300;
+pub const RETRY_PAUSE_MS: u64 = 20;
+/// How long an operation may take before the client gives up.
+pub const DEADLINE_MS: u64 = 4_000;
+
+/// What the client wants to do with a key.
+#[derive(Clone, Debug)]
+pub enum Intent {
+    Get,
+    Put(u64),
+    Delete,
+    Cas {
+        expected: Option<u64>,
+        new: Option<u64>,
+    },
+}
+
+/// One operation in flight.
+#[derive(Debug)]
+struct Pending {
+    history_id: usize,
+    key: usize,
+    intent: Intent,
+    /// Set once the write has its tag.
+    tag: Option<SessionTag>,
+    /// Opening a session in the key's range before the write can be tagged.
+    opening: bool,
+    target: Target,
+    attempts: Attempts,
+    /// The id of the attempt whose answer counts.
+    request: u64,
+    maybe_applied: bool,
+    deadline_ms: u64,
+}
+
+/// What the cluster must do for a client.
+#[derive(Debug)]
+pub enum Action {
+    /// Send `request` to `node` as attempt `request_id`; time it out after the attempt timeout.
+    Send {
+        node: NodeId,
+        request: Request,
+        request_id: u64,
+    },
+    /// Try again later (a pause after a refusal).
+    Wait { until_ms: u64 },
+    /// The operation ended: start the next one when the client wants.
+    Finished,
+}
+
+pub struct SimClient {
+    pub id: usize,
+    router: Router,
+    sessions: SessionBook,
+    pending: Option<Pending>,
+    next_request: u64,
+    keys: Vec<Vec<u8>>,
+    /// Operations this client still makes in the safety phase.
+    pub ops_left: u64,
+}
+
+impl SimClient {
+    pub fn new(id: usize, map: RangeMap, keys: Vec<Vec<u8>>, ops: u64, seed: u64) -> Self {
+        Self {
+            id,
+            router: Router::new(map, u32::MAX, seed),
+            sessions: SessionBook::default(),
+            pending: None,
+            next_request: 0,
+            keys,
+            ops_left: ops,
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Starts an operation on `key`; `value_id` makes a written value unique.
+    pub fn start(
+        &mut self,
+        key: usize,
+        intent: Intent,
+        now_ms: u64,
+        recorder: &Recorder,
+    ) -> Action {
+        let history_id = recorder.call(key);
+        let mut attempts = Attempts::default();
+        let target = self.router.route(&self.keys[key], &mut attempts);
+        self.pending = Some(Pending {
+            history_id,
+            key,
+            intent,
+            tag: None,
+            opening: false,
+            target,
+            attempts,
+            request: 0,
+            maybe_applied: false,
+            deadline_ms: now_ms + DEADLINE_MS,
+        });
+        self.attempt(now_ms, recorder)
+    }
+
+    /// A random operation on one of the keys.
+    pub fn random_intent(rng: &mut ChaCha8Rng, value_id: u64) -> Intent {
+        match rng.random_range(0..100) {
+            0..40 => Intent::Get,
+            40..75 => Intent::Put(value_id),
+            75..82 => Intent::Delete,
+            _ => Intent::Cas {
+                expected: rng
+                    .random_bool(0.5)
+                    .then(|| rng.random_range(0..value_id.max(1))),
+                new: Some(value_id),
+            },
+        }
+    }
+
+    /// The next attempt of the pending operation: its request, or an end.
+    fn attempt(&mut self, now_ms: u64, recorder: &Recorder) -> Action {
+        let Some(pending) = self.pending.as_mut() else {
+            return Action::Finished;
+        };
+        if now_ms >= pending.deadline_ms {
+            return self.give_up(recorder);
+        }
+        let target = pending.target.clone();
+        let request = if is_read(&pending.intent) {
+            Request::Kv {
+                group: target.group,
+                epoch: target.epoch,
+                command: command(&self.keys[pending.key], &pending.intent),
+            }
+        } else {
+            match pending.tag {
+                Some(tag) => Request::Write {
+                    group: target.group,
+                    epoch: target.epoch,
+                    tag: self.sessions.refresh(tag),
+                    command: command(&self.keys[pending.key], &pending.intent),
+                },
+                None => match self.sessions.issue(target.group) {
+                    Ok(tag) => {
+                        pending.tag = Some(tag);
+                        pending.opening = false;
+                        Request::Write {
+                            group: target.group,
+                            epoch: target.epoch,
+                            tag,
+                            command: command(&self.keys[pending.key], &pending.intent),
+                        }
+                    }
+                    Err(NoTag::NoSession) => {
+                        pending.opening = true;
+                        Request::OpenSession {
+                            group: target.group,
+                            epoch: target.epoch,
+                        }
+                    }
+                    Err(NoTag::WindowFull) => {
+                        return Action::Wait {
+                            until_ms: now_ms + RETRY_PAUSE_MS,
+                        };
+                    }
+                },
+            }
+        };
+        self.next_request += 1;
+        pending.request = self.next_request;
+        Action::Send {
+            node: target.node,
+            request,
+            request_id: self.next_request,
+        }
+    }
+
+    /// The pending operation's current attempt got no answer in time.
+    pub fn timed_out(
+        &mut self,
+        request_id: u64,
+        now_ms: u64,
+        recorder: &Recorder,
+    ) -> Option<Action> {
+        let pending = self.pending.as_mut()?;
+        if pending.request != request_id {
+            return None;
+        }
+        if !pending.opening && !is_read(&pending.intent) {
+            pending.maybe_applied = true;
+        }
+        Some(self.reroute(RouteReply::Timeout, false, now_ms, recorder))
+    }
+
+    /// An answer arrived for attempt `request_id`.
+    pub fn answered(
+        &mut self,
+        request_id: u64,
+        result: Result<Reply, ApiError>,
+        now_ms: u64,
+        recorder: &Recorder,
+    ) -> Option<Action> {
+        let pending = self.pending.as_mut()?;
+        if pending.request != request_id {
+            return None;
+        }
+        Some(match result {
+            Ok(Reply::Kv(response)) => self.done(response, now_ms, recorder),
+            Ok(_) => self.fail(recorder),
+            Err(ApiError::NotLeader { leader, .. }) => {
+                let reply = RouteReply::NotLeader {
+                    leader_hint: leader,
+                };
+                self.reroute(reply, leader.is_none(), now_ms, recorder)
+            }
+            Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. }) => {
+                self.reroute(RouteReply::StaleRoute, true, now_ms, recorder)
+            }
+            Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_)) => {
+                let reply = RouteReply::NotLeader { leader_hint: None };
+                self.reroute(reply, true, now_ms, recorder)
+            }
+            Err(ApiError::OutcomeUnknown) => {
+                if !pending.opening && !is_read(&pending.intent) {
+                    pending.maybe_applied = true;
+                }
+                self.reroute(RouteReply::Timeout, false, now_ms, recorder)
+            }
+            Err(_) if pending.maybe_applied => self.give_up(recorder),
+            Err(_) => self.fail(recorder),
+        })
+    }
+
+    /// The router's next target after `reply`; the map never changes in these runs, so a
+    /// refresh routes again.
+    fn reroute(
+        &mut self,
+        reply: RouteReply,
+        pause: bool,
+        now_ms: u64,
+        recorder: &Recorder,
+    ) -> Action {
+        let pending = self.pending.as_mut().expect("pending");
+        let key = &self.keys[pending.key];
+        let next = self
+            .router
+            .on_reply(key, &pending.target, reply, &mut pending.attempts);
+        pending.target = match next {
+            Next::Retry { target, .. } => target,
+            Next::RefreshMap | Next::Done => self.router.route(key, &mut pending.attempts),
+            Next::Fail(_) => return self.give_up(recorder),
+        };
+        if pause {
+            return Action::Wait {
+                until_ms: now_ms + RETRY_PAUSE_MS,
+            };
+        }
+        self.attempt(now_ms, recorder)
+    }
+
+    /// Continues after a pause.
+    pub fn resume(&mut self, now_ms: u64, recorder: &Recorder) -> Action {
+        self.attempt(now_ms, recorder)
+    }
+
+    fn done(&mut self, response: Response, now_ms: u64, recorder: &Recorder) -> Action {
+        let pending = self.pending.as_mut().expect("pending");
+        let key = self.keys[pending.key].clone();
+        self.router.on_reply(
+            &key,
+            &pending.target,
+            RouteReply::Done,
+            &mut pending.attempts,
+        );
+        if pending.opening {
+            let Response::SessionOpened { session, limits } = response else {
+                return self.fail(recorder);
+            };
+            self.sessions.opened(session, limits);
+            pending.opening = false;
+            return self.attempt(now_ms, recorder);
+        }
+        if let Some(tag) = pending.tag {
+            self.sessions.finish(tag);
+        }
+        let op = match (&pending.intent, response) {
+            (Intent::Get, Response::Value(value)) => Op::Read(value.as_deref().map(value_id)),
+            (Intent::Put(new), Response::Written { previous }) => Op::Swap {
+                new: Some(*new),
+                previous: previous.as_deref().map(value_id),
+            },
+            (Intent::Delete, Response::Written { previous }) => Op::Swap {
+                new: None,
+                previous: previous.as_deref().map(value_id),
+            },
+            (Intent::Cas { expected, new }, Response::CompareAndSwap { swapped, current }) => {
+                Op::Cas {
+                    expected: *expected,
+                    new: *new,
+                    swapped,
+                    current: current.as_deref().map(value_id),
+                }
+            }
+            (_, response) => panic!(
+                "client {}: {response:?} answers {:?}",
+                self.id, pending.intent
+            ),
+        };
+        recorder.push(Event::Return {
+            id: pending.history_id,
+            op,
+        });
+        self.pending = None;
+        Action::Finished
+    }
+
+    /// Certainly not applied: it leaves the history.
+    fn fail(&mut self, recorder: &Recorder) -> Action {
+        let pending = self.pending.take().expect("pending");
+        if let Some(tag) = pending.tag {
+            self.sessions.finish(tag);
+        }
+        recorder.push(Event::Failed {
+            id: pending.history_id,
+        });
+        Action::Finished
+    }
+
+    /// Out of time: a write that may have applied has an unknown outcome.
+    fn give_up(&mut self, recorder: &Recorder) -> Action {
+        let pending = self.pending.as_ref().expect("pending");
+        if !pending.maybe_applied {
+            return self.fail(recorder);
+        }
+        let pending = self.pending.take().expect("pending");
+        if let Some(tag) = pending.tag {
+            self.sessions.finish(tag);
+        }
+        let op = match pending.intent {
+            Intent::Put(new) => Op::MaybeWrite(Some(new)),
+            Intent::Delete => Op::MaybeWrite(None),
+            Intent::Cas { expected, new } => Op::MaybeCas { expected, new },
+            Intent::Get => unreachable!("a read never may have applied"),
+        };
+        recorder.push(Event::Unknown {
+            id: pending.history_id,
+            op,
+        });
+        Action::Finished
+    }
+}
+
+fn is_read(intent: &Intent) -> bool {
+    matches!(intent, Intent::Get)
+}
+
+fn command(key: &[u8], intent: &Intent) -> Command {
+    let key = key.to_vec();
+    let bytes = |value: u64| value.to_be_bytes().to_vec();
+    match intent {
+        Intent::Get => Command::Get { key },
+        Intent::Put(value) => Command::Put {
+            key,
+            value: bytes(*value),
+        },
+        Intent::Delete => Command::Delete { key },
+        Intent::Cas { expected, new } => Command::CompareAndSwap {
+            key,
+            expected: expected.map(bytes),
+            new: new.map(bytes),
+        },
+    }
+}
+
+/// The writer's unique id a value carries.
+pub fn value_id(bytes: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(word)
+}

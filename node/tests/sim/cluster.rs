@@ -1,0 +1,420 @@
+//! The whole cluster in one thread and virtual time: N nodes, each the production node core over
+//! its log on `CrashFs`; the simulated network between them and the clients; and every event
+//! in one seeded queue. A node takes its inputs at once unless it is busy writing (a sync takes
+//! `fsync_ms`) or paused; what arrives meanwhile waits and is taken in one turn, as the real
+//! driver takes what queued during a write.
+
+use crate::client::{ATTEMPT_TIMEOUT_MS, Action, Intent, SimClient};
+use crate::events::EventQueue;
+use crate::history::Recorder;
+use crate::network::{Network, WireFaults};
+use crate::node::{Answers, Input, Setup, SimNode, SimResponder};
+use flotilla_node::api::Request;
+use flotilla_node::core::Now;
+use flotilla_raft::{Batch, GroupId, NodeId, Role, Term};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Milliseconds of simulated time per tick of every node.
+pub const TICK_MS: u64 = 10;
+
+/// What happens at a point in virtual time.
+#[derive(Debug)]
+pub enum Event {
+    /// A node's clock ticks.
+    Tick { node: NodeId, incarnation: u64 },
+    /// A node may take what waited while it was busy or paused.
+    Wake { node: NodeId },
+    /// A batch reaches its node.
+    Deliver(Batch),
+    /// A client's request reaches a node.
+    Request {
+        node: NodeId,
+        client: usize,
+        request_id: u64,
+        request: Request,
+    },
+    /// A node's answer reaches a client.
+    Answer {
+        client: usize,
+        request_id: u64,
+        result: Result<flotilla_node::api::Reply, flotilla_node::api::ApiError>,
+    },
+    /// A client's attempt got no answer in time.
+    Timeout { client: usize, request_id: u64 },
+    /// A client goes on (after a pause, or with its next operation).
+    Resume { client: usize },
+}
+
+pub struct Cluster {
+    pub nodes: BTreeMap<NodeId, SimNode>,
+    pub setup: Setup,
+    pub network: Network,
+    pub clients: Vec<SimClient>,
+    pub recorder: Recorder,
+    events: EventQueue<Event>,
+    pub now_ms: u64,
+    pub rng: ChaCha8Rng,
+    answers: Answers,
+    /// The leader of each group in each term, as seen (election safety, checked every event).
+    leaders: BTreeMap<(GroupId, Term), NodeId>,
+    pub trace_hash: u64,
+    pub trace: bool,
+    next_value: u64,
+    /// Nodes that stopped on their own (a failed write, a refused log).
+    pub stops: u64,
+    /// Mutation: a node that lost its disk starts again empty under its old id.
+    pub amnesiac_restarts: bool,
+}
+
+impl Cluster {
+    pub fn new(
+        nodes: BTreeMap<NodeId, SimNode>,
+        setup: Setup,
+        faults: WireFaults,
+        rng: ChaCha8Rng,
+    ) -> Self {
+        Self {
+            nodes,
+            setup,
+            network: Network::new(faults),
+            clients: Vec::new(),
+            recorder: Recorder::default(),
+            events: EventQueue::default(),
+            now_ms: 0,
+            rng,
+            answers: Answers::default(),
+            leaders: BTreeMap::new(),
+            trace_hash: 0,
+            trace: std::env::var("FLOTILLA_SIM_TRACE").is_ok_and(|value| value == "1"),
+            next_value: 1,
+            stops: 0,
+            amnesiac_restarts: false,
+        }
+    }
+
+    pub fn now(&self) -> Now {
+        Now {
+            monotonic_ms: self.now_ms,
+            wall_ms: 1_700_000_000_000 + self.now_ms,
+        }
+    }
+
+    pub fn note(&self, line: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("{:>7} {}", self.now_ms, line());
+        }
+    }
+
+    /// Bootstraps and starts every node.
+    pub fn start_all(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            let now = self.now();
+            let node = self.nodes.get_mut(&id).expect("node");
+            node.bootstrap(&self.setup);
+            node.start(&self.setup, now).expect("a new node starts");
+            self.schedule_tick(id);
+        }
+    }
+
+    fn schedule_tick(&mut self, id: NodeId) {
+        let node = &self.nodes[&id];
+        let period = (TICK_MS * 100 / node.clock_rate_percent.max(1)).max(1);
+        let incarnation = node.incarnation;
+        self.events.schedule(
+            self.now_ms + period,
+            Event::Tick {
+                node: id,
+                incarnation,
+            },
+        );
+    }
+
+    /// Runs events until `until_ms`.
+    pub fn run_until(&mut self, until_ms: u64) {
+        while let Some((at, event)) = self.events.pop_due(until_ms) {
+            self.now_ms = at;
+            self.hash(&event);
+            self.handle(event);
+            self.check_leaders();
+        }
+        self.now_ms = self.now_ms.max(until_ms);
+    }
+
+    fn hash(&mut self, event: &Event) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.trace_hash.hash(&mut hasher);
+        self.now_ms.hash(&mut hasher);
+        let summary = match event {
+            Event::Tick { node, .. } => format!("t{}", node.0),
+            Event::Wake { node } => format!("w{}", node.0),
+            Event::Deliver(batch) => {
+                format!("d{}>{}:{}", batch.from.0, batch.to.0, batch.messages.len())
+            }
+            Event::Request {
+                node,
+                client,
+                request_id,
+                ..
+            } => format!("q{client}>{}#{request_id}", node.0),
+            Event::Answer {
+                client,
+                request_id,
+                result,
+            } => format!("a{client}#{request_id}{}", result.is_ok()),
+            Event::Timeout { client, request_id } => format!("o{client}#{request_id}"),
+            Event::Resume { client } => format!("r{client}"),
+        };
+        summary.hash(&mut hasher);
+        self.trace_hash = hasher.finish();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick { node, incarnation } => self.tick(node, incarnation),
+            Event::Wake { node } => self.turn(node, Vec::new()),
+            Event::Deliver(batch) => {
+                let to = batch.to;
+                self.turn(to, vec![Input::Batch(batch)]);
+            }
+            Event::Request {
+                node,
+                client,
+                request_id,
+                request,
+            } => {
+                let responder = SimResponder {
+                    client,
+                    request: request_id,
+                    answers: self.answers.clone(),
+                };
+                self.turn(node, vec![Input::Request(request, responder)]);
+            }
+            Event::Answer {
+                client,
+                request_id,
+                result,
+            } => {
+                let now = self.now_ms;
+                let action = self.clients[client].answered(request_id, result, now, &self.recorder);
+                if let Some(action) = action {
+                    self.act(client, action);
+                }
+            }
+            Event::Timeout { client, request_id } => {
+                let now = self.now_ms;
+                let action = self.clients[client].timed_out(request_id, now, &self.recorder);
+                if let Some(action) = action {
+                    self.act(client, action);
+                }
+            }
+            Event::Resume { client } => self.resume(client),
+        }
+    }
+
+    fn tick(&mut self, id: NodeId, incarnation: u64) {
+        let node = &self.nodes[&id];
+        if node.incarnation != incarnation || !node.is_up() {
+            return;
+        }
+        self.schedule_tick(id);
+        self.turn(id, Vec::new());
+    }
+
+    /// One turn of a node: unless busy or paused, the time, every waiting input, the ready
+    /// cycles; a write keeps it busy for `fsync_ms`.
+    fn turn(&mut self, id: NodeId, inputs: Vec<Input>) {
+        let now = self.now();
+        let node = self.nodes.get_mut(&id).expect("node");
+        if !node.is_up() {
+            return;
+        }
+        node.inbox.extend(inputs);
+        let blocked_until = node.busy_until_ms.max(node.paused_until_ms);
+        if now.monotonic_ms < blocked_until {
+            self.events
+                .schedule(blocked_until, Event::Wake { node: id });
+            return;
+        }
+        node.core.as_mut().expect("up").on_time(now);
+        let mut outcome = Ok(false);
+        for input in std::mem::take(&mut node.inbox) {
+            if let Err(error) = node.take(input) {
+                outcome = Err(error);
+                break;
+            }
+        }
+        if outcome.is_ok() {
+            outcome = node.run();
+        }
+        match outcome {
+            Ok(wrote) => {
+                if wrote {
+                    node.busy_until_ms = now.monotonic_ms + node.fsync_ms;
+                }
+            }
+            Err(error) => {
+                // The node stops, as the driver does: a failed write, a store that failed.
+                node.crash();
+                self.stops += 1;
+                self.note(|| format!("{id} STOPS: {error}"));
+            }
+        }
+        self.flush(id);
+    }
+
+    /// Puts what a node sent on the wire and what it answered on the clients' links.
+    fn flush(&mut self, id: NodeId) {
+        let batches = std::mem::take(&mut *self.nodes[&id].outbox.borrow_mut());
+        for batch in batches {
+            for delay in self
+                .network
+                .delays(Some(batch.from), Some(batch.to), &mut self.rng)
+            {
+                self.events
+                    .schedule(self.now_ms + delay, Event::Deliver(batch.clone()));
+            }
+        }
+        let answers = std::mem::take(&mut *self.answers.borrow_mut());
+        for (client, request_id, result) in answers {
+            for delay in self.network.delays(Some(id), None, &mut self.rng) {
+                let answer = Event::Answer {
+                    client,
+                    request_id,
+                    result: result.clone(),
+                };
+                self.events.schedule(self.now_ms + delay, answer);
+            }
+        }
+    }
+
+    /// Carries out what a client asked for.
+    pub fn act(&mut self, client: usize, action: Action) {
+        match action {
+            Action::Send {
+                node,
+                request,
+                request_id,
+            } => {
+                for delay in self.network.delays(None, Some(node), &mut self.rng) {
+                    let event = Event::Request {
+                        node,
+                        client,
+                        request_id,
+                        request: request.clone(),
+                    };
+                    self.events.schedule(self.now_ms + delay, event);
+                }
+                let timeout = Event::Timeout { client, request_id };
+                self.events
+                    .schedule(self.now_ms + ATTEMPT_TIMEOUT_MS, timeout);
+            }
+            Action::Wait { until_ms } => {
+                self.events.schedule(until_ms, Event::Resume { client });
+            }
+            Action::Finished => {
+                let pause = self.rng.random_range(0..20);
+                self.events
+                    .schedule(self.now_ms + pause, Event::Resume { client });
+            }
+        }
+    }
+
+    /// A client continues its operation, or starts the next one.
+    fn resume(&mut self, client: usize) {
+        let now = self.now_ms;
+        if !self.clients[client].is_idle() {
+            let action = self.clients[client].resume(now, &self.recorder);
+            return self.act(client, action);
+        }
+        if self.clients[client].ops_left == 0 {
+            return;
+        }
+        self.clients[client].ops_left -= 1;
+        let key_count = self.setup.keys.len();
+        let key = self.rng.random_range(0..key_count);
+        self.next_value += 1;
+        let intent = SimClient::random_intent(&mut self.rng, self.next_value);
+        let action = self.clients[client].start(key, intent, now, &self.recorder);
+        self.act(client, action);
+    }
+
+    /// Starts a client's operation now (the final reads).
+    pub fn start_op(&mut self, client: usize, key: usize, intent: Intent) {
+        let now = self.now_ms;
+        let action = self.clients[client].start(key, intent, now, &self.recorder);
+        self.act(client, action);
+    }
+
+    /// Election safety across the cluster: one leader per group and term.
+    fn check_leaders(&mut self) {
+        for (&id, node) in &self.nodes {
+            let Some(core) = node.core.as_ref() else {
+                continue;
+            };
+            let multi = core.multi();
+            for group in multi.group_ids() {
+                let raft = multi.group(group).expect("hosted");
+                if raft.role() != Role::Leader {
+                    continue;
+                }
+                let known = *self.leaders.entry((group, raft.term())).or_insert(id);
+                assert_eq!(
+                    known,
+                    id,
+                    "election safety violated: {group} has leaders {known} and {id} in {:?}",
+                    raft.term()
+                );
+            }
+        }
+    }
+
+    /// Schedules a client's first operation.
+    pub fn kick(&mut self, client: usize) {
+        self.events
+            .schedule(self.now_ms + 1, Event::Resume { client });
+    }
+
+    /// Makes a node take what waits for it (after a pause ends).
+    pub fn wake(&mut self, id: NodeId, at_ms: u64) {
+        self.events.schedule(at_ms, Event::Wake { node: id });
+    }
+
+    /// A crashed node's disk is lost. Production refuses to start it again under its id (its
+    /// data directory is gone and the peers know the id): it stays down for good. Mutation
+    /// `amnesiac_restarts`: it bootstraps an empty log again and restarts as before.
+    pub fn lose_disk(&mut self, id: NodeId) {
+        let amnesiac = self.amnesiac_restarts;
+        let node = self.nodes.get_mut(&id).expect("node");
+        node.crash();
+        node.fs = flotilla_storage::CrashFs::new(node.directory as u64 ^ 0xa3e5);
+        if amnesiac {
+            node.bootstrap(&self.setup);
+        } else {
+            node.refused = true;
+        }
+        self.note(|| format!("{id} LOSES ITS DISK (amnesiac restart: {amnesiac})"));
+    }
+
+    /// Restarts a stopped node on its disk; a refused log leaves it down for good.
+    pub fn restart(&mut self, id: NodeId) {
+        let now = self.now();
+        let node = self.nodes.get_mut(&id).expect("node");
+        if node.is_up() || node.refused {
+            return;
+        }
+        match node.start(&self.setup, now) {
+            Ok(()) => {
+                self.note(|| format!("{id} RESTARTS"));
+                self.schedule_tick(id);
+            }
+            Err(error) => {
+                self.note(|| format!("{id} REFUSES TO START: {error}"));
+                panic!("{id} refused to restart on its own log: {error}");
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! One seed, two phases. Safety: clients write and read a few keys while faults come on the
+//! seed's schedule; election safety is checked after every event. Liveness: the network heals,
+//! every node restarts, and the cluster must converge (every range led, its replicas equal at
+//! equal applied index); then a client reads every key, and each key's whole history must be
+//! linearizable, so an acknowledged write lost or applied twice fails the run.
+
+use crate::client::{Intent, SimClient};
+use crate::cluster::{Cluster, TICK_MS};
+use crate::faults::{FaultCounts, FaultRates, Faults};
+use crate::history::{histories, linearizable};
+use crate::network::WireFaults;
+use crate::node::{Setup, SimNode};
+use flotilla_node::config::{Endpoint, Limits};
+use flotilla_node::core::{CoreConfig, CoreMutation, boot};
+use flotilla_raft::{GroupId, MultiConfig, NodeId};
+use flotilla_storage::LogConfig;
+use flotilla_storage::kv::SessionLimits;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// The longest safety phase, and how long a healed cluster gets to converge.
+const SAFETY_MS_MAX: u64 = 20_000;
+const LIVENESS_MS_MAX: u64 = 30_000;
+const STEP_MS: u64 = 10;
+
+/// What a seed draws.
+#[derive(Clone, Debug)]
+pub struct Swarm {
+    pub node_count: u64,
+    pub range_count: u64,
+    pub client_count: usize,
+    pub ops_per_client: u64,
+    pub key_count: u64,
+    pub wire: WireFaults,
+    pub rates: FaultRates,
+    pub snapshot_entries: u64,
+}
+
+impl Swarm {
+    pub fn random(rng: &mut ChaCha8Rng) -> Self {
+        Self {
+            node_count: rng.random_range(3..=5),
+            range_count: rng.random_range(4..=24),
+            client_count: rng.random_range(2..=6),
+            ops_per_client: rng.random_range(100..=300),
+            key_count: rng.random_range(3..=10),
+            wire: WireFaults {
+                drop_percent: rng.random_range(0..=10),
+                duplicate_percent: rng.random_range(0..=10),
+                delay_ms_max: rng.random_range(1..=5),
+                spike_percent: rng.random_range(0..=5),
+                spike_ms_max: rng.random_range(0..=300),
+            },
+            rates: FaultRates {
+                every_ms: rng.random_range(100..=1_500),
+                crashes: rng.random_bool(0.8),
+            },
+            snapshot_entries: rng.random_range(20..=200),
+        }
+    }
+}
+
+/// What one seed did.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub swarm: Swarm,
+    pub faults: FaultCounts,
+    pub operations: usize,
+    pub stops: u64,
+    pub simulated_ms: u64,
+    pub trace_hash: u64,
+}
+
+/// How a run breaks the rules on purpose (the mutation tests).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// A broken rule in every node core.
+    pub mutation: CoreMutation,
+    /// A node that lost its disk starts again empty under its old id (instead of refusing).
+    pub amnesiac_restarts: bool,
+}
+
+/// Runs one seed; panics with what failed.
+pub fn run_seed(seed: u64) -> Report {
+    run_seed_with(seed, Options::default())
+}
+
+/// Runs one seed with `options`; panics with what failed.
+pub fn run_seed_with(seed: u64, options: Options) -> Report {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0de5_c0de_5eed_0000);
+    let swarm = Swarm::random(&mut rng);
+    let mut cluster = build(seed, &swarm, rng, options);
+    cluster.start_all();
+    for client in 0..cluster.clients.len() {
+        cluster.kick(client);
+    }
+    let mut faults = Faults::default();
+    while cluster.now_ms < SAFETY_MS_MAX && !clients_done(&cluster) {
+        let until = cluster.now_ms + STEP_MS;
+        cluster.run_until(until);
+        faults.step(&mut cluster, swarm.rates, STEP_MS);
+    }
+    heal(&mut cluster, &mut faults);
+    finish_operations(&mut cluster);
+    converge(&mut cluster);
+    read_every_key(&mut cluster);
+    check_histories(&cluster);
+    Report {
+        swarm,
+        faults: faults.counts,
+        operations: crate::history::completed(&cluster.recorder.events.lock().expect("events")),
+        stops: cluster.stops,
+        simulated_ms: cluster.now_ms,
+        trace_hash: cluster.trace_hash,
+    }
+}
+
+fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Cluster {
+    let endpoints: Vec<Endpoint> = (1..=swarm.node_count)
+        .map(|id| Endpoint {
+            node: NodeId(id),
+            address: format!("127.0.0.1:{}", 7000 + id)
+                .parse()
+                .expect("an address"),
+        })
+        .collect();
+    let meta = boot::initial_meta(&endpoints, swarm.range_count, 3);
+    let keys: Vec<Vec<u8>> = (0..swarm.key_count)
+        .map(flotilla_node::workload::key_of)
+        .collect();
+    let setup = Setup {
+        keys: keys.clone(),
+        log: LogConfig {
+            segment_bytes_max: 256 << 10,
+            record_bytes_max: 32 << 10,
+            sync_bytes_max: 128 << 10,
+            pending_writes_max: 16,
+            preallocate: false,
+            recent_entries_per_group: 64,
+        },
+        core: CoreConfig {
+            node: NodeId(0),
+            tick_ms: TICK_MS,
+            snapshot_entries: swarm.snapshot_entries,
+            limits: Limits {
+                key_bytes_max: 64,
+                value_bytes_max: 64,
+                pending_requests_max: 4096,
+            },
+            session_limits: SessionLimits::default(),
+            mutation: options.mutation,
+        },
+        multi: multi_config(),
+        meta: meta.clone(),
+        seed,
+    };
+    let nodes = endpoints
+        .iter()
+        .map(|endpoint| {
+            let directory = u128::from(rng.random::<u64>()) << 64 | u128::from(endpoint.node.0);
+            let fsync_ms = rng.random_range(0..=3);
+            let rate = rng.random_range(90..=110);
+            (
+                endpoint.node,
+                SimNode::new(endpoint.node, directory, fsync_ms, rate),
+            )
+        })
+        .collect();
+    let mut cluster = Cluster::new(nodes, setup, swarm.wire.clone(), rng);
+    cluster.amnesiac_restarts = options.amnesiac_restarts;
+    for id in 0..swarm.client_count {
+        let client_seed = seed ^ (id as u64 + 1) << 40;
+        let client = SimClient::new(
+            id,
+            meta.map.clone(),
+            keys.clone(),
+            swarm.ops_per_client,
+            client_seed,
+        );
+        cluster.clients.push(client);
+    }
+    cluster
+}
+
+/// The MultiRaft timing of the simulated nodes, in ticks of `TICK_MS`.
+fn multi_config() -> MultiConfig {
+    let mut multi = MultiConfig::new(NodeId(0));
+    multi.raft.election_timeout_ticks_min = 15;
+    multi.raft.election_timeout_ticks_max = 30;
+    multi.raft.heartbeat_interval_ticks = 3;
+    multi.heartbeat_interval_ticks = 3;
+    multi.node_timeout_ticks = 15;
+    multi
+}
+
+fn clients_done(cluster: &Cluster) -> bool {
+    cluster
+        .clients
+        .iter()
+        .all(|client| client.ops_left == 0 && client.is_idle())
+}
+
+/// The liveness phase begins: a reliable network, every node up and running.
+fn heal(cluster: &mut Cluster, faults: &mut Faults) {
+    cluster.note(|| "LIVENESS: heal and restart everything".to_string());
+    cluster.network.heal();
+    cluster.network.faults = WireFaults::reliable();
+    faults.restart_all(cluster);
+    let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
+    for id in ids {
+        let now = cluster.now_ms;
+        cluster.wake(id, now + 1);
+    }
+}
+
+/// No new operations; the ones in flight end (answered, or given up at their deadline).
+fn finish_operations(cluster: &mut Cluster) {
+    for client in &mut cluster.clients {
+        client.ops_left = 0;
+    }
+    let deadline = cluster.now_ms + 2 * crate::client::DEADLINE_MS;
+    while !clients_done(cluster) {
+        assert!(cluster.now_ms < deadline, "client operations never ended");
+        let until = cluster.now_ms + 10;
+        cluster.run_until(until);
+    }
+}
+
+/// Runs until every range has a leader and its replicas are equal, or fails.
+fn converge(cluster: &mut Cluster) {
+    let deadline = cluster.now_ms + LIVENESS_MS_MAX;
+    loop {
+        let until = cluster.now_ms + 100;
+        cluster.run_until(until);
+        match converged(cluster) {
+            Ok(()) => return,
+            Err(reason) if cluster.now_ms >= deadline => {
+                panic!(
+                    "liveness violated: not converged {LIVENESS_MS_MAX} ms after healing: {reason}"
+                )
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Every group has a leader, every replica applied what it committed, and all replicas of a
+/// group hold the same state at the same applied index.
+fn converged(cluster: &Cluster) -> Result<(), String> {
+    let mut groups: BTreeMap<GroupId, Vec<NodeId>> = BTreeMap::new();
+    for (&id, node) in cluster.nodes.iter().filter(|(_, node)| !node.refused) {
+        let core = node.core.as_ref().ok_or(format!("{id} is down"))?;
+        for group in core.multi().group_ids() {
+            groups.entry(group).or_default().push(id);
+        }
+    }
+    for (group, replicas) in groups {
+        let mut leader = None;
+        let mut states = Vec::new();
+        for id in replicas {
+            let core = cluster.nodes[&id].core.as_ref().expect("up");
+            let raft = core.multi().group(group).expect("hosted");
+            if raft.role() == flotilla_raft::Role::Leader {
+                leader = Some(id);
+            }
+            let status = raft.status();
+            if status.applied != status.committed {
+                return Err(format!(
+                    "{id} applied {:?} of {:?} in {group}",
+                    status.applied, status.committed
+                ));
+            }
+            states.push((id, status.applied, state_of(core, group)));
+        }
+        leader.ok_or(format!("{group} has no leader"))?;
+        if let Some((first, applied, state)) = states.first() {
+            for (id, other_applied, other) in &states[1..] {
+                if other_applied != applied || other != state {
+                    return Err(format!(
+                        "{group}: {first} at {applied:?} and {id} at {other_applied:?} differ"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A group's state machine, comparable across replicas.
+fn state_of(core: &crate::node::Core, group: GroupId) -> Vec<u8> {
+    match core.state_machine(group) {
+        Some(machine) => flotilla_storage::snapshot::encode_snapshot(&machine.snapshot_source()),
+        None => core.meta().encode(),
+    }
+}
+
+/// A client reads every key once, after the faults: a lost acknowledged write shows up there.
+fn read_every_key(cluster: &mut Cluster) {
+    let keys = cluster.setup.keys.len();
+    for key in 0..keys {
+        cluster.start_op(0, key, Intent::Get);
+        let deadline = cluster.now_ms + 10_000;
+        while !cluster.clients[0].is_idle() {
+            assert!(
+                cluster.now_ms < deadline,
+                "the final read of key {key} never finished"
+            );
+            let until = cluster.now_ms + 10;
+            cluster.run_until(until);
+        }
+    }
+}
+
+fn check_histories(cluster: &Cluster) {
+    let events = cluster.recorder.events.lock().expect("events");
+    for (key, history) in histories(&events) {
+        assert!(
+            linearizable(&history),
+            "the history of key {key} is not linearizable ({} events)",
+            history.len()
+        );
+    }
+}
