@@ -1,10 +1,15 @@
-//! The simulator over whole nodes: 3-5 nodes hosting 1-1,000 groups, with loss, duplication,
-//! delay, long reordering, clock skew, node partitions (halves, an isolated leader, one-way
-//! cuts) and node crashes (some in the middle of a write) in a safety phase, with writes,
-//! linearizable reads and leadership transfers, then a liveness phase in which
-//! every group must have a leader and every acknowledged write must be applied everywhere.
+//! The simulator over whole nodes: 3-5 nodes hosting 1-1,000 groups of 3 replicas or one on
+//! every node, with the tests' or the node's timing, over links that reconnect as the
+//! transport does; loss, duplication, delay, long reordering, clock skew, node partitions
+//! (halves, an isolated leader, one-way cuts, a follower pair), and node crashes (some in the
+//! middle of a write) in a safety phase, with writes, linearizable reads and leadership
+//! transfers. After every heal, faults stop until the liveness checker passes (`liveness.rs`),
+//! sometimes after the leader of a group is lost right after the heal (issue 25's scenario).
+//! Then a liveness phase: every group must have a leader and every acknowledged write must be
+//! applied everywhere.
 
-use crate::cluster::MultiCluster;
+use crate::cluster::{Layout, MultiCluster, Timing};
+use crate::links::LinkPolicy;
 use flotilla_raft::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -26,12 +31,40 @@ struct Counts {
     membership_changes: u64,
 }
 
+/// The shape of seed `seed`'s cluster: `FLOTILLA_SIM_NODES` and `FLOTILLA_SIM_REPLICAS` fix
+/// the node and replica counts, `FLOTILLA_SIM_LINKS=before` models the transport before
+/// issue 25. From a stream of its own, so the other draws of a seed do not move.
+fn layout(seed: u64, rng: &mut ChaCha8Rng) -> Layout {
+    let mut shape = ChaCha8Rng::seed_from_u64(seed ^ 0x0025_1a70);
+    let nodes = env_u64("FLOTILLA_SIM_NODES").unwrap_or_else(|| rng.random_range(3..=5));
+    let groups = [1, 8, 64, 1_000][rng.random_range(0..4)];
+    let quiesce = rng.random_bool(0.7);
+    let replicas = env_u64("FLOTILLA_SIM_REPLICAS")
+        .unwrap_or_else(|| if shape.random_bool(0.5) { 3 } else { nodes });
+    let timing = if shape.random_bool(0.5) {
+        Timing::TESTS
+    } else {
+        Timing::NODE_DEFAULT
+    };
+    let links = match std::env::var("FLOTILLA_SIM_LINKS").as_deref() {
+        Ok("before") => LinkPolicy::BEFORE_ISSUE_25,
+        _ => LinkPolicy::NOW,
+    };
+    Layout {
+        nodes,
+        groups,
+        replicas: replicas.min(nodes),
+        seed,
+        quiesce,
+        timing,
+        links,
+    }
+}
+
 /// One seed.
 fn run_seed(seed: u64) -> Counts {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3017_1a11);
-    let node_count = rng.random_range(3..=5);
-    let group_count = [1, 8, 64, 1_000][rng.random_range(0..4)];
-    let mut cluster = MultiCluster::new(node_count, group_count, seed, rng.random_bool(0.7));
+    let mut cluster = MultiCluster::build(layout(seed, &mut rng));
     cluster.drop_percent = rng.random_range(0..=20);
     cluster.duplicate_percent = rng.random_range(0..=30);
     cluster.delay_ms_max = rng.random_range(1..=40);
@@ -68,9 +101,7 @@ fn run_seed(seed: u64) -> Counts {
     }
     cluster.heal();
     cluster.long_reordering = false;
-    for node in cluster.nodes.values_mut() {
-        node.crash_in_next_ready = false;
-    }
+    stop_pending_crashes(&mut cluster);
     (cluster.drop_percent, cluster.duplicate_percent) = (0, 0);
     for &id in &nodes {
         cluster.restart(id);
@@ -129,8 +160,77 @@ fn inject_fault(cluster: &mut MultiCluster, nodes: &[NodeId], step: u64, rng: &m
                 cluster.cut_one_way(source, target);
             }
         }
-        8..=10 if step % 3 == 0 => cluster.heal(),
+        8 if step % 2 == 0 => follower_pair_episode(cluster, rng),
+        9..=11 if step % 3 == 0 => {
+            let group = cluster.groups[rng.random_range(0..cluster.groups.len())];
+            let lose = rng
+                .random_bool(0.5)
+                .then(|| cluster.effective_leader(group))
+                .flatten();
+            heal_and_check(cluster, rng, lose, "a heal");
+        }
         _ => {}
+    }
+}
+
+/// Issue 25's scenario: two followers of a group cut from each other for 0.5-12 s, healed,
+/// then (after up to 1.5 s) their leader crashed or isolated; the two must elect.
+fn follower_pair_episode(cluster: &mut MultiCluster, rng: &mut ChaCha8Rng) {
+    let group = cluster.groups[rng.random_range(0..cluster.groups.len())];
+    let Some(leader) = cluster.effective_leader(group) else {
+        return;
+    };
+    let Some(membership) = cluster.membership_of(group) else {
+        return;
+    };
+    let followers: Vec<NodeId> = membership
+        .voters
+        .iter()
+        .copied()
+        .filter(|&node| node != leader && cluster.is_up(node))
+        .collect();
+    if followers.len() < 2 {
+        return;
+    }
+    cluster.partition(&followers[..1], &followers[1..2]);
+    cluster.run_for(rng.random_range(500..=12_000));
+    heal_and_check(cluster, rng, Some(leader), "a follower pair's heal");
+}
+
+/// Heals every cut, waits up to 1.5 s, loses `lose` (crash or isolation) if given, and
+/// checks that every group with a connected live majority has a leader within the bound.
+fn heal_and_check(
+    cluster: &mut MultiCluster,
+    rng: &mut ChaCha8Rng,
+    lose: Option<NodeId>,
+    what: &str,
+) {
+    cluster.heal();
+    stop_pending_crashes(cluster);
+    cluster.run_for(rng.random_range(0..=1_500));
+    let what = match lose {
+        Some(node) if rng.random_bool(0.5) => {
+            cluster.crash(node);
+            format!("{what}, then the crash of {node}")
+        }
+        Some(node) => {
+            let others: Vec<NodeId> = cluster
+                .node_ids()
+                .into_iter()
+                .filter(|&other| other != node)
+                .collect();
+            cluster.partition(&[node], &others);
+            format!("{what}, then the isolation of {node}")
+        }
+        None => what.to_string(),
+    };
+    cluster.check_liveness(&what);
+}
+
+/// Crashes armed for a node's next ready are called off: faults stop.
+fn stop_pending_crashes(cluster: &mut MultiCluster) {
+    for node in cluster.nodes.values_mut() {
+        node.crash_in_next_ready = false;
     }
 }
 
@@ -180,8 +280,8 @@ fn simulate_multi_seeds() {
     );
 }
 
-/// One membership step on a random group: remove a voter (keeping three), add a node back as
-/// a learner, or promote a learner. Every node hosts a replica of every group, so a removed
+/// One membership step on a random group: remove a voter (keeping three), add an up node as
+/// a learner (it gets an empty replica if it has none), or promote a learner. A removed
 /// replica stays and catches up when it is added again.
 fn change_membership(cluster: &mut MultiCluster, nodes: &[NodeId], rng: &mut ChaCha8Rng) -> bool {
     use flotilla_raft::ChangeStep;
@@ -199,13 +299,15 @@ fn change_membership(cluster: &mut MultiCluster, nodes: &[NodeId], rng: &mut Cha
     let outsider = nodes
         .iter()
         .copied()
-        .find(|node| !membership.contains(*node));
+        .find(|&node| !membership.contains(node) && cluster.is_up(node));
     let step = match rng.random_range(0..3) {
         0 if membership.voters.len() > 3 => {
             let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
             ChangeStep::Remove(voters[rng.random_range(0..voters.len())])
         }
-        1 if outsider.is_some() => ChangeStep::AddLearner(outsider.unwrap()),
+        1 if outsider.is_some_and(|node| cluster.ensure_replica(node, group)) => {
+            ChangeStep::AddLearner(outsider.unwrap())
+        }
         _ => match membership.learners.iter().next() {
             Some(&learner) => ChangeStep::AddVoter(learner),
             None => return false,
