@@ -9,7 +9,7 @@ use crate::harness::events::EventQueue;
 use crate::links::{LinkPolicy, Links};
 use flotilla_raft::{
     Batch, Config, EntryPayload, GroupId, LogIndex, MemLog, Membership, MultiConfig, MultiRaft,
-    NodeId, Persist, RaftNode, Role,
+    Mutation, NodeId, Persist, RaftNode, Role,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -60,19 +60,21 @@ impl Timing {
     }
 }
 
-/// The MultiRaft configuration of the tests with `timing`.
-pub fn multi_config(node: NodeId, seed: u64, quiesce: bool, timing: Timing) -> MultiConfig {
+/// The MultiRaft configuration of node `node` in `layout`, its replicas' seeds from `seed`.
+pub fn multi_config(node: NodeId, seed: u64, layout: &Layout) -> MultiConfig {
+    let timing = layout.timing;
     MultiConfig {
         raft: Config {
             election_timeout_ticks_min: timing.election_ticks_min,
             election_timeout_ticks_max: timing.election_ticks_max,
             heartbeat_interval_ticks: timing.heartbeat_ticks,
             rng_seed: seed.wrapping_mul(31).wrapping_add(node.0),
+            mutation: layout.mutation,
             ..Config::new(node)
         },
         heartbeat_interval_ticks: timing.heartbeat_ticks,
         node_timeout_ticks: timing.node_timeout_ticks,
-        quiesce,
+        quiesce: layout.quiesce,
         ..MultiConfig::new(node)
     }
 }
@@ -89,6 +91,8 @@ pub struct Layout {
     pub quiesce: bool,
     pub timing: Timing,
     pub links: LinkPolicy,
+    /// A deliberately broken rule (regression seeds re-enact their bug with it).
+    pub mutation: Mutation,
 }
 
 impl Layout {
@@ -102,6 +106,7 @@ impl Layout {
             quiesce,
             timing: Timing::TESTS,
             links: LinkPolicy::NOW,
+            mutation: Mutation::None,
         }
     }
 
@@ -230,7 +235,7 @@ impl MultiCluster {
 
     fn start_node(&mut self, id: NodeId, stores: BTreeMap<GroupId, MemLog>, incarnation: u64) {
         let layout = self.layout;
-        let config = multi_config(id, layout.seed + incarnation, layout.quiesce, layout.timing);
+        let config = multi_config(id, layout.seed + incarnation, &layout);
         let mut multi = MultiRaft::new(config);
         for (group, store) in stores {
             multi.create_group(group, store).expect("create group");

@@ -28,6 +28,7 @@ fn five_nodes(links: LinkPolicy, seed: u64) -> MultiCluster {
         quiesce: true,
         timing: Timing::NODE_DEFAULT,
         links,
+        mutation: flotilla_raft::Mutation::None,
     });
     let settled = cluster.run_until(20_000, |cluster| {
         cluster.leaderless_groups().is_empty() && all_quiescent(cluster)
@@ -132,3 +133,4 @@ fn the_liveness_checker_catches_the_old_reconnect_policy() {
     let (mut cluster, _) = lose_leader_after_a_follower_cut(LinkPolicy::NOW, Loss::Crash, 5_100, 0);
     cluster.check_liveness("the crash of the leader");
 }
+

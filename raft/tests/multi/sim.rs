@@ -10,7 +10,7 @@
 
 use crate::cluster::{Layout, MultiCluster, Timing};
 use crate::links::LinkPolicy;
-use flotilla_raft::NodeId;
+use flotilla_raft::{Mutation, NodeId};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,26 +29,65 @@ struct Counts {
     compactions: u64,
     snapshots_installed: u64,
     membership_changes: u64,
+    late_leaders: u64,
 }
 
-/// The shape of seed `seed`'s cluster: `FLOTILLA_SIM_NODES` and `FLOTILLA_SIM_REPLICAS` fix
-/// the node and replica counts, `FLOTILLA_SIM_LINKS=before` models the transport before
-/// issue 25. From a stream of its own, so the other draws of a seed do not move.
-fn layout(seed: u64, rng: &mut ChaCha8Rng) -> Layout {
+/// What the environment fixes about every seed's cluster: `FLOTILLA_SIM_NODES` and
+/// `FLOTILLA_SIM_REPLICAS` the node and replica counts, `FLOTILLA_SIM_LINKS=before` the
+/// transport's reconnect policy before issue 25.
+#[derive(Clone, Copy, Debug, Default)]
+struct Overrides {
+    nodes: Option<u64>,
+    replicas: Option<u64>,
+    links_before_issue_25: bool,
+    /// A broken rule (never from the environment: regression seeds re-enact bugs with it).
+    mutation: Mutation,
+}
+
+impl Overrides {
+    fn from_env() -> Self {
+        Self {
+            nodes: env_u64("FLOTILLA_SIM_NODES"),
+            replicas: env_u64("FLOTILLA_SIM_REPLICAS"),
+            links_before_issue_25: std::env::var("FLOTILLA_SIM_LINKS").as_deref() == Ok("before"),
+            mutation: Mutation::None,
+        }
+    }
+
+    /// The variables that reproduce these overrides, for the `reproduce:` line.
+    fn variables(&self) -> String {
+        let mut variables = String::new();
+        if let Some(nodes) = self.nodes {
+            variables += &format!("FLOTILLA_SIM_NODES={nodes} ");
+        }
+        if let Some(replicas) = self.replicas {
+            variables += &format!("FLOTILLA_SIM_REPLICAS={replicas} ");
+        }
+        if self.links_before_issue_25 {
+            variables += "FLOTILLA_SIM_LINKS=before ";
+        }
+        variables
+    }
+}
+
+/// The shape of seed `seed`'s cluster. Every draw is made whatever the overrides, and the new
+/// ones come from a stream of their own, so the other draws of a seed do not move.
+fn layout(seed: u64, rng: &mut ChaCha8Rng, overrides: Overrides) -> Layout {
     let mut shape = ChaCha8Rng::seed_from_u64(seed ^ 0x0025_1a70);
-    let nodes = env_u64("FLOTILLA_SIM_NODES").unwrap_or_else(|| rng.random_range(3..=5));
+    let nodes = overrides.nodes.unwrap_or(rng.random_range(3..=5));
     let groups = [1, 8, 64, 1_000][rng.random_range(0..4)];
     let quiesce = rng.random_bool(0.7);
-    let replicas = env_u64("FLOTILLA_SIM_REPLICAS")
-        .unwrap_or_else(|| if shape.random_bool(0.5) { 3 } else { nodes });
+    let three = shape.random_bool(0.5);
+    let replicas = overrides.replicas.unwrap_or(if three { 3 } else { nodes });
     let timing = if shape.random_bool(0.5) {
         Timing::TESTS
     } else {
         Timing::NODE_DEFAULT
     };
-    let links = match std::env::var("FLOTILLA_SIM_LINKS").as_deref() {
-        Ok("before") => LinkPolicy::BEFORE_ISSUE_25,
-        _ => LinkPolicy::NOW,
+    let links = if overrides.links_before_issue_25 {
+        LinkPolicy::BEFORE_ISSUE_25
+    } else {
+        LinkPolicy::NOW
     };
     Layout {
         nodes,
@@ -58,13 +97,14 @@ fn layout(seed: u64, rng: &mut ChaCha8Rng) -> Layout {
         quiesce,
         timing,
         links,
+        mutation: overrides.mutation,
     }
 }
 
 /// One seed.
-fn run_seed(seed: u64) -> Counts {
+fn run_seed(seed: u64, overrides: Overrides) -> Counts {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x3017_1a11);
-    let mut cluster = MultiCluster::build(layout(seed, &mut rng));
+    let mut cluster = MultiCluster::build(layout(seed, &mut rng, overrides));
     cluster.drop_percent = rng.random_range(0..=20);
     cluster.duplicate_percent = rng.random_range(0..=30);
     cluster.delay_ms_max = rng.random_range(1..=40);
@@ -120,6 +160,11 @@ fn run_seed(seed: u64) -> Counts {
         compactions: cluster.compactions,
         snapshots_installed: cluster.snapshots_installed,
         membership_changes: membership_count,
+        late_leaders: cluster
+            .checkers
+            .values()
+            .map(|checker| checker.late_leaders)
+            .sum(),
     }
 }
 
@@ -242,31 +287,43 @@ fn simulate_multi_seeds() {
         Some(seed) => vec![seed],
         None => (first..first + env_u64("FLOTILLA_SIM_SEEDS").unwrap_or(12)).collect(),
     };
+    let overrides = Overrides::from_env();
+    // FLOTILLA_SIM_VERBOSE=1: a line per seed.
+    let verbose = env_u64("FLOTILLA_SIM_VERBOSE").is_some_and(|value| value > 0);
     let mut total = Counts::default();
     for seed in seeds {
-        match catch_unwind(AssertUnwindSafe(|| run_seed(seed))) {
+        match catch_unwind(AssertUnwindSafe(|| run_seed(seed, overrides))) {
             Ok(counts) => {
                 total.acks += counts.acks;
                 total.reads += counts.reads;
                 total.compactions += counts.compactions;
                 total.snapshots_installed += counts.snapshots_installed;
                 total.membership_changes += counts.membership_changes;
+                total.late_leaders += counts.late_leaders;
+                if verbose {
+                    println!(
+                        "seed {seed}: {} acks, {} reads, {} late leaders",
+                        counts.acks, counts.reads, counts.late_leaders
+                    );
+                }
             }
             Err(panic) => {
                 let message = crate::harness_panic_text(&panic);
                 panic!(
-                    "multi seed {seed} failed: {message}\nreproduce: FLOTILLA_SIM_SEED={seed} cargo test -p flotilla-raft --test multi -- simulate_multi_seeds"
+                    "multi seed {seed} failed: {message}\nreproduce: {}FLOTILLA_SIM_SEED={seed} cargo test -p flotilla-raft --test multi -- simulate_multi_seeds",
+                    overrides.variables()
                 );
             }
         }
     }
     println!(
-        "multi seeds: {} acknowledged writes, {} reads, {} snapshots taken, {} installed, {} membership changes",
+        "multi seeds: {} acknowledged writes, {} reads, {} snapshots taken, {} installed, {} membership changes, {} late leaders",
         total.acks,
         total.reads,
         total.compactions,
         total.snapshots_installed,
-        total.membership_changes
+        total.membership_changes,
+        total.late_leaders
     );
     assert!(
         total.acks > 0 && total.reads > 0,
@@ -320,3 +377,4 @@ fn change_membership(cluster: &mut MultiCluster, nodes: &[NodeId], rng: &mut Cha
     }
     proposed
 }
+
