@@ -80,6 +80,10 @@ pub enum Mutation {
     NoPositionCheck,
     /// Serve ReadIndex reads without confirming leadership (stale reads).
     ReadWithoutQuorum,
+    /// Leave a quiescent replica quiescent when a message stepped into it without waking it
+    /// (a heartbeat response from a higher term) makes it a follower that knows no leader:
+    /// it never campaigns, and its followers, hearing its node, vote for no one else.
+    StrandQuiescentReplicas,
 }
 
 impl Config {

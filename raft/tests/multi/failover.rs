@@ -134,3 +134,40 @@ fn the_liveness_checker_catches_the_old_reconnect_policy() {
     cluster.check_liveness("the crash of the leader");
 }
 
+/// A quiescent leader told of a higher term by a heartbeat response (what a peer that went
+/// to a later term while cut off answers to its last heartbeat) steps down knowing no leader.
+/// It must wake and campaign: its followers still hear its node and vote for no one else, so
+/// left quiescent the group would never elect again (multi seed 101 found it).
+#[test]
+fn a_quiescent_leader_deposed_by_a_heartbeat_response_wakes_and_its_group_elects() {
+    let mut cluster = five_nodes(LinkPolicy::NOW, 7);
+    let group = GroupId(1);
+    let leader = cluster.effective_leader(group).expect("a leader");
+    let follower = cluster
+        .membership_of(group)
+        .expect("hosted")
+        .voters
+        .into_iter()
+        .find(|&node| node != leader)
+        .expect("a follower");
+    let mut batch = flotilla_raft::Batch::new(follower, leader);
+    batch
+        .heartbeat_responses
+        .push(flotilla_raft::HeartbeatResponseEntry {
+            group,
+            term: flotilla_raft::Term(cluster.term_of(group) + 1),
+            read_round: 0,
+        });
+    let multi = cluster.multi_mut(leader).expect("up");
+    multi.step_batch(batch).expect("a batch for this node");
+    assert!(
+        !multi.is_quiescent(group),
+        "the deposed leader stayed quiescent"
+    );
+    cluster.drive(leader);
+    let bound_ms = cluster.liveness_bound_ms();
+    let elected = cluster.run_until(bound_ms, |cluster| {
+        cluster.effective_leader(group).is_some()
+    });
+    assert!(elected, "{}", cluster.describe(group));
+}

@@ -378,3 +378,42 @@ fn change_membership(cluster: &mut MultiCluster, nodes: &[NodeId], rng: &mut Cha
     proposed
 }
 
+/// Runs seed `seed` on `nodes` nodes: it must pass, and fail with `expected` when `mutation`
+/// re-enacts the bug it found (so the seed still reaches that bug).
+fn regression(seed: u64, nodes: u64, mutation: Mutation, expected: &str) {
+    let overrides = Overrides {
+        nodes: Some(nodes),
+        ..Overrides::default()
+    };
+    run_seed(seed, overrides);
+    let broken = catch_unwind(AssertUnwindSafe(|| {
+        run_seed(
+            seed,
+            Overrides {
+                mutation,
+                ..overrides
+            },
+        )
+    }));
+    let Err(panic) = broken else {
+        panic!("seed {seed} no longer reaches the bug {mutation:?} re-enacts");
+    };
+    let message = crate::harness_panic_text(&panic);
+    assert!(
+        message.contains(expected),
+        "seed {seed} failed differently: {message}"
+    );
+}
+
+/// A quiescent leader deposed by a heartbeat response from a higher term stayed quiescent
+/// knowing no leader; its followers, hearing its node, ignored every other candidate, and the
+/// group never elected again (fixed: such a replica wakes).
+#[test]
+fn multi_seed_101_a_quiescent_leader_deposed_quietly_wakes() {
+    regression(
+        101,
+        5,
+        Mutation::StrandQuiescentReplicas,
+        "liveness violated",
+    );
+}
