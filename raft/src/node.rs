@@ -78,8 +78,10 @@ pub struct RaftNode<L> {
     /// The index of the newest membership entry not yet applied (leader).
     pub(crate) pending_membership_index: LogIndex,
     pub(crate) timers: TimerTable,
-    /// When this replica last heard from the leader (a leader: last confirmed a quorum).
-    pub(crate) leader_heard_at: u64,
+    /// When this replica last heard from the leader (a leader: last confirmed a quorum); `None`
+    /// when nothing heard counts (a new replica, or one just woken from quiescence: its clock
+    /// stood still, so any tick number would read as recent).
+    pub(crate) leader_heard_at: Option<u64>,
     pub(crate) rng: crate::rng::SeededRng,
     /// Votes received in the current campaign.
     pub(crate) votes: BTreeMap<NodeId, bool>,
@@ -129,7 +131,7 @@ impl<L: LogReader> RaftNode<L> {
             pending_membership_index: LogIndex::ZERO,
             log,
             timers: TimerTable::default(),
-            leader_heard_at: 0,
+            leader_heard_at: None,
             votes: BTreeMap::new(),
             progress: ProgressMap::default(),
             transfer_target: None,
@@ -310,7 +312,7 @@ impl<L: LogReader> RaftNode<L> {
     pub fn wake(&mut self) {
         self.assert_no_ready_outstanding();
         self.reads.forget_leases();
-        self.leader_heard_at = 0;
+        self.leader_heard_at = None;
         if self.role == Role::Leader {
             for progress in self.progress.values_mut() {
                 progress.recent_active = true;
@@ -319,7 +321,7 @@ impl<L: LogReader> RaftNode<L> {
                 crate::timers::Timer::CheckQuorum,
                 self.config.election_timeout_ticks_min,
             );
-            self.leader_heard_at = self.timers.now();
+            self.leader_heard_at = Some(self.timers.now());
         } else {
             self.reset_election_timer();
         }

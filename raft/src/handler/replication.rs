@@ -254,7 +254,7 @@ impl<L: LogReader> RaftNode<L> {
             progress.recent_active = false;
         }
         if active {
-            self.leader_heard_at = self.timers.now();
+            self.leader_heard_at = Some(self.timers.now());
         } else if self.config.check_quorum {
             self.become_follower(self.term, None);
         }
