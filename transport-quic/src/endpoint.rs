@@ -141,6 +141,20 @@ impl QuicTransport {
         links.peers.insert(node, link);
     }
 
+    /// The known peers, each with whether an open connection to it exists (one this node
+    /// dialed, or the one it accepted from a lower id), in node order.
+    #[must_use]
+    pub fn connected_peers(&self) -> Vec<(NodeId, bool)> {
+        let links = self.shared.links.lock();
+        let mut peers: Vec<(NodeId, bool)> = links
+            .peers
+            .iter()
+            .map(|(&node, link)| (node, link.is_connected()))
+            .collect();
+        peers.sort_unstable();
+        peers
+    }
+
     /// Waits for the next accepted client connection (`flotilla-client/1`); `None` after shutdown.
     pub async fn accept_client(&self) -> Option<ClientConnection> {
         self.clients.lock().await.recv().await

@@ -77,6 +77,15 @@ impl PeerLink {
         }
     }
 
+    /// Whether the link holds an open connection to send on (it may still be stalled: only
+    /// traffic arriving from the peer proves the path works).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.slot
+            .borrow()
+            .as_ref()
+            .is_some_and(|connection| connection.close_reason().is_none())
+    }
+
     /// Points the link at a new address; the next (re)connect uses it.
     pub(crate) fn set_address(&self, address: SocketAddr) {
         *self.address.lock() = address;

@@ -116,8 +116,12 @@ fn a_pair_cut_for_7_s_talks_again_within_the_reconnect_gap_of_the_heal() {
         let (first, second, relay) = pair(&config).await;
         next_batch(&second).await;
         next_batch(&first).await;
+        assert_eq!(first.connected_peers(), vec![(NodeId(2), true)]);
         relay.cut.store(true, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(7)).await;
+        // Given up as silent, and every dial since unanswered: neither side is connected.
+        assert_eq!(first.connected_peers(), vec![(NodeId(2), false)]);
+        assert_eq!(second.connected_peers(), vec![(NodeId(1), false)]);
         drain(&first);
         drain(&second);
         relay.cut.store(false, Ordering::Relaxed);

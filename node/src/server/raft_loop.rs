@@ -6,7 +6,7 @@
 //! apply committed entries, answer waiting clients, advance. Requests that arrive during the
 //! fsync queue up and share the next one, so a busy node persists many entries per sync.
 
-use crate::api::{ApiError, GroupStatus, NodeStatus, Reply, Request};
+use crate::api::{ApiError, GroupStatus, NodeStatus, PeerState, PeerStatus, Reply, Request};
 use crate::config::Limits;
 use crate::server::clients::{Responder, Waiting};
 use crate::server::machines::{Machines, SinceSnapshot};
@@ -504,7 +504,26 @@ impl RaftLoop {
             waiting: self.waiting.len() as u64,
             leader_changes: self.counters.leader_changes,
             live_peers: self.multi.live_peers().collect(),
+            peers: self.peer_statuses(),
         }
+    }
+
+    /// Each watched peer as Raft hears it, told apart by whether the transport holds an open
+    /// connection to it: a connected but quiet peer is a stalled connection or a stuck peer,
+    /// an unreachable one is down or cut off.
+    fn peer_statuses(&self) -> Vec<PeerStatus> {
+        let connected = self.transport.connected_peers();
+        let is_connected = |peer| connected.iter().any(|&(node, open)| node == peer && open);
+        let node_timeout_ticks = self.multi.config().node_timeout_ticks;
+        let tick_ms = self.tick.as_millis() as u64;
+        self.multi
+            .peer_silences()
+            .map(|(node, silent_ticks)| PeerStatus {
+                node,
+                state: PeerState::of(silent_ticks, node_timeout_ticks, is_connected(node)),
+                silent_ms: silent_ticks * tick_ms,
+            })
+            .collect()
     }
 }
 
