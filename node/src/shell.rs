@@ -80,10 +80,7 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
             result: Value::Null,
             ambiguous: match error {
                 ClientError::Ambiguous(_) | ClientError::Refused(ApiError::OutcomeUnknown) => true,
-                ClientError::Unavailable {
-                    ambiguous_attempts, ..
-                } => ambiguous_attempts > 0,
-                _ => false,
+                _ => error.ambiguous_attempts() > 0,
             },
             error: Some(error.to_string()),
         },

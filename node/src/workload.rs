@@ -242,6 +242,7 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Refused(_) => "refused",
         ClientError::Ambiguous(_) => "ambiguous (cas timed out)",
         ClientError::Unavailable { .. } => "unavailable (deadline)",
+        ClientError::NoLeader { .. } => "no leader (deadline)",
     }
 }
 

@@ -299,15 +299,17 @@ async fn write(
             };
             (outcome.ambiguous_attempts, Event::Return { id, op })
         }
-        Err(ClientError::Unavailable {
-            ambiguous_attempts, ..
-        }) if ambiguous_attempts > 0 => (
-            ambiguous_attempts - 1,
-            Event::Unknown {
-                id,
-                op: Op::MaybeWrite(new),
-            },
-        ),
+        Err(error @ (ClientError::Unavailable { .. } | ClientError::NoLeader { .. }))
+            if error.ambiguous_attempts() > 0 =>
+        {
+            (
+                error.ambiguous_attempts() - 1,
+                Event::Unknown {
+                    id,
+                    op: Op::MaybeWrite(new),
+                },
+            )
+        }
         Err(_) => (0, Event::Failed { id }),
     };
     let ambiguous = usize::try_from(ambiguous).unwrap();
@@ -363,12 +365,14 @@ async fn compare_and_swap(
             id,
             op: Op::MaybeCas { expected, new },
         },
-        Err(ClientError::Unavailable {
-            ambiguous_attempts, ..
-        }) if ambiguous_attempts > 0 => Event::Unknown {
-            id,
-            op: Op::MaybeCas { expected, new },
-        },
+        Err(error @ (ClientError::Unavailable { .. } | ClientError::NoLeader { .. }))
+            if error.ambiguous_attempts() > 0 =>
+        {
+            Event::Unknown {
+                id,
+                op: Op::MaybeCas { expected, new },
+            }
+        }
         Err(_) => Event::Failed { id },
     }
 }

@@ -18,7 +18,9 @@ use crate::api::{ApiError, NodeStatus, Reply, Request};
 use crate::config::Endpoint;
 use connection::NodeConnection;
 use flotilla_raft::NodeId;
-use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
+use flotilla_shard_manager::{
+    Attempts, KeyRange, Next, RangeMap, Reply as RouteReply, Router, Target,
+};
 use flotilla_storage::{Command, Response};
 use flotilla_transport_quic::{TlsSetup, TransportConfig};
 use std::collections::BTreeMap;
@@ -76,6 +78,64 @@ pub enum ClientError {
         /// unknown outcome): each may have been applied. 0 for a read.
         ambiguous_attempts: u32,
     },
+    /// Out of time while the range's replicas answered that they knew no leader: its group
+    /// could not elect one (a majority of its replicas is down or cut off).
+    #[error("no leader for range {range} after {attempts} attempts{}", ambiguity(*.ambiguous_attempts))]
+    NoLeader {
+        /// The range's keys.
+        range: KeyRange,
+        /// Attempts made.
+        attempts: u32,
+        /// Write attempts that may have been applied, as for `Unavailable`.
+        ambiguous_attempts: u32,
+    },
+}
+
+impl ClientError {
+    /// Write attempts that got no answer and may have been applied (`Unavailable` and
+    /// `NoLeader`); 0 for every other error.
+    #[must_use]
+    pub fn ambiguous_attempts(&self) -> u32 {
+        match self {
+            Self::Unavailable {
+                ambiguous_attempts, ..
+            }
+            | Self::NoLeader {
+                ambiguous_attempts, ..
+            } => *ambiguous_attempts,
+            _ => 0,
+        }
+    }
+}
+
+/// What the attempts of one request found so far.
+#[derive(Debug)]
+struct Tries {
+    /// Attempts made.
+    count: u32,
+    /// Write attempts that may have been applied.
+    ambiguous: u32,
+    /// Whether the last replica that answered said it knew no leader.
+    no_leader: bool,
+}
+
+impl Tries {
+    /// The error of a request given up for `reason` on `range`: `NoLeader` if the replicas
+    /// last said they knew no leader.
+    fn give_up(&self, reason: String, range: Option<KeyRange>) -> ClientError {
+        match range.filter(|_| self.no_leader) {
+            Some(range) => ClientError::NoLeader {
+                range,
+                attempts: self.count,
+                ambiguous_attempts: self.ambiguous,
+            },
+            None => ClientError::Unavailable {
+                attempts: self.count,
+                reason,
+                ambiguous_attempts: self.ambiguous,
+            },
+        }
+    }
 }
 
 /// The response to a request, and how many earlier attempts may also have applied it.
@@ -321,18 +381,17 @@ impl Client {
         let write = !matches!(command, Command::Get { .. } | Command::Scan { .. });
         let deadline = Instant::now() + self.inner.options.deadline;
         let mut attempts = Attempts::default();
-        let mut count = 1;
-        let mut ambiguous_attempts = 0;
+        let mut tries = Tries {
+            count: 1,
+            ambiguous: 0,
+            no_leader: false,
+        };
         let mut target = lock(&self.inner.router).route(&key, &mut attempts);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let reason = format!("the deadline of {:?} passed", self.inner.options.deadline);
-                return Err(ClientError::Unavailable {
-                    attempts: count,
-                    reason,
-                    ambiguous_attempts,
-                });
+                return Err(tries.give_up(reason, self.keys_of(&target)));
             }
             let (request, range_end) = self.request_for(&target, &command);
             let timeout = left.min(self.inner.options.attempt_timeout);
@@ -343,7 +402,7 @@ impl Client {
                     return Ok((
                         Outcome {
                             response,
-                            ambiguous_attempts,
+                            ambiguous_attempts: tries.ambiguous,
                         },
                         range_end,
                     ));
@@ -357,6 +416,7 @@ impl Client {
                     leader, address, ..
                 })) => {
                     self.learn_address(leader, address.as_deref());
+                    tries.no_leader = leader.is_none();
                     if leader.is_none() {
                         tokio::time::sleep(RETRY_PAUSE).await;
                     }
@@ -365,9 +425,11 @@ impl Client {
                     }
                 }
                 Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
+                    tries.no_leader = false;
                     RouteReply::StaleRoute
                 }
                 Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
+                    tries.no_leader = false;
                     tokio::time::sleep(RETRY_PAUSE).await;
                     RouteReply::NotLeader { leader_hint: None }
                 }
@@ -375,7 +437,7 @@ impl Client {
                     if matches!(command, Command::CompareAndSwap { .. }) {
                         return Err(ClientError::Refused(ApiError::OutcomeUnknown));
                     }
-                    ambiguous_attempts += u32::from(write);
+                    tries.ambiguous += u32::from(write);
                     RouteReply::Timeout
                 }
                 Ok(Err(error)) => return Err(ClientError::Refused(error)),
@@ -388,35 +450,35 @@ impl Client {
                     if matches!(command, Command::CompareAndSwap { .. }) {
                         return Err(ClientError::Ambiguous(error));
                     }
-                    ambiguous_attempts += u32::from(write);
+                    tries.ambiguous += u32::from(write);
                     RouteReply::Timeout
                 }
             };
-            count += 1;
+            tries.count += 1;
             let next = lock(&self.inner.router).on_reply(&key, &target, reply, &mut attempts);
             target = match next {
                 Next::Retry { target, .. } => target,
                 Next::RefreshMap => {
                     if let Err(error) = self.refresh_map().await {
-                        let reason = error.to_string();
-                        return Err(ClientError::Unavailable {
-                            attempts: count,
-                            reason,
-                            ambiguous_attempts,
-                        });
+                        return Err(tries.give_up(error.to_string(), None));
                     }
                     lock(&self.inner.router).route(&key, &mut attempts)
                 }
                 Next::Done => continue,
                 Next::Fail(error) => {
-                    return Err(ClientError::Unavailable {
-                        attempts: count,
-                        reason: error.to_string(),
-                        ambiguous_attempts,
-                    });
+                    return Err(tries.give_up(error.to_string(), self.keys_of(&target)));
                 }
             };
         }
+    }
+
+    /// The keys of `target`'s range, as the cached map has them.
+    fn keys_of(&self, target: &Target) -> Option<KeyRange> {
+        let router = lock(&self.inner.router);
+        router
+            .map()
+            .range(target.range)
+            .map(|range| range.keys.clone())
     }
 
     /// The request for one attempt: a scan is clamped to the end of the target's range.
