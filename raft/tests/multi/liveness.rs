@@ -159,11 +159,13 @@ impl MultiCluster {
 }
 
 /// Whether `nodes` holds a majority of the voters (and of the outgoing voters, when joint).
+/// No voters, no quorum: a replica created empty for a membership change knows none until its
+/// leader's snapshot arrives.
 fn is_quorum(membership: &Membership, nodes: &BTreeSet<NodeId>) -> bool {
-    let majority = |voters: &BTreeSet<NodeId>| {
-        voters.is_empty() || 2 * voters.intersection(nodes).count() > voters.len()
-    };
-    majority(&membership.voters) && majority(&membership.outgoing)
+    let majority =
+        |voters: &BTreeSet<NodeId>| 2 * voters.intersection(nodes).count() > voters.len();
+    majority(&membership.voters)
+        && (membership.outgoing.is_empty() || majority(&membership.outgoing))
 }
 
 /// Every subset of `nodes` (at most five: 32 subsets).

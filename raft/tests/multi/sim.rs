@@ -417,3 +417,16 @@ fn multi_seed_101_a_quiescent_leader_deposed_quietly_wakes() {
         "liveness violated",
     );
 }
+
+/// The liveness checker counted a replica created empty for a membership change, which knows
+/// no voters yet, as a connected majority on its own (a checker bug; 1806 and 1920 too).
+#[test]
+fn multi_seed_780_a_replica_that_knows_no_voters_is_no_majority() {
+    for seed in [780, 1806, 1920] {
+        let overrides = Overrides {
+            nodes: Some(5),
+            ..Overrides::default()
+        };
+        run_seed(seed, overrides);
+    }
+}
