@@ -84,6 +84,9 @@ pub enum Mutation {
     /// (a heartbeat response from a higher term) makes it a follower that knows no leader:
     /// it never campaigns, and its followers, hearing its node, vote for no one else.
     StrandQuiescentReplicas,
+    /// Quiesce a group as soon as every replica holds the whole log, before each has
+    /// acknowledged the commit: a learner that misses the last heartbeat never commits it.
+    QuiesceBeforeTheCommitIsKnown,
 }
 
 impl Config {

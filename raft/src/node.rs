@@ -278,9 +278,12 @@ impl<L: LogReader> RaftNode<L> {
         }
     }
 
-    /// Whether this leader has nothing in flight: every replica holds and has committed the
-    /// whole log, everything is applied, and no read, transfer, snapshot or membership change is
-    /// pending. Such a group may stop ticking (quiesce). False on other roles.
+    /// Whether this leader has nothing in flight: every replica holds the whole log and has
+    /// acknowledged a heartbeat that committed all of it, everything is applied, and no read,
+    /// transfer, snapshot or membership change is pending. Such a group may stop ticking
+    /// (quiesce). False on other roles. (A replica that misses the last heartbeat before the
+    /// quiescence then still holds everything committed; a learner, which never campaigns,
+    /// would otherwise wait for a commit index that no one sends it again.)
     #[must_use]
     pub fn is_idle(&self) -> bool {
         let last = self.log.last_index();
@@ -291,12 +294,24 @@ impl<L: LogReader> RaftNode<L> {
                 .progress
                 .values()
                 .all(|progress| progress.matched == last)
+            && self.followers_know_the_commit(last)
             && self.reads.is_empty()
             && self.transfer_target.is_none()
             && self.outgoing_snapshots.is_empty()
             && !self.membership.is_joint()
             && self.pending_membership_index <= self.log.applied()
             && !self.has_ready()
+    }
+
+    /// Whether every follower acknowledged a heartbeat that committed up to `last`.
+    fn followers_know_the_commit(&self, last: LogIndex) -> bool {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::QuiesceBeforeTheCommitIsKnown {
+            return true;
+        }
+        self.followers()
+            .filter_map(|node| self.progress.get(&node))
+            .all(|progress| progress.commit_known >= last)
     }
 
     /// Frees what an idle replica keeps only to make the next `ready` cheaper (the vector its

@@ -418,6 +418,20 @@ fn multi_seed_101_a_quiescent_leader_deposed_quietly_wakes() {
     );
 }
 
+/// A learner that missed its leader's last heartbeat before the group quiesced never learned
+/// the commit index (learners do not campaign, so nothing woke the leader) and never applied
+/// an acknowledged write (fixed: a leader quiesces once every replica acknowledged a heartbeat
+/// committing the whole log).
+#[test]
+fn multi_seed_784_a_learner_learns_the_commit_before_its_group_quiesces() {
+    regression(
+        784,
+        5,
+        Mutation::QuiesceBeforeTheCommitIsKnown,
+        "lacks acknowledged",
+    );
+}
+
 /// The liveness checker counted a replica created empty for a membership change, which knows
 /// no voters yet, as a connected majority on its own (a checker bug; 1806 and 1920 too).
 #[test]
