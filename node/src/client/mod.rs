@@ -378,7 +378,6 @@ impl Client {
     /// Routes and retries one command; also returns the end of the range that served it.
     async fn execute(&self, command: Command) -> Result<(Outcome, Option<Vec<u8>>), ClientError> {
         let key = command_key(&command).to_vec();
-        let write = !matches!(command, Command::Get { .. } | Command::Scan { .. });
         let deadline = Instant::now() + self.inner.options.deadline;
         let mut attempts = Attempts::default();
         let mut tries = Tries {
@@ -407,52 +406,7 @@ impl Client {
                         range_end,
                     ));
                 }
-                Ok(Ok(_)) => {
-                    return Err(ClientError::Refused(ApiError::Unavailable(
-                        "unexpected reply".into(),
-                    )));
-                }
-                Ok(Err(ApiError::NotLeader {
-                    leader, address, ..
-                })) => {
-                    self.learn_address(leader, address.as_deref());
-                    tries.no_leader = leader.is_none();
-                    if leader.is_none() {
-                        tokio::time::sleep(RETRY_PAUSE).await;
-                    }
-                    RouteReply::NotLeader {
-                        leader_hint: leader,
-                    }
-                }
-                Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
-                    tries.no_leader = false;
-                    RouteReply::StaleRoute
-                }
-                Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
-                    tries.no_leader = false;
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    RouteReply::NotLeader { leader_hint: None }
-                }
-                Ok(Err(ApiError::OutcomeUnknown)) => {
-                    if matches!(command, Command::CompareAndSwap { .. }) {
-                        return Err(ClientError::Refused(ApiError::OutcomeUnknown));
-                    }
-                    tries.ambiguous += u32::from(write);
-                    RouteReply::Timeout
-                }
-                Ok(Err(error)) => return Err(ClientError::Refused(error)),
-                Err(error @ CallError::Connect { .. }) => {
-                    tracing::debug!(%error, "attempt not sent");
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    RouteReply::NotLeader { leader_hint: None }
-                }
-                Err(error) => {
-                    if matches!(command, Command::CompareAndSwap { .. }) {
-                        return Err(ClientError::Ambiguous(error));
-                    }
-                    tries.ambiguous += u32::from(write);
-                    RouteReply::Timeout
-                }
+                other => self.route_reply(other, &command, &mut tries).await?,
             };
             tries.count += 1;
             let next = lock(&self.inner.router).on_reply(&key, &target, reply, &mut attempts);
@@ -470,6 +424,65 @@ impl Client {
                 }
             };
         }
+    }
+
+    /// What an attempt's answer other than a served command means for routing: which reply to
+    /// give the router, after any pause; or the error that ends the request.
+    async fn route_reply(
+        &self,
+        answer: Result<Result<Reply, ApiError>, CallError>,
+        command: &Command,
+        tries: &mut Tries,
+    ) -> Result<RouteReply, ClientError> {
+        let write = !matches!(command, Command::Get { .. } | Command::Scan { .. });
+        Ok(match answer {
+            Ok(Ok(_)) => {
+                return Err(ClientError::Refused(ApiError::Unavailable(
+                    "unexpected reply".into(),
+                )));
+            }
+            Ok(Err(ApiError::NotLeader {
+                leader, address, ..
+            })) => {
+                self.learn_address(leader, address.as_deref());
+                tries.no_leader = leader.is_none();
+                if leader.is_none() {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                RouteReply::NotLeader {
+                    leader_hint: leader,
+                }
+            }
+            Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
+                tries.no_leader = false;
+                RouteReply::StaleRoute
+            }
+            Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
+                tries.no_leader = false;
+                tokio::time::sleep(RETRY_PAUSE).await;
+                RouteReply::NotLeader { leader_hint: None }
+            }
+            Ok(Err(ApiError::OutcomeUnknown)) => {
+                if matches!(command, Command::CompareAndSwap { .. }) {
+                    return Err(ClientError::Refused(ApiError::OutcomeUnknown));
+                }
+                tries.ambiguous += u32::from(write);
+                RouteReply::Timeout
+            }
+            Ok(Err(error)) => return Err(ClientError::Refused(error)),
+            Err(error @ CallError::Connect { .. }) => {
+                tracing::debug!(%error, "attempt not sent");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                RouteReply::NotLeader { leader_hint: None }
+            }
+            Err(error) => {
+                if matches!(command, Command::CompareAndSwap { .. }) {
+                    return Err(ClientError::Ambiguous(error));
+                }
+                tries.ambiguous += u32::from(write);
+                RouteReply::Timeout
+            }
+        })
     }
 
     /// The keys of `target`'s range, as the cached map has them.
