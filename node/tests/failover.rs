@@ -347,9 +347,11 @@ fn a_request_to_a_range_without_a_leader_gives_up_saying_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = LocalCluster::start(binary(), dir.path(), 3, 2).unwrap();
     runtime().block_on(Box::pin(async {
+        // An attempt timeout below the transport's dial answer timeout (250 ms) must work too.
         let options = ClientOptions {
+            attempt_timeout: Duration::from_millis(200),
             deadline: Duration::from_secs(3),
-            ..probe_options(&cluster)
+            ..cluster.client_options()
         };
         let client = connect_when_ready(options, WAIT).await.unwrap();
         let range = client.map().ranges().next().unwrap().clone();

@@ -206,9 +206,14 @@ impl Client {
         let stem = format!("client-{}", options.name);
         let tls = crate::config::load_tls(&options.tls_dir, &options.cluster_id, &stem)
             .map_err(ClientError::Tls)?;
+        // A client dials with its attempt timeout; the transport's answer timeout (which only
+        // its peer dials use) must not exceed it, or the configuration is refused.
+        let handshake_timeout_ms = options.attempt_timeout.as_millis().max(1) as u64;
+        let defaults = TransportConfig::default();
         let transport = TransportConfig {
-            handshake_timeout_ms: options.attempt_timeout.as_millis().max(1) as u64,
-            ..TransportConfig::default()
+            handshake_timeout_ms,
+            dial_answer_timeout_ms: defaults.dial_answer_timeout_ms.min(handshake_timeout_ms),
+            ..defaults
         };
         let addresses = options
             .endpoints
