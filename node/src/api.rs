@@ -214,6 +214,48 @@ pub struct NodeStatus {
     pub incarnation: u64,
     /// The nodes whose data directory the meta group has registered (as this node applied it).
     pub registered_directories: Vec<NodeId>,
+    /// Every peer node this node watches, and whether it is live, connected but quiet, or
+    /// unreachable.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// How a node sees one peer node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// The peer.
+    pub node: NodeId,
+    /// Live, quiet or unreachable.
+    pub state: PeerState,
+    /// Milliseconds since a batch last came from it (or since this node started watching it).
+    pub silent_ms: u64,
+}
+
+/// Whether a peer node is heard from, and if not, whether a connection to it is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// Heard from within the node timeout.
+    Live,
+    /// Not heard from within the node timeout, though a connection to it is open: the
+    /// connection is stalled (the transport gives it up after `peer_silence_ms`) or the
+    /// peer's Raft loop is stuck.
+    Quiet,
+    /// Not heard from, and no connection is open: it is down, or the path to it is, and the
+    /// transport keeps dialing (or, if it has the lower id, waits for its dial).
+    Unreachable,
+}
+
+impl PeerState {
+    /// The state of a peer silent for `silent_ticks` out of a node timeout of
+    /// `node_timeout_ticks`, with or without an open connection.
+    #[must_use]
+    pub fn of(silent_ticks: u64, node_timeout_ticks: u64, connected: bool) -> Self {
+        match (silent_ticks < node_timeout_ticks, connected) {
+            (true, _) => Self::Live,
+            (false, true) => Self::Quiet,
+            (false, false) => Self::Unreachable,
+        }
+    }
 }
 
 impl NodeStatus {

@@ -11,6 +11,9 @@ use std::str::FromStr;
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
+/// `peer_silence_ms` must cover at least this many node heartbeats.
+const PEER_SILENCE_HEARTBEATS_MIN: u64 = 4;
+
 /// A node and where it listens, written `id@address` (`1@127.0.0.1:7101`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
@@ -82,6 +85,8 @@ pub struct NodeConfig {
     pub tls_dir: PathBuf,
     /// Network threads (0: one per core, up to 4).
     pub network_threads: usize,
+    /// A peer connection on which nothing arrived for this long is given up and redialed.
+    pub peer_silence_ms: u64,
     /// The nodes the cluster starts with, `id@address`.
     pub initial_cluster: Vec<String>,
     /// How long a node about to bootstrap an empty data directory waits for the other initial
@@ -301,6 +306,7 @@ impl NodeConfig {
                 self.bootstrap_check_ms
             ));
         }
+        self.check_peer_silence()?;
         if self.network_threads > 64 {
             return fail(format!(
                 "network_threads must be 0 to 64, not {}",
@@ -337,6 +343,33 @@ impl NodeConfig {
             expiry_ms: self.sessions.expiry_seconds * 1000,
             sessions_max: self.sessions.per_range_max,
             results_max: self.sessions.results_per_session_max,
+        }
+    }
+
+    /// The peer silence limit must leave room for a few node heartbeats (each peer gets one
+    /// every `heartbeat_ticks`, and a late one must not cost the connection) and lie below
+    /// QUIC's idle timeout (past it QUIC closes the connection anyway).
+    fn check_peer_silence(&self) -> Result<(), ConfigError> {
+        let heartbeat_ms = self.raft.heartbeat_ticks.saturating_mul(self.raft.tick_ms);
+        let idle_ms = flotilla_transport_quic::TransportConfig::default().idle_timeout_ms;
+        if self.peer_silence_ms < heartbeat_ms.saturating_mul(PEER_SILENCE_HEARTBEATS_MIN)
+            || self.peer_silence_ms >= idle_ms
+        {
+            return Err(ConfigError(format!(
+                "peer_silence_ms must be at least {PEER_SILENCE_HEARTBEATS_MIN} node heartbeats \
+                 ({heartbeat_ms} ms each) and below the idle timeout of {idle_ms} ms, not {}",
+                self.peer_silence_ms
+            )));
+        }
+        Ok(())
+    }
+
+    /// The transport's configuration: its defaults with this node's peer silence limit.
+    #[must_use]
+    pub fn transport_config(&self) -> flotilla_transport_quic::TransportConfig {
+        flotilla_transport_quic::TransportConfig {
+            peer_silence_ms_max: self.peer_silence_ms,
+            ..flotilla_transport_quic::TransportConfig::default()
         }
     }
 
@@ -495,6 +528,12 @@ mod tests {
             change(&mut config);
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(name), "{error}");
+        }
+        for silence_ms in [159, 10_000] {
+            let mut config = NodeConfig::load(None).unwrap();
+            config.peer_silence_ms = silence_ms;
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("peer_silence_ms"), "{error}");
         }
         assert!(Endpoint::from_str("1-127.0.0.1:1").is_err());
         assert!(Endpoint::from_str("0@127.0.0.1:1").is_err());

@@ -5,7 +5,7 @@
 //! `cas KEY EXPECTED NEW` ("-" = absent), `scan START END LIMIT` ("-" = unbounded).
 //! Output: `{"op":..,"key":..,"ok":true,"result":..}` or `{"op":..,"key":..,"ok":false,"error":..}`.
 
-use crate::api::NodeStatus;
+use crate::api::{NodeStatus, PeerState};
 use crate::client::{Client, ClientError};
 use flotilla_storage::{Command, Response};
 use serde::Serialize;
@@ -265,6 +265,7 @@ pub fn status_tables(
             }
         }
     }
+    out += &peer_table(statuses);
     out += "\nrange (hex keys)         group  leader  term  applied  replicas\n";
     let map = client.map();
     for range in map.ranges() {
@@ -293,6 +294,36 @@ pub fn status_tables(
             hex_range(&range.keys),
             range.group.0,
             replicas.join(",")
+        );
+    }
+    out
+}
+
+/// How each node hears its peers: live (heard within the node timeout), quiet (a connection is
+/// open but nothing came through it: stalled, or the peer is stuck) or unreachable.
+fn peer_table(statuses: &[(flotilla_raft::NodeId, Result<NodeStatus, ClientError>)]) -> String {
+    let mut out = String::from("\nnode  live peers      quiet          unreachable\n");
+    for (node, status) in statuses {
+        let Ok(status) = status else { continue };
+        let in_state = |state: PeerState| {
+            let nodes: Vec<String> = status
+                .peers
+                .iter()
+                .filter(|peer| peer.state == state)
+                .map(|peer| peer.node.0.to_string())
+                .collect();
+            if nodes.is_empty() {
+                "-".to_string()
+            } else {
+                nodes.join(",")
+            }
+        };
+        out += &format!(
+            "{:<5} {:<15} {:<14} {}\n",
+            node.0,
+            in_state(PeerState::Live),
+            in_state(PeerState::Quiet),
+            in_state(PeerState::Unreachable)
         );
     }
     out

@@ -242,6 +242,7 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Refused(_) => "refused",
         ClientError::OutcomeUnknown { .. } => "outcome unknown (deadline or session expired)",
         ClientError::Unavailable { .. } => "unavailable (deadline), not applied",
+        ClientError::NoLeader { .. } => "no leader (deadline), not applied",
     }
 }
 

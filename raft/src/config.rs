@@ -86,6 +86,13 @@ pub enum Mutation {
     /// Say every committed entry may be applied before this cycle's write
     /// (`Ready::committed_before_persist`), also those the write itself makes durable.
     ApplyBeforePersist,
+    /// Leave a quiescent replica quiescent when a message stepped into it without waking it
+    /// (a heartbeat response from a higher term) makes it a follower that knows no leader:
+    /// it never campaigns, and its followers, hearing its node, vote for no one else.
+    StrandQuiescentReplicas,
+    /// Quiesce a group as soon as every replica holds the whole log, before each has
+    /// acknowledged the commit: a learner that misses the last heartbeat never commits it.
+    QuiesceBeforeTheCommitIsKnown,
 }
 
 impl Config {

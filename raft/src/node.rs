@@ -78,8 +78,10 @@ pub struct RaftNode<L> {
     /// The index of the newest membership entry not yet applied (leader).
     pub(crate) pending_membership_index: LogIndex,
     pub(crate) timers: TimerTable,
-    /// When this replica last heard from the leader (a leader: last confirmed a quorum).
-    pub(crate) leader_heard_at: u64,
+    /// When this replica last heard from the leader (a leader: last confirmed a quorum); `None`
+    /// when nothing heard counts (a new replica, or one just woken from quiescence: its clock
+    /// stood still, so any tick number would read as recent).
+    pub(crate) leader_heard_at: Option<u64>,
     pub(crate) rng: crate::rng::SeededRng,
     /// Votes received in the current campaign.
     pub(crate) votes: BTreeMap<NodeId, bool>,
@@ -132,7 +134,7 @@ impl<L: LogReader> RaftNode<L> {
             pending_membership_index: LogIndex::ZERO,
             log,
             timers: TimerTable::default(),
-            leader_heard_at: 0,
+            leader_heard_at: None,
             votes: BTreeMap::new(),
             progress: ProgressMap::default(),
             transfer_target: None,
@@ -301,9 +303,12 @@ impl<L: LogReader> RaftNode<L> {
         }
     }
 
-    /// Whether this leader has nothing in flight: every replica holds and has committed the
-    /// whole log, everything is applied, and no read, transfer, snapshot or membership change is
-    /// pending. Such a group may stop ticking (quiesce). False on other roles.
+    /// Whether this leader has nothing in flight: every replica holds the whole log and has
+    /// acknowledged a heartbeat that committed all of it, everything is applied, and no read,
+    /// transfer, snapshot or membership change is pending. Such a group may stop ticking
+    /// (quiesce). False on other roles. (A replica that misses the last heartbeat before the
+    /// quiescence then still holds everything committed; a learner, which never campaigns,
+    /// would otherwise wait for a commit index that no one sends it again.)
     #[must_use]
     pub fn is_idle(&self) -> bool {
         let last = self.log.last_index();
@@ -314,12 +319,24 @@ impl<L: LogReader> RaftNode<L> {
                 .progress
                 .values()
                 .all(|progress| progress.matched == last)
+            && self.followers_know_the_commit(last)
             && self.reads.is_empty()
             && self.transfer_target.is_none()
             && self.outgoing_snapshots.is_empty()
             && !self.membership.is_joint()
             && self.pending_membership_index <= self.log.applied()
             && !self.has_ready()
+    }
+
+    /// Whether every follower acknowledged a heartbeat that committed up to `last`.
+    fn followers_know_the_commit(&self, last: LogIndex) -> bool {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::QuiesceBeforeTheCommitIsKnown {
+            return true;
+        }
+        self.followers()
+            .filter_map(|node| self.progress.get(&node))
+            .all(|progress| progress.commit_known >= last)
     }
 
     /// Frees what an idle replica keeps only to make the next `ready` cheaper (the vector its
@@ -338,7 +355,7 @@ impl<L: LogReader> RaftNode<L> {
     pub fn wake(&mut self) {
         self.assert_no_ready_outstanding();
         self.reads.forget_leases();
-        self.leader_heard_at = 0;
+        self.leader_heard_at = None;
         if self.role == Role::Leader {
             for progress in self.progress.values_mut() {
                 progress.recent_active = true;
@@ -347,7 +364,7 @@ impl<L: LogReader> RaftNode<L> {
                 crate::timers::Timer::CheckQuorum,
                 self.config.election_timeout_ticks_min,
             );
-            self.leader_heard_at = self.timers.now();
+            self.leader_heard_at = Some(self.timers.now());
         } else {
             self.reset_election_timer();
         }

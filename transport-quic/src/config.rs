@@ -40,9 +40,21 @@ pub struct TransportConfig {
     pub peer_uni_streams_max: u32,
     /// Concurrent bidirectional streams a client may open (one per request in flight).
     pub client_bidi_streams_max: u32,
+    /// Either side gives up a peer connection on which no batch arrived for this long, and
+    /// the dialing side dials a new one. The node sends every peer a batch (an empty one when
+    /// it has nothing to say) each heartbeat interval, so such silence means the connection
+    /// is stalled or the peer is gone. Without this, a connection that lived through a cut
+    /// shorter than the idle timeout sat in QUIC's exponential probe backoff after the heal,
+    /// deaf both ways, until that timeout (issue 25).
+    pub peer_silence_ms_max: u64,
+    /// A dial whose peer has not answered its first packet within this long is abandoned and
+    /// retried after the reconnect delay. A peer that answered gets the whole
+    /// `handshake_timeout_ms`: this bounds only the time lost on a path that is down.
+    pub dial_answer_timeout_ms: u64,
     /// The first reconnect delay.
     pub reconnect_delay_ms_base: u64,
-    /// The longest reconnect delay.
+    /// The longest reconnect delay. With `dial_answer_timeout_ms` it bounds how long a pair
+    /// whose path came back waits for the next dial (`reconnect_gap_ms_max`).
     pub reconnect_delay_ms_max: u64,
     /// Up to this percentage of each delay is removed at random, so peers do not redial in step.
     pub reconnect_jitter_percent: u8,
@@ -71,8 +83,10 @@ impl Default for TransportConfig {
             keep_alive_interval_ms: 2_000,
             peer_uni_streams_max: 8,
             client_bidi_streams_max: 256,
+            peer_silence_ms_max: 500,
+            dial_answer_timeout_ms: 250,
             reconnect_delay_ms_base: 50,
-            reconnect_delay_ms_max: 5_000,
+            reconnect_delay_ms_max: 250,
             reconnect_jitter_percent: 25,
             reconnect_jitter_seed: 0x5eed,
             ack_every_packets: 10,
@@ -112,6 +126,15 @@ impl TransportConfig {
             "client_bidi_streams_max must be at least 1",
         )?;
         check(
+            self.peer_silence_ms_max > 0 && self.peer_silence_ms_max < self.idle_timeout_ms,
+            "peer_silence_ms_max must be positive and below idle_timeout_ms",
+        )?;
+        check(
+            self.dial_answer_timeout_ms > 0
+                && self.dial_answer_timeout_ms <= self.handshake_timeout_ms,
+            "dial_answer_timeout_ms must be positive and at most handshake_timeout_ms",
+        )?;
+        check(
             self.reconnect_delay_ms_base > 0,
             "reconnect_delay_ms_base must be positive",
         )?;
@@ -131,6 +154,16 @@ impl TransportConfig {
             (1..=ACK_DELAY_MS_LIMIT).contains(&self.ack_delay_ms_max),
             &format!("ack_delay_ms_max must be between 1 and {ACK_DELAY_MS_LIMIT}"),
         )
+    }
+
+    /// The longest a peer pair that can talk again waits before its link is back: a stalled
+    /// connection is given up after `peer_silence_ms_max`, and while the peer is unreachable a
+    /// dial starts at least every `dial_answer_timeout_ms + reconnect_delay_ms_max`. (The
+    /// handshake's own round trips come on top.)
+    #[must_use]
+    pub fn reconnect_gap_ms_max(&self) -> u64 {
+        self.peer_silence_ms_max
+            .max(self.dial_answer_timeout_ms + self.reconnect_delay_ms_max)
     }
 
     /// The reconnect policy these limits describe.
@@ -170,6 +203,13 @@ mod tests {
         assert_eq!(TransportConfig::default().validate(), Ok(()));
     }
 
+    /// The simulator's `LinkPolicy::NOW` (raft/tests/multi/links.rs) models these defaults and
+    /// shows that a healed pair is back within 500 ms.
+    #[test]
+    fn a_healed_peer_pair_waits_at_most_half_a_second_by_default() {
+        assert_eq!(TransportConfig::default().reconnect_gap_ms_max(), 500);
+    }
+
     #[test]
     fn each_broken_limit_is_refused_with_a_sentence() {
         let broken: Vec<fn(&mut TransportConfig)> = vec![
@@ -182,6 +222,10 @@ mod tests {
             |c| c.keep_alive_interval_ms = c.idle_timeout_ms,
             |c| c.peer_uni_streams_max = 1,
             |c| c.client_bidi_streams_max = 0,
+            |c| c.peer_silence_ms_max = 0,
+            |c| c.peer_silence_ms_max = c.idle_timeout_ms,
+            |c| c.dial_answer_timeout_ms = 0,
+            |c| c.dial_answer_timeout_ms = c.handshake_timeout_ms + 1,
             |c| c.reconnect_delay_ms_base = 0,
             |c| c.reconnect_delay_ms_max = c.reconnect_delay_ms_base - 1,
             |c| c.reconnect_jitter_percent = 101,

@@ -51,6 +51,8 @@ counters!(
     connections_established,
     /// Outbound connection attempts that failed.
     connect_failures,
+    /// Peer connections given up because no batch arrived on them for `peer_silence_ms_max`.
+    connections_silent,
 );
 
 impl Counters {

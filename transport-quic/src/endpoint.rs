@@ -24,6 +24,12 @@ use tokio::sync::{mpsc, watch};
 pub const CLOSE_REFUSED: u32 = 0x46_02;
 /// The application error code of an orderly shutdown.
 pub const CLOSE_SHUTDOWN: u32 = 0x46_00;
+/// The application error code of a peer connection given up because nothing arrived on it
+/// for `peer_silence_ms_max`.
+pub const CLOSE_SILENT: u32 = 0x46_03;
+/// The application error code of an accepted peer connection replaced by a newer one from the
+/// same peer.
+pub const CLOSE_SUPERSEDED: u32 = 0x46_04;
 
 /// The peer links, and the last connection each lower-id peer dialed in: a peer may dial before
 /// `add_peer` names it, and its link must still find that connection. One lock guards both.
@@ -81,6 +87,7 @@ impl QuicTransport {
             frame_bytes_max: config.frame_bytes_max,
             counters,
             queue,
+            peer_silence: Duration::from_millis(config.peer_silence_ms_max),
         };
         let link_context = LinkContext {
             endpoint: endpoint.clone(),
@@ -89,6 +96,7 @@ impl QuicTransport {
             inbound: inbound_context,
             queue_batches: config.outbound_queue_batches,
             handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
+            answer_timeout: Duration::from_millis(config.dial_answer_timeout_ms),
             backoff: config.backoff(),
             jitter_seed: config.reconnect_jitter_seed,
             shutdown: shutdown_rx,
@@ -131,6 +139,20 @@ impl QuicTransport {
             link.offer(connection.clone());
         }
         links.peers.insert(node, link);
+    }
+
+    /// The known peers, each with whether an open connection to it exists (one this node
+    /// dialed, or the one it accepted from a lower id), in node order.
+    #[must_use]
+    pub fn connected_peers(&self) -> Vec<(NodeId, bool)> {
+        let links = self.shared.links.lock();
+        let mut peers: Vec<(NodeId, bool)> = links
+            .peers
+            .iter()
+            .map(|(&node, link)| (node, link.is_connected()))
+            .collect();
+        peers.sort_unstable();
+        peers
     }
 
     /// Waits for the next accepted client connection (`flotilla-client/1`); `None` after shutdown.
@@ -270,7 +292,10 @@ impl Shared {
         if node < self.link_context.inbound.local {
             let mut links = self.links.lock();
             links.accepted.retain(|_, c| c.close_reason().is_none());
-            links.accepted.insert(node, connection.clone());
+            // The dialer gave the older connection up when it dialed this one.
+            if let Some(older) = links.accepted.insert(node, connection.clone()) {
+                older.close(CLOSE_SUPERSEDED.into(), b"superseded");
+            }
             if let Some(link) = links.peers.get(&node) {
                 link.offer(connection.clone());
             }

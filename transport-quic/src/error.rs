@@ -99,6 +99,12 @@ pub enum ConnectError {
         /// The configured handshake timeout.
         timeout_ms: u64,
     },
+    /// The peer did not answer the dial's first packet in time (it is down, or the path is).
+    #[error("the peer did not answer within {timeout_ms} ms")]
+    NoAnswer {
+        /// The configured `dial_answer_timeout_ms`.
+        timeout_ms: u64,
+    },
     /// The peer's certificate names someone else than the node we dialed.
     #[error("the peer presented identity {found}, not node {expected}")]
     WrongPeer {

@@ -23,6 +23,7 @@ pub mod mem;
 mod outbound;
 pub mod peer;
 pub mod reader;
+mod silence;
 pub mod streams;
 pub mod tls;
 pub mod verifier;

@@ -38,6 +38,7 @@ pub(crate) struct LinkContext {
     pub(crate) inbound: InboundContext,
     pub(crate) queue_batches: usize,
     pub(crate) handshake_timeout: Duration,
+    pub(crate) answer_timeout: Duration,
     pub(crate) backoff: BackoffPolicy,
     pub(crate) jitter_seed: u64,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -74,6 +75,15 @@ impl PeerLink {
             slot,
             address,
         }
+    }
+
+    /// Whether the link holds an open connection to send on (it may still be stalled: only
+    /// traffic arriving from the peer proves the path works).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.slot
+            .borrow()
+            .as_ref()
+            .is_some_and(|connection| connection.close_reason().is_none())
     }
 
     /// Points the link at a new address; the next (re)connect uses it.
@@ -183,15 +193,24 @@ impl Dialer {
         tracing::debug!(peer = %self.peer, %error, "could not connect to peer");
     }
 
-    /// Dials the peer and checks its certificate names exactly that node of this cluster.
+    /// Dials the peer and checks its certificate names exactly that node of this cluster. A
+    /// peer that does not answer within the answer timeout is given up early: the dial's
+    /// first packet is resent only after about a second (quinn's initial probe timeout), so
+    /// a dial started while the path was down would otherwise wait that long after it is back.
     async fn connect(&self) -> Result<Connection, ConnectError> {
         let address = *self.address.lock();
         let server_name = node_san(self.peer, &self.context.cluster);
-        let connecting = self.context.endpoint.connect_with(
+        let mut connecting = self.context.endpoint.connect_with(
             self.context.client_config.clone(),
             address,
             &server_name,
         )?;
+        let answer_ms = self.context.answer_timeout.as_millis() as u64;
+        tokio::time::timeout(self.context.answer_timeout, connecting.handshake_data())
+            .await
+            .map_err(|_| ConnectError::NoAnswer {
+                timeout_ms: answer_ms,
+            })??;
         let timeout_ms = self.context.handshake_timeout.as_millis() as u64;
         let connection = tokio::time::timeout(self.context.handshake_timeout, connecting)
             .await

@@ -13,6 +13,7 @@ use crate::frame::{self, FrameKind, HEADER_BYTES};
 use crate::inbound::InboundSender;
 use crate::outbound::OutboundQueue;
 use crate::reader::FrameReader;
+use crate::silence::{self, Heard};
 use flotilla_raft::{Batch, NodeId};
 use quinn::{Connection, ReadExactError, RecvStream, SendStream};
 use serde::Serialize;
@@ -108,15 +109,26 @@ pub(crate) struct InboundContext {
     pub(crate) frame_bytes_max: u32,
     pub(crate) counters: Arc<Counters>,
     pub(crate) queue: InboundSender,
+    /// A peer connection on which nothing arrived for this long is closed.
+    pub(crate) peer_silence: std::time::Duration,
 }
 
-/// Accepts the peer's streams on `connection` and reads batches from each until it closes.
+/// Accepts the peer's streams on `connection` and reads batches from each until it closes;
+/// closes the connection if nothing arrives on it for `peer_silence`.
 pub(crate) async fn serve_inbound(context: InboundContext, connection: Connection, peer: NodeId) {
+    let heard = Heard::new();
+    tokio::spawn(silence::close_when_silent(
+        connection.clone(),
+        Arc::clone(&heard),
+        context.peer_silence,
+        Arc::clone(&context.counters),
+        peer,
+    ));
     while let Ok(recv) = connection.accept_uni().await {
         tokio::spawn(read_batches(
             context.clone(),
             connection.clone(),
-            peer,
+            (peer, Arc::clone(&heard)),
             recv,
         ));
     }
@@ -125,7 +137,7 @@ pub(crate) async fn serve_inbound(context: InboundContext, connection: Connectio
 async fn read_batches(
     context: InboundContext,
     connection: Connection,
-    peer: NodeId,
+    (peer, heard): (NodeId, Arc<Heard>),
     mut recv: RecvStream,
 ) {
     let mut reader = FrameReader::new(FrameKind::RaftBatch, context.frame_bytes_max);
@@ -135,6 +147,9 @@ async fn read_batches(
     let mut batches = Vec::new();
     loop {
         let outcome = reader.next_frames(&mut recv, &mut batches, max).await;
+        if !batches.is_empty() {
+            heard.hear();
+        }
         if !context.accept_all(peer, &mut batches).await {
             return;
         }

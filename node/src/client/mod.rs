@@ -23,7 +23,9 @@ use crate::config::Endpoint;
 use connection::NodeConnection;
 use flotilla_raft::GroupId;
 use flotilla_raft::NodeId;
-use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
+use flotilla_shard_manager::{
+    Attempts, KeyRange, Next, RangeMap, Reply as RouteReply, Router, Target,
+};
 use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Command, Response};
 use flotilla_transport_quic::{TlsSetup, TransportConfig};
@@ -87,6 +89,16 @@ pub enum ClientError {
         /// The last reason.
         reason: String,
     },
+    /// Out of time while the range's replicas answered that they knew no leader: its group
+    /// could not elect one (a majority of its replicas is down or cut off). Nothing was
+    /// applied.
+    #[error("no leader for range {range} after {attempts} attempts; nothing was applied")]
+    NoLeader {
+        /// The range's keys.
+        range: KeyRange,
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 /// The response to a request.
@@ -143,9 +155,14 @@ impl Client {
         let stem = format!("client-{}", options.name);
         let tls = crate::config::load_tls(&options.tls_dir, &options.cluster_id, &stem)
             .map_err(ClientError::Tls)?;
+        // A client dials with its attempt timeout; the transport's answer timeout (which only
+        // its peer dials use) must not exceed it, or the configuration is refused.
+        let handshake_timeout_ms = options.attempt_timeout.as_millis().max(1) as u64;
+        let defaults = TransportConfig::default();
         let transport = TransportConfig {
-            handshake_timeout_ms: options.attempt_timeout.as_millis().max(1) as u64,
-            ..TransportConfig::default()
+            handshake_timeout_ms,
+            dial_answer_timeout_ms: defaults.dial_answer_timeout_ms.min(handshake_timeout_ms),
+            ..defaults
         };
         let addresses = options
             .endpoints
@@ -445,7 +462,8 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let reason = format!("the deadline of {:?} passed", self.inner.options.deadline);
-                return Err(tries.give_up(reason));
+                let keys = self.keys_of(&target);
+                return Err(tries.give_up_on(reason, keys));
             }
             let attempt = request(&target);
             let timeout = left.min(self.inner.options.attempt_timeout);
@@ -475,6 +493,15 @@ impl Client {
         }
     }
 
+    /// The keys of `target`'s range, as the cached map has them.
+    fn keys_of(&self, target: &Target) -> Option<KeyRange> {
+        let router = lock(&self.inner.router);
+        router
+            .map()
+            .range(target.range)
+            .map(|range| range.keys.clone())
+    }
+
     /// What one attempt's reply means for the request.
     fn judge(
         &self,
@@ -492,6 +519,7 @@ impl Client {
                 leader, address, ..
             })) => {
                 self.learn_address(leader, address.as_deref());
+                tries.no_leader = leader.is_none();
                 retry(
                     RouteReply::NotLeader {
                         leader_hint: leader,
@@ -500,9 +528,11 @@ impl Client {
                 )
             }
             Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
+                tries.no_leader = false;
                 retry(RouteReply::StaleRoute, false)
             }
             Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
+                tries.no_leader = false;
                 retry(RouteReply::NotLeader { leader_hint: None }, true)
             }
             Ok(Err(ApiError::OutcomeUnknown)) => tries.no_answer(kind, "a snapshot superseded it"),
@@ -689,6 +719,8 @@ enum Judged {
 enum Stop {
     /// A node refused the request for good.
     Refused(ApiError),
+    /// Out of time, the range's replicas knowing no leader, and nothing applied.
+    NoLeader { range: KeyRange, attempts: u32 },
     /// Out of time or replicas.
     GaveUp {
         attempts: u32,
@@ -701,6 +733,7 @@ impl Stop {
     fn into_error(self) -> ClientError {
         match self {
             Stop::Refused(error) => ClientError::Refused(error),
+            Stop::NoLeader { range, attempts } => ClientError::NoLeader { range, attempts },
             Stop::GaveUp {
                 attempts,
                 reason,
@@ -730,6 +763,8 @@ struct Answered {
 struct Tries {
     count: u32,
     maybe_applied: bool,
+    /// Whether the last replica that answered said it knew no leader.
+    no_leader: bool,
 }
 
 impl Tries {
@@ -755,6 +790,18 @@ impl Tries {
             attempts: self.count,
             reason,
             maybe_applied: self.maybe_applied,
+        }
+    }
+
+    /// Gives up on `range`: when its replicas last answered that they knew no leader, and no
+    /// attempt may have applied, the error says so.
+    fn give_up_on(&self, reason: String, range: Option<KeyRange>) -> Stop {
+        match range.filter(|_| self.no_leader && !self.maybe_applied) {
+            Some(range) => Stop::NoLeader {
+                range,
+                attempts: self.count,
+            },
+            None => self.give_up(reason),
         }
     }
 

@@ -29,7 +29,7 @@ use flotilla_raft::{Batch, GroupId, HardState, MultiError, MultiRaft, NodeId};
 use flotilla_shard_manager::MetaState;
 use flotilla_storage::kv::SessionLimits;
 use flotilla_storage::{GroupLog, LogEngine, WriteError};
-use flotilla_transport_quic::Transport;
+use flotilla_transport_quic::{QuicTransport, Transport};
 use machines::Machines;
 use registry::Registry;
 use std::collections::BTreeMap;
@@ -49,12 +49,22 @@ pub trait Respond {
 pub trait BatchSink {
     /// Queues `batch` for `batch.to`.
     fn send_batch(&self, batch: Batch);
+
+    /// Whether a connection to `peer` is open (a quiet peer on an open connection is a stalled
+    /// connection or a stuck peer; without one, it is down or cut off).
+    fn is_connected(&self, peer: NodeId) -> bool;
 }
 
-impl<T: Transport> BatchSink for Arc<T> {
+impl BatchSink for Arc<QuicTransport> {
     fn send_batch(&self, batch: Batch) {
         // A full or down peer drops the batch (counted by the transport).
         let _ = self.send(batch);
+    }
+
+    fn is_connected(&self, peer: NodeId) -> bool {
+        self.connected_peers()
+            .iter()
+            .any(|&(node, open)| node == peer && open)
     }
 }
 

@@ -2,7 +2,7 @@
 //! leader and indexes, and what the node counted.
 
 use super::{BatchSink, NodeCore, Respond};
-use crate::api::{GroupStatus, NodeStatus};
+use crate::api::{GroupStatus, NodeStatus, PeerState, PeerStatus};
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn status(&self) -> NodeStatus {
@@ -41,6 +41,26 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             live_peers: self.multi.live_peers().collect(),
             incarnation: self.registry.incarnation,
             registered_directories: meta.data_directories.keys().copied().collect(),
+            peers: self.peer_statuses(),
         }
+    }
+
+    /// Each watched peer as Raft hears it, told apart by whether a connection to it is open: a
+    /// connected but quiet peer is a stalled connection or a stuck peer, an unreachable one is
+    /// down or cut off.
+    fn peer_statuses(&self) -> Vec<PeerStatus> {
+        let node_timeout_ticks = self.multi.config().node_timeout_ticks;
+        self.multi
+            .peer_silences()
+            .map(|(node, silent_ticks)| PeerStatus {
+                node,
+                state: PeerState::of(
+                    silent_ticks,
+                    node_timeout_ticks,
+                    self.sink.is_connected(node),
+                ),
+                silent_ms: silent_ticks * self.config.tick_ms,
+            })
+            .collect()
     }
 }

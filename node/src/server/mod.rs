@@ -142,7 +142,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let mut multi_config = config.multi_config();
     multi_config.incarnation = data.incarnation();
     let listen = config.listen_address()?;
-    let transport = QuicTransport::bind(node, listen, tls, TransportConfig::default())
+    let transport = QuicTransport::bind(node, listen, tls, config.transport_config())
         .await
         .map_err(|error| ServerError::Network(format!("cannot listen on {listen}: {error}")))?;
     let address = transport

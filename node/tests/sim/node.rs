@@ -28,6 +28,10 @@ impl BatchSink for SimSink {
     fn send_batch(&self, batch: Batch) {
         self.0.borrow_mut().push(batch);
     }
+
+    fn is_connected(&self, _peer: NodeId) -> bool {
+        true
+    }
 }
 
 /// Where a client request's answer goes.

@@ -41,7 +41,10 @@ impl<L: LogReader> RaftNode<L> {
     pub(crate) fn in_leader_lease(&self) -> bool {
         let now = self.timers.now();
         let timeout_ticks = self.config.election_timeout_ticks_min;
-        let heard_leader = self.leader.is_some() && now - self.leader_heard_at < timeout_ticks;
+        let heard_leader = self.leader.is_some()
+            && self
+                .leader_heard_at
+                .is_some_and(|heard_at| now - heard_at < timeout_ticks);
         let may_have_acknowledged_a_lease =
             self.config.read_mode == crate::config::ReadMode::Lease && now < timeout_ticks;
         self.config.check_quorum && (heard_leader || may_have_acknowledged_a_lease)
@@ -192,7 +195,7 @@ impl<L: LogReader> RaftNode<L> {
         );
         self.role = Role::Leader;
         self.leader = Some(self.id_());
-        self.leader_heard_at = self.timers.now();
+        self.leader_heard_at = Some(self.timers.now());
         self.timers.stop(Timer::Election);
         if !self.config.coalesced_heartbeats {
             self.timers

@@ -161,7 +161,7 @@ impl<L: LogReader> RaftNode<L> {
             self.become_follower(self.term, Some(leader));
         }
         self.leader = Some(leader);
-        self.leader_heard_at = self.timers.now();
+        self.leader_heard_at = Some(self.timers.now());
         self.reset_election_timer();
     }
 }

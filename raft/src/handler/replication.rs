@@ -254,7 +254,7 @@ impl<L: LogReader> RaftNode<L> {
             progress.recent_active = false;
         }
         if active {
-            self.leader_heard_at = self.timers.now();
+            self.leader_heard_at = Some(self.timers.now());
         } else if self.config.check_quorum {
             self.become_follower(self.term, None);
         }
@@ -271,6 +271,9 @@ impl<L: LogReader> RaftNode<L> {
             .map(|node| (node, self.progress[&node].matched.min(committed)))
             .collect();
         for (node, commit) in targets {
+            if let Some(progress) = self.progress.get_mut(&node) {
+                progress.heartbeat_sent = Some((round, commit));
+            }
             let body = MessageBody::Heartbeat {
                 commit,
                 read_round: round,
@@ -297,6 +300,11 @@ impl<L: LogReader> RaftNode<L> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return Ok(());
         };
+        if let Some((round, commit)) = progress.heartbeat_sent
+            && round == read_round
+        {
+            progress.commit_known = progress.commit_known.max(commit);
+        }
         progress.probe_sent = false;
         let lagging = progress.matched < self.log.last_index();
         match progress.state {

@@ -50,6 +50,13 @@ impl Liveness {
             .map(|(&peer, _)| peer)
     }
 
+    /// Every watched peer with the ticks since it was last heard from (or watched).
+    pub(super) fn silences(&self, now: u64) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.last_heard
+            .iter()
+            .map(move |(&peer, &heard)| (peer, now.saturating_sub(heard)))
+    }
+
     /// Peers that went silent since the last call; each is reported once per silence.
     pub(super) fn newly_down(&mut self, now: u64) -> Vec<NodeId> {
         let down: Vec<NodeId> = self
@@ -80,5 +87,15 @@ mod tests {
         liveness.heard_from(NodeId(2), 7);
         assert_eq!(liveness.live(8).collect::<Vec<_>>(), vec![NodeId(2)]);
         assert_eq!(liveness.newly_down(12), vec![NodeId(2)]);
+    }
+
+    #[test]
+    fn silences_count_the_ticks_since_each_peer_was_heard() {
+        let mut liveness = Liveness::new(5);
+        liveness.watch(NodeId(2), 0);
+        liveness.watch(NodeId(3), 0);
+        liveness.heard_from(NodeId(3), 6);
+        let silences: Vec<(NodeId, u64)> = liveness.silences(9).collect();
+        assert_eq!(silences, vec![(NodeId(2), 9), (NodeId(3), 3)]);
     }
 }

@@ -397,10 +397,22 @@ impl<L: LogReader> MultiRaft<L> {
         self.liveness.live(self.now_ticks)
     }
 
+    /// Every peer node this node watches, with the ticks since a batch last came from it (or
+    /// since it was first watched); live peers are those under `node_timeout_ticks`.
+    pub fn peer_silences(&self) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.liveness.silences(self.now_ticks)
+    }
+
     /// This node's id.
     #[must_use]
     pub fn node(&self) -> NodeId {
         self.config.node
+    }
+
+    /// The configuration this node was built with.
+    #[must_use]
+    pub fn config(&self) -> &MultiConfig {
+        &self.config
     }
 
     /// Gives every store back (what a crash keeps).

@@ -1,8 +1,9 @@
 //! Quiescence: a group whose leader has nothing in flight stops ticking on every replica and
 //! sends nothing. Its last heartbeat carries `quiesce`; a follower that holds and has committed
 //! everything then stops too. Wake rules: a proposal, read, transfer, membership change or
-//! compaction; any inbound message other than a quiescing heartbeat; and the loss of the
-//! leader's node (seen by node liveness). Waking restarts the group's timers from scratch, so
+//! compaction; any inbound message other than a quiescing heartbeat; the loss of the
+//! leader's node (seen by node liveness); and any message that leaves the replica neither
+//! leading nor following a known leader. Waking restarts the group's timers from scratch, so
 //! woken followers campaign only after a fresh random election timeout, with pre-vote: many
 //! groups waking at once do not all campaign at once.
 
@@ -10,6 +11,7 @@ use super::MultiRaft;
 use crate::error::StepError;
 use crate::log::LogReader;
 use crate::message::Message;
+use crate::node::Role;
 use crate::types::{GroupId, LogIndex, NodeId};
 
 impl<L: LogReader> MultiRaft<L> {
@@ -78,7 +80,8 @@ impl<L: LogReader> MultiRaft<L> {
         }
     }
 
-    /// Steps a message into `group` without waking it.
+    /// Steps a message into `group` without waking it, unless the message leaves the replica
+    /// unable to wait quietly (see `may_wait_quietly`).
     pub(super) fn step_quietly(
         &mut self,
         group: GroupId,
@@ -88,7 +91,15 @@ impl<L: LogReader> MultiRaft<L> {
             return Ok(());
         };
         self.dirty.insert(group);
-        match hosted.raft.step(message) {
+        let stepped = hosted.raft.step(message);
+        let stranded = hosted.quiescent && !may_wait_quietly(&hosted.raft);
+        #[cfg(feature = "mutations")]
+        let stranded = stranded
+            && self.config.raft.mutation != crate::config::Mutation::StrandQuiescentReplicas;
+        if stranded {
+            self.wake_group(group);
+        }
+        match stepped {
             Err(StepError::Log(error)) => Err(super::MultiError::Log(error)),
             // Other refusals are messages Raft ignores by design (stale, unknown sender...).
             _ => Ok(()),
@@ -117,5 +128,20 @@ impl<L: LogReader> MultiRaft<L> {
         for group in orphans {
             self.wake_group(group);
         }
+    }
+}
+
+/// Whether a replica may stop ticking: a leader (it answers whatever comes), or a follower of a
+/// known leader (that leader's silence wakes it). A replica that knows no leader must tick, or
+/// it never campaigns. Messages stepped without waking the group (heartbeat responses,
+/// quiescing heartbeats, a campaign against a live leader) can still change that: a quiescent
+/// leader that learns of a higher term from a heartbeat response steps down knowing no leader,
+/// and its followers, which still hear its node, would vote for no one else, forever (the
+/// multi-node simulator found it: issue 25's "ranges would have stayed down").
+fn may_wait_quietly<L: LogReader>(raft: &crate::node::RaftNode<L>) -> bool {
+    match raft.role() {
+        Role::Leader => true,
+        Role::Follower => raft.leader().is_some(),
+        Role::PreCandidate | Role::Candidate => false,
     }
 }

@@ -35,6 +35,11 @@ pub(crate) struct Progress {
     /// Whether the follower answered since the last check-quorum.
     pub(crate) recent_active: bool,
     pub(crate) inflights: Inflights,
+    /// The round and commit index of the last heartbeat sent to the follower.
+    pub(crate) heartbeat_sent: Option<(u64, LogIndex)>,
+    /// The highest commit index the follower acknowledged receiving (in a heartbeat): what it
+    /// has committed at least, as far as its log goes.
+    pub(crate) commit_known: LogIndex,
 }
 
 impl Progress {
@@ -47,6 +52,8 @@ impl Progress {
             probe_sent: false,
             recent_active: true,
             inflights: Inflights::new(inflight_count_max, inflight_bytes_max),
+            heartbeat_sent: None,
+            commit_known: LogIndex::ZERO,
         }
     }
 

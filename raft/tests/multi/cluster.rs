@@ -1,36 +1,120 @@
 //! A cluster of nodes, each one `MultiRaft` hosting many groups, in simulated time: batches
-//! travel a wire that loses, duplicates and delays them; nodes crash (keeping their stores)
-//! and restart; partitions cut node pairs. Every group's safety is checked after every ready
-//! that touched it, with the single-group checker.
+//! travel a wire that loses, duplicates and delays them, over links that reconnect as the
+//! transport does (`links.rs`); nodes crash (keeping their stores) and restart; partitions cut
+//! node pairs. Every group's safety is checked after every ready that touched it, with the
+//! single-group checker.
 
 use crate::harness::checker::Checker;
 use crate::harness::events::EventQueue;
+use crate::links::{LinkPolicy, Links};
 use flotilla_raft::{
     Batch, Config, EntryPayload, GroupId, LogIndex, MemLog, Membership, MultiConfig, MultiRaft,
-    NodeId, Persist, RaftNode, Role,
+    Mutation, NodeId, Persist, RaftNode, Role,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Simulated milliseconds per tick.
+/// Simulated milliseconds per tick of the tests' timing.
 pub const TICK_MS: u64 = 10;
 
-/// The MultiRaft configuration of the tests: node heartbeat every 100 ms, elections after
-/// 300-600 ms, a peer node is down after 500 ms of silence.
-pub fn multi_config(node: NodeId, seed: u64, quiesce: bool) -> MultiConfig {
+/// The clocks of a cluster: the tick and the timeouts counted in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub tick_ms: u64,
+    pub election_ticks_min: u64,
+    pub election_ticks_max: u64,
+    pub heartbeat_ticks: u64,
+    pub node_timeout_ticks: u64,
+}
+
+impl Timing {
+    /// The tests' timing: node heartbeat every 100 ms, elections after 300-600 ms, a peer
+    /// node is down after 500 ms of silence.
+    pub const TESTS: Self = Self {
+        tick_ms: TICK_MS,
+        election_ticks_min: 30,
+        election_ticks_max: 60,
+        heartbeat_ticks: 10,
+        node_timeout_ticks: 50,
+    };
+
+    /// The `flotilla` node's defaults (`node/src/default.toml`): 20 ms ticks, heartbeats
+    /// every 40 ms, elections after 200-400 ms, a peer node is down after 200 ms.
+    pub const NODE_DEFAULT: Self = Self {
+        tick_ms: 20,
+        election_ticks_min: 10,
+        election_ticks_max: 20,
+        heartbeat_ticks: 2,
+        node_timeout_ticks: 10,
+    };
+
+    /// The longest election timeout, in milliseconds.
+    pub fn election_ms_max(&self) -> u64 {
+        self.election_ticks_max * self.tick_ms
+    }
+
+    /// The node timeout, in milliseconds.
+    pub fn node_timeout_ms(&self) -> u64 {
+        self.node_timeout_ticks * self.tick_ms
+    }
+}
+
+/// The MultiRaft configuration of node `node` in `layout`, its replicas' seeds from `seed`.
+pub fn multi_config(node: NodeId, seed: u64, layout: &Layout) -> MultiConfig {
+    let timing = layout.timing;
     MultiConfig {
         raft: Config {
-            election_timeout_ticks_min: 30,
-            election_timeout_ticks_max: 60,
-            heartbeat_interval_ticks: 10,
+            election_timeout_ticks_min: timing.election_ticks_min,
+            election_timeout_ticks_max: timing.election_ticks_max,
+            heartbeat_interval_ticks: timing.heartbeat_ticks,
             rng_seed: seed.wrapping_mul(31).wrapping_add(node.0),
+            mutation: layout.mutation,
             ..Config::new(node)
         },
-        heartbeat_interval_ticks: 10,
-        node_timeout_ticks: 50,
-        quiesce,
+        heartbeat_interval_ticks: timing.heartbeat_ticks,
+        node_timeout_ticks: timing.node_timeout_ticks,
+        quiesce: layout.quiesce,
         ..MultiConfig::new(node)
+    }
+}
+
+/// The shape of a cluster: nodes, groups, replicas per group, clocks and links.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub nodes: u64,
+    pub groups: u64,
+    /// Replicas per group, placed on consecutive nodes starting at a rotating one (as the
+    /// node's initial placement does); `nodes` puts a replica of every group on every node.
+    pub replicas: u64,
+    pub seed: u64,
+    pub quiesce: bool,
+    pub timing: Timing,
+    pub links: LinkPolicy,
+    /// A deliberately broken rule (regression seeds re-enact their bug with it).
+    pub mutation: Mutation,
+}
+
+impl Layout {
+    /// Every group on every node, the tests' timing, today's transport.
+    pub fn full(nodes: u64, groups: u64, seed: u64, quiesce: bool) -> Self {
+        Self {
+            nodes,
+            groups,
+            replicas: nodes,
+            seed,
+            quiesce,
+            timing: Timing::TESTS,
+            links: LinkPolicy::NOW,
+            mutation: Mutation::None,
+        }
+    }
+
+    /// The replicas of `group`: `replicas` consecutive nodes from a rotating first one.
+    pub fn replicas_of(&self, group: GroupId) -> Vec<NodeId> {
+        (0..self.replicas.min(self.nodes))
+            .map(|offset| NodeId((group.0 - 1 + offset) % self.nodes + 1))
+            .collect()
     }
 }
 
@@ -92,18 +176,26 @@ pub struct MultiCluster {
     proposals: HashMap<(NodeId, GroupId, LogIndex), Vec<u8>>,
     /// What each node applied, per group (kept across crashes).
     pub applied: HashMap<(NodeId, GroupId), BTreeMap<LogIndex, Vec<u8>>>,
-    seed: u64,
-    quiesce: bool,
+    pub layout: Layout,
+    /// Each node pair's link, reconnecting as the transport does.
+    pub links: Links,
+    /// `FLOTILLA_SIM_TRACE_GROUP`: print this group's messages and replica states.
+    trace_group: Option<GroupId>,
     events: EventQueue<Event>,
 }
 
 impl MultiCluster {
     /// `node_count` nodes, `group_count` groups each with a replica on every node.
     pub fn new(node_count: u64, group_count: u64, seed: u64, quiesce: bool) -> Self {
+        Self::build(Layout::full(node_count, group_count, seed, quiesce))
+    }
+
+    /// A cluster of `layout`'s shape, every group bootstrapped on its replicas.
+    pub fn build(layout: Layout) -> Self {
         let mut cluster = Self {
             nodes: BTreeMap::new(),
-            groups: (1..=group_count).map(GroupId).collect(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            groups: (1..=layout.groups).map(GroupId).collect(),
+            rng: ChaCha8Rng::seed_from_u64(layout.seed),
             now_ms: 0,
             drop_percent: 0,
             duplicate_percent: 0,
@@ -121,18 +213,20 @@ impl MultiCluster {
             acks: BTreeMap::new(),
             proposals: HashMap::new(),
             applied: HashMap::new(),
-            seed,
-            quiesce,
+            layout,
+            links: Links::new(layout.links),
+            trace_group: crate::trace::group_from_env(),
             events: EventQueue::default(),
         };
-        let ids: Vec<NodeId> = (1..=node_count).map(NodeId).collect();
-        let membership = Membership::with_voters(ids.iter().copied());
-        for &id in &ids {
+        for id in (1..=layout.nodes).map(NodeId) {
             let mut stores = BTreeMap::new();
             for &group in &cluster.groups {
-                let mut store = MemLog::new();
-                store.persist(&Persist::bootstrap(membership.clone()));
-                stores.insert(group, store);
+                let replicas = layout.replicas_of(group);
+                if replicas.contains(&id) {
+                    let mut store = MemLog::new();
+                    store.persist(&Persist::bootstrap(Membership::with_voters(replicas)));
+                    stores.insert(group, store);
+                }
             }
             cluster.start_node(id, stores, 0);
         }
@@ -140,7 +234,9 @@ impl MultiCluster {
     }
 
     fn start_node(&mut self, id: NodeId, stores: BTreeMap<GroupId, MemLog>, incarnation: u64) {
-        let mut multi = MultiRaft::new(multi_config(id, self.seed + incarnation, self.quiesce));
+        let layout = self.layout;
+        let config = multi_config(id, layout.seed + incarnation, &layout);
+        let mut multi = MultiRaft::new(config);
         for (group, store) in stores {
             multi.create_group(group, store).expect("create group");
         }
@@ -156,7 +252,7 @@ impl MultiCluster {
             crash_in_next_ready: false,
         };
         self.nodes.insert(id, node);
-        let offset = self.rng.random_range(0..TICK_MS);
+        let offset = self.rng.random_range(0..self.layout.timing.tick_ms);
         self.schedule(offset, Event::Tick(id, incarnation));
     }
 
@@ -184,7 +280,7 @@ impl MultiCluster {
             if done(self) {
                 return true;
             }
-            self.run_for(TICK_MS);
+            self.run_for(self.layout.timing.tick_ms);
         }
         done(self)
     }
@@ -200,13 +296,18 @@ impl MultiCluster {
             return;
         };
         multi.tick();
-        let period = (TICK_MS * 100 / node.clock_rate_percent.max(1)).max(1);
+        let period = (self.layout.timing.tick_ms * 100 / node.clock_rate_percent.max(1)).max(1);
         self.schedule(period, Event::Tick(id, incarnation));
         self.drive(id);
     }
 
     fn deliver(&mut self, batch: Batch) {
-        if self.cut.contains(&(batch.from, batch.to)) {
+        let dropped = self.cut.contains(&(batch.from, batch.to))
+            || !self.links.usable(batch.from, batch.to, self.now_ms);
+        if let Some(group) = self.trace_group {
+            crate::trace::batch(self.now_ms, &batch, group, dropped);
+        }
+        if dropped {
             return;
         }
         let to = batch.to;
@@ -275,6 +376,9 @@ impl MultiCluster {
             }
         }
         self.multi_mut(id).expect("up").advance(ready);
+        if let Some(group) = self.trace_group.filter(|group| touched.contains(group)) {
+            crate::trace::replica(self.now_ms, id, self.multi(id).expect("up"), group);
+        }
         for &group in &touched {
             self.maybe_snapshot(id, group);
         }
@@ -318,6 +422,29 @@ impl MultiCluster {
     /// Cuts the link from `source` to `target` only.
     pub fn cut_one_way(&mut self, source: NodeId, target: NodeId) {
         self.cut.insert((source, target));
+        self.refresh_links();
+    }
+
+    /// Whether the network drops everything from `source` to `target`.
+    pub fn is_cut(&self, source: NodeId, target: NodeId) -> bool {
+        self.cut.contains(&(source, target))
+    }
+
+    /// Whether `a` and `b` are up and the network carries packets both ways between them
+    /// (their link may still be waiting for its next attempt: that is the transport's part).
+    pub fn connected(&self, a: NodeId, b: NodeId) -> bool {
+        self.is_up(a) && self.is_up(b) && !self.is_cut(a, b) && !self.is_cut(b, a)
+    }
+
+    /// Tells every link whether its pair can talk now.
+    fn refresh_links(&mut self) {
+        let ids = self.node_ids();
+        for (position, &a) in ids.iter().enumerate() {
+            for &b in &ids[position + 1..] {
+                let healthy = self.connected(a, b);
+                self.links.set_healthy(a, b, healthy, self.now_ms);
+            }
+        }
     }
 
     /// The replica's state machine becomes the snapshot's; the tester learns what it holds.
@@ -469,6 +596,7 @@ impl MultiCluster {
         for checker in self.checkers.values_mut() {
             checker.on_crash(id);
         }
+        self.refresh_links();
     }
 
     /// Restarts a crashed node from its stores.
@@ -486,6 +614,24 @@ impl MultiCluster {
             self.restore(id, *group, &snapshot.data, snapshot.meta.last.index);
         }
         self.start_node(id, stores, incarnation);
+        self.refresh_links();
+        for peer in self.node_ids() {
+            self.links.dialed_at_start(id, peer);
+        }
+    }
+
+    /// Gives `node` an empty replica of `group` (waiting for its leader), as a node does when
+    /// a membership change adds it. False if the node is down.
+    pub fn ensure_replica(&mut self, node: NodeId, group: GroupId) -> bool {
+        let Some(multi) = self.multi_mut(node) else {
+            return false;
+        };
+        if multi.group(group).is_none() {
+            multi
+                .create_group(group, MemLog::new())
+                .expect("create an empty replica");
+        }
+        true
     }
 
     pub fn is_up(&self, id: NodeId) -> bool {
@@ -500,10 +646,12 @@ impl MultiCluster {
                 self.cut.insert((b, a));
             }
         }
+        self.refresh_links();
     }
 
     pub fn heal(&mut self) {
         self.cut.clear();
+        self.refresh_links();
     }
 
     pub fn node_ids(&self) -> Vec<NodeId> {

@@ -7,7 +7,11 @@ mod harness;
 
 mod cluster;
 mod counting;
+mod failover;
+mod links;
+mod liveness;
 mod sim;
+mod trace;
 
 use cluster::MultiCluster;
 use flotilla_raft::{GroupId, NodeId};

@@ -89,6 +89,23 @@ fn a_voter_grants_a_higher_term_vote_once_the_leader_went_silent() {
     );
 }
 
+/// A follower woken from quiescence (MultiRaft stops idle groups' ticks) counts nothing it heard
+/// before as recent, so it grants a campaign at once. Its clock runs only while it ticks:
+/// "heard at tick 0" used to read as recent in a replica that quiesced before ticking an
+/// election timeout, and it ignored campaigns for that long after waking.
+#[test]
+fn a_woken_follower_holds_no_lease_even_if_it_barely_ticked_before() {
+    let mut follower = follower_of(1, &[1, 2, 3], 2, 1);
+    follower.deliver(request_pre_vote(3, 1, 2, (0, 0)));
+    assert_eq!(follower.take(), Ready::default(), "within the lease");
+    follower.wake();
+    follower.deliver(request_pre_vote(3, 1, 2, (0, 0)));
+    assert_eq!(
+        follower.take().persisted_messages,
+        vec![pre_vote(1, 3, 2, true)]
+    );
+}
+
 /// Thesis §9.6: a partitioned replica that keeps timing out does not raise its term, so when it
 /// comes back the leader is undisturbed.
 #[test]

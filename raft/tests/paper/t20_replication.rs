@@ -439,3 +439,31 @@ fn a_rejection_sends_the_leader_back_to_the_hinted_position() {
         );
     }
 }
+
+/// MultiRaft lets an idle leader's group quiesce: stop ticking and sending. A leader is idle
+/// only once every follower acknowledged a heartbeat committing the whole log; holding the log
+/// is not enough. A follower that missed the commit index would wait for it for good: no
+/// heartbeat comes from a quiescent leader, and a learner does not campaign to wake it.
+#[test]
+fn a_leader_is_idle_only_once_every_follower_acknowledged_the_commit() {
+    let mut leader = settled_leader(1, &[1, 2, 3]);
+    assert!(
+        !leader.is_idle(),
+        "the followers hold the log but never heard it committed"
+    );
+    leader.heartbeat();
+    let ready = leader.take();
+    let round = |message: &flotilla_raft::Message| match message.body {
+        flotilla_raft::MessageBody::Heartbeat { read_round, .. } => read_round,
+        _ => panic!("{message:?} is not a heartbeat"),
+    };
+    let to_two = to(&ready, 2);
+    leader.deliver(heartbeat_response(2, 1, 1, round(&to_two[0])));
+    let _ = leader.take();
+    assert!(!leader.is_idle(), "follower 3 has not acknowledged");
+    for request in to(&ready, 3) {
+        leader.deliver(heartbeat_response(3, 1, 1, round(&request)));
+    }
+    let _ = leader.take();
+    assert!(leader.is_idle());
+}

@@ -26,6 +26,8 @@ pub struct Report {
     pub acks: usize,
     pub reads_served: usize,
     pub checks: u64,
+    /// Leaders elected in a term before an entry already committed, lacking it (legal).
+    pub late_leaders: u64,
     pub terms: u64,
     pub simulated_ms: u64,
     pub trace_hash: u64,
@@ -91,6 +93,7 @@ fn run(seed: u64, config_of: fn(NodeId, u64) -> Config, disk_faults: bool) -> Re
         acks: cluster.acks.len(),
         reads_served: cluster.reads_served.len(),
         checks: cluster.checker.checks,
+        late_leaders: cluster.checker.late_leaders,
         terms: cluster
             .ids()
             .iter()
