@@ -81,7 +81,8 @@ fn batches(bytes: &[u8]) -> Vec<(usize, usize)> {
                 let body = u32::from_le_bytes(bytes[offset + 16..offset + 20].try_into().unwrap());
                 let body = body as usize;
                 found.push((offset, body));
-                offset += 32 + body.div_ceil(32) * 32;
+                let filler = (32 - body % 32) % 32;
+                offset += 32 + body + if filler < 2 { filler + 32 } else { filler };
             }
             b"FSYN" => offset += 32,
             _ => break,

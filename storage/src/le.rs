@@ -19,3 +19,12 @@ pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
     }
     u64::from_le_bytes(word)
 }
+
+/// The `u16` at `at`.
+pub(crate) fn read_u16(bytes: &[u8], at: usize) -> u16 {
+    let mut word = [0; 2];
+    if let Some(source) = bytes.get(at..at + 2) {
+        word.copy_from_slice(source);
+    }
+    u16::from_le_bytes(word)
+}

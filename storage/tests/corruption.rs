@@ -71,6 +71,17 @@ struct Span {
     marked: bool,
 }
 
+/// A body and its 0xFF filler: a multiple of 32 bytes with at least two bytes of filler.
+fn padded(body_bytes: u64) -> u64 {
+    let filler = (FRAME_BYTES - body_bytes % FRAME_BYTES) % FRAME_BYTES;
+    body_bytes
+        + if filler < 2 {
+            filler + FRAME_BYTES
+        } else {
+            filler
+        }
+}
+
 /// Walks the batches of a segment the way `docs/data/wal-format.md` draws them.
 fn batches(path: &Path) -> Vec<Span> {
     let bytes = fs::read(path).unwrap();
@@ -81,7 +92,7 @@ fn batches(path: &Path) -> Vec<Span> {
             b"FBAT" => {
                 let body_bytes =
                     u32::from_le_bytes(bytes[offset + 16..offset + 20].try_into().unwrap());
-                let padded = u64::from(body_bytes).div_ceil(FRAME_BYTES) * FRAME_BYTES;
+                let padded = padded(u64::from(body_bytes));
                 let end = offset as u64 + FRAME_BYTES + padded;
                 spans.push(Span {
                     offset: offset as u64,
@@ -285,18 +296,18 @@ fn a_lost_header_with_a_later_write_after_it_is_corruption() {
     assert_eq!(why(&problem), NotTorn::WrittenAfter);
 }
 
-#[test]
-fn one_zeroed_fragile_sector_is_ambiguous_and_not_cut() {
-    let directory = tempfile::tempdir().unwrap();
-    let (engine, _) = LogEngine::open(directory.path(), config()).unwrap();
+/// Writes, after ten entries, a batch of one entry whose 2,000-byte payload is zeros but for
+/// one byte in the second whole sector of the batch (after its header, the record header and
+/// the entry's postcard fields), so that sector holds one non-zero byte: one changed byte
+/// could zero it as well as a crash could. Removes the batch's mark, as a crash before it
+/// would. Returns the segment, the batch and the fragile sector's offset.
+fn batch_with_a_fragile_sector(directory: &Path) -> (PathBuf, Span, u64) {
+    let (engine, _) = LogEngine::open(directory, config()).unwrap();
     let mut batch = WriteBatch::new();
     batch.append(G1, entries(1, 1..=10));
     engine.write(batch).unwrap();
-    let newest = segment_paths(directory.path()).pop().unwrap();
+    let newest = segment_paths(directory).pop().unwrap();
     let start = last_batch(&newest).end + FRAME_BYTES;
-    // A payload of zeros with one byte set, well inside the second whole sector of the next
-    // batch (after its header, the record header and the entry's postcard fields): that sector
-    // holds one non-zero byte, and one flipped bit could zero it as well as a crash could.
     let sector = (start / 512 + 2) * 512;
     let mut payload = vec![0; 2000];
     payload[(sector + 100 - start - FRAME_BYTES - 17 - 8) as usize] = 0x01;
@@ -314,14 +325,32 @@ fn one_zeroed_fragile_sector_is_ambiguous_and_not_cut() {
     zero(&newest, last.end, FRAME_BYTES);
     let file = fs::read(&newest).unwrap();
     let part = &file[sector as usize..sector as usize + 512];
-    assert_eq!(
-        part.iter().filter(|&&b| b != 0).count(),
-        1,
-        "a fragile sector"
-    );
-    zero(&newest, sector, 512);
+    let non_zero = part.iter().filter(|&&b| b != 0).count();
+    assert_eq!(non_zero, 1, "a fragile sector");
+    (newest, last, sector)
+}
+
+#[test]
+fn one_zeroed_fragile_sector_is_ambiguous_and_not_cut() {
+    let directory = tempfile::tempdir().unwrap();
+    let (newest, last, fragile) = batch_with_a_fragile_sector(directory.path());
+    zero(&newest, fragile, 512);
     let problem = corruption(directory.path(), &newest, last.offset);
     assert_eq!(why(&problem), NotTorn::Ambiguous);
+}
+
+/// The header numbers the batch's fragile sector: a crash that lost another one is a tear.
+#[test]
+fn a_lost_sector_other_than_the_fragile_one_is_a_tear() {
+    let directory = tempfile::tempdir().unwrap();
+    let (newest, last, fragile) = batch_with_a_fragile_sector(directory.path());
+    // The sector of the batch's last bytes: the end of the payload and the filler.
+    let other = (last.end - 1) / 512 * 512;
+    assert!(other > fragile, "another sector than the fragile one");
+    zero(&newest, other, last.end - other);
+    let (engine, report) = LogEngine::open(directory.path(), config()).unwrap();
+    assert_eq!(report.torn_tail.unwrap().offset, last.offset);
+    assert_eq!(engine.group(G1).last_index(), LogIndex(10));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 use super::Shared;
 use super::batch::EncodedBatch;
-use super::batch_frame::{BatchHeader, FRAME_BYTES, SyncMark, count_sectors, padded};
+use super::batch_frame::{BatchHeader, FILLER, FRAME_BYTES, SyncMark, count_sectors, padded};
 use super::body::{Body, Effect, SnapshotMarker};
 use super::index::Location;
 use super::segment::{self, Segment};
@@ -144,7 +144,13 @@ impl Writer {
         } else {
             0
         };
-        let end = padded(self.write_offset + header_bytes + frame_bytes);
+        let batch_start = if self.unsynced.is_empty() {
+            self.write_offset
+        } else {
+            self.unsynced_offset
+        };
+        let body = self.write_offset + header_bytes + frame_bytes - batch_start - FRAME_BYTES;
+        let end = batch_start + FRAME_BYTES + padded(body);
         end + FRAME_BYTES <= shared.config.segment_bytes_max
     }
 
@@ -163,8 +169,10 @@ impl Writer {
             return Ok(());
         }
         let body_bytes = self.unsynced.len() as u64 - FRAME_BYTES;
-        self.unsynced
-            .resize(padded(self.unsynced.len() as u64) as usize, 0);
+        self.unsynced.resize(
+            padded(self.unsynced.len() as u64 - FRAME_BYTES) as usize + FRAME_BYTES as usize,
+            FILLER,
+        );
         let body_offset = self.unsynced_offset + FRAME_BYTES;
         let header = BatchHeader {
             sequence: self.next_batch_sequence,
@@ -326,7 +334,8 @@ impl Writer {
 fn checkpoint_fits(config: &LogConfig, checkpoint_bytes: u64) -> bool {
     let window = config.sync_bytes_max - FRAME_BYTES;
     let batch_count = checkpoint_bytes / window + 1;
-    let overhead = batch_count * 2 * FRAME_BYTES + FRAME_BYTES;
+    // Each batch: a header, up to a frame and a byte of filler, and a mark.
+    let overhead = batch_count * 4 * FRAME_BYTES;
     SEGMENT_HEADER_BYTES + checkpoint_bytes + overhead <= config.segment_bytes_max
 }
 

@@ -5,7 +5,9 @@
 //! so a torn batch leaves nothing behind in the index.
 #![deny(clippy::indexing_slicing)]
 
-use super::batch_frame::{BatchHeader, FRAME_BYTES, SectorCounts, Slot, count_sectors, read_slot};
+use super::batch_frame::{
+    BatchHeader, FILLER, FRAME_BYTES, NO_PART, Slot, count_sectors, part_is_zero, read_slot,
+};
 use super::record::{Frame, HEADER_BYTES, decode, is_zero_header};
 use super::tail::{self, Verdict};
 use crate::config::{LogConfig, SEGMENT_HEADER_BYTES};
@@ -187,11 +189,9 @@ impl SegmentScan<'_> {
             at += frame.frame_bytes() as u64;
         }
         let padding_end = offset + header.padded_bytes();
-        if self
-            .between(body_end, padding_end)
-            .iter()
-            .any(|&byte| byte != 0)
-        {
+        let padding = self.between(body_end, padding_end);
+        let short = padding.len() as u64 != padding_end - body_end;
+        if short || padding.iter().any(|&byte| byte != FILLER) {
             let padding_offset = body_end;
             return Err(Damage::Padding { padding_offset });
         }
@@ -214,22 +214,28 @@ impl SegmentScan<'_> {
     ) -> Result<ScanEnd, RecoveryError> {
         let end = offset + header.padded_bytes();
         let written_after = data_end(self.bytes, end) > end;
-        let observed = self.observed_sectors(offset, header);
-        let verdict = tail::judge_batch(self.is_newest, written_after, header.sectors, observed);
+        let evidence = self.evidence(offset, header);
+        let verdict = tail::judge_batch(self.is_newest, written_after, evidence);
         match verdict {
             Verdict::Torn => Ok(self.torn(offset)),
             Verdict::Corrupt(why) => Err(self.corrupt(offset, damage.into_corruption(why))),
         }
     }
 
-    /// The sector counts of the batch's body and padding as they are now; bytes past the end of
-    /// the file count as zeros (a shorter file lost them).
-    fn observed_sectors(&self, offset: u64, header: BatchHeader) -> SectorCounts {
+    /// What the batch's body and padding show now against what its header recorded; bytes past
+    /// the end of the file count as zeros (a shorter file lost them).
+    fn evidence(&self, offset: u64, header: BatchHeader) -> tail::Evidence {
         let start = offset + FRAME_BYTES;
         let end = offset + header.padded_bytes();
         let mut region = self.between(start, end).to_vec();
         region.resize(usize::try_from(end - start).unwrap_or(0), 0);
-        count_sectors(&region, start)
+        let written = header.sectors;
+        let zeroed = |number| number != NO_PART && part_is_zero(&region, start, number);
+        tail::Evidence {
+            written,
+            observed_zero: count_sectors(&region, start).zero,
+            known_fragile_zeroed: zeroed(written.first_fragile) || zeroed(written.last_fragile),
+        }
     }
 
     /// Zeros where a batch header belongs, with data after them.

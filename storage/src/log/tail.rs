@@ -20,26 +20,39 @@ pub(crate) enum Verdict {
     Corrupt(NotTorn),
 }
 
+/// What a damaged batch shows against what its header recorded as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Evidence {
+    /// The header's sector counts (and fragile part numbers).
+    pub(crate) written: SectorCounts,
+    /// How many sector parts are all zeros now.
+    pub(crate) observed_zero: u32,
+    /// Whether one of the fragile parts the header numbers is all zeros now.
+    pub(crate) known_fragile_zeroed: bool,
+}
+
 /// A batch whose header is intact but whose records or padding are damaged.
 ///
-/// `written` are the sector counts its header recorded, `observed` the same counts now. A tear
-/// zeroes at least one sector that was not zeros; one flipped bit can zero at most one sector,
-/// and only one that held a single non-zero byte (a fragile one).
-pub(crate) fn judge_batch(
-    is_newest: bool,
-    written_after: bool,
-    written: SectorCounts,
-    observed: SectorCounts,
-) -> Verdict {
+/// A tear zeroes at least one sector that was not zeros; one changed byte can zero at most one
+/// sector part, and only one that held a single non-zero byte (a fragile one). So two or more
+/// new zero parts, or one when no part was fragile, are a tear. One new zero part in a batch
+/// with fragile parts is a tear too when it is none of them: the header numbers the first and
+/// last fragile part, so with at most two it is known not to be one. Otherwise it cannot be
+/// told apart.
+pub(crate) fn judge_batch(is_newest: bool, written_after: bool, evidence: Evidence) -> Verdict {
     if !is_newest {
         return Verdict::Corrupt(NotTorn::NotNewest);
     }
     if written_after {
         return Verdict::Corrupt(NotTorn::WrittenAfter);
     }
-    match observed.zero.saturating_sub(written.zero) {
+    let written = evidence.written;
+    let fragile_all_known = written.fragile <= 2;
+    match evidence.observed_zero.saturating_sub(written.zero) {
         0 => Verdict::Corrupt(NotTorn::NoSectorMissing),
-        1 if written.fragile > 0 => Verdict::Corrupt(NotTorn::Ambiguous),
+        1 if written.fragile > 0 && (evidence.known_fragile_zeroed || !fragile_all_known) => {
+            Verdict::Corrupt(NotTorn::Ambiguous)
+        }
         _ => Verdict::Torn,
     }
 }
@@ -70,31 +83,44 @@ pub(crate) fn judge_lost_header(
 mod tests {
     use super::*;
 
-    fn counts(zero: u32, fragile: u32) -> SectorCounts {
-        SectorCounts { zero, fragile }
+    fn evidence(written: (u32, u32), observed_zero: u32, known_zeroed: bool) -> Evidence {
+        let (zero, fragile) = written;
+        Evidence {
+            written: SectorCounts {
+                zero,
+                fragile,
+                ..SectorCounts::default()
+            },
+            observed_zero,
+            known_fragile_zeroed: known_zeroed,
+        }
     }
 
-    /// newest, written after, written (zero, fragile), observed zero -> verdict.
+    /// newest, written after, written (zero, fragile), observed zero, a known fragile part
+    /// zeroed -> verdict.
     #[test]
     fn damaged_batches() {
         use NotTorn::*;
         use Verdict::*;
         let table = [
-            (false, false, (0, 0), 3, Corrupt(NotNewest)),
-            (true, true, (0, 0), 3, Corrupt(WrittenAfter)),
-            (true, false, (0, 0), 0, Corrupt(NoSectorMissing)),
-            (true, false, (2, 0), 2, Corrupt(NoSectorMissing)),
-            (true, false, (2, 0), 1, Corrupt(NoSectorMissing)),
-            (true, false, (0, 0), 1, Torn),
-            (true, false, (0, 1), 1, Corrupt(Ambiguous)),
-            (true, false, (0, 1), 2, Torn),
-            (true, false, (1, 3), 4, Torn),
+            (false, false, (0, 0), 3, false, Corrupt(NotNewest)),
+            (true, true, (0, 0), 3, false, Corrupt(WrittenAfter)),
+            (true, false, (0, 0), 0, false, Corrupt(NoSectorMissing)),
+            (true, false, (2, 0), 2, false, Corrupt(NoSectorMissing)),
+            (true, false, (2, 0), 1, false, Corrupt(NoSectorMissing)),
+            (true, false, (0, 0), 1, false, Torn),
+            (true, false, (0, 1), 1, true, Corrupt(Ambiguous)),
+            (true, false, (0, 1), 1, false, Torn),
+            (true, false, (0, 2), 1, false, Torn),
+            (true, false, (0, 3), 1, false, Corrupt(Ambiguous)),
+            (true, false, (0, 1), 2, true, Torn),
+            (true, false, (1, 3), 4, false, Torn),
         ];
-        for (newest, after, (zero, fragile), observed, expected) in table {
-            let verdict = judge_batch(newest, after, counts(zero, fragile), counts(observed, 0));
+        for (newest, after, written, observed, known, expected) in table {
+            let verdict = judge_batch(newest, after, evidence(written, observed, known));
             assert_eq!(
                 verdict, expected,
-                "newest {newest} after {after} written ({zero}, {fragile}) observed {observed}"
+                "newest {newest} after {after} written {written:?} observed {observed} known {known}"
             );
         }
     }
