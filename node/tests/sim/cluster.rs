@@ -47,6 +47,19 @@ pub enum Event {
     Resume { client: usize },
 }
 
+impl Event {
+    /// The node this event runs a turn of, if any.
+    fn node(&self) -> Option<NodeId> {
+        match self {
+            Event::Tick { node, .. } | Event::Wake { node } | Event::Request { node, .. } => {
+                Some(*node)
+            }
+            Event::Deliver(batch) => Some(batch.to),
+            Event::Answer { .. } | Event::Timeout { .. } | Event::Resume { .. } => None,
+        }
+    }
+}
+
 pub struct Cluster {
     pub nodes: BTreeMap<NodeId, SimNode>,
     pub setup: Setup,
@@ -137,38 +150,42 @@ impl Cluster {
         while let Some((at, event)) = self.events.pop_due(until_ms) {
             self.now_ms = at;
             self.hash(&event);
+            let node = event.node();
             self.handle(event);
-            self.check_leaders();
+            if let Some(node) = node {
+                self.check_leaders(node);
+            }
         }
         self.now_ms = self.now_ms.max(until_ms);
     }
 
+    /// Folds the event into the trace hash (what happened, not its payload): two runs of a seed
+    /// must hash alike.
     fn hash(&mut self, event: &Event) {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.trace_hash.hash(&mut hasher);
         self.now_ms.hash(&mut hasher);
-        let summary = match event {
-            Event::Tick { node, .. } => format!("t{}", node.0),
-            Event::Wake { node } => format!("w{}", node.0),
+        match event {
+            Event::Tick { node, .. } => ('t', node.0).hash(&mut hasher),
+            Event::Wake { node } => ('w', node.0).hash(&mut hasher),
             Event::Deliver(batch) => {
-                format!("d{}>{}:{}", batch.from.0, batch.to.0, batch.messages.len())
+                ('d', batch.from.0, batch.to.0, batch.messages.len()).hash(&mut hasher);
             }
             Event::Request {
                 node,
                 client,
                 request_id,
                 ..
-            } => format!("q{client}>{}#{request_id}", node.0),
+            } => ('q', *client, node.0, *request_id).hash(&mut hasher),
             Event::Answer {
                 client,
                 request_id,
                 result,
-            } => format!("a{client}#{request_id}{}", result.is_ok()),
-            Event::Timeout { client, request_id } => format!("o{client}#{request_id}"),
-            Event::Resume { client } => format!("r{client}"),
-        };
-        summary.hash(&mut hasher);
+            } => ('a', *client, *request_id, result.is_ok()).hash(&mut hasher),
+            Event::Timeout { client, request_id } => ('o', *client, *request_id).hash(&mut hasher),
+            Event::Resume { client } => ('r', *client).hash(&mut hasher),
+        }
         self.trace_hash = hasher.finish();
     }
 
@@ -350,25 +367,25 @@ impl Cluster {
     }
 
     /// Election safety across the cluster: one leader per group and term.
-    fn check_leaders(&mut self) {
-        for (&id, node) in &self.nodes {
-            let Some(core) = node.core.as_ref() else {
+    /// Election safety, checked on the node an event just ran (only it can have changed role):
+    /// at most one leader per range and term, ever.
+    fn check_leaders(&mut self, id: NodeId) {
+        let Some(core) = self.nodes.get(&id).and_then(|node| node.core.as_ref()) else {
+            return;
+        };
+        let multi = core.multi();
+        for group in multi.group_ids() {
+            let raft = multi.group(group).expect("hosted");
+            if raft.role() != Role::Leader {
                 continue;
-            };
-            let multi = core.multi();
-            for group in multi.group_ids() {
-                let raft = multi.group(group).expect("hosted");
-                if raft.role() != Role::Leader {
-                    continue;
-                }
-                let known = *self.leaders.entry((group, raft.term())).or_insert(id);
-                assert_eq!(
-                    known,
-                    id,
-                    "election safety violated: {group} has leaders {known} and {id} in {:?}",
-                    raft.term()
-                );
             }
+            let known = *self.leaders.entry((group, raft.term())).or_insert(id);
+            assert_eq!(
+                known,
+                id,
+                "election safety violated: {group} has leaders {known} and {id} in {:?}",
+                raft.term()
+            );
         }
     }
 

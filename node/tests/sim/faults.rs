@@ -1,7 +1,8 @@
 //! Faults on a seeded schedule during the safety phase: a node crashes (power loss, its unsynced
 //! writes torn) or its disk fails in the middle of a write (the node stops, never continues),
-//! and restarts later; a node pauses; partitions isolate a node, split the cluster in two or cut
-//! one direction of one link, and heal. Every kind has its own module of choices here; the wire's
+//! and restarts later; a node pauses; a node's disk turns slow for a while; partitions isolate
+//! a node, split the cluster in two, leave one node bridging two sides that cannot hear each
+//! other, or cut one direction of one link, and heal. Every kind has its own module of choices here; the wire's
 //! loss, duplication and delay spikes are in `network.rs`.
 
 use crate::cluster::Cluster;
@@ -17,6 +18,7 @@ pub struct FaultCounts {
     pub pauses: u64,
     pub partitions: u64,
     pub lost_disks: u64,
+    pub slow_disks: u64,
 }
 
 /// How often faults come in a run.
@@ -33,6 +35,8 @@ pub struct FaultRates {
 enum Repair {
     Restart(NodeId),
     Heal,
+    /// The node's writes take `fsync_ms` again.
+    DiskRecovers(NodeId, u64),
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +56,8 @@ impl Faults {
             0..=4 if rates.crashes => self.crash(cluster),
             5 | 6 if rates.crashes => self.fail_a_write(cluster),
             7 if rates.crashes => self.lose_a_disk(cluster),
-            8..=11 => self.pause(cluster),
+            8..=10 => self.pause(cluster),
+            11 => self.slow_a_disk(cluster),
             _ => self.partition(cluster),
         }
     }
@@ -67,6 +72,10 @@ impl Faults {
                 Repair::Heal => {
                     cluster.note(|| "HEAL".to_string());
                     cluster.network.heal();
+                }
+                Repair::DiskRecovers(node, fsync_ms) => {
+                    cluster.note(|| format!("{node}'s disk recovers"));
+                    cluster.nodes.get_mut(&node).expect("node").fsync_ms = fsync_ms;
                 }
             }
         }
@@ -124,6 +133,29 @@ impl Faults {
         self.repairs.push((at, Repair::Restart(victim)));
     }
 
+    /// A node's writes take 20-300 ms for a while (a disk that stalls): its groups fall behind
+    /// and its inputs pile up, but it must neither lose nor misorder anything.
+    fn slow_a_disk(&mut self, cluster: &mut Cluster) {
+        let Some(victim) = Self::victim(cluster) else {
+            return;
+        };
+        let already_slow = self
+            .repairs
+            .iter()
+            .any(|(_, repair)| matches!(repair, Repair::DiskRecovers(node, _) if *node == victim));
+        if already_slow {
+            return;
+        }
+        let slow_ms = cluster.rng.random_range(20..=300);
+        cluster.note(|| format!("{victim}'s writes take {slow_ms} ms"));
+        let node = cluster.nodes.get_mut(&victim).expect("node");
+        let normal_ms = std::mem::replace(&mut node.fsync_ms, slow_ms);
+        self.counts.slow_disks += 1;
+        let at = cluster.now_ms + cluster.rng.random_range(300..3_000);
+        self.repairs
+            .push((at, Repair::DiskRecovers(victim, normal_ms)));
+    }
+
     fn pause(&mut self, cluster: &mut Cluster) {
         let Some(victim) = Self::victim(cluster) else {
             return;
@@ -141,7 +173,7 @@ impl Faults {
 
     fn partition(&mut self, cluster: &mut Cluster) {
         let mut ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
-        match cluster.rng.random_range(0..3) {
+        match cluster.rng.random_range(0..4) {
             0 => {
                 let isolated = ids.remove(cluster.rng.random_range(0..ids.len()));
                 cluster.note(|| format!("PARTITION {isolated} | {ids:?}"));
@@ -152,6 +184,14 @@ impl Faults {
                 let split = cluster.rng.random_range(1..ids.len());
                 let (left, right) = ids.split_at(split);
                 cluster.note(|| format!("PARTITION {left:?} | {right:?}"));
+                cluster.network.partition(&[left.to_vec(), right.to_vec()]);
+            }
+            2 => {
+                ids.shuffle(&mut cluster.rng);
+                let bridge = ids.remove(0);
+                let split = cluster.rng.random_range(1..ids.len());
+                let (left, right) = ids.split_at(split);
+                cluster.note(|| format!("PARTITION {left:?} | {right:?}, {bridge} hears both"));
                 cluster.network.partition(&[left.to_vec(), right.to_vec()]);
             }
             _ => {
@@ -167,7 +207,21 @@ impl Faults {
 
     /// Every crashed node restarts (the liveness phase).
     pub fn restart_all(&mut self, cluster: &mut Cluster) {
-        self.repairs.clear();
+        for (_, repair) in self.repairs.drain(..) {
+            match repair {
+                Repair::DiskRecovers(node, fsync_ms) => {
+                    cluster.nodes.get_mut(&node).expect("node").fsync_ms = fsync_ms;
+                }
+                // A node still up with a disk failure armed may already have had an operation
+                // fail (a read the core reports later): the failure ends in a crash, and the
+                // restart below brings it back.
+                Repair::Restart(node) if cluster.nodes[&node].is_up() => {
+                    cluster.note(|| format!("{node} CRASHES (its disk failure armed)"));
+                    cluster.nodes.get_mut(&node).expect("node").crash();
+                }
+                Repair::Restart(_) | Repair::Heal => {}
+            }
+        }
         let ids: Vec<NodeId> = cluster.nodes.keys().copied().collect();
         for id in ids {
             cluster.nodes[&id].fs.restore_power();

@@ -30,7 +30,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 /// Seeds per `cargo test` run unless `FLOTILLA_SIM_SEEDS` says otherwise.
-const CI_SEED_COUNT: u64 = 40;
+const CI_SEED_COUNT: u64 = 200;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name)
@@ -68,7 +68,7 @@ fn simulate_seeds() {
     let mut failures = Vec::new();
     let (mut operations, mut crashes, mut failed_writes, mut pauses, mut partitions) =
         (0, 0, 0, 0, 0);
-    let mut lost_disks = 0;
+    let (mut lost_disks, mut slow_disks) = (0, 0);
     for &seed in &seeds {
         match try_seed(seed) {
             Ok(report) => {
@@ -78,13 +78,14 @@ fn simulate_seeds() {
                 pauses += report.faults.pauses;
                 partitions += report.faults.partitions;
                 lost_disks += report.faults.lost_disks;
+                slow_disks += report.faults.slow_disks;
             }
             Err(message) => failures.push(message),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {lost_disks} disks lost (the node then refusing to start)",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start)",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );
@@ -104,6 +105,20 @@ fn the_same_seed_gives_the_same_trace() {
     let second = run::run_seed(3);
     assert_eq!(first.trace_hash, second.trace_hash);
     assert_eq!(first.operations, second.operations);
+}
+
+/// Seeds that failed once, replayed as they are. A change to what a seed draws moves them; the
+/// rule each one found is pinned elsewhere too, named here.
+#[test]
+fn regression_seeds() {
+    // 142: a node whose disk failure was armed just before the liveness phase had a read fail,
+    // stopped after every node had been restarted, and stayed down (a harness bug: the
+    // liveness phase now crashes such a node before restarting everything).
+    for seed in [142] {
+        if let Err(message) = try_seed(seed) {
+            panic!("{message}");
+        }
+    }
 }
 
 /// The checkers bite: with one rule broken, some seed of a small budget fails for the reason

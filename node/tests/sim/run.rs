@@ -41,9 +41,9 @@ impl Swarm {
     pub fn random(rng: &mut ChaCha8Rng) -> Self {
         Self {
             node_count: rng.random_range(3..=5),
-            range_count: rng.random_range(4..=24),
-            client_count: rng.random_range(2..=6),
-            ops_per_client: rng.random_range(100..=300),
+            range_count: rng.random_range(4..=64),
+            client_count: rng.random_range(3..=12),
+            ops_per_client: rng.random_range(200..=600),
             key_count: rng.random_range(3..=10),
             wire: WireFaults {
                 drop_percent: rng.random_range(0..=10),
