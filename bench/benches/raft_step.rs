@@ -29,11 +29,15 @@ impl Group {
             nodes,
             inbox: Vec::new(),
         };
-        while group.nodes[0].role() != Role::Leader {
+        // Bounded, so a protocol change that stops the election fails here instead of hanging.
+        for _ in 0..10_000 {
+            if group.nodes[0].role() == Role::Leader {
+                return group;
+            }
             group.nodes[0].tick();
             group.settle();
         }
-        group
+        panic!("node 1 was not elected within 10,000 ticks");
     }
 
     fn settle(&mut self) {
@@ -43,6 +47,7 @@ impl Group {
                     let ready = node.ready();
                     node.store_mut().persist(&ready.persist);
                     self.inbox.extend(ready.messages.iter().cloned());
+                    self.inbox.extend(ready.persisted_messages.iter().cloned());
                     node.advance(ready);
                 }
             }
