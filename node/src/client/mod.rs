@@ -11,6 +11,7 @@
 //! an attempt may have applied it and then the deadline passed or its session expired in the
 //! range; it was then applied once or not at all. Reads are retried freely.
 
+pub mod attempts;
 pub(crate) mod connection;
 #[cfg(feature = "nemesis")]
 mod nemesis;
@@ -20,6 +21,7 @@ pub use connection::CallError;
 
 use crate::api::{ApiError, NodeStatus, Reply, Request};
 use crate::config::Endpoint;
+use attempts::{Kind, Outcome as AttemptOutcome, Stop, Tries, Verdict};
 use connection::NodeConnection;
 use flotilla_raft::GroupId;
 use flotilla_raft::NodeId;
@@ -349,7 +351,7 @@ impl Client {
                 self.read_request(target, &command)
             })
             .await
-            .map_err(Stop::into_error)?;
+            .map_err(stop_error)?;
         Ok((answered.response, answered.range_end))
     }
 
@@ -370,7 +372,7 @@ impl Client {
                 })
                 .await;
             lock(&self.inner.sessions).finish(tag);
-            let answered = result.map_err(Stop::into_error)?;
+            let answered = result.map_err(stop_error)?;
             match answered.response {
                 Response::SessionExpired { session } => {
                     lock(&self.inner.sessions).expired(session);
@@ -434,7 +436,7 @@ impl Client {
                 }
             })
             .await
-            .map_err(Stop::into_error)?;
+            .map_err(stop_error)?;
         match answered.response {
             Response::SessionOpened { session, limits } => {
                 lock(&self.inner.sessions).opened(session, limits);
@@ -458,7 +460,7 @@ impl Client {
         let mut tries = Tries::default();
         let mut target = lock(&self.inner.router).route(key, &mut attempts);
         loop {
-            tries.count += 1;
+            tries.attempt();
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let reason = format!("the deadline of {:?} passed", self.inner.options.deadline);
@@ -472,18 +474,23 @@ impl Client {
             let reply = self.lose_answer(&attempt, reply);
             #[cfg(feature = "nemesis")]
             self.after_attempt(key, &attempt, &reply);
-            let route_reply = match self.judge(reply, kind, &mut tries) {
-                Judged::Done(response) => {
+            let route_reply = match tries.judge(kind, self.outcome(reply)) {
+                Verdict::Done(response) => {
                     let mut router = lock(&self.inner.router);
                     router.on_reply(key, &target, RouteReply::Done, &mut attempts);
-                    return Ok(tries.answered(response, self.range_end(&router, &target)));
+                    return Ok(Answered {
+                        response,
+                        range_end: self.range_end(&router, &target),
+                        attempts: tries.count(),
+                        maybe_applied: tries.maybe_applied(),
+                    });
                 }
-                Judged::Stop(stop) => return Err(stop),
-                Judged::Retry { reply, pause } => {
+                Verdict::Stop(stop) => return Err(stop),
+                Verdict::Retry { route, pause } => {
                     if pause {
                         tokio::time::sleep(RETRY_PAUSE).await;
                     }
-                    reply
+                    route
                 }
             };
             target = self
@@ -502,51 +509,28 @@ impl Client {
             .map(|range| range.keys.clone())
     }
 
-    /// What one attempt's reply means for the request.
-    fn judge(
-        &self,
-        reply: Result<Result<Reply, ApiError>, CallError>,
-        kind: Kind,
-        tries: &mut Tries,
-    ) -> Judged {
-        let retry = |reply, pause| Judged::Retry { reply, pause };
+    /// One attempt's reply as the attempt rules see it; a leader's address a refusal names is
+    /// learned on the way.
+    fn outcome(&self, reply: Result<Result<Reply, ApiError>, CallError>) -> AttemptOutcome {
         match reply {
-            Ok(Ok(Reply::Kv(response))) => Judged::Done(response),
-            Ok(Ok(_)) => Judged::Stop(Stop::Refused(ApiError::Unavailable(
-                "unexpected reply".into(),
-            ))),
-            Ok(Err(ApiError::NotLeader {
-                leader, address, ..
-            })) => {
-                self.learn_address(leader, address.as_deref());
-                tries.no_leader = leader.is_none();
-                retry(
-                    RouteReply::NotLeader {
-                        leader_hint: leader,
-                    },
-                    leader.is_none(),
-                )
+            Ok(answer) => {
+                if let Err(ApiError::NotLeader {
+                    leader, address, ..
+                }) = &answer
+                {
+                    self.learn_address(*leader, address.as_deref());
+                }
+                AttemptOutcome::Answered(answer)
             }
-            Ok(Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. })) => {
-                tries.no_leader = false;
-                retry(RouteReply::StaleRoute, false)
-            }
-            Ok(Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_))) => {
-                tries.no_leader = false;
-                retry(RouteReply::NotLeader { leader_hint: None }, true)
-            }
-            Ok(Err(ApiError::OutcomeUnknown)) => tries.no_answer(kind, "a snapshot superseded it"),
-            // After an attempt that may have applied, a refusal of a later one (another node's
-            // limits) does not say the write was not applied.
-            Ok(Err(error)) if tries.maybe_applied => {
-                Judged::Stop(tries.give_up(format!("then refused: {error}")))
-            }
-            Ok(Err(error)) => Judged::Stop(Stop::Refused(error)),
             Err(error @ CallError::Connect { .. }) => {
                 tracing::debug!(%error, "attempt not sent");
-                retry(RouteReply::NotLeader { leader_hint: None }, true)
+                AttemptOutcome::NotSent {
+                    reason: error.to_string(),
+                }
             }
-            Err(error) => tries.no_answer(kind, &error.to_string()),
+            Err(error) => AttemptOutcome::NoAnswer {
+                reason: error.to_string(),
+            },
         }
     }
 
@@ -685,64 +669,19 @@ fn unexpected(response: &Response) -> ClientError {
     )))
 }
 
-/// How the attempt loop treats a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// A read, or the opening of a session: applying it twice changes nothing a client sees,
-    /// so it is retried after any failure.
-    Idempotent,
-    /// A write in a session: every attempt carries the same tag and the range applies it at
-    /// most once, so it is retried after any failure.
-    Tagged,
-    /// A write without a session (clients before sessions; the `nemesis` feature's switch):
-    /// after an attempt that may have applied, retried only if `retry_maybe_applied` (a put
-    /// or a delete, not a compare-and-swap).
-    #[cfg_attr(not(feature = "nemesis"), allow(dead_code))]
-    Bare {
-        /// Whether to send it again after an attempt that got no answer.
-        retry_maybe_applied: bool,
-    },
-}
-
-/// What the attempt loop decided after one reply.
-enum Judged {
-    /// Answered.
-    Done(Response),
-    /// Stop trying.
-    Stop(Stop),
-    /// Try again where the router says after `reply`, after a pause if `pause`.
-    Retry { reply: RouteReply, pause: bool },
-}
-
-/// Why the attempt loop stopped without an answer.
-#[derive(Debug)]
-enum Stop {
-    /// A node refused the request for good.
-    Refused(ApiError),
-    /// Out of time, the range's replicas knowing no leader, and nothing applied.
-    NoLeader { range: KeyRange, attempts: u32 },
-    /// Out of time or replicas.
-    GaveUp {
-        attempts: u32,
-        reason: String,
-        maybe_applied: bool,
-    },
-}
-
-impl Stop {
-    fn into_error(self) -> ClientError {
-        match self {
-            Stop::Refused(error) => ClientError::Refused(error),
-            Stop::NoLeader { range, attempts } => ClientError::NoLeader { range, attempts },
-            Stop::GaveUp {
-                attempts,
-                reason,
-                maybe_applied: true,
-            } => ClientError::OutcomeUnknown { attempts, reason },
-            Stop::GaveUp {
-                attempts, reason, ..
-            } => ClientError::Unavailable { attempts, reason },
-        }
+/// The error a stopped request reports.
+fn stop_error(stop: Stop) -> ClientError {
+    match stop {
+        Stop::Refused(error) => ClientError::Refused(error),
+        Stop::NoLeader { range, attempts } => ClientError::NoLeader { range, attempts },
+        Stop::GaveUp {
+            attempts,
+            reason,
+            maybe_applied: true,
+        } => ClientError::OutcomeUnknown { attempts, reason },
+        Stop::GaveUp {
+            attempts, reason, ..
+        } => ClientError::Unavailable { attempts, reason },
     }
 }
 
@@ -756,63 +695,6 @@ struct Answered {
     /// Whether an earlier attempt got no answer: for a write, it may have applied too (for a
     /// write in a session, only as this answer's one application).
     maybe_applied: bool,
-}
-
-/// The attempts of one request so far.
-#[derive(Debug, Default)]
-struct Tries {
-    count: u32,
-    maybe_applied: bool,
-    /// Whether the last replica that answered said it knew no leader.
-    no_leader: bool,
-}
-
-impl Tries {
-    /// An attempt got no answer (timed out, lost with its connection, superseded): it may have
-    /// applied.
-    fn no_answer(&mut self, kind: Kind, reason: &str) -> Judged {
-        if kind != Kind::Idempotent {
-            self.maybe_applied = true;
-        }
-        match kind {
-            Kind::Bare {
-                retry_maybe_applied: false,
-            } => Judged::Stop(self.give_up(reason.to_string())),
-            _ => Judged::Retry {
-                reply: RouteReply::Timeout,
-                pause: false,
-            },
-        }
-    }
-
-    fn give_up(&self, reason: String) -> Stop {
-        Stop::GaveUp {
-            attempts: self.count,
-            reason,
-            maybe_applied: self.maybe_applied,
-        }
-    }
-
-    /// Gives up on `range`: when its replicas last answered that they knew no leader, and no
-    /// attempt may have applied, the error says so.
-    fn give_up_on(&self, reason: String, range: Option<KeyRange>) -> Stop {
-        match range.filter(|_| self.no_leader && !self.maybe_applied) {
-            Some(range) => Stop::NoLeader {
-                range,
-                attempts: self.count,
-            },
-            None => self.give_up(reason),
-        }
-    }
-
-    fn answered(&self, response: Response, range_end: Option<Vec<u8>>) -> Answered {
-        Answered {
-            response,
-            range_end,
-            attempts: self.count,
-            maybe_applied: self.maybe_applied,
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -142,7 +142,7 @@ impl Client {
                 command: command.clone(),
             })
             .await
-            .map_err(super::Stop::into_error)?;
+            .map_err(super::stop_error)?;
         Ok(super::Outcome {
             response: answered.response,
         })

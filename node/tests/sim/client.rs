@@ -6,6 +6,7 @@
 
 use crate::history::{Event, Op, Recorder};
 use flotilla_node::api::{ApiError, Reply, Request};
+use flotilla_node::client::attempts::{Kind, Outcome, Stop, Tries, Verdict};
 use flotilla_node::client::sessions::{NoTag, SessionBook};
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
@@ -46,7 +47,8 @@ struct Pending {
     attempts: Attempts,
     /// The id of the attempt whose answer counts.
     request: u64,
-    maybe_applied: bool,
+    /// The attempts so far, judged by the client's own rules.
+    tries: Tries,
     deadline_ms: u64,
 }
 
@@ -113,7 +115,7 @@ impl SimClient {
             target,
             attempts,
             request: 0,
-            maybe_applied: false,
+            tries: Tries::default(),
             deadline_ms: now_ms + DEADLINE_MS,
         });
         self.attempt(now_ms, recorder)
@@ -185,6 +187,7 @@ impl SimClient {
         };
         self.next_request += 1;
         pending.request = self.next_request;
+        pending.tries.attempt();
         Action::Send {
             node: target.node,
             request,
@@ -199,14 +202,10 @@ impl SimClient {
         now_ms: u64,
         recorder: &Recorder,
     ) -> Option<Action> {
-        let pending = self.pending.as_mut()?;
-        if pending.request != request_id {
-            return None;
-        }
-        if !pending.opening && !is_read(&pending.intent) {
-            pending.maybe_applied = true;
-        }
-        Some(self.reroute(RouteReply::Timeout, false, now_ms, recorder))
+        let outcome = Outcome::NoAnswer {
+            reason: "timed out".into(),
+        };
+        self.judge(request_id, outcome, now_ms, recorder)
     }
 
     /// An answer arrived for attempt `request_id`.
@@ -217,34 +216,32 @@ impl SimClient {
         now_ms: u64,
         recorder: &Recorder,
     ) -> Option<Action> {
+        self.judge(request_id, Outcome::Answered(result), now_ms, recorder)
+    }
+
+    /// What the attempt rules production runs say of the current attempt's outcome.
+    fn judge(
+        &mut self,
+        request_id: u64,
+        outcome: Outcome,
+        now_ms: u64,
+        recorder: &Recorder,
+    ) -> Option<Action> {
         let pending = self.pending.as_mut()?;
         if pending.request != request_id {
             return None;
         }
-        Some(match result {
-            Ok(Reply::Kv(response)) => self.done(response, now_ms, recorder),
-            Ok(_) => self.fail(recorder),
-            Err(ApiError::NotLeader { leader, .. }) => {
-                let reply = RouteReply::NotLeader {
-                    leader_hint: leader,
-                };
-                self.reroute(reply, leader.is_none(), now_ms, recorder)
-            }
-            Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. }) => {
-                self.reroute(RouteReply::StaleRoute, true, now_ms, recorder)
-            }
-            Err(ApiError::Busy | ApiError::Dropped | ApiError::Unavailable(_)) => {
-                let reply = RouteReply::NotLeader { leader_hint: None };
-                self.reroute(reply, true, now_ms, recorder)
-            }
-            Err(ApiError::OutcomeUnknown) => {
-                if !pending.opening && !is_read(&pending.intent) {
-                    pending.maybe_applied = true;
-                }
-                self.reroute(RouteReply::Timeout, false, now_ms, recorder)
-            }
-            Err(_) if pending.maybe_applied => self.give_up(recorder),
-            Err(_) => self.fail(recorder),
+        // Reads and session openings are idempotent; a write carries its tag on every attempt.
+        let kind = if pending.opening || is_read(&pending.intent) {
+            Kind::Idempotent
+        } else {
+            Kind::Tagged
+        };
+        Some(match pending.tries.judge(kind, outcome) {
+            Verdict::Done(response) => self.done(response, now_ms, recorder),
+            Verdict::Retry { route, pause } => self.reroute(route, pause, now_ms, recorder),
+            Verdict::Stop(Stop::Refused(_) | Stop::NoLeader { .. }) => self.fail(recorder),
+            Verdict::Stop(Stop::GaveUp { .. }) => self.give_up(recorder),
         })
     }
 
@@ -262,9 +259,16 @@ impl SimClient {
         let next = self
             .router
             .on_reply(key, &pending.target, reply, &mut pending.attempts);
+        let mut pause = pause;
         pending.target = match next {
             Next::Retry { target, .. } => target,
-            Next::RefreshMap | Next::Done => self.router.route(key, &mut pending.attempts),
+            // The map never changes in these runs: a refresh would fetch the same one, so the
+            // client routes again after the pause a refresh would take.
+            Next::RefreshMap => {
+                pause = true;
+                self.router.route(key, &mut pending.attempts)
+            }
+            Next::Done => self.router.route(key, &mut pending.attempts),
             Next::Fail(_) => return self.give_up(recorder),
         };
         if pause {
@@ -346,7 +350,7 @@ impl SimClient {
     /// Out of time: a write that may have applied has an unknown outcome.
     fn give_up(&mut self, recorder: &Recorder) -> Action {
         let pending = self.pending.as_ref().expect("pending");
-        if !pending.maybe_applied {
+        if !pending.tries.maybe_applied() {
             return self.fail(recorder);
         }
         let pending = self.pending.take().expect("pending");
