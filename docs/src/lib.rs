@@ -38,6 +38,10 @@ pub mod protocol {
     pub mod sessions {
         #![doc = include_str!("../protocol/sessions.md")]
     }
+    /// The sans-IO node core, its driver, and the whole-cluster simulator that runs it.
+    pub mod node_core {
+        #![doc = include_str!("../protocol/node-core.md")]
+    }
     /// MultiRaft: coalesced heartbeats and quiescence.
     pub mod heartbeat_coalescing {
         #![doc = include_str!("../protocol/heartbeat-coalescing.md")]
