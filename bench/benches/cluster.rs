@@ -76,6 +76,8 @@ impl Cluster {
             name: CLIENT.into(),
             attempt_timeout: Duration::from_secs(1),
             deadline: Duration::from_secs(10),
+            retry_pause: flotilla_node::client::RETRY_PAUSE,
+            redial_pause: flotilla_node::client::REDIAL_PAUSE,
         };
         let (nodes, client) = runtime.block_on(async {
             let mut nodes = Vec::new();
@@ -84,7 +86,7 @@ impl Cluster {
                 nodes.push(server::start(&config).await.unwrap());
             }
             let wait = Duration::from_secs(30);
-            let client = flotilla_node::demo::connect_when_ready(options, wait).await;
+            let client = flotilla_node::local::connect_when_ready(options, wait).await;
             (nodes, client.unwrap())
         });
         Self {

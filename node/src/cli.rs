@@ -1,13 +1,17 @@
 //! The command line: `server`, the client commands, `shell`, `status`, `certs` and `demo`.
 //! Every flag is documented here, so `--help` documents every flag.
 
-use crate::client::{Client, ClientOptions};
-use crate::config::{Endpoint, NodeConfig, parse_endpoints};
-use crate::workload::WorkloadOptions;
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::config::{ConfigError, Endpoint, IdentityArgs, NodeConfig, parse_endpoints};
+use crate::demo::{DemoArgs, DemoError};
+use crate::loadgen::{BenchArgs, BenchError};
+use crate::local::{CLIENT_THREADS, client_runtime};
+use crate::server::ServerError;
+use crate::shell::ShellError;
 use clap::{Args, Parser, Subcommand};
 use flotilla_raft::NodeId;
 use flotilla_storage::Command;
-use flotilla_transport_quic::{ClusterId, write_dev_certs};
+use flotilla_transport_quic::{CertError, ClusterId, write_dev_certs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -28,7 +32,7 @@ pub enum Commands {
     /// Start a local 3-node cluster on loopback, run a workload, print what it did.
     Demo(DemoArgs),
     /// The load generator: sweep client counts and value sizes, print ops/s and latencies.
-    Bench(crate::loadgen::BenchArgs),
+    Bench(BenchArgs),
     /// Read a key.
     Get {
         /// The key (UTF-8).
@@ -151,20 +155,6 @@ pub struct ServerArgs {
     pub exit_with_parent: bool,
 }
 
-/// Who a client is: its certificate and cluster.
-#[derive(Clone, Debug, Args)]
-pub struct IdentityArgs {
-    /// The certificate directory (ca.pem, client-<name>.pem/.key).
-    #[arg(long, default_value = "flotilla-certs")]
-    pub tls_dir: PathBuf,
-    /// The client certificate's name.
-    #[arg(long, default_value = "admin")]
-    pub name: String,
-    /// The cluster's id.
-    #[arg(long, default_value = "flotilla")]
-    pub cluster_id: String,
-}
-
 /// How a client command reaches the cluster.
 #[derive(Clone, Debug, Args)]
 pub struct ClientArgs {
@@ -182,23 +172,6 @@ pub struct ClientArgs {
     pub deadline_ms: u64,
 }
 
-/// Flags of `flotilla demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Nodes in the local cluster.
-    #[arg(long, default_value_t = 3)]
-    pub nodes: u64,
-    /// Ranges (groups).
-    #[arg(long, default_value_t = 16)]
-    pub groups: u64,
-    /// The workload.
-    #[command(flatten)]
-    pub workload: WorkloadOptions,
-    /// Keep the temporary folder (certificates, data, logs) instead of deleting it.
-    #[arg(long)]
-    pub keep: bool,
-}
-
 impl ClientArgs {
     /// The client options these flags describe.
     #[must_use]
@@ -210,12 +183,46 @@ impl ClientArgs {
             name: self.identity.name.clone(),
             attempt_timeout: Duration::from_millis(self.attempt_timeout_ms.max(1)),
             deadline: Duration::from_millis(self.deadline_ms.max(1)),
+            retry_pause: crate::client::RETRY_PAUSE,
+            redial_pause: crate::client::REDIAL_PAUSE,
         }
     }
 }
 
-/// A failed command, in words.
-pub type CliError = Box<dyn std::error::Error>;
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration or a flag is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server could not start or had to stop.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The demo failed.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    /// The load generator failed.
+    #[error(transparent)]
+    Bench(#[from] BenchError),
+    /// The shell or the status command failed.
+    #[error(transparent)]
+    Shell(#[from] ShellError),
+    /// The request failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The command's one request failed (the shell's words for it).
+    #[error("{0}")]
+    Request(String),
+    /// `--cluster-id` is not a valid cluster id.
+    #[error("`{0}` is not a valid cluster id (lowercase letters, digits and dashes)")]
+    ClusterId(String),
+    /// The certificates could not be written.
+    #[error(transparent)]
+    Certificates(#[from] CertError),
+    /// The client runtime could not start.
+    #[error("the client runtime could not start: {0}")]
+    Runtime(#[source] std::io::Error),
+}
 
 /// Runs a parsed command line.
 ///
@@ -234,11 +241,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Commands::Demo(args) => {
             init_logs("warn");
-            crate::demo::run(&args)
+            Ok(crate::demo::run(&args)?)
         }
         Commands::Bench(args) => {
             init_logs("warn");
-            crate::loadgen::run(&args)
+            Ok(crate::loadgen::run(&args)?)
         }
         Commands::Certs {
             dir,
@@ -246,8 +253,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             clients,
             cluster_id,
         } => {
-            let cluster = ClusterId::new(&cluster_id)
-                .ok_or(format!("`{cluster_id}` is not a valid cluster id"))?;
+            let cluster =
+                ClusterId::new(&cluster_id).ok_or(CliError::ClusterId(cluster_id.clone()))?;
             let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
             let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
             let files = write_dev_certs(&dir, &cluster, &nodes, &clients)?;
@@ -261,7 +268,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         command => {
             init_logs("warn");
-            client_runtime(CLIENT_THREADS)?.block_on(client_command(command))
+            client_runtime(CLIENT_THREADS)
+                .map_err(CliError::Runtime)?
+                .block_on(client_command(command))
         }
     }
 }
@@ -281,7 +290,8 @@ fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
         config.tls_dir.clone_from(dir);
     }
     if let Some(cluster) = &args.initial_cluster {
-        config.initial_cluster = parse_endpoints(cluster)?
+        config.initial_cluster = parse_endpoints(cluster)
+            .map_err(|error| ConfigError(format!("--initial-cluster: {error}")))?
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -343,46 +353,25 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
         ),
         Commands::Shell(client) => {
             let client = Client::connect(client.options()).await?;
-            return crate::shell::run(&client).await;
+            return Ok(crate::shell::run(&client).await?);
         }
         Commands::Status { json, client } => {
             let client = Client::connect(client.options()).await?;
-            return crate::shell::print_status(&client, json).await;
+            return Ok(crate::shell::print_status(&client, json).await?);
         }
         Commands::Server(_) | Commands::Demo(_) | Commands::Bench(_) | Commands::Certs { .. } => {
-            return Err("not a client command".into());
+            unreachable!("run() handles the commands that are not client commands")
         }
     };
     let client = Client::connect(client_args.options()).await?;
     let result = crate::shell::execute(&client, command).await;
     match result.error {
-        Some(error) => Err(error.into()),
+        Some(error) => Err(CliError::Request(error)),
         None => {
             println!("{}", result.human());
             Ok(())
         }
     }
-}
-
-/// Worker threads of the client runtime when its cluster runs elsewhere.
-pub const CLIENT_THREADS: usize = 2;
-
-/// Worker threads of the client runtime when it shares the machine with a local cluster
-/// (`demo`, `bench` without endpoints): one, as each local node has one network thread. The
-/// three nodes and the client then compete for the cores already, and a second client thread
-/// only adds cross-thread wake-ups (`docs/benchmarks.md`, "One client thread beside a local
-/// cluster").
-pub const LOCAL_CLIENT_THREADS: usize = 1;
-
-/// The small runtime client commands run on, with `threads` workers.
-///
-/// # Errors
-/// The runtime could not start.
-pub fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
 }
 
 fn init_logs(default: &str) {

@@ -69,6 +69,20 @@ pub fn parse_endpoints(text: &str) -> Result<Vec<Endpoint>, String> {
     Ok(endpoints)
 }
 
+/// Who a client is: its certificate and cluster.
+#[derive(Clone, Debug, clap::Args)]
+pub struct IdentityArgs {
+    /// The certificate directory (ca.pem, client-<name>.pem/.key).
+    #[arg(long, default_value = "flotilla-certs")]
+    pub tls_dir: PathBuf,
+    /// The client certificate's name.
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+    /// The cluster's id.
+    #[arg(long, default_value = "flotilla")]
+    pub cluster_id: String,
+}
+
 /// How one node runs.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +116,48 @@ pub struct NodeConfig {
     pub limits: Limits,
     /// Client sessions (exactly-once writes).
     pub sessions: SessionSettings,
+    /// The QUIC transport's limits.
+    pub transport: TransportSettings,
+    /// Cadences and sizes of the node's own work.
+    pub tuning: Tuning,
+}
+
+/// The QUIC transport's limits (the rest of `TransportConfig` keeps its defaults).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TransportSettings {
+    /// The largest frame accepted or sent, header included; checked before allocating.
+    pub frame_bytes_max: u32,
+    /// Batches queued per peer and per stream class before new ones are dropped.
+    pub outbound_queue_batches: usize,
+    /// Batches received but not yet taken by the driver; a full queue pushes back on peers.
+    pub inbound_queue_batches: usize,
+    /// Accepted client connections waiting to be served; more are refused.
+    pub client_queue_connections: usize,
+    /// How long a QUIC + TLS handshake may take.
+    pub handshake_timeout_ms: u64,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Keep-alive interval, well under `idle_timeout_ms`.
+    pub keep_alive_interval_ms: u64,
+}
+
+/// Cadences and sizes of the node's own work.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Inputs the driver takes from each queue (peer batches, client requests) in one turn.
+    pub input_burst_max: usize,
+    /// Peer batches waiting for the driver; more are dropped (Raft tolerates loss).
+    pub inbound_batches_max: usize,
+    /// The most entry and snapshot bytes in one outbound batch.
+    pub batch_payload_bytes_max: u64,
+    /// The most key and value bytes in one scan response.
+    pub scan_bytes_max: usize,
+    /// Log writes between two garbage collections of the log's segments.
+    pub gc_interval_writes: u64,
+    /// Ticks between a leader's checks whether its group's preferred leader could take over.
+    pub balance_interval_ticks: u64,
 }
 
 /// How each range keeps its clients' sessions. The values travel in every entry that opens a
@@ -331,6 +387,10 @@ impl NodeConfig {
             );
         }
         self.sessions.validate()?;
+        self.transport_config()
+            .validate()
+            .map_err(|error| ConfigError(format!("transport: {error}")))?;
+        self.check_tuning()?;
         self.multi_config()
             .validate()
             .map_err(|error| ConfigError(format!("raft: {}", error.0)))
@@ -346,12 +406,77 @@ impl NodeConfig {
         }
     }
 
+    /// Each tuning value within its bounds, and the payload and scan limits under the frame
+    /// limit (with room for a batch's or a response's headers).
+    fn check_tuning(&self) -> Result<(), ConfigError> {
+        let tuning = &self.tuning;
+        let frame = u64::from(self.transport.frame_bytes_max);
+        let counts = [
+            (
+                "tuning.input_burst_max",
+                tuning.input_burst_max as u64,
+                1_000_000,
+            ),
+            (
+                "tuning.inbound_batches_max",
+                tuning.inbound_batches_max as u64,
+                1_000_000,
+            ),
+            (
+                "tuning.gc_interval_writes",
+                tuning.gc_interval_writes,
+                1 << 40,
+            ),
+            (
+                "tuning.balance_interval_ticks",
+                tuning.balance_interval_ticks,
+                1 << 40,
+            ),
+        ];
+        for (name, value, max) in counts {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{name} must be 1 to {max}, not {value}"
+                )));
+            }
+        }
+        let limit = crate::core::BATCH_PAYLOAD_BYTES_LIMIT.min(frame / 2);
+        let sizes = [
+            (
+                "tuning.batch_payload_bytes_max",
+                tuning.batch_payload_bytes_max,
+            ),
+            ("tuning.scan_bytes_max", tuning.scan_bytes_max as u64),
+        ];
+        for (name, value) in sizes {
+            if !(4096..=limit).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{name} must be 4096 to {limit} (half of transport.frame_bytes_max, at \
+                     most {}), not {value}",
+                    crate::core::BATCH_PAYLOAD_BYTES_LIMIT
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The core's cadences and sizes.
+    #[must_use]
+    pub fn core_tuning(&self) -> crate::core::CoreTuning {
+        crate::core::CoreTuning {
+            balance_interval_ticks: self.tuning.balance_interval_ticks,
+            gc_interval_writes: self.tuning.gc_interval_writes,
+            batch_payload_bytes_max: self.tuning.batch_payload_bytes_max,
+            scan_bytes_max: self.tuning.scan_bytes_max,
+        }
+    }
+
     /// The peer silence limit must leave room for a few node heartbeats (each peer gets one
     /// every `heartbeat_ticks`, and a late one must not cost the connection) and lie below
     /// QUIC's idle timeout (past it QUIC closes the connection anyway).
     fn check_peer_silence(&self) -> Result<(), ConfigError> {
         let heartbeat_ms = self.raft.heartbeat_ticks.saturating_mul(self.raft.tick_ms);
-        let idle_ms = flotilla_transport_quic::TransportConfig::default().idle_timeout_ms;
+        let idle_ms = self.transport.idle_timeout_ms;
         if self.peer_silence_ms < heartbeat_ms.saturating_mul(PEER_SILENCE_HEARTBEATS_MIN)
             || self.peer_silence_ms >= idle_ms
         {
@@ -364,10 +489,18 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The transport's configuration: its defaults with this node's peer silence limit.
+    /// The transport's configuration: this node's limits, the rest the transport's defaults.
     #[must_use]
     pub fn transport_config(&self) -> flotilla_transport_quic::TransportConfig {
+        let settings = &self.transport;
         flotilla_transport_quic::TransportConfig {
+            frame_bytes_max: settings.frame_bytes_max,
+            outbound_queue_batches: settings.outbound_queue_batches,
+            inbound_queue_batches: settings.inbound_queue_batches,
+            client_queue_connections: settings.client_queue_connections,
+            handshake_timeout_ms: settings.handshake_timeout_ms,
+            idle_timeout_ms: settings.idle_timeout_ms,
+            keep_alive_interval_ms: settings.keep_alive_interval_ms,
             peer_silence_ms_max: self.peer_silence_ms,
             ..flotilla_transport_quic::TransportConfig::default()
         }
@@ -439,14 +572,12 @@ pub fn load_tls(
     dir: &Path,
     cluster_id: &str,
     stem: &str,
-) -> Result<flotilla_transport_quic::TlsSetup, String> {
+) -> Result<flotilla_transport_quic::TlsSetup, TlsLoadError> {
     let cluster = flotilla_transport_quic::ClusterId::new(cluster_id)
-        .ok_or_else(|| format!("`{cluster_id}` is not a valid cluster id"))?;
-    let tls_error = |error: flotilla_transport_quic::CertError| {
-        format!(
-            "{error} (dev certificates: `flotilla certs --dir {}`)",
-            dir.display()
-        )
+        .ok_or_else(|| TlsLoadError::ClusterId(cluster_id.to_string()))?;
+    let tls_error = |source| TlsLoadError::Certificates {
+        dir: dir.to_path_buf(),
+        source,
     };
     let ca = flotilla_transport_quic::load_ca(&dir.join("ca.pem")).map_err(tls_error)?;
     let identity = flotilla_transport_quic::Identity::load(
@@ -459,6 +590,22 @@ pub fn load_tls(
         ca,
         identity,
     })
+}
+
+/// Why a node's or a client's certificates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsLoadError {
+    /// The cluster id cannot name certificates.
+    #[error("`{0}` is not a valid cluster id (lowercase letters, digits and dashes)")]
+    ClusterId(String),
+    /// A certificate or key file is missing or unusable.
+    #[error("{source} (dev certificates: `flotilla certs --dir {}`)", dir.display())]
+    Certificates {
+        /// The certificate directory.
+        dir: PathBuf,
+        /// What was wrong.
+        source: flotilla_transport_quic::CertError,
+    },
 }
 
 /// Overrides `base` with `top`, table by table.
@@ -501,6 +648,17 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_defaults_are_the_cores_and_the_transports() {
+        let config = NodeConfig::load(None).unwrap();
+        assert_eq!(config.core_tuning(), crate::core::CoreTuning::default());
+        let transport = flotilla_transport_quic::TransportConfig {
+            peer_silence_ms_max: config.peer_silence_ms,
+            ..flotilla_transport_quic::TransportConfig::default()
+        };
+        assert_eq!(config.transport_config(), transport);
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let mut config = NodeConfig::load(None).unwrap();
         config.ranges.groups = 0;
@@ -523,6 +681,23 @@ mod tests {
             ("sessions.results_per_session_max", |c| {
                 c.sessions.results_per_session_max = 70_000
             }),
+        ] {
+            let mut config = NodeConfig::load(None).unwrap();
+            change(&mut config);
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+        for (name, change) in [
+            (
+                "tuning.input_burst_max",
+                (|c: &mut NodeConfig| c.tuning.input_burst_max = 0) as fn(&mut NodeConfig),
+            ),
+            ("tuning.batch_payload_bytes_max", |c| {
+                c.tuning.batch_payload_bytes_max = u64::from(c.transport.frame_bytes_max)
+            }),
+            ("tuning.scan_bytes_max", |c| c.tuning.scan_bytes_max = 10),
+            ("transport", |c| c.transport.frame_bytes_max = 3),
+            ("transport", |c| c.transport.inbound_queue_batches = 0),
         ] {
             let mut config = NodeConfig::load(None).unwrap();
             change(&mut config);

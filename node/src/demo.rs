@@ -2,365 +2,65 @@
 //! processes on loopback, a mixed workload with a progress bar, the results, a node killed to
 //! show fail-over, and a clean shutdown.
 
-use crate::cli::DemoArgs;
-use crate::client::{Client, ClientOptions};
-use crate::config::Endpoint;
-use crate::workload::{self, WorkloadOptions, WorkloadReport};
+use crate::local::{
+    LocalCluster, LocalError, client_runtime, connect_when_ready, leaderless_groups,
+};
+use crate::workload::{self, WorkloadOptions, print_report};
+use clap::Args;
 use flotilla_raft::NodeId;
-use flotilla_transport_quic::{ClusterId, write_dev_certs};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const CLUSTER: &str = "flotilla-demo";
-const CLIENT: &str = "demo";
-
-/// A local cluster of `flotilla server` child processes; dropping it kills them all.
-#[derive(Debug)]
-pub struct LocalCluster {
-    /// Where certificates, data and logs live.
-    pub dir: PathBuf,
-    /// Each node's endpoint.
-    pub endpoints: Vec<Endpoint>,
-    children: Vec<(NodeId, Option<Child>)>,
-    groups: u64,
-    /// A configuration file every node reads (`--config`); the flags override it.
-    config: Option<PathBuf>,
+/// Flags of `flotilla demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Nodes in the local cluster.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// Ranges (groups).
+    #[arg(long, default_value_t = 16)]
+    pub groups: u64,
+    /// The workload.
+    #[command(flatten)]
+    pub workload: WorkloadOptions,
+    /// Keep the temporary folder (certificates, data, logs) instead of deleting it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
-impl LocalCluster {
-    /// Makes certificates in `dir` and starts `nodes` servers with `groups` ranges.
-    ///
-    /// # Errors
-    /// Certificates, ports or processes could not be made.
-    pub fn start(
-        binary: &Path,
-        dir: &Path,
-        nodes: u64,
-        groups: u64,
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        Self::start_with_config(binary, dir, nodes, groups, None)
-    }
-
-    /// `start`, with every node also reading the configuration file `config`.
-    ///
-    /// # Errors
-    /// Certificates, ports or processes could not be made.
-    pub fn start_with_config(
-        binary: &Path,
-        dir: &Path,
-        nodes: u64,
-        groups: u64,
-        config: Option<PathBuf>,
-    ) -> Result<Self, Box<dyn std::error::Error>> {
-        let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
-        let cluster = ClusterId::new(CLUSTER).ok_or("bad cluster id")?;
-        write_dev_certs(&dir.join("certs"), &cluster, &ids, &[CLIENT])?;
-        let endpoints = ids
-            .iter()
-            .map(|&node| {
-                Ok(Endpoint {
-                    node,
-                    address: free_udp_address()?,
-                })
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let mut cluster = Self {
-            dir: dir.to_path_buf(),
-            endpoints,
-            children: Vec::new(),
-            groups,
-            config,
-        };
-        for node in ids {
-            let child = cluster.spawn(binary, node)?;
-            cluster.children.push((node, Some(child)));
-        }
-        Ok(cluster)
-    }
-
-    /// The data directory of node `node`.
-    #[must_use]
-    pub fn data_dir(&self, node: NodeId) -> PathBuf {
-        self.dir.join(format!("node-{}", node.0))
-    }
-
-    /// The log file of node `node`'s processes.
-    #[must_use]
-    pub fn log_file(&self, node: NodeId) -> PathBuf {
-        self.dir.join(format!("node-{}.log", node.0))
-    }
-
-    fn spawn(&self, binary: &Path, node: NodeId) -> std::io::Result<Child> {
-        self.spawn_on(binary, node, &self.data_dir(node), &self.log_file(node))
-    }
-
-    /// Starts another process as node `node` (its certificate, its address) on `data_dir`,
-    /// logging to `log`: what a mistaken or malicious second start does. The caller owns it.
-    ///
-    /// # Errors
-    /// The process could not start.
-    pub fn spawn_impostor(
-        &self,
-        binary: &Path,
-        node: NodeId,
-        data_dir: &Path,
-        log: &Path,
-    ) -> std::io::Result<Child> {
-        self.spawn_on(binary, node, data_dir, log)
-    }
-
-    /// Waits up to `wait` for node `node`'s process to exit; its status if it did.
-    pub fn wait_for_exit(
-        &mut self,
-        node: NodeId,
-        wait: Duration,
-    ) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + wait;
-        loop {
-            let status = self
-                .children
-                .iter_mut()
-                .filter(|(id, _)| *id == node)
-                .filter_map(|(_, child)| child.as_mut())
-                .find_map(|child| child.try_wait().ok().flatten());
-            if status.is_some() || Instant::now() >= deadline {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn spawn_on(
-        &self,
-        binary: &Path,
-        node: NodeId,
-        data_dir: &Path,
-        log: &Path,
-    ) -> std::io::Result<Child> {
-        let endpoint = self
-            .endpoints
-            .iter()
-            .find(|endpoint| endpoint.node == node)
-            .ok_or(std::io::ErrorKind::NotFound)?;
-        let initial: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        let mut command = std::process::Command::new(binary);
-        command.arg("server");
-        if let Some(config) = &self.config {
-            command.arg("--config").arg(config);
-        }
-        command
-            .args(["--node-id", &node.0.to_string()])
-            .args(["--listen", &endpoint.address.to_string()])
-            .args(["--data-dir", &data_dir.display().to_string()])
-            .args(["--tls-dir", &self.dir.join("certs").display().to_string()])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--groups", &self.groups.to_string()])
-            .args(["--cluster-id", CLUSTER])
-            .arg("--exit-with-parent")
-            // Small segments: each is zero-filled when created, and a local cluster is small.
-            .args(["--segment-mib", "16"])
-            // The nodes share this machine: one network thread each (measured faster on 2 cores).
-            .args(["--network-threads", "1"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-    }
-
-    /// Client options for this cluster.
-    #[must_use]
-    pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            endpoints: self.endpoints.clone(),
-            tls_dir: self.dir.join("certs"),
-            cluster_id: CLUSTER.into(),
-            name: CLIENT.into(),
-            attempt_timeout: Duration::from_secs(1),
-            deadline: Duration::from_secs(10),
-        }
-    }
-
-    /// Kills node `node` with SIGKILL (no chance to flush anything).
-    pub fn kill(&mut self, node: NodeId) {
-        for (id, child) in &mut self.children {
-            if *id == node
-                && let Some(mut child) = child.take()
-            {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-
-    /// Starts a killed node again on its data directory.
-    ///
-    /// # Errors
-    /// The process could not start.
-    pub fn restart(&mut self, binary: &Path, node: NodeId) -> std::io::Result<()> {
-        let child = self.spawn(binary, node)?;
-        for (id, slot) in &mut self.children {
-            if *id == node {
-                *slot = Some(child);
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// Freezes node `node` (SIGSTOP), as a long stall of the process would: it keeps its state
-    /// and its connections and does nothing until `resume`. Returns whether it was signalled.
-    pub fn pause(&self, node: NodeId) -> bool {
-        self.signal(node, "-STOP")
-    }
-
-    /// Lets a paused node run again (SIGCONT). Returns whether it was signalled.
-    pub fn resume(&self, node: NodeId) -> bool {
-        self.signal(node, "-CONT")
-    }
-
-    fn signal(&self, node: NodeId, signal: &str) -> bool {
-        self.children
-            .iter()
-            .filter(|(id, _)| *id == node)
-            .filter_map(|(_, child)| child.as_ref())
-            .any(|child| send_signal(child, signal))
-    }
-
-    /// Asks every node to stop (SIGTERM, and SIGCONT in case it was paused) and waits for each.
-    pub fn stop(&mut self) {
-        for (_, child) in &mut self.children {
-            if let Some(mut child) = child.take() {
-                if !send_signal(&child, "-TERM") {
-                    let _ = child.kill();
-                }
-                send_signal(&child, "-CONT");
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            if let Some(mut child) = child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-/// Sends `signal` (e.g. `-TERM`) to `child` with `kill`; whether it was delivered.
-fn send_signal(child: &Child, signal: &str) -> bool {
-    std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// The first port of the kernel's ephemeral range (Linux), if it can be read.
-fn ephemeral_port_low() -> Option<u16> {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// The lowest port `free_udp_address` picks from.
-const NODE_PORT_MIN: u16 = 10_000;
-
-/// A free UDP address on loopback for a node, below the kernel's ephemeral port range when
-/// there is room: a client's socket (bound to port 0) then never takes the port of a node
-/// that was killed before the node restarts on it. Falls back to any free port.
-fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {
-    use std::hash::{BuildHasher, Hasher};
-    let ephemeral_low = ephemeral_port_low().unwrap_or(32_768);
-    let span = u64::from(ephemeral_low.saturating_sub(NODE_PORT_MIN));
-    // A random start (std's per-map hash keys), so clusters started at once rarely collide.
-    let start = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    for attempt in 0..span.min(256) {
-        let offset = u16::try_from((start.wrapping_add(attempt)) % span).unwrap_or(0);
-        if let Ok(socket) = std::net::UdpSocket::bind(("127.0.0.1", NODE_PORT_MIN + offset)) {
-            return socket.local_addr();
-        }
-    }
-    std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()
-}
-
-/// Connects to `cluster` and waits until every range's group has a leader.
-///
-/// # Errors
-/// The cluster did not come up within `wait`.
-pub async fn connect_when_ready(
-    options: ClientOptions,
-    wait: Duration,
-) -> Result<Client, Box<dyn std::error::Error>> {
-    let deadline = Instant::now() + wait;
-    let client = loop {
-        match Client::connect(options.clone()).await {
-            Ok(client) => break client,
-            Err(error) if Instant::now() > deadline => {
-                return Err(format!("the cluster did not start: {error}").into());
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    let every_node_answers = async |client: &Client| {
-        let statuses = client.statuses().await;
-        statuses.iter().all(|(_, status)| status.is_ok())
-    };
-    while !every_node_answers(&client).await || leaderless_groups(&client).await > 0 {
-        if Instant::now() > deadline {
-            return Err("some groups elected no leader in time".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(client)
-}
-
-/// Ranges whose group no live node reports as led by itself.
-pub async fn leaderless_groups(client: &Client) -> usize {
-    let statuses = client.statuses().await;
-    client
-        .map()
-        .ranges()
-        .filter(|range| {
-            !statuses
-                .iter()
-                .filter_map(|(_, status)| status.as_ref().ok())
-                .any(|status| {
-                    status
-                        .groups
-                        .iter()
-                        .any(|group| group.group == range.group && group.role == "Leader")
-                })
-        })
-        .count()
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A flag is out of range.
+    #[error("{0}")]
+    Flags(#[from] workload::FlagError),
+    /// The temporary folder, this program's path or the client runtime was not available.
+    #[error("{what} failed: {source}")]
+    Setup {
+        /// What was being set up.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The local cluster did not start.
+    #[error(transparent)]
+    Cluster(#[from] LocalError),
 }
 
 /// Runs the demo.
 ///
 /// # Errors
 /// The cluster could not start or a step failed.
-pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     args.workload.validate()?;
     if args.nodes == 0 || args.groups == 0 {
-        return Err("--nodes and --groups must be at least 1".into());
+        return Err(workload::FlagError("--nodes and --groups must be at least 1").into());
     }
+    let setup = |what| move |source| DemoError::Setup { what, source };
     let folder = tempfile::Builder::new()
         .prefix("flotilla-demo-")
-        .tempdir()?;
-    let binary = std::env::current_exe()?;
+        .tempdir()
+        .map_err(setup("making a temporary folder"))?;
+    let binary = std::env::current_exe().map_err(setup("finding this program's path"))?;
     let mut cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
     println!(
         "Flotilla demo: {} nodes on loopback ({}), {} ranges, {} replicas each; files in {}",
@@ -375,7 +75,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         args.nodes.min(3),
         folder.path().display()
     );
-    let runtime = crate::cli::client_runtime(crate::cli::LOCAL_CLIENT_THREADS)?;
+    let runtime = client_runtime(crate::local::LOCAL_CLIENT_THREADS)
+        .map_err(setup("starting the client runtime"))?;
     let result = runtime.block_on(drive(&mut cluster, &args.workload));
     cluster.stop();
     println!("stopped every node");
@@ -385,10 +86,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     result
 }
 
-async fn drive(
-    cluster: &mut LocalCluster,
-    workload: &WorkloadOptions,
-) -> Result<(), Box<dyn std::error::Error>> {
+async fn drive(cluster: &mut LocalCluster, workload: &WorkloadOptions) -> Result<(), DemoError> {
     let started = Instant::now();
     let client = connect_when_ready(cluster.client_options(), Duration::from_secs(30)).await?;
     println!(
@@ -443,61 +141,4 @@ async fn drive(
         crate::shell::status_tables(&client, &statuses)
     );
     Ok(())
-}
-
-/// Prints a workload report for a person.
-pub fn print_report(report: &WorkloadReport) {
-    let ms = |micros: u64| micros as f64 / 1000.0;
-    let latency = &report.latency_us;
-    println!(
-        "  {} ops in {:.1} s = {:.0} ops/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
-        report.ops,
-        report.seconds,
-        report.ops_per_second,
-        ms(latency.p50),
-        ms(latency.p90),
-        ms(latency.p99),
-        ms(latency.p999),
-        ms(latency.max)
-    );
-    let ops: Vec<String> = report
-        .by_op
-        .iter()
-        .map(|(op, count)| format!("{op} {count}"))
-        .collect();
-    println!("  by operation: {}", ops.join(", "));
-    if report.errors.is_empty() {
-        println!("  errors: none");
-    } else {
-        let errors: Vec<String> = report
-            .errors
-            .iter()
-            .map(|(kind, count)| format!("{kind} {count}"))
-            .collect();
-        println!("  errors: {}", errors.join(", "));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Node ports stay out of the range the kernel hands to sockets bound to port 0, where a
-    /// client could take a killed node's port before the node restarts.
-    #[test]
-    fn node_ports_lie_below_the_ephemeral_range() {
-        let Some(low) = ephemeral_port_low() else {
-            return;
-        };
-        if low <= NODE_PORT_MIN {
-            return;
-        }
-        let ports: Vec<u16> = (0..8)
-            .map(|_| free_udp_address().expect("a free port").port())
-            .collect();
-        assert!(
-            ports.iter().all(|port| (NODE_PORT_MIN..low).contains(port)),
-            "{ports:?} not in {NODE_PORT_MIN}..{low}"
-        );
-    }
 }

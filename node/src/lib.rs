@@ -11,9 +11,10 @@ pub mod core;
 pub mod demo;
 mod frames;
 pub mod loadgen;
+pub mod local;
 pub mod server;
 pub mod shell;
 pub mod workload;
 
-pub use client::{Client, ClientError, ClientOptions, Outcome, ScanResult};
+pub use client::{Client, ClientError, ClientOptions, MapFailure, Outcome, ScanResult};
 pub use config::{Endpoint, NodeConfig};

@@ -6,8 +6,8 @@
 use crate::api::NodeStatus;
 use crate::client::{Client, ClientError};
 use crate::config::Endpoint;
-use crate::demo::{LocalCluster, connect_when_ready, print_report};
-use crate::workload::{self, Distribution, Percentiles, WorkloadOptions};
+use crate::local::{self, LocalCluster, LocalError, connect_when_ready};
+use crate::workload::{self, Distribution, FlagError, Percentiles, WorkloadOptions, print_report};
 use clap::Args;
 use flotilla_raft::NodeId;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ pub struct BenchArgs {
     pub endpoints: Vec<Endpoint>,
     /// The running cluster's certificates and id.
     #[command(flatten)]
-    pub identity: crate::cli::IdentityArgs,
+    pub identity: crate::config::IdentityArgs,
     /// Client counts to sweep (concurrent requests in flight).
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     pub clients: Vec<usize>,
@@ -96,21 +96,31 @@ impl Results {
     ///
     /// # Errors
     /// The file could not be read or is not a results file.
-    pub fn read(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|error| format!("{} is not a results file: {error}", path.display()))
+    pub fn read(path: &std::path::Path) -> Result<Self, ResultsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ResultsError::NotResults {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Writes the results as pretty JSON.
     ///
     /// # Errors
     /// The file could not be written.
-    pub fn write(&self, path: &std::path::Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|error| error.to_string())?;
-        std::fs::write(path, text + "\n")
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+    pub fn write(&self, path: &std::path::Path) -> Result<(), ResultsError> {
+        let text =
+            serde_json::to_string_pretty(self).map_err(|source| ResultsError::NotResults {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        std::fs::write(path, text + "\n").map_err(|source| ResultsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The run with `clients` clients, if there is one.
@@ -120,15 +130,59 @@ impl Results {
     }
 }
 
+/// Why a results file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The file could not be read or written.
+    #[error("{} could not be accessed: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file does not hold results (or the results could not be encoded).
+    #[error("{} is not a results file: {source}", path.display())]
+    NotResults {
+        /// The file.
+        path: PathBuf,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+}
+
+/// Why the load generator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A flag is out of range.
+    #[error("{0}")]
+    Flags(#[from] FlagError),
+    /// The temporary folder, this program's path or the client runtime was not available.
+    #[error("{what} failed: {source}")]
+    Setup {
+        /// What was being set up.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cluster did not start or cannot be reached.
+    #[error(transparent)]
+    Cluster(#[from] LocalError),
+    /// The results file could not be written.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+}
+
 /// Runs the load generator.
 ///
 /// # Errors
 /// Bad flags, a cluster that does not start or cannot be reached, or an unwritable JSON file.
-pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
+pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     if args.clients.is_empty() || args.value_size.is_empty() || args.clients.contains(&0) {
-        return Err(
-            "--clients needs counts of at least 1 and --value-size at least one size".into(),
-        );
+        return Err(FlagError(
+            "--clients needs counts of at least 1 and --value-size at least one size",
+        )
+        .into());
     }
     let template = WorkloadOptions {
         clients: 1,
@@ -141,16 +195,18 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     template.validate()?;
     let threads = if args.endpoints.is_empty() {
-        crate::cli::LOCAL_CLIENT_THREADS
+        local::LOCAL_CLIENT_THREADS
     } else {
-        crate::cli::CLIENT_THREADS
+        local::CLIENT_THREADS
     };
-    let runtime = crate::cli::client_runtime(threads)?;
+    let setup = |what| move |source| BenchError::Setup { what, source };
+    let runtime = local::client_runtime(threads).map_err(setup("starting the client runtime"))?;
     let folder = tempfile::Builder::new()
         .prefix("flotilla-bench-")
-        .tempdir()?;
+        .tempdir()
+        .map_err(setup("making a temporary folder"))?;
     let (mut cluster, options) = if args.endpoints.is_empty() {
-        let binary = std::env::current_exe()?;
+        let binary = std::env::current_exe().map_err(setup("finding this program's path"))?;
         let cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
         let options = cluster.client_options();
         println!(
@@ -168,6 +224,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
             name: args.identity.name.clone(),
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(10),
+            retry_pause: crate::client::RETRY_PAUSE,
+            redial_pause: crate::client::REDIAL_PAUSE,
         };
         (None, options)
     };
@@ -188,7 +246,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 runs.push(one_run(&client, &options).await);
             }
         }
-        Ok::<_, Box<dyn std::error::Error>>(runs)
+        Ok::<_, LocalError>(runs)
     });
     if let Some(cluster) = &mut cluster {
         cluster.stop();

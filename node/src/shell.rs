@@ -85,13 +85,27 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
     }
 }
 
+/// Why the shell or `flotilla status` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    /// Reading a command failed.
+    #[error("reading stdin failed: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// A result could not be written as JSON.
+    #[error("a result could not be encoded as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Every node failed to give its status.
+    #[error("no node answered")]
+    NoNodeAnswered,
+}
+
 /// Reads commands from stdin until it ends.
 ///
 /// # Errors
 /// stdin or stdout failed.
-pub async fn run(client: &Client) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run(client: &Client) -> Result<(), ShellError> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
+    while let Some(line) = lines.next_line().await.map_err(ShellError::Stdin)? {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -198,10 +212,7 @@ fn scan_json(pairs: &[(Vec<u8>, Vec<u8>)], more: bool) -> Value {
 ///
 /// # Errors
 /// stdout failed, or no node answered.
-pub async fn print_status(
-    client: &Client,
-    as_json: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn print_status(client: &Client, as_json: bool) -> Result<(), ShellError> {
     let statuses = client.statuses().await;
     if as_json {
         let nodes: Vec<Value> = statuses
@@ -219,7 +230,7 @@ pub async fn print_status(
         print!("{}", status_tables(client, &statuses));
     }
     if statuses.iter().all(|(_, status)| status.is_err()) {
-        return Err("no node answered".into());
+        return Err(ShellError::NoNodeAnswered);
     }
     Ok(())
 }

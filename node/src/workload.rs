@@ -103,17 +103,22 @@ impl WorkloadOptions {
     /// Checks the options.
     ///
     /// # Errors
-    /// A value out of range, in words.
-    pub fn validate(&self) -> Result<(), String> {
+    /// A value out of range.
+    pub fn validate(&self) -> Result<(), FlagError> {
         if self.clients == 0 || self.keys == 0 || self.seconds.is_nan() || self.seconds <= 0.0 {
-            return Err("clients, keys and seconds must be positive".into());
+            return Err(FlagError("clients, keys and seconds must be positive"));
         }
         if u16::from(self.read_percent) + u16::from(self.cas_percent) > 100 {
-            return Err("read_percent + cas_percent must be at most 100".into());
+            return Err(FlagError("read_percent + cas_percent must be at most 100"));
         }
         Ok(())
     }
 }
+
+/// A command-line flag out of range: the rule it broke, as a sentence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FlagError(pub &'static str);
 
 /// The key of workload key number `index`: 8 bytes spread evenly over the key space, so every
 /// range gets its share.
@@ -237,6 +242,7 @@ impl Worker {
 
 fn error_kind(error: &ClientError) -> &'static str {
     match error {
+        ClientError::Options(_) => "options",
         ClientError::Tls(_) => "tls",
         ClientError::NoEndpoint(_) => "no endpoint",
         ClientError::Refused(_) => "refused",
@@ -354,6 +360,39 @@ pub fn mix(mut value: u64) -> u64 {
     value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     value ^ (value >> 31)
+}
+
+/// Prints a workload report for a person.
+pub fn print_report(report: &WorkloadReport) {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    let latency = &report.latency_us;
+    println!(
+        "  {} ops in {:.1} s = {:.0} ops/s   latency p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        report.ops,
+        report.seconds,
+        report.ops_per_second,
+        ms(latency.p50),
+        ms(latency.p90),
+        ms(latency.p99),
+        ms(latency.p999),
+        ms(latency.max)
+    );
+    let ops: Vec<String> = report
+        .by_op
+        .iter()
+        .map(|(op, count)| format!("{op} {count}"))
+        .collect();
+    println!("  by operation: {}", ops.join(", "));
+    if report.errors.is_empty() {
+        println!("  errors: none");
+    } else {
+        let errors: Vec<String> = report
+            .errors
+            .iter()
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect();
+        println!("  errors: {}", errors.join(", "));
+    }
 }
 
 #[cfg(test)]

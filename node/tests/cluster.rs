@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use flotilla_node::api::{ApiError, Reply, Request};
-use flotilla_node::demo::{LocalCluster, connect_when_ready};
+use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_node::{Client, ClientOptions};
 use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::Epoch;

@@ -7,7 +7,7 @@
 //! Every test starts a fresh cluster from empty directories, so fresh clusters still bootstrap.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use flotilla_node::demo::{LocalCluster, leaderless_groups};
+use flotilla_node::local::{LocalCluster, leaderless_groups};
 use flotilla_node::workload::key_of;
 use flotilla_node::{Client, ClientOptions};
 use flotilla_raft::NodeId;

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use flotilla_node::api::{PeerState, Reply, Request};
-use flotilla_node::demo::{LocalCluster, connect_when_ready};
+use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_node::{Client, ClientError, ClientOptions};
 use flotilla_raft::{GroupId, NodeId};
 use flotilla_storage::Command;
@@ -111,6 +111,8 @@ fn probe_options(cluster: &LocalCluster) -> ClientOptions {
     ClientOptions {
         attempt_timeout: Duration::from_millis(300),
         deadline: Duration::from_secs(1),
+        retry_pause: flotilla_node::client::RETRY_PAUSE,
+        redial_pause: flotilla_node::client::REDIAL_PAUSE,
         ..cluster.client_options()
     }
 }
@@ -351,6 +353,8 @@ fn a_request_to_a_range_without_a_leader_gives_up_saying_so() {
         let options = ClientOptions {
             attempt_timeout: Duration::from_millis(200),
             deadline: Duration::from_secs(3),
+            retry_pause: flotilla_node::client::RETRY_PAUSE,
+            redial_pause: flotilla_node::client::REDIAL_PAUSE,
             ..cluster.client_options()
         };
         let client = connect_when_ready(options, WAIT).await.unwrap();

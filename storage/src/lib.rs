@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod config;
+#[cfg(any(test, feature = "testing"))]
 pub mod crash;
 pub mod data_dir;
 pub mod error;
@@ -17,6 +18,7 @@ mod mmap;
 pub mod snapshot;
 
 pub use config::LogConfig;
+#[cfg(any(test, feature = "testing"))]
 pub use crash::{CrashFile, CrashFs};
 pub use data_dir::{DataDir, DirIdentity, DirState};
 pub use error::{

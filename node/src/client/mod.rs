@@ -38,10 +38,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Pause before retrying a node that is busy or has no leader yet.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// A node that could not be dialed is not dialed again for this long.
-const REDIAL_PAUSE: Duration = Duration::from_millis(500);
+/// The default `retry_pause`.
+pub const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// The default `redial_pause`.
+pub const REDIAL_PAUSE: Duration = Duration::from_millis(500);
 
 /// How a client reaches a cluster.
 #[derive(Clone, Debug)]
@@ -58,17 +58,24 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// How long a request may take in all, retries included.
     pub deadline: Duration,
+    /// Pause before retrying a node that is busy or has no leader yet.
+    pub retry_pause: Duration,
+    /// A node that could not be dialed is not dialed again for this long.
+    pub redial_pause: Duration,
 }
 
 /// Why a request failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
+    /// The options break a rule (the rule, as a sentence).
+    #[error("client options: {0}")]
+    Options(&'static str),
     /// Certificates missing or invalid.
-    #[error("tls: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(std::sync::Arc<crate::config::TlsLoadError>),
     /// No endpoint answered with a range map.
-    #[error("no endpoint reachable: {0}")]
-    NoEndpoint(String),
+    #[error("no endpoint reachable: {}", join_failures(.0))]
+    NoEndpoint(Vec<MapFailure>),
     /// The node refused the request for good (e.g. a key over the size limit).
     #[error("refused: {0}")]
     Refused(ApiError),
@@ -101,6 +108,38 @@ pub enum ClientError {
         /// Attempts made.
         attempts: u32,
     },
+}
+
+/// Why one node did not give the client the range map.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MapFailure {
+    /// The request got no answer.
+    #[error("node {node}: {error}")]
+    Call {
+        /// The node.
+        node: u64,
+        /// Why.
+        error: CallError,
+    },
+    /// The node refused it.
+    #[error("node {node} refused: {error}")]
+    Refused {
+        /// The node.
+        node: u64,
+        /// Its refusal.
+        error: ApiError,
+    },
+    /// The node answered something else.
+    #[error("node {node} answered with something other than the range map")]
+    Unexpected {
+        /// The node.
+        node: u64,
+    },
+}
+
+fn join_failures(failures: &[MapFailure]) -> String {
+    let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    failures.join("; ")
 }
 
 /// The response to a request.
@@ -147,6 +186,53 @@ struct Slot {
     down_until: Option<Instant>,
 }
 
+impl ClientOptions {
+    /// Options with the default timings.
+    #[must_use]
+    pub fn new(endpoints: Vec<Endpoint>, tls_dir: PathBuf, cluster_id: &str, name: &str) -> Self {
+        Self {
+            endpoints,
+            tls_dir,
+            cluster_id: cluster_id.into(),
+            name: name.into(),
+            attempt_timeout: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+            retry_pause: RETRY_PAUSE,
+            redial_pause: REDIAL_PAUSE,
+        }
+    }
+
+    /// Checks the timings.
+    ///
+    /// # Errors
+    /// `Options` with the rule broken.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let rule = |holds: bool, rule| {
+            if holds {
+                Ok(())
+            } else {
+                Err(ClientError::Options(rule))
+            }
+        };
+        rule(
+            !self.endpoints.is_empty(),
+            "at least one endpoint is needed",
+        )?;
+        rule(
+            !self.attempt_timeout.is_zero() && self.attempt_timeout <= self.deadline,
+            "attempt_timeout must be positive and at most the deadline",
+        )?;
+        rule(
+            !self.retry_pause.is_zero() && self.retry_pause <= self.deadline,
+            "retry_pause must be positive and at most the deadline",
+        )?;
+        rule(
+            self.redial_pause <= Duration::from_secs(3600),
+            "redial_pause must be at most an hour",
+        )
+    }
+}
+
 impl Client {
     /// Loads the client's certificate and fetches the range map from the first endpoint that
     /// answers.
@@ -154,9 +240,10 @@ impl Client {
     /// # Errors
     /// Bad certificates, or no endpoint answered.
     pub async fn connect(options: ClientOptions) -> Result<Self, ClientError> {
+        options.validate()?;
         let stem = format!("client-{}", options.name);
         let tls = crate::config::load_tls(&options.tls_dir, &options.cluster_id, &stem)
-            .map_err(ClientError::Tls)?;
+            .map_err(|error| ClientError::Tls(std::sync::Arc::new(error)))?;
         // A client dials with its attempt timeout; the transport's answer timeout (which only
         // its peer dials use) must not exceed it, or the configuration is refused.
         let handshake_timeout_ms = options.attempt_timeout.as_millis().max(1) as u64;
@@ -335,11 +422,18 @@ impl Client {
                     }
                     return Ok(());
                 }
-                Ok(other) => failures.push(format!("node {}: {other:?}", node.0)),
-                Err(error) => failures.push(format!("node {}: {error}", node.0)),
+                Ok(Ok(_)) => failures.push(MapFailure::Unexpected { node: node.0 }),
+                Ok(Err(error)) => failures.push(MapFailure::Refused {
+                    node: node.0,
+                    error,
+                }),
+                Err(error) => failures.push(MapFailure::Call {
+                    node: node.0,
+                    error,
+                }),
             }
         }
-        Err(ClientError::NoEndpoint(failures.join("; ")))
+        Err(ClientError::NoEndpoint(failures))
     }
 
     /// Routes and retries one read; also returns the end of the range that served it.
@@ -410,7 +504,7 @@ impl Client {
             match issued {
                 Ok(tag) => return Ok(tag),
                 Err(NoTag::NoSession) => self.open_session(key, group, deadline).await?,
-                Err(NoTag::WindowFull) => tokio::time::sleep(RETRY_PAUSE).await,
+                Err(NoTag::WindowFull) => tokio::time::sleep(self.inner.options.retry_pause).await,
             }
         }
     }
@@ -488,7 +582,7 @@ impl Client {
                 Verdict::Stop(stop) => return Err(stop),
                 Verdict::Retry { route, pause } => {
                     if pause {
-                        tokio::time::sleep(RETRY_PAUSE).await;
+                        tokio::time::sleep(self.inner.options.retry_pause).await;
                     }
                     route
                 }
@@ -648,7 +742,7 @@ impl Client {
             }
             Err(error) => {
                 slot.connection = None;
-                slot.down_until = Some(Instant::now() + REDIAL_PAUSE);
+                slot.down_until = Some(Instant::now() + self.inner.options.redial_pause);
                 Err(error)
             }
         }

@@ -13,9 +13,6 @@ use flotilla_raft::{
 };
 use flotilla_storage::{Response, WriteBatch};
 
-/// Ready cycles between two garbage collections of the log.
-const GC_INTERVAL_CYCLES: u64 = 1024;
-
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
         let mut ready = self.multi.ready();
@@ -57,7 +54,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 
     fn send(&self, batches: Vec<Batch>) {
-        for batch in batches.into_iter().flat_map(split_oversized) {
+        let bytes_max = self.config.tuning.batch_payload_bytes_max;
+        for batch in batches
+            .into_iter()
+            .flat_map(|batch| split_oversized(batch, bytes_max))
+        {
             self.sink.send_batch(batch);
         }
     }
@@ -104,7 +105,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.counters.write_micros += stats.write_micros;
         self.counters.fsyncs += 1;
         self.counters.cycles_since_gc += 1;
-        if self.counters.cycles_since_gc >= GC_INTERVAL_CYCLES {
+        if self.counters.cycles_since_gc >= self.config.tuning.gc_interval_writes {
             self.counters.cycles_since_gc = 0;
             if let Err(error) = self.engine.gc() {
                 tracing::warn!(%error, "log gc failed");
@@ -163,11 +164,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     fn serve_reads(&mut self) {
         let machines = &self.machines;
+        let scan_bytes_max = self.config.tuning.scan_bytes_max;
         for read in self.waiting.take_servable(|group| machines.applied(group)) {
             let response = machines
                 .kv(read.group)
                 .and_then(|machine| machine.read(&read.command))
-                .map(cap_scan_bytes);
+                .map(|response| cap_scan_bytes(response, scan_bytes_max));
             let result = response
                 .map(Reply::Kv)
                 .ok_or(ApiError::NotServed { group: read.group });
@@ -236,13 +238,9 @@ fn snapshot_due(entries: u64, since: SinceSnapshot, every_entries: u64) -> bool 
     entries >= every_entries && since.log_bytes >= since.snapshot_bytes
 }
 
-/// The most entry and snapshot bytes in one outbound batch: well under the transport's frame
-/// limit, which drops a bigger batch whole (heartbeats included).
-const BATCH_PAYLOAD_BYTES_MAX: u64 = 4 << 20;
-
-/// Splits a batch whose messages carry more than `BATCH_PAYLOAD_BYTES_MAX` into several
-/// (each with at least one message); the coalesced heartbeats ride in the first.
-fn split_oversized(mut batch: Batch) -> Vec<Batch> {
+/// Splits a batch whose messages carry more than `bytes_max` into several (each with at least
+/// one message); the coalesced heartbeats ride in the first.
+fn split_oversized(mut batch: Batch, bytes_max: u64) -> Vec<Batch> {
     let weight = |message: &GroupMessage| match &message.message.body {
         MessageBody::AppendEntries { entries, .. } => {
             entries.iter().map(|entry| entry.payload_bytes() + 64).sum()
@@ -251,7 +249,7 @@ fn split_oversized(mut batch: Batch) -> Vec<Batch> {
         _ => 64,
     };
     let total: u64 = batch.messages.iter().map(weight).sum();
-    if total <= BATCH_PAYLOAD_BYTES_MAX {
+    if total <= bytes_max {
         return vec![batch];
     }
     let mut parts = Vec::new();
@@ -261,7 +259,7 @@ fn split_oversized(mut batch: Batch) -> Vec<Batch> {
     let mut bytes = 0;
     for message in batch.messages {
         let size = weight(&message);
-        if !current.messages.is_empty() && bytes + size > BATCH_PAYLOAD_BYTES_MAX {
+        if !current.messages.is_empty() && bytes + size > bytes_max {
             let next = current.sibling();
             parts.push(std::mem::replace(&mut current, next));
             bytes = 0;
@@ -273,11 +271,9 @@ fn split_oversized(mut batch: Batch) -> Vec<Batch> {
     parts
 }
 
-/// The most key and value bytes one scan response carries; the client continues after the
-/// last key (`more`), so a scan of big values never outgrows a frame.
-const SCAN_BYTES_MAX: usize = 4 << 20;
-
-fn cap_scan_bytes(response: Response) -> Response {
+/// Cuts a scan response after the pair that reaches `bytes_max` key and value bytes (keeping
+/// at least one pair); the client continues after the last key (`more`).
+fn cap_scan_bytes(response: Response, bytes_max: usize) -> Response {
     let Response::Scan { mut pairs, more } = response else {
         return response;
     };
@@ -286,7 +282,7 @@ fn cap_scan_bytes(response: Response) -> Response {
         .iter()
         .take_while(|(key, value)| {
             bytes += key.len() + value.len();
-            bytes <= SCAN_BYTES_MAX
+            bytes <= bytes_max
         })
         .count()
         .max(1);
@@ -329,10 +325,10 @@ mod tests {
     fn big_batches_are_split_under_the_payload_limit_and_small_ones_are_not() {
         let mut small = Batch::new(NodeId(1), NodeId(2));
         small.messages = (0..10).map(|group| append(group, 1000)).collect();
-        assert_eq!(split_oversized(small).len(), 1);
+        assert_eq!(split_oversized(small, 4 << 20).len(), 1);
         let mut big = Batch::new(NodeId(1), NodeId(2));
         big.messages = (0..16).map(|group| append(group, 1 << 20)).collect();
-        let parts = split_oversized(big);
+        let parts = split_oversized(big, 4 << 20);
         // Three 1 MiB entries (plus their overhead) fit under 4 MiB, four do not.
         assert_eq!(parts.len(), 6);
         assert!(parts.iter().all(|part| part.messages.len() <= 3));
@@ -343,7 +339,7 @@ mod tests {
         let mut huge = Batch::new(NodeId(1), NodeId(2));
         huge.messages = vec![append(1, 6 << 20)];
         assert_eq!(
-            split_oversized(huge).len(),
+            split_oversized(huge, 4 << 20).len(),
             1,
             "one message always goes, alone"
         );
@@ -352,7 +348,8 @@ mod tests {
     #[test]
     fn scans_are_cut_by_bytes_and_say_there_is_more() {
         let pairs: Vec<_> = (0..10u8).map(|key| (vec![key], vec![0; 1 << 20])).collect();
-        let Response::Scan { pairs, more } = cap_scan_bytes(Response::Scan { pairs, more: false })
+        let Response::Scan { pairs, more } =
+            cap_scan_bytes(Response::Scan { pairs, more: false }, 4 << 20)
         else {
             panic!("a scan stays a scan");
         };

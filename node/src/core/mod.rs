@@ -36,9 +36,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use waiting::Waiting;
 
-/// How often a leader checks whether its group's preferred leader could take over.
-const BALANCE_INTERVAL_TICKS: u64 = 100;
-
 /// Takes the one answer to one client request.
 pub trait Respond {
     /// Delivers `result`; a client that went away is not an error.
@@ -81,9 +78,45 @@ pub struct CoreConfig {
     pub limits: Limits,
     /// The limits put into each entry that opens a session.
     pub session_limits: SessionLimits,
+    /// Cadences and sizes of the core's own work.
+    pub tuning: CoreTuning,
     /// A deliberately broken rule (feature `mutations`, tests only).
     #[cfg(feature = "mutations")]
     pub mutation: CoreMutation,
+}
+
+/// Cadences and sizes of the core's own work (`[tuning]` in the node's configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreTuning {
+    /// Ticks between a leader's checks whether its group's preferred leader could take over.
+    pub balance_interval_ticks: u64,
+    /// Log writes between two garbage collections of the log's segments.
+    pub gc_interval_writes: u64,
+    /// The most entry and snapshot bytes in one outbound batch: below the transport's frame
+    /// limit, which drops a bigger batch whole (heartbeats included).
+    pub batch_payload_bytes_max: u64,
+    /// The most key and value bytes one scan response carries; the client continues after
+    /// the last key, so a scan of big values never outgrows a frame.
+    pub scan_bytes_max: usize,
+}
+
+/// The largest `batch_payload_bytes_max` any configuration may set: a batch's framing and
+/// message headers must still fit the transport's largest possible frame.
+pub const BATCH_PAYLOAD_BYTES_LIMIT: u64 = 256 << 20;
+const _: () = assert!(
+    BATCH_PAYLOAD_BYTES_LIMIT < flotilla_transport_quic::config::FRAME_BYTES_LIMIT as u64 / 2
+);
+
+impl Default for CoreTuning {
+    /// The values of the embedded default configuration.
+    fn default() -> Self {
+        Self {
+            balance_interval_ticks: 100,
+            gc_interval_writes: 1024,
+            batch_payload_bytes_max: 4 << 20,
+            scan_bytes_max: 4 << 20,
+        }
+    }
 }
 
 /// Deliberately broken rules of the node core, which the whole-cluster simulator's checkers
@@ -262,7 +295,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.multi.tick();
         self.clock.next_tick_ms = Some((next + self.config.tick_ms).max(now_ms));
         self.clock.ticks += 1;
-        if self.clock.ticks.is_multiple_of(BALANCE_INTERVAL_TICKS) {
+        if self
+            .clock
+            .ticks
+            .is_multiple_of(self.config.tuning.balance_interval_ticks)
+        {
             self.balance_leaders();
             self.register_data_directories();
         }

@@ -112,22 +112,22 @@ fn check_certificate(tls: &TlsSetup, node: NodeId) -> Result<(), ServerError> {
         .identity
         .cert_chain
         .first()
-        .ok_or_else(|| ServerError::Tls("the certificate file holds no certificate".into()))?;
-    let named = PeerIdentity::from_certificate(certificate)
-        .map_err(|error| ServerError::Tls(error.to_string()))?;
+        .ok_or(ServerError::NoCertificate)?;
+    let named =
+        PeerIdentity::from_certificate(certificate).map_err(ServerError::CertificateUnreadable)?;
     match named {
         PeerIdentity::Node { node: named, .. } if named == node => Ok(()),
-        other => Err(ServerError::Tls(format!(
-            "the certificate names {other}, not node {}: each node needs its own certificate",
-            node.0
-        ))),
+        other => Err(ServerError::WrongCertificate {
+            named: other.to_string(),
+            node: node.0,
+        }),
     }
 }
 
 fn new_identity(config: &NodeConfig) -> Result<DirIdentity, ServerError> {
     let mut bytes = [0; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| ServerError::Storage("the system has no randomness to offer".into()))?;
+        .map_err(|_| ServerError::NoRandomness)?;
     Ok(DirIdentity {
         cluster_id: config.cluster_id.clone(),
         node_id: config.node_id,
@@ -222,13 +222,11 @@ fn load_pins(directory: &Path) -> Result<BTreeMap<NodeId, u128>, ServerError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(error) => return Err(ServerError::Storage(format!("{}: {error}", path.display()))),
+        Err(source) => return Err(ServerError::PinsUnreadable { path, source }),
     };
-    let damaged = |line: &str| {
-        ServerError::Storage(format!(
-            "{} is damaged at `{line}`: the node must not start without the peers it knows",
-            path.display()
-        ))
+    let damaged = |line: &str| ServerError::PinsDamaged {
+        path: path.clone(),
+        line: line.to_string(),
     };
     text.lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())

@@ -15,9 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// The most inputs taken in one turn before the ready cycles run.
-const INPUT_BURST_MAX: usize = 4096;
-
 /// What reaches the driver from the network.
 #[derive(Debug)]
 pub(crate) enum Input {
@@ -51,7 +48,7 @@ impl Respond for Responder {
 
 /// Why the driver stopped.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DriverError {
+pub enum DriverError {
     /// The core must stop.
     #[error(transparent)]
     Core(#[from] CoreError),
@@ -68,6 +65,8 @@ pub(crate) struct Driver {
     pub(crate) core: NodeCore<Responder, Arc<QuicTransport>>,
     pub(crate) peers: Receiver<Input>,
     pub(crate) clients: Receiver<Input>,
+    /// Inputs taken from each queue in one turn.
+    pub(crate) input_burst_max: usize,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) data: OpenedData,
 }
@@ -94,7 +93,7 @@ impl Driver {
             }
             // Peer traffic first, then client requests: client load never starves Raft.
             for queue in [self.peers.clone(), self.clients.clone()] {
-                for input in queue.try_iter().take(INPUT_BURST_MAX) {
+                for input in queue.try_iter().take(self.input_burst_max) {
                     self.handle(input)?;
                 }
             }

@@ -4,6 +4,7 @@
 
 mod data;
 mod driver;
+pub use driver::DriverError;
 mod streams;
 
 use crate::config::NodeConfig;
@@ -16,9 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Batches from peers that may wait for the Raft loop (client requests have their own queue).
-const INBOUND_BATCHES_MAX: usize = 4096;
-
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -26,11 +24,44 @@ pub enum ServerError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// Certificates missing or invalid.
-    #[error("tls: {0}")]
-    Tls(String),
-    /// The log could not be opened or written.
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error(transparent)]
+    Tls(#[from] crate::config::TlsLoadError),
+    /// This node's certificate file holds no certificate.
+    #[error("the node's certificate file holds no certificate")]
+    NoCertificate,
+    /// This node's certificate does not parse as a Flotilla identity.
+    #[error("the node's certificate cannot be read: {0}")]
+    CertificateUnreadable(#[source] flotilla_transport_quic::TlsError),
+    /// This node's certificate names another node or a client.
+    #[error("the certificate names {named}, not node {node}: each node needs its own certificate")]
+    WrongCertificate {
+        /// Who the certificate names.
+        named: String,
+        /// This node.
+        node: u64,
+    },
+    /// The system gave no randomness for a new data directory's id.
+    #[error("the system has no randomness to offer for a new data directory's id")]
+    NoRandomness,
+    /// The file of the peers' pinned data directories could not be read.
+    #[error("{} could not be read: {source}", path.display())]
+    PinsUnreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file of the peers' pinned data directories is damaged.
+    #[error(
+        "{} is damaged at `{line}`: the node must not start without the peers it knows",
+        path.display()
+    )]
+    PinsDamaged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The line that does not parse.
+        line: String,
+    },
     /// The data directory cannot be used by this process.
     #[error(transparent)]
     DataDir(#[from] flotilla_storage::DataDirError),
@@ -58,12 +89,29 @@ pub enum ServerError {
         /// The data directory that peer knows it by.
         directory: String,
     },
+    /// The network runtime could not start.
+    #[error("the network runtime could not start: {0}")]
+    Runtime(#[source] std::io::Error),
     /// The endpoint could not be bound.
-    #[error("network: {0}")]
-    Network(String),
-    /// The Raft loop stopped on an error.
-    #[error("raft loop: {0}")]
-    Loop(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: flotilla_transport_quic::ConnectError,
+    },
+    /// The bound endpoint has no local address.
+    #[error("the endpoint has no local address: {0}")]
+    LocalAddress(#[source] std::io::Error),
+    /// The driver thread could not be started.
+    #[error("the driver thread could not start: {0}")]
+    DriverThread(#[source] std::io::Error),
+    /// The driver stopped on an error.
+    #[error("the node stopped: {0}")]
+    Driver(#[from] driver::DriverError),
+    /// The driver thread panicked.
+    #[error("the driver thread panicked")]
+    DriverPanicked,
 }
 
 /// Runs the node described by `config` until SIGINT or SIGTERM.
@@ -77,7 +125,7 @@ pub fn run(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError
         .thread_name("flotilla-net")
         .enable_all()
         .build()
-        .map_err(|error| ServerError::Network(error.to_string()))?;
+        .map_err(ServerError::Runtime)?;
     runtime.block_on(serve(config, exit_with_parent))
 }
 
@@ -126,8 +174,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         &config.tls_dir,
         &config.cluster_id,
         &format!("node-{}", node.0),
-    )
-    .map_err(ServerError::Tls)?;
+    )?;
     let meta = boot::initial_meta(&initial, config.ranges.groups, config.ranges.replicas);
     let data = data::open(config, &tls, &initial, |engine| {
         boot::bootstrap_log(engine, node, &meta)?;
@@ -144,10 +191,13 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let listen = config.listen_address()?;
     let transport = QuicTransport::bind(node, listen, tls, config.transport_config())
         .await
-        .map_err(|error| ServerError::Network(format!("cannot listen on {listen}: {error}")))?;
+        .map_err(|source| ServerError::Listen {
+            address: listen,
+            source,
+        })?;
     let address = transport
         .local_address()
-        .map_err(|error| ServerError::Network(error.to_string()))?;
+        .map_err(ServerError::LocalAddress)?;
     let transport = Arc::new(transport);
     let identity = CoreIdentity {
         directory: data.identity.directory_id,
@@ -160,13 +210,14 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         snapshot_entries: config.raft.snapshot_entries,
         limits: config.limits.clone(),
         session_limits: config.session_limits(),
+        tuning: config.core_tuning(),
         #[cfg(feature = "mutations")]
         mutation: crate::core::CoreMutation::None,
     };
     let sink = Arc::clone(&transport);
     let mut core = boot::start(core_config, multi_config, engine, sink, meta, identity)?;
     connect_peers(&transport, &mut core, node);
-    let (peers, peers_rx) = crossbeam_channel::bounded(INBOUND_BATCHES_MAX);
+    let (peers, peers_rx) = crossbeam_channel::bounded(config.tuning.inbound_batches_max);
     let (clients, clients_rx) = crossbeam_channel::bounded(config.limits.pending_requests_max);
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = vec![
@@ -177,6 +228,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         core,
         peers: peers_rx,
         clients: clients_rx,
+        input_burst_max: config.tuning.input_burst_max,
         stop: Arc::clone(&stop),
         data,
     };
@@ -188,7 +240,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
             let _runtime = runtime.enter();
             let _ = done_tx.send(driver.run());
         })
-        .map_err(|error| ServerError::Loop(error.to_string()))?;
+        .map_err(ServerError::DriverThread)?;
     tracing::info!(node = node.0, listen = %address, data_dir = %config.data_directory().display(), "serving");
     Ok(RunningNode {
         node,
@@ -241,8 +293,8 @@ fn loop_result(
 ) -> Result<(), ServerError> {
     match result {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(ServerError::Loop(error.to_string())),
-        Err(_) => Err(ServerError::Loop("the Raft loop thread panicked".into())),
+        Ok(Err(error)) => Err(ServerError::Driver(error)),
+        Err(_) => Err(ServerError::DriverPanicked),
     }
 }
 

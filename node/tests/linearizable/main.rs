@@ -21,7 +21,7 @@ mod history;
 mod nemesis;
 
 use common::{WAIT, binary, runtime};
-use flotilla_node::demo::{LocalCluster, connect_when_ready};
+use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_node::{Client, ClientError};
 use flotilla_storage::{Command, Response};
 use history::{Event, Op, Recorder, completed, histories, linearizable};

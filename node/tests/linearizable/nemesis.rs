@@ -5,7 +5,7 @@
 use crate::common::{binary, eventually};
 use crate::history::Recorder;
 use flotilla_node::Client;
-use flotilla_node::demo::LocalCluster;
+use flotilla_node::local::LocalCluster;
 use flotilla_raft::NodeId;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};

@@ -11,7 +11,7 @@ use crate::history::{histories, linearizable};
 use crate::network::WireFaults;
 use crate::node::{Setup, SimNode};
 use flotilla_node::config::{Endpoint, Limits};
-use flotilla_node::core::{CoreConfig, CoreMutation, boot};
+use flotilla_node::core::{CoreConfig, CoreMutation, CoreTuning, boot};
 use flotilla_raft::{GroupId, MultiConfig, NodeId};
 use flotilla_storage::LogConfig;
 use flotilla_storage::kv::SessionLimits;
@@ -149,6 +149,7 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
                 pending_requests_max: 4096,
             },
             session_limits: SessionLimits::default(),
+            tuning: CoreTuning::default(),
             mutation: options.mutation,
         },
         multi: multi_config(),
