@@ -9,7 +9,6 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod demo;
-mod frames;
 pub mod loadgen;
 pub mod local;
 pub mod server;

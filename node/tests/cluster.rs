@@ -2,7 +2,7 @@
 //! the CLI. Waits are bounded (a failure, not a measurement): nothing here asserts on speed.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use flotilla_node::api::{ApiError, Reply, Request};
+use flotilla_node::api::{ApiError, Reply, Request, ResponseFrame};
 use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_node::{Client, ClientOptions};
 use flotilla_raft::{GroupId, NodeId};
@@ -416,7 +416,7 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
         let status = client.request(leader, Request::Status).await.unwrap();
         assert!(matches!(status, Ok(Reply::Status(_))));
 
-        // Garbage on a client stream closes that stream; the node goes on serving.
+        // A frame that holds no request closes that stream; the node goes on serving.
         let options = cluster.client_options();
         let tls =
             flotilla_node::config::load_tls(&options.tls_dir, &options.cluster_id, "client-demo")
@@ -431,12 +431,13 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
         let raw = flotilla_transport_quic::ClientSession::connect(&tls, &config, leader, address)
             .await
             .unwrap();
-        let (mut send, mut recv) = raw.connection().open_bi().await.unwrap();
-        send.write_all(b"this is not a frame").await.unwrap();
-        let _ = send.finish();
-        let closed = recv.read_to_end(1 << 20).await;
+        let (mut send, mut recv) = raw.open_stream::<Vec<u8>, ResponseFrame>().await.unwrap();
+        // As a request frame, its id is 16 and its request's variant a varint that never ends.
+        send.send(&vec![0xFF; 16]).await.unwrap();
+        send.finish();
+        let closed = recv.recv().await;
         assert!(
-            matches!(closed.as_deref(), Ok([])),
+            matches!(closed, Ok(None)),
             "the node answers garbage by ending the stream: {closed:?}"
         );
         assert!(matches!(

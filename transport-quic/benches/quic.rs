@@ -1,6 +1,6 @@
 //! Transport throughput and latency on loopback, with a plain quinn stream between the same two
 //! endpoints as the baseline: small batches per second, bulk MiB/s, and a 100-byte request
-//! round trip.
+//! round trip on the pipelined client stream.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod support;
@@ -70,12 +70,7 @@ fn benches(c: &mut Criterion) {
     let mut latency = c.benchmark_group("request_response_100B");
     let request = vec![1u8; 100];
     latency.bench_function("client_protocol", |b| {
-        b.iter(|| {
-            bench
-                .runtime
-                .block_on(bench.session.request::<Vec<u8>, Vec<u8>>(&request))
-                .unwrap()
-        })
+        b.iter(|| bench.request_round(&request))
     });
     latency.finish();
 }

@@ -1,19 +1,18 @@
-//! The client protocol (`flotilla-client/1`) on a node's endpoint: one bidirectional stream per
-//! request, a request frame from the client and one response frame back.
+//! The client protocol (`flotilla-client/1`) on a node's endpoint: a client keeps one
+//! bidirectional stream per node and pipelines requests on it; the node answers on the same
+//! stream in whatever order the answers complete. Ids that match them up are the application's.
 //!
-//! The node's client API rides on it: [`ClientConnection`] is what the node accepts,
-//! [`ClientSession`] what a client dials. Message types are the application's (any serde type).
+//! [`ClientConnection`] is what the node accepts, [`ClientSession`] what a client dials; each
+//! gives a stream as a [`MessageSender`] and a [`MessageReceiver`]. Message types are the
+//! application's (any serde type).
 
 use crate::config::TransportConfig;
 use crate::error::{ConnectError, StreamError};
-use crate::frame::FrameKind;
 use crate::identity::{PeerIdentity, node_san};
-use crate::streams::{read_frame, write_frame};
+use crate::pipeline::{self, MessageReceiver, MessageSender};
 use crate::tls::TlsSetup;
 use flotilla_raft::NodeId;
-use quinn::{Connection, Endpoint, RecvStream, SendStream};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use quinn::{Connection, Endpoint};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -44,58 +43,20 @@ impl ClientConnection {
         &self.identity
     }
 
-    /// The underlying QUIC connection.
+    /// The underlying QUIC connection, for baselines that measure plain quinn on the same path;
+    /// the client protocol itself needs none of it.
     #[must_use]
     pub fn connection(&self) -> &Connection {
         &self.connection
     }
 
-    /// Waits for the client's next request stream; `None` once the connection is closed.
-    pub async fn accept_request(&self) -> Option<RequestStream> {
-        let (send, recv) = self.connection.accept_bi().await.ok()?;
-        Some(RequestStream {
-            send,
-            recv,
-            frame_bytes_max: self.frame_bytes_max,
-        })
-    }
-}
-
-/// One request in flight on the server side: read the request, then answer once.
-#[derive(Debug)]
-pub struct RequestStream {
-    send: SendStream,
-    recv: RecvStream,
-    frame_bytes_max: u32,
-}
-
-impl RequestStream {
-    /// Reads the request frame.
-    pub async fn read_request<T: DeserializeOwned>(&mut self) -> Result<T, StreamError> {
-        let mut buf = Vec::new();
-        read_frame(
-            &mut self.recv,
-            FrameKind::ClientMessage,
-            self.frame_bytes_max,
-            &mut buf,
-        )
-        .await?
-        .ok_or(StreamError::Ended)
-    }
-
-    /// Writes the response frame and finishes the stream.
-    pub async fn respond<T: Serialize>(mut self, response: &T) -> Result<(), StreamError> {
-        let mut buf = Vec::new();
-        write_frame(
-            &mut self.send,
-            FrameKind::ClientMessage,
-            response,
-            self.frame_bytes_max,
-            &mut buf,
-        )
-        .await?;
-        let _ = self.send.finish();
-        Ok(())
+    /// Waits for the client's next pipelined stream and gives its two halves: requests of `Q`
+    /// in, responses of `R` out. Fails once the connection is closed.
+    pub async fn accept_stream<Q, R>(
+        &self,
+    ) -> Result<(MessageSender<R>, MessageReceiver<Q>), StreamError> {
+        let (send, recv) = self.connection.accept_bi().await?;
+        Ok(pipeline::halves(send, recv, self.frame_bytes_max))
     }
 }
 
@@ -138,33 +99,23 @@ impl ClientSession {
         })
     }
 
-    /// Sends one request on a new stream and waits for its response.
-    pub async fn request<Q: Serialize, R: DeserializeOwned>(
+    /// Opens the pipelined stream and gives its two halves: requests of `Q` out, responses of
+    /// `R` in. A client opens one per node and tells its answers apart by ids of its own.
+    pub async fn open_stream<Q, R>(
         &self,
-        request: &Q,
-    ) -> Result<R, StreamError> {
-        let (mut send, mut recv) = self.connection.open_bi().await?;
-        let mut buf = Vec::new();
-        write_frame(
-            &mut send,
-            FrameKind::ClientMessage,
-            request,
-            self.frame_bytes_max,
-            &mut buf,
-        )
-        .await?;
-        let _ = send.finish();
-        read_frame(
-            &mut recv,
-            FrameKind::ClientMessage,
-            self.frame_bytes_max,
-            &mut buf,
-        )
-        .await?
-        .ok_or(StreamError::Ended)
+    ) -> Result<(MessageSender<Q>, MessageReceiver<R>), StreamError> {
+        let (send, recv) = self.connection.open_bi().await?;
+        Ok(pipeline::halves(send, recv, self.frame_bytes_max))
     }
 
-    /// The underlying QUIC connection.
+    /// Whether the connection is closed (by either side, or by a timeout): a new one is needed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
+
+    /// The underlying QUIC connection, for baselines that measure plain quinn on the same path;
+    /// the client protocol itself needs none of it.
     #[must_use]
     pub fn connection(&self) -> &Connection {
         &self.connection

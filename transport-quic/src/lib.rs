@@ -22,6 +22,7 @@ pub mod inbound;
 pub mod mem;
 mod outbound;
 pub mod peer;
+pub mod pipeline;
 pub mod reader;
 mod silence;
 pub mod streams;
@@ -30,7 +31,7 @@ pub mod verifier;
 
 pub use backoff::{BackoffPolicy, JitterSequence};
 pub use certs::{ClusterCa, DevCertFiles, Identity, load_ca, write_dev_certs};
-pub use client::{ClientConnection, ClientSession, RequestStream};
+pub use client::{ClientConnection, ClientSession};
 pub use config::TransportConfig;
 pub use counters::{CounterSnapshot, Counters};
 pub use endpoint::QuicTransport;
@@ -38,6 +39,7 @@ pub use error::{
     CertError, ConfigError, ConnectError, FrameError, SendError, StreamError, TlsError,
 };
 pub use identity::{ClusterId, PeerIdentity};
+pub use pipeline::{MessageReceiver, MessageSender};
 pub use tls::{ALPN_CLIENT, ALPN_RAFT, TlsSetup};
 
 use flotilla_raft::{Batch, NodeId};

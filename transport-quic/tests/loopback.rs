@@ -1,5 +1,6 @@
 //! QUIC transports on 127.0.0.1: the mutual-TLS refusal matrix, malformed frames closing only
-//! their own connection, reconnect after a restart, and snapshots not blocking heartbeats.
+//! their own connection, reconnect after a restart, snapshots not blocking heartbeats, and the
+//! pipelined client protocol on the same endpoint.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,10 +13,14 @@ use flotilla_raft::NodeId;
 use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES, MAGIC, VERSION};
 use flotilla_transport_quic::streams::CLOSE_MALFORMED_FRAME;
 use flotilla_transport_quic::{
-    ALPN_CLIENT, ALPN_RAFT, ClusterCa, ClusterId, Identity, QuicTransport, Transport,
-    TransportConfig,
+    ALPN_CLIENT, ALPN_RAFT, ClientSession, ClusterCa, ClusterId, Identity, QuicTransport,
+    Transport, TransportConfig,
 };
 use time::{Duration, OffsetDateTime};
+use tokio::sync::mpsc;
+
+/// A message on a test client stream: an id and its text.
+type Ask = (u64, String);
 
 fn test_ca() -> ClusterCa {
     ClusterCa::generate(&common::cluster_id()).unwrap()
@@ -289,17 +294,14 @@ fn a_crashed_peer_that_comes_back_resets_the_dead_connection_at_once() {
         ca: ca.certificate(),
         identity: ca.client_identity("ops").unwrap(),
     };
-    let session = main.block_on(async {
+    let (session, (mut requests, mut responses)) = main.block_on(async {
         first.add_peer(NodeId(2), second_address);
         common::send_until_received(&first, &second, batch(1, 2, 1)).await;
-        flotilla_transport_quic::ClientSession::connect(
-            &client_tls,
-            &config,
-            NodeId(2),
-            second_address,
-        )
-        .await
-        .unwrap()
+        let session = ClientSession::connect(&client_tls, &config, NodeId(2), second_address)
+            .await
+            .unwrap();
+        let stream = session.open_stream::<String, String>().await.unwrap();
+        (session, stream)
     });
     // The crash: node 2's tasks stop with its runtime, which drives every send, so nothing it
     // drops afterwards (the transport closes its connections on drop) reaches the wire.
@@ -312,8 +314,10 @@ fn a_crashed_peer_that_comes_back_resets_the_dead_connection_at_once() {
         assert_eq!(got.from, NodeId(1));
         assert!(first.counters().connections_established >= 2);
         // A client's connection to the crashed process is reset too, on its next request.
-        let ping = "ping".to_owned();
-        let request = session.request::<String, String>(&ping);
+        let request = async {
+            requests.send(&"ping".to_owned()).await?;
+            responses.recv().await
+        };
         let outcome = tokio::time::timeout(GUARD, request).await;
         assert!(matches!(outcome, Ok(Err(_))), "{outcome:?}");
         assert!(
@@ -410,37 +414,47 @@ fn the_transport_sends_snapshots_and_heartbeats_on_separate_streams() {
     });
 }
 
+/// Dials node 1 of `node`'s cluster with the client protocol, as client `ops`.
+async fn ops_session(ca: &ClusterCa, node: &QuicTransport) -> ClientSession {
+    let client_tls = flotilla_transport_quic::TlsSetup {
+        cluster: ClusterId::new("test-cluster").unwrap(),
+        ca: ca.certificate(),
+        identity: ca.client_identity("ops").unwrap(),
+    };
+    let address = node.local_address().unwrap();
+    ClientSession::connect(&client_tls, &common::config(), NodeId(1), address)
+        .await
+        .unwrap()
+}
+
 #[test]
 fn clients_use_their_own_protocol_on_the_same_endpoint() {
     run(async {
         let ca = test_ca();
         let nodes = quic_cluster(&ca, &[1]).await;
-        let client_tls = flotilla_transport_quic::TlsSetup {
-            cluster: ClusterId::new("test-cluster").unwrap(),
-            ca: ca.certificate(),
-            identity: ca.client_identity("ops").unwrap(),
-        };
-        let address = nodes[0].local_address().unwrap();
-        let session = flotilla_transport_quic::ClientSession::connect(
-            &client_tls,
-            &common::config(),
-            NodeId(1),
-            address,
-        )
-        .await
-        .unwrap();
+        let session = ops_session(&ca, &nodes[0]).await;
         let node = &nodes[0];
         let serve = async {
             let client = node.accept_client().await.unwrap();
             assert_eq!(client.identity().san(), "client-ops.test-cluster");
-            let mut request = client.accept_request().await.unwrap();
-            let question: String = request.read_request().await.unwrap();
-            request.respond(&format!("{question} pong")).await.unwrap();
+            let (mut answers, mut questions) =
+                client.accept_stream::<String, String>().await.unwrap();
+            let question = questions.recv().await.unwrap().unwrap();
+            answers.send(&format!("{question} pong")).await.unwrap();
+            answers.finish();
             client
         };
-        let ping = "ping".to_owned();
-        let (answer, _client) = tokio::join!(session.request::<String, String>(&ping), serve);
-        assert_eq!(answer.unwrap(), "ping pong");
+        let ask = async {
+            let (mut questions, mut answers) =
+                session.open_stream::<String, String>().await.unwrap();
+            questions.send(&"ping".to_owned()).await.unwrap();
+            let answer = answers.recv().await.unwrap();
+            // The node finished its side after answering: the stream then ends cleanly.
+            (answer, answers.recv().await.unwrap())
+        };
+        let ((answer, end), _client) = tokio::join!(ask, serve);
+        assert_eq!(answer.as_deref(), Some("ping pong"));
+        assert_eq!(end, None);
         // A client certificate on the client protocol is fine; without a certificate it is not.
         let config = raw_client_config(&ca.certificate(), None, ALPN_CLIENT);
         let before = node.counters().connections_refused;
@@ -452,6 +466,60 @@ fn clients_use_their_own_protocol_on_the_same_endpoint() {
             node.counters().connections_refused > before
         })
         .await;
+        session.close().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
+#[test]
+fn a_client_stream_carries_pipelined_requests_answered_in_completion_order() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1]).await;
+        let session = ops_session(&ca, &nodes[0]).await;
+        let node = &nodes[0];
+        let serve = async {
+            let client = node.accept_client().await.unwrap();
+            let (answers, mut questions) = client.accept_stream::<Ask, Ask>().await.unwrap();
+            let mut asked = Vec::new();
+            while let Some(question) = questions.recv().await.unwrap() {
+                asked.push(question);
+            }
+            // The last question completes first; the answer to the second is over the limit.
+            let (queue, queued) = mpsc::unbounded_channel();
+            for (id, text) in asked.into_iter().rev() {
+                let text = if id == 2 {
+                    "x".repeat(8 << 20)
+                } else {
+                    format!("{text} pong")
+                };
+                queue.send((id, text)).unwrap();
+            }
+            drop(queue);
+            let refuse = |&(id, _): &Ask, _| Some((id, "too large".to_owned()));
+            answers.write_bursts(queued, refuse).await.unwrap();
+            client
+        };
+        let ask = async {
+            let (questions, mut answers) = session.open_stream::<Ask, Ask>().await.unwrap();
+            let (queue, queued) = mpsc::unbounded_channel();
+            for id in 1..=3 {
+                queue.send((id, format!("ping {id}"))).unwrap();
+            }
+            drop(queue);
+            questions.write_bursts(queued, |_, _| None).await.unwrap();
+            let mut answered = Vec::new();
+            while let Some(answer) = answers.recv().await.unwrap() {
+                answered.push(answer);
+            }
+            answered
+        };
+        let (answered, _client) = tokio::join!(ask, serve);
+        let expected = [(3, "ping 3 pong"), (2, "too large"), (1, "ping 1 pong")];
+        let expected: Vec<Ask> = expected.map(|(id, text)| (id, text.to_owned())).into();
+        assert_eq!(answered, expected);
         session.close().await;
         for node in nodes {
             node.shutdown().await;

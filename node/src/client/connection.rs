@@ -3,12 +3,10 @@
 //! each response to its request by id.
 
 use crate::api::{ApiError, Reply, Request, RequestFrame, ResponseFrame};
-use crate::frames::write_bursts;
 use flotilla_raft::NodeId;
-use flotilla_transport_quic::frame::FrameKind;
-use flotilla_transport_quic::streams::read_frame;
-use flotilla_transport_quic::{ClientSession, TlsSetup, TransportConfig};
-use quinn::{RecvStream, SendStream};
+use flotilla_transport_quic::{
+    ClientSession, MessageReceiver, MessageSender, TlsSetup, TransportConfig,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,24 +60,17 @@ impl NodeConnection {
             .await
             .map_err(|error| connect_error(error.to_string()))?;
         let (send, recv) = session
-            .connection()
-            .open_bi()
+            .open_stream()
             .await
             .map_err(|error| connect_error(error.to_string()))?;
         let (requests, queued) = mpsc::unbounded_channel();
         let waiters = Waiters::default();
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(write_requests(
-            send,
-            queued,
-            Arc::clone(&closed),
-            config.frame_bytes_max,
-        ));
+        tokio::spawn(write_requests(send, queued, Arc::clone(&closed)));
         tokio::spawn(read_responses(
             recv,
             Arc::clone(&waiters),
             Arc::clone(&closed),
-            config.frame_bytes_max,
         ));
         Ok(Self {
             session,
@@ -92,7 +83,7 @@ impl NodeConnection {
 
     /// Whether the connection has failed (a new one is needed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.session.connection().close_reason().is_some()
+        self.closed.load(Ordering::Acquire) || self.session.is_closed()
     }
 
     /// Sends `request` and waits up to `timeout` for its answer.
@@ -131,36 +122,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn write_requests(
-    send: SendStream,
+    send: MessageSender<RequestFrame>,
     queued: mpsc::UnboundedReceiver<RequestFrame>,
     closed: Arc<AtomicBool>,
-    frame_bytes_max: u32,
 ) {
     // Its caller times out; the frame limit is far above the key and value limits.
     let refuse = |_: &RequestFrame, error| {
         tracing::warn!(%error, "request does not fit in a frame");
         None
     };
-    if !write_bursts(send, queued, frame_bytes_max, refuse).await {
+    if let Err(error) = send.write_bursts(queued, refuse).await {
+        tracing::debug!(%error, "request stream failed");
         closed.store(true, Ordering::Release);
     }
 }
 
 async fn read_responses(
-    mut recv: RecvStream,
+    mut recv: MessageReceiver<ResponseFrame>,
     waiters: Waiters,
     closed: Arc<AtomicBool>,
-    frame_bytes_max: u32,
 ) {
-    let mut buf = Vec::new();
-    while let Ok(Some(response)) = read_frame::<ResponseFrame>(
-        &mut recv,
-        FrameKind::ClientMessage,
-        frame_bytes_max,
-        &mut buf,
-    )
-    .await
-    {
+    while let Ok(Some(response)) = recv.recv().await {
         if let Some(waiter) = lock(&waiters).remove(&response.id) {
             let _ = waiter.send(response.result);
         }

@@ -12,7 +12,7 @@ use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
 use crate::server::driver::{Driver, Input, Responder};
 use crossbeam_channel::Sender;
 use flotilla_raft::NodeId;
-use flotilla_transport_quic::{QuicTransport, Transport, TransportConfig};
+use flotilla_transport_quic::{QuicTransport, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -327,13 +327,9 @@ async fn forward_batches(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
 }
 
 async fn accept_clients(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
-    let frame_bytes_max = TransportConfig::default().frame_bytes_max;
+    // Each connection reads frames up to the endpoint's own `frame_bytes_max`.
     while let Some(connection) = transport.accept_client().await {
-        tokio::spawn(streams::serve_client(
-            connection,
-            inbox.clone(),
-            frame_bytes_max,
-        ));
+        tokio::spawn(streams::serve_client(connection, inbox.clone()));
     }
 }
 

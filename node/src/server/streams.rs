@@ -4,47 +4,31 @@
 
 use crate::api::{ApiError, RequestFrame, ResponseFrame};
 use crate::core::Respond;
-use crate::frames::write_bursts;
 use crate::server::driver::{Input, Responder};
 use crossbeam_channel::{Sender, TrySendError};
-use flotilla_transport_quic::FrameError;
-use flotilla_transport_quic::frame::FrameKind;
-use flotilla_transport_quic::streams::read_frame;
-use flotilla_transport_quic::{ClientConnection, StreamError};
-use quinn::{RecvStream, SendStream};
+use flotilla_transport_quic::{
+    ClientConnection, FrameError, MessageReceiver, MessageSender, StreamError,
+};
 use tokio::sync::mpsc;
 
 /// Serves every stream the client opens until the connection closes.
-pub(crate) async fn serve_client(
-    connection: ClientConnection,
-    inbox: Sender<Input>,
-    frame_bytes_max: u32,
-) {
+pub(crate) async fn serve_client(connection: ClientConnection, inbox: Sender<Input>) {
     let who = connection.identity().san();
-    while let Ok((send, recv)) = connection.connection().accept_bi().await {
-        tokio::spawn(serve_stream(send, recv, inbox.clone(), frame_bytes_max));
+    while let Ok((send, recv)) = connection.accept_stream().await {
+        tokio::spawn(serve_stream(send, recv, inbox.clone()));
     }
     tracing::debug!(client = %who, "client connection closed");
 }
 
 async fn serve_stream(
-    send: SendStream,
-    mut recv: RecvStream,
+    send: MessageSender<ResponseFrame>,
+    mut recv: MessageReceiver<RequestFrame>,
     inbox: Sender<Input>,
-    frame_bytes_max: u32,
 ) {
     let (responses, pending) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_responses(send, pending, frame_bytes_max));
-    let mut buf = Vec::new();
+    let writer = tokio::spawn(write_responses(send, pending));
     loop {
-        let frame = read_frame::<RequestFrame>(
-            &mut recv,
-            FrameKind::ClientMessage,
-            frame_bytes_max,
-            &mut buf,
-        )
-        .await;
-        let frame = match frame {
+        let frame = match recv.recv().await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(error @ StreamError::Frame(_)) => {
@@ -74,9 +58,8 @@ async fn serve_stream(
 }
 
 async fn write_responses(
-    send: SendStream,
+    send: MessageSender<ResponseFrame>,
     pending: mpsc::UnboundedReceiver<ResponseFrame>,
-    frame_bytes_max: u32,
 ) {
     // Too large for a frame (a huge value): say so instead of the data.
     let refuse = |response: &ResponseFrame, error: FrameError| {
@@ -86,5 +69,7 @@ async fn write_responses(
             result: Err(ApiError::ResponseTooLarge(error.to_string())),
         })
     };
-    write_bursts(send, pending, frame_bytes_max, refuse).await;
+    if let Err(error) = send.write_bursts(pending, refuse).await {
+        tracing::debug!(%error, "client stream failed while answering");
+    }
 }

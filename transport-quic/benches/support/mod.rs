@@ -1,14 +1,15 @@
 //! The loopback setup shared by the criterion bench (`benches/quic.rs`) and the interleaved
 //! A/B run (`examples/interleaved_small.rs`): two `QuicTransport`s and a client session to node 2
-//! in one process, the batches, and one round of the transport or of raw quinn.
+//! in one process, the batches, and one round of the transport, of raw quinn, or of a request
+//! on the pipelined client stream.
 
 use flotilla_raft::{
     Batch, Entry, EntryPayload, GroupId, GroupMessage, LogId, LogIndex, Message, MessageBody,
     NodeId, Term,
 };
 use flotilla_transport_quic::{
-    ClientConnection, ClientSession, ClusterCa, ClusterId, QuicTransport, TlsSetup, Transport,
-    TransportConfig,
+    ClientConnection, ClientSession, ClusterCa, ClusterId, MessageReceiver, MessageSender,
+    QuicTransport, TlsSetup, Transport, TransportConfig,
 };
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
@@ -23,7 +24,9 @@ pub(crate) struct Bench {
     pub(crate) runtime: Runtime,
     pub(crate) one: QuicTransport,
     pub(crate) two: QuicTransport,
-    pub(crate) session: ClientSession,
+    session: ClientSession,
+    requests: MessageSender<Vec<u8>>,
+    responses: MessageReceiver<Vec<u8>>,
     raw_done: mpsc::Receiver<u64>,
 }
 
@@ -116,16 +119,20 @@ pub(crate) fn setup() -> Bench {
         tokio::spawn(serve_client(client, done_tx));
         (one, two, session, raw_done)
     });
+    let (requests, responses) = runtime.block_on(session.open_stream()).unwrap();
     Bench {
         runtime,
         one,
         two,
         session,
+        requests,
+        responses,
         raw_done,
     }
 }
 
-/// Echoes requests and sinks raw unidirectional streams, reporting the bytes of each.
+/// Echoes requests on each pipelined stream and sinks raw unidirectional streams, reporting the
+/// bytes of each.
 async fn serve_client(client: ClientConnection, done: mpsc::Sender<u64>) {
     let connection = client.connection().clone();
     tokio::spawn(async move {
@@ -138,10 +145,11 @@ async fn serve_client(client: ClientConnection, done: mpsc::Sender<u64>) {
             done.send(total).await.unwrap();
         }
     });
-    while let Some(mut request) = client.accept_request().await {
+    while let Ok((mut responses, mut requests)) = client.accept_stream::<Vec<u8>, Vec<u8>>().await {
         tokio::spawn(async move {
-            let body: Vec<u8> = request.read_request().await.unwrap();
-            request.respond(&body).await.unwrap();
+            while let Ok(Some(body)) = requests.recv().await {
+                responses.send(&body).await.unwrap();
+            }
         });
     }
 }
@@ -163,6 +171,14 @@ impl Bench {
                 }
             }
         });
+    }
+
+    /// Sends `request` on the pipelined client stream and waits for its echo.
+    pub(crate) fn request_round(&mut self, request: &Vec<u8>) -> Vec<u8> {
+        self.runtime.block_on(async {
+            self.requests.send(request).await.unwrap();
+            self.responses.recv().await.unwrap().unwrap()
+        })
     }
 
     /// Sends `bytes` on a new raw stream in writes of `write_bytes`, and waits until the
