@@ -194,9 +194,9 @@ pub struct NodeStatus {
     pub entries_persisted: u64,
     /// Time spent in those writes (write + fdatasync), in microseconds.
     pub write_micros: u64,
-    /// Time the Raft loop spent working (not waiting for input), in microseconds.
+    /// Time the driver spent working (not waiting for input), in microseconds.
     pub busy_micros: u64,
-    /// Time since the Raft loop started, in microseconds.
+    /// Time since the driver started, in microseconds.
     pub uptime_micros: u64,
     /// Client requests received since start (status requests included).
     pub requests: u64,
@@ -238,7 +238,7 @@ pub enum PeerState {
     Live,
     /// Not heard from within the node timeout, though a connection to it is open: the
     /// connection is stalled (the transport gives it up after `peer_silence_ms`) or the
-    /// peer's Raft loop is stuck.
+    /// peer's driver is stuck.
     Quiet,
     /// Not heard from, and no connection is open: it is down, or the path to it is, and the
     /// transport keeps dialing (or, if it has the lower id, waits for its dial).

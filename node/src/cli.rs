@@ -176,15 +176,17 @@ impl ClientArgs {
     /// The client options these flags describe.
     #[must_use]
     pub fn options(&self) -> ClientOptions {
+        let deadline = Duration::from_millis(self.deadline_ms.max(1));
         ClientOptions {
-            endpoints: self.endpoints.clone(),
-            tls_dir: self.identity.tls_dir.clone(),
-            cluster_id: self.identity.cluster_id.clone(),
-            name: self.identity.name.clone(),
-            attempt_timeout: Duration::from_millis(self.attempt_timeout_ms.max(1)),
-            deadline: Duration::from_millis(self.deadline_ms.max(1)),
-            retry_pause: crate::client::RETRY_PAUSE,
-            redial_pause: crate::client::REDIAL_PAUSE,
+            // An attempt never outlasts the whole request.
+            attempt_timeout: Duration::from_millis(self.attempt_timeout_ms.max(1)).min(deadline),
+            deadline,
+            ..ClientOptions::new(
+                self.endpoints.clone(),
+                self.identity.tls_dir.clone(),
+                &self.identity.cluster_id,
+                &self.identity.name,
+            )
         }
     }
 }
@@ -210,9 +212,6 @@ pub enum CliError {
     /// The request failed.
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// The command's one request failed (the shell's words for it).
-    #[error("{0}")]
-    Request(String),
     /// `--cluster-id` is not a valid cluster id.
     #[error("`{0}` is not a valid cluster id (lowercase letters, digits and dashes)")]
     ClusterId(String),
@@ -364,14 +363,18 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
         }
     };
     let client = Client::connect(client_args.options()).await?;
-    let result = crate::shell::execute(&client, command).await;
-    match result.error {
-        Some(error) => Err(CliError::Request(error)),
-        None => {
-            println!("{}", result.human());
-            Ok(())
-        }
-    }
+    let (op, key) = crate::shell::describe(&command);
+    let result = crate::shell::try_execute(&client, command).await?;
+    let printed = crate::shell::OpResult {
+        op,
+        key,
+        ok: true,
+        result,
+        error: None,
+        outcome_unknown: false,
+    };
+    println!("{}", printed.human());
+    Ok(())
 }
 
 fn init_logs(default: &str) {

@@ -130,7 +130,7 @@ pub struct TransportSettings {
     pub frame_bytes_max: u32,
     /// Batches queued per peer and per stream class before new ones are dropped.
     pub outbound_queue_batches: usize,
-    /// Batches received but not yet taken by the driver; a full queue pushes back on peers.
+    /// Batches received but not yet handed to the node; a full queue pushes back on peers.
     pub inbound_queue_batches: usize,
     /// Accepted client connections waiting to be served; more are refused.
     pub client_queue_connections: usize,
@@ -220,7 +220,7 @@ pub struct Limits {
     pub key_bytes_max: usize,
     /// The largest value.
     pub value_bytes_max: usize,
-    /// Requests queued for the Raft loop before new ones are refused as busy.
+    /// Requests queued for the driver before new ones are refused as busy.
     pub pending_requests_max: usize,
 }
 
@@ -439,6 +439,28 @@ impl NodeConfig {
                     "{name} must be 1 to {max}, not {value}"
                 )));
             }
+        }
+        // What must travel alone in one frame, with room for its batch's or response's
+        // headers: the largest write (a compare-and-swap of two values) and a snapshot chunk.
+        let write_bytes =
+            (self.limits.key_bytes_max + 2 * self.limits.value_bytes_max + 1024) as u64;
+        let chunk_bytes = self.multi_config().raft.snapshot_chunk_bytes;
+        if write_bytes.max(chunk_bytes) > frame / 2 {
+            return Err(ConfigError(format!(
+                "transport.frame_bytes_max ({frame}) must be at least twice the largest write \
+                 ({write_bytes} bytes: a key and two values of the limits) and a snapshot chunk \
+                 ({chunk_bytes} bytes)"
+            )));
+        }
+        // Clients read with the transport's default frame limit, so what a node answers (a
+        // scan, a value) must fit that too, whatever this node's own limit.
+        let client_frame =
+            u64::from(flotilla_transport_quic::TransportConfig::default().frame_bytes_max);
+        if tuning.scan_bytes_max as u64 > client_frame / 2 || write_bytes > client_frame / 2 {
+            return Err(ConfigError(format!(
+                "tuning.scan_bytes_max and the write limits must fit half of the clients' frame \
+                 limit ({client_frame} bytes)"
+            )));
         }
         let limit = crate::core::BATCH_PAYLOAD_BYTES_LIMIT.min(frame / 2);
         let sizes = [
@@ -698,6 +720,10 @@ mod tests {
             ("tuning.scan_bytes_max", |c| c.tuning.scan_bytes_max = 10),
             ("transport", |c| c.transport.frame_bytes_max = 3),
             ("transport", |c| c.transport.inbound_queue_batches = 0),
+            ("transport.frame_bytes_max", |c| {
+                c.transport.frame_bytes_max = 1 << 20
+            }),
+            ("clients' frame", |c| c.tuning.scan_bytes_max = 12 << 20),
         ] {
             let mut config = NodeConfig::load(None).unwrap();
             change(&mut config);

@@ -3,7 +3,7 @@
 //! show fail-over, and a clean shutdown.
 
 use crate::local::{
-    LocalCluster, LocalError, client_runtime, connect_when_ready, leaderless_groups,
+    LocalCluster, LocalError, SetupError, client_runtime, connect_when_ready, leaderless_groups,
 };
 use crate::workload::{self, WorkloadOptions, print_report};
 use clap::Args;
@@ -34,13 +34,8 @@ pub enum DemoError {
     #[error("{0}")]
     Flags(#[from] workload::FlagError),
     /// The temporary folder, this program's path or the client runtime was not available.
-    #[error("{what} failed: {source}")]
-    Setup {
-        /// What was being set up.
-        what: &'static str,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// The local cluster did not start.
     #[error(transparent)]
     Cluster(#[from] LocalError),
@@ -55,12 +50,11 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     if args.nodes == 0 || args.groups == 0 {
         return Err(workload::FlagError("--nodes and --groups must be at least 1").into());
     }
-    let setup = |what| move |source| DemoError::Setup { what, source };
     let folder = tempfile::Builder::new()
         .prefix("flotilla-demo-")
         .tempdir()
-        .map_err(setup("making a temporary folder"))?;
-    let binary = std::env::current_exe().map_err(setup("finding this program's path"))?;
+        .map_err(SetupError::of("making a temporary folder"))?;
+    let binary = std::env::current_exe().map_err(SetupError::of("finding this program's path"))?;
     let mut cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
     println!(
         "Flotilla demo: {} nodes on loopback ({}), {} ranges, {} replicas each; files in {}",
@@ -76,7 +70,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         folder.path().display()
     );
     let runtime = client_runtime(crate::local::LOCAL_CLIENT_THREADS)
-        .map_err(setup("starting the client runtime"))?;
+        .map_err(SetupError::of("starting the client runtime"))?;
     let result = runtime.block_on(drive(&mut cluster, &args.workload));
     cluster.stop();
     println!("stopped every node");

@@ -6,7 +6,7 @@
 use crate::api::NodeStatus;
 use crate::client::{Client, ClientError};
 use crate::config::Endpoint;
-use crate::local::{self, LocalCluster, LocalError, connect_when_ready};
+use crate::local::{self, LocalCluster, LocalError, SetupError, connect_when_ready};
 use crate::workload::{self, Distribution, FlagError, Percentiles, WorkloadOptions, print_report};
 use clap::Args;
 use flotilla_raft::NodeId;
@@ -158,13 +158,8 @@ pub enum BenchError {
     #[error("{0}")]
     Flags(#[from] FlagError),
     /// The temporary folder, this program's path or the client runtime was not available.
-    #[error("{what} failed: {source}")]
-    Setup {
-        /// What was being set up.
-        what: &'static str,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     /// The cluster did not start or cannot be reached.
     #[error(transparent)]
     Cluster(#[from] LocalError),
@@ -199,14 +194,15 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     } else {
         local::CLIENT_THREADS
     };
-    let setup = |what| move |source| BenchError::Setup { what, source };
-    let runtime = local::client_runtime(threads).map_err(setup("starting the client runtime"))?;
+    let runtime =
+        local::client_runtime(threads).map_err(SetupError::of("starting the client runtime"))?;
     let folder = tempfile::Builder::new()
         .prefix("flotilla-bench-")
         .tempdir()
-        .map_err(setup("making a temporary folder"))?;
+        .map_err(SetupError::of("making a temporary folder"))?;
     let (mut cluster, options) = if args.endpoints.is_empty() {
-        let binary = std::env::current_exe().map_err(setup("finding this program's path"))?;
+        let binary =
+            std::env::current_exe().map_err(SetupError::of("finding this program's path"))?;
         let cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
         let options = cluster.client_options();
         println!(
@@ -218,14 +214,13 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         (Some(cluster), options)
     } else {
         let options = crate::client::ClientOptions {
-            endpoints: args.endpoints.clone(),
-            tls_dir: args.identity.tls_dir.clone(),
-            cluster_id: args.identity.cluster_id.clone(),
-            name: args.identity.name.clone(),
             attempt_timeout: Duration::from_secs(2),
-            deadline: Duration::from_secs(10),
-            retry_pause: crate::client::RETRY_PAUSE,
-            redial_pause: crate::client::REDIAL_PAUSE,
+            ..crate::client::ClientOptions::new(
+                args.endpoints.clone(),
+                args.identity.tls_dir.clone(),
+                &args.identity.cluster_id,
+                &args.identity.name,
+            )
         };
         (None, options)
     };

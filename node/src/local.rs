@@ -34,6 +34,24 @@ pub fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime
         .build()
 }
 
+/// A piece of a local run's set-up (a temporary folder, this program's path, a runtime) that
+/// the system did not give.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} failed: {source}")]
+pub struct SetupError {
+    /// What was being set up, e.g. "making a temporary folder".
+    pub what: &'static str,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+impl SetupError {
+    /// A `map_err` adapter: `.map_err(SetupError::of("making a temporary folder"))`.
+    pub fn of(what: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self { what, source }
+    }
+}
+
 /// Why a local cluster could not be started or did not come up.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
@@ -231,16 +249,12 @@ impl LocalCluster {
     /// Client options for this cluster.
     #[must_use]
     pub fn client_options(&self) -> ClientOptions {
-        ClientOptions {
-            endpoints: self.endpoints.clone(),
-            tls_dir: self.dir.join("certs"),
-            cluster_id: CLUSTER.into(),
-            name: CLIENT.into(),
-            attempt_timeout: Duration::from_secs(1),
-            deadline: Duration::from_secs(10),
-            retry_pause: crate::client::RETRY_PAUSE,
-            redial_pause: crate::client::REDIAL_PAUSE,
-        }
+        ClientOptions::new(
+            self.endpoints.clone(),
+            self.dir.join("certs"),
+            CLUSTER,
+            CLIENT,
+        )
     }
 
     /// Kills node `node` with SIGKILL (no chance to flush anything).
@@ -368,6 +382,10 @@ pub async fn connect_when_ready(
     let client = loop {
         match Client::connect(options.clone()).await {
             Ok(client) => break client,
+            // Bad options or certificates do not get better with time.
+            Err(source @ (ClientError::Options(_) | ClientError::Tls(_))) => {
+                return Err(LocalError::NotStarted { seconds, source });
+            }
             Err(source) if Instant::now() > deadline => {
                 return Err(LocalError::NotStarted { seconds, source });
             }

@@ -46,9 +46,11 @@ impl OpResult {
     }
 }
 
-/// Runs one command.
-pub async fn execute(client: &Client, command: Command) -> OpResult {
-    let (op, key) = describe(&command);
+/// Runs one command: its result as JSON, or why it failed.
+///
+/// # Errors
+/// The client's error, or `Refused` when the node could not apply the command.
+pub async fn try_execute(client: &Client, command: Command) -> Result<Value, ClientError> {
     let outcome = match command {
         Command::Scan { start, end, limit } => client
             .scan(&start, end.as_deref(), limit)
@@ -59,12 +61,18 @@ pub async fn execute(client: &Client, command: Command) -> OpResult {
             .await
             .map(|outcome| response_json(&outcome.response)),
     };
-    let outcome = outcome.and_then(|result| match result.get("invalid") {
+    outcome.and_then(|result| match result.get("invalid") {
         Some(reason) => Err(ClientError::Refused(crate::api::ApiError::Unavailable(
             format!("the node could not apply the command: {reason}"),
         ))),
         None => Ok(result),
-    });
+    })
+}
+
+/// Runs one command, as the shell prints it.
+pub async fn execute(client: &Client, command: Command) -> OpResult {
+    let (op, key) = describe(&command);
+    let outcome = try_execute(client, command).await;
     match outcome {
         Ok(result) => OpResult {
             op,
@@ -167,7 +175,9 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
     }
 }
 
-fn describe(command: &Command) -> (String, String) {
+/// The operation's name and its key (the start key of a scan), as the shell prints them.
+#[must_use]
+pub fn describe(command: &Command) -> (String, String) {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     match command {
         Command::Get { key } => ("get".into(), text(key)),

@@ -26,7 +26,7 @@ pub struct TransportConfig {
     pub frame_bytes_max: u32,
     /// Batches queued per peer and per stream class before new ones are dropped.
     pub outbound_queue_batches: usize,
-    /// Batches received but not yet taken by the Raft loop; a full queue pushes back on peers.
+    /// Batches received but not yet taken by the node; a full queue pushes back on peers.
     pub inbound_queue_batches: usize,
     /// Accepted client connections waiting for the application; more are refused.
     pub client_queue_connections: usize,

@@ -29,7 +29,7 @@ macro_rules! counters {
 counters!(
     /// Batches written to a peer's stream (or handed to a peer's inbound queue in memory).
     batches_sent,
-    /// Batches accepted from peers and queued for the Raft loop.
+    /// Batches accepted from peers and queued for the node.
     batches_received,
     /// Batches dropped because the peer's outbound queue was full (slow or down peer).
     dropped_queue_full,

@@ -1,4 +1,4 @@
-//! The bounded queue of received batches that the node's Raft loop drains, usable from a
+//! The bounded queue of received batches that the node drains, usable from a
 //! synchronous thread (`try_recv`, `blocking_recv`) and from tokio tasks (`recv().await`).
 //!
 //! A stream reader hands over a whole burst of batches under one lock, and the receiver is woken

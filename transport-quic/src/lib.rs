@@ -3,7 +3,7 @@
 //! Identity comes from certificates; loss is tolerated (Raft retries), so full queues drop.
 //!
 //! The node calls [`Transport::send`] with each outbound [`Batch`] and drains inbound batches
-//! with [`Transport::try_recv`] (a synchronous Raft loop) or [`Transport::recv`] (a tokio task).
+//! with [`Transport::try_recv`] (a synchronous loop) or [`Transport::recv`] (a tokio task).
 //! [`QuicTransport`] is the real implementation, [`mem::MemNetwork`] the in-memory one.
 #![forbid(unsafe_code)]
 

@@ -177,7 +177,7 @@ fn close_malformed(
 
 impl InboundContext {
     /// Checks each batch against the certificate's node id and this node, and queues those that
-    /// pass, in order, as one hand-over; empties `batches`. Returns false once the Raft loop
+    /// pass, in order, as one hand-over; empties `batches`. Returns false once the node
     /// is gone.
     async fn accept_all(&self, peer: NodeId, batches: &mut Vec<Batch>) -> bool {
         batches.retain(|batch| self.check(peer, batch));

@@ -118,7 +118,7 @@ fn check_certificate(tls: &TlsSetup, node: NodeId) -> Result<(), ServerError> {
     match named {
         PeerIdentity::Node { node: named, .. } if named == node => Ok(()),
         other => Err(ServerError::WrongCertificate {
-            named: other.to_string(),
+            named: other,
             node: node.0,
         }),
     }

@@ -36,7 +36,7 @@ pub enum ServerError {
     #[error("the certificate names {named}, not node {node}: each node needs its own certificate")]
     WrongCertificate {
         /// Who the certificate names.
-        named: String,
+        named: flotilla_transport_quic::PeerIdentity,
         /// This node.
         node: u64,
     },
@@ -155,7 +155,7 @@ pub struct RunningNode {
 }
 
 /// Starts the node `config` describes inside the current tokio runtime: recovers or
-/// bootstraps its groups, binds its endpoint and starts the Raft loop thread.
+/// bootstraps its groups, binds its endpoint and starts the driver thread.
 ///
 /// # Errors
 /// Anything that prevents starting.
@@ -265,7 +265,7 @@ impl RunningNode {
         self.address
     }
 
-    /// Stops the Raft loop after its current turn, then the network.
+    /// Stops the driver after its current turn, then the network.
     ///
     /// # Errors
     /// The loop had already stopped on an error.

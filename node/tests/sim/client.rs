@@ -15,9 +15,10 @@ use flotilla_storage::{Command, Response};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-/// How long an attempt waits for its answer, and pauses before retrying a refusal.
+/// How long an attempt waits for its answer.
 pub const ATTEMPT_TIMEOUT_MS: u64 = 300;
-pub const RETRY_PAUSE_MS: u64 = 20;
+/// The pause before retrying a refusal: the production client's default.
+pub const RETRY_PAUSE_MS: u64 = flotilla_node::client::RETRY_PAUSE.as_millis() as u64;
 /// How long an operation may take before the client gives up.
 pub const DEADLINE_MS: u64 = 4_000;
 
