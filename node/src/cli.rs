@@ -290,7 +290,7 @@ fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
     }
     if let Some(cluster) = &args.initial_cluster {
         config.initial_cluster = parse_endpoints(cluster)
-            .map_err(|error| ConfigError(format!("--initial-cluster: {error}")))?
+            .map_err(|error| ConfigError::Invalid(format!("--initial-cluster: {error}")))?
             .iter()
             .map(ToString::to_string)
             .collect();

@@ -224,10 +224,38 @@ pub struct Limits {
     pub pending_requests_max: usize,
 }
 
-/// A configuration that cannot be used, with the reason in words.
+/// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("configuration: cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not TOML.
+    #[error("configuration: {} is not TOML: {source}", path.display())]
+    NotToml {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        source: Box<toml::de::Error>,
+    },
+    /// The embedded default does not parse (a build defect).
+    #[error("configuration: the embedded default does not parse: {0}")]
+    Embedded(#[source] Box<toml::de::Error>),
+    /// A key is unknown or a value has the wrong type (the parser names the key and line).
+    #[error("configuration: {0}")]
+    Keys(#[source] Box<toml::de::Error>),
+    /// The merged configuration could not be written back as TOML (a defect).
+    #[error("configuration: the merged table cannot be written: {0}")]
+    Merge(#[source] toml::ser::Error),
+    /// A value out of range, or values that do not fit together: the rule, as a sentence.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
 
 impl NodeConfig {
     /// The embedded default, overridden by the TOML file at `path` if given.
@@ -236,17 +264,22 @@ impl NodeConfig {
     /// An unreadable file, bad TOML, an unknown key or a value of the wrong type.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut table: toml::Table = toml::from_str(DEFAULT_CONFIG)
-            .map_err(|error| ConfigError(format!("embedded default: {error}")))?;
+            .map_err(|error| ConfigError::Embedded(Box::new(error)))?;
         if let Some(path) = path {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| ConfigError(format!("cannot read {}: {error}", path.display())))?;
-            let file: toml::Table = toml::from_str(&text)
-                .map_err(|error| ConfigError(format!("{}: {error}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let file: toml::Table =
+                toml::from_str(&text).map_err(|source| ConfigError::NotToml {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?;
             merge(&mut table, file);
         }
         // Parsing the merged text (not the table) makes errors name the key and show the line.
-        let merged = toml::to_string(&table).map_err(|error| ConfigError(error.to_string()))?;
-        toml::from_str(&merged).map_err(|error| ConfigError(error.to_string()))
+        let merged = toml::to_string(&table).map_err(ConfigError::Merge)?;
+        toml::from_str(&merged).map_err(|error| ConfigError::Keys(Box::new(error)))
     }
 
     /// This node's id.
@@ -268,7 +301,7 @@ impl NodeConfig {
             .find(|endpoint| endpoint.node == self.node())
             .map(|endpoint| endpoint.address)
             .ok_or_else(|| {
-                ConfigError(format!(
+                ConfigError::Invalid(format!(
                     "node {} is not in initial_cluster, so `listen` must be given",
                     self.node_id
                 ))
@@ -302,7 +335,7 @@ impl NodeConfig {
             .iter()
             .map(|text| {
                 Endpoint::from_str(text)
-                    .map_err(|error| ConfigError(format!("initial_cluster: {error}")))
+                    .map_err(|error| ConfigError::Invalid(format!("initial_cluster: {error}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         endpoints.sort();
@@ -310,7 +343,9 @@ impl NodeConfig {
             .windows(2)
             .any(|pair| pair[0].node == pair[1].node)
         {
-            return Err(ConfigError("initial_cluster names a node id twice".into()));
+            return Err(ConfigError::Invalid(
+                "initial_cluster names a node id twice".into(),
+            ));
         }
         Ok(endpoints)
     }
@@ -320,7 +355,7 @@ impl NodeConfig {
     /// # Errors
     /// The first value out of range, as a sentence.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |reason: String| Err(ConfigError(reason));
+        let fail = |reason: String| Err(ConfigError::Invalid(reason));
         let endpoints = self.initial_endpoints()?;
         if endpoints.is_empty() {
             return fail("initial_cluster must name at least one node".into());
@@ -389,11 +424,11 @@ impl NodeConfig {
         self.sessions.validate()?;
         self.transport_config()
             .validate()
-            .map_err(|error| ConfigError(format!("transport: {error}")))?;
+            .map_err(|error| ConfigError::Invalid(format!("transport: {error}")))?;
         self.check_tuning()?;
         self.multi_config()
             .validate()
-            .map_err(|error| ConfigError(format!("raft: {}", error.0)))
+            .map_err(|error| ConfigError::Invalid(format!("raft: {}", error.0)))
     }
 
     /// The session limits every range this node leads applies.
@@ -435,7 +470,7 @@ impl NodeConfig {
         ];
         for (name, value, max) in counts {
             if !(1..=max).contains(&value) {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{name} must be 1 to {max}, not {value}"
                 )));
             }
@@ -446,7 +481,7 @@ impl NodeConfig {
             (self.limits.key_bytes_max + 2 * self.limits.value_bytes_max + 1024) as u64;
         let chunk_bytes = self.multi_config().raft.snapshot_chunk_bytes;
         if write_bytes.max(chunk_bytes) > frame / 2 {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "transport.frame_bytes_max ({frame}) must be at least twice the largest write \
                  ({write_bytes} bytes: a key and two values of the limits) and a snapshot chunk \
                  ({chunk_bytes} bytes)"
@@ -457,7 +492,7 @@ impl NodeConfig {
         let client_frame =
             u64::from(flotilla_transport_quic::TransportConfig::default().frame_bytes_max);
         if tuning.scan_bytes_max as u64 > client_frame / 2 || write_bytes > client_frame / 2 {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "tuning.scan_bytes_max and the write limits must fit half of the clients' frame \
                  limit ({client_frame} bytes)"
             )));
@@ -472,7 +507,7 @@ impl NodeConfig {
         ];
         for (name, value) in sizes {
             if !(4096..=limit).contains(&value) {
-                return Err(ConfigError(format!(
+                return Err(ConfigError::Invalid(format!(
                     "{name} must be 4096 to {limit} (half of transport.frame_bytes_max, at \
                      most {}), not {value}",
                     crate::core::BATCH_PAYLOAD_BYTES_LIMIT
@@ -502,7 +537,7 @@ impl NodeConfig {
         if self.peer_silence_ms < heartbeat_ms.saturating_mul(PEER_SILENCE_HEARTBEATS_MIN)
             || self.peer_silence_ms >= idle_ms
         {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "peer_silence_ms must be at least {PEER_SILENCE_HEARTBEATS_MIN} node heartbeats \
                  ({heartbeat_ms} ms each) and below the idle timeout of {idle_ms} ms, not {}",
                 self.peer_silence_ms
@@ -562,20 +597,20 @@ impl SessionSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=30 * 24 * 3600).contains(&self.expiry_seconds) {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "sessions.expiry_seconds must be 1 to 2592000 (30 days), not {}",
                 self.expiry_seconds
             )));
         }
         if !(1..=Self::PER_RANGE_LIMIT).contains(&self.per_range_max) {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "sessions.per_range_max must be 1 to {}, not {}",
                 Self::PER_RANGE_LIMIT,
                 self.per_range_max
             )));
         }
         if !(1..=Self::RESULTS_LIMIT).contains(&self.results_per_session_max) {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Invalid(format!(
                 "sessions.results_per_session_max must be 1 to {}, not {}",
                 Self::RESULTS_LIMIT,
                 self.results_per_session_max

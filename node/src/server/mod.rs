@@ -164,7 +164,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let node = config.node();
     let initial = config.initial_endpoints()?;
     if !initial.iter().any(|endpoint| endpoint.node == node) {
-        return Err(crate::config::ConfigError(format!(
+        return Err(crate::config::ConfigError::Invalid(format!(
             "node {} is not in initial_cluster; joining a running cluster is not supported yet",
             node.0
         ))
