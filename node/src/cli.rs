@@ -363,17 +363,8 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
         }
     };
     let client = Client::connect(client_args.options()).await?;
-    let (op, key) = crate::shell::describe(&command);
     let result = crate::shell::try_execute(&client, command).await?;
-    let printed = crate::shell::OpResult {
-        op,
-        key,
-        ok: true,
-        result,
-        error: None,
-        outcome_unknown: false,
-    };
-    println!("{}", printed.human());
+    println!("{}", crate::shell::human_result(&result));
     Ok(())
 }
 

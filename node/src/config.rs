@@ -758,7 +758,11 @@ mod tests {
             ("transport.frame_bytes_max", |c| {
                 c.transport.frame_bytes_max = 1 << 20
             }),
-            ("clients' frame", |c| c.tuning.scan_bytes_max = 12 << 20),
+            // A node frame large enough for the scan: only the clients' limit is broken.
+            ("clients' frame", |c| {
+                c.transport.frame_bytes_max = 64 << 20;
+                c.tuning.scan_bytes_max = 12 << 20;
+            }),
         ] {
             let mut config = NodeConfig::load(None).unwrap();
             change(&mut config);

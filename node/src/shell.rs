@@ -37,12 +37,20 @@ impl OpResult {
     /// A line for a person.
     #[must_use]
     pub fn human(&self) -> String {
-        match (&self.error, &self.result) {
-            (Some(error), _) => format!("error: {error}"),
-            (None, Value::String(text)) => text.clone(),
-            (None, Value::Null) => "(absent)".into(),
-            (None, other) => other.to_string(),
+        match &self.error {
+            Some(error) => format!("error: {error}"),
+            None => human_result(&self.result),
         }
+    }
+}
+
+/// A command's result as a line for a person.
+#[must_use]
+pub fn human_result(result: &Value) -> String {
+    match result {
+        Value::String(text) => text.clone(),
+        Value::Null => "(absent)".into(),
+        other => other.to_string(),
     }
 }
 
@@ -175,9 +183,7 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
     }
 }
 
-/// The operation's name and its key (the start key of a scan), as the shell prints them.
-#[must_use]
-pub fn describe(command: &Command) -> (String, String) {
+fn describe(command: &Command) -> (String, String) {
     let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
     match command {
         Command::Get { key } => ("get".into(), text(key)),

@@ -35,10 +35,7 @@ pub enum Outcome {
     /// A node answered.
     Answered(Result<Reply, ApiError>),
     /// The attempt never left: no connection to the node could be made.
-    NotSent {
-        /// Why.
-        reason: String,
-    },
+    NotSent,
     /// Sent, and no answer came (timed out, or lost with its connection): it may have applied.
     NoAnswer {
         /// Why.
@@ -118,7 +115,7 @@ impl Tries {
         let retry = |route, pause| Verdict::Retry { route, pause };
         let reply = match outcome {
             Outcome::Answered(reply) => reply,
-            Outcome::NotSent { .. } => {
+            Outcome::NotSent => {
                 return retry(RouteReply::NotLeader { leader_hint: None }, true);
             }
             Outcome::NoAnswer { reason } => return self.no_answer(kind, reason),
@@ -277,9 +274,7 @@ mod tests {
             ),
             (
                 Kind::Tagged,
-                Outcome::NotSent {
-                    reason: "refused".into(),
-                },
+                Outcome::NotSent,
                 retry(RouteReply::NotLeader { leader_hint: None }, true),
             ),
             (Kind::Tagged, no_answer(), retry(RouteReply::Timeout, false)),

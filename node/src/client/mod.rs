@@ -618,9 +618,7 @@ impl Client {
             }
             Err(error @ CallError::Connect { .. }) => {
                 tracing::debug!(%error, "attempt not sent");
-                AttemptOutcome::NotSent {
-                    reason: error.to_string(),
-                }
+                AttemptOutcome::NotSent
             }
             Err(error) => AttemptOutcome::NoAnswer {
                 reason: error.to_string(),
