@@ -73,6 +73,31 @@ pub struct ResponseFrame {
     pub result: Result<Reply, ApiError>,
 }
 
+impl ResponseFrame {
+    /// About how many bytes the frame takes on the wire (within a few bytes for a key-value
+    /// answer; counted by encoding for the rest): what a client stream's answer budget counts.
+    #[must_use]
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 32;
+        let bytes = |value: &Option<Vec<u8>>| value.as_ref().map_or(0, Vec::len);
+        OVERHEAD
+            + match &self.result {
+                Ok(Reply::Kv(Response::Value(value))) => bytes(value),
+                Ok(Reply::Kv(Response::Written { previous })) => bytes(previous),
+                Ok(Reply::Kv(Response::CompareAndSwap { current, .. })) => bytes(current),
+                Ok(Reply::Kv(Response::Scan { pairs, .. })) => pairs
+                    .iter()
+                    .map(|(key, value)| key.len() + value.len() + 8)
+                    .sum(),
+                other => postcard::serialize_with_flavor::<_, _, usize>(
+                    other,
+                    postcard::ser_flavors::Size::default(),
+                )
+                .unwrap_or(0),
+            }
+    }
+}
+
 /// A successful answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
@@ -148,6 +173,30 @@ pub enum ApiError {
     /// it: it may or may not have been applied.
     #[error("the outcome is unknown: the entry was superseded by a snapshot")]
     OutcomeUnknown,
+    /// The node's ranges hold the storage quota already: writes that add data are refused
+    /// (nothing was applied); reads and deletes still work.
+    #[error(
+        "the node stores {stored_bytes} bytes, at its quota of {quota_bytes} \
+         (limits.storage_quota_bytes): delete data or raise the quota; nothing was written"
+    )]
+    QuotaExceeded {
+        /// Key and value bytes the node's ranges hold.
+        stored_bytes: u64,
+        /// The quota.
+        quota_bytes: u64,
+    },
+    /// The node's disk is down to its reserve: writes that add data are refused (nothing was
+    /// applied), so the log keeps room to finish what it started; reads and deletes still work.
+    #[error(
+        "the node's disk has {free_bytes} bytes free, below its reserve of {reserve_bytes} \
+         (limits.disk_reserve_bytes): free disk space; nothing was written"
+    )]
+    DiskReserve {
+        /// Free bytes on the data directory's file system.
+        free_bytes: u64,
+        /// The reserve.
+        reserve_bytes: u64,
+    },
     /// A write's tag awaits answers above its own sequence, or numbers it 0.
     #[error("sequence {sequence} cannot await answers from {awaited_from}: a write awaits its own")]
     BadSessionTag {

@@ -140,6 +140,18 @@ pub struct TransportSettings {
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, well under `idle_timeout_ms`.
     pub keep_alive_interval_ms: u64,
+    /// The largest request frame read from a client, header included (checked on the header).
+    pub client_request_bytes_max: u32,
+    /// How long a frame's payload may take to arrive after its header.
+    pub frame_read_timeout_ms: u64,
+    /// Streams one client connection may have open at once.
+    pub client_streams_max: u32,
+    /// Client connections served at once.
+    pub client_connections_max: usize,
+    /// Client connections one certificate name may hold at once.
+    pub client_connections_per_identity_max: usize,
+    /// Incoming handshakes in progress at once.
+    pub handshakes_max: usize,
 }
 
 /// Cadences and sizes of the node's own work.
@@ -181,6 +193,8 @@ pub struct SessionSettings {
 pub struct LogSettings {
     /// Segment size in MiB.
     pub segment_mib: u64,
+    /// Payload bytes of each range's newest log entries kept in memory for replication.
+    pub recent_bytes_per_range: u64,
 }
 
 /// How the key space is split into groups.
@@ -222,6 +236,19 @@ pub struct Limits {
     pub value_bytes_max: usize,
     /// Requests queued for the driver before new ones are refused as busy.
     pub pending_requests_max: usize,
+    /// Requests of one client stream read but not yet answered; the node stops reading the
+    /// stream while this many are in flight.
+    pub stream_requests_max: usize,
+    /// Answer bytes one client stream may have waiting for the client to read them: the node
+    /// stops reading the stream's requests past half of it, and closes the connection of a
+    /// client whose answers would pass it (a client that sends and never reads).
+    pub stream_answer_bytes_max: usize,
+    /// Key and value bytes this node's ranges may hold before writes that add data are
+    /// refused (0: no quota). Ranges live in memory, so this bounds their memory too.
+    pub storage_quota_bytes: u64,
+    /// Free disk space below which writes that add data are refused, so the log always has
+    /// room to finish the writes Raft has started.
+    pub disk_reserve_bytes: u64,
 }
 
 /// A configuration that cannot be used.
@@ -487,6 +514,37 @@ impl NodeConfig {
                  ({chunk_bytes} bytes)"
             )));
         }
+        let request = u64::from(self.transport.client_request_bytes_max);
+        if write_bytes > request {
+            return Err(ConfigError::Invalid(format!(
+                "transport.client_request_bytes_max ({request}) must hold the largest write \
+                 ({write_bytes} bytes: a key and two values of the limits)"
+            )));
+        }
+        if self.log.recent_bytes_per_range > 1 << 30 {
+            return Err(ConfigError::Invalid(format!(
+                "log.recent_bytes_per_range must be at most {}, not {}",
+                1u64 << 30,
+                self.log.recent_bytes_per_range
+            )));
+        }
+        for (name, value) in [
+            (
+                "limits.stream_requests_max",
+                self.limits.stream_requests_max,
+            ),
+            (
+                "limits.stream_answer_bytes_max",
+                self.limits.stream_answer_bytes_max,
+            ),
+        ] {
+            if !(1..=1 << 30).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be 1 to {}, not {value}",
+                    1 << 30
+                )));
+            }
+        }
         // Clients read with the transport's default frame limit, so what a node answers (a
         // scan, a value) must fit that too, whatever this node's own limit.
         let client_frame =
@@ -558,6 +616,12 @@ impl NodeConfig {
             handshake_timeout_ms: settings.handshake_timeout_ms,
             idle_timeout_ms: settings.idle_timeout_ms,
             keep_alive_interval_ms: settings.keep_alive_interval_ms,
+            client_request_bytes_max: settings.client_request_bytes_max,
+            frame_read_timeout_ms: settings.frame_read_timeout_ms,
+            client_bidi_streams_max: settings.client_streams_max,
+            client_connections_max: settings.client_connections_max,
+            client_connections_per_identity_max: settings.client_connections_per_identity_max,
+            handshakes_max: settings.handshakes_max,
             peer_silence_ms_max: self.peer_silence_ms,
             ..flotilla_transport_quic::TransportConfig::default()
         }
@@ -570,6 +634,7 @@ impl NodeConfig {
         flotilla_storage::LogConfig {
             segment_bytes_max,
             record_bytes_max: (8 << 20).min(segment_bytes_max / 2),
+            recent_bytes_per_group: self.log.recent_bytes_per_range,
             ..flotilla_storage::LogConfig::default()
         }
     }
@@ -756,7 +821,20 @@ mod tests {
             ("transport", |c| c.transport.frame_bytes_max = 3),
             ("transport", |c| c.transport.inbound_queue_batches = 0),
             ("transport.frame_bytes_max", |c| {
-                c.transport.frame_bytes_max = 1 << 20
+                c.transport.frame_bytes_max = 1 << 20;
+                c.transport.client_request_bytes_max = 1 << 20;
+            }),
+            ("transport.client_request_bytes_max", |c| {
+                c.transport.client_request_bytes_max = 1 << 20
+            }),
+            ("limits.stream_requests_max", |c| {
+                c.limits.stream_requests_max = 0
+            }),
+            ("limits.stream_answer_bytes_max", |c| {
+                c.limits.stream_answer_bytes_max = 1 << 31
+            }),
+            ("log.recent_bytes_per_range", |c| {
+                c.log.recent_bytes_per_range = 1 << 31
             }),
             // A node frame large enough for the scan: only the clients' limit is broken.
             ("clients' frame", |c| {

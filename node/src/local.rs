@@ -295,6 +295,15 @@ impl LocalCluster {
         self.signal(node, "-CONT")
     }
 
+    /// The process id of node `node`, while it runs.
+    #[must_use]
+    pub fn pid(&self, node: NodeId) -> Option<u32> {
+        self.children
+            .iter()
+            .filter(|(id, _)| *id == node)
+            .find_map(|(_, child)| child.as_ref().map(Child::id))
+    }
+
     fn signal(&self, node: NodeId, signal: &str) -> bool {
         self.children
             .iter()

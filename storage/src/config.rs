@@ -26,6 +26,10 @@ pub struct LogConfig {
     /// fresh entries (a leader replicating what it just wrote) need no disk read. 0 turns the
     /// cache off.
     pub recent_entries_per_group: usize,
+    /// The most payload bytes of each group's recent entries kept in memory (the newest entry
+    /// stays even when larger): with large values the count alone would let every group hold
+    /// hundreds of megabytes.
+    pub recent_bytes_per_group: u64,
 }
 
 impl Default for LogConfig {
@@ -37,6 +41,7 @@ impl Default for LogConfig {
             pending_writes_max: 1024,
             preallocate: true,
             recent_entries_per_group: 512,
+            recent_bytes_per_group: 4 << 20,
         }
     }
 }
@@ -52,6 +57,15 @@ impl LogConfig {
             pending_writes_max: 64,
             preallocate: true,
             recent_entries_per_group: 8,
+            recent_bytes_per_group: 16 << 10,
+        }
+    }
+
+    /// What the recent-entries cache of each group may hold.
+    pub(crate) fn recent_limits(&self) -> crate::log::recent::RecentLimits {
+        crate::log::recent::RecentLimits {
+            entries_max: self.recent_entries_per_group,
+            bytes_max: self.recent_bytes_per_group,
         }
     }
 

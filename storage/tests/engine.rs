@@ -128,6 +128,7 @@ fn recent_entries_are_read_from_memory() {
     let directory = tempfile::tempdir().unwrap();
     let config = LogConfig {
         recent_entries_per_group: 4,
+        recent_bytes_per_group: 1 << 20,
         preallocate: false,
         ..LogConfig::default()
     };

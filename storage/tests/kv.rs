@@ -156,6 +156,50 @@ fn a_scan_never_returns_more_than_the_cap() {
     assert_eq!((pairs.len(), more), (SCAN_PAIR_COUNT_MAX as usize, true));
 }
 
+/// A page stops copying at its byte bound (keeping at least one pair) and says there is more,
+/// so a scan of big values costs what it returns, not a copy of every pair the count allows.
+#[test]
+fn a_scan_stops_copying_at_its_byte_bound() {
+    let mut machine = Machine::new();
+    let big = "x".repeat(1 << 20);
+    for key in 0..10 {
+        machine.put(&format!("{key}"), &big);
+    }
+    let read = |bytes_max| {
+        let scan = Command::Scan {
+            start: Vec::new(),
+            end: None,
+            limit: 100,
+        };
+        match machine.kv.read_bounded(&scan, bytes_max) {
+            Some(Response::Scan { pairs, more }) => (pairs.len(), more),
+            other => panic!("a scan reads pairs, not {other:?}"),
+        }
+    };
+    assert_eq!(read(4 << 20), (3, true), "1 MiB + 1 byte per pair");
+    assert_eq!(read(1), (1, true), "one pair, however large");
+    assert_eq!(read(usize::MAX), (10, false));
+}
+
+/// What a storage quota counts follows every write, and a restored map counts the same.
+#[test]
+fn stored_bytes_follow_every_write() {
+    let mut machine = Machine::new();
+    machine.put("a", "12345");
+    machine.put("bb", "1");
+    assert_eq!(machine.kv.stored_bytes(), 6 + 3);
+    machine.put("a", "1");
+    assert_eq!(machine.kv.stored_bytes(), 2 + 3, "an overwrite counts once");
+    machine.cas("bb", Some("1"), Some("123"));
+    assert_eq!(machine.kv.stored_bytes(), 2 + 5);
+    machine.cas("bb", Some("123"), None);
+    machine.run(Command::Delete { key: "zz".into() });
+    assert_eq!(machine.kv.stored_bytes(), 2, "deletes give bytes back");
+    let restored =
+        KvStateMachine::from_parts(GROUP, machine.kv.applied(), machine.kv.map().clone());
+    assert_eq!(restored, machine.kv);
+}
+
 #[test]
 fn undecodable_entries_are_answered_invalid_and_change_nothing() {
     let mut kv = KvStateMachine::new(GROUP);

@@ -9,11 +9,14 @@
 use crate::config::TransportConfig;
 use crate::error::{ConnectError, StreamError};
 use crate::identity::{PeerIdentity, node_san};
-use crate::pipeline::{self, MessageReceiver, MessageSender};
+use crate::pipeline::{self, MessageReceiver, MessageSender, StreamLimits};
 use crate::tls::TlsSetup;
 use flotilla_raft::NodeId;
+use parking_lot::Mutex;
 use quinn::{Connection, Endpoint};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A client connection a node accepted, with the identity its certificate proves.
@@ -21,19 +24,89 @@ use std::time::Duration;
 pub struct ClientConnection {
     connection: Connection,
     identity: PeerIdentity,
-    frame_bytes_max: u32,
+    limits: StreamLimits,
+    /// Held while the connection is served: it counts against the node's and the identity's
+    /// connection limits until dropped.
+    _slot: Option<ConnectionSlot>,
+}
+
+/// The client connections a node serves, in all and per identity, against their limits.
+#[derive(Debug, Default)]
+pub(crate) struct ClientSlots {
+    total: usize,
+    per_identity: HashMap<String, usize>,
+}
+
+/// Why a client connection found no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoSlot {
+    /// The node serves `client_connections_max` already.
+    NodeFull,
+    /// This identity holds `client_connections_per_identity_max` already.
+    IdentityFull,
+}
+
+impl ClientSlots {
+    /// Takes a place for a connection of `identity`, unless a limit is reached.
+    pub(crate) fn take(
+        slots: &Arc<Mutex<Self>>,
+        identity: &PeerIdentity,
+        config: &TransportConfig,
+    ) -> Result<ConnectionSlot, NoSlot> {
+        let name = identity.san();
+        let mut this = slots.lock();
+        if this.total >= config.client_connections_max {
+            return Err(NoSlot::NodeFull);
+        }
+        let held = this.per_identity.entry(name.clone()).or_default();
+        if *held >= config.client_connections_per_identity_max {
+            return Err(NoSlot::IdentityFull);
+        }
+        *held += 1;
+        this.total += 1;
+        Ok(ConnectionSlot {
+            slots: Arc::clone(slots),
+            identity: name,
+        })
+    }
+}
+
+/// A place among the client connections a node serves; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionSlot {
+    slots: Arc<Mutex<ClientSlots>>,
+    identity: String,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut slots = self.slots.lock();
+        slots.total -= 1;
+        if let Some(held) = slots.per_identity.get_mut(&self.identity) {
+            *held -= 1;
+            if *held == 0 {
+                slots.per_identity.remove(&self.identity);
+            }
+        }
+    }
 }
 
 impl ClientConnection {
     pub(crate) fn new(
         connection: Connection,
         identity: PeerIdentity,
-        frame_bytes_max: u32,
+        config: &TransportConfig,
+        slot: Option<ConnectionSlot>,
     ) -> Self {
         Self {
             connection,
             identity,
-            frame_bytes_max,
+            limits: StreamLimits {
+                send_bytes_max: config.frame_bytes_max,
+                receive_bytes_max: config.client_request_bytes_max,
+                frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
+            },
+            _slot: slot,
         }
     }
 
@@ -50,13 +123,32 @@ impl ClientConnection {
         &self.connection
     }
 
+    /// A handle that closes this connection from anywhere (a node that must stop serving a
+    /// client which does not read its answers).
+    #[must_use]
+    pub fn closer(&self) -> ClientCloser {
+        ClientCloser(self.connection.clone())
+    }
+
     /// Waits for the client's next pipelined stream and gives its two halves: requests of `Q`
     /// in, responses of `R` out. Fails once the connection is closed.
     pub async fn accept_stream<Q, R>(
         &self,
     ) -> Result<(MessageSender<R>, MessageReceiver<Q>), StreamError> {
         let (send, recv) = self.connection.accept_bi().await?;
-        Ok(pipeline::halves(send, recv, self.frame_bytes_max))
+        Ok(pipeline::halves(send, recv, self.limits))
+    }
+}
+
+/// Closes one client connection; see [`ClientConnection::closer`].
+#[derive(Clone, Debug)]
+pub struct ClientCloser(Connection);
+
+impl ClientCloser {
+    /// Closes the connection with an application error `code` and a short `reason` the client
+    /// sees; every stream of it ends.
+    pub fn close(&self, code: u32, reason: &str) {
+        self.0.close(code.into(), reason.as_bytes());
     }
 }
 
@@ -65,7 +157,7 @@ impl ClientConnection {
 pub struct ClientSession {
     endpoint: Endpoint,
     connection: Connection,
-    frame_bytes_max: u32,
+    limits: StreamLimits,
 }
 
 impl ClientSession {
@@ -95,7 +187,11 @@ impl ClientSession {
         Ok(Self {
             endpoint,
             connection,
-            frame_bytes_max: config.frame_bytes_max,
+            limits: StreamLimits {
+                send_bytes_max: config.frame_bytes_max,
+                receive_bytes_max: config.frame_bytes_max,
+                frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
+            },
         })
     }
 
@@ -105,7 +201,7 @@ impl ClientSession {
         &self,
     ) -> Result<(MessageSender<Q>, MessageReceiver<R>), StreamError> {
         let (send, recv) = self.connection.open_bi().await?;
-        Ok(pipeline::halves(send, recv, self.frame_bytes_max))
+        Ok(pipeline::halves(send, recv, self.limits))
     }
 
     /// Whether the connection is closed (by either side, or by a timeout): a new one is needed.
@@ -125,5 +221,39 @@ impl ClientSession {
     pub async fn close(self) {
         self.connection.close(0u32.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::identity::ClusterId;
+
+    fn client(name: &str) -> PeerIdentity {
+        PeerIdentity::Client {
+            name: name.to_owned(),
+            cluster: ClusterId::new("c").unwrap(),
+        }
+    }
+
+    #[test]
+    fn connections_are_limited_per_identity_and_in_all_and_given_back() {
+        let config = TransportConfig {
+            client_connections_max: 3,
+            client_connections_per_identity_max: 2,
+            ..TransportConfig::default()
+        };
+        let slots = Arc::new(Mutex::new(ClientSlots::default()));
+        let take = |name| ClientSlots::take(&slots, &client(name), &config);
+        let a1 = take("a").unwrap();
+        let _a2 = take("a").unwrap();
+        assert_eq!(take("a").unwrap_err(), NoSlot::IdentityFull);
+        let _b1 = take("b").unwrap();
+        assert_eq!(take("c").unwrap_err(), NoSlot::NodeFull);
+        drop(a1);
+        let _a3 = take("a").unwrap();
+        assert_eq!(slots.lock().total, 3);
+        assert_eq!(slots.lock().per_identity.get("client-a.c"), Some(&2));
     }
 }

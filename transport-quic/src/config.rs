@@ -10,6 +10,9 @@ pub const FRAME_BYTES_LIMIT: u32 = 1 << 30;
 /// The largest queue any configuration may ask for.
 pub const QUEUE_LENGTH_LIMIT: usize = 1 << 20;
 
+/// The most concurrent streams a client may be allowed: each may hold a request being read.
+pub const CLIENT_STREAMS_LIMIT: u32 = 1024;
+
 /// The most packets a peer may be asked to receive before acknowledging.
 pub const ACK_EVERY_PACKETS_LIMIT: u32 = 100;
 /// The longest acknowledgement delay a peer may be asked for: QUIC's default `max_ack_delay`.
@@ -38,8 +41,21 @@ pub struct TransportConfig {
     pub keep_alive_interval_ms: u64,
     /// Concurrent unidirectional streams a peer may open (Raft + snapshot + slack).
     pub peer_uni_streams_max: u32,
-    /// Concurrent bidirectional streams a client may open (one per request in flight).
+    /// Concurrent bidirectional streams a client may open (a client pipelines its requests
+    /// on one stream per node; each stream may buffer up to `client_request_bytes_max`).
     pub client_bidi_streams_max: u32,
+    /// The largest request frame a node reads on a client stream, header included. A larger
+    /// header ends the stream before any of its payload is buffered.
+    pub client_request_bytes_max: u32,
+    /// Once a frame's header has arrived on a client stream, its payload must follow within
+    /// this long; a client that trickles (or stops) mid-frame loses the stream.
+    pub frame_read_timeout_ms: u64,
+    /// Client connections a node serves at once; more are refused at the handshake's end.
+    pub client_connections_max: usize,
+    /// Client connections one identity (one certificate name) may hold at once.
+    pub client_connections_per_identity_max: usize,
+    /// Incoming handshakes in progress at once; more are refused before any cryptography.
+    pub handshakes_max: usize,
     /// Either side gives up a peer connection on which no batch arrived for this long, and
     /// the dialing side dials a new one. The node sends every peer a batch (an empty one when
     /// it has nothing to say) each heartbeat interval, so such silence means the connection
@@ -82,7 +98,12 @@ impl Default for TransportConfig {
             idle_timeout_ms: 10_000,
             keep_alive_interval_ms: 2_000,
             peer_uni_streams_max: 8,
-            client_bidi_streams_max: 256,
+            client_bidi_streams_max: 16,
+            client_request_bytes_max: 3 << 20,
+            frame_read_timeout_ms: 10_000,
+            client_connections_max: 1024,
+            client_connections_per_identity_max: 64,
+            handshakes_max: 256,
             peer_silence_ms_max: 500,
             dial_answer_timeout_ms: 250,
             reconnect_delay_ms_base: 50,
@@ -122,9 +143,24 @@ impl TransportConfig {
             "peer_uni_streams_max must allow the Raft and snapshot streams",
         )?;
         check(
-            self.client_bidi_streams_max >= 1,
-            "client_bidi_streams_max must be at least 1",
+            (1..=CLIENT_STREAMS_LIMIT).contains(&self.client_bidi_streams_max),
+            &format!("client_bidi_streams_max must be between 1 and {CLIENT_STREAMS_LIMIT}"),
         )?;
+        check(
+            self.client_request_bytes_max as usize > HEADER_BYTES
+                && self.client_request_bytes_max <= self.frame_bytes_max,
+            "client_request_bytes_max must exceed the frame header and be at most frame_bytes_max",
+        )?;
+        check(
+            self.frame_read_timeout_ms > 0,
+            "frame_read_timeout_ms must be positive",
+        )?;
+        check_queue(self.client_connections_max, "client_connections_max")?;
+        check(
+            (1..=self.client_connections_max).contains(&self.client_connections_per_identity_max),
+            "client_connections_per_identity_max must be between 1 and client_connections_max",
+        )?;
+        check_queue(self.handshakes_max, "handshakes_max")?;
         check(
             self.peer_silence_ms_max > 0 && self.peer_silence_ms_max < self.idle_timeout_ms,
             "peer_silence_ms_max must be positive and below idle_timeout_ms",
@@ -222,6 +258,14 @@ mod tests {
             |c| c.keep_alive_interval_ms = c.idle_timeout_ms,
             |c| c.peer_uni_streams_max = 1,
             |c| c.client_bidi_streams_max = 0,
+            |c| c.client_bidi_streams_max = CLIENT_STREAMS_LIMIT + 1,
+            |c| c.client_request_bytes_max = c.frame_bytes_max + 1,
+            |c| c.client_request_bytes_max = 4,
+            |c| c.frame_read_timeout_ms = 0,
+            |c| c.client_connections_max = 0,
+            |c| c.client_connections_per_identity_max = 0,
+            |c| c.client_connections_per_identity_max = c.client_connections_max + 1,
+            |c| c.handshakes_max = 0,
             |c| c.peer_silence_ms_max = 0,
             |c| c.peer_silence_ms_max = c.idle_timeout_ms,
             |c| c.dial_answer_timeout_ms = 0,

@@ -53,6 +53,11 @@ counters!(
     connect_failures,
     /// Peer connections given up because no batch arrived on them for `peer_silence_ms_max`.
     connections_silent,
+    /// Incoming handshakes refused unstarted because `handshakes_max` were in progress.
+    handshakes_refused_busy,
+    /// Client connections refused because the node or the client's identity was at its
+    /// connection limit.
+    clients_refused_full,
 );
 
 impl Counters {

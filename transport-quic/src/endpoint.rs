@@ -2,7 +2,7 @@
 //! sorts incoming connections into peers and clients, and the `Transport` implementation.
 
 use crate::Transport;
-use crate::client::ClientConnection;
+use crate::client::{ClientConnection, ClientSlots, NoSlot};
 use crate::config::TransportConfig;
 use crate::counters::{CounterSnapshot, Counters};
 use crate::error::{ConnectError, SendError};
@@ -17,6 +17,7 @@ use quinn::{Connection, Endpoint, Incoming};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -30,6 +31,9 @@ pub const CLOSE_SILENT: u32 = 0x46_03;
 /// The application error code of an accepted peer connection replaced by a newer one from the
 /// same peer.
 pub const CLOSE_SUPERSEDED: u32 = 0x46_04;
+/// The application error code of a client connection closed because answers waiting for the
+/// client to read them passed the node's limit.
+pub const CLOSE_ANSWERS_UNREAD: u32 = 0x46_05;
 
 /// The peer links, and the last connection each lower-id peer dialed in: a peer may dial before
 /// `add_peer` names it, and its link must still find that connection. One lock guards both.
@@ -46,6 +50,9 @@ struct Shared {
     links: Mutex<Links>,
     link_context: LinkContext,
     clients: mpsc::Sender<ClientConnection>,
+    client_slots: Arc<Mutex<ClientSlots>>,
+    /// Incoming handshakes in progress.
+    handshakes: AtomicUsize,
 }
 
 /// A node's QUIC transport. Start it inside a tokio runtime with [`QuicTransport::bind`], tell
@@ -107,6 +114,8 @@ impl QuicTransport {
             links: Mutex::new(Links::default()),
             link_context,
             clients: clients_tx,
+            client_slots: Arc::default(),
+            handshakes: AtomicUsize::new(0),
         });
         tokio::spawn(accept_loop(Arc::clone(&shared), endpoint.clone()));
         let clients = tokio::sync::Mutex::new(clients_rx);
@@ -242,6 +251,16 @@ fn check_own_identity(local: NodeId, tls: &TlsSetup) -> Result<(), ConnectError>
 
 async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
+        // Past the limit, refuse before any cryptography: a flood of handshakes costs a
+        // packet each, not a key exchange and a task each.
+        let busy = shared.handshakes.load(Ordering::Relaxed) >= shared.config.handshakes_max;
+        if busy {
+            Counters::bump(&shared.counters().handshakes_refused_busy);
+            shared.refused(incoming.remote_address(), "too many handshakes in progress");
+            incoming.refuse();
+            continue;
+        }
+        shared.handshakes.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(handle_incoming(Arc::clone(&shared), incoming));
     }
 }
@@ -250,7 +269,9 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
 async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming) {
     let remote = incoming.remote_address();
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
-    let connection = match tokio::time::timeout(timeout, incoming).await {
+    let handshake = tokio::time::timeout(timeout, incoming).await;
+    shared.handshakes.fetch_sub(1, Ordering::Relaxed);
+    let connection = match handshake {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => return shared.refused(remote, &error.to_string()),
         Err(_) => return shared.refused(remote, "the handshake timed out"),
@@ -308,8 +329,20 @@ impl Shared {
     }
 
     fn queue_client(&self, connection: Connection, identity: PeerIdentity) {
-        let client =
-            ClientConnection::new(connection.clone(), identity, self.config.frame_bytes_max);
+        let slot = match ClientSlots::take(&self.client_slots, &identity, &self.config) {
+            Ok(slot) => slot,
+            Err(full) => {
+                Counters::bump(&self.counters().clients_refused_full);
+                let reason = match full {
+                    NoSlot::NodeFull => "the node serves client_connections_max clients",
+                    NoSlot::IdentityFull => {
+                        "the client holds client_connections_per_identity_max connections"
+                    }
+                };
+                return self.refuse(&connection, reason);
+            }
+        };
+        let client = ClientConnection::new(connection.clone(), identity, &self.config, Some(slot));
         if self.clients.try_send(client).is_err() {
             self.refuse(&connection, "the client queue is full");
         }

@@ -79,6 +79,19 @@ pub enum StreamError {
     /// The stream was closed before a frame arrived.
     #[error("the stream ended before a frame arrived")]
     Ended,
+    /// A frame's payload did not arrive whole in time after its header.
+    #[error(
+        "the peer sent {received_bytes} of a frame's {payload_bytes} payload bytes and then \
+         nothing for the rest of {timeout_ms} ms: the stream was given up"
+    )]
+    SlowFrame {
+        /// The deadline.
+        timeout_ms: u64,
+        /// Payload bytes that arrived in time.
+        received_bytes: usize,
+        /// Payload bytes the header announced.
+        payload_bytes: usize,
+    },
 }
 
 /// Why a connection to a node or a client endpoint could not be made.

@@ -31,7 +31,7 @@ pub mod verifier;
 
 pub use backoff::{BackoffPolicy, JitterSequence};
 pub use certs::{ClusterCa, DevCertFiles, Identity, load_ca, write_dev_certs};
-pub use client::{ClientConnection, ClientSession};
+pub use client::{ClientCloser, ClientConnection, ClientSession};
 pub use config::TransportConfig;
 pub use counters::{CounterSnapshot, Counters};
 pub use endpoint::QuicTransport;

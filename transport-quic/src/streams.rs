@@ -19,6 +19,7 @@ use quinn::{Connection, ReadExactError, RecvStream, SendStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// The application error code a connection is closed with after a malformed frame.
@@ -27,6 +28,8 @@ pub const CLOSE_MALFORMED_FRAME: u32 = 0x46_01;
 const COALESCE_BYTES: usize = 64 << 10;
 /// Buffers above this are shrunk back after use, so one snapshot does not pin memory per stream.
 const BUFFER_BYTES_KEPT: usize = 1 << 20;
+/// Bytes asked of the stream per read of a frame's payload.
+const PAYLOAD_CHUNK_BYTES: usize = 64 << 10;
 /// At most this many received batches are handed to the inbound queue at once.
 const INBOUND_BURST_BATCHES: usize = 256;
 
@@ -50,11 +53,22 @@ pub fn split_batch(batch: Batch) -> (Option<Batch>, Option<Batch>) {
     (Some(raft).filter(|b| !b.is_empty()), Some(snapshot))
 }
 
-/// Reads one frame of `kind`; `Ok(None)` when the stream ends cleanly between frames.
+/// What a frame read may take: its size, and how long its payload may take after its header.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLimit {
+    /// The largest frame, header included; a larger header fails before any payload is read.
+    pub bytes_max: u32,
+    /// How long the payload may take to arrive once the header has; `None`: no deadline.
+    pub payload_timeout: Option<Duration>,
+}
+
+/// Reads one frame of `kind`; `Ok(None)` when the stream ends cleanly between frames. The
+/// payload is buffered as it arrives (never reserved whole on the header's word), so a peer
+/// that announces a large frame and sends little costs only what it sent.
 pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut RecvStream,
     kind: FrameKind,
-    frame_bytes_max: u32,
+    limit: FrameLimit,
     buf: &mut Vec<u8>,
 ) -> Result<Option<T>, StreamError> {
     let mut header = [0u8; HEADER_BYTES];
@@ -63,19 +77,47 @@ pub async fn read_frame<T: DeserializeOwned>(
         Err(ReadExactError::FinishedEarly(0)) => return Ok(None),
         Err(error) => return Err(read_error(error, HEADER_BYTES)),
     }
-    let header = frame::decode_header(&header, frame_bytes_max)?;
+    let header = frame::decode_header(&header, limit.bytes_max)?;
     frame::check_kind(header, kind)?;
     let payload_bytes = header.payload_bytes as usize;
     buf.clear();
-    buf.resize(payload_bytes, 0);
-    recv.read_exact(buf)
-        .await
-        .map_err(|error| read_error(error, payload_bytes))?;
+    let payload = read_payload(recv, payload_bytes, buf);
+    match limit.payload_timeout {
+        None => payload.await?,
+        Some(timeout) => {
+            tokio::time::timeout(timeout, payload)
+                .await
+                .map_err(|_| StreamError::SlowFrame {
+                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    received_bytes: buf.len(),
+                    payload_bytes,
+                })??
+        }
+    }
     let value = frame::decode_payload(buf);
     if buf.capacity() > BUFFER_BYTES_KEPT {
         *buf = Vec::new();
     }
     Ok(Some(value?))
+}
+
+/// Appends `payload_bytes` bytes of the stream to `buf`, growing it only as they arrive.
+async fn read_payload(
+    recv: &mut RecvStream,
+    payload_bytes: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), StreamError> {
+    while buf.len() < payload_bytes {
+        let wanted = payload_bytes - buf.len();
+        match recv
+            .read_chunk(wanted.min(PAYLOAD_CHUNK_BYTES), true)
+            .await?
+        {
+            Some(chunk) => buf.extend_from_slice(&chunk.bytes),
+            None => return Err(frame::truncated(payload_bytes, buf.len()).into()),
+        }
+    }
+    Ok(())
 }
 
 fn read_error(error: ReadExactError, needed: usize) -> StreamError {

@@ -602,3 +602,47 @@ fn a_node_of_another_cluster_is_refused_in_both_directions() {
         }
     });
 }
+
+/// A flood of handshakes past `handshakes_max` is refused before any cryptography (counted),
+/// and once the flood is over the node takes handshakes again.
+#[test]
+fn handshakes_past_the_limit_are_refused_unstarted() {
+    run(async {
+        let ca = test_ca();
+        let config = TransportConfig {
+            handshakes_max: 1,
+            ..common::config()
+        };
+        let node = QuicTransport::bind(
+            NodeId(1),
+            common::loopback(),
+            common::node_tls(&ca, 1),
+            config,
+        )
+        .await
+        .unwrap();
+        let tls = flotilla_transport_quic::TlsSetup {
+            cluster: ClusterId::new("test-cluster").unwrap(),
+            ca: ca.certificate(),
+            identity: ca.client_identity("ops").unwrap(),
+        };
+        let mut flood = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let (tls, address) = (tls.clone(), node.local_address().unwrap());
+            flood.spawn(async move {
+                ClientSession::connect(&tls, &common::config(), NodeId(1), address)
+                    .await
+                    .is_ok()
+            });
+        }
+        let mut refused = 0;
+        while let Some(connected) = flood.join_next().await {
+            refused += usize::from(!connected.unwrap());
+        }
+        assert!(refused > 0, "32 handshakes at once against a limit of 1");
+        assert!(node.counters().handshakes_refused_busy > 0);
+        let session = ops_session(&ca, &node).await;
+        session.close().await;
+        node.shutdown().await;
+    });
+}

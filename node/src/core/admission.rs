@@ -147,7 +147,36 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if range.group != group || !end_inside || self.multi.group(group).is_none() {
             return Err(ApiError::NotServed { group });
         }
-        Ok(())
+        self.check_space(command)
+    }
+
+    /// A write that adds data needs the node under its storage quota and its disk above the
+    /// reserve; deletes (and a compare-and-swap that deletes) free space and always pass.
+    fn check_space(&self, command: &Command) -> Result<(), ApiError> {
+        let adds = matches!(
+            command,
+            Command::Put { .. } | Command::CompareAndSwap { new: Some(_), .. }
+        );
+        if !adds {
+            return Ok(());
+        }
+        let limits = &self.config.limits;
+        let stored_bytes = self.machines.stored_bytes();
+        if limits.storage_quota_bytes > 0 && stored_bytes >= limits.storage_quota_bytes {
+            return Err(ApiError::QuotaExceeded {
+                stored_bytes,
+                quota_bytes: limits.storage_quota_bytes,
+            });
+        }
+        match self.disk_free_bytes {
+            Some(free_bytes) if free_bytes < limits.disk_reserve_bytes => {
+                Err(ApiError::DiskReserve {
+                    free_bytes,
+                    reserve_bytes: limits.disk_reserve_bytes,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The client's view of a group's refusal: who leads instead, busy, or unavailable.

@@ -11,7 +11,7 @@ use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady, NodeId,
     ProposeError, Ready, Role,
 };
-use flotilla_storage::{Response, WriteBatch};
+use flotilla_storage::WriteBatch;
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
@@ -168,8 +168,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for read in self.waiting.take_servable(|group| machines.applied(group)) {
             let response = machines
                 .kv(read.group)
-                .and_then(|machine| machine.read(&read.command))
-                .map(|response| cap_scan_bytes(response, scan_bytes_max));
+                .and_then(|machine| machine.read_bounded(&read.command, scan_bytes_max));
             let result = response
                 .map(Reply::Kv)
                 .ok_or(ApiError::NotServed { group: read.group });
@@ -271,29 +270,6 @@ fn split_oversized(mut batch: Batch, bytes_max: u64) -> Vec<Batch> {
     parts
 }
 
-/// Cuts a scan response after the pair that reaches `bytes_max` key and value bytes (keeping
-/// at least one pair); the client continues after the last key (`more`).
-fn cap_scan_bytes(response: Response, bytes_max: usize) -> Response {
-    let Response::Scan { mut pairs, more } = response else {
-        return response;
-    };
-    let mut bytes = 0;
-    let fits = pairs
-        .iter()
-        .take_while(|(key, value)| {
-            bytes += key.len() + value.len();
-            bytes <= bytes_max
-        })
-        .count()
-        .max(1);
-    let cut = fits < pairs.len();
-    pairs.truncate(fits);
-    Response::Scan {
-        pairs,
-        more: more || cut,
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -343,17 +319,6 @@ mod tests {
             1,
             "one message always goes, alone"
         );
-    }
-
-    #[test]
-    fn scans_are_cut_by_bytes_and_say_there_is_more() {
-        let pairs: Vec<_> = (0..10u8).map(|key| (vec![key], vec![0; 1 << 20])).collect();
-        let Response::Scan { pairs, more } =
-            cap_scan_bytes(Response::Scan { pairs, more: false }, 4 << 20)
-        else {
-            panic!("a scan stays a scan");
-        };
-        assert_eq!((pairs.len(), more), (3, true));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub(crate) struct Machines {
     meta_applied: LogIndex,
     /// Per group, what it applied since its last snapshot, for the snapshot policy.
     since_snapshot: BTreeMap<GroupId, SinceSnapshot>,
+    /// Key and value bytes of every KV state machine (what the storage quota counts).
+    stored_bytes: u64,
 }
 
 /// A group's log since its last snapshot, against that snapshot's size.
@@ -34,7 +36,13 @@ impl Machines {
             meta,
             meta_applied: LogIndex(0),
             since_snapshot: BTreeMap::new(),
+            stored_bytes: 0,
         }
+    }
+
+    /// Key and value bytes this node's ranges hold.
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
     }
 
     pub(crate) fn meta(&self) -> &MetaState {
@@ -72,18 +80,24 @@ impl Machines {
         } else {
             decode_snapshot(&snapshot.data).map_err(|error| error.to_string())?
         };
-        self.kv.insert(group, machine);
+        self.stored_bytes += machine.stored_bytes();
+        if let Some(replaced) = self.kv.insert(group, machine) {
+            self.stored_bytes -= replaced.stored_bytes();
+        }
         Ok(())
     }
 
     /// Applies one committed entry; the response of a KV command, if it was one.
     pub(crate) fn apply(&mut self, group: GroupId, entry: &Entry) -> Option<Response> {
         if group != META_GROUP {
-            return self
+            let machine = self
                 .kv
                 .entry(group)
-                .or_insert_with(|| KvStateMachine::new(group))
-                .apply_entry(entry);
+                .or_insert_with(|| KvStateMachine::new(group));
+            let before = machine.stored_bytes();
+            let response = machine.apply_entry(entry);
+            self.stored_bytes = self.stored_bytes - before + machine.stored_bytes();
+            return response;
         }
         self.meta_applied = entry.index;
         if let EntryPayload::Normal(data) = &entry.payload {

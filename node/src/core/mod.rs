@@ -192,6 +192,8 @@ pub struct NodeCore<R, S> {
     deferred: BTreeMap<GroupId, HardState>,
     registry: Registry,
     clock: Clock,
+    /// Free bytes on the data directory's file system, as the driver last read them.
+    disk_free_bytes: Option<u64>,
 }
 
 /// What the core has done since start.
@@ -262,6 +264,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             counters: Counters::default(),
             deferred: BTreeMap::new(),
             clock: Clock::default(),
+            disk_free_bytes: None,
         }
     }
 
@@ -387,6 +390,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// The log write failed.
     pub fn stop(&mut self) -> Result<(), CoreError> {
         self.flush_deferred()
+    }
+
+    /// Reports the free bytes of the data directory's file system: below the configured
+    /// reserve, writes that add data are refused (deletes and reads still work).
+    pub fn on_disk_free(&mut self, free_bytes: u64) {
+        self.disk_free_bytes = Some(free_bytes);
     }
 
     /// Reports how long the driver was busy in its last turn and how long the core has run,

@@ -7,6 +7,7 @@
 use crate::api::{ApiError, Reply, Request, ResponseFrame};
 use crate::core::{CoreError, NodeCore, Now, Respond};
 use crate::server::data::OpenedData;
+use crate::server::streams::StreamBudget;
 use crossbeam_channel::Receiver;
 use flotilla_raft::Batch;
 use flotilla_transport_quic::QuicTransport;
@@ -14,6 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+
+/// How often the driver reads the data directory's free space (for the disk reserve).
+const DISK_READ_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What reaches the driver from the network.
 #[derive(Debug)]
@@ -24,25 +28,42 @@ pub(crate) enum Input {
     Request(Request, Responder),
 }
 
-/// Where the answer to one request goes: its client stream's writer.
+/// Where the answer to one request goes: its client stream's writer, within the stream's
+/// budget (dropped unanswered, it still gives its place back).
 #[derive(Debug)]
 pub(crate) struct Responder {
     id: u64,
     stream: UnboundedSender<ResponseFrame>,
+    budget: Arc<StreamBudget>,
 }
 
 impl Responder {
-    pub(crate) fn new(id: u64, stream: UnboundedSender<ResponseFrame>) -> Self {
-        Self { id, stream }
+    pub(crate) fn new(
+        id: u64,
+        stream: UnboundedSender<ResponseFrame>,
+        budget: Arc<StreamBudget>,
+    ) -> Self {
+        Self { id, stream, budget }
     }
 }
 
 impl Respond for Responder {
     fn answer(self, result: Result<Reply, ApiError>) {
-        let _ = self.stream.send(ResponseFrame {
+        let frame = ResponseFrame {
             id: self.id,
             result,
-        });
+        };
+        // Past the limit the connection is closed and the answer goes nowhere. A send fails
+        // only once the stream's writer is gone, and the stream with it.
+        if self.budget.queue(frame.weight()) {
+            let _ = self.stream.send(frame);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.budget.answered();
     }
 }
 
@@ -76,7 +97,12 @@ impl Driver {
     pub(crate) fn run(mut self) -> Result<(), DriverError> {
         let started = Instant::now();
         let clock = Clock::new();
+        let mut disk_read_at: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
+            if disk_read_at.is_none_or(|at| at.elapsed() >= DISK_READ_INTERVAL) {
+                disk_read_at = Some(Instant::now());
+                self.read_disk_free();
+            }
             let wait = self
                 .core
                 .next_deadline_ms()
@@ -113,6 +139,16 @@ impl Driver {
             Input::Request(request, responder) => self.core.on_request(request, responder),
         }
         Ok(())
+    }
+
+    /// Tells the core how much space the data directory's file system has left.
+    fn read_disk_free(&mut self) {
+        match rustix::fs::statvfs(self.data.directory.path()) {
+            Ok(stats) => self
+                .core
+                .on_disk_free(stats.f_bavail.saturating_mul(stats.f_frsize)),
+            Err(error) => tracing::warn!(%error, "the data directory's free space is unknown"),
+        }
     }
 
     /// Makes the peers' pins durable before anything answering the batches that taught them

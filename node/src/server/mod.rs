@@ -222,7 +222,14 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = vec![
         tokio::spawn(forward_batches(Arc::clone(&transport), peers)),
-        tokio::spawn(accept_clients(Arc::clone(&transport), clients)),
+        tokio::spawn(accept_clients(
+            Arc::clone(&transport),
+            clients,
+            streams::StreamBounds {
+                requests_max: config.limits.stream_requests_max,
+                answer_bytes_max: config.limits.stream_answer_bytes_max,
+            },
+        )),
     ];
     let driver = Driver {
         core,
@@ -326,10 +333,14 @@ async fn forward_batches(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
     }
 }
 
-async fn accept_clients(transport: Arc<QuicTransport>, inbox: Sender<Input>) {
-    // Each connection reads frames up to the endpoint's own `frame_bytes_max`.
+async fn accept_clients(
+    transport: Arc<QuicTransport>,
+    inbox: Sender<Input>,
+    bounds: streams::StreamBounds,
+) {
+    // Each connection reads requests up to the endpoint's `client_request_bytes_max`.
     while let Some(connection) = transport.accept_client().await {
-        tokio::spawn(streams::serve_client(connection, inbox.clone()));
+        tokio::spawn(streams::serve_client(connection, inbox.clone(), bounds));
     }
 }
 

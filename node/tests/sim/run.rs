@@ -138,6 +138,7 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
             pending_writes_max: 16,
             preallocate: false,
             recent_entries_per_group: 64,
+            recent_bytes_per_group: 1 << 20,
         },
         core: CoreConfig {
             node: NodeId(0),
@@ -147,6 +148,10 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
                 key_bytes_max: 64,
                 value_bytes_max: 64,
                 pending_requests_max: 4096,
+                stream_requests_max: 1024,
+                stream_answer_bytes_max: 8 << 20,
+                storage_quota_bytes: 0,
+                disk_reserve_bytes: 0,
             },
             session_limits: SessionLimits::default(),
             tuning: CoreTuning::default(),

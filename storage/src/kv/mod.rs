@@ -16,6 +16,13 @@ use std::sync::Arc;
 
 /// The most pairs one scan returns, whatever limit the client asks for.
 pub const SCAN_PAIR_COUNT_MAX: u32 = 10_000;
+/// The most key and value bytes one scan copies unless its reader asks for another bound
+/// ([`KvStateMachine::read_bounded`]); a scan always returns at least one pair.
+pub const SCAN_BYTES_MAX: usize = 4 << 20;
+
+fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
+    (key.len() + value.len()) as u64
+}
 
 /// The ordered map of a group.
 pub type KvMap = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -27,6 +34,8 @@ pub struct KvStateMachine {
     map: Arc<KvMap>,
     sessions: Arc<SessionTable>,
     applied: LogId,
+    /// Key and value bytes in `map`.
+    stored_bytes: u64,
 }
 
 /// An immutable view of a state machine at its applied entry, for writing a snapshot file
@@ -56,11 +65,13 @@ impl KvStateMachine {
     /// A state machine restored to `map` at `applied` (from a snapshot).
     #[must_use]
     pub fn from_parts(group: GroupId, applied: LogId, map: KvMap) -> Self {
+        let stored_bytes = map.iter().map(|(key, value)| pair_bytes(key, value)).sum();
         Self {
             group,
             map: Arc::new(map),
             sessions: Arc::default(),
             applied,
+            stored_bytes,
         }
     }
 
@@ -81,6 +92,12 @@ impl KvStateMachine {
     #[must_use]
     pub fn applied(&self) -> LogId {
         self.applied
+    }
+
+    /// Key and value bytes the map holds (what a storage quota counts).
+    #[must_use]
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
     }
 
     /// The map as of the applied entry.
@@ -176,10 +193,18 @@ impl KvStateMachine {
     /// `None` for a command that writes.
     #[must_use]
     pub fn read(&self, command: &Command) -> Option<Response> {
+        self.read_bounded(command, SCAN_BYTES_MAX)
+    }
+
+    /// [`Self::read`], with a scan that stops copying once its pairs reach `scan_bytes_max`
+    /// key and value bytes (it returns at least one pair, and says there is `more`): a page
+    /// costs what it returns, never a copy of `SCAN_PAIR_COUNT_MAX` values cut afterwards.
+    #[must_use]
+    pub fn read_bounded(&self, command: &Command, scan_bytes_max: usize) -> Option<Response> {
         match command {
             Command::Get { key } => Some(self.get(key)),
             Command::Scan { start, end, limit } => {
-                Some(self.scan(start.clone(), end.clone(), *limit))
+                Some(self.scan(start.clone(), end.clone(), *limit, scan_bytes_max))
             }
             Command::Put { .. } | Command::Delete { .. } | Command::CompareAndSwap { .. } => None,
         }
@@ -188,9 +213,9 @@ impl KvStateMachine {
     fn execute(&mut self, command: Command) -> Response {
         match command {
             Command::Get { key } => self.get(&key),
-            Command::Scan { start, end, limit } => self.scan(start, end, limit),
+            Command::Scan { start, end, limit } => self.scan(start, end, limit, SCAN_BYTES_MAX),
             Command::Put { key, value } => Response::Written {
-                previous: Arc::make_mut(&mut self.map).insert(key, value),
+                previous: self.insert(key, value),
             },
             Command::Delete { key } => Response::Written {
                 previous: self.remove(&key),
@@ -205,11 +230,25 @@ impl KvStateMachine {
         Response::Value(self.map.get(key).cloned())
     }
 
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
+        self.stored_bytes += pair_bytes(&key, &value);
+        let key_bytes = key.len();
+        let previous = Arc::make_mut(&mut self.map).insert(key, value);
+        if let Some(previous) = &previous {
+            self.stored_bytes -= (key_bytes + previous.len()) as u64;
+        }
+        previous
+    }
+
     fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
         if !self.map.contains_key(key) {
             return None;
         }
-        Arc::make_mut(&mut self.map).remove(key)
+        let removed = Arc::make_mut(&mut self.map).remove(key);
+        if let Some(value) = &removed {
+            self.stored_bytes -= pair_bytes(key, value);
+        }
+        removed
     }
 
     fn compare_and_swap(
@@ -226,7 +265,7 @@ impl KvStateMachine {
             };
         }
         match new {
-            Some(value) => Arc::make_mut(&mut self.map).insert(key, value),
+            Some(value) => self.insert(key, value),
             None => self.remove(&key),
         };
         Response::CompareAndSwap {
@@ -235,7 +274,7 @@ impl KvStateMachine {
         }
     }
 
-    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32) -> Response {
+    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32, bytes_max: usize) -> Response {
         let limit = limit.min(SCAN_PAIR_COUNT_MAX) as usize;
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         if matches!(&upper, Bound::Excluded(end) if *end <= start) {
@@ -244,12 +283,20 @@ impl KvStateMachine {
                 more: false,
             };
         }
-        let mut range = self.map.range((Bound::Included(start), upper));
-        let pairs: Vec<_> = range
-            .by_ref()
-            .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect();
+        let mut range = self.map.range((Bound::Included(start), upper)).peekable();
+        let mut pairs = Vec::new();
+        let mut bytes = 0usize;
+        while pairs.len() < limit {
+            let Some((key, value)) = range.peek() else {
+                break;
+            };
+            bytes = bytes.saturating_add(key.len() + value.len());
+            if bytes > bytes_max && !pairs.is_empty() {
+                break;
+            }
+            pairs.push(((*key).clone(), (*value).clone()));
+            range.next();
+        }
         let more = range.next().is_some();
         Response::Scan { pairs, more }
     }

@@ -3,6 +3,7 @@
 //! the same `apply`, so a reopened log is the log that was written.
 
 use super::body::{Effect, SnapshotMarker};
+use super::recent::{RecentEntries, RecentLimits};
 use super::run::IndexRun;
 use flotilla_raft::{Entry, HardState, LogIndex, Term};
 use std::collections::BTreeMap;
@@ -134,7 +135,7 @@ pub(crate) struct GroupState {
     pub(crate) hard_state: HardState,
     /// The most recently written entries, served without a disk read. Always a suffix of
     /// `entries` (never an entry the index no longer holds), without gaps.
-    pub(crate) recent: IndexRun<Entry>,
+    pub(crate) recent: RecentEntries,
 }
 
 impl GroupState {
@@ -223,22 +224,12 @@ impl GroupState {
     }
 
     /// Keeps `entry` (just made durable and indexed) among the recent ones, evicting the
-    /// oldest beyond `count_max`.
-    pub(crate) fn remember(&mut self, entry: Entry, count_max: usize) {
-        if count_max == 0 || self.entries.get(entry.index).is_none() {
+    /// oldest past the cache's limits.
+    pub(crate) fn remember(&mut self, entry: Entry, limits: RecentLimits) {
+        if self.entries.get(entry.index).is_none() {
             return;
         }
-        // An entry at or below the newest cached one replaces it and what follows; one that
-        // would leave a gap (never expected) restarts the cache from it.
-        let index = entry.index;
-        self.recent.truncate_from(index);
-        if let Err(entry) = self.recent.push(index, entry) {
-            self.recent.clear();
-            let _ = self.recent.push(index, entry);
-        }
-        while self.recent.len() > count_max {
-            self.recent.pop_first();
-        }
+        self.recent.remember(entry, limits);
     }
 
     /// Checks, after recovery, that the entries follow the snapshot without a gap.
@@ -415,7 +406,7 @@ mod tests {
                 if applied.is_ok()
                     && let Op::Entry(index) = op {
                         let entry = Entry { term: Term(1), index, payload: flotilla_raft::EntryPayload::Normal(vec![].into()) };
-                        state.remember(entry, 4);
+                        state.remember(entry, RecentLimits { entries_max: 4, bytes_max: u64::MAX });
                     }
                 let last = model.entries.last_key_value().map_or(model.snapshot, |(index, _)| *index);
                 proptest::prop_assert_eq!(state.last_index(), last);

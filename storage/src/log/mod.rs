@@ -13,6 +13,7 @@ mod commit;
 mod gc;
 mod index;
 mod reader;
+pub(crate) mod recent;
 pub mod record;
 mod recovery;
 mod run;
@@ -281,7 +282,7 @@ impl LogEngine {
             let replaced = state.apply(record.effect.clone(), *location);
             let replaced = replaced.expect("a validated batch applies");
             if let Some(entry) = record.entry.take() {
-                state.remember(entry, self.shared.config.recent_entries_per_group);
+                state.remember(entry, self.shared.config.recent_limits());
             }
             unused.extend(replaced.filter(|old| !is_in_force(state, old)));
         }
