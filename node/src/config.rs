@@ -140,6 +140,9 @@ pub struct TransportSettings {
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, well under `idle_timeout_ms`.
     pub keep_alive_interval_ms: u64,
+    /// Refused connections are counted each but logged at most once per reason per this
+    /// interval (0: every one); at most an hour.
+    pub refusal_log_interval_ms: u64,
 }
 
 /// Cadences and sizes of the node's own work.
@@ -558,6 +561,7 @@ impl NodeConfig {
             handshake_timeout_ms: settings.handshake_timeout_ms,
             idle_timeout_ms: settings.idle_timeout_ms,
             keep_alive_interval_ms: settings.keep_alive_interval_ms,
+            refusal_log_interval_ms: settings.refusal_log_interval_ms,
             peer_silence_ms_max: self.peer_silence_ms,
             ..flotilla_transport_quic::TransportConfig::default()
         }
@@ -769,6 +773,10 @@ mod tests {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(name), "{error}");
         }
+        let mut config = NodeConfig::load(None).unwrap();
+        config.transport.refusal_log_interval_ms = 3_600_001;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("refusal_log_interval_ms"), "{error}");
         for silence_ms in [159, 10_000] {
             let mut config = NodeConfig::load(None).unwrap();
             config.peer_silence_ms = silence_ms;

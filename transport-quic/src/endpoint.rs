@@ -2,6 +2,7 @@
 //! sorts incoming connections into peers and clients, and the `Transport` implementation.
 
 use crate::Transport;
+use crate::alert::TlsAlert;
 use crate::client::ClientConnection;
 use crate::config::TransportConfig;
 use crate::counters::{CounterSnapshot, Counters};
@@ -9,6 +10,7 @@ use crate::error::{ConnectError, SendError};
 use crate::identity::PeerIdentity;
 use crate::inbound::{Inbound, inbound_queue};
 use crate::peer::{LinkContext, PeerLink};
+use crate::refusals::{Refusal, RefusalLog};
 use crate::streams::{self, InboundContext};
 use crate::tls::{self, ALPN_CLIENT, ALPN_RAFT, TlsSetup};
 use flotilla_raft::{Batch, NodeId};
@@ -17,7 +19,7 @@ use quinn::{Connection, Endpoint, Incoming};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// The application error code of a refused connection.
@@ -46,6 +48,8 @@ struct Shared {
     links: Mutex<Links>,
     link_context: LinkContext,
     clients: mpsc::Sender<ClientConnection>,
+    /// Which refusals get a log line (at most one per reason per interval).
+    refusal_log: Mutex<RefusalLog>,
 }
 
 /// A node's QUIC transport. Start it inside a tokio runtime with [`QuicTransport::bind`], tell
@@ -101,7 +105,9 @@ impl QuicTransport {
             jitter_seed: config.reconnect_jitter_seed,
             shutdown: shutdown_rx,
         };
+        let refusal_interval = Duration::from_millis(config.refusal_log_interval_ms);
         let shared = Arc::new(Shared {
+            refusal_log: Mutex::new(RefusalLog::new(refusal_interval)),
             tls,
             config,
             links: Mutex::new(Links::default()),
@@ -252,21 +258,39 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming) {
     let timeout = Duration::from_millis(shared.config.handshake_timeout_ms);
     let connection = match tokio::time::timeout(timeout, incoming).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => return shared.refused(remote, &error.to_string()),
-        Err(_) => return shared.refused(remote, "the handshake timed out"),
+        Ok(Err(error)) => {
+            let reason = Refusal::of_handshake(TlsAlert::of(&error));
+            return shared.refused(remote, reason, &error.to_string());
+        }
+        Err(_) => {
+            let detail = "the handshake timed out";
+            return shared.refused(remote, Refusal::HandshakeTimeout, detail);
+        }
     };
+    let wrong_identity = Refusal::WrongIdentity;
     let identity = match tls::peer_identity(&connection) {
         Ok(identity) if identity.cluster() == &shared.tls.cluster => identity,
         Ok(identity) => {
-            return shared.refuse(&connection, &format!("{identity} is of another cluster"));
+            let detail = format!("{identity} is of another cluster");
+            return shared.refuse(&connection, wrong_identity, &detail);
         }
-        Err(error) => return shared.refuse(&connection, &error.to_string()),
+        Err(error) => return shared.refuse(&connection, wrong_identity, &error.to_string()),
     };
+    let wrong_protocol = Refusal::WrongProtocol;
     match (tls::negotiated_alpn(&connection).as_deref(), identity) {
         (Some(ALPN_RAFT), PeerIdentity::Node { node, .. }) => shared.serve_peer(connection, node),
-        (Some(ALPN_RAFT), client) => shared.refuse(&connection, &format!("{client} is not a node")),
+        (Some(ALPN_RAFT), client) => {
+            shared.refuse(
+                &connection,
+                wrong_protocol,
+                &format!("{client} is not a node"),
+            );
+        }
         (Some(ALPN_CLIENT), identity) => shared.queue_client(connection, identity),
-        (_, identity) => shared.refuse(&connection, &format!("{identity} spoke no known protocol")),
+        (_, identity) => {
+            let detail = format!("{identity} spoke no known protocol");
+            shared.refuse(&connection, wrong_protocol, &detail);
+        }
     }
 }
 
@@ -275,13 +299,25 @@ impl Shared {
         &self.link_context.inbound.counters
     }
 
-    fn refused(&self, remote: SocketAddr, reason: &str) {
+    /// Counts a refusal under its reason and logs it, unless a line for that reason was
+    /// logged within `refusal_log_interval_ms` (then the next line counts it as unlogged).
+    fn refused(&self, remote: SocketAddr, reason: Refusal, detail: &str) {
         Counters::bump(&self.counters().connections_refused);
-        tracing::warn!(%remote, reason, "refused a connection");
+        Counters::bump(reason.counter(self.counters()));
+        let admitted = self.refusal_log.lock().admit(reason, Instant::now());
+        if let Some(unlogged) = admitted {
+            tracing::warn!(
+                %remote,
+                ?reason,
+                detail,
+                unlogged,
+                "refused a connection ({unlogged} more refused for this reason since the last such line went unlogged)"
+            );
+        }
     }
 
-    fn refuse(&self, connection: &Connection, reason: &str) {
-        self.refused(connection.remote_address(), reason);
+    fn refuse(&self, connection: &Connection, reason: Refusal, detail: &str) {
+        self.refused(connection.remote_address(), reason, detail);
         connection.close(CLOSE_REFUSED.into(), b"refused");
     }
 
@@ -311,7 +347,11 @@ impl Shared {
         let client =
             ClientConnection::new(connection.clone(), identity, self.config.frame_bytes_max);
         if self.clients.try_send(client).is_err() {
-            self.refuse(&connection, "the client queue is full");
+            self.refuse(
+                &connection,
+                Refusal::ClientQueueFull,
+                "the client queue is full",
+            );
         }
     }
 }
