@@ -14,6 +14,15 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// `peer_silence_ms` must cover at least this many node heartbeats.
 const PEER_SILENCE_HEARTBEATS_MIN: u64 = 4;
 
+/// The largest `log.segment_mib`: the log engine addresses a segment with 32-bit offsets, so
+/// 4096 MiB is one byte too many.
+pub const SEGMENT_MIB_MAX: u64 = 4095;
+/// The largest log record (one entry), whatever the segment size.
+const RECORD_BYTES_LIMIT: u64 = 8 << 20;
+
+const _: () = assert!(SEGMENT_MIB_MAX << 20 <= u32::MAX as u64);
+const _: () = assert!(RECORD_BYTES_LIMIT <= (SEGMENT_MIB_MAX << 20) / 2);
+
 /// A node and where it listens, written `id@address` (`1@127.0.0.1:7101`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
@@ -152,6 +161,9 @@ pub struct TransportSettings {
     pub client_connections_per_identity_max: usize,
     /// Incoming handshakes in progress at once.
     pub handshakes_max: usize,
+    /// Refused connections are counted each but logged at most once per reason per this
+    /// interval (0: every one); at most an hour.
+    pub refusal_log_interval_ms: u64,
 }
 
 /// Cadences and sizes of the node's own work.
@@ -431,18 +443,7 @@ impl NodeConfig {
                 self.network_threads
             ));
         }
-        if !(4..=4096).contains(&self.log.segment_mib) {
-            return fail(format!(
-                "log.segment_mib must be 4 to 4096, not {}",
-                self.log.segment_mib
-            ));
-        }
-        let record = self.log_config().record_bytes_max as usize;
-        if self.limits.key_bytes_max + 2 * self.limits.value_bytes_max + 1024 > record {
-            return fail(format!(
-                "a key and two values (a compare-and-swap) of the limits must fit a log record of {record} bytes (raise log.segment_mib)"
-            ));
-        }
+        self.check_log()?;
         if self.limits.key_bytes_max == 0 || self.limits.pending_requests_max == 0 {
             return fail(
                 "limits.key_bytes_max and limits.pending_requests_max must be at least 1".into(),
@@ -466,6 +467,44 @@ impl NodeConfig {
             sessions_max: self.sessions.per_range_max,
             results_max: self.sessions.results_per_session_max,
         }
+    }
+
+    /// `log.segment_mib` within `segment_mib_min()` to `SEGMENT_MIB_MAX`, and the log engine's
+    /// own check of the configuration it makes.
+    fn check_log(&self) -> Result<(), ConfigError> {
+        let record_bytes = self.largest_write_bytes();
+        if record_bytes > RECORD_BYTES_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "a key and two values (a compare-and-swap) of the limits need a log record of \
+                 {record_bytes} bytes, over the largest of {RECORD_BYTES_LIMIT} (lower limits.*)"
+            )));
+        }
+        let minimum = self.segment_mib_min();
+        if !(minimum..=SEGMENT_MIB_MAX).contains(&self.log.segment_mib) {
+            return Err(ConfigError::Invalid(format!(
+                "log.segment_mib must be {minimum} to {SEGMENT_MIB_MAX} with these limits (a log \
+                 record, half a segment, must hold a key and two values of limits.* and 1 KiB), \
+                 not {}",
+                self.log.segment_mib
+            )));
+        }
+        self.log_config()
+            .validate()
+            .map_err(|error| ConfigError::Invalid(format!("log: {error}")))
+    }
+
+    /// The bytes of the largest write the limits allow, as one log record: a compare-and-swap
+    /// of a key and two values, and 1 KiB for the rest of the entry.
+    fn largest_write_bytes(&self) -> u64 {
+        (self.limits.key_bytes_max + 2 * self.limits.value_bytes_max + 1024) as u64
+    }
+
+    /// The smallest `log.segment_mib` these limits allow: a log record is half a segment (at
+    /// most 8 MiB) and must hold the largest write. With the default limits (4 KiB keys, 1 MiB
+    /// values), 5.
+    #[must_use]
+    pub fn segment_mib_min(&self) -> u64 {
+        (2 * self.largest_write_bytes()).div_ceil(1 << 20).max(1)
     }
 
     /// Each tuning value within its bounds, and the payload and scan limits under the frame
@@ -504,8 +543,7 @@ impl NodeConfig {
         }
         // What must travel alone in one frame, with room for its batch's or response's
         // headers: the largest write (a compare-and-swap of two values) and a snapshot chunk.
-        let write_bytes =
-            (self.limits.key_bytes_max + 2 * self.limits.value_bytes_max + 1024) as u64;
+        let write_bytes = self.largest_write_bytes();
         let chunk_bytes = self.multi_config().raft.snapshot_chunk_bytes;
         if write_bytes.max(chunk_bytes) > frame / 2 {
             return Err(ConfigError::Invalid(format!(
@@ -622,6 +660,7 @@ impl NodeConfig {
             client_connections_max: settings.client_connections_max,
             client_connections_per_identity_max: settings.client_connections_per_identity_max,
             handshakes_max: settings.handshakes_max,
+            refusal_log_interval_ms: settings.refusal_log_interval_ms,
             peer_silence_ms_max: self.peer_silence_ms,
             ..flotilla_transport_quic::TransportConfig::default()
         }
@@ -633,7 +672,7 @@ impl NodeConfig {
         let segment_bytes_max = self.log.segment_mib << 20;
         flotilla_storage::LogConfig {
             segment_bytes_max,
-            record_bytes_max: (8 << 20).min(segment_bytes_max / 2),
+            record_bytes_max: RECORD_BYTES_LIMIT.min(segment_bytes_max / 2),
             recent_bytes_per_group: self.log.recent_bytes_per_range,
             ..flotilla_storage::LogConfig::default()
         }
@@ -780,6 +819,42 @@ mod tests {
         assert_eq!(config.transport_config(), transport);
     }
 
+    /// The range the error states is the range accepted, at both ends, and the log engine
+    /// accepts every segment size the node does (4096 MiB passed the node and failed at start).
+    #[test]
+    fn log_segment_mib_is_accepted_exactly_in_the_range_its_error_states() {
+        let defaults = NodeConfig::load(None).unwrap();
+        assert_eq!(defaults.segment_mib_min(), 5);
+        let with_segment = |segment_mib| {
+            let mut config = defaults.clone();
+            config.log.segment_mib = segment_mib;
+            config.validate().map_err(|error| error.to_string())
+        };
+        let error = with_segment(4).unwrap_err();
+        assert!(
+            error.contains("log.segment_mib must be 5 to 4095 with these limits"),
+            "{error}"
+        );
+        assert!(
+            with_segment(4096)
+                .unwrap_err()
+                .contains("must be 5 to 4095")
+        );
+        for accepted in [5, 64, 4095] {
+            with_segment(accepted).unwrap();
+        }
+        // Smaller limits allow smaller segments, and the error follows them.
+        let mut small = defaults.clone();
+        small.limits.value_bytes_max = 64 << 10;
+        small.log.segment_mib = 1;
+        small.validate().unwrap();
+        small.limits.value_bytes_max = 1 << 20;
+        let error = small.validate().unwrap_err().to_string();
+        assert!(error.contains("must be 5 to 4095"), "{error}");
+        // The embedded default file states the same range.
+        assert!(DEFAULT_CONFIG.contains("5 to 4095"));
+    }
+
     #[test]
     fn bad_values_are_named() {
         let mut config = NodeConfig::load(None).unwrap();
@@ -847,6 +922,10 @@ mod tests {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(name), "{error}");
         }
+        let mut config = NodeConfig::load(None).unwrap();
+        config.transport.refusal_log_interval_ms = 3_600_001;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("refusal_log_interval_ms"), "{error}");
         for silence_ms in [159, 10_000] {
             let mut config = NodeConfig::load(None).unwrap();
             config.peer_silence_ms = silence_ms;

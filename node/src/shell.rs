@@ -115,35 +115,75 @@ pub enum ShellError {
     NoNodeAnswered,
 }
 
-/// Reads commands from stdin until it ends.
+/// Reads commands from stdin until it ends. A line that is not a command (not UTF-8, unknown,
+/// the wrong words) gets one JSON error line, and the shell goes on.
 ///
 /// # Errors
 /// stdin or stdout failed.
 pub async fn run(client: &Client) -> Result<(), ShellError> {
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await.map_err(ShellError::Stdin)? {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+    let mut input = BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = input.read_until(b'\n', &mut line).await;
+        if read.map_err(ShellError::Stdin)? == 0 {
+            return Ok(());
         }
-        let result = match parse_line(line) {
-            Ok(command) => execute(client, command).await,
-            Err(error) => OpResult {
-                op: line
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string(),
-                key: String::new(),
-                ok: false,
-                result: Value::Null,
-                error: Some(error),
-                outcome_unknown: false,
-            },
+        let result = match read_command(&line) {
+            Input::Skip => continue,
+            Input::Command(command) => execute(client, command).await,
+            Input::Invalid(result) => result,
         };
         println!("{}", serde_json::to_string(&result)?);
     }
-    Ok(())
+}
+
+/// What one line of shell input asks for.
+#[derive(Debug, PartialEq)]
+pub enum Input {
+    /// A blank line or a comment.
+    Skip,
+    /// A command to run.
+    Command(Command),
+    /// Not a command: the error line to print.
+    Invalid(OpResult),
+}
+
+/// One line of shell input, as raw bytes (its newline included or not).
+#[must_use]
+pub fn read_command(bytes: &[u8]) -> Input {
+    let line = match std::str::from_utf8(bytes) {
+        Ok(line) => line.trim(),
+        Err(error) => {
+            let reason = format!(
+                "the line is not UTF-8 (byte {} of {} is not): the shell takes keys and values as text",
+                error.valid_up_to() + 1,
+                bytes.len()
+            );
+            return Input::Invalid(invalid_line(String::new(), reason));
+        }
+    };
+    if line.is_empty() || line.starts_with('#') {
+        return Input::Skip;
+    }
+    match parse_line(line) {
+        Ok(command) => Input::Command(command),
+        Err(error) => {
+            let op = line.split_whitespace().next().unwrap_or_default();
+            Input::Invalid(invalid_line(op.to_string(), error))
+        }
+    }
+}
+
+fn invalid_line(op: String, error: String) -> OpResult {
+    OpResult {
+        op,
+        key: String::new(),
+        ok: false,
+        result: Value::Null,
+        error: Some(error),
+        outcome_unknown: false,
+    }
 }
 
 /// One shell line as a command.
@@ -366,4 +406,29 @@ fn hex_range(keys: &flotilla_shard_manager::KeyRange) -> String {
     };
     let end = keys.end.as_deref().map_or_else(|| "∞".to_string(), hex);
     format!("[{}, {end})", hex(&keys.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_an_error_line_not_the_end() {
+        let Input::Invalid(result) = read_command(b"put k \xff\xfe\n") else {
+            panic!("a non-UTF-8 line must be refused");
+        };
+        assert!(!result.ok);
+        let error = result.error.clone().unwrap_or_default();
+        assert!(error.contains("not UTF-8 (byte 7 of 9"), "{error}");
+        assert!(serde_json::to_string(&result).is_ok());
+        assert_eq!(
+            read_command(b"get k\n"),
+            Input::Command(Command::Get { key: b"k".to_vec() })
+        );
+        assert_eq!(read_command(b"  # a comment\n"), Input::Skip);
+        let Input::Invalid(result) = read_command(b"frobnicate a") else {
+            panic!("an unknown command must be refused");
+        };
+        assert_eq!(result.op, "frobnicate");
+    }
 }

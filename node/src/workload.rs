@@ -246,6 +246,7 @@ fn error_kind(error: &ClientError) -> &'static str {
         ClientError::Tls(_) => "tls",
         ClientError::NoEndpoint(_) => "no endpoint",
         ClientError::Refused(_) => "refused",
+        ClientError::NotSent(_) => "not sent (too large, or certificate refused), not applied",
         ClientError::OutcomeUnknown { .. } => "outcome unknown (deadline or session expired)",
         ClientError::Unavailable { .. } => "unavailable (deadline), not applied",
         ClientError::NoLeader { .. } => "no leader (deadline), not applied",

@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use flotilla_node::api::{ApiError, Reply, Request, ResponseFrame};
+use flotilla_node::client::CallError;
 use flotilla_node::local::{LocalCluster, connect_when_ready};
-use flotilla_node::{Client, ClientOptions};
+use flotilla_node::{Client, ClientError, ClientOptions};
 use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::Epoch;
 use flotilla_storage::{Command, Response};
@@ -460,6 +461,10 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
 }
 
 fn flotilla(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    flotilla_bytes(args, stdin.unwrap_or_default().as_bytes())
+}
+
+fn flotilla_bytes(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(binary())
         .args(args)
@@ -469,9 +474,7 @@ fn flotilla(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input
-        .write_all(stdin.unwrap_or_default().as_bytes())
-        .unwrap();
+    input.write_all(stdin).unwrap();
     drop(input);
     let output = child.wait_with_output().unwrap();
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
@@ -513,30 +516,48 @@ fn the_cli_and_shell_work_and_bad_input_gets_a_clear_error() {
 
     let cluster = LocalCluster::start(binary(), dir.path(), 3, 4).unwrap();
     let options = cluster.client_options();
-    runtime()
+    let runtime = runtime();
+    let client = runtime
         .block_on(connect_when_ready(options.clone(), WAIT))
         .unwrap();
     let flags = client_flags(&options);
-    let run = |args: &[&str], stdin: Option<&str>| {
+    let run_bytes = |args: &[&str], stdin: &[u8]| {
         let mut all: Vec<&str> = args.to_vec();
         all.extend(flags.iter().map(String::as_str));
-        flotilla(&all, stdin)
+        flotilla_bytes(&all, stdin)
     };
+    let run =
+        |args: &[&str], stdin: Option<&str>| run_bytes(args, stdin.unwrap_or_default().as_bytes());
     let (ok, stdout, stderr) = run(&["put", "greeting", "hello"], None);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("previous"), "{stdout}");
     let (ok, stdout, _) = run(&["get", "greeting"], None);
     assert!(ok && stdout.trim() == "hello", "{stdout}");
 
+    // Issue 24: a scan of u32::MAX pairs wrapped to a scan of none; a line that is not UTF-8
+    // ended the shell.
     let script =
-        "put a 1\nget a\ncas a 1 2\ncas a 1 3\nscan - - 10\ndelete a\nget a\nfrobnicate a\n";
-    let (ok, stdout, stderr) = run(&["shell"], Some(script));
+        b"put a 1\nget a\ncas a 1 2\ncas a 1 3\nscan - - 10\ndelete a\nget a\nfrobnicate a\n\
+        scan - - 4294967295\nget \xff\xfe\nget greeting\n";
+    let (ok, stdout, stderr) = run_bytes(&["shell"], script);
     assert!(ok, "{stderr}");
     let lines: Vec<serde_json::Value> = stdout
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(lines.len(), 8, "{stdout}");
+    assert_eq!(lines.len(), 11, "{stdout}");
+    let everything = lines[8]["result"]["pairs"].as_array().unwrap();
+    assert!(
+        everything.iter().any(|pair| pair[0] == "greeting"),
+        "{stdout}"
+    );
+    assert_eq!(lines[8]["result"]["more"], false, "{stdout}");
+    assert_eq!(lines[9]["ok"], false, "{stdout}");
+    assert!(
+        lines[9]["error"].as_str().unwrap().contains("not UTF-8"),
+        "{stdout}"
+    );
+    assert_eq!(lines[10]["result"], "hello", "the shell goes on: {stdout}");
     assert_eq!(lines[1]["result"], "1");
     assert_eq!(lines[2]["result"]["swapped"], true);
     assert_eq!(lines[3]["result"]["swapped"], false);
@@ -565,6 +586,32 @@ fn the_cli_and_shell_work_and_bad_input_gets_a_clear_error() {
         ok && stdout.trim() == "hello",
         "the cluster keeps serving: {stdout}"
     );
+
+    // Issue 24: a request too large for a frame was "retried" six times without being sent,
+    // then reported as possibly applied. It is a final error, and nothing was applied.
+    let huge = Command::Put {
+        key: b"huge".to_vec(),
+        value: vec![b'v'; 17 << 20],
+    };
+    let error = runtime.block_on(client.command(huge)).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::NotSent(CallError::TooLarge {
+                frame_bytes_max: 3_145_728,
+                ..
+            })
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(
+            "larger than the largest request a node reads (3145728 bytes): it was not sent"
+        ),
+        "{error}"
+    );
+    let (ok, stdout, _) = run(&["get", "huge"], None);
+    assert!(ok && stdout.trim() == "(absent)", "{stdout}");
 
     let (ok, stdout, stderr) = run(&["status", "--json"], None);
     assert!(ok, "{stderr}");

@@ -69,12 +69,17 @@ impl std::fmt::Debug for ClusterCa {
 }
 
 impl ClusterCa {
-    /// A new CA for `cluster`, with a fresh key.
+    /// A new CA for `cluster`, with a fresh key and a subject of its own,
+    /// `Flotilla CA <cluster> <16 random hex digits>`: certificate checks find an issuer by
+    /// its name, so with one name for every CA a certificate from another CA was refused as
+    /// a bad signature, not as signed by an unknown CA.
     pub fn generate(cluster: &ClusterId) -> Result<Self, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("Flotilla CA {cluster}"));
+        let suffix = random_hex()?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("Flotilla CA {cluster} {suffix}"),
+        );
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -175,6 +180,16 @@ impl ClusterCa {
     fn pem_pair(&self) -> (String, String) {
         (self.certificate.pem(), self.key.serialize_pem())
     }
+}
+
+/// 16 hex digits from the system's random source.
+fn random_hex() -> Result<String, CertError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| CertError::Generate(rcgen::Error::RingUnspecified))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// Nodes act as TLS server and client; clients only as TLS client, so their certificates cannot

@@ -6,6 +6,7 @@
 //! gives a stream as a [`MessageSender`] and a [`MessageReceiver`]. Message types are the
 //! application's (any serde type).
 
+use crate::alert::TlsAlert;
 use crate::config::TransportConfig;
 use crate::error::{ConnectError, StreamError};
 use crate::identity::{PeerIdentity, node_san};
@@ -188,7 +189,8 @@ impl ClientSession {
             endpoint,
             connection,
             limits: StreamLimits {
-                send_bytes_max: config.frame_bytes_max,
+                // What a node reads on a client stream: a larger request never leaves.
+                send_bytes_max: config.client_request_bytes_max,
                 receive_bytes_max: config.frame_bytes_max,
                 frame_read_timeout: Duration::from_millis(config.frame_read_timeout_ms),
             },
@@ -208,6 +210,17 @@ impl ClientSession {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.connection.close_reason().is_some()
+    }
+
+    /// The TLS alert the connection was closed with, if one was: in TLS 1.3 the node judges
+    /// the client's certificate after the client's handshake is done, so a refused client
+    /// learns of it here, once its first stream fails. Nothing sent on such a connection
+    /// reached the node's application.
+    #[must_use]
+    pub fn alert(&self) -> Option<TlsAlert> {
+        self.connection
+            .close_reason()
+            .and_then(|reason| TlsAlert::of(&reason))
     }
 
     /// The underlying QUIC connection, for baselines that measure plain quinn on the same path;

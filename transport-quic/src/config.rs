@@ -18,6 +18,8 @@ pub const ACK_EVERY_PACKETS_LIMIT: u32 = 100;
 /// The longest acknowledgement delay a peer may be asked for: QUIC's default `max_ack_delay`.
 /// At least 1 ms, quinn's timer granularity (the `min_ack_delay` it announces).
 pub const ACK_DELAY_MS_LIMIT: u64 = 25;
+/// The longest `refusal_log_interval_ms` any configuration may ask for: an hour.
+pub const REFUSAL_LOG_INTERVAL_MS_LIMIT: u64 = 3_600_000;
 
 const _: () = assert!(HEADER_BYTES < 64);
 const _: () = assert!(FRAME_BYTES_LIMIT as u64 <= u32::MAX as u64);
@@ -85,6 +87,10 @@ pub struct TransportConfig {
     /// The longest the peer may hold an acknowledgement back (also added to the time before
     /// a probe timeout resends).
     pub ack_delay_ms_max: u64,
+    /// Refused inbound connections are counted each (`Counters::refused_*`) but logged at most
+    /// once per reason per this interval, the line saying how many went unlogged; 0 logs
+    /// every refusal.
+    pub refusal_log_interval_ms: u64,
 }
 
 impl Default for TransportConfig {
@@ -112,6 +118,7 @@ impl Default for TransportConfig {
             reconnect_jitter_seed: 0x5eed,
             ack_every_packets: 10,
             ack_delay_ms_max: 2,
+            refusal_log_interval_ms: 10_000,
         }
     }
 }
@@ -189,6 +196,12 @@ impl TransportConfig {
         check(
             (1..=ACK_DELAY_MS_LIMIT).contains(&self.ack_delay_ms_max),
             &format!("ack_delay_ms_max must be between 1 and {ACK_DELAY_MS_LIMIT}"),
+        )?;
+        check(
+            self.refusal_log_interval_ms <= REFUSAL_LOG_INTERVAL_MS_LIMIT,
+            &format!(
+                "refusal_log_interval_ms must be at most {REFUSAL_LOG_INTERVAL_MS_LIMIT} (an hour)"
+            ),
         )
     }
 
@@ -277,6 +290,7 @@ mod tests {
             |c| c.ack_every_packets = ACK_EVERY_PACKETS_LIMIT + 1,
             |c| c.ack_delay_ms_max = 0,
             |c| c.ack_delay_ms_max = ACK_DELAY_MS_LIMIT + 1,
+            |c| c.refusal_log_interval_ms = REFUSAL_LOG_INTERVAL_MS_LIMIT + 1,
         ];
         for (case, breaker) in broken.iter().enumerate() {
             let mut config = TransportConfig::default();

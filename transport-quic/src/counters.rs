@@ -45,8 +45,27 @@ counters!(
     dropped_oversized,
     /// Malformed or oversized frames received; each closed its connection.
     frames_malformed,
-    /// Inbound connections refused (failed handshake, wrong certificate, wrong protocol).
+    /// Inbound connections refused (failed handshake, wrong certificate, wrong protocol); the
+    /// `refused_*` counters split it by reason (`refusals::Refusal`).
     connections_refused,
+    /// Refused: the peer presented no certificate.
+    refused_no_certificate,
+    /// Refused: the peer's certificate was not issued by the cluster CA.
+    refused_unknown_ca,
+    /// Refused: the peer's certificate has expired or is not yet valid.
+    refused_certificate_expired,
+    /// Refused: the peer's certificate was refused for another reason (another cluster...).
+    refused_bad_certificate,
+    /// Refused: the handshake failed without a TLS alert.
+    refused_handshake_failed,
+    /// Refused: the handshake did not finish within `handshake_timeout_ms`.
+    refused_handshake_timeout,
+    /// Refused: the certificate names no identity of this cluster.
+    refused_wrong_identity,
+    /// Refused: the identity may not speak the protocol it asked for, or spoke none known.
+    refused_wrong_protocol,
+    /// Refused: the queue of client connections waiting for the application was full.
+    refused_client_queue_full,
     /// Connections established with peers, in either direction.
     connections_established,
     /// Outbound connection attempts that failed.
@@ -54,10 +73,10 @@ counters!(
     /// Peer connections given up because no batch arrived on them for `peer_silence_ms_max`.
     connections_silent,
     /// Incoming handshakes refused unstarted because `handshakes_max` were in progress.
-    handshakes_refused_busy,
+    refused_handshakes_busy,
     /// Client connections refused because the node or the client's identity was at its
     /// connection limit.
-    clients_refused_full,
+    refused_clients_full,
 );
 
 impl Counters {

@@ -2,6 +2,7 @@
 //! sorts incoming connections into peers and clients, and the `Transport` implementation.
 
 use crate::Transport;
+use crate::alert::TlsAlert;
 use crate::client::{ClientConnection, ClientSlots, NoSlot};
 use crate::config::TransportConfig;
 use crate::counters::{CounterSnapshot, Counters};
@@ -9,6 +10,7 @@ use crate::error::{ConnectError, SendError};
 use crate::identity::PeerIdentity;
 use crate::inbound::{Inbound, inbound_queue};
 use crate::peer::{LinkContext, PeerLink};
+use crate::refusals::{Refusal, RefusalLog};
 use crate::streams::{self, InboundContext};
 use crate::tls::{self, ALPN_CLIENT, ALPN_RAFT, TlsSetup};
 use flotilla_raft::{Batch, NodeId};
@@ -18,7 +20,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 /// The application error code of a refused connection.
@@ -53,6 +55,8 @@ struct Shared {
     client_slots: Arc<Mutex<ClientSlots>>,
     /// Incoming handshakes in progress.
     handshakes: AtomicUsize,
+    /// Which refusals get a log line (at most one per reason per interval).
+    refusal_log: Mutex<RefusalLog>,
 }
 
 /// A node's QUIC transport. Start it inside a tokio runtime with [`QuicTransport::bind`], tell
@@ -108,7 +112,9 @@ impl QuicTransport {
             jitter_seed: config.reconnect_jitter_seed,
             shutdown: shutdown_rx,
         };
+        let refusal_interval = Duration::from_millis(config.refusal_log_interval_ms);
         let shared = Arc::new(Shared {
+            refusal_log: Mutex::new(RefusalLog::new(refusal_interval)),
             tls,
             config,
             links: Mutex::new(Links::default()),
@@ -255,8 +261,8 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
         // packet each, not a key exchange and a task each.
         let busy = shared.handshakes.load(Ordering::Relaxed) >= shared.config.handshakes_max;
         if busy {
-            Counters::bump(&shared.counters().handshakes_refused_busy);
-            shared.refused(incoming.remote_address(), "too many handshakes in progress");
+            let detail = "too many handshakes in progress";
+            shared.refused(incoming.remote_address(), Refusal::HandshakesBusy, detail);
             incoming.refuse();
             continue;
         }
@@ -273,21 +279,39 @@ async fn handle_incoming(shared: Arc<Shared>, incoming: Incoming) {
     shared.handshakes.fetch_sub(1, Ordering::Relaxed);
     let connection = match handshake {
         Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => return shared.refused(remote, &error.to_string()),
-        Err(_) => return shared.refused(remote, "the handshake timed out"),
+        Ok(Err(error)) => {
+            let reason = Refusal::of_handshake(TlsAlert::of(&error));
+            return shared.refused(remote, reason, &error.to_string());
+        }
+        Err(_) => {
+            let detail = "the handshake timed out";
+            return shared.refused(remote, Refusal::HandshakeTimeout, detail);
+        }
     };
+    let wrong_identity = Refusal::WrongIdentity;
     let identity = match tls::peer_identity(&connection) {
         Ok(identity) if identity.cluster() == &shared.tls.cluster => identity,
         Ok(identity) => {
-            return shared.refuse(&connection, &format!("{identity} is of another cluster"));
+            let detail = format!("{identity} is of another cluster");
+            return shared.refuse(&connection, wrong_identity, &detail);
         }
-        Err(error) => return shared.refuse(&connection, &error.to_string()),
+        Err(error) => return shared.refuse(&connection, wrong_identity, &error.to_string()),
     };
+    let wrong_protocol = Refusal::WrongProtocol;
     match (tls::negotiated_alpn(&connection).as_deref(), identity) {
         (Some(ALPN_RAFT), PeerIdentity::Node { node, .. }) => shared.serve_peer(connection, node),
-        (Some(ALPN_RAFT), client) => shared.refuse(&connection, &format!("{client} is not a node")),
+        (Some(ALPN_RAFT), client) => {
+            shared.refuse(
+                &connection,
+                wrong_protocol,
+                &format!("{client} is not a node"),
+            );
+        }
         (Some(ALPN_CLIENT), identity) => shared.queue_client(connection, identity),
-        (_, identity) => shared.refuse(&connection, &format!("{identity} spoke no known protocol")),
+        (_, identity) => {
+            let detail = format!("{identity} spoke no known protocol");
+            shared.refuse(&connection, wrong_protocol, &detail);
+        }
     }
 }
 
@@ -296,13 +320,25 @@ impl Shared {
         &self.link_context.inbound.counters
     }
 
-    fn refused(&self, remote: SocketAddr, reason: &str) {
+    /// Counts a refusal under its reason and logs it, unless a line for that reason was
+    /// logged within `refusal_log_interval_ms` (then the next line counts it as unlogged).
+    fn refused(&self, remote: SocketAddr, reason: Refusal, detail: &str) {
         Counters::bump(&self.counters().connections_refused);
-        tracing::warn!(%remote, reason, "refused a connection");
+        Counters::bump(reason.counter(self.counters()));
+        let admitted = self.refusal_log.lock().admit(reason, Instant::now());
+        if let Some(unlogged) = admitted {
+            tracing::warn!(
+                %remote,
+                ?reason,
+                detail,
+                unlogged,
+                "refused a connection ({unlogged} more refused for this reason since the last such line went unlogged)"
+            );
+        }
     }
 
-    fn refuse(&self, connection: &Connection, reason: &str) {
-        self.refused(connection.remote_address(), reason);
+    fn refuse(&self, connection: &Connection, reason: Refusal, detail: &str) {
+        self.refused(connection.remote_address(), reason, detail);
         connection.close(CLOSE_REFUSED.into(), b"refused");
     }
 
@@ -332,19 +368,22 @@ impl Shared {
         let slot = match ClientSlots::take(&self.client_slots, &identity, &self.config) {
             Ok(slot) => slot,
             Err(full) => {
-                Counters::bump(&self.counters().clients_refused_full);
-                let reason = match full {
+                let detail = match full {
                     NoSlot::NodeFull => "the node serves client_connections_max clients",
                     NoSlot::IdentityFull => {
                         "the client holds client_connections_per_identity_max connections"
                     }
                 };
-                return self.refuse(&connection, reason);
+                return self.refuse(&connection, Refusal::ClientsFull, detail);
             }
         };
         let client = ClientConnection::new(connection.clone(), identity, &self.config, Some(slot));
         if self.clients.try_send(client).is_err() {
-            self.refuse(&connection, "the client queue is full");
+            self.refuse(
+                &connection,
+                Refusal::ClientQueueFull,
+                "the client queue is full",
+            );
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The errors of every transport operation, one enum per operation, each variant a sentence.
 
+use crate::alert::TlsAlert;
 use flotilla_raft::NodeId;
 
 /// Why a frame could not be encoded or decoded.
@@ -103,9 +104,12 @@ pub enum ConnectError {
     /// quinn refused to start the connection (bad address, endpoint stopping, ...).
     #[error("the connection could not start: {0}")]
     Start(#[from] quinn::ConnectError),
-    /// The QUIC or TLS handshake failed (refused certificate, unreachable peer, timeout...).
+    /// The QUIC or TLS handshake failed (unreachable peer, timeout...).
     #[error("the handshake failed: {0}")]
-    Handshake(#[from] quinn::ConnectionError),
+    Handshake(quinn::ConnectionError),
+    /// A TLS alert ended the handshake: one end refused the other's certificate.
+    #[error("the handshake failed: {0}")]
+    Alert(TlsAlert),
     /// The handshake did not finish within the configured time.
     #[error("the handshake did not finish in {timeout_ms} ms")]
     Timeout {
@@ -140,6 +144,16 @@ pub enum ConnectError {
         /// What the certificate says.
         found: String,
     },
+}
+
+impl From<quinn::ConnectionError> for ConnectError {
+    /// A TLS alert is named; any other failure is kept as quinn gave it.
+    fn from(error: quinn::ConnectionError) -> Self {
+        match TlsAlert::of(&error) {
+            Some(alert) => Self::Alert(alert),
+            None => Self::Handshake(error),
+        }
+    }
 }
 
 /// Why TLS material or a configuration could not be built or a certificate was refused.

@@ -81,6 +81,23 @@ pub fn encode<T: Serialize>(
     Ok(())
 }
 
+/// The bytes the frame of `value` would take, header included, without encoding it (a
+/// counting pass: a 100 MB value costs no copy); `TooLarge` when over `frame_bytes_max`, the
+/// error `encode` would give. A sender checks this before queueing what it cannot send.
+pub fn check_fits<T: Serialize>(value: &T, frame_bytes_max: u32) -> Result<u64, FrameError> {
+    let payload_bytes =
+        postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())
+            .map_err(|error| invalid(&error))?;
+    let frame_bytes = (HEADER_BYTES + payload_bytes) as u64;
+    if frame_bytes > u64::from(frame_bytes_max) {
+        return Err(FrameError::TooLarge {
+            frame_bytes,
+            frame_bytes_max,
+        });
+    }
+    Ok(frame_bytes)
+}
+
 /// The postcard output of `encode`: appends to a `Vec`. Most writes are one-byte varints, which
 /// take a `push` instead of a `memcpy` call (about twice as fast as postcard's `to_extend` for a
 /// small batch); the bytes written are the same.
@@ -240,6 +257,22 @@ mod tests {
             }
         ));
         assert_eq!(buf, vec![9, 9]);
+    }
+
+    #[test]
+    fn check_fits_measures_what_encode_writes() {
+        let value = vec![7u8; 300];
+        let mut buf = Vec::new();
+        encode(FrameKind::ClientMessage, &value, 1024, &mut buf).unwrap();
+        assert_eq!(check_fits(&value, 1024).unwrap(), buf.len() as u64);
+        let too_small = buf.len() as u32 - 1;
+        assert_eq!(
+            check_fits(&value, too_small),
+            Err(FrameError::TooLarge {
+                frame_bytes: buf.len() as u64,
+                frame_bytes_max: too_small
+            })
+        );
     }
 
     #[test]

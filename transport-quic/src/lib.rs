@@ -7,6 +7,7 @@
 //! [`QuicTransport`] is the real implementation, [`mem::MemNetwork`] the in-memory one.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod backoff;
 pub mod certs;
 pub mod client;
@@ -24,11 +25,13 @@ mod outbound;
 pub mod peer;
 pub mod pipeline;
 pub mod reader;
+pub mod refusals;
 mod silence;
 pub mod streams;
 pub mod tls;
 pub mod verifier;
 
+pub use alert::{AlertSender, TlsAlert};
 pub use backoff::{BackoffPolicy, JitterSequence};
 pub use certs::{ClusterCa, DevCertFiles, Identity, load_ca, write_dev_certs};
 pub use client::{ClientCloser, ClientConnection, ClientSession};

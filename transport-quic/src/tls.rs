@@ -205,8 +205,10 @@ pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use rustls::server::danger::ClientCertVerifier;
 
     /// quinn keeps its configuration private; its `Debug` output is the only window on what the
     /// endpoint will ask its peers for. (A quinn upgrade that changes the format fails this test
@@ -223,6 +225,48 @@ mod tests {
             built.contains("ack_frequency_config: Some(AckFrequencyConfig { ack_eliciting_threshold: 6, max_ack_delay: Some(3ms)"),
             "{built}"
         );
+    }
+
+    /// Every CA gets a subject of its own, so a certificate of another CA of the same cluster
+    /// is refused as one of an unknown issuer (alert `unknown_ca`), not as a bad signature:
+    /// with one subject for all, the check took the trusted CA for the issuer and failed on
+    /// its signature.
+    #[test]
+    fn another_cas_certificate_is_refused_as_an_unknown_issuer() {
+        let cluster = ClusterId::new("same-cluster").expect("a valid cluster id");
+        let ca_a = crate::ClusterCa::generate(&cluster).expect("a CA");
+        let ca_b = crate::ClusterCa::generate(&cluster).expect("a CA");
+        let trusting = |ca: &crate::ClusterCa| TlsSetup {
+            cluster: cluster.clone(),
+            ca: ca.certificate(),
+            identity: ca
+                .node_identity(flotilla_raft::NodeId(1))
+                .expect("an identity"),
+        };
+        let (setup_a, setup_b) = (trusting(&ca_a), trusting(&ca_b));
+        let subjects = |setup: &TlsSetup| {
+            let roots = setup.roots().expect("roots").subjects();
+            roots
+                .iter()
+                .map(|name| name.as_ref().to_vec())
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(subjects(&setup_a), subjects(&setup_b));
+        let roots_b = Arc::new(setup_b.roots().expect("roots"));
+        let chain = WebPkiClientVerifier::builder_with_provider(roots_b, provider())
+            .build()
+            .expect("a verifier");
+        let verifier = ClusterClientVerifier::new(chain, cluster.clone());
+        let from_a = &setup_a.identity.cert_chain[0];
+        let now = rustls_pki_types::UnixTime::now();
+        assert_eq!(
+            verifier.verify_client_cert(from_a, &[], now).err(),
+            Some(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))
+        );
+        let from_b = &setup_b.identity.cert_chain[0];
+        assert!(verifier.verify_client_cert(from_b, &[], now).is_ok());
     }
 
     /// The reset key follows the private key: the same after a restart (the identity read

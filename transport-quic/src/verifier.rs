@@ -44,7 +44,9 @@ impl ClientCertVerifier for ClusterClientVerifier {
             Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
         })?;
         if identity.cluster() != &self.cluster {
-            tracing::warn!(peer = %identity, cluster = %self.cluster, "refused a certificate of another cluster");
+            // The endpoint counts and logs the failed handshake (rate-limited); a line here
+            // for every attempt would let a flood of them fill the log.
+            tracing::debug!(peer = %identity, cluster = %self.cluster, "refused a certificate of another cluster");
             return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
         }
         Ok(verified)

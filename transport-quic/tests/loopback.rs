@@ -13,8 +13,8 @@ use flotilla_raft::NodeId;
 use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES, MAGIC, VERSION};
 use flotilla_transport_quic::streams::CLOSE_MALFORMED_FRAME;
 use flotilla_transport_quic::{
-    ALPN_CLIENT, ALPN_RAFT, ClientSession, ClusterCa, ClusterId, Identity, QuicTransport,
-    Transport, TransportConfig,
+    ALPN_CLIENT, ALPN_RAFT, AlertSender, ClientSession, ClusterCa, ClusterId, ConnectError,
+    CounterSnapshot, Identity, QuicTransport, TlsAlert, Transport, TransportConfig,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::sync::mpsc;
@@ -27,9 +27,15 @@ fn test_ca() -> ClusterCa {
 }
 
 /// Dials node `target` as a Raft peer with `identity` (or none) and asserts it is refused,
-/// visibly in the target's counters, and that nothing it might send is delivered.
-async fn assert_refused(trusted: &ClusterCa, identity: Option<&Identity>, target: &QuicTransport) {
-    let before = target.counters().connections_refused;
+/// visibly in the target's counters (the total and `reason`'s), and that nothing it might send
+/// is delivered.
+async fn assert_refused(
+    trusted: &ClusterCa,
+    identity: Option<&Identity>,
+    target: &QuicTransport,
+    reason: fn(&CounterSnapshot) -> u64,
+) {
+    let before = target.counters();
     let config = raw_client_config(&trusted.certificate(), identity, ALPN_RAFT);
     let (_endpoint, outcome) = raw_connect(config, target).await;
     if let Ok(connection) = outcome {
@@ -42,9 +48,11 @@ async fn assert_refused(trusted: &ClusterCa, identity: Option<&Identity>, target
         closed(&connection).await;
     }
     wait_until("the target counts the refusal", || {
-        target.counters().connections_refused > before
+        target.counters().connections_refused > before.connections_refused
     })
     .await;
+    let after = target.counters();
+    assert_eq!(reason(&after), reason(&before) + 1, "{after:?}");
     assert_eq!(target.try_recv(), None);
 }
 
@@ -85,13 +93,14 @@ fn mtls_matrix_refuses_every_bad_certificate() {
         let target = &nodes[1];
         let now = OffsetDateTime::now_utc();
         // No client certificate at all.
-        assert_refused(&ca, None, target).await;
+        assert_refused(&ca, None, target, |c| c.refused_no_certificate).await;
         // A node certificate signed by another CA.
         let other_ca = test_ca();
         assert_refused(
             &ca,
             Some(&other_ca.node_identity(NodeId(5)).unwrap()),
             target,
+            |c| c.refused_unknown_ca,
         )
         .await;
         // An expired certificate from the right CA.
@@ -102,7 +111,10 @@ fn mtls_matrix_refuses_every_bad_certificate() {
                 now - Duration::days(1),
             )
             .unwrap();
-        assert_refused(&ca, Some(&expired), target).await;
+        assert_refused(&ca, Some(&expired), target, |c| {
+            c.refused_certificate_expired
+        })
+        .await;
         // The right CA, but another cluster id.
         let foreign = ca
             .sign(
@@ -111,9 +123,10 @@ fn mtls_matrix_refuses_every_bad_certificate() {
                 now + Duration::days(1),
             )
             .unwrap();
-        assert_refused(&ca, Some(&foreign), target).await;
+        assert_refused(&ca, Some(&foreign), target, |c| c.refused_bad_certificate).await;
         // A client certificate is not a peer.
-        assert_refused(&ca, Some(&ca.client_identity("ops").unwrap()), target).await;
+        let ops = ca.client_identity("ops").unwrap();
+        assert_refused(&ca, Some(&ops), target, |c| c.refused_wrong_protocol).await;
         // The cluster keeps working.
         nodes[0].send(batch(1, 2, 1)).unwrap();
         assert_eq!(recv(target).await.from, NodeId(1));
@@ -473,6 +486,57 @@ fn clients_use_their_own_protocol_on_the_same_endpoint() {
     });
 }
 
+/// A client whose certificate the node refuses learns the TLS alert: from the dial if the node
+/// judged it in time, else from its session once its first stream fails.
+#[test]
+fn a_refused_client_learns_the_tls_alert() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1]).await;
+        let other_ca = test_ca();
+        let client_tls = flotilla_transport_quic::TlsSetup {
+            cluster: common::cluster_id(),
+            ca: ca.certificate(),
+            identity: other_ca.client_identity("ops").unwrap(),
+        };
+        let address = nodes[0].local_address().unwrap();
+        let dialed =
+            ClientSession::connect(&client_tls, &common::config(), NodeId(1), address).await;
+        let alert = match dialed {
+            Err(ConnectError::Alert(alert)) => alert,
+            Err(other) => panic!("refused without an alert: {other}"),
+            Ok(session) => {
+                if let Ok((mut questions, mut answers)) =
+                    session.open_stream::<String, String>().await
+                {
+                    let _ = questions.send(&"ping".to_owned()).await;
+                    assert!(
+                        answers.recv().await.is_err(),
+                        "a refused client got an answer"
+                    );
+                }
+                closed(session.connection()).await;
+                session.alert().expect("the session names the alert")
+            }
+        };
+        assert_eq!(
+            alert,
+            TlsAlert {
+                code: 48,
+                sender: AlertSender::Peer
+            }
+        );
+        assert!(alert.to_string().contains("unknown_ca"), "{alert}");
+        wait_until("the node counts an unknown CA", || {
+            nodes[0].counters().refused_unknown_ca == 1
+        })
+        .await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
 #[test]
 fn a_client_stream_carries_pipelined_requests_answered_in_completion_order() {
     run(async {
@@ -640,9 +704,23 @@ fn handshakes_past_the_limit_are_refused_unstarted() {
             refused += usize::from(!connected.unwrap());
         }
         assert!(refused > 0, "32 handshakes at once against a limit of 1");
-        assert!(node.counters().handshakes_refused_busy > 0);
-        let session = ops_session(&ca, &node).await;
-        session.close().await;
+        assert!(node.counters().refused_handshakes_busy > 0);
+        // The node finishes its side of a handshake a moment after the client: retry briefly.
+        let address = node.local_address().unwrap();
+        let mut again = None;
+        for _ in 0..50 {
+            match ClientSession::connect(&tls, &common::config(), NodeId(1), address).await {
+                Ok(session) => {
+                    again = Some(session);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        again
+            .expect("the node takes handshakes again after the flood")
+            .close()
+            .await;
         node.shutdown().await;
     });
 }

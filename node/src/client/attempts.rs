@@ -7,6 +7,7 @@
 //! node said a snapshot superseded it), nothing later may call the write "not applied": a
 //! later refusal or running out of time is an unknown outcome, never a definite failure.
 
+use super::CallError;
 use crate::api::{ApiError, Reply};
 use flotilla_shard_manager::{KeyRange, Reply as RouteReply};
 use flotilla_storage::Response;
@@ -41,6 +42,9 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// The attempt was not sent and no attempt of it can be: the request does not fit in a
+    /// frame, or the node refused this client's certificate. A final error, not a retry.
+    Unsendable(CallError),
 }
 
 /// What to do after one attempt.
@@ -72,6 +76,9 @@ pub enum Stop {
         /// Attempts made.
         attempts: u32,
     },
+    /// The request cannot be sent (see [`Outcome::Unsendable`]), and no earlier attempt may
+    /// have applied it.
+    NotSent(CallError),
     /// Out of time or replicas, or refused after an attempt that may have applied.
     GaveUp {
         /// Attempts made.
@@ -119,6 +126,7 @@ impl Tries {
                 return retry(RouteReply::NotLeader { leader_hint: None }, true);
             }
             Outcome::NoAnswer { reason } => return self.no_answer(kind, reason),
+            Outcome::Unsendable(error) => return self.unsendable(error),
         };
         match reply {
             Ok(Reply::Kv(response)) => Verdict::Done(response),
@@ -187,6 +195,15 @@ impl Tries {
         }
     }
 
+    /// The request cannot be sent: not applied, unless an earlier attempt may have applied it.
+    fn unsendable(&self, error: CallError) -> Verdict {
+        if self.maybe_applied {
+            Verdict::Stop(self.give_up(format!("then not sent: {error}")))
+        } else {
+            Verdict::Stop(Stop::NotSent(error))
+        }
+    }
+
     /// A node refused for good. After an attempt that may have applied, a refusal of a later
     /// one (another node's limits, say) does not say the request was not applied.
     fn refused(&self, error: ApiError) -> Verdict {
@@ -213,6 +230,13 @@ mod tests {
             what: "key".into(),
             bytes: 9,
             limit: 8,
+        }
+    }
+
+    fn too_large_to_send() -> CallError {
+        CallError::TooLarge {
+            request_bytes: 100 << 20,
+            frame_bytes_max: 16 << 20,
         }
     }
 
@@ -289,6 +313,11 @@ mod tests {
                 Verdict::Stop(Stop::Refused(too_large())),
             ),
             (
+                Kind::Tagged,
+                Outcome::Unsendable(too_large_to_send()),
+                Verdict::Stop(Stop::NotSent(too_large_to_send())),
+            ),
+            (
                 BARE_NO_RETRY,
                 no_answer(),
                 Verdict::Stop(Stop::GaveUp {
@@ -326,6 +355,23 @@ mod tests {
             Outcome::Answered(Ok(Reply::KnownDirectory { directory: None })),
         ) else {
             panic!("an unexpected reply after a silent attempt must not be definite");
+        };
+        assert!(maybe_applied);
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_sent_is_final_and_not_applied_unless_an_earlier_one_may_be() {
+        let mut tries = Tries::default();
+        tries.attempt();
+        assert_eq!(
+            tries.judge(Kind::Tagged, Outcome::Unsendable(too_large_to_send())),
+            Verdict::Stop(Stop::NotSent(too_large_to_send()))
+        );
+        let _ = tries.judge(Kind::Tagged, no_answer());
+        let Verdict::Stop(Stop::GaveUp { maybe_applied, .. }) =
+            tries.judge(Kind::Tagged, Outcome::Unsendable(too_large_to_send()))
+        else {
+            panic!("after a silent attempt, not sending another must not be definite");
         };
         assert!(maybe_applied);
     }

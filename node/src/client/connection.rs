@@ -4,8 +4,10 @@
 
 use crate::api::{ApiError, Reply, Request, RequestFrame, ResponseFrame};
 use flotilla_raft::NodeId;
+use flotilla_transport_quic::frame;
 use flotilla_transport_quic::{
-    ClientSession, MessageReceiver, MessageSender, TlsSetup, TransportConfig,
+    AlertSender, ClientSession, ConnectError, FrameError, MessageReceiver, MessageSender, TlsAlert,
+    TlsSetup, TransportConfig,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Reply, ApiError>>>>>;
 
 /// Why one attempt got no answer.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
     /// The node could not be reached; the request was never sent.
     #[error("cannot connect to node {node}: {reason}")]
@@ -33,11 +35,61 @@ pub enum CallError {
     /// Sent, but the connection closed before the answer: it may or may not have been applied.
     #[error("the connection closed before the answer")]
     Lost,
+    /// The request does not fit in a request frame, so it was never sent (and is never
+    /// retried): a node would end the stream on its header.
+    #[error(
+        "the request is {request_bytes} bytes, larger than the largest request a node reads ({frame_bytes_max} bytes): it was not sent"
+    )]
+    TooLarge {
+        /// The bytes its frame would take, header included.
+        request_bytes: u64,
+        /// The transport's `client_request_bytes_max`.
+        frame_bytes_max: u32,
+    },
+    /// The request could not be encoded, so it was never sent.
+    #[error("the request could not be encoded ({0}): it was not sent")]
+    Unencodable(FrameError),
+    /// The node refused this client's certificate during the handshake (a TLS alert closed
+    /// the connection): nothing sent on it reached the node.
+    #[error("node {node} refused this client's connection, so the request was not sent: {alert}")]
+    Refused {
+        /// The node.
+        node: u64,
+        /// The alert it closed the connection with.
+        alert: TlsAlert,
+    },
+}
+
+impl CallError {
+    /// Whether the request was certainly not applied and sending it again cannot help: too
+    /// large, not encodable, or refused for this client's certificate.
+    #[must_use]
+    pub fn is_final_and_not_sent(&self) -> bool {
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::Unencodable(_) | Self::Refused { .. }
+        )
+    }
+
+    fn not_sent(error: FrameError) -> Self {
+        match error {
+            FrameError::TooLarge {
+                frame_bytes,
+                frame_bytes_max,
+            } => Self::TooLarge {
+                request_bytes: frame_bytes,
+                frame_bytes_max,
+            },
+            other => Self::Unencodable(other),
+        }
+    }
 }
 
 /// A pipelined connection to one node.
 #[derive(Debug)]
 pub(crate) struct NodeConnection {
+    node: NodeId,
+    frame_bytes_max: u32,
     session: ClientSession,
     requests: mpsc::UnboundedSender<RequestFrame>,
     waiters: Waiters,
@@ -52,17 +104,28 @@ impl NodeConnection {
         node: NodeId,
         address: SocketAddr,
     ) -> Result<Self, CallError> {
-        let connect_error = |reason: String| CallError::Connect {
-            node: node.0,
-            reason,
+        // The node refuses a certificate with a TLS alert, which reaches the client in the
+        // dial, or (TLS 1.3: the client's handshake ends first) when it opens its stream.
+        let failed = |alert: Option<TlsAlert>, reason: String| match alert {
+            Some(alert) if alert.sender == AlertSender::Peer => CallError::Refused {
+                node: node.0,
+                alert,
+            },
+            _ => CallError::Connect {
+                node: node.0,
+                reason,
+            },
         };
         let session = ClientSession::connect(tls, config, node, address)
             .await
-            .map_err(|error| connect_error(error.to_string()))?;
+            .map_err(|error| match error {
+                ConnectError::Alert(alert) => failed(Some(alert), error.to_string()),
+                error => failed(None, error.to_string()),
+            })?;
         let (send, recv) = session
             .open_stream()
             .await
-            .map_err(|error| connect_error(error.to_string()))?;
+            .map_err(|error| failed(session.alert(), error.to_string()))?;
         let (requests, queued) = mpsc::unbounded_channel();
         let waiters = Waiters::default();
         let closed = Arc::new(AtomicBool::new(false));
@@ -73,6 +136,8 @@ impl NodeConnection {
             Arc::clone(&closed),
         ));
         Ok(Self {
+            node,
+            frame_bytes_max: config.client_request_bytes_max,
             session,
             requests,
             waiters,
@@ -93,24 +158,40 @@ impl NodeConnection {
         timeout: Duration,
     ) -> Result<Result<Reply, ApiError>, CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = RequestFrame { id, request };
+        // Measured, not encoded: the writer task encodes it once it is queued.
+        frame::check_fits(&frame, self.frame_bytes_max).map_err(CallError::not_sent)?;
         let (answer, answered) = oneshot::channel();
         lock(&self.waiters).insert(id, answer);
         if self.closed.load(Ordering::Acquire) {
             // The reader may have cleared the waiters before this one was added.
             lock(&self.waiters).remove(&id);
-            return Err(CallError::Lost);
+            return Err(self.lost());
         }
-        if self.requests.send(RequestFrame { id, request }).is_err() {
+        if self.requests.send(frame).is_err() {
             lock(&self.waiters).remove(&id);
-            return Err(CallError::Lost);
+            return Err(self.lost());
         }
         match tokio::time::timeout(timeout, answered).await {
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(_)) => Err(CallError::Lost),
+            Ok(Err(_)) => Err(self.lost()),
             Err(_) => {
                 lock(&self.waiters).remove(&id);
                 Err(CallError::Timeout(timeout))
             }
+        }
+    }
+
+    /// Why the connection ended under a request: a TLS alert (the node refused this
+    /// client's certificate, which it judges after the client's handshake is done) is named;
+    /// anything else is a lost answer.
+    fn lost(&self) -> CallError {
+        match self.session.alert() {
+            Some(alert) => CallError::Refused {
+                node: self.node.0,
+                alert,
+            },
+            None => CallError::Lost,
         }
     }
 }
@@ -126,7 +207,7 @@ async fn write_requests(
     queued: mpsc::UnboundedReceiver<RequestFrame>,
     closed: Arc<AtomicBool>,
 ) {
-    // Its caller times out; the frame limit is far above the key and value limits.
+    // Never happens: `call` measured the request against the same limit before queueing it.
     let refuse = |_: &RequestFrame, error| {
         tracing::warn!(%error, "request does not fit in a frame");
         None

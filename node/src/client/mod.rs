@@ -79,6 +79,10 @@ pub enum ClientError {
     /// The node refused the request for good (e.g. a key over the size limit).
     #[error("refused: {0}")]
     Refused(ApiError),
+    /// The request could not be sent, and sending it again cannot help: it does not fit in a
+    /// frame, or the node refused this client's certificate. Nothing was applied.
+    #[error(transparent)]
+    NotSent(CallError),
     /// A write may have been applied, once, or not at all: an attempt got no answer, and then
     /// the deadline passed or the write's session expired in its range.
     #[error(
@@ -333,14 +337,14 @@ impl Client {
         limit: u32,
     ) -> Result<ScanResult, ClientError> {
         // One pair past the limit tells whether there are more.
-        let wanted = limit as usize + 1;
+        let wanted = u64::from(limit) + 1;
         let mut pairs = Vec::new();
         let mut cursor = start.to_vec();
-        while pairs.len() < wanted && end.is_none_or(|end| cursor.as_slice() < end) {
+        while (pairs.len() as u64) < wanted && end.is_none_or(|end| cursor.as_slice() < end) {
             let command = Command::Scan {
                 start: cursor.clone(),
                 end: end.map(<[u8]>::to_vec),
-                limit: (wanted - pairs.len()) as u32,
+                limit: page_limit(wanted, pairs.len()),
             };
             let (response, range_end) = self.read(command).await?;
             let Response::Scan { pairs: found, more } = response else {
@@ -620,6 +624,7 @@ impl Client {
                 tracing::debug!(%error, "attempt not sent");
                 AttemptOutcome::NotSent
             }
+            Err(error) if error.is_final_and_not_sent() => AttemptOutcome::Unsendable(error),
             Err(error) => AttemptOutcome::NoAnswer {
                 reason: error.to_string(),
             },
@@ -747,6 +752,14 @@ impl Client {
     }
 }
 
+/// The limit of the next page of a scan that wants `wanted` pairs and has `found`: what is
+/// left, saturated at `u32::MAX`. (Cast, the `limit + 1` of a `u32::MAX` scan wrapped to 0
+/// and the scan answered no pairs and `more: false`.)
+fn page_limit(wanted: u64, found: usize) -> u32 {
+    let left = wanted.saturating_sub(found as u64);
+    u32::try_from(left).unwrap_or(u32::MAX)
+}
+
 fn command_key(command: &Command) -> &[u8] {
     match command {
         Command::Get { key } | Command::Put { key, .. } | Command::Delete { key } => key,
@@ -765,6 +778,7 @@ fn unexpected(response: &Response) -> ClientError {
 fn stop_error(stop: Stop) -> ClientError {
     match stop {
         Stop::Refused(error) => ClientError::Refused(error),
+        Stop::NotSent(error) => ClientError::NotSent(error),
         Stop::NoLeader { range, attempts } => ClientError::NoLeader { range, attempts },
         Stop::GaveUp {
             attempts,
@@ -793,4 +807,130 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use flotilla_transport_quic::{ClusterCa, ClusterId, QuicTransport, TlsAlert, Transport};
+
+    #[test]
+    fn a_scan_page_limit_saturates_instead_of_wrapping() {
+        let wanted = |limit: u32| u64::from(limit) + 1;
+        assert_eq!(page_limit(wanted(u32::MAX), 0), u32::MAX);
+        assert_eq!(page_limit(wanted(u32::MAX), 10), u32::MAX - 9);
+        assert_eq!(page_limit(wanted(10), 0), 11);
+        assert_eq!(page_limit(wanted(10), 11), 0);
+        assert_eq!(page_limit(wanted(0), 0), 1);
+    }
+
+    const CLUSTER: &str = "alert-test";
+
+    /// A node of `CLUSTER` on loopback, trusting `ca`.
+    async fn node(ca: &ClusterCa) -> QuicTransport {
+        let tls = TlsSetup {
+            cluster: ca.cluster().clone(),
+            ca: ca.certificate(),
+            identity: ca.node_identity(NodeId(1)).unwrap(),
+        };
+        let address = "127.0.0.1:0".parse().unwrap();
+        QuicTransport::bind(NodeId(1), address, tls, TransportConfig::default())
+            .await
+            .unwrap()
+    }
+
+    /// A client of another CA than the node's: the node refuses it in the TLS handshake, and
+    /// the client says so, naming the alert, instead of "the connection closed before the
+    /// answer". A real handshake, in process.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_refused_by_the_node_names_the_tls_alert() {
+        let cluster = ClusterId::new(CLUSTER).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (node_dir, other_dir) = (dir.path().join("node"), dir.path().join("other"));
+        flotilla_transport_quic::write_dev_certs(&node_dir, &cluster, &[NodeId(1)], &[]).unwrap();
+        flotilla_transport_quic::write_dev_certs(&other_dir, &cluster, &[], &["ops"]).unwrap();
+        // The client trusts the node's CA (it accepts the node), but its own certificate is
+        // from another CA.
+        std::fs::copy(node_dir.join("ca.pem"), other_dir.join("ca.pem")).unwrap();
+        let tls = crate::config::load_tls(&node_dir, CLUSTER, "node-1").unwrap();
+        let address = "127.0.0.1:0".parse().unwrap();
+        let node = QuicTransport::bind(NodeId(1), address, tls, TransportConfig::default())
+            .await
+            .unwrap();
+        let endpoint = Endpoint {
+            node: NodeId(1),
+            address: node.local_address().unwrap(),
+        };
+        let options = ClientOptions::new(vec![endpoint], other_dir, CLUSTER, "ops");
+        let error = Client::connect(options).await.unwrap_err();
+        let ClientError::NoEndpoint(failures) = &error else {
+            panic!("expected no endpoint, got {error}");
+        };
+        let [MapFailure::Call { error: call, .. }] = failures.as_slice() else {
+            panic!("expected one failed call, got {error}");
+        };
+        assert!(
+            matches!(
+                call,
+                CallError::Refused {
+                    alert: TlsAlert { code: 48, .. },
+                    ..
+                }
+            ),
+            "{call:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains("node 1 refused this client's connection")
+                && message.contains("TLS alert unknown_ca (48)"),
+            "{message}"
+        );
+        // The node counts it (by reason) once its side of the handshake has ended.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while node.counters().refused_unknown_ca == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the node did not count the refusal"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(node.counters().refused_unknown_ca, 1);
+    }
+
+    /// An expired client certificate is named as expired, and a request on the refused
+    /// connection is a final error that was not sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_client_certificate_is_named_and_final() {
+        let ca = ClusterCa::generate(&ClusterId::new(CLUSTER).unwrap()).unwrap();
+        let node = node(&ca).await;
+        let now = time::OffsetDateTime::now_utc();
+        let expired = ca
+            .sign(
+                &format!("client-ops.{CLUSTER}"),
+                now - time::Duration::days(10),
+                now - time::Duration::days(1),
+            )
+            .unwrap();
+        let tls = TlsSetup {
+            cluster: ca.cluster().clone(),
+            ca: ca.certificate(),
+            identity: expired,
+        };
+        let address = node.local_address().unwrap();
+        let config = TransportConfig::default();
+        let answer = async {
+            let connection = NodeConnection::connect(&tls, &config, NodeId(1), address).await?;
+            connection
+                .call(Request::RangeMap, Duration::from_secs(10))
+                .await
+        };
+        let error = answer.await.unwrap_err();
+        assert!(error.is_final_and_not_sent(), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains("TLS alert certificate_expired (45)"),
+            "{message}"
+        );
+    }
 }

@@ -241,7 +241,9 @@ impl SimClient {
         Some(match pending.tries.judge(kind, outcome) {
             Verdict::Done(response) => self.done(response, now_ms, recorder),
             Verdict::Retry { route, pause } => self.reroute(route, pause, now_ms, recorder),
-            Verdict::Stop(Stop::Refused(_) | Stop::NoLeader { .. }) => self.fail(recorder),
+            Verdict::Stop(Stop::Refused(_) | Stop::NoLeader { .. } | Stop::NotSent(_)) => {
+                self.fail(recorder)
+            }
             Verdict::Stop(Stop::GaveUp { .. }) => self.give_up(recorder),
         })
     }
