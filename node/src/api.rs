@@ -96,7 +96,8 @@ pub enum Reply {
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
 /// `Dropped`, `Unavailable` and `BadSessionTag` mean the request was not applied. A write in a
-/// session may be sent again after any of them, with the same tag.
+/// session may be sent again after any of them, with the same tag. `PermissionDenied` means
+/// not applied too, and final: sending it again is refused again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {
     /// This replica is not the group's leader; `leader` is the one it last heard of.
@@ -155,6 +156,16 @@ pub enum ApiError {
         sequence: u64,
         /// The lowest sequence the tag says the client awaits.
         awaited_from: u64,
+    },
+    // Last, so that the wire numbers of the variants before it stay as they were.
+    /// The connection's certificate may not send this request (`[access]` in the node's
+    /// configuration): final, never retried.
+    #[error("permission denied: {who} may not {action}")]
+    PermissionDenied {
+        /// `client "reader"` or `node 3`.
+        who: String,
+        /// What it may not do (`put`).
+        action: String,
     },
 }
 
@@ -266,6 +277,15 @@ impl NodeStatus {
             0.0
         } else {
             self.entries_persisted as f64 / self.fsyncs as f64
+        }
+    }
+}
+
+impl From<crate::access::Denied> for ApiError {
+    fn from(denied: crate::access::Denied) -> Self {
+        Self::PermissionDenied {
+            who: denied.who,
+            action: denied.action,
         }
     }
 }

@@ -5,17 +5,25 @@
 use crate::api::{ApiError, RequestFrame, ResponseFrame};
 use crate::core::Respond;
 use crate::server::driver::{Input, Responder};
+use crate::server::gate::{Caller, Gate};
 use crossbeam_channel::{Sender, TrySendError};
 use flotilla_transport_quic::{
     ClientConnection, FrameError, MessageReceiver, MessageSender, StreamError,
 };
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Serves every stream the client opens until the connection closes.
-pub(crate) async fn serve_client(connection: ClientConnection, inbox: Sender<Input>) {
+pub(crate) async fn serve_client(
+    connection: ClientConnection,
+    inbox: Sender<Input>,
+    gate: Arc<Gate>,
+) {
     let who = connection.identity().san();
+    let caller = Caller::of(&connection);
     while let Ok((send, recv)) = connection.accept_stream().await {
-        tokio::spawn(serve_stream(send, recv, inbox.clone()));
+        let stream = serve_stream(send, recv, inbox.clone(), Arc::clone(&gate), caller.clone());
+        tokio::spawn(stream);
     }
     tracing::debug!(client = %who, "client connection closed");
 }
@@ -24,6 +32,8 @@ async fn serve_stream(
     send: MessageSender<ResponseFrame>,
     mut recv: MessageReceiver<RequestFrame>,
     inbox: Sender<Input>,
+    gate: Arc<Gate>,
+    caller: Caller,
 ) {
     let (responses, pending) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_responses(send, pending));
@@ -41,6 +51,10 @@ async fn serve_stream(
             }
         };
         let responder = Responder::new(frame.id, responses.clone());
+        if let Err(refusal) = gate.check(&caller, &frame.request) {
+            responder.answer(Err(refusal));
+            continue;
+        }
         match inbox.try_send(Input::Request(frame.request, responder)) {
             Ok(()) => {}
             Err(TrySendError::Full(Input::Request(_, responder))) => {
