@@ -65,6 +65,11 @@ pub mod transport {
     #![doc = include_str!("../transport.md")]
 }
 
+/// Security: what each certificate may do, and how a leaked one is shut out.
+pub mod security {
+    #![doc = include_str!("../security.md")]
+}
+
 /// Running a cluster by hand: certificates, configuration, start, observe, recover.
 pub mod operations {
     #![doc = include_str!("../operations.md")]

@@ -121,7 +121,8 @@ pub enum Reply {
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
 /// `Dropped`, `Unavailable` and `BadSessionTag` mean the request was not applied. A write in a
-/// session may be sent again after any of them, with the same tag.
+/// session may be sent again after any of them, with the same tag. `PermissionDenied` means
+/// not applied too, and final: sending it again is refused again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {
     /// This replica is not the group's leader; `leader` is the one it last heard of.
@@ -173,6 +174,14 @@ pub enum ApiError {
     /// it: it may or may not have been applied.
     #[error("the outcome is unknown: the entry was superseded by a snapshot")]
     OutcomeUnknown,
+    /// A write's tag awaits answers above its own sequence, or numbers it 0.
+    #[error("sequence {sequence} cannot await answers from {awaited_from}: a write awaits its own")]
+    BadSessionTag {
+        /// The write's sequence.
+        sequence: u64,
+        /// The lowest sequence the tag says the client awaits.
+        awaited_from: u64,
+    },
     /// The node's ranges hold the storage quota already: writes that add data are refused
     /// (nothing was applied); reads and deletes still work.
     #[error(
@@ -197,13 +206,15 @@ pub enum ApiError {
         /// The reserve.
         reserve_bytes: u64,
     },
-    /// A write's tag awaits answers above its own sequence, or numbers it 0.
-    #[error("sequence {sequence} cannot await answers from {awaited_from}: a write awaits its own")]
-    BadSessionTag {
-        /// The write's sequence.
-        sequence: u64,
-        /// The lowest sequence the tag says the client awaits.
-        awaited_from: u64,
+    // Last, so that the wire numbers of the variants before it stay as they were.
+    /// The connection's certificate may not send this request (`[access]` in the node's
+    /// configuration): final, never retried.
+    #[error("permission denied: {who} may not {action}")]
+    PermissionDenied {
+        /// `client "reader"` or `node 3`.
+        who: String,
+        /// What it may not do (`put`).
+        action: String,
     },
 }
 
@@ -315,6 +326,15 @@ impl NodeStatus {
             0.0
         } else {
             self.entries_persisted as f64 / self.fsyncs as f64
+        }
+    }
+}
+
+impl From<crate::access::Denied> for ApiError {
+    fn from(denied: crate::access::Denied) -> Self {
+        Self::PermissionDenied {
+            who: denied.who,
+            action: denied.action,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::shell::ShellError;
 use clap::{Args, Parser, Subcommand};
 use flotilla_raft::NodeId;
 use flotilla_storage::Command;
-use flotilla_transport_quic::{CertError, ClusterId, write_dev_certs};
+use flotilla_transport_quic::{CertError, ClusterId, add_client_certs, write_dev_certs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -110,6 +110,11 @@ pub enum Commands {
         /// The cluster's id.
         #[arg(long, default_value = "flotilla")]
         cluster_id: String,
+        /// Instead of a new CA: sign certificates for these client names (comma-separated)
+        /// with the CA already in --dir (ca.pem, ca.key), which is kept; prints each serial
+        /// number (for `[access] deny_serials`). Existing files are not overwritten.
+        #[arg(long, value_delimiter = ',')]
+        add_client: Vec<String>,
     },
 }
 
@@ -236,7 +241,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 println!("{config:#?}");
                 return Ok(());
             }
-            Ok(crate::server::run(config, args.exit_with_parent)?)
+            let exit_with_parent = args.exit_with_parent;
+            let reread = Box::new(move || server_config(&args));
+            Ok(crate::server::run(config, reread, exit_with_parent)?)
         }
         Commands::Demo(args) => {
             init_logs("warn");
@@ -251,9 +258,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             nodes,
             clients,
             cluster_id,
+            add_client,
         } => {
             let cluster =
                 ClusterId::new(&cluster_id).ok_or(CliError::ClusterId(cluster_id.clone()))?;
+            if !add_client.is_empty() {
+                let names: Vec<&str> = add_client.iter().map(String::as_str).collect();
+                for files in add_client_certs(&dir, &cluster, &names)? {
+                    println!(
+                        "wrote {} (serial {})",
+                        files.certificate.display(),
+                        files.serial_hex
+                    );
+                }
+                return Ok(());
+            }
             let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
             let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
             let files = write_dev_certs(&dir, &cluster, &nodes, &clients)?;
@@ -274,7 +293,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn server_config(args: &ServerArgs) -> Result<NodeConfig, CliError> {
+/// The configuration file, overridden by the flags (read again on SIGHUP).
+fn server_config(args: &ServerArgs) -> Result<NodeConfig, ConfigError> {
     let mut config = NodeConfig::load(args.config.as_deref())?;
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;

@@ -129,6 +129,8 @@ pub struct NodeConfig {
     pub transport: TransportSettings,
     /// Cadences and sizes of the node's own work.
     pub tuning: Tuning,
+    /// Who may do what, and which certificates are refused.
+    pub access: crate::access::AccessSettings,
 }
 
 /// The QUIC transport's limits (the rest of `TransportConfig` keeps its defaults).
@@ -294,6 +296,9 @@ pub enum ConfigError {
     /// A value out of range, or values that do not fit together: the rule, as a sentence.
     #[error("configuration: {0}")]
     Invalid(String),
+    /// The `[access]` section breaks a rule.
+    #[error("configuration: access: {0}")]
+    Access(#[from] crate::access::AccessError),
 }
 
 impl NodeConfig {
@@ -450,6 +455,7 @@ impl NodeConfig {
             );
         }
         self.sessions.validate()?;
+        self.access.validate()?;
         self.transport_config()
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("transport: {error}")))?;
@@ -806,6 +812,37 @@ mod tests {
         std::fs::write(&path, "[ranges]\ngroupz = 4\n").unwrap();
         let error = NodeConfig::load(Some(&path)).unwrap_err().to_string();
         assert!(error.contains("groupz"), "{error}");
+    }
+
+    #[test]
+    fn the_access_section_is_checked_with_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let grants =
+            r#"grants = [{ client = "a", role = "admin" }, { client = "a", role = "none" }]"#;
+        std::fs::write(&path, format!("[access]\n{grants}\n")).unwrap();
+        let error = NodeConfig::load(Some(&path))
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains(r#"access: client "a" has two grants"#),
+            "{error}"
+        );
+        std::fs::write(
+            &path,
+            "[access]\ngrants = [{ client = \"a\", role = \"reader\" }]\n",
+        )
+        .unwrap();
+        let error = NodeConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("unknown variant `reader`"), "{error}");
+        let open = NodeConfig::load(None).unwrap();
+        assert_eq!(
+            open.access.effective_default_role(),
+            crate::access::Role::Admin
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Protocol decisions live in the other crates; this one does the IO they ask for.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod client;

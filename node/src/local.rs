@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const CLUSTER: &str = "flotilla-demo";
+/// The cluster id of every local cluster.
+pub const CLUSTER: &str = "flotilla-demo";
 const CLIENT: &str = "demo";
 
 /// Worker threads of the client runtime when its cluster runs elsewhere.
@@ -282,6 +283,12 @@ impl LocalCluster {
             }
         }
         Ok(())
+    }
+
+    /// Asks node `node` to re-read its access rules and certificates (SIGHUP). Returns whether
+    /// it was signalled.
+    pub fn reload(&self, node: NodeId) -> bool {
+        self.signal(node, "-HUP")
     }
 
     /// Freezes node `node` (SIGSTOP), as a long stall of the process would: it keeps its state

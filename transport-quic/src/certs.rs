@@ -96,6 +96,46 @@ impl ClusterCa {
         })
     }
 
+    /// The CA of `cluster` whose certificate is `certificate_path` (`ca.pem`) and whose key is
+    /// `key_path` (`ca.key`), to sign more certificates; a key of another CA is refused. Its
+    /// [`ClusterCa::certificate`] is an equivalent copy (same subject and key, new signature):
+    /// nodes and clients keep trusting the original `ca.pem`.
+    pub fn load(
+        cluster: &ClusterId,
+        certificate_path: &Path,
+        key_path: &Path,
+    ) -> Result<Self, CertError> {
+        let original = load_ca(certificate_path)?;
+        let name =
+            crate::der::subject_common_name(&original).ok_or_else(|| CertError::CaSubject {
+                path: certificate_path.to_owned(),
+            })?;
+        let key_pem = std::fs::read_to_string(key_path).map_err(|source| CertError::Io {
+            path: key_path.to_owned(),
+            source,
+        })?;
+        let key = KeyPair::from_pem(&key_pem)?;
+        // rcgen signs under an issuer certificate: the same subject and key make certificates
+        // that chain to the original (checked by `verify_chain`).
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        set_validity(&mut params, OffsetDateTime::now_utc());
+        let certificate = params.self_signed(&key)?;
+        let ca = Self {
+            cluster: cluster.clone(),
+            certificate,
+            key,
+        };
+        let probe = ca.client_identity("probe")?;
+        verify_chain(&original, &probe).map_err(|reason| CertError::CaKeyMismatch {
+            certificate: certificate_path.to_owned(),
+            key: key_path.to_owned(),
+            reason,
+        })?;
+        Ok(ca)
+    }
+
     /// The cluster this CA signs for.
     #[must_use]
     pub fn cluster(&self) -> &ClusterId {
@@ -222,6 +262,86 @@ pub struct DevCertFiles {
     pub clients: Vec<(String, PathBuf, PathBuf)>,
 }
 
+/// Whether `identity`'s certificate chains to `ca` as a node would check it; why not otherwise.
+fn verify_chain(ca: &CertificateDer<'static>, identity: &Identity) -> Result<(), String> {
+    use rustls::server::WebPkiClientVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).map_err(|error| error.to_string())?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+            .build()
+            .map_err(|error| error.to_string())?;
+    let end_entity = identity
+        .cert_chain
+        .first()
+        .ok_or_else(|| "no certificate was made".to_owned())?;
+    verifier
+        .verify_client_cert(end_entity, &[], rustls_pki_types::UnixTime::now())
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+/// One client certificate [`add_client_certs`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    /// The client's name.
+    pub name: String,
+    /// `client-<name>.pem`.
+    pub certificate: PathBuf,
+    /// `client-<name>.key` (mode 0600).
+    pub key: PathBuf,
+    /// The certificate's serial number in hex (what `[access] deny_serials` takes).
+    pub serial_hex: String,
+}
+
+/// Signs one more client certificate per name with the CA already in `dir` (`ca.pem`,
+/// `ca.key`), which is kept; an existing certificate file is never overwritten.
+pub fn add_client_certs(
+    dir: &Path,
+    cluster: &ClusterId,
+    names: &[&str],
+) -> Result<Vec<ClientCertFiles>, CertError> {
+    let ca = ClusterCa::load(cluster, &dir.join("ca.pem"), &dir.join("ca.key"))?;
+    let mut written = Vec::new();
+    for name in names {
+        if !is_label(name) {
+            return Err(CertError::BadClientName {
+                name: (*name).to_owned(),
+            });
+        }
+        let stem = format!("client-{name}");
+        for extension in ["pem", "key"] {
+            let path = dir.join(format!("{stem}.{extension}"));
+            if path.exists() {
+                return Err(CertError::Exists { path });
+            }
+        }
+        let san = PeerIdentity::Client {
+            name: (*name).to_owned(),
+            cluster: cluster.clone(),
+        }
+        .san();
+        let (certificate, key) = write_identity(dir, &stem, &ca, &san)?;
+        let serial_hex = load_ca(&certificate)
+            .ok()
+            .and_then(|der| crate::der::serial_number(&der).map(hex))
+            .unwrap_or_default();
+        written.push(ClientCertFiles {
+            name: (*name).to_owned(),
+            certificate,
+            key,
+            serial_hex,
+        });
+    }
+    Ok(written)
+}
+
+/// `bytes` in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// Creates a CA and one certificate per node and client in `dir` (created if missing); every
 /// private key is written with mode 0600.
 pub fn write_dev_certs(
@@ -321,5 +441,41 @@ fn pem_error(path: &Path, error: &rustls_pki_types::pem::Error) -> CertError {
     CertError::Pem {
         path: path.to_owned(),
         reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A client added later chains to the CA `write_dev_certs` made, which stays as it was;
+    /// nothing is overwritten, and a key of another CA is refused.
+    #[test]
+    fn clients_are_added_under_the_existing_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = ClusterId::new("add-test").unwrap();
+        write_dev_certs(dir.path(), &cluster, &[NodeId(1)], &["admin"]).unwrap();
+        let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let added = add_client_certs(dir.path(), &cluster, &["reader", "writer"]).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+        let ca = load_ca(&dir.path().join("ca.pem")).unwrap();
+        for files in &added {
+            let identity = Identity::load(&files.certificate, &files.key).unwrap();
+            verify_chain(&ca, &identity).unwrap();
+            let serial = crate::der::serial_number(&identity.cert_chain[0]).unwrap();
+            assert_eq!(files.serial_hex, hex(serial));
+        }
+        assert_ne!(added[0].serial_hex, added[1].serial_hex);
+        let again = add_client_certs(dir.path(), &cluster, &["reader"]).unwrap_err();
+        assert!(matches!(again, CertError::Exists { .. }), "{again}");
+        let other = tempfile::tempdir().unwrap();
+        write_dev_certs(other.path(), &cluster, &[], &[]).unwrap();
+        std::fs::copy(other.path().join("ca.key"), dir.path().join("ca.key")).unwrap();
+        let mismatch = add_client_certs(dir.path(), &cluster, &["late"]).unwrap_err();
+        assert!(
+            matches!(mismatch, CertError::CaKeyMismatch { .. }),
+            "{mismatch}"
+        );
     }
 }

@@ -117,6 +117,12 @@ impl ClientConnection {
         &self.identity
     }
 
+    /// The serial number of the client's certificate (what a deny-list may name).
+    #[must_use]
+    pub fn serial(&self) -> Option<Vec<u8>> {
+        crate::tls::peer_serial(&self.connection)
+    }
+
     /// The underlying QUIC connection, for baselines that measure plain quinn on the same path;
     /// the client protocol itself needs none of it.
     #[must_use]
@@ -221,6 +227,12 @@ impl ClientSession {
         self.connection
             .close_reason()
             .and_then(|reason| TlsAlert::of(&reason))
+    }
+
+    /// The serial number of the client's certificate (what a deny-list may name).
+    #[must_use]
+    pub fn serial(&self) -> Option<Vec<u8>> {
+        crate::tls::peer_serial(&self.connection)
     }
 
     /// The underlying QUIC connection, for baselines that measure plain quinn on the same path;

@@ -13,6 +13,7 @@ use crate::peer::{LinkContext, PeerLink};
 use crate::refusals::{Refusal, RefusalLog};
 use crate::streams::{self, InboundContext};
 use crate::tls::{self, ALPN_CLIENT, ALPN_RAFT, TlsSetup};
+use crate::verifier::Revocations;
 use flotilla_raft::{Batch, NodeId};
 use parking_lot::Mutex;
 use quinn::{Connection, Endpoint, Incoming};
@@ -79,13 +80,24 @@ impl QuicTransport {
         tls: TlsSetup,
         config: TransportConfig,
     ) -> Result<Self, ConnectError> {
+        Self::bind_revoking(local, address, tls, config, Arc::default()).await
+    }
+
+    /// `bind`, refusing in the handshake every certificate `revoked` names.
+    pub async fn bind_revoking(
+        local: NodeId,
+        address: SocketAddr,
+        tls: TlsSetup,
+        config: TransportConfig,
+        revoked: Arc<Revocations>,
+    ) -> Result<Self, ConnectError> {
         config.validate()?;
         check_own_identity(local, &tls)?;
         let runtime = quinn::default_runtime()
             .ok_or_else(|| std::io::Error::other("QuicTransport::bind needs a tokio runtime"))?;
         let endpoint = Endpoint::new(
             tls.endpoint_config(),
-            Some(tls.server_config(&config)?),
+            Some(tls.server_config_revoking(&config, revoked)?),
             std::net::UdpSocket::bind(address)?,
             runtime,
         )?;
@@ -132,6 +144,27 @@ impl QuicTransport {
             clients,
             shutdown,
         })
+    }
+
+    /// Serves new connections with `tls` (certificate files read again) and refuses in their
+    /// handshake every certificate `revoked` names; connections already open keep going. The
+    /// certificate must still name this node of this cluster. Outbound peer connections keep
+    /// the certificate they were built with.
+    pub fn reload_server_tls(
+        &self,
+        tls: &TlsSetup,
+        revoked: Arc<Revocations>,
+    ) -> Result<(), ConnectError> {
+        if tls.cluster != self.shared.tls.cluster {
+            return Err(ConnectError::NotThisNode {
+                local: self.node_id(),
+                found: format!("cluster {}", tls.cluster),
+            });
+        }
+        check_own_identity(self.node_id(), tls)?;
+        let server = tls.server_config_revoking(&self.shared.config, revoked)?;
+        self.endpoint.set_server_config(Some(server));
+        Ok(())
     }
 
     /// The address the endpoint listens on.

@@ -207,6 +207,30 @@ pub enum CertError {
         /// The name.
         name: String,
     },
+    /// The CA certificate's subject is not the single common name a Flotilla CA has, so no
+    /// certificate can be signed under it.
+    #[error("the CA certificate {path} does not name its subject by one common name")]
+    CaSubject {
+        /// The CA certificate.
+        path: std::path::PathBuf,
+    },
+    /// A certificate signed with the CA key does not verify against the CA certificate: the
+    /// key belongs to another CA.
+    #[error("{key} is not the key of {certificate}: what it signs does not verify ({reason})")]
+    CaKeyMismatch {
+        /// The CA certificate.
+        certificate: std::path::PathBuf,
+        /// The CA key.
+        key: std::path::PathBuf,
+        /// What the verifier said.
+        reason: String,
+    },
+    /// A certificate file already exists; it is not overwritten.
+    #[error("{path} already exists; remove it first to replace that certificate")]
+    Exists {
+        /// The file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// Why a batch was not queued; in every case it is dropped and counted.

@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 mod connection_id;
 pub mod counters;
+pub mod der;
 pub mod endpoint;
 pub mod error;
 pub mod frame;
@@ -33,7 +34,9 @@ pub mod verifier;
 
 pub use alert::{AlertSender, TlsAlert};
 pub use backoff::{BackoffPolicy, JitterSequence};
-pub use certs::{ClusterCa, DevCertFiles, Identity, load_ca, write_dev_certs};
+pub use certs::{
+    ClientCertFiles, ClusterCa, DevCertFiles, Identity, add_client_certs, load_ca, write_dev_certs,
+};
 pub use client::{ClientCloser, ClientConnection, ClientSession};
 pub use config::TransportConfig;
 pub use counters::{CounterSnapshot, Counters};
@@ -44,6 +47,7 @@ pub use error::{
 pub use identity::{ClusterId, PeerIdentity};
 pub use pipeline::{MessageReceiver, MessageSender};
 pub use tls::{ALPN_CLIENT, ALPN_RAFT, TlsSetup};
+pub use verifier::Revocations;
 
 use flotilla_raft::{Batch, NodeId};
 use std::future::Future;

@@ -9,7 +9,7 @@ use crate::config::TransportConfig;
 use crate::connection_id::KeyedConnectionIds;
 use crate::error::TlsError;
 use crate::identity::{ClusterId, PeerIdentity};
-use crate::verifier::ClusterClientVerifier;
+use crate::verifier::{ClusterClientVerifier, Revocations};
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
 use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
@@ -38,9 +38,22 @@ impl TlsSetup {
     /// The quinn server configuration of a node: requires a CA-signed client certificate of
     /// this cluster, offers both ALPNs.
     pub fn server_config(&self, config: &TransportConfig) -> Result<quinn::ServerConfig, TlsError> {
+        self.server_config_revoking(config, Arc::default())
+    }
+
+    /// `server_config`, also refusing in the handshake every certificate `revoked` names.
+    pub fn server_config_revoking(
+        &self,
+        config: &TransportConfig,
+        revoked: Arc<Revocations>,
+    ) -> Result<quinn::ServerConfig, TlsError> {
         let roots = Arc::new(self.roots()?);
         let chain = WebPkiClientVerifier::builder_with_provider(roots, provider()).build()?;
-        let verifier = Arc::new(ClusterClientVerifier::new(chain, self.cluster.clone()));
+        let verifier = Arc::new(ClusterClientVerifier::revoking(
+            chain,
+            self.cluster.clone(),
+            revoked,
+        ));
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -193,6 +206,16 @@ pub fn peer_identity(connection: &quinn::Connection) -> Result<PeerIdentity, Tls
         .ok_or(TlsError::NoCertificate)?;
     let end_entity = certificates.first().ok_or(TlsError::NoCertificate)?;
     PeerIdentity::from_certificate(end_entity)
+}
+
+/// The serial number of the peer's (already verified) certificate, leading zero bytes dropped.
+#[must_use]
+pub fn peer_serial(connection: &quinn::Connection) -> Option<Vec<u8>> {
+    let certificates = connection
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())?;
+    let end_entity = certificates.first()?;
+    crate::der::serial_number(end_entity).map(<[u8]>::to_vec)
 }
 
 /// The ALPN protocol the handshake settled on.

@@ -1,28 +1,88 @@
-//! The server-side client-certificate check: the cluster CA's chain check, then the cluster id.
+//! The server-side client-certificate check: the cluster CA's chain check, then the cluster id,
+//! then the deny-list.
 //!
 //! rustls' `WebPkiClientVerifier` proves the certificate was signed by the cluster CA and is in
 //! its validity window; this wrapper also refuses, during the handshake, any certificate whose
-//! SAN names another cluster or no Flotilla identity at all.
+//! SAN names another cluster or no Flotilla identity at all, and any certificate the node's
+//! [`Revocations`] name (by identity or by serial number), so a leaked key is shut out without
+//! replacing the CA.
 
+use crate::der;
 use crate::identity::{ClusterId, PeerIdentity};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-/// A client-certificate verifier that accepts only identities of one cluster.
+/// Certificates refused although the CA signed them: by the identity they prove (every
+/// certificate of `client-leaked`, say) or by serial number (one certificate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Revocations {
+    identities: HashSet<String>,
+    serials: HashSet<Vec<u8>>,
+}
+
+impl Revocations {
+    /// Refuses every certificate of `identities` and every certificate whose serial number is
+    /// in `serials` (big-endian; leading zero bytes do not count).
+    #[must_use]
+    pub fn new(
+        identities: impl IntoIterator<Item = PeerIdentity>,
+        serials: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Self {
+        Self {
+            identities: identities.into_iter().map(|who| who.san()).collect(),
+            serials: serials
+                .into_iter()
+                .map(|serial| der::strip_leading_zeros(&serial).to_vec())
+                .collect(),
+        }
+    }
+
+    /// Whether nothing is refused.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty() && self.serials.is_empty()
+    }
+
+    /// Whether a certificate proving `identity` with serial number `serial` is refused.
+    #[must_use]
+    pub fn refuses(&self, identity: &PeerIdentity, serial: Option<&[u8]>) -> bool {
+        self.identities.contains(&identity.san())
+            || serial.is_some_and(|serial| self.serials.contains(der::strip_leading_zeros(serial)))
+    }
+}
+
+/// A client-certificate verifier that accepts only identities of one cluster, and none the
+/// deny-list names.
 #[derive(Debug)]
 pub struct ClusterClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     cluster: ClusterId,
+    revoked: Arc<Revocations>,
 }
 
 impl ClusterClientVerifier {
     /// Wraps a chain verifier (built on the cluster CA) with the cluster-id check.
     #[must_use]
     pub fn new(inner: Arc<dyn ClientCertVerifier>, cluster: ClusterId) -> Self {
-        Self { inner, cluster }
+        Self::revoking(inner, cluster, Arc::default())
+    }
+
+    /// `new`, also refusing the certificates `revoked` names.
+    #[must_use]
+    pub fn revoking(
+        inner: Arc<dyn ClientCertVerifier>,
+        cluster: ClusterId,
+        revoked: Arc<Revocations>,
+    ) -> Self {
+        Self {
+            inner,
+            cluster,
+            revoked,
+        }
     }
 }
 
@@ -48,6 +108,13 @@ impl ClientCertVerifier for ClusterClientVerifier {
             // for every attempt would let a flood of them fill the log.
             tracing::debug!(peer = %identity, cluster = %self.cluster, "refused a certificate of another cluster");
             return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
+        }
+        if self
+            .revoked
+            .refuses(&identity, der::serial_number(end_entity))
+        {
+            tracing::warn!(peer = %identity, "refused a revoked certificate (access deny-list)");
+            return Err(Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(verified)
     }

@@ -114,6 +114,18 @@ pub enum ClientError {
     },
 }
 
+/// A client that may not open the session a write needs may not make that write: the refusal
+/// names the command ("may not put"), not the session it would have taken.
+fn denied_as(error: ClientError, command: &Command) -> ClientError {
+    match error {
+        ClientError::Refused(ApiError::PermissionDenied { who, .. }) => {
+            let action = crate::access::command_need(command).action.to_owned();
+            ClientError::Refused(ApiError::PermissionDenied { who, action })
+        }
+        other => other,
+    }
+}
+
 /// Why one node did not give the client the range map.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MapFailure {
@@ -460,7 +472,10 @@ impl Client {
         let key = command_key(&command).to_vec();
         let deadline = Instant::now() + self.inner.options.deadline;
         loop {
-            let tag = self.tag_for(&key, deadline).await?;
+            let tag = self
+                .tag_for(&key, deadline)
+                .await
+                .map_err(|error| denied_as(error, &command))?;
             let result = self
                 .attempt_loop(&key, Kind::Tagged, deadline, |target| Request::Write {
                     group: target.group,

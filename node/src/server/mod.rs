@@ -1,15 +1,19 @@
 //! `flotilla server`: wires one node together — its data directory and log, MultiRaft with a
 //! replica of every group it hosts, the node core over them, the QUIC transport and the client
-//! API — and runs the driver on its own thread until SIGINT or SIGTERM.
+//! API — and runs the driver on its own thread until SIGINT or SIGTERM. SIGHUP re-reads the
+//! `[access]` section and the certificate files for new connections.
 
 mod data;
 mod driver;
 pub use driver::DriverError;
+mod gate;
 mod streams;
 
-use crate::config::NodeConfig;
+use crate::access::Policy;
+use crate::config::{ConfigError, NodeConfig};
 use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
 use crate::server::driver::{Driver, Input, Responder};
+use crate::server::gate::Gate;
 use crossbeam_channel::Sender;
 use flotilla_raft::NodeId;
 use flotilla_transport_quic::{QuicTransport, Transport};
@@ -112,13 +116,23 @@ pub enum ServerError {
     /// The driver thread panicked.
     #[error("the driver thread panicked")]
     DriverPanicked,
+    /// The SIGHUP handler could not be installed (without it, SIGHUP would stop the node).
+    #[error("the SIGHUP handler could not be installed: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The certificates read again could not serve new connections.
+    #[error("the certificates read again cannot be used: {0}")]
+    Reload(#[source] flotilla_transport_quic::ConnectError),
 }
 
-/// Runs the node described by `config` until SIGINT or SIGTERM.
+/// Reads the configuration again (the file and the flags), for a reload on SIGHUP.
+pub type Reread = Box<dyn Fn() -> Result<NodeConfig, ConfigError> + Send>;
+
+/// Runs the node described by `config` until SIGINT or SIGTERM; on SIGHUP applies the
+/// `[access]` section and the certificate files of the configuration `reread` gives.
 ///
 /// # Errors
 /// Anything that prevents starting, or a fatal error while running.
-pub fn run(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError> {
+pub fn run(config: NodeConfig, reread: Reread, exit_with_parent: bool) -> Result<(), ServerError> {
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.network_threads())
@@ -126,19 +140,41 @@ pub fn run(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError
         .enable_all()
         .build()
         .map_err(ServerError::Runtime)?;
-    runtime.block_on(serve(config, exit_with_parent))
+    runtime.block_on(serve(config, reread, exit_with_parent))
 }
 
-async fn serve(config: NodeConfig, exit_with_parent: bool) -> Result<(), ServerError> {
+async fn serve(
+    config: NodeConfig,
+    reread: Reread,
+    exit_with_parent: bool,
+) -> Result<(), ServerError> {
+    // Installed before the node starts: SIGHUP's default action would stop the process.
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(ServerError::Signal)?;
     let mut node = start(&config).await?;
-    tokio::select! {
-        () = shutdown_signal(exit_with_parent) => {
-            tracing::info!("stopping");
-            node.stop().await
-        }
-        result = &mut node.done => {
-            node.shut_down_network().await;
-            loop_result(result)
+    let shutdown = shutdown_signal(exit_with_parent);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!("stopping");
+                return node.stop().await;
+            }
+            result = &mut node.done => {
+                node.shut_down_network().await;
+                return loop_result(result);
+            }
+            Some(()) = hangups.recv() => {
+                match reread().map_err(ServerError::from).and_then(|config| node.reload(&config)) {
+                    Ok(()) => tracing::info!(
+                        "SIGHUP: applied the access rules and certificate files for new connections"
+                    ),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "SIGHUP: reload failed; the previous access rules and certificates stay"
+                    ),
+                }
+            }
         }
     }
 }
@@ -151,6 +187,7 @@ pub struct RunningNode {
     stop: Arc<AtomicBool>,
     done: tokio::sync::oneshot::Receiver<Result<(), driver::DriverError>>,
     transport: Option<Arc<QuicTransport>>,
+    gate: Arc<Gate>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -189,12 +226,16 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let mut multi_config = config.multi_config();
     multi_config.incarnation = data.incarnation();
     let listen = config.listen_address()?;
-    let transport = QuicTransport::bind(node, listen, tls, config.transport_config())
-        .await
-        .map_err(|source| ServerError::Listen {
-            address: listen,
-            source,
-        })?;
+    let policy = Policy::new(&config.access).map_err(ConfigError::from)?;
+    let revoked = Arc::new(policy.revocations(&tls.cluster));
+    let gate = Arc::new(Gate::new(policy, &config.access));
+    let transport =
+        QuicTransport::bind_revoking(node, listen, tls, config.transport_config(), revoked)
+            .await
+            .map_err(|source| ServerError::Listen {
+                address: listen,
+                source,
+            })?;
     let address = transport
         .local_address()
         .map_err(ServerError::LocalAddress)?;
@@ -229,6 +270,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
                 requests_max: config.limits.stream_requests_max,
                 answer_bytes_max: config.limits.stream_answer_bytes_max,
             },
+            Arc::clone(&gate),
         )),
     ];
     let driver = Driver {
@@ -255,6 +297,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         stop,
         done,
         transport: Some(transport),
+        gate,
         tasks,
     })
 }
@@ -270,6 +313,31 @@ impl RunningNode {
     #[must_use]
     pub fn address(&self) -> std::net::SocketAddr {
         self.address
+    }
+
+    /// Applies `config`'s `[access]` section to every request from now on, and serves new
+    /// connections with the certificate files read again and its deny-list (open connections
+    /// keep their handshake, but their requests meet the new rules). Nothing changes if
+    /// anything fails. The other keys need a restart.
+    ///
+    /// # Errors
+    /// An invalid configuration, or certificates that cannot be read or used.
+    pub fn reload(&self, config: &NodeConfig) -> Result<(), ServerError> {
+        config.validate()?;
+        let policy = Policy::new(&config.access).map_err(ConfigError::from)?;
+        let tls = crate::config::load_tls(
+            &config.tls_dir,
+            &config.cluster_id,
+            &format!("node-{}", self.node.0),
+        )?;
+        if let Some(transport) = &self.transport {
+            let revoked = Arc::new(policy.revocations(&tls.cluster));
+            transport
+                .reload_server_tls(&tls, revoked)
+                .map_err(ServerError::Reload)?;
+        }
+        self.gate.replace(policy, &config.access);
+        Ok(())
     }
 
     /// Stops the driver after its current turn, then the network.
@@ -337,10 +405,12 @@ async fn accept_clients(
     transport: Arc<QuicTransport>,
     inbox: Sender<Input>,
     bounds: streams::StreamBounds,
+    gate: Arc<Gate>,
 ) {
     // Each connection reads requests up to the endpoint's `client_request_bytes_max`.
     while let Some(connection) = transport.accept_client().await {
-        tokio::spawn(streams::serve_client(connection, inbox.clone(), bounds));
+        let serve = streams::serve_client(connection, inbox.clone(), bounds, Arc::clone(&gate));
+        tokio::spawn(serve);
     }
 }
 

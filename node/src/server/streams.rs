@@ -11,6 +11,7 @@
 use crate::api::{ApiError, RequestFrame, ResponseFrame};
 use crate::core::Respond;
 use crate::server::driver::{Input, Responder};
+use crate::server::gate::{Caller, Gate};
 use crossbeam_channel::{Sender, TrySendError};
 use flotilla_transport_quic::endpoint::CLOSE_ANSWERS_UNREAD;
 use flotilla_transport_quic::{
@@ -34,11 +35,14 @@ pub(crate) async fn serve_client(
     connection: ClientConnection,
     inbox: Sender<Input>,
     bounds: StreamBounds,
+    gate: Arc<Gate>,
 ) {
     let who = connection.identity().san();
+    let caller = Caller::of(&connection);
     while let Ok((send, recv)) = connection.accept_stream().await {
         let budget = Arc::new(StreamBudget::new(bounds, connection.closer()));
-        tokio::spawn(serve_stream(send, recv, inbox.clone(), budget));
+        let access = (Arc::clone(&gate), caller.clone());
+        tokio::spawn(serve_stream(send, recv, inbox.clone(), budget, access));
     }
     tracing::debug!(client = %who, "client connection closed");
 }
@@ -48,6 +52,7 @@ async fn serve_stream(
     mut recv: MessageReceiver<RequestFrame>,
     inbox: Sender<Input>,
     budget: Arc<StreamBudget>,
+    (gate, caller): (Arc<Gate>, Caller),
 ) {
     let (responses, pending) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_responses(send, pending, Arc::clone(&budget)));
@@ -66,6 +71,10 @@ async fn serve_stream(
             }
         };
         let responder = Responder::new(frame.id, responses.clone(), Arc::clone(&budget));
+        if let Err(refusal) = gate.check(&caller, &frame.request) {
+            responder.answer(Err(refusal));
+            continue;
+        }
         match inbox.try_send(Input::Request(frame.request, responder)) {
             Ok(()) => {}
             Err(TrySendError::Full(Input::Request(_, responder))) => {
