@@ -11,7 +11,9 @@ use crate::shell::ShellError;
 use clap::{Args, Parser, Subcommand};
 use flotilla_raft::NodeId;
 use flotilla_storage::Command;
-use flotilla_transport_quic::{CertError, ClusterId, add_client_certs, write_dev_certs};
+use flotilla_transport_quic::{
+    CertError, ClusterId, add_client_certs, add_node_certs, write_dev_certs,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -115,6 +117,13 @@ pub enum Commands {
         /// number (for `[access] deny_serials`). Existing files are not overwritten.
         #[arg(long, value_delimiter = ',')]
         add_client: Vec<String>,
+        /// Instead of a new CA: sign certificates for these node ids (comma-separated) with the
+        /// CA already in --dir, for nodes that join the running cluster.
+        #[arg(long, value_delimiter = ',')]
+        add_node: Vec<u64>,
+        /// Replace an existing CA in --dir (every certificate it signed stops working).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -259,12 +268,17 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             clients,
             cluster_id,
             add_client,
+            add_node,
+            force,
         } => {
             let cluster =
                 ClusterId::new(&cluster_id).ok_or(CliError::ClusterId(cluster_id.clone()))?;
-            if !add_client.is_empty() {
+            if !add_client.is_empty() || !add_node.is_empty() {
                 let names: Vec<&str> = add_client.iter().map(String::as_str).collect();
-                for files in add_client_certs(&dir, &cluster, &names)? {
+                let nodes: Vec<NodeId> = add_node.into_iter().map(NodeId).collect();
+                let mut written = add_client_certs(&dir, &cluster, &names)?;
+                written.extend(add_node_certs(&dir, &cluster, &nodes)?);
+                for files in written {
                     println!(
                         "wrote {} (serial {})",
                         files.certificate.display(),
@@ -272,6 +286,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     );
                 }
                 return Ok(());
+            }
+            if force {
+                for file in ["ca.pem", "ca.key"] {
+                    remove_if_present(&dir.join(file))?;
+                }
             }
             let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
             let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
@@ -388,8 +407,23 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Removes `path` unless it is already gone.
+fn remove_if_present(path: &std::path::Path) -> Result<(), CliError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(CliError::Certificates(CertError::Io {
+                path: path.to_owned(),
+                source: error,
+            }))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Logs to stderr, filtered by `FLOTILLA_LOG`, else `RUST_LOG`, else `default`.
 fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -742,16 +742,32 @@ pub fn load_tls(
 ) -> Result<flotilla_transport_quic::TlsSetup, TlsLoadError> {
     let cluster = flotilla_transport_quic::ClusterId::new(cluster_id)
         .ok_or_else(|| TlsLoadError::ClusterId(cluster_id.to_string()))?;
-    let tls_error = |source| TlsLoadError::Certificates {
-        dir: dir.to_path_buf(),
+    let ca_error = |source| TlsLoadError::Certificates {
+        hint: format!(
+            "a new CA and certificates: `flotilla certs --dir {}`",
+            dir.display()
+        ),
         source,
     };
-    let ca = flotilla_transport_quic::load_ca(&dir.join("ca.pem")).map_err(tls_error)?;
+    let ca = flotilla_transport_quic::load_ca(&dir.join("ca.pem")).map_err(ca_error)?;
+    // The CA is there: what is missing is this identity's certificate, which the CA signs.
+    let add = match (stem.strip_prefix("node-"), stem.strip_prefix("client-")) {
+        (Some(node), _) => format!("--add-node {node}"),
+        (_, Some(name)) => format!("--add-client {name}"),
+        _ => String::new(),
+    };
+    let identity_error = |source| TlsLoadError::Certificates {
+        hint: format!(
+            "sign one with the cluster's CA: `flotilla certs --dir {} --cluster-id {cluster_id} {add}`",
+            dir.display()
+        ),
+        source,
+    };
     let identity = flotilla_transport_quic::Identity::load(
         &dir.join(format!("{stem}.pem")),
         &dir.join(format!("{stem}.key")),
     )
-    .map_err(tls_error)?;
+    .map_err(identity_error)?;
     Ok(flotilla_transport_quic::TlsSetup {
         cluster,
         ca,
@@ -766,10 +782,10 @@ pub enum TlsLoadError {
     #[error("`{0}` is not a valid cluster id (lowercase letters, digits and dashes)")]
     ClusterId(String),
     /// A certificate or key file is missing or unusable.
-    #[error("{source} (dev certificates: `flotilla certs --dir {}`)", dir.display())]
+    #[error("{source} ({hint})")]
     Certificates {
-        /// The certificate directory.
-        dir: PathBuf,
+        /// The command that makes what is missing.
+        hint: String,
         /// What was wrong.
         source: flotilla_transport_quic::CertError,
     },
@@ -791,6 +807,21 @@ fn merge(base: &mut toml::Table, top: toml::Table) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A missing certificate names the command that makes it: a new CA only when there is
+    /// none, else one more certificate signed by the CA that is there.
+    #[test]
+    fn a_missing_certificate_names_the_command_that_adds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = load_tls(dir.path(), "flotilla", "client-reader").unwrap_err();
+        assert!(error.to_string().contains("a new CA"), "{error}");
+        let cluster = flotilla_transport_quic::ClusterId::new("flotilla").unwrap();
+        flotilla_transport_quic::write_dev_certs(dir.path(), &cluster, &[], &[]).unwrap();
+        let error = load_tls(dir.path(), "flotilla", "client-reader").unwrap_err();
+        assert!(error.to_string().contains("--add-client reader"), "{error}");
+        let error = load_tls(dir.path(), "flotilla", "node-4").unwrap_err();
+        assert!(error.to_string().contains("--add-node 4"), "{error}");
+    }
 
     #[test]
     fn the_embedded_default_is_valid() {

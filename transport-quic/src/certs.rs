@@ -282,14 +282,14 @@ fn verify_chain(ca: &CertificateDer<'static>, identity: &Identity) -> Result<(),
         .map_err(|error| error.to_string())
 }
 
-/// One client certificate [`add_client_certs`] wrote.
+/// One certificate [`add_client_certs`] or [`add_node_certs`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientCertFiles {
-    /// The client's name.
+    /// The client's name, or the node's id.
     pub name: String,
-    /// `client-<name>.pem`.
+    /// `client-<name>.pem` or `node-<id>.pem`.
     pub certificate: PathBuf,
-    /// `client-<name>.key` (mode 0600).
+    /// `client-<name>.key` or `node-<id>.key` (mode 0600).
     pub key: PathBuf,
     /// The certificate's serial number in hex (what `[access] deny_serials` takes).
     pub serial_hex: String,
@@ -302,33 +302,67 @@ pub fn add_client_certs(
     cluster: &ClusterId,
     names: &[&str],
 ) -> Result<Vec<ClientCertFiles>, CertError> {
-    let ca = ClusterCa::load(cluster, &dir.join("ca.pem"), &dir.join("ca.key"))?;
-    let mut written = Vec::new();
     for name in names {
         if !is_label(name) {
             return Err(CertError::BadClientName {
                 name: (*name).to_owned(),
             });
         }
-        let stem = format!("client-{name}");
+    }
+    let identities: Vec<PeerIdentity> = names
+        .iter()
+        .map(|name| PeerIdentity::Client {
+            name: (*name).to_owned(),
+            cluster: cluster.clone(),
+        })
+        .collect();
+    add_certs(dir, cluster, &identities)
+}
+
+/// Signs a certificate for each new node id with the CA already in `dir` (`ca.pem`,
+/// `ca.key`), which is kept; an existing certificate file is never overwritten. A node that
+/// joins a running cluster needs one.
+pub fn add_node_certs(
+    dir: &Path,
+    cluster: &ClusterId,
+    nodes: &[NodeId],
+) -> Result<Vec<ClientCertFiles>, CertError> {
+    let identities: Vec<PeerIdentity> = nodes
+        .iter()
+        .map(|node| PeerIdentity::Node {
+            node: *node,
+            cluster: cluster.clone(),
+        })
+        .collect();
+    add_certs(dir, cluster, &identities)
+}
+
+/// Signs a certificate for each identity with the CA in `dir`, refusing to overwrite a file.
+fn add_certs(
+    dir: &Path,
+    cluster: &ClusterId,
+    identities: &[PeerIdentity],
+) -> Result<Vec<ClientCertFiles>, CertError> {
+    let ca = ClusterCa::load(cluster, &dir.join("ca.pem"), &dir.join("ca.key"))?;
+    let mut written = Vec::new();
+    for identity in identities {
+        let (name, stem) = match identity {
+            PeerIdentity::Client { name, .. } => (name.clone(), format!("client-{name}")),
+            PeerIdentity::Node { node, .. } => (node.0.to_string(), format!("node-{}", node.0)),
+        };
         for extension in ["pem", "key"] {
             let path = dir.join(format!("{stem}.{extension}"));
             if path.exists() {
                 return Err(CertError::Exists { path });
             }
         }
-        let san = PeerIdentity::Client {
-            name: (*name).to_owned(),
-            cluster: cluster.clone(),
-        }
-        .san();
-        let (certificate, key) = write_identity(dir, &stem, &ca, &san)?;
+        let (certificate, key) = write_identity(dir, &stem, &ca, &identity.san())?;
         let serial_hex = load_ca(&certificate)
             .ok()
             .and_then(|der| crate::der::serial_number(&der).map(hex))
             .unwrap_or_default();
         written.push(ClientCertFiles {
-            name: (*name).to_owned(),
+            name,
             certificate,
             key,
             serial_hex,
@@ -343,13 +377,20 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Creates a CA and one certificate per node and client in `dir` (created if missing); every
-/// private key is written with mode 0600.
+/// private key is written with mode 0600. An existing CA is never replaced: every certificate
+/// it signed would stop working (`CaExists`; remove `ca.pem` and `ca.key` first to mean it).
 pub fn write_dev_certs(
     dir: &Path,
     cluster: &ClusterId,
     nodes: &[NodeId],
     clients: &[&str],
 ) -> Result<DevCertFiles, CertError> {
+    for file in ["ca.pem", "ca.key"] {
+        let path = dir.join(file);
+        if path.exists() {
+            return Err(CertError::CaExists { path });
+        }
+    }
     std::fs::create_dir_all(dir).map_err(|source| CertError::Io {
         path: dir.to_owned(),
         source,
@@ -477,5 +518,36 @@ mod tests {
             matches!(mismatch, CertError::CaKeyMismatch { .. }),
             "{mismatch}"
         );
+    }
+
+    /// A node that joins later gets its certificate from the existing CA, which a second
+    /// `write_dev_certs` refuses to replace.
+    #[test]
+    fn nodes_are_added_under_the_existing_ca_which_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = ClusterId::new("add-test").unwrap();
+        write_dev_certs(dir.path(), &cluster, &[NodeId(1)], &[]).unwrap();
+        let ca_before = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let replaced = write_dev_certs(dir.path(), &cluster, &[NodeId(1)], &[]).unwrap_err();
+        assert!(matches!(replaced, CertError::CaExists { .. }), "{replaced}");
+        assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca_before);
+        let added = add_node_certs(dir.path(), &cluster, &[NodeId(4)]).unwrap();
+        assert_eq!(added[0].certificate, dir.path().join("node-4.pem"));
+        let identity = Identity::load(&added[0].certificate, &added[0].key).unwrap();
+        verify_chain(&load_ca(&dir.path().join("ca.pem")).unwrap(), &identity).unwrap();
+        let named = PeerIdentity::from_certificate(&identity.cert_chain[0]).unwrap();
+        assert_eq!(
+            named,
+            PeerIdentity::Node {
+                node: NodeId(4),
+                cluster
+            }
+        );
+        let again = add_node_certs(
+            dir.path(),
+            &ClusterId::new("add-test").unwrap(),
+            &[NodeId(1)],
+        );
+        assert!(matches!(again, Err(CertError::Exists { .. })));
     }
 }

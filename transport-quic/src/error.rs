@@ -225,6 +225,15 @@ pub enum CertError {
         /// What the verifier said.
         reason: String,
     },
+    /// A CA already exists where a new one would be written; it is not replaced.
+    #[error(
+        "{path} exists: a new CA would lock out every node and client its certificates were \
+         signed for"
+    )]
+    CaExists {
+        /// The CA file.
+        path: std::path::PathBuf,
+    },
     /// A certificate file already exists; it is not overwritten.
     #[error("{path} already exists; remove it first to replace that certificate")]
     Exists {

@@ -35,7 +35,8 @@ pub mod verifier;
 pub use alert::{AlertSender, TlsAlert};
 pub use backoff::{BackoffPolicy, JitterSequence};
 pub use certs::{
-    ClientCertFiles, ClusterCa, DevCertFiles, Identity, add_client_certs, load_ca, write_dev_certs,
+    ClientCertFiles, ClusterCa, DevCertFiles, Identity, add_client_certs, add_node_certs, load_ca,
+    write_dev_certs,
 };
 pub use client::{ClientCloser, ClientConnection, ClientSession};
 pub use config::TransportConfig;
