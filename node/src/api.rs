@@ -74,27 +74,39 @@ pub struct ResponseFrame {
 }
 
 impl ResponseFrame {
+    /// What [`Self::weight`] counts for a frame's id, result tags and lengths.
+    pub const OVERHEAD_BYTES: usize = 32;
+
     /// About how many bytes the frame takes on the wire (within a few bytes for a key-value
     /// answer; counted by encoding for the rest): what a client stream's answer budget counts.
     #[must_use]
     pub fn weight(&self) -> usize {
-        const OVERHEAD: usize = 32;
-        let bytes = |value: &Option<Vec<u8>>| value.as_ref().map_or(0, Vec::len);
-        OVERHEAD
+        Self::OVERHEAD_BYTES
             + match &self.result {
-                Ok(Reply::Kv(Response::Value(value))) => bytes(value),
-                Ok(Reply::Kv(Response::Written { previous })) => bytes(previous),
-                Ok(Reply::Kv(Response::CompareAndSwap { current, .. })) => bytes(current),
-                Ok(Reply::Kv(Response::Scan { pairs, .. })) => pairs
-                    .iter()
-                    .map(|(key, value)| key.len() + value.len() + 8)
-                    .sum(),
+                Ok(Reply::Kv(response)) => kv_answer_bytes(response),
                 other => postcard::serialize_with_flavor::<_, _, usize>(
                     other,
                     postcard::ser_flavors::Size::default(),
                 )
                 .unwrap_or(0),
             }
+    }
+}
+
+/// The key and value bytes a key-value answer carries (8 more per scanned pair).
+#[must_use]
+pub fn kv_answer_bytes(response: &Response) -> usize {
+    let bytes = |value: &Option<Vec<u8>>| value.as_ref().map_or(0, Vec::len);
+    match response {
+        Response::Value(value) => bytes(value),
+        Response::Written { previous } => bytes(previous),
+        Response::CompareAndSwap { current, .. } => bytes(current),
+        Response::Scan { pairs, .. } => pairs
+            .iter()
+            .map(|(key, value)| key.len() + value.len() + 8)
+            .sum(),
+        Response::Invalid(reason) => reason.len(),
+        _ => 0,
     }
 }
 

@@ -180,6 +180,8 @@ pub struct Tuning {
     pub batch_payload_bytes_max: u64,
     /// The most key and value bytes in one scan response.
     pub scan_bytes_max: usize,
+    /// Answer bytes of reads the driver serves in one turn; the rest wait for the next turn.
+    pub read_bytes_per_turn: usize,
     /// Log writes between two garbage collections of the log's segments.
     pub gc_interval_writes: u64,
     /// Ticks between a leader's checks whether its group's preferred leader could take over.
@@ -253,9 +255,9 @@ pub struct Limits {
     /// Requests of one client stream read but not yet answered; the node stops reading the
     /// stream while this many are in flight.
     pub stream_requests_max: usize,
-    /// Answer bytes one client stream may have waiting for the client to read them: the node
-    /// stops reading the stream's requests past half of it, and closes the connection of a
-    /// client whose answers would pass it (a client that sends and never reads).
+    /// Answer bytes one client stream may hold: each request read reserves its largest
+    /// possible answer until the answer is written, and the node reads the stream's next
+    /// request only while another largest answer fits (a client that never reads is not read).
     pub stream_answer_bytes_max: usize,
     /// Key and value bytes this node's ranges may hold before writes that add data are
     /// refused (0: no quota). Ranges live in memory, so this bounds their memory too.
@@ -589,6 +591,20 @@ impl NodeConfig {
                 )));
             }
         }
+        let largest = self.stream_bounds().largest_reservation();
+        if self.limits.stream_answer_bytes_max < 2 * largest {
+            return Err(ConfigError::Invalid(format!(
+                "limits.stream_answer_bytes_max ({}) must hold at least two of the largest \
+                 answers ({largest} bytes: a value of the limits or a scan page)",
+                self.limits.stream_answer_bytes_max
+            )));
+        }
+        if !(1 << 20..=1 << 30).contains(&tuning.read_bytes_per_turn) {
+            return Err(ConfigError::Invalid(format!(
+                "tuning.read_bytes_per_turn must be 1 MiB to 1 GiB, not {}",
+                tuning.read_bytes_per_turn
+            )));
+        }
         // Clients read with the transport's default frame limit, so what a node answers (a
         // scan, a value) must fit that too, whatever this node's own limit.
         let client_frame =
@@ -619,6 +635,16 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// What one client stream may make this node hold.
+    pub(crate) fn stream_bounds(&self) -> crate::server::StreamBounds {
+        crate::server::StreamBounds {
+            requests_max: self.limits.stream_requests_max,
+            answer_bytes_max: self.limits.stream_answer_bytes_max,
+            value_bytes_max: self.limits.value_bytes_max,
+            scan_bytes_max: self.tuning.scan_bytes_max,
+        }
+    }
+
     /// The core's cadences and sizes.
     #[must_use]
     pub fn core_tuning(&self) -> crate::core::CoreTuning {
@@ -627,6 +653,7 @@ impl NodeConfig {
             gc_interval_writes: self.tuning.gc_interval_writes,
             batch_payload_bytes_max: self.tuning.batch_payload_bytes_max,
             scan_bytes_max: self.tuning.scan_bytes_max,
+            read_bytes_per_turn: self.tuning.read_bytes_per_turn,
         }
     }
 
@@ -972,6 +999,12 @@ mod tests {
             }),
             ("limits.stream_requests_max", |c| {
                 c.limits.stream_requests_max = 0
+            }),
+            ("limits.stream_answer_bytes_max", |c| {
+                c.limits.stream_answer_bytes_max = 4 << 20
+            }),
+            ("tuning.read_bytes_per_turn", |c| {
+                c.tuning.read_bytes_per_turn = 1
             }),
             ("limits.stream_answer_bytes_max", |c| {
                 c.limits.stream_answer_bytes_max = 1 << 31

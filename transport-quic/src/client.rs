@@ -130,13 +130,6 @@ impl ClientConnection {
         &self.connection
     }
 
-    /// A handle that closes this connection from anywhere (a node that must stop serving a
-    /// client which does not read its answers).
-    #[must_use]
-    pub fn closer(&self) -> ClientCloser {
-        ClientCloser(self.connection.clone())
-    }
-
     /// Waits for the client's next pipelined stream and gives its two halves: requests of `Q`
     /// in, responses of `R` out. Fails once the connection is closed.
     pub async fn accept_stream<Q, R>(
@@ -144,18 +137,6 @@ impl ClientConnection {
     ) -> Result<(MessageSender<R>, MessageReceiver<Q>), StreamError> {
         let (send, recv) = self.connection.accept_bi().await?;
         Ok(pipeline::halves(send, recv, self.limits))
-    }
-}
-
-/// Closes one client connection; see [`ClientConnection::closer`].
-#[derive(Clone, Debug)]
-pub struct ClientCloser(Connection);
-
-impl ClientCloser {
-    /// Closes the connection with an application error `code` and a short `reason` the client
-    /// sees; every stream of it ends.
-    pub fn close(&self, code: u32, reason: &str) {
-        self.0.close(code.into(), reason.as_bytes());
     }
 }
 

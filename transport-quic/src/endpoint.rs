@@ -34,9 +34,6 @@ pub const CLOSE_SILENT: u32 = 0x46_03;
 /// The application error code of an accepted peer connection replaced by a newer one from the
 /// same peer.
 pub const CLOSE_SUPERSEDED: u32 = 0x46_04;
-/// The application error code of a client connection closed because answers waiting for the
-/// client to read them passed the node's limit.
-pub const CLOSE_ANSWERS_UNREAD: u32 = 0x46_05;
 
 /// The peer links, and the last connection each lower-id peer dialed in: a peer may dial before
 /// `add_peer` names it, and its link must still find that connection. One lock guards both.

@@ -38,7 +38,7 @@ pub use certs::{
     ClientCertFiles, ClusterCa, DevCertFiles, Identity, add_client_certs, add_node_certs, load_ca,
     write_dev_certs,
 };
-pub use client::{ClientCloser, ClientConnection, ClientSession};
+pub use client::{ClientConnection, ClientSession};
 pub use config::TransportConfig;
 pub use counters::{CounterSnapshot, Counters};
 pub use endpoint::QuicTransport;

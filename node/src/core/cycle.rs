@@ -162,18 +162,34 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
-    fn serve_reads(&mut self) {
+    /// Answers the reads whose index has applied, until their answers reach
+    /// `read_bytes_per_turn`: the rest wait for the driver's next turn (which comes at once),
+    /// so heartbeats and peer traffic are handled between slices of a read storm.
+    pub(super) fn serve_reads(&mut self) {
         let machines = &self.machines;
         let scan_bytes_max = self.config.tuning.scan_bytes_max;
-        for read in self.waiting.take_servable(|group| machines.applied(group)) {
+        let budget = self.config.tuning.read_bytes_per_turn;
+        let mut servable = self
+            .waiting
+            .take_servable(|group| machines.applied(group))
+            .into_iter();
+        let mut served = 0usize;
+        for read in servable.by_ref() {
             let response = machines
                 .kv(read.group)
                 .and_then(|machine| machine.read_bounded(&read.command, scan_bytes_max));
+            served += response.as_ref().map_or(0, crate::api::kv_answer_bytes);
             let result = response
                 .map(Reply::Kv)
                 .ok_or(ApiError::NotServed { group: read.group });
             read.responder.answer(result);
+            if served >= budget {
+                break;
+            }
         }
+        let rest: Vec<_> = servable.collect();
+        self.reads_left = !rest.is_empty();
+        self.waiting.put_back_servable(rest);
     }
 
     pub(super) fn snapshot_index(&self, group: GroupId) -> LogIndex {

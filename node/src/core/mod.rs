@@ -98,6 +98,9 @@ pub struct CoreTuning {
     /// The most key and value bytes one scan response carries; the client continues after
     /// the last key, so a scan of big values never outgrows a frame.
     pub scan_bytes_max: usize,
+    /// The answer bytes of reads served in one turn of the driver; the rest wait for the
+    /// next turn, so a storm of reads never holds the loop for long.
+    pub read_bytes_per_turn: usize,
 }
 
 /// The largest `batch_payload_bytes_max` any configuration may set: a batch's framing and
@@ -115,6 +118,7 @@ impl Default for CoreTuning {
             gc_interval_writes: 1024,
             batch_payload_bytes_max: 4 << 20,
             scan_bytes_max: 4 << 20,
+            read_bytes_per_turn: 16 << 20,
         }
     }
 }
@@ -194,6 +198,8 @@ pub struct NodeCore<R, S> {
     clock: Clock,
     /// Free bytes on the data directory's file system, as the driver last read them.
     disk_free_bytes: Option<u64>,
+    /// Servable reads were left for the next turn (the turn's read budget ran out).
+    reads_left: bool,
 }
 
 /// What the core has done since start.
@@ -265,6 +271,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             deferred: BTreeMap::new(),
             clock: Clock::default(),
             disk_free_bytes: None,
+            reads_left: false,
         }
     }
 
@@ -311,6 +318,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// When the next tick is due, on the driver's monotonic clock (it may sleep until then).
     #[must_use]
     pub fn next_deadline_ms(&self) -> u64 {
+        if self.reads_left {
+            return self.clock.monotonic_ms;
+        }
         self.clock
             .next_tick_ms
             .unwrap_or(self.clock.monotonic_ms + self.config.tick_ms)
@@ -380,6 +390,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub fn run(&mut self) -> Result<(), CoreError> {
         while self.multi.has_ready() {
             self.cycle()?;
+        }
+        if self.reads_left {
+            self.serve_reads();
         }
         self.adopt_registered_directories()
     }

@@ -156,6 +156,15 @@ impl<R: Respond> Waiting<R> {
         ready
     }
 
+    /// Gives back servable reads left for a later turn, ahead of those confirmed since.
+    pub(crate) fn put_back_servable(&mut self, mut reads: Vec<ConfirmedRead<R>>) {
+        if reads.is_empty() {
+            return;
+        }
+        reads.append(&mut self.confirmed);
+        self.confirmed = reads;
+    }
+
     /// Proposals and reads waiting, for status.
     pub(crate) fn len(&self) -> usize {
         self.proposals.len() + self.superseded.len() + self.reads.len() + self.confirmed.len()

@@ -7,7 +7,7 @@
 use crate::api::{ApiError, Reply, Request, ResponseFrame};
 use crate::core::{CoreError, NodeCore, Now, Respond};
 use crate::server::data::OpenedData;
-use crate::server::streams::StreamBudget;
+use crate::server::streams::Reservation;
 use crossbeam_channel::Receiver;
 use flotilla_raft::Batch;
 use flotilla_transport_quic::QuicTransport;
@@ -29,21 +29,25 @@ pub(crate) enum Input {
 }
 
 /// Where the answer to one request goes: its client stream's writer, within the stream's
-/// budget (dropped unanswered, it still gives its place back).
+/// budget (its reservation is given back when it answers or is dropped unanswered).
 #[derive(Debug)]
 pub(crate) struct Responder {
     id: u64,
     stream: UnboundedSender<ResponseFrame>,
-    budget: Arc<StreamBudget>,
+    reservation: Reservation,
 }
 
 impl Responder {
     pub(crate) fn new(
         id: u64,
         stream: UnboundedSender<ResponseFrame>,
-        budget: Arc<StreamBudget>,
+        reservation: Reservation,
     ) -> Self {
-        Self { id, stream, budget }
+        Self {
+            id,
+            stream,
+            reservation,
+        }
     }
 }
 
@@ -53,17 +57,10 @@ impl Respond for Responder {
             id: self.id,
             result,
         };
-        // Past the limit the connection is closed and the answer goes nowhere. A send fails
-        // only once the stream's writer is gone, and the stream with it.
-        if self.budget.queue(frame.weight()) {
+        // A send fails only once the stream's writer is gone, and the stream with it.
+        if self.reservation.answered(&frame) {
             let _ = self.stream.send(frame);
         }
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.budget.answered();
     }
 }
 

@@ -8,6 +8,7 @@ mod driver;
 pub use driver::DriverError;
 mod gate;
 mod streams;
+pub(crate) use streams::StreamBounds;
 
 use crate::access::Policy;
 use crate::config::{ConfigError, NodeConfig};
@@ -266,10 +267,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         tokio::spawn(accept_clients(
             Arc::clone(&transport),
             clients,
-            streams::StreamBounds {
-                requests_max: config.limits.stream_requests_max,
-                answer_bytes_max: config.limits.stream_answer_bytes_max,
-            },
+            config.stream_bounds(),
             Arc::clone(&gate),
         )),
     ];

@@ -2,32 +2,86 @@
 //! bidirectional streams; requests are read as they come (pipelined) and handed to the Raft
 //! loop, and responses are written back in whatever order they complete, several per write.
 //!
-//! What one stream may make the node hold is bounded ([`StreamBounds`]): the node stops
-//! reading a stream while it has `requests_max` requests unanswered, or while answers of more
-//! than half of `answer_bytes_max` wait for the client to read them; an answer that would take
-//! the waiting bytes past `answer_bytes_max` (a client that sends and never reads) closes the
-//! client's connection instead of being queued.
+//! What one stream may make the node hold is bounded ([`StreamBounds`]) before it is spent:
+//! each request read reserves the largest answer it can have (a value for a get or a write, a
+//! scan page for a scan), and the node reads a stream's next request only while its requests
+//! in flight stay under `requests_max` and its reserved and queued answer bytes leave room for
+//! another largest answer under `answer_bytes_max`. A client that sends and never reads is
+//! simply not read any more; a client that reads is never cut off.
 
-use crate::api::{ApiError, RequestFrame, ResponseFrame};
+use crate::api::{ApiError, Request, RequestFrame, ResponseFrame};
 use crate::core::Respond;
 use crate::server::driver::{Input, Responder};
 use crate::server::gate::{Caller, Gate};
 use crossbeam_channel::{Sender, TrySendError};
-use flotilla_transport_quic::endpoint::CLOSE_ANSWERS_UNREAD;
+use flotilla_storage::Command;
 use flotilla_transport_quic::{
-    ClientCloser, ClientConnection, FrameError, MessageReceiver, MessageSender, StreamError,
+    ClientConnection, FrameError, MessageReceiver, MessageSender, StreamError,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{Notify, mpsc};
+
+/// Answer bytes reserved for a request whose answer is not a key-value one (status, the range
+/// map): such an answer may be larger, and is then counted at its size once it exists.
+const OTHER_ANSWER_BYTES: usize = 64 << 10;
 
 /// What one client stream may make the node hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct StreamBounds {
     /// Requests read and not yet answered.
     pub(crate) requests_max: usize,
-    /// Answer bytes waiting for the client to read them.
+    /// Answer bytes reserved for requests in flight plus those waiting for the client.
     pub(crate) answer_bytes_max: usize,
+    /// The largest value (what a get or a write may answer with).
+    pub(crate) value_bytes_max: usize,
+    /// The most key and value bytes of one scan page.
+    pub(crate) scan_bytes_max: usize,
+}
+
+impl StreamBounds {
+    /// The largest answer `request` can have, as [`ResponseFrame::weight`] counts it.
+    pub(crate) fn reservation(&self, request: &Request) -> usize {
+        let command = match request {
+            Request::Kv { command, .. } | Request::Write { command, .. } => command,
+            Request::RangeMap | Request::Status => return OTHER_ANSWER_BYTES,
+            Request::KnownDirectory { .. } | Request::OpenSession { .. } => {
+                return ResponseFrame::OVERHEAD_BYTES;
+            }
+        };
+        ResponseFrame::OVERHEAD_BYTES
+            + match command {
+                // Pairs count 8 bytes each beyond their keys and values.
+                Command::Scan { .. } => {
+                    self.scan_bytes_max + 8 * flotilla_storage::kv::SCAN_PAIR_COUNT_MAX as usize
+                }
+                Command::Get { .. }
+                | Command::Put { .. }
+                | Command::Delete { .. }
+                | Command::CompareAndSwap { .. } => self.value_bytes_max,
+            }
+    }
+
+    /// The largest reservation any request makes.
+    pub(crate) fn largest_reservation(&self) -> usize {
+        let scan = Request::Kv {
+            group: flotilla_raft::GroupId(0),
+            epoch: flotilla_shard_manager::Epoch::default(),
+            command: Command::Scan {
+                start: Vec::new(),
+                end: None,
+                limit: 0,
+            },
+        };
+        let get = Request::Kv {
+            group: flotilla_raft::GroupId(0),
+            epoch: flotilla_shard_manager::Epoch::default(),
+            command: Command::Get { key: Vec::new() },
+        };
+        self.reservation(&scan)
+            .max(self.reservation(&get))
+            .max(OTHER_ANSWER_BYTES)
+    }
 }
 
 /// Serves every stream the client opens until the connection closes.
@@ -40,7 +94,7 @@ pub(crate) async fn serve_client(
     let who = connection.identity().san();
     let caller = Caller::of(&connection);
     while let Ok((send, recv)) = connection.accept_stream().await {
-        let budget = Arc::new(StreamBudget::new(bounds, connection.closer()));
+        let budget = Arc::new(StreamBudget::new(bounds));
         let access = (Arc::clone(&gate), caller.clone());
         tokio::spawn(serve_stream(send, recv, inbox.clone(), budget, access));
     }
@@ -56,8 +110,8 @@ async fn serve_stream(
 ) {
     let (responses, pending) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_responses(send, pending, Arc::clone(&budget)));
-    loop {
-        budget.wait_for_room().await;
+    // Stops when the client ends the stream, sends a bad frame, or no longer takes answers.
+    while budget.wait_for_room().await {
         let frame = match recv.recv().await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -70,7 +124,8 @@ async fn serve_stream(
                 break;
             }
         };
-        let responder = Responder::new(frame.id, responses.clone(), Arc::clone(&budget));
+        let reserved = budget.bounds.reservation(&frame.request);
+        let responder = Responder::new(frame.id, responses.clone(), budget.reserve(reserved));
         if let Err(refusal) = gate.check(&caller, &frame.request) {
             responder.answer(Err(refusal));
             continue;
@@ -108,6 +163,7 @@ async fn write_responses(
     if let Err(error) = send.write_bursts_counted(pending, refuse, taken).await {
         tracing::debug!(%error, "client stream failed while answering");
     }
+    budget.writer_gone();
 }
 
 /// What one stream holds now against its [`StreamBounds`].
@@ -116,77 +172,97 @@ pub(crate) struct StreamBudget {
     bounds: StreamBounds,
     /// Requests read whose responder has not answered yet.
     unanswered: AtomicUsize,
-    /// Bytes (by [`ResponseFrame::weight`]) of answers queued and not yet taken for a write.
-    queued_bytes: AtomicUsize,
-    /// Set once the queued answers overran the limit and the connection was closed.
-    overrun: AtomicBool,
-    /// Woken whenever an answer or a queued byte is given back.
+    /// Answer bytes reserved by those requests plus those of answers queued and not yet taken
+    /// for a write (by [`ResponseFrame::weight`]).
+    held_bytes: AtomicUsize,
+    /// Set once the writer stopped (the client no longer takes answers).
+    gone: AtomicBool,
+    /// Woken whenever a request is answered, bytes are given back, or the writer stops.
     room: Notify,
-    closer: ClientCloser,
+}
+
+/// The answer bytes one request holds in its stream's budget; given back as its answer is
+/// queued (then counted at its real size) or when it is dropped unanswered.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    budget: Arc<StreamBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// The request is answered with `frame`: its reservation becomes the frame's weight.
+    /// Returns whether the answer should be queued (the writer still takes answers).
+    pub(crate) fn answered(mut self, frame: &ResponseFrame) -> bool {
+        let weight = frame.weight();
+        let budget = &self.budget;
+        budget.held_bytes.fetch_add(weight, Ordering::AcqRel);
+        budget.held_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.bytes = 0;
+        !budget.gone.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let budget = &self.budget;
+        budget.held_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        budget.unanswered.fetch_sub(1, Ordering::AcqRel);
+        budget.room.notify_one();
+    }
 }
 
 impl StreamBudget {
-    fn new(bounds: StreamBounds, closer: ClientCloser) -> Self {
+    fn new(bounds: StreamBounds) -> Self {
         Self {
             bounds,
             unanswered: AtomicUsize::new(0),
-            queued_bytes: AtomicUsize::new(0),
-            overrun: AtomicBool::new(false),
+            held_bytes: AtomicUsize::new(0),
+            gone: AtomicBool::new(false),
             room: Notify::new(),
-            closer,
         }
     }
 
     fn has_room(&self) -> bool {
+        let held = self.held_bytes.load(Ordering::Acquire);
         self.unanswered.load(Ordering::Acquire) < self.bounds.requests_max
-            && self.queued_bytes.load(Ordering::Acquire) < self.bounds.answer_bytes_max / 2
+            && held + self.bounds.largest_reservation() <= self.bounds.answer_bytes_max
     }
 
-    /// Waits until the stream may read another request.
-    async fn wait_for_room(&self) {
+    /// Waits until the stream may read another request; `false` once the writer is gone.
+    async fn wait_for_room(&self) -> bool {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.gone.load(Ordering::Acquire) {
+                return false;
+            }
             if self.has_room() {
-                self.unanswered.fetch_add(1, Ordering::AcqRel);
-                return;
+                return true;
             }
             notified.await;
         }
     }
 
-    /// An answer of `bytes` joins the queue; `false` (the connection closed, the answer to be
-    /// dropped) when it would take the queue past the limit.
-    pub(crate) fn queue(&self, bytes: usize) -> bool {
-        let before = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        if before.saturating_add(bytes) <= self.bounds.answer_bytes_max {
-            return true;
+    /// A request read: it holds `bytes` of the budget until answered.
+    fn reserve(self: &Arc<Self>, bytes: usize) -> Reservation {
+        self.unanswered.fetch_add(1, Ordering::AcqRel);
+        self.held_bytes.fetch_add(bytes, Ordering::AcqRel);
+        Reservation {
+            budget: Arc::clone(self),
+            bytes,
         }
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        if !self.overrun.swap(true, Ordering::AcqRel) {
-            tracing::info!(
-                queued_bytes = before,
-                limit = self.bounds.answer_bytes_max,
-                "closed a client connection that does not read its answers"
-            );
-            self.closer.close(
-                CLOSE_ANSWERS_UNREAD,
-                "answers waiting for this client passed limits.stream_answer_bytes_max",
-            );
-        }
-        false
-    }
-
-    /// A responder answered (or was dropped): one request fewer in flight.
-    pub(crate) fn answered(&self) {
-        self.unanswered.fetch_sub(1, Ordering::AcqRel);
-        self.room.notify_one();
     }
 
     /// The writer took an answer of `bytes` from the queue.
     fn taken(&self, bytes: usize) {
-        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.held_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.notify_one();
+    }
+
+    /// The writer stopped: nothing more is read from this stream.
+    fn writer_gone(&self) {
+        self.gone.store(true, Ordering::Release);
         self.room.notify_one();
     }
 }
