@@ -93,6 +93,10 @@ pub enum Mutation {
     /// Quiesce a group as soon as every replica holds the whole log, before each has
     /// acknowledged the commit: a learner that misses the last heartbeat never commits it.
     QuiesceBeforeTheCommitIsKnown,
+    /// Ignore the commit index a vote answer carries: a replica refused by a removed one
+    /// with a longer log never learns that the configuration without it is committed, and
+    /// counts votes by the joint configuration, which needs the removed replica.
+    IgnoreCommitInVoteAnswers,
 }
 
 impl Config {

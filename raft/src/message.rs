@@ -36,6 +36,11 @@ pub enum MessageBody {
         pre_vote: bool,
         /// Whether the vote was granted.
         granted: bool,
+        /// The voter's commit index with the term of its entry there (zero when it cannot
+        /// tell). A candidate whose log holds that entry learns the commit from it: a replica
+        /// refused for its shorter log may need a configuration committed there to elect
+        /// (`docs/protocol/membership.md`, "A refusal tells the commit").
+        commit: LogId,
     },
     /// AppendEntries (Raft §5.3) carrying entries.
     AppendEntries {

@@ -19,8 +19,9 @@ use serde::de::DeserializeOwned;
 /// The first byte of every frame.
 pub const MAGIC: u8 = 0xF1;
 /// The frame format version this build speaks. 2: a Raft batch names its sender's data
-/// directory and start (`Batch::incarnation`).
-pub const VERSION: u8 = 2;
+/// directory and start (`Batch::incarnation`). 3: a vote answer carries the voter's commit
+/// (`MessageBody::VoteResponse::commit`).
+pub const VERSION: u8 = 3;
 /// Bytes of the fixed header before the payload.
 pub const HEADER_BYTES: usize = 7;
 

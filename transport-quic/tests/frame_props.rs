@@ -43,8 +43,13 @@ fn body() -> impl Strategy<Value = MessageBody> {
                     commit: LogIndex(commit),
                 }
             }),
-        (any::<bool>(), any::<bool>())
-            .prop_map(|(pre_vote, granted)| MessageBody::VoteResponse { pre_vote, granted }),
+        (any::<bool>(), any::<bool>(), any::<u64>()).prop_map(|(pre_vote, granted, commit)| {
+            MessageBody::VoteResponse {
+                pre_vote,
+                granted,
+                commit: LogId::new(Term(commit), LogIndex(commit)),
+            }
+        }),
         Just(MessageBody::TimeoutNow),
     ]
 }

@@ -1,10 +1,11 @@
 //! Commitment (Raft §5.3, §5.4.2): an entry commits once a quorum holds it, and a leader
-//! commits by counting only entries of its own term (Figure 8).
+//! commits by counting only entries of its own term (Figure 8). Other replicas learn the
+//! commit from the leader, and from the answers to their (pre-)votes.
 
 use crate::log::LogReader;
 use crate::node::{RaftNode, Role};
 use crate::quorum::quorum_of;
-use crate::types::LogIndex;
+use crate::types::{LogId, LogIndex, Term};
 
 impl<L: LogReader> RaftNode<L> {
     /// Leader: moves the commit index to what a quorum holds, if that entry is of the current
@@ -51,5 +52,40 @@ impl<L: LogReader> RaftNode<L> {
         if self.maybe_commit() {
             self.broadcast_append();
         }
+    }
+
+    /// The commit index with the term of the entry there: what a vote answer tells. Zero when
+    /// the term cannot be read (index zero teaches no one anything).
+    pub(crate) fn committed_log_id(&self) -> LogId {
+        let index = self.log.committed();
+        match self.log.term(index) {
+            Ok(term) => LogId::new(term, index),
+            Err(_) => LogId::new(Term::ZERO, LogIndex::ZERO),
+        }
+    }
+
+    /// Not a leader: another replica's vote answer says everything up to `commit` is
+    /// committed. We commit as far as our log provably holds the same entries: up to
+    /// `commit.index`, or our last entry if the log ends before, and only if our entry there
+    /// has `commit.term`. Entries of one term come from its one leader, which put them in
+    /// every log at the same index, so an entry of that term at or before `commit.index`
+    /// is the voter's own entry there, and Log Matching (Raft §5.3) makes the two prefixes
+    /// equal. This is how a replica refused by a removed one with a longer log learns that
+    /// the configuration which removed it is committed, and elects under it.
+    pub(crate) fn learn_commit(&mut self, commit: LogId) {
+        #[cfg(feature = "mutations")]
+        if self.config.mutation == crate::config::Mutation::IgnoreCommitInVoteAnswers {
+            return;
+        }
+        // A leader commits by counting (Figure 8); a learned index would bypass its reads
+        // and membership bookkeeping for nothing: it holds every committed entry.
+        if self.role == Role::Leader {
+            return;
+        }
+        let index = commit.index.min(self.log.last_index());
+        if index <= self.log.committed() || self.log.term(index) != Ok(commit.term) {
+            return;
+        }
+        self.log.commit_to(index);
     }
 }

@@ -108,10 +108,15 @@ impl<L: LogReader> RaftNode<L> {
         }
         // A granted pre-vote answers in the term asked about; a refusal tells our own term.
         let answer_term = if pre_vote && granted { term } else { self.term };
+        let commit = self.committed_log_id();
         self.send_with_term(
             from,
             answer_term,
-            MessageBody::VoteResponse { pre_vote, granted },
+            MessageBody::VoteResponse {
+                pre_vote,
+                granted,
+                commit,
+            },
         );
     }
 

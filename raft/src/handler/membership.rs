@@ -93,6 +93,11 @@ impl<L: LogReader> RaftNode<L> {
         self.membership_history.push((index, membership.clone()));
         self.membership = membership;
         if self.role != Role::Leader {
+            if self.role != Role::Follower && !self.promotable() {
+                // A campaign begun under the old configuration ends (a vote answer may have
+                // taught the commit that removed us mid-campaign): no voter, no leader.
+                self.become_follower(self.term, None);
+            }
             return;
         }
         self.sync_progress();

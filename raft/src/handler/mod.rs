@@ -50,6 +50,7 @@ impl<L: LogReader> RaftNode<L> {
             MessageBody::VoteResponse {
                 pre_vote: true,
                 granted: true,
+                ..
             } => true,
             MessageBody::AppendEntries { .. }
             | MessageBody::Heartbeat { .. }
@@ -66,9 +67,12 @@ impl<L: LogReader> RaftNode<L> {
 
     /// A message from an older term. A stale leader's traffic gets an answer in our term so it
     /// steps down (needed with pre-vote and check-quorum, where its term may never rise
-    /// otherwise); a stale pre-vote gets a refusal so the pre-candidate learns the term.
+    /// otherwise); a stale pre-vote gets a refusal so the pre-candidate learns the term. A
+    /// stale vote answer still tells a commit: what is committed stays so in every term, and a
+    /// removed replica that refuses our pre-votes may answer in a term we have left behind.
     fn answer_stale(&mut self, message: &Message) {
         match &message.body {
+            MessageBody::VoteResponse { commit, .. } => self.learn_commit(*commit),
             MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } => {
                 self.send(
                     message.from,
@@ -76,11 +80,13 @@ impl<L: LogReader> RaftNode<L> {
                 );
             }
             MessageBody::RequestVote { pre_vote: true, .. } => {
+                let commit = self.committed_log_id();
                 self.send(
                     message.from,
                     MessageBody::VoteResponse {
                         pre_vote: true,
                         granted: false,
+                        commit,
                     },
                 );
             }
@@ -101,7 +107,12 @@ impl<L: LogReader> RaftNode<L> {
             MessageBody::RequestVote {
                 pre_vote, last_log, ..
             } => self.handle_request_vote(from, term, pre_vote, last_log),
-            MessageBody::VoteResponse { pre_vote, granted } => {
+            MessageBody::VoteResponse {
+                pre_vote,
+                granted,
+                commit,
+            } => {
+                self.learn_commit(commit);
                 self.handle_vote_response(from, pre_vote, granted);
             }
             MessageBody::AppendEntries {
@@ -235,9 +246,8 @@ fn plausible_numbers(message: &Message) -> bool {
             snapshot_index,
             next_offset,
         } => [snapshot_index.0, *next_offset, 0],
-        MessageBody::VoteResponse { .. }
-        | MessageBody::HeartbeatResponse { .. }
-        | MessageBody::TimeoutNow => [0; 3],
+        MessageBody::VoteResponse { commit, .. } => [commit.term.0, commit.index.0, 0],
+        MessageBody::HeartbeatResponse { .. } | MessageBody::TimeoutNow => [0; 3],
     };
     small(message.term.0) && numbers.into_iter().all(small)
 }

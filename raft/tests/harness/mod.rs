@@ -745,7 +745,8 @@ fn grants_a_vote(ready: &Ready) -> bool {
                 message.body,
                 flotilla_raft::MessageBody::VoteResponse {
                     pre_vote: false,
-                    granted: true
+                    granted: true,
+                    ..
                 }
             )
         })

@@ -432,3 +432,19 @@ fn multi_seed_780_a_replica_that_knows_no_voters_is_no_majority() {
         run_seed(seed, overrides);
     }
 }
+
+/// A leader removed itself: it committed C_new with two followers' acks and stepped down on
+/// applying it before anyone learned the commit; with a fourth voter down, the two counted
+/// votes by the joint configuration, which needs the removed replica, and it refused them
+/// for its longer log (fixed: a vote answer carries the voter's commit, and a candidate that
+/// holds that entry learns it, applies C_new and elects under it). A scripted test in
+/// `paper/t50_membership.rs` pins the rule itself.
+#[test]
+fn multi_seed_3894_a_refusal_teaches_the_commit_of_a_removal() {
+    regression(
+        3894,
+        5,
+        Mutation::IgnoreCommitInVoteAnswers,
+        "liveness violated",
+    );
+}

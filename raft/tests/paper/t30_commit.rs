@@ -2,7 +2,7 @@
 //! leader's term commit by counting).
 
 use crate::util::*;
-use flotilla_raft::{Config, Persist, Ready};
+use flotilla_raft::{Config, Message, MessageBody, Persist, Ready};
 
 /// Raft §5.3: "A log entry is committed once the leader that created the entry has replicated
 /// it on a majority of the servers" (etcd `TestLeaderAcknowledgeCommit`).
@@ -142,4 +142,73 @@ fn earlier_term_entries_commit_with_the_new_leaders_first_entry() {
             [entry(1, 2), entry(1, 3)]
         );
     }
+}
+
+/// A vote answer from 2 (in `term`) that says its commit is `(commit_term, commit_index)`.
+fn answer_with_commit(
+    term: u64,
+    pre_vote: bool,
+    (commit_term, commit_index): (u64, u64),
+) -> Message {
+    let body = MessageBody::VoteResponse {
+        pre_vote,
+        granted: false,
+        commit: log_id(commit_term, commit_index),
+    };
+    message(2, 1, term, body)
+}
+
+/// Replica 1 of {1, 2, 3} holding entries of `terms`, in term 2 with commit 1, campaigning.
+fn pre_candidate(terms: &[u64]) -> Node {
+    let mut node = node_over(config(1), store_with_log(voters(&[1, 2, 3]), terms, 2, 1));
+    node.tick_until_campaign();
+    let _ = node.take();
+    node
+}
+
+/// Raft §5.3 (Log Matching) applied to a vote answer: a refusal carries the voter's commit
+/// with its term, and a candidate whose log holds that entry commits up to it (the seed 3894
+/// rule, `docs/protocol/membership.md`); the entries it learns are handed out to apply.
+#[test]
+fn a_vote_answer_teaches_the_commit_when_the_candidate_holds_that_entry() {
+    let mut node = pre_candidate(&[1, 1, 2, 2]);
+    node.deliver(answer_with_commit(2, true, (2, 3)));
+    let ready = node.take();
+    assert_eq!(ready.committed, vec![entry(1, 2), entry(2, 3)]);
+    assert_eq!(node.log().committed().0, 3);
+}
+
+/// Not the same entry there (another term): nothing is learned, whatever the index.
+#[test]
+fn a_vote_answer_teaches_nothing_when_the_entry_there_differs() {
+    for commit in [(1, 3), (3, 3), (3, 9), (1, 9)] {
+        let mut node = pre_candidate(&[1, 1, 2, 2]);
+        node.deliver(answer_with_commit(2, true, commit));
+        assert_eq!(node.log().committed().0, 1, "commit {commit:?}");
+    }
+}
+
+/// A log that ends before the voter's commit, in an entry of the same term: that entry came
+/// from the same leader as the voter's, at the same index, so the prefix up to it is the
+/// voter's, and committed.
+#[test]
+fn a_shorter_log_ending_in_the_commits_term_learns_up_to_its_end() {
+    let mut node = pre_candidate(&[1, 1, 2, 2]);
+    node.deliver(answer_with_commit(2, true, (2, 7)));
+    assert_eq!(node.log().committed().0, 4);
+}
+
+/// What is committed stays committed in every term: an answer from an older term (a removed
+/// replica that no longer follows the terms) and one from a newer term still teach. A
+/// leader counts instead (Figure 8) and ignores it.
+#[test]
+fn a_vote_answer_of_any_term_teaches_but_not_a_leader() {
+    for term in [1, 3] {
+        let mut node = pre_candidate(&[1, 1, 2, 2]);
+        node.deliver(answer_with_commit(term, false, (2, 4)));
+        assert_eq!(node.log().committed().0, 4, "answer in term {term}");
+    }
+    let mut leader = new_leader(1, &[1, 2, 3]);
+    leader.deliver(answer_with_commit(1, false, (1, 1)));
+    assert_eq!(leader.log().committed().0, 0);
 }

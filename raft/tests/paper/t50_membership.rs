@@ -3,7 +3,7 @@
 
 use crate::util::*;
 use flotilla_raft::{
-    ChangeStep, Config, EntryPayload, LogReader, Membership, NodeId, ProposeError, Role,
+    ChangeStep, Config, EntryPayload, LogReader, Membership, Mutation, NodeId, ProposeError, Role,
 };
 
 fn joint(incoming: &[u64], outgoing: &[u64]) -> Membership {
@@ -394,4 +394,118 @@ fn a_membership_change_is_refused_during_a_transfer() {
     leader.transfer_leader(NodeId(2)).unwrap();
     let refused = leader.propose_conf_change(vec![add_voter(4)]);
     assert_eq!(refused, Err(ProposeError::TransferInProgress));
+}
+
+/// Leader 1 of {1, 2, 3, 4} removes itself while 2 is down, and appends one more entry that
+/// never leaves it. 3 and 4 acknowledge C_new = {2, 3, 4}; 1 commits it, applies it and steps
+/// down before anyone hears of the commit (seed 3894 of the 5-node simulator). Returns the
+/// group after `ticks` rounds with 2 still cut off.
+fn removed_leader_holds_the_longest_log(mutation: Mutation, ticks: u64) -> Net {
+    let mut net = Net::with_config(&[1, 2, 3, 4], move |id| Config {
+        mutation,
+        ..config(id)
+    });
+    net.campaign(1);
+    net.isolate(2);
+    net.drop_messages(is_leave_joint);
+    net.node_mut(1)
+        .propose_conf_change(vec![ChangeStep::Remove(NodeId(1))])
+        .unwrap();
+    net.stabilize();
+    net.tick(1);
+    net.tick(1);
+    assert!(net.node(3).membership().is_joint(), "3 applied C_old,new");
+    let leader = net.node_mut(1);
+    let c_new = leader.stored_entries().pop().expect("C_new");
+    assert!(matches!(&c_new.payload, EntryPayload::Membership(m) if !m.is_joint()));
+    let (term, index) = (c_new.term.0, c_new.index.0);
+    leader.propose(b"only on 1".to_vec()).unwrap();
+    let _lost = leader.take();
+    for id in [3, 4] {
+        let node = net.node_mut(id);
+        node.deliver(append(
+            1,
+            id,
+            term,
+            (term, index - 1),
+            vec![c_new.clone()],
+            0,
+        ));
+        let _ = node.take();
+        net.node_mut(1).deliver(accepted(id, 1, term, index));
+    }
+    let leader = net.node_mut(1);
+    let _lost = leader.take();
+    assert_eq!(
+        leader.role(),
+        Role::Follower,
+        "1 applied C_new and stepped down"
+    );
+    assert_eq!(leader.log().committed().0, index);
+    assert_eq!(
+        leader.log().last_index().0,
+        index + 1,
+        "1 holds the longest log"
+    );
+    for id in [3, 4] {
+        assert!(net.node(id).log().committed().0 < index, "{id} never heard");
+    }
+    net.recover();
+    net.isolate(2);
+    net.tick_all(ticks);
+    net
+}
+
+/// Configurations take effect when applied, so 3 and 4 count votes by C_old,new, which needs
+/// 1 or 2; 1 refuses both for its longer log and, no voter of C_new, never campaigns. Its
+/// refusal tells its commit: each of 3 and 4 holds that entry, learns that C_new is
+/// committed, applies it, and the two elect under C_new.
+#[test]
+fn a_refusal_from_a_removed_leader_teaches_the_commit_of_its_removal() {
+    let net = removed_leader_holds_the_longest_log(Mutation::None, 200);
+    let leader = net.leader().expect("3 or 4 leads");
+    assert!([3, 4].contains(&leader));
+    assert_eq!(net.node(leader).membership(), &voters(&[2, 3, 4]));
+}
+
+/// The same with the commit in vote answers ignored: 3 and 4 stay leaderless.
+#[test]
+fn without_the_commit_in_refusals_the_removed_leader_blocks_the_group() {
+    let net = removed_leader_holds_the_longest_log(Mutation::IgnoreCommitInVoteAnswers, 200);
+    assert_eq!(net.leader(), None);
+    assert!(net.node(3).membership().is_joint());
+}
+
+/// Thesis §4.2.2 with configurations taking effect on apply: a pre-candidate that learns from
+/// a vote answer that the configuration removing it is committed applies it and stops
+/// campaigning; it never leads a group it is no voter of.
+#[test]
+fn a_campaign_ends_when_the_configuration_applied_mid_campaign_removes_the_candidate() {
+    let mut store = bootstrapped(voters(&[1, 2, 3]));
+    let removal = flotilla_raft::Entry {
+        payload: EntryPayload::Membership(voters(&[2, 3])),
+        ..entry(1, 1)
+    };
+    store.persist(&flotilla_raft::Persist {
+        entries: vec![removal],
+        hard_state: Some(hard_state(1, None, 0)),
+        ..flotilla_raft::Persist::default()
+    });
+    let mut node = node_over(config(1), store);
+    node.tick_until_campaign();
+    let _ = node.take();
+    let body = flotilla_raft::MessageBody::VoteResponse {
+        pre_vote: true,
+        granted: true,
+        commit: log_id(1, 1),
+    };
+    node.deliver(message(2, 1, 2, body));
+    let _ = node.take();
+    assert_eq!(node.membership(), &voters(&[2, 3]));
+    assert_eq!(node.role(), Role::Follower);
+    for _ in 0..100 {
+        node.tick();
+        assert_eq!(node.role(), Role::Follower, "no voter, no campaign");
+        let _ = node.take();
+    }
 }

@@ -325,6 +325,7 @@ fn a_failing_store_stops_the_replica_with_an_error() {
         body: MessageBody::VoteResponse {
             pre_vote,
             granted: true,
+            commit: log_id(0, 0),
         },
     };
     let settle = |node: &mut RaftNode<FailingLog>| {

@@ -155,6 +155,7 @@ pub fn elect(node: &mut Node) -> Ready {
                 let body = MessageBody::VoteResponse {
                     pre_vote,
                     granted: true,
+                    commit: LogId::default(),
                 };
                 node.deliver(super::message(
                     request.to.0,

@@ -2,7 +2,7 @@
 //! paper's figures do.
 
 use flotilla_raft::{
-    AppendOutcome, Entry, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term,
+    AppendOutcome, Entry, LogId, LogIndex, Message, MessageBody, NodeId, SnapshotMeta, Term,
 };
 
 use super::log_id;
@@ -47,6 +47,7 @@ pub fn vote(from: u64, to: u64, term: u64, granted: bool) -> Message {
     let body = MessageBody::VoteResponse {
         pre_vote: false,
         granted,
+        commit: LogId::default(),
     };
     message(from, to, term, body)
 }
@@ -56,6 +57,7 @@ pub fn pre_vote(from: u64, to: u64, term: u64, granted: bool) -> Message {
     let body = MessageBody::VoteResponse {
         pre_vote: true,
         granted,
+        commit: LogId::default(),
     };
     message(from, to, term, body)
 }
