@@ -42,6 +42,10 @@ pub mod protocol {
     pub mod node_core {
         #![doc = include_str!("../protocol/node-core.md")]
     }
+    /// The placement driver: rules, limits, the state machine of a move, failures mid-move.
+    pub mod placement {
+        #![doc = include_str!("../protocol/placement.md")]
+    }
     /// MultiRaft: coalesced heartbeats and quiescence.
     pub mod heartbeat_coalescing {
         #![doc = include_str!("../protocol/heartbeat-coalescing.md")]

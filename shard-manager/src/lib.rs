@@ -1,12 +1,14 @@
 //! Which Raft group serves which keys, and where a client sends each request. Pure decisions:
 //! no IO, no clock, no async — the node and the client act on what these types decide.
 //! A `RangeMap` maps `[start, end)` key ranges to groups under an epoch; a `Router` caches it
-//! and turns replies (not leader, stale epoch, timeout) into the next target.
+//! and turns replies (not leader, stale epoch, timeout) into the next target. The placement
+//! driver turns the cluster's state into operators that keep ranges replicated and spread.
 #![forbid(unsafe_code)]
 
 pub mod directory;
 pub mod error;
 pub mod meta;
+pub mod placement;
 pub mod range;
 pub mod range_map;
 pub mod router;

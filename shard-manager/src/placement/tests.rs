@@ -1,0 +1,254 @@
+//! Unit tests of the rules and limits that the data-driven cases do not isolate: the view's
+//! bookkeeping, the executor's membership changes, the chain of leader transfers, the scan
+//! budget and the cluster-wide transfer limit.
+#![allow(clippy::unwrap_used)]
+
+use super::model::Model;
+use super::*;
+use crate::range::RangeId;
+use flotilla_raft::{ChangeStep, GroupId, NodeId};
+
+fn model(config: PlacementConfig, nodes: u64) -> Model {
+    let mut model = Model::new(config).unwrap();
+    for id in 1..=nodes {
+        model.view.upsert_node(NodeView::up(NodeId(id), 0)).unwrap();
+    }
+    model
+}
+
+fn range(id: u64, voters: &[u64], leader: u64) -> RangeView {
+    let nodes: Vec<NodeId> = voters.iter().copied().map(NodeId).collect();
+    let mut range = RangeView::voters(RangeId(id), GroupId(id), &nodes);
+    range.leader = Some(NodeId(leader));
+    range
+}
+
+fn started(decisions: &[Decision]) -> Vec<String> {
+    decisions.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn promote_changes_voters_in_one_joint_change() {
+    let mut view = range(1, &[1, 2, 3], 1);
+    view.replicas.push(Replica {
+        node: NodeId(4),
+        role: ReplicaRole::Learner,
+    });
+    let step = Step::Promote {
+        node: NodeId(4),
+        demote: Some(NodeId(3)),
+    };
+    assert_eq!(
+        step.change_steps(&view),
+        vec![
+            ChangeStep::AddVoter(NodeId(4)),
+            ChangeStep::AddLearner(NodeId(3))
+        ]
+    );
+    let after = step.carried_out(&view);
+    assert!(step.is_done(&after));
+    assert!(
+        step.change_steps(&after).is_empty(),
+        "a done step proposes nothing"
+    );
+}
+
+#[test]
+fn a_removed_leader_leaves_the_range_leaderless() {
+    let view = range(1, &[1, 2, 3], 3);
+    let after = Step::Remove { node: NodeId(3) }.carried_out(&view);
+    assert_eq!(after.leader, None);
+}
+
+#[test]
+fn the_view_refuses_decisions_that_do_not_fit() {
+    let mut model = model(PlacementConfig::default(), 4);
+    model.view.upsert_range(range(1, &[1, 2, 3], 1)).unwrap();
+    let start = Decision::Start {
+        range: RangeId(1),
+        kind: OperatorKind::Rebalance,
+        steps: vec![Step::AddLearner { node: NodeId(4) }],
+        now_ms: 0,
+    };
+    let id = model.view.apply(&start).unwrap().unwrap();
+    assert_eq!(
+        model.view.apply(&start),
+        Err(ApplyError::RangeBusy {
+            range: RangeId(1),
+            operator: id
+        })
+    );
+    let advance = Decision::Advance {
+        operator: id,
+        step_index: 1,
+        now_ms: 0,
+    };
+    assert!(matches!(
+        model.view.apply(&advance),
+        Err(ApplyError::StepOutOfOrder { .. })
+    ));
+    model
+        .view
+        .apply(&Decision::Finish { operator: id })
+        .unwrap();
+    assert_eq!(
+        model.view.apply(&Decision::Finish { operator: id }),
+        Err(ApplyError::UnknownOperator(id))
+    );
+}
+
+#[test]
+fn the_view_counts_what_operators_will_change() {
+    let mut model = model(PlacementConfig::default(), 4);
+    model.view.upsert_range(range(1, &[1, 2, 3], 1)).unwrap();
+    model.view.upsert_range(range(2, &[1, 2, 3], 1)).unwrap();
+    let steps = vec![
+        Step::AddLearner { node: NodeId(4) },
+        Step::Promote {
+            node: NodeId(4),
+            demote: Some(NodeId(1)),
+        },
+        Step::Remove { node: NodeId(1) },
+    ];
+    let start = Decision::Start {
+        range: RangeId(1),
+        kind: OperatorKind::Rebalance,
+        steps,
+        now_ms: 0,
+    };
+    model.view.apply(&start).unwrap();
+    let planned = |model: &Model, node| model.view.nodes[&NodeId(node)].planned_replicas();
+    assert_eq!((planned(&model, 1), planned(&model, 4)), (1, 1));
+    model.carry_out_steps().unwrap();
+    assert_eq!(model.view.replica_count(NodeId(4)), 1);
+    assert_eq!((planned(&model, 1), planned(&model, 4)), (1, 1));
+    assert_eq!(model.view.nodes[&NodeId(4)].moves, 1);
+}
+
+#[test]
+fn the_view_refuses_a_leader_that_does_not_vote_and_unknown_nodes() {
+    let mut model = model(PlacementConfig::default(), 3);
+    let mut view = range(1, &[1, 2], 3);
+    assert!(matches!(
+        model.view.upsert_range(view.clone()),
+        Err(ViewError::LeaderNotVoter { .. })
+    ));
+    view.leader = None;
+    view.replicas.push(Replica {
+        node: NodeId(9),
+        role: ReplicaRole::Voter,
+    });
+    assert_eq!(
+        model.view.upsert_range(view),
+        Err(ViewError::UnknownNode(NodeId(9)))
+    );
+}
+
+/// n1 leads four ranges whose other voters are n2 and n3; n2 leads two ranges with a voter on
+/// n4; n4 leads none. No single transfer helps n1 to n4 (they share no range), but the chain
+/// n1 -> n2 -> n4 does. Replica counts are balanced, so only the leader rule acts.
+#[test]
+fn leaders_move_along_a_chain_when_no_single_transfer_helps() {
+    let config = PlacementConfig {
+        replicas_per_range: 3,
+        ..PlacementConfig::default()
+    };
+    let mut model = model(config, 4);
+    for id in 1..=4 {
+        model.view.upsert_range(range(id, &[1, 2, 3], 1)).unwrap();
+    }
+    model.view.upsert_range(range(5, &[2, 3, 4], 2)).unwrap();
+    model.view.upsert_range(range(6, &[2, 3, 4], 3)).unwrap();
+    model.view.upsert_range(range(7, &[2, 4, 1], 2)).unwrap();
+    model.view.upsert_range(range(8, &[3, 4, 1], 3)).unwrap();
+    let view = model.view.clone();
+    let mut planner = planner::Planner::new(&view, model.driver.config(), 0);
+    let mut cursors = balance::Cursors::new();
+    leaders::balance_leaders(&mut planner, &mut cursors);
+    let decisions = started(&planner.decisions);
+    assert!(decisions.contains(&"start r1 leader-balance: transfer-leader n1->n2".to_string()));
+    let settled = model.run_until_idle(100, |_| {}).unwrap();
+    assert!(settled.is_some());
+    let leaders: Vec<usize> = (1..=4)
+        .map(|id| model.view.leader_count(NodeId(id)))
+        .collect();
+    assert!(
+        leaders.iter().max().unwrap() - leaders.iter().min().unwrap() <= 1,
+        "{leaders:?}"
+    );
+}
+
+#[test]
+fn a_tick_examines_at_most_the_scan_budget() {
+    let config = PlacementConfig {
+        ranges_scanned_per_tick_max: 2,
+        ..PlacementConfig::default()
+    };
+    let mut model = model(config, 5);
+    for id in 1..=10 {
+        model.view.upsert_range(range(id, &[1, 2], 1)).unwrap();
+    }
+    let ready = model.tick_ready().unwrap();
+    assert_eq!(ready.decisions.len(), 2, "{:?}", started(&ready.decisions));
+    assert!(ready.scan_limit_reached);
+}
+
+#[test]
+fn leader_transfers_respect_the_cluster_wide_limit() {
+    let config = PlacementConfig {
+        leader_transfers_per_node_max: 1,
+        leader_transfers_in_flight_max: 2,
+        ..PlacementConfig::default()
+    };
+    let mut model = model(config, 6);
+    for id in 1..=6 {
+        let first = (id - 1) % 3 * 2 + 1;
+        model
+            .view
+            .upsert_range(range(id, &[first, first + 1, (first + 2) % 6 + 1], first))
+            .unwrap();
+    }
+    for id in 7..=12 {
+        model.view.upsert_range(range(id, &[1, 3, 5], 1)).unwrap();
+    }
+    let decisions = model.tick().unwrap();
+    let transfers = decisions
+        .iter()
+        .filter(|decision| {
+            matches!(
+                decision,
+                Decision::Start {
+                    kind: OperatorKind::LeaderBalance,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(transfers <= 2, "{:?}", started(&decisions));
+}
+
+#[test]
+fn a_suspect_target_is_waited_for_until_the_step_times_out() {
+    let config = PlacementConfig {
+        step_timeout_ms: 100,
+        ..PlacementConfig::default()
+    };
+    let mut model = model(config, 4);
+    model.view.upsert_range(range(1, &[1, 2], 1)).unwrap();
+    let decisions = model.tick().unwrap();
+    assert_eq!(
+        started(&decisions),
+        ["start r1 repair: add-learner n3, promote n3"]
+    );
+    model
+        .view
+        .set_node_state(NodeId(3), NodeState::Suspect)
+        .unwrap();
+    model.now_ms = 99;
+    assert!(model.tick().unwrap().is_empty());
+    model.now_ms = 100;
+    assert_eq!(
+        started(&model.tick().unwrap()),
+        ["abandon op0: step 0 timed out"]
+    );
+}
