@@ -165,6 +165,7 @@ fn metrics_health_ready_and_status_follow_the_cluster() {
     }
     assert!(total(&after, "flotilla_ranges_led") >= 5.0);
     assert!(total(&after, "flotilla_transport_batches_sent_total") > 0.0);
+    assert!(after[0].contains_key(r#"flotilla_driver_queue_depth{queue="client_requests"}"#));
 
     // All well: status exits 0 and its JSON carries the range map.
     let (code, stdout) = status(&options, true);

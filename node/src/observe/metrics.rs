@@ -279,6 +279,19 @@ fn groups(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
     for (name, help, value) in list {
         out.gauge(name, help, value)?;
     }
+    let (batches, requests) = snapshot.queued;
+    out.labeled(
+        (
+            "flotilla_driver_queue_depth",
+            "Inputs waiting for the driver: peer batches and client requests",
+            MetricType::Gauge,
+        ),
+        "queue",
+        &[
+            ("peer_batches", batches as u64),
+            ("client_requests", requests as u64),
+        ],
+    )?;
     let states = ["live", "quiet", "unreachable"];
     let count = |state: &str| {
         observation

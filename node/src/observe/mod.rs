@@ -28,6 +28,8 @@ pub(crate) struct Snapshot {
     pub(crate) observation: Observation,
     /// The transport's counters.
     pub(crate) transport: CounterSnapshot,
+    /// Inputs waiting in the driver's queues: (peer batches, client requests).
+    pub(crate) queued: (usize, usize),
     /// When the driver published it.
     pub(crate) at: Instant,
 }

@@ -61,7 +61,7 @@ impl Publisher {
     pub(crate) fn publish(
         &mut self,
         observation: Observation,
-        transport: CounterSnapshot,
+        (transport, queued): (CounterSnapshot, (usize, usize)),
         now: Instant,
     ) {
         self.log_peers(&observation.peers);
@@ -69,6 +69,7 @@ impl Publisher {
         let snapshot = Snapshot {
             observation,
             transport,
+            queued,
             at: now,
         };
         if self.published.try_publish(snapshot) {
@@ -186,7 +187,8 @@ mod tests {
         );
         let start = Instant::now();
         assert!(publisher.due(start));
-        publisher.publish(Observation::default(), CounterSnapshot::default(), start);
+        let counters = (CounterSnapshot::default(), (0, 0));
+        publisher.publish(Observation::default(), counters, start);
         assert!(!publisher.due(start + Duration::from_millis(50)));
         assert!(publisher.due(start + Duration::from_millis(100)));
         assert_eq!(published.latest().map(|snapshot| snapshot.at), Some(start));

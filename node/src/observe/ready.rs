@@ -48,6 +48,7 @@ mod tests {
         Snapshot {
             observation,
             transport: flotilla_transport_quic::CounterSnapshot::default(),
+            queued: (0, 0),
             at,
         }
     }

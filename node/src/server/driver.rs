@@ -174,8 +174,9 @@ impl Driver {
         let now = Instant::now();
         if self.publisher.due(now) {
             let observation = self.core.observe();
+            let queued = (self.peers.len(), self.clients.len());
             self.publisher
-                .publish(observation, self.transport.counters(), now);
+                .publish(observation, (self.transport.counters(), queued), now);
         }
     }
 
