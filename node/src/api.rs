@@ -249,6 +249,8 @@ pub struct GroupStatus {
     pub snapshot_index: u64,
     /// Whether the group is quiescent (idle: no ticks, no heartbeats of its own).
     pub quiescent: bool,
+    /// Key and value bytes the range holds on this replica (0 for the meta group).
+    pub stored_bytes: u64,
 }
 
 /// A node's status.

@@ -89,7 +89,9 @@ pub enum Commands {
     },
     /// Read commands from stdin, one per line; write one JSON object per line to stdout.
     Shell(ClientArgs),
-    /// Show nodes, ranges, leaders, terms and applied indexes.
+    /// Show nodes, ranges, leaders, terms and applied indexes. Exits 0 when every node
+    /// answers and every range has a leader, 2 when a node is down or a range has none (after
+    /// printing), 1 when the command fails (no node answered).
     Status {
         /// Print JSON instead of tables.
         #[arg(long)]
@@ -139,6 +141,10 @@ pub struct ServerArgs {
     /// The address to listen on (ip:port, UDP; default: this node's initial_cluster address).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Serve /metrics, /health and /ready over HTTP on this address (ip:port, TCP; default:
+    /// off).
+    #[arg(long)]
+    pub http_listen: Option<std::net::SocketAddr>,
     /// The data directory (default: flotilla-data/node-<id>).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -237,6 +243,18 @@ pub enum CliError {
     Runtime(#[source] std::io::Error),
 }
 
+impl CliError {
+    /// The process's exit code for this error: 2 when `flotilla status` found a node down or
+    /// a range without a leader (it printed what it found), 1 for any other failure.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Shell(ShellError::Unhealthy(_)) => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Runs a parsed command line.
 ///
 /// # Errors
@@ -318,6 +336,9 @@ fn server_config(args: &ServerArgs) -> Result<NodeConfig, ConfigError> {
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;
     }
+    if let Some(http_listen) = args.http_listen {
+        config.http_listen = Some(http_listen);
+    }
     if let Some(listen) = args.listen {
         config.listen = Some(listen);
     }
@@ -395,7 +416,7 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
         }
         Commands::Status { json, client } => {
             let client = Client::connect(client.options()).await?;
-            return Ok(crate::shell::print_status(&client, json).await?);
+            return Ok(crate::status::print_status(&client, json).await?);
         }
         Commands::Server(_) | Commands::Demo(_) | Commands::Bench(_) | Commands::Certs { .. } => {
             unreachable!("run() handles the commands that are not client commands")

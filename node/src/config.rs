@@ -102,6 +102,8 @@ pub struct NodeConfig {
     pub node_id: u64,
     /// Where this node listens (default: its address in `initial_cluster`).
     pub listen: Option<SocketAddr>,
+    /// Where the HTTP listener (`/metrics`, `/health`, `/ready`) listens, TCP; none: off.
+    pub http_listen: Option<SocketAddr>,
     /// The log, snapshots and state (default: `flotilla-data/node-<id>`).
     pub data_dir: Option<PathBuf>,
     /// Certificates.
@@ -131,6 +133,63 @@ pub struct NodeConfig {
     pub tuning: Tuning,
     /// Who may do what, and which certificates are refused.
     pub access: crate::access::AccessSettings,
+    /// What a client of the HTTP listener may make the node hold.
+    pub http: HttpSettings,
+}
+
+/// What a client of the HTTP listener (`http_listen`) may make the node hold: the listener
+/// reads only request heads and answers from a snapshot, so connections, head bytes and time
+/// are all it can take.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    pub connections_max: usize,
+    /// The largest request head (request line and headers) read; a larger one is refused.
+    pub header_bytes_max: usize,
+    /// A request head must arrive within this long, or the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// A connection is closed this long after it was accepted, whatever it is doing.
+    pub connection_lifetime_ms: u64,
+}
+
+impl HttpSettings {
+    /// hyper reads request heads into a buffer of at least this many bytes.
+    const HEADER_BYTES_MIN: usize = 8192;
+    /// Heads beyond this are no scraper's or probe's.
+    const HEADER_BYTES_LIMIT: usize = 1 << 20;
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |reason: String| Err(ConfigError::Invalid(reason));
+        if !(1..=65_536).contains(&self.connections_max) {
+            return fail(format!(
+                "http.connections_max must be 1 to 65536, not {}",
+                self.connections_max
+            ));
+        }
+        if !(Self::HEADER_BYTES_MIN..=Self::HEADER_BYTES_LIMIT).contains(&self.header_bytes_max) {
+            return fail(format!(
+                "http.header_bytes_max must be {} to {}, not {}",
+                Self::HEADER_BYTES_MIN,
+                Self::HEADER_BYTES_LIMIT,
+                self.header_bytes_max
+            ));
+        }
+        if !(1..=600_000).contains(&self.header_read_timeout_ms) {
+            return fail(format!(
+                "http.header_read_timeout_ms must be 1 to 600000, not {}",
+                self.header_read_timeout_ms
+            ));
+        }
+        if !(self.header_read_timeout_ms..=3_600_000).contains(&self.connection_lifetime_ms) {
+            return fail(format!(
+                "http.connection_lifetime_ms must be http.header_read_timeout_ms ({}) to \
+                 3600000, not {}",
+                self.header_read_timeout_ms, self.connection_lifetime_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The QUIC transport's limits (the rest of `TransportConfig` keeps its defaults).
@@ -186,6 +245,11 @@ pub struct Tuning {
     pub gc_interval_writes: u64,
     /// Ticks between a leader's checks whether its group's preferred leader could take over.
     pub balance_interval_ticks: u64,
+    /// How often the driver publishes its counters for the HTTP listener, in milliseconds.
+    pub metrics_publish_interval_ms: u64,
+    /// At most one summary line at info per this many milliseconds (none while nothing
+    /// changed).
+    pub summary_log_interval_ms: u64,
 }
 
 /// How each range keeps its clients' sessions. The values travel in every entry that opens a
@@ -458,6 +522,7 @@ impl NodeConfig {
         }
         self.sessions.validate()?;
         self.access.validate()?;
+        self.http.validate()?;
         self.transport_config()
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("transport: {error}")))?;
@@ -540,6 +605,16 @@ impl NodeConfig {
                 "tuning.balance_interval_ticks",
                 tuning.balance_interval_ticks,
                 1 << 40,
+            ),
+            (
+                "tuning.metrics_publish_interval_ms",
+                tuning.metrics_publish_interval_ms,
+                60_000,
+            ),
+            (
+                "tuning.summary_log_interval_ms",
+                tuning.summary_log_interval_ms,
+                86_400_000,
             ),
         ];
         for (name, value, max) in counts {

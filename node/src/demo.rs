@@ -55,7 +55,8 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         .tempdir()
         .map_err(SetupError::of("making a temporary folder"))?;
     let binary = std::env::current_exe().map_err(SetupError::of("finding this program's path"))?;
-    let mut cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
+    let mut cluster =
+        LocalCluster::start_with_http(&binary, folder.path(), args.nodes, args.groups)?;
     println!(
         "Flotilla demo: {} nodes on loopback ({}), {} ranges, {} replicas each; files in {}",
         args.nodes,
@@ -69,6 +70,12 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         args.nodes.min(3),
         folder.path().display()
     );
+    for (node, http) in &cluster.http {
+        println!(
+            "  node {}: http://{http}/metrics  http://{http}/ready  http://{http}/health",
+            node.0
+        );
+    }
     let runtime = client_runtime(crate::local::LOCAL_CLIENT_THREADS)
         .map_err(SetupError::of("starting the client runtime"))?;
     let result = runtime.block_on(drive(&mut cluster, &args.workload));
@@ -101,7 +108,7 @@ async fn drive(cluster: &mut LocalCluster, workload: &WorkloadOptions) -> Result
     let report = workload::run(&client, workload, true).await;
     print_report(&report);
     let statuses = client.statuses().await;
-    println!("\n{}", crate::shell::status_tables(&client, &statuses));
+    println!("\n{}", crate::status::status_tables(&client, &statuses));
     if cluster.endpoints.len() < 3 {
         println!("(fewer than 3 nodes: a majority cannot survive a kill, so no fail-over step)");
         return Ok(());
@@ -132,7 +139,7 @@ async fn drive(cluster: &mut LocalCluster, workload: &WorkloadOptions) -> Result
     let leaderless = leaderless_groups(&client).await;
     println!(
         "\nafter fail-over: {leaderless} ranges without a leader\n{}",
-        crate::shell::status_tables(&client, &statuses)
+        crate::status::status_tables(&client, &statuses)
     );
     Ok(())
 }

@@ -12,8 +12,10 @@ pub mod core;
 pub mod demo;
 pub mod loadgen;
 pub mod local;
+mod observe;
 pub mod server;
 pub mod shell;
+pub mod status;
 pub mod workload;
 
 pub use client::{Client, ClientError, ClientOptions, MapFailure, Outcome, ScanResult};

@@ -95,6 +95,8 @@ pub struct LocalCluster {
     pub dir: PathBuf,
     /// Each node's endpoint.
     pub endpoints: Vec<Endpoint>,
+    /// Each node's HTTP listener (`/metrics`, `/health`, `/ready`), when started with one.
+    pub http: Vec<(NodeId, std::net::SocketAddr)>,
     children: Vec<(NodeId, Option<Child>)>,
     groups: u64,
     /// A configuration file every node reads (`--config`); the flags override it.
@@ -121,6 +123,30 @@ impl LocalCluster {
         groups: u64,
         config: Option<PathBuf>,
     ) -> Result<Self, LocalError> {
+        Self::start_inner(binary, dir, (nodes, groups), config, false)
+    }
+
+    /// `start`, with every node also serving HTTP (`--http-listen`) on a free loopback port
+    /// (listed in `http`).
+    ///
+    /// # Errors
+    /// Certificates, ports or processes could not be made.
+    pub fn start_with_http(
+        binary: &Path,
+        dir: &Path,
+        nodes: u64,
+        groups: u64,
+    ) -> Result<Self, LocalError> {
+        Self::start_inner(binary, dir, (nodes, groups), None, true)
+    }
+
+    fn start_inner(
+        binary: &Path,
+        dir: &Path,
+        (nodes, groups): (u64, u64),
+        config: Option<PathBuf>,
+        http: bool,
+    ) -> Result<Self, LocalError> {
         let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
         #[allow(clippy::expect_used)]
         let cluster = ClusterId::new(CLUSTER).expect("the demo's cluster id is valid");
@@ -135,9 +161,16 @@ impl LocalCluster {
             })
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(LocalError::NoPort)?;
+        let http = ids
+            .iter()
+            .filter(|_| http)
+            .map(|&node| Ok((node, free_tcp_address()?)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(LocalError::NoPort)?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             endpoints,
+            http,
             children: Vec::new(),
             groups,
             config,
@@ -158,6 +191,14 @@ impl LocalCluster {
     #[must_use]
     pub fn data_dir(&self, node: NodeId) -> PathBuf {
         self.dir.join(format!("node-{}", node.0))
+    }
+
+    /// Node `node`'s HTTP listener, if the cluster was started with them.
+    #[must_use]
+    pub fn http_address(&self, node: NodeId) -> Option<std::net::SocketAddr> {
+        self.http
+            .iter()
+            .find_map(|&(id, address)| (id == node).then_some(address))
     }
 
     /// The log file of node `node`'s processes.
@@ -227,6 +268,9 @@ impl LocalCluster {
         command.arg("server");
         if let Some(config) = &self.config {
             command.arg("--config").arg(config);
+        }
+        if let Some((_, http)) = self.http.iter().find(|(id, _)| *id == node) {
+            command.args(["--http-listen", &http.to_string()]);
         }
         command
             .args(["--node-id", &node.0.to_string()])
@@ -368,6 +412,11 @@ const NODE_PORT_MIN: u16 = 10_000;
 /// A free UDP address on loopback for a node, below the kernel's ephemeral port range when
 /// there is room: a client's socket (bound to port 0) then never takes the port of a node
 /// that was killed before the node restarts on it. Falls back to any free port.
+/// A loopback TCP address free now (the system's choice; the node binds it a moment later).
+fn free_tcp_address() -> std::io::Result<std::net::SocketAddr> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
+}
+
 fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {
     use std::hash::{BuildHasher, Hasher};
     let ephemeral_low = ephemeral_port_low().unwrap_or(32_768);

@@ -1,11 +1,10 @@
 //! `flotilla shell` (one command per line in, one JSON object per line out, for scripts and
-//! test harnesses), the one-off client commands' output, and `flotilla status`.
+//! test harnesses) and the one-off client commands' output.
 //!
 //! Shell input, one per line: `get KEY`, `put KEY VALUE`, `delete KEY`,
 //! `cas KEY EXPECTED NEW` ("-" = absent), `scan START END LIMIT` ("-" = unbounded).
 //! Output: `{"op":..,"key":..,"ok":true,"result":..}` or `{"op":..,"key":..,"ok":false,"error":..}`.
 
-use crate::api::{NodeStatus, PeerState};
 use crate::client::{Client, ClientError};
 use flotilla_storage::{Command, Response};
 use serde::Serialize;
@@ -113,6 +112,9 @@ pub enum ShellError {
     /// Every node failed to give its status.
     #[error("no node answered")]
     NoNodeAnswered,
+    /// The cluster answered, but not all of it is well (`flotilla status` exits with 2).
+    #[error("{0}")]
+    Unhealthy(crate::status::Unhealthy),
 }
 
 /// Reads commands from stdin until it ends. A line that is not a command (not UTF-8, unknown,
@@ -262,150 +264,6 @@ fn scan_json(pairs: &[(Vec<u8>, Vec<u8>)], more: bool) -> Value {
         .map(|(key, value)| json!([String::from_utf8_lossy(key), String::from_utf8_lossy(value)]))
         .collect();
     json!({ "pairs": pairs, "more": more })
-}
-
-/// Prints every node's status: a table per node, or one JSON document.
-///
-/// # Errors
-/// stdout failed, or no node answered.
-pub async fn print_status(client: &Client, as_json: bool) -> Result<(), ShellError> {
-    let statuses = client.statuses().await;
-    if as_json {
-        let nodes: Vec<Value> = statuses
-            .iter()
-            .map(|(node, status)| match status {
-                Ok(status) => serde_json::to_value(status).unwrap_or(Value::Null),
-                Err(error) => json!({ "node": node.0, "error": error.to_string() }),
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "nodes": nodes }))?
-        );
-    } else {
-        print!("{}", status_tables(client, &statuses));
-    }
-    if statuses.iter().all(|(_, status)| status.is_err()) {
-        return Err(ShellError::NoNodeAnswered);
-    }
-    Ok(())
-}
-
-/// The node table and the range table, as text.
-#[must_use]
-pub fn status_tables(
-    client: &Client,
-    statuses: &[(flotilla_raft::NodeId, Result<NodeStatus, ClientError>)],
-) -> String {
-    let mut out = String::from(
-        "node  address              groups  leading  leader changes  entries/fsync  fsync ms  loop busy  requests  state\n",
-    );
-    let addresses: std::collections::BTreeMap<_, _> = client.nodes().into_iter().collect();
-    for (node, status) in statuses {
-        let address = addresses
-            .get(node)
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        match status {
-            Ok(status) => {
-                let leading = status
-                    .groups
-                    .iter()
-                    .filter(|group| group.role == "Leader")
-                    .count();
-                let fsync_ms = status.write_micros as f64 / status.fsyncs.max(1) as f64 / 1000.0;
-                let busy = 100.0 * status.busy_micros as f64 / status.uptime_micros.max(1) as f64;
-                out += &format!(
-                    "{:<5} {address:<20} {:>6}  {leading:>7}  {:>14}  {:>13.1}  {fsync_ms:>8.2}  {busy:>8.0}%  {:>8}  up\n",
-                    node.0,
-                    status.groups.len(),
-                    status.leader_changes,
-                    status.entries_per_fsync(),
-                    status.requests
-                );
-            }
-            Err(error) => {
-                out += &format!(
-                    "{:<5} {address:<20} {:>6}  {:>7}  {:>14}  {:>13}  {:>8}  {:>9}  {:>8}  down ({error})\n",
-                    node.0, "-", "-", "-", "-", "-", "-", "-"
-                )
-            }
-        }
-    }
-    out += &peer_table(statuses);
-    out += "\nrange (hex keys)         group  leader  term  applied  replicas\n";
-    let map = client.map();
-    for range in map.ranges() {
-        let best = statuses
-            .iter()
-            .filter_map(|(_, status)| status.as_ref().ok())
-            .flat_map(|status| status.groups.iter())
-            .filter(|group| group.group == range.group)
-            .max_by_key(|group| (group.term, group.applied));
-        let (leader, term, applied) = best.map_or(("-".to_string(), 0, 0), |group| {
-            (
-                group
-                    .leader
-                    .map_or("-".into(), |leader| leader.0.to_string()),
-                group.term,
-                group.applied,
-            )
-        });
-        let replicas: Vec<String> = range
-            .replicas
-            .iter()
-            .map(|node| node.0.to_string())
-            .collect();
-        out += &format!(
-            "{:<24} {:>5}  {leader:>6}  {term:>4}  {applied:>7}  {}\n",
-            hex_range(&range.keys),
-            range.group.0,
-            replicas.join(",")
-        );
-    }
-    out
-}
-
-/// How each node hears its peers: live (heard within the node timeout), quiet (a connection is
-/// open but nothing came through it: stalled, or the peer is stuck) or unreachable.
-fn peer_table(statuses: &[(flotilla_raft::NodeId, Result<NodeStatus, ClientError>)]) -> String {
-    let mut out = String::from("\nnode  live peers      quiet          unreachable\n");
-    for (node, status) in statuses {
-        let Ok(status) = status else { continue };
-        let in_state = |state: PeerState| {
-            let nodes: Vec<String> = status
-                .peers
-                .iter()
-                .filter(|peer| peer.state == state)
-                .map(|peer| peer.node.0.to_string())
-                .collect();
-            if nodes.is_empty() {
-                "-".to_string()
-            } else {
-                nodes.join(",")
-            }
-        };
-        out += &format!(
-            "{:<5} {:<15} {:<14} {}\n",
-            node.0,
-            in_state(PeerState::Live),
-            in_state(PeerState::Quiet),
-            in_state(PeerState::Unreachable)
-        );
-    }
-    out
-}
-
-/// A key range with its bounds in hex: `[, 1000)`, `[1000, 2000)`, `[f000, ∞)`.
-fn hex_range(keys: &flotilla_shard_manager::KeyRange) -> String {
-    let hex = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>()
-    };
-    let end = keys.end.as_deref().map_or_else(|| "∞".to_string(), hex);
-    format!("[{}, {end})", hex(&keys.start))
 }
 
 #[cfg(test)]

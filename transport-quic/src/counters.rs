@@ -3,17 +3,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         /// The live counters of one transport; every field only grows.
         #[derive(Debug, Default)]
         pub struct Counters {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
         }
 
         /// The counters at one moment.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct CounterSnapshot {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[doc = $doc])* pub $name: u64,)*
         }
 
         impl Counters {
@@ -21,6 +21,20 @@ macro_rules! counters {
             #[must_use]
             pub fn snapshot(&self) -> CounterSnapshot {
                 CounterSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl CounterSnapshot {
+            /// Every counter as its field's name, its doc and its value, in declaration order
+            /// (what a metrics exporter lists, so a counter added here is exported without a
+            /// second list to keep).
+            #[must_use]
+            pub fn named(&self) -> Vec<NamedCounter> {
+                vec![$(NamedCounter {
+                    name: stringify!($name),
+                    doc: concat!($($doc),*).trim(),
+                    value: self.$name,
+                },)*]
             }
         }
     };
@@ -78,6 +92,17 @@ counters!(
     /// connection limit.
     refused_clients_full,
 );
+
+/// One counter of a [`CounterSnapshot`], named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamedCounter {
+    /// The field's name (`dropped_queue_full`).
+    pub name: &'static str,
+    /// The field's doc, in one line.
+    pub doc: &'static str,
+    /// Its value.
+    pub value: u64,
+}
 
 impl Counters {
     /// Adds one to a counter.

@@ -40,7 +40,7 @@ pub use certs::{
 };
 pub use client::{ClientConnection, ClientSession};
 pub use config::TransportConfig;
-pub use counters::{CounterSnapshot, Counters};
+pub use counters::{CounterSnapshot, Counters, NamedCounter};
 pub use endpoint::QuicTransport;
 pub use error::{
     CertError, ConfigError, ConnectError, FrameError, SendError, StreamError, TlsError,

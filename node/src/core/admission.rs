@@ -100,6 +100,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     fn propose(&mut self, group: GroupId, payload: Vec<u8>, responder: R) {
         match self.multi.propose(group, payload) {
             Ok(index) => {
+                self.counters.proposals += 1;
                 let term = self
                     .multi
                     .group(group)

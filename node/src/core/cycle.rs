@@ -44,6 +44,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (group, group_ready) in &ready.groups {
             if let Some(leader) = group_ready.leader_changed {
                 self.counters.leader_changes += 1;
+                if leader == Some(self.config.node) {
+                    self.counters.leaderships_won += 1;
+                }
                 // Debug level: a node hosts thousands of groups, and `status` counts these.
                 match leader {
                     Some(leader) => tracing::debug!(%group, %leader, "leader changed"),
@@ -69,6 +72,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// state), so a write torn by a crash never leaves a commit index over entries it lost.
     fn persist(&mut self, ready: &MultiReady) -> Result<(), CoreError> {
         let mut batch = WriteBatch::new();
+        let mut entry_count = 0;
         for (group, group_ready) in &ready.groups {
             let persist = &group_ready.persist;
             if persist.is_empty() {
@@ -82,7 +86,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 continue;
             }
             let deferred = self.deferred.remove(group);
-            self.counters.entries_persisted += persist.entries.len() as u64;
+            entry_count += persist.entries.len() as u64;
             batch.persist(*group, persist);
             // Raft hands out a hard state only when it changed, so a write of entries alone
             // would otherwise drop the deferred one: it goes after them (older on disk would
@@ -97,6 +101,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (group, state) in std::mem::take(&mut self.deferred) {
             batch.set_hard_state(group, state);
         }
+        self.counters.entries_persisted += entry_count;
+        self.counters.entries_per_write.observe(entry_count as f64);
         self.write_log(batch)
     }
 
@@ -104,6 +110,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let stats = self.engine.write(batch)?;
         self.counters.write_micros += stats.write_micros;
         self.counters.fsyncs += 1;
+        self.counters.log_bytes_written += stats.frame_bytes;
+        self.counters
+            .write_seconds
+            .observe(stats.write_micros as f64 / 1e6);
         self.counters.cycles_since_gc += 1;
         if self.counters.cycles_since_gc >= self.config.tuning.gc_interval_writes {
             self.counters.cycles_since_gc = 0;
@@ -132,6 +142,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     fn apply_rest(&mut self, group: GroupId, ready: &Ready) -> Result<(), CoreError> {
         if let Some(snapshot) = &ready.persist.snapshot {
             self.restore(group, snapshot)?;
+            self.counters.snapshots_installed += 1;
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }
@@ -141,6 +152,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     fn apply_entries(&mut self, group: GroupId, entries: &[Entry]) {
         self.machines.count_applied(group, entries);
+        self.counters.entries_applied += entries.len() as u64;
         for entry in entries {
             let response = self.machines.apply(group, entry);
             self.waiting
@@ -211,7 +223,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             let data = self.machines.snapshot_data(group);
             let size = data.len();
             match self.multi.compact(group, index, data) {
-                Ok(()) => self.machines.snapshot_taken(group, size),
+                Ok(()) => {
+                    self.machines.snapshot_taken(group, size);
+                    self.counters.snapshots_taken += 1;
+                }
                 Err(error) => tracing::warn!(%group, %error, "compaction refused"),
             }
         }

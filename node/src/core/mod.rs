@@ -18,9 +18,11 @@
 mod admission;
 pub mod boot;
 mod cycle;
+pub mod histogram;
 mod machines;
 mod registry;
 mod status;
+pub use status::Observation;
 mod waiting;
 
 use crate::api::{ApiError, Reply, Request};
@@ -30,6 +32,7 @@ use flotilla_shard_manager::MetaState;
 use flotilla_storage::kv::SessionLimits;
 use flotilla_storage::{GroupLog, LogEngine, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
+use histogram::Histogram;
 use machines::Machines;
 use registry::Registry;
 use std::collections::BTreeMap;
@@ -203,7 +206,7 @@ pub struct NodeCore<R, S> {
 }
 
 /// What the core has done since start.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Counters {
     /// Log writes (each one fdatasync).
     pub fsyncs: u64,
@@ -223,6 +226,46 @@ pub struct Counters {
     pub busy_micros: u64,
     /// Time since the core started, in microseconds, as the driver reported it.
     pub uptime_micros: u64,
+    /// Entries proposed to a group's log by this node (client writes and session openings).
+    pub proposals: u64,
+    /// Committed entries applied to this node's state machines.
+    pub entries_applied: u64,
+    /// Times this node became the leader of a group.
+    pub leaderships_won: u64,
+    /// Snapshots this node took of its own state machines (log compaction).
+    pub snapshots_taken: u64,
+    /// Snapshots received from a leader and installed.
+    pub snapshots_installed: u64,
+    /// Bytes the log writes framed and wrote.
+    pub log_bytes_written: u64,
+    /// How long each log write (write + fdatasync) took, in seconds.
+    pub write_seconds: Histogram,
+    /// How many entries each log write persisted (group commit).
+    pub entries_per_write: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            fsyncs: 0,
+            entries_persisted: 0,
+            write_micros: 0,
+            requests: 0,
+            batches_refused: 0,
+            leader_changes: 0,
+            cycles_since_gc: 0,
+            busy_micros: 0,
+            uptime_micros: 0,
+            proposals: 0,
+            entries_applied: 0,
+            leaderships_won: 0,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
+            log_bytes_written: 0,
+            write_seconds: Histogram::new(histogram::LATENCY_BOUNDS_SECONDS),
+            entries_per_write: Histogram::new(histogram::ENTRY_COUNT_BOUNDS),
+        }
+    }
 }
 
 /// The time, as the driver read it.

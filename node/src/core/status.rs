@@ -1,10 +1,68 @@
 //! The node's status as clients and `flotilla status` see it: every group's role, term,
-//! leader and indexes, and what the node counted.
+//! leader and indexes, and what the node counted; and the lighter `Observation` the driver
+//! publishes for the metrics and the readiness probe.
 
-use super::{BatchSink, NodeCore, Respond};
+use super::{BatchSink, Counters, NodeCore, Respond};
 use crate::api::{GroupStatus, NodeStatus, PeerState, PeerStatus};
+use flotilla_raft::{GroupId, Role};
+
+/// What the node is and has done, at one moment: the counters and a summary of its groups,
+/// for `/metrics`, `/ready` and the summary log line. Built in one pass over the groups.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    /// The core's counters.
+    pub counters: Counters,
+    /// Groups this node hosts a replica of (the meta group included).
+    pub groups_hosted: u64,
+    /// Groups this node leads.
+    pub groups_led: u64,
+    /// Groups that are quiescent (idle: no ticks, no heartbeats of their own).
+    pub groups_quiescent: u64,
+    /// Groups whose replica here knows no leader, lowest id first.
+    pub groups_without_leader: Vec<GroupId>,
+    /// Groups whose replica here has not applied all it knows committed, lowest id first.
+    pub groups_behind: Vec<GroupId>,
+    /// Client requests waiting for their entry to apply or their read to be confirmed.
+    pub waiting: u64,
+    /// Key and value bytes this node's ranges hold.
+    pub stored_bytes: u64,
+    /// Every watched peer and how it is heard.
+    pub peers: Vec<PeerStatus>,
+    /// Segment files the log uses.
+    pub log_segments: u64,
+}
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// The node at this moment, for the metrics and the readiness probe (the driver publishes
+    /// it every `tuning.metrics_publish_interval_ms`).
+    #[must_use]
+    pub fn observe(&self) -> Observation {
+        let mut observation = Observation {
+            counters: self.counters,
+            waiting: self.waiting.len() as u64,
+            stored_bytes: self.machines.stored_bytes(),
+            peers: self.peer_statuses(),
+            log_segments: self.engine.segment_sequences().len() as u64,
+            ..Observation::default()
+        };
+        for group in self.multi.group_ids() {
+            let Some(raft) = self.multi.group(group) else {
+                continue;
+            };
+            let status = raft.status();
+            observation.groups_hosted += 1;
+            observation.groups_led += u64::from(status.role == Role::Leader);
+            observation.groups_quiescent += u64::from(self.multi.is_quiescent(group));
+            if status.leader.is_none() {
+                observation.groups_without_leader.push(group);
+            }
+            if status.applied < status.committed {
+                observation.groups_behind.push(group);
+            }
+        }
+        observation
+    }
+
     pub(super) fn status(&self) -> NodeStatus {
         let groups = self
             .multi
@@ -21,6 +79,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     applied: status.applied.0,
                     snapshot_index: self.snapshot_index(group).0,
                     quiescent: self.multi.is_quiescent(group),
+                    stored_bytes: self
+                        .machines
+                        .kv(group)
+                        .map_or(0, flotilla_storage::KvStateMachine::stored_bytes),
                 })
             })
             .collect();

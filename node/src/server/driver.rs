@@ -6,11 +6,13 @@
 
 use crate::api::{ApiError, Reply, Request, ResponseFrame};
 use crate::core::{CoreError, NodeCore, Now, Respond};
+use crate::observe::Publisher;
+use crate::observe::requests::{Operation, RequestStats};
 use crate::server::data::OpenedData;
 use crate::server::streams::Reservation;
 use crossbeam_channel::Receiver;
 use flotilla_raft::Batch;
-use flotilla_transport_quic::QuicTransport;
+use flotilla_transport_quic::{QuicTransport, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,12 +31,22 @@ pub(crate) enum Input {
 }
 
 /// Where the answer to one request goes: its client stream's writer, within the stream's
-/// budget (its reservation is given back when it answers or is dropped unanswered).
+/// budget (its reservation is given back when it answers or is dropped unanswered);
+/// answering counts the request's latency under its operation.
 #[derive(Debug)]
 pub(crate) struct Responder {
     id: u64,
     stream: UnboundedSender<ResponseFrame>,
     reservation: Reservation,
+    timing: RequestTiming,
+}
+
+/// A request's operation, when it was read, and where its latency is counted.
+#[derive(Debug)]
+pub(crate) struct RequestTiming {
+    pub(crate) operation: Operation,
+    pub(crate) read_at: Instant,
+    pub(crate) stats: Arc<RequestStats>,
 }
 
 impl Responder {
@@ -42,17 +54,23 @@ impl Responder {
         id: u64,
         stream: UnboundedSender<ResponseFrame>,
         reservation: Reservation,
+        timing: RequestTiming,
     ) -> Self {
         Self {
             id,
             stream,
             reservation,
+            timing,
         }
     }
 }
 
 impl Respond for Responder {
     fn answer(self, result: Result<Reply, ApiError>) {
+        let timing = &self.timing;
+        timing
+            .stats
+            .answered(timing.operation, timing.read_at.elapsed(), result.is_ok());
         let frame = ResponseFrame {
             id: self.id,
             result,
@@ -87,6 +105,10 @@ pub(crate) struct Driver {
     pub(crate) input_burst_max: usize,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) data: OpenedData,
+    /// Where the counters go for the HTTP listener, and the log lines they lead to.
+    pub(crate) publisher: Publisher,
+    /// The transport, for its counters (the core sends through it).
+    pub(crate) transport: Arc<QuicTransport>,
 }
 
 impl Driver {
@@ -126,6 +148,7 @@ impl Driver {
             let busy = turn.elapsed().as_micros() as u64;
             self.core
                 .account(busy, started.elapsed().as_micros() as u64);
+            self.publish();
         }
         Ok(self.core.stop()?)
     }
@@ -136,6 +159,18 @@ impl Driver {
             Input::Request(request, responder) => self.core.on_request(request, responder),
         }
         Ok(())
+    }
+
+    /// Every publish interval: the core's and the transport's counters, for the HTTP
+    /// listener and the summary log lines.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        if self.publisher.due(now) {
+            let observation = self.core.observe();
+            let queued = (self.peers.len(), self.clients.len());
+            self.publisher
+                .publish(observation, (self.transport.counters(), queued), now);
+        }
     }
 
     /// Tells the core how much space the data directory's file system has left.

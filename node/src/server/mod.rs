@@ -13,6 +13,8 @@ pub(crate) use streams::StreamBounds;
 use crate::access::Policy;
 use crate::config::{ConfigError, NodeConfig};
 use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
+use crate::observe::requests::RequestStats;
+use crate::observe::{Published, Publisher, View};
 use crate::server::driver::{Driver, Input, Responder};
 use crate::server::gate::Gate;
 use crossbeam_channel::Sender;
@@ -21,6 +23,10 @@ use flotilla_transport_quic::{QuicTransport, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// `/ready` fails when the driver published nothing for this long at least (a long log write
+/// under load is not yet a stuck driver).
+const READY_STALE_MIN: Duration = Duration::from_secs(2);
 
 /// Why a node could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +114,14 @@ pub enum ServerError {
     /// The bound endpoint has no local address.
     #[error("the endpoint has no local address: {0}")]
     LocalAddress(#[source] std::io::Error),
+    /// The HTTP listener could not be bound.
+    #[error("cannot serve HTTP on {address} (http_listen): {source}")]
+    HttpListen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The driver thread could not be started.
     #[error("the driver thread could not start: {0}")]
     DriverThread(#[source] std::io::Error),
@@ -262,15 +276,29 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let (peers, peers_rx) = crossbeam_channel::bounded(config.tuning.inbound_batches_max);
     let (clients, clients_rx) = crossbeam_channel::bounded(config.limits.pending_requests_max);
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = vec![
+    let published = Arc::new(Published::default());
+    let requests = Arc::new(RequestStats::default());
+    let mut tasks = vec![
         tokio::spawn(forward_batches(Arc::clone(&transport), peers)),
         tokio::spawn(accept_clients(
             Arc::clone(&transport),
             clients,
             config.stream_bounds(),
-            Arc::clone(&gate),
+            streams::StreamShared {
+                gate: Arc::clone(&gate),
+                stats: Arc::clone(&requests),
+            },
         )),
     ];
+    let http_address = match config.http_listen {
+        Some(address) => {
+            let (task, bound) = start_http(config, &published, requests, address).await?;
+            tasks.push(task);
+            Some(bound)
+        }
+        None => None,
+    };
+    let publish_interval = Duration::from_millis(config.tuning.metrics_publish_interval_ms);
     let driver = Driver {
         core,
         peers: peers_rx,
@@ -278,6 +306,12 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         input_burst_max: config.tuning.input_burst_max,
         stop: Arc::clone(&stop),
         data,
+        publisher: Publisher::new(
+            published,
+            publish_interval,
+            Duration::from_millis(config.tuning.summary_log_interval_ms),
+        ),
+        transport: Arc::clone(&transport),
     };
     let runtime = tokio::runtime::Handle::current();
     let (done_tx, done) = tokio::sync::oneshot::channel();
@@ -288,7 +322,14 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
             let _ = done_tx.send(driver.run());
         })
         .map_err(ServerError::DriverThread)?;
-    tracing::info!(node = node.0, listen = %address, data_dir = %config.data_directory().display(), "serving");
+    match http_address {
+        Some(http) => {
+            tracing::info!(node = node.0, listen = %address, %http, data_dir = %config.data_directory().display(), "serving")
+        }
+        None => {
+            tracing::info!(node = node.0, listen = %address, data_dir = %config.data_directory().display(), "serving")
+        }
+    }
     Ok(RunningNode {
         node,
         address,
@@ -371,6 +412,27 @@ fn loop_result(
     }
 }
 
+/// Binds the HTTP listener on `address` and serves it on a task; returns the task and the
+/// bound address.
+async fn start_http(
+    config: &NodeConfig,
+    published: &Arc<Published>,
+    requests: Arc<RequestStats>,
+    address: std::net::SocketAddr,
+) -> Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr), ServerError> {
+    let http_error = |source| ServerError::HttpListen { address, source };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(http_error)?;
+    let bound = listener.local_addr().map_err(http_error)?;
+    // The driver publishes every interval; twenty missed in a row is a stuck driver.
+    let stale_after =
+        Duration::from_millis(config.tuning.metrics_publish_interval_ms * 20).max(READY_STALE_MIN);
+    let view = Arc::new(View::new(Arc::clone(published), requests, stale_after));
+    let task = tokio::spawn(crate::observe::serve(listener, view, config.http));
+    Ok((task, bound))
+}
+
 fn connect_peers(
     transport: &QuicTransport,
     core: &mut NodeCore<Responder, Arc<QuicTransport>>,
@@ -403,11 +465,11 @@ async fn accept_clients(
     transport: Arc<QuicTransport>,
     inbox: Sender<Input>,
     bounds: streams::StreamBounds,
-    gate: Arc<Gate>,
+    shared: streams::StreamShared,
 ) {
     // Each connection reads requests up to the endpoint's `client_request_bytes_max`.
     while let Some(connection) = transport.accept_client().await {
-        let serve = streams::serve_client(connection, inbox.clone(), bounds, Arc::clone(&gate));
+        let serve = streams::serve_client(connection, inbox.clone(), bounds, shared.clone());
         tokio::spawn(serve);
     }
 }

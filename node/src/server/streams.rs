@@ -11,7 +11,8 @@
 
 use crate::api::{ApiError, Request, RequestFrame, ResponseFrame};
 use crate::core::Respond;
-use crate::server::driver::{Input, Responder};
+use crate::observe::requests::{Operation, RequestStats};
+use crate::server::driver::{Input, RequestTiming, Responder};
 use crate::server::gate::{Caller, Gate};
 use crossbeam_channel::{Sender, TrySendError};
 use flotilla_storage::Command;
@@ -84,18 +85,25 @@ impl StreamBounds {
     }
 }
 
+/// What every stream of a node shares: the gate that checks requests, and the request counters.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamShared {
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) stats: Arc<RequestStats>,
+}
+
 /// Serves every stream the client opens until the connection closes.
 pub(crate) async fn serve_client(
     connection: ClientConnection,
     inbox: Sender<Input>,
     bounds: StreamBounds,
-    gate: Arc<Gate>,
+    shared: StreamShared,
 ) {
     let who = connection.identity().san();
     let caller = Caller::of(&connection);
     while let Ok((send, recv)) = connection.accept_stream().await {
         let budget = Arc::new(StreamBudget::new(bounds));
-        let access = (Arc::clone(&gate), caller.clone());
+        let access = (shared.clone(), caller.clone());
         tokio::spawn(serve_stream(send, recv, inbox.clone(), budget, access));
     }
     tracing::debug!(client = %who, "client connection closed");
@@ -106,7 +114,7 @@ async fn serve_stream(
     mut recv: MessageReceiver<RequestFrame>,
     inbox: Sender<Input>,
     budget: Arc<StreamBudget>,
-    (gate, caller): (Arc<Gate>, Caller),
+    (shared, caller): (StreamShared, Caller),
 ) {
     let (responses, pending) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_responses(send, pending, Arc::clone(&budget)));
@@ -125,8 +133,16 @@ async fn serve_stream(
             }
         };
         let reserved = budget.bounds.reservation(&frame.request);
-        let responder = Responder::new(frame.id, responses.clone(), budget.reserve(reserved));
-        if let Err(refusal) = gate.check(&caller, &frame.request) {
+        let operation = Operation::of(&frame.request);
+        shared.stats.received(operation);
+        let timing = RequestTiming {
+            operation,
+            read_at: std::time::Instant::now(),
+            stats: Arc::clone(&shared.stats),
+        };
+        let reservation = budget.reserve(reserved);
+        let responder = Responder::new(frame.id, responses.clone(), reservation, timing);
+        if let Err(refusal) = shared.gate.check(&caller, &frame.request) {
             responder.answer(Err(refusal));
             continue;
         }
