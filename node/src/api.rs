@@ -133,8 +133,9 @@ pub enum Reply {
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
 /// `Dropped`, `Unavailable` and `BadSessionTag` mean the request was not applied. A write in a
-/// session may be sent again after any of them, with the same tag. `PermissionDenied` means
-/// not applied too, and final: sending it again is refused again.
+/// session may be sent again after any of them, with the same tag. `PermissionDenied`,
+/// `QuotaExceeded`, `DiskReserve` and `TooLarge` mean not applied too, and are final until an
+/// operator changes something: sending the request again is refused again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiError {
     /// This replica is not the group's leader; `leader` is the one it last heard of.

@@ -91,6 +91,8 @@ counters!(
     /// Client connections refused because the node or the client's identity was at its
     /// connection limit.
     refused_clients_full,
+    /// Connections refused because the peer's certificate is on the access deny-list.
+    refused_revoked,
 );
 
 /// One counter of a [`CounterSnapshot`], named.

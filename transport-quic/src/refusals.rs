@@ -36,10 +36,12 @@ pub enum Refusal {
     /// The node serves `client_connections_max` clients, or the client's name holds
     /// `client_connections_per_identity_max` connections.
     ClientsFull,
+    /// The peer's certificate is on the access deny-list (`certificate_revoked`).
+    Revoked,
 }
 
 /// How many reasons there are: the rate limiter keeps one slot each.
-const REASON_COUNT: usize = 11;
+const REASON_COUNT: usize = 12;
 
 impl Refusal {
     /// The reason a failed handshake gives: its TLS alert, if one ended it.
@@ -50,6 +52,7 @@ impl Refusal {
             Some(116) => Self::NoCertificate,
             Some(48) => Self::UnknownCa,
             Some(45) => Self::CertificateExpired,
+            Some(44) => Self::Revoked,
             Some(_) => Self::BadCertificate,
         }
     }
@@ -69,6 +72,7 @@ impl Refusal {
             Self::ClientQueueFull => &counters.refused_client_queue_full,
             Self::HandshakesBusy => &counters.refused_handshakes_busy,
             Self::ClientsFull => &counters.refused_clients_full,
+            Self::Revoked => &counters.refused_revoked,
         }
     }
 
@@ -77,7 +81,7 @@ impl Refusal {
     }
 }
 
-const _: () = assert!(Refusal::ClientsFull as usize + 1 == REASON_COUNT);
+const _: () = assert!(Refusal::Revoked as usize + 1 == REASON_COUNT);
 
 /// At most one log line per reason per interval. Pure: the caller passes the time.
 #[derive(Debug)]
@@ -160,6 +164,7 @@ mod tests {
         };
         assert_eq!(Refusal::of_handshake(alert(116)), Refusal::NoCertificate);
         assert_eq!(Refusal::of_handshake(alert(48)), Refusal::UnknownCa);
+        assert_eq!(Refusal::of_handshake(alert(44)), Refusal::Revoked);
         assert_eq!(
             Refusal::of_handshake(alert(45)),
             Refusal::CertificateExpired

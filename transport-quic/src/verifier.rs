@@ -113,7 +113,8 @@ impl ClientCertVerifier for ClusterClientVerifier {
             .revoked
             .refuses(&identity, der::serial_number(end_entity))
         {
-            tracing::warn!(peer = %identity, "refused a revoked certificate (access deny-list)");
+            // Counted and logged by the endpoint under `Refusal::Revoked`, rate-limited.
+            tracing::debug!(peer = %identity, "refused a revoked certificate (access deny-list)");
             return Err(Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(verified)
