@@ -363,3 +363,42 @@ async fn leader_changes(client: &Client) -> u64 {
         .map(|(_, status)| status.as_ref().unwrap().leader_changes)
         .sum()
 }
+
+/// Below its disk reserve a node refuses writes that add data, with a clear error, while reads
+/// and deletes work: here the reserve (1 PiB) is more than any disk has free.
+#[test]
+fn below_the_disk_reserve_writes_are_refused_and_reads_and_deletes_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("reserve.toml");
+    std::fs::write(&config, "[limits]\ndisk_reserve_bytes = 1125899906842624\n").unwrap();
+    let mut cluster =
+        LocalCluster::start_with_config(binary(), dir.path(), 1, 1, Some(config)).unwrap();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let client = connect_when_ready(cluster.client_options(), WAIT)
+            .await
+            .unwrap();
+        let put = Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let refusal = client.command(put).await.unwrap_err();
+        assert!(
+            matches!(
+                refusal,
+                ClientError::Refused(ApiError::DiskReserve { reserve_bytes, .. })
+                    if reserve_bytes == 1 << 50
+            ),
+            "{refusal}"
+        );
+        assert!(refusal.to_string().contains("limits.disk_reserve_bytes"));
+        assert_eq!(client.get(b"k").await.unwrap(), None);
+        let delete = Command::Delete { key: b"k".to_vec() };
+        let outcome = client.command(delete).await.unwrap();
+        assert!(matches!(
+            outcome.response,
+            Response::Written { previous: None }
+        ));
+    });
+    cluster.stop();
+}
