@@ -104,7 +104,7 @@ impl Default for TransportConfig {
             idle_timeout_ms: 10_000,
             keep_alive_interval_ms: 2_000,
             peer_uni_streams_max: 8,
-            client_bidi_streams_max: 16,
+            client_bidi_streams_max: 4,
             client_request_bytes_max: 3 << 20,
             frame_read_timeout_ms: 10_000,
             client_connections_max: 1024,
