@@ -12,7 +12,7 @@ use flotilla_storage::{Command, Response};
 use std::time::Duration;
 
 mod common;
-use common::{WAIT, binary, eventually, runtime};
+use common::{WAIT, binary, eventually, leader_of, runtime};
 
 /// A client of `cluster`, once every range has a leader.
 async fn connect(cluster: &LocalCluster) -> Client {
@@ -44,21 +44,6 @@ async fn put(client: &Client, key: &[u8], value: &[u8]) {
         matches!(outcome.response, Response::Written { .. }),
         "{outcome:?}"
     );
-}
-
-async fn leader_of(client: &Client, group: GroupId) -> NodeId {
-    eventually("a leader", || async {
-        let statuses = client.statuses().await;
-        statuses.iter().find_map(|(node, status)| {
-            let status = status.as_ref().ok()?;
-            let leads = status
-                .groups
-                .iter()
-                .any(|g| g.group == group && g.role == "Leader");
-            leads.then_some(*node)
-        })
-    })
-    .await
 }
 
 /// Per node, the leader changes it has seen and each group's term; `None` if a node did not

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod common;
-use common::{WAIT, binary, eventually, runtime};
+use common::{WAIT, binary, leader_of, runtime};
 
 const MIB: usize = 1 << 20;
 /// The test nodes' limits: small enough that each attack reaches them quickly.
@@ -91,13 +91,17 @@ async fn stream_ended(recv: &mut quinn::RecvStream, wait: Duration) -> bool {
         .is_ok()
 }
 
+/// `nodes` real nodes with `groups` ranges, each reading `config`.
+fn start(dir: &std::path::Path, config: &str, nodes: u64, groups: u64) -> LocalCluster {
+    let file = dir.join("limits.toml");
+    std::fs::write(&file, config).unwrap();
+    LocalCluster::start_with_config(binary(), dir, nodes, groups, Some(file)).unwrap()
+}
+
 #[test]
 fn a_node_bounds_what_clients_make_it_hold() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("limits.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let mut cluster =
-        LocalCluster::start_with_config(binary(), dir.path(), 3, 2, Some(config)).unwrap();
+    let mut cluster = start(dir.path(), CONFIG, 3, 2);
     let runtime = runtime();
     runtime.block_on(async {
         let client = connect_when_ready(cluster.client_options(), WAIT)
@@ -340,20 +344,6 @@ fn a_node_bounds_what_clients_make_it_hold() {
     cluster.stop();
 }
 
-async fn leader_of(client: &Client, group: flotilla_raft::GroupId) -> NodeId {
-    eventually("a leader", || async {
-        client.statuses().await.iter().find_map(|(node, status)| {
-            let status = status.as_ref().ok()?;
-            let leads = status
-                .groups
-                .iter()
-                .any(|g| g.group == group && g.role == "Leader");
-            leads.then_some(*node)
-        })
-    })
-    .await
-}
-
 /// Leader changes every node has seen, summed.
 async fn leader_changes(client: &Client) -> u64 {
     client
@@ -369,10 +359,8 @@ async fn leader_changes(client: &Client) -> u64 {
 #[test]
 fn below_the_disk_reserve_writes_are_refused_and_reads_and_deletes_work() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("reserve.toml");
-    std::fs::write(&config, "[limits]\ndisk_reserve_bytes = 1125899906842624\n").unwrap();
-    let mut cluster =
-        LocalCluster::start_with_config(binary(), dir.path(), 1, 1, Some(config)).unwrap();
+    let reserve = "[limits]\ndisk_reserve_bytes = 1125899906842624\n";
+    let mut cluster = start(dir.path(), reserve, 1, 1);
     let runtime = runtime();
     runtime.block_on(async {
         let client = connect_when_ready(cluster.client_options(), WAIT)

@@ -176,7 +176,7 @@ impl<T: DeserializeOwned> MessageReceiver<T> {
         let kind = FrameKind::ClientMessage;
         let limit = FrameLimit {
             bytes_max: self.frame_bytes_max,
-            payload_timeout: Some(self.read_timeout),
+            payload_timeout: self.read_timeout,
         };
         read_frame(&mut self.recv, kind, limit, &mut self.buf).await
     }

@@ -58,8 +58,8 @@ pub fn split_batch(batch: Batch) -> (Option<Batch>, Option<Batch>) {
 pub struct FrameLimit {
     /// The largest frame, header included; a larger header fails before any payload is read.
     pub bytes_max: u32,
-    /// How long the payload may take to arrive once the header has; `None`: no deadline.
-    pub payload_timeout: Option<Duration>,
+    /// How long the payload may take to arrive once the header has.
+    pub payload_timeout: Duration,
 }
 
 /// Reads one frame of `kind`; `Ok(None)` when the stream ends cleanly between frames. The
@@ -81,19 +81,14 @@ pub async fn read_frame<T: DeserializeOwned>(
     frame::check_kind(header, kind)?;
     let payload_bytes = header.payload_bytes as usize;
     buf.clear();
-    let payload = read_payload(recv, payload_bytes, buf);
-    match limit.payload_timeout {
-        None => payload.await?,
-        Some(timeout) => {
-            tokio::time::timeout(timeout, payload)
-                .await
-                .map_err(|_| StreamError::SlowFrame {
-                    timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                    received_bytes: buf.len(),
-                    payload_bytes,
-                })??
-        }
-    }
+    let timeout = limit.payload_timeout;
+    tokio::time::timeout(timeout, read_payload(recv, payload_bytes, buf))
+        .await
+        .map_err(|_| StreamError::SlowFrame {
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            received_bytes: buf.len(),
+            payload_bytes,
+        })??;
     let value = frame::decode_payload(buf);
     if buf.capacity() > BUFFER_BYTES_KEPT {
         *buf = Vec::new();

@@ -43,45 +43,37 @@ pub(crate) struct StreamBounds {
 impl StreamBounds {
     /// The largest answer `request` can have, as [`ResponseFrame::weight`] counts it.
     pub(crate) fn reservation(&self, request: &Request) -> usize {
-        let command = match request {
-            Request::Kv { command, .. } | Request::Write { command, .. } => command,
-            Request::RangeMap | Request::Status => return OTHER_ANSWER_BYTES,
-            Request::KnownDirectory { .. } | Request::OpenSession { .. } => {
-                return ResponseFrame::OVERHEAD_BYTES;
-            }
-        };
-        ResponseFrame::OVERHEAD_BYTES
-            + match command {
-                // Pairs count 8 bytes each beyond their keys and values.
-                Command::Scan { .. } => {
-                    self.scan_bytes_max + 8 * flotilla_storage::kv::SCAN_PAIR_COUNT_MAX as usize
-                }
+        match request {
+            Request::Kv { command, .. } | Request::Write { command, .. } => match command {
+                Command::Scan { .. } => self.scan_answer_bytes(),
                 Command::Get { .. }
                 | Command::Put { .. }
                 | Command::Delete { .. }
-                | Command::CompareAndSwap { .. } => self.value_bytes_max,
+                | Command::CompareAndSwap { .. } => self.value_answer_bytes(),
+            },
+            Request::RangeMap | Request::Status => OTHER_ANSWER_BYTES,
+            Request::KnownDirectory { .. } | Request::OpenSession { .. } => {
+                ResponseFrame::OVERHEAD_BYTES
             }
+        }
     }
 
     /// The largest reservation any request makes.
     pub(crate) fn largest_reservation(&self) -> usize {
-        let scan = Request::Kv {
-            group: flotilla_raft::GroupId(0),
-            epoch: flotilla_shard_manager::Epoch::default(),
-            command: Command::Scan {
-                start: Vec::new(),
-                end: None,
-                limit: 0,
-            },
-        };
-        let get = Request::Kv {
-            group: flotilla_raft::GroupId(0),
-            epoch: flotilla_shard_manager::Epoch::default(),
-            command: Command::Get { key: Vec::new() },
-        };
-        self.reservation(&scan)
-            .max(self.reservation(&get))
+        self.scan_answer_bytes()
+            .max(self.value_answer_bytes())
             .max(OTHER_ANSWER_BYTES)
+    }
+
+    /// A get's or a write's largest answer: one value.
+    fn value_answer_bytes(&self) -> usize {
+        ResponseFrame::OVERHEAD_BYTES + self.value_bytes_max
+    }
+
+    /// A scan's largest answer: a page, each pair counting 8 bytes beyond its key and value.
+    fn scan_answer_bytes(&self) -> usize {
+        let pairs = flotilla_storage::kv::SCAN_PAIR_COUNT_MAX as usize;
+        ResponseFrame::OVERHEAD_BYTES + self.scan_bytes_max + 8 * pairs
     }
 }
 

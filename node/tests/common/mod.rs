@@ -35,3 +35,23 @@ pub(crate) async fn eventually<T, F: Future<Output = Option<T>>>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A node that leads `group` (the first one a status shows leading it).
+#[allow(dead_code)] // not every test binary asks for a leader
+pub(crate) async fn leader_of(
+    client: &flotilla_node::Client,
+    group: flotilla_raft::GroupId,
+) -> flotilla_raft::NodeId {
+    eventually("a leader", || async {
+        let statuses = client.statuses().await;
+        statuses.iter().find_map(|(node, status)| {
+            let status = status.as_ref().ok()?;
+            let leads = status
+                .groups
+                .iter()
+                .any(|g| g.group == group && g.role == "Leader");
+            leads.then_some(*node)
+        })
+    })
+    .await
+}
