@@ -2,53 +2,66 @@
 //! by rustdoc so that it stays in the build.
 #![forbid(unsafe_code)]
 
+/// The chapter at `path` under `docs/`, as `build.rs` copied it with its images inlined, so
+/// that they show in `target/doc` as they do beside the Markdown file.
+macro_rules! chapter {
+    ($path:literal) => {
+        include_str!(concat!(env!("OUT_DIR"), "/", $path))
+    };
+}
+
 /// The architecture on one page, with the design decisions.
 pub mod architecture {
-    #![doc = include_str!("../architecture.md")]
+    #![doc = chapter!("architecture.md")]
 }
 
 /// Designs we rejected, and why.
 pub mod decisions {
-    #![doc = include_str!("../decisions/README.md")]
+    #![doc = chapter!("decisions/README.md")]
+
+    /// The engine of applied range data: fjall, measured against redb.
+    pub mod state_machine_engine {
+        #![doc = chapter!("decisions/state-machine-engine.md")]
+    }
 }
 
 /// The Raft protocol as Flotilla implements it.
 pub mod protocol {
     /// Leader election, pre-vote, check-quorum, terms and leadership transfer.
     pub mod election {
-        #![doc = include_str!("../protocol/election.md")]
+        #![doc = chapter!("protocol/election.md")]
     }
     /// Log replication, heartbeats, commitment and the persistence contract.
     pub mod replication {
-        #![doc = include_str!("../protocol/replication.md")]
+        #![doc = chapter!("protocol/replication.md")]
     }
     /// Snapshots and log compaction.
     pub mod snapshots {
-        #![doc = include_str!("../protocol/snapshots.md")]
+        #![doc = chapter!("protocol/snapshots.md")]
     }
     /// Membership changes by joint consensus, with learners.
     pub mod membership {
-        #![doc = include_str!("../protocol/membership.md")]
+        #![doc = chapter!("protocol/membership.md")]
     }
     /// Linearizable reads: ReadIndex and leases.
     pub mod reads {
-        #![doc = include_str!("../protocol/reads.md")]
+        #![doc = chapter!("protocol/reads.md")]
     }
     /// Client sessions: each write applied exactly once.
     pub mod sessions {
-        #![doc = include_str!("../protocol/sessions.md")]
+        #![doc = chapter!("protocol/sessions.md")]
     }
     /// The sans-IO node core, its driver, and the whole-cluster simulator that runs it.
     pub mod node_core {
-        #![doc = include_str!("../protocol/node-core.md")]
+        #![doc = chapter!("protocol/node-core.md")]
     }
     /// The placement driver: rules, limits, the state machine of a move, failures mid-move.
     pub mod placement {
-        #![doc = include_str!("../protocol/placement.md")]
+        #![doc = chapter!("protocol/placement.md")]
     }
     /// MultiRaft: coalesced heartbeats and quiescence.
     pub mod heartbeat_coalescing {
-        #![doc = include_str!("../protocol/heartbeat-coalescing.md")]
+        #![doc = chapter!("protocol/heartbeat-coalescing.md")]
     }
 }
 
@@ -56,39 +69,48 @@ pub mod protocol {
 pub mod data {
     /// The order of the log pointers.
     pub mod log_pointers {
-        #![doc = include_str!("../data/log-pointers.md")]
+        #![doc = chapter!("data/log-pointers.md")]
     }
     /// The write-ahead log format, byte by byte, and its crash assumptions.
     pub mod wal_format {
-        #![doc = include_str!("../data/wal-format.md")]
+        #![doc = chapter!("data/wal-format.md")]
+    }
+    /// Applied range data in the engine: keys, values, invariants, recovery rules.
+    pub mod engine_layout {
+        #![doc = chapter!("data/engine-layout.md")]
     }
 }
 
 /// The QUIC transport: connections, streams, frames, TLS identity.
 pub mod transport {
-    #![doc = include_str!("../transport.md")]
+    #![doc = chapter!("transport.md")]
 }
 
 /// Security: what each certificate may do, and how a leaked one is shut out.
 pub mod security {
-    #![doc = include_str!("../security.md")]
+    #![doc = chapter!("security.md")]
 }
 
 /// Running a cluster by hand: certificates, configuration, start, observe, recover.
 pub mod operations {
-    #![doc = include_str!("../operations.md")]
+    #![doc = chapter!("operations.md")]
+}
+
+/// Limits: sizes, counts, memory per replica, disk per node, and where each figure comes from.
+pub mod limits {
+    #![doc = chapter!("limits.md")]
 }
 
 /// Measured figures, with the commands that produce them.
 pub mod benchmarks {
-    #![doc = include_str!("../benchmarks.md")]
+    #![doc = chapter!("benchmarks.md")]
 
     /// The write-ahead log.
     pub mod storage {
-        #![doc = include_str!("../bench/storage.md")]
+        #![doc = chapter!("bench/storage.md")]
     }
     /// The QUIC transport.
     pub mod transport {
-        #![doc = include_str!("../bench/transport.md")]
+        #![doc = chapter!("bench/transport.md")]
     }
 }

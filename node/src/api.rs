@@ -4,6 +4,7 @@
 //! latency of a request that reuses one.
 
 use flotilla_raft::{GroupId, NodeId};
+use flotilla_shard_manager::placement::{ManualRequest, NodeState, NodeView, Operator, RangeView};
 use flotilla_shard_manager::{Directory, Epoch, RangeMap};
 use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Command, Response};
@@ -62,6 +63,64 @@ pub enum Request {
         /// The write.
         command: Command,
     },
+    /// An operator's command, carried out through the meta group; answered once applied.
+    /// Only the meta group's leader takes it (the others answer `NotLeader` with a hint).
+    Admin(AdminCommand),
+    /// The placement driver's view (nodes and their states, ranges and their replicas, the
+    /// operators in flight), from the meta group's leader.
+    Placement,
+    /// A new node (the certificate's, never used in this cluster) joins at `address`:
+    /// answered `Applied` once the meta group recorded it (again, if it already had).
+    Join {
+        /// The joining node.
+        node: NodeId,
+        /// Where it listens (`host:port`).
+        address: String,
+    },
+    /// The meta group's snapshot as the meta leader's log stores it (the state a joining
+    /// node's meta replica starts from before the log after it arrives), with the current
+    /// directory (the peers it must reach before its meta replica catches up).
+    MetaSnapshot,
+    /// A node restarted at another address (same id and certificate, same data directory)
+    /// listens at `address` now: answered `Applied` once the meta group recorded it. Only the
+    /// node itself may ask, and only with the data directory registered for it.
+    SetAddress {
+        /// The node that moved.
+        node: NodeId,
+        /// Where it listens now (`host:port`).
+        address: String,
+        /// The id of its data directory.
+        data_directory: u128,
+    },
+}
+
+/// What an operator may ask of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// Sets `node`'s state: `Draining` (its replicas and leaders leave it), `Up` (back from
+    /// draining) or `Removed` (for good: its replicas are re-placed at once, its id is never
+    /// used again and its messages are refused).
+    SetNodeState {
+        /// The node.
+        node: NodeId,
+        /// The state.
+        state: NodeState,
+    },
+    // Appended: the wire encodes a command by its position.
+    /// A move of one replica (PD's `transfer-peer`) or one leadership: a manual operator
+    /// with the rules' steps, answered once the meta group recorded it (not once it finished).
+    Manual(ManualRequest),
+}
+
+/// The placement driver's view, as the meta leader holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementStatus {
+    /// The nodes, their states and what they last reported.
+    pub nodes: Vec<NodeView>,
+    /// The ranges, their replicas and leaders.
+    pub ranges: Vec<RangeView>,
+    /// The operators in flight.
+    pub operators: Vec<Operator>,
 }
 
 /// The answer to one request.
@@ -128,6 +187,17 @@ pub enum Reply {
     KnownDirectory {
         /// The directory id.
         directory: Option<u128>,
+    },
+    /// The meta group applied the operator's command.
+    Applied,
+    /// The placement driver's view.
+    Placement(PlacementStatus),
+    /// The meta group's stored snapshot, and where every node listens now.
+    MetaSnapshot {
+        /// The snapshot the meta leader's log stores.
+        snapshot: flotilla_raft::Snapshot,
+        /// The current directory.
+        directory: Directory,
     },
 }
 
@@ -229,6 +299,10 @@ pub enum ApiError {
         /// What it may not do (`put`).
         action: String,
     },
+    /// An operator's command does not fit the cluster (an unknown or removed node, say):
+    /// final, nothing changed.
+    #[error("the cluster refused the command: {0}")]
+    AdminRefused(String),
 }
 
 /// One group as a node sees it.

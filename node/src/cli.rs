@@ -26,6 +26,72 @@ pub struct Cli {
     pub command: Commands,
 }
 
+/// What `flotilla node` does.
+#[derive(Debug, Subcommand)]
+pub enum NodeAction {
+    /// Every node: its state, replicas, leaders, load and size, and the moves in flight.
+    List,
+    /// Move every replica and leader off node ID (it keeps serving until they have left).
+    Drain {
+        /// The node.
+        id: u64,
+    },
+    /// Set a draining node up again: it receives its share of replicas back.
+    Undrain {
+        /// The node.
+        id: u64,
+    },
+    /// Remove node ID for good: its replicas are re-placed at once, its id is never used
+    /// again and its messages are refused. Drain it first if it still runs.
+    Remove {
+        /// The node.
+        id: u64,
+    },
+}
+
+/// What `flotilla range` does.
+#[derive(Debug, Subcommand)]
+pub enum RangeAction {
+    /// Every range: its group, keys, replicas and roles, leader, and operator in flight.
+    List,
+    /// Move RANGE's voter on node FROM to node TO (which holds no replica of it).
+    ///
+    /// A learner is added on TO, promoted while FROM's voter is demoted, then FROM's replica
+    /// is removed, with leadership handed away first if FROM leads. Returns once the move is
+    /// recorded; `range list` shows it until it is done. The rules may later move a replica
+    /// back.
+    Move {
+        /// The range (`7` or `r7`).
+        #[arg(value_parser = parse_range)]
+        range: u64,
+        /// The node whose voter leaves.
+        #[arg(long)]
+        from: u64,
+        /// The node that receives it (up, and holding no replica of the range).
+        #[arg(long)]
+        to: u64,
+    },
+    /// Hand RANGE's leadership to its voter on node TO.
+    ///
+    /// Returns once the transfer is recorded; the leader rule may later move leadership back.
+    TransferLeader {
+        /// The range (`7` or `r7`).
+        #[arg(value_parser = parse_range)]
+        range: u64,
+        /// The voter to lead.
+        #[arg(long)]
+        to: u64,
+    },
+}
+
+/// A range id as `range list` prints it (`r7`) or bare (`7`).
+fn parse_range(text: &str) -> Result<u64, String> {
+    let digits = text.strip_prefix('r').unwrap_or(text);
+    digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a range id (such as 7 or r7)"))
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Commands {
@@ -100,6 +166,30 @@ pub enum Commands {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// See and change the cluster's nodes through the placement driver.
+    Node {
+        /// What to do.
+        #[command(subcommand)]
+        action: NodeAction,
+        /// Print JSON instead of a table (`list`).
+        #[arg(long, global = true)]
+        json: bool,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// See the cluster's ranges; move their replicas and leaders by hand.
+    Range {
+        /// What to do.
+        #[command(subcommand)]
+        action: RangeAction,
+        /// Print JSON instead of a table (`list`).
+        #[arg(long, global = true)]
+        json: bool,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Create a cluster CA and node and client certificates (for development).
     Certs {
         /// Where to write them.
@@ -145,7 +235,7 @@ pub struct ServerArgs {
     /// off).
     #[arg(long)]
     pub http_listen: Option<std::net::SocketAddr>,
-    /// The data directory (default: flotilla-data/node-<id>).
+    /// The data directory (default: `flotilla-data/node-<id>`).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// The certificate directory.
@@ -154,6 +244,10 @@ pub struct ServerArgs {
     /// The initial cluster: id@ip:port, comma-separated.
     #[arg(long)]
     pub initial_cluster: Option<String>,
+    /// Join a running cluster through these nodes (id@ip:port, comma-separated) instead of
+    /// starting one: needs --listen and a node id never used in the cluster.
+    #[arg(long)]
+    pub join: Option<String>,
     /// How many ranges (groups) the key space is split into.
     #[arg(long)]
     pub groups: Option<u64>,
@@ -166,7 +260,7 @@ pub struct ServerArgs {
     /// Network threads (0: one per core, up to 4).
     #[arg(long)]
     pub network_threads: Option<usize>,
-    /// Print the effective configuration and exit.
+    /// Print the effective configuration as TOML and exit (after checking it).
     #[arg(long)]
     pub check: bool,
     /// Stop when the parent process exits (the demo and tests start nodes this way, so a
@@ -179,16 +273,21 @@ pub struct ServerArgs {
 #[derive(Clone, Debug, Args)]
 pub struct ClientArgs {
     /// Nodes to start from: id@ip:port, comma-separated (one is enough).
-    #[arg(long, default_value = "1@127.0.0.1:7101", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        default_value = "1@127.0.0.1:7101",
+        value_delimiter = ','
+    )]
     pub endpoints: Vec<Endpoint>,
     /// The client's certificate and cluster.
     #[command(flatten)]
     pub identity: IdentityArgs,
     /// How long one attempt waits for an answer, in milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, global = true, default_value_t = 2000)]
     pub attempt_timeout_ms: u64,
     /// How long a request may take in all, retries included, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, global = true, default_value_t = 10_000)]
     pub deadline_ms: u64,
 }
 
@@ -263,13 +362,16 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Commands::Server(args) => {
             init_logs("info");
-            let config = server_config(&args)?;
+            let (config, effective) = server_config(&args)?;
             if args.check {
-                println!("{config:#?}");
+                println!(
+                    "# The effective configuration: the embedded default, then the file, then \
+                     the flags.\n{effective}"
+                );
                 return Ok(());
             }
             let exit_with_parent = args.exit_with_parent;
-            let reread = Box::new(move || server_config(&args));
+            let reread = Box::new(move || server_config(&args).map(|(config, _)| config));
             Ok(crate::server::run(config, reread, exit_with_parent)?)
         }
         Commands::Demo(args) => {
@@ -330,45 +432,84 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// The configuration file, overridden by the flags (read again on SIGHUP).
-fn server_config(args: &ServerArgs) -> Result<NodeConfig, ConfigError> {
-    let mut config = NodeConfig::load(args.config.as_deref())?;
-    if let Some(node_id) = args.node_id {
-        config.node_id = node_id;
-    }
-    if let Some(http_listen) = args.http_listen {
-        config.http_listen = Some(http_listen);
-    }
-    if let Some(listen) = args.listen {
-        config.listen = Some(listen);
-    }
-    if let Some(dir) = &args.data_dir {
-        config.data_dir = Some(dir.clone());
-    }
-    if let Some(dir) = &args.tls_dir {
-        config.tls_dir.clone_from(dir);
-    }
-    if let Some(cluster) = &args.initial_cluster {
-        config.initial_cluster = parse_endpoints(cluster)
-            .map_err(|error| ConfigError::Invalid(format!("--initial-cluster: {error}")))?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-    }
-    if let Some(groups) = args.groups {
-        config.ranges.groups = groups;
-    }
-    if let Some(threads) = args.network_threads {
-        config.network_threads = threads;
-    }
-    if let Some(segment_mib) = args.segment_mib {
-        config.log.segment_mib = segment_mib;
-    }
-    if let Some(cluster_id) = &args.cluster_id {
-        config.cluster_id.clone_from(cluster_id);
-    }
+/// The configuration file, overridden by the flags (read again on SIGHUP), and the effective
+/// configuration as TOML.
+fn server_config(args: &ServerArgs) -> Result<(NodeConfig, String), ConfigError> {
+    let (config, effective) = NodeConfig::load_with(args.config.as_deref(), flag_table(args)?)?;
     config.validate()?;
-    Ok(config)
+    Ok((config, effective))
+}
+
+/// The flags given, as a table of the configuration's shape, to override the file with.
+fn flag_table(args: &ServerArgs) -> Result<toml::Table, ConfigError> {
+    let text = |value: &dyn ToString| toml::Value::String(value.to_string());
+    let int = |flag, value: Option<u64>| value.map(|value| integer(flag, value)).transpose();
+    let dir = |flag, value: &Option<PathBuf>| value.as_deref().map(|p| path(flag, p)).transpose();
+    let endpoint_list = |flag: &str, given: &Option<String>| -> Result<_, ConfigError> {
+        match given {
+            Some(list) => {
+                let endpoints = parse_endpoints(list)
+                    .map_err(|error| ConfigError::Invalid(format!("{flag}: {error}")))?;
+                let list = endpoints
+                    .iter()
+                    .map(|endpoint| toml::Value::String(endpoint.to_string()))
+                    .collect();
+                Ok(Some(toml::Value::Array(list)))
+            }
+            None => Ok(None),
+        }
+    };
+    let initial_cluster = endpoint_list("--initial-cluster", &args.initial_cluster)?;
+    let join = endpoint_list("--join", &args.join)?;
+    let threads = args.network_threads.map(|threads| threads as u64);
+    let flags = [
+        ("node_id", int("--node-id", args.node_id)?),
+        (
+            "http_listen",
+            args.http_listen.map(|address| text(&address)),
+        ),
+        ("listen", args.listen.map(|address| text(&address))),
+        ("data_dir", dir("--data-dir", &args.data_dir)?),
+        ("tls_dir", dir("--tls-dir", &args.tls_dir)?),
+        ("initial_cluster", initial_cluster),
+        ("join", join),
+        ("ranges.groups", int("--groups", args.groups)?),
+        ("network_threads", int("--network-threads", threads)?),
+        ("log.segment_mib", int("--segment-mib", args.segment_mib)?),
+        (
+            "cluster_id",
+            args.cluster_id.clone().map(toml::Value::String),
+        ),
+    ];
+    let mut table = toml::Table::new();
+    for (key, value) in flags {
+        let Some(value) = value else { continue };
+        let Some((section, key)) = key.split_once('.') else {
+            table.insert(key.into(), value);
+            continue;
+        };
+        let section = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(section) = section {
+            section.insert(key.into(), value);
+        }
+    }
+    Ok(table)
+}
+
+/// `value` as a TOML integer (which is signed: above 2^63 - 1 it is refused).
+fn integer(flag: &str, value: u64) -> Result<toml::Value, ConfigError> {
+    i64::try_from(value)
+        .map(toml::Value::Integer)
+        .map_err(|_| ConfigError::Invalid(format!("{flag} {value} is too large")))
+}
+
+/// `path` as a TOML string (which is UTF-8: another path is refused).
+fn path(flag: &str, path: &std::path::Path) -> Result<toml::Value, ConfigError> {
+    path.to_str()
+        .map(|text| toml::Value::String(text.into()))
+        .ok_or_else(|| ConfigError::Invalid(format!("{flag} {} is not UTF-8", path.display())))
 }
 
 async fn client_command(command: Commands) -> Result<(), CliError> {
@@ -417,6 +558,22 @@ async fn client_command(command: Commands) -> Result<(), CliError> {
         Commands::Status { json, client } => {
             let client = Client::connect(client.options()).await?;
             return Ok(crate::status::print_status(&client, json).await?);
+        }
+        Commands::Node {
+            action,
+            json,
+            client,
+        } => {
+            let client = Client::connect(client.options()).await?;
+            return Ok(crate::status::node_command(&client, action, json).await?);
+        }
+        Commands::Range {
+            action,
+            json,
+            client,
+        } => {
+            let client = Client::connect(client.options()).await?;
+            return Ok(crate::ranges::range_command(&client, action, json).await?);
         }
         Commands::Server(_) | Commands::Demo(_) | Commands::Bench(_) | Commands::Certs { .. } => {
             unreachable!("run() handles the commands that are not client commands")

@@ -81,14 +81,14 @@ pub fn parse_endpoints(text: &str) -> Result<Vec<Endpoint>, String> {
 /// Who a client is: its certificate and cluster.
 #[derive(Clone, Debug, clap::Args)]
 pub struct IdentityArgs {
-    /// The certificate directory (ca.pem, client-<name>.pem/.key).
-    #[arg(long, default_value = "flotilla-certs")]
+    /// The certificate directory (`ca.pem`, `client-<name>.pem`/`.key`).
+    #[arg(long, global = true, default_value = "flotilla-certs")]
     pub tls_dir: PathBuf,
     /// The client certificate's name.
-    #[arg(long, default_value = "admin")]
+    #[arg(long, global = true, default_value = "admin")]
     pub name: String,
     /// The cluster's id.
-    #[arg(long, default_value = "flotilla")]
+    #[arg(long, global = true, default_value = "flotilla")]
     pub cluster_id: String,
 }
 
@@ -114,6 +114,9 @@ pub struct NodeConfig {
     pub peer_silence_ms: u64,
     /// The nodes the cluster starts with, `id@address`.
     pub initial_cluster: Vec<String>,
+    /// Nodes of a running cluster to join through, `id@address` (empty: this node is one of
+    /// `initial_cluster`). A joining node needs `listen` and an id never used in the cluster.
+    pub join: Vec<String>,
     /// How long a node about to bootstrap an empty data directory waits for the other initial
     /// nodes to say whether they already know its id.
     pub bootstrap_check_ms: u64,
@@ -131,6 +134,8 @@ pub struct NodeConfig {
     pub transport: TransportSettings,
     /// Cadences and sizes of the node's own work.
     pub tuning: Tuning,
+    /// How the placement driver keeps ranges replicated and spread (`[placement]`).
+    pub placement: flotilla_shard_manager::placement::PlacementConfig,
     /// Who may do what, and which certificates are refused.
     pub access: crate::access::AccessSettings,
     /// What a client of the HTTP listener may make the node hold.
@@ -151,6 +156,12 @@ pub struct HttpSettings {
     pub header_read_timeout_ms: u64,
     /// A connection is closed this long after it was accepted, whatever it is doing.
     pub connection_lifetime_ms: u64,
+    /// The status page (`/`) lists at most this many nodes and this many ranges; it counts
+    /// the rest.
+    pub status_rows_max: usize,
+    /// The status page plots the request rate over this many seconds (one sample a second,
+    /// kept by the driver).
+    pub status_history_seconds: u64,
 }
 
 impl HttpSettings {
@@ -158,6 +169,10 @@ impl HttpSettings {
     const HEADER_BYTES_MIN: usize = 8192;
     /// Heads beyond this are no scraper's or probe's.
     const HEADER_BYTES_LIMIT: usize = 1 << 20;
+    /// A status page of more rows than this is for a program, which reads `/metrics`.
+    const STATUS_ROWS_LIMIT: usize = 10_000;
+    /// An hour of one-second samples: 3,600 of them, about 100 KB in the driver.
+    const STATUS_HISTORY_LIMIT_SECONDS: u64 = 3_600;
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |reason: String| Err(ConfigError::Invalid(reason));
@@ -186,6 +201,25 @@ impl HttpSettings {
                 "http.connection_lifetime_ms must be http.header_read_timeout_ms ({}) to \
                  3600000, not {}",
                 self.header_read_timeout_ms, self.connection_lifetime_ms
+            ));
+        }
+        self.validate_status_page()
+    }
+
+    fn validate_status_page(&self) -> Result<(), ConfigError> {
+        let fail = |reason: String| Err(ConfigError::Invalid(reason));
+        if !(1..=Self::STATUS_ROWS_LIMIT).contains(&self.status_rows_max) {
+            return fail(format!(
+                "http.status_rows_max must be 1 to {}, not {}",
+                Self::STATUS_ROWS_LIMIT,
+                self.status_rows_max
+            ));
+        }
+        if !(2..=Self::STATUS_HISTORY_LIMIT_SECONDS).contains(&self.status_history_seconds) {
+            return fail(format!(
+                "http.status_history_seconds must be 2 to {}, not {}",
+                Self::STATUS_HISTORY_LIMIT_SECONDS,
+                self.status_history_seconds
             ));
         }
         Ok(())
@@ -243,8 +277,9 @@ pub struct Tuning {
     pub read_bytes_per_turn: usize,
     /// Log writes between two garbage collections of the log's segments.
     pub gc_interval_writes: u64,
-    /// Ticks between a leader's checks whether its group's preferred leader could take over.
-    pub balance_interval_ticks: u64,
+    /// Ticks between two rounds of placement work: reports to the meta leader, its driver's
+    /// tick, range leaders carrying out operators, replicas created and destroyed.
+    pub placement_interval_ticks: u64,
     /// How often the driver publishes its counters for the HTTP listener, in milliseconds.
     pub metrics_publish_interval_ms: u64,
     /// At most one summary line at info per this many milliseconds (none while nothing
@@ -353,9 +388,14 @@ pub enum ConfigError {
     /// The embedded default does not parse (a build defect).
     #[error("configuration: the embedded default does not parse: {0}")]
     Embedded(#[source] Box<toml::de::Error>),
-    /// A key is unknown or a value has the wrong type (the parser names the key and line).
-    #[error("configuration: {0}")]
-    Keys(#[source] Box<toml::de::Error>),
+    /// A key is unknown or a value has the wrong type.
+    #[error("configuration: {location}: {message}")]
+    Key {
+        /// Where: the file and line that set the key (when a file did), and the dotted key.
+        location: String,
+        /// What the parser said.
+        message: String,
+    },
     /// The merged configuration could not be written back as TOML (a defect).
     #[error("configuration: the merged table cannot be written: {0}")]
     Merge(#[source] toml::ser::Error),
@@ -373,23 +413,43 @@ impl NodeConfig {
     /// # Errors
     /// An unreadable file, bad TOML, an unknown key or a value of the wrong type.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Ok(Self::load_with(path, toml::Table::new())?.0)
+    }
+
+    /// The embedded default, overridden by the TOML file at `path` if given, then by `flags`
+    /// (a table of the same shape); with the effective configuration as TOML text, which
+    /// loads back to the same values.
+    ///
+    /// # Errors
+    /// An unreadable file, bad TOML, an unknown key or a value of the wrong type: the error
+    /// names the key and, when the file set it, the file's line.
+    pub fn load_with(
+        path: Option<&Path>,
+        flags: toml::Table,
+    ) -> Result<(Self, String), ConfigError> {
         let mut table: toml::Table = toml::from_str(DEFAULT_CONFIG)
             .map_err(|error| ConfigError::Embedded(Box::new(error)))?;
+        let mut file = None;
         if let Some(path) = path {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let file: toml::Table =
+            let top: toml::Table =
                 toml::from_str(&text).map_err(|source| ConfigError::NotToml {
                     path: path.to_path_buf(),
                     source: Box::new(source),
                 })?;
-            merge(&mut table, file);
+            merge(&mut table, top);
+            file = Some((path, text));
         }
-        // Parsing the merged text (not the table) makes errors name the key and show the line.
+        merge(&mut table, flags);
+        // The merged text is parsed (not the table) so that an error has a position; the
+        // position is in that text, so it is mapped back to the key and the file's line.
         let merged = toml::to_string(&table).map_err(ConfigError::Merge)?;
-        toml::from_str(&merged).map_err(|error| ConfigError::Keys(Box::new(error)))
+        let file = file.as_ref().map(|(path, text)| (*path, text.as_str()));
+        let config = toml::from_str(&merged).map_err(|error| key_error(&error, &merged, file))?;
+        Ok((config, merged))
     }
 
     /// This node's id.
@@ -435,6 +495,20 @@ impl NodeConfig {
             .unwrap_or_else(|| PathBuf::from(format!("flotilla-data/node-{}", self.node_id)))
     }
 
+    /// The nodes to join through, parsed (empty: not joining).
+    ///
+    /// # Errors
+    /// An entry that is not `id@address`.
+    pub fn join_endpoints(&self) -> Result<Vec<Endpoint>, ConfigError> {
+        self.join
+            .iter()
+            .map(|text| {
+                Endpoint::from_str(text)
+                    .map_err(|error| ConfigError::Invalid(format!("join: {error}")))
+            })
+            .collect()
+    }
+
     /// The initial cluster, parsed and sorted by node id.
     ///
     /// # Errors
@@ -472,6 +546,21 @@ impl NodeConfig {
         }
         if self.node_id == 0 {
             return fail("node_id must be at least 1".into());
+        }
+        let joining = self.join_endpoints()?;
+        if !joining.is_empty() {
+            if self.listen.is_none() {
+                return fail("a joining node (join) needs `listen`: its address".into());
+            }
+            if endpoints
+                .iter()
+                .any(|endpoint| endpoint.node == self.node())
+            {
+                return fail(format!(
+                    "node {} is in initial_cluster, so it starts the cluster and cannot join it",
+                    self.node_id
+                ));
+            }
         }
         let listen = self.listen_address()?;
         let own = endpoints
@@ -527,6 +616,9 @@ impl NodeConfig {
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("transport: {error}")))?;
         self.check_tuning()?;
+        self.placement_config()
+            .validate()
+            .map_err(|error| ConfigError::Invalid(format!("placement: {error}")))?;
         self.multi_config()
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("raft: {}", error.0)))
@@ -602,8 +694,8 @@ impl NodeConfig {
                 1 << 40,
             ),
             (
-                "tuning.balance_interval_ticks",
-                tuning.balance_interval_ticks,
+                "tuning.placement_interval_ticks",
+                tuning.placement_interval_ticks,
                 1 << 40,
             ),
             (
@@ -720,11 +812,20 @@ impl NodeConfig {
         }
     }
 
+    /// The placement driver's configuration.
+    #[must_use]
+    pub fn placement_config(&self) -> flotilla_shard_manager::placement::PlacementConfig {
+        flotilla_shard_manager::placement::PlacementConfig {
+            replicas_per_range: self.ranges.replicas,
+            ..self.placement.clone()
+        }
+    }
+
     /// The core's cadences and sizes.
     #[must_use]
     pub fn core_tuning(&self) -> crate::core::CoreTuning {
         crate::core::CoreTuning {
-            balance_interval_ticks: self.tuning.balance_interval_ticks,
+            placement_interval_ticks: self.tuning.placement_interval_ticks,
             gc_interval_writes: self.tuning.gc_interval_writes,
             batch_payload_bytes_max: self.tuning.batch_payload_bytes_max,
             scan_bytes_max: self.tuning.scan_bytes_max,
@@ -893,6 +994,96 @@ pub enum TlsLoadError {
     },
 }
 
+/// A parse error of the merged text as the user can act on it: the dotted key, and the line of
+/// `file` (path and text) that set it, if it did.
+fn key_error(error: &toml::de::Error, merged: &str, file: Option<(&Path, &str)>) -> ConfigError {
+    let key = error.span().and_then(|span| key_at(merged, span.start));
+    let location = match (key, file) {
+        (Some(key), Some((path, text))) => match line_setting(text, &key) {
+            Some(line) => format!("{} line {line}, `{key}`", path.display()),
+            None => format!("`{key}`"),
+        },
+        (Some(key), None) => format!("`{key}`"),
+        (None, _) => "the merged configuration".into(),
+    };
+    ConfigError::Key {
+        location,
+        message: error.message().trim().to_string(),
+    }
+}
+
+/// The dotted key at `offset` of `merged`, which `toml::to_string` wrote: one key per line,
+/// under `[table]` headers.
+fn key_at(merged: &str, offset: usize) -> Option<String> {
+    let before = merged.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = merged.get(line_start..)?.lines().next()?;
+    if let Some(table) = table_header(line) {
+        return Some(table);
+    }
+    let key = dotted(line.split_once('=')?.0);
+    let table = before
+        .get(..line_start)?
+        .lines()
+        .rev()
+        .find_map(table_header);
+    Some(table.map_or_else(|| key.clone(), |table| format!("{table}.{key}")))
+}
+
+/// The 1-based line of `text` that sets `path` or, failing that, the closest table or value
+/// that holds it (an inline table or an array of them written on one line).
+fn line_setting(text: &str, path: &str) -> Option<usize> {
+    let mut prefix = path;
+    loop {
+        if let Some(line) = line_of(text, prefix) {
+            return Some(line);
+        }
+        prefix = &prefix[..prefix.rfind('.')?];
+    }
+}
+
+/// The 1-based line of `text` that sets the dotted key `path` (or opens it as a table).
+fn line_of(text: &str, path: &str) -> Option<usize> {
+    let mut table = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if let Some(header) = table_header(line) {
+            if header == path {
+                return Some(index + 1);
+            }
+            table = header;
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=').filter(|_| !line.starts_with('#')) else {
+            continue;
+        };
+        let key = dotted(key);
+        let full = if table.is_empty() {
+            key
+        } else {
+            format!("{table}.{key}")
+        };
+        if full == path {
+            return Some(index + 1);
+        }
+    }
+    None
+}
+
+/// `a.b` for a header line `[a.b]` or `[[a.b]]`.
+fn table_header(line: &str) -> Option<String> {
+    let inner = line.trim().strip_prefix('[')?.strip_suffix(']')?;
+    Some(dotted(inner.trim_start_matches('[').trim_end_matches(']')))
+}
+
+/// A key as written (`a . "b"`) in its plain dotted form (`a.b`).
+fn dotted(key: &str) -> String {
+    key.split('.')
+        .map(|part| part.trim().trim_matches('"'))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// Overrides `base` with `top`, table by table.
 fn merge(base: &mut toml::Table, top: toml::Table) {
     for (key, value) in top {
@@ -945,6 +1136,56 @@ mod tests {
         std::fs::write(&path, "[ranges]\ngroupz = 4\n").unwrap();
         let error = NodeConfig::load(Some(&path)).unwrap_err().to_string();
         assert!(error.contains("groupz"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_key_is_named_with_the_line_of_the_users_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let cases = [
+            (
+                "# mine\n\n[raft]\ntick_ms = \"fast\"\n",
+                "line 4, `raft.tick_ms`",
+                "invalid type",
+            ),
+            (
+                "[raft]\ntick_ms = 20\nticks = 3\n",
+                "line 3, `raft.ticks`",
+                "unknown field `ticks`",
+            ),
+            (
+                "node_id = 2\n[raftt]\nx = 1\n",
+                "line 2, `raftt`",
+                "unknown field `raftt`",
+            ),
+            (
+                "raft.tick_ms = true\n",
+                "line 1, `raft.tick_ms`",
+                "invalid type",
+            ),
+            (
+                "[access]\ngrants = [{ client = \"a\", role = \"reader\" }]\n",
+                "line 2, `access.grants.role`",
+                "unknown variant `reader`",
+            ),
+        ];
+        for (text, location, message) in cases {
+            std::fs::write(&path, text).unwrap();
+            let error = NodeConfig::load(Some(&path)).unwrap_err().to_string();
+            let expected = format!("configuration: {} {location}: {message}", path.display());
+            assert!(error.starts_with(&expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_effective_configuration_loads_back_to_the_same_values() {
+        let flags: toml::Table = toml::from_str("ranges.groups = 7").unwrap();
+        let (config, effective) = NodeConfig::load_with(None, flags).unwrap();
+        assert_eq!(config.ranges.groups, 7);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("effective.toml");
+        std::fs::write(&path, &effective).unwrap();
+        assert_eq!(NodeConfig::load(Some(&path)).unwrap(), config);
     }
 
     #[test]
@@ -1074,6 +1315,14 @@ mod tests {
             }),
             ("limits.stream_requests_max", |c| {
                 c.limits.stream_requests_max = 0
+            }),
+            ("http.status_rows_max", |c| c.http.status_rows_max = 0),
+            ("http.status_rows_max", |c| c.http.status_rows_max = 10_001),
+            ("http.status_history_seconds", |c| {
+                c.http.status_history_seconds = 1
+            }),
+            ("http.status_history_seconds", |c| {
+                c.http.status_history_seconds = 3_601
             }),
             ("limits.stream_answer_bytes_max", |c| {
                 c.limits.stream_answer_bytes_max = 4 << 20

@@ -25,6 +25,10 @@ pub struct DemoArgs {
     /// Keep the temporary folder (certificates, data, logs) instead of deleting it.
     #[arg(long)]
     pub keep: bool,
+    /// Scale out: add this many nodes while a workload runs, show the ranges and leaders
+    /// moving to them, and the throughput before and after (0 to 16).
+    #[arg(long, default_value_t = 0)]
+    pub grow: u64,
 }
 
 /// Why the demo stopped.
@@ -49,6 +53,9 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     args.workload.validate()?;
     if args.nodes == 0 || args.groups == 0 {
         return Err(workload::FlagError("--nodes and --groups must be at least 1").into());
+    }
+    if args.grow > 16 {
+        return Err(workload::FlagError("--grow must be 0 to 16").into());
     }
     let folder = tempfile::Builder::new()
         .prefix("flotilla-demo-")
@@ -78,7 +85,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     }
     let runtime = client_runtime(crate::local::LOCAL_CLIENT_THREADS)
         .map_err(SetupError::of("starting the client runtime"))?;
-    let result = runtime.block_on(drive(&mut cluster, &args.workload));
+    let result = runtime.block_on(drive(&mut cluster, &binary, args));
     cluster.stop();
     println!("stopped every node");
     if args.keep {
@@ -87,7 +94,12 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
     result
 }
 
-async fn drive(cluster: &mut LocalCluster, workload: &WorkloadOptions) -> Result<(), DemoError> {
+async fn drive(
+    cluster: &mut LocalCluster,
+    binary: &std::path::Path,
+    args: &DemoArgs,
+) -> Result<(), DemoError> {
+    let workload = &args.workload;
     let started = Instant::now();
     let client = connect_when_ready(cluster.client_options(), Duration::from_secs(30)).await?;
     println!(
@@ -109,6 +121,9 @@ async fn drive(cluster: &mut LocalCluster, workload: &WorkloadOptions) -> Result
     print_report(&report);
     let statuses = client.statuses().await;
     println!("\n{}", crate::status::status_tables(&client, &statuses));
+    if args.grow > 0 {
+        grow(cluster, binary, &client, args, report.ops_per_second).await?;
+    }
     if cluster.endpoints.len() < 3 {
         println!("(fewer than 3 nodes: a majority cannot survive a kill, so no fail-over step)");
         return Ok(());
@@ -142,4 +157,90 @@ async fn drive(cluster: &mut LocalCluster, workload: &WorkloadOptions) -> Result
         crate::status::status_tables(&client, &statuses)
     );
     Ok(())
+}
+
+/// Scale-out: `args.grow` nodes join while the workload runs; the placement driver moves
+/// replicas and leaders to them (printed each second); then the workload runs again.
+async fn grow(
+    cluster: &mut LocalCluster,
+    binary: &std::path::Path,
+    client: &crate::Client,
+    args: &DemoArgs,
+    before_ops_per_second: f64,
+) -> Result<(), DemoError> {
+    let first = cluster.endpoints.len() as u64 + 1;
+    let joining: Vec<NodeId> = (first..first + args.grow).map(NodeId).collect();
+    for &node in &joining {
+        cluster.join(binary, node)?;
+    }
+    println!(
+        "\nscale-out: nodes {} join while the workload runs; replicas and leaders move to them",
+        joining
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let during = WorkloadOptions {
+        seconds: args.workload.seconds.max(5.0),
+        ..args.workload.clone()
+    };
+    let watcher = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Ok(view) = client.placement().await {
+                    println!("  {}", placement_line(&view));
+                }
+            }
+        })
+    };
+    let report = workload::run(client, &during, false).await;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(60) {
+        match client.placement().await {
+            Ok(view) if view.operators.is_empty() => break,
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+    watcher.abort();
+    println!("while growing: {:.0} ops/s", report.ops_per_second);
+    if let Ok(view) = client.placement().await {
+        println!("settled: {}", placement_line(&view));
+    }
+    let after = workload::run(client, &args.workload, true).await;
+    print_report(&after);
+    println!(
+        "throughput: {before_ops_per_second:.0} ops/s on {} nodes before, {:.0} ops/s on {} after \
+         (one machine: the nodes share its cores, so more nodes do not add capacity here)",
+        first - 1,
+        after.ops_per_second,
+        first - 1 + args.grow
+    );
+    Ok(())
+}
+
+/// Replicas and leaders per node, and the moves in flight, on one line.
+fn placement_line(view: &crate::api::PlacementStatus) -> String {
+    let mut per_node: std::collections::BTreeMap<NodeId, (usize, usize)> =
+        view.nodes.iter().map(|node| (node.id, (0, 0))).collect();
+    for range in &view.ranges {
+        for replica in &range.replicas {
+            per_node.entry(replica.node).or_default().0 += 1;
+        }
+        if let Some(leader) = range.leader {
+            per_node.entry(leader).or_default().1 += 1;
+        }
+    }
+    let nodes: Vec<String> = per_node
+        .iter()
+        .map(|(node, (replicas, leaders))| format!("{node}: {replicas} replicas/{leaders} led"))
+        .collect();
+    format!(
+        "{} | {} moves in flight",
+        nodes.join(", "),
+        view.operators.len()
+    )
 }

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod loadgen;
 pub mod local;
 mod observe;
+pub mod ranges;
 pub mod server;
 pub mod shell;
 pub mod status;

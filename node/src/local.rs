@@ -98,6 +98,8 @@ pub struct LocalCluster {
     /// Each node's HTTP listener (`/metrics`, `/health`, `/ready`), when started with one.
     pub http: Vec<(NodeId, std::net::SocketAddr)>,
     children: Vec<(NodeId, Option<Child>)>,
+    /// How many of `endpoints` started the cluster; the rest joined it.
+    initial: usize,
     groups: u64,
     /// A configuration file every node reads (`--config`); the flags override it.
     config: Option<PathBuf>,
@@ -172,6 +174,7 @@ impl LocalCluster {
             endpoints,
             http,
             children: Vec::new(),
+            initial: ids.len(),
             groups,
             config,
         };
@@ -259,7 +262,11 @@ impl LocalCluster {
             .iter()
             .find(|endpoint| endpoint.node == node)
             .ok_or(std::io::ErrorKind::NotFound)?;
-        let initial: Vec<String> = self.endpoints.iter().map(ToString::to_string).collect();
+        let initial: Vec<String> = self.endpoints[..self.initial]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let joins = !initial.contains(&endpoint.to_string());
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -278,6 +285,11 @@ impl LocalCluster {
             .args(["--data-dir", &data_dir.display().to_string()])
             .args(["--tls-dir", &self.dir.join("certs").display().to_string()])
             .args(["--initial-cluster", &initial.join(",")])
+            .args(if joins {
+                vec!["--join".to_string(), initial.join(",")]
+            } else {
+                Vec::new()
+            })
             .args(["--groups", &self.groups.to_string()])
             .args(["--cluster-id", CLUSTER])
             .arg("--exit-with-parent")
@@ -314,6 +326,32 @@ impl LocalCluster {
         }
     }
 
+    /// Starts a new node `node` (a certificate from the cluster's CA, a free address, an
+    /// empty data directory) that joins the running cluster through the initial nodes.
+    ///
+    /// # Errors
+    /// The certificate, the port or the process could not be made.
+    pub fn join(&mut self, binary: &Path, node: NodeId) -> Result<(), LocalError> {
+        #[allow(clippy::expect_used)]
+        let cluster = ClusterId::new(CLUSTER).expect("the demo's cluster id is valid");
+        let certs = self.dir.join("certs");
+        if !certs.join(format!("node-{}.pem", node.0)).exists() {
+            flotilla_transport_quic::add_node_certs(&certs, &cluster, &[node])?;
+        }
+        let address = free_udp_address().map_err(LocalError::NoPort)?;
+        self.endpoints.retain(|endpoint| endpoint.node != node);
+        self.endpoints.push(Endpoint { node, address });
+        let child = self
+            .spawn(binary, node)
+            .map_err(|source| LocalError::Spawn {
+                node: node.0,
+                source,
+            })?;
+        self.children.retain(|(id, _)| *id != node);
+        self.children.push((node, Some(child)));
+        Ok(())
+    }
+
     /// Starts a killed node again on its data directory.
     ///
     /// # Errors
@@ -327,6 +365,21 @@ impl LocalCluster {
             }
         }
         Ok(())
+    }
+
+    /// Gives node `node` a new free address; it listens there from its next start
+    /// ([`LocalCluster::restart`]).
+    ///
+    /// # Errors
+    /// No free port.
+    pub fn readdress(&mut self, node: NodeId) -> Result<std::net::SocketAddr, LocalError> {
+        let address = free_udp_address().map_err(LocalError::NoPort)?;
+        for endpoint in &mut self.endpoints {
+            if endpoint.node == node {
+                endpoint.address = address;
+            }
+        }
+        Ok(address)
     }
 
     /// Asks node `node` to re-read its access rules and certificates (SIGHUP). Returns whether

@@ -112,6 +112,9 @@ pub enum ShellError {
     /// Every node failed to give its status.
     #[error("no node answered")]
     NoNodeAnswered,
+    /// The cluster did not carry out a command.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
     /// The cluster answered, but not all of it is well (`flotilla status` exits with 2).
     #[error("{0}")]
     Unhealthy(crate::status::Unhealthy),

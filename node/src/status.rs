@@ -2,10 +2,12 @@
 //! and whether the cluster is well (every node answers, every range has a leader) for the exit
 //! code scripts and cron rely on: 0 well, 1 the command failed (no node answered), 2 unwell.
 
-use crate::api::{NodeStatus, PeerState};
+use crate::api::{NodeStatus, PeerState, PlacementStatus};
 use crate::client::{Client, ClientError};
+use crate::ranges::OperatorRow;
 use crate::shell::ShellError;
 use flotilla_raft::NodeId;
+use flotilla_shard_manager::placement::Operator;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -120,11 +122,17 @@ pub async fn print_status(client: &Client, as_json: bool) -> Result<(), ShellErr
     let statuses = client.statuses().await;
     let ranges = range_rows(client, &statuses);
     let problems = unhealthy(&statuses, &ranges);
+    // The node states and the moves are the meta leader's; without one the rest still shows.
+    let placement = client.placement().await;
     if as_json {
-        let document = status_json(client, &statuses, &ranges, problems.as_ref());
+        let mut document = status_json(client, &statuses, &ranges, problems.as_ref());
+        if let Value::Object(fields) = &mut document {
+            fields.insert("placement".into(), placement_json(&placement));
+        }
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         print!("{}", status_tables(client, &statuses));
+        print!("{}", placement_text(&placement));
     }
     if statuses.iter().all(|(_, status)| status.is_err()) {
         return Err(ShellError::NoNodeAnswered);
@@ -173,6 +181,53 @@ fn status_json(
         "nodes": nodes,
         "ranges": ranges,
     })
+}
+
+/// The meta leader's node states and operators in flight, or why they are unknown.
+fn placement_json(placement: &Result<PlacementStatus, ClientError>) -> Value {
+    match placement {
+        Ok(placement) => {
+            let nodes: Vec<Value> = placement
+                .nodes
+                .iter()
+                .map(|node| json!({"node": node.id.0, "state": node.state.to_string()}))
+                .collect();
+            let moves: Vec<OperatorRow> = placement.operators.iter().map(OperatorRow::of).collect();
+            json!({"nodes": nodes, "moves_in_flight": moves})
+        }
+        Err(error) => json!({"error": error.to_string()}),
+    }
+}
+
+/// The node states and the moves in flight, as text.
+fn placement_text(placement: &Result<PlacementStatus, ClientError>) -> String {
+    let placement = match placement {
+        Ok(placement) => placement,
+        Err(error) => return format!("\nplacement: unknown ({error})\n"),
+    };
+    let states: Vec<String> = placement
+        .nodes
+        .iter()
+        .map(|node| format!("{} {}", node.id, node.state))
+        .collect();
+    format!(
+        "\nnode states: {}\n{}",
+        states.join(", "),
+        moves_in_flight(&placement.operators)
+    )
+}
+
+/// `moves in flight: none`, or one line per operator under that heading.
+#[must_use]
+pub fn moves_in_flight(operators: &[Operator]) -> String {
+    if operators.is_empty() {
+        return "moves in flight: none\n".to_string();
+    }
+    let mut out = String::from("moves in flight:\n");
+    for operator in operators {
+        out += &format!("  {}\n", OperatorRow::of(operator).summary());
+    }
+    out
 }
 
 /// The node table, the peer table and the range table, as text.
@@ -268,6 +323,70 @@ fn peer_table(statuses: &Statuses) -> String {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lowercase hex, as every table of the CLI shows keys.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `flotilla node list|drain|undrain|remove`: the placement driver's view of every node, or an
+/// operator's command carried out through the meta group.
+///
+/// # Errors
+/// No meta-group leader answered, the cluster refused the command, or stdout failed.
+pub async fn node_command(
+    client: &Client,
+    action: crate::cli::NodeAction,
+    as_json: bool,
+) -> Result<(), ShellError> {
+    use crate::api::AdminCommand;
+    use crate::cli::NodeAction;
+    use flotilla_shard_manager::placement::NodeState;
+    let (node, state) = match action {
+        NodeAction::List => return list_nodes(client, as_json).await,
+        NodeAction::Drain { id } => (id, NodeState::Draining),
+        NodeAction::Undrain { id } => (id, NodeState::Up),
+        NodeAction::Remove { id } => (id, NodeState::Removed),
+    };
+    let node = NodeId(node);
+    client
+        .admin(AdminCommand::SetNodeState { node, state })
+        .await?;
+    println!("{node} is now {state}");
+    Ok(())
+}
+
+async fn list_nodes(client: &Client, as_json: bool) -> Result<(), ShellError> {
+    let placement = client.placement().await?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&placement)?);
+        return Ok(());
+    }
+    let mut replicas: BTreeMap<NodeId, (usize, usize)> = BTreeMap::new();
+    for range in &placement.ranges {
+        for replica in &range.replicas {
+            replicas.entry(replica.node).or_default().0 += 1;
+        }
+        if let Some(leader) = range.leader {
+            replicas.entry(leader).or_default().1 += 1;
+        }
+    }
+    println!(
+        "{:<6} {:<9} {:>8} {:>7} {:>10} {:>12}",
+        "node", "state", "replicas", "leaders", "requests/s", "bytes"
+    );
+    for node in &placement.nodes {
+        let (held, led) = replicas.get(&node.id).copied().unwrap_or_default();
+        println!(
+            "{:<6} {:<9} {:>8} {:>7} {:>10} {:>12}",
+            node.id.to_string(),
+            node.state.to_string(),
+            held,
+            led,
+            node.load_requests_per_second,
+            node.size_bytes
+        );
+    }
+    print!("{}", moves_in_flight(&placement.operators));
+    Ok(())
 }

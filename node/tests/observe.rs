@@ -1,5 +1,5 @@
-//! End-to-end: each node's HTTP listener (`/metrics`, `/health`, `/ready`) and the exit codes
-//! of `flotilla status`, on real `flotilla server` processes. One cluster start; the waits are
+//! End-to-end: each node's HTTP listener (the status page at `/`, `/metrics`, `/health`,
+//! `/ready`) and the exit codes of `flotilla status`, on real `flotilla server` processes. One cluster start; the waits are
 //! bounded (a failure, not a measurement).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -7,7 +7,7 @@ use flotilla_node::ClientOptions;
 use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_raft::NodeId;
 use flotilla_storage::Command;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -84,6 +84,60 @@ fn total(scrapes: &[BTreeMap<String, f64>], series: &str) -> f64 {
         .sum()
 }
 
+/// Every `flotilla_*` name in the Grafana dashboard's strings (its PromQL, its variables'
+/// queries), after checking it imports as is: each query names its data source by the
+/// dashboard's `datasource` variable.
+fn dashboard_metrics() -> BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana/flotilla.json");
+    let text = std::fs::read_to_string(path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    assert!(
+        variables
+            .iter()
+            .any(|variable| variable["name"] == "datasource" && variable["type"] == "datasource")
+    );
+    let panels = dashboard["panels"].as_array().unwrap();
+    let targets: Vec<_> = panels
+        .iter()
+        .filter_map(|panel| panel["targets"].as_array())
+        .flatten()
+        .collect();
+    assert!(targets.len() >= 15, "{} queries", targets.len());
+    for target in &targets {
+        assert_eq!(target["datasource"]["uid"], "${datasource}", "{target}");
+        assert!(target["expr"].as_str().is_some_and(|expr| !expr.is_empty()));
+    }
+    let mut names = BTreeSet::new();
+    collect_metric_names(&dashboard, &mut names);
+    names
+}
+
+fn collect_metric_names(value: &serde_json::Value, names: &mut BTreeSet<String>) {
+    match value {
+        serde_json::Value::String(text) => {
+            for (start, _) in text.match_indices("flotilla_") {
+                let name: String = text[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                names.insert(name);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items
+                .iter()
+                .for_each(|item| collect_metric_names(item, names));
+        }
+        serde_json::Value::Object(fields) => {
+            fields
+                .values()
+                .for_each(|item| collect_metric_names(item, names));
+        }
+        _ => {}
+    }
+}
+
 /// `flotilla status [--json]` against `options`: the exit code and stdout.
 fn status(options: &ClientOptions, json: bool) -> (i32, String) {
     let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
@@ -102,6 +156,62 @@ fn status(options: &ClientOptions, json: bool) -> (i32, String) {
         output.status.code().unwrap_or(-1),
         String::from_utf8(output.stdout).unwrap(),
     )
+}
+
+/// The status page of the node at `address`.
+fn page(address: SocketAddr) -> String {
+    let (status, body) = get(address, "/").expect("a / answer");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// How the page's nodes table says its node hears `node` (`this node`, `live`, ...).
+fn heard_as(html: &str, node: u64) -> Option<String> {
+    let row = html.split(&format!("<tr><td>n{node}</td><td>")).nth(1)?;
+    let cells: Vec<&str> = row.split("</td><td>").take(2).collect();
+    cells.get(1).map(|cell| (*cell).to_string())
+}
+
+/// The page of the node at `address` once it shows the range map: the node copies the map
+/// only for a page that was viewed, so the first view may come before it.
+fn page_with_map(runtime: &tokio::runtime::Runtime, address: SocketAddr) -> String {
+    runtime.block_on(eventually(
+        "the page to show the range map",
+        || async move {
+            let html = tokio::task::spawn_blocking(move || page(address))
+                .await
+                .unwrap();
+            html.contains("<table id=nodes>").then_some(html)
+        },
+    ))
+}
+
+/// Every node's page names every node, counts the map's ranges and marks one leader for
+/// each of them (every node hosts every range here, so each knows every leader).
+fn check_pages(runtime: &tokio::runtime::Runtime, http: &[SocketAddr], ranges: usize) {
+    for (index, &address) in http.iter().enumerate() {
+        let html = page_with_map(runtime, address);
+        let node = index + 1;
+        assert!(
+            html.contains(&format!("<h1>Flotilla node n{node}</h1>")),
+            "{html}"
+        );
+        assert_eq!(heard_as(&html, node as u64).as_deref(), Some("this node"));
+        for other in (1..=http.len()).filter(|&other| other != node) {
+            assert_eq!(heard_as(&html, other as u64).as_deref(), Some("live"));
+        }
+        assert!(
+            html.contains(&format!("<span id=range-count>{ranges}</span> ranges")),
+            "{html}"
+        );
+        let marks = html.matches("<b class=leader title=leader>").count();
+        assert_eq!(marks, ranges, "{html}");
+        // The operators in flight: none once placement settled, else a table of them.
+        assert!(
+            html.contains("<p id=moves>none</p>") || html.contains("<table id=moves>"),
+            "{html}"
+        );
+    }
 }
 
 async fn ready(address: SocketAddr, want: u16) -> String {
@@ -132,6 +242,7 @@ fn metrics_health_ready_and_status_follow_the_cluster() {
         );
         runtime.block_on(ready(address, 200));
     }
+    check_pages(&runtime, &http, 4);
 
     // Counters rise with a few puts, and the request histogram gets samples.
     let before: Vec<_> = http.iter().map(|&address| scrape(address)).collect();
@@ -167,6 +278,22 @@ fn metrics_health_ready_and_status_follow_the_cluster() {
     assert!(total(&after, "flotilla_transport_batches_sent_total") > 0.0);
     assert!(after[0].contains_key(r#"flotilla_driver_queue_depth{queue="client_requests"}"#));
 
+    // The Grafana dashboard asks only for series a node exports (after puts, so that every
+    // family has its samples).
+    let exported: BTreeSet<&str> = after
+        .iter()
+        .flat_map(BTreeMap::keys)
+        .map(|series| series.split('{').next().unwrap())
+        .collect();
+    let used = dashboard_metrics();
+    assert!(used.contains("flotilla_client_request_duration_seconds_bucket"));
+    for name in &used {
+        assert!(
+            exported.contains(name.as_str()),
+            "docs/grafana/flotilla.json uses {name}, which /metrics does not export"
+        );
+    }
+
     // All well: status exits 0 and its JSON carries the range map.
     let (code, stdout) = status(&options, true);
     assert_eq!(code, 0, "{stdout}");
@@ -190,6 +317,17 @@ fn metrics_health_ready_and_status_follow_the_cluster() {
     assert_eq!(code, 2, "{stdout}");
     let document: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(document["problems"]["nodes_down"], serde_json::json!([3]));
+    let first = http[0];
+    let heard = runtime.block_on(eventually("n1's page to see n3 gone", || async move {
+        let html = tokio::task::spawn_blocking(move || page(first))
+            .await
+            .unwrap();
+        heard_as(&html, 3).filter(|heard| heard != "live")
+    }));
+    assert!(
+        ["quiet", "unreachable"].contains(&heard.as_str()),
+        "{heard}"
+    );
 
     // Two of three down: the survivor's ranges lose their leaders and it is not ready.
     cluster.kill(NodeId(2));

@@ -31,7 +31,7 @@ pub use handler::snapshot::CompactError;
 pub use log::{InitialState, LogError, LogReader, MemLog};
 pub use message::{
     AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,
-    MessageBody,
+    MessageBody, Note,
 };
 pub use multi::{MultiConfig, MultiError, MultiRaft, MultiReady, Refusal};
 pub use node::{RaftNode, Role, Status};

@@ -199,7 +199,14 @@ pub struct Batch {
     pub heartbeats: Vec<HeartbeatEntry>,
     /// The coalesced heartbeat response.
     pub heartbeat_responses: Vec<HeartbeatResponseEntry>,
+    /// The host's own node-to-node notes (reports to the meta group's leader, say), opaque to
+    /// Raft: carried, never stepped. Lost like any batch; the host repeats what matters.
+    pub notes: Vec<Note>,
 }
+
+/// One opaque note of the host application, carried in a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 impl Batch {
     /// An empty batch from `from` to `to`.
@@ -229,5 +236,6 @@ impl Batch {
         self.messages.is_empty()
             && self.heartbeats.is_empty()
             && self.heartbeat_responses.is_empty()
+            && self.notes.is_empty()
     }
 }

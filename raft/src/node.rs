@@ -439,6 +439,29 @@ impl<L: LogReader> RaftNode<L> {
         self.log.into_store()
     }
 
+    /// The index of the entry the membership in force comes from (the snapshot's last index
+    /// when it comes from a snapshot): a newer membership always has a higher one.
+    #[must_use]
+    pub fn membership_index(&self) -> LogIndex {
+        self.membership_history.last().map_or_else(
+            || LogIndex(self.log.first_index().0.saturating_sub(1)),
+            |(index, _)| *index,
+        )
+    }
+
+    /// On a leader, the highest index `node`'s replica is known to hold; `None` on a follower
+    /// or for a node outside the group. Whether a learner has caught up is read from it.
+    #[must_use]
+    pub fn matched(&self, node: NodeId) -> Option<LogIndex> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        if node == self.config.id {
+            return Some(self.log.last_index());
+        }
+        self.progress.get(&node).map(|progress| progress.matched)
+    }
+
     /// The tick at which the next timer fires; `None` when no timer is armed.
     #[must_use]
     pub fn next_deadline(&self) -> Option<u64> {

@@ -4,6 +4,9 @@
 
 use crate::directory::Directory;
 use crate::error::RangeMapError;
+use crate::placement::{
+    ApplyError, ClusterView, Decision, NodeState, NodeView, RangeView, Replica, ViewError,
+};
 use crate::range::RangeId;
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
@@ -16,19 +19,12 @@ pub const META_GROUP: GroupId = GroupId(0);
 /// A change to the meta state, proposed to the meta group.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
-    /// `node` now listens at `address`.
+    /// `node` now listens at `address` (a removed node is refused).
     SetAddress {
         /// The node.
         node: NodeId,
         /// Its `host:port`.
         address: String,
-    },
-    /// The replicas of range `range` are now `replicas` (a move); the epoch advances.
-    SetReplicas {
-        /// The range.
-        range: RangeId,
-        /// Its new replicas.
-        replicas: Vec<NodeId>,
     },
     /// `node`'s data directory is `directory` (its random id, chosen at bootstrap), for good:
     /// every node then refuses batches from any other directory under that id.
@@ -37,6 +33,34 @@ pub enum MetaCommand {
         node: NodeId,
         /// Its data directory's id.
         directory: u128,
+    },
+    /// A decision of the placement driver (start, advance, finish or abandon an operator).
+    Placement(Decision),
+    /// The leader of range `range`'s group applied the membership `replicas`, at `index` of
+    /// the group's log. An older membership than the one recorded changes nothing.
+    RangeMembership {
+        /// The range.
+        range: RangeId,
+        /// Its replicas and their roles.
+        replicas: Vec<Replica>,
+        /// The index of the membership entry in the range's log.
+        index: u64,
+    },
+    /// A new node joins the cluster at `address`: up, with no replica yet. Its id must never
+    /// have been used in this cluster (a node that lost its data joins under a new id).
+    AddNode {
+        /// The node.
+        node: NodeId,
+        /// Its `host:port`.
+        address: String,
+    },
+    /// An operator sets a node's state: `Up` (back from draining), `Draining` or `Removed`
+    /// (for good: its id is never used again).
+    SetNodeState {
+        /// The node.
+        node: NodeId,
+        /// Its new state.
+        state: NodeState,
     },
 }
 
@@ -50,6 +74,9 @@ pub struct MetaState {
     pub directory: Directory,
     /// Node id -> the id of its data directory, registered once.
     pub data_directories: BTreeMap<NodeId, u128>,
+    /// Node states, the replicas of every range with their roles, and the operators in
+    /// flight: the placement driver's view. Only its replicated part is encoded and compared.
+    pub cluster: ClusterView,
 }
 
 /// Why a meta command was refused (every replica refuses it alike).
@@ -58,6 +85,25 @@ pub enum MetaError {
     /// The range map refused the change.
     #[error(transparent)]
     RangeMap(#[from] RangeMapError),
+    /// The placement view refused a node or range update.
+    #[error(transparent)]
+    View(#[from] ViewError),
+    /// The placement view refused a driver's decision.
+    #[error(transparent)]
+    Placement(#[from] ApplyError),
+    /// A joining node's id was used before in this cluster.
+    #[error(
+        "{0} was used before in this cluster: a node joins under an id never used (a node that \
+         lost its data joins under a new id)"
+    )]
+    NodeIdUsed(NodeId),
+    /// The node was removed, for good: it has no address any more.
+    #[error("{0} was removed, and a removed node stays removed")]
+    NodeRemoved(NodeId),
+    /// A node's state may be set to up, draining or removed only: suspect and down are the
+    /// driver's reading of its heartbeats.
+    #[error("a node's state can be set to up, draining or removed, not {0:?}")]
+    StateNotSettable(NodeState),
     /// The node id is registered with another data directory.
     #[error(
         "{node} is registered with data directory {registered:032x}, not {claimed:032x}: a node \
@@ -79,6 +125,36 @@ pub enum MetaError {
 pub struct MetaCodecError(String);
 
 impl MetaState {
+    /// The state of a new cluster: `map` over the nodes of `directory`, every node up and
+    /// every range's replicas voters.
+    #[must_use]
+    pub fn new(map: RangeMap, directory: Directory) -> Self {
+        let mut cluster = ClusterView::new();
+        for node in directory.nodes() {
+            let fresh = cluster.upsert_node(NodeView::up(node, 0));
+            debug_assert!(fresh.is_ok(), "a new view knows no removed node");
+        }
+        for range in map.ranges() {
+            // A replica on a node the directory lacks still counts: the node is recorded up.
+            for &node in &range.replicas {
+                if cluster.node(node).is_none() {
+                    let fresh = cluster.upsert_node(NodeView::up(node, 0));
+                    debug_assert!(fresh.is_ok(), "a new view knows no removed node");
+                }
+            }
+            let mut view = RangeView::voters(range.id, range.group, &range.replicas);
+            view.leader = None;
+            let fits = cluster.upsert_range(view);
+            debug_assert!(fits.is_ok(), "an initial range does not fit: {fits:?}");
+        }
+        Self {
+            map,
+            directory,
+            data_directories: BTreeMap::new(),
+            cluster,
+        }
+    }
+
     /// Applies one committed command. A refused command changes nothing; every replica
     /// refuses it alike, so the state stays identical everywhere.
     ///
@@ -88,11 +164,15 @@ impl MetaState {
     pub fn apply(&mut self, command: MetaCommand) -> Result<(), MetaError> {
         match command {
             MetaCommand::SetAddress { node, address } => {
+                if self
+                    .cluster
+                    .node(node)
+                    .is_some_and(|known| known.state == NodeState::Removed)
+                {
+                    return Err(MetaError::NodeRemoved(node));
+                }
                 self.directory.insert(node, address);
                 Ok(())
-            }
-            MetaCommand::SetReplicas { range, replicas } => {
-                Ok(self.map.set_replicas(range, replicas)?)
             }
             MetaCommand::RegisterDataDirectory { node, directory } => {
                 match self.data_directories.get(&node) {
@@ -109,7 +189,68 @@ impl MetaState {
                     }
                 }
             }
+            MetaCommand::Placement(decision) => {
+                self.cluster.apply(&decision)?;
+                Ok(())
+            }
+            MetaCommand::RangeMembership {
+                range,
+                replicas,
+                index,
+            } => self.set_membership(range, replicas, index),
+            MetaCommand::AddNode { node, address } => {
+                if self.cluster.node(node).is_some() || self.data_directories.contains_key(&node) {
+                    return Err(MetaError::NodeIdUsed(node));
+                }
+                self.cluster.upsert_node(NodeView::up(node, 0))?;
+                self.directory.insert(node, address);
+                Ok(())
+            }
+            MetaCommand::SetNodeState { node, state } => match state {
+                NodeState::Up | NodeState::Draining | NodeState::Removed => {
+                    Ok(self.cluster.set_node_state(node, state)?)
+                }
+                NodeState::Suspect | NodeState::Down { .. } => {
+                    Err(MetaError::StateNotSettable(state))
+                }
+            },
         }
+    }
+
+    /// Records a range's newer membership in the view, and its voters in the range map (which
+    /// routes clients to them).
+    fn set_membership(
+        &mut self,
+        range: RangeId,
+        replicas: Vec<Replica>,
+        index: u64,
+    ) -> Result<(), MetaError> {
+        let Some(current) = self.cluster.range(range) else {
+            return Err(RangeMapError::UnknownRange(range).into());
+        };
+        if index <= current.membership_index {
+            return Ok(());
+        }
+        let mut updated = current.clone();
+        updated.replicas = replicas;
+        updated.membership_index = index;
+        if updated
+            .leader
+            .is_some_and(|leader| !updated.is_voter(leader))
+        {
+            updated.leader = None;
+        }
+        let mut voters: Vec<NodeId> = updated.voter_nodes().collect();
+        voters.sort();
+        self.cluster.upsert_range(updated)?;
+        let routed = self.map.range(range).map(|range| range.replicas.clone());
+        if routed.is_some_and(|mut routed| {
+            routed.sort();
+            routed != voters
+        }) {
+            self.map.set_replicas(range, voters)?;
+        }
+        Ok(())
     }
 
     /// The snapshot bytes of the state.
@@ -156,15 +297,19 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MetaCodecEr
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::placement::{OperatorKind, ReplicaRole, Step};
 
     fn state() -> MetaState {
-        MetaState {
-            map: RangeMap::uniform(4, |_| vec![NodeId(1), NodeId(2)]),
-            directory: Directory::new([(NodeId(1), "127.0.0.1:1".to_string())]),
-            data_directories: BTreeMap::new(),
-        }
+        MetaState::new(
+            RangeMap::uniform(4, |_| vec![NodeId(1), NodeId(2)]),
+            Directory::new([
+                (NodeId(1), "127.0.0.1:1".to_string()),
+                (NodeId(2), "127.0.0.1:2".to_string()),
+            ]),
+        )
     }
 
     #[test]
@@ -180,6 +325,28 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_node_gets_no_new_address() {
+        let mut state = state();
+        let moved = MetaCommand::SetAddress {
+            node: NodeId(2),
+            address: "127.0.0.1:9".into(),
+        };
+        assert_eq!(state.apply(moved.clone()), Ok(()));
+        assert_eq!(state.directory.address(NodeId(2)), Some("127.0.0.1:9"));
+        let removed = MetaCommand::SetNodeState {
+            node: NodeId(2),
+            state: NodeState::Removed,
+        };
+        assert_eq!(state.apply(removed), Ok(()));
+        let again = MetaCommand::SetAddress {
+            node: NodeId(2),
+            address: "127.0.0.1:10".into(),
+        };
+        assert_eq!(state.apply(again), Err(MetaError::NodeRemoved(NodeId(2))));
+        assert_eq!(state.directory.address(NodeId(2)), Some("127.0.0.1:9"));
+    }
+
+    #[test]
     fn commands_change_the_directory_and_the_epoch() {
         let mut state = state();
         let command = MetaCommand::SetAddress {
@@ -189,19 +356,126 @@ mod tests {
         assert_eq!(state.apply(command), Ok(()));
         assert_eq!(state.directory.address(NodeId(2)), Some("127.0.0.1:2"));
         let epoch = state.map.epoch();
-        let moved = MetaCommand::SetReplicas {
+        let replicas = |nodes: &[(u64, ReplicaRole)]| -> Vec<Replica> {
+            nodes
+                .iter()
+                .map(|&(node, role)| Replica {
+                    node: NodeId(node),
+                    role,
+                })
+                .collect()
+        };
+        let with_learner = MetaCommand::RangeMembership {
             range: RangeId(1),
-            replicas: vec![NodeId(2)],
+            replicas: replicas(&[
+                (1, ReplicaRole::Voter),
+                (2, ReplicaRole::Voter),
+                (3, ReplicaRole::Learner),
+            ]),
+            index: 5,
+        };
+        assert!(
+            state.apply(with_learner.clone()).is_err(),
+            "node 3 is unknown"
+        );
+        state.directory.insert(NodeId(3), "127.0.0.1:3".into());
+        state
+            .cluster
+            .upsert_node(NodeView::up(NodeId(3), 0))
+            .unwrap();
+        assert_eq!(state.apply(with_learner), Ok(()));
+        assert_eq!(state.map.epoch(), epoch, "a learner changes no route");
+        let moved = MetaCommand::RangeMembership {
+            range: RangeId(1),
+            replicas: replicas(&[(3, ReplicaRole::Voter), (2, ReplicaRole::Voter)]),
+            index: 9,
         };
         assert_eq!(state.apply(moved), Ok(()));
         assert!(state.map.epoch() > epoch);
-        let unknown = MetaCommand::SetReplicas {
-            range: RangeId(99),
-            replicas: vec![NodeId(2)],
+        assert_eq!(state.map.layout_epoch(), epoch, "the layout did not change");
+        let routed = &state.map.range(RangeId(1)).unwrap().replicas;
+        assert_eq!(routed, &vec![NodeId(2), NodeId(3)]);
+        let older = MetaCommand::RangeMembership {
+            range: RangeId(1),
+            replicas: replicas(&[(1, ReplicaRole::Voter)]),
+            index: 7,
         };
         let before = state.clone();
+        assert_eq!(state.apply(older), Ok(()), "an older membership is ignored");
+        assert_eq!(state, before);
+        let unknown = MetaCommand::RangeMembership {
+            range: RangeId(99),
+            replicas: replicas(&[(2, ReplicaRole::Voter)]),
+            index: 1,
+        };
         assert!(state.apply(unknown).is_err());
         assert_eq!(state, before);
+    }
+
+    #[test]
+    fn node_states_and_operators_are_recorded_and_encoded() {
+        let mut state = state();
+        let drain = MetaCommand::SetNodeState {
+            node: NodeId(2),
+            state: NodeState::Draining,
+        };
+        assert_eq!(state.apply(drain), Ok(()));
+        let down = MetaCommand::SetNodeState {
+            node: NodeId(2),
+            state: NodeState::Down { since_ms: 1 },
+        };
+        assert!(matches!(
+            state.apply(down),
+            Err(MetaError::StateNotSettable(_))
+        ));
+        let start = MetaCommand::Placement(Decision::Start {
+            range: RangeId(2),
+            kind: OperatorKind::Drain,
+            steps: vec![Step::Remove { node: NodeId(2) }],
+            now_ms: 10,
+        });
+        assert_eq!(state.apply(start.clone()), Ok(()));
+        assert!(
+            matches!(state.apply(start), Err(MetaError::Placement(_))),
+            "one operator per range"
+        );
+        // What only a meta leader hears is not encoded: replicas encode the same bytes.
+        let mut heard = state.clone();
+        heard
+            .cluster
+            .heartbeat(NodeId(1), 500, 40, 1 << 20)
+            .unwrap();
+        assert_eq!(heard.encode(), state.encode());
+        let decoded = MetaState::decode(&state.encode()).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(
+            decoded.cluster.node(NodeId(2)).unwrap().state,
+            NodeState::Draining
+        );
+        let operator = decoded.cluster.operator_for(RangeId(2)).unwrap();
+        assert_eq!(operator.steps, vec![Step::Remove { node: NodeId(2) }]);
+        let join = |node: u64| MetaCommand::AddNode {
+            node: NodeId(node),
+            address: format!("127.0.0.1:{node}"),
+        };
+        assert_eq!(state.apply(join(3)), Ok(()));
+        assert_eq!(state.directory.address(NodeId(3)), Some("127.0.0.1:3"));
+        assert_eq!(state.cluster.node(NodeId(3)).unwrap().state, NodeState::Up);
+        assert_eq!(state.apply(join(3)), Err(MetaError::NodeIdUsed(NodeId(3))));
+        assert_eq!(state.apply(join(1)), Err(MetaError::NodeIdUsed(NodeId(1))));
+        let removed = MetaCommand::SetNodeState {
+            node: NodeId(2),
+            state: NodeState::Removed,
+        };
+        assert_eq!(state.apply(removed), Ok(()));
+        let back = MetaCommand::SetNodeState {
+            node: NodeId(2),
+            state: NodeState::Up,
+        };
+        assert!(
+            state.apply(back).is_err(),
+            "a removed node never comes back"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The range map: ranges that tile the key space, each served by one group, under an epoch
-//! that changes on every split or replica move.
+//! that changes on every split or replica move. A request routed with any epoch since the last
+//! change of the key space's layout (a split) is routed right: replica moves change where a
+//! group lives, not which group serves a key, so they never send requests back.
 
 use crate::error::RangeMapError;
 use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeId};
@@ -14,6 +16,8 @@ use std::ops::Bound;
 #[serde(try_from = "RangeMapWire")]
 pub struct RangeMap {
     epoch: Epoch,
+    /// The epoch of the last change of which group serves which keys.
+    layout_epoch: Epoch,
     ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
 }
@@ -22,6 +26,7 @@ pub struct RangeMap {
 #[derive(Deserialize)]
 struct RangeMapWire {
     epoch: Epoch,
+    layout_epoch: Epoch,
     ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
 }
@@ -45,8 +50,14 @@ impl TryFrom<RangeMapWire> for RangeMap {
             .map(|range| range.id.0)
             .max()
             .unwrap_or(0);
+        if wire.layout_epoch > wire.epoch {
+            return Err(RangeMapError::NotATiling(
+                "the layout is newer than the map",
+            ));
+        }
         let map = Self::new(wire.ranges.into_values().collect(), wire.epoch)?;
         Ok(Self {
+            layout_epoch: wire.layout_epoch,
             next_range_id: wire.next_range_id.max(highest + 1),
             ..map
         })
@@ -75,6 +86,7 @@ impl RangeMap {
         let next_range_id = ranges.values().map(|range| range.id.0).max().unwrap_or(0) + 1;
         Ok(Self {
             epoch,
+            layout_epoch: epoch,
             ranges,
             next_range_id,
         })
@@ -119,6 +131,13 @@ impl RangeMap {
     #[must_use]
     pub fn epoch(&self) -> Epoch {
         self.epoch
+    }
+
+    /// The epoch of the last change of which group serves which keys: a request routed with
+    /// this epoch or a later one went to the right group.
+    #[must_use]
+    pub fn layout_epoch(&self) -> Epoch {
+        self.layout_epoch
     }
 
     /// The range that holds `key`.
@@ -193,6 +212,7 @@ impl RangeMap {
         }
         self.ranges.insert(at, right);
         self.epoch = self.epoch.next();
+        self.layout_epoch = self.epoch;
         Ok(right_id)
     }
 

@@ -2,8 +2,10 @@
 //! answer. The caller owns the sockets and the clock.
 //!
 //! A request goes to the cached leader of its range's group (or a replica when none is known).
-//! `NotLeader { leader_hint }` follows the hint; a stale epoch or a range this node does not
-//! serve asks the caller to refresh the map; a timeout tries another replica chosen at random.
+//! `NotLeader { leader_hint }` follows the hint, or refreshes the map once when the hint is a
+//! node the cached map does not list for the range (its replicas moved); a stale epoch or a
+//! range this node does not serve asks the caller to refresh the map, and so does, once per
+//! request, having tried every cached replica; a timeout tries another replica chosen at random.
 //! Attempts are bounded. A write whose attempt timed out may have been applied: the retry
 //! that follows is marked `ambiguous`. A client that tags its writes with a session (the node's
 //! client does; `docs/protocol/sessions.md`) retries safely, since the range applies a tag once;
@@ -68,6 +70,9 @@ pub struct Attempts {
     tried: BTreeSet<NodeId>,
     count: u32,
     timed_out: bool,
+    /// The map was refreshed because it looked stale (a hint it does not list, or every
+    /// replica tried): at most once per request, so a lagging map cannot loop.
+    refreshed: bool,
 }
 
 /// The router: a cached range map and the leaders learned from replies.
@@ -105,14 +110,21 @@ impl Router {
         }
     }
 
-    /// The first target for a request on `key`.
+    /// The first target for a request on `key` (again after a map refresh: the cached leader,
+    /// else a replica not tried yet).
     pub fn route(&mut self, key: &[u8], attempts: &mut Attempts) -> Target {
         let range = self.map.lookup(key);
+        let untried = range
+            .replicas
+            .iter()
+            .copied()
+            .find(|node| !attempts.tried.contains(node));
         let node = self
             .leaders
             .get(&range.group)
             .copied()
             .filter(|leader| range.replicas.contains(leader))
+            .or(untried)
             .unwrap_or(range.replicas[0]);
         attempts.count += 1;
         attempts.tried.insert(node);
@@ -138,7 +150,17 @@ impl Router {
                 return Next::Done;
             }
             Reply::StaleRoute => return Next::RefreshMap,
-            Reply::NotLeader { leader_hint } => self.learn_leader(target, leader_hint),
+            Reply::NotLeader { leader_hint } => {
+                self.learn_leader(target, leader_hint);
+                let listed = |leader| self.map.lookup(key).replicas.contains(&leader);
+                if leader_hint.is_some_and(|leader| leader != target.node && !listed(leader))
+                    && !attempts.refreshed
+                {
+                    // The range's replicas changed since the map was cached.
+                    attempts.refreshed = true;
+                    return Next::RefreshMap;
+                }
+            }
             Reply::Timeout => {
                 attempts.timed_out = true;
                 self.forget_leader(target);
@@ -148,6 +170,12 @@ impl Router {
             return Next::Fail(RouteError::DeadlineExceeded {
                 attempts: attempts.count,
             });
+        }
+        let replicas = &self.map.lookup(key).replicas;
+        if !attempts.refreshed && replicas.iter().all(|node| attempts.tried.contains(node)) {
+            // Every cached replica was tried: they may all have moved away.
+            attempts.refreshed = true;
+            return Next::RefreshMap;
         }
         match self.next_node(key, target, attempts) {
             Some(node) => {
@@ -181,8 +209,8 @@ impl Router {
         }
     }
 
-    /// The hinted leader if there is one; otherwise a random replica not tried yet (or, once
-    /// all were tried, any replica but the last one).
+    /// The hinted leader if the cached map lists it; otherwise a random replica not tried yet (or, once all were tried,
+    /// any replica but the last one).
     fn next_node(&mut self, key: &[u8], target: &Target, attempts: &Attempts) -> Option<NodeId> {
         let replicas = self.map.lookup(key).replicas.clone();
         if let Some(&leader) = self.leaders.get(&target.group)

@@ -113,6 +113,7 @@ fn a_decoded_map_is_checked_like_a_built_one() {
     #[derive(serde::Serialize)]
     struct Wire {
         epoch: Epoch,
+        layout_epoch: Epoch,
         ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
         next_range_id: u64,
     }
@@ -132,6 +133,7 @@ fn a_decoded_map_is_checked_like_a_built_one() {
             .collect();
         postcard::to_allocvec(&Wire {
             epoch: Epoch(1),
+            layout_epoch: Epoch(1),
             ranges,
             next_range_id: 9,
         })

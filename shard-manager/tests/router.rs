@@ -1,5 +1,6 @@
-//! The router's decisions: follow leader hints, refresh on a stale route, try another replica
-//! on a timeout (and say the retry is ambiguous), give up after the attempt budget.
+//! The router's decisions: follow leader hints, refresh on a stale route (and, once per
+//! request, on a hint the map does not list or after trying every replica), try another
+//! replica on a timeout (and say the retry is ambiguous), give up after the attempt budget.
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::NodeId;
@@ -90,9 +91,14 @@ fn retries_stop_at_the_attempt_budget() {
     let mut attempts = Attempts::default();
     let mut target = router.route(b"k", &mut attempts);
     let mut outcome = None;
+    let mut refreshes = 0;
     for _ in 0..10 {
         match router.on_reply(b"k", &target, Reply::Timeout, &mut attempts) {
             Next::Retry { target: next, .. } => target = next,
+            Next::RefreshMap => {
+                refreshes += 1;
+                target = router.route(b"k", &mut attempts);
+            }
             other => {
                 outcome = Some(other);
                 break;
@@ -102,5 +108,69 @@ fn retries_stop_at_the_attempt_budget() {
     assert_eq!(
         outcome,
         Some(Next::Fail(RouteError::DeadlineExceeded { attempts: 5 }))
+    );
+    assert_eq!(refreshes, 1, "one refresh once every replica was tried");
+}
+
+#[test]
+fn a_hint_the_map_does_not_list_refreshes_the_map_once() {
+    let mut router = Router::new(
+        RangeMap::uniform(4, |_| vec![NodeId(1), NodeId(2), NodeId(3)]),
+        20,
+        7,
+    );
+    let key = b"k";
+    let mut attempts = Attempts::default();
+    let first = router.route(key, &mut attempts);
+    let moved_to = Some(NodeId(4));
+    let hint = Reply::NotLeader {
+        leader_hint: moved_to,
+    };
+    assert_eq!(
+        router.on_reply(key, &first, hint.clone(), &mut attempts),
+        Next::RefreshMap,
+        "node 4 leads a range the map places on 1, 2, 3: the map is stale"
+    );
+    // A map that still lags does not loop: the hint is not followed, another replica is tried.
+    let again = router.route(key, &mut attempts);
+    let Next::Retry { target, .. } = router.on_reply(key, &again, hint.clone(), &mut attempts)
+    else {
+        panic!("a second refresh for the same request")
+    };
+    assert_ne!(target.node, NodeId(4), "a node the map does not list");
+
+    // The newer map lists node 4: the next request goes to it.
+    let mut newer = router.map().clone();
+    let range = newer.lookup(key).id;
+    newer
+        .set_replicas(range, vec![NodeId(1), NodeId(4), NodeId(5)])
+        .unwrap();
+    router.update_map(newer);
+    let mut fresh = Attempts::default();
+    assert_eq!(router.route(key, &mut fresh).node, NodeId(4));
+}
+
+#[test]
+fn having_tried_every_replica_refreshes_the_map_once() {
+    let mut router = Router::new(RangeMap::uniform(1, |_| vec![NodeId(1), NodeId(2)]), 20, 7);
+    let mut attempts = Attempts::default();
+    let first = router.route(b"k", &mut attempts);
+    let Next::Retry { target, .. } = router.on_reply(b"k", &first, Reply::Timeout, &mut attempts)
+    else {
+        panic!("one replica is untried")
+    };
+    assert_ne!(target.node, first.node);
+    assert_eq!(
+        router.on_reply(b"k", &target, Reply::Timeout, &mut attempts),
+        Next::RefreshMap,
+        "both replicas are silent: they may have moved"
+    );
+    let target = router.route(b"k", &mut attempts);
+    assert!(
+        matches!(
+            router.on_reply(b"k", &target, Reply::Timeout, &mut attempts),
+            Next::Retry { .. }
+        ),
+        "only one refresh per request"
     );
 }

@@ -384,3 +384,55 @@ pub enum SnapshotError {
         file_bytes: u64,
     },
 }
+
+/// Why the state machine engine, or one range in it, could not be used. Any of these stops the
+/// node: a range whose write failed may hold more in memory than in the engine.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// A limit of the configuration is out of range.
+    #[error("the engine configuration is invalid: {0}")]
+    Config(#[from] crate::engine::EngineConfigError),
+    /// The embedded engine failed.
+    #[error("the state machine engine failed to {operation}: {source}")]
+    Backend {
+        /// What the engine was doing.
+        operation: &'static str,
+        /// The engine's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A record of a range does not decode.
+    #[error("range {group} holds a damaged {record} record in the engine: {reason}")]
+    Damaged {
+        /// The range's group.
+        group: GroupId,
+        /// Which record.
+        record: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The range is already open through another handle.
+    #[error("range {0} is already open in the engine; a range has one state machine at a time")]
+    AlreadyOpen(GroupId),
+    /// An earlier write of this state machine failed.
+    #[error("an earlier write of range {0} failed; the range must be reopened from the engine")]
+    Failed(GroupId),
+}
+
+/// Why a state machine could not apply, read, snapshot or restore.
+#[derive(Debug, Error)]
+pub enum MachineError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The snapshot to restore is not valid.
+    #[error("the snapshot cannot be restored: {0}")]
+    Snapshot(#[from] SnapshotError),
+    /// The snapshot belongs to another range.
+    #[error("a snapshot of range {found} cannot restore range {expected}")]
+    WrongGroup {
+        /// The range restoring.
+        expected: GroupId,
+        /// The snapshot's range.
+        found: GroupId,
+    },
+}

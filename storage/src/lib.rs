@@ -1,7 +1,9 @@
-//! One write-ahead log for all Raft groups of a node, the KV state machine each group applies,
-//! and the immutable snapshot files a lagging follower receives. Every write is one `write` and
-//! one `fdatasync` shared by concurrent callers; a torn tail is truncated and reported, any other
-//! corruption stops recovery with an error naming the file and offset.
+//! One write-ahead log for all Raft groups of a node, the KV state machine each group applies
+//! (in memory, or in the node's one embedded engine, behind `StateMachine`), and the immutable
+//! snapshot files a lagging follower receives. Every log write is one `write` and one
+//! `fdatasync` shared by concurrent callers; a torn tail is truncated and reported, any other
+//! corruption stops recovery with an error naming the file and offset. The engine is never
+//! synced per entry: a range reopens at an applied entry and the log replays the rest.
 #![deny(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -9,11 +11,13 @@ pub mod config;
 #[cfg(any(test, feature = "testing"))]
 pub mod crash;
 pub mod data_dir;
+pub mod engine;
 pub mod error;
 pub mod file;
 pub mod kv;
 mod le;
 pub mod log;
+pub mod machine;
 mod mmap;
 pub mod snapshot;
 
@@ -21,11 +25,13 @@ pub use config::LogConfig;
 #[cfg(any(test, feature = "testing"))]
 pub use crash::{CrashFile, CrashFs};
 pub use data_dir::{DataDir, DirIdentity, DirState};
+pub use engine::{DiskStateMachine, Engine, EngineConfig};
 pub use error::{
-    ConfigError, Corruption, DataDirError, NotTorn, RecordError, RecoveryError, SnapshotError,
-    WriteError,
+    ConfigError, Corruption, DataDirError, EngineError, MachineError, NotTorn, RecordError,
+    RecoveryError, SnapshotError, WriteError,
 };
 pub use file::{FileSystem, RealFs, SegmentFile};
+pub use machine::{SnapshotView, StateMachine};
 
 pub use kv::{Codec, Command, KvStateMachine, Payload, Proposal, Response};
 pub use log::{

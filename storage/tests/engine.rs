@@ -236,3 +236,71 @@ fn an_idle_groups_bootstrap_snapshot_outlives_the_segment_that_installed_it() {
     let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
     assert_eq!(observe(&engine.group(idle)), before);
 }
+
+#[test]
+fn a_destroyed_group_keeps_only_its_tombstone_across_restarts() {
+    use flotilla_raft::{HardState, NodeId, Term};
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.append(GroupId(1), entries(3, 1..=40));
+    batch.append(GroupId(2), entries(1, 1..=5));
+    batch.persist(
+        GroupId(1),
+        &Persist {
+            compaction: Some(snapshot(3, 20, b"state")),
+            ..Persist::default()
+        },
+    );
+    engine.write(batch).unwrap();
+    assert_eq!(count_files(directory.path(), "snap"), 1);
+    let tombstone = HardState {
+        term: Term(7),
+        vote: None,
+        commit: LogIndex::ZERO,
+    };
+    let mut batch = WriteBatch::new();
+    batch.set_hard_state(
+        GroupId(1),
+        HardState {
+            term: Term(7),
+            vote: Some(NodeId(2)),
+            commit: LogIndex(40),
+        },
+    );
+    batch.destroy(GroupId(1), tombstone);
+    engine.write(batch).unwrap();
+    let check = |engine: &LogEngine| {
+        let log = engine.group(GroupId(1));
+        assert_eq!(log.hard_state(), tombstone);
+        assert_eq!(log.last_index(), LogIndex::ZERO);
+        assert_eq!(log.snapshot().unwrap().data, Vec::<u8>::new());
+        assert_eq!(engine.group_ids(), vec![GroupId(1), GroupId(2)]);
+        let other = engine.group(GroupId(2));
+        assert_eq!(
+            other.entries(LogIndex(1), LogIndex(6), u64::MAX).unwrap(),
+            entries(1, 1..=5)
+        );
+    };
+    check(&engine);
+    assert_eq!(
+        count_files(directory.path(), "snap"),
+        0,
+        "the snapshot file stays"
+    );
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    check(&engine);
+    // A replica created again starts its log over from the first index.
+    let mut batch = WriteBatch::new();
+    batch.append(GroupId(1), entries(8, 1..=3));
+    engine.write(batch).unwrap();
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let log = engine.group(GroupId(1));
+    assert_eq!(
+        log.entries(LogIndex(1), LogIndex(4), u64::MAX).unwrap(),
+        entries(8, 1..=3)
+    );
+    assert_eq!(log.hard_state().term, Term(7));
+}

@@ -8,9 +8,11 @@ use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, LogReader, Term};
 use flotilla_storage::{LogConfig, LogEngine, WriteBatch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
+
+mod common;
+use common::child::run_child_and_kill;
 
 const CHILD_DIRECTORY: &str = "FLOTILLA_KILL_CHILD_DIRECTORY";
 const GROUPS: [GroupId; 3] = [GroupId(1), GroupId(2), GroupId(3)];
@@ -62,49 +64,6 @@ fn child_appender() {
     }
 }
 
-/// Runs the child until it has acknowledged something past `acked_before` (however slow the
-/// machine is), then for `run_for` more, then kills it; returns the highest acknowledged index.
-fn run_child_and_kill(directory: &std::path::Path, acked_before: u64, run_for: Duration) -> u64 {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_appender",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIRECTORY, directory)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (acks, acked_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut acked = 0;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some(index) = line.strip_prefix("acked ") {
-                acked = index.parse().unwrap();
-                let _ = acks.send(acked);
-            }
-        }
-        acked
-    });
-    // A guard against a child that never starts, not a timing assumption.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while let Ok(acked) = acked_rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-    {
-        if acked > acked_before {
-            break;
-        }
-    }
-    std::thread::sleep(run_for);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap()
-}
-
 #[test]
 fn acknowledged_entries_survive_sigkill() {
     let directory = tempfile::tempdir().unwrap();
@@ -112,7 +71,13 @@ fn acknowledged_entries_survive_sigkill() {
     let mut acked_before = 0;
     for round in 0..ROUND_COUNT {
         let run_for = Duration::from_millis(rng.random_range(150..600));
-        let acked = run_child_and_kill(directory.path(), acked_before, run_for);
+        let acked = run_child_and_kill(
+            "child_appender",
+            CHILD_DIRECTORY,
+            directory.path(),
+            acked_before,
+            run_for,
+        );
         assert!(
             acked > acked_before,
             "round {round}: the child acknowledged nothing new"

@@ -1,12 +1,13 @@
-//! The KV state machine and its snapshot files: every command, compare-and-swap semantics,
-//! scan limits, determinism, snapshot write -> read -> restore (also through the log engine,
-//! replaying the log tail after the snapshot), chunked reads, and corruption detection.
+//! The in-memory KV state machine and its snapshot files: byte counts that survive a restore,
+//! determinism, snapshot write -> read -> restore (also through the log engine, replaying the
+//! log tail after the snapshot), chunked reads, and corruption detection. The meaning of every
+//! command is checked on every state machine by `machine_conformance.rs`.
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{
     Entry, EntryPayload, GroupId, LogId, LogIndex, LogReader, Persist, Snapshot, SnapshotMeta, Term,
 };
-use flotilla_storage::kv::{KvMap, SCAN_PAIR_COUNT_MAX};
+use flotilla_storage::kv::KvMap;
 use flotilla_storage::{
     Codec, Command, KvStateMachine, LogConfig, LogEngine, Response, SnapshotError, SnapshotFile,
     WriteBatch, decode_snapshot, write_snapshot,
@@ -40,9 +41,6 @@ impl Machine {
             value: value.into(),
         })
     }
-    fn get(&mut self, key: &str) -> Response {
-        self.run(Command::Get { key: key.into() })
-    }
     fn cas(&mut self, key: &str, expected: Option<&str>, new: Option<&str>) -> Response {
         let expected = expected.map(Vec::from);
         let new = new.map(Vec::from);
@@ -61,16 +59,6 @@ impl Machine {
     }
 }
 
-fn value(text: &str) -> Option<Vec<u8>> {
-    Some(text.as_bytes().to_vec())
-}
-
-fn pairs(keys: &[&str]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    keys.iter()
-        .map(|k| (k.as_bytes().to_vec(), format!("v{k}").into_bytes()))
-        .collect()
-}
-
 fn filled(keys: &[&str]) -> Machine {
     let mut machine = Machine::new();
     for key in keys {
@@ -79,109 +67,6 @@ fn filled(keys: &[&str]) -> Machine {
     machine
 }
 
-#[test]
-fn put_get_delete_apply_and_track_the_applied_index() {
-    let mut machine = Machine::new();
-    assert_eq!(machine.put("a", "1"), Response::Written { previous: None });
-    assert_eq!(
-        machine.put("a", "2"),
-        Response::Written {
-            previous: value("1")
-        }
-    );
-    assert_eq!(machine.get("a"), Response::Value(value("2")));
-    assert_eq!(
-        machine.run(Command::Delete { key: b"a".to_vec() }),
-        Response::Written {
-            previous: value("2")
-        }
-    );
-    assert_eq!(
-        machine.run(Command::Delete { key: b"a".to_vec() }),
-        Response::Written { previous: None }
-    );
-    assert_eq!(machine.get("a"), Response::Value(None));
-    assert_eq!(machine.kv.applied().index, LogIndex(6));
-}
-
-#[test]
-fn compare_and_swap_needs_the_expected_value_or_absence() {
-    let mut machine = Machine::new();
-    let swapped = |current| Response::CompareAndSwap {
-        swapped: true,
-        current,
-    };
-    let refused = |current| Response::CompareAndSwap {
-        swapped: false,
-        current,
-    };
-    assert_eq!(machine.cas("k", None, Some("1")), swapped(None));
-    assert_eq!(machine.cas("k", None, Some("2")), refused(value("1")));
-    assert_eq!(machine.cas("k", Some("0"), Some("2")), refused(value("1")));
-    assert_eq!(machine.cas("k", Some("1"), Some("2")), swapped(value("1")));
-    assert_eq!(machine.cas("k", Some("2"), None), swapped(value("2")));
-    assert_eq!(machine.get("k"), Response::Value(None));
-    assert_eq!(machine.cas("missing", Some("x"), Some("y")), refused(None));
-    assert_eq!(machine.get("missing"), Response::Value(None));
-}
-
-#[test]
-fn scans_respect_bounds_and_limits() {
-    let mut machine = filled(&["a", "b", "c", "d", "e"]);
-    let scan = |pairs, more| Response::Scan { pairs, more };
-    assert_eq!(
-        machine.scan("b", Some("d"), 10),
-        scan(pairs(&["b", "c"]), false)
-    );
-    assert_eq!(machine.scan("a", None, 2), scan(pairs(&["a", "b"]), true));
-    assert_eq!(machine.scan("d", None, 2), scan(pairs(&["d", "e"]), false));
-    assert_eq!(machine.scan("a", None, 0), scan(vec![], true));
-    assert_eq!(machine.scan("c", Some("c"), 5), scan(vec![], false));
-    assert_eq!(machine.scan("d", Some("b"), 5), scan(vec![], false));
-    assert_eq!(machine.scan("f", None, 5), scan(vec![], false));
-}
-
-#[test]
-fn a_scan_never_returns_more_than_the_cap() {
-    let keys: Vec<String> = (0..SCAN_PAIR_COUNT_MAX + 5)
-        .map(|i| format!("{i:06}"))
-        .collect();
-    let mut machine = Machine::new();
-    for key in &keys {
-        machine.put(key, "v");
-    }
-    let Response::Scan { pairs, more } = machine.scan("", None, u32::MAX) else {
-        panic!()
-    };
-    assert_eq!((pairs.len(), more), (SCAN_PAIR_COUNT_MAX as usize, true));
-}
-
-/// A page stops copying at its byte bound (keeping at least one pair) and says there is more,
-/// so a scan of big values costs what it returns, not a copy of every pair the count allows.
-#[test]
-fn a_scan_stops_copying_at_its_byte_bound() {
-    let mut machine = Machine::new();
-    let big = "x".repeat(1 << 20);
-    for key in 0..10 {
-        machine.put(&format!("{key}"), &big);
-    }
-    let read = |bytes_max| {
-        let scan = Command::Scan {
-            start: Vec::new(),
-            end: None,
-            limit: 100,
-        };
-        match machine.kv.read_bounded(&scan, bytes_max) {
-            Some(Response::Scan { pairs, more }) => (pairs.len(), more),
-            other => panic!("a scan reads pairs, not {other:?}"),
-        }
-    };
-    assert_eq!(read(4 << 20), (3, true), "1 MiB + 1 byte per pair");
-    assert_eq!(read(1), (1, true), "one pair, however large");
-    assert_eq!(read(usize::MAX), (10, false));
-}
-
-/// What a storage quota counts follows every write, and a restored map counts the same.
 #[test]
 fn stored_bytes_follow_every_write() {
     let mut machine = Machine::new();
@@ -198,23 +83,6 @@ fn stored_bytes_follow_every_write() {
     let restored =
         KvStateMachine::from_parts(GROUP, machine.kv.applied(), machine.kv.map().clone());
     assert_eq!(restored, machine.kv);
-}
-
-#[test]
-fn undecodable_entries_are_answered_invalid_and_change_nothing() {
-    let mut kv = KvStateMachine::new(GROUP);
-    let response = kv.apply(LogIndex(1), &[0xff, 0xff, 0xff, 0xff]);
-    assert!(matches!(response, Response::Invalid(_)));
-    assert!(kv.map().is_empty());
-    assert_eq!(kv.applied().index, LogIndex(1));
-}
-
-#[test]
-#[should_panic(expected = "applied twice or out of order")]
-fn applying_an_index_twice_is_a_bug() {
-    let mut kv = KvStateMachine::new(GROUP);
-    let _ = kv.apply(LogIndex(1), &Command::Get { key: vec![] }.encode());
-    let _ = kv.apply(LogIndex(1), &Command::Get { key: vec![] }.encode());
 }
 
 #[test]

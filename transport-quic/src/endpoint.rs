@@ -372,7 +372,8 @@ impl Shared {
         connection.close(CLOSE_REFUSED.into(), b"refused");
     }
 
-    /// Reads the peer's streams and, when the peer is the dialing side, sends on this connection.
+    /// Reads the peer's streams and, when the peer is the dialing side, sends on this connection
+    /// (a peer without a link gets one, at the address it dialed from).
     fn serve_peer(&self, connection: Connection, node: NodeId) {
         Counters::bump(&self.counters().connections_established);
         tracing::info!(peer = %node, "accepted a peer connection");
@@ -383,8 +384,18 @@ impl Shared {
             if let Some(older) = links.accepted.insert(node, connection.clone()) {
                 older.close(CLOSE_SUPERSEDED.into(), b"superseded");
             }
-            if let Some(link) = links.peers.get(&node) {
-                link.offer(connection.clone());
+            match links.peers.get(&node) {
+                Some(link) => link.offer(connection.clone()),
+                None => {
+                    // A node this one has no address for yet (one that joined after this
+                    // node's directory was read): it dials from the endpoint it listens on,
+                    // so it is reachable there. `add_peer` moves the link if the directory says
+                    // otherwise.
+                    let link =
+                        PeerLink::start(&self.link_context, node, connection.remote_address());
+                    link.offer(connection.clone());
+                    links.peers.insert(node, link);
+                }
             }
         }
         tokio::spawn(streams::serve_inbound(

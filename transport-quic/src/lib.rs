@@ -4,7 +4,8 @@
 //!
 //! The node calls [`Transport::send`] with each outbound [`Batch`] and drains inbound batches
 //! with [`Transport::try_recv`] (a synchronous loop) or [`Transport::recv`] (a tokio task).
-//! [`QuicTransport`] is the real implementation, [`mem::MemNetwork`] the in-memory one.
+//! [`QuicTransport`] is the real implementation, `mem::MemNetwork` (feature `testing`) the
+//! in-memory one.
 #![forbid(unsafe_code)]
 
 pub mod alert;

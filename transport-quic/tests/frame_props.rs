@@ -79,15 +79,19 @@ fn batch() -> impl Strategy<Value = Batch> {
         any::<(u128, u64)>(),
         proptest::collection::vec(message, 0..6),
         proptest::collection::vec(heartbeat, 0..6),
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..3),
     )
-        .prop_map(|(from, (directory, start), messages, heartbeats)| Batch {
-            from: NodeId(from),
-            incarnation: Incarnation { directory, start },
-            to: NodeId(2),
-            messages,
-            heartbeats,
-            heartbeat_responses: Vec::new(),
-        })
+        .prop_map(
+            |(from, (directory, start), messages, heartbeats, notes)| Batch {
+                from: NodeId(from),
+                incarnation: Incarnation { directory, start },
+                to: NodeId(2),
+                messages,
+                heartbeats,
+                heartbeat_responses: Vec::new(),
+                notes: notes.into_iter().map(flotilla_raft::Note).collect(),
+            },
+        )
 }
 
 proptest! {

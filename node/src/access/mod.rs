@@ -91,6 +91,11 @@ pub fn need(request: &Request) -> Need<'_> {
         Request::OpenSession { .. } => of(Permission::Write, "open a write session"),
         Request::RangeMap => of(Permission::Route, "read the range map"),
         Request::Status => of(Permission::Admin, "read the node's status"),
+        Request::Admin(_) => of(Permission::Admin, "change the cluster's placement"),
+        Request::Placement => of(Permission::Admin, "read the cluster's placement"),
+        Request::Join { .. } => of(Permission::NodeToNode, "join the cluster"),
+        Request::SetAddress { .. } => of(Permission::NodeToNode, "change a node's address"),
+        Request::MetaSnapshot => of(Permission::NodeToNode, "read the meta group's snapshot"),
         Request::KnownDirectory { .. } => of(
             Permission::NodeToNode,
             "ask which data directory a node has",
@@ -254,8 +259,17 @@ impl Policy {
             )));
         }
         let scope = match who {
-            PeerIdentity::Node { .. } if need.permission == Permission::NodeToNode => {
-                return Ok(());
+            PeerIdentity::Node { node, .. } if need.permission == Permission::NodeToNode => {
+                // A node joins, or moves, only under the id its certificate names.
+                return match request {
+                    Request::Join { node: joining, .. }
+                    | Request::SetAddress { node: joining, .. }
+                        if joining != node =>
+                    {
+                        Err(denied(format!("{} as {joining}", need.action)))
+                    }
+                    _ => Ok(()),
+                };
             }
             PeerIdentity::Node { .. } => Scope::everywhere(self.node_role),
             PeerIdentity::Client { name, .. } => self

@@ -1,7 +1,7 @@
 //! What one attempt's outcome means for its request, sans IO: answered, stopped for good, or
-//! tried again where the router says (and whether after a pause). Both the async [`Client`]
-//! (`super::Client`) and the whole-cluster simulator's clients run this one mapping, so the
-//! simulator proves the retry and ambiguity rules production uses.
+//! tried again where the router says (and whether after a pause). Both the async
+//! [`Client`](super::Client) and the whole-cluster simulator's clients run this one mapping, so
+//! the simulator proves the retry and ambiguity rules production uses.
 //!
 //! The rule that matters: once an attempt of a write may have applied (it got no answer, or a
 //! node said a snapshot superseded it), nothing later may call the write "not applied": a

@@ -198,7 +198,8 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Slot {
-    connection: Option<Arc<NodeConnection>>,
+    /// The open connection and the address it was dialed at.
+    connection: Option<(Arc<NodeConnection>, SocketAddr)>,
     down_until: Option<Instant>,
 }
 
@@ -406,6 +407,70 @@ impl Client {
                 reason: error.to_string(),
             }),
         }
+    }
+
+    /// The placement driver's view (nodes, ranges, operators), from the meta group's leader.
+    ///
+    /// # Errors
+    /// No node answered, or the leader refused.
+    pub async fn placement(&self) -> Result<crate::api::PlacementStatus, ClientError> {
+        match self.call_meta_leader(Request::Placement).await? {
+            Reply::Placement(status) => Ok(status),
+            _ => Err(ClientError::Refused(ApiError::Unavailable(
+                "unexpected reply".into(),
+            ))),
+        }
+    }
+
+    /// Carries out an operator's command through the meta group; returns once it is applied.
+    ///
+    /// # Errors
+    /// No node answered, or the cluster refused the command (`AdminRefused`, say). A command
+    /// whose answer was lost may have been applied: it is safe to send again.
+    pub async fn admin(&self, command: crate::api::AdminCommand) -> Result<(), ClientError> {
+        match self.call_meta_leader(Request::Admin(command)).await? {
+            // The meta group refused the entry when it applied it (a rival operator won).
+            Reply::Kv(Response::Invalid(reason)) => {
+                Err(ClientError::Refused(ApiError::AdminRefused(reason)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends `request` to each node in turn until the meta group's leader answers, following
+    /// a leader hint at once.
+    async fn call_meta_leader(&self, request: Request) -> Result<Reply, ClientError> {
+        let timeout = self.inner.options.attempt_timeout;
+        let mut reasons = Vec::new();
+        let mut attempts = 0;
+        for (node, _) in self.nodes() {
+            let mut target = node;
+            for _ in 0..2 {
+                attempts += 1;
+                match self.call(target, request.clone(), timeout).await {
+                    Ok(Ok(reply)) => return Ok(reply),
+                    Ok(Err(ApiError::NotLeader {
+                        leader: Some(leader),
+                        ..
+                    })) if leader != target => {
+                        target = leader;
+                        continue;
+                    }
+                    Ok(Err(
+                        error @ (ApiError::AdminRefused(_) | ApiError::PermissionDenied { .. }),
+                    )) => {
+                        return Err(ClientError::Refused(error));
+                    }
+                    Ok(Err(error)) => reasons.push(format!("{target}: {error}")),
+                    Err(error) => reasons.push(format!("{target}: {error}")),
+                }
+                break;
+            }
+        }
+        Err(ClientError::Unavailable {
+            attempts,
+            reason: format!("no meta-group leader answered ({})", reasons.join("; ")),
+        })
     }
 
     /// Fetches the range map and directory from the first node that answers.
@@ -658,9 +723,11 @@ impl Client {
         match next {
             Next::Retry { target, .. } => Ok(target),
             Next::RefreshMap => {
-                self.refresh_map()
-                    .await
-                    .map_err(|error| error.to_string())?;
+                // A map no node answered for is no reason to give up: the request goes on with
+                // the cached one until its deadline.
+                if let Err(error) = self.refresh_map().await {
+                    tracing::debug!(%error, "the range map could not be refreshed");
+                }
                 Ok(lock(&self.inner.router).route(key, attempts))
             }
             // `Done` answers `RouteReply::Done` only, which the loop returns on before.
@@ -733,28 +800,30 @@ impl Client {
     async fn connection(&self, node: NodeId) -> Result<Arc<NodeConnection>, CallError> {
         let slot = Arc::clone(lock(&self.inner.connections).entry(node).or_default());
         let mut slot = slot.lock().await;
-        if let Some(connection) = slot
-            .connection
-            .as_ref()
-            .filter(|connection| !connection.is_closed())
-        {
-            return Ok(Arc::clone(connection));
-        }
         let refused = |reason: &str| CallError::Connect {
             node: node.0,
             reason: reason.into(),
         };
-        if slot.down_until.is_some_and(|until| Instant::now() < until) {
-            return Err(refused("recently unreachable"));
-        }
         let address = lock(&self.inner.addresses)
             .get(&node)
             .copied()
             .ok_or_else(|| refused("address unknown"))?;
+        // A node that moved is dialed at its new address: the connection to the old one
+        // would only time out (no peer there answers it, not even with a reset).
+        if let Some((connection, _)) = slot
+            .connection
+            .as_ref()
+            .filter(|(connection, dialed)| !connection.is_closed() && *dialed == address)
+        {
+            return Ok(Arc::clone(connection));
+        }
+        if slot.down_until.is_some_and(|until| Instant::now() < until) {
+            return Err(refused("recently unreachable"));
+        }
         match NodeConnection::connect(&self.inner.tls, &self.inner.transport, node, address).await {
             Ok(connection) => {
                 let connection = Arc::new(connection);
-                slot.connection = Some(Arc::clone(&connection));
+                slot.connection = Some((Arc::clone(&connection), address));
                 slot.down_until = None;
                 Ok(connection)
             }

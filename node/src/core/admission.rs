@@ -78,12 +78,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// Proposes the opening of a session in `group` (its id will be the entry's index).
     pub(super) fn open_session(&mut self, group: GroupId, epoch: Epoch, responder: R) {
         let map = &self.machines.meta().map;
-        if epoch != map.epoch() {
+        if !routed_right(map, epoch) {
             let node_epoch = map.epoch();
             return responder.answer(Err(ApiError::StaleEpoch { node_epoch }));
         }
         let served = group != META_GROUP && map.ranges().any(|range| range.group == group);
-        if !served || self.multi.group(group).is_none() {
+        if !served || !self.is_member(group) {
             return responder.answer(Err(ApiError::NotServed { group }));
         }
         if self.waiting.len() >= self.config.limits.pending_requests_max {
@@ -116,7 +116,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// this node hosts `group`, and keys and values are within the limits.
     fn check(&self, group: GroupId, epoch: Epoch, command: &Command) -> Result<(), ApiError> {
         let map = &self.machines.meta().map;
-        if epoch != map.epoch() {
+        if !routed_right(map, epoch) {
             return Err(ApiError::StaleEpoch {
                 node_epoch: map.epoch(),
             });
@@ -145,7 +145,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             (Some(end), Some(limit)) => end <= limit,
             (None, Some(_)) => !matches!(command, Command::Scan { .. }),
         };
-        if range.group != group || !end_inside || self.multi.group(group).is_none() {
+        if range.group != group || !end_inside || !self.is_member(group) {
             return Err(ApiError::NotServed { group });
         }
         self.check_space(command)
@@ -201,6 +201,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             other => ApiError::Unavailable(other.to_string()),
         }
     }
+}
+
+/// Whether a request routed with map `epoch` went to the group that serves its key: any epoch
+/// since the last change of the key space's layout, up to this node's (a later one means this
+/// node is behind). Replica moves change the epoch, not the layout, so they refuse nothing.
+fn routed_right(map: &flotilla_shard_manager::RangeMap, epoch: Epoch) -> bool {
+    (map.layout_epoch()..=map.epoch()).contains(&epoch)
 }
 
 /// Deliberately broken rules (feature `mutations`): the simulator's checkers must catch them.

@@ -57,11 +57,7 @@ pub fn initial_meta(nodes: &[Endpoint], groups: u64, replicas: usize) -> MetaSta
             .iter()
             .map(|endpoint| (endpoint.node, endpoint.address.to_string())),
     );
-    MetaState {
-        map,
-        directory,
-        data_directories: Default::default(),
-    }
+    MetaState::new(map, directory)
 }
 
 /// First start: persists the initial state of every group `node` hosts, in one write (the
@@ -93,6 +89,25 @@ pub fn bootstrap_log(engine: &LogEngine, node: NodeId, meta: &MetaState) -> Resu
         let membership = Membership::with_voters(range.replicas.iter().copied());
         batch.persist(range.group, &Persist::bootstrap(membership));
     }
+    engine.write(batch)?;
+    Ok(())
+}
+
+/// First start of a node that joined a running cluster: its meta replica starts from the meta
+/// leader's stored snapshot (it is a learner once the leader adds it; the log after the
+/// snapshot follows); it hosts no range yet.
+///
+/// # Errors
+/// The write failed.
+pub fn bootstrap_joined(engine: &LogEngine, meta: Snapshot) -> Result<(), WriteError> {
+    let mut batch = WriteBatch::new();
+    batch.persist(
+        META_GROUP,
+        &Persist {
+            snapshot: Some(meta),
+            ..Persist::default()
+        },
+    );
     engine.write(batch)?;
     Ok(())
 }

@@ -8,8 +8,8 @@ use super::machines::SinceSnapshot;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::{ApiError, Reply};
 use flotilla_raft::{
-    Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady, NodeId,
-    ProposeError, Ready, Role,
+    Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady,
+    ProposeError, Ready,
 };
 use flotilla_storage::WriteBatch;
 
@@ -231,32 +231,6 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
         }
     }
-
-    /// Spreads leadership: each data group prefers the first replica in its descriptor (the
-    /// initial placement rotates it across nodes), so a leader that is not the preferred one
-    /// hands over once the preferred node is live. Raft's transfer waits for it to catch up.
-    pub(super) fn balance_leaders(&mut self) {
-        let live: Vec<NodeId> = self.multi.live_peers().collect();
-        let node = self.config.node;
-        let handovers: Vec<(GroupId, NodeId)> = self
-            .machines
-            .meta()
-            .map
-            .ranges()
-            .filter_map(|range| {
-                let preferred = *range.replicas.first()?;
-                let raft = self.multi.group(range.group)?;
-                let hand_over =
-                    raft.role() == Role::Leader && preferred != node && live.contains(&preferred);
-                hand_over.then_some((range.group, preferred))
-            })
-            .collect();
-        for (group, preferred) in handovers {
-            if let Err(error) = self.multi.transfer_leader(group, preferred) {
-                tracing::debug!(%group, %error, "leadership transfer refused");
-            }
-        }
-    }
 }
 
 /// Whether a group snapshots now: once `every_entries` entries were applied since its last
@@ -269,7 +243,7 @@ fn snapshot_due(entries: u64, since: SinceSnapshot, every_entries: u64) -> bool 
 }
 
 /// Splits a batch whose messages carry more than `bytes_max` into several (each with at least
-/// one message); the coalesced heartbeats ride in the first.
+/// one message); the coalesced heartbeats and notes ride in the first.
 fn split_oversized(mut batch: Batch, bytes_max: u64) -> Vec<Batch> {
     let weight = |message: &GroupMessage| match &message.message.body {
         MessageBody::AppendEntries { entries, .. } => {
@@ -286,6 +260,7 @@ fn split_oversized(mut batch: Batch, bytes_max: u64) -> Vec<Batch> {
     let mut current = batch.sibling();
     current.heartbeats = std::mem::take(&mut batch.heartbeats);
     current.heartbeat_responses = std::mem::take(&mut batch.heartbeat_responses);
+    current.notes = std::mem::take(&mut batch.notes);
     let mut bytes = 0;
     for message in batch.messages {
         let size = weight(&message);
@@ -305,7 +280,7 @@ fn split_oversized(mut batch: Batch, bytes_max: u64) -> Vec<Batch> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use flotilla_raft::{EntryPayload, LogId, Message, Term};
+    use flotilla_raft::{EntryPayload, LogId, Message, NodeId, Term};
 
     fn append(group: u64, payload_bytes: usize) -> GroupMessage {
         let entry = Entry {

@@ -3,7 +3,7 @@
 //! committed entries in log order.
 
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
-use flotilla_shard_manager::{META_GROUP, MetaCommand, MetaState};
+use flotilla_shard_manager::{META_GROUP, MetaCommand, MetaError, MetaState};
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{KvStateMachine, Response, decode_snapshot};
 use std::collections::BTreeMap;
@@ -47,6 +47,19 @@ impl Machines {
 
     pub(crate) fn meta(&self) -> &MetaState {
         &self.meta
+    }
+
+    /// The meta state, for what only the meta leader hears (heartbeats, leaders, loads).
+    pub(crate) fn meta_mut(&mut self) -> &mut MetaState {
+        &mut self.meta
+    }
+
+    /// Drops `group`'s state machine (its replica was destroyed).
+    pub(crate) fn destroy(&mut self, group: GroupId) {
+        if let Some(machine) = self.kv.remove(&group) {
+            self.stored_bytes -= machine.stored_bytes();
+        }
+        self.since_snapshot.remove(&group);
     }
 
     pub(crate) fn kv(&self, group: GroupId) -> Option<&KvStateMachine> {
@@ -100,15 +113,28 @@ impl Machines {
             return response;
         }
         self.meta_applied = entry.index;
-        if let EntryPayload::Normal(data) = &entry.payload {
-            let outcome = MetaCommand::decode(data)
-                .map_err(|error| error.to_string())
-                .and_then(|command| self.meta.apply(command).map_err(|error| error.to_string()));
-            if let Err(error) = outcome {
-                tracing::warn!(index = entry.index.0, %error, "meta command refused");
+        let EntryPayload::Normal(data) = &entry.payload else {
+            return None;
+        };
+        let index = entry.index.0;
+        // A refusal is the answer an operator waiting on the entry gets (`Invalid`).
+        let refusal = match MetaCommand::decode(data).map(|command| self.meta.apply(command)) {
+            Ok(Ok(())) => return None,
+            // A placement decision proposed twice, or overtaken, is refused harmlessly.
+            Ok(Err(error @ MetaError::Placement(_))) => {
+                tracing::debug!(index, %error, "placement decision refused");
+                error.to_string()
             }
-        }
-        None
+            Ok(Err(error)) => {
+                tracing::warn!(index, %error, "meta command refused");
+                error.to_string()
+            }
+            Err(error) => {
+                tracing::warn!(index, %error, "meta command does not decode");
+                error.to_string()
+            }
+        };
+        Some(Response::Invalid(refusal))
     }
 
     /// `entries` of `group` were applied: their payload counts toward its next snapshot.
@@ -166,11 +192,10 @@ mod tests {
     #[test]
     fn the_log_since_a_snapshot_is_measured_against_it_also_after_a_restore() {
         let group = GroupId(1);
-        let mut machines = Machines::new(MetaState {
-            map: RangeMap::uniform(1, |_| vec![NodeId(1)]),
-            directory: Directory::new(std::iter::empty::<(NodeId, String)>()),
-            data_directories: Default::default(),
-        });
+        let mut machines = Machines::new(MetaState::new(
+            RangeMap::uniform(1, |_| vec![NodeId(1)]),
+            Directory::new([(NodeId(1), "127.0.0.1:1".to_string())]),
+        ));
         // A restore (what recovery at start does) knows the snapshot's size.
         let snapshot = kv_snapshot(group, 10, 50);
         machines.restore(group, &snapshot).unwrap();

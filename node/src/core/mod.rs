@@ -20,6 +20,7 @@ pub mod boot;
 mod cycle;
 pub mod histogram;
 mod machines;
+mod placement;
 mod registry;
 mod status;
 pub use status::Observation;
@@ -29,6 +30,7 @@ use crate::api::{ApiError, Reply, Request};
 use crate::config::Limits;
 use flotilla_raft::{Batch, GroupId, HardState, MultiError, MultiRaft, NodeId};
 use flotilla_shard_manager::MetaState;
+use flotilla_shard_manager::placement::PlacementConfig;
 use flotilla_storage::kv::SessionLimits;
 use flotilla_storage::{GroupLog, LogEngine, WriteError};
 use flotilla_transport_quic::{QuicTransport, Transport};
@@ -53,6 +55,10 @@ pub trait BatchSink {
     /// Whether a connection to `peer` is open (a quiet peer on an open connection is a stalled
     /// connection or a stuck peer; without one, it is down or cut off).
     fn is_connected(&self, peer: NodeId) -> bool;
+
+    /// `peer` listens at `address` (`host:port`): a node that joined, or moved. The sink
+    /// dials it there from now on.
+    fn peer_address(&self, peer: NodeId, address: &str);
 }
 
 impl BatchSink for Arc<QuicTransport> {
@@ -65,6 +71,15 @@ impl BatchSink for Arc<QuicTransport> {
         self.connected_peers()
             .iter()
             .any(|&(node, open)| node == peer && open)
+    }
+
+    fn peer_address(&self, peer: NodeId, address: &str) {
+        match address.parse() {
+            Ok(address) => self.add_peer(peer, address),
+            Err(error) => {
+                tracing::warn!(peer = peer.0, address, %error, "a peer's address does not parse")
+            }
+        }
     }
 }
 
@@ -83,6 +98,8 @@ pub struct CoreConfig {
     pub session_limits: SessionLimits,
     /// Cadences and sizes of the core's own work.
     pub tuning: CoreTuning,
+    /// The placement driver's configuration (it runs while this node leads the meta group).
+    pub placement: PlacementConfig,
     /// A deliberately broken rule (feature `mutations`, tests only).
     #[cfg(feature = "mutations")]
     pub mutation: CoreMutation,
@@ -91,8 +108,9 @@ pub struct CoreConfig {
 /// Cadences and sizes of the core's own work (`[tuning]` in the node's configuration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreTuning {
-    /// Ticks between a leader's checks whether its group's preferred leader could take over.
-    pub balance_interval_ticks: u64,
+    /// Ticks between two rounds of placement work: reports to the meta leader, its driver's
+    /// tick, range leaders carrying out operators, replicas created and destroyed.
+    pub placement_interval_ticks: u64,
     /// Log writes between two garbage collections of the log's segments.
     pub gc_interval_writes: u64,
     /// The most entry and snapshot bytes in one outbound batch: below the transport's frame
@@ -117,7 +135,7 @@ impl Default for CoreTuning {
     /// The values of the embedded default configuration.
     fn default() -> Self {
         Self {
-            balance_interval_ticks: 100,
+            placement_interval_ticks: 25,
             gc_interval_writes: 1024,
             batch_payload_bytes_max: 4 << 20,
             scan_bytes_max: 4 << 20,
@@ -203,6 +221,8 @@ pub struct NodeCore<R, S> {
     disk_free_bytes: Option<u64>,
     /// Servable reads were left for the next turn (the turn's read budget ran out).
     reads_left: bool,
+    /// Reports, the placement driver (on the meta leader), replica creation and destruction.
+    placement: placement::Placement,
 }
 
 /// What the core has done since start.
@@ -298,6 +318,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         meta: MetaState,
         identity: CoreIdentity,
     ) -> Self {
+        let placement = placement::Placement::new(&config.placement);
         let mut multi = multi;
         for (&peer, &directory) in &identity.pins {
             multi.pin_peer(peer, directory);
@@ -315,6 +336,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             clock: Clock::default(),
             disk_free_bytes: None,
             reads_left: false,
+            placement,
         }
     }
 
@@ -332,8 +354,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .map_err(|reason| CoreError::Restore { group, reason })
     }
 
-    /// The time is `now`: ticks once if a tick is due, and every balance interval lets
-    /// leaders hand over and registers data directories.
+    /// The time is `now`: ticks once if a tick is due, and every placement interval does the
+    /// placement work (reports, the driver, operators, replicas) and registers data
+    /// directories.
     pub fn on_time(&mut self, now: Now) {
         self.clock.now_ms = now.wall_ms;
         let now_ms = now.monotonic_ms;
@@ -351,9 +374,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if self
             .clock
             .ticks
-            .is_multiple_of(self.config.tuning.balance_interval_ticks)
+            .is_multiple_of(self.config.tuning.placement_interval_ticks)
         {
-            self.balance_leaders();
+            self.placement_round();
             self.register_data_directories();
         }
     }
@@ -369,22 +392,44 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .unwrap_or(self.clock.monotonic_ms + self.config.tick_ms)
     }
 
-    /// Steps a batch from a peer node.
+    /// Steps a batch from a peer node: creates the replicas the meta group placed here that
+    /// it names, and reads its notes once MultiRaft accepted it. A removed node's batches are
+    /// refused.
     ///
     /// # Errors
     /// `Store` when a group's log store failed (the node must stop).
-    pub fn on_batch(&mut self, batch: Batch) -> Result<(), CoreError> {
-        match self.multi.step_batch(batch) {
-            Ok(()) => {}
+    pub fn on_batch(&mut self, mut batch: Batch) -> Result<(), CoreError> {
+        let from = batch.from;
+        if self
+            .machines
+            .meta()
+            .cluster
+            .node(from)
+            .is_some_and(|peer| peer.state == flotilla_shard_manager::placement::NodeState::Removed)
+        {
+            self.counters.batches_refused += 1;
+            tracing::debug!(peer = from.0, "a batch from a removed node was refused");
+            return Ok(());
+        }
+        self.create_placed_replicas(&batch);
+        self.drop_votes_for_empty_replicas(&mut batch);
+        let notes = std::mem::take(&mut batch.notes);
+        let accepted = match self.multi.step_batch(batch) {
+            Ok(()) | Err(MultiError::UnknownGroups { .. }) => true,
             Err(MultiError::Log(error)) => return Err(CoreError::Store(error)),
             Err(error @ MultiError::Refused { .. }) => {
                 self.counters.batches_refused += 1;
                 self.registry.warn_refused(&error, self.clock.monotonic_ms);
+                false
             }
             Err(error) => {
                 self.counters.batches_refused += 1;
                 tracing::debug!(%error, "inbound batch refused");
+                false
             }
+        };
+        if accepted && !notes.is_empty() {
+            self.on_notes(from, notes);
         }
         self.learn_pins();
         Ok(())
@@ -415,6 +460,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 let directory = self.multi.pinned_directory(node);
                 responder.answer(Ok(Reply::KnownDirectory { directory }));
             }
+            Request::Admin(command) => self.admin(command, responder),
+            Request::Placement => self.placement_status(responder),
+            Request::Join { node, address } => self.join(node, address, responder),
+            Request::SetAddress {
+                node,
+                address,
+                data_directory,
+            } => self.set_address(node, address, data_directory, responder),
+            Request::MetaSnapshot => self.meta_snapshot(responder),
         }
     }
 
@@ -465,6 +519,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// at start).
     pub fn add_peer(&mut self, peer: NodeId) {
         self.multi.add_peer(peer);
+    }
+
+    /// Whether this node holds a replica of `group` that is a member of it: not a tombstone
+    /// left by a removal, nor an empty replica no leader has reached yet.
+    #[must_use]
+    pub fn is_member(&self, group: GroupId) -> bool {
+        self.multi
+            .group(group)
+            .is_some_and(|raft| raft.membership().contains(self.config.node))
     }
 
     /// The node's MultiRaft (for tests and the simulator's checks).

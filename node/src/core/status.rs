@@ -4,7 +4,7 @@
 
 use super::{BatchSink, Counters, NodeCore, Respond};
 use crate::api::{GroupStatus, NodeStatus, PeerState, PeerStatus};
-use flotilla_raft::{GroupId, Role};
+use flotilla_raft::{GroupId, NodeId, Role};
 
 /// What the node is and has done, at one moment: the counters and a summary of its groups,
 /// for `/metrics`, `/ready` and the summary log line. Built in one pass over the groups.
@@ -30,6 +30,9 @@ pub struct Observation {
     pub peers: Vec<PeerStatus>,
     /// Segment files the log uses.
     pub log_segments: u64,
+    /// Every hosted group with the leader its replica here knows, lowest id first (for the
+    /// status page: which node leads what).
+    pub leaders: Vec<(GroupId, Option<NodeId>)>,
 }
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
@@ -45,7 +48,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             log_segments: self.engine.segment_sequences().len() as u64,
             ..Observation::default()
         };
-        for group in self.multi.group_ids() {
+        for group in self
+            .multi
+            .group_ids()
+            .filter(|&group| self.is_member(group))
+        {
             let Some(raft) = self.multi.group(group) else {
                 continue;
             };
@@ -53,6 +60,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             observation.groups_hosted += 1;
             observation.groups_led += u64::from(status.role == Role::Leader);
             observation.groups_quiescent += u64::from(self.multi.is_quiescent(group));
+            observation.leaders.push((group, status.leader));
             if status.leader.is_none() {
                 observation.groups_without_leader.push(group);
             }
@@ -67,6 +75,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let groups = self
             .multi
             .group_ids()
+            .filter(|&group| self.is_member(group))
             .filter_map(|group| {
                 let raft = self.multi.group(group)?;
                 let status = raft.status();

@@ -176,6 +176,8 @@ impl<R: Respond> Waiting<R> {
 fn answer_applied<R: Respond>(responder: R, own_entry: bool, response: Option<Response>) {
     match response {
         Some(response) if own_entry => responder.answer(Ok(Reply::Kv(response))),
+        // Only an operator's meta-group command waits on an entry without a KV response.
+        None if own_entry => responder.answer(Ok(Reply::Applied)),
         _ => responder.answer(Err(ApiError::Dropped)),
     }
 }

@@ -1,13 +1,16 @@
-//! The HTTP listener: `GET /metrics`, `/health` and `/ready`, HTTP/1.1 through hyper. It reads
+//! The HTTP listener: `GET /` (the status page), `/metrics`, `/health` and `/ready`, HTTP/1.1
+//! through hyper. It reads
 //! request heads only (never a body) and answers from the published snapshot, so what a client
 //! can make it hold is bounded by `[http]`: connections at once, head bytes, the time a head
 //! may take and a connection's lifetime.
 
 use super::Published;
 use super::metrics::NodeMetrics;
+use super::page::{Page, render};
 use super::ready::readiness;
 use super::requests::RequestStats;
 use crate::config::HttpSettings;
+use flotilla_raft::NodeId;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -30,19 +33,25 @@ const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0;
 /// What the listener answers from.
 #[derive(Debug)]
 pub(crate) struct View {
+    /// The node serving it.
+    node: NodeId,
     published: Arc<Published>,
     registry: Registry,
     /// `/ready` fails when the driver published nothing for this long.
     stale_after: Duration,
+    /// Rows per table of the status page.
+    status_rows_max: usize,
 }
 
 impl View {
-    /// A view of `published` and `requests`; `/ready` fails once the last publication is
-    /// older than `stale_after`.
+    /// A view of what `node` published and of `requests`; `/ready` fails once the last
+    /// publication is older than `stale_after`; the status page lists `status_rows_max` rows
+    /// per table.
     pub(crate) fn new(
-        published: Arc<Published>,
+        (node, published): (NodeId, Arc<Published>),
         requests: Arc<RequestStats>,
         stale_after: Duration,
+        status_rows_max: usize,
     ) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(NodeMetrics {
@@ -50,9 +59,11 @@ impl View {
             requests,
         }));
         Self {
+            node,
             published,
             registry,
             stale_after,
+            status_rows_max,
         }
     }
 
@@ -61,6 +72,7 @@ impl View {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         }
         match request.uri().path() {
+            "/" => self.status_page(),
             "/metrics" => self.metrics(),
             "/health" => text(StatusCode::OK, "ok\n".into()),
             "/ready" => {
@@ -72,9 +84,26 @@ impl View {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /metrics, /health or /ready\n".into(),
+                "not found: try /, /metrics, /health or /ready\n".into(),
             ),
         }
+    }
+
+    fn status_page(&self) -> Response<Full<Bytes>> {
+        self.published.want_map();
+        let latest = self.published.latest();
+        let page = Page {
+            node: self.node,
+            snapshot: latest.as_ref(),
+            readiness: readiness(latest.as_ref(), Instant::now(), self.stale_after),
+            rows_max: self.status_rows_max,
+        };
+        let mut response = Response::new(Full::new(Bytes::from(render(&page))));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        response
     }
 
     fn metrics(&self) -> Response<Full<Bytes>> {

@@ -312,7 +312,8 @@ fn groups(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
     )
 }
 
-fn peer_state_label(state: crate::api::PeerState) -> &'static str {
+/// The `state` label of a peer, as `/metrics` and the status page name it.
+pub(super) fn peer_state_label(state: crate::api::PeerState) -> &'static str {
     match state {
         crate::api::PeerState::Live => "live",
         crate::api::PeerState::Quiet => "quiet",

@@ -1,14 +1,16 @@
 //! The driver's side: every publish interval, a copy of the node's counters for the HTTP
-//! listener, and the log lines that follow from comparing it with the last one (peers declared
+//! listener (with, once a second, a sample of the request counters and a copy of the range
+//! map for the status page), and the log lines that follow from comparing it with the last one (peers declared
 //! down or up at info; at most one summary line per summary interval, and none while nothing
 //! changed).
 
-use super::{Published, Snapshot};
+use super::{Published, Sample, Snapshot};
 use crate::api::{PeerState, PeerStatus};
 use crate::core::Observation;
 use flotilla_raft::NodeId;
+use flotilla_shard_manager::MetaState;
 use flotilla_transport_quic::CounterSnapshot;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,16 @@ pub(crate) struct Publisher {
     published_at: Option<Instant>,
     peers: BTreeMap<NodeId, PeerState>,
     summary: Summary,
+    /// The range map and directory last copied, and when (none before the page's first view).
+    meta: Option<(Arc<MetaState>, Instant)>,
+    /// One sample a second, oldest first, at most `samples_max`.
+    samples: VecDeque<Sample>,
+    samples_max: usize,
 }
+
+/// The status page's resolution: its rates are per second, and the range map it shows is at
+/// most this old when it is viewed (or one epoch behind).
+const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the last summary line said.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,11 +46,17 @@ struct Summary {
 }
 
 impl Publisher {
+    /// A publisher into `published` every `publish_interval`, with a summary log line at most
+    /// every `summary_interval`, keeping `history_seconds` of request samples.
     pub(crate) fn new(
         published: Arc<Published>,
-        publish_interval: Duration,
-        summary_interval: Duration,
+        (publish_interval, summary_interval): (Duration, Duration),
+        history_seconds: u64,
     ) -> Self {
+        // One more sample than seconds: n seconds of rates take n + 1 readings.
+        let samples_max = usize::try_from(history_seconds)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
         Self {
             published,
             publish_interval,
@@ -47,6 +64,9 @@ impl Publisher {
             published_at: None,
             peers: BTreeMap::new(),
             summary: Summary::default(),
+            meta: None,
+            samples: VecDeque::with_capacity(samples_max),
+            samples_max,
         }
     }
 
@@ -60,20 +80,55 @@ impl Publisher {
     /// logs what changed.
     pub(crate) fn publish(
         &mut self,
-        observation: Observation,
+        (observation, meta): (Observation, &MetaState),
         (transport, queued): (CounterSnapshot, (usize, usize)),
         now: Instant,
     ) {
         self.log_peers(&observation.peers);
         self.log_summary(&observation, now);
+        let meta = self.copy_meta(meta, now);
+        self.sample(&observation, now);
         let snapshot = Snapshot {
             observation,
             transport,
             queued,
             at: now,
+            meta,
+            samples: self.samples.iter().copied().collect(),
         };
         if self.published.try_publish(snapshot) {
             self.published_at = Some(now);
+        }
+    }
+
+    /// The range map and directory, copied again when the status page was served since the
+    /// last copy and that copy is a second old or of another epoch; else the last copy.
+    fn copy_meta(&mut self, meta: &MetaState, now: Instant) -> Option<Arc<MetaState>> {
+        let fresh = self.meta.as_ref().is_some_and(|(copied, at)| {
+            now.saturating_duration_since(*at) < SAMPLE_INTERVAL
+                && copied.map.epoch() == meta.map.epoch()
+        });
+        if !fresh && self.published.take_map_wanted() {
+            self.meta = Some((Arc::new(meta.clone()), now));
+        }
+        self.meta.as_ref().map(|(copied, _)| Arc::clone(copied))
+    }
+
+    /// Once a second, a sample of the request counters.
+    fn sample(&mut self, observation: &Observation, now: Instant) {
+        let due = self
+            .samples
+            .back()
+            .is_none_or(|last| now.saturating_duration_since(last.at) >= SAMPLE_INTERVAL);
+        if due {
+            if self.samples.len() == self.samples_max {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(Sample {
+                at: now,
+                requests: observation.counters.requests,
+                proposals: observation.counters.proposals,
+            });
         }
     }
 
@@ -144,6 +199,7 @@ fn peer_changes(
 
 #[cfg(test)]
 mod tests {
+    use super::super::one_node_meta as meta;
     use super::*;
 
     fn peer(node: u64, state: PeerState) -> PeerStatus {
@@ -182,15 +238,66 @@ mod tests {
         let published = Arc::new(Published::default());
         let mut publisher = Publisher::new(
             Arc::clone(&published),
-            Duration::from_millis(100),
-            Duration::from_secs(60),
+            (Duration::from_millis(100), Duration::from_secs(60)),
+            60,
         );
         let start = Instant::now();
         assert!(publisher.due(start));
         let counters = (CounterSnapshot::default(), (0, 0));
-        publisher.publish(Observation::default(), counters, start);
+        let meta = meta();
+        publisher.publish((Observation::default(), &meta), counters, start);
         assert!(!publisher.due(start + Duration::from_millis(50)));
         assert!(publisher.due(start + Duration::from_millis(100)));
         assert_eq!(published.latest().map(|snapshot| snapshot.at), Some(start));
+    }
+
+    #[test]
+    fn samples_are_a_second_apart_and_bounded() {
+        let published = Arc::new(Published::default());
+        let intervals = (Duration::from_millis(100), Duration::from_secs(60));
+        let mut publisher = Publisher::new(Arc::clone(&published), intervals, 3);
+        let meta = meta();
+        let start = Instant::now();
+        // Ten publications a second for six seconds, one request more each time.
+        for tenth in 0..60_u64 {
+            let mut observation = Observation::default();
+            observation.counters.requests = tenth;
+            let now = start + Duration::from_millis(100 * tenth);
+            publisher.publish(
+                (observation, &meta),
+                (CounterSnapshot::default(), (0, 0)),
+                now,
+            );
+        }
+        let samples = published.latest().expect("published").samples;
+        let requests: Vec<u64> = samples.iter().map(|sample| sample.requests).collect();
+        assert_eq!(requests, vec![20, 30, 40, 50]);
+        assert_eq!(samples[0].at, start + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_map_is_copied_only_for_a_reader_and_at_most_once_a_second() {
+        let published = Arc::new(Published::default());
+        let intervals = (Duration::from_millis(100), Duration::from_secs(60));
+        let mut publisher = Publisher::new(Arc::clone(&published), intervals, 3);
+        let meta = meta();
+        let start = Instant::now();
+        let mut publish_at = |millis: u64| {
+            let now = start + Duration::from_millis(millis);
+            let counters = (CounterSnapshot::default(), (0, 0));
+            publisher.publish((Observation::default(), &meta), counters, now);
+            published.latest().expect("published").meta
+        };
+        assert!(publish_at(0).is_none(), "no reader, no copy");
+        published.want_map();
+        let first = publish_at(100).expect("copied for the reader");
+        published.want_map();
+        let again = publish_at(200).expect("the last copy");
+        assert!(Arc::ptr_eq(&first, &again), "a copy is kept for a second");
+        // The wish of 200 ms waits for the copy to age.
+        let fresh = publish_at(1_200).expect("copied again");
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        let unread = publish_at(2_300).expect("the last copy");
+        assert!(Arc::ptr_eq(&fresh, &unread), "no reader since: no copy");
     }
 }

@@ -50,6 +50,8 @@ mod tests {
             transport: flotilla_transport_quic::CounterSnapshot::default(),
             queued: (0, 0),
             at,
+            meta: Some(std::sync::Arc::new(super::super::one_node_meta())),
+            samples: Vec::new(),
         }
     }
 

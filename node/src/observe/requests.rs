@@ -19,11 +19,16 @@ pub(crate) enum Operation {
     RangeMap,
     Status,
     KnownDirectory,
+    Admin,
+    Placement,
+    Join,
+    MetaSnapshot,
+    SetAddress,
 }
 
 impl Operation {
     /// Every operation, in label order.
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 14] = [
         Self::Get,
         Self::Put,
         Self::Delete,
@@ -33,6 +38,11 @@ impl Operation {
         Self::RangeMap,
         Self::Status,
         Self::KnownDirectory,
+        Self::Admin,
+        Self::Placement,
+        Self::Join,
+        Self::MetaSnapshot,
+        Self::SetAddress,
     ];
 
     /// The operation `request` asks for (a write in a session by its command).
@@ -49,6 +59,11 @@ impl Operation {
             Request::RangeMap => Self::RangeMap,
             Request::Status => Self::Status,
             Request::KnownDirectory { .. } => Self::KnownDirectory,
+            Request::Admin(_) => Self::Admin,
+            Request::Placement => Self::Placement,
+            Request::Join { .. } => Self::Join,
+            Request::MetaSnapshot => Self::MetaSnapshot,
+            Request::SetAddress { .. } => Self::SetAddress,
         }
     }
 
@@ -64,6 +79,11 @@ impl Operation {
             Self::RangeMap => "range_map",
             Self::Status => "status",
             Self::KnownDirectory => "known_directory",
+            Self::Admin => "admin",
+            Self::Placement => "placement",
+            Self::Join => "join",
+            Self::MetaSnapshot => "meta_snapshot",
+            Self::SetAddress => "set_address",
         }
     }
 }

@@ -105,6 +105,12 @@ pub(crate) async fn open(
     })
 }
 
+/// Whether the data directory was never bootstrapped (it is locked and released to look).
+pub(crate) fn is_fresh(config: &NodeConfig) -> Result<bool, ServerError> {
+    let directory = DataDir::lock(&config.data_directory())?;
+    Ok(matches!(directory.state()?, DirState::Fresh))
+}
+
 /// The certificate this node presents must name this node: a copied or mixed-up file would
 /// let one process speak as another node.
 fn check_certificate(tls: &TlsSetup, node: NodeId) -> Result<(), ServerError> {

@@ -168,8 +168,11 @@ impl Driver {
         if self.publisher.due(now) {
             let observation = self.core.observe();
             let queued = (self.peers.len(), self.clients.len());
-            self.publisher
-                .publish(observation, (self.transport.counters(), queued), now);
+            self.publisher.publish(
+                (observation, self.core.meta()),
+                (self.transport.counters(), queued),
+                now,
+            );
         }
     }
 

@@ -5,13 +5,15 @@
 
 mod data;
 mod driver;
+mod join;
 pub use driver::DriverError;
 mod gate;
 mod streams;
 pub(crate) use streams::StreamBounds;
 
 use crate::access::Policy;
-use crate::config::{ConfigError, NodeConfig};
+use crate::api::Request;
+use crate::config::{ConfigError, Endpoint, NodeConfig};
 use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
 use crate::observe::requests::RequestStats;
 use crate::observe::{Published, Publisher, View};
@@ -100,6 +102,9 @@ pub enum ServerError {
         /// The data directory that peer knows it by.
         directory: String,
     },
+    /// Joining a running cluster failed.
+    #[error("joining the cluster failed: {0}")]
+    JoinFailed(String),
     /// The network runtime could not start.
     #[error("the network runtime could not start: {0}")]
     Runtime(#[source] std::io::Error),
@@ -215,28 +220,49 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     config.validate()?;
     let node = config.node();
     let initial = config.initial_endpoints()?;
-    if !initial.iter().any(|endpoint| endpoint.node == node) {
+    let seeds = config.join_endpoints()?;
+    if seeds.is_empty() && !initial.iter().any(|endpoint| endpoint.node == node) {
         return Err(crate::config::ConfigError::Invalid(format!(
-            "node {} is not in initial_cluster; joining a running cluster is not supported yet",
+            "node {} is not in initial_cluster: to join a running cluster, give --join",
             node.0
         ))
         .into());
     }
+    join::check_seeds(node, &seeds)?;
     let tls = crate::config::load_tls(
         &config.tls_dir,
         &config.cluster_id,
         &format!("node-{}", node.0),
     )?;
     let meta = boot::initial_meta(&initial, config.ranges.groups, config.ranges.replicas);
-    let data = data::open(config, &tls, &initial, |engine| {
-        boot::bootstrap_log(engine, node, &meta)?;
-        tracing::info!(
-            node = node.0,
-            "wrote the initial state of every group this node hosts"
-        );
-        Ok(())
-    })
-    .await?;
+    let mut joined_directory = None;
+    let data = if seeds.is_empty() {
+        data::open(config, &tls, &initial, |engine| {
+            boot::bootstrap_log(engine, node, &meta)?;
+            tracing::info!(
+                node = node.0,
+                "wrote the initial state of every group this node hosts"
+            );
+            Ok(())
+        })
+        .await?
+    } else {
+        let base = if data::is_fresh(config)? {
+            let address = config.listen_address()?.to_string();
+            Some(join::join_cluster(config, &tls, &seeds, address).await?)
+        } else {
+            None
+        };
+        joined_directory = base.as_ref().map(|joined| joined.directory.clone());
+        data::open(config, &tls, &seeds, |engine| match base {
+            Some(joined) => Ok(boot::bootstrap_joined(engine, joined.meta)?),
+            None => Err(ServerError::JoinFailed(
+                "the data directory began a join that did not finish: remove it and join again"
+                    .into(),
+            )),
+        })
+        .await?
+    };
     let engine = Arc::clone(&data.engine);
     let mut multi_config = config.multi_config();
     multi_config.incarnation = data.incarnation();
@@ -244,6 +270,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let policy = Policy::new(&config.access).map_err(ConfigError::from)?;
     let revoked = Arc::new(policy.revocations(&tls.cluster));
     let gate = Arc::new(Gate::new(policy, &config.access));
+    let announce_tls = tls.clone();
     let transport =
         QuicTransport::bind_revoking(node, listen, tls, config.transport_config(), revoked)
             .await
@@ -267,12 +294,14 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         limits: config.limits.clone(),
         session_limits: config.session_limits(),
         tuning: config.core_tuning(),
+        placement: config.placement_config(),
         #[cfg(feature = "mutations")]
         mutation: crate::core::CoreMutation::None,
     };
     let sink = Arc::clone(&transport);
     let mut core = boot::start(core_config, multi_config, engine, sink, meta, identity)?;
-    connect_peers(&transport, &mut core, node);
+    connect_peers(&transport, &mut core, node, joined_directory);
+    let moved = moved_request(&core, node, listen.to_string(), data.identity.directory_id);
     let (peers, peers_rx) = crossbeam_channel::bounded(config.tuning.inbound_batches_max);
     let (clients, clients_rx) = crossbeam_channel::bounded(config.limits.pending_requests_max);
     let stop = Arc::new(AtomicBool::new(false));
@@ -290,6 +319,13 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
             },
         )),
     ];
+    if let Some((peers, request)) = moved {
+        tasks.push(tokio::spawn(join::announce_address(
+            announce_tls,
+            peers,
+            request,
+        )));
+    }
     let http_address = match config.http_listen {
         Some(address) => {
             let (task, bound) = start_http(config, &published, requests, address).await?;
@@ -308,8 +344,11 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         data,
         publisher: Publisher::new(
             published,
-            publish_interval,
-            Duration::from_millis(config.tuning.summary_log_interval_ms),
+            (
+                publish_interval,
+                Duration::from_millis(config.tuning.summary_log_interval_ms),
+            ),
+            config.http.status_history_seconds,
         ),
         transport: Arc::clone(&transport),
     };
@@ -428,17 +467,58 @@ async fn start_http(
     // The driver publishes every interval; twenty missed in a row is a stuck driver.
     let stale_after =
         Duration::from_millis(config.tuning.metrics_publish_interval_ms * 20).max(READY_STALE_MIN);
-    let view = Arc::new(View::new(Arc::clone(published), requests, stale_after));
+    let view = Arc::new(View::new(
+        (config.node(), Arc::clone(published)),
+        requests,
+        stale_after,
+        config.http.status_rows_max,
+    ));
     let task = tokio::spawn(crate::observe::serve(listener, view, config.http));
     Ok((task, bound))
+}
+
+/// Dials every peer of the directory (a joining node's, fresher than its meta snapshot, when
+/// given).
+/// When the meta state records this node at another address than `address` (it restarted
+/// elsewhere), the request that records the new one and the peers to send it through.
+fn moved_request(
+    core: &NodeCore<Responder, Arc<QuicTransport>>,
+    node: NodeId,
+    address: String,
+    data_directory: u128,
+) -> Option<(Vec<Endpoint>, Request)> {
+    let directory = &core.meta().directory;
+    let recorded = directory.address(node)?;
+    if recorded == address {
+        return None;
+    }
+    tracing::info!(node = node.0, %recorded, %address, "this node moved; recording its new address");
+    let peers = directory
+        .nodes()
+        .filter(|&peer| peer != node)
+        .filter_map(|peer| {
+            let address = directory.address(peer)?.parse().ok()?;
+            Some(Endpoint {
+                node: peer,
+                address,
+            })
+        })
+        .collect();
+    let request = Request::SetAddress {
+        node,
+        address,
+        data_directory,
+    };
+    Some((peers, request))
 }
 
 fn connect_peers(
     transport: &QuicTransport,
     core: &mut NodeCore<Responder, Arc<QuicTransport>>,
     node: NodeId,
+    directory: Option<flotilla_shard_manager::Directory>,
 ) {
-    let directory = core.meta().directory.clone();
+    let directory = directory.unwrap_or_else(|| core.meta().directory.clone());
     for peer in directory.nodes().filter(|&peer| peer != node) {
         match directory.address(peer).map(str::parse) {
             Some(Ok(address)) => {

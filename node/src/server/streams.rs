@@ -51,10 +51,14 @@ impl StreamBounds {
                 | Command::Delete { .. }
                 | Command::CompareAndSwap { .. } => self.value_answer_bytes(),
             },
-            Request::RangeMap | Request::Status => OTHER_ANSWER_BYTES,
-            Request::KnownDirectory { .. } | Request::OpenSession { .. } => {
-                ResponseFrame::OVERHEAD_BYTES
+            Request::RangeMap | Request::Status | Request::Placement | Request::MetaSnapshot => {
+                OTHER_ANSWER_BYTES
             }
+            Request::KnownDirectory { .. }
+            | Request::OpenSession { .. }
+            | Request::Admin(_)
+            | Request::Join { .. }
+            | Request::SetAddress { .. } => ResponseFrame::OVERHEAD_BYTES,
         }
     }
 

@@ -18,6 +18,20 @@ use std::collections::BTreeMap;
 
 /// Milliseconds of simulated time per tick of every node.
 pub const TICK_MS: u64 = 10;
+/// The client number of the operator's requests, whose answers nobody awaits.
+pub const OPERATOR: usize = usize::MAX;
+/// The client number of joining nodes' requests: their answers go to the join.
+pub const JOINER: usize = usize::MAX - 1;
+
+/// A node joining the running cluster as `flotilla server --join` does: it asks the meta
+/// leader to record it under its never-used id, then fetches the meta snapshot its meta replica
+/// starts from, and starts. Each request goes to every node that is up (only the meta leader
+/// takes it) and is sent again after the attempt timeout until it is answered.
+pub struct Joiner {
+    node: SimNode,
+    fetching: bool,
+    request_id: u64,
+}
 
 /// What happens at a point in virtual time.
 #[derive(Debug)]
@@ -79,6 +93,9 @@ pub struct Cluster {
     pub stops: u64,
     /// Mutation: a node that lost its disk starts again empty under its old id.
     pub amnesiac_restarts: bool,
+    /// Nodes joining, not started yet.
+    pub joiners: BTreeMap<NodeId, Joiner>,
+    next_join_request: u64,
 }
 
 impl Cluster {
@@ -104,6 +121,8 @@ impl Cluster {
             next_value: 1,
             stops: 0,
             amnesiac_restarts: false,
+            joiners: BTreeMap::new(),
+            next_join_request: 0,
         }
     }
 
@@ -211,6 +230,19 @@ impl Cluster {
                 self.turn(node, vec![Input::Request(request, responder)]);
             }
             Event::Answer {
+                client: JOINER,
+                request_id,
+                result,
+            } => self.join_answered(request_id, result),
+            Event::Timeout {
+                client: JOINER,
+                request_id,
+            } => {
+                if let Some(id) = self.joiner_of(request_id) {
+                    self.send_join(id);
+                }
+            }
+            Event::Answer {
                 client,
                 request_id,
                 result,
@@ -245,10 +277,10 @@ impl Cluster {
     /// cycles; a write keeps it busy for `fsync_ms`.
     fn turn(&mut self, id: NodeId, inputs: Vec<Input>) {
         let now = self.now();
-        let node = self.nodes.get_mut(&id).expect("node");
-        if !node.is_up() {
+        // A node that has not joined yet hears nothing.
+        let Some(node) = self.nodes.get_mut(&id).filter(|node| node.is_up()) else {
             return;
-        }
+        };
         node.inbox.extend(inputs);
         let blocked_until = node.busy_until_ms.max(node.paused_until_ms);
         if now.monotonic_ms < blocked_until {
@@ -297,6 +329,9 @@ impl Cluster {
         }
         let answers = std::mem::take(&mut *self.answers.borrow_mut());
         for (client, request_id, result) in answers {
+            if client == OPERATOR {
+                continue;
+            }
             for delay in self.network.delays(Some(id), None, &mut self.rng) {
                 let answer = Event::Answer {
                     client,
@@ -393,6 +428,129 @@ impl Cluster {
     pub fn kick(&mut self, client: usize) {
         self.events
             .schedule(self.now_ms + 1, Event::Resume { client });
+    }
+
+    /// The nodes that are up, in id order.
+    pub fn up_nodes(&self) -> Vec<NodeId> {
+        self.nodes
+            .values()
+            .filter(|node| node.is_up())
+            .map(|node| node.id)
+            .collect()
+    }
+
+    /// An operator's command, sent to every node that is up (only the meta leader takes it).
+    pub fn admin(&mut self, command: flotilla_node::api::AdminCommand) {
+        for node in self.up_nodes() {
+            let request = flotilla_node::api::Request::Admin(command.clone());
+            self.events.schedule(
+                self.now_ms + 1,
+                Event::Request {
+                    node,
+                    client: OPERATOR,
+                    request_id: 0,
+                    request,
+                },
+            );
+        }
+    }
+
+    /// A new node joins under its never-used id.
+    pub fn join(&mut self, node: SimNode) {
+        let id = node.id;
+        self.note(|| format!("{id} JOINS"));
+        let joiner = Joiner {
+            node,
+            fetching: false,
+            request_id: 0,
+        };
+        self.joiners.insert(id, joiner);
+        self.send_join(id);
+    }
+
+    fn joiner_of(&self, request_id: u64) -> Option<NodeId> {
+        self.joiners
+            .iter()
+            .find(|(_, joiner)| joiner.request_id == request_id)
+            .map(|(&id, _)| id)
+    }
+
+    /// Sends a joiner's current request (again) to every node that is up.
+    fn send_join(&mut self, id: NodeId) {
+        self.next_join_request += 1;
+        let request_id = self.next_join_request;
+        let Some(joiner) = self.joiners.get_mut(&id) else {
+            return;
+        };
+        joiner.request_id = request_id;
+        let request = if joiner.fetching {
+            Request::MetaSnapshot
+        } else {
+            Request::Join {
+                node: id,
+                address: format!("127.0.0.1:{}", 7000 + id.0),
+            }
+        };
+        for node in self.up_nodes() {
+            for delay in self.network.delays(None, Some(node), &mut self.rng) {
+                let event = Event::Request {
+                    node,
+                    client: JOINER,
+                    request_id,
+                    request: request.clone(),
+                };
+                self.events.schedule(self.now_ms + delay, event);
+            }
+        }
+        let timeout = Event::Timeout {
+            client: JOINER,
+            request_id,
+        };
+        self.events
+            .schedule(self.now_ms + ATTEMPT_TIMEOUT_MS, timeout);
+    }
+
+    /// A joiner's answer: recorded -> fetch the meta snapshot; the snapshot -> start. Other
+    /// nodes' refusals (not the meta leader) change nothing.
+    fn join_answered(
+        &mut self,
+        request_id: u64,
+        result: Result<flotilla_node::api::Reply, flotilla_node::api::ApiError>,
+    ) {
+        use flotilla_node::api::{ApiError, Reply};
+        let Some(id) = self.joiner_of(request_id) else {
+            return;
+        };
+        let fetching = self.joiners[&id].fetching;
+        match result {
+            Ok(Reply::Applied) if !fetching => {
+                self.note(|| format!("{id} IS RECORDED"));
+                self.joiners.get_mut(&id).expect("joiner").fetching = true;
+                self.send_join(id);
+            }
+            Ok(Reply::MetaSnapshot {
+                snapshot,
+                directory,
+            }) if fetching => {
+                let mut node = self.joiners.remove(&id).expect("joiner").node;
+                node.bootstrap_joined(&self.setup, snapshot);
+                let now = self.now();
+                if let Err(error) = node.start(&self.setup, now) {
+                    panic!("{id} could not start on the meta snapshot it joined with: {error}");
+                }
+                let core = node.core.as_mut().expect("started");
+                for peer in directory.nodes().filter(|&peer| peer != id) {
+                    core.add_peer(peer);
+                }
+                self.nodes.insert(id, node);
+                self.schedule_tick(id);
+                self.note(|| format!("{id} JOINED"));
+            }
+            Err(ApiError::AdminRefused(reason)) => {
+                panic!("{id} was refused joining under a new id: {reason}")
+            }
+            _ => {}
+        }
     }
 
     /// Makes a node take what waits for it (after a pause ends).

@@ -2,13 +2,20 @@
 //! writes torn) or its disk fails in the middle of a write (the node stops, never continues),
 //! and restarts later; a node pauses; a node's disk turns slow for a while; partitions isolate
 //! a node, split the cluster in two, leave one node bridging two sides that cannot hear each
-//! other, or cut one direction of one link, and heal. Every kind has its own module of choices here; the wire's
+//! other, or cut one direction of one link, and heal. An operator drains nodes, removes one
+//! lost for good, and new nodes join (one replacing a lost node, or the cluster grows). Every kind has its own module of choices here; the wire's
 //! loss, duplication and delay spikes are in `network.rs`.
 
 use crate::cluster::Cluster;
+use crate::node::SimNode;
+use flotilla_node::api::AdminCommand;
 use flotilla_raft::NodeId;
+use flotilla_shard_manager::placement::NodeState;
 use rand::Rng;
 use rand::seq::SliceRandom;
+
+/// New nodes one run may add.
+const JOINS_MAX: u64 = 2;
 
 /// What one run injected.
 #[derive(Clone, Copy, Debug, Default)]
@@ -19,6 +26,13 @@ pub struct FaultCounts {
     pub partitions: u64,
     pub lost_disks: u64,
     pub slow_disks: u64,
+    /// Nodes an operator drained (and later set up again).
+    pub drains: u64,
+    /// Nodes lost for good that an operator removed.
+    pub removals: u64,
+    /// New nodes that joined under new ids (one replacing a node that lost its disk, or
+    /// growing the cluster).
+    pub joins: u64,
 }
 
 /// How often faults come in a run.
@@ -37,6 +51,12 @@ enum Repair {
     Heal,
     /// The node's writes take `fsync_ms` again.
     DiskRecovers(NodeId, u64),
+    /// The operator sets a drained node up again.
+    Undrain(NodeId),
+    /// The operator removes a node lost for good.
+    Remove(NodeId),
+    /// A new node joins (a replacement, or the cluster grows).
+    Join,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +78,8 @@ impl Faults {
             7 if rates.crashes => self.lose_a_disk(cluster),
             8..=10 => self.pause(cluster),
             11 => self.slow_a_disk(cluster),
+            12 => self.drain(cluster),
+            13 => self.join(cluster),
             _ => self.partition(cluster),
         }
     }
@@ -77,18 +99,30 @@ impl Faults {
                     cluster.note(|| format!("{node}'s disk recovers"));
                     cluster.nodes.get_mut(&node).expect("node").fsync_ms = fsync_ms;
                 }
+                Repair::Undrain(node) => set_state(cluster, node, NodeState::Up),
+                Repair::Remove(node) => set_state(cluster, node, NodeState::Removed),
+                Repair::Join => self.join(cluster),
             }
         }
     }
 
+    /// A new node joins under the next id never used (at most `JOINS_MAX` per run).
+    fn join(&mut self, cluster: &mut Cluster) {
+        if self.counts.joins >= JOINS_MAX {
+            return;
+        }
+        let last = cluster.nodes.keys().chain(cluster.joiners.keys()).max();
+        let id = NodeId(last.map_or(1, |last| last.0 + 1));
+        let directory = u128::from(cluster.rng.random::<u64>()) << 64 | u128::from(id.0);
+        let fsync_ms = cluster.rng.random_range(0..=3);
+        let rate = cluster.rng.random_range(90..=110);
+        cluster.join(SimNode::new(id, directory, fsync_ms, rate));
+        self.counts.joins += 1;
+    }
+
     /// A node that is up, at random.
     fn victim(cluster: &mut Cluster) -> Option<NodeId> {
-        let up: Vec<NodeId> = cluster
-            .nodes
-            .values()
-            .filter(|node| node.is_up())
-            .map(|node| node.id)
-            .collect();
+        let up = cluster.up_nodes();
         up.get(cluster.rng.random_range(0..up.len().max(1)))
             .copied()
     }
@@ -131,6 +165,34 @@ impl Faults {
         self.counts.lost_disks += 1;
         let at = cluster.now_ms + cluster.rng.random_range(100..2_000);
         self.repairs.push((at, Repair::Restart(victim)));
+        // Half the time an operator removes it; otherwise the driver re-places its replicas
+        // once it has been down for `down_after_ms`. Either way a new node replaces it.
+        if cluster.rng.random_bool(0.5) {
+            let at = cluster.now_ms + cluster.rng.random_range(500..3_000);
+            self.repairs.push((at, Repair::Remove(victim)));
+            self.counts.removals += 1;
+        }
+        let at = cluster.now_ms + cluster.rng.random_range(1_000..4_000);
+        self.repairs.push((at, Repair::Join));
+    }
+
+    /// An operator drains a node for a while: its replicas and leaders leave it, then it is
+    /// set up again and receives its share back.
+    fn drain(&mut self, cluster: &mut Cluster) {
+        let Some(victim) = Self::victim(cluster) else {
+            return;
+        };
+        let draining = self
+            .repairs
+            .iter()
+            .any(|(_, repair)| matches!(repair, Repair::Undrain(node) if *node == victim));
+        if draining {
+            return;
+        }
+        set_state(cluster, victim, NodeState::Draining);
+        self.counts.drains += 1;
+        let at = cluster.now_ms + cluster.rng.random_range(1_000..5_000);
+        self.repairs.push((at, Repair::Undrain(victim)));
     }
 
     /// A node's writes take 20-300 ms for a while (a disk that stalls): its groups fall behind
@@ -207,7 +269,8 @@ impl Faults {
 
     /// Every crashed node restarts (the liveness phase).
     pub fn restart_all(&mut self, cluster: &mut Cluster) {
-        for (_, repair) in self.repairs.drain(..) {
+        let repairs: Vec<(u64, Repair)> = self.repairs.drain(..).collect();
+        for (_, repair) in repairs {
             match repair {
                 Repair::DiskRecovers(node, fsync_ms) => {
                     cluster.nodes.get_mut(&node).expect("node").fsync_ms = fsync_ms;
@@ -219,6 +282,9 @@ impl Faults {
                     cluster.note(|| format!("{node} CRASHES (its disk failure armed)"));
                     cluster.nodes.get_mut(&node).expect("node").crash();
                 }
+                Repair::Undrain(node) => set_state(cluster, node, NodeState::Up),
+                Repair::Remove(node) => set_state(cluster, node, NodeState::Removed),
+                Repair::Join => self.join(cluster),
                 Repair::Restart(_) | Repair::Heal => {}
             }
         }
@@ -229,4 +295,11 @@ impl Faults {
             cluster.restart(id);
         }
     }
+}
+
+/// The operator sets `node`'s state (sent to every node: only the meta leader takes it; lost
+/// if there is none just then, like any request).
+fn set_state(cluster: &mut Cluster, node: NodeId, state: NodeState) {
+    cluster.note(|| format!("OPERATOR sets {node} {state:?}"));
+    cluster.admin(AdminCommand::SetNodeState { node, state });
 }

@@ -32,6 +32,8 @@ impl BatchSink for SimSink {
     fn is_connected(&self, _peer: NodeId) -> bool {
         true
     }
+
+    fn peer_address(&self, _peer: NodeId, _address: &str) {}
 }
 
 /// Where a client request's answer goes.
@@ -122,6 +124,15 @@ impl SimNode {
         boot::bootstrap_log(&engine, self.id, &setup.meta).expect("the bootstrap write");
     }
 
+    /// First start of a node that joined: its meta replica begins at the meta leader's
+    /// snapshot.
+    pub fn bootstrap_joined(&mut self, setup: &Setup, meta: flotilla_raft::Snapshot) {
+        let fs = Arc::new(self.fs.clone());
+        let (engine, _) = LogEngine::open_with(fs, self.log_directory(), setup.log.clone())
+            .expect("a new log opens");
+        boot::bootstrap_joined(&engine, meta).expect("the bootstrap write");
+    }
+
     /// Starts (or restarts) the node from its log; `Err` when recovery refuses the log.
     pub fn start(&mut self, setup: &Setup, now: Now) -> Result<(), String> {
         let fs = Arc::new(self.fs.clone());
@@ -155,7 +166,8 @@ impl SimNode {
             identity,
         )
         .map_err(|error| error.to_string())?;
-        for peer in setup.meta.directory.nodes().filter(|&peer| peer != self.id) {
+        let peers: Vec<NodeId> = core.meta().directory.nodes().collect();
+        for peer in peers.into_iter().filter(|&peer| peer != self.id) {
             core.add_peer(peer);
         }
         core.on_time(now);

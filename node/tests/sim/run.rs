@@ -13,6 +13,7 @@ use crate::node::{Setup, SimNode};
 use flotilla_node::config::{Endpoint, Limits};
 use flotilla_node::core::{CoreConfig, CoreMutation, CoreTuning, boot};
 use flotilla_raft::{GroupId, MultiConfig, NodeId};
+use flotilla_shard_manager::placement::{Liveness, PlacementConfig, liveness};
 use flotilla_storage::LogConfig;
 use flotilla_storage::kv::SessionLimits;
 use rand::{Rng, SeedableRng};
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 
 /// The longest safety phase, and how long a healed cluster gets to converge.
 const SAFETY_MS_MAX: u64 = 20_000;
-const LIVENESS_MS_MAX: u64 = 30_000;
+const LIVENESS_MS_MAX: u64 = 60_000;
 const STEP_MS: u64 = 10;
 
 /// What a seed draws.
@@ -155,6 +156,7 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
             },
             session_limits: SessionLimits::default(),
             tuning: CoreTuning::default(),
+            placement: placement_config(),
             mutation: options.mutation,
         },
         multi: multi_config(),
@@ -187,6 +189,25 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
         cluster.clients.push(client);
     }
     cluster
+}
+
+/// The placement driver of the simulated nodes: a lost node's replicas are re-placed after
+/// 4 s, within the safety phase.
+fn placement_config() -> PlacementConfig {
+    PlacementConfig {
+        replicas_per_range: 3,
+        meta_voters: 3,
+        down_after_ms: 4_000,
+        heartbeat_stale_ms: 1_000,
+        moves_per_node_max: 4,
+        moves_in_flight_max: 16,
+        leader_transfers_per_node_max: 4,
+        leader_transfers_in_flight_max: 8,
+        step_timeout_ms: 5_000,
+        catch_up_bytes_per_second_min: 1 << 20,
+        leader_load_tolerance_percent: 10,
+        ranges_scanned_per_tick_max: 256,
+    }
 }
 
 /// The MultiRaft timing of the simulated nodes, in ticks of `TICK_MS`.
@@ -251,9 +272,13 @@ fn converge(cluster: &mut Cluster) {
     }
 }
 
-/// Every group has a leader, every replica applied what it committed, and all replicas of a
-/// group hold the same state at the same applied index.
+/// Every group has a leader, every replica applied what it committed, all replicas of a
+/// group hold the same state at the same applied index, and the placement driver has made
+/// every range whole again (`fully_placed`).
 fn converged(cluster: &Cluster) -> Result<(), String> {
+    if let Some(id) = cluster.joiners.keys().next() {
+        return Err(format!("{id} has not joined yet"));
+    }
     let mut groups: BTreeMap<GroupId, Vec<NodeId>> = BTreeMap::new();
     for (&id, node) in cluster.nodes.iter().filter(|(_, node)| !node.refused) {
         let core = node.core.as_ref().ok_or(format!("{id} is down"))?;
@@ -261,6 +286,24 @@ fn converged(cluster: &Cluster) -> Result<(), String> {
             groups.entry(group).or_default().push(id);
         }
     }
+    // The members are the ones the group's leader counts: a replica destroyed after its
+    // removal is a tombstone, and one removed but never told lingers outside the group.
+    let leaders_members: BTreeMap<GroupId, Vec<NodeId>> = groups
+        .iter()
+        .filter_map(|(&group, replicas)| {
+            replicas.iter().find_map(|&id| {
+                let raft = cluster.nodes[&id].core.as_ref()?.multi().group(group)?;
+                (raft.role() == flotilla_raft::Role::Leader)
+                    .then(|| (group, raft.membership().replicas().collect()))
+            })
+        })
+        .collect();
+    for (group, replicas) in &mut groups {
+        if let Some(members) = leaders_members.get(group) {
+            replicas.retain(|id| members.contains(id));
+        }
+    }
+    fully_placed(cluster)?;
     for (group, replicas) in groups {
         let mut leader = None;
         let mut states = Vec::new();
@@ -289,6 +332,103 @@ fn converged(cluster: &Cluster) -> Result<(), String> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The meta leader's view shows no operator in flight and every range with three voters (or
+/// as many as there are nodes the driver may use), no learner, each on a node that is up; and
+/// every node the driver may use holds within one of the mean number of replicas.
+fn fully_placed(cluster: &Cluster) -> Result<(), String> {
+    let leader = cluster
+        .nodes
+        .values()
+        .filter_map(|node| node.core.as_ref())
+        .find(|core| {
+            core.multi()
+                .group(flotilla_shard_manager::META_GROUP)
+                .is_some_and(|raft| raft.role() == flotilla_raft::Role::Leader)
+        })
+        .ok_or("the meta group has no leader")?;
+    let view = &leader.meta().cluster;
+    if let Some(operator) = view.operators().next() {
+        let range = view.range(operator.range).expect("the operator's range");
+        let actual: Vec<String> = cluster
+            .nodes
+            .values()
+            .filter_map(|node| node.core.as_ref())
+            .filter_map(|core| {
+                let raft = core.multi().group(range.group)?;
+                Some(format!(
+                    "{}: {:?} {:?} at {:?}",
+                    core.multi().node(),
+                    raft.role(),
+                    raft.membership(),
+                    raft.membership_index()
+                ))
+            })
+            .collect();
+        return Err(format!(
+            "operator in flight: {operator} (step {}, range recorded {:?} at {}, led by {:?}; replicas: {actual:?})",
+            operator.step_index, range.replicas, range.membership_index, range.leader
+        ));
+    }
+    let config = placement_config();
+    let now_ms = cluster.now().wall_ms;
+    let usable: Vec<NodeId> = view
+        .nodes()
+        .filter(|node| {
+            liveness(node, now_ms, &config) == Liveness::Live
+                && node.state == flotilla_shard_manager::placement::NodeState::Up
+        })
+        .map(|node| node.id)
+        .collect();
+    let wanted = config.replicas_per_range.min(usable.len());
+    for range in view.ranges() {
+        let on_usable = range
+            .voter_nodes()
+            .filter(|node| usable.contains(node))
+            .count();
+        if on_usable != wanted || range.learner_nodes().next().is_some() {
+            return Err(format!("r{} has replicas {:?}", range.id.0, range.replicas));
+        }
+        // A replica on a node gone for good stays only while there is no node to move it to.
+        let stranded = range.voter_nodes().find(|node| !usable.contains(node));
+        if let Some(node) = stranded.filter(|_| wanted == config.replicas_per_range) {
+            return Err(format!("r{} keeps a replica on {node}", range.id.0));
+        }
+    }
+    let counts: Vec<usize> = usable
+        .iter()
+        .map(|&node| view.replica_count(node))
+        .collect();
+    let (least, most) = (counts.iter().min(), counts.iter().max());
+    if let (Some(least), Some(most)) = (least, most)
+        && most - least > 2
+    {
+        return Err(format!(
+            "replica counts {counts:?} on {usable:?} are not balanced"
+        ));
+    }
+    // The meta group: `meta_voters` voters on usable nodes (all of them when fewer), no more.
+    let meta = leader
+        .multi()
+        .group(flotilla_shard_manager::META_GROUP)
+        .expect("the meta leader's group")
+        .membership();
+    let voting_usable = meta
+        .voters
+        .iter()
+        .filter(|node| usable.contains(node))
+        .count();
+    if meta.is_joint()
+        || voting_usable != config.meta_voters.min(usable.len())
+        || meta.voters.len() > config.meta_voters
+    {
+        return Err(format!(
+            "the meta group's membership {meta:?} is not {} voters on {usable:?}",
+            config.meta_voters
+        ));
     }
     Ok(())
 }

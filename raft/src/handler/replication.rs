@@ -218,9 +218,19 @@ impl<L: LogReader> RaftNode<L> {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
+        let next = conflict.index.next().max(progress.matched.next());
+        let moved = next != progress.next;
         progress.become_probe();
-        progress.next = conflict.index.next().max(progress.matched.next());
-        self.send_append(from);
+        progress.next = next;
+        if moved {
+            self.send_append(from);
+        } else {
+            // The follower refused the entry after what it acknowledged: it lost data it
+            // promised (never in a correct run). Probed again on the next heartbeat, not at
+            // once: an immediate resend would echo forever, and every duplicated answer would
+            // double the echo (an amnesiac node in the simulator flooded it).
+            progress.probe_sent = true;
+        }
     }
 
     /// Leader, every tick: heartbeats, check-quorum and the transfer deadline.

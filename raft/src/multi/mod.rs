@@ -145,7 +145,20 @@ impl<L: LogReader> MultiRaft<L> {
             .map(|hosted| hosted.raft.into_store())
     }
 
+    /// A batch of the host's own `notes` to `peer`, stamped as this node's batches are (the
+    /// receiver's `step_batch` checks it like any other before its host reads the notes).
+    #[must_use]
+    pub fn note_batch(&self, peer: NodeId, notes: Vec<crate::message::Note>) -> Batch {
+        Batch {
+            incarnation: self.config.incarnation,
+            notes,
+            ..Batch::new(self.config.node, peer)
+        }
+    }
+
     /// Handles a batch from a peer node: every message and coalesced heartbeat in it.
+    /// Notes are the host's: it takes them out first, and reads them only if this accepts the
+    /// batch.
     /// Messages for unknown groups are skipped and counted in the error.
     ///
     /// # Errors

@@ -467,3 +467,36 @@ fn a_leader_is_idle_only_once_every_follower_acknowledged_the_commit() {
     let _ = leader.take();
     assert!(leader.is_idle());
 }
+
+/// A follower that refuses the entry after one it acknowledged lost what it promised (never in
+/// a correct run; the simulator's amnesiac mutation does it): the leader cannot move back past
+/// what it counts as matched, so it probes again on the next heartbeat answer, not at once.
+/// Resending at once echoed forever, and every duplicated answer doubled the echo.
+#[test]
+fn a_follower_refusing_what_it_acknowledged_is_probed_at_heartbeat_pace() {
+    let store = store_with_log(voters(&[1, 2, 3]), &[1, 1, 2, 2], 2, 0);
+    let mut leader = node_over(config(1), store);
+    let _ = elect(&mut leader);
+    leader.deliver(accepted(2, 1, 3, 4));
+    let _ = leader.take();
+    // Entry 5 refused: back to probing from 5, the entry after the four acknowledged.
+    leader.deliver(rejected(2, 1, 3, 5, (0, 0)));
+    let probe = vec![append(1, 2, 3, (2, 4), vec![blank(3, 5)], 0)];
+    assert_eq!(to(&leader.take(), 2), probe);
+    // The probe at 4 refused too: the follower lost entries it acknowledged.
+    leader.deliver(rejected(2, 1, 3, 4, (0, 0)));
+    assert_eq!(to(&leader.take(), 2), vec![], "no immediate resend");
+    leader.deliver(rejected(2, 1, 3, 4, (0, 0)));
+    assert_eq!(
+        to(&leader.take(), 2),
+        vec![],
+        "nor for a duplicated refusal"
+    );
+    leader.deliver(heartbeat_response(2, 1, 3, 0));
+    assert_eq!(
+        to(&leader.take(), 2),
+        probe,
+        "probed again on a heartbeat answer"
+    );
+}
+

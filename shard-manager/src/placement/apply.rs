@@ -42,7 +42,7 @@ impl ClusterView {
         }
     }
 
-    fn start(&mut self, operator: Operator) -> Result<OperatorId, ApplyError> {
+    pub(crate) fn start(&mut self, operator: Operator) -> Result<OperatorId, ApplyError> {
         if !self.ranges.contains_key(&operator.range) {
             return Err(ApplyError::UnknownRange(operator.range));
         }

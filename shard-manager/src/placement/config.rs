@@ -5,11 +5,18 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Everything the placement driver may not decide for itself.
+/// Everything the placement driver may not decide for itself. A node reads it from its
+/// configuration's `[placement]` table, all but `replicas_per_range`, which is
+/// `ranges.replicas`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlacementConfig {
     /// How many voters every range should have.
+    #[serde(skip)]
     pub replicas_per_range: usize,
+    /// How many voters the meta group keeps, on nodes that are up and live (every other node
+    /// holds a learner of it): odd, 1 to 7; 3 or 5 in a real cluster (etcd's advice).
+    pub meta_voters: usize,
     /// How long a node may be down (or silent) before its replicas are re-placed elsewhere:
     /// PD's `max-store-down-time`, 30 minutes by default. A removed node's replicas go at once.
     pub down_after_ms: u64,
@@ -40,6 +47,7 @@ impl Default for PlacementConfig {
     fn default() -> Self {
         Self {
             replicas_per_range: 3,
+            meta_voters: 3,
             down_after_ms: 30 * 60 * 1000,
             heartbeat_stale_ms: 10_000,
             moves_per_node_max: 4,
@@ -60,6 +68,12 @@ pub enum PlacementConfigError {
     /// `replicas_per_range` is zero.
     #[error("a range needs at least one replica, but replicas_per_range is 0")]
     NoReplicas,
+    /// `meta_voters` is even, zero or above 7.
+    #[error(
+        "meta_voters must be odd and between 1 and 7 (3 or 5 in a real cluster), but it is \
+         {0}"
+    )]
+    MetaVoters(usize),
     /// A duration that must be positive is zero.
     #[error("{0} must be more than 0 ms")]
     ZeroDuration(&'static str),
@@ -99,6 +113,9 @@ impl PlacementConfig {
     pub fn validate(&self) -> Result<(), PlacementConfigError> {
         if self.replicas_per_range == 0 {
             return Err(PlacementConfigError::NoReplicas);
+        }
+        if self.meta_voters.is_multiple_of(2) || self.meta_voters > 7 {
+            return Err(PlacementConfigError::MetaVoters(self.meta_voters));
         }
         check_durations(self)?;
         check_limits(self)?;
@@ -207,6 +224,22 @@ mod tests {
             ..PlacementConfig::default()
         };
         assert_eq!(config.validate(), Err(PlacementConfigError::NoReplicas));
+    }
+
+    #[test]
+    fn the_meta_group_takes_an_odd_number_of_voters_up_to_7() {
+        for (meta_voters, valid) in [(0, false), (1, true), (2, false), (5, true), (9, false)] {
+            let config = PlacementConfig {
+                meta_voters,
+                ..PlacementConfig::default()
+            };
+            let expected = if valid {
+                Ok(())
+            } else {
+                Err(PlacementConfigError::MetaVoters(meta_voters))
+            };
+            assert_eq!(config.validate(), expected, "meta_voters = {meta_voters}");
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!    tick sees the range change and advances the operator.
 //!
 //! The rules, in priority order, share the limits of [`PlacementConfig`]: repair, drain,
-//! spread, leader balance (`docs/protocol/placement.md`).
+//! spread, leader balance (`docs/protocol/placement.md`). A person's request for one move or
+//! one leadership transfer ([`ManualRequest`]) becomes a decision through
+//! [`PlacementDriver::manual`], proposed like the driver's own.
 
 mod apply;
 mod balance;
@@ -26,17 +28,21 @@ mod drain;
 mod error;
 mod leaders;
 mod liveness;
+mod manual;
 pub mod model;
 mod operator;
 mod planner;
 mod progress;
+mod record;
 mod repair;
 mod view;
 
 pub use config::{PlacementConfig, PlacementConfigError};
-pub use error::{ApplyError, ViewError};
+pub use error::{ApplyError, ManualError, ViewError};
 pub use liveness::{Liveness, liveness};
+pub use manual::ManualRequest;
 pub use operator::{AbandonReason, Decision, Operator, OperatorId, OperatorKind, Step};
+pub use record::RecordError;
 pub use view::{ClusterView, NodeState, NodeView, RangeView, Replica, ReplicaRole};
 
 use balance::Cursors;
@@ -100,5 +106,7 @@ impl PlacementDriver {
     }
 }
 
+#[cfg(test)]
+mod manual_tests;
 #[cfg(test)]
 mod tests;

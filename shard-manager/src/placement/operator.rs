@@ -168,6 +168,10 @@ pub enum OperatorKind {
     Rebalance,
     /// Leadership moving towards the mean (of counts, or of load once load is reported).
     LeaderBalance,
+    // Appended: the meta log encodes a kind by its position.
+    /// Asked for by a person (`flotilla range move|transfer-leader`): bypasses the limits when
+    /// it starts, then progresses and is abandoned like any other.
+    Manual,
 }
 
 impl fmt::Display for OperatorKind {
@@ -178,6 +182,7 @@ impl fmt::Display for OperatorKind {
             OperatorKind::Drain => "drain",
             OperatorKind::Rebalance => "rebalance",
             OperatorKind::LeaderBalance => "leader-balance",
+            OperatorKind::Manual => "manual",
         };
         f.write_str(name)
     }
@@ -217,6 +222,16 @@ impl Operator {
     #[must_use]
     pub fn source(&self) -> Option<NodeId> {
         source_of(&self.steps)
+    }
+
+    /// Whether the operator adds or promotes a replica on `node`: that node's replica must not
+    /// be destroyed while it is in flight.
+    #[must_use]
+    pub fn adds(&self, node: NodeId) -> bool {
+        self.steps.iter().any(|step| match *step {
+            Step::AddLearner { node: added } | Step::Promote { node: added, .. } => added == node,
+            Step::TransferLeader { .. } | Step::Remove { .. } => false,
+        })
     }
 
     /// The two ends of a plain leadership transfer (an operator of that one step), which

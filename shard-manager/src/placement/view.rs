@@ -27,6 +27,19 @@ pub enum NodeState {
     Removed,
 }
 
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            NodeState::Up => "up",
+            NodeState::Suspect => "suspect",
+            NodeState::Down { .. } => "down",
+            NodeState::Draining => "draining",
+            NodeState::Removed => "removed",
+        };
+        f.pad(name)
+    }
+}
+
 /// One node: its state, when it was last heard from, and what it reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeView {
@@ -89,6 +102,9 @@ pub struct RangeView {
     pub size_bytes: u64,
     /// The requests per second it serves (its leader's load).
     pub load_requests_per_second: u64,
+    /// The index, in the range's own log, of the membership `replicas` comes from: a report
+    /// of an older membership never overwrites a newer one.
+    pub membership_index: u64,
 }
 
 impl RangeView {
@@ -108,6 +124,7 @@ impl RangeView {
             leader: nodes.first().copied(),
             size_bytes: 0,
             load_requests_per_second: 0,
+            membership_index: 0,
         }
     }
 
@@ -248,10 +265,20 @@ pub(crate) struct OperatorEntry {
 
 /// The cluster as the meta group records it, with its indexes. Every meta replica keeps one and
 /// applies the same updates and decisions in log order, so every replica's view is the same.
-#[derive(Clone, Debug, Default)]
+///
+/// What the meta log records (node states, range replicas, operators) is the view's encoding;
+/// what only the meta leader learns (heartbeats, loads, sizes, leaders) is not encoded, and a
+/// decoded view starts without it (`record.rs`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(
+    into = "super::record::ViewRecord",
+    try_from = "super::record::ViewRecord"
+)]
 pub struct ClusterView {
     pub(crate) nodes: BTreeMap<NodeId, NodeEntry>,
     pub(crate) ranges: BTreeMap<RangeId, RangeView>,
+    /// Each range's id by its group.
+    pub(crate) by_group: HashMap<GroupId, RangeId>,
     /// Ranges by how many voters they have.
     pub(crate) by_voter_count: BTreeMap<usize, BTreeSet<RangeId>>,
     /// Ranges with at least one learner.
@@ -355,6 +382,44 @@ impl ClusterView {
         Ok(())
     }
 
+    /// Records what the leader of range `id` reports: that `leader` leads it, with its size
+    /// and load. Heard by the meta leader only, never encoded; a leader that is not one of the
+    /// recorded voters (the record is behind) is not taken.
+    ///
+    /// # Errors
+    /// `LeaderNotVoter` when the leader does not vote in the record (an unknown range changes
+    /// nothing).
+    pub fn report_range(
+        &mut self,
+        id: RangeId,
+        leader: NodeId,
+        size_bytes: u64,
+        load_requests_per_second: u64,
+    ) -> Result<(), ViewError> {
+        let Some(range) = self.ranges.get(&id) else {
+            return Ok(());
+        };
+        if range.leader == Some(leader)
+            && range.size_bytes == size_bytes
+            && range.load_requests_per_second == load_requests_per_second
+        {
+            return Ok(());
+        }
+        let mut range = range.clone();
+        range.leader = Some(leader);
+        range.size_bytes = size_bytes;
+        range.load_requests_per_second = load_requests_per_second;
+        self.upsert_range(range)
+    }
+
+    /// Every node counts as heard from at `now_ms`: a new meta leader knows nothing of the
+    /// heartbeats its predecessor heard, so it gives every node a full grace period.
+    pub fn heard_from_all(&mut self, now_ms: u64) {
+        for entry in self.nodes.values_mut() {
+            entry.view.last_heartbeat_ms = now_ms;
+        }
+    }
+
     /// Forgets a range (merged or dropped); its operator is abandoned on the next tick.
     pub fn remove_range(&mut self, id: RangeId) {
         self.unindex_operator_effect(id);
@@ -383,6 +448,12 @@ impl ClusterView {
     /// Every range, by id.
     pub fn ranges(&self) -> impl Iterator<Item = &RangeView> {
         self.ranges.values()
+    }
+
+    /// The range served by `group`, if known.
+    #[must_use]
+    pub fn range_of_group(&self, group: GroupId) -> Option<&RangeView> {
+        self.by_group.get(&group).and_then(|id| self.ranges.get(id))
     }
 
     /// How many replicas (any role) `node` holds.
@@ -416,10 +487,14 @@ impl ClusterView {
     }
 
     fn index_range(&mut self, range: &RangeView) {
+        self.by_group.insert(range.group, range.id);
         self.index_range_with(range, 1);
     }
 
     fn unindex_range(&mut self, range: &RangeView) {
+        if self.by_group.get(&range.group) == Some(&range.id) {
+            self.by_group.remove(&range.group);
+        }
         self.index_range_with(range, -1);
     }
 

@@ -4,13 +4,16 @@
 //! behind `Arc`s, so taking a snapshot is O(1) and the copy happens on the next write.
 
 mod command;
+pub(crate) mod execute;
 mod session;
 
 pub use command::{Codec, CodecError, Command, PROPOSAL_FORMAT, Payload, Proposal, Response};
 pub use session::{Admission, SessionId, SessionLimits, SessionTable, SessionTag};
 
+use execute::{PageBuilder, ReadRows, Rows, ScanPage};
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -149,34 +152,15 @@ impl KvStateMachine {
     /// If `index` is not after the last one applied: a bug in the caller.
     pub fn apply(&mut self, index: LogIndex, data: &[u8]) -> Response {
         self.advance(index);
-        match Payload::decode(data) {
-            Ok(Payload::Bare(command)) => self.execute(command),
-            Ok(Payload::Proposal(Proposal::Open { time_ms, limits })) => {
-                let id = SessionId {
-                    group: self.group,
-                    index,
-                };
-                Arc::make_mut(&mut self.sessions).open(id, time_ms, limits)
-            }
-            Ok(Payload::Proposal(Proposal::Write {
-                time_ms,
-                tag,
-                command,
-            })) => self.write_in_session(time_ms, &tag, command),
-            Err(error) => Response::Invalid(error.to_string()),
-        }
-    }
-
-    /// Applies `command` unless the session table answers it (a copy, a retired sequence, an
-    /// unknown session); records the result of what it applies.
-    fn write_in_session(&mut self, time_ms: u64, tag: &SessionTag, command: Command) -> Response {
-        match Arc::make_mut(&mut self.sessions).admit(time_ms, tag) {
-            Admission::Answer(response) => response,
-            Admission::Apply => {
-                let response = self.execute(command);
-                Arc::make_mut(&mut self.sessions).record(tag, &response);
-                response
-            }
+        let mut rows = MapRows {
+            map: &mut self.map,
+            stored_bytes: &mut self.stored_bytes,
+        };
+        let applied =
+            execute::apply_payload(&mut rows, &mut self.sessions, self.group, index, data);
+        match applied {
+            Ok(response) => response,
+            Err(never) => match never {},
         }
     }
 
@@ -201,103 +185,81 @@ impl KvStateMachine {
     /// costs what it returns, never a copy of `SCAN_PAIR_COUNT_MAX` values cut afterwards.
     #[must_use]
     pub fn read_bounded(&self, command: &Command, scan_bytes_max: usize) -> Option<Response> {
-        match command {
-            Command::Get { key } => Some(self.get(key)),
-            Command::Scan { start, end, limit } => {
-                Some(self.scan(start.clone(), end.clone(), *limit, scan_bytes_max))
-            }
-            Command::Put { .. } | Command::Delete { .. } | Command::CompareAndSwap { .. } => None,
+        match execute::read(&*self.map, command, scan_bytes_max) {
+            Ok(response) => response,
+            Err(never) => match never {},
         }
     }
+}
 
-    fn execute(&mut self, command: Command) -> Response {
-        match command {
-            Command::Get { key } => self.get(&key),
-            Command::Scan { start, end, limit } => self.scan(start, end, limit, SCAN_BYTES_MAX),
-            Command::Put { key, value } => Response::Written {
-                previous: self.insert(key, value),
-            },
-            Command::Delete { key } => Response::Written {
-                previous: self.remove(&key),
-            },
-            Command::CompareAndSwap { key, expected, new } => {
-                self.compare_and_swap(key, expected, new)
-            }
-        }
+impl ReadRows for KvMap {
+    type Error = Infallible;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(BTreeMap::get(self, key).cloned())
     }
 
-    fn get(&self, key: &[u8]) -> Response {
-        Response::Value(self.map.get(key).cloned())
-    }
-
-    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
-        self.stored_bytes += pair_bytes(&key, &value);
-        let key_bytes = key.len();
-        let previous = Arc::make_mut(&mut self.map).insert(key, value);
-        if let Some(previous) = &previous {
-            self.stored_bytes -= (key_bytes + previous.len()) as u64;
-        }
-        previous
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        if !self.map.contains_key(key) {
-            return None;
-        }
-        let removed = Arc::make_mut(&mut self.map).remove(key);
-        if let Some(value) = &removed {
-            self.stored_bytes -= pair_bytes(key, value);
-        }
-        removed
-    }
-
-    fn compare_and_swap(
-        &mut self,
-        key: Vec<u8>,
-        expected: Option<Vec<u8>>,
-        new: Option<Vec<u8>>,
-    ) -> Response {
-        let current = self.map.get(&key).cloned();
-        if current != expected {
-            return Response::CompareAndSwap {
-                swapped: false,
-                current,
-            };
-        }
-        match new {
-            Some(value) => self.insert(key, value),
-            None => self.remove(&key),
-        };
-        Response::CompareAndSwap {
-            swapped: true,
-            current,
-        }
-    }
-
-    fn scan(&self, start: Vec<u8>, end: Option<Vec<u8>>, limit: u32, bytes_max: usize) -> Response {
-        let limit = limit.min(SCAN_PAIR_COUNT_MAX) as usize;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<ScanPage, Infallible> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        if matches!(&upper, Bound::Excluded(end) if *end <= start) {
-            return Response::Scan {
-                pairs: Vec::new(),
-                more: false,
-            };
-        }
-        let mut range = self.map.range((Bound::Included(start), upper)).peekable();
-        let mut pairs = Vec::new();
-        let mut bytes = 0usize;
-        while pairs.len() < limit {
-            let Some((key, value)) = range.peek() else {
-                break;
-            };
-            bytes = bytes.saturating_add(key.len() + value.len());
-            if bytes > bytes_max && !pairs.is_empty() {
+        let mut page = PageBuilder::new(limit, bytes_max);
+        for (key, value) in self.range::<[u8], _>((Bound::Included(start), upper)) {
+            if !page.offer(key, value) {
                 break;
             }
-            pairs.push(((*key).clone(), (*value).clone()));
-            range.next();
         }
-        let more = range.next().is_some();
-        Response::Scan { pairs, more }
+        Ok(page.finish())
+    }
+}
+
+/// The map of a state machine while it applies an entry, keeping its byte count.
+struct MapRows<'a> {
+    map: &'a mut Arc<KvMap>,
+    stored_bytes: &'a mut u64,
+}
+
+impl ReadRows for MapRows<'_> {
+    type Error = Infallible;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
+        ReadRows::get(&**self.map, key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<ScanPage, Infallible> {
+        self.map.scan(start, end, limit, bytes_max)
+    }
+}
+
+impl Rows for MapRows<'_> {
+    fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<Option<Vec<u8>>, Infallible> {
+        *self.stored_bytes += pair_bytes(&key, &value);
+        let key_bytes = key.len();
+        let previous = Arc::make_mut(self.map).insert(key, value);
+        if let Some(previous) = &previous {
+            *self.stored_bytes -= (key_bytes + previous.len()) as u64;
+        }
+        Ok(previous)
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
+        if !self.map.contains_key(key) {
+            return Ok(None);
+        }
+        let removed = Arc::make_mut(self.map).remove(key);
+        if let Some(value) = &removed {
+            *self.stored_bytes -= pair_bytes(key, value);
+        }
+        Ok(removed)
     }
 }

@@ -135,7 +135,30 @@ pub struct SessionTable {
     sessions: BTreeMap<SessionId, Session>,
     /// `(last_active_ms, id)` of every session, oldest first: the next to expire or be evicted.
     by_activity: BTreeSet<(u64, SessionId)>,
+    /// The sessions changed since the last `take_changed`, while tracking is on.
+    changed: Changed,
 }
+
+/// The sessions a table changed, for a state machine that persists only those (the disk one):
+/// bookkeeping, not part of the table's value, so two tables compare equal whatever they track.
+#[derive(Clone, Debug, Default)]
+struct Changed(Option<BTreeSet<SessionId>>);
+
+impl Changed {
+    fn mark(&mut self, id: SessionId) {
+        if let Some(changed) = &mut self.0 {
+            changed.insert(id);
+        }
+    }
+}
+
+impl PartialEq for Changed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Changed {}
 
 impl SessionTable {
     /// Opens session `id` (the id of the entry applied now) at log time `time_ms` under
@@ -156,6 +179,7 @@ impl SessionTable {
         };
         self.by_activity.insert((self.clock_ms, id));
         self.sessions.insert(id, session);
+        self.changed.mark(id);
         Response::SessionOpened {
             session: id,
             limits,
@@ -179,6 +203,7 @@ impl SessionTable {
                 session: tag.session,
             });
         };
+        self.changed.mark(tag.session);
         session.retire_below(tag.awaited_from);
         let previous_activity = session.last_active_ms;
         session.last_active_ms = clock_ms;
@@ -218,6 +243,7 @@ impl SessionTable {
             .get_mut(&tag.session)
             .expect("a write is recorded only in a session admit let it apply in");
         session.insert(tag.sequence, response.clone());
+        self.changed.mark(tag.session);
     }
 
     /// Moves log time to `time_ms` (it never goes back: leaders' clocks differ) and ends the
@@ -235,6 +261,7 @@ impl SessionTable {
     fn end(&mut self, id: SessionId) {
         if let Some(session) = self.sessions.remove(&id) {
             self.by_activity.remove(&(session.last_active_ms, id));
+            self.changed.mark(id);
         }
     }
 
@@ -254,6 +281,7 @@ impl SessionTable {
             };
             self.by_activity.insert((merged.last_active_ms, id));
             self.sessions.insert(id, merged);
+            self.changed.mark(id);
         }
         self.advance(self.clock_ms);
         while self.sessions.len() > self.limits.sessions_max.max(1) as usize {
@@ -300,6 +328,54 @@ impl SessionTable {
     #[must_use]
     pub fn limits(&self) -> SessionLimits {
         self.limits
+    }
+
+    /// From now on, remembers which sessions change until `take_changed` hands them over.
+    pub(crate) fn track_changes(&mut self) {
+        self.changed.0.get_or_insert_with(BTreeSet::new);
+    }
+
+    /// The sessions opened, changed or ended since the last call (none unless tracking).
+    pub(crate) fn take_changed(&mut self) -> BTreeSet<SessionId> {
+        self.changed
+            .0
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The id of every session held.
+    pub(crate) fn ids(&self) -> Vec<SessionId> {
+        self.sessions.keys().copied().collect()
+    }
+
+    /// The encoded state of session `id`, `None` once it ended: what the disk state machine
+    /// stores per session.
+    pub(crate) fn session_image(&self, id: SessionId) -> Option<Vec<u8>> {
+        let session = self.sessions.get(&id)?;
+        Some(postcard::to_allocvec(session).expect("encoding into a Vec cannot fail"))
+    }
+
+    /// The table of `limits` at log time `clock_ms` holding the encoded `sessions`.
+    ///
+    /// # Errors
+    /// A session's bytes do not decode.
+    pub(crate) fn from_images<'a>(
+        limits: SessionLimits,
+        clock_ms: u64,
+        sessions: impl IntoIterator<Item = (SessionId, &'a [u8])>,
+    ) -> Result<Self, postcard::Error> {
+        let mut table = Self {
+            limits,
+            clock_ms,
+            ..Self::default()
+        };
+        for (id, bytes) in sessions {
+            let session: Session = postcard::from_bytes(bytes)?;
+            table.by_activity.insert((session.last_active_ms, id));
+            table.sessions.insert(id, session);
+        }
+        Ok(table)
     }
 }
 
@@ -351,6 +427,7 @@ impl<'de> Deserialize<'de> for SessionTable {
             clock_ms: image.clock_ms,
             sessions: image.sessions,
             by_activity,
+            changed: Changed::default(),
         })
     }
 }

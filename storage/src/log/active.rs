@@ -217,6 +217,11 @@ impl Writer {
                 hard_state.commit = hard_state.commit.max(marker.index());
                 meta.snapshot = Some(marker.clone());
             }
+            Effect::Destroy(tombstone) => {
+                let meta = self.metadata.entry(group).or_default();
+                meta.hard_state = Some(*tombstone);
+                meta.snapshot = None;
+            }
             Effect::Compaction(marker) => {
                 let meta = self.metadata.entry(group).or_default();
                 if meta

@@ -17,6 +17,8 @@ pub(crate) enum Operation {
     HardState(HardState),
     /// A local snapshot; drop the entries it covers.
     Compact(Snapshot),
+    /// The replica is destroyed; keep only this hard state.
+    Destroy(HardState),
 }
 
 /// The persistence work of many groups, made durable together by `LogEngine::write`.
@@ -68,6 +70,13 @@ impl WriteBatch {
     /// Stores a local snapshot of a group and drops the entries it covers.
     pub fn compact(&mut self, group: GroupId, snapshot: Snapshot) {
         self.operations.push((group, Operation::Compact(snapshot)));
+    }
+
+    /// Destroys a group's replica: its log and snapshot are dropped (its segments and snapshot
+    /// file become garbage) and `tombstone` stays as its hard state, so a replica created for
+    /// the group again starts from that term and can never be led by a stale leader.
+    pub fn destroy(&mut self, group: GroupId, tombstone: HardState) {
+        self.operations.push((group, Operation::Destroy(tombstone)));
     }
 
     /// Whether there is nothing to write.

@@ -38,6 +38,8 @@ pub enum Body {
     Snapshot(SnapshotMarker),
     /// A local snapshot that drops the entries it covers.
     Compaction(SnapshotMarker),
+    /// The replica was destroyed; the hard state is its tombstone.
+    Destroy(HardState),
 }
 
 /// What a record does to a group's index, without the entry's payload.
@@ -56,6 +58,8 @@ pub enum Effect {
     Snapshot(SnapshotMarker),
     /// A snapshot dropped the entries it covers.
     Compaction(SnapshotMarker),
+    /// The log and snapshot are gone; only this hard state remains.
+    Destroy(HardState),
 }
 
 impl Body {
@@ -67,6 +71,7 @@ impl Body {
             Body::HardState(_) => RecordKind::HardState,
             Body::Snapshot(_) => RecordKind::Snapshot,
             Body::Compaction(_) => RecordKind::Compaction,
+            Body::Destroy(_) => RecordKind::Destroy,
         }
     }
 
@@ -79,7 +84,9 @@ impl Body {
                 entry,
                 Vec::with_capacity(entry.payload_bytes() as usize + 32),
             ),
-            Body::HardState(hard_state) => postcard::to_allocvec(hard_state),
+            Body::HardState(hard_state) | Body::Destroy(hard_state) => {
+                postcard::to_allocvec(hard_state)
+            }
             Body::Snapshot(marker) | Body::Compaction(marker) => postcard::to_allocvec(marker),
         };
         encoded.expect("encoding into a Vec cannot fail")
@@ -96,6 +103,7 @@ impl Body {
             RecordKind::HardState => Body::HardState(decode_exact(payload)?),
             RecordKind::Snapshot => Body::Snapshot(decode_exact(payload)?),
             RecordKind::Compaction => Body::Compaction(decode_exact(payload)?),
+            RecordKind::Destroy => Body::Destroy(decode_exact(payload)?),
         })
     }
 
@@ -110,6 +118,7 @@ impl Body {
             Body::HardState(hard_state) => Effect::HardState(*hard_state),
             Body::Snapshot(marker) => Effect::Snapshot(marker.clone()),
             Body::Compaction(marker) => Effect::Compaction(marker.clone()),
+            Body::Destroy(hard_state) => Effect::Destroy(*hard_state),
         }
     }
 }

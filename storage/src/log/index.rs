@@ -189,6 +189,12 @@ impl GroupState {
             }
             Effect::Snapshot(marker) => Ok(self.install(marker)),
             Effect::Compaction(marker) => Ok(self.compact(marker)),
+            Effect::Destroy(tombstone) => {
+                self.entries.clear();
+                self.recent.clear();
+                self.hard_state = tombstone;
+                Ok(self.snapshot.take())
+            }
         }
     }
 

@@ -222,6 +222,9 @@ impl LogEngine {
                     let marker = self.store_snapshot(group, &snapshot)?;
                     encoded.push_marker(group, marker, false, limit)?;
                 }
+                Operation::Destroy(tombstone) => {
+                    encoded.push(group, Body::Destroy(tombstone), limit)?;
+                }
             }
         }
         Ok(encoded)

@@ -22,6 +22,9 @@ pub enum RecordKind {
     Snapshot = 3,
     /// A snapshot taken locally: the group's entries up to it are dropped.
     Compaction = 4,
+    /// The group's replica was destroyed: its log and snapshot are dropped, and only the hard
+    /// state in the record (the last term it knew, no vote) is kept, as its tombstone.
+    Destroy = 5,
 }
 
 impl RecordKind {
@@ -31,6 +34,7 @@ impl RecordKind {
             2 => Ok(RecordKind::HardState),
             3 => Ok(RecordKind::Snapshot),
             4 => Ok(RecordKind::Compaction),
+            5 => Ok(RecordKind::Destroy),
             other => Err(RecordError::UnknownKind(other)),
         }
     }

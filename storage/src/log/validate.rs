@@ -41,6 +41,10 @@ fn check_operation(shape: &mut Shape, operation: &Operation) {
         }
         Operation::Append(entries) => check_append(shape, entries),
         Operation::HardState(_) => {}
+        Operation::Destroy(_) => {
+            shape.snapshot_index = LogIndex::ZERO;
+            shape.last_index = LogIndex::ZERO;
+        }
         Operation::Compact(snapshot) => {
             let index = snapshot.meta.last.index;
             assert!(index <= shape.last_index, "compaction past the last entry");

@@ -195,3 +195,69 @@ fn take_field<'a>(body: &mut &'a [u8]) -> Result<&'a [u8], SnapshotError> {
     *body = body.get(4 + field_bytes..).unwrap_or_default();
     Ok(field)
 }
+
+/// A verified snapshot taken apart without copying its pairs: what a state machine restores
+/// from in batches.
+pub(crate) struct SnapshotParts<'a> {
+    /// The header.
+    pub(crate) header: SnapshotHeader,
+    /// The session table.
+    pub(crate) sessions: SessionTable,
+    /// The encoded pairs.
+    body: &'a [u8],
+    /// Pairs still to hand out.
+    pairs_left: u64,
+    /// The last key handed out, to check the order.
+    last_key: Option<&'a [u8]>,
+}
+
+/// Checks `bytes` (header, checksum, sessions) and returns its parts, the pairs still encoded.
+///
+/// # Errors
+/// The header, checksum or session table is bad.
+pub(crate) fn snapshot_parts(bytes: &[u8]) -> Result<SnapshotParts<'_>, SnapshotError> {
+    let (header, version) = check(bytes)?;
+    let pairs_start = header.pairs_offset(version);
+    // `check` proved the lengths add up to the file's.
+    let pairs_end = pairs_start + header.body_bytes as usize;
+    Ok(SnapshotParts {
+        header,
+        sessions: decode_sessions(bytes.get(pairs_end..).unwrap_or_default())?,
+        body: bytes.get(pairs_start..pairs_end).unwrap_or_default(),
+        pairs_left: header.pair_count,
+        last_key: None,
+    })
+}
+
+impl<'a> Iterator for SnapshotParts<'a> {
+    type Item = Result<(&'a [u8], &'a [u8]), SnapshotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pairs_left == 0 {
+            return (!self.body.is_empty()).then(|| {
+                Err(SnapshotError::Decode(format!(
+                    "{} bytes follow the pairs",
+                    self.body.len()
+                )))
+            });
+        }
+        self.pairs_left -= 1;
+        let pair =
+            take_field(&mut self.body).and_then(|key| Ok((key, take_field(&mut self.body)?)));
+        let pair = pair.and_then(|(key, value)| {
+            if self.last_key.is_some_and(|last| last >= key) {
+                return Err(SnapshotError::Decode(
+                    "keys are not in ascending order".to_owned(),
+                ));
+            }
+            self.last_key = Some(key);
+            Ok((key, value))
+        });
+        if pair.is_err() {
+            // One error ends the walk.
+            self.pairs_left = 0;
+            self.body = &[];
+        }
+        Some(pair)
+    }
+}

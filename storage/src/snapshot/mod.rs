@@ -7,6 +7,7 @@ mod format;
 mod reader;
 mod writer;
 
+pub(crate) use format::snapshot_parts;
 pub use format::{HEADER_BYTES, SnapshotHeader, decode_snapshot};
 pub use reader::SnapshotFile;
-pub use writer::{encode_snapshot, write_snapshot};
+pub use writer::{encode_snapshot, encode_view, write_snapshot, write_view};

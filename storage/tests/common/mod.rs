@@ -2,6 +2,9 @@
 //! everything a `LogReader` shows so two logs can be compared.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod child;
+pub mod history;
+
 use flotilla_raft::{
     Entry, EntryPayload, InitialState, LogError, LogId, LogIndex, LogReader, Membership, NodeId,
     Snapshot, SnapshotMeta, Term,

@@ -1,0 +1,104 @@
+//! The replicated part of a [`ClusterView`]: what the meta group's log decides (node states,
+//! range replicas, operators in flight and the next operator id). It is the view's encoding in
+//! the meta group's snapshot and its equality; what only the meta leader hears (heartbeats,
+//! loads, sizes, leaders) is left out, so every meta replica encodes the same bytes.
+
+use super::error::{ApplyError, ViewError};
+use super::operator::Operator;
+use super::view::{ClusterView, NodeState, NodeView, RangeView, Replica};
+use crate::range::RangeId;
+use flotilla_raft::{GroupId, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// One range as the log records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RangeRecord {
+    id: RangeId,
+    group: GroupId,
+    replicas: Vec<Replica>,
+    membership_index: u64,
+}
+
+/// The replicated part of a view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ViewRecord {
+    nodes: Vec<(NodeId, NodeState)>,
+    ranges: Vec<RangeRecord>,
+    operators: Vec<Operator>,
+    next_operator: u64,
+}
+
+/// Why encoded view bytes do not make a view.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// A node or range did not fit the view.
+    #[error("the recorded view is inconsistent: {0}")]
+    View(#[from] ViewError),
+    /// An operator did not fit the view.
+    #[error("the recorded view is inconsistent: {0}")]
+    Operator(#[from] ApplyError),
+}
+
+impl From<ClusterView> for ViewRecord {
+    fn from(view: ClusterView) -> Self {
+        ViewRecord::of(&view)
+    }
+}
+
+impl ViewRecord {
+    fn of(view: &ClusterView) -> Self {
+        Self {
+            nodes: view.nodes().map(|node| (node.id, node.state)).collect(),
+            ranges: view
+                .ranges()
+                .map(|range| RangeRecord {
+                    id: range.id,
+                    group: range.group,
+                    replicas: range.replicas.clone(),
+                    membership_index: range.membership_index,
+                })
+                .collect(),
+            operators: view.operators().cloned().collect(),
+            next_operator: view.next_operator,
+        }
+    }
+}
+
+impl TryFrom<ViewRecord> for ClusterView {
+    type Error = RecordError;
+
+    fn try_from(record: ViewRecord) -> Result<Self, RecordError> {
+        let mut view = ClusterView::new();
+        for (id, state) in record.nodes {
+            view.upsert_node(NodeView {
+                state,
+                ..NodeView::up(id, 0)
+            })?;
+        }
+        for range in record.ranges {
+            view.upsert_range(RangeView {
+                id: range.id,
+                group: range.group,
+                replicas: range.replicas,
+                leader: None,
+                size_bytes: 0,
+                load_requests_per_second: 0,
+                membership_index: range.membership_index,
+            })?;
+        }
+        for operator in record.operators {
+            view.start(operator)?;
+        }
+        view.next_operator = record.next_operator;
+        Ok(view)
+    }
+}
+
+impl PartialEq for ClusterView {
+    /// Two views are equal when the log recorded the same: what only a leader hears differs.
+    fn eq(&self, other: &Self) -> bool {
+        ViewRecord::of(self) == ViewRecord::of(other)
+    }
+}
+
+impl Eq for ClusterView {}

@@ -1,0 +1,333 @@
+//! The state machine of one range whose applied data lives in the node's engine: the writes of
+//! each entry (or of each batch of entries given to `apply_entries`), the sessions they changed
+//! and the range's new metadata (applied entry included) go to the engine in one atomic batch,
+//! so after a crash the range is at some applied entry exactly, with the sessions of that
+//! entry, and replaying the WAL from the next one applies nothing twice. The session table is
+//! also kept in memory (it is bounded by the session limits).
+
+use super::backend::WriteOp;
+use super::keys;
+use super::meta::RangeMeta;
+use super::rows::EngineRows;
+use super::view::DiskView;
+use super::{Engine, backend_error};
+use crate::error::{EngineError, MachineError};
+use crate::kv::execute;
+use crate::kv::{Command, Response, SessionTable};
+use crate::machine::{SnapshotView, StateMachine};
+use crate::snapshot::snapshot_parts;
+use flotilla_raft::{Entry, EntryPayload, GroupId, LogId};
+use std::sync::Arc;
+
+/// A range's state machine over the node's engine.
+pub struct DiskStateMachine {
+    engine: Engine,
+    group: GroupId,
+    meta: RangeMeta,
+    sessions: Arc<SessionTable>,
+    /// A write failed: memory may be ahead of the engine.
+    failed: bool,
+}
+
+impl std::fmt::Debug for DiskStateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStateMachine")
+            .field("group", &self.group)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DiskStateMachine {
+    fn drop(&mut self) {
+        self.engine.release(self.group);
+    }
+}
+
+impl DiskStateMachine {
+    /// Loads `group` from the engine (see `Engine::open_range`).
+    pub(super) fn open(engine: Engine, group: GroupId) -> Result<Self, EngineError> {
+        let mut machine = Self {
+            engine,
+            group,
+            meta: RangeMeta::default(),
+            sessions: Arc::default(),
+            failed: false,
+        };
+        let meta = machine
+            .engine
+            .backend()
+            .get(&keys::meta(group))
+            .map_err(backend_error("read a range's metadata"))?;
+        match meta {
+            None => machine.engine.delete_records(group)?,
+            Some(bytes) => {
+                machine.meta =
+                    RangeMeta::decode(&bytes).map_err(|reason| EngineError::Damaged {
+                        group,
+                        record: "metadata",
+                        reason,
+                    })?;
+                machine.sessions = Arc::new(machine.load_sessions()?);
+            }
+        }
+        Arc::make_mut(&mut machine.sessions).track_changes();
+        Ok(machine)
+    }
+
+    fn load_sessions(&self) -> Result<SessionTable, EngineError> {
+        let mut images = Vec::new();
+        let (start, end) = keys::sessions(self.group);
+        self.engine
+            .backend()
+            .scan(&start, &end, &mut |key, value| {
+                images.push((keys::session_id(key), value.to_vec()));
+                true
+            })
+            .map_err(backend_error("read a range's sessions"))?;
+        let damaged = |reason: String| EngineError::Damaged {
+            group: self.group,
+            record: "session",
+            reason,
+        };
+        let images = images
+            .iter()
+            .map(|(id, bytes)| Ok((id.ok_or_else(|| damaged("a bad key".into()))?, &bytes[..])))
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        SessionTable::from_images(self.meta.session_limits, self.meta.session_clock_ms, images)
+            .map_err(|error| damaged(error.to_string()))
+    }
+
+    /// The session table as of the applied entry.
+    #[must_use]
+    pub fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    fn check_usable(&self) -> Result<(), EngineError> {
+        if self.failed {
+            return Err(EngineError::Failed(self.group));
+        }
+        Ok(())
+    }
+
+    /// Commits `ops`, the changed sessions and the metadata of `meta` in one batch.
+    fn commit_batch(&mut self, mut ops: Vec<WriteOp>, meta: RangeMeta) -> Result<(), EngineError> {
+        let sessions = Arc::make_mut(&mut self.sessions);
+        for id in sessions.take_changed() {
+            ops.push((keys::session(self.group, id), sessions.session_image(id)));
+        }
+        let meta = RangeMeta {
+            session_limits: sessions.limits(),
+            session_clock_ms: sessions.clock_ms(),
+            ..meta
+        };
+        ops.push((keys::meta(self.group), Some(meta.encode())));
+        self.engine.commit(ops)?;
+        self.meta = meta;
+        Ok(())
+    }
+
+    /// Applies `entries` and commits their effects, the sessions they changed and the
+    /// metadata of the last one in one batch.
+    fn apply_batch(&mut self, entries: &[Entry]) -> Result<Vec<Option<Response>>, EngineError> {
+        let Some(last) = entries.last() else {
+            return Ok(Vec::new());
+        };
+        let mut rows = EngineRows::new(&self.engine, self.group, self.meta);
+        let mut applied = self.meta.applied_index;
+        let mut responses = Vec::with_capacity(entries.len());
+        for entry in entries {
+            assert!(
+                entry.index.0 > applied,
+                "entry {} applied twice or out of order",
+                entry.index
+            );
+            applied = entry.index.0;
+            let response = match &entry.payload {
+                EntryPayload::Normal(data) => Some(execute::apply_payload(
+                    &mut rows,
+                    &mut self.sessions,
+                    self.group,
+                    entry.index,
+                    data,
+                )?),
+                EntryPayload::Blank | EntryPayload::Membership(_) => None,
+            };
+            responses.push(response);
+        }
+        let meta = RangeMeta {
+            applied_index: last.index.0,
+            applied_term: last.term.0,
+            pair_count: rows.pair_count,
+            stored_bytes: rows.stored_bytes,
+            ..self.meta
+        };
+        let ops = rows.into_ops();
+        self.commit_batch(ops, meta)?;
+        Ok(responses)
+    }
+
+    /// Restores from verified snapshot `bytes`: deletes the range, writes the pairs in
+    /// batches, then the sessions and the metadata last, so a crash midway leaves a range
+    /// without metadata (deleted again at the next open).
+    fn restore_parts(&mut self, bytes: &[u8]) -> Result<(), MachineError> {
+        let mut parts = snapshot_parts(bytes)?;
+        if parts.header.group != self.group {
+            return Err(MachineError::WrongGroup {
+                expected: self.group,
+                found: parts.header.group,
+            });
+        }
+        // Every pair is checked before anything is deleted: an invalid snapshot changes nothing.
+        for pair in snapshot_parts(bytes)? {
+            pair?;
+        }
+        self.engine.delete_range(self.group)?;
+        let limit = self.engine.config().batch_bytes_max;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut stored_bytes = 0u64;
+        for pair in &mut parts {
+            let (key, value) = pair?;
+            stored_bytes += (key.len() + value.len()) as u64;
+            batch_bytes = batch_bytes.saturating_add(key.len() + value.len());
+            batch.push((keys::data(self.group, key), Some(value.to_vec())));
+            if batch_bytes >= limit {
+                self.engine.commit(std::mem::take(&mut batch))?;
+                batch_bytes = 0;
+            }
+        }
+        let header = parts.header;
+        let mut sessions = parts.sessions;
+        sessions.track_changes();
+        for id in sessions.ids() {
+            batch.push((keys::session(self.group, id), sessions.session_image(id)));
+        }
+        self.sessions = Arc::new(sessions);
+        let meta = RangeMeta {
+            applied_index: header.applied.index.0,
+            applied_term: header.applied.term.0,
+            pair_count: header.pair_count,
+            stored_bytes,
+            ..RangeMeta::default()
+        };
+        self.commit_batch(batch, meta)?;
+        Ok(())
+    }
+
+    /// Marks the machine failed if `result` is an error.
+    fn guard<T, E>(&mut self, result: Result<T, E>) -> Result<T, E> {
+        self.failed |= result.is_err();
+        result
+    }
+}
+
+impl StateMachine for DiskStateMachine {
+    fn group(&self) -> GroupId {
+        self.group
+    }
+
+    fn applied(&self) -> LogId {
+        self.meta.applied()
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.meta.stored_bytes
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) -> Result<Option<Response>, MachineError> {
+        let mut responses = self.apply_entries(std::slice::from_ref(entry))?;
+        Ok(responses.pop().flatten())
+    }
+
+    fn apply_entries(&mut self, entries: &[Entry]) -> Result<Vec<Option<Response>>, MachineError> {
+        self.check_usable()?;
+        let result = self.apply_batch(entries);
+        Ok(self.guard(result)?)
+    }
+
+    fn read_bounded(
+        &self,
+        command: &Command,
+        scan_bytes_max: usize,
+    ) -> Result<Option<Response>, MachineError> {
+        self.check_usable()?;
+        let rows = EngineRows::new(&self.engine, self.group, self.meta);
+        Ok(execute::read(&rows, command, scan_bytes_max)?)
+    }
+
+    fn snapshot_view(&self) -> Result<Box<dyn SnapshotView>, MachineError> {
+        self.check_usable()?;
+        let view = self.engine.backend().view();
+        Ok(Box::new(DiskView::new(
+            self.group,
+            self.meta,
+            self.sessions.clone(),
+            view,
+        )))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), MachineError> {
+        self.check_usable()?;
+        let result = self.restore_parts(bytes);
+        // An invalid snapshot is refused before anything is deleted; only engine errors fail.
+        self.failed |= matches!(result, Err(MachineError::Engine(_)));
+        result
+    }
+
+    fn clear(&mut self) -> Result<(), MachineError> {
+        self.check_usable()?;
+        let result = self.engine.delete_range(self.group);
+        self.guard(result)?;
+        self.meta = RangeMeta::default();
+        self.sessions = Arc::default();
+        Arc::make_mut(&mut self.sessions).track_changes();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::kv::SessionId;
+    use flotilla_raft::LogIndex;
+
+    /// What a crash in the middle of an install or a deletion leaves: pairs and sessions
+    /// without metadata. Opening the range deletes them instead of serving half a snapshot.
+    #[test]
+    fn a_range_without_metadata_is_deleted_when_opened() {
+        let directory = tempfile::tempdir().unwrap();
+        let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
+        let group = GroupId(4);
+        let session = SessionId {
+            group,
+            index: LogIndex(1),
+        };
+        engine
+            .commit(vec![
+                (keys::data(group, b"half"), Some(b"installed".to_vec())),
+                (keys::session(group, session), Some(vec![0])),
+            ])
+            .unwrap();
+        let machine = engine.open_range(group).unwrap();
+        assert_eq!(machine.applied(), LogId::default());
+        let get = Command::Get {
+            key: b"half".to_vec(),
+        };
+        let answer = machine.read_bounded(&get, 1).unwrap();
+        assert_eq!(answer, Some(Response::Value(None)));
+        assert!(machine.sessions().is_empty());
+        let mut left = 0;
+        let (start, end) = keys::whole_range(group);
+        engine
+            .backend()
+            .scan(&start, &end, &mut |_, _| {
+                left += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(left, 0, "nothing of the range is left in the engine");
+    }
+}

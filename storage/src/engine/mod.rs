@@ -1,0 +1,205 @@
+//! The node's one embedded ordered engine for applied data: every range's pairs, sessions and
+//! applied entry, keyed by the range's group id (`keys`), each entry's effects committed in one
+//! atomic batch with its applied entry.
+//!
+//! Durability: the Raft WAL is the only log synced per write. A batch here is handed to the OS
+//! but not synced, so after a crash a range may be behind the WAL, never ahead of it and never
+//! between two entries: recovery opens the range at its applied entry and replays the WAL from
+//! the next one. `Engine::sync` makes everything applied durable; the WAL may be compacted only
+//! up to what a completed `sync` covered.
+//!
+//! Crash assumptions: a batch is atomic, and the engine recovers a prefix of the committed
+//! batches in commit order (its own journal gives both).
+
+mod backend;
+mod config;
+mod keys;
+mod machine;
+mod meta;
+mod rows;
+mod view;
+
+pub use config::{CACHE_BYTES_MIN, EngineConfig, EngineConfigError};
+pub use machine::DiskStateMachine;
+
+use crate::error::EngineError;
+use backend::{Backend, BackendError, WriteOp};
+use flotilla_raft::GroupId;
+use parking_lot::Mutex;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The engine of one node, shared by all its ranges (cheap to clone).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    config: EngineConfig,
+    directory: PathBuf,
+    /// The ranges with a live `DiskStateMachine`.
+    open: Mutex<BTreeSet<GroupId>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("directory", &self.inner.directory)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backend_error(operation: &'static str) -> impl FnOnce(BackendError) -> EngineError {
+    move |source| EngineError::Backend { operation, source }
+}
+
+impl Engine {
+    /// Opens the engine in `directory`, creating it if it is new.
+    ///
+    /// # Errors
+    /// The configuration is invalid, or the engine could not open or recover its files.
+    pub fn open(directory: &Path, config: EngineConfig) -> Result<Self, EngineError> {
+        config.validate()?;
+        let backend = Backend::open(directory, &config).map_err(backend_error("open"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                directory: directory.to_path_buf(),
+                open: Mutex::new(BTreeSet::new()),
+            }),
+        })
+    }
+
+    /// The limits the engine runs with.
+    #[must_use]
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Opens the state machine of `group` at the applied entry the engine holds (index 0 for a
+    /// range it never saw). Leftovers of an install or deletion a crash interrupted are
+    /// deleted first.
+    ///
+    /// # Errors
+    /// The range is already open, a record of it is damaged, or the engine failed.
+    pub fn open_range(&self, group: GroupId) -> Result<DiskStateMachine, EngineError> {
+        if !self.inner.open.lock().insert(group) {
+            return Err(EngineError::AlreadyOpen(group));
+        }
+        DiskStateMachine::open(self.clone(), group)
+    }
+
+    /// Deletes every record of `group`, in batches (a destroyed replica). The range must not
+    /// be open; `StateMachine::clear` deletes an open one.
+    ///
+    /// # Errors
+    /// The range is open, or the engine failed.
+    pub fn destroy_range(&self, group: GroupId) -> Result<(), EngineError> {
+        if self.inner.open.lock().contains(&group) {
+            return Err(EngineError::AlreadyOpen(group));
+        }
+        self.delete_range(group)
+    }
+
+    /// The group of every range that holds a record in the engine, in order: what a node
+    /// compares with the replicas it still has, to destroy the ranges left by a replica removed
+    /// while it was down. One seek per range.
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub fn range_ids(&self) -> Result<Vec<GroupId>, EngineError> {
+        let mut groups = Vec::new();
+        let mut start = keys::meta(GroupId(0));
+        loop {
+            let mut found = None;
+            self.backend()
+                .scan(&start, &[0xff; keys::PREFIX_BYTES], &mut |key, _| {
+                    found = keys::group_of(key);
+                    false
+                })
+                .map_err(backend_error("list its ranges"))?;
+            let Some(group) = found else {
+                return Ok(groups);
+            };
+            groups.push(group);
+            let Some(next) = group.0.checked_add(1) else {
+                return Ok(groups);
+            };
+            start = keys::meta(GroupId(next));
+        }
+    }
+
+    /// Makes every batch committed so far durable (one sync of the engine's journal).
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub fn sync(&self) -> Result<(), EngineError> {
+        self.inner.backend.sync().map_err(backend_error("sync"))
+    }
+
+    /// The bytes the engine's files take on disk.
+    ///
+    /// # Errors
+    /// The engine failed to measure them.
+    pub fn disk_bytes(&self) -> Result<u64, EngineError> {
+        self.inner
+            .backend
+            .disk_bytes()
+            .map_err(backend_error("measure its files"))
+    }
+
+    /// The metadata record first, in its own batch, then the rest in batches of at most
+    /// `batch_bytes_max`: a crash midway leaves a range without metadata, which `open_range`
+    /// finishes deleting.
+    pub(crate) fn delete_range(&self, group: GroupId) -> Result<(), EngineError> {
+        self.commit(vec![(keys::meta(group), None)])?;
+        self.delete_records(group)
+    }
+
+    /// Deletes whatever records `group` has, in batches of at most `batch_bytes_max` key
+    /// bytes; each walk starts after the last key deleted, not over the tombstones before it.
+    /// Commits nothing for a range with no records.
+    pub(crate) fn delete_records(&self, group: GroupId) -> Result<(), EngineError> {
+        let (mut start, end) = keys::whole_range(group);
+        let limit = self.inner.config.batch_bytes_max;
+        loop {
+            let mut batch: Vec<WriteOp> = Vec::new();
+            let mut bytes = 0usize;
+            self.backend()
+                .scan(&start, &end, &mut |key, _| {
+                    bytes = bytes.saturating_add(key.len());
+                    batch.push((key.to_vec(), None));
+                    bytes < limit
+                })
+                .map_err(backend_error("walk a range to delete it"))?;
+            let Some((last, _)) = batch.last() else {
+                return Ok(());
+            };
+            start.clone_from(last);
+            // The smallest key after the last one deleted.
+            start.push(0);
+            self.commit(batch)?;
+        }
+    }
+
+    pub(crate) fn commit(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        self.inner
+            .backend
+            .commit(ops)
+            .map_err(backend_error("commit a batch"))
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// `group`'s state machine was dropped.
+    pub(crate) fn release(&self, group: GroupId) {
+        self.inner.open.lock().remove(&group);
+    }
+}

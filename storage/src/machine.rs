@@ -1,0 +1,225 @@
+//! The state machine of one range behind one trait, so the node can keep applied data in memory
+//! (`KvStateMachine`) or in the node's embedded engine (`DiskStateMachine`) and cannot tell the
+//! difference except in what survives a restart. `tests/machine_conformance.rs` runs both
+//! through the same suite.
+//!
+//! Calling order, per range: `apply_entry` for each committed entry in log order; `read_bounded`
+//! at any time; `snapshot_view` for a read view at the applied entry that is then drained with
+//! `next_chunk` (on any thread: the view never blocks applying); `restore` to replace the whole
+//! state with a snapshot a leader sent; `clear` when the replica is destroyed.
+
+use crate::error::{EngineError, MachineError};
+use crate::kv::{Command, KvMap, KvSnapshotSource, KvStateMachine, Response, SessionTable};
+use crate::snapshot::decode_snapshot;
+use flotilla_raft::{Entry, GroupId, LogId};
+use std::ops::Bound;
+
+/// A pair of a range: key and value.
+pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The applied state of one range.
+pub trait StateMachine: Send {
+    /// The range's group.
+    fn group(&self) -> GroupId;
+
+    /// The last entry applied; for the disk machine also the last written to the engine, in
+    /// the same batch as its effects.
+    fn applied(&self) -> LogId;
+
+    /// Key and value bytes the range holds (what a storage quota counts).
+    fn stored_bytes(&self) -> u64;
+
+    /// Applies a committed entry (the next after `applied`); blank and membership entries only
+    /// move the applied entry. Deterministic across replicas and implementations.
+    ///
+    /// # Errors
+    /// The engine failed: the node must stop and reopen the range.
+    ///
+    /// # Panics
+    /// If the entry is not after the last one applied: a bug in the caller.
+    fn apply_entry(&mut self, entry: &Entry) -> Result<Option<Response>, MachineError>;
+
+    /// Applies `entries` (consecutive, committed, after `applied`) as `apply_entry` would, one
+    /// answer each; the disk machine commits them in one engine batch, so a later entry reads
+    /// what an earlier one wrote and a crash keeps all of them or none. The caller bounds the
+    /// batch (one ready's committed entries).
+    ///
+    /// # Errors
+    /// The engine failed: the node must stop and reopen the range.
+    ///
+    /// # Panics
+    /// If an entry is not after the one before it: a bug in the caller.
+    fn apply_entries(&mut self, entries: &[Entry]) -> Result<Vec<Option<Response>>, MachineError> {
+        entries
+            .iter()
+            .map(|entry| self.apply_entry(entry))
+            .collect()
+    }
+
+    /// Answers `Get` or `Scan` from the applied state (`None` for a write), a scan stopping
+    /// once its pairs reach `scan_bytes_max` bytes (with at least one pair).
+    ///
+    /// # Errors
+    /// The engine failed.
+    fn read_bounded(
+        &self,
+        command: &Command,
+        scan_bytes_max: usize,
+    ) -> Result<Option<Response>, MachineError>;
+
+    /// A read view of the state at the applied entry, to stream as a snapshot in chunks while
+    /// this machine goes on applying.
+    ///
+    /// # Errors
+    /// The engine failed.
+    fn snapshot_view(&self) -> Result<Box<dyn SnapshotView>, MachineError>;
+
+    /// Replaces the whole state with the snapshot `bytes` (the snapshot file format). The
+    /// disk machine writes the pairs in bounded batches, never one of the whole range.
+    ///
+    /// # Errors
+    /// The snapshot is invalid or of another range, or the engine failed.
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), MachineError>;
+
+    /// Deletes every pair, session and the applied entry of the range (a destroyed replica):
+    /// the machine is then empty at index 0.
+    ///
+    /// # Errors
+    /// The engine failed.
+    fn clear(&mut self) -> Result<(), MachineError>;
+}
+
+/// A consistent view of one range at one applied entry, drained in chunks.
+pub trait SnapshotView: Send {
+    /// The range's group.
+    fn group(&self) -> GroupId;
+
+    /// The last entry the view includes.
+    fn applied(&self) -> LogId;
+
+    /// How many pairs the view holds.
+    fn pair_count(&self) -> u64;
+
+    /// Key and value bytes of those pairs.
+    fn stored_bytes(&self) -> u64;
+
+    /// The session table at the view's entry.
+    fn sessions(&self) -> &SessionTable;
+
+    /// Appends the next pairs in key order to `pairs`, up to `chunk_bytes_max` key and value
+    /// bytes (at least one pair); false, appending nothing, once every pair was handed out.
+    ///
+    /// # Errors
+    /// The engine failed.
+    fn next_chunk(
+        &mut self,
+        chunk_bytes_max: usize,
+        pairs: &mut Vec<Pair>,
+    ) -> Result<bool, EngineError>;
+}
+
+impl StateMachine for KvStateMachine {
+    fn group(&self) -> GroupId {
+        KvStateMachine::group(self)
+    }
+
+    fn applied(&self) -> LogId {
+        KvStateMachine::applied(self)
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        KvStateMachine::stored_bytes(self)
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) -> Result<Option<Response>, MachineError> {
+        Ok(KvStateMachine::apply_entry(self, entry))
+    }
+
+    fn read_bounded(
+        &self,
+        command: &Command,
+        scan_bytes_max: usize,
+    ) -> Result<Option<Response>, MachineError> {
+        Ok(KvStateMachine::read_bounded(self, command, scan_bytes_max))
+    }
+
+    fn snapshot_view(&self) -> Result<Box<dyn SnapshotView>, MachineError> {
+        Ok(Box::new(MemoryView {
+            source: self.snapshot_source(),
+            stored_bytes: KvStateMachine::stored_bytes(self),
+            after: None,
+        }))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), MachineError> {
+        let restored = decode_snapshot(bytes)?;
+        if restored.group() != self.group() {
+            return Err(MachineError::WrongGroup {
+                expected: self.group(),
+                found: restored.group(),
+            });
+        }
+        *self = restored;
+        Ok(())
+    }
+
+    fn clear(&mut self) -> Result<(), MachineError> {
+        *self = KvStateMachine::new(self.group());
+        Ok(())
+    }
+}
+
+/// The view of an in-memory machine: the shared map, walked from after the last key handed out.
+struct MemoryView {
+    source: KvSnapshotSource,
+    /// Key and value bytes of the map.
+    stored_bytes: u64,
+    /// The last key handed out.
+    after: Option<Vec<u8>>,
+}
+
+impl SnapshotView for MemoryView {
+    fn group(&self) -> GroupId {
+        self.source.group
+    }
+
+    fn applied(&self) -> LogId {
+        self.source.applied
+    }
+
+    fn pair_count(&self) -> u64 {
+        self.source.map.len() as u64
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.stored_bytes
+    }
+
+    fn sessions(&self) -> &SessionTable {
+        &self.source.sessions
+    }
+
+    fn next_chunk(
+        &mut self,
+        chunk_bytes_max: usize,
+        pairs: &mut Vec<Pair>,
+    ) -> Result<bool, EngineError> {
+        let lower = self
+            .after
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let map: &KvMap = &self.source.map;
+        let mut bytes = 0usize;
+        let mut taken = 0usize;
+        for (key, value) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
+            bytes = bytes.saturating_add(key.len() + value.len());
+            if bytes > chunk_bytes_max && taken > 0 {
+                break;
+            }
+            pairs.push((key.clone(), value.clone()));
+            self.after = Some(key.clone());
+            taken += 1;
+        }
+        Ok(taken > 0)
+    }
+}
