@@ -315,17 +315,43 @@ impl<L: LogReader> RaftNode<L> {
         {
             progress.commit_known = progress.commit_known.max(commit);
         }
-        progress.probe_sent = false;
+        let unanswered = std::mem::take(&mut progress.probe_sent);
         let lagging = progress.matched < self.log.last_index();
         match progress.state {
             ReplicationState::Snapshot { .. } => self.resend_snapshot_chunk(from),
             ReplicationState::Replicate if lagging => self.send_position_check(from),
-            _ if lagging => {
+            ReplicationState::Probe if lagging && unanswered => self.send_short_probe(from),
+            ReplicationState::Probe if lagging => {
                 self.send_append(from);
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Leader: the probe sent to `to` is still unanswered (lost, or not yet handled by a slow
+    /// follower): probe again with one entry at most. Resending a full probe at every
+    /// heartbeat read up to `append_bytes_max` per lagging group from the log each time, and
+    /// queued each copy behind the last on a follower already slow to answer: after a
+    /// partition healed, the leader's loop spent whole seconds rereading its log and its peers
+    /// gave it up as silent. One entry (none at the log's end) still acknowledges past
+    /// `matched`, so an accepted probe moves the follower to pipelined replication.
+    fn send_short_probe(&mut self, to: NodeId) {
+        let Some(progress) = self.progress.get(&to) else {
+            return;
+        };
+        let next = progress.next;
+        let last = self.log.last_index();
+        // `[next, next + 1)`, or nothing past the log's end.
+        match self.read_for_append(next.prev(), next, next.min(last)) {
+            Ok(entries) => {
+                self.send_entries(to, entries);
+            }
+            Err(LogError::Compacted(_)) => {
+                self.send_snapshot(to);
+            }
+            Err(error) => self.fail(error),
+        }
     }
 
     /// Leader: an empty AppendEntries at the follower's `next`. If pipelined messages were

@@ -408,12 +408,13 @@ fn regression(seed: u64, nodes: u64, mutation: Mutation, expected: &str) {
 /// A quiescent leader deposed by a heartbeat response from a higher term stayed quiescent
 /// knowing no leader; its followers, hearing its node, ignored every other candidate, and the
 /// group never elected again (fixed: such a replica wakes). Found as seed 101; the persistence
-/// order of issue 18 moved that trajectory, and 273 reaches the bug now. A scripted test in
-/// `failover.rs` pins the rule itself.
+/// order of issue 18 moved that trajectory to 273, and short re-probes (one entry at most at
+/// a heartbeat) to 255, which reaches the bug now. A scripted test in `failover.rs` pins the
+/// rule itself.
 #[test]
-fn multi_seed_273_a_quiescent_leader_deposed_quietly_wakes() {
+fn multi_seed_255_a_quiescent_leader_deposed_quietly_wakes() {
     regression(
-        273,
+        255,
         5,
         Mutation::StrandQuiescentReplicas,
         "liveness violated",
@@ -448,3 +449,4 @@ fn multi_seed_3894_a_refusal_teaches_the_commit_of_a_removal() {
         "liveness violated",
     );
 }
+

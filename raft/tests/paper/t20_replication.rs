@@ -500,3 +500,40 @@ fn a_follower_refusing_what_it_acknowledged_is_probed_at_heartbeat_pace() {
     );
 }
 
+/// A probe still unanswered at the next heartbeat answer (lost, or queued behind a slow
+/// follower) is sent again with one entry at most, not the whole `append_bytes_max`: resending
+/// everything at every heartbeat kept a real leader's loop rereading its log for seconds
+/// after a partition healed. One entry still acknowledges past what the leader counts as
+/// matched, so an accepted short probe starts pipelined replication.
+#[test]
+fn an_unanswered_probe_is_sent_again_with_one_entry() {
+    let store = store_with_log(voters(&[1, 2, 3]), &[1, 1, 1, 1], 1, 0);
+    let mut leader = node_over(config(1), store);
+    let _ = elect(&mut leader);
+    // Follower 2 has nothing: back to probing from its first entry, with every entry.
+    leader.deliver(rejected(2, 1, 2, 4, (0, 0)));
+    let everything = vec![
+        entry(1, 1),
+        entry(1, 2),
+        entry(1, 3),
+        entry(1, 4),
+        blank(2, 5),
+    ];
+    assert_eq!(
+        to(&leader.take(), 2),
+        vec![append(1, 2, 2, (0, 0), everything, 0)]
+    );
+    // Unanswered at the heartbeat answers: one entry each time.
+    let short = vec![append(1, 2, 2, (0, 0), vec![entry(1, 1)], 0)];
+    for _ in 0..2 {
+        leader.deliver(heartbeat_response(2, 1, 2, 0));
+        assert_eq!(to(&leader.take(), 2), short);
+    }
+    // Accepted: replication resumes after it, pipelined.
+    leader.deliver(accepted(2, 1, 2, 1));
+    let rest = vec![entry(1, 2), entry(1, 3), entry(1, 4), blank(2, 5)];
+    assert_eq!(
+        to(&leader.take(), 2),
+        vec![append(1, 2, 2, (1, 1), rest, 0)]
+    );
+}
