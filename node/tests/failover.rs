@@ -159,11 +159,14 @@ async fn served_by(client: Client, node: NodeId, request: Request, since: Instan
     }
 }
 
-/// For every range, how long after `since` one of its replicas served a write. Each replica is
+/// For every range, how long after `since` one of its replicas served a write. Every node is
 /// asked directly, so this measures the range and not the client's routing (which waits out an
-/// attempt timeout on a dead leader, and may follow a stale hint back to it).
+/// attempt timeout on a dead leader, and may follow a stale hint back to it); every node and
+/// not the map's replicas, since the placement driver may have moved one since the map was
+/// read (a node without the range refuses, one that leads it serves).
 async fn every_range_served(client: &Client, since: Instant) -> Vec<(GroupId, Duration)> {
     let map = client.map();
+    let nodes: Vec<NodeId> = client.nodes().into_iter().map(|(node, _)| node).collect();
     let mut served = Vec::new();
     for range in map.ranges() {
         // The range's first key, then a zero byte: inside the range whatever its bounds.
@@ -177,9 +180,8 @@ async fn every_range_served(client: &Client, since: Instant) -> Vec<(GroupId, Du
                 value: b"probe".to_vec(),
             },
         };
-        let (sender, first) = tokio::sync::mpsc::channel(range.replicas.len());
-        let probes: Vec<_> = range
-            .replicas
+        let (sender, first) = tokio::sync::mpsc::channel(nodes.len());
+        let probes: Vec<_> = nodes
             .iter()
             .map(|&node| {
                 let (client, request, sender) = (client.clone(), request.clone(), sender.clone());
@@ -212,8 +214,17 @@ async fn keep_writing(client: Client, worker: u64) {
     }
 }
 
-/// Every node answers, every range has exactly one leader and every node hears all its peers.
+/// Every node answers, every node hears all its peers, the placement driver has no move or
+/// leader transfer in flight (it balances the fresh cluster, and moves replicas while the first
+/// round runs otherwise), the client's map is the meta group's, and every range has exactly
+/// one leader.
 async fn settled(client: &Client) {
+    eventually("no placement operator in flight", || async {
+        let view = client.placement().await.ok()?;
+        view.operators.is_empty().then_some(())
+    })
+    .await;
+    client.refresh_map().await.unwrap();
     eventually("a settled cluster", || async {
         let statuses = client.statuses().await;
         let all_live = statuses.iter().all(|(_, status)| {

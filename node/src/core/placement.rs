@@ -430,7 +430,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             };
             match step {
                 Step::TransferLeader { from, to } => {
+                    // Only to a peer this node hears now: the driver's view of a node lags by
+                    // up to `heartbeat_stale_ms`, and a transfer to a dead or cut-off node
+                    // refuses every write for an election timeout, again each round, until
+                    // the operator times out. Not carried out, it times out the same way.
                     if from == node
+                        && self.multi.live_peers().any(|peer| peer == to)
                         && let Err(error) = self.multi.transfer_leader(group, to)
                     {
                         tracing::debug!(%group, %error, "leadership transfer refused");

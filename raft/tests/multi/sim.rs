@@ -449,4 +449,3 @@ fn multi_seed_3894_a_refusal_teaches_the_commit_of_a_removal() {
         "liveness violated",
     );
 }
-
