@@ -298,6 +298,27 @@ fn many_entries_cross_segments(subject: &mut dyn Subject) {
         entries(1, 1..=400)
     );
     assert_eq!(subject.reader(G1).first_index(), LogIndex(391));
+    // Byte limits that stop on disk, in the cache, and from a start in the middle: the same
+    // entries as reading everything and cutting.
+    for (low, bytes_max) in [(1, 0), (1, 300), (1, 3_000), (200, 1_500), (390, 100)] {
+        let mut total = 0;
+        let mut expected: Vec<_> = entries(1, low..=400)
+            .into_iter()
+            .take_while(|entry| {
+                total += entry.payload_bytes();
+                total <= bytes_max
+            })
+            .collect();
+        if expected.is_empty() {
+            expected = entries(1, low..=low);
+        }
+        assert_eq!(
+            log.entries(LogIndex(low), LogIndex(401), bytes_max)
+                .unwrap(),
+            expected,
+            "from {low} within {bytes_max} bytes"
+        );
+    }
 }
 
 type Case = fn(&mut dyn Subject);

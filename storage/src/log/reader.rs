@@ -77,26 +77,17 @@ impl GroupLog {
         }
     }
 
-    /// The cached recent entries in `[low, high)`.
-    fn recent(&self, low: LogIndex, high: LogIndex) -> std::collections::BTreeMap<LogIndex, Entry> {
-        self.with_state(|state| {
-            state
-                .recent
-                .range(low, high)
-                .map(|(index, entry)| (index, entry.clone()))
-                .collect()
-        })
-    }
-
-    /// `entries` when the recent entries hold the start of `[low, high)`, which is the common
-    /// case (a follower's next entries, the entries to apply): one look-up and one clone per
-    /// entry returned. `None` sends the caller to the segments.
-    fn entries_in_memory(
+    /// Extends `out` from the recent entries when they hold `low`, which is the common case (a
+    /// follower's next entries, the entries to apply): one look-up and one clone per entry
+    /// returned. Returns the index after the last entry added, or `None` (nothing added) when
+    /// the cache starts after `low`.
+    fn extend_from_memory(
         &self,
         low: LogIndex,
         high: LogIndex,
-        bytes_max: u64,
-    ) -> Result<Option<Vec<Entry>>, LogError> {
+        budget: &mut Budget,
+        out: &mut Vec<Entry>,
+    ) -> Result<Option<LogIndex>, LogError> {
         self.with_state(|state| {
             check_range(state, low)?;
             check_range(state, high.prev())?;
@@ -104,19 +95,16 @@ impl GroupLog {
                 return Ok(None);
             }
             // The cache is a gapless run (`IndexRun`) ending where the log ends, so from `low` on
-            // it holds every entry; `next == high` still guards a cache cut short.
-            let mut bytes_total = 0;
-            let mut out = Vec::new();
+            // it holds every entry; the caller still checks where this stopped.
             let mut next = low;
             for (_, entry) in state.recent.range(low, high) {
-                bytes_total += entry.payload_bytes();
-                if !out.is_empty() && bytes_total > bytes_max {
-                    return Ok(Some(out));
+                if !budget.admits(entry, out) {
+                    break;
                 }
                 out.push(entry.clone());
                 next = next.next();
             }
-            Ok((next == high).then_some(out))
+            Ok(Some(next))
         })
     }
 
@@ -126,11 +114,13 @@ impl GroupLog {
         self.with_state(|state| state.recent.len())
     }
 
-    /// The locations of `[low, high)` with their segments, after MemLog's range checks.
-    fn locate(
+    /// The locations of at most `count_max` entries from `low` on, below `high`, with their
+    /// segments, after MemLog's range checks.
+    fn locate_run(
         &self,
         low: LogIndex,
         high: LogIndex,
+        count_max: usize,
     ) -> Result<Vec<(Location, Arc<Segment>)>, LogError> {
         let groups = self.shared.groups.read();
         let default = GroupState::default();
@@ -141,6 +131,7 @@ impl GroupLog {
         state
             .entries
             .range(low, high)
+            .take(count_max)
             .map(|(index, location)| {
                 let segment = segments.get(&location.segment).cloned().ok_or_else(|| {
                     LogError::Storage(format!("entry {index} points at a deleted segment"))
@@ -172,6 +163,33 @@ impl GroupLog {
                 &format!("expected entry {index}, found {other:?}"),
             )),
         }
+    }
+}
+
+/// Entries located per look-up on the way to the segments.
+const LOCATE_RUN: usize = 64;
+
+/// `entries`' byte limit: stop once `bytes_max` is exceeded, but always return one entry.
+struct Budget {
+    bytes_max: u64,
+    bytes_total: u64,
+    spent: bool,
+}
+
+impl Budget {
+    fn new(bytes_max: u64) -> Self {
+        Self {
+            bytes_max,
+            bytes_total: 0,
+            spent: false,
+        }
+    }
+
+    /// Whether `entry` may join `out`; once it may not, the budget is spent.
+    fn admits(&mut self, entry: &Entry, out: &[Entry]) -> bool {
+        self.bytes_total += entry.payload_bytes();
+        self.spent = !out.is_empty() && self.bytes_total > self.bytes_max;
+        !self.spent
     }
 }
 
@@ -215,23 +233,32 @@ impl LogReader for GroupLog {
         if low >= high {
             return Ok(Vec::new());
         }
-        if let Some(entries) = self.entries_in_memory(low, high, bytes_max)? {
-            return Ok(entries);
-        }
-        let mut bytes_total = 0;
+        let mut budget = Budget::new(bytes_max);
         let mut out = Vec::new();
-        let mut recent = self.recent(low, high);
-        for (offset, (location, segment)) in self.locate(low, high)?.iter().enumerate() {
-            let index = low.plus(offset as u64);
-            let entry = match recent.remove(&index) {
-                Some(entry) => entry,
-                None => self.read_entry(location, segment, index)?,
-            };
-            bytes_total += entry.payload_bytes();
-            if !out.is_empty() && bytes_total > bytes_max {
-                break;
+        let mut next = low;
+        while next < high && !budget.spent {
+            if let Some(reached) = self.extend_from_memory(next, high, &mut budget, &mut out)? {
+                let moved = reached > next;
+                next = reached;
+                if moved || budget.spent {
+                    continue;
+                }
             }
-            out.push(entry);
+            // Older than the cache: a short run from the segments, then the cache is asked
+            // again. Each call costs what it returns, never the whole `[low, high)` (a leader
+            // catching up a follower far behind asks for everything up to its last entry).
+            let run = self.locate_run(next, high, LOCATE_RUN)?;
+            if run.is_empty() {
+                return Err(LogError::Storage(format!("entry {next} has no location")));
+            }
+            for (location, segment) in run {
+                let entry = self.read_entry(&location, &segment, next)?;
+                if !budget.admits(&entry, &out) {
+                    break;
+                }
+                out.push(entry);
+                next = next.next();
+            }
         }
         Ok(out)
     }
