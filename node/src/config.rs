@@ -310,6 +310,9 @@ pub struct LogSettings {
     pub segment_mib: u64,
     /// Payload bytes of each range's newest log entries kept in memory for replication.
     pub recent_bytes_per_range: u64,
+    /// Snapshots loading off the Raft loop (to be sent to followers), or loaded and not yet
+    /// sent, at once; 1 to 64.
+    pub snapshot_loads_max: usize,
 }
 
 /// How the key space is split into groups.
@@ -653,6 +656,12 @@ impl NodeConfig {
                 self.log.segment_mib
             )));
         }
+        if !(1..=64).contains(&self.log.snapshot_loads_max) {
+            return Err(ConfigError::Invalid(format!(
+                "log.snapshot_loads_max must be 1 to 64, not {}",
+                self.log.snapshot_loads_max
+            )));
+        }
         self.log_config()
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("log: {error}")))
@@ -883,6 +892,7 @@ impl NodeConfig {
             segment_bytes_max,
             record_bytes_max: RECORD_BYTES_LIMIT.min(segment_bytes_max / 2),
             recent_bytes_per_group: self.log.recent_bytes_per_range,
+            snapshot_loads_max: self.log.snapshot_loads_max,
             ..flotilla_storage::LogConfig::default()
         }
     }
@@ -1336,6 +1346,8 @@ mod tests {
             ("log.recent_bytes_per_range", |c| {
                 c.log.recent_bytes_per_range = 1 << 31
             }),
+            ("log.snapshot_loads_max", |c| c.log.snapshot_loads_max = 0),
+            ("log.snapshot_loads_max", |c| c.log.snapshot_loads_max = 65),
             // A node frame large enough for the scan: only the clients' limit is broken.
             ("clients' frame", |c| {
                 c.transport.frame_bytes_max = 64 << 20;

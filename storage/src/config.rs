@@ -1,6 +1,7 @@
 //! Every limit of the log engine in one place, checked once by `validate()` when opening.
 
 use crate::error::ConfigError;
+pub use crate::log::SnapshotLoading;
 use crate::log::batch_frame::{FRAME_BYTES, padded};
 use crate::log::record::HEADER_BYTES;
 
@@ -30,6 +31,14 @@ pub struct LogConfig {
     /// stays even when larger): with large values the count alone would let every group hold
     /// hundreds of megabytes.
     pub recent_bytes_per_group: u64,
+    /// Where a snapshot larger than `snapshot_inline_bytes_max`, read to be sent to a follower,
+    /// is loaded: off the Raft loop, which is answered "temporarily unavailable" meanwhile.
+    pub snapshot_loading: SnapshotLoading,
+    /// Snapshots up to this size are read at once, on the caller's thread.
+    pub snapshot_inline_bytes_max: u64,
+    /// The most snapshots loading, or loaded and not yet taken, at once (each holds its
+    /// whole snapshot in memory until a follower's send takes it). At least 1.
+    pub snapshot_loads_max: usize,
 }
 
 impl Default for LogConfig {
@@ -42,6 +51,9 @@ impl Default for LogConfig {
             preallocate: true,
             recent_entries_per_group: 512,
             recent_bytes_per_group: 4 << 20,
+            snapshot_loading: SnapshotLoading::Background,
+            snapshot_inline_bytes_max: 1 << 20,
+            snapshot_loads_max: 4,
         }
     }
 }
@@ -58,6 +70,7 @@ impl LogConfig {
             preallocate: true,
             recent_entries_per_group: 8,
             recent_bytes_per_group: 16 << 10,
+            ..Self::default()
         }
     }
 
@@ -77,6 +90,9 @@ impl LogConfig {
         let record_bytes_total = self.record_bytes_max + HEADER_BYTES as u64;
         if self.record_bytes_max == 0 {
             return Err(ConfigError::RecordBytesMaxZero);
+        }
+        if self.snapshot_loads_max == 0 {
+            return Err(ConfigError::SnapshotLoadsMaxZero);
         }
         // A segment holds at least one batch of one record, and the mark after it.
         let batch_bytes_max = FRAME_BYTES + padded(record_bytes_total) + FRAME_BYTES;

@@ -86,6 +86,9 @@ pub enum ConfigError {
     /// A record must be allowed to carry at least one byte.
     #[error("record_bytes_max must be greater than zero")]
     RecordBytesMaxZero,
+    /// At least one snapshot must be able to load, or no follower far behind catches up.
+    #[error("snapshot_loads_max must be at least 1")]
+    SnapshotLoadsMaxZero,
     /// The largest record plus the segment header must fit in one segment.
     #[error(
         "a record of {record_bytes_max} bytes does not fit a segment of {segment_bytes_max} bytes"

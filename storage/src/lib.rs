@@ -21,7 +21,7 @@ pub mod machine;
 mod mmap;
 pub mod snapshot;
 
-pub use config::LogConfig;
+pub use config::{LogConfig, SnapshotLoading};
 #[cfg(any(test, feature = "testing"))]
 pub use crash::{CrashFile, CrashFs};
 pub use data_dir::{DataDir, DirIdentity, DirState};

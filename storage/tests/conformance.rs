@@ -7,7 +7,7 @@ use flotilla_raft::{
     GroupId, HardState, InitialState, LogError, LogIndex, LogReader, MemLog, Membership, NodeId,
     Persist, Snapshot, Term,
 };
-use flotilla_storage::{CrashFs, LogConfig, LogEngine, WriteBatch};
+use flotilla_storage::{CrashFs, LogConfig, LogEngine, SnapshotLoading, WriteBatch};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -413,4 +413,60 @@ fn log_engine_reopens_on_real_files() {
     let (engine, report) = LogEngine::open(directory.path(), config).unwrap();
     assert_eq!(report.torn_tail, None);
     assert_eq!(observe(&engine.group(G1)), before);
+}
+
+/// A snapshot over `snapshot_inline_bytes_max` is loaded off the caller's thread: the first ask
+/// is answered "temporarily unavailable" (what Raft waits out until the follower's next
+/// heartbeat answer), a later one gets the snapshot whole. On the next ask (the simulator's
+/// mode) and on a thread of its own (a real node's).
+#[test]
+fn a_large_snapshot_is_loaded_off_the_callers_thread() {
+    for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
+        let directory = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            snapshot_loading: loading,
+            snapshot_inline_bytes_max: 16,
+            ..LogConfig::small_for_tests()
+        };
+        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.persist(G1, &append(1, 1..=10));
+        engine.write(batch).unwrap();
+        let (small, large) = (snapshot(1, 4, b"tiny"), snapshot(1, 9, &[7; 1000]));
+        engine.write(compaction(G1, &small)).unwrap();
+        let log = engine.group(G1);
+        assert_eq!(log.snapshot(), Ok(small), "{loading:?}: inline");
+        engine.write(compaction(G1, &large)).unwrap();
+        assert_eq!(
+            log.snapshot(),
+            Err(LogError::SnapshotTemporarilyUnavailable),
+            "{loading:?}: the first ask starts the load"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let taken = loop {
+            match log.snapshot() {
+                Err(LogError::SnapshotTemporarilyUnavailable) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{loading:?}: never loaded"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(taken, Ok(large), "{loading:?}");
+    }
+}
+
+fn compaction(group: GroupId, snapshot: &Snapshot) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.persist(
+        group,
+        &Persist {
+            compaction: Some(snapshot.clone()),
+            ..Persist::default()
+        },
+    );
+    batch
 }

@@ -5,8 +5,8 @@
 use super::{BatchSink, CoreConfig, CoreError, CoreIdentity, NodeCore, Respond};
 use crate::config::Endpoint;
 use flotilla_raft::{
-    GroupId, LogError, LogReader, Membership, MultiConfig, MultiError, MultiRaft, NodeId, Persist,
-    Snapshot, SnapshotMeta,
+    GroupId, LogError, Membership, MultiConfig, MultiError, MultiRaft, NodeId, Persist, Snapshot,
+    SnapshotMeta,
 };
 use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
 use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError};
@@ -134,7 +134,7 @@ pub fn start<R: Respond, S: BatchSink>(
     for group in groups {
         let store = engine.group(group);
         let snapshot = store
-            .snapshot()
+            .load_snapshot()
             .map_err(|source| BootError::Read { group, source })?;
         snapshots.push((group, snapshot));
         multi

@@ -14,8 +14,8 @@ use flotilla_node::config::{Endpoint, Limits};
 use flotilla_node::core::{CoreConfig, CoreMutation, CoreTuning, boot};
 use flotilla_raft::{GroupId, MultiConfig, NodeId};
 use flotilla_shard_manager::placement::{Liveness, PlacementConfig, liveness};
-use flotilla_storage::LogConfig;
 use flotilla_storage::kv::SessionLimits;
+use flotilla_storage::{LogConfig, SnapshotLoading};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -140,6 +140,11 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
             preallocate: false,
             recent_entries_per_group: 64,
             recent_bytes_per_group: 1 << 20,
+            // Every snapshot sent is loaded on the ask after the one that found it missing, so
+            // every run takes the path where a leader waits for it (deterministically).
+            snapshot_loading: SnapshotLoading::NextAsk,
+            snapshot_inline_bytes_max: 0,
+            snapshot_loads_max: 4,
         },
         core: CoreConfig {
             node: NodeId(0),

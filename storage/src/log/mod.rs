@@ -20,6 +20,7 @@ mod run;
 mod scan;
 mod segment;
 mod snapfile;
+mod snapshot_loads;
 mod spare;
 mod tail;
 mod validate;
@@ -29,6 +30,7 @@ pub use commit::WriteStats;
 pub use gc::GcStats;
 pub use reader::{GroupLog, RecordLocation};
 pub use recovery::{LogBinding, RecoveryReport, TornTail};
+pub use snapshot_loads::SnapshotLoading;
 
 use crate::config::LogConfig;
 use crate::error::{RecoveryError, WriteError};
@@ -57,6 +59,7 @@ pub(crate) struct Shared {
     writer: Mutex<Writer>,
     queue: CommitQueue,
     failed: AtomicBool,
+    snapshot_loads: snapshot_loads::SnapshotLoads,
 }
 
 /// The node's write-ahead log. Cheap to clone: clones share one engine.
@@ -119,6 +122,8 @@ impl LogEngine {
         let (writer, segments) = recovered
             .writer(fs.as_ref(), &directory, &config)
             .map_err(io_error)?;
+        let snapshot_loads =
+            snapshot_loads::SnapshotLoads::new(config.snapshot_loading, config.snapshot_loads_max);
         let shared = Arc::new(Shared {
             fs,
             directory: directory.clone(),
@@ -128,6 +133,7 @@ impl LogEngine {
             writer: Mutex::new(writer),
             queue: CommitQueue::default(),
             failed: AtomicBool::new(false),
+            snapshot_loads,
         });
         let mut writer = shared.writer.lock();
         if recovered.needs_roll_over {

@@ -69,6 +69,20 @@ impl GroupLog {
         })
     }
 
+    /// The group's snapshot, read now on this thread whatever its size: what a node restores
+    /// its state machine from at start, before any loop runs. (Raft's `snapshot()`, for
+    /// sending, loads a large one off the loop instead.)
+    ///
+    /// # Errors
+    /// The file is missing (`SnapshotTemporarilyUnavailable`), unreadable, or does not match
+    /// its marker.
+    pub fn load_snapshot(&self) -> Result<Snapshot, LogError> {
+        let Some(marker) = self.with_state(|state| state.snapshot.clone()) else {
+            return Ok(Snapshot::default());
+        };
+        snapfile::load(self.shared.fs.as_ref(), &self.shared.directory, &marker)
+    }
+
     fn with_state<R>(&self, read: impl FnOnce(&GroupState) -> R) -> R {
         let groups = self.shared.groups.read();
         match groups.get(&self.group) {
@@ -285,10 +299,25 @@ impl LogReader for GroupLog {
         self.with_state(GroupState::last_index)
     }
 
+    /// The snapshot to send a follower: read at once when small, else loaded off this thread
+    /// (`SnapshotTemporarilyUnavailable` until it is; see `snapshot_loads`).
     fn snapshot(&self) -> Result<Snapshot, LogError> {
         let Some(marker) = self.with_state(|state| state.snapshot.clone()) else {
             return Ok(Snapshot::default());
         };
-        snapfile::load(self.shared.fs.as_ref(), &self.shared.directory, &marker)
+        let shared = &self.shared;
+        if marker.data_bytes <= shared.config.snapshot_inline_bytes_max {
+            return snapfile::load(shared.fs.as_ref(), &shared.directory, &marker);
+        }
+        let (fs, directory, file) = (
+            Arc::clone(&shared.fs),
+            shared.directory.clone(),
+            marker.clone(),
+        );
+        shared
+            .snapshot_loads
+            .take_or_start(self.group, &marker, move || {
+                snapfile::load(fs.as_ref(), &directory, &file)
+            })
     }
 }
