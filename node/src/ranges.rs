@@ -241,6 +241,7 @@ mod tests {
             ],
             step_index: 1,
             step_started_ms: 0,
+            decided_on: moving.replicas.clone(),
         };
         PlacementStatus {
             nodes: Vec::new(),

@@ -12,7 +12,7 @@ use flotilla_raft::{
 };
 use flotilla_shard_manager::placement::{
     ClusterView, Liveness, NodeState, NodeView, PlacementConfig, PlacementDriver, RangeView,
-    Replica, ReplicaRole, Step, liveness,
+    Replica, ReplicaRole, Step, liveness, same_replicas,
 };
 use flotilla_shard_manager::{META_GROUP, MetaCommand, RangeId};
 use flotilla_storage::WriteBatch;
@@ -268,7 +268,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 continue;
             };
             let membership = raft.membership();
-            if raft.role() != Role::Leader || membership.is_joint() {
+            // Only a committed membership: one still in the log's uncommitted tail may be cut
+            // by the next leader, and a record of it, ahead of every later report's index,
+            // would never be corrected (a learner recorded that no replica has, removed by
+            // cleanup forever: simulator seed 198).
+            let committed = raft.membership_index() <= raft.log().committed();
+            if raft.role() != Role::Leader || membership.is_joint() || !committed {
                 continue;
             }
             let index = raft.membership_index().0;
@@ -414,17 +419,17 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// On every node: the operators whose range this node leads advance by one Raft change.
     fn carry_out_operators(&mut self) {
         let node = self.config.node;
-        let mut work: Vec<(GroupId, Step)> = Vec::new();
+        let mut work: Vec<(GroupId, Step, Vec<Replica>)> = Vec::new();
         let cluster = &self.machines.meta().cluster;
         for operator in cluster.operators() {
             let (Some(range), Some(step)) = (cluster.range(operator.range), operator.step()) else {
                 continue;
             };
             if self.leads(range.group) {
-                work.push((range.group, *step));
+                work.push((range.group, *step, operator.decided_on.clone()));
             }
         }
-        for (group, step) in work {
+        for (group, step, decided_on) in work {
             let Some(raft) = self.multi.group(group) else {
                 continue;
             };
@@ -443,7 +448,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 }
                 Step::AddLearner { .. } | Step::Promote { .. } | Step::Remove { .. } => {
                     let membership = raft.membership();
-                    if membership.is_joint() {
+                    // Only on the membership the step was decided on (see
+                    // `Operator::decided_on`); otherwise the driver gives it up.
+                    if membership.is_joint()
+                        || !same_replicas(&replicas_of(membership), &decided_on)
+                    {
                         continue;
                     }
                     let actual = RangeView {

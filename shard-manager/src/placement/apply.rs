@@ -28,6 +28,11 @@ impl ClusterView {
                     steps: steps.clone(),
                     step_index: 0,
                     step_started_ms: *now_ms,
+                    decided_on: self
+                        .ranges
+                        .get(range)
+                        .map(|view| view.replicas.clone())
+                        .unwrap_or_default(),
                 };
                 self.start(operator).map(Some)
             }
@@ -87,10 +92,16 @@ impl ClusterView {
             });
         }
         let range = entry.operator.range;
+        let decided_on = self
+            .ranges
+            .get(&range)
+            .map(|view| view.replicas.clone())
+            .unwrap_or_default();
         self.unindex_operator_effect(range);
         if let Some(entry) = self.operators.get_mut(&id) {
             entry.operator.step_index = step_index;
             entry.operator.step_started_ms = now_ms;
+            entry.operator.decided_on = decided_on;
         }
         self.index_operator_effect(range);
         Ok(())

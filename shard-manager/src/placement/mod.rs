@@ -43,7 +43,7 @@ pub use liveness::{Liveness, liveness};
 pub use manual::ManualRequest;
 pub use operator::{AbandonReason, Decision, Operator, OperatorId, OperatorKind, Step};
 pub use record::RecordError;
-pub use view::{ClusterView, NodeState, NodeView, RangeView, Replica, ReplicaRole};
+pub use view::{ClusterView, NodeState, NodeView, RangeView, Replica, ReplicaRole, same_replicas};
 
 use balance::Cursors;
 use planner::Planner;

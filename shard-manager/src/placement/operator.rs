@@ -203,6 +203,15 @@ pub struct Operator {
     pub step_index: usize,
     /// When the current step began (the meta leader's milliseconds).
     pub step_started_ms: u64,
+    /// The range's recorded replicas when the current step began. The range's leader carries
+    /// a membership step out only while its group still has exactly these replicas, and the
+    /// driver gives the operator up once the record shows others without the step done: a
+    /// step decided on an older membership (a cleanup of a learner a late step had promoted)
+    /// is never applied to a newer one. TiKV checks a conf change's region epoch the same way;
+    /// the replicas and not the membership's log index, which a replica that took it from a
+    /// snapshot knows as the snapshot's index.
+    #[serde(default)]
+    pub decided_on: Vec<Replica>,
 }
 
 impl Operator {
@@ -305,6 +314,9 @@ pub enum AbandonReason {
     RangeGone,
     /// The node receiving the replica (or the leadership) is down, draining or removed.
     TargetUnavailable(NodeId),
+    /// The range's membership changed, and not by the current step: the step was decided on
+    /// a membership the range no longer has.
+    RangeChanged,
     /// The current step took longer than its timeout.
     TimedOut {
         /// The step that did not finish.
@@ -316,6 +328,9 @@ impl fmt::Display for AbandonReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AbandonReason::RangeGone => write!(f, "the range is gone"),
+            AbandonReason::RangeChanged => {
+                write!(f, "the range's membership changed under the current step")
+            }
             AbandonReason::TargetUnavailable(node) => {
                 write!(f, "the target {node} is no longer available")
             }

@@ -1,11 +1,12 @@
 //! Moving operators in flight along: the next step once the range shows the current one done,
 //! `Finish` after the last, `Abandon` when the range is gone, the target can no longer take
-//! the replica or the leadership, or a step outlived its timeout.
+//! the replica or the leadership, the range's membership changed under the current step, or a
+//! step outlived its timeout.
 
 use super::liveness::Liveness;
 use super::operator::{AbandonReason, Decision, Operator, Step};
 use super::planner::Planner;
-use super::view::{NodeState, RangeView};
+use super::view::{NodeState, RangeView, same_replicas};
 use flotilla_raft::NodeId;
 
 /// Decides, for every operator in flight, whether it advances, finishes or is given up.
@@ -47,6 +48,9 @@ fn next_decision(planner: &Planner<'_>, operator: &Operator) -> Option<Decision>
             step_index,
             now_ms: planner.now_ms,
         });
+    }
+    if !same_replicas(&range.replicas, &operator.decided_on) {
+        return Some(abandon(AbandonReason::RangeChanged));
     }
     timed_out(planner, operator, range).then(|| {
         abandon(AbandonReason::TimedOut {

@@ -252,3 +252,49 @@ fn a_suspect_target_is_waited_for_until_the_step_times_out() {
         ["abandon op0: step 0 timed out"]
     );
 }
+
+/// A step is carried out only on the membership it was decided on: once the range's recorded
+/// membership moves without the step done (another change landed first, say a step of an
+/// operator given up that its leader carried out late), the operator is given up at once and
+/// the rules decide again from the new membership (simulator seed 198: a cleanup meant for a
+/// learner removed the voter that learner had become).
+#[test]
+fn an_operator_whose_range_changed_under_its_step_is_given_up() {
+    let mut model = model(PlacementConfig::default(), 4);
+    model.view.upsert_range(range(1, &[1, 2], 1)).unwrap();
+    assert_eq!(
+        started(&model.tick().unwrap()),
+        ["start r1 repair: add-learner n3, promote n3"]
+    );
+    let operator = model.view.operators().next().unwrap().clone();
+    assert_eq!(operator.decided_on, range(1, &[1, 2], 1).replicas);
+    // A change of another rule's making lands first: n4 joins as a voter at index 7.
+    let mut changed = range(1, &[1, 2, 4], 1);
+    changed.membership_index = 7;
+    model.view.upsert_range(changed).unwrap();
+    assert_eq!(
+        started(&model.tick().unwrap()),
+        ["abandon op0: the range's membership changed under the current step"]
+    );
+}
+
+/// A step done moves the operator on, and its next step is decided on the membership the done
+/// step left: those replicas are what the range's leader waits for.
+#[test]
+fn an_advanced_operator_takes_the_membership_its_step_left() {
+    let mut model = model(PlacementConfig::default(), 4);
+    model.view.upsert_range(range(1, &[1, 2], 1)).unwrap();
+    let _ = model.tick().unwrap();
+    let mut learned = range(1, &[1, 2], 1);
+    learned.replicas.push(Replica {
+        node: NodeId(3),
+        role: ReplicaRole::Learner,
+    });
+    learned.membership_index = 5;
+    let learned_replicas = learned.replicas.clone();
+    model.view.upsert_range(learned).unwrap();
+    assert_eq!(started(&model.tick().unwrap()), ["advance op0 to step 1"]);
+    let operator = model.view.operators().next().unwrap();
+    assert_eq!(operator.step_index, 1);
+    assert_eq!(operator.decided_on, learned_replicas);
+}

@@ -87,6 +87,12 @@ pub struct Replica {
     pub role: ReplicaRole,
 }
 
+/// Whether `a` and `b` hold the same replicas in the same roles, in any order.
+#[must_use]
+pub fn same_replicas(a: &[Replica], b: &[Replica]) -> bool {
+    a.len() == b.len() && a.iter().all(|replica| b.contains(replica))
+}
+
 /// One range: its group's membership and leader, and what it weighs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeView {
