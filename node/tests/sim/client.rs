@@ -73,6 +73,8 @@ pub struct SimClient {
     router: Router,
     sessions: SessionBook,
     pending: Option<Pending>,
+    /// The id of the range-map fetch in flight, if the router asked for one.
+    refreshing: Option<u64>,
     next_request: u64,
     keys: Vec<Vec<u8>>,
     /// Operations this client still makes in the safety phase.
@@ -86,6 +88,7 @@ impl SimClient {
             router: Router::new(map, u32::MAX, seed),
             sessions: SessionBook::default(),
             pending: None,
+            refreshing: None,
             next_request: 0,
             keys,
             ops_left: ops,
@@ -203,6 +206,11 @@ impl SimClient {
         now_ms: u64,
         recorder: &Recorder,
     ) -> Option<Action> {
+        if self.refreshing == Some(request_id) {
+            // No map: the operation goes on with the cached one, as the production client's.
+            self.refreshing = None;
+            return Some(self.route_again(now_ms, recorder, true));
+        }
         let outcome = Outcome::NoAnswer {
             reason: "timed out".into(),
         };
@@ -217,7 +225,46 @@ impl SimClient {
         now_ms: u64,
         recorder: &Recorder,
     ) -> Option<Action> {
+        if self.refreshing == Some(request_id) {
+            self.refreshing = None;
+            let fetched = matches!(result, Ok(Reply::RangeMap { .. }));
+            if let Ok(Reply::RangeMap { map, .. }) = result {
+                self.router.update_map(map);
+            }
+            return Some(self.route_again(now_ms, recorder, !fetched));
+        }
         self.judge(request_id, Outcome::Answered(result), now_ms, recorder)
+    }
+
+    /// Asks the node of the current attempt for the range map (the production client asks
+    /// the nodes in turn; a node that just answered is the likeliest up). Replicas move in
+    /// these runs, so a map read at the start stops leading to some ranges.
+    fn fetch_map(&mut self) -> Action {
+        let pending = self.pending.as_ref().expect("pending");
+        self.next_request += 1;
+        self.refreshing = Some(self.next_request);
+        Action::Send {
+            node: pending.target.node,
+            request: Request::RangeMap,
+            request_id: self.next_request,
+        }
+    }
+
+    /// After a map fetch: the operation routes again, at once when the map came, else after
+    /// the pause a retry takes.
+    fn route_again(&mut self, now_ms: u64, recorder: &Recorder, pause: bool) -> Action {
+        let Some(pending) = self.pending.as_mut() else {
+            return Action::Finished;
+        };
+        pending.target = self
+            .router
+            .route(&self.keys[pending.key], &mut pending.attempts);
+        if pause {
+            return Action::Wait {
+                until_ms: now_ms + RETRY_PAUSE_MS,
+            };
+        }
+        self.attempt(now_ms, recorder)
     }
 
     /// What the attempt rules production runs say of the current attempt's outcome.
@@ -248,8 +295,7 @@ impl SimClient {
         })
     }
 
-    /// The router's next target after `reply`; the map never changes in these runs, so a
-    /// refresh routes again.
+    /// The router's next target after `reply`, or a fetch of the range map first.
     fn reroute(
         &mut self,
         reply: RouteReply,
@@ -262,15 +308,9 @@ impl SimClient {
         let next = self
             .router
             .on_reply(key, &pending.target, reply, &mut pending.attempts);
-        let mut pause = pause;
         pending.target = match next {
             Next::Retry { target, .. } => target,
-            // The map never changes in these runs: a refresh would fetch the same one, so the
-            // client routes again after the pause a refresh would take.
-            Next::RefreshMap => {
-                pause = true;
-                self.router.route(key, &mut pending.attempts)
-            }
+            Next::RefreshMap => return self.fetch_map(),
             Next::Done => self.router.route(key, &mut pending.attempts),
             Next::Fail(_) => return self.give_up(recorder),
         };
