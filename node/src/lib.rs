@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod demo;
+pub mod encoding;
 pub mod loadgen;
 pub mod local;
 mod observe;
