@@ -15,6 +15,7 @@ pub mod loadgen;
 pub mod local;
 mod observe;
 pub mod ranges;
+pub mod reply;
 pub mod server;
 pub mod shell;
 pub mod status;

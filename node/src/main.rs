@@ -6,7 +6,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = flotilla_node::cli::Cli::parse();
     match flotilla_node::cli::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(finished) => std::process::ExitCode::from(finished.exit_code()),
         Err(error) => {
             eprintln!("error: {error}");
             std::process::ExitCode::from(error.exit_code())
