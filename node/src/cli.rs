@@ -188,14 +188,15 @@ pub enum Commands {
     },
     /// Read commands from stdin, one a line (`help` lists them); answer each on stdout.
     ///
-    /// One JSON object a line (the objects `get --output json` and the others print), or text.
+    /// On a terminal: a prompt, line editing and history, and text answers. From a pipe or a
+    /// file: one JSON object a line (the objects `get --output json` and the others print).
     /// Words are split as a POSIX shell splits them: `put "my key" "a value"`.
     Shell {
         /// How keys and values are written and printed: utf8 (text), hex or base64; one flag
         /// for keys and values both.
         #[arg(long, value_enum, default_value_t)]
         encoding: Encoding,
-        /// How answers are printed (default: JSON lines).
+        /// How answers are printed (default: text on a terminal, JSON lines otherwise).
         #[arg(long, value_enum)]
         output: Option<Output>,
         /// How to reach the cluster.

@@ -16,7 +16,8 @@ Commands, one a line:
   help                      this list
 Words are split as a POSIX shell does: quote a word that holds spaces, a # or a quote
 (put \"my key\" 'a value with spaces'); a word starting with # begins a comment.
-Keys and values are text, or hex or base64 as `flotilla shell --encoding` chose.";
+Keys and values are text, or hex or base64 as `flotilla shell --encoding` chose.
+On a terminal, exit, quit or Ctrl-D leaves; Ctrl-C drops the line being typed.";
 
 /// What one line of shell input asks for.
 #[derive(Debug, PartialEq)]

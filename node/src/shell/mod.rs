@@ -1,5 +1,6 @@
-//! `flotilla shell`: client commands read from stdin, one a line; each gets one JSON object on
-//! stdout (for scripts and test harnesses), or text with `--output text`.
+//! `flotilla shell`: client commands read from stdin, one a line. From a pipe or a file (for
+//! scripts and test harnesses) each line gets one JSON object on stdout; on a terminal the
+//! shell prompts, edits lines and keeps a history, and prints text.
 //!
 //! Input, one command a line (words split as a POSIX shell splits them, so quotes hold spaces):
 //! `get KEY`, `put KEY VALUE`, `delete KEY`, `cas KEY EXPECTED NEW` ("-" = absent),
@@ -7,6 +8,7 @@
 //! `{"op":..,"key":..,"ok":true,"result":..}` or `{"op":..,"key":..,"ok":false,"error":..}`.
 
 pub mod line;
+mod terminal;
 
 pub use line::{HELP, Input, LineError, parse_words, read_command};
 
@@ -15,6 +17,7 @@ use crate::encoding::Encoding;
 use crate::reply::{OpResult, Output, describe, try_execute};
 use flotilla_storage::Command;
 use serde_json::Value;
+use std::io::IsTerminal;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How the shell reads keys and values and prints its answers.
@@ -32,6 +35,9 @@ pub enum ShellError {
     /// Reading a command failed.
     #[error("reading stdin failed: {0}")]
     Stdin(#[source] std::io::Error),
+    /// The terminal could not be set up or read.
+    #[error("the terminal could not be read: {0}")]
+    Terminal(#[source] rustyline::error::ReadlineError),
     /// A result could not be written as JSON.
     #[error("a result could not be encoded as JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -46,21 +52,29 @@ pub enum ShellError {
     Unhealthy(crate::status::Unhealthy),
 }
 
-/// Reads commands from stdin until it ends, printing `output` (JSON lines unless given). A line
-/// that is not a command (not UTF-8, unknown, the wrong words) gets one error line, and the
-/// shell goes on.
+/// Reads commands from stdin until it ends: on a terminal with a prompt, line editing and
+/// history, printing `output` (text unless given); otherwise line by line, printing `output`
+/// (JSON lines unless given). A line that is not a command (not UTF-8, unknown, the wrong
+/// words) gets one error line, and the shell goes on.
 ///
 /// # Errors
-/// stdin or stdout failed.
+/// stdin, the terminal or stdout failed.
 pub async fn run(
     client: &Client,
     encoding: Encoding,
     output: Option<Output>,
 ) -> Result<(), ShellError> {
-    let format = Format {
-        encoding,
-        output: output.unwrap_or(Output::Json),
-    };
+    if std::io::stdin().is_terminal() {
+        let output = output.unwrap_or(Output::Text);
+        terminal::run(client, Format { encoding, output }).await
+    } else {
+        let output = output.unwrap_or(Output::Json);
+        piped(client, Format { encoding, output }).await
+    }
+}
+
+/// The shell reading a pipe or a file.
+async fn piped(client: &Client, format: Format) -> Result<(), ShellError> {
     let mut input = BufReader::new(tokio::io::stdin());
     let mut line = Vec::new();
     loop {
