@@ -1,7 +1,7 @@
 //! The command line: `server`, the client commands, `shell`, `status`, `certs` and `demo`.
 //! Every flag is documented here, so `--help` documents every flag.
 //!
-//! Exit codes: 0 done, 1 failed, 2 `status` found a node down or a range without a leader,
+//! Exit codes: 0 done, 1 failed (a bad command line too), 2 `status` found a node down or a range without a leader,
 //! 3 `get` found no value for its key, 4 `cas` found another value and set nothing.
 
 use crate::client::{Client, ClientError, ClientOptions};
@@ -24,7 +24,8 @@ use std::time::Duration;
 
 /// What `flotilla --help` ends with.
 const EXIT_CODES: &str = "\
-Exit codes: 0 done; 1 the command failed (stderr says why); 2 `status` found a node down or a range without a leader; 3 `get` found no value for its key;
+Exit codes: 0 done; 1 the command failed, or its command line is not valid (stderr says why);
+2 `status` found a node down or a range without a leader; 3 `get` found no value for its key;
 4 `cas` found another value than the expected one and set nothing.";
 
 /// Flotilla: a multi-Raft sharded key-value store.

@@ -110,6 +110,11 @@ fn bad_input_is_refused_before_any_request_with_a_clear_error() {
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("`not*base64` is not base64"), "{run:?}");
     let run = flotilla(&["get", "k", "--json", "--output", "text"], b"");
+    assert_eq!(
+        run.code,
+        Some(1),
+        "a usage error exits 1 like any failure: {run:?}"
+    );
     assert!(run.stderr.contains("cannot be used with"), "{run:?}");
     let help = flotilla(&["--help"], b"");
     assert!(
