@@ -1,11 +1,16 @@
 //! The command line: `server`, the client commands, `shell`, `status`, `certs` and `demo`.
 //! Every flag is documented here, so `--help` documents every flag.
+//!
+//! Exit codes: 0 done, 1 failed (a bad command line too), 2 `status` found a node down or a range without a leader,
+//! 3 `get` found no value for its key, 4 `cas` found another value and set nothing.
 
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::config::{ConfigError, Endpoint, IdentityArgs, NodeConfig, parse_endpoints};
 use crate::demo::{DemoArgs, DemoError};
+use crate::encoding::{DecodeError, Encoding};
 use crate::loadgen::{BenchArgs, BenchError};
 use crate::local::{CLIENT_THREADS, client_runtime};
+use crate::reply::{Finished, OpResult, Output, describe, try_execute};
 use crate::server::ServerError;
 use crate::shell::ShellError;
 use clap::{Args, Parser, Subcommand};
@@ -17,9 +22,15 @@ use flotilla_transport_quic::{
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// What `flotilla --help` ends with.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 the command failed, or its command line is not valid (stderr says why);
+2 `status` found a node down or a range without a leader; 3 `get` found no value for its key;
+4 `cas` found another value than the expected one and set nothing.";
+
 /// Flotilla: a multi-Raft sharded key-value store.
 #[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about)]
+#[command(name = "flotilla", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -101,67 +112,105 @@ pub enum Commands {
     Demo(DemoArgs),
     /// The load generator: sweep client counts and value sizes, print ops/s and latencies.
     Bench(BenchArgs),
-    /// Read a key.
+    /// Read a key: prints its value, or `(absent)` (JSON: `"result": null`) and exits 3.
     Get {
-        /// The key (UTF-8).
+        /// The key (in --encoding).
         key: String,
+        /// How keys and values are written and printed.
+        #[command(flatten)]
+        format: DataArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Write a key.
+    /// Write a key: prints the value it replaced (`previous`).
     Put {
-        /// The key (UTF-8).
+        /// The key (in --encoding).
         key: String,
-        /// The value (UTF-8).
+        /// The value (in --encoding).
         value: String,
+        /// How keys and values are written and printed.
+        #[command(flatten)]
+        format: DataArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Remove a key.
+    /// Remove a key: prints the value it had (`previous`).
     Delete {
-        /// The key (UTF-8).
+        /// The key (in --encoding).
         key: String,
+        /// How keys and values are written and printed.
+        #[command(flatten)]
+        format: DataArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Compare-and-swap: set KEY to NEW only if it holds EXPECTED ("-" means absent).
+    ///
+    /// Prints whether it swapped and the value before (`swapped`, `current`); exits 4 when it
+    /// did not swap. "-" means absent in every encoding (under hex or base64 the value `-` is
+    /// written `2d` or `LQ==`).
     Cas {
-        /// The key (UTF-8).
+        /// The key (in --encoding).
         key: String,
-        /// The value the key must hold now; "-" means it must be absent.
+        /// The value the key must hold now (in --encoding); "-" means it must be absent.
         expected: String,
-        /// The value to set; "-" removes the key.
+        /// The value to set (in --encoding); "-" removes the key.
         new: String,
+        /// How keys and values are written and printed.
+        #[command(flatten)]
+        format: DataArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
     },
     /// List the pairs with START <= key < END, across ranges.
+    ///
+    /// Text: one `KEY<tab>VALUE` line a pair, then `(more)` when --limit stopped the scan
+    /// with keys left (`(no pairs)` when there are none). JSON: `{"pairs": [[key, value], ..],
+    /// "more": ..}` as the result.
     Scan {
-        /// The first key (default: the start of the key space).
+        /// The first key, in --encoding (default: the start of the key space).
         #[arg(default_value = "")]
         start: String,
-        /// The end, exclusive (default: the end of the key space).
+        /// The end, exclusive, in --encoding (default: the end of the key space).
         end: Option<String>,
         /// The most pairs to list.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// How keys and values are written and printed.
+        #[command(flatten)]
+        format: DataArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Read commands from stdin, one per line; write one JSON object per line to stdout.
-    Shell(ClientArgs),
+    /// Read commands from stdin, one a line (`help` lists them); answer each on stdout.
+    ///
+    /// On a terminal: a prompt, line editing and history, and text answers. From a pipe or a
+    /// file: one JSON object a line (the objects `get --output json` and the others print).
+    /// Words are split as a POSIX shell splits them: `put "my key" "a value"`.
+    Shell {
+        /// How keys and values are written and printed: utf8 (text), hex or base64; one flag
+        /// for keys and values both.
+        #[arg(long, value_enum, default_value_t)]
+        encoding: Encoding,
+        /// How answers are printed (default: text on a terminal, JSON lines otherwise).
+        #[arg(long, value_enum)]
+        output: Option<Output>,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show nodes, ranges, leaders, terms and applied indexes. Exits 0 when every node
     /// answers and every range has a leader, 2 when a node is down or a range has none (after
     /// printing), 1 when the command fails (no node answered).
     Status {
-        /// Print JSON instead of tables.
-        #[arg(long)]
-        json: bool,
+        /// Tables or JSON.
+        #[command(flatten)]
+        output: OutputArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
@@ -171,9 +220,9 @@ pub enum Commands {
         /// What to do.
         #[command(subcommand)]
         action: NodeAction,
-        /// Print JSON instead of a table (`list`).
-        #[arg(long, global = true)]
-        json: bool,
+        /// Tables or JSON (`list`).
+        #[command(flatten)]
+        output: OutputArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
@@ -183,9 +232,9 @@ pub enum Commands {
         /// What to do.
         #[command(subcommand)]
         action: RangeAction,
-        /// Print JSON instead of a table (`list`).
-        #[arg(long, global = true)]
-        json: bool,
+        /// Tables or JSON (`list`).
+        #[command(flatten)]
+        output: OutputArgs,
         /// How to reach the cluster.
         #[command(flatten)]
         client: ClientArgs,
@@ -269,6 +318,52 @@ pub struct ServerArgs {
     pub exit_with_parent: bool,
 }
 
+/// How a command that prints data prints it.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct OutputArgs {
+    /// Print text (tables, lines) or JSON.
+    #[arg(long, value_enum, global = true, default_value_t)]
+    pub output: Output,
+    /// The same as `--output json`.
+    #[arg(long, global = true, conflicts_with = "output")]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    /// The output these flags choose.
+    #[must_use]
+    pub fn output(self) -> Output {
+        if self.json { Output::Json } else { self.output }
+    }
+}
+
+/// How a data command (get, put, delete, cas, scan) reads its keys and values and prints its
+/// result.
+#[derive(Clone, Copy, Debug, Args)]
+pub struct DataArgs {
+    /// How keys and values are written in the arguments and printed: utf8 (text), hex or
+    /// base64 (one flag for keys and values both). Under utf8, bytes that are not UTF-8 print
+    /// as `(not UTF-8, hex: ..)` in text and as `{"hex": ".."}` in JSON, never lossily.
+    #[arg(long, value_enum, default_value_t)]
+    pub encoding: Encoding,
+    /// Text, or one JSON object: `{"op", "key", "ok", "result"}` (`result` null when the
+    /// value is absent).
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl DataArgs {
+    /// The bytes an argument stands for.
+    fn decode(self, text: &str) -> Result<Vec<u8>, DecodeError> {
+        self.encoding.decode(text)
+    }
+
+    /// The bytes an argument stands for, `None` for "-".
+    fn decode_optional(self, text: &str) -> Result<Option<Vec<u8>>, DecodeError> {
+        (text != "-").then(|| self.decode(text)).transpose()
+    }
+}
+
 /// How a client command reaches the cluster.
 #[derive(Clone, Debug, Args)]
 pub struct ClientArgs {
@@ -340,6 +435,9 @@ pub enum CliError {
     /// The client runtime could not start.
     #[error("the client runtime could not start: {0}")]
     Runtime(#[source] std::io::Error),
+    /// A key or value is not in the chosen `--encoding`.
+    #[error(transparent)]
+    Encoding(#[from] DecodeError),
 }
 
 impl CliError {
@@ -354,11 +452,12 @@ impl CliError {
     }
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line; how it ended, for the exit code.
 ///
 /// # Errors
 /// Whatever the command failed with, for a message and a non-zero exit.
-pub fn run(cli: Cli) -> Result<(), CliError> {
+pub fn run(cli: Cli) -> Result<Finished, CliError> {
+    let done = |result: Result<(), CliError>| result.map(|()| Finished::Done);
     match cli.command {
         Commands::Server(args) => {
             init_logs("info");
@@ -368,19 +467,19 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     "# The effective configuration: the embedded default, then the file, then \
                      the flags.\n{effective}"
                 );
-                return Ok(());
+                return Ok(Finished::Done);
             }
             let exit_with_parent = args.exit_with_parent;
             let reread = Box::new(move || server_config(&args).map(|(config, _)| config));
-            Ok(crate::server::run(config, reread, exit_with_parent)?)
+            done(Ok(crate::server::run(config, reread, exit_with_parent)?))
         }
         Commands::Demo(args) => {
             init_logs("warn");
-            Ok(crate::demo::run(&args)?)
+            done(Ok(crate::demo::run(&args)?))
         }
         Commands::Bench(args) => {
             init_logs("warn");
-            Ok(crate::loadgen::run(&args)?)
+            done(Ok(crate::loadgen::run(&args)?))
         }
         Commands::Certs {
             dir,
@@ -405,7 +504,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                         files.serial_hex
                     );
                 }
-                return Ok(());
+                return Ok(Finished::Done);
             }
             if force {
                 for file in ["ca.pem", "ca.key"] {
@@ -421,7 +520,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 files.clients.len(),
                 dir.display()
             );
-            Ok(())
+            Ok(Finished::Done)
         }
         command => {
             init_logs("warn");
@@ -512,77 +611,145 @@ fn path(flag: &str, path: &std::path::Path) -> Result<toml::Value, ConfigError> 
         .ok_or_else(|| ConfigError::Invalid(format!("{flag} {} is not UTF-8", path.display())))
 }
 
-async fn client_command(command: Commands) -> Result<(), CliError> {
-    let bytes = |text: &str| text.as_bytes().to_vec();
-    let optional = |text: &str| (text != "-").then(|| bytes(text));
-    let (client_args, command) = match command {
-        Commands::Get { key, client } => (client, Command::Get { key: bytes(&key) }),
-        Commands::Put { key, value, client } => (
+async fn client_command(command: Commands) -> Result<Finished, CliError> {
+    let (client_args, format, command) = match command {
+        Commands::Get {
+            key,
+            format,
             client,
-            Command::Put {
-                key: bytes(&key),
-                value: bytes(&value),
+        } => (
+            client,
+            format,
+            Command::Get {
+                key: format.decode(&key)?,
             },
         ),
-        Commands::Delete { key, client } => (client, Command::Delete { key: bytes(&key) }),
+        Commands::Put {
+            key,
+            value,
+            format,
+            client,
+        } => (
+            client,
+            format,
+            Command::Put {
+                key: format.decode(&key)?,
+                value: format.decode(&value)?,
+            },
+        ),
+        Commands::Delete {
+            key,
+            format,
+            client,
+        } => (
+            client,
+            format,
+            Command::Delete {
+                key: format.decode(&key)?,
+            },
+        ),
         Commands::Cas {
             key,
             expected,
             new,
+            format,
             client,
         } => (
             client,
+            format,
             Command::CompareAndSwap {
-                key: bytes(&key),
-                expected: optional(&expected),
-                new: optional(&new),
+                key: format.decode(&key)?,
+                expected: format.decode_optional(&expected)?,
+                new: format.decode_optional(&new)?,
             },
         ),
         Commands::Scan {
             start,
             end,
             limit,
+            format,
             client,
         } => (
             client,
+            format,
             Command::Scan {
-                start: bytes(&start),
-                end: end.as_deref().map(bytes),
+                start: format.decode(&start)?,
+                end: end.as_deref().map(|end| format.decode(end)).transpose()?,
                 limit,
             },
         ),
-        Commands::Shell(client) => {
-            let client = Client::connect(client.options()).await?;
-            return Ok(crate::shell::run(&client).await?);
+        command => return admin_command(command).await.map(|()| Finished::Done),
+    };
+    let client = Client::connect(client_args.options()).await?;
+    data_command(&client, format, command).await
+}
+
+/// Runs a get, put, delete, cas or scan and prints its result.
+async fn data_command(
+    client: &Client,
+    format: DataArgs,
+    command: Command,
+) -> Result<Finished, CliError> {
+    let (op, key) = describe(&command);
+    let key = key.to_vec();
+    let reply = try_execute(client, command).await?;
+    let encoding = format.encoding;
+    match format.output.output() {
+        Output::Text => println!("{}", reply.text(encoding)),
+        Output::Json => {
+            let line = OpResult::done(op, &key, &reply, encoding).line();
+            println!("{}", line.map_err(ShellError::Json)?);
         }
-        Commands::Status { json, client } => {
+    }
+    Ok(reply.finished())
+}
+
+/// Runs a client command that is not a data command: the shell, status, node and range.
+async fn admin_command(command: Commands) -> Result<(), CliError> {
+    match command {
+        Commands::Shell {
+            encoding,
+            output,
+            client,
+        } => {
             let client = Client::connect(client.options()).await?;
-            return Ok(crate::status::print_status(&client, json).await?);
+            Ok(crate::shell::run(&client, encoding, output).await?)
+        }
+        Commands::Status { output, client } => {
+            let client = Client::connect(client.options()).await?;
+            let json = output.output() == Output::Json;
+            Ok(crate::status::print_status(&client, json).await?)
         }
         Commands::Node {
             action,
-            json,
+            output,
             client,
         } => {
             let client = Client::connect(client.options()).await?;
-            return Ok(crate::status::node_command(&client, action, json).await?);
+            let json = output.output() == Output::Json;
+            Ok(crate::status::node_command(&client, action, json).await?)
         }
         Commands::Range {
             action,
-            json,
+            output,
             client,
         } => {
             let client = Client::connect(client.options()).await?;
-            return Ok(crate::ranges::range_command(&client, action, json).await?);
+            let json = output.output() == Output::Json;
+            Ok(crate::ranges::range_command(&client, action, json).await?)
         }
-        Commands::Server(_) | Commands::Demo(_) | Commands::Bench(_) | Commands::Certs { .. } => {
-            unreachable!("run() handles the commands that are not client commands")
+        Commands::Server(_)
+        | Commands::Demo(_)
+        | Commands::Bench(_)
+        | Commands::Certs { .. }
+        | Commands::Get { .. }
+        | Commands::Put { .. }
+        | Commands::Delete { .. }
+        | Commands::Cas { .. }
+        | Commands::Scan { .. } => {
+            unreachable!("run() and client_command() handle the commands that are not these")
         }
-    };
-    let client = Client::connect(client_args.options()).await?;
-    let result = crate::shell::try_execute(&client, command).await?;
-    println!("{}", crate::shell::human_result(&result));
-    Ok(())
+    }
 }
 
 /// Removes `path` unless it is already gone.

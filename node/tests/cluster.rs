@@ -607,8 +607,9 @@ fn the_cli_and_shell_work_and_bad_input_gets_a_clear_error() {
         ),
         "{error}"
     );
+    // Absent: `get` prints so and exits 3 (not 0), which `ok` reads as a failure.
     let (ok, stdout, _) = run(&["get", "huge"], None);
-    assert!(ok && stdout.trim() == "(absent)", "{stdout}");
+    assert!(!ok && stdout.trim() == "(absent)", "{stdout}");
 
     let (ok, stdout, stderr) = run(&["status", "--json"], None);
     assert!(ok, "{stderr}");
