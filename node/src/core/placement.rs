@@ -8,7 +8,7 @@
 
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use flotilla_raft::{
-    ChangeStep, GroupId, HardState, LogIndex, Membership, NodeId, Note, Role, Snapshot,
+    ChangeStep, GroupId, HardState, LogIndex, Membership, NodeId, Note, Role, Snapshot, Term,
 };
 use flotilla_shard_manager::placement::{
     ClusterView, Liveness, NodeState, NodeView, PlacementConfig, PlacementDriver, RangeView,
@@ -61,9 +61,11 @@ pub(super) struct Placement {
     driver: PlacementDriver,
     /// Since when (wall ms) this node leads the meta group, while it does.
     leading_since_ms: Option<u64>,
-    /// The meta index of this leader's last placement proposal: the driver ticks again only
-    /// once it is applied, so it never decides twice on the same view.
-    proposed_up_to: LogIndex,
+    /// The meta term and index of this leader's last placement proposal: the driver ticks
+    /// again only once it is applied, so it never decides twice on the same view. A proposal
+    /// of an earlier term no longer holds it back: a leadership lost and won back between two
+    /// rounds may have cut that entry, and nothing else might ever fill the log up to it.
+    proposed_up_to: (Term, LogIndex),
     /// Per range, the newest membership index this leader proposed to record.
     memberships_proposed: BTreeMap<RangeId, u64>,
     /// Per group led, the membership index last reported, and to which meta leader.
@@ -84,7 +86,7 @@ impl Placement {
         Self {
             driver,
             leading_since_ms: None,
-            proposed_up_to: LogIndex(0),
+            proposed_up_to: (Term(0), LogIndex(0)),
             memberships_proposed: BTreeMap::new(),
             reported: BTreeMap::new(),
             reported_to: None,
@@ -376,6 +378,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
+    /// This node's term in the meta group.
+    fn meta_term(&self) -> Term {
+        self.multi
+            .group(META_GROUP)
+            .map_or(Term(0), flotilla_raft::RaftNode::term)
+    }
+
     /// On the meta leader, once it has heard every node for a round: the driver's decisions,
     /// proposed to the meta group.
     fn drive_placement(&mut self) {
@@ -396,7 +405,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if now_ms < since_ms + 2 * round_ms {
             return;
         }
-        if self.machines.applied(META_GROUP) < self.placement.proposed_up_to {
+        let (term, index) = self.placement.proposed_up_to;
+        if self.meta_term() == term && self.machines.applied(META_GROUP) < index {
             return;
         }
         let ready = self
@@ -407,7 +417,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             tracing::debug!(%decision, "placement");
             let command = MetaCommand::Placement(decision);
             match self.multi.propose(META_GROUP, command.encode()) {
-                Ok(index) => self.placement.proposed_up_to = index,
+                Ok(index) => self.placement.proposed_up_to = (self.meta_term(), index),
                 Err(error) => {
                     tracing::debug!(%error, "a placement decision was refused");
                     break;
@@ -706,7 +716,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         };
         tracing::info!(%request, %decision, "a manual operator");
         if let Some(index) = self.propose_admin(MetaCommand::Placement(decision), responder) {
-            self.placement.proposed_up_to = self.placement.proposed_up_to.max(index);
+            self.placement.proposed_up_to =
+                self.placement.proposed_up_to.max((self.meta_term(), index));
         }
     }
 
