@@ -9,7 +9,7 @@ use flotilla_node::local::{LocalCluster, connect_when_ready};
 use serde_json::{Value, json};
 
 mod common;
-use common::{WAIT, binary, runtime};
+use common::{WAIT, binary, run_flotilla, runtime};
 
 /// How one run of `flotilla` ended.
 #[derive(Debug)]
@@ -36,16 +36,7 @@ impl Run {
 
 /// `flotilla ARGS` with `stdin` (a pipe, not a terminal).
 fn flotilla(args: &[&str], stdin: &[u8]) -> Run {
-    use std::io::Write;
-    let mut child = std::process::Command::new(binary())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = run_flotilla(args, stdin);
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
     Run {
         code: output.status.code(),

@@ -451,18 +451,7 @@ fn flotilla(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
 }
 
 fn flotilla_bytes(args: &[&str], stdin: &[u8]) -> (bool, String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(binary())
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    let output = child.wait_with_output().unwrap();
+    let output = common::run_flotilla(args, stdin);
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
     (
         output.status.success(),

@@ -55,3 +55,21 @@ pub(crate) async fn leader_of(
     })
     .await
 }
+
+/// What `flotilla ARGS` printed and how it ended, with `stdin` piped in (so never a terminal).
+#[allow(dead_code)] // only the tests of the command line run the binary as a client
+pub(crate) fn run_flotilla(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the flotilla binary starts");
+    let mut input = child.stdin.take().expect("a piped stdin");
+    input.write_all(stdin).expect("stdin written");
+    drop(input);
+    child.wait_with_output().expect("the flotilla binary ends")
+}

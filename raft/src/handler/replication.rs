@@ -11,6 +11,15 @@ use crate::quorum::quorum_of;
 use crate::timers::Timer;
 use crate::types::{LogId, LogIndex, NodeId};
 
+/// How many entries one AppendEntries may carry.
+#[derive(Clone, Copy)]
+enum Within {
+    /// Up to `append_bytes_max` of them.
+    Bytes,
+    /// One at most (a probe sent again).
+    OneEntry,
+}
+
 impl<L: LogReader> RaftNode<L> {
     /// Leader: every replica of the membership gets a fresh progress, probing from our tail.
     pub(crate) fn reset_progress(&mut self) {
@@ -59,6 +68,11 @@ impl<L: LogReader> RaftNode<L> {
     /// Leader: one AppendEntries to `to` if it is not paused; a snapshot if its next entry
     /// was compacted. Returns whether something was sent.
     pub(crate) fn send_append(&mut self, to: NodeId) -> bool {
+        self.send_append_within(to, Within::Bytes)
+    }
+
+    /// `send_append`, carrying entries within `within`.
+    fn send_append_within(&mut self, to: NodeId, within: Within) -> bool {
         let Some(progress) = self.progress.get(&to) else {
             return false;
         };
@@ -73,7 +87,12 @@ impl<L: LogReader> RaftNode<L> {
             return false;
         }
         let prev_index = next.prev();
-        let entries = match self.read_for_append(prev_index, next, last) {
+        let read_to = match within {
+            Within::Bytes => last,
+            // `[next, next + 1)`, or nothing past the log's end.
+            Within::OneEntry => next.min(last),
+        };
+        let entries = match self.read_for_append(prev_index, next, read_to) {
             Ok(found) => found,
             Err(LogError::Compacted(_)) => return self.send_snapshot(to),
             Err(error) => {
@@ -337,21 +356,7 @@ impl<L: LogReader> RaftNode<L> {
     /// gave it up as silent. One entry (none at the log's end) still acknowledges past
     /// `matched`, so an accepted probe moves the follower to pipelined replication.
     fn send_short_probe(&mut self, to: NodeId) {
-        let Some(progress) = self.progress.get(&to) else {
-            return;
-        };
-        let next = progress.next;
-        let last = self.log.last_index();
-        // `[next, next + 1)`, or nothing past the log's end.
-        match self.read_for_append(next.prev(), next, next.min(last)) {
-            Ok(entries) => {
-                self.send_entries(to, entries);
-            }
-            Err(LogError::Compacted(_)) => {
-                self.send_snapshot(to);
-            }
-            Err(error) => self.fail(error),
-        }
+        self.send_append_within(to, Within::OneEntry);
     }
 
     /// Leader: an empty AppendEntries at the follower's `next`. If pipelined messages were

@@ -77,10 +77,12 @@ impl GroupLog {
     /// The file is missing (`SnapshotTemporarilyUnavailable`), unreadable, or does not match
     /// its marker.
     pub fn load_snapshot(&self) -> Result<Snapshot, LogError> {
-        let Some(marker) = self.with_state(|state| state.snapshot.clone()) else {
-            return Ok(Snapshot::default());
-        };
-        snapfile::load(self.shared.fs.as_ref(), &self.shared.directory, &marker)
+        match self.with_state(|state| state.snapshot.clone()) {
+            Some(marker) => {
+                snapfile::load(self.shared.fs.as_ref(), &self.shared.directory, &marker)
+            }
+            None => Ok(Snapshot::default()),
+        }
     }
 
     fn with_state<R>(&self, read: impl FnOnce(&GroupState) -> R) -> R {
@@ -302,13 +304,11 @@ impl LogReader for GroupLog {
     /// The snapshot to send a follower: read at once when small, else loaded off this thread
     /// (`SnapshotTemporarilyUnavailable` until it is; see `snapshot_loads`).
     fn snapshot(&self) -> Result<Snapshot, LogError> {
-        let Some(marker) = self.with_state(|state| state.snapshot.clone()) else {
-            return Ok(Snapshot::default());
-        };
         let shared = &self.shared;
-        if marker.data_bytes <= shared.config.snapshot_inline_bytes_max {
-            return snapfile::load(shared.fs.as_ref(), &shared.directory, &marker);
-        }
+        let marker = match self.with_state(|state| state.snapshot.clone()) {
+            Some(marker) if marker.data_bytes > shared.config.snapshot_inline_bytes_max => marker,
+            _ => return self.load_snapshot(),
+        };
         let (fs, directory, file) = (
             Arc::clone(&shared.fs),
             shared.directory.clone(),
