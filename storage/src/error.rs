@@ -378,6 +378,14 @@ pub enum SnapshotError {
     /// The body passed its checksum but does not decode.
     #[error("the snapshot body does not decode: {0}")]
     Decode(String),
+    /// Pairs handed to a [`crate::snapshot::SnapshotWriter`] break the file's rules.
+    #[error("snapshot {file} cannot be written: {reason}")]
+    Unwritable {
+        /// The snapshot file.
+        file: PathBuf,
+        /// The rule broken, as a sentence.
+        reason: String,
+    },
     /// A chunk was asked for past the end of the file.
     #[error("chunk at offset {offset} is past the end of the {file_bytes}-byte snapshot")]
     ChunkOutOfRange {

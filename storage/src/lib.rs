@@ -31,11 +31,11 @@ pub use error::{
     RecoveryError, SnapshotError, WriteError,
 };
 pub use file::{FileSystem, RealFs, SegmentFile};
-pub use machine::{SnapshotView, StateMachine};
+pub use machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView, StateMachine};
 
 pub use kv::{Codec, Command, KvStateMachine, Payload, Proposal, Response};
 pub use log::{
     GcStats, GroupLog, LogBinding, LogEngine, RecordLocation, RecoveryReport, TornTail, WriteBatch,
     WriteStats,
 };
-pub use snapshot::{SnapshotFile, decode_snapshot, write_snapshot};
+pub use snapshot::{SnapshotFile, SnapshotWriter, decode_snapshot, write_snapshot};

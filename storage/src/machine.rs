@@ -17,6 +17,10 @@ use std::ops::Bound;
 /// A pair of a range: key and value.
 pub type Pair = (Vec<u8>, Vec<u8>);
 
+/// The bytes a pair takes in the snapshot format beyond its key and value (two `u32` lengths),
+/// which [`SnapshotView::next_chunk`] counts.
+pub const PAIR_FRAMING_BYTES: usize = 8;
+
 /// The applied state of one range.
 pub trait StateMachine: Send {
     /// The range's group.
@@ -106,8 +110,9 @@ pub trait SnapshotView: Send {
     /// The session table at the view's entry.
     fn sessions(&self) -> &SessionTable;
 
-    /// Appends the next pairs in key order to `pairs`, up to `chunk_bytes_max` key and value
-    /// bytes (at least one pair); false, appending nothing, once every pair was handed out.
+    /// Appends the next pairs in key order to `pairs`, up to `chunk_bytes_max` bytes as the
+    /// snapshot format lays them out (key and value plus 8 bytes of lengths each), at least one
+    /// pair; false, appending nothing, once every pair was handed out.
     ///
     /// # Errors
     /// The engine failed.
@@ -212,7 +217,7 @@ impl SnapshotView for MemoryView {
         let mut bytes = 0usize;
         let mut taken = 0usize;
         for (key, value) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
-            bytes = bytes.saturating_add(key.len() + value.len());
+            bytes = bytes.saturating_add(PAIR_FRAMING_BYTES + key.len() + value.len());
             if bytes > chunk_bytes_max && taken > 0 {
                 break;
             }

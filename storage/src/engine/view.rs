@@ -7,7 +7,7 @@ use super::keys;
 use super::meta::RangeMeta;
 use crate::error::EngineError;
 use crate::kv::SessionTable;
-use crate::machine::{Pair, SnapshotView};
+use crate::machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView};
 use flotilla_raft::{GroupId, LogId};
 use std::sync::Arc;
 
@@ -71,7 +71,7 @@ impl SnapshotView for DiskView {
         self.view
             .scan(&self.next_key, &end, &mut |key, value| {
                 let user_key = keys::user_key(key);
-                bytes = bytes.saturating_add(user_key.len() + value.len());
+                bytes = bytes.saturating_add(PAIR_FRAMING_BYTES + user_key.len() + value.len());
                 if bytes > chunk_bytes_max && last_key.is_some() {
                     return false;
                 }

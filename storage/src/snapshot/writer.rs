@@ -1,16 +1,19 @@
-//! Writing a snapshot: streams the pairs of a `KvSnapshotSource` or of a `SnapshotView` (pulled
-//! in chunks) to a temporary file while computing the checksum, then the session table, syncs
-//! it, and renames it into place. Runs on any thread.
+//! Writing a snapshot: streams the pairs of a `KvSnapshotSource`, of a `SnapshotView` (pulled
+//! in chunks) or handed to a `SnapshotWriter` one by one to a temporary file while computing
+//! the checksum, then the session table, syncs it, and renames it into place. Runs on any
+//! thread.
 
 use super::format::{HEADER_BYTES, SnapshotHeader};
 use super::reader::SnapshotFile;
 use crate::error::{EngineError, MachineError, SnapshotError};
 use crate::kv::KvSnapshotSource;
+use crate::kv::SessionTable;
 use crate::machine::SnapshotView;
+use flotilla_raft::{GroupId, LogId};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The header of `source`, given its encoded session table.
 fn header_of(source: &KvSnapshotSource, sessions: &[u8]) -> SnapshotHeader {
@@ -109,55 +112,197 @@ fn write_file(path: &Path, source: &KvSnapshotSource) -> io::Result<()> {
     file.sync_all()
 }
 
-/// What streaming a view can fail with: its engine, or the file written to.
-enum StreamError {
-    Engine(EngineError),
+/// The pairs section as it is written: each pair checked to come after the one before, its
+/// length-prefixed key and value written to `out` and added to the checksum.
+struct BodyEncoder<W> {
+    out: W,
+    checksum: u32,
+    pair_count: u64,
+    body_bytes: u64,
+    /// The last key written (its buffer is reused).
+    last_key: Option<Vec<u8>>,
+}
+
+impl<W: Write> BodyEncoder<W> {
+    /// An encoder whose checksum starts over the header `fields`.
+    fn new(out: W, fields: &[u8]) -> Self {
+        Self {
+            out,
+            checksum: crc32c::crc32c(fields),
+            pair_count: 0,
+            body_bytes: 0,
+            last_key: None,
+        }
+    }
+
+    /// Writes one pair; refused (the rule, as a sentence) unless its key comes after the
+    /// last one, or when a key or value is 4 GiB or longer.
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), PushError> {
+        if self.last_key.as_deref().is_some_and(|last| last >= key) {
+            return Err(PushError::Rule(
+                "the pairs are not in strictly ascending key order".into(),
+            ));
+        }
+        for field in [key, value] {
+            let length = u32::try_from(field.len())
+                .map_err(|_| PushError::Rule("a key or value is 4 GiB or longer".into()))?
+                .to_le_bytes();
+            self.out.write_all(&length).map_err(PushError::Io)?;
+            self.out.write_all(field).map_err(PushError::Io)?;
+            self.checksum = crc32c::crc32c_append(self.checksum, &length);
+            self.checksum = crc32c::crc32c_append(self.checksum, field);
+            self.body_bytes += 4 + field.len() as u64;
+        }
+        self.pair_count += 1;
+        let last = self.last_key.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(key);
+        Ok(())
+    }
+
+    /// Writes the session section after the pairs, once they are as many as `header` says;
+    /// returns the output and the checksum over everything.
+    fn finish(mut self, header: &SnapshotHeader, sessions: &[u8]) -> Result<(W, u32), PushError> {
+        if (self.pair_count, self.body_bytes) != (header.pair_count, header.body_bytes) {
+            return Err(PushError::Rule(format!(
+                "{} pairs of {} bytes were written where the header says {} pairs of {} bytes",
+                self.pair_count, self.body_bytes, header.pair_count, header.body_bytes
+            )));
+        }
+        self.out.write_all(sessions).map_err(PushError::Io)?;
+        Ok((self.out, crc32c::crc32c_append(self.checksum, sessions)))
+    }
+}
+
+/// Why a pair or the end of the pairs could not be written.
+enum PushError {
+    /// A rule of the format (the rule, as a sentence).
+    Rule(String),
+    /// The output failed.
     Io(io::Error),
 }
 
-/// Streams the pairs of `view`, pulled in chunks of `chunk_bytes_max` bytes, then its session
-/// table to `out`; returns the header and the checksum over its fields and everything written.
-///
-/// # Panics
-/// If the view hands out other pairs than it counts: a bug in the view.
-fn stream_view(
-    view: &mut dyn SnapshotView,
-    chunk_bytes_max: usize,
-    out: &mut impl Write,
-) -> Result<(SnapshotHeader, u32), StreamError> {
-    let sessions = postcard::to_allocvec(view.sessions()).expect("encoding into a Vec cannot fail");
-    let header = SnapshotHeader {
-        group: view.group(),
-        applied: view.applied(),
-        pair_count: view.pair_count(),
-        body_bytes: view.pair_count() * 8 + view.stored_bytes(),
-        session_bytes: sessions.len() as u64,
-    };
-    let mut checksum = crc32c::crc32c(&header.fields());
-    let mut pairs = Vec::new();
-    let (mut pair_count, mut body_bytes) = (0u64, 0u64);
-    while view
-        .next_chunk(chunk_bytes_max, &mut pairs)
-        .map_err(StreamError::Engine)?
-    {
-        pair_count += pairs.len() as u64;
-        for (key, value) in pairs.drain(..) {
-            for field in [key, value] {
-                let length = u32::try_from(field.len())
-                    .map_err(|error| StreamError::Io(io::Error::other(error)))?
-                    .to_le_bytes();
-                out.write_all(&length).map_err(StreamError::Io)?;
-                out.write_all(&field).map_err(StreamError::Io)?;
-                checksum = crc32c::crc32c_append(checksum, &length);
-                checksum = crc32c::crc32c_append(checksum, &field);
-                body_bytes += 4 + field.len() as u64;
-            }
+/// A snapshot file written from pairs handed over in ascending key order (from a remote read
+/// view, say), with memory for one pair: a temporary file, then the header once the pairs and
+/// the session table are in, synced and renamed into place by [`SnapshotWriter::finish`]. The
+/// header's counts are given up front and checked at the end.
+pub struct SnapshotWriter {
+    path: PathBuf,
+    temporary: PathBuf,
+    header: SnapshotHeader,
+    sessions: Vec<u8>,
+    body: BodyEncoder<BufWriter<File>>,
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SnapshotWriter")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .field("pairs_written", &self.body.pair_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotWriter {
+    /// Starts the snapshot of `group` at `applied` in `path` (written as `path` with the
+    /// extension `tmp` until [`SnapshotWriter::finish`]): `pair_count` pairs of `stored_bytes`
+    /// key and value bytes in all, then `sessions`.
+    ///
+    /// # Errors
+    /// The temporary file could not be created.
+    pub fn create(
+        path: &Path,
+        (group, applied): (GroupId, LogId),
+        (pair_count, stored_bytes): (u64, u64),
+        sessions: &SessionTable,
+    ) -> Result<Self, SnapshotError> {
+        let sessions = postcard::to_allocvec(sessions).expect("encoding into a Vec cannot fail");
+        let header = SnapshotHeader {
+            group,
+            applied,
+            pair_count,
+            body_bytes: pair_count * 8 + stored_bytes,
+            session_bytes: sessions.len() as u64,
+        };
+        let temporary = path.with_extension("tmp");
+        let io_error = |source| SnapshotError::Io {
+            file: temporary.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)
+            .map_err(io_error)?;
+        let mut out = BufWriter::new(file);
+        out.write_all(&[0; HEADER_BYTES]).map_err(io_error)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            temporary: temporary.clone(),
+            body: BodyEncoder::new(out, &header.fields()),
+            header,
+            sessions,
+        })
+    }
+
+    /// Appends one pair; its key must come after the last one's.
+    ///
+    /// # Errors
+    /// The key is out of order, a key or value is 4 GiB or longer, or the file failed.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), SnapshotError> {
+        let error = self.push_error();
+        self.body.push(key, value).map_err(error)
+    }
+
+    /// Ends the file: checks the pairs against the counts given to `create`, writes the
+    /// session table and the header, syncs the file, renames it to its path, syncs the
+    /// directory, and opens it (verifying its checksum).
+    ///
+    /// # Errors
+    /// The counts differ, or the file system failed.
+    pub fn finish(self) -> Result<SnapshotFile, SnapshotError> {
+        let error = self.push_error();
+        let (out, checksum) = self
+            .body
+            .finish(&self.header, &self.sessions)
+            .map_err(error)?;
+        let io_error = |source| SnapshotError::Io {
+            file: self.temporary.clone(),
+            source,
+        };
+        let file = out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+            .map_err(io_error)?;
+        file.write_all_at(&self.header.encode(checksum), 0)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error)?;
+        std::fs::rename(&self.temporary, &self.path).map_err(io_error)?;
+        if let Some(directory) = self.path.parent() {
+            File::open(directory)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error)?;
+        }
+        SnapshotFile::open(&self.path)
+    }
+
+    /// How a failed push or finish is reported.
+    fn push_error(&self) -> impl Fn(PushError) -> SnapshotError + use<> {
+        let (path, temporary) = (self.path.clone(), self.temporary.clone());
+        move |error| match error {
+            PushError::Rule(reason) => SnapshotError::Unwritable {
+                file: path.clone(),
+                reason,
+            },
+            PushError::Io(source) => SnapshotError::Io {
+                file: temporary.clone(),
+                source,
+            },
         }
     }
-    assert_eq!(pair_count, header.pair_count, "the view counts its pairs");
-    assert_eq!(body_bytes, header.body_bytes, "the view counts its bytes");
-    out.write_all(&sessions).map_err(StreamError::Io)?;
-    Ok((header, crc32c::crc32c_append(checksum, &sessions)))
 }
 
 /// The whole snapshot of `view` in the snapshot format, its pairs pulled in chunks of
@@ -166,16 +311,36 @@ fn stream_view(
 ///
 /// # Errors
 /// The engine behind the view failed.
+///
+/// # Panics
+/// If the view hands out pairs out of order or other pairs than it counts, or a key or value
+/// of 4 GiB: a bug in the view.
 pub fn encode_view(
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<Vec<u8>, EngineError> {
-    let mut body = Vec::new();
-    let (header, checksum) = match stream_view(view, chunk_bytes_max, &mut body) {
-        Ok(done) => done,
-        Err(StreamError::Engine(error)) => return Err(error),
-        Err(StreamError::Io(error)) => panic!("a key or value over 4 GiB: {error}"),
+    let sessions = postcard::to_allocvec(view.sessions()).expect("encoding into a Vec cannot fail");
+    let header = SnapshotHeader {
+        group: view.group(),
+        applied: view.applied(),
+        pair_count: view.pair_count(),
+        body_bytes: view.pair_count() * 8 + view.stored_bytes(),
+        session_bytes: sessions.len() as u64,
     };
+    let mut body = BodyEncoder::new(Vec::new(), &header.fields());
+    let mut pairs = Vec::new();
+    fn broken<T>(error: PushError) -> T {
+        match error {
+            PushError::Rule(reason) => panic!("the view broke the snapshot format: {reason}"),
+            PushError::Io(error) => panic!("writing to a Vec failed: {error}"),
+        }
+    }
+    while view.next_chunk(chunk_bytes_max, &mut pairs)? {
+        for (key, value) in pairs.drain(..) {
+            body.push(&key, &value).unwrap_or_else(broken);
+        }
+    }
+    let (body, checksum) = body.finish(&header, &sessions).unwrap_or_else(broken);
     let mut bytes = header.encode(checksum);
     bytes.extend_from_slice(&body);
     Ok(bytes)
@@ -186,42 +351,24 @@ pub fn encode_view(
 /// any thread while the range goes on applying.
 ///
 /// # Errors
-/// The engine behind the view or the file system failed, or a key or value is over 4 GiB.
+/// The engine behind the view or the file system failed, the view handed out pairs out of
+/// order or other pairs than it counts, or a key or value is over 4 GiB.
 pub fn write_view(
     path: &Path,
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<SnapshotFile, MachineError> {
-    let io_error = |source| SnapshotError::Io {
-        file: path.to_path_buf(),
-        source,
-    };
-    let temporary = path.with_extension("tmp");
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temporary)
-        .map_err(io_error)?;
-    let mut out = BufWriter::new(file);
-    out.write_all(&[0; HEADER_BYTES]).map_err(io_error)?;
-    let (header, checksum) =
-        stream_view(view, chunk_bytes_max, &mut out).map_err(|error| match error {
-            StreamError::Engine(error) => MachineError::Engine(error),
-            StreamError::Io(source) => MachineError::Snapshot(io_error(source)),
-        })?;
-    let file = out
-        .into_inner()
-        .map_err(io::IntoInnerError::into_error)
-        .map_err(io_error)?;
-    file.write_all_at(&header.encode(checksum), 0)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error)?;
-    std::fs::rename(&temporary, path).map_err(io_error)?;
-    if let Some(directory) = path.parent() {
-        File::open(directory)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error)?;
+    let mut writer = SnapshotWriter::create(
+        path,
+        (view.group(), view.applied()),
+        (view.pair_count(), view.stored_bytes()),
+        view.sessions(),
+    )?;
+    let mut pairs = Vec::new();
+    while view.next_chunk(chunk_bytes_max, &mut pairs)? {
+        for (key, value) in pairs.drain(..) {
+            writer.push(&key, &value)?;
+        }
     }
-    Ok(SnapshotFile::open(path)?)
+    Ok(writer.finish()?)
 }
