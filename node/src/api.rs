@@ -9,6 +9,7 @@ use flotilla_shard_manager::{Directory, Epoch, RangeMap};
 use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Command, Response};
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 /// One request on a client stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +92,29 @@ pub enum Request {
         address: String,
         /// The id of its data directory.
         data_directory: u128,
+    },
+    // Appended: the wire encodes a request by its position.
+    /// Opens a backup view of `group` at the range leader: a read view of the whole range at
+    /// one applied entry, at or after a ReadIndex confirmed when it opened (so it holds every
+    /// write acknowledged before), answered `BackupOpened`. Drained with `BackupChunk`; the
+    /// node drops it once drained, on `BackupClose`, or when it is idle too long.
+    BackupOpen {
+        /// The group the client's map says serves the range.
+        group: GroupId,
+        /// The epoch of the client's map.
+        epoch: Epoch,
+    },
+    /// The next pairs of an open backup view, in key order.
+    BackupChunk {
+        /// The view's range (checked: a view is only read for its own range).
+        group: GroupId,
+        /// The view `BackupOpened` named.
+        view: u64,
+    },
+    /// Drops a backup view before it is drained (a backup that gave up).
+    BackupClose {
+        /// The view.
+        view: u64,
     },
 }
 
@@ -199,6 +223,30 @@ pub enum Reply {
         /// The current directory.
         directory: Directory,
     },
+    /// A backup view was opened.
+    BackupOpened(BackupView),
+    /// The next pairs of a backup view, in key order.
+    BackupChunk {
+        /// The pairs (key, value); empty only with `done`.
+        pairs: Vec<(ByteBuf, ByteBuf)>,
+        /// Whether every pair was handed out (the node dropped the view).
+        done: bool,
+    },
+}
+
+/// A backup view of one range: what its snapshot file's header states.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupView {
+    /// Names the view in `BackupChunk` and `BackupClose`.
+    pub view: u64,
+    /// The range's group.
+    pub group: GroupId,
+    /// The last entry the view holds.
+    pub applied: flotilla_raft::LogId,
+    /// How many pairs it holds.
+    pub pair_count: u64,
+    /// Their key and value bytes.
+    pub stored_bytes: u64,
 }
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
@@ -303,6 +351,22 @@ pub enum ApiError {
     /// final, nothing changed.
     #[error("the cluster refused the command: {0}")]
     AdminRefused(String),
+    /// The backup view is not open on this node: it was drained, closed, dropped for being
+    /// idle longer than `backup.view_idle_ms`, or the node restarted. Open another.
+    #[error("backup view {view} is not open on this node; open the range's view again")]
+    NoBackupView {
+        /// The view.
+        view: u64,
+    },
+    /// The node holds `backup.views_max` backup views already.
+    #[error(
+        "the node holds {open} backup views, its limit (backup.views_max); \
+         try again once a backup finished"
+    )]
+    BackupViewsFull {
+        /// Views open.
+        open: usize,
+    },
 }
 
 /// One group as a node sees it.

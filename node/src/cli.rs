@@ -239,6 +239,33 @@ pub enum Commands {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Back up every range into a new directory: one checksummed snapshot file per range,
+    /// each holding its range at one applied entry with every write acknowledged before the
+    /// backup reached that range (ranges are read one after another, not at one moment), and
+    /// a manifest written last. Needs an admin client certificate.
+    Backup {
+        /// The directory to write (created; it must be empty).
+        #[arg(long)]
+        to: PathBuf,
+        /// Text or JSON (the manifest).
+        #[command(flatten)]
+        output: OutputArgs,
+        /// How to reach the cluster.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write one node's data directory of a new cluster from a backup (offline): verify every
+    /// file against the manifest, place the backup's ranges on the initial cluster as a first
+    /// start would, and start each range this node hosts from its file. Give it the flags
+    /// `flotilla server` will get, on every initial node, then start the servers.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// The node's configuration, as `flotilla server` takes it.
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Create a cluster CA and node and client certificates (for development).
     Certs {
         /// Where to write them.
@@ -438,6 +465,9 @@ pub enum CliError {
     /// A key or value is not in the chosen `--encoding`.
     #[error(transparent)]
     Encoding(#[from] DecodeError),
+    /// The backup or the restore failed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl CliError {
@@ -519,6 +549,24 @@ pub fn run(cli: Cli) -> Result<Finished, CliError> {
                 files.nodes.len(),
                 files.clients.len(),
                 dir.display()
+            );
+            Ok(Finished::Done)
+        }
+        Commands::Restore { from, server } => {
+            init_logs("warn");
+            let (config, _) = server_config(&server)?;
+            let restored = crate::backup::restore(&from, &config)?;
+            println!(
+                "restored node {} in {}: {} of the backup's {} ranges (groups {:?})",
+                restored.node.0,
+                restored.data_dir.display(),
+                restored.groups.len(),
+                restored.range_count,
+                restored
+                    .groups
+                    .iter()
+                    .map(|group| group.0)
+                    .collect::<Vec<_>>()
             );
             Ok(Finished::Done)
         }
@@ -738,7 +786,38 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
             let json = output.output() == Output::Json;
             Ok(crate::ranges::range_command(&client, action, json).await?)
         }
+        Commands::Backup { to, output, client } => {
+            let cluster_id = client.identity.cluster_id.clone();
+            let client = Client::connect(client.options()).await?;
+            let json = output.output() == Output::Json;
+            let manifest = crate::backup::backup(&client, &cluster_id, &to, |range| {
+                if !json {
+                    println!(
+                        "range {} (group {}): {} pairs at index {} from node {}",
+                        range.range,
+                        range.group,
+                        range.pair_count,
+                        range.applied_index,
+                        range.read_from
+                    );
+                }
+            })
+            .await?;
+            if json {
+                let text = serde_json::to_string(&manifest).map_err(ShellError::Json)?;
+                println!("{text}");
+            } else {
+                let pairs: u64 = manifest.ranges.iter().map(|range| range.pair_count).sum();
+                println!(
+                    "backed up {} ranges, {pairs} pairs, into {}",
+                    manifest.ranges.len(),
+                    to.display()
+                );
+            }
+            Ok(())
+        }
         Commands::Server(_)
+        | Commands::Restore { .. }
         | Commands::Demo(_)
         | Commands::Bench(_)
         | Commands::Certs { .. }

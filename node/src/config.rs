@@ -367,6 +367,11 @@ pub struct Limits {
     /// Free disk space below which writes that add data are refused, so the log always has
     /// room to finish the writes Raft has started.
     pub disk_reserve_bytes: u64,
+    /// Backup views (`flotilla backup`) open at once on this node; each holds its range's
+    /// state as it was when opened, so a write to the range after it copies that state.
+    pub backup_views_max: usize,
+    /// A backup view nobody asked for pairs for this long is dropped.
+    pub backup_view_idle_ms: u64,
 }
 
 /// A configuration that cannot be used.
@@ -612,6 +617,18 @@ impl NodeConfig {
                 "limits.key_bytes_max and limits.pending_requests_max must be at least 1".into(),
             );
         }
+        if !(1..=1024).contains(&self.limits.backup_views_max) {
+            return fail(format!(
+                "limits.backup_views_max must be 1 to 1024, not {}",
+                self.limits.backup_views_max
+            ));
+        }
+        if !(1_000..=86_400_000).contains(&self.limits.backup_view_idle_ms) {
+            return fail(format!(
+                "limits.backup_view_idle_ms must be 1000 to 86400000 (a day), not {}",
+                self.limits.backup_view_idle_ms
+            ));
+        }
         self.sessions.validate()?;
         self.access.validate()?;
         self.http.validate()?;
@@ -816,6 +833,7 @@ impl NodeConfig {
         crate::server::StreamBounds {
             requests_max: self.limits.stream_requests_max,
             answer_bytes_max: self.limits.stream_answer_bytes_max,
+            key_bytes_max: self.limits.key_bytes_max,
             value_bytes_max: self.limits.value_bytes_max,
             scan_bytes_max: self.tuning.scan_bytes_max,
         }
@@ -1296,6 +1314,10 @@ mod tests {
                 (|c: &mut NodeConfig| c.sessions.expiry_seconds = 0) as fn(&mut NodeConfig),
             ),
             ("sessions.per_range_max", |c| c.sessions.per_range_max = 0),
+            ("limits.backup_views_max", |c| c.limits.backup_views_max = 0),
+            ("limits.backup_view_idle_ms", |c| {
+                c.limits.backup_view_idle_ms = 999
+            }),
             ("sessions.results_per_session_max", |c| {
                 c.sessions.results_per_session_max = 70_000
             }),

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod config;

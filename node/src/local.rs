@@ -70,6 +70,14 @@ pub enum LocalError {
         /// Why.
         source: std::io::Error,
     },
+    /// `flotilla restore` failed for a node.
+    #[error("the restore of node {node} failed: {output}")]
+    Restore {
+        /// The node.
+        node: u64,
+        /// What it printed on stderr.
+        output: String,
+    },
     /// No node answered with the range map in time.
     #[error("the cluster did not start within {seconds} s: {source}")]
     NotStarted {
@@ -142,8 +150,80 @@ impl LocalCluster {
         Self::start_inner(binary, dir, (nodes, groups), None, true)
     }
 
+    /// Makes certificates in `dir` and starts `nodes` servers on data directories written
+    /// first by `flotilla restore --from backup` (each node's, with the flags its server gets).
+    ///
+    /// # Errors
+    /// Certificates, ports or processes could not be made, or a restore failed (its output).
+    pub fn start_restored(
+        binary: &Path,
+        dir: &Path,
+        nodes: u64,
+        backup: &Path,
+    ) -> Result<Self, LocalError> {
+        let mut cluster = Self::prepare(dir, (nodes, 1), None, false)?;
+        for index in 0..nodes {
+            let node = NodeId(index + 1);
+            let args = cluster
+                .node_args(node, &cluster.data_dir(node))
+                .map_err(|source| LocalError::Spawn {
+                    node: node.0,
+                    source,
+                })?;
+            let output = std::process::Command::new(binary)
+                .arg("restore")
+                .arg("--from")
+                .arg(backup)
+                .args(args)
+                .output()
+                .map_err(|source| LocalError::Spawn {
+                    node: node.0,
+                    source,
+                })?;
+            if !output.status.success() {
+                return Err(LocalError::Restore {
+                    node: node.0,
+                    output: String::from_utf8_lossy(&output.stderr).into_owned(),
+                });
+            }
+        }
+        cluster.spawn_all(binary)?;
+        Ok(cluster)
+    }
+
     fn start_inner(
         binary: &Path,
+        dir: &Path,
+        (nodes, groups): (u64, u64),
+        config: Option<PathBuf>,
+        http: bool,
+    ) -> Result<Self, LocalError> {
+        let mut cluster = Self::prepare(dir, (nodes, groups), config, http)?;
+        cluster.spawn_all(binary)?;
+        Ok(cluster)
+    }
+
+    /// Starts every node of a prepared cluster.
+    fn spawn_all(&mut self, binary: &Path) -> Result<(), LocalError> {
+        let ids: Vec<NodeId> = self
+            .endpoints
+            .iter()
+            .map(|endpoint| endpoint.node)
+            .collect();
+        for node in ids {
+            let child = self
+                .spawn(binary, node)
+                .map_err(|source| LocalError::Spawn {
+                    node: node.0,
+                    source,
+                })?;
+            self.children.push((node, Some(child)));
+        }
+        Ok(())
+    }
+
+    /// Certificates in `dir`, a free address per node: a cluster with no process yet.
+    fn prepare(
         dir: &Path,
         (nodes, groups): (u64, u64),
         config: Option<PathBuf>,
@@ -169,7 +249,7 @@ impl LocalCluster {
             .map(|&node| Ok((node, free_tcp_address()?)))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(LocalError::NoPort)?;
-        let mut cluster = Self {
+        Ok(Self {
             dir: dir.to_path_buf(),
             endpoints,
             http,
@@ -177,17 +257,7 @@ impl LocalCluster {
             initial: ids.len(),
             groups,
             config,
-        };
-        for node in ids {
-            let child = cluster
-                .spawn(binary, node)
-                .map_err(|source| LocalError::Spawn {
-                    node: node.0,
-                    source,
-                })?;
-            cluster.children.push((node, Some(child)));
-        }
-        Ok(cluster)
+        })
     }
 
     /// The data directory of node `node`.
@@ -257,6 +327,23 @@ impl LocalCluster {
         data_dir: &Path,
         log: &Path,
     ) -> std::io::Result<Child> {
+        let args = self.node_args(node, data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        std::process::Command::new(binary)
+            .arg("server")
+            .args(args)
+            .arg("--exit-with-parent")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+    }
+
+    /// The flags that make `flotilla server` node `node` of this cluster on `data_dir`.
+    fn node_args(&self, node: NodeId, data_dir: &Path) -> std::io::Result<Vec<String>> {
         let endpoint = self
             .endpoints
             .iter()
@@ -266,41 +353,32 @@ impl LocalCluster {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let joins = !initial.contains(&endpoint.to_string());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?;
-        let mut command = std::process::Command::new(binary);
-        command.arg("server");
+        let mut args = Vec::new();
+        let mut flag = |name: &str, value: String| {
+            args.push(format!("--{name}"));
+            args.push(value);
+        };
         if let Some(config) = &self.config {
-            command.arg("--config").arg(config);
+            flag("config", config.display().to_string());
         }
         if let Some((_, http)) = self.http.iter().find(|(id, _)| *id == node) {
-            command.args(["--http-listen", &http.to_string()]);
+            flag("http-listen", http.to_string());
         }
-        command
-            .args(["--node-id", &node.0.to_string()])
-            .args(["--listen", &endpoint.address.to_string()])
-            .args(["--data-dir", &data_dir.display().to_string()])
-            .args(["--tls-dir", &self.dir.join("certs").display().to_string()])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(if joins {
-                vec!["--join".to_string(), initial.join(",")]
-            } else {
-                Vec::new()
-            })
-            .args(["--groups", &self.groups.to_string()])
-            .args(["--cluster-id", CLUSTER])
-            .arg("--exit-with-parent")
-            // Small segments: each is zero-filled when created, and a local cluster is small.
-            .args(["--segment-mib", "16"])
-            // The nodes share this machine: one network thread each (measured faster on 2 cores).
-            .args(["--network-threads", "1"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
+        flag("node-id", node.0.to_string());
+        flag("listen", endpoint.address.to_string());
+        flag("data-dir", data_dir.display().to_string());
+        flag("tls-dir", self.dir.join("certs").display().to_string());
+        flag("initial-cluster", initial.join(","));
+        if !initial.contains(&endpoint.to_string()) {
+            flag("join", initial.join(","));
+        }
+        flag("groups", self.groups.to_string());
+        flag("cluster-id", CLUSTER.to_string());
+        // Small segments: each is zero-filled when created, and a local cluster is small.
+        flag("segment-mib", "16".to_string());
+        // The nodes share this machine: one network thread each (measured faster on 2 cores).
+        flag("network-threads", "1".to_string());
+        Ok(args)
     }
 
     /// Client options for this cluster.

@@ -2,6 +2,7 @@
 //! (typed refusals), then proposed to their group's log or started as a ReadIndex read. Writes
 //! in a session carry this node's clock as their log time.
 
+use super::waiting::ReadOp;
 use super::{BatchSink, NodeCore, Respond};
 use crate::api::ApiError;
 use flotilla_raft::{GroupId, MultiError, ProposeError};
@@ -26,11 +27,46 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if self.config.mutation == super::CoreMutation::ReadWithoutReadIndex {
             return self.read_locally(group, &command, responder);
         }
-        let context = self.waiting.add_read(group, command, responder);
+        let context = self.waiting.add_read(group, ReadOp::Kv(command), responder);
         if let Err(error) = self.multi.read_index(group, context) {
             let (_, _, responder) = self.waiting.take_read(context).expect("just added");
             responder.answer(Err(self.refusal(group, error)));
         }
+    }
+
+    /// Opens a backup view of `group` once a ReadIndex confirms this replica leads and the
+    /// range applied what was committed (`serve_reads` opens it).
+    pub(super) fn backup_open(&mut self, group: GroupId, epoch: Epoch, responder: R) {
+        let map = &self.machines.meta().map;
+        if !routed_right(map, epoch) {
+            return responder.answer(Err(ApiError::StaleEpoch {
+                node_epoch: map.epoch(),
+            }));
+        }
+        if group == META_GROUP || !map.ranges().any(|range| range.group == group) {
+            return responder.answer(Err(ApiError::NotServed { group }));
+        }
+        if !self.is_member(group) {
+            return responder.answer(Err(ApiError::NotServed { group }));
+        }
+        if let Err(error) = self.backups.has_room(self.clock.monotonic_ms) {
+            return responder.answer(Err(error));
+        }
+        if self.waiting.len() >= self.config.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let context = self.waiting.add_read(group, ReadOp::OpenBackup, responder);
+        if let Err(error) = self.multi.read_index(group, context) {
+            let (_, _, responder) = self.waiting.take_read(context).expect("just added");
+            responder.answer(Err(self.refusal(group, error)));
+        }
+    }
+
+    /// The next chunk of backup view `view` of `group`.
+    pub(super) fn backup_chunk(&mut self, group: GroupId, view: u64, responder: R) {
+        let chunk_bytes_max = self.config.tuning.scan_bytes_max;
+        let now_ms = self.clock.monotonic_ms;
+        responder.answer(self.backups.chunk((group, view), chunk_bytes_max, now_ms));
     }
 
     /// A write in a session, proposed with this node's clock as its log time.

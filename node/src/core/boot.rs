@@ -5,10 +5,13 @@
 use super::{BatchSink, CoreConfig, CoreError, CoreIdentity, NodeCore, Respond};
 use crate::config::Endpoint;
 use flotilla_raft::{
-    GroupId, LogError, Membership, MultiConfig, MultiError, MultiRaft, NodeId, Persist, Snapshot,
-    SnapshotMeta,
+    GroupId, HardState, LogError, LogId, Membership, MultiConfig, MultiError, MultiRaft, NodeId,
+    Persist, Snapshot, SnapshotMeta,
 };
-use flotilla_shard_manager::{Directory, META_GROUP, MetaState, RangeMap};
+use flotilla_shard_manager::{
+    Directory, Epoch, KeyRange, META_GROUP, MetaState, RangeDescriptor, RangeId, RangeMap,
+    RangeMapError,
+};
 use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError};
 use std::sync::Arc;
 
@@ -44,20 +47,53 @@ pub enum BootError {
 /// sorted `nodes`, `replicas` each.
 #[must_use]
 pub fn initial_meta(nodes: &[Endpoint], groups: u64, replicas: usize) -> MetaState {
-    let ids: Vec<NodeId> = nodes.iter().map(|endpoint| endpoint.node).collect();
-    let replicas = replicas.min(ids.len());
     let map = RangeMap::uniform(groups, |group| {
-        let first = (group.0 - 1) as usize;
-        (0..replicas)
-            .map(|offset| ids[(first + offset) % ids.len()])
-            .collect()
+        placed(nodes, (group.0 - 1) as usize, replicas)
     });
-    let directory = Directory::new(
+    MetaState::new(map, directory_of(nodes))
+}
+
+/// The map and directory every node of a cluster restored from a backup computes alike: the
+/// backup's ranges (their ids, groups and keys), the `index`-th in key order on nodes
+/// `index, index+1, ...` (mod the node count) of the sorted `nodes`, `replicas` each.
+///
+/// # Errors
+/// The ranges do not tile the key space.
+pub fn restored_meta(
+    ranges: impl IntoIterator<Item = (RangeId, GroupId, KeyRange)>,
+    nodes: &[Endpoint],
+    replicas: usize,
+) -> Result<MetaState, RangeMapError> {
+    let mut ranges: Vec<_> = ranges.into_iter().collect();
+    ranges.sort_by(|a, b| a.2.start.cmp(&b.2.start));
+    let descriptors = ranges
+        .into_iter()
+        .enumerate()
+        .map(|(index, (id, group, keys))| RangeDescriptor {
+            id,
+            keys,
+            group,
+            replicas: placed(nodes, index, replicas),
+        })
+        .collect();
+    let map = RangeMap::new(descriptors, Epoch(1))?;
+    Ok(MetaState::new(map, directory_of(nodes)))
+}
+
+/// The replicas of the `index`-th range: `replicas` nodes of `nodes` from the `index`-th on.
+fn placed(nodes: &[Endpoint], index: usize, replicas: usize) -> Vec<NodeId> {
+    let ids: Vec<NodeId> = nodes.iter().map(|endpoint| endpoint.node).collect();
+    (0..replicas.min(ids.len()))
+        .map(|offset| ids[(index + offset) % ids.len()])
+        .collect()
+}
+
+fn directory_of(nodes: &[Endpoint]) -> Directory {
+    Directory::new(
         nodes
             .iter()
             .map(|endpoint| (endpoint.node, endpoint.address.to_string())),
-    );
-    MetaState::new(map, directory)
+    )
 }
 
 /// First start: persists the initial state of every group `node` hosts, in one write (the
@@ -67,30 +103,82 @@ pub fn initial_meta(nodes: &[Endpoint], groups: u64, replicas: usize) -> MetaSta
 /// The write failed.
 pub fn bootstrap_log(engine: &LogEngine, node: NodeId, meta: &MetaState) -> Result<(), WriteError> {
     let mut batch = WriteBatch::new();
-    let meta_snapshot = Snapshot {
-        meta: SnapshotMeta {
-            last: Default::default(),
-            membership: Membership::with_voters(meta.directory.nodes()),
-        },
-        data: meta.encode(),
-    };
-    batch.persist(
-        META_GROUP,
-        &Persist {
-            snapshot: Some(meta_snapshot),
-            ..Persist::default()
-        },
-    );
-    for range in meta
-        .map
-        .ranges()
-        .filter(|range| range.replicas.contains(&node))
-    {
-        let membership = Membership::with_voters(range.replicas.iter().copied());
-        batch.persist(range.group, &Persist::bootstrap(membership));
+    batch.persist(META_GROUP, &meta_persist(meta));
+    for range in hosted(meta, node) {
+        batch.persist(range.group, &Persist::bootstrap(voters(range)));
     }
     engine.write(batch)?;
     Ok(())
+}
+
+/// First start of a node of a cluster restored from a backup: as `bootstrap_log`, but each
+/// range `node` hosts starts from the state `restored` gives for its group, at the entry the
+/// backup read it at (a snapshot there, and that entry's term as the replica's term, so the
+/// restored cluster's leaders are elected past it). One write per range, so memory holds one
+/// range's snapshot at a time; the data directory's bootstrap marker makes them one.
+///
+/// # Errors
+/// `restored` failed, or a write failed.
+pub fn bootstrap_restored<E: From<WriteError>>(
+    engine: &LogEngine,
+    node: NodeId,
+    meta: &MetaState,
+    mut restored: impl FnMut(GroupId) -> Result<(LogId, Vec<u8>), E>,
+) -> Result<(), E> {
+    for range in hosted(meta, node) {
+        let (last, data) = restored(range.group)?;
+        let mut batch = WriteBatch::new();
+        batch.persist(
+            range.group,
+            &Persist {
+                snapshot: Some(Snapshot {
+                    meta: SnapshotMeta {
+                        last,
+                        membership: voters(range),
+                    },
+                    data,
+                }),
+                hard_state: Some(HardState {
+                    term: last.term,
+                    vote: None,
+                    commit: last.index,
+                }),
+                ..Persist::default()
+            },
+        );
+        engine.write(batch)?;
+    }
+    let mut batch = WriteBatch::new();
+    batch.persist(META_GROUP, &meta_persist(meta));
+    engine.write(batch)?;
+    Ok(())
+}
+
+/// The meta group's first state on an initial node: a snapshot of `meta` before any entry,
+/// every node of the directory a voter.
+fn meta_persist(meta: &MetaState) -> Persist {
+    Persist {
+        snapshot: Some(Snapshot {
+            meta: SnapshotMeta {
+                last: LogId::default(),
+                membership: Membership::with_voters(meta.directory.nodes()),
+            },
+            data: meta.encode(),
+        }),
+        ..Persist::default()
+    }
+}
+
+/// The ranges `node` hosts in `meta`'s map.
+fn hosted(meta: &MetaState, node: NodeId) -> impl Iterator<Item = &RangeDescriptor> {
+    meta.map
+        .ranges()
+        .filter(move |range| range.replicas.contains(&node))
+}
+
+/// A range's replicas, every one a voter.
+fn voters(range: &RangeDescriptor) -> Membership {
+    Membership::with_voters(range.replicas.iter().copied())
 }
 
 /// First start of a node that joined a running cluster: its meta replica starts from the meta

@@ -5,13 +5,14 @@
 //! grew enough are compacted.
 
 use super::machines::SinceSnapshot;
+use super::waiting::ReadOp;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::{ApiError, Reply};
 use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady,
     ProposeError, Ready,
 };
-use flotilla_storage::WriteBatch;
+use flotilla_storage::{StateMachine, WriteBatch};
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
@@ -187,9 +188,28 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .into_iter();
         let mut served = 0usize;
         for read in servable.by_ref() {
-            let response = machines
-                .kv(read.group)
-                .and_then(|machine| machine.read_bounded(&read.command, scan_bytes_max));
+            let machine = machines.kv(read.group);
+            let command = match read.op {
+                ReadOp::Kv(command) => command,
+                ReadOp::OpenBackup => {
+                    let opened = match machine {
+                        Some(machine) => match StateMachine::snapshot_view(machine) {
+                            Ok(view) => self
+                                .backups
+                                .open(view, self.clock.monotonic_ms)
+                                .map(Reply::BackupOpened),
+                            Err(error) => Err(ApiError::Unavailable(format!(
+                                "the range's view could not be opened: {error}"
+                            ))),
+                        },
+                        None => Err(ApiError::NotServed { group: read.group }),
+                    };
+                    read.responder.answer(opened);
+                    continue;
+                }
+            };
+            let response =
+                machine.and_then(|machine| machine.read_bounded(&command, scan_bytes_max));
             served += response.as_ref().map_or(0, crate::api::kv_answer_bytes);
             let result = response
                 .map(Reply::Kv)

@@ -16,6 +16,7 @@
 //! A `CoreError` means the node must stop: the log or a store can no longer be trusted.
 
 mod admission;
+mod backups;
 pub mod boot;
 mod cycle;
 pub mod histogram;
@@ -223,6 +224,8 @@ pub struct NodeCore<R, S> {
     reads_left: bool,
     /// Reports, the placement driver (on the meta leader), replica creation and destruction.
     placement: placement::Placement,
+    /// Backup views open on this node.
+    backups: backups::BackupViews,
 }
 
 /// What the core has done since start.
@@ -323,7 +326,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (&peer, &directory) in &identity.pins {
             multi.pin_peer(peer, directory);
         }
+        let backups = backups::BackupViews::new(
+            identity.incarnation,
+            config.limits.backup_views_max,
+            config.limits.backup_view_idle_ms,
+        );
         Self {
+            backups,
             registry: Registry::new(config.node, identity),
             config,
             multi,
@@ -378,6 +387,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         {
             self.placement_round();
             self.register_data_directories();
+            self.backups.expire(now_ms);
         }
     }
 
@@ -469,6 +479,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 data_directory,
             } => self.set_address(node, address, data_directory, responder),
             Request::MetaSnapshot => self.meta_snapshot(responder),
+            Request::BackupOpen { group, epoch } => self.backup_open(group, epoch, responder),
+            Request::BackupChunk { group, view } => self.backup_chunk(group, view, responder),
+            Request::BackupClose { view } => {
+                self.backups.close(view);
+                responder.answer(Ok(Reply::Applied));
+            }
         }
     }
 

@@ -8,12 +8,21 @@ use flotilla_raft::{GroupId, LogIndex, Term};
 use flotilla_storage::{Command, Response};
 use rustc_hash::FxHashMap;
 
+/// What a read does once its group applied the index ReadIndex confirmed.
+#[derive(Debug)]
+pub(crate) enum ReadOp {
+    /// Answers a get or a scan.
+    Kv(Command),
+    /// Opens a backup view of the range.
+    OpenBackup,
+}
+
 /// A read confirmed by ReadIndex, waiting for its group to apply `index`.
 #[derive(Debug)]
 pub(crate) struct ConfirmedRead<R> {
     pub(crate) group: GroupId,
     pub(crate) index: LogIndex,
-    pub(crate) command: Command,
+    pub(crate) op: ReadOp,
     pub(crate) responder: R,
 }
 
@@ -24,7 +33,7 @@ pub(crate) struct Waiting<R> {
     /// Proposals whose index this node proposed at again (in a later term, as leader again):
     /// either entry may still be the one applied there. Rare, so a list.
     superseded: Vec<(GroupId, LogIndex, Term, R)>,
-    reads: FxHashMap<u64, (GroupId, Command, R)>,
+    reads: FxHashMap<u64, (GroupId, ReadOp, R)>,
     confirmed: Vec<ConfirmedRead<R>>,
     next_read: u64,
 }
@@ -59,15 +68,14 @@ impl<R: Respond> Waiting<R> {
     }
 
     /// A context for a new read, and the read recorded under it.
-    pub(crate) fn add_read(&mut self, group: GroupId, command: Command, responder: R) -> u64 {
+    pub(crate) fn add_read(&mut self, group: GroupId, op: ReadOp, responder: R) -> u64 {
         self.next_read += 1;
-        self.reads
-            .insert(self.next_read, (group, command, responder));
+        self.reads.insert(self.next_read, (group, op, responder));
         self.next_read
     }
 
     /// Takes back a read whose `read_index` call failed.
-    pub(crate) fn take_read(&mut self, context: u64) -> Option<(GroupId, Command, R)> {
+    pub(crate) fn take_read(&mut self, context: u64) -> Option<(GroupId, ReadOp, R)> {
         self.reads.remove(&context)
     }
 
@@ -134,11 +142,11 @@ impl<R: Respond> Waiting<R> {
 
     /// ReadIndex confirmed the read `context` at `index`.
     pub(crate) fn confirm_read(&mut self, context: u64, index: LogIndex) {
-        if let Some((group, command, responder)) = self.reads.remove(&context) {
+        if let Some((group, op, responder)) = self.reads.remove(&context) {
             self.confirmed.push(ConfirmedRead {
                 group,
                 index,
-                command,
+                op,
                 responder,
             });
         }
@@ -297,7 +305,7 @@ mod tests {
             id: 1,
             answers: Answers::default(),
         };
-        let context = waiting.add_read(GROUP, command, responder);
+        let context = waiting.add_read(GROUP, ReadOp::Kv(command), responder);
         waiting.confirm_read(context, LogIndex(10));
         assert!(waiting.take_servable(|_| LogIndex(9)).is_empty());
         let ready = waiting.take_servable(|_| LogIndex(10));

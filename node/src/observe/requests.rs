@@ -24,11 +24,12 @@ pub(crate) enum Operation {
     Join,
     MetaSnapshot,
     SetAddress,
+    Backup,
 }
 
 impl Operation {
     /// Every operation, in label order.
-    pub(crate) const ALL: [Self; 14] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::Get,
         Self::Put,
         Self::Delete,
@@ -43,6 +44,7 @@ impl Operation {
         Self::Join,
         Self::MetaSnapshot,
         Self::SetAddress,
+        Self::Backup,
     ];
 
     /// The operation `request` asks for (a write in a session by its command).
@@ -64,6 +66,9 @@ impl Operation {
             Request::Join { .. } => Self::Join,
             Request::MetaSnapshot => Self::MetaSnapshot,
             Request::SetAddress { .. } => Self::SetAddress,
+            Request::BackupOpen { .. }
+            | Request::BackupChunk { .. }
+            | Request::BackupClose { .. } => Self::Backup,
         }
     }
 
@@ -84,6 +89,7 @@ impl Operation {
             Self::Join => "join",
             Self::MetaSnapshot => "meta_snapshot",
             Self::SetAddress => "set_address",
+            Self::Backup => "backup",
         }
     }
 }

@@ -130,7 +130,7 @@ fn check_certificate(tls: &TlsSetup, node: NodeId) -> Result<(), ServerError> {
     }
 }
 
-fn new_identity(config: &NodeConfig) -> Result<DirIdentity, ServerError> {
+pub(crate) fn new_identity(config: &NodeConfig) -> Result<DirIdentity, ServerError> {
     let mut bytes = [0; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| ServerError::NoRandomness)?;
@@ -142,7 +142,7 @@ fn new_identity(config: &NodeConfig) -> Result<DirIdentity, ServerError> {
     })
 }
 
-fn open_log(
+pub(crate) fn open_log(
     config: &NodeConfig,
     directory: &DataDir,
     identity: &DirIdentity,

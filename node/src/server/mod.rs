@@ -3,7 +3,7 @@
 //! API — and runs the driver on its own thread until SIGINT or SIGTERM. SIGHUP re-reads the
 //! `[access]` section and the certificate files for new connections.
 
-mod data;
+pub(crate) mod data;
 mod driver;
 mod join;
 pub use driver::DriverError;

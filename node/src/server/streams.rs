@@ -34,6 +34,8 @@ pub(crate) struct StreamBounds {
     pub(crate) requests_max: usize,
     /// Answer bytes reserved for requests in flight plus those waiting for the client.
     pub(crate) answer_bytes_max: usize,
+    /// The largest key.
+    pub(crate) key_bytes_max: usize,
     /// The largest value (what a get or a write may answer with).
     pub(crate) value_bytes_max: usize,
     /// The most key and value bytes of one scan page.
@@ -54,11 +56,14 @@ impl StreamBounds {
             Request::RangeMap | Request::Status | Request::Placement | Request::MetaSnapshot => {
                 OTHER_ANSWER_BYTES
             }
+            Request::BackupChunk { .. } => self.backup_chunk_answer_bytes(),
             Request::KnownDirectory { .. }
             | Request::OpenSession { .. }
             | Request::Admin(_)
             | Request::Join { .. }
-            | Request::SetAddress { .. } => ResponseFrame::OVERHEAD_BYTES,
+            | Request::SetAddress { .. }
+            | Request::BackupOpen { .. }
+            | Request::BackupClose { .. } => ResponseFrame::OVERHEAD_BYTES,
         }
     }
 
@@ -66,7 +71,17 @@ impl StreamBounds {
     pub(crate) fn largest_reservation(&self) -> usize {
         self.scan_answer_bytes()
             .max(self.value_answer_bytes())
+            .max(self.backup_chunk_answer_bytes())
             .max(OTHER_ANSWER_BYTES)
+    }
+
+    /// A backup chunk's largest answer: `scan_bytes_max` bytes of pairs counted as the
+    /// snapshot format lays them out (8 bytes of lengths each, more than postcard's), or one
+    /// pair of the largest key and value when a single pair is larger; 16 bytes of framing.
+    fn backup_chunk_answer_bytes(&self) -> usize {
+        let one_pair =
+            flotilla_storage::PAIR_FRAMING_BYTES + self.key_bytes_max + self.value_bytes_max;
+        ResponseFrame::OVERHEAD_BYTES + 16 + self.scan_bytes_max.max(one_pair)
     }
 
     /// A get's or a write's largest answer: one value.

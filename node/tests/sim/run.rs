@@ -158,6 +158,8 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
                 stream_answer_bytes_max: 8 << 20,
                 storage_quota_bytes: 0,
                 disk_reserve_bytes: 0,
+                backup_views_max: 4,
+                backup_view_idle_ms: 60_000,
             },
             session_limits: SessionLimits::default(),
             tuning: CoreTuning::default(),
