@@ -35,6 +35,20 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Commands,
+    /// How log lines (stderr) are written: text, or one JSON object a line for a log
+    /// collector. Filtered by FLOTILLA_LOG, else RUST_LOG (`info`, `flotilla_node=debug`, ...).
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `fields` (with `message`), `target`.
+    Json,
 }
 
 /// What `flotilla node` does.
@@ -488,6 +502,7 @@ impl CliError {
 /// Whatever the command failed with, for a message and a non-zero exit.
 pub fn run(cli: Cli) -> Result<Finished, CliError> {
     let done = |result: Result<(), CliError>| result.map(|()| Finished::Done);
+    let init_logs = |default: &str| init_logs(default, cli.log_format);
     match cli.command {
         Commands::Server(args) => {
             init_logs("info");
@@ -844,14 +859,19 @@ fn remove_if_present(path: &std::path::Path) -> Result<(), CliError> {
     }
 }
 
-/// Logs to stderr, filtered by `FLOTILLA_LOG`, else `RUST_LOG`, else `default`.
-fn init_logs(default: &str) {
+/// Logs to stderr as `format` says, filtered by `FLOTILLA_LOG`, else `RUST_LOG`, else
+/// `default`.
+fn init_logs(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
 }

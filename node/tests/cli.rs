@@ -261,3 +261,44 @@ help
     assert_eq!(lines[2]["result"]["pairs"], json!([["c0", "01"]]));
     drop(cluster);
 }
+
+/// `--log-format json` makes every log line one JSON object (for a log collector).
+#[test]
+fn a_server_logs_json_lines_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let run = flotilla(
+        &["certs", "--dir", certs.to_str().unwrap(), "--nodes", "1"],
+        b"",
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("1@127.0.0.1:{port}");
+    let mut server = std::process::Command::new(binary())
+        .args(["--log-format", "json", "server", "--node-id", "1"])
+        .args(["--initial-cluster", &endpoint, "--groups", "1"])
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--tls-dir", certs.to_str().unwrap(), "--segment-mib", "16"])
+        .arg("--exit-with-parent")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let serving = lines.map_while(Result::ok).find_map(|line| {
+        seen.push(line.clone());
+        let object: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        (object["fields"]["message"] == "serving").then_some(object)
+    });
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let serving = serving.unwrap_or_else(|| panic!("no `serving` line in {seen:?}"));
+    assert_eq!(serving["level"], "INFO", "{serving}");
+    assert_eq!(serving["fields"]["node"], 1, "{serving}");
+}
