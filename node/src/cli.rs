@@ -388,7 +388,8 @@ pub struct DataArgs {
     #[arg(long, value_enum, default_value_t)]
     pub encoding: Encoding,
     /// Text, or one JSON object: `{"op", "key", "ok", "result"}` (`result` null when the
-    /// value is absent).
+    /// value is absent); a failure is `{"op", "key", "ok": false, "error"}` on stdout too,
+    /// with `"outcome_unknown": true` for a write that may have applied.
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -743,8 +744,19 @@ async fn client_command(command: Commands) -> Result<Finished, CliError> {
         ),
         command => return admin_command(command).await.map(|()| Finished::Done),
     };
-    let client = Client::connect(client_args.options()).await?;
-    data_command(&client, format, command).await
+    let (op, key) = describe(&command);
+    let key = key.to_vec();
+    let result = match Client::connect(client_args.options()).await {
+        Ok(client) => data_command(&client, format, command).await,
+        Err(error) => Err(error.into()),
+    };
+    // A script reading `--output json` gets the failure as the same object on stdout (and the
+    // exit code 1); stderr still says it for a person.
+    if let (Err(CliError::Client(error)), Output::Json) = (&result, format.output.output()) {
+        let line = OpResult::failed(op, &key, error, format.encoding).line();
+        println!("{}", line.map_err(ShellError::Json)?);
+    }
+    result
 }
 
 /// Runs a get, put, delete, cas or scan and prints its result.

@@ -100,6 +100,17 @@ fn bad_input_is_refused_before_any_request_with_a_clear_error() {
     let run = flotilla(&[&put[..], &endpoint].concat(), b"");
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("`not*base64` is not base64"), "{run:?}");
+    // A failure under `--output json` is a JSON object on stdout too, for scripts.
+    let get = ["get", "k", "--output", "json", "--deadline-ms", "300"];
+    let run = flotilla(&[&get[..], &endpoint].concat(), b"");
+    assert_eq!(run.code, Some(1), "{run:?}");
+    let failed = run.json();
+    assert_eq!(failed["ok"], false, "{run:?}");
+    assert_eq!(failed["op"], "get", "{run:?}");
+    // No certificates here: the same sentence stderr says.
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("ca.pem"), "{run:?}");
+    assert_eq!(run.stderr.trim(), format!("error: {error}"), "{run:?}");
     let run = flotilla(&["get", "k", "--json", "--output", "text"], b"");
     assert_eq!(
         run.code,
