@@ -110,6 +110,9 @@ pub enum Request {
         group: GroupId,
         /// The view `BackupOpened` named.
         view: u64,
+        /// Which chunk, from 0: the next one, or the last one again (the same pairs: a retry
+        /// or a copy of the request never skips any).
+        chunk: u64,
     },
     /// Drops a backup view before it is drained (a backup that gave up).
     BackupClose {
@@ -352,15 +355,25 @@ pub enum ApiError {
     #[error("the cluster refused the command: {0}")]
     AdminRefused(String),
     /// The backup view is not open on this node: it was drained, closed, dropped for being
-    /// idle longer than `backup.view_idle_ms`, or the node restarted. Open another.
+    /// idle longer than `limits.backup_view_idle_ms`, or the node restarted. Open another.
     #[error("backup view {view} is not open on this node; open the range's view again")]
     NoBackupView {
         /// The view.
         view: u64,
     },
-    /// The node holds `backup.views_max` backup views already.
+    /// A backup chunk was asked out of order: only the next one, or the last one again.
+    #[error("backup view {view} serves chunk {next} next; chunk {asked} cannot be served")]
+    BackupChunkOutOfOrder {
+        /// The view.
+        view: u64,
+        /// The chunk asked for.
+        asked: u64,
+        /// The next chunk the view serves.
+        next: u64,
+    },
+    /// The node holds `limits.backup_views_max` backup views already.
     #[error(
-        "the node holds {open} backup views, its limit (backup.views_max); \
+        "the node holds {open} backup views, its limit (limits.backup_views_max); \
          try again once a backup finished"
     )]
     BackupViewsFull {

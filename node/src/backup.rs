@@ -38,6 +38,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT: u32 = 1;
 /// Attempts at one range (to open its view and drain it) before the backup gives up.
 const RANGE_ATTEMPTS_MAX: u32 = 40;
+/// Unanswered requests for one chunk before the range starts over.
+const CHUNK_SILENCES_MAX: u32 = 3;
 /// The pause before another attempt at a range whose leader is unknown or busy.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -332,7 +334,8 @@ async fn refused(client: &Client, group: GroupId, error: ApiError) -> Attempt {
         | ApiError::Unavailable(_)
         | ApiError::Dropped
         | ApiError::BackupViewsFull { .. }
-        | ApiError::NoBackupView { .. } => Attempt::Again { reason, next: None },
+        | ApiError::NoBackupView { .. }
+        | ApiError::BackupChunkOutOfOrder { .. } => Attempt::Again { reason, next: None },
         error => Attempt::Fail(BackupError::Refused { group, error }),
     }
 }
@@ -371,12 +374,15 @@ async fn drain(
         &SessionTable::default(),
     )
     .map_err(|error| fail(error.into()))?;
-    let request = Request::BackupChunk {
-        group,
-        view: view.view,
-    };
+    let mut chunk = 0;
+    let mut silent = 0;
     loop {
-        let outcome = match client.request(node, request.clone()).await {
+        let request = Request::BackupChunk {
+            group,
+            view: view.view,
+            chunk,
+        };
+        let outcome = match client.request(node, request).await {
             Ok(Ok(Reply::BackupChunk { pairs, done })) => {
                 for (key, value) in &pairs {
                     if let Err(error) = writer.push(key, value) {
@@ -384,9 +390,11 @@ async fn drain(
                         return Err(fail(error.into()));
                     }
                 }
+                (chunk, silent) = (chunk + 1, 0);
                 if !done {
                     continue;
                 }
+                close(client, node, view.view).await;
                 let written = writer.finish().map_err(|error| fail(error.into()))?;
                 return Ok(RangeEntry {
                     range: range.id.0,
@@ -402,6 +410,11 @@ async fn drain(
                     file_bytes: written.file_bytes(),
                     file_crc32c: crc32c::crc32c(written.bytes()),
                 });
+            }
+            // The same chunk again: the view serves its last one again, so nothing is skipped.
+            Err(CallError::Timeout(_) | CallError::Lost) if silent < CHUNK_SILENCES_MAX => {
+                silent += 1;
+                continue;
             }
             Ok(Ok(other)) => Attempt::Again {
                 reason: format!("an answer that is not a chunk: {other:?}"),

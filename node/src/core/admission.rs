@@ -62,11 +62,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
-    /// The next chunk of backup view `view` of `group`.
-    pub(super) fn backup_chunk(&mut self, group: GroupId, view: u64, responder: R) {
+    /// Chunk `chunk` of backup view `view` of `group`.
+    pub(super) fn backup_chunk(&mut self, (group, view, chunk): (GroupId, u64, u64), responder: R) {
         let chunk_bytes_max = self.config.tuning.scan_bytes_max;
         let now_ms = self.clock.monotonic_ms;
-        responder.answer(self.backups.chunk((group, view), chunk_bytes_max, now_ms));
+        responder.answer(
+            self.backups
+                .chunk((group, view, chunk), chunk_bytes_max, now_ms),
+        );
     }
 
     /// A write in a session, proposed with this node's clock as its log time.

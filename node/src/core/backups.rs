@@ -2,8 +2,10 @@
 //! after a ReadIndex (so it holds every write acknowledged before the backup asked) and drained
 //! by `flotilla backup` in chunks of pairs. A view costs little to hold in memory (the range's
 //! map is shared), but the range's next write then copies the map, so views are bounded in
-//! number (`limits.backup_views_max`) and dropped once drained, closed, or idle for
-//! `limits.backup_view_idle_ms`.
+//! number (`limits.backup_views_max`), let go of the range's state once drained, and are
+//! dropped when closed or idle for `limits.backup_view_idle_ms`. Chunks are numbered: the view
+//! serves its last chunk again when asked for it, so a retried or copied request never skips
+//! pairs.
 //!
 //! View ids carry the node's start number in their high bits, so an id a client kept across a
 //! restart of the node never names another view.
@@ -14,9 +16,16 @@ use flotilla_storage::SnapshotView;
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
 
-/// One open view and when it was last read.
+/// One view: while pairs are left, the view itself; and the last chunk served, so that a
+/// request for it again (a retry, a copy) gets the same pairs instead of skipping them.
 struct Open {
-    view: Box<dyn SnapshotView>,
+    group: GroupId,
+    /// `None` once drained (the range's state is no longer held).
+    view: Option<Box<dyn SnapshotView>>,
+    /// Chunks served.
+    served: u64,
+    /// The last chunk served.
+    last: Option<Reply>,
     last_used_ms: u64,
 }
 
@@ -50,13 +59,20 @@ impl BackupViews {
         }
     }
 
+    /// Views still holding their range's state.
+    fn holding(&self) -> usize {
+        self.open
+            .values()
+            .filter(|open| open.view.is_some())
+            .count()
+    }
+
     /// Whether another view may open now (after dropping the idle ones).
     pub(crate) fn has_room(&mut self, now_ms: u64) -> Result<(), ApiError> {
         self.expire(now_ms);
-        if self.open.len() >= self.views_max {
-            return Err(ApiError::BackupViewsFull {
-                open: self.open.len(),
-            });
+        let holding = self.holding();
+        if holding >= self.views_max {
+            return Err(ApiError::BackupViewsFull { open: holding });
         }
         Ok(())
     }
@@ -68,6 +84,19 @@ impl BackupViews {
         now_ms: u64,
     ) -> Result<BackupView, ApiError> {
         self.has_room(now_ms)?;
+        // Drained views keep one chunk each until closed or idle: at most as many as views.
+        while self.open.len() >= 2 * self.views_max {
+            let oldest_drained = self
+                .open
+                .iter()
+                .filter(|(_, open)| open.view.is_none())
+                .min_by_key(|(_, open)| open.last_used_ms)
+                .map(|(&id, _)| id);
+            match oldest_drained {
+                Some(id) => self.open.remove(&id),
+                None => break,
+            };
+        }
         self.next += 1;
         let id = self.next;
         let opened = BackupView {
@@ -80,47 +109,71 @@ impl BackupViews {
         self.open.insert(
             id,
             Open {
-                view,
+                group: view.group(),
+                view: Some(view),
+                served: 0,
+                last: None,
                 last_used_ms: now_ms,
             },
         );
         Ok(opened)
     }
 
-    /// The next pairs of view `id` of `group`, up to `chunk_bytes_max` bytes in the snapshot
-    /// format (at least one pair); the view is dropped once it hands out none.
+    /// Chunk `chunk` of view `id` of `group`: the next one, up to `chunk_bytes_max` bytes in
+    /// the snapshot format (at least one pair), or the last one again. Once drained, the view
+    /// lets go of the range's state and keeps only its last chunk.
     pub(crate) fn chunk(
         &mut self,
-        (group, id): (GroupId, u64),
+        (group, id, chunk): (GroupId, u64, u64),
         chunk_bytes_max: usize,
         now_ms: u64,
     ) -> Result<Reply, ApiError> {
         self.expire(now_ms);
-        let missing = ApiError::NoBackupView { view: id };
         let open = self
             .open
             .get_mut(&id)
-            .filter(|open| open.view.group() == group)
-            .ok_or(missing)?;
+            .filter(|open| open.group == group)
+            .ok_or(ApiError::NoBackupView { view: id })?;
         open.last_used_ms = now_ms;
+        if chunk + 1 == open.served
+            && let Some(last) = &open.last
+        {
+            return Ok(last.clone());
+        }
+        if chunk != open.served {
+            return Err(ApiError::BackupChunkOutOfOrder {
+                view: id,
+                asked: chunk,
+                next: open.served,
+            });
+        }
+        let Some(view) = open.view.as_mut() else {
+            return Err(ApiError::BackupChunkOutOfOrder {
+                view: id,
+                asked: chunk,
+                next: open.served,
+            });
+        };
         let mut pairs = Vec::new();
-        let more = open
-            .view
+        let more = view
             .next_chunk(chunk_bytes_max, &mut pairs)
             .map_err(|error| ApiError::Unavailable(format!("the backup view failed: {error}")))?;
         if !more {
-            self.open.remove(&id);
+            open.view = None;
         }
-        Ok(Reply::BackupChunk {
+        let reply = Reply::BackupChunk {
             pairs: pairs
                 .into_iter()
                 .map(|(key, value)| (ByteBuf::from(key), ByteBuf::from(value)))
                 .collect(),
             done: !more,
-        })
+        };
+        open.served += 1;
+        open.last = Some(reply.clone());
+        Ok(reply)
     }
 
-    /// Drops view `id` (a backup that gave up); nothing if it is not open.
+    /// Drops view `id` (a backup that finished or gave up); nothing if it is not open.
     pub(crate) fn close(&mut self, id: u64) {
         self.open.remove(&id);
     }
@@ -132,7 +185,7 @@ impl BackupViews {
             .retain(|_, open| now_ms.saturating_sub(open.last_used_ms) < idle_ms);
     }
 
-    /// Views open.
+    /// Views kept, drained or not.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.open.len()
@@ -174,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn a_view_hands_out_its_range_in_chunks_then_is_dropped() {
+    fn a_view_hands_out_its_range_in_chunks_and_serves_the_last_one_again() {
         let mut machine = machine(&["a", "b", "c"]);
         let mut views = BackupViews::new(7, 2, 1_000);
         let view = StateMachine::snapshot_view(&machine).expect("a memory view");
@@ -194,23 +247,34 @@ mod tests {
                 .into(),
             ),
         });
-        let at = (GroupId(3), opened.view);
+        let (group, id) = (GroupId(3), opened.view);
         // 8 bytes of lengths and 2 of key and value: one pair per 10-byte chunk.
         let mut keys = Vec::new();
-        loop {
-            let reply = views.chunk(at, 10, 1).expect("open");
-            let (chunk, done) = pairs_of(&reply);
-            assert!(chunk.len() <= 1, "{chunk:?}");
-            keys.extend(chunk);
+        for chunk in 0.. {
+            let reply = views.chunk((group, id, chunk), 10, 1).expect("open");
+            // Asked again (a retry, a copy of the request): the same pairs.
+            assert_eq!(views.chunk((group, id, chunk), 10, 1), Ok(reply.clone()));
+            let (pairs, done) = pairs_of(&reply);
+            assert!(pairs.len() <= 1, "{pairs:?}");
+            keys.extend(pairs);
             if done {
                 break;
             }
         }
         assert_eq!(keys, ["a", "b", "c"]);
-        assert_eq!(views.len(), 0);
         assert_eq!(
-            views.chunk(at, 10, 2),
-            Err(ApiError::NoBackupView { view: at.1 })
+            views.chunk((group, id, 0), 10, 2),
+            Err(ApiError::BackupChunkOutOfOrder {
+                view: id,
+                asked: 0,
+                next: 4
+            }),
+            "only the last chunk is served again"
+        );
+        views.close(id);
+        assert_eq!(
+            views.chunk((group, id, 3), 10, 2),
+            Err(ApiError::NoBackupView { view: id })
         );
     }
 
@@ -226,17 +290,23 @@ mod tests {
             Err(ApiError::BackupViewsFull { open: 2 })
         );
         assert_eq!(
-            views.chunk((GroupId(4), second.view), 1 << 20, 900),
+            views.chunk((GroupId(4), second.view, 0), 1 << 20, 900),
             Err(ApiError::NoBackupView { view: second.view }),
             "a view is only read for its own group"
         );
+        // Drained, a view no longer counts against the limit.
+        for chunk in 0..2 {
+            views
+                .chunk((GroupId(3), second.view, chunk), 1 << 20, 900)
+                .expect("open");
+        }
+        views.open(open(), 900).expect("the drained view made room");
         // At 1,000 ms the first view has been idle for its limit and is dropped.
         views.open(open(), 1_000).expect("the idle view made room");
         assert_eq!(
-            views.chunk((GroupId(3), first.view), 1 << 20, 1_000),
+            views.chunk((GroupId(3), first.view, 0), 1 << 20, 1_000),
             Err(ApiError::NoBackupView { view: first.view })
         );
-        views.close(second.view);
-        assert_eq!(views.len(), 1);
+        assert_eq!(views.len(), 3);
     }
 }

@@ -480,7 +480,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             } => self.set_address(node, address, data_directory, responder),
             Request::MetaSnapshot => self.meta_snapshot(responder),
             Request::BackupOpen { group, epoch } => self.backup_open(group, epoch, responder),
-            Request::BackupChunk { group, view } => self.backup_chunk(group, view, responder),
+            Request::BackupChunk { group, view, chunk } => {
+                self.backup_chunk((group, view, chunk), responder);
+            }
             Request::BackupClose { view } => {
                 self.backups.close(view);
                 responder.answer(Ok(Reply::Applied));

@@ -83,6 +83,13 @@ pub(crate) enum Event {
     Unknown { id: usize, op: Op },
     /// Operation `id` certainly had no effect: it leaves the history.
     Failed { id: usize },
+    /// Operation `id` (a read) took effect by now; what it saw comes later, in `Resolve`. A
+    /// backup view: it was taken before its open was answered, and is drained afterwards.
+    #[allow(dead_code)] // only the simulator's clients back up
+    Deferred { id: usize },
+    /// What the deferred operation `id` saw; without one, it leaves the history.
+    #[allow(dead_code)]
+    Resolve { id: usize, op: Op },
 }
 
 /// The shared record of every client's operations.
@@ -114,6 +121,8 @@ impl Recorder {
 pub(crate) fn histories(events: &[Event]) -> BTreeMap<usize, Vec<(usize, Action<Op>)>> {
     let mut key_of = BTreeMap::new();
     let mut failed = std::collections::BTreeSet::new();
+    let mut resolved = BTreeMap::new();
+    let mut deferred = Vec::new();
     for event in events {
         match event {
             Event::Call { id, key } => {
@@ -122,9 +131,15 @@ pub(crate) fn histories(events: &[Event]) -> BTreeMap<usize, Vec<(usize, Action<
             Event::Failed { id } => {
                 failed.insert(*id);
             }
+            Event::Deferred { id } => deferred.push(*id),
+            Event::Resolve { id, op } => {
+                resolved.insert(*id, op.clone());
+            }
             Event::Return { .. } | Event::Unknown { .. } => {}
         }
     }
+    // A deferred read never resolved saw nothing the checker could use: like a failed one.
+    failed.extend(deferred.into_iter().filter(|id| !resolved.contains_key(id)));
     let mut histories: BTreeMap<usize, Vec<(usize, Action<Op>)>> = BTreeMap::new();
     let mut unknown: BTreeMap<usize, Vec<(usize, Action<Op>)>> = BTreeMap::new();
     // An operation with an unknown outcome needs a call of its own op kind; the call's
@@ -144,6 +159,10 @@ pub(crate) fn histories(events: &[Event]) -> BTreeMap<usize, Vec<(usize, Action<
                 .entry(key_of[id])
                 .or_default()
                 .push((*id, Action::Response(op.clone()))),
+            Event::Deferred { id } if !failed.contains(id) => histories
+                .entry(key_of[id])
+                .or_default()
+                .push((*id, Action::Response(resolved[id].clone()))),
             _ => {}
         }
     }

@@ -9,7 +9,9 @@ use flotilla_node::api::{ApiError, Reply, Request};
 use flotilla_node::client::attempts::{Kind, Outcome, Stop, Tries, Verdict};
 use flotilla_node::client::sessions::{NoTag, SessionBook};
 use flotilla_raft::NodeId;
-use flotilla_shard_manager::{Attempts, Next, RangeMap, Reply as RouteReply, Router, Target};
+use flotilla_shard_manager::{
+    Attempts, KeyRange, Next, RangeMap, Reply as RouteReply, Router, Target,
+};
 use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Command, Response};
 use rand::Rng;
@@ -32,6 +34,25 @@ pub enum Intent {
         expected: Option<u64>,
         new: Option<u64>,
     },
+    /// A backup view of the key's range (`flotilla backup`'s requests): opened at the range
+    /// leader, drained in chunks; every key of the range is a read that took effect between
+    /// the call and the open's answer.
+    Backup,
+}
+
+/// A backup in progress.
+#[derive(Debug)]
+struct BackupReads {
+    /// The keys of the range (indexes into the client's keys), each with its read's id.
+    reads: Vec<(usize, usize)>,
+    /// The range's keys.
+    range: KeyRange,
+    /// Once opened: the view and the node holding it.
+    view: Option<(u64, NodeId)>,
+    /// Chunks received.
+    chunks: u64,
+    /// The pairs drained so far.
+    pairs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// One operation in flight.
@@ -42,6 +63,8 @@ struct Pending {
     intent: Intent,
     /// Set once the write has its tag.
     tag: Option<SessionTag>,
+    /// A backup's reads and view.
+    backup: Option<BackupReads>,
     /// Opening a session in the key's range before the write can be tagged.
     opening: bool,
     target: Target,
@@ -107,13 +130,37 @@ impl SimClient {
         now_ms: u64,
         recorder: &Recorder,
     ) -> Action {
-        let history_id = recorder.call(key);
         let mut attempts = Attempts::default();
         let target = self.router.route(&self.keys[key], &mut attempts);
+        let backup = matches!(intent, Intent::Backup).then(|| {
+            let range = self
+                .router
+                .map()
+                .range(target.range)
+                .map(|range| range.keys.clone())
+                .expect("a routed range is in the map");
+            let reads = (0..self.keys.len())
+                .filter(|&other| range.contains(&self.keys[other]))
+                .map(|other| (other, recorder.call(other)))
+                .collect();
+            BackupReads {
+                reads,
+                range,
+                view: None,
+                chunks: 0,
+                pairs: Vec::new(),
+            }
+        });
+        let history_id = if backup.is_some() {
+            usize::MAX
+        } else {
+            recorder.call(key)
+        };
         self.pending = Some(Pending {
             history_id,
             key,
             intent,
+            backup,
             tag: None,
             opening: false,
             target,
@@ -125,8 +172,12 @@ impl SimClient {
         self.attempt(now_ms, recorder)
     }
 
-    /// A random operation on one of the keys.
-    pub fn random_intent(rng: &mut ChaCha8Rng, value_id: u64) -> Intent {
+    /// A random operation on one of the keys; a backup of its range now and then when
+    /// `backups` (drawn only then, so a run without backups draws as before).
+    pub fn random_intent(rng: &mut ChaCha8Rng, value_id: u64, backups: bool) -> Intent {
+        if backups && rng.random_range(0..100) < 3 {
+            return Intent::Backup;
+        }
         match rng.random_range(0..100) {
             0..40 => Intent::Get,
             40..75 => Intent::Put(value_id),
@@ -149,7 +200,27 @@ impl SimClient {
             return self.give_up(recorder);
         }
         let target = pending.target.clone();
-        let request = if is_read(&pending.intent) {
+        let request = if let Some(backup) = &pending.backup {
+            match backup.view {
+                Some((view, node)) => {
+                    self.next_request += 1;
+                    pending.request = self.next_request;
+                    return Action::Send {
+                        node,
+                        request: Request::BackupChunk {
+                            group: target.group,
+                            view,
+                            chunk: backup.chunks,
+                        },
+                        request_id: self.next_request,
+                    };
+                }
+                None => Request::BackupOpen {
+                    group: target.group,
+                    epoch: target.epoch,
+                },
+            }
+        } else if is_read(&pending.intent) {
             Request::Kv {
                 group: target.group,
                 epoch: target.epoch,
@@ -211,10 +282,92 @@ impl SimClient {
             self.refreshing = None;
             return Some(self.route_again(now_ms, recorder, true));
         }
+        if self.draining(request_id) {
+            // The view serves its last chunk again: ask for the same one, within the deadline.
+            return Some(self.attempt(now_ms, recorder));
+        }
         let outcome = Outcome::NoAnswer {
             reason: "timed out".into(),
         };
         self.judge(request_id, outcome, now_ms, recorder)
+    }
+
+    /// Whether `request_id` is the current attempt of a backup whose view is open.
+    fn draining(&self, request_id: u64) -> bool {
+        self.pending.as_ref().is_some_and(|pending| {
+            pending.request == request_id
+                && pending
+                    .backup
+                    .as_ref()
+                    .is_some_and(|backup| backup.view.is_some())
+        })
+    }
+
+    /// A backup's answer: the view opened (every read of the range took effect by now), or a
+    /// chunk of it (checked: the range's keys, ascending), or the end of the view (each read
+    /// resolved with what the view holds). `None` for an answer the attempt rules judge.
+    fn backup_answered(
+        &mut self,
+        request_id: u64,
+        result: &Result<Reply, ApiError>,
+        now_ms: u64,
+        recorder: &Recorder,
+    ) -> Option<Action> {
+        let pending = self.pending.as_mut()?;
+        if pending.request != request_id {
+            return None;
+        }
+        let node = pending.target.node;
+        let group = pending.target.group;
+        let backup = pending.backup.as_mut()?;
+        match (backup.view, result) {
+            (None, Ok(Reply::BackupOpened(view))) => {
+                assert_eq!(
+                    view.group, group,
+                    "client {}: a view of another range",
+                    self.id
+                );
+                for &(_, id) in &backup.reads {
+                    recorder.push(Event::Deferred { id });
+                }
+                backup.view = Some((view.view, node));
+                Some(self.attempt(now_ms, recorder))
+            }
+            (None, _) => None,
+            (Some(_), Ok(Reply::BackupChunk { pairs, done })) => {
+                for (key, value) in pairs {
+                    assert!(
+                        backup.range.contains(key),
+                        "client {}: a backup view of {:?} holds {key:?}",
+                        self.id,
+                        backup.range
+                    );
+                    if let Some((last, _)) = backup.pairs.last() {
+                        assert!(last.as_slice() < key.as_ref(), "a view's keys ascend");
+                    }
+                    backup.pairs.push((key.to_vec(), value.to_vec()));
+                }
+                backup.chunks += 1;
+                if !done {
+                    return Some(self.attempt(now_ms, recorder));
+                }
+                let backup = self.pending.take()?.backup?;
+                for (key, id) in backup.reads {
+                    let seen = backup
+                        .pairs
+                        .iter()
+                        .find(|(found, _)| *found == self.keys[key])
+                        .map(|(_, value)| value_id(value));
+                    recorder.push(Event::Resolve {
+                        id,
+                        op: Op::Read(seen),
+                    });
+                }
+                Some(Action::Finished)
+            }
+            // A lost view cannot be opened again at the same point: the backup's reads end.
+            (Some(_), _) => Some(self.fail(recorder)),
+        }
     }
 
     /// An answer arrived for attempt `request_id`.
@@ -232,6 +385,9 @@ impl SimClient {
                 self.router.update_map(map);
             }
             return Some(self.route_again(now_ms, recorder, !fetched));
+        }
+        if let Some(action) = self.backup_answered(request_id, &result, now_ms, recorder) {
+            return Some(action);
         }
         self.judge(request_id, Outcome::Answered(result), now_ms, recorder)
     }
@@ -279,8 +435,9 @@ impl SimClient {
         if pending.request != request_id {
             return None;
         }
-        // Reads and session openings are idempotent; a write carries its tag on every attempt.
-        let kind = if pending.opening || is_read(&pending.intent) {
+        // Reads, backups and session openings are idempotent; a write carries its tag on every
+        // attempt.
+        let kind = if pending.opening || is_read(&pending.intent) || pending.backup.is_some() {
             Kind::Idempotent
         } else {
             Kind::Tagged
@@ -384,9 +541,16 @@ impl SimClient {
         if let Some(tag) = pending.tag {
             self.sessions.finish(tag);
         }
-        recorder.push(Event::Failed {
-            id: pending.history_id,
-        });
+        match pending.backup {
+            Some(backup) => {
+                for (_, id) in backup.reads {
+                    recorder.push(Event::Failed { id });
+                }
+            }
+            None => recorder.push(Event::Failed {
+                id: pending.history_id,
+            }),
+        }
         Action::Finished
     }
 
@@ -404,7 +568,7 @@ impl SimClient {
             Intent::Put(new) => Op::MaybeWrite(Some(new)),
             Intent::Delete => Op::MaybeWrite(None),
             Intent::Cas { expected, new } => Op::MaybeCas { expected, new },
-            Intent::Get => unreachable!("a read never may have applied"),
+            Intent::Get | Intent::Backup => unreachable!("a read never may have applied"),
         };
         recorder.push(Event::Unknown {
             id: pending.history_id,
@@ -433,6 +597,7 @@ fn command(key: &[u8], intent: &Intent) -> Command {
             expected: expected.map(bytes),
             new: new.map(bytes),
         },
+        Intent::Backup => unreachable!("a backup is no key-value command"),
     }
 }
 

@@ -93,6 +93,8 @@ pub struct Cluster {
     pub stops: u64,
     /// Mutation: a node that lost its disk starts again empty under its old id.
     pub amnesiac_restarts: bool,
+    /// Clients back up a range now and then.
+    pub backups: bool,
     /// Nodes joining, not started yet.
     pub joiners: BTreeMap<NodeId, Joiner>,
     next_join_request: u64,
@@ -121,6 +123,7 @@ impl Cluster {
             next_value: 1,
             stops: 0,
             amnesiac_restarts: false,
+            backups: false,
             joiners: BTreeMap::new(),
             next_join_request: 0,
         }
@@ -389,7 +392,7 @@ impl Cluster {
         let key_count = self.setup.keys.len();
         let key = self.rng.random_range(0..key_count);
         self.next_value += 1;
-        let intent = SimClient::random_intent(&mut self.rng, self.next_value);
+        let intent = SimClient::random_intent(&mut self.rng, self.next_value, self.backups);
         let action = self.clients[client].start(key, intent, now, &self.recorder);
         self.act(client, action);
     }

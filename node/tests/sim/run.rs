@@ -68,6 +68,9 @@ pub struct Report {
     pub swarm: Swarm,
     pub faults: FaultCounts,
     pub operations: usize,
+    /// Reads of keys by backup views that were drained (each view reads every key of its
+    /// range).
+    pub backup_reads: usize,
     pub stops: u64,
     pub simulated_ms: u64,
     pub trace_hash: u64,
@@ -80,6 +83,9 @@ pub struct Options {
     pub mutation: CoreMutation,
     /// A node that lost its disk starts again empty under its old id (instead of refusing).
     pub amnesiac_restarts: bool,
+    /// Whether clients back up ranges now and then; `None`: half the seeds do, drawn from the
+    /// seed apart from everything else, so a seed without backups runs as it did before them.
+    pub backups: Option<bool>,
 }
 
 /// Runs one seed; panics with what failed.
@@ -107,10 +113,18 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
     converge(&mut cluster);
     read_every_key(&mut cluster);
     check_histories(&cluster);
+    let events = cluster.recorder.events.lock().expect("events");
+    let operations = crate::history::completed(&events);
+    let backup_reads = events
+        .iter()
+        .filter(|event| matches!(event, crate::history::Event::Resolve { .. }))
+        .count();
+    drop(events);
     Report {
         swarm,
         faults: faults.counts,
-        operations: crate::history::completed(&cluster.recorder.events.lock().expect("events")),
+        operations,
+        backup_reads,
         stops: cluster.stops,
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
@@ -184,6 +198,9 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
         .collect();
     let mut cluster = Cluster::new(nodes, setup, swarm.wire.clone(), rng);
     cluster.amnesiac_restarts = options.amnesiac_restarts;
+    cluster.backups = options.backups.unwrap_or_else(|| {
+        ChaCha8Rng::seed_from_u64(seed ^ 0xbac0_0b5e_ed00_0000).random_bool(0.5)
+    });
     for id in 0..swarm.client_count {
         let client_seed = seed ^ (id as u64 + 1) << 40;
         let client = SimClient::new(
