@@ -1,5 +1,5 @@
 //! What a node answers: one [`ResponseFrame`] per request, carrying the request's id and
-//! either a [`Reply`] or an [`ApiError`](crate::ApiError).
+//! either a [`Reply`] or an [`ApiError`].
 
 use crate::error::ApiError;
 use crate::kv::Response;
