@@ -31,6 +31,29 @@ fn quickstart() -> PathBuf {
     if profile_dir.ends_with("release") {
         build.arg("--release");
     }
+    // What cargo set for this test (`CARGO_PKG_NAME=flotilla-node`, ...) would differ from
+    // what the outer cargo saw, and build scripts that watch those variables (ring's) would
+    // run again, in both builds in turn, each time.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo = ["CARGO_PKG_", "CARGO_BIN_", "CARGO_CFG_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo {
+            build.env_remove(name.as_ref());
+        }
+    }
     let status = build.status().expect("cargo runs");
     assert!(status.success(), "the example did not build: {status}");
     profile_dir.join("examples").join("quickstart")
