@@ -70,7 +70,7 @@ impl Cluster {
             .build()
             .unwrap();
         let options = ClientOptions {
-            endpoints: endpoints.clone(),
+            endpoints: endpoints.iter().copied().map(Into::into).collect(),
             tls_dir: dir.path().join("certs"),
             cluster_id: CLUSTER.into(),
             name: CLIENT.into(),

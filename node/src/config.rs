@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+// Loaded the same way by nodes and clients; the client crate owns the code.
+pub use flotilla_client::tls::{TlsLoadError, load_tls};
+
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -58,6 +61,15 @@ impl FromStr for Endpoint {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.node.0, self.address)
+    }
+}
+
+impl From<Endpoint> for flotilla_client::Endpoint {
+    fn from(endpoint: Endpoint) -> Self {
+        Self {
+            node: Some(endpoint.node),
+            ..Self::from(endpoint.address)
+        }
     }
 }
 
@@ -959,67 +971,6 @@ impl SessionSettings {
         }
         Ok(())
     }
-}
-
-/// The TLS material of `stem` (`node-<id>` or `client-<name>`) in `dir`: the cluster CA
-/// (`ca.pem`) and `<stem>.pem` / `<stem>.key`.
-///
-/// # Errors
-/// A bad cluster id, or a file that is missing or does not parse, in words.
-pub fn load_tls(
-    dir: &Path,
-    cluster_id: &str,
-    stem: &str,
-) -> Result<flotilla_transport_quic::TlsSetup, TlsLoadError> {
-    let cluster = flotilla_transport_quic::ClusterId::new(cluster_id)
-        .ok_or_else(|| TlsLoadError::ClusterId(cluster_id.to_string()))?;
-    let ca_error = |source| TlsLoadError::Certificates {
-        hint: format!(
-            "a new CA and certificates: `flotilla certs --dir {}`",
-            dir.display()
-        ),
-        source,
-    };
-    let ca = flotilla_transport_quic::load_ca(&dir.join("ca.pem")).map_err(ca_error)?;
-    // The CA is there: what is missing is this identity's certificate, which the CA signs.
-    let add = match (stem.strip_prefix("node-"), stem.strip_prefix("client-")) {
-        (Some(node), _) => format!("--add-node {node}"),
-        (_, Some(name)) => format!("--add-client {name}"),
-        _ => String::new(),
-    };
-    let identity_error = |source| TlsLoadError::Certificates {
-        hint: format!(
-            "sign one with the cluster's CA: `flotilla certs --dir {} --cluster-id {cluster_id} {add}`",
-            dir.display()
-        ),
-        source,
-    };
-    let identity = flotilla_transport_quic::Identity::load(
-        &dir.join(format!("{stem}.pem")),
-        &dir.join(format!("{stem}.key")),
-    )
-    .map_err(identity_error)?;
-    Ok(flotilla_transport_quic::TlsSetup {
-        cluster,
-        ca,
-        identity,
-    })
-}
-
-/// Why a node's or a client's certificates could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsLoadError {
-    /// The cluster id cannot name certificates.
-    #[error("`{0}` is not a valid cluster id (lowercase letters, digits and dashes)")]
-    ClusterId(String),
-    /// A certificate or key file is missing or unusable.
-    #[error("{source} ({hint})")]
-    Certificates {
-        /// The command that makes what is missing.
-        hint: String,
-        /// What was wrong.
-        source: flotilla_transport_quic::CertError,
-    },
 }
 
 /// A parse error of the merged text as the user can act on it: the dotted key, and the line of

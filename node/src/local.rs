@@ -579,7 +579,7 @@ pub async fn connect_when_ready(
         match Client::connect(options.clone()).await {
             Ok(client) => break client,
             // Bad options or certificates do not get better with time.
-            Err(source @ (ClientError::Options(_) | ClientError::Tls(_))) => {
+            Err(source @ (ClientError::Config(_) | ClientError::Tls(_))) => {
                 return Err(LocalError::NotStarted { seconds, source });
             }
             Err(source) if Instant::now() > deadline => {

@@ -81,7 +81,7 @@ impl Finished {
 pub async fn try_execute(client: &Client, command: Command) -> Result<Reply, ClientError> {
     match command {
         Command::Scan { start, end, limit } => {
-            let scan = client.scan(&start, end.as_deref(), limit).await?;
+            let scan = client.scan_limited(&start, end.as_deref(), limit).await?;
             Ok(Reply::Scan {
                 pairs: scan.pairs,
                 more: scan.more,

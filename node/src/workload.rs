@@ -242,7 +242,7 @@ impl Worker {
 
 fn error_kind(error: &ClientError) -> &'static str {
     match error {
-        ClientError::Options(_) => "options",
+        ClientError::Config(_) => "options",
         ClientError::Tls(_) => "tls",
         ClientError::NoEndpoint(_) => "no endpoint",
         ClientError::Refused(_) => "refused",

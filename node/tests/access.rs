@@ -114,7 +114,15 @@ fn roles_limit_each_certificate_and_the_deny_list_applies_on_sighup() {
         // Read-only: the map, get and scan; no put.
         let reader = Client::connect(options(&cluster, "reader")).await.unwrap();
         assert_eq!(reader.get(b"k").await.unwrap(), Some(b"v".to_vec()));
-        assert_eq!(reader.scan(b"", None, 10).await.unwrap().pairs.len(), 1);
+        assert_eq!(
+            reader
+                .scan_limited(b"", None, 10)
+                .await
+                .unwrap()
+                .pairs
+                .len(),
+            1
+        );
         let refused = denial(reader.command(put("r")).await);
         assert!(
             refused.contains(r#"permission denied: client "reader" may not put"#),

@@ -71,7 +71,7 @@ fn backup(options: &ClientOptions, to: &Path) -> (Option<i32>, String, String) {
 
 /// Every pair of the cluster, by a scan across all ranges.
 async fn everything(client: &flotilla_node::Client) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let scanned = client.scan(b"", None, 100_000).await.unwrap();
+    let scanned = client.scan_limited(b"", None, 100_000).await.unwrap();
     assert!(!scanned.more);
     scanned.pairs.into_iter().collect()
 }

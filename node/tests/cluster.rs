@@ -90,7 +90,7 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
         for (_, key) in &keys {
             assert_eq!(client.get(key).await.unwrap(), Some(b"v1".to_vec()));
         }
-        let scan = client.scan(b"", None, 100).await.unwrap();
+        let scan = client.scan_limited(b"", None, 100).await.unwrap();
         let scanned: Vec<Vec<u8>> = scan.pairs.iter().map(|(key, _)| key.clone()).collect();
         let mut expected: Vec<Vec<u8>> = keys.iter().map(|(_, key)| key.clone()).collect();
         expected.sort();
@@ -99,7 +99,7 @@ fn a_cluster_serves_every_range_fails_over_and_keeps_acknowledged_writes() {
             (expected.clone(), false),
             "one scan across all 16 ranges"
         );
-        let limited = client.scan(b"", None, 5).await.unwrap();
+        let limited = client.scan_limited(b"", None, 5).await.unwrap();
         assert_eq!((limited.pairs.len(), limited.more), (5, true));
 
         // A client that knows one endpoint learns the rest from the map and reaches every range.
@@ -404,7 +404,9 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
             .into_iter()
             .find(|(node, _)| *node == leader)
             .unwrap()
-            .1;
+            .1
+            .parse()
+            .unwrap();
         let config = flotilla_transport_quic::TransportConfig::default();
         let raw = flotilla_transport_quic::ClientSession::connect(&tls, &config, leader, address)
             .await

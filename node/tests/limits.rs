@@ -108,7 +108,11 @@ fn a_node_bounds_what_clients_make_it_hold() {
             .await
             .unwrap();
         let tls = tls(&cluster);
-        let nodes = client.nodes();
+        let nodes: Vec<(NodeId, SocketAddr)> = client
+            .nodes()
+            .into_iter()
+            .map(|(node, address)| (node, address.parse().unwrap()))
+            .collect();
         let (node, address) = nodes[0];
         let pid = cluster.pid(node).unwrap();
 
@@ -271,7 +275,10 @@ fn a_node_bounds_what_clients_make_it_hold() {
             let (start, end) = (range.keys.start.clone(), end.clone());
             storm.spawn(async move {
                 for _ in 0..3 {
-                    let scan = client.scan(&start, end.as_deref(), 1000).await.unwrap();
+                    let scan = client
+                        .scan_limited(&start, end.as_deref(), 1000)
+                        .await
+                        .unwrap();
                     let mut keys: Vec<_> = scan.pairs.iter().map(|(key, _)| key).collect();
                     let count = keys.len();
                     keys.dedup();

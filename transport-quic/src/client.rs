@@ -158,14 +158,52 @@ impl ClientSession {
         address: SocketAddr,
     ) -> Result<Self, ConnectError> {
         config.validate()?;
+        let client_config = tls.client_client_config(config)?;
+        Self::dial(
+            client_config,
+            config,
+            address,
+            &node_san(node, &tls.cluster),
+        )
+        .await
+    }
+
+    /// Dials whichever node listens at `address` with the client protocol, and gives the
+    /// node's id as its certificate proves it: the certificate must chain to the cluster CA
+    /// and name a node of the client's cluster (any node).
+    pub async fn connect_to_any_node(
+        tls: &TlsSetup,
+        config: &TransportConfig,
+        address: SocketAddr,
+    ) -> Result<(Self, NodeId), ConnectError> {
+        config.validate()?;
+        let client_config = tls.client_client_config_any_node(config)?;
+        // The name is sent (SNI) but not checked: the verifier checks the certificate's own.
+        let server_name = format!("node.{}", tls.cluster);
+        let session = Self::dial(client_config, config, address, &server_name).await?;
+        match crate::tls::peer_identity(&session.connection)? {
+            PeerIdentity::Node { node, .. } => Ok((session, node)),
+            // The verifier accepted only node certificates: unreachable unless it is wrong.
+            client @ PeerIdentity::Client { .. } => Err(ConnectError::NotANode {
+                found: client.san(),
+            }),
+        }
+    }
+
+    async fn dial(
+        client_config: quinn::ClientConfig,
+        config: &TransportConfig,
+        address: SocketAddr,
+        server_name: &str,
+    ) -> Result<Self, ConnectError> {
         let unspecified = if address.is_ipv4() {
             Ipv4Addr::UNSPECIFIED.into()
         } else {
             Ipv6Addr::UNSPECIFIED.into()
         };
         let mut endpoint = Endpoint::client(SocketAddr::new(unspecified, 0))?;
-        endpoint.set_default_client_config(tls.client_client_config(config)?);
-        let connecting = endpoint.connect(address, &node_san(node, &tls.cluster))?;
+        endpoint.set_default_client_config(client_config);
+        let connecting = endpoint.connect(address, server_name)?;
         let timeout = Duration::from_millis(config.handshake_timeout_ms);
         let connection = tokio::time::timeout(timeout, connecting)
             .await

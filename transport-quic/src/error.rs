@@ -130,6 +130,12 @@ pub enum ConnectError {
         /// What its certificate says.
         found: String,
     },
+    /// The peer's certificate proves an identity that is not a node's.
+    #[error("the peer presented identity {found}, which is not a node's")]
+    NotANode {
+        /// What its certificate says.
+        found: String,
+    },
     /// The TLS configuration could not be built.
     #[error("the TLS configuration is invalid: {0}")]
     Tls(#[from] TlsError),

@@ -9,9 +9,10 @@ use crate::config::TransportConfig;
 use crate::connection_id::KeyedConnectionIds;
 use crate::error::TlsError;
 use crate::identity::{ClusterId, PeerIdentity};
-use crate::verifier::{ClusterClientVerifier, Revocations};
+use crate::verifier::{ClusterClientVerifier, ClusterNodeVerifier, Revocations};
 use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
 use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::CertificateDer;
@@ -88,6 +89,35 @@ impl TlsSetup {
         config: &TransportConfig,
     ) -> Result<quinn::ClientConfig, TlsError> {
         self.client_config_for(ALPN_CLIENT, transport(config, 0, 0))
+    }
+
+    /// The quinn client configuration a client dials an address with when it does not know
+    /// which node listens there (`flotilla-client/1`): any node certificate of this cluster
+    /// is accepted, and the client learns the node's id from it
+    /// ([`ClientSession::connect_to_any_node`](crate::ClientSession::connect_to_any_node)).
+    pub fn client_client_config_any_node(
+        &self,
+        config: &TransportConfig,
+    ) -> Result<quinn::ClientConfig, TlsError> {
+        let chain =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(self.roots()?), provider())
+                .build()?;
+        let verifier = Arc::new(ClusterNodeVerifier::new(chain, self.cluster.clone()));
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(
+                self.identity.cert_chain.clone(),
+                self.identity.key.clone_key(),
+            )?;
+        tls.alpn_protocols = vec![ALPN_CLIENT.to_vec()];
+        tls.enable_early_data = false;
+        let crypto = QuicClientConfig::try_from(tls)
+            .map_err(|error| TlsError::NotQuic(error.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+        client.transport_config(Arc::new(transport(config, 0, 0)));
+        Ok(client)
     }
 
     fn client_config_for(

@@ -9,10 +9,11 @@
 
 use crate::der;
 use crate::identity::{ClusterId, PeerIdentity};
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -118,6 +119,71 @@ impl ClientCertVerifier for ClusterClientVerifier {
             return Err(Error::InvalidCertificate(CertificateError::Revoked));
         }
         Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A server-certificate verifier for a client that dials an address without knowing which
+/// node listens there: the certificate must chain to the cluster CA, be valid now, and name a
+/// node of this cluster (`node-<id>.<cluster-id>`); whichever node that is, the client reads the
+/// id from the certificate once the handshake is done. A client certificate, or a node
+/// certificate of another cluster, is refused as not valid for the name.
+#[derive(Debug)]
+pub struct ClusterNodeVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    cluster: ClusterId,
+}
+
+impl ClusterNodeVerifier {
+    /// Wraps a chain verifier (built on the cluster CA) with the node-of-this-cluster check.
+    #[must_use]
+    pub fn new(inner: Arc<WebPkiServerVerifier>, cluster: ClusterId) -> Self {
+        Self { inner, cluster }
+    }
+}
+
+impl ServerCertVerifier for ClusterNodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let not_a_node = || Error::InvalidCertificate(CertificateError::NotValidForName);
+        let identity = PeerIdentity::from_certificate(end_entity).map_err(|_| not_a_node())?;
+        let is_node_of_cluster =
+            matches!(&identity, PeerIdentity::Node { cluster, .. } if cluster == &self.cluster);
+        if !is_node_of_cluster {
+            return Err(not_a_node());
+        }
+        // The name checked is the one the certificate itself carries, so what this adds to
+        // the chain check is only what was checked above: it names a node of this cluster.
+        let name = ServerName::try_from(identity.san()).map_err(|_| not_a_node())?;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

@@ -440,6 +440,63 @@ async fn ops_session(ca: &ClusterCa, node: &QuicTransport) -> ClientSession {
         .unwrap()
 }
 
+/// A client that knows only an address learns which node listens there from the node's
+/// certificate; a certificate of the same CA naming a node of another cluster is refused.
+#[test]
+fn a_client_dialing_an_address_learns_the_node_id_from_its_certificate() {
+    run(async {
+        let ca = test_ca();
+        let nodes = quic_cluster(&ca, &[1, 7]).await;
+        let client_tls = flotilla_transport_quic::TlsSetup {
+            cluster: common::cluster_id(),
+            ca: ca.certificate(),
+            identity: ca.client_identity("ops").unwrap(),
+        };
+        let address = nodes[1].local_address().unwrap();
+        let (session, node) =
+            ClientSession::connect_to_any_node(&client_tls, &common::config(), address)
+                .await
+                .unwrap();
+        assert_eq!(node, NodeId(7));
+        session.close().await;
+        let now = OffsetDateTime::now_utc();
+        let stranger_tls = flotilla_transport_quic::TlsSetup {
+            cluster: ClusterId::new("other-cluster").unwrap(),
+            ca: ca.certificate(),
+            identity: ca
+                .sign(
+                    "node-3.other-cluster",
+                    now - Duration::days(1),
+                    now + Duration::days(1),
+                )
+                .unwrap(),
+        };
+        let stranger = QuicTransport::bind(
+            NodeId(3),
+            common::loopback(),
+            stranger_tls,
+            common::config(),
+        )
+        .await
+        .unwrap();
+        let address = stranger.local_address().unwrap();
+        let dialed =
+            ClientSession::connect_to_any_node(&client_tls, &common::config(), address).await;
+        assert!(
+            matches!(
+                &dialed,
+                Err(ConnectError::Alert(_) | ConnectError::Handshake(_))
+            ),
+            "{:?}",
+            dialed.map(|(_, node)| node)
+        );
+        stranger.shutdown().await;
+        for node in nodes {
+            node.shutdown().await;
+        }
+    });
+}
+
 #[test]
 fn clients_use_their_own_protocol_on_the_same_endpoint() {
     run(async {

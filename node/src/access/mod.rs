@@ -155,6 +155,15 @@ pub struct Denied {
     pub action: String,
 }
 
+impl From<Denied> for crate::api::ApiError {
+    fn from(denied: Denied) -> Self {
+        Self::PermissionDenied {
+            who: denied.who,
+            action: denied.action,
+        }
+    }
+}
+
 /// A role and the key prefixes it is limited to (none: every key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Scope {

@@ -9,7 +9,7 @@
 //! another largest answer under `answer_bytes_max`. A client that sends and never reads is
 //! simply not read any more; a client that reads is never cut off.
 
-use crate::api::{ApiError, Request, RequestFrame, ResponseFrame};
+use crate::api::{ApiError, FrameWeight, Request, RequestFrame, ResponseFrame};
 use crate::core::Respond;
 use crate::observe::requests::{Operation, RequestStats};
 use crate::server::driver::{Input, RequestTiming, Responder};

@@ -2,110 +2,12 @@
 //! codec (serde + postcard): the node encodes a `Proposal` (or, for a write without a session,
 //! a bare `Command`) into an entry's payload, replicas decode it when the entry is committed.
 
-use super::session::{SessionId, SessionLimits, SessionTag};
+use super::session::{SessionLimits, SessionTag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// One client operation on a group's key range.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Read one key.
-    Get {
-        /// The key.
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
-    },
-    /// Set a key to a value.
-    Put {
-        /// The key.
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
-        /// The new value.
-        #[serde(with = "serde_bytes")]
-        value: Vec<u8>,
-    },
-    /// Remove a key.
-    Delete {
-        /// The key.
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
-    },
-    /// Set `key` to `new` (or remove it when `new` is `None`) only if its current value is
-    /// `expected` (`None`: only if the key is absent).
-    CompareAndSwap {
-        /// The key.
-        #[serde(with = "serde_bytes")]
-        key: Vec<u8>,
-        /// The value the key must have now; `None` means it must be absent.
-        #[serde(with = "serde_bytes")]
-        expected: Option<Vec<u8>>,
-        /// The value to set; `None` removes the key.
-        #[serde(with = "serde_bytes")]
-        new: Option<Vec<u8>>,
-    },
-    /// Read the pairs with `start <= key < end` in key order, at most `limit` of them.
-    Scan {
-        /// The first key (inclusive).
-        #[serde(with = "serde_bytes")]
-        start: Vec<u8>,
-        /// The end (exclusive); `None` scans to the end of the range.
-        #[serde(with = "serde_bytes")]
-        end: Option<Vec<u8>>,
-        /// The most pairs to return; capped by `SCAN_PAIR_COUNT_MAX`.
-        limit: u32,
-    },
-}
-
-/// What applying a command produced.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Response {
-    /// The value of a `Get` (`None`: absent).
-    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
-    /// A `Put` or `Delete` took effect; carries the value it replaced.
-    Written {
-        /// The value before the command (`None`: absent).
-        #[serde(with = "serde_bytes")]
-        previous: Option<Vec<u8>>,
-    },
-    /// The outcome of a `CompareAndSwap`.
-    CompareAndSwap {
-        /// Whether the swap happened.
-        swapped: bool,
-        /// The value before the command, so a client can retry without a read.
-        #[serde(with = "serde_bytes")]
-        current: Option<Vec<u8>>,
-    },
-    /// The pairs of a `Scan`, and whether more pairs lay in the range past the limit.
-    Scan {
-        /// Key-value pairs in key order.
-        #[serde(with = "pair_bytes")]
-        pairs: Vec<(Vec<u8>, Vec<u8>)>,
-        /// Whether the scan stopped at the limit with keys left in the range.
-        more: bool,
-    },
-    /// The entry did not decode as a command; it changed nothing.
-    Invalid(String),
-    /// A session was opened in the range: its id and the limits the range applies.
-    SessionOpened {
-        /// The new session.
-        session: SessionId,
-        /// The limits in force; a client keeps `sequence - awaited_from` under `results_max`.
-        limits: SessionLimits,
-    },
-    /// The write's session is unknown to the range: it expired, it was ended (the range was
-    /// full, or it held too many results), or it was never opened here. Not applied.
-    SessionExpired {
-        /// The session.
-        session: SessionId,
-    },
-    /// The write's sequence is below the lowest one its client still awaits: a copy of a
-    /// write that was answered or abandoned. Not applied (again).
-    Retired {
-        /// The sequence.
-        sequence: u64,
-    },
-}
+pub use flotilla_api::kv::{Command, Response};
 
 /// What a data group's log entry carries in the current format: the node adds the leader's
 /// clock (`time_ms`, milliseconds since the Unix epoch), which is the range's log time.
@@ -153,36 +55,6 @@ impl Payload {
             Some((&PROPOSAL_FORMAT, rest)) => Proposal::decode(rest).map(Payload::Proposal),
             _ => Command::decode(bytes).map(Payload::Bare),
         }
-    }
-}
-
-/// Scan pairs as two byte strings each (one copy per string, not one call per byte); the
-/// encoding is the same as a plain sequence of bytes in postcard.
-mod pair_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_bytes::{ByteBuf, Bytes};
-
-    pub(super) fn serialize<S: Serializer>(
-        pairs: &[(Vec<u8>, Vec<u8>)],
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            pairs
-                .iter()
-                .map(|(key, value)| (Bytes::new(key), Bytes::new(value))),
-        )
-    }
-
-    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Pairs, D::Error> {
-        let pairs = Vec::<(ByteBuf, ByteBuf)>::deserialize(deserializer)?;
-        Ok(pairs
-            .into_iter()
-            .map(|(key, value)| (key.into_vec(), value.into_vec()))
-            .collect())
     }
 }
 

@@ -17,11 +17,7 @@ use std::convert::Infallible;
 use std::ops::Bound;
 use std::sync::Arc;
 
-/// The most pairs one scan returns, whatever limit the client asks for.
-pub const SCAN_PAIR_COUNT_MAX: u32 = 10_000;
-/// The most key and value bytes one scan copies unless its reader asks for another bound
-/// ([`KvStateMachine::read_bounded`]); a scan always returns at least one pair.
-pub const SCAN_BYTES_MAX: usize = 4 << 20;
+pub use flotilla_api::kv::{SCAN_BYTES_MAX, SCAN_PAIR_COUNT_MAX};
 
 fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64

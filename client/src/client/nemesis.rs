@@ -13,10 +13,9 @@
 //! record rather than apply again.
 
 use super::{Client, lock};
-use crate::api::{ApiError, Reply, Request};
-use crate::client::CallError;
+use crate::connection::CallError;
+use flotilla_api::{ApiError, Command, Reply, Request};
 use flotilla_shard_manager::Attempts;
-use flotilla_storage::Command;
 use std::time::Duration;
 
 /// The faults in force.

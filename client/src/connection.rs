@@ -2,7 +2,7 @@
 //! pipelined. A writer task sends queued requests several per write; a reader task matches
 //! each response to its request by id.
 
-use crate::api::{ApiError, Reply, Request, RequestFrame, ResponseFrame};
+use flotilla_api::{ApiError, Reply, Request, RequestFrame, ResponseFrame};
 use flotilla_raft::NodeId;
 use flotilla_transport_quic::frame;
 use flotilla_transport_quic::{
@@ -28,6 +28,24 @@ pub enum CallError {
         node: u64,
         /// Why.
         reason: String,
+    },
+    /// An endpoint given without a node id could not be resolved or reached; nothing was
+    /// sent.
+    #[error("cannot connect to {address}: {reason}")]
+    Dial {
+        /// The endpoint's `host:port`.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node at an endpoint given without a node id refused this client's certificate
+    /// during the handshake: nothing sent on the connection reached it.
+    #[error("the node at {address} refused this client's connection: {alert}")]
+    RefusedAt {
+        /// The endpoint's `host:port`.
+        address: String,
+        /// The alert it closed the connection with.
+        alert: TlsAlert,
     },
     /// Sent, but no answer in time: it may or may not have been applied.
     #[error("no answer within {0:?}")]
@@ -67,7 +85,10 @@ impl CallError {
     pub fn is_final_and_not_sent(&self) -> bool {
         matches!(
             self,
-            Self::TooLarge { .. } | Self::Unencodable(_) | Self::Refused { .. }
+            Self::TooLarge { .. }
+                | Self::Unencodable(_)
+                | Self::Refused { .. }
+                | Self::RefusedAt { .. }
         )
     }
 
@@ -85,9 +106,10 @@ impl CallError {
     }
 }
 
-/// A pipelined connection to one node.
+/// A pipelined connection to one node (the [`Client`](crate::Client) keeps one per node;
+/// a node uses one to ask a peer directly, without routing).
 #[derive(Debug)]
-pub(crate) struct NodeConnection {
+pub struct NodeConnection {
     node: NodeId,
     frame_bytes_max: u32,
     session: ClientSession,
@@ -98,7 +120,11 @@ pub(crate) struct NodeConnection {
 }
 
 impl NodeConnection {
-    pub(crate) async fn connect(
+    /// Dials node `node` at `address`; its certificate must name that node.
+    ///
+    /// # Errors
+    /// The node could not be reached, or refused this client's certificate.
+    pub async fn connect(
         tls: &TlsSetup,
         config: &TransportConfig,
         node: NodeId,
@@ -118,10 +144,46 @@ impl NodeConnection {
         };
         let session = ClientSession::connect(tls, config, node, address)
             .await
-            .map_err(|error| match error {
-                ConnectError::Alert(alert) => failed(Some(alert), error.to_string()),
-                error => failed(None, error.to_string()),
-            })?;
+            .map_err(|error| dial_failed(&failed, error))?;
+        Self::open(session, config, node, failed).await
+    }
+
+    /// Dials whichever node listens at `address` (`host:port`, resolved as `resolved`), and
+    /// gives its id as its certificate proves it: any node certificate of the client's cluster
+    /// is accepted.
+    ///
+    /// # Errors
+    /// The node could not be reached, or refused this client's certificate, or its certificate
+    /// names no node of the client's cluster.
+    pub async fn connect_to_any_node(
+        tls: &TlsSetup,
+        config: &TransportConfig,
+        address: &str,
+        resolved: SocketAddr,
+    ) -> Result<(Self, NodeId), CallError> {
+        let failed = |alert: Option<TlsAlert>, reason: String| match alert {
+            Some(alert) if alert.sender == AlertSender::Peer => CallError::RefusedAt {
+                address: address.to_owned(),
+                alert,
+            },
+            _ => CallError::Dial {
+                address: address.to_owned(),
+                reason,
+            },
+        };
+        let (session, node) = ClientSession::connect_to_any_node(tls, config, resolved)
+            .await
+            .map_err(|error| dial_failed(&failed, error))?;
+        Ok((Self::open(session, config, node, failed).await?, node))
+    }
+
+    /// Opens the pipelined stream on a new session and starts its writer and reader tasks.
+    async fn open(
+        session: ClientSession,
+        config: &TransportConfig,
+        node: NodeId,
+        failed: impl Fn(Option<TlsAlert>, String) -> CallError,
+    ) -> Result<Self, CallError> {
         let (send, recv) = session
             .open_stream()
             .await
@@ -147,12 +209,16 @@ impl NodeConnection {
     }
 
     /// Whether the connection has failed (a new one is needed).
-    pub(crate) fn is_closed(&self) -> bool {
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire) || self.session.is_closed()
     }
 
     /// Sends `request` and waits up to `timeout` for its answer.
-    pub(crate) async fn call(
+    ///
+    /// # Errors
+    /// The request was not sent, or no answer came in time.
+    pub async fn call(
         &self,
         request: Request,
         timeout: Duration,
@@ -193,6 +259,17 @@ impl NodeConnection {
             },
             None => CallError::Lost,
         }
+    }
+}
+
+/// A failed dial as `failed` words it: with the alert, if the node sent one.
+fn dial_failed(
+    failed: &impl Fn(Option<TlsAlert>, String) -> CallError,
+    error: ConnectError,
+) -> CallError {
+    match error {
+        ConnectError::Alert(alert) => failed(Some(alert), error.to_string()),
+        error => failed(None, error.to_string()),
     }
 }
 

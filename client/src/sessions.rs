@@ -5,8 +5,8 @@
 //! A write keeps its tag for all its attempts, also when a map refresh sends a retry to
 //! another group (after a split, both halves know the session).
 
+use flotilla_api::{SessionId, SessionLimits, SessionTag};
 use flotilla_raft::GroupId;
-use flotilla_storage::kv::{SessionId, SessionLimits, SessionTag};
 use std::collections::{BTreeSet, HashMap};
 
 /// Why a write cannot get a tag yet.

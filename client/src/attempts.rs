@@ -7,10 +7,9 @@
 //! node said a snapshot superseded it), nothing later may call the write "not applied": a
 //! later refusal or running out of time is an unknown outcome, never a definite failure.
 
-use super::CallError;
-use crate::api::{ApiError, Reply};
+use crate::connection::CallError;
+use flotilla_api::{ApiError, Reply, Response};
 use flotilla_shard_manager::{KeyRange, Reply as RouteReply};
-use flotilla_storage::Response;
 
 /// How a request may be retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! The Flotilla client: starts from configured endpoints, caches the range map (shard-manager
+//! The client itself: starts from configured endpoints, caches the range map (shard-manager
 //! `Router`), sends each request to the cached leader of its key's group and follows the
 //! replies: "not leader" -> the hinted leader; stale map or routing error -> refresh the map;
 //! no answer -> another replica at random; all within a total deadline.
@@ -11,151 +11,40 @@
 //! an attempt may have applied it and then the deadline passed or its session expired in the
 //! range; it was then applied once or not at all. Reads are retried freely.
 
-pub mod attempts;
-pub(crate) mod connection;
 #[cfg(feature = "nemesis")]
 mod nemesis;
-pub mod sessions;
+mod operator;
 
-pub use connection::CallError;
-
-use crate::api::{ApiError, NodeStatus, Reply, Request};
-use crate::config::Endpoint;
-use attempts::{Kind, Outcome as AttemptOutcome, Stop, Tries, Verdict};
-use connection::NodeConnection;
-use flotilla_raft::GroupId;
-use flotilla_raft::NodeId;
+use crate::attempts::{Kind, Outcome as AttemptOutcome, Stop, Tries, Verdict};
+use crate::config::ClientConfig;
+use crate::connection::{CallError, NodeConnection};
+use crate::endpoint::Endpoint;
+use crate::error::{ClientError, MapFailure};
+use crate::scan::Scan;
+use crate::sessions::{NoTag, SessionBook};
+use flotilla_api::{ApiError, Command, Reply, Request, Response, SessionTag};
+use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::{
-    Attempts, KeyRange, Next, RangeMap, Reply as RouteReply, Router, Target,
+    Attempts, Directory, KeyRange, Next, RangeMap, Reply as RouteReply, Router, Target,
 };
-use flotilla_storage::kv::SessionTag;
-use flotilla_storage::{Command, Response};
 use flotilla_transport_quic::{TlsSetup, TransportConfig};
-use sessions::{NoTag, SessionBook};
 use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::ops::RangeBounds;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The default `retry_pause`.
-pub const RETRY_PAUSE: Duration = Duration::from_millis(20);
-/// The default `redial_pause`.
-pub const REDIAL_PAUSE: Duration = Duration::from_millis(500);
-
-/// How a client reaches a cluster.
-#[derive(Clone, Debug)]
-pub struct ClientOptions {
-    /// Nodes to start from (one is enough: the map names the others).
-    pub endpoints: Vec<Endpoint>,
-    /// `ca.pem`, `client-<name>.pem` and `client-<name>.key`.
-    pub tls_dir: PathBuf,
-    /// The cluster's id.
-    pub cluster_id: String,
-    /// This client's certificate name.
-    pub name: String,
-    /// How long one attempt waits for an answer.
-    pub attempt_timeout: Duration,
-    /// How long a request may take in all, retries included.
-    pub deadline: Duration,
-    /// Pause before retrying a node that is busy or has no leader yet.
-    pub retry_pause: Duration,
-    /// A node that could not be dialed is not dialed again for this long.
-    pub redial_pause: Duration,
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// The options break a rule (the rule, as a sentence).
-    #[error("client options: {0}")]
-    Options(&'static str),
-    /// Certificates missing or invalid.
-    #[error(transparent)]
-    Tls(std::sync::Arc<crate::config::TlsLoadError>),
-    /// No endpoint answered with a range map.
-    #[error("no endpoint reachable: {}", join_failures(.0))]
-    NoEndpoint(Vec<MapFailure>),
-    /// The node refused the request for good (e.g. a key over the size limit).
-    #[error("refused: {0}")]
-    Refused(ApiError),
-    /// The request could not be sent, and sending it again cannot help: it does not fit in a
-    /// frame, or the node refused this client's certificate. Nothing was applied.
-    #[error(transparent)]
-    NotSent(CallError),
-    /// A write may have been applied, once, or not at all: an attempt got no answer, and then
-    /// the deadline passed or the write's session expired in its range.
-    #[error(
-        "the outcome is unknown after {attempts} attempts: {reason}; the write was applied once or not at all"
-    )]
-    OutcomeUnknown {
-        /// Attempts made.
-        attempts: u32,
-        /// Why the client stopped.
-        reason: String,
-    },
-    /// Out of time or replicas, and nothing was applied.
-    #[error("gave up after {attempts} attempts: {reason}; nothing was applied")]
-    Unavailable {
-        /// Attempts made.
-        attempts: u32,
-        /// The last reason.
-        reason: String,
-    },
-    /// Out of time while the range's replicas answered that they knew no leader: its group
-    /// could not elect one (a majority of its replicas is down or cut off). Nothing was
-    /// applied.
-    #[error("no leader for range {range} after {attempts} attempts; nothing was applied")]
-    NoLeader {
-        /// The range's keys.
-        range: KeyRange,
-        /// Attempts made.
-        attempts: u32,
-    },
-}
 
 /// A client that may not open the session a write needs may not make that write: the refusal
 /// names the command ("may not put"), not the session it would have taken.
 fn denied_as(error: ClientError, command: &Command) -> ClientError {
     match error {
         ClientError::Refused(ApiError::PermissionDenied { who, .. }) => {
-            let action = crate::access::command_need(command).action.to_owned();
+            let action = command.action().to_owned();
             ClientError::Refused(ApiError::PermissionDenied { who, action })
         }
         other => other,
     }
-}
-
-/// Why one node did not give the client the range map.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum MapFailure {
-    /// The request got no answer.
-    #[error("node {node}: {error}")]
-    Call {
-        /// The node.
-        node: u64,
-        /// Why.
-        error: CallError,
-    },
-    /// The node refused it.
-    #[error("node {node} refused: {error}")]
-    Refused {
-        /// The node.
-        node: u64,
-        /// Its refusal.
-        error: ApiError,
-    },
-    /// The node answered something else.
-    #[error("node {node} answered with something other than the range map")]
-    Unexpected {
-        /// The node.
-        node: u64,
-    },
-}
-
-fn join_failures(failures: &[MapFailure]) -> String {
-    let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
-    failures.join("; ")
 }
 
 /// The response to a request.
@@ -163,6 +52,41 @@ fn join_failures(failures: &[MapFailure]) -> String {
 pub struct Outcome {
     /// The state machine's response; for a write, that of its one application.
     pub response: Response,
+}
+
+/// What a compare-and-swap did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CasOutcome {
+    /// Whether the key had the expected value and now has the new one.
+    pub swapped: bool,
+    /// The value the key had before (`None`: absent), so a caller can try again without a read.
+    pub current: Option<Vec<u8>>,
+}
+
+/// One page of a scan, from one range.
+#[derive(Debug)]
+pub(crate) struct ScanPage {
+    /// Key-value pairs in key order.
+    pub(crate) pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Whether the range has more pairs past the page.
+    pub(crate) more: bool,
+    /// The end of the range that answered (`None`: the last range).
+    pub(crate) range_end: Option<Vec<u8>>,
+}
+
+impl ScanPage {
+    /// Where the scan goes on after this page: just past its last key if the range has more,
+    /// else at the next range; `None` when this was the last range.
+    pub(crate) fn next_start(&self) -> Option<Vec<u8>> {
+        match (self.more, self.pairs.last()) {
+            (true, Some((last, _))) => {
+                let mut next = last.clone();
+                next.push(0);
+                Some(next)
+            }
+            _ => self.range_end.clone(),
+        }
+    }
 }
 
 /// The pairs of a scan across ranges.
@@ -185,9 +109,10 @@ pub struct Client {
 struct Inner {
     tls: TlsSetup,
     transport: TransportConfig,
-    options: ClientOptions,
+    options: ClientConfig,
     router: Mutex<Router>,
-    addresses: Mutex<BTreeMap<NodeId, SocketAddr>>,
+    /// Where each known node listens (`host:port`), as an endpoint or the directory says.
+    addresses: Mutex<BTreeMap<NodeId, String>>,
     connections: Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<Slot>>>>,
     sessions: Mutex<SessionBook>,
     /// One lock per group, so concurrent writes that find no session open one, not one each.
@@ -198,101 +123,90 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct Slot {
-    /// The open connection and the address it was dialed at.
-    connection: Option<(Arc<NodeConnection>, SocketAddr)>,
+    /// The open connection and the address (`host:port`, as known then) it was dialed at.
+    connection: Option<(Arc<NodeConnection>, String)>,
     down_until: Option<Instant>,
 }
 
-impl ClientOptions {
-    /// Options with the default timings.
-    #[must_use]
-    pub fn new(endpoints: Vec<Endpoint>, tls_dir: PathBuf, cluster_id: &str, name: &str) -> Self {
-        Self {
-            endpoints,
-            tls_dir,
-            cluster_id: cluster_id.into(),
-            name: name.into(),
-            attempt_timeout: Duration::from_secs(1),
-            deadline: Duration::from_secs(10),
-            retry_pause: RETRY_PAUSE,
-            redial_pause: REDIAL_PAUSE,
-        }
-    }
-
-    /// Checks the timings.
-    ///
-    /// # Errors
-    /// `Options` with the rule broken.
-    pub fn validate(&self) -> Result<(), ClientError> {
-        let rule = |holds: bool, rule| {
-            if holds {
-                Ok(())
-            } else {
-                Err(ClientError::Options(rule))
-            }
-        };
-        rule(
-            !self.endpoints.is_empty(),
-            "at least one endpoint is needed",
-        )?;
-        rule(
-            !self.attempt_timeout.is_zero() && self.attempt_timeout <= self.deadline,
-            "attempt_timeout must be positive and at most the deadline",
-        )?;
-        rule(
-            !self.retry_pause.is_zero() && self.retry_pause <= self.deadline,
-            "retry_pause must be positive and at most the deadline",
-        )?;
-        rule(
-            self.redial_pause <= Duration::from_secs(3600),
-            "redial_pause must be at most an hour",
-        )
-    }
-}
-
 impl Client {
-    /// Loads the client's certificate and fetches the range map from the first endpoint that
-    /// answers.
+    /// Loads the client's certificate and fetches the range map from the configured
+    /// endpoints, starting at one chosen at random, until one answers. An endpoint without a
+    /// node id is dialed as whichever node of the cluster listens there (its certificate names
+    /// it).
     ///
     /// # Errors
-    /// Bad certificates, or no endpoint answered.
-    pub async fn connect(options: ClientOptions) -> Result<Self, ClientError> {
-        options.validate()?;
-        let stem = format!("client-{}", options.name);
-        let tls = crate::config::load_tls(&options.tls_dir, &options.cluster_id, &stem)
-            .map_err(|error| ClientError::Tls(std::sync::Arc::new(error)))?;
-        // A client dials with its attempt timeout; the transport's answer timeout (which only
-        // its peer dials use) must not exceed it, or the configuration is refused.
-        let handshake_timeout_ms = options.attempt_timeout.as_millis().max(1) as u64;
-        let defaults = TransportConfig::default();
-        let transport = TransportConfig {
-            handshake_timeout_ms,
-            dial_answer_timeout_ms: defaults.dial_answer_timeout_ms.min(handshake_timeout_ms),
-            ..defaults
-        };
-        let addresses = options
+    /// A configuration that breaks a rule, bad certificates, or no endpoint answered.
+    pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
+        config.validate()?;
+        let stem = format!("client-{}", config.name);
+        let tls = crate::tls::load_tls(&config.tls_dir, &config.cluster_id, &stem)?;
+        let addresses = config
             .endpoints
             .iter()
-            .map(|endpoint| (endpoint.node, endpoint.address))
+            .filter_map(|endpoint| Some((endpoint.node?, endpoint.address())))
             .collect();
         let placeholder = RangeMap::uniform(1, |_| vec![NodeId(0)]);
-        let seed = u64::from(std::process::id()) ^ Instant::now().elapsed().as_nanos() as u64;
         let client = Self {
             inner: Arc::new(Inner {
                 tls,
-                transport,
-                router: Mutex::new(Router::new(placeholder, u32::MAX, seed)),
+                transport: transport_config(config.attempt_timeout),
+                router: Mutex::new(Router::new(placeholder, u32::MAX, random_seed())),
                 addresses: Mutex::new(addresses),
                 connections: Mutex::default(),
                 sessions: Mutex::default(),
                 openers: Mutex::default(),
                 #[cfg(feature = "nemesis")]
                 nemesis: Mutex::default(),
-                options,
+                options: config,
             }),
         };
-        client.refresh_map().await?;
+        client.first_map().await?;
         Ok(client)
+    }
+
+    /// Fetches the first range map from the configured endpoints, starting at a random one.
+    async fn first_map(&self) -> Result<(), ClientError> {
+        let endpoints = &self.inner.options.endpoints;
+        let mut failures = Vec::new();
+        for endpoint in rotated(endpoints) {
+            let node = match endpoint.node {
+                Some(node) => node,
+                None => match self.dial_unnamed(endpoint).await {
+                    Ok(node) => node,
+                    Err(error) => {
+                        let endpoint = endpoint.to_string();
+                        failures.push(MapFailure::Dial { endpoint, error });
+                        continue;
+                    }
+                },
+            };
+            match self.fetch_map(node).await {
+                Ok(()) => return Ok(()),
+                Err(failure) => failures.push(failure),
+            }
+        }
+        Err(ClientError::NoEndpoint(failures))
+    }
+
+    /// Dials the node at an endpoint given without its id, learns the id from its
+    /// certificate, and keeps the connection and the address for it.
+    async fn dial_unnamed(&self, endpoint: &Endpoint) -> Result<NodeId, CallError> {
+        let address = endpoint.address();
+        let resolved = resolve(&address).await.map_err(|reason| CallError::Dial {
+            address: address.clone(),
+            reason,
+        })?;
+        let (connection, node) = NodeConnection::connect_to_any_node(
+            &self.inner.tls,
+            &self.inner.transport,
+            &address,
+            resolved,
+        )
+        .await?;
+        lock(&self.inner.addresses).insert(node, address.clone());
+        let slot = Arc::clone(lock(&self.inner.connections).entry(node).or_default());
+        slot.lock().await.connection = Some((Arc::new(connection), address));
+        Ok(node)
     }
 
     /// The cached range map.
@@ -301,24 +215,88 @@ impl Client {
         lock(&self.inner.router).map().clone()
     }
 
-    /// Every node the client knows of, with its address.
+    /// Every node the client knows of, with its address (`host:port`).
     #[must_use]
-    pub fn nodes(&self) -> Vec<(NodeId, SocketAddr)> {
+    pub fn nodes(&self) -> Vec<(NodeId, String)> {
         lock(&self.inner.addresses)
             .iter()
-            .map(|(node, address)| (*node, *address))
+            .map(|(node, address)| (*node, address.clone()))
             .collect()
     }
 
-    /// The value of `key`.
+    /// The value of `key` (`None`: absent); a linearizable read.
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
-        match self.read(Command::Get { key: key.to_vec() }).await?.0 {
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ClientError> {
+        let key = key.as_ref().to_vec();
+        match self.read(Command::Get { key }).await?.0 {
             Response::Value(value) => Ok(value),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// Sets `key` to `value`, exactly once; returns the value it replaced.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; after [`ClientError::OutcomeUnknown`] the put was applied once or
+    /// not at all.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<Option<Vec<u8>>, ClientError> {
+        let (key, value) = (key.as_ref().to_vec(), value.as_ref().to_vec());
+        written(self.command(Command::Put { key, value }).await?.response)
+    }
+
+    /// Removes `key`, exactly once; returns the value it had.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; after [`ClientError::OutcomeUnknown`] the delete was applied once
+    /// or not at all.
+    pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, ClientError> {
+        let key = key.as_ref().to_vec();
+        written(self.command(Command::Delete { key }).await?.response)
+    }
+
+    /// Sets `key` to `new` (removes it if `None`) only if its value is `expected` (`None`: only
+    /// if it is absent), exactly once; says whether it swapped, and the value it found.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; after [`ClientError::OutcomeUnknown`] the swap was applied once or
+    /// not at all.
+    pub async fn cas(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<CasOutcome, ClientError> {
+        let command = Command::CompareAndSwap {
+            key: key.as_ref().to_vec(),
+            expected: expected.map(<[u8]>::to_vec),
+            new: new.map(<[u8]>::to_vec),
+        };
+        match self.command(command).await?.response {
+            Response::CompareAndSwap { swapped, current } => Ok(CasOutcome { swapped, current }),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The pairs whose keys lie in `keys`, in key order, across as many ranges as it takes,
+    /// fetched a page at a time as [`Scan`] is read; each page is a linearizable read of one
+    /// range.
+    ///
+    /// ```no_run
+    /// # async fn pairs(client: &flotilla_client::Client) -> Result<(), flotilla_client::ClientError> {
+    /// let mut scan = client.scan(b"user/".to_vec()..b"user0".to_vec());
+    /// while let Some((key, value)) = scan.next().await? {
+    ///     println!("{key:?} = {value:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn scan(&self, keys: impl RangeBounds<Vec<u8>>) -> Scan {
+        Scan::new(self.clone(), keys)
     }
 
     /// Runs one single-key command (get, put, delete, cas; scans go through [`Client::scan`]).
@@ -338,12 +316,37 @@ impl Client {
         self.write(command).await
     }
 
+    /// One page of a scan: at most `limit` pairs from `start` on, below `end`, from the one
+    /// range that holds `start`; also whether that range has more past the page, and where
+    /// the range ends (`None`: the last range).
+    pub(crate) async fn scan_page(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<ScanPage, ClientError> {
+        let command = Command::Scan {
+            start: start.to_vec(),
+            end: end.map(<[u8]>::to_vec),
+            limit,
+        };
+        let (response, range_end) = self.read(command).await?;
+        let Response::Scan { pairs, more } = response else {
+            return Err(unexpected(&response));
+        };
+        Ok(ScanPage {
+            pairs,
+            more,
+            range_end,
+        })
+    }
+
     /// The pairs with `start <= key < end` (`end: None`: to the end), at most `limit`, across
     /// as many ranges as it takes; each range's part is linearizable.
     ///
     /// # Errors
     /// See [`ClientError`].
-    pub async fn scan(
+    pub async fn scan_limited(
         &self,
         start: &[u8],
         end: Option<&[u8]>,
@@ -354,167 +357,75 @@ impl Client {
         let mut pairs = Vec::new();
         let mut cursor = start.to_vec();
         while (pairs.len() as u64) < wanted && end.is_none_or(|end| cursor.as_slice() < end) {
-            let command = Command::Scan {
-                start: cursor.clone(),
-                end: end.map(<[u8]>::to_vec),
-                limit: page_limit(wanted, pairs.len()),
-            };
-            let (response, range_end) = self.read(command).await?;
-            let Response::Scan { pairs: found, more } = response else {
-                return Err(unexpected(&response));
-            };
-            let last = found.last().map(|(key, _)| key.clone());
-            pairs.extend(found);
-            cursor = match (more, last, range_end) {
-                (true, Some(mut last), _) => {
-                    last.push(0);
-                    last
-                }
-                (_, _, Some(range_end)) => range_end,
-                (_, _, None) => break,
-            };
+            let page = self
+                .scan_page(&cursor, end, page_limit(wanted, pairs.len()))
+                .await?;
+            let next = page.next_start();
+            pairs.extend(page.pairs);
+            match next {
+                Some(next) => cursor = next,
+                None => break,
+            }
         }
         let more = pairs.len() > limit as usize;
         pairs.truncate(limit as usize);
         Ok(ScanResult { pairs, more })
     }
 
-    /// The status of every node the client knows, in node order.
-    pub async fn statuses(&self) -> Vec<(NodeId, Result<NodeStatus, ClientError>)> {
-        let mut statuses = Vec::new();
-        for (node, _) in self.nodes() {
-            statuses.push((node, self.status(node).await));
-        }
-        statuses
-    }
-
-    /// The status of one node.
-    ///
-    /// # Errors
-    /// The node did not answer.
-    pub async fn status(&self, node: NodeId) -> Result<NodeStatus, ClientError> {
-        match self
-            .call(node, Request::Status, self.inner.options.attempt_timeout)
-            .await
-        {
-            Ok(Ok(Reply::Status(status))) => Ok(status),
-            Ok(Ok(_)) => Err(ClientError::Refused(ApiError::Unavailable(
-                "unexpected reply".into(),
-            ))),
-            Ok(Err(error)) => Err(ClientError::Refused(error)),
-            Err(error) => Err(ClientError::Unavailable {
-                attempts: 1,
-                reason: error.to_string(),
-            }),
-        }
-    }
-
-    /// The placement driver's view (nodes, ranges, operators), from the meta group's leader.
-    ///
-    /// # Errors
-    /// No node answered, or the leader refused.
-    pub async fn placement(&self) -> Result<crate::api::PlacementStatus, ClientError> {
-        match self.call_meta_leader(Request::Placement).await? {
-            Reply::Placement(status) => Ok(status),
-            _ => Err(ClientError::Refused(ApiError::Unavailable(
-                "unexpected reply".into(),
-            ))),
-        }
-    }
-
-    /// Carries out an operator's command through the meta group; returns once it is applied.
-    ///
-    /// # Errors
-    /// No node answered, or the cluster refused the command (`AdminRefused`, say). A command
-    /// whose answer was lost may have been applied: it is safe to send again.
-    pub async fn admin(&self, command: crate::api::AdminCommand) -> Result<(), ClientError> {
-        match self.call_meta_leader(Request::Admin(command)).await? {
-            // The meta group refused the entry when it applied it (a rival operator won).
-            Reply::Kv(Response::Invalid(reason)) => {
-                Err(ClientError::Refused(ApiError::AdminRefused(reason)))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Sends `request` to each node in turn until the meta group's leader answers, following
-    /// a leader hint at once.
-    async fn call_meta_leader(&self, request: Request) -> Result<Reply, ClientError> {
-        let timeout = self.inner.options.attempt_timeout;
-        let mut reasons = Vec::new();
-        let mut attempts = 0;
-        for (node, _) in self.nodes() {
-            let mut target = node;
-            for _ in 0..2 {
-                attempts += 1;
-                match self.call(target, request.clone(), timeout).await {
-                    Ok(Ok(reply)) => return Ok(reply),
-                    Ok(Err(ApiError::NotLeader {
-                        leader: Some(leader),
-                        ..
-                    })) if leader != target => {
-                        target = leader;
-                        continue;
-                    }
-                    Ok(Err(
-                        error @ (ApiError::AdminRefused(_) | ApiError::PermissionDenied { .. }),
-                    )) => {
-                        return Err(ClientError::Refused(error));
-                    }
-                    Ok(Err(error)) => reasons.push(format!("{target}: {error}")),
-                    Err(error) => reasons.push(format!("{target}: {error}")),
-                }
-                break;
-            }
-        }
-        Err(ClientError::Unavailable {
-            attempts,
-            reason: format!("no meta-group leader answered ({})", reasons.join("; ")),
-        })
-    }
-
-    /// Fetches the range map and directory from the first node that answers.
+    /// Fetches the range map and directory from the first node that answers, starting at a
+    /// random one.
     ///
     /// # Errors
     /// `NoEndpoint` listing why each node failed.
     pub async fn refresh_map(&self) -> Result<(), ClientError> {
         let mut failures = Vec::new();
-        for (node, _) in self.nodes() {
-            match self
-                .call(node, Request::RangeMap, self.inner.options.attempt_timeout)
-                .await
-            {
-                Ok(Ok(Reply::RangeMap { map, directory })) => {
-                    let mut addresses = lock(&self.inner.addresses);
-                    for peer in directory.nodes() {
-                        if let Some(Ok(address)) = directory.address(peer).map(str::parse) {
-                            addresses.insert(peer, address);
-                        }
-                    }
-                    let mut router = lock(&self.inner.router);
-                    if router
-                        .map()
-                        .ranges()
-                        .any(|range| range.replicas == [NodeId(0)])
-                    {
-                        *router = Router::new(map, u32::MAX, u64::from(std::process::id()));
-                    } else {
-                        router.update_map(map);
-                    }
-                    return Ok(());
-                }
-                Ok(Ok(_)) => failures.push(MapFailure::Unexpected { node: node.0 }),
-                Ok(Err(error)) => failures.push(MapFailure::Refused {
-                    node: node.0,
-                    error,
-                }),
-                Err(error) => failures.push(MapFailure::Call {
-                    node: node.0,
-                    error,
-                }),
+        for (node, _) in rotated(&self.nodes()) {
+            match self.fetch_map(*node).await {
+                Ok(()) => return Ok(()),
+                Err(failure) => failures.push(failure),
             }
         }
         Err(ClientError::NoEndpoint(failures))
+    }
+
+    /// Asks `node` for the range map and directory, and takes them.
+    async fn fetch_map(&self, node: NodeId) -> Result<(), MapFailure> {
+        let timeout = self.inner.options.attempt_timeout;
+        match self.call(node, Request::RangeMap, timeout).await {
+            Ok(Ok(Reply::RangeMap { map, directory })) => {
+                self.install_map(map, &directory);
+                Ok(())
+            }
+            Ok(Ok(_)) => Err(MapFailure::Unexpected { node: node.0 }),
+            Ok(Err(error)) => Err(MapFailure::Refused {
+                node: node.0,
+                error,
+            }),
+            Err(error) => Err(MapFailure::Call {
+                node: node.0,
+                error,
+            }),
+        }
+    }
+
+    /// Takes a range map and the addresses its directory gives.
+    fn install_map(&self, map: RangeMap, directory: &Directory) {
+        let mut addresses = lock(&self.inner.addresses);
+        for peer in directory.nodes() {
+            if let Some(address) = directory.address(peer) {
+                addresses.insert(peer, address.to_owned());
+            }
+        }
+        let mut router = lock(&self.inner.router);
+        if router
+            .map()
+            .ranges()
+            .any(|range| range.replicas == [NodeId(0)])
+        {
+            *router = Router::new(map, u32::MAX, random_seed());
+        } else {
+            router.update_map(map);
+        }
     }
 
     /// Routes and retries one read; also returns the end of the range that served it.
@@ -700,7 +611,7 @@ impl Client {
                 }
                 AttemptOutcome::Answered(answer)
             }
-            Err(error @ CallError::Connect { .. }) => {
+            Err(error @ (CallError::Connect { .. } | CallError::Dial { .. })) => {
                 tracing::debug!(%error, "attempt not sent");
                 AttemptOutcome::NotSent
             }
@@ -768,8 +679,8 @@ impl Client {
     }
 
     fn learn_address(&self, leader: Option<NodeId>, address: Option<&str>) {
-        if let (Some(leader), Some(Ok(address))) = (leader, address.map(str::parse)) {
-            lock(&self.inner.addresses).insert(leader, address);
+        if let (Some(leader), Some(address)) = (leader, address.filter(|text| !text.is_empty())) {
+            lock(&self.inner.addresses).insert(leader, address.to_owned());
         }
     }
 
@@ -806,7 +717,7 @@ impl Client {
         };
         let address = lock(&self.inner.addresses)
             .get(&node)
-            .copied()
+            .cloned()
             .ok_or_else(|| refused("address unknown"))?;
         // A node that moved is dialed at its new address: the connection to the old one
         // would only time out (no peer there answers it, not even with a reset).
@@ -820,7 +731,16 @@ impl Client {
         if slot.down_until.is_some_and(|until| Instant::now() < until) {
             return Err(refused("recently unreachable"));
         }
-        match NodeConnection::connect(&self.inner.tls, &self.inner.transport, node, address).await {
+        // A host name is resolved at every dial, so a node that moved to a new IP under its
+        // name is found there.
+        let dialed = match resolve(&address).await {
+            Ok(resolved) => {
+                NodeConnection::connect(&self.inner.tls, &self.inner.transport, node, resolved)
+                    .await
+            }
+            Err(reason) => Err(refused(&reason)),
+        };
+        match dialed {
             Ok(connection) => {
                 let connection = Arc::new(connection);
                 slot.connection = Some((Arc::clone(&connection), address));
@@ -836,6 +756,43 @@ impl Client {
     }
 }
 
+/// The transport settings of a client that waits `attempt_timeout` for an attempt.
+fn transport_config(attempt_timeout: Duration) -> TransportConfig {
+    // A client dials with its attempt timeout; the transport's answer timeout (which only
+    // its peer dials use) must not exceed it, or the configuration is refused.
+    let handshake_timeout_ms = u64::try_from(attempt_timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    let defaults = TransportConfig::default();
+    TransportConfig {
+        handshake_timeout_ms,
+        dial_answer_timeout_ms: defaults.dial_answer_timeout_ms.min(handshake_timeout_ms),
+        ..defaults
+    }
+}
+
+/// The first address `address` (`host:port`) resolves to.
+async fn resolve(address: &str) -> Result<SocketAddr, String> {
+    let mut resolved = tokio::net::lookup_host(address)
+        .await
+        .map_err(|error| format!("{address} does not resolve: {error}"))?;
+    resolved
+        .next()
+        .ok_or_else(|| format!("{address} resolves to no address"))
+}
+
+/// A random number, different in every client: the router's seed, and where a client starts.
+/// (The std hasher's keys are random per process, and per `RandomState` after the first.)
+fn random_seed() -> u64 {
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// `items` from a random one on, wrapping around: each client starts at another node.
+fn rotated<T>(items: &[T]) -> impl Iterator<Item = &T> {
+    let start = usize::try_from(random_seed() % items.len().max(1) as u64).unwrap_or(0);
+    items.iter().cycle().skip(start).take(items.len())
+}
+
 /// The limit of the next page of a scan that wants `wanted` pairs and has `found`: what is
 /// left, saturated at `u32::MAX`. (Cast, the `limit + 1` of a `u32::MAX` scan wrapped to 0
 /// and the scan answered no pairs and `more: false`.)
@@ -845,10 +802,14 @@ fn page_limit(wanted: u64, found: usize) -> u32 {
 }
 
 fn command_key(command: &Command) -> &[u8] {
-    match command {
-        Command::Get { key } | Command::Put { key, .. } | Command::Delete { key } => key,
-        Command::CompareAndSwap { key, .. } => key,
-        Command::Scan { start, .. } => start,
+    command.key()
+}
+
+/// The value a put or a delete replaced.
+fn written(response: Response) -> Result<Option<Vec<u8>>, ClientError> {
+    match response {
+        Response::Written { previous } => Ok(previous),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -937,16 +898,16 @@ mod tests {
         // The client trusts the node's CA (it accepts the node), but its own certificate is
         // from another CA.
         std::fs::copy(node_dir.join("ca.pem"), other_dir.join("ca.pem")).unwrap();
-        let tls = crate::config::load_tls(&node_dir, CLUSTER, "node-1").unwrap();
+        let tls = crate::tls::load_tls(&node_dir, CLUSTER, "node-1").unwrap();
         let address = "127.0.0.1:0".parse().unwrap();
         let node = QuicTransport::bind(NodeId(1), address, tls, TransportConfig::default())
             .await
             .unwrap();
         let endpoint = Endpoint {
-            node: NodeId(1),
-            address: node.local_address().unwrap(),
+            node: Some(NodeId(1)),
+            ..Endpoint::from(node.local_address().unwrap())
         };
-        let options = ClientOptions::new(vec![endpoint], other_dir, CLUSTER, "ops");
+        let options = ClientConfig::new(vec![endpoint], other_dir, CLUSTER, "ops");
         let error = Client::connect(options).await.unwrap_err();
         let ClientError::NoEndpoint(failures) = &error else {
             panic!("expected no endpoint, got {error}");

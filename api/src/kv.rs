@@ -1,0 +1,169 @@
+//! The key-value commands a range's state machine applies and the responses it gives: what a
+//! client sends inside a request and gets back inside a reply. Their codec and their rules
+//! live in `flotilla-storage`; this module holds the data only.
+
+use crate::session::{SessionId, SessionLimits};
+use serde::{Deserialize, Serialize};
+
+/// The most pairs one scan returns, whatever limit the client asks for.
+pub const SCAN_PAIR_COUNT_MAX: u32 = 10_000;
+/// The most key and value bytes one scan copies unless its reader asks for another bound; a
+/// scan always returns at least one pair.
+pub const SCAN_BYTES_MAX: usize = 4 << 20;
+
+/// One client operation on a group's key range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Read one key.
+    Get {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    /// Set a key to a value.
+    Put {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The new value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Remove a key.
+    Delete {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    /// Set `key` to `new` (or remove it when `new` is `None`) only if its current value is
+    /// `expected` (`None`: only if the key is absent).
+    CompareAndSwap {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The value the key must have now; `None` means it must be absent.
+        #[serde(with = "serde_bytes")]
+        expected: Option<Vec<u8>>,
+        /// The value to set; `None` removes the key.
+        #[serde(with = "serde_bytes")]
+        new: Option<Vec<u8>>,
+    },
+    /// Read the pairs with `start <= key < end` in key order, at most `limit` of them.
+    Scan {
+        /// The first key (inclusive).
+        #[serde(with = "serde_bytes")]
+        start: Vec<u8>,
+        /// The end (exclusive); `None` scans to the end of the range.
+        #[serde(with = "serde_bytes")]
+        end: Option<Vec<u8>>,
+        /// The most pairs to return; capped by `SCAN_PAIR_COUNT_MAX`.
+        limit: u32,
+    },
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The value of a `Get` (`None`: absent).
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    /// A `Put` or `Delete` took effect; carries the value it replaced.
+    Written {
+        /// The value before the command (`None`: absent).
+        #[serde(with = "serde_bytes")]
+        previous: Option<Vec<u8>>,
+    },
+    /// The outcome of a `CompareAndSwap`.
+    CompareAndSwap {
+        /// Whether the swap happened.
+        swapped: bool,
+        /// The value before the command, so a client can retry without a read.
+        #[serde(with = "serde_bytes")]
+        current: Option<Vec<u8>>,
+    },
+    /// The pairs of a `Scan`, and whether more pairs lay in the range past the limit.
+    Scan {
+        /// Key-value pairs in key order.
+        #[serde(with = "pair_bytes")]
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Whether the scan stopped at the limit with keys left in the range.
+        more: bool,
+    },
+    /// The entry did not decode as a command; it changed nothing.
+    Invalid(String),
+    /// A session was opened in the range: its id and the limits the range applies.
+    SessionOpened {
+        /// The new session.
+        session: SessionId,
+        /// The limits in force; a client keeps `sequence - awaited_from` under `results_max`.
+        limits: SessionLimits,
+    },
+    /// The write's session is unknown to the range: it expired, it was ended (the range was
+    /// full, or it held too many results), or it was never opened here. Not applied.
+    SessionExpired {
+        /// The session.
+        session: SessionId,
+    },
+    /// The write's sequence is below the lowest one its client still awaits: a copy of a
+    /// write that was answered or abandoned. Not applied (again).
+    Retired {
+        /// The sequence.
+        sequence: u64,
+    },
+}
+
+impl Command {
+    /// The operation's name as an access rule or a refusal names it (`get`, `put`, `delete`,
+    /// `compare-and-swap`, `scan`).
+    #[must_use]
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Get { .. } => "get",
+            Self::Put { .. } => "put",
+            Self::Delete { .. } => "delete",
+            Self::CompareAndSwap { .. } => "compare-and-swap",
+            Self::Scan { .. } => "scan",
+        }
+    }
+
+    /// The key the command is routed by (a scan's first key).
+    #[must_use]
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Self::Get { key }
+            | Self::Put { key, .. }
+            | Self::Delete { key }
+            | Self::CompareAndSwap { key, .. } => key,
+            Self::Scan { start, .. } => start,
+        }
+    }
+}
+
+/// Scan pairs as two byte strings each (one copy per string, not one call per byte); the
+/// encoding is the same as a plain sequence of bytes in postcard.
+mod pair_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(super) fn serialize<S: Serializer>(
+        pairs: &[(Vec<u8>, Vec<u8>)],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            pairs
+                .iter()
+                .map(|(key, value)| (Bytes::new(key), Bytes::new(value))),
+        )
+    }
+
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Pairs, D::Error> {
+        let pairs = Vec::<(ByteBuf, ByteBuf)>::deserialize(deserializer)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(key, value)| (key.into_vec(), value.into_vec()))
+            .collect())
+    }
+}
