@@ -74,6 +74,35 @@ impl TlsSetup {
         Ok(server)
     }
 
+    /// The rustls configuration of a node's HTTPS listener (HTTP/1.1 over TLS 1.3): the node's
+    /// certificate, and a client certificate asked for but not required. One that is sent must
+    /// chain to the cluster CA, name this cluster and not be `revoked`; whether a request
+    /// needs one is for the listener to decide (the peer's certificates are in the session).
+    pub fn https_server_config(
+        &self,
+        revoked: Arc<Revocations>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
+        let roots = Arc::new(self.roots()?);
+        let chain = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .allow_unauthenticated()
+            .build()?;
+        let verifier = Arc::new(ClusterClientVerifier::revoking(
+            chain,
+            self.cluster.clone(),
+            revoked,
+        ));
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                self.identity.cert_chain.clone(),
+                self.identity.key.clone_key(),
+            )?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tls.max_early_data_size = 0;
+        Ok(tls)
+    }
+
     /// The quinn client configuration a node dials its peers with (`flotilla-raft/1`).
     pub fn peer_client_config(
         &self,
