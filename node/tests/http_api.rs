@@ -97,9 +97,6 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = LocalCluster::start_with_http(binary(), dir.path(), 3, 4).unwrap();
     let certs: PathBuf = dir.path().join("certs");
-    // The API's own client certificate, added after start: the node loads it at the first call.
-    let cluster_id = ClusterId::new(CLUSTER).unwrap();
-    add_client_certs(&certs, &cluster_id, &["http-api"]).unwrap();
     let runtime = runtime();
     let client = runtime
         .block_on(connect_when_ready(cluster.client_options(), WAIT))
@@ -108,6 +105,14 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
         address: cluster.http[0].1,
         certs: &certs,
     };
+    // Without its own client certificate the API says how to make one; the node loads it at
+    // the first call after it was added.
+    let (status, json) = curl.api("GET", "/v1/kv/a", None);
+    assert_eq!(status, 503, "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("--add-client http-api"), "{error}");
+    let cluster_id = ClusterId::new(CLUSTER).unwrap();
+    add_client_certs(&certs, &cluster_id, &["http-api"]).unwrap();
 
     observe_endpoints_stay_open(&curl);
     the_api_needs_https_and_a_certificate(&curl);
