@@ -1,8 +1,9 @@
 //! End-to-end: the JSON API on the HTTP listener of real `flotilla server` processes, driven
 //! with the `curl` binary (and `docs/http-api/example.py` with `python3`, when on PATH): every
 //! operation and its statuses, base64 values, a scan across ranges with its continuation key,
-//! and the refusals of plain HTTP and of TLS without a client certificate. The observe
-//! endpoints still answer over plain HTTP. One cluster start; waits are bounded.
+//! `[access]` applied to the caller's certificate, and the refusals of plain HTTP and of TLS
+//! without a client certificate. The observe endpoints still answer over plain HTTP. One
+//! cluster start; waits are bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use flotilla_node::local::{CLUSTER, LocalCluster, connect_when_ready};
@@ -14,6 +15,17 @@ use std::process::Command;
 
 mod common;
 use common::{WAIT, binary, runtime};
+
+/// Every node's `[access]`: the test's client is admin, the API's own client may write, and
+/// `reader` may only read (through the API as on QUIC).
+const GRANTS: &str = r#"
+[access]
+grants = [
+  { client = "demo", role = "admin" },
+  { client = "http-api", role = "read-write" },
+  { client = "reader", role = "read-only" },
+]
+"#;
 
 /// The name the first node's certificate proves, which HTTPS clients check.
 fn server_name() -> String {
@@ -80,12 +92,23 @@ impl Curl<'_> {
 
     /// `call` over HTTPS as client `demo`, the answer as JSON.
     fn api(&self, method: &str, target: &str, body: Option<&[u8]>) -> (u16, Value) {
+        self.api_as("demo", method, target, body)
+    }
+
+    /// `api` as client `client`.
+    fn api_as(
+        &self,
+        client: &str,
+        method: &str,
+        target: &str,
+        body: Option<&[u8]>,
+    ) -> (u16, Value) {
         let file = body.map(|bytes| {
             let path = self.certs.join("body");
             std::fs::write(&path, bytes).unwrap();
             path
         });
-        let (status, text) = self.call(Via::Https(Some("demo")), method, target, file.as_deref());
+        let (status, text) = self.call(Via::Https(Some(client)), method, target, file.as_deref());
         let json = serde_json::from_str(&text)
             .unwrap_or_else(|error| panic!("{method} {target}: {error}: {text:?}"));
         (status, json)
@@ -95,7 +118,10 @@ impl Curl<'_> {
 #[test]
 fn curl_drives_every_operation_over_https_with_a_client_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = LocalCluster::start_with_http(binary(), dir.path(), 3, 4).unwrap();
+    let config = dir.path().join("flotilla.toml");
+    std::fs::write(&config, GRANTS).unwrap();
+    let mut cluster =
+        LocalCluster::start_with_http_and_config(binary(), dir.path(), (3, 4), config).unwrap();
     let certs: PathBuf = dir.path().join("certs");
     let runtime = runtime();
     let client = runtime
@@ -112,12 +138,13 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
     let error = json["error"].as_str().unwrap();
     assert!(error.contains("--add-client http-api"), "{error}");
     let cluster_id = ClusterId::new(CLUSTER).unwrap();
-    add_client_certs(&certs, &cluster_id, &["http-api"]).unwrap();
+    add_client_certs(&certs, &cluster_id, &["http-api", "reader"]).unwrap();
 
     observe_endpoints_stay_open(&curl);
     the_api_needs_https_and_a_certificate(&curl);
     single_keys(&curl);
     compare_and_swap(&curl);
+    access_rules_apply_to_the_caller(&curl);
     let map = client.map();
     assert_ne!(map.lookup(b"0-first").id, map.lookup(b"k-second").id);
     scan_across_ranges(&curl);
@@ -166,6 +193,20 @@ fn single_keys(curl: &Curl<'_>) {
     let (status, json) = curl.api("DELETE", "/v1/kv/gone", None);
     assert_eq!((status, &json["result"]), (200, &json!({"previous": "x"})));
     assert_eq!(curl.api("GET", "/v1/kv/gone", None).0, 404);
+}
+
+fn access_rules_apply_to_the_caller(curl: &Curl<'_>) {
+    let (status, json) = curl.api_as("reader", "GET", "/v1/kv/0-first", None);
+    assert_eq!((status, &json["result"]), (200, &json!("uno")), "{json}");
+    // The API's own client may write; the caller may not, and is told so.
+    let (status, json) = curl.api_as("reader", "PUT", "/v1/kv/0-first", Some(b"no"));
+    assert_eq!(status, 403, "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert_eq!(error, "permission denied: client \"reader\" may not put");
+    assert_eq!(
+        curl.api("GET", "/v1/kv/0-first", None).1["result"],
+        json!("uno")
+    );
 }
 
 fn compare_and_swap(curl: &Curl<'_>) {
