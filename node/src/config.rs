@@ -168,8 +168,8 @@ pub struct HttpSettings {
     /// The largest request body the API reads (a value, or a compare-and-swap's JSON); a
     /// larger one is refused with 413 before it is read.
     pub body_bytes_max: usize,
-    /// How long one API request may take, its body's arrival and the cluster's answer
-    /// (retries included) together.
+    /// How long one API request may take: its body must arrive within it, and the cluster
+    /// must answer within it (retries included).
     pub request_timeout_ms: u64,
     /// The most pairs one API scan returns; it gives a continuation key for the rest.
     pub scan_pairs_max: u32,
