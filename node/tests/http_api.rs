@@ -207,6 +207,10 @@ fn access_rules_apply_to_the_caller(curl: &Curl<'_>) {
         curl.api("GET", "/v1/kv/0-first", None).1["result"],
         json!("uno")
     );
+    // Refused before its body is read: too large a body gets the same refusal.
+    let big = vec![b'v'; 4 << 20];
+    let (status, json) = curl.api_as("reader", "PUT", "/v1/kv/0-first", Some(&big));
+    assert_eq!(status, 403, "{json}");
 }
 
 fn compare_and_swap(curl: &Curl<'_>) {

@@ -15,13 +15,14 @@ pub(crate) use tls::{Https, starts_tls};
 use crate::api::Request as ApiRequest;
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::config::{Endpoint, HttpSettings};
+use crate::encoding::Encoding;
 use crate::reply::{Reply, try_execute};
 use crate::server::{Caller, Gate};
 use flotilla_storage::Command;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use route::{Call, Operation};
+use route::Operation;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -111,48 +112,68 @@ impl Gateway {
             Err(error) => return answer::error(error.status(), &error.to_string()),
         };
         let name = (call.operation.name(), call.operation.key());
-        let command = match self.command(request, &call).await {
+        // Checked before the body is read: a caller who may not write sends none we read.
+        let command = self.skeleton(&call.operation);
+        if let Err(denied) = self.permitted(caller, &command) {
+            return answer::refused(StatusCode::FORBIDDEN, name, call.encoding, denied);
+        }
+        let command = match self.with_body(command, request, call.encoding).await {
             Ok(command) => command,
             Err(error) => {
                 return answer::refused(error.status(), name, call.encoding, error.to_string());
             }
         };
-        if let Err(denied) = self.permitted(caller, &command) {
-            return answer::refused(StatusCode::FORBIDDEN, name, call.encoding, denied);
-        }
         match self.run(command).await {
             Ok((reply, next)) => answer::done(name, &reply, call.encoding, next.as_deref()),
             Err(error) => answer::failed(name, &error, call.encoding),
         }
     }
 
-    /// The command `call` makes, with the body it needs read.
-    async fn command(
-        &self,
-        request: Request<Incoming>,
-        call: &Call,
-    ) -> Result<Command, body::BodyError> {
-        let read = || body::read(request, self.body_bytes_max, self.request_timeout);
-        Ok(match &call.operation {
+    /// The command `operation` makes, a put's value and a compare-and-swap's values still
+    /// empty (what it needs under `[access]` does not depend on them).
+    fn skeleton(&self, operation: &Operation) -> Command {
+        match operation {
             Operation::Get(key) => Command::Get { key: key.clone() },
             Operation::Delete(key) => Command::Delete { key: key.clone() },
             Operation::Put(key) => Command::Put {
                 key: key.clone(),
-                value: body::value(&read().await?, call.encoding)?,
+                value: Vec::new(),
             },
-            Operation::CompareAndSwap(key) => {
-                let swap = body::cas(&read().await?, call.encoding)?;
-                Command::CompareAndSwap {
-                    key: key.clone(),
-                    expected: swap.expected,
-                    new: swap.new,
-                }
-            }
+            Operation::CompareAndSwap(key) => Command::CompareAndSwap {
+                key: key.clone(),
+                expected: None,
+                new: None,
+            },
             Operation::Scan { start, end, limit } => Command::Scan {
                 start: start.clone(),
                 end: end.clone(),
                 limit: (*limit).min(self.scan_pairs_max),
             },
+        }
+    }
+
+    /// `command` with the values of `request`'s body, for a put and a compare-and-swap.
+    async fn with_body(
+        &self,
+        command: Command,
+        request: Request<Incoming>,
+        encoding: Encoding,
+    ) -> Result<Command, body::BodyError> {
+        let read = || body::read(request, self.body_bytes_max, self.request_timeout);
+        Ok(match command {
+            Command::Put { key, .. } => Command::Put {
+                key,
+                value: body::value(&read().await?, encoding)?,
+            },
+            Command::CompareAndSwap { key, .. } => {
+                let swap = body::cas(&read().await?, encoding)?;
+                Command::CompareAndSwap {
+                    key,
+                    expected: swap.expected,
+                    new: swap.new,
+                }
+            }
+            other => other,
         })
     }
 
