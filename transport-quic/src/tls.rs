@@ -279,6 +279,37 @@ mod tests {
         );
     }
 
+    /// QUIC requires a client certificate; the HTTPS listener asks for one but serves a
+    /// connection without (its API refuses such a caller). The cluster verifier must pass the
+    /// chain verifier's choice on: rustls' default for a verifier is "required".
+    #[test]
+    fn the_cluster_verifier_requires_a_certificate_only_when_its_chain_verifier_does() {
+        let cluster = ClusterId::new("c").expect("a valid cluster id");
+        let ca = crate::ClusterCa::generate(&cluster).expect("a CA");
+        let setup = TlsSetup {
+            cluster: cluster.clone(),
+            ca: ca.certificate(),
+            identity: ca
+                .node_identity(flotilla_raft::NodeId(1))
+                .expect("an identity"),
+        };
+        let roots = || Arc::new(setup.roots().expect("roots"));
+        let builder = || WebPkiClientVerifier::builder_with_provider(roots(), provider());
+        let quic =
+            ClusterClientVerifier::new(builder().build().expect("a verifier"), cluster.clone());
+        assert!(quic.offer_client_auth() && quic.client_auth_mandatory());
+        let optional = builder()
+            .allow_unauthenticated()
+            .build()
+            .expect("a verifier");
+        let https = ClusterClientVerifier::new(optional, cluster);
+        assert!(https.offer_client_auth() && !https.client_auth_mandatory());
+        let config = setup
+            .https_server_config(Arc::default())
+            .expect("an HTTPS configuration");
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+    }
+
     /// Every CA gets a subject of its own, so a certificate of another CA of the same cluster
     /// is refused as one of an unknown issuer (alert `unknown_ca`), not as a bad signature:
     /// with one subject for all, the check took the trusted CA for the issuer and failed on
