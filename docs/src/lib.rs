@@ -96,6 +96,12 @@ pub mod operations {
     #![doc = chapter!("operations.md")]
 }
 
+/// The HTTP/JSON API: HTTPS with client certificates on the HTTP listener, calls, statuses and
+/// limits.
+pub mod http_api {
+    #![doc = chapter!("http-api.md")]
+}
+
 /// Limits: sizes, counts, memory per replica, disk per node, and where each figure comes from.
 pub mod limits {
     #![doc = chapter!("limits.md")]

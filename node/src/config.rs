@@ -154,10 +154,10 @@ pub struct NodeConfig {
     pub http: HttpSettings,
 }
 
-/// What a client of the HTTP listener (`http_listen`) may make the node hold: the listener
-/// reads only request heads and answers from a snapshot, so connections, head bytes and time
-/// are all it can take.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+/// What a client of the HTTP listener (`http_listen`) may make the node hold: connections, head
+/// bytes and time for every request; for the JSON API (HTTPS with a client certificate only,
+/// `docs/http-api.md`) also a body, a request's time and a scan's answer.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// Connections served at once; one more is closed as soon as it is accepted.
@@ -174,6 +174,20 @@ pub struct HttpSettings {
     /// The status page plots the request rate over this many seconds (one sample a second,
     /// kept by the driver).
     pub status_history_seconds: u64,
+    /// The client certificate (`client-<name>.pem` in `tls_dir`) through which the JSON API
+    /// reaches the cluster; each caller's own certificate is checked against `[access]` first.
+    pub api_client: String,
+    /// The largest request body the API reads (a value, or a compare-and-swap's JSON); a
+    /// larger one is refused with 413 before it is read.
+    pub body_bytes_max: usize,
+    /// How long one API request may take: its body must arrive within it, and the cluster
+    /// must answer within it (retries included).
+    pub request_timeout_ms: u64,
+    /// The most pairs one API scan returns; it gives a continuation key for the rest.
+    pub scan_pairs_max: u32,
+    /// The key and value bytes one API scan collects at most (it stops at the first pair
+    /// past them and gives a continuation key).
+    pub scan_bytes_max: usize,
 }
 
 impl HttpSettings {
@@ -185,6 +199,15 @@ impl HttpSettings {
     const STATUS_ROWS_LIMIT: usize = 10_000;
     /// An hour of one-second samples: 3,600 of them, about 100 KB in the driver.
     const STATUS_HISTORY_LIMIT_SECONDS: u64 = 3_600;
+    /// An API body or scan answer smaller than this holds no useful value.
+    const BODY_BYTES_MIN: usize = 1024;
+    /// 64 MiB: far over the largest write (a compare-and-swap of two values of `[limits]`),
+    /// and what `connections_max` bodies at once may each hold.
+    const BODY_BYTES_LIMIT: usize = 64 << 20;
+    /// A request gets one attempt of the client at least (its attempts wait up to a second).
+    const REQUEST_TIMEOUT_MS_MIN: u64 = 1_000;
+    /// Pairs beyond this in one answer are for a program that pages.
+    const SCAN_PAIRS_LIMIT: u32 = 100_000;
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |reason: String| Err(ConfigError::Invalid(reason));
@@ -215,7 +238,49 @@ impl HttpSettings {
                 self.header_read_timeout_ms, self.connection_lifetime_ms
             ));
         }
-        self.validate_status_page()
+        self.validate_status_page()?;
+        self.validate_api()
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        let fail = |reason: String| Err(ConfigError::Invalid(reason));
+        if !flotilla_transport_quic::identity::is_label(&self.api_client) {
+            return fail(format!(
+                "http.api_client must be a client name (a lowercase DNS label), not {:?}",
+                self.api_client
+            ));
+        }
+        if !(Self::BODY_BYTES_MIN..=Self::BODY_BYTES_LIMIT).contains(&self.body_bytes_max) {
+            return fail(format!(
+                "http.body_bytes_max must be {} to {}, not {}",
+                Self::BODY_BYTES_MIN,
+                Self::BODY_BYTES_LIMIT,
+                self.body_bytes_max
+            ));
+        }
+        if !(Self::REQUEST_TIMEOUT_MS_MIN..=600_000).contains(&self.request_timeout_ms) {
+            return fail(format!(
+                "http.request_timeout_ms must be {} to 600000, not {}",
+                Self::REQUEST_TIMEOUT_MS_MIN,
+                self.request_timeout_ms
+            ));
+        }
+        if !(1..=Self::SCAN_PAIRS_LIMIT).contains(&self.scan_pairs_max) {
+            return fail(format!(
+                "http.scan_pairs_max must be 1 to {}, not {}",
+                Self::SCAN_PAIRS_LIMIT,
+                self.scan_pairs_max
+            ));
+        }
+        if !(Self::BODY_BYTES_MIN..=Self::BODY_BYTES_LIMIT).contains(&self.scan_bytes_max) {
+            return fail(format!(
+                "http.scan_bytes_max must be {} to {}, not {}",
+                Self::BODY_BYTES_MIN,
+                Self::BODY_BYTES_LIMIT,
+                self.scan_bytes_max
+            ));
+        }
+        Ok(())
     }
 
     fn validate_status_page(&self) -> Result<(), ConfigError> {
@@ -1307,6 +1372,16 @@ mod tests {
             ("http.status_history_seconds", |c| {
                 c.http.status_history_seconds = 3_601
             }),
+            ("http.api_client", |c| {
+                c.http.api_client = "Not A Name".into()
+            }),
+            ("http.body_bytes_max", |c| c.http.body_bytes_max = 100),
+            ("http.body_bytes_max", |c| c.http.body_bytes_max = 65 << 20),
+            ("http.request_timeout_ms", |c| {
+                c.http.request_timeout_ms = 999
+            }),
+            ("http.scan_pairs_max", |c| c.http.scan_pairs_max = 0),
+            ("http.scan_bytes_max", |c| c.http.scan_bytes_max = 10),
             ("limits.stream_answer_bytes_max", |c| {
                 c.limits.stream_answer_bytes_max = 4 << 20
             }),

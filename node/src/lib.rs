@@ -12,6 +12,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod encoding;
+mod gateway;
 pub mod loadgen;
 pub mod local;
 mod observe;

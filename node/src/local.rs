@@ -191,6 +191,19 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// `start_with_http`, with every node also reading the configuration file `config`.
+    ///
+    /// # Errors
+    /// Certificates, ports or processes could not be made.
+    pub fn start_with_http_and_config(
+        binary: &Path,
+        dir: &Path,
+        (nodes, groups): (u64, u64),
+        config: PathBuf,
+    ) -> Result<Self, LocalError> {
+        Self::start_inner(binary, dir, (nodes, groups), Some(config), true)
+    }
+
     fn start_inner(
         binary: &Path,
         dir: &Path,

@@ -75,6 +75,35 @@ impl TlsSetup {
         Ok(server)
     }
 
+    /// The rustls configuration of a node's HTTPS listener (HTTP/1.1 over TLS 1.3): the node's
+    /// certificate, and a client certificate asked for but not required. One that is sent must
+    /// chain to the cluster CA, name this cluster and not be `revoked`; whether a request
+    /// needs one is for the listener to decide (the peer's certificates are in the session).
+    pub fn https_server_config(
+        &self,
+        revoked: Arc<Revocations>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
+        let roots = Arc::new(self.roots()?);
+        let chain = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .allow_unauthenticated()
+            .build()?;
+        let verifier = Arc::new(ClusterClientVerifier::revoking(
+            chain,
+            self.cluster.clone(),
+            revoked,
+        ));
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                self.identity.cert_chain.clone(),
+                self.identity.key.clone_key(),
+            )?;
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tls.max_early_data_size = 0;
+        Ok(tls)
+    }
+
     /// The quinn client configuration a node dials its peers with (`flotilla-raft/1`).
     pub fn peer_client_config(
         &self,
@@ -278,6 +307,37 @@ mod tests {
             built.contains("ack_frequency_config: Some(AckFrequencyConfig { ack_eliciting_threshold: 6, max_ack_delay: Some(3ms)"),
             "{built}"
         );
+    }
+
+    /// QUIC requires a client certificate; the HTTPS listener asks for one but serves a
+    /// connection without (its API refuses such a caller). The cluster verifier must pass the
+    /// chain verifier's choice on: rustls' default for a verifier is "required".
+    #[test]
+    fn the_cluster_verifier_requires_a_certificate_only_when_its_chain_verifier_does() {
+        let cluster = ClusterId::new("c").expect("a valid cluster id");
+        let ca = crate::ClusterCa::generate(&cluster).expect("a CA");
+        let setup = TlsSetup {
+            cluster: cluster.clone(),
+            ca: ca.certificate(),
+            identity: ca
+                .node_identity(flotilla_raft::NodeId(1))
+                .expect("an identity"),
+        };
+        let roots = || Arc::new(setup.roots().expect("roots"));
+        let builder = || WebPkiClientVerifier::builder_with_provider(roots(), provider());
+        let quic =
+            ClusterClientVerifier::new(builder().build().expect("a verifier"), cluster.clone());
+        assert!(quic.offer_client_auth() && quic.client_auth_mandatory());
+        let optional = builder()
+            .allow_unauthenticated()
+            .build()
+            .expect("a verifier");
+        let https = ClusterClientVerifier::new(optional, cluster);
+        assert!(https.offer_client_auth() && !https.client_auth_mandatory());
+        let config = setup
+            .https_server_config(Arc::default())
+            .expect("an HTTPS configuration");
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 
     /// Every CA gets a subject of its own, so a certificate of another CA of the same cluster

@@ -88,6 +88,16 @@ impl ClusterClientVerifier {
 }
 
 impl ClientCertVerifier for ClusterClientVerifier {
+    // Whether a certificate is asked for, and required, is the chain verifier's choice: QUIC
+    // requires one, the node's HTTPS listener only asks (its API checks there was one).
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.inner.root_hint_subjects()
     }

@@ -1,8 +1,9 @@
 //! The HTTP listener: `GET /` (the status page), `/metrics`, `/health` and `/ready`, HTTP/1.1
-//! through hyper. It reads
-//! request heads only (never a body) and answers from the published snapshot, so what a client
-//! can make it hold is bounded by `[http]`: connections at once, head bytes, the time a head
-//! may take and a connection's lifetime.
+//! through hyper, plain or over TLS on the same port (a connection's first byte tells which),
+//! and over TLS with a client certificate the JSON API (`crate::gateway`). The observe
+//! endpoints read request heads only and answer from the published snapshot; what a client can
+//! make the listener hold is bounded by `[http]`: connections at once, head bytes, the time a
+//! head (or a TLS handshake) may take, a connection's lifetime, and the API's own limits.
 
 use super::Published;
 use super::metrics::NodeMetrics;
@@ -10,9 +11,10 @@ use super::page::{Page, render};
 use super::ready::readiness;
 use super::requests::RequestStats;
 use crate::config::HttpSettings;
+use crate::gateway::{self, Access, Gateway, Https};
 use flotilla_raft::NodeId;
 use http_body_util::Full;
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -67,7 +69,7 @@ impl View {
         }
     }
 
-    fn answer(&self, request: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    fn answer(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
         }
@@ -130,9 +132,33 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
+/// What the listener serves: the observe endpoints (`view`) to everyone, and over HTTPS
+/// (`https`) with a client certificate the API (`gateway`) too.
+#[derive(Debug)]
+pub(crate) struct Served {
+    /// The status page, metrics and probes.
+    pub(crate) view: Arc<View>,
+    /// The TLS configuration of connections that open with a handshake.
+    pub(crate) https: Arc<Https>,
+    /// The JSON API.
+    pub(crate) gateway: Arc<Gateway>,
+    /// What a client may make the listener hold.
+    pub(crate) settings: HttpSettings,
+}
+
+impl Served {
+    /// The answer to `request`, made over `access`.
+    async fn answer(&self, request: Request<Incoming>, access: &Access) -> Response<Full<Bytes>> {
+        if gateway::is_api(request.uri().path()) {
+            return self.gateway.answer(request, access).await;
+        }
+        self.view.answer(&request)
+    }
+}
+
 /// Serves `listener` until the task is aborted (which ends every connection with it).
-pub(crate) async fn serve(listener: TcpListener, view: Arc<View>, settings: HttpSettings) {
-    let permits = Arc::new(Semaphore::new(settings.connections_max));
+pub(crate) async fn serve(listener: TcpListener, served: Arc<Served>) {
+    let permits = Arc::new(Semaphore::new(served.settings.connections_max));
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -150,29 +176,49 @@ pub(crate) async fn serve(listener: TcpListener, view: Arc<View>, settings: Http
         // Past the limit the connection is closed unread: a probe retries.
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::debug!(
-                limit = settings.connections_max,
+                limit = served.settings.connections_max,
                 "HTTP connection refused: http.connections_max reached"
             );
             continue;
         };
-        connections.spawn(serve_connection(
-            stream,
-            Arc::clone(&view),
-            settings,
-            permit,
-        ));
+        connections.spawn(serve_connection(stream, Arc::clone(&served), permit));
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    view: Arc<View>,
-    settings: HttpSettings,
-    _permit: OwnedSemaphorePermit,
-) {
+/// Serves one connection, plain or TLS as its first byte says, for at most
+/// `http.connection_lifetime_ms`.
+async fn serve_connection(stream: TcpStream, served: Arc<Served>, _permit: OwnedSemaphorePermit) {
+    let settings = &served.settings;
+    let lifetime = Duration::from_millis(settings.connection_lifetime_ms);
+    let head_timeout = Duration::from_millis(settings.header_read_timeout_ms);
+    let connection = async {
+        match gateway::starts_tls(&stream, head_timeout).await {
+            Some(false) => serve_http(stream, Access::Plain, &served).await,
+            Some(true) => match served.https.accept(stream, head_timeout).await {
+                Some((stream, access)) => serve_http(stream, access, &served).await,
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    };
+    match tokio::time::timeout(lifetime, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
+        Err(_) => tracing::debug!("HTTP connection closed at http.connection_lifetime_ms"),
+    }
+}
+
+/// HTTP/1.1 on `stream`, every request made over `access`.
+async fn serve_http<S>(stream: S, access: Access, served: &Arc<Served>) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let served = Arc::clone(served);
+    let settings = served.settings.clone();
     let service = hyper::service::service_fn(move |request| {
-        let response = view.answer(&request);
-        async move { Ok::<_, Infallible>(response) }
+        let served = Arc::clone(&served);
+        let access = access.clone();
+        async move { Ok::<_, Infallible>(served.answer(request, &access).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -180,11 +226,7 @@ async fn serve_connection(
         .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
         // At least 8192 bytes (hyper asserts it; the configuration is validated so).
         .max_buf_size(settings.header_bytes_max);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    let lifetime = Duration::from_millis(settings.connection_lifetime_ms);
-    match tokio::time::timeout(lifetime, connection).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
-        Err(_) => tracing::debug!("HTTP connection closed at http.connection_lifetime_ms"),
-    }
+    builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
 }

@@ -16,7 +16,7 @@ mod ready;
 pub(crate) mod requests;
 mod svg;
 
-pub(crate) use http::{View, serve};
+pub(crate) use http::{Served, View, serve};
 pub(crate) use publish::Publisher;
 
 use crate::core::Observation;

@@ -16,6 +16,11 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// A caller whose (verified) certificate proves `identity` and has serial number `serial`.
+    pub(crate) fn new(identity: PeerIdentity, serial: Option<Vec<u8>>) -> Self {
+        Self { identity, serial }
+    }
+
     /// The caller of `connection`.
     pub(crate) fn of(connection: &ClientConnection) -> Self {
         Self {

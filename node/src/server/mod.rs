@@ -8,6 +8,7 @@ mod driver;
 mod join;
 pub use driver::DriverError;
 mod gate;
+pub(crate) use gate::{Caller, Gate};
 mod streams;
 pub(crate) use streams::StreamBounds;
 
@@ -15,10 +16,10 @@ use crate::access::Policy;
 use crate::api::Request;
 use crate::config::{ConfigError, Endpoint, NodeConfig};
 use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
+use crate::gateway::{Gateway, Https};
 use crate::observe::requests::RequestStats;
 use crate::observe::{Published, Publisher, View};
 use crate::server::driver::{Driver, Input, Responder};
-use crate::server::gate::Gate;
 use crossbeam_channel::Sender;
 use flotilla_raft::NodeId;
 use flotilla_transport_quic::{QuicTransport, Transport};
@@ -142,6 +143,9 @@ pub enum ServerError {
     /// The certificates read again could not serve new connections.
     #[error("the certificates read again cannot be used: {0}")]
     Reload(#[source] flotilla_transport_quic::ConnectError),
+    /// The node's certificate and key cannot serve HTTPS on the HTTP listener.
+    #[error("the node's certificate cannot serve HTTPS on http_listen: {0}")]
+    Https(#[source] flotilla_transport_quic::TlsError),
 }
 
 /// Reads the configuration again (the file and the flags), for a reload on SIGHUP.
@@ -208,6 +212,8 @@ pub struct RunningNode {
     done: tokio::sync::oneshot::Receiver<Result<(), driver::DriverError>>,
     transport: Option<Arc<QuicTransport>>,
     gate: Arc<Gate>,
+    /// The HTTP listener's TLS configuration, when it serves one.
+    https: Option<Arc<Https>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -271,6 +277,12 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
     let revoked = Arc::new(policy.revocations(&tls.cluster));
     let gate = Arc::new(Gate::new(policy, &config.access));
     let announce_tls = tls.clone();
+    let https = match config.http_listen {
+        Some(_) => Some(Arc::new(
+            Https::new(&tls, Arc::clone(&revoked)).map_err(ServerError::Https)?,
+        )),
+        None => None,
+    };
     let transport =
         QuicTransport::bind_revoking(node, listen, tls, config.transport_config(), revoked)
             .await
@@ -326,13 +338,15 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
             request,
         )));
     }
-    let http_address = match config.http_listen {
-        Some(address) => {
-            let (task, bound) = start_http(config, &published, requests, address).await?;
+    let http_address = match (config.http_listen, &https) {
+        (Some(http), Some(https)) => {
+            let api = gateway(config, address_of(address, http), &gate)?;
+            let secure = (Arc::clone(https), Arc::new(api));
+            let (task, bound) = start_http(config, &published, requests, http, secure).await?;
             tasks.push(task);
             Some(bound)
         }
-        None => None,
+        _ => None,
     };
     let publish_interval = Duration::from_millis(config.tuning.metrics_publish_interval_ms);
     let driver = Driver {
@@ -376,6 +390,7 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         done,
         transport: Some(transport),
         gate,
+        https,
         tasks,
     })
 }
@@ -408,11 +423,14 @@ impl RunningNode {
             &config.cluster_id,
             &format!("node-{}", self.node.0),
         )?;
+        let revoked = Arc::new(policy.revocations(&tls.cluster));
         if let Some(transport) = &self.transport {
-            let revoked = Arc::new(policy.revocations(&tls.cluster));
             transport
-                .reload_server_tls(&tls, revoked)
+                .reload_server_tls(&tls, Arc::clone(&revoked))
                 .map_err(ServerError::Reload)?;
+        }
+        if let Some(https) = &self.https {
+            https.replace(&tls, revoked).map_err(ServerError::Https)?;
         }
         self.gate.replace(policy, &config.access);
         Ok(())
@@ -451,13 +469,52 @@ fn loop_result(
     }
 }
 
-/// Binds the HTTP listener on `address` and serves it on a task; returns the task and the
-/// bound address.
+/// The JSON API of this node (listening at `listen`), through the cluster's initial and join
+/// endpoints.
+fn gateway(
+    config: &NodeConfig,
+    listen: std::net::SocketAddr,
+    gate: &Arc<Gate>,
+) -> Result<Gateway, ServerError> {
+    let own = Endpoint {
+        node: config.node(),
+        address: listen,
+    };
+    let mut endpoints = vec![own];
+    let others = config.initial_endpoints()?.into_iter();
+    endpoints.extend(
+        others
+            .chain(config.join_endpoints()?)
+            .filter(|e| e.node != own.node),
+    );
+    Ok(Gateway::new(
+        endpoints,
+        (config.tls_dir.clone(), &config.cluster_id),
+        &config.http,
+        Arc::clone(gate),
+    ))
+}
+
+/// Where this node's QUIC endpoint, listening on `listen`, is reached from the HTTP listener's
+/// host: an unspecified address (0.0.0.0) is dialed on the HTTP listener's IP instead.
+fn address_of(listen: std::net::SocketAddr, http: std::net::SocketAddr) -> std::net::SocketAddr {
+    if listen.ip().is_unspecified() && !http.ip().is_unspecified() {
+        std::net::SocketAddr::new(http.ip(), listen.port())
+    } else if listen.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+    } else {
+        listen
+    }
+}
+
+/// Binds the HTTP listener on `address` and serves it on a task, with HTTPS and the API
+/// (`secure`); returns the task and the bound address.
 async fn start_http(
     config: &NodeConfig,
     published: &Arc<Published>,
     requests: Arc<RequestStats>,
     address: std::net::SocketAddr,
+    (https, gateway): (Arc<Https>, Arc<Gateway>),
 ) -> Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr), ServerError> {
     let http_error = |source| ServerError::HttpListen { address, source };
     let listener = tokio::net::TcpListener::bind(address)
@@ -473,7 +530,13 @@ async fn start_http(
         stale_after,
         config.http.status_rows_max,
     ));
-    let task = tokio::spawn(crate::observe::serve(listener, view, config.http));
+    let served = crate::observe::Served {
+        view,
+        https,
+        gateway,
+        settings: config.http.clone(),
+    };
+    let task = tokio::spawn(crate::observe::serve(listener, Arc::new(served)));
     Ok((task, bound))
 }
 
