@@ -11,6 +11,7 @@ pub mod config;
 pub mod core;
 pub mod demo;
 pub mod encoding;
+pub mod inspect;
 pub mod loadgen;
 pub mod local;
 mod observe;

@@ -1,0 +1,359 @@
+//! `flotilla inspect DATA_DIR`: what a stopped node's data directory holds, read without
+//! starting the node and without changing a byte. The identity (cluster, node, directory id),
+//! every log segment, every group's indexes, hard state and snapshot, and the findings, as text
+//! tables or one JSON object. It runs the log's own recovery checks read-only
+//! (`flotilla_storage::inspect`).
+//!
+//! A directory a running node holds is refused: the newest segment of a live log may end in a
+//! write still in flight, which would read as a torn tail, and everything else may move while
+//! it is read. While the inspection runs it holds a shared lock on `LOCK`, so a node cannot
+//! start on the directory meanwhile.
+//!
+//! Exit codes: 0 healthy (notices only: a torn tail or an orphaned snapshot file, which the next
+//! start repairs), 1 damaged (a finding a node would refuse to start on) or unreadable.
+
+use crate::cli::OutputArgs;
+use crate::config::SEGMENT_MIB_MAX;
+use crate::reply::{Finished, Output};
+use clap::Args;
+use flotilla_storage::inspect::{
+    Finding, GroupReport, InspectOptions, LogInspection, SegmentReport, Severity, inspect_log,
+};
+use flotilla_storage::{DataDirError, DirIdentity, DirPeek, DirState, LogBinding, LogConfig};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What "applied" means offline, printed with the groups.
+const APPLIED_MEANS: &str = "applied: what a start reaches (the snapshot plus the committed \
+                             entries in the log; state machines live in memory)";
+
+/// Flags of `flotilla inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The node's data directory (the one holding `identity` and `log/`).
+    pub data_dir: PathBuf,
+    /// Read every snapshot file whole and check its checksum (otherwise only its presence and
+    /// length are checked, as a start does).
+    #[arg(long)]
+    pub verify_snapshots: bool,
+    /// Tables or JSON.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Why an inspection failed, or found damage (exit code 1 either way).
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// A running node holds the directory.
+    #[error(
+        "the data directory {path} is in use by a running process (pid {holder}): stop the node \
+         first; inspect reads only a stopped node's directory, since a live log changes while \
+         it is read"
+    )]
+    InUse {
+        /// The directory.
+        path: PathBuf,
+        /// The holder's pid, as the lock file says.
+        holder: String,
+    },
+    /// The directory cannot be read as a data directory.
+    #[error(transparent)]
+    DataDir(DataDirError),
+    /// The directory holds no node's data.
+    #[error("{path} holds no bootstrapped data directory (no identity file and no log)")]
+    NotADataDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The log's directory cannot be listed.
+    #[error(transparent)]
+    Log(#[from] flotilla_storage::RecoveryError),
+    /// The inspection found damage (it was printed).
+    #[error(
+        "the data directory {path} is damaged: {damage_count} finding(s) a node would refuse to \
+         start on (printed above)"
+    )]
+    Damaged {
+        /// The directory.
+        path: PathBuf,
+        /// How many findings are damage.
+        damage_count: usize,
+    },
+    /// The JSON output could not be built.
+    #[error("the inspection could not be written as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<DataDirError> for InspectError {
+    fn from(error: DataDirError) -> Self {
+        match error {
+            DataDirError::Locked { path, holder } => Self::InUse { path, holder },
+            other => Self::DataDir(other),
+        }
+    }
+}
+
+/// The whole report: the JSON of `--output json`.
+#[derive(Debug, Serialize)]
+struct DirInspection {
+    directory: PathBuf,
+    identity: IdentityReport,
+    /// Whether a node would start on the directory as it is.
+    healthy: bool,
+    applied_index_means: &'static str,
+    log: LogInspection,
+}
+
+/// The identity file's fields.
+#[derive(Debug, Serialize)]
+struct IdentityReport {
+    cluster_id: String,
+    node_id: u64,
+    /// 32 hex digits.
+    directory_id: String,
+    incarnation: u64,
+    /// Whether the bootstrap finished.
+    bootstrapped: bool,
+}
+
+/// Inspects the directory, prints the report, and ends: `Done` when healthy.
+///
+/// # Errors
+/// `Damaged` after printing when a finding is damage; otherwise why it could not be read.
+pub fn run(args: &InspectArgs) -> Result<Finished, InspectError> {
+    let inspection = inspect(&args.data_dir, args.verify_snapshots)?;
+    match args.output.output() {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&inspection)?),
+        Output::Text => print!("{}", text(&inspection)),
+    }
+    let damage_count = inspection
+        .log
+        .findings
+        .iter()
+        .filter(|finding| finding.severity == Severity::Damage)
+        .count();
+    if damage_count > 0 {
+        return Err(InspectError::Damaged {
+            path: args.data_dir.clone(),
+            damage_count,
+        });
+    }
+    Ok(Finished::Done)
+}
+
+fn inspect(path: &Path, verify_snapshots: bool) -> Result<DirInspection, InspectError> {
+    let peek = DirPeek::open(path)?;
+    let (identity, bootstrapped) = match &peek.state {
+        DirState::Fresh => {
+            let path = path.to_path_buf();
+            return Err(InspectError::NotADataDirectory { path });
+        }
+        DirState::Bootstrapping(identity) => (identity, false),
+        DirState::Ready(identity) => (identity, true),
+    };
+    let options = InspectOptions {
+        verify_snapshots,
+        binding: LogBinding {
+            log_id: Some(identity.log_id()),
+            must_exist: bootstrapped,
+        },
+    };
+    let log_directory = path.join(flotilla_storage::data_dir::LOG_DIRECTORY);
+    let log = inspect_log(&log_directory, &log_config(), options)?;
+    // The shared lock on `LOCK` (in `peek`) is held until here: no node started meanwhile.
+    Ok(DirInspection {
+        directory: path.to_path_buf(),
+        identity: identity_report(identity, bootstrapped),
+        healthy: log.is_healthy(),
+        applied_index_means: APPLIED_MEANS,
+        log,
+    })
+}
+
+/// The most permissive limits any node configuration sets (the largest segments, so the largest
+/// records): inspect reads every log a node could have written.
+fn log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: SEGMENT_MIB_MAX << 20,
+        ..LogConfig::default()
+    }
+}
+
+fn identity_report(identity: &DirIdentity, bootstrapped: bool) -> IdentityReport {
+    IdentityReport {
+        cluster_id: identity.cluster_id.clone(),
+        node_id: identity.node_id,
+        directory_id: format!("{:032x}", identity.directory_id),
+        incarnation: identity.incarnation,
+        bootstrapped,
+    }
+}
+
+/// The report as text: a header, the segments, the groups, the findings.
+fn text(inspection: &DirInspection) -> String {
+    let identity = &inspection.identity;
+    let totals = &inspection.log.totals;
+    let mut out = format!(
+        "data directory {}\ncluster {}, node {}, directory {}, incarnation {}{}\n\
+         log: {} segments ({} bytes), {} records, {} groups, {} snapshots ({} bytes)\n\n",
+        inspection.directory.display(),
+        identity.cluster_id,
+        identity.node_id,
+        identity.directory_id,
+        identity.incarnation,
+        if identity.bootstrapped {
+            ""
+        } else {
+            " (bootstrap unfinished)"
+        },
+        totals.segment_count,
+        totals.segment_bytes,
+        totals.record_count,
+        totals.group_count,
+        totals.snapshot_count,
+        totals.snapshot_bytes,
+    );
+    out.push_str(&table(
+        &SEGMENT_COLUMNS,
+        inspection.log.segments.iter().map(segment_row),
+    ));
+    out.push('\n');
+    out.push_str(&table(
+        &GROUP_COLUMNS,
+        inspection.log.groups.iter().map(group_row),
+    ));
+    out.push_str(&format!("({APPLIED_MEANS})\n\n"));
+    out.push_str(&findings_text(&inspection.log.findings));
+    out
+}
+
+const SEGMENT_COLUMNS: [&str; 6] = [
+    "SEGMENT",
+    "SEQUENCE",
+    "BYTES",
+    "VALID",
+    "RECORDS",
+    "TORN TAIL",
+];
+
+fn segment_row(segment: &SegmentReport) -> Vec<String> {
+    let name = segment.file.file_name().map_or_else(
+        || segment.file.display().to_string(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    vec![
+        name,
+        segment.sequence.to_string(),
+        segment.file_bytes.to_string(),
+        segment
+            .valid_bytes
+            .map_or_else(|| "damaged".to_owned(), |valid| valid.to_string()),
+        segment.record_count.to_string(),
+        segment.torn_tail.map_or_else(
+            || "-".to_owned(),
+            |torn| format!("{} bytes at {}", torn.discarded_bytes, torn.offset),
+        ),
+    ]
+}
+
+const GROUP_COLUMNS: [&str; 10] = [
+    "GROUP",
+    "FIRST",
+    "LAST",
+    "LAST TERM",
+    "TERM",
+    "VOTE",
+    "COMMIT",
+    "APPLIED",
+    "SNAPSHOT",
+    "FILE",
+];
+
+fn group_row(group: &GroupReport) -> Vec<String> {
+    let hard_state = &group.hard_state;
+    let (snapshot, file) = group.snapshot.as_ref().map_or_else(
+        || ("-".to_owned(), "-".to_owned()),
+        |snapshot| {
+            let state = match (snapshot.file_bytes, snapshot.verified) {
+                (None, _) => "missing",
+                (Some(found), _) if found != snapshot.data_bytes => "wrong length",
+                (Some(_), true) => "verified",
+                (Some(_), false) => "present",
+            };
+            let at = format!(
+                "{}@{} ({} bytes)",
+                snapshot.index, snapshot.term, snapshot.data_bytes
+            );
+            (at, format!("{} {state}", snapshot.file))
+        },
+    );
+    vec![
+        group.group.to_string(),
+        group
+            .first_index
+            .map_or_else(|| "-".to_owned(), |index| index.to_string()),
+        group.last_index.to_string(),
+        group.last_term.to_string(),
+        hard_state.term.to_string(),
+        hard_state
+            .vote
+            .map_or_else(|| "-".to_owned(), |vote| vote.to_string()),
+        hard_state.commit.to_string(),
+        group.applied_index.to_string(),
+        snapshot,
+        file,
+    ]
+}
+
+fn findings_text(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "findings: none (healthy)\n".to_owned();
+    }
+    let mut out = "findings:\n".to_owned();
+    for finding in findings {
+        let severity = match finding.severity {
+            Severity::Damage => "damage",
+            Severity::Notice => "notice",
+        };
+        let file = finding
+            .file
+            .as_ref()
+            .map_or_else(String::new, |file| format!(" {}", file.display()));
+        let offset = finding
+            .offset
+            .map_or_else(String::new, |offset| format!(" at offset {offset}"));
+        out.push_str(&format!(
+            "  {severity}:{file}{offset}: {}\n",
+            finding.problem
+        ));
+    }
+    out
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(columns: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|column| {
+            rows.iter()
+                .filter_map(|row| row.get(column))
+                .map(String::len)
+                .chain([columns.get(column).map_or(0, |name| name.len())])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(columns.iter().map(|name| (*name).to_owned()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
