@@ -16,6 +16,7 @@ use crate::cli::OutputArgs;
 use crate::config::SEGMENT_MIB_MAX;
 use crate::reply::{Finished, Output};
 use clap::Args;
+use flotilla_shard_manager::{META_GROUP, MetaState};
 use flotilla_storage::inspect::{
     Finding, GroupReport, InspectOptions, LogInspection, SegmentReport, Severity, inspect_log,
 };
@@ -101,7 +102,23 @@ struct DirInspection {
     /// Whether a node would start on the directory as it is.
     healthy: bool,
     applied_index_means: &'static str,
+    /// The key range of each group, from the meta group's snapshot (empty when it does not
+    /// decode or names none).
+    ranges: Vec<RangeName>,
     log: LogInspection,
+}
+
+/// A group's key range as the meta group's snapshot records it: possibly older than the meta
+/// log after it (a split or merge since), so it says at which meta index.
+#[derive(Debug, Serialize)]
+struct RangeName {
+    group: u64,
+    /// The first key, hex.
+    start: String,
+    /// The first key after the range, hex; `None` for the end of the key space.
+    end: Option<String>,
+    /// The meta group's snapshot index this comes from.
+    as_of_meta_index: u64,
 }
 
 /// The identity file's fields.
@@ -160,14 +177,46 @@ fn inspect(path: &Path, verify_snapshots: bool) -> Result<DirInspection, Inspect
     };
     let log_directory = path.join(flotilla_storage::data_dir::LOG_DIRECTORY);
     let log = inspect_log(&log_directory, &log_config(), options)?;
+    let ranges = range_names(&log_directory, &log);
     // The shared lock on `LOCK` (in `peek`) is held until here: no node started meanwhile.
     Ok(DirInspection {
         directory: path.to_path_buf(),
         identity: identity_report(identity, bootstrapped),
         healthy: log.is_healthy(),
         applied_index_means: APPLIED_MEANS,
+        ranges,
         log,
     })
+}
+
+/// Each group's key range from the meta group's snapshot file, when it is there and decodes
+/// (a best effort: an inspection of a damaged directory must not fail on it).
+fn range_names(log_directory: &Path, log: &LogInspection) -> Vec<RangeName> {
+    let meta = log.groups.iter().find(|group| group.group == META_GROUP);
+    let Some(snapshot) = meta.and_then(|meta| meta.snapshot.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(bytes) = std::fs::read(log_directory.join(&snapshot.file)) else {
+        return Vec::new();
+    };
+    let Ok(state) = MetaState::decode(&bytes) else {
+        return Vec::new();
+    };
+    let hex = |key: &[u8]| {
+        key.iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    state
+        .map
+        .ranges()
+        .map(|range| RangeName {
+            group: range.group.0,
+            start: hex(&range.keys.start),
+            end: range.keys.end.as_deref().map(hex),
+            as_of_meta_index: snapshot.index.0,
+        })
+        .collect()
 }
 
 /// The most permissive limits any node configuration sets (the largest segments, so the largest
@@ -220,9 +269,21 @@ fn text(inspection: &DirInspection) -> String {
     out.push('\n');
     out.push_str(&table(
         &GROUP_COLUMNS,
-        inspection.log.groups.iter().map(group_row),
+        inspection
+            .log
+            .groups
+            .iter()
+            .map(|group| group_row(group, &inspection.ranges)),
     ));
-    out.push_str(&format!("({APPLIED_MEANS})\n\n"));
+    out.push_str(&format!("({APPLIED_MEANS})\n"));
+    if let Some(range) = inspection.ranges.first() {
+        out.push_str(&format!(
+            "(keys: as the meta group's snapshot at index {} records them; a split or merge after \
+             it is not shown)\n",
+            range.as_of_meta_index
+        ));
+    }
+    out.push('\n');
     out.push_str(&findings_text(&inspection.log.findings));
     out
 }
@@ -256,8 +317,9 @@ fn segment_row(segment: &SegmentReport) -> Vec<String> {
     ]
 }
 
-const GROUP_COLUMNS: [&str; 10] = [
+const GROUP_COLUMNS: [&str; 11] = [
     "GROUP",
+    "KEYS",
     "FIRST",
     "LAST",
     "LAST TERM",
@@ -269,7 +331,27 @@ const GROUP_COLUMNS: [&str; 10] = [
     "FILE",
 ];
 
-fn group_row(group: &GroupReport) -> Vec<String> {
+/// A group's key range as `[start, end)` in hex, `meta` for the meta group, `-` when unknown.
+fn keys_of(group: &GroupReport, ranges: &[RangeName]) -> String {
+    if group.group == META_GROUP {
+        return "meta".to_owned();
+    }
+    ranges
+        .iter()
+        .find(|range| range.group == group.group.0)
+        .map_or_else(
+            || "-".to_owned(),
+            |range| {
+                format!(
+                    "[{}, {})",
+                    range.start,
+                    range.end.as_deref().unwrap_or("end")
+                )
+            },
+        )
+}
+
+fn group_row(group: &GroupReport, ranges: &[RangeName]) -> Vec<String> {
     let hard_state = &group.hard_state;
     let (snapshot, file) = group.snapshot.as_ref().map_or_else(
         || ("-".to_owned(), "-".to_owned()),
@@ -289,6 +371,7 @@ fn group_row(group: &GroupReport) -> Vec<String> {
     );
     vec![
         group.group.to_string(),
+        keys_of(group, ranges),
         group
             .first_index
             .map_or_else(|| "-".to_owned(), |index| index.to_string()),

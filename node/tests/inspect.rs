@@ -1,6 +1,6 @@
 //! `flotilla inspect DATA_DIR` on real `flotilla server` data directories (issue 21): a running
 //! node's directory is refused; a stopped node's is read (identity, groups with indexes past
-//! zero) and healthy, exit 0; a flipped byte in the middle of a segment is a finding naming the
+//! zero, each range's keys) and healthy, exit 0; a flipped byte in the middle of a segment is a finding naming the
 //! file and the batch's offset, exit 1.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -94,6 +94,12 @@ fn a_stopped_nodes_directory_is_inspected_and_a_flipped_byte_is_found() {
         assert!(number(&group["applied_index"]) > 0, "{group:#}");
     }
     assert!(number(&report["log"]["totals"]["record_count"]) > 0);
+    let ranges = report["ranges"].as_array().unwrap();
+    assert_eq!(
+        ranges.len(),
+        4,
+        "each range's keys, from the meta snapshot: {ranges:#?}"
+    );
     let text = run_flotilla(&["inspect", data_dir.to_str().unwrap()], b"");
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("GROUP") && text.contains("healthy"), "{text}");
