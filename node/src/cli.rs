@@ -25,8 +25,9 @@ use std::time::Duration;
 /// What `flotilla --help` ends with.
 const EXIT_CODES: &str = "\
 Exit codes: 0 done; 1 the command failed, or its command line is not valid (stderr says why),
-or `inspect` found damage; 2 `status` found a node down or a range without a leader; 3 `get` found no value for its key;
-4 `cas` found another value than the expected one and set nothing.";
+or `inspect` found damage; 2 `status` found a node down or a range without a leader;
+3 `get` found no value for its key; 4 `cas` found another value than the expected one and set
+nothing.";
 
 /// Flotilla: a multi-Raft sharded key-value store.
 #[derive(Debug, Parser)]

@@ -4,6 +4,10 @@
 //! is cut off, logged and reported. Anything else that is wrong (damage anywhere else, a missing
 //! segment, a segment of another log, an impossible sequence) is an error naming the file and
 //! offset; nothing is ever dropped silently.
+//!
+//! `examine` runs the same scan in `Mode::ReadOnly` for `flotilla inspect`: it repairs nothing
+//! (no cut, no lost mark written back, no orphan deleted, no sync), keeps a summary of each
+//! segment, and goes on past damage to report every damaged segment.
 
 use super::active::{GroupMeta, SegmentIdentity, WritePosition, Writer, create_segment};
 use super::batch_frame::SyncMark;
