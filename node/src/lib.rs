@@ -13,6 +13,7 @@ pub mod core;
 pub mod demo;
 pub mod encoding;
 mod gateway;
+pub mod inspect;
 pub mod loadgen;
 pub mod local;
 mod observe;

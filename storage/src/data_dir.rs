@@ -10,7 +10,8 @@
 //! `finish_bootstrap`; a `Ready` one through `start`. A directory whose identity is missing while
 //! it holds a log, whose identity is damaged, or that belongs to another cluster or node is an
 //! error: a node never starts on a directory that is not its own, and never starts empty under an
-//! id that was bootstrapped.
+//! id that was bootstrapped. Offline tools (`flotilla inspect`) read a directory through
+//! `DirPeek`, which changes nothing and refuses a directory a process holds.
 
 use crate::error::DataDirError;
 use std::fs::{self, File, OpenOptions};
@@ -128,43 +129,7 @@ impl DataDir {
     /// # Errors
     /// `IdentityMissing` when it holds a log but no identity, `IdentityDamaged`, or IO.
     pub fn state(&self) -> Result<DirState, DataDirError> {
-        let identity_path = self.path.join(IDENTITY_FILE);
-        let text = match fs::read_to_string(&identity_path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return self.fresh_or_missing_identity();
-            }
-            Err(source) => {
-                return Err(DataDirError::Io {
-                    path: identity_path,
-                    source,
-                });
-            }
-        };
-        let (identity, ready) = parse(&text).map_err(|reason| DataDirError::IdentityDamaged {
-            path: identity_path,
-            reason,
-        })?;
-        Ok(if ready {
-            DirState::Ready(identity)
-        } else {
-            DirState::Bootstrapping(identity)
-        })
-    }
-
-    fn fresh_or_missing_identity(&self) -> Result<DirState, DataDirError> {
-        let log = self.log_path();
-        let holds_files = match fs::read_dir(&log) {
-            Ok(mut entries) => entries.next().is_some(),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-            Err(source) => return Err(DataDirError::Io { path: log, source }),
-        };
-        if holds_files {
-            return Err(DataDirError::IdentityMissing {
-                path: self.path.clone(),
-            });
-        }
-        Ok(DirState::Fresh)
+        read_state(&self.path)
     }
 
     /// Records `identity` as a bootstrap in progress, clearing what an interrupted one left in
@@ -244,6 +209,99 @@ impl DataDir {
             .and_then(|directory| directory.sync_all())
             .map_err(io_error)
     }
+}
+
+/// A look at a data directory that no process holds, for offline tools: while it lives, a
+/// node cannot lock the directory (it holds a shared lock on `LOCK`), so what is read does not
+/// move underneath.
+#[derive(Debug)]
+pub struct DirPeek {
+    /// What the directory holds.
+    pub state: DirState,
+    /// The shared lock, when the directory has a lock file (a node ran there).
+    _lock: Option<File>,
+}
+
+impl DirPeek {
+    /// Reads what the data directory at `path` holds without creating, locking for writing or
+    /// changing anything.
+    ///
+    /// # Errors
+    /// `Locked` (naming the holder's pid) when a process, a running node, holds the directory;
+    /// `IdentityMissing`, `IdentityDamaged`, or IO (a missing directory among them).
+    pub fn open(path: &Path) -> Result<DirPeek, DataDirError> {
+        let io_error = |source| DataDirError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::metadata(path).map_err(io_error)?;
+        let lock_path = path.join(LOCK_FILE);
+        let lock = match File::open(&lock_path) {
+            Ok(file) => Some(file),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(DataDirError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        };
+        if let Some(mut file) = lock.as_ref()
+            && file.try_lock_shared().is_err()
+        {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(DataDirError::Locked {
+                path: path.to_path_buf(),
+                holder: holder.trim().to_owned(),
+            });
+        }
+        Ok(DirPeek {
+            state: read_state(path)?,
+            _lock: lock,
+        })
+    }
+}
+
+/// What the directory at `path` holds, read from its identity file.
+fn read_state(path: &Path) -> Result<DirState, DataDirError> {
+    let identity_path = path.join(IDENTITY_FILE);
+    let text = match fs::read_to_string(&identity_path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return fresh_or_missing_identity(path);
+        }
+        Err(source) => {
+            return Err(DataDirError::Io {
+                path: identity_path,
+                source,
+            });
+        }
+    };
+    let (identity, ready) = parse(&text).map_err(|reason| DataDirError::IdentityDamaged {
+        path: identity_path,
+        reason,
+    })?;
+    Ok(if ready {
+        DirState::Ready(identity)
+    } else {
+        DirState::Bootstrapping(identity)
+    })
+}
+
+fn fresh_or_missing_identity(path: &Path) -> Result<DirState, DataDirError> {
+    let log = path.join(LOG_DIRECTORY);
+    let holds_files = match fs::read_dir(&log) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => return Err(DataDirError::Io { path: log, source }),
+    };
+    if holds_files {
+        return Err(DataDirError::IdentityMissing {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(DirState::Fresh)
 }
 
 fn write_pid(mut lock: &File) -> std::io::Result<()> {
@@ -354,6 +412,27 @@ mod tests {
             "{error}"
         );
         assert!(error.to_string().contains(&pid), "{error}");
+    }
+
+    #[test]
+    fn a_peek_is_refused_while_a_process_holds_the_directory_and_holds_off_a_start() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DataDir::lock(root.path()).unwrap();
+        dir.finish_bootstrap(&identity()).unwrap();
+        let error = DirPeek::open(root.path()).unwrap_err();
+        assert!(matches!(error, DataDirError::Locked { .. }), "{error}");
+        drop(dir);
+        let lock_file = fs::read(root.path().join(LOCK_FILE)).unwrap();
+        let peek = DirPeek::open(root.path()).unwrap();
+        assert_eq!(peek.state, DirState::Ready(identity()));
+        assert!(matches!(
+            DataDir::lock(root.path()),
+            Err(DataDirError::Locked { .. })
+        ));
+        drop(peek);
+        assert_eq!(fs::read(root.path().join(LOCK_FILE)).unwrap(), lock_file);
+        assert!(DirPeek::open(&root.path().join("missing")).is_err());
+        assert!(!root.path().join("missing").exists());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod data_dir;
 pub mod engine;
 pub mod error;
 pub mod file;
+pub mod inspect;
 pub mod kv;
 mod le;
 pub mod log;
@@ -24,7 +25,7 @@ pub mod snapshot;
 pub use config::{LogConfig, SnapshotLoading};
 #[cfg(any(test, feature = "testing"))]
 pub use crash::{CrashFile, CrashFs};
-pub use data_dir::{DataDir, DirIdentity, DirState};
+pub use data_dir::{DataDir, DirIdentity, DirPeek, DirState};
 pub use engine::{DiskStateMachine, Engine, EngineConfig};
 pub use error::{
     ConfigError, Corruption, DataDirError, EngineError, MachineError, NotTorn, RecordError,

@@ -4,6 +4,10 @@
 //! is cut off, logged and reported. Anything else that is wrong (damage anywhere else, a missing
 //! segment, a segment of another log, an impossible sequence) is an error naming the file and
 //! offset; nothing is ever dropped silently.
+//!
+//! `examine` runs the same scan in `Mode::ReadOnly` for `flotilla inspect`: it repairs nothing
+//! (no cut, no lost mark written back, no orphan deleted, no sync), keeps a summary of each
+//! segment, and goes on past damage to report every damaged segment.
 
 use super::active::{GroupMeta, SegmentIdentity, WritePosition, Writer, create_segment};
 use super::batch_frame::SyncMark;
@@ -61,6 +65,29 @@ pub struct LogBinding {
     pub must_exist: bool,
 }
 
+/// Whether recovery may repair the directory (to open the log) or only reads it (to inspect it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Cut the torn tail, write back lost sync marks, delete orphaned snapshot files.
+    Repair,
+    /// Change nothing: report what `Repair` would do.
+    ReadOnly,
+}
+
+/// What the scan of one segment found, kept for inspection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ScannedSegment {
+    pub(crate) sequence: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) file_bytes: u64,
+    /// Records read (in whole batches that checked out).
+    pub(crate) record_count: u64,
+    /// Where the valid batches end; `None` when the scan stopped at damage.
+    pub(crate) valid_end: Option<u64>,
+    /// A torn tail recovery would cut: from `valid_end` to this offset.
+    pub(crate) torn_until: Option<u64>,
+}
+
 /// The state rebuilt from disk.
 pub(crate) struct Recovered {
     pub(crate) groups: FxHashMap<GroupId, GroupState>,
@@ -71,6 +98,11 @@ pub(crate) struct Recovered {
     log_id: Option<u64>,
     /// Whether the writer must start a new segment (always, unless the log was empty).
     pub(crate) needs_roll_over: bool,
+    mode: Mode,
+    /// Whether valid records still go into `groups` (a read-only scan stops at damage).
+    replaying: bool,
+    /// Every segment scanned, in order.
+    pub(crate) scanned: Vec<ScannedSegment>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
@@ -88,20 +120,13 @@ pub(crate) fn recover(
     binding: LogBinding,
 ) -> Result<Recovered, RecoveryError> {
     let names = fs.list(directory).map_err(io_error(directory))?;
-    let sequences = segment_sequences(directory, &names)?;
+    let sequences = segment_sequences(&names);
+    check_no_hole(directory, &sequences)?;
     if sequences.is_empty() && binding.must_exist {
         let directory = directory.to_path_buf();
         return Err(RecoveryError::LogMissing { directory });
     }
-    let mut recovered = Recovered {
-        groups: FxHashMap::default(),
-        report: RecoveryReport::default(),
-        segments: BTreeMap::new(),
-        newest_end: SEGMENT_HEADER_BYTES,
-        last_batch: None,
-        log_id: binding.log_id,
-        needs_roll_over: false,
-    };
+    let mut recovered = Recovered::new(binding, Mode::Repair);
     for (position, sequence) in sequences.iter().enumerate() {
         let is_newest = position + 1 == sequences.len();
         recovered.scan_file(fs, directory, *sequence, is_newest, config)?;
@@ -110,7 +135,10 @@ pub(crate) fn recover(
         let directory = directory.to_path_buf();
         return Err(RecoveryError::LogMissing { directory });
     }
-    recovered.check_groups(fs, directory)?;
+    if let Some(error) = recovered.contiguity_errors(directory).into_iter().next() {
+        return Err(error);
+    }
+    recovered.check_snapshots(fs, directory)?;
     recovered.remove_orphans(fs, directory, &names)?;
     fs.sync_directory(directory).map_err(io_error(directory))?;
     recovered.report.segment_count = recovered.segments.len() as u64;
@@ -118,13 +146,55 @@ pub(crate) fn recover(
     Ok(recovered)
 }
 
-/// The segment sequence numbers in the directory, checked for holes.
-fn segment_sequences(directory: &Path, names: &[String]) -> Result<Vec<u64>, RecoveryError> {
+/// Scans the log in `directory` (whose file names are `names`) as `recover` does, but changes
+/// nothing and goes on past damage: returns the state rebuilt from the records before the first
+/// damage, and every error found (the first one stops the replay; later segments are still
+/// checked, record by record). Snapshot files are left to the caller to check.
+pub(crate) fn examine(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    names: &[String],
+    config: &LogConfig,
+    binding: LogBinding,
+) -> (Recovered, Vec<RecoveryError>) {
+    let sequences = segment_sequences(names);
+    let mut errors: Vec<RecoveryError> = check_no_hole(directory, &sequences)
+        .err()
+        .into_iter()
+        .collect();
+    let mut recovered = Recovered::new(binding, Mode::ReadOnly);
+    for (position, sequence) in sequences.iter().enumerate() {
+        let is_newest = position + 1 == sequences.len();
+        if let Err(error) = recovered.scan_file(fs, directory, *sequence, is_newest, config) {
+            errors.push(error);
+            recovered.replaying = false;
+            recovered.last_batch = None;
+        }
+    }
+    if sequences.is_empty() && binding.must_exist {
+        let directory = directory.to_path_buf();
+        errors.push(RecoveryError::LogMissing { directory });
+    }
+    if errors.is_empty() {
+        errors.extend(recovered.contiguity_errors(directory));
+    }
+    recovered.report.segment_count = recovered.scanned.len() as u64;
+    recovered.report.group_count = recovered.groups.len() as u64;
+    (recovered, errors)
+}
+
+/// The segment sequence numbers among the directory's file names, in order.
+fn segment_sequences(names: &[String]) -> Vec<u64> {
     let mut sequences: Vec<u64> = names
         .iter()
         .filter_map(|name| segment::parse_file_name(name))
         .collect();
     sequences.sort_unstable();
+    sequences
+}
+
+/// Fails at the first sequence number missing between the oldest and the newest segment.
+fn check_no_hole(directory: &Path, sequences: &[u64]) -> Result<(), RecoveryError> {
     for pair in sequences.windows(2) {
         if pair[1] != pair[0] + 1 {
             return Err(RecoveryError::MissingSegment {
@@ -133,10 +203,25 @@ fn segment_sequences(directory: &Path, names: &[String]) -> Result<Vec<u64>, Rec
             });
         }
     }
-    Ok(sequences)
+    Ok(())
 }
 
 impl Recovered {
+    fn new(binding: LogBinding, mode: Mode) -> Self {
+        Recovered {
+            groups: FxHashMap::default(),
+            report: RecoveryReport::default(),
+            segments: BTreeMap::new(),
+            newest_end: SEGMENT_HEADER_BYTES,
+            last_batch: None,
+            log_id: binding.log_id,
+            needs_roll_over: false,
+            mode,
+            replaying: true,
+            scanned: Vec::new(),
+        }
+    }
+
     fn scan_file(
         &mut self,
         fs: &dyn FileSystem,
@@ -148,14 +233,28 @@ impl Recovered {
         let path = directory.join(segment::file_name(sequence));
         let file = fs.open(&path, false).map_err(io_error(&path))?;
         let bytes = read_whole(file.as_ref()).map_err(io_error(&path))?;
-        match segment::check_header(&bytes, sequence) {
-            Ok(log_id) => self.check_log_id(&path, log_id)?,
-            // A crash between creating the newest segment and syncing its header leaves zeros.
-            Err(_) if is_newest && data_end(&bytes, 0) == 0 => {
-                self.note_torn(&path, 0, 0);
-                return fs.remove(&path).map_err(io_error(&path));
-            }
-            Err(reason) => return Err(RecoveryError::BadSegmentHeader { file: path, reason }),
+        let mut scanned = ScannedSegment {
+            sequence,
+            path: path.clone(),
+            file_bytes: bytes.len() as u64,
+            record_count: 0,
+            valid_end: None,
+            torn_until: None,
+        };
+        let header = segment::check_header(&bytes, sequence);
+        // A crash between creating the newest segment and syncing its header leaves zeros.
+        if header.is_err() && is_newest && data_end(&bytes, 0) == 0 {
+            return self.unsynced_header(fs, scanned);
+        }
+        let checked = header
+            .map_err(|reason| RecoveryError::BadSegmentHeader {
+                file: path.clone(),
+                reason,
+            })
+            .and_then(|log_id| self.check_log_id(&path, log_id));
+        if let Err(error) = checked {
+            self.scanned.push(scanned);
+            return Err(error);
         }
         let scan = SegmentScan {
             path: &path,
@@ -164,15 +263,46 @@ impl Recovered {
             config,
         };
         let mut last = self.last_batch;
+        let record_count = &mut scanned.record_count;
         let end = scan.run(&mut last, &mut |frames| {
+            *record_count += frames.len() as u64;
             self.replay_batch(&path, sequence, frames)
-        })?;
+        });
+        scanned.valid_end = end.as_ref().ok().map(|end| end.offset);
+        scanned.torn_until = end.as_ref().ok().and_then(|end| end.torn_until);
+        self.scanned.push(scanned);
+        let end = end?;
         self.last_batch = last;
         drop(bytes);
+        if self.mode == Mode::ReadOnly {
+            if let Some(torn_until) = end.torn_until {
+                self.note_torn(&path, end.offset, torn_until);
+            }
+            return Ok(());
+        }
         if is_newest {
             make_durable(file.as_ref(), &end, config).map_err(io_error(&path))?;
         }
         self.finish_segment(&path, file, sequence, end)
+    }
+
+    /// The newest segment is all zeros, its header never synced: it is removed (in `Repair`).
+    fn unsynced_header(
+        &mut self,
+        fs: &dyn FileSystem,
+        scanned: ScannedSegment,
+    ) -> Result<(), RecoveryError> {
+        let path = scanned.path.clone();
+        self.note_torn(&path, 0, 0);
+        self.scanned.push(ScannedSegment {
+            valid_end: Some(0),
+            torn_until: Some(0),
+            ..scanned
+        });
+        match self.mode {
+            Mode::Repair => fs.remove(&path).map_err(io_error(&path)),
+            Mode::ReadOnly => Ok(()),
+        }
     }
 
     fn check_log_id(&mut self, path: &Path, found: u64) -> Result<(), RecoveryError> {
@@ -222,6 +352,9 @@ impl Recovered {
                     source,
                 },
             })?;
+            if !self.replaying {
+                continue;
+            }
             let frame_bytes = frame.frame_bytes() as u64;
             self.replay(path, sequence, *offset, frame_bytes, frame.group, body)?;
         }
@@ -257,12 +390,14 @@ impl Recovered {
 
     fn note_torn(&mut self, path: &Path, offset: u64, end: u64) {
         let discarded_bytes = end - offset;
-        tracing::warn!(
+        if self.mode == Mode::Repair {
+            tracing::warn!(
             file = %path.display(),
             offset,
             discarded_bytes,
             "cut a write that never completed its sync off the end of the log"
-        );
+            );
+        }
         self.report.torn_tail = Some(TornTail {
             file: path.to_path_buf(),
             offset,
@@ -270,13 +405,23 @@ impl Recovered {
         });
     }
 
-    /// Every group's entries follow its snapshot without a gap; every snapshot file exists.
-    fn check_groups(&self, fs: &dyn FileSystem, directory: &Path) -> Result<(), RecoveryError> {
-        for (group, state) in &self.groups {
-            if let Err((reason, location)) = state.check_contiguous() {
+    /// One error for each group whose entries do not follow its snapshot without a gap.
+    fn contiguity_errors(&self, directory: &Path) -> Vec<RecoveryError> {
+        let mut groups: Vec<_> = self.groups.iter().collect();
+        groups.sort_by_key(|(group, _)| **group);
+        groups
+            .into_iter()
+            .filter_map(|(group, state)| {
+                let (reason, location) = state.check_contiguous().err()?;
                 let path = directory.join(segment::file_name(location.segment));
-                return Err(impossible(&path, location.offset, *group, &reason));
-            }
+                Some(impossible(&path, location.offset, *group, &reason))
+            })
+            .collect()
+    }
+
+    /// Every snapshot file a marker names exists with the recorded length.
+    fn check_snapshots(&self, fs: &dyn FileSystem, directory: &Path) -> Result<(), RecoveryError> {
+        for (group, state) in &self.groups {
             if let Some(marker) = &state.snapshot
                 && !snapfile::is_present(fs, directory, marker)
             {

@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod history;
+pub mod segments;
 
 use flotilla_raft::{
     Entry, EntryPayload, InitialState, LogError, LogId, LogIndex, LogReader, Membership, NodeId,
