@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
-use common::{WAIT, binary, run_flotilla, runtime};
+use common::{WAIT, binary, client_flags, run_flotilla, runtime};
 
 async fn put(client: &flotilla_node::Client, key: &[u8], value: &[u8]) {
     let command = Command::Put {
@@ -36,22 +36,6 @@ fn key(index: u32) -> Vec<u8> {
     let mut key = vec![(index % 4) as u8 * 0x40 + (index % 7) as u8];
     key.extend_from_slice(format!("key-{index:05}").as_bytes());
     key
-}
-
-fn client_flags(options: &ClientOptions) -> Vec<String> {
-    let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
-    [
-        "--endpoints",
-        &endpoints.join(","),
-        "--tls-dir",
-        options.tls_dir.to_str().unwrap(),
-        "--name",
-        &options.name,
-        "--cluster-id",
-        &options.cluster_id,
-    ]
-    .map(String::from)
-    .to_vec()
 }
 
 /// `flotilla backup --to DIR --output json` against the cluster: its exit code, stdout and
@@ -178,6 +162,27 @@ fn a_backup_restores_into_a_new_cluster_with_every_key() {
     });
 }
 
+/// `flotilla restore --from backup` of node 1 into `data_dir`, which must fail: its stderr.
+fn refused_restore(backup: &Path, data_dir: &Path) -> String {
+    let output = run_flotilla(
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--node-id",
+            "1",
+            "--initial-cluster",
+            "1@127.0.0.1:7101",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_damaged_backup_is_refused_before_a_directory_is_written() {
     let dir = tempfile::tempdir().unwrap();
@@ -205,42 +210,12 @@ fn a_damaged_backup_is_refused_before_a_directory_is_written() {
     bytes[middle] ^= 0x01;
     std::fs::write(&file, bytes).unwrap();
     let data_dir = dir.path().join("restored-node-1");
-    let output = run_flotilla(
-        &[
-            "restore",
-            "--from",
-            to.to_str().unwrap(),
-            "--node-id",
-            "1",
-            "--initial-cluster",
-            "1@127.0.0.1:7101",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
-        b"",
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_restore(&to, &data_dir);
     assert!(stderr.contains("checksum"), "{stderr}");
     assert!(!data_dir.exists(), "nothing was written");
 
     // Without its manifest, a directory is not a finished backup.
     std::fs::remove_file(to.join(MANIFEST)).unwrap();
-    let output = run_flotilla(
-        &[
-            "restore",
-            "--from",
-            to.to_str().unwrap(),
-            "--node-id",
-            "1",
-            "--initial-cluster",
-            "1@127.0.0.1:7101",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
-        b"",
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_restore(&to, &data_dir);
     assert!(stderr.contains("has no manifest.json"), "{stderr}");
 }

@@ -9,7 +9,7 @@ use flotilla_node::local::{LocalCluster, connect_when_ready};
 use serde_json::{Value, json};
 
 mod common;
-use common::{WAIT, binary, run_flotilla, runtime};
+use common::{WAIT, binary, client_flags, run_flotilla, runtime};
 
 /// How one run of `flotilla` ended.
 #[derive(Debug)]
@@ -52,19 +52,8 @@ struct Cli {
 
 impl Cli {
     fn new(options: &ClientOptions) -> Self {
-        let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
-        let flags = [
-            "--endpoints",
-            &endpoints.join(","),
-            "--tls-dir",
-            options.tls_dir.to_str().unwrap(),
-            "--name",
-            &options.name,
-            "--cluster-id",
-            &options.cluster_id,
-        ];
         Self {
-            flags: flags.map(String::from).to_vec(),
+            flags: client_flags(options),
         }
     }
 

@@ -48,22 +48,8 @@ impl TlsSetup {
         config: &TransportConfig,
         revoked: Arc<Revocations>,
     ) -> Result<quinn::ServerConfig, TlsError> {
-        let roots = Arc::new(self.roots()?);
-        let chain = WebPkiClientVerifier::builder_with_provider(roots, provider()).build()?;
-        let verifier = Arc::new(ClusterClientVerifier::revoking(
-            chain,
-            self.cluster.clone(),
-            revoked,
-        ));
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(
-                self.identity.cert_chain.clone(),
-                self.identity.key.clone_key(),
-            )?;
-        tls.alpn_protocols = vec![ALPN_RAFT.to_vec(), ALPN_CLIENT.to_vec()];
-        tls.max_early_data_size = 0;
+        let alpn = vec![ALPN_RAFT.to_vec(), ALPN_CLIENT.to_vec()];
+        let tls = self.cluster_server_tls(revoked, ClientAuth::Required, alpn)?;
         let crypto = QuicServerConfig::try_from(tls)
             .map_err(|error| TlsError::NotQuic(error.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -83,10 +69,24 @@ impl TlsSetup {
         &self,
         revoked: Arc<Revocations>,
     ) -> Result<rustls::ServerConfig, TlsError> {
+        self.cluster_server_tls(revoked, ClientAuth::Optional, vec![b"http/1.1".to_vec()])
+    }
+
+    /// A TLS 1.3 server configuration with the node's certificate, no early data, `alpn`, and
+    /// client certificates checked against the cluster CA, this cluster and `revoked`
+    /// (`auth` says whether one is required).
+    fn cluster_server_tls(
+        &self,
+        revoked: Arc<Revocations>,
+        auth: ClientAuth,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let roots = Arc::new(self.roots()?);
-        let chain = WebPkiClientVerifier::builder_with_provider(roots, provider())
-            .allow_unauthenticated()
-            .build()?;
+        let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+        let chain = match auth {
+            ClientAuth::Required => builder.build()?,
+            ClientAuth::Optional => builder.allow_unauthenticated().build()?,
+        };
         let verifier = Arc::new(ClusterClientVerifier::revoking(
             chain,
             self.cluster.clone(),
@@ -99,7 +99,7 @@ impl TlsSetup {
                 self.identity.cert_chain.clone(),
                 self.identity.key.clone_key(),
             )?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tls.alpn_protocols = alpn;
         tls.max_early_data_size = 0;
         Ok(tls)
     }
@@ -284,6 +284,15 @@ pub fn negotiated_alpn(connection: &quinn::Connection) -> Option<Vec<u8>> {
         .handshake_data()
         .and_then(|any| any.downcast::<HandshakeData>().ok())
         .and_then(|data| data.protocol)
+}
+
+/// Whether a server asks for a client certificate and refuses a handshake without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientAuth {
+    /// QUIC: every peer and client presents one.
+    Required,
+    /// HTTPS: asked for; whether a request needs one is the listener's decision.
+    Optional,
 }
 
 #[cfg(test)]

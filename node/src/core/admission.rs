@@ -43,10 +43,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 node_epoch: map.epoch(),
             }));
         }
-        if group == META_GROUP || !map.ranges().any(|range| range.group == group) {
-            return responder.answer(Err(ApiError::NotServed { group }));
-        }
-        if !self.is_member(group) {
+        let a_range = group != META_GROUP && map.ranges().any(|range| range.group == group);
+        if !a_range || !self.is_member(group) {
             return responder.answer(Err(ApiError::NotServed { group }));
         }
         if let Err(error) = self.backups.has_room(self.clock.monotonic_ms) {

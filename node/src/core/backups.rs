@@ -12,7 +12,7 @@
 
 use crate::api::{ApiError, BackupView, Reply};
 use flotilla_raft::GroupId;
-use flotilla_storage::SnapshotView;
+use flotilla_storage::{SnapshotView, StateMachine};
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
 
@@ -75,6 +75,18 @@ impl BackupViews {
             return Err(ApiError::BackupViewsFull { open: holding });
         }
         Ok(())
+    }
+
+    /// Opens a view of `machine` at what it applied; what its header states.
+    pub(crate) fn open_of(
+        &mut self,
+        machine: &dyn StateMachine,
+        now_ms: u64,
+    ) -> Result<BackupView, ApiError> {
+        let view = machine.snapshot_view().map_err(|error| {
+            ApiError::Unavailable(format!("the range's view could not be opened: {error}"))
+        })?;
+        self.open(view, now_ms)
     }
 
     /// Keeps `view` open; what its header states.
@@ -196,7 +208,7 @@ impl BackupViews {
 mod tests {
     use super::*;
     use flotilla_raft::{Entry, EntryPayload, LogIndex, Term};
-    use flotilla_storage::{Codec, Command, KvStateMachine, StateMachine};
+    use flotilla_storage::{Codec, Command, KvStateMachine};
 
     fn machine(keys: &[&str]) -> KvStateMachine {
         let mut machine = KvStateMachine::new(GroupId(3));

@@ -12,7 +12,7 @@ use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady,
     ProposeError, Ready,
 };
-use flotilla_storage::{StateMachine, WriteBatch};
+use flotilla_storage::WriteBatch;
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
@@ -193,18 +193,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 ReadOp::Kv(command) => command,
                 ReadOp::OpenBackup => {
                     let opened = match machine {
-                        Some(machine) => match StateMachine::snapshot_view(machine) {
-                            Ok(view) => self
-                                .backups
-                                .open(view, self.clock.monotonic_ms)
-                                .map(Reply::BackupOpened),
-                            Err(error) => Err(ApiError::Unavailable(format!(
-                                "the range's view could not be opened: {error}"
-                            ))),
-                        },
+                        Some(machine) => self.backups.open_of(machine, self.clock.monotonic_ms),
                         None => Err(ApiError::NotServed { group: read.group }),
                     };
-                    read.responder.answer(opened);
+                    read.responder.answer(opened.map(Reply::BackupOpened));
                     continue;
                 }
             };

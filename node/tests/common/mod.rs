@@ -73,3 +73,21 @@ pub(crate) fn run_flotilla(args: &[&str], stdin: &[u8]) -> std::process::Output 
     drop(input);
     child.wait_with_output().expect("the flotilla binary ends")
 }
+
+/// The flags that point a `flotilla` client command at the cluster of `options`.
+#[allow(dead_code)] // only the tests of the command line run the binary as a client
+pub(crate) fn client_flags(options: &flotilla_node::ClientOptions) -> Vec<String> {
+    let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
+    [
+        "--endpoints",
+        &endpoints.join(","),
+        "--tls-dir",
+        options.tls_dir.to_str().expect("a UTF-8 path"),
+        "--name",
+        &options.name,
+        "--cluster-id",
+        &options.cluster_id,
+    ]
+    .map(String::from)
+    .to_vec()
+}
