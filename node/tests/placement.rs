@@ -74,17 +74,16 @@ async fn keep_writing(client: Client, acked: Acked, stop: Arc<AtomicBool>) {
 async fn settled(client: &Client, what: &str) -> PlacementStatus {
     let deadline = std::time::Instant::now() + WAIT;
     let mut last = None;
+    let mut last_error = None;
     loop {
-        let view = client.placement().await.ok();
-        if let Some(view) = view.filter(is_whole) {
-            return view;
-        }
-        if let Ok(view) = client.placement().await {
-            last = Some(view);
+        match client.placement().await {
+            Ok(view) if is_whole(&view) => return view,
+            Ok(view) => last = Some(view),
+            Err(error) => last_error = Some(error),
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out waiting for {what}; the last view: {}",
+            "timed out waiting for {what}; the last view: {}; the last error: {last_error:?}",
             describe(last.as_ref())
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -66,7 +66,7 @@ impl Client {
     }
 
     /// Sends `request` to each node in turn until the meta group's leader answers, following
-    /// a leader hint at once.
+    /// a leader hint (and the address it names) at once.
     async fn call_meta_leader(&self, request: Request) -> Result<Reply, ClientError> {
         let timeout = self.inner.options.attempt_timeout;
         let mut reasons = Vec::new();
@@ -79,8 +79,12 @@ impl Client {
                     Ok(Ok(reply)) => return Ok(reply),
                     Ok(Err(ApiError::NotLeader {
                         leader: Some(leader),
+                        address,
                         ..
                     })) if leader != target => {
+                        // A leader that joined after this client read the directory is
+                        // reached at the address the refusal names.
+                        self.learn_address(Some(leader), address.as_deref());
                         target = leader;
                         continue;
                     }
