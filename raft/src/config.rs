@@ -1,7 +1,39 @@
 //! Every limit of a replica, in ticks, bytes and counts, validated once when a node is built.
 
-use crate::types::NodeId;
+use crate::entry::SnapshotMeta;
+use crate::types::{GroupId, NodeId};
+use std::fmt;
 use thiserror::Error;
+
+/// How a follower checks the data of a snapshot it received, before it installs it: whether
+/// the bytes are the state of `group` at `meta.last` (the application's format, verified
+/// without building the state). A refused snapshot is dropped and its leader sends it again;
+/// an accepted one replaces the log, so it must restore. A plain function, so Raft stays
+/// deterministic and free of IO.
+#[derive(Clone, Copy)]
+pub struct SnapshotCheck(pub fn(GroupId, &SnapshotMeta, &[u8]) -> Result<(), String>);
+
+impl SnapshotCheck {
+    /// Accepts every snapshot (an application without a format to verify, and tests).
+    #[must_use]
+    pub fn accept_all() -> Self {
+        Self(|_, _, _| Ok(()))
+    }
+}
+
+impl fmt::Debug for SnapshotCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SnapshotCheck")
+    }
+}
+
+impl PartialEq for SnapshotCheck {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::fn_addr_eq(self.0, other.0)
+    }
+}
+
+impl Eq for SnapshotCheck {}
 
 /// How linearizable reads are confirmed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +54,8 @@ pub enum ReadMode {
 pub struct Config {
     /// This replica's node id.
     pub id: NodeId,
+    /// The group this replica belongs to (what `snapshot_check` is told).
+    pub group: GroupId,
     /// Lower bound (inclusive) of the randomized election timeout.
     pub election_timeout_ticks_min: u64,
     /// Upper bound (exclusive) of the randomized election timeout.
@@ -45,6 +79,8 @@ pub struct Config {
     /// The largest snapshot a follower accepts; a bigger one is refused as malformed, so a
     /// peer cannot make a replica buffer without bound.
     pub snapshot_bytes_max: u64,
+    /// Checks a received snapshot's data before it is installed.
+    pub snapshot_check: SnapshotCheck,
     /// How reads are confirmed.
     pub read_mode: ReadMode,
     /// The clock drift a lease read tolerates, in ticks per election timeout.
@@ -105,6 +141,7 @@ impl Config {
     pub fn new(id: NodeId) -> Self {
         Self {
             id,
+            group: GroupId(0),
             election_timeout_ticks_min: 10,
             election_timeout_ticks_max: 20,
             heartbeat_interval_ticks: 2,
@@ -115,6 +152,7 @@ impl Config {
             append_bytes_max: 1 << 20,
             snapshot_chunk_bytes: 1 << 20,
             snapshot_bytes_max: 1 << 34,
+            snapshot_check: SnapshotCheck::accept_all(),
             read_mode: ReadMode::ReadIndex,
             lease_drift_ticks: 2,
             pending_reads_max: 65_536,

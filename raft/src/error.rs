@@ -1,7 +1,7 @@
 //! Errors of the calls into a replica, one enum per operation.
 
 use crate::log::LogError;
-use crate::types::NodeId;
+use crate::types::{LogIndex, NodeId};
 use thiserror::Error;
 
 /// Why a proposal (data, membership change, read or transfer) was refused.
@@ -51,6 +51,17 @@ pub enum StepError {
         from: NodeId,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A whole snapshot arrived but its data failed the configured `SnapshotCheck`: it was
+    /// dropped, nothing was installed, and the leader will send it again.
+    #[error("the snapshot at index {index} from {from} was refused: {reason}")]
+    SnapshotRefused {
+        /// The sender.
+        from: NodeId,
+        /// The snapshot's last index.
+        index: LogIndex,
+        /// Why the check refused it.
+        reason: String,
     },
     /// The persisted log could not be read; the node must stop.
     #[error(transparent)]

@@ -21,7 +21,7 @@ pub mod types;
 
 #[cfg(feature = "mutations")]
 pub use config::Mutation;
-pub use config::{Config, ConfigError, ReadMode};
+pub use config::{Config, ConfigError, ReadMode, SnapshotCheck};
 pub use entry::{
     Bytes, ChangeStep, Entry, EntryPayload, HardState, Membership, Snapshot, SnapshotMeta,
 };

@@ -39,4 +39,6 @@ pub use log::{
     GcStats, GroupLog, LogBinding, LogEngine, RecordLocation, RecoveryReport, TornTail, WriteBatch,
     WriteStats,
 };
-pub use snapshot::{SnapshotFile, SnapshotWriter, decode_snapshot, write_snapshot};
+pub use snapshot::{
+    SnapshotFile, SnapshotWriter, decode_snapshot, verify_snapshot, write_snapshot,
+};

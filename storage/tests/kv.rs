@@ -10,7 +10,7 @@ use flotilla_raft::{
 use flotilla_storage::kv::KvMap;
 use flotilla_storage::{
     Codec, Command, KvStateMachine, LogConfig, LogEngine, Response, SnapshotError, SnapshotFile,
-    WriteBatch, decode_snapshot, write_snapshot,
+    WriteBatch, decode_snapshot, verify_snapshot, write_snapshot,
 };
 use proptest::prelude::*;
 use std::os::unix::fs::FileExt;
@@ -244,6 +244,30 @@ proptest! {
         let kv = KvStateMachine::from_parts(GROUP, LogId::new(Term(1), LogIndex(index)), KvMap::from(map));
         let bytes = flotilla_storage::snapshot::encode_snapshot(&kv.snapshot_source());
         prop_assert_eq!(decode_snapshot(&bytes).unwrap(), kv);
+    }
+
+    /// What a follower checks before installing a snapshot: a whole one passes and names its
+    /// entry; the same bytes with any one byte changed are refused, as decoding refuses them.
+    #[test]
+    fn verify_passes_a_snapshot_and_refuses_it_with_any_byte_changed(
+        map in proptest::collection::btree_map(
+            proptest::collection::vec(any::<u8>(), 0..16),
+            proptest::collection::vec(any::<u8>(), 0..32),
+            0..32,
+        ),
+        at in any::<proptest::sample::Index>(),
+        xor in 1..=255u8,
+    ) {
+        let applied = LogId::new(Term(3), LogIndex(77));
+        let kv = KvStateMachine::from_parts(GROUP, applied, KvMap::from(map));
+        let bytes = flotilla_storage::snapshot::encode_snapshot(&kv.snapshot_source());
+        let header = verify_snapshot(&bytes).unwrap();
+        prop_assert_eq!((header.group, header.applied), (GROUP, applied));
+        let mut damaged = bytes.clone();
+        let offset = at.index(damaged.len());
+        damaged[offset] ^= xor;
+        prop_assert!(verify_snapshot(&damaged).is_err(), "byte {} changed", offset);
+        prop_assert!(decode_snapshot(&damaged).is_err());
     }
 
     #[test]

@@ -6,13 +6,13 @@ use super::{BatchSink, CoreConfig, CoreError, CoreIdentity, NodeCore, Respond};
 use crate::config::Endpoint;
 use flotilla_raft::{
     GroupId, HardState, LogError, LogId, Membership, MultiConfig, MultiError, MultiRaft, NodeId,
-    Persist, Snapshot, SnapshotMeta,
+    Persist, Snapshot, SnapshotCheck, SnapshotMeta,
 };
 use flotilla_shard_manager::{
     Directory, Epoch, KeyRange, META_GROUP, MetaState, RangeDescriptor, RangeId, RangeMap,
     RangeMapError,
 };
-use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError};
+use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError, verify_snapshot};
 use std::sync::Arc;
 
 /// Why a node could not be built from its log.
@@ -217,6 +217,14 @@ pub fn start<R: Respond, S: BatchSink>(
     if groups.is_empty() {
         return Err(BootError::NoGroup);
     }
+    let mut multi_config = multi_config;
+    #[cfg(feature = "mutations")]
+    let checked = config.mutation != super::CoreMutation::InstallUncheckedSnapshots;
+    #[cfg(not(feature = "mutations"))]
+    let checked = true;
+    if checked {
+        multi_config.raft.snapshot_check = SnapshotCheck(check_snapshot);
+    }
     let mut multi: MultiRaft<GroupLog> = MultiRaft::new(multi_config);
     let mut snapshots = Vec::with_capacity(groups.len());
     for group in groups {
@@ -234,4 +242,75 @@ pub fn start<R: Respond, S: BatchSink>(
         core.restore(*group, snapshot)?;
     }
     Ok(core)
+}
+
+/// Whether a snapshot a leader sent may be installed (every replica of a node checks with it,
+/// so a snapshot that would not restore never replaces a log): the meta group's data decodes as
+/// its state; a range's is a whole, checksummed KV snapshot of that group at the snapshot's
+/// last entry.
+///
+/// # Errors
+/// Why the data does not restore, as a sentence.
+pub fn check_snapshot(group: GroupId, meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
+    if group == META_GROUP {
+        return MetaState::decode(data)
+            .map(drop)
+            .map_err(|error| format!("the meta group's state does not decode: {error}"));
+    }
+    let header = verify_snapshot(data).map_err(|error| error.to_string())?;
+    if header.group != group {
+        return Err(format!("it holds the state of group {}", header.group));
+    }
+    if header.applied != meta.last {
+        return Err(format!(
+            "its state is at entry {} (term {}), not at entry {} (term {})",
+            header.applied.index, header.applied.term, meta.last.index, meta.last.term
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use flotilla_raft::{LogIndex, Term};
+    use flotilla_storage::KvStateMachine;
+    use flotilla_storage::snapshot::encode_snapshot;
+
+    fn meta_at(term: u64, index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last: LogId::new(Term(term), LogIndex(index)),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_installed_only_if_it_is_that_groups_state_at_that_entry() {
+        let at = LogId::new(Term(2), LogIndex(10));
+        let machine = KvStateMachine::from_parts(GroupId(3), at, Default::default());
+        let data = encode_snapshot(&machine.snapshot_source());
+        assert_eq!(check_snapshot(GroupId(3), &meta_at(2, 10), &data), Ok(()));
+
+        let other_group = check_snapshot(GroupId(4), &meta_at(2, 10), &data).unwrap_err();
+        assert!(other_group.contains("group g3"), "{other_group}");
+        let other_entry = check_snapshot(GroupId(3), &meta_at(2, 11), &data).unwrap_err();
+        assert!(other_entry.contains("not at entry i11"), "{other_entry}");
+        let other_term = check_snapshot(GroupId(3), &meta_at(3, 10), &data).unwrap_err();
+        assert!(other_term.contains("term t3"), "{other_term}");
+        let mut damaged = data.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0x40;
+        assert!(check_snapshot(GroupId(3), &meta_at(2, 10), &damaged).is_err());
+        assert!(check_snapshot(GroupId(3), &meta_at(2, 10), &[]).is_err());
+
+        let nodes = [Endpoint {
+            node: NodeId(1),
+            address: "127.0.0.1:7001".parse().unwrap(),
+        }];
+        let meta = initial_meta(&nodes, 4, 1).encode();
+        assert_eq!(check_snapshot(META_GROUP, &meta_at(1, 5), &meta), Ok(()));
+        let refused = check_snapshot(META_GROUP, &meta_at(1, 5), &meta[..meta.len() / 2]);
+        assert!(refused.unwrap_err().contains("meta group"));
+    }
 }

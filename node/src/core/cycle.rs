@@ -16,6 +16,7 @@ use flotilla_storage::WriteBatch;
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
+        self.note_refused_snapshots();
         let mut ready = self.multi.ready();
         self.count_leader_changes(&ready);
         // A client whose entry committed does not wait for the write of newer entries.
@@ -39,6 +40,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.multi.advance(ready);
         self.compact(compact);
         Ok(())
+    }
+
+    /// Snapshots a replica refused (their data failed `check_snapshot`): nothing was
+    /// installed, the leader sends them again; the operator hears of each.
+    fn note_refused_snapshots(&mut self) {
+        let (refused, count) = self.multi.take_snapshot_refusals();
+        self.counters.snapshots_refused = count;
+        for (group, error) in refused {
+            tracing::warn!(%group, %error, "a snapshot from the leader was refused");
+        }
     }
 
     fn count_leader_changes(&mut self, ready: &MultiReady) {

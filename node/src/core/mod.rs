@@ -158,6 +158,8 @@ pub enum CoreMutation {
     AnswerBeforeCommit,
     /// Serve gets from this node's state at once, without a ReadIndex round.
     ReadWithoutReadIndex,
+    /// Install a snapshot a leader sent without checking its data first.
+    InstallUncheckedSnapshots,
 }
 
 /// Why the node must stop.
@@ -259,6 +261,8 @@ pub struct Counters {
     pub snapshots_taken: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
+    /// Snapshots received from a leader whose data failed the check (dropped, not installed).
+    pub snapshots_refused: u64,
     /// Bytes the log writes framed and wrote.
     pub log_bytes_written: u64,
     /// How long each log write (write + fdatasync) took, in seconds.
@@ -284,6 +288,7 @@ impl Default for Counters {
             leaderships_won: 0,
             snapshots_taken: 0,
             snapshots_installed: 0,
+            snapshots_refused: 0,
             log_bytes_written: 0,
             write_seconds: Histogram::new(histogram::LATENCY_BOUNDS_SECONDS),
             entries_per_write: Histogram::new(histogram::ENTRY_COUNT_BOUNDS),

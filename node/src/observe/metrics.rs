@@ -202,6 +202,11 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
             counters.snapshots_installed,
         ),
         (
+            "flotilla_snapshots_refused",
+            "Snapshots received from a leader whose data failed the check, dropped uninstalled",
+            counters.snapshots_refused,
+        ),
+        (
             "flotilla_batches_refused",
             "Inbound Raft batches the node refused (malformed, unknown group, wrong data directory)",
             counters.batches_refused,

@@ -11,7 +11,8 @@ use crate::network::{Network, WireFaults};
 use crate::node::{Answers, Input, Setup, SimNode, SimResponder};
 use flotilla_node::api::Request;
 use flotilla_node::core::Now;
-use flotilla_raft::{Batch, GroupId, NodeId, Role, Term};
+use flotilla_raft::{Batch, GroupId, MessageBody, NodeId, Role, Term};
+use flotilla_shard_manager::META_GROUP;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -95,6 +96,9 @@ pub struct Cluster {
     pub amnesiac_restarts: bool,
     /// Clients back up a range now and then.
     pub backups: bool,
+    /// Damages a byte of some snapshot chunks on the wire (its own stream of draws, so a
+    /// seed without it runs as before).
+    pub corrupt_snapshots: Option<ChaCha8Rng>,
     /// Nodes joining, not started yet.
     pub joiners: BTreeMap<NodeId, Joiner>,
     next_join_request: u64,
@@ -124,6 +128,7 @@ impl Cluster {
             stops: 0,
             amnesiac_restarts: false,
             backups: false,
+            corrupt_snapshots: None,
             joiners: BTreeMap::new(),
             next_join_request: 0,
         }
@@ -309,6 +314,12 @@ impl Cluster {
                 }
             }
             Err(error) => {
+                // A snapshot that passed the check must restore: one that does not means the
+                // check let damaged data replace a log.
+                assert!(
+                    !error.contains("cannot restore its snapshot"),
+                    "{id} stopped on a snapshot it had installed: {error}"
+                );
                 // The node stops, as the driver does: a failed write, a store that failed.
                 node.crash();
                 self.stops += 1;
@@ -318,10 +329,35 @@ impl Cluster {
         self.flush(id);
     }
 
+    /// With `corrupt_snapshots`, one chunk in three of a range's snapshot gets one byte
+    /// changed: the follower must refuse the whole snapshot (its check), never install it or
+    /// stop on it.
+    fn corrupt_snapshot_chunks(&mut self, batch: &mut Batch) {
+        let Some(mut rng) = self.corrupt_snapshots.take() else {
+            return;
+        };
+        for message in &mut batch.messages {
+            // A range's snapshot carries a checksum; the meta group's state is checked only by
+            // decoding it (the transport's integrity protects it on the wire).
+            if let MessageBody::InstallSnapshot { data, offset, .. } = &mut message.message.body
+                && message.group != META_GROUP
+                && !data.is_empty()
+                && rng.random_range(0..3) == 0
+            {
+                let at = rng.random_range(0..data.len());
+                data[at] ^= rng.random_range(1..=255u8);
+                let (group, to, offset) = (message.group, batch.to, *offset);
+                self.note(|| format!("CORRUPT snapshot chunk of {group} to {to} at {offset}"));
+            }
+        }
+        self.corrupt_snapshots = Some(rng);
+    }
+
     /// Puts what a node sent on the wire and what it answered on the clients' links.
     fn flush(&mut self, id: NodeId) {
         let batches = std::mem::take(&mut *self.nodes[&id].outbox.borrow_mut());
-        for batch in batches {
+        for mut batch in batches {
+            self.corrupt_snapshot_chunks(&mut batch);
             for delay in self
                 .network
                 .delays(Some(batch.from), Some(batch.to), &mut self.rng)

@@ -70,6 +70,7 @@ fn simulate_seeds() {
         (0, 0, 0, 0, 0);
     let (mut lost_disks, mut slow_disks) = (0, 0);
     let (mut drains, mut removals, mut joins, mut backup_reads) = (0, 0, 0, 0);
+    let mut snapshots_refused = 0;
     for &seed in &seeds {
         match try_seed(seed) {
             Ok(report) => {
@@ -84,13 +85,14 @@ fn simulate_seeds() {
                 removals += report.faults.removals;
                 joins += report.faults.joins;
                 backup_reads += report.backup_reads;
+                snapshots_refused += report.snapshots_refused;
             }
             Err(message) => failures.push(message),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );
@@ -131,6 +133,7 @@ fn regression_seeds() {
     // Each replayed as it first ran: without the backups later runs draw for half the seeds.
     let as_found = run::Options {
         backups: Some(false),
+        corrupt_snapshots: Some(false),
         ..run::Options::default()
     };
     // 12 (with backups): a copy of a backup chunk request (the network duplicates) advanced
@@ -138,6 +141,7 @@ fn regression_seeds() {
     // Chunks are numbered now, and a view serves its last one again.
     let with_backups = run::Options {
         backups: Some(true),
+        corrupt_snapshots: Some(false),
         ..run::Options::default()
     };
     for (seed, options) in [
@@ -152,6 +156,34 @@ fn regression_seeds() {
         }
     }
 }
+
+/// A range's snapshot damaged on the wire is refused whole by the follower's check (never
+/// installed, never stopping it) and sent again; the histories stay linearizable.
+#[test]
+fn damaged_snapshots_are_refused_and_sent_again() {
+    let options = run::Options {
+        backups: Some(false),
+        corrupt_snapshots: Some(true),
+        ..run::Options::default()
+    };
+    let mut refused = 0;
+    for seed in 1..=DAMAGED_SNAPSHOT_SEEDS {
+        match catch_unwind(AssertUnwindSafe(|| run::run_seed_with(seed, options))) {
+            Ok(report) => refused += report.snapshots_refused,
+            Err(panic) => panic!(
+                "seed {seed} with damaged snapshots failed: {}",
+                panic_message(&panic)
+            ),
+        }
+    }
+    assert!(
+        refused > 0,
+        "no damaged snapshot reached a follower in {DAMAGED_SNAPSHOT_SEEDS} seeds"
+    );
+}
+
+/// Seeds of `damaged_snapshots_are_refused_and_sent_again`.
+const DAMAGED_SNAPSHOT_SEEDS: u64 = 20;
 
 /// The checkers bite: with one rule broken, some seed of a small budget fails for the reason
 /// that rule protects.
@@ -193,6 +225,16 @@ mod mutations {
             ..run::Options::default()
         };
         assert_caught(30, options, &["not linearizable"]);
+    }
+
+    #[test]
+    fn installing_a_snapshot_without_checking_it_is_caught() {
+        let options = run::Options {
+            mutation: CoreMutation::InstallUncheckedSnapshots,
+            corrupt_snapshots: Some(true),
+            ..run::Options::default()
+        };
+        assert_caught(20, options, &["stopped on a snapshot it had installed"]);
     }
 
     #[test]

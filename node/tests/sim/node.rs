@@ -80,6 +80,10 @@ pub struct SimNode {
     pub outbox: Outbox,
     /// Refused to start for good (its directory is not its own, or it lost its data).
     pub refused: bool,
+    /// Snapshots its replicas refused (their data failed the check), over every start.
+    pub snapshots_refused: u64,
+    /// What the running core had counted of them at the last turn.
+    refused_seen: u64,
 }
 
 /// What every node of a run shares.
@@ -109,6 +113,8 @@ impl SimNode {
             clock_rate_percent,
             outbox: Outbox::default(),
             refused: false,
+            snapshots_refused: 0,
+            refused_seen: 0,
         }
     }
 
@@ -174,6 +180,7 @@ impl SimNode {
         self.core = Some(core);
         self.busy_until_ms = 0;
         self.paused_until_ms = 0;
+        self.refused_seen = 0;
         Ok(())
     }
 
@@ -213,7 +220,11 @@ impl SimNode {
             self.pins = pins;
         }
         let fsyncs = core.counters().fsyncs;
-        core.run().map_err(|error| error.to_string())?;
+        let ran = core.run().map_err(|error| error.to_string());
+        let refused = core.counters().snapshots_refused;
+        self.snapshots_refused += refused - self.refused_seen;
+        self.refused_seen = refused;
+        ran?;
         if let Some(pins) = core.take_pins() {
             self.pins = pins;
         }

@@ -72,6 +72,8 @@ pub struct Report {
     /// range).
     pub backup_reads: usize,
     pub stops: u64,
+    /// Snapshots a replica refused because their data failed the check.
+    pub snapshots_refused: u64,
     pub simulated_ms: u64,
     pub trace_hash: u64,
 }
@@ -86,6 +88,9 @@ pub struct Options {
     /// Whether clients back up ranges now and then; `None`: half the seeds do, drawn from the
     /// seed apart from everything else, so a seed without backups runs as it did before them.
     pub backups: Option<bool>,
+    /// Whether the network damages a byte of some snapshot chunks; `None`: half the seeds
+    /// do, drawn apart from everything else like `backups`.
+    pub corrupt_snapshots: Option<bool>,
 }
 
 /// Runs one seed; panics with what failed.
@@ -126,6 +131,11 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         operations,
         backup_reads,
         stops: cluster.stops,
+        snapshots_refused: cluster
+            .nodes
+            .values()
+            .map(|node| node.snapshots_refused)
+            .sum(),
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
     }
@@ -201,6 +211,11 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
     cluster.backups = options.backups.unwrap_or_else(|| {
         ChaCha8Rng::seed_from_u64(seed ^ 0xbac0_0b5e_ed00_0000).random_bool(0.5)
     });
+    let corrupt = options.corrupt_snapshots.unwrap_or_else(|| {
+        ChaCha8Rng::seed_from_u64(seed ^ 0xc0de_dbad_5eed_0000).random_bool(0.5)
+    });
+    cluster.corrupt_snapshots =
+        corrupt.then(|| ChaCha8Rng::seed_from_u64(seed ^ 0x5a15_c0de_0b17_0000));
     for id in 0..swarm.client_count {
         let client_seed = seed ^ (id as u64 + 1) << 40;
         let client = SimClient::new(

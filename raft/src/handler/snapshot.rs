@@ -179,10 +179,10 @@ impl<L: LogReader> RaftNode<L> {
             self.send(from, body);
             return Ok(());
         }
-        if let Some(incoming) = self.incoming_snapshot.take() {
-            self.install_snapshot(from, incoming);
+        match self.incoming_snapshot.take() {
+            Some(incoming) => self.install_snapshot(from, incoming),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Adds a chunk if it continues the snapshot being received; returns the new length.
@@ -209,13 +209,27 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Follower: the last chunk arrived. If the log already holds the snapshot's last entry,
-    /// only the commit index moves (§7: keep the entries that follow); otherwise the log is
-    /// replaced and the state machine restored from the snapshot.
-    fn install_snapshot(&mut self, from: NodeId, incoming: IncomingSnapshot) {
+    /// only the commit index moves (§7: keep the entries that follow); otherwise the data
+    /// must pass `snapshot_check` (refused, it is dropped unanswered: the leader's next chunk
+    /// finds nothing received and starts it over), and then the log is replaced and the state
+    /// machine restored from the snapshot.
+    fn install_snapshot(
+        &mut self,
+        from: NodeId,
+        incoming: IncomingSnapshot,
+    ) -> Result<(), StepError> {
         let last = incoming.meta.last;
         if self.log.matches(last) {
             self.log.commit_to(last.index);
         } else {
+            let check = self.config.snapshot_check.0;
+            if let Err(reason) = check(self.config.group, &incoming.meta, &incoming.data) {
+                return Err(StepError::SnapshotRefused {
+                    from,
+                    index: last.index,
+                    reason,
+                });
+            }
             self.membership = incoming.meta.membership.clone();
             self.membership_history.clear();
             self.log.restore(Snapshot {
@@ -225,5 +239,6 @@ impl<L: LogReader> RaftNode<L> {
         }
         let body = MessageBody::AppendResponse(AppendOutcome::Accepted { last: last.index });
         self.send(from, body);
+        Ok(())
     }
 }

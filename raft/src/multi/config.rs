@@ -44,6 +44,7 @@ impl MultiConfig {
     pub fn group_config(&self, group: GroupId) -> Config {
         Config {
             id: self.node,
+            group,
             rng_seed: self.raft.rng_seed ^ group.0.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             coalesced_heartbeats: true,
             ..self.raft.clone()

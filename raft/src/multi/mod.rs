@@ -21,6 +21,7 @@ pub use error::MultiError;
 pub use incarnation::Refusal;
 
 use crate::entry::{Bytes, ChangeStep};
+use crate::error::StepError;
 use crate::log::LogReader;
 use crate::message::{Batch, GroupMessage};
 use crate::node::RaftNode;
@@ -75,7 +76,15 @@ pub struct MultiRaft<L> {
     /// The last `MultiReady`'s group list, emptied by `advance`: its allocation (a few hundred
     /// bytes per group) is reused by the next `ready`.
     spare_groups: Vec<(GroupId, Ready)>,
+    /// Snapshots a group refused since the caller last took them (at most
+    /// `SNAPSHOT_REFUSALS_KEPT`; older ones are only counted).
+    snapshot_refusals: Vec<(GroupId, StepError)>,
+    /// Every snapshot refused since the node started.
+    snapshot_refusal_count: u64,
 }
+
+/// The most refused snapshots kept for the caller between two `take_snapshot_refusals`.
+const SNAPSHOT_REFUSALS_KEPT: usize = 64;
 
 impl<L: LogReader> MultiRaft<L> {
     /// A node hosting no group yet.
@@ -97,7 +106,18 @@ impl<L: LogReader> MultiRaft<L> {
             pins: PeerPins::default(),
             now_ticks: 0,
             spare_groups: Vec::new(),
+            snapshot_refusals: Vec::new(),
+            snapshot_refusal_count: 0,
         }
+    }
+
+    /// The snapshots refused by `SnapshotCheck` since the last call (for the log), and how
+    /// many were refused since the node started (for metrics).
+    pub fn take_snapshot_refusals(&mut self) -> (Vec<(GroupId, StepError)>, u64) {
+        (
+            std::mem::take(&mut self.snapshot_refusals),
+            self.snapshot_refusal_count,
+        )
     }
 
     /// Hosts a replica of `group` over `store` (bootstrapped, restarting, or empty and waiting

@@ -101,6 +101,13 @@ impl<L: LogReader> MultiRaft<L> {
         }
         match stepped {
             Err(StepError::Log(error)) => Err(super::MultiError::Log(error)),
+            Err(refused @ StepError::SnapshotRefused { .. }) => {
+                self.snapshot_refusal_count += 1;
+                if self.snapshot_refusals.len() < super::SNAPSHOT_REFUSALS_KEPT {
+                    self.snapshot_refusals.push((group, refused));
+                }
+                Ok(())
+            }
             // Other refusals are messages Raft ignores by design (stale, unknown sender...).
             _ => Ok(()),
         }

@@ -2,7 +2,8 @@
 
 use crate::util::*;
 use flotilla_raft::{
-    CompactError, Config, LogIndex, LogReader, MessageBody, Persist, Ready, Snapshot, SnapshotMeta,
+    CompactError, Config, GroupId, LogIndex, LogReader, MessageBody, Persist, Ready, Snapshot,
+    SnapshotCheck, SnapshotMeta, StepError,
 };
 
 /// A single-voter leader that applied entries 1 (blank) to 5.
@@ -160,6 +161,68 @@ fn a_snapshot_that_conflicts_with_the_log_replaces_it() {
     };
     assert_eq!(follower.take(), expected);
     assert_eq!(follower.stored_entries(), vec![]);
+    assert_eq!(follower.log().applied().0, 5);
+}
+
+/// A whole snapshot whose data fails the application's `SnapshotCheck` is dropped: the step
+/// says why, nothing is persisted or installed and no acknowledgement leaves, so the leader's
+/// next chunk finds nothing received and starts the snapshot over. The same snapshot with data
+/// that passes is installed.
+#[test]
+fn a_snapshot_whose_data_fails_the_check_is_dropped_and_sent_again() {
+    fn states_only(group: GroupId, meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
+        if data.starts_with(b"state@") {
+            Ok(())
+        } else {
+            Err(format!("group {group} at {}: not a state", meta.last.index))
+        }
+    }
+    let config = Config {
+        group: GroupId(7),
+        snapshot_check: SnapshotCheck(states_only),
+        ..config(1)
+    };
+    let mut follower = node_over(
+        config,
+        store_with_log(voters(&[1, 2, 3]), &[1, 1, 1, 1], 1, 2),
+    );
+    follower.deliver(heartbeat(2, 1, 1, 0, 0));
+    let _ = follower.take();
+
+    let bad = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (0, b"garbage"), true);
+    let refused = follower.step(bad);
+    let expected = StepError::SnapshotRefused {
+        from: flotilla_raft::NodeId(2),
+        index: LogIndex(5),
+        reason: "group g7 at i5: not a state".to_owned(),
+    };
+    assert_eq!(refused, Err(expected));
+    assert_eq!(follower.take(), Ready::default());
+    assert_eq!(follower.stored_entries().len(), 4);
+    assert_eq!(follower.log().applied().0, 2);
+
+    // The leader resends its last chunk: the follower has nothing and asks from the start.
+    let again = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (4, b"bage"), true);
+    follower.deliver(again);
+    let restart = message(
+        1,
+        2,
+        1,
+        MessageBody::SnapshotResponse {
+            snapshot_index: LogIndex(5),
+            next_offset: 0,
+        },
+    );
+    assert_eq!(follower.take().persisted_messages, vec![restart]);
+
+    let good = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (0, b"state@5"), true);
+    follower.deliver(good);
+    let installed = follower
+        .take()
+        .persist
+        .snapshot
+        .map(|snapshot| snapshot.data);
+    assert_eq!(installed, Some(b"state@5".to_vec()));
     assert_eq!(follower.log().applied().0, 5);
 }
 

@@ -8,6 +8,6 @@ mod reader;
 mod writer;
 
 pub(crate) use format::snapshot_parts;
-pub use format::{HEADER_BYTES, SnapshotHeader, decode_snapshot};
+pub use format::{HEADER_BYTES, SnapshotHeader, decode_snapshot, verify_snapshot};
 pub use reader::SnapshotFile;
 pub use writer::{SnapshotWriter, encode_snapshot, encode_view, write_snapshot, write_view};
