@@ -20,6 +20,9 @@ const PEER_SILENCE_HEARTBEATS_MIN: u64 = 4;
 /// The largest `log.segment_mib`: the log engine addresses a segment with 32-bit offsets, so
 /// 4096 MiB is one byte too many.
 pub const SEGMENT_MIB_MAX: u64 = 4095;
+
+/// The most ranges a new cluster starts with (`ranges.groups`).
+pub const RANGES_MAX: u64 = flotilla_shard_manager::RangeMap::UNIFORM_RANGES_MAX;
 /// The largest log record (one entry), whatever the segment size.
 const RECORD_BYTES_LIMIT: u64 = 8 << 20;
 
@@ -449,6 +452,9 @@ pub struct Limits {
     pub backup_views_max: usize,
     /// A backup view nobody asked for pairs for this long is dropped.
     pub backup_view_idle_ms: u64,
+    /// Replicas (ranges and the meta group) this node may host: a bound on the memory they
+    /// take, checked when a replica is created.
+    pub ranges_hosted_max: usize,
 }
 
 /// A configuration that cannot be used.
@@ -656,10 +662,24 @@ impl NodeConfig {
                 "listen {listen} does not match this node's initial_cluster entry {own} (peers dial that port)"
             ));
         }
-        if !(1..=65_536).contains(&self.ranges.groups) {
+        if !(1..=RANGES_MAX).contains(&self.ranges.groups) {
             return fail(format!(
-                "ranges.groups must be 1 to 65536, not {}",
+                "ranges.groups must be 1 to {RANGES_MAX}, not {}",
                 self.ranges.groups
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.limits.ranges_hosted_max) {
+            return fail(format!(
+                "limits.ranges_hosted_max must be 1 to 10000000, not {}",
+                self.limits.ranges_hosted_max
+            ));
+        }
+        // A first start hosts every range on a cluster of as many nodes as replicas.
+        if self.limits.ranges_hosted_max as u64 <= self.ranges.groups {
+            return fail(format!(
+                "limits.ranges_hosted_max ({}) must exceed ranges.groups ({}): a node may host \
+                 every range and the meta group",
+                self.limits.ranges_hosted_max, self.ranges.groups
             ));
         }
         if self.ranges.replicas == 0 {
@@ -1003,6 +1023,7 @@ impl NodeConfig {
             self.node_id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ std::process::id() as u64;
         multi.heartbeat_interval_ticks = self.raft.heartbeat_ticks;
         multi.node_timeout_ticks = self.raft.node_timeout_ticks;
+        multi.groups_max = self.limits.ranges_hosted_max;
         multi
     }
 }
@@ -1331,6 +1352,14 @@ mod tests {
             ),
             ("sessions.per_range_max", |c| c.sessions.per_range_max = 0),
             ("limits.backup_views_max", |c| c.limits.backup_views_max = 0),
+            ("limits.ranges_hosted_max", |c| {
+                c.limits.ranges_hosted_max = 0
+            }),
+            ("limits.ranges_hosted_max", |c| {
+                c.ranges.groups = 1_000;
+                c.limits.ranges_hosted_max = 1_000;
+            }),
+            ("ranges.groups", |c| c.ranges.groups = 1_000_001),
             ("limits.backup_view_idle_ms", |c| {
                 c.limits.backup_view_idle_ms = 999
             }),

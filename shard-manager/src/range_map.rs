@@ -92,22 +92,33 @@ impl RangeMap {
         })
     }
 
-    /// `group_count` ranges of equal share of the key space (split on the first two bytes),
-    /// served by groups 1..=group_count, each with `replicas(group)`.
+    /// The most ranges `uniform` makes.
+    pub const UNIFORM_RANGES_MAX: u64 = 1_000_000;
+
+    /// `group_count` ranges of equal share of the key space, served by groups
+    /// 1..=group_count, each with `replicas(group)`. Up to 65,536 ranges the bounds are
+    /// two-byte prefixes (the layout clusters started with before more were allowed); above,
+    /// four-byte ones.
     ///
     /// # Panics
-    /// If `group_count` is 0 or above 65,536 (a configuration error caught at start).
+    /// If `group_count` is 0 or above `UNIFORM_RANGES_MAX` (a configuration error caught at
+    /// start).
     pub fn uniform(group_count: u64, replicas: impl Fn(GroupId) -> Vec<NodeId>) -> Self {
         assert!(
-            (1..=65_536).contains(&group_count),
-            "1 to 65,536 groups, not {group_count}"
+            (1..=Self::UNIFORM_RANGES_MAX).contains(&group_count),
+            "1 to {} groups, not {group_count}",
+            Self::UNIFORM_RANGES_MAX
         );
         let boundary = |index: u64| -> Vec<u8> {
-            let prefix = (index * 65_536 / group_count) as u16;
-            if prefix == 0 {
+            let bytes = if group_count <= 65_536 {
+                ((index << 16) / group_count).to_be_bytes()[6..].to_vec()
+            } else {
+                ((index << 32) / group_count).to_be_bytes()[4..].to_vec()
+            };
+            if bytes.iter().all(|&byte| byte == 0) {
                 Vec::new()
             } else {
-                prefix.to_be_bytes().to_vec()
+                bytes
             }
         };
         let descriptors = (0..group_count)

@@ -158,3 +158,32 @@ fn a_decoded_map_is_checked_like_a_built_one() {
     ]);
     assert!(decode(&unbounded_first).is_err(), "overlapping ranges");
 }
+
+/// Up to 65,536 ranges a uniform map cuts the key space on two-byte prefixes, as clusters
+/// started before more were allowed; above, on four-byte ones. Either way the ranges tile the
+/// key space in equal shares, and a key lands in the range its prefix says.
+#[test]
+fn uniform_maps_cut_on_two_byte_prefixes_then_on_four() {
+    let sixteen = RangeMap::uniform(16, |_| vec![NodeId(1)]);
+    let starts: Vec<Vec<u8>> = sixteen.ranges().map(|r| r.keys.start.clone()).collect();
+    assert_eq!(starts[0], Vec::<u8>::new());
+    assert_eq!(starts[1], vec![0x10, 0x00]);
+    assert_eq!(starts[15], vec![0xf0, 0x00]);
+
+    let count = 100_000;
+    let map = RangeMap::uniform(count, |_| vec![NodeId(1), NodeId(2), NodeId(3)]);
+    assert_eq!(map.ranges().count() as u64, count);
+    let ranges: Vec<_> = map.ranges().collect();
+    assert!(ranges[0].keys.start.is_empty());
+    assert!(ranges[1..].iter().all(|range| range.keys.start.len() == 4));
+    assert_eq!(ranges[count as usize - 1].keys.end, None);
+    // Equal shares: 2^32 / 100,000 is 42,949.67, so each range spans 42,949 or 42,950
+    // four-byte prefixes.
+    let prefix = |key: &[u8]| u64::from(u32::from_be_bytes(key.try_into().unwrap()));
+    for pair in ranges[1..].windows(2) {
+        let span = prefix(&pair[1].keys.start) - prefix(&pair[0].keys.start);
+        assert!((42_949..=42_950).contains(&span), "{span}");
+    }
+    let key = 0x8000_0000u32.to_be_bytes();
+    assert_eq!(map.lookup(&key).group, GroupId(50_001));
+}

@@ -184,6 +184,7 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
                 disk_reserve_bytes: 0,
                 backup_views_max: 4,
                 backup_view_idle_ms: 60_000,
+                ranges_hosted_max: 1_000,
             },
             session_limits: SessionLimits::default(),
             tuning: CoreTuning::default(),
