@@ -300,6 +300,10 @@ pub enum Commands {
         /// Client names, comma-separated.
         #[arg(long, default_value = "admin", value_delimiter = ',')]
         clients: Vec<String>,
+        /// The client the nodes' HTTPS/JSON API reaches the cluster through (their
+        /// `http.api_client`), issued beside --clients; "" for none.
+        #[arg(long, default_value = crate::config::DEFAULT_HTTP_API_CLIENT)]
+        http_api_client: String,
         /// The cluster's id.
         #[arg(long, default_value = "flotilla")]
         cluster_id: String,
@@ -547,6 +551,7 @@ pub fn run(cli: Cli) -> Result<Finished, CliError> {
             dir,
             nodes,
             clients,
+            http_api_client,
             cluster_id,
             add_client,
             add_node,
@@ -574,12 +579,13 @@ pub fn run(cli: Cli) -> Result<Finished, CliError> {
                 }
             }
             let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
-            let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+            let clients = certificate_clients(&clients, &http_api_client);
             let files = write_dev_certs(&dir, &cluster, &nodes, &clients)?;
             println!(
-                "wrote a CA, {} node and {} client certificates to {}",
+                "wrote a CA, {} node and {} client certificates ({}) to {}",
                 files.nodes.len(),
                 files.clients.len(),
+                clients.join(", "),
                 dir.display()
             );
             Ok(Finished::Done)
@@ -875,6 +881,16 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
     }
 }
 
+/// The client names `flotilla certs` issues: `clients`, then the API's client unless it is ""
+/// or already listed.
+fn certificate_clients<'a>(clients: &'a [String], http_api_client: &'a str) -> Vec<&'a str> {
+    let mut names: Vec<&str> = clients.iter().map(String::as_str).collect();
+    if !http_api_client.is_empty() && !names.contains(&http_api_client) {
+        names.push(http_api_client);
+    }
+    names
+}
+
 /// Removes `path` unless it is already gone.
 fn remove_if_present(path: &std::path::Path) -> Result<(), CliError> {
     match std::fs::remove_file(path) {
@@ -903,4 +919,26 @@ fn init_logs(default: &str, format: LogFormat) {
             .try_init(),
         LogFormat::Json => logs.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::certificate_clients;
+
+    /// The API's client comes after `--clients`, once, and "" leaves it out.
+    #[test]
+    fn certs_issue_the_api_client_once_unless_told_not_to() {
+        let clients = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+        let admin: Vec<String> = clients(&["admin"]);
+        assert_eq!(
+            certificate_clients(&admin, "http-api"),
+            ["admin", "http-api"]
+        );
+        assert_eq!(certificate_clients(&admin, ""), ["admin"]);
+        let both: Vec<String> = clients(&["http-api", "admin"]);
+        assert_eq!(
+            certificate_clients(&both, "http-api"),
+            ["http-api", "admin"]
+        );
+    }
 }

@@ -137,7 +137,8 @@ impl LocalCluster {
     }
 
     /// `start`, with every node also serving HTTP (`--http-listen`) on a free loopback port
-    /// (listed in `http`).
+    /// (listed in `http`), and the JSON API's client certificate (`client-http-api`) beside
+    /// the others.
     ///
     /// # Errors
     /// Certificates, ports or processes could not be made.
@@ -245,7 +246,13 @@ impl LocalCluster {
         let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
         #[allow(clippy::expect_used)]
         let cluster = ClusterId::new(CLUSTER).expect("the demo's cluster id is valid");
-        write_dev_certs(&dir.join("certs"), &cluster, &ids, &[CLIENT])?;
+        // A cluster that serves HTTP gets its API's client too, as `flotilla certs` makes it.
+        let clients: &[&str] = if http {
+            &[CLIENT, crate::config::DEFAULT_HTTP_API_CLIENT]
+        } else {
+            &[CLIENT]
+        };
+        write_dev_certs(&dir.join("certs"), &cluster, &ids, clients)?;
         let endpoints = ids
             .iter()
             .map(|&node| {
