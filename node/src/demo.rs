@@ -77,12 +77,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         args.nodes.min(3),
         folder.path().display()
     );
-    for (node, http) in &cluster.http {
-        println!(
-            "  node {}: http://{http}/metrics  http://{http}/ready  http://{http}/health",
-            node.0
-        );
-    }
+    print_urls(&cluster);
     let runtime = client_runtime(crate::local::LOCAL_CLIENT_THREADS)
         .map_err(SetupError::of("starting the client runtime"))?;
     let result = runtime.block_on(drive(&mut cluster, &binary, args));
@@ -92,6 +87,24 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         println!("kept {}", folder.keep().display());
     }
     result
+}
+
+/// Each node's observe endpoints and JSON API, and a curl command that calls the API.
+fn print_urls(cluster: &LocalCluster) {
+    for &(node, http) in &cluster.http {
+        println!(
+            "  node {}: http://{http}/metrics  http://{http}/ready  http://{http}/health  \
+             API {}",
+            node.0,
+            cluster.api_url(node).unwrap_or_default()
+        );
+    }
+    if let Some(curl) = cluster.api_curl_example(NodeId(1)) {
+        println!(
+            "  the API (docs/http-api.md) while the demo runs, as client \"demo\"; --resolve maps \
+             the name in node 1's certificate to its address:\n  {curl}"
+        );
+    }
 }
 
 async fn drive(

@@ -144,6 +144,7 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
     let cluster_id = ClusterId::new(CLUSTER).unwrap();
     add_client_certs(&certs, &cluster_id, &["http-api", "reader"]).unwrap();
 
+    the_demos_curl_example_puts_a_key(&cluster, &curl);
     observe_endpoints_stay_open(&curl);
     the_api_needs_https_and_a_certificate(&curl);
     single_keys(&curl);
@@ -231,6 +232,22 @@ fn the_api_answers_with_the_certificates_flotilla_certs_makes() {
     // without its certificate answers 503).
     let (status, json) = curl.api_as("admin", "GET", "/v1/kv/absent", None);
     assert_eq!((status, &json["ok"]), (404, &json!(true)), "{json}");
+}
+
+/// The curl command `flotilla demo` prints runs as it is printed, in a shell. Its key is
+/// deleted after, so the scans below see only their own keys.
+fn the_demos_curl_example_puts_a_key(cluster: &LocalCluster, curl: &Curl<'_>) {
+    let example = cluster.api_curl_example(flotilla_raft::NodeId(1)).unwrap();
+    let output = Command::new("sh").args(["-c", &example]).output().unwrap();
+    let answer: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{example}: {error}: {output:?}"));
+    assert_eq!(
+        answer,
+        json!({"op": "put", "key": "greeting", "ok": true, "result": {"previous": null}}),
+        "{example}"
+    );
+    let (status, json) = curl.api("DELETE", "/v1/kv/greeting", None);
+    assert_eq!(json["result"], json!({"previous": "hello"}), "{status}");
 }
 
 fn observe_endpoints_stay_open(curl: &Curl<'_>) {
