@@ -4,8 +4,8 @@
 //! Exit codes: 0 done, 1 failed (a bad command line too), 2 `status` found a node down or a range without a leader,
 //! 3 `get` found no value for its key, 4 `cas` found another value and set nothing.
 
-use crate::client::{Client, ClientError, ClientOptions};
-use crate::config::{ConfigError, Endpoint, IdentityArgs, NodeConfig, parse_endpoints};
+use crate::client::{Client, ClientError, ClientOptions, Endpoint};
+use crate::config::{ConfigError, IdentityArgs, NodeConfig, parse_endpoints};
 use crate::demo::{DemoArgs, DemoError};
 use crate::encoding::{DecodeError, Encoding};
 use crate::loadgen::{BenchArgs, BenchError};
@@ -422,7 +422,9 @@ impl DataArgs {
 /// How a client command reaches the cluster.
 #[derive(Clone, Debug, Args)]
 pub struct ClientArgs {
-    /// Nodes to start from: id@ip:port, comma-separated (one is enough).
+    /// Nodes to start from, comma-separated (one is enough): host:port, where the host is a
+    /// name or an IP address (`[ipv6]:port`), or id@host:port. Without an id the client learns
+    /// it from the node's certificate.
     #[arg(
         long,
         global = true,
@@ -922,8 +924,48 @@ fn init_logs(default: &str, format: LogFormat) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::certificate_clients;
+    use super::{Cli, Commands, certificate_clients};
+    use clap::Parser;
+
+    /// The endpoints `flotilla get ... --endpoints LIST` was given, or clap's error message.
+    fn endpoints_of(list: &str) -> Result<Vec<String>, String> {
+        let cli = Cli::try_parse_from(["flotilla", "get", "k", "--endpoints", list])
+            .map_err(|error| error.to_string())?;
+        let Commands::Get { client, .. } = cli.command else {
+            unreachable!("parsed a get");
+        };
+        Ok(client.endpoints.iter().map(ToString::to_string).collect())
+    }
+
+    /// `host:port` (a name, an IPv4 or a bracketed IPv6 address) and `id@host:port` both,
+    /// in one list.
+    #[test]
+    fn endpoints_take_host_port_with_or_without_a_node_id() {
+        assert_eq!(
+            endpoints_of("db1.example:7000,2@10.0.0.2:7001,[::1]:7002").unwrap(),
+            ["db1.example:7000", "2@10.0.0.2:7001", "[::1]:7002"]
+        );
+    }
+
+    /// A malformed endpoint is refused before any request, saying what is wrong with it.
+    #[test]
+    fn malformed_endpoints_are_refused_with_what_is_wrong() {
+        for (list, says) in [
+            ("db1.example", "`db1.example` has no port"),
+            ("db1:70000", "`70000` in `db1:70000` is not a port"),
+            ("0@db1:7000", "`0` in `0@db1:7000` is not a node id"),
+            (
+                "db1:7000,bad host:7000",
+                "`bad host` in `bad host:7000` is not a host name",
+            ),
+        ] {
+            let error = endpoints_of(list).unwrap_err();
+            assert!(error.contains(says), "{list}: {error}");
+            assert!(error.contains("--endpoints"), "{list}: {error}");
+        }
+    }
 
     /// The API's client comes after `--clients`, once, and "" leaves it out.
     #[test]

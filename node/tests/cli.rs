@@ -197,6 +197,15 @@ fn the_cli_reaches_every_key_in_every_encoding_with_consistent_output() {
     // The commands that print tables take --output as well as --json.
     let ranges = cli.run(&["range", "list", "--output", "json"], 0).json();
     assert_eq!(ranges, cli.run(&["range", "list", "--json"], 0).json());
+    // An endpoint given as host:port, without the node's id: the client learns the id from
+    // the node's certificate.
+    let mut unnamed = options.clone();
+    for endpoint in &mut unnamed.endpoints {
+        endpoint.node = None;
+    }
+    let unnamed = Cli::new(&unnamed);
+    assert!(!unnamed.flags[1].contains('@'), "{:?}", unnamed.flags);
+    assert_eq!(unnamed.run(&["get", "a"], 0).stdout, "1\n");
     drop(cluster);
 }
 
