@@ -223,6 +223,11 @@ pub enum Commands {
     /// answers and every range has a leader, 2 when a node is down or a range has none (after
     /// printing), 1 when the command fails (no node answered).
     Status {
+        /// How range keys are printed: hex (the default here: range bounds are seldom text),
+        /// utf8 or base64, as the data commands print keys. Under utf8 a key that is not
+        /// UTF-8 prints as `(not UTF-8, hex: ..)`, and in JSON as `{"hex": ".."}`.
+        #[arg(long, value_enum, default_value_t = Encoding::Hex)]
+        encoding: Encoding,
         /// Tables or JSON.
         #[command(flatten)]
         output: OutputArgs,
@@ -247,6 +252,10 @@ pub enum Commands {
         /// What to do.
         #[command(subcommand)]
         action: RangeAction,
+        /// How `list` prints range keys: hex (the default here), utf8 or base64, as
+        /// `flotilla status --encoding` does.
+        #[arg(long, value_enum, global = true, default_value_t = Encoding::Hex)]
+        encoding: Encoding,
         /// Tables or JSON (`list`).
         #[command(flatten)]
         output: OutputArgs,
@@ -814,10 +823,14 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
             let client = Client::connect(client.options()).await?;
             Ok(crate::shell::run(&client, encoding, output).await?)
         }
-        Commands::Status { output, client } => {
+        Commands::Status {
+            encoding,
+            output,
+            client,
+        } => {
             let client = Client::connect(client.options()).await?;
             let json = output.output() == Output::Json;
-            Ok(crate::status::print_status(&client, json).await?)
+            Ok(crate::status::print_status(&client, json, encoding).await?)
         }
         Commands::Node {
             action,
@@ -830,12 +843,13 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
         }
         Commands::Range {
             action,
+            encoding,
             output,
             client,
         } => {
             let client = Client::connect(client.options()).await?;
             let json = output.output() == Output::Json;
-            Ok(crate::ranges::range_command(&client, action, json).await?)
+            Ok(crate::ranges::range_command(&client, action, json, encoding).await?)
         }
         Commands::Backup { to, output, client } => {
             let cluster_id = client.identity.cluster_id.clone();

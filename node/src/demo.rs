@@ -2,6 +2,7 @@
 //! processes on loopback, a mixed workload with a progress bar, the results, a node killed to
 //! show fail-over, and a clean shutdown.
 
+use crate::encoding::Encoding;
 use crate::local::{
     LocalCluster, LocalError, SetupError, client_runtime, connect_when_ready, leaderless_groups,
 };
@@ -133,7 +134,10 @@ async fn drive(
     let report = workload::run(&client, workload, true).await;
     print_report(&report);
     let statuses = client.statuses().await;
-    println!("\n{}", crate::status::status_tables(&client, &statuses));
+    println!(
+        "\n{}",
+        crate::status::status_tables(&client, &statuses, Encoding::Hex)
+    );
     if args.grow > 0 {
         grow(cluster, binary, &client, args, report.ops_per_second).await?;
     }
@@ -167,7 +171,7 @@ async fn drive(
     let leaderless = leaderless_groups(&client).await;
     println!(
         "\nafter fail-over: {leaderless} ranges without a leader\n{}",
-        crate::status::status_tables(&client, &statuses)
+        crate::status::status_tables(&client, &statuses, Encoding::Hex)
     );
     Ok(())
 }
