@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
 # Side by side with etcd: the same put workload (256-byte values, the same client counts, the
 # same duration) against Flotilla (3 nodes on loopback) and then etcd (3 members on loopback),
-# then the plots (docs/img/) and the Markdown table for docs/benchmarks.md.
+# then the plots and the Markdown table for docs/benchmarks.md.
 #
-#   bench/side-by-side.sh [SECONDS_PER_RUN] [OUTPUT_DIR]      (defaults: 10, target/side-by-side)
+#   bench/side-by-side.sh [--update-docs] [SECONDS_PER_RUN] [OUTPUT_DIR]
+#                                                   (defaults: 10, target/side-by-side)
+#
+# Everything a run makes goes to OUTPUT_DIR: machine.txt, the results (*.json), table.md and the
+# two plots (*.svg). --update-docs also copies the plots over the tracked ones in docs/img/, for
+# a run whose figures docs/benchmarks.md is about to quote; without it the docs are left alone.
 #
 # Environment: CLIENTS (default 1,16,64,256), ETCD_PORT_BASE (default 23790: clients on
 # BASE+1..3, peers on BASE+11..13), GROUPS_CHECK=1 to also compare 1 and 64 groups at 64 clients.
-# Installs Debian's etcd-server and protobuf-compiler if missing. Every process it starts is
-# stopped by its PID when it exits, and the etcd data directory is removed.
+# Installs Debian's etcd-server and protobuf-compiler if missing, and libprotobuf-dev if protoc
+# cannot find google/protobuf/descriptor.proto (etcd-client's protos import it, and
+# --no-install-recommends leaves it out). Every process it starts is stopped by its PID when it
+# exits, and the etcd data directory is removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECONDS_PER_RUN=${1:-10}
-OUT=${2:-target/side-by-side}
+usage() {
+    echo "usage: bench/side-by-side.sh [--update-docs] [SECONDS_PER_RUN] [OUTPUT_DIR]" >&2
+    exit 2
+}
+
+UPDATE_DOCS=0
+positional=()
+for arg in "$@"; do
+    case "$arg" in
+        --update-docs) UPDATE_DOCS=1 ;;
+        -*) echo "side-by-side.sh: unknown option $arg" >&2; usage ;;
+        *) positional+=("$arg") ;;
+    esac
+done
+((${#positional[@]} <= 2)) || { echo "side-by-side.sh: at most two arguments" >&2; usage; }
+SECONDS_PER_RUN=${positional[0]:-10}
+OUT=${positional[1]:-target/side-by-side}
+[[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] ||
+    { echo "side-by-side.sh: SECONDS_PER_RUN must be a whole number of seconds above 0, not '$SECONDS_PER_RUN'" >&2; usage; }
 CLIENTS=${CLIENTS:-1,16,64,256}
 VALUE_SIZE=256
 PORT_BASE=${ETCD_PORT_BASE:-23790}
@@ -53,10 +77,25 @@ forget() {
     PIDS=("${kept[@]}")
 }
 
+# Whether protoc resolves google/protobuf/descriptor.proto, which etcd-client's protos import.
+# Debian ships it in libprotobuf-dev, only recommended by protobuf-compiler.
+protoc_finds_descriptor() {
+    local dir status=0
+    dir=$(mktemp -d -t flotilla-protoc-XXXXXX)
+    printf 'syntax = "proto3";\nimport "google/protobuf/descriptor.proto";\n' >"$dir/probe.proto"
+    protoc --proto_path="$dir" --descriptor_set_out=/dev/null "$dir/probe.proto" >/dev/null 2>&1 || status=$?
+    rm -rf "$dir"
+    return "$status"
+}
+
 install_missing() {
     local packages=()
     command -v etcd >/dev/null || packages+=(etcd-server)
-    command -v protoc >/dev/null || packages+=(protobuf-compiler)
+    if ! command -v protoc >/dev/null; then
+        packages+=(protobuf-compiler libprotobuf-dev)
+    elif ! protoc_finds_descriptor; then
+        packages+=(libprotobuf-dev)
+    fi
     if ((${#packages[@]})); then
         local sudo=""
         ((EUID == 0)) || sudo=sudo
@@ -134,5 +173,11 @@ cargo build --release -p flotilla-bench --features etcd --bins
 describe_machine
 run_flotilla
 run_etcd
-"$TARGET/release/plot" --flotilla "$OUT/flotilla.json" --etcd "$OUT/etcd.json" --out-dir docs/img |
+"$TARGET/release/plot" --flotilla "$OUT/flotilla.json" --etcd "$OUT/etcd.json" --out-dir "$OUT" |
     tee "$OUT/table.md"
+if ((UPDATE_DOCS)); then
+    cp "$OUT/throughput-vs-clients.svg" "$OUT/p99-vs-clients.svg" docs/img/
+    echo "== plots copied to docs/img/"
+else
+    echo "== plots in $OUT/ (docs/img/ left alone; --update-docs replaces them)"
+fi

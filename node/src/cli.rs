@@ -4,8 +4,8 @@
 //! Exit codes: 0 done, 1 failed (a bad command line too), 2 `status` found a node down or a range without a leader,
 //! 3 `get` found no value for its key, 4 `cas` found another value and set nothing.
 
-use crate::client::{Client, ClientError, ClientOptions};
-use crate::config::{ConfigError, Endpoint, IdentityArgs, NodeConfig, parse_endpoints};
+use crate::client::{Client, ClientError, ClientOptions, Endpoint};
+use crate::config::{ConfigError, IdentityArgs, NodeConfig, parse_endpoints};
 use crate::demo::{DemoArgs, DemoError};
 use crate::encoding::{DecodeError, Encoding};
 use crate::loadgen::{BenchArgs, BenchError};
@@ -223,6 +223,11 @@ pub enum Commands {
     /// answers and every range has a leader, 2 when a node is down or a range has none (after
     /// printing), 1 when the command fails (no node answered).
     Status {
+        /// How range keys are printed: hex (the default here: range bounds are seldom text),
+        /// utf8 or base64, as the data commands print keys. Under utf8 a key that is not
+        /// UTF-8 prints as `(not UTF-8, hex: ..)`, and in JSON as `{"hex": ".."}`.
+        #[arg(long, value_enum, default_value_t = Encoding::Hex)]
+        encoding: Encoding,
         /// Tables or JSON.
         #[command(flatten)]
         output: OutputArgs,
@@ -247,6 +252,10 @@ pub enum Commands {
         /// What to do.
         #[command(subcommand)]
         action: RangeAction,
+        /// How `list` prints range keys: hex (the default here), utf8 or base64, as
+        /// `flotilla status --encoding` does.
+        #[arg(long, value_enum, global = true, default_value_t = Encoding::Hex)]
+        encoding: Encoding,
         /// Tables or JSON (`list`).
         #[command(flatten)]
         output: OutputArgs,
@@ -300,6 +309,10 @@ pub enum Commands {
         /// Client names, comma-separated.
         #[arg(long, default_value = "admin", value_delimiter = ',')]
         clients: Vec<String>,
+        /// The client the nodes' HTTPS/JSON API reaches the cluster through (their
+        /// `http.api_client`), issued beside --clients; "" for none.
+        #[arg(long, default_value = crate::config::DEFAULT_HTTP_API_CLIENT)]
+        http_api_client: String,
         /// The cluster's id.
         #[arg(long, default_value = "flotilla")]
         cluster_id: String,
@@ -418,7 +431,9 @@ impl DataArgs {
 /// How a client command reaches the cluster.
 #[derive(Clone, Debug, Args)]
 pub struct ClientArgs {
-    /// Nodes to start from: id@ip:port, comma-separated (one is enough).
+    /// Nodes to start from, comma-separated (one is enough): host:port, where the host is a
+    /// name or an IP address (`[ipv6]:port`), or id@host:port. Without an id the client learns
+    /// it from the node's certificate.
     #[arg(
         long,
         global = true,
@@ -547,6 +562,7 @@ pub fn run(cli: Cli) -> Result<Finished, CliError> {
             dir,
             nodes,
             clients,
+            http_api_client,
             cluster_id,
             add_client,
             add_node,
@@ -574,12 +590,13 @@ pub fn run(cli: Cli) -> Result<Finished, CliError> {
                 }
             }
             let nodes: Vec<NodeId> = nodes.into_iter().map(NodeId).collect();
-            let clients: Vec<&str> = clients.iter().map(String::as_str).collect();
+            let clients = certificate_clients(&clients, &http_api_client);
             let files = write_dev_certs(&dir, &cluster, &nodes, &clients)?;
             println!(
-                "wrote a CA, {} node and {} client certificates to {}",
+                "wrote a CA, {} node and {} client certificates ({}) to {}",
                 files.nodes.len(),
                 files.clients.len(),
+                clients.join(", "),
                 dir.display()
             );
             Ok(Finished::Done)
@@ -806,10 +823,14 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
             let client = Client::connect(client.options()).await?;
             Ok(crate::shell::run(&client, encoding, output).await?)
         }
-        Commands::Status { output, client } => {
+        Commands::Status {
+            encoding,
+            output,
+            client,
+        } => {
             let client = Client::connect(client.options()).await?;
             let json = output.output() == Output::Json;
-            Ok(crate::status::print_status(&client, json).await?)
+            Ok(crate::status::print_status(&client, json, encoding).await?)
         }
         Commands::Node {
             action,
@@ -822,12 +843,13 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
         }
         Commands::Range {
             action,
+            encoding,
             output,
             client,
         } => {
             let client = Client::connect(client.options()).await?;
             let json = output.output() == Output::Json;
-            Ok(crate::ranges::range_command(&client, action, json).await?)
+            Ok(crate::ranges::range_command(&client, action, json, encoding).await?)
         }
         Commands::Backup { to, output, client } => {
             let cluster_id = client.identity.cluster_id.clone();
@@ -875,6 +897,16 @@ async fn admin_command(command: Commands) -> Result<(), CliError> {
     }
 }
 
+/// The client names `flotilla certs` issues: `clients`, then the API's client unless it is ""
+/// or already listed.
+fn certificate_clients<'a>(clients: &'a [String], http_api_client: &'a str) -> Vec<&'a str> {
+    let mut names: Vec<&str> = clients.iter().map(String::as_str).collect();
+    if !http_api_client.is_empty() && !names.contains(&http_api_client) {
+        names.push(http_api_client);
+    }
+    names
+}
+
 /// Removes `path` unless it is already gone.
 fn remove_if_present(path: &std::path::Path) -> Result<(), CliError> {
     match std::fs::remove_file(path) {
@@ -903,4 +935,66 @@ fn init_logs(default: &str, format: LogFormat) {
             .try_init(),
         LogFormat::Json => logs.json().try_init(),
     };
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{Cli, Commands, certificate_clients};
+    use clap::Parser;
+
+    /// The endpoints `flotilla get ... --endpoints LIST` was given, or clap's error message.
+    fn endpoints_of(list: &str) -> Result<Vec<String>, String> {
+        let cli = Cli::try_parse_from(["flotilla", "get", "k", "--endpoints", list])
+            .map_err(|error| error.to_string())?;
+        let Commands::Get { client, .. } = cli.command else {
+            unreachable!("parsed a get");
+        };
+        Ok(client.endpoints.iter().map(ToString::to_string).collect())
+    }
+
+    /// `host:port` (a name, an IPv4 or a bracketed IPv6 address) and `id@host:port` both,
+    /// in one list.
+    #[test]
+    fn endpoints_take_host_port_with_or_without_a_node_id() {
+        assert_eq!(
+            endpoints_of("db1.example:7000,2@10.0.0.2:7001,[::1]:7002").unwrap(),
+            ["db1.example:7000", "2@10.0.0.2:7001", "[::1]:7002"]
+        );
+    }
+
+    /// A malformed endpoint is refused before any request, saying what is wrong with it.
+    #[test]
+    fn malformed_endpoints_are_refused_with_what_is_wrong() {
+        for (list, says) in [
+            ("db1.example", "`db1.example` has no port"),
+            ("db1:70000", "`70000` in `db1:70000` is not a port"),
+            ("0@db1:7000", "`0` in `0@db1:7000` is not a node id"),
+            (
+                "db1:7000,bad host:7000",
+                "`bad host` in `bad host:7000` is not a host name",
+            ),
+        ] {
+            let error = endpoints_of(list).unwrap_err();
+            assert!(error.contains(says), "{list}: {error}");
+            assert!(error.contains("--endpoints"), "{list}: {error}");
+        }
+    }
+
+    /// The API's client comes after `--clients`, once, and "" leaves it out.
+    #[test]
+    fn certs_issue_the_api_client_once_unless_told_not_to() {
+        let clients = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+        let admin: Vec<String> = clients(&["admin"]);
+        assert_eq!(
+            certificate_clients(&admin, "http-api"),
+            ["admin", "http-api"]
+        );
+        assert_eq!(certificate_clients(&admin, ""), ["admin"]);
+        let both: Vec<String> = clients(&["http-api", "admin"]);
+        assert_eq!(
+            certificate_clients(&both, "http-api"),
+            ["http-api", "admin"]
+        );
+    }
 }

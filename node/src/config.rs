@@ -14,6 +14,10 @@ pub use flotilla_client::tls::{TlsLoadError, load_tls};
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
+/// The default `http.api_client`: the client name `flotilla certs` and a local cluster issue
+/// a certificate for, so the JSON API works without another step.
+pub const DEFAULT_HTTP_API_CLIENT: &str = "http-api";
+
 /// `peer_silence_ms` must cover at least this many node heartbeats.
 const PEER_SILENCE_HEARTBEATS_MIN: u64 = 4;
 
@@ -1186,6 +1190,8 @@ mod tests {
         let config = NodeConfig::load(None).unwrap();
         config.validate().unwrap();
         assert_eq!(config.initial_endpoints().unwrap().len(), 3);
+        // `flotilla certs` issues this name by default; the two must not drift apart.
+        assert_eq!(config.http.api_client, DEFAULT_HTTP_API_CLIENT);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! processes on loopback, a mixed workload with a progress bar, the results, a node killed to
 //! show fail-over, and a clean shutdown.
 
+use crate::encoding::Encoding;
 use crate::local::{
     LocalCluster, LocalError, SetupError, client_runtime, connect_when_ready, leaderless_groups,
 };
@@ -77,12 +78,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         args.nodes.min(3),
         folder.path().display()
     );
-    for (node, http) in &cluster.http {
-        println!(
-            "  node {}: http://{http}/metrics  http://{http}/ready  http://{http}/health",
-            node.0
-        );
-    }
+    print_urls(&cluster);
     let runtime = client_runtime(crate::local::LOCAL_CLIENT_THREADS)
         .map_err(SetupError::of("starting the client runtime"))?;
     let result = runtime.block_on(drive(&mut cluster, &binary, args));
@@ -92,6 +88,24 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         println!("kept {}", folder.keep().display());
     }
     result
+}
+
+/// Each node's observe endpoints and JSON API, and a curl command that calls the API.
+fn print_urls(cluster: &LocalCluster) {
+    for &(node, http) in &cluster.http {
+        println!(
+            "  node {}: http://{http}/metrics  http://{http}/ready  http://{http}/health  \
+             API {}",
+            node.0,
+            cluster.api_url(node).unwrap_or_default()
+        );
+    }
+    if let Some(curl) = cluster.api_curl_example(NodeId(1)) {
+        println!(
+            "  the API (docs/http-api.md) while the demo runs, as client \"demo\"; --resolve maps \
+             the name in node 1's certificate to its address:\n  {curl}"
+        );
+    }
 }
 
 async fn drive(
@@ -120,7 +134,10 @@ async fn drive(
     let report = workload::run(&client, workload, true).await;
     print_report(&report);
     let statuses = client.statuses().await;
-    println!("\n{}", crate::status::status_tables(&client, &statuses));
+    println!(
+        "\n{}",
+        crate::status::status_tables(&client, &statuses, Encoding::Hex)
+    );
     if args.grow > 0 {
         grow(cluster, binary, &client, args, report.ops_per_second).await?;
     }
@@ -154,7 +171,7 @@ async fn drive(
     let leaderless = leaderless_groups(&client).await;
     println!(
         "\nafter fail-over: {leaderless} ranges without a leader\n{}",
-        crate::status::status_tables(&client, &statuses)
+        crate::status::status_tables(&client, &statuses, Encoding::Hex)
     );
     Ok(())
 }

@@ -95,6 +95,25 @@ impl Encoding {
         }
     }
 
+    /// The encoding's name, as `--encoding` takes it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Utf8 => "utf8",
+            Self::Hex => "hex",
+            Self::Base64 => "base64",
+        }
+    }
+
+    /// `bytes`, to print in this encoding (`Encoded`).
+    #[must_use]
+    pub fn of(self, bytes: &[u8]) -> Encoded {
+        Encoded {
+            bytes: bytes.to_vec(),
+            encoding: self,
+        }
+    }
+
     /// `bytes` in this encoding, unless they are not UTF-8 under `utf8`.
     fn encode(self, bytes: &[u8]) -> Result<String, NotUtf8> {
         match self {
@@ -109,6 +128,29 @@ impl Encoding {
 
 /// Bytes that `utf8` cannot print as they are.
 struct NotUtf8;
+
+/// Bytes with the encoding they print in: displayed as [`Encoding::text`] and serialized as
+/// [`Encoding::json`], so a table or a JSON document of keys (such as range bounds) follows
+/// `--encoding` as the data commands do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// How they print.
+    pub encoding: Encoding,
+}
+
+impl std::fmt::Display for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.encoding.text(&self.bytes))
+    }
+}
+
+impl serde::Serialize for Encoded {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.encoding.json(&self.bytes).serialize(serializer)
+    }
+}
 
 /// `text` cut to its first `QUOTED_CHARS_MAX` characters, for an error message.
 fn quoted(text: &str) -> String {
@@ -190,6 +232,31 @@ mod tests {
         assert_eq!(Encoding::Utf8.json(bytes), json!({ "hex": "61fffe" }));
         assert_eq!(Encoding::Utf8.text("héllo".as_bytes()), "héllo");
         assert_eq!(Encoding::Utf8.json(b"hi"), json!("hi"));
+    }
+
+    /// `Encoded` prints and serializes as `text` and `json` of its encoding do.
+    #[test]
+    fn encoded_bytes_print_and_serialize_in_their_encoding() {
+        let bytes = b"\x80\x00";
+        let cases = [
+            (Encoding::Hex, "8000", json!("8000")),
+            (Encoding::Base64, "gAA=", json!("gAA=")),
+            (
+                Encoding::Utf8,
+                "(not UTF-8, hex: 8000)",
+                json!({ "hex": "8000" }),
+            ),
+        ];
+        for (encoding, text, value) in cases {
+            let encoded = encoding.of(bytes);
+            assert_eq!(encoded.to_string(), text, "{encoding:?}");
+            assert_eq!(
+                serde_json::to_value(&encoded).unwrap(),
+                value,
+                "{encoding:?}"
+            );
+        }
+        assert_eq!(Encoding::Utf8.of(b"app/").to_string(), "app/");
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! the entries per fsync the nodes reported for that run; `--json FILE` writes the results.
 
 use crate::api::NodeStatus;
-use crate::client::{Client, ClientError};
-use crate::config::Endpoint;
+use crate::client::{Client, ClientError, Endpoint};
 use crate::local::{self, LocalCluster, LocalError, SetupError, connect_when_ready};
 use crate::workload::{self, Distribution, FlagError, Percentiles, WorkloadOptions, print_report};
 use clap::Args;
@@ -18,7 +17,8 @@ use std::time::Duration;
 /// Flags of `flotilla bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A running cluster's nodes (id@ip:port, comma-separated); none: start a local cluster.
+    /// A running cluster's nodes (host:port or id@host:port, comma-separated); none: start a
+    /// local cluster.
     #[arg(long, value_delimiter = ',')]
     pub endpoints: Vec<Endpoint>,
     /// The running cluster's certificates and id.

@@ -137,7 +137,8 @@ impl LocalCluster {
     }
 
     /// `start`, with every node also serving HTTP (`--http-listen`) on a free loopback port
-    /// (listed in `http`).
+    /// (listed in `http`), and the JSON API's client certificate (`client-http-api`) beside
+    /// the others.
     ///
     /// # Errors
     /// Certificates, ports or processes could not be made.
@@ -245,7 +246,13 @@ impl LocalCluster {
         let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
         #[allow(clippy::expect_used)]
         let cluster = ClusterId::new(CLUSTER).expect("the demo's cluster id is valid");
-        write_dev_certs(&dir.join("certs"), &cluster, &ids, &[CLIENT])?;
+        // A cluster that serves HTTP gets its API's client too, as `flotilla certs` makes it.
+        let clients: &[&str] = if http {
+            &[CLIENT, crate::config::DEFAULT_HTTP_API_CLIENT]
+        } else {
+            &[CLIENT]
+        };
+        write_dev_certs(&dir.join("certs"), &cluster, &ids, clients)?;
         let endpoints = ids
             .iter()
             .map(|&node| {
@@ -285,6 +292,40 @@ impl LocalCluster {
         self.http
             .iter()
             .find_map(|&(id, address)| (id == node).then_some(address))
+    }
+
+    /// Node `node`'s JSON API, `https://node-<id>.<cluster>:<port>/v1/kv`, if the cluster
+    /// serves HTTP. The host is the name the node's certificate proves; it resolves nowhere,
+    /// so a client maps it to the listener (`api_curl_example`).
+    #[must_use]
+    pub fn api_url(&self, node: NodeId) -> Option<String> {
+        let address = self.http_address(node)?;
+        Some(format!(
+            "https://node-{}.{CLUSTER}:{}/v1/kv",
+            node.0,
+            address.port()
+        ))
+    }
+
+    /// A one-line shell command that puts `greeting` = `hello` through node `node`'s JSON API
+    /// with this cluster's CA and client certificate (`docs/http-api.md`), if the cluster
+    /// serves HTTP.
+    #[must_use]
+    pub fn api_curl_example(&self, node: NodeId) -> Option<String> {
+        let address = self.http_address(node)?;
+        let url = self.api_url(node)?;
+        let certs = self.dir.join("certs");
+        let file = |name: &str| shell_word(&certs.join(name).display().to_string());
+        Some(format!(
+            "curl -sS --cacert {} --cert {} --key {} --resolve node-{}.{CLUSTER}:{}:{} \
+             -X PUT --data-binary hello {url}/greeting",
+            file("ca.pem"),
+            file(&format!("client-{CLIENT}.pem")),
+            file(&format!("client-{CLIENT}.key")),
+            node.0,
+            address.port(),
+            address.ip(),
+        ))
     }
 
     /// The log file of node `node`'s processes.
@@ -550,17 +591,28 @@ fn ephemeral_port_low() -> Option<u16> {
         .ok()
 }
 
+/// `text` as one word for a POSIX shell: as it is when it holds only characters no shell
+/// treats specially, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@=,%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// The lowest port `free_udp_address` picks from.
 const NODE_PORT_MIN: u16 = 10_000;
 
-/// A free UDP address on loopback for a node, below the kernel's ephemeral port range when
-/// there is room: a client's socket (bound to port 0) then never takes the port of a node
-/// that was killed before the node restarts on it. Falls back to any free port.
 /// A loopback TCP address free now (the system's choice; the node binds it a moment later).
 fn free_tcp_address() -> std::io::Result<std::net::SocketAddr> {
     std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()
 }
 
+/// A free UDP address on loopback for a node, below the kernel's ephemeral port range when
+/// there is room: a client's socket (bound to port 0) then never takes the port of a node
+/// that was killed before the node restarts on it. Falls back to any free port.
 fn free_udp_address() -> std::io::Result<std::net::SocketAddr> {
     use std::hash::{BuildHasher, Hasher};
     let ephemeral_low = ephemeral_port_low().unwrap_or(32_768);
@@ -643,6 +695,18 @@ pub async fn leaderless_groups(client: &Client) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A path with a space or a quote is still one word.
+    #[test]
+    fn shell_words_survive_spaces_and_quotes() {
+        assert_eq!(
+            shell_word("/tmp/flotilla-demo-x1/ca.pem"),
+            "/tmp/flotilla-demo-x1/ca.pem"
+        );
+        assert_eq!(shell_word("/tmp/my dir/ca.pem"), "'/tmp/my dir/ca.pem'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 
     /// Node ports stay out of the range the kernel hands to sockets bound to port 0, where a
     /// client could take a killed node's port before the node restarts.

@@ -5,8 +5,8 @@
 use crate::api::{AdminCommand, PlacementStatus};
 use crate::cli::RangeAction;
 use crate::client::Client;
+use crate::encoding::{Encoded, Encoding};
 use crate::shell::ShellError;
-use crate::status::hex;
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::placement::{ManualRequest, Operator, ReplicaRole};
 use flotilla_shard_manager::{RangeId, RangeMap};
@@ -19,10 +19,11 @@ pub struct RangeListRow {
     pub range: u64,
     /// Its Raft group.
     pub group: u64,
-    /// The first key, in hex (none: the client's map does not know the range yet).
-    pub start: Option<String>,
-    /// The end key (exclusive) in hex; none: the end of the key space (or unknown).
-    pub end: Option<String>,
+    /// The first key, in the chosen `--encoding` (none: the client's map does not know the
+    /// range yet).
+    pub start: Option<Encoded>,
+    /// The end key (exclusive); none: the end of the key space (or unknown).
+    pub end: Option<Encoded>,
     /// Its replicas, voters first.
     pub replicas: Vec<ReplicaRow>,
     /// The leader the meta leader knows.
@@ -83,9 +84,13 @@ impl OperatorRow {
     }
 }
 
-/// Every range of the placement view, with its keys from `map`, in range order.
+/// Every range of the placement view, with its keys from `map` in `encoding`, in range order.
 #[must_use]
-pub fn range_rows(placement: &PlacementStatus, map: &RangeMap) -> Vec<RangeListRow> {
+pub fn range_rows(
+    placement: &PlacementStatus,
+    map: &RangeMap,
+    encoding: Encoding,
+) -> Vec<RangeListRow> {
     placement
         .ranges
         .iter()
@@ -103,8 +108,10 @@ pub fn range_rows(placement: &PlacementStatus, map: &RangeMap) -> Vec<RangeListR
             RangeListRow {
                 range: range.id.0,
                 group: range.group.0,
-                start: descriptor.map(|descriptor| hex(&descriptor.keys.start)),
-                end: descriptor.and_then(|descriptor| descriptor.keys.end.as_deref().map(hex)),
+                start: descriptor.map(|descriptor| encoding.of(&descriptor.keys.start)),
+                end: descriptor
+                    .and_then(|descriptor| descriptor.keys.end.as_deref())
+                    .map(|end| encoding.of(end)),
                 replicas,
                 leader: range.leader.map(|leader| leader.0),
                 operator: placement
@@ -124,16 +131,26 @@ fn role_name(role: ReplicaRole) -> &'static str {
     }
 }
 
-/// The table `range list` prints: learners marked `~`, the leader `*`.
+/// The table `range list` prints, keys in `encoding`: learners marked `~`, the leader `*`.
 #[must_use]
-pub fn range_table(rows: &[RangeListRow]) -> String {
+pub fn range_table(rows: &[RangeListRow], encoding: Encoding) -> String {
     let mut out = format!(
         "{:<6} {:>5}  {:<24} {:<18} {:<6}  operator\n",
-        "range", "group", "keys (hex)", "replicas", "leader"
+        "range",
+        "group",
+        format!("keys ({})", encoding.name()),
+        "replicas",
+        "leader"
     );
     for row in rows {
         let keys = match &row.start {
-            Some(start) => format!("[{start}, {})", row.end.as_deref().unwrap_or("∞")),
+            Some(start) => {
+                let end = row
+                    .end
+                    .as_ref()
+                    .map_or("∞".to_string(), ToString::to_string);
+                format!("[{start}, {end})")
+            }
             None => "unknown".to_string(),
         };
         let replicas: Vec<String> = row
@@ -175,9 +192,10 @@ pub async fn range_command(
     client: &Client,
     action: RangeAction,
     as_json: bool,
+    encoding: Encoding,
 ) -> Result<(), ShellError> {
     let (command, done) = match action {
-        RangeAction::List => return list_ranges(client, as_json).await,
+        RangeAction::List => return list_ranges(client, as_json, encoding).await,
         RangeAction::Move { range, from, to } => (
             AdminCommand::Manual(ManualRequest::MoveReplica {
                 range: RangeId(range),
@@ -199,15 +217,15 @@ pub async fn range_command(
     Ok(())
 }
 
-async fn list_ranges(client: &Client, as_json: bool) -> Result<(), ShellError> {
+async fn list_ranges(client: &Client, as_json: bool, encoding: Encoding) -> Result<(), ShellError> {
     let placement = client.placement().await?;
     // The keys come from the map; a split since the client connected is in a fresh one.
     client.refresh_map().await?;
-    let rows = range_rows(&placement, &client.map());
+    let rows = range_rows(&placement, &client.map(), encoding);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        print!("{}", range_table(&rows));
+        print!("{}", range_table(&rows, encoding));
     }
     Ok(())
 }
@@ -218,6 +236,7 @@ mod tests {
     use super::*;
     use flotilla_raft::GroupId;
     use flotilla_shard_manager::placement::{OperatorId, OperatorKind, RangeView, Replica, Step};
+    use serde_json::json;
 
     fn placement() -> PlacementStatus {
         let voters = [NodeId(1), NodeId(2), NodeId(3)];
@@ -253,9 +272,9 @@ mod tests {
     #[test]
     fn the_table_shows_keys_roles_leaders_and_the_operator() {
         let map = RangeMap::uniform(2, |_| vec![NodeId(1), NodeId(2), NodeId(3)]);
-        let rows = range_rows(&placement(), &map);
+        let rows = range_rows(&placement(), &map, Encoding::Hex);
         assert_eq!(rows[1].replicas.last().unwrap().role, "learner");
-        let table = range_table(&rows);
+        let table = range_table(&rows, Encoding::Hex);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");
         assert!(lines[1].starts_with("r1"), "{table}");
@@ -274,11 +293,42 @@ mod tests {
         );
     }
 
+    /// Two ranges split at 0x8000: the bound prints in the chosen encoding, and under utf8,
+    /// where it is not text, under the marker (JSON: `{"hex": ...}`).
+    #[test]
+    fn keys_follow_the_encoding() {
+        let map = RangeMap::uniform(2, |_| vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let cases = [
+            (Encoding::Hex, "keys (hex)", "[8000, ∞)", json!("8000")),
+            (
+                Encoding::Base64,
+                "keys (base64)",
+                "[gAA=, ∞)",
+                json!("gAA="),
+            ),
+            (
+                Encoding::Utf8,
+                "keys (utf8)",
+                "[(not UTF-8, hex: 8000), ∞)",
+                json!({ "hex": "8000" }),
+            ),
+        ];
+        for (encoding, heading, keys, start) in cases {
+            let rows = range_rows(&placement(), &map, encoding);
+            let table = range_table(&rows, encoding);
+            assert!(table.lines().next().unwrap().contains(heading), "{table}");
+            assert!(table.lines().nth(2).unwrap().contains(keys), "{table}");
+            let document = serde_json::to_value(&rows).unwrap();
+            assert_eq!(document[1]["start"], start, "{document}");
+            assert_eq!(document[0]["start"], json!(""), "{document}");
+        }
+    }
+
     #[test]
     fn a_range_the_map_does_not_know_yet_has_unknown_keys() {
         let map = RangeMap::uniform(1, |_| vec![NodeId(1)]);
-        let rows = range_rows(&placement(), &map);
+        let rows = range_rows(&placement(), &map, Encoding::Hex);
         assert_eq!((rows[1].start.clone(), rows[1].end.clone()), (None, None));
-        assert!(range_table(&rows).contains("unknown"));
+        assert!(range_table(&rows, Encoding::Hex).contains("unknown"));
     }
 }

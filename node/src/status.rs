@@ -4,6 +4,7 @@
 
 use crate::api::{NodeStatus, PeerState, PlacementStatus};
 use crate::client::{Client, ClientError};
+use crate::encoding::{Encoded, Encoding};
 use crate::ranges::OperatorRow;
 use crate::shell::ShellError;
 use flotilla_raft::NodeId;
@@ -51,10 +52,10 @@ impl fmt::Display for Unhealthy {
 /// the highest term and applied index among them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RangeRow {
-    /// The first key, in hex.
-    pub start: String,
-    /// The end key (exclusive) in hex; none: the end of the key space.
-    pub end: Option<String>,
+    /// The first key, in the chosen `--encoding`.
+    pub start: Encoded,
+    /// The end key (exclusive); none: the end of the key space.
+    pub end: Option<Encoded>,
     /// The range's Raft group.
     pub group: u64,
     /// The leader the freshest replica knows.
@@ -69,9 +70,10 @@ pub struct RangeRow {
     pub replicas: Vec<u64>,
 }
 
-/// Every range of the client's map, with what the answering nodes say of it.
+/// Every range of the client's map, with what the answering nodes say of it; keys in
+/// `encoding`.
 #[must_use]
-pub fn range_rows(client: &Client, statuses: &Statuses) -> Vec<RangeRow> {
+pub fn range_rows(client: &Client, statuses: &Statuses, encoding: Encoding) -> Vec<RangeRow> {
     let map = client.map();
     map.ranges()
         .map(|range| {
@@ -82,8 +84,8 @@ pub fn range_rows(client: &Client, statuses: &Statuses) -> Vec<RangeRow> {
                 .filter(|group| group.group == range.group)
                 .max_by_key(|group| (group.term, group.applied));
             RangeRow {
-                start: hex(&range.keys.start),
-                end: range.keys.end.as_deref().map(hex),
+                start: encoding.of(&range.keys.start),
+                end: range.keys.end.as_deref().map(|end| encoding.of(end)),
                 group: range.group.0,
                 leader: best.and_then(|group| group.leader).map(|leader| leader.0),
                 term: best.map_or(0, |group| group.term),
@@ -113,14 +115,19 @@ pub fn unhealthy(statuses: &Statuses, ranges: &[RangeRow]) -> Option<Unhealthy> 
     (found != Unhealthy::default()).then_some(found)
 }
 
-/// Prints every node's status and the range map: tables, or one JSON document.
+/// Prints every node's status and the range map: tables, or one JSON document; range keys in
+/// `encoding`.
 ///
 /// # Errors
 /// stdout failed; no node answered (`NoNodeAnswered`); or some node did not answer or some
 /// range has no leader (`Unhealthy`, after printing).
-pub async fn print_status(client: &Client, as_json: bool) -> Result<(), ShellError> {
+pub async fn print_status(
+    client: &Client,
+    as_json: bool,
+    encoding: Encoding,
+) -> Result<(), ShellError> {
     let statuses = client.statuses().await;
-    let ranges = range_rows(client, &statuses);
+    let ranges = range_rows(client, &statuses, encoding);
     let problems = unhealthy(&statuses, &ranges);
     // The node states and the moves are the meta leader's; without one the rest still shows.
     let placement = client.placement().await;
@@ -131,7 +138,7 @@ pub async fn print_status(client: &Client, as_json: bool) -> Result<(), ShellErr
         }
         println!("{}", serde_json::to_string_pretty(&document)?);
     } else {
-        print!("{}", status_tables(client, &statuses));
+        print!("{}", tables_of(client, &statuses, &ranges, encoding));
         print!("{}", placement_text(&placement));
     }
     if statuses.iter().all(|(_, status)| status.is_err()) {
@@ -230,18 +237,41 @@ pub fn moves_in_flight(operators: &[Operator]) -> String {
     out
 }
 
-/// The node table, the peer table and the range table, as text.
+/// The node table, the peer table and the range table, as text; range keys in `encoding`.
 #[must_use]
-pub fn status_tables(client: &Client, statuses: &Statuses) -> String {
+pub fn status_tables(client: &Client, statuses: &Statuses, encoding: Encoding) -> String {
+    let ranges = range_rows(client, statuses, encoding);
+    tables_of(client, statuses, &ranges, encoding)
+}
+
+/// `status_tables` for rows already made.
+fn tables_of(
+    client: &Client,
+    statuses: &Statuses,
+    ranges: &[RangeRow],
+    encoding: Encoding,
+) -> String {
     let mut out = node_table(client, statuses);
     out += &peer_table(statuses);
-    out += "\nrange (hex keys)         group  leader  term  applied  replicas  bytes\n";
-    for range in range_rows(client, statuses) {
+    out += &range_table(ranges, encoding);
+    out
+}
+
+/// The range table: each range's keys in `encoding`, group, leader, term, applied index,
+/// replicas and size.
+fn range_table(ranges: &[RangeRow], encoding: Encoding) -> String {
+    let heading = format!("range ({} keys)", encoding.name());
+    let mut out = format!("\n{heading:<24} group  leader  term  applied  replicas  bytes\n");
+    for range in ranges {
         let leader = range
             .leader
             .map_or_else(|| "-".to_string(), |leader| leader.to_string());
         let replicas: Vec<String> = range.replicas.iter().map(ToString::to_string).collect();
-        let keys = format!("[{}, {})", range.start, range.end.as_deref().unwrap_or("∞"));
+        let end = range
+            .end
+            .as_ref()
+            .map_or("∞".to_string(), ToString::to_string);
+        let keys = format!("[{}, {end})", range.start);
         out += &format!(
             "{keys:<24} {:>5}  {leader:>6}  {:>4}  {:>7}  {:<8}  {}\n",
             range.group,
@@ -321,12 +351,6 @@ fn peer_table(statuses: &Statuses) -> String {
         );
     }
     out
-}
-
-/// `bytes` as lowercase hex, as every table of the CLI shows keys.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// `flotilla node list|drain|undrain|remove`: the placement driver's view of every node, or an

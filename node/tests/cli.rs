@@ -139,6 +139,7 @@ fn the_cli_reaches_every_key_in_every_encoding_with_consistent_output() {
             .any(|range| range["start"] == "8000" && range["end"] == "c000"),
         "{status}"
     );
+    range_keys_follow_the_encoding(&cli);
     let put = cli.run(&["put", "--encoding", "hex", "80ff", "00ff"], 0);
     assert_eq!(put.stdout, "previous: (absent)\n");
     let get = cli.run(&["get", "--encoding", "hex", "80ff"], 0);
@@ -197,7 +198,52 @@ fn the_cli_reaches_every_key_in_every_encoding_with_consistent_output() {
     // The commands that print tables take --output as well as --json.
     let ranges = cli.run(&["range", "list", "--output", "json"], 0).json();
     assert_eq!(ranges, cli.run(&["range", "list", "--json"], 0).json());
+    // An endpoint given as host:port, without the node's id: the client learns the id from
+    // the node's certificate.
+    let mut unnamed = options.clone();
+    for endpoint in &mut unnamed.endpoints {
+        endpoint.node = None;
+    }
+    let unnamed = Cli::new(&unnamed);
+    assert!(!unnamed.flags[1].contains('@'), "{:?}", unnamed.flags);
+    assert_eq!(unnamed.run(&["get", "a"], 0).stdout, "1\n");
     drop(cluster);
+}
+
+/// `status` and `range list` print range keys in `--encoding` (hex by default), in tables
+/// and in JSON: the range [0x8000, 0xc000) in base64 is [gAA=, wAA=), and under utf8, where
+/// its keys are not text, `{"hex": ...}`.
+fn range_keys_follow_the_encoding(cli: &Cli) {
+    let has_range = |ranges: &Value, start: Value, end: Value| {
+        let ranges = ranges.as_array().unwrap();
+        ranges
+            .iter()
+            .any(|range| range["start"] == start && range["end"] == end)
+    };
+    let status = cli
+        .run(&["status", "--json", "--encoding", "base64"], 0)
+        .json();
+    assert!(
+        has_range(&status["ranges"], json!("gAA="), json!("wAA=")),
+        "{status}"
+    );
+    let status = cli
+        .run(&["status", "--json", "--encoding", "utf8"], 0)
+        .json();
+    let (start, end) = (json!({ "hex": "8000" }), json!({ "hex": "c000" }));
+    assert!(has_range(&status["ranges"], start, end), "{status}");
+    let list = cli.run(&["range", "list", "--json", "--encoding", "base64"], 0);
+    assert!(
+        has_range(&list.json(), json!("gAA="), json!("wAA=")),
+        "{list:?}"
+    );
+    for command in [&["status"][..], &["range", "list"]] {
+        let text = cli.run(&[command, &["--encoding", "base64"]].concat(), 0);
+        assert!(text.stdout.contains("[gAA=, wAA=)"), "{text:?}");
+        assert!(text.stdout.contains("base64"), "{text:?}");
+        let hex = cli.run(command, 0);
+        assert!(hex.stdout.contains("[8000, c000)"), "{hex:?}");
+    }
 }
 
 #[test]

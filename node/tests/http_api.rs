@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::{WAIT, binary, runtime};
+use common::{WAIT, binary, run_flotilla, runtime};
 
 /// Every node's `[access]`: the test's client is admin, the API's own client may write, and
 /// `reader` may only read (through the API as on QUIC).
@@ -131,8 +131,12 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
         address: cluster.http[0].1,
         certs: &certs,
     };
-    // Without its own client certificate the API says how to make one; the node loads it at
-    // the first call after it was added.
+    // The local cluster issued the API's own client certificate, as `flotilla certs` does.
+    // Without it the API says how to make one; the node loads it at the first call after it
+    // was added.
+    for extension in ["pem", "key"] {
+        std::fs::remove_file(certs.join(format!("client-http-api.{extension}"))).unwrap();
+    }
     let (status, json) = curl.api("GET", "/v1/kv/a", None);
     assert_eq!(status, 503, "{json}");
     let error = json["error"].as_str().unwrap();
@@ -140,6 +144,7 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
     let cluster_id = ClusterId::new(CLUSTER).unwrap();
     add_client_certs(&certs, &cluster_id, &["http-api", "reader"]).unwrap();
 
+    the_demos_curl_example_puts_a_key(&cluster, &curl);
     observe_endpoints_stay_open(&curl);
     the_api_needs_https_and_a_certificate(&curl);
     single_keys(&curl);
@@ -152,6 +157,97 @@ fn curl_drives_every_operation_over_https_with_a_client_certificate() {
     limits(&curl);
     python_example(&curl);
     cluster.stop();
+}
+
+/// A `flotilla server` child that is killed when the test ends, even by a panic.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `flotilla certs` with its defaults issues the API's own client certificate beside the
+/// CLI's, so a node serving HTTPS answers API calls at once, with no `--add-client` step.
+#[test]
+fn the_api_answers_with_the_certificates_flotilla_certs_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_dir = certs.to_str().unwrap();
+    let made = run_flotilla(
+        &[
+            "certs",
+            "--dir",
+            certs_dir,
+            "--nodes",
+            "1",
+            "--cluster-id",
+            CLUSTER,
+        ],
+        b"",
+    );
+    let stdout = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{made:?}");
+    assert!(
+        stdout.contains("2 client certificates (admin, http-api)"),
+        "{stdout}"
+    );
+    let quic = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _server = Server(
+        Command::new(binary())
+            .args(["server", "--node-id", "1", "--groups", "1"])
+            .args(["--initial-cluster", &format!("1@{quic}")])
+            .args(["--http-listen", &http.to_string(), "--cluster-id", CLUSTER])
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args(["--tls-dir", certs_dir, "--segment-mib", "16"])
+            .arg("--exit-with-parent")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let curl = Curl {
+        address: http,
+        certs: &certs,
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(http).is_err()
+        || curl.call(Via::Plain, "GET", "/ready", None).0 != 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{http} never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // 404 with `"ok": true`: the key is absent, and the API reached the cluster (a node
+    // without its certificate answers 503).
+    let (status, json) = curl.api_as("admin", "GET", "/v1/kv/absent", None);
+    assert_eq!((status, &json["ok"]), (404, &json!(true)), "{json}");
+}
+
+/// The curl command `flotilla demo` prints runs as it is printed, in a shell. Its key is
+/// deleted after, so the scans below see only their own keys.
+fn the_demos_curl_example_puts_a_key(cluster: &LocalCluster, curl: &Curl<'_>) {
+    let example = cluster.api_curl_example(flotilla_raft::NodeId(1)).unwrap();
+    let output = Command::new("sh").args(["-c", &example]).output().unwrap();
+    let answer: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{example}: {error}: {output:?}"));
+    assert_eq!(
+        answer,
+        json!({"op": "put", "key": "greeting", "ok": true, "result": {"previous": null}}),
+        "{example}"
+    );
+    let (status, json) = curl.api("DELETE", "/v1/kv/greeting", None);
+    assert_eq!(json["result"], json!({"previous": "hello"}), "{status}");
 }
 
 fn observe_endpoints_stay_open(curl: &Curl<'_>) {
