@@ -124,6 +124,7 @@ fn group_row(group: &GroupReport, ranges: &[RangeName]) -> Vec<String> {
         || ("-".to_owned(), "-".to_owned()),
         |snapshot| {
             let state = match (snapshot.file_bytes, snapshot.verified) {
+                (None, _) if snapshot.file.is_empty() => "(no data, no file)",
                 (None, _) => "missing",
                 (Some(found), _) if found != snapshot.data_bytes => "wrong length",
                 (Some(_), true) => "verified",

@@ -98,13 +98,14 @@ pub struct SnapshotReport {
     pub index: LogIndex,
     /// The term of that index.
     pub term: Term,
-    /// The snapshot file's name in the log's directory.
+    /// The snapshot file's name in the log's directory (empty: a snapshot without data,
+    /// which has no file).
     pub file: String,
     /// The length the marker records.
     pub data_bytes: u64,
     /// The crc32c the marker records.
     pub data_checksum: u32,
-    /// The file's length, `None` when it is missing.
+    /// The file's length, `None` when it is missing (or there is none).
     pub file_bytes: Option<u64>,
     /// Whether the file's bytes were read and matched the marker's checksum (and, for a KV
     /// snapshot, the format's own checksum); `false` when not asked for or when they did not.

@@ -21,6 +21,18 @@ pub(super) fn check(
     verify: bool,
     findings: &mut Vec<Finding>,
 ) -> SnapshotReport {
+    if !marker.has_file() {
+        // No data, no file: nothing can be damaged.
+        return SnapshotReport {
+            index: marker.index(),
+            term: marker.meta.last.term,
+            file: String::new(),
+            data_bytes: marker.data_bytes,
+            data_checksum: marker.data_checksum,
+            file_bytes: None,
+            verified: verify,
+        };
+    }
     let path = directory.join(&marker.file_name);
     let mut damage = |problem: String| {
         findings.push(Finding {

@@ -6,12 +6,14 @@ use crate::error::RecordError;
 use flotilla_raft::{Entry, HardState, LogIndex, SnapshotMeta, Term};
 use serde::{Deserialize, Serialize};
 
-/// The WAL's record of a snapshot: its metadata and the file holding its data.
+/// The WAL's record of a snapshot: its metadata and the file holding its data. A snapshot
+/// without data (the first state of a range, which holds only its membership) has no file:
+/// its file name is empty.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMarker {
     /// What the snapshot covers.
     pub meta: SnapshotMeta,
-    /// The snapshot file's name inside the data directory.
+    /// The snapshot file's name inside the data directory (empty: no data, no file).
     pub file_name: String,
     /// The length of the snapshot data.
     pub data_bytes: u64,
@@ -24,6 +26,12 @@ impl SnapshotMarker {
     #[must_use]
     pub fn index(&self) -> LogIndex {
         self.meta.last.index
+    }
+
+    /// Whether a file holds the snapshot's data (every snapshot with data has one).
+    #[must_use]
+    pub fn has_file(&self) -> bool {
+        !self.file_name.is_empty()
     }
 }
 

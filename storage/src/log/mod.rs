@@ -299,7 +299,7 @@ impl LogEngine {
     }
 
     fn delete_snapshot_files(&self, unused: &[SnapshotMarker]) {
-        for marker in unused {
+        for marker in unused.iter().filter(|marker| marker.has_file()) {
             let path = self.shared.directory.join(&marker.file_name);
             if let Err(error) = self.shared.fs.remove(&path) {
                 tracing::warn!(file = %path.display(), %error, "could not delete an old snapshot file");
