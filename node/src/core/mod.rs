@@ -25,6 +25,8 @@ mod placement;
 mod registry;
 mod status;
 pub use status::Observation;
+#[cfg(test)]
+mod tests;
 mod waiting;
 
 use crate::api::{ApiError, Reply, Request};
