@@ -194,9 +194,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 .is_none_or(|node| !usable(node));
             if own_unfit {
                 // A leader on a draining (or removed) node hands the meta group to a caught-up
-                // voter that is usable; that one then replaces this node's vote.
-                let heir = others()
-                    .find(|&voter| cluster.node(voter).is_some_and(usable) && caught_up(voter));
+                // voter that is usable and that this node hears now (the driver's liveness
+                // lags by `heartbeat_stale_ms`; a transfer to a node out of reach holds meta
+                // writes until it times out); that one then replaces this node's vote.
+                let heard = |voter: NodeId| self.multi.live_peers().any(|peer| peer == voter);
+                let heir = others().find(|&voter| {
+                    cluster.node(voter).is_some_and(usable) && caught_up(voter) && heard(voter)
+                });
                 if let Some(heir) = heir {
                     tracing::info!(to = heir.0, "the meta leadership leaves this node");
                     if let Err(error) = self.multi.transfer_leader(META_GROUP, heir) {

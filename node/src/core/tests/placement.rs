@@ -117,6 +117,49 @@ fn a_draining_meta_leader_hands_the_meta_group_only_to_a_voter_heard_from() {
     );
 }
 
+/// A voter cut off for less than the driver's staleness limit still looks live to the driver,
+/// but the node heartbeat already says it is out of reach: the draining meta leader hands the
+/// meta group to the voter it hears, not to that one (which would hold meta writes until the
+/// transfer timed out).
+#[test]
+fn a_draining_meta_leader_skips_a_voter_it_stopped_hearing_moments_ago() {
+    let mut cluster = TestCluster::new(3, 3);
+    cluster.settle();
+    let meta_leader = cluster.leader_of(META_GROUP).unwrap();
+    let silent = other_than(&cluster, &[meta_leader]);
+    let heard = other_than(&cluster, &[meta_leader, silent]);
+    assert!(
+        silent < heard,
+        "the silent voter is the first candidate heir"
+    );
+    cluster.isolate(silent);
+    cluster.run_for(2 * NODE_TIMEOUT_MS);
+    let now_ms = cluster.now_ms();
+    let view = &cluster.core(meta_leader).meta().cluster;
+    assert_eq!(
+        liveness(view.node(silent).unwrap(), now_ms, &placement_config(3)),
+        Liveness::Live,
+        "the driver still counts the cut voter live"
+    );
+    assert!(
+        !cluster
+            .core(meta_leader)
+            .multi()
+            .live_peers()
+            .any(|peer| peer == silent)
+    );
+    cluster.set_node_state(meta_leader, meta_leader, NodeState::Draining);
+    let handed_over = cluster.run_until(5 * round_ms(), |cluster| {
+        cluster.leader_of(META_GROUP) == Some(heard)
+    });
+    assert!(
+        handed_over,
+        "the draining meta leader hands the meta group to {heard}, the voter it hears; \
+         leader now: {:?}",
+        cluster.leader_of(META_GROUP)
+    );
+}
+
 /// Commit 8b80e39: a membership still in the range log's uncommitted tail may be cut by the
 /// next leader, and a record of it would stand ahead of every later report. A leader reports
 /// a membership change only once it is committed; then the record takes it.
