@@ -24,7 +24,7 @@ mod machines;
 mod placement;
 mod registry;
 mod status;
-pub use status::Observation;
+pub use status::{GroupsObservation, Observation};
 #[cfg(test)]
 mod tests;
 mod waiting;

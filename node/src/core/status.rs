@@ -5,23 +5,14 @@
 use super::{BatchSink, Counters, NodeCore, Respond};
 use crate::api::{GroupStatus, NodeStatus, PeerState, PeerStatus};
 use flotilla_raft::{GroupId, NodeId, Role};
+use std::sync::Arc;
 
 /// What the node is and has done, at one moment: the counters and a summary of its groups,
-/// for `/metrics`, `/ready` and the summary log line. Built in one pass over the groups.
+/// for `/metrics`, `/ready` and the summary log line.
 #[derive(Clone, Debug, Default)]
 pub struct Observation {
     /// The core's counters.
     pub counters: Counters,
-    /// Groups this node hosts a replica of (the meta group included).
-    pub groups_hosted: u64,
-    /// Groups this node leads.
-    pub groups_led: u64,
-    /// Groups that are quiescent (idle: no ticks, no heartbeats of their own).
-    pub groups_quiescent: u64,
-    /// Groups whose replica here knows no leader, lowest id first.
-    pub groups_without_leader: Vec<GroupId>,
-    /// Groups whose replica here has not applied all it knows committed, lowest id first.
-    pub groups_behind: Vec<GroupId>,
     /// Client requests waiting for their entry to apply or their read to be confirmed.
     pub waiting: u64,
     /// Key and value bytes this node's ranges hold.
@@ -30,6 +21,24 @@ pub struct Observation {
     pub peers: Vec<PeerStatus>,
     /// Segment files the log uses.
     pub log_segments: u64,
+    /// The groups as the last scan of every hosted group found them (the driver scans less
+    /// often than it publishes when a node hosts many groups).
+    pub groups: Arc<GroupsObservation>,
+}
+
+/// What one pass over every hosted group found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupsObservation {
+    /// Groups this node hosts a replica of (the meta group included).
+    pub hosted: u64,
+    /// Groups this node leads.
+    pub led: u64,
+    /// Groups that are quiescent (idle: no ticks, no heartbeats of their own).
+    pub quiescent: u64,
+    /// Groups whose replica here knows no leader, lowest id first.
+    pub without_leader: Vec<GroupId>,
+    /// Groups whose replica here has not applied all it knows committed, lowest id first.
+    pub behind: Vec<GroupId>,
     /// Every hosted group with the leader its replica here knows, lowest id first (for the
     /// status page: which node leads what).
     pub leaders: Vec<(GroupId, Option<NodeId>)>,
@@ -37,17 +46,24 @@ pub struct Observation {
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// The node at this moment, for the metrics and the readiness probe (the driver publishes
-    /// it every `tuning.metrics_publish_interval_ms`).
+    /// it every `tuning.metrics_publish_interval_ms`), with `groups` from the last scan.
     #[must_use]
-    pub fn observe(&self) -> Observation {
-        let mut observation = Observation {
+    pub fn observe(&self, groups: Arc<GroupsObservation>) -> Observation {
+        Observation {
             counters: self.counters,
             waiting: self.waiting.len() as u64,
             stored_bytes: self.machines.stored_bytes(),
             peers: self.peer_statuses(),
             log_segments: self.engine.segment_sequences().len() as u64,
-            ..Observation::default()
-        };
+            groups,
+        }
+    }
+
+    /// One pass over every hosted group: its cost grows with the groups (tens of milliseconds
+    /// at 100,000), so the driver paces it (`Driver::publish`).
+    #[must_use]
+    pub fn observe_groups(&self) -> GroupsObservation {
+        let mut observation = GroupsObservation::default();
         for group in self
             .multi
             .group_ids()
@@ -57,15 +73,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 continue;
             };
             let status = raft.status();
-            observation.groups_hosted += 1;
-            observation.groups_led += u64::from(status.role == Role::Leader);
-            observation.groups_quiescent += u64::from(self.multi.is_quiescent(group));
+            observation.hosted += 1;
+            observation.led += u64::from(status.role == Role::Leader);
+            observation.quiescent += u64::from(self.multi.is_quiescent(group));
             observation.leaders.push((group, status.leader));
             if status.leader.is_none() {
-                observation.groups_without_leader.push(group);
+                observation.without_leader.push(group);
             }
             if status.applied < status.committed {
-                observation.groups_behind.push(group);
+                observation.behind.push(group);
             }
         }
         observation

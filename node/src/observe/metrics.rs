@@ -243,22 +243,22 @@ fn groups(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
         (
             "flotilla_ranges_hosted",
             "Ranges (Raft groups, the meta group included) with a replica on this node",
-            observation.groups_hosted,
+            observation.groups.hosted,
         ),
         (
             "flotilla_ranges_led",
             "Ranges this node leads",
-            observation.groups_led,
+            observation.groups.led,
         ),
         (
             "flotilla_ranges_quiescent",
             "Ranges idle on this node (no ticks, no heartbeats of their own)",
-            observation.groups_quiescent,
+            observation.groups.quiescent,
         ),
         (
             "flotilla_ranges_without_leader",
             "Ranges whose replica here knows no leader",
-            observation.groups_without_leader.len() as u64,
+            observation.groups.without_leader.len() as u64,
         ),
         (
             "flotilla_requests_waiting",

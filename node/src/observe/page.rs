@@ -61,8 +61,13 @@ fn write_page(html: &mut String, page: &Page<'_>) -> fmt::Result {
             "<p class=bad>Starting: the node has not published its state yet.</p>"
         )?,
         Some(snapshot) => {
-            let leaders: BTreeMap<GroupId, Option<NodeId>> =
-                snapshot.observation.leaders.iter().copied().collect();
+            let leaders: BTreeMap<GroupId, Option<NodeId>> = snapshot
+                .observation
+                .groups
+                .leaders
+                .iter()
+                .copied()
+                .collect();
             summary(html, page, snapshot)?;
             throughput(html, &snapshot.samples)?;
             match &snapshot.meta {
@@ -101,8 +106,8 @@ fn summary(html: &mut String, page: &Page<'_>, snapshot: &Snapshot) -> fmt::Resu
         "<p>Up {} s. This node hosts {} ranges (the meta group included) and leads {}. \
          {} of {} peers live. {} requests waiting.</p>",
         observation.counters.uptime_micros / 1_000_000,
-        observation.groups_hosted,
-        observation.groups_led,
+        observation.groups.hosted,
+        observation.groups.led,
         live,
         observation.peers.len(),
         observation.waiting

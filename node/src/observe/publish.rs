@@ -6,7 +6,7 @@
 
 use super::{Published, Sample, Snapshot};
 use crate::api::{PeerState, PeerStatus};
-use crate::core::Observation;
+use crate::core::{GroupsObservation, Observation};
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::MetaState;
 use flotilla_transport_quic::CounterSnapshot;
@@ -28,7 +28,16 @@ pub(crate) struct Publisher {
     /// One sample a second, oldest first, at most `samples_max`.
     samples: VecDeque<Sample>,
     samples_max: usize,
+    /// The last scan of every hosted group, when it was made and what it cost the driver.
+    groups: Arc<GroupsObservation>,
+    groups_scanned: Option<(Instant, Duration)>,
 }
+
+/// A scan of every hosted group costs the driver thread at most one part in this many of its
+/// time: at 100,000 groups a scan takes tens of milliseconds, and one every publish interval
+/// (100 ms) kept a whole idle node's core a quarter busy. Small nodes still scan every
+/// interval.
+const GROUP_SCAN_SHARE_INVERSE: u32 = 100;
 
 /// The status page's resolution: its rates are per second, and the range map it shows is at
 /// most this old when it is viewed (or one epoch behind).
@@ -67,7 +76,36 @@ impl Publisher {
             meta: None,
             samples: VecDeque::with_capacity(samples_max),
             samples_max,
+            groups: Arc::default(),
+            groups_scanned: None,
         }
+    }
+
+    /// Whether the groups are due for a scan: never scanned, or a publish interval and a
+    /// hundred times the last scan's cost passed since it.
+    pub(crate) fn groups_due(&self, now: Instant) -> bool {
+        self.groups_scanned.is_none_or(|(at, cost)| {
+            now.saturating_duration_since(at)
+                >= self
+                    .publish_interval
+                    .max(cost.saturating_mul(GROUP_SCAN_SHARE_INVERSE))
+        })
+    }
+
+    /// Keeps a scan of the groups made at `now` that took `cost`.
+    pub(crate) fn groups_scanned(
+        &mut self,
+        groups: GroupsObservation,
+        cost: Duration,
+        now: Instant,
+    ) {
+        self.groups = Arc::new(groups);
+        self.groups_scanned = Some((now, cost));
+    }
+
+    /// The last scan of the groups.
+    pub(crate) fn groups(&self) -> Arc<GroupsObservation> {
+        Arc::clone(&self.groups)
     }
 
     /// Whether a publish interval has passed since the last publication.
@@ -146,8 +184,8 @@ impl Publisher {
         let counters = &observation.counters;
         let next = Summary {
             at: Some(now),
-            ranges_hosted: observation.groups_hosted,
-            ranges_led: observation.groups_led,
+            ranges_hosted: observation.groups.hosted,
+            ranges_led: observation.groups.led,
             leader_changes: counters.leader_changes,
             requests: counters.requests,
             proposals: counters.proposals,
@@ -171,7 +209,7 @@ impl Publisher {
         tracing::info!(
             ranges_hosted = next.ranges_hosted,
             ranges_led = next.ranges_led,
-            ranges_without_leader = observation.groups_without_leader.len(),
+            ranges_without_leader = observation.groups.without_leader.len(),
             leader_changes = next.leader_changes - last.leader_changes,
             requests = next.requests - last.requests,
             proposals = next.proposals - last.proposals,
@@ -208,6 +246,35 @@ mod tests {
             state,
             silent_ms: 0,
         }
+    }
+
+    /// A cheap scan of the groups runs every publish interval; one that took 30 ms waits
+    /// 3 s (a hundred times its cost), so it never takes more than 1 % of the driver thread.
+    #[test]
+    fn the_groups_are_scanned_at_most_a_hundredth_of_the_time() {
+        let interval = Duration::from_millis(100);
+        let mut publisher = Publisher::new(
+            Arc::new(Published::default()),
+            (interval, Duration::from_secs(60)),
+            60,
+        );
+        let start = Instant::now();
+        assert!(publisher.groups_due(start));
+        publisher.groups_scanned(
+            GroupsObservation::default(),
+            Duration::from_micros(50),
+            start,
+        );
+        assert!(!publisher.groups_due(start + Duration::from_millis(99)));
+        assert!(publisher.groups_due(start + interval));
+        let hosted = GroupsObservation {
+            hosted: 100_000,
+            ..GroupsObservation::default()
+        };
+        publisher.groups_scanned(hosted, Duration::from_millis(30), start);
+        assert!(!publisher.groups_due(start + Duration::from_millis(2_999)));
+        assert!(publisher.groups_due(start + Duration::from_secs(3)));
+        assert_eq!(publisher.groups().hosted, 100_000);
     }
 
     #[test]

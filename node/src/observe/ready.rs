@@ -21,18 +21,18 @@ pub(crate) fn readiness(
         ));
     }
     let observation = &snapshot.observation;
-    if let Some(first) = observation.groups_without_leader.first() {
+    if let Some(first) = observation.groups.without_leader.first() {
         return Err(format!(
             "{} of {} ranges hosted here have no leader ({first} first)",
-            observation.groups_without_leader.len(),
-            observation.groups_hosted
+            observation.groups.without_leader.len(),
+            observation.groups.hosted
         ));
     }
-    if let Some(first) = observation.groups_behind.first() {
+    if let Some(first) = observation.groups.behind.first() {
         return Err(format!(
             "{} of {} ranges hosted here have not applied all they know committed ({first} first)",
-            observation.groups_behind.len(),
-            observation.groups_hosted
+            observation.groups.behind.len(),
+            observation.groups.hosted
         ));
     }
     Ok(())
@@ -41,8 +41,9 @@ pub(crate) fn readiness(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Observation;
+    use crate::core::{GroupsObservation, Observation};
     use flotilla_raft::GroupId;
+    use std::sync::Arc;
 
     fn snapshot(observation: Observation, at: Instant) -> Snapshot {
         Snapshot {
@@ -60,7 +61,10 @@ mod tests {
         let now = Instant::now();
         let stale = Duration::from_secs(2);
         let healthy = Observation {
-            groups_hosted: 17,
+            groups: Arc::new(GroupsObservation {
+                hosted: 17,
+                ..GroupsObservation::default()
+            }),
             ..Observation::default()
         };
         assert!(readiness(None, now, stale).is_err());
@@ -69,7 +73,11 @@ mod tests {
             Ok(())
         );
         let leaderless = Observation {
-            groups_without_leader: vec![GroupId(3), GroupId(5)],
+            groups: Arc::new(GroupsObservation {
+                hosted: 17,
+                without_leader: vec![GroupId(3), GroupId(5)],
+                ..GroupsObservation::default()
+            }),
             ..healthy.clone()
         };
         let reason =
@@ -79,7 +87,11 @@ mod tests {
             "{reason}"
         );
         let behind = Observation {
-            groups_behind: vec![GroupId(4)],
+            groups: Arc::new(GroupsObservation {
+                hosted: 17,
+                behind: vec![GroupId(4)],
+                ..GroupsObservation::default()
+            }),
             ..healthy.clone()
         };
         let reason = readiness(Some(&snapshot(behind, now)), now, stale).expect_err("not ready");

@@ -166,7 +166,11 @@ impl Driver {
     fn publish(&mut self) {
         let now = Instant::now();
         if self.publisher.due(now) {
-            let observation = self.core.observe();
+            if self.publisher.groups_due(now) {
+                let groups = self.core.observe_groups();
+                self.publisher.groups_scanned(groups, now.elapsed(), now);
+            }
+            let observation = self.core.observe(self.publisher.groups());
             let queued = (self.peers.len(), self.clients.len());
             self.publisher.publish(
                 (observation, self.core.meta()),

@@ -31,10 +31,13 @@ fn map(boundaries: &[&[u8]], replicas: &[u64]) -> RangeMap {
 fn snapshot(map: RangeMap, leaders: &[(u64, Option<u64>)]) -> Snapshot {
     let at = Instant::now();
     let observation = Observation {
-        leaders: leaders
-            .iter()
-            .map(|&(group, leader)| (GroupId(group), leader.map(NodeId)))
-            .collect(),
+        groups: std::sync::Arc::new(crate::core::GroupsObservation {
+            leaders: leaders
+                .iter()
+                .map(|&(group, leader)| (GroupId(group), leader.map(NodeId)))
+                .collect(),
+            ..crate::core::GroupsObservation::default()
+        }),
         peers: vec![PeerStatus {
             node: NodeId(2),
             state: PeerState::Unreachable,
