@@ -399,6 +399,12 @@ impl<L: LogReader> MultiRaft<L> {
         self.groups.keys().copied()
     }
 
+    /// How many groups this node hosts.
+    #[must_use]
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
     /// Whether `group` is quiescent (not ticking).
     #[must_use]
     pub fn is_quiescent(&self, group: GroupId) -> bool {
