@@ -234,9 +234,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 
     fn snapshot_due(&self, group: GroupId) -> bool {
+        let since = self.machines.since_snapshot(group);
+        // Cheap first, from this node's own count: most groups of a cycle applied a few entries
+        // since their snapshot, and the log's first index costs a lookup under its lock (with
+        // 100,000 groups electing at once, a tenth of the loop).
+        if since.entries < self.config.snapshot_entries {
+            return false;
+        }
         let applied = self.machines.applied(group).0;
         let entries = applied.saturating_sub(self.snapshot_index(group).0);
-        let since = self.machines.since_snapshot(group);
         snapshot_due(entries, since, self.config.snapshot_entries)
     }
 
@@ -353,6 +359,7 @@ mod tests {
     #[test]
     fn a_group_snapshots_after_enough_entries_and_as_many_bytes_as_its_last_snapshot() {
         let since = |log_bytes, snapshot_bytes| SinceSnapshot {
+            entries: 0,
             log_bytes,
             snapshot_bytes,
         };

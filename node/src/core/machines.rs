@@ -23,6 +23,9 @@ pub(crate) struct Machines {
 /// A group's log since its last snapshot, against that snapshot's size.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SinceSnapshot {
+    /// Entries applied since the snapshot (by this process: after a restart, those replayed
+    /// from the log after it, as many as the log holds past it).
+    pub(crate) entries: u64,
     /// Payload bytes of the entries applied since the snapshot.
     pub(crate) log_bytes: u64,
     /// The snapshot's size in bytes (0: none, or an empty state).
@@ -141,13 +144,16 @@ impl Machines {
     pub(crate) fn count_applied(&mut self, group: GroupId, entries: &[Entry]) {
         if !entries.is_empty() {
             let bytes: u64 = entries.iter().map(Entry::payload_bytes).sum();
-            self.since_snapshot.entry(group).or_default().log_bytes += bytes;
+            let since = self.since_snapshot.entry(group).or_default();
+            since.entries += entries.len() as u64;
+            since.log_bytes += bytes;
         }
     }
 
     /// `group`'s state was snapshotted (or restored from a snapshot) at `bytes` bytes.
     pub(crate) fn snapshot_taken(&mut self, group: GroupId, bytes: usize) {
         let since = SinceSnapshot {
+            entries: 0,
             log_bytes: 0,
             snapshot_bytes: bytes as u64,
         };
@@ -212,11 +218,13 @@ mod tests {
             .collect();
         machines.count_applied(group, &entries);
         assert_eq!(machines.since_snapshot(group).log_bytes, 60);
+        assert_eq!(machines.since_snapshot(group).entries, 2);
         // A new snapshot starts the count again at its own size.
         machines.snapshot_taken(group, 123);
         assert_eq!(
             machines.since_snapshot(group),
             SinceSnapshot {
+                entries: 0,
                 log_bytes: 0,
                 snapshot_bytes: 123
             }

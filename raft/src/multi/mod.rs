@@ -233,10 +233,15 @@ impl<L: LogReader> MultiRaft<L> {
     /// heartbeat goes out and idle groups quiesce; dead peer nodes wake their groups.
     pub fn tick(&mut self) {
         self.now_ticks += 1;
+        // Only a tick that left work (a timer fired) makes its group dirty: while 100,000
+        // groups elect at once, most ticks of most groups only count, and marking every one
+        // made each `ready` walk them all again.
         for &group in &self.active {
             if let Some(hosted) = self.groups.get_mut(&group) {
                 hosted.raft.tick();
-                self.dirty.insert(group);
+                if hosted.raft.has_ready() {
+                    self.dirty.insert(group);
+                }
             }
         }
         if self
