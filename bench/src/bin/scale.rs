@@ -6,7 +6,9 @@
 //! 2. A new cluster of `--ranges` ranges: the time from spawning the processes to each node
 //!    answering metrics (listening), and to every node hosting every range with a leader; the
 //!    peak resident memory (`VmHWM`) against the steady one.
-//! 3. Idle: after a pause, CPU per node over `--idle-seconds` and Raft batches sent per second.
+//! 3. Idle: once 99 % of every node's groups are quiescent (the placement driver balances
+//!    leaders after the elections), CPU per node over `--idle-seconds` and Raft batches sent
+//!    per second.
 //!    Memory per replica: (steady RSS - the empty node's RSS) / replicas hosted.
 //! 4. One node killed and restarted: the time from its start to `/ready` (every range it hosts
 //!    led and applied to what it knows committed), and the elections the cluster held for it,
@@ -53,6 +55,9 @@ struct Args {
 
 const NODES: u64 = 3;
 
+/// The share of a node's groups that must be quiescent before the idle figures are taken.
+const QUIET_SHARE: f64 = 0.99;
+
 fn main() -> Result<(), String> {
     let args = Args::parse();
     let temporary = tempfile::tempdir().map_err(|error| error.to_string())?;
@@ -89,6 +94,22 @@ fn main() -> Result<(), String> {
         led.as_secs_f64()
     );
 
+    // Idle means quiet: after the elections the placement driver still balances leaders,
+    // and every transfer wakes its group. Wait until nearly every group is quiescent.
+    let quiet = wait(timeout, "the groups quiescent", || {
+        nodes()
+            .all(|node| quiescent_share(&cluster, node) >= QUIET_SHARE)
+            .then_some(())
+    })
+    .map(|()| started.elapsed());
+    match quiet {
+        Ok(quiet) => println!(
+            "{:.0} % of the groups quiescent on every node after {:.1} s",
+            QUIET_SHARE * 100.0,
+            quiet.as_secs_f64()
+        ),
+        Err(error) => println!("{error}: measuring anyway"),
+    }
     std::thread::sleep(Duration::from_secs(5));
     let steady: Vec<u64> = nodes()
         .map(|node| proc_status_kib(&cluster, node, "VmRSS:") * 1024)
@@ -250,6 +271,16 @@ fn counter(cluster: &LocalCluster, node: NodeId, name: &str) -> u64 {
     metrics(cluster, node)
         .and_then(|text| value_in(&text, name))
         .unwrap_or(0)
+}
+
+/// The share of the node's hosted groups that are quiescent.
+fn quiescent_share(cluster: &LocalCluster, node: NodeId) -> f64 {
+    let Some(text) = metrics(cluster, node) else {
+        return 0.0;
+    };
+    let hosted = value_in(&text, "flotilla_ranges_hosted").unwrap_or(0);
+    let quiescent = value_in(&text, "flotilla_ranges_quiescent").unwrap_or(0);
+    quiescent as f64 / hosted.max(1) as f64
 }
 
 fn all_led(cluster: &LocalCluster, node: NodeId, ranges: u64) -> bool {
