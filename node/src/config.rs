@@ -461,6 +461,26 @@ pub struct Limits {
     pub ranges_hosted_max: usize,
 }
 
+impl Limits {
+    /// Small limits for tests of the node core (its unit tests and the whole-cluster
+    /// simulator): 64-byte keys and values, no quota or disk reserve, 4 backup views.
+    #[must_use]
+    pub fn small_for_tests() -> Self {
+        Self {
+            key_bytes_max: 64,
+            value_bytes_max: 64,
+            pending_requests_max: 4096,
+            stream_requests_max: 1024,
+            stream_answer_bytes_max: 8 << 20,
+            storage_quota_bytes: 0,
+            disk_reserve_bytes: 0,
+            backup_views_max: 4,
+            backup_view_idle_ms: 60_000,
+            ranges_hosted_max: 1_000,
+        }
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

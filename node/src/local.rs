@@ -225,12 +225,7 @@ impl LocalCluster {
             .map(|endpoint| endpoint.node)
             .collect();
         for node in ids {
-            let child = self
-                .spawn(binary, node)
-                .map_err(|source| LocalError::Spawn {
-                    node: node.0,
-                    source,
-                })?;
+            let child = self.spawn_node(binary, node)?;
             self.children.push((node, Some(child)));
         }
         Ok(())
@@ -332,6 +327,15 @@ impl LocalCluster {
     #[must_use]
     pub fn log_file(&self, node: NodeId) -> PathBuf {
         self.dir.join(format!("node-{}.log", node.0))
+    }
+
+    /// `spawn`, its failure named after the node.
+    fn spawn_node(&self, binary: &Path, node: NodeId) -> Result<Child, LocalError> {
+        self.spawn(binary, node)
+            .map_err(|source| LocalError::Spawn {
+                node: node.0,
+                source,
+            })
     }
 
     fn spawn(&self, binary: &Path, node: NodeId) -> std::io::Result<Child> {
@@ -473,12 +477,7 @@ impl LocalCluster {
         let address = free_udp_address().map_err(LocalError::NoPort)?;
         self.endpoints.retain(|endpoint| endpoint.node != node);
         self.endpoints.push(Endpoint { node, address });
-        let child = self
-            .spawn(binary, node)
-            .map_err(|source| LocalError::Spawn {
-                node: node.0,
-                source,
-            })?;
+        let child = self.spawn_node(binary, node)?;
         self.children.retain(|(id, _)| *id != node);
         self.children.push((node, Some(child)));
         Ok(())
