@@ -3,6 +3,7 @@
 //! live in `flotilla-storage`; this module holds the data only.
 
 use crate::session::{SessionId, SessionLimits};
+use flotilla_raft::GroupId;
 use serde::{Deserialize, Serialize};
 
 /// The most pairs one scan returns, whatever limit the client asks for.
@@ -109,6 +110,58 @@ pub enum Response {
         /// The sequence.
         sequence: u64,
     },
+    /// The key (or a scan's span) lies outside the range's bounds as of this entry: the range
+    /// split since the request was routed. Not applied, and not recorded in the session, so
+    /// the write may be sent again, with the same tag, to the range that now holds the key.
+    OutsideRange {
+        /// The range's bounds and version when the entry applied (boxed: a response is held
+        /// in every session's results, so its size counts).
+        bounds: Box<RangeBounds>,
+    },
+    /// A split took effect: the range keeps the keys below the split key, and `right` (a new
+    /// group on the same replicas) holds the keys from it on, with a copy of the session table.
+    Split {
+        /// The new group.
+        right: GroupId,
+        /// The version both halves have now.
+        version: u64,
+    },
+}
+
+/// The keys a range's state machine holds and its version: what its own log says, which the
+/// meta group's record follows. A range's first state covers the whole key space at version 0
+/// (its keys are then the meta group's); a split gives both halves explicit bounds and the
+/// next version.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RangeBounds {
+    /// The first key.
+    #[serde(with = "serde_bytes")]
+    pub start: Vec<u8>,
+    /// The first key past the range; `None`: the end of the key space.
+    #[serde(with = "serde_bytes")]
+    pub end: Option<Vec<u8>>,
+    /// Bumped by every split (and merge) of the range.
+    pub version: u64,
+}
+
+impl RangeBounds {
+    /// Whether `key` lies in the range.
+    #[must_use]
+    pub fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
+    }
+
+    /// Whether the scan span `[start, end)` (`end == None`: to the end of the key space) lies
+    /// in the range.
+    #[must_use]
+    pub fn covers(&self, start: &[u8], end: Option<&[u8]>) -> bool {
+        let ends_inside = match (end, self.end.as_deref()) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(end), Some(bound)) => end <= bound,
+        };
+        start >= self.start.as_slice() && ends_inside
+    }
 }
 
 impl Command {

@@ -2,9 +2,24 @@
 //! and tests have always used, plus the measure the node's answer budget takes of a frame.
 
 pub use flotilla_api::error::ApiError;
+use flotilla_api::kv::Response;
 pub use flotilla_api::reply::{BackupView, PlacementStatus, Reply, ResponseFrame, kv_answer_bytes};
 pub use flotilla_api::request::{AdminCommand, Request, RequestFrame};
 pub use flotilla_api::status::{GroupStatus, NodeStatus, PeerState, PeerStatus};
+
+/// The answer to a client of `group` whose command the range applied or read with `response`:
+/// a key outside the range's bounds (it split since the request was routed) is refused as not
+/// served there, which sends the client to refresh its map and try again; anything else is the
+/// range's answer.
+pub(crate) fn kv_result(
+    group: flotilla_raft::GroupId,
+    response: Response,
+) -> Result<Reply, ApiError> {
+    match response {
+        Response::OutsideRange { .. } => Err(ApiError::NotServed { group }),
+        response => Ok(Reply::Kv(response)),
+    }
+}
 
 /// About how many bytes a response frame takes on the wire: what a client stream's answer
 /// budget counts.

@@ -23,7 +23,7 @@ use crate::server::ServerError;
 use crate::server::data::{new_identity, open_log};
 use flotilla_raft::{GroupId, LogId, LogIndex, NodeId, Term};
 use flotilla_shard_manager::{KeyRange, RangeDescriptor, RangeId};
-use flotilla_storage::kv::SessionTable;
+use flotilla_storage::kv::{RangeBounds, SessionTable};
 use flotilla_storage::{
     DataDir, DataDirError, DirState, SnapshotError, SnapshotFile, SnapshotWriter,
 };
@@ -372,7 +372,7 @@ async fn drain(
         &path,
         (group, view.applied),
         (view.pair_count, view.stored_bytes),
-        &SessionTable::default(),
+        (&SessionTable::default(), &RangeBounds::default()),
     )
     .map_err(|error| fail(error.into()))?;
     let mut chunk = 0;

@@ -103,7 +103,11 @@ impl Reply {
             // The client answers session replies itself; one here would be a bug.
             other @ (Response::SessionOpened { .. }
             | Response::SessionExpired { .. }
-            | Response::Retired { .. }) => Err(refused(&format!("{other:?}"))),
+            | Response::Retired { .. }
+            // The node answers this as `NotServed`, which the client retries; and only a split
+            // command is answered `Split`.
+            | Response::OutsideRange { .. }
+            | Response::Split { .. }) => Err(refused(&format!("{other:?}"))),
         }
     }
 

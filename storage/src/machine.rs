@@ -9,7 +9,9 @@
 //! state with a snapshot a leader sent; `clear` when the replica is destroyed.
 
 use crate::error::{EngineError, MachineError};
-use crate::kv::{Command, KvMap, KvSnapshotSource, KvStateMachine, Response, SessionTable};
+use crate::kv::{
+    Command, KvMap, KvSnapshotSource, KvStateMachine, RangeBounds, Response, SessionTable,
+};
 use crate::snapshot::decode_snapshot;
 use flotilla_raft::{Entry, GroupId, LogId};
 use std::ops::Bound;
@@ -110,6 +112,9 @@ pub trait SnapshotView: Send {
     /// The session table at the view's entry.
     fn sessions(&self) -> &SessionTable;
 
+    /// The range's bounds at the view's entry.
+    fn bounds(&self) -> &RangeBounds;
+
     /// Appends the next pairs in key order to `pairs`, up to `chunk_bytes_max` bytes as the
     /// snapshot format lays them out (key and value plus 8 bytes of lengths each), at least one
     /// pair; false, appending nothing, once every pair was handed out.
@@ -202,6 +207,10 @@ impl SnapshotView for MemoryView {
 
     fn sessions(&self) -> &SessionTable {
         &self.source.sessions
+    }
+
+    fn bounds(&self) -> &RangeBounds {
+        &self.source.bounds
     }
 
     fn next_chunk(

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex, Term};
-use flotilla_storage::kv::{SCAN_PAIR_COUNT_MAX, SessionId, SessionTag};
+use flotilla_storage::kv::{RangeBounds, SCAN_PAIR_COUNT_MAX, SessionId, SessionTag};
 use flotilla_storage::snapshot::{SnapshotWriter, encode_snapshot, encode_view, write_view};
 use flotilla_storage::{
     Codec, Command, Engine, EngineConfig, KvStateMachine, MachineError, Proposal, Response,
@@ -563,7 +563,7 @@ fn a_snapshot_written_pair_by_pair_is_the_encoded_snapshot() {
         &path,
         (view.group(), view.applied()),
         (view.pair_count(), view.stored_bytes()),
-        view.sessions(),
+        (view.sessions(), view.bounds()),
     )
     .unwrap();
     let mut chunk = Vec::new();
@@ -591,12 +591,14 @@ fn a_snapshot_writer_refuses_pairs_that_break_the_format() {
     let path = directory.path().join("range.snap");
     let at = (GROUP, LogId::new(Term(2), LogIndex(9)));
     let sessions = flotilla_storage::kv::SessionTable::default();
-    let mut writer = SnapshotWriter::create(&path, at, (2, 4), &sessions).unwrap();
+    let mut writer =
+        SnapshotWriter::create(&path, at, (2, 4), (&sessions, &RangeBounds::default())).unwrap();
     writer.push(b"b", b"1").unwrap();
     let refused = writer.push(b"a", b"2").unwrap_err().to_string();
     assert!(refused.contains("strictly ascending"), "{refused}");
 
-    let mut writer = SnapshotWriter::create(&path, at, (2, 4), &sessions).unwrap();
+    let mut writer =
+        SnapshotWriter::create(&path, at, (2, 4), (&sessions, &RangeBounds::default())).unwrap();
     writer.push(b"a", b"1").unwrap();
     let refused = writer.finish().unwrap_err().to_string();
     assert!(

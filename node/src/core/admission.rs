@@ -256,9 +256,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .machines
             .kv(group)
             .and_then(|machine| machine.read(command));
-        let result = response
-            .map(crate::api::Reply::Kv)
-            .ok_or(ApiError::NotServed { group });
+        let result = response.map_or(Err(ApiError::NotServed { group }), |response| {
+            crate::api::kv_result(group, response)
+        });
         responder.answer(result);
     }
 

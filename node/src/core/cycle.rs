@@ -215,8 +215,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 machine.and_then(|machine| machine.read_bounded(&command, scan_bytes_max));
             served += response.as_ref().map_or(0, crate::api::kv_answer_bytes);
             let result = response
-                .map(Reply::Kv)
-                .ok_or(ApiError::NotServed { group: read.group });
+                .map_or(Err(ApiError::NotServed { group: read.group }), |response| {
+                    crate::api::kv_result(read.group, response)
+                });
             read.responder.answer(result);
             if served >= budget {
                 break;

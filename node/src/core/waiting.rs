@@ -91,10 +91,10 @@ impl<R: Respond> Waiting<R> {
         response: Option<Response>,
     ) {
         for (proposed_term, responder) in self.take_superseded(group, |i| i == index) {
-            answer_applied(responder, proposed_term == term, response.clone());
+            answer_applied(responder, (group, proposed_term == term), response.clone());
         }
         if let Some((proposed_term, responder)) = self.proposals.remove(&(group, index)) {
-            answer_applied(responder, proposed_term == term, response);
+            answer_applied(responder, (group, proposed_term == term), response);
         }
     }
 
@@ -181,9 +181,13 @@ impl<R: Respond> Waiting<R> {
 
 /// Answers a proposal whose index was applied: with the response if its own entry was
 /// (`own_entry`), `Dropped` otherwise.
-fn answer_applied<R: Respond>(responder: R, own_entry: bool, response: Option<Response>) {
+fn answer_applied<R: Respond>(
+    responder: R,
+    (group, own_entry): (GroupId, bool),
+    response: Option<Response>,
+) {
     match response {
-        Some(response) if own_entry => responder.answer(Ok(Reply::Kv(response))),
+        Some(response) if own_entry => responder.answer(crate::api::kv_result(group, response)),
         // Only an operator's meta-group command waits on an entry without a KV response.
         None if own_entry => responder.answer(Ok(Reply::Applied)),
         _ => responder.answer(Err(ApiError::Dropped)),

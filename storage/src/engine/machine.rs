@@ -12,12 +12,20 @@ use super::rows::EngineRows;
 use super::view::DiskView;
 use super::{Engine, backend_error};
 use crate::error::{EngineError, MachineError};
-use crate::kv::execute;
-use crate::kv::{Command, Response, SessionTable};
+use crate::kv::execute::{self, Applied};
+use crate::kv::{Command, RangeBounds, Response, SessionTable};
 use crate::machine::{SnapshotView, StateMachine};
 use crate::snapshot::snapshot_parts;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId};
 use std::sync::Arc;
+
+/// The bounds of every range in the engine: it keeps none of its own yet (issue 20), so it
+/// holds what the meta group routes to it and cannot split.
+pub(super) static WHOLE_KEY_SPACE: RangeBounds = RangeBounds {
+    start: Vec::new(),
+    end: None,
+    version: 0,
+};
 
 /// A range's state machine over the node's engine.
 pub struct DiskStateMachine {
@@ -145,13 +153,21 @@ impl DiskStateMachine {
             );
             applied = entry.index.0;
             let response = match &entry.payload {
-                EntryPayload::Normal(data) => Some(execute::apply_payload(
-                    &mut rows,
-                    &mut self.sessions,
-                    self.group,
-                    entry.index,
-                    data,
-                )?),
+                EntryPayload::Normal(data) => Some(
+                    match execute::apply_payload(
+                        &mut rows,
+                        &mut self.sessions,
+                        (self.group, &WHOLE_KEY_SPACE),
+                        entry.index,
+                        data,
+                    )? {
+                        Applied::Response(response) => response,
+                        // Issue 20: the engine keeps no bounds yet, so it cannot split.
+                        Applied::Split(_) => Response::Invalid(
+                            "a range in the disk engine cannot split yet".to_owned(),
+                        ),
+                    },
+                ),
                 EntryPayload::Blank | EntryPayload::Membership(_) => None,
             };
             responses.push(response);
@@ -177,6 +193,12 @@ impl DiskStateMachine {
             return Err(MachineError::WrongGroup {
                 expected: self.group,
                 found: parts.header.group,
+            });
+        }
+        if parts.bounds != WHOLE_KEY_SPACE {
+            return Err(MachineError::SplitRange {
+                group: self.group,
+                version: parts.bounds.version,
             });
         }
         // Every pair is checked before anything is deleted: an invalid snapshot changes nothing.
@@ -254,7 +276,12 @@ impl StateMachine for DiskStateMachine {
     ) -> Result<Option<Response>, MachineError> {
         self.check_usable()?;
         let rows = EngineRows::new(&self.engine, self.group, self.meta);
-        Ok(execute::read(&rows, command, scan_bytes_max)?)
+        Ok(execute::read(
+            &rows,
+            &WHOLE_KEY_SPACE,
+            command,
+            scan_bytes_max,
+        )?)
     }
 
     fn snapshot_view(&self) -> Result<Box<dyn SnapshotView>, MachineError> {

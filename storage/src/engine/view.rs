@@ -6,7 +6,7 @@ use super::backend::BackendView;
 use super::keys;
 use super::meta::RangeMeta;
 use crate::error::EngineError;
-use crate::kv::SessionTable;
+use crate::kv::{RangeBounds, SessionTable};
 use crate::machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView};
 use flotilla_raft::{GroupId, LogId};
 use std::sync::Arc;
@@ -58,6 +58,10 @@ impl SnapshotView for DiskView {
 
     fn sessions(&self) -> &SessionTable {
         &self.sessions
+    }
+
+    fn bounds(&self) -> &RangeBounds {
+        &super::machine::WHOLE_KEY_SPACE
     }
 
     fn next_chunk(

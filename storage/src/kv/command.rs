@@ -3,11 +3,12 @@
 //! a bare `Command`) into an entry's payload, replicas decode it when the entry is committed.
 
 use super::session::{SessionLimits, SessionTag};
+use flotilla_raft::GroupId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use flotilla_api::kv::{Command, Response};
+pub use flotilla_api::kv::{Command, RangeBounds, Response};
 
 /// What a data group's log entry carries in the current format: the node adds the leader's
 /// clock (`time_ms`, milliseconds since the Unix epoch), which is the range's log time.
@@ -28,6 +29,17 @@ pub enum Proposal {
         tag: SessionTag,
         /// The write.
         command: Command,
+    },
+    /// Splits the range at `at`: it keeps the keys below, and a new group on the same replicas
+    /// takes the keys from `at` on, carved out of this state at this entry on every replica.
+    Split {
+        /// The range as the proposer saw it (the meta group's record at version 0).
+        expected: RangeBounds,
+        /// The first key of the right half.
+        #[serde(with = "serde_bytes")]
+        at: Vec<u8>,
+        /// The new group (from the meta group's allocator).
+        right: GroupId,
     },
 }
 
@@ -117,6 +129,9 @@ impl Codec for Proposal {
         match self {
             Proposal::Open { .. } => 32,
             Proposal::Write { command, .. } => 48 + command.encoded_bytes_hint(),
+            Proposal::Split { expected, at, .. } => {
+                48 + expected.start.len() + expected.end.as_ref().map_or(0, Vec::len) + at.len()
+            }
         }
     }
 }

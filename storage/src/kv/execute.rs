@@ -2,7 +2,7 @@
 //! the in-memory map and the node's disk engine both apply entries through `apply_payload` and
 //! answer reads through `read`, so the two can only differ in where the rows live.
 
-use super::command::{Command, Payload, Proposal, Response};
+use super::command::{Command, Payload, Proposal, RangeBounds, Response};
 use super::session::{Admission, SessionId, SessionTable, SessionTag};
 use flotilla_raft::{GroupId, LogIndex};
 use std::sync::Arc;
@@ -39,29 +39,130 @@ pub(crate) trait Rows: ReadRows {
     fn remove(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
 }
 
-/// Applies the payload `data` of entry `index` of `group`: a `Proposal` or a bare `Command`.
-/// Bytes that decode as neither yield `Response::Invalid` and change nothing. The session
-/// table is copied only when a proposal changes it while a snapshot still shares it.
+/// What an entry's payload asks of the state machine once it is decided.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    /// The answer; the rows and the sessions already changed as it says.
+    Response(Response),
+    /// A split the machine carries out where its rows live.
+    Split(SplitPlan),
+}
+
+/// A decided split: the machine keeps the keys below `at` under `left`, and hands the keys
+/// from `at` on, with a copy of its session table, to a new state machine of group `right`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SplitPlan {
+    /// The first key of the right half.
+    pub(crate) at: Vec<u8>,
+    /// The right half's group.
+    pub(crate) right: GroupId,
+    /// The bounds the splitting machine keeps.
+    pub(crate) left: RangeBounds,
+    /// The bounds of the right half.
+    pub(crate) right_bounds: RangeBounds,
+}
+
+impl SplitPlan {
+    /// The answer the split's proposer gets.
+    pub(crate) fn response(&self) -> Response {
+        Response::Split {
+            right: self.right,
+            version: self.left.version,
+        }
+    }
+}
+
+/// Applies the payload `data` of entry `index` of `group`, whose keys are `bounds`: a
+/// `Proposal` or a bare `Command`. Bytes that decode as neither yield `Response::Invalid` and
+/// change nothing; a command on a key outside `bounds` yields `Response::OutsideRange` and
+/// changes nothing, not even its session. The session table is copied only when a proposal
+/// changes it while a snapshot still shares it.
 pub(crate) fn apply_payload<R: Rows>(
     rows: &mut R,
     sessions: &mut Arc<SessionTable>,
-    group: GroupId,
+    (group, bounds): (GroupId, &RangeBounds),
     index: LogIndex,
     data: &[u8],
-) -> Result<Response, R::Error> {
-    match Payload::decode(data) {
-        Ok(Payload::Bare(command)) => execute(rows, command),
+) -> Result<Applied, R::Error> {
+    let response = match Payload::decode(data) {
+        Ok(Payload::Bare(command)) => match outside(bounds, &command) {
+            Some(refusal) => refusal,
+            None => execute(rows, command)?,
+        },
         Ok(Payload::Proposal(Proposal::Open { time_ms, limits })) => {
             let id = SessionId { group, index };
-            Ok(Arc::make_mut(sessions).open(id, time_ms, limits))
+            Arc::make_mut(sessions).open(id, time_ms, limits)
         }
         Ok(Payload::Proposal(Proposal::Write {
             time_ms,
             tag,
             command,
-        })) => write_in_session(rows, Arc::make_mut(sessions), time_ms, &tag, command),
-        Err(error) => Ok(Response::Invalid(error.to_string())),
+        })) => match outside(bounds, &command) {
+            Some(refusal) => refusal,
+            None => write_in_session(rows, Arc::make_mut(sessions), time_ms, &tag, command)?,
+        },
+        Ok(Payload::Proposal(Proposal::Split {
+            expected,
+            at,
+            right,
+        })) => match plan_split((group, bounds), expected, at, right) {
+            Ok(plan) => return Ok(Applied::Split(plan)),
+            Err(refusal) => Response::Invalid(refusal),
+        },
+        Err(error) => Response::Invalid(error.to_string()),
+    };
+    Ok(Applied::Response(response))
+}
+
+/// The refusal of a command whose key (or scan span) lies outside `bounds`.
+pub(crate) fn outside(bounds: &RangeBounds, command: &Command) -> Option<Response> {
+    let inside = match command {
+        Command::Scan { start, end, .. } => bounds.covers(start, end.as_deref()),
+        other => bounds.contains(other.key()),
+    };
+    (!inside).then(|| Response::OutsideRange {
+        bounds: Box::new(bounds.clone()),
+    })
+}
+
+/// Decides a split of `group` (now `bounds`) at `at` into a new group `right`, proposed by a
+/// leader that saw the range as `expected`. At version 0 the machine's keys are the meta
+/// group's, so it takes the proposer's bounds; past it, the proposer must have seen these very
+/// bounds. Refused (the reason, as a sentence) when the proposer's view is stale or `at` does
+/// not cut the range in two non-empty spans.
+fn plan_split(
+    (group, bounds): (GroupId, &RangeBounds),
+    expected: RangeBounds,
+    at: Vec<u8>,
+    right: GroupId,
+) -> Result<SplitPlan, String> {
+    if expected.version != bounds.version || (bounds.version > 0 && expected != *bounds) {
+        return Err(format!(
+            "the split was proposed for version {} of the range, which is at version {}",
+            expected.version, bounds.version
+        ));
     }
+    if right == group {
+        return Err(format!("the split's new group {right} is the range's own"));
+    }
+    if !expected.contains(&at) || at == expected.start {
+        return Err("the split key does not lie inside the range past its first key".to_owned());
+    }
+    let version = expected.version + 1;
+    Ok(SplitPlan {
+        left: RangeBounds {
+            start: expected.start,
+            end: Some(at.clone()),
+            version,
+        },
+        right_bounds: RangeBounds {
+            start: at.clone(),
+            end: expected.end,
+            version,
+        },
+        at,
+        right,
+    })
 }
 
 /// Applies `command` unless the session table answers it (a copy, a retired sequence, an
@@ -83,12 +184,20 @@ fn write_in_session<R: Rows>(
     }
 }
 
-/// Answers a read-only command (`Get` or `Scan`); `None` for a command that writes.
+/// Answers a read-only command (`Get` or `Scan`) on a range of `bounds` (refused when its key
+/// lies outside them); `None` for a command that writes.
 pub(crate) fn read<R: ReadRows>(
     rows: &R,
+    bounds: &RangeBounds,
     command: &Command,
     scan_bytes_max: usize,
 ) -> Result<Option<Response>, R::Error> {
+    if is_write(command) {
+        return Ok(None);
+    }
+    if let Some(refusal) = outside(bounds, command) {
+        return Ok(Some(refusal));
+    }
     match command {
         Command::Get { key } => rows.get(key).map(|value| Some(Response::Value(value))),
         Command::Scan { start, end, limit } => {
@@ -96,6 +205,10 @@ pub(crate) fn read<R: ReadRows>(
         }
         Command::Put { .. } | Command::Delete { .. } | Command::CompareAndSwap { .. } => Ok(None),
     }
+}
+
+fn is_write(command: &Command) -> bool {
+    !matches!(command, Command::Get { .. } | Command::Scan { .. })
 }
 
 fn execute<R: Rows>(rows: &mut R, command: Command) -> Result<Response, R::Error> {

@@ -7,10 +7,12 @@ mod command;
 pub(crate) mod execute;
 mod session;
 
-pub use command::{Codec, CodecError, Command, PROPOSAL_FORMAT, Payload, Proposal, Response};
+pub use command::{
+    Codec, CodecError, Command, PROPOSAL_FORMAT, Payload, Proposal, RangeBounds, Response,
+};
 pub use session::{Admission, SessionId, SessionLimits, SessionTable, SessionTag};
 
-use execute::{PageBuilder, ReadRows, Rows, ScanPage};
+use execute::{Applied, PageBuilder, ReadRows, Rows, ScanPage, SplitPlan};
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -35,6 +37,10 @@ pub struct KvStateMachine {
     applied: LogId,
     /// Key and value bytes in `map`.
     stored_bytes: u64,
+    /// The keys the range holds, as its own log says.
+    bounds: RangeBounds,
+    /// The right half of the last split applied, until the node takes it.
+    carved: Option<Box<KvStateMachine>>,
 }
 
 /// An immutable view of a state machine at its applied entry, for writing a snapshot file
@@ -49,6 +55,8 @@ pub struct KvSnapshotSource {
     pub map: Arc<KvMap>,
     /// The session table at `applied`.
     pub sessions: Arc<SessionTable>,
+    /// The range's bounds at `applied`.
+    pub bounds: RangeBounds,
 }
 
 impl KvStateMachine {
@@ -71,6 +79,8 @@ impl KvStateMachine {
             sessions: Arc::default(),
             applied,
             stored_bytes,
+            bounds: RangeBounds::default(),
+            carved: None,
         }
     }
 
@@ -79,6 +89,26 @@ impl KvStateMachine {
     pub fn with_sessions(mut self, sessions: SessionTable) -> Self {
         self.sessions = Arc::new(sessions);
         self
+    }
+
+    /// The same state machine holding `bounds` (from a snapshot).
+    #[must_use]
+    pub fn with_bounds(mut self, bounds: RangeBounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// The keys the range holds and its version, as its own log says.
+    #[must_use]
+    pub fn bounds(&self) -> &RangeBounds {
+        &self.bounds
+    }
+
+    /// The right half of the split the last entry applied (`Response::Split`), once: a new
+    /// state machine of the new group, holding the keys from the split key on and a copy of
+    /// the session table, at applied entry 0.
+    pub fn take_carved(&mut self) -> Option<KvStateMachine> {
+        self.carved.take().map(|carved| *carved)
     }
 
     /// The group.
@@ -119,6 +149,7 @@ impl KvStateMachine {
             applied: self.applied,
             map: self.map.clone(),
             sessions: self.sessions.clone(),
+            bounds: self.bounds.clone(),
         }
     }
 
@@ -152,12 +183,42 @@ impl KvStateMachine {
             map: &mut self.map,
             stored_bytes: &mut self.stored_bytes,
         };
-        let applied =
-            execute::apply_payload(&mut rows, &mut self.sessions, self.group, index, data);
+        let applied = execute::apply_payload(
+            &mut rows,
+            &mut self.sessions,
+            (self.group, &self.bounds),
+            index,
+            data,
+        );
         match applied {
-            Ok(response) => response,
+            Ok(Applied::Response(response)) => response,
+            Ok(Applied::Split(plan)) => self.split(plan),
             Err(never) => match never {},
         }
+    }
+
+    /// Carries out a decided split: the keys from `plan.at` on move to a new state machine
+    /// (taken with `take_carved`), which also gets a copy of the session table, so a write
+    /// applied here before the split is still answered once when sent again to the right half.
+    fn split(&mut self, plan: SplitPlan) -> Response {
+        let response = plan.response();
+        let right_map = Arc::make_mut(&mut self.map).split_off(plan.at.as_slice());
+        let right_bytes: u64 = right_map
+            .iter()
+            .map(|(key, value)| pair_bytes(key, value))
+            .sum();
+        self.stored_bytes -= right_bytes;
+        self.bounds = plan.left;
+        self.carved = Some(Box::new(KvStateMachine {
+            group: plan.right,
+            map: Arc::new(right_map),
+            sessions: self.sessions.clone(),
+            applied: LogId::default(),
+            stored_bytes: right_bytes,
+            bounds: plan.right_bounds,
+            carved: None,
+        }));
+        response
     }
 
     fn advance(&mut self, index: LogIndex) {
@@ -181,7 +242,7 @@ impl KvStateMachine {
     /// costs what it returns, never a copy of `SCAN_PAIR_COUNT_MAX` values cut afterwards.
     #[must_use]
     pub fn read_bounded(&self, command: &Command, scan_bytes_max: usize) -> Option<Response> {
-        match execute::read(&*self.map, command, scan_bytes_max) {
+        match execute::read(&*self.map, &self.bounds, command, scan_bytes_max) {
             Ok(response) => response,
             Err(never) => match never {},
         }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! 0   magic "FLOTSNP1"          8 bytes
-//! 8   format version (2)        u32
+//! 8   format version (3)        u32
 //! 12  crc32c of bytes 16..end   u32
 //! 16  group                     u64
 //! 24  applied index             u64
@@ -12,15 +12,18 @@
 //! 48  pair bytes                u64
 //! 56  session bytes             u64
 //! 64  pairs: key length u32 | key | value length u32 | value, ...
-//! ..  sessions: the `SessionTable`, postcard-encoded (session bytes long)
+//! ..  trailer (session bytes long): the `SessionTable`, then (from version 3) the range's
+//!     `RangeBounds`, each postcard-encoded
 //! ```
 //!
 //! Version 1 files (before sessions) have no session fields: a 56-byte header, then the
-//! pairs. They still decode, with an empty session table.
+//! pairs. They still decode, with an empty session table. Version 1 and 2 files (before
+//! splits) decode with the bounds of a range that never split (the whole key space, version
+//! 0).
 #![deny(clippy::indexing_slicing)]
 
 use crate::error::SnapshotError;
-use crate::kv::{KvMap, KvStateMachine, SessionTable};
+use crate::kv::{KvMap, KvStateMachine, RangeBounds, SessionTable};
 use crate::le::{read_u32, read_u64};
 use flotilla_raft::{GroupId, LogId, LogIndex, Term};
 
@@ -29,7 +32,9 @@ pub const HEADER_BYTES: usize = 64;
 /// The size of a version 1 header.
 const HEADER_BYTES_V1: usize = 56;
 pub(crate) const MAGIC: &[u8; 8] = b"FLOTSNP1";
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The first version whose trailer holds the range's bounds.
+const BOUNDS_VERSION: u32 = 3;
 
 /// The fields of a snapshot header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +47,8 @@ pub struct SnapshotHeader {
     pub pair_count: u64,
     /// How many bytes the pairs take.
     pub body_bytes: u64,
-    /// How many bytes the session table takes (0 in a version 1 file).
+    /// How many bytes the trailer takes: the session table and the bounds (0 in a version 1
+    /// file).
     pub session_bytes: u64,
 }
 
@@ -165,8 +171,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<KvStateMachine, SnapshotError> {
             body.len()
         )));
     }
-    let sessions = decode_sessions(bytes.get(pairs_end..).unwrap_or_default())?;
-    Ok(KvStateMachine::from_parts(header.group, header.applied, map).with_sessions(sessions))
+    let (sessions, bounds) = decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
+    Ok(
+        KvStateMachine::from_parts(header.group, header.applied, map)
+            .with_sessions(sessions)
+            .with_bounds(bounds),
+    )
 }
 
 /// Verifies a whole snapshot without building its state (the check a follower makes before
@@ -183,20 +193,36 @@ pub fn verify_snapshot(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
     Ok(parts.header)
 }
 
-/// The session table section (empty in a version 1 file: an empty table).
-fn decode_sessions(bytes: &[u8]) -> Result<SessionTable, SnapshotError> {
-    if bytes.is_empty() {
-        return Ok(SessionTable::default());
+/// The trailer of a snapshot: its session table, then its bounds.
+pub(crate) fn encode_trailer(sessions: &SessionTable, bounds: &RangeBounds) -> Vec<u8> {
+    let trailer = postcard::to_allocvec(sessions).expect("encoding into a Vec cannot fail");
+    postcard::to_extend(bounds, trailer).expect("encoding into a Vec cannot fail")
+}
+
+/// The trailer of a file of `version`: its session table (empty in a version 1 file) and its
+/// bounds (those of a range that never split before version 3).
+fn decode_trailer(
+    bytes: &[u8],
+    version: u32,
+) -> Result<(SessionTable, RangeBounds), SnapshotError> {
+    if bytes.is_empty() && version < BOUNDS_VERSION {
+        return Ok((SessionTable::default(), RangeBounds::default()));
     }
     let (table, rest) = postcard::take_from_bytes(bytes)
         .map_err(|error| SnapshotError::Decode(format!("the session table: {error}")))?;
+    let (bounds, rest) = if version >= BOUNDS_VERSION {
+        postcard::take_from_bytes(rest)
+            .map_err(|error| SnapshotError::Decode(format!("the range's bounds: {error}")))?
+    } else {
+        (RangeBounds::default(), rest)
+    };
     if !rest.is_empty() {
         return Err(SnapshotError::Decode(format!(
-            "{} bytes follow the session table",
+            "{} bytes follow the trailer",
             rest.len()
         )));
     }
-    Ok(table)
+    Ok((table, bounds))
 }
 
 /// Splits one length-prefixed field off the front of `body`.
@@ -217,6 +243,8 @@ pub(crate) struct SnapshotParts<'a> {
     pub(crate) header: SnapshotHeader,
     /// The session table.
     pub(crate) sessions: SessionTable,
+    /// The range's bounds.
+    pub(crate) bounds: RangeBounds,
     /// The encoded pairs.
     body: &'a [u8],
     /// Pairs still to hand out.
@@ -234,9 +262,11 @@ pub(crate) fn snapshot_parts(bytes: &[u8]) -> Result<SnapshotParts<'_>, Snapshot
     let pairs_start = header.pairs_offset(version);
     // `check` proved the lengths add up to the file's.
     let pairs_end = pairs_start + header.body_bytes as usize;
+    let (sessions, bounds) = decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
     Ok(SnapshotParts {
         header,
-        sessions: decode_sessions(bytes.get(pairs_end..).unwrap_or_default())?,
+        sessions,
+        bounds,
         body: bytes.get(pairs_start..pairs_end).unwrap_or_default(),
         pairs_left: header.pair_count,
         last_key: None,

@@ -1,13 +1,12 @@
 //! Writing a snapshot: streams the pairs of a `KvSnapshotSource`, of a `SnapshotView` (pulled
 //! in chunks) or handed to a `SnapshotWriter` one by one to a temporary file while computing
-//! the checksum, then the session table, syncs it, and renames it into place. Runs on any
+//! the checksum, then the session table and the range's bounds, syncs it, and renames it into place. Runs on any
 //! thread.
 
-use super::format::{HEADER_BYTES, SnapshotHeader};
+use super::format::{HEADER_BYTES, SnapshotHeader, encode_trailer};
 use super::reader::SnapshotFile;
 use crate::error::{EngineError, MachineError, SnapshotError};
-use crate::kv::KvSnapshotSource;
-use crate::kv::SessionTable;
+use crate::kv::{KvSnapshotSource, RangeBounds, SessionTable};
 use crate::machine::SnapshotView;
 use flotilla_raft::{GroupId, LogId};
 use std::fs::{File, OpenOptions};
@@ -31,10 +30,9 @@ fn header_of(source: &KvSnapshotSource, sessions: &[u8]) -> SnapshotHeader {
     }
 }
 
-/// The session table's section: small next to the pairs (bounded by the session limits), so
-/// it is encoded whole before the header that states its size.
+/// The trailer of `source` (its session table and bounds).
 fn encode_sessions(source: &KvSnapshotSource) -> Vec<u8> {
-    postcard::to_allocvec(&*source.sessions).expect("encoding into a Vec cannot fail")
+    encode_trailer(&source.sessions, &source.bounds)
 }
 
 /// Streams the pairs and then `sessions` to `out`; returns the crc32c over `fields` and both.
@@ -208,7 +206,7 @@ impl std::fmt::Debug for SnapshotWriter {
 impl SnapshotWriter {
     /// Starts the snapshot of `group` at `applied` in `path` (written as `path` with the
     /// extension `tmp` until [`SnapshotWriter::finish`]): `pair_count` pairs of `stored_bytes`
-    /// key and value bytes in all, then `sessions`.
+    /// key and value bytes in all, then the session table and the range's bounds.
     ///
     /// # Errors
     /// The temporary file could not be created.
@@ -216,9 +214,9 @@ impl SnapshotWriter {
         path: &Path,
         (group, applied): (GroupId, LogId),
         (pair_count, stored_bytes): (u64, u64),
-        sessions: &SessionTable,
+        (sessions, bounds): (&SessionTable, &RangeBounds),
     ) -> Result<Self, SnapshotError> {
-        let sessions = postcard::to_allocvec(sessions).expect("encoding into a Vec cannot fail");
+        let sessions = encode_trailer(sessions, bounds);
         let header = SnapshotHeader {
             group,
             applied,
@@ -319,7 +317,7 @@ pub fn encode_view(
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<Vec<u8>, EngineError> {
-    let sessions = postcard::to_allocvec(view.sessions()).expect("encoding into a Vec cannot fail");
+    let sessions = encode_trailer(view.sessions(), view.bounds());
     let header = SnapshotHeader {
         group: view.group(),
         applied: view.applied(),
@@ -362,7 +360,7 @@ pub fn write_view(
         path,
         (view.group(), view.applied()),
         (view.pair_count(), view.stored_bytes()),
-        view.sessions(),
+        (view.sessions(), view.bounds()),
     )?;
     let mut pairs = Vec::new();
     while view.next_chunk(chunk_bytes_max, &mut pairs)? {

@@ -1,0 +1,429 @@
+//! A range splits at one entry of its own log (issue 20): the state machine keeps the keys below
+//! the split key, hands the rest with a copy of its session table to a new group's machine,
+//! and both halves take explicit bounds and the next version. A command on a key outside a
+//! machine's bounds is refused and changes nothing, not even its session, so a write sent
+//! again to the half that holds its key applies exactly once. Bounds survive snapshots.
+#![allow(clippy::unwrap_used)]
+
+use flotilla_raft::{GroupId, LogIndex};
+use flotilla_storage::kv::{KvMap, RangeBounds, SessionId, SessionLimits, SessionTag};
+use flotilla_storage::snapshot::encode_snapshot;
+use flotilla_storage::{
+    Command, Engine, EngineConfig, KvStateMachine, MachineError, Proposal, Response, StateMachine,
+    decode_snapshot, verify_snapshot,
+};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+const LEFT: GroupId = GroupId(3);
+const RIGHT: GroupId = GroupId(40);
+
+/// A replica of one range fed entries at consecutive indexes.
+struct Replica {
+    kv: KvStateMachine,
+    next: u64,
+}
+
+impl Replica {
+    fn new(kv: KvStateMachine) -> Self {
+        let next = kv.applied().index.0 + 1;
+        Self { kv, next }
+    }
+
+    fn apply(&mut self, proposal: &Proposal) -> Response {
+        let response = self.kv.apply(LogIndex(self.next), &proposal.to_payload());
+        self.next += 1;
+        response
+    }
+
+    fn open(&mut self) -> SessionId {
+        let open = Proposal::Open {
+            time_ms: 1_000,
+            limits: SessionLimits {
+                expiry_ms: 60_000,
+                sessions_max: 10,
+                results_max: 10,
+            },
+        };
+        match self.apply(&open) {
+            Response::SessionOpened { session, .. } => session,
+            other => panic!("opening answered {other:?}"),
+        }
+    }
+
+    fn write(&mut self, session: SessionId, sequence: u64, command: Command) -> Response {
+        self.apply(&Proposal::Write {
+            time_ms: 2_000,
+            tag: SessionTag {
+                session,
+                sequence,
+                awaited_from: 1,
+            },
+            command,
+        })
+    }
+
+    fn split(&mut self, expected: RangeBounds, at: &[u8], right: GroupId) -> Response {
+        self.apply(&Proposal::Split {
+            expected,
+            at: at.to_vec(),
+            right,
+        })
+    }
+}
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn get(key: &str) -> Command {
+    Command::Get { key: key.into() }
+}
+
+fn whole() -> RangeBounds {
+    RangeBounds::default()
+}
+
+/// A range of keys `a` to `z` (one byte each), split at `m`.
+fn split_alphabet() -> (Replica, Replica) {
+    let map: KvMap = (b'a'..=b'z')
+        .map(|key| (vec![key], vec![key; 10]))
+        .collect();
+    let mut left = Replica::new(KvStateMachine::from_parts(LEFT, Default::default(), map));
+    let answer = left.split(whole(), b"m", RIGHT);
+    assert_eq!(
+        answer,
+        Response::Split {
+            right: RIGHT,
+            version: 1
+        }
+    );
+    let right = left
+        .kv
+        .take_carved()
+        .expect("the split carved a right half");
+    assert!(
+        left.kv.take_carved().is_none(),
+        "the right half is taken once"
+    );
+    (left, Replica::new(right))
+}
+
+#[test]
+fn a_split_carves_the_keys_from_the_split_key_into_the_new_group() {
+    let (left, right) = split_alphabet();
+    assert_eq!(right.kv.group(), RIGHT);
+    let keys = |replica: &Replica| -> Vec<u8> { replica.kv.map().keys().map(|k| k[0]).collect() };
+    assert_eq!(keys(&left), (b'a'..b'm').collect::<Vec<_>>());
+    assert_eq!(keys(&right), (b'm'..=b'z').collect::<Vec<_>>());
+    assert_eq!(left.kv.stored_bytes(), 12 * 11);
+    assert_eq!(right.kv.stored_bytes(), 14 * 11);
+    assert_eq!(
+        *left.kv.bounds(),
+        RangeBounds {
+            start: Vec::new(),
+            end: Some(b"m".to_vec()),
+            version: 1
+        }
+    );
+    assert_eq!(
+        *right.kv.bounds(),
+        RangeBounds {
+            start: b"m".to_vec(),
+            end: None,
+            version: 1
+        }
+    );
+    assert_eq!(
+        right.kv.applied().index,
+        LogIndex(0),
+        "the new group starts its own log"
+    );
+}
+
+#[test]
+fn commands_outside_the_bounds_are_refused_and_change_nothing() {
+    let (mut left, mut right) = split_alphabet();
+    let before = left.kv.map().clone();
+    let refused = left.apply(&Proposal::Write {
+        time_ms: 2_000,
+        tag: SessionTag {
+            session: SessionId {
+                group: LEFT,
+                index: LogIndex(99),
+            },
+            sequence: 1,
+            awaited_from: 1,
+        },
+        command: put("q", "x"),
+    });
+    assert_eq!(
+        refused,
+        Response::OutsideRange {
+            bounds: Box::new(left.kv.bounds().clone())
+        }
+    );
+    assert_eq!(*left.kv.map(), before);
+    // Reads too: a key, and a scan running past the range's end (a client with the map
+    // from before the split would miss the right half's keys).
+    for command in [
+        get("q"),
+        Command::Scan {
+            start: b"a".to_vec(),
+            end: None,
+            limit: 100,
+        },
+        Command::Scan {
+            start: b"a".to_vec(),
+            end: Some(b"n".to_vec()),
+            limit: 100,
+        },
+    ] {
+        assert!(
+            matches!(left.kv.read(&command), Some(Response::OutsideRange { .. })),
+            "{command:?}"
+        );
+    }
+    let inside = Command::Scan {
+        start: b"a".to_vec(),
+        end: Some(b"m".to_vec()),
+        limit: 100,
+    };
+    assert!(
+        matches!(left.kv.read(&inside), Some(Response::Scan { pairs, more: false }) if pairs.len() == 12)
+    );
+    assert!(matches!(
+        right.kv.read(&get("a")),
+        Some(Response::OutsideRange { .. })
+    ));
+    assert_eq!(
+        right.kv.read(&get("q")),
+        Some(Response::Value(Some(vec![b'q'; 10])))
+    );
+    // A bare command (no session) is held to the bounds as well.
+    let bare = right
+        .kv
+        .apply(LogIndex(right.next), &postcard_command(&put("b", "x")));
+    assert!(matches!(bare, Response::OutsideRange { .. }));
+}
+
+fn postcard_command(command: &Command) -> Vec<u8> {
+    use flotilla_storage::Codec;
+    command.encode()
+}
+
+/// Exactly once across a split: a write applied before the split, whose answer the client
+/// never got, is sent again to the half that now holds its key and answered from the copied
+/// session record; one refused for being outside the range is not recorded, so sent again
+/// to the right half it applies there, once.
+#[test]
+fn a_write_sent_again_after_a_split_applies_once() {
+    let map: KvMap = BTreeMap::new();
+    let mut parent = Replica::new(KvStateMachine::from_parts(LEFT, Default::default(), map));
+    let session = parent.open();
+    assert!(matches!(
+        parent.write(session, 1, put("x", "1")),
+        Response::Written { previous: None }
+    ));
+    parent.split(whole(), b"m", RIGHT);
+    let mut right = Replica::new(parent.kv.take_carved().unwrap());
+    // Sequence 1 again, now at the right half: the recorded answer, not a second write.
+    assert_eq!(
+        right.write(session, 1, put("x", "1")),
+        Response::Written { previous: None }
+    );
+    // Sequence 2 went to the parent after the split: refused there, unrecorded...
+    assert!(matches!(
+        parent.write(session, 2, put("y", "2")),
+        Response::OutsideRange { .. }
+    ));
+    // ...and applied once at the right half, however often it is sent.
+    for _ in 0..2 {
+        assert_eq!(
+            right.write(session, 2, put("y", "2")),
+            Response::Written { previous: None }
+        );
+    }
+    assert_eq!(right.kv.map().len(), 2);
+    assert!(parent.kv.map().is_empty());
+}
+
+#[test]
+fn stale_or_malformed_splits_are_refused_and_change_nothing() {
+    let (mut left, _) = split_alphabet();
+    let state = left.kv.map().clone();
+    let bounds = left.kv.bounds().clone();
+    let cases = [
+        (
+            whole(),
+            b"c".as_slice(),
+            GroupId(50),
+            "version 0 after version 1",
+        ),
+        (
+            bounds.clone(),
+            b"m",
+            GroupId(50),
+            "the split key past the range",
+        ),
+        (
+            bounds.clone(),
+            b"",
+            GroupId(50),
+            "the split key at the range's start",
+        ),
+        (bounds.clone(), b"c", LEFT, "the range's own group"),
+        (
+            RangeBounds {
+                start: b"b".to_vec(),
+                ..bounds.clone()
+            },
+            b"c",
+            GroupId(50),
+            "other bounds at the same version",
+        ),
+    ];
+    for (expected, at, right, case) in cases {
+        let answer = left.split(expected, at, right);
+        assert!(matches!(answer, Response::Invalid(_)), "{case}: {answer:?}");
+        assert!(left.kv.take_carved().is_none(), "{case}");
+        assert_eq!(*left.kv.map(), state, "{case}");
+        assert_eq!(*left.kv.bounds(), bounds, "{case}");
+    }
+    // The proposer's view, when current, splits the range again.
+    assert!(matches!(
+        left.split(bounds, b"c", GroupId(50)),
+        Response::Split { version: 2, .. }
+    ));
+}
+
+#[test]
+fn bounds_survive_a_snapshot_and_the_disk_engine_refuses_them() {
+    let (left, right) = split_alphabet();
+    for replica in [&left, &right] {
+        let bytes = encode_snapshot(&replica.kv.snapshot_source());
+        verify_snapshot(&bytes).unwrap();
+        let restored = decode_snapshot(&bytes).unwrap();
+        assert_eq!(restored.bounds(), replica.kv.bounds());
+        assert_eq!(restored.map(), replica.kv.map());
+        assert_eq!(restored.sessions(), replica.kv.sessions());
+    }
+    // The disk engine keeps no bounds yet: it refuses a split range's snapshot rather than
+    // forget them.
+    let directory = tempfile::tempdir().unwrap();
+    let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
+    let mut disk = engine.open_range(RIGHT).unwrap();
+    let bytes = encode_snapshot(&right.kv.snapshot_source());
+    assert!(matches!(
+        disk.restore(&bytes),
+        Err(MachineError::SplitRange {
+            group: RIGHT,
+            version: 1
+        })
+    ));
+}
+
+/// One step of a random history over a set of ranges.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Put a key (routed to whichever range holds it).
+    Put(u8, u8),
+    /// Delete a key.
+    Delete(u8),
+    /// Split the range holding this key at it.
+    Split(u8),
+    /// Send a put to the wrong range: it must be refused.
+    Misroute(u8, u8),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Step::Put(k, v)),
+        2 => any::<u8>().prop_map(Step::Delete),
+        1 => any::<u8>().prop_map(Step::Split),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Step::Misroute(k, v)),
+    ]
+}
+
+proptest! {
+    /// Random writes and splits: the ranges' bounds always tile the key space, every range
+    /// holds only keys inside its bounds, and together they hold exactly what a single map
+    /// given the same writes holds.
+    #[test]
+    fn splits_keep_every_write_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
+        let mut model: KvMap = BTreeMap::new();
+        let mut ranges = vec![Replica::new(KvStateMachine::new(GroupId(1)))];
+        let mut next_group = 2;
+        let mut sequence = 0;
+        // One session, opened before any split: every right half carries a copy of it.
+        let session = ranges[0].open();
+        let holder = |ranges: &[Replica], key: &[u8]| {
+            ranges.iter().position(|r| r.kv.bounds().contains(key)).expect("the ranges tile the key space")
+        };
+        for step in steps {
+            match step {
+                Step::Put(key, value) => {
+                    let at = holder(&ranges, &[key]);
+                    sequence += 1;
+                    let answer = ranges[at].apply(&Proposal::Write {
+                        time_ms: 0,
+                        tag: SessionTag { session, sequence, awaited_from: sequence },
+                        command: Command::Put { key: vec![key], value: vec![value] },
+                    });
+                    prop_assert!(matches!(answer, Response::Written { .. }), "{:?}", answer);
+                    model.insert(vec![key], vec![value]);
+                }
+                Step::Delete(key) => {
+                    let at = holder(&ranges, &[key]);
+                    let index = LogIndex(ranges[at].next);
+                    ranges[at].next += 1;
+                    ranges[at].kv.apply(index, &postcard_command(&Command::Delete { key: vec![key] }));
+                    model.remove(&vec![key]);
+                }
+                Step::Split(key) => {
+                    let at = holder(&ranges, &[key]);
+                    let expected = ranges[at].kv.bounds().clone();
+                    let answer = ranges[at].split(expected.clone(), &[key], GroupId(next_group));
+                    if expected.start == [key] {
+                        prop_assert!(matches!(answer, Response::Invalid(_)), "{:?}", answer);
+                        continue;
+                    }
+                    prop_assert!(matches!(answer, Response::Split { .. }), "{:?}", answer);
+                    let carved = ranges[at].kv.take_carved().unwrap();
+                    ranges.push(Replica::new(carved));
+                    next_group += 1;
+                }
+                Step::Misroute(key, value) => {
+                    let at = holder(&ranges, &[key]);
+                    if let Some(wrong) = (0..ranges.len()).find(|&i| i != at) {
+                        let index = LogIndex(ranges[wrong].next);
+                        ranges[wrong].next += 1;
+                        let answer = ranges[wrong].kv.apply(index, &postcard_command(&Command::Put { key: vec![key], value: vec![value] }));
+                        prop_assert!(matches!(answer, Response::OutsideRange { .. }), "{:?}", answer);
+                    }
+                }
+            }
+        }
+        // The bounds tile the key space: sorted by start, each ends where the next starts.
+        let mut bounds: Vec<RangeBounds> = ranges.iter().map(|r| r.kv.bounds().clone()).collect();
+        bounds.sort_by(|a, b| a.start.cmp(&b.start));
+        prop_assert!(bounds[0].start.is_empty());
+        for pair in bounds.windows(2) {
+            prop_assert_eq!(pair[0].end.as_ref(), Some(&pair[1].start));
+        }
+        prop_assert!(bounds.last().unwrap().end.is_none());
+        let mut union: KvMap = BTreeMap::new();
+        for range in &ranges {
+            for (key, value) in range.kv.map().iter() {
+                prop_assert!(range.kv.bounds().contains(key));
+                prop_assert!(union.insert(key.clone(), value.clone()).is_none());
+            }
+            let bytes: u64 = range.kv.map().iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+            prop_assert_eq!(range.kv.stored_bytes(), bytes);
+        }
+        prop_assert_eq!(union, model);
+    }
+}
