@@ -126,6 +126,11 @@ pub enum Response {
         /// The version both halves have now.
         version: u64,
     },
+    /// The meta group reserved range id `id` (and group id `id`) for a split's right half.
+    Reserved {
+        /// The id.
+        id: u64,
+    },
 }
 
 /// The keys a range's state machine holds and its version: what its own log says, which the

@@ -121,6 +121,21 @@ pub enum Request {
         /// The view.
         view: u64,
     },
+    /// Splits the range `group` serves at `at` (a range leader's proposal in the group's own
+    /// log): the range keeps the keys below, and group `right` (an id the meta group reserved
+    /// with `AdminCommand::ReserveRange`) takes the keys from `at` on, on the same replicas.
+    /// Answered `Response::Split` once applied; the leader then has the meta group record it.
+    Split {
+        /// The group the client's map says serves `at`.
+        group: GroupId,
+        /// The epoch of the client's map.
+        epoch: Epoch,
+        /// The first key of the right half.
+        #[serde(with = "serde_bytes")]
+        at: Vec<u8>,
+        /// The right half's group.
+        right: GroupId,
+    },
 }
 
 /// What an operator may ask of the cluster.
@@ -139,4 +154,7 @@ pub enum AdminCommand {
     /// A move of one replica (PD's `transfer-peer`) or one leadership: a manual operator
     /// with the rules' steps, answered once the meta group recorded it (not once it finished).
     Manual(ManualRequest),
+    /// Reserves a range id, and the group id of the same number, for a split's right half:
+    /// answered `Response::Reserved`.
+    ReserveRange,
 }

@@ -108,6 +108,15 @@ pub enum RangeAction {
         #[arg(long)]
         to: u64,
     },
+    /// Split the range holding KEY at KEY: it keeps the keys below, and a new range on the
+    /// same replicas takes the keys from KEY on.
+    ///
+    /// KEY is read in `--encoding` (hex unless given, as `range list` prints keys). Returns
+    /// once the meta group records the new range.
+    Split {
+        /// The first key of the new range.
+        key: String,
+    },
 }
 
 /// A range id as `range list` prints it (`r7`) or bare (`7`).

@@ -196,6 +196,7 @@ pub async fn range_command(
 ) -> Result<(), ShellError> {
     let (command, done) = match action {
         RangeAction::List => return list_ranges(client, as_json, encoding).await,
+        RangeAction::Split { key } => return split_range(client, &key, as_json, encoding).await,
         RangeAction::Move { range, from, to } => (
             AdminCommand::Manual(ManualRequest::MoveReplica {
                 range: RangeId(range),
@@ -214,6 +215,43 @@ pub async fn range_command(
     };
     client.admin(command).await?;
     println!("{done} (`flotilla range list` shows it until it is done)");
+    Ok(())
+}
+
+/// `range split KEY`: splits the range holding KEY there and says which range took the keys
+/// from KEY on.
+async fn split_range(
+    client: &Client,
+    key: &str,
+    as_json: bool,
+    encoding: Encoding,
+) -> Result<(), ShellError> {
+    let at = encoding.decode(key)?;
+    let range = client.split(&at).await?;
+    let map = client.map();
+    let right = map.lookup(&at);
+    if as_json {
+        let keys = |key: &Option<Vec<u8>>| key.as_deref().map(|key| encoding.json(key));
+        let value = serde_json::json!({
+            "range": range.0,
+            "group": right.group.0,
+            "start": encoding.json(&right.keys.start),
+            "end": keys(&right.keys.end),
+        });
+        println!("{}", serde_json::to_string(&value)?);
+    } else {
+        let end = right
+            .keys
+            .end
+            .as_deref()
+            .map_or_else(|| "(end)".to_owned(), |end| encoding.text(end));
+        println!(
+            "split: r{} (group {}) holds {} to {end}",
+            range.0,
+            right.group,
+            encoding.text(&right.keys.start)
+        );
+    }
     Ok(())
 }
 

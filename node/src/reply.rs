@@ -107,7 +107,8 @@ impl Reply {
             // The node answers this as `NotServed`, which the client retries; and only a split
             // command is answered `Split`.
             | Response::OutsideRange { .. }
-            | Response::Split { .. }) => Err(refused(&format!("{other:?}"))),
+            | Response::Split { .. }
+            | Response::Reserved { .. }) => Err(refused(&format!("{other:?}"))),
         }
     }
 

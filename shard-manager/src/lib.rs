@@ -15,7 +15,7 @@ pub mod router;
 
 pub use directory::Directory;
 pub use error::{RangeMapError, RouteError};
-pub use meta::{META_GROUP, MetaCommand, MetaError, MetaState};
+pub use meta::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
 pub use range::{Epoch, KeyRange, RangeDescriptor, RangeId};
 pub use range_map::RangeMap;
 pub use router::{Attempts, Next, Reply, Router, Target};

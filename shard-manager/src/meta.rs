@@ -62,6 +62,34 @@ pub enum MetaCommand {
         /// Its new state.
         state: NodeState,
     },
+    // Appended: the meta log encodes a command by its position.
+    /// Reserves a range id (and the group id of the same number) for a split's right half;
+    /// the entry's proposer is answered with it.
+    ReserveRange,
+    /// The group of range `range` applied a split at `at`: range `right`, served by group
+    /// `right_group` on `voters`, now holds the keys from `at` on. Recorded once: a copy, or a
+    /// split the map already shows, changes nothing.
+    RecordSplit {
+        /// The range that split (it keeps the keys below `at`).
+        range: RangeId,
+        /// The first key of the right half.
+        at: Vec<u8>,
+        /// The right half's range id (reserved).
+        right: RangeId,
+        /// The right half's group.
+        right_group: GroupId,
+        /// The right half's voters, as the split created its group.
+        voters: Vec<NodeId>,
+    },
+}
+
+/// What a meta command gives its proposer beyond being applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetaAnswer {
+    /// Applied; nothing to say.
+    Applied,
+    /// The range id `ReserveRange` reserved.
+    Reserved(RangeId),
 }
 
 /// What the meta group holds: the range map, where every node listens, and the data directory
@@ -97,6 +125,9 @@ pub enum MetaError {
          lost its data joins under a new id)"
     )]
     NodeIdUsed(NodeId),
+    /// A split's right half names a group another range has.
+    #[error("group {0} already serves a range")]
+    GroupInUse(GroupId),
     /// The node was removed, for good: it has no address any more.
     #[error("{0} was removed, and a removed node stays removed")]
     NodeRemoved(NodeId),
@@ -162,7 +193,25 @@ impl MetaState {
     /// The range map's refusal (unknown range, no replica), or a node id registered with
     /// another data directory.
     pub fn apply(&mut self, command: MetaCommand) -> Result<(), MetaError> {
-        match command {
+        self.apply_answered(command).map(drop)
+    }
+
+    /// `apply`, with what the command gives its proposer (`ReserveRange`'s id).
+    ///
+    /// # Errors
+    /// As `apply`.
+    pub fn apply_answered(&mut self, command: MetaCommand) -> Result<MetaAnswer, MetaError> {
+        let applied = match command {
+            MetaCommand::ReserveRange => {
+                return Ok(MetaAnswer::Reserved(self.map.reserve_range_id()));
+            }
+            MetaCommand::RecordSplit {
+                range,
+                at,
+                right,
+                right_group,
+                voters,
+            } => self.record_split(range, at, (right, right_group), voters),
             MetaCommand::SetAddress { node, address } => {
                 if self
                     .cluster
@@ -214,7 +263,42 @@ impl MetaState {
                     Err(MetaError::StateNotSettable(state))
                 }
             },
+        };
+        applied.map(|()| MetaAnswer::Applied)
+    }
+
+    /// A range's split, once: the map's left range shrinks and the right one appears, and the
+    /// placement view gets the right range with `voters` (leaderless until its leader reports).
+    fn record_split(
+        &mut self,
+        range: RangeId,
+        at: Vec<u8>,
+        (right, right_group): (RangeId, GroupId),
+        voters: Vec<NodeId>,
+    ) -> Result<(), MetaError> {
+        if self.map.range(right).is_some() {
+            return Ok(());
         }
+        if voters.is_empty() {
+            return Err(RangeMapError::NoReplica.into());
+        }
+        if self.cluster.range_of_group(right_group).is_some() {
+            return Err(MetaError::GroupInUse(right_group));
+        }
+        let mut view = RangeView::voters(right, right_group, &voters);
+        view.leader = None;
+        // Everything that can refuse is checked before anything changes.
+        view.validate()?;
+        if let Some(&node) = voters
+            .iter()
+            .find(|&&node| self.cluster.node(node).is_none())
+        {
+            return Err(ViewError::UnknownNode(node).into());
+        }
+        self.map.split_as(range, at, (right, right_group))?;
+        self.map.set_replicas(right, voters)?;
+        self.cluster.upsert_range(view)?;
+        Ok(())
     }
 
     /// Records a range's newer membership in the view, and its voters in the range map (which
@@ -322,6 +406,59 @@ mod tests {
         };
         assert_eq!(MetaCommand::decode(&command.encode()), Ok(command));
         assert!(MetaCommand::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_split_is_recorded_once_under_a_reserved_id() {
+        let mut state = state();
+        let reserve = |state: &mut MetaState| match state.apply_answered(MetaCommand::ReserveRange)
+        {
+            Ok(MetaAnswer::Reserved(id)) => id,
+            other => panic!("reserving answered {other:?}"),
+        };
+        let right = reserve(&mut state);
+        assert_eq!(right, RangeId(5), "past the four uniform ranges");
+        assert_eq!(reserve(&mut state), RangeId(6), "never the same id twice");
+        let parent = state.map.lookup(&[0x10]).clone();
+        let layout = state.map.layout_epoch();
+        let voters = vec![NodeId(1), NodeId(2)];
+        let record = |at: &[u8], voters: &[NodeId]| MetaCommand::RecordSplit {
+            range: parent.id,
+            at: at.to_vec(),
+            right,
+            right_group: GroupId(right.0),
+            voters: voters.to_vec(),
+        };
+        // Refusals change nothing.
+        let before = state.clone();
+        let outside = state.apply(record(&[0x50], &voters));
+        assert_eq!(outside, Err(RangeMapError::SplitKeyOutsideRange.into()));
+        let stranger = state.apply(record(&[0x20], &[NodeId(9)]));
+        assert_eq!(stranger, Err(ViewError::UnknownNode(NodeId(9)).into()));
+        let taken = MetaCommand::RecordSplit {
+            range: parent.id,
+            at: vec![0x20],
+            right,
+            right_group: GroupId(2),
+            voters: voters.clone(),
+        };
+        assert_eq!(state.apply(taken), Err(MetaError::GroupInUse(GroupId(2))));
+        assert_eq!(state, before);
+
+        state.apply(record(&[0x20], &voters)).unwrap();
+        assert_eq!(state.map.lookup(&[0x10]).keys.end, Some(vec![0x20]));
+        let carved = state.map.lookup(&[0x20, 0x01]).clone();
+        assert_eq!((carved.id, carved.group), (right, GroupId(right.0)));
+        assert_eq!(carved.keys.end, parent.keys.end);
+        assert_eq!(carved.replicas, voters);
+        assert!(state.map.layout_epoch() > layout, "the layout changed");
+        let view = state.cluster.range_of_group(GroupId(right.0)).unwrap();
+        assert_eq!(view.voter_nodes().collect::<Vec<_>>(), voters);
+        // A copy of the record (a second report of the same split) changes nothing.
+        let recorded = state.clone();
+        state.apply(record(&[0x20], &voters)).unwrap();
+        assert_eq!(state, recorded);
+        assert_eq!(MetaState::decode(&state.encode()), Ok(state));
     }
 
     #[test]

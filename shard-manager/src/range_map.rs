@@ -188,6 +188,19 @@ impl RangeMap {
         self.ranges.values().find(|range| range.id == id)
     }
 
+    /// Reserves a range id no range ever had (nor will): a split's right half takes it as its
+    /// range id and, the same number, as its group id (`GroupId(id)`), so a split-born group's
+    /// id is never used twice either. Ids that name a group the map routes to are passed over.
+    pub fn reserve_range_id(&mut self) -> RangeId {
+        loop {
+            let id = self.next_range_id;
+            self.next_range_id += 1;
+            if !self.ranges.values().any(|range| range.group.0 == id) {
+                return RangeId(id);
+            }
+        }
+    }
+
     /// Splits range `id` at `at`: the left part keeps its id and group, the right part gets a
     /// new id and is served by `right_group` on the same replicas. Returns the new range's id.
     ///
@@ -199,6 +212,24 @@ impl RangeMap {
         at: Vec<u8>,
         right_group: GroupId,
     ) -> Result<RangeId, RangeMapError> {
+        let right_id = RangeId(self.next_range_id);
+        self.split_as(id, at, (right_id, right_group))?;
+        self.next_range_id += 1;
+        Ok(right_id)
+    }
+
+    /// Records a split a range's group applied: range `id` keeps the keys below `at`, and
+    /// range `right` (id reserved with `reserve_range_id`), served by its group on the same
+    /// replicas, takes the keys from `at` on. The layout changes, so the epoch does.
+    ///
+    /// # Errors
+    /// `UnknownRange`, or `SplitKeyOutsideRange` unless `start < at < end`.
+    pub fn split_as(
+        &mut self,
+        id: RangeId,
+        at: Vec<u8>,
+        (right_id, right_group): (RangeId, GroupId),
+    ) -> Result<(), RangeMapError> {
         let left = self
             .range(id)
             .ok_or(RangeMapError::UnknownRange(id))?
@@ -207,8 +238,6 @@ impl RangeMap {
         if !inside {
             return Err(RangeMapError::SplitKeyOutsideRange);
         }
-        let right_id = RangeId(self.next_range_id);
-        self.next_range_id += 1;
         let right = RangeDescriptor {
             id: right_id,
             keys: KeyRange {
@@ -222,9 +251,10 @@ impl RangeMap {
             range.keys.end = Some(at.clone());
         }
         self.ranges.insert(at, right);
+        self.next_range_id = self.next_range_id.max(right_id.0 + 1);
         self.epoch = self.epoch.next();
         self.layout_epoch = self.epoch;
-        Ok(right_id)
+        Ok(())
     }
 
     /// Replaces the replicas of range `id` (a move).

@@ -5,7 +5,7 @@
 //! again to the half that holds its key applies exactly once. Bounds survive snapshots.
 #![allow(clippy::unwrap_used)]
 
-use flotilla_raft::{GroupId, LogIndex};
+use flotilla_raft::{GroupId, LogIndex, NodeId};
 use flotilla_storage::kv::{KvMap, RangeBounds, SessionId, SessionLimits, SessionTag};
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{
@@ -68,6 +68,7 @@ impl Replica {
             expected,
             at: at.to_vec(),
             right,
+            voters: vec![NodeId(1)],
         })
     }
 }

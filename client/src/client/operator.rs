@@ -1,10 +1,13 @@
 //! What operators and tools ask of a cluster through a client: each node's status, the
 //! placement driver's view, and commands carried out through the meta group.
 
-use super::Client;
+use super::{Client, stop_error, unexpected};
+use crate::attempts::Kind;
 use crate::error::ClientError;
 use flotilla_api::{AdminCommand, ApiError, NodeStatus, PlacementStatus, Reply, Request, Response};
-use flotilla_raft::NodeId;
+use flotilla_raft::{GroupId, NodeId};
+use flotilla_shard_manager::RangeId;
+use std::time::Instant;
 
 impl Client {
     /// The status of every node the client knows, in node order.
@@ -62,6 +65,65 @@ impl Client {
                 Err(ClientError::Refused(ApiError::AdminRefused(reason)))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Splits the range holding `at` there: it keeps the keys below `at`, and a new range (on
+    /// the same replicas, with a new group) takes the keys from `at` on. The meta group
+    /// reserves the new range's id, the range's leader splits it at one entry of its log, and
+    /// the meta group records it; returns the new range's id once this client's map shows it.
+    /// Safe to call again after an error: a split that took effect is answered as done.
+    ///
+    /// # Errors
+    /// `at` is the range's first key (`Refused`), or no answer before the deadline.
+    pub async fn split(&self, at: &[u8]) -> Result<RangeId, ClientError> {
+        let id = match self
+            .call_meta_leader(Request::Admin(AdminCommand::ReserveRange))
+            .await?
+        {
+            Reply::Kv(Response::Reserved { id }) => id,
+            Reply::Kv(other) => return Err(unexpected(&other)),
+            _ => {
+                return Err(ClientError::Refused(ApiError::Unavailable(
+                    "unexpected reply".into(),
+                )));
+            }
+        };
+        let right = GroupId(id);
+        let deadline = Instant::now() + self.inner.options.deadline;
+        let answered = self
+            .attempt_loop(at, Kind::Idempotent, deadline, |target| Request::Split {
+                group: target.group,
+                epoch: target.epoch,
+                at: at.to_vec(),
+                right,
+            })
+            .await
+            .map_err(stop_error)?;
+        match answered.response {
+            Response::Split { .. } => {}
+            Response::Invalid(reason) => {
+                return Err(ClientError::Refused(ApiError::AdminRefused(reason)));
+            }
+            other => return Err(unexpected(&other)),
+        }
+        // The range's leader has the meta group record it within a placement round or two.
+        loop {
+            if let Err(error) = self.refresh_map().await {
+                tracing::debug!(%error, "the range map could not be refreshed");
+            }
+            if self.map().lookup(at).group == right {
+                return Ok(RangeId(id));
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Unavailable {
+                    attempts: answered.attempts,
+                    reason: format!(
+                        "range {id} split off, and the meta group has not recorded it yet"
+                    ),
+                });
+            }
+            tokio::time::sleep(self.inner.options.retry_pause).await;
         }
     }
 

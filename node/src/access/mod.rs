@@ -104,6 +104,7 @@ pub fn need(request: &Request) -> Need<'_> {
         Request::BackupOpen { .. } | Request::BackupChunk { .. } | Request::BackupClose { .. } => {
             of(Permission::Admin, "back up a range")
         }
+        Request::Split { .. } => of(Permission::Admin, "split a range"),
     }
 }
 

@@ -134,7 +134,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 
     /// Proposes `payload` to `group`; the client is answered once its entry is applied.
-    fn propose(&mut self, group: GroupId, payload: Vec<u8>, responder: R) {
+    pub(super) fn propose(&mut self, group: GroupId, payload: Vec<u8>, responder: R) {
         match self.multi.propose(group, payload) {
             Ok(index) => {
                 self.counters.proposals += 1;
@@ -151,7 +151,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// The request's map epoch is current, its key (and scan end) lie in `group`'s range,
     /// this node hosts `group`, and keys and values are within the limits.
-    fn check(&self, group: GroupId, epoch: Epoch, command: &Command) -> Result<(), ApiError> {
+    pub(super) fn check(
+        &self,
+        group: GroupId,
+        epoch: Epoch,
+        command: &Command,
+    ) -> Result<(), ApiError> {
         let map = &self.machines.meta().map;
         if !routed_right(map, epoch) {
             return Err(ApiError::StaleEpoch {

@@ -12,7 +12,7 @@ use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady,
     ProposeError, Ready,
 };
-use flotilla_storage::WriteBatch;
+use flotilla_storage::{Response, WriteBatch};
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
@@ -38,6 +38,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         self.serve_reads();
         self.multi.advance(ready);
+        self.host_splits()?;
         self.compact(compact);
         Ok(())
     }
@@ -167,6 +168,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.counters.entries_applied += entries.len() as u64;
         for entry in entries {
             let response = self.machines.apply(group, entry);
+            if matches!(response, Some(Response::Split { .. })) {
+                self.split_applied(group, entry);
+            }
             self.waiting
                 .applied(group, entry.index, entry.term, response);
         }

@@ -3,7 +3,7 @@
 //! committed entries in log order.
 
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
-use flotilla_shard_manager::{META_GROUP, MetaCommand, MetaError, MetaState};
+use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{KvStateMachine, Response, decode_snapshot};
 use std::collections::BTreeMap;
@@ -103,6 +103,23 @@ impl Machines {
         Ok(())
     }
 
+    /// The right half of the split `group` just applied (once).
+    pub(crate) fn take_carved(&mut self, group: GroupId) -> Option<KvStateMachine> {
+        // Its bytes left the parent's count at the split; `insert` counts them again.
+        self.kv.get_mut(&group)?.take_carved()
+    }
+
+    /// Hosts `machine` as its group's state (a split's right half), measured for the snapshot
+    /// policy as a snapshot of `snapshot_bytes`.
+    pub(crate) fn insert(&mut self, machine: KvStateMachine, snapshot_bytes: usize) {
+        let group = machine.group();
+        self.snapshot_taken(group, snapshot_bytes);
+        self.stored_bytes += machine.stored_bytes();
+        if let Some(replaced) = self.kv.insert(group, machine) {
+            self.stored_bytes -= replaced.stored_bytes();
+        }
+    }
+
     /// Applies one committed entry; the response of a KV command, if it was one.
     pub(crate) fn apply(&mut self, group: GroupId, entry: &Entry) -> Option<Response> {
         if group != META_GROUP {
@@ -121,8 +138,10 @@ impl Machines {
         };
         let index = entry.index.0;
         // A refusal is the answer an operator waiting on the entry gets (`Invalid`).
-        let refusal = match MetaCommand::decode(data).map(|command| self.meta.apply(command)) {
-            Ok(Ok(())) => return None,
+        let applied = MetaCommand::decode(data).map(|command| self.meta.apply_answered(command));
+        let refusal = match applied {
+            Ok(Ok(MetaAnswer::Applied)) => return None,
+            Ok(Ok(MetaAnswer::Reserved(id))) => return Some(Response::Reserved { id: id.0 }),
             // A placement decision proposed twice, or overtaken, is refused harmlessly.
             Ok(Err(error @ MetaError::Placement(_))) => {
                 tracing::debug!(index, %error, "placement decision refused");

@@ -23,6 +23,7 @@ pub mod histogram;
 mod machines;
 mod placement;
 mod registry;
+mod split;
 mod status;
 pub use status::{GroupsObservation, Observation};
 #[cfg(test)]
@@ -490,6 +491,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             Request::BackupChunk { group, view, chunk } => {
                 self.backup_chunk((group, view, chunk), responder);
             }
+            Request::Split {
+                group,
+                epoch,
+                at,
+                right,
+            } => self.split_request((group, epoch), at, right, responder),
             Request::BackupClose { view } => {
                 self.backups.close(view);
                 responder.answer(Ok(Reply::Applied));

@@ -6,6 +6,7 @@
 //! records it removed. All of it once per placement interval, sans IO
 //! (`docs/protocol/placement.md`).
 
+use super::split::SplitRecord;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use flotilla_raft::{
     ChangeStep, GroupId, HardState, LogIndex, Membership, NodeId, Note, Role, Snapshot, Term,
@@ -32,6 +33,9 @@ const FULL_REPORT_EVERY_ROUNDS: u64 = 8;
 enum NodeNote {
     /// What a node tells the meta leader each placement round.
     Report(Report),
+    // Appended: a note is encoded by its position.
+    /// A split the parent's leader applied that the meta group does not show yet.
+    Split(SplitRecord),
 }
 
 /// One node's report: its liveness heartbeat, its load and size, and the ranges it leads.
@@ -76,6 +80,11 @@ pub(super) struct Placement {
     addresses: BTreeMap<NodeId, String>,
     /// Client requests counted at the last report, and when (wall ms).
     requests_at_report: (u64, u64),
+    /// Per parent group, the split this node applied that the meta group does not show yet
+    /// (reported while this node leads the parent).
+    pub(super) splits_unrecorded: BTreeMap<GroupId, SplitRecord>,
+    /// Right halves this cycle carved, hosted once its ready is done.
+    pub(super) splits_to_host: Vec<(SplitRecord, flotilla_storage::KvStateMachine)>,
 }
 
 impl Placement {
@@ -88,6 +97,8 @@ impl Placement {
             leading_since_ms: None,
             proposed_up_to: (Term(0), LogIndex(0)),
             memberships_proposed: BTreeMap::new(),
+            splits_unrecorded: BTreeMap::new(),
+            splits_to_host: Vec::new(),
             reported: BTreeMap::new(),
             reported_to: None,
             rounds: 0,
@@ -104,6 +115,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.placement.rounds += 1;
         self.follow_directory();
         self.report();
+        self.report_splits();
         self.drive_placement();
         self.place_meta_replicas();
         self.carry_out_operators();
@@ -330,11 +342,27 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .send_batch(self.multi.note_batch(meta_leader, vec![Note(note)]));
     }
 
+    /// Tells the meta leader of a split this node's range applied (takes it, on the meta
+    /// leader).
+    pub(super) fn send_split_note(&mut self, split: SplitRecord) {
+        let Some(meta_leader) = self.meta_leader() else {
+            return;
+        };
+        if meta_leader == self.config.node {
+            return self.take_split_note(split);
+        }
+        let note = postcard::to_allocvec(&NodeNote::Split(split))
+            .expect("encoding into a Vec cannot fail");
+        self.sink
+            .send_batch(self.multi.note_batch(meta_leader, vec![Note(note)]));
+    }
+
     /// Reads the notes of a batch MultiRaft accepted.
     pub(super) fn on_notes(&mut self, from: NodeId, notes: Vec<Note>) {
         for Note(bytes) in notes {
             match postcard::from_bytes::<NodeNote>(&bytes) {
                 Ok(NodeNote::Report(report)) => self.take_report(from, report),
+                Ok(NodeNote::Split(split)) => self.take_split_note(split),
                 Err(error) => tracing::debug!(peer = from.0, %error, "a note did not decode"),
             }
         }
@@ -679,6 +707,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         use flotilla_shard_manager::placement::NodeState;
         let meta = match command {
             AdminCommand::Manual(request) => return self.manual_operator(request, responder),
+            AdminCommand::ReserveRange => MetaCommand::ReserveRange,
             AdminCommand::SetNodeState { node, state } => {
                 let refusal = match self.machines.meta().cluster.node(node) {
                     None => Some(format!("no node {node} is known")),

@@ -25,11 +25,12 @@ pub(crate) enum Operation {
     MetaSnapshot,
     SetAddress,
     Backup,
+    Split,
 }
 
 impl Operation {
     /// Every operation, in label order.
-    pub(crate) const ALL: [Self; 15] = [
+    pub(crate) const ALL: [Self; 16] = [
         Self::Get,
         Self::Put,
         Self::Delete,
@@ -45,6 +46,7 @@ impl Operation {
         Self::MetaSnapshot,
         Self::SetAddress,
         Self::Backup,
+        Self::Split,
     ];
 
     /// The operation `request` asks for (a write in a session by its command).
@@ -69,6 +71,7 @@ impl Operation {
             Request::BackupOpen { .. }
             | Request::BackupChunk { .. }
             | Request::BackupClose { .. } => Self::Backup,
+            Request::Split { .. } => Self::Split,
         }
     }
 
@@ -90,6 +93,7 @@ impl Operation {
             Self::MetaSnapshot => "meta_snapshot",
             Self::SetAddress => "set_address",
             Self::Backup => "backup",
+            Self::Split => "split",
         }
     }
 }

@@ -53,9 +53,12 @@ impl StreamBounds {
                 | Command::Delete { .. }
                 | Command::CompareAndSwap { .. } => self.value_answer_bytes(),
             },
-            Request::RangeMap | Request::Status | Request::Placement | Request::MetaSnapshot => {
-                OTHER_ANSWER_BYTES
-            }
+            Request::RangeMap
+            | Request::Status
+            | Request::Placement
+            | Request::MetaSnapshot
+            // A refused split says why.
+            | Request::Split { .. } => OTHER_ANSWER_BYTES,
             Request::BackupChunk { .. } => self.backup_chunk_answer_bytes(),
             Request::KnownDirectory { .. }
             | Request::OpenSession { .. }

@@ -44,6 +44,9 @@ pub enum ShellError {
     /// Every node failed to give its status.
     #[error("no node answered")]
     NoNodeAnswered,
+    /// A key given on the command line is not in its encoding.
+    #[error(transparent)]
+    Key(#[from] crate::encoding::DecodeError),
     /// The cluster did not carry out a command.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),

@@ -166,7 +166,7 @@ impl RangeView {
             .map(|replica| replica.node)
     }
 
-    fn validate(&self) -> Result<(), ViewError> {
+    pub(crate) fn validate(&self) -> Result<(), ViewError> {
         for (index, replica) in self.replicas.iter().enumerate() {
             if self.replicas[..index]
                 .iter()

@@ -3,7 +3,7 @@
 //! a bare `Command`) into an entry's payload, replicas decode it when the entry is committed.
 
 use super::session::{SessionLimits, SessionTag};
-use flotilla_raft::GroupId;
+use flotilla_raft::{GroupId, NodeId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -40,6 +40,10 @@ pub enum Proposal {
         at: Vec<u8>,
         /// The new group (from the meta group's allocator).
         right: GroupId,
+        /// The new group's voters: the node creates it with these on every replica (the
+        /// parent's membership as its leader proposed the split, which the state machine does
+        /// not see and a replica's own log tail may already have changed).
+        voters: Vec<NodeId>,
     },
 }
 
@@ -129,8 +133,16 @@ impl Codec for Proposal {
         match self {
             Proposal::Open { .. } => 32,
             Proposal::Write { command, .. } => 48 + command.encoded_bytes_hint(),
-            Proposal::Split { expected, at, .. } => {
-                48 + expected.start.len() + expected.end.as_ref().map_or(0, Vec::len) + at.len()
+            Proposal::Split {
+                expected,
+                at,
+                voters,
+                ..
+            } => {
+                48 + expected.start.len()
+                    + expected.end.as_ref().map_or(0, Vec::len)
+                    + at.len()
+                    + 8 * voters.len()
             }
         }
     }

@@ -105,6 +105,7 @@ pub(crate) fn apply_payload<R: Rows>(
             expected,
             at,
             right,
+            ..
         })) => match plan_split((group, bounds), expected, at, right) {
             Ok(plan) => return Ok(Applied::Split(plan)),
             Err(refusal) => Response::Invalid(refusal),

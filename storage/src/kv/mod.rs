@@ -98,6 +98,14 @@ impl KvStateMachine {
         self
     }
 
+    /// The same state machine as of entry `applied`: a split's right half (at entry 0 when
+    /// carved) as its new group starts, its first state being a snapshot at that entry.
+    #[must_use]
+    pub fn with_applied(mut self, applied: LogId) -> Self {
+        self.applied = applied;
+        self
+    }
+
     /// The keys the range holds and its version, as its own log says.
     #[must_use]
     pub fn bounds(&self) -> &RangeBounds {

@@ -1,0 +1,285 @@
+//! Splits in the node core (issue 20): a range's leader proposes a split to the range's own
+//! log; every replica carries it out when it applies that entry, carving the right half's
+//! state out of its own (no data crosses the network) and creating the right half's group on
+//! the same voters; then the meta group records it. Until it does, the parent refuses the
+//! right half's keys (`OutsideRange`, answered `NotServed`) and clients retry.
+//!
+//! The record is driven by every replica of the parent, not by the client that asked: each
+//! keeps the splits it applied that the meta group does not show yet, and whichever leads the
+//! parent reports them to the meta leader every placement round. A leader that crashes after
+//! the split, or a client that gives up, leaves the next leader to report it; recording twice
+//! changes nothing (`docs/protocol/split-merge.md`).
+
+use super::{BatchSink, CoreError, NodeCore, Respond};
+use crate::api::{ApiError, Reply};
+use flotilla_raft::{
+    Entry, EntryPayload, GroupId, HardState, LogId, LogIndex, Membership, NodeId, Persist, Role,
+    Snapshot, SnapshotMeta, Term,
+};
+use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand, RangeId};
+use flotilla_storage::kv::RangeBounds;
+use flotilla_storage::snapshot::encode_snapshot;
+use flotilla_storage::{Command, Payload, Proposal, Response, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+/// The entry a split's right half starts at: its first state is a snapshot there. Past 0, so
+/// an empty replica of the new group (one created when a message reached a node before it
+/// applied the split) cannot take the log from entry 1 on an empty state: the leader's log
+/// starts after this entry, and it sends such a replica the snapshot.
+pub(crate) const SPLIT_START: LogId = LogId {
+    term: Term(1),
+    index: LogIndex(1),
+};
+
+/// A split a replica of the parent applied, as the meta group records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct SplitRecord {
+    /// The parent's group.
+    pub(super) group: GroupId,
+    /// The first key of the right half.
+    pub(super) at: Vec<u8>,
+    /// The right half's group (and range id: the same number).
+    pub(super) right: GroupId,
+    /// The right half's voters.
+    pub(super) voters: Vec<NodeId>,
+}
+
+impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// A client asks the leader of `group` to split its range at `at` into group `right`.
+    /// Checked like a write to `at` (epoch, bounds, membership), then proposed with the range
+    /// as this leader sees it and the group's voters; answered once applied.
+    pub(super) fn split_request(
+        &mut self,
+        (group, epoch): (GroupId, Epoch),
+        at: Vec<u8>,
+        right: GroupId,
+        responder: R,
+    ) {
+        // Sent again after it took effect (its answer was lost): done.
+        if let Some(version) = self.split_done(&at, right) {
+            return responder.answer(Ok(Reply::Kv(Response::Split { right, version })));
+        }
+        let probe = Command::Get { key: at.clone() };
+        if let Err(error) = self.check(group, epoch, &probe) {
+            return responder.answer(Err(error));
+        }
+        if right == META_GROUP || self.multi.group(right).is_some() {
+            return responder.answer(Err(ApiError::AdminRefused(format!(
+                "group {right} exists already; reserve a new id"
+            ))));
+        }
+        let Some(raft) = self.multi.group(group) else {
+            return responder.answer(Err(ApiError::NotServed { group }));
+        };
+        let membership = raft.membership();
+        // The new group's voters are the parent's now; while a change of them is under way
+        // they are not settled, so the split waits (the driver's moves finish first).
+        if membership.is_joint()
+            || !membership.learners.is_empty()
+            || raft.membership_index() > raft.log().committed()
+        {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+        let Some(expected) = self.bounds_of(group) else {
+            return responder.answer(Err(ApiError::NotServed { group }));
+        };
+        if self.waiting.len() >= self.config.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let proposal = Proposal::Split {
+            expected,
+            at,
+            right,
+            voters,
+        };
+        self.propose(group, proposal.to_payload(), responder);
+    }
+
+    /// The version of the right half, if a split at `at` into `right` took effect on this
+    /// node (as its own replica applied it, or as the meta group recorded it).
+    fn split_done(&self, at: &[u8], right: GroupId) -> Option<u64> {
+        let applied = self
+            .placement
+            .splits_unrecorded
+            .values()
+            .any(|split| split.right == right && split.at == at);
+        let recorded = self
+            .machines
+            .meta()
+            .map
+            .range(RangeId(right.0))
+            .is_some_and(|range| range.keys.start == at);
+        (applied || recorded).then(|| {
+            self.machines
+                .kv(right)
+                .map_or(1, |machine| machine.bounds().version)
+        })
+    }
+
+    /// The bounds of `group`'s range as its state machine holds them, or (a range that never
+    /// split, at version 0) as the meta group's map does.
+    fn bounds_of(&self, group: GroupId) -> Option<RangeBounds> {
+        let machine = self.machines.kv(group)?;
+        if machine.bounds().version > 0 {
+            return Some(machine.bounds().clone());
+        }
+        let range = self
+            .machines
+            .meta()
+            .map
+            .ranges()
+            .find(|range| range.group == group)?;
+        Some(RangeBounds {
+            start: range.keys.start.clone(),
+            end: range.keys.end.clone(),
+            version: 0,
+        })
+    }
+
+    /// `group` applied the split `entry` (its answer was `Response::Split`): takes the carved
+    /// right half, hosted once the cycle's ready is done (`host_splits`), and keeps the split
+    /// to report until the meta group shows it.
+    pub(super) fn split_applied(&mut self, group: GroupId, entry: &Entry) {
+        let Some(carved) = self.machines.take_carved(group) else {
+            return;
+        };
+        let EntryPayload::Normal(data) = &entry.payload else {
+            return;
+        };
+        let Ok(Payload::Proposal(Proposal::Split { at, voters, .. })) = Payload::decode(data)
+        else {
+            return;
+        };
+        let split = SplitRecord {
+            group,
+            at,
+            right: carved.group(),
+            voters,
+        };
+        self.placement
+            .splits_unrecorded
+            .insert(group, split.clone());
+        self.placement.splits_to_host.push((split, carved));
+    }
+
+    /// Hosts the right halves of the splits this cycle applied, from their carved state: its
+    /// first state persisted (a snapshot at `SPLIT_START` with the split's voters), then the
+    /// group created. Runs after the cycle's ready (no group appears in the middle of one) and
+    /// before compaction (so the parent's log keeps the split until the right half is
+    /// durable). A replica of the right half that already holds state (it took the new group's
+    /// snapshot first, or this is the log replayed after a restart) keeps it: the carved state
+    /// is the same or older.
+    ///
+    /// # Errors
+    /// Persisting a right half's first state failed.
+    pub(super) fn host_splits(&mut self) -> Result<(), CoreError> {
+        for (split, carved) in std::mem::take(&mut self.placement.splits_to_host) {
+            let (group, right) = (split.group, split.right);
+            let holds_state = self.multi.group(right).is_some_and(|raft| {
+                raft.log().last_index() > LogIndex(0) || !raft.membership().voters.is_empty()
+            });
+            if holds_state {
+                tracing::debug!(%group, %right, "the split's right half is hosted already");
+                continue;
+            }
+            // An empty replica (created by a message, never given a membership, so it never
+            // voted) gives way to the carved state.
+            self.multi.remove_group(right);
+            let carved = carved.with_applied(SPLIT_START);
+            let data = encode_snapshot(&carved.snapshot_source());
+            let data_bytes = data.len();
+            let mut batch = WriteBatch::new();
+            batch.persist(
+                right,
+                &Persist {
+                    snapshot: Some(Snapshot {
+                        meta: SnapshotMeta {
+                            last: SPLIT_START,
+                            membership: Membership::with_voters(split.voters),
+                        },
+                        data,
+                    }),
+                    hard_state: Some(HardState {
+                        term: SPLIT_START.term,
+                        vote: None,
+                        commit: SPLIT_START.index,
+                    }),
+                    ..Persist::default()
+                },
+            );
+            self.engine.write(batch)?;
+            let store = self.engine.group(right);
+            if let Err(error) = self.multi.create_group(right, store) {
+                // Only a full node refuses (`limits.ranges_hosted_max`): the group is on disk
+                // and hosted at the next start; the new group's other replicas serve it.
+                tracing::error!(%group, %right, %error, "could not host a split's right half");
+                continue;
+            }
+            self.machines.insert(carved, data_bytes);
+            tracing::info!(%group, %right, "split: hosting the right half");
+        }
+        Ok(())
+    }
+
+    /// Every placement round: the splits this node applied that the meta group now shows are
+    /// forgotten; the others, of ranges this node leads, are reported to the meta leader (or
+    /// proposed, on it).
+    pub(super) fn report_splits(&mut self) {
+        if self.placement.splits_unrecorded.is_empty() {
+            return;
+        }
+        let map = &self.machines.meta().map;
+        self.placement
+            .splits_unrecorded
+            .retain(|_, split| map.range(RangeId(split.right.0)).is_none());
+        let led: Vec<SplitRecord> = self
+            .placement
+            .splits_unrecorded
+            .values()
+            .filter(|split| {
+                self.multi
+                    .group(split.group)
+                    .is_some_and(|raft| raft.role() == Role::Leader)
+            })
+            .cloned()
+            .collect();
+        for split in led {
+            self.send_split_note(split);
+        }
+    }
+
+    /// On the meta leader: records a split a range's leader reported (a copy changes nothing).
+    pub(super) fn take_split_note(&mut self, split: SplitRecord) {
+        if !self.leads_meta() {
+            return;
+        }
+        let meta = self.machines.meta();
+        let Some(range) = meta
+            .cluster
+            .range_of_group(split.group)
+            .map(|range| range.id)
+        else {
+            return;
+        };
+        if meta.map.range(RangeId(split.right.0)).is_some() {
+            return;
+        }
+        let command = MetaCommand::RecordSplit {
+            range,
+            at: split.at,
+            right: RangeId(split.right.0),
+            right_group: split.right,
+            voters: split.voters,
+        };
+        if let Err(error) = self.multi.propose(META_GROUP, command.encode()) {
+            tracing::debug!(%error, "recording a split was refused");
+        }
+    }
+
+    fn leads_meta(&self) -> bool {
+        self.multi
+            .group(META_GROUP)
+            .is_some_and(|raft| raft.role() == Role::Leader)
+    }
+}

@@ -1,0 +1,136 @@
+//! End-to-end: ranges split on real `flotilla server` processes (issue 20). Three nodes start
+//! with one range holding 200 keys; it splits through the client and then through `flotilla
+//! range split`; every key stays readable with its value, a scan across the split points
+//! returns each key once and in order, writes land on both sides, a split at a range's first
+//! key is refused with its reason, and a node restarted after the splits (which replays the
+//! split entries) serves its ranges with the same data. The waits are bounded (a failure, not
+//! a measurement).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use flotilla_node::Client;
+use flotilla_node::ClientError;
+use flotilla_node::local::{LocalCluster, connect_when_ready};
+use flotilla_raft::NodeId;
+
+mod common;
+use common::{WAIT, binary, eventually, runtime};
+
+fn key(index: u32) -> Vec<u8> {
+    format!("key-{index:03}").into_bytes()
+}
+
+/// Every key's value, and a scan of the whole key space: each key once, in order.
+async fn check_all(client: &Client, keys: u32, round: &str) {
+    for index in 0..keys {
+        let value = client.get(key(index)).await.unwrap();
+        assert_eq!(
+            value,
+            Some(format!("{round}{index}").into_bytes()),
+            "key {index}"
+        );
+    }
+    let mut scanned = Vec::new();
+    let mut scan = client.scan(..);
+    while let Some(page) = scan.next_page().await.unwrap() {
+        scanned.extend(page.into_iter().map(|(key, _)| key));
+    }
+    let expected: Vec<Vec<u8>> = (0..keys).map(key).collect();
+    assert_eq!(scanned, expected, "a scan across the splits");
+}
+
+async fn put_all(client: &Client, keys: u32, round: &str) {
+    for index in 0..keys {
+        client
+            .put(key(index), format!("{round}{index}"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs `flotilla ARGS...` against the cluster.
+fn flotilla(args: &[&str], cluster: &LocalCluster) -> (bool, String, String) {
+    let options = cluster.client_options();
+    let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
+    let output = std::process::Command::new(binary())
+        .args(args)
+        .args(["--endpoints", &endpoints.join(",")])
+        .args(["--tls-dir", options.tls_dir.to_str().unwrap()])
+        .args(["--name", &options.name, "--cluster-id", &options.cluster_id])
+        .output()
+        .unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (
+        output.status.success(),
+        text(output.stdout),
+        text(output.stderr),
+    )
+}
+
+/// Waits until every range of the client's fresh map has a leader in the placement view.
+async fn all_led(client: &Client, ranges: usize) {
+    eventually("every range led", || async {
+        client.refresh_map().await.ok()?;
+        let view = client.placement().await.ok()?;
+        let led = view.ranges.iter().filter(|range| range.leader.is_some());
+        (client.map().ranges().count() == ranges && led.count() == ranges).then_some(())
+    })
+    .await;
+}
+
+#[test]
+fn a_range_splits_and_keeps_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(binary(), dir.path(), 3, 1).unwrap();
+    let options = cluster.client_options();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect_when_ready(options.clone(), WAIT).await.unwrap();
+        put_all(&client, 200, "a").await;
+
+        // Through the client: the map shows the new range at once.
+        let right = client.split(&key(100)).await.unwrap();
+        let map = client.map();
+        assert_eq!(map.ranges().count(), 2);
+        let carved = map.lookup(&key(100));
+        assert_eq!((carved.id, carved.keys.start.clone()), (right, key(100)));
+        assert_eq!(map.lookup(&key(99)).keys.end, Some(key(100)));
+        check_all(&client, 200, "a").await;
+
+        // Through the CLI, in the right half; the key read as UTF-8.
+        let (ok, stdout, stderr) = flotilla(
+            &["range", "split", "--encoding", "utf8", "key-150"],
+            &cluster,
+        );
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("holds key-150 to (end)"), "{stdout}");
+        all_led(&client, 3).await;
+        put_all(&client, 200, "b").await;
+        check_all(&client, 200, "b").await;
+
+        // A split at a range's first key cuts nothing: refused, with the reason.
+        match client.split(&key(150)).await {
+            Err(ClientError::Refused(error)) => {
+                assert!(error.to_string().contains("past its first key"), "{error}");
+            }
+            other => panic!("a split at a range's first key answered {other:?}"),
+        }
+    });
+
+    // A restarted node replays the split entries over the right halves it hosts.
+    cluster.kill(NodeId(3));
+    cluster.restart(binary(), NodeId(3)).unwrap();
+    rt.block_on(async {
+        let client = connect_when_ready(options.clone(), WAIT).await.unwrap();
+        all_led(&client, 3).await;
+        put_all(&client, 200, "c").await;
+        check_all(&client, 200, "c").await;
+        // Node 3's replicas hold what the others do: ask it alone for its status.
+        let status = eventually("node 3 applied every range", || async {
+            let status = client.status(NodeId(3)).await.ok()?;
+            (status.groups.len() == 4).then_some(status)
+        })
+        .await;
+        assert_eq!(status.groups.len(), 4, "the meta group and three ranges");
+    });
+    cluster.stop();
+}
