@@ -39,6 +39,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT: u32 = 1;
 /// Attempts at one range (to open its view and drain it) before the backup gives up.
 const RANGE_ATTEMPTS_MAX: u32 = 40;
+/// Rounds over the ranges whose keys changed (split) while the backup read them.
+const LAYOUT_ROUNDS_MAX: u32 = 8;
 /// Unanswered requests for one chunk before the range starts over.
 const CHUNK_SILENCES_MAX: u32 = 3;
 /// The pause before another attempt at a range whose leader is unknown or busy.
@@ -143,6 +145,13 @@ pub enum BackupError {
         /// What the last one met.
         last: String,
     },
+    /// Ranges kept splitting while they were read: after every round some range had other
+    /// keys than when it was read.
+    #[error("the ranges kept splitting during the backup ({rounds} rounds); run it again")]
+    LayoutUnsettled {
+        /// The rounds made.
+        rounds: u32,
+    },
     /// A snapshot file could not be written, or read back.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
@@ -198,14 +207,42 @@ pub async fn backup(
         return Err(BackupError::NotEmpty(to.to_path_buf()));
     }
     let started_unix_ms = unix_ms();
-    client.refresh_map().await?;
-    let groups: Vec<GroupId> = client.map().ranges().map(|range| range.group).collect();
-    let mut ranges = Vec::with_capacity(groups.len());
-    for group in groups {
-        let entry = backup_range(client, group, to).await?;
-        progress(&entry);
-        ranges.push(entry);
+    // A range that splits during the backup was read with its old keys, and its right half
+    // not at all: rounds go on over the ranges whose entry does not have the keys of the map
+    // then, until every entry does, so the manifest tiles the key space.
+    let mut entries: BTreeMap<GroupId, RangeEntry> = BTreeMap::new();
+    let mut layout_settled = false;
+    for _ in 0..LAYOUT_ROUNDS_MAX {
+        client.refresh_map().await?;
+        let map = client.map();
+        entries.retain(|group, _| map.ranges().any(|range| range.group == *group));
+        let stale: Vec<GroupId> = map
+            .ranges()
+            .filter(|range| {
+                entries
+                    .get(&range.group)
+                    .is_none_or(|entry| entry.keys().ok().as_ref() != Some(&range.keys))
+            })
+            .map(|range| range.group)
+            .collect();
+        if stale.is_empty() {
+            layout_settled = true;
+            break;
+        }
+        for group in stale {
+            let entry = backup_range(client, group, to).await?;
+            progress(&entry);
+            entries.insert(group, entry);
+        }
     }
+    if !layout_settled {
+        return Err(BackupError::LayoutUnsettled {
+            rounds: LAYOUT_ROUNDS_MAX,
+        });
+    }
+    let mut ranges: Vec<RangeEntry> = entries.into_values().collect();
+    // Hex keeps the keys' order.
+    ranges.sort_by(|a, b| a.start_hex.cmp(&b.start_hex));
     let manifest = Manifest {
         format: FORMAT,
         cluster_id: cluster_id.to_string(),

@@ -1,10 +1,10 @@
 //! End-to-end: ranges split on real `flotilla server` processes (issue 20). Three nodes start
 //! with one range holding 200 keys; it splits through the client and then through `flotilla
 //! range split`; every key stays readable with its value, a scan across the split points
-//! returns each key once and in order, writes land on both sides, a split at a range's first
-//! key is refused with its reason, and a node restarted after the splits (which replays the
-//! split entries) serves its ranges with the same data. The waits are bounded (a failure, not
-//! a measurement).
+//! returns each key once and in order, writes land on both sides, a backup racing a split
+//! still tiles the key space, a split at a range's first key is refused with its reason, and
+//! a node restarted after the splits (which replays the split entries) serves its ranges with
+//! the same data. The waits are bounded (a failure, not a measurement).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use flotilla_node::Client;
@@ -107,6 +107,26 @@ fn a_range_splits_and_keeps_every_key() {
         put_all(&client, 200, "b").await;
         check_all(&client, 200, "b").await;
 
+        // A backup taken now holds the three ranges, tiling the key space, and every pair; one
+        // racing a split reads the changed ranges again until its entries tile.
+        let backup_dir = tempfile::tempdir().unwrap();
+        let at = key(50);
+        let racing_split = client.split(&at);
+        let backup =
+            flotilla_node::backup::backup(&client, &options.cluster_id, backup_dir.path(), |_| {});
+        let (split, manifest) = tokio::join!(racing_split, backup);
+        split.unwrap();
+        let manifest = manifest.unwrap();
+        let mut next_start = Some(String::new());
+        for range in &manifest.ranges {
+            assert_eq!(Some(&range.start_hex), next_start.as_ref(), "{manifest:?}");
+            next_start.clone_from(&range.end_hex);
+        }
+        assert_eq!(next_start, None, "the last range is unbounded");
+        let pairs: u64 = manifest.ranges.iter().map(|range| range.pair_count).sum();
+        assert_eq!(pairs, 200);
+        all_led(&client, 4).await;
+
         // A split at a range's first key cuts nothing: refused, with the reason.
         match client.split(&key(150)).await {
             Err(ClientError::Refused(error)) => {
@@ -117,20 +137,25 @@ fn a_range_splits_and_keeps_every_key() {
     });
 
     // A restarted node replays the split entries over the right halves it hosts.
+    const RANGES: usize = 4;
     cluster.kill(NodeId(3));
     cluster.restart(binary(), NodeId(3)).unwrap();
     rt.block_on(async {
         let client = connect_when_ready(options.clone(), WAIT).await.unwrap();
-        all_led(&client, 3).await;
+        all_led(&client, RANGES).await;
         put_all(&client, 200, "c").await;
         check_all(&client, 200, "c").await;
         // Node 3's replicas hold what the others do: ask it alone for its status.
         let status = eventually("node 3 applied every range", || async {
             let status = client.status(NodeId(3)).await.ok()?;
-            (status.groups.len() == 4).then_some(status)
+            (status.groups.len() == RANGES + 1).then_some(status)
         })
         .await;
-        assert_eq!(status.groups.len(), 4, "the meta group and three ranges");
+        assert_eq!(
+            status.groups.len(),
+            RANGES + 1,
+            "the meta group and the ranges"
+        );
     });
     cluster.stop();
 }

@@ -53,7 +53,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if self.waiting.len() >= self.config.limits.pending_requests_max {
             return responder.answer(Err(ApiError::Busy));
         }
-        let context = self.waiting.add_read(group, ReadOp::OpenBackup, responder);
+        let context = self
+            .waiting
+            .add_read(group, ReadOp::OpenBackup(epoch), responder);
         if let Err(error) = self.multi.read_index(group, context) {
             let (_, _, responder) = self.waiting.take_read(context).expect("just added");
             responder.answer(Err(self.refusal(group, error)));
@@ -248,7 +250,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 /// Whether a request routed with map `epoch` went to the group that serves its key: any epoch
 /// since the last change of the key space's layout, up to this node's (a later one means this
 /// node is behind). Replica moves change the epoch, not the layout, so they refuse nothing.
-fn routed_right(map: &flotilla_shard_manager::RangeMap, epoch: Epoch) -> bool {
+pub(super) fn routed_right(map: &flotilla_shard_manager::RangeMap, epoch: Epoch) -> bool {
     (map.layout_epoch()..=map.epoch()).contains(&epoch)
 }
 

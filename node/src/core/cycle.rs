@@ -4,7 +4,9 @@
 //! persisted batches leave, snapshots are installed and the rest applied; then groups whose log
 //! grew enough are compacted.
 
+use super::admission::routed_right;
 use super::machines::SinceSnapshot;
+use super::split;
 use super::waiting::ReadOp;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::{ApiError, Reply};
@@ -206,10 +208,22 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             let machine = machines.kv(read.group);
             let command = match read.op {
                 ReadOp::Kv(command) => command,
-                ReadOp::OpenBackup => {
+                ReadOp::OpenBackup(epoch) => {
+                    // A view holds the range's keys as the client's map has them: a range that
+                    // split since the client read its map holds fewer, and the client would
+                    // take the others for absent. Checked again now: the meta group may have
+                    // recorded a split since the request came (a stale epoch), or not yet (the
+                    // range's own bounds differ from the map's).
                     let opened = match machine {
-                        Some(machine) => self.backups.open_of(machine, self.clock.monotonic_ms),
-                        None => Err(ApiError::NotServed { group: read.group }),
+                        _ if !routed_right(&machines.meta().map, epoch) => {
+                            Err(ApiError::StaleEpoch {
+                                node_epoch: machines.meta().map.epoch(),
+                            })
+                        }
+                        Some(machine) if split::keys_as_mapped(machines, machine) => {
+                            self.backups.open_of(machine, self.clock.monotonic_ms)
+                        }
+                        _ => Err(ApiError::NotServed { group: read.group }),
                     };
                     read.responder.answer(opened.map(Reply::BackupOpened));
                     continue;

@@ -85,6 +85,8 @@ pub(super) struct Placement {
     pub(super) splits_unrecorded: BTreeMap<GroupId, SplitRecord>,
     /// Right halves this cycle carved, hosted once its ready is done.
     pub(super) splits_to_host: Vec<(SplitRecord, flotilla_storage::KvStateMachine)>,
+    /// Groups this process created empty that this node never hosted before (no tombstone).
+    pub(super) never_hosted: std::collections::BTreeSet<GroupId>,
 }
 
 impl Placement {
@@ -99,6 +101,7 @@ impl Placement {
             memberships_proposed: BTreeMap::new(),
             splits_unrecorded: BTreeMap::new(),
             splits_to_host: Vec::new(),
+            never_hosted: std::collections::BTreeSet::new(),
             reported: BTreeMap::new(),
             reported_to: None,
             rounds: 0,
@@ -560,11 +563,19 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// without the entries a majority committed. This node adds replicas as learners that
     /// catch up first, so such a replica is never needed for a quorum. (Raft itself lets a new
     /// server vote, thesis §4.3; the rule is this node's.)
+    ///
+    /// The exception is a replica this process created empty for a group this node never
+    /// hosted (no tombstone): a voter of a split's right half whose parent here took a
+    /// snapshot past the split, so it never carved its state. It never acknowledged an entry,
+    /// so no commit counted on it and its vote cannot elect a candidate without one; it never
+    /// campaigns (it knows no membership). Without its vote, a right half with one voter down
+    /// and one like this could never elect a leader to send it the state.
     pub(super) fn drop_votes_for_empty_replicas(&self, batch: &mut flotilla_raft::Batch) {
         let empty = |group: GroupId| {
-            self.multi.group(group).is_some_and(|raft| {
-                raft.membership().voters.is_empty() && raft.log().last_index().0 == 0
-            })
+            !self.placement.never_hosted.contains(&group)
+                && self.multi.group(group).is_some_and(|raft| {
+                    raft.membership().voters.is_empty() && raft.log().last_index().0 == 0
+                })
         };
         batch.messages.retain(|message| {
             !matches!(
@@ -602,6 +613,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
             if let Err(reason) = self.machines.restore(group, &Snapshot::default()) {
                 tracing::warn!(%group, %reason, "could not start a placed replica's state");
+            }
+            // No tombstone: this node never hosted the group (`drop_votes_for_empty_replicas`).
+            if self
+                .multi
+                .group(group)
+                .is_some_and(|raft| raft.term() == Term(0))
+            {
+                self.placement.never_hosted.insert(group);
             }
             tracing::info!(%group, "created a replica placed here");
         }
@@ -648,6 +667,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         self.engine.write(batch)?;
         for (group, _) in doomed {
+            self.placement.never_hosted.remove(&group);
             self.multi.remove_group(group);
             self.machines.destroy(group);
             self.deferred.remove(&group);

@@ -10,6 +10,7 @@
 //! the split, or a client that gives up, leaves the next leader to report it; recording twice
 //! changes nothing (`docs/protocol/split-merge.md`).
 
+use super::machines::Machines;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::{ApiError, Reply};
 use flotilla_raft::{
@@ -17,6 +18,7 @@ use flotilla_raft::{
     Snapshot, SnapshotMeta, Term,
 };
 use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand, RangeId};
+use flotilla_storage::KvStateMachine;
 use flotilla_storage::kv::RangeBounds;
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{Command, Payload, Proposal, Response, WriteBatch};
@@ -42,6 +44,21 @@ pub(super) struct SplitRecord {
     pub(super) right: GroupId,
     /// The right half's voters.
     pub(super) voters: Vec<NodeId>,
+}
+
+/// Whether `machine` holds the keys the meta group's map gives its range: always at version 0
+/// (its keys are the map's); past it, once the map records its last split.
+pub(super) fn keys_as_mapped(machines: &Machines, machine: &KvStateMachine) -> bool {
+    let bounds = machine.bounds();
+    if bounds.version == 0 {
+        return true;
+    }
+    machines
+        .meta()
+        .map
+        .ranges()
+        .find(|range| range.group == machine.group())
+        .is_some_and(|range| range.keys.start == bounds.start && range.keys.end == bounds.end)
 }
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
@@ -157,6 +174,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             right: carved.group(),
             voters,
         };
+        tracing::debug!(%group, index = %entry.index, right = %split.right, "split applied");
         self.placement
             .splits_unrecorded
             .insert(group, split.clone());
@@ -186,6 +204,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             // An empty replica (created by a message, never given a membership, so it never
             // voted) gives way to the carved state.
             self.multi.remove_group(right);
+            self.placement.never_hosted.remove(&right);
             let carved = carved.with_applied(SPLIT_START);
             let data = encode_snapshot(&carved.snapshot_source());
             let data_bytes = data.len();

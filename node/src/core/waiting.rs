@@ -13,8 +13,8 @@ use rustc_hash::FxHashMap;
 pub(crate) enum ReadOp {
     /// Answers a get or a scan.
     Kv(Command),
-    /// Opens a backup view of the range.
-    OpenBackup,
+    /// Opens a backup view of the range for a client whose map has this epoch.
+    OpenBackup(flotilla_shard_manager::Epoch),
 }
 
 /// A read confirmed by ReadIndex, waiting for its group to apply `index`.

@@ -215,10 +215,23 @@ impl SimClient {
                         request_id: self.next_request,
                     };
                 }
-                None => Request::BackupOpen {
-                    group: target.group,
-                    epoch: target.epoch,
-                },
+                None => {
+                    // The keys this backup reads are its range's when it started: a range that
+                    // split since (the map the target came from says so) holds fewer, and its
+                    // view cannot answer for the others. The backup ends, its reads not made.
+                    let keys = self
+                        .router
+                        .map()
+                        .range(target.range)
+                        .map(|range| range.keys.clone());
+                    if keys.as_ref() != Some(&backup.range) {
+                        return self.fail(recorder);
+                    }
+                    Request::BackupOpen {
+                        group: target.group,
+                        epoch: target.epoch,
+                    }
+                }
             }
         } else if is_read(&pending.intent) {
             Request::Kv {
@@ -442,6 +455,12 @@ impl SimClient {
         } else {
             Kind::Tagged
         };
+        if std::env::var("FLOTILLA_SIM_TRACE").is_ok_and(|value| value == "1") {
+            eprintln!(
+                "{now_ms:>7} client {} key {} {:?} at {:?}: {outcome:?}",
+                self.id, pending.key, pending.intent, pending.target
+            );
+        }
         Some(match pending.tries.judge(kind, outcome) {
             Verdict::Done(response) => self.done(response, now_ms, recorder),
             Verdict::Retry { route, pause } => self.reroute(route, pause, now_ms, recorder),
@@ -501,6 +520,20 @@ impl SimClient {
             pending.opening = false;
             return self.attempt(now_ms, recorder);
         }
+        if let Response::SessionExpired { session } = response {
+            // The range that holds the key now does not know the session: it split off after
+            // the session was opened in the range before it (or the session expired). As the
+            // production client does: again in a new session if no attempt may have applied,
+            // otherwise the outcome is unknown.
+            self.sessions.expired(session);
+            if let Some(tag) = pending.tag.take() {
+                self.sessions.finish(tag);
+            }
+            if pending.tries.maybe_applied() {
+                return self.give_up(recorder);
+            }
+            return self.attempt(now_ms, recorder);
+        }
         if let Some(tag) = pending.tag {
             self.sessions.finish(tag);
         }
@@ -538,6 +571,12 @@ impl SimClient {
     /// Certainly not applied: it leaves the history.
     fn fail(&mut self, recorder: &Recorder) -> Action {
         let pending = self.pending.take().expect("pending");
+        if std::env::var("FLOTILLA_SIM_TRACE").is_ok_and(|value| value == "1") {
+            eprintln!(
+                "client {} key {} {:?}: FAILED (not applied)",
+                self.id, pending.key, pending.intent
+            );
+        }
         if let Some(tag) = pending.tag {
             self.sessions.finish(tag);
         }

@@ -9,10 +9,11 @@ use crate::events::EventQueue;
 use crate::history::Recorder;
 use crate::network::{Network, WireFaults};
 use crate::node::{Answers, Input, Setup, SimNode, SimResponder};
-use flotilla_node::api::Request;
+use flotilla_node::api::{AdminCommand, Request};
 use flotilla_node::core::Now;
 use flotilla_raft::{Batch, GroupId, MessageBody, NodeId, Role, Term};
 use flotilla_shard_manager::META_GROUP;
+use flotilla_storage::Response;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -23,6 +24,33 @@ pub const TICK_MS: u64 = 10;
 pub const OPERATOR: usize = usize::MAX;
 /// The client number of joining nodes' requests: their answers go to the join.
 pub const JOINER: usize = usize::MAX - 1;
+/// The client number of an operator's splits: their answers go to the splitter.
+pub const SPLITTER: usize = usize::MAX - 2;
+/// Attempts of one split before the operator gives it up.
+const SPLIT_TRIES_MAX: u32 = 30;
+
+/// An operator splitting a range as `flotilla range split` does: it asks the meta leader to
+/// reserve the right half's id, then the range's leader to split at `at`, each request sent to
+/// every node that is up (only the leader takes it) and again after the attempt timeout. The
+/// request names the range as a node's map shows it then (a client's cached map). The meta
+/// group's record follows from the range's leader, not from the operator.
+#[derive(Debug)]
+pub struct Splitter {
+    at: Vec<u8>,
+    /// The reserved id, once the meta leader answered.
+    right: Option<GroupId>,
+    request_id: u64,
+    tries: u32,
+}
+
+/// What the operator's splits came to in one run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SplitCounts {
+    /// Splits a range's leader answered as applied.
+    pub done: u64,
+    /// Splits refused (the key was already a range's first key) or given up.
+    pub refused: u64,
+}
 
 /// A node joining the running cluster as `flotilla server --join` does: it asks the meta
 /// leader to record it under its never-used id, then fetches the meta snapshot its meta replica
@@ -102,6 +130,10 @@ pub struct Cluster {
     /// Nodes joining, not started yet.
     pub joiners: BTreeMap<NodeId, Joiner>,
     next_join_request: u64,
+    /// The operator's split in flight.
+    splitter: Option<Splitter>,
+    next_split_request: u64,
+    pub splits: SplitCounts,
 }
 
 impl Cluster {
@@ -131,6 +163,9 @@ impl Cluster {
             corrupt_snapshots: None,
             joiners: BTreeMap::new(),
             next_join_request: 0,
+            splitter: None,
+            next_split_request: 0,
+            splits: SplitCounts::default(),
         }
     }
 
@@ -181,6 +216,7 @@ impl Cluster {
             self.handle(event);
             if let Some(node) = node {
                 self.check_leaders(node);
+                self.check_tiling(node);
             }
         }
         self.now_ms = self.now_ms.max(until_ms);
@@ -242,6 +278,23 @@ impl Cluster {
                 request_id,
                 result,
             } => self.join_answered(request_id, result),
+            Event::Answer {
+                client: SPLITTER,
+                request_id,
+                result,
+            } => self.split_answered(request_id, result),
+            Event::Timeout {
+                client: SPLITTER,
+                request_id,
+            } => {
+                if self
+                    .splitter
+                    .as_ref()
+                    .is_some_and(|split| split.request_id == request_id)
+                {
+                    self.send_split();
+                }
+            }
             Event::Timeout {
                 client: JOINER,
                 request_id,
@@ -460,6 +513,125 @@ impl Cluster {
                 "election safety violated: {group} has leaders {known} and {id} in {:?}",
                 raft.term()
             );
+        }
+    }
+
+    /// The range map tiles the key space on the node an event just ran (a split changes it):
+    /// ranges start where the one before ends, from the empty key to an unbounded last one.
+    fn check_tiling(&self, id: NodeId) {
+        let Some(core) = self.nodes.get(&id).and_then(|node| node.core.as_ref()) else {
+            return;
+        };
+        let map = &core.meta().map;
+        let mut next_start: Option<&[u8]> = Some(&[]);
+        for range in map.ranges() {
+            assert_eq!(
+                next_start,
+                Some(range.keys.start.as_slice()),
+                "{id}'s range map does not tile the key space at {range:?}"
+            );
+            next_start = range.keys.end.as_deref();
+        }
+        assert_eq!(next_start, None, "{id}'s last range is bounded");
+    }
+
+    /// An operator splits the range holding `at` there, unless a split is in flight.
+    pub fn split(&mut self, at: Vec<u8>) {
+        if self.splitter.is_some() {
+            return;
+        }
+        self.note(|| format!("SPLIT AT {at:02x?}"));
+        self.splitter = Some(Splitter {
+            at,
+            right: None,
+            request_id: 0,
+            tries: 0,
+        });
+        self.send_split();
+    }
+
+    /// Sends the splitter's current request (again) to every node that is up: the reservation,
+    /// or the split of the range that a node's map shows holding the key.
+    fn send_split(&mut self) {
+        self.next_split_request += 1;
+        let request_id = self.next_split_request;
+        let up = self.up_nodes();
+        let Some(split) = self.splitter.as_mut() else {
+            return;
+        };
+        split.tries += 1;
+        if split.tries > SPLIT_TRIES_MAX || up.is_empty() {
+            self.note(|| "SPLIT GIVEN UP".to_string());
+            self.splitter = None;
+            self.splits.refused += 1;
+            return;
+        }
+        split.request_id = request_id;
+        let request = match split.right {
+            None => Request::Admin(AdminCommand::ReserveRange),
+            Some(right) => {
+                // The map of a node that is up, as a client would have cached it.
+                let seen = up[request_id as usize % up.len()];
+                let core = self.nodes[&seen].core.as_ref().expect("up");
+                let map = &core.meta().map;
+                Request::Split {
+                    group: map.lookup(&split.at).group,
+                    epoch: map.epoch(),
+                    at: split.at.clone(),
+                    right,
+                }
+            }
+        };
+        for node in up {
+            for delay in self.network.delays(None, Some(node), &mut self.rng) {
+                let event = Event::Request {
+                    node,
+                    client: SPLITTER,
+                    request_id,
+                    request: request.clone(),
+                };
+                self.events.schedule(self.now_ms + delay, event);
+            }
+        }
+        let timeout = Event::Timeout {
+            client: SPLITTER,
+            request_id,
+        };
+        self.events
+            .schedule(self.now_ms + ATTEMPT_TIMEOUT_MS, timeout);
+    }
+
+    /// The splitter's answer: the reserved id -> the split; the split applied, or refused ->
+    /// done. Other nodes' refusals (not leaders) change nothing: the timeout sends again.
+    fn split_answered(
+        &mut self,
+        request_id: u64,
+        result: Result<flotilla_node::api::Reply, flotilla_node::api::ApiError>,
+    ) {
+        use flotilla_node::api::{ApiError, Reply};
+        let Some(split) = self.splitter.as_mut() else {
+            return;
+        };
+        if split.request_id != request_id {
+            return;
+        }
+        match result {
+            Ok(Reply::Kv(Response::Reserved { id })) if split.right.is_none() => {
+                split.right = Some(GroupId(id));
+                self.note(|| format!("SPLIT RESERVED g{id}"));
+                self.send_split();
+            }
+            Ok(Reply::Kv(Response::Split { right, version })) => {
+                self.note(|| format!("SPLIT DONE: {right} at version {version}"));
+                self.splitter = None;
+                self.splits.done += 1;
+            }
+            Ok(Reply::Kv(Response::Invalid(reason))) | Err(ApiError::AdminRefused(reason)) => {
+                self.note(|| format!("SPLIT REFUSED: {reason}"));
+                self.splitter = None;
+                self.splits.refused += 1;
+            }
+            _ => {}
         }
     }
 

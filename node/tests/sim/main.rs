@@ -71,6 +71,7 @@ fn simulate_seeds() {
     let (mut lost_disks, mut slow_disks) = (0, 0);
     let (mut drains, mut removals, mut joins, mut backup_reads) = (0, 0, 0, 0);
     let mut snapshots_refused = 0;
+    let (mut splits_done, mut splits_refused) = (0, 0);
     for &seed in &seeds {
         match try_seed(seed) {
             Ok(report) => {
@@ -86,13 +87,15 @@ fn simulate_seeds() {
                 joins += report.faults.joins;
                 backup_reads += report.backup_reads;
                 snapshots_refused += report.snapshots_refused;
+                splits_done += report.splits.done;
+                splits_refused += report.splits.refused;
             }
             Err(message) => failures.push(message),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} splits ({splits_refused} refused or given up)",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );
@@ -104,6 +107,11 @@ fn simulate_seeds() {
         failures.join("\n")
     );
     assert!(operations > 0, "the simulator ran no operation");
+    assert!(
+        seeds.len() < 20 || splits_done > 0,
+        "no split took effect in {} seeds",
+        seeds.len()
+    );
 }
 
 #[test]
@@ -134,6 +142,7 @@ fn regression_seeds() {
     let as_found = run::Options {
         backups: Some(false),
         corrupt_snapshots: Some(false),
+        splits: Some(false),
         ..run::Options::default()
     };
     // 12 (with backups): a copy of a backup chunk request (the network duplicates) advanced
@@ -142,6 +151,23 @@ fn regression_seeds() {
     let with_backups = run::Options {
         backups: Some(true),
         corrupt_snapshots: Some(false),
+        splits: Some(false),
+        ..run::Options::default()
+    };
+    // With splits (the other options drawn as they were when found):
+    // 31 and 133: a backup view opened on a range that had split since the client read its
+    //   map, and the client took the right half's keys for absent. A view now opens only for
+    //   a client whose epoch is still current when it opens and on a range whose own bounds
+    //   are the map's (`split::keys_as_mapped`); the simulated backup ends if its range's keys
+    //   changed (377).
+    // 10: a write retried at the right half in a session opened at the parent after the split
+    //   was answered `SessionExpired`; the simulated client now does what the production one
+    //   does (again in a new session unless an attempt may have applied).
+    // 248 and 266: a voter of a right half whose parent took a snapshot past the split had an
+    //   empty replica that could not vote, and with another voter down the half never elected
+    //   a leader. A replica this node never hosted may vote while empty.
+    let with_splits = run::Options {
+        splits: Some(true),
         ..run::Options::default()
     };
     for (seed, options) in [
@@ -150,6 +176,12 @@ fn regression_seeds() {
         (71, as_found),
         (198, as_found),
         (12, with_backups),
+        (31, with_splits),
+        (133, with_splits),
+        (377, with_splits),
+        (10, with_splits),
+        (248, with_splits),
+        (266, with_splits),
     ] {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run::run_seed_with(seed, options))) {
             panic!("regression seed {seed} failed: {}", panic_message(&panic));
@@ -164,6 +196,7 @@ fn damaged_snapshots_are_refused_and_sent_again() {
     let options = run::Options {
         backups: Some(false),
         corrupt_snapshots: Some(true),
+        splits: Some(false),
         ..run::Options::default()
     };
     let mut refused = 0;

@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 const SAFETY_MS_MAX: u64 = 20_000;
 const LIVENESS_MS_MAX: u64 = 60_000;
 const STEP_MS: u64 = 10;
+/// With splits on, the operator starts one every this many milliseconds on average.
+const SPLIT_EVERY_MS: u64 = 1_500;
 
 /// What a seed draws.
 #[derive(Clone, Debug)]
@@ -74,6 +76,8 @@ pub struct Report {
     pub stops: u64,
     /// Snapshots a replica refused because their data failed the check.
     pub snapshots_refused: u64,
+    /// The operator's splits: applied, and refused or given up.
+    pub splits: crate::cluster::SplitCounts,
     pub simulated_ms: u64,
     pub trace_hash: u64,
 }
@@ -91,6 +95,9 @@ pub struct Options {
     /// Whether the network damages a byte of some snapshot chunks; `None`: half the seeds
     /// do, drawn apart from everything else like `backups`.
     pub corrupt_snapshots: Option<bool>,
+    /// Whether an operator splits ranges at random keys now and then; `None`: half the seeds
+    /// do, drawn apart from everything else like `backups`.
+    pub splits: Option<bool>,
 }
 
 /// Runs one seed; panics with what failed.
@@ -108,10 +115,21 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         cluster.kick(client);
     }
     let mut faults = Faults::default();
+    // The operator's splits draw from their own stream, so a seed without them runs as before.
+    let splits = options.splits.unwrap_or_else(|| {
+        ChaCha8Rng::seed_from_u64(seed ^ 0x5b11_75ee_d000_0000).random_bool(0.5)
+    });
+    let mut split_rng = splits.then(|| ChaCha8Rng::seed_from_u64(seed ^ 0x5b11_7c0d_e000_0000));
     while cluster.now_ms < SAFETY_MS_MAX && !clients_done(&cluster) {
         let until = cluster.now_ms + STEP_MS;
         cluster.run_until(until);
         faults.step(&mut cluster, swarm.rates, STEP_MS);
+        if let Some(rng) = split_rng.as_mut()
+            && rng.random_range(0..SPLIT_EVERY_MS) < STEP_MS
+        {
+            let key = cluster.setup.keys[rng.random_range(0..cluster.setup.keys.len())].clone();
+            cluster.split(key);
+        }
     }
     heal(&mut cluster, &mut faults);
     finish_operations(&mut cluster);
@@ -136,6 +154,7 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
             .values()
             .map(|node| node.snapshots_refused)
             .sum(),
+        splits: cluster.splits,
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
     }
@@ -470,6 +489,31 @@ fn state_of(core: &crate::node::Core, group: GroupId) -> Vec<u8> {
     }
 }
 
+/// The value an operation writes (what a later read could see), if any.
+fn written_value(op: &crate::history::Op) -> Option<Option<u64>> {
+    use crate::history::Op;
+    match op {
+        Op::Swap { new, .. } | Op::MaybeWrite(new) | Op::MaybeCas { new, .. } => Some(*new),
+        Op::Cas {
+            new, swapped: true, ..
+        } => Some(*new),
+        Op::Cas { .. } | Op::Read(_) => None,
+    }
+}
+
+/// The value an operation saw, if any.
+fn observed_value(op: &crate::history::Op) -> Option<Option<u64>> {
+    use crate::history::Op;
+    match op {
+        Op::Read(value)
+        | Op::Swap {
+            previous: value, ..
+        }
+        | Op::Cas { current: value, .. } => Some(*value),
+        Op::MaybeWrite(_) | Op::MaybeCas { .. } => None,
+    }
+}
+
 /// A client reads every key once, after the faults: a lost acknowledged write shows up there.
 fn read_every_key(cluster: &mut Cluster) {
     let keys = cluster.setup.keys.len();
@@ -490,6 +534,39 @@ fn read_every_key(cluster: &mut Cluster) {
 fn check_histories(cluster: &Cluster) {
     let events = cluster.recorder.events.lock().expect("events");
     for (key, history) in histories(&events) {
+        if cluster.trace && !linearizable(&history) {
+            // A smaller failing history: an operation is dropped if the rest still fails and
+            // no other operation saw the value it wrote.
+            let mut kept = history.clone();
+            let ids: Vec<usize> = history.iter().map(|(id, _)| *id).collect();
+            for id in ids {
+                let written = kept.iter().find_map(|(other, action)| match action {
+                    todc_utils::Action::Response(op) if *other == id => written_value(op),
+                    _ => None,
+                });
+                let seen = written.is_some_and(|value| {
+                    kept.iter().any(|(other, action)| {
+                        *other != id
+                            && matches!(action, todc_utils::Action::Response(op)
+                                if observed_value(op) == Some(value))
+                    })
+                });
+                if seen {
+                    continue;
+                }
+                let without: Vec<_> = kept
+                    .iter()
+                    .filter(|(other, _)| *other != id)
+                    .cloned()
+                    .collect();
+                if without.len() < kept.len() && !linearizable(&without) {
+                    kept = without;
+                }
+            }
+            for event in &kept {
+                eprintln!("key {key}: {event:?}");
+            }
+        }
         assert!(
             linearizable(&history),
             "the history of key {key} is not linearizable ({} events)",
