@@ -59,6 +59,10 @@ pub mod protocol {
     pub mod placement {
         #![doc = chapter!("protocol/placement.md")]
     }
+    /// Splitting ranges: the command, the bounds each range holds, and the failure cases.
+    pub mod split_merge {
+        #![doc = chapter!("protocol/split-merge.md")]
+    }
     /// MultiRaft: coalesced heartbeats and quiescence.
     pub mod heartbeat_coalescing {
         #![doc = chapter!("protocol/heartbeat-coalescing.md")]
