@@ -27,6 +27,8 @@ pub const SEGMENT_MIB_MAX: u64 = 4095;
 
 /// The most ranges a new cluster starts with (`ranges.groups`).
 pub const RANGES_MAX: u64 = flotilla_shard_manager::RangeMap::UNIFORM_RANGES_MAX;
+/// The smallest `ranges.split_bytes` other than 0 (never split).
+pub const SPLIT_BYTES_MIN: u64 = 1024;
 /// The largest log record (one entry), whatever the segment size.
 const RECORD_BYTES_LIMIT: u64 = 8 << 20;
 
@@ -407,6 +409,8 @@ pub struct RangesConfig {
     pub groups: u64,
     /// Replicas per group.
     pub replicas: usize,
+    /// A range whose key and value bytes pass this splits at its middle key (0: never).
+    pub split_bytes: u64,
 }
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -706,6 +710,12 @@ impl NodeConfig {
                 self.limits.ranges_hosted_max, self.ranges.groups
             ));
         }
+        if self.ranges.split_bytes != 0 && self.ranges.split_bytes < SPLIT_BYTES_MIN {
+            return fail(format!(
+                "ranges.split_bytes must be 0 (never split) or at least {SPLIT_BYTES_MIN}, not {}",
+                self.ranges.split_bytes
+            ));
+        }
         if self.ranges.replicas == 0 {
             return fail("ranges.replicas must be at least 1".into());
         }
@@ -978,6 +988,7 @@ impl NodeConfig {
             batch_payload_bytes_max: self.tuning.batch_payload_bytes_max,
             scan_bytes_max: self.tuning.scan_bytes_max,
             read_bytes_per_turn: self.tuning.read_bytes_per_turn,
+            split_bytes: self.ranges.split_bytes,
         }
     }
 
@@ -1386,6 +1397,7 @@ mod tests {
                 c.limits.ranges_hosted_max = 1_000;
             }),
             ("ranges.groups", |c| c.ranges.groups = 1_000_001),
+            ("ranges.split_bytes", |c| c.ranges.split_bytes = 100),
             ("limits.backup_view_idle_ms", |c| {
                 c.limits.backup_view_idle_ms = 999
             }),

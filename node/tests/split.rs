@@ -159,3 +159,41 @@ fn a_range_splits_and_keeps_every_key() {
     });
     cluster.stop();
 }
+
+/// A cluster that starts from one range grows ranges as its data grows: with
+/// `ranges.split_bytes` at 4 KiB, 400 pairs of about 110 bytes end in many ranges, every value
+/// readable and a scan returning each key once.
+#[test]
+fn a_range_splits_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("split.toml");
+    std::fs::write(&config, "[ranges]\nsplit_bytes = 4096\n").unwrap();
+    let mut cluster =
+        LocalCluster::start_with_config(binary(), dir.path(), 3, 1, Some(config)).unwrap();
+    let options = cluster.client_options();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect_when_ready(options, WAIT).await.unwrap();
+        let value = |index: u32| format!("{index:0>100}");
+        for index in 0..400 {
+            client.put(key(index), value(index)).await.unwrap();
+        }
+        // 44 KB in ranges of at most 4 KiB: at least 11 once the splits are done.
+        eventually("the ranges split by size", || async {
+            client.refresh_map().await.ok()?;
+            (client.map().ranges().count() >= 11).then_some(())
+        })
+        .await;
+        for index in 0..400 {
+            let read = client.get(key(index)).await.unwrap();
+            assert_eq!(read, Some(value(index).into_bytes()), "key {index}");
+        }
+        let mut scanned = Vec::new();
+        let mut scan = client.scan(..);
+        while let Some(page) = scan.next_page().await.unwrap() {
+            scanned.extend(page.into_iter().map(|(key, _)| key));
+        }
+        assert_eq!(scanned, (0..400).map(key).collect::<Vec<_>>());
+    });
+    cluster.stop();
+}

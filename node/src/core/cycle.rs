@@ -41,6 +41,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.serve_reads();
         self.multi.advance(ready);
         self.host_splits()?;
+        self.send_reserved();
         self.compact(compact);
         Ok(())
     }
@@ -170,11 +171,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.counters.entries_applied += entries.len() as u64;
         for entry in entries {
             let response = self.machines.apply(group, entry);
-            if matches!(response, Some(Response::Split { .. })) {
-                self.split_applied(group, entry);
+            match response {
+                Some(Response::Split { .. }) => self.split_applied(group, entry),
+                Some(Response::Reserved { id }) => self.reservation_applied(entry, id),
+                _ => {}
             }
             self.waiting
                 .applied(group, entry.index, entry.term, response);
+        }
+        if !entries.is_empty() {
+            self.note_size(group);
         }
     }
 

@@ -126,6 +126,8 @@ pub struct CoreTuning {
     /// The answer bytes of reads served in one turn of the driver; the rest wait for the
     /// next turn, so a storm of reads never holds the loop for long.
     pub read_bytes_per_turn: usize,
+    /// A range whose key and value bytes pass this splits at its middle key (0: never).
+    pub split_bytes: u64,
 }
 
 /// The largest `batch_payload_bytes_max` any configuration may set: a batch's framing and
@@ -144,6 +146,7 @@ impl Default for CoreTuning {
             batch_payload_bytes_max: 4 << 20,
             scan_bytes_max: 4 << 20,
             read_bytes_per_turn: 16 << 20,
+            split_bytes: 64 << 20,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! records it removed. All of it once per placement interval, sans IO
 //! (`docs/protocol/placement.md`).
 
-use super::split::SplitRecord;
+use super::split::{Reservation, SplitNote, SplitRecord};
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use flotilla_raft::{
     ChangeStep, GroupId, HardState, LogIndex, Membership, NodeId, Note, Role, Snapshot, Term,
@@ -36,6 +36,8 @@ enum NodeNote {
     // Appended: a note is encoded by its position.
     /// A split the parent's leader applied that the meta group does not show yet.
     Split(SplitRecord),
+    /// A range grown past `ranges.split_bytes`: its leader asks, the meta leader reserves.
+    SizeSplit(SplitNote),
 }
 
 /// One node's report: its liveness heartbeat, its load and size, and the ranges it leads.
@@ -87,6 +89,14 @@ pub(super) struct Placement {
     pub(super) splits_to_host: Vec<(SplitRecord, flotilla_storage::KvStateMachine)>,
     /// Groups this process created empty that this node never hosted before (no tombstone).
     pub(super) never_hosted: std::collections::BTreeSet<GroupId>,
+    /// Ranges hosted here past `ranges.split_bytes` (split by their leader).
+    pub(super) oversized: std::collections::BTreeSet<GroupId>,
+    /// When this node, leading a range, last asked for its split (monotonic ms).
+    pub(super) splits_asked: BTreeMap<GroupId, u64>,
+    /// On the meta leader: reservations for size splits, by their entry's index.
+    pub(super) reservations: BTreeMap<LogIndex, Reservation>,
+    /// Reservations applied this cycle, for their askers.
+    pub(super) reserved: Vec<(NodeId, SplitNote)>,
 }
 
 impl Placement {
@@ -102,6 +112,10 @@ impl Placement {
             splits_unrecorded: BTreeMap::new(),
             splits_to_host: Vec::new(),
             never_hosted: std::collections::BTreeSet::new(),
+            oversized: std::collections::BTreeSet::new(),
+            splits_asked: BTreeMap::new(),
+            reservations: BTreeMap::new(),
+            reserved: Vec::new(),
             reported: BTreeMap::new(),
             reported_to: None,
             rounds: 0,
@@ -119,6 +133,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.follow_directory();
         self.report();
         self.report_splits();
+        self.split_big_ranges();
         self.drive_placement();
         self.place_meta_replicas();
         self.carry_out_operators();
@@ -347,7 +362,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// Tells the meta leader of a split this node's range applied (takes it, on the meta
     /// leader).
-    pub(super) fn send_split_note(&mut self, split: SplitRecord) {
+    pub(super) fn send_split_record(&mut self, split: SplitRecord) {
         let Some(meta_leader) = self.meta_leader() else {
             return;
         };
@@ -360,12 +375,28 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .send_batch(self.multi.note_batch(meta_leader, vec![Note(note)]));
     }
 
+    /// Sends a note of the size-split exchange to `to` (the meta leader when `None`), or takes
+    /// it when that is this node.
+    pub(super) fn send_split_note(&mut self, note: SplitNote, to: Option<NodeId>) {
+        let Some(to) = to.or_else(|| self.meta_leader()) else {
+            return;
+        };
+        if to == self.config.node {
+            return self.take_split_size_note(to, note);
+        }
+        let note = postcard::to_allocvec(&NodeNote::SizeSplit(note))
+            .expect("encoding into a Vec cannot fail");
+        self.sink
+            .send_batch(self.multi.note_batch(to, vec![Note(note)]));
+    }
+
     /// Reads the notes of a batch MultiRaft accepted.
     pub(super) fn on_notes(&mut self, from: NodeId, notes: Vec<Note>) {
         for Note(bytes) in notes {
             match postcard::from_bytes::<NodeNote>(&bytes) {
                 Ok(NodeNote::Report(report)) => self.take_report(from, report),
                 Ok(NodeNote::Split(split)) => self.take_split_note(split),
+                Ok(NodeNote::SizeSplit(note)) => self.take_split_size_note(from, note),
                 Err(error) => tracing::debug!(peer = from.0, %error, "a note did not decode"),
             }
         }

@@ -33,6 +33,43 @@ pub(crate) const SPLIT_START: LogId = LogId {
     index: LogIndex(1),
 };
 
+/// How long a range's leader waits for the split it asked for before it asks again.
+const SPLIT_ASK_AGAIN_MS: u64 = 10_000;
+
+/// What a range's leader and the meta leader tell each other to split a range that grew past
+/// `ranges.split_bytes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum SplitNote {
+    /// From the range's leader: split `group` at `at`; a right half's id is wanted.
+    Wanted {
+        /// The range's group.
+        group: GroupId,
+        /// The split key.
+        at: Vec<u8>,
+    },
+    /// From the meta leader: the id reserved for that split.
+    Reserved {
+        /// The range's group.
+        group: GroupId,
+        /// The split key.
+        at: Vec<u8>,
+        /// The right half's group.
+        right: GroupId,
+    },
+}
+
+/// A split the meta leader reserved an id for, waiting for the reservation to apply.
+#[derive(Clone, Debug)]
+pub(super) struct Reservation {
+    /// The term the reservation was proposed in (an entry of another term at its index is not
+    /// it).
+    term: Term,
+    /// The range's leader that asked.
+    asker: NodeId,
+    group: GroupId,
+    at: Vec<u8>,
+}
+
 /// A split a replica of the parent applied, as the meta group records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct SplitRecord {
@@ -59,6 +96,14 @@ pub(super) fn keys_as_mapped(machines: &Machines, machine: &KvStateMachine) -> b
         .ranges()
         .find(|range| range.group == machine.group())
         .is_some_and(|range| range.keys.start == bounds.start && range.keys.end == bounds.end)
+}
+
+/// The key at the middle of `machine`'s pairs by count (the split key of a range grown too big),
+/// unless it is the range's first key (one pair, or a first key at the start).
+fn middle_key(machine: &KvStateMachine) -> Option<Vec<u8>> {
+    let map = machine.map();
+    let middle = map.keys().nth(map.len() / 2)?;
+    (map.len() >= 2 && *middle != machine.bounds().start).then(|| middle.clone())
 }
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
@@ -264,7 +309,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .cloned()
             .collect();
         for split in led {
-            self.send_split_note(split);
+            self.send_split_record(split);
         }
     }
 
@@ -293,6 +338,151 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         };
         if let Err(error) = self.multi.propose(META_GROUP, command.encode()) {
             tracing::debug!(%error, "recording a split was refused");
+        }
+    }
+
+    /// After `group` applied entries: a range past `ranges.split_bytes` is noted, for its
+    /// leader to split it at the next placement round.
+    pub(super) fn note_size(&mut self, group: GroupId) {
+        let limit = self.config.tuning.split_bytes;
+        if limit == 0 || group == META_GROUP {
+            return;
+        }
+        if self
+            .machines
+            .kv(group)
+            .is_some_and(|machine| machine.stored_bytes() > limit)
+        {
+            self.placement.oversized.insert(group);
+        }
+    }
+
+    /// Every placement round: each range this node leads that grew past `ranges.split_bytes`
+    /// asks the meta leader for a right half's id, to split at its middle key (again after
+    /// `SPLIT_ASK_AGAIN_MS` if nothing came of it).
+    pub(super) fn split_big_ranges(&mut self) {
+        let limit = self.config.tuning.split_bytes;
+        let now_ms = self.clock.monotonic_ms;
+        let groups: Vec<GroupId> = self.placement.oversized.iter().copied().collect();
+        for group in groups {
+            let Some(machine) = self.machines.kv(group) else {
+                self.placement.oversized.remove(&group);
+                continue;
+            };
+            if machine.stored_bytes() <= limit {
+                self.placement.oversized.remove(&group);
+                self.placement.splits_asked.remove(&group);
+                continue;
+            }
+            let leads = self
+                .multi
+                .group(group)
+                .is_some_and(|raft| raft.role() == Role::Leader);
+            let asked = self
+                .placement
+                .splits_asked
+                .get(&group)
+                .is_some_and(|&at_ms| now_ms < at_ms + SPLIT_ASK_AGAIN_MS);
+            if !leads || asked || self.placement.splits_unrecorded.contains_key(&group) {
+                continue;
+            }
+            let Some(at) = middle_key(machine) else {
+                continue;
+            };
+            self.placement.splits_asked.insert(group, now_ms);
+            tracing::info!(%group, bytes = machine.stored_bytes(), "the range is over split_bytes");
+            self.send_split_note(SplitNote::Wanted { group, at }, None);
+        }
+    }
+
+    /// A note of the size-split exchange, from `from`.
+    pub(super) fn take_split_size_note(&mut self, from: NodeId, note: SplitNote) {
+        match note {
+            SplitNote::Wanted { group, at } => {
+                if !self.leads_meta() {
+                    return;
+                }
+                let proposed = self
+                    .multi
+                    .propose(META_GROUP, MetaCommand::ReserveRange.encode());
+                match proposed {
+                    Ok(index) => {
+                        let term = self
+                            .multi
+                            .group(META_GROUP)
+                            .map_or(Term(0), flotilla_raft::RaftNode::term);
+                        let reservation = Reservation {
+                            term,
+                            asker: from,
+                            group,
+                            at,
+                        };
+                        self.placement.reservations.insert(index, reservation);
+                    }
+                    Err(error) => tracing::debug!(%error, "reserving a split's id was refused"),
+                }
+            }
+            SplitNote::Reserved { group, at, right } => self.propose_size_split(group, at, right),
+        }
+    }
+
+    /// On the meta leader: the reservation at `entry` applied with `id`; the range's leader
+    /// that asked for it is told once the cycle's ready is done (`send_reserved`).
+    pub(super) fn reservation_applied(&mut self, entry: &Entry, id: u64) {
+        let Some(reservation) = self.placement.reservations.remove(&entry.index) else {
+            return;
+        };
+        // Entries apply in order: a reservation at an earlier index never will (a lost term).
+        self.placement
+            .reservations
+            .retain(|&index, _| index > entry.index);
+        if reservation.term != entry.term {
+            return;
+        }
+        let note = SplitNote::Reserved {
+            group: reservation.group,
+            at: reservation.at,
+            right: GroupId(id),
+        };
+        // Sent after the cycle's ready: the asker may be this node, which then proposes.
+        self.placement.reserved.push((reservation.asker, note));
+    }
+
+    /// After the cycle's ready: tells the askers of the reservations that applied.
+    pub(super) fn send_reserved(&mut self) {
+        for (asker, note) in std::mem::take(&mut self.placement.reserved) {
+            self.send_split_note(note, Some(asker));
+        }
+    }
+
+    /// On the range's leader: proposes the split the meta leader reserved an id for, if the
+    /// range is still as it was (led here, the key inside, the voters settled).
+    fn propose_size_split(&mut self, group: GroupId, at: Vec<u8>, right: GroupId) {
+        let Some(raft) = self.multi.group(group) else {
+            return;
+        };
+        let membership = raft.membership();
+        let settled = !membership.is_joint()
+            && membership.learners.is_empty()
+            && raft.membership_index() <= raft.log().committed();
+        if raft.role() != Role::Leader || !settled || self.multi.group(right).is_some() {
+            return;
+        }
+        let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+        let Some(expected) = self.bounds_of(group) else {
+            return;
+        };
+        if !expected.contains(&at) || at == expected.start {
+            return;
+        }
+        let proposal = Proposal::Split {
+            expected,
+            at,
+            right,
+            voters,
+        };
+        if let Err(error) = self.multi.propose(group, proposal.to_payload()) {
+            tracing::debug!(%group, %error, "proposing a size split was refused");
         }
     }
 

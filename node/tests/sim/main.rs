@@ -72,6 +72,7 @@ fn simulate_seeds() {
     let (mut drains, mut removals, mut joins, mut backup_reads) = (0, 0, 0, 0);
     let mut snapshots_refused = 0;
     let (mut splits_done, mut splits_refused) = (0, 0);
+    let (mut ranges_at_start, mut ranges_at_end) = (0, 0);
     for &seed in &seeds {
         match try_seed(seed) {
             Ok(report) => {
@@ -89,13 +90,15 @@ fn simulate_seeds() {
                 snapshots_refused += report.snapshots_refused;
                 splits_done += report.splits.done;
                 splits_refused += report.splits.refused;
+                ranges_at_start += report.ranges.0;
+                ranges_at_end += report.ranges.1;
             }
             Err(message) => failures.push(message),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} splits ({splits_refused} refused or given up)",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {ranges_at_start} ranges at the start and {ranges_at_end} at the end",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );

@@ -24,6 +24,8 @@ use std::collections::BTreeMap;
 const SAFETY_MS_MAX: u64 = 20_000;
 const LIVENESS_MS_MAX: u64 = 60_000;
 const STEP_MS: u64 = 10;
+/// With splits on, a range splits by size past this many key and value bytes.
+const SPLIT_BYTES: u64 = 20;
 /// With splits on, the operator starts one every this many milliseconds on average.
 const SPLIT_EVERY_MS: u64 = 1_500;
 
@@ -78,6 +80,8 @@ pub struct Report {
     pub snapshots_refused: u64,
     /// The operator's splits: applied, and refused or given up.
     pub splits: crate::cluster::SplitCounts,
+    /// Ranges the run started with, and ranges in the meta group's map at the end.
+    pub ranges: (u64, usize),
     pub simulated_ms: u64,
     pub trace_hash: u64,
 }
@@ -109,16 +113,20 @@ pub fn run_seed(seed: u64) -> Report {
 pub fn run_seed_with(seed: u64, options: Options) -> Report {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0de5_c0de_5eed_0000);
     let swarm = Swarm::random(&mut rng);
+    // The operator's splits draw from their own stream, so a seed without them runs as before.
+    let splits = options.splits.unwrap_or_else(|| {
+        ChaCha8Rng::seed_from_u64(seed ^ 0x5b11_75ee_d000_0000).random_bool(0.5)
+    });
+    let options = Options {
+        splits: Some(splits),
+        ..options
+    };
     let mut cluster = build(seed, &swarm, rng, options);
     cluster.start_all();
     for client in 0..cluster.clients.len() {
         cluster.kick(client);
     }
     let mut faults = Faults::default();
-    // The operator's splits draw from their own stream, so a seed without them runs as before.
-    let splits = options.splits.unwrap_or_else(|| {
-        ChaCha8Rng::seed_from_u64(seed ^ 0x5b11_75ee_d000_0000).random_bool(0.5)
-    });
     let mut split_rng = splits.then(|| ChaCha8Rng::seed_from_u64(seed ^ 0x5b11_7c0d_e000_0000));
     while cluster.now_ms < SAFETY_MS_MAX && !clients_done(&cluster) {
         let until = cluster.now_ms + STEP_MS;
@@ -143,6 +151,7 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         .filter(|event| matches!(event, crate::history::Event::Resolve { .. }))
         .count();
     drop(events);
+    let range_count = swarm.range_count;
     Report {
         swarm,
         faults: faults.counts,
@@ -155,6 +164,14 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
             .map(|node| node.snapshots_refused)
             .sum(),
         splits: cluster.splits,
+        ranges: (
+            range_count,
+            cluster
+                .nodes
+                .values()
+                .find_map(|node| node.core.as_ref())
+                .map_or(0, |core| core.meta().map.ranges().count()),
+        ),
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
     }
@@ -195,7 +212,15 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
             snapshot_entries: swarm.snapshot_entries,
             limits: Limits::small_for_tests(),
             session_limits: SessionLimits::default(),
-            tuning: CoreTuning::default(),
+            // With splits, ranges also split by size: any range holding two of the pairs.
+            tuning: CoreTuning {
+                split_bytes: if options.splits == Some(true) {
+                    SPLIT_BYTES
+                } else {
+                    0
+                },
+                ..CoreTuning::default()
+            },
             placement: placement_config(),
             mutation: options.mutation,
         },
