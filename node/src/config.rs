@@ -411,6 +411,9 @@ pub struct RangesConfig {
     pub replicas: usize,
     /// A range whose key and value bytes pass this splits at its middle key (0: never).
     pub split_bytes: u64,
+    /// A range whose leader serves more requests per second than this splits at the median
+    /// of the keys it sampled (0: never).
+    pub split_load_rps: u64,
 }
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -989,6 +992,7 @@ impl NodeConfig {
             scan_bytes_max: self.tuning.scan_bytes_max,
             read_bytes_per_turn: self.tuning.read_bytes_per_turn,
             split_bytes: self.ranges.split_bytes,
+            split_load_rps: self.ranges.split_load_rps,
         }
     }
 

@@ -197,3 +197,35 @@ fn a_range_splits_by_size() {
     });
     cluster.stop();
 }
+
+/// A hot range splits by load: with `ranges.split_load_rps` at 50, reads of 100 keys of the
+/// one range, as fast as one client goes, split it at a sampled median key.
+#[test]
+fn a_hot_range_splits_by_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("split.toml");
+    std::fs::write(&config, "[ranges]\nsplit_load_rps = 50\n").unwrap();
+    let mut cluster =
+        LocalCluster::start_with_config(binary(), dir.path(), 3, 1, Some(config)).unwrap();
+    let options = cluster.client_options();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect_when_ready(options, WAIT).await.unwrap();
+        put_all(&client, 100, "a").await;
+        let mut round = 0u32;
+        eventually("the hot range split", || {
+            round += 1;
+            let client = &client;
+            async move {
+                for index in 0..100 {
+                    client.get(key((index + round) % 100)).await.ok()?;
+                }
+                client.refresh_map().await.ok()?;
+                (client.map().ranges().count() >= 2).then_some(())
+            }
+        })
+        .await;
+        check_all(&client, 100, "a").await;
+    });
+    cluster.stop();
+}

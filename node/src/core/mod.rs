@@ -128,6 +128,9 @@ pub struct CoreTuning {
     pub read_bytes_per_turn: usize,
     /// A range whose key and value bytes pass this splits at its middle key (0: never).
     pub split_bytes: u64,
+    /// A range whose leader serves more requests per second than this, over a window of a
+    /// second or more, splits at the median of the keys it sampled (0: never).
+    pub split_load_rps: u64,
 }
 
 /// The largest `batch_payload_bytes_max` any configuration may set: a batch's framing and
@@ -147,6 +150,7 @@ impl Default for CoreTuning {
             scan_bytes_max: 4 << 20,
             read_bytes_per_turn: 16 << 20,
             split_bytes: 64 << 20,
+            split_load_rps: 0,
         }
     }
 }
@@ -271,6 +275,10 @@ pub struct Counters {
     pub snapshots_refused: u64,
     /// Bytes the log writes framed and wrote.
     pub log_bytes_written: u64,
+    /// Splits this node asked for as the leader of a range past `ranges.split_bytes`.
+    pub splits_asked_by_size: u64,
+    /// Splits this node asked for as the leader of a range past `ranges.split_load_rps`.
+    pub splits_asked_by_load: u64,
     /// How long each log write (write + fdatasync) took, in seconds.
     pub write_seconds: Histogram,
     /// How many entries each log write persisted (group commit).
@@ -285,6 +293,8 @@ impl Default for Counters {
             write_micros: 0,
             requests: 0,
             batches_refused: 0,
+            splits_asked_by_size: 0,
+            splits_asked_by_load: 0,
             leader_changes: 0,
             cycles_since_gc: 0,
             busy_micros: 0,
@@ -464,14 +474,20 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 group,
                 epoch,
                 command,
-            } => self.kv(group, epoch, command, responder),
+            } => {
+                self.note_load(group, command.key());
+                self.kv(group, epoch, command, responder);
+            }
             Request::OpenSession { group, epoch } => self.open_session(group, epoch, responder),
             Request::Write {
                 group,
                 epoch,
                 tag,
                 command,
-            } => self.write(group, epoch, tag, command, responder),
+            } => {
+                self.note_load(group, command.key());
+                self.write(group, epoch, tag, command, responder);
+            }
             Request::RangeMap => responder.answer(Ok(Reply::RangeMap {
                 map: self.machines.meta().map.clone(),
                 directory: self.machines.meta().directory.clone(),

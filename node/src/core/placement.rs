@@ -6,7 +6,7 @@
 //! records it removed. All of it once per placement interval, sans IO
 //! (`docs/protocol/placement.md`).
 
-use super::split::{Reservation, SplitNote, SplitRecord};
+use super::split::{Load, Reservation, SplitNote, SplitRecord};
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use flotilla_raft::{
     ChangeStep, GroupId, HardState, LogIndex, Membership, NodeId, Note, Role, Snapshot, Term,
@@ -97,6 +97,9 @@ pub(super) struct Placement {
     pub(super) reservations: BTreeMap<LogIndex, Reservation>,
     /// Reservations applied this cycle, for their askers.
     pub(super) reserved: Vec<(NodeId, SplitNote)>,
+    /// Per range, the requests since `load_window_ms` (monotonic) and a sample of their keys.
+    pub(super) loads: BTreeMap<GroupId, Load>,
+    pub(super) load_window_ms: u64,
 }
 
 impl Placement {
@@ -116,6 +119,8 @@ impl Placement {
             splits_asked: BTreeMap::new(),
             reservations: BTreeMap::new(),
             reserved: Vec::new(),
+            loads: BTreeMap::new(),
+            load_window_ms: 0,
             reported: BTreeMap::new(),
             reported_to: None,
             rounds: 0,
@@ -134,6 +139,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.report();
         self.report_splits();
         self.split_big_ranges();
+        self.split_hot_ranges();
         self.drive_placement();
         self.place_meta_replicas();
         self.carry_out_operators();

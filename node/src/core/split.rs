@@ -35,6 +35,18 @@ pub(crate) const SPLIT_START: LogId = LogId {
 
 /// How long a range's leader waits for the split it asked for before it asks again.
 const SPLIT_ASK_AGAIN_MS: u64 = 10_000;
+/// Keys a range's leader keeps of its requests, for the median a load split cuts at.
+const LOAD_SAMPLES: usize = 64;
+/// The shortest window over which a range's load is measured.
+const LOAD_WINDOW_MS: u64 = 1_000;
+
+/// The requests a range's leader took since its window began, and a sample of their keys.
+#[derive(Debug, Default)]
+pub(super) struct Load {
+    requests: u64,
+    /// The latest `LOAD_SAMPLES` keys (a ring, by request count).
+    keys: Vec<Vec<u8>>,
+}
 
 /// What a range's leader and the meta leader tell each other to split a range that grew past
 /// `ranges.split_bytes`.
@@ -390,7 +402,73 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 continue;
             };
             self.placement.splits_asked.insert(group, now_ms);
+            self.counters.splits_asked_by_size += 1;
             tracing::info!(%group, bytes = machine.stored_bytes(), "the range is over split_bytes");
+            self.send_split_note(SplitNote::Wanted { group, at }, None);
+        }
+    }
+
+    /// A request for `group` on `key` came: counted towards the range's load (on its leader;
+    /// the others refuse it, and their count is never read).
+    pub(super) fn note_load(&mut self, group: GroupId, key: &[u8]) {
+        if self.config.tuning.split_load_rps == 0 || group == META_GROUP {
+            return;
+        }
+        let load = self.placement.loads.entry(group).or_default();
+        let slot = (load.requests % LOAD_SAMPLES as u64) as usize;
+        match load.keys.get_mut(slot) {
+            Some(kept) => {
+                kept.clear();
+                kept.extend_from_slice(key);
+            }
+            None => load.keys.push(key.to_vec()),
+        }
+        load.requests += 1;
+    }
+
+    /// Every placement round, once the window is a second or more: each range this node
+    /// leads that served more than `ranges.split_load_rps` asks to split at the median of its
+    /// sampled keys (TiKV's load-based split), so its halves can be led from two nodes.
+    pub(super) fn split_hot_ranges(&mut self) {
+        let limit = self.config.tuning.split_load_rps;
+        let now_ms = self.clock.monotonic_ms;
+        let elapsed_ms = now_ms.saturating_sub(self.placement.load_window_ms);
+        if limit == 0 || elapsed_ms < LOAD_WINDOW_MS {
+            return;
+        }
+        self.placement.load_window_ms = now_ms;
+        for (group, load) in std::mem::take(&mut self.placement.loads) {
+            let rps = load.requests * 1000 / elapsed_ms;
+            let leads = self
+                .multi
+                .group(group)
+                .is_some_and(|raft| raft.role() == Role::Leader);
+            let asked = self
+                .placement
+                .splits_asked
+                .get(&group)
+                .is_some_and(|&at_ms| now_ms < at_ms + SPLIT_ASK_AGAIN_MS);
+            if rps <= limit
+                || !leads
+                || asked
+                || self.placement.splits_unrecorded.contains_key(&group)
+            {
+                continue;
+            }
+            let mut keys = load.keys;
+            keys.sort_unstable();
+            let Some(at) = keys.get(keys.len() / 2).cloned() else {
+                continue;
+            };
+            let inside = self
+                .bounds_of(group)
+                .is_some_and(|bounds| bounds.contains(&at) && at != bounds.start);
+            if !inside {
+                continue;
+            }
+            self.placement.splits_asked.insert(group, now_ms);
+            self.counters.splits_asked_by_load += 1;
+            tracing::info!(%group, rps, "the range is over split_load_rps");
             self.send_split_note(SplitNote::Wanted { group, at }, None);
         }
     }

@@ -73,6 +73,7 @@ fn simulate_seeds() {
     let mut snapshots_refused = 0;
     let (mut splits_done, mut splits_refused) = (0, 0);
     let (mut ranges_at_start, mut ranges_at_end) = (0, 0);
+    let (mut asked_by_size, mut asked_by_load) = (0, 0);
     for &seed in &seeds {
         match try_seed(seed) {
             Ok(report) => {
@@ -92,13 +93,15 @@ fn simulate_seeds() {
                 splits_refused += report.splits.refused;
                 ranges_at_start += report.ranges.0;
                 ranges_at_end += report.ranges.1;
+                asked_by_size += report.splits_asked.0;
+                asked_by_load += report.splits_asked.1;
             }
             Err(message) => failures.push(message),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {ranges_at_start} ranges at the start and {ranges_at_end} at the end",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );

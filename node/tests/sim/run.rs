@@ -26,6 +26,8 @@ const LIVENESS_MS_MAX: u64 = 60_000;
 const STEP_MS: u64 = 10;
 /// With splits on, a range splits by size past this many key and value bytes.
 const SPLIT_BYTES: u64 = 20;
+/// With splits on, a range splits by load past this many requests per second at its leader.
+const SPLIT_LOAD_RPS: u64 = 50;
 /// With splits on, the operator starts one every this many milliseconds on average.
 const SPLIT_EVERY_MS: u64 = 1_500;
 
@@ -82,6 +84,8 @@ pub struct Report {
     pub splits: crate::cluster::SplitCounts,
     /// Ranges the run started with, and ranges in the meta group's map at the end.
     pub ranges: (u64, usize),
+    /// Splits range leaders asked for by size and by load (the nodes up at the end).
+    pub splits_asked: (u64, u64),
     pub simulated_ms: u64,
     pub trace_hash: u64,
 }
@@ -121,7 +125,10 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         splits: Some(splits),
         ..options
     };
-    let mut cluster = build(seed, &swarm, rng, options);
+    // Ranges split by size in half the split seeds, by load in the other half: by size, every
+    // range soon holds one key, a median no load split could cut at.
+    let by_load = ChaCha8Rng::seed_from_u64(seed ^ 0x10ad_5b11_7000_0000).random_bool(0.5);
+    let mut cluster = build(seed, &swarm, rng, (options, by_load));
     cluster.start_all();
     for client in 0..cluster.clients.len() {
         cluster.kick(client);
@@ -172,12 +179,26 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
                 .find_map(|node| node.core.as_ref())
                 .map_or(0, |core| core.meta().map.ranges().count()),
         ),
+        splits_asked: cluster
+            .nodes
+            .values()
+            .filter_map(|node| node.core.as_ref())
+            .map(|core| {
+                let counters = core.counters();
+                (counters.splits_asked_by_size, counters.splits_asked_by_load)
+            })
+            .fold((0, 0), |sum, asked| (sum.0 + asked.0, sum.1 + asked.1)),
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
     }
 }
 
-fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Cluster {
+fn build(
+    seed: u64,
+    swarm: &Swarm,
+    mut rng: ChaCha8Rng,
+    (options, by_load): (Options, bool),
+) -> Cluster {
     let endpoints: Vec<Endpoint> = (1..=swarm.node_count)
         .map(|id| Endpoint {
             node: NodeId(id),
@@ -190,6 +211,7 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
     let keys: Vec<Vec<u8>> = (0..swarm.key_count)
         .map(flotilla_node::workload::key_of)
         .collect();
+    let splits = options.splits == Some(true);
     let setup = Setup {
         keys: keys.clone(),
         log: LogConfig {
@@ -212,13 +234,11 @@ fn build(seed: u64, swarm: &Swarm, mut rng: ChaCha8Rng, options: Options) -> Clu
             snapshot_entries: swarm.snapshot_entries,
             limits: Limits::small_for_tests(),
             session_limits: SessionLimits::default(),
-            // With splits, ranges also split by size: any range holding two of the pairs.
+            // With splits, ranges also split by size (any range holding two of the clients'
+            // pairs) or by load.
             tuning: CoreTuning {
-                split_bytes: if options.splits == Some(true) {
-                    SPLIT_BYTES
-                } else {
-                    0
-                },
+                split_bytes: if splits && !by_load { SPLIT_BYTES } else { 0 },
+                split_load_rps: if splits && by_load { SPLIT_LOAD_RPS } else { 0 },
                 ..CoreTuning::default()
             },
             placement: placement_config(),
