@@ -26,7 +26,7 @@ use crate::log::LogReader;
 use crate::message::{Batch, GroupMessage};
 use crate::node::RaftNode;
 use crate::ready::Ready;
-use crate::types::{GroupId, LogIndex, NodeId};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 use incarnation::PeerPins;
 use liveness::Liveness;
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +72,9 @@ pub struct MultiRaft<L> {
     led: BTreeSet<GroupId>,
     /// Groups whose leader or membership may have changed since the host last took them.
     news: BTreeSet<GroupId>,
+    /// Per peer node reported down, the quiescent followers its silence woke, with their
+    /// term: those still waiting quietly on it sleep again when it is heard (`quiesce.rs`).
+    woken_by_silence: BTreeMap<NodeId, Vec<(GroupId, Term)>>,
     /// Coalesced heartbeat entries and responses waiting for the next ready.
     outbox: BTreeMap<NodeId, Batch>,
     liveness: Liveness,
@@ -136,6 +139,7 @@ impl<L: LogReader> MultiRaft<L> {
             dirty: BTreeSet::new(),
             led: BTreeSet::new(),
             news: BTreeSet::new(),
+            woken_by_silence: BTreeMap::new(),
             outbox: BTreeMap::new(),
             pins: PeerPins::default(),
             now_ticks: 0,
@@ -231,7 +235,9 @@ impl<L: LogReader> MultiRaft<L> {
         self.pins
             .check(from, batch.incarnation)
             .map_err(|refusal| MultiError::Refused { from, refusal })?;
-        self.liveness.heard_from(from, self.now_ticks);
+        if self.liveness.heard_from(from, self.now_ticks) {
+            self.requiesce_groups_woken_by(from);
+        }
         let mut unknown = 0;
         for GroupMessage { group, message } in batch.messages {
             if message.from != from {
