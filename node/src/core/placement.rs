@@ -35,8 +35,9 @@ const FULL_REPORT_EVERY_ROUNDS: u64 = 8;
 const DESTROY_CHECK_GROUPS_PER_ROUND: usize = 10_000;
 
 /// A pass looking for replicas to destroy starts at least this often, in placement rounds,
-/// even when nothing announced a removal (a safety net: removals are seen through the meta
-/// group's applied index and the groups' news).
+/// even when the meta state announced no removal: a replica may become destroyable on its own
+/// (a tombstone given a membership by a snapshot), and a removal and an addition of this node
+/// in one round leave its replica count as it was.
 const DESTROY_CHECK_EVERY_ROUNDS_MAX: u64 = 120;
 
 /// A node-to-node note, carried beside Raft's messages in a batch.
@@ -105,17 +106,18 @@ pub(super) struct Placement {
     pub(super) never_hosted: std::collections::BTreeSet<GroupId>,
 }
 
-/// Where the search for replicas to destroy stands: a pass starts when something may have
-/// removed a replica (the meta group applied an entry, a group had news) and looks at
-/// `DESTROY_CHECK_GROUPS_PER_ROUND` groups a round until it has seen them all.
+/// Where the search for replicas to destroy stands: a pass starts when the meta state may have
+/// removed a replica from this node (the ranges it places here, or the operators adding this
+/// node, changed in number) and looks at `DESTROY_CHECK_GROUPS_PER_ROUND` groups a round until
+/// it has seen them all. Leadership moves, which the placement driver makes all the time, start
+/// none.
 #[derive(Debug, Default)]
 struct DestroyWalk {
-    /// Something may have removed a replica since the current pass started.
-    wanted: bool,
     /// The first group the current pass has not looked at yet; `None` between passes.
     next: Option<GroupId>,
-    /// The meta group's applied index when the last pass started.
-    meta_applied: LogIndex,
+    /// When the last pass started: the ranges the meta state placed on this node, and the
+    /// operators adding this node to a range.
+    placed: (usize, usize),
     /// Rounds since the last pass started.
     rounds_since_pass: u64,
 }
@@ -150,7 +152,6 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn placement_round(&mut self) {
         self.placement.rounds += 1;
         let news = self.multi.take_news();
-        self.placement.destroy.wanted |= !news.is_empty();
         self.placement.unreported.extend(news);
         self.follow_directory();
         self.report();
@@ -436,25 +437,30 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         let mut proposals = Vec::new();
         for led in report.led {
-            let Some(range) = cluster.range_of_group(led.group).cloned() else {
+            // The id and index only, not a copy of the range's view: a full report names tens
+            // of thousands of ranges.
+            let Some((range, recorded_index)) = cluster
+                .range_of_group(led.group)
+                .map(|range| (range.id, range.membership_index))
+            else {
                 continue;
             };
-            let proposed = self.placement.memberships_proposed.get(&range.id);
-            if led.membership_index > range.membership_index
+            // Not taken while the record is behind (the leader may not vote in it yet).
+            let _ = cluster.report_range(range, from, led.size_bytes, 0);
+            let proposed = self.placement.memberships_proposed.get(&range);
+            if led.membership_index > recorded_index
                 && proposed.is_none_or(|&index| index < led.membership_index)
             {
                 proposals.push((
-                    range.id,
+                    range,
                     led.membership_index,
                     MetaCommand::RangeMembership {
-                        range: range.id,
-                        replicas: led.replicas.clone(),
+                        range,
+                        replicas: led.replicas,
                         index: led.membership_index,
                     },
                 ));
             }
-            // Not taken while the record is behind (the leader may not vote in it yet).
-            let _ = cluster.report_range(range.id, from, led.size_bytes, 0);
         }
         for (range, index, command) in proposals {
             match self.multi.propose(META_GROUP, command.encode()) {
@@ -737,24 +743,28 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// The first group this round's slice of the destroy walk looks at: where the current pass
-    /// stands, or the first group when a new pass is due (the meta group applied something or a
-    /// group had news since the last pass started, or the safety net's rounds passed); `None`
-    /// when there is nothing to look at this round.
+    /// stands, or the first group when a new pass is due (see `DestroyWalk`, and the safety
+    /// net's `DESTROY_CHECK_EVERY_ROUNDS_MAX`); `None` when there is nothing to look at.
     fn destroy_slice_start(&mut self) -> Option<GroupId> {
+        let node = self.config.node;
+        let cluster = &self.machines.meta().cluster;
+        let placed = (
+            cluster.replica_count(node),
+            cluster
+                .operators()
+                .filter(|operator| operator.adds(node))
+                .count(),
+        );
         let walk = &mut self.placement.destroy;
         walk.rounds_since_pass += 1;
         if walk.next.is_some() {
             return walk.next;
         }
-        let meta_applied = self.machines.applied(META_GROUP);
-        let due = walk.wanted
-            || meta_applied != walk.meta_applied
-            || walk.rounds_since_pass >= DESTROY_CHECK_EVERY_ROUNDS_MAX;
+        let due = placed != walk.placed || walk.rounds_since_pass >= DESTROY_CHECK_EVERY_ROUNDS_MAX;
         if !due {
             return None;
         }
-        walk.wanted = false;
-        walk.meta_applied = meta_applied;
+        walk.placed = placed;
         walk.rounds_since_pass = 0;
         Some(GroupId(0))
     }
