@@ -129,6 +129,10 @@ pub enum Mutation {
     /// Quiesce a group as soon as every replica holds the whole log, before each has
     /// acknowledged the commit: a learner that misses the last heartbeat never commits it.
     QuiesceBeforeTheCommitIsKnown,
+    /// Keep awake the followers a leader node's silence woke after that node is heard again:
+    /// with their leader quiescent they time out and depose it, so a node whose loop stalled
+    /// past the node timeout costs every group it led an election.
+    StayAwakeAfterASilence,
     /// Ignore the commit index a vote answer carries: a replica refused by a removed one
     /// with a longer log never learns that the configuration without it is committed, and
     /// counts votes by the joint configuration, which needs the removed replica.

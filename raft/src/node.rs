@@ -350,6 +350,17 @@ impl<L: LogReader> RaftNode<L> {
         }
     }
 
+    /// A follower woken by its leader node's silence hears that node again and goes back to
+    /// quiescence: the leader counts as heard now, as it did before the silence (so the
+    /// follower keeps ignoring campaigns while its leader's node is live). Does nothing unless
+    /// this replica follows a known leader.
+    pub fn heard_leader_node(&mut self) {
+        self.assert_no_ready_outstanding();
+        if self.role == Role::Follower && self.leader.is_some() {
+            self.leader_heard_at = Some(self.timers.now());
+        }
+    }
+
     /// Resumes after a pause in ticking (quiescence): timers start afresh, and nothing learned
     /// before the pause counts as recent (no lease, no activity for check-quorum).
     pub fn wake(&mut self) {

@@ -18,15 +18,27 @@ use flotilla_shard_manager::placement::{
 use flotilla_shard_manager::{META_GROUP, MetaCommand, RangeId};
 use flotilla_storage::WriteBatch;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A learner counts as caught up (it may be promoted) once it holds all but at most this many
 /// of the entries its group committed: under a steady load it is never exactly level.
 const CATCH_UP_LAG_ENTRIES: u64 = 64;
 
 /// A full report (every range led, not only the changed ones) goes out at least this often,
-/// in placement rounds, so a meta leader that missed one learns everything again.
+/// in placement rounds, so a meta leader that missed one learns everything again (less often
+/// on a node leading many ranges: see `full_report_every_rounds`).
 const FULL_REPORT_EVERY_ROUNDS: u64 = 8;
+
+/// The most hosted groups one placement round looks at for replicas to destroy: a pass over
+/// 100,000 groups in one round held the driver for up to 200 ms on a busy machine, long
+/// enough for its peers to count the node as down and wake every group it led.
+const DESTROY_CHECK_GROUPS_PER_ROUND: usize = 10_000;
+
+/// A pass looking for replicas to destroy starts at least this often, in placement rounds,
+/// even when the meta state announced no removal: a replica may become destroyable on its own
+/// (a tombstone given a membership by a snapshot), and a removal and an addition of this node
+/// in one round leave its replica count as it was.
+const DESTROY_CHECK_EVERY_ROUNDS_MAX: u64 = 120;
 
 /// A node-to-node note, carried beside Raft's messages in a batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +89,11 @@ pub(super) struct Placement {
     /// Per group led, the membership index last reported, and to which meta leader.
     reported: BTreeMap<GroupId, u64>,
     reported_to: Option<NodeId>,
+    /// Groups whose leader or membership changed since the last report (MultiRaft's news),
+    /// or that could not be reported yet (a joint or uncommitted membership).
+    unreported: BTreeSet<GroupId>,
+    /// The walk that looks for replicas to destroy, a slice of the groups each round.
+    destroy: DestroyWalk,
     rounds: u64,
     /// The address each peer was last dialed at.
     addresses: BTreeMap<NodeId, String>,
@@ -102,6 +119,22 @@ pub(super) struct Placement {
     pub(super) load_window_ms: u64,
 }
 
+/// Where the search for replicas to destroy stands: a pass starts when the meta state may have
+/// removed a replica from this node (the ranges it places here, or the operators adding this
+/// node, changed in number) and looks at `DESTROY_CHECK_GROUPS_PER_ROUND` groups a round until
+/// it has seen them all. Leadership moves, which the placement driver makes all the time, start
+/// none.
+#[derive(Debug, Default)]
+struct DestroyWalk {
+    /// The first group the current pass has not looked at yet; `None` between passes.
+    next: Option<GroupId>,
+    /// When the last pass started: the ranges the meta state placed on this node, and the
+    /// operators adding this node to a range.
+    placed: (usize, usize),
+    /// Rounds since the last pass started.
+    rounds_since_pass: u64,
+}
+
 impl Placement {
     pub(super) fn new(config: &PlacementConfig) -> Self {
         // The node's configuration was validated before the core was built.
@@ -123,6 +156,8 @@ impl Placement {
             load_window_ms: 0,
             reported: BTreeMap::new(),
             reported_to: None,
+            unreported: BTreeSet::new(),
+            destroy: DestroyWalk::default(),
             rounds: 0,
             addresses: BTreeMap::new(),
             requests_at_report: (0, 0),
@@ -135,6 +170,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// and destroy replicas the meta group says this node no longer holds.
     pub(super) fn placement_round(&mut self) {
         self.placement.rounds += 1;
+        let news = self.multi.take_news();
+        self.placement.unreported.extend(news);
         self.follow_directory();
         self.report();
         self.report_splits();
@@ -143,12 +180,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.drive_placement();
         self.place_meta_replicas();
         self.carry_out_operators();
-        if self
-            .placement
-            .rounds
-            .is_multiple_of(destroy_check_every_rounds(self.multi.group_count()))
-            && let Err(error) = self.destroy_removed_replicas()
-        {
+        if let Err(error) = self.destroy_removed_replicas() {
             // The next write fails the same way and stops the node; nothing was destroyed.
             tracing::error!(%error, "destroying removed replicas failed");
         }
@@ -290,7 +322,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .is_some_and(|raft| raft.role() == Role::Leader)
     }
 
-    /// Sends this round's report to the meta leader (or takes it, on the meta leader).
+    /// Sends this round's report to the meta leader (or takes it, on the meta leader): the
+    /// led groups with news since the last one, or every led group in a full report.
     fn report(&mut self) {
         let Some(meta_leader) = self.meta_leader() else {
             return;
@@ -299,51 +332,19 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             || self
                 .placement
                 .rounds
-                .is_multiple_of(FULL_REPORT_EVERY_ROUNDS);
-        if full {
+                .is_multiple_of(full_report_every_rounds(self.multi.led_count()));
+        let candidates: Vec<GroupId> = if full {
             self.placement.reported.clear();
             // A proposal that never applied (its entry lost with a leader) is made again.
             self.placement.memberships_proposed.clear();
-        }
-        let mut led = Vec::new();
-        let mut still_led = BTreeMap::new();
-        for group in self.multi.group_ids() {
-            if group == META_GROUP {
-                continue;
-            }
-            let Some(raft) = self.multi.group(group) else {
-                continue;
-            };
-            // Followers first, and cheaply: a node hosts many more groups than it leads.
-            if raft.role() != Role::Leader {
-                continue;
-            }
-            let membership = raft.membership();
-            // Only a committed membership: one still in the log's uncommitted tail may be cut
-            // by the next leader, and a record of it, ahead of every later report's index,
-            // would never be corrected (a learner recorded that no replica has, removed by
-            // cleanup forever: simulator seed 198).
-            let committed = raft.membership_index() <= raft.log().committed();
-            if membership.is_joint() || !committed {
-                continue;
-            }
-            let index = raft.membership_index().0;
-            still_led.insert(group, index);
-            if self.placement.reported.get(&group) == Some(&index) {
-                continue;
-            }
-            let size_bytes = self
-                .machines
-                .kv(group)
-                .map_or(0, flotilla_storage::KvStateMachine::stored_bytes);
-            led.push(LedRange {
-                group,
-                replicas: replicas_of(membership),
-                membership_index: index,
-                size_bytes,
-            });
-        }
-        self.placement.reported = still_led;
+            self.placement.unreported.clear();
+            self.multi.led_groups().collect()
+        } else {
+            std::mem::take(&mut self.placement.unreported)
+                .into_iter()
+                .collect()
+        };
+        let led = self.led_ranges(candidates);
         self.placement.reported_to = Some(meta_leader);
         let now_ms = self.clock.now_ms;
         let (requests_then, then_ms) = self.placement.requests_at_report;
@@ -396,6 +397,50 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .send_batch(self.multi.note_batch(to, vec![Note(note)]));
     }
 
+    /// The ranges among `groups` this node leads whose membership the meta leader has not
+    /// heard of yet; `reported` and `unreported` follow.
+    fn led_ranges(&mut self, groups: Vec<GroupId>) -> Vec<LedRange> {
+        let mut led = Vec::new();
+        for group in groups {
+            if group == META_GROUP {
+                continue;
+            }
+            let Some(raft) = self.multi.group(group) else {
+                self.placement.reported.remove(&group);
+                continue;
+            };
+            if raft.role() != Role::Leader {
+                self.placement.reported.remove(&group);
+                continue;
+            }
+            let membership = raft.membership();
+            // Only a committed membership: one still in the log's uncommitted tail may be cut
+            // by the next leader, and a record of it, ahead of every later report's index,
+            // would never be corrected (a learner recorded that no replica has, removed by
+            // cleanup forever: simulator seed 198). Tried again next round.
+            let committed = raft.membership_index() <= raft.log().committed();
+            if membership.is_joint() || !committed {
+                self.placement.unreported.insert(group);
+                continue;
+            }
+            let index = raft.membership_index().0;
+            if self.placement.reported.insert(group, index) == Some(index) {
+                continue;
+            }
+            let size_bytes = self
+                .machines
+                .kv(group)
+                .map_or(0, flotilla_storage::KvStateMachine::stored_bytes);
+            led.push(LedRange {
+                group,
+                replicas: replicas_of(membership),
+                membership_index: index,
+                size_bytes,
+            });
+        }
+        led
+    }
+
     /// Reads the notes of a batch MultiRaft accepted.
     pub(super) fn on_notes(&mut self, from: NodeId, notes: Vec<Note>) {
         for Note(bytes) in notes {
@@ -429,25 +474,30 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         let mut proposals = Vec::new();
         for led in report.led {
-            let Some(range) = cluster.range_of_group(led.group).cloned() else {
+            // The id and index only, not a copy of the range's view: a full report names tens
+            // of thousands of ranges.
+            let Some((range, recorded_index)) = cluster
+                .range_of_group(led.group)
+                .map(|range| (range.id, range.membership_index))
+            else {
                 continue;
             };
-            let proposed = self.placement.memberships_proposed.get(&range.id);
-            if led.membership_index > range.membership_index
+            // Not taken while the record is behind (the leader may not vote in it yet).
+            let _ = cluster.report_range(range, from, led.size_bytes, 0);
+            let proposed = self.placement.memberships_proposed.get(&range);
+            if led.membership_index > recorded_index
                 && proposed.is_none_or(|&index| index < led.membership_index)
             {
                 proposals.push((
-                    range.id,
+                    range,
                     led.membership_index,
                     MetaCommand::RangeMembership {
-                        range: range.id,
-                        replicas: led.replicas.clone(),
+                        range,
+                        replicas: led.replicas,
                         index: led.membership_index,
                     },
                 ));
             }
-            // Not taken while the record is behind (the leader may not vote in it yet).
-            let _ = cluster.report_range(range.id, from, led.size_bytes, 0);
         }
         for (range, index, command) in proposals {
             match self.multi.propose(META_GROUP, command.encode()) {
@@ -667,11 +717,20 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// brings back): data dropped, a tombstone with the last term kept. A replica that never
     /// had a membership (a tombstone itself) is left alone.
     fn destroy_removed_replicas(&mut self) -> Result<(), CoreError> {
+        let Some(first) = self.destroy_slice_start() else {
+            return Ok(());
+        };
         let node = self.config.node;
         let cluster = &self.machines.meta().cluster;
-        let doomed: Vec<(GroupId, HardState)> = self
+        let slice: Vec<GroupId> = self
             .multi
-            .group_ids()
+            .group_ids_from(first)
+            .take(DESTROY_CHECK_GROUPS_PER_ROUND + 1)
+            .collect();
+        self.placement.destroy.next = slice.get(DESTROY_CHECK_GROUPS_PER_ROUND).copied();
+        let doomed: Vec<(GroupId, HardState)> = slice
+            .into_iter()
+            .take(DESTROY_CHECK_GROUPS_PER_ROUND)
             .filter(|&group| group != META_GROUP)
             .filter_map(|group| {
                 let raft = self.multi.group(group)?;
@@ -717,6 +776,42 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         Ok(())
     }
+}
+
+impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// The first group this round's slice of the destroy walk looks at: where the current pass
+    /// stands, or the first group when a new pass is due (see `DestroyWalk`, and the safety
+    /// net's `DESTROY_CHECK_EVERY_ROUNDS_MAX`); `None` when there is nothing to look at.
+    fn destroy_slice_start(&mut self) -> Option<GroupId> {
+        let node = self.config.node;
+        let cluster = &self.machines.meta().cluster;
+        let placed = (
+            cluster.replica_count(node),
+            cluster
+                .operators()
+                .filter(|operator| operator.adds(node))
+                .count(),
+        );
+        let walk = &mut self.placement.destroy;
+        walk.rounds_since_pass += 1;
+        if walk.next.is_some() {
+            return walk.next;
+        }
+        let due = placed != walk.placed || walk.rounds_since_pass >= DESTROY_CHECK_EVERY_ROUNDS_MAX;
+        if !due {
+            return None;
+        }
+        walk.placed = placed;
+        walk.rounds_since_pass = 0;
+        Some(GroupId(0))
+    }
+}
+
+/// How many placement rounds apart full reports go out: every `FULL_REPORT_EVERY_ROUNDS` up to
+/// 10,000 ranges led, then that many more per 10,000 (a full report of 40,000 ranges is about
+/// 2 MB, and the meta leader looks up every range in it; a lost report only waits longer).
+fn full_report_every_rounds(led_count: usize) -> u64 {
+    FULL_REPORT_EVERY_ROUNDS * (led_count / 10_000).max(1) as u64
 }
 
 /// Whether the meta group places a replica of `group` on `node`.
@@ -957,21 +1052,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 }
 
-/// How many placement rounds apart a node looks for replicas to destroy: every round up to
-/// 10,000 hosted groups, then one more round per 10,000 (the walk over every group is most of
-/// an idle round's cost at 100,000; a removed replica only waits a little longer to go).
-fn destroy_check_every_rounds(group_count: usize) -> u64 {
-    (group_count / 10_000).max(1) as u64
-}
-
 #[cfg(test)]
 mod pacing_tests {
-    use super::destroy_check_every_rounds;
+    use super::full_report_every_rounds;
 
     #[test]
-    fn the_destroy_walk_thins_out_past_ten_thousand_groups() {
-        assert_eq!(destroy_check_every_rounds(0), 1);
-        assert_eq!(destroy_check_every_rounds(19_999), 1);
-        assert_eq!(destroy_check_every_rounds(100_001), 10);
+    fn full_reports_thin_out_past_ten_thousand_led_ranges() {
+        assert_eq!(full_report_every_rounds(0), 8);
+        assert_eq!(full_report_every_rounds(19_999), 8);
+        assert_eq!(full_report_every_rounds(40_000), 32);
     }
 }

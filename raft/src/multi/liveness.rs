@@ -31,9 +31,10 @@ impl Liveness {
         self.last_heard.keys().copied()
     }
 
-    pub(super) fn heard_from(&mut self, peer: NodeId, now: u64) {
+    /// Records a batch from `peer`; true if `peer` was reported down (it is back).
+    pub(super) fn heard_from(&mut self, peer: NodeId, now: u64) -> bool {
         self.last_heard.insert(peer, now);
-        self.reported_down.remove(&peer);
+        self.reported_down.remove(&peer)
     }
 
     /// Whether `peer` was heard from within the timeout (unknown peers are not live).
@@ -84,7 +85,8 @@ mod tests {
         assert!(liveness.newly_down(4).is_empty());
         assert_eq!(liveness.newly_down(5), vec![NodeId(2)]);
         assert!(liveness.newly_down(6).is_empty(), "reported once");
-        liveness.heard_from(NodeId(2), 7);
+        assert!(liveness.heard_from(NodeId(2), 7), "back after a silence");
+        assert!(!liveness.heard_from(NodeId(2), 7), "back once");
         assert_eq!(liveness.live(8).collect::<Vec<_>>(), vec![NodeId(2)]);
         assert_eq!(liveness.newly_down(12), vec![NodeId(2)]);
     }
@@ -94,7 +96,7 @@ mod tests {
         let mut liveness = Liveness::new(5);
         liveness.watch(NodeId(2), 0);
         liveness.watch(NodeId(3), 0);
-        liveness.heard_from(NodeId(3), 6);
+        let _ = liveness.heard_from(NodeId(3), 6);
         let silences: Vec<(NodeId, u64)> = liveness.silences(9).collect();
         assert_eq!(silences, vec![(NodeId(2), 9), (NodeId(3), 3)]);
     }

@@ -20,13 +20,13 @@ pub use config::MultiConfig;
 pub use error::MultiError;
 pub use incarnation::Refusal;
 
-use crate::entry::{Bytes, ChangeStep};
+use crate::entry::{Bytes, ChangeStep, EntryPayload};
 use crate::error::StepError;
 use crate::log::LogReader;
 use crate::message::{Batch, GroupMessage};
 use crate::node::RaftNode;
 use crate::ready::Ready;
-use crate::types::{GroupId, LogIndex, NodeId};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 use incarnation::PeerPins;
 use liveness::Liveness;
 use std::collections::{BTreeMap, BTreeSet};
@@ -67,6 +67,14 @@ pub struct MultiRaft<L> {
     active: BTreeSet<GroupId>,
     /// Groups touched since the last ready (only these can have work).
     dirty: BTreeSet<GroupId>,
+    /// Groups this node leads, as their last `Ready` reported it: the host's per-round work
+    /// on led groups walks these, not every group.
+    led: BTreeSet<GroupId>,
+    /// Groups whose leader or membership may have changed since the host last took them.
+    news: BTreeSet<GroupId>,
+    /// Per peer node reported down, the quiescent followers its silence woke, with their
+    /// term: those still waiting quietly on it sleep again when it is heard (`quiesce.rs`).
+    woken_by_silence: BTreeMap<NodeId, Vec<(GroupId, Term)>>,
     /// Coalesced heartbeat entries and responses waiting for the next ready.
     outbox: BTreeMap<NodeId, Batch>,
     liveness: Liveness,
@@ -86,6 +94,33 @@ pub struct MultiRaft<L> {
 /// The most refused snapshots kept for the caller between two `take_snapshot_refusals`.
 const SNAPSHOT_REFUSALS_KEPT: usize = 64;
 
+/// Records what `ready` tells the host's per-round work: whether this node now leads `group`,
+/// and whether its leader or membership (or the index it is known by) may change with it.
+fn note_news(
+    node: NodeId,
+    group: GroupId,
+    ready: &Ready,
+    led: &mut BTreeSet<GroupId>,
+    news: &mut BTreeSet<GroupId>,
+) {
+    if let Some(leader) = ready.leader_changed {
+        if leader == Some(node) {
+            led.insert(group);
+        } else {
+            led.remove(&group);
+        }
+        news.insert(group);
+    }
+    let persist = &ready.persist;
+    let membership_entry = ready
+        .committed
+        .iter()
+        .any(|entry| matches!(entry.payload, EntryPayload::Membership(_)));
+    if membership_entry || persist.snapshot.is_some() || persist.compaction.is_some() {
+        news.insert(group);
+    }
+}
+
 impl<L: LogReader> MultiRaft<L> {
     /// A node hosting no group yet.
     ///
@@ -102,6 +137,9 @@ impl<L: LogReader> MultiRaft<L> {
             groups: BTreeMap::new(),
             active: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            led: BTreeSet::new(),
+            news: BTreeSet::new(),
+            woken_by_silence: BTreeMap::new(),
             outbox: BTreeMap::new(),
             pins: PeerPins::default(),
             now_ticks: 0,
@@ -146,6 +184,7 @@ impl<L: LogReader> MultiRaft<L> {
         );
         self.active.insert(group);
         self.dirty.insert(group);
+        self.news.insert(group);
         Ok(())
     }
 
@@ -160,6 +199,8 @@ impl<L: LogReader> MultiRaft<L> {
     pub fn remove_group(&mut self, group: GroupId) -> Option<L> {
         self.dirty.remove(&group);
         self.active.remove(&group);
+        self.led.remove(&group);
+        self.news.insert(group);
         self.groups
             .remove(&group)
             .map(|hosted| hosted.raft.into_store())
@@ -194,7 +235,9 @@ impl<L: LogReader> MultiRaft<L> {
         self.pins
             .check(from, batch.incarnation)
             .map_err(|refusal| MultiError::Refused { from, refusal })?;
-        self.liveness.heard_from(from, self.now_ticks);
+        if self.liveness.heard_from(from, self.now_ticks) {
+            self.requiesce_groups_woken_by(from);
+        }
         let mut unknown = 0;
         for GroupMessage { group, message } in batch.messages {
             if message.from != from {
@@ -348,6 +391,7 @@ impl<L: LogReader> MultiRaft<L> {
             let mut ready = hosted.raft.ready();
             let quiesce = hosted.quiescent;
             let node = self.config.node;
+            note_news(node, group, &ready, &mut self.led, &mut self.news);
             heartbeat::route_messages(node, group, quiesce, &mut ready, &mut early, &mut outbox);
             groups.push((group, ready));
         }
@@ -402,6 +446,29 @@ impl<L: LogReader> MultiRaft<L> {
     /// Every hosted group.
     pub fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
         self.groups.keys().copied()
+    }
+
+    /// Every hosted group from `first` on, in id order (to walk the groups a slice at a time).
+    pub fn group_ids_from(&self, first: GroupId) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.range(first..).map(|(&group, _)| group)
+    }
+
+    /// The groups this node leads, as of the last `ready`.
+    pub fn led_groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.led.iter().copied()
+    }
+
+    /// How many groups this node leads, as of the last `ready`.
+    #[must_use]
+    pub fn led_count(&self) -> usize {
+        self.led.len()
+    }
+
+    /// The groups whose leader or membership may have changed since the last call (a leader
+    /// change, a membership entry applied, a snapshot installed or taken, the group created
+    /// or removed): what the host's per-round work looks at instead of every group.
+    pub fn take_news(&mut self) -> BTreeSet<GroupId> {
+        std::mem::take(&mut self.news)
     }
 
     /// How many groups this node hosts.

@@ -3,16 +3,17 @@
 //! everything then stops too. Wake rules: a proposal, read, transfer, membership change or
 //! compaction; any inbound message other than a quiescing heartbeat; the loss of the
 //! leader's node (seen by node liveness); and any message that leaves the replica neither
-//! leading nor following a known leader. Waking restarts the group's timers from scratch, so
-//! woken followers campaign only after a fresh random election timeout, with pre-vote: many
-//! groups waking at once do not all campaign at once.
+//! leading nor following a known leader. A follower woken only by its leader node's silence
+//! sleeps again when that node is heard, if nothing else changed. Waking restarts the group's
+//! timers from scratch, so woken followers campaign only after a fresh random election
+//! timeout, with pre-vote: many groups waking at once do not all campaign at once.
 
 use super::MultiRaft;
 use crate::error::StepError;
 use crate::log::LogReader;
 use crate::message::Message;
 use crate::node::Role;
-use crate::types::{GroupId, LogIndex, NodeId};
+use crate::types::{GroupId, LogIndex, NodeId, Term};
 
 impl<L: LogReader> MultiRaft<L> {
     pub(super) fn set_quiescent(&mut self, group: GroupId) {
@@ -120,20 +121,56 @@ impl<L: LogReader> MultiRaft<L> {
         if down.is_empty() {
             return;
         }
-        let orphans: Vec<GroupId> = self
+        let orphans: Vec<(NodeId, GroupId, Term)> = self
             .groups
             .iter()
             .filter(|(_, hosted)| hosted.quiescent)
-            .filter(|(_, hosted)| {
-                hosted
-                    .raft
-                    .leader()
-                    .is_some_and(|leader| down.contains(&leader))
+            .filter_map(|(&group, hosted)| {
+                let leader = hosted.raft.leader()?;
+                down.contains(&leader)
+                    .then(|| (leader, group, hosted.raft.term()))
             })
-            .map(|(&group, _)| group)
             .collect();
-        for group in orphans {
+        for &peer in &down {
+            self.woken_by_silence.insert(peer, Vec::new());
+        }
+        for (leader, group, term) in orphans {
             self.wake_group(group);
+            self.woken_by_silence
+                .entry(leader)
+                .or_default()
+                .push((group, term));
+        }
+    }
+
+    /// `peer`, reported down, is heard again: the followers its silence woke that still follow
+    /// it in the same term, hold everything committed and have not campaigned go back to sleep,
+    /// counting their leader as heard now. Nothing happened to them but the silence: their
+    /// leader is quiescent and sends nothing, so awake they would time out and depose it,
+    /// and a node whose loop stalled past the node timeout (a long write, a busy machine)
+    /// cost every group it led an election.
+    pub(super) fn requiesce_groups_woken_by(&mut self, peer: NodeId) {
+        #[cfg(feature = "mutations")]
+        if self.config.raft.mutation == crate::config::Mutation::StayAwakeAfterASilence {
+            return;
+        }
+        let Some(woken) = self.woken_by_silence.remove(&peer) else {
+            return;
+        };
+        for (group, term) in woken {
+            let Some(hosted) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            let raft = &hosted.raft;
+            let still_waiting = !hosted.quiescent
+                && raft.role() == Role::Follower
+                && raft.leader() == Some(peer)
+                && raft.term() == term
+                && raft.log().last_index() == raft.log().committed();
+            if still_waiting && self.config.quiesce {
+                hosted.raft.heard_leader_node();
+                self.set_quiescent(group);
+            }
         }
     }
 }

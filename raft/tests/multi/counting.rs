@@ -2,7 +2,7 @@
 //! quiescence makes it zero per group.
 
 use crate::cluster::MultiCluster;
-use crate::settle_evenly;
+use crate::{leader, settle_evenly};
 use flotilla_raft::{GroupId, NodeId};
 
 /// Batches from `source` to `target` during `ticks` node ticks of an idle cluster.
@@ -206,4 +206,51 @@ fn a_restarted_follower_node_does_not_depose_quiescent_leaders() {
         cluster.run_until(10_000, all_quiescent),
         "the groups quiesce again"
     );
+}
+
+/// The led groups MultiRaft keeps are exactly those its node leads, and a leadership transfer
+/// is news on both nodes: the host's per-round work walks these instead of every group.
+#[test]
+fn led_groups_and_news_follow_leadership() {
+    let mut cluster = quiescent_cluster(30, 13);
+    let led_by = |cluster: &MultiCluster, node: NodeId| -> Vec<GroupId> {
+        let multi = cluster.multi(node).unwrap();
+        multi.led_groups().collect()
+    };
+    for node in cluster.node_ids() {
+        let expected: Vec<GroupId> = cluster
+            .groups
+            .iter()
+            .copied()
+            .filter(|&group| cluster.leader_of(group) == Some(node))
+            .collect();
+        assert_eq!(
+            led_by(&cluster, node),
+            expected,
+            "{node} leads other groups"
+        );
+        assert_eq!(cluster.multi(node).unwrap().led_count(), expected.len());
+    }
+    for node in cluster.node_ids() {
+        let _ = cluster.multi_mut(node).unwrap().take_news();
+    }
+    let group = cluster.groups[0];
+    let from = leader(&cluster, group);
+    let to = cluster
+        .node_ids()
+        .into_iter()
+        .find(|&node| node != from)
+        .unwrap();
+    cluster.transfer(group, to);
+    assert!(cluster.run_until(10_000, |cluster| cluster.leader_of(group) == Some(to)));
+    assert!(!led_by(&cluster, from).contains(&group));
+    assert!(led_by(&cluster, to).contains(&group));
+    for node in [from, to] {
+        let news = cluster.multi_mut(node).unwrap().take_news();
+        assert!(news.contains(&group), "{node} was not told of the transfer");
+        assert!(
+            !news.contains(&cluster.groups[1]),
+            "{node} was told of a group that did not change"
+        );
+    }
 }

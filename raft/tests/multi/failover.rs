@@ -3,6 +3,9 @@
 //! or is isolated. The two followers are a connected majority and must elect within 2 s (the
 //! issue's bound). Over the transport as it was (`LinkPolicy::BEFORE_ISSUE_25`) they could not:
 //! their link waited for the stalled connection's next probe or QUIC's idle timeout.
+//!
+//! Also the other side of a leader node's silence: one shorter than an election timeout must
+//! not cost its groups an election (issue 23).
 
 use crate::cluster::{Layout, MultiCluster, Timing};
 use crate::harness_panic_text;
@@ -260,4 +263,77 @@ fn quiescing_before_the_commit_is_known_strands_the_learner() {
         .multi(learner)
         .and_then(|multi| multi.group(GroupId(1)));
     assert!(replica.expect("hosted").log().applied().0 < index);
+}
+
+/// Three nodes, 30 groups led evenly and quiescent; node 1 then goes silent (its loop
+/// stalled) for longer than the node timeout, so its peers wake the followers of every group
+/// it leads, and speaks again before their election timeout. Returns the groups whose term
+/// changed, and whether every group was quiescent again after.
+fn a_short_silence_of_a_leader_node(mutation: flotilla_raft::Mutation) -> (Vec<GroupId>, bool) {
+    // The node timeout (1 s) leaves room for the link to come back (a dial, then the next
+    // node heartbeat) before the first woken follower could time out (1 s after waking).
+    let timing = Timing {
+        tick_ms: crate::cluster::TICK_MS,
+        election_ticks_min: 100,
+        election_ticks_max: 200,
+        heartbeat_ticks: 10,
+        node_timeout_ticks: 100,
+    };
+    let mut cluster = MultiCluster::build(Layout {
+        nodes: 3,
+        groups: 30,
+        replicas: 3,
+        seed: 21,
+        quiesce: true,
+        timing,
+        links: LinkPolicy::NOW,
+        mutation,
+    });
+    crate::settle_evenly(&mut cluster);
+    assert!(
+        cluster.run_until(20_000, all_quiescent),
+        "the groups did not quiesce"
+    );
+    let terms: Vec<(GroupId, u64)> = cluster
+        .groups
+        .iter()
+        .map(|&group| (group, cluster.term_of(group)))
+        .collect();
+    cluster.partition(&[NodeId(1)], &[NodeId(2), NodeId(3)]);
+    cluster.run_for(1_200);
+    let woken = cluster
+        .groups
+        .iter()
+        .filter(|&&group| !cluster.multi(NodeId(2)).unwrap().is_quiescent(group))
+        .count();
+    assert!(woken > 0, "the silence woke no follower");
+    cluster.heal();
+    cluster.run_for(10_000);
+    let changed = terms
+        .into_iter()
+        .filter(|&(group, term)| cluster.term_of(group) != term)
+        .map(|(group, _)| group)
+        .collect();
+    (changed, all_quiescent(&cluster))
+}
+
+#[test]
+fn followers_woken_by_a_short_silence_of_their_leader_node_sleep_again() {
+    let (changed, quiet) = a_short_silence_of_a_leader_node(flotilla_raft::Mutation::None);
+    assert_eq!(
+        changed,
+        Vec::<GroupId>::new(),
+        "groups re-elected after a short silence"
+    );
+    assert!(quiet, "the groups did not quiesce again");
+}
+
+#[test]
+fn followers_kept_awake_after_a_short_silence_depose_their_leader() {
+    let (changed, _) =
+        a_short_silence_of_a_leader_node(flotilla_raft::Mutation::StayAwakeAfterASilence);
+    assert!(
+        !changed.is_empty(),
+        "no group re-elected: the test shows nothing"
+    );
 }
