@@ -213,8 +213,8 @@ impl RangeMap {
         right_group: GroupId,
     ) -> Result<RangeId, RangeMapError> {
         let right_id = RangeId(self.next_range_id);
+        // `split_as` moves `next_range_id` past the id it records.
         self.split_as(id, at, (right_id, right_group))?;
-        self.next_range_id += 1;
         Ok(right_id)
     }
 

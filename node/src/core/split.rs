@@ -118,6 +118,19 @@ fn middle_key(machine: &KvStateMachine) -> Option<Vec<u8>> {
     (map.len() >= 2 && *middle != machine.bounds().start).then(|| middle.clone())
 }
 
+/// The voters of the group `raft` serves, unless a change of them is under way (joint,
+/// learners, or a membership not yet committed): a split's new group takes the parent's voters,
+/// so a split waits until they are settled (the driver's moves finish first).
+fn settled_voters<L: flotilla_raft::LogReader>(
+    raft: &flotilla_raft::RaftNode<L>,
+) -> Option<Vec<NodeId>> {
+    let membership = raft.membership();
+    let settled = !membership.is_joint()
+        && membership.learners.is_empty()
+        && raft.membership_index() <= raft.log().committed();
+    settled.then(|| membership.voters.iter().copied().collect())
+}
+
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// A client asks the leader of `group` to split its range at `at` into group `right`.
     /// Checked like a write to `at` (epoch, bounds, membership), then proposed with the range
@@ -145,16 +158,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let Some(raft) = self.multi.group(group) else {
             return responder.answer(Err(ApiError::NotServed { group }));
         };
-        let membership = raft.membership();
-        // The new group's voters are the parent's now; while a change of them is under way
-        // they are not settled, so the split waits (the driver's moves finish first).
-        if membership.is_joint()
-            || !membership.learners.is_empty()
-            || raft.membership_index() > raft.log().committed()
-        {
+        let Some(voters) = settled_voters(raft) else {
             return responder.answer(Err(ApiError::Busy));
-        }
-        let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
+        };
         let Some(expected) = self.bounds_of(group) else {
             return responder.answer(Err(ApiError::NotServed { group }));
         };
@@ -386,16 +392,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 self.placement.splits_asked.remove(&group);
                 continue;
             }
-            let leads = self
-                .multi
-                .group(group)
-                .is_some_and(|raft| raft.role() == Role::Leader);
-            let asked = self
-                .placement
-                .splits_asked
-                .get(&group)
-                .is_some_and(|&at_ms| now_ms < at_ms + SPLIT_ASK_AGAIN_MS);
-            if !leads || asked || self.placement.splits_unrecorded.contains_key(&group) {
+            if !self.may_ask_split(group, now_ms) {
                 continue;
             }
             let Some(at) = middle_key(machine) else {
@@ -439,20 +436,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.placement.load_window_ms = now_ms;
         for (group, load) in std::mem::take(&mut self.placement.loads) {
             let rps = load.requests * 1000 / elapsed_ms;
-            let leads = self
-                .multi
-                .group(group)
-                .is_some_and(|raft| raft.role() == Role::Leader);
-            let asked = self
-                .placement
-                .splits_asked
-                .get(&group)
-                .is_some_and(|&at_ms| now_ms < at_ms + SPLIT_ASK_AGAIN_MS);
-            if rps <= limit
-                || !leads
-                || asked
-                || self.placement.splits_unrecorded.contains_key(&group)
-            {
+            if rps <= limit || !self.may_ask_split(group, now_ms) {
                 continue;
             }
             let mut keys = load.keys;
@@ -471,6 +455,21 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             tracing::info!(%group, rps, "the range is over split_load_rps");
             self.send_split_note(SplitNote::Wanted { group, at }, None);
         }
+    }
+
+    /// Whether this node may ask for a split of `group` now: it leads it, its last ask is
+    /// `SPLIT_ASK_AGAIN_MS` old or more, and no split of it waits for the meta group's record.
+    fn may_ask_split(&self, group: GroupId, now_ms: u64) -> bool {
+        let leads = self
+            .multi
+            .group(group)
+            .is_some_and(|raft| raft.role() == Role::Leader);
+        let asked = self
+            .placement
+            .splits_asked
+            .get(&group)
+            .is_some_and(|&at_ms| now_ms < at_ms + SPLIT_ASK_AGAIN_MS);
+        leads && !asked && !self.placement.splits_unrecorded.contains_key(&group)
     }
 
     /// A note of the size-split exchange, from `from`.
@@ -539,14 +538,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let Some(raft) = self.multi.group(group) else {
             return;
         };
-        let membership = raft.membership();
-        let settled = !membership.is_joint()
-            && membership.learners.is_empty()
-            && raft.membership_index() <= raft.log().committed();
-        if raft.role() != Role::Leader || !settled || self.multi.group(right).is_some() {
+        let Some(voters) = settled_voters(raft) else {
+            return;
+        };
+        if raft.role() != Role::Leader || self.multi.group(right).is_some() {
             return;
         }
-        let voters: Vec<NodeId> = membership.voters.iter().copied().collect();
         let Some(expected) = self.bounds_of(group) else {
             return;
         };
