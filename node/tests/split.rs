@@ -13,7 +13,7 @@ use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_raft::NodeId;
 
 mod common;
-use common::{WAIT, binary, eventually, runtime};
+use common::{WAIT, binary, client_flags, eventually, run_flotilla, runtime};
 
 fn key(index: u32) -> Vec<u8> {
     format!("key-{index:03}").into_bytes()
@@ -47,23 +47,25 @@ async fn put_all(client: &Client, keys: u32, round: &str) {
     }
 }
 
-/// Runs `flotilla ARGS...` against the cluster.
+/// Runs `flotilla ARGS...` against the cluster: whether it succeeded, its stdout and stderr.
 fn flotilla(args: &[&str], cluster: &LocalCluster) -> (bool, String, String) {
-    let options = cluster.client_options();
-    let endpoints: Vec<String> = options.endpoints.iter().map(ToString::to_string).collect();
-    let output = std::process::Command::new(binary())
-        .args(args)
-        .args(["--endpoints", &endpoints.join(",")])
-        .args(["--tls-dir", options.tls_dir.to_str().unwrap()])
-        .args(["--name", &options.name, "--cluster-id", &options.cluster_id])
-        .output()
-        .unwrap();
+    let flags = client_flags(&cluster.client_options());
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(flags.iter().map(String::as_str));
+    let output = run_flotilla(&all, b"");
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
     (
         output.status.success(),
         text(output.stdout),
         text(output.stderr),
     )
+}
+
+/// Three nodes on one range, reading `config` (a `[ranges]` section) as well.
+fn one_range_with(dir: &std::path::Path, config: &str) -> LocalCluster {
+    let path = dir.join("split.toml");
+    std::fs::write(&path, config).unwrap();
+    LocalCluster::start_with_config(binary(), dir, 3, 1, Some(path)).unwrap()
 }
 
 /// Waits until every range of the client's fresh map has a leader in the placement view.
@@ -166,10 +168,7 @@ fn a_range_splits_and_keeps_every_key() {
 #[test]
 fn a_range_splits_by_size() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("split.toml");
-    std::fs::write(&config, "[ranges]\nsplit_bytes = 4096\n").unwrap();
-    let mut cluster =
-        LocalCluster::start_with_config(binary(), dir.path(), 3, 1, Some(config)).unwrap();
+    let mut cluster = one_range_with(dir.path(), "[ranges]\nsplit_bytes = 4096\n");
     let options = cluster.client_options();
     let rt = runtime();
     rt.block_on(async {
@@ -203,10 +202,7 @@ fn a_range_splits_by_size() {
 #[test]
 fn a_hot_range_splits_by_load() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("split.toml");
-    std::fs::write(&config, "[ranges]\nsplit_load_rps = 50\n").unwrap();
-    let mut cluster =
-        LocalCluster::start_with_config(binary(), dir.path(), 3, 1, Some(config)).unwrap();
+    let mut cluster = one_range_with(dir.path(), "[ranges]\nsplit_load_rps = 50\n");
     let options = cluster.client_options();
     let rt = runtime();
     rt.block_on(async {

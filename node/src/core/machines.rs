@@ -96,10 +96,7 @@ impl Machines {
         } else {
             decode_snapshot(&snapshot.data).map_err(|error| error.to_string())?
         };
-        self.stored_bytes += machine.stored_bytes();
-        if let Some(replaced) = self.kv.insert(group, machine) {
-            self.stored_bytes -= replaced.stored_bytes();
-        }
+        self.host(machine);
         Ok(())
     }
 
@@ -112,10 +109,14 @@ impl Machines {
     /// Hosts `machine` as its group's state (a split's right half), measured for the snapshot
     /// policy as a snapshot of `snapshot_bytes`.
     pub(crate) fn insert(&mut self, machine: KvStateMachine, snapshot_bytes: usize) {
-        let group = machine.group();
-        self.snapshot_taken(group, snapshot_bytes);
+        self.snapshot_taken(machine.group(), snapshot_bytes);
+        self.host(machine);
+    }
+
+    /// Hosts `machine` in place of its group's state, keeping the byte count.
+    fn host(&mut self, machine: KvStateMachine) {
         self.stored_bytes += machine.stored_bytes();
-        if let Some(replaced) = self.kv.insert(group, machine) {
+        if let Some(replaced) = self.kv.insert(machine.group(), machine) {
             self.stored_bytes -= replaced.stored_bytes();
         }
     }

@@ -316,7 +316,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.multi.group(META_GROUP).and_then(|raft| raft.leader())
     }
 
-    fn leads(&self, group: GroupId) -> bool {
+    pub(super) fn leads(&self, group: GroupId) -> bool {
         self.multi
             .group(group)
             .is_some_and(|raft| raft.role() == Role::Leader)
@@ -382,7 +382,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .send_batch(self.multi.note_batch(meta_leader, vec![Note(note)]));
     }
 
-    /// Sends a note of the size-split exchange to `to` (the meta leader when `None`), or takes
+    /// Sends a note of the size and load splits' exchange to `to` (the meta leader when `None`), or takes
     /// it when that is this node.
     pub(super) fn send_split_note(&mut self, note: SplitNote, to: Option<NodeId>) {
         let Some(to) = to.or_else(|| self.meta_leader()) else {

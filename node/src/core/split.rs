@@ -14,10 +14,10 @@ use super::machines::Machines;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::{ApiError, Reply};
 use flotilla_raft::{
-    Entry, EntryPayload, GroupId, HardState, LogId, LogIndex, Membership, NodeId, Persist, Role,
+    Entry, EntryPayload, GroupId, HardState, LogId, LogIndex, Membership, NodeId, Persist,
     Snapshot, SnapshotMeta, Term,
 };
-use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand, RangeId};
+use flotilla_shard_manager::{Epoch, KeyRange, META_GROUP, MetaCommand, RangeId};
 use flotilla_storage::KvStateMachine;
 use flotilla_storage::kv::RangeBounds;
 use flotilla_storage::snapshot::encode_snapshot;
@@ -49,7 +49,7 @@ pub(super) struct Load {
 }
 
 /// What a range's leader and the meta leader tell each other to split a range that grew past
-/// `ranges.split_bytes`.
+/// `ranges.split_bytes` or `ranges.split_load_rps`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum SplitNote {
     /// From the range's leader: split `group` at `at`; a right half's id is wanted.
@@ -99,15 +99,19 @@ pub(super) struct SplitRecord {
 /// (its keys are the map's); past it, once the map records its last split.
 pub(super) fn keys_as_mapped(machines: &Machines, machine: &KvStateMachine) -> bool {
     let bounds = machine.bounds();
-    if bounds.version == 0 {
-        return true;
-    }
+    bounds.version == 0
+        || mapped_keys(machines, machine.group())
+            .is_some_and(|keys| keys.start == bounds.start && keys.end == bounds.end)
+}
+
+/// The keys the meta group's map gives `group`'s range.
+fn mapped_keys(machines: &Machines, group: GroupId) -> Option<&KeyRange> {
     machines
         .meta()
         .map
         .ranges()
-        .find(|range| range.group == machine.group())
-        .is_some_and(|range| range.keys.start == bounds.start && range.keys.end == bounds.end)
+        .find(|range| range.group == group)
+        .map(|range| &range.keys)
 }
 
 /// The key at the middle of `machine`'s pairs by count (the split key of a range grown too big),
@@ -150,30 +154,42 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if let Err(error) = self.check(group, epoch, &probe) {
             return responder.answer(Err(error));
         }
-        if right == META_GROUP || self.multi.group(right).is_some() {
-            return responder.answer(Err(ApiError::AdminRefused(format!(
-                "group {right} exists already; reserve a new id"
-            ))));
-        }
-        let Some(raft) = self.multi.group(group) else {
-            return responder.answer(Err(ApiError::NotServed { group }));
-        };
-        let Some(voters) = settled_voters(raft) else {
-            return responder.answer(Err(ApiError::Busy));
-        };
-        let Some(expected) = self.bounds_of(group) else {
-            return responder.answer(Err(ApiError::NotServed { group }));
+        let proposal = match self.split_proposal(group, at, right) {
+            Ok(proposal) => proposal,
+            Err(error) => return responder.answer(Err(error)),
         };
         if self.waiting.len() >= self.config.limits.pending_requests_max {
             return responder.answer(Err(ApiError::Busy));
         }
-        let proposal = Proposal::Split {
+        self.propose(group, proposal.to_payload(), responder);
+    }
+
+    /// The split of `group` at `at` into `right` as this node would propose it: with the range
+    /// as it sees it and the group's voters. Refused when `right` exists or the voters are
+    /// changing (`Busy`); a key that does not cut the range in two is the entry's to refuse.
+    fn split_proposal(
+        &self,
+        group: GroupId,
+        at: Vec<u8>,
+        right: GroupId,
+    ) -> Result<Proposal, ApiError> {
+        if right == META_GROUP || self.multi.group(right).is_some() {
+            return Err(ApiError::AdminRefused(format!(
+                "group {right} exists already; reserve a new id"
+            )));
+        }
+        let raft = self
+            .multi
+            .group(group)
+            .ok_or(ApiError::NotServed { group })?;
+        let voters = settled_voters(raft).ok_or(ApiError::Busy)?;
+        let expected = self.bounds_of(group).ok_or(ApiError::NotServed { group })?;
+        Ok(Proposal::Split {
             expected,
             at,
             right,
             voters,
-        };
-        self.propose(group, proposal.to_payload(), responder);
+        })
     }
 
     /// The version of the right half, if a split at `at` into `right` took effect on this
@@ -204,15 +220,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if machine.bounds().version > 0 {
             return Some(machine.bounds().clone());
         }
-        let range = self
-            .machines
-            .meta()
-            .map
-            .ranges()
-            .find(|range| range.group == group)?;
+        let keys = mapped_keys(&self.machines, group)?;
         Some(RangeBounds {
-            start: range.keys.start.clone(),
-            end: range.keys.end.clone(),
+            start: keys.start.clone(),
+            end: keys.end.clone(),
             version: 0,
         })
     }
@@ -319,11 +330,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .placement
             .splits_unrecorded
             .values()
-            .filter(|split| {
-                self.multi
-                    .group(split.group)
-                    .is_some_and(|raft| raft.role() == Role::Leader)
-            })
+            .filter(|split| self.leads(split.group))
             .cloned()
             .collect();
         for split in led {
@@ -333,7 +340,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// On the meta leader: records a split a range's leader reported (a copy changes nothing).
     pub(super) fn take_split_note(&mut self, split: SplitRecord) {
-        if !self.leads_meta() {
+        if !self.leads(META_GROUP) {
             return;
         }
         let meta = self.machines.meta();
@@ -460,23 +467,19 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// Whether this node may ask for a split of `group` now: it leads it, its last ask is
     /// `SPLIT_ASK_AGAIN_MS` old or more, and no split of it waits for the meta group's record.
     fn may_ask_split(&self, group: GroupId, now_ms: u64) -> bool {
-        let leads = self
-            .multi
-            .group(group)
-            .is_some_and(|raft| raft.role() == Role::Leader);
         let asked = self
             .placement
             .splits_asked
             .get(&group)
             .is_some_and(|&at_ms| now_ms < at_ms + SPLIT_ASK_AGAIN_MS);
-        leads && !asked && !self.placement.splits_unrecorded.contains_key(&group)
+        self.leads(group) && !asked && !self.placement.splits_unrecorded.contains_key(&group)
     }
 
-    /// A note of the size-split exchange, from `from`.
+    /// A note of the size and load splits' exchange, from `from`.
     pub(super) fn take_split_size_note(&mut self, from: NodeId, note: SplitNote) {
         match note {
             SplitNote::Wanted { group, at } => {
-                if !self.leads_meta() {
+                if !self.leads(META_GROUP) {
                     return;
                 }
                 let proposed = self
@@ -535,35 +538,23 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// On the range's leader: proposes the split the meta leader reserved an id for, if the
     /// range is still as it was (led here, the key inside, the voters settled).
     fn propose_size_split(&mut self, group: GroupId, at: Vec<u8>, right: GroupId) {
-        let Some(raft) = self.multi.group(group) else {
-            return;
-        };
-        let Some(voters) = settled_voters(raft) else {
-            return;
-        };
-        if raft.role() != Role::Leader || self.multi.group(right).is_some() {
+        let cuts = self
+            .bounds_of(group)
+            .is_some_and(|bounds| bounds.contains(&at) && at != bounds.start);
+        if !self.leads(group) || !cuts {
             return;
         }
-        let Some(expected) = self.bounds_of(group) else {
-            return;
-        };
-        if !expected.contains(&at) || at == expected.start {
-            return;
+        let proposed = self
+            .split_proposal(group, at, right)
+            .map_err(|error| error.to_string())
+            .and_then(|proposal| {
+                let payload = proposal.to_payload();
+                self.multi
+                    .propose(group, payload)
+                    .map_err(|error| error.to_string())
+            });
+        if let Err(error) = proposed {
+            tracing::debug!(%group, %error, "a size or load split was not proposed");
         }
-        let proposal = Proposal::Split {
-            expected,
-            at,
-            right,
-            voters,
-        };
-        if let Err(error) = self.multi.propose(group, proposal.to_payload()) {
-            tracing::debug!(%group, %error, "proposing a size split was refused");
-        }
-    }
-
-    fn leads_meta(&self) -> bool {
-        self.multi
-            .group(META_GROUP)
-            .is_some_and(|raft| raft.role() == Role::Leader)
     }
 }
