@@ -131,6 +131,40 @@ pub enum Response {
         /// The id.
         id: u64,
     },
+    // Appended: a response is encoded by its position.
+    /// The range is frozen for its merge into group `into`, which takes its keys: nothing is
+    /// read or written here any more. Not applied, and not recorded in the session, so the
+    /// request may be sent again, with the same tag, to the range that holds the key now.
+    Merging {
+        /// The range that takes this one's keys.
+        into: GroupId,
+    },
+    /// A step of a merge of `right` into this range (or, for `Frozen`, of this range into
+    /// `right`) took effect; the range is now at `version`.
+    Merge {
+        /// The other range of the merge.
+        right: GroupId,
+        /// The step.
+        step: MergeStep,
+        /// The range's version after it.
+        version: u64,
+    },
+}
+
+/// The steps of a merge (`docs/protocol/split-merge.md`): the left range prepares (it stops
+/// splitting and awaits its right neighbour), the right range freezes (it stops serving,
+/// for good), and the left range takes the frozen state in one entry; or the left range gives
+/// the merge up, when the right one refused to freeze.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MergeStep {
+    /// The left range awaits its right neighbour.
+    Prepared,
+    /// The right range froze into the left one.
+    Frozen,
+    /// The left range took the right one's keys.
+    Merged,
+    /// The left range gave the merge up.
+    Aborted,
 }
 
 /// The keys a range's state machine holds and its version: what its own log says, which the

@@ -8,15 +8,17 @@ pub use flotilla_api::request::{AdminCommand, Request, RequestFrame};
 pub use flotilla_api::status::{GroupStatus, NodeStatus, PeerState, PeerStatus};
 
 /// The answer to a client of `group` whose command the range applied or read with `response`:
-/// a key outside the range's bounds (it split since the request was routed) is refused as not
-/// served there, which sends the client to refresh its map and try again; anything else is the
+/// a key outside the range's bounds (it split since the request was routed), or a range frozen
+/// for a merge, is refused as not served there, which sends the client to refresh its map and try again; anything else is the
 /// range's answer.
 pub(crate) fn kv_result(
     group: flotilla_raft::GroupId,
     response: Response,
 ) -> Result<Reply, ApiError> {
     match response {
-        Response::OutsideRange { .. } => Err(ApiError::NotServed { group }),
+        Response::OutsideRange { .. } | Response::Merging { .. } => {
+            Err(ApiError::NotServed { group })
+        }
         response => Ok(Reply::Kv(response)),
     }
 }

@@ -104,10 +104,12 @@ impl Reply {
             other @ (Response::SessionOpened { .. }
             | Response::SessionExpired { .. }
             | Response::Retired { .. }
-            // The node answers this as `NotServed`, which the client retries; and only a split
-            // command is answered `Split`.
+            // The node answers these as `NotServed`, which the client retries; and only a split
+            // or merge command is answered `Split` or `Merge`.
             | Response::OutsideRange { .. }
+            | Response::Merging { .. }
             | Response::Split { .. }
+            | Response::Merge { .. }
             | Response::Reserved { .. }) => Err(refused(&format!("{other:?}"))),
         }
     }

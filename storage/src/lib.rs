@@ -34,7 +34,7 @@ pub use error::{
 pub use file::{FileSystem, RealFs, SegmentFile};
 pub use machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView, StateMachine};
 
-pub use kv::{Codec, Command, KvStateMachine, Payload, Proposal, Response};
+pub use kv::{Codec, Command, KvStateMachine, MergeState, MergeStep, Payload, Proposal, Response};
 pub use log::{
     GcStats, GroupLog, LogBinding, LogEngine, RecordLocation, RecoveryReport, TornTail, WriteBatch,
     WriteStats,

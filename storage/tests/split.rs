@@ -3,14 +3,18 @@
 //! and both halves take explicit bounds and the next version. A command on a key outside a
 //! machine's bounds is refused and changes nothing, not even its session, so a write sent
 //! again to the half that holds its key applies exactly once. Bounds survive snapshots.
+//!
+//! Two neighbours merge in three entries: the left one prepares (it stops splitting), the
+//! right one freezes (it stops serving, for good), and the left one takes the frozen state,
+//! carried in its own entry, with the sessions of both sides.
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{GroupId, LogIndex, NodeId};
 use flotilla_storage::kv::{KvMap, RangeBounds, SessionId, SessionLimits, SessionTag};
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{
-    Command, Engine, EngineConfig, KvStateMachine, MachineError, Proposal, Response, StateMachine,
-    decode_snapshot, verify_snapshot,
+    Command, Engine, EngineConfig, KvStateMachine, MachineError, MergeState, MergeStep, Proposal,
+    Response, StateMachine, decode_snapshot, verify_snapshot,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -60,6 +64,33 @@ impl Replica {
                 awaited_from: 1,
             },
             command,
+        })
+    }
+
+    /// Prepares, freezes `right` and merges it, as the node would; the answers of the three.
+    fn merge(&mut self, right: &mut Replica) -> [Response; 3] {
+        let prepared = self.apply(&Proposal::PrepareMerge {
+            expected: self.kv.bounds().clone(),
+            right: right.kv.group(),
+        });
+        let frozen = right.freeze(self.kv.group(), u64::MAX);
+        let merged = self.absorb(right);
+        [prepared, frozen, merged]
+    }
+
+    fn freeze(&mut self, into: GroupId, bytes_max: u64) -> Response {
+        self.apply(&Proposal::Freeze {
+            expected: self.kv.bounds().clone(),
+            into,
+            bytes_max,
+        })
+    }
+
+    /// Proposes the merge of `right`'s state as it is now.
+    fn absorb(&mut self, right: &Replica) -> Response {
+        self.apply(&Proposal::Merge {
+            right: right.kv.group(),
+            state: encode_snapshot(&right.kv.snapshot_source()),
         })
     }
 
@@ -338,6 +369,8 @@ enum Step {
     Split(u8),
     /// Send a put to the wrong range: it must be refused.
     Misroute(u8, u8),
+    /// Merge the range holding this key with its right neighbour.
+    Merge(u8),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -346,15 +379,16 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<u8>().prop_map(Step::Delete),
         1 => any::<u8>().prop_map(Step::Split),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(k, v)| Step::Misroute(k, v)),
+        1 => any::<u8>().prop_map(Step::Merge),
     ]
 }
 
 proptest! {
-    /// Random writes and splits: the ranges' bounds always tile the key space, every range
+    /// Random writes, splits and merges: the ranges' bounds always tile the key space, every range
     /// holds only keys inside its bounds, and together they hold exactly what a single map
     /// given the same writes holds.
     #[test]
-    fn splits_keep_every_write_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
+    fn splits_and_merges_keep_every_write_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
         let mut model: KvMap = BTreeMap::new();
         let mut ranges = vec![Replica::new(KvStateMachine::new(GroupId(1)))];
         let mut next_group = 2;
@@ -397,6 +431,25 @@ proptest! {
                     ranges.push(Replica::new(carved));
                     next_group += 1;
                 }
+                Step::Merge(key) => {
+                    let at = holder(&ranges, &[key]);
+                    let Some(end) = ranges[at].kv.bounds().end.clone() else {
+                        continue;
+                    };
+                    let mut right = ranges.remove(holder(&ranges, &end));
+                    let at = holder(&ranges, &[key]);
+                    let answers = ranges[at].merge(&mut right);
+                    prop_assert!(
+                        matches!(answers[2], Response::Merge { step: MergeStep::Merged, .. }),
+                        "{:?}", answers
+                    );
+                    // The frozen range stays refused for a write sent there by mistake.
+                    let answer = right.kv.apply(
+                        LogIndex(right.next),
+                        &postcard_command(&Command::Put { key: end.clone(), value: vec![0] }),
+                    );
+                    prop_assert_eq!(answer, Response::Merging { into: ranges[at].kv.group() });
+                }
                 Step::Misroute(key, value) => {
                     let at = holder(&ranges, &[key]);
                     if let Some(wrong) = (0..ranges.len()).find(|&i| i != at) {
@@ -427,4 +480,225 @@ proptest! {
         }
         prop_assert_eq!(union, model);
     }
+}
+
+#[test]
+fn a_merge_takes_the_frozen_neighbours_keys_and_sessions() {
+    let map: KvMap = (b'a'..=b'z')
+        .map(|key| (vec![key], vec![key; 10]))
+        .collect();
+    let mut left = Replica::new(KvStateMachine::from_parts(LEFT, Default::default(), map));
+    let session = left.open();
+    assert!(matches!(
+        left.write(session, 1, put("b", "1")),
+        Response::Written { .. }
+    ));
+    left.split(whole(), b"m", RIGHT);
+    let mut right = Replica::new(left.kv.take_carved().unwrap());
+    // Sequence 2 applies at the right half; its answer is lost, and the client will send it
+    // again to the merged range.
+    let answer = right.write(session, 2, put("x", "2"));
+    assert!(matches!(answer, Response::Written { .. }));
+    assert!(matches!(
+        left.write(session, 3, put("c", "3")),
+        Response::Written { .. }
+    ));
+    let [prepared, frozen, merged] = left.merge(&mut right);
+    assert_eq!(
+        prepared,
+        Response::Merge {
+            right: RIGHT,
+            step: MergeStep::Prepared,
+            version: 2
+        }
+    );
+    assert_eq!(
+        frozen,
+        Response::Merge {
+            right: LEFT,
+            step: MergeStep::Frozen,
+            version: 2
+        }
+    );
+    assert_eq!(
+        merged,
+        Response::Merge {
+            right: RIGHT,
+            step: MergeStep::Merged,
+            version: 3
+        }
+    );
+    assert_eq!(
+        *left.kv.bounds(),
+        RangeBounds {
+            start: Vec::new(),
+            end: None,
+            version: 3
+        }
+    );
+    assert_eq!(*left.kv.merge_state(), MergeState::None);
+    assert_eq!(left.kv.map().len(), 26);
+    assert_eq!(left.kv.map().get(b"x".as_slice()), Some(&b"2".to_vec()));
+    let bytes: u64 = left
+        .kv
+        .map()
+        .iter()
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum();
+    assert_eq!(left.kv.stored_bytes(), bytes);
+    // Sequence 2 again, now at the merged range: the right half's recorded answer.
+    assert_eq!(left.write(session, 2, put("x", "2")), answer);
+    // The frozen right half serves nothing, not even a read, and refuses every change but a
+    // copy of its freeze.
+    assert_eq!(
+        right.write(session, 4, put("y", "4")),
+        Response::Merging { into: LEFT }
+    );
+    assert_eq!(
+        right.kv.read(&get("y")),
+        Some(Response::Merging { into: LEFT })
+    );
+    let expected = right.kv.bounds().clone();
+    assert!(matches!(
+        right.split(expected, b"q", GroupId(99)),
+        Response::Invalid(_)
+    ));
+    assert!(matches!(
+        right.freeze(GroupId(7), u64::MAX),
+        Response::Invalid(_)
+    ));
+    assert!(matches!(
+        right.freeze(LEFT, u64::MAX),
+        Response::Merge {
+            step: MergeStep::Frozen,
+            ..
+        }
+    ));
+    // A second merge entry (a copy) changes nothing.
+    assert!(matches!(left.absorb(&right), Response::Invalid(_)));
+    assert_eq!(left.kv.map().len(), 26);
+}
+
+#[test]
+fn a_merge_waits_for_a_freeze_and_a_refused_freeze_is_final() {
+    let (mut left, mut right) = split_alphabet();
+    let bounds = left.kv.bounds().clone();
+    assert!(matches!(
+        left.apply(&Proposal::PrepareMerge {
+            expected: bounds.clone(),
+            right: RIGHT
+        }),
+        Response::Merge {
+            step: MergeStep::Prepared,
+            ..
+        }
+    ));
+    // Prepared twice (a copy): answered, unchanged. A split waits for the merge.
+    let prepared_bounds = left.kv.bounds().clone();
+    assert!(matches!(
+        left.apply(&Proposal::PrepareMerge {
+            expected: bounds,
+            right: RIGHT
+        }),
+        Response::Merge {
+            step: MergeStep::Prepared,
+            ..
+        }
+    ));
+    assert_eq!(*left.kv.bounds(), prepared_bounds);
+    assert!(matches!(
+        left.split(prepared_bounds.clone(), b"c", GroupId(50)),
+        Response::Invalid(_)
+    ));
+    // The right range's state before it froze is no merge.
+    assert!(matches!(left.absorb(&right), Response::Invalid(_)));
+    // Too big to freeze: refused, and the version moves on, so a copy of that freeze later in
+    // the log cannot freeze the range after the left one gave up.
+    let version = right.kv.bounds().version;
+    let expected = right.kv.bounds().clone();
+    assert!(matches!(right.freeze(LEFT, 10), Response::Invalid(_)));
+    assert_eq!(right.kv.bounds().version, version + 1);
+    assert!(matches!(
+        right.apply(&Proposal::Freeze {
+            expected,
+            into: LEFT,
+            bytes_max: u64::MAX
+        }),
+        Response::Invalid(_)
+    ));
+    assert_eq!(*right.kv.merge_state(), MergeState::None);
+    // The left range gives up, splits again, and a merge entry no longer applies.
+    assert!(matches!(
+        left.apply(&Proposal::AbortMerge { right: RIGHT }),
+        Response::Merge {
+            step: MergeStep::Aborted,
+            ..
+        }
+    ));
+    assert_eq!(*left.kv.merge_state(), MergeState::None);
+    let bounds = left.kv.bounds().clone();
+    assert!(matches!(
+        left.split(bounds, b"c", GroupId(50)),
+        Response::Split { .. }
+    ));
+    // The right range, still serving, answers writes.
+    let session = right.open();
+    assert!(matches!(
+        right.write(session, 1, put("y", "1")),
+        Response::Written { .. }
+    ));
+}
+
+#[test]
+fn a_merge_takes_only_its_neighbour_frozen_into_it() {
+    let (mut left, mut right) = split_alphabet();
+    left.apply(&Proposal::PrepareMerge {
+        expected: left.kv.bounds().clone(),
+        right: RIGHT,
+    });
+    // Frozen into another range: not this merge's state.
+    let mut other = Replica::new(right.kv.clone());
+    other.freeze(GroupId(77), u64::MAX);
+    assert!(matches!(left.absorb(&other), Response::Invalid(_)));
+    // Garbage for a state: refused, nothing changed.
+    let garbage = left.apply(&Proposal::Merge {
+        right: RIGHT,
+        state: vec![1, 2, 3],
+    });
+    assert!(matches!(garbage, Response::Invalid(_)));
+    assert_eq!(left.kv.map().len(), 12);
+    right.freeze(LEFT, u64::MAX);
+    assert!(matches!(
+        left.absorb(&right),
+        Response::Merge {
+            step: MergeStep::Merged,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn merge_states_survive_a_snapshot_and_the_disk_engine_refuses_them() {
+    let (mut left, mut right) = split_alphabet();
+    left.apply(&Proposal::PrepareMerge {
+        expected: left.kv.bounds().clone(),
+        right: RIGHT,
+    });
+    right.freeze(LEFT, u64::MAX);
+    for replica in [&left, &right] {
+        let bytes = encode_snapshot(&replica.kv.snapshot_source());
+        verify_snapshot(&bytes).unwrap();
+        let restored = decode_snapshot(&bytes).unwrap();
+        assert_eq!(restored.merge_state(), replica.kv.merge_state());
+        assert_eq!(restored.bounds(), replica.kv.bounds());
+    }
+    assert_eq!(*right.kv.merge_state(), MergeState::Frozen { into: LEFT });
+    let directory = tempfile::tempdir().unwrap();
+    let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
+    let mut disk = engine.open_range(LEFT).unwrap();
+    let bytes = encode_snapshot(&left.kv.snapshot_source());
+    assert!(matches!(
+        disk.restore(&bytes),
+        Err(MachineError::SplitRange { .. })
+    ));
 }

@@ -12,8 +12,8 @@ use super::rows::EngineRows;
 use super::view::DiskView;
 use super::{Engine, backend_error};
 use crate::error::{EngineError, MachineError};
-use crate::kv::execute::{self, Applied};
-use crate::kv::{Command, RangeBounds, Response, SessionTable};
+use crate::kv::execute::{self, Applied, RangeState};
+use crate::kv::{Command, MergeState, RangeBounds, Response, SessionTable};
 use crate::machine::{SnapshotView, StateMachine};
 use crate::snapshot::snapshot_parts;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId};
@@ -153,11 +153,17 @@ impl DiskStateMachine {
             );
             applied = entry.index.0;
             let response = match &entry.payload {
-                EntryPayload::Normal(data) => Some(
+                EntryPayload::Normal(data) => Some({
+                    let stored_bytes = rows.stored_bytes;
                     match execute::apply_payload(
                         &mut rows,
                         &mut self.sessions,
-                        (self.group, &WHOLE_KEY_SPACE),
+                        RangeState {
+                            group: self.group,
+                            bounds: &WHOLE_KEY_SPACE,
+                            merge: &MergeState::None,
+                            stored_bytes,
+                        },
                         entry.index,
                         data,
                     )? {
@@ -166,8 +172,11 @@ impl DiskStateMachine {
                         Applied::Split(_) => Response::Invalid(
                             "a range in the disk engine cannot split yet".to_owned(),
                         ),
-                    },
-                ),
+                        Applied::Merge(_) => Response::Invalid(
+                            "a range in the disk engine cannot merge yet".to_owned(),
+                        ),
+                    }
+                }),
                 EntryPayload::Blank | EntryPayload::Membership(_) => None,
             };
             responses.push(response);
@@ -195,7 +204,7 @@ impl DiskStateMachine {
                 found: parts.header.group,
             });
         }
-        if parts.bounds != WHOLE_KEY_SPACE {
+        if parts.bounds != WHOLE_KEY_SPACE || parts.merge != MergeState::None {
             return Err(MachineError::SplitRange {
                 group: self.group,
                 version: parts.bounds.version,

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use flotilla_api::kv::{Command, RangeBounds, Response};
+pub use flotilla_api::kv::{Command, MergeStep, RangeBounds, Response};
 
 /// What a data group's log entry carries in the current format: the node adds the leader's
 /// clock (`time_ms`, milliseconds since the Unix epoch), which is the range's log time.
@@ -44,6 +44,42 @@ pub enum Proposal {
         /// parent's membership as its leader proposed the split, which the state machine does
         /// not see and a replica's own log tail may already have changed).
         voters: Vec<NodeId>,
+    },
+    // Appended: a proposal is encoded by its position.
+    /// The first step of a merge, in the left range: from here on it does not split and
+    /// awaits the frozen state of its right neighbour `right`.
+    PrepareMerge {
+        /// The range as the proposer saw it (the meta group's record at version 0).
+        expected: RangeBounds,
+        /// The right neighbour's group.
+        right: GroupId,
+    },
+    /// The second step, in the right range: from here on it serves nothing, for good, and
+    /// its state is the one group `into` takes. Refused (and the version moved on, so no copy
+    /// of this entry applies later) unless the range is as `expected`, holds at most
+    /// `bytes_max` key and value bytes, and takes part in no other merge.
+    Freeze {
+        /// The range as the proposer saw it (the meta group's record at version 0).
+        expected: RangeBounds,
+        /// The left neighbour that takes the keys.
+        into: GroupId,
+        /// The most key and value bytes a range may hold to be merged.
+        bytes_max: u64,
+    },
+    /// The last step, in the left range: takes the keys and sessions of `right`, whose frozen
+    /// state (a snapshot encoding) the entry carries, so every replica, and the log replayed
+    /// after a restart, merges from the entry alone.
+    Merge {
+        /// The right neighbour's group.
+        right: GroupId,
+        /// Its frozen state, encoded as a snapshot.
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    },
+    /// Gives up the merge with `right`, which refused to freeze: the left range splits again.
+    AbortMerge {
+        /// The right neighbour's group.
+        right: GroupId,
     },
 }
 
@@ -144,6 +180,11 @@ impl Codec for Proposal {
                     + at.len()
                     + 8 * voters.len()
             }
+            Proposal::PrepareMerge { expected, .. } | Proposal::Freeze { expected, .. } => {
+                48 + expected.start.len() + expected.end.as_ref().map_or(0, Vec::len)
+            }
+            Proposal::Merge { state, .. } => 32 + state.len(),
+            Proposal::AbortMerge { .. } => 16,
         }
     }
 }

@@ -2,8 +2,9 @@
 //! the in-memory map and the node's disk engine both apply entries through `apply_payload` and
 //! answer reads through `read`, so the two can only differ in where the rows live.
 
-use super::command::{Command, Payload, Proposal, RangeBounds, Response};
+use super::command::{Command, MergeStep, Payload, Proposal, RangeBounds, Response};
 use super::session::{Admission, SessionId, SessionTable, SessionTag};
+use super::{KvStateMachine, MergeState};
 use flotilla_raft::{GroupId, LogIndex};
 use std::sync::Arc;
 
@@ -46,6 +47,35 @@ pub(crate) enum Applied {
     Response(Response),
     /// A split the machine carries out where its rows live.
     Split(SplitPlan),
+    /// A step of a merge the machine carries out.
+    Merge(MergePlan),
+}
+
+/// A decided step of a merge.
+#[derive(Debug)]
+pub(crate) enum MergePlan {
+    /// The range takes `bounds` and `merge` as they are (prepare, freeze, a refused freeze,
+    /// abort) and answers `response`.
+    Mark {
+        bounds: RangeBounds,
+        merge: MergeState,
+        response: Response,
+    },
+    /// The range takes the rows and sessions of its frozen right neighbour and `bounds`.
+    Absorb {
+        right: Box<KvStateMachine>,
+        bounds: RangeBounds,
+    },
+}
+
+/// What a range is, for deciding an entry: its group, its bounds and its part in a merge.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RangeState<'a> {
+    pub(crate) group: GroupId,
+    pub(crate) bounds: &'a RangeBounds,
+    pub(crate) merge: &'a MergeState,
+    /// The key and value bytes it holds.
+    pub(crate) stored_bytes: u64,
 }
 
 /// A decided split: the machine keeps the keys below `at` under `left`, and hands the keys
@@ -80,11 +110,18 @@ impl SplitPlan {
 pub(crate) fn apply_payload<R: Rows>(
     rows: &mut R,
     sessions: &mut Arc<SessionTable>,
-    (group, bounds): (GroupId, &RangeBounds),
+    range: RangeState<'_>,
     index: LogIndex,
     data: &[u8],
 ) -> Result<Applied, R::Error> {
-    let response = match Payload::decode(data) {
+    let RangeState { group, bounds, .. } = range;
+    let payload = Payload::decode(data);
+    if let Ok(payload) = &payload
+        && let Some(applied) = merge_step(range, payload)
+    {
+        return Ok(applied);
+    }
+    let response = match payload {
         Ok(Payload::Bare(command)) => match outside(bounds, &command) {
             Some(refusal) => refusal,
             None => execute(rows, command)?,
@@ -110,9 +147,220 @@ pub(crate) fn apply_payload<R: Rows>(
             Ok(plan) => return Ok(Applied::Split(plan)),
             Err(refusal) => Response::Invalid(refusal),
         },
+        Ok(Payload::Proposal(
+            Proposal::PrepareMerge { .. }
+            | Proposal::Freeze { .. }
+            | Proposal::Merge { .. }
+            | Proposal::AbortMerge { .. },
+        )) => unreachable!("merge_step decides every merge proposal"),
         Err(error) => Response::Invalid(error.to_string()),
     };
     Ok(Applied::Response(response))
+}
+
+/// What a range's part in a merge decides about `payload`, if anything: a frozen range
+/// refuses every command (`Merging`) and every change; the merge proposals are decided here.
+fn merge_step(range: RangeState<'_>, payload: &Payload) -> Option<Applied> {
+    let RangeState {
+        group,
+        bounds,
+        merge,
+        ..
+    } = range;
+    let frozen_into = match merge {
+        MergeState::Frozen { into } => Some(*into),
+        MergeState::None | MergeState::Absorbing { .. } => None,
+    };
+    let refuse = |reason: String| Some(Applied::Response(Response::Invalid(reason)));
+    let proposal = match payload {
+        Payload::Bare(_) => {
+            return frozen_into.map(|into| Applied::Response(Response::Merging { into }));
+        }
+        Payload::Proposal(
+            proposal @ (Proposal::PrepareMerge { .. }
+            | Proposal::Freeze { .. }
+            | Proposal::Merge { .. }
+            | Proposal::AbortMerge { .. }),
+        ) => proposal,
+        Payload::Proposal(Proposal::Split { .. }) => {
+            return match merge {
+                MergeState::None => None,
+                MergeState::Absorbing { right } => refuse(format!(
+                    "the range awaits its merge with group {right} and does not split"
+                )),
+                MergeState::Frozen { into } => refuse(format!(
+                    "the range is frozen for its merge into group {into}"
+                )),
+            };
+        }
+        Payload::Proposal(Proposal::Open { .. } | Proposal::Write { .. }) => {
+            return frozen_into.map(|into| Applied::Response(Response::Merging { into }));
+        }
+    };
+    let answer = |right: GroupId, step: MergeStep, version: u64| Response::Merge {
+        right,
+        step,
+        version,
+    };
+    match proposal {
+        Proposal::PrepareMerge { expected, right } => {
+            if *merge == (MergeState::Absorbing { right: *right }) {
+                return Some(Applied::Response(answer(
+                    *right,
+                    MergeStep::Prepared,
+                    bounds.version,
+                )));
+            }
+            if *merge != MergeState::None {
+                return refuse("the range takes part in another merge".to_owned());
+            }
+            if let Err(reason) = stale(bounds, expected) {
+                return refuse(reason);
+            }
+            if expected.end.is_none() || *right == group {
+                return refuse("the range has no right neighbour to merge".to_owned());
+            }
+            let bounds = RangeBounds {
+                version: expected.version + 1,
+                ..expected.clone()
+            };
+            let response = answer(*right, MergeStep::Prepared, bounds.version);
+            Some(Applied::Merge(MergePlan::Mark {
+                bounds,
+                merge: MergeState::Absorbing { right: *right },
+                response,
+            }))
+        }
+        Proposal::Freeze { into, .. } if frozen_into == Some(*into) => Some(Applied::Response(
+            answer(*into, MergeStep::Frozen, bounds.version),
+        )),
+        Proposal::Freeze {
+            expected,
+            into,
+            bytes_max,
+        } => Some(Applied::Merge(plan_freeze(
+            range, expected, *into, *bytes_max,
+        ))),
+        Proposal::Merge { right, state } => Some(plan_absorb(range, *right, state)),
+        Proposal::AbortMerge { right } => {
+            if *merge != (MergeState::Absorbing { right: *right }) {
+                return refuse(format!("the range awaits no merge with group {right}"));
+            }
+            let bounds = RangeBounds {
+                version: bounds.version + 1,
+                ..bounds.clone()
+            };
+            let response = answer(*right, MergeStep::Aborted, bounds.version);
+            Some(Applied::Merge(MergePlan::Mark {
+                bounds,
+                merge: MergeState::None,
+                response,
+            }))
+        }
+        Proposal::Open { .. } | Proposal::Write { .. } | Proposal::Split { .. } => None,
+    }
+}
+
+/// Why a proposal made for the range as `expected` comes too late for it (now `bounds`): at
+/// version 0 its keys are the meta group's, so the proposer's view is taken; past it, the
+/// proposer must have seen these very bounds.
+fn stale(bounds: &RangeBounds, expected: &RangeBounds) -> Result<(), String> {
+    if expected.version != bounds.version || (bounds.version > 0 && expected != bounds) {
+        return Err(format!(
+            "the proposal was made for version {} of the range, which is at version {}",
+            expected.version, bounds.version
+        ));
+    }
+    Ok(())
+}
+
+/// Decides a freeze of the range into its left neighbour `into`. A refusal moves the version
+/// on (taking the proposer's bounds at version 0), so no copy of this entry, later in the log,
+/// can freeze the range after its left neighbour gave the merge up on this answer.
+fn plan_freeze(
+    range: RangeState<'_>,
+    expected: &RangeBounds,
+    into: GroupId,
+    bytes_max: u64,
+) -> MergePlan {
+    let RangeState {
+        group,
+        bounds,
+        merge,
+        ..
+    } = range;
+    let refusal = if *merge != MergeState::None {
+        Some("the range takes part in another merge".to_owned())
+    } else if let Err(reason) = stale(bounds, expected) {
+        Some(reason)
+    } else if into == group || expected.start.is_empty() {
+        Some("the range has no left neighbour to merge into".to_owned())
+    } else if range.stored_bytes > bytes_max {
+        Some(format!(
+            "the range holds more than {bytes_max} bytes, the most a merge takes"
+        ))
+    } else {
+        None
+    };
+    let mut next = if bounds.version == 0 {
+        expected.clone()
+    } else {
+        bounds.clone()
+    };
+    next.version = bounds.version + 1;
+    match refusal {
+        Some(reason) => MergePlan::Mark {
+            bounds: next,
+            merge: merge.clone(),
+            response: Response::Invalid(reason),
+        },
+        None => MergePlan::Mark {
+            response: Response::Merge {
+                right: into,
+                step: MergeStep::Frozen,
+                version: next.version,
+            },
+            bounds: next,
+            merge: MergeState::Frozen { into },
+        },
+    }
+}
+
+/// Decides the last step of a merge: the range awaits `right`, and `state` decodes as the
+/// state of `right` frozen into this range, starting where this range ends.
+fn plan_absorb(range: RangeState<'_>, right: GroupId, state: &[u8]) -> Applied {
+    let RangeState {
+        group,
+        bounds,
+        merge,
+        ..
+    } = range;
+    let refuse = |reason: String| Applied::Response(Response::Invalid(reason));
+    if *merge != (MergeState::Absorbing { right }) {
+        return refuse(format!("the range awaits no merge with group {right}"));
+    }
+    let frozen = match crate::snapshot::decode_snapshot(state) {
+        Ok(frozen) => frozen,
+        Err(error) => return refuse(format!("the merged range's state: {error}")),
+    };
+    let adjacent = bounds.end.as_deref() == Some(frozen.bounds().start.as_slice());
+    if frozen.group() != right
+        || *frozen.merge_state() != (MergeState::Frozen { into: group })
+        || !adjacent
+    {
+        return refuse(format!(
+            "the state is not group {right} frozen into this range where it ends"
+        ));
+    }
+    let bounds = RangeBounds {
+        start: bounds.start.clone(),
+        end: frozen.bounds().end.clone(),
+        version: bounds.version.max(frozen.bounds().version) + 1,
+    };
+    Applied::Merge(MergePlan::Absorb {
+        right: Box::new(frozen),
+        bounds,
+    })
 }
 
 /// The refusal of a command whose key (or scan span) lies outside `bounds`.

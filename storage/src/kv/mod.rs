@@ -8,11 +8,12 @@ pub(crate) mod execute;
 mod session;
 
 pub use command::{
-    Codec, CodecError, Command, PROPOSAL_FORMAT, Payload, Proposal, RangeBounds, Response,
+    Codec, CodecError, Command, MergeStep, PROPOSAL_FORMAT, Payload, Proposal, RangeBounds,
+    Response,
 };
 pub use session::{Admission, SessionId, SessionLimits, SessionTable, SessionTag};
 
-use execute::{Applied, PageBuilder, ReadRows, Rows, ScanPage, SplitPlan};
+use execute::{Applied, MergePlan, PageBuilder, RangeState, ReadRows, Rows, ScanPage, SplitPlan};
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex};
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -28,6 +29,25 @@ fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
 /// The ordered map of a group.
 pub type KvMap = BTreeMap<Vec<u8>, Vec<u8>>;
 
+/// A range's part in a merge, as its own log says (`docs/protocol/split-merge.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum MergeState {
+    /// None.
+    #[default]
+    None,
+    /// The left range of a merge: it awaits the frozen state of `right` and does not split.
+    Absorbing {
+        /// Its right neighbour.
+        right: GroupId,
+    },
+    /// The right range of a merge: it serves nothing any more, for good; group `into` takes
+    /// its keys.
+    Frozen {
+        /// Its left neighbour.
+        into: GroupId,
+    },
+}
+
 /// The state machine of one group and the last entry it applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvStateMachine {
@@ -39,6 +59,8 @@ pub struct KvStateMachine {
     stored_bytes: u64,
     /// The keys the range holds, as its own log says.
     bounds: RangeBounds,
+    /// Its part in a merge.
+    merge: MergeState,
     /// The right half of the last split applied, until the node takes it.
     carved: Option<Box<KvStateMachine>>,
 }
@@ -57,6 +79,8 @@ pub struct KvSnapshotSource {
     pub sessions: Arc<SessionTable>,
     /// The range's bounds at `applied`.
     pub bounds: RangeBounds,
+    /// The range's part in a merge at `applied`.
+    pub merge: MergeState,
 }
 
 impl KvStateMachine {
@@ -80,6 +104,7 @@ impl KvStateMachine {
             applied,
             stored_bytes,
             bounds: RangeBounds::default(),
+            merge: MergeState::None,
             carved: None,
         }
     }
@@ -96,6 +121,19 @@ impl KvStateMachine {
     pub fn with_bounds(mut self, bounds: RangeBounds) -> Self {
         self.bounds = bounds;
         self
+    }
+
+    /// The same state machine in `merge` (from a snapshot).
+    #[must_use]
+    pub fn with_merge(mut self, merge: MergeState) -> Self {
+        self.merge = merge;
+        self
+    }
+
+    /// Its part in a merge, as its own log says.
+    #[must_use]
+    pub fn merge_state(&self) -> &MergeState {
+        &self.merge
     }
 
     /// The same state machine as of entry `applied`: a split's right half (at entry 0 when
@@ -158,6 +196,7 @@ impl KvStateMachine {
             map: self.map.clone(),
             sessions: self.sessions.clone(),
             bounds: self.bounds.clone(),
+            merge: self.merge.clone(),
         }
     }
 
@@ -191,17 +230,55 @@ impl KvStateMachine {
             map: &mut self.map,
             stored_bytes: &mut self.stored_bytes,
         };
-        let applied = execute::apply_payload(
-            &mut rows,
-            &mut self.sessions,
-            (self.group, &self.bounds),
-            index,
-            data,
-        );
+        let range = RangeState {
+            group: self.group,
+            bounds: &self.bounds,
+            merge: &self.merge,
+            stored_bytes: *rows.stored_bytes,
+        };
+        let applied = execute::apply_payload(&mut rows, &mut self.sessions, range, index, data);
         match applied {
             Ok(Applied::Response(response)) => response,
             Ok(Applied::Split(plan)) => self.split(plan),
+            Ok(Applied::Merge(plan)) => self.merge(plan),
             Err(never) => match never {},
+        }
+    }
+
+    /// Carries out a decided step of a merge: a new merge state and bounds, or the rows and
+    /// sessions of the frozen right neighbour taken in.
+    fn merge(&mut self, plan: MergePlan) -> Response {
+        match plan {
+            MergePlan::Mark {
+                bounds,
+                merge,
+                response,
+            } => {
+                self.bounds = bounds;
+                self.merge = merge;
+                response
+            }
+            MergePlan::Absorb { right, bounds } => {
+                let KvStateMachine {
+                    group: right,
+                    map: right_map,
+                    sessions: right_sessions,
+                    stored_bytes: right_bytes,
+                    ..
+                } = *right;
+                // Its keys all lie past this range's: the two maps join end to end.
+                let mut right_map = Arc::unwrap_or_clone(right_map);
+                Arc::make_mut(&mut self.map).append(&mut right_map);
+                self.stored_bytes += right_bytes;
+                Arc::make_mut(&mut self.sessions).merge(Arc::unwrap_or_clone(right_sessions));
+                self.bounds = bounds;
+                self.merge = MergeState::None;
+                Response::Merge {
+                    right,
+                    step: MergeStep::Merged,
+                    version: self.bounds.version,
+                }
+            }
         }
     }
 
@@ -224,6 +301,7 @@ impl KvStateMachine {
             applied: LogId::default(),
             stored_bytes: right_bytes,
             bounds: plan.right_bounds,
+            merge: MergeState::None,
             carved: None,
         }));
         response
@@ -250,6 +328,10 @@ impl KvStateMachine {
     /// costs what it returns, never a copy of `SCAN_PAIR_COUNT_MAX` values cut afterwards.
     #[must_use]
     pub fn read_bounded(&self, command: &Command, scan_bytes_max: usize) -> Option<Response> {
+        if let MergeState::Frozen { into } = self.merge {
+            let reads = matches!(command, Command::Get { .. } | Command::Scan { .. });
+            return reads.then_some(Response::Merging { into });
+        }
         match execute::read(&*self.map, &self.bounds, command, scan_bytes_max) {
             Ok(response) => response,
             Err(never) => match never {},

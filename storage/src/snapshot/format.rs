@@ -13,17 +13,17 @@
 //! 56  session bytes             u64
 //! 64  pairs: key length u32 | key | value length u32 | value, ...
 //! ..  trailer (session bytes long): the `SessionTable`, then (from version 3) the range's
-//!     `RangeBounds`, each postcard-encoded
+//!     `RangeBounds`, then (from version 4) its `MergeState`, each postcard-encoded
 //! ```
 //!
 //! Version 1 files (before sessions) have no session fields: a 56-byte header, then the
 //! pairs. They still decode, with an empty session table. Version 1 and 2 files (before
 //! splits) decode with the bounds of a range that never split (the whole key space, version
-//! 0).
+//! 0). Files before version 4 (before merges) decode as taking part in no merge.
 #![deny(clippy::indexing_slicing)]
 
 use crate::error::SnapshotError;
-use crate::kv::{KvMap, KvStateMachine, RangeBounds, SessionTable};
+use crate::kv::{KvMap, KvStateMachine, MergeState, RangeBounds, SessionTable};
 use crate::le::{read_u32, read_u64};
 use flotilla_raft::{GroupId, LogId, LogIndex, Term};
 
@@ -32,9 +32,11 @@ pub const HEADER_BYTES: usize = 64;
 /// The size of a version 1 header.
 const HEADER_BYTES_V1: usize = 56;
 pub(crate) const MAGIC: &[u8; 8] = b"FLOTSNP1";
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 /// The first version whose trailer holds the range's bounds.
 const BOUNDS_VERSION: u32 = 3;
+/// The first version whose trailer holds the range's part in a merge.
+const MERGE_VERSION: u32 = 4;
 
 /// The fields of a snapshot header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,11 +173,13 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<KvStateMachine, SnapshotError> {
             body.len()
         )));
     }
-    let (sessions, bounds) = decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
+    let (sessions, bounds, merge) =
+        decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
     Ok(
         KvStateMachine::from_parts(header.group, header.applied, map)
             .with_sessions(sessions)
-            .with_bounds(bounds),
+            .with_bounds(bounds)
+            .with_merge(merge),
     )
 }
 
@@ -193,20 +197,30 @@ pub fn verify_snapshot(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
     Ok(parts.header)
 }
 
-/// The trailer of a snapshot: its session table, then its bounds.
-pub(crate) fn encode_trailer(sessions: &SessionTable, bounds: &RangeBounds) -> Vec<u8> {
+/// The trailer of a snapshot: its session table, then its bounds, then its part in a merge.
+pub(crate) fn encode_trailer(
+    sessions: &SessionTable,
+    bounds: &RangeBounds,
+    merge: &MergeState,
+) -> Vec<u8> {
     let trailer = postcard::to_allocvec(sessions).expect("encoding into a Vec cannot fail");
-    postcard::to_extend(bounds, trailer).expect("encoding into a Vec cannot fail")
+    let trailer = postcard::to_extend(bounds, trailer).expect("encoding into a Vec cannot fail");
+    postcard::to_extend(merge, trailer).expect("encoding into a Vec cannot fail")
 }
 
 /// The trailer of a file of `version`: its session table (empty in a version 1 file) and its
-/// bounds (those of a range that never split before version 3).
+/// bounds (those of a range that never split before version 3) and its part in a merge (none
+/// before version 4).
 fn decode_trailer(
     bytes: &[u8],
     version: u32,
-) -> Result<(SessionTable, RangeBounds), SnapshotError> {
+) -> Result<(SessionTable, RangeBounds, MergeState), SnapshotError> {
     if bytes.is_empty() && version < BOUNDS_VERSION {
-        return Ok((SessionTable::default(), RangeBounds::default()));
+        return Ok((
+            SessionTable::default(),
+            RangeBounds::default(),
+            MergeState::None,
+        ));
     }
     let (table, rest) = postcard::take_from_bytes(bytes)
         .map_err(|error| SnapshotError::Decode(format!("the session table: {error}")))?;
@@ -216,13 +230,19 @@ fn decode_trailer(
     } else {
         (RangeBounds::default(), rest)
     };
+    let (merge, rest) = if version >= MERGE_VERSION {
+        postcard::take_from_bytes(rest)
+            .map_err(|error| SnapshotError::Decode(format!("the range's merge state: {error}")))?
+    } else {
+        (MergeState::None, rest)
+    };
     if !rest.is_empty() {
         return Err(SnapshotError::Decode(format!(
             "{} bytes follow the trailer",
             rest.len()
         )));
     }
-    Ok((table, bounds))
+    Ok((table, bounds, merge))
 }
 
 /// Splits one length-prefixed field off the front of `body`.
@@ -245,6 +265,8 @@ pub(crate) struct SnapshotParts<'a> {
     pub(crate) sessions: SessionTable,
     /// The range's bounds.
     pub(crate) bounds: RangeBounds,
+    /// The range's part in a merge.
+    pub(crate) merge: MergeState,
     /// The encoded pairs.
     body: &'a [u8],
     /// Pairs still to hand out.
@@ -262,11 +284,13 @@ pub(crate) fn snapshot_parts(bytes: &[u8]) -> Result<SnapshotParts<'_>, Snapshot
     let pairs_start = header.pairs_offset(version);
     // `check` proved the lengths add up to the file's.
     let pairs_end = pairs_start + header.body_bytes as usize;
-    let (sessions, bounds) = decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
+    let (sessions, bounds, merge) =
+        decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
     Ok(SnapshotParts {
         header,
         sessions,
         bounds,
+        merge,
         body: bytes.get(pairs_start..pairs_end).unwrap_or_default(),
         pairs_left: header.pair_count,
         last_key: None,
