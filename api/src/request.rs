@@ -136,6 +136,16 @@ pub enum Request {
         /// The right half's group.
         right: GroupId,
     },
+    /// Merges the range `group` serves with its right neighbour (the range's leader prepares
+    /// it in the group's own log, then has the neighbour freeze and takes its state).
+    /// Answered `Response::Merge` (`Prepared`) once the range awaits its neighbour; the leader
+    /// finishes the merge and has the meta group record it.
+    Merge {
+        /// The group the client's map says serves the range.
+        group: GroupId,
+        /// The epoch of the client's map.
+        epoch: Epoch,
+    },
 }
 
 /// What an operator may ask of the cluster.

@@ -23,6 +23,10 @@ pub mod decisions {
     pub mod state_machine_engine {
         #![doc = chapter!("decisions/state-machine-engine.md")]
     }
+    /// Merges: a frozen neighbour's state carried in the left range's log.
+    pub mod merge {
+        #![doc = chapter!("decisions/merge.md")]
+    }
 }
 
 /// The Raft protocol as Flotilla implements it.

@@ -117,6 +117,15 @@ pub enum RangeAction {
         /// The first key of the new range.
         key: String,
     },
+    /// Merge the range holding KEY with its right neighbour: it takes the neighbour's keys,
+    /// and the neighbour's range is gone for good.
+    ///
+    /// KEY is read in `--encoding` (hex unless given). The neighbour may hold at most
+    /// `ranges.merge_bytes`. Returns once the meta group records the merge.
+    Merge {
+        /// Any key of the range.
+        key: String,
+    },
 }
 
 /// A range id as `range list` prints it (`r7`) or bare (`7`).

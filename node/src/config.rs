@@ -414,6 +414,9 @@ pub struct RangesConfig {
     /// A range whose leader serves more requests per second than this splits at the median
     /// of the keys it sampled (0: never).
     pub split_load_rps: u64,
+    /// The most key and value bytes a range may hold to be merged into its left neighbour:
+    /// its state travels in one note and one entry (0: no merges).
+    pub merge_bytes: u64,
 }
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -719,6 +722,15 @@ impl NodeConfig {
                 self.ranges.split_bytes
             ));
         }
+        let merge_limit = self.tuning.batch_payload_bytes_max / 4;
+        if self.ranges.merge_bytes > merge_limit {
+            return fail(format!(
+                "ranges.merge_bytes must be at most a quarter of tuning.batch_payload_bytes_max \
+                 ({merge_limit}): a merged range's state travels in one batch, with its \
+                 sessions; not {}",
+                self.ranges.merge_bytes
+            ));
+        }
         if self.ranges.replicas == 0 {
             return fail("ranges.replicas must be at least 1".into());
         }
@@ -993,6 +1005,7 @@ impl NodeConfig {
             read_bytes_per_turn: self.tuning.read_bytes_per_turn,
             split_bytes: self.ranges.split_bytes,
             split_load_rps: self.ranges.split_load_rps,
+            merge_bytes: self.ranges.merge_bytes,
         }
     }
 
@@ -1402,6 +1415,7 @@ mod tests {
             }),
             ("ranges.groups", |c| c.ranges.groups = 1_000_001),
             ("ranges.split_bytes", |c| c.ranges.split_bytes = 100),
+            ("ranges.merge_bytes", |c| c.ranges.merge_bytes = 1 << 40),
             ("limits.backup_view_idle_ms", |c| {
                 c.limits.backup_view_idle_ms = 999
             }),

@@ -197,6 +197,7 @@ pub async fn range_command(
     let (command, done) = match action {
         RangeAction::List => return list_ranges(client, as_json, encoding).await,
         RangeAction::Split { key } => return split_range(client, &key, as_json, encoding).await,
+        RangeAction::Merge { key } => return merge_range(client, &key, as_json, encoding).await,
         RangeAction::Move { range, from, to } => (
             AdminCommand::Manual(ManualRequest::MoveReplica {
                 range: RangeId(range),
@@ -228,28 +229,52 @@ async fn split_range(
 ) -> Result<(), ShellError> {
     let at = encoding.decode(key)?;
     let range = client.split(&at).await?;
-    let map = client.map();
-    let right = map.lookup(&at);
+    print_changed_range("split", range, &client.map(), &at, (as_json, encoding))
+}
+
+/// `range merge KEY`: merges the range holding KEY with its right neighbour and says which
+/// keys the merged range holds.
+async fn merge_range(
+    client: &Client,
+    key: &str,
+    as_json: bool,
+    encoding: Encoding,
+) -> Result<(), ShellError> {
+    let key = encoding.decode(key)?;
+    let range = client.merge(&key).await?;
+    print_changed_range("merge", range, &client.map(), &key, (as_json, encoding))
+}
+
+/// Prints the range `id` that a split or merge (`change`) left holding `key`, as the map has
+/// it: one JSON object, or one line (`split: r17 (group g17) holds a to (end)`).
+fn print_changed_range(
+    change: &str,
+    id: RangeId,
+    map: &RangeMap,
+    key: &[u8],
+    (as_json, encoding): (bool, Encoding),
+) -> Result<(), ShellError> {
+    let range = map.lookup(key);
     if as_json {
-        let keys = |key: &Option<Vec<u8>>| key.as_deref().map(|key| encoding.json(key));
+        let end = range.keys.end.as_deref().map(|end| encoding.json(end));
         let value = serde_json::json!({
-            "range": range.0,
-            "group": right.group.0,
-            "start": encoding.json(&right.keys.start),
-            "end": keys(&right.keys.end),
+            "range": id.0,
+            "group": range.group.0,
+            "start": encoding.json(&range.keys.start),
+            "end": end,
         });
         println!("{}", serde_json::to_string(&value)?);
     } else {
-        let end = right
+        let end = range
             .keys
             .end
             .as_deref()
             .map_or_else(|| "(end)".to_owned(), |end| encoding.text(end));
         println!(
-            "split: r{} (group {}) holds {} to {end}",
-            range.0,
-            right.group,
-            encoding.text(&right.keys.start)
+            "{change}: r{} (group {}) holds {} to {end}",
+            id.0,
+            range.group,
+            encoding.text(&range.keys.start)
         );
     }
     Ok(())

@@ -4,7 +4,10 @@
 //! returns each key once and in order, writes land on both sides, a backup racing a split
 //! still tiles the key space, a split at a range's first key is refused with its reason, and
 //! a node restarted after the splits (which replays the split entries) serves its ranges with
-//! the same data. The waits are bounded (a failure, not a measurement).
+//! the same data. Ranges merge back through the client and `flotilla range merge`, keeping
+//! every key; a neighbour bigger than `ranges.merge_bytes`, and the last range, are refused with
+//! their reasons; and a restarted node replays the merges. The waits are bounded (a failure,
+//! not a measurement).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use flotilla_node::Client;
@@ -222,6 +225,76 @@ fn a_hot_range_splits_by_load() {
         })
         .await;
         check_all(&client, 100, "a").await;
+    });
+    cluster.stop();
+}
+
+/// Split ranges merge back: through the client, then through `flotilla range merge`; every key
+/// keeps its value and a scan returns each once, in order, writes in sessions opened before a
+/// merge go on after it, a neighbour past `ranges.merge_bytes` and the last range are refused
+/// with their reasons, and a node restarted after the merges (which replays them from the
+/// entries) serves the same data.
+#[test]
+fn split_ranges_merge_back_and_keep_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = one_range_with(dir.path(), "[ranges]\nmerge_bytes = 1024\n");
+    let options = cluster.client_options();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect_when_ready(options.clone(), WAIT).await.unwrap();
+        put_all(&client, 200, "a").await;
+        for at in [50, 100, 150] {
+            client.split(&key(at)).await.unwrap();
+        }
+        all_led(&client, 4).await;
+        // Sessions are open in every range now; the merges keep them.
+        put_all(&client, 200, "b").await;
+
+        // Through the client: the range holding key 0 takes keys 50 to 99.
+        let merged = client.merge(&key(0)).await.unwrap();
+        let map = client.map();
+        assert_eq!(map.ranges().count(), 3);
+        let range = map.lookup(&key(75));
+        assert_eq!((range.id, range.keys.end.clone()), (merged, Some(key(100))));
+        check_all(&client, 200, "b").await;
+
+        // Through the CLI: the range holding key 100 takes the last one.
+        let (ok, stdout, stderr) = flotilla(
+            &["range", "merge", "--encoding", "utf8", "key-120"],
+            &cluster,
+        );
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("holds key-100 to (end)"), "{stdout}");
+        all_led(&client, 2).await;
+        put_all(&client, 200, "c").await;
+        check_all(&client, 200, "c").await;
+
+        // Keys 100 to 199 with their values hold about 1,100 bytes, more than merge_bytes.
+        match client.merge(&key(0)).await {
+            Err(ClientError::Refused(error)) => {
+                assert!(error.to_string().contains("ranges.merge_bytes"), "{error}");
+            }
+            other => panic!("a merge of a neighbour too big answered {other:?}"),
+        }
+        // The last range has no right neighbour.
+        let (ok, _, stderr) = flotilla(
+            &["range", "merge", "--encoding", "utf8", "key-150"],
+            &cluster,
+        );
+        assert!(!ok);
+        assert!(stderr.contains("no right neighbour"), "{stderr}");
+        check_all(&client, 200, "c").await;
+    });
+
+    // A restarted node replays the merge entries, which carry the merged ranges' state.
+    cluster.kill(NodeId(3));
+    cluster.restart(binary(), NodeId(3)).unwrap();
+    rt.block_on(async {
+        let client = connect_when_ready(options.clone(), WAIT).await.unwrap();
+        all_led(&client, 2).await;
+        check_all(&client, 200, "c").await;
+        put_all(&client, 200, "d").await;
+        check_all(&client, 200, "d").await;
     });
     cluster.stop();
 }

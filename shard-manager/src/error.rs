@@ -26,6 +26,14 @@ pub enum RangeMapError {
     /// A range has no replica.
     #[error("a range must have at least one replica")]
     NoReplica,
+    /// A merge names ranges that are not neighbours as the map has them.
+    #[error("range {left:?} does not end where range {right:?} starts")]
+    NotNeighbours {
+        /// The range that takes the keys.
+        left: RangeId,
+        /// The range merged into it.
+        right: RangeId,
+    },
 }
 
 /// Why the router cannot send a request now.

@@ -11,7 +11,7 @@ use crate::range::RangeId;
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The group every initial node hosts, whose log holds the range map and the directory.
 pub const META_GROUP: GroupId = GroupId(0);
@@ -81,6 +81,15 @@ pub enum MetaCommand {
         /// The right half's voters, as the split created its group.
         voters: Vec<NodeId>,
     },
+    /// The group of range `left` applied the merge of its right neighbour `right`: `left`
+    /// now holds `right`'s keys too, and `right` leaves the map and the placement view, for
+    /// good. Recorded once: a copy, or a merge the map already shows, changes nothing.
+    RecordMerge {
+        /// The range that took the keys.
+        left: RangeId,
+        /// The range merged into it.
+        right: RangeId,
+    },
 }
 
 /// What a meta command gives its proposer beyond being applied.
@@ -105,6 +114,19 @@ pub struct MetaState {
     /// Node states, the replicas of every range with their roles, and the operators in
     /// flight: the placement driver's view. Only its replicated part is encoded and compared.
     pub cluster: ClusterView,
+    /// The groups merged into their left neighbour, for good: every replica of one is
+    /// destroyed wherever it is found. (Encoded last; a state encoded before merges existed
+    /// decodes with none.)
+    pub merged: BTreeSet<GroupId>,
+}
+
+/// The meta state as encoded before merges (no `merged`).
+#[derive(Deserialize)]
+struct MetaStateBeforeMerges {
+    map: RangeMap,
+    directory: Directory,
+    data_directories: BTreeMap<NodeId, u128>,
+    cluster: ClusterView,
 }
 
 /// Why a meta command was refused (every replica refuses it alike).
@@ -183,6 +205,7 @@ impl MetaState {
             directory,
             data_directories: BTreeMap::new(),
             cluster,
+            merged: BTreeSet::new(),
         }
     }
 
@@ -212,6 +235,16 @@ impl MetaState {
                 right_group,
                 voters,
             } => self.record_split(range, at, (right, right_group), voters),
+            MetaCommand::RecordMerge { left, right } => {
+                if self.map.range(right).is_none() {
+                    return Ok(MetaAnswer::Applied);
+                }
+                let right_group = self.map.range(right).map(|range| range.group);
+                self.map.merge(left, right)?;
+                self.cluster.remove_range(right);
+                self.merged.extend(right_group);
+                Ok(())
+            }
             MetaCommand::SetAddress { node, address } => {
                 if self
                     .cluster
@@ -276,7 +309,9 @@ impl MetaState {
         (right, right_group): (RangeId, GroupId),
         voters: Vec<NodeId>,
     ) -> Result<(), MetaError> {
-        if self.map.range(right).is_some() {
+        // Recorded already; or recorded, then merged away since (a late copy of the record
+        // must not bring the range back).
+        if self.map.range(right).is_some() || self.merged.contains(&right_group) {
             return Ok(());
         }
         if voters.is_empty() {
@@ -348,7 +383,18 @@ impl MetaState {
     /// # Errors
     /// The bytes are not an encoded `MetaState`.
     pub fn decode(bytes: &[u8]) -> Result<Self, MetaCodecError> {
-        decode(bytes)
+        decode(bytes).or_else(|error| {
+            let Ok(before) = decode::<MetaStateBeforeMerges>(bytes) else {
+                return Err(error);
+            };
+            Ok(Self {
+                map: before.map,
+                directory: before.directory,
+                data_directories: before.data_directories,
+                cluster: before.cluster,
+                merged: BTreeSet::new(),
+            })
+        })
     }
 }
 
@@ -459,6 +505,80 @@ mod tests {
         state.apply(record(&[0x20], &voters)).unwrap();
         assert_eq!(state, recorded);
         assert_eq!(MetaState::decode(&state.encode()), Ok(state));
+    }
+
+    #[test]
+    fn a_merge_is_recorded_once_and_only_between_neighbours() {
+        let mut state = state();
+        let first = state.map.lookup(&[0x10]).clone();
+        let second = state.map.lookup(&first.keys.end.clone().unwrap()).clone();
+        let third = state.map.lookup(&second.keys.end.clone().unwrap()).clone();
+        let layout = state.map.layout_epoch();
+        // Not neighbours: refused, nothing changed.
+        let before = state.clone();
+        let apart = MetaCommand::RecordMerge {
+            left: first.id,
+            right: third.id,
+        };
+        assert_eq!(
+            state.apply(apart),
+            Err(RangeMapError::NotNeighbours {
+                left: first.id,
+                right: third.id
+            }
+            .into())
+        );
+        assert_eq!(state, before);
+        let merge = MetaCommand::RecordMerge {
+            left: first.id,
+            right: second.id,
+        };
+        state.apply(merge.clone()).unwrap();
+        let merged = state.map.lookup(&[0x10]).clone();
+        assert_eq!(merged.id, first.id);
+        assert_eq!(merged.keys.end, second.keys.end);
+        assert_eq!(state.map.lookup(&second.keys.start).id, first.id);
+        assert!(state.map.range(second.id).is_none());
+        assert!(state.cluster.range(second.id).is_none());
+        assert!(state.merged.contains(&second.group));
+        assert!(state.map.layout_epoch() > layout, "the layout changed");
+        // A late copy of the split that made the merged range does not bring it back.
+        let late = MetaCommand::RecordSplit {
+            range: first.id,
+            at: second.keys.start.clone(),
+            right: second.id,
+            right_group: second.group,
+            voters: vec![NodeId(1), NodeId(2)],
+        };
+        let recorded = state.clone();
+        state.apply(late).unwrap();
+        assert_eq!(state, recorded);
+        // A copy changes nothing; the merged id is never handed out again.
+        let recorded = state.clone();
+        state.apply(merge).unwrap();
+        assert_eq!(state, recorded);
+        assert!(state.map.reserve_range_id().0 > 4);
+        assert_eq!(MetaState::decode(&state.encode()), Ok(state));
+    }
+
+    #[test]
+    fn a_state_encoded_before_merges_decodes_with_none() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            map: &'a RangeMap,
+            directory: &'a Directory,
+            data_directories: &'a BTreeMap<NodeId, u128>,
+            cluster: &'a ClusterView,
+        }
+        let state = state();
+        let bytes = postcard::to_allocvec(&Before {
+            map: &state.map,
+            directory: &state.directory,
+            data_directories: &state.data_directories,
+            cluster: &state.cluster,
+        })
+        .unwrap();
+        assert_eq!(MetaState::decode(&bytes), Ok(state));
     }
 
     #[test]

@@ -257,6 +257,37 @@ impl RangeMap {
         Ok(())
     }
 
+    /// Records a merge a range's group applied: range `left` takes the keys of its right
+    /// neighbour `right`, which leaves the map (its id is never used again). The layout
+    /// changes, so the epoch does.
+    ///
+    /// # Errors
+    /// `UnknownRange`, or `NotNeighbours` unless `left` ends where `right` starts.
+    pub fn merge(&mut self, left: RangeId, right: RangeId) -> Result<(), RangeMapError> {
+        let left_start = self
+            .range(left)
+            .ok_or(RangeMapError::UnknownRange(left))?
+            .keys
+            .start
+            .clone();
+        let right_range = self
+            .range(right)
+            .ok_or(RangeMapError::UnknownRange(right))?
+            .clone();
+        let left_range = self
+            .ranges
+            .get_mut(&left_start)
+            .ok_or(RangeMapError::UnknownRange(left))?;
+        if left_range.keys.end.as_ref() != Some(&right_range.keys.start) {
+            return Err(RangeMapError::NotNeighbours { left, right });
+        }
+        left_range.keys.end = right_range.keys.end;
+        self.ranges.remove(&right_range.keys.start);
+        self.epoch = self.epoch.next();
+        self.layout_epoch = self.epoch;
+        Ok(())
+    }
+
     /// Replaces the replicas of range `id` (a move).
     ///
     /// # Errors

@@ -127,6 +127,56 @@ impl Client {
         }
     }
 
+    /// Merges the range holding `key` with its right neighbour: the range takes its
+    /// neighbour's keys, and the neighbour's range and group are gone for good. The range's
+    /// leader prepares the merge in the range's own log, has the neighbour freeze, takes its
+    /// state in one entry and has the meta group record it; returns the merged range's id once
+    /// this client's map shows it. Safe to call again after an error: a merge under way is
+    /// answered as prepared.
+    ///
+    /// # Errors
+    /// The range is the last one, or its neighbour holds more than `ranges.merge_bytes`
+    /// (`Refused`); or the merge did not finish before the deadline (the neighbour refused to
+    /// freeze: it changed, or grew too big; the range then gives the merge up).
+    pub async fn merge(&self, key: &[u8]) -> Result<RangeId, ClientError> {
+        let deadline = Instant::now() + self.inner.options.deadline;
+        let answered = self
+            .attempt_loop(key, Kind::Idempotent, deadline, |target| Request::Merge {
+                group: target.group,
+                epoch: target.epoch,
+            })
+            .await
+            .map_err(stop_error)?;
+        let right = match answered.response {
+            Response::Merge { right, .. } => right,
+            Response::Invalid(reason) => {
+                return Err(ClientError::Refused(ApiError::AdminRefused(reason)));
+            }
+            other => return Err(unexpected(&other)),
+        };
+        // The leader finishes the merge and has it recorded within a few placement rounds.
+        loop {
+            if let Err(error) = self.refresh_map().await {
+                tracing::debug!(%error, "the range map could not be refreshed");
+            }
+            let map = self.map();
+            if map.ranges().all(|range| range.group != right) {
+                return Ok(map.lookup(key).id);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClientError::Unavailable {
+                    attempts: answered.attempts,
+                    reason: format!(
+                        "the merge of group {right} was prepared and has not been recorded yet \
+                         (it is given up if that range changed or grew past \
+                         ranges.merge_bytes)"
+                    ),
+                });
+            }
+            tokio::time::sleep(self.inner.options.retry_pause).await;
+        }
+    }
+
     /// Sends `request` to each node in turn until the meta group's leader answers, following
     /// a leader hint (and the address it names) at once.
     async fn call_meta_leader(&self, request: Request) -> Result<Reply, ClientError> {

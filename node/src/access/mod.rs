@@ -105,6 +105,7 @@ pub fn need(request: &Request) -> Need<'_> {
             of(Permission::Admin, "back up a range")
         }
         Request::Split { .. } => of(Permission::Admin, "split a range"),
+        Request::Merge { .. } => of(Permission::Admin, "merge ranges"),
     }
 }
 

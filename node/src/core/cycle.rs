@@ -42,6 +42,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.multi.advance(ready);
         self.host_splits()?;
         self.send_reserved();
+        self.finish_merges()?;
         self.compact(compact);
         Ok(())
     }
@@ -174,6 +175,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             match response {
                 Some(Response::Split { .. }) => self.split_applied(group, entry),
                 Some(Response::Reserved { id }) => self.reservation_applied(entry, id),
+                Some(ref response @ (Response::Merge { .. } | Response::Invalid(_))) => {
+                    self.merge_applied(group, entry, response);
+                }
                 _ => {}
             }
             self.waiting

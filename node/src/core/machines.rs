@@ -5,7 +5,7 @@
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
 use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
 use flotilla_storage::snapshot::encode_snapshot;
-use flotilla_storage::{KvStateMachine, Response, decode_snapshot};
+use flotilla_storage::{KvStateMachine, MergeState, Response, decode_snapshot};
 use std::collections::BTreeMap;
 
 /// Every state machine of the node.
@@ -18,6 +18,10 @@ pub(crate) struct Machines {
     since_snapshot: BTreeMap<GroupId, SinceSnapshot>,
     /// Key and value bytes of every KV state machine (what the storage quota counts).
     stored_bytes: u64,
+    /// The ranges here awaiting the merge of their right neighbour, and that neighbour.
+    absorbing: BTreeMap<GroupId, GroupId>,
+    /// The ranges here frozen for a merge, and the range that takes their keys.
+    frozen: BTreeMap<GroupId, GroupId>,
 }
 
 /// A group's log since its last snapshot, against that snapshot's size.
@@ -40,6 +44,40 @@ impl Machines {
             meta_applied: LogIndex(0),
             since_snapshot: BTreeMap::new(),
             stored_bytes: 0,
+            absorbing: BTreeMap::new(),
+            frozen: BTreeMap::new(),
+        }
+    }
+
+    /// The ranges here awaiting the merge of their right neighbour: (left, right).
+    pub(crate) fn absorbing(&self) -> impl Iterator<Item = (GroupId, GroupId)> + '_ {
+        self.absorbing.iter().map(|(&left, &right)| (left, right))
+    }
+
+    /// The ranges here frozen for a merge: (right, the left one that takes its keys).
+    pub(crate) fn frozen(&self) -> impl Iterator<Item = (GroupId, GroupId)> + '_ {
+        self.frozen.iter().map(|(&right, &left)| (right, left))
+    }
+
+    /// Follows `group`'s part in a merge after its state changed.
+    fn note_merge(&mut self, group: GroupId) {
+        let state = self
+            .kv
+            .get(&group)
+            .map_or(&MergeState::None, KvStateMachine::merge_state);
+        match *state {
+            MergeState::None => {
+                self.absorbing.remove(&group);
+                self.frozen.remove(&group);
+            }
+            MergeState::Absorbing { right } => {
+                self.absorbing.insert(group, right);
+                self.frozen.remove(&group);
+            }
+            MergeState::Frozen { into } => {
+                self.frozen.insert(group, into);
+                self.absorbing.remove(&group);
+            }
         }
     }
 
@@ -63,6 +101,7 @@ impl Machines {
             self.stored_bytes -= machine.stored_bytes();
         }
         self.since_snapshot.remove(&group);
+        self.note_merge(group);
     }
 
     pub(crate) fn kv(&self, group: GroupId) -> Option<&KvStateMachine> {
@@ -116,9 +155,11 @@ impl Machines {
     /// Hosts `machine` in place of its group's state, keeping the byte count.
     fn host(&mut self, machine: KvStateMachine) {
         self.stored_bytes += machine.stored_bytes();
-        if let Some(replaced) = self.kv.insert(machine.group(), machine) {
+        let group = machine.group();
+        if let Some(replaced) = self.kv.insert(group, machine) {
             self.stored_bytes -= replaced.stored_bytes();
         }
+        self.note_merge(group);
     }
 
     /// Applies one committed entry; the response of a KV command, if it was one.
@@ -131,6 +172,9 @@ impl Machines {
             let before = machine.stored_bytes();
             let response = machine.apply_entry(entry);
             self.stored_bytes = self.stored_bytes - before + machine.stored_bytes();
+            if matches!(response, Some(Response::Merge { .. })) {
+                self.note_merge(group);
+            }
             return response;
         }
         self.meta_applied = entry.index;

@@ -21,6 +21,7 @@ pub mod boot;
 mod cycle;
 pub mod histogram;
 mod machines;
+mod merge;
 mod placement;
 mod registry;
 mod split;
@@ -131,6 +132,9 @@ pub struct CoreTuning {
     /// A range whose leader serves more requests per second than this, over a window of a
     /// second or more, splits at the median of the keys it sampled (0: never).
     pub split_load_rps: u64,
+    /// The most key and value bytes a range may hold to be merged into its left neighbour
+    /// (0: no merges).
+    pub merge_bytes: u64,
 }
 
 /// The largest `batch_payload_bytes_max` any configuration may set: a batch's framing and
@@ -151,6 +155,7 @@ impl Default for CoreTuning {
             read_bytes_per_turn: 16 << 20,
             split_bytes: 64 << 20,
             split_load_rps: 0,
+            merge_bytes: 1 << 20,
         }
     }
 }
@@ -238,6 +243,8 @@ pub struct NodeCore<R, S> {
     placement: placement::Placement,
     /// Backup views open on this node.
     backups: backups::BackupViews,
+    /// Merges this node takes part in.
+    merges: merge::Merges,
 }
 
 /// What the core has done since start.
@@ -279,6 +286,10 @@ pub struct Counters {
     pub splits_asked_by_size: u64,
     /// Splits this node asked for as the leader of a range past `ranges.split_load_rps`.
     pub splits_asked_by_load: u64,
+    /// Merges this node's replicas applied (each replica of the left range counts one).
+    pub merges_applied: u64,
+    /// Merges this node's replicas gave up, their right neighbour having refused to freeze.
+    pub merges_given_up: u64,
     /// How long each log write (write + fdatasync) took, in seconds.
     pub write_seconds: Histogram,
     /// How many entries each log write persisted (group commit).
@@ -295,6 +306,8 @@ impl Default for Counters {
             batches_refused: 0,
             splits_asked_by_size: 0,
             splits_asked_by_load: 0,
+            merges_applied: 0,
+            merges_given_up: 0,
             leader_changes: 0,
             cycles_since_gc: 0,
             busy_micros: 0,
@@ -367,6 +380,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             disk_free_bytes: None,
             reads_left: false,
             placement,
+            merges: merge::Merges::default(),
         }
     }
 
@@ -516,6 +530,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 at,
                 right,
             } => self.split_request((group, epoch), at, right, responder),
+            Request::Merge { group, epoch } => self.merge_request((group, epoch), responder),
             Request::BackupClose { view } => {
                 self.backups.close(view);
                 responder.answer(Ok(Reply::Applied));

@@ -6,6 +6,7 @@
 //! records it removed. All of it once per placement interval, sans IO
 //! (`docs/protocol/placement.md`).
 
+use super::merge::MergeNote;
 use super::split::{Load, Reservation, SplitNote, SplitRecord};
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use flotilla_raft::{
@@ -50,6 +51,8 @@ enum NodeNote {
     Split(SplitRecord),
     /// A range grown past `ranges.split_bytes`: its leader asks, the meta leader reserves.
     SizeSplit(SplitNote),
+    /// A step of a merge's exchange.
+    Merge(MergeNote),
 }
 
 /// One node's report: its liveness heartbeat, its load and size, and the ranges it leads.
@@ -171,12 +174,19 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn placement_round(&mut self) {
         self.placement.rounds += 1;
         let news = self.multi.take_news();
+        for &group in &news {
+            if self.leads(group) {
+                self.note_unrecorded_merge(group);
+                self.note_unrecorded_split(group);
+            }
+        }
         self.placement.unreported.extend(news);
         self.follow_directory();
         self.report();
         self.report_splits();
         self.split_big_ranges();
         self.split_hot_ranges();
+        self.drive_merges();
         self.drive_placement();
         self.place_meta_replicas();
         self.carry_out_operators();
@@ -397,6 +407,21 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .send_batch(self.multi.note_batch(to, vec![Note(note)]));
     }
 
+    /// Sends a note of a merge's exchange to `to` (the meta leader when `None`), or takes it
+    /// when that is this node.
+    pub(super) fn send_merge_note(&mut self, note: MergeNote, to: Option<NodeId>) {
+        let Some(to) = to.or_else(|| self.meta_leader()) else {
+            return;
+        };
+        if to == self.config.node {
+            return self.take_merge_note(to, note);
+        }
+        let note =
+            postcard::to_allocvec(&NodeNote::Merge(note)).expect("encoding into a Vec cannot fail");
+        self.sink
+            .send_batch(self.multi.note_batch(to, vec![Note(note)]));
+    }
+
     /// The ranges among `groups` this node leads whose membership the meta leader has not
     /// heard of yet; `reported` and `unreported` follow.
     fn led_ranges(&mut self, groups: Vec<GroupId>) -> Vec<LedRange> {
@@ -448,6 +473,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 Ok(NodeNote::Report(report)) => self.take_report(from, report),
                 Ok(NodeNote::Split(split)) => self.take_split_note(split),
                 Ok(NodeNote::SizeSplit(note)) => self.take_split_size_note(from, note),
+                Ok(NodeNote::Merge(note)) => self.take_merge_note(from, note),
                 Err(error) => tracing::debug!(peer = from.0, %error, "a note did not decode"),
             }
         }
@@ -728,7 +754,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .take(DESTROY_CHECK_GROUPS_PER_ROUND + 1)
             .collect();
         self.placement.destroy.next = slice.get(DESTROY_CHECK_GROUPS_PER_ROUND).copied();
-        let doomed: Vec<(GroupId, HardState)> = slice
+        let doomed: Vec<GroupId> = slice
             .into_iter()
             .take(DESTROY_CHECK_GROUPS_PER_ROUND)
             .filter(|&group| group != META_GROUP)
@@ -746,12 +772,25 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                         .is_none_or(|operator| !operator.adds(node))
                     && !raft.membership().voters.is_empty()
                     && raft.log().last_index().0 <= range.membership_index;
+                removed.then_some(group)
+            })
+            .collect();
+        self.destroy_replicas(doomed)
+    }
+
+    /// Destroys the replicas of `groups`: data dropped, each tombstone (the replica's last
+    /// term, no vote) written in one log write, then the group kept as a tombstone so its stale
+    /// messages are refused.
+    pub(super) fn destroy_replicas(&mut self, groups: Vec<GroupId>) -> Result<(), CoreError> {
+        let doomed: Vec<(GroupId, HardState)> = groups
+            .into_iter()
+            .filter_map(|group| {
                 let tombstone = HardState {
-                    term: raft.term(),
+                    term: self.multi.group(group)?.term(),
                     vote: None,
                     commit: LogIndex(0),
                 };
-                removed.then_some((group, tombstone))
+                Some((group, tombstone))
             })
             .collect();
         if doomed.is_empty() {
@@ -772,7 +811,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             if let Err(error) = self.multi.create_group(group, store) {
                 tracing::warn!(%group, %error, "could not keep a destroyed replica's tombstone");
             }
-            tracing::info!(%group, "destroyed a replica removed from this node");
+            tracing::info!(%group, "destroyed a replica");
         }
         Ok(())
     }

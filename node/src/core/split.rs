@@ -183,6 +183,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .group(group)
             .ok_or(ApiError::NotServed { group })?;
         let voters = settled_voters(raft).ok_or(ApiError::Busy)?;
+        // Only a range whose keys are the map's: the map records a split of the range it
+        // shows, so one after a split or merge not recorded yet would never be recorded (a
+        // merged range split again at the old boundary: simulator seed 74).
+        let machine = self
+            .machines
+            .kv(group)
+            .ok_or(ApiError::NotServed { group })?;
+        if !keys_as_mapped(&self.machines, machine) {
+            return Err(ApiError::Busy);
+        }
         let expected = self.bounds_of(group).ok_or(ApiError::NotServed { group })?;
         Ok(Proposal::Split {
             expected,
@@ -215,7 +225,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// The bounds of `group`'s range as its state machine holds them, or (a range that never
     /// split, at version 0) as the meta group's map does.
-    fn bounds_of(&self, group: GroupId) -> Option<RangeBounds> {
+    pub(super) fn bounds_of(&self, group: GroupId) -> Option<RangeBounds> {
         let machine = self.machines.kv(group)?;
         if machine.bounds().version > 0 {
             return Some(machine.bounds().clone());
@@ -268,10 +278,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn host_splits(&mut self) -> Result<(), CoreError> {
         for (split, carved) in std::mem::take(&mut self.placement.splits_to_host) {
             let (group, right) = (split.group, split.right);
-            let holds_state = self.multi.group(right).is_some_and(|raft| {
-                raft.log().last_index() > LogIndex(0) || !raft.membership().voters.is_empty()
+            // Only a replica created empty that never saw a term (for a message that came
+            // first) gives way: any other holds state, or has voted, or is the tombstone of a
+            // replica destroyed since (moved away, or merged into its left neighbour), which the
+            // log replayed after a restart must not bring back with a fresh vote.
+            let hosted = self.multi.group(right).is_some_and(|raft| {
+                raft.log().last_index() > LogIndex(0)
+                    || !raft.membership().voters.is_empty()
+                    || raft.term() > Term(0)
             });
-            if holds_state {
+            if hosted || self.machines.meta().merged.contains(&right) {
                 tracing::debug!(%group, %right, "the split's right half is hosted already");
                 continue;
             }
@@ -322,10 +338,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if self.placement.splits_unrecorded.is_empty() {
             return;
         }
-        let map = &self.machines.meta().map;
-        self.placement
-            .splits_unrecorded
-            .retain(|_, split| map.range(RangeId(split.right.0)).is_none());
+        let meta = self.machines.meta();
+        self.placement.splits_unrecorded.retain(|_, split| {
+            meta.map.range(RangeId(split.right.0)).is_none() && !meta.merged.contains(&split.right)
+        });
         let led: Vec<SplitRecord> = self
             .placement
             .splits_unrecorded
@@ -338,22 +354,49 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
+    /// A range this node now leads (its leader changed) that the map does not show, whose
+    /// own bounds say a split made it: it reports its own split, as its parent's replicas do
+    /// until the map shows it. Those may all have lost the split they applied (each took a
+    /// snapshot past it and restarted), and nothing else would ever record it (simulator seed
+    /// 608).
+    pub(super) fn note_unrecorded_split(&mut self, group: GroupId) {
+        let Some(machine) = self.machines.kv(group) else {
+            return;
+        };
+        let meta = self.machines.meta();
+        let bounds = machine.bounds();
+        if group == META_GROUP
+            || bounds.version == 0
+            || meta.cluster.range_of_group(group).is_some()
+            || meta.merged.contains(&group)
+        {
+            return;
+        }
+        let Some(voters) = self.multi.group(group).and_then(settled_voters) else {
+            return;
+        };
+        let split = SplitRecord {
+            group,
+            at: bounds.start.clone(),
+            right: group,
+            voters,
+        };
+        self.placement.splits_unrecorded.insert(group, split);
+    }
+
     /// On the meta leader: records a split a range's leader reported (a copy changes nothing).
     pub(super) fn take_split_note(&mut self, split: SplitRecord) {
         if !self.leads(META_GROUP) {
             return;
         }
         let meta = self.machines.meta();
-        let Some(range) = meta
-            .cluster
-            .range_of_group(split.group)
-            .map(|range| range.id)
-        else {
-            return;
-        };
         if meta.map.range(RangeId(split.right.0)).is_some() {
             return;
         }
+        // The range the map shows holding the split key: the parent, or, when splits of it
+        // are recorded out of order, the part of it that holds the key now (the map is cut
+        // at every split key alike, whichever order the records come in).
+        let range = meta.map.lookup(&split.at).id;
         let command = MetaCommand::RecordSplit {
             range,
             at: split.at,

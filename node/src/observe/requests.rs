@@ -26,11 +26,12 @@ pub(crate) enum Operation {
     SetAddress,
     Backup,
     Split,
+    Merge,
 }
 
 impl Operation {
     /// Every operation, in label order.
-    pub(crate) const ALL: [Self; 16] = [
+    pub(crate) const ALL: [Self; 17] = [
         Self::Get,
         Self::Put,
         Self::Delete,
@@ -47,6 +48,7 @@ impl Operation {
         Self::SetAddress,
         Self::Backup,
         Self::Split,
+        Self::Merge,
     ];
 
     /// The operation `request` asks for (a write in a session by its command).
@@ -72,6 +74,7 @@ impl Operation {
             | Request::BackupChunk { .. }
             | Request::BackupClose { .. } => Self::Backup,
             Request::Split { .. } => Self::Split,
+            Request::Merge { .. } => Self::Merge,
         }
     }
 
@@ -94,6 +97,7 @@ impl Operation {
             Self::SetAddress => "set_address",
             Self::Backup => "backup",
             Self::Split => "split",
+            Self::Merge => "merge",
         }
     }
 }

@@ -58,7 +58,8 @@ impl StreamBounds {
             | Request::Placement
             | Request::MetaSnapshot
             // A refused split says why.
-            | Request::Split { .. } => OTHER_ANSWER_BYTES,
+            | Request::Split { .. }
+            | Request::Merge { .. } => OTHER_ANSWER_BYTES,
             Request::BackupChunk { .. } => self.backup_chunk_answer_bytes(),
             Request::KnownDirectory { .. }
             | Request::OpenSession { .. }

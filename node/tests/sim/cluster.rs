@@ -37,6 +37,9 @@ const SPLIT_TRIES_MAX: u32 = 30;
 #[derive(Debug)]
 pub struct Splitter {
     at: Vec<u8>,
+    /// A merge of the range holding `at` with its right neighbour, as `flotilla range merge`
+    /// does (one request to the range's leader), instead of a split.
+    merge: bool,
     /// The reserved id, once the meta leader answered.
     right: Option<GroupId>,
     request_id: u64,
@@ -50,6 +53,10 @@ pub struct SplitCounts {
     pub done: u64,
     /// Splits refused (the key was already a range's first key) or given up.
     pub refused: u64,
+    /// Merges a range's leader answered as prepared.
+    pub merges_prepared: u64,
+    /// Merges refused (the last range, a neighbour changing or too big) or given up.
+    pub merges_refused: u64,
 }
 
 /// A node joining the running cluster as `flotilla server --join` does: it asks the meta
@@ -134,6 +141,10 @@ pub struct Cluster {
     splitter: Option<Splitter>,
     next_split_request: u64,
     pub splits: SplitCounts,
+    /// Every group any node's map showed, and the epoch each node's map was at when last
+    /// looked at: a group that leaves every map was merged away.
+    pub groups_seen: std::collections::BTreeSet<GroupId>,
+    epochs_seen: BTreeMap<NodeId, flotilla_shard_manager::Epoch>,
 }
 
 impl Cluster {
@@ -166,6 +177,8 @@ impl Cluster {
             splitter: None,
             next_split_request: 0,
             splits: SplitCounts::default(),
+            groups_seen: std::collections::BTreeSet::new(),
+            epochs_seen: BTreeMap::new(),
         }
     }
 
@@ -518,11 +531,15 @@ impl Cluster {
 
     /// The range map tiles the key space on the node an event just ran (a split changes it):
     /// ranges start where the one before ends, from the empty key to an unbounded last one.
-    fn check_tiling(&self, id: NodeId) {
+    fn check_tiling(&mut self, id: NodeId) {
         let Some(core) = self.nodes.get(&id).and_then(|node| node.core.as_ref()) else {
             return;
         };
         let map = &core.meta().map;
+        if self.epochs_seen.insert(id, map.epoch()) != Some(map.epoch()) {
+            self.groups_seen
+                .extend(map.ranges().map(|range| range.group));
+        }
         let mut next_start: Option<&[u8]> = Some(&[]);
         for range in map.ranges() {
             assert_eq!(
@@ -543,6 +560,24 @@ impl Cluster {
         self.note(|| format!("SPLIT AT {at:02x?}"));
         self.splitter = Some(Splitter {
             at,
+            merge: false,
+            right: None,
+            request_id: 0,
+            tries: 0,
+        });
+        self.send_split();
+    }
+
+    /// An operator merges the range holding `key` with its right neighbour, unless a split or
+    /// merge is in flight.
+    pub fn merge(&mut self, key: Vec<u8>) {
+        if self.splitter.is_some() {
+            return;
+        }
+        self.note(|| format!("MERGE AT {key:02x?}"));
+        self.splitter = Some(Splitter {
+            at: key,
+            merge: true,
             right: None,
             request_id: 0,
             tries: 0,
@@ -561,13 +596,27 @@ impl Cluster {
         };
         split.tries += 1;
         if split.tries > SPLIT_TRIES_MAX || up.is_empty() {
-            self.note(|| "SPLIT GIVEN UP".to_string());
+            let merge = split.merge;
+            self.note(|| "SPLIT OR MERGE GIVEN UP".to_string());
+            if merge {
+                self.splits.merges_refused += 1;
+            } else {
+                self.splits.refused += 1;
+            }
             self.splitter = None;
-            self.splits.refused += 1;
             return;
         }
         split.request_id = request_id;
         let request = match split.right {
+            _ if split.merge => {
+                let seen = up[request_id as usize % up.len()];
+                let core = self.nodes[&seen].core.as_ref().expect("up");
+                let map = &core.meta().map;
+                Request::Merge {
+                    group: map.lookup(&split.at).group,
+                    epoch: map.epoch(),
+                }
+            }
             None => Request::Admin(AdminCommand::ReserveRange),
             Some(right) => {
                 // The map of a node that is up, as a client would have cached it.
@@ -626,10 +675,34 @@ impl Cluster {
                 self.splitter = None;
                 self.splits.done += 1;
             }
-            Ok(Reply::Kv(Response::Invalid(reason))) | Err(ApiError::AdminRefused(reason)) => {
-                self.note(|| format!("SPLIT REFUSED: {reason}"));
+            Ok(Reply::Kv(Response::Merge { right, version, .. })) => {
+                self.note(|| format!("MERGE PREPARED: {right} at version {version}"));
                 self.splitter = None;
-                self.splits.refused += 1;
+                self.splits.merges_prepared += 1;
+                // Half the time the operator goes on at once with the neighbour that is to
+                // freeze (merging it with its own right neighbour): the two merges race, and
+                // one freeze is refused, so its merge is given up.
+                if right.0 % 2 == 0 {
+                    let start = self.nodes.values().find_map(|node| {
+                        let map = &node.core.as_ref()?.meta().map;
+                        map.ranges()
+                            .find(|range| range.group == right)
+                            .map(|range| range.keys.start.clone())
+                    });
+                    if let Some(start) = start {
+                        self.merge(start);
+                    }
+                }
+            }
+            Ok(Reply::Kv(Response::Invalid(reason))) | Err(ApiError::AdminRefused(reason)) => {
+                let merge = split.merge;
+                self.note(|| format!("SPLIT OR MERGE REFUSED: {reason}"));
+                if merge {
+                    self.splits.merges_refused += 1;
+                } else {
+                    self.splits.refused += 1;
+                }
+                self.splitter = None;
             }
             _ => {}
         }
@@ -760,7 +833,7 @@ impl Cluster {
             Err(ApiError::AdminRefused(reason)) => {
                 panic!("{id} was refused joining under a new id: {reason}")
             }
-            _ => {}
+            other => self.note(|| format!("{id} JOIN ANSWER {other:?}")),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::node::{Setup, SimNode};
 use flotilla_node::config::{Endpoint, Limits};
 use flotilla_node::core::{CoreConfig, CoreMutation, CoreTuning, boot};
 use flotilla_raft::{GroupId, MultiConfig, NodeId};
+use flotilla_shard_manager::META_GROUP;
 use flotilla_shard_manager::placement::{Liveness, PlacementConfig, liveness};
 use flotilla_storage::kv::SessionLimits;
 use flotilla_storage::{LogConfig, SnapshotLoading};
@@ -30,6 +31,12 @@ const SPLIT_BYTES: u64 = 20;
 const SPLIT_LOAD_RPS: u64 = 50;
 /// With splits on, the operator starts one every this many milliseconds on average.
 const SPLIT_EVERY_MS: u64 = 1_500;
+/// With splits on, the operator also merges a range with its right neighbour this often on
+/// average.
+const MERGE_EVERY_MS: u64 = 2_000;
+/// With splits on, a range holding more key and value bytes than this is not merged (about
+/// four of the clients' pairs), so some freezes are refused and their merges given up.
+const MERGE_BYTES: u64 = 40;
 
 /// What a seed draws.
 #[derive(Clone, Debug)]
@@ -84,8 +91,12 @@ pub struct Report {
     pub splits: crate::cluster::SplitCounts,
     /// Ranges the run started with, and ranges in the meta group's map at the end.
     pub ranges: (u64, usize),
+    /// Groups some node's map showed that no map shows at the end: merged away.
+    pub merged: usize,
     /// Splits range leaders asked for by size and by load (the nodes up at the end).
     pub splits_asked: (u64, u64),
+    /// Merge entries the replicas of the nodes up at the end applied, and gave up.
+    pub merge_entries: (u64, u64),
     pub simulated_ms: u64,
     pub trace_hash: u64,
 }
@@ -135,6 +146,7 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
     }
     let mut faults = Faults::default();
     let mut split_rng = splits.then(|| ChaCha8Rng::seed_from_u64(seed ^ 0x5b11_7c0d_e000_0000));
+    let mut merge_rng = splits.then(|| ChaCha8Rng::seed_from_u64(seed ^ 0x3e26_e000_0000_0000));
     while cluster.now_ms < SAFETY_MS_MAX && !clients_done(&cluster) {
         let until = cluster.now_ms + STEP_MS;
         cluster.run_until(until);
@@ -144,6 +156,12 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         {
             let key = cluster.setup.keys[rng.random_range(0..cluster.setup.keys.len())].clone();
             cluster.split(key);
+        }
+        if let Some(rng) = merge_rng.as_mut()
+            && rng.random_range(0..MERGE_EVERY_MS) < STEP_MS
+        {
+            let key = cluster.setup.keys[rng.random_range(0..cluster.setup.keys.len())].clone();
+            cluster.merge(key);
         }
     }
     heal(&mut cluster, &mut faults);
@@ -159,6 +177,18 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         .count();
     drop(events);
     let range_count = swarm.range_count;
+    let final_map = cluster
+        .nodes
+        .values()
+        .find_map(|node| node.core.as_ref())
+        .map(|core| core.meta().map.clone());
+    let merged = final_map.map_or(0, |map| {
+        cluster
+            .groups_seen
+            .iter()
+            .filter(|&&group| map.ranges().all(|range| range.group != group))
+            .count()
+    });
     Report {
         swarm,
         faults: faults.counts,
@@ -171,6 +201,7 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
             .map(|node| node.snapshots_refused)
             .sum(),
         splits: cluster.splits,
+        merged,
         ranges: (
             range_count,
             cluster
@@ -188,6 +219,15 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
                 (counters.splits_asked_by_size, counters.splits_asked_by_load)
             })
             .fold((0, 0), |sum, asked| (sum.0 + asked.0, sum.1 + asked.1)),
+        merge_entries: cluster
+            .nodes
+            .values()
+            .filter_map(|node| node.core.as_ref())
+            .map(|core| {
+                let counters = core.counters();
+                (counters.merges_applied, counters.merges_given_up)
+            })
+            .fold((0, 0), |sum, count| (sum.0 + count.0, sum.1 + count.1)),
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
     }
@@ -239,6 +279,11 @@ fn build(
             tuning: CoreTuning {
                 split_bytes: if splits && !by_load { SPLIT_BYTES } else { 0 },
                 split_load_rps: if splits && by_load { SPLIT_LOAD_RPS } else { 0 },
+                merge_bytes: if splits {
+                    MERGE_BYTES
+                } else {
+                    CoreTuning::default().merge_bytes
+                },
                 ..CoreTuning::default()
             },
             placement: placement_config(),
@@ -370,7 +415,19 @@ fn converge(cluster: &mut Cluster) {
 /// every range whole again (`fully_placed`).
 fn converged(cluster: &Cluster) -> Result<(), String> {
     if let Some(id) = cluster.joiners.keys().next() {
-        return Err(format!("{id} has not joined yet"));
+        let meta: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|(node, sim)| {
+                let raft = sim.core.as_ref()?.multi().group(META_GROUP)?;
+                Some(format!(
+                    "{node}: {:?} {:?}",
+                    raft.status(),
+                    raft.membership()
+                ))
+            })
+            .collect();
+        return Err(format!("{id} has not joined yet; meta replicas: {meta:?}"));
     }
     let mut groups: BTreeMap<GroupId, Vec<NodeId>> = BTreeMap::new();
     for (&id, node) in cluster.nodes.iter().filter(|(_, node)| !node.refused) {
@@ -397,6 +454,45 @@ fn converged(cluster: &Cluster) -> Result<(), String> {
         }
     }
     fully_placed(cluster)?;
+    // A group no map shows was merged away: every replica of it is destroyed, a tombstone
+    // with no membership that nobody leads.
+    let mapped: std::collections::BTreeSet<GroupId> = cluster
+        .nodes
+        .values()
+        .filter_map(|node| node.core.as_ref())
+        .find(|core| {
+            core.multi()
+                .group(META_GROUP)
+                .is_some_and(|raft| raft.role() == flotilla_raft::Role::Leader)
+        })
+        .ok_or("the meta group has no leader")?
+        .meta()
+        .map
+        .ranges()
+        .map(|range| range.group)
+        .collect();
+    let (merged_away, groups): (BTreeMap<_, _>, BTreeMap<_, _>) = groups
+        .into_iter()
+        .partition(|(group, _)| *group != META_GROUP && !mapped.contains(group));
+    for (group, replicas) in merged_away {
+        for id in replicas {
+            let core = cluster.nodes[&id].core.as_ref().expect("up");
+            let raft = core.multi().group(group).expect("hosted");
+            if raft.membership().replicas().next().is_some() {
+                let machine = core
+                    .state_machine(group)
+                    .map(|machine| (machine.bounds().clone(), machine.merge_state().clone()));
+                return Err(format!(
+                    "{id} still holds a replica of {group}, which no map shows (merged away): \
+                     {:?} {:?} at {:?}, state {machine:?}, listed merged: {}",
+                    raft.role(),
+                    raft.membership(),
+                    raft.status().applied,
+                    core.meta().merged.contains(&group)
+                ));
+            }
+        }
+    }
     for (group, replicas) in groups {
         let mut leader = None;
         let mut states = Vec::new();
@@ -415,7 +511,27 @@ fn converged(cluster: &Cluster) -> Result<(), String> {
             }
             states.push((id, status.applied, state_of(core, group)));
         }
-        leader.ok_or(format!("{group} has no leader"))?;
+        leader.ok_or_else(|| {
+            let replicas: Vec<String> = cluster
+                .nodes
+                .iter()
+                .filter_map(|(id, node)| {
+                    let core = node.core.as_ref()?;
+                    let raft = core.multi().group(group)?;
+                    let machine = core
+                        .state_machine(group)
+                        .map(|machine| (machine.bounds().clone(), machine.merge_state().clone()));
+                    Some(format!(
+                        "{id}: {:?} {:?} at {:?}, state {machine:?}, status {:?}",
+                        raft.role(),
+                        raft.membership(),
+                        raft.status().applied,
+                        raft.status()
+                    ))
+                })
+                .collect();
+            format!("{group} has no leader; replicas: {replicas:?}")
+        })?;
         if let Some((first, applied, state)) = states.first() {
             for (id, other_applied, other) in &states[1..] {
                 if other_applied != applied || other != state {

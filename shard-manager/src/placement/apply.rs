@@ -107,7 +107,7 @@ impl ClusterView {
         Ok(())
     }
 
-    fn end(&mut self, id: OperatorId) -> Result<(), ApplyError> {
+    pub(crate) fn end(&mut self, id: OperatorId) -> Result<(), ApplyError> {
         let range = self
             .operators
             .get(&id)

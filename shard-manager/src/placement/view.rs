@@ -426,9 +426,12 @@ impl ClusterView {
         }
     }
 
-    /// Forgets a range (merged or dropped); its operator is abandoned on the next tick.
+    /// Forgets a range (merged away), and ends its operator.
     pub fn remove_range(&mut self, id: RangeId) {
-        self.unindex_operator_effect(id);
+        if let Some(&operator) = self.operator_by_range.get(&id) {
+            // Known to exist: it is indexed under the range.
+            let _ = self.end(operator);
+        }
         if let Some(old) = self.ranges.remove(&id) {
             self.unindex_range(&old);
         }

@@ -1,0 +1,533 @@
+//! Merges in the node core (issue 20): a range takes the keys of its right neighbour in three
+//! entries of the two ranges' own logs (`docs/protocol/split-merge.md`, and
+//! `docs/decisions/merge.md` for why this way):
+//!
+//! 1. the left range's leader proposes `PrepareMerge` in the left range: from then on it does
+//!    not split and awaits its neighbour;
+//! 2. it asks the right range's replicas, every placement round until the merge is over, to
+//!    freeze into it; the right range's leader proposes `Freeze`, after which the right range
+//!    serves nothing, for good;
+//! 3. any replica of the right range frozen into the left one answers with its frozen state,
+//!    and the left range's leader proposes `Merge` carrying that state, which every replica
+//!    of the left range applies from the entry alone.
+//!
+//! A freeze the right range refused (it changed, it is too big, it takes part in another
+//! merge) is answered `Refused`, and the left range gives the merge up (`AbortMerge`): a
+//! refused freeze moved the right range's version on, so no copy of it can freeze the range
+//! later. A frozen right range is never thawed: only the left range's `Merge` takes its keys.
+//! Every replica of the left range that applies the merge destroys its replica of the right
+//! range; whichever leads the left range has the meta group record the merge.
+
+use super::split::keys_as_mapped;
+use super::{BatchSink, CoreError, NodeCore, Respond};
+use crate::api::ApiError;
+use flotilla_raft::{GroupId, LogIndex, NodeId, Term};
+use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand};
+use flotilla_storage::snapshot::encode_snapshot;
+use flotilla_storage::{Command, MergeState, Proposal, Response};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the two ranges of a merge, and the meta leader, tell each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) enum MergeNote {
+    /// From the left range's leader to the right range's replicas: freeze into `left`,
+    /// holding at most `bytes_max` key and value bytes.
+    Freeze {
+        /// The range that takes the keys.
+        left: GroupId,
+        /// The range to freeze.
+        right: GroupId,
+        /// The most key and value bytes the right range may hold.
+        bytes_max: u64,
+    },
+    /// From a replica of the right range frozen into `left`: its frozen state.
+    Frozen {
+        /// The range that takes the keys.
+        left: GroupId,
+        /// The frozen range.
+        right: GroupId,
+        /// Its state, encoded as a snapshot.
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    },
+    /// From the right range's leader: the freeze was refused when it applied; give up.
+    Refused {
+        /// The range that asked.
+        left: GroupId,
+        /// The range that refused.
+        right: GroupId,
+    },
+    /// From the left range's leader to the meta leader: the merge applied.
+    Record(MergeRecord),
+}
+
+/// A merge a replica of the left range applied, as the meta group records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct MergeRecord {
+    /// The range that took the keys.
+    pub(super) left: GroupId,
+    /// The range merged into it.
+    pub(super) right: GroupId,
+}
+
+/// A freeze this node proposed as the right range's leader, awaiting its entry.
+#[derive(Clone, Copy, Debug)]
+struct FreezeProposed {
+    index: LogIndex,
+    term: Term,
+    /// The left range's leader that asked.
+    asker: NodeId,
+    /// The left range.
+    left: GroupId,
+}
+
+/// The core's merge state.
+#[derive(Debug, Default)]
+pub(super) struct Merges {
+    /// Per right range this node leads: the freeze it proposed.
+    freezes: BTreeMap<GroupId, FreezeProposed>,
+    /// Per left range this node leads: the term it proposed the merge's last entry (`Merge`
+    /// or `AbortMerge`) in, so it proposes it once per term, however many answers come.
+    finishing: BTreeMap<GroupId, Term>,
+    /// Notes for peers, sent once the cycle's ready is done.
+    outbox: Vec<(NodeId, MergeNote)>,
+    /// Right ranges whose merge a replica here applied: destroyed once the ready is done.
+    to_destroy: Vec<GroupId>,
+    /// Per left range, the merge a replica here applied that the meta map does not show yet.
+    unrecorded: BTreeMap<GroupId, MergeRecord>,
+    /// How many merged groups the meta state listed when this node last looked for replicas
+    /// of them to destroy, and the placement rounds since.
+    merged_seen: usize,
+    rounds_since_merged_check: u64,
+}
+
+/// The replicas of merged groups are looked for at least this often, in placement rounds,
+/// even when the meta state merged none since: an empty replica created for a message before
+/// the merge was recorded may take the frozen state afterwards.
+const MERGED_CHECK_EVERY_ROUNDS_MAX: u64 = 120;
+
+impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// A client asks the leader of `group` to merge its range with its right neighbour: the
+    /// range prepares, and is answered `Merge { Prepared }` once the entry applies; the rest
+    /// follows each placement round.
+    pub(super) fn merge_request(&mut self, (group, epoch): (GroupId, Epoch), responder: R) {
+        let proposal = self
+            .bounds_of(group)
+            .ok_or(ApiError::NotServed { group })
+            .and_then(|bounds| {
+                let probe = Command::Get {
+                    key: bounds.start.clone(),
+                };
+                self.check(group, epoch, &probe)?;
+                self.merge_proposal(group)
+            });
+        match proposal {
+            Ok(proposal) if self.waiting.len() < self.config.limits.pending_requests_max => {
+                self.propose(group, proposal.to_payload(), responder);
+            }
+            Ok(_) => responder.answer(Err(ApiError::Busy)),
+            Err(error) => responder.answer(Err(error)),
+        }
+    }
+
+    /// The first entry of a merge of `group` with its right neighbour, as this node would
+    /// propose it. Refused while the range's keys differ from the map's (a split not yet
+    /// recorded: `Busy`), for the last range, and for a neighbour too big to merge.
+    fn merge_proposal(&self, group: GroupId) -> Result<Proposal, ApiError> {
+        let refused = |reason: String| Err(ApiError::AdminRefused(reason));
+        let limit = self.config.tuning.merge_bytes;
+        if limit == 0 {
+            return refused("merges are off (ranges.merge_bytes is 0)".to_owned());
+        }
+        let machine = self
+            .machines
+            .kv(group)
+            .ok_or(ApiError::NotServed { group })?;
+        let expected = self.bounds_of(group).ok_or(ApiError::NotServed { group })?;
+        if let MergeState::Absorbing { right } = *machine.merge_state() {
+            // Asked again: applied again, answered as prepared.
+            return Ok(Proposal::PrepareMerge { expected, right });
+        }
+        if !keys_as_mapped(&self.machines, machine) || self.split_unrecorded(group) {
+            return Err(ApiError::Busy);
+        }
+        let Some(end) = expected.end.clone() else {
+            return refused("the last range has no right neighbour to merge".to_owned());
+        };
+        let map = &self.machines.meta().map;
+        let right = map.lookup(&end);
+        if right.keys.start != end {
+            return Err(ApiError::Busy);
+        }
+        let right_bytes = match self.machines.kv(right.group) {
+            Some(machine) => Some(machine.stored_bytes()),
+            None => self
+                .machines
+                .meta()
+                .cluster
+                .range(right.id)
+                .map(|view| view.size_bytes),
+        };
+        if let Some(bytes) = right_bytes.filter(|&bytes| bytes > limit) {
+            return refused(format!(
+                "range {} holds {bytes} bytes, more than ranges.merge_bytes ({limit})",
+                right.id.0
+            ));
+        }
+        Ok(Proposal::PrepareMerge {
+            expected,
+            right: right.group,
+        })
+    }
+
+    /// Every placement round: merges this node applied that the map now shows are forgotten
+    /// and the others reported (by the left range's leader); each left range this node leads
+    /// asks its neighbour to freeze (or, once frozen, for its state); frozen replicas the
+    /// left range here has taken are destroyed.
+    pub(super) fn drive_merges(&mut self) {
+        let cluster = &self.machines.meta().cluster;
+        self.merges
+            .unrecorded
+            .retain(|_, record| cluster.range_of_group(record.right).is_some());
+        let merged = &self.machines.meta().merged;
+        self.merges.rounds_since_merged_check += 1;
+        if merged.len() != self.merges.merged_seen
+            || self.merges.rounds_since_merged_check >= MERGED_CHECK_EVERY_ROUNDS_MAX
+        {
+            self.merges.rounds_since_merged_check = 0;
+            // A group the meta group lists as merged is garbage wherever it is found (a
+            // replica that lagged behind the freeze, or one whose left range is not here).
+            self.merges.merged_seen = merged.len();
+            let hosted: Vec<GroupId> = merged
+                .iter()
+                .copied()
+                .filter(|&group| self.multi.group(group).is_some())
+                .collect();
+            self.merges.to_destroy.extend(hosted);
+        }
+        if self.merges.unrecorded.is_empty()
+            && self.machines.absorbing().next().is_none()
+            && self.machines.frozen().next().is_none()
+        {
+            self.destroy_merged_replicas();
+            return;
+        }
+        let records: Vec<MergeRecord> = self
+            .merges
+            .unrecorded
+            .values()
+            .filter(|record| self.leads(record.left))
+            .copied()
+            .collect();
+        for record in records {
+            self.send_merge_note(MergeNote::Record(record), None);
+        }
+        let bytes_max = self.config.tuning.merge_bytes;
+        let asks: Vec<(GroupId, GroupId)> = self
+            .machines
+            .absorbing()
+            .filter(|&(left, _)| self.leads(left))
+            .collect();
+        for (left, right) in asks {
+            let Some(replicas) = cluster_replicas(self, right) else {
+                continue;
+            };
+            let note = MergeNote::Freeze {
+                left,
+                right,
+                bytes_max,
+            };
+            for node in replicas {
+                self.send_merge_note(note.clone(), Some(node));
+            }
+        }
+        // A replica frozen into a range whose replica here holds its keys (it took the merge
+        // in a snapshot, past the entry) is no longer needed by anyone.
+        let taken: Vec<GroupId> = self
+            .machines
+            .frozen()
+            .filter(|&(right, left)| self.merged_here(left, right))
+            .map(|(right, _)| right)
+            .collect();
+        self.merges.to_destroy.extend(taken);
+        self.destroy_merged_replicas();
+    }
+
+    /// A range this node now leads (its leader changed) that holds keys past those the map
+    /// gives it merged its neighbour, and the map does not show it yet: its record is due.
+    /// What every replica learns when it applies the merge, a replica that took a snapshot
+    /// past it (or restarted from one) learns here, so a merge is recorded whichever replica
+    /// leads the range.
+    pub(super) fn note_unrecorded_merge(&mut self, left: GroupId) {
+        let Some(machine) = self.machines.kv(left) else {
+            return;
+        };
+        let bounds = machine.bounds();
+        let meta = self.machines.meta();
+        let Some(mapped) = meta
+            .cluster
+            .range_of_group(left)
+            .and_then(|range| meta.map.range(range.id))
+        else {
+            return;
+        };
+        let Some(mapped_end) = mapped.keys.end.as_ref() else {
+            return;
+        };
+        if bounds.version == 0 || bounds.start != mapped.keys.start || !bounds.contains(mapped_end)
+        {
+            return;
+        }
+        let right = meta.map.lookup(mapped_end).group;
+        self.merges
+            .unrecorded
+            .insert(left, MergeRecord { left, right });
+    }
+
+    /// Whether this node's replica of `left` holds the keys of `right`, frozen into it: its
+    /// bounds cover the frozen range's first key at a later version than the frozen one (the
+    /// left range never held that key at a later version before it merged `right`).
+    fn merged_here(&self, left: GroupId, right: GroupId) -> bool {
+        let (Some(left), Some(right)) = (self.machines.kv(left), self.machines.kv(right)) else {
+            return false;
+        };
+        left.bounds().contains(&right.bounds().start)
+            && left.bounds().version > right.bounds().version
+    }
+
+    /// A note of a merge's exchange, from `from`.
+    pub(super) fn take_merge_note(&mut self, from: NodeId, note: MergeNote) {
+        match note {
+            MergeNote::Freeze {
+                left,
+                right,
+                bytes_max,
+            } => self.freeze_asked(from, (left, right), bytes_max),
+            MergeNote::Frozen { left, right, state } => {
+                self.finish_merge(left, right, Proposal::Merge { right, state });
+            }
+            MergeNote::Refused { left, right } => {
+                self.finish_merge(left, right, Proposal::AbortMerge { right });
+            }
+            MergeNote::Record(record) => self.record_merge(record),
+        }
+    }
+
+    /// On a replica of the right range: frozen into `left`, it answers with its state; its
+    /// leader proposes the freeze otherwise (once per term while one is in flight), if the
+    /// range's keys are the map's (so the map records the merge of exactly these keys).
+    fn freeze_asked(&mut self, asker: NodeId, (left, right): (GroupId, GroupId), bytes_max: u64) {
+        let Some(machine) = self.machines.kv(right) else {
+            return;
+        };
+        if *machine.merge_state() == (MergeState::Frozen { into: left }) {
+            let state = encode_snapshot(&machine.snapshot_source());
+            let note = MergeNote::Frozen { left, right, state };
+            return self.send_merge_note(note, Some(asker));
+        }
+        if !self.leads(right)
+            || !keys_as_mapped(&self.machines, machine)
+            || self.split_unrecorded(right)
+        {
+            return;
+        }
+        let term = self.multi.group(right).map_or(Term(0), |raft| raft.term());
+        if self
+            .merges
+            .freezes
+            .get(&right)
+            .is_some_and(|proposed| proposed.term == term)
+        {
+            return;
+        }
+        let Some(expected) = self.bounds_of(right) else {
+            return;
+        };
+        let proposal = Proposal::Freeze {
+            expected,
+            into: left,
+            bytes_max,
+        };
+        match self.multi.propose(right, proposal.to_payload()) {
+            Ok(index) => {
+                let proposed = FreezeProposed {
+                    index,
+                    term,
+                    asker,
+                    left,
+                };
+                self.merges.freezes.insert(right, proposed);
+            }
+            Err(error) => tracing::debug!(%right, %error, "a freeze was not proposed"),
+        }
+    }
+
+    /// On the left range's leader: proposes the merge's last entry (the merge, or giving it
+    /// up), once per term, while the range still awaits `right`.
+    fn finish_merge(&mut self, left: GroupId, right: GroupId, proposal: Proposal) {
+        let awaits = self
+            .machines
+            .absorbing()
+            .any(|(absorbing, awaited)| absorbing == left && awaited == right);
+        if !awaits || !self.leads(left) {
+            return;
+        }
+        let term = self.multi.group(left).map_or(Term(0), |raft| raft.term());
+        if self.merges.finishing.get(&left) == Some(&term) {
+            return;
+        }
+        match self.multi.propose(left, proposal.to_payload()) {
+            Ok(_) => {
+                self.merges.finishing.insert(left, term);
+            }
+            Err(error) => tracing::debug!(%left, %error, "a merge's last entry was not proposed"),
+        }
+    }
+
+    /// On the meta leader: records a merge a left range's leader reported (a copy changes
+    /// nothing).
+    fn record_merge(&mut self, record: MergeRecord) {
+        if !self.leads(META_GROUP) {
+            return;
+        }
+        let cluster = &self.machines.meta().cluster;
+        let (Some(left), Some(right)) = (
+            cluster.range_of_group(record.left).map(|range| range.id),
+            cluster.range_of_group(record.right).map(|range| range.id),
+        ) else {
+            return;
+        };
+        let command = MetaCommand::RecordMerge { left, right };
+        if let Err(error) = self.multi.propose(META_GROUP, command.encode()) {
+            tracing::debug!(%error, "recording a merge was refused");
+        }
+    }
+
+    /// `group` applied an entry of a merge answered `response`: the merge's freeze this node
+    /// proposed is answered to its asker; a merge applied by the left range dooms the right
+    /// range's replica here and waits to be recorded.
+    pub(super) fn merge_applied(
+        &mut self,
+        group: GroupId,
+        entry: &flotilla_raft::Entry,
+        response: &Response,
+    ) {
+        if let Some(proposed) = self.merges.freezes.get(&group).copied()
+            && proposed.index == entry.index
+        {
+            self.merges.freezes.remove(&group);
+            if proposed.term == entry.term {
+                self.answer_freeze(group, proposed, response);
+            }
+        }
+        if let Response::Merge {
+            right,
+            step: flotilla_storage::MergeStep::Merged | flotilla_storage::MergeStep::Aborted,
+            ..
+        } = *response
+        {
+            self.merges.finishing.remove(&group);
+            if matches!(
+                response,
+                Response::Merge {
+                    step: flotilla_storage::MergeStep::Aborted,
+                    ..
+                }
+            ) {
+                self.counters.merges_given_up += 1;
+            }
+            if matches!(
+                response,
+                Response::Merge {
+                    step: flotilla_storage::MergeStep::Merged,
+                    ..
+                }
+            ) {
+                tracing::info!(left = %group, %right, index = %entry.index, "merge applied");
+                self.counters.merges_applied += 1;
+                self.merges.to_destroy.push(right);
+                let record = MergeRecord { left: group, right };
+                self.merges.unrecorded.insert(group, record);
+            }
+        }
+    }
+
+    /// Tells the asker of the freeze of `right` how it went (once the ready is done).
+    fn answer_freeze(&mut self, right: GroupId, proposed: FreezeProposed, response: &Response) {
+        let left = proposed.left;
+        let note = match response {
+            Response::Merge { .. } => {
+                let Some(machine) = self.machines.kv(right) else {
+                    return;
+                };
+                let state = encode_snapshot(&machine.snapshot_source());
+                MergeNote::Frozen { left, right, state }
+            }
+            Response::Invalid(reason) => {
+                tracing::info!(%right, %left, %reason, "a freeze for a merge was refused");
+                MergeNote::Refused { left, right }
+            }
+            _ => return,
+        };
+        self.merges.outbox.push((proposed.asker, note));
+    }
+
+    /// After the cycle's ready: the notes for peers leave, and the replicas of right ranges
+    /// merged here are destroyed.
+    ///
+    /// # Errors
+    /// Writing the tombstones failed.
+    pub(super) fn finish_merges(&mut self) -> Result<(), CoreError> {
+        for (to, note) in std::mem::take(&mut self.merges.outbox) {
+            self.send_merge_note(note, Some(to));
+        }
+        self.destroy_doomed_replicas()
+    }
+
+    /// In a placement round: destroys the replicas of merged ranges found.
+    fn destroy_merged_replicas(&mut self) {
+        if let Err(error) = self.destroy_doomed_replicas() {
+            // The next write fails the same way and stops the node; nothing was destroyed.
+            tracing::error!(%error, "destroying merged replicas failed");
+        }
+    }
+
+    /// Destroys the replicas of right ranges merged away (data dropped, a tombstone kept so
+    /// their messages are refused).
+    fn destroy_doomed_replicas(&mut self) -> Result<(), CoreError> {
+        if self.merges.to_destroy.is_empty() {
+            return Ok(());
+        }
+        let mut groups = std::mem::take(&mut self.merges.to_destroy);
+        groups.sort_unstable();
+        groups.dedup();
+        let doomed: Vec<GroupId> = groups
+            .into_iter()
+            .filter(|&group| {
+                self.multi.group(group).is_some_and(|raft| {
+                    !raft.membership().voters.is_empty() || self.machines.kv(group).is_some()
+                })
+            })
+            .collect();
+        for &group in &doomed {
+            self.merges.freezes.remove(&group);
+            tracing::info!(%group, "destroying a replica merged into its left neighbour");
+        }
+        self.destroy_replicas(doomed)
+    }
+
+    /// Whether a split of `group` applied here waits for the meta group's record.
+    fn split_unrecorded(&self, group: GroupId) -> bool {
+        self.placement.splits_unrecorded.contains_key(&group)
+    }
+}
+
+/// The nodes the placement view places `group`'s replicas on.
+fn cluster_replicas<R: Respond, S: BatchSink>(
+    core: &NodeCore<R, S>,
+    group: GroupId,
+) -> Option<Vec<NodeId>> {
+    let range = core.machines.meta().cluster.range_of_group(group)?;
+    Some(range.replicas.iter().map(|replica| replica.node).collect())
+}
