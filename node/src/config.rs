@@ -417,6 +417,11 @@ pub struct RangesConfig {
     /// The most key and value bytes a range may hold to be merged into its left neighbour:
     /// its state travels in one note and one entry (0: no merges).
     pub merge_bytes: u64,
+    /// Two neighbours holding fewer key and value bytes than this together merge by
+    /// themselves (0: only by command); below `split_bytes`, so a merged range does not split.
+    pub merge_below_bytes: u64,
+    /// Seconds after a split before its halves may merge by themselves.
+    pub merge_wait_seconds: u64,
 }
 
 /// Raft timing, in ticks of `tick_ms`.
@@ -731,6 +736,17 @@ impl NodeConfig {
                 self.ranges.merge_bytes
             ));
         }
+        let split = self.ranges.split_bytes;
+        if self.ranges.merge_below_bytes != 0
+            && split != 0
+            && self.ranges.merge_below_bytes >= split
+        {
+            return fail(format!(
+                "ranges.merge_below_bytes ({}) must be below ranges.split_bytes ({split}), or \
+                 the merged range would split again",
+                self.ranges.merge_below_bytes
+            ));
+        }
         if self.ranges.replicas == 0 {
             return fail("ranges.replicas must be at least 1".into());
         }
@@ -1006,6 +1022,8 @@ impl NodeConfig {
             split_bytes: self.ranges.split_bytes,
             split_load_rps: self.ranges.split_load_rps,
             merge_bytes: self.ranges.merge_bytes,
+            merge_below_bytes: self.ranges.merge_below_bytes,
+            merge_wait_ms: self.ranges.merge_wait_seconds.saturating_mul(1000),
         }
     }
 
@@ -1416,6 +1434,9 @@ mod tests {
             ("ranges.groups", |c| c.ranges.groups = 1_000_001),
             ("ranges.split_bytes", |c| c.ranges.split_bytes = 100),
             ("ranges.merge_bytes", |c| c.ranges.merge_bytes = 1 << 40),
+            ("ranges.merge_below_bytes", |c| {
+                c.ranges.merge_below_bytes = c.ranges.split_bytes;
+            }),
             ("limits.backup_view_idle_ms", |c| {
                 c.limits.backup_view_idle_ms = 999
             }),

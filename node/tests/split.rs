@@ -298,3 +298,38 @@ fn split_ranges_merge_back_and_keep_every_key() {
     });
     cluster.stop();
 }
+
+/// Small neighbours merge by themselves: with `ranges.merge_below_bytes` at 64 KiB and no wait
+/// after a split, a range split in four by command merges back into one, every key kept.
+#[test]
+fn small_ranges_merge_by_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = one_range_with(
+        dir.path(),
+        "[ranges]\nmerge_below_bytes = 65536\nmerge_wait_seconds = 0\n",
+    );
+    let options = cluster.client_options();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect_when_ready(options, WAIT).await.unwrap();
+        put_all(&client, 200, "a").await;
+        for at in [50, 100, 150] {
+            // A split may find the range merging back already: tried until it is in the map.
+            eventually("the split", || async {
+                client.split(&key(at)).await.ok()?;
+                Some(())
+            })
+            .await;
+        }
+        eventually("the ranges merged back into one", || async {
+            client.refresh_map().await.ok()?;
+            (client.map().ranges().count() == 1).then_some(())
+        })
+        .await;
+        all_led(&client, 1).await;
+        check_all(&client, 200, "a").await;
+        put_all(&client, 200, "b").await;
+        check_all(&client, 200, "b").await;
+    });
+    cluster.stop();
+}

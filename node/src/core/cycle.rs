@@ -185,6 +185,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         if !entries.is_empty() {
             self.note_size(group);
+            self.note_small(group);
         }
     }
 

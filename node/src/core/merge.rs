@@ -26,7 +26,7 @@ use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand};
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{Command, MergeState, Proposal, Response};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the two ranges of a merge, and the meta leader, tell each other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,7 +100,17 @@ pub(super) struct Merges {
     /// of them to destroy, and the placement rounds since.
     merged_seen: usize,
     rounds_since_merged_check: u64,
+    /// Ranges hosted here holding fewer bytes than `ranges.merge_below_bytes` (merged by their
+    /// leader with a neighbour as small).
+    small: BTreeSet<GroupId>,
+    /// When (monotonic ms) a split here made or shrank a range, for `ranges.merge_wait_seconds`.
+    split_at_ms: BTreeMap<GroupId, u64>,
+    /// When this node, leading a range, last prepared its merge by size.
+    asked_ms: BTreeMap<GroupId, u64>,
 }
+
+/// How long a range's leader waits for the merge by size it prepared before it tries again.
+const MERGE_ASK_AGAIN_MS: u64 = 10_000;
 
 /// The replicas of merged groups are looked for at least this often, in placement rounds,
 /// even when the meta state merged none since: an empty replica created for a message before
@@ -181,11 +191,97 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         })
     }
 
+    /// After `group` applied entries: a range below `ranges.merge_below_bytes` is noted, for
+    /// its leader to merge it with a neighbour as small.
+    pub(super) fn note_small(&mut self, group: GroupId) {
+        let limit = self.config.tuning.merge_below_bytes;
+        if limit == 0 || group == META_GROUP {
+            return;
+        }
+        let small = self
+            .machines
+            .kv(group)
+            .is_some_and(|machine| machine.stored_bytes() < limit);
+        if small {
+            self.merges.small.insert(group);
+        } else {
+            self.merges.small.remove(&group);
+        }
+    }
+
+    /// A split here made `right` out of `group`: neither merges by itself for a while.
+    pub(super) fn note_split_time(&mut self, group: GroupId, right: GroupId) {
+        let now_ms = self.clock.monotonic_ms;
+        self.merges.split_at_ms.insert(group, now_ms);
+        self.merges.split_at_ms.insert(right, now_ms);
+    }
+
+    /// Every placement round: one small range this node leads whose right neighbour is small
+    /// enough too (their bytes together below `ranges.merge_below_bytes`), neither split in the
+    /// last `ranges.merge_wait_seconds`, prepares its merge (TiKV's and CockroachDB's merge
+    /// queues do the same for small, quiet ranges). One a round, so a cluster of empty ranges
+    /// merges step by step rather than all at once.
+    fn merge_small_ranges(&mut self) {
+        let limit = self.config.tuning.merge_below_bytes;
+        if limit == 0 {
+            return;
+        }
+        let now_ms = self.clock.monotonic_ms;
+        let wait_ms = self.config.tuning.merge_wait_ms;
+        self.merges
+            .split_at_ms
+            .retain(|_, &mut at_ms| now_ms < at_ms.saturating_add(wait_ms));
+        self.merges
+            .asked_ms
+            .retain(|_, &mut at_ms| now_ms < at_ms.saturating_add(MERGE_ASK_AGAIN_MS));
+        let candidates: Vec<GroupId> = self.merges.small.iter().copied().collect();
+        for group in candidates {
+            let Some(machine) = self.machines.kv(group) else {
+                self.merges.small.remove(&group);
+                continue;
+            };
+            if !self.leads(group)
+                || self.merges.split_at_ms.contains_key(&group)
+                || self.merges.asked_ms.contains_key(&group)
+                || *machine.merge_state() != MergeState::None
+            {
+                continue;
+            }
+            let own_bytes = machine.stored_bytes();
+            let Some(end) = self.bounds_of(group).and_then(|bounds| bounds.end) else {
+                continue;
+            };
+            let meta = self.machines.meta();
+            let right = meta.map.lookup(&end);
+            let right_bytes = match self.machines.kv(right.group) {
+                Some(machine) => Some(machine.stored_bytes()),
+                None => meta.cluster.range(right.id).map(|view| view.size_bytes),
+            };
+            let fits = right_bytes.is_some_and(|bytes| own_bytes.saturating_add(bytes) < limit);
+            if !fits || self.merges.split_at_ms.contains_key(&right.group) {
+                continue;
+            }
+            let Ok(proposal) = self.merge_proposal(group) else {
+                continue;
+            };
+            match self.multi.propose(group, proposal.to_payload()) {
+                Ok(_) => {
+                    self.merges.asked_ms.insert(group, now_ms);
+                    self.counters.merges_asked_by_size += 1;
+                    tracing::info!(%group, bytes = own_bytes, "the range is below merge_below_bytes");
+                    return;
+                }
+                Err(error) => tracing::debug!(%group, %error, "a merge by size was not proposed"),
+            }
+        }
+    }
+
     /// Every placement round: merges this node applied that the map now shows are forgotten
     /// and the others reported (by the left range's leader); each left range this node leads
     /// asks its neighbour to freeze (or, once frozen, for its state); frozen replicas the
     /// left range here has taken are destroyed.
     pub(super) fn drive_merges(&mut self) {
+        self.merge_small_ranges();
         let cluster = &self.machines.meta().cluster;
         self.merges
             .unrecorded

@@ -135,6 +135,11 @@ pub struct CoreTuning {
     /// The most key and value bytes a range may hold to be merged into its left neighbour
     /// (0: no merges).
     pub merge_bytes: u64,
+    /// Two neighbours holding fewer key and value bytes than this together merge by
+    /// themselves (0: only by command).
+    pub merge_below_bytes: u64,
+    /// How long after a split its halves do not merge by themselves.
+    pub merge_wait_ms: u64,
 }
 
 /// The largest `batch_payload_bytes_max` any configuration may set: a batch's framing and
@@ -156,6 +161,8 @@ impl Default for CoreTuning {
             split_bytes: 64 << 20,
             split_load_rps: 0,
             merge_bytes: 1 << 20,
+            merge_below_bytes: 0,
+            merge_wait_ms: 600_000,
         }
     }
 }
@@ -286,6 +293,8 @@ pub struct Counters {
     pub splits_asked_by_size: u64,
     /// Splits this node asked for as the leader of a range past `ranges.split_load_rps`.
     pub splits_asked_by_load: u64,
+    /// Merges this node asked for as the leader of a range small enough with its neighbour.
+    pub merges_asked_by_size: u64,
     /// Merges this node's replicas applied (each replica of the left range counts one).
     pub merges_applied: u64,
     /// Merges this node's replicas gave up, their right neighbour having refused to freeze.
@@ -306,6 +315,7 @@ impl Default for Counters {
             batches_refused: 0,
             splits_asked_by_size: 0,
             splits_asked_by_load: 0,
+            merges_asked_by_size: 0,
             merges_applied: 0,
             merges_given_up: 0,
             leader_changes: 0,

@@ -259,6 +259,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             voters,
         };
         tracing::debug!(%group, index = %entry.index, right = %split.right, "split applied");
+        self.note_split_time(group, split.right);
         self.placement
             .splits_unrecorded
             .insert(group, split.clone());

@@ -73,7 +73,7 @@ fn simulate_seeds() {
     let mut snapshots_refused = 0;
     let (mut splits_done, mut splits_refused) = (0, 0);
     let (mut merges_prepared, mut merges_refused, mut merged) = (0, 0, 0);
-    let (mut merge_entries, mut merges_given_up) = (0, 0);
+    let (mut merge_entries, mut merges_given_up, mut merges_asked) = (0, 0, 0);
     let (mut ranges_at_start, mut ranges_at_end) = (0, 0);
     let (mut asked_by_size, mut asked_by_load) = (0, 0);
     for &seed in &seeds {
@@ -98,6 +98,7 @@ fn simulate_seeds() {
                 merged += report.merged;
                 merge_entries += report.merge_entries.0;
                 merges_given_up += report.merge_entries.1;
+                merges_asked += report.merges_asked;
                 ranges_at_start += report.ranges.0;
                 ranges_at_end += report.ranges.1;
                 asked_by_size += report.splits_asked.0;
@@ -108,7 +109,7 @@ fn simulate_seeds() {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {merges_prepared} operator merges prepared ({merges_refused} refused or given up) and {merged} ranges merged away ({merge_entries} merge entries applied and {merges_given_up} merges given up by replicas), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {merges_prepared} operator merges prepared ({merges_refused} refused or given up) and {merged} ranges merged away ({merge_entries} merge entries applied and {merges_given_up} merges given up by replicas; {merges_asked} merges asked by size), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );

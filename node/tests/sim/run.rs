@@ -37,6 +37,9 @@ const MERGE_EVERY_MS: u64 = 2_000;
 /// With splits on, a range holding more key and value bytes than this is not merged (about
 /// four of the clients' pairs), so some freezes are refused and their merges given up.
 const MERGE_BYTES: u64 = 40;
+/// With splits on, two neighbours holding fewer bytes than this together merge by themselves:
+/// below `SPLIT_BYTES` where ranges split by size, about two pairs where they split by load.
+const MERGE_BELOW_BYTES: (u64, u64) = (17, 40);
 
 /// What a seed draws.
 #[derive(Clone, Debug)]
@@ -97,6 +100,8 @@ pub struct Report {
     pub splits_asked: (u64, u64),
     /// Merge entries the replicas of the nodes up at the end applied, and gave up.
     pub merge_entries: (u64, u64),
+    /// Merges range leaders asked for by size (the nodes up at the end).
+    pub merges_asked: u64,
     pub simulated_ms: u64,
     pub trace_hash: u64,
 }
@@ -219,6 +224,12 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
                 (counters.splits_asked_by_size, counters.splits_asked_by_load)
             })
             .fold((0, 0), |sum, asked| (sum.0 + asked.0, sum.1 + asked.1)),
+        merges_asked: cluster
+            .nodes
+            .values()
+            .filter_map(|node| node.core.as_ref())
+            .map(|core| core.counters().merges_asked_by_size)
+            .sum(),
         merge_entries: cluster
             .nodes
             .values()
@@ -284,6 +295,12 @@ fn build(
                 } else {
                     CoreTuning::default().merge_bytes
                 },
+                merge_below_bytes: match (splits, by_load) {
+                    (false, _) => 0,
+                    (true, false) => MERGE_BELOW_BYTES.0,
+                    (true, true) => MERGE_BELOW_BYTES.1,
+                },
+                merge_wait_ms: 1_000,
                 ..CoreTuning::default()
             },
             placement: placement_config(),
