@@ -16,7 +16,7 @@ use flotilla_node::local::{LocalCluster, connect_when_ready};
 use flotilla_raft::NodeId;
 
 mod common;
-use common::{WAIT, binary, client_flags, eventually, run_flotilla, runtime};
+use common::{WAIT, binary, client_flags, eventually, eventually_within, run_flotilla, runtime};
 
 fn key(index: u32) -> Vec<u8> {
     format!("key-{index:03}").into_bytes()
@@ -330,6 +330,101 @@ fn small_ranges_merge_by_themselves() {
         check_all(&client, 200, "a").await;
         put_all(&client, 200, "b").await;
         check_all(&client, 200, "b").await;
+    });
+    cluster.stop();
+}
+
+/// A cluster grows from one range to hundreds as data comes, and merges back as it goes: with
+/// `ranges.split_bytes` at 1 KiB and `ranges.merge_below_bytes` at 512 bytes, 3,000 pairs of
+/// about 110 bytes written by eight tasks (with reads and scans among them) split the one range
+/// into at least 256; every value reads back and a scan returns each key once. Then all but one
+/// key in thirty are deleted, a quieter load, and the ranges merge back to 64 or fewer (each
+/// node merges one range a placement round), every remaining key readable and every deleted
+/// one gone.
+#[test]
+fn ranges_split_into_hundreds_and_merge_back() {
+    const KEYS: u32 = 3_000;
+    const KEPT_EVERY: u32 = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = one_range_with(
+        dir.path(),
+        "[ranges]\nsplit_bytes = 1024\nmerge_below_bytes = 512\nmerge_wait_seconds = 1\n",
+    );
+    let options = cluster.client_options();
+    let rt = runtime();
+    let wide = |index: u32| format!("{index:0>100}");
+    let wide_key = |index: u32| format!("key-{index:05}").into_bytes();
+    rt.block_on(async {
+        let client = std::sync::Arc::new(connect_when_ready(options, WAIT).await.unwrap());
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..8u32)
+            .map(|task| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for index in (task..KEYS).step_by(8) {
+                        client.put(wide_key(index), wide(index)).await.unwrap();
+                        if index % 50 == task {
+                            let read = client.get(wide_key(index)).await.unwrap();
+                            assert_eq!(read, Some(wide(index).into_bytes()));
+                            let mut scan = client.scan(wide_key(index)..wide_key(index + 20));
+                            while scan.next_page().await.unwrap().is_some() {}
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // Each phase takes 30-80 s on a 2-core machine running other clusters beside.
+        let phase = std::time::Duration::from_secs(300);
+        eventually_within(phase, "at least 256 ranges", || async {
+            client.refresh_map().await.ok()?;
+            (client.map().ranges().count() >= 256).then_some(())
+        })
+        .await;
+        let grown = client.map().ranges().count();
+        eprintln!("{grown} ranges after {:?}", started.elapsed());
+        for index in 0..KEYS {
+            let read = client.get(wide_key(index)).await.unwrap();
+            assert_eq!(read, Some(wide(index).into_bytes()), "key {index}");
+        }
+        let mut scanned = Vec::new();
+        let mut scan = client.scan(..);
+        while let Some(page) = scan.next_page().await.unwrap() {
+            scanned.extend(page.into_iter().map(|(key, _)| key));
+        }
+        assert_eq!(scanned, (0..KEYS).map(wide_key).collect::<Vec<_>>());
+
+        // The quieter load: most keys go, and the small ranges merge back.
+        for index in (0..KEYS).filter(|index| index % KEPT_EVERY != 0) {
+            client.delete(wide_key(index)).await.unwrap();
+        }
+        eventually_within(phase, "the ranges merged back to a quarter", || async {
+            client.refresh_map().await.ok()?;
+            (client.map().ranges().count() <= 64).then_some(())
+        })
+        .await;
+        eprintln!(
+            "{} ranges after {:?}",
+            client.map().ranges().count(),
+            started.elapsed()
+        );
+        for index in 0..KEYS {
+            let read = client.get(wide_key(index)).await.unwrap();
+            let expected = (index % KEPT_EVERY == 0).then(|| wide(index).into_bytes());
+            assert_eq!(read, expected, "key {index}");
+        }
+        let mut scanned = Vec::new();
+        let mut scan = client.scan(..);
+        while let Some(page) = scan.next_page().await.unwrap() {
+            scanned.extend(page.into_iter().map(|(key, _)| key));
+        }
+        let kept: Vec<Vec<u8>> = (0..KEYS)
+            .filter(|index| index % KEPT_EVERY == 0)
+            .map(wide_key)
+            .collect();
+        assert_eq!(scanned, kept);
     });
     cluster.stop();
 }

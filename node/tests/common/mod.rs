@@ -24,9 +24,19 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 /// Retries `attempt` until it returns `Some`, for at most `WAIT`.
 pub(crate) async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
+    attempt: impl FnMut() -> F,
+) -> T {
+    eventually_within(WAIT, what, attempt).await
+}
+
+/// `eventually`, for a wait known to take longer than `WAIT` on a busy machine.
+#[allow(dead_code)] // not every test binary waits long
+pub(crate) async fn eventually_within<T, F: Future<Output = Option<T>>>(
+    wait: Duration,
+    what: &str,
     mut attempt: impl FnMut() -> F,
 ) -> T {
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         if let Some(value) = attempt().await {
             return value;
