@@ -52,7 +52,8 @@ pub struct MultiReady {
     /// What may leave now, before the write: at most one batch per peer node, never empty.
     pub batches: Vec<Batch>,
     /// What may leave only once the write is durable: at most one batch per peer node, and one
-    /// (maybe empty: the node-level liveness heartbeat) to each peer every heartbeat interval.
+    /// (maybe empty: the node-level liveness heartbeat) to each peer every liveness interval
+    /// (`MultiConfig::liveness_every_heartbeats`).
     pub persisted_batches: Vec<Batch>,
     /// Each group's work; its messages are empty (they are in the batches).
     pub groups: Vec<(GroupId, Ready)>,

@@ -423,6 +423,7 @@ fn multi_config(node: NodeId, data_directory: u128) -> MultiConfig {
     multi.raft.heartbeat_interval_ticks = 3;
     multi.heartbeat_interval_ticks = 3;
     multi.node_timeout_ticks = NODE_TIMEOUT_MS / TICK_MS;
+    multi.liveness_every_heartbeats = 2;
     multi.incarnation = Incarnation {
         directory: data_directory,
         start: 1,
