@@ -18,7 +18,8 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// a certificate for, so the JSON API works without another step.
 pub const DEFAULT_HTTP_API_CLIENT: &str = "http-api";
 
-/// `peer_silence_ms` must cover at least this many node heartbeats.
+/// `peer_silence_ms` must cover at least this many liveness intervals (an idle connection
+/// carries one batch each).
 const PEER_SILENCE_HEARTBEATS_MIN: u64 = 4;
 
 /// The largest `log.segment_mib`: the log engine addresses a segment with 32-bit offsets, so
@@ -436,6 +437,9 @@ pub struct RaftConfig {
     pub election_ticks_max: u64,
     /// Interval of the coalesced node heartbeat.
     pub heartbeat_ticks: u64,
+    /// A peer that nothing else goes to gets an empty heartbeat batch (its liveness signal)
+    /// every this many heartbeat intervals.
+    pub liveness_every_heartbeats: u64,
     /// A silent peer node is down after this many ticks.
     pub node_timeout_ticks: u64,
     /// Applied entries between two snapshots of a group, at least (a group also waits until
@@ -1027,11 +1031,15 @@ impl NodeConfig {
         }
     }
 
-    /// The peer silence limit must leave room for a few node heartbeats (each peer gets one
-    /// every `heartbeat_ticks`, and a late one must not cost the connection) and lie below
-    /// QUIC's idle timeout (past it QUIC closes the connection anyway).
+    /// The peer silence limit must leave room for a few node heartbeats (an idle peer gets
+    /// one every `heartbeat_ticks` x `liveness_every_heartbeats`, and a late one must not cost
+    /// the connection) and lie below QUIC's idle timeout (past it QUIC closes the connection
+    /// anyway).
     fn check_peer_silence(&self) -> Result<(), ConfigError> {
-        let heartbeat_ms = self.raft.heartbeat_ticks.saturating_mul(self.raft.tick_ms);
+        let heartbeat_ms = self
+            .multi_config()
+            .liveness_interval_ticks()
+            .saturating_mul(self.raft.tick_ms);
         let idle_ms = self.transport.idle_timeout_ms;
         if self.peer_silence_ms < heartbeat_ms.saturating_mul(PEER_SILENCE_HEARTBEATS_MIN)
             || self.peer_silence_ms >= idle_ms
@@ -1092,6 +1100,7 @@ impl NodeConfig {
         multi.raft.rng_seed =
             self.node_id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ std::process::id() as u64;
         multi.heartbeat_interval_ticks = self.raft.heartbeat_ticks;
+        multi.liveness_every_heartbeats = self.raft.liveness_every_heartbeats;
         multi.node_timeout_ticks = self.raft.node_timeout_ticks;
         multi.groups_max = self.limits.ranges_hosted_max;
         multi

@@ -160,6 +160,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if let Some(snapshot) = &ready.persist.snapshot {
             self.restore(group, snapshot)?;
             self.counters.snapshots_installed += 1;
+            self.placement.snapshot_installed(group);
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }

@@ -6,6 +6,8 @@
 //! records it removed. All of it once per placement interval, sans IO
 //! (`docs/protocol/placement.md`).
 
+mod digest;
+
 use super::merge::MergeNote;
 use super::split::{Load, Reservation, SplitNote, SplitRecord};
 use super::{BatchSink, CoreError, NodeCore, Respond};
@@ -25,21 +27,33 @@ use std::collections::{BTreeMap, BTreeSet};
 /// of the entries its group committed: under a steady load it is never exactly level.
 const CATCH_UP_LAG_ENTRIES: u64 = 64;
 
+/// A digest of the ranges reported goes out this often, in placement rounds, so a meta leader
+/// that missed a report asks for a full one (`digest.rs`).
+const REPORT_DIGEST_EVERY_ROUNDS: u64 = 8;
+
 /// A full report (every range led, not only the changed ones) goes out at least this often,
-/// in placement rounds, so a meta leader that missed one learns everything again (less often
-/// on a node leading many ranges: see `full_report_every_rounds`).
-const FULL_REPORT_EVERY_ROUNDS: u64 = 8;
+/// in placement rounds, whatever the digests say: it brings the sizes of ranges up to date, and
+/// a membership record the meta leader proposed and lost is proposed again (less often on a
+/// node leading many ranges: see `full_report_every_rounds`).
+const FULL_REPORT_EVERY_ROUNDS: u64 = 80;
 
 /// The most hosted groups one placement round looks at for replicas to destroy: a pass over
 /// 100,000 groups in one round held the driver for up to 200 ms on a busy machine, long
 /// enough for its peers to count the node as down and wake every group it led.
 const DESTROY_CHECK_GROUPS_PER_ROUND: usize = 10_000;
 
-/// A pass looking for replicas to destroy starts at least this often, in placement rounds,
-/// even when the meta state announced no removal: a replica may become destroyable on its own
-/// (a tombstone given a membership by a snapshot), and a removal and an addition of this node
-/// in one round leave its replica count as it was.
-const DESTROY_CHECK_EVERY_ROUNDS_MAX: u64 = 120;
+/// The most suspects (`DestroyWalk::suspects`) one placement round looks at: a restart that
+/// installs many snapshots leaves the rest for the next rounds.
+const DESTROY_SUSPECTS_PER_ROUND: usize = 2_000;
+
+/// A pass looking for replicas to destroy starts at least this often, in placement rounds
+/// (10 minutes at the default 500 ms), even when the meta state announced no removal: a
+/// removal and an addition of this node in one round leave its replica count as it was. The
+/// replicas that become destroyable on their own (a tombstone given a membership by a
+/// snapshot, a removed replica whose record catches up with its log) are looked at each
+/// round instead (`DestroyWalk::suspects`): this net's pass over every group was an eighth
+/// of an idle node's CPU at 100,000 groups when it ran every minute.
+const DESTROY_CHECK_EVERY_ROUNDS_MAX: u64 = 1_200;
 
 /// A node-to-node note, carried beside Raft's messages in a batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,6 +65,13 @@ enum NodeNote {
     Split(SplitRecord),
     /// A range grown past `ranges.split_bytes`: its leader asks, the meta leader reserves.
     SizeSplit(SplitNote),
+    /// The report after it in the batch is full: what the node reported before counts no
+    /// more.
+    FullReportFollows,
+    /// The digest of every range the node reported to this meta leader (`digest.rs`).
+    Digest(digest::ReportDigest),
+    /// The meta leader asks for a full report: its digest of what it took differs.
+    FullReportWanted,
     /// A step of a merge's exchange.
     Merge(MergeNote),
 }
@@ -92,6 +113,11 @@ pub(super) struct Placement {
     /// Per group led, the membership index last reported, and to which meta leader.
     reported: BTreeMap<GroupId, u64>,
     reported_to: Option<NodeId>,
+    /// The meta leader asked for a full report.
+    full_report_wanted: bool,
+    /// On the meta leader: what it took from every node's reports, to compare with their
+    /// digests.
+    taken: digest::TakenReports,
     /// Groups whose leader or membership changed since the last report (MultiRaft's news),
     /// or that could not be reported yet (a joint or uncommitted membership).
     unreported: BTreeSet<GroupId>,
@@ -136,9 +162,19 @@ struct DestroyWalk {
     placed: (usize, usize),
     /// Rounds since the last pass started.
     rounds_since_pass: u64,
+    /// Groups looked at next round whether a pass runs or not: those that installed a
+    /// snapshot (it may give a tombstone a membership), and removed replicas kept because
+    /// they hold entries past their recorded removal.
+    suspects: BTreeSet<GroupId>,
 }
 
 impl Placement {
+    /// `group` installed a snapshot: the destroy walk looks at it next round (a tombstone may
+    /// have been given a membership the meta group no longer places here).
+    pub(super) fn snapshot_installed(&mut self, group: GroupId) {
+        self.destroy.suspects.insert(group);
+    }
+
     pub(super) fn new(config: &PlacementConfig) -> Self {
         // The node's configuration was validated before the core was built.
         let driver = PlacementDriver::new(config.clone())
@@ -159,6 +195,8 @@ impl Placement {
             load_window_ms: 0,
             reported: BTreeMap::new(),
             reported_to: None,
+            full_report_wanted: false,
+            taken: digest::TakenReports::default(),
             unreported: BTreeSet::new(),
             destroy: DestroyWalk::default(),
             rounds: 0,
@@ -333,20 +371,23 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 
     /// Sends this round's report to the meta leader (or takes it, on the meta leader): the
-    /// led groups with news since the last one, or every led group in a full report.
+    /// led groups with news since the last one, or every led group in a full report; every
+    /// few rounds with a digest of all it reported.
     fn report(&mut self) {
         let Some(meta_leader) = self.meta_leader() else {
             return;
         };
+        let rounds = self.placement.rounds;
         let full = self.placement.reported_to != Some(meta_leader)
-            || self
-                .placement
-                .rounds
-                .is_multiple_of(full_report_every_rounds(self.multi.led_count()));
-        let candidates: Vec<GroupId> = if full {
-            self.placement.reported.clear();
+            || std::mem::take(&mut self.placement.full_report_wanted)
+            || rounds.is_multiple_of(full_report_every_rounds(self.multi.led_count()));
+        let digest_due = !full && rounds.is_multiple_of(REPORT_DIGEST_EVERY_ROUNDS);
+        if full || digest_due {
             // A proposal that never applied (its entry lost with a leader) is made again.
             self.placement.memberships_proposed.clear();
+        }
+        let candidates: Vec<GroupId> = if full {
+            self.placement.reported.clear();
             self.placement.unreported.clear();
             self.multi.led_groups().collect()
         } else {
@@ -368,13 +409,24 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             led,
         };
         if meta_leader == self.config.node {
+            if full {
+                self.placement.taken.forget(meta_leader);
+            }
             self.take_report(self.config.node, report);
             return;
         }
-        let note = postcard::to_allocvec(&NodeNote::Report(report))
-            .expect("encoding into a Vec cannot fail");
+        let full_follows = full.then_some(NodeNote::FullReportFollows);
+        let digest = digest_due
+            .then(|| NodeNote::Digest(digest::ReportDigest::of(&self.placement.reported)));
+        let notes = [full_follows, Some(NodeNote::Report(report)), digest]
+            .into_iter()
+            .flatten()
+            .map(|note| {
+                Note(postcard::to_allocvec(&note).expect("encoding into a Vec cannot fail"))
+            })
+            .collect();
         self.sink
-            .send_batch(self.multi.note_batch(meta_leader, vec![Note(note)]));
+            .send_batch(self.multi.note_batch(meta_leader, notes));
     }
 
     /// Tells the meta leader of a split this node's range applied (takes it, on the meta
@@ -473,6 +525,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 Ok(NodeNote::Report(report)) => self.take_report(from, report),
                 Ok(NodeNote::Split(split)) => self.take_split_note(split),
                 Ok(NodeNote::SizeSplit(note)) => self.take_split_size_note(from, note),
+                Ok(NodeNote::FullReportFollows) => {
+                    if self.leads(META_GROUP) {
+                        self.placement.taken.forget(from);
+                    }
+                }
+                Ok(NodeNote::Digest(digest)) => self.take_report_digest(from, digest),
+                Ok(NodeNote::FullReportWanted) => {
+                    self.placement.full_report_wanted |= self.meta_leader() == Some(from);
+                }
                 Ok(NodeNote::Merge(note)) => self.take_merge_note(from, note),
                 Err(error) => tracing::debug!(peer = from.0, %error, "a note did not decode"),
             }
@@ -500,6 +561,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
         let mut proposals = Vec::new();
         for led in report.led {
+            self.placement
+                .taken
+                .take(from, led.group, led.membership_index);
             // The id and index only, not a copy of the range's view: a full report names tens
             // of thousands of ranges.
             let Some((range, recorded_index)) = cluster
@@ -533,6 +597,22 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 Err(error) => tracing::debug!(%error, "recording a range's membership was refused"),
             }
         }
+    }
+
+    /// On the meta leader: a node's digest of what it reported; a full report is asked for
+    /// when it keeps differing from what was taken.
+    fn take_report_digest(&mut self, from: NodeId, digest: digest::ReportDigest) {
+        if !self.leads(META_GROUP) || !self.placement.taken.wants_full_report(from, digest) {
+            return;
+        }
+        tracing::debug!(
+            peer = from.0,
+            "a report digest differs: a full report is asked for"
+        );
+        let note = postcard::to_allocvec(&NodeNote::FullReportWanted)
+            .expect("encoding into a Vec cannot fail");
+        self.sink
+            .send_batch(self.multi.note_batch(from, vec![Note(note)]));
     }
 
     /// This node's term in the meta group.
@@ -743,38 +823,29 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// brings back): data dropped, a tombstone with the last term kept. A replica that never
     /// had a membership (a tombstone itself) is left alone.
     fn destroy_removed_replicas(&mut self) -> Result<(), CoreError> {
-        let Some(first) = self.destroy_slice_start() else {
-            return Ok(());
-        };
-        let node = self.config.node;
-        let cluster = &self.machines.meta().cluster;
-        let slice: Vec<GroupId> = self
-            .multi
-            .group_ids_from(first)
-            .take(DESTROY_CHECK_GROUPS_PER_ROUND + 1)
-            .collect();
-        self.placement.destroy.next = slice.get(DESTROY_CHECK_GROUPS_PER_ROUND).copied();
-        let doomed: Vec<GroupId> = slice
-            .into_iter()
-            .take(DESTROY_CHECK_GROUPS_PER_ROUND)
-            .filter(|&group| group != META_GROUP)
-            .filter_map(|group| {
-                let raft = self.multi.group(group)?;
-                let range = cluster.range_of_group(group)?;
-                // Only a removal newer than everything this replica holds: the group committed
-                // a membership without it at `membership_index`, so whatever it acknowledged is
-                // held by that membership's majority and no leader counts it again. A replica
-                // holding later entries may have been added back (or promoted) meanwhile: its
-                // acknowledgements may still count, and it stays.
-                let removed = range.role_of(node).is_none()
-                    && cluster
-                        .operator_for(range.id)
-                        .is_none_or(|operator| !operator.adds(node))
-                    && !raft.membership().voters.is_empty()
-                    && raft.log().last_index().0 <= range.membership_index;
-                removed.then_some(group)
-            })
-            .collect();
+        let suspects = &mut self.placement.destroy.suspects;
+        let first_later = suspects.iter().nth(DESTROY_SUSPECTS_PER_ROUND).copied();
+        let later = first_later.map_or_else(BTreeSet::new, |first| suspects.split_off(&first));
+        let mut groups = std::mem::replace(suspects, later);
+        if let Some(first) = self.destroy_slice_start() {
+            let slice: Vec<GroupId> = self
+                .multi
+                .group_ids_from(first)
+                .take(DESTROY_CHECK_GROUPS_PER_ROUND + 1)
+                .collect();
+            self.placement.destroy.next = slice.get(DESTROY_CHECK_GROUPS_PER_ROUND).copied();
+            groups.extend(slice.into_iter().take(DESTROY_CHECK_GROUPS_PER_ROUND));
+        }
+        let mut doomed: Vec<GroupId> = Vec::new();
+        for group in groups {
+            match self.removal_of(group) {
+                Removal::None => {}
+                Removal::Later => {
+                    self.placement.destroy.suspects.insert(group);
+                }
+                Removal::Now => doomed.push(group),
+            }
+        }
         self.destroy_replicas(doomed)
     }
 
@@ -817,7 +888,45 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 }
 
+/// Whether a replica hosted here is to be destroyed.
+enum Removal {
+    /// No: the meta group places it here (or it is the meta group's, or a tombstone).
+    None,
+    /// Not yet: removed, but it holds entries past the recorded removal.
+    Later,
+    /// Yes (leaving a tombstone).
+    Now,
+}
+
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
+    /// Whether the meta group removed this node's replica of `group`, and whether it may go.
+    fn removal_of(&self, group: GroupId) -> Removal {
+        let node = self.config.node;
+        let cluster = &self.machines.meta().cluster;
+        let (Some(raft), Some(range)) = (self.multi.group(group), cluster.range_of_group(group))
+        else {
+            return Removal::None;
+        };
+        let removed = group != META_GROUP
+            && range.role_of(node).is_none()
+            && cluster
+                .operator_for(range.id)
+                .is_none_or(|operator| !operator.adds(node))
+            && !raft.membership().voters.is_empty();
+        if !removed {
+            return Removal::None;
+        }
+        // Only a removal newer than everything this replica holds: the group committed a
+        // membership without it at `membership_index`, so whatever it acknowledged is held by
+        // that membership's majority and no leader counts it again. A replica holding later
+        // entries may have been added back (or promoted) meanwhile: its acknowledgements may
+        // still count, and it stays (looked at again next round).
+        if raft.log().last_index().0 > range.membership_index {
+            return Removal::Later;
+        }
+        Removal::Now
+    }
+
     /// The first group this round's slice of the destroy walk looks at: where the current pass
     /// stands, or the first group when a new pass is due (see `DestroyWalk`, and the safety
     /// net's `DESTROY_CHECK_EVERY_ROUNDS_MAX`); `None` when there is nothing to look at.
@@ -848,7 +957,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
 /// How many placement rounds apart full reports go out: every `FULL_REPORT_EVERY_ROUNDS` up to
 /// 10,000 ranges led, then that many more per 10,000 (a full report of 40,000 ranges is about
-/// 2 MB, and the meta leader looks up every range in it; a lost report only waits longer).
+/// 2 MB, and the meta leader looks up every range in it; a lost report is asked for again
+/// by the digests, which cost a walk over the ranges reported on the reporter alone).
 fn full_report_every_rounds(led_count: usize) -> u64 {
     FULL_REPORT_EVERY_ROUNDS * (led_count / 10_000).max(1) as u64
 }
@@ -1097,8 +1207,8 @@ mod pacing_tests {
 
     #[test]
     fn full_reports_thin_out_past_ten_thousand_led_ranges() {
-        assert_eq!(full_report_every_rounds(0), 8);
-        assert_eq!(full_report_every_rounds(19_999), 8);
-        assert_eq!(full_report_every_rounds(40_000), 32);
+        assert_eq!(full_report_every_rounds(0), 80);
+        assert_eq!(full_report_every_rounds(19_999), 80);
+        assert_eq!(full_report_every_rounds(40_000), 320);
     }
 }

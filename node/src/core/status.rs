@@ -40,8 +40,28 @@ pub struct GroupsObservation {
     /// Groups whose replica here has not applied all it knows committed, lowest id first.
     pub behind: Vec<GroupId>,
     /// Every hosted group with the leader its replica here knows, lowest id first (for the
-    /// status page: which node leads what).
-    pub leaders: Vec<(GroupId, Option<NodeId>)>,
+    /// status page: which node leads what; walked only while the page is viewed).
+    pub leaders: Arc<Vec<(GroupId, Option<NodeId>)>>,
+}
+
+/// `observe_groups` looks at the awake groups alone while fewer than one in this many are
+/// awake (each costs lookups; a walk over all goes in order). Either way `leaders` stays
+/// empty: see `group_leaders`.
+const AWAKE_SHARE_INVERSE: usize = 8;
+
+impl GroupsObservation {
+    /// Counts a member group with `status`.
+    fn count(&mut self, group: GroupId, status: &flotilla_raft::Status, quiescent: bool) {
+        self.hosted += 1;
+        self.led += u64::from(status.role == Role::Leader);
+        self.quiescent += u64::from(quiescent);
+        if status.leader.is_none() {
+            self.without_leader.push(group);
+        }
+        if status.applied < status.committed {
+            self.behind.push(group);
+        }
+    }
 }
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
@@ -59,32 +79,65 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
-    /// One pass over every hosted group: its cost grows with the groups (tens of milliseconds
-    /// at 100,000), so the driver paces it (`Driver::publish`).
+    /// The groups as a walk over every hosted group finds them: at 100,000 idle groups that
+    /// walk took tens of milliseconds and, paced, still a quarter of an idle node's CPU, so
+    /// while few groups are awake only those are looked at (`observe_awake_groups`).
     #[must_use]
     pub fn observe_groups(&self) -> GroupsObservation {
+        let awake = self.multi.awake_count_max();
+        if awake.saturating_mul(AWAKE_SHARE_INVERSE) < self.multi.group_count() {
+            self.observe_awake_groups()
+        } else {
+            self.observe_every_group()
+        }
+    }
+
+    /// The groups, from a look at the awake ones (`MultiRaft::awake_groups`). A group not
+    /// visited is quiescent without work, so it counts as hosted, quiescent, led when among
+    /// MultiRaft's led groups, with a leader and applied. (Its own removal, applied while
+    /// quiescent, would count it as hosted until the destroy walk removes it.)
+    pub(super) fn observe_awake_groups(&self) -> GroupsObservation {
         let mut observation = GroupsObservation::default();
-        for group in self
-            .multi
-            .group_ids()
-            .filter(|&group| self.is_member(group))
-        {
+        let (mut quiescent_seen, mut led_seen) = (0, 0);
+        for (group, raft, quiescent) in self.multi.awake_groups() {
+            quiescent_seen += u64::from(quiescent);
+            led_seen += u64::from(self.multi.is_led(group));
+            if raft.membership().contains(self.config.node) {
+                observation.count(group, &raft.status(), quiescent);
+            }
+        }
+        let unseen = self.multi.quiescent_count() as u64 - quiescent_seen;
+        observation.hosted += unseen;
+        observation.quiescent += unseen;
+        observation.led += self.multi.led_count() as u64 - led_seen;
+        observation
+    }
+
+    /// The groups, from a walk over every one (cheaper than looking up each awake group
+    /// when most are awake: at a start, in an election storm).
+    pub(super) fn observe_every_group(&self) -> GroupsObservation {
+        let mut observation = GroupsObservation::default();
+        for group in self.multi.group_ids() {
             let Some(raft) = self.multi.group(group) else {
                 continue;
             };
-            let status = raft.status();
-            observation.hosted += 1;
-            observation.led += u64::from(status.role == Role::Leader);
-            observation.quiescent += u64::from(self.multi.is_quiescent(group));
-            observation.leaders.push((group, status.leader));
-            if status.leader.is_none() {
-                observation.without_leader.push(group);
-            }
-            if status.applied < status.committed {
-                observation.behind.push(group);
+            if raft.membership().contains(self.config.node) {
+                let quiescent = self.multi.is_quiescent(group);
+                observation.count(group, &raft.status(), quiescent);
             }
         }
         observation
+    }
+
+    /// Every hosted group with the leader its replica here knows, lowest id first (for the
+    /// status page: a walk over every group, made only while the page is viewed).
+    #[must_use]
+    pub fn group_leaders(&self) -> Vec<(GroupId, Option<NodeId>)> {
+        self.multi
+            .group_ids()
+            .filter(|&group| self.is_member(group))
+            .filter_map(|group| Some((group, self.multi.group(group)?.leader())))
+            .collect()
     }
 
     pub(super) fn status(&self) -> NodeStatus {

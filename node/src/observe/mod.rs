@@ -84,6 +84,11 @@ impl Published {
         self.map_wanted.store(true, Ordering::Relaxed);
     }
 
+    /// Whether a reader wanted the range map since the last `take_map_wanted`.
+    pub(crate) fn map_wanted(&self) -> bool {
+        self.map_wanted.load(Ordering::Relaxed)
+    }
+
     /// Whether a reader wanted the range map since the last call.
     pub(crate) fn take_map_wanted(&self) -> bool {
         self.map_wanted.swap(false, Ordering::Relaxed)

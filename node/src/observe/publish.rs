@@ -28,15 +28,17 @@ pub(crate) struct Publisher {
     /// One sample a second, oldest first, at most `samples_max`.
     samples: VecDeque<Sample>,
     samples_max: usize,
-    /// The last scan of every hosted group, when it was made and what it cost the driver.
+    /// The last scan of the groups, when it was made and what it cost the driver.
     groups: Arc<GroupsObservation>,
     groups_scanned: Option<(Instant, Duration)>,
+    /// When the groups' leaders were last walked for the status page, and what it cost.
+    leaders_walked: Option<(Instant, Duration)>,
 }
 
-/// A scan of every hosted group costs the driver thread at most one part in this many of its
-/// time: at 100,000 groups a scan takes tens of milliseconds, and one every publish interval
-/// (100 ms) kept a whole idle node's core a quarter busy. Small nodes still scan every
-/// interval.
+/// A scan of the groups (the awake ones; every one for the status page's leaders) costs the
+/// driver thread at most one part in this many of its time: at 100,000 groups a walk over all
+/// takes tens of milliseconds, and one every publish interval (100 ms) kept a whole idle
+/// node's core a quarter busy. Small or idle nodes still scan every interval.
 const GROUP_SCAN_SHARE_INVERSE: u32 = 100;
 
 /// The status page's resolution: its rates are per second, and the range map it shows is at
@@ -78,29 +80,47 @@ impl Publisher {
             samples_max,
             groups: Arc::default(),
             groups_scanned: None,
+            leaders_walked: None,
         }
     }
 
     /// Whether the groups are due for a scan: never scanned, or a publish interval and a
     /// hundred times the last scan's cost passed since it.
     pub(crate) fn groups_due(&self, now: Instant) -> bool {
-        self.groups_scanned.is_none_or(|(at, cost)| {
-            now.saturating_duration_since(at)
-                >= self
-                    .publish_interval
-                    .max(cost.saturating_mul(GROUP_SCAN_SHARE_INVERSE))
-        })
+        paced(self.groups_scanned, self.publish_interval, now)
     }
 
-    /// Keeps a scan of the groups made at `now` that took `cost`.
+    /// Keeps a scan of the groups made at `now` that took `cost` (with the leaders last
+    /// walked).
     pub(crate) fn groups_scanned(
         &mut self,
-        groups: GroupsObservation,
+        mut groups: GroupsObservation,
         cost: Duration,
         now: Instant,
     ) {
+        groups.leaders = Arc::clone(&self.groups.leaders);
         self.groups = Arc::new(groups);
         self.groups_scanned = Some((now, cost));
+    }
+
+    /// Whether the groups' leaders are due for a walk over every group: only while the status
+    /// page is viewed (it wants the range map they go with), at most once a second and a
+    /// hundred times the last walk's cost.
+    pub(crate) fn leaders_due(&self, now: Instant) -> bool {
+        self.published.map_wanted() && paced(self.leaders_walked, SAMPLE_INTERVAL, now)
+    }
+
+    /// Keeps a walk of the groups' leaders made at `now` that took `cost`.
+    pub(crate) fn leaders_walked(
+        &mut self,
+        leaders: Vec<(flotilla_raft::GroupId, Option<NodeId>)>,
+        cost: Duration,
+        now: Instant,
+    ) {
+        let mut groups = GroupsObservation::clone(&self.groups);
+        groups.leaders = Arc::new(leaders);
+        self.groups = Arc::new(groups);
+        self.leaders_walked = Some((now, cost));
     }
 
     /// The last scan of the groups.
@@ -218,6 +238,15 @@ impl Publisher {
             "summary"
         );
     }
+}
+
+/// Whether a scan last made `last` (when, and what it cost) may run again at `now`: never
+/// made, or `interval` and `GROUP_SCAN_SHARE_INVERSE` times its cost passed since.
+fn paced(last: Option<(Instant, Duration)>, interval: Duration, now: Instant) -> bool {
+    last.is_none_or(|(at, cost)| {
+        now.saturating_duration_since(at)
+            >= interval.max(cost.saturating_mul(GROUP_SCAN_SHARE_INVERSE))
+    })
 }
 
 /// The peers whose state turned to or from live since `before` (a peer seen for the first

@@ -170,6 +170,11 @@ impl Driver {
                 let groups = self.core.observe_groups();
                 self.publisher.groups_scanned(groups, now.elapsed(), now);
             }
+            if self.publisher.leaders_due(now) {
+                let walk = Instant::now();
+                let leaders = self.core.group_leaders();
+                self.publisher.leaders_walked(leaders, walk.elapsed(), now);
+            }
             let observation = self.core.observe(self.publisher.groups());
             let queued = (self.peers.len(), self.clients.len());
             self.publisher.publish(

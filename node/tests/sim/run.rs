@@ -373,6 +373,8 @@ fn multi_config() -> MultiConfig {
     multi.raft.heartbeat_interval_ticks = 3;
     multi.heartbeat_interval_ticks = 3;
     multi.node_timeout_ticks = 15;
+    // As the node's default: an idle peer hears this node every other heartbeat.
+    multi.liveness_every_heartbeats = 2;
     multi
 }
 

@@ -12,6 +12,11 @@ pub struct MultiConfig {
     pub raft: Config,
     /// The coalesced heartbeat goes to every peer node every this many ticks.
     pub heartbeat_interval_ticks: u64,
+    /// A peer node that this node sends nothing else gets an empty batch, its liveness
+    /// signal, every this many heartbeat intervals (a peer that this node leads active groups
+    /// with gets their heartbeats every interval). At least two such batches must fit in the
+    /// node timeout, so that no single late one makes this node look down.
+    pub liveness_every_heartbeats: u64,
     /// A peer node not heard from for this many ticks counts as down: the groups it led
     /// wake up and elect a new leader.
     pub node_timeout_ticks: u64,
@@ -32,11 +37,19 @@ impl MultiConfig {
             node,
             raft: Config::new(node),
             heartbeat_interval_ticks: 2,
+            liveness_every_heartbeats: 1,
             node_timeout_ticks: 10,
             groups_max: 100_000,
             quiesce: true,
             incarnation: Incarnation::default(),
         }
+    }
+
+    /// How often an idle peer gets its liveness batch, in ticks.
+    #[must_use]
+    pub fn liveness_interval_ticks(&self) -> u64 {
+        self.heartbeat_interval_ticks
+            .saturating_mul(self.liveness_every_heartbeats)
     }
 
     /// The configuration of this node's replica of `group`.
@@ -66,6 +79,12 @@ impl MultiConfig {
         }
         if self.node_timeout_ticks <= self.heartbeat_interval_ticks {
             return error("the node timeout must be longer than the heartbeat interval");
+        }
+        if self.liveness_every_heartbeats == 0 {
+            return error("an idle peer must get a liveness batch every one or more heartbeats");
+        }
+        if self.node_timeout_ticks < 2 * self.liveness_interval_ticks() {
+            return error("the node timeout must hold at least two liveness intervals");
         }
         // A follower woken by its leader's silence votes at once; any lease the leader still
         // counts on that follower has run out by then only if the node timeout is at least the

@@ -67,7 +67,9 @@ fn route(
 
 impl<L: LogReader> MultiRaft<L> {
     /// The node heartbeat: every active leader group heartbeats (idle ones for the last time,
-    /// then quiesce), and every peer node gets a batch, empty or not, as a liveness signal.
+    /// then quiesce), and every `liveness_every_heartbeats` heartbeats every peer node gets a
+    /// batch, empty or not, as a liveness signal (a peer with heartbeat entries gets its batch
+    /// anyway).
     pub(super) fn heartbeat_tick(&mut self) {
         let leaders: Vec<GroupId> = self
             .active
@@ -86,6 +88,10 @@ impl<L: LogReader> MultiRaft<L> {
             if idle {
                 self.set_quiescent(group);
             }
+        }
+        let heartbeats = self.now_ticks / self.config.heartbeat_interval_ticks;
+        if !heartbeats.is_multiple_of(self.config.liveness_every_heartbeats) {
+            return;
         }
         let node = self.config.node;
         let peers: Vec<NodeId> = self.liveness.peers().collect();

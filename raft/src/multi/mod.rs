@@ -52,7 +52,8 @@ pub struct MultiReady {
     /// What may leave now, before the write: at most one batch per peer node, never empty.
     pub batches: Vec<Batch>,
     /// What may leave only once the write is durable: at most one batch per peer node, and one
-    /// (maybe empty: the node-level liveness heartbeat) to each peer every heartbeat interval.
+    /// (maybe empty: the node-level liveness heartbeat) to each peer every liveness interval
+    /// (`MultiConfig::liveness_every_heartbeats`).
     pub persisted_batches: Vec<Batch>,
     /// Each group's work; its messages are empty (they are in the batches).
     pub groups: Vec<(GroupId, Ready)>,
@@ -464,6 +465,12 @@ impl<L: LogReader> MultiRaft<L> {
         self.led.len()
     }
 
+    /// Whether this node leads `group`, as of the last `ready`.
+    #[must_use]
+    pub fn is_led(&self, group: GroupId) -> bool {
+        self.led.contains(&group)
+    }
+
     /// The groups whose leader or membership may have changed since the last call (a leader
     /// change, a membership entry applied, a snapshot installed or taken, the group created
     /// or removed): what the host's per-round work looks at instead of every group.
@@ -475,6 +482,41 @@ impl<L: LogReader> MultiRaft<L> {
     #[must_use]
     pub fn group_count(&self) -> usize {
         self.groups.len()
+    }
+
+    /// How many groups are quiescent (not ticking).
+    #[must_use]
+    pub fn quiescent_count(&self) -> usize {
+        self.groups.len() - self.active.len()
+    }
+
+    /// The groups a host's look at every group need visit, lowest id first, with their
+    /// replica and whether it is quiescent: those awake (ticking) and those with work for the
+    /// next `ready`. Every other group is quiescent and has no work, so it leads or follows a
+    /// known leader (`may_wait_quietly`), has applied all it committed, and leads exactly when
+    /// it is among `led_groups`: what it would show is known without looking at it.
+    pub fn awake_groups(&self) -> impl Iterator<Item = (GroupId, &RaftNode<L>, bool)> + '_ {
+        let mut active = self.active.iter().copied().peekable();
+        let mut dirty = self.dirty.iter().copied().peekable();
+        let ids = std::iter::from_fn(move || match (active.peek(), dirty.peek()) {
+            (Some(&a), Some(&d)) if a == d => {
+                dirty.next();
+                active.next()
+            }
+            (Some(&a), Some(&d)) if d < a => dirty.next(),
+            (Some(_), _) => active.next(),
+            (None, _) => dirty.next(),
+        });
+        ids.filter_map(|group| {
+            let hosted = self.groups.get(&group)?;
+            Some((group, &hosted.raft, hosted.quiescent))
+        })
+    }
+
+    /// At most how many groups `awake_groups` visits.
+    #[must_use]
+    pub fn awake_count_max(&self) -> usize {
+        self.active.len() + self.dirty.len()
     }
 
     /// Whether `group` is quiescent (not ticking).

@@ -25,6 +25,8 @@ pub struct Timing {
     pub election_ticks_min: u64,
     pub election_ticks_max: u64,
     pub heartbeat_ticks: u64,
+    /// An idle peer's liveness batch goes every this many heartbeats.
+    pub liveness_every_heartbeats: u64,
     pub node_timeout_ticks: u64,
 }
 
@@ -36,16 +38,19 @@ impl Timing {
         election_ticks_min: 30,
         election_ticks_max: 60,
         heartbeat_ticks: 10,
+        liveness_every_heartbeats: 1,
         node_timeout_ticks: 50,
     };
 
     /// The `flotilla` node's defaults (`node/src/default.toml`): 20 ms ticks, heartbeats
-    /// every 40 ms, elections after 200-400 ms, a peer node is down after 200 ms.
+    /// every 40 ms (80 ms to an idle peer), elections after 200-400 ms, a peer node is down
+    /// after 200 ms.
     pub const NODE_DEFAULT: Self = Self {
         tick_ms: 20,
         election_ticks_min: 10,
         election_ticks_max: 20,
         heartbeat_ticks: 2,
+        liveness_every_heartbeats: 2,
         node_timeout_ticks: 10,
     };
 
@@ -73,6 +78,7 @@ pub fn multi_config(node: NodeId, seed: u64, layout: &Layout) -> MultiConfig {
             ..Config::new(node)
         },
         heartbeat_interval_ticks: timing.heartbeat_ticks,
+        liveness_every_heartbeats: timing.liveness_every_heartbeats,
         node_timeout_ticks: timing.node_timeout_ticks,
         quiesce: layout.quiesce,
         ..MultiConfig::new(node)

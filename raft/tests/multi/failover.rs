@@ -277,6 +277,7 @@ fn a_short_silence_of_a_leader_node(mutation: flotilla_raft::Mutation) -> (Vec<G
         election_ticks_min: 100,
         election_ticks_max: 200,
         heartbeat_ticks: 10,
+        liveness_every_heartbeats: 1,
         node_timeout_ticks: 100,
     };
     let mut cluster = MultiCluster::build(Layout {

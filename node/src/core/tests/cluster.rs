@@ -77,6 +77,7 @@ pub(super) struct TestCluster {
     /// Senders whose entries for a group are lost, as (from, group): appends that carry
     /// entries are dropped, everything else of theirs arrives.
     entries_lost: BTreeSet<(NodeId, GroupId)>,
+    notes_lost: BTreeSet<NodeId>,
     answers: Answers,
     requests: u64,
 }
@@ -112,6 +113,7 @@ impl TestCluster {
             in_flight,
             cut: BTreeSet::new(),
             entries_lost: BTreeSet::new(),
+            notes_lost: BTreeSet::new(),
             answers: Answers::default(),
             requests: 0,
         }
@@ -186,6 +188,9 @@ impl TestCluster {
                     continue;
                 }
                 let from = batch.from;
+                if self.notes_lost.contains(&from) {
+                    batch.notes.clear();
+                }
                 batch.messages.retain(|message| {
                     let lost = self.entries_lost.contains(&(from, message.group));
                     !(lost && carries_entries(&message.message.body))
@@ -221,10 +226,16 @@ impl TestCluster {
         self.entries_lost.insert((from, group));
     }
 
+    /// From now on, the node-to-node notes `from` sends (its placement reports) are lost.
+    pub(super) fn lose_notes(&mut self, from: NodeId) {
+        self.notes_lost.insert(from);
+    }
+
     /// Every link works again and nothing is lost.
     pub(super) fn heal(&mut self) {
         self.cut.clear();
         self.entries_lost.clear();
+        self.notes_lost.clear();
     }
 
     /// Hands `request` to `node`; the id its answer is kept under.
@@ -412,6 +423,7 @@ fn multi_config(node: NodeId, data_directory: u128) -> MultiConfig {
     multi.raft.heartbeat_interval_ticks = 3;
     multi.heartbeat_interval_ticks = 3;
     multi.node_timeout_ticks = NODE_TIMEOUT_MS / TICK_MS;
+    multi.liveness_every_heartbeats = 2;
     multi.incarnation = Incarnation {
         directory: data_directory,
         start: 1,

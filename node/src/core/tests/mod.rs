@@ -2,4 +2,5 @@
 //! network the test cuts and heals (`cluster.rs`), one file per area of rules.
 
 mod cluster;
+mod observe;
 mod placement;

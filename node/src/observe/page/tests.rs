@@ -32,10 +32,12 @@ fn snapshot(map: RangeMap, leaders: &[(u64, Option<u64>)]) -> Snapshot {
     let at = Instant::now();
     let observation = Observation {
         groups: std::sync::Arc::new(crate::core::GroupsObservation {
-            leaders: leaders
-                .iter()
-                .map(|&(group, leader)| (GroupId(group), leader.map(NodeId)))
-                .collect(),
+            leaders: Arc::new(
+                leaders
+                    .iter()
+                    .map(|&(group, leader)| (GroupId(group), leader.map(NodeId)))
+                    .collect(),
+            ),
             ..crate::core::GroupsObservation::default()
         }),
         peers: vec![PeerStatus {
