@@ -279,16 +279,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn host_splits(&mut self) -> Result<(), CoreError> {
         for (split, carved) in std::mem::take(&mut self.placement.splits_to_host) {
             let (group, right) = (split.group, split.right);
-            // Only a replica created empty that never saw a term (for a message that came
-            // first) gives way: any other holds state, or has voted, or is the tombstone of a
-            // replica destroyed since (moved away, or merged into its left neighbour), which the
-            // log replayed after a restart must not bring back with a fresh vote.
-            let hosted = self.multi.group(right).is_some_and(|raft| {
-                raft.log().last_index() > LogIndex(0)
-                    || !raft.membership().voters.is_empty()
-                    || raft.term() > Term(0)
+            let holds_state = self.multi.group(right).is_some_and(|raft| {
+                raft.log().last_index() > LogIndex(0) || !raft.membership().voters.is_empty()
             });
-            if hosted || self.machines.meta().merged.contains(&right) {
+            // A right half merged away since (the parent's log replayed after a restart) is
+            // not brought back: the meta group lists it, and its replicas are garbage.
+            if holds_state || self.machines.meta().merged.contains(&right) {
                 tracing::debug!(%group, %right, "the split's right half is hosted already");
                 continue;
             }

@@ -191,9 +191,6 @@ fn regression_seeds() {
     //   while its keys are the map's (`split::keys_as_mapped`).
     // 93: a late copy of a split's record brought back a range merged away since; the meta
     //   group keeps the merged groups and such a record changes nothing.
-    // 10 (again, once merges ran): a replica that had since taken the new group's state was
-    //   replaced by the carved state when its parent's log replayed the split; only a replica
-    //   that never saw a term gives way.
     let with_splits = run::Options {
         splits: Some(true),
         ..run::Options::default()
