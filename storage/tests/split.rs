@@ -73,16 +73,18 @@ impl Replica {
             expected: self.kv.bounds().clone(),
             right: right.kv.group(),
         });
-        let frozen = right.freeze(self.kv.group(), u64::MAX);
+        let frozen = right.freeze(self.kv.group(), self.kv.bounds().version, u64::MAX);
         let merged = self.absorb(right);
         [prepared, frozen, merged]
     }
 
-    fn freeze(&mut self, into: GroupId, bytes_max: u64) -> Response {
+    /// Freezes into `into` for its merge attempt `attempt` (its version while it awaits).
+    fn freeze(&mut self, into: GroupId, attempt: u64, bytes_max: u64) -> Response {
         self.apply(&Proposal::Freeze {
             expected: self.kv.bounds().clone(),
             into,
             bytes_max,
+            attempt,
         })
     }
 
@@ -564,11 +566,11 @@ fn a_merge_takes_the_frozen_neighbours_keys_and_sessions() {
         Response::Invalid(_)
     ));
     assert!(matches!(
-        right.freeze(GroupId(7), u64::MAX),
+        right.freeze(GroupId(7), 2, u64::MAX),
         Response::Invalid(_)
     ));
     assert!(matches!(
-        right.freeze(LEFT, u64::MAX),
+        right.freeze(LEFT, 2, u64::MAX),
         Response::Merge {
             step: MergeStep::Frozen,
             ..
@@ -616,14 +618,32 @@ fn a_merge_waits_for_a_freeze_and_a_refused_freeze_is_final() {
     // the log cannot freeze the range after the left one gave up.
     let version = right.kv.bounds().version;
     let expected = right.kv.bounds().clone();
-    assert!(matches!(right.freeze(LEFT, 10), Response::Invalid(_)));
+    let attempt = left.kv.bounds().version;
+    assert!(matches!(
+        right.freeze(LEFT, attempt, 10),
+        Response::Invalid(_)
+    ));
     assert_eq!(right.kv.bounds().version, version + 1);
     assert!(matches!(
         right.apply(&Proposal::Freeze {
             expected,
             into: LEFT,
-            bytes_max: u64::MAX
+            bytes_max: u64::MAX,
+            attempt,
         }),
+        Response::Invalid(_)
+    ));
+    // A late ask for the same attempt, proposed against the range as it is now, is refused
+    // too: the left range gives that attempt up on the first refusal.
+    assert!(matches!(
+        right.freeze(LEFT, attempt, u64::MAX),
+        Response::Invalid(_)
+    ));
+    // And after a restart from a snapshot.
+    let mut restored =
+        Replica::new(decode_snapshot(&encode_snapshot(&right.kv.snapshot_source())).unwrap());
+    assert!(matches!(
+        restored.freeze(LEFT, attempt, u64::MAX),
         Response::Invalid(_)
     ));
     assert_eq!(*right.kv.merge_state(), MergeState::None);
@@ -658,7 +678,7 @@ fn a_merge_takes_only_its_neighbour_frozen_into_it() {
     });
     // Frozen into another range: not this merge's state.
     let mut other = Replica::new(right.kv.clone());
-    other.freeze(GroupId(77), u64::MAX);
+    other.freeze(GroupId(77), 2, u64::MAX);
     assert!(matches!(left.absorb(&other), Response::Invalid(_)));
     // Garbage for a state: refused, nothing changed.
     let garbage = left.apply(&Proposal::Merge {
@@ -667,7 +687,7 @@ fn a_merge_takes_only_its_neighbour_frozen_into_it() {
     });
     assert!(matches!(garbage, Response::Invalid(_)));
     assert_eq!(left.kv.map().len(), 12);
-    right.freeze(LEFT, u64::MAX);
+    right.freeze(LEFT, 2, u64::MAX);
     assert!(matches!(
         left.absorb(&right),
         Response::Merge {
@@ -684,7 +704,7 @@ fn merge_states_survive_a_snapshot_and_the_disk_engine_refuses_them() {
         expected: left.kv.bounds().clone(),
         right: RIGHT,
     });
-    right.freeze(LEFT, u64::MAX);
+    right.freeze(LEFT, 2, u64::MAX);
     for replica in [&left, &right] {
         let bytes = encode_snapshot(&replica.kv.snapshot_source());
         verify_snapshot(&bytes).unwrap();
@@ -692,7 +712,13 @@ fn merge_states_survive_a_snapshot_and_the_disk_engine_refuses_them() {
         assert_eq!(restored.merge_state(), replica.kv.merge_state());
         assert_eq!(restored.bounds(), replica.kv.bounds());
     }
-    assert_eq!(*right.kv.merge_state(), MergeState::Frozen { into: LEFT });
+    assert_eq!(
+        *right.kv.merge_state(),
+        MergeState::Frozen {
+            into: LEFT,
+            attempt: 2
+        }
+    );
     let directory = tempfile::tempdir().unwrap();
     let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
     let mut disk = engine.open_range(LEFT).unwrap();

@@ -74,7 +74,7 @@ impl Machines {
                 self.absorbing.insert(group, right);
                 self.frozen.remove(&group);
             }
-            MergeState::Frozen { into } => {
+            MergeState::Frozen { into, .. } => {
                 self.frozen.insert(group, into);
                 self.absorbing.remove(&group);
             }

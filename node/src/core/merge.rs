@@ -31,15 +31,18 @@ use std::collections::{BTreeMap, BTreeSet};
 /// What the two ranges of a merge, and the meta leader, tell each other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum MergeNote {
-    /// From the left range's leader to the right range's replicas: freeze into `left`,
-    /// holding at most `bytes_max` key and value bytes.
+    /// From the left range's leader to the right range's replicas: freeze into `left` for
+    /// its merge attempt `attempt`, holding at most `bytes_max` bytes.
     Freeze {
         /// The range that takes the keys.
         left: GroupId,
         /// The range to freeze.
         right: GroupId,
-        /// The most key and value bytes the right range may hold.
+        /// The most bytes the right range may hold, sessions included (the right range's
+        /// leader takes the lower of this and its own `ranges.merge_bytes`).
         bytes_max: u64,
+        /// The left range's version while it awaits: which merge of it asks.
+        attempt: u64,
     },
     /// From a replica of the right range frozen into `left`: its frozen state.
     Frozen {
@@ -51,12 +54,15 @@ pub(super) enum MergeNote {
         #[serde(with = "serde_bytes")]
         state: Vec<u8>,
     },
-    /// From the right range's leader: the freeze was refused when it applied; give up.
+    /// From the right range's leader: the freeze for `attempt` was refused when it applied,
+    /// and is refused for good; give that attempt up.
     Refused {
         /// The range that asked.
         left: GroupId,
         /// The range that refused.
         right: GroupId,
+        /// The attempt refused.
+        attempt: u64,
     },
     /// From the left range's leader to the meta leader: the merge applied.
     Record(MergeRecord),
@@ -78,8 +84,9 @@ struct FreezeProposed {
     term: Term,
     /// The left range's leader that asked.
     asker: NodeId,
-    /// The left range.
+    /// The left range, and its attempt.
     left: GroupId,
+    attempt: u64,
 }
 
 /// The core's merge state.
@@ -320,12 +327,18 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.send_merge_note(MergeNote::Record(record), None);
         }
         let bytes_max = self.config.tuning.merge_bytes;
-        let asks: Vec<(GroupId, GroupId)> = self
+        // Not once its last entry is proposed in this term: every frozen replica would send
+        // its whole state again each round.
+        let asks: Vec<(GroupId, GroupId, u64)> = self
             .machines
             .absorbing()
-            .filter(|&(left, _)| self.leads(left))
+            .filter(|&(left, _)| self.leads(left) && !self.finishing_now(left))
+            .filter_map(|(left, right)| {
+                let attempt = self.machines.kv(left)?.bounds().version;
+                Some((left, right, attempt))
+            })
             .collect();
-        for (left, right) in asks {
+        for (left, right, attempt) in asks {
             let Some(replicas) = cluster_replicas(self, right) else {
                 continue;
             };
@@ -333,6 +346,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 left,
                 right,
                 bytes_max,
+                attempt,
             };
             for node in replicas {
                 self.send_merge_note(note.clone(), Some(node));
@@ -399,12 +413,42 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 left,
                 right,
                 bytes_max,
-            } => self.freeze_asked(from, (left, right), bytes_max),
+                attempt,
+            } => self.freeze_asked(from, (left, right, attempt), bytes_max),
             MergeNote::Frozen { left, right, state } => {
-                self.finish_merge(left, right, Proposal::Merge { right, state });
+                // Only a state frozen for this very attempt (the entry checks it again): a
+                // merge entry refused would hold the asks back for the rest of the term.
+                let attempt = self
+                    .machines
+                    .kv(left)
+                    .map(|machine| machine.bounds().version);
+                let frozen_for = flotilla_storage::decode_snapshot(&state)
+                    .ok()
+                    .map(|frozen| frozen.merge_state().clone());
+                let current = attempt.is_some_and(|attempt| {
+                    frozen_for
+                        == Some(MergeState::Frozen {
+                            into: left,
+                            attempt,
+                        })
+                });
+                if current {
+                    self.finish_merge(left, right, Proposal::Merge { right, state });
+                }
             }
-            MergeNote::Refused { left, right } => {
-                self.finish_merge(left, right, Proposal::AbortMerge { right });
+            MergeNote::Refused {
+                left,
+                right,
+                attempt,
+            } => {
+                // Only the attempt refused: a refusal of an earlier one, late, changes nothing.
+                let current = self
+                    .machines
+                    .kv(left)
+                    .is_some_and(|machine| machine.bounds().version == attempt);
+                if current {
+                    self.finish_merge(left, right, Proposal::AbortMerge { right });
+                }
             }
             MergeNote::Record(record) => self.record_merge(record),
         }
@@ -413,11 +457,21 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// On a replica of the right range: frozen into `left`, it answers with its state; its
     /// leader proposes the freeze otherwise (once per term while one is in flight), if the
     /// range's keys are the map's (so the map records the merge of exactly these keys).
-    fn freeze_asked(&mut self, asker: NodeId, (left, right): (GroupId, GroupId), bytes_max: u64) {
+    fn freeze_asked(
+        &mut self,
+        asker: NodeId,
+        (left, right, attempt): (GroupId, GroupId, u64),
+        bytes_max: u64,
+    ) {
         let Some(machine) = self.machines.kv(right) else {
             return;
         };
-        if *machine.merge_state() == (MergeState::Frozen { into: left }) {
+        if *machine.merge_state()
+            == (MergeState::Frozen {
+                into: left,
+                attempt,
+            })
+        {
             let state = encode_snapshot(&machine.snapshot_source());
             let note = MergeNote::Frozen { left, right, state };
             return self.send_merge_note(note, Some(asker));
@@ -443,7 +497,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let proposal = Proposal::Freeze {
             expected,
             into: left,
-            bytes_max,
+            bytes_max: bytes_max.min(self.config.tuning.merge_bytes),
+            attempt,
         };
         match self.multi.propose(right, proposal.to_payload()) {
             Ok(index) => {
@@ -452,11 +507,18 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     term,
                     asker,
                     left,
+                    attempt,
                 };
                 self.merges.freezes.insert(right, proposed);
             }
             Err(error) => tracing::debug!(%right, %error, "a freeze was not proposed"),
         }
+    }
+
+    /// Whether this node, leading `left`, proposed its merge's last entry in this term.
+    fn finishing_now(&self, left: GroupId) -> bool {
+        let term = self.multi.group(left).map_or(Term(0), |raft| raft.term());
+        self.merges.finishing.get(&left) == Some(&term)
     }
 
     /// On the left range's leader: proposes the merge's last entry (the merge, or giving it
@@ -562,7 +624,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
             Response::Invalid(reason) => {
                 tracing::info!(%right, %left, %reason, "a freeze for a merge was refused");
-                MergeNote::Refused { left, right }
+                MergeNote::Refused {
+                    left,
+                    right,
+                    attempt: proposed.attempt,
+                }
             }
             _ => return,
         };

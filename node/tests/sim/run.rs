@@ -34,9 +34,10 @@ const SPLIT_EVERY_MS: u64 = 1_500;
 /// With splits on, the operator also merges a range with its right neighbour this often on
 /// average.
 const MERGE_EVERY_MS: u64 = 2_000;
-/// With splits on, a range holding more key and value bytes than this is not merged (about
-/// four of the clients' pairs), so some freezes are refused and their merges given up.
-const MERGE_BYTES: u64 = 40;
+/// With splits on, a range holding more bytes than this with its session table is not merged
+/// (a range's sessions, with the previous values they keep, take a few hundred bytes to a few
+/// kilobytes here), so some freezes are refused and their merges given up.
+const MERGE_BYTES: u64 = 1_500;
 /// With splits on, two neighbours holding fewer bytes than this together merge by themselves:
 /// below `SPLIT_BYTES` where ranges split by size, about two pairs where they split by load.
 const MERGE_BELOW_BYTES: (u64, u64) = (17, 40);

@@ -17,6 +17,7 @@ use crate::kv::{Command, MergeState, RangeBounds, Response, SessionTable};
 use crate::machine::{SnapshotView, StateMachine};
 use crate::snapshot::snapshot_parts;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The bounds of every range in the engine: it keeps none of its own yet (issue 20), so it
@@ -162,6 +163,7 @@ impl DiskStateMachine {
                             group: self.group,
                             bounds: &WHOLE_KEY_SPACE,
                             merge: &MergeState::None,
+                            declined: &BTreeMap::new(),
                             stored_bytes,
                         },
                         entry.index,
@@ -204,7 +206,7 @@ impl DiskStateMachine {
                 found: parts.header.group,
             });
         }
-        if parts.bounds != WHOLE_KEY_SPACE || parts.merge != MergeState::None {
+        if parts.bounds != WHOLE_KEY_SPACE || parts.merge.0 != MergeState::None {
             return Err(MachineError::SplitRange {
                 group: self.group,
                 version: parts.bounds.version,

@@ -63,8 +63,12 @@ pub enum Proposal {
         expected: RangeBounds,
         /// The left neighbour that takes the keys.
         into: GroupId,
-        /// The most key and value bytes a range may hold to be merged.
+        /// The most bytes a range may hold to be merged: its keys and values and its
+        /// encoded session table.
         bytes_max: u64,
+        /// Which merge of `into` asks: its version while it awaits this range. A freeze
+        /// refused once for `into` is refused for good up to that attempt.
+        attempt: u64,
     },
     /// The last step, in the left range: takes the keys and sessions of `right`, whose frozen
     /// state (a snapshot encoding) the entry carries, so every replica, and the log replayed

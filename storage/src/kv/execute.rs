@@ -6,6 +6,7 @@ use super::command::{Command, MergeStep, Payload, Proposal, RangeBounds, Respons
 use super::session::{Admission, SessionId, SessionTable, SessionTag};
 use super::{KvStateMachine, MergeState};
 use flotilla_raft::{GroupId, LogIndex};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The pairs of a scan and whether more lie in its range past where it stopped.
@@ -59,6 +60,8 @@ pub(crate) enum MergePlan {
     Mark {
         bounds: RangeBounds,
         merge: MergeState,
+        /// A freeze refused: the left neighbour and its attempt, never frozen for after.
+        declined: Option<(GroupId, u64)>,
         response: Response,
     },
     /// The range takes the rows and sessions of its frozen right neighbour and `bounds`.
@@ -74,6 +77,8 @@ pub(crate) struct RangeState<'a> {
     pub(crate) group: GroupId,
     pub(crate) bounds: &'a RangeBounds,
     pub(crate) merge: &'a MergeState,
+    /// Per left neighbour, the latest merge attempt it refused to freeze for.
+    pub(crate) declined: &'a BTreeMap<GroupId, u64>,
     /// The key and value bytes it holds.
     pub(crate) stored_bytes: u64,
 }
@@ -117,7 +122,7 @@ pub(crate) fn apply_payload<R: Rows>(
     let RangeState { group, bounds, .. } = range;
     let payload = Payload::decode(data);
     if let Ok(payload) = &payload
-        && let Some(applied) = merge_step(range, payload)
+        && let Some(applied) = merge_step(range, payload, sessions)
     {
         return Ok(applied);
     }
@@ -160,7 +165,11 @@ pub(crate) fn apply_payload<R: Rows>(
 
 /// What a range's part in a merge decides about `payload`, if anything: a frozen range
 /// refuses every command (`Merging`) and every change; the merge proposals are decided here.
-fn merge_step(range: RangeState<'_>, payload: &Payload) -> Option<Applied> {
+fn merge_step(
+    range: RangeState<'_>,
+    payload: &Payload,
+    sessions: &SessionTable,
+) -> Option<Applied> {
     let RangeState {
         group,
         bounds,
@@ -168,7 +177,7 @@ fn merge_step(range: RangeState<'_>, payload: &Payload) -> Option<Applied> {
         ..
     } = range;
     let frozen_into = match merge {
-        MergeState::Frozen { into } => Some(*into),
+        MergeState::Frozen { into, .. } => Some(*into),
         MergeState::None | MergeState::Absorbing { .. } => None,
     };
     let refuse = |reason: String| Some(Applied::Response(Response::Invalid(reason)));
@@ -188,7 +197,7 @@ fn merge_step(range: RangeState<'_>, payload: &Payload) -> Option<Applied> {
                 MergeState::Absorbing { right } => refuse(format!(
                     "the range awaits its merge with group {right} and does not split"
                 )),
-                MergeState::Frozen { into } => refuse(format!(
+                MergeState::Frozen { into, .. } => refuse(format!(
                     "the range is frozen for its merge into group {into}"
                 )),
             };
@@ -228,18 +237,33 @@ fn merge_step(range: RangeState<'_>, payload: &Payload) -> Option<Applied> {
             Some(Applied::Merge(MergePlan::Mark {
                 bounds,
                 merge: MergeState::Absorbing { right: *right },
+                declined: None,
                 response,
             }))
         }
-        Proposal::Freeze { into, .. } if frozen_into == Some(*into) => Some(Applied::Response(
-            answer(*into, MergeStep::Frozen, bounds.version),
-        )),
+        Proposal::Freeze { into, attempt, .. }
+            if *merge
+                == (MergeState::Frozen {
+                    into: *into,
+                    attempt: *attempt,
+                }) =>
+        {
+            Some(Applied::Response(answer(
+                *into,
+                MergeStep::Frozen,
+                bounds.version,
+            )))
+        }
         Proposal::Freeze {
             expected,
             into,
             bytes_max,
+            attempt,
         } => Some(Applied::Merge(plan_freeze(
-            range, expected, *into, *bytes_max,
+            range,
+            expected,
+            (*into, *attempt),
+            (*bytes_max, sessions),
         ))),
         Proposal::Merge { right, state } => Some(plan_absorb(range, *right, state)),
         Proposal::AbortMerge { right } => {
@@ -254,6 +278,7 @@ fn merge_step(range: RangeState<'_>, payload: &Payload) -> Option<Applied> {
             Some(Applied::Merge(MergePlan::Mark {
                 bounds,
                 merge: MergeState::None,
+                declined: None,
                 response,
             }))
         }
@@ -280,24 +305,42 @@ fn stale(bounds: &RangeBounds, expected: &RangeBounds) -> Result<(), String> {
 fn plan_freeze(
     range: RangeState<'_>,
     expected: &RangeBounds,
-    into: GroupId,
-    bytes_max: u64,
+    (into, attempt): (GroupId, u64),
+    (bytes_max, sessions): (u64, &SessionTable),
 ) -> MergePlan {
     let RangeState {
         group,
         bounds,
         merge,
+        declined,
         ..
     } = range;
-    let refusal = if *merge != MergeState::None {
+    // What the left range would take: the pairs, and the session table as encoded.
+    let state_bytes = || {
+        let sessions_bytes = postcard::serialize_with_flavor::<_, _, usize>(
+            sessions,
+            postcard::ser_flavors::Size::default(),
+        )
+        .unwrap_or(usize::MAX);
+        range.stored_bytes.saturating_add(sessions_bytes as u64)
+    };
+    let refusal = if declined
+        .get(&into)
+        .is_some_and(|&refused| attempt <= refused)
+    {
+        Some(format!(
+            "the range refused to freeze for attempt {attempt} of group {into}'s merge already"
+        ))
+    } else if *merge != MergeState::None {
         Some("the range takes part in another merge".to_owned())
     } else if let Err(reason) = stale(bounds, expected) {
         Some(reason)
     } else if into == group || expected.start.is_empty() {
         Some("the range has no left neighbour to merge into".to_owned())
-    } else if range.stored_bytes > bytes_max {
+    } else if range.stored_bytes > bytes_max || state_bytes() > bytes_max {
         Some(format!(
-            "the range holds more than {bytes_max} bytes, the most a merge takes"
+            "the range holds more than {bytes_max} bytes with its sessions, the most a merge \
+             takes"
         ))
     } else {
         None
@@ -312,6 +355,7 @@ fn plan_freeze(
         Some(reason) => MergePlan::Mark {
             bounds: next,
             merge: merge.clone(),
+            declined: Some((into, attempt)),
             response: Response::Invalid(reason),
         },
         None => MergePlan::Mark {
@@ -321,7 +365,8 @@ fn plan_freeze(
                 version: next.version,
             },
             bounds: next,
-            merge: MergeState::Frozen { into },
+            merge: MergeState::Frozen { into, attempt },
+            declined: None,
         },
     }
 }
@@ -344,10 +389,11 @@ fn plan_absorb(range: RangeState<'_>, right: GroupId, state: &[u8]) -> Applied {
         Err(error) => return refuse(format!("the merged range's state: {error}")),
     };
     let adjacent = bounds.end.as_deref() == Some(frozen.bounds().start.as_slice());
-    if frozen.group() != right
-        || *frozen.merge_state() != (MergeState::Frozen { into: group })
-        || !adjacent
-    {
+    let frozen_for = MergeState::Frozen {
+        into: group,
+        attempt: bounds.version,
+    };
+    if frozen.group() != right || *frozen.merge_state() != frozen_for || !adjacent {
         return refuse(format!(
             "the state is not group {right} frozen into this range where it ends"
         ));

@@ -45,6 +45,8 @@ pub enum MergeState {
     Frozen {
         /// Its left neighbour.
         into: GroupId,
+        /// The merge of `into` it froze for (`into`'s version while it awaited this range).
+        attempt: u64,
     },
 }
 
@@ -61,6 +63,9 @@ pub struct KvStateMachine {
     bounds: RangeBounds,
     /// Its part in a merge.
     merge: MergeState,
+    /// Per left neighbour, the latest merge attempt whose freeze this range refused: it never
+    /// freezes for that attempt or an earlier one, so the neighbour may give it up.
+    declined: BTreeMap<GroupId, u64>,
     /// The right half of the last split applied, until the node takes it.
     carved: Option<Box<KvStateMachine>>,
 }
@@ -81,6 +86,8 @@ pub struct KvSnapshotSource {
     pub bounds: RangeBounds,
     /// The range's part in a merge at `applied`.
     pub merge: MergeState,
+    /// The merge attempts it refused to freeze for, at `applied`.
+    pub declined: BTreeMap<GroupId, u64>,
 }
 
 impl KvStateMachine {
@@ -105,6 +112,7 @@ impl KvStateMachine {
             stored_bytes,
             bounds: RangeBounds::default(),
             merge: MergeState::None,
+            declined: BTreeMap::new(),
             carved: None,
         }
     }
@@ -127,6 +135,14 @@ impl KvStateMachine {
     #[must_use]
     pub fn with_merge(mut self, merge: MergeState) -> Self {
         self.merge = merge;
+        self
+    }
+
+    /// The same state machine with `declined` as the merge attempts it refused (from a
+    /// snapshot).
+    #[must_use]
+    pub fn with_declined(mut self, declined: BTreeMap<GroupId, u64>) -> Self {
+        self.declined = declined;
         self
     }
 
@@ -197,6 +213,7 @@ impl KvStateMachine {
             sessions: self.sessions.clone(),
             bounds: self.bounds.clone(),
             merge: self.merge.clone(),
+            declined: self.declined.clone(),
         }
     }
 
@@ -234,6 +251,7 @@ impl KvStateMachine {
             group: self.group,
             bounds: &self.bounds,
             merge: &self.merge,
+            declined: &self.declined,
             stored_bytes: *rows.stored_bytes,
         };
         let applied = execute::apply_payload(&mut rows, &mut self.sessions, range, index, data);
@@ -252,10 +270,14 @@ impl KvStateMachine {
             MergePlan::Mark {
                 bounds,
                 merge,
+                declined,
                 response,
             } => {
                 self.bounds = bounds;
                 self.merge = merge;
+                if let Some((into, attempt)) = declined {
+                    self.declined.insert(into, attempt);
+                }
                 response
             }
             MergePlan::Absorb { right, bounds } => {
@@ -302,6 +324,7 @@ impl KvStateMachine {
             stored_bytes: right_bytes,
             bounds: plan.right_bounds,
             merge: MergeState::None,
+            declined: BTreeMap::new(),
             carved: None,
         }));
         response
@@ -328,7 +351,7 @@ impl KvStateMachine {
     /// costs what it returns, never a copy of `SCAN_PAIR_COUNT_MAX` values cut afterwards.
     #[must_use]
     pub fn read_bounded(&self, command: &Command, scan_bytes_max: usize) -> Option<Response> {
-        if let MergeState::Frozen { into } = self.merge {
+        if let MergeState::Frozen { into, .. } = self.merge {
             let reads = matches!(command, Command::Get { .. } | Command::Scan { .. });
             return reads.then_some(Response::Merging { into });
         }

@@ -13,7 +13,8 @@
 //! 56  session bytes             u64
 //! 64  pairs: key length u32 | key | value length u32 | value, ...
 //! ..  trailer (session bytes long): the `SessionTable`, then (from version 3) the range's
-//!     `RangeBounds`, then (from version 4) its `MergeState`, each postcard-encoded
+//!     `RangeBounds`, then (from version 4) its `MergeState` and the merge attempts it
+//!     refused to freeze for, each postcard-encoded
 //! ```
 //!
 //! Version 1 files (before sessions) have no session fields: a 56-byte header, then the
@@ -26,6 +27,7 @@ use crate::error::SnapshotError;
 use crate::kv::{KvMap, KvStateMachine, MergeState, RangeBounds, SessionTable};
 use crate::le::{read_u32, read_u64};
 use flotilla_raft::{GroupId, LogId, LogIndex, Term};
+use std::collections::BTreeMap;
 
 /// The size of the header this build writes.
 pub const HEADER_BYTES: usize = 64;
@@ -173,13 +175,14 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<KvStateMachine, SnapshotError> {
             body.len()
         )));
     }
-    let (sessions, bounds, merge) =
+    let (sessions, bounds, (merge, declined)) =
         decode_trailer(bytes.get(pairs_end..).unwrap_or_default(), version)?;
     Ok(
         KvStateMachine::from_parts(header.group, header.applied, map)
             .with_sessions(sessions)
             .with_bounds(bounds)
-            .with_merge(merge),
+            .with_merge(merge)
+            .with_declined(declined),
     )
 }
 
@@ -201,12 +204,16 @@ pub fn verify_snapshot(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotError> {
 pub(crate) fn encode_trailer(
     sessions: &SessionTable,
     bounds: &RangeBounds,
-    merge: &MergeState,
+    merge: &MergePart,
 ) -> Vec<u8> {
     let trailer = postcard::to_allocvec(sessions).expect("encoding into a Vec cannot fail");
     let trailer = postcard::to_extend(bounds, trailer).expect("encoding into a Vec cannot fail");
     postcard::to_extend(merge, trailer).expect("encoding into a Vec cannot fail")
 }
+
+/// A range's part in a merge as a snapshot holds it: its state, and per left neighbour the
+/// latest merge attempt it refused to freeze for.
+pub(crate) type MergePart = (MergeState, BTreeMap<GroupId, u64>);
 
 /// The trailer of a file of `version`: its session table (empty in a version 1 file) and its
 /// bounds (those of a range that never split before version 3) and its part in a merge (none
@@ -214,12 +221,12 @@ pub(crate) fn encode_trailer(
 fn decode_trailer(
     bytes: &[u8],
     version: u32,
-) -> Result<(SessionTable, RangeBounds, MergeState), SnapshotError> {
+) -> Result<(SessionTable, RangeBounds, MergePart), SnapshotError> {
     if bytes.is_empty() && version < BOUNDS_VERSION {
         return Ok((
             SessionTable::default(),
             RangeBounds::default(),
-            MergeState::None,
+            MergePart::default(),
         ));
     }
     let (table, rest) = postcard::take_from_bytes(bytes)
@@ -234,7 +241,7 @@ fn decode_trailer(
         postcard::take_from_bytes(rest)
             .map_err(|error| SnapshotError::Decode(format!("the range's merge state: {error}")))?
     } else {
-        (MergeState::None, rest)
+        (MergePart::default(), rest)
     };
     if !rest.is_empty() {
         return Err(SnapshotError::Decode(format!(
@@ -265,8 +272,8 @@ pub(crate) struct SnapshotParts<'a> {
     pub(crate) sessions: SessionTable,
     /// The range's bounds.
     pub(crate) bounds: RangeBounds,
-    /// The range's part in a merge.
-    pub(crate) merge: MergeState,
+    /// The range's part in a merge, and the merge attempts it refused to freeze for.
+    pub(crate) merge: MergePart,
     /// The encoded pairs.
     body: &'a [u8],
     /// Pairs still to hand out.

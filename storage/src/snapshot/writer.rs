@@ -6,7 +6,7 @@
 use super::format::{HEADER_BYTES, SnapshotHeader, encode_trailer};
 use super::reader::SnapshotFile;
 use crate::error::{EngineError, MachineError, SnapshotError};
-use crate::kv::{KvSnapshotSource, MergeState, RangeBounds, SessionTable};
+use crate::kv::{KvSnapshotSource, RangeBounds, SessionTable};
 use crate::machine::SnapshotView;
 use flotilla_raft::{GroupId, LogId};
 use std::fs::{File, OpenOptions};
@@ -32,7 +32,11 @@ fn header_of(source: &KvSnapshotSource, sessions: &[u8]) -> SnapshotHeader {
 
 /// The trailer of `source` (its session table and bounds).
 fn encode_sessions(source: &KvSnapshotSource) -> Vec<u8> {
-    encode_trailer(&source.sessions, &source.bounds, &source.merge)
+    encode_trailer(
+        &source.sessions,
+        &source.bounds,
+        &(source.merge.clone(), source.declined.clone()),
+    )
 }
 
 /// Streams the pairs and then `sessions` to `out`; returns the crc32c over `fields` and both.
@@ -216,7 +220,7 @@ impl SnapshotWriter {
         (pair_count, stored_bytes): (u64, u64),
         (sessions, bounds): (&SessionTable, &RangeBounds),
     ) -> Result<Self, SnapshotError> {
-        let sessions = encode_trailer(sessions, bounds, &MergeState::None);
+        let sessions = encode_trailer(sessions, bounds, &Default::default());
         let header = SnapshotHeader {
             group,
             applied,
@@ -317,7 +321,7 @@ pub fn encode_view(
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<Vec<u8>, EngineError> {
-    let sessions = encode_trailer(view.sessions(), view.bounds(), &MergeState::None);
+    let sessions = encode_trailer(view.sessions(), view.bounds(), &Default::default());
     let header = SnapshotHeader {
         group: view.group(),
         applied: view.applied(),
