@@ -32,13 +32,19 @@ async fn check_all(client: &Client, keys: u32, round: &str) {
             "key {index}"
         );
     }
+    let scanned = all_keys(client).await;
+    let expected: Vec<Vec<u8>> = (0..keys).map(key).collect();
+    assert_eq!(scanned, expected, "a scan across the splits");
+}
+
+/// Every key of a scan over the whole key space, in the order it returned them.
+async fn all_keys(client: &Client) -> Vec<Vec<u8>> {
     let mut scanned = Vec::new();
     let mut scan = client.scan(..);
     while let Some(page) = scan.next_page().await.unwrap() {
         scanned.extend(page.into_iter().map(|(key, _)| key));
     }
-    let expected: Vec<Vec<u8>> = (0..keys).map(key).collect();
-    assert_eq!(scanned, expected, "a scan across the splits");
+    scanned
 }
 
 async fn put_all(client: &Client, keys: u32, round: &str) {
@@ -190,11 +196,7 @@ fn a_range_splits_by_size() {
             let read = client.get(key(index)).await.unwrap();
             assert_eq!(read, Some(value(index).into_bytes()), "key {index}");
         }
-        let mut scanned = Vec::new();
-        let mut scan = client.scan(..);
-        while let Some(page) = scan.next_page().await.unwrap() {
-            scanned.extend(page.into_iter().map(|(key, _)| key));
-        }
+        let scanned = all_keys(&client).await;
         assert_eq!(scanned, (0..400).map(key).collect::<Vec<_>>());
     });
     cluster.stop();
@@ -295,6 +297,24 @@ fn split_ranges_merge_back_and_keep_every_key() {
         check_all(&client, 200, "c").await;
         put_all(&client, 200, "d").await;
         check_all(&client, 200, "d").await;
+        // Node 3's replicas of the two ranges hold what node 1's do: the merges replayed.
+        let groups: Vec<_> = client.map().ranges().map(|range| range.group).collect();
+        let held = |status: flotilla_node::api::NodeStatus| -> Vec<(_, u64)> {
+            let mut held: Vec<_> = status
+                .groups
+                .iter()
+                .filter(|group| groups.contains(&group.group))
+                .map(|group| (group.group, group.stored_bytes))
+                .collect();
+            held.sort();
+            held
+        };
+        eventually("node 3 holds what node 1 does", || async {
+            let first = held(client.status(NodeId(1)).await.ok()?);
+            let third = held(client.status(NodeId(3)).await.ok()?);
+            (first.len() == 2 && first == third).then_some(())
+        })
+        .await;
     });
     cluster.stop();
 }
@@ -389,11 +409,7 @@ fn ranges_split_into_hundreds_and_merge_back() {
             let read = client.get(wide_key(index)).await.unwrap();
             assert_eq!(read, Some(wide(index).into_bytes()), "key {index}");
         }
-        let mut scanned = Vec::new();
-        let mut scan = client.scan(..);
-        while let Some(page) = scan.next_page().await.unwrap() {
-            scanned.extend(page.into_iter().map(|(key, _)| key));
-        }
+        let scanned = all_keys(&client).await;
         assert_eq!(scanned, (0..KEYS).map(wide_key).collect::<Vec<_>>());
 
         // The quieter load: most keys go, and the small ranges merge back.
@@ -415,11 +431,7 @@ fn ranges_split_into_hundreds_and_merge_back() {
             let expected = (index % KEPT_EVERY == 0).then(|| wide(index).into_bytes());
             assert_eq!(read, expected, "key {index}");
         }
-        let mut scanned = Vec::new();
-        let mut scan = client.scan(..);
-        while let Some(page) = scan.next_page().await.unwrap() {
-            scanned.extend(page.into_iter().map(|(key, _)| key));
-        }
+        let scanned = all_keys(&client).await;
         let kept: Vec<Vec<u8>> = (0..KEYS)
             .filter(|index| index % KEPT_EVERY == 0)
             .map(wide_key)

@@ -18,6 +18,7 @@
 //! Every replica of the left range that applies the merge destroys its replica of the right
 //! range; whichever leads the left range has the meta group record the merge.
 
+use super::placement::NodeNote;
 use super::split::keys_as_mapped;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::ApiError;
@@ -324,7 +325,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .copied()
             .collect();
         for record in records {
-            self.send_merge_note(MergeNote::Record(record), None);
+            self.send_note(NodeNote::Merge(MergeNote::Record(record)), None);
         }
         let bytes_max = self.config.tuning.merge_bytes;
         // Not once its last entry is proposed in this term: every frozen replica would send
@@ -349,7 +350,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 attempt,
             };
             for node in replicas {
-                self.send_merge_note(note.clone(), Some(node));
+                self.send_note(NodeNote::Merge(note.clone()), Some(node));
             }
         }
         // A replica frozen into a range whose replica here holds its keys (it took the merge
@@ -474,7 +475,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         {
             let state = encode_snapshot(&machine.snapshot_source());
             let note = MergeNote::Frozen { left, right, state };
-            return self.send_merge_note(note, Some(asker));
+            return self.send_note(NodeNote::Merge(note), Some(asker));
         }
         if !self.leads(right)
             || !keys_as_mapped(&self.machines, machine)
@@ -642,7 +643,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// Writing the tombstones failed.
     pub(super) fn finish_merges(&mut self) -> Result<(), CoreError> {
         for (to, note) in std::mem::take(&mut self.merges.outbox) {
-            self.send_merge_note(note, Some(to));
+            self.send_note(NodeNote::Merge(note), Some(to));
         }
         self.destroy_doomed_replicas()
     }

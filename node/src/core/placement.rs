@@ -57,7 +57,7 @@ const DESTROY_CHECK_EVERY_ROUNDS_MAX: u64 = 1_200;
 
 /// A node-to-node note, carried beside Raft's messages in a batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-enum NodeNote {
+pub(super) enum NodeNote {
     /// What a node tells the meta leader each placement round.
     Report(Report),
     // Appended: a note is encoded by its position.
@@ -78,7 +78,7 @@ enum NodeNote {
 
 /// One node's report: its liveness heartbeat, its load and size, and the ranges it leads.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Report {
+pub(super) struct Report {
     /// Requests per second this node served since its last report.
     load_requests_per_second: u64,
     /// Key and value bytes of every range it holds.
@@ -418,60 +418,31 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let full_follows = full.then_some(NodeNote::FullReportFollows);
         let digest = digest_due
             .then(|| NodeNote::Digest(digest::ReportDigest::of(&self.placement.reported)));
-        let notes = [full_follows, Some(NodeNote::Report(report)), digest]
+        let notes = [full_follows, Some(NodeNote::Report(report)), digest];
+        self.send_notes(meta_leader, notes.into_iter().flatten());
+    }
+
+    /// Sends `notes` to `to` in one batch.
+    fn send_notes(&self, to: NodeId, notes: impl IntoIterator<Item = NodeNote>) {
+        let notes = notes
             .into_iter()
-            .flatten()
             .map(|note| {
                 Note(postcard::to_allocvec(&note).expect("encoding into a Vec cannot fail"))
             })
             .collect();
-        self.sink
-            .send_batch(self.multi.note_batch(meta_leader, notes));
+        self.sink.send_batch(self.multi.note_batch(to, notes));
     }
 
-    /// Tells the meta leader of a split this node's range applied (takes it, on the meta
-    /// leader).
-    pub(super) fn send_split_record(&mut self, split: SplitRecord) {
-        let Some(meta_leader) = self.meta_leader() else {
-            return;
-        };
-        if meta_leader == self.config.node {
-            return self.take_split_note(split);
-        }
-        let note = postcard::to_allocvec(&NodeNote::Split(split))
-            .expect("encoding into a Vec cannot fail");
-        self.sink
-            .send_batch(self.multi.note_batch(meta_leader, vec![Note(note)]));
-    }
-
-    /// Sends a note of the size and load splits' exchange to `to` (the meta leader when `None`), or takes
-    /// it when that is this node.
-    pub(super) fn send_split_note(&mut self, note: SplitNote, to: Option<NodeId>) {
+    /// Sends `note` to `to` (the meta leader when `None`), or takes it when that is this
+    /// node.
+    pub(super) fn send_note(&mut self, note: NodeNote, to: Option<NodeId>) {
         let Some(to) = to.or_else(|| self.meta_leader()) else {
             return;
         };
         if to == self.config.node {
-            return self.take_split_size_note(to, note);
+            return self.take_note(to, note);
         }
-        let note = postcard::to_allocvec(&NodeNote::SizeSplit(note))
-            .expect("encoding into a Vec cannot fail");
-        self.sink
-            .send_batch(self.multi.note_batch(to, vec![Note(note)]));
-    }
-
-    /// Sends a note of a merge's exchange to `to` (the meta leader when `None`), or takes it
-    /// when that is this node.
-    pub(super) fn send_merge_note(&mut self, note: MergeNote, to: Option<NodeId>) {
-        let Some(to) = to.or_else(|| self.meta_leader()) else {
-            return;
-        };
-        if to == self.config.node {
-            return self.take_merge_note(to, note);
-        }
-        let note =
-            postcard::to_allocvec(&NodeNote::Merge(note)).expect("encoding into a Vec cannot fail");
-        self.sink
-            .send_batch(self.multi.note_batch(to, vec![Note(note)]));
+        self.send_notes(to, [note]);
     }
 
     /// The ranges among `groups` this node leads whose membership the meta leader has not
@@ -522,21 +493,28 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn on_notes(&mut self, from: NodeId, notes: Vec<Note>) {
         for Note(bytes) in notes {
             match postcard::from_bytes::<NodeNote>(&bytes) {
-                Ok(NodeNote::Report(report)) => self.take_report(from, report),
-                Ok(NodeNote::Split(split)) => self.take_split_note(split),
-                Ok(NodeNote::SizeSplit(note)) => self.take_split_size_note(from, note),
-                Ok(NodeNote::FullReportFollows) => {
-                    if self.leads(META_GROUP) {
-                        self.placement.taken.forget(from);
-                    }
-                }
-                Ok(NodeNote::Digest(digest)) => self.take_report_digest(from, digest),
-                Ok(NodeNote::FullReportWanted) => {
-                    self.placement.full_report_wanted |= self.meta_leader() == Some(from);
-                }
-                Ok(NodeNote::Merge(note)) => self.take_merge_note(from, note),
+                Ok(note) => self.take_note(from, note),
                 Err(error) => tracing::debug!(peer = from.0, %error, "a note did not decode"),
             }
+        }
+    }
+
+    /// Takes one note from `from` (this node, for a note it sent itself).
+    fn take_note(&mut self, from: NodeId, note: NodeNote) {
+        match note {
+            NodeNote::Report(report) => self.take_report(from, report),
+            NodeNote::Split(split) => self.take_split_note(split),
+            NodeNote::SizeSplit(note) => self.take_split_size_note(from, note),
+            NodeNote::FullReportFollows => {
+                if self.leads(META_GROUP) {
+                    self.placement.taken.forget(from);
+                }
+            }
+            NodeNote::Digest(digest) => self.take_report_digest(from, digest),
+            NodeNote::FullReportWanted => {
+                self.placement.full_report_wanted |= self.meta_leader() == Some(from);
+            }
+            NodeNote::Merge(note) => self.take_merge_note(from, note),
         }
     }
 
@@ -609,10 +587,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             peer = from.0,
             "a report digest differs: a full report is asked for"
         );
-        let note = postcard::to_allocvec(&NodeNote::FullReportWanted)
-            .expect("encoding into a Vec cannot fail");
-        self.sink
-            .send_batch(self.multi.note_batch(from, vec![Note(note)]));
+        self.send_notes(from, [NodeNote::FullReportWanted]);
     }
 
     /// This node's term in the meta group.

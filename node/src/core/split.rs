@@ -11,6 +11,7 @@
 //! changes nothing (`docs/protocol/split-merge.md`).
 
 use super::machines::Machines;
+use super::placement::NodeNote;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::{ApiError, Reply};
 use flotilla_raft::{
@@ -347,7 +348,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .cloned()
             .collect();
         for split in led {
-            self.send_split_record(split);
+            self.send_note(NodeNote::Split(split), None);
         }
     }
 
@@ -448,7 +449,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.placement.splits_asked.insert(group, now_ms);
             self.counters.splits_asked_by_size += 1;
             tracing::info!(%group, bytes = machine.stored_bytes(), "the range is over split_bytes");
-            self.send_split_note(SplitNote::Wanted { group, at }, None);
+            self.send_note(NodeNote::SizeSplit(SplitNote::Wanted { group, at }), None);
         }
     }
 
@@ -500,7 +501,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.placement.splits_asked.insert(group, now_ms);
             self.counters.splits_asked_by_load += 1;
             tracing::info!(%group, rps, "the range is over split_load_rps");
-            self.send_split_note(SplitNote::Wanted { group, at }, None);
+            self.send_note(NodeNote::SizeSplit(SplitNote::Wanted { group, at }), None);
         }
     }
 
@@ -571,7 +572,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// After the cycle's ready: tells the askers of the reservations that applied.
     pub(super) fn send_reserved(&mut self) {
         for (asker, note) in std::mem::take(&mut self.placement.reserved) {
-            self.send_split_note(note, Some(asker));
+            self.send_note(NodeNote::SizeSplit(note), Some(asker));
         }
     }
 

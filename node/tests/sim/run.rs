@@ -216,33 +216,28 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
                 .find_map(|node| node.core.as_ref())
                 .map_or(0, |core| core.meta().map.ranges().count()),
         ),
-        splits_asked: cluster
-            .nodes
-            .values()
-            .filter_map(|node| node.core.as_ref())
-            .map(|core| {
-                let counters = core.counters();
-                (counters.splits_asked_by_size, counters.splits_asked_by_load)
-            })
-            .fold((0, 0), |sum, asked| (sum.0 + asked.0, sum.1 + asked.1)),
-        merges_asked: cluster
-            .nodes
-            .values()
-            .filter_map(|node| node.core.as_ref())
-            .map(|core| core.counters().merges_asked_by_size)
-            .sum(),
-        merge_entries: cluster
-            .nodes
-            .values()
-            .filter_map(|node| node.core.as_ref())
-            .map(|core| {
-                let counters = core.counters();
-                (counters.merges_applied, counters.merges_given_up)
-            })
-            .fold((0, 0), |sum, count| (sum.0 + count.0, sum.1 + count.1)),
+        splits_asked: (
+            counted(&cluster, |counters| counters.splits_asked_by_size),
+            counted(&cluster, |counters| counters.splits_asked_by_load),
+        ),
+        merges_asked: counted(&cluster, |counters| counters.merges_asked_by_size),
+        merge_entries: (
+            counted(&cluster, |counters| counters.merges_applied),
+            counted(&cluster, |counters| counters.merges_given_up),
+        ),
         simulated_ms: cluster.now_ms,
         trace_hash: cluster.trace_hash,
     }
+}
+
+/// A counter summed over the nodes up at the end.
+fn counted(cluster: &Cluster, counter: impl Fn(&flotilla_node::core::Counters) -> u64) -> u64 {
+    cluster
+        .nodes
+        .values()
+        .filter_map(|node| node.core.as_ref())
+        .map(|core| counter(&core.counters()))
+        .sum()
 }
 
 fn build(

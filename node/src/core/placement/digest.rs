@@ -17,7 +17,7 @@ const MISMATCHES_BEFORE_ASKING: u32 = 2;
 /// The ranges a node believes the meta leader took from its reports: how many, and an
 /// order-free hash of each range's group and membership index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct ReportDigest {
+pub(in crate::core) struct ReportDigest {
     count: u64,
     hash: u64,
 }
