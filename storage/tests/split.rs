@@ -614,8 +614,8 @@ fn a_merge_waits_for_a_freeze_and_a_refused_freeze_is_final() {
     ));
     // The right range's state before it froze is no merge.
     assert!(matches!(left.absorb(&right), Response::Invalid(_)));
-    // Too big to freeze: refused, and the version moves on, so a copy of that freeze later in
-    // the log cannot freeze the range after the left one gave up.
+    // Too big to freeze: refused, and the refusal recorded, so a copy of that freeze later in
+    // the log cannot freeze the range after the left one gave up. The version stays.
     let version = right.kv.bounds().version;
     let expected = right.kv.bounds().clone();
     let attempt = left.kv.bounds().version;
@@ -623,7 +623,7 @@ fn a_merge_waits_for_a_freeze_and_a_refused_freeze_is_final() {
         right.freeze(LEFT, attempt, 10),
         Response::Invalid(_)
     ));
-    assert_eq!(right.kv.bounds().version, version + 1);
+    assert_eq!(right.kv.bounds().version, version);
     assert!(matches!(
         right.apply(&Proposal::Freeze {
             expected,
@@ -666,6 +666,40 @@ fn a_merge_waits_for_a_freeze_and_a_refused_freeze_is_final() {
     assert!(matches!(
         right.write(session, 1, put("y", "1")),
         Response::Written { .. }
+    ));
+}
+
+/// Two merges chained: the middle range awaits its right neighbour, which froze for it, when
+/// its own left neighbour asks it to freeze. The refusal leaves its version (the attempt its
+/// neighbour froze for) alone, so it still takes the frozen state (simulator seed 4: a refusal
+/// that moved it left the right range frozen for an attempt nobody would finish).
+#[test]
+fn a_range_awaiting_its_merge_refuses_a_freeze_and_still_merges() {
+    let (mut middle, mut right) = split_alphabet();
+    middle.apply(&Proposal::PrepareMerge {
+        expected: middle.kv.bounds().clone(),
+        right: RIGHT,
+    });
+    let attempt = middle.kv.bounds().version;
+    assert!(matches!(
+        right.freeze(LEFT, attempt, u64::MAX),
+        Response::Merge {
+            step: MergeStep::Frozen,
+            ..
+        }
+    ));
+    // Its left neighbour (group 70) asks the middle range to freeze into it.
+    assert!(matches!(
+        middle.freeze(GroupId(70), 5, u64::MAX),
+        Response::Invalid(_)
+    ));
+    assert_eq!(middle.kv.bounds().version, attempt, "the attempt stands");
+    assert!(matches!(
+        middle.absorb(&right),
+        Response::Merge {
+            step: MergeStep::Merged,
+            ..
+        }
     ));
 }
 

@@ -299,9 +299,12 @@ fn stale(bounds: &RangeBounds, expected: &RangeBounds) -> Result<(), String> {
     Ok(())
 }
 
-/// Decides a freeze of the range into its left neighbour `into`. A refusal moves the version
-/// on (taking the proposer's bounds at version 0), so no copy of this entry, later in the log,
-/// can freeze the range after its left neighbour gave the merge up on this answer.
+/// Decides a freeze of the range into its left neighbour `into`. A refusal is recorded
+/// (`declined`), so no copy of this entry, later in the log, can freeze the range after its
+/// left neighbour gave the merge up on this answer; it leaves the range's version alone. The
+/// version of a range that awaits its own right neighbour is that merge's attempt, which its
+/// neighbour may have frozen for already: a refusal that moved it would leave both waiting
+/// for good (simulator seed 4, two merges chained).
 fn plan_freeze(
     range: RangeState<'_>,
     expected: &RangeBounds,
@@ -345,29 +348,29 @@ fn plan_freeze(
     } else {
         None
     };
+    if let Some(reason) = refusal {
+        return MergePlan::Mark {
+            bounds: bounds.clone(),
+            merge: merge.clone(),
+            declined: Some((into, attempt)),
+            response: Response::Invalid(reason),
+        };
+    }
     let mut next = if bounds.version == 0 {
         expected.clone()
     } else {
         bounds.clone()
     };
     next.version = bounds.version + 1;
-    match refusal {
-        Some(reason) => MergePlan::Mark {
-            bounds: next,
-            merge: merge.clone(),
-            declined: Some((into, attempt)),
-            response: Response::Invalid(reason),
+    MergePlan::Mark {
+        response: Response::Merge {
+            right: into,
+            step: MergeStep::Frozen,
+            version: next.version,
         },
-        None => MergePlan::Mark {
-            response: Response::Merge {
-                right: into,
-                step: MergeStep::Frozen,
-                version: next.version,
-            },
-            bounds: next,
-            merge: MergeState::Frozen { into, attempt },
-            declined: None,
-        },
+        bounds: next,
+        merge: MergeState::Frozen { into, attempt },
+        declined: None,
     }
 }
 
