@@ -1,7 +1,7 @@
 //! Why a node refused a request, as the wire carries it.
 
 use flotilla_raft::{GroupId, NodeId};
-use flotilla_shard_manager::Epoch;
+use flotilla_shard_manager::RangeDescriptor;
 use serde::{Deserialize, Serialize};
 
 /// Why a node refused a request. Only `Busy`, `NotLeader`, `StaleEpoch`, `NotServed`,
@@ -21,11 +21,14 @@ pub enum ApiError {
         /// That leader's address, from the directory.
         address: Option<String>,
     },
-    /// The client's map epoch differs from the node's; refresh the map.
-    #[error("stale range map: the node is at epoch {node_epoch:?}")]
+    /// The key (or a scan's span) is no longer in the range the request named: the range
+    /// split or merged since the client's map. `ranges` are the node's descriptors of the
+    /// ranges that hold the key (none if it knows nothing newer): the client takes them into
+    /// its map and sends the request where they say.
+    #[error("the range changed: {} descriptor(s) of the ranges holding the key now", ranges.len())]
     StaleEpoch {
-        /// The node's epoch.
-        node_epoch: Epoch,
+        /// The ranges holding the key, as the node knows them.
+        ranges: Vec<RangeDescriptor>,
     },
     /// This node hosts no replica of the group, or the key lies outside the group's range.
     #[error("routing error: this node does not serve {group} for that key")]

@@ -9,7 +9,7 @@ use crate::kv::Command;
 use crate::session::SessionTag;
 use flotilla_raft::GroupId;
 use flotilla_raft::NodeId;
-use flotilla_shard_manager::Epoch;
+use flotilla_shard_manager::RangeEpoch;
 use flotilla_shard_manager::placement::{ManualRequest, NodeState};
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +25,13 @@ pub struct RequestFrame {
 /// What a client may ask a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// A key-value command for `group`, routed with map `epoch`. Get and Scan are
+    /// A key-value command for `group`, routed with the range's `epoch`. Get and Scan are
     /// linearizable reads (ReadIndex); the others are proposed to the group's log.
     Kv {
         /// The group the client's map says serves the key.
         group: GroupId,
-        /// The epoch of the client's map.
-        epoch: Epoch,
+        /// The range's epoch in the client's map.
+        epoch: RangeEpoch,
         /// The command.
         command: Command,
     },
@@ -50,8 +50,8 @@ pub enum Request {
     OpenSession {
         /// The group the client's map says serves the keys it will write.
         group: GroupId,
-        /// The epoch of the client's map.
-        epoch: Epoch,
+        /// The range's epoch in the client's map.
+        epoch: RangeEpoch,
     },
     /// A write in a session: applied at most once however often it is sent (every attempt
     /// carries the same tag); a copy is answered with the first one's result. A read sent
@@ -59,8 +59,8 @@ pub enum Request {
     Write {
         /// The group the client's map says serves the key.
         group: GroupId,
-        /// The epoch of the client's map.
-        epoch: Epoch,
+        /// The range's epoch in the client's map.
+        epoch: RangeEpoch,
         /// The session, the write's sequence and the lowest sequence the client still awaits.
         tag: SessionTag,
         /// The write.
@@ -103,8 +103,8 @@ pub enum Request {
     BackupOpen {
         /// The group the client's map says serves the range.
         group: GroupId,
-        /// The epoch of the client's map.
-        epoch: Epoch,
+        /// The range's epoch in the client's map.
+        epoch: RangeEpoch,
     },
     /// The next pairs of an open backup view, in key order.
     BackupChunk {
@@ -128,8 +128,8 @@ pub enum Request {
     Split {
         /// The group the client's map says serves `at`.
         group: GroupId,
-        /// The epoch of the client's map.
-        epoch: Epoch,
+        /// The range's epoch in the client's map.
+        epoch: RangeEpoch,
         /// The first key of the right half.
         #[serde(with = "serde_bytes")]
         at: Vec<u8>,
@@ -143,8 +143,8 @@ pub enum Request {
     Merge {
         /// The group the client's map says serves the range.
         group: GroupId,
-        /// The epoch of the client's map.
-        epoch: Epoch,
+        /// The range's epoch in the client's map.
+        epoch: RangeEpoch,
     },
 }
 

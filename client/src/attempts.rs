@@ -139,7 +139,14 @@ impl Tries {
                     leader.is_none(),
                 )
             }
-            Err(ApiError::StaleEpoch { .. } | ApiError::NotServed { .. }) => {
+            Err(ApiError::StaleEpoch { ranges }) => {
+                self.no_leader = false;
+                retry(RouteReply::RangeChanged(ranges), false)
+            }
+            // The replica moved, or the range is frozen for a merge, or split and the meta
+            // group has not recorded it yet: the router refreshes the map once, and has the
+            // attempts after it wait the retry pause.
+            Err(ApiError::NotServed { .. }) => {
                 self.no_leader = false;
                 retry(RouteReply::StaleRoute, false)
             }
@@ -218,7 +225,6 @@ impl Tries {
 mod tests {
     use super::*;
     use flotilla_raft::{GroupId, NodeId};
-    use flotilla_shard_manager::Epoch;
 
     const BARE_NO_RETRY: Kind = Kind::Bare {
         retry_maybe_applied: false,
@@ -285,9 +291,12 @@ mod tests {
             ),
             (
                 Kind::Tagged,
-                answered(ApiError::StaleEpoch {
-                    node_epoch: Epoch(3),
-                }),
+                answered(ApiError::StaleEpoch { ranges: Vec::new() }),
+                retry(RouteReply::RangeChanged(Vec::new()), false),
+            ),
+            (
+                Kind::Tagged,
+                answered(ApiError::NotServed { group: GroupId(4) }),
                 retry(RouteReply::StaleRoute, false),
             ),
             (

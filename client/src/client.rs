@@ -25,7 +25,7 @@ use crate::sessions::{NoTag, SessionBook};
 use flotilla_api::{ApiError, Command, Reply, Request, Response, SessionTag};
 use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::{
-    Attempts, Directory, KeyRange, Next, RangeMap, Reply as RouteReply, Router, Target,
+    Attempts, Directory, Next, RangeMap, Reply as RouteReply, Router, Target,
 };
 use flotilla_transport_quic::{TlsSetup, TransportConfig};
 use std::collections::BTreeMap;
@@ -553,8 +553,7 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let reason = format!("the deadline of {:?} passed", self.inner.options.deadline);
-                let keys = self.keys_of(&target);
-                return Err(tries.give_up_on(reason, keys));
+                return Err(tries.give_up_on(reason, Some(target.keys.clone())));
             }
             let attempt = request(&target);
             let timeout = left.min(self.inner.options.attempt_timeout);
@@ -569,7 +568,7 @@ impl Client {
                     router.on_reply(key, &target, RouteReply::Done, &mut attempts);
                     return Ok(Answered {
                         response,
-                        range_end: self.range_end(&router, &target),
+                        range_end: target.keys.end.clone(),
                         attempts: tries.count(),
                         maybe_applied: tries.maybe_applied(),
                     });
@@ -587,15 +586,6 @@ impl Client {
                 .await
                 .map_err(|reason| tries.give_up(reason))?;
         }
-    }
-
-    /// The keys of `target`'s range, as the cached map has them.
-    fn keys_of(&self, target: &Target) -> Option<KeyRange> {
-        let router = lock(&self.inner.router);
-        router
-            .map()
-            .range(target.range)
-            .map(|range| range.keys.clone())
     }
 
     /// One attempt's reply as the attempt rules see it; a leader's address a refusal names is
@@ -632,7 +622,12 @@ impl Client {
     ) -> Result<Target, String> {
         let next = lock(&self.inner.router).on_reply(key, target, reply, attempts);
         match next {
-            Next::Retry { target, .. } => Ok(target),
+            Next::Retry { target, pause, .. } => {
+                if pause {
+                    tokio::time::sleep(self.inner.options.retry_pause).await;
+                }
+                Ok(target)
+            }
             Next::RefreshMap => {
                 // A map no node answered for is no reason to give up: the request goes on with
                 // the cached one until its deadline.
@@ -647,22 +642,14 @@ impl Client {
         }
     }
 
-    /// The end of `target`'s range in the cached map.
-    fn range_end(&self, router: &Router, target: &Target) -> Option<Vec<u8>> {
-        router
-            .map()
-            .range(target.range)
-            .and_then(|range| range.keys.end.clone())
-    }
-
     /// The request for one attempt of a read: a scan is clamped to the end of the target's
     /// range.
     fn read_request(&self, target: &Target, command: &Command) -> Request {
-        let range_end = self.range_end(&lock(&self.inner.router), target);
+        let range_end = &target.keys.end;
         let command = match command {
             Command::Scan { start, end, limit } => Command::Scan {
                 start: start.clone(),
-                end: match (end, &range_end) {
+                end: match (end, range_end) {
                     (Some(end), Some(range_end)) => Some(end.min(range_end).clone()),
                     (end, None) => end.clone(),
                     (None, range_end) => range_end.clone(),

@@ -296,7 +296,7 @@ async fn backup_range(
     let mut last = String::new();
     for attempt in 0..RANGE_ATTEMPTS_MAX {
         let map = client.map();
-        let Some(range) = map.ranges().find(|range| range.group == group).cloned() else {
+        let Some(range) = map.range_of_group(group).cloned() else {
             return Err(BackupError::GaveUp {
                 group,
                 attempts: attempt,
@@ -318,7 +318,7 @@ async fn backup_range(
             })?;
         let request = Request::BackupOpen {
             group,
-            epoch: map.epoch(),
+            epoch: range.epoch,
         };
         let outcome = match client.request(node, request).await {
             Ok(Ok(Reply::BackupOpened(view))) => {

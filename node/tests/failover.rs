@@ -174,7 +174,7 @@ async fn every_range_served(client: &Client, since: Instant) -> Vec<(GroupId, Du
         key.extend_from_slice(b"\x00probe");
         let request = Request::Kv {
             group: range.group,
-            epoch: map.epoch(),
+            epoch: range.epoch,
             command: Command::Put {
                 key,
                 value: b"probe".to_vec(),

@@ -217,7 +217,7 @@ fn a_node_bounds_what_clients_make_it_hold() {
         for id in 0..1000 {
             let request = Request::Kv {
                 group: range.group,
-                epoch: map.epoch(),
+                epoch: range.epoch,
                 command: Command::Get {
                     key: b"big".to_vec(),
                 },

@@ -422,6 +422,12 @@ impl<L: LogReader> RaftNode<L> {
         self.term
     }
 
+    /// The candidate this replica voted for in its term, if any.
+    #[must_use]
+    pub fn vote(&self) -> Option<NodeId> {
+        self.vote
+    }
+
     /// The leader this replica last heard of in its term.
     #[must_use]
     pub fn leader(&self) -> Option<NodeId> {

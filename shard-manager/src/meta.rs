@@ -90,6 +90,39 @@ pub enum MetaCommand {
         /// The range merged into it.
         right: RangeId,
     },
+    // Appended: `RecordSplit` and `RecordMerge` are what logs written before ranges had
+    // epochs hold; they apply as these do, with the version the map counts itself.
+    /// `RecordSplit`, with `version`, the version both halves' state machines have after it.
+    RecordSplitAtVersion {
+        /// The split as `RecordSplit` names it.
+        split: MapSplit,
+        /// The halves' version.
+        version: u64,
+    },
+    /// `RecordMerge`, with `version`, the version the left range's state machine has after it.
+    RecordMergeAtVersion {
+        /// The range that took the keys.
+        left: RangeId,
+        /// The range merged into it.
+        right: RangeId,
+        /// The left range's version.
+        version: u64,
+    },
+}
+
+/// A split as the meta group records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapSplit {
+    /// The range that split (it keeps the keys below `at`).
+    pub range: RangeId,
+    /// The first key of the right half.
+    pub at: Vec<u8>,
+    /// The right half's range id (reserved).
+    pub right: RangeId,
+    /// The right half's group.
+    pub right_group: GroupId,
+    /// The right half's voters, as the split created its group.
+    pub voters: Vec<NodeId>,
 }
 
 /// What a meta command gives its proposer beyond being applied.
@@ -118,15 +151,6 @@ pub struct MetaState {
     /// destroyed wherever it is found. (Encoded last; a state encoded before merges existed
     /// decodes with none.)
     pub merged: BTreeSet<GroupId>,
-}
-
-/// The meta state as encoded before merges (no `merged`).
-#[derive(Deserialize)]
-struct MetaStateBeforeMerges {
-    map: RangeMap,
-    directory: Directory,
-    data_directories: BTreeMap<NodeId, u128>,
-    cluster: ClusterView,
 }
 
 /// Why a meta command was refused (every replica refuses it alike).
@@ -234,17 +258,25 @@ impl MetaState {
                 right,
                 right_group,
                 voters,
-            } => self.record_split(range, at, (right, right_group), voters),
-            MetaCommand::RecordMerge { left, right } => {
-                if self.map.range(right).is_none() {
-                    return Ok(MetaAnswer::Applied);
-                }
-                let right_group = self.map.range(right).map(|range| range.group);
-                self.map.merge(left, right)?;
-                self.cluster.remove_range(right);
-                self.merged.extend(right_group);
-                Ok(())
+            } => {
+                let split = MapSplit {
+                    range,
+                    at,
+                    right,
+                    right_group,
+                    voters,
+                };
+                self.record_split(split, 0)
             }
+            MetaCommand::RecordSplitAtVersion { split, version } => {
+                self.record_split(split, version)
+            }
+            MetaCommand::RecordMerge { left, right } => self.record_merge(left, right, 0),
+            MetaCommand::RecordMergeAtVersion {
+                left,
+                right,
+                version,
+            } => self.record_merge(left, right, version),
             MetaCommand::SetAddress { node, address } => {
                 if self
                     .cluster
@@ -300,15 +332,34 @@ impl MetaState {
         applied.map(|()| MetaAnswer::Applied)
     }
 
-    /// A range's split, once: the map's left range shrinks and the right one appears, and the
-    /// placement view gets the right range with `voters` (leaderless until its leader reports).
-    fn record_split(
+    /// A range's merge, once: the left range takes the right one's keys, and the right one
+    /// leaves the map and the placement view.
+    fn record_merge(
         &mut self,
-        range: RangeId,
-        at: Vec<u8>,
-        (right, right_group): (RangeId, GroupId),
-        voters: Vec<NodeId>,
+        left: RangeId,
+        right: RangeId,
+        version: u64,
     ) -> Result<(), MetaError> {
+        let Some(right_group) = self.map.range(right).map(|range| range.group) else {
+            return Ok(());
+        };
+        self.map.merge(left, right, version)?;
+        self.cluster.remove_range(right);
+        self.merged.insert(right_group);
+        Ok(())
+    }
+
+    /// A range's split, once: the map's left range shrinks and the right one appears, and the
+    /// placement view gets the right range with its voters (leaderless until its leader
+    /// reports). Both halves take `version` if it is above the map's next one.
+    fn record_split(&mut self, split: MapSplit, version: u64) -> Result<(), MetaError> {
+        let MapSplit {
+            range,
+            at,
+            right,
+            right_group,
+            voters,
+        } = split;
         // Recorded already; or recorded, then merged away since (a late copy of the record
         // must not bring the range back).
         if self.map.range(right).is_some() || self.merged.contains(&right_group) {
@@ -330,7 +381,8 @@ impl MetaState {
         {
             return Err(ViewError::UnknownNode(node).into());
         }
-        self.map.split_as(range, at, (right, right_group))?;
+        self.map
+            .split_as(range, at, (right, right_group), version)?;
         self.map.set_replicas(right, voters)?;
         self.cluster.upsert_range(view)?;
         Ok(())
@@ -383,17 +435,17 @@ impl MetaState {
     /// # Errors
     /// The bytes are not an encoded `MetaState`.
     pub fn decode(bytes: &[u8]) -> Result<Self, MetaCodecError> {
+        let upgraded = |result: Result<Self, RangeMapError>| {
+            result.map_err(|error| MetaCodecError(error.to_string()))
+        };
         decode(bytes).or_else(|error| {
-            let Ok(before) = decode::<MetaStateBeforeMerges>(bytes) else {
-                return Err(error);
-            };
-            Ok(Self {
-                map: before.map,
-                directory: before.directory,
-                data_directories: before.data_directories,
-                cluster: before.cluster,
-                merged: BTreeSet::new(),
-            })
+            if let Ok(before) = decode::<crate::legacy::MetaStateBeforeEpochs>(bytes) {
+                return upgraded(before.upgrade());
+            }
+            if let Ok(before) = decode::<crate::legacy::MetaStateBeforeMerges>(bytes) {
+                return upgraded(before.upgrade());
+            }
+            Err(error)
         })
     }
 }
@@ -466,7 +518,6 @@ mod tests {
         assert_eq!(right, RangeId(5), "past the four uniform ranges");
         assert_eq!(reserve(&mut state), RangeId(6), "never the same id twice");
         let parent = state.map.lookup(&[0x10]).clone();
-        let layout = state.map.layout_epoch();
         let voters = vec![NodeId(1), NodeId(2)];
         let record = |at: &[u8], voters: &[NodeId]| MetaCommand::RecordSplit {
             range: parent.id,
@@ -497,7 +548,9 @@ mod tests {
         assert_eq!((carved.id, carved.group), (right, GroupId(right.0)));
         assert_eq!(carved.keys.end, parent.keys.end);
         assert_eq!(carved.replicas, voters);
-        assert!(state.map.layout_epoch() > layout, "the layout changed");
+        let version = parent.epoch.version + 1;
+        assert_eq!(carved.epoch.version, version, "both halves move on");
+        assert_eq!(state.map.lookup(&[0x10]).epoch.version, version);
         let view = state.cluster.range_of_group(GroupId(right.0)).unwrap();
         assert_eq!(view.voter_nodes().collect::<Vec<_>>(), voters);
         // A copy of the record (a second report of the same split) changes nothing.
@@ -513,7 +566,6 @@ mod tests {
         let first = state.map.lookup(&[0x10]).clone();
         let second = state.map.lookup(&first.keys.end.clone().unwrap()).clone();
         let third = state.map.lookup(&second.keys.end.clone().unwrap()).clone();
-        let layout = state.map.layout_epoch();
         // Not neighbours: refused, nothing changed.
         let before = state.clone();
         let apart = MetaCommand::RecordMerge {
@@ -541,7 +593,7 @@ mod tests {
         assert!(state.map.range(second.id).is_none());
         assert!(state.cluster.range(second.id).is_none());
         assert!(state.merged.contains(&second.group));
-        assert!(state.map.layout_epoch() > layout, "the layout changed");
+        assert!(merged.epoch.version > first.epoch.version.max(second.epoch.version));
         // A late copy of the split that made the merged range does not bring it back.
         let late = MetaCommand::RecordSplit {
             range: first.id,
@@ -562,23 +614,32 @@ mod tests {
     }
 
     #[test]
-    fn a_state_encoded_before_merges_decodes_with_none() {
-        #[derive(Serialize)]
-        struct Before<'a> {
-            map: &'a RangeMap,
-            directory: &'a Directory,
-            data_directories: &'a BTreeMap<NodeId, u128>,
-            cluster: &'a ClusterView,
-        }
-        let state = state();
-        let bytes = postcard::to_allocvec(&Before {
-            map: &state.map,
-            directory: &state.directory,
-            data_directories: &state.data_directories,
-            cluster: &state.cluster,
-        })
-        .unwrap();
-        assert_eq!(MetaState::decode(&bytes), Ok(state));
+    fn records_carry_the_version_the_range_reported() {
+        let mut state = state();
+        let parent = state.map.lookup(&[0x10]).clone();
+        let split = MetaCommand::RecordSplitAtVersion {
+            split: MapSplit {
+                range: parent.id,
+                at: vec![0x20],
+                right: RangeId(5),
+                right_group: GroupId(5),
+                voters: vec![NodeId(1), NodeId(2)],
+            },
+            version: 7,
+        };
+        state.apply(split).unwrap();
+        assert_eq!(state.map.lookup(&[0x10]).epoch.version, 7);
+        assert_eq!(state.map.lookup(&[0x20]).epoch.version, 7);
+        // A reported version below the map's next one does not take a version back.
+        let merge = MetaCommand::RecordMergeAtVersion {
+            left: parent.id,
+            right: RangeId(5),
+            version: 3,
+        };
+        state.apply(merge).unwrap();
+        assert_eq!(state.map.lookup(&[0x20]).epoch.version, 8);
+        assert_eq!(state.map.lookup(&[0x20]).id, parent.id);
+        assert_eq!(MetaState::decode(&state.encode()), Ok(state));
     }
 
     #[test]
@@ -649,9 +710,10 @@ mod tests {
         };
         assert_eq!(state.apply(moved), Ok(()));
         assert!(state.map.epoch() > epoch);
-        assert_eq!(state.map.layout_epoch(), epoch, "the layout did not change");
-        let routed = &state.map.range(RangeId(1)).unwrap().replicas;
-        assert_eq!(routed, &vec![NodeId(2), NodeId(3)]);
+        let moved = state.map.range(RangeId(1)).unwrap();
+        assert_eq!(moved.replicas, vec![NodeId(2), NodeId(3)]);
+        assert_eq!(moved.epoch.version, 0, "the keys did not change");
+        assert_eq!(moved.epoch.conf_version, 1, "the replicas did");
         let older = MetaCommand::RangeMembership {
             range: RangeId(1),
             replicas: replicas(&[(1, ReplicaRole::Voter)]),

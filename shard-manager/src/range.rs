@@ -9,7 +9,9 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RangeId(pub u64);
 
-/// The version of the range map; every split or move makes a new one.
+/// The version of the whole range map; every change recorded in it makes a new one. Clients
+/// compare it only to keep the newer of two maps: requests carry their range's own
+/// `RangeEpoch`.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -63,7 +65,24 @@ fn escape(key: &[u8]) -> String {
     key.escape_ascii().to_string()
 }
 
-/// One range as the map knows it: its keys, the group serving it, and the group's replicas.
+/// A range's own epoch, as TiKV's region epoch: `version` moves on every split or merge that
+/// changes its keys, `conf_version` on every change of its replicas. Versions only grow along
+/// a key's history: the range that holds a key after a split or merge has a higher version
+/// than every range that held it before, so of two descriptors that overlap, the one with the
+/// higher version is the newer (`docs/protocol/split-merge.md`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct RangeEpoch {
+    /// Bumped by every split and merge of the range; the range's own state machine keeps the
+    /// same count (its bounds' version), which the map's record follows.
+    pub version: u64,
+    /// Bumped by every change of the range's replicas the map records.
+    pub conf_version: u64,
+}
+
+/// One range as the map knows it: its keys, the group serving it, the group's replicas, and
+/// the range's epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeDescriptor {
     /// The range's identity.
@@ -74,4 +93,22 @@ pub struct RangeDescriptor {
     pub group: GroupId,
     /// The nodes with a replica of the group.
     pub replicas: Vec<NodeId>,
+    /// The range's own epoch.
+    pub epoch: RangeEpoch,
+}
+
+impl KeyRange {
+    /// Whether the two ranges share a key.
+    #[must_use]
+    pub fn overlaps(&self, other: &KeyRange) -> bool {
+        let starts_before_other_ends = other
+            .end
+            .as_ref()
+            .is_none_or(|end| self.start.as_slice() < end.as_slice());
+        let other_starts_before_end = self
+            .end
+            .as_ref()
+            .is_none_or(|end| other.start.as_slice() < end.as_slice());
+        starts_before_other_ends && other_starts_before_end
+    }
 }

@@ -1,13 +1,15 @@
-//! The range map: ranges that tile the key space, each served by one group, under an epoch
-//! that changes on every split or replica move. A request routed with any epoch since the last
-//! change of the key space's layout (a split) is routed right: replica moves change where a
-//! group lives, not which group serves a key, so they never send requests back.
+//! The range map: ranges that tile the key space, each served by one group, with its own
+//! epoch (`RangeEpoch`: a version moved by splits and merges, a conf version by replica
+//! changes), under a map epoch that changes on every recorded change. A request carries its
+//! range's epoch; a node refuses one whose key left the range with the descriptors it knows
+//! for that key, and a client's cached map takes those in (`patch`) without asking for the
+//! whole map again.
 
 use crate::error::RangeMapError;
-use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeId};
+use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeEpoch, RangeId};
 use flotilla_raft::{GroupId, NodeId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 /// Ranges by start key; together they cover every key exactly once. A decoded map (from a
@@ -16,17 +18,48 @@ use std::ops::Bound;
 #[serde(try_from = "RangeMapWire")]
 pub struct RangeMap {
     epoch: Epoch,
-    /// The epoch of the last change of which group serves which keys.
-    layout_epoch: Epoch,
     ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
+    /// Range id -> start key, and group -> range id: derived from `ranges`, never encoded.
+    #[serde(skip)]
+    index: Index,
+}
+
+/// The lookups by id and by group, so neither walks the map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Index {
+    starts: HashMap<RangeId, Vec<u8>>,
+    ranges_of_groups: HashMap<GroupId, RangeId>,
+}
+
+impl Index {
+    fn of(ranges: &BTreeMap<Vec<u8>, RangeDescriptor>) -> Self {
+        let mut index = Self::default();
+        for range in ranges.values() {
+            index.add(range);
+        }
+        index
+    }
+
+    fn add(&mut self, range: &RangeDescriptor) {
+        self.starts.insert(range.id, range.keys.start.clone());
+        self.ranges_of_groups.insert(range.group, range.id);
+    }
+
+    fn remove(&mut self, range: &RangeDescriptor) {
+        if self.starts.get(&range.id) == Some(&range.keys.start) {
+            self.starts.remove(&range.id);
+        }
+        if self.ranges_of_groups.get(&range.group) == Some(&range.id) {
+            self.ranges_of_groups.remove(&range.group);
+        }
+    }
 }
 
 /// A range map as decoded, before it is checked.
 #[derive(Deserialize)]
 struct RangeMapWire {
     epoch: Epoch,
-    layout_epoch: Epoch,
     ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
 }
@@ -35,32 +68,7 @@ impl TryFrom<RangeMapWire> for RangeMap {
     type Error = RangeMapError;
 
     fn try_from(wire: RangeMapWire) -> Result<Self, RangeMapError> {
-        if wire
-            .ranges
-            .iter()
-            .any(|(start, range)| *start != range.keys.start)
-        {
-            return Err(RangeMapError::NotATiling(
-                "a range is filed under another start key",
-            ));
-        }
-        let highest = wire
-            .ranges
-            .values()
-            .map(|range| range.id.0)
-            .max()
-            .unwrap_or(0);
-        if wire.layout_epoch > wire.epoch {
-            return Err(RangeMapError::NotATiling(
-                "the layout is newer than the map",
-            ));
-        }
-        let map = Self::new(wire.ranges.into_values().collect(), wire.epoch)?;
-        Ok(Self {
-            layout_epoch: wire.layout_epoch,
-            next_range_id: wire.next_range_id.max(highest + 1),
-            ..map
-        })
+        Self::checked(wire.epoch, wire.ranges, wire.next_range_id)
     }
 }
 
@@ -72,9 +80,6 @@ impl RangeMap {
     pub fn new(descriptors: Vec<RangeDescriptor>, epoch: Epoch) -> Result<Self, RangeMapError> {
         let mut ranges = BTreeMap::new();
         for descriptor in descriptors {
-            if descriptor.replicas.is_empty() {
-                return Err(RangeMapError::NoReplica);
-            }
             let start = descriptor.keys.start.clone();
             if ranges.insert(start, descriptor).is_some() {
                 return Err(RangeMapError::NotATiling(
@@ -82,13 +87,35 @@ impl RangeMap {
                 ));
             }
         }
+        Self::checked(epoch, ranges, 0)
+    }
+
+    /// A map from ranges filed by start key, checked: each filed under its own start, the
+    /// whole tiling the key space. Range ids are reserved from `next_range_id` on, and never
+    /// below one a range has.
+    pub(crate) fn checked(
+        epoch: Epoch,
+        ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+        next_range_id: u64,
+    ) -> Result<Self, RangeMapError> {
+        if ranges
+            .iter()
+            .any(|(start, range)| *start != range.keys.start)
+        {
+            return Err(RangeMapError::NotATiling(
+                "a range is filed under another start key",
+            ));
+        }
+        if ranges.values().any(|range| range.replicas.is_empty()) {
+            return Err(RangeMapError::NoReplica);
+        }
         check_tiling(&ranges)?;
-        let next_range_id = ranges.values().map(|range| range.id.0).max().unwrap_or(0) + 1;
+        let highest = ranges.values().map(|range| range.id.0).max().unwrap_or(0);
         Ok(Self {
             epoch,
-            layout_epoch: epoch,
+            index: Index::of(&ranges),
             ranges,
-            next_range_id,
+            next_range_id: next_range_id.max(highest + 1),
         })
     }
 
@@ -130,6 +157,7 @@ impl RangeMap {
                 },
                 group: GroupId(index + 1),
                 replicas: replicas(GroupId(index + 1)),
+                epoch: RangeEpoch::default(),
             })
             .collect();
         match Self::new(descriptors, Epoch(1)) {
@@ -142,13 +170,6 @@ impl RangeMap {
     #[must_use]
     pub fn epoch(&self) -> Epoch {
         self.epoch
-    }
-
-    /// The epoch of the last change of which group serves which keys: a request routed with
-    /// this epoch or a later one went to the right group.
-    #[must_use]
-    pub fn layout_epoch(&self) -> Epoch {
-        self.layout_epoch
     }
 
     /// The range that holds `key`.
@@ -182,10 +203,81 @@ impl RangeMap {
             .take_while(move |range| end.is_none_or(|end| range.keys.start.as_slice() < end))
     }
 
-    /// The range with id `id`.
+    /// The range with id `id`. (In a client's cache that took in descriptors with `patch`,
+    /// two pieces of a range may share its id; this is one of them.)
     #[must_use]
     pub fn range(&self, id: RangeId) -> Option<&RangeDescriptor> {
-        self.ranges.values().find(|range| range.id == id)
+        self.index
+            .starts
+            .get(&id)
+            .and_then(|start| self.ranges.get(start))
+    }
+
+    /// The range group `group` serves.
+    #[must_use]
+    pub fn range_of_group(&self, group: GroupId) -> Option<&RangeDescriptor> {
+        self.index
+            .ranges_of_groups
+            .get(&group)
+            .and_then(|&id| self.range(id))
+    }
+
+    /// Takes in `descriptor`, a node's word on a range (a refusal carries the current
+    /// descriptors of the ranges that hold a key), if it is newer than every cached range it
+    /// overlaps: of two overlapping descriptors, the one with the higher version is newer
+    /// (`RangeEpoch`), and of two of the same range and version, the one with the higher conf
+    /// version. The cached ranges it overlaps give way; what they held outside its keys stays
+    /// theirs, so the map still tiles. Returns whether anything changed.
+    pub fn patch(&mut self, descriptor: &RangeDescriptor) -> bool {
+        if descriptor.replicas.is_empty() {
+            return false;
+        }
+        let overlapped: Vec<RangeDescriptor> = self
+            .ranges_overlapping(&descriptor.keys.start, descriptor.keys.end.as_deref())
+            .cloned()
+            .collect();
+        let newer = overlapped.iter().all(|cached| {
+            let same = cached.id == descriptor.id
+                && cached.group == descriptor.group
+                && cached.keys == descriptor.keys;
+            if same {
+                cached.epoch < descriptor.epoch
+            } else {
+                cached.epoch.version < descriptor.epoch.version
+            }
+        });
+        if !newer {
+            return false;
+        }
+        for cached in &overlapped {
+            self.ranges.remove(&cached.keys.start);
+            self.index.remove(cached);
+        }
+        let mut pieces = vec![descriptor.clone()];
+        if let Some(first) = overlapped.first()
+            && first.keys.start < descriptor.keys.start
+        {
+            let mut before = first.clone();
+            before.keys.end = Some(descriptor.keys.start.clone());
+            pieces.push(before);
+        }
+        if let (Some(last), Some(end)) = (overlapped.last(), &descriptor.keys.end)
+            && last.keys.end.as_ref().is_none_or(|last_end| last_end > end)
+        {
+            let mut after = last.clone();
+            after.keys.start = end.clone();
+            pieces.push(after);
+        }
+        for piece in pieces {
+            self.index.add(&piece);
+            self.ranges.insert(piece.keys.start.clone(), piece);
+        }
+        self.next_range_id = self.next_range_id.max(descriptor.id.0 + 1);
+        debug_assert!(
+            check_tiling(&self.ranges).is_ok(),
+            "a patch keeps the tiling"
+        );
+        true
     }
 
     /// Reserves a range id no range ever had (nor will): a split's right half takes it as its
@@ -195,7 +287,7 @@ impl RangeMap {
         loop {
             let id = self.next_range_id;
             self.next_range_id += 1;
-            if !self.ranges.values().any(|range| range.group.0 == id) {
+            if !self.index.ranges_of_groups.contains_key(&GroupId(id)) {
                 return RangeId(id);
             }
         }
@@ -214,13 +306,14 @@ impl RangeMap {
     ) -> Result<RangeId, RangeMapError> {
         let right_id = RangeId(self.next_range_id);
         // `split_as` moves `next_range_id` past the id it records.
-        self.split_as(id, at, (right_id, right_group))?;
+        self.split_as(id, at, (right_id, right_group), 0)?;
         Ok(right_id)
     }
 
     /// Records a split a range's group applied: range `id` keeps the keys below `at`, and
     /// range `right` (id reserved with `reserve_range_id`), served by its group on the same
-    /// replicas, takes the keys from `at` on. The layout changes, so the epoch does.
+    /// replicas, takes the keys from `at` on. Both halves take the next version, or the
+    /// `version` the group's state machine reported if that is higher.
     ///
     /// # Errors
     /// `UnknownRange`, or `SplitKeyOutsideRange` unless `start < at < end`.
@@ -229,6 +322,7 @@ impl RangeMap {
         id: RangeId,
         at: Vec<u8>,
         (right_id, right_group): (RangeId, GroupId),
+        version: u64,
     ) -> Result<(), RangeMapError> {
         let left = self
             .range(id)
@@ -238,6 +332,10 @@ impl RangeMap {
         if !inside {
             return Err(RangeMapError::SplitKeyOutsideRange);
         }
+        let epoch = RangeEpoch {
+            version: (left.epoch.version + 1).max(version),
+            conf_version: left.epoch.conf_version,
+        };
         let right = RangeDescriptor {
             id: right_id,
             keys: KeyRange {
@@ -246,24 +344,31 @@ impl RangeMap {
             },
             group: right_group,
             replicas: left.replicas.clone(),
+            epoch,
         };
         if let Some(range) = self.ranges.get_mut(&left.keys.start) {
             range.keys.end = Some(at.clone());
+            range.epoch = epoch;
         }
+        self.index.add(&right);
         self.ranges.insert(at, right);
         self.next_range_id = self.next_range_id.max(right_id.0 + 1);
         self.epoch = self.epoch.next();
-        self.layout_epoch = self.epoch;
         Ok(())
     }
 
     /// Records a merge a range's group applied: range `left` takes the keys of its right
-    /// neighbour `right`, which leaves the map (its id is never used again). The layout
-    /// changes, so the epoch does.
+    /// neighbour `right`, which leaves the map (its id is never used again). `left` takes a
+    /// version above both ranges', or the `version` its state machine reported if higher.
     ///
     /// # Errors
     /// `UnknownRange`, or `NotNeighbours` unless `left` ends where `right` starts.
-    pub fn merge(&mut self, left: RangeId, right: RangeId) -> Result<(), RangeMapError> {
+    pub fn merge(
+        &mut self,
+        left: RangeId,
+        right: RangeId,
+        version: u64,
+    ) -> Result<(), RangeMapError> {
         let left_start = self
             .range(left)
             .ok_or(RangeMapError::UnknownRange(left))?
@@ -281,10 +386,12 @@ impl RangeMap {
         if left_range.keys.end.as_ref() != Some(&right_range.keys.start) {
             return Err(RangeMapError::NotNeighbours { left, right });
         }
-        left_range.keys.end = right_range.keys.end;
+        left_range.keys.end = right_range.keys.end.clone();
+        left_range.epoch.version =
+            (left_range.epoch.version.max(right_range.epoch.version) + 1).max(version);
         self.ranges.remove(&right_range.keys.start);
+        self.index.remove(&right_range);
         self.epoch = self.epoch.next();
-        self.layout_epoch = self.epoch;
         Ok(())
     }
 
@@ -300,12 +407,17 @@ impl RangeMap {
         if replicas.is_empty() {
             return Err(RangeMapError::NoReplica);
         }
+        let start = self
+            .index
+            .starts
+            .get(&id)
+            .ok_or(RangeMapError::UnknownRange(id))?;
         let range = self
             .ranges
-            .values_mut()
-            .find(|range| range.id == id)
+            .get_mut(start)
             .ok_or(RangeMapError::UnknownRange(id))?;
         range.replicas = replicas;
+        range.epoch.conf_version += 1;
         self.epoch = self.epoch.next();
         Ok(())
     }

@@ -1,18 +1,22 @@
 //! The client-side router, sans-IO: where to send a request for a key, and what to do with the
 //! answer. The caller owns the sockets and the clock.
 //!
-//! A request goes to the cached leader of its range's group (or a replica when none is known).
-//! `NotLeader { leader_hint }` follows the hint, or refreshes the map once when the hint is a
-//! node the cached map does not list for the range (its replicas moved); a stale epoch or a
-//! range this node does not serve asks the caller to refresh the map, and so does, once per
-//! request, having tried every cached replica; a timeout tries another replica chosen at random.
+//! A request goes to the cached leader of its range's group (or a replica when none is known),
+//! with the range's epoch. `NotLeader { leader_hint }` follows the hint, or refreshes the map
+//! once when the hint is a node the cached map does not list for the range (its replicas
+//! moved). A range that changed comes back with the node's descriptors of the ranges holding
+//! the key: the cached map takes them in and the request goes where they say, with no map
+//! fetched; when they are no newer than the cache (the node is behind), or the node does not
+//! serve the range, the map is refreshed (once per request; after that the request is routed
+//! again from the cache). Having tried every cached replica refreshes it too, once per request.
+//! A timeout tries another replica chosen at random.
 //! Attempts are bounded. A write whose attempt timed out may have been applied: the retry
 //! that follows is marked `ambiguous`. A client that tags its writes with a session (the node's
 //! client does; `docs/protocol/sessions.md`) retries safely, since the range applies a tag once;
 //! one that does not must report such a write as possibly applied twice.
 
 use crate::error::RouteError;
-use crate::range::{Epoch, RangeId};
+use crate::range::{KeyRange, RangeDescriptor, RangeEpoch, RangeId};
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
 use std::collections::{BTreeSet, HashMap};
@@ -26,8 +30,11 @@ pub struct Target {
     pub group: GroupId,
     /// The range that holds the key.
     pub range: RangeId,
-    /// The map epoch the request is routed with (the server checks it).
-    pub epoch: Epoch,
+    /// The epoch of the range as the cached map has it (the server compares it with its own).
+    pub epoch: RangeEpoch,
+    /// The range's keys as the cached map has them when routed: a scan is clamped to them and
+    /// goes on from their end, whatever the map learns meanwhile.
+    pub keys: KeyRange,
 }
 
 /// What came back from an attempt.
@@ -40,7 +47,9 @@ pub enum Reply {
         /// That leader, if any.
         leader_hint: Option<NodeId>,
     },
-    /// The node's map is newer than ours, or it does not serve this range.
+    /// The range changed: the key lies in these ranges now, as the node knows them.
+    RangeChanged(Vec<RangeDescriptor>),
+    /// The node does not serve this range (its replica moved or is behind).
     StaleRoute,
     /// No answer within the attempt timeout (or the connection failed).
     Timeout,
@@ -57,6 +66,9 @@ pub enum Next {
         target: Target,
         /// Whether a previous attempt may have taken effect.
         ambiguous: bool,
+        /// Wait the retry pause first: nothing the router learned changes the route, so an
+        /// attempt at once would meet the same answer.
+        pause: bool,
     },
     /// Fetch a newer range map, `update_map` with it, then `route` again.
     RefreshMap,
@@ -132,7 +144,8 @@ impl Router {
             node,
             group: range.group,
             range: range.id,
-            epoch: self.map.epoch(),
+            epoch: range.epoch,
+            keys: range.keys.clone(),
         }
     }
 
@@ -149,7 +162,17 @@ impl Router {
                 self.leaders.insert(target.group, target.node);
                 return Next::Done;
             }
-            Reply::StaleRoute => return Next::RefreshMap,
+            Reply::RangeChanged(ranges) => {
+                let mut changed = false;
+                for range in &ranges {
+                    changed |= self.map.patch(range);
+                }
+                if changed {
+                    return self.reroute(key, attempts, false);
+                }
+                return self.refresh_once(key, attempts);
+            }
+            Reply::StaleRoute => return self.refresh_once(key, attempts),
             Reply::NotLeader { leader_hint } => {
                 self.learn_leader(target, leader_hint);
                 let listed = |leader| self.map.lookup(key).replicas.contains(&leader);
@@ -188,9 +211,35 @@ impl Router {
                 Next::Retry {
                     target,
                     ambiguous: attempts.timed_out,
+                    pause: false,
                 }
             }
             None => Next::Fail(RouteError::ReplicasExhausted),
+        }
+    }
+
+    /// Refreshes the map if this request did not yet; routes again from the cache if it did.
+    fn refresh_once(&mut self, key: &[u8], attempts: &mut Attempts) -> Next {
+        if attempts.refreshed {
+            return self.reroute(key, attempts, true);
+        }
+        attempts.refreshed = true;
+        Next::RefreshMap
+    }
+
+    /// Routes again from the cached map (it changed, or the node should catch up), within the
+    /// attempts allowed.
+    fn reroute(&mut self, key: &[u8], attempts: &mut Attempts, pause: bool) -> Next {
+        if attempts.count >= self.attempts_max {
+            return Next::Fail(RouteError::DeadlineExceeded {
+                attempts: attempts.count,
+            });
+        }
+        let target = self.route(key, attempts);
+        Next::Retry {
+            target,
+            ambiguous: attempts.timed_out,
+            pause,
         }
     }
 

@@ -107,13 +107,12 @@ fn a_map_that_does_not_tile_the_key_space_is_refused() {
 
 #[test]
 fn a_decoded_map_is_checked_like_a_built_one() {
-    use flotilla_shard_manager::{Epoch, KeyRange, RangeDescriptor};
+    use flotilla_shard_manager::{Epoch, KeyRange, RangeDescriptor, RangeEpoch};
     use std::collections::BTreeMap;
     /// The map's wire shape, to forge maps that the constructor would refuse.
     #[derive(serde::Serialize)]
     struct Wire {
         epoch: Epoch,
-        layout_epoch: Epoch,
         ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
         next_range_id: u64,
     }
@@ -125,6 +124,7 @@ fn a_decoded_map_is_checked_like_a_built_one() {
         },
         group: GroupId(id),
         replicas,
+        epoch: RangeEpoch::default(),
     };
     let encode = |ranges: Vec<RangeDescriptor>| {
         let ranges = ranges
@@ -133,7 +133,6 @@ fn a_decoded_map_is_checked_like_a_built_one() {
             .collect();
         postcard::to_allocvec(&Wire {
             epoch: Epoch(1),
-            layout_epoch: Epoch(1),
             ranges,
             next_range_id: 9,
         })
@@ -186,4 +185,94 @@ fn uniform_maps_cut_on_two_byte_prefixes_then_on_four() {
     }
     let key = 0x8000_0000u32.to_be_bytes();
     assert_eq!(map.lookup(&key).group, GroupId(50_001));
+}
+
+/// A client's cached map takes in descriptors from maps of any age, in any order, and always
+/// tiles the key space; a descriptor older than what it holds changes nothing; once it took in
+/// every range of the newest map, it routes every key as that map does.
+mod patches {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A change to the authoritative map: a split of the range holding a key at that key, or
+    /// a merge of the range holding a key with its right neighbour.
+    #[derive(Clone, Debug)]
+    enum Change {
+        Split(u8),
+        Merge(u8),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            any::<u8>().prop_map(Change::Split),
+            any::<u8>().prop_map(Change::Merge)
+        ]
+    }
+
+    /// The maps after each change, the first being the start.
+    fn history(changes: &[Change]) -> Vec<RangeMap> {
+        let mut map = RangeMap::uniform(2, |_| vec![NodeId(1)]);
+        let mut maps = vec![map.clone()];
+        for change in changes {
+            match *change {
+                Change::Split(at) => {
+                    let range = map.lookup(&[at]).id;
+                    let group = map.reserve_range_id();
+                    if map.split(range, vec![at], GroupId(group.0)).is_err() {
+                        continue;
+                    }
+                }
+                Change::Merge(at) => {
+                    let left = map.lookup(&[at]).clone();
+                    let Some(end) = left.keys.end.clone() else {
+                        continue;
+                    };
+                    let right = map.lookup(&end).id;
+                    map.merge(left.id, right, 0).unwrap();
+                }
+            }
+            maps.push(map.clone());
+        }
+        maps
+    }
+
+    proptest! {
+        #[test]
+        fn a_cache_takes_in_newer_descriptors_only(
+            changes in proptest::collection::vec(change(), 1..40),
+            news in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..60),
+        ) {
+            let maps = history(&changes);
+            let mut cache = maps[0].clone();
+            for (which, key) in news {
+                let source = which.get(&maps);
+                let descriptor = source.lookup(&[key]).clone();
+                let before: Vec<_> = cache.ranges().cloned().collect();
+                let older = cache
+                    .ranges()
+                    .filter(|cached| cached.keys.overlaps(&descriptor.keys))
+                    .any(|cached| cached.epoch.version >= descriptor.epoch.version
+                        && *cached != descriptor);
+                let changed = cache.patch(&descriptor);
+                if older {
+                    prop_assert!(!changed, "an older descriptor changed the cache");
+                    prop_assert_eq!(cache.ranges().cloned().collect::<Vec<_>>(), before);
+                }
+                // Still a tiling: `new` checks it.
+                let ranges: Vec<_> = cache.ranges().cloned().collect();
+                prop_assert!(RangeMap::new(ranges, cache.epoch()).is_ok());
+                if !older {
+                    prop_assert_eq!(cache.lookup(&[key]), &descriptor);
+                }
+            }
+            let newest = maps.last().unwrap();
+            for range in newest.ranges() {
+                cache.patch(range);
+            }
+            for key in 0..=255u8 {
+                prop_assert_eq!(cache.lookup(&[key]).group, newest.lookup(&[key]).group);
+                prop_assert_eq!(&cache.lookup(&[key]).keys, &newest.lookup(&[key]).keys);
+            }
+        }
+    }
 }

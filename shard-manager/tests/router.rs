@@ -1,11 +1,12 @@
-//! The router's decisions: follow leader hints, refresh on a stale route (and, once per
-//! request, on a hint the map does not list or after trying every replica), try another
-//! replica on a timeout (and say the retry is ambiguous), give up after the attempt budget.
+//! The router's decisions: follow leader hints, take in the descriptors a changed range comes
+//! back with, refresh once per request on a stale route, a hint the map does not list or after
+//! trying every replica (and pause before the attempts after), try another replica on a
+//! timeout (and say the retry is ambiguous), give up after the attempt budget.
 #![allow(clippy::unwrap_used)]
 
-use flotilla_raft::NodeId;
+use flotilla_raft::{GroupId, NodeId};
 use flotilla_shard_manager::router::Next;
-use flotilla_shard_manager::{Attempts, RangeMap, Reply, RouteError, Router};
+use flotilla_shard_manager::{Attempts, RangeId, RangeMap, Reply, RouteError, Router};
 
 fn router() -> Router {
     let map = RangeMap::uniform(4, |_| vec![NodeId(1), NodeId(2), NodeId(3)]);
@@ -18,7 +19,61 @@ fn a_request_goes_to_the_range_of_its_key() {
     let mut attempts = Attempts::default();
     let target = router.route(&[0x90, 0x00], &mut attempts);
     assert_eq!(target.group.0, 3);
-    assert_eq!(target.epoch, router.map().epoch());
+    let range = router.map().lookup(&[0x90, 0x00]);
+    assert_eq!(target.epoch, range.epoch, "the range's own epoch");
+    assert_eq!(target.keys, range.keys);
+}
+
+#[test]
+fn a_changed_range_is_taken_in_and_the_request_goes_to_its_holder() {
+    let mut router = router();
+    let mut attempts = Attempts::default();
+    let key = [0x90, 0x10];
+    let first = router.route(&key, &mut attempts);
+    // The node split the range at 0x90 0x08 (version 1) and names the right half.
+    let mut node_map = router.map().clone();
+    let range = node_map.lookup(&key).id;
+    node_map
+        .split_as(range, vec![0x90, 0x08], (RangeId(50), GroupId(50)), 1)
+        .unwrap();
+    let holder = node_map.lookup(&key).clone();
+    assert_eq!(holder.epoch.version, 1);
+    let next = router.on_reply(
+        &key,
+        &first,
+        Reply::RangeChanged(vec![holder.clone()]),
+        &mut attempts,
+    );
+    let Next::Retry { target, pause, .. } = next else {
+        panic!("expected a retry without a map fetch, got {next:?}")
+    };
+    assert_eq!(target.group, GroupId(50));
+    assert_eq!(target.epoch, holder.epoch);
+    assert!(!pause, "the route changed: no reason to wait");
+    // The left part keeps what the cached range held below the split key.
+    let left = router.map().lookup(&[0x90, 0x00]);
+    assert_eq!(left.group, first.group);
+    assert_eq!(left.keys.end, Some(vec![0x90, 0x08]));
+
+    // The same news again changes nothing: the map is refreshed once, then attempts wait.
+    let next = router.on_reply(
+        &key,
+        &target,
+        Reply::RangeChanged(vec![holder.clone()]),
+        &mut attempts,
+    );
+    assert_eq!(next, Next::RefreshMap);
+    let target = router.route(&key, &mut attempts);
+    let next = router.on_reply(
+        &key,
+        &target,
+        Reply::RangeChanged(vec![holder]),
+        &mut attempts,
+    );
+    assert!(
+        matches!(next, Next::Retry { pause: true, .. }),
+        "a node behind the client is not asked again at once: {next:?}"
+    );
 }
 
 #[test]
@@ -36,7 +91,10 @@ fn not_leader_follows_the_hint_and_the_leader_is_remembered() {
         },
         &mut attempts,
     );
-    let Next::Retry { target, ambiguous } = next else {
+    let Next::Retry {
+        target, ambiguous, ..
+    } = next
+    else {
         panic!("expected a retry, got {next:?}")
     };
     assert_eq!(target.node, hint);
@@ -54,13 +112,21 @@ fn not_leader_follows_the_hint_and_the_leader_is_remembered() {
 }
 
 #[test]
-fn a_stale_route_asks_for_a_newer_map() {
+fn a_stale_route_asks_for_a_newer_map_once() {
     let mut router = router();
     let mut attempts = Attempts::default();
     let target = router.route(b"k", &mut attempts);
     assert_eq!(
         router.on_reply(b"k", &target, Reply::StaleRoute, &mut attempts),
         Next::RefreshMap
+    );
+    let target = router.route(b"k", &mut attempts);
+    assert!(
+        matches!(
+            router.on_reply(b"k", &target, Reply::StaleRoute, &mut attempts),
+            Next::Retry { pause: true, .. }
+        ),
+        "after one refresh, the request waits and goes again"
     );
     let mut newer = router.map().clone();
     let range = newer.lookup(b"k").id;
@@ -78,7 +144,10 @@ fn a_timeout_tries_another_replica_and_marks_the_retry_ambiguous() {
     let mut attempts = Attempts::default();
     let first = router.route(b"k", &mut attempts);
     let next = router.on_reply(b"k", &first, Reply::Timeout, &mut attempts);
-    let Next::Retry { target, ambiguous } = next else {
+    let Next::Retry {
+        target, ambiguous, ..
+    } = next
+    else {
         panic!("expected a retry, got {next:?}")
     };
     assert_ne!(target.node, first.node);

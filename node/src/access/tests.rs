@@ -3,7 +3,7 @@
 use super::*;
 use flotilla_raft::GroupId;
 use flotilla_raft::LogIndex;
-use flotilla_shard_manager::Epoch;
+use flotilla_shard_manager::RangeEpoch;
 use flotilla_storage::kv::{SessionId, SessionTag};
 
 fn settings(toml: &str) -> AccessSettings {
@@ -38,7 +38,7 @@ fn node(id: u64) -> PeerIdentity {
 fn kv(command: Command) -> Request {
     Request::Kv {
         group: GroupId(1),
-        epoch: Epoch(1),
+        epoch: RangeEpoch::default(),
         command,
     }
 }
@@ -52,7 +52,7 @@ fn get(key: &str) -> Request {
 fn put(key: &str) -> Request {
     Request::Write {
         group: GroupId(1),
-        epoch: Epoch(1),
+        epoch: RangeEpoch::default(),
         tag: SessionTag {
             session: SessionId {
                 group: GroupId(1),
@@ -93,7 +93,7 @@ fn every_role_gets_what_it_may_and_nothing_more() {
     let policy = Policy::new(&settings(GRANTS)).unwrap();
     let open_session = Request::OpenSession {
         group: GroupId(1),
-        epoch: Epoch(1),
+        epoch: RangeEpoch::default(),
     };
     let table: Vec<(PeerIdentity, Request, Option<&str>)> = vec![
         (client("reader"), Request::RangeMap, None),

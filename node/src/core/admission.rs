@@ -1,19 +1,20 @@
-//! Client requests in: checked against the range map's epoch and bounds and the size limits
-//! (typed refusals), then proposed to their group's log or started as a ReadIndex read. Writes
-//! in a session carry this node's clock as their log time.
+//! Client requests in: checked against the size limits and the range's keys (`routing`; typed
+//! refusals), then proposed to their group's log or started as a ReadIndex read. Writes in a
+//! session carry this node's clock as their log time.
 
+use super::routing::Span;
 use super::waiting::ReadOp;
 use super::{BatchSink, NodeCore, Respond};
 use crate::api::ApiError;
 use flotilla_raft::{GroupId, MultiError, ProposeError};
-use flotilla_shard_manager::{Epoch, META_GROUP};
+use flotilla_shard_manager::{META_GROUP, RangeEpoch};
 use flotilla_storage::kv::SessionTag;
 use flotilla_storage::{Codec, Command, Proposal};
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// A KV request without a session (a client from before sessions): a copy of a write sent
     /// this way applies again.
-    pub(super) fn kv(&mut self, group: GroupId, epoch: Epoch, command: Command, responder: R) {
+    pub(super) fn kv(&mut self, group: GroupId, epoch: RangeEpoch, command: Command, responder: R) {
         if let Err(error) = self.check(group, epoch, &command) {
             return responder.answer(Err(error));
         }
@@ -36,16 +37,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// Opens a backup view of `group` once a ReadIndex confirms this replica leads and the
     /// range applied what was committed (`serve_reads` opens it).
-    pub(super) fn backup_open(&mut self, group: GroupId, epoch: Epoch, responder: R) {
-        let map = &self.machines.meta().map;
-        if !routed_right(map, epoch) {
-            return responder.answer(Err(ApiError::StaleEpoch {
-                node_epoch: map.epoch(),
-            }));
-        }
-        let a_range = group != META_GROUP && map.ranges().any(|range| range.group == group);
-        if !a_range || !self.is_member(group) {
-            return responder.answer(Err(ApiError::NotServed { group }));
+    pub(super) fn backup_open(&mut self, group: GroupId, epoch: RangeEpoch, responder: R) {
+        if let Err(error) = self.mapped_as(group, epoch) {
+            return responder.answer(Err(error));
         }
         if let Err(error) = self.backups.has_room(self.clock.monotonic_ms) {
             return responder.answer(Err(error));
@@ -76,7 +70,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn write(
         &mut self,
         group: GroupId,
-        epoch: Epoch,
+        epoch: RangeEpoch,
         tag: SessionTag,
         command: Command,
         responder: R,
@@ -115,13 +109,17 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 
     /// Proposes the opening of a session in `group` (its id will be the entry's index).
-    pub(super) fn open_session(&mut self, group: GroupId, epoch: Epoch, responder: R) {
+    pub(super) fn open_session(&mut self, group: GroupId, responder: R) {
         let map = &self.machines.meta().map;
-        if !routed_right(map, epoch) {
-            let node_epoch = map.epoch();
-            return responder.answer(Err(ApiError::StaleEpoch { node_epoch }));
-        }
-        let served = group != META_GROUP && map.ranges().any(|range| range.group == group);
+        // A split's right half serves before the map shows it: its own bounds say so.
+        let split_born = self.machines.kv(group).is_some_and(|machine| {
+            machine.bounds().version > 0
+                && !matches!(
+                    machine.merge_state(),
+                    flotilla_storage::MergeState::Frozen { .. }
+                )
+        });
+        let served = group != META_GROUP && (map.range_of_group(group).is_some() || split_born);
         if !served || !self.is_member(group) {
             return responder.answer(Err(ApiError::NotServed { group }));
         }
@@ -151,20 +149,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
-    /// The request's map epoch is current, its key (and scan end) lie in `group`'s range,
-    /// this node hosts `group`, and keys and values are within the limits.
+    /// Keys and values are within the limits, the key (and scan span) lie in `group`'s range
+    /// (`check_route`), and this node hosts `group`.
     pub(super) fn check(
         &self,
         group: GroupId,
-        epoch: Epoch,
+        epoch: RangeEpoch,
         command: &Command,
     ) -> Result<(), ApiError> {
-        let map = &self.machines.meta().map;
-        if !routed_right(map, epoch) {
-            return Err(ApiError::StaleEpoch {
-                node_epoch: map.epoch(),
-            });
-        }
         let (key, values, end) = match command {
             Command::Get { key } | Command::Delete { key } => (key, [None, None], None),
             Command::Put { key, value } => (key, [Some(value), None], None),
@@ -183,16 +175,30 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for value in values.into_iter().flatten() {
             too_large("value", value.len(), limits.value_bytes_max)?;
         }
-        let range = map.lookup(key);
-        let end_inside = match (end, &range.keys.end) {
-            (_, None) => true,
-            (Some(end), Some(limit)) => end <= limit,
-            (None, Some(_)) => !matches!(command, Command::Scan { .. }),
+        let span = match command {
+            Command::Scan { .. } => Span::Scan(key, end.map(Vec::as_slice)),
+            _ => Span::Key(key),
         };
-        if range.group != group || !end_inside || !self.is_member(group) {
+        self.check_route(group, epoch, span)?;
+        if !self.is_member(group) {
             return Err(ApiError::NotServed { group });
         }
         self.check_space(command)
+    }
+
+    /// A backup view holds the range's keys as the client's map has them, so it opens only
+    /// while the client's descriptor of `group` is the map's (`epoch`'s version) and this
+    /// node hosts `group`.
+    pub(super) fn mapped_as(&self, group: GroupId, epoch: RangeEpoch) -> Result<(), ApiError> {
+        let mapped = self.machines.meta().map.range_of_group(group);
+        match mapped {
+            _ if group == META_GROUP => Err(ApiError::NotServed { group }),
+            Some(range) if range.epoch.version > epoch.version => Err(ApiError::StaleEpoch {
+                ranges: vec![range.clone()],
+            }),
+            Some(range) if range.epoch.version == epoch.version && self.is_member(group) => Ok(()),
+            _ => Err(ApiError::NotServed { group }),
+        }
     }
 
     /// A write that adds data needs the node under its storage quota and its disk above the
@@ -245,13 +251,6 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             other => ApiError::Unavailable(other.to_string()),
         }
     }
-}
-
-/// Whether a request routed with map `epoch` went to the group that serves its key: any epoch
-/// since the last change of the key space's layout, up to this node's (a later one means this
-/// node is behind). Replica moves change the epoch, not the layout, so they refuse nothing.
-pub(super) fn routed_right(map: &flotilla_shard_manager::RangeMap, epoch: Epoch) -> bool {
-    (map.layout_epoch()..=map.epoch()).contains(&epoch)
 }
 
 /// Deliberately broken rules (feature `mutations`): the simulator's checkers must catch them.

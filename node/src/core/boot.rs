@@ -9,8 +9,8 @@ use flotilla_raft::{
     Persist, Snapshot, SnapshotCheck, SnapshotMeta,
 };
 use flotilla_shard_manager::{
-    Directory, Epoch, KeyRange, META_GROUP, MetaState, RangeDescriptor, RangeId, RangeMap,
-    RangeMapError,
+    Directory, Epoch, KeyRange, META_GROUP, MetaState, RangeDescriptor, RangeEpoch, RangeId,
+    RangeMap, RangeMapError,
 };
 use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError, verify_snapshot};
 use std::sync::Arc;
@@ -74,6 +74,7 @@ pub fn restored_meta(
             keys,
             group,
             replicas: placed(nodes, index, replicas),
+            epoch: RangeEpoch::default(),
         })
         .collect();
     let map = RangeMap::new(descriptors, Epoch(1))?;

@@ -4,7 +4,6 @@
 //! persisted batches leave, snapshots are installed and the rest applied; then groups whose log
 //! grew enough are compacted.
 
-use super::admission::routed_right;
 use super::machines::SinceSnapshot;
 use super::split;
 use super::waiting::ReadOp;
@@ -224,15 +223,21 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     // A view holds the range's keys as the client's map has them: a range that
                     // split since the client read its map holds fewer, and the client would
                     // take the others for absent. Checked again now: the meta group may have
-                    // recorded a split since the request came (a stale epoch), or not yet (the
-                    // range's own bounds differ from the map's).
-                    let opened = match machine {
-                        _ if !routed_right(&machines.meta().map, epoch) => {
-                            Err(ApiError::StaleEpoch {
-                                node_epoch: machines.meta().map.epoch(),
-                            })
-                        }
-                        Some(machine) if split::keys_as_mapped(machines, machine) => {
+                    // recorded a split since the request came (the range's version moved), or
+                    // not yet (the range's own bounds differ from the map's).
+                    // A range frozen for a merge holds its keys as they were: the range that
+                    // takes them may have written since (simulator seed 858).
+                    let live = |machine: &flotilla_storage::KvStateMachine| {
+                        !matches!(
+                            machine.merge_state(),
+                            flotilla_storage::MergeState::Frozen { .. }
+                        )
+                    };
+                    let opened = match (self.mapped_as(read.group, epoch), machine) {
+                        (Err(error), _) => Err(error),
+                        (Ok(()), Some(machine))
+                            if live(machine) && split::keys_as_mapped(machines, machine) =>
+                        {
                             self.backups.open_of(machine, self.clock.monotonic_ms)
                         }
                         _ => Err(ApiError::NotServed { group: read.group }),

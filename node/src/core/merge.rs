@@ -23,7 +23,7 @@ use super::split::keys_as_mapped;
 use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::ApiError;
 use flotilla_raft::{GroupId, LogIndex, NodeId, Term};
-use flotilla_shard_manager::{Epoch, META_GROUP, MetaCommand};
+use flotilla_shard_manager::{META_GROUP, MetaCommand, RangeEpoch};
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{Command, MergeState, Proposal, Response};
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,8 @@ pub(super) struct MergeRecord {
     pub(super) left: GroupId,
     /// The range merged into it.
     pub(super) right: GroupId,
+    /// The left range's version as its state machine has it (the merge's, or later).
+    pub(super) version: u64,
 }
 
 /// A freeze this node proposed as the right range's leader, awaiting its entry.
@@ -129,7 +131,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// A client asks the leader of `group` to merge its range with its right neighbour: the
     /// range prepares, and is answered `Merge { Prepared }` once the entry applies; the rest
     /// follows each placement round.
-    pub(super) fn merge_request(&mut self, (group, epoch): (GroupId, Epoch), responder: R) {
+    pub(super) fn merge_request(&mut self, (group, epoch): (GroupId, RangeEpoch), responder: R) {
         let proposal = self
             .bounds_of(group)
             .ok_or(ApiError::NotServed { group })
@@ -391,9 +393,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             return;
         }
         let right = meta.map.lookup(mapped_end).group;
-        self.merges
-            .unrecorded
-            .insert(left, MergeRecord { left, right });
+        let version = bounds.version;
+        self.merges.unrecorded.insert(
+            left,
+            MergeRecord {
+                left,
+                right,
+                version,
+            },
+        );
     }
 
     /// Whether this node's replica of `left` holds the keys of `right`, frozen into it: its
@@ -557,7 +565,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         ) else {
             return;
         };
-        let command = MetaCommand::RecordMerge { left, right };
+        let command = MetaCommand::RecordMergeAtVersion {
+            left,
+            right,
+            version: record.version,
+        };
         if let Err(error) = self.multi.propose(META_GROUP, command.encode()) {
             tracing::debug!(%error, "recording a merge was refused");
         }
@@ -580,35 +592,32 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 self.answer_freeze(group, proposed, response);
             }
         }
-        if let Response::Merge {
+        let Response::Merge {
             right,
-            step: flotilla_storage::MergeStep::Merged | flotilla_storage::MergeStep::Aborted,
-            ..
+            step,
+            version,
         } = *response
-        {
-            self.merges.finishing.remove(&group);
-            if matches!(
-                response,
-                Response::Merge {
-                    step: flotilla_storage::MergeStep::Aborted,
-                    ..
-                }
-            ) {
+        else {
+            return;
+        };
+        match step {
+            flotilla_storage::MergeStep::Aborted => {
+                self.merges.finishing.remove(&group);
                 self.counters.merges_given_up += 1;
             }
-            if matches!(
-                response,
-                Response::Merge {
-                    step: flotilla_storage::MergeStep::Merged,
-                    ..
-                }
-            ) {
+            flotilla_storage::MergeStep::Merged => {
+                self.merges.finishing.remove(&group);
                 tracing::info!(left = %group, %right, index = %entry.index, "merge applied");
                 self.counters.merges_applied += 1;
                 self.merges.to_destroy.push(right);
-                let record = MergeRecord { left: group, right };
+                let record = MergeRecord {
+                    left: group,
+                    right,
+                    version,
+                };
                 self.merges.unrecorded.insert(group, record);
             }
+            flotilla_storage::MergeStep::Prepared | flotilla_storage::MergeStep::Frozen => {}
         }
     }
 

@@ -24,6 +24,7 @@ mod machines;
 mod merge;
 mod placement;
 mod registry;
+mod routing;
 mod split;
 mod status;
 pub use status::{GroupsObservation, Observation};
@@ -365,7 +366,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         meta: MetaState,
         identity: CoreIdentity,
     ) -> Self {
-        let placement = placement::Placement::new(&config.placement);
+        let mut placement = placement::Placement::new(&config.placement);
+        placement.never_hosted = placement::voted_while_empty(&multi);
         let mut multi = multi;
         for (&peer, &directory) in &identity.pins {
             multi.pin_peer(peer, directory);
@@ -502,7 +504,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 self.note_load(group, command.key());
                 self.kv(group, epoch, command, responder);
             }
-            Request::OpenSession { group, epoch } => self.open_session(group, epoch, responder),
+            Request::OpenSession { group, .. } => self.open_session(group, responder),
             Request::Write {
                 group,
                 epoch,

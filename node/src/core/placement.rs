@@ -738,6 +738,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// so no commit counted on it and its vote cannot elect a candidate without one; it never
     /// campaigns (it knows no membership). Without its vote, a right half with one voter down
     /// and one like this could never elect a leader to send it the state.
+    ///
+    /// After a restart, such a replica is known by the vote it made durable: a tombstone
+    /// keeps a term and never a vote (`voted_while_empty`; simulator seed 504: a right half
+    /// whose empty voter restarted could never elect the leader that would send it the
+    /// state).
     pub(super) fn drop_votes_for_empty_replicas(&self, batch: &mut flotilla_raft::Batch) {
         let empty = |group: GroupId| {
             !self.placement.never_hosted.contains(&group)
@@ -1174,6 +1179,25 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             operators: cluster.operators().cloned().collect(),
         })));
     }
+}
+
+/// The groups recovered empty (no entry, no membership) that hold a vote: replicas created
+/// empty for a group this node never hosted, which voted before the restart. A destroyed
+/// replica's tombstone keeps its last term and no vote, so it is never among them.
+pub(super) fn voted_while_empty(
+    multi: &flotilla_raft::MultiRaft<flotilla_storage::GroupLog>,
+) -> std::collections::BTreeSet<GroupId> {
+    multi
+        .group_ids()
+        .filter(|&group| group != META_GROUP)
+        .filter(|&group| {
+            multi.group(group).is_some_and(|raft| {
+                raft.vote().is_some()
+                    && raft.membership().voters.is_empty()
+                    && raft.log().last_index().0 == 0
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use flotilla_raft::{
     Entry, EntryPayload, GroupId, HardState, LogId, LogIndex, Membership, NodeId, Persist,
     Snapshot, SnapshotMeta, Term,
 };
-use flotilla_shard_manager::{Epoch, KeyRange, META_GROUP, MetaCommand, RangeId};
+use flotilla_shard_manager::{KeyRange, META_GROUP, MapSplit, MetaCommand, RangeEpoch, RangeId};
 use flotilla_storage::KvStateMachine;
 use flotilla_storage::kv::RangeBounds;
 use flotilla_storage::snapshot::encode_snapshot;
@@ -94,6 +94,8 @@ pub(super) struct SplitRecord {
     pub(super) right: GroupId,
     /// The right half's voters.
     pub(super) voters: Vec<NodeId>,
+    /// The right half's version as its state machine has it (the split's, or later).
+    pub(super) version: u64,
 }
 
 /// Whether `machine` holds the keys the meta group's map gives its range: always at version 0
@@ -110,8 +112,7 @@ fn mapped_keys(machines: &Machines, group: GroupId) -> Option<&KeyRange> {
     machines
         .meta()
         .map
-        .ranges()
-        .find(|range| range.group == group)
+        .range_of_group(group)
         .map(|range| &range.keys)
 }
 
@@ -142,7 +143,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// as this leader sees it and the group's voters; answered once applied.
     pub(super) fn split_request(
         &mut self,
-        (group, epoch): (GroupId, Epoch),
+        (group, epoch): (GroupId, RangeEpoch),
         at: Vec<u8>,
         right: GroupId,
         responder: R,
@@ -258,6 +259,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             at,
             right: carved.group(),
             voters,
+            version: carved.bounds().version,
         };
         tracing::debug!(%group, index = %entry.index, right = %split.right, "split applied");
         self.note_split_time(group, split.right);
@@ -271,26 +273,39 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// first state persisted (a snapshot at `SPLIT_START` with the split's voters), then the
     /// group created. Runs after the cycle's ready (no group appears in the middle of one) and
     /// before compaction (so the parent's log keeps the split until the right half is
-    /// durable). A replica of the right half that already holds state (it took the new group's
-    /// snapshot first, or this is the log replayed after a restart) keeps it: the carved state
-    /// is the same or older.
+    /// durable). A replica of the right half already here keeps what it has: it took the new
+    /// group's snapshot first, or this is the log replayed after a restart (the carved state
+    /// is the same or older), or it is the tombstone of a replica destroyed since (moved away
+    /// or merged), which never comes back: brought back at the split's start, it would have
+    /// lost the entries it acknowledged and the votes it gave (simulator seed 482: a replica
+    /// voted in a term, was destroyed, came back with the carved state after a restart and
+    /// voted again in that term, electing a second leader).
     ///
     /// # Errors
     /// Persisting a right half's first state failed.
     pub(super) fn host_splits(&mut self) -> Result<(), CoreError> {
         for (split, carved) in std::mem::take(&mut self.placement.splits_to_host) {
             let (group, right) = (split.group, split.right);
-            let holds_state = self.multi.group(right).is_some_and(|raft| {
-                raft.log().last_index() > LogIndex(0) || !raft.membership().voters.is_empty()
+            // Only an empty replica this process created for a group this node never hosted
+            // (`drop_votes_for_empty_replicas`) gives way to the carved state, with the term
+            // and vote it has.
+            let never_hosted = self.placement.never_hosted.contains(&right);
+            let existing = self.multi.group(right).map(|raft| {
+                let empty =
+                    raft.log().last_index() == LogIndex(0) && raft.membership().voters.is_empty();
+                (empty && never_hosted, raft.term(), raft.vote())
             });
+            let gives_way = existing.is_none_or(|(gives_way, ..)| gives_way);
             // A right half merged away since (the parent's log replayed after a restart) is
             // not brought back: the meta group lists it, and its replicas are garbage.
-            if holds_state || self.machines.meta().merged.contains(&right) {
+            if !gives_way || self.machines.meta().merged.contains(&right) {
                 tracing::debug!(%group, %right, "the split's right half is hosted already");
                 continue;
             }
-            // An empty replica (created by a message, never given a membership, so it never
-            // voted) gives way to the carved state.
+            let (term, vote) = match existing {
+                Some((_, term, vote)) if term >= SPLIT_START.term => (term, vote),
+                _ => (SPLIT_START.term, None),
+            };
             self.multi.remove_group(right);
             self.placement.never_hosted.remove(&right);
             let carved = carved.with_applied(SPLIT_START);
@@ -308,8 +323,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                         data,
                     }),
                     hard_state: Some(HardState {
-                        term: SPLIT_START.term,
-                        vote: None,
+                        term,
+                        vote,
                         commit: SPLIT_START.index,
                     }),
                     ..Persist::default()
@@ -378,6 +393,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             at: bounds.start.clone(),
             right: group,
             voters,
+            version: bounds.version,
         };
         self.placement.splits_unrecorded.insert(group, split);
     }
@@ -395,12 +411,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         // are recorded out of order, the part of it that holds the key now (the map is cut
         // at every split key alike, whichever order the records come in).
         let range = meta.map.lookup(&split.at).id;
-        let command = MetaCommand::RecordSplit {
-            range,
-            at: split.at,
-            right: RangeId(split.right.0),
-            right_group: split.right,
-            voters: split.voters,
+        let command = MetaCommand::RecordSplitAtVersion {
+            split: MapSplit {
+                range,
+                at: split.at,
+                right: RangeId(split.right.0),
+                right_group: split.right,
+                voters: split.voters,
+            },
+            version: split.version,
         };
         if let Err(error) = self.multi.propose(META_GROUP, command.encode()) {
             tracing::debug!(%error, "recording a split was refused");

@@ -14,7 +14,7 @@ pub(crate) enum ReadOp {
     /// Answers a get or a scan.
     Kv(Command),
     /// Opens a backup view of the range for a client whose map has this epoch.
-    OpenBackup(flotilla_shard_manager::Epoch),
+    OpenBackup(flotilla_shard_manager::RangeEpoch),
 }
 
 /// A read confirmed by ReadIndex, waiting for its group to apply `index`.

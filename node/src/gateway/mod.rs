@@ -183,7 +183,7 @@ impl Gateway {
         // The check reads only the command; the group and epoch are the cluster client's.
         let request = ApiRequest::Kv {
             group: flotilla_raft::GroupId(0),
-            epoch: flotilla_shard_manager::Epoch::default(),
+            epoch: flotilla_shard_manager::RangeEpoch::default(),
             command: command.clone(),
         };
         self.gate

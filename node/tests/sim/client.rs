@@ -133,12 +133,7 @@ impl SimClient {
         let mut attempts = Attempts::default();
         let target = self.router.route(&self.keys[key], &mut attempts);
         let backup = matches!(intent, Intent::Backup).then(|| {
-            let range = self
-                .router
-                .map()
-                .range(target.range)
-                .map(|range| range.keys.clone())
-                .expect("a routed range is in the map");
+            let range = target.keys.clone();
             let reads = (0..self.keys.len())
                 .filter(|&other| range.contains(&self.keys[other]))
                 .map(|other| (other, recorder.call(other)))
@@ -219,12 +214,7 @@ impl SimClient {
                     // The keys this backup reads are its range's when it started: a range that
                     // split since (the map the target came from says so) holds fewer, and its
                     // view cannot answer for the others. The backup ends, its reads not made.
-                    let keys = self
-                        .router
-                        .map()
-                        .range(target.range)
-                        .map(|range| range.keys.clone());
-                    if keys.as_ref() != Some(&backup.range) {
+                    if target.keys != backup.range {
                         return self.fail(recorder);
                     }
                     Request::BackupOpen {
@@ -484,8 +474,16 @@ impl SimClient {
         let next = self
             .router
             .on_reply(key, &pending.target, reply, &mut pending.attempts);
+        let mut pause = pause;
         pending.target = match next {
-            Next::Retry { target, .. } => target,
+            Next::Retry {
+                target,
+                pause: wait,
+                ..
+            } => {
+                pause |= wait;
+                target
+            }
             Next::RefreshMap => return self.fetch_map(),
             Next::Done => self.router.route(key, &mut pending.attempts),
             Next::Fail(_) => return self.give_up(recorder),

@@ -614,7 +614,7 @@ impl Cluster {
                 let map = &core.meta().map;
                 Request::Merge {
                     group: map.lookup(&split.at).group,
-                    epoch: map.epoch(),
+                    epoch: map.lookup(&split.at).epoch,
                 }
             }
             None => Request::Admin(AdminCommand::ReserveRange),
@@ -625,7 +625,7 @@ impl Cluster {
                 let map = &core.meta().map;
                 Request::Split {
                     group: map.lookup(&split.at).group,
-                    epoch: map.epoch(),
+                    epoch: map.lookup(&split.at).epoch,
                     at: split.at.clone(),
                     right,
                 }
@@ -704,7 +704,7 @@ impl Cluster {
                 }
                 self.splitter = None;
             }
-            _ => {}
+            other => self.note(|| format!("SPLIT OR MERGE ANSWER {other:?}")),
         }
     }
 

@@ -191,6 +191,17 @@ fn regression_seeds() {
     //   while its keys are the map's (`split::keys_as_mapped`).
     // 93: a late copy of a split's record brought back a range merged away since; the meta
     //   group keeps the merged groups and such a record changes nothing.
+    // 482: a replica voted in a term, was destroyed (moved away), came back after a restart
+    //   with the state its parent's replayed split carved, and voted again in that term: two
+    //   leaders. A split's right half is carved only over an empty replica this node never
+    //   hosted, keeping its term and vote (`split::host_splits`).
+    // 504: such an empty replica of a right half voted, restarted, and then counted as a
+    //   tombstone, which never votes: with another voter down the half never elected a leader
+    //   again. A replica recovered empty with a vote is known never hosted
+    //   (`placement::voted_while_empty`).
+    // 858: a backup view opened on a range frozen for a merge while the range that took its
+    //   keys (routed to at once with the descriptors of range epochs) had written since; it
+    //   read an old value. A frozen range opens no view.
     let with_splits = run::Options {
         splits: Some(true),
         ..run::Options::default()
@@ -209,6 +220,9 @@ fn regression_seeds() {
         (266, with_splits),
         (74, with_splits),
         (93, with_splits),
+        (482, with_splits),
+        (504, with_splits),
+        (858, with_splits),
     ] {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| run::run_seed_with(seed, options))) {
             panic!("regression seed {seed} failed: {}", panic_message(&panic));

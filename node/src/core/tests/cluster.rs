@@ -271,7 +271,13 @@ impl TestCluster {
 
     /// A put of `key` to `node`, without a session.
     pub(super) fn put(&mut self, node: NodeId, key: &[u8]) -> u64 {
-        let epoch = self.core(node).meta().map.epoch();
+        let epoch = self
+            .core(node)
+            .meta()
+            .map
+            .range_of_group(RANGE_GROUP)
+            .map(|range| range.epoch)
+            .unwrap_or_default();
         let command = Command::Put {
             key: key.to_vec(),
             value: b"value".to_vec(),

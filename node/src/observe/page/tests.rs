@@ -3,7 +3,7 @@
 use super::*;
 use crate::api::{PeerState, PeerStatus};
 use crate::core::Observation;
-use flotilla_shard_manager::{Directory, Epoch, KeyRange, RangeId, RangeMap};
+use flotilla_shard_manager::{Directory, Epoch, KeyRange, RangeEpoch, RangeId, RangeMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ fn map(boundaries: &[&[u8]], replicas: &[u64]) -> RangeMap {
             },
             group: GroupId(index as u64 + 1),
             replicas: replicas.iter().copied().map(NodeId).collect(),
+            epoch: RangeEpoch::default(),
         })
         .collect();
     RangeMap::new(descriptors, Epoch(7)).expect("a tiling")
