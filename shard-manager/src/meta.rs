@@ -5,7 +5,8 @@
 use crate::directory::Directory;
 use crate::error::RangeMapError;
 use crate::placement::{
-    ApplyError, ClusterView, Decision, NodeState, NodeView, RangeView, Replica, ViewError,
+    ApplyError, ClusterView, Decision, DecisionBeforeRecords, NodeState, NodeView, RangeView,
+    Replica, ViewError,
 };
 use crate::range::RangeId;
 use crate::range_map::RangeMap;
@@ -124,6 +125,9 @@ pub struct MapSplit {
     /// The right half's voters, as the split created its group.
     pub voters: Vec<NodeId>,
 }
+
+/// `Placement`'s position among the commands: the meta log encodes a command's position first.
+const PLACEMENT_POSITION: u8 = 2;
 
 /// What a meta command gives its proposer beyond being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,12 +461,18 @@ impl MetaCommand {
         encode(self)
     }
 
-    /// The command in an entry payload.
+    /// The command in an entry payload (a placement decision written before decisions named
+    /// the record they were made on included).
     ///
     /// # Errors
     /// The bytes are not an encoded `MetaCommand`.
     pub fn decode(bytes: &[u8]) -> Result<Self, MetaCodecError> {
-        decode(bytes)
+        decode(bytes).or_else(|error| match bytes {
+            [PLACEMENT_POSITION, decision @ ..] => decode::<DecisionBeforeRecords>(decision)
+                .map(|decision| MetaCommand::Placement(decision.into()))
+                .map_err(|_| error),
+            _ => Err(error),
+        })
     }
 }
 
@@ -482,7 +492,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MetaCodecEr
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::placement::{OperatorKind, ReplicaRole, Step};
+    use crate::placement::{OperatorId, OperatorKind, ReplicaRole, Step};
 
     fn state() -> MetaState {
         MetaState::new(
@@ -643,6 +653,77 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_encoded_before_decisions_named_their_record_decodes_with_none() {
+        #[derive(Serialize)]
+        enum CommandBefore {
+            SetAddress { node: NodeId, address: String },
+            RegisterDataDirectory { node: NodeId, directory: u128 },
+            Placement(DecisionBefore),
+        }
+        #[derive(Serialize)]
+        enum DecisionBefore {
+            Start {
+                range: RangeId,
+                kind: OperatorKind,
+                steps: Vec<Step>,
+                now_ms: u64,
+            },
+            Advance {
+                operator: OperatorId,
+                step_index: usize,
+                now_ms: u64,
+            },
+        }
+        let steps = vec![Step::Remove { node: NodeId(2) }];
+        let start = CommandBefore::Placement(DecisionBefore::Start {
+            range: RangeId(2),
+            kind: OperatorKind::Drain,
+            steps: steps.clone(),
+            now_ms: 10,
+        });
+        let decoded = MetaCommand::decode(&postcard::to_allocvec(&start).unwrap());
+        let start_on = |decided_on| Decision::Start {
+            range: RangeId(2),
+            kind: OperatorKind::Drain,
+            steps: steps.clone(),
+            now_ms: 10,
+            decided_on,
+        };
+        assert_eq!(decoded, Ok(MetaCommand::Placement(start_on(None))));
+        let advance = CommandBefore::Placement(DecisionBefore::Advance {
+            operator: OperatorId(3),
+            step_index: 1,
+            now_ms: 20,
+        });
+        let decoded = MetaCommand::decode(&postcard::to_allocvec(&advance).unwrap());
+        let expected_advance = Decision::Advance {
+            operator: OperatorId(3),
+            step_index: 1,
+            now_ms: 20,
+            decided_on: None,
+        };
+        assert_eq!(decoded, Ok(MetaCommand::Placement(expected_advance)));
+        // The commands before it, and today's encoding, decode as they are.
+        let address = CommandBefore::SetAddress {
+            node: NodeId(1),
+            address: "127.0.0.1:1".into(),
+        };
+        assert!(MetaCommand::decode(&postcard::to_allocvec(&address).unwrap()).is_ok());
+        let directory = CommandBefore::RegisterDataDirectory {
+            node: NodeId(1),
+            directory: 7,
+        };
+        assert!(MetaCommand::decode(&postcard::to_allocvec(&directory).unwrap()).is_ok());
+        let replicas = vec![Replica {
+            node: NodeId(2),
+            role: ReplicaRole::Voter,
+        }];
+        let named = MetaCommand::Placement(start_on(Some(replicas)));
+        assert_eq!(named.encode()[0], PLACEMENT_POSITION);
+        assert_eq!(MetaCommand::decode(&named.encode()), Ok(named));
+    }
+
+    #[test]
     fn a_removed_node_gets_no_new_address() {
         let mut state = state();
         let moved = MetaCommand::SetAddress {
@@ -752,6 +833,10 @@ mod tests {
             kind: OperatorKind::Drain,
             steps: vec![Step::Remove { node: NodeId(2) }],
             now_ms: 10,
+            decided_on: state
+                .cluster
+                .range(RangeId(2))
+                .map(|range| range.replicas.clone()),
         });
         assert_eq!(state.apply(start.clone()), Ok(()));
         assert!(

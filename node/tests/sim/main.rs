@@ -173,6 +173,19 @@ fn regression_seeds() {
         splits: Some(false),
         ..run::Options::default()
     };
+    // 911 (with backups and damaged snapshots): the meta leader decided "remove n7" on a
+    // record that still showed n7 a learner, but the report of n7's promotion (a step of a
+    // move given up, carried out late) was ordered before the decision in the meta log, and
+    // the operator took the newer record as the one it was decided on: the range's leader
+    // removed the voter n7, two voters were left, and one of them lost its disk for good. A
+    // decision now names the record it was made on, and the view refuses it on another
+    // (`ApplyError::RangeChanged`; shard-manager `a_decision_made_on_an_older_record_is_refused`).
+    let with_backups_and_damage = run::Options {
+        backups: Some(true),
+        corrupt_snapshots: Some(true),
+        splits: Some(false),
+        ..run::Options::default()
+    };
     // With splits (the other options drawn as they were when found):
     // 31 and 133: a backup view opened on a range that had split since the client read its
     //   map, and the client took the right half's keys for absent. A view now opens only for
@@ -212,6 +225,7 @@ fn regression_seeds() {
         (71, as_found),
         (198, as_found),
         (12, with_backups),
+        (911, with_backups_and_damage),
         (31, with_splits),
         (133, with_splits),
         (377, with_splits),

@@ -4,15 +4,18 @@
 
 use super::error::ApplyError;
 use super::operator::{Decision, Operator, OperatorId, Step};
-use super::view::{ClusterView, Effect, OperatorEntry, RangeView, add_signed};
+use super::view::{
+    ClusterView, Effect, OperatorEntry, RangeView, Replica, add_signed, same_replicas,
+};
 use crate::range::RangeId;
 
 impl ClusterView {
     /// Applies one decision. Returns the id of an operator it started.
     ///
     /// # Errors
-    /// If the decision does not fit the view: its range is unknown or busy, its operator is
-    /// not in flight, or it does not move an operator forward. Nothing changes then.
+    /// If the decision does not fit the view: its range is unknown or busy, its range's
+    /// replicas are no longer those it was decided on, its operator is not in flight, or it
+    /// does not move an operator forward. Nothing changes then.
     pub fn apply(&mut self, decision: &Decision) -> Result<Option<OperatorId>, ApplyError> {
         match decision {
             Decision::Start {
@@ -20,6 +23,7 @@ impl ClusterView {
                 kind,
                 steps,
                 now_ms,
+                ..
             } => {
                 let operator = Operator {
                     id: OperatorId(self.next_operator),
@@ -28,11 +32,7 @@ impl ClusterView {
                     steps: steps.clone(),
                     step_index: 0,
                     step_started_ms: *now_ms,
-                    decided_on: self
-                        .ranges
-                        .get(range)
-                        .map(|view| view.replicas.clone())
-                        .unwrap_or_default(),
+                    decided_on: self.record_decided_on(*range, decision.decided_on())?,
                 };
                 self.start(operator).map(Some)
             }
@@ -40,7 +40,10 @@ impl ClusterView {
                 operator,
                 step_index,
                 now_ms,
-            } => self.advance(*operator, *step_index, *now_ms).map(|()| None),
+                ..
+            } => self
+                .advance(*operator, *step_index, *now_ms, decision.decided_on())
+                .map(|()| None),
             Decision::Finish { operator } | Decision::Abandon { operator, .. } => {
                 self.end(*operator).map(|()| None)
             }
@@ -72,11 +75,32 @@ impl ClusterView {
         Ok(id)
     }
 
+    /// The replicas a decision on `range` is taken as decided on: those it names, if the
+    /// record still shows them, or the record's (a decision that names none).
+    fn record_decided_on(
+        &self,
+        range: RangeId,
+        decided_on: Option<&[Replica]>,
+    ) -> Result<Vec<Replica>, ApplyError> {
+        let recorded = self
+            .ranges
+            .get(&range)
+            .map(|view| view.replicas.as_slice())
+            .ok_or(ApplyError::UnknownRange(range))?;
+        match decided_on {
+            Some(replicas) if !same_replicas(recorded, replicas) => {
+                Err(ApplyError::RangeChanged(range))
+            }
+            _ => Ok(recorded.to_vec()),
+        }
+    }
+
     fn advance(
         &mut self,
         id: OperatorId,
         step_index: usize,
         now_ms: u64,
+        decided_on: Option<&[Replica]>,
     ) -> Result<(), ApplyError> {
         let entry = self
             .operators
@@ -92,11 +116,7 @@ impl ClusterView {
             });
         }
         let range = entry.operator.range;
-        let decided_on = self
-            .ranges
-            .get(&range)
-            .map(|view| view.replicas.clone())
-            .unwrap_or_default();
+        let decided_on = self.record_decided_on(range, decided_on)?;
         self.unindex_operator_effect(range);
         if let Some(entry) = self.operators.get_mut(&id) {
             entry.operator.step_index = step_index;

@@ -68,6 +68,10 @@ pub enum ApplyError {
     /// An operator must have at least one step.
     #[error("an operator must have at least one step")]
     NoSteps,
+    /// The range's recorded replicas changed between the decision and its application (a
+    /// membership report ordered before it): it is decided again on the new record.
+    #[error("range r{}'s replicas changed since the decision was made on them", .0.0)]
+    RangeChanged(RangeId),
 }
 
 /// Why a manual operator was refused (nothing was started).

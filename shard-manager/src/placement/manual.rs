@@ -96,6 +96,7 @@ impl PlacementDriver {
             kind: OperatorKind::Manual,
             steps,
             now_ms,
+            decided_on: Some(range.replicas.clone()),
         })
     }
 }

@@ -203,7 +203,8 @@ pub struct Operator {
     pub step_index: usize,
     /// When the current step began (the meta leader's milliseconds).
     pub step_started_ms: u64,
-    /// The range's recorded replicas when the current step began. The range's leader carries
+    /// The range's recorded replicas the current step was decided on (by the decision that
+    /// started the operator or advanced it to this step). The range's leader carries
     /// a membership step out only while its group still has exactly these replicas, and the
     /// driver gives the operator up once the record shows others without the step done: a
     /// step decided on an older membership (a cleanup of a learner a late step had promoted)
@@ -355,6 +356,8 @@ pub enum Decision {
         steps: Vec<Step>,
         /// When it starts.
         now_ms: u64,
+        /// The range's recorded replicas the driver decided on (see [`Decision::decided_on`]).
+        decided_on: Option<Vec<Replica>>,
     },
     /// The range shows every step before `step_index` done: go on with that one.
     Advance {
@@ -364,6 +367,9 @@ pub enum Decision {
         step_index: usize,
         /// When it starts.
         now_ms: u64,
+        /// The range's recorded replicas the driver saw the earlier steps done on (see
+        /// [`Decision::decided_on`]).
+        decided_on: Option<Vec<Replica>>,
     },
     /// Every step is done.
     Finish {
@@ -377,6 +383,82 @@ pub enum Decision {
         /// Why.
         reason: AbandonReason,
     },
+}
+
+impl Decision {
+    /// The range's recorded replicas a `Start` or an `Advance` was decided on. The view takes
+    /// one only while the range still has exactly these (`ApplyError::RangeChanged`), and its
+    /// step is carried out on them alone: a membership report can be ordered in the meta log
+    /// between the view the driver read and its decision, and a step decided on the older
+    /// record (a cleanup of a learner that a late step had promoted) must not be taken as
+    /// decided on the newer one (simulator seed 911). `None` only in a decision written
+    /// before decisions named their record: it is taken on the record as it is.
+    #[must_use]
+    pub fn decided_on(&self) -> Option<&[Replica]> {
+        match self {
+            Decision::Start { decided_on, .. } | Decision::Advance { decided_on, .. } => {
+                decided_on.as_deref()
+            }
+            Decision::Finish { .. } | Decision::Abandon { .. } => None,
+        }
+    }
+}
+
+/// A decision as the meta log encoded it before decisions named the record they were made
+/// on: an entry of an older log still decodes, taken on the record as it is when applied.
+#[derive(Deserialize)]
+pub(crate) enum DecisionBeforeRecords {
+    Start {
+        range: RangeId,
+        kind: OperatorKind,
+        steps: Vec<Step>,
+        now_ms: u64,
+    },
+    Advance {
+        operator: OperatorId,
+        step_index: usize,
+        now_ms: u64,
+    },
+    Finish {
+        operator: OperatorId,
+    },
+    Abandon {
+        operator: OperatorId,
+        reason: AbandonReason,
+    },
+}
+
+impl From<DecisionBeforeRecords> for Decision {
+    fn from(decision: DecisionBeforeRecords) -> Self {
+        match decision {
+            DecisionBeforeRecords::Start {
+                range,
+                kind,
+                steps,
+                now_ms,
+            } => Decision::Start {
+                range,
+                kind,
+                steps,
+                now_ms,
+                decided_on: None,
+            },
+            DecisionBeforeRecords::Advance {
+                operator,
+                step_index,
+                now_ms,
+            } => Decision::Advance {
+                operator,
+                step_index,
+                now_ms,
+                decided_on: None,
+            },
+            DecisionBeforeRecords::Finish { operator } => Decision::Finish { operator },
+            DecisionBeforeRecords::Abandon { operator, reason } => {
+                Decision::Abandon { operator, reason }
+            }
+        }
+    }
 }
 
 impl fmt::Display for Decision {

@@ -212,6 +212,7 @@ impl<'a> Planner<'a> {
             kind,
             steps,
             now_ms: self.now_ms,
+            decided_on: Some(range.replicas.clone()),
         });
     }
 

@@ -47,6 +47,7 @@ fn next_decision(planner: &Planner<'_>, operator: &Operator) -> Option<Decision>
             operator: operator.id,
             step_index,
             now_ms: planner.now_ms,
+            decided_on: Some(range.replicas.clone()),
         });
     }
     if !same_replicas(&range.replicas, &operator.decided_on) {

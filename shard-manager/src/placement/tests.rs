@@ -69,6 +69,7 @@ fn the_view_refuses_decisions_that_do_not_fit() {
         kind: OperatorKind::Rebalance,
         steps: vec![Step::AddLearner { node: NodeId(4) }],
         now_ms: 0,
+        decided_on: Some(range(1, &[1, 2, 3], 1).replicas),
     };
     let id = model.view.apply(&start).unwrap().unwrap();
     assert_eq!(
@@ -82,6 +83,7 @@ fn the_view_refuses_decisions_that_do_not_fit() {
         operator: id,
         step_index: 1,
         now_ms: 0,
+        decided_on: None,
     };
     assert!(matches!(
         model.view.apply(&advance),
@@ -115,6 +117,7 @@ fn the_view_counts_what_operators_will_change() {
         kind: OperatorKind::Rebalance,
         steps,
         now_ms: 0,
+        decided_on: None,
     };
     model.view.apply(&start).unwrap();
     let planned = |model: &Model, node| model.view.nodes[&NodeId(node)].planned_replicas();
@@ -297,4 +300,85 @@ fn an_advanced_operator_takes_the_membership_its_step_left() {
     let operator = model.view.operators().next().unwrap();
     assert_eq!(operator.step_index, 1);
     assert_eq!(operator.decided_on, learned_replicas);
+}
+
+/// A range with voters n1, n2, n3 and the learner n4 that a move given up left behind: the
+/// late promotion of n4, demoting n3, is on its way to the record.
+fn range_with_a_stray_learner(model: &mut Model) -> RangeView {
+    let mut stray = range(1, &[1, 2, 3], 1);
+    stray.replicas.push(Replica {
+        node: NodeId(4),
+        role: ReplicaRole::Learner,
+    });
+    stray.membership_index = 5;
+    model.view.upsert_range(stray.clone()).unwrap();
+    let mut promoted = stray;
+    promoted.replicas = range(1, &[1, 2, 4], 1).replicas;
+    promoted.replicas.push(Replica {
+        node: NodeId(3),
+        role: ReplicaRole::Learner,
+    });
+    promoted.membership_index = 7;
+    promoted
+}
+
+/// A decision is taken only on the record it was decided on. The meta leader ticked on a
+/// record that showed n4 a learner while the report of its promotion was already ordered
+/// before the decision in the meta log; taken on the newer record, "remove n4" removed a
+/// voter and left two (simulator seed 911, where the other voter then lost its disk for
+/// good). The view refuses it, and the next tick cleans up the learner that is really there.
+#[test]
+fn a_decision_made_on_an_older_record_is_refused() {
+    let mut model = model(PlacementConfig::default(), 4);
+    let promoted = range_with_a_stray_learner(&mut model);
+    let ready = model.driver.tick(&model.view, 0);
+    assert_eq!(started(&ready.decisions), ["start r1 cleanup: remove n4"]);
+    model.view.upsert_range(promoted).unwrap();
+    assert_eq!(
+        model.view.apply(&ready.decisions[0]),
+        Err(ApplyError::RangeChanged(RangeId(1)))
+    );
+    assert!(model.view.operators().next().is_none(), "nothing started");
+    assert_eq!(
+        started(&model.tick().unwrap()),
+        ["start r1 cleanup: remove n3"]
+    );
+    model.carry_out_steps().unwrap();
+    let voters: Vec<NodeId> = model
+        .view
+        .range(RangeId(1))
+        .unwrap()
+        .voter_nodes()
+        .collect();
+    assert_eq!(voters, [NodeId(1), NodeId(2), NodeId(4)]);
+}
+
+/// The same for an advance: its next step is carried out only on the replicas the driver saw
+/// the earlier ones done on.
+#[test]
+fn an_advance_made_on_an_older_record_is_refused() {
+    let mut model = model(PlacementConfig::default(), 4);
+    model.view.upsert_range(range(1, &[1, 2], 1)).unwrap();
+    let _ = model.tick().unwrap();
+    let mut learned = range(1, &[1, 2], 1);
+    learned.replicas.push(Replica {
+        node: NodeId(3),
+        role: ReplicaRole::Learner,
+    });
+    learned.membership_index = 5;
+    model.view.upsert_range(learned.clone()).unwrap();
+    let ready = model.driver.tick(&model.view, 0);
+    assert_eq!(started(&ready.decisions), ["advance op0 to step 1"]);
+    let mut changed = learned;
+    changed.replicas.push(Replica {
+        node: NodeId(4),
+        role: ReplicaRole::Learner,
+    });
+    changed.membership_index = 6;
+    model.view.upsert_range(changed).unwrap();
+    assert_eq!(
+        model.view.apply(&ready.decisions[0]),
+        Err(ApplyError::RangeChanged(RangeId(1)))
+    );
+    assert_eq!(model.view.operators().next().unwrap().step_index, 0);
 }

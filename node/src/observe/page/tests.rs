@@ -211,6 +211,7 @@ fn the_moves_in_flight_are_listed_from_the_meta_state() {
             Step::Remove { node: NodeId(2) },
         ],
         now_ms: 0,
+        decided_on: None,
     };
     meta.cluster.apply(&start).expect("started");
     snapshot.meta = Some(Arc::new(meta));
