@@ -6,7 +6,9 @@
 use crate::api::NodeStatus;
 use crate::client::{Client, ClientError, Endpoint};
 use crate::local::{self, LocalCluster, LocalError, SetupError, connect_when_ready};
-use crate::workload::{self, Distribution, FlagError, Percentiles, WorkloadOptions, print_report};
+use crate::workload::{
+    self, Distribution, FlagError, KeyOrder, Percentiles, WorkloadOptions, print_report,
+};
 use clap::Args;
 use flotilla_raft::NodeId;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,10 @@ pub struct BenchArgs {
     /// How keys are picked.
     #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
     pub distribution: Distribution,
+    /// Where the keys lie: hashed over the key space (every range gets its share of the hot
+    /// keys) or in order (a zipfian run's hot keys are neighbours, in one range).
+    #[arg(long, value_enum, default_value_t = KeyOrder::Hashed)]
+    pub key_order: KeyOrder,
     /// Percent of operations that are linearizable gets.
     #[arg(long, default_value_t = 0)]
     pub read_percent: u8,
@@ -185,6 +191,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         value_size: 0,
         keys: args.keys,
         distribution: args.distribution,
+        key_order: args.key_order,
         read_percent: args.read_percent,
         cas_percent: args.cas_percent,
     };

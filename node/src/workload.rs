@@ -1,6 +1,6 @@
 //! A key-value workload: many concurrent clients issuing a mix of gets, puts and
-//! compare-and-swaps over a key space (uniform or zipfian) for a while, with latencies in an
-//! HDR histogram. The demo and `flotilla bench` both run it.
+//! compare-and-swaps over a key space (uniform or zipfian, hashed or in order) for a while,
+//! with latencies in an HDR histogram. The demo and `flotilla bench` both run it.
 
 use crate::client::{Client, ClientError};
 use clap::{Args, ValueEnum};
@@ -23,6 +23,17 @@ pub enum Distribution {
     Zipfian,
 }
 
+/// Where key number `n` lies in the key space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyOrder {
+    /// Scattered by a hash (`key_of`): every range gets its share of the hot keys too.
+    Hashed,
+    /// In order of their number, evenly spaced over the key space (`ordered_key_of`): the
+    /// hottest keys of a zipfian run are neighbours, so they fall in one range.
+    Ordered,
+}
+
 /// What the workload does.
 #[derive(Clone, Debug, Args, Serialize)]
 pub struct WorkloadOptions {
@@ -41,6 +52,9 @@ pub struct WorkloadOptions {
     /// How keys are picked.
     #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
     pub distribution: Distribution,
+    /// Where the keys lie: hashed over the key space, or in order.
+    #[arg(long, value_enum, default_value_t = KeyOrder::Hashed)]
+    pub key_order: KeyOrder,
     /// Percent of operations that are linearizable gets.
     #[arg(long, default_value_t = 40)]
     pub read_percent: u8,
@@ -127,9 +141,23 @@ pub fn key_of(index: u64) -> Vec<u8> {
     mix(index).to_be_bytes().to_vec()
 }
 
+/// The key of workload key number `index` of `keys` in order: `index` times the largest
+/// spacing that fits `keys` keys into 8 bytes. Keys sort as their numbers do, and a range of
+/// `ranges.groups` equal shares holds about `keys / groups` consecutive numbers.
+#[must_use]
+pub fn ordered_key_of(index: u64, keys: u64) -> Vec<u8> {
+    assert!(index < keys, "key number {index} of {keys}");
+    // index * spacing <= (keys - 1) * (MAX / keys) < MAX: no overflow.
+    (index * (u64::MAX / keys)).to_be_bytes().to_vec()
+}
+
 /// Runs the workload against `client`; with `progress`, a progress bar on stderr.
 pub async fn run(client: &Client, options: &WorkloadOptions, progress: bool) -> WorkloadReport {
-    let picker = Arc::new(KeyPicker::new(options.keys, options.distribution));
+    let picker = Arc::new(KeyPicker::new(
+        options.keys,
+        options.distribution,
+        options.key_order,
+    ));
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let until = start + Duration::from_secs_f64(options.seconds);
@@ -208,7 +236,7 @@ impl Worker {
 
     fn next_command(&mut self) -> (&'static str, Command) {
         let random = self.next_random();
-        let key = key_of(self.picker.pick(random));
+        let key = self.picker.key(self.picker.pick(random));
         let roll = (self.next_random() % 100) as u8;
         if roll < self.options.read_percent {
             return ("get", Command::Get { key });
@@ -317,15 +345,17 @@ impl Tally {
     }
 }
 
-/// Picks key numbers uniformly or by a Zipf law over `[0, keys)`.
+/// Picks key numbers uniformly or by a Zipf law over `[0, keys)` (the hottest is number 0),
+/// and lays them out in the key space.
 struct KeyPicker {
     keys: u64,
+    order: KeyOrder,
     /// Zipfian: the cumulative distribution over the ranks (hottest first).
     cumulative: Option<Vec<f64>>,
 }
 
 impl KeyPicker {
-    fn new(keys: u64, distribution: Distribution) -> Self {
+    fn new(keys: u64, distribution: Distribution, order: KeyOrder) -> Self {
         let cumulative = (distribution == Distribution::Zipfian).then(|| {
             let weights: Vec<f64> = (1..=keys)
                 .map(|rank| 1.0 / (rank as f64).powf(0.99))
@@ -340,7 +370,19 @@ impl KeyPicker {
                 })
                 .collect()
         });
-        Self { keys, cumulative }
+        Self {
+            keys,
+            order,
+            cumulative,
+        }
+    }
+
+    /// The key of number `index`.
+    fn key(&self, index: u64) -> Vec<u8> {
+        match self.order {
+            KeyOrder::Hashed => key_of(index),
+            KeyOrder::Ordered => ordered_key_of(index, self.keys),
+        }
     }
 
     fn pick(&self, random: u64) -> u64 {
@@ -402,8 +444,8 @@ mod tests {
 
     #[test]
     fn zipfian_keys_are_skewed_and_uniform_keys_are_not() {
-        let zipf = KeyPicker::new(1000, Distribution::Zipfian);
-        let uniform = KeyPicker::new(1000, Distribution::Uniform);
+        let zipf = KeyPicker::new(1000, Distribution::Zipfian, KeyOrder::Hashed);
+        let uniform = KeyPicker::new(1000, Distribution::Uniform, KeyOrder::Hashed);
         let hot = |picker: &KeyPicker| (0..10_000u64).filter(|&n| picker.pick(mix(n)) < 10).count();
         assert!(
             hot(&zipf) > 3_000,
@@ -417,5 +459,30 @@ mod tests {
     fn keys_spread_over_the_first_two_bytes() {
         let prefixes: std::collections::BTreeSet<u8> = (0..1000).map(|n| key_of(n)[0]).collect();
         assert!(prefixes.len() > 200);
+    }
+
+    /// Ordered keys sort as their numbers, and a uniform pre-split into `groups` ranges
+    /// (two-byte prefixes, `RangeMap::uniform`) gives each range its share of consecutive
+    /// numbers: the zipfian hot keys, numbers 0, 1, 2..., all fall in the first range.
+    #[test]
+    fn ordered_keys_sort_by_number_and_fill_uniform_ranges_evenly() {
+        let keys = 100_000;
+        let all: Vec<Vec<u8>> = (0..keys).map(|n| ordered_key_of(n, keys)).collect();
+        assert!(all.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(all[0], vec![0; 8]);
+        assert!(all[keys as usize - 1] > vec![0xff, 0xfe]);
+        let groups = 64u64;
+        let mut per_range = vec![0u64; groups as usize];
+        for key in &all {
+            let prefix = u64::from(u16::from_be_bytes([key[0], key[1]]));
+            per_range[((prefix * groups) >> 16) as usize] += 1;
+        }
+        let share = keys / groups;
+        assert!(
+            per_range.iter().all(|&count| count.abs_diff(share) <= 1),
+            "{per_range:?}"
+        );
+        assert_eq!(ordered_key_of(0, 1), vec![0; 8]);
+        assert_eq!(ordered_key_of(u64::MAX - 1, u64::MAX).len(), 8);
     }
 }
