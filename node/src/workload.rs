@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// How keys are picked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -153,48 +154,109 @@ pub fn ordered_key_of(index: u64, keys: u64) -> Vec<u8> {
 
 /// Runs the workload against `client`; with `progress`, a progress bar on stderr.
 pub async fn run(client: &Client, options: &WorkloadOptions, progress: bool) -> WorkloadReport {
+    let running = start(client, options);
+    if progress {
+        running.show_progress(options.seconds).await;
+    }
+    running.finish().await
+}
+
+/// Starts the workload's clients against `client`; they run for `options.seconds`.
+#[must_use]
+pub fn start(client: &Client, options: &WorkloadOptions) -> Running {
     let picker = Arc::new(KeyPicker::new(
         options.keys,
         options.distribution,
         options.key_order,
     ));
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let until = start + Duration::from_secs_f64(options.seconds);
-    let bar = progress.then(|| progress_bar(options.seconds));
-    let mut tasks = Vec::new();
-    for index in 0..options.clients {
-        let worker = Worker {
-            client: client.clone(),
-            options: options.clone(),
-            picker: Arc::clone(&picker),
-            done: Arc::clone(&done),
-            rng: mix(index as u64 ^ 0x5eed),
-        };
-        tasks.push(tokio::spawn(worker.run(until)));
+    let counts = Arc::new(Counters::default());
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(options.seconds);
+    let tasks = (0..options.clients)
+        .map(|index| {
+            let worker = Worker {
+                client: client.clone(),
+                options: options.clone(),
+                picker: Arc::clone(&picker),
+                counts: Arc::clone(&counts),
+                rng: mix(index as u64 ^ 0x5eed),
+            };
+            tokio::spawn(worker.run(until))
+        })
+        .collect();
+    Running {
+        counts,
+        started,
+        until,
+        tasks,
     }
-    if let Some(bar) = &bar {
-        while Instant::now() < until {
+}
+
+/// A workload under way: its clients run until `until()`; `finish` waits for them and
+/// reports.
+#[derive(Debug)]
+pub struct Running {
+    counts: Arc<Counters>,
+    started: Instant,
+    until: Instant,
+    tasks: Vec<JoinHandle<Tally>>,
+}
+
+/// Operations finished so far, counted by the clients as they go.
+#[derive(Debug, Default)]
+struct Counters {
+    ops: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Running {
+    /// When the clients started.
+    #[must_use]
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// When the clients stop sending (each finishes the request it has in flight).
+    #[must_use]
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+
+    /// Operations that succeeded and that failed so far.
+    #[must_use]
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.ops.load(Ordering::Relaxed),
+            self.counts.errors.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A progress bar on stderr until the clients stop.
+    async fn show_progress(&self, seconds: f64) {
+        let bar = progress_bar(seconds);
+        while Instant::now() < self.until {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let elapsed = start.elapsed().as_secs_f64();
+            let elapsed = self.started.elapsed().as_secs_f64();
             bar.set_position((elapsed * 10.0) as u64);
-            let ops = done.load(Ordering::Relaxed);
+            let (ops, _) = self.counts();
             bar.set_message(format!(
                 "{ops} ops, {:.0} ops/s",
                 ops as f64 / elapsed.max(0.001)
             ));
         }
-    }
-    let mut total = Tally::new();
-    for task in tasks {
-        if let Ok(tally) = task.await {
-            total.merge(&tally);
-        }
-    }
-    if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    total.report(start.elapsed().as_secs_f64())
+
+    /// Waits for every client and reports the whole run.
+    pub async fn finish(self) -> WorkloadReport {
+        let mut total = Tally::new();
+        for task in self.tasks {
+            if let Ok(tally) = task.await {
+                total.merge(&tally);
+            }
+        }
+        total.report(self.started.elapsed().as_secs_f64())
+    }
 }
 
 fn progress_bar(seconds: f64) -> ProgressBar {
@@ -210,7 +272,7 @@ struct Worker {
     client: Client,
     options: WorkloadOptions,
     picker: Arc<KeyPicker>,
-    done: Arc<AtomicU64>,
+    counts: Arc<Counters>,
     rng: u64,
 }
 
@@ -225,13 +287,18 @@ impl Worker {
             match result {
                 Ok(outcome) if !matches!(outcome.response, Response::Invalid(_)) => {
                     tally.record(name, micros);
-                    self.done.fetch_add(1, Ordering::Relaxed);
+                    self.counts.ops.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(_) => tally.error("invalid"),
-                Err(error) => tally.error(error_kind(&error)),
+                Ok(_) => self.failed(&mut tally, "invalid"),
+                Err(error) => self.failed(&mut tally, error_kind(&error)),
             }
         }
         tally
+    }
+
+    fn failed(&self, tally: &mut Tally, kind: &str) {
+        tally.error(kind);
+        self.counts.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     fn next_command(&mut self) -> (&'static str, Command) {
