@@ -14,6 +14,7 @@ pub mod demo;
 pub mod encoding;
 mod gateway;
 pub mod inspect;
+pub mod intervals;
 pub mod loadgen;
 pub mod local;
 mod observe;

@@ -2,11 +2,17 @@
 //! endpoints against a local cluster it starts like the demo, it runs the workload once per
 //! (value size, client count) and prints throughput, latency percentiles, errors by kind and
 //! the entries per fsync the nodes reported for that run; `--json FILE` writes the results.
+//! `--report-every` adds the throughput, ranges and leaders of each interval of a run, and
+//! `--split-load-rps` / `--split-bytes` set the local cluster's automatic splits.
 
 use crate::api::NodeStatus;
 use crate::client::{Client, ClientError, Endpoint};
+use crate::config::SPLIT_BYTES_MIN;
+use crate::intervals::{self, INTERVALS_MAX, Interval, REPORT_EVERY_SECONDS_MIN, Sample};
 use crate::local::{self, LocalCluster, LocalError, SetupError, connect_when_ready};
-use crate::workload::{self, Distribution, FlagError, Percentiles, WorkloadOptions, print_report};
+use crate::workload::{
+    self, Distribution, FlagError, KeyOrder, Percentiles, WorkloadOptions, print_report,
+};
 use clap::Args;
 use flotilla_raft::NodeId;
 use serde::{Deserialize, Serialize};
@@ -39,6 +45,10 @@ pub struct BenchArgs {
     /// How keys are picked.
     #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
     pub distribution: Distribution,
+    /// Where the keys lie: hashed over the key space (every range gets its share of the hot
+    /// keys) or in order (a zipfian run's hot keys are neighbours, in one range).
+    #[arg(long, value_enum, default_value_t = KeyOrder::Hashed)]
+    pub key_order: KeyOrder,
     /// Percent of operations that are linearizable gets.
     #[arg(long, default_value_t = 0)]
     pub read_percent: u8,
@@ -51,6 +61,18 @@ pub struct BenchArgs {
     /// Ranges of the local cluster (without --endpoints).
     #[arg(long, default_value_t = 16)]
     pub groups: u64,
+    /// The local cluster's `ranges.split_load_rps`: a range whose leader serves more requests
+    /// per second splits at a sampled median key (0: never, the node's default).
+    #[arg(long)]
+    pub split_load_rps: Option<u64>,
+    /// The local cluster's `ranges.split_bytes`: a range holding more key and value bytes
+    /// splits at its middle key (0: never; else at least 1024; the node's default: 64 MiB).
+    #[arg(long)]
+    pub split_bytes: Option<u64>,
+    /// Also report each run every this many seconds (at least 0.5): ops/s, and the ranges in
+    /// the map and the ranges each node leads at the interval's end.
+    #[arg(long)]
+    pub report_every: Option<f64>,
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -89,6 +111,9 @@ pub struct Run {
     /// Log entries per fsync over the run, all nodes together (`None` where the system does
     /// not report it).
     pub entries_per_fsync: Option<f64>,
+    /// The run interval by interval (`--report-every`; empty without it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<Interval>,
 }
 
 impl Results {
@@ -151,12 +176,102 @@ pub enum ResultsError {
     },
 }
 
+/// A flag of `flotilla bench` about the local cluster or the intervals that cannot be used:
+/// the rule it broke, as a sentence.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BenchFlagError {
+    /// `--split-load-rps` or `--split-bytes` with `--endpoints`.
+    #[error(
+        "--split-load-rps and --split-bytes set up the local cluster; a running cluster \
+         (--endpoints) keeps its own configuration"
+    )]
+    SplitsNeedLocalCluster,
+    /// `--split-bytes` between 1 and `SPLIT_BYTES_MIN - 1`.
+    #[error("--split-bytes must be 0 (never split) or at least {SPLIT_BYTES_MIN}, not {0}")]
+    SplitBytesTooSmall(u64),
+    /// A value the node's configuration (TOML, signed 64-bit integers) cannot hold.
+    #[error("{flag} must be at most {max}, the largest value the configuration holds, not {value}",
+        max = i64::MAX)]
+    TooLarge {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        value: u64,
+    },
+    /// `--report-every` below the minimum, above `--seconds`, or not a number.
+    #[error(
+        "--report-every must be at least {REPORT_EVERY_SECONDS_MIN} s and at most --seconds \
+         ({seconds} s), not {every} s"
+    )]
+    ReportEveryOutOfRange {
+        /// The interval asked for.
+        every: f64,
+        /// The run's length.
+        seconds: f64,
+    },
+    /// `--seconds` / `--report-every` above `INTERVALS_MAX`.
+    #[error(
+        "--seconds {seconds} with --report-every {every} makes more than {INTERVALS_MAX} \
+         intervals; report less often"
+    )]
+    TooManyIntervals {
+        /// The interval asked for.
+        every: f64,
+        /// The run's length.
+        seconds: f64,
+    },
+}
+
+/// Checks the flags about the local cluster's splits and the intervals; the local cluster's
+/// configuration file (TOML), when a split flag asks for one.
+///
+/// # Errors
+/// The first flag that breaks its rule.
+pub fn check_split_and_interval_flags(args: &BenchArgs) -> Result<Option<String>, BenchFlagError> {
+    if let Some(every) = args.report_every {
+        check_report_every(every, args.seconds)?;
+    }
+    let splits = [
+        ("split_load_rps", "--split-load-rps", args.split_load_rps),
+        ("split_bytes", "--split-bytes", args.split_bytes),
+    ];
+    let mut config = String::new();
+    for (key, flag, value) in splits {
+        let Some(value) = value else { continue };
+        if !args.endpoints.is_empty() {
+            return Err(BenchFlagError::SplitsNeedLocalCluster);
+        }
+        if i64::try_from(value).is_err() {
+            return Err(BenchFlagError::TooLarge { flag, value });
+        }
+        if key == "split_bytes" && value != 0 && value < SPLIT_BYTES_MIN {
+            return Err(BenchFlagError::SplitBytesTooSmall(value));
+        }
+        config.push_str(&format!("{key} = {value}\n"));
+    }
+    Ok((!config.is_empty()).then(|| format!("[ranges]\n{config}")))
+}
+
+/// Checks `--report-every` against `--seconds` (already checked positive).
+fn check_report_every(every: f64, seconds: f64) -> Result<(), BenchFlagError> {
+    if !(REPORT_EVERY_SECONDS_MIN..=seconds).contains(&every) {
+        return Err(BenchFlagError::ReportEveryOutOfRange { every, seconds });
+    }
+    if seconds / every > INTERVALS_MAX as f64 {
+        return Err(BenchFlagError::TooManyIntervals { every, seconds });
+    }
+    Ok(())
+}
+
 /// Why the load generator stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// A flag is out of range.
     #[error("{0}")]
     Flags(#[from] FlagError),
+    /// A flag about the local cluster's splits or the intervals cannot be used.
+    #[error(transparent)]
+    SplitOrIntervalFlags(#[from] BenchFlagError),
     /// The temporary folder, this program's path or the client runtime was not available.
     #[error(transparent)]
     Setup(#[from] SetupError),
@@ -185,10 +300,12 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         value_size: 0,
         keys: args.keys,
         distribution: args.distribution,
+        key_order: args.key_order,
         read_percent: args.read_percent,
         cas_percent: args.cas_percent,
     };
     template.validate()?;
+    let config = check_split_and_interval_flags(args)?;
     let threads = if args.endpoints.is_empty() {
         local::LOCAL_CLIENT_THREADS
     } else {
@@ -203,12 +320,23 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let (mut cluster, options) = if args.endpoints.is_empty() {
         let binary =
             std::env::current_exe().map_err(SetupError::of("finding this program's path"))?;
-        let cluster = LocalCluster::start(&binary, folder.path(), args.nodes, args.groups)?;
-        let options = cluster.client_options();
-        println!(
-            "started a local cluster: {} nodes, {} ranges, in {}",
+        let config = match config {
+            Some(text) => Some(write_config(folder.path(), &text)?),
+            None => None,
+        };
+        let cluster = LocalCluster::start_with_config(
+            &binary,
+            folder.path(),
             args.nodes,
             args.groups,
+            config,
+        )?;
+        let options = cluster.client_options();
+        println!(
+            "started a local cluster: {} nodes, {} ranges{}, in {}",
+            args.nodes,
+            args.groups,
+            splits_text(args),
             folder.path().display()
         );
         (Some(cluster), options)
@@ -238,7 +366,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
                     "{clients} clients, {value_size} B values, {:.0} s:",
                     args.seconds
                 );
-                runs.push(one_run(&client, &options).await);
+                runs.push(one_run(&client, &options, args.report_every).await);
             }
         }
         Ok::<_, LocalError>(runs)
@@ -258,9 +386,32 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-async fn one_run(client: &Client, options: &WorkloadOptions) -> Run {
+/// The local cluster's configuration file, `bench.toml` in `folder`.
+fn write_config(folder: &std::path::Path, text: &str) -> Result<PathBuf, SetupError> {
+    let path = folder.join("bench.toml");
+    std::fs::write(&path, text)
+        .map_err(SetupError::of("writing the local cluster's configuration"))?;
+    Ok(path)
+}
+
+/// `, split_load_rps 2000` and the like, for the line that announces the local cluster.
+fn splits_text(args: &BenchArgs) -> String {
+    let mut text = String::new();
+    if let Some(rps) = args.split_load_rps {
+        text.push_str(&format!(", split_load_rps {rps}"));
+    }
+    if let Some(bytes) = args.split_bytes {
+        text.push_str(&format!(", split_bytes {bytes}"));
+    }
+    text
+}
+
+async fn one_run(client: &Client, options: &WorkloadOptions, report_every: Option<f64>) -> Run {
     let before = fsync_totals(&client.statuses().await);
-    let report = workload::run(client, options, true).await;
+    let (report, intervals) = match report_every {
+        None => (workload::run(client, options, true).await, Vec::new()),
+        Some(every) => run_in_intervals(client, options, every).await,
+    };
     let after = fsync_totals(&client.statuses().await);
     print_report(&report);
     // Over the nodes that answered both times.
@@ -285,7 +436,28 @@ async fn one_run(client: &Client, options: &WorkloadOptions) -> Run {
         latency_us: report.latency_us,
         errors: report.errors,
         entries_per_fsync,
+        intervals,
     }
+}
+
+/// The workload, with a line for each interval of `every` seconds instead of a progress bar.
+async fn run_in_intervals(
+    client: &Client,
+    options: &WorkloadOptions,
+    every: f64,
+) -> (workload::WorkloadReport, Vec<Interval>) {
+    let running = workload::start(client, options);
+    let mut sampled = intervals::sample_until_end(client, &running, every).await;
+    let report = running.finish().await;
+    // The last interval ends with the run's report, so the intervals add up to its figures.
+    let last = Sample {
+        elapsed_seconds: report.seconds,
+        ops: report.ops,
+        errors: report.errors.values().sum(),
+    };
+    let view = intervals::look(client).await;
+    println!("{}", intervals::describe(&sampled.close(last, view)));
+    (report, sampled.into_vec())
 }
 
 /// Entries persisted and fsyncs of every node that answered.
@@ -305,6 +477,99 @@ fn fsync_totals(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    /// The configuration file the flags ask for, or the rule they break.
+    type Checked = Result<Option<String>, BenchFlagError>;
+
+    fn check(flags: &[&str]) -> Checked {
+        let flags = Flags::try_parse_from(std::iter::once("bench").chain(flags.iter().copied()));
+        check_split_and_interval_flags(&flags.unwrap().bench)
+    }
+
+    #[test]
+    fn split_and_interval_flags_are_checked_before_anything_starts() {
+        use BenchFlagError::*;
+        let local = |text: &str| Ok(Some(format!("[ranges]\n{text}")));
+        let cases: &[(&[&str], Checked)] = &[
+            (&[], Ok(None)),
+            (
+                &["--split-load-rps", "2000"],
+                local("split_load_rps = 2000\n"),
+            ),
+            (
+                &["--split-bytes", "1024", "--split-load-rps", "0"],
+                local("split_load_rps = 0\nsplit_bytes = 1024\n"),
+            ),
+            (&["--split-bytes", "0"], local("split_bytes = 0\n")),
+            (&["--split-bytes", "1023"], Err(SplitBytesTooSmall(1023))),
+            (
+                &["--split-load-rps", "9223372036854775808"],
+                Err(TooLarge {
+                    flag: "--split-load-rps",
+                    value: 1 << 63,
+                }),
+            ),
+            (
+                &["--split-bytes", "4096", "--endpoints", "1@127.0.0.1:7101"],
+                Err(SplitsNeedLocalCluster),
+            ),
+            (
+                &["--report-every", "10", "--split-load-rps", "1"],
+                local("split_load_rps = 1\n"),
+            ),
+            (&["--report-every", "0.5", "--seconds", "5000"], Ok(None)),
+            (
+                &["--report-every", "0.4"],
+                Err(ReportEveryOutOfRange {
+                    every: 0.4,
+                    seconds: 10.0,
+                }),
+            ),
+            (
+                &["--report-every", "11"],
+                Err(ReportEveryOutOfRange {
+                    every: 11.0,
+                    seconds: 10.0,
+                }),
+            ),
+            (
+                &["--report-every", "0.5", "--seconds", "5000.5"],
+                Err(TooManyIntervals {
+                    every: 0.5,
+                    seconds: 5000.5,
+                }),
+            ),
+        ];
+        for (flags, expected) in cases {
+            assert_eq!(&check(flags), expected, "{flags:?}");
+        }
+        assert!(matches!(
+            check(&["--report-every", "NaN"]),
+            Err(ReportEveryOutOfRange { .. })
+        ));
+    }
+
+    /// The file the local nodes read sets the keys the flags name.
+    #[test]
+    fn the_local_cluster_reads_the_split_flags() {
+        let text = check(&["--split-load-rps", "2000", "--split-bytes", "4096"])
+            .unwrap()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), &text).unwrap();
+        let config = crate::config::NodeConfig::load(Some(&path)).unwrap();
+        assert_eq!(
+            (config.ranges.split_load_rps, config.ranges.split_bytes),
+            (2000, 4096)
+        );
+    }
 
     #[test]
     fn a_results_file_of_another_system_reads_back() {

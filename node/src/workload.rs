@@ -1,6 +1,6 @@
 //! A key-value workload: many concurrent clients issuing a mix of gets, puts and
-//! compare-and-swaps over a key space (uniform or zipfian) for a while, with latencies in an
-//! HDR histogram. The demo and `flotilla bench` both run it.
+//! compare-and-swaps over a key space (uniform or zipfian, hashed or in order) for a while,
+//! with latencies in an HDR histogram. The demo and `flotilla bench` both run it.
 
 use crate::client::{Client, ClientError};
 use clap::{Args, ValueEnum};
@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// How keys are picked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -21,6 +22,17 @@ pub enum Distribution {
     Uniform,
     /// A few keys are hot (Zipf, s = 0.99, as in YCSB).
     Zipfian,
+}
+
+/// Where key number `n` lies in the key space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyOrder {
+    /// Scattered by a hash (`key_of`): every range gets its share of the hot keys too.
+    Hashed,
+    /// In order of their number, evenly spaced over the key space (`ordered_key_of`): the
+    /// hottest keys of a zipfian run are neighbours, so they fall in one range.
+    Ordered,
 }
 
 /// What the workload does.
@@ -41,6 +53,9 @@ pub struct WorkloadOptions {
     /// How keys are picked.
     #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
     pub distribution: Distribution,
+    /// Where the keys lie: hashed over the key space, or in order.
+    #[arg(long, value_enum, default_value_t = KeyOrder::Hashed)]
+    pub key_order: KeyOrder,
     /// Percent of operations that are linearizable gets.
     #[arg(long, default_value_t = 40)]
     pub read_percent: u8,
@@ -127,46 +142,121 @@ pub fn key_of(index: u64) -> Vec<u8> {
     mix(index).to_be_bytes().to_vec()
 }
 
+/// The key of workload key number `index` of `keys` in order: `index` times the largest
+/// spacing that fits `keys` keys into 8 bytes. Keys sort as their numbers do, and a range of
+/// `ranges.groups` equal shares holds about `keys / groups` consecutive numbers.
+#[must_use]
+pub fn ordered_key_of(index: u64, keys: u64) -> Vec<u8> {
+    assert!(index < keys, "key number {index} of {keys}");
+    // index * spacing <= (keys - 1) * (MAX / keys) < MAX: no overflow.
+    (index * (u64::MAX / keys)).to_be_bytes().to_vec()
+}
+
 /// Runs the workload against `client`; with `progress`, a progress bar on stderr.
 pub async fn run(client: &Client, options: &WorkloadOptions, progress: bool) -> WorkloadReport {
-    let picker = Arc::new(KeyPicker::new(options.keys, options.distribution));
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let until = start + Duration::from_secs_f64(options.seconds);
-    let bar = progress.then(|| progress_bar(options.seconds));
-    let mut tasks = Vec::new();
-    for index in 0..options.clients {
-        let worker = Worker {
-            client: client.clone(),
-            options: options.clone(),
-            picker: Arc::clone(&picker),
-            done: Arc::clone(&done),
-            rng: mix(index as u64 ^ 0x5eed),
-        };
-        tasks.push(tokio::spawn(worker.run(until)));
+    let running = start(client, options);
+    if progress {
+        running.show_progress(options.seconds).await;
     }
-    if let Some(bar) = &bar {
-        while Instant::now() < until {
+    running.finish().await
+}
+
+/// Starts the workload's clients against `client`; they run for `options.seconds`.
+#[must_use]
+pub fn start(client: &Client, options: &WorkloadOptions) -> Running {
+    let picker = Arc::new(KeyPicker::new(
+        options.keys,
+        options.distribution,
+        options.key_order,
+    ));
+    let counts = Arc::new(Counters::default());
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(options.seconds);
+    let tasks = (0..options.clients)
+        .map(|index| {
+            let worker = Worker {
+                client: client.clone(),
+                options: options.clone(),
+                picker: Arc::clone(&picker),
+                counts: Arc::clone(&counts),
+                rng: mix(index as u64 ^ 0x5eed),
+            };
+            tokio::spawn(worker.run(until))
+        })
+        .collect();
+    Running {
+        counts,
+        started,
+        until,
+        tasks,
+    }
+}
+
+/// A workload under way: its clients run until `until()`; `finish` waits for them and
+/// reports.
+#[derive(Debug)]
+pub struct Running {
+    counts: Arc<Counters>,
+    started: Instant,
+    until: Instant,
+    tasks: Vec<JoinHandle<Tally>>,
+}
+
+/// Operations finished so far, counted by the clients as they go.
+#[derive(Debug, Default)]
+struct Counters {
+    ops: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Running {
+    /// When the clients started.
+    #[must_use]
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// When the clients stop sending (each finishes the request it has in flight).
+    #[must_use]
+    pub fn until(&self) -> Instant {
+        self.until
+    }
+
+    /// Operations that succeeded and that failed so far.
+    #[must_use]
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.counts.ops.load(Ordering::Relaxed),
+            self.counts.errors.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A progress bar on stderr until the clients stop.
+    async fn show_progress(&self, seconds: f64) {
+        let bar = progress_bar(seconds);
+        while Instant::now() < self.until {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            let elapsed = start.elapsed().as_secs_f64();
+            let elapsed = self.started.elapsed().as_secs_f64();
             bar.set_position((elapsed * 10.0) as u64);
-            let ops = done.load(Ordering::Relaxed);
+            let (ops, _) = self.counts();
             bar.set_message(format!(
                 "{ops} ops, {:.0} ops/s",
                 ops as f64 / elapsed.max(0.001)
             ));
         }
-    }
-    let mut total = Tally::new();
-    for task in tasks {
-        if let Ok(tally) = task.await {
-            total.merge(&tally);
-        }
-    }
-    if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    total.report(start.elapsed().as_secs_f64())
+
+    /// Waits for every client and reports the whole run.
+    pub async fn finish(self) -> WorkloadReport {
+        let mut total = Tally::new();
+        for task in self.tasks {
+            if let Ok(tally) = task.await {
+                total.merge(&tally);
+            }
+        }
+        total.report(self.started.elapsed().as_secs_f64())
+    }
 }
 
 fn progress_bar(seconds: f64) -> ProgressBar {
@@ -182,7 +272,7 @@ struct Worker {
     client: Client,
     options: WorkloadOptions,
     picker: Arc<KeyPicker>,
-    done: Arc<AtomicU64>,
+    counts: Arc<Counters>,
     rng: u64,
 }
 
@@ -197,18 +287,23 @@ impl Worker {
             match result {
                 Ok(outcome) if !matches!(outcome.response, Response::Invalid(_)) => {
                     tally.record(name, micros);
-                    self.done.fetch_add(1, Ordering::Relaxed);
+                    self.counts.ops.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(_) => tally.error("invalid"),
-                Err(error) => tally.error(error_kind(&error)),
+                Ok(_) => self.failed(&mut tally, "invalid"),
+                Err(error) => self.failed(&mut tally, error_kind(&error)),
             }
         }
         tally
     }
 
+    fn failed(&self, tally: &mut Tally, kind: &str) {
+        tally.error(kind);
+        self.counts.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn next_command(&mut self) -> (&'static str, Command) {
         let random = self.next_random();
-        let key = key_of(self.picker.pick(random));
+        let key = self.picker.key(self.picker.pick(random));
         let roll = (self.next_random() % 100) as u8;
         if roll < self.options.read_percent {
             return ("get", Command::Get { key });
@@ -317,15 +412,17 @@ impl Tally {
     }
 }
 
-/// Picks key numbers uniformly or by a Zipf law over `[0, keys)`.
+/// Picks key numbers uniformly or by a Zipf law over `[0, keys)` (the hottest is number 0),
+/// and lays them out in the key space.
 struct KeyPicker {
     keys: u64,
+    order: KeyOrder,
     /// Zipfian: the cumulative distribution over the ranks (hottest first).
     cumulative: Option<Vec<f64>>,
 }
 
 impl KeyPicker {
-    fn new(keys: u64, distribution: Distribution) -> Self {
+    fn new(keys: u64, distribution: Distribution, order: KeyOrder) -> Self {
         let cumulative = (distribution == Distribution::Zipfian).then(|| {
             let weights: Vec<f64> = (1..=keys)
                 .map(|rank| 1.0 / (rank as f64).powf(0.99))
@@ -340,7 +437,19 @@ impl KeyPicker {
                 })
                 .collect()
         });
-        Self { keys, cumulative }
+        Self {
+            keys,
+            order,
+            cumulative,
+        }
+    }
+
+    /// The key of number `index`.
+    fn key(&self, index: u64) -> Vec<u8> {
+        match self.order {
+            KeyOrder::Hashed => key_of(index),
+            KeyOrder::Ordered => ordered_key_of(index, self.keys),
+        }
     }
 
     fn pick(&self, random: u64) -> u64 {
@@ -402,8 +511,8 @@ mod tests {
 
     #[test]
     fn zipfian_keys_are_skewed_and_uniform_keys_are_not() {
-        let zipf = KeyPicker::new(1000, Distribution::Zipfian);
-        let uniform = KeyPicker::new(1000, Distribution::Uniform);
+        let zipf = KeyPicker::new(1000, Distribution::Zipfian, KeyOrder::Hashed);
+        let uniform = KeyPicker::new(1000, Distribution::Uniform, KeyOrder::Hashed);
         let hot = |picker: &KeyPicker| (0..10_000u64).filter(|&n| picker.pick(mix(n)) < 10).count();
         assert!(
             hot(&zipf) > 3_000,
@@ -417,5 +526,30 @@ mod tests {
     fn keys_spread_over_the_first_two_bytes() {
         let prefixes: std::collections::BTreeSet<u8> = (0..1000).map(|n| key_of(n)[0]).collect();
         assert!(prefixes.len() > 200);
+    }
+
+    /// Ordered keys sort as their numbers, and a uniform pre-split into `groups` ranges
+    /// (two-byte prefixes, `RangeMap::uniform`) gives each range its share of consecutive
+    /// numbers: the zipfian hot keys, numbers 0, 1, 2..., all fall in the first range.
+    #[test]
+    fn ordered_keys_sort_by_number_and_fill_uniform_ranges_evenly() {
+        let keys = 100_000;
+        let all: Vec<Vec<u8>> = (0..keys).map(|n| ordered_key_of(n, keys)).collect();
+        assert!(all.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(all[0], vec![0; 8]);
+        assert!(all[keys as usize - 1] > vec![0xff, 0xfe]);
+        let groups = 64u64;
+        let mut per_range = vec![0u64; groups as usize];
+        for key in &all {
+            let prefix = u64::from(u16::from_be_bytes([key[0], key[1]]));
+            per_range[((prefix * groups) >> 16) as usize] += 1;
+        }
+        let share = keys / groups;
+        assert!(
+            per_range.iter().all(|&count| count.abs_diff(share) <= 1),
+            "{per_range:?}"
+        );
+        assert_eq!(ordered_key_of(0, 1), vec![0; 8]);
+        assert_eq!(ordered_key_of(u64::MAX - 1, u64::MAX).len(), 8);
     }
 }

@@ -626,11 +626,17 @@ fn the_load_generator_starts_a_cluster_and_writes_its_results() {
         "1",
         "--groups",
         "2",
+        "--report-every",
+        "0.5",
+        // Read by the nodes from the bench's configuration file; no range gets this busy.
+        "--split-load-rps",
+        "1000000",
         "--json",
         json.to_str().unwrap(),
     ];
     let (ok, stdout, stderr) = flotilla(&args, None);
     assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("split_load_rps 1000000"), "{stdout}");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let runs = results["runs"].as_array().unwrap();
@@ -643,6 +649,12 @@ fn the_load_generator_starts_a_cluster_and_writes_its_results() {
             run["latency_us"]["p99"].as_u64().unwrap()
                 >= run["latency_us"]["p50"].as_u64().unwrap()
         );
+        // The intervals add up to the run, and each saw the two ranges.
+        let intervals = run["intervals"].as_array().unwrap();
+        assert!(intervals.len() >= 2, "{run}");
+        let ops: u64 = intervals.iter().map(|i| i["ops"].as_u64().unwrap()).sum();
+        assert_eq!(ops, run["ops"].as_u64().unwrap(), "{run}");
+        assert!(intervals.iter().all(|i| i["ranges"] == 2), "{run}");
     }
     let (ok, _, stderr) = flotilla(&["bench", "--clients", "0"], None);
     assert!(!ok && stderr.contains("clients"), "{stderr}");

@@ -172,6 +172,7 @@ fn into_run(tally: Tally, clients: usize, value_size: usize, elapsed: Duration) 
         latency_us: report.latency_us,
         errors: report.errors,
         entries_per_fsync: None,
+        intervals: Vec::new(),
     }
 }
 
