@@ -48,14 +48,21 @@ impl<L: LogReader> MultiRaft<L> {
         let Some(hosted) = self.groups.get(&group) else {
             return false;
         };
-        let is_vote_request = matches!(
-            message.body,
-            crate::message::MessageBody::RequestVote { .. }
-        );
+        // A candidate whose log is ahead of ours saw entries this replica never got: the
+        // leader it knew may lead no more (simulator seed 899: a promoted learner, quiescent
+        // under a leader since removed from the group, ignored the only candidate that could
+        // win, for good).
+        let vote_request_not_ahead = match &message.body {
+            crate::message::MessageBody::RequestVote { last_log, .. } => {
+                let own = hosted.raft.log().last_log_id();
+                !(last_log.is_up_to_date_with(&own) && *last_log != own)
+            }
+            _ => false,
+        };
         let leader = hosted.raft.leader();
         hosted.quiescent
             && self.config.raft.check_quorum
-            && is_vote_request
+            && vote_request_not_ahead
             && hosted.raft.role() != crate::node::Role::Leader
             && leader.is_some_and(|leader| {
                 leader != message.from && self.liveness.is_live(leader, self.now_ticks)

@@ -338,3 +338,71 @@ fn followers_kept_awake_after_a_short_silence_depose_their_leader() {
         "no group re-elected: the test shows nothing"
     );
 }
+
+/// A vote request to a quiescent follower while its leader's node is live is ignored (the
+/// leader lease), unless the candidate's log is ahead of the follower's: then the follower
+/// missed entries, its leader may lead no more, and it wakes to answer. Simulator seed 899
+/// (node crate) found a promoted learner, quiescent under a leader since removed from its
+/// group, ignoring the only candidate that could win, for good.
+#[test]
+fn a_quiescent_follower_wakes_for_a_candidate_whose_log_is_ahead() {
+    let mut cluster = five_nodes(LinkPolicy::NOW, 7);
+    let group = GroupId(1);
+    let settled = cluster.run_until(cluster.liveness_bound_ms(), all_quiescent);
+    assert!(settled, "{}", cluster.describe(group));
+    let leader = cluster.effective_leader(group).expect("a leader");
+    let voters: Vec<NodeId> = cluster
+        .membership_of(group)
+        .expect("hosted")
+        .voters
+        .into_iter()
+        .collect();
+    let follower = *voters
+        .iter()
+        .find(|&&node| node != leader)
+        .expect("a follower");
+    let candidate = *voters
+        .iter()
+        .find(|&&node| node != leader && node != follower)
+        .expect("another follower");
+    let own = cluster
+        .multi(follower)
+        .and_then(|multi| multi.group(group))
+        .expect("hosted")
+        .log()
+        .last_log_id();
+    let term = flotilla_raft::Term(cluster.term_of(group) + 1);
+    let ask = |last_log: flotilla_raft::LogId| {
+        let mut batch = flotilla_raft::Batch::new(candidate, follower);
+        batch.messages.push(flotilla_raft::GroupMessage {
+            group,
+            message: flotilla_raft::Message {
+                from: candidate,
+                to: follower,
+                term,
+                body: flotilla_raft::MessageBody::RequestVote {
+                    pre_vote: true,
+                    last_log,
+                    transfer: false,
+                },
+            },
+        });
+        batch
+    };
+    let multi = cluster.multi_mut(follower).expect("up");
+    assert!(multi.is_quiescent(group), "the follower sleeps");
+    multi.step_batch(ask(own)).expect("a batch for this node");
+    assert!(
+        multi.is_quiescent(group),
+        "a candidate no further than the follower meets the lease"
+    );
+    let ahead = flotilla_raft::LogId {
+        term: flotilla_raft::Term(own.term.0 + 1),
+        index: flotilla_raft::LogIndex(own.index.0 + 5),
+    };
+    multi.step_batch(ask(ahead)).expect("a batch for this node");
+    assert!(
+        !multi.is_quiescent(group),
+        "a candidate ahead of the follower wakes it"
+    );
+}
