@@ -421,6 +421,10 @@ pub struct RangesConfig {
     /// Two neighbours holding fewer key and value bytes than this together merge by
     /// themselves (0: only by command); below `split_bytes`, so a merged range does not split.
     pub merge_below_bytes: u64,
+    /// Such neighbours merge by themselves only while their leaders served fewer requests per
+    /// second than this together (0: their load does not count); below `split_load_rps`, so
+    /// a merged range does not split by load.
+    pub merge_below_rps: u64,
     /// Seconds after a split before its halves may merge by themselves.
     pub merge_wait_seconds: u64,
 }
@@ -751,6 +755,17 @@ impl NodeConfig {
                 self.ranges.merge_below_bytes
             ));
         }
+        let split_rps = self.ranges.split_load_rps;
+        if self.ranges.merge_below_rps != 0
+            && split_rps != 0
+            && self.ranges.merge_below_rps >= split_rps
+        {
+            return fail(format!(
+                "ranges.merge_below_rps ({}) must be below ranges.split_load_rps ({split_rps}), \
+                 or the merged range would split again by load",
+                self.ranges.merge_below_rps
+            ));
+        }
         if self.ranges.replicas == 0 {
             return fail("ranges.replicas must be at least 1".into());
         }
@@ -1027,6 +1042,7 @@ impl NodeConfig {
             split_load_rps: self.ranges.split_load_rps,
             merge_bytes: self.ranges.merge_bytes,
             merge_below_bytes: self.ranges.merge_below_bytes,
+            merge_below_rps: self.ranges.merge_below_rps,
             merge_wait_ms: self.ranges.merge_wait_seconds.saturating_mul(1000),
         }
     }
@@ -1445,6 +1461,10 @@ mod tests {
             ("ranges.merge_bytes", |c| c.ranges.merge_bytes = 1 << 40),
             ("ranges.merge_below_bytes", |c| {
                 c.ranges.merge_below_bytes = c.ranges.split_bytes;
+            }),
+            ("ranges.merge_below_rps", |c| {
+                c.ranges.split_load_rps = 100;
+                c.ranges.merge_below_rps = 100;
             }),
             ("limits.backup_view_idle_ms", |c| {
                 c.limits.backup_view_idle_ms = 999

@@ -357,6 +357,56 @@ fn small_ranges_merge_by_themselves() {
     cluster.stop();
 }
 
+/// Small neighbours merge by themselves only while cold: with `ranges.merge_below_rps` at 5,
+/// two small ranges read by four tasks as fast as they go (hundreds of requests per second)
+/// stay apart; once the reads stop they merge.
+#[test]
+fn small_ranges_merge_only_while_cold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = one_range_with(
+        dir.path(),
+        "[ranges]\nmerge_below_bytes = 65536\nmerge_below_rps = 5\nmerge_wait_seconds = 0\n",
+    );
+    let options = cluster.client_options();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect_when_ready(options, WAIT).await.unwrap();
+        put_all(&client, 100, "a").await;
+        eventually("the split", || async {
+            client.split(&key(50)).await.ok()?;
+            Some(())
+        })
+        .await;
+        let hot_until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+        let mut readers = tokio::task::JoinSet::new();
+        for task in 0..4u32 {
+            let client = client.clone();
+            readers.spawn(async move {
+                let mut index = task;
+                while std::time::Instant::now() < hot_until {
+                    let _ = client.get(key(index % 100)).await;
+                    index += 7;
+                }
+            });
+        }
+        while readers.join_next().await.is_some() {}
+        client.refresh_map().await.unwrap();
+        assert_eq!(
+            client.map().ranges().count(),
+            2,
+            "hot ranges merged while read"
+        );
+        let wait = std::time::Duration::from_secs(300);
+        eventually_within(wait, "the cold ranges merged", || async {
+            client.refresh_map().await.ok()?;
+            (client.map().ranges().count() == 1).then_some(())
+        })
+        .await;
+        check_all(&client, 100, "a").await;
+    });
+    cluster.stop();
+}
+
 /// A cluster grows from one range to hundreds as data comes, and merges back as it goes: with
 /// `ranges.split_bytes` at 1 KiB and `ranges.merge_below_bytes` at 512 bytes, 3,000 pairs of
 /// about 110 bytes written by eight tasks (with reads and scans among them) split the one range

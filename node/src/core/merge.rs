@@ -268,7 +268,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 None => meta.cluster.range(right.id).map(|view| view.size_bytes),
             };
             let fits = right_bytes.is_some_and(|bytes| own_bytes.saturating_add(bytes) < limit);
-            if !fits || self.merges.split_at_ms.contains_key(&right.group) {
+            if !fits
+                || self.merges.split_at_ms.contains_key(&right.group)
+                || !self.cold(group, right.group)
+            {
                 continue;
             }
             let Ok(proposal) = self.merge_proposal(group) else {
@@ -284,6 +287,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 Err(error) => tracing::debug!(%group, %error, "a merge by size was not proposed"),
             }
         }
+    }
+
+    /// Whether `group` and its right neighbour `right` served fewer requests per second than
+    /// `ranges.merge_below_rps` together over the last load window, as counted here (PD's merge
+    /// checker likewise skips hot regions). `group` is led here, so its count is its load; the
+    /// neighbour's counts if its leader is here too, else it is taken as cold.
+    fn cold(&self, group: GroupId, right: GroupId) -> bool {
+        let limit = self.config.tuning.merge_below_rps;
+        let rps = |group| self.placement.last_rps.get(&group).copied().unwrap_or(0);
+        limit == 0 || rps(group).saturating_add(rps(right)) < limit
     }
 
     /// Every placement round: merges this node applied that the map now shows are forgotten

@@ -139,6 +139,9 @@ pub struct CoreTuning {
     /// Two neighbours holding fewer key and value bytes than this together merge by
     /// themselves (0: only by command).
     pub merge_below_bytes: u64,
+    /// Two such neighbours merge by themselves only while their leaders served fewer requests
+    /// per second than this together (0: load does not count).
+    pub merge_below_rps: u64,
     /// How long after a split its halves do not merge by themselves.
     pub merge_wait_ms: u64,
 }
@@ -163,6 +166,7 @@ impl Default for CoreTuning {
             split_load_rps: 0,
             merge_bytes: 1 << 20,
             merge_below_bytes: 0,
+            merge_below_rps: 0,
             merge_wait_ms: 600_000,
         }
     }

@@ -145,6 +145,9 @@ pub(super) struct Placement {
     pub(super) reserved: Vec<(NodeId, SplitNote)>,
     /// Per range, the requests since `load_window_ms` (monotonic) and a sample of their keys.
     pub(super) loads: BTreeMap<GroupId, Load>,
+    /// The requests per second each range this node led served over the last load window
+    /// (a range not listed served none here).
+    pub(super) last_rps: BTreeMap<GroupId, u64>,
     pub(super) load_window_ms: u64,
 }
 
@@ -192,6 +195,7 @@ impl Placement {
             reservations: BTreeMap::new(),
             reserved: Vec::new(),
             loads: BTreeMap::new(),
+            last_rps: BTreeMap::new(),
             load_window_ms: 0,
             reported: BTreeMap::new(),
             reported_to: None,

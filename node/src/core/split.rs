@@ -475,7 +475,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// A request for `group` on `key` came: counted towards the range's load (on its leader;
     /// the others refuse it, and their count is never read).
     pub(super) fn note_load(&mut self, group: GroupId, key: &[u8]) {
-        if self.config.tuning.split_load_rps == 0 || group == META_GROUP {
+        let tuning = &self.config.tuning;
+        if (tuning.split_load_rps == 0 && tuning.merge_below_rps == 0) || group == META_GROUP {
             return;
         }
         let load = self.placement.loads.entry(group).or_default();
@@ -492,18 +493,22 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// Every placement round, once the window is a second or more: each range this node
     /// leads that served more than `ranges.split_load_rps` asks to split at the median of its
-    /// sampled keys (TiKV's load-based split), so its halves can be led from two nodes.
+    /// sampled keys (TiKV's load-based split), so its halves can be led from two nodes. The
+    /// window's loads are kept until the next one ends: merges by size take only cold ranges.
     pub(super) fn split_hot_ranges(&mut self) {
         let limit = self.config.tuning.split_load_rps;
         let now_ms = self.clock.monotonic_ms;
         let elapsed_ms = now_ms.saturating_sub(self.placement.load_window_ms);
-        if limit == 0 || elapsed_ms < LOAD_WINDOW_MS {
+        let counted = limit != 0 || self.config.tuning.merge_below_rps != 0;
+        if !counted || elapsed_ms < LOAD_WINDOW_MS {
             return;
         }
         self.placement.load_window_ms = now_ms;
+        self.placement.last_rps.clear();
         for (group, load) in std::mem::take(&mut self.placement.loads) {
             let rps = load.requests * 1000 / elapsed_ms;
-            if rps <= limit || !self.may_ask_split(group, now_ms) {
+            self.placement.last_rps.insert(group, rps);
+            if limit == 0 || rps <= limit || !self.may_ask_split(group, now_ms) {
                 continue;
             }
             let mut keys = load.keys;

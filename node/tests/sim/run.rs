@@ -296,6 +296,12 @@ fn build(
                     (true, false) => MERGE_BELOW_BYTES.0,
                     (true, true) => MERGE_BELOW_BYTES.1,
                 },
+                // Seeds splitting by load merge only ranges that are cold.
+                merge_below_rps: if splits && by_load {
+                    SPLIT_LOAD_RPS / 2
+                } else {
+                    0
+                },
                 merge_wait_ms: 1_000,
                 ..CoreTuning::default()
             },
