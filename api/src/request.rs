@@ -146,6 +146,11 @@ pub enum Request {
         /// The range's epoch in the client's map.
         epoch: RangeEpoch,
     },
+    /// The range map and directory, read linearizably: by the meta group's leader once a
+    /// ReadIndex confirms it leads and its replica applied what was committed, so the map
+    /// holds every change recorded before the request. Another node refuses `NotLeader` with
+    /// the leader it knows. (`RangeMap` answers at once from any node's replica, which may lag.)
+    RangeMapRead,
 }
 
 /// What an operator may ask of the cluster.

@@ -164,7 +164,9 @@ impl Client {
         Ok(client)
     }
 
-    /// Fetches the first range map from the configured endpoints, starting at a random one.
+    /// Fetches the first range map from the configured endpoints, starting at a random one,
+    /// from the first node that answers (its replica's map: the meta group need not have a
+    /// leader for a client to start; the first refresh reads it linearizably).
     async fn first_map(&self) -> Result<(), ClientError> {
         let endpoints = &self.inner.options.endpoints;
         let mut failures = Vec::new();
@@ -180,7 +182,7 @@ impl Client {
                     }
                 },
             };
-            match self.fetch_map(node).await {
+            match self.fetch_map(node, Request::RangeMap).await {
                 Ok(()) => return Ok(()),
                 Err(failure) => failures.push(failure),
             }
@@ -372,26 +374,64 @@ impl Client {
         Ok(ScanResult { pairs, more })
     }
 
-    /// Fetches the range map and directory from the first node that answers, starting at a
-    /// random one.
+    /// Fetches the range map and directory, read linearizably from the meta group's leader
+    /// (starting at a random node, and following the leader a refusal names), so the map
+    /// holds every change recorded before the call. With no leader to answer, from the first
+    /// node that answers from its own replica (which may lag; a cached map newer than what
+    /// comes is kept).
     ///
     /// # Errors
     /// `NoEndpoint` listing why each node failed.
     pub async fn refresh_map(&self) -> Result<(), ClientError> {
         let mut failures = Vec::new();
-        for (node, _) in rotated(&self.nodes()) {
-            match self.fetch_map(*node).await {
+        let nodes: Vec<NodeId> = rotated(&self.nodes()).map(|(node, _)| *node).collect();
+        let mut tried = std::collections::BTreeSet::new();
+        let mut hint = None;
+        while let Some(node) = hint
+            .take()
+            .filter(|node| !tried.contains(node))
+            .or_else(|| nodes.iter().copied().find(|node| !tried.contains(node)))
+        {
+            tried.insert(node);
+            match self.fetch_map(node, Request::RangeMapRead).await {
                 Ok(()) => return Ok(()),
+                Err(MapFailure::Refused {
+                    node: refusing,
+                    error:
+                        ApiError::NotLeader {
+                            group,
+                            leader,
+                            address,
+                        },
+                }) => {
+                    self.learn_address(leader, address.as_deref());
+                    hint = leader;
+                    let error = ApiError::NotLeader {
+                        group,
+                        leader,
+                        address,
+                    };
+                    failures.push(MapFailure::Refused {
+                        node: refusing,
+                        error,
+                    });
+                }
                 Err(failure) => failures.push(failure),
+            }
+        }
+        for &node in &nodes {
+            if self.fetch_map(node, Request::RangeMap).await.is_ok() {
+                return Ok(());
             }
         }
         Err(ClientError::NoEndpoint(failures))
     }
 
-    /// Asks `node` for the range map and directory, and takes them.
-    async fn fetch_map(&self, node: NodeId) -> Result<(), MapFailure> {
+    /// Asks `node` for the range map and directory (`request`: `RangeMapRead` or `RangeMap`),
+    /// and takes them.
+    async fn fetch_map(&self, node: NodeId, request: Request) -> Result<(), MapFailure> {
         let timeout = self.inner.options.attempt_timeout;
-        match self.call(node, Request::RangeMap, timeout).await {
+        match self.call(node, request, timeout).await {
             Ok(Ok(Reply::RangeMap { map, directory })) => {
                 self.install_map(map, &directory);
                 Ok(())

@@ -89,7 +89,7 @@ pub fn need(request: &Request) -> Need<'_> {
     match request {
         Request::Kv { command, .. } | Request::Write { command, .. } => command_need(command),
         Request::OpenSession { .. } => of(Permission::Write, "open a write session"),
-        Request::RangeMap => of(Permission::Route, "read the range map"),
+        Request::RangeMap | Request::RangeMapRead => of(Permission::Route, "read the range map"),
         Request::Status => of(Permission::Admin, "read the node's status"),
         Request::Admin(_) => of(Permission::Admin, "change the cluster's placement"),
         Request::Placement => of(Permission::Admin, "read the cluster's placement"),

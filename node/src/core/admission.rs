@@ -56,6 +56,21 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
+    /// The range map read linearizably: on the meta leader, once a ReadIndex confirms it leads
+    /// and its replica applied what was committed (`serve_reads` answers it).
+    pub(super) fn range_map_read(&mut self, responder: R) {
+        if self.waiting.len() >= self.config.limits.pending_requests_max {
+            return responder.answer(Err(ApiError::Busy));
+        }
+        let context = self
+            .waiting
+            .add_read(META_GROUP, ReadOp::RangeMap, responder);
+        if let Err(error) = self.multi.read_index(META_GROUP, context) {
+            let (_, _, responder) = self.waiting.take_read(context).expect("just added");
+            responder.answer(Err(self.refusal(META_GROUP, error)));
+        }
+    }
+
     /// Chunk `chunk` of backup view `view` of `group`.
     pub(super) fn backup_chunk(&mut self, (group, view, chunk): (GroupId, u64, u64), responder: R) {
         let chunk_bytes_max = self.config.tuning.scan_bytes_max;

@@ -219,6 +219,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             let machine = machines.kv(read.group);
             let command = match read.op {
                 ReadOp::Kv(command) => command,
+                ReadOp::RangeMap => {
+                    let meta = machines.meta();
+                    read.responder.answer(Ok(Reply::RangeMap {
+                        map: meta.map.clone(),
+                        directory: meta.directory.clone(),
+                    }));
+                    continue;
+                }
                 ReadOp::OpenBackup(epoch) => {
                     // A view holds the range's keys as the client's map has them: a range that
                     // split since the client read its map holds fewer, and the client would

@@ -522,6 +522,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 map: self.machines.meta().map.clone(),
                 directory: self.machines.meta().directory.clone(),
             })),
+            Request::RangeMapRead => self.range_map_read(responder),
             Request::Status => responder.answer(Ok(Reply::Status(self.status()))),
             Request::KnownDirectory { node } => {
                 let directory = self.multi.pinned_directory(node);

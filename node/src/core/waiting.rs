@@ -15,6 +15,8 @@ pub(crate) enum ReadOp {
     Kv(Command),
     /// Opens a backup view of the range for a client whose map has this epoch.
     OpenBackup(flotilla_shard_manager::RangeEpoch),
+    /// The range map and directory, read linearizably from the meta group.
+    RangeMap,
 }
 
 /// A read confirmed by ReadIndex, waiting for its group to apply `index`.

@@ -62,7 +62,7 @@ impl Operation {
                 Command::Scan { .. } => Self::Scan,
             },
             Request::OpenSession { .. } => Self::OpenSession,
-            Request::RangeMap => Self::RangeMap,
+            Request::RangeMap | Request::RangeMapRead => Self::RangeMap,
             Request::Status => Self::Status,
             Request::KnownDirectory { .. } => Self::KnownDirectory,
             Request::Admin(_) => Self::Admin,

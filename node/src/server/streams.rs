@@ -54,6 +54,7 @@ impl StreamBounds {
                 | Command::CompareAndSwap { .. } => self.value_answer_bytes(),
             },
             Request::RangeMap
+            | Request::RangeMapRead
             | Request::Status
             | Request::Placement
             | Request::MetaSnapshot

@@ -98,6 +98,9 @@ pub struct SimClient {
     pending: Option<Pending>,
     /// The id of the range-map fetch in flight, if the router asked for one.
     refreshing: Option<u64>,
+    /// How far that fetch went, as the production client's `refresh_map`: the linearizable
+    /// read at the target, then at the leader its refusal named, then any replica's map.
+    refresh_step: RefreshStep,
     next_request: u64,
     keys: Vec<Vec<u8>>,
     /// Operations this client still makes in the safety phase.
@@ -112,6 +115,7 @@ impl SimClient {
             sessions: SessionBook::default(),
             pending: None,
             refreshing: None,
+            refresh_step: RefreshStep::Asked,
             next_request: 0,
             keys,
             ops_left: ops,
@@ -383,11 +387,29 @@ impl SimClient {
     ) -> Option<Action> {
         if self.refreshing == Some(request_id) {
             self.refreshing = None;
-            let fetched = matches!(result, Ok(Reply::RangeMap { .. }));
-            if let Ok(Reply::RangeMap { map, .. }) = result {
-                self.router.update_map(map);
-            }
-            return Some(self.route_again(now_ms, recorder, !fetched));
+            let target = self.pending.as_ref().map(|pending| pending.target.node);
+            return Some(match (result, self.refresh_step, target) {
+                (Ok(Reply::RangeMap { map, .. }), _, _) => {
+                    self.router.update_map(map);
+                    self.route_again(now_ms, recorder, false)
+                }
+                (
+                    Err(ApiError::NotLeader {
+                        leader: Some(leader),
+                        ..
+                    }),
+                    RefreshStep::Asked,
+                    _,
+                ) => {
+                    self.refresh_step = RefreshStep::Hinted;
+                    self.send_refresh(leader, Request::RangeMapRead)
+                }
+                (_, RefreshStep::Asked | RefreshStep::Hinted, Some(node)) => {
+                    self.refresh_step = RefreshStep::AnyReplica;
+                    self.send_refresh(node, Request::RangeMap)
+                }
+                _ => self.route_again(now_ms, recorder, true),
+            });
         }
         if let Some(action) = self.backup_answered(request_id, &result, now_ms, recorder) {
             return Some(action);
@@ -395,16 +417,23 @@ impl SimClient {
         self.judge(request_id, Outcome::Answered(result), now_ms, recorder)
     }
 
-    /// Asks the node of the current attempt for the range map (the production client asks
-    /// the nodes in turn; a node that just answered is the likeliest up). Replicas move in
-    /// these runs, so a map read at the start stops leading to some ranges.
+    /// Asks the node of the current attempt for the range map, read linearizably (the
+    /// production client asks the nodes in turn; a node that just answered is the likeliest
+    /// up), then the leader its refusal names, then any replica's map (`RefreshStep`).
+    /// Replicas move in these runs, so a map read at the start stops leading to some ranges.
     fn fetch_map(&mut self) -> Action {
-        let pending = self.pending.as_ref().expect("pending");
+        let node = self.pending.as_ref().expect("pending").target.node;
+        self.refresh_step = RefreshStep::Asked;
+        self.send_refresh(node, Request::RangeMapRead)
+    }
+
+    /// Sends one request of the map fetch.
+    fn send_refresh(&mut self, node: NodeId, request: Request) -> Action {
         self.next_request += 1;
         self.refreshing = Some(self.next_request);
         Action::Send {
-            node: pending.target.node,
-            request: Request::RangeMap,
+            node,
+            request,
             request_id: self.next_request,
         }
     }
@@ -613,6 +642,17 @@ impl SimClient {
         });
         Action::Finished
     }
+}
+
+/// The steps of a map fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefreshStep {
+    /// The linearizable read went to the target.
+    Asked,
+    /// It went to the leader the target named.
+    Hinted,
+    /// Any replica's map was asked for.
+    AnyReplica,
 }
 
 fn is_read(intent: &Intent) -> bool {
