@@ -85,15 +85,16 @@ impl MetaStateBeforeEpochs {
 }
 
 impl MetaStateBeforeMerges {
-    /// The state in today's form.
+    /// The state in today's form: no group merged yet.
     pub(crate) fn upgrade(self) -> Result<MetaState, RangeMapError> {
-        Ok(MetaState {
-            map: self.map.upgrade()?,
+        MetaStateBeforeEpochs {
+            map: self.map,
             directory: self.directory,
             data_directories: self.data_directories,
             cluster: self.cluster,
             merged: BTreeSet::new(),
-        })
+        }
+        .upgrade()
     }
 }
 
