@@ -375,53 +375,27 @@ impl Client {
     }
 
     /// Fetches the range map and directory, read linearizably from the meta group's leader
-    /// (starting at a random node, and following the leader a refusal names), so the map
-    /// holds every change recorded before the call. With no leader to answer, from the first
-    /// node that answers from its own replica (which may lag; a cached map newer than what
-    /// comes is kept).
+    /// (`call_meta_leader`: each node in turn, following the leader a refusal names), so the
+    /// map holds every change recorded before the call. With no leader to answer, from the
+    /// first node that answers from its own replica, starting at a random one (which may lag;
+    /// a cached map newer than what comes is kept).
     ///
     /// # Errors
-    /// `NoEndpoint` listing why each node failed.
+    /// `NoEndpoint` listing why each node failed to answer from its replica.
     pub async fn refresh_map(&self) -> Result<(), ClientError> {
-        let mut failures = Vec::new();
-        let nodes: Vec<NodeId> = rotated(&self.nodes()).map(|(node, _)| *node).collect();
-        let mut tried = std::collections::BTreeSet::new();
-        let mut hint = None;
-        while let Some(node) = hint
-            .take()
-            .filter(|node| !tried.contains(node))
-            .or_else(|| nodes.iter().copied().find(|node| !tried.contains(node)))
-        {
-            tried.insert(node);
-            match self.fetch_map(node, Request::RangeMapRead).await {
-                Ok(()) => return Ok(()),
-                Err(MapFailure::Refused {
-                    node: refusing,
-                    error:
-                        ApiError::NotLeader {
-                            group,
-                            leader,
-                            address,
-                        },
-                }) => {
-                    self.learn_address(leader, address.as_deref());
-                    hint = leader;
-                    let error = ApiError::NotLeader {
-                        group,
-                        leader,
-                        address,
-                    };
-                    failures.push(MapFailure::Refused {
-                        node: refusing,
-                        error,
-                    });
-                }
-                Err(failure) => failures.push(failure),
-            }
-        }
-        for &node in &nodes {
-            if self.fetch_map(node, Request::RangeMap).await.is_ok() {
+        match self.call_meta_leader(Request::RangeMapRead).await {
+            Ok(Reply::RangeMap { map, directory }) => {
+                self.install_map(map, &directory);
                 return Ok(());
+            }
+            Ok(other) => tracing::debug!(?other, "a linearizable map read answered otherwise"),
+            Err(error) => tracing::debug!(%error, "no meta leader answered the map read"),
+        }
+        let mut failures = Vec::new();
+        for (node, _) in rotated(&self.nodes()) {
+            match self.fetch_map(*node, Request::RangeMap).await {
+                Ok(()) => return Ok(()),
+                Err(failure) => failures.push(failure),
             }
         }
         Err(ClientError::NoEndpoint(failures))

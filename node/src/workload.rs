@@ -539,10 +539,11 @@ mod tests {
         assert_eq!(all[0], vec![0; 8]);
         assert!(all[keys as usize - 1] > vec![0xff, 0xfe]);
         let groups = 64u64;
+        let map =
+            flotilla_shard_manager::RangeMap::uniform(groups, |_| vec![flotilla_raft::NodeId(1)]);
         let mut per_range = vec![0u64; groups as usize];
         for key in &all {
-            let prefix = u64::from(u16::from_be_bytes([key[0], key[1]]));
-            per_range[((prefix * groups) >> 16) as usize] += 1;
+            per_range[(map.lookup(key).id.0 - 1) as usize] += 1;
         }
         let share = keys / groups;
         assert!(

@@ -380,35 +380,38 @@ fn nodes_refuse_with_a_leader_hint_a_stale_epoch_and_a_routing_error() {
             .unwrap();
         assert_eq!(wrong, holder);
         // The map read linearizably: the meta group's leader answers with the map; every other
-        // node refuses, naming that leader.
+        // node refuses, naming that leader. Asked of every node until one round shows it (a
+        // follower may not have heard the leader yet, and the leadership may move).
         let nodes: Vec<NodeId> = client.nodes().into_iter().map(|(node, _)| node).collect();
-        let meta_leader = eventually("a meta leader answering the map", || async {
-            for &node in &nodes {
-                if let Ok(Ok(Reply::RangeMap { map: read, .. })) =
-                    client.request(node, Request::RangeMapRead).await
-                {
-                    assert!(read.epoch() >= map.epoch(), "a map older than the client's");
-                    return Some(node);
-                }
-            }
-            None
-        })
-        .await;
-        for &node in nodes.iter().filter(|&&node| node != meta_leader) {
-            // A follower may not have heard the leader yet: asked until it names it.
-            eventually("a follower naming the meta leader", || async {
-                match client.request(node, Request::RangeMapRead).await.ok()? {
-                    Err(ApiError::NotLeader { group, leader, .. }) => {
-                        assert_eq!(group, GroupId(0));
-                        (leader == Some(meta_leader)).then_some(())
+        eventually(
+            "one node answering the map read, the others naming it",
+            || async {
+                let mut answered = Vec::new();
+                let mut named = Vec::new();
+                for &node in &nodes {
+                    match client.request(node, Request::RangeMapRead).await.ok()? {
+                        Ok(Reply::RangeMap { map: read, .. }) => {
+                            assert!(read.epoch() >= map.epoch(), "a map older than the client's");
+                            answered.push(node);
+                        }
+                        Err(ApiError::NotLeader { group, leader, .. }) => {
+                            assert_eq!(group, GroupId(0));
+                            named.push(leader);
+                        }
+                        other => panic!("node {node:?} answered a map read with {other:?}"),
                     }
-                    // The meta group's leadership moved to it since.
-                    Ok(Reply::RangeMap { .. }) => Some(()),
-                    other => panic!("node {node:?} answered a map read with {other:?}"),
                 }
-            })
-            .await;
-        }
+                // Never two at once: a read every node answered would never settle here.
+                let [meta_leader] = answered[..] else {
+                    return None;
+                };
+                named
+                    .iter()
+                    .all(|&leader| leader == Some(meta_leader))
+                    .then_some(())
+            },
+        )
+        .await;
         let status = client.request(leader, Request::Status).await.unwrap();
         assert!(matches!(status, Ok(Reply::Status(_))));
 

@@ -1,12 +1,13 @@
-//! Meta snapshots in the formats written before the current one still decode: before ranges
-//! had their own epochs (descriptors without one, and the map's layout epoch), and before
-//! merges (no list of merged groups). A range from such a snapshot starts at epoch zero; its
-//! versions grow from there like any other's.
+//! Meta snapshots and meta log entries in the formats written before the current ones still
+//! decode: snapshots from before ranges had their own epochs (descriptors without one, and the
+//! map's layout epoch) and from before merges (no list of merged groups), and placement
+//! decisions from before they named the record they were made on. A range from such a
+//! snapshot starts at epoch zero; its versions grow from there like any other's.
 
 use crate::directory::Directory;
 use crate::error::RangeMapError;
 use crate::meta::MetaState;
-use crate::placement::ClusterView;
+use crate::placement::{AbandonReason, ClusterView, Decision, OperatorId, OperatorKind, Step};
 use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeEpoch, RangeId};
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
@@ -95,6 +96,63 @@ impl MetaStateBeforeMerges {
             merged: BTreeSet::new(),
         }
         .upgrade()
+    }
+}
+
+/// A decision as the meta log encoded it before decisions named the record they were made
+/// on: an entry of an older log still decodes, taken on the record as it is when applied.
+#[derive(Deserialize)]
+pub(crate) enum DecisionBeforeRecords {
+    Start {
+        range: RangeId,
+        kind: OperatorKind,
+        steps: Vec<Step>,
+        now_ms: u64,
+    },
+    Advance {
+        operator: OperatorId,
+        step_index: usize,
+        now_ms: u64,
+    },
+    Finish {
+        operator: OperatorId,
+    },
+    Abandon {
+        operator: OperatorId,
+        reason: AbandonReason,
+    },
+}
+
+impl From<DecisionBeforeRecords> for Decision {
+    fn from(decision: DecisionBeforeRecords) -> Self {
+        match decision {
+            DecisionBeforeRecords::Start {
+                range,
+                kind,
+                steps,
+                now_ms,
+            } => Decision::Start {
+                range,
+                kind,
+                steps,
+                now_ms,
+                decided_on: None,
+            },
+            DecisionBeforeRecords::Advance {
+                operator,
+                step_index,
+                now_ms,
+            } => Decision::Advance {
+                operator,
+                step_index,
+                now_ms,
+                decided_on: None,
+            },
+            DecisionBeforeRecords::Finish { operator } => Decision::Finish { operator },
+            DecisionBeforeRecords::Abandon { operator, reason } => {
+                Decision::Abandon { operator, reason }
+            }
+        }
     }
 }
 

@@ -5,8 +5,7 @@
 use crate::directory::Directory;
 use crate::error::RangeMapError;
 use crate::placement::{
-    ApplyError, ClusterView, Decision, DecisionBeforeRecords, NodeState, NodeView, RangeView,
-    Replica, ViewError,
+    ApplyError, ClusterView, Decision, NodeState, NodeView, RangeView, Replica, ViewError,
 };
 use crate::range::RangeId;
 use crate::range_map::RangeMap;
@@ -468,9 +467,11 @@ impl MetaCommand {
     /// The bytes are not an encoded `MetaCommand`.
     pub fn decode(bytes: &[u8]) -> Result<Self, MetaCodecError> {
         decode(bytes).or_else(|error| match bytes {
-            [PLACEMENT_POSITION, decision @ ..] => decode::<DecisionBeforeRecords>(decision)
-                .map(|decision| MetaCommand::Placement(decision.into()))
-                .map_err(|_| error),
+            [PLACEMENT_POSITION, decision @ ..] => {
+                decode::<crate::legacy::DecisionBeforeRecords>(decision)
+                    .map(|decision| MetaCommand::Placement(decision.into()))
+                    .map_err(|_| error)
+            }
             _ => Err(error),
         })
     }
@@ -708,12 +709,24 @@ mod tests {
             node: NodeId(1),
             address: "127.0.0.1:1".into(),
         };
-        assert!(MetaCommand::decode(&postcard::to_allocvec(&address).unwrap()).is_ok());
+        assert_eq!(
+            MetaCommand::decode(&postcard::to_allocvec(&address).unwrap()),
+            Ok(MetaCommand::SetAddress {
+                node: NodeId(1),
+                address: "127.0.0.1:1".into(),
+            })
+        );
         let directory = CommandBefore::RegisterDataDirectory {
             node: NodeId(1),
             directory: 7,
         };
-        assert!(MetaCommand::decode(&postcard::to_allocvec(&directory).unwrap()).is_ok());
+        assert_eq!(
+            MetaCommand::decode(&postcard::to_allocvec(&directory).unwrap()),
+            Ok(MetaCommand::RegisterDataDirectory {
+                node: NodeId(1),
+                directory: 7,
+            })
+        );
         let replicas = vec![Replica {
             node: NodeId(2),
             role: ReplicaRole::Voter,

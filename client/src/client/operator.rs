@@ -179,7 +179,7 @@ impl Client {
 
     /// Sends `request` to each node in turn until the meta group's leader answers, following
     /// a leader hint (and the address it names) at once.
-    async fn call_meta_leader(&self, request: Request) -> Result<Reply, ClientError> {
+    pub(super) async fn call_meta_leader(&self, request: Request) -> Result<Reply, ClientError> {
         let timeout = self.inner.options.attempt_timeout;
         let mut reasons = Vec::new();
         let mut attempts = 0;

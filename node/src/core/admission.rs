@@ -127,13 +127,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn open_session(&mut self, group: GroupId, responder: R) {
         let map = &self.machines.meta().map;
         // A split's right half serves before the map shows it: its own bounds say so.
-        let split_born = self.machines.kv(group).is_some_and(|machine| {
-            machine.bounds().version > 0
-                && !matches!(
-                    machine.merge_state(),
-                    flotilla_storage::MergeState::Frozen { .. }
-                )
-        });
+        let split_born = self
+            .machines
+            .kv(group)
+            .is_some_and(|machine| machine.bounds().version > 0 && !machine.is_frozen());
         let served = group != META_GROUP && (map.range_of_group(group).is_some() || split_born);
         if !served || !self.is_member(group) {
             return responder.answer(Err(ApiError::NotServed { group }));

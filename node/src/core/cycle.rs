@@ -235,16 +235,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     // not yet (the range's own bounds differ from the map's).
                     // A range frozen for a merge holds its keys as they were: the range that
                     // takes them may have written since (simulator seed 858).
-                    let live = |machine: &flotilla_storage::KvStateMachine| {
-                        !matches!(
-                            machine.merge_state(),
-                            flotilla_storage::MergeState::Frozen { .. }
-                        )
-                    };
                     let opened = match (self.mapped_as(read.group, epoch), machine) {
                         (Err(error), _) => Err(error),
                         (Ok(()), Some(machine))
-                            if live(machine) && split::keys_as_mapped(machines, machine) =>
+                            if !machine.is_frozen() && split::keys_as_mapped(machines, machine) =>
                         {
                             self.backups.open_of(machine, self.clock.monotonic_ms)
                         }

@@ -750,9 +750,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn drop_votes_for_empty_replicas(&self, batch: &mut flotilla_raft::Batch) {
         let empty = |group: GroupId| {
             !self.placement.never_hosted.contains(&group)
-                && self.multi.group(group).is_some_and(|raft| {
-                    raft.membership().voters.is_empty() && raft.log().last_index().0 == 0
-                })
+                && self.multi.group(group).is_some_and(is_empty_replica)
         };
         batch.messages.retain(|message| {
             !matches!(
@@ -1185,6 +1183,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 }
 
+/// Whether `raft` is an empty replica: no entry and no membership (created empty to receive a
+/// snapshot, or a destroyed replica's tombstone).
+pub(super) fn is_empty_replica<L: flotilla_raft::LogReader>(
+    raft: &flotilla_raft::RaftNode<L>,
+) -> bool {
+    raft.membership().voters.is_empty() && raft.log().last_index().0 == 0
+}
+
 /// The groups recovered empty (no entry, no membership) that hold a vote: replicas created
 /// empty for a group this node never hosted, which voted before the restart. A destroyed
 /// replica's tombstone keeps its last term and no vote, so it is never among them.
@@ -1195,11 +1201,9 @@ pub(super) fn voted_while_empty(
         .group_ids()
         .filter(|&group| group != META_GROUP)
         .filter(|&group| {
-            multi.group(group).is_some_and(|raft| {
-                raft.vote().is_some()
-                    && raft.membership().voters.is_empty()
-                    && raft.log().last_index().0 == 0
-            })
+            multi
+                .group(group)
+                .is_some_and(|raft| raft.vote().is_some() && is_empty_replica(raft))
         })
         .collect()
 }

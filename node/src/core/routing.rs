@@ -32,23 +32,18 @@ impl Span<'_> {
         }
     }
 
-    /// Whether the span lies in `[start, end)`.
+    /// Whether the span lies in `[start, end)` (`end: None`: to the end of the key space).
     fn inside(&self, start: &[u8], end: Option<&[u8]>) -> bool {
-        let bounds = KeyRange {
-            start: start.to_vec(),
-            end: end.map(<[u8]>::to_vec),
+        let (first, last) = match *self {
+            Span::Key(key) => return key >= start && end.is_none_or(|end| key < end),
+            Span::Scan(first, last) => (first, last),
         };
-        match *self {
-            Span::Key(key) => bounds.contains(key),
-            Span::Scan(first, last) => {
-                let ends_inside = match (last, end) {
-                    (_, None) => true,
-                    (None, Some(_)) => false,
-                    (Some(last), Some(end)) => last <= end,
-                };
-                first >= start && ends_inside
-            }
-        }
+        let ends_inside = match (last, end) {
+            (_, None) => true,
+            (None, Some(_)) => false,
+            (Some(last), Some(end)) => last <= end,
+        };
+        first >= start && ends_inside
     }
 }
 
@@ -64,21 +59,18 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         epoch: RangeEpoch,
         span: Span<'_>,
     ) -> Result<(), ApiError> {
-        if let Some(machine) = self.machines.kv(group) {
-            let bounds = machine.bounds();
-            let frozen = matches!(machine.merge_state(), MergeState::Frozen { .. });
-            if bounds.version > 0 && !frozen {
-                if span.inside(&bounds.start, bounds.end.as_deref()) {
-                    return Ok(());
-                }
-                return Err(self.range_changed(group, epoch, span.start()));
+        let held = match self.machines.kv(group) {
+            Some(machine) if machine.is_frozen() => false,
+            Some(machine) if machine.bounds().version > 0 => {
+                let bounds = machine.bounds();
+                span.inside(&bounds.start, bounds.end.as_deref())
             }
-            if frozen {
-                return Err(self.range_changed(group, epoch, span.start()));
+            _ => {
+                let range = self.machines.meta().map.lookup(span.start());
+                range.group == group && span.inside(&range.keys.start, range.keys.end.as_deref())
             }
-        }
-        let range = self.machines.meta().map.lookup(span.start());
-        if range.group == group && span.inside(&range.keys.start, range.keys.end.as_deref()) {
+        };
+        if held {
             return Ok(());
         }
         Err(self.range_changed(group, epoch, span.start()))
@@ -124,10 +116,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let right = self
             .placement
             .splits_unrecorded
-            .values()
-            .filter(|split| split.group == mapped.group && split.at.as_slice() <= key)
-            .filter_map(|split| self.machines.kv(split.right))
-            .find(|right| right.bounds().contains(key));
+            .get(&mapped.group)
+            .filter(|split| split.at.as_slice() <= key)
+            .and_then(|split| self.machines.kv(split.right))
+            .filter(|right| right.bounds().contains(key));
         Some(right.map_or_else(|| mapped.clone(), |right| self.descriptor_of(right)))
     }
 

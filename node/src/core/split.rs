@@ -291,8 +291,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             // and vote it has.
             let never_hosted = self.placement.never_hosted.contains(&right);
             let existing = self.multi.group(right).map(|raft| {
-                let empty =
-                    raft.log().last_index() == LogIndex(0) && raft.membership().voters.is_empty();
+                let empty = super::placement::is_empty_replica(raft);
                 (empty && never_hosted, raft.term(), raft.vote())
             });
             let gives_way = existing.is_none_or(|(gives_way, ..)| gives_way);
@@ -479,14 +478,18 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if (tuning.split_load_rps == 0 && tuning.merge_below_rps == 0) || group == META_GROUP {
             return;
         }
+        let samples = tuning.split_load_rps != 0;
         let load = self.placement.loads.entry(group).or_default();
-        let slot = (load.requests % LOAD_SAMPLES as u64) as usize;
-        match load.keys.get_mut(slot) {
-            Some(kept) => {
-                kept.clear();
-                kept.extend_from_slice(key);
+        // The keys are sampled for a load split's median; a merge's coldness needs the count.
+        if samples {
+            let slot = (load.requests % LOAD_SAMPLES as u64) as usize;
+            match load.keys.get_mut(slot) {
+                Some(kept) => {
+                    kept.clear();
+                    kept.extend_from_slice(key);
+                }
+                None => load.keys.push(key.to_vec()),
             }
-            None => load.keys.push(key.to_vec()),
         }
         load.requests += 1;
     }

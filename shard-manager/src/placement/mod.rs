@@ -41,7 +41,6 @@ pub use config::{PlacementConfig, PlacementConfigError};
 pub use error::{ApplyError, ManualError, ViewError};
 pub use liveness::{Liveness, liveness};
 pub use manual::ManualRequest;
-pub(crate) use operator::DecisionBeforeRecords;
 pub use operator::{AbandonReason, Decision, Operator, OperatorId, OperatorKind, Step};
 pub use record::RecordError;
 pub use view::{ClusterView, NodeState, NodeView, RangeView, Replica, ReplicaRole, same_replicas};

@@ -404,63 +404,6 @@ impl Decision {
     }
 }
 
-/// A decision as the meta log encoded it before decisions named the record they were made
-/// on: an entry of an older log still decodes, taken on the record as it is when applied.
-#[derive(Deserialize)]
-pub(crate) enum DecisionBeforeRecords {
-    Start {
-        range: RangeId,
-        kind: OperatorKind,
-        steps: Vec<Step>,
-        now_ms: u64,
-    },
-    Advance {
-        operator: OperatorId,
-        step_index: usize,
-        now_ms: u64,
-    },
-    Finish {
-        operator: OperatorId,
-    },
-    Abandon {
-        operator: OperatorId,
-        reason: AbandonReason,
-    },
-}
-
-impl From<DecisionBeforeRecords> for Decision {
-    fn from(decision: DecisionBeforeRecords) -> Self {
-        match decision {
-            DecisionBeforeRecords::Start {
-                range,
-                kind,
-                steps,
-                now_ms,
-            } => Decision::Start {
-                range,
-                kind,
-                steps,
-                now_ms,
-                decided_on: None,
-            },
-            DecisionBeforeRecords::Advance {
-                operator,
-                step_index,
-                now_ms,
-            } => Decision::Advance {
-                operator,
-                step_index,
-                now_ms,
-                decided_on: None,
-            },
-            DecisionBeforeRecords::Finish { operator } => Decision::Finish { operator },
-            DecisionBeforeRecords::Abandon { operator, reason } => {
-                Decision::Abandon { operator, reason }
-            }
-        }
-    }
-}
-
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

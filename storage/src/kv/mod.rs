@@ -152,6 +152,12 @@ impl KvStateMachine {
         &self.merge
     }
 
+    /// Whether it is frozen for a merge into its left neighbour: it serves nothing any more.
+    #[must_use]
+    pub fn is_frozen(&self) -> bool {
+        matches!(self.merge, MergeState::Frozen { .. })
+    }
+
     /// The same state machine as of entry `applied`: a split's right half (at entry 0 when
     /// carved) as its new group starts, its first state being a snapshot at that entry.
     #[must_use]
