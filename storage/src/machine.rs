@@ -10,7 +10,8 @@
 
 use crate::error::{EngineError, MachineError};
 use crate::kv::{
-    Command, KvMap, KvSnapshotSource, KvStateMachine, RangeBounds, Response, SessionTable,
+    Command, KvMap, KvSnapshotSource, KvStateMachine, MergeState, RangeBounds, Response,
+    SessionTable,
 };
 use crate::snapshot::decode_snapshot;
 use flotilla_raft::{Entry, GroupId, LogId};
@@ -93,6 +94,52 @@ pub trait StateMachine: Send {
     /// # Errors
     /// The engine failed.
     fn clear(&mut self) -> Result<(), MachineError>;
+
+    /// The keys the range holds and its version, as its own log says.
+    fn bounds(&self) -> &RangeBounds;
+
+    /// Its part in a merge, as its own log says.
+    fn merge_state(&self) -> &MergeState;
+
+    /// Whether it is frozen for a merge into its left neighbour: it serves nothing any more.
+    fn is_frozen(&self) -> bool {
+        matches!(self.merge_state(), MergeState::Frozen { .. })
+    }
+
+    /// How many pairs the range holds.
+    fn pair_count(&self) -> u64;
+
+    /// The session table as of the applied entry.
+    fn sessions(&self) -> &SessionTable;
+
+    /// The right half of the split the last entry applied (`Response::Split`), once: the state
+    /// machine of the new group, holding the keys from the split key on and a copy of the
+    /// session table, at applied entry 0.
+    fn take_carved(&mut self) -> Option<Box<dyn StateMachine>>;
+
+    /// The key in the middle of the range's pairs (where a split by size cuts it), `None` if
+    /// the range holds fewer than two pairs or the middle key is the range's first key.
+    ///
+    /// # Errors
+    /// The engine failed.
+    fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError>;
+}
+
+/// The whole snapshot of `machine` at its applied entry, in the snapshot format (what a split's
+/// right half starts from, and what a merge entry carries), its pairs pulled in chunks of
+/// `chunk_bytes_max` bytes.
+///
+/// # Errors
+/// The engine failed.
+pub fn encode_machine(
+    machine: &dyn StateMachine,
+    chunk_bytes_max: usize,
+) -> Result<Vec<u8>, MachineError> {
+    let mut view = machine.snapshot_view()?;
+    Ok(crate::snapshot::encode_view(
+        view.as_mut(),
+        chunk_bytes_max,
+    )?)
 }
 
 /// A consistent view of one range at one applied entry, drained in chunks.
@@ -176,6 +223,37 @@ impl StateMachine for KvStateMachine {
     fn clear(&mut self) -> Result<(), MachineError> {
         *self = KvStateMachine::new(self.group());
         Ok(())
+    }
+
+    fn bounds(&self) -> &RangeBounds {
+        KvStateMachine::bounds(self)
+    }
+
+    fn merge_state(&self) -> &MergeState {
+        KvStateMachine::merge_state(self)
+    }
+
+    fn pair_count(&self) -> u64 {
+        self.map().len() as u64
+    }
+
+    fn sessions(&self) -> &SessionTable {
+        KvStateMachine::sessions(self)
+    }
+
+    fn take_carved(&mut self) -> Option<Box<dyn StateMachine>> {
+        KvStateMachine::take_carved(self).map(|carved| Box::new(carved) as Box<dyn StateMachine>)
+    }
+
+    fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {
+        let map = self.map();
+        let Some(middle) = map.keys().nth(map.len() / 2) else {
+            return Ok(None);
+        };
+        Ok(
+            (map.len() >= 2 && *middle != KvStateMachine::bounds(self).start)
+                .then(|| middle.clone()),
+        )
     }
 }
 

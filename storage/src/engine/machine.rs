@@ -323,6 +323,54 @@ impl StateMachine for DiskStateMachine {
         Arc::make_mut(&mut self.sessions).track_changes();
         Ok(())
     }
+
+    fn bounds(&self) -> &RangeBounds {
+        &WHOLE_KEY_SPACE
+    }
+
+    fn merge_state(&self) -> &MergeState {
+        &MergeState::None
+    }
+
+    fn pair_count(&self) -> u64 {
+        self.meta.pair_count
+    }
+
+    fn sessions(&self) -> &SessionTable {
+        &self.sessions
+    }
+
+    fn take_carved(&mut self) -> Option<Box<dyn StateMachine>> {
+        // Issue 20: the engine keeps no bounds yet, so it never splits.
+        None
+    }
+
+    fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {
+        self.check_usable()?;
+        let count = self.meta.pair_count;
+        if count < 2 {
+            return Ok(None);
+        }
+        // A walk over half the range: a split by size asks once per placement round at most.
+        let mut skip = count / 2;
+        let mut middle = None;
+        self.engine
+            .backend()
+            .scan(
+                &keys::data(self.group, b""),
+                &keys::data_end(self.group),
+                &mut |key, _| {
+                    if skip > 0 {
+                        skip -= 1;
+                        return true;
+                    }
+                    middle = Some(keys::user_key(key).to_vec());
+                    false
+                },
+            )
+            .map_err(backend_error("find a range's middle key"))?;
+        Ok(middle.filter(|key| *key != self.bounds().start))
+    }
 }
 
 #[cfg(test)]
