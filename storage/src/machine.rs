@@ -15,6 +15,7 @@ use crate::kv::{
 };
 use crate::snapshot::decode_snapshot;
 use flotilla_raft::{Entry, GroupId, LogId};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// A pair of a range: key and value.
@@ -142,6 +143,72 @@ pub fn encode_machine(
     )?)
 }
 
+/// The first state of a split's right half, in the snapshot format: the state `carved` holds
+/// (at applied entry 0, as `take_carved` hands it out) as the snapshot at `start` that its new
+/// group's log begins with.
+///
+/// # Errors
+/// The engine failed.
+pub fn encode_carved(
+    carved: &dyn StateMachine,
+    start: LogId,
+    chunk_bytes_max: usize,
+) -> Result<Vec<u8>, MachineError> {
+    let mut view = Relabeled {
+        inner: carved.snapshot_view()?,
+        applied: start,
+    };
+    Ok(crate::snapshot::encode_view(&mut view, chunk_bytes_max)?)
+}
+
+/// A view whose applied entry is given, not its machine's.
+struct Relabeled {
+    inner: Box<dyn SnapshotView>,
+    applied: LogId,
+}
+
+impl SnapshotView for Relabeled {
+    fn group(&self) -> GroupId {
+        self.inner.group()
+    }
+
+    fn applied(&self) -> LogId {
+        self.applied
+    }
+
+    fn pair_count(&self) -> u64 {
+        self.inner.pair_count()
+    }
+
+    fn stored_bytes(&self) -> u64 {
+        self.inner.stored_bytes()
+    }
+
+    fn sessions(&self) -> &SessionTable {
+        self.inner.sessions()
+    }
+
+    fn bounds(&self) -> &RangeBounds {
+        self.inner.bounds()
+    }
+
+    fn merge_state(&self) -> &MergeState {
+        self.inner.merge_state()
+    }
+
+    fn declined(&self) -> &BTreeMap<GroupId, u64> {
+        self.inner.declined()
+    }
+
+    fn next_chunk(
+        &mut self,
+        chunk_bytes_max: usize,
+        pairs: &mut Vec<Pair>,
+    ) -> Result<bool, EngineError> {
+        self.inner.next_chunk(chunk_bytes_max, pairs)
+    }
+}
+
 /// A consistent view of one range at one applied entry, drained in chunks.
 pub trait SnapshotView: Send {
     /// The range's group.
@@ -161,6 +228,12 @@ pub trait SnapshotView: Send {
 
     /// The range's bounds at the view's entry.
     fn bounds(&self) -> &RangeBounds;
+
+    /// The range's part in a merge at the view's entry.
+    fn merge_state(&self) -> &MergeState;
+
+    /// The merge attempts the range refused to freeze for, at the view's entry.
+    fn declined(&self) -> &BTreeMap<GroupId, u64>;
 
     /// Appends the next pairs in key order to `pairs`, up to `chunk_bytes_max` bytes as the
     /// snapshot format lays them out (key and value plus 8 bytes of lengths each), at least one
@@ -291,6 +364,14 @@ impl SnapshotView for MemoryView {
         &self.source.bounds
     }
 
+    fn merge_state(&self) -> &MergeState {
+        &self.source.merge
+    }
+
+    fn declined(&self) -> &BTreeMap<GroupId, u64> {
+        &self.source.declined
+    }
+
     fn next_chunk(
         &mut self,
         chunk_bytes_max: usize,
@@ -313,5 +394,47 @@ impl SnapshotView for MemoryView {
             taken += 1;
         }
         Ok(taken > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::encode_snapshot;
+    use flotilla_raft::{LogIndex, Term};
+
+    fn frozen_machine() -> KvStateMachine {
+        let map: KvMap = (0..20u8).map(|key| (vec![key], vec![key; 10])).collect();
+        KvStateMachine::from_parts(GroupId(7), LogId::new(Term(2), LogIndex(40)), map)
+            .with_bounds(RangeBounds {
+                start: vec![0],
+                end: Some(vec![100]),
+                version: 3,
+            })
+            .with_merge(MergeState::Frozen {
+                into: GroupId(6),
+                attempt: 5,
+            })
+            .with_declined(BTreeMap::from([(GroupId(8), 2)]))
+    }
+
+    /// Through its view, in small chunks, a range frozen for a merge encodes as the whole
+    /// machine does: its merge state and refused attempts included.
+    #[test]
+    fn a_machine_encodes_through_its_view_as_a_whole() {
+        let machine = frozen_machine();
+        let whole = encode_snapshot(&machine.snapshot_source());
+        assert_eq!(encode_machine(&machine, 16).unwrap(), whole);
+        let decoded = crate::decode_snapshot(&whole).unwrap();
+        assert_eq!(decoded, machine);
+    }
+
+    /// A carved right half takes the given applied entry and nothing else changes.
+    #[test]
+    fn a_carved_half_is_encoded_at_its_start() {
+        let machine = frozen_machine();
+        let start = LogId::new(Term(1), LogIndex(5));
+        let decoded = crate::decode_snapshot(&encode_carved(&machine, start, 16).unwrap()).unwrap();
+        assert_eq!(decoded, machine.clone().with_applied(start));
     }
 }

@@ -6,9 +6,10 @@ use super::backend::BackendView;
 use super::keys;
 use super::meta::RangeMeta;
 use crate::error::EngineError;
-use crate::kv::{RangeBounds, SessionTable};
+use crate::kv::{MergeState, RangeBounds, SessionTable};
 use crate::machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView};
 use flotilla_raft::{GroupId, LogId};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A range at one applied entry, in the engine.
@@ -62,6 +63,16 @@ impl SnapshotView for DiskView {
 
     fn bounds(&self) -> &RangeBounds {
         &super::machine::WHOLE_KEY_SPACE
+    }
+
+    fn merge_state(&self) -> &MergeState {
+        // Issue 20: the engine keeps no merge state yet.
+        &MergeState::None
+    }
+
+    fn declined(&self) -> &BTreeMap<GroupId, u64> {
+        static NONE: BTreeMap<GroupId, u64> = BTreeMap::new();
+        &NONE
     }
 
     fn next_chunk(

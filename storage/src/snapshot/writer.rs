@@ -3,7 +3,7 @@
 //! the checksum, then the session table and the range's bounds, syncs it, and renames it into place. Runs on any
 //! thread.
 
-use super::format::{HEADER_BYTES, SnapshotHeader, encode_trailer};
+use super::format::{HEADER_BYTES, MergePart, SnapshotHeader, encode_trailer};
 use super::reader::SnapshotFile;
 use crate::error::{EngineError, MachineError, SnapshotError};
 use crate::kv::{KvSnapshotSource, RangeBounds, SessionTable};
@@ -220,7 +220,23 @@ impl SnapshotWriter {
         (pair_count, stored_bytes): (u64, u64),
         (sessions, bounds): (&SessionTable, &RangeBounds),
     ) -> Result<Self, SnapshotError> {
-        let sessions = encode_trailer(sessions, bounds, &Default::default());
+        Self::create_in_merge(
+            path,
+            (group, applied),
+            (pair_count, stored_bytes),
+            (sessions, bounds, &MergePart::default()),
+        )
+    }
+
+    /// As [`SnapshotWriter::create`], for a range in a merge (`merge`: its part in it and the
+    /// attempts it refused).
+    fn create_in_merge(
+        path: &Path,
+        (group, applied): (GroupId, LogId),
+        (pair_count, stored_bytes): (u64, u64),
+        (sessions, bounds, merge): (&SessionTable, &RangeBounds, &MergePart),
+    ) -> Result<Self, SnapshotError> {
+        let sessions = encode_trailer(sessions, bounds, merge);
         let header = SnapshotHeader {
             group,
             applied,
@@ -321,7 +337,8 @@ pub fn encode_view(
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<Vec<u8>, EngineError> {
-    let sessions = encode_trailer(view.sessions(), view.bounds(), &Default::default());
+    let merge = (view.merge_state().clone(), view.declined().clone());
+    let sessions = encode_trailer(view.sessions(), view.bounds(), &merge);
     let header = SnapshotHeader {
         group: view.group(),
         applied: view.applied(),
@@ -360,11 +377,12 @@ pub fn write_view(
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<SnapshotFile, MachineError> {
-    let mut writer = SnapshotWriter::create(
+    let merge = (view.merge_state().clone(), view.declined().clone());
+    let mut writer = SnapshotWriter::create_in_merge(
         path,
         (view.group(), view.applied()),
         (view.pair_count(), view.stored_bytes()),
-        (view.sessions(), view.bounds()),
+        (view.sessions(), view.bounds(), &merge),
     )?;
     let mut pairs = Vec::new();
     while view.next_chunk(chunk_bytes_max, &mut pairs)? {
