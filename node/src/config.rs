@@ -148,6 +148,8 @@ pub struct NodeConfig {
     pub raft: RaftConfig,
     /// The write-ahead log.
     pub log: LogSettings,
+    /// Where each range's applied data lives (`[storage]`).
+    pub storage: StorageSettings,
     /// Client limits.
     pub limits: Limits,
     /// Client sessions (exactly-once writes).
@@ -400,6 +402,30 @@ pub struct LogSettings {
     /// Snapshots loading off the Raft loop (to be sent to followers), or loaded and not yet
     /// sent, at once; 1 to 64.
     pub snapshot_loads_max: usize,
+}
+
+/// Which store holds each range's applied data.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageEngine {
+    /// In memory: a restart rebuilds every range from its snapshot and the log.
+    Memory,
+    /// In one embedded engine per node (fjall), in the data directory's `engine` folder.
+    Disk,
+}
+
+/// Where each range's applied data lives, and the embedded engine's memory.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// `memory` or `disk`.
+    pub engine: StorageEngine,
+    /// The engine's block cache, shared by every range, in MiB.
+    pub cache_mib: u64,
+    /// The most bytes one of the engine's write buffers holds before it is flushed, in MiB.
+    pub write_buffer_mib: u64,
+    /// The engine's threads that flush and compact in the background, 1 to 4.
+    pub background_threads: usize,
 }
 
 /// How the key space is split into groups.
@@ -860,6 +886,22 @@ impl NodeConfig {
                 self.log.snapshot_loads_max
             )));
         }
+        let storage = &self.storage;
+        if storage.cache_mib == 0 || storage.write_buffer_mib == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "storage.cache_mib and storage.write_buffer_mib must be at least 1, not {} and {}",
+                storage.cache_mib, storage.write_buffer_mib
+            )));
+        }
+        if !(1..=4).contains(&storage.background_threads) {
+            return Err(ConfigError::Invalid(format!(
+                "storage.background_threads must be 1 to 4, not {}",
+                storage.background_threads
+            )));
+        }
+        self.engine_config()
+            .validate()
+            .map_err(|error| ConfigError::Invalid(format!("storage: {error}")))?;
         self.log_config()
             .validate()
             .map_err(|error| ConfigError::Invalid(format!("log: {error}")))
@@ -1090,6 +1132,17 @@ impl NodeConfig {
             refusal_log_interval_ms: settings.refusal_log_interval_ms,
             peer_silence_ms_max: self.peer_silence_ms,
             ..flotilla_transport_quic::TransportConfig::default()
+        }
+    }
+
+    /// The state machine engine's configuration (`[storage]`).
+    #[must_use]
+    pub fn engine_config(&self) -> flotilla_storage::EngineConfig {
+        flotilla_storage::EngineConfig {
+            cache_bytes: self.storage.cache_mib.saturating_mul(1 << 20),
+            write_buffer_bytes: self.storage.write_buffer_mib.saturating_mul(1 << 20),
+            background_threads: self.storage.background_threads,
+            ..flotilla_storage::EngineConfig::default()
         }
     }
 
@@ -1528,6 +1581,13 @@ mod tests {
             }),
             ("log.recent_bytes_per_range", |c| {
                 c.log.recent_bytes_per_range = 1 << 31
+            }),
+            ("storage.cache_mib", |c| c.storage.cache_mib = 0),
+            ("storage.write_buffer_mib", |c| {
+                c.storage.write_buffer_mib = 0
+            }),
+            ("storage.background_threads", |c| {
+                c.storage.background_threads = 5
             }),
             ("log.snapshot_loads_max", |c| c.log.snapshot_loads_max = 0),
             ("log.snapshot_loads_max", |c| c.log.snapshot_loads_max = 65),

@@ -233,6 +233,21 @@ fn replica_on(
 }
 
 /// Stops every node and starts each again on its data directory.
+/// The bytes of the files under `folder` (0 if it does not exist).
+fn folder_bytes(folder: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => folder_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn restart_every_node(cluster: &mut LocalCluster) {
     cluster.stop();
     for node in 1..=3 {
@@ -246,9 +261,20 @@ fn restart_every_node(cluster: &mut LocalCluster) {
 /// every acknowledged write.
 #[test]
 fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
+    snapshots_end_to_end("memory");
+}
+
+/// The same with every range's data in each node's disk engine.
+#[test]
+fn replicas_in_the_disk_engine_snapshot_catch_up_and_restart() {
+    snapshots_end_to_end("disk");
+}
+
+fn snapshots_end_to_end(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.toml");
-    std::fs::write(&config, "[raft]\nsnapshot_entries = 50\n").unwrap();
+    let text = format!("[raft]\nsnapshot_entries = 50\n[storage]\nengine = \"{engine}\"\n");
+    std::fs::write(&config, text).unwrap();
     let mut cluster =
         LocalCluster::start_with_config(binary(), dir.path(), 3, 1, Some(config)).unwrap();
     let keys: Vec<Vec<u8>> = (0..400).map(flotilla_node::workload::key_of).collect();
@@ -301,6 +327,18 @@ fn replicas_snapshot_catch_up_from_a_snapshot_and_restart_from_one() {
         .await;
     }));
 
+    // The data lives where the configuration says: in the disk engine's folder, or nowhere.
+    for node in 1..=3 {
+        let folder = cluster.data_dir(NodeId(node)).join("engine");
+        let engine_bytes = folder_bytes(&folder);
+        match engine {
+            "disk" => assert!(
+                engine_bytes > 200 * 256,
+                "node {node}'s engine holds {engine_bytes} bytes"
+            ),
+            _ => assert_eq!(engine_bytes, 0, "node {node} has an engine folder"),
+        }
+    }
     restart_every_node(&mut cluster);
     runtime().block_on(Box::pin(async {
         let client = connect(&cluster).await;

@@ -23,6 +23,8 @@ const LOCK_FILE: &str = "LOCK";
 const IDENTITY_FILE: &str = "identity";
 /// The log's folder inside the data directory.
 pub const LOG_DIRECTORY: &str = "log";
+/// The state machine engine's folder inside the data directory.
+pub const ENGINE_DIRECTORY: &str = "engine";
 const FORMAT: u32 = 1;
 
 /// Who a data directory belongs to, written once at bootstrap.
@@ -122,6 +124,12 @@ impl DataDir {
     #[must_use]
     pub fn log_path(&self) -> PathBuf {
         self.path.join(LOG_DIRECTORY)
+    }
+
+    /// The state machine engine's folder.
+    #[must_use]
+    pub fn engine_path(&self) -> PathBuf {
+        self.path.join(ENGINE_DIRECTORY)
     }
 
     /// What the directory holds.

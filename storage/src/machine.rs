@@ -26,7 +26,7 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 pub const PAIR_FRAMING_BYTES: usize = 8;
 
 /// The applied state of one range.
-pub trait StateMachine: Send {
+pub trait StateMachine: Send + std::fmt::Debug {
     /// The range's group.
     fn group(&self) -> GroupId;
 

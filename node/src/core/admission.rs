@@ -273,7 +273,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let response = self
             .machines
             .kv(group)
-            .and_then(|machine| machine.read(command));
+            .and_then(|machine| machine.read_bounded(command, usize::MAX).ok().flatten());
         let result = response.map_or(Err(ApiError::NotServed { group }), |response| {
             crate::api::kv_result(group, response)
         });
@@ -298,7 +298,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let previous = self
             .machines
             .kv(group)
-            .and_then(|machine| machine.read(&Command::Get { key }))
+            .and_then(|machine| {
+                machine
+                    .read_bounded(&Command::Get { key }, usize::MAX)
+                    .ok()
+                    .flatten()
+            })
             .and_then(|response| match response {
                 flotilla_storage::Response::Value(value) => value,
                 _ => None,

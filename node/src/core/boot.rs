@@ -2,7 +2,7 @@
 //! alike and write once, and the recovery of every group (MultiRaft over the log, state machines
 //! from their snapshots). The server and the whole-cluster simulator start nodes the same way.
 
-use super::{BatchSink, CoreConfig, CoreError, CoreIdentity, NodeCore, Respond};
+use super::{BatchSink, CoreConfig, CoreError, CoreIdentity, NodeCore, RangeStore, Respond};
 use crate::config::Endpoint;
 use flotilla_raft::{
     GroupId, HardState, LogError, LogId, Membership, MultiConfig, MultiError, MultiRaft, NodeId,
@@ -213,6 +213,7 @@ pub fn start<R: Respond, S: BatchSink>(
     sink: S,
     meta: MetaState,
     identity: CoreIdentity,
+    store: RangeStore,
 ) -> Result<NodeCore<R, S>, BootError> {
     let groups = engine.group_ids();
     if groups.is_empty() {
@@ -238,10 +239,11 @@ pub fn start<R: Respond, S: BatchSink>(
             .create_group(group, store)
             .map_err(|source| BootError::Host { group, source })?;
     }
-    let mut core = NodeCore::new(config, multi, engine, sink, meta, identity);
+    let mut core = NodeCore::new(config, multi, engine, sink, meta, identity, store);
     for (group, snapshot) in &snapshots {
         core.restore(*group, snapshot)?;
     }
+    core.machines.destroy_unhosted()?;
     Ok(core)
 }
 

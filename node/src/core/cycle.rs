@@ -24,7 +24,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.send(std::mem::take(&mut ready.batches));
         for (group, group_ready) in &ready.groups {
             let durable = &group_ready.committed[..group_ready.committed_before_persist];
-            self.apply_entries(*group, durable);
+            self.apply_entries(*group, durable)?;
             self.confirm_reads(group_ready);
         }
         self.serve_reads();
@@ -42,8 +42,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.host_splits()?;
         self.send_reserved();
         self.finish_merges()?;
-        self.compact(compact);
-        Ok(())
+        self.compact(compact)
     }
 
     /// Snapshots a replica refused (their data failed `check_snapshot`): nothing was
@@ -163,15 +162,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
         }
-        self.apply_entries(group, &ready.committed[ready.committed_before_persist..]);
-        Ok(())
+        self.apply_entries(group, &ready.committed[ready.committed_before_persist..])
     }
 
-    fn apply_entries(&mut self, group: GroupId, entries: &[Entry]) {
+    fn apply_entries(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), CoreError> {
         self.machines.count_applied(group, entries);
         self.counters.entries_applied += entries.len() as u64;
         for entry in entries {
-            let response = self.machines.apply(group, entry);
+            let response = self.machines.apply(group, entry)?;
             match response {
                 Some(Response::Split { .. }) => self.split_applied(group, entry),
                 Some(Response::Reserved { id }) => self.reservation_applied(entry, id),
@@ -187,6 +185,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.note_size(group);
             self.note_small(group);
         }
+        Ok(())
     }
 
     /// Reads whose index is now known wait for it to apply; reads given up are refused.
@@ -249,7 +248,18 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 }
             };
             let response =
-                machine.and_then(|machine| machine.read_bounded(&command, scan_bytes_max));
+                match machine.map(|machine| machine.read_bounded(&command, scan_bytes_max)) {
+                    Some(Ok(response)) => response,
+                    Some(Err(error)) => {
+                        // The engine failed to read: the client hears it; the state is unchanged.
+                        tracing::error!(group = %read.group, %error, "a read failed");
+                        read.responder.answer(Err(ApiError::Unavailable(format!(
+                            "the read failed: {error}"
+                        ))));
+                        continue;
+                    }
+                    None => None,
+                };
             served += response.as_ref().map_or(0, crate::api::kv_answer_bytes);
             let result = response
                 .map_or(Err(ApiError::NotServed { group: read.group }), |response| {
@@ -284,10 +294,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         snapshot_due(entries, since, self.config.snapshot_entries)
     }
 
-    fn compact(&mut self, groups: Vec<GroupId>) {
+    fn compact(&mut self, groups: Vec<GroupId>) -> Result<(), CoreError> {
         for group in groups {
             let index = self.machines.applied(group);
-            let data = self.machines.snapshot_data(group);
+            let data = self.machines.snapshot_data(group)?;
             let size = data.len();
             match self.multi.compact(group, index, data) {
                 Ok(()) => {
@@ -297,6 +307,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 Err(error) => tracing::warn!(%group, %error, "compaction refused"),
             }
         }
+        Ok(())
     }
 }
 

@@ -2,16 +2,48 @@
 //! state (range map + directory) of the meta group, restored from snapshots and advanced by
 //! committed entries in log order.
 
+use super::CoreError;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
 use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
-use flotilla_storage::snapshot::encode_snapshot;
-use flotilla_storage::{KvStateMachine, MergeState, Response, decode_snapshot};
+use flotilla_storage::machine::encode_machine;
+use flotilla_storage::{Engine, KvStateMachine, MachineError, MergeState, Response, StateMachine};
 use std::collections::BTreeMap;
 
+/// The bytes of pairs a snapshot encoded on the loop pulls from a state machine at a time.
+const ENCODE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Where a node keeps its ranges' applied data.
+#[derive(Clone, Debug, Default)]
+pub enum RangeStore {
+    /// In memory: a restart rebuilds every range from its snapshot and the log.
+    #[default]
+    Memory,
+    /// In the node's one embedded engine, shared by all its ranges.
+    Engine(Engine),
+}
+
+impl RangeStore {
+    /// The state machine of `group` as the store holds it (empty for a group it never saw).
+    fn open(&self, group: GroupId) -> Result<Box<dyn StateMachine>, MachineError> {
+        match self {
+            Self::Memory => Ok(Box::new(KvStateMachine::new(group))),
+            Self::Engine(engine) => Ok(Box::new(engine.open_range(group)?)),
+        }
+    }
+
+    /// Deletes whatever the store holds of `group`, which has no open state machine.
+    fn destroy(&self, group: GroupId) -> Result<(), MachineError> {
+        match self {
+            Self::Memory => Ok(()),
+            Self::Engine(engine) => Ok(engine.destroy_range(group)?),
+        }
+    }
+}
+
 /// Every state machine of the node.
-#[derive(Debug)]
 pub(crate) struct Machines {
-    kv: BTreeMap<GroupId, KvStateMachine>,
+    store: RangeStore,
+    kv: BTreeMap<GroupId, Box<dyn StateMachine>>,
     meta: MetaState,
     meta_applied: LogIndex,
     /// Per group, what it applied since its last snapshot, for the snapshot policy.
@@ -36,9 +68,21 @@ pub(crate) struct SinceSnapshot {
     pub(crate) snapshot_bytes: u64,
 }
 
+impl std::fmt::Debug for Machines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machines")
+            .field("store", &self.store)
+            .field("ranges", &self.kv.len())
+            .field("meta_applied", &self.meta_applied)
+            .field("stored_bytes", &self.stored_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Machines {
-    pub(crate) fn new(meta: MetaState) -> Self {
+    pub(crate) fn new(meta: MetaState, store: RangeStore) -> Self {
         Self {
+            store,
             kv: BTreeMap::new(),
             meta,
             meta_applied: LogIndex(0),
@@ -64,7 +108,7 @@ impl Machines {
         let state = self
             .kv
             .get(&group)
-            .map_or(&MergeState::None, KvStateMachine::merge_state);
+            .map_or(&MergeState::None, |machine| machine.merge_state());
         match *state {
             MergeState::None => {
                 self.absorbing.remove(&group);
@@ -95,17 +139,62 @@ impl Machines {
         &mut self.meta
     }
 
-    /// Drops `group`'s state machine (its replica was destroyed).
-    pub(crate) fn destroy(&mut self, group: GroupId) {
+    /// Drops `group`'s state machine and deletes what the store holds of it (its replica was
+    /// destroyed).
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn destroy(&mut self, group: GroupId) -> Result<(), CoreError> {
         if let Some(machine) = self.kv.remove(&group) {
             self.stored_bytes -= machine.stored_bytes();
         }
         self.since_snapshot.remove(&group);
         self.note_merge(group);
+        self.store
+            .destroy(group)
+            .map_err(|source| CoreError::Machine { group, source })
     }
 
-    pub(crate) fn kv(&self, group: GroupId) -> Option<&KvStateMachine> {
-        self.kv.get(&group)
+    /// At start, once every group of the log is restored: deletes what the store holds of
+    /// groups the log has none of (left by a crash before a replica's destruction finished).
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn destroy_unhosted(&self) -> Result<(), CoreError> {
+        let RangeStore::Engine(engine) = &self.store else {
+            return Ok(());
+        };
+        let groups = engine.range_ids().map_err(CoreError::Engine)?;
+        for group in groups
+            .into_iter()
+            .filter(|group| !self.kv.contains_key(group))
+        {
+            tracing::info!(%group, "deleting the engine's records of a range the log does not host");
+            engine
+                .destroy_range(group)
+                .map_err(|source| CoreError::Machine {
+                    group,
+                    source: source.into(),
+                })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn kv(&self, group: GroupId) -> Option<&dyn StateMachine> {
+        self.kv.get(&group).map(AsRef::as_ref)
+    }
+
+    /// `group`'s state machine, opened from the store if it has none yet.
+    fn kv_mut(&mut self, group: GroupId) -> Result<&mut Box<dyn StateMachine>, CoreError> {
+        if !self.kv.contains_key(&group) {
+            let machine = self
+                .store
+                .open(group)
+                .map_err(|source| CoreError::Machine { group, source })?;
+            self.stored_bytes += machine.stored_bytes();
+            self.kv.insert(group, machine);
+        }
+        Ok(self.kv.get_mut(&group).expect("inserted above"))
     }
 
     /// The last index `group` applied.
@@ -119,64 +208,77 @@ impl Machines {
     }
 
     /// Replaces `group`'s state with `snapshot` (an empty one starts empty): at start from the
-    /// log, or from a snapshot the leader sent.
-    pub(crate) fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), String> {
+    /// log, from a snapshot the leader sent, or a split's right half from its first state.
+    ///
+    /// # Errors
+    /// `Restore` when the snapshot does not restore, `Machine` when the engine failed.
+    pub(crate) fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), CoreError> {
         let index = snapshot.meta.last.index;
         self.snapshot_taken(group, snapshot.data.len());
         if group == META_GROUP {
             if !snapshot.data.is_empty() {
-                self.meta = MetaState::decode(&snapshot.data).map_err(|error| error.to_string())?;
+                self.meta =
+                    MetaState::decode(&snapshot.data).map_err(|error| CoreError::Restore {
+                        group,
+                        reason: error.to_string(),
+                    })?;
             }
             self.meta_applied = index;
             return Ok(());
         }
-        let machine = if snapshot.data.is_empty() {
-            KvStateMachine::new(group)
+        let machine = self.kv_mut(group)?;
+        let before = machine.stored_bytes();
+        let restored = if snapshot.data.is_empty() {
+            machine.clear()
         } else {
-            decode_snapshot(&snapshot.data).map_err(|error| error.to_string())?
+            machine.restore(&snapshot.data)
         };
-        self.host(machine);
-        Ok(())
+        let after = machine.stored_bytes();
+        self.stored_bytes = self.stored_bytes - before + after;
+        self.note_merge(group);
+        restored.map_err(|error| match error {
+            MachineError::Engine(_) => CoreError::Machine {
+                group,
+                source: error,
+            },
+            _ => CoreError::Restore {
+                group,
+                reason: error.to_string(),
+            },
+        })
     }
 
     /// The right half of the split `group` just applied (once).
-    pub(crate) fn take_carved(&mut self, group: GroupId) -> Option<KvStateMachine> {
-        // Its bytes left the parent's count at the split; `insert` counts them again.
+    pub(crate) fn take_carved(&mut self, group: GroupId) -> Option<Box<dyn StateMachine>> {
         self.kv.get_mut(&group)?.take_carved()
     }
 
-    /// Hosts `machine` as its group's state (a split's right half), measured for the snapshot
-    /// policy as a snapshot of `snapshot_bytes`.
-    pub(crate) fn insert(&mut self, machine: KvStateMachine, snapshot_bytes: usize) {
-        self.snapshot_taken(machine.group(), snapshot_bytes);
-        self.host(machine);
-    }
-
-    /// Hosts `machine` in place of its group's state, keeping the byte count.
-    fn host(&mut self, machine: KvStateMachine) {
-        self.stored_bytes += machine.stored_bytes();
-        let group = machine.group();
-        if let Some(replaced) = self.kv.insert(group, machine) {
-            self.stored_bytes -= replaced.stored_bytes();
-        }
-        self.note_merge(group);
-    }
-
     /// Applies one committed entry; the response of a KV command, if it was one.
-    pub(crate) fn apply(&mut self, group: GroupId, entry: &Entry) -> Option<Response> {
+    ///
+    /// # Errors
+    /// The engine failed: the node must stop.
+    pub(crate) fn apply(
+        &mut self,
+        group: GroupId,
+        entry: &Entry,
+    ) -> Result<Option<Response>, CoreError> {
         if group != META_GROUP {
-            let machine = self
-                .kv
-                .entry(group)
-                .or_insert_with(|| KvStateMachine::new(group));
+            let machine = self.kv_mut(group)?;
             let before = machine.stored_bytes();
-            let response = machine.apply_entry(entry);
-            self.stored_bytes = self.stored_bytes - before + machine.stored_bytes();
+            let response = machine
+                .apply_entry(entry)
+                .map_err(|source| CoreError::Machine { group, source })?;
+            let after = machine.stored_bytes();
+            self.stored_bytes = self.stored_bytes - before + after;
             if matches!(response, Some(Response::Merge { .. })) {
                 self.note_merge(group);
             }
-            return response;
+            return Ok(response);
         }
+        Ok(self.apply_meta(entry))
+    }
+
+    fn apply_meta(&mut self, entry: &Entry) -> Option<Response> {
         self.meta_applied = entry.index;
         let EntryPayload::Normal(data) = &entry.payload else {
             return None;
@@ -230,14 +332,18 @@ impl Machines {
     }
 
     /// The snapshot bytes of `group` at its applied index.
-    pub(crate) fn snapshot_data(&self, group: GroupId) -> Vec<u8> {
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn snapshot_data(&self, group: GroupId) -> Result<Vec<u8>, CoreError> {
         if group == META_GROUP {
-            return self.meta.encode();
+            return Ok(self.meta.encode());
         }
-        self.kv
-            .get(&group)
-            .map(|machine| encode_snapshot(&machine.snapshot_source()))
-            .unwrap_or_default()
+        let Some(machine) = self.kv.get(&group) else {
+            return Ok(Vec::new());
+        };
+        encode_machine(machine.as_ref(), ENCODE_CHUNK_BYTES)
+            .map_err(|source| CoreError::Machine { group, source })
     }
 }
 
@@ -255,17 +361,20 @@ mod tests {
         let machine = KvStateMachine::from_parts(group, applied, map);
         let mut snapshot = Snapshot::default();
         snapshot.meta.last = applied;
-        snapshot.data = encode_snapshot(&machine.snapshot_source());
+        snapshot.data = flotilla_storage::snapshot::encode_snapshot(&machine.snapshot_source());
         snapshot
     }
 
     #[test]
     fn the_log_since_a_snapshot_is_measured_against_it_also_after_a_restore() {
         let group = GroupId(1);
-        let mut machines = Machines::new(MetaState::new(
-            RangeMap::uniform(1, |_| vec![NodeId(1)]),
-            Directory::new([(NodeId(1), "127.0.0.1:1".to_string())]),
-        ));
+        let mut machines = Machines::new(
+            MetaState::new(
+                RangeMap::uniform(1, |_| vec![NodeId(1)]),
+                Directory::new([(NodeId(1), "127.0.0.1:1".to_string())]),
+            ),
+            RangeStore::Memory,
+        );
         // A restore (what recovery at start does) knows the snapshot's size.
         let snapshot = kv_snapshot(group, 10, 50);
         machines.restore(group, &snapshot).unwrap();

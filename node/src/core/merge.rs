@@ -24,7 +24,6 @@ use super::{BatchSink, CoreError, NodeCore, Respond};
 use crate::api::ApiError;
 use flotilla_raft::{GroupId, LogIndex, NodeId, Term};
 use flotilla_shard_manager::{META_GROUP, MetaCommand, RangeEpoch};
-use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{Command, MergeState, Proposal, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -494,7 +493,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 attempt,
             })
         {
-            let state = encode_snapshot(&machine.snapshot_source());
+            let Some(state) = self.frozen_state(right) else {
+                return;
+            };
             let note = MergeNote::Frozen { left, right, state };
             return self.send_note(NodeNote::Merge(note), Some(asker));
         }
@@ -634,15 +635,26 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
+    /// The state of the frozen range `right`, encoded for the merge entry that hands it to
+    /// its left neighbour; `None` (logged) if the engine failed to read it: the asker asks
+    /// again.
+    fn frozen_state(&self, right: GroupId) -> Option<Vec<u8>> {
+        self.machines
+            .snapshot_data(right)
+            .inspect_err(|error| {
+                tracing::error!(%right, %error, "a frozen range's state could not be read");
+            })
+            .ok()
+    }
+
     /// Tells the asker of the freeze of `right` how it went (once the ready is done).
     fn answer_freeze(&mut self, right: GroupId, proposed: FreezeProposed, response: &Response) {
         let left = proposed.left;
         let note = match response {
             Response::Merge { .. } => {
-                let Some(machine) = self.machines.kv(right) else {
+                let Some(state) = self.frozen_state(right) else {
                     return;
                 };
-                let state = encode_snapshot(&machine.snapshot_source());
                 MergeNote::Frozen { left, right, state }
             }
             Response::Invalid(reason) => {

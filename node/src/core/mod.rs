@@ -27,6 +27,7 @@ mod registry;
 mod routing;
 mod split;
 mod status;
+pub use machines::RangeStore;
 pub use status::{GroupsObservation, Observation};
 #[cfg(test)]
 mod tests;
@@ -198,6 +199,17 @@ pub enum CoreError {
     /// A group's log store failed while stepping a peer's message.
     #[error("the log store failed: {0}")]
     Store(flotilla_raft::LogError),
+    /// The state machine engine failed.
+    #[error("the state machine engine failed: {0}")]
+    Engine(#[source] flotilla_storage::EngineError),
+    /// A range's state machine failed in the engine: it may hold less than it applied.
+    #[error("range {group}'s state machine failed: {source}")]
+    Machine {
+        /// The range's group.
+        group: GroupId,
+        /// What failed.
+        source: flotilla_storage::MachineError,
+    },
     /// A group's state could not be restored from its snapshot.
     #[error("group {group} cannot restore its snapshot: {reason}")]
     Restore {
@@ -369,6 +381,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         sink: S,
         meta: MetaState,
         identity: CoreIdentity,
+        store: RangeStore,
     ) -> Self {
         let mut placement = placement::Placement::new(&config.placement);
         placement.never_hosted = placement::voted_while_empty(&multi);
@@ -388,7 +401,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             multi,
             engine,
             sink,
-            machines: Machines::new(meta),
+            machines: Machines::new(meta, store),
             waiting: Waiting::default(),
             counters: Counters::default(),
             deferred: BTreeMap::new(),
@@ -409,9 +422,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         group: GroupId,
         snapshot: &flotilla_raft::Snapshot,
     ) -> Result<(), CoreError> {
-        self.machines
-            .restore(group, snapshot)
-            .map_err(|reason| CoreError::Restore { group, reason })
+        self.machines.restore(group, snapshot)
     }
 
     /// The time is `now`: ticks once if a tick is due, and every placement interval does the
@@ -633,7 +644,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
 
     /// The KV state machine of `group`, if hosted.
     #[must_use]
-    pub fn state_machine(&self, group: GroupId) -> Option<&flotilla_storage::KvStateMachine> {
+    pub fn state_machine(&self, group: GroupId) -> Option<&dyn flotilla_storage::StateMachine> {
         self.machines.kv(group)
     }
 

@@ -132,7 +132,7 @@ pub(super) struct Placement {
     /// (reported while this node leads the parent).
     pub(super) splits_unrecorded: BTreeMap<GroupId, SplitRecord>,
     /// Right halves this cycle carved, hosted once its ready is done.
-    pub(super) splits_to_host: Vec<(SplitRecord, flotilla_storage::KvStateMachine)>,
+    pub(super) splits_to_host: Vec<(SplitRecord, Box<dyn flotilla_storage::StateMachine>)>,
     /// Groups this process created empty that this node never hosted before (no tombstone).
     pub(super) never_hosted: std::collections::BTreeSet<GroupId>,
     /// Ranges hosted here past `ranges.split_bytes` (split by their leader).
@@ -482,7 +482,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             let size_bytes = self
                 .machines
                 .kv(group)
-                .map_or(0, flotilla_storage::KvStateMachine::stored_bytes);
+                .map_or(0, |machine| machine.stored_bytes());
             led.push(LedRange {
                 group,
                 replicas: replicas_of(membership),
@@ -857,7 +857,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (group, _) in doomed {
             self.placement.never_hosted.remove(&group);
             self.multi.remove_group(group);
-            self.machines.destroy(group);
+            self.machines.destroy(group)?;
             self.deferred.remove(&group);
             self.waiting.snapshot_installed(group, LogIndex(u64::MAX));
             let store = self.engine.group(group);

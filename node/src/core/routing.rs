@@ -13,7 +13,7 @@ use super::{BatchSink, NodeCore, Respond};
 use crate::api::ApiError;
 use flotilla_raft::GroupId;
 use flotilla_shard_manager::{KeyRange, RangeDescriptor, RangeEpoch, RangeId};
-use flotilla_storage::{KvStateMachine, MergeState};
+use flotilla_storage::{MergeState, StateMachine};
 
 /// The keys a request touches: one key, or a scan's span (`end: None`: to the end of the key
 /// space).
@@ -126,7 +126,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// `machine`'s range as a descriptor: its own bounds and version, the map's id, replicas
     /// and conf version where the map knows the group (a split's right half it does not know
     /// yet has the range id of its group's number, and its group's voters).
-    fn descriptor_of(&self, machine: &KvStateMachine) -> RangeDescriptor {
+    fn descriptor_of(&self, machine: &dyn StateMachine) -> RangeDescriptor {
         let group = machine.group();
         let bounds = machine.bounds();
         let mapped = self.machines.meta().map.range_of_group(group);

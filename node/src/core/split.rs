@@ -19,9 +19,9 @@ use flotilla_raft::{
     Snapshot, SnapshotMeta, Term,
 };
 use flotilla_shard_manager::{KeyRange, META_GROUP, MapSplit, MetaCommand, RangeEpoch, RangeId};
-use flotilla_storage::KvStateMachine;
+use flotilla_storage::StateMachine;
 use flotilla_storage::kv::RangeBounds;
-use flotilla_storage::snapshot::encode_snapshot;
+use flotilla_storage::machine::encode_carved;
 use flotilla_storage::{Command, Payload, Proposal, Response, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,9 @@ pub(crate) const SPLIT_START: LogId = LogId {
     term: Term(1),
     index: LogIndex(1),
 };
+
+/// The bytes of pairs a split's right half is encoded with at a time.
+const SPLIT_CHUNK_BYTES: usize = 1 << 20;
 
 /// How long a range's leader waits for the split it asked for before it asks again.
 const SPLIT_ASK_AGAIN_MS: u64 = 10_000;
@@ -100,7 +103,7 @@ pub(super) struct SplitRecord {
 
 /// Whether `machine` holds the keys the meta group's map gives its range: always at version 0
 /// (its keys are the map's); past it, once the map records its last split.
-pub(super) fn keys_as_mapped(machines: &Machines, machine: &KvStateMachine) -> bool {
+pub(super) fn keys_as_mapped(machines: &Machines, machine: &dyn StateMachine) -> bool {
     let bounds = machine.bounds();
     bounds.version == 0
         || mapped_keys(machines, machine.group())
@@ -114,14 +117,6 @@ fn mapped_keys(machines: &Machines, group: GroupId) -> Option<&KeyRange> {
         .map
         .range_of_group(group)
         .map(|range| &range.keys)
-}
-
-/// The key at the middle of `machine`'s pairs by count (the split key of a range grown too big),
-/// unless it is the range's first key (one pair, or a first key at the start).
-fn middle_key(machine: &KvStateMachine) -> Option<Vec<u8>> {
-    let map = machine.map();
-    let middle = map.keys().nth(map.len() / 2)?;
-    (map.len() >= 2 && *middle != machine.bounds().start).then(|| middle.clone())
 }
 
 /// The voters of the group `raft` serves, unless a change of them is under way (joint,
@@ -307,20 +302,23 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             };
             self.multi.remove_group(right);
             self.placement.never_hosted.remove(&right);
-            let carved = carved.with_applied(SPLIT_START);
-            let data = encode_snapshot(&carved.snapshot_source());
-            let data_bytes = data.len();
+            let data = encode_carved(carved.as_ref(), SPLIT_START, SPLIT_CHUNK_BYTES)
+                .map_err(|source| CoreError::Machine { group, source })?;
+            // The carved machine is dropped before the right half's own one opens: the engine
+            // holds one state machine per range.
+            drop(carved);
+            let snapshot = Snapshot {
+                meta: SnapshotMeta {
+                    last: SPLIT_START,
+                    membership: Membership::with_voters(split.voters),
+                },
+                data,
+            };
             let mut batch = WriteBatch::new();
             batch.persist(
                 right,
                 &Persist {
-                    snapshot: Some(Snapshot {
-                        meta: SnapshotMeta {
-                            last: SPLIT_START,
-                            membership: Membership::with_voters(split.voters),
-                        },
-                        data,
-                    }),
+                    snapshot: Some(snapshot.clone()),
                     hard_state: Some(HardState {
                         term,
                         vote,
@@ -337,7 +335,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 tracing::error!(%group, %right, %error, "could not host a split's right half");
                 continue;
             }
-            self.machines.insert(carved, data_bytes);
+            self.machines.restore(right, &snapshot)?;
             tracing::info!(%group, %right, "split: hosting the right half");
         }
         Ok(())
@@ -461,8 +459,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             if !self.may_ask_split(group, now_ms) {
                 continue;
             }
-            let Some(at) = middle_key(machine) else {
-                continue;
+            let at = match machine.middle_key() {
+                Ok(Some(at)) => at,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::error!(%group, %error, "the range's middle key could not be read");
+                    continue;
+                }
             };
             self.placement.splits_asked.insert(group, now_ms);
             self.counters.splits_asked_by_size += 1;

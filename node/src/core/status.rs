@@ -160,7 +160,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     stored_bytes: self
                         .machines
                         .kv(group)
-                        .map_or(0, flotilla_storage::KvStateMachine::stored_bytes),
+                        .map_or(0, |machine| machine.stored_bytes()),
                 })
             })
             .collect();

@@ -14,8 +14,8 @@ pub(crate) use streams::StreamBounds;
 
 use crate::access::Policy;
 use crate::api::Request;
-use crate::config::{ConfigError, Endpoint, NodeConfig};
-use crate::core::{CoreConfig, CoreIdentity, NodeCore, boot};
+use crate::config::{ConfigError, Endpoint, NodeConfig, StorageEngine};
+use crate::core::{CoreConfig, CoreIdentity, NodeCore, RangeStore, boot};
 use crate::gateway::{Gateway, Https};
 use crate::observe::requests::RequestStats;
 use crate::observe::{Published, Publisher, View};
@@ -82,6 +82,14 @@ pub enum ServerError {
     /// The log could not be recovered; the node must not start on it.
     #[error("the log cannot be recovered: {0}")]
     Recovery(#[from] flotilla_storage::RecoveryError),
+    /// The state machine engine could not be opened.
+    #[error("the state machine engine in {} cannot be opened: {source}", path.display())]
+    Engine {
+        /// Its folder.
+        path: std::path::PathBuf,
+        /// Why.
+        source: flotilla_storage::EngineError,
+    },
     /// The node core could not be built from the log.
     #[error("the node cannot start from its log: {0}")]
     Boot(#[from] boot::BootError),
@@ -310,8 +318,25 @@ pub async fn start(config: &NodeConfig) -> Result<RunningNode, ServerError> {
         #[cfg(feature = "mutations")]
         mutation: crate::core::CoreMutation::None,
     };
+    let store = match config.storage.engine {
+        StorageEngine::Memory => RangeStore::Memory,
+        StorageEngine::Disk => {
+            let path = data.directory.engine_path();
+            let engine = flotilla_storage::Engine::open(&path, config.engine_config())
+                .map_err(|source| ServerError::Engine { path, source })?;
+            RangeStore::Engine(engine)
+        }
+    };
     let sink = Arc::clone(&transport);
-    let mut core = boot::start(core_config, multi_config, engine, sink, meta, identity)?;
+    let mut core = boot::start(
+        core_config,
+        multi_config,
+        engine,
+        sink,
+        meta,
+        identity,
+        store,
+    )?;
     connect_peers(&transport, &mut core, node, joined_directory);
     let moved = moved_request(&core, node, listen.to_string(), data.identity.directory_id);
     let (peers, peers_rx) = crossbeam_channel::bounded(config.tuning.inbound_batches_max);

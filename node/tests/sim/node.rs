@@ -3,7 +3,9 @@
 //! the peers it pinned), and its state in the simulation (up, paused, busy writing).
 
 use flotilla_node::api::{ApiError, Reply, Request};
-use flotilla_node::core::{BatchSink, CoreConfig, CoreIdentity, NodeCore, Now, Respond, boot};
+use flotilla_node::core::{
+    BatchSink, CoreConfig, CoreIdentity, NodeCore, Now, RangeStore, Respond, boot,
+};
 use flotilla_raft::{Batch, Incarnation, MultiConfig, NodeId};
 use flotilla_shard_manager::MetaState;
 use flotilla_storage::{CrashFs, LogConfig, LogEngine};
@@ -170,6 +172,7 @@ impl SimNode {
             sink,
             setup.meta.clone(),
             identity,
+            RangeStore::Memory,
         )
         .map_err(|error| error.to_string())?;
         let peers: Vec<NodeId> = core.meta().directory.nodes().collect();

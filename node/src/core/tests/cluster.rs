@@ -398,6 +398,7 @@ fn start(node: NodeId, meta: &MetaState, replicas: usize, sink: Sink) -> Core {
         sink,
         meta.clone(),
         identity,
+        super::super::RangeStore::Memory,
     )
     .expect("the core starts")
 }
