@@ -27,6 +27,8 @@ pub use config::{LogConfig, SnapshotLoading};
 pub use crash::{CrashFile, CrashFs};
 pub use data_dir::{DataDir, DirIdentity, DirPeek, DirState};
 pub use engine::{DiskStateMachine, Engine, EngineConfig};
+#[cfg(any(test, feature = "testing"))]
+pub use engine::{EngineModel, ModelError};
 pub use error::{
     ConfigError, Corruption, DataDirError, EngineError, MachineError, NotTorn, RecordError,
     RecoveryError, SnapshotError, WriteError,

@@ -1,16 +1,17 @@
-//! One suite for every `StateMachine`: the in-memory map and the disk engine apply the same
-//! commands with the same answers (put, delete, compare-and-swap, scans with their count and
-//! byte bounds, sessions that apply a write once), count the same bytes, produce byte-identical
-//! snapshots through a chunked view, restore from one, and clear. A seeded random history then
-//! checks both give the same answer to every entry and the same snapshot at the end.
+//! One suite for every `StateMachine`: the in-memory map and the disk engine, on fjall and on
+//! the engine model, apply the same commands with the same answers (put, delete,
+//! compare-and-swap, scans with their count and byte bounds, sessions that apply a write once),
+//! count the same bytes, produce byte-identical snapshots through a chunked view, restore from
+//! one, and clear. A seeded random history then checks all give the same answer to every entry
+//! and the same snapshot at the end.
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex, Term};
 use flotilla_storage::kv::{RangeBounds, SCAN_PAIR_COUNT_MAX, SessionId, SessionTag};
 use flotilla_storage::snapshot::{SnapshotWriter, encode_snapshot, encode_view, write_view};
 use flotilla_storage::{
-    Codec, Command, Engine, EngineConfig, KvStateMachine, MachineError, Proposal, Response,
-    StateMachine,
+    Codec, Command, Engine, EngineConfig, EngineModel, KvStateMachine, MachineError, Proposal,
+    Response, StateMachine,
 };
 
 mod common;
@@ -21,15 +22,17 @@ use common::history::{GROUP, limits, random_entries, random_history};
 enum Kind {
     Memory,
     Disk,
+    /// The disk machine on the engine model the crash tests and simulators use.
+    Model,
 }
 
-const KINDS: [Kind; 2] = [Kind::Memory, Kind::Disk];
+const KINDS: [Kind; 3] = [Kind::Memory, Kind::Disk, Kind::Model];
 
 /// A machine under test, fed entries at consecutive indexes, with what keeps it alive.
 struct Subject {
     machine: Box<dyn StateMachine>,
     next: u64,
-    _engine: Option<(Engine, tempfile::TempDir)>,
+    _engine: Option<(Engine, Option<tempfile::TempDir>)>,
 }
 
 impl Subject {
@@ -45,7 +48,13 @@ impl Subject {
                 let config = EngineConfig::small_for_tests();
                 let engine = Engine::open(directory.path(), config).unwrap();
                 let machine = engine.open_range(group).unwrap();
-                (Box::new(machine), Some((engine, directory)))
+                (Box::new(machine), Some((engine, Some(directory))))
+            }
+            Kind::Model => {
+                let model = EngineModel::new();
+                let engine = Engine::open_model(&model, EngineConfig::small_for_tests()).unwrap();
+                let machine = engine.open_range(group).unwrap();
+                (Box::new(machine), Some((engine, None)))
             }
         };
         Self {

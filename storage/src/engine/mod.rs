@@ -16,14 +16,18 @@ mod config;
 mod keys;
 mod machine;
 mod meta;
+#[cfg(any(test, feature = "testing"))]
+mod model;
 mod rows;
 mod view;
 
 pub use config::{CACHE_BYTES_MIN, EngineConfig, EngineConfigError};
 pub use machine::DiskStateMachine;
+#[cfg(any(test, feature = "testing"))]
+pub use model::{EngineModel, ModelError};
 
 use crate::error::EngineError;
-use backend::{Backend, BackendError, WriteOp};
+use backend::{Backend, BackendError, FjallBackend, WriteOp};
 use flotilla_raft::GroupId;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
@@ -39,7 +43,8 @@ pub struct Engine {
 struct Inner {
     backend: Backend,
     config: EngineConfig,
-    directory: PathBuf,
+    /// Where fjall keeps its files; none for the model.
+    directory: Option<PathBuf>,
     /// The ranges with a live `DiskStateMachine`.
     open: Mutex<BTreeSet<GroupId>>,
 }
@@ -64,15 +69,35 @@ impl Engine {
     /// The configuration is invalid, or the engine could not open or recover its files.
     pub fn open(directory: &Path, config: EngineConfig) -> Result<Self, EngineError> {
         config.validate()?;
-        let backend = Backend::open(directory, &config).map_err(backend_error("open"))?;
-        Ok(Self {
+        let backend = FjallBackend::open(directory, &config).map_err(backend_error("open"))?;
+        Ok(Self::with(
+            Backend::Fjall(backend),
+            config,
+            Some(directory.to_path_buf()),
+        ))
+    }
+
+    /// Opens the engine on what `model`'s disk holds (after `EngineModel::crash`, what
+    /// survived it). Engines opened on it before are refused from now on, as a restarted
+    /// process replaces the one before.
+    ///
+    /// # Errors
+    /// The configuration is invalid.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn open_model(model: &EngineModel, config: EngineConfig) -> Result<Self, EngineError> {
+        config.validate()?;
+        Ok(Self::with(Backend::Model(model.open()), config, None))
+    }
+
+    fn with(backend: Backend, config: EngineConfig, directory: Option<PathBuf>) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 backend,
                 config,
-                directory: directory.to_path_buf(),
+                directory,
                 open: Mutex::new(BTreeSet::new()),
             }),
-        })
+        }
     }
 
     /// The limits the engine runs with.

@@ -23,7 +23,12 @@ pub fn limits() -> SessionLimits {
 
 /// The entries 1..=`entry_count` of history `seed`, all of term 1.
 pub fn random_entries(seed: u64, entry_count: u64) -> Vec<Entry> {
-    random_history(seed, entry_count)
+    random_entries_of(GROUP, seed, entry_count)
+}
+
+/// The entries 1..=`entry_count` of history `seed` of range `group`, all of term 1.
+pub fn random_entries_of(group: GroupId, seed: u64, entry_count: u64) -> Vec<Entry> {
+    random_history_of(group, seed, entry_count)
         .into_iter()
         .zip(1..)
         .map(|(payload, index)| Entry {
@@ -36,6 +41,11 @@ pub fn random_entries(seed: u64, entry_count: u64) -> Vec<Entry> {
 
 /// The payloads of history `seed`; sessions are opened at the entries the history says.
 pub fn random_history(seed: u64, entry_count: u64) -> Vec<EntryPayload> {
+    random_history_of(GROUP, seed, entry_count)
+}
+
+/// The payloads of history `seed` of range `group`, whose sessions it opens.
+pub fn random_history_of(group: GroupId, seed: u64, entry_count: u64) -> Vec<EntryPayload> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut sessions: Vec<(SessionId, u64)> = Vec::new();
     let mut history = Vec::new();
@@ -65,7 +75,7 @@ pub fn random_history(seed: u64, entry_count: u64) -> Vec<EntryPayload> {
             0 => {
                 sessions.push((
                     SessionId {
-                        group: GROUP,
+                        group,
                         index: LogIndex(index),
                     },
                     0,
