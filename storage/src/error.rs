@@ -446,14 +446,4 @@ pub enum MachineError {
         /// The snapshot's range.
         found: GroupId,
     },
-    /// The snapshot is of a range that split; the disk engine keeps no bounds yet (issue 20).
-    #[error(
-        "the snapshot of range {group} is of a split range (version {version}), which the disk engine cannot hold yet"
-    )]
-    SplitRange {
-        /// The range restoring.
-        group: GroupId,
-        /// The snapshot's range version.
-        version: u64,
-    },
 }

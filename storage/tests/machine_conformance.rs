@@ -3,7 +3,8 @@
 //! compare-and-swap, scans with their count and byte bounds, sessions that apply a write once),
 //! count the same bytes, produce byte-identical snapshots through a chunked view, restore from
 //! one, and clear. A seeded random history then checks all give the same answer to every entry
-//! and the same snapshot at the end.
+//! and the same snapshot at the end. Splits and merges
+//! (`machine_conformance/split_merge.rs`) give the same answers, halves and snapshots.
 #![allow(clippy::unwrap_used)]
 
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, LogIndex, Term};
@@ -13,9 +14,13 @@ use flotilla_storage::{
     Codec, Command, Engine, EngineConfig, EngineModel, KvStateMachine, MachineError, Proposal,
     Response, StateMachine,
 };
+use std::rc::Rc;
 
 mod common;
 use common::history::{GROUP, limits, random_entries, random_history};
+
+#[path = "machine_conformance/split_merge.rs"]
+mod split_merge;
 
 /// Every implementation under test.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +37,7 @@ const KINDS: [Kind; 3] = [Kind::Memory, Kind::Disk, Kind::Model];
 struct Subject {
     machine: Box<dyn StateMachine>,
     next: u64,
-    _engine: Option<(Engine, Option<tempfile::TempDir>)>,
+    engine: Option<(Engine, Option<Rc<tempfile::TempDir>>)>,
 }
 
 impl Subject {
@@ -48,7 +53,7 @@ impl Subject {
                 let config = EngineConfig::small_for_tests();
                 let engine = Engine::open(directory.path(), config).unwrap();
                 let machine = engine.open_range(group).unwrap();
-                (Box::new(machine), Some((engine, Some(directory))))
+                (Box::new(machine), Some((engine, Some(Rc::new(directory)))))
             }
             Kind::Model => {
                 let model = EngineModel::new();
@@ -60,7 +65,21 @@ impl Subject {
         Self {
             machine,
             next: 1,
-            _engine: engine,
+            engine,
+        }
+    }
+
+    /// The right half of the split the last entry applied, as a subject of its own (on the
+    /// same engine for the disk machine).
+    fn carved(&mut self) -> Self {
+        let machine = self
+            .machine
+            .take_carved()
+            .expect("the split carved a right half");
+        Self {
+            next: machine.applied().index.0 + 1,
+            machine,
+            engine: self.engine.clone(),
         }
     }
 

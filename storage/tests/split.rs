@@ -9,35 +9,72 @@
 //! carried in its own entry, with the sessions of both sides.
 #![allow(clippy::unwrap_used)]
 
-use flotilla_raft::{GroupId, LogIndex, NodeId};
+use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, NodeId, Term};
 use flotilla_storage::kv::{KvMap, RangeBounds, SessionId, SessionLimits, SessionTag};
+use flotilla_storage::machine::encode_machine;
 use flotilla_storage::snapshot::encode_snapshot;
 use flotilla_storage::{
-    Command, Engine, EngineConfig, KvStateMachine, MachineError, MergeState, MergeStep, Proposal,
-    Response, StateMachine, decode_snapshot, verify_snapshot,
+    Command, Engine, EngineConfig, KvStateMachine, MergeState, MergeStep, Proposal, Response,
+    StateMachine, decode_snapshot, verify_snapshot,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const LEFT: GroupId = GroupId(3);
 const RIGHT: GroupId = GroupId(40);
 
-/// A replica of one range fed entries at consecutive indexes.
+/// A replica of one range fed entries at consecutive indexes, and, in the property test, the
+/// same range on the disk machine fed the same entries, which must answer alike.
 struct Replica {
     kv: KvStateMachine,
+    disk: Option<Box<dyn StateMachine>>,
     next: u64,
 }
 
 impl Replica {
     fn new(kv: KvStateMachine) -> Self {
         let next = kv.applied().index.0 + 1;
-        Self { kv, next }
+        Self {
+            kv,
+            disk: None,
+            next,
+        }
     }
 
     fn apply(&mut self, proposal: &Proposal) -> Response {
-        let response = self.kv.apply(LogIndex(self.next), &proposal.to_payload());
+        self.apply_data(&proposal.to_payload())
+    }
+
+    /// Applies the payload `data` at the next index, to the disk twin as well.
+    fn apply_data(&mut self, data: &[u8]) -> Response {
+        let index = LogIndex(self.next);
+        let response = self.kv.apply(index, data);
+        if let Some(disk) = &mut self.disk {
+            // Term 0: `KvStateMachine::apply` keeps the term it had, 0 from the start.
+            let entry = Entry {
+                term: Term(0),
+                index,
+                payload: EntryPayload::Normal(data.to_vec().into()),
+            };
+            let answer = disk.apply_entry(&entry).unwrap();
+            assert_eq!(
+                answer.as_ref(),
+                Some(&response),
+                "the disk machine answers otherwise"
+            );
+        }
         self.next += 1;
         response
+    }
+
+    /// The right half of the split just applied, on the disk twin as well.
+    fn carved(&mut self) -> Replica {
+        let mut carved = Replica::new(self.kv.take_carved().unwrap());
+        carved.disk = self.disk.as_mut().map(|disk| disk.take_carved().unwrap());
+        carved
     }
 
     fn open(&mut self) -> SessionId {
@@ -335,7 +372,7 @@ fn stale_or_malformed_splits_are_refused_and_change_nothing() {
 }
 
 #[test]
-fn bounds_survive_a_snapshot_and_the_disk_engine_refuses_them() {
+fn bounds_survive_a_snapshot_and_the_disk_engine_keeps_them() {
     let (left, right) = split_alphabet();
     for replica in [&left, &right] {
         let bytes = encode_snapshot(&replica.kv.snapshot_source());
@@ -345,19 +382,14 @@ fn bounds_survive_a_snapshot_and_the_disk_engine_refuses_them() {
         assert_eq!(restored.map(), replica.kv.map());
         assert_eq!(restored.sessions(), replica.kv.sessions());
     }
-    // The disk engine keeps no bounds yet: it refuses a split range's snapshot rather than
-    // forget them.
+    // The disk engine keeps them too.
     let directory = tempfile::tempdir().unwrap();
     let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
     let mut disk = engine.open_range(RIGHT).unwrap();
     let bytes = encode_snapshot(&right.kv.snapshot_source());
-    assert!(matches!(
-        disk.restore(&bytes),
-        Err(MachineError::SplitRange {
-            group: RIGHT,
-            version: 1
-        })
-    ));
+    disk.restore(&bytes).unwrap();
+    assert_eq!(disk.bounds(), right.kv.bounds());
+    assert_eq!(encode_machine(&disk, 16).unwrap(), bytes);
 }
 
 /// One step of a random history over a set of ranges.
@@ -385,15 +417,38 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// One engine for every case of the property test (opening one costs about 150 ms), and the
+/// first of 1024 group ids the case has to itself.
+fn shared_engine() -> (Engine, u64) {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    static NEXT_BASE: AtomicU64 = AtomicU64::new(0);
+    let engine = ENGINE.get_or_init(|| {
+        let directory = Path::new(env!("CARGO_TARGET_TMPDIR")).join("split-property-engine");
+        // What an earlier run left.
+        let _ = std::fs::remove_dir_all(&directory);
+        Engine::open(&directory, EngineConfig::small_for_tests()).unwrap()
+    });
+    (
+        engine.clone(),
+        NEXT_BASE.fetch_add(1 << 10, Ordering::Relaxed),
+    )
+}
+
 proptest! {
     /// Random writes, splits and merges: the ranges' bounds always tile the key space, every range
     /// holds only keys inside its bounds, and together they hold exactly what a single map
-    /// given the same writes holds.
+    /// given the same writes holds. The disk machine, given the same entries, answers every
+    /// one alike and ends in the same state, range by range.
     #[test]
     fn splits_and_merges_keep_every_write_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
         let mut model: KvMap = BTreeMap::new();
-        let mut ranges = vec![Replica::new(KvStateMachine::new(GroupId(1)))];
-        let mut next_group = 2;
+        // Every range also on the disk machine, checked against the memory one, in groups of
+        // this case's own.
+        let (engine, base) = shared_engine();
+        let mut first = Replica::new(KvStateMachine::new(GroupId(base + 1)));
+        first.disk = Some(Box::new(engine.open_range(GroupId(base + 1)).unwrap()));
+        let mut ranges = vec![first];
+        let mut next_group = base + 2;
         let mut sequence = 0;
         // One session, opened before any split: every right half carries a copy of it.
         let session = ranges[0].open();
@@ -415,9 +470,7 @@ proptest! {
                 }
                 Step::Delete(key) => {
                     let at = holder(&ranges, &[key]);
-                    let index = LogIndex(ranges[at].next);
-                    ranges[at].next += 1;
-                    ranges[at].kv.apply(index, &postcard_command(&Command::Delete { key: vec![key] }));
+                    ranges[at].apply_data(&postcard_command(&Command::Delete { key: vec![key] }));
                     model.remove(&vec![key]);
                 }
                 Step::Split(key) => {
@@ -429,8 +482,8 @@ proptest! {
                         continue;
                     }
                     prop_assert!(matches!(answer, Response::Split { .. }), "{:?}", answer);
-                    let carved = ranges[at].kv.take_carved().unwrap();
-                    ranges.push(Replica::new(carved));
+                    let carved = ranges[at].carved();
+                    ranges.push(carved);
                     next_group += 1;
                 }
                 Step::Merge(key) => {
@@ -446,8 +499,7 @@ proptest! {
                         "{:?}", answers
                     );
                     // The frozen range stays refused for a write sent there by mistake.
-                    let answer = right.kv.apply(
-                        LogIndex(right.next),
+                    let answer = right.apply_data(
                         &postcard_command(&Command::Put { key: end.clone(), value: vec![0] }),
                     );
                     prop_assert_eq!(answer, Response::Merging { into: ranges[at].kv.group() });
@@ -455,9 +507,7 @@ proptest! {
                 Step::Misroute(key, value) => {
                     let at = holder(&ranges, &[key]);
                     if let Some(wrong) = (0..ranges.len()).find(|&i| i != at) {
-                        let index = LogIndex(ranges[wrong].next);
-                        ranges[wrong].next += 1;
-                        let answer = ranges[wrong].kv.apply(index, &postcard_command(&Command::Put { key: vec![key], value: vec![value] }));
+                        let answer = ranges[wrong].apply_data(&postcard_command(&Command::Put { key: vec![key], value: vec![value] }));
                         prop_assert!(matches!(answer, Response::OutsideRange { .. }), "{:?}", answer);
                     }
                 }
@@ -479,6 +529,11 @@ proptest! {
             }
             let bytes: u64 = range.kv.map().iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
             prop_assert_eq!(range.kv.stored_bytes(), bytes);
+            let disk = encode_machine(range.disk.as_deref().unwrap(), 64).unwrap();
+            prop_assert!(disk == encode_snapshot(&range.kv.snapshot_source()), "the disk machine's state differs");
+        }
+        for range in &mut ranges {
+            range.disk.as_mut().unwrap().clear().unwrap();
         }
         prop_assert_eq!(union, model);
     }
@@ -732,7 +787,7 @@ fn a_merge_takes_only_its_neighbour_frozen_into_it() {
 }
 
 #[test]
-fn merge_states_survive_a_snapshot_and_the_disk_engine_refuses_them() {
+fn merge_states_survive_a_snapshot_and_the_disk_engine_keeps_them() {
     let (mut left, mut right) = split_alphabet();
     left.apply(&Proposal::PrepareMerge {
         expected: left.kv.bounds().clone(),
@@ -755,10 +810,11 @@ fn merge_states_survive_a_snapshot_and_the_disk_engine_refuses_them() {
     );
     let directory = tempfile::tempdir().unwrap();
     let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
-    let mut disk = engine.open_range(LEFT).unwrap();
-    let bytes = encode_snapshot(&left.kv.snapshot_source());
-    assert!(matches!(
-        disk.restore(&bytes),
-        Err(MachineError::SplitRange { .. })
-    ));
+    for replica in [&left, &right] {
+        let mut disk = engine.open_range(replica.kv.group()).unwrap();
+        let bytes = encode_snapshot(&replica.kv.snapshot_source());
+        disk.restore(&bytes).unwrap();
+        assert_eq!(disk.merge_state(), replica.kv.merge_state());
+        assert_eq!(encode_machine(&disk, 16).unwrap(), bytes);
+    }
 }

@@ -1,32 +1,39 @@
 //! The state machine of one range whose applied data lives in the node's engine: the writes of
 //! each entry (or of each batch of entries given to `apply_entries`), the sessions they changed
-//! and the range's new metadata (applied entry included) go to the engine in one atomic batch,
-//! so after a crash the range is at some applied entry exactly, with the sessions of that
-//! entry, and replaying the WAL from the next one applies nothing twice. The session table is
-//! also kept in memory (it is bounded by the session limits).
+//! and the range's new metadata (applied entry, bounds and merge state included) go to the
+//! engine in one atomic batch, so after a crash the range is at some applied entry exactly,
+//! with the sessions of that entry, and replaying the WAL from the next one applies nothing
+//! twice. A split or a merge is part of its entry's batch (`batch`). The session table is also
+//! kept in memory (it is bounded by the session limits).
+//!
+//! A split's right half: when the right group holds no record in the engine, the split's batch
+//! writes its records and `take_carved` hands out a machine over them. The node hosts a carve
+//! only in place of an empty replica it never hosted (`host_splits`), which may well have a
+//! machine of the right group open, holding nothing in the engine. The carve then reads (a
+//! view to encode it, a get) but claims its group's place among the open ranges only when it
+//! first writes (apply, restore, clear), refusing with `AlreadyOpen` while the other machine
+//! lives: two machines of one group never both write. The node encodes the carve, drops it and
+//! restores the right group's own machine from that encoding, which replaces the carve's
+//! records. A carve the node does not host (the right group's replica here is a tombstone, or
+//! merged away) leaves its records at applied entry 0 until the group's machine is cleared or
+//! destroyed, as every hosted group's is at start. When the right group holds state already,
+//! see `batch::Carve::Memory`.
 
 use super::backend::WriteOp;
+use super::batch::{BatchApply, Carve};
 use super::keys;
 use super::meta::RangeMeta;
 use super::rows::EngineRows;
 use super::view::DiskView;
 use super::{Engine, backend_error};
 use crate::error::{EngineError, MachineError};
-use crate::kv::execute::{self, Applied, RangeState};
+use crate::kv::execute;
 use crate::kv::{Command, MergeState, RangeBounds, Response, SessionTable};
 use crate::machine::{SnapshotView, StateMachine};
 use crate::snapshot::snapshot_parts;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId};
-use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The bounds of every range in the engine: it keeps none of its own yet (issue 20), so it
-/// holds what the meta group routes to it and cannot split.
-pub(super) static WHOLE_KEY_SPACE: RangeBounds = RangeBounds {
-    start: Vec::new(),
-    end: None,
-    version: 0,
-};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A range's state machine over the node's engine.
 pub struct DiskStateMachine {
@@ -36,6 +43,11 @@ pub struct DiskStateMachine {
     sessions: Arc<SessionTable>,
     /// A write failed: memory may be ahead of the engine.
     failed: bool,
+    /// Whether this machine holds its group's place among the engine's open ranges (a carve
+    /// made while another machine of its group was open claims it when it first writes).
+    registered: AtomicBool,
+    /// The right half of the last split applied, until the node takes it.
+    carved: Option<Box<dyn StateMachine>>,
 }
 
 impl std::fmt::Debug for DiskStateMachine {
@@ -49,7 +61,9 @@ impl std::fmt::Debug for DiskStateMachine {
 
 impl Drop for DiskStateMachine {
     fn drop(&mut self) {
-        self.engine.release(self.group);
+        if *self.registered.get_mut() {
+            self.engine.release(self.group);
+        }
     }
 }
 
@@ -62,6 +76,8 @@ impl DiskStateMachine {
             meta: RangeMeta::default(),
             sessions: Arc::default(),
             failed: false,
+            registered: AtomicBool::new(true),
+            carved: None,
         };
         let meta = machine
             .engine
@@ -113,10 +129,52 @@ impl DiskStateMachine {
         &self.sessions
     }
 
+    /// The right half of a split whose batch committed: a machine over the records the batch
+    /// wrote, or the carve in memory.
+    fn carved_machine(&self, carve: Carve) -> Box<dyn StateMachine> {
+        match carve {
+            Carve::Memory(machine) => Box::new(machine),
+            Carve::Disk {
+                group,
+                meta,
+                mut sessions,
+            } => {
+                sessions.track_changes();
+                Box::new(Self {
+                    engine: self.engine.clone(),
+                    group,
+                    meta,
+                    sessions: Arc::new(sessions),
+                    failed: false,
+                    registered: AtomicBool::new(self.engine.register(group)),
+                    carved: None,
+                })
+            }
+        }
+    }
+
     fn check_usable(&self) -> Result<(), EngineError> {
         if self.failed {
             return Err(EngineError::Failed(self.group));
         }
+        Ok(())
+    }
+
+    /// What a write needs: a usable machine that holds its group's place.
+    fn check_writable(&self) -> Result<(), EngineError> {
+        self.check_usable()?;
+        self.claim()
+    }
+
+    /// Takes the group's place among the engine's open ranges unless this machine holds it.
+    fn claim(&self) -> Result<(), EngineError> {
+        if self.registered.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !self.engine.register(self.group) {
+            return Err(EngineError::AlreadyOpen(self.group));
+        }
+        self.registered.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -138,12 +196,13 @@ impl DiskStateMachine {
     }
 
     /// Applies `entries` and commits their effects, the sessions they changed and the
-    /// metadata of the last one in one batch.
+    /// metadata of the last one in one batch (a split's right half and a merged neighbour's
+    /// pairs included).
     fn apply_batch(&mut self, entries: &[Entry]) -> Result<Vec<Option<Response>>, EngineError> {
         let Some(last) = entries.last() else {
             return Ok(Vec::new());
         };
-        let mut rows = EngineRows::new(&self.engine, self.group, self.meta);
+        let mut batch = BatchApply::new(&self.engine, self.group, &self.meta, &mut self.sessions);
         let mut applied = self.meta.applied_index;
         let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -154,44 +213,16 @@ impl DiskStateMachine {
             );
             applied = entry.index.0;
             let response = match &entry.payload {
-                EntryPayload::Normal(data) => Some({
-                    let stored_bytes = rows.stored_bytes;
-                    match execute::apply_payload(
-                        &mut rows,
-                        &mut self.sessions,
-                        RangeState {
-                            group: self.group,
-                            bounds: &WHOLE_KEY_SPACE,
-                            merge: &MergeState::None,
-                            declined: &BTreeMap::new(),
-                            stored_bytes,
-                        },
-                        entry.index,
-                        data,
-                    )? {
-                        Applied::Response(response) => response,
-                        // Issue 20: the engine keeps no bounds yet, so it cannot split.
-                        Applied::Split(_) => Response::Invalid(
-                            "a range in the disk engine cannot split yet".to_owned(),
-                        ),
-                        Applied::Merge(_) => Response::Invalid(
-                            "a range in the disk engine cannot merge yet".to_owned(),
-                        ),
-                    }
-                }),
+                EntryPayload::Normal(data) => Some(batch.apply(entry.index, data)?),
                 EntryPayload::Blank | EntryPayload::Membership(_) => None,
             };
             responses.push(response);
         }
-        let meta = RangeMeta {
-            applied_index: last.index.0,
-            applied_term: last.term.0,
-            pair_count: rows.pair_count,
-            stored_bytes: rows.stored_bytes,
-            ..self.meta
-        };
-        let ops = rows.into_ops();
+        let (ops, meta, carve) = batch.finish(last, &self.meta);
         self.commit_batch(ops, meta)?;
+        if let Some(carve) = carve {
+            self.carved = Some(self.carved_machine(carve));
+        }
         Ok(responses)
     }
 
@@ -206,17 +237,14 @@ impl DiskStateMachine {
                 found: parts.header.group,
             });
         }
-        if parts.bounds != WHOLE_KEY_SPACE || parts.merge.0 != MergeState::None {
-            return Err(MachineError::SplitRange {
-                group: self.group,
-                version: parts.bounds.version,
-            });
-        }
         // Every pair is checked before anything is deleted: an invalid snapshot changes nothing.
         for pair in snapshot_parts(bytes)? {
             pair?;
         }
         self.engine.delete_range(self.group)?;
+        self.carved = None;
+        let bounds = std::mem::take(&mut parts.bounds);
+        let (merge, declined) = std::mem::take(&mut parts.merge);
         let limit = self.engine.config().batch_bytes_max;
         let mut batch = Vec::new();
         let mut batch_bytes = 0usize;
@@ -243,6 +271,9 @@ impl DiskStateMachine {
             applied_term: header.applied.term.0,
             pair_count: header.pair_count,
             stored_bytes,
+            bounds,
+            merge,
+            declined,
             ..RangeMeta::default()
         };
         self.commit_batch(batch, meta)?;
@@ -275,7 +306,7 @@ impl StateMachine for DiskStateMachine {
     }
 
     fn apply_entries(&mut self, entries: &[Entry]) -> Result<Vec<Option<Response>>, MachineError> {
-        self.check_usable()?;
+        self.check_writable()?;
         let result = self.apply_batch(entries);
         Ok(self.guard(result)?)
     }
@@ -286,10 +317,14 @@ impl StateMachine for DiskStateMachine {
         scan_bytes_max: usize,
     ) -> Result<Option<Response>, MachineError> {
         self.check_usable()?;
-        let rows = EngineRows::new(&self.engine, self.group, self.meta);
+        if let MergeState::Frozen { into, .. } = self.meta.merge {
+            let reads = matches!(command, Command::Get { .. } | Command::Scan { .. });
+            return Ok(reads.then_some(Response::Merging { into }));
+        }
+        let rows = EngineRows::new(&self.engine, self.group, &self.meta);
         Ok(execute::read(
             &rows,
-            &WHOLE_KEY_SPACE,
+            &self.meta.bounds,
             command,
             scan_bytes_max,
         )?)
@@ -300,14 +335,14 @@ impl StateMachine for DiskStateMachine {
         let view = self.engine.backend().view();
         Ok(Box::new(DiskView::new(
             self.group,
-            self.meta,
+            self.meta.clone(),
             self.sessions.clone(),
             view,
         )))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), MachineError> {
-        self.check_usable()?;
+        self.check_writable()?;
         let result = self.restore_parts(bytes);
         // An invalid snapshot is refused before anything is deleted; only engine errors fail.
         self.failed |= matches!(result, Err(MachineError::Engine(_)));
@@ -315,21 +350,22 @@ impl StateMachine for DiskStateMachine {
     }
 
     fn clear(&mut self) -> Result<(), MachineError> {
-        self.check_usable()?;
+        self.check_writable()?;
         let result = self.engine.delete_range(self.group);
         self.guard(result)?;
         self.meta = RangeMeta::default();
+        self.carved = None;
         self.sessions = Arc::default();
         Arc::make_mut(&mut self.sessions).track_changes();
         Ok(())
     }
 
     fn bounds(&self) -> &RangeBounds {
-        &WHOLE_KEY_SPACE
+        &self.meta.bounds
     }
 
     fn merge_state(&self) -> &MergeState {
-        &MergeState::None
+        &self.meta.merge
     }
 
     fn pair_count(&self) -> u64 {
@@ -341,8 +377,7 @@ impl StateMachine for DiskStateMachine {
     }
 
     fn take_carved(&mut self) -> Option<Box<dyn StateMachine>> {
-        // Issue 20: the engine keeps no bounds yet, so it never splits.
-        None
+        self.carved.take()
     }
 
     fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {

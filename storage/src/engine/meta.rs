@@ -1,15 +1,19 @@
-//! The metadata record of a range in the engine: its applied entry, what it holds, and its
-//! session table's limits and log time, written in the same batch as every entry's effects.
+//! The metadata record of a range in the engine: its applied entry, what it holds, its session
+//! table's limits and log time, and (from format 2) its bounds, its part in a merge and the
+//! merge attempts it refused, written in the same batch as every entry's effects.
 
-use crate::kv::SessionLimits;
-use flotilla_raft::{LogId, LogIndex, Term};
+use crate::kv::{MergeState, RangeBounds, SessionLimits};
+use flotilla_raft::{GroupId, LogId, LogIndex, Term};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The record's format, its first byte.
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+/// The format before splits and merges: no bounds, no merge state.
+const FORMAT_VERSION_V1: u8 = 1;
 
 /// A range's metadata.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RangeMeta {
     /// The last entry applied.
     pub(crate) applied_index: u64,
@@ -23,6 +27,37 @@ pub(crate) struct RangeMeta {
     pub(crate) session_limits: SessionLimits,
     /// The session table's log time.
     pub(crate) session_clock_ms: u64,
+    /// The keys the range holds and its version, as its own log says.
+    pub(crate) bounds: RangeBounds,
+    /// Its part in a merge.
+    pub(crate) merge: MergeState,
+    /// Per left neighbour, the latest merge attempt whose freeze the range refused.
+    pub(crate) declined: BTreeMap<GroupId, u64>,
+}
+
+/// A format 1 record: a range that never split nor merged.
+#[derive(Deserialize)]
+struct RangeMetaV1 {
+    applied_index: u64,
+    applied_term: u64,
+    pair_count: u64,
+    stored_bytes: u64,
+    session_limits: SessionLimits,
+    session_clock_ms: u64,
+}
+
+impl From<RangeMetaV1> for RangeMeta {
+    fn from(v1: RangeMetaV1) -> Self {
+        Self {
+            applied_index: v1.applied_index,
+            applied_term: v1.applied_term,
+            pair_count: v1.pair_count,
+            stored_bytes: v1.stored_bytes,
+            session_limits: v1.session_limits,
+            session_clock_ms: v1.session_clock_ms,
+            ..Self::default()
+        }
+    }
 }
 
 impl RangeMeta {
@@ -35,11 +70,14 @@ impl RangeMeta {
         postcard::to_extend(self, bytes).expect("encoding into a Vec cannot fail")
     }
 
+    /// Decodes a record of this format or of format 1 (the whole key space, in no merge).
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let error = |error: postcard::Error| error.to_string();
         match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|error| error.to_string())
-            }
+            Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest).map_err(error),
+            Some((&FORMAT_VERSION_V1, rest)) => postcard::from_bytes::<RangeMetaV1>(rest)
+                .map(Self::from)
+                .map_err(error),
             Some((version, _)) => Err(format!("format version {version} is unknown")),
             None => Err("the record is empty".to_owned()),
         }
@@ -50,9 +88,57 @@ impl RangeMeta {
 mod tests {
     use super::*;
 
+    fn counts() -> RangeMeta {
+        RangeMeta {
+            applied_index: 9,
+            applied_term: 2,
+            pair_count: 3,
+            stored_bytes: 40,
+            session_limits: SessionLimits::default(),
+            session_clock_ms: 77,
+            ..RangeMeta::default()
+        }
+    }
+
     #[test]
     fn metadata_roundtrips_and_refuses_other_versions() {
         let meta = RangeMeta {
+            bounds: RangeBounds {
+                start: b"m".to_vec(),
+                end: Some(b"t".to_vec()),
+                version: 4,
+            },
+            merge: MergeState::Frozen {
+                into: GroupId(3),
+                attempt: 2,
+            },
+            declined: BTreeMap::from([(GroupId(5), 7)]),
+            ..counts()
+        };
+        let bytes = meta.encode();
+        assert_eq!(RangeMeta::decode(&bytes), Ok(meta));
+        let mut newer = bytes.clone();
+        newer[0] = 3;
+        assert_eq!(
+            RangeMeta::decode(&newer),
+            Err("format version 3 is unknown".to_owned())
+        );
+        assert!(RangeMeta::decode(&[]).is_err());
+    }
+
+    /// A record written before splits reads as a range over the whole key space in no merge.
+    #[test]
+    fn a_format_1_record_decodes_as_the_whole_key_space() {
+        #[derive(Serialize)]
+        struct V1 {
+            applied_index: u64,
+            applied_term: u64,
+            pair_count: u64,
+            stored_bytes: u64,
+            session_limits: SessionLimits,
+            session_clock_ms: u64,
+        }
+        let v1 = V1 {
             applied_index: 9,
             applied_term: 2,
             pair_count: 3,
@@ -60,14 +146,7 @@ mod tests {
             session_limits: SessionLimits::default(),
             session_clock_ms: 77,
         };
-        let bytes = meta.encode();
-        assert_eq!(RangeMeta::decode(&bytes), Ok(meta));
-        let mut newer = bytes.clone();
-        newer[0] = 2;
-        assert_eq!(
-            RangeMeta::decode(&newer),
-            Err("format version 2 is unknown".to_owned())
-        );
-        assert!(RangeMeta::decode(&[]).is_err());
+        let bytes = postcard::to_extend(&v1, vec![1]).unwrap();
+        assert_eq!(RangeMeta::decode(&bytes), Ok(counts()));
     }
 }

@@ -12,6 +12,7 @@
 //! batches in commit order (its own journal gives both).
 
 mod backend;
+mod batch;
 mod config;
 mod keys;
 mod machine;
@@ -113,7 +114,7 @@ impl Engine {
     /// # Errors
     /// The range is already open, a record of it is damaged, or the engine failed.
     pub fn open_range(&self, group: GroupId) -> Result<DiskStateMachine, EngineError> {
-        if !self.inner.open.lock().insert(group) {
+        if !self.register(group) {
             return Err(EngineError::AlreadyOpen(group));
         }
         DiskStateMachine::open(self.clone(), group)
@@ -221,6 +222,11 @@ impl Engine {
 
     pub(crate) fn backend(&self) -> &Backend {
         &self.inner.backend
+    }
+
+    /// Marks `group` open; false if a machine of it is open already.
+    pub(crate) fn register(&self, group: GroupId) -> bool {
+        self.inner.open.lock().insert(group)
     }
 
     /// `group`'s state machine was dropped.

@@ -6,6 +6,7 @@ use super::meta::RangeMeta;
 use super::{Engine, backend_error, keys};
 use crate::error::EngineError;
 use crate::kv::execute::{PageBuilder, ReadRows, Rows, ScanPage};
+use crate::machine::Pair;
 use flotilla_raft::GroupId;
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -22,13 +23,63 @@ pub(super) struct EngineRows<'a> {
 }
 
 impl<'a> EngineRows<'a> {
-    pub(super) fn new(engine: &'a Engine, group: GroupId, meta: RangeMeta) -> Self {
+    pub(super) fn new(engine: &'a Engine, group: GroupId, meta: &RangeMeta) -> Self {
         Self {
             engine,
             group,
             pending: BTreeMap::new(),
             pair_count: meta.pair_count,
             stored_bytes: meta.stored_bytes,
+        }
+    }
+
+    /// Takes every pair from `at` (included) below `end` (`None`: to the end) out of the range:
+    /// the engine's pairs with the batch's writes laid over them, in key order, each then
+    /// removed by the batch (a split's right half). One walk over the engine's keys there.
+    pub(super) fn take_from(
+        &mut self,
+        at: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<Pair>, EngineError> {
+        let lower = keys::data(self.group, at);
+        let upper = end.map_or_else(
+            || keys::data_end(self.group),
+            |end| keys::data(self.group, end),
+        );
+        let mut stored = Vec::new();
+        self.engine
+            .backend()
+            .scan(&lower, &upper, &mut |key, value| {
+                stored.push((keys::user_key(key).to_vec(), value.to_vec()));
+                true
+            })
+            .map_err(backend_error("walk a range to split it"))?;
+        let pending_bounds = (
+            Bound::Included(at),
+            end.map_or(Bound::Unbounded, Bound::Excluded),
+        );
+        let mut taken: BTreeMap<Vec<u8>, Vec<u8>> = stored.into_iter().collect();
+        for (key, value) in self.pending.range::<[u8], _>(pending_bounds) {
+            match value {
+                Some(value) => taken.insert(key.clone(), value.clone()),
+                None => taken.remove(key),
+            };
+        }
+        for (key, value) in &taken {
+            self.pair_count -= 1;
+            self.stored_bytes -= (key.len() + value.len()) as u64;
+            self.pending.insert(key.clone(), None);
+        }
+        Ok(taken.into_iter().collect())
+    }
+
+    /// Adds pairs the range does not hold (a merged neighbour's, all past the range's end,
+    /// where it holds no key), without reading the engine for them.
+    pub(super) fn put_absent(&mut self, pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) {
+        for (key, value) in pairs {
+            self.pair_count += 1;
+            self.stored_bytes += (key.len() + value.len()) as u64;
+            self.pending.insert(key, Some(value));
         }
     }
 

@@ -62,17 +62,15 @@ impl SnapshotView for DiskView {
     }
 
     fn bounds(&self) -> &RangeBounds {
-        &super::machine::WHOLE_KEY_SPACE
+        &self.meta.bounds
     }
 
     fn merge_state(&self) -> &MergeState {
-        // Issue 20: the engine keeps no merge state yet.
-        &MergeState::None
+        &self.meta.merge
     }
 
     fn declined(&self) -> &BTreeMap<GroupId, u64> {
-        static NONE: BTreeMap<GroupId, u64> = BTreeMap::new();
-        &NONE
+        &self.meta.declined
     }
 
     fn next_chunk(

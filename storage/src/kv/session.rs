@@ -284,6 +284,12 @@ impl SessionTable {
         self.changed.0.get_or_insert_with(BTreeSet::new);
     }
 
+    /// Forgets which sessions changed, and stops remembering them (a copy for a machine that
+    /// never asks).
+    pub(crate) fn stop_tracking(&mut self) {
+        self.changed.0 = None;
+    }
+
     /// The sessions opened, changed or ended since the last call (none unless tracking).
     pub(crate) fn take_changed(&mut self) -> BTreeSet<SessionId> {
         self.changed
