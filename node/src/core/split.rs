@@ -294,6 +294,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             // not brought back: the meta group lists it, and its replicas are garbage.
             if !gives_way || self.machines.meta().merged.contains(&right) {
                 tracing::debug!(%group, %right, "the split's right half is hosted already");
+                // A carve the disk engine wrote for a group with no state machine here (a
+                // tombstone, or a range merged away) is deleted: nothing would read it.
+                drop(carved);
+                if self.machines.kv(right).is_none() {
+                    self.machines.destroy(right)?;
+                }
                 continue;
             }
             let (term, vote) = match existing {

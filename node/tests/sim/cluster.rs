@@ -850,6 +850,7 @@ impl Cluster {
         let node = self.nodes.get_mut(&id).expect("node");
         node.crash();
         node.fs = flotilla_storage::CrashFs::new(node.directory as u64 ^ 0xa3e5);
+        node.engine = flotilla_storage::EngineModel::new();
         if amnesiac {
             node.bootstrap(&self.setup);
         } else {

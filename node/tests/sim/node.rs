@@ -8,7 +8,7 @@ use flotilla_node::core::{
 };
 use flotilla_raft::{Batch, Incarnation, MultiConfig, NodeId};
 use flotilla_shard_manager::MetaState;
-use flotilla_storage::{CrashFs, LogConfig, LogEngine};
+use flotilla_storage::{CrashFs, Engine, EngineConfig, EngineModel, LogConfig, LogEngine};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -65,6 +65,9 @@ pub enum Input {
 pub struct SimNode {
     pub id: NodeId,
     pub fs: CrashFs,
+    /// The disk of the node's state machine engine (used when the run's ranges live in it):
+    /// a power loss keeps what the engine synced and a prefix of the rest.
+    pub engine: EngineModel,
     pub core: Option<Core>,
     /// The data directory's id and how many times it started: what a restart keeps.
     pub directory: u128,
@@ -97,6 +100,8 @@ pub struct Setup {
     pub multi: MultiConfig,
     pub meta: MetaState,
     pub seed: u64,
+    /// Whether the ranges' applied data lives in each node's engine (else in memory).
+    pub disk_engine: bool,
 }
 
 impl SimNode {
@@ -104,6 +109,7 @@ impl SimNode {
         Self {
             id,
             fs: CrashFs::new(directory as u64),
+            engine: EngineModel::new(),
             core: None,
             directory,
             incarnation: 0,
@@ -164,6 +170,13 @@ impl SimNode {
             node: self.id,
             ..setup.core.clone()
         };
+        let store = if setup.disk_engine {
+            let engine = Engine::open_model(&self.engine, EngineConfig::small_for_tests())
+                .map_err(|error| error.to_string())?;
+            RangeStore::Engine(engine)
+        } else {
+            RangeStore::Memory
+        };
         let sink = SimSink(Rc::clone(&self.outbox));
         let mut core: Core = boot::start(
             config,
@@ -172,7 +185,7 @@ impl SimNode {
             sink,
             setup.meta.clone(),
             identity,
-            RangeStore::Memory,
+            store,
         )
         .map_err(|error| error.to_string())?;
         let peers: Vec<NodeId> = core.meta().directory.nodes().collect();
@@ -187,12 +200,17 @@ impl SimNode {
         Ok(())
     }
 
-    /// Power loss: the core is gone, the disk keeps what it synced and a torn part of the rest.
+    /// Power loss: the core is gone, the disk keeps what it synced and a torn part of the rest;
+    /// the engine keeps what it synced and a prefix of its later batches, drawn from the
+    /// node's directory and start.
     pub fn crash(&mut self) {
         self.core = None;
         self.inbox.clear();
         self.outbox.borrow_mut().clear();
         self.fs.crash();
+        let unsynced = self.engine.unsynced_batch_count() as u64;
+        let draw = mix(self.directory as u64 ^ self.incarnation.rotate_left(32));
+        self.engine.crash((draw % (unsynced + 1)) as usize);
     }
 
     pub fn is_up(&self) -> bool {
@@ -233,4 +251,11 @@ impl SimNode {
         }
         Ok(core.counters().fsyncs > fsyncs)
     }
+}
+
+/// A well-mixed 64-bit function of `value` (splitmix64's finaliser).
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
 }

@@ -105,6 +105,8 @@ pub struct Report {
     pub merges_asked: u64,
     pub simulated_ms: u64,
     pub trace_hash: u64,
+    /// Whether the ranges' data lived in the nodes' engines.
+    pub disk_engine: bool,
 }
 
 /// How a run breaks the rules on purpose (the mutation tests).
@@ -123,6 +125,9 @@ pub struct Options {
     /// Whether an operator splits ranges at random keys now and then; `None`: half the seeds
     /// do, drawn apart from everything else like `backups`.
     pub splits: Option<bool>,
+    /// Whether the ranges' applied data lives in each node's engine (on a model disk that
+    /// loses power with the node); `None`: half the seeds, drawn apart from everything else.
+    pub disk_engine: Option<bool>,
 }
 
 /// Runs one seed; panics with what failed.
@@ -196,6 +201,7 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
             .count()
     });
     Report {
+        disk_engine: cluster.setup.disk_engine,
         swarm,
         faults: faults.counts,
         operations,
@@ -311,6 +317,9 @@ fn build(
         multi: multi_config(),
         meta: meta.clone(),
         seed,
+        disk_engine: options.disk_engine.unwrap_or_else(|| {
+            ChaCha8Rng::seed_from_u64(seed ^ 0xd15c_e561_0e00_0000).random_bool(0.5)
+        }),
     };
     let nodes = endpoints
         .iter()
