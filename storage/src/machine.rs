@@ -14,12 +14,24 @@ use crate::kv::{
     SessionTable,
 };
 use crate::snapshot::decode_snapshot;
-use flotilla_raft::{Entry, GroupId, LogId};
+use flotilla_raft::{Entry, GroupId, LogId, Membership};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 /// A pair of a range: key and value.
 pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// The data of a snapshot that says "this range's state is in the node's state machine engine,
+/// at or past the snapshot's last entry": what a range in the engine compacts its log with,
+/// instead of a copy of its state. It never leaves the node: a follower is sent a snapshot the
+/// engine produces (`LogEngine::set_engine_snapshots`).
+pub const ENGINE_STATE: &[u8] = b"flotilla: the range's state is in this node's engine";
+
+/// Whether snapshot `data` is [`ENGINE_STATE`].
+#[must_use]
+pub fn is_engine_state(data: &[u8]) -> bool {
+    data == ENGINE_STATE
+}
 
 /// The bytes a pair takes in the snapshot format beyond its key and value (two `u32` lengths),
 /// which [`SnapshotView::next_chunk`] counts.
@@ -117,6 +129,32 @@ pub trait StateMachine: Send + std::fmt::Debug {
     /// machine of the new group, holding the keys from the split key on and a copy of the
     /// session table, at applied entry 0.
     fn take_carved(&mut self) -> Option<Box<dyn StateMachine>>;
+
+    /// The group's members as of the applied entry, as the disk machine keeps them
+    /// (`set_membership`, membership entries, a split's parent's voters); `None` in memory.
+    fn membership(&self) -> Option<&Membership>;
+
+    /// `restore`, and the group's members at the snapshot's entry are `membership`: the disk
+    /// machine writes them with the restored state, in the same last batch.
+    ///
+    /// # Errors
+    /// As `restore`.
+    fn restore_as_member(
+        &mut self,
+        bytes: &[u8],
+        membership: &Membership,
+    ) -> Result<(), MachineError> {
+        self.restore(bytes)?;
+        self.set_membership(membership)
+    }
+
+    /// Records `membership` as the group's members at the applied entry (a snapshot's, once
+    /// restored from it): the disk machine keeps them with its state, to name them in the
+    /// snapshots it produces; the in-memory machine keeps none.
+    ///
+    /// # Errors
+    /// The engine failed.
+    fn set_membership(&mut self, membership: &Membership) -> Result<(), MachineError>;
 
     /// The key in the middle of the range's pairs (where a split by size cuts it), `None` if
     /// the range holds fewer than two pairs or the middle key is the range's first key.
@@ -316,6 +354,14 @@ impl StateMachine for KvStateMachine {
 
     fn take_carved(&mut self) -> Option<Box<dyn StateMachine>> {
         KvStateMachine::take_carved(self).map(|carved| Box::new(carved) as Box<dyn StateMachine>)
+    }
+
+    fn set_membership(&mut self, _membership: &Membership) -> Result<(), MachineError> {
+        Ok(())
+    }
+
+    fn membership(&self) -> Option<&Membership> {
+        None
     }
 
     fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {

@@ -516,3 +516,66 @@ fn a_snapshot_without_data_gets_no_file() {
     let loaded = engine.group(GroupId(42)).load_snapshot().unwrap();
     assert_eq!(loaded.data, b"state");
 }
+
+/// A log compacted with `ENGINE_STATE` (the range's state is in the node's engine) keeps no
+/// file and no copy of the state: it reads back as that note, after a reopen too, and a leader
+/// asking for the snapshot to send gets the one the engine produces, off the caller's thread.
+#[test]
+fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
+    use flotilla_storage::machine::ENGINE_STATE;
+    for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
+        let directory = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            snapshot_loading: loading,
+            ..LogConfig::small_for_tests()
+        };
+        let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.persist(G1, &append(1, 1..=10));
+        engine.write(batch).unwrap();
+        let note = snapshot(1, 6, ENGINE_STATE);
+        engine.write(compaction(G1, &note)).unwrap();
+        let files = |path: &std::path::Path| -> Vec<String> {
+            std::fs::read_dir(path)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .filter(|name| name.starts_with("snap-"))
+                .collect()
+        };
+        assert_eq!(files(directory.path()), Vec::<String>::new(), "no file");
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(note.clone()));
+        // Nothing produces it yet: a leader cannot send it, and says why.
+        assert!(matches!(
+            engine.group(G1).snapshot(),
+            Err(LogError::Storage(_))
+        ));
+        // The engine's snapshot is at its applied entry, past the compaction.
+        let produced = snapshot(1, 9, b"the state at entry 9");
+        let answer = produced.clone();
+        engine.set_engine_snapshots(Arc::new(move |group| {
+            assert_eq!(group, G1);
+            Ok(answer.clone())
+        }));
+        let log = engine.group(G1);
+        assert_eq!(
+            log.snapshot(),
+            Err(LogError::SnapshotTemporarilyUnavailable),
+            "{loading:?}: produced off the caller's thread"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let taken = loop {
+            match log.snapshot() {
+                Err(LogError::SnapshotTemporarilyUnavailable) => {
+                    assert!(std::time::Instant::now() < deadline, "{loading:?}: never");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(taken, Ok(produced), "{loading:?}");
+        drop(log);
+        drop(engine);
+        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(note), "after a reopen");
+    }
+}

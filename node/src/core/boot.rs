@@ -15,6 +15,10 @@ use flotilla_shard_manager::{
 use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError, verify_snapshot};
 use std::sync::Arc;
 
+/// The bytes of pairs read from the engine at a time while a snapshot is produced for a
+/// follower (off the Raft loop).
+const ENGINE_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
 /// Why a node could not be built from its log.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -239,11 +243,23 @@ pub fn start<R: Respond, S: BatchSink>(
             .create_group(group, store)
             .map_err(|source| BootError::Host { group, source })?;
     }
+    let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if let RangeStore::Engine(ranges) = &store {
+        let (ranges, produced) = (ranges.clone(), Arc::clone(&produced));
+        engine.set_engine_snapshots(Arc::new(move |group| {
+            let snapshot = ranges
+                .range_snapshot(group, ENGINE_SNAPSHOT_CHUNK_BYTES)
+                .map_err(|error| LogError::Storage(error.to_string()))?;
+            produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(snapshot)
+        }));
+    }
     let mut core = NodeCore::new(config, multi, engine, sink, meta, identity, store);
+    core.engine_snapshots_produced = produced;
     for (group, snapshot) in &snapshots {
         core.restore(*group, snapshot)?;
     }
-    core.machines.destroy_unhosted()?;
+    core.adopt_carves()?;
     Ok(core)
 }
 

@@ -295,6 +295,18 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 
     fn compact(&mut self, groups: Vec<GroupId>) -> Result<(), CoreError> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        // A range in the engine compacts its log with a note that the engine holds it: that
+        // must be durable first (one sync of the engine for every range of the cycle).
+        #[cfg(feature = "mutations")]
+        let sync = self.config.mutation != super::CoreMutation::CompactWithoutEngineSync;
+        #[cfg(not(feature = "mutations"))]
+        let sync = true;
+        if sync {
+            self.machines.sync()?;
+        }
         for group in groups {
             let index = self.machines.applied(group);
             let data = self.machines.snapshot_data(group)?;

@@ -5,7 +5,7 @@
 use super::CoreError;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
 use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
-use flotilla_storage::machine::encode_machine;
+use flotilla_storage::machine::{ENGINE_STATE, encode_machine, is_engine_state};
 use flotilla_storage::{Engine, KvStateMachine, MachineError, MergeState, Response, StateMachine};
 use std::collections::BTreeMap;
 
@@ -43,6 +43,8 @@ impl RangeStore {
 /// Every state machine of the node.
 pub(crate) struct Machines {
     store: RangeStore,
+    /// Entries the log replayed that the engine had applied before this start.
+    applied_before_start: u64,
     kv: BTreeMap<GroupId, Box<dyn StateMachine>>,
     meta: MetaState,
     meta_applied: LogIndex,
@@ -83,6 +85,7 @@ impl Machines {
     pub(crate) fn new(meta: MetaState, store: RangeStore) -> Self {
         Self {
             store,
+            applied_before_start: 0,
             kv: BTreeMap::new(),
             meta,
             meta_applied: LogIndex(0),
@@ -125,6 +128,11 @@ impl Machines {
         }
     }
 
+    /// Entries the log replayed that the engine had applied before this start.
+    pub(crate) fn entries_applied_before_start(&self) -> u64 {
+        self.applied_before_start
+    }
+
     /// Key and value bytes this node's ranges hold.
     pub(crate) fn stored_bytes(&self) -> u64 {
         self.stored_bytes
@@ -155,29 +163,35 @@ impl Machines {
             .map_err(|source| CoreError::Machine { group, source })
     }
 
-    /// At start, once every group of the log is restored: deletes what the store holds of
-    /// groups the log has none of (left by a crash before a replica's destruction finished).
+    /// At start, once every group of the log is restored: the ranges the engine holds that
+    /// the log has no group of, each opened apart (not hosted).
     ///
     /// # Errors
     /// The engine failed.
-    pub(crate) fn destroy_unhosted(&self) -> Result<(), CoreError> {
+    pub(crate) fn unhosted(&self) -> Result<Vec<Box<dyn StateMachine>>, CoreError> {
         let RangeStore::Engine(engine) = &self.store else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let groups = engine.range_ids().map_err(CoreError::Engine)?;
-        for group in groups
+        groups
             .into_iter()
             .filter(|group| !self.kv.contains_key(group))
-        {
-            tracing::info!(%group, "deleting the engine's records of a range the log does not host");
-            engine
-                .destroy_range(group)
-                .map_err(|source| CoreError::Machine {
-                    group,
-                    source: source.into(),
-                })?;
-        }
-        Ok(())
+            .map(|group| {
+                self.store
+                    .open(group)
+                    .map_err(|source| CoreError::Machine { group, source })
+            })
+            .collect()
+    }
+
+    /// Deletes what the store holds of `group`, which has no state machine here.
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn destroy_unhosted(&self, group: GroupId) -> Result<(), CoreError> {
+        self.store
+            .destroy(group)
+            .map_err(|source| CoreError::Machine { group, source })
     }
 
     pub(crate) fn kv(&self, group: GroupId) -> Option<&dyn StateMachine> {
@@ -226,12 +240,41 @@ impl Machines {
             self.meta_applied = index;
             return Ok(());
         }
+        let in_engine = matches!(self.store, RangeStore::Engine(_));
         let machine = self.kv_mut(group)?;
         let before = machine.stored_bytes();
-        let restored = if snapshot.data.is_empty() {
+        let applied = machine.applied().index;
+        let membership = &snapshot.meta.membership;
+        let restored = if is_engine_state(&snapshot.data) {
+            // The log was compacted once the engine had synced the range at `index` or past
+            // it: an engine behind that lost what it synced.
+            if applied < index {
+                return Err(CoreError::Restore {
+                    group,
+                    reason: format!(
+                        "the engine holds the range at entry {applied}, behind entry {index} it \
+                         had synced when the log was compacted: the engine lost synced writes"
+                    ),
+                });
+            }
+            Ok(())
+        } else if membership.voters.is_empty() && membership.learners.is_empty() {
+            // No members: a tombstone, or a replica created empty; it holds nothing.
+            machine.clear()
+        } else if in_engine && applied >= index {
+            // The engine is at the snapshot or past it (a restart): the log's entries after
+            // the engine's are applied, those before are not again. A range that names no
+            // members applied no membership entry since it began from this snapshot (a new
+            // cluster's first state): the snapshot's are its members.
+            if machine.membership().is_none() {
+                machine.set_membership(membership)
+            } else {
+                Ok(())
+            }
+        } else if snapshot.data.is_empty() {
             machine.clear()
         } else {
-            machine.restore(&snapshot.data)
+            machine.restore_as_member(&snapshot.data, membership)
         };
         let after = machine.stored_bytes();
         self.stored_bytes = self.stored_bytes - before + after;
@@ -264,6 +307,11 @@ impl Machines {
     ) -> Result<Option<Response>, CoreError> {
         if group != META_GROUP {
             let machine = self.kv_mut(group)?;
+            if entry.index <= machine.applied().index {
+                // The engine applied it before a restart (the log replays from its snapshot).
+                self.applied_before_start += 1;
+                return Ok(None);
+            }
             let before = machine.stored_bytes();
             let response = machine
                 .apply_entry(entry)
@@ -331,7 +379,8 @@ impl Machines {
         self.since_snapshot.get(&group).copied().unwrap_or_default()
     }
 
-    /// The snapshot bytes of `group` at its applied index.
+    /// The snapshot bytes of `group` at its applied index, to compact its log with: for a
+    /// range in the engine, `ENGINE_STATE` (the caller synced the engine first).
     ///
     /// # Errors
     /// The engine failed.
@@ -339,6 +388,29 @@ impl Machines {
         if group == META_GROUP {
             return Ok(self.meta.encode());
         }
+        if matches!(self.store, RangeStore::Engine(_)) {
+            return Ok(ENGINE_STATE.to_vec());
+        }
+        self.encoded_state(group)
+    }
+
+    /// Makes every range's applied state in the engine durable (before the logs are compacted
+    /// with `ENGINE_STATE`).
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn sync(&self) -> Result<(), CoreError> {
+        match &self.store {
+            RangeStore::Memory => Ok(()),
+            RangeStore::Engine(engine) => engine.sync().map_err(CoreError::Engine),
+        }
+    }
+
+    /// `group`'s whole state in the snapshot format (a frozen range's, for the merge entry).
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn encoded_state(&self, group: GroupId) -> Result<Vec<u8>, CoreError> {
         let Some(machine) = self.kv.get(&group) else {
             return Ok(Vec::new());
         };

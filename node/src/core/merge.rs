@@ -640,7 +640,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// again.
     fn frozen_state(&self, right: GroupId) -> Option<Vec<u8>> {
         self.machines
-            .snapshot_data(right)
+            .encoded_state(right)
             .inspect_err(|error| {
                 tracing::error!(%right, %error, "a frozen range's state could not be read");
             })

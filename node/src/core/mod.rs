@@ -188,6 +188,8 @@ pub enum CoreMutation {
     ReadWithoutReadIndex,
     /// Install a snapshot a leader sent without checking its data first.
     InstallUncheckedSnapshots,
+    /// Compact a range's log onto the disk engine without syncing the engine first.
+    CompactWithoutEngineSync,
 }
 
 /// Why the node must stop.
@@ -269,6 +271,8 @@ pub struct NodeCore<R, S> {
     backups: backups::BackupViews,
     /// Merges this node takes part in.
     merges: merge::Merges,
+    /// Snapshots produced from the engine for followers (off the loop, so shared).
+    engine_snapshots_produced: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What the core has done since start.
@@ -316,6 +320,14 @@ pub struct Counters {
     pub merges_applied: u64,
     /// Merges this node's replicas gave up, their right neighbour having refused to freeze.
     pub merges_given_up: u64,
+    /// Committed entries the log replayed that the engine had applied before this start (its
+    /// ranges are at their applied entry, past their log's snapshot).
+    pub entries_applied_before_start: u64,
+    /// Splits' right halves the engine held that this start hosted (a crash had cut their
+    /// hosting short).
+    pub carves_adopted: u64,
+    /// Snapshots the engine produced to be sent to followers.
+    pub engine_snapshots_produced: u64,
     /// How long each log write (write + fdatasync) took, in seconds.
     pub write_seconds: Histogram,
     /// How many entries each log write persisted (group commit).
@@ -335,6 +347,9 @@ impl Default for Counters {
             merges_asked_by_size: 0,
             merges_applied: 0,
             merges_given_up: 0,
+            entries_applied_before_start: 0,
+            carves_adopted: 0,
+            engine_snapshots_produced: 0,
             leader_changes: 0,
             cycles_since_gc: 0,
             busy_micros: 0,
@@ -410,6 +425,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             reads_left: false,
             placement,
             merges: merge::Merges::default(),
+            engine_snapshots_produced: Arc::default(),
         }
     }
 
@@ -633,7 +649,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// The node's counters.
     #[must_use]
     pub fn counters(&self) -> Counters {
-        self.counters
+        Counters {
+            entries_applied_before_start: self.machines.entries_applied_before_start(),
+            engine_snapshots_produced: self
+                .engine_snapshots_produced
+                .load(std::sync::atomic::Ordering::Relaxed),
+            ..self.counters
+        }
     }
 
     /// The meta state (range map, directory, registered data directories) this node applied.

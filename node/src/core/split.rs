@@ -347,6 +347,44 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         Ok(())
     }
 
+    /// At start, with the ranges in the engine: a range the engine holds that the log has no
+    /// group of is either a split's right half whose hosting a crash cut short (the engine
+    /// applied the parent's split, which the log will not replay: the parent is past it), or
+    /// what a crash left of a destroyed replica. The first is hosted as `host_splits` would
+    /// have (this node never hosted its group, which the log would show, even as a
+    /// tombstone); the rest is deleted.
+    ///
+    /// # Errors
+    /// The engine failed, or persisting a right half's first state failed.
+    pub(super) fn adopt_carves(&mut self) -> Result<(), CoreError> {
+        for machine in self.machines.unhosted()? {
+            let group = machine.group();
+            let bounds = machine.bounds();
+            let carve = machine.applied().index == LogIndex(0) && bounds.version > 0;
+            let voters = machine
+                .membership()
+                .map(|membership| membership.voters.iter().copied().collect::<Vec<_>>())
+                .filter(|voters| carve && !voters.is_empty());
+            let Some(voters) = voters else {
+                drop(machine);
+                tracing::info!(%group, "deleting the engine's records of a range not hosted");
+                self.machines.destroy_unhosted(group)?;
+                continue;
+            };
+            tracing::info!(%group, "hosting a split's right half the engine holds");
+            self.counters.carves_adopted += 1;
+            let split = SplitRecord {
+                group,
+                at: bounds.start.clone(),
+                right: group,
+                voters,
+                version: bounds.version,
+            };
+            self.placement.splits_to_host.push((split, machine));
+        }
+        self.host_splits()
+    }
+
     /// Every placement round: the splits this node applied that the meta group now shows are
     /// forgotten; the others, of ranges this node leads, are reported to the meta leader (or
     /// proposed, on it).

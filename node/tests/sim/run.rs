@@ -107,6 +107,10 @@ pub struct Report {
     pub trace_hash: u64,
     /// Whether the ranges' data lived in the nodes' engines.
     pub disk_engine: bool,
+    /// What the engines did (the nodes up at the end, since their last start): entries the
+    /// log replayed that the engine had applied, snapshots produced for followers, and split
+    /// halves hosted from the engine at start.
+    pub engine_work: (u64, u64, u64),
 }
 
 /// How a run breaks the rules on purpose (the mutation tests).
@@ -202,6 +206,11 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
     });
     Report {
         disk_engine: cluster.setup.disk_engine,
+        engine_work: (
+            counted(&cluster, |counters| counters.entries_applied_before_start),
+            counted(&cluster, |counters| counters.engine_snapshots_produced),
+            counted(&cluster, |counters| counters.carves_adopted),
+        ),
         swarm,
         faults: faults.counts,
         operations,

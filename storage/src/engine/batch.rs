@@ -17,7 +17,7 @@ use crate::error::EngineError;
 use crate::kv::execute::{self, Applied, MergePlan, RangeState, SplitPlan};
 use crate::kv::{KvStateMachine, MergeState, MergeStep, RangeBounds, Response, SessionTable};
 use crate::machine::Pair;
-use flotilla_raft::{Entry, GroupId, LogId, LogIndex};
+use flotilla_raft::{Entry, GroupId, LogId, LogIndex, Membership};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -49,6 +49,8 @@ pub(super) struct BatchApply<'a> {
     bounds: RangeBounds,
     merge: MergeState,
     declined: BTreeMap<GroupId, u64>,
+    /// The group's membership as of the batch's last entry.
+    membership: Option<Membership>,
     /// Records of other ranges the batch writes: a split's right half.
     other_ops: Vec<WriteOp>,
     /// The right half of the last split applied.
@@ -71,9 +73,15 @@ impl<'a> BatchApply<'a> {
             bounds: meta.bounds.clone(),
             merge: meta.merge.clone(),
             declined: meta.declined.clone(),
+            membership: meta.membership.clone(),
             other_ops: Vec::new(),
             carve: None,
         }
+    }
+
+    /// A membership entry applied: the group's members from here on.
+    pub(super) fn membership_applied(&mut self, membership: &Membership) {
+        self.membership = Some(membership.clone());
     }
 
     /// Applies the payload `data` of entry `index`, as `execute::apply_payload` decides it.
@@ -107,6 +115,7 @@ impl<'a> BatchApply<'a> {
             bounds: self.bounds,
             merge: self.merge,
             declined: self.declined,
+            membership: self.membership,
             ..meta.clone()
         };
         let mut ops = self.rows.into_ops();
@@ -172,6 +181,12 @@ impl<'a> BatchApply<'a> {
             session_limits: sessions.limits(),
             session_clock_ms: sessions.clock_ms(),
             bounds: plan.right_bounds.clone(),
+            // A split's right half starts on its parent's voters (the split waits until they
+            // are settled: no joint configuration, no learners).
+            membership: self
+                .membership
+                .as_ref()
+                .map(|membership| Membership::with_voters(membership.voters.iter().copied())),
             ..RangeMeta::default()
         };
         self.other_ops.reserve(pairs.len() + sessions.len() + 1);

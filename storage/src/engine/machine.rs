@@ -19,7 +19,7 @@
 //! destroyed, as every hosted group's is at start. When the right group holds state already,
 //! see `batch::Carve::Memory`.
 
-use super::backend::WriteOp;
+use super::backend::{BackendView, WriteOp};
 use super::batch::{BatchApply, Carve};
 use super::keys;
 use super::meta::RangeMeta;
@@ -31,7 +31,7 @@ use crate::kv::execute;
 use crate::kv::{Command, MergeState, RangeBounds, Response, SessionTable};
 use crate::machine::{SnapshotView, StateMachine};
 use crate::snapshot::snapshot_parts;
-use flotilla_raft::{Entry, EntryPayload, GroupId, LogId};
+use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, Membership};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -93,34 +93,12 @@ impl DiskStateMachine {
                         record: "metadata",
                         reason,
                     })?;
-                machine.sessions = Arc::new(machine.load_sessions()?);
+                let view = machine.engine.backend().view();
+                machine.sessions = Arc::new(load_sessions(&view, group, &machine.meta)?);
             }
         }
         Arc::make_mut(&mut machine.sessions).track_changes();
         Ok(machine)
-    }
-
-    fn load_sessions(&self) -> Result<SessionTable, EngineError> {
-        let mut images = Vec::new();
-        let (start, end) = keys::sessions(self.group);
-        self.engine
-            .backend()
-            .scan(&start, &end, &mut |key, value| {
-                images.push((keys::session_id(key), value.to_vec()));
-                true
-            })
-            .map_err(backend_error("read a range's sessions"))?;
-        let damaged = |reason: String| EngineError::Damaged {
-            group: self.group,
-            record: "session",
-            reason,
-        };
-        let images = images
-            .iter()
-            .map(|(id, bytes)| Ok((id.ok_or_else(|| damaged("a bad key".into()))?, &bytes[..])))
-            .collect::<Result<Vec<_>, EngineError>>()?;
-        SessionTable::from_images(self.meta.session_limits, self.meta.session_clock_ms, images)
-            .map_err(|error| damaged(error.to_string()))
     }
 
     /// The session table as of the applied entry.
@@ -214,7 +192,11 @@ impl DiskStateMachine {
             applied = entry.index.0;
             let response = match &entry.payload {
                 EntryPayload::Normal(data) => Some(batch.apply(entry.index, data)?),
-                EntryPayload::Blank | EntryPayload::Membership(_) => None,
+                EntryPayload::Membership(membership) => {
+                    batch.membership_applied(membership);
+                    None
+                }
+                EntryPayload::Blank => None,
             };
             responses.push(response);
         }
@@ -229,7 +211,11 @@ impl DiskStateMachine {
     /// Restores from verified snapshot `bytes`: deletes the range, writes the pairs in
     /// batches, then the sessions and the metadata last, so a crash midway leaves a range
     /// without metadata (deleted again at the next open).
-    fn restore_parts(&mut self, bytes: &[u8]) -> Result<(), MachineError> {
+    fn restore_parts(
+        &mut self,
+        bytes: &[u8],
+        membership: Option<&Membership>,
+    ) -> Result<(), MachineError> {
         let mut parts = snapshot_parts(bytes)?;
         if parts.header.group != self.group {
             return Err(MachineError::WrongGroup {
@@ -274,6 +260,7 @@ impl DiskStateMachine {
             bounds,
             merge,
             declined,
+            membership: membership.cloned(),
             ..RangeMeta::default()
         };
         self.commit_batch(batch, meta)?;
@@ -343,8 +330,19 @@ impl StateMachine for DiskStateMachine {
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), MachineError> {
         self.check_writable()?;
-        let result = self.restore_parts(bytes);
+        let result = self.restore_parts(bytes, None);
         // An invalid snapshot is refused before anything is deleted; only engine errors fail.
+        self.failed |= matches!(result, Err(MachineError::Engine(_)));
+        result
+    }
+
+    fn restore_as_member(
+        &mut self,
+        bytes: &[u8],
+        membership: &Membership,
+    ) -> Result<(), MachineError> {
+        self.check_writable()?;
+        let result = self.restore_parts(bytes, Some(membership));
         self.failed |= matches!(result, Err(MachineError::Engine(_)));
         result
     }
@@ -380,6 +378,20 @@ impl StateMachine for DiskStateMachine {
         self.carved.take()
     }
 
+    fn membership(&self) -> Option<&Membership> {
+        self.meta.membership.as_ref()
+    }
+
+    fn set_membership(&mut self, membership: &Membership) -> Result<(), MachineError> {
+        self.check_writable()?;
+        let meta = RangeMeta {
+            membership: Some(membership.clone()),
+            ..self.meta.clone()
+        };
+        let result = self.commit_batch(Vec::new(), meta);
+        Ok(self.guard(result)?)
+    }
+
     fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {
         self.check_usable()?;
         let count = self.meta.pair_count;
@@ -408,12 +420,115 @@ impl StateMachine for DiskStateMachine {
     }
 }
 
+/// `group`'s session table in `view`, whose metadata there is `meta`.
+pub(super) fn load_sessions(
+    view: &BackendView,
+    group: GroupId,
+    meta: &RangeMeta,
+) -> Result<SessionTable, EngineError> {
+    let mut images = Vec::new();
+    let (start, end) = keys::sessions(group);
+    view.scan(&start, &end, &mut |key, value| {
+        images.push((keys::session_id(key), value.to_vec()));
+        true
+    })
+    .map_err(backend_error("read a range's sessions"))?;
+    let damaged = |reason: String| EngineError::Damaged {
+        group,
+        record: "session",
+        reason,
+    };
+    let images = images
+        .iter()
+        .map(|(id, bytes)| Ok((id.ok_or_else(|| damaged("a bad key".into()))?, &bytes[..])))
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    SessionTable::from_images(meta.session_limits, meta.session_clock_ms, images)
+        .map_err(|error| damaged(error.to_string()))
+}
+
+/// `group`'s metadata in `view`, `None` if it has none.
+pub(super) fn load_meta(
+    view: &BackendView,
+    group: GroupId,
+) -> Result<Option<RangeMeta>, EngineError> {
+    let key = keys::meta(group);
+    let mut end = key.clone();
+    end.push(0);
+    let mut found = None;
+    view.scan(&key, &end, &mut |_, value| {
+        found = Some(value.to_vec());
+        false
+    })
+    .map_err(backend_error("read a range's metadata"))?;
+    found
+        .map(|bytes| {
+            RangeMeta::decode(&bytes).map_err(|reason| EngineError::Damaged {
+                group,
+                record: "metadata",
+                reason,
+            })
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::EngineConfig;
     use crate::kv::SessionId;
     use flotilla_raft::LogIndex;
+
+    /// A snapshot the engine produces is the range's state at its applied entry, named with
+    /// the members of that entry (its last membership entry; after a restore, the snapshot's),
+    /// and the same bytes as the machine's own encoding.
+    #[test]
+    fn a_produced_snapshot_names_the_members_of_its_entry() {
+        use crate::kv::Codec;
+        use flotilla_raft::{Membership, NodeId, Term};
+        let directory = tempfile::tempdir().unwrap();
+        let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
+        let group = GroupId(5);
+        let mut machine = engine.open_range(group).unwrap();
+        assert!(engine.range_snapshot(group, 64).is_err(), "no members yet");
+        let members = |nodes: &[u64]| Membership::with_voters(nodes.iter().map(|&n| NodeId(n)));
+        let entry = |index: u64, payload: EntryPayload| Entry {
+            index: LogIndex(index),
+            term: Term(2),
+            payload,
+        };
+        let put = |key: &str| {
+            let command = Command::Put {
+                key: key.as_bytes().to_vec(),
+                value: vec![7; 20],
+            };
+            EntryPayload::Normal(command.encode().into())
+        };
+        machine
+            .apply_entries(&[
+                entry(1, EntryPayload::Membership(members(&[1, 2, 3]))),
+                entry(2, put("a")),
+                entry(3, put("b")),
+            ])
+            .unwrap();
+        let produced = engine.range_snapshot(group, 16).unwrap();
+        assert_eq!(produced.meta.last, machine.applied());
+        assert_eq!(produced.meta.membership, members(&[1, 2, 3]));
+        assert_eq!(
+            produced.data,
+            crate::machine::encode_machine(&machine, 1 << 20).unwrap()
+        );
+        // Restored from a snapshot (on another node), the range names that snapshot's members.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other = Engine::open(elsewhere.path(), EngineConfig::small_for_tests()).unwrap();
+        let mut replica = other.open_range(group).unwrap();
+        replica
+            .restore_as_member(&produced.data, &members(&[4, 5, 6]))
+            .unwrap();
+        let restored = other.range_snapshot(group, 16).unwrap();
+        assert_eq!(restored.meta.membership, members(&[4, 5, 6]));
+        assert_eq!(restored.meta.last, produced.meta.last);
+        assert_eq!(restored.data, produced.data);
+    }
 
     /// What a crash in the middle of an install or a deletion leaves: pairs and sessions
     /// without metadata. Opening the range deletes them instead of serving half a snapshot.

@@ -3,7 +3,7 @@
 //! merge attempts it refused, written in the same batch as every entry's effects.
 
 use crate::kv::{MergeState, RangeBounds, SessionLimits};
-use flotilla_raft::{GroupId, LogId, LogIndex, Term};
+use flotilla_raft::{GroupId, LogId, LogIndex, Membership, Term};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -33,6 +33,10 @@ pub(crate) struct RangeMeta {
     pub(crate) merge: MergeState,
     /// Per left neighbour, the latest merge attempt whose freeze the range refused.
     pub(crate) declined: BTreeMap<GroupId, u64>,
+    /// The group's members as of the applied entry (from its last membership entry, the
+    /// snapshot it was restored from, or its parent's voters for a split's right half): what a
+    /// snapshot produced from the engine names.
+    pub(crate) membership: Option<Membership>,
 }
 
 /// A format 1 record: a range that never split nor merged.

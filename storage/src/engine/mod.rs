@@ -160,6 +160,41 @@ impl Engine {
         }
     }
 
+    /// The snapshot of `group` at the entry the engine applied, with the group's members at
+    /// that entry, encoded from one read view with `chunk_bytes_max` bytes of pairs read at a
+    /// time: what a leader sends a follower of a range whose log it compacted with
+    /// `machine::ENGINE_STATE`. It reads the whole range: call it off the Raft loop.
+    ///
+    /// # Errors
+    /// The range is not in the engine or names no members, a record of it is damaged, or the
+    /// engine failed.
+    pub fn range_snapshot(
+        &self,
+        group: GroupId,
+        chunk_bytes_max: usize,
+    ) -> Result<flotilla_raft::Snapshot, EngineError> {
+        let view = self.backend().view();
+        let missing = |reason: &str| EngineError::Damaged {
+            group,
+            record: "metadata",
+            reason: reason.to_owned(),
+        };
+        let meta = machine::load_meta(&view, group)?
+            .ok_or_else(|| missing("the range has no metadata, so no snapshot"))?;
+        let membership = meta
+            .membership
+            .clone()
+            .ok_or_else(|| missing("the range names no members, so no snapshot"))?;
+        let sessions = machine::load_sessions(&view, group, &meta)?;
+        let last = meta.applied();
+        let mut range = view::DiskView::new(group, meta, Arc::new(sessions), view);
+        let data = crate::snapshot::encode_view(&mut range, chunk_bytes_max)?;
+        Ok(flotilla_raft::Snapshot {
+            meta: flotilla_raft::SnapshotMeta { last, membership },
+            data,
+        })
+    }
+
     /// Makes every batch committed so far durable (one sync of the engine's journal).
     ///
     /// # Errors

@@ -28,10 +28,20 @@ impl SnapshotMarker {
         self.meta.last.index
     }
 
-    /// Whether a file holds the snapshot's data (every snapshot with data has one).
+    /// Whether a file holds the snapshot's data (every snapshot with data has one, but the
+    /// marker of a range whose state is in the engine).
     #[must_use]
     pub fn has_file(&self) -> bool {
         !self.file_name.is_empty()
+    }
+
+    /// Whether the snapshot's data is `machine::ENGINE_STATE`: the range's state is in the
+    /// node's engine, and no file holds it.
+    #[must_use]
+    pub fn is_engine_state(&self) -> bool {
+        !self.has_file()
+            && self.data_bytes == crate::machine::ENGINE_STATE.len() as u64
+            && self.data_checksum == crc32c::crc32c(crate::machine::ENGINE_STATE)
     }
 }
 

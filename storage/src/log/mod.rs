@@ -60,7 +60,14 @@ pub(crate) struct Shared {
     queue: CommitQueue,
     failed: AtomicBool,
     snapshot_loads: snapshot_loads::SnapshotLoads,
+    /// What produces the snapshot to send of a range whose state is in the engine.
+    engine_snapshots: RwLock<Option<EngineSnapshots>>,
 }
+
+/// Produces the snapshot of a group whose state is in the node's state machine engine, at the
+/// engine's applied entry (`Engine::range_snapshot`); called off the Raft loop.
+pub type EngineSnapshots =
+    Arc<dyn Fn(GroupId) -> Result<flotilla_raft::Snapshot, flotilla_raft::LogError> + Send + Sync>;
 
 /// The node's write-ahead log. Cheap to clone: clones share one engine.
 #[derive(Clone)]
@@ -134,6 +141,7 @@ impl LogEngine {
             queue: CommitQueue::default(),
             failed: AtomicBool::new(false),
             snapshot_loads,
+            engine_snapshots: RwLock::new(None),
         });
         let mut writer = shared.writer.lock();
         if recovered.needs_roll_over {
@@ -168,6 +176,13 @@ impl LogEngine {
         self.shared
             .queue
             .submit(encoded, waiting_max, |batches| self.commit(batches))
+    }
+
+    /// Sets what produces the snapshot sent to a follower of a group whose log was compacted
+    /// with `machine::ENGINE_STATE` (its state is in the node's engine). Without it, such a
+    /// group's snapshot cannot be sent (`LogError::Storage`).
+    pub fn set_engine_snapshots(&self, produce: EngineSnapshots) {
+        *self.shared.engine_snapshots.write() = Some(produce);
     }
 
     /// The read handle of one group (empty if the group never wrote).

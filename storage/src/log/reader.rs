@@ -305,7 +305,21 @@ impl LogReader for GroupLog {
     /// (`SnapshotTemporarilyUnavailable` until it is; see `snapshot_loads`).
     fn snapshot(&self) -> Result<Snapshot, LogError> {
         let shared = &self.shared;
-        let marker = match self.with_state(|state| state.snapshot.clone()) {
+        let marker = self.with_state(|state| state.snapshot.clone());
+        if let Some(marker) = marker.as_ref().filter(|marker| marker.is_engine_state()) {
+            // Produced from the engine, always off the loop: it reads the whole range.
+            let Some(produce) = shared.engine_snapshots.read().clone() else {
+                return Err(LogError::Storage(format!(
+                    "group {}'s state is in the engine, and nothing produces its snapshots",
+                    self.group
+                )));
+            };
+            let group = self.group;
+            return shared
+                .snapshot_loads
+                .take_or_start(group, marker, move || produce(group));
+        }
+        let marker = match marker {
             Some(marker) if marker.data_bytes > shared.config.snapshot_inline_bytes_max => marker,
             _ => return self.load_snapshot(),
         };

@@ -41,6 +41,14 @@ pub(crate) fn store(
     group: GroupId,
     snapshot: &Snapshot,
 ) -> io::Result<SnapshotMarker> {
+    if crate::machine::is_engine_state(&snapshot.data) {
+        return Ok(SnapshotMarker {
+            meta: snapshot.meta.clone(),
+            file_name: String::new(),
+            data_bytes: snapshot.data.len() as u64,
+            data_checksum: crc32c::crc32c(&snapshot.data),
+        });
+    }
     if snapshot.data.is_empty() {
         return Ok(SnapshotMarker {
             meta: snapshot.meta.clone(),
@@ -70,7 +78,7 @@ pub(crate) fn store(
 #[must_use]
 pub(crate) fn is_present(fs: &dyn FileSystem, directory: &Path, marker: &SnapshotMarker) -> bool {
     if !marker.has_file() {
-        return marker.data_bytes == 0;
+        return marker.data_bytes == 0 || marker.is_engine_state();
     }
     fs.open(&directory.join(&marker.file_name), false)
         .and_then(|file| file.len_bytes())
@@ -88,9 +96,14 @@ pub(crate) fn load(
     marker: &SnapshotMarker,
 ) -> Result<Snapshot, LogError> {
     if !marker.has_file() {
+        let data = if marker.is_engine_state() {
+            crate::machine::ENGINE_STATE.to_vec()
+        } else {
+            Vec::new()
+        };
         return Ok(Snapshot {
             meta: marker.meta.clone(),
-            data: Vec::new(),
+            data,
         });
     }
     let path = directory.join(&marker.file_name);
