@@ -405,13 +405,24 @@ pub struct LogSettings {
 }
 
 /// Which store holds each range's applied data.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageEngine {
     /// In memory: a restart rebuilds every range from its snapshot and the log.
     Memory,
     /// In one embedded engine per node (fjall), in the data directory's `engine` folder.
     Disk,
+}
+
+impl StorageEngine {
+    /// Its name in the configuration.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Disk => "disk",
+        }
+    }
 }
 
 /// Where each range's applied data lives, and the embedded engine's memory.
@@ -1142,6 +1153,8 @@ impl NodeConfig {
             cache_bytes: self.storage.cache_mib.saturating_mul(1 << 20),
             write_buffer_bytes: self.storage.write_buffer_mib.saturating_mul(1 << 20),
             background_threads: self.storage.background_threads,
+            // The log replays what a crash loses; compaction syncs the engine first.
+            flush_each_batch: false,
             ..flotilla_storage::EngineConfig::default()
         }
     }

@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// splits at its middle key (0: never; else at least 1024; the node's default: 64 MiB).
     #[arg(long)]
     pub split_bytes: Option<u64>,
+    /// The local cluster's `storage.engine`: where each range's applied data lives (memory or
+    /// disk; the node's default: memory).
+    #[arg(long, value_enum)]
+    pub storage_engine: Option<crate::config::StorageEngine>,
     /// Also report each run every this many seconds (at least 0.5): ops/s, and the ranges in
     /// the map and the ranges each node leads at the interval's end.
     #[arg(long)]
@@ -180,10 +184,10 @@ pub enum ResultsError {
 /// the rule it broke, as a sentence.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum BenchFlagError {
-    /// `--split-load-rps` or `--split-bytes` with `--endpoints`.
+    /// `--split-load-rps`, `--split-bytes` or `--storage-engine` with `--endpoints`.
     #[error(
-        "--split-load-rps and --split-bytes set up the local cluster; a running cluster \
-         (--endpoints) keeps its own configuration"
+        "--split-load-rps, --split-bytes and --storage-engine set up the local cluster; a \
+         running cluster (--endpoints) keeps its own configuration"
     )]
     SplitsNeedLocalCluster,
     /// `--split-bytes` between 1 and `SPLIT_BYTES_MIN - 1`.
@@ -249,7 +253,16 @@ pub fn check_split_and_interval_flags(args: &BenchArgs) -> Result<Option<String>
         }
         config.push_str(&format!("{key} = {value}\n"));
     }
-    Ok((!config.is_empty()).then(|| format!("[ranges]\n{config}")))
+    let mut text = (!config.is_empty())
+        .then(|| format!("[ranges]\n{config}"))
+        .unwrap_or_default();
+    if let Some(engine) = args.storage_engine {
+        if !args.endpoints.is_empty() {
+            return Err(BenchFlagError::SplitsNeedLocalCluster);
+        }
+        text.push_str(&format!("[storage]\nengine = \"{}\"\n", engine.name()));
+    }
+    Ok((!text.is_empty()).then_some(text))
 }
 
 /// Checks `--report-every` against `--seconds` (already checked positive).
@@ -402,6 +415,9 @@ fn splits_text(args: &BenchArgs) -> String {
     }
     if let Some(bytes) = args.split_bytes {
         text.push_str(&format!(", split_bytes {bytes}"));
+    }
+    if let Some(engine) = args.storage_engine {
+        text.push_str(&format!(", ranges in {}", engine.name()));
     }
     text
 }
@@ -559,9 +575,16 @@ mod tests {
     /// The file the local nodes read sets the keys the flags name.
     #[test]
     fn the_local_cluster_reads_the_split_flags() {
-        let text = check(&["--split-load-rps", "2000", "--split-bytes", "4096"])
-            .unwrap()
-            .unwrap();
+        let text = check(&[
+            "--split-load-rps",
+            "2000",
+            "--split-bytes",
+            "4096",
+            "--storage-engine",
+            "disk",
+        ])
+        .unwrap()
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), &text).unwrap();
         let config = crate::config::NodeConfig::load(Some(&path)).unwrap();
@@ -569,6 +592,11 @@ mod tests {
             (config.ranges.split_load_rps, config.ranges.split_bytes),
             (2000, 4096)
         );
+        assert_eq!(config.storage.engine, crate::config::StorageEngine::Disk);
+        let memory = check(&["--storage-engine", "memory"]).unwrap().unwrap();
+        let path = write_config(dir.path(), &memory).unwrap();
+        let config = crate::config::NodeConfig::load(Some(&path)).unwrap();
+        assert_eq!(config.storage.engine, crate::config::StorageEngine::Memory);
     }
 
     #[test]

@@ -246,6 +246,15 @@ impl Machines {
         let applied = machine.applied().index;
         let membership = &snapshot.meta.membership;
         let restored = if is_engine_state(&snapshot.data) {
+            if !in_engine {
+                return Err(CoreError::Restore {
+                    group,
+                    reason: "its log notes that its state is in the disk engine, but this node \
+                             runs with storage.engine = memory: start it with storage.engine = \
+                             disk"
+                        .to_owned(),
+                });
+            }
             // The log was compacted once the engine had synced the range at `index` or past
             // it: an engine behind that lost what it synced.
             if applied < index {
@@ -473,6 +482,28 @@ mod tests {
                 log_bytes: 0,
                 snapshot_bytes: 123
             }
+        );
+    }
+
+    /// A node started with its ranges in memory on a log compacted onto the disk engine says
+    /// what to do instead of starting with ranges it does not hold.
+    #[test]
+    fn a_log_compacted_onto_the_engine_needs_the_engine() {
+        let mut machines = Machines::new(
+            MetaState::new(
+                RangeMap::uniform(1, |_| vec![NodeId(1)]),
+                Directory::new([(NodeId(1), "127.0.0.1:1".to_string())]),
+            ),
+            RangeStore::Memory,
+        );
+        let mut snapshot = Snapshot::default();
+        snapshot.meta.last = LogId::new(Term(1), LogIndex(10));
+        snapshot.meta.membership = flotilla_raft::Membership::with_voters([NodeId(1)]);
+        snapshot.data = ENGINE_STATE.to_vec();
+        let error = machines.restore(GroupId(1), &snapshot).unwrap_err();
+        assert!(
+            error.to_string().contains("storage.engine = disk"),
+            "{error}"
         );
     }
 }
