@@ -253,9 +253,10 @@ pub fn check_split_and_interval_flags(args: &BenchArgs) -> Result<Option<String>
         }
         config.push_str(&format!("{key} = {value}\n"));
     }
-    let mut text = (!config.is_empty())
-        .then(|| format!("[ranges]\n{config}"))
-        .unwrap_or_default();
+    let mut text = String::new();
+    if !config.is_empty() {
+        text = format!("[ranges]\n{config}");
+    }
     if let Some(engine) = args.storage_engine {
         if !args.endpoints.is_empty() {
             return Err(BenchFlagError::SplitsNeedLocalCluster);
