@@ -232,7 +232,6 @@ fn replica_on(
         .map(|(_, replica)| replica)
 }
 
-/// Stops every node and starts each again on its data directory.
 /// The bytes of the files under `folder` (0 if it does not exist).
 fn folder_bytes(folder: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(folder) else {
@@ -248,6 +247,7 @@ fn folder_bytes(folder: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Stops every node and starts each again on its data directory.
 fn restart_every_node(cluster: &mut LocalCluster) {
     cluster.stop();
     for node in 1..=3 {

@@ -146,11 +146,17 @@ impl DataDir {
     /// # Errors
     /// IO.
     pub fn begin_bootstrap(&self, identity: &DirIdentity) -> Result<(), DataDirError> {
-        let log = self.log_path();
-        match fs::remove_dir_all(&log) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DataDirError::Io { path: log, source }),
+        for folder in [self.log_path(), self.engine_path()] {
+            match fs::remove_dir_all(&folder) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(DataDirError::Io {
+                        path: folder,
+                        source,
+                    });
+                }
+            }
         }
         self.write_identity(identity, false)
     }
@@ -298,16 +304,25 @@ fn read_state(path: &Path) -> Result<DirState, DataDirError> {
 }
 
 fn fresh_or_missing_identity(path: &Path) -> Result<DirState, DataDirError> {
-    let log = path.join(LOG_DIRECTORY);
-    let holds_files = match fs::read_dir(&log) {
-        Ok(mut entries) => entries.next().is_some(),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
-        Err(source) => return Err(DataDirError::Io { path: log, source }),
-    };
-    if holds_files {
-        return Err(DataDirError::IdentityMissing {
-            path: path.to_path_buf(),
-        });
+    // A log or an engine without the identity that owns them is a damaged directory, never a
+    // fresh one: a new node on it would take their state for its own.
+    for folder in [LOG_DIRECTORY, ENGINE_DIRECTORY] {
+        let folder = path.join(folder);
+        let holds_files = match fs::read_dir(&folder) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+            Err(source) => {
+                return Err(DataDirError::Io {
+                    path: folder,
+                    source,
+                });
+            }
+        };
+        if holds_files {
+            return Err(DataDirError::IdentityMissing {
+                path: path.to_path_buf(),
+            });
+        }
     }
     Ok(DirState::Fresh)
 }
@@ -462,6 +477,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// An engine left without its identity (the identity file and the log removed by hand)
+    /// is no fresh directory either; a bootstrap clears both folders.
+    #[test]
+    fn an_engine_without_an_identity_is_refused_and_a_bootstrap_clears_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DataDir::lock(root.path()).unwrap();
+        fs::create_dir_all(dir.engine_path()).unwrap();
+        fs::write(dir.engine_path().join("journal"), b"x").unwrap();
+        assert!(matches!(
+            dir.state(),
+            Err(DataDirError::IdentityMissing { .. })
+        ));
+        dir.begin_bootstrap(&identity()).unwrap();
+        assert!(!dir.engine_path().exists());
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub enum DataDirError {
     },
     /// The directory holds a log but no identity file.
     #[error(
-        "the data directory {path} holds a log but no identity file: it was damaged or is not a \
-         Flotilla data directory. The node must not start on it"
+        "the data directory {path} holds a log or an engine but no identity file: it was damaged or \
+         is not a Flotilla data directory. The node must not start on it"
     )]
     IdentityMissing {
         /// The directory.
@@ -424,6 +424,25 @@ pub enum EngineError {
     /// The range is already open through another handle.
     #[error("range {0} is already open in the engine; a range has one state machine at a time")]
     AlreadyOpen(GroupId),
+    /// The engine belongs to another data directory, or holds ranges with no owner recorded.
+    #[error(
+        "the state machine engine is not this data directory's ({directory_id:032x}): it records \
+         {recorded}; the node must not start on another node's ranges"
+    )]
+    NotOwn {
+        /// This data directory.
+        directory_id: u128,
+        /// The owner the engine records, in hex, or "no owner".
+        recorded: String,
+    },
+    /// A snapshot of the range cannot be produced.
+    #[error("range {group} cannot produce a snapshot: {reason}")]
+    NoSnapshot {
+        /// The range's group.
+        group: GroupId,
+        /// Why, as a sentence.
+        reason: &'static str,
+    },
     /// An earlier write of this state machine failed.
     #[error("an earlier write of range {0} failed; the range must be reopened from the engine")]
     Failed(GroupId),

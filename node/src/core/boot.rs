@@ -245,11 +245,19 @@ pub fn start<R: Respond, S: BatchSink>(
     }
     let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
     if let RangeStore::Engine(ranges) = &store {
+        ranges
+            .bind(identity.directory)
+            .map_err(|error| BootError::Core(CoreError::Engine(error)))?;
         let (ranges, produced) = (ranges.clone(), Arc::clone(&produced));
         engine.set_engine_snapshots(Arc::new(move |group| {
+            // A snapshot that cannot be produced now stops no node: the follower waits, and
+            // the leader asks again at its next heartbeat answer.
             let snapshot = ranges
                 .range_snapshot(group, ENGINE_SNAPSHOT_CHUNK_BYTES)
-                .map_err(|error| LogError::Storage(error.to_string()))?;
+                .map_err(|error| {
+                    tracing::error!(%group, %error, "a snapshot for a follower failed");
+                    LogError::SnapshotTemporarilyUnavailable
+                })?;
             produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(snapshot)
         }));

@@ -13,6 +13,7 @@ use flotilla_raft::{
     Batch, Entry, GroupId, GroupMessage, LogIndex, MessageBody, MultiError, MultiReady,
     ProposeError, Ready,
 };
+use flotilla_shard_manager::META_GROUP;
 use flotilla_storage::{Response, WriteBatch};
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
@@ -304,11 +305,17 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let sync = self.config.mutation != super::CoreMutation::CompactWithoutEngineSync;
         #[cfg(not(feature = "mutations"))]
         let sync = true;
-        if sync {
+        if sync && groups.iter().any(|&group| group != META_GROUP) {
             self.machines.sync()?;
         }
         for group in groups {
-            let index = self.machines.applied(group);
+            let mut index = self.machines.applied(group);
+            if self.machines.in_engine() && group != META_GROUP {
+                // After a start the engine may be past what Raft has handed out again: the log
+                // is compacted only up to that (the note says "at this entry or past it").
+                let handed_out = self.multi.group(group).map(|raft| raft.log().applied());
+                index = index.min(handed_out.unwrap_or(index));
+            }
             let data = self.machines.snapshot_data(group)?;
             let size = data.len();
             match self.multi.compact(group, index, data) {

@@ -315,8 +315,9 @@ impl Machines {
         entry: &Entry,
     ) -> Result<Option<Response>, CoreError> {
         if group != META_GROUP {
+            let in_engine = self.in_engine();
             let machine = self.kv_mut(group)?;
-            if entry.index <= machine.applied().index {
+            if in_engine && entry.index <= machine.applied().index {
                 // The engine applied it before a restart (the log replays from its snapshot).
                 self.applied_before_start += 1;
                 return Ok(None);
@@ -401,6 +402,11 @@ impl Machines {
             return Ok(ENGINE_STATE.to_vec());
         }
         self.encoded_state(group)
+    }
+
+    /// Whether the ranges live in the disk engine.
+    pub(crate) fn in_engine(&self) -> bool {
+        matches!(self.store, RangeStore::Engine(_))
     }
 
     /// Makes every range's applied state in the engine durable (before the logs are compacted

@@ -26,6 +26,14 @@ fn prefix(group: GroupId, tag: u8) -> [u8; PREFIX_BYTES] {
     prefix
 }
 
+/// The key of the engine's owner: the data directory it belongs to. It sorts after every
+/// range's records (a group id and a tag never start with nine 0xff bytes).
+pub(crate) fn owner() -> Vec<u8> {
+    let mut key = vec![0xff; PREFIX_BYTES];
+    key.extend_from_slice(b"owner");
+    key
+}
+
 /// The key of `group`'s metadata record.
 pub(crate) fn meta(group: GroupId) -> Vec<u8> {
     prefix(group, TAG_META).to_vec()

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The record's format, its first byte.
-const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION: u8 = 3;
+/// The format before the group's membership: bounds, merge state and refused attempts.
+const FORMAT_VERSION_V2: u8 = 2;
 /// The format before splits and merges: no bounds, no merge state.
 const FORMAT_VERSION_V1: u8 = 1;
 
@@ -37,6 +39,38 @@ pub(crate) struct RangeMeta {
     /// snapshot it was restored from, or its parent's voters for a split's right half): what a
     /// snapshot produced from the engine names.
     pub(crate) membership: Option<Membership>,
+}
+
+/// A format 2 record: no membership.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct RangeMetaV2 {
+    applied_index: u64,
+    applied_term: u64,
+    pair_count: u64,
+    stored_bytes: u64,
+    session_limits: SessionLimits,
+    session_clock_ms: u64,
+    bounds: RangeBounds,
+    merge: MergeState,
+    declined: BTreeMap<GroupId, u64>,
+}
+
+impl From<RangeMetaV2> for RangeMeta {
+    fn from(v2: RangeMetaV2) -> Self {
+        Self {
+            applied_index: v2.applied_index,
+            applied_term: v2.applied_term,
+            pair_count: v2.pair_count,
+            stored_bytes: v2.stored_bytes,
+            session_limits: v2.session_limits,
+            session_clock_ms: v2.session_clock_ms,
+            bounds: v2.bounds,
+            merge: v2.merge,
+            declined: v2.declined,
+            membership: None,
+        }
+    }
 }
 
 /// A format 1 record: a range that never split nor merged.
@@ -79,6 +113,9 @@ impl RangeMeta {
         let error = |error: postcard::Error| error.to_string();
         match bytes.split_first() {
             Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest).map_err(error),
+            Some((&FORMAT_VERSION_V2, rest)) => postcard::from_bytes::<RangeMetaV2>(rest)
+                .map(Self::from)
+                .map_err(error),
             Some((&FORMAT_VERSION_V1, rest)) => postcard::from_bytes::<RangeMetaV1>(rest)
                 .map(Self::from)
                 .map_err(error),
@@ -117,15 +154,36 @@ mod tests {
                 attempt: 2,
             },
             declined: BTreeMap::from([(GroupId(5), 7)]),
+            membership: Some(Membership::with_voters([flotilla_raft::NodeId(2)])),
             ..counts()
         };
         let bytes = meta.encode();
-        assert_eq!(RangeMeta::decode(&bytes), Ok(meta));
+        assert_eq!(RangeMeta::decode(&bytes), Ok(meta.clone()));
         let mut newer = bytes.clone();
-        newer[0] = 3;
+        newer[0] = 4;
         assert_eq!(
             RangeMeta::decode(&newer),
-            Err("format version 3 is unknown".to_owned())
+            Err("format version 4 is unknown".to_owned())
+        );
+        // A format 2 record (before the membership) reads as naming none.
+        let v2 = RangeMetaV2 {
+            applied_index: meta.applied_index,
+            applied_term: meta.applied_term,
+            pair_count: meta.pair_count,
+            stored_bytes: meta.stored_bytes,
+            session_limits: meta.session_limits,
+            session_clock_ms: meta.session_clock_ms,
+            bounds: meta.bounds.clone(),
+            merge: meta.merge.clone(),
+            declined: meta.declined.clone(),
+        };
+        let old = postcard::to_extend(&v2, vec![FORMAT_VERSION_V2]).unwrap();
+        assert_eq!(
+            RangeMeta::decode(&old),
+            Ok(RangeMeta {
+                membership: None,
+                ..meta
+            })
         );
         assert!(RangeMeta::decode(&[]).is_err());
     }

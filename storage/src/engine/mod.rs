@@ -174,17 +174,14 @@ impl Engine {
         chunk_bytes_max: usize,
     ) -> Result<flotilla_raft::Snapshot, EngineError> {
         let view = self.backend().view();
-        let missing = |reason: &str| EngineError::Damaged {
+        let meta = machine::load_meta(&view, group)?.ok_or(EngineError::NoSnapshot {
             group,
-            record: "metadata",
-            reason: reason.to_owned(),
-        };
-        let meta = machine::load_meta(&view, group)?
-            .ok_or_else(|| missing("the range has no metadata, so no snapshot"))?;
-        let membership = meta
-            .membership
-            .clone()
-            .ok_or_else(|| missing("the range names no members, so no snapshot"))?;
+            reason: "it holds no state",
+        })?;
+        let membership = meta.membership.clone().ok_or(EngineError::NoSnapshot {
+            group,
+            reason: "it names no members",
+        })?;
         let sessions = machine::load_sessions(&view, group, &meta)?;
         let last = meta.applied();
         let mut range = view::DiskView::new(group, meta, Arc::new(sessions), view);
@@ -193,6 +190,37 @@ impl Engine {
             meta: flotilla_raft::SnapshotMeta { last, membership },
             data,
         })
+    }
+
+    /// Binds the engine to the data directory `directory_id`: a new engine (no range in it)
+    /// records it, durably; an engine that records another, or holds ranges but records none,
+    /// is refused, so a node never starts on ranges that are not its own.
+    ///
+    /// # Errors
+    /// `NotOwn`, or the engine failed.
+    pub fn bind(&self, directory_id: u128) -> Result<(), EngineError> {
+        let recorded = self
+            .backend()
+            .get(&keys::owner())
+            .map_err(backend_error("read the engine's owner"))?;
+        match recorded {
+            Some(bytes) if bytes == directory_id.to_be_bytes() => Ok(()),
+            Some(bytes) => Err(EngineError::NotOwn {
+                directory_id,
+                recorded: hex(&bytes),
+            }),
+            None if !self.range_ids()?.is_empty() => Err(EngineError::NotOwn {
+                directory_id,
+                recorded: "no owner".to_owned(),
+            }),
+            None => {
+                self.commit(vec![(
+                    keys::owner(),
+                    Some(directory_id.to_be_bytes().to_vec()),
+                )])?;
+                self.sync()
+            }
+        }
     }
 
     /// Makes every batch committed so far durable (one sync of the engine's journal).
@@ -267,5 +295,47 @@ impl Engine {
     /// `group`'s state machine was dropped.
     pub(crate) fn release(&self, group: GroupId) {
         self.inner.open.lock().remove(&group);
+    }
+}
+
+/// `bytes` in hexadecimal.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new engine takes its data directory's id; the same directory opens it again, another
+    /// one is refused, and so is an engine that holds ranges but records no owner.
+    #[test]
+    fn an_engine_serves_only_the_directory_it_belongs_to() {
+        let directory = tempfile::tempdir().unwrap();
+        let open = || Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
+        let engine = open();
+        engine.bind(7).unwrap();
+        engine.bind(7).unwrap();
+        let refused = engine.bind(8).unwrap_err();
+        assert!(
+            matches!(
+                refused,
+                EngineError::NotOwn {
+                    directory_id: 8,
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("another node's ranges"));
+        drop(engine);
+        open().bind(7).unwrap();
+
+        let unowned = tempfile::tempdir().unwrap();
+        let engine = Engine::open(unowned.path(), EngineConfig::small_for_tests()).unwrap();
+        engine
+            .commit(vec![(keys::meta(GroupId(3)), Some(vec![1]))])
+            .unwrap();
+        assert!(matches!(engine.bind(7), Err(EngineError::NotOwn { .. })));
     }
 }
