@@ -101,6 +101,20 @@ pub(super) struct SplitRecord {
     pub(super) version: u64,
 }
 
+impl SplitRecord {
+    /// The split that made `right`, a right half whose own bounds are `bounds`, on `voters`
+    /// (its parent is not known here: the record names the right half in its place).
+    fn made(right: GroupId, bounds: &RangeBounds, voters: Vec<NodeId>) -> Self {
+        Self {
+            group: right,
+            at: bounds.start.clone(),
+            right,
+            voters,
+            version: bounds.version,
+        }
+    }
+}
+
 /// Whether `machine` holds the keys the meta group's map gives its range: always at version 0
 /// (its keys are the map's); past it, once the map records its last split.
 pub(super) fn keys_as_mapped(machines: &Machines, machine: &dyn StateMachine) -> bool {
@@ -373,13 +387,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             };
             tracing::info!(%group, "hosting a split's right half the engine holds");
             self.counters.carves_adopted += 1;
-            let split = SplitRecord {
-                group,
-                at: bounds.start.clone(),
-                right: group,
-                voters,
-                version: bounds.version,
-            };
+            let split = SplitRecord::made(group, bounds, voters);
             self.placement.splits_to_host.push((split, machine));
         }
         self.host_splits()
@@ -429,13 +437,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         let Some(voters) = self.multi.group(group).and_then(settled_voters) else {
             return;
         };
-        let split = SplitRecord {
-            group,
-            at: bounds.start.clone(),
-            right: group,
-            voters,
-            version: bounds.version,
-        };
+        let split = SplitRecord::made(group, bounds, voters);
         self.placement.splits_unrecorded.insert(group, split);
     }
 
