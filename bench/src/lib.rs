@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod in_memory;
+pub mod local_nodes;
 
 pub use flotilla_node::loadgen::{Results, Run};
 pub use flotilla_node::workload::{Percentiles, key_of};

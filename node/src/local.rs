@@ -24,6 +24,23 @@ pub const CLIENT_THREADS: usize = 2;
 /// cluster").
 pub const LOCAL_CLIENT_THREADS: usize = 1;
 
+/// The bytes of the files under `folder` (0 if it does not exist): what a node's data
+/// directory, or its log or engine folder, takes on disk.
+#[must_use]
+pub fn folder_bytes(folder: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => folder_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// The small runtime client commands run on, with `threads` workers.
 ///
 /// # Errors

@@ -232,21 +232,6 @@ fn replica_on(
         .map(|(_, replica)| replica)
 }
 
-/// The bytes of the files under `folder` (0 if it does not exist).
-fn folder_bytes(folder: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(metadata) if metadata.is_dir() => folder_bytes(&entry.path()),
-            Ok(metadata) => metadata.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Stops every node and starts each again on its data directory.
 fn restart_every_node(cluster: &mut LocalCluster) {
     cluster.stop();
@@ -341,7 +326,7 @@ fn snapshots_end_to_end(engine: &str) {
     // The data lives where the configuration says: in the disk engine's folder, or nowhere.
     for node in 1..=3 {
         let folder = cluster.data_dir(NodeId(node)).join("engine");
-        let engine_bytes = folder_bytes(&folder);
+        let engine_bytes = flotilla_node::local::folder_bytes(&folder);
         match engine {
             "disk" => assert!(
                 engine_bytes > 200 * 256,

@@ -164,6 +164,11 @@ pub trait StateMachine: Send + std::fmt::Debug {
     fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError>;
 }
 
+/// The bytes of pairs pulled from a state machine's view at a time while its whole state is
+/// encoded (`encode_machine`, `encode_carved`, `Engine::range_snapshot`): memory holds one
+/// such chunk besides the encoding.
+pub const VIEW_CHUNK_BYTES: usize = 1 << 20;
+
 /// The whole snapshot of `machine` at its applied entry, in the snapshot format (what a split's
 /// right half starts from, and what a merge entry carries), its pairs pulled in chunks of
 /// `chunk_bytes_max` bytes.

@@ -25,14 +25,13 @@
 #![allow(clippy::print_stdout)]
 
 use clap::{Parser, ValueEnum};
+use flotilla_bench::local_nodes::{answers_ok, folder_bytes, proc_status_kib, wait};
 use flotilla_node::Client;
 use flotilla_node::local::{LocalCluster, client_runtime, connect_when_ready};
 use flotilla_node::workload::{key_of, mix};
 use flotilla_raft::{GroupId, NodeId};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -478,65 +477,12 @@ fn nodes() -> impl DoubleEndedIterator<Item = NodeId> {
     (1..=NODES).map(NodeId)
 }
 
-fn wait(timeout: Duration, what: &str, mut done: impl FnMut() -> Option<()>) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    while done().is_none() {
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-/// `GET path` on the node's HTTP listener: the status code.
-fn http_status(cluster: &LocalCluster, node: NodeId, path: &str) -> Option<u16> {
-    let address = cluster.http_address(node)?;
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn metrics_answer(cluster: &LocalCluster, node: NodeId) -> bool {
-    http_status(cluster, node, "/metrics") == Some(200)
+    answers_ok(cluster, node, "/metrics")
 }
 
 fn is_ready(cluster: &LocalCluster, node: NodeId) -> bool {
-    http_status(cluster, node, "/ready") == Some(200)
-}
-
-/// A field of `/proc/PID/status`, in KiB (0 when the node is not running).
-fn proc_status_kib(cluster: &LocalCluster, node: NodeId, field: &str) -> u64 {
-    let Some(pid) = cluster.pid(node) else {
-        return 0;
-    };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// The bytes of the files under `folder` (0 if it does not exist).
-fn folder_bytes(folder: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(folder) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.metadata() {
-            Ok(metadata) if metadata.is_dir() => folder_bytes(&entry.path()),
-            Ok(metadata) => metadata.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    answers_ok(cluster, node, "/ready")
 }
 
 fn mib(bytes: u64) -> String {

@@ -23,10 +23,9 @@
 #![allow(clippy::print_stdout)]
 
 use clap::Parser;
+use flotilla_bench::local_nodes::{answers_ok, get, proc_status_kib, wait};
 use flotilla_node::local::LocalCluster;
 use flotilla_raft::NodeId;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -216,36 +215,6 @@ fn nodes() -> impl Iterator<Item = NodeId> {
     (1..=NODES).map(NodeId)
 }
 
-fn wait<T>(
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut() -> Option<T>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = done() {
-            return Ok(value);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("timed out waiting for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// `GET path` on the node's HTTP listener: the status code and body.
-fn get(cluster: &LocalCluster, node: NodeId, path: &str) -> Option<(u16, String)> {
-    let address: SocketAddr = cluster.http_address(node)?;
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
 fn metrics(cluster: &LocalCluster, node: NodeId) -> Option<String> {
     get(cluster, node, "/metrics")
         .filter(|(status, _)| *status == 200)
@@ -253,7 +222,7 @@ fn metrics(cluster: &LocalCluster, node: NodeId) -> Option<String> {
 }
 
 fn ready(cluster: &LocalCluster, node: NodeId) -> bool {
-    get(cluster, node, "/ready").is_some_and(|(status, _)| status == 200)
+    answers_ok(cluster, node, "/ready")
 }
 
 /// The value of an unlabelled metric `name` in a metrics text.
@@ -289,22 +258,6 @@ fn all_led(cluster: &LocalCluster, node: NodeId, ranges: u64) -> bool {
     };
     value_in(&text, "flotilla_ranges_hosted").is_some_and(|hosted| hosted >= ranges)
         && value_in(&text, "flotilla_ranges_without_leader") == Some(0)
-}
-
-/// A field of `/proc/PID/status`, in KiB (0 when the node is not running).
-fn proc_status_kib(cluster: &LocalCluster, node: NodeId, field: &str) -> u64 {
-    let Some(pid) = cluster.pid(node) else {
-        return 0;
-    };
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix(field))
-                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// User plus system CPU of the node's process, in clock ticks.

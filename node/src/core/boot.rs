@@ -12,12 +12,9 @@ use flotilla_shard_manager::{
     Directory, Epoch, KeyRange, META_GROUP, MetaState, RangeDescriptor, RangeEpoch, RangeId,
     RangeMap, RangeMapError,
 };
+use flotilla_storage::machine::VIEW_CHUNK_BYTES;
 use flotilla_storage::{GroupLog, LogEngine, WriteBatch, WriteError, verify_snapshot};
 use std::sync::Arc;
-
-/// The bytes of pairs read from the engine at a time while a snapshot is produced for a
-/// follower (off the Raft loop).
-const ENGINE_SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Why a node could not be built from its log.
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +250,7 @@ pub fn start<R: Respond, S: BatchSink>(
             // A snapshot that cannot be produced now stops no node: the follower waits, and
             // the leader asks again at its next heartbeat answer.
             let snapshot = ranges
-                .range_snapshot(group, ENGINE_SNAPSHOT_CHUNK_BYTES)
+                .range_snapshot(group, VIEW_CHUNK_BYTES)
                 .map_err(|error| {
                     tracing::error!(%group, %error, "a snapshot for a follower failed");
                     LogError::SnapshotTemporarilyUnavailable

@@ -5,12 +5,9 @@
 use super::CoreError;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
 use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
-use flotilla_storage::machine::{ENGINE_STATE, encode_machine, is_engine_state};
+use flotilla_storage::machine::{ENGINE_STATE, VIEW_CHUNK_BYTES, encode_machine, is_engine_state};
 use flotilla_storage::{Engine, KvStateMachine, MachineError, MergeState, Response, StateMachine};
 use std::collections::BTreeMap;
-
-/// The bytes of pairs a snapshot encoded on the loop pulls from a state machine at a time.
-const ENCODE_CHUNK_BYTES: usize = 1 << 20;
 
 /// Where a node keeps its ranges' applied data.
 #[derive(Clone, Debug, Default)]
@@ -158,9 +155,7 @@ impl Machines {
         }
         self.since_snapshot.remove(&group);
         self.note_merge(group);
-        self.store
-            .destroy(group)
-            .map_err(|source| CoreError::Machine { group, source })
+        self.store.destroy(group).map_err(machine_failed(group))
     }
 
     /// At start, once every group of the log is restored: the ranges the engine holds that
@@ -176,11 +171,7 @@ impl Machines {
         groups
             .into_iter()
             .filter(|group| !self.kv.contains_key(group))
-            .map(|group| {
-                self.store
-                    .open(group)
-                    .map_err(|source| CoreError::Machine { group, source })
-            })
+            .map(|group| self.store.open(group).map_err(machine_failed(group)))
             .collect()
     }
 
@@ -189,9 +180,7 @@ impl Machines {
     /// # Errors
     /// The engine failed.
     pub(crate) fn destroy_unhosted(&self, group: GroupId) -> Result<(), CoreError> {
-        self.store
-            .destroy(group)
-            .map_err(|source| CoreError::Machine { group, source })
+        self.store.destroy(group).map_err(machine_failed(group))
     }
 
     pub(crate) fn kv(&self, group: GroupId) -> Option<&dyn StateMachine> {
@@ -201,10 +190,7 @@ impl Machines {
     /// `group`'s state machine, opened from the store if it has none yet.
     fn kv_mut(&mut self, group: GroupId) -> Result<&mut Box<dyn StateMachine>, CoreError> {
         if !self.kv.contains_key(&group) {
-            let machine = self
-                .store
-                .open(group)
-                .map_err(|source| CoreError::Machine { group, source })?;
+            let machine = self.store.open(group).map_err(machine_failed(group))?;
             self.stored_bytes += machine.stored_bytes();
             self.kv.insert(group, machine);
         }
@@ -227,7 +213,6 @@ impl Machines {
     /// # Errors
     /// `Restore` when the snapshot does not restore, `Machine` when the engine failed.
     pub(crate) fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), CoreError> {
-        let index = snapshot.meta.last.index;
         self.snapshot_taken(group, snapshot.data.len());
         if group == META_GROUP {
             if !snapshot.data.is_empty() {
@@ -237,67 +222,17 @@ impl Machines {
                         reason: error.to_string(),
                     })?;
             }
-            self.meta_applied = index;
+            self.meta_applied = snapshot.meta.last.index;
             return Ok(());
         }
-        let in_engine = matches!(self.store, RangeStore::Engine(_));
+        let in_engine = self.in_engine();
         let machine = self.kv_mut(group)?;
         let before = machine.stored_bytes();
-        let applied = machine.applied().index;
-        let membership = &snapshot.meta.membership;
-        let restored = if is_engine_state(&snapshot.data) {
-            if !in_engine {
-                return Err(CoreError::Restore {
-                    group,
-                    reason: "its log notes that its state is in the disk engine, but this node \
-                             runs with storage.engine = memory: start it with storage.engine = \
-                             disk"
-                        .to_owned(),
-                });
-            }
-            // The log was compacted once the engine had synced the range at `index` or past
-            // it: an engine behind that lost what it synced.
-            if applied < index {
-                return Err(CoreError::Restore {
-                    group,
-                    reason: format!(
-                        "the engine holds the range at entry {applied}, behind entry {index} it \
-                         had synced when the log was compacted: the engine lost synced writes"
-                    ),
-                });
-            }
-            Ok(())
-        } else if membership.voters.is_empty() && membership.learners.is_empty() {
-            // No members: a tombstone, or a replica created empty; it holds nothing.
-            machine.clear()
-        } else if in_engine && applied >= index {
-            // The engine is at the snapshot or past it (a restart): the log's entries after
-            // the engine's are applied, those before are not again. A range that names no
-            // members applied no membership entry since it began from this snapshot (a new
-            // cluster's first state): the snapshot's are its members.
-            if machine.membership().is_none() {
-                machine.set_membership(membership)
-            } else {
-                Ok(())
-            }
-        } else if snapshot.data.is_empty() {
-            machine.clear()
-        } else {
-            machine.restore_as_member(&snapshot.data, membership)
-        };
+        let restored = restore_range(machine.as_mut(), snapshot, in_engine);
         let after = machine.stored_bytes();
         self.stored_bytes = self.stored_bytes - before + after;
         self.note_merge(group);
-        restored.map_err(|error| match error {
-            MachineError::Engine(_) => CoreError::Machine {
-                group,
-                source: error,
-            },
-            _ => CoreError::Restore {
-                group,
-                reason: error.to_string(),
-            },
-        })
+        restored
     }
 
     /// The right half of the split `group` just applied (once).
@@ -323,9 +258,7 @@ impl Machines {
                 return Ok(None);
             }
             let before = machine.stored_bytes();
-            let response = machine
-                .apply_entry(entry)
-                .map_err(|source| CoreError::Machine { group, source })?;
+            let response = machine.apply_entry(entry).map_err(machine_failed(group))?;
             let after = machine.stored_bytes();
             self.stored_bytes = self.stored_bytes - before + after;
             if matches!(response, Some(Response::Merge { .. })) {
@@ -429,9 +362,68 @@ impl Machines {
         let Some(machine) = self.kv.get(&group) else {
             return Ok(Vec::new());
         };
-        encode_machine(machine.as_ref(), ENCODE_CHUNK_BYTES)
-            .map_err(|source| CoreError::Machine { group, source })
+        encode_machine(machine.as_ref(), VIEW_CHUNK_BYTES).map_err(machine_failed(group))
     }
+}
+
+/// How an engine failure of `group`'s state machine stops the node.
+pub(super) fn machine_failed(group: GroupId) -> impl FnOnce(MachineError) -> CoreError {
+    move |source| CoreError::Machine { group, source }
+}
+
+/// Gives `machine` the state `snapshot` says (`Machines::restore`): the engine's state kept
+/// when it is at the snapshot or past it, the snapshot's data restored otherwise.
+fn restore_range(
+    machine: &mut dyn StateMachine,
+    snapshot: &Snapshot,
+    in_engine: bool,
+) -> Result<(), CoreError> {
+    let group = machine.group();
+    let index = snapshot.meta.last.index;
+    let applied = machine.applied().index;
+    let membership = &snapshot.meta.membership;
+    let refused = |reason: String| Err(CoreError::Restore { group, reason });
+    let restored = if is_engine_state(&snapshot.data) {
+        if !in_engine {
+            return refused(
+                "its log notes that its state is in the disk engine, but this node runs with \
+                 storage.engine = memory: start it with storage.engine = disk"
+                    .to_owned(),
+            );
+        }
+        // The log was compacted once the engine had synced the range at `index` or past it:
+        // an engine behind that lost what it synced.
+        if applied < index {
+            return refused(format!(
+                "the engine holds the range at entry {applied}, behind entry {index} it had \
+                 synced when the log was compacted: the engine lost synced writes"
+            ));
+        }
+        Ok(())
+    } else if membership.voters.is_empty() && membership.learners.is_empty() {
+        // No members: a tombstone, or a replica created empty; it holds nothing.
+        machine.clear()
+    } else if in_engine && applied >= index {
+        // The engine is at the snapshot or past it (a restart): the log's entries after the
+        // engine's are applied, those before are not again. A range that names no members
+        // applied no membership entry since it began from this snapshot (a new cluster's
+        // first state): the snapshot's are its members.
+        match machine.membership() {
+            None => machine.set_membership(membership),
+            Some(_) => Ok(()),
+        }
+    } else if snapshot.data.is_empty() {
+        machine.clear()
+    } else {
+        machine.restore_as_member(&snapshot.data, membership)
+    };
+    restored.map_err(|error| match error {
+        MachineError::Engine(_) => machine_failed(group)(error),
+        _ => CoreError::Restore {
+            group,
+            reason: error.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use flotilla_raft::{
 use flotilla_shard_manager::{KeyRange, META_GROUP, MapSplit, MetaCommand, RangeEpoch, RangeId};
 use flotilla_storage::StateMachine;
 use flotilla_storage::kv::RangeBounds;
-use flotilla_storage::machine::encode_carved;
+use flotilla_storage::machine::{VIEW_CHUNK_BYTES, encode_carved};
 use flotilla_storage::{Command, Payload, Proposal, Response, WriteBatch};
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +33,6 @@ pub(crate) const SPLIT_START: LogId = LogId {
     term: Term(1),
     index: LogIndex(1),
 };
-
-/// The bytes of pairs a split's right half is encoded with at a time.
-const SPLIT_CHUNK_BYTES: usize = 1 << 20;
 
 /// How long a range's leader waits for the split it asked for before it asks again.
 const SPLIT_ASK_AGAIN_MS: u64 = 10_000;
@@ -322,8 +319,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             };
             self.multi.remove_group(right);
             self.placement.never_hosted.remove(&right);
-            let data = encode_carved(carved.as_ref(), SPLIT_START, SPLIT_CHUNK_BYTES)
-                .map_err(|source| CoreError::Machine { group, source })?;
+            let data = encode_carved(carved.as_ref(), SPLIT_START, VIEW_CHUNK_BYTES)
+                .map_err(super::machines::machine_failed(group))?;
             // The carved machine is dropped before the right half's own one opens: the engine
             // holds one state machine per range.
             drop(carved);

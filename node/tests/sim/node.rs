@@ -209,7 +209,8 @@ impl SimNode {
         self.outbox.borrow_mut().clear();
         self.fs.crash();
         let unsynced = self.engine.unsynced_batch_count() as u64;
-        let draw = mix(self.directory as u64 ^ self.incarnation.rotate_left(32));
+        let draw =
+            flotilla_node::workload::mix(self.directory as u64 ^ self.incarnation.rotate_left(32));
         self.engine.crash((draw % (unsynced + 1)) as usize);
     }
 
@@ -251,11 +252,4 @@ impl SimNode {
         }
         Ok(core.counters().fsyncs > fsyncs)
     }
-}
-
-/// A well-mixed 64-bit function of `value` (splitmix64's finaliser).
-fn mix(mut value: u64) -> u64 {
-    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    value ^ (value >> 31)
 }

@@ -15,7 +15,7 @@ use super::rows::EngineRows;
 use super::{Engine, backend_error, keys};
 use crate::error::EngineError;
 use crate::kv::execute::{self, Applied, MergePlan, RangeState, SplitPlan};
-use crate::kv::{KvStateMachine, MergeState, MergeStep, RangeBounds, Response, SessionTable};
+use crate::kv::{KvStateMachine, MergeState, RangeBounds, Response, SessionTable};
 use crate::machine::Pair;
 use flotilla_raft::{Entry, GroupId, LogId, LogIndex, Membership};
 use std::collections::BTreeMap;
@@ -217,28 +217,23 @@ impl<'a> BatchApply<'a> {
                 merge,
                 declined,
                 response,
-            } => {
-                self.bounds = bounds;
-                self.merge = merge;
-                if let Some((into, attempt)) = declined {
-                    self.declined.insert(into, attempt);
-                }
-                response
-            }
+            } => self.shape().mark((bounds, merge), declined, response),
             MergePlan::Absorb { right, bounds } => {
                 // Its keys all lie past this range's end, where this range holds none.
                 let pairs = right.map().iter();
                 self.rows
                     .put_absent(pairs.map(|(key, value)| (key.clone(), value.clone())));
                 Arc::make_mut(self.sessions).merge(right.sessions().clone());
-                self.bounds = bounds;
-                self.merge = MergeState::None;
-                Response::Merge {
-                    right: right.group(),
-                    step: MergeStep::Merged,
-                    version: self.bounds.version,
-                }
+                self.shape().absorbed(bounds, right.group())
             }
+        }
+    }
+
+    fn shape(&mut self) -> execute::Shape<'_> {
+        execute::Shape {
+            bounds: &mut self.bounds,
+            merge: &mut self.merge,
+            declined: &mut self.declined,
         }
     }
 }

@@ -83,6 +83,44 @@ pub(crate) struct RangeState<'a> {
     pub(crate) stored_bytes: u64,
 }
 
+/// A range's shape as a merge step changes it, wherever its rows live: its bounds, its part in
+/// a merge and the merge attempts it refused.
+pub(crate) struct Shape<'a> {
+    pub(crate) bounds: &'a mut RangeBounds,
+    pub(crate) merge: &'a mut MergeState,
+    pub(crate) declined: &'a mut BTreeMap<GroupId, u64>,
+}
+
+impl Shape<'_> {
+    /// Takes a marked step (`MergePlan::Mark`: prepare, freeze, a refused freeze, abort) and
+    /// gives its answer.
+    pub(crate) fn mark(
+        self,
+        (bounds, merge): (RangeBounds, MergeState),
+        declined: Option<(GroupId, u64)>,
+        response: Response,
+    ) -> Response {
+        *self.bounds = bounds;
+        *self.merge = merge;
+        if let Some((into, attempt)) = declined {
+            self.declined.insert(into, attempt);
+        }
+        response
+    }
+
+    /// The frozen neighbour `right` was taken in (`MergePlan::Absorb`, its rows and sessions
+    /// already moved): the range holds `bounds` and leaves the merge.
+    pub(crate) fn absorbed(self, bounds: RangeBounds, right: GroupId) -> Response {
+        *self.bounds = bounds;
+        *self.merge = MergeState::None;
+        Response::Merge {
+            right,
+            step: MergeStep::Merged,
+            version: self.bounds.version,
+        }
+    }
+}
+
 /// A decided split: the machine keeps the keys below `at` under `left`, and hands the keys
 /// from `at` on, with a copy of its session table, to a new state machine of group `right`.
 #[derive(Clone, Debug, PartialEq, Eq)]

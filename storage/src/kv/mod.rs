@@ -278,14 +278,7 @@ impl KvStateMachine {
                 merge,
                 declined,
                 response,
-            } => {
-                self.bounds = bounds;
-                self.merge = merge;
-                if let Some((into, attempt)) = declined {
-                    self.declined.insert(into, attempt);
-                }
-                response
-            }
+            } => self.shape().mark((bounds, merge), declined, response),
             MergePlan::Absorb { right, bounds } => {
                 let KvStateMachine {
                     group: right,
@@ -299,14 +292,16 @@ impl KvStateMachine {
                 Arc::make_mut(&mut self.map).append(&mut right_map);
                 self.stored_bytes += right_bytes;
                 Arc::make_mut(&mut self.sessions).merge(Arc::unwrap_or_clone(right_sessions));
-                self.bounds = bounds;
-                self.merge = MergeState::None;
-                Response::Merge {
-                    right,
-                    step: MergeStep::Merged,
-                    version: self.bounds.version,
-                }
+                self.shape().absorbed(bounds, right)
             }
+        }
+    }
+
+    fn shape(&mut self) -> execute::Shape<'_> {
+        execute::Shape {
+            bounds: &mut self.bounds,
+            merge: &mut self.merge,
+            declined: &mut self.declined,
         }
     }
 
