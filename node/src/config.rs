@@ -399,9 +399,11 @@ pub struct LogSettings {
     pub segment_mib: u64,
     /// Payload bytes of each range's newest log entries kept in memory for replication.
     pub recent_bytes_per_range: u64,
-    /// Snapshots loading off the Raft loop (to be sent to followers), or loaded and not yet
-    /// sent, at once; 1 to 64.
+    /// Snapshots of ranges on disk streaming into spool files off the Raft loop (to be sent
+    /// to followers), or streamed and not yet taken, at once; 1 to 64.
     pub snapshot_loads_max: usize,
+    /// Ranges sending a snapshot file at once, each holding it open; 1 to 4096.
+    pub snapshot_sends_max: usize,
 }
 
 /// Which store holds each range's applied data.
@@ -897,6 +899,12 @@ impl NodeConfig {
                 self.log.snapshot_loads_max
             )));
         }
+        if !(1..=4096).contains(&self.log.snapshot_sends_max) {
+            return Err(ConfigError::Invalid(format!(
+                "log.snapshot_sends_max must be 1 to 4096, not {}",
+                self.log.snapshot_sends_max
+            )));
+        }
         let storage = &self.storage;
         if storage.cache_mib == 0 || storage.write_buffer_mib == 0 {
             return Err(ConfigError::Invalid(format!(
@@ -1168,6 +1176,7 @@ impl NodeConfig {
             record_bytes_max: RECORD_BYTES_LIMIT.min(segment_bytes_max / 2),
             recent_bytes_per_group: self.log.recent_bytes_per_range,
             snapshot_loads_max: self.log.snapshot_loads_max,
+            snapshot_sends_max: self.log.snapshot_sends_max,
             ..flotilla_storage::LogConfig::default()
         }
     }
@@ -1604,6 +1613,10 @@ mod tests {
             }),
             ("log.snapshot_loads_max", |c| c.log.snapshot_loads_max = 0),
             ("log.snapshot_loads_max", |c| c.log.snapshot_loads_max = 65),
+            ("log.snapshot_sends_max", |c| c.log.snapshot_sends_max = 0),
+            ("log.snapshot_sends_max", |c| {
+                c.log.snapshot_sends_max = 4097
+            }),
             // A node frame large enough for the scan: only the clients' limit is broken.
             ("clients' frame", |c| {
                 c.transport.frame_bytes_max = 64 << 20;

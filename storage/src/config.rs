@@ -36,9 +36,13 @@ pub struct LogConfig {
     pub snapshot_loading: SnapshotLoading,
     /// Snapshots up to this size are read at once, on the caller's thread.
     pub snapshot_inline_bytes_max: u64,
-    /// The most snapshots loading, or loaded and not yet taken, at once (each holds its
-    /// whole snapshot in memory until a follower's send takes it). At least 1.
+    /// The most snapshots of ranges in the engine being streamed into spool files off the
+    /// loop, or streamed and not yet taken, at once. At least 1.
     pub snapshot_loads_max: usize,
+    /// The most groups sending a snapshot file at once, each holding its file open (the least
+    /// recently read is closed for a new one, and its follower's transfer starts over). At
+    /// least 1.
+    pub snapshot_sends_max: usize,
 }
 
 impl Default for LogConfig {
@@ -54,6 +58,7 @@ impl Default for LogConfig {
             snapshot_loading: SnapshotLoading::Background,
             snapshot_inline_bytes_max: 1 << 20,
             snapshot_loads_max: 4,
+            snapshot_sends_max: 64,
         }
     }
 }
@@ -93,6 +98,9 @@ impl LogConfig {
         }
         if self.snapshot_loads_max == 0 {
             return Err(ConfigError::SnapshotLoadsMaxZero);
+        }
+        if self.snapshot_sends_max == 0 {
+            return Err(ConfigError::SnapshotSendsMaxZero);
         }
         // A segment holds at least one batch of one record, and the mark after it.
         let batch_bytes_max = FRAME_BYTES + padded(record_bytes_total) + FRAME_BYTES;

@@ -89,6 +89,9 @@ pub enum ConfigError {
     /// At least one snapshot must be able to load, or no follower far behind catches up.
     #[error("snapshot_loads_max must be at least 1")]
     SnapshotLoadsMaxZero,
+    /// At least one snapshot file must be able to be sent, or no follower far behind catches up.
+    #[error("snapshot_sends_max must be at least 1")]
+    SnapshotSendsMaxZero,
     /// The largest record plus the segment header must fit in one segment.
     #[error(
         "a record of {record_bytes_max} bytes does not fit a segment of {segment_bytes_max} bytes"
@@ -442,6 +445,14 @@ pub enum EngineError {
         group: GroupId,
         /// Why, as a sentence.
         reason: &'static str,
+    },
+    /// The file a snapshot of the range was streamed to failed.
+    #[error("a snapshot of range {group} could not be written to its file: {source}")]
+    SnapshotFile {
+        /// The range's group.
+        group: GroupId,
+        /// The file's error.
+        source: std::io::Error,
     },
     /// An earlier write of this state machine failed.
     #[error("an earlier write of range {0} failed; the range must be reopened from the engine")]

@@ -10,6 +10,7 @@ use flotilla_raft::{
 use flotilla_storage::{CrashFs, LogConfig, LogEngine, SnapshotLoading, WriteBatch};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod common;
 use common::{Observed, entries, observe, snapshot};
@@ -415,48 +416,28 @@ fn log_engine_reopens_on_real_files() {
     assert_eq!(observe(&engine.group(G1)), before);
 }
 
-/// A snapshot over `snapshot_inline_bytes_max` is loaded off the caller's thread: the first ask
-/// is answered "temporarily unavailable" (what Raft waits out until the follower's next
-/// heartbeat answer), a later one gets the snapshot whole. On the next ask (the simulator's
-/// mode) and on a thread of its own (a real node's).
+/// A snapshot up to `snapshot_inline_bytes_max` is read whole at once; a larger one is never
+/// read whole: the leader is handed a reference at once and reads the file a chunk at a time.
 #[test]
-fn a_large_snapshot_is_loaded_off_the_callers_thread() {
-    for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
-        let directory = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            snapshot_loading: loading,
-            snapshot_inline_bytes_max: 16,
-            ..LogConfig::small_for_tests()
-        };
-        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
-        let mut batch = WriteBatch::new();
-        batch.persist(G1, &append(1, 1..=10));
-        engine.write(batch).unwrap();
-        let (small, large) = (snapshot(1, 4, b"tiny"), snapshot(1, 9, &[7; 1000]));
-        engine.write(compaction(G1, &small)).unwrap();
-        let log = engine.group(G1);
-        assert_eq!(log.snapshot(), Ok(small), "{loading:?}: inline");
-        engine.write(compaction(G1, &large)).unwrap();
-        assert_eq!(
-            log.snapshot(),
-            Err(LogError::SnapshotTemporarilyUnavailable),
-            "{loading:?}: the first ask starts the load"
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let taken = loop {
-            match log.snapshot() {
-                Err(LogError::SnapshotTemporarilyUnavailable) => {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{loading:?}: never loaded"
-                    );
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                other => break other,
-            }
-        };
-        assert_eq!(taken, Ok(large), "{loading:?}");
-    }
+fn a_small_snapshot_is_sent_inline_and_a_large_one_from_its_file() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_inline_bytes_max: 16,
+        ..LogConfig::small_for_tests()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    let (small, large) = (snapshot(1, 4, b"tiny"), snapshot(1, 9, &[7; 1000]));
+    engine.write(compaction(G1, &small)).unwrap();
+    let log = engine.group(G1);
+    assert_eq!(log.snapshot(), Ok(small), "inline");
+    engine.write(compaction(G1, &large)).unwrap();
+    let sending = log.snapshot().unwrap();
+    assert_eq!(sending.meta, large.meta);
+    assert!(sending.data.len() < 200, "a reference, not the file");
+    assert_eq!(read_in_chunks(&log, &sending, 300), large.data);
 }
 
 fn compaction(group: GroupId, snapshot: &Snapshot) -> WriteBatch {
@@ -551,10 +532,13 @@ fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
         ));
         // The engine's snapshot is at its applied entry, past the compaction.
         let produced = snapshot(1, 9, b"the state at entry 9");
-        let answer = produced.clone();
-        engine.set_engine_snapshots(Arc::new(move |group| {
+        let (answer, productions) = (produced.clone(), Arc::new(AtomicUsize::new(0)));
+        let counted = Arc::clone(&productions);
+        engine.set_engine_snapshots(Arc::new(move |group, file| {
             assert_eq!(group, G1);
-            Ok(answer.clone())
+            counted.fetch_add(1, Ordering::Relaxed);
+            file.write_at(0, &answer.data).unwrap();
+            Ok((answer.meta.clone(), answer.data.len() as u64))
         }));
         let log = engine.group(G1);
         assert_eq!(
@@ -569,13 +553,102 @@ fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
                     assert!(std::time::Instant::now() < deadline, "{loading:?}: never");
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
-                other => break other,
+                other => break other.unwrap(),
             }
         };
-        assert_eq!(taken, Ok(produced), "{loading:?}");
+        // Raft holds a reference; the bytes come from the spool, a chunk at a time.
+        assert_eq!(taken.meta, produced.meta, "{loading:?}");
+        assert_ne!(
+            taken.data, produced.data,
+            "{loading:?}: a reference, not the state"
+        );
+        assert_eq!(
+            read_in_chunks(&log, &taken, 3),
+            produced.data,
+            "{loading:?}"
+        );
+        assert_eq!(spool_files(directory.path()).len(), 1, "{loading:?}");
+        // The spool covers the note: a second follower shares it, nothing is produced again.
+        assert_eq!(log.snapshot(), Ok(taken.clone()), "{loading:?}");
+        assert_eq!(productions.load(Ordering::Relaxed), 1, "{loading:?}");
         drop(log);
         drop(engine);
         let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+        assert_eq!(
+            spool_files(directory.path()),
+            Vec::<String>::new(),
+            "{loading:?}: spools are copies to send, removed at the next open"
+        );
         assert_eq!(engine.group(G1).load_snapshot(), Ok(note), "after a reopen");
     }
+}
+
+/// The whole of `snapshot` (as `snapshot()` gave it) read through `snapshot_chunk`, `chunk`
+/// bytes at a time.
+fn read_in_chunks(log: &impl LogReader, snapshot: &Snapshot, chunk: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let piece = log
+            .snapshot_chunk(snapshot, bytes.len() as u64, chunk)
+            .unwrap();
+        assert!(piece.data.len() as u64 <= chunk);
+        bytes.extend_from_slice(&piece.data);
+        if piece.done {
+            return bytes;
+        }
+        assert!(!piece.data.is_empty(), "no progress before the end");
+    }
+}
+
+/// The spool files in `directory`.
+fn spool_files(directory: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("spool-"))
+        .collect()
+}
+
+/// A snapshot file over `snapshot_inline_bytes_max` is sent from the file a chunk at a time,
+/// never read whole, and stays readable to the end of its transfer after the log's next
+/// compaction deletes it; a newer snapshot asked for then replaces it, and the old transfer's
+/// next chunk fails (Raft gives it up and starts the newest afresh).
+#[test]
+fn a_large_snapshot_file_is_sent_a_chunk_at_a_time_and_outlives_its_compaction() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_inline_bytes_max: 8,
+        ..LogConfig::small_for_tests()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    let first = snapshot(1, 5, b"the range's state at entry 5");
+    engine.write(compaction(G1, &first)).unwrap();
+    let log = engine.group(G1);
+    let sending = log.snapshot().unwrap();
+    assert_eq!(sending.meta, first.meta);
+    assert_ne!(
+        sending.data, first.data,
+        "a reference, not the file's bytes"
+    );
+    let head = log.snapshot_chunk(&sending, 0, 4).unwrap();
+    assert_eq!((head.data.as_slice(), head.done), (&b"the "[..], false));
+
+    // The log compacts again and deletes the first file: its transfer still reads to the end.
+    let second = snapshot(1, 8, b"the range's state at entry 8");
+    engine.write(compaction(G1, &second)).unwrap();
+    let rest = log.snapshot_chunk(&sending, 4, 1 << 20).unwrap();
+    assert_eq!(rest.data, &first.data[4..]);
+    assert!(rest.done);
+
+    // A follower now asks for the newest: it replaces the first, whose transfer is given up.
+    let newest = log.snapshot().unwrap();
+    assert_eq!(newest.meta, second.meta);
+    assert_eq!(read_in_chunks(&log, &newest, 5), second.data);
+    assert!(matches!(
+        log.snapshot_chunk(&sending, 0, 4),
+        Err(LogError::Storage(_))
+    ));
 }

@@ -246,11 +246,11 @@ pub fn start<R: Respond, S: BatchSink>(
             .bind(identity.directory)
             .map_err(|error| BootError::Core(CoreError::Engine(error)))?;
         let (ranges, produced) = (ranges.clone(), Arc::clone(&produced));
-        engine.set_engine_snapshots(Arc::new(move |group| {
+        engine.set_engine_snapshots(Arc::new(move |group, file| {
             // A snapshot that cannot be produced now stops no node: the follower waits, and
             // the leader asks again at its next heartbeat answer.
             let snapshot = ranges
-                .range_snapshot(group, VIEW_CHUNK_BYTES)
+                .write_range_snapshot(group, VIEW_CHUNK_BYTES, file)
                 .map_err(|error| {
                     tracing::error!(%group, %error, "a snapshot for a follower failed");
                     LogError::SnapshotTemporarilyUnavailable

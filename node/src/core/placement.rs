@@ -1131,13 +1131,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.propose_admin(MetaCommand::SetAddress { node, address }, responder);
     }
 
-    /// The meta group's snapshot as this leader's log stores it.
+    /// The meta group's snapshot as this leader's log stores it, read whole (a joining node
+    /// starts from it; `snapshot()` would give the reference a leader streams it by).
     pub(super) fn meta_snapshot(&mut self, responder: R) {
         use crate::api::{ApiError, Reply};
         if !self.leads(META_GROUP) {
             return responder.answer(Err(self.not_meta_leader()));
         }
-        let answer = match flotilla_raft::LogReader::snapshot(&self.engine.group(META_GROUP)) {
+        let answer = match self.engine.group(META_GROUP).load_snapshot() {
             Ok(snapshot) => Ok(Reply::MetaSnapshot {
                 snapshot,
                 directory: self.machines.meta().directory.clone(),

@@ -284,11 +284,14 @@ fn build(
             preallocate: false,
             recent_entries_per_group: 64,
             recent_bytes_per_group: 1 << 20,
-            // Every snapshot sent is loaded on the ask after the one that found it missing, so
-            // every run takes the path where a leader waits for it (deterministically).
+            // Every snapshot of a range on disk is streamed into its spool on the ask after the
+            // one that found it missing, so every run takes the path where a leader waits for
+            // it (deterministically); every snapshot file is sent from the file, a chunk at a
+            // time, and few at once, so transfers are given up and started over.
             snapshot_loading: SnapshotLoading::NextAsk,
             snapshot_inline_bytes_max: 0,
             snapshot_loads_max: 4,
+            snapshot_sends_max: 2,
         },
         core: CoreConfig {
             node: NodeId(0),

@@ -107,24 +107,36 @@ impl<L: LogReader> RaftNode<L> {
         true
     }
 
-    /// Leader: send the chunk after what `to` acknowledged (again, if it was lost).
+    /// Leader: send the chunk after what `to` acknowledged (again, if it was lost), read
+    /// through the log (`LogReader::snapshot_chunk`), which may stream it from a file. A chunk
+    /// the log cannot give now is asked for again at the follower's next heartbeat answer; one
+    /// it can no longer give at all (the file was replaced by a newer snapshot) gives the
+    /// snapshot up, and the follower is sent the newest one afresh.
     pub(crate) fn resend_snapshot_chunk(&mut self, to: NodeId) {
-        let chunk_bytes = self.config.snapshot_chunk_bytes;
         let Some(outgoing) = self.outgoing_snapshots.get(&to) else {
             return;
         };
-        let data = &outgoing.snapshot.data;
-        let start = usize::try_from(outgoing.acknowledged)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let end = start
-            .saturating_add(usize::try_from(chunk_bytes).unwrap_or(usize::MAX))
-            .min(data.len());
+        let chunk = self.log.store().snapshot_chunk(
+            &outgoing.snapshot,
+            outgoing.acknowledged,
+            self.config.snapshot_chunk_bytes,
+        );
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(LogError::SnapshotTemporarilyUnavailable) => return,
+            Err(_) => {
+                self.outgoing_snapshots.remove(&to);
+                if let Some(progress) = self.progress.get_mut(&to) {
+                    progress.snapshot_given_up();
+                }
+                return;
+            }
+        };
         let body = MessageBody::InstallSnapshot {
             meta: outgoing.snapshot.meta.clone(),
-            offset: start as u64,
-            data: data.get(start..end).unwrap_or_default().to_vec(),
-            done: end == data.len(),
+            offset: outgoing.acknowledged,
+            data: chunk.data,
+            done: chunk.done,
         };
         self.send(to, body);
     }

@@ -8,4 +8,4 @@ mod unstable;
 
 pub use mem::MemLog;
 pub use raft_log::RaftLog;
-pub use reader::{InitialState, LogError, LogReader};
+pub use reader::{InitialState, LogError, LogReader, SnapshotChunk};

@@ -50,6 +50,50 @@ pub trait LogReader {
     fn first_index(&self) -> LogIndex;
     /// The last index persisted (the snapshot's last index when no entry follows it).
     fn last_index(&self) -> LogIndex;
-    /// The newest snapshot, to send to a follower that is too far behind.
+    /// The newest snapshot, to send to a follower that is too far behind. Its `data` may be a
+    /// reference the log resolves in `snapshot_chunk` (a file it streams from), so a leader
+    /// holds one chunk of a large snapshot at a time, never the whole.
     fn snapshot(&self) -> Result<Snapshot, LogError>;
+
+    /// The bytes of `snapshot` (as `snapshot()` returned it) from `offset` on, at most
+    /// `bytes_max` of them (at least one unless the snapshot ends at `offset`), and whether
+    /// they are its last. By default the bytes of `snapshot.data` itself.
+    ///
+    /// # Errors
+    /// `SnapshotTemporarilyUnavailable` to be asked again later; any other error gives the
+    /// snapshot up (the follower is sent the log's newest snapshot afresh).
+    fn snapshot_chunk(
+        &self,
+        snapshot: &Snapshot,
+        offset: u64,
+        bytes_max: u64,
+    ) -> Result<SnapshotChunk, LogError> {
+        Ok(SnapshotChunk::of_bytes(&snapshot.data, offset, bytes_max))
+    }
+}
+
+/// A piece of a snapshot being sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The snapshot's bytes from the offset asked for.
+    pub data: Vec<u8>,
+    /// Whether they end the snapshot.
+    pub done: bool,
+}
+
+impl SnapshotChunk {
+    /// The chunk of `bytes` from `offset` (clamped to its length), at most `bytes_max` long.
+    #[must_use]
+    pub fn of_bytes(bytes: &[u8], offset: u64, bytes_max: u64) -> Self {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = start
+            .saturating_add(usize::try_from(bytes_max).unwrap_or(usize::MAX))
+            .min(bytes.len());
+        Self {
+            data: bytes.get(start..end).unwrap_or_default().to_vec(),
+            done: end == bytes.len(),
+        }
+    }
 }

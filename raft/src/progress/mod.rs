@@ -77,6 +77,15 @@ impl Progress {
         self.inflights.reset();
     }
 
+    /// The snapshot being sent could not be read further: probe again from what the follower
+    /// holds, so the next append finds the entries compacted and sends the newest snapshot.
+    pub(crate) fn snapshot_given_up(&mut self) {
+        self.state = ReplicationState::Probe;
+        self.next = self.matched.next();
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
     pub(crate) fn become_replicate(&mut self) {
         self.state = ReplicationState::Replicate;
         self.next = self.matched.next();

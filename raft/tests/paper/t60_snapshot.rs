@@ -323,3 +323,164 @@ fn entries_after_a_snapshot_not_yet_persisted_follow_it_in_the_same_ready() {
     assert_eq!(follower.stored_entries(), vec![entry(1, 6), entry(1, 7)]);
     assert_eq!(follower.log().applied().0, 6);
 }
+
+/// A log whose snapshot data is a reference it resolves a chunk at a time (as
+/// flotilla-storage sends a snapshot from its file): the "files" live in a shared map.
+struct StreamingLog {
+    inner: flotilla_raft::MemLog,
+    files: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl LogReader for StreamingLog {
+    fn initial_state(&self) -> Result<flotilla_raft::InitialState, flotilla_raft::LogError> {
+        self.inner.initial_state()
+    }
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Vec<flotilla_raft::Entry>, flotilla_raft::LogError> {
+        self.inner.entries(low, high, bytes_max)
+    }
+    fn term(&self, index: LogIndex) -> Result<flotilla_raft::Term, flotilla_raft::LogError> {
+        self.inner.term(index)
+    }
+    fn first_index(&self) -> LogIndex {
+        self.inner.first_index()
+    }
+    fn last_index(&self) -> LogIndex {
+        self.inner.last_index()
+    }
+    fn snapshot(&self) -> Result<Snapshot, flotilla_raft::LogError> {
+        self.inner.snapshot()
+    }
+    fn snapshot_chunk(
+        &self,
+        snapshot: &Snapshot,
+        offset: u64,
+        bytes_max: u64,
+    ) -> Result<flotilla_raft::SnapshotChunk, flotilla_raft::LogError> {
+        match self.files.borrow().get(&snapshot.data) {
+            Some(file) => Ok(flotilla_raft::SnapshotChunk::of_bytes(
+                file, offset, bytes_max,
+            )),
+            None => Err(flotilla_raft::LogError::Storage("the file is gone".into())),
+        }
+    }
+}
+
+/// A leader sends the bytes its log resolves the snapshot to, a chunk at a time, never the
+/// reference itself; a chunk the log can no longer read (the file was replaced) gives that
+/// transfer up, and the follower is sent the newest snapshot from its start.
+#[test]
+fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced() {
+    use flotilla_raft::{Message, Persist, RaftNode, Role};
+    let files = std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashMap::new()));
+    let mut inner = flotilla_raft::MemLog::new();
+    let mut membership = voters(&[1]);
+    membership.learners.insert(flotilla_raft::NodeId(2));
+    inner.persist(&Persist::bootstrap(membership));
+    let store = StreamingLog {
+        inner,
+        files: files.clone(),
+    };
+    let config = Config {
+        snapshot_chunk_bytes: 4,
+        ..config(1)
+    };
+    let mut leader = RaftNode::new(config, store).unwrap();
+    // Every message the leader sends, once its writes are persisted.
+    let settle = |node: &mut RaftNode<StreamingLog>| -> Vec<Message> {
+        let mut sent = Vec::new();
+        while node.has_ready() {
+            let ready = node.ready();
+            node.store_mut().inner.persist(&ready.persist);
+            sent.extend(ready.messages.iter().cloned());
+            node.advance(ready);
+        }
+        sent
+    };
+    let chunks = |sent: &[Message]| -> Vec<(u64, u64, Vec<u8>, bool)> {
+        sent.iter()
+            .filter_map(|message| match &message.body {
+                MessageBody::InstallSnapshot {
+                    meta,
+                    offset,
+                    data,
+                    done,
+                } => Some((meta.last.index.0, *offset, data.clone(), *done)),
+                _ => None,
+            })
+            .collect()
+    };
+    while leader.role() != Role::Leader {
+        leader.tick();
+        settle(&mut leader);
+    }
+    let term = leader.term().0;
+    for index in 2..=4 {
+        leader
+            .propose(format!("{term}/{index}").into_bytes())
+            .unwrap();
+    }
+    settle(&mut leader);
+    assert_eq!(leader.log().applied().0, 4);
+
+    // The log compacts to a snapshot whose data is a reference to "file A".
+    files
+        .borrow_mut()
+        .insert(b"A".to_vec(), b"0123456789".to_vec());
+    leader.compact(LogIndex(3), b"A".to_vec()).unwrap();
+    settle(&mut leader);
+    // Learner 2 never answered its probe; at its first heartbeat answer the leader probes it
+    // again, finds the entries compacted, and sends the snapshot.
+    leader.step(heartbeat_response(2, 1, term, 0)).unwrap();
+    let sent = settle(&mut leader);
+    assert_eq!(chunks(&sent), vec![(3, 0, b"0123".to_vec(), false)]);
+    leader
+        .step(message(
+            2,
+            1,
+            term,
+            MessageBody::SnapshotResponse {
+                snapshot_index: LogIndex(3),
+                next_offset: 4,
+            },
+        ))
+        .unwrap();
+    assert_eq!(
+        chunks(&settle(&mut leader)),
+        vec![(3, 4, b"4567".to_vec(), false)]
+    );
+
+    // File A is replaced by a newer snapshot: its next chunk cannot be read.
+    files.borrow_mut().clear();
+    files
+        .borrow_mut()
+        .insert(b"B".to_vec(), b"abcdefgh".to_vec());
+    leader.compact(LogIndex(4), b"B".to_vec()).unwrap();
+    settle(&mut leader);
+    leader
+        .step(message(
+            2,
+            1,
+            term,
+            MessageBody::SnapshotResponse {
+                snapshot_index: LogIndex(3),
+                next_offset: 8,
+            },
+        ))
+        .unwrap();
+    assert_eq!(chunks(&settle(&mut leader)), vec![], "given up");
+    assert!(
+        leader.fatal_error().is_none(),
+        "a replaced file stops no node"
+    );
+    // The follower's next heartbeat answer sends it the newest snapshot from its start.
+    leader.step(heartbeat_response(2, 1, term, 0)).unwrap();
+    assert_eq!(
+        chunks(&settle(&mut leader)),
+        vec![(4, 0, b"abcd".to_vec(), false)]
+    );
+}

@@ -517,6 +517,18 @@ mod tests {
             produced.data,
             crate::machine::encode_machine(&machine, 1 << 20).unwrap()
         );
+        // Streamed into a file (a leader's spool), it is the same bytes, of the same length.
+        let fs = crate::CrashFs::new(1);
+        let file = crate::FileSystem::open(&fs, std::path::Path::new("/spool"), true).unwrap();
+        file.write_at(0, &[0xee; 4096]).unwrap();
+        let (meta, length) = engine
+            .write_range_snapshot(group, 16, file.as_ref())
+            .unwrap();
+        assert_eq!(meta, produced.meta);
+        assert_eq!(file.len_bytes().unwrap(), length, "cut to its length");
+        let mut streamed = vec![0; usize::try_from(length).unwrap()];
+        file.read_at(0, &mut streamed).unwrap();
+        assert_eq!(streamed, produced.data);
         // Restored from a snapshot (on another node), the range names that snapshot's members.
         let elsewhere = tempfile::tempdir().unwrap();
         let other = Engine::open(elsewhere.path(), EngineConfig::small_for_tests()).unwrap();

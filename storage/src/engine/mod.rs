@@ -160,19 +160,45 @@ impl Engine {
         }
     }
 
-    /// The snapshot of `group` at the entry the engine applied, with the group's members at
-    /// that entry, encoded from one read view with `chunk_bytes_max` bytes of pairs read at a
-    /// time: what a leader sends a follower of a range whose log it compacted with
-    /// `machine::ENGINE_STATE`. It reads the whole range: call it off the Raft loop.
+    /// The snapshot of `group` at the engine's applied entry, encoded whole in memory (a test
+    /// or a small range; `write_range_snapshot` streams one to a file).
     ///
     /// # Errors
-    /// The range is not in the engine or names no members, a record of it is damaged, or the
-    /// engine failed.
+    /// `NoSnapshot` if the range holds no state or names no members, or the engine failed.
     pub fn range_snapshot(
         &self,
         group: GroupId,
         chunk_bytes_max: usize,
     ) -> Result<flotilla_raft::Snapshot, EngineError> {
+        let (meta, mut range) = self.range_view(group)?;
+        let data = crate::snapshot::encode_view(&mut range, chunk_bytes_max)?;
+        Ok(flotilla_raft::Snapshot { meta, data })
+    }
+
+    /// Streams the snapshot of `group` at the engine's applied entry into `file` from one read
+    /// view, `chunk_bytes_max` bytes of pairs at a time (memory never holds the range); returns
+    /// what it covers and its length. Runs off the Raft loop while the range goes on applying.
+    ///
+    /// # Errors
+    /// `NoSnapshot` if the range holds no state or names no members, `SnapshotFile` if the
+    /// file failed, or the engine failed.
+    pub fn write_range_snapshot(
+        &self,
+        group: GroupId,
+        chunk_bytes_max: usize,
+        file: &dyn crate::file::SegmentFile,
+    ) -> Result<(flotilla_raft::SnapshotMeta, u64), EngineError> {
+        let (meta, mut range) = self.range_view(group)?;
+        let length = crate::snapshot::write_view_at(file, &mut range, chunk_bytes_max)?
+            .map_err(|source| EngineError::SnapshotFile { group, source })?;
+        Ok((meta, length))
+    }
+
+    /// `group`'s snapshot view at the engine's applied entry, and what its snapshot covers.
+    fn range_view(
+        &self,
+        group: GroupId,
+    ) -> Result<(flotilla_raft::SnapshotMeta, view::DiskView), EngineError> {
         let view = self.backend().view();
         let meta = machine::load_meta(&view, group)?.ok_or(EngineError::NoSnapshot {
             group,
@@ -184,12 +210,8 @@ impl Engine {
         })?;
         let sessions = machine::load_sessions(&view, group, &meta)?;
         let last = meta.applied();
-        let mut range = view::DiskView::new(group, meta, Arc::new(sessions), view);
-        let data = crate::snapshot::encode_view(&mut range, chunk_bytes_max)?;
-        Ok(flotilla_raft::Snapshot {
-            meta: flotilla_raft::SnapshotMeta { last, membership },
-            data,
-        })
+        let range = view::DiskView::new(group, meta, Arc::new(sessions), view);
+        Ok((flotilla_raft::SnapshotMeta { last, membership }, range))
     }
 
     /// Binds the engine to the data directory `directory_id`: a new engine (no range in it)

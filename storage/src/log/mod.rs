@@ -22,6 +22,7 @@ mod segment;
 pub(crate) mod snapfile;
 mod snapshot_loads;
 mod spare;
+mod spool;
 mod tail;
 mod validate;
 
@@ -60,14 +61,23 @@ pub(crate) struct Shared {
     queue: CommitQueue,
     failed: AtomicBool,
     snapshot_loads: snapshot_loads::SnapshotLoads,
+    /// The files snapshots are sent from, and the references Raft holds to them.
+    spools: spool::Spools,
     /// What produces the snapshot to send of a range whose state is in the engine.
     engine_snapshots: RwLock<Option<EngineSnapshots>>,
 }
 
-/// Produces the snapshot of a group whose state is in the node's state machine engine, at the
-/// engine's applied entry (`Engine::range_snapshot`); called off the Raft loop.
-pub type EngineSnapshots =
-    Arc<dyn Fn(GroupId) -> Result<flotilla_raft::Snapshot, flotilla_raft::LogError> + Send + Sync>;
+/// Streams the snapshot of a group whose state is in the node's state machine engine, at the
+/// engine's applied entry, into the file it is given (from offset 0), and says what it covers
+/// and its length (`Engine::write_range_snapshot`); called off the Raft loop.
+pub type EngineSnapshots = Arc<
+    dyn Fn(
+            GroupId,
+            &dyn crate::file::SegmentFile,
+        ) -> Result<(flotilla_raft::SnapshotMeta, u64), flotilla_raft::LogError>
+        + Send
+        + Sync,
+>;
 
 /// The node's write-ahead log. Cheap to clone: clones share one engine.
 #[derive(Clone)]
@@ -131,6 +141,7 @@ impl LogEngine {
             .map_err(io_error)?;
         let snapshot_loads =
             snapshot_loads::SnapshotLoads::new(config.snapshot_loading, config.snapshot_loads_max);
+        let spools = spool::Spools::new(config.snapshot_sends_max);
         let shared = Arc::new(Shared {
             fs,
             directory: directory.clone(),
@@ -141,8 +152,10 @@ impl LogEngine {
             queue: CommitQueue::default(),
             failed: AtomicBool::new(false),
             snapshot_loads,
+            spools,
             engine_snapshots: RwLock::new(None),
         });
+        spool::remove_leftovers(shared.fs.as_ref(), &directory).map_err(io_error)?;
         let mut writer = shared.writer.lock();
         if recovered.needs_roll_over {
             writer.roll_over(&shared).map_err(io_error)?;
@@ -244,6 +257,10 @@ impl LogEngine {
                     encoded.push_marker(group, marker, false, limit)?;
                 }
                 Operation::Destroy(tombstone) => {
+                    let shared = &self.shared;
+                    shared
+                        .spools
+                        .forget(shared.fs.as_ref(), &shared.directory, group);
                     encoded.push(group, Body::Destroy(tombstone), limit)?;
                 }
             }

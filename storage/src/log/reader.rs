@@ -8,8 +8,10 @@ use super::index::{GroupState, Location};
 use super::record::decode;
 use super::segment::Segment;
 use super::snapfile;
+use super::spool;
 use flotilla_raft::{
-    Entry, GroupId, HardState, InitialState, LogError, LogIndex, LogReader, Snapshot, Term,
+    Entry, GroupId, HardState, InitialState, LogError, LogIndex, LogReader, Snapshot,
+    SnapshotChunk, Term,
 };
 use std::sync::Arc;
 
@@ -301,37 +303,62 @@ impl LogReader for GroupLog {
         self.with_state(GroupState::last_index)
     }
 
-    /// The snapshot to send a follower: read at once when small, else loaded off this thread
-    /// (`SnapshotTemporarilyUnavailable` until it is; see `snapshot_loads`).
+    /// The snapshot to send a follower. A small one is read at once. A large snapshot file is
+    /// sent from the file a chunk at a time, through a reference (`spool`). A range whose
+    /// state is in the engine is streamed into a spool off the loop first
+    /// (`SnapshotTemporarilyUnavailable` until it is; see `snapshot_loads`), unless its newest
+    /// spool still covers the log's note.
     fn snapshot(&self) -> Result<Snapshot, LogError> {
         let shared = &self.shared;
         let marker = self.with_state(|state| state.snapshot.clone());
         if let Some(marker) = marker.as_ref().filter(|marker| marker.is_engine_state()) {
-            // Produced from the engine, always off the loop: it reads the whole range.
+            if let Some(spooled) = shared.spools.covering(self.group, marker.index()) {
+                return Ok(spooled);
+            }
             let Some(produce) = shared.engine_snapshots.read().clone() else {
                 return Err(LogError::Storage(format!(
                     "group {}'s state is in the engine, and nothing produces its snapshots",
                     self.group
                 )));
             };
-            let group = self.group;
-            return shared
-                .snapshot_loads
-                .take_or_start(group, marker, move || produce(group));
+            let (group, shared_for_load) = (self.group, Arc::clone(shared));
+            return shared.snapshot_loads.take_or_start(group, marker, move || {
+                let shared = shared_for_load;
+                shared
+                    .spools
+                    .spool(shared.fs.as_ref(), &shared.directory, group, |file| {
+                        produce(group, file)
+                    })
+            });
         }
-        let marker = match marker {
-            Some(marker) if marker.data_bytes > shared.config.snapshot_inline_bytes_max => marker,
-            _ => return self.load_snapshot(),
-        };
-        let (fs, directory, file) = (
-            Arc::clone(&shared.fs),
-            shared.directory.clone(),
-            marker.clone(),
-        );
-        shared
-            .snapshot_loads
-            .take_or_start(self.group, &marker, move || {
-                snapfile::load(fs.as_ref(), &directory, &file)
-            })
+        match marker {
+            Some(marker) if marker.data_bytes > shared.config.snapshot_inline_bytes_max => {
+                let file = spool::FileRef {
+                    name: marker.file_name.clone(),
+                    data_bytes: marker.data_bytes,
+                };
+                let (fs, directory) = (shared.fs.as_ref(), &shared.directory);
+                shared
+                    .spools
+                    .send_file(fs, directory, self.group, marker.meta, file)
+            }
+            _ => self.load_snapshot(),
+        }
+    }
+
+    /// A chunk of a snapshot `snapshot()` gave: read from its file when it is a reference.
+    fn snapshot_chunk(
+        &self,
+        snapshot: &Snapshot,
+        offset: u64,
+        bytes_max: u64,
+    ) -> Result<SnapshotChunk, LogError> {
+        let shared = &self.shared;
+        match shared.spools.resolve(&snapshot.data) {
+            Some(file) => shared
+                .spools
+                .read_chunk(self.group, &file, offset, bytes_max),
+            None => Ok(SnapshotChunk::of_bytes(&snapshot.data, offset, bytes_max)),
+        }
     }
 }

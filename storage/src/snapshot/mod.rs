@@ -10,4 +10,6 @@ mod writer;
 pub(crate) use format::snapshot_parts;
 pub use format::{HEADER_BYTES, SnapshotHeader, decode_snapshot, verify_snapshot};
 pub use reader::SnapshotFile;
-pub use writer::{SnapshotWriter, encode_snapshot, encode_view, write_snapshot, write_view};
+pub use writer::{
+    SnapshotWriter, encode_snapshot, encode_view, write_snapshot, write_view, write_view_at,
+};

@@ -6,6 +6,7 @@
 use super::format::{HEADER_BYTES, MergePart, SnapshotHeader, encode_trailer};
 use super::reader::SnapshotFile;
 use crate::error::{EngineError, MachineError, SnapshotError};
+use crate::file::SegmentFile;
 use crate::kv::{KvSnapshotSource, RangeBounds, SessionTable};
 use crate::machine::SnapshotView;
 use flotilla_raft::{GroupId, LogId};
@@ -325,7 +326,7 @@ impl SnapshotWriter {
 
 /// The whole snapshot of `view` in the snapshot format, its pairs pulled in chunks of
 /// `chunk_bytes_max` bytes: the same bytes `encode_snapshot` gives for the same state. For a
-/// small range or a test; `write_view` streams a large one to a file instead.
+/// small range or a test; `write_view_at` streams a large one to a file instead.
 ///
 /// # Errors
 /// The engine behind the view failed.
@@ -337,6 +338,59 @@ pub fn encode_view(
     view: &mut dyn SnapshotView,
     chunk_bytes_max: usize,
 ) -> Result<Vec<u8>, EngineError> {
+    let (body, header, checksum) = match encode_view_body(view, chunk_bytes_max, Vec::new())? {
+        Ok(encoded) => encoded,
+        Err(error) => panic!("writing to a Vec failed: {error}"),
+    };
+    let mut bytes = header.encode(checksum);
+    bytes.extend_from_slice(&body);
+    Ok(bytes)
+}
+
+/// Streams the snapshot of `view` into `file` from offset 0 (the body, then the header with
+/// its checksum), its pairs pulled in chunks of `chunk_bytes_max` bytes, so memory holds one
+/// chunk, never the range; returns the snapshot's length. Nothing is synced: the file is a
+/// copy to send (a leader's spool), not state.
+///
+/// # Errors
+/// The engine behind the view failed (`Ok(Err)` is the file's error).
+///
+/// # Panics
+/// As `encode_view`.
+pub fn write_view_at(
+    file: &dyn SegmentFile,
+    view: &mut dyn SnapshotView,
+    chunk_bytes_max: usize,
+) -> Result<io::Result<u64>, EngineError> {
+    let out = BufWriter::with_capacity(
+        chunk_bytes_max.clamp(4096, 1 << 20),
+        AtOffset {
+            file,
+            offset: HEADER_BYTES as u64,
+        },
+    );
+    let (out, header, checksum) = match encode_view_body(view, chunk_bytes_max, out)? {
+        Ok(encoded) => encoded,
+        Err(error) => return Ok(Err(error)),
+    };
+    let written = out
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)
+        .and_then(|out| {
+            file.write_at(0, &header.encode(checksum))?;
+            file.set_len(out.offset)?;
+            Ok(out.offset)
+        });
+    Ok(written)
+}
+
+/// Writes the body of `view`'s snapshot (pairs, then the trailer) to `out`; returns `out`, the
+/// header and the checksum over header fields and body (`Ok(Err)`: `out` failed).
+fn encode_view_body<W: Write>(
+    view: &mut dyn SnapshotView,
+    chunk_bytes_max: usize,
+    out: W,
+) -> Result<io::Result<(W, SnapshotHeader, u32)>, EngineError> {
     let merge = (view.merge_state().clone(), view.declined().clone());
     let sessions = encode_trailer(view.sessions(), view.bounds(), &merge);
     let header = SnapshotHeader {
@@ -346,23 +400,41 @@ pub fn encode_view(
         body_bytes: view.pair_count() * 8 + view.stored_bytes(),
         session_bytes: sessions.len() as u64,
     };
-    let mut body = BodyEncoder::new(Vec::new(), &header.fields());
+    let mut body = BodyEncoder::new(out, &header.fields());
     let mut pairs = Vec::new();
-    fn broken<T>(error: PushError) -> T {
-        match error {
-            PushError::Rule(reason) => panic!("the view broke the snapshot format: {reason}"),
-            PushError::Io(error) => panic!("writing to a Vec failed: {error}"),
-        }
-    }
+    let broken = |reason: String| -> ! { panic!("the view broke the snapshot format: {reason}") };
     while view.next_chunk(chunk_bytes_max, &mut pairs)? {
         for (key, value) in pairs.drain(..) {
-            body.push(&key, &value).unwrap_or_else(broken);
+            match body.push(&key, &value) {
+                Ok(()) => {}
+                Err(PushError::Rule(reason)) => broken(reason),
+                Err(PushError::Io(error)) => return Ok(Err(error)),
+            }
         }
     }
-    let (body, checksum) = body.finish(&header, &sessions).unwrap_or_else(broken);
-    let mut bytes = header.encode(checksum);
-    bytes.extend_from_slice(&body);
-    Ok(bytes)
+    match body.finish(&header, &sessions) {
+        Ok((out, checksum)) => Ok(Ok((out, header, checksum))),
+        Err(PushError::Rule(reason)) => broken(reason),
+        Err(PushError::Io(error)) => Ok(Err(error)),
+    }
+}
+
+/// `io::Write` over a `SegmentFile`, writing on from `offset`.
+struct AtOffset<'a> {
+    file: &'a dyn SegmentFile,
+    offset: u64,
+}
+
+impl Write for AtOffset<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.file.write_at(self.offset, bytes)?;
+        self.offset += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Streams the snapshot of `view` to `path` durably, its pairs pulled in chunks of

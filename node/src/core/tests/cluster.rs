@@ -450,5 +450,6 @@ fn log_config() -> LogConfig {
         snapshot_loading: SnapshotLoading::NextAsk,
         snapshot_inline_bytes_max: 0,
         snapshot_loads_max: 4,
+        snapshot_sends_max: 8,
     }
 }
