@@ -79,8 +79,13 @@ pub struct Config {
     /// The largest snapshot a follower accepts; a bigger one is refused as malformed, so a
     /// peer cannot make a replica buffer without bound.
     pub snapshot_bytes_max: u64,
-    /// Checks a received snapshot's data before it is installed.
+    /// Checks a received snapshot's data before it is installed (not called when staging).
     pub snapshot_check: SnapshotCheck,
+    /// A follower hands each snapshot chunk it receives to the caller to stage
+    /// (`Ready::snapshot_chunks`) instead of gathering the snapshot in memory, and once the
+    /// last arrived (`Ready::snapshot_received`) waits for the caller to check what it staged
+    /// and call `install_staged` or `refuse_staged`.
+    pub snapshot_staging: bool,
     /// How reads are confirmed.
     pub read_mode: ReadMode,
     /// The clock drift a lease read tolerates, in ticks per election timeout.
@@ -157,6 +162,7 @@ impl Config {
             snapshot_chunk_bytes: 1 << 20,
             snapshot_bytes_max: 1 << 34,
             snapshot_check: SnapshotCheck::accept_all(),
+            snapshot_staging: false,
             read_mode: ReadMode::ReadIndex,
             lease_drift_ticks: 2,
             pending_reads_max: 65_536,

@@ -35,5 +35,5 @@ pub use message::{
 };
 pub use multi::{MultiConfig, MultiError, MultiRaft, MultiReady, Refusal};
 pub use node::{RaftNode, Role, Status};
-pub use ready::{Persist, ReadState, Ready};
+pub use ready::{Persist, ReadState, Ready, SnapshotPiece};
 pub use types::{GroupId, Incarnation, LogId, LogIndex, NodeId, Term};

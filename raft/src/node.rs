@@ -90,6 +90,8 @@ pub struct RaftNode<L> {
     pub(crate) reads: ReadQueue,
     pub(crate) transfer_target: Option<NodeId>,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
+    /// Staged chunks and a received snapshot for the next `Ready` (`Config::snapshot_staging`).
+    pub(crate) staging: crate::handler::snapshot::StagingOutput,
     pub(crate) outgoing_snapshots: BTreeMap<NodeId, OutgoingSnapshot>,
     pub(crate) compaction: Option<Snapshot>,
     /// Messages that may leave before this cycle's write is durable (`Ready::messages`).
@@ -139,6 +141,7 @@ impl<L: LogReader> RaftNode<L> {
             progress: ProgressMap::default(),
             transfer_target: None,
             incoming_snapshot: None,
+            staging: crate::handler::snapshot::StagingOutput::default(),
             outgoing_snapshots: BTreeMap::new(),
             compaction: None,
             messages: Vec::new(),
@@ -213,6 +216,7 @@ impl<L: LogReader> RaftNode<L> {
             || self.compaction.is_some()
             || self.log.committed() > self.log.applied()
             || self.leader != self.reported_leader
+            || !self.staging.is_empty()
     }
 
     /// Everything the caller must do now, in one batch. Call `advance` once it is done.
@@ -234,6 +238,7 @@ impl<L: LogReader> RaftNode<L> {
         };
         let committed = self.next_committed();
         let committed_before_persist = self.committed_before_persist(&persist, &committed);
+        let staging = std::mem::take(&mut self.staging);
         Ready {
             messages: std::mem::take(&mut self.messages),
             persisted_messages: std::mem::take(&mut self.persisted_messages),
@@ -243,6 +248,8 @@ impl<L: LogReader> RaftNode<L> {
             reads,
             aborted_reads,
             leader_changed,
+            snapshot_chunks: staging.chunks,
+            snapshot_received: staging.received,
         }
     }
 

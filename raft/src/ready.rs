@@ -42,6 +42,23 @@ pub struct Ready {
     pub aborted_reads: Vec<u64>,
     /// The leader as this replica knows it, when that changed since the last `Ready`.
     pub leader_changed: Option<Option<NodeId>>,
+    /// Chunks of a snapshot being received, to stage in order (`Config::snapshot_staging`):
+    /// a chunk at offset 0 starts the snapshot it belongs to over.
+    pub snapshot_chunks: Vec<SnapshotPiece>,
+    /// Every chunk of this snapshot was handed out (`Config::snapshot_staging`): check what
+    /// was staged, then `install_staged` or `refuse_staged` it.
+    pub snapshot_received: Option<SnapshotMeta>,
+}
+
+/// A chunk of a snapshot being received, for the caller to stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotPiece {
+    /// The snapshot's last entry (which snapshot it belongs to).
+    pub last: LogId,
+    /// Where the chunk starts in the snapshot.
+    pub offset: u64,
+    /// The chunk's bytes.
+    pub data: Vec<u8>,
 }
 
 /// What must be durable before the messages of the same `Ready` are sent.
@@ -110,6 +127,8 @@ impl Ready {
             && self.reads.is_empty()
             && self.aborted_reads.is_empty()
             && self.leader_changed.is_none()
+            && self.snapshot_chunks.is_empty()
+            && self.snapshot_received.is_none()
     }
 }
 

@@ -652,3 +652,142 @@ fn a_large_snapshot_file_is_sent_a_chunk_at_a_time_and_outlives_its_compaction()
         Err(LogError::Storage(_))
     ));
 }
+
+/// The files in `directory` whose names start with `prefix`.
+fn files_named(directory: &std::path::Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(directory)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with(prefix))
+        .collect()
+}
+
+fn piece(last: &Snapshot, offset: u64, data: &[u8]) -> flotilla_raft::SnapshotPiece {
+    flotilla_raft::SnapshotPiece {
+        last: last.meta.last,
+        offset,
+        data: data.to_vec(),
+    }
+}
+
+/// The check the tests stage against: only the bytes "0123456789" pass.
+fn digits_only(
+    _group: GroupId,
+    _meta: &flotilla_raft::SnapshotMeta,
+    data: &[u8],
+) -> Result<(), String> {
+    if data == b"0123456789" {
+        Ok(())
+    } else {
+        Err(format!("{} bytes that are not the digits", data.len()))
+    }
+}
+
+/// Waits for the checks of staged snapshots to be handed out.
+fn checked(engine: &LogEngine) -> Vec<flotilla_storage::CheckedSnapshot> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let checked = engine.take_checked_snapshots();
+        if !checked.is_empty() {
+            return checked;
+        }
+        assert!(std::time::Instant::now() < deadline, "never checked");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A snapshot a follower receives is staged in a file a chunk at a time, checked off the
+/// caller's thread (on the next ask in the simulator's mode), and installing it moves that
+/// file into place: the log reads it back as its snapshot, after a reopen too, and nothing is
+/// staged any more.
+#[test]
+fn a_staged_snapshot_is_checked_and_its_file_becomes_the_snapshot() {
+    for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
+        let directory = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            snapshot_loading: loading,
+            ..LogConfig::small_for_tests()
+        };
+        let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
+        let mut batch = WriteBatch::new();
+        batch.persist(G1, &append(1, 1..=3));
+        engine.write(batch).unwrap();
+        let received = snapshot(1, 9, b"0123456789");
+        for (offset, data) in [(0, &b"0123"[..]), (4, b"4567"), (8, b"89")] {
+            engine.stage_snapshot_chunk(G1, &piece(&received, offset, data));
+        }
+        assert_eq!(files_named(directory.path(), "incoming-").len(), 1);
+        engine.check_staged_snapshot(G1, received.meta.clone(), digits_only);
+        let [checked] = checked(&engine).try_into().unwrap();
+        assert_eq!((checked.group, &checked.meta), (G1, &received.meta));
+        let reference = checked.outcome.expect("the digits pass");
+        let installed = Snapshot {
+            meta: received.meta.clone(),
+            data: reference,
+        };
+        let mut batch = WriteBatch::new();
+        let persist = Persist {
+            snapshot: Some(installed.clone()),
+            ..Persist::default()
+        };
+        batch.persist(G1, &persist);
+        engine.write(batch).unwrap();
+        let bytes = engine.installed_snapshot_bytes(G1, &installed).unwrap();
+        assert_eq!(&*bytes, &received.data[..], "{loading:?}");
+        drop(bytes);
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(received.clone()));
+        assert_eq!(
+            files_named(directory.path(), "incoming-"),
+            Vec::<String>::new()
+        );
+        drop(engine);
+        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+        assert_eq!(
+            engine.group(G1).load_snapshot(),
+            Ok(received),
+            "{loading:?}"
+        );
+    }
+}
+
+/// A staged snapshot whose chunks do not add up (one lost, out of order) or whose bytes fail
+/// the check is refused with the reason; dropping it keeps a newer snapshot staged since, and
+/// the log deletes what was staged when it next opens.
+#[test]
+fn a_staged_snapshot_that_fails_is_refused_and_leftovers_are_removed() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_loading: SnapshotLoading::NextAsk,
+        ..LogConfig::small_for_tests()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
+    let first = snapshot(1, 9, b"0123456789");
+    engine.stage_snapshot_chunk(G1, &piece(&first, 0, b"0123"));
+    engine.stage_snapshot_chunk(G1, &piece(&first, 8, b"89"));
+    engine.check_staged_snapshot(G1, first.meta.clone(), digits_only);
+    let [refused] = checked(&engine).try_into().unwrap();
+    let reason = refused.outcome.unwrap_err();
+    assert!(reason.contains("incomplete"), "{reason}");
+
+    let damaged = snapshot(1, 9, b"0123456780");
+    engine.stage_snapshot_chunk(G1, &piece(&damaged, 0, &damaged.data));
+    engine.check_staged_snapshot(G1, damaged.meta.clone(), digits_only);
+    let [refused] = checked(&engine).try_into().unwrap();
+    assert!(refused.outcome.unwrap_err().contains("not the digits"));
+
+    // A newer snapshot is staged before the older one's refusal is acted on: it stays.
+    let newer = snapshot(2, 12, b"0123456789");
+    engine.stage_snapshot_chunk(G1, &piece(&newer, 0, &newer.data));
+    engine.discard_staged_snapshot(G1, damaged.meta.last);
+    engine.check_staged_snapshot(G1, newer.meta.clone(), digits_only);
+    let [passed] = checked(&engine).try_into().unwrap();
+    assert!(passed.outcome.is_ok());
+    assert_eq!(files_named(directory.path(), "incoming-").len(), 1);
+    drop(engine);
+    let (_engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    assert_eq!(
+        files_named(directory.path(), "incoming-"),
+        Vec::<String>::new(),
+        "never installed: removed at the next open"
+    );
+}

@@ -228,6 +228,9 @@ pub fn start<R: Respond, S: BatchSink>(
     if checked {
         multi_config.raft.snapshot_check = SnapshotCheck(check_snapshot);
     }
+    // Received snapshots are staged in files and checked off the loop (`LogEngine`'s
+    // staging), never gathered in memory.
+    multi_config.raft.snapshot_staging = true;
     let mut multi: MultiRaft<GroupLog> = MultiRaft::new(multi_config);
     let mut snapshots = Vec::with_capacity(groups.len());
     for group in groups {

@@ -19,6 +19,7 @@ use flotilla_storage::{Response, WriteBatch};
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
         self.note_refused_snapshots();
+        self.install_checked_snapshots();
         let mut ready = self.multi.ready();
         self.count_leader_changes(&ready);
         // A client whose entry committed does not wait for the write of newer entries.
@@ -50,9 +51,30 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// installed, the leader sends them again; the operator hears of each.
     fn note_refused_snapshots(&mut self) {
         let (refused, count) = self.multi.take_snapshot_refusals();
-        self.counters.snapshots_refused = count;
+        self.counters.snapshots_refused = count + self.staged_snapshots_refused;
         for (group, error) in refused {
             tracing::warn!(%group, %error, "a snapshot from the leader was refused");
+        }
+    }
+
+    /// Received snapshots staged and checked off the loop: those that passed are handed to
+    /// Raft to install (the next ready stores and restores them), those that failed are
+    /// dropped, and the leader sends them again; the operator hears of each refusal.
+    fn install_checked_snapshots(&mut self) {
+        for checked in self.engine.take_checked_snapshots() {
+            let (group, meta) = (checked.group, &checked.meta);
+            let installed = match checked.outcome {
+                Ok(reference) => self.multi.install_staged(group, meta, reference),
+                Err(reason) => {
+                    self.staged_snapshots_refused += 1;
+                    let index = meta.last.index;
+                    tracing::warn!(%group, %index, %reason, "a snapshot from the leader was refused");
+                    self.multi.refuse_staged(group, meta).map(|_| false)
+                }
+            };
+            if !installed.unwrap_or(false) {
+                self.engine.discard_staged_snapshot(group, meta.last);
+            }
         }
     }
 
@@ -89,7 +111,17 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     fn persist(&mut self, ready: &MultiReady) -> Result<(), CoreError> {
         let mut batch = WriteBatch::new();
         let mut entry_count = 0;
+        let check = self.multi.config().raft.snapshot_check.0;
         for (group, group_ready) in &ready.groups {
+            // Received snapshot chunks go to their staging file before they are acknowledged
+            // (with the persisted batches); a whole one is checked off the loop.
+            for piece in &group_ready.snapshot_chunks {
+                self.engine.stage_snapshot_chunk(*group, piece);
+            }
+            if let Some(meta) = &group_ready.snapshot_received {
+                self.engine
+                    .check_staged_snapshot(*group, meta.clone(), check);
+            }
             let persist = &group_ready.persist;
             if persist.is_empty() {
                 continue;
@@ -157,7 +189,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// entries the write made durable (those after `committed_before_persist`).
     fn apply_rest(&mut self, group: GroupId, ready: &Ready) -> Result<(), CoreError> {
         if let Some(snapshot) = &ready.persist.snapshot {
-            self.restore(group, snapshot)?;
+            // A received snapshot was staged in a file that is now the snapshot's own: it is
+            // restored from the file, mapped, never gathered in memory.
+            let bytes = self
+                .engine
+                .installed_snapshot_bytes(group, snapshot)
+                .map_err(|source| CoreError::Restore {
+                    group,
+                    reason: source.to_string(),
+                })?;
+            self.machines.restore_from(group, &snapshot.meta, &bytes)?;
             self.counters.snapshots_installed += 1;
             self.placement.snapshot_installed(group);
             self.waiting

@@ -3,7 +3,7 @@
 //! committed entries in log order.
 
 use super::CoreError;
-use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot};
+use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot, SnapshotMeta};
 use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
 use flotilla_storage::machine::{ENGINE_STATE, VIEW_CHUNK_BYTES, encode_machine, is_engine_state};
 use flotilla_storage::{Engine, KvStateMachine, MachineError, MergeState, Response, StateMachine};
@@ -213,22 +213,34 @@ impl Machines {
     /// # Errors
     /// `Restore` when the snapshot does not restore, `Machine` when the engine failed.
     pub(crate) fn restore(&mut self, group: GroupId, snapshot: &Snapshot) -> Result<(), CoreError> {
-        self.snapshot_taken(group, snapshot.data.len());
+        self.restore_from(group, &snapshot.meta, &snapshot.data)
+    }
+
+    /// As `restore`, from the snapshot's bytes where they lie (a file mapped, say).
+    ///
+    /// # Errors
+    /// As `restore`.
+    pub(crate) fn restore_from(
+        &mut self,
+        group: GroupId,
+        meta: &SnapshotMeta,
+        data: &[u8],
+    ) -> Result<(), CoreError> {
+        self.snapshot_taken(group, data.len());
         if group == META_GROUP {
-            if !snapshot.data.is_empty() {
-                self.meta =
-                    MetaState::decode(&snapshot.data).map_err(|error| CoreError::Restore {
-                        group,
-                        reason: error.to_string(),
-                    })?;
+            if !data.is_empty() {
+                self.meta = MetaState::decode(data).map_err(|error| CoreError::Restore {
+                    group,
+                    reason: error.to_string(),
+                })?;
             }
-            self.meta_applied = snapshot.meta.last.index;
+            self.meta_applied = meta.last.index;
             return Ok(());
         }
         let in_engine = self.in_engine();
         let machine = self.kv_mut(group)?;
         let before = machine.stored_bytes();
-        let restored = restore_range(machine.as_mut(), snapshot, in_engine);
+        let restored = restore_range(machine.as_mut(), meta, data, in_engine);
         let after = machine.stored_bytes();
         self.stored_bytes = self.stored_bytes - before + after;
         self.note_merge(group);
@@ -375,15 +387,16 @@ pub(super) fn machine_failed(group: GroupId) -> impl FnOnce(MachineError) -> Cor
 /// when it is at the snapshot or past it, the snapshot's data restored otherwise.
 fn restore_range(
     machine: &mut dyn StateMachine,
-    snapshot: &Snapshot,
+    meta: &SnapshotMeta,
+    data: &[u8],
     in_engine: bool,
 ) -> Result<(), CoreError> {
     let group = machine.group();
-    let index = snapshot.meta.last.index;
+    let index = meta.last.index;
     let applied = machine.applied().index;
-    let membership = &snapshot.meta.membership;
+    let membership = &meta.membership;
     let refused = |reason: String| Err(CoreError::Restore { group, reason });
-    let restored = if is_engine_state(&snapshot.data) {
+    let restored = if is_engine_state(data) {
         if !in_engine {
             return refused(
                 "its log notes that its state is in the disk engine, but this node runs with \
@@ -412,10 +425,10 @@ fn restore_range(
             None => machine.set_membership(membership),
             Some(_) => Ok(()),
         }
-    } else if snapshot.data.is_empty() {
+    } else if data.is_empty() {
         machine.clear()
     } else {
-        machine.restore_as_member(&snapshot.data, membership)
+        machine.restore_as_member(data, membership)
     };
     restored.map_err(|error| match error {
         MachineError::Engine(_) => machine_failed(group)(error),

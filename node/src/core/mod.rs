@@ -273,6 +273,8 @@ pub struct NodeCore<R, S> {
     merges: merge::Merges,
     /// Snapshots produced from the engine for followers (off the loop, so shared).
     engine_snapshots_produced: Arc<std::sync::atomic::AtomicU64>,
+    /// Received snapshots refused once staged (Raft counts those it checked itself).
+    staged_snapshots_refused: u64,
 }
 
 /// What the core has done since start.
@@ -426,6 +428,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             placement,
             merges: merge::Merges::default(),
             engine_snapshots_produced: Arc::default(),
+            staged_snapshots_refused: 0,
         }
     }
 

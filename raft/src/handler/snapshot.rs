@@ -13,7 +13,27 @@ use thiserror::Error;
 #[derive(Clone, Debug)]
 pub(crate) struct IncomingSnapshot {
     meta: SnapshotMeta,
+    /// The chunks so far (empty when staging: the caller holds them).
     data: Vec<u8>,
+    /// How many bytes arrived.
+    received: u64,
+    /// Staging: the last chunk arrived, and the caller is checking what it staged.
+    complete: bool,
+    /// Who sent it (the leader to answer once it is installed).
+    from: NodeId,
+}
+
+/// What staging hands the caller in the next `Ready`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StagingOutput {
+    pub(crate) chunks: Vec<crate::ready::SnapshotPiece>,
+    pub(crate) received: Option<SnapshotMeta>,
+}
+
+impl StagingOutput {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.received.is_none()
+    }
 }
 
 /// A snapshot being sent to one follower.
@@ -182,7 +202,15 @@ impl<L: LogReader> RaftNode<L> {
             );
             return Ok(());
         }
-        let received = self.receive_chunk(meta, offset, data);
+        if self
+            .incoming_snapshot
+            .as_ref()
+            .is_some_and(|incoming| incoming.complete && incoming.meta == meta)
+        {
+            // Staged whole: the caller is checking it, and answers for it.
+            return Ok(());
+        }
+        let received = self.receive_chunk(from, meta, offset, data);
         if !done || received.is_none() {
             let body = MessageBody::SnapshotResponse {
                 snapshot_index: index,
@@ -191,33 +219,120 @@ impl<L: LogReader> RaftNode<L> {
             self.send(from, body);
             return Ok(());
         }
+        if self.config.snapshot_staging {
+            let incoming = self.incoming_snapshot.as_mut();
+            if let Some(incoming) = incoming {
+                let last = incoming.meta.last;
+                if self.log.matches(last) {
+                    self.incoming_snapshot = None;
+                    self.log.commit_to(last.index);
+                    self.accept_snapshot(from, last.index);
+                } else {
+                    incoming.complete = true;
+                    self.staging.received = Some(incoming.meta.clone());
+                }
+            }
+            return Ok(());
+        }
         match self.incoming_snapshot.take() {
             Some(incoming) => self.install_snapshot(from, incoming),
             None => Ok(()),
         }
     }
 
-    /// Adds a chunk if it continues the snapshot being received; returns the new length.
-    fn receive_chunk(&mut self, meta: SnapshotMeta, offset: u64, data: Vec<u8>) -> Option<u64> {
+    /// Adds a chunk if it continues the snapshot being received (staging: hands it to the
+    /// caller); returns the new length.
+    fn receive_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Option<u64> {
         if offset == 0 {
             self.incoming_snapshot = Some(IncomingSnapshot {
                 meta: meta.clone(),
                 data: Vec::new(),
+                received: 0,
+                complete: false,
+                from,
             });
+            // Chunks of a snapshot given up are of no use to the caller any more.
+            self.staging.chunks.clear();
+            self.staging.received = None;
         }
         let incoming = self.incoming_snapshot.as_mut()?;
-        if incoming.meta != meta || incoming.data.len() as u64 != offset {
+        if incoming.meta != meta || incoming.received != offset || incoming.complete {
             return None;
         }
-        incoming.data.extend_from_slice(&data);
-        Some(incoming.data.len() as u64)
+        incoming.received += data.len() as u64;
+        incoming.from = from;
+        if self.config.snapshot_staging {
+            self.staging.chunks.push(crate::ready::SnapshotPiece {
+                last: meta.last,
+                offset,
+                data,
+            });
+        } else {
+            incoming.data.extend_from_slice(&data);
+        }
+        Some(incoming.received)
     }
 
     fn incoming_length(&self, index: LogIndex) -> u64 {
         match &self.incoming_snapshot {
-            Some(incoming) if incoming.meta.last.index == index => incoming.data.len() as u64,
+            Some(incoming) if incoming.meta.last.index == index => incoming.received,
             _ => 0,
         }
+    }
+
+    /// Follower, staging: the caller checked the snapshot it staged for `meta` and stores it
+    /// as `data` (what `Ready::persist.snapshot` hands back: a reference to the staged file,
+    /// say). Installs it as a received snapshot is installed, unless it is no longer wanted:
+    /// another snapshot is being received, the log moved past it meanwhile, or this replica
+    /// campaigns or leads now, whose log only its own entries may change (false; the caller
+    /// drops what it staged).
+    pub fn install_staged(&mut self, meta: &SnapshotMeta, data: Vec<u8>) -> bool {
+        let Some(incoming) = self
+            .incoming_snapshot
+            .take_if(|incoming| incoming.complete && incoming.meta == *meta)
+        else {
+            return false;
+        };
+        if self.role != crate::node::Role::Follower {
+            return false;
+        }
+        let last = incoming.meta.last;
+        if last.index <= self.log.committed() || self.log.matches(last) {
+            if self.log.matches(last) {
+                self.log.commit_to(last.index);
+            }
+            self.accept_snapshot(incoming.from, self.log.committed());
+            return false;
+        }
+        self.membership = incoming.meta.membership.clone();
+        self.membership_history.clear();
+        self.log.restore(Snapshot {
+            meta: incoming.meta,
+            data,
+        });
+        self.accept_snapshot(incoming.from, last.index);
+        true
+    }
+
+    /// Follower, staging: the caller refused the snapshot it staged for `meta` (it does not
+    /// check). It is dropped unanswered: the leader's next chunk finds nothing received and
+    /// the snapshot is sent again from its start. False if it was no longer being received.
+    pub fn refuse_staged(&mut self, meta: &SnapshotMeta) -> bool {
+        self.incoming_snapshot
+            .take_if(|incoming| incoming.complete && incoming.meta == *meta)
+            .is_some()
+    }
+
+    /// Tells the leader `from` the follower holds everything up to `last`.
+    fn accept_snapshot(&mut self, from: NodeId, last: LogIndex) {
+        let body = MessageBody::AppendResponse(AppendOutcome::Accepted { last });
+        self.send(from, body);
     }
 
     /// Follower: the last chunk arrived. If the log already holds the snapshot's last entry,
@@ -249,8 +364,7 @@ impl<L: LogReader> RaftNode<L> {
                 data: incoming.data,
             });
         }
-        let body = MessageBody::AppendResponse(AppendOutcome::Accepted { last: last.index });
-        self.send(from, body);
+        self.accept_snapshot(from, last.index);
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ pub use config::MultiConfig;
 pub use error::MultiError;
 pub use incarnation::Refusal;
 
-use crate::entry::{Bytes, ChangeStep, EntryPayload};
+use crate::entry::{Bytes, ChangeStep, EntryPayload, SnapshotMeta};
 use crate::error::StepError;
 use crate::log::LogReader;
 use crate::message::{Batch, GroupMessage};
@@ -348,6 +348,32 @@ impl<L: LogReader> MultiRaft<L> {
         data: Vec<u8>,
     ) -> Result<(), MultiError> {
         Ok(self.awake(group)?.compact(index, data)?)
+    }
+
+    /// Installs the snapshot `group` received and the caller staged and checked
+    /// (`RaftNode::install_staged`); false if it is no longer wanted.
+    ///
+    /// # Errors
+    /// `UnknownGroup`.
+    pub fn install_staged(
+        &mut self,
+        group: GroupId,
+        meta: &SnapshotMeta,
+        data: Vec<u8>,
+    ) -> Result<bool, MultiError> {
+        Ok(self.awake(group)?.install_staged(meta, data))
+    }
+
+    /// Drops the snapshot `group` received and the caller refused (`RaftNode::refuse_staged`).
+    ///
+    /// # Errors
+    /// `UnknownGroup`.
+    pub fn refuse_staged(
+        &mut self,
+        group: GroupId,
+        meta: &SnapshotMeta,
+    ) -> Result<bool, MultiError> {
+        Ok(self.awake(group)?.refuse_staged(meta))
     }
 
     /// The group, woken up and marked as having work.

@@ -226,6 +226,114 @@ fn a_snapshot_whose_data_fails_the_check_is_dropped_and_sent_again() {
     assert_eq!(follower.log().applied().0, 5);
 }
 
+/// With `snapshot_staging` a follower gathers nothing in memory: each chunk is handed to the
+/// caller to stage, the last one is reported received, and nothing is acknowledged or
+/// installed until the caller checked what it staged. Refused, it is dropped and asked for
+/// again from the start; installed, it replaces the log with the data the caller stores and
+/// is acknowledged once persisted. A replica that campaigns meanwhile installs nothing.
+#[test]
+fn a_staging_follower_hands_out_chunks_and_installs_only_once_the_caller_checked() {
+    let staging = Config {
+        snapshot_staging: true,
+        ..config(1)
+    };
+    let new_follower = || {
+        let mut follower = node_over(
+            staging.clone(),
+            store_with_log(voters(&[1, 2, 3]), &[1, 1, 1, 1], 1, 2),
+        );
+        follower.deliver(heartbeat(2, 1, 1, 0, 0));
+        let _ = follower.take();
+        follower
+    };
+    let snapshot = meta((1, 5), &[1, 2, 3]);
+    let response = |next_offset: u64| {
+        message(
+            1,
+            2,
+            1,
+            MessageBody::SnapshotResponse {
+                snapshot_index: LogIndex(5),
+                next_offset,
+            },
+        )
+    };
+    let mut follower = new_follower();
+    follower.deliver(snapshot_chunk(
+        2,
+        1,
+        1,
+        snapshot.clone(),
+        (0, b"0123"),
+        false,
+    ));
+    let ready = follower.take();
+    let piece = flotilla_raft::SnapshotPiece {
+        last: log_id(1, 5),
+        offset: 0,
+        data: b"0123".to_vec(),
+    };
+    assert_eq!(ready.snapshot_chunks, vec![piece]);
+    assert_eq!(ready.persisted_messages, vec![response(4)]);
+    follower.deliver(snapshot_chunk(2, 1, 1, snapshot.clone(), (4, b"45"), true));
+    let ready = follower.take();
+    assert_eq!(ready.snapshot_chunks.len(), 1);
+    assert_eq!(ready.snapshot_received, Some(snapshot.clone()));
+    assert!(
+        ready.persisted_messages.is_empty(),
+        "nothing acknowledged yet"
+    );
+    assert_eq!(ready.persist.snapshot, None, "nothing installed yet");
+    // The leader resends the last chunk meanwhile: the caller is checking, nothing is said.
+    follower.deliver(snapshot_chunk(2, 1, 1, snapshot.clone(), (4, b"45"), true));
+    assert_eq!(follower.take(), Ready::default());
+
+    // Refused: dropped, and the leader's next chunk is asked for from the start.
+    assert!(follower.refuse_staged(&snapshot));
+    assert!(!follower.refuse_staged(&snapshot), "once");
+    follower.deliver(snapshot_chunk(2, 1, 1, snapshot.clone(), (4, b"45"), true));
+    assert_eq!(follower.take().persisted_messages, vec![response(0)]);
+
+    // Sent again and checked: installed with what the caller stores, then acknowledged.
+    follower.deliver(snapshot_chunk(
+        2,
+        1,
+        1,
+        snapshot.clone(),
+        (0, b"012345"),
+        true,
+    ));
+    let ready = follower.take();
+    assert_eq!(ready.snapshot_received, Some(snapshot.clone()));
+    assert!(
+        !follower.install_staged(&meta((1, 6), &[1, 2, 3]), Vec::new()),
+        "not this one"
+    );
+    assert!(follower.install_staged(&snapshot, b"staged file".to_vec()));
+    let ready = follower.take();
+    let installed = ready.persist.snapshot.map(|snapshot| snapshot.data);
+    assert_eq!(installed, Some(b"staged file".to_vec()));
+    assert_eq!(ready.persisted_messages, vec![accepted(1, 2, 1, 5)]);
+    assert_eq!(follower.log().applied().0, 5);
+
+    // A follower that starts campaigning before the check ends installs nothing.
+    let mut follower = new_follower();
+    follower.deliver(snapshot_chunk(
+        2,
+        1,
+        1,
+        snapshot.clone(),
+        (0, b"012345"),
+        true,
+    ));
+    let _ = follower.take();
+    follower.tick_until_campaign();
+    let _ = follower.take();
+    assert!(!follower.install_staged(&snapshot, b"staged file".to_vec()));
+    assert_eq!(follower.take().persist.snapshot, None);
+    assert_eq!(follower.log().applied().0, 2);
+}
+
 /// Raft §7 (chunks): a chunk that does not continue the snapshot being received is answered
 /// with the offset the follower expects, and nothing is installed.
 #[test]

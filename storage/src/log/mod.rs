@@ -23,6 +23,7 @@ pub(crate) mod snapfile;
 mod snapshot_loads;
 mod spare;
 mod spool;
+mod staging;
 mod tail;
 mod validate;
 
@@ -32,6 +33,7 @@ pub use gc::GcStats;
 pub use reader::{GroupLog, RecordLocation};
 pub use recovery::{LogBinding, RecoveryReport, TornTail};
 pub use snapshot_loads::SnapshotLoading;
+pub use staging::{CheckedSnapshot, StagedCheck};
 
 use crate::config::LogConfig;
 use crate::error::{RecoveryError, WriteError};
@@ -63,6 +65,8 @@ pub(crate) struct Shared {
     snapshot_loads: snapshot_loads::SnapshotLoads,
     /// The files snapshots are sent from, and the references Raft holds to them.
     spools: spool::Spools,
+    /// The snapshots followers receive, staged in files and checked off the loop.
+    stagings: staging::Stagings,
     /// What produces the snapshot to send of a range whose state is in the engine.
     engine_snapshots: RwLock<Option<EngineSnapshots>>,
 }
@@ -78,6 +82,28 @@ pub type EngineSnapshots = Arc<
         + Send
         + Sync,
 >;
+
+/// A stored snapshot's bytes: its data as Raft handed it, or its file, mapped or read.
+pub enum SnapshotBytes<'a> {
+    /// The snapshot's own data.
+    Inline(&'a [u8]),
+    /// Its file, mapped.
+    Mapped(memmap2::Mmap),
+    /// Its file, read (a file system that cannot map).
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for SnapshotBytes<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SnapshotBytes::Inline(bytes) => bytes,
+            SnapshotBytes::Mapped(mapped) => mapped,
+            SnapshotBytes::Read(bytes) => bytes,
+        }
+    }
+}
 
 /// The node's write-ahead log. Cheap to clone: clones share one engine.
 #[derive(Clone)]
@@ -142,6 +168,7 @@ impl LogEngine {
         let snapshot_loads =
             snapshot_loads::SnapshotLoads::new(config.snapshot_loading, config.snapshot_loads_max);
         let spools = spool::Spools::new(config.snapshot_sends_max);
+        let stagings = staging::Stagings::new(spools.token(), config.snapshot_loading);
         let shared = Arc::new(Shared {
             fs,
             directory: directory.clone(),
@@ -153,6 +180,7 @@ impl LogEngine {
             failed: AtomicBool::new(false),
             snapshot_loads,
             spools,
+            stagings,
             engine_snapshots: RwLock::new(None),
         });
         spool::remove_leftovers(shared.fs.as_ref(), &directory).map_err(io_error)?;
@@ -196,6 +224,73 @@ impl LogEngine {
     /// group's snapshot cannot be sent (`LogError::Storage`).
     pub fn set_engine_snapshots(&self, produce: EngineSnapshots) {
         *self.shared.engine_snapshots.write() = Some(produce);
+    }
+
+    /// Stages `piece` of the snapshot `group` is receiving (`Ready::snapshot_chunks`), in a
+    /// file (see `staging`). A write that fails only makes the snapshot's check refuse it.
+    pub fn stage_snapshot_chunk(&self, group: GroupId, piece: &flotilla_raft::SnapshotPiece) {
+        let shared = &self.shared;
+        shared
+            .stagings
+            .stage(shared.fs.as_ref(), &shared.directory, group, piece);
+    }
+
+    /// Asks for the snapshot `group` staged for `meta` (`Ready::snapshot_received`) to be
+    /// synced and checked with `check`, off the caller's thread; `take_checked_snapshots`
+    /// hands out the result.
+    pub fn check_staged_snapshot(
+        &self,
+        group: GroupId,
+        meta: flotilla_raft::SnapshotMeta,
+        check: StagedCheck,
+    ) {
+        self.shared.stagings.check(group, meta, check);
+    }
+
+    /// The staged snapshots checked since the last call.
+    #[must_use]
+    pub fn take_checked_snapshots(&self) -> Vec<CheckedSnapshot> {
+        self.shared.stagings.take_checked()
+    }
+
+    /// Drops what `group` staged for the snapshot at `last` (it was refused, or is no longer
+    /// wanted); a newer snapshot staged since is kept.
+    pub fn discard_staged_snapshot(&self, group: GroupId, last: flotilla_raft::LogId) {
+        let shared = &self.shared;
+        shared
+            .stagings
+            .discard_at(shared.fs.as_ref(), &shared.directory, group, last);
+    }
+
+    /// The bytes of a snapshot `Ready::persist.snapshot` stored for `group`: its data, or,
+    /// for a staged reference, the snapshot file it became, mapped where the file system
+    /// allows (read whole in the simulator).
+    ///
+    /// # Errors
+    /// The file cannot be opened, mapped or read.
+    pub fn installed_snapshot_bytes<'a>(
+        &self,
+        group: GroupId,
+        snapshot: &'a flotilla_raft::Snapshot,
+    ) -> Result<SnapshotBytes<'a>, flotilla_raft::LogError> {
+        let shared = &self.shared;
+        let Some(staged) = shared.stagings.resolve(&snapshot.data) else {
+            return Ok(SnapshotBytes::Inline(&snapshot.data));
+        };
+        let path = shared.directory.join(snapfile::file_name(group, snapshot));
+        let failed = |error: std::io::Error| {
+            flotilla_raft::LogError::Storage(format!("reading {} failed: {error}", path.display()))
+        };
+        let file = shared.fs.open(&path, false).map_err(failed)?;
+        if let Some(mapped) = file.map_immutable().map_err(failed)? {
+            return Ok(SnapshotBytes::Mapped(mapped));
+        }
+        let length = usize::try_from(staged.data_bytes).map_err(|_| {
+            flotilla_raft::LogError::Storage(format!("{} is too large", path.display()))
+        })?;
+        let mut bytes = vec![0; length];
+        file.read_at(0, &mut bytes).map_err(failed)?;
+        Ok(SnapshotBytes::Read(bytes))
     }
 
     /// The read handle of one group (empty if the group never wrote).
@@ -258,9 +353,9 @@ impl LogEngine {
                 }
                 Operation::Destroy(tombstone) => {
                     let shared = &self.shared;
-                    shared
-                        .spools
-                        .forget(shared.fs.as_ref(), &shared.directory, group);
+                    let (fs, directory) = (shared.fs.as_ref(), &shared.directory);
+                    shared.spools.forget(fs, directory, group);
+                    shared.stagings.discard(fs, directory, group);
                     encoded.push(group, Body::Destroy(tombstone), limit)?;
                 }
             }
@@ -274,6 +369,29 @@ impl LogEngine {
         snapshot: &flotilla_raft::Snapshot,
     ) -> Result<SnapshotMarker, WriteError> {
         let shared = &self.shared;
+        if let Some(staged) = shared.stagings.resolve(&snapshot.data) {
+            // A received snapshot staged, synced and checked: its file becomes the snapshot.
+            let path = shared
+                .stagings
+                .take_for_store(&shared.directory, group, &staged)
+                .ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "the staged snapshot {} of {group} is no longer staged",
+                        staged.name
+                    ))
+                })?;
+            let file_name = snapfile::file_name(group, snapshot);
+            shared
+                .fs
+                .rename(&path, &shared.directory.join(&file_name))?;
+            shared.fs.sync_directory(&shared.directory)?;
+            return Ok(SnapshotMarker {
+                meta: snapshot.meta.clone(),
+                file_name,
+                data_bytes: staged.data_bytes,
+                data_checksum: staged.checksum,
+            });
+        }
         Ok(snapfile::store(
             shared.fs.as_ref(),
             &shared.directory,

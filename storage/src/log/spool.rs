@@ -95,6 +95,11 @@ impl Spools {
         }
     }
 
+    /// The log's token (staged references carry it too).
+    pub(crate) fn token(&self) -> [u8; TOKEN_BYTES] {
+        self.token
+    }
+
     /// A snapshot covering `meta` whose data is a reference to `file`.
     pub(crate) fn reference(&self, meta: SnapshotMeta, file: &FileRef) -> Snapshot {
         let mut data = Vec::with_capacity(MAGIC.len() + TOKEN_BYTES + 8 + file.name.len());
@@ -282,13 +287,14 @@ pub(crate) fn is_spool_file(name: &str) -> bool {
     name.starts_with(SPOOL_PREFIX) && name.ends_with(SPOOL_SUFFIX)
 }
 
-/// Deletes the spools a log left when it last ran.
+/// Deletes the spools and staged snapshots a log left when it last ran: copies to send and
+/// snapshots never installed, never state.
 ///
 /// # Errors
-/// The directory could not be listed or a spool could not be removed.
+/// The directory could not be listed or a file could not be removed.
 pub(crate) fn remove_leftovers(fs: &dyn FileSystem, directory: &Path) -> io::Result<()> {
     for name in fs.list(directory)? {
-        if is_spool_file(&name) {
+        if is_spool_file(&name) || super::staging::is_staging_file(&name) {
             fs.remove(&directory.join(name))?;
         }
     }
