@@ -250,6 +250,7 @@ impl<L: LogReader> RaftNode<L> {
             leader_changed,
             snapshot_chunks: staging.chunks,
             snapshot_received: staging.received,
+            snapshot_staging_dropped: staging.dropped,
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Ready {
     /// Every chunk of this snapshot was handed out (`Config::snapshot_staging`): check what
     /// was staged, then `install_staged` or `refuse_staged` it.
     pub snapshot_received: Option<SnapshotMeta>,
+    /// The snapshot whose chunks were handed out is given up (`Config::snapshot_staging`):
+    /// what was staged for it can go. Handled before this ready's `snapshot_chunks`, which
+    /// belong to a newer one.
+    pub snapshot_staging_dropped: bool,
 }
 
 /// A chunk of a snapshot being received, for the caller to stage.
@@ -129,6 +133,7 @@ impl Ready {
             && self.leader_changed.is_none()
             && self.snapshot_chunks.is_empty()
             && self.snapshot_received.is_none()
+            && !self.snapshot_staging_dropped
     }
 }
 

@@ -571,6 +571,20 @@ fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
         // The spool covers the note: a second follower shares it, nothing is produced again.
         assert_eq!(log.snapshot(), Ok(taken.clone()), "{loading:?}");
         assert_eq!(productions.load(Ordering::Relaxed), 1, "{loading:?}");
+        // Once both transfers end, the spool is deleted.
+        log.snapshot_released(&taken);
+        assert_eq!(spool_files(directory.path()).len(), 1, "{loading:?}");
+        log.snapshot_released(&taken);
+        assert_eq!(
+            spool_files(directory.path()),
+            Vec::<String>::new(),
+            "{loading:?}"
+        );
+        // A follower asking now is sent a new spool.
+        assert_eq!(
+            log.snapshot(),
+            Err(LogError::SnapshotTemporarilyUnavailable)
+        );
         drop(log);
         drop(engine);
         let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
@@ -611,8 +625,8 @@ fn spool_files(directory: &std::path::Path) -> Vec<String> {
 
 /// A snapshot file over `snapshot_inline_bytes_max` is sent from the file a chunk at a time,
 /// never read whole, and stays readable to the end of its transfer after the log's next
-/// compaction deletes it; a newer snapshot asked for then replaces it, and the old transfer's
-/// next chunk fails (Raft gives it up and starts the newest afresh).
+/// compaction deletes it, even once another follower is sent the newest snapshot: a transfer
+/// is never cut short by another. Released by every transfer, a file is closed.
 #[test]
 fn a_large_snapshot_file_is_sent_a_chunk_at_a_time_and_outlives_its_compaction() {
     let directory = tempfile::tempdir().unwrap();
@@ -635,21 +649,90 @@ fn a_large_snapshot_file_is_sent_a_chunk_at_a_time_and_outlives_its_compaction()
     );
     let head = log.snapshot_chunk(&sending, 0, 4).unwrap();
     assert_eq!((head.data.as_slice(), head.done), (&b"the "[..], false));
+    // A second follower asks meanwhile: it shares the same file.
+    assert_eq!(log.snapshot(), Ok(sending.clone()));
 
-    // The log compacts again and deletes the first file: its transfer still reads to the end.
+    // The log compacts again and deletes the first file, and a third follower asks for the
+    // newest: the first file's transfers still read to the end.
     let second = snapshot(1, 8, b"the range's state at entry 8");
     engine.write(compaction(G1, &second)).unwrap();
+    let newest = log.snapshot().unwrap();
+    assert_eq!(newest.meta, second.meta);
+    assert_eq!(read_in_chunks(&log, &newest, 5), second.data);
     let rest = log.snapshot_chunk(&sending, 4, 1 << 20).unwrap();
     assert_eq!(rest.data, &first.data[4..]);
     assert!(rest.done);
 
-    // A follower now asks for the newest: it replaces the first, whose transfer is given up.
-    let newest = log.snapshot().unwrap();
-    assert_eq!(newest.meta, second.meta);
-    assert_eq!(read_in_chunks(&log, &newest, 5), second.data);
+    // Both transfers of the first file end: it is closed, and can no longer be read.
+    log.snapshot_released(&sending);
+    assert!(
+        log.snapshot_chunk(&sending, 0, 4).is_ok(),
+        "one still reads it"
+    );
+    log.snapshot_released(&sending);
     assert!(matches!(
         log.snapshot_chunk(&sending, 0, 4),
-        Err(LogError::Storage(_))
+        Err(LogError::Compacted(_))
+    ));
+}
+
+/// At most `snapshot_sends_max` files are open: one more ask waits ("temporarily
+/// unavailable") instead of closing a file a transfer reads, and gets its file once one is
+/// released.
+#[test]
+fn files_sent_at_once_are_bounded_and_a_new_ask_waits_for_room() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_inline_bytes_max: 8,
+        snapshot_sends_max: 1,
+        ..LogConfig::small_for_tests()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=10));
+    batch.persist(G2, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    let state = snapshot(1, 5, b"the range's state at entry 5");
+    engine.write(compaction(G1, &state)).unwrap();
+    engine.write(compaction(G2, &state)).unwrap();
+    let sending = engine.group(G1).snapshot().unwrap();
+    assert_eq!(
+        engine.group(G2).snapshot(),
+        Err(LogError::SnapshotTemporarilyUnavailable)
+    );
+    assert_eq!(read_in_chunks(&engine.group(G1), &sending, 7), state.data);
+    engine.group(G1).snapshot_released(&sending);
+    let next = engine.group(G2).snapshot().unwrap();
+    assert_eq!(read_in_chunks(&engine.group(G2), &next, 7), state.data);
+}
+
+/// A snapshot file that no longer matches its marker's crc32c (a damaged disk) is never sent
+/// whole: the read of its last chunk fails as a storage error, which stops the node.
+#[test]
+fn a_damaged_snapshot_file_fails_its_last_chunk_read() {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_inline_bytes_max: 8,
+        ..LogConfig::small_for_tests()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    let state = snapshot(1, 5, b"the range's state at entry 5");
+    engine.write(compaction(G1, &state)).unwrap();
+    let [file] = files_named(directory.path(), "snap-").try_into().unwrap();
+    let path = directory.path().join(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    let log = engine.group(G1);
+    let sending = log.snapshot().unwrap();
+    assert!(log.snapshot_chunk(&sending, 0, 10).is_ok());
+    assert!(log.snapshot_chunk(&sending, 10, 10).is_ok());
+    assert!(matches!(
+        log.snapshot_chunk(&sending, 20, 10),
+        Err(LogError::Storage(reason)) if reason.contains("checksum")
     ));
 }
 
@@ -778,11 +861,28 @@ fn a_staged_snapshot_that_fails_is_refused_and_leftovers_are_removed() {
     // A newer snapshot is staged before the older one's refusal is acted on: it stays.
     let newer = snapshot(2, 12, b"0123456789");
     engine.stage_snapshot_chunk(G1, &piece(&newer, 0, &newer.data));
-    engine.discard_staged_snapshot(G1, damaged.meta.last);
+    assert!(!engine.is_current_staging(G1, refused.stage));
+    engine.discard_staged_snapshot(G1, refused.stage);
     engine.check_staged_snapshot(G1, newer.meta.clone(), digits_only);
     let [passed] = checked(&engine).try_into().unwrap();
-    assert!(passed.outcome.is_ok());
+    assert!(engine.is_current_staging(G1, passed.stage));
+    let stale = passed.outcome.unwrap();
     assert_eq!(files_named(directory.path(), "incoming-").len(), 1);
+
+    // The same snapshot staged again from its start: the older check's reference no longer
+    // stores (what the node ignores, as `is_current_staging` says).
+    engine.stage_snapshot_chunk(G1, &piece(&newer, 0, &newer.data));
+    assert!(!engine.is_current_staging(G1, passed.stage));
+    let mut batch = WriteBatch::new();
+    let persist = Persist {
+        snapshot: Some(Snapshot {
+            meta: newer.meta.clone(),
+            data: stale,
+        }),
+        ..Persist::default()
+    };
+    batch.persist(G1, &persist);
+    assert!(engine.write(batch).is_err(), "a staging that is gone");
     drop(engine);
     let (_engine, _) = LogEngine::open(directory.path(), config).unwrap();
     assert_eq!(

@@ -60,9 +60,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// Received snapshots staged and checked off the loop: those that passed are handed to
     /// Raft to install (the next ready stores and restores them), those that failed are
     /// dropped, and the leader sends them again; the operator hears of each refusal.
-    fn install_checked_snapshots(&mut self) {
+    pub(super) fn install_checked_snapshots(&mut self) {
         for checked in self.engine.take_checked_snapshots() {
             let (group, meta) = (checked.group, &checked.meta);
+            if !self.engine.is_current_staging(group, checked.stage) {
+                // Staged anew since (given up and received again): that staging's check
+                // decides.
+                continue;
+            }
             let installed = match checked.outcome {
                 Ok(reference) => self.multi.install_staged(group, meta, reference),
                 Err(reason) => {
@@ -73,7 +78,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 }
             };
             if !installed.unwrap_or(false) {
-                self.engine.discard_staged_snapshot(group, meta.last);
+                self.engine.discard_staged_snapshot(group, checked.stage);
             }
         }
     }
@@ -115,6 +120,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (group, group_ready) in &ready.groups {
             // Received snapshot chunks go to their staging file before they are acknowledged
             // (with the persisted batches); a whole one is checked off the loop.
+            if group_ready.snapshot_staging_dropped {
+                self.engine.drop_staged_snapshot(*group);
+            }
             for piece in &group_ready.snapshot_chunks {
                 self.engine.stage_snapshot_chunk(*group, piece);
             }

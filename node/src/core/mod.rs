@@ -598,6 +598,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// The log write failed, a snapshot did not restore, or the meta group registered this
     /// node id with another data directory: the node must stop.
     pub fn run(&mut self) -> Result<(), CoreError> {
+        // A snapshot checked off the loop is installed at once, even when nothing else is
+        // ready (a quiet follower).
+        self.install_checked_snapshots();
         while self.multi.has_ready() {
             self.cycle()?;
         }

@@ -227,7 +227,7 @@ impl<L: LogReader> RaftNode<L> {
         self.timers.stop(Timer::CheckQuorum);
         self.timers.stop(Timer::Transfer);
         self.progress.clear();
-        self.outgoing_snapshots.clear();
+        self.drop_outgoing_snapshots();
         self.transfer_target = None;
         self.reads.abort_all();
     }

@@ -112,8 +112,15 @@ impl<L: LogReader> RaftNode<L> {
     fn sync_progress(&mut self) {
         let replicas: Vec<NodeId> = self.membership.replicas().collect();
         self.progress.retain(|node, _| replicas.contains(node));
-        self.outgoing_snapshots
-            .retain(|node, _| replicas.contains(node));
+        let gone: Vec<NodeId> = self
+            .outgoing_snapshots
+            .keys()
+            .filter(|node| !replicas.contains(node))
+            .copied()
+            .collect();
+        for node in gone {
+            self.drop_outgoing_snapshot(node);
+        }
         for replica in replicas {
             if !self.progress.contains_key(&replica) {
                 self.add_progress(replica);

@@ -207,7 +207,7 @@ impl<L: LogReader> RaftNode<L> {
             ReplicationState::Probe => progress.become_replicate(),
             ReplicationState::Snapshot { index } if progress.matched >= index => {
                 progress.become_probe();
-                self.outgoing_snapshots.remove(&from);
+                self.drop_outgoing_snapshot(from);
             }
             _ => {}
         }

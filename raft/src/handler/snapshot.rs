@@ -28,11 +28,19 @@ pub(crate) struct IncomingSnapshot {
 pub(crate) struct StagingOutput {
     pub(crate) chunks: Vec<crate::ready::SnapshotPiece>,
     pub(crate) received: Option<SnapshotMeta>,
+    pub(crate) dropped: bool,
 }
 
 impl StagingOutput {
     pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.received.is_none()
+        self.chunks.is_empty() && self.received.is_none() && !self.dropped
+    }
+
+    /// The snapshot being staged is given up: its chunks not yet handed out go with it.
+    fn drop_staged(&mut self) {
+        self.chunks.clear();
+        self.received = None;
+        self.dropped = true;
     }
 }
 
@@ -122,16 +130,34 @@ impl<L: LogReader> RaftNode<L> {
             snapshot,
             acknowledged: 0,
         };
-        self.outgoing_snapshots.insert(to, outgoing);
+        if let Some(replaced) = self.outgoing_snapshots.insert(to, outgoing) {
+            self.log.store().snapshot_released(&replaced.snapshot);
+        }
         self.resend_snapshot_chunk(to);
         true
+    }
+
+    /// Leader: stops sending `to` its snapshot (received, given up, or `to` left the group),
+    /// and tells the log.
+    pub(crate) fn drop_outgoing_snapshot(&mut self, to: NodeId) {
+        if let Some(outgoing) = self.outgoing_snapshots.remove(&to) {
+            self.log.store().snapshot_released(&outgoing.snapshot);
+        }
+    }
+
+    /// Leader: stops sending every snapshot (leadership lost), and tells the log.
+    pub(crate) fn drop_outgoing_snapshots(&mut self) {
+        for (_, outgoing) in std::mem::take(&mut self.outgoing_snapshots) {
+            self.log.store().snapshot_released(&outgoing.snapshot);
+        }
     }
 
     /// Leader: send the chunk after what `to` acknowledged (again, if it was lost), read
     /// through the log (`LogReader::snapshot_chunk`), which may stream it from a file. A chunk
     /// the log cannot give now is asked for again at the follower's next heartbeat answer; one
-    /// it can no longer give at all (the file was replaced by a newer snapshot) gives the
-    /// snapshot up, and the follower is sent the newest one afresh.
+    /// it can no longer give at all (`Compacted`: replaced by a newer snapshot) gives the
+    /// snapshot up, and the follower is sent the newest one afresh; a storage failure stops
+    /// the replica, as any failed read of its log does.
     pub(crate) fn resend_snapshot_chunk(&mut self, to: NodeId) {
         let Some(outgoing) = self.outgoing_snapshots.get(&to) else {
             return;
@@ -144,8 +170,9 @@ impl<L: LogReader> RaftNode<L> {
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(LogError::SnapshotTemporarilyUnavailable) => return,
+            Err(error @ LogError::Storage(_)) => return self.fail(error),
             Err(_) => {
-                self.outgoing_snapshots.remove(&to);
+                self.drop_outgoing_snapshot(to);
                 if let Some(progress) = self.progress.get_mut(&to) {
                     progress.snapshot_given_up();
                 }
@@ -189,7 +216,9 @@ impl<L: LogReader> RaftNode<L> {
     ) -> Result<(), StepError> {
         let end = offset.saturating_add(data.len() as u64);
         if end > self.config.snapshot_bytes_max {
-            self.incoming_snapshot = None;
+            if self.incoming_snapshot.take().is_some() && self.config.snapshot_staging {
+                self.staging.drop_staged();
+            }
             let reason = "the snapshot is larger than snapshot_bytes_max";
             return Err(StepError::Malformed { from, reason });
         }
@@ -225,6 +254,7 @@ impl<L: LogReader> RaftNode<L> {
                 let last = incoming.meta.last;
                 if self.log.matches(last) {
                     self.incoming_snapshot = None;
+                    self.staging.drop_staged();
                     self.log.commit_to(last.index);
                     self.accept_snapshot(from, last.index);
                 } else {
@@ -257,7 +287,8 @@ impl<L: LogReader> RaftNode<L> {
                 complete: false,
                 from,
             });
-            // Chunks of a snapshot given up are of no use to the caller any more.
+            // Chunks of a snapshot given up are of no use to the caller any more (the chunk
+            // at offset 0 starts a new staging, so nothing needs dropping).
             self.staging.chunks.clear();
             self.staging.received = None;
         }

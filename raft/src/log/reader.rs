@@ -60,8 +60,9 @@ pub trait LogReader {
     /// they are its last. By default the bytes of `snapshot.data` itself.
     ///
     /// # Errors
-    /// `SnapshotTemporarilyUnavailable` to be asked again later; any other error gives the
-    /// snapshot up (the follower is sent the log's newest snapshot afresh).
+    /// `SnapshotTemporarilyUnavailable` to be asked again later; `Compacted` if the snapshot
+    /// can no longer be read (replaced by a newer one: it is given up, and the follower sent
+    /// the log's newest snapshot afresh); `Storage` if the storage failed (the replica stops).
     fn snapshot_chunk(
         &self,
         snapshot: &Snapshot,
@@ -69,6 +70,13 @@ pub trait LogReader {
         bytes_max: u64,
     ) -> Result<SnapshotChunk, LogError> {
         Ok(SnapshotChunk::of_bytes(&snapshot.data, offset, bytes_max))
+    }
+
+    /// Raft no longer sends `snapshot` (as `snapshot()` gave it) to one follower: that
+    /// transfer ended, was given up, or its leader stepped down. A log that streams snapshots
+    /// from files may close one no transfer reads any more. By default nothing.
+    fn snapshot_released(&self, snapshot: &Snapshot) {
+        let _ = snapshot;
     }
 }
 

@@ -316,6 +316,19 @@ fn a_staging_follower_hands_out_chunks_and_installs_only_once_the_caller_checked
     assert_eq!(ready.persisted_messages, vec![accepted(1, 2, 1, 5)]);
     assert_eq!(follower.log().applied().0, 5);
 
+    // A snapshot whose last entry the follower's log already holds is not installed: what was
+    // staged for it is dropped, and the follower only commits.
+    let mut follower = new_follower();
+    let held = meta((1, 3), &[1, 2, 3]);
+    follower.deliver(snapshot_chunk(2, 1, 1, held.clone(), (0, b"01"), false));
+    assert_eq!(follower.take().snapshot_chunks.len(), 1);
+    follower.deliver(snapshot_chunk(2, 1, 1, held, (2, b"23"), true));
+    let ready = follower.take();
+    assert!(ready.snapshot_staging_dropped);
+    assert_eq!(ready.snapshot_received, None);
+    assert_eq!(ready.persisted_messages, vec![accepted(1, 2, 1, 3)]);
+    assert_eq!(follower.log().committed().0, 3);
+
     // A follower that starts campaigning before the check ends installs nothing.
     let mut follower = new_follower();
     follower.deliver(snapshot_chunk(
@@ -437,6 +450,8 @@ fn entries_after_a_snapshot_not_yet_persisted_follow_it_in_the_same_ready() {
 struct StreamingLog {
     inner: flotilla_raft::MemLog,
     files: std::rc::Rc<std::cell::RefCell<std::collections::HashMap<Vec<u8>, Vec<u8>>>>,
+    /// The snapshots Raft said it no longer sends, in order.
+    released: std::rc::Rc<std::cell::RefCell<Vec<Vec<u8>>>>,
 }
 
 impl LogReader for StreamingLog {
@@ -473,8 +488,12 @@ impl LogReader for StreamingLog {
             Some(file) => Ok(flotilla_raft::SnapshotChunk::of_bytes(
                 file, offset, bytes_max,
             )),
-            None => Err(flotilla_raft::LogError::Storage("the file is gone".into())),
+            // Replaced by a newer snapshot.
+            None => Err(flotilla_raft::LogError::Compacted(LogIndex(0))),
         }
+    }
+    fn snapshot_released(&self, snapshot: &Snapshot) {
+        self.released.borrow_mut().push(snapshot.data.clone());
     }
 }
 
@@ -489,9 +508,11 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
     let mut membership = voters(&[1]);
     membership.learners.insert(flotilla_raft::NodeId(2));
     inner.persist(&Persist::bootstrap(membership));
+    let released = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let store = StreamingLog {
         inner,
         files: files.clone(),
+        released: released.clone(),
     };
     let config = Config {
         snapshot_chunk_bytes: 4,
@@ -585,10 +606,15 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
         leader.fatal_error().is_none(),
         "a replaced file stops no node"
     );
+    assert_eq!(*released.borrow(), vec![b"A".to_vec()], "the log hears it");
     // The follower's next heartbeat answer sends it the newest snapshot from its start.
     leader.step(heartbeat_response(2, 1, term, 0)).unwrap();
     assert_eq!(
         chunks(&settle(&mut leader)),
         vec![(4, 0, b"abcd".to_vec(), false)]
     );
+    // The learner holds it all: the transfer ends, and the log hears that too.
+    leader.step(accepted(2, 1, term, 4)).unwrap();
+    settle(&mut leader);
+    assert_eq!(*released.borrow(), vec![b"A".to_vec(), b"B".to_vec()]);
 }

@@ -168,7 +168,12 @@ impl LogEngine {
         let snapshot_loads =
             snapshot_loads::SnapshotLoads::new(config.snapshot_loading, config.snapshot_loads_max);
         let spools = spool::Spools::new(config.snapshot_sends_max);
-        let stagings = staging::Stagings::new(spools.token(), config.snapshot_loading);
+        let stagings = staging::Stagings::new(
+            spools.token(),
+            config.snapshot_loading,
+            Arc::clone(&fs),
+            directory.clone(),
+        );
         let shared = Arc::new(Shared {
             fs,
             directory: directory.clone(),
@@ -229,10 +234,7 @@ impl LogEngine {
     /// Stages `piece` of the snapshot `group` is receiving (`Ready::snapshot_chunks`), in a
     /// file (see `staging`). A write that fails only makes the snapshot's check refuse it.
     pub fn stage_snapshot_chunk(&self, group: GroupId, piece: &flotilla_raft::SnapshotPiece) {
-        let shared = &self.shared;
-        shared
-            .stagings
-            .stage(shared.fs.as_ref(), &shared.directory, group, piece);
+        self.shared.stagings.stage(group, piece);
     }
 
     /// Asks for the snapshot `group` staged for `meta` (`Ready::snapshot_received`) to be
@@ -253,13 +255,23 @@ impl LogEngine {
         self.shared.stagings.take_checked()
     }
 
-    /// Drops what `group` staged for the snapshot at `last` (it was refused, or is no longer
-    /// wanted); a newer snapshot staged since is kept.
-    pub fn discard_staged_snapshot(&self, group: GroupId, last: flotilla_raft::LogId) {
-        let shared = &self.shared;
-        shared
-            .stagings
-            .discard_at(shared.fs.as_ref(), &shared.directory, group, last);
+    /// Whether `stage` (`CheckedSnapshot::stage`) is still `group`'s staging: a check of an
+    /// older one is ignored (the snapshot it checked was staged anew since).
+    #[must_use]
+    pub fn is_current_staging(&self, group: GroupId, stage: u64) -> bool {
+        self.shared.stagings.is_current(group, stage)
+    }
+
+    /// Drops `group`'s staging `stage` (`CheckedSnapshot::stage`: its snapshot was refused,
+    /// or is no longer wanted); a newer staging since is kept.
+    pub fn discard_staged_snapshot(&self, group: GroupId, stage: u64) {
+        self.shared.stagings.discard_stage(group, stage);
+    }
+
+    /// Drops whatever `group` staged (Raft gave the snapshot up:
+    /// `Ready::snapshot_staging_dropped`).
+    pub fn drop_staged_snapshot(&self, group: GroupId) {
+        self.shared.stagings.discard(group);
     }
 
     /// The bytes of a snapshot `Ready::persist.snapshot` stored for `group`: its data, or,
@@ -355,7 +367,7 @@ impl LogEngine {
                     let shared = &self.shared;
                     let (fs, directory) = (shared.fs.as_ref(), &shared.directory);
                     shared.spools.forget(fs, directory, group);
-                    shared.stagings.discard(fs, directory, group);
+                    shared.stagings.discard(group);
                     encoded.push(group, Body::Destroy(tombstone), limit)?;
                 }
             }
@@ -373,7 +385,7 @@ impl LogEngine {
             // A received snapshot staged, synced and checked: its file becomes the snapshot.
             let path = shared
                 .stagings
-                .take_for_store(&shared.directory, group, &staged)
+                .take_for_store(group, &staged)
                 .ok_or_else(|| {
                     std::io::Error::other(format!(
                         "the staged snapshot {} of {group} is no longer staged",

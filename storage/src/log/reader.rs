@@ -3,7 +3,7 @@
 //! the snapshot, `Unavailable` past the end, `term()` valid at the snapshot index).
 
 use super::Shared;
-use super::body::Body;
+use super::body::{Body, SnapshotMarker};
 use super::index::{GroupState, Location};
 use super::record::decode;
 use super::segment::Segment;
@@ -310,40 +310,58 @@ impl LogReader for GroupLog {
     /// spool still covers the log's note.
     fn snapshot(&self) -> Result<Snapshot, LogError> {
         let shared = &self.shared;
+        let (fs, directory) = (shared.fs.as_ref(), &shared.directory);
         let marker = self.with_state(|state| state.snapshot.clone());
-        if let Some(marker) = marker.as_ref().filter(|marker| marker.is_engine_state()) {
-            if let Some(spooled) = shared.spools.covering(self.group, marker.index()) {
-                return Ok(spooled);
-            }
-            let Some(produce) = shared.engine_snapshots.read().clone() else {
-                return Err(LogError::Storage(format!(
-                    "group {}'s state is in the engine, and nothing produces its snapshots",
-                    self.group
-                )));
+        let sent_from_file = |marker: &SnapshotMarker| {
+            marker.is_engine_state()
+                || (marker.has_file()
+                    && marker.data_bytes > shared.config.snapshot_inline_bytes_max)
+        };
+        let Some(marker) = marker.filter(sent_from_file) else {
+            return self.load_snapshot();
+        };
+        if let Some(shared_file) = shared.spools.share(self.group, marker.index()) {
+            return Ok(shared_file);
+        }
+        if !shared.spools.has_room(fs, directory) {
+            return Err(LogError::SnapshotTemporarilyUnavailable);
+        }
+        if !marker.is_engine_state() {
+            let file = spool::FileRef {
+                name: marker.file_name.clone(),
+                data_bytes: marker.data_bytes,
             };
-            let (group, shared_for_load) = (self.group, Arc::clone(shared));
-            return shared.snapshot_loads.take_or_start(group, marker, move || {
+            let checksum = marker.data_checksum;
+            return shared.spools.send_file(
+                fs,
+                directory,
+                (self.group, marker.meta),
+                file,
+                checksum,
+            );
+        }
+        let Some(produce) = shared.engine_snapshots.read().clone() else {
+            return Err(LogError::Storage(format!(
+                "group {}'s state is in the engine, and nothing produces its snapshots",
+                self.group
+            )));
+        };
+        let (group, shared_for_load) = (self.group, Arc::clone(shared));
+        let spooled = shared
+            .snapshot_loads
+            .take_or_start(group, &marker, move || {
                 let shared = shared_for_load;
                 shared
                     .spools
                     .spool(shared.fs.as_ref(), &shared.directory, group, |file| {
                         produce(group, file)
                     })
-            });
+            })?;
+        // Closed meanwhile (no room for it, or its group destroyed): made again at next ask.
+        if !shared.spools.acquire(&spooled) {
+            return Err(LogError::SnapshotTemporarilyUnavailable);
         }
-        match marker {
-            Some(marker) if marker.data_bytes > shared.config.snapshot_inline_bytes_max => {
-                let file = spool::FileRef {
-                    name: marker.file_name.clone(),
-                    data_bytes: marker.data_bytes,
-                };
-                let (fs, directory) = (shared.fs.as_ref(), &shared.directory);
-                shared
-                    .spools
-                    .send_file(fs, directory, self.group, marker.meta, file)
-            }
-            _ => self.load_snapshot(),
-        }
+        Ok(spooled)
     }
 
     /// A chunk of a snapshot `snapshot()` gave: read from its file when it is a reference.
@@ -355,10 +373,16 @@ impl LogReader for GroupLog {
     ) -> Result<SnapshotChunk, LogError> {
         let shared = &self.shared;
         match shared.spools.resolve(&snapshot.data) {
-            Some(file) => shared
-                .spools
-                .read_chunk(self.group, &file, offset, bytes_max),
+            Some(file) => shared.spools.read_chunk(&file, offset, bytes_max),
             None => Ok(SnapshotChunk::of_bytes(&snapshot.data, offset, bytes_max)),
         }
+    }
+
+    /// A transfer no longer reads `snapshot`: its file is closed once none does.
+    fn snapshot_released(&self, snapshot: &Snapshot) {
+        let shared = &self.shared;
+        shared
+            .spools
+            .release(shared.fs.as_ref(), &shared.directory, snapshot);
     }
 }

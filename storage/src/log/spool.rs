@@ -9,21 +9,24 @@
 //!
 //! Two kinds of file are sent this way:
 //! - a snapshot file of the log (`snap-…`, a range kept in memory) larger than
-//!   `snapshot_inline_bytes_max`, sent as it lies;
+//!   `snapshot_inline_bytes_max`, sent as it lies, its crc32c checked against the log's
+//!   marker as its chunks are read (a damaged file stops the node, as any damaged read of its
+//!   log does, instead of being sent);
 //! - a *spool* (`spool-…`): a range whose state is in the engine has no snapshot file (its
 //!   log holds the `ENGINE_STATE` note), so its snapshot is streamed from one engine read view
-//!   into a spool file off the Raft loop (`snapshot_loads`), then sent from it. A group keeps
-//!   its newest spool while it still covers the log's note, so followers that fall behind
-//!   together share it. A spool is a copy to send, never state: it is not synced, a newer one
-//!   replaces it, its group's destruction removes it, and the log deletes every spool it
-//!   finds when it opens.
+//!   into a spool file off the Raft loop (`snapshot_loads`), then sent from it. A spool is a
+//!   copy to send, never state: it is not synced, and it is deleted once no transfer reads it,
+//!   when its group is destroyed, and (any left by a crash) when the log opens.
 //!
-//! Each group has one file being sent, held open: its chunks are read through that handle, so
-//! a snapshot file the log deletes at its next compaction can still be sent to the end (a busy
-//! range compacts far more often than a large snapshot takes to send). Only a newer snapshot
-//! asked for while the group's file no longer covers the log's snapshot replaces it; a
-//! follower still receiving the old one then fails its next chunk read, and Raft gives that
-//! transfer up and sends the newest snapshot from its start.
+//! Every file being sent is held open, and counted: each reference `snapshot()` hands out is
+//! one user, and Raft says when a transfer no longer reads it (`snapshot_released`: received,
+//! given up, or leadership lost). A file's chunks are read through its handle, so a snapshot
+//! file the log deletes at its next compaction is still sent to the end: a busy range compacts
+//! far more often than a large snapshot takes to send, and a newer snapshot for another
+//! follower never cuts a transfer short. A group's newest file is shared by a follower that
+//! asks while it still covers the log's snapshot. At most `snapshot_sends_max` files are open;
+//! past that a new ask is answered "temporarily unavailable" (Raft asks again at the
+//! follower's next heartbeat answer) rather than closing a file a transfer reads.
 
 use crate::file::{FileSystem, SegmentFile};
 use flotilla_raft::{GroupId, LogError, LogIndex, Snapshot, SnapshotChunk, SnapshotMeta};
@@ -49,37 +52,42 @@ pub(crate) struct FileRef {
     pub(crate) data_bytes: u64,
 }
 
-/// The file a group's snapshots are being sent from.
-struct Spooled {
+/// A file being sent.
+struct OpenFile {
+    group: GroupId,
     meta: SnapshotMeta,
-    file: FileRef,
+    data_bytes: u64,
     /// The open file: it stays readable after the log deletes it.
     handle: Arc<dyn SegmentFile>,
-    /// Whether the file is a spool, removed with its slot (else the log's own file).
+    /// Whether the file is a spool, deleted once closed (else the log's own file).
     spool: bool,
-    /// When a chunk was last read from it (a count of reads), to close the least recent.
-    used: u64,
+    /// References handed out and not yet released.
+    users: u32,
+    /// The crc32c the whole file must have (a log snapshot file's marker), and how far it has
+    /// been checked: the crc32c of the bytes before `checked_to`.
+    expected_crc: Option<u32>,
+    checked_to: u64,
+    crc: u32,
 }
 
-/// The references and spools of one log.
+/// The files being sent, and each group's newest.
+#[derive(Default)]
+struct Open {
+    by_name: FxHashMap<String, OpenFile>,
+    newest: FxHashMap<GroupId, String>,
+}
+
+/// The files one log sends snapshots from.
 pub(crate) struct Spools {
     token: [u8; TOKEN_BYTES],
-    newest: Mutex<Sending>,
+    open: Mutex<Open>,
     next_sequence: AtomicU64,
-    /// The most groups sending at once (`LogConfig::snapshot_sends_max`).
+    /// The most files open at once (`LogConfig::snapshot_sends_max`).
     sends_max: usize,
 }
 
-/// The file each group sends from, and the read count.
-#[derive(Default)]
-struct Sending {
-    by_group: FxHashMap<GroupId, Spooled>,
-    reads: u64,
-}
-
 impl Spools {
-    /// Spools of a log just opened, with a token of its own, for at most `sends_max` groups
-    /// sending at once.
+    /// The files of a log just opened, with a token of its own, at most `sends_max` open.
     pub(crate) fn new(sends_max: usize) -> Self {
         let mut token = [0; TOKEN_BYTES];
         for half in token.chunks_exact_mut(8) {
@@ -89,7 +97,7 @@ impl Spools {
         }
         Self {
             token,
-            newest: Mutex::default(),
+            open: Mutex::default(),
             next_sequence: AtomicU64::new(0),
             sends_max: sends_max.max(1),
         }
@@ -101,7 +109,7 @@ impl Spools {
     }
 
     /// A snapshot covering `meta` whose data is a reference to `file`.
-    pub(crate) fn reference(&self, meta: SnapshotMeta, file: &FileRef) -> Snapshot {
+    fn reference(&self, meta: SnapshotMeta, file: &FileRef) -> Snapshot {
         let mut data = Vec::with_capacity(MAGIC.len() + TOKEN_BYTES + 8 + file.name.len());
         data.extend_from_slice(MAGIC);
         data.extend_from_slice(&self.token);
@@ -120,86 +128,89 @@ impl Spools {
         })
     }
 
-    /// `group`'s newest spool as a snapshot to send, if it covers entry `index` (the log's
-    /// note): a follower sent it goes on from the log after it.
-    pub(crate) fn covering(&self, group: GroupId, index: LogIndex) -> Option<Snapshot> {
-        let newest = self.newest.lock();
-        let spooled = newest.by_group.get(&group)?;
-        (spooled.meta.last.index >= index)
-            .then(|| self.reference(spooled.meta.clone(), &spooled.file))
+    /// `group`'s newest file, as a snapshot to send (one more user), if it covers entry
+    /// `index` (the log's snapshot): a follower sent it goes on from the log after it.
+    pub(crate) fn share(&self, group: GroupId, index: LogIndex) -> Option<Snapshot> {
+        let mut open = self.open.lock();
+        let name = open.newest.get(&group)?.clone();
+        let file = open.by_name.get_mut(&name)?;
+        if file.meta.last.index < index {
+            return None;
+        }
+        file.users += 1;
+        let file_ref = FileRef {
+            name,
+            data_bytes: file.data_bytes,
+        };
+        Some(self.reference(file.meta.clone(), &file_ref))
     }
 
-    /// The log's snapshot file `file`, covering `meta`, as a snapshot to send: the group's
-    /// file being sent, unless that one already covers `meta`.
+    /// Whether one more file may be opened: fewer than `sends_max` are, once files no
+    /// transfer took (a spool whose follower never asked again) are closed.
+    pub(crate) fn has_room(&self, fs: &dyn FileSystem, directory: &Path) -> bool {
+        let mut open = self.open.lock();
+        if open.by_name.len() < self.sends_max {
+            return true;
+        }
+        let unused = open
+            .by_name
+            .iter()
+            .find(|(_, file)| file.users == 0)
+            .map(|(name, _)| name.clone());
+        match unused {
+            Some(name) => {
+                close(&mut open, &name, fs, directory);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The log's snapshot file `file` (of `group`, covering `meta`, with crc32c `checksum`)
+    /// as a snapshot to send, opened and counted as one user.
     ///
     /// # Errors
-    /// `Storage` if the file cannot be opened.
+    /// `SnapshotTemporarilyUnavailable` (logged) if it cannot be opened now.
     pub(crate) fn send_file(
         &self,
         fs: &dyn FileSystem,
         directory: &Path,
-        group: GroupId,
-        meta: SnapshotMeta,
+        (group, meta): (GroupId, SnapshotMeta),
         file: FileRef,
+        checksum: u32,
     ) -> Result<Snapshot, LogError> {
-        if let Some(sending) = self.covering(group, meta.last.index) {
-            return Ok(sending);
-        }
         let path = directory.join(&file.name);
         let handle = fs
             .open(&path, false)
-            .map_err(|error| storage_error(&path, "open", &error))?;
-        let spooled = Spooled {
-            meta,
-            file,
+            .map_err(|error| unavailable(&path, &error))?;
+        let opened = OpenFile {
+            group,
+            meta: meta.clone(),
+            data_bytes: file.data_bytes,
             handle: Arc::from(handle),
             spool: false,
-            used: 0,
+            users: 1,
+            expected_crc: Some(checksum),
+            checked_to: 0,
+            crc: 0,
         };
-        Ok(self.replace(fs, directory, group, spooled))
-    }
-
-    /// Makes `spooled` the file `group` sends from, removing the spool it replaces; returns
-    /// it as a snapshot to send.
-    fn replace(
-        &self,
-        fs: &dyn FileSystem,
-        directory: &Path,
-        group: GroupId,
-        spooled: Spooled,
-    ) -> Snapshot {
-        let snapshot = self.reference(spooled.meta.clone(), &spooled.file);
-        let mut newest = self.newest.lock();
-        let mut closed = Vec::new();
-        if !newest.by_group.contains_key(&group) && newest.by_group.len() >= self.sends_max {
-            let least_recent = newest
-                .by_group
-                .iter()
-                .min_by_key(|(_, sending)| sending.used)
-                .map(|(&least_recent, _)| least_recent);
-            closed.extend(least_recent.and_then(|group| newest.by_group.remove(&group)));
-        }
-        let used = newest.reads;
-        closed.extend(newest.by_group.insert(group, Spooled { used, ..spooled }));
-        drop(newest);
-        for replaced in closed.iter().filter(|replaced| replaced.spool) {
-            remove_quietly(fs, &directory.join(&replaced.file.name));
-        }
-        snapshot
+        self.register(fs, directory, file.name.clone(), opened);
+        Ok(self.reference(meta, &file))
     }
 
     /// Streams `group`'s snapshot into a new spool with `produce` (which writes it from offset
-    /// 0 and says what it covers and its length), makes it the group's newest and removes the
-    /// one it replaces; returns it as a snapshot to send. Runs off the Raft loop.
+    /// 0 and says what it covers and its length) and makes it the group's newest file, with
+    /// no user until the ask it answers takes it (`acquire`). Runs off the Raft loop.
     ///
     /// # Errors
-    /// `Storage` if the file could not be made or `produce` failed (its error is kept).
+    /// `SnapshotTemporarilyUnavailable` (logged) if the file could not be made, or what
+    /// `produce` failed with.
     pub(crate) fn spool(
         &self,
         fs: &dyn FileSystem,
         directory: &Path,
         group: GroupId,
-        produce: impl FnOnce(&dyn crate::file::SegmentFile) -> Result<(SnapshotMeta, u64), LogError>,
+        produce: impl FnOnce(&dyn SegmentFile) -> Result<(SnapshotMeta, u64), LogError>,
     ) -> Result<Snapshot, LogError> {
         let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
         let name = format!("{SPOOL_PREFIX}{:020}-{sequence:020}{SPOOL_SUFFIX}", group.0);
@@ -207,7 +218,7 @@ impl Spools {
         let produced = fs
             .open(&path, true)
             .and_then(|file| file.set_len(0).map(|()| file))
-            .map_err(|error| storage_error(&path, "create", &error))
+            .map_err(|error| unavailable(&path, &error))
             .and_then(|file| Ok((produce(file.as_ref())?, file)));
         let ((meta, data_bytes), handle) = match produced {
             Ok(produced) => produced,
@@ -216,45 +227,102 @@ impl Spools {
                 return Err(error);
             }
         };
-        let spooled = Spooled {
-            meta,
-            file: FileRef { name, data_bytes },
+        let opened = OpenFile {
+            group,
+            meta: meta.clone(),
+            data_bytes,
             handle: Arc::from(handle),
             spool: true,
-            used: 0,
+            users: 0,
+            expected_crc: None,
+            checked_to: 0,
+            crc: 0,
         };
-        Ok(self.replace(fs, directory, group, spooled))
+        self.register(fs, directory, name.clone(), opened);
+        Ok(self.reference(meta, &FileRef { name, data_bytes }))
     }
 
-    /// The chunk from `offset`, at most `bytes_max` long, of `file`, which `group` sends from.
+    /// Counts one more user of the file `snapshot` refers to (a produced spool taken by the
+    /// ask it answers); false if it was closed meanwhile.
+    pub(crate) fn acquire(&self, snapshot: &Snapshot) -> bool {
+        let Some(file) = self.resolve(&snapshot.data) else {
+            return true;
+        };
+        let mut open = self.open.lock();
+        match open.by_name.get_mut(&file.name) {
+            Some(opened) => {
+                opened.users += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A transfer no longer reads the file `snapshot` refers to: closed once none does.
+    pub(crate) fn release(&self, fs: &dyn FileSystem, directory: &Path, snapshot: &Snapshot) {
+        let Some(file) = self.resolve(&snapshot.data) else {
+            return;
+        };
+        let mut open = self.open.lock();
+        let Some(opened) = open.by_name.get_mut(&file.name) else {
+            return;
+        };
+        opened.users = opened.users.saturating_sub(1);
+        if opened.users == 0 {
+            close(&mut open, &file.name, fs, directory);
+        }
+    }
+
+    /// Opens `file` as `name`, `group`'s newest; its previous newest is closed if unused.
+    fn register(&self, fs: &dyn FileSystem, directory: &Path, name: String, file: OpenFile) {
+        let mut open = self.open.lock();
+        let group = file.group;
+        open.by_name.insert(name.clone(), file);
+        if let Some(previous) = open.newest.insert(group, name)
+            && open
+                .by_name
+                .get(&previous)
+                .is_some_and(|file| file.users == 0)
+        {
+            close(&mut open, &previous, fs, directory);
+        }
+    }
+
+    /// Closes every file of `group` (its replica is destroyed): a transfer still reading one
+    /// is given up.
+    pub(crate) fn forget(&self, fs: &dyn FileSystem, directory: &Path, group: GroupId) {
+        let mut open = self.open.lock();
+        let names: Vec<String> = open
+            .by_name
+            .iter()
+            .filter(|(_, file)| file.group == group)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            close(&mut open, &name, fs, directory);
+        }
+    }
+
+    /// The chunk from `offset`, at most `bytes_max` long, of `file`.
     ///
     /// # Errors
-    /// `Storage` if `group` no longer sends from `file` (a newer snapshot replaced it: the
-    /// transfer is given up and started afresh), or the file is shorter than its reference
-    /// says or unreadable.
+    /// `Compacted` if the file is no longer open (its group was destroyed: the transfer is
+    /// given up); `Storage` if it cannot be read, or its bytes do not match the crc32c of the
+    /// log's marker.
     pub(crate) fn read_chunk(
         &self,
-        group: GroupId,
         file: &FileRef,
         offset: u64,
         bytes_max: u64,
     ) -> Result<SnapshotChunk, LogError> {
-        let mut newest = self.newest.lock();
-        newest.reads += 1;
-        let reads = newest.reads;
-        let handle = match newest.by_group.get_mut(&group) {
-            Some(sending) if sending.file == *file => {
-                sending.used = reads;
-                Arc::clone(&sending.handle)
-            }
-            _ => {
-                return Err(LogError::Storage(format!(
-                    "snapshot file {} of {group} was replaced by a newer snapshot",
-                    file.name
-                )));
-            }
+        let (handle, index) = {
+            let open = self.open.lock();
+            let opened = open
+                .by_name
+                .get(&file.name)
+                .ok_or(LogError::Compacted(LogIndex(0)))?;
+            (Arc::clone(&opened.handle), opened.meta.last.index)
         };
-        drop(newest);
         let start = offset.min(file.data_bytes);
         let end = start.saturating_add(bytes_max).min(file.data_bytes);
         let length = usize::try_from(end - start).map_err(|_| {
@@ -264,21 +332,47 @@ impl Spools {
             ))
         })?;
         let mut data = vec![0; length];
-        handle
-            .read_at(start, &mut data)
-            .map_err(|error| storage_error(Path::new(&file.name), "read a chunk of", &error))?;
+        handle.read_at(start, &mut data).map_err(|error| {
+            LogError::Storage(format!(
+                "could not read a chunk of snapshot file {}: {error}",
+                file.name
+            ))
+        })?;
+        let mut open = self.open.lock();
+        if let Some(opened) = open.by_name.get_mut(&file.name)
+            && let Some(expected) = opened.expected_crc
+            && opened.checked_to == start
+        {
+            opened.crc = crc32c::crc32c_append(opened.crc, &data);
+            opened.checked_to = end;
+            if end == file.data_bytes && opened.crc != expected {
+                return Err(LogError::Storage(format!(
+                    "snapshot file {} of entry {index} does not match its marker's checksum",
+                    file.name
+                )));
+            }
+        }
         Ok(SnapshotChunk {
             data,
             done: end == file.data_bytes,
         })
     }
+}
 
-    /// Removes `group`'s spool (its replica is destroyed).
-    pub(crate) fn forget(&self, fs: &dyn FileSystem, directory: &Path, group: GroupId) {
-        let removed = self.newest.lock().by_group.remove(&group);
-        if let Some(spooled) = removed.filter(|spooled| spooled.spool) {
-            remove_quietly(fs, &directory.join(&spooled.file.name));
-        }
+/// Closes the open file `name`: forgotten as its group's newest, deleted if a spool.
+fn close(open: &mut Open, name: &str, fs: &dyn FileSystem, directory: &Path) {
+    let Some(file) = open.by_name.remove(name) else {
+        return;
+    };
+    if open
+        .newest
+        .get(&file.group)
+        .is_some_and(|newest| newest == name)
+    {
+        open.newest.remove(&file.group);
+    }
+    if file.spool {
+        remove_quietly(fs, &directory.join(name));
     }
 }
 
@@ -309,11 +403,11 @@ fn remove_quietly(fs: &dyn FileSystem, path: &Path) {
     }
 }
 
-fn storage_error(path: &Path, doing: &str, error: &io::Error) -> LogError {
-    LogError::Storage(format!(
-        "could not {doing} snapshot file {}: {error}",
-        path.display()
-    ))
+/// A file that cannot be opened or made now: logged, and the follower waits (Raft asks again
+/// at its next heartbeat answer) rather than the node stopping.
+fn unavailable(path: &Path, error: &io::Error) -> LogError {
+    tracing::warn!(path = %path.display(), %error, "a snapshot to send cannot be opened now");
+    LogError::SnapshotTemporarilyUnavailable
 }
 
 #[cfg(test)]

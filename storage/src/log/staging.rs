@@ -3,12 +3,13 @@
 //!
 //! With `Config::snapshot_staging`, Raft hands each chunk it receives to the caller
 //! (`Ready::snapshot_chunks`), and the node appends it to the group's staging file
-//! (`incoming-<group>-<index>-<term>.part`; a chunk at offset 0 starts a new one). Once the last
+//! (`incoming-<group>-<index>-<term>-<stage>.part`; a chunk at offset 0 starts a new one, under
+//! a name never used before, so a check never reads a file being rewritten). Once the last
 //! chunk arrived (`Ready::snapshot_received`), the node asks for the staged snapshot to be
-//! checked: the file is synced, its crc32c computed and the node's check
-//! (`SnapshotCheck`, the same one Raft runs on a snapshot it gathered itself) run over it,
-//! mapped rather than read where the file system allows. That runs on a thread of its own,
-//! or, in the simulator, when the node next asks for the results, so runs replay.
+//! checked: the file is synced, its crc32c computed and the node's check (`SnapshotCheck`, the
+//! same one Raft runs on a snapshot it gathered itself) run over it, mapped rather than read
+//! where the file system allows. Checks run one at a time on a thread of the log's, or, in the
+//! simulator, when the node next asks for the results, so runs replay.
 //!
 //! A snapshot that passes is handed to Raft (`install_staged`) as a *staged reference*: this
 //! log's token, the snapshot's last entry, length and crc32c, and the file's name. Storing it
@@ -16,16 +17,18 @@
 //! data already synced, so installing a received snapshot writes nothing again. A snapshot
 //! that fails is refused; Raft drops it and the leader sends it again from its start.
 //!
-//! A staging file is never state: a crash leaves it unreferenced, and the log deletes every
-//! one it finds when it opens.
+//! A staging file is never state: Raft's `snapshot_staging_dropped` removes one it gave up, a
+//! destroyed replica's is removed, and the log deletes every one it finds when it opens (a
+//! crash leaves them unreferenced). No file stays open between chunks.
 
-use crate::file::{FileSystem, SegmentFile};
+use crate::file::FileSystem;
 use flotilla_raft::{GroupId, LogId, LogIndex, SnapshotMeta, SnapshotPiece, Term};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use super::SnapshotLoading;
 
@@ -43,6 +46,8 @@ pub struct CheckedSnapshot {
     pub group: GroupId,
     /// What it covers.
     pub meta: SnapshotMeta,
+    /// Which staging of the group it checked (`LogEngine::discard_staged_snapshot`).
+    pub stage: u64,
     /// The staged reference to hand `install_staged`, or the reason it was refused.
     pub outcome: Result<Vec<u8>, String>,
 }
@@ -58,75 +63,91 @@ pub(crate) struct StagedRef {
 
 /// One group's staging file.
 struct Staged {
+    /// This staging's number (unique in the log's life, in the file's name).
+    stage: u64,
     last: LogId,
     name: String,
-    /// The file (none if it could not be created: then `broken` says why).
-    file: Option<Arc<dyn SegmentFile>>,
     length: u64,
     /// Why the file does not hold the whole snapshot (a failed or out-of-order write).
     broken: Option<String>,
+}
+
+/// A check to run.
+struct Job {
+    group: GroupId,
+    meta: SnapshotMeta,
+    stage: u64,
+    check: StagedCheck,
+    /// The file and its length, or why there is nothing to check.
+    file: Result<(PathBuf, u64, String), String>,
 }
 
 /// The staging files of one log, and the checks of staged snapshots.
 pub(crate) struct Stagings {
     token: [u8; 16],
     loading: SnapshotLoading,
+    fs: Arc<dyn FileSystem>,
+    directory: PathBuf,
     by_group: Mutex<FxHashMap<GroupId, Staged>>,
+    next_stage: Mutex<u64>,
     /// Checks asked for and not yet run (`SnapshotLoading::NextAsk`).
-    pending: Mutex<Vec<(GroupId, SnapshotMeta, StagedCheck)>>,
+    pending: Mutex<Vec<Job>>,
+    /// The worker that runs checks one at a time (`SnapshotLoading::Background`), started at
+    /// the first.
+    worker: Mutex<Option<mpsc::Sender<Job>>>,
     /// Checks done and not yet taken.
     done: Arc<Mutex<Vec<CheckedSnapshot>>>,
 }
 
 impl Stagings {
-    pub(crate) fn new(token: [u8; 16], loading: SnapshotLoading) -> Self {
+    pub(crate) fn new(
+        token: [u8; 16],
+        loading: SnapshotLoading,
+        fs: Arc<dyn FileSystem>,
+        directory: PathBuf,
+    ) -> Self {
         Self {
             token,
             loading,
+            fs,
+            directory,
             by_group: Mutex::default(),
+            next_stage: Mutex::new(0),
             pending: Mutex::default(),
+            worker: Mutex::default(),
             done: Arc::default(),
         }
     }
 
     /// Writes `piece` into `group`'s staging file (a piece at offset 0 starts a new file). A
     /// write that fails marks the file broken: its check refuses it, and nothing else fails.
-    pub(crate) fn stage(
-        &self,
-        fs: &dyn FileSystem,
-        directory: &Path,
-        group: GroupId,
-        piece: &SnapshotPiece,
-    ) {
+    pub(crate) fn stage(&self, group: GroupId, piece: &SnapshotPiece) {
         let mut by_group = self.by_group.lock();
         if piece.offset == 0 {
             if let Some(old) = by_group.remove(&group) {
-                remove_quietly(fs, &directory.join(&old.name));
+                self.remove_quietly(&old.name);
             }
-            let name = file_name(group, piece.last);
-            let path = directory.join(&name);
-            let opened = fs
-                .open(&path, true)
-                .and_then(|file| file.set_len(0).map(|()| file));
-            let (file, broken) = match opened {
-                Ok(file) => (Some(Arc::from(file)), None),
-                Err(error) => (None, Some(format!("{}: {error}", path.display()))),
+            let stage = {
+                let mut next = self.next_stage.lock();
+                *next += 1;
+                *next
             };
+            let name = file_name(group, piece.last, stage);
             by_group.insert(
                 group,
                 Staged {
+                    stage,
                     last: piece.last,
                     name,
-                    file,
                     length: 0,
-                    broken,
+                    broken: None,
                 },
             );
         }
-        let Some(staged) = by_group.get_mut(&group) else {
-            return;
-        };
-        let Some(file) = staged.file.clone().filter(|_| staged.broken.is_none()) else {
+        let Some(staged) = by_group
+            .get_mut(&group)
+            .filter(|staged| staged.broken.is_none())
+        else {
             return;
         };
         if staged.last != piece.last || staged.length != piece.offset {
@@ -136,37 +157,55 @@ impl Stagings {
             ));
             return;
         }
-        match file.write_at(piece.offset, &piece.data) {
+        let path = self.directory.join(&staged.name);
+        let written = self
+            .fs
+            .open(&path, piece.offset == 0)
+            .and_then(|file| file.write_at(piece.offset, &piece.data));
+        match written {
             Ok(()) => staged.length += piece.data.len() as u64,
-            Err(error) => staged.broken = Some(format!("{}: {error}", staged.name)),
+            Err(error) => staged.broken = Some(format!("{}: {error}", path.display())),
         }
     }
 
     /// Asks for `group`'s staged snapshot of `meta` to be checked with `check`, off the
     /// caller's thread (or at the next `take_checked`, deterministically).
     pub(crate) fn check(&self, group: GroupId, meta: SnapshotMeta, check: StagedCheck) {
-        match self.loading {
-            SnapshotLoading::NextAsk => self.pending.lock().push((group, meta, check)),
-            SnapshotLoading::Background => {
-                let job = self.job(group, &meta);
-                let done = Arc::clone(&self.done);
-                let spawned = std::thread::Builder::new()
-                    .name("flotilla-snapshot-check".to_owned())
-                    .spawn({
-                        let meta = meta.clone();
-                        move || {
-                            let checked = run_check(job, group, meta, check);
-                            done.lock().push(checked);
-                        }
-                    });
-                if let Err(error) = spawned {
-                    self.done.lock().push(CheckedSnapshot {
-                        group,
-                        meta,
-                        outcome: Err(format!("no thread to check the snapshot: {error}")),
-                    });
+        let job = self.job(group, meta, check);
+        if self.loading == SnapshotLoading::NextAsk {
+            self.pending.lock().push(job);
+            return;
+        }
+        let mut worker = self.worker.lock();
+        let job = match worker.as_ref() {
+            Some(sender) => match sender.send(job) {
+                Ok(()) => return,
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let (done, token, fs) = (Arc::clone(&self.done), self.token, Arc::clone(&self.fs));
+        let spawned = std::thread::Builder::new()
+            .name("flotilla-snapshot-check".to_owned())
+            .spawn(move || {
+                for job in receiver {
+                    let checked = run_check(fs.as_ref(), token, job);
+                    done.lock().push(checked);
                 }
+            });
+        match spawned {
+            Ok(_) => {
+                // A new channel's receiver is alive: the send cannot fail.
+                let _ = sender.send(job);
+                *worker = Some(sender);
             }
+            Err(error) => self.done.lock().push(CheckedSnapshot {
+                group: job.group,
+                meta: job.meta,
+                stage: job.stage,
+                outcome: Err(format!("no thread to check the snapshot: {error}")),
+            }),
         }
     }
 
@@ -174,41 +213,48 @@ impl Stagings {
     /// simulator's mode).
     pub(crate) fn take_checked(&self) -> Vec<CheckedSnapshot> {
         let pending = std::mem::take(&mut *self.pending.lock());
-        let mut checked: Vec<CheckedSnapshot> = pending
-            .into_iter()
-            .map(|(group, meta, check)| {
-                let job = self.job(group, &meta);
-                run_check(job, group, meta, check)
-            })
-            .collect();
-        let mut done = self.done.lock();
-        if checked.is_empty() {
-            return std::mem::take(&mut *done);
-        }
-        checked.splice(0..0, done.drain(..));
+        let mut checked = std::mem::take(&mut *self.done.lock());
+        checked.extend(
+            pending
+                .into_iter()
+                .map(|job| run_check(self.fs.as_ref(), self.token, job)),
+        );
         checked
     }
 
-    /// What a check of `group`'s staged snapshot of `meta` reads.
-    fn job(&self, group: GroupId, meta: &SnapshotMeta) -> Result<Job, String> {
+    /// The check of `group`'s staged snapshot of `meta`.
+    fn job(&self, group: GroupId, meta: SnapshotMeta, check: StagedCheck) -> Job {
         let by_group = self.by_group.lock();
         let staged = by_group
             .get(&group)
-            .filter(|staged| staged.last == meta.last)
-            .ok_or_else(|| format!("no snapshot at {} is staged", meta.last.index))?;
-        let file = match (&staged.broken, &staged.file) {
-            (None, Some(file)) => Arc::clone(file),
-            (Some(broken), _) => {
-                return Err(format!("the staged snapshot is incomplete: {broken}"));
-            }
-            (None, None) => return Err("the staged snapshot has no file".to_owned()),
+            .filter(|staged| staged.last == meta.last);
+        let (stage, file) = match staged {
+            None => (
+                0,
+                Err(format!("no snapshot at {} is staged", meta.last.index)),
+            ),
+            Some(staged) => match &staged.broken {
+                Some(broken) => (
+                    staged.stage,
+                    Err(format!("the staged snapshot is incomplete: {broken}")),
+                ),
+                None => (
+                    staged.stage,
+                    Ok((
+                        self.directory.join(&staged.name),
+                        staged.length,
+                        staged.name.clone(),
+                    )),
+                ),
+            },
         };
-        Ok(Job {
+        Job {
+            group,
+            meta,
+            stage,
+            check,
             file,
-            length: staged.length,
-            name: staged.name.clone(),
-            token: self.token,
-        })
+        }
     }
 
     /// The staged reference `data` holds, if it is one of this log's.
@@ -229,108 +275,140 @@ impl Stagings {
         })
     }
 
-    /// Takes `group`'s staged file of `staged` for storing: the path it is at, if it is
-    /// still the group's staging file.
-    pub(crate) fn take_for_store(
-        &self,
-        directory: &Path,
-        group: GroupId,
-        staged: &StagedRef,
-    ) -> Option<PathBuf> {
+    /// Takes `group`'s staging of `staged` for storing: the path its file is at, if it is
+    /// still the group's staging, whole as checked.
+    pub(crate) fn take_for_store(&self, group: GroupId, staged: &StagedRef) -> Option<PathBuf> {
         let mut by_group = self.by_group.lock();
         let current = by_group.get(&group)?;
-        if current.name != staged.name || current.length != staged.data_bytes {
+        if current.name != staged.name
+            || current.length != staged.data_bytes
+            || current.broken.is_some()
+        {
             return None;
         }
         by_group.remove(&group);
-        Some(directory.join(&staged.name))
+        Some(self.directory.join(&staged.name))
     }
 
-    /// Removes `group`'s staging file if it holds the snapshot at `last`.
-    pub(crate) fn discard_at(
-        &self,
-        fs: &dyn FileSystem,
-        directory: &Path,
-        group: GroupId,
-        last: LogId,
-    ) {
+    /// Whether `stage` is `group`'s staging still (a check of an older one is of no use: its
+    /// file is gone, and the snapshot being received is staged anew).
+    pub(crate) fn is_current(&self, group: GroupId, stage: u64) -> bool {
+        self.by_group
+            .lock()
+            .get(&group)
+            .is_some_and(|staged| staged.stage == stage)
+    }
+
+    /// Removes `group`'s staging `stage` (refused, or no longer wanted); a newer staging is
+    /// kept.
+    pub(crate) fn discard_stage(&self, group: GroupId, stage: u64) {
         let mut by_group = self.by_group.lock();
         if by_group
             .get(&group)
-            .is_some_and(|staged| staged.last == last)
+            .is_some_and(|staged| staged.stage == stage)
             && let Some(staged) = by_group.remove(&group)
         {
-            remove_quietly(fs, &directory.join(&staged.name));
+            self.remove_quietly(&staged.name);
         }
     }
 
-    /// Removes `group`'s staging file (its replica is destroyed).
-    pub(crate) fn discard(&self, fs: &dyn FileSystem, directory: &Path, group: GroupId) {
+    /// Removes `group`'s staging file, whichever it is (Raft gave it up, or the replica is
+    /// destroyed).
+    pub(crate) fn discard(&self, group: GroupId) {
         if let Some(staged) = self.by_group.lock().remove(&group) {
-            remove_quietly(fs, &directory.join(&staged.name));
+            self.remove_quietly(&staged.name);
+        }
+    }
+
+    fn remove_quietly(&self, name: &str) {
+        let path = self.directory.join(name);
+        if let Err(error) = self.fs.remove(&path)
+            && error.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), %error, "could not remove a staged snapshot");
         }
     }
 }
 
-/// What one check reads: the staged file, its length and name.
-struct Job {
-    file: Arc<dyn SegmentFile>,
-    length: u64,
-    name: String,
-    token: [u8; 16],
-}
-
-/// Syncs the staged file, computes its crc32c and runs `check` over it.
-fn run_check(
-    job: Result<Job, String>,
-    group: GroupId,
-    meta: SnapshotMeta,
-    check: StagedCheck,
-) -> CheckedSnapshot {
-    let outcome = job.and_then(|job| {
-        job.file
-            .sync_data()
-            .map_err(|error| format!("the staged snapshot could not be synced: {error}"))?;
-        let mapped = job
-            .file
-            .map_immutable()
-            .map_err(|error| format!("the staged snapshot could not be mapped: {error}"))?;
-        let read;
-        let bytes: &[u8] = match &mapped {
-            Some(mapped) if mapped.len() as u64 == job.length => mapped,
-            _ => {
-                let length = usize::try_from(job.length)
-                    .map_err(|_| "the staged snapshot is too large to read".to_owned())?;
-                let mut buffer = vec![0; length];
-                job.file
-                    .read_at(0, &mut buffer)
-                    .map_err(|error| format!("the staged snapshot could not be read: {error}"))?;
-                read = buffer;
-                &read
-            }
-        };
-        check(group, &meta, bytes)?;
-        let mut reference = Vec::with_capacity(MAGIC.len() + 16 + 28 + job.name.len());
+/// Syncs the staged file, computes its crc32c and runs the job's check over it; a check that
+/// panics refuses the snapshot (the follower would otherwise wait for its result forever).
+fn run_check(fs: &dyn FileSystem, token: [u8; 16], job: Job) -> CheckedSnapshot {
+    let Job {
+        group,
+        meta,
+        stage,
+        check,
+        file,
+    } = job;
+    let outcome = file.and_then(|(path, length, name)| {
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_file(fs, &path, length, |bytes| check(group, &meta, bytes))
+        }));
+        let checksum = checked.unwrap_or_else(|_| Err("checking it panicked".to_owned()))?;
+        let mut reference = Vec::with_capacity(MAGIC.len() + 16 + 28 + name.len());
         reference.extend_from_slice(MAGIC);
-        reference.extend_from_slice(&job.token);
+        reference.extend_from_slice(&token);
         reference.extend_from_slice(&meta.last.index.0.to_le_bytes());
         reference.extend_from_slice(&meta.last.term.0.to_le_bytes());
-        reference.extend_from_slice(&job.length.to_le_bytes());
-        reference.extend_from_slice(&crc32c::crc32c(bytes).to_le_bytes());
-        reference.extend_from_slice(job.name.as_bytes());
+        reference.extend_from_slice(&length.to_le_bytes());
+        reference.extend_from_slice(&checksum.to_le_bytes());
+        reference.extend_from_slice(name.as_bytes());
         Ok(reference)
     });
     CheckedSnapshot {
         group,
         meta,
+        stage,
         outcome,
     }
 }
 
-/// The staging file of `group`'s snapshot at `last`.
-fn file_name(group: GroupId, last: LogId) -> String {
+/// Syncs the file at `path`, runs `check` over its `length` bytes (mapped, or read) and
+/// returns their crc32c.
+fn check_file(
+    fs: &dyn FileSystem,
+    path: &Path,
+    length: u64,
+    check: impl FnOnce(&[u8]) -> Result<(), String>,
+) -> Result<u32, String> {
+    let failed = |doing: &str, error: io::Error| {
+        format!("the staged snapshot could not be {doing}: {error}")
+    };
+    let file = fs
+        .open(path, false)
+        .map_err(|error| failed("opened", error))?;
+    file.sync_data().map_err(|error| failed("synced", error))?;
+    if file
+        .len_bytes()
+        .map_err(|error| failed("measured", error))?
+        != length
+    {
+        return Err("the staged snapshot's file is not as long as what was staged".to_owned());
+    }
+    let mapped = file
+        .map_immutable()
+        .map_err(|error| failed("mapped", error))?;
+    let read;
+    let bytes: &[u8] = match &mapped {
+        Some(mapped) => mapped,
+        None => {
+            let length = usize::try_from(length)
+                .map_err(|_| "the staged snapshot is too large to read".to_owned())?;
+            let mut buffer = vec![0; length];
+            file.read_at(0, &mut buffer)
+                .map_err(|error| failed("read", error))?;
+            read = buffer;
+            &read
+        }
+    };
+    check(bytes)?;
+    Ok(crc32c::crc32c(bytes))
+}
+
+/// The file of `group`'s staging `stage`, of the snapshot at `last`.
+fn file_name(group: GroupId, last: LogId, stage: u64) -> String {
     format!(
-        "{PREFIX}{:020}-{:020}-{:020}{SUFFIX}",
+        "{PREFIX}{:020}-{:020}-{:020}-{stage:020}{SUFFIX}",
         group.0, last.index.0, last.term.0
     )
 }
@@ -338,12 +416,4 @@ fn file_name(group: GroupId, last: LogId) -> String {
 /// Whether `name` is a staging file.
 pub(crate) fn is_staging_file(name: &str) -> bool {
     name.starts_with(PREFIX) && name.ends_with(SUFFIX)
-}
-
-fn remove_quietly(fs: &dyn FileSystem, path: &Path) {
-    if let Err(error) = fs.remove(path)
-        && error.kind() != io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), %error, "could not remove a staged snapshot");
-    }
 }
