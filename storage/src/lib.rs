@@ -38,8 +38,8 @@ pub use machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView, StateMachine};
 
 pub use kv::{Codec, Command, KvStateMachine, MergeState, MergeStep, Payload, Proposal, Response};
 pub use log::{
-    CheckedSnapshot, GcStats, GroupLog, LogBinding, LogEngine, RecordLocation, RecoveryReport,
-    SnapshotBytes, StagedCheck, TornTail, WriteBatch, WriteStats,
+    CheckedSnapshot, GcStats, GroupLog, LogBinding, LogEngine, Prepared, RecordLocation,
+    RecoveryReport, SnapshotBytes, StagedCheck, TornTail, WriteBatch, WriteStats,
 };
 pub use snapshot::{
     SnapshotFile, SnapshotWriter, decode_snapshot, verify_snapshot, write_snapshot,

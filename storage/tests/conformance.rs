@@ -753,17 +753,16 @@ fn piece(last: &Snapshot, offset: u64, data: &[u8]) -> flotilla_raft::SnapshotPi
     }
 }
 
-/// The check the tests stage against: only the bytes "0123456789" pass.
-fn digits_only(
-    _group: GroupId,
-    _meta: &flotilla_raft::SnapshotMeta,
-    data: &[u8],
-) -> Result<(), String> {
-    if data == b"0123456789" {
-        Ok(())
-    } else {
-        Err(format!("{} bytes that are not the digits", data.len()))
-    }
+/// The check the tests stage against: only the bytes "0123456789" pass, and it prepares
+/// their length.
+fn digits_only() -> flotilla_storage::StagedCheck {
+    Arc::new(|_group, _meta, data: &[u8]| {
+        if data == b"0123456789" {
+            Ok(Some(flotilla_storage::Prepared(Box::new(data.len()))))
+        } else {
+            Err(format!("{} bytes that are not the digits", data.len()))
+        }
+    })
 }
 
 /// Waits for the checks of staged snapshots to be handed out.
@@ -800,10 +799,12 @@ fn a_staged_snapshot_is_checked_and_its_file_becomes_the_snapshot() {
             engine.stage_snapshot_chunk(G1, &piece(&received, offset, data));
         }
         assert_eq!(files_named(directory.path(), "incoming-").len(), 1);
-        engine.check_staged_snapshot(G1, received.meta.clone(), digits_only);
+        engine.check_staged_snapshot(G1, received.meta.clone(), digits_only());
         let [checked] = checked(&engine).try_into().unwrap();
         assert_eq!((checked.group, &checked.meta), (G1, &received.meta));
-        let reference = checked.outcome.expect("the digits pass");
+        let (reference, prepared) = checked.outcome.expect("the digits pass");
+        let prepared = prepared.expect("prepared").0.downcast::<usize>().unwrap();
+        assert_eq!(*prepared, 10, "prepared from the staged bytes");
         let installed = Snapshot {
             meta: received.meta.clone(),
             data: reference,
@@ -847,14 +848,14 @@ fn a_staged_snapshot_that_fails_is_refused_and_leftovers_are_removed() {
     let first = snapshot(1, 9, b"0123456789");
     engine.stage_snapshot_chunk(G1, &piece(&first, 0, b"0123"));
     engine.stage_snapshot_chunk(G1, &piece(&first, 8, b"89"));
-    engine.check_staged_snapshot(G1, first.meta.clone(), digits_only);
+    engine.check_staged_snapshot(G1, first.meta.clone(), digits_only());
     let [refused] = checked(&engine).try_into().unwrap();
     let reason = refused.outcome.unwrap_err();
     assert!(reason.contains("incomplete"), "{reason}");
 
     let damaged = snapshot(1, 9, b"0123456780");
     engine.stage_snapshot_chunk(G1, &piece(&damaged, 0, &damaged.data));
-    engine.check_staged_snapshot(G1, damaged.meta.clone(), digits_only);
+    engine.check_staged_snapshot(G1, damaged.meta.clone(), digits_only());
     let [refused] = checked(&engine).try_into().unwrap();
     assert!(refused.outcome.unwrap_err().contains("not the digits"));
 
@@ -863,10 +864,10 @@ fn a_staged_snapshot_that_fails_is_refused_and_leftovers_are_removed() {
     engine.stage_snapshot_chunk(G1, &piece(&newer, 0, &newer.data));
     assert!(!engine.is_current_staging(G1, refused.stage));
     engine.discard_staged_snapshot(G1, refused.stage);
-    engine.check_staged_snapshot(G1, newer.meta.clone(), digits_only);
+    engine.check_staged_snapshot(G1, newer.meta.clone(), digits_only());
     let [passed] = checked(&engine).try_into().unwrap();
     assert!(engine.is_current_staging(G1, passed.stage));
-    let stale = passed.outcome.unwrap();
+    let (stale, _) = passed.outcome.unwrap();
     assert_eq!(files_named(directory.path(), "incoming-").len(), 1);
 
     // The same snapshot staged again from its start: the older check's reference no longer

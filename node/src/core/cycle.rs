@@ -69,7 +69,19 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 continue;
             }
             let installed = match checked.outcome {
-                Ok(reference) => self.multi.install_staged(group, meta, reference),
+                Ok((reference, prepared)) => {
+                    let installed = self.multi.install_staged(group, meta, reference);
+                    let machine = prepared.and_then(|prepared| {
+                        prepared
+                            .0
+                            .downcast::<Box<dyn flotilla_storage::StateMachine + Send>>()
+                            .ok()
+                    });
+                    if let (Ok(true), Some(machine)) = (&installed, machine) {
+                        self.prepared.insert(group, (meta.last, *machine));
+                    }
+                    installed
+                }
                 Err(reason) => {
                     self.staged_snapshots_refused += 1;
                     let index = meta.last.index;
@@ -116,7 +128,6 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     fn persist(&mut self, ready: &MultiReady) -> Result<(), CoreError> {
         let mut batch = WriteBatch::new();
         let mut entry_count = 0;
-        let check = self.multi.config().raft.snapshot_check.0;
         for (group, group_ready) in &ready.groups {
             // Received snapshot chunks go to their staging file before they are acknowledged
             // (with the persisted batches); a whole one is checked off the loop.
@@ -127,6 +138,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 self.engine.stage_snapshot_chunk(*group, piece);
             }
             if let Some(meta) = &group_ready.snapshot_received {
+                let check = std::sync::Arc::clone(&self.staged_check);
                 self.engine
                     .check_staged_snapshot(*group, meta.clone(), check);
             }
@@ -206,7 +218,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     group,
                     reason: source.to_string(),
                 })?;
-            self.machines.restore_from(group, &snapshot.meta, &bytes)?;
+            // A range in memory was decoded off the loop when its snapshot was checked.
+            match self.prepared.remove(&group) {
+                Some((last, machine)) if last == snapshot.meta.last => {
+                    self.machines.restore_prepared(group, bytes.len(), machine);
+                    self.counters.snapshots_restored_off_loop += 1;
+                }
+                _ => self.machines.restore_from(group, &snapshot.meta, &bytes)?,
+            }
             self.counters.snapshots_installed += 1;
             self.placement.snapshot_installed(group);
             self.waiting

@@ -37,6 +37,30 @@ impl RangeStore {
     }
 }
 
+/// The check of a received snapshot staged in a file, run off the loop: `check` (the node's
+/// `SnapshotCheck`), then, for a range kept in memory (`in_memory`), its decoding into the
+/// state machine that replaces the replica's once Raft installs the snapshot, so the Raft loop
+/// decodes nothing.
+pub(crate) fn staged_check(
+    check: fn(GroupId, &SnapshotMeta, &[u8]) -> Result<(), String>,
+    in_memory: bool,
+) -> flotilla_storage::StagedCheck {
+    std::sync::Arc::new(move |group, meta, bytes| {
+        check(group, meta, bytes)?;
+        let membership = &meta.membership;
+        let has_members = !(membership.voters.is_empty() && membership.learners.is_empty());
+        if !in_memory || group == META_GROUP || bytes.is_empty() || !has_members {
+            return Ok(None);
+        }
+        let mut machine = KvStateMachine::new(group);
+        machine
+            .restore_as_member(bytes, membership)
+            .map_err(|error| error.to_string())?;
+        let machine: Box<dyn StateMachine + Send> = Box::new(machine);
+        Ok(Some(flotilla_storage::Prepared(Box::new(machine))))
+    })
+}
+
 /// Every state machine of the node.
 pub(crate) struct Machines {
     store: RangeStore,
@@ -245,6 +269,25 @@ impl Machines {
         self.stored_bytes = self.stored_bytes - before + after;
         self.note_merge(group);
         restored
+    }
+
+    /// Replaces `group`'s state machine with `machine`, restored off the loop from the snapshot
+    /// of `meta` (`data_bytes` long) that was just installed: as `restore_from` would leave it,
+    /// without decoding anything here.
+    pub(crate) fn restore_prepared(
+        &mut self,
+        group: GroupId,
+        data_bytes: usize,
+        machine: Box<dyn StateMachine>,
+    ) {
+        self.snapshot_taken(group, data_bytes);
+        let after = machine.stored_bytes();
+        let before = self
+            .kv
+            .insert(group, machine)
+            .map_or(0, |old| old.stored_bytes());
+        self.stored_bytes = self.stored_bytes - before + after;
+        self.note_merge(group);
     }
 
     /// The right half of the split `group` just applied (once).

@@ -275,6 +275,17 @@ pub struct NodeCore<R, S> {
     engine_snapshots_produced: Arc<std::sync::atomic::AtomicU64>,
     /// Received snapshots refused once staged (Raft counts those it checked itself).
     staged_snapshots_refused: u64,
+    /// Ranges in memory decoded off the loop from a received snapshot Raft installs, by group,
+    /// with the snapshot's last entry: restored by swapping them in.
+    prepared: rustc_hash::FxHashMap<
+        GroupId,
+        (
+            flotilla_raft::LogId,
+            Box<dyn flotilla_storage::StateMachine>,
+        ),
+    >,
+    /// What checks a received snapshot staged in a file, off the loop (`staged_check`).
+    staged_check: flotilla_storage::StagedCheck,
 }
 
 /// What the core has done since start.
@@ -308,6 +319,8 @@ pub struct Counters {
     pub snapshots_taken: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
+    /// Of those, ranges in memory decoded off the Raft loop (swapped in at install).
+    pub snapshots_restored_off_loop: u64,
     /// Snapshots received from a leader whose data failed the check (dropped, not installed).
     pub snapshots_refused: u64,
     /// Bytes the log writes framed and wrote.
@@ -361,6 +374,7 @@ impl Default for Counters {
             leaderships_won: 0,
             snapshots_taken: 0,
             snapshots_installed: 0,
+            snapshots_restored_off_loop: 0,
             snapshots_refused: 0,
             log_bytes_written: 0,
             write_seconds: Histogram::new(histogram::LATENCY_BOUNDS_SECONDS),
@@ -406,6 +420,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (&peer, &directory) in &identity.pins {
             multi.pin_peer(peer, directory);
         }
+        let staged_check = machines::staged_check(
+            multi.config().raft.snapshot_check.0,
+            matches!(store, RangeStore::Memory),
+        );
         let backups = backups::BackupViews::new(
             identity.incarnation,
             config.limits.backup_views_max,
@@ -429,6 +447,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             merges: merge::Merges::default(),
             engine_snapshots_produced: Arc::default(),
             staged_snapshots_refused: 0,
+            prepared: rustc_hash::FxHashMap::default(),
+            staged_check,
         }
     }
 

@@ -202,6 +202,11 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
             counters.snapshots_installed,
         ),
         (
+            "flotilla_snapshots_restored_off_loop",
+            "Of the snapshots installed, ranges in memory decoded off the Raft loop",
+            counters.snapshots_restored_off_loop,
+        ),
+        (
             "flotilla_snapshots_refused",
             "Snapshots received from a leader whose data failed the check, dropped uninstalled",
             counters.snapshots_refused,

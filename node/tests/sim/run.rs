@@ -111,6 +111,9 @@ pub struct Report {
     /// log replayed that the engine had applied, snapshots produced for followers, and split
     /// halves hosted from the engine at start.
     pub engine_work: (u64, u64, u64),
+    /// Snapshots received and installed, and of those, ranges in memory decoded off the loop
+    /// (the nodes up at the end, since their last start).
+    pub snapshots_installed: (u64, u64),
 }
 
 /// How a run breaks the rules on purpose (the mutation tests).
@@ -210,6 +213,10 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
             counted(&cluster, |counters| counters.entries_applied_before_start),
             counted(&cluster, |counters| counters.engine_snapshots_produced),
             counted(&cluster, |counters| counters.carves_adopted),
+        ),
+        snapshots_installed: (
+            counted(&cluster, |counters| counters.snapshots_installed),
+            counted(&cluster, |counters| counters.snapshots_restored_off_loop),
         ),
         swarm,
         faults: faults.counts,

@@ -33,7 +33,7 @@ pub use gc::GcStats;
 pub use reader::{GroupLog, RecordLocation};
 pub use recovery::{LogBinding, RecoveryReport, TornTail};
 pub use snapshot_loads::SnapshotLoading;
-pub use staging::{CheckedSnapshot, StagedCheck};
+pub use staging::{CheckedSnapshot, Prepared, StagedCheck};
 
 use crate::config::LogConfig;
 use crate::error::{RecoveryError, WriteError};

@@ -36,11 +36,23 @@ const MAGIC: &[u8; 8] = b"FLOTSTGD";
 const PREFIX: &str = "incoming-";
 const SUFFIX: &str = ".part";
 
-/// Checks a staged snapshot's bytes: the node's `SnapshotCheck`.
-pub type StagedCheck = fn(GroupId, &SnapshotMeta, &[u8]) -> Result<(), String>;
+/// Checks a staged snapshot's bytes (the node's `SnapshotCheck`), and may prepare what the
+/// node restores from them off the loop (a range in memory, decoded): run on the checks'
+/// thread.
+pub type StagedCheck =
+    Arc<dyn Fn(GroupId, &SnapshotMeta, &[u8]) -> Result<Option<Prepared>, String> + Send + Sync>;
+
+/// What a check prepared from a staged snapshot for its restore (the node knows its type).
+pub struct Prepared(pub Box<dyn std::any::Any + Send>);
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
 
 /// A staged snapshot checked: the reference to install it with, or why it was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CheckedSnapshot {
     /// The group that received it.
     pub group: GroupId,
@@ -48,8 +60,9 @@ pub struct CheckedSnapshot {
     pub meta: SnapshotMeta,
     /// Which staging of the group it checked (`LogEngine::discard_staged_snapshot`).
     pub stage: u64,
-    /// The staged reference to hand `install_staged`, or the reason it was refused.
-    pub outcome: Result<Vec<u8>, String>,
+    /// The staged reference to hand `install_staged` and what the check prepared, or the
+    /// reason it was refused.
+    pub outcome: Result<(Vec<u8>, Option<Prepared>), String>,
 }
 
 /// A staged reference, resolved.
@@ -344,7 +357,8 @@ fn run_check(fs: &dyn FileSystem, token: [u8; 16], job: Job) -> CheckedSnapshot 
         let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             check_file(fs, &path, length, |bytes| check(group, &meta, bytes))
         }));
-        let checksum = checked.unwrap_or_else(|_| Err("checking it panicked".to_owned()))?;
+        let (checksum, prepared) =
+            checked.unwrap_or_else(|_| Err("checking it panicked".to_owned()))?;
         let mut reference = Vec::with_capacity(MAGIC.len() + 16 + 28 + name.len());
         reference.extend_from_slice(MAGIC);
         reference.extend_from_slice(&token);
@@ -353,7 +367,7 @@ fn run_check(fs: &dyn FileSystem, token: [u8; 16], job: Job) -> CheckedSnapshot 
         reference.extend_from_slice(&length.to_le_bytes());
         reference.extend_from_slice(&checksum.to_le_bytes());
         reference.extend_from_slice(name.as_bytes());
-        Ok(reference)
+        Ok((reference, prepared))
     });
     CheckedSnapshot {
         group,
@@ -364,13 +378,13 @@ fn run_check(fs: &dyn FileSystem, token: [u8; 16], job: Job) -> CheckedSnapshot 
 }
 
 /// Syncs the file at `path`, runs `check` over its `length` bytes (mapped, or read) and
-/// returns their crc32c.
+/// returns their crc32c and what the check prepared.
 fn check_file(
     fs: &dyn FileSystem,
     path: &Path,
     length: u64,
-    check: impl FnOnce(&[u8]) -> Result<(), String>,
-) -> Result<u32, String> {
+    check: impl FnOnce(&[u8]) -> Result<Option<Prepared>, String>,
+) -> Result<(u32, Option<Prepared>), String> {
     let failed = |doing: &str, error: io::Error| {
         format!("the staged snapshot could not be {doing}: {error}")
     };
@@ -401,8 +415,8 @@ fn check_file(
             &read
         }
     };
-    check(bytes)?;
-    Ok(crc32c::crc32c(bytes))
+    let prepared = check(bytes)?;
+    Ok((crc32c::crc32c(bytes), prepared))
 }
 
 /// The file of `group`'s staging `stage`, of the snapshot at `last`.
