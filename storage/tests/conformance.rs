@@ -623,21 +623,27 @@ fn spool_files(directory: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// A log of entries 1 to 10 of `G1` that sends any snapshot over 8 bytes from its file.
+fn log_sending_files(config: LogConfig) -> (tempfile::TempDir, LogEngine) {
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_inline_bytes_max: 8,
+        ..config
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    (directory, engine)
+}
+
 /// A snapshot file over `snapshot_inline_bytes_max` is sent from the file a chunk at a time,
 /// never read whole, and stays readable to the end of its transfer after the log's next
 /// compaction deletes it, even once another follower is sent the newest snapshot: a transfer
 /// is never cut short by another. Released by every transfer, a file is closed.
 #[test]
 fn a_large_snapshot_file_is_sent_a_chunk_at_a_time_and_outlives_its_compaction() {
-    let directory = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        snapshot_inline_bytes_max: 8,
-        ..LogConfig::small_for_tests()
-    };
-    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
-    let mut batch = WriteBatch::new();
-    batch.persist(G1, &append(1, 1..=10));
-    engine.write(batch).unwrap();
+    let (_directory, engine) = log_sending_files(LogConfig::small_for_tests());
     let first = snapshot(1, 5, b"the range's state at entry 5");
     engine.write(compaction(G1, &first)).unwrap();
     let log = engine.group(G1);
@@ -681,15 +687,11 @@ fn a_large_snapshot_file_is_sent_a_chunk_at_a_time_and_outlives_its_compaction()
 /// released.
 #[test]
 fn files_sent_at_once_are_bounded_and_a_new_ask_waits_for_room() {
-    let directory = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        snapshot_inline_bytes_max: 8,
+    let (_directory, engine) = log_sending_files(LogConfig {
         snapshot_sends_max: 1,
         ..LogConfig::small_for_tests()
-    };
-    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    });
     let mut batch = WriteBatch::new();
-    batch.persist(G1, &append(1, 1..=10));
     batch.persist(G2, &append(1, 1..=10));
     engine.write(batch).unwrap();
     let state = snapshot(1, 5, b"the range's state at entry 5");
@@ -710,15 +712,7 @@ fn files_sent_at_once_are_bounded_and_a_new_ask_waits_for_room() {
 /// whole: the read of its last chunk fails as a storage error, which stops the node.
 #[test]
 fn a_damaged_snapshot_file_fails_its_last_chunk_read() {
-    let directory = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        snapshot_inline_bytes_max: 8,
-        ..LogConfig::small_for_tests()
-    };
-    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
-    let mut batch = WriteBatch::new();
-    batch.persist(G1, &append(1, 1..=10));
-    engine.write(batch).unwrap();
+    let (directory, engine) = log_sending_files(LogConfig::small_for_tests());
     let state = snapshot(1, 5, b"the range's state at entry 5");
     engine.write(compaction(G1, &state)).unwrap();
     let [file] = files_named(directory.path(), "snap-").try_into().unwrap();

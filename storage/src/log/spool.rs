@@ -395,11 +395,13 @@ pub(crate) fn remove_leftovers(fs: &dyn FileSystem, directory: &Path) -> io::Res
     Ok(())
 }
 
-fn remove_quietly(fs: &dyn FileSystem, path: &Path) {
+/// Removes a copy of a snapshot (a spool, a staged snapshot): a failure is only logged, and
+/// the log deletes what is left when it next opens.
+pub(crate) fn remove_quietly(fs: &dyn FileSystem, path: &Path) {
     if let Err(error) = fs.remove(path)
         && error.kind() != io::ErrorKind::NotFound
     {
-        tracing::warn!(path = %path.display(), %error, "could not remove a snapshot spool");
+        tracing::warn!(path = %path.display(), %error, "could not remove a copy of a snapshot");
     }
 }
 

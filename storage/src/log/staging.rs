@@ -334,12 +334,7 @@ impl Stagings {
     }
 
     fn remove_quietly(&self, name: &str) {
-        let path = self.directory.join(name);
-        if let Err(error) = self.fs.remove(&path)
-            && error.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %path.display(), %error, "could not remove a staged snapshot");
-        }
+        super::spool::remove_quietly(self.fs.as_ref(), &self.directory.join(name));
     }
 }
 
