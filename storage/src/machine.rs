@@ -10,11 +10,11 @@
 
 use crate::error::{EngineError, MachineError};
 use crate::kv::{
-    Command, KvMap, KvSnapshotSource, KvStateMachine, MergeState, RangeBounds, Response,
+    Command, KvMap, KvSnapshotSource, KvStateMachine, MergeState, Payload, RangeBounds, Response,
     SessionTable,
 };
 use crate::snapshot::decode_snapshot;
-use flotilla_raft::{Entry, GroupId, LogId, Membership};
+use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, Membership};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -31,6 +31,18 @@ pub const ENGINE_STATE: &[u8] = b"flotilla: the range's state is in this node's 
 #[must_use]
 pub fn is_engine_state(data: &[u8]) -> bool {
     data == ENGINE_STATE
+}
+
+/// Whether `entry` may share one apply batch with the entries after it: a blank entry, a
+/// membership change, a command and a session's open or write may; a split or a merge step
+/// (`Payload::batches_with_next`) ends its batch, which then reads and writes other ranges'
+/// records, and after which the node takes the split's right half or follows the merge.
+#[must_use]
+pub fn batches_with_next(entry: &Entry) -> bool {
+    match &entry.payload {
+        EntryPayload::Normal(data) => Payload::batches_with_next(data),
+        EntryPayload::Blank | EntryPayload::Membership(_) => true,
+    }
 }
 
 /// The bytes a pair takes in the snapshot format beyond its key and value (two `u32` lengths),

@@ -14,6 +14,7 @@ use flotilla_raft::{
     ProposeError, Ready,
 };
 use flotilla_shard_manager::META_GROUP;
+use flotilla_storage::machine::batches_with_next;
 use flotilla_storage::{Response, WriteBatch};
 
 impl<R: Respond, S: BatchSink> NodeCore<R, S> {
@@ -234,27 +235,39 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.apply_entries(group, &ready.committed[ready.committed_before_persist..])
     }
 
+    /// Applies `entries` of `group` in batches (one engine write each), each ending at an entry
+    /// that changes the range's shape, so the node takes a split's right half or follows a
+    /// merge right after the entry that made it; then answers their clients in order.
     fn apply_entries(&mut self, group: GroupId, entries: &[Entry]) -> Result<(), CoreError> {
         self.machines.count_applied(group, entries);
         self.counters.entries_applied += entries.len() as u64;
-        for entry in entries {
-            let response = self.machines.apply(group, entry)?;
-            match response {
-                Some(Response::Split { .. }) => self.split_applied(group, entry),
-                Some(Response::Reserved { id }) => self.reservation_applied(entry, id),
-                Some(ref response @ (Response::Merge { .. } | Response::Invalid(_))) => {
-                    self.merge_applied(group, entry, response);
-                }
-                _ => {}
+        for batch in apply_batches(entries) {
+            let responses = self.machines.apply(group, batch)?;
+            debug_assert_eq!(responses.len(), batch.len(), "one response per entry");
+            for (entry, response) in batch.iter().zip(responses) {
+                self.entry_applied(group, entry, response);
             }
-            self.waiting
-                .applied(group, entry.index, entry.term, response);
         }
         if !entries.is_empty() {
             self.note_size(group);
             self.note_small(group);
         }
         Ok(())
+    }
+
+    /// Follows what `entry` of `group` did (a split, a reservation, a merge step) and answers
+    /// its client.
+    fn entry_applied(&mut self, group: GroupId, entry: &Entry, response: Option<Response>) {
+        match response {
+            Some(Response::Split { .. }) => self.split_applied(group, entry),
+            Some(Response::Reserved { id }) => self.reservation_applied(entry, id),
+            Some(ref response @ (Response::Merge { .. } | Response::Invalid(_))) => {
+                self.merge_applied(group, entry, response);
+            }
+            _ => {}
+        }
+        self.waiting
+            .applied(group, entry.index, entry.term, response);
     }
 
     /// Reads whose index is now known wait for it to apply; reads given up are refused.
@@ -398,6 +411,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     }
 }
 
+/// `entries` cut into apply batches, each ending at an entry that changes its range's shape (a
+/// split or a merge step): a batch keeps only its last split's right half, and the node takes
+/// it, or follows the merge, before the next batch applies.
+fn apply_batches(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
+    entries.split_inclusive(|entry| !batches_with_next(entry))
+}
+
 /// Whether a group snapshots now: once `every_entries` entries were applied since its last
 /// snapshot, and not before they carry as many bytes as that snapshot. Encoding the whole state
 /// then costs at most as much as the log it replaces; a fixed entry count alone made a group
@@ -490,6 +510,54 @@ mod tests {
             1,
             "one message always goes, alone"
         );
+    }
+
+    /// Commands batch with what follows them; a split or a merge step ends its batch, so two
+    /// splits in one committed slice (a follower catching up) each leave their right half.
+    #[test]
+    fn applied_entries_are_batched_up_to_each_change_of_shape() {
+        use flotilla_storage::{Codec, Command, Proposal};
+        let bounds = flotilla_storage::kv::RangeBounds {
+            start: Vec::new(),
+            end: None,
+            version: 0,
+        };
+        let put = Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }
+        .encode();
+        let split = |at: &[u8], right| Proposal::Split {
+            expected: bounds.clone(),
+            at: at.to_vec(),
+            right: GroupId(right),
+            voters: vec![NodeId(1)],
+        };
+        let payloads = [
+            EntryPayload::Blank,
+            EntryPayload::Normal(put.clone().into()),
+            EntryPayload::Normal(split(b"m", 7).to_payload().into()),
+            EntryPayload::Normal(put.clone().into()),
+            EntryPayload::Normal(split(b"f", 8).to_payload().into()),
+            EntryPayload::Normal(
+                Proposal::AbortMerge { right: GroupId(9) }
+                    .to_payload()
+                    .into(),
+            ),
+            EntryPayload::Membership(flotilla_raft::Membership::with_voters([NodeId(1)])),
+            EntryPayload::Normal(put.into()),
+        ];
+        let entries: Vec<Entry> = (1..)
+            .zip(payloads)
+            .map(|(index, payload)| Entry {
+                index: LogIndex(index),
+                term: Term(1),
+                payload,
+            })
+            .collect();
+        let lengths: Vec<usize> = apply_batches(&entries).map(<[Entry]>::len).collect();
+        assert_eq!(lengths, [3, 2, 1, 2]);
+        assert_eq!(apply_batches(&[]).count(), 0);
     }
 
     #[test]

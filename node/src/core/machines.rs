@@ -295,33 +295,49 @@ impl Machines {
         self.kv.get_mut(&group)?.take_carved()
     }
 
-    /// Applies one committed entry; the response of a KV command, if it was one.
+    /// Applies committed `entries` of `group`, in order, as one batch (the disk engine commits
+    /// them in one write): the response of each KV command, one per entry. The caller ends a
+    /// batch at an entry that changes the range's shape (`Payload::batches_with_next`), so a
+    /// split's right half is the batch's last and `take_carved` finds it.
     ///
     /// # Errors
     /// The engine failed: the node must stop.
     pub(crate) fn apply(
         &mut self,
         group: GroupId,
-        entry: &Entry,
-    ) -> Result<Option<Response>, CoreError> {
-        if group != META_GROUP {
-            let in_engine = self.in_engine();
-            let machine = self.kv_mut(group)?;
-            if in_engine && entry.index <= machine.applied().index {
-                // The engine applied it before a restart (the log replays from its snapshot).
-                self.applied_before_start += 1;
-                return Ok(None);
-            }
-            let before = machine.stored_bytes();
-            let response = machine.apply_entry(entry).map_err(machine_failed(group))?;
-            let after = machine.stored_bytes();
-            self.stored_bytes = self.stored_bytes - before + after;
-            if matches!(response, Some(Response::Merge { .. })) {
-                self.note_merge(group);
-            }
-            return Ok(response);
+        entries: &[Entry],
+    ) -> Result<Vec<Option<Response>>, CoreError> {
+        if group == META_GROUP {
+            return Ok(entries.iter().map(|entry| self.apply_meta(entry)).collect());
         }
-        Ok(self.apply_meta(entry))
+        let in_engine = self.in_engine();
+        let machine = self.kv_mut(group)?;
+        // The engine applied these before a restart (the log replays from its snapshot).
+        let applied = machine.applied().index;
+        let skipped = if in_engine {
+            entries.partition_point(|entry| entry.index <= applied)
+        } else {
+            0
+        };
+        let mut responses = vec![None; skipped];
+        let rest = &entries[skipped..];
+        if rest.is_empty() {
+            self.applied_before_start += skipped as u64;
+            return Ok(responses);
+        }
+        let before = machine.stored_bytes();
+        let applied = machine.apply_entries(rest).map_err(machine_failed(group))?;
+        let after = machine.stored_bytes();
+        self.stored_bytes = self.stored_bytes - before + after;
+        self.applied_before_start += skipped as u64;
+        if applied
+            .iter()
+            .any(|response| matches!(response, Some(Response::Merge { .. })))
+        {
+            self.note_merge(group);
+        }
+        responses.extend(applied);
+        Ok(responses)
     }
 
     fn apply_meta(&mut self, entry: &Entry) -> Option<Response> {

@@ -112,6 +112,21 @@ impl Payload {
             _ => Command::decode(bytes).map(Payload::Bare),
         }
     }
+
+    /// Whether an entry with payload `bytes` may share one apply batch with the entries after
+    /// it, read from its first bytes without decoding it: a bare command and a session's open
+    /// or write change only pairs and sessions; a split or a merge step changes the range's
+    /// shape, and the node must take the split's right half or follow the merge right after
+    /// it (`StateMachine::apply_entries` keeps only the last split's right half).
+    #[must_use]
+    pub fn batches_with_next(bytes: &[u8]) -> bool {
+        match bytes {
+            // postcard writes a variant below 128 as one byte: Open is 0, Write 1.
+            [PROPOSAL_FORMAT, variant, ..] => *variant <= 1,
+            [PROPOSAL_FORMAT] => false,
+            _ => true,
+        }
+    }
 }
 
 /// Why bytes did not decode as a command or response.
@@ -275,6 +290,70 @@ mod tests {
         let response = Response::Scan { pairs, more: false };
         assert_eq!(response.encode(), plain);
         assert_eq!(Response::decode(&plain), Ok(response));
+    }
+
+    /// Only a command and a session's open or write batch with the next entry: every
+    /// proposal that changes the range's shape ends its batch.
+    #[test]
+    fn only_commands_opens_and_writes_batch_with_the_next_entry() {
+        let command = Command::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        };
+        let expected = RangeBounds {
+            start: Vec::new(),
+            end: None,
+            version: 0,
+        };
+        let proposals = [
+            Proposal::Open {
+                time_ms: 1,
+                limits: SessionLimits::default(),
+            },
+            Proposal::Write {
+                time_ms: 1,
+                tag: SessionTag {
+                    session: super::super::SessionId {
+                        group: GroupId(9),
+                        index: flotilla_raft::LogIndex(1),
+                    },
+                    sequence: 1,
+                    awaited_from: 1,
+                },
+                command: command.clone(),
+            },
+            Proposal::Split {
+                expected: expected.clone(),
+                at: b"m".to_vec(),
+                right: GroupId(9),
+                voters: vec![NodeId(1)],
+            },
+            Proposal::PrepareMerge {
+                expected: expected.clone(),
+                right: GroupId(9),
+            },
+            Proposal::Freeze {
+                expected,
+                into: GroupId(9),
+                bytes_max: 1,
+                attempt: 0,
+            },
+            Proposal::Merge {
+                right: GroupId(9),
+                state: vec![1; 300],
+            },
+            Proposal::AbortMerge { right: GroupId(9) },
+        ];
+        for proposal in proposals {
+            let plain = matches!(proposal, Proposal::Open { .. } | Proposal::Write { .. });
+            assert_eq!(
+                Payload::batches_with_next(&proposal.to_payload()),
+                plain,
+                "{proposal:?}"
+            );
+        }
+        assert!(Payload::batches_with_next(&command.encode()));
+        assert!(!Payload::batches_with_next(&[PROPOSAL_FORMAT]));
     }
 
     #[test]
