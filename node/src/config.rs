@@ -402,7 +402,7 @@ pub struct LogSettings {
     /// Snapshots of ranges on disk streaming into spool files off the Raft loop (to be sent
     /// to followers), or streamed and not yet taken, at once; 1 to 64.
     pub snapshot_loads_max: usize,
-    /// Ranges sending a snapshot file at once, each holding it open; 1 to 4096.
+    /// Snapshot files open to be sent at once, each held until its transfers end; 1 to 4096.
     pub snapshot_sends_max: usize,
 }
 

@@ -39,9 +39,8 @@ pub struct LogConfig {
     /// The most snapshots of ranges in the engine being streamed into spool files off the
     /// loop, or streamed and not yet taken, at once. At least 1.
     pub snapshot_loads_max: usize,
-    /// The most groups sending a snapshot file at once, each holding its file open (the least
-    /// recently read is closed for a new one, and its follower's transfer starts over). At
-    /// least 1.
+    /// The most snapshot files open to be sent at once, each held until the transfers reading
+    /// it end (a new ask past it waits, "temporarily unavailable"). At least 1.
     pub snapshot_sends_max: usize,
 }
 

@@ -64,7 +64,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn install_checked_snapshots(&mut self) {
         for checked in self.engine.take_checked_snapshots() {
             let (group, meta) = (checked.group, &checked.meta);
-            if !self.engine.is_current_staging(group, checked.stage) {
+            // (Stage 0: nothing was staged to check; refused below, so Raft drops it.)
+            if checked.stage != 0 && !self.engine.is_current_staging(group, checked.stage) {
                 // Staged anew since (given up and received again): that staging's check
                 // decides.
                 continue;

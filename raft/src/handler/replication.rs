@@ -270,7 +270,25 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Check-quorum (thesis §6.2): step down unless a quorum answered since the last check.
+    /// A snapshot being sent to a follower that did not answer since the last check is given
+    /// up (the log may close its file): the follower is sent the newest one when it is back.
     fn check_quorum(&mut self) {
+        let silent: Vec<NodeId> = self
+            .outgoing_snapshots
+            .keys()
+            .filter(|node| {
+                self.progress
+                    .get(node)
+                    .is_none_or(|progress| !progress.recent_active)
+            })
+            .copied()
+            .collect();
+        for node in silent {
+            self.drop_outgoing_snapshot(node);
+            if let Some(progress) = self.progress.get_mut(&node) {
+                progress.snapshot_given_up();
+            }
+        }
         let id = self.id_();
         let active = quorum_of(&self.membership).is_active(|node| {
             node == id

@@ -613,8 +613,23 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
         chunks(&settle(&mut leader)),
         vec![(4, 0, b"abcd".to_vec(), false)]
     );
-    // The learner holds it all: the transfer ends, and the log hears that too.
+    // The learner goes silent: a check-quorum later the transfer is given up (the log may
+    // close its file), and the log hears it.
+    let ticks = 3 * Config::new(flotilla_raft::NodeId(1)).election_timeout_ticks_min;
+    for _ in 0..ticks {
+        leader.tick();
+        settle(&mut leader);
+    }
+    assert_eq!(*released.borrow(), vec![b"A".to_vec(), b"B".to_vec()]);
+    // Back, it is sent the newest snapshot from its start; once it holds it all, that
+    // transfer ends too.
+    leader.step(heartbeat_response(2, 1, term, 0)).unwrap();
+    assert_eq!(
+        chunks(&settle(&mut leader)),
+        vec![(4, 0, b"abcd".to_vec(), false)]
+    );
     leader.step(accepted(2, 1, term, 4)).unwrap();
     settle(&mut leader);
-    assert_eq!(*released.borrow(), vec![b"A".to_vec(), b"B".to_vec()]);
+    let released = released.borrow().clone();
+    assert_eq!(released, vec![b"A".to_vec(), b"B".to_vec(), b"B".to_vec()]);
 }

@@ -330,6 +330,8 @@ impl LogEngine {
     /// # Errors
     /// Deleting a file failed.
     pub fn gc(&self) -> Result<GcStats, WriteError> {
+        let shared = &self.shared;
+        shared.spools.sweep(shared.fs.as_ref(), &shared.directory);
         let writer = self.shared.writer.lock();
         gc::collect(&self.shared, writer.active_sequence()).map_err(WriteError::from)
     }

@@ -10,8 +10,9 @@
 //! Two kinds of file are sent this way:
 //! - a snapshot file of the log (`snap-…`, a range kept in memory) larger than
 //!   `snapshot_inline_bytes_max`, sent as it lies, its crc32c checked against the log's
-//!   marker as its chunks are read (a damaged file stops the node, as any damaged read of its
-//!   log does, instead of being sent);
+//!   marker as its chunks are read in order (a damaged file fails its last chunk, which stops
+//!   the node as any damaged read of its log does; the follower never receives it whole, and
+//!   its own check refuses the damage anyway);
 //! - a *spool* (`spool-…`): a range whose state is in the engine has no snapshot file (its
 //!   log holds the `ENGINE_STATE` note), so its snapshot is streamed from one engine read view
 //!   into a spool file off the Raft loop (`snapshot_loads`), then sent from it. A spool is a
@@ -26,7 +27,10 @@
 //! follower never cuts a transfer short. A group's newest file is shared by a follower that
 //! asks while it still covers the log's snapshot. At most `snapshot_sends_max` files are open;
 //! past that a new ask is answered "temporarily unavailable" (Raft asks again at the
-//! follower's next heartbeat answer) rather than closing a file a transfer reads.
+//! follower's next heartbeat answer) rather than closing a file a transfer reads. Raft gives up
+//! a transfer whose follower went silent for a check-quorum interval, so a file is not held
+//! for a dead node. A spool no ask took (leadership moved, the follower left) is closed by the
+//! log's garbage collection once it was found unused at two passes in a row.
 
 use crate::file::{FileSystem, SegmentFile};
 use flotilla_raft::{GroupId, LogError, LogIndex, Snapshot, SnapshotChunk, SnapshotMeta};
@@ -63,6 +67,8 @@ struct OpenFile {
     spool: bool,
     /// References handed out and not yet released.
     users: u32,
+    /// Garbage-collection passes in a row that found it with no user.
+    idle_sweeps: u32,
     /// The crc32c the whole file must have (a log snapshot file's marker), and how far it has
     /// been checked: the crc32c of the bytes before `checked_to`.
     expected_crc: Option<u32>,
@@ -145,8 +151,9 @@ impl Spools {
         Some(self.reference(file.meta.clone(), &file_ref))
     }
 
-    /// Whether one more file may be opened: fewer than `sends_max` are, once files no
-    /// transfer took (a spool whose follower never asked again) are closed.
+    /// Whether one more file may be opened: fewer than `sends_max` are, once a file no
+    /// transfer took since the last garbage collection (a spool whose follower never asked
+    /// again) is closed. A spool just made, waiting for the ask it answers, is kept.
     pub(crate) fn has_room(&self, fs: &dyn FileSystem, directory: &Path) -> bool {
         let mut open = self.open.lock();
         if open.by_name.len() < self.sends_max {
@@ -155,7 +162,7 @@ impl Spools {
         let unused = open
             .by_name
             .iter()
-            .find(|(_, file)| file.users == 0)
+            .find(|(_, file)| file.users == 0 && file.idle_sweeps > 0)
             .map(|(name, _)| name.clone());
         match unused {
             Some(name) => {
@@ -190,6 +197,7 @@ impl Spools {
             handle: Arc::from(handle),
             spool: false,
             users: 1,
+            idle_sweeps: 0,
             expected_crc: Some(checksum),
             checked_to: 0,
             crc: 0,
@@ -234,6 +242,7 @@ impl Spools {
             handle: Arc::from(handle),
             spool: true,
             users: 0,
+            idle_sweeps: 0,
             expected_crc: None,
             checked_to: 0,
             crc: 0,
@@ -273,11 +282,21 @@ impl Spools {
         }
     }
 
-    /// Opens `file` as `name`, `group`'s newest; its previous newest is closed if unused.
+    /// Opens `file` as `name`, `group`'s newest unless that one is newer (a load that ended
+    /// late); the newest it replaces is closed if unused.
     fn register(&self, fs: &dyn FileSystem, directory: &Path, name: String, file: OpenFile) {
         let mut open = self.open.lock();
-        let group = file.group;
-        open.by_name.insert(name.clone(), file);
+        let (group, index) = (file.group, file.meta.last.index);
+        let previous = open.by_name.insert(name.clone(), file);
+        debug_assert!(previous.is_none(), "{name} opened twice");
+        let newer_open = open
+            .newest
+            .get(&group)
+            .and_then(|newest| open.by_name.get(newest))
+            .is_some_and(|newest| newest.meta.last.index > index);
+        if newer_open {
+            return;
+        }
         if let Some(previous) = open.newest.insert(group, name)
             && open
                 .by_name
@@ -285,6 +304,27 @@ impl Spools {
                 .is_some_and(|file| file.users == 0)
         {
             close(&mut open, &previous, fs, directory);
+        }
+    }
+
+    /// A garbage-collection pass: closes every file found with no user at this pass and the
+    /// one before (a spool no ask took: leadership moved, the follower left, a newer load
+    /// replaced it, or its replica was destroyed while it was made).
+    pub(crate) fn sweep(&self, fs: &dyn FileSystem, directory: &Path) {
+        let mut open = self.open.lock();
+        let mut idle = Vec::new();
+        for (name, file) in &mut open.by_name {
+            if file.users > 0 {
+                file.idle_sweeps = 0;
+                continue;
+            }
+            file.idle_sweeps += 1;
+            if file.idle_sweeps >= 2 {
+                idle.push(name.clone());
+            }
+        }
+        for name in idle {
+            close(&mut open, &name, fs, directory);
         }
     }
 
@@ -429,5 +469,45 @@ mod tests {
         assert_eq!(theirs.resolve(&snapshot.data), None, "another log's token");
         assert_eq!(ours.resolve(b"FLOTSNP1 a snapshot's own bytes"), None);
         assert_eq!(ours.resolve(&snapshot.data[..20]), None, "cut short");
+    }
+
+    /// A spool made for an ask that never takes it (leadership moved, the follower left) is
+    /// closed and deleted by garbage collection once found unused at two passes; a spool a
+    /// transfer reads is kept, and closed when it is released.
+    #[test]
+    fn a_spool_no_transfer_took_is_swept_and_a_released_one_closed() {
+        let fs = crate::CrashFs::new(3);
+        let directory = Path::new("/log");
+        let spools = Spools::new(4);
+        let produce = |file: &dyn SegmentFile| {
+            file.write_at(0, b"state").unwrap();
+            Ok((SnapshotMeta::default(), 5))
+        };
+        let untaken = spools.spool(&fs, directory, GroupId(1), produce).unwrap();
+        let taken = spools.spool(&fs, directory, GroupId(2), produce).unwrap();
+        assert!(spools.acquire(&taken));
+        let names = |fs: &crate::CrashFs| fs.list(directory).unwrap();
+        assert_eq!(names(&fs).len(), 2);
+        spools.sweep(&fs, directory);
+        assert_eq!(
+            names(&fs).len(),
+            2,
+            "one pass: a spool may still be waiting for its ask"
+        );
+        spools.sweep(&fs, directory);
+        let untaken_name = spools.resolve(&untaken.data).unwrap().name;
+        assert!(!names(&fs).contains(&untaken_name), "swept");
+        assert_eq!(names(&fs).len(), 1, "the one a transfer reads is kept");
+        assert!(
+            spools
+                .read_chunk(&spools.resolve(&taken.data).unwrap(), 0, 3)
+                .is_ok()
+        );
+        spools.release(&fs, directory, &taken);
+        assert_eq!(
+            names(&fs),
+            Vec::<String>::new(),
+            "closed with its last transfer"
+        );
     }
 }
