@@ -372,23 +372,27 @@ fn small_ranges_merge_only_while_cold() {
     rt.block_on(async {
         let client = connect_when_ready(options, WAIT).await.unwrap();
         put_all(&client, 100, "a").await;
-        eventually("the split", || async {
-            client.split(&key(50)).await.ok()?;
-            Some(())
-        })
-        .await;
-        let hot_until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+        // The reads start before the split, so no load window between the split and the
+        // reads can find the halves cold (on a busy machine one did, and they merged).
+        let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut readers = tokio::task::JoinSet::new();
         for task in 0..4u32 {
-            let client = client.clone();
+            let (client, reading) = (client.clone(), std::sync::Arc::clone(&reading));
             readers.spawn(async move {
                 let mut index = task;
-                while std::time::Instant::now() < hot_until {
+                while reading.load(std::sync::atomic::Ordering::Relaxed) {
                     let _ = client.get(key(index % 100)).await;
                     index += 7;
                 }
             });
         }
+        eventually("the split", || async {
+            client.split(&key(50)).await.ok()?;
+            Some(())
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        reading.store(false, std::sync::atomic::Ordering::Relaxed);
         while readers.join_next().await.is_some() {}
         client.refresh_map().await.unwrap();
         assert_eq!(
