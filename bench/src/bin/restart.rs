@@ -10,6 +10,9 @@
 //!    entries it applied its log still holds.
 //! 3. One node (not the meta group's leader) killed with SIGKILL; every group's commit index on
 //!    the live replicas noted at that moment; the node started again on its data directory.
+//!    With `--mib-while-down`, that many MiB more are put while it is down, so its leaders
+//!    compact past it and it catches up from the snapshots they send; every node's memory
+//!    (the peaks include sending and receiving them) is printed after the catch-up.
 //!    From the process's spawn: (a) the time until it answers (metrics or status), (b) until
 //!    every group it hosts has applied at least the index noted, (c) until its `/ready`; then
 //!    its resident memory.
@@ -58,6 +61,10 @@ struct Args {
     /// Puts the loading client keeps in flight.
     #[arg(long, default_value_t = 64)]
     clients: u64,
+    /// MiB of values put (to new keys) while the node is down, before it starts again: past
+    /// a compaction, so it catches up from snapshots its leaders send (0: none).
+    #[arg(long, default_value_t = 0)]
+    mib_while_down: u64,
     /// Acknowledged keys read back at the end.
     #[arg(long, default_value_t = 1000)]
     check_keys: u64,
@@ -138,7 +145,17 @@ fn main() -> Result<(), String> {
         || runtime.block_on(settled(&client)).then_some(()),
     )?;
     report_memory_and_disk(&cluster, &runtime, &client);
-    let restarted = restart_one(&args, &mut cluster, &runtime, timeout)?;
+    let restarted = restart_one(&args, &mut cluster, (&runtime, &client), timeout)?;
+    if args.mib_while_down > 0 {
+        // The leaders sent the snapshots: their peaks (`VmHWM`) include that.
+        for node in nodes() {
+            println!(
+                "after the catch-up, node {}: {}",
+                node.0,
+                memory(&cluster, node)
+            );
+        }
+    }
     runtime.block_on(check(&client, &acknowledged, &args))?;
     // Whether what the start took is given back, or kept.
     std::thread::sleep(LATER);
@@ -162,13 +179,18 @@ struct Puts {
 
 /// Puts `--mib` MiB of values with `--clients` in flight; the key numbers acknowledged.
 async fn load(client: &Client, args: &Args) -> Vec<u64> {
-    let puts = args.mib * MIB / args.value_bytes;
-    let next = Arc::new(AtomicU64::new(0));
+    load_from(client, args, 0, args.mib * MIB / args.value_bytes).await
+}
+
+/// Puts key numbers `first..first + puts` with `--clients` in flight; those acknowledged.
+async fn load_from(client: &Client, args: &Args, first: u64, puts: u64) -> Vec<u64> {
+    let next = Arc::new(AtomicU64::new(first));
+    let end = first + puts;
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.clients)
         .map(|_| {
             let (client, next) = (client.clone(), Arc::clone(&next));
-            tokio::spawn(put_until(client, next, puts, args.value_bytes))
+            tokio::spawn(put_until(client, next, end, args.value_bytes))
         })
         .collect();
     let mut all = Puts::default();
@@ -296,7 +318,7 @@ fn memory(cluster: &LocalCluster, node: NodeId) -> String {
 fn restart_one(
     args: &Args,
     cluster: &mut LocalCluster,
-    runtime: &Runtime,
+    (runtime, client): (&Runtime, &Client),
     timeout: Duration,
 ) -> Result<NodeId, String> {
     // A client of its own that redials a node at once, so it sees the restarted node answer
@@ -310,6 +332,16 @@ fn restart_one(
         .map_err(|error| error.to_string())?;
     let (victim, led) = runtime.block_on(victim(&probe));
     cluster.kill(victim);
+    if args.mib_while_down > 0 {
+        let first = args.mib * MIB / args.value_bytes;
+        let puts = args.mib_while_down * MIB / args.value_bytes;
+        let acknowledged = runtime.block_on(load_from(client, args, first, puts));
+        println!(
+            "while node {} was down: {} of {puts} more puts acknowledged",
+            victim.0,
+            acknowledged.len()
+        );
+    }
     let targets = runtime.block_on(committed_on_live(&probe, victim))?;
     println!(
         "killed node {} (leading {led} of {} groups); {} entries committed over them",
