@@ -505,25 +505,15 @@ fn a_snapshot_without_data_gets_no_file() {
 fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
     use flotilla_storage::machine::ENGINE_STATE;
     for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
-        let directory = tempfile::tempdir().unwrap();
         let config = LogConfig {
             snapshot_loading: loading,
             ..LogConfig::small_for_tests()
         };
-        let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
-        let mut batch = WriteBatch::new();
-        batch.persist(G1, &append(1, 1..=10));
-        engine.write(batch).unwrap();
+        let (directory, engine) = log_of(config.clone(), 1..=10);
         let note = snapshot(1, 6, ENGINE_STATE);
         engine.write(compaction(G1, &note)).unwrap();
-        let files = |path: &std::path::Path| -> Vec<String> {
-            std::fs::read_dir(path)
-                .unwrap()
-                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-                .filter(|name| name.starts_with("snap-"))
-                .collect()
-        };
-        assert_eq!(files(directory.path()), Vec::<String>::new(), "no file");
+        let no_files = Vec::<String>::new();
+        assert_eq!(files_named(directory.path(), "snap-"), no_files, "no file");
         assert_eq!(engine.group(G1).load_snapshot(), Ok(note.clone()));
         // Nothing produces it yet: a leader cannot send it, and says why.
         assert!(matches!(
@@ -567,16 +557,24 @@ fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
             produced.data,
             "{loading:?}"
         );
-        assert_eq!(spool_files(directory.path()).len(), 1, "{loading:?}");
+        assert_eq!(
+            files_named(directory.path(), "spool-").len(),
+            1,
+            "{loading:?}"
+        );
         // The spool covers the note: a second follower shares it, nothing is produced again.
         assert_eq!(log.snapshot(), Ok(taken.clone()), "{loading:?}");
         assert_eq!(productions.load(Ordering::Relaxed), 1, "{loading:?}");
         // Once both transfers end, the spool is deleted.
         log.snapshot_released(&taken);
-        assert_eq!(spool_files(directory.path()).len(), 1, "{loading:?}");
+        assert_eq!(
+            files_named(directory.path(), "spool-").len(),
+            1,
+            "{loading:?}"
+        );
         log.snapshot_released(&taken);
         assert_eq!(
-            spool_files(directory.path()),
+            files_named(directory.path(), "spool-"),
             Vec::<String>::new(),
             "{loading:?}"
         );
@@ -589,7 +587,7 @@ fn a_log_compacted_onto_the_engine_sends_what_the_engine_produces() {
         drop(engine);
         let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
         assert_eq!(
-            spool_files(directory.path()),
+            files_named(directory.path(), "spool-"),
             Vec::<String>::new(),
             "{loading:?}: spools are copies to send, removed at the next open"
         );
@@ -614,27 +612,26 @@ fn read_in_chunks(log: &impl LogReader, snapshot: &Snapshot, chunk: u64) -> Vec<
     }
 }
 
-/// The spool files in `directory`.
-fn spool_files(directory: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(directory)
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .filter(|name| name.starts_with("spool-"))
-        .collect()
+/// A log on real files in a new directory, with `G1`'s entries `indexes` of term 1.
+fn log_of(
+    config: LogConfig,
+    indexes: std::ops::RangeInclusive<u64>,
+) -> (tempfile::TempDir, LogEngine) {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, indexes));
+    engine.write(batch).unwrap();
+    (directory, engine)
 }
 
 /// A log of entries 1 to 10 of `G1` that sends any snapshot over 8 bytes from its file.
 fn log_sending_files(config: LogConfig) -> (tempfile::TempDir, LogEngine) {
-    let directory = tempfile::tempdir().unwrap();
     let config = LogConfig {
         snapshot_inline_bytes_max: 8,
         ..config
     };
-    let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
-    let mut batch = WriteBatch::new();
-    batch.persist(G1, &append(1, 1..=10));
-    engine.write(batch).unwrap();
-    (directory, engine)
+    log_of(config, 1..=10)
 }
 
 /// A snapshot file over `snapshot_inline_bytes_max` is sent from the file a chunk at a time,
@@ -779,15 +776,11 @@ fn checked(engine: &LogEngine) -> Vec<flotilla_storage::CheckedSnapshot> {
 #[test]
 fn a_staged_snapshot_is_checked_and_its_file_becomes_the_snapshot() {
     for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
-        let directory = tempfile::tempdir().unwrap();
         let config = LogConfig {
             snapshot_loading: loading,
             ..LogConfig::small_for_tests()
         };
-        let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
-        let mut batch = WriteBatch::new();
-        batch.persist(G1, &append(1, 1..=3));
-        engine.write(batch).unwrap();
+        let (directory, engine) = log_of(config.clone(), 1..=3);
         let received = snapshot(1, 9, b"0123456789");
         for (offset, data) in [(0, &b"0123"[..]), (4, b"4567"), (8, b"89")] {
             engine.stage_snapshot_chunk(G1, &piece(&received, offset, data));

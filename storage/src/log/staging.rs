@@ -102,7 +102,7 @@ pub(crate) struct Stagings {
     fs: Arc<dyn FileSystem>,
     directory: PathBuf,
     by_group: Mutex<FxHashMap<GroupId, Staged>>,
-    next_stage: Mutex<u64>,
+    next_stage: std::sync::atomic::AtomicU64,
     /// Checks asked for and not yet run (`SnapshotLoading::NextAsk`).
     pending: Mutex<Vec<Job>>,
     /// The worker that runs checks one at a time (`SnapshotLoading::Background`), started at
@@ -125,7 +125,7 @@ impl Stagings {
             fs,
             directory,
             by_group: Mutex::default(),
-            next_stage: Mutex::new(0),
+            next_stage: std::sync::atomic::AtomicU64::new(1),
             pending: Mutex::default(),
             worker: Mutex::default(),
             done: Arc::default(),
@@ -140,11 +140,9 @@ impl Stagings {
             if let Some(old) = by_group.remove(&group) {
                 self.remove_quietly(&old.name);
             }
-            let stage = {
-                let mut next = self.next_stage.lock();
-                *next += 1;
-                *next
-            };
+            let stage = self
+                .next_stage
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let name = file_name(group, piece.last, stage);
             by_group.insert(
                 group,
