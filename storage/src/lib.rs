@@ -39,7 +39,7 @@ pub use machine::{PAIR_FRAMING_BYTES, Pair, SnapshotView, StateMachine};
 pub use kv::{Codec, Command, KvStateMachine, MergeState, MergeStep, Payload, Proposal, Response};
 pub use log::{
     CheckedSnapshot, GcStats, GroupLog, LogBinding, LogEngine, Prepared, RecordLocation,
-    RecoveryReport, SnapshotBytes, StagedCheck, TornTail, WriteBatch, WriteStats,
+    RecoveryReport, SnapshotBytes, StagedCheck, TornTail, WriteBatch, WriteStats, WrittenSnapshot,
 };
 pub use snapshot::{
     SnapshotFile, SnapshotWriter, decode_snapshot, verify_snapshot, write_snapshot,

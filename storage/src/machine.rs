@@ -447,7 +447,7 @@ impl SnapshotView for MemoryView {
         let map: &KvMap = &self.source.map;
         let mut bytes = 0usize;
         let mut taken = 0usize;
-        for (key, value) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
+        for (key, value) in map.range::<_, [u8]>((lower, Bound::Unbounded)) {
             bytes = bytes.saturating_add(PAIR_FRAMING_BYTES + key.len() + value.len());
             if bytes > chunk_bytes_max && taken > 0 {
                 break;

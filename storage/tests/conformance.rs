@@ -879,3 +879,143 @@ fn a_staged_snapshot_that_fails_is_refused_and_leftovers_are_removed() {
         "never installed: removed at the next open"
     );
 }
+
+/// Waits for the snapshots written off the caller's thread to be handed out.
+fn written(engine: &LogEngine) -> Vec<flotilla_storage::WrittenSnapshot> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let written = engine.take_written_snapshots();
+        if !written.is_empty() {
+            return written;
+        }
+        assert!(std::time::Instant::now() < deadline, "never written");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// A range in memory at entry `index` holding `keys` pairs.
+fn range_in_memory(index: u64, keys: u8) -> flotilla_storage::KvStateMachine {
+    let map: flotilla_storage::kv::KvMap =
+        (0..keys).map(|key| (vec![key], vec![key; 40])).collect();
+    let applied = flotilla_raft::LogId::new(Term(1), LogIndex(index));
+    flotilla_storage::KvStateMachine::from_parts(G1, applied, map)
+}
+
+/// A node's own snapshot of a range in memory is written to a file off the caller's thread
+/// (on the next ask in the simulator's mode) from a view of the range, synced, and handed back
+/// as a reference; compacting the log with it moves that file into place, so the log reads
+/// the encoded range back as its snapshot, after a reopen too.
+#[test]
+fn a_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
+    use flotilla_storage::StateMachine;
+    for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
+        let config = LogConfig {
+            snapshot_loading: loading,
+            ..LogConfig::small_for_tests()
+        };
+        let (directory, engine) = log_of(config.clone(), 1..=10);
+        let range = range_in_memory(7, 50);
+        let encoded = flotilla_storage::snapshot::encode_snapshot(&range.snapshot_source());
+        engine.write_snapshot(G1, range.snapshot_view().unwrap(), 64);
+        let [done] = written(&engine).try_into().unwrap();
+        assert_eq!((done.group, done.last.index), (G1, LogIndex(7)));
+        let (reference, length) = done.outcome.expect("written");
+        assert_eq!(length, encoded.len() as u64, "{loading:?}");
+        assert_ne!(reference, encoded, "a reference, not the bytes");
+        assert_eq!(files_named(directory.path(), "written-").len(), 1);
+        let compacted = Snapshot {
+            meta: snapshot(1, 7, b"").meta,
+            data: reference,
+        };
+        engine.write(compaction(G1, &compacted)).unwrap();
+        let stored = Snapshot {
+            meta: compacted.meta.clone(),
+            data: encoded,
+        };
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored.clone()));
+        assert_eq!(engine.group(G1).first_index(), LogIndex(8));
+        assert_eq!(
+            files_named(directory.path(), "written-"),
+            Vec::<String>::new()
+        );
+        drop(engine);
+        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored), "{loading:?}");
+    }
+}
+
+/// A written snapshot never stored does not stay: a newer write of its group replaces it,
+/// the node discards one the log is already past, a destroyed replica's goes with it, and the
+/// log deletes what is left when it next opens. A reference that was replaced no longer
+/// stores.
+#[test]
+fn written_snapshots_never_stored_are_removed() {
+    use flotilla_storage::StateMachine;
+    let directory = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        snapshot_loading: SnapshotLoading::NextAsk,
+        ..LogConfig::small_for_tests()
+    };
+    let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.persist(G1, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    engine.write_snapshot(G1, range_in_memory(5, 3).snapshot_view().unwrap(), 64);
+    let [first] = engine.take_written_snapshots().try_into().unwrap();
+    let (first, _) = first.outcome.unwrap();
+    engine.write_snapshot(G1, range_in_memory(6, 3).snapshot_view().unwrap(), 64);
+    let [second] = engine.take_written_snapshots().try_into().unwrap();
+    let (second, _) = second.outcome.unwrap();
+    let [file] = files_named(directory.path(), "written-")
+        .try_into()
+        .unwrap();
+    assert!(
+        file.contains(&format!("{:020}", 6)),
+        "the newer one: {file}"
+    );
+    let stale = Snapshot {
+        meta: snapshot(1, 5, b"").meta,
+        data: first,
+    };
+    assert!(engine.write(compaction(G1, &stale)).is_err(), "replaced");
+
+    engine.discard_written_snapshot(G1, &second);
+    assert_eq!(
+        files_named(directory.path(), "written-"),
+        Vec::<String>::new()
+    );
+
+    // Written, then the replica is destroyed before it is stored.
+    let (engine, _) = reopened(engine, directory.path(), &config);
+    engine.write_snapshot(G1, range_in_memory(7, 3).snapshot_view().unwrap(), 64);
+    assert_eq!(engine.take_written_snapshots().len(), 1);
+    let mut batch = WriteBatch::new();
+    batch.destroy(G1, HardState::default());
+    engine.write(batch).unwrap();
+    assert_eq!(
+        files_named(directory.path(), "written-"),
+        Vec::<String>::new()
+    );
+
+    // Written and left: gone at the next open.
+    let mut batch = WriteBatch::new();
+    batch.persist(G2, &append(1, 1..=10));
+    engine.write(batch).unwrap();
+    engine.write_snapshot(G2, range_in_memory(8, 3).snapshot_view().unwrap(), 64);
+    assert_eq!(engine.take_written_snapshots().len(), 1);
+    assert_eq!(files_named(directory.path(), "written-").len(), 1);
+    let (_engine, _) = reopened(engine, directory.path(), &config);
+    assert_eq!(
+        files_named(directory.path(), "written-"),
+        Vec::<String>::new()
+    );
+}
+
+fn reopened(
+    engine: LogEngine,
+    directory: &std::path::Path,
+    config: &LogConfig,
+) -> (LogEngine, flotilla_storage::RecoveryReport) {
+    drop(engine);
+    LogEngine::open(directory, config.clone()).unwrap()
+}

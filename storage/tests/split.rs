@@ -18,7 +18,6 @@ use flotilla_storage::{
     StateMachine, decode_snapshot, verify_snapshot,
 };
 use proptest::prelude::*;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -292,7 +291,7 @@ fn postcard_command(command: &Command) -> Vec<u8> {
 /// to the right half it applies there, once.
 #[test]
 fn a_write_sent_again_after_a_split_applies_once() {
-    let map: KvMap = BTreeMap::new();
+    let map = KvMap::new();
     let mut parent = Replica::new(KvStateMachine::from_parts(LEFT, Default::default(), map));
     let session = parent.open();
     assert!(matches!(
@@ -441,7 +440,7 @@ proptest! {
     /// one alike and ends in the same state, range by range.
     #[test]
     fn splits_and_merges_keep_every_write_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
-        let mut model: KvMap = BTreeMap::new();
+        let mut model = KvMap::new();
         // Every range also on the disk machine, checked against the memory one, in groups of
         // this case's own.
         let (engine, base) = shared_engine();
@@ -521,7 +520,7 @@ proptest! {
             prop_assert_eq!(pair[0].end.as_ref(), Some(&pair[1].start));
         }
         prop_assert!(bounds.last().unwrap().end.is_none());
-        let mut union: KvMap = BTreeMap::new();
+        let mut union = KvMap::new();
         for range in &ranges {
             for (key, value) in range.kv.map().iter() {
                 prop_assert!(range.kv.bounds().contains(key));

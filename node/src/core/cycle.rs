@@ -21,6 +21,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn cycle(&mut self) -> Result<(), CoreError> {
         self.note_refused_snapshots();
         self.install_checked_snapshots();
+        self.compact_with_written_snapshots();
         let mut ready = self.multi.ready();
         self.count_leader_changes(&ready);
         // A client whose entry committed does not wait for the write of newer entries.
@@ -391,6 +392,23 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.machines.sync()?;
         }
         for group in groups {
+            if group != META_GROUP && !self.machines.in_engine() {
+                // A range in memory is written to its snapshot file off the loop, from an
+                // O(1) copy of its persistent map; its log compacts once the file is synced
+                // (`compact_with_written_snapshots`).
+                if self.compacting.contains(&group) {
+                    continue;
+                }
+                if let Some(view) = self.machines.snapshot_view(group)? {
+                    self.engine.write_snapshot(
+                        group,
+                        view,
+                        flotilla_storage::machine::VIEW_CHUNK_BYTES,
+                    );
+                    self.compacting.insert(group);
+                    continue;
+                }
+            }
             let mut index = self.machines.applied(group);
             if self.machines.in_engine() && group != META_GROUP {
                 // After a start the engine may be past what Raft has handed out again: the log
@@ -409,6 +427,41 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
         }
         Ok(())
+    }
+
+    /// Snapshots of ranges in memory written off the loop since the last call: each group's
+    /// log is compacted with its file (storing the reference renames it into the snapshot
+    /// file), unless the log is past it already (a snapshot installed meanwhile) or the group
+    /// is gone, and then the file is removed.
+    pub(super) fn compact_with_written_snapshots(&mut self) {
+        for written in self.engine.take_written_snapshots() {
+            let group = written.group;
+            self.compacting.remove(&group);
+            let (reference, size) = match written.outcome {
+                Ok(written) => written,
+                Err(reason) => {
+                    tracing::warn!(%group, %reason, "a snapshot could not be written");
+                    continue;
+                }
+            };
+            let index = written.last.index;
+            if index <= self.snapshot_index(group) {
+                self.engine.discard_written_snapshot(group, &reference);
+                continue;
+            }
+            match self.multi.compact(group, index, reference.clone()) {
+                Ok(()) => {
+                    self.machines
+                        .snapshot_taken(group, usize::try_from(size).unwrap_or(usize::MAX));
+                    self.counters.snapshots_taken += 1;
+                    self.counters.snapshots_written_off_loop += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(%group, %error, "compaction refused");
+                    self.engine.discard_written_snapshot(group, &reference);
+                }
+            }
+        }
     }
 }
 

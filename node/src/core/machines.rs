@@ -425,6 +425,25 @@ impl Machines {
         }
     }
 
+    /// A view of `group`'s state at its applied entry that another thread can encode while the
+    /// range goes on applying (an O(1) copy for a range in memory); `None` without a state
+    /// machine.
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub(crate) fn snapshot_view(
+        &self,
+        group: GroupId,
+    ) -> Result<Option<Box<dyn flotilla_storage::SnapshotView>>, CoreError> {
+        let Some(machine) = self.kv.get(&group) else {
+            return Ok(None);
+        };
+        machine
+            .snapshot_view()
+            .map(Some)
+            .map_err(machine_failed(group))
+    }
+
     /// `group`'s whole state in the snapshot format (a frozen range's, for the merge entry).
     ///
     /// # Errors

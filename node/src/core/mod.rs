@@ -286,6 +286,8 @@ pub struct NodeCore<R, S> {
     >,
     /// What checks a received snapshot staged in a file, off the loop (`staged_check`).
     staged_check: flotilla_storage::StagedCheck,
+    /// Ranges in memory whose snapshot is being written off the loop (one at a time each).
+    compacting: std::collections::BTreeSet<GroupId>,
 }
 
 /// What the core has done since start.
@@ -321,6 +323,8 @@ pub struct Counters {
     pub snapshots_installed: u64,
     /// Of those, ranges in memory decoded off the Raft loop (swapped in at install).
     pub snapshots_restored_off_loop: u64,
+    /// Of the snapshots taken, ranges in memory written to their file off the Raft loop.
+    pub snapshots_written_off_loop: u64,
     /// Snapshots received from a leader whose data failed the check (dropped, not installed).
     pub snapshots_refused: u64,
     /// Bytes the log writes framed and wrote.
@@ -375,6 +379,7 @@ impl Default for Counters {
             snapshots_taken: 0,
             snapshots_installed: 0,
             snapshots_restored_off_loop: 0,
+            snapshots_written_off_loop: 0,
             snapshots_refused: 0,
             log_bytes_written: 0,
             write_seconds: Histogram::new(histogram::LATENCY_BOUNDS_SECONDS),
@@ -448,6 +453,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             engine_snapshots_produced: Arc::default(),
             staged_snapshots_refused: 0,
             prepared: rustc_hash::FxHashMap::default(),
+            compacting: std::collections::BTreeSet::new(),
             staged_check,
         }
     }
@@ -619,8 +625,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// node id with another data directory: the node must stop.
     pub fn run(&mut self) -> Result<(), CoreError> {
         // A snapshot checked off the loop is installed at once, even when nothing else is
-        // ready (a quiet follower).
+        // ready (a quiet follower); one written off the loop compacts its log at once.
         self.install_checked_snapshots();
+        self.compact_with_written_snapshots();
         while self.multi.has_ready() {
             self.cycle()?;
         }

@@ -207,6 +207,11 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
             counters.snapshots_restored_off_loop,
         ),
         (
+            "flotilla_snapshots_written_off_loop",
+            "Of the snapshots taken, ranges in memory written to their file off the Raft loop",
+            counters.snapshots_written_off_loop,
+        ),
+        (
             "flotilla_snapshots_refused",
             "Snapshots received from a leader whose data failed the check, dropped uninstalled",
             counters.snapshots_refused,

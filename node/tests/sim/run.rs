@@ -114,6 +114,9 @@ pub struct Report {
     /// Snapshots received and installed, and of those, ranges in memory decoded off the loop
     /// (the nodes up at the end, since their last start).
     pub snapshots_installed: (u64, u64),
+    /// Snapshots the nodes took of their own ranges, and of those, ranges in memory written
+    /// off the loop (the nodes up at the end, since their last start).
+    pub snapshots_taken: (u64, u64),
 }
 
 /// How a run breaks the rules on purpose (the mutation tests).
@@ -217,6 +220,10 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         snapshots_installed: (
             counted(&cluster, |counters| counters.snapshots_installed),
             counted(&cluster, |counters| counters.snapshots_restored_off_loop),
+        ),
+        snapshots_taken: (
+            counted(&cluster, |counters| counters.snapshots_taken),
+            counted(&cluster, |counters| counters.snapshots_written_off_loop),
         ),
         swarm,
         faults: faults.counts,

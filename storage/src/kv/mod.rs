@@ -26,8 +26,10 @@ fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
 }
 
-/// The ordered map of a group.
-pub type KvMap = BTreeMap<Vec<u8>, Vec<u8>>;
+/// The ordered map of a group: persistent, so a clone is O(1) and shares every node until one
+/// side writes it (then only the path to the written key is copied). A snapshot of a range in
+/// memory is an O(1) clone that another thread encodes while the range goes on applying.
+pub type KvMap = imbl::OrdMap<Vec<u8>, Vec<u8>>;
 
 /// A range's part in a merge, as its own log says (`docs/protocol/split-merge.md`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -288,8 +290,9 @@ impl KvStateMachine {
                     ..
                 } = *right;
                 // Its keys all lie past this range's: the two maps join end to end.
-                let mut right_map = Arc::unwrap_or_clone(right_map);
-                Arc::make_mut(&mut self.map).append(&mut right_map);
+                let right_map = Arc::unwrap_or_clone(right_map);
+                let left_map = Arc::make_mut(&mut self.map);
+                *left_map = std::mem::take(left_map).union(right_map);
                 self.stored_bytes += right_bytes;
                 Arc::make_mut(&mut self.sessions).merge(Arc::unwrap_or_clone(right_sessions));
                 self.shape().absorbed(bounds, right)
@@ -310,7 +313,11 @@ impl KvStateMachine {
     /// applied here before the split is still answered once when sent again to the right half.
     fn split(&mut self, plan: SplitPlan) -> Response {
         let response = plan.response();
-        let right_map = Arc::make_mut(&mut self.map).split_off(plan.at.as_slice());
+        let (left_map, at, mut right_map) = self.map.split_lookup(plan.at.as_slice());
+        if let Some(value) = at {
+            right_map.insert(plan.at.clone(), value);
+        }
+        self.map = Arc::new(left_map);
         let right_bytes: u64 = right_map
             .iter()
             .map(|(key, value)| pair_bytes(key, value))
@@ -367,7 +374,7 @@ impl ReadRows for KvMap {
     type Error = Infallible;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(BTreeMap::get(self, key).cloned())
+        Ok(imbl::OrdMap::get(self, key).cloned())
     }
 
     fn scan(
@@ -379,7 +386,7 @@ impl ReadRows for KvMap {
     ) -> Result<ScanPage, Infallible> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut page = PageBuilder::new(limit, bytes_max);
-        for (key, value) in self.range::<[u8], _>((Bound::Included(start), upper)) {
+        for (key, value) in self.range::<_, [u8]>((Bound::Included(start), upper)) {
             if !page.offer(key, value) {
                 break;
             }

@@ -81,9 +81,11 @@ pub struct SessionTable {
     limits: SessionLimits,
     /// Log time: the largest entry time applied so far.
     clock_ms: u64,
-    sessions: BTreeMap<SessionId, Session>,
+    /// Persistent (as the range's map is), so a snapshot of the table is an O(1) clone and a
+    /// write after it copies only the path to the session it changes.
+    sessions: imbl::OrdMap<SessionId, Session>,
     /// `(last_active_ms, id)` of every session, oldest first: the next to expire or be evicted.
-    by_activity: BTreeSet<(u64, SessionId)>,
+    by_activity: imbl::OrdSet<(u64, SessionId)>,
     /// The sessions changed since the last `take_changed`, while tracking is on.
     changed: Changed,
 }
@@ -116,7 +118,7 @@ impl SessionTable {
         self.limits = limits;
         self.advance(time_ms);
         while self.sessions.len() >= limits.sessions_max.max(1) as usize {
-            let Some(&(_, oldest)) = self.by_activity.first() else {
+            let Some(&(_, oldest)) = self.by_activity.get_min() else {
                 break;
             };
             self.end(oldest);
@@ -199,7 +201,7 @@ impl SessionTable {
     /// sessions idle for the expiry.
     fn advance(&mut self, time_ms: u64) {
         self.clock_ms = self.clock_ms.max(time_ms);
-        while let Some(&(last_active_ms, id)) = self.by_activity.first() {
+        while let Some(&(last_active_ms, id)) = self.by_activity.get_min() {
             if self.clock_ms.saturating_sub(last_active_ms) < self.limits.expiry_ms {
                 break;
             }
@@ -234,7 +236,7 @@ impl SessionTable {
         }
         self.advance(self.clock_ms);
         while self.sessions.len() > self.limits.sessions_max.max(1) as usize {
-            let Some(&(_, oldest)) = self.by_activity.first() else {
+            let Some(&(_, oldest)) = self.by_activity.get_min() else {
                 break;
             };
             self.end(oldest);
@@ -358,7 +360,8 @@ impl Serialize for SessionTable {
         struct ImageRef<'a> {
             limits: SessionLimits,
             clock_ms: u64,
-            sessions: &'a BTreeMap<SessionId, Session>,
+            #[serde(serialize_with = "in_order")]
+            sessions: &'a imbl::OrdMap<SessionId, Session>,
         }
         ImageRef {
             limits: self.limits,
@@ -367,6 +370,15 @@ impl Serialize for SessionTable {
         }
         .serialize(serializer)
     }
+}
+
+/// A persistent map encoded as `BTreeMap` encodes itself (its pairs in key order), so the
+/// table's bytes are those it had before it became persistent.
+fn in_order<S: serde::Serializer>(
+    map: &&imbl::OrdMap<SessionId, Session>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter())
 }
 
 impl<'de> Deserialize<'de> for SessionTable {
@@ -380,7 +392,7 @@ impl<'de> Deserialize<'de> for SessionTable {
         Ok(Self {
             limits: image.limits,
             clock_ms: image.clock_ms,
-            sessions: image.sessions,
+            sessions: image.sessions.into_iter().collect(),
             by_activity,
             changed: Changed::default(),
         })

@@ -33,7 +33,7 @@ pub use gc::GcStats;
 pub use reader::{GroupLog, RecordLocation};
 pub use recovery::{LogBinding, RecoveryReport, TornTail};
 pub use snapshot_loads::SnapshotLoading;
-pub use staging::{CheckedSnapshot, Prepared, StagedCheck};
+pub use staging::{CheckedSnapshot, Prepared, StagedCheck, WrittenSnapshot};
 
 use crate::config::LogConfig;
 use crate::error::{RecoveryError, WriteError};
@@ -268,6 +268,32 @@ impl LogEngine {
         self.shared.stagings.discard_stage(group, stage);
     }
 
+    /// Asks for `view`, a snapshot of the node's own range `group` (kept in memory), to be
+    /// written to a file and synced off the caller's thread, its pairs pulled
+    /// `chunk_bytes_max` bytes at a time; `take_written_snapshots` hands out the staged
+    /// reference to compact the group's log with (storing it renames the file into the
+    /// snapshot file, so the Raft loop never encodes a range).
+    pub fn write_snapshot(
+        &self,
+        group: GroupId,
+        view: Box<dyn crate::machine::SnapshotView>,
+        chunk_bytes_max: usize,
+    ) {
+        self.shared.stagings.write(group, view, chunk_bytes_max);
+    }
+
+    /// The snapshots written since the last call.
+    #[must_use]
+    pub fn take_written_snapshots(&self) -> Vec<WrittenSnapshot> {
+        self.shared.stagings.take_written()
+    }
+
+    /// Removes the written snapshot `reference` (`WrittenSnapshot::outcome`) refers to, never
+    /// stored: the group compacted past it or is gone.
+    pub fn discard_written_snapshot(&self, group: GroupId, reference: &[u8]) {
+        self.shared.stagings.discard_written(group, reference);
+    }
+
     /// Drops whatever `group` staged (Raft gave the snapshot up:
     /// `Ready::snapshot_staging_dropped`).
     pub fn drop_staged_snapshot(&self, group: GroupId) {
@@ -370,6 +396,7 @@ impl LogEngine {
                     let (fs, directory) = (shared.fs.as_ref(), &shared.directory);
                     shared.spools.forget(fs, directory, group);
                     shared.stagings.discard(group);
+                    shared.stagings.discard_written_of(group);
                     encoded.push(group, Body::Destroy(tombstone), limit)?;
                 }
             }

@@ -20,6 +20,13 @@
 //! A staging file is never state: Raft's `snapshot_staging_dropped` removes one it gave up, a
 //! destroyed replica's is removed, and the log deletes every one it finds when it opens (a
 //! crash leaves them unreferenced). No file stays open between chunks.
+//!
+//! The node's own snapshots of ranges kept in memory take the same way in: `write` streams a
+//! snapshot view (an O(1) copy of a persistent map) into `written-<group>-<index>-<term>-
+//! <stage>.part` on the same thread as the checks, syncs it and hands back a staged reference;
+//! the node compacts the group's log with that reference, and storing it renames the file into
+//! the snapshot file. A range is never encoded on the Raft loop. At most one written file per
+//! group waits to be stored: a newer one, the group's destruction or the next open removes it.
 
 use crate::file::FileSystem;
 use flotilla_raft::{GroupId, LogId, LogIndex, SnapshotMeta, SnapshotPiece, Term};
@@ -34,6 +41,7 @@ use super::SnapshotLoading;
 
 const MAGIC: &[u8; 8] = b"FLOTSTGD";
 const PREFIX: &str = "incoming-";
+const WRITTEN_PREFIX: &str = "written-";
 const SUFFIX: &str = ".part";
 
 /// Checks a staged snapshot's bytes (the node's `SnapshotCheck`), and may prepare what the
@@ -65,6 +73,18 @@ pub struct CheckedSnapshot {
     pub outcome: Result<(Vec<u8>, Option<Prepared>), String>,
 }
 
+/// A snapshot of the node's own range written off the loop (`LogEngine::write_snapshot`).
+#[derive(Debug)]
+pub struct WrittenSnapshot {
+    /// The group.
+    pub group: GroupId,
+    /// The last entry it covers (the view's applied entry).
+    pub last: LogId,
+    /// The staged reference to compact the group's log with and the snapshot's length in
+    /// bytes, or why it could not be written (the file is gone then).
+    pub outcome: Result<(Vec<u8>, u64), String>,
+}
+
 /// A staged reference, resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct StagedRef {
@@ -83,6 +103,31 @@ struct Staged {
     length: u64,
     /// Why the file does not hold the whole snapshot (a failed or out-of-order write).
     broken: Option<String>,
+}
+
+/// A written snapshot waiting to be stored: `length` is `None` while it is being written.
+struct Written {
+    stage: u64,
+    name: String,
+    length: Option<u64>,
+}
+
+/// The written snapshots of a log by group (shared with the thread that writes them).
+type WrittenByGroup = Arc<Mutex<FxHashMap<GroupId, Written>>>;
+
+/// A snapshot to write.
+struct WriteJob {
+    group: GroupId,
+    stage: u64,
+    name: String,
+    view: Box<dyn crate::machine::SnapshotView>,
+    chunk_bytes_max: usize,
+}
+
+/// What the checks' thread does next.
+enum Work {
+    Check(Job),
+    Write(WriteJob),
 }
 
 /// A check to run.
@@ -105,11 +150,17 @@ pub(crate) struct Stagings {
     next_stage: std::sync::atomic::AtomicU64,
     /// Checks asked for and not yet run (`SnapshotLoading::NextAsk`).
     pending: Mutex<Vec<Job>>,
-    /// The worker that runs checks one at a time (`SnapshotLoading::Background`), started at
-    /// the first.
-    worker: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Writes asked for and not yet run (`SnapshotLoading::NextAsk`).
+    pending_writes: Mutex<Vec<WriteJob>>,
+    /// The worker that runs checks and writes one at a time (`SnapshotLoading::Background`),
+    /// started at the first.
+    worker: Mutex<Option<mpsc::Sender<Work>>>,
     /// Checks done and not yet taken.
     done: Arc<Mutex<Vec<CheckedSnapshot>>>,
+    /// The node's own snapshots being written or waiting to be stored, one per group at most.
+    written: WrittenByGroup,
+    /// Writes done and not yet taken.
+    written_done: Arc<Mutex<Vec<WrittenSnapshot>>>,
 }
 
 impl Stagings {
@@ -127,8 +178,11 @@ impl Stagings {
             by_group: Mutex::default(),
             next_stage: std::sync::atomic::AtomicU64::new(1),
             pending: Mutex::default(),
+            pending_writes: Mutex::default(),
             worker: Mutex::default(),
             done: Arc::default(),
+            written: Arc::default(),
+            written_done: Arc::default(),
         }
     }
 
@@ -187,36 +241,143 @@ impl Stagings {
             self.pending.lock().push(job);
             return;
         }
-        let mut worker = self.worker.lock();
-        let job = match worker.as_ref() {
-            Some(sender) => match sender.send(job) {
-                Ok(()) => return,
-                Err(mpsc::SendError(job)) => job,
+        if let Some(Work::Check(job)) = self.hand_over(Work::Check(job)) {
+            self.done.lock().push(CheckedSnapshot {
+                group: job.group,
+                meta: job.meta,
+                stage: job.stage,
+                outcome: Err("no thread to check the snapshot".to_owned()),
+            });
+        }
+    }
+
+    /// Asks for `view`, a snapshot of the node's own `group`, to be written to a new file and
+    /// synced, off the caller's thread (or at the next `take_written`, deterministically),
+    /// its pairs pulled `chunk_bytes_max` bytes at a time. A file of the group written before
+    /// and never stored is removed.
+    pub(crate) fn write(
+        &self,
+        group: GroupId,
+        view: Box<dyn crate::machine::SnapshotView>,
+        chunk_bytes_max: usize,
+    ) {
+        let stage = self
+            .next_stage
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = written_file_name(group, view.applied(), stage);
+        let replaced = self.written.lock().insert(
+            group,
+            Written {
+                stage,
+                name: name.clone(),
+                length: None,
             },
-            None => job,
+        );
+        if let Some(Written {
+            name,
+            length: Some(_),
+            ..
+        }) = replaced
+        {
+            self.remove_quietly(&name);
+        }
+        let job = WriteJob {
+            group,
+            stage,
+            name,
+            view,
+            chunk_bytes_max,
         };
-        let (sender, receiver) = mpsc::channel::<Job>();
+        if self.loading == SnapshotLoading::NextAsk {
+            self.pending_writes.lock().push(job);
+            return;
+        }
+        if let Some(Work::Write(job)) = self.hand_over(Work::Write(job)) {
+            let last = job.view.applied();
+            self.written.lock().remove(&group);
+            self.written_done.lock().push(WrittenSnapshot {
+                group,
+                last,
+                outcome: Err("no thread to write the snapshot".to_owned()),
+            });
+        }
+    }
+
+    /// Hands `work` to the worker, started at the first; gives it back if no thread could be
+    /// started.
+    fn hand_over(&self, work: Work) -> Option<Work> {
+        let mut worker = self.worker.lock();
+        let work = match worker.as_ref() {
+            Some(sender) => match sender.send(work) {
+                Ok(()) => return None,
+                Err(mpsc::SendError(work)) => work,
+            },
+            None => work,
+        };
+        let (sender, receiver) = mpsc::channel::<Work>();
         let (done, token, fs) = (Arc::clone(&self.done), self.token, Arc::clone(&self.fs));
+        let (written, written_done) = (Arc::clone(&self.written), Arc::clone(&self.written_done));
+        let directory = self.directory.clone();
         let spawned = std::thread::Builder::new()
             .name("flotilla-snapshot-check".to_owned())
             .spawn(move || {
-                for job in receiver {
-                    let checked = run_check(fs.as_ref(), token, job);
-                    done.lock().push(checked);
+                for work in receiver {
+                    match work {
+                        Work::Check(job) => {
+                            let checked = run_check(fs.as_ref(), token, job);
+                            done.lock().push(checked);
+                        }
+                        Work::Write(job) => {
+                            let outcome = run_write(fs.as_ref(), &directory, token, &written, job);
+                            written_done.lock().push(outcome);
+                        }
+                    }
                 }
             });
         match spawned {
             Ok(_) => {
                 // A new channel's receiver is alive: the send cannot fail.
-                let _ = sender.send(job);
+                let _ = sender.send(work);
                 *worker = Some(sender);
+                None
             }
-            Err(error) => self.done.lock().push(CheckedSnapshot {
-                group: job.group,
-                meta: job.meta,
-                stage: job.stage,
-                outcome: Err(format!("no thread to check the snapshot: {error}")),
-            }),
+            Err(error) => {
+                tracing::warn!(%error, "no thread to check or write snapshots");
+                Some(work)
+            }
+        }
+    }
+
+    /// The writes done since the last call (running those still pending first, in the
+    /// simulator's mode).
+    pub(crate) fn take_written(&self) -> Vec<WrittenSnapshot> {
+        let pending = std::mem::take(&mut *self.pending_writes.lock());
+        let mut written = std::mem::take(&mut *self.written_done.lock());
+        written.extend(pending.into_iter().map(|job| {
+            run_write(
+                self.fs.as_ref(),
+                &self.directory,
+                self.token,
+                &self.written,
+                job,
+            )
+        }));
+        written
+    }
+
+    /// Removes the written snapshot `reference` refers to, if it was never stored (the group
+    /// compacted past it, or is gone).
+    pub(crate) fn discard_written(&self, group: GroupId, reference: &[u8]) {
+        let Some(staged) = self.resolve(reference) else {
+            return;
+        };
+        let mut written = self.written.lock();
+        if written
+            .get(&group)
+            .is_some_and(|file| file.name == staged.name)
+            && let Some(file) = written.remove(&group)
+        {
+            self.remove_quietly(&file.name);
         }
     }
 
@@ -289,6 +450,15 @@ impl Stagings {
     /// Takes `group`'s staging of `staged` for storing: the path its file is at, if it is
     /// still the group's staging, whole as checked.
     pub(crate) fn take_for_store(&self, group: GroupId, staged: &StagedRef) -> Option<PathBuf> {
+        if staged.name.starts_with(WRITTEN_PREFIX) {
+            let mut written = self.written.lock();
+            let current = written.get(&group)?;
+            if current.name != staged.name || current.length != Some(staged.data_bytes) {
+                return None;
+            }
+            written.remove(&group);
+            return Some(self.directory.join(&staged.name));
+        }
         let mut by_group = self.by_group.lock();
         let current = by_group.get(&group)?;
         if current.name != staged.name
@@ -331,6 +501,19 @@ impl Stagings {
         }
     }
 
+    /// Removes `group`'s written snapshot (the replica is destroyed); one being written is
+    /// removed by its writer when it finds itself forgotten.
+    pub(crate) fn discard_written_of(&self, group: GroupId) {
+        if let Some(Written {
+            name,
+            length: Some(_),
+            ..
+        }) = self.written.lock().remove(&group)
+        {
+            self.remove_quietly(&name);
+        }
+    }
+
     fn remove_quietly(&self, name: &str) {
         super::spool::remove_quietly(self.fs.as_ref(), &self.directory.join(name));
     }
@@ -352,20 +535,97 @@ fn run_check(fs: &dyn FileSystem, token: [u8; 16], job: Job) -> CheckedSnapshot 
         }));
         let (checksum, prepared) =
             checked.unwrap_or_else(|_| Err("checking it panicked".to_owned()))?;
-        let mut reference = Vec::with_capacity(MAGIC.len() + 16 + 28 + name.len());
-        reference.extend_from_slice(MAGIC);
-        reference.extend_from_slice(&token);
-        reference.extend_from_slice(&meta.last.index.0.to_le_bytes());
-        reference.extend_from_slice(&meta.last.term.0.to_le_bytes());
-        reference.extend_from_slice(&length.to_le_bytes());
-        reference.extend_from_slice(&checksum.to_le_bytes());
-        reference.extend_from_slice(name.as_bytes());
+        let reference = staged_reference(token, meta.last, length, checksum, &name);
         Ok((reference, prepared))
     });
     CheckedSnapshot {
         group,
         meta,
         stage,
+        outcome,
+    }
+}
+
+/// The staged reference to the file `name` holding the snapshot at `last`, `length` bytes of
+/// crc32c `checksum`.
+fn staged_reference(
+    token: [u8; 16],
+    last: LogId,
+    length: u64,
+    checksum: u32,
+    name: &str,
+) -> Vec<u8> {
+    let mut reference = Vec::with_capacity(MAGIC.len() + 16 + 28 + name.len());
+    reference.extend_from_slice(MAGIC);
+    reference.extend_from_slice(&token);
+    reference.extend_from_slice(&last.index.0.to_le_bytes());
+    reference.extend_from_slice(&last.term.0.to_le_bytes());
+    reference.extend_from_slice(&length.to_le_bytes());
+    reference.extend_from_slice(&checksum.to_le_bytes());
+    reference.extend_from_slice(name.as_bytes());
+    reference
+}
+
+/// Streams the job's view into its file, syncs it and computes its crc32c; then, if the
+/// group still waits for this write (`written`), records its length and returns the staged
+/// reference. A failed write, a panicking view or a write no longer waited for leaves no
+/// file.
+fn run_write(
+    fs: &dyn FileSystem,
+    directory: &Path,
+    token: [u8; 16],
+    written: &Mutex<FxHashMap<GroupId, Written>>,
+    job: WriteJob,
+) -> WrittenSnapshot {
+    let WriteJob {
+        group,
+        stage,
+        name,
+        mut view,
+        chunk_bytes_max,
+    } = job;
+    let last = view.applied();
+    let path = directory.join(&name);
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let failed = |error: io::Error| format!("{}: {error}", path.display());
+        let file = fs.open(&path, true).map_err(failed)?;
+        file.set_len(0).map_err(failed)?;
+        let length =
+            match crate::snapshot::write_view_at(file.as_ref(), view.as_mut(), chunk_bytes_max) {
+                Ok(Ok(length)) => length,
+                Ok(Err(error)) => return Err(failed(error)),
+                Err(error) => return Err(format!("the range could not be read: {error}")),
+            };
+        drop(file);
+        let (checksum, _) = check_file(fs, &path, length, |_| Ok(None))?;
+        Ok((length, checksum))
+    }))
+    .unwrap_or_else(|_| Err("writing it panicked".to_owned()));
+    let mut by_group = written.lock();
+    let waited = by_group.get_mut(&group).filter(|file| file.stage == stage);
+    let outcome = match (made, waited) {
+        (Ok((length, checksum)), Some(file)) => {
+            file.length = Some(length);
+            Ok((
+                staged_reference(token, last, length, checksum, &name),
+                length,
+            ))
+        }
+        (Ok(_), None) => Err("the group no longer waits for it".to_owned()),
+        (Err(reason), waited) => {
+            if waited.is_some() {
+                by_group.remove(&group);
+            }
+            Err(reason)
+        }
+    };
+    drop(by_group);
+    if outcome.is_err() {
+        super::spool::remove_quietly(fs, &path);
+    }
+    WrittenSnapshot {
+        group,
+        last,
         outcome,
     }
 }
@@ -420,7 +680,15 @@ fn file_name(group: GroupId, last: LogId, stage: u64) -> String {
     )
 }
 
-/// Whether `name` is a staging file.
+/// The file of `group`'s own snapshot at `last`, written as `stage`.
+fn written_file_name(group: GroupId, last: LogId, stage: u64) -> String {
+    format!(
+        "{WRITTEN_PREFIX}{:020}-{:020}-{:020}-{stage:020}{SUFFIX}",
+        group.0, last.index.0, last.term.0
+    )
+}
+
+/// Whether `name` is a staging file or a written snapshot not yet stored.
 pub(crate) fn is_staging_file(name: &str) -> bool {
-    name.starts_with(PREFIX) && name.ends_with(SUFFIX)
+    (name.starts_with(PREFIX) || name.starts_with(WRITTEN_PREFIX)) && name.ends_with(SUFFIX)
 }

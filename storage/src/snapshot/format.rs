@@ -156,17 +156,16 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<KvStateMachine, SnapshotError> {
     let pairs_end = pairs_start + header.body_bytes as usize;
     let mut body = bytes.get(pairs_start..pairs_end).unwrap_or_default();
     let mut map = KvMap::new();
+    let mut last: Option<&[u8]> = None;
     for _ in 0..header.pair_count {
         let key = take_field(&mut body)?;
         let value = take_field(&mut body)?;
-        if map
-            .last_key_value()
-            .is_some_and(|(last, _)| last.as_slice() >= key)
-        {
+        if last.is_some_and(|last| last >= key) {
             return Err(SnapshotError::Decode(
                 "keys are not in ascending order".to_owned(),
             ));
         }
+        last = Some(key);
         map.insert(key.to_vec(), value.to_vec());
     }
     if !body.is_empty() {
