@@ -1,7 +1,8 @@
 //! The KV state machine of one group: an ordered map with get, put, delete, compare-and-swap
 //! and limited range scans, applied deterministically from committed entries, and the group's
-//! client sessions, which apply each write at most once. The map and the session table sit
-//! behind `Arc`s, so taking a snapshot is O(1) and the copy happens on the next write.
+//! client sessions, which apply each write at most once. The map and the session table are
+//! persistent maps behind `Arc`s: taking a snapshot is O(1), and a write after it copies only
+//! the nodes on the path to what it changes, never the whole range.
 
 mod command;
 pub(crate) mod execute;
