@@ -210,6 +210,7 @@ fn a_snapshot_whose_data_fails_the_check_is_dropped_and_sent_again() {
         1,
         MessageBody::SnapshotResponse {
             snapshot_index: LogIndex(5),
+            transfer: 1,
             next_offset: 0,
         },
     );
@@ -254,6 +255,7 @@ fn a_staging_follower_hands_out_chunks_and_installs_only_once_the_caller_checked
             1,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(5),
+                transfer: 1,
                 next_offset,
             },
         )
@@ -361,6 +363,7 @@ fn an_out_of_order_chunk_is_answered_with_the_expected_offset() {
             1,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(5),
+                transfer: 1,
                 next_offset: 0,
             },
         )],
@@ -514,8 +517,11 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
         files: files.clone(),
         released: released.clone(),
     };
+    // A window of one chunk: each answer sends the next.
     let config = Config {
         snapshot_chunk_bytes: 4,
+        snapshot_inflight_bytes_max: 4,
+        snapshot_give_up_ticks: 30,
         ..config(1)
     };
     let mut leader = RaftNode::new(config, store).unwrap();
@@ -538,6 +544,7 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
                     offset,
                     data,
                     done,
+                    ..
                 } => Some((meta.last.index.0, *offset, data.clone(), *done)),
                 _ => None,
             })
@@ -574,6 +581,7 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
             term,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(3),
+                transfer: 1,
                 next_offset: 4,
             },
         ))
@@ -597,6 +605,7 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
             term,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(3),
+                transfer: 1,
                 next_offset: 8,
             },
         ))
@@ -613,16 +622,16 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
         chunks(&settle(&mut leader)),
         vec![(4, 0, b"abcd".to_vec(), false)]
     );
-    // The learner goes silent: a check-quorum later the transfer is given up (the log may
-    // close its file), and the log hears it.
+    // The learner goes silent: at the first check-quorum after `snapshot_give_up_ticks` the
+    // transfer is given up (the log may close its file), and the log hears it.
     let ticks = 3 * Config::new(flotilla_raft::NodeId(1)).election_timeout_ticks_min;
     for _ in 0..ticks {
         leader.tick();
         settle(&mut leader);
     }
     assert_eq!(*released.borrow(), vec![b"A".to_vec(), b"B".to_vec()]);
-    // Back, it is sent the newest snapshot from its start; once it holds it all, that
-    // transfer ends too.
+    // Back, the transfer resumes where the learner was (it acknowledged nothing of B); once
+    // it holds it all, that transfer ends too.
     leader.step(heartbeat_response(2, 1, term, 0)).unwrap();
     assert_eq!(
         chunks(&settle(&mut leader)),

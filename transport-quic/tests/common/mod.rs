@@ -100,6 +100,7 @@ pub fn snapshot_batch(from: u64, to: u64, data_bytes: usize) -> Batch {
     let data: Vec<u8> = (0..data_bytes).map(|i| (i % 251) as u8).collect();
     let body = MessageBody::InstallSnapshot {
         meta: SnapshotMeta::default(),
+        transfer: 1,
         offset: 0,
         data,
         done: true,
