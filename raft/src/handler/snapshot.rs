@@ -281,12 +281,30 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Follower, staging: the caller refused the snapshot it staged for `meta` (it does not
-    /// check). It is dropped unanswered: the leader's next chunk finds nothing received and
-    /// the snapshot is sent again from its start. False if it was no longer being received.
+    /// check). It is dropped, and the leader is told the follower holds nothing of that
+    /// transfer (an answer of offset 0), so it sends the snapshot again from its start at
+    /// once rather than after its resend timeout. False if it was no longer being received.
     pub fn refuse_staged(&mut self, meta: &SnapshotMeta) -> bool {
-        self.incoming_snapshot
-            .take_if(|incoming| incoming.complete && incoming.meta == *meta)
-            .is_some()
+        let refused = self
+            .incoming_snapshot
+            .take_if(|incoming| incoming.complete && incoming.meta == *meta);
+        match refused {
+            Some(incoming) => {
+                self.ask_to_start_over(&incoming);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the leader of `incoming` the follower holds nothing of its transfer.
+    fn ask_to_start_over(&mut self, incoming: &IncomingSnapshot) {
+        let body = MessageBody::SnapshotResponse {
+            snapshot_index: incoming.meta.last.index,
+            transfer: incoming.transfer.1,
+            next_offset: 0,
+        };
+        self.send(incoming.from, body);
     }
 
     /// Tells the leader `from` the follower holds everything up to `last`.
@@ -297,9 +315,9 @@ impl<L: LogReader> RaftNode<L> {
 
     /// Follower: the last chunk arrived. If the log already holds the snapshot's last entry,
     /// only the commit index moves (§7: keep the entries that follow); otherwise the data
-    /// must pass `snapshot_check` (refused, it is dropped unanswered: the leader's next chunk
-    /// finds nothing received and starts it over), and then the log is replaced and the state
-    /// machine restored from the snapshot.
+    /// must pass `snapshot_check` (refused, it is dropped and the leader asked to start over
+    /// with an answer of offset 0), and then the log is replaced and the state machine
+    /// restored from the snapshot.
     fn install_snapshot(
         &mut self,
         from: NodeId,
@@ -311,6 +329,7 @@ impl<L: LogReader> RaftNode<L> {
         } else {
             let check = self.config.snapshot_check.0;
             if let Err(reason) = check(self.config.group, &incoming.meta, &incoming.data) {
+                self.ask_to_start_over(&incoming);
                 return Err(StepError::SnapshotRefused {
                     from,
                     index: last.index,
