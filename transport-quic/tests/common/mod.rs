@@ -32,6 +32,7 @@ pub fn config() -> TransportConfig {
     TransportConfig {
         frame_bytes_max: 8 << 20,
         outbound_queue_batches: 64,
+        outbound_snapshot_queue_bytes: 64 << 20,
         inbound_queue_batches: 1024,
         idle_timeout_ms: 10_000,
         keep_alive_interval_ms: 500,
