@@ -43,6 +43,7 @@ impl Pair {
         };
         let config = TransportConfig {
             outbound_queue_batches: 4 * BATCHES_PER_ROUND,
+            outbound_snapshot_queue_bytes: 64 << 20,
             ..TransportConfig::default()
         };
         let loopback = "127.0.0.1:0".parse().unwrap();

@@ -323,6 +323,8 @@ pub struct TransportSettings {
     pub frame_bytes_max: u32,
     /// Batches queued per peer and per stream class before new ones are dropped.
     pub outbound_queue_batches: usize,
+    /// Snapshot chunk bytes queued per peer before new snapshot batches are dropped.
+    pub outbound_snapshot_queue_bytes: u64,
     /// Batches received but not yet handed to the node; a full queue pushes back on peers.
     pub inbound_queue_batches: usize,
     /// Accepted client connections waiting to be served; more are refused.
@@ -1137,6 +1139,7 @@ impl NodeConfig {
         flotilla_transport_quic::TransportConfig {
             frame_bytes_max: settings.frame_bytes_max,
             outbound_queue_batches: settings.outbound_queue_batches,
+            outbound_snapshot_queue_bytes: settings.outbound_snapshot_queue_bytes,
             inbound_queue_batches: settings.inbound_queue_batches,
             client_queue_connections: settings.client_queue_connections,
             handshake_timeout_ms: settings.handshake_timeout_ms,

@@ -76,6 +76,17 @@ pub struct Config {
     pub append_bytes_max: u64,
     /// The size of one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: u64,
+    /// The most snapshot bytes in flight to one follower: a leader sends a chunk while fewer
+    /// than this are sent and not acknowledged (a window of chunks, so a transfer moves more
+    /// than one chunk per round trip and copies of chunks cannot pile up in the transport).
+    pub snapshot_inflight_bytes_max: u64,
+    /// A transfer whose acknowledged offset has not moved for this many ticks sends its window
+    /// again from that offset, at the follower's next heartbeat answer (a chunk was lost).
+    pub snapshot_resend_ticks: u64,
+    /// A snapshot transfer to a follower silent this long is given up at the next
+    /// check-quorum (the log may close its file); it resumes where it was if the follower
+    /// comes back while the newest snapshot is still the same.
+    pub snapshot_give_up_ticks: u64,
     /// The largest snapshot a follower accepts; a bigger one is refused as malformed, so a
     /// peer cannot make a replica buffer without bound.
     pub snapshot_bytes_max: u64,
@@ -160,6 +171,9 @@ impl Config {
             inflight_bytes_max: 32 << 20,
             append_bytes_max: 1 << 20,
             snapshot_chunk_bytes: 1 << 20,
+            snapshot_inflight_bytes_max: 4 << 20,
+            snapshot_resend_ticks: 50,
+            snapshot_give_up_ticks: 500,
             snapshot_bytes_max: 1 << 34,
             snapshot_check: SnapshotCheck::accept_all(),
             snapshot_staging: false,
@@ -199,6 +213,17 @@ impl Config {
         }
         if self.snapshot_bytes_max < self.snapshot_chunk_bytes {
             return error("the largest snapshot must hold at least one chunk");
+        }
+        if self.snapshot_inflight_bytes_max < self.snapshot_chunk_bytes {
+            return error("the snapshot window must hold at least one chunk");
+        }
+        if self.snapshot_resend_ticks == 0 {
+            return error("a snapshot window is sent again after at least one tick");
+        }
+        if self.snapshot_give_up_ticks < self.election_timeout_ticks_min {
+            return error(
+                "a snapshot transfer is given up after one check-quorum interval at the least",
+            );
         }
         if self.pending_reads_max == 0 {
             return error("at least one pending read must be allowed");

@@ -28,6 +28,7 @@ pub use entry::{
 pub use error::{ProposeError, StepError};
 pub use handler::membership::plan_membership;
 pub use handler::snapshot::CompactError;
+pub use handler::snapshot_send::SnapshotSendCounters;
 pub use log::{InitialState, LogError, LogReader, MemLog, SnapshotChunk};
 pub use message::{
     AppendOutcome, Batch, GroupMessage, HeartbeatEntry, HeartbeatResponseEntry, Message,

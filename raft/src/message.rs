@@ -70,6 +70,10 @@ pub enum MessageBody {
     InstallSnapshot {
         /// What the snapshot covers.
         meta: SnapshotMeta,
+        /// The leader's number for this transfer of the snapshot: it grows with each transfer
+        /// a leader starts, so within a term a follower tells a new transfer (which may start
+        /// over at offset 0) from a late copy of an earlier one's chunk.
+        transfer: u64,
         /// Where this chunk starts in the snapshot data.
         offset: u64,
         /// The chunk's bytes.
@@ -78,11 +82,14 @@ pub enum MessageBody {
         /// Whether this is the last chunk.
         done: bool,
     },
-    /// The answer to a snapshot chunk that was not the last one.
+    /// The answer to a snapshot chunk that was not the last one: a cumulative acknowledgement.
     SnapshotResponse {
         /// The snapshot's last index (to tell snapshots apart).
         snapshot_index: LogIndex,
-        /// The offset the follower expects next.
+        /// The transfer of the chunk answered.
+        transfer: u64,
+        /// The offset the follower expects next: it holds every byte of this transfer before
+        /// it (0: nothing, the transfer must start over).
         next_offset: u64,
     },
     /// Leadership transfer: campaign now, the leader has caught you up (thesis §3.10).

@@ -10,7 +10,8 @@ use crate::config::Config;
 use crate::entry::{Bytes, Entry, EntryPayload, HardState, Membership, Snapshot};
 use crate::error::{ProposeError, StepError};
 use crate::handler::read::ReadQueue;
-use crate::handler::snapshot::{IncomingSnapshot, OutgoingSnapshot};
+use crate::handler::snapshot::IncomingSnapshot;
+use crate::handler::snapshot_send::{OutgoingSnapshot, SnapshotSendCounters};
 use crate::log::{LogError, LogReader, RaftLog};
 use crate::message::{Message, MessageBody};
 use crate::progress::ProgressMap;
@@ -93,6 +94,12 @@ pub struct RaftNode<L> {
     /// Staged chunks and a received snapshot for the next `Ready` (`Config::snapshot_staging`).
     pub(crate) staging: crate::handler::snapshot::StagingOutput,
     pub(crate) outgoing_snapshots: BTreeMap<NodeId, OutgoingSnapshot>,
+    /// Transfers given up because their follower went silent, kept (their files released) to
+    /// resume from where the follower was if the newest snapshot is still the same.
+    pub(crate) given_up_snapshots: BTreeMap<NodeId, OutgoingSnapshot>,
+    /// The number of the last snapshot transfer this replica started.
+    pub(crate) snapshot_transfer_last: u64,
+    pub(crate) snapshot_send_counters: SnapshotSendCounters,
     pub(crate) compaction: Option<Snapshot>,
     /// Messages that may leave before this cycle's write is durable (`Ready::messages`).
     pub(crate) messages: Vec<Message>,
@@ -143,6 +150,9 @@ impl<L: LogReader> RaftNode<L> {
             incoming_snapshot: None,
             staging: crate::handler::snapshot::StagingOutput::default(),
             outgoing_snapshots: BTreeMap::new(),
+            given_up_snapshots: BTreeMap::new(),
+            snapshot_transfer_last: 0,
+            snapshot_send_counters: SnapshotSendCounters::default(),
             compaction: None,
             messages: Vec::new(),
             persisted_messages: Vec::new(),
@@ -376,8 +386,9 @@ impl<L: LogReader> RaftNode<L> {
         self.reads.forget_leases();
         self.leader_heard_at = None;
         if self.role == Role::Leader {
+            let now = self.timers.now();
             for progress in self.progress.values_mut() {
-                progress.recent_active = true;
+                progress.heard(now);
             }
             self.timers.set(
                 crate::timers::Timer::CheckQuorum,

@@ -31,6 +31,9 @@ pub struct TransportConfig {
     pub frame_bytes_max: u32,
     /// Batches queued per peer and per stream class before new ones are dropped.
     pub outbound_queue_batches: usize,
+    /// Snapshot chunk bytes queued per peer (batches being written included) before new
+    /// snapshot batches are dropped; an empty queue takes one batch whatever its size.
+    pub outbound_snapshot_queue_bytes: u64,
     /// Batches received but not yet taken by the node; a full queue pushes back on peers.
     pub inbound_queue_batches: usize,
     /// Accepted client connections waiting for the application; more are refused.
@@ -98,6 +101,7 @@ impl Default for TransportConfig {
         Self {
             frame_bytes_max: 16 << 20,
             outbound_queue_batches: 1024,
+            outbound_snapshot_queue_bytes: 64 << 20,
             inbound_queue_batches: 4096,
             client_queue_connections: 64,
             handshake_timeout_ms: 5_000,
@@ -135,6 +139,10 @@ impl TransportConfig {
             "frame_bytes_max must be at most 1 GiB",
         )?;
         check_queue(self.outbound_queue_batches, "outbound_queue_batches")?;
+        check(
+            self.outbound_snapshot_queue_bytes > 0,
+            "outbound_snapshot_queue_bytes must be positive",
+        )?;
         check_queue(self.inbound_queue_batches, "inbound_queue_batches")?;
         check_queue(self.client_queue_connections, "client_queue_connections")?;
         check(
@@ -265,6 +273,7 @@ mod tests {
             |c| c.frame_bytes_max = 3,
             |c| c.frame_bytes_max = FRAME_BYTES_LIMIT + 1,
             |c| c.outbound_queue_batches = 0,
+            |c| c.outbound_snapshot_queue_bytes = 0,
             |c| c.inbound_queue_batches = QUEUE_LENGTH_LIMIT + 1,
             |c| c.client_queue_connections = 0,
             |c| c.handshake_timeout_ms = 0,

@@ -115,6 +115,7 @@ impl QuicTransport {
             cluster: tls.cluster.clone(),
             inbound: inbound_context,
             queue_batches: config.outbound_queue_batches,
+            snapshot_queue_bytes: config.outbound_snapshot_queue_bytes,
             handshake_timeout: Duration::from_millis(config.handshake_timeout_ms),
             answer_timeout: Duration::from_millis(config.dial_answer_timeout_ms),
             backoff: config.backoff(),

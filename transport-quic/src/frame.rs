@@ -21,7 +21,8 @@ pub const MAGIC: u8 = 0xF1;
 /// The frame format version this build speaks. 2: a Raft batch names its sender's data
 /// directory and start (`Batch::incarnation`). 3: a vote answer carries the voter's commit
 /// (`MessageBody::VoteResponse::commit`). 4: a batch carries the host's notes (`Batch::notes`).
-pub const VERSION: u8 = 4;
+/// 5: snapshot chunks and their answers name their transfer (`MessageBody::InstallSnapshot`).
+pub const VERSION: u8 = 5;
 /// Bytes of the fixed header before the payload.
 pub const HEADER_BYTES: usize = 7;
 

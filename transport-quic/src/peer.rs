@@ -37,6 +37,7 @@ pub(crate) struct LinkContext {
     pub(crate) cluster: ClusterId,
     pub(crate) inbound: InboundContext,
     pub(crate) queue_batches: usize,
+    pub(crate) snapshot_queue_bytes: u64,
     pub(crate) handshake_timeout: Duration,
     pub(crate) answer_timeout: Duration,
     pub(crate) backoff: BackoffPolicy,
@@ -47,8 +48,11 @@ pub(crate) struct LinkContext {
 impl PeerLink {
     /// Starts the writer tasks and, if this node dials `peer`, the connector task.
     pub(crate) fn start(context: &LinkContext, peer: NodeId, address: SocketAddr) -> Self {
-        let raft_queue = Arc::new(OutboundQueue::new(context.queue_batches));
-        let snapshot_queue = Arc::new(OutboundQueue::new(context.queue_batches));
+        let raft_queue = Arc::new(OutboundQueue::new(context.queue_batches, u64::MAX));
+        let snapshot_queue = Arc::new(OutboundQueue::new(
+            context.queue_batches,
+            context.snapshot_queue_bytes,
+        ));
         let slot = Arc::new(watch::Sender::new(None));
         let counters = &context.inbound.counters;
         let frame_bytes_max = context.inbound.frame_bytes_max;

@@ -446,6 +446,7 @@ mod tests {
     fn chunk() -> GroupMessage {
         message(MessageBody::InstallSnapshot {
             meta: SnapshotMeta::default(),
+            transfer: 1,
             offset: 0,
             data: vec![1; 10],
             done: false,

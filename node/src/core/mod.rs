@@ -327,6 +327,9 @@ pub struct Counters {
     pub snapshots_written_off_loop: u64,
     /// Snapshots received from a leader whose data failed the check (dropped, not installed).
     pub snapshots_refused: u64,
+    /// What this node's snapshot sending did as a leader: chunks and bytes sent, transfers
+    /// started, resumed and given up (taken from Raft at each `counters()`).
+    pub snapshot_sends: flotilla_raft::SnapshotSendCounters,
     /// Bytes the log writes framed and wrote.
     pub log_bytes_written: u64,
     /// Splits this node asked for as the leader of a range past `ranges.split_bytes`.
@@ -381,6 +384,7 @@ impl Default for Counters {
             snapshots_restored_off_loop: 0,
             snapshots_written_off_loop: 0,
             snapshots_refused: 0,
+            snapshot_sends: flotilla_raft::SnapshotSendCounters::default(),
             log_bytes_written: 0,
             write_seconds: Histogram::new(histogram::LATENCY_BOUNDS_SECONDS),
             entries_per_write: Histogram::new(histogram::ENTRY_COUNT_BOUNDS),
@@ -684,6 +688,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub fn counters(&self) -> Counters {
         Counters {
             entries_applied_before_start: self.machines.entries_applied_before_start(),
+            snapshot_sends: self.multi.snapshot_send_counters(),
             engine_snapshots_produced: self
                 .engine_snapshots_produced
                 .load(std::sync::atomic::Ordering::Relaxed),

@@ -217,6 +217,36 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
             counters.snapshots_refused,
         ),
         (
+            "flotilla_snapshot_chunks_sent",
+            "Snapshot chunks this node sent to followers as a leader, copies sent again included",
+            counters.snapshot_sends.chunks_sent,
+        ),
+        (
+            "flotilla_snapshot_chunk_bytes_sent",
+            "Snapshot bytes those chunks carried",
+            counters.snapshot_sends.chunk_bytes_sent,
+        ),
+        (
+            "flotilla_snapshot_windows_resent",
+            "Snapshot windows sent again from the acknowledged offset after a transfer stalled",
+            counters.snapshot_sends.windows_resent,
+        ),
+        (
+            "flotilla_snapshot_transfers_started",
+            "Snapshot transfers to followers started from offset 0",
+            counters.snapshot_sends.transfers_started,
+        ),
+        (
+            "flotilla_snapshot_transfers_resumed",
+            "Snapshot transfers given up earlier and resumed where the follower was",
+            counters.snapshot_sends.transfers_resumed,
+        ),
+        (
+            "flotilla_snapshot_transfers_given_up",
+            "Snapshot transfers given up because the follower stayed silent",
+            counters.snapshot_sends.transfers_given_up,
+        ),
+        (
             "flotilla_batches_refused",
             "Inbound Raft batches the node refused (malformed, unknown group, wrong data directory)",
             counters.batches_refused,

@@ -112,6 +112,8 @@ impl<L: LogReader> RaftNode<L> {
     fn sync_progress(&mut self) {
         let replicas: Vec<NodeId> = self.membership.replicas().collect();
         self.progress.retain(|node, _| replicas.contains(node));
+        self.given_up_snapshots
+            .retain(|node, _| replicas.contains(node));
         let gone: Vec<NodeId> = self
             .outgoing_snapshots
             .keys()

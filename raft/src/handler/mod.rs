@@ -7,9 +7,11 @@ pub(crate) mod membership;
 pub(crate) mod read;
 pub(crate) mod replication;
 pub(crate) mod snapshot;
+pub(crate) mod snapshot_send;
 pub(crate) mod transfer;
 
 use crate::error::StepError;
+use crate::handler::snapshot::Chunk;
 use crate::log::LogReader;
 use crate::message::{AppendOutcome, Message, MessageBody};
 use crate::node::{RaftNode, Role};
@@ -129,12 +131,20 @@ impl<L: LogReader> RaftNode<L> {
             }
             MessageBody::InstallSnapshot {
                 meta,
+                transfer,
                 offset,
                 data,
                 done,
             } => {
                 self.hear_from_leader(from);
-                self.handle_snapshot_chunk(from, meta, offset, data, done)?;
+                let chunk = Chunk {
+                    meta,
+                    transfer,
+                    offset,
+                    data,
+                    done,
+                };
+                self.handle_snapshot_chunk(from, chunk)?;
             }
             MessageBody::TimeoutNow => self.handle_timeout_now(from),
             body => return self.dispatch_to_leader(from, body),
@@ -149,8 +159,9 @@ impl<L: LogReader> RaftNode<L> {
         if !self.progress.contains_key(&from) {
             return Err(StepError::UnknownSender(from));
         }
+        let now = self.timers.now();
         if let Some(progress) = self.progress.get_mut(&from) {
-            progress.recent_active = true;
+            progress.heard(now);
         }
         match body {
             MessageBody::AppendResponse(outcome) => self.handle_append_response(from, outcome)?,
@@ -159,8 +170,9 @@ impl<L: LogReader> RaftNode<L> {
             }
             MessageBody::SnapshotResponse {
                 snapshot_index,
+                transfer,
                 next_offset,
-            } => self.handle_snapshot_response(from, snapshot_index, next_offset),
+            } => self.handle_snapshot_response(from, (snapshot_index, transfer), next_offset),
             _ => {}
         }
         Ok(())
@@ -245,6 +257,7 @@ fn plausible_numbers(message: &Message) -> bool {
         MessageBody::SnapshotResponse {
             snapshot_index,
             next_offset,
+            ..
         } => [snapshot_index.0, *next_offset, 0],
         MessageBody::VoteResponse { commit, .. } => [commit.term.0, commit.index.0, 0],
         MessageBody::HeartbeatResponse { .. } | MessageBody::TimeoutNow => [0; 3],

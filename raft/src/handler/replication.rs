@@ -33,8 +33,11 @@ impl<L: LogReader> RaftNode<L> {
     pub(crate) fn add_progress(&mut self, replica: NodeId) {
         let mut progress = Progress::new(
             self.log.last_index().next(),
-            self.config.inflight_count_max,
-            self.config.inflight_bytes_max,
+            (
+                self.config.inflight_count_max,
+                self.config.inflight_bytes_max,
+            ),
+            self.timers.now(),
         );
         if replica == self.id_() {
             progress.matched = self.log.persisted_index();
@@ -270,25 +273,9 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Check-quorum (thesis §6.2): step down unless a quorum answered since the last check.
-    /// A snapshot being sent to a follower that did not answer since the last check is given
-    /// up (the log may close its file): the follower is sent the newest one when it is back.
+    /// Snapshot transfers to followers silent for `snapshot_give_up_ticks` are given up.
     fn check_quorum(&mut self) {
-        let silent: Vec<NodeId> = self
-            .outgoing_snapshots
-            .keys()
-            .filter(|node| {
-                self.progress
-                    .get(node)
-                    .is_none_or(|progress| !progress.recent_active)
-            })
-            .copied()
-            .collect();
-        for node in silent {
-            self.drop_outgoing_snapshot(node);
-            if let Some(progress) = self.progress.get_mut(&node) {
-                progress.snapshot_given_up();
-            }
-        }
+        self.give_up_silent_snapshot_transfers();
         let id = self.id_();
         let active = quorum_of(&self.membership).is_active(|node| {
             node == id
@@ -336,7 +323,8 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Leader: a heartbeat answer. It proves the follower is alive, confirms a read round, and
-    /// unpauses a probe (or a stalled snapshot) so lost messages are resent.
+    /// unpauses a probe (or a snapshot transfer stalled past `snapshot_resend_ticks`) so lost
+    /// messages are resent.
     pub(crate) fn handle_heartbeat_response(
         &mut self,
         from: NodeId,
@@ -355,7 +343,7 @@ impl<L: LogReader> RaftNode<L> {
         let unanswered = std::mem::take(&mut progress.probe_sent);
         let lagging = progress.matched < self.log.last_index();
         match progress.state {
-            ReplicationState::Snapshot { .. } => self.resend_snapshot_chunk(from),
+            ReplicationState::Snapshot { .. } => self.on_snapshot_heartbeat_answer(from),
             ReplicationState::Replicate if lagging => self.send_position_check(from),
             ReplicationState::Probe if lagging && unanswered => self.send_short_probe(from),
             ReplicationState::Probe if lagging => {

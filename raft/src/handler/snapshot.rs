@@ -6,13 +6,15 @@ use crate::error::StepError;
 use crate::log::{LogError, LogReader};
 use crate::message::{AppendOutcome, MessageBody};
 use crate::node::RaftNode;
-use crate::types::{LogIndex, NodeId};
+use crate::types::{LogIndex, NodeId, Term};
 use thiserror::Error;
 
 /// A snapshot being received, chunk by chunk.
 #[derive(Clone, Debug)]
 pub(crate) struct IncomingSnapshot {
     meta: SnapshotMeta,
+    /// The term and number of the transfer it arrives by: a chunk of a smaller one is late.
+    transfer: (Term, u64),
     /// The chunks so far (empty when staging: the caller holds them).
     data: Vec<u8>,
     /// How many bytes arrived.
@@ -44,12 +46,14 @@ impl StagingOutput {
     }
 }
 
-/// A snapshot being sent to one follower.
+/// One InstallSnapshot chunk, as it arrived.
 #[derive(Clone, Debug)]
-pub(crate) struct OutgoingSnapshot {
-    snapshot: Snapshot,
-    /// The offset the follower acknowledged; the next chunk starts here.
-    acknowledged: u64,
+pub(crate) struct Chunk {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) transfer: u64,
+    pub(crate) offset: u64,
+    pub(crate) data: Vec<u8>,
+    pub(crate) done: bool,
 }
 
 /// Why `compact` refused.
@@ -112,109 +116,16 @@ impl<L: LogReader> RaftNode<L> {
         }
     }
 
-    /// Leader: start sending the newest snapshot to `to`. Returns whether a chunk was sent.
-    pub(crate) fn send_snapshot(&mut self, to: NodeId) -> bool {
-        let snapshot = match self.log.store().snapshot() {
-            Ok(snapshot) => snapshot,
-            Err(LogError::SnapshotTemporarilyUnavailable) => return false,
-            Err(error) => {
-                self.fail(error);
-                return false;
-            }
-        };
-        let index = snapshot.meta.last.index;
-        if let Some(progress) = self.progress.get_mut(&to) {
-            progress.become_snapshot(index);
-        }
-        let outgoing = OutgoingSnapshot {
-            snapshot,
-            acknowledged: 0,
-        };
-        if let Some(replaced) = self.outgoing_snapshots.insert(to, outgoing) {
-            self.log.store().snapshot_released(&replaced.snapshot);
-        }
-        self.resend_snapshot_chunk(to);
-        true
-    }
-
-    /// Leader: stops sending `to` its snapshot (received, given up, or `to` left the group),
-    /// and tells the log.
-    pub(crate) fn drop_outgoing_snapshot(&mut self, to: NodeId) {
-        if let Some(outgoing) = self.outgoing_snapshots.remove(&to) {
-            self.log.store().snapshot_released(&outgoing.snapshot);
-        }
-    }
-
-    /// Leader: stops sending every snapshot (leadership lost), and tells the log.
-    pub(crate) fn drop_outgoing_snapshots(&mut self) {
-        for (_, outgoing) in std::mem::take(&mut self.outgoing_snapshots) {
-            self.log.store().snapshot_released(&outgoing.snapshot);
-        }
-    }
-
-    /// Leader: send the chunk after what `to` acknowledged (again, if it was lost), read
-    /// through the log (`LogReader::snapshot_chunk`), which may stream it from a file. A chunk
-    /// the log cannot give now is asked for again at the follower's next heartbeat answer; one
-    /// it can no longer give at all (`Compacted`: replaced by a newer snapshot) gives the
-    /// snapshot up, and the follower is sent the newest one afresh; a storage failure stops
-    /// the replica, as any failed read of its log does.
-    pub(crate) fn resend_snapshot_chunk(&mut self, to: NodeId) {
-        let Some(outgoing) = self.outgoing_snapshots.get(&to) else {
-            return;
-        };
-        let chunk = self.log.store().snapshot_chunk(
-            &outgoing.snapshot,
-            outgoing.acknowledged,
-            self.config.snapshot_chunk_bytes,
-        );
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(LogError::SnapshotTemporarilyUnavailable) => return,
-            Err(error @ LogError::Storage(_)) => return self.fail(error),
-            Err(_) => {
-                self.drop_outgoing_snapshot(to);
-                if let Some(progress) = self.progress.get_mut(&to) {
-                    progress.snapshot_given_up();
-                }
-                return;
-            }
-        };
-        let body = MessageBody::InstallSnapshot {
-            meta: outgoing.snapshot.meta.clone(),
-            offset: outgoing.acknowledged,
-            data: chunk.data,
-            done: chunk.done,
-        };
-        self.send(to, body);
-    }
-
-    /// Leader: `to` acknowledged a chunk and expects `next_offset`.
-    pub(crate) fn handle_snapshot_response(
-        &mut self,
-        from: NodeId,
-        snapshot_index: LogIndex,
-        next_offset: u64,
-    ) {
-        let Some(outgoing) = self.outgoing_snapshots.get_mut(&from) else {
-            return;
-        };
-        if outgoing.snapshot.meta.last.index != snapshot_index {
-            return;
-        }
-        outgoing.acknowledged = next_offset;
-        self.resend_snapshot_chunk(from);
-    }
-
-    /// Follower: one chunk of a snapshot from the leader of our term.
+    /// Follower: one chunk of a snapshot from the leader of our term. A chunk that continues
+    /// the transfer being received is kept; a chunk at offset 0 of a newer transfer starts it
+    /// over; a late copy of a chunk already received, or of an earlier transfer, changes
+    /// nothing. Every chunk but the last received is answered with the offset expected next.
     pub(crate) fn handle_snapshot_chunk(
         &mut self,
         from: NodeId,
-        meta: SnapshotMeta,
-        offset: u64,
-        data: Vec<u8>,
-        done: bool,
+        chunk: Chunk,
     ) -> Result<(), StepError> {
-        let end = offset.saturating_add(data.len() as u64);
+        let end = chunk.offset.saturating_add(chunk.data.len() as u64);
         if end > self.config.snapshot_bytes_max {
             if self.incoming_snapshot.take().is_some() && self.config.snapshot_staging {
                 self.staging.drop_staged();
@@ -222,66 +133,74 @@ impl<L: LogReader> RaftNode<L> {
             let reason = "the snapshot is larger than snapshot_bytes_max";
             return Err(StepError::Malformed { from, reason });
         }
-        let index = meta.last.index;
+        let index = chunk.meta.last.index;
         if index <= self.log.committed() {
-            let last = self.log.committed();
-            self.send(
-                from,
-                MessageBody::AppendResponse(AppendOutcome::Accepted { last }),
-            );
+            self.accept_snapshot(from, self.log.committed());
             return Ok(());
         }
-        if self
-            .incoming_snapshot
-            .as_ref()
-            .is_some_and(|incoming| incoming.complete && incoming.meta == meta)
-        {
-            // Staged whole: the caller is checking it, and answers for it.
+        let transfer = (self.term, chunk.transfer);
+        let ignored = self.incoming_snapshot.as_ref().is_some_and(|incoming| {
+            // Staged whole (the caller is checking it, and answers for it), or a late chunk of
+            // a transfer this one replaced.
+            (incoming.complete && incoming.meta == chunk.meta) || transfer < incoming.transfer
+        });
+        if ignored {
             return Ok(());
         }
-        let received = self.receive_chunk(from, meta, offset, data);
+        let done = chunk.done;
+        let received = self.receive_chunk(from, chunk);
         if !done || received.is_none() {
             let body = MessageBody::SnapshotResponse {
                 snapshot_index: index,
-                next_offset: received.unwrap_or_else(|| self.incoming_length(index)),
+                transfer: transfer.1,
+                next_offset: received.unwrap_or_else(|| self.incoming_length(transfer, index)),
             };
             self.send(from, body);
             return Ok(());
         }
-        if self.config.snapshot_staging {
-            let incoming = self.incoming_snapshot.as_mut();
-            if let Some(incoming) = incoming {
-                let last = incoming.meta.last;
-                if self.log.matches(last) {
-                    self.incoming_snapshot = None;
-                    self.staging.drop_staged();
-                    self.log.commit_to(last.index);
-                    self.accept_snapshot(from, last.index);
-                } else {
-                    incoming.complete = true;
-                    self.staging.received = Some(incoming.meta.clone());
-                }
-            }
-            return Ok(());
-        }
-        match self.incoming_snapshot.take() {
-            Some(incoming) => self.install_snapshot(from, incoming),
-            None => Ok(()),
-        }
+        self.last_chunk_received(from)
     }
 
-    /// Adds a chunk if it continues the snapshot being received (staging: hands it to the
-    /// caller); returns the new length.
-    fn receive_chunk(
-        &mut self,
-        from: NodeId,
-        meta: SnapshotMeta,
-        offset: u64,
-        data: Vec<u8>,
-    ) -> Option<u64> {
-        if offset == 0 {
+    /// Follower: the last chunk arrived. Staging, the caller is asked to check what it staged
+    /// (unless the log holds the snapshot's last entry already: only the commit moves);
+    /// otherwise the snapshot is installed now.
+    fn last_chunk_received(&mut self, from: NodeId) -> Result<(), StepError> {
+        if !self.config.snapshot_staging {
+            return match self.incoming_snapshot.take() {
+                Some(incoming) => self.install_snapshot(from, incoming),
+                None => Ok(()),
+            };
+        }
+        let Some(incoming) = self.incoming_snapshot.as_mut() else {
+            return Ok(());
+        };
+        let last = incoming.meta.last;
+        if self.log.matches(last) {
+            self.incoming_snapshot = None;
+            self.staging.drop_staged();
+            self.log.commit_to(last.index);
+            self.accept_snapshot(from, last.index);
+        } else {
+            incoming.complete = true;
+            self.staging.received = Some(incoming.meta.clone());
+        }
+        Ok(())
+    }
+
+    /// Adds a chunk if it continues the transfer being received (staging: hands it to the
+    /// caller); returns the new length. Offset 0 of a newer transfer (or of any, when nothing
+    /// is being received) starts it over; nothing else does, so a late copy of the first
+    /// chunk cannot throw away what arrived after it.
+    fn receive_chunk(&mut self, from: NodeId, chunk: Chunk) -> Option<u64> {
+        let transfer = (self.term, chunk.transfer);
+        let newer = self
+            .incoming_snapshot
+            .as_ref()
+            .is_none_or(|incoming| transfer > incoming.transfer);
+        if chunk.offset == 0 && newer {
             self.incoming_snapshot = Some(IncomingSnapshot {
-                meta: meta.clone(),
+                meta: chunk.meta.clone(),
+                transfer,
                 data: Vec::new(),
                 received: 0,
                 complete: false,
@@ -293,26 +212,36 @@ impl<L: LogReader> RaftNode<L> {
             self.staging.received = None;
         }
         let incoming = self.incoming_snapshot.as_mut()?;
-        if incoming.meta != meta || incoming.received != offset || incoming.complete {
+        let continues = incoming.transfer == transfer
+            && incoming.meta == chunk.meta
+            && incoming.received == chunk.offset
+            && !incoming.complete;
+        if !continues {
             return None;
         }
-        incoming.received += data.len() as u64;
+        incoming.received += chunk.data.len() as u64;
         incoming.from = from;
         if self.config.snapshot_staging {
             self.staging.chunks.push(crate::ready::SnapshotPiece {
-                last: meta.last,
-                offset,
-                data,
+                last: chunk.meta.last,
+                offset: chunk.offset,
+                data: chunk.data,
             });
         } else {
-            incoming.data.extend_from_slice(&data);
+            incoming.data.extend_from_slice(&chunk.data);
         }
         Some(incoming.received)
     }
 
-    fn incoming_length(&self, index: LogIndex) -> u64 {
+    /// How much of `transfer` of the snapshot at `index` arrived: what to answer a chunk that
+    /// did not continue it (0: nothing, start over).
+    fn incoming_length(&self, transfer: (Term, u64), index: LogIndex) -> u64 {
         match &self.incoming_snapshot {
-            Some(incoming) if incoming.meta.last.index == index => incoming.received,
+            Some(incoming)
+                if incoming.transfer == transfer && incoming.meta.last.index == index =>
+            {
+                incoming.received
+            }
             _ => 0,
         }
     }
@@ -352,12 +281,30 @@ impl<L: LogReader> RaftNode<L> {
     }
 
     /// Follower, staging: the caller refused the snapshot it staged for `meta` (it does not
-    /// check). It is dropped unanswered: the leader's next chunk finds nothing received and
-    /// the snapshot is sent again from its start. False if it was no longer being received.
+    /// check). It is dropped, and the leader is told the follower holds nothing of that
+    /// transfer (an answer of offset 0), so it sends the snapshot again from its start at
+    /// once rather than after its resend timeout. False if it was no longer being received.
     pub fn refuse_staged(&mut self, meta: &SnapshotMeta) -> bool {
-        self.incoming_snapshot
-            .take_if(|incoming| incoming.complete && incoming.meta == *meta)
-            .is_some()
+        let refused = self
+            .incoming_snapshot
+            .take_if(|incoming| incoming.complete && incoming.meta == *meta);
+        match refused {
+            Some(incoming) => {
+                self.ask_to_start_over(&incoming);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Tells the leader of `incoming` the follower holds nothing of its transfer.
+    fn ask_to_start_over(&mut self, incoming: &IncomingSnapshot) {
+        let body = MessageBody::SnapshotResponse {
+            snapshot_index: incoming.meta.last.index,
+            transfer: incoming.transfer.1,
+            next_offset: 0,
+        };
+        self.send(incoming.from, body);
     }
 
     /// Tells the leader `from` the follower holds everything up to `last`.
@@ -368,9 +315,9 @@ impl<L: LogReader> RaftNode<L> {
 
     /// Follower: the last chunk arrived. If the log already holds the snapshot's last entry,
     /// only the commit index moves (§7: keep the entries that follow); otherwise the data
-    /// must pass `snapshot_check` (refused, it is dropped unanswered: the leader's next chunk
-    /// finds nothing received and starts it over), and then the log is replaced and the state
-    /// machine restored from the snapshot.
+    /// must pass `snapshot_check` (refused, it is dropped and the leader asked to start over
+    /// with an answer of offset 0), and then the log is replaced and the state machine
+    /// restored from the snapshot.
     fn install_snapshot(
         &mut self,
         from: NodeId,
@@ -382,6 +329,7 @@ impl<L: LogReader> RaftNode<L> {
         } else {
             let check = self.config.snapshot_check.0;
             if let Err(reason) = check(self.config.group, &incoming.meta, &incoming.data) {
+                self.ask_to_start_over(&incoming);
                 return Err(StepError::SnapshotRefused {
                     from,
                     index: last.index,

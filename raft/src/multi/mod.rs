@@ -90,6 +90,9 @@ pub struct MultiRaft<L> {
     snapshot_refusals: Vec<(GroupId, StepError)>,
     /// Every snapshot refused since the node started.
     snapshot_refusal_count: u64,
+    /// What every group's snapshot sending did since the node started (taken from each group
+    /// at its `ready`, its tick and its removal).
+    snapshot_sends: crate::SnapshotSendCounters,
 }
 
 /// The most refused snapshots kept for the caller between two `take_snapshot_refusals`.
@@ -147,7 +150,15 @@ impl<L: LogReader> MultiRaft<L> {
             spare_groups: Vec::new(),
             snapshot_refusals: Vec::new(),
             snapshot_refusal_count: 0,
+            snapshot_sends: crate::SnapshotSendCounters::default(),
         }
+    }
+
+    /// What the snapshot sending of every group this node hosts or hosted did since it
+    /// started (chunks and bytes sent, transfers started, resumed and given up).
+    #[must_use]
+    pub fn snapshot_send_counters(&self) -> crate::SnapshotSendCounters {
+        self.snapshot_sends
     }
 
     /// The snapshots refused by `SnapshotCheck` since the last call (for the log), and how
@@ -202,9 +213,10 @@ impl<L: LogReader> MultiRaft<L> {
         self.active.remove(&group);
         self.led.remove(&group);
         self.news.insert(group);
-        self.groups
-            .remove(&group)
-            .map(|hosted| hosted.raft.into_store())
+        let mut hosted = self.groups.remove(&group)?;
+        let sends = hosted.raft.take_snapshot_send_counters();
+        self.snapshot_sends.add(&sends);
+        Some(hosted.raft.into_store())
     }
 
     /// A batch of the host's own `notes` to `peer`, stamped as this node's batches are (the
@@ -283,6 +295,9 @@ impl<L: LogReader> MultiRaft<L> {
         for &group in &self.active {
             if let Some(hosted) = self.groups.get_mut(&group) {
                 hosted.raft.tick();
+                // A tick gives up the transfers of silent followers, and may send nothing.
+                let sends = hosted.raft.take_snapshot_send_counters();
+                self.snapshot_sends.add(&sends);
                 if hosted.raft.has_ready() {
                     self.dirty.insert(group);
                 }
@@ -416,6 +431,8 @@ impl<L: LogReader> MultiRaft<L> {
                 continue;
             }
             let mut ready = hosted.raft.ready();
+            let sends = hosted.raft.take_snapshot_send_counters();
+            self.snapshot_sends.add(&sends);
             let quiesce = hosted.quiescent;
             let node = self.config.node;
             note_news(node, group, &ready, &mut self.led, &mut self.news);

@@ -34,6 +34,8 @@ pub(crate) struct Progress {
     pub(crate) probe_sent: bool,
     /// Whether the follower answered since the last check-quorum.
     pub(crate) recent_active: bool,
+    /// When the follower last answered (or its progress was made), in the leader's ticks.
+    pub(crate) heard_at_tick: u64,
     pub(crate) inflights: Inflights,
     /// The round and commit index of the last heartbeat sent to the follower.
     pub(crate) heartbeat_sent: Option<(u64, LogIndex)>,
@@ -44,17 +46,34 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// A follower about which nothing is known, probing from `next`.
-    pub(crate) fn new(next: LogIndex, inflight_count_max: usize, inflight_bytes_max: u64) -> Self {
+    pub(crate) fn new(
+        next: LogIndex,
+        (inflight_count_max, inflight_bytes_max): (usize, u64),
+        now_ticks: u64,
+    ) -> Self {
         Self {
             matched: LogIndex::ZERO,
             next,
             state: ReplicationState::Probe,
             probe_sent: false,
             recent_active: true,
+            heard_at_tick: now_ticks,
             inflights: Inflights::new(inflight_count_max, inflight_bytes_max),
             heartbeat_sent: None,
             commit_known: LogIndex::ZERO,
         }
+    }
+
+    /// The follower answered (or counts as heard: the leader woke from quiescence) at
+    /// `now_ticks`.
+    pub(crate) fn heard(&mut self, now_ticks: u64) {
+        self.recent_active = true;
+        self.heard_at_tick = now_ticks;
+    }
+
+    /// Whether the follower has said nothing for at least `ticks` before `now_ticks`.
+    pub(crate) fn silent_for(&self, ticks: u64, now_ticks: u64) -> bool {
+        now_ticks.saturating_sub(self.heard_at_tick) >= ticks
     }
 
     /// Whether the leader must wait before sending more entries.
@@ -77,8 +96,9 @@ impl Progress {
         self.inflights.reset();
     }
 
-    /// The snapshot being sent could not be read further: probe again from what the follower
-    /// holds, so the next append finds the entries compacted and sends the newest snapshot.
+    /// The snapshot being sent could not be read further, or its follower went silent: probe
+    /// again from what the follower holds, so the next append finds the entries compacted and
+    /// sends the newest snapshot (or resumes this one, if it still is).
     pub(crate) fn snapshot_given_up(&mut self) {
         self.state = ReplicationState::Probe;
         self.next = self.matched.next();

@@ -16,6 +16,7 @@ mod t30_commit;
 mod t40_safety;
 mod t50_membership;
 mod t60_snapshot;
+mod t65_snapshot_flow;
 mod t70_transfer;
 mod t80_reads;
 mod t85_client;

@@ -165,8 +165,8 @@ fn a_snapshot_that_conflicts_with_the_log_replaces_it() {
 }
 
 /// A whole snapshot whose data fails the application's `SnapshotCheck` is dropped: the step
-/// says why, nothing is persisted or installed and no acknowledgement leaves, so the leader's
-/// next chunk finds nothing received and starts the snapshot over. The same snapshot with data
+/// says why, nothing is persisted or installed and no acknowledgement leaves; the leader is
+/// answered offset 0, which starts the snapshot over. The same snapshot with data
 /// that passes is installed.
 #[test]
 fn a_snapshot_whose_data_fails_the_check_is_dropped_and_sent_again() {
@@ -197,22 +197,28 @@ fn a_snapshot_whose_data_fails_the_check_is_dropped_and_sent_again() {
         reason: "group g7 at i5: not a state".to_owned(),
     };
     assert_eq!(refused, Err(expected));
-    assert_eq!(follower.take(), Ready::default());
-    assert_eq!(follower.stored_entries().len(), 4);
-    assert_eq!(follower.log().applied().0, 2);
-
-    // The leader resends its last chunk: the follower has nothing and asks from the start.
-    let again = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (4, b"bage"), true);
-    follower.deliver(again);
+    // Nothing persisted or acknowledged; the leader is asked to start over (offset 0).
     let restart = message(
         1,
         2,
         1,
         MessageBody::SnapshotResponse {
             snapshot_index: LogIndex(5),
+            transfer: 1,
             next_offset: 0,
         },
     );
+    let expected = Ready {
+        persisted_messages: vec![restart.clone()],
+        ..Ready::default()
+    };
+    assert_eq!(follower.take(), expected);
+    assert_eq!(follower.stored_entries().len(), 4);
+    assert_eq!(follower.log().applied().0, 2);
+
+    // A late copy of its last chunk: the follower has nothing and asks from the start again.
+    let again = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (4, b"bage"), true);
+    follower.deliver(again);
     assert_eq!(follower.take().persisted_messages, vec![restart]);
 
     let good = snapshot_chunk(2, 1, 1, meta((1, 5), &[1, 2, 3]), (0, b"state@5"), true);
@@ -229,7 +235,7 @@ fn a_snapshot_whose_data_fails_the_check_is_dropped_and_sent_again() {
 /// With `snapshot_staging` a follower gathers nothing in memory: each chunk is handed to the
 /// caller to stage, the last one is reported received, and nothing is acknowledged or
 /// installed until the caller checked what it staged. Refused, it is dropped and asked for
-/// again from the start; installed, it replaces the log with the data the caller stores and
+/// again from the start (an answer of offset 0); installed, it replaces the log with the data the caller stores and
 /// is acknowledged once persisted. A replica that campaigns meanwhile installs nothing.
 #[test]
 fn a_staging_follower_hands_out_chunks_and_installs_only_once_the_caller_checked() {
@@ -254,6 +260,7 @@ fn a_staging_follower_hands_out_chunks_and_installs_only_once_the_caller_checked
             1,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(5),
+                transfer: 1,
                 next_offset,
             },
         )
@@ -288,9 +295,11 @@ fn a_staging_follower_hands_out_chunks_and_installs_only_once_the_caller_checked
     follower.deliver(snapshot_chunk(2, 1, 1, snapshot.clone(), (4, b"45"), true));
     assert_eq!(follower.take(), Ready::default());
 
-    // Refused: dropped, and the leader's next chunk is asked for from the start.
+    // Refused: dropped, and the leader asked to start over; a late chunk is asked for from
+    // the start too.
     assert!(follower.refuse_staged(&snapshot));
     assert!(!follower.refuse_staged(&snapshot), "once");
+    assert_eq!(follower.take().persisted_messages, vec![response(0)]);
     follower.deliver(snapshot_chunk(2, 1, 1, snapshot.clone(), (4, b"45"), true));
     assert_eq!(follower.take().persisted_messages, vec![response(0)]);
 
@@ -361,6 +370,7 @@ fn an_out_of_order_chunk_is_answered_with_the_expected_offset() {
             1,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(5),
+                transfer: 1,
                 next_offset: 0,
             },
         )],
@@ -514,8 +524,11 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
         files: files.clone(),
         released: released.clone(),
     };
+    // A window of one chunk: each answer sends the next.
     let config = Config {
         snapshot_chunk_bytes: 4,
+        snapshot_inflight_bytes_max: 4,
+        snapshot_give_up_ticks: 30,
         ..config(1)
     };
     let mut leader = RaftNode::new(config, store).unwrap();
@@ -538,6 +551,7 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
                     offset,
                     data,
                     done,
+                    ..
                 } => Some((meta.last.index.0, *offset, data.clone(), *done)),
                 _ => None,
             })
@@ -574,6 +588,7 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
             term,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(3),
+                transfer: 1,
                 next_offset: 4,
             },
         ))
@@ -597,6 +612,7 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
             term,
             MessageBody::SnapshotResponse {
                 snapshot_index: LogIndex(3),
+                transfer: 1,
                 next_offset: 8,
             },
         ))
@@ -613,16 +629,16 @@ fn a_snapshot_read_through_the_log_a_chunk_at_a_time_starts_over_once_replaced()
         chunks(&settle(&mut leader)),
         vec![(4, 0, b"abcd".to_vec(), false)]
     );
-    // The learner goes silent: a check-quorum later the transfer is given up (the log may
-    // close its file), and the log hears it.
+    // The learner goes silent: at the first check-quorum after `snapshot_give_up_ticks` the
+    // transfer is given up (the log may close its file), and the log hears it.
     let ticks = 3 * Config::new(flotilla_raft::NodeId(1)).election_timeout_ticks_min;
     for _ in 0..ticks {
         leader.tick();
         settle(&mut leader);
     }
     assert_eq!(*released.borrow(), vec![b"A".to_vec(), b"B".to_vec()]);
-    // Back, it is sent the newest snapshot from its start; once it holds it all, that
-    // transfer ends too.
+    // Back, the transfer resumes where the learner was (it acknowledged nothing of B); once
+    // it holds it all, that transfer ends too.
     leader.step(heartbeat_response(2, 1, term, 0)).unwrap();
     assert_eq!(
         chunks(&settle(&mut leader)),

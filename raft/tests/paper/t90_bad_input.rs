@@ -248,6 +248,7 @@ fn a_snapshot_past_the_size_limit_is_refused() {
                     NodeId(3),
                 ]),
             },
+            transfer: 1,
             offset,
             data: vec![7; 4],
             done: false,

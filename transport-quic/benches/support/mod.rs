@@ -89,6 +89,7 @@ pub(crate) fn setup() -> Bench {
     };
     let config = TransportConfig {
         outbound_queue_batches: 1024,
+        outbound_snapshot_queue_bytes: 64 << 20,
         ..TransportConfig::default()
     };
     let loopback = "127.0.0.1:0".parse().unwrap();

@@ -32,6 +32,7 @@ pub fn config() -> TransportConfig {
     TransportConfig {
         frame_bytes_max: 8 << 20,
         outbound_queue_batches: 64,
+        outbound_snapshot_queue_bytes: 64 << 20,
         inbound_queue_batches: 1024,
         idle_timeout_ms: 10_000,
         keep_alive_interval_ms: 500,
@@ -100,6 +101,7 @@ pub fn snapshot_batch(from: u64, to: u64, data_bytes: usize) -> Batch {
     let data: Vec<u8> = (0..data_bytes).map(|i| (i % 251) as u8).collect();
     let body = MessageBody::InstallSnapshot {
         meta: SnapshotMeta::default(),
+        transfer: 1,
         offset: 0,
         data,
         done: true,

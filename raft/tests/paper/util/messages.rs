@@ -121,7 +121,7 @@ pub fn heartbeat_response(from: u64, to: u64, term: u64, round: u64) -> Message 
     )
 }
 
-/// One snapshot chunk.
+/// One snapshot chunk of the leader's first transfer (number 1).
 pub fn snapshot_chunk(
     from: u64,
     to: u64,
@@ -130,11 +130,37 @@ pub fn snapshot_chunk(
     (offset, data): (u64, &[u8]),
     done: bool,
 ) -> Message {
+    snapshot_chunk_of(1, (from, to, term), meta, (offset, data), done)
+}
+
+/// One snapshot chunk of transfer `transfer`.
+pub fn snapshot_chunk_of(
+    transfer: u64,
+    (from, to, term): (u64, u64, u64),
+    meta: SnapshotMeta,
+    (offset, data): (u64, &[u8]),
+    done: bool,
+) -> Message {
     let body = MessageBody::InstallSnapshot {
         meta,
+        transfer,
         offset,
         data: data.to_vec(),
         done,
+    };
+    message(from, to, term, body)
+}
+
+/// A follower's answer to a chunk of transfer `transfer` of the snapshot at `index`.
+pub fn snapshot_answer(
+    (from, to, term): (u64, u64, u64),
+    (index, transfer): (u64, u64),
+    next_offset: u64,
+) -> Message {
+    let body = MessageBody::SnapshotResponse {
+        snapshot_index: flotilla_raft::LogIndex(index),
+        transfer,
+        next_offset,
     };
     message(from, to, term, body)
 }

@@ -4,7 +4,9 @@
 pub mod driver;
 pub mod messages;
 pub mod net;
+pub mod timed;
 
 pub use driver::*;
 pub use messages::*;
 pub use net::Net;
+pub use timed::TimedNet;
