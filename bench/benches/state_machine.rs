@@ -118,6 +118,29 @@ fn measure(subject: &mut Subject, count: u64, batch_entries: u64) -> (String, u6
     (sentence, disk_bytes)
 }
 
+/// What a snapshot's copy of a range in memory and a split at its middle cost on the Raft
+/// loop, for a map of `count` pairs.
+fn copy_and_split(count: u64) -> String {
+    let mut map: flotilla_storage::kv::KvMap = (0..count)
+        .map(|n| (key(n), vec![n as u8; VALUE_BYTES]))
+        .collect();
+    let started = std::time::Instant::now();
+    let copy = map.clone();
+    let copied = started.elapsed();
+    let middle = map.key_at(map.len() / 2).unwrap().clone();
+    let started = std::time::Instant::now();
+    let right = map.split_off(&middle);
+    let split = started.elapsed();
+    let started = std::time::Instant::now();
+    map.insert(key(1), vec![0; VALUE_BYTES]);
+    let first_write = started.elapsed();
+    assert_eq!(map.len() + right.len(), copy.len());
+    format!(
+        "memory map of {count} pairs: a copy {copied:?}, a split at the middle {split:?}, the \
+         first write after the copy {first_write:?}"
+    )
+}
+
 fn bench_state_machines(c: &mut Criterion) {
     // `--test` (CI) runs each bench once: a small preload is enough there.
     let testing = std::env::args().any(|argument| argument == "--test");
@@ -133,6 +156,7 @@ fn bench_state_machines(c: &mut Criterion) {
             subject.name,
         );
     }
+    eprintln!("{}", copy_and_split(preload));
     let mut group = c.benchmark_group("state_machine");
     group.throughput(Throughput::Elements(OPERATIONS_PER_ITERATION));
     for subject in &mut subjects {

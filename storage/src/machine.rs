@@ -383,7 +383,7 @@ impl StateMachine for KvStateMachine {
 
     fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {
         let map = self.map();
-        let Some(middle) = map.keys().nth(map.len() / 2) else {
+        let Some(middle) = map.key_at(map.len() / 2) else {
             return Ok(None);
         };
         Ok(
@@ -440,22 +440,23 @@ impl SnapshotView for MemoryView {
         chunk_bytes_max: usize,
         pairs: &mut Vec<Pair>,
     ) -> Result<bool, EngineError> {
-        let lower = self
-            .after
-            .as_deref()
-            .map_or(Bound::Unbounded, Bound::Excluded);
+        let after = self.after.take();
+        let lower = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let map: &KvMap = &self.source.map;
         let mut bytes = 0usize;
         let mut taken = 0usize;
-        for (key, value) in map.range::<_, [u8]>((lower, Bound::Unbounded)) {
+        for (key, value) in map.range(lower, Bound::Unbounded) {
             bytes = bytes.saturating_add(PAIR_FRAMING_BYTES + key.len() + value.len());
             if bytes > chunk_bytes_max && taken > 0 {
                 break;
             }
             pairs.push((key.clone(), value.clone()));
-            self.after = Some(key.clone());
             taken += 1;
         }
+        self.after = match pairs.last() {
+            Some((last, _)) if taken > 0 => Some(last.clone()),
+            _ => after,
+        };
         Ok(taken > 0)
     }
 }

@@ -241,7 +241,7 @@ proptest! {
         ),
         index in 0..1000u64,
     ) {
-        let kv = KvStateMachine::from_parts(GROUP, LogId::new(Term(1), LogIndex(index)), KvMap::from(map));
+        let kv = KvStateMachine::from_parts(GROUP, LogId::new(Term(1), LogIndex(index)), map.into_iter().collect::<KvMap>());
         let bytes = flotilla_storage::snapshot::encode_snapshot(&kv.snapshot_source());
         prop_assert_eq!(decode_snapshot(&bytes).unwrap(), kv);
     }
@@ -259,7 +259,7 @@ proptest! {
         xor in 1..=255u8,
     ) {
         let applied = LogId::new(Term(3), LogIndex(77));
-        let kv = KvStateMachine::from_parts(GROUP, applied, KvMap::from(map));
+        let kv = KvStateMachine::from_parts(GROUP, applied, map.into_iter().collect::<KvMap>());
         let bytes = flotilla_storage::snapshot::encode_snapshot(&kv.snapshot_source());
         let header = verify_snapshot(&bytes).unwrap();
         prop_assert_eq!((header.group, header.applied), (GROUP, applied));

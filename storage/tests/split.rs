@@ -470,7 +470,7 @@ proptest! {
                 Step::Delete(key) => {
                     let at = holder(&ranges, &[key]);
                     ranges[at].apply_data(&postcard_command(&Command::Delete { key: vec![key] }));
-                    model.remove(&vec![key]);
+                    model.remove(&[key][..]);
                 }
                 Step::Split(key) => {
                     let at = holder(&ranges, &[key]);

@@ -396,7 +396,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 // A range in memory is written to its snapshot file off the loop, from an
                 // O(1) copy of its persistent map; its log compacts once the file is synced
                 // (`compact_with_written_snapshots`).
-                if self.compacting.contains(&group) {
+                if self.compacting.contains_key(&group) {
                     continue;
                 }
                 if let Some(view) = self.machines.snapshot_view(group)? {
@@ -405,7 +405,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                         view,
                         flotilla_storage::machine::VIEW_CHUNK_BYTES,
                     );
-                    self.compacting.insert(group);
+                    let then = self.machines.since_snapshot(group);
+                    self.compacting.insert(group, then);
                     continue;
                 }
             }
@@ -436,11 +437,15 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     pub(super) fn compact_with_written_snapshots(&mut self) {
         for written in self.engine.take_written_snapshots() {
             let group = written.group;
-            self.compacting.remove(&group);
+            let then = self.compacting.remove(&group).unwrap_or_default();
             let (reference, size) = match written.outcome {
                 Ok(written) => written,
                 Err(reason) => {
+                    // Tried again once as much is applied again, not at the next turn: a
+                    // failing disk must not have the range streamed at every cycle.
                     tracing::warn!(%group, %reason, "a snapshot could not be written");
+                    let last_size = self.machines.since_snapshot(group).snapshot_bytes;
+                    self.machines.snapshot_taken_from(group, last_size, then);
                     continue;
                 }
             };
@@ -451,13 +456,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
             match self.multi.compact(group, index, reference.clone()) {
                 Ok(()) => {
-                    self.machines
-                        .snapshot_taken(group, usize::try_from(size).unwrap_or(usize::MAX));
+                    self.machines.snapshot_taken_from(group, size, then);
                     self.counters.snapshots_taken += 1;
                     self.counters.snapshots_written_off_loop += 1;
                 }
                 Err(error) => {
-                    tracing::warn!(%group, %error, "compaction refused");
+                    // The group is gone or was replaced (a tombstone) since the copy.
+                    tracing::debug!(%group, %error, "a written snapshot is no longer wanted");
                     self.engine.discard_written_snapshot(group, &reference);
                 }
             }

@@ -388,6 +388,19 @@ impl Machines {
         self.since_snapshot.insert(group, since);
     }
 
+    /// A snapshot of `size` bytes of `group` taken from a copy made when it had applied `then`
+    /// since its last: what it applied after the copy still counts toward the next (the log
+    /// keeps those entries).
+    pub(crate) fn snapshot_taken_from(&mut self, group: GroupId, size: u64, then: SinceSnapshot) {
+        let now = self.since_snapshot(group);
+        let since = SinceSnapshot {
+            entries: now.entries.saturating_sub(then.entries),
+            log_bytes: now.log_bytes.saturating_sub(then.log_bytes),
+            snapshot_bytes: size,
+        };
+        self.since_snapshot.insert(group, since);
+    }
+
     /// What `group` applied since its last snapshot.
     pub(crate) fn since_snapshot(&self, group: GroupId) -> SinceSnapshot {
         self.since_snapshot.get(&group).copied().unwrap_or_default()

@@ -286,8 +286,9 @@ pub struct NodeCore<R, S> {
     >,
     /// What checks a received snapshot staged in a file, off the loop (`staged_check`).
     staged_check: flotilla_storage::StagedCheck,
-    /// Ranges in memory whose snapshot is being written off the loop (one at a time each).
-    compacting: std::collections::BTreeSet<GroupId>,
+    /// Ranges in memory whose snapshot is being written off the loop (one at a time each),
+    /// with what each had applied since its last snapshot when the copy was taken.
+    compacting: BTreeMap<GroupId, machines::SinceSnapshot>,
 }
 
 /// What the core has done since start.
@@ -457,7 +458,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             engine_snapshots_produced: Arc::default(),
             staged_snapshots_refused: 0,
             prepared: rustc_hash::FxHashMap::default(),
-            compacting: std::collections::BTreeSet::new(),
+            compacting: BTreeMap::new(),
             staged_check,
         }
     }

@@ -1,17 +1,19 @@
 //! The KV state machine of one group: an ordered map with get, put, delete, compare-and-swap
 //! and limited range scans, applied deterministically from committed entries, and the group's
-//! client sessions, which apply each write at most once. The map and the session table are
-//! persistent maps behind `Arc`s: taking a snapshot is O(1), and a write after it copies only
-//! the nodes on the path to what it changes, never the whole range.
+//! client sessions, which apply each write at most once. The map is chunked and the session
+//! table persistent, both behind `Arc`s: taking a snapshot copies an index of chunks, and a
+//! write after it copies only the chunk or the path it changes, never the whole range.
 
 mod command;
 pub(crate) mod execute;
+mod map;
 mod session;
 
 pub use command::{
     Codec, CodecError, Command, MergeStep, PROPOSAL_FORMAT, Payload, Proposal, RangeBounds,
     Response,
 };
+pub use map::KvMap;
 pub use session::{Admission, SessionId, SessionLimits, SessionTable, SessionTag};
 
 use execute::{Applied, MergePlan, PageBuilder, RangeState, ReadRows, Rows, ScanPage, SplitPlan};
@@ -26,11 +28,6 @@ pub use flotilla_api::kv::{SCAN_BYTES_MAX, SCAN_PAIR_COUNT_MAX};
 fn pair_bytes(key: &[u8], value: &[u8]) -> u64 {
     (key.len() + value.len()) as u64
 }
-
-/// The ordered map of a group: persistent, so a clone is O(1) and shares every node until one
-/// side writes it (then only the path to the written key is copied). A snapshot of a range in
-/// memory is an O(1) clone that another thread encodes while the range goes on applying.
-pub type KvMap = imbl::OrdMap<Vec<u8>, Vec<u8>>;
 
 /// A range's part in a merge, as its own log says (`docs/protocol/split-merge.md`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -291,9 +288,7 @@ impl KvStateMachine {
                     ..
                 } = *right;
                 // Its keys all lie past this range's: the two maps join end to end.
-                let right_map = Arc::unwrap_or_clone(right_map);
-                let left_map = Arc::make_mut(&mut self.map);
-                *left_map = std::mem::take(left_map).union(right_map);
+                Arc::make_mut(&mut self.map).append(Arc::unwrap_or_clone(right_map));
                 self.stored_bytes += right_bytes;
                 Arc::make_mut(&mut self.sessions).merge(Arc::unwrap_or_clone(right_sessions));
                 self.shape().absorbed(bounds, right)
@@ -314,11 +309,7 @@ impl KvStateMachine {
     /// applied here before the split is still answered once when sent again to the right half.
     fn split(&mut self, plan: SplitPlan) -> Response {
         let response = plan.response();
-        let (left_map, at, mut right_map) = self.map.split_lookup(plan.at.as_slice());
-        if let Some(value) = at {
-            right_map.insert(plan.at.clone(), value);
-        }
-        self.map = Arc::new(left_map);
+        let right_map = Arc::make_mut(&mut self.map).split_off(plan.at.as_slice());
         let right_bytes: u64 = right_map
             .iter()
             .map(|(key, value)| pair_bytes(key, value))
@@ -375,7 +366,7 @@ impl ReadRows for KvMap {
     type Error = Infallible;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(imbl::OrdMap::get(self, key).cloned())
+        Ok(KvMap::get(self, key).cloned())
     }
 
     fn scan(
@@ -387,7 +378,7 @@ impl ReadRows for KvMap {
     ) -> Result<ScanPage, Infallible> {
         let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         let mut page = PageBuilder::new(limit, bytes_max);
-        for (key, value) in self.range::<_, [u8]>((Bound::Included(start), upper)) {
+        for (key, value) in self.range(Bound::Included(start), upper) {
             if !page.offer(key, value) {
                 break;
             }

@@ -411,6 +411,13 @@ impl LogEngine {
     ) -> Result<SnapshotMarker, WriteError> {
         let shared = &self.shared;
         if let Some(staged) = shared.stagings.resolve(&snapshot.data) {
+            if staged.last != snapshot.meta.last {
+                return Err(std::io::Error::other(format!(
+                    "the staged snapshot {} of {group} holds entry {} but is stored as entry {}",
+                    staged.name, staged.last.index, snapshot.meta.last.index
+                ))
+                .into());
+            }
             // A received snapshot staged, synced and checked: its file becomes the snapshot.
             let path = shared
                 .stagings
