@@ -28,8 +28,9 @@ pub(super) enum Carve {
     Disk {
         /// The right half's group.
         group: GroupId,
-        /// Its metadata as the batch writes it.
-        meta: RangeMeta,
+        /// Its metadata as the batch writes it (boxed: the enum's other variant is far
+        /// smaller).
+        meta: Box<RangeMeta>,
         /// Its copy of the session table.
         sessions: SessionTable,
     },
@@ -207,7 +208,7 @@ impl<'a> BatchApply<'a> {
             .push((keys::meta(right), Some(meta.encode())));
         Ok(Carve::Disk {
             group: right,
-            meta,
+            meta: Box::new(meta),
             sessions,
         })
     }

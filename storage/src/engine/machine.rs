@@ -124,7 +124,7 @@ impl DiskStateMachine {
                 Box::new(Self {
                     engine: self.engine.clone(),
                     group,
-                    meta,
+                    meta: *meta,
                     sessions: Arc::new(sessions),
                     failed: false,
                     registered: AtomicBool::new(self.engine.register(group)),
