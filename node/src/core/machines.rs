@@ -361,6 +361,10 @@ impl Machines {
         }
         let before = machine.stored_bytes();
         let restored = machine.restore_ingested(*ingested);
+        if let Err(MachineError::NotInEngine(_)) = restored {
+            // A machine outside the engine (none is hosted so today): restored from the file.
+            return self.restore_from(group, meta, data);
+        }
         let after = machine.stored_bytes();
         self.stored_bytes = self.stored_bytes - before + after;
         self.snapshot_taken(group, data.len());
