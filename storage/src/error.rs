@@ -427,6 +427,12 @@ pub enum EngineError {
     /// The range is already open through another handle.
     #[error("range {0} is already open in the engine; a range has one state machine at a time")]
     AlreadyOpen(GroupId),
+    /// The group's id is in the part of the key space the engine draws spaces from.
+    #[error(
+        "group {0} cannot keep a range in the engine: ids from 2^63 on are the engine's own \
+         key spaces"
+    )]
+    GroupIdOutOfRange(GroupId),
     /// The engine belongs to another data directory, or holds ranges with no owner recorded.
     #[error(
         "the state machine engine is not this data directory's ({directory_id:032x}): it records \
@@ -476,4 +482,8 @@ pub enum MachineError {
         /// The snapshot's range.
         found: GroupId,
     },
+    /// A snapshot ingested into the disk engine was offered to a range kept elsewhere (in
+    /// memory, or in another engine).
+    #[error("range {0} does not keep its state in the engine the snapshot was ingested into")]
+    NotInEngine(GroupId),
 }

@@ -26,7 +26,7 @@ pub use config::{LogConfig, SnapshotLoading};
 #[cfg(any(test, feature = "testing"))]
 pub use crash::{CrashFile, CrashFs};
 pub use data_dir::{DataDir, DirIdentity, DirPeek, DirState};
-pub use engine::{DiskStateMachine, Engine, EngineConfig};
+pub use engine::{DiskStateMachine, Engine, EngineConfig, IngestedRange};
 #[cfg(any(test, feature = "testing"))]
 pub use engine::{EngineModel, ModelError};
 pub use error::{

@@ -168,6 +168,20 @@ pub trait StateMachine: Send + std::fmt::Debug {
     /// The engine failed.
     fn set_membership(&mut self, membership: &Membership) -> Result<(), MachineError>;
 
+    /// Makes `ingested`, a snapshot written into the disk engine off the Raft loop
+    /// (`Engine::ingest_snapshot`), the range's state: for the disk machine one small write
+    /// that switches its metadata to the ingested space, its old space deleted in the
+    /// background. A machine outside that engine refuses it (and the space is deleted).
+    ///
+    /// # Errors
+    /// `NotInEngine`, `WrongGroup`, or the engine failed.
+    fn restore_ingested(
+        &mut self,
+        ingested: crate::engine::IngestedRange,
+    ) -> Result<(), MachineError> {
+        Err(MachineError::NotInEngine(ingested.group()))
+    }
+
     /// The key in the middle of the range's pairs (where a split by size cuts it), `None` if
     /// the range holds fewer than two pairs or the middle key is the range's first key.
     ///

@@ -41,6 +41,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 compact.push(*group);
             }
         }
+        // Raft installs a snapshot handed over at the cycle's start in this cycle's ready: one
+        // prepared for it and not taken (no longer wanted) is dropped.
+        self.prepared.clear();
         self.serve_reads();
         self.multi.advance(ready);
         self.host_splits()?;
@@ -74,14 +77,9 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             let installed = match checked.outcome {
                 Ok((reference, prepared)) => {
                     let installed = self.multi.install_staged(group, meta, reference);
-                    let machine = prepared.and_then(|prepared| {
-                        prepared
-                            .0
-                            .downcast::<Box<dyn flotilla_storage::StateMachine + Send>>()
-                            .ok()
-                    });
-                    if let (Ok(true), Some(machine)) = (&installed, machine) {
-                        self.prepared.insert(group, (meta.last, *machine));
+                    let prepared = prepared.and_then(super::machines::PreparedRestore::of);
+                    if let (Ok(true), Some(prepared)) = (&installed, prepared) {
+                        self.prepared.insert(group, (meta.last, prepared));
                     }
                     installed
                 }
@@ -221,10 +219,12 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     group,
                     reason: source.to_string(),
                 })?;
-            // A range in memory was decoded off the loop when its snapshot was checked.
+            // A range was decoded (in memory) or ingested (in the disk engine) off the loop
+            // when its snapshot was checked.
             match self.prepared.remove(&group) {
-                Some((last, machine)) if last == snapshot.meta.last => {
-                    self.machines.restore_prepared(group, bytes.len(), machine);
+                Some((last, prepared)) if last == snapshot.meta.last => {
+                    self.machines
+                        .restore_prepared_from(group, &snapshot.meta, &bytes, prepared)?;
                     self.counters.snapshots_restored_off_loop += 1;
                 }
                 _ => self.machines.restore_from(group, &snapshot.meta, &bytes)?,

@@ -6,7 +6,9 @@ use super::CoreError;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogIndex, Snapshot, SnapshotMeta};
 use flotilla_shard_manager::{META_GROUP, MetaAnswer, MetaCommand, MetaError, MetaState};
 use flotilla_storage::machine::{ENGINE_STATE, VIEW_CHUNK_BYTES, encode_machine, is_engine_state};
-use flotilla_storage::{Engine, KvStateMachine, MachineError, MergeState, Response, StateMachine};
+use flotilla_storage::{
+    Engine, IngestedRange, KvStateMachine, MachineError, MergeState, Response, StateMachine,
+};
 use std::collections::BTreeMap;
 
 /// Where a node keeps its ranges' applied data.
@@ -38,27 +40,68 @@ impl RangeStore {
 }
 
 /// The check of a received snapshot staged in a file, run off the loop: `check` (the node's
-/// `SnapshotCheck`), then, for a range kept in memory (`in_memory`), its decoding into the
-/// state machine that replaces the replica's once Raft installs the snapshot, so the Raft loop
-/// decodes nothing.
+/// `SnapshotCheck`), then what the restore needs, so the Raft loop neither decodes nor writes
+/// the range: for a range kept in memory its decoding into the state machine that replaces the
+/// replica's once Raft installs the snapshot; for a range in the disk engine the snapshot
+/// written into a fresh space of the engine, which the replica's machine switches to then.
+/// A snapshot whose restore cannot be prepared is refused, unless `prepared_checks` is off
+/// (the mutation that installs unchecked snapshots): it then installs, and fails on the loop.
 pub(crate) fn staged_check(
     check: fn(GroupId, &SnapshotMeta, &[u8]) -> Result<(), String>,
-    in_memory: bool,
+    store: &RangeStore,
+    prepared_checks: bool,
 ) -> flotilla_storage::StagedCheck {
+    let store = store.clone();
     std::sync::Arc::new(move |group, meta, bytes| {
         check(group, meta, bytes)?;
         let membership = &meta.membership;
         let has_members = !(membership.voters.is_empty() && membership.learners.is_empty());
-        if !in_memory || group == META_GROUP || bytes.is_empty() || !has_members {
+        if group == META_GROUP || bytes.is_empty() || !has_members {
             return Ok(None);
         }
-        let mut machine = KvStateMachine::new(group);
-        machine
-            .restore_as_member(bytes, membership)
-            .map_err(|error| error.to_string())?;
-        let machine: Box<dyn StateMachine + Send> = Box::new(machine);
-        Ok(Some(flotilla_storage::Prepared(Box::new(machine))))
+        match prepare_restore(&store, group, meta, bytes) {
+            Ok(prepared) => Ok(Some(flotilla_storage::Prepared(Box::new(prepared)))),
+            Err(error) if prepared_checks => Err(error.to_string()),
+            Err(_) => Ok(None),
+        }
     })
+}
+
+/// `group`'s restore from the snapshot `bytes` of `meta`, prepared off the loop.
+fn prepare_restore(
+    store: &RangeStore,
+    group: GroupId,
+    meta: &SnapshotMeta,
+    bytes: &[u8],
+) -> Result<PreparedRestore, MachineError> {
+    match store {
+        RangeStore::Memory => {
+            let mut machine = KvStateMachine::new(group);
+            machine.restore_as_member(bytes, &meta.membership)?;
+            Ok(PreparedRestore::Decoded(Box::new(machine)))
+        }
+        RangeStore::Engine(engine) => {
+            let ingested = engine.ingest_snapshot(group, bytes, Some(&meta.membership))?;
+            Ok(PreparedRestore::Ingested(Box::new(ingested)))
+        }
+    }
+}
+
+/// What a staged check prepared off the loop for a range's restore.
+#[derive(Debug)]
+pub(crate) enum PreparedRestore {
+    /// A range in memory, decoded: swapped in for the replica's machine.
+    Decoded(Box<dyn StateMachine + Send>),
+    /// A range in the disk engine, written into a space of its own: the replica's machine
+    /// switches to it (dropped unused, the space is deleted in the background).
+    Ingested(Box<IngestedRange>),
+}
+
+impl PreparedRestore {
+    /// What `prepared` holds, if a staged check of this node's made it.
+    pub(crate) fn of(prepared: flotilla_storage::Prepared) -> Option<Self> {
+        prepared.0.downcast::<Self>().ok().map(|prepared| *prepared)
+    }
 }
 
 /// Every state machine of the node.
@@ -274,7 +317,7 @@ impl Machines {
     /// Replaces `group`'s state machine with `machine`, restored off the loop from the snapshot
     /// of `meta` (`data_bytes` long) that was just installed: as `restore_from` would leave it,
     /// without decoding anything here.
-    pub(crate) fn restore_prepared(
+    fn restore_prepared(
         &mut self,
         group: GroupId,
         data_bytes: usize,
@@ -288,6 +331,51 @@ impl Machines {
             .map_or(0, |old| old.stored_bytes());
         self.stored_bytes = self.stored_bytes - before + after;
         self.note_merge(group);
+    }
+
+    /// Makes `prepared`, made off the loop from the snapshot of `meta` that was just installed
+    /// (`data`, mapped), `group`'s state, as `restore_from` would leave it: a decoded machine
+    /// swapped in, or the live disk machine switched to the ingested space with one write.
+    /// An engine already at the snapshot or past it keeps its state (as `restore_from` does),
+    /// and the ingested space is deleted.
+    ///
+    /// # Errors
+    /// As `restore`.
+    pub(crate) fn restore_prepared_from(
+        &mut self,
+        group: GroupId,
+        meta: &SnapshotMeta,
+        data: &[u8],
+        prepared: PreparedRestore,
+    ) -> Result<(), CoreError> {
+        let ingested = match prepared {
+            PreparedRestore::Decoded(machine) => {
+                self.restore_prepared(group, data.len(), machine);
+                return Ok(());
+            }
+            PreparedRestore::Ingested(ingested) => ingested,
+        };
+        let machine = self.kv_mut(group)?;
+        if machine.applied().index >= meta.last.index {
+            return self.restore_from(group, meta, data);
+        }
+        let before = machine.stored_bytes();
+        let restored = machine.restore_ingested(*ingested);
+        if let Err(MachineError::NotInEngine(_)) = restored {
+            // A machine outside the engine (none is hosted so today): restored from the file.
+            return self.restore_from(group, meta, data);
+        }
+        let after = machine.stored_bytes();
+        self.stored_bytes = self.stored_bytes - before + after;
+        self.snapshot_taken(group, data.len());
+        self.note_merge(group);
+        restored.map_err(|error| match error {
+            MachineError::Engine(_) => machine_failed(group)(error),
+            _ => CoreError::Restore {
+                group,
+                reason: error.to_string(),
+            },
+        })
     }
 
     /// The right half of the split `group` just applied (once).

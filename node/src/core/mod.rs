@@ -275,15 +275,11 @@ pub struct NodeCore<R, S> {
     engine_snapshots_produced: Arc<std::sync::atomic::AtomicU64>,
     /// Received snapshots refused once staged (Raft counts those it checked itself).
     staged_snapshots_refused: u64,
-    /// Ranges in memory decoded off the loop from a received snapshot Raft installs, by group,
-    /// with the snapshot's last entry: restored by swapping them in.
-    prepared: rustc_hash::FxHashMap<
-        GroupId,
-        (
-            flotilla_raft::LogId,
-            Box<dyn flotilla_storage::StateMachine>,
-        ),
-    >,
+    /// Ranges restored off the loop from a received snapshot Raft installs (decoded, or
+    /// ingested into the engine), by group, with the snapshot's last entry: restored at install
+    /// by swapping them in or switching to them; what the cycle did not use is dropped at its
+    /// end (an ingested space then deleted in the background).
+    prepared: rustc_hash::FxHashMap<GroupId, (flotilla_raft::LogId, machines::PreparedRestore)>,
     /// What checks a received snapshot staged in a file, off the loop (`staged_check`).
     staged_check: flotilla_storage::StagedCheck,
     /// Ranges in memory whose snapshot is being written off the loop (one at a time each),
@@ -322,7 +318,8 @@ pub struct Counters {
     pub snapshots_taken: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
-    /// Of those, ranges in memory decoded off the Raft loop (swapped in at install).
+    /// Of those, ranges restored off the Raft loop: in memory decoded (swapped in at install),
+    /// in the disk engine ingested into a space of their own (switched to at install).
     pub snapshots_restored_off_loop: u64,
     /// Of the snapshots taken, ranges in memory written to their file off the Raft loop.
     pub snapshots_written_off_loop: u64,
@@ -430,9 +427,16 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         for (&peer, &directory) in &identity.pins {
             multi.pin_peer(peer, directory);
         }
+        // The mutation installs what no check looked at: a snapshot its restore cannot
+        // prepare goes on to install too, and fails on the loop.
+        #[cfg(feature = "mutations")]
+        let prepared_checks = config.mutation != CoreMutation::InstallUncheckedSnapshots;
+        #[cfg(not(feature = "mutations"))]
+        let prepared_checks = true;
         let staged_check = machines::staged_check(
             multi.config().raft.snapshot_check.0,
-            matches!(store, RangeStore::Memory),
+            &store,
+            prepared_checks,
         );
         let backups = backups::BackupViews::new(
             identity.incarnation,

@@ -121,7 +121,7 @@ fn simulate_seeds() {
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {installed} snapshots installed ({off_loop} of ranges in memory decoded off the loop), {taken} snapshots taken ({written} of ranges in memory written off the loop), {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {merges_prepared} operator merges prepared ({merges_refused} refused or given up) and {merged} ranges merged away ({merge_entries} merge entries applied and {merges_given_up} merges given up by replicas; {merges_asked} merges asked by size), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}; {on_disk} seeds with the ranges in the disk engine ({replayed} entries applied by an engine before a start, {produced} snapshots produced by engines, {adopted} split halves hosted from an engine at start)",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {installed} snapshots installed ({off_loop} of ranges restored off the loop: decoded in memory, or ingested into the disk engine), {taken} snapshots taken ({written} of ranges in memory written off the loop), {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {merges_prepared} operator merges prepared ({merges_refused} refused or given up) and {merged} ranges merged away ({merge_entries} merge entries applied and {merges_given_up} merges given up by replicas; {merges_asked} merges asked by size), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}; {on_disk} seeds with the ranges in the disk engine ({replayed} entries applied by an engine before a start, {produced} snapshots produced by engines, {adopted} split halves hosted from an engine at start)",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );
@@ -296,11 +296,11 @@ fn damaged_snapshots_are_refused_and_sent_again() {
 /// every crash), the runs pass every check, and they exercise what only the engine does: logs
 /// compacted with a note that the engine holds the state, starts that find the engine past
 /// the log's snapshot (the entries it applied are not applied again), snapshots the engine
-/// produces for followers, splits and merges.
+/// produces for followers, snapshots followers ingest off the loop, splits and merges.
 #[test]
 fn ranges_in_the_disk_engine_survive_every_fault() {
     let (mut crashes, mut splits, mut merged) = (0, 0, 0);
-    let (mut replayed, mut produced) = (0, 0);
+    let (mut replayed, mut produced, mut ingested) = (0, 0, 0);
     for seed in 1..=DISK_ENGINE_SEEDS {
         let options = run::Options {
             disk_engine: Some(true),
@@ -319,12 +319,13 @@ fn ranges_in_the_disk_engine_survive_every_fault() {
         merged += report.merged;
         replayed += report.engine_work.0;
         produced += report.engine_work.1;
+        ingested += report.snapshots_installed.1;
     }
     assert!(
-        crashes > 0 && splits > 0 && merged > 0 && replayed > 0 && produced > 0,
+        crashes > 0 && splits > 0 && merged > 0 && replayed > 0 && produced > 0 && ingested > 0,
         "{DISK_ENGINE_SEEDS} seeds had {crashes} crashes, {splits} splits, {merged} merges, \
-         {replayed} entries the engine had applied before a start and {produced} snapshots \
-         produced by the engine"
+         {replayed} entries the engine had applied before a start, {produced} snapshots \
+         produced by the engine and {ingested} ingested off the loop"
     );
 }
 

@@ -10,9 +10,10 @@
 //! folds the two session tables.
 
 use super::backend::WriteOp;
+use super::keys;
 use super::meta::RangeMeta;
 use super::rows::EngineRows;
-use super::{Engine, backend_error, keys};
+use super::{Engine, backend_error};
 use crate::error::EngineError;
 use crate::kv::execute::{self, Applied, MergePlan, RangeState, SplitPlan};
 use crate::kv::{KvStateMachine, MergeState, RangeBounds, Response, SessionTable};
@@ -27,8 +28,9 @@ pub(super) enum Carve {
     Disk {
         /// The right half's group.
         group: GroupId,
-        /// Its metadata as the batch writes it.
-        meta: RangeMeta,
+        /// Its metadata as the batch writes it (boxed: the enum's other variant is far
+        /// smaller).
+        meta: Box<RangeMeta>,
         /// Its copy of the session table.
         sessions: SessionTable,
     },
@@ -177,7 +179,10 @@ impl<'a> BatchApply<'a> {
         // A range without metadata holds only what a crash left of an install or a deletion,
         // which opening it would delete: delete it now, so none of it mixes with the carve.
         self.engine.delete_records(right)?;
+        // The right group's own space, unless an older replica's is still being deleted.
+        let space = self.engine.space_for_new_range(right);
         let mut meta = RangeMeta {
+            space: space.is_drawn().then_some(space),
             session_limits: sessions.limits(),
             session_clock_ms: sessions.clock_ms(),
             bounds: plan.right_bounds.clone(),
@@ -193,17 +198,17 @@ impl<'a> BatchApply<'a> {
         for (key, value) in pairs {
             meta.pair_count += 1;
             meta.stored_bytes += (key.len() + value.len()) as u64;
-            self.other_ops.push((keys::data(right, &key), Some(value)));
+            self.other_ops.push((keys::data(space, &key), Some(value)));
         }
         for id in sessions.ids() {
             let image = sessions.session_image(id);
-            self.other_ops.push((keys::session(right, id), image));
+            self.other_ops.push((keys::session(space, id), image));
         }
         self.other_ops
             .push((keys::meta(right), Some(meta.encode())));
         Ok(Carve::Disk {
             group: right,
-            meta,
+            meta: Box::new(meta),
             sessions,
         })
     }

@@ -21,7 +21,8 @@
 
 use super::backend::{BackendView, WriteOp};
 use super::batch::{BatchApply, Carve};
-use super::keys;
+use super::ingest::IngestedRange;
+use super::keys::{self, Space};
 use super::meta::RangeMeta;
 use super::rows::EngineRows;
 use super::view::DiskView;
@@ -30,7 +31,6 @@ use crate::error::{EngineError, MachineError};
 use crate::kv::execute;
 use crate::kv::{Command, MergeState, RangeBounds, Response, SessionTable};
 use crate::machine::{SnapshotView, StateMachine};
-use crate::snapshot::snapshot_parts;
 use flotilla_raft::{Entry, EntryPayload, GroupId, LogId, Membership};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,7 +85,10 @@ impl DiskStateMachine {
             .get(&keys::meta(group))
             .map_err(backend_error("read a range's metadata"))?;
         match meta {
-            None => machine.engine.delete_records(group)?,
+            None => {
+                machine.engine.delete_records(group)?;
+                machine.meta = empty_meta(&machine.engine, group);
+            }
             Some(bytes) => {
                 machine.meta =
                     RangeMeta::decode(&bytes).map_err(|reason| EngineError::Damaged {
@@ -121,7 +124,7 @@ impl DiskStateMachine {
                 Box::new(Self {
                     engine: self.engine.clone(),
                     group,
-                    meta,
+                    meta: *meta,
                     sessions: Arc::new(sessions),
                     failed: false,
                     registered: AtomicBool::new(self.engine.register(group)),
@@ -129,6 +132,11 @@ impl DiskStateMachine {
                 })
             }
         }
+    }
+
+    /// Where the range's sessions and pairs live.
+    pub(super) fn space(&self) -> Space {
+        self.meta.space_of(self.group)
     }
 
     fn check_usable(&self) -> Result<(), EngineError> {
@@ -159,8 +167,9 @@ impl DiskStateMachine {
     /// Commits `ops`, the changed sessions and the metadata of `meta` in one batch.
     fn commit_batch(&mut self, mut ops: Vec<WriteOp>, meta: RangeMeta) -> Result<(), EngineError> {
         let sessions = Arc::make_mut(&mut self.sessions);
+        let space = self.meta.space_of(self.group);
         for id in sessions.take_changed() {
-            ops.push((keys::session(self.group, id), sessions.session_image(id)));
+            ops.push((keys::session(space, id), sessions.session_image(id)));
         }
         let meta = RangeMeta {
             session_limits: sessions.limits(),
@@ -208,62 +217,39 @@ impl DiskStateMachine {
         Ok(responses)
     }
 
-    /// Restores from verified snapshot `bytes`: deletes the range, writes the pairs in
-    /// batches, then the sessions and the metadata last, so a crash midway leaves a range
-    /// without metadata (deleted again at the next open).
+    /// Restores from snapshot `bytes` here, on the caller's thread: ingests them into a fresh
+    /// space and switches to it, as the node does off the loop. An invalid snapshot changes
+    /// nothing (its space is deleted in the background).
     fn restore_parts(
         &mut self,
         bytes: &[u8],
         membership: Option<&Membership>,
     ) -> Result<(), MachineError> {
-        let mut parts = snapshot_parts(bytes)?;
-        if parts.header.group != self.group {
+        let ingested = self.engine.ingest_snapshot(self.group, bytes, membership)?;
+        self.switch_to(ingested)
+    }
+
+    /// Makes `ingested` the range's state: its metadata record, naming the ingested space,
+    /// in one batch; then the old space is queued for deletion in the background.
+    fn switch_to(&mut self, ingested: IngestedRange) -> Result<(), MachineError> {
+        if !ingested.is_of(&self.engine) {
+            return Err(MachineError::NotInEngine(self.group));
+        }
+        if ingested.group() != self.group {
             return Err(MachineError::WrongGroup {
                 expected: self.group,
-                found: parts.header.group,
+                found: ingested.group(),
             });
         }
-        // Every pair is checked before anything is deleted: an invalid snapshot changes nothing.
-        for pair in snapshot_parts(bytes)? {
-            pair?;
-        }
-        self.engine.delete_range(self.group)?;
-        self.carved = None;
-        let bounds = std::mem::take(&mut parts.bounds);
-        let (merge, declined) = std::mem::take(&mut parts.merge);
-        let limit = self.engine.config().batch_bytes_max;
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0usize;
-        let mut stored_bytes = 0u64;
-        for pair in &mut parts {
-            let (key, value) = pair?;
-            stored_bytes += (key.len() + value.len()) as u64;
-            batch_bytes = batch_bytes.saturating_add(key.len() + value.len());
-            batch.push((keys::data(self.group, key), Some(value.to_vec())));
-            if batch_bytes >= limit {
-                self.engine.commit(std::mem::take(&mut batch))?;
-                batch_bytes = 0;
-            }
-        }
-        let header = parts.header;
-        let mut sessions = parts.sessions;
+        self.engine
+            .commit(vec![(keys::meta(self.group), Some(ingested.meta.encode()))])?;
+        let old = self.space();
+        let (meta, mut sessions) = ingested.switched();
         sessions.track_changes();
-        for id in sessions.ids() {
-            batch.push((keys::session(self.group, id), sessions.session_image(id)));
-        }
+        self.meta = meta;
         self.sessions = Arc::new(sessions);
-        let meta = RangeMeta {
-            applied_index: header.applied.index.0,
-            applied_term: header.applied.term.0,
-            pair_count: header.pair_count,
-            stored_bytes,
-            bounds,
-            merge,
-            declined,
-            membership: membership.cloned(),
-            ..RangeMeta::default()
-        };
-        self.commit_batch(batch, meta)?;
+        self.carved = None;
+        self.engine.delete_space_later(old);
         Ok(())
     }
 
@@ -349,9 +335,9 @@ impl StateMachine for DiskStateMachine {
 
     fn clear(&mut self) -> Result<(), MachineError> {
         self.check_writable()?;
-        let result = self.engine.delete_range(self.group);
+        let result = self.engine.delete_range(self.group, self.space());
         self.guard(result)?;
-        self.meta = RangeMeta::default();
+        self.meta = empty_meta(&self.engine, self.group);
         self.carved = None;
         self.sessions = Arc::default();
         Arc::make_mut(&mut self.sessions).track_changes();
@@ -392,6 +378,13 @@ impl StateMachine for DiskStateMachine {
         Ok(self.guard(result)?)
     }
 
+    fn restore_ingested(&mut self, ingested: IngestedRange) -> Result<(), MachineError> {
+        self.check_writable()?;
+        let result = self.switch_to(ingested);
+        self.failed |= matches!(result, Err(MachineError::Engine(_)));
+        result
+    }
+
     fn middle_key(&self) -> Result<Option<Vec<u8>>, MachineError> {
         self.check_usable()?;
         let count = self.meta.pair_count;
@@ -404,8 +397,8 @@ impl StateMachine for DiskStateMachine {
         self.engine
             .backend()
             .scan(
-                &keys::data(self.group, b""),
-                &keys::data_end(self.group),
+                &keys::data(self.space(), b""),
+                &keys::data_end(self.space()),
                 &mut |key, _| {
                     if skip > 0 {
                         skip -= 1;
@@ -427,7 +420,7 @@ pub(super) fn load_sessions(
     meta: &RangeMeta,
 ) -> Result<SessionTable, EngineError> {
     let mut images = Vec::new();
-    let (start, end) = keys::sessions(group);
+    let (start, end) = keys::sessions(meta.space_of(group));
     view.scan(&start, &end, &mut |key, value| {
         images.push((keys::session_id(key), value.to_vec()));
         true
@@ -444,6 +437,16 @@ pub(super) fn load_sessions(
         .collect::<Result<Vec<_>, EngineError>>()?;
     SessionTable::from_images(meta.session_limits, meta.session_clock_ms, images)
         .map_err(|error| damaged(error.to_string()))
+}
+
+/// The metadata of a range of `group` that starts empty: in its group's own space, unless that
+/// is still being deleted.
+fn empty_meta(engine: &Engine, group: GroupId) -> RangeMeta {
+    let space = engine.space_for_new_range(group);
+    RangeMeta {
+        space: space.is_drawn().then_some(space),
+        ..RangeMeta::default()
+    }
 }
 
 /// `group`'s metadata in `view`, `None` if it has none.
@@ -555,8 +558,11 @@ mod tests {
         };
         engine
             .commit(vec![
-                (keys::data(group, b"half"), Some(b"installed".to_vec())),
-                (keys::session(group, session), Some(vec![0])),
+                (
+                    keys::data(Space::of(group), b"half"),
+                    Some(b"installed".to_vec()),
+                ),
+                (keys::session(Space::of(group), session), Some(vec![0])),
             ])
             .unwrap();
         let machine = engine.open_range(group).unwrap();

@@ -1,13 +1,26 @@
 //! The metadata record of a range in the engine: its applied entry, what it holds, its session
-//! table's limits and log time, and (from format 2) its bounds, its part in a merge and the
-//! merge attempts it refused, written in the same batch as every entry's effects.
+//! table's limits and log time, (from format 2) its bounds, its part in a merge and the merge
+//! attempts it refused, (from format 3) the group's members and (format 4) the space its
+//! sessions and pairs live under, written in the same batch as every entry's effects.
+//!
+//! ```text
+//! format 3:  0x03 | postcard(RangeMeta)                  sessions and pairs under the group's id
+//! format 4:  0x04 | space u64 BE | postcard(RangeMeta)   sessions and pairs under `space`
+//! ```
+//!
+//! A range whose records live under its own group id keeps writing format 3, so a data
+//! directory reads the same with a binary from before spaces as long as no snapshot was
+//! ingested into a space; a format this code does not know is an error, never a guess.
 
+use super::keys::Space;
 use crate::kv::{MergeState, RangeBounds, SessionLimits};
 use flotilla_raft::{GroupId, LogId, LogIndex, Membership, Term};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The record's format, its first byte.
+/// The record's format when the range's records live in a space the engine drew.
+const FORMAT_VERSION_SPACE: u8 = 4;
+/// The record's format when they live under the group's own id.
 const FORMAT_VERSION: u8 = 3;
 /// The format before the group's membership: bounds, merge state and refused attempts.
 const FORMAT_VERSION_V2: u8 = 2;
@@ -39,6 +52,10 @@ pub(crate) struct RangeMeta {
     /// snapshot it was restored from, or its parent's voters for a split's right half): what a
     /// snapshot produced from the engine names.
     pub(crate) membership: Option<Membership>,
+    /// Where the range's sessions and pairs live, `None` under its group's own id. Not in the
+    /// postcard body: format 4 carries it before it.
+    #[serde(skip)]
+    pub(crate) space: Option<Space>,
 }
 
 /// A format 2 record: no membership.
@@ -69,6 +86,7 @@ impl From<RangeMetaV2> for RangeMeta {
             merge: v2.merge,
             declined: v2.declined,
             membership: None,
+            space: None,
         }
     }
 }
@@ -103,15 +121,43 @@ impl RangeMeta {
         LogId::new(Term(self.applied_term), LogIndex(self.applied_index))
     }
 
+    /// Where `group`'s sessions and pairs live, whose metadata this is.
+    pub(crate) fn space_of(&self, group: GroupId) -> Space {
+        self.space.unwrap_or(Space::of(group))
+    }
+
+    /// Format 3 for a range under its own group id, format 4 (with the space) otherwise.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let bytes = vec![FORMAT_VERSION];
+        let bytes = match self.space {
+            None => vec![FORMAT_VERSION],
+            Some(space) => {
+                let mut bytes = vec![FORMAT_VERSION_SPACE];
+                bytes.extend_from_slice(&space.0.to_be_bytes());
+                bytes
+            }
+        };
         postcard::to_extend(self, bytes).expect("encoding into a Vec cannot fail")
     }
 
-    /// Decodes a record of this format or of format 1 (the whole key space, in no merge).
+    /// Decodes a record of format 4, 3, 2 or 1 (the whole key space, in no merge); the formats
+    /// before 4 name no space (the group's own).
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
         let error = |error: postcard::Error| error.to_string();
         match bytes.split_first() {
+            Some((&FORMAT_VERSION_SPACE, rest)) => {
+                let (space, body) = rest
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| "the record ends inside its space".to_owned())?;
+                let space = Space(u64::from_be_bytes(*space));
+                if !space.is_drawn() {
+                    return Err(format!("space {} is not one the engine draws", space.0));
+                }
+                let meta: Self = postcard::from_bytes(body).map_err(error)?;
+                Ok(Self {
+                    space: Some(space),
+                    ..meta
+                })
+            }
             Some((&FORMAT_VERSION, rest)) => postcard::from_bytes(rest).map_err(error),
             Some((&FORMAT_VERSION_V2, rest)) => postcard::from_bytes::<RangeMetaV2>(rest)
                 .map(Self::from)
@@ -119,7 +165,9 @@ impl RangeMeta {
             Some((&FORMAT_VERSION_V1, rest)) => postcard::from_bytes::<RangeMetaV1>(rest)
                 .map(Self::from)
                 .map_err(error),
-            Some((version, _)) => Err(format!("format version {version} is unknown")),
+            Some((version, _)) => Err(format!(
+                "format version {version} is unknown (this build reads formats 1 to 4)"
+            )),
             None => Err("the record is empty".to_owned()),
         }
     }
@@ -159,11 +207,12 @@ mod tests {
         };
         let bytes = meta.encode();
         assert_eq!(RangeMeta::decode(&bytes), Ok(meta.clone()));
+        assert_eq!(bytes[0], 3, "a range under its own id writes format 3");
         let mut newer = bytes.clone();
-        newer[0] = 4;
+        newer[0] = 5;
         assert_eq!(
             RangeMeta::decode(&newer),
-            Err("format version 4 is unknown".to_owned())
+            Err("format version 5 is unknown (this build reads formats 1 to 4)".to_owned())
         );
         // A format 2 record (before the membership) reads as naming none.
         let v2 = RangeMetaV2 {
@@ -210,5 +259,35 @@ mod tests {
         };
         let bytes = postcard::to_extend(&v1, vec![1]).unwrap();
         assert_eq!(RangeMeta::decode(&bytes), Ok(counts()));
+    }
+
+    /// A range in a drawn space writes format 4: the space, big-endian, before the same body
+    /// as format 3. A space that no group id could be kept from is refused, not guessed at.
+    #[test]
+    fn a_range_in_a_drawn_space_names_it_in_format_4() {
+        let meta = RangeMeta {
+            space: Some(Space(super::super::keys::DRAWN_FIRST + 5)),
+            ..counts()
+        };
+        let bytes = meta.encode();
+        assert_eq!(bytes[0], 4);
+        assert_eq!(
+            bytes[1..9],
+            (super::super::keys::DRAWN_FIRST + 5).to_be_bytes()
+        );
+        assert_eq!(bytes[9..], counts().encode()[1..]);
+        assert_eq!(RangeMeta::decode(&bytes), Ok(meta.clone()));
+        assert_eq!(
+            meta.space_of(GroupId(3)),
+            Space(super::super::keys::DRAWN_FIRST + 5)
+        );
+        assert_eq!(counts().space_of(GroupId(3)), Space(3));
+        let mut own = bytes.clone();
+        own[1..9].copy_from_slice(&3u64.to_be_bytes());
+        assert_eq!(
+            RangeMeta::decode(&own),
+            Err("space 3 is not one the engine draws".to_owned())
+        );
+        assert!(RangeMeta::decode(&bytes[..5]).is_err());
     }
 }

@@ -10,19 +10,26 @@
 //!
 //! Crash assumptions: a batch is atomic, and the engine recovers a prefix of the committed
 //! batches in commit order (its own journal gives both).
+//!
+//! A received snapshot is ingested off the Raft loop into a fresh key space (`ingest`) and the
+//! range switched to it with one write of its metadata record; spaces no range uses any more
+//! are deleted in the background (`spaces`).
 
 mod backend;
 mod batch;
 mod config;
+mod ingest;
 mod keys;
 mod machine;
 mod meta;
 #[cfg(any(test, feature = "testing"))]
 mod model;
 mod rows;
+mod spaces;
 mod view;
 
 pub use config::{CACHE_BYTES_MIN, EngineConfig, EngineConfigError};
+pub use ingest::IngestedRange;
 pub use machine::DiskStateMachine;
 #[cfg(any(test, feature = "testing"))]
 pub use model::{EngineModel, ModelError};
@@ -30,7 +37,9 @@ pub use model::{EngineModel, ModelError};
 use crate::error::EngineError;
 use backend::{Backend, BackendError, FjallBackend, WriteOp};
 use flotilla_raft::GroupId;
+use keys::Space;
 use parking_lot::Mutex;
+use spaces::{DeletionMode, Spaces};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,7 +51,9 @@ pub struct Engine {
 }
 
 struct Inner {
-    backend: Backend,
+    backend: Arc<Backend>,
+    /// The spaces drawn for ingested snapshots and the deletions of unused ones.
+    spaces: Spaces,
     config: EngineConfig,
     /// Where fjall keeps its files; none for the model.
     directory: Option<PathBuf>,
@@ -71,34 +82,49 @@ impl Engine {
     pub fn open(directory: &Path, config: EngineConfig) -> Result<Self, EngineError> {
         config.validate()?;
         let backend = FjallBackend::open(directory, &config).map_err(backend_error("open"))?;
-        Ok(Self::with(
+        Self::with(
             Backend::Fjall(backend),
             config,
             Some(directory.to_path_buf()),
-        ))
+        )
     }
 
     /// Opens the engine on what `model`'s disk holds (after `EngineModel::crash`, what
     /// survived it). Engines opened on it before are refused from now on, as a restarted
-    /// process replaces the one before.
+    /// process replaces the one before. Unused spaces are deleted at `sync` or
+    /// `wait_for_deletions`, not on a thread, so runs replay.
     ///
     /// # Errors
     /// The configuration is invalid.
     #[cfg(any(test, feature = "testing"))]
     pub fn open_model(model: &EngineModel, config: EngineConfig) -> Result<Self, EngineError> {
         config.validate()?;
-        Ok(Self::with(Backend::Model(model.open()), config, None))
+        Self::with(Backend::Model(model.open()), config, None)
     }
 
-    fn with(backend: Backend, config: EngineConfig, directory: Option<PathBuf>) -> Self {
-        Self {
+    /// The engine over `backend`, its unused spaces queued for deletion.
+    fn with(
+        backend: Backend,
+        config: EngineConfig,
+        directory: Option<PathBuf>,
+    ) -> Result<Self, EngineError> {
+        let mode = match backend {
+            Backend::Fjall(_) => DeletionMode::Background,
+            #[cfg(any(test, feature = "testing"))]
+            Backend::Model(_) => DeletionMode::AtSync,
+        };
+        let backend = Arc::new(backend);
+        let spaces = Spaces::new(Arc::clone(&backend), config.batch_bytes_max, mode);
+        spaces.sweep()?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 backend,
+                spaces,
                 config,
                 directory,
                 open: Mutex::new(BTreeSet::new()),
             }),
-        }
+        })
     }
 
     /// The limits the engine runs with.
@@ -114,6 +140,9 @@ impl Engine {
     /// # Errors
     /// The range is already open, a record of it is damaged, or the engine failed.
     pub fn open_range(&self, group: GroupId) -> Result<DiskStateMachine, EngineError> {
+        if !keys::is_group_id(group) {
+            return Err(EngineError::GroupIdOutOfRange(group));
+        }
         if !self.register(group) {
             return Err(EngineError::AlreadyOpen(group));
         }
@@ -129,23 +158,30 @@ impl Engine {
         if self.inner.open.lock().contains(&group) {
             return Err(EngineError::AlreadyOpen(group));
         }
-        self.delete_range(group)
+        // A record that does not decode names no space we can trust: its own is deleted, and
+        // a drawn one it named, no longer named, goes at the next open.
+        let space = machine::load_meta(&self.backend().view(), group)
+            .ok()
+            .flatten()
+            .map_or(Space::of(group), |meta| meta.space_of(group));
+        self.delete_range(group, space)
     }
 
     /// The group of every range that holds a record in the engine, in order: what a node
     /// compares with the replicas it still has, to destroy the ranges left by a replica removed
-    /// while it was down. One seek per range.
+    /// while it was down. One seek per range; the drawn spaces are not ranges.
     ///
     /// # Errors
     /// The engine failed.
     pub fn range_ids(&self) -> Result<Vec<GroupId>, EngineError> {
         let mut groups = Vec::new();
         let mut start = keys::meta(GroupId(0));
+        let end = keys::drawn_start();
         loop {
             let mut found = None;
             self.backend()
-                .scan(&start, &[0xff; keys::PREFIX_BYTES], &mut |key, _| {
-                    found = keys::group_of(key);
+                .scan(&start, &end, &mut |key, _| {
+                    found = keys::prefix_of(key).map(GroupId);
                     false
                 })
                 .map_err(backend_error("list its ranges"))?;
@@ -245,12 +281,29 @@ impl Engine {
         }
     }
 
-    /// Makes every batch committed so far durable (one sync of the engine's journal).
+    /// Makes every batch committed so far durable (one sync of the engine's journal). On the
+    /// engine model, the deletions of unused spaces run first.
     ///
     /// # Errors
     /// The engine failed.
     pub fn sync(&self) -> Result<(), EngineError> {
+        self.inner.spaces.at_sync()?;
         self.inner.backend.sync().map_err(backend_error("sync"))
+    }
+
+    /// Waits until every unused space queued for deletion is deleted (on the engine model,
+    /// deletes them here).
+    ///
+    /// # Errors
+    /// The engine failed.
+    pub fn wait_for_deletions(&self) -> Result<(), EngineError> {
+        self.inner.spaces.settle()
+    }
+
+    /// Unused spaces deleted since the engine opened (those it found at open included).
+    #[must_use]
+    pub fn spaces_deleted(&self) -> u64 {
+        self.inner.spaces.deleted_count()
     }
 
     /// The bytes the engine's files take on disk.
@@ -264,38 +317,41 @@ impl Engine {
             .map_err(backend_error("measure its files"))
     }
 
-    /// The metadata record first, in its own batch, then the rest in batches of at most
-    /// `batch_bytes_max`: a crash midway leaves a range without metadata, which `open_range`
-    /// finishes deleting.
-    pub(crate) fn delete_range(&self, group: GroupId) -> Result<(), EngineError> {
+    /// Deletes `group`'s range whose records live in `space`: the metadata record first, in
+    /// its own batch, then the records under the group's own id in batches of at most
+    /// `batch_bytes_max` (a crash midway leaves a range without metadata, which `open_range`
+    /// finishes deleting); a drawn space, unreferenced once the metadata is gone, is deleted
+    /// in the background.
+    pub(crate) fn delete_range(&self, group: GroupId, space: Space) -> Result<(), EngineError> {
         self.commit(vec![(keys::meta(group), None)])?;
+        if space.is_drawn() {
+            self.delete_space_later(space);
+        }
         self.delete_records(group)
     }
 
-    /// Deletes whatever records `group` has, in batches of at most `batch_bytes_max` key
-    /// bytes; each walk starts after the last key deleted, not over the tombstones before it.
-    /// Commits nothing for a range with no records.
+    /// Deletes whatever records `group`'s own id keys, in batches of at most
+    /// `batch_bytes_max` key bytes; each walk starts after the last key deleted, not over the
+    /// tombstones before it. Commits nothing for a range with no records.
     pub(crate) fn delete_records(&self, group: GroupId) -> Result<(), EngineError> {
         let (mut start, end) = keys::whole_range(group);
         let limit = self.inner.config.batch_bytes_max;
-        loop {
-            let mut batch: Vec<WriteOp> = Vec::new();
-            let mut bytes = 0usize;
-            self.backend()
-                .scan(&start, &end, &mut |key, _| {
-                    bytes = bytes.saturating_add(key.len());
-                    batch.push((key.to_vec(), None));
-                    bytes < limit
-                })
-                .map_err(backend_error("walk a range to delete it"))?;
-            let Some((last, _)) = batch.last() else {
-                return Ok(());
-            };
-            start.clone_from(last);
+        while let Some(mut last) = spaces::delete_batch(self.backend(), &start, &end, limit)? {
             // The smallest key after the last one deleted.
-            start.push(0);
-            self.commit(batch)?;
+            last.push(0);
+            start = last;
         }
+        Ok(())
+    }
+
+    /// Queues `space`, which no range uses any more, for deletion in the background.
+    pub(crate) fn delete_space_later(&self, space: Space) {
+        self.inner.spaces.delete_later(space);
+    }
+
+    /// The space a range of `group` that starts empty takes (`Spaces::for_new_range`).
+    pub(crate) fn space_for_new_range(&self, group: GroupId) -> Space {
+        self.inner.spaces.for_new_range(group)
     }
 
     pub(crate) fn commit(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {

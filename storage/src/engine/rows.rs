@@ -2,8 +2,9 @@
 //! wait in memory, by key, until the batch commits, and reads see them laid over the engine.
 
 use super::backend::WriteOp;
+use super::keys::{self, Space};
 use super::meta::RangeMeta;
-use super::{Engine, backend_error, keys};
+use super::{Engine, backend_error};
 use crate::error::EngineError;
 use crate::kv::execute::{PageBuilder, ReadRows, Rows, ScanPage};
 use crate::machine::Pair;
@@ -16,7 +17,8 @@ use std::ops::Bound;
 /// a later entry of the batch reads what an earlier one wrote.
 pub(super) struct EngineRows<'a> {
     engine: &'a Engine,
-    group: GroupId,
+    /// Where the range's pairs live.
+    space: Space,
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub(super) pair_count: u64,
     pub(super) stored_bytes: u64,
@@ -26,7 +28,7 @@ impl<'a> EngineRows<'a> {
     pub(super) fn new(engine: &'a Engine, group: GroupId, meta: &RangeMeta) -> Self {
         Self {
             engine,
-            group,
+            space: meta.space_of(group),
             pending: BTreeMap::new(),
             pair_count: meta.pair_count,
             stored_bytes: meta.stored_bytes,
@@ -41,10 +43,10 @@ impl<'a> EngineRows<'a> {
         at: &[u8],
         end: Option<&[u8]>,
     ) -> Result<Vec<Pair>, EngineError> {
-        let lower = keys::data(self.group, at);
+        let lower = keys::data(self.space, at);
         let upper = end.map_or_else(
-            || keys::data_end(self.group),
-            |end| keys::data(self.group, end),
+            || keys::data_end(self.space),
+            |end| keys::data(self.space, end),
         );
         let mut stored = Vec::new();
         self.engine
@@ -85,10 +87,10 @@ impl<'a> EngineRows<'a> {
 
     /// The batch's writes as engine operations.
     pub(super) fn into_ops(self) -> Vec<WriteOp> {
-        let group = self.group;
+        let space = self.space;
         self.pending
             .into_iter()
-            .map(|(key, value)| (keys::data(group, &key), value))
+            .map(|(key, value)| (keys::data(space, &key), value))
             .collect()
     }
 }
@@ -102,7 +104,7 @@ impl ReadRows for EngineRows<'_> {
         }
         self.engine
             .backend()
-            .get(&keys::data(self.group, key))
+            .get(&keys::data(self.space, key))
             .map_err(backend_error("read a key"))
     }
 
@@ -113,10 +115,10 @@ impl ReadRows for EngineRows<'_> {
         limit: usize,
         bytes_max: usize,
     ) -> Result<ScanPage, EngineError> {
-        let lower = keys::data(self.group, start);
+        let lower = keys::data(self.space, start);
         let upper = end.map_or_else(
-            || keys::data_end(self.group),
-            |end| keys::data(self.group, end),
+            || keys::data_end(self.space),
+            |end| keys::data(self.space, end),
         );
         let pending_bounds = (
             Bound::Included(start),

@@ -3,7 +3,7 @@
 //! walked in chunks from after the last key handed out, so no chunk holds the whole range.
 
 use super::backend::BackendView;
-use super::keys;
+use super::keys::{self, Space};
 use super::meta::RangeMeta;
 use crate::error::EngineError;
 use crate::kv::{MergeState, RangeBounds, SessionTable};
@@ -18,6 +18,8 @@ pub(crate) struct DiskView {
     meta: RangeMeta,
     sessions: Arc<SessionTable>,
     view: BackendView,
+    /// Where the range's pairs live.
+    space: Space,
     /// The engine key the next chunk starts at (included).
     next_key: Vec<u8>,
 }
@@ -30,12 +32,14 @@ impl DiskView {
         sessions: Arc<SessionTable>,
         view: BackendView,
     ) -> Self {
+        let space = meta.space_of(group);
         Self {
             group,
             meta,
             sessions,
             view,
-            next_key: keys::data(group, b""),
+            space,
+            next_key: keys::data(space, b""),
         }
     }
 }
@@ -78,7 +82,7 @@ impl SnapshotView for DiskView {
         chunk_bytes_max: usize,
         pairs: &mut Vec<Pair>,
     ) -> Result<bool, EngineError> {
-        let end = keys::data_end(self.group);
+        let end = keys::data_end(self.space);
         let mut bytes = 0usize;
         let mut last_key = None;
         self.view

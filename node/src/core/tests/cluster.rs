@@ -10,7 +10,9 @@ use flotilla_raft::{Batch, GroupId, Incarnation, MessageBody, MultiConfig, NodeI
 use flotilla_shard_manager::placement::{NodeState, PlacementConfig};
 use flotilla_shard_manager::{META_GROUP, MetaState, RangeId};
 use flotilla_storage::kv::SessionLimits;
-use flotilla_storage::{Command, CrashFs, LogConfig, LogEngine, SnapshotLoading};
+use flotilla_storage::{
+    Command, CrashFs, Engine, EngineConfig, EngineModel, LogConfig, LogEngine, SnapshotLoading,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -34,6 +36,24 @@ const PLACEMENT_INTERVAL_TICKS: u64 = 10;
 
 /// The most rounds of deliveries one tick may take before the cluster is called stuck.
 const DELIVERY_WAVES_MAX: usize = 100;
+
+/// How the cluster's nodes keep their ranges and how often they compact.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Setup {
+    /// Ranges in a disk engine per node (on the engine model), else in memory.
+    pub(super) disk_engine: bool,
+    /// Entries a group applies between two snapshots.
+    pub(super) snapshot_entries: u64,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            disk_engine: false,
+            snapshot_entries: 10_000,
+        }
+    }
+}
 
 /// The answers given so far, by request id.
 type Answers = Rc<RefCell<BTreeMap<u64, Result<Reply, ApiError>>>>;
@@ -86,6 +106,11 @@ impl TestCluster {
     /// Nodes 1..=`node_count`, every one a meta voter, and one range on `replicas` of them
     /// (the placement driver keeps it at `replicas`). Nothing has ticked yet.
     pub(super) fn new(node_count: u64, replicas: usize) -> Self {
+        Self::with_setup(node_count, replicas, Setup::default())
+    }
+
+    /// As `new`, the nodes set up as `setup` says.
+    pub(super) fn with_setup(node_count: u64, replicas: usize, setup: Setup) -> Self {
         let endpoints: Vec<Endpoint> = (1..=node_count)
             .map(|id| Endpoint {
                 node: NodeId(id),
@@ -99,7 +124,8 @@ impl TestCluster {
         let mut cores = BTreeMap::new();
         for endpoint in &endpoints {
             let sink = Sink(Rc::clone(&in_flight));
-            cores.insert(endpoint.node, start(endpoint.node, &meta, replicas, sink));
+            let core = start(endpoint.node, &meta, replicas, sink, setup);
+            cores.insert(endpoint.node, core);
         }
         let ids: Vec<NodeId> = cores.keys().copied().collect();
         for (&node, core) in &mut cores {
@@ -378,7 +404,7 @@ fn run(core: &mut Core) {
 }
 
 /// `node` bootstrapped from `meta` on an empty log, and started.
-fn start(node: NodeId, meta: &MetaState, replicas: usize, sink: Sink) -> Core {
+fn start(node: NodeId, meta: &MetaState, replicas: usize, sink: Sink, setup: Setup) -> Core {
     let fs = Arc::new(CrashFs::new(node.0));
     let directory = format!("/node-{}/log", node.0);
     let (engine, _) = LogEngine::open_with(fs, directory, log_config()).expect("a new log opens");
@@ -389,8 +415,18 @@ fn start(node: NodeId, meta: &MetaState, replicas: usize, sink: Sink) -> Core {
         incarnation: 1,
         pins: BTreeMap::new(),
     };
-    let config = core_config(node, replicas);
+    let config = CoreConfig {
+        snapshot_entries: setup.snapshot_entries,
+        ..core_config(node, replicas)
+    };
     let multi = multi_config(node, data_directory);
+    let store = if setup.disk_engine {
+        let ranges = Engine::open_model(&EngineModel::new(), EngineConfig::small_for_tests())
+            .expect("an engine opens on the model");
+        super::super::RangeStore::Engine(ranges)
+    } else {
+        super::super::RangeStore::Memory
+    };
     boot::start(
         config,
         multi,
@@ -398,7 +434,7 @@ fn start(node: NodeId, meta: &MetaState, replicas: usize, sink: Sink) -> Core {
         sink,
         meta.clone(),
         identity,
-        super::super::RangeStore::Memory,
+        store,
     )
     .expect("the core starts")
 }

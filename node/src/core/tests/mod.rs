@@ -4,3 +4,4 @@
 mod cluster;
 mod observe;
 mod placement;
+mod snapshots;

@@ -1,0 +1,82 @@
+//! A follower restores a range from its leader's snapshot without the work landing on its Raft
+//! loop: a range in memory is decoded, a range in the disk engine ingested into a space of its
+//! own, both by the staged check off the loop; at install the node swaps or switches.
+
+#![allow(clippy::unwrap_used)]
+
+use super::cluster::{RANGE_GROUP, Setup, TestCluster};
+use flotilla_raft::NodeId;
+use flotilla_shard_manager::META_GROUP;
+use flotilla_storage::{Command, Response};
+
+/// Writes `count` keys through `leader`, each answered before the next.
+fn write_keys(cluster: &mut TestCluster, leader: NodeId, count: u32) {
+    for key in 0..count {
+        let asked = cluster.put(leader, &key.to_be_bytes());
+        let answered = cluster.run_until(1_000, |cluster| cluster.answer(asked).is_some());
+        assert!(answered, "put {key} was not answered");
+    }
+}
+
+/// A follower cut off while its leader compacts is sent a snapshot. With the ranges in the
+/// disk engine, every snapshot of the range it installs was ingested off the loop and switched
+/// to at install (`snapshots_restored_off_loop`), and the follower holds every key.
+fn a_lagging_follower_restores_the_range_off_the_loop(disk_engine: bool) {
+    let setup = Setup {
+        disk_engine,
+        snapshot_entries: 16,
+    };
+    let mut cluster = TestCluster::with_setup(3, 3, setup);
+    cluster.settle();
+    let leader = cluster.leader_of(RANGE_GROUP).unwrap();
+    let meta_leader = cluster.leader_of(META_GROUP).unwrap();
+    let follower = cluster
+        .node_ids()
+        .into_iter()
+        .find(|node| *node != leader && *node != meta_leader)
+        .expect("three nodes: one neither leads");
+    let before = cluster.core(follower).counters();
+    cluster.cut(leader, follower);
+    write_keys(&mut cluster, leader, 64);
+    cluster.heal();
+    let leader_applied = cluster
+        .core(leader)
+        .state_machine(RANGE_GROUP)
+        .unwrap()
+        .applied();
+    let caught_up = cluster.run_until(5_000, |cluster| {
+        cluster
+            .core(follower)
+            .state_machine(RANGE_GROUP)
+            .is_some_and(|machine| machine.applied().index >= leader_applied.index)
+    });
+    assert!(caught_up, "the follower did not catch up");
+    let after = cluster.core(follower).counters();
+    let restored = after.snapshots_restored_off_loop - before.snapshots_restored_off_loop;
+    assert!(
+        restored >= 1,
+        "no snapshot of the range was restored off the loop"
+    );
+    // The meta group's log stayed whole on the follower (it was cut from the range's leader
+    // only): every snapshot it installed was the range's.
+    let installed = after.snapshots_installed - before.snapshots_installed;
+    assert_eq!(restored, installed, "a snapshot was restored on the loop");
+    let machine = cluster.core(follower).state_machine(RANGE_GROUP).unwrap();
+    for key in 0..64_u32 {
+        let get = Command::Get {
+            key: key.to_be_bytes().to_vec(),
+        };
+        let answer = machine.read_bounded(&get, 1 << 20).unwrap();
+        assert_eq!(answer, Some(Response::Value(Some(b"value".to_vec()))));
+    }
+}
+
+#[test]
+fn a_lagging_follower_restores_a_range_in_the_disk_engine_off_the_loop() {
+    a_lagging_follower_restores_the_range_off_the_loop(true);
+}
+
+#[test]
+fn a_lagging_follower_restores_a_range_in_memory_off_the_loop() {
+    a_lagging_follower_restores_the_range_off_the_loop(false);
+}
