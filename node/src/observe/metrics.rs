@@ -203,7 +203,7 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
         ),
         (
             "flotilla_snapshots_restored_off_loop",
-            "Of the snapshots installed, ranges in memory decoded off the Raft loop",
+            "Of the snapshots installed, ranges restored off the Raft loop (decoded in memory or ingested into the engine)",
             counters.snapshots_restored_off_loop,
         ),
         (
