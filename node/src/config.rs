@@ -490,6 +490,12 @@ pub struct RaftConfig {
     /// Applied entries between two snapshots of a group, at least (a group also waits until
     /// those entries carry as many bytes as its last snapshot).
     pub snapshot_entries: u64,
+    /// Bytes of snapshot chunks a leader keeps in flight per transfer (at least one chunk).
+    pub snapshot_window_bytes: u64,
+    /// A snapshot transfer that made no progress this long sends its window again.
+    pub snapshot_resend_ticks: u64,
+    /// A snapshot transfer to a follower silent this long is given up.
+    pub snapshot_give_up_ticks: u64,
 }
 
 /// What clients may send.
@@ -819,6 +825,27 @@ impl NodeConfig {
         }
         if raft.snapshot_entries == 0 {
             return fail("raft.snapshot_entries must be at least 1".into());
+        }
+        let chunk = self.multi_config().raft.snapshot_chunk_bytes;
+        if !(chunk..=1 << 30).contains(&raft.snapshot_window_bytes) {
+            return fail(format!(
+                "raft.snapshot_window_bytes must be {chunk} (one snapshot chunk) to 1073741824, \
+                 not {}",
+                raft.snapshot_window_bytes
+            ));
+        }
+        if !(1..=1_000_000).contains(&raft.snapshot_resend_ticks) {
+            return fail(format!(
+                "raft.snapshot_resend_ticks must be 1 to 1000000, not {}",
+                raft.snapshot_resend_ticks
+            ));
+        }
+        if !(raft.election_ticks_min..=10_000_000).contains(&raft.snapshot_give_up_ticks) {
+            return fail(format!(
+                "raft.snapshot_give_up_ticks must be raft.election_ticks_min ({}) to 10000000, \
+                 not {}",
+                raft.election_ticks_min, raft.snapshot_give_up_ticks
+            ));
         }
         if !(1..=60_000).contains(&self.bootstrap_check_ms) {
             return fail(format!(
@@ -1196,6 +1223,9 @@ impl NodeConfig {
         multi.heartbeat_interval_ticks = self.raft.heartbeat_ticks;
         multi.liveness_every_heartbeats = self.raft.liveness_every_heartbeats;
         multi.node_timeout_ticks = self.raft.node_timeout_ticks;
+        multi.raft.snapshot_inflight_bytes_max = self.raft.snapshot_window_bytes;
+        multi.raft.snapshot_resend_ticks = self.raft.snapshot_resend_ticks;
+        multi.raft.snapshot_give_up_ticks = self.raft.snapshot_give_up_ticks;
         multi.groups_max = self.limits.ranges_hosted_max;
         multi
     }
@@ -1468,6 +1498,22 @@ mod tests {
             ..flotilla_transport_quic::TransportConfig::default()
         };
         assert_eq!(config.transport_config(), transport);
+        let (raft, defaults) = (
+            config.multi_config().raft,
+            flotilla_raft::Config::new(flotilla_raft::NodeId(1)),
+        );
+        assert_eq!(
+            (
+                raft.snapshot_inflight_bytes_max,
+                raft.snapshot_resend_ticks,
+                raft.snapshot_give_up_ticks
+            ),
+            (
+                defaults.snapshot_inflight_bytes_max,
+                defaults.snapshot_resend_ticks,
+                defaults.snapshot_give_up_ticks
+            )
+        );
     }
 
     /// The range the error states is the range accepted, at both ends, and the log engine
@@ -1549,6 +1595,15 @@ mod tests {
             }),
             ("sessions.results_per_session_max", |c| {
                 c.sessions.results_per_session_max = 70_000
+            }),
+            ("raft.snapshot_window_bytes", |c| {
+                c.raft.snapshot_window_bytes = 1000
+            }),
+            ("raft.snapshot_resend_ticks", |c| {
+                c.raft.snapshot_resend_ticks = 0
+            }),
+            ("raft.snapshot_give_up_ticks", |c| {
+                c.raft.snapshot_give_up_ticks = c.raft.election_ticks_min - 1
             }),
         ] {
             let mut config = NodeConfig::load(None).unwrap();
