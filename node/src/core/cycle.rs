@@ -223,9 +223,13 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             // when its snapshot was checked.
             match self.prepared.remove(&group) {
                 Some((last, prepared)) if last == snapshot.meta.last => {
-                    self.machines
-                        .restore_prepared_from(group, &snapshot.meta, &bytes, prepared)?;
-                    self.counters.snapshots_restored_off_loop += 1;
+                    let off_loop = self.machines.restore_prepared_from(
+                        group,
+                        &snapshot.meta,
+                        &bytes,
+                        prepared,
+                    )?;
+                    self.counters.snapshots_restored_off_loop += u64::from(off_loop);
                 }
                 _ => self.machines.restore_from(group, &snapshot.meta, &bytes)?,
             }

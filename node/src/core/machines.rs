@@ -61,6 +61,10 @@ pub(crate) fn staged_check(
         }
         match prepare_restore(&store, group, meta, bytes) {
             Ok(prepared) => Ok(Some(flotilla_storage::Prepared(Box::new(prepared)))),
+            // A failing engine is not the snapshot's fault: refusing it would have the leader
+            // send it, and this node ingest it, again and again. The restore runs on the loop
+            // instead, where an engine failure stops the node.
+            Err(MachineError::Engine(_)) => Ok(None),
             Err(error) if prepared_checks => Err(error.to_string()),
             Err(_) => Ok(None),
         }
@@ -337,7 +341,8 @@ impl Machines {
     /// (`data`, mapped), `group`'s state, as `restore_from` would leave it: a decoded machine
     /// swapped in, or the live disk machine switched to the ingested space with one write.
     /// An engine already at the snapshot or past it keeps its state (as `restore_from` does),
-    /// and the ingested space is deleted.
+    /// and the ingested space is deleted. Returns whether the prepared state was taken (false:
+    /// restored on the loop instead).
     ///
     /// # Errors
     /// As `restore`.
@@ -347,29 +352,29 @@ impl Machines {
         meta: &SnapshotMeta,
         data: &[u8],
         prepared: PreparedRestore,
-    ) -> Result<(), CoreError> {
+    ) -> Result<bool, CoreError> {
         let ingested = match prepared {
             PreparedRestore::Decoded(machine) => {
                 self.restore_prepared(group, data.len(), machine);
-                return Ok(());
+                return Ok(true);
             }
             PreparedRestore::Ingested(ingested) => ingested,
         };
         let machine = self.kv_mut(group)?;
         if machine.applied().index >= meta.last.index {
-            return self.restore_from(group, meta, data);
+            return self.restore_from(group, meta, data).map(|()| false);
         }
         let before = machine.stored_bytes();
         let restored = machine.restore_ingested(*ingested);
         if let Err(MachineError::NotInEngine(_)) = restored {
             // A machine outside the engine (none is hosted so today): restored from the file.
-            return self.restore_from(group, meta, data);
+            return self.restore_from(group, meta, data).map(|()| false);
         }
         let after = machine.stored_bytes();
         self.stored_bytes = self.stored_bytes - before + after;
         self.snapshot_taken(group, data.len());
         self.note_merge(group);
-        restored.map_err(|error| match error {
+        restored.map(|()| true).map_err(|error| match error {
             MachineError::Engine(_) => machine_failed(group)(error),
             _ => CoreError::Restore {
                 group,

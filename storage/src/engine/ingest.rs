@@ -363,6 +363,37 @@ mod tests {
         );
     }
 
+    /// A range switched to an empty snapshot names a drawn space that holds no record: after a
+    /// reopen the next space drawn is past it too, so another range's ingest never lands in
+    /// (and, dropped, never deletes) the space a live range writes to.
+    #[test]
+    fn a_space_named_but_empty_is_never_drawn_again_after_a_reopen() {
+        let model = EngineModel::new();
+        let engine = model_engine(&model);
+        let mut machine = applied_range(&engine);
+        let empty = engine
+            .ingest_snapshot(GROUP, &snapshot(GROUP, 50, b"", 2), None)
+            .unwrap();
+        let named = empty.space;
+        machine.restore_ingested(empty).unwrap();
+        drop(machine);
+        engine.sync().unwrap();
+        engine.wait_for_deletions().unwrap();
+        assert_eq!(records_in(&engine, named), 0, "the range holds nothing yet");
+        drop(engine);
+        let engine = model_engine(&model);
+        let other = engine
+            .ingest_snapshot(RIGHT, &snapshot(RIGHT, 7, b"xy", 3), None)
+            .unwrap();
+        assert!(other.space > named, "{:?} drawn again", other.space);
+        drop(other);
+        engine.wait_for_deletions().unwrap();
+        let mut machine = engine.open_range(GROUP).unwrap();
+        machine.apply_entries(&[put(51, b'q', 4)]).unwrap();
+        assert_eq!(read(&machine, b'q'), Some(vec![4; 20]));
+        assert_eq!(records_in(&engine, named), 1, "its write is in its space");
+    }
+
     /// A crash after the switch and before the old space is gone: the range reopens in its new
     /// space, and the next open deletes the old one, its group's own or a drawn one.
     #[test]

@@ -241,10 +241,14 @@ impl DiskStateMachine {
                 found: ingested.group(),
             });
         }
-        self.engine
-            .commit(vec![(keys::meta(self.group), Some(ingested.meta.encode()))])?;
-        let old = self.space();
+        let committed = self
+            .engine
+            .commit(vec![(keys::meta(self.group), Some(ingested.meta.encode()))]);
+        // A failed commit may still have reached the journal: the ingested space is not
+        // deleted (the next open's sweep decides from what is durable), and the machine fails.
         let (meta, mut sessions) = ingested.switched();
+        committed?;
+        let old = self.space();
         sessions.track_changes();
         self.meta = meta;
         self.sessions = Arc::new(sessions);

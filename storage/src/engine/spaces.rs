@@ -1,10 +1,12 @@
 //! The engine's key spaces: it draws a fresh one for each snapshot ingested off the Raft loop
 //! (`ingest`), and deletes in the background every space no range uses any more (the old
 //! space of a range switched to an ingested one, an ingested space never switched to, a
-//! destroyed range's), so the loop never walks a range's records to delete them.
+//! destroyed range's drawn space), so the loop does not walk those records to delete them (it
+//! still deletes a range kept in its group's own space when the range is destroyed or
+//! cleared, and the records a split carves).
 //!
-//! A space being deleted is never written again: drawn spaces are never drawn twice by one
-//! engine, and a range that starts empty (opened without metadata, cleared, a split's right
+//! A space being deleted is never written again: drawn spaces are never drawn twice, by one
+//! engine or after a reopen (`sweep` draws past every space present or named), and a range that starts empty (opened without metadata, cleared, a split's right
 //! half) takes a drawn space instead of its group's own while the latter is still being
 //! deleted (`Spaces::for_new_range`). A crash loses the queue; the next open finds every space
 //! no metadata names and queues it again (`sweep`).
@@ -157,13 +159,14 @@ impl Spaces {
 
     /// At open, before any range: every drawn space and every group's own space that no
     /// metadata names is queued for deletion, and the next space drawn is past every drawn
-    /// space present. One seek per range and per drawn space.
+    /// space present and every one a metadata record names (a range that holds no record yet
+    /// names a space nothing else shows). One seek per range and per drawn space.
     pub(super) fn sweep(&self) -> Result<(), EngineError> {
         let drawn = self.drawn_present()?;
-        if let Some(last) = drawn.last() {
+        let (named, orphans, all_known) = self.named_spaces()?;
+        if let Some(last) = drawn.last().max(named.last()) {
             self.next.store(last.0 + 1, Ordering::Relaxed);
         }
-        let (named, orphans, all_known) = self.named_spaces()?;
         for space in orphans {
             self.delete_later(space);
         }
