@@ -102,6 +102,10 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 self.counters.leader_changes += 1;
                 if leader == Some(self.config.node) {
                     self.counters.leaderships_won += 1;
+                    let now_ms = self.clock.monotonic_ms;
+                    self.placement.led_since_ms.insert(*group, now_ms);
+                } else {
+                    self.placement.led_since_ms.remove(group);
                 }
                 // Debug level: a node hosts thousands of groups, and `status` counts these.
                 match leader {

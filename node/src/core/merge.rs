@@ -292,10 +292,22 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
     /// `ranges.merge_below_rps` together over the last load window, as counted here (PD's merge
     /// checker likewise skips hot regions). `group` is led here, so its count is its load; the
     /// neighbour's counts if its leader is here too, else it is taken as cold.
+    /// A range whose leadership came here during the last window (a leader transfer after a
+    /// split, say) has no count for it yet: it is not cold before a whole window is counted.
     fn cold(&self, group: GroupId, right: GroupId) -> bool {
         let limit = self.config.tuning.merge_below_rps;
-        let rps = |group| self.placement.last_rps.get(&group).copied().unwrap_or(0);
-        limit == 0 || rps(group).saturating_add(rps(right)) < limit
+        if limit == 0 {
+            return true;
+        }
+        let placement = &self.placement;
+        let counted = |group| {
+            placement
+                .led_since_ms
+                .get(&group)
+                .is_none_or(|&since| since <= placement.last_window_start_ms)
+        };
+        let rps = |group| placement.last_rps.get(&group).copied().unwrap_or(0);
+        counted(group) && counted(right) && rps(group).saturating_add(rps(right)) < limit
     }
 
     /// Every placement round: merges this node applied that the map now shows are forgotten

@@ -149,6 +149,11 @@ pub(super) struct Placement {
     /// (a range not listed served none here).
     pub(super) last_rps: BTreeMap<GroupId, u64>,
     pub(super) load_window_ms: u64,
+    /// Where the last load window began (monotonic ms).
+    pub(super) last_window_start_ms: u64,
+    /// When this node last became the leader of each range it leads (monotonic ms): a range
+    /// it did not lead for the whole last window has no count here, and is not judged cold.
+    pub(super) led_since_ms: BTreeMap<GroupId, u64>,
 }
 
 /// Where the search for replicas to destroy stands: a pass starts when the meta state may have
@@ -197,6 +202,8 @@ impl Placement {
             loads: BTreeMap::new(),
             last_rps: BTreeMap::new(),
             load_window_ms: 0,
+            last_window_start_ms: 0,
+            led_since_ms: BTreeMap::new(),
             reported: BTreeMap::new(),
             reported_to: None,
             full_report_wanted: false,

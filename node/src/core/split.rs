@@ -552,6 +552,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         if !counted || elapsed_ms < LOAD_WINDOW_MS {
             return;
         }
+        self.placement.last_window_start_ms = self.placement.load_window_ms;
         self.placement.load_window_ms = now_ms;
         self.placement.last_rps.clear();
         for (group, load) in std::mem::take(&mut self.placement.loads) {
