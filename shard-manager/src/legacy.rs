@@ -12,7 +12,7 @@ use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeEpoch, RangeId};
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A range as encoded before ranges had epochs.
 #[derive(Deserialize)]
@@ -60,7 +60,7 @@ pub(crate) struct MetaStateBeforeEpochs {
     directory: Directory,
     data_directories: BTreeMap<NodeId, u128>,
     cluster: ClusterView,
-    merged: BTreeSet<GroupId>,
+    merged: imbl::OrdSet<GroupId>,
 }
 
 /// The meta state as encoded before merges (no `merged`).
@@ -93,7 +93,7 @@ impl MetaStateBeforeMerges {
             directory: self.directory,
             data_directories: self.data_directories,
             cluster: self.cluster,
-            merged: BTreeSet::new(),
+            merged: imbl::OrdSet::new(),
         }
         .upgrade()
     }

@@ -17,7 +17,7 @@ pub mod router;
 
 pub use directory::Directory;
 pub use error::{RangeMapError, RouteError};
-pub use meta::{META_GROUP, MapSplit, MetaAnswer, MetaCommand, MetaError, MetaState};
+pub use meta::{META_GROUP, MapSplit, MetaAnswer, MetaCommand, MetaError, MetaSnapshot, MetaState};
 pub use range::{Epoch, KeyRange, RangeDescriptor, RangeEpoch, RangeId};
 pub use range_map::RangeMap;
 pub use router::{Attempts, Next, Reply, Router, Target};

@@ -10,8 +10,9 @@ use crate::placement::{
 use crate::range::RangeId;
 use crate::range_map::RangeMap;
 use flotilla_raft::{GroupId, NodeId};
+use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The group every initial node hosts, whose log holds the range map and the directory.
 pub const META_GROUP: GroupId = GroupId(0);
@@ -153,7 +154,27 @@ pub struct MetaState {
     /// The groups merged into their left neighbour, for good: every replica of one is
     /// destroyed wherever it is found. (Encoded last; a state encoded before merges existed
     /// decodes with none.)
-    pub merged: BTreeSet<GroupId>,
+    pub merged: OrdSet<GroupId>,
+}
+
+/// A meta state's snapshot, copied on the meta group's loop in O(nodes + operators in flight)
+/// (its ranges and merged groups are persistent maps it shares with the state) and encoded
+/// anywhere else: `encode` gives the bytes `MetaState::encode` gave when it was taken.
+#[derive(Clone, Debug, Serialize)]
+pub struct MetaSnapshot {
+    map: crate::range_map::RangeMapCopy,
+    directory: Directory,
+    data_directories: BTreeMap<NodeId, u128>,
+    cluster: crate::placement::record::ViewCopy,
+    merged: OrdSet<GroupId>,
+}
+
+impl MetaSnapshot {
+    /// The snapshot bytes (`MetaState::decode` reads them).
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self)
+    }
 }
 
 /// Why a meta command was refused (every replica refuses it alike).
@@ -232,7 +253,7 @@ impl MetaState {
             directory,
             data_directories: BTreeMap::new(),
             cluster,
-            merged: BTreeSet::new(),
+            merged: OrdSet::new(),
         }
     }
 
@@ -430,7 +451,20 @@ impl MetaState {
     /// The snapshot bytes of the state.
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        self.snapshot().encode()
+    }
+
+    /// The state as its snapshot encodes it, copied without walking its ranges: the loop takes
+    /// it, another thread encodes it.
+    #[must_use]
+    pub fn snapshot(&self) -> MetaSnapshot {
+        MetaSnapshot {
+            map: self.map.copy_encoded(),
+            directory: self.directory.clone(),
+            data_directories: self.data_directories.clone(),
+            cluster: self.cluster.copy_replicated(),
+            merged: self.merged.clone(),
+        }
     }
 
     /// The state from snapshot bytes.
@@ -515,6 +549,82 @@ mod tests {
         };
         assert_eq!(MetaCommand::decode(&command.encode()), Ok(command));
         assert!(MetaCommand::decode(&[0xff, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_encodes_as_the_state_did_and_stays_as_it_was_taken() {
+        // What b67eb72 (before the ranges were persistent maps and the snapshot a copy)
+        // encoded for the state the commands below make.
+        const ENCODED_BEFORE: &str = concat!(
+            "04040001000101200102010201000120050120010240000502010201010240000202400001028000",
+            "02020102000002800003028000000302010201000602010b3132372e302e302e313a31020b313237",
+            "2e302e302e313a320101edfd03020100020304010102010002000002020201000200000303020100",
+            "020000050502010002000001000202010302000a0201000200010104",
+        );
+        let hex =
+            |bytes: &[u8]| -> String { bytes.iter().map(|byte| format!("{byte:02x}")).collect() };
+        let mut state = state();
+        let commands = [
+            MetaCommand::RegisterDataDirectory {
+                node: NodeId(1),
+                directory: 0xfeed,
+            },
+            MetaCommand::SetNodeState {
+                node: NodeId(2),
+                state: NodeState::Draining,
+            },
+            MetaCommand::RecordMerge {
+                left: RangeId(3),
+                right: RangeId(4),
+            },
+            MetaCommand::RecordSplit {
+                range: RangeId(1),
+                at: vec![0x20],
+                right: RangeId(5),
+                right_group: GroupId(5),
+                voters: vec![NodeId(1), NodeId(2)],
+            },
+            MetaCommand::Placement(Decision::Start {
+                range: RangeId(2),
+                kind: OperatorKind::Drain,
+                steps: vec![Step::Remove { node: NodeId(2) }],
+                now_ms: 10,
+                decided_on: None,
+            }),
+        ];
+        for command in commands {
+            state.apply(command).unwrap();
+        }
+        assert!(!state.merged.is_empty() && state.cluster.operators().count() == 1);
+        let bytes = state.encode();
+        assert_eq!(hex(&bytes), ENCODED_BEFORE);
+        assert_eq!(MetaState::decode(&bytes), Ok(state.clone()));
+
+        // What is applied after the copy is not in it.
+        let snapshot = state.snapshot();
+        let later = [
+            MetaCommand::RecordMerge {
+                left: RangeId(1),
+                right: RangeId(5),
+            },
+            MetaCommand::AddNode {
+                node: NodeId(3),
+                address: "127.0.0.1:3".into(),
+            },
+            MetaCommand::RecordSplit {
+                range: RangeId(3),
+                at: vec![0xd0],
+                right: RangeId(6),
+                right_group: GroupId(6),
+                voters: vec![NodeId(1), NodeId(3)],
+            },
+        ];
+        for command in later {
+            state.apply(command).unwrap();
+        }
+        assert_eq!(snapshot.encode(), bytes);
+        assert_ne!(state.encode(), bytes);
+        assert_eq!(MetaState::decode(&state.encode()), Ok(state));
     }
 
     #[test]

@@ -8,17 +8,19 @@
 use crate::error::RangeMapError;
 use crate::range::{Epoch, KeyRange, RangeDescriptor, RangeEpoch, RangeId};
 use flotilla_raft::{GroupId, NodeId};
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
 
 /// Ranges by start key; together they cover every key exactly once. A decoded map (from a
-/// node, or a meta snapshot) is checked like a built one, so `lookup` cannot miss.
+/// node, or a meta snapshot) is checked like a built one, so `lookup` cannot miss. The ranges
+/// are a persistent map: a copy (`ranges_shared`) costs O(1), so the meta group's snapshot is
+/// encoded off its Raft loop from one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RangeMapWire")]
 pub struct RangeMap {
     epoch: Epoch,
-    ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+    ranges: OrdMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
     /// Range id -> start key, and group -> range id: derived from `ranges`, never encoded.
     #[serde(skip)]
@@ -33,7 +35,7 @@ struct Index {
 }
 
 impl Index {
-    fn of(ranges: &BTreeMap<Vec<u8>, RangeDescriptor>) -> Self {
+    fn of(ranges: &OrdMap<Vec<u8>, RangeDescriptor>) -> Self {
         let mut index = Self::default();
         for range in ranges.values() {
             index.add(range);
@@ -60,7 +62,10 @@ impl Index {
 #[derive(Deserialize)]
 struct RangeMapWire {
     epoch: Epoch,
-    ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+    /// Decoded as a `BTreeMap`, which reserves nothing: imbl's map reserves as many entries as
+    /// the encoded length claims, and postcard does not bound a map's length by the bytes left
+    /// (a damaged length aborted the process on a failed allocation).
+    ranges: std::collections::BTreeMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
 }
 
@@ -68,8 +73,21 @@ impl TryFrom<RangeMapWire> for RangeMap {
     type Error = RangeMapError;
 
     fn try_from(wire: RangeMapWire) -> Result<Self, RangeMapError> {
-        Self::checked(wire.epoch, wire.ranges, wire.next_range_id)
+        Self::checked(
+            wire.epoch,
+            wire.ranges.into_iter().collect(),
+            wire.next_range_id,
+        )
     }
+}
+
+/// What a range map encodes, copied in O(1) (the ranges are shared): it encodes to the map's
+/// bytes, on any thread.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct RangeMapCopy {
+    epoch: Epoch,
+    ranges: OrdMap<Vec<u8>, RangeDescriptor>,
+    next_range_id: u64,
 }
 
 impl RangeMap {
@@ -78,7 +96,7 @@ impl RangeMap {
     /// # Errors
     /// `NotATiling` for gaps, overlaps or a missing first or last range; `NoReplica`.
     pub fn new(descriptors: Vec<RangeDescriptor>, epoch: Epoch) -> Result<Self, RangeMapError> {
-        let mut ranges = BTreeMap::new();
+        let mut ranges = OrdMap::new();
         for descriptor in descriptors {
             let start = descriptor.keys.start.clone();
             if ranges.insert(start, descriptor).is_some() {
@@ -95,7 +113,7 @@ impl RangeMap {
     /// below one a range has.
     pub(crate) fn checked(
         epoch: Epoch,
-        ranges: BTreeMap<Vec<u8>, RangeDescriptor>,
+        ranges: OrdMap<Vec<u8>, RangeDescriptor>,
         next_range_id: u64,
     ) -> Result<Self, RangeMapError> {
         if ranges
@@ -166,6 +184,15 @@ impl RangeMap {
         }
     }
 
+    /// What the map encodes, copied in O(1).
+    pub(crate) fn copy_encoded(&self) -> RangeMapCopy {
+        RangeMapCopy {
+            epoch: self.epoch,
+            ranges: self.ranges.clone(),
+            next_range_id: self.next_range_id,
+        }
+    }
+
     /// The map's epoch.
     #[must_use]
     pub fn epoch(&self) -> Epoch {
@@ -175,11 +202,7 @@ impl RangeMap {
     /// The range that holds `key`.
     #[must_use]
     pub fn lookup(&self, key: &[u8]) -> &RangeDescriptor {
-        let found = self
-            .ranges
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
-            .next_back();
-        match found {
+        match self.ranges.get_prev(key) {
             Some((_, range)) => range,
             None => panic!("the ranges tile the key space, so a range starts at the empty key"),
         }
@@ -425,7 +448,7 @@ impl RangeMap {
 
 /// Ranges tile the key space: the first starts at the empty key, each ends where the next
 /// starts, and only the last is unbounded.
-fn check_tiling(ranges: &BTreeMap<Vec<u8>, RangeDescriptor>) -> Result<(), RangeMapError> {
+fn check_tiling(ranges: &OrdMap<Vec<u8>, RangeDescriptor>) -> Result<(), RangeMapError> {
     let tiling = RangeMapError::NotATiling;
     let mut expected_start: Option<&[u8]> = Some(&[]);
     for range in ranges.values() {

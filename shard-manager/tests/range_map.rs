@@ -158,6 +158,22 @@ fn a_decoded_map_is_checked_like_a_built_one() {
     assert!(decode(&unbounded_first).is_err(), "overlapping ranges");
 }
 
+/// A map whose encoded length is damaged is refused: nothing is reserved for the ranges it
+/// claims (an allocation of 2^36 ranges aborted the process, past any `catch_unwind`).
+#[test]
+fn a_damaged_range_count_is_refused_not_allocated() {
+    for claimed in [1_u64 << 36, 1 << 62, u64::MAX >> 1] {
+        // An epoch, then the ranges' count (a varint, as postcard writes a map's length), and
+        // a few bytes of a range.
+        let mut bytes = postcard::to_allocvec(&(1_u64, claimed)).unwrap();
+        bytes.extend_from_slice(&[0, 1, 2, 3]);
+        assert!(
+            postcard::from_bytes::<RangeMap>(&bytes).is_err(),
+            "{claimed} ranges claimed"
+        );
+    }
+}
+
 /// Up to 65,536 ranges a uniform map cuts the key space on two-byte prefixes, as clusters
 /// started before more were allowed; above, on four-byte ones. Either way the ranges tile the
 /// key space in equal shares, and a key lands in the range its prefix says.

@@ -944,6 +944,79 @@ fn a_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
     }
 }
 
+/// A snapshot that encodes itself (the meta group's state, copied on the loop) is encoded and
+/// written off the caller's thread too, and becomes the snapshot file the same way.
+#[test]
+fn an_encoded_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
+    for loading in [SnapshotLoading::NextAsk, SnapshotLoading::Background] {
+        let config = LogConfig {
+            snapshot_loading: loading,
+            ..LogConfig::small_for_tests()
+        };
+        let (directory, engine) = log_of(config.clone(), 1..=10);
+        let caller = std::thread::current().id();
+        let (sender, encoded_on) = std::sync::mpsc::channel();
+        let last = flotilla_raft::LogId::new(Term(1), LogIndex(7));
+        engine.write_encoded_snapshot(
+            G1,
+            last,
+            Box::new(move || {
+                let _ = sender.send(std::thread::current().id());
+                b"the state at 7".to_vec()
+            }),
+        );
+        let [done] = written(&engine).try_into().unwrap();
+        assert_eq!((done.group, done.last), (G1, last));
+        let encoder = encoded_on.recv().unwrap();
+        assert_eq!(
+            encoder != caller,
+            loading == SnapshotLoading::Background,
+            "{loading:?}: encoded on the caller's thread only in the simulator's mode"
+        );
+        let (reference, length) = done.outcome.expect("written");
+        assert_eq!(length, 14);
+        let compacted = Snapshot {
+            meta: snapshot(1, 7, b"").meta,
+            data: reference,
+        };
+        engine.write(compaction(G1, &compacted)).unwrap();
+        let stored = Snapshot {
+            meta: compacted.meta.clone(),
+            data: b"the state at 7".to_vec(),
+        };
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored.clone()));
+        assert_eq!(
+            files_named(directory.path(), "written-"),
+            Vec::<String>::new()
+        );
+        drop(engine);
+        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
+        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored), "{loading:?}");
+    }
+}
+
+/// A state replaced on the loop is dropped on the log's snapshot thread, not the caller's.
+#[test]
+fn a_replaced_state_is_dropped_off_the_callers_thread() {
+    struct Noted(std::sync::mpsc::Sender<std::thread::ThreadId>);
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().id());
+        }
+    }
+    let config = LogConfig {
+        snapshot_loading: SnapshotLoading::Background,
+        ..LogConfig::small_for_tests()
+    };
+    let (_directory, engine) = log_of(config, 1..=3);
+    let (sender, dropped_on) = std::sync::mpsc::channel();
+    engine.drop_off_loop(Box::new(Noted(sender)));
+    let dropper = dropped_on
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("dropped");
+    assert_ne!(dropper, std::thread::current().id());
+}
+
 /// A written snapshot never stored does not stay: a newer write of its group replaces it,
 /// the node discards one the log is already past, a destroyed replica's goes with it, and the
 /// log deletes what is left when it next opens. A reference that was replaced no longer

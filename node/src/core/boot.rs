@@ -280,9 +280,7 @@ pub fn start<R: Respond, S: BatchSink>(
 /// Why the data does not restore, as a sentence.
 pub fn check_snapshot(group: GroupId, meta: &SnapshotMeta, data: &[u8]) -> Result<(), String> {
     if group == META_GROUP {
-        return MetaState::decode(data)
-            .map(drop)
-            .map_err(|error| format!("the meta group's state does not decode: {error}"));
+        return decode_meta_snapshot(data).map(drop);
     }
     let header = verify_snapshot(data).map_err(|error| error.to_string())?;
     if header.group != group {
@@ -295,6 +293,15 @@ pub fn check_snapshot(group: GroupId, meta: &SnapshotMeta, data: &[u8]) -> Resul
         ));
     }
     Ok(())
+}
+
+/// The meta group's state in its snapshot `data` (`check_snapshot`'s check of it).
+///
+/// # Errors
+/// Why the data does not decode, as a sentence.
+pub(crate) fn decode_meta_snapshot(data: &[u8]) -> Result<MetaState, String> {
+    MetaState::decode(data)
+        .map_err(|error| format!("the meta group's state does not decode: {error}"))
 }
 
 #[cfg(test)]

@@ -42,8 +42,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
         }
         // Raft installs a snapshot handed over at the cycle's start in this cycle's ready: one
-        // prepared for it and not taken (no longer wanted) is dropped.
-        self.prepared.clear();
+        // prepared for it and not taken (no longer wanted) is dropped, off the loop (a decoded
+        // range or meta state can take tens of milliseconds to free).
+        for (_, (_, unused)) in self.prepared.drain() {
+            self.engine.drop_off_loop(Box::new(unused));
+        }
         self.serve_reads();
         self.multi.advance(ready);
         self.host_splits()?;
@@ -234,10 +237,14 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                         prepared,
                     )?;
                     self.counters.snapshots_restored_off_loop += u64::from(off_loop);
+                    for replaced in self.machines.take_retired() {
+                        self.engine.drop_off_loop(replaced);
+                    }
                 }
                 _ => self.machines.restore_from(group, &snapshot.meta, &bytes)?,
             }
             self.counters.snapshots_installed += 1;
+            self.counters.meta_snapshots_installed += u64::from(group == META_GROUP);
             self.placement.snapshot_installed(group);
             self.waiting
                 .snapshot_installed(group, snapshot.meta.last.index);
@@ -400,7 +407,11 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             self.machines.sync()?;
         }
         for group in groups {
-            if group != META_GROUP && !self.machines.in_engine() {
+            if group == META_GROUP {
+                self.compact_meta();
+                continue;
+            }
+            if !self.machines.in_engine() {
                 // A range in memory is written to its snapshot file off the loop, from an
                 // O(1) copy of its persistent map; its log compacts once the file is synced
                 // (`compact_with_written_snapshots`).
@@ -419,7 +430,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                 }
             }
             let mut index = self.machines.applied(group);
-            if self.machines.in_engine() && group != META_GROUP {
+            if self.machines.in_engine() {
                 // After a start the engine may be past what Raft has handed out again: the log
                 // is compacted only up to that (the note says "at this entry or past it").
                 let handed_out = self.multi.group(group).map(|raft| raft.log().applied());
@@ -436,6 +447,32 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
         }
         Ok(())
+    }
+
+    /// The meta group's state is written to its snapshot file off the loop, from a copy that
+    /// shares its ranges (O(nodes + operators in flight) here; encoding 100,000 ranges took
+    /// 77 ms); its log compacts once the file is synced (`compact_with_written_snapshots`).
+    fn compact_meta(&mut self) {
+        if self.compacting.contains_key(&META_GROUP) {
+            return;
+        }
+        let index = self.machines.applied(META_GROUP);
+        let term = self
+            .multi
+            .group(META_GROUP)
+            .and_then(|raft| raft.log().term(index).ok());
+        let Some(term) = term else {
+            // Not hosted here, or the entry is compacted away already: nothing to write.
+            return;
+        };
+        let snapshot = self.machines.meta().snapshot();
+        self.engine.write_encoded_snapshot(
+            META_GROUP,
+            flotilla_raft::LogId::new(term, index),
+            Box::new(move || snapshot.encode()),
+        );
+        let then = self.machines.since_snapshot(META_GROUP);
+        self.compacting.insert(META_GROUP, then);
     }
 
     /// Snapshots of ranges in memory written off the loop since the last call: each group's
@@ -467,6 +504,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     self.machines.snapshot_taken_from(group, size, then);
                     self.counters.snapshots_taken += 1;
                     self.counters.snapshots_written_off_loop += 1;
+                    self.counters.meta_snapshots_written += u64::from(group == META_GROUP);
                 }
                 Err(error) => {
                     // The group is gone or was replaced (a tombstone) since the copy.

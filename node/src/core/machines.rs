@@ -53,6 +53,13 @@ pub(crate) fn staged_check(
 ) -> flotilla_storage::StagedCheck {
     let store = store.clone();
     std::sync::Arc::new(move |group, meta, bytes| {
+        if group == META_GROUP && !bytes.is_empty() {
+            // Its check is its decoding (`check_snapshot`): done once, and kept for the restore.
+            let state = super::boot::decode_meta_snapshot(bytes)?;
+            return Ok(Some(flotilla_storage::Prepared(Box::new(
+                PreparedRestore::Meta(Box::new(state)),
+            ))));
+        }
         check(group, meta, bytes)?;
         let membership = &meta.membership;
         let has_members = !(membership.voters.is_empty() && membership.learners.is_empty());
@@ -99,6 +106,8 @@ pub(crate) enum PreparedRestore {
     /// A range in the disk engine, written into a space of its own: the replica's machine
     /// switches to it (dropped unused, the space is deleted in the background).
     Ingested(Box<IngestedRange>),
+    /// The meta group's state, decoded: it replaces the node's.
+    Meta(Box<MetaState>),
 }
 
 impl PreparedRestore {
@@ -116,6 +125,9 @@ pub(crate) struct Machines {
     kv: BTreeMap<GroupId, Box<dyn StateMachine>>,
     meta: MetaState,
     meta_applied: LogIndex,
+    /// States replaced at install (the meta group's, a range's in memory) whose drop would
+    /// stall the loop, to drop elsewhere (`take_retired`).
+    retired: Vec<Box<dyn Send>>,
     /// Per group, what it applied since its last snapshot, for the snapshot policy.
     since_snapshot: BTreeMap<GroupId, SinceSnapshot>,
     /// Key and value bytes of every KV state machine (what the storage quota counts).
@@ -157,6 +169,7 @@ impl Machines {
             kv: BTreeMap::new(),
             meta,
             meta_applied: LogIndex(0),
+            retired: Vec::new(),
             since_snapshot: BTreeMap::new(),
             stored_bytes: 0,
             absorbing: BTreeMap::new(),
@@ -329,10 +342,14 @@ impl Machines {
     ) {
         self.snapshot_taken(group, data_bytes);
         let after = machine.stored_bytes();
-        let before = self
-            .kv
-            .insert(group, machine)
-            .map_or(0, |old| old.stored_bytes());
+        let before = match self.kv.insert(group, machine) {
+            Some(old) => {
+                let bytes = old.stored_bytes();
+                self.retired.push(Box::new(old));
+                bytes
+            }
+            None => 0,
+        };
         self.stored_bytes = self.stored_bytes - before + after;
         self.note_merge(group);
     }
@@ -358,6 +375,14 @@ impl Machines {
                 self.restore_prepared(group, data.len(), machine);
                 return Ok(true);
             }
+            PreparedRestore::Meta(state) => {
+                debug_assert_eq!(group, META_GROUP, "only the meta group's check decodes one");
+                self.snapshot_taken(group, data.len());
+                let replaced = std::mem::replace(&mut self.meta, *state);
+                self.retired.push(Box::new(replaced));
+                self.meta_applied = meta.last.index;
+                return Ok(true);
+            }
             PreparedRestore::Ingested(ingested) => ingested,
         };
         let machine = self.kv_mut(group)?;
@@ -381,6 +406,11 @@ impl Machines {
                 reason: error.to_string(),
             },
         })
+    }
+
+    /// The states replaced since the last call, to drop off the loop.
+    pub(crate) fn take_retired(&mut self) -> Vec<Box<dyn Send>> {
+        std::mem::take(&mut self.retired)
     }
 
     /// The right half of the split `group` just applied (once).
@@ -505,9 +535,10 @@ impl Machines {
     /// # Errors
     /// The engine failed.
     pub(crate) fn snapshot_data(&self, group: GroupId) -> Result<Vec<u8>, CoreError> {
-        if group == META_GROUP {
-            return Ok(self.meta.encode());
-        }
+        debug_assert_ne!(
+            group, META_GROUP,
+            "the meta group's snapshot is written off the loop"
+        );
         if matches!(self.store, RangeStore::Engine(_)) {
             return Ok(ENGINE_STATE.to_vec());
         }

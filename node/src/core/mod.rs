@@ -318,11 +318,17 @@ pub struct Counters {
     pub snapshots_taken: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
-    /// Of those, ranges restored off the Raft loop: in memory decoded (swapped in at install),
-    /// in the disk engine ingested into a space of their own (switched to at install).
+    /// Of those, restored off the Raft loop: a range in memory or the meta group's state
+    /// decoded (swapped in at install), a range in the disk engine ingested into a space of its
+    /// own (switched to at install).
     pub snapshots_restored_off_loop: u64,
-    /// Of the snapshots taken, ranges in memory written to their file off the Raft loop.
+    /// Of the snapshots taken, those written to their file off the Raft loop (ranges in memory
+    /// and the meta group's state).
     pub snapshots_written_off_loop: u64,
+    /// Of the snapshots installed, the meta group's.
+    pub meta_snapshots_installed: u64,
+    /// Of the snapshots written off the loop, the meta group's.
+    pub meta_snapshots_written: u64,
     /// Snapshots received from a leader whose data failed the check (dropped, not installed).
     pub snapshots_refused: u64,
     /// What this node's snapshot sending did as a leader: chunks and bytes sent, transfers
@@ -381,6 +387,8 @@ impl Default for Counters {
             snapshots_installed: 0,
             snapshots_restored_off_loop: 0,
             snapshots_written_off_loop: 0,
+            meta_snapshots_installed: 0,
+            meta_snapshots_written: 0,
             snapshots_refused: 0,
             snapshot_sends: flotilla_raft::SnapshotSendCounters::default(),
             log_bytes_written: 0,

@@ -203,13 +203,23 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
         ),
         (
             "flotilla_snapshots_restored_off_loop",
-            "Of the snapshots installed, ranges restored off the Raft loop (decoded in memory or ingested into the engine)",
+            "Of the snapshots installed, those restored off the Raft loop (decoded in memory or ingested into the engine)",
             counters.snapshots_restored_off_loop,
         ),
         (
             "flotilla_snapshots_written_off_loop",
-            "Of the snapshots taken, ranges in memory written to their file off the Raft loop",
+            "Of the snapshots taken, those written to their file off the Raft loop (ranges in memory, the meta group)",
             counters.snapshots_written_off_loop,
+        ),
+        (
+            "flotilla_meta_snapshots_installed",
+            "Of the snapshots installed, the meta group's",
+            counters.meta_snapshots_installed,
+        ),
+        (
+            "flotilla_meta_snapshots_written",
+            "Of the snapshots written off the Raft loop, the meta group's",
+            counters.meta_snapshots_written,
         ),
         (
             "flotilla_snapshots_refused",

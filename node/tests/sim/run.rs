@@ -111,12 +111,12 @@ pub struct Report {
     /// log replayed that the engine had applied, snapshots produced for followers, and split
     /// halves hosted from the engine at start.
     pub engine_work: (u64, u64, u64),
-    /// Snapshots received and installed, and of those, ranges in memory decoded off the loop
-    /// (the nodes up at the end, since their last start).
-    pub snapshots_installed: (u64, u64),
-    /// Snapshots the nodes took of their own ranges, and of those, ranges in memory written
-    /// off the loop (the nodes up at the end, since their last start).
-    pub snapshots_taken: (u64, u64),
+    /// Snapshots received and installed, of those restored off the loop, and of those the meta
+    /// group's (the nodes up at the end, since their last start).
+    pub snapshots_installed: (u64, u64, u64),
+    /// Snapshots the nodes took of their own groups, of those written off the loop, and of
+    /// those the meta group's (the nodes up at the end, since their last start).
+    pub snapshots_taken: (u64, u64, u64),
 }
 
 /// How a run breaks the rules on purpose (the mutation tests).
@@ -220,10 +220,12 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
         snapshots_installed: (
             counted(&cluster, |counters| counters.snapshots_installed),
             counted(&cluster, |counters| counters.snapshots_restored_off_loop),
+            counted(&cluster, |counters| counters.meta_snapshots_installed),
         ),
         snapshots_taken: (
             counted(&cluster, |counters| counters.snapshots_taken),
             counted(&cluster, |counters| counters.snapshots_written_off_loop),
+            counted(&cluster, |counters| counters.meta_snapshots_written),
         ),
         swarm,
         faults: faults.counts,

@@ -33,7 +33,7 @@ pub mod model;
 mod operator;
 mod planner;
 mod progress;
-mod record;
+pub(crate) mod record;
 mod repair;
 mod view;
 

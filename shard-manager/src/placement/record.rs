@@ -8,7 +8,8 @@ use super::operator::Operator;
 use super::view::{ClusterView, NodeState, NodeView, RangeView, Replica};
 use crate::range::RangeId;
 use flotilla_raft::{GroupId, NodeId};
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// One range as the log records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +40,71 @@ pub enum RecordError {
     Operator(#[from] ApplyError),
 }
 
-impl From<ClusterView> for ViewRecord {
-    fn from(view: ClusterView) -> Self {
-        ViewRecord::of(&view)
+/// The replicated part of a view, copied without walking its ranges (they are shared with the
+/// view, a persistent map): it encodes to the bytes of its `ViewRecord`, on any thread.
+#[derive(Clone, Debug)]
+pub(crate) struct ViewCopy {
+    nodes: Vec<(NodeId, NodeState)>,
+    ranges: imbl::OrdMap<RangeId, RangeView>,
+    operators: Vec<Operator>,
+    next_operator: u64,
+}
+
+/// One range as `RangeRecord` encodes it, borrowed from its view.
+#[derive(Serialize)]
+struct RangeRecordRef<'a> {
+    id: RangeId,
+    group: GroupId,
+    replicas: &'a [Replica],
+    membership_index: u64,
+}
+
+/// The ranges of a copy, encoded as `RangeRecord`s.
+struct RangeRecords<'a>(&'a imbl::OrdMap<RangeId, RangeView>);
+
+impl Serialize for RangeRecords<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for range in self.0.values() {
+            seq.serialize_element(&RangeRecordRef {
+                id: range.id,
+                group: range.group,
+                replicas: &range.replicas,
+                membership_index: range.membership_index,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for ViewCopy {
+    /// As `ViewRecord` (its fields in its order), so a view encodes alike either way.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("ViewRecord", 4)?;
+        record.serialize_field("nodes", &self.nodes)?;
+        record.serialize_field("ranges", &RangeRecords(&self.ranges))?;
+        record.serialize_field("operators", &self.operators)?;
+        record.serialize_field("next_operator", &self.next_operator)?;
+        record.end()
+    }
+}
+
+impl ClusterView {
+    /// The replicated part, copied in O(nodes + operators).
+    pub(crate) fn copy_replicated(&self) -> ViewCopy {
+        ViewCopy {
+            nodes: self.nodes().map(|node| (node.id, node.state)).collect(),
+            ranges: self.ranges.clone(),
+            operators: self.operators().cloned().collect(),
+            next_operator: self.next_operator,
+        }
+    }
+}
+
+impl Serialize for ClusterView {
+    /// The replicated part only (`ViewRecord`'s encoding).
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.copy_replicated().serialize(serializer)
     }
 }
 

@@ -275,14 +275,14 @@ pub(crate) struct OperatorEntry {
 /// What the meta log records (node states, range replicas, operators) is the view's encoding;
 /// what only the meta leader learns (heartbeats, loads, sizes, leaders) is not encoded, and a
 /// decoded view starts without it (`record.rs`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(
-    into = "super::record::ViewRecord",
-    try_from = "super::record::ViewRecord"
-)]
+///
+/// The ranges are a persistent map, so the replicated part is copied in O(nodes + operators)
+/// (`ViewCopy`) and encoded off the meta group's Raft loop.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(try_from = "super::record::ViewRecord")]
 pub struct ClusterView {
     pub(crate) nodes: BTreeMap<NodeId, NodeEntry>,
-    pub(crate) ranges: BTreeMap<RangeId, RangeView>,
+    pub(crate) ranges: imbl::OrdMap<RangeId, RangeView>,
     /// Each range's id by its group.
     pub(crate) by_group: HashMap<GroupId, RangeId>,
     /// Ranges by how many voters they have.

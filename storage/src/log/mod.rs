@@ -282,6 +282,23 @@ impl LogEngine {
         self.shared.stagings.write(group, view, chunk_bytes_max);
     }
 
+    /// As `write_snapshot`, for a snapshot of `group` at `last` whose bytes `encode` makes, on
+    /// the writing thread (the meta group's state, copied on the loop in O(1)).
+    pub fn write_encoded_snapshot(
+        &self,
+        group: GroupId,
+        last: flotilla_raft::LogId,
+        encode: Box<dyn FnOnce() -> Vec<u8> + Send>,
+    ) {
+        self.shared.stagings.write_encoded(group, last, encode);
+    }
+
+    /// Drops `value` on the log's snapshot thread, not the caller's: a replaced state whose
+    /// drop would stall the Raft loop (the meta group's, at install).
+    pub fn drop_off_loop(&self, value: Box<dyn Send>) {
+        self.shared.stagings.drop_elsewhere(value);
+    }
+
     /// The snapshots written since the last call.
     #[must_use]
     pub fn take_written_snapshots(&self) -> Vec<WrittenSnapshot> {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::cluster::{RANGE_GROUP, Setup, TestCluster};
+use crate::api::AdminCommand;
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::META_GROUP;
 use flotilla_storage::{Command, Response};
@@ -79,4 +80,68 @@ fn a_lagging_follower_restores_a_range_in_the_disk_engine_off_the_loop() {
 #[test]
 fn a_lagging_follower_restores_a_range_in_memory_off_the_loop() {
     a_lagging_follower_restores_the_range_off_the_loop(false);
+}
+
+/// The meta group's state is snapshotted off the loop too: its leader compacts its log with a
+/// file written from a copy that shares the state's ranges, and a follower cut off meanwhile
+/// installs it from a state decoded by the staged check, ending with the leader's state.
+#[test]
+fn the_meta_group_is_snapshotted_and_restored_off_the_loop() {
+    let setup = Setup {
+        disk_engine: false,
+        snapshot_entries: 16,
+    };
+    let mut cluster = TestCluster::with_setup(3, 3, setup);
+    cluster.settle();
+    let meta_leader = cluster.leader_of(META_GROUP).unwrap();
+    let follower = cluster
+        .node_ids()
+        .into_iter()
+        .find(|node| *node != meta_leader)
+        .unwrap();
+    let (leader_before, follower_before) = (
+        cluster.core(meta_leader).counters(),
+        cluster.core(follower).counters(),
+    );
+    cluster.cut(meta_leader, follower);
+    for _ in 0..200 {
+        let asked = cluster.admin(meta_leader, AdminCommand::ReserveRange);
+        let answered = cluster.run_until(1_000, |cluster| cluster.answer(asked).is_some());
+        assert!(answered, "a range id was not reserved");
+    }
+    let leader_after = cluster.core(meta_leader).counters();
+    let written = leader_after.meta_snapshots_written - leader_before.meta_snapshots_written;
+    let taken = leader_after.snapshots_taken - leader_before.snapshots_taken;
+    assert!(
+        written >= 1,
+        "the meta leader wrote no snapshot off the loop"
+    );
+    // The range stayed idle: every snapshot taken was the meta group's, written off the loop.
+    assert_eq!(written, taken, "a snapshot was encoded on the loop");
+    cluster.heal();
+    let caught_up = cluster.run_until(5_000, |cluster| {
+        cluster.core(follower).meta().encode() == cluster.core(meta_leader).meta().encode()
+    });
+    assert!(
+        caught_up,
+        "the follower's meta state never matched its leader's"
+    );
+    let follower_after = cluster.core(follower).counters();
+    let installed = follower_after.snapshots_installed - follower_before.snapshots_installed;
+    let meta_installed =
+        follower_after.meta_snapshots_installed - follower_before.meta_snapshots_installed;
+    let restored =
+        follower_after.snapshots_restored_off_loop - follower_before.snapshots_restored_off_loop;
+    assert!(
+        meta_installed >= 1,
+        "the follower caught up without a meta snapshot"
+    );
+    assert_eq!(
+        installed, meta_installed,
+        "the idle range installed a snapshot"
+    );
+    assert_eq!(
+        restored, installed,
+        "a meta snapshot was decoded on the loop"
+    );
 }
