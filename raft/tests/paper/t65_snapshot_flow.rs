@@ -3,33 +3,16 @@
 //! a follower gone silent. See docs/protocol/snapshots.md, "A leader sends a window of chunks".
 
 use crate::util::*;
-use flotilla_raft::{Config, LogIndex, Message, MessageBody, NodeId};
+use flotilla_raft::{Config, Message, MessageBody, NodeId};
 use std::collections::BTreeMap;
 
 /// The snapshot's data: 40 bytes, 10 chunks of 4.
 const SNAPSHOT: &[u8] = b"0123456789abcdefghijABCDEFGHIJklmnopqrst";
 
-/// Group 1-2-3 where 3 was cut off from the start and 1 compacted its log at 6 after writing
-/// entries 2-6, with `configure` applied to every replica's configuration (chunks of 4 bytes);
-/// 3 is reconnected but has heard nothing yet.
+/// Group 1-2-3 with 3 behind the snapshot (`Net::with_3_behind_the_snapshot`), with
+/// `configure` applied to every replica's configuration.
 fn behind_the_snapshot(configure: fn(Config) -> Config) -> BTreeMap<u64, Node> {
-    let mut net = Net::with_config(&[1, 2, 3], move |id| {
-        configure(Config {
-            snapshot_chunk_bytes: 4,
-            ..config(id)
-        })
-    });
-    net.isolate(3);
-    net.campaign(1);
-    for index in 2..=6 {
-        net.propose(1, format!("1/{index}").as_bytes());
-    }
-    net.node_mut(1)
-        .compact(LogIndex(6), SNAPSHOT.to_vec())
-        .unwrap();
-    net.stabilize();
-    net.recover();
-    net.nodes
+    Net::with_3_behind_the_snapshot(SNAPSHOT, configure).nodes
 }
 
 fn unchanged(config: Config) -> Config {
