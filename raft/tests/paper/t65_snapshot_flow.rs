@@ -47,6 +47,14 @@ fn installed(net: &TimedNet) -> bool {
     net.node(3).log().applied().0 >= 6
 }
 
+/// Runs `net` until 3 installed the snapshot (within `rounds_max` rounds), then 40 rounds more
+/// for any late or extra chunk to show in `net.sent`; how many rounds the install took.
+fn install_then_idle(net: &mut TimedNet, rounds_max: u64) -> u64 {
+    let rounds = net.run_until(rounds_max, installed);
+    net.run(40);
+    rounds
+}
+
 fn each_once() -> BTreeMap<u64, usize> {
     (0..10).map(|chunk| (chunk * 4, 1)).collect()
 }
@@ -58,10 +66,7 @@ fn each_once() -> BTreeMap<u64, usize> {
 #[test]
 fn each_chunk_crosses_a_lossless_network_once() {
     let mut net = TimedNet::new(behind_the_snapshot(unchanged), |_| 1, |_| false);
-    net.run_until(200, installed);
-    for _ in 0..40 {
-        net.round();
-    }
+    install_then_idle(&mut net, 200);
     assert_eq!(copies_per_offset(&net.sent, 3), each_once());
 }
 
@@ -72,10 +77,7 @@ fn each_chunk_crosses_a_lossless_network_once() {
 fn heartbeats_during_a_slow_transfer_send_no_duplicate_chunks() {
     let delay = |message: &Message| if is_chunk_answer(message) { 7 } else { 1 };
     let mut net = TimedNet::new(behind_the_snapshot(unchanged), delay, |_| false);
-    net.run_until(400, installed);
-    for _ in 0..40 {
-        net.round();
-    }
+    install_then_idle(&mut net, 400);
     assert_eq!(copies_per_offset(&net.sent, 3), each_once());
 }
 
@@ -125,14 +127,11 @@ fn a_lost_chunk_is_sent_again_after_the_resend_timeout() {
         drop
     };
     let mut net = TimedNet::new(behind_the_snapshot(resend), |_| 1, lose_8_once);
-    let rounds = net.run_until(200, installed);
+    let rounds = install_then_idle(&mut net, 200);
     assert!(
         rounds > 20,
         "resent only after the timeout ({rounds} rounds)"
     );
-    for _ in 0..40 {
-        net.round();
-    }
     let mut expected = each_once();
     for offset in (8..40).step_by(4) {
         expected.insert(offset, 2);
@@ -276,9 +275,7 @@ fn a_transfer_is_given_up_only_after_a_long_silence_and_then_resumes() {
 
     // Silent for 25 rounds: two check-quorum intervals (10 rounds each), not given up.
     cut.set(true);
-    for _ in 0..25 {
-        net.round();
-    }
+    net.run(25);
     cut.set(false);
     let leader = net.nodes.get_mut(&1).unwrap();
     let counters = leader.take_snapshot_send_counters();
@@ -289,9 +286,7 @@ fn a_transfer_is_given_up_only_after_a_long_silence_and_then_resumes() {
 
     // Silent for 80 rounds: given up.
     cut.set(true);
-    for _ in 0..80 {
-        net.round();
-    }
+    net.run(80);
     cut.set(false);
     let counters = net.nodes.get_mut(&1).unwrap().take_snapshot_send_counters();
     assert_eq!(counters.transfers_given_up, 1);
