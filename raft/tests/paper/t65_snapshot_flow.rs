@@ -207,13 +207,14 @@ fn a_late_copy_of_a_chunk_does_not_restart_the_staging() {
 }
 
 /// The leader side of the same: answers that do not move the acknowledged offset (copies,
-/// late ones, another transfer's) send nothing; one that moves it sends the window's worth;
-/// an answer of 0 (the follower holds nothing: it restarted, or refused what it staged)
-/// starts the transfer over.
+/// late ones, another transfer's) send nothing and are not progress; one that moves it sends
+/// the window's worth; an answer of 0 (the follower holds nothing: it restarted, or refused
+/// what it staged) starts the transfer over.
 #[test]
 fn only_an_answer_that_moves_the_acknowledged_offset_sends_chunks() {
     let window = |config| Config {
         snapshot_inflight_bytes_max: 8,
+        snapshot_resend_ticks: 10,
         ..config
     };
     let mut nodes = behind_the_snapshot(window);
@@ -247,6 +248,23 @@ fn only_an_answer_that_moves_the_acknowledged_offset_sends_chunks() {
     );
     leader.deliver(answer(1, 0));
     assert_eq!(sent_offsets(&mut leader), vec![0, 4], "starts over");
+
+    // Chunk 4 is lost: the follower answers every later chunk with 4 again. Those copies are
+    // not progress, so `snapshot_resend_ticks` after the last answer that moved the offset a
+    // heartbeat answer sends the window again from 4.
+    leader.deliver(answer(1, 4));
+    assert_eq!(sent_offsets(&mut leader), vec![8]);
+    for _ in 0..10 {
+        leader.ticks(1);
+        leader.deliver(answer(1, 4));
+    }
+    assert_eq!(sent_offsets(&mut leader), Vec::<u64>::new(), "copies only");
+    leader.deliver(heartbeat_response(3, 1, term, 0));
+    assert_eq!(
+        sent_offsets(&mut leader),
+        vec![4, 8],
+        "the window again, from the acknowledged offset"
+    );
 }
 
 /// Check-quorum gives up a transfer only when its follower stayed silent for
