@@ -915,6 +915,11 @@ fn a_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
         let range = range_in_memory(7, 50);
         let encoded = flotilla_storage::snapshot::encode_snapshot(&range.snapshot_source());
         engine.write_snapshot(G1, range.snapshot_view().unwrap(), 64);
+        if loading == SnapshotLoading::NextAsk {
+            // Deterministically off the caller's thread: nothing is written until asked.
+            let none = Vec::<String>::new();
+            assert_eq!(files_named(directory.path(), "written-"), none);
+        }
         let [done] = written(&engine).try_into().unwrap();
         assert_eq!((done.group, done.last.index), (G1, LogIndex(7)));
         let (reference, length) = done.outcome.expect("written");
