@@ -1003,10 +1003,25 @@ fn written_snapshots_never_stored_are_removed() {
     engine.write_snapshot(G2, range_in_memory(8, 3).snapshot_view().unwrap(), 64);
     assert_eq!(engine.take_written_snapshots().len(), 1);
     assert_eq!(files_named(directory.path(), "written-").len(), 1);
-    let (_engine, _) = reopened(engine, directory.path(), &config);
+    let (engine, _) = reopened(engine, directory.path(), &config);
     assert_eq!(
         files_named(directory.path(), "written-"),
         Vec::<String>::new()
+    );
+
+    // Two writes asked for before either ran: the older one's writer finds itself replaced
+    // and leaves no file.
+    engine.write_snapshot(G2, range_in_memory(8, 3).snapshot_view().unwrap(), 64);
+    engine.write_snapshot(G2, range_in_memory(9, 3).snapshot_view().unwrap(), 64);
+    let [older, newer] = engine.take_written_snapshots().try_into().unwrap();
+    assert!(older.outcome.is_err(), "replaced before it ran");
+    assert!(newer.outcome.is_ok());
+    let [file] = files_named(directory.path(), "written-")
+        .try_into()
+        .unwrap();
+    assert!(
+        file.contains(&format!("{:020}", 9)),
+        "the newer one: {file}"
     );
 }
 
