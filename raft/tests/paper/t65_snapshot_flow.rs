@@ -267,6 +267,27 @@ fn only_an_answer_that_moves_the_acknowledged_offset_sends_chunks() {
     );
 }
 
+/// A snapshot of one chunk is never acknowledged before the follower checks it (the last
+/// chunk is answered only once installed). Refused, its answer of offset 0 still starts the
+/// transfer over at once (docs/protocol/snapshots.md, "Failed"), not `snapshot_resend_ticks`
+/// later.
+#[test]
+fn a_refused_snapshot_of_one_chunk_is_sent_again_at_once() {
+    let one_chunk = |config| Config {
+        snapshot_chunk_bytes: 64,
+        ..config
+    };
+    let mut nodes = behind_the_snapshot(one_chunk);
+    let mut leader = nodes.remove(&1).unwrap();
+    let term = leader.term_number();
+    let sent_offsets =
+        |leader: &mut Node| -> Vec<u64> { chunk_offsets(&leader.take().messages, 3) };
+    leader.deliver(heartbeat_response(3, 1, term, 0));
+    assert_eq!(sent_offsets(&mut leader), vec![0], "the whole snapshot");
+    leader.deliver(snapshot_answer((3, 1, term), (6, 1), 0));
+    assert_eq!(sent_offsets(&mut leader), vec![0], "sent again at once");
+}
+
 /// Check-quorum gives up a transfer only when its follower stayed silent for
 /// `snapshot_give_up_ticks`, not after one check-quorum interval (a follower whose loop is
 /// busy for a while). Given up, the log may close the snapshot's file; when the follower is
