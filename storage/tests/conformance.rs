@@ -756,17 +756,23 @@ fn digits_only() -> flotilla_storage::StagedCheck {
     })
 }
 
-/// Waits for the checks of staged snapshots to be handed out.
-fn checked(engine: &LogEngine) -> Vec<flotilla_storage::CheckedSnapshot> {
+/// Calls `take` until it hands something out (what a log did off the caller's thread), for
+/// ten seconds at most; `what` names it if it never does.
+fn waited_for<T>(what: &str, mut take: impl FnMut() -> Vec<T>) -> Vec<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let checked = engine.take_checked_snapshots();
-        if !checked.is_empty() {
-            return checked;
+        let taken = take();
+        if !taken.is_empty() {
+            return taken;
         }
-        assert!(std::time::Instant::now() < deadline, "never checked");
+        assert!(std::time::Instant::now() < deadline, "never {what}");
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+}
+
+/// Waits for the checks of staged snapshots to be handed out.
+fn checked(engine: &LogEngine) -> Vec<flotilla_storage::CheckedSnapshot> {
+    waited_for("checked", || engine.take_checked_snapshots())
 }
 
 /// A snapshot a follower receives is staged in a file a chunk at a time, checked off the
@@ -882,15 +888,7 @@ fn a_staged_snapshot_that_fails_is_refused_and_leftovers_are_removed() {
 
 /// Waits for the snapshots written off the caller's thread to be handed out.
 fn written(engine: &LogEngine) -> Vec<flotilla_storage::WrittenSnapshot> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let written = engine.take_written_snapshots();
-        if !written.is_empty() {
-            return written;
-        }
-        assert!(std::time::Instant::now() < deadline, "never written");
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    waited_for("written", || engine.take_written_snapshots())
 }
 
 /// A range in memory at entry `index` holding `keys` pairs.
@@ -917,6 +915,11 @@ fn a_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
         let range = range_in_memory(7, 50);
         let encoded = flotilla_storage::snapshot::encode_snapshot(&range.snapshot_source());
         engine.write_snapshot(G1, range.snapshot_view().unwrap(), 64);
+        if loading == SnapshotLoading::NextAsk {
+            // Deterministically off the caller's thread: nothing is written until asked.
+            let none = Vec::<String>::new();
+            assert_eq!(files_named(directory.path(), "written-"), none);
+        }
         let [done] = written(&engine).try_into().unwrap();
         assert_eq!((done.group, done.last.index), (G1, LogIndex(7)));
         let (reference, length) = done.outcome.expect("written");
@@ -1024,15 +1027,11 @@ fn a_replaced_state_is_dropped_off_the_callers_thread() {
 #[test]
 fn written_snapshots_never_stored_are_removed() {
     use flotilla_storage::StateMachine;
-    let directory = tempfile::tempdir().unwrap();
     let config = LogConfig {
         snapshot_loading: SnapshotLoading::NextAsk,
         ..LogConfig::small_for_tests()
     };
-    let (engine, _) = LogEngine::open(directory.path(), config.clone()).unwrap();
-    let mut batch = WriteBatch::new();
-    batch.persist(G1, &append(1, 1..=10));
-    engine.write(batch).unwrap();
+    let (directory, engine) = log_of(config.clone(), 1..=10);
     engine.write_snapshot(G1, range_in_memory(5, 3).snapshot_view().unwrap(), 64);
     let [first] = engine.take_written_snapshots().try_into().unwrap();
     let (first, _) = first.outcome.unwrap();
@@ -1077,10 +1076,25 @@ fn written_snapshots_never_stored_are_removed() {
     engine.write_snapshot(G2, range_in_memory(8, 3).snapshot_view().unwrap(), 64);
     assert_eq!(engine.take_written_snapshots().len(), 1);
     assert_eq!(files_named(directory.path(), "written-").len(), 1);
-    let (_engine, _) = reopened(engine, directory.path(), &config);
+    let (engine, _) = reopened(engine, directory.path(), &config);
     assert_eq!(
         files_named(directory.path(), "written-"),
         Vec::<String>::new()
+    );
+
+    // Two writes asked for before either ran: the older one's writer finds itself replaced
+    // and leaves no file.
+    engine.write_snapshot(G2, range_in_memory(8, 3).snapshot_view().unwrap(), 64);
+    engine.write_snapshot(G2, range_in_memory(9, 3).snapshot_view().unwrap(), 64);
+    let [older, newer] = engine.take_written_snapshots().try_into().unwrap();
+    assert!(older.outcome.is_err(), "replaced before it ran");
+    assert!(newer.outcome.is_ok());
+    let [file] = files_named(directory.path(), "written-")
+        .try_into()
+        .unwrap();
+    assert!(
+        file.contains(&format!("{:020}", 9)),
+        "the newer one: {file}"
     );
 }
 

@@ -9,7 +9,9 @@
 
 use flotilla_raft::GroupId;
 use flotilla_storage::snapshot::encode_view;
-use flotilla_storage::{Engine, EngineConfig, EngineModel, KvStateMachine, StateMachine};
+use flotilla_storage::{
+    DiskStateMachine, Engine, EngineConfig, EngineModel, KvStateMachine, StateMachine,
+};
 
 mod common;
 use common::history::random_entries_of;
@@ -88,6 +90,18 @@ fn check_recovered(disk: &EngineModel, expected: &State, context: &str) {
     );
 }
 
+/// The range at the old state (history 1 up to entry 80) on `model`, synced: the state a power
+/// loss falls back to before the switch.
+fn synced_old_range(model: &EngineModel) -> (Engine, DiskStateMachine) {
+    let engine = open(model);
+    let mut machine = engine.open_range(GROUP).unwrap();
+    machine
+        .apply_entries(&random_entries_of(GROUP, 1, 80))
+        .unwrap();
+    engine.sync().unwrap();
+    (engine, machine)
+}
+
 /// Every power loss after the range at `old` (synced) ran `work` (unsynced batches): the
 /// first `new_from` batches leave it at `old`, the rest at `new`; and every power loss during
 /// the deletions of the open after each of those. How many recoveries it checked.
@@ -126,12 +140,7 @@ fn a_power_loss_around_an_ingest_a_switch_and_a_deletion_loses_nothing_and_leaks
     let new_snapshot = applied_state(2, 160).snapshot;
     let new = restored_state(&new_snapshot);
     let model = EngineModel::new();
-    let engine = open(&model);
-    let mut machine = engine.open_range(GROUP).unwrap();
-    machine
-        .apply_entries(&random_entries_of(GROUP, 1, 80))
-        .unwrap();
-    engine.sync().unwrap();
+    let (engine, mut machine) = synced_old_range(&model);
     let ingested = engine.ingest_snapshot(GROUP, &new_snapshot, None).unwrap();
     let ingest_batches = model.unsynced_batch_count();
     machine.restore_ingested(ingested).unwrap();
@@ -163,12 +172,7 @@ fn a_power_loss_around_an_ingest_never_switched_to_leaks_nothing() {
     let old = applied_state(1, 80);
     let new_snapshot = applied_state(2, 160).snapshot;
     let model = EngineModel::new();
-    let engine = open(&model);
-    let mut machine = engine.open_range(GROUP).unwrap();
-    machine
-        .apply_entries(&random_entries_of(GROUP, 1, 80))
-        .unwrap();
-    engine.sync().unwrap();
+    let (engine, machine) = synced_old_range(&model);
     let ingested = engine.ingest_snapshot(GROUP, &new_snapshot, None).unwrap();
     drop(ingested);
     engine.wait_for_deletions().unwrap();

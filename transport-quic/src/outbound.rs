@@ -217,6 +217,22 @@ mod tests {
         assert_eq!(queue.push(chunk_batch(1)), Err(PushError::Full));
     }
 
+    /// Batches the writer adds to a write (`take_more`) leave the bound with it.
+    #[tokio::test]
+    async fn chunk_bytes_taken_more_leave_the_bound_once_written() {
+        let queue = OutboundQueue::new(100, 10);
+        queue.push(chunk_batch(6)).unwrap();
+        let mut taken = Vec::new();
+        assert_eq!(queue.take(&mut taken).await, 1);
+        queue.push(chunk_batch(4)).unwrap();
+        assert_eq!(queue.take_more(&mut taken), 1);
+        assert_eq!(queue.push(chunk_batch(1)), Err(PushError::Full));
+        queue.written();
+        taken.clear();
+        queue.push(chunk_batch(10)).unwrap();
+        assert_eq!(queue.push(chunk_batch(1)), Err(PushError::Full));
+    }
+
     #[tokio::test]
     async fn a_closed_queue_hands_out_what_it_holds_then_ends() {
         let queue = OutboundQueue::new(4, u64::MAX);

@@ -1,6 +1,7 @@
 //! QUIC transports on 127.0.0.1: the mutual-TLS refusal matrix, malformed frames closing only
-//! their own connection, reconnect after a restart, snapshots not blocking heartbeats, and the
-//! pipelined client protocol on the same endpoint.
+//! their own connection, reconnect after a restart, snapshots not blocking heartbeats, the
+//! byte bound on a down peer's snapshot queue, and the pipelined client protocol on the same
+//! endpoint.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -14,7 +15,7 @@ use flotilla_transport_quic::frame::{self, FrameKind, HEADER_BYTES, MAGIC, VERSI
 use flotilla_transport_quic::streams::CLOSE_MALFORMED_FRAME;
 use flotilla_transport_quic::{
     ALPN_CLIENT, ALPN_RAFT, AlertSender, ClientSession, ClusterCa, ClusterId, ConnectError,
-    CounterSnapshot, Identity, QuicTransport, TlsAlert, Transport, TransportConfig,
+    CounterSnapshot, Identity, QuicTransport, SendError, TlsAlert, Transport, TransportConfig,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::sync::mpsc;
@@ -778,6 +779,39 @@ fn handshakes_past_the_limit_are_refused_unstarted() {
             .expect("the node takes handshakes again after the flood")
             .close()
             .await;
+        node.shutdown().await;
+    });
+}
+
+/// A peer that is down pins at most `outbound_snapshot_queue_bytes` of snapshot chunks in its
+/// snapshot queue, whatever the number of batches; past that, snapshot batches are refused
+/// and counted, while Raft batches still queue on their own stream.
+#[test]
+fn snapshot_chunks_queued_for_a_down_peer_are_bounded_in_bytes() {
+    run(async {
+        let ca = test_ca();
+        let config = TransportConfig {
+            outbound_snapshot_queue_bytes: 1 << 20,
+            ..common::config()
+        };
+        let tls = common::node_tls(&ca, 1);
+        let node = QuicTransport::bind(NodeId(1), common::loopback(), tls, config)
+            .await
+            .unwrap();
+        // Node 9's address has nobody listening: its writers never get a connection.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        node.add_peer(NodeId(9), silent.local_addr().unwrap());
+        drop(silent);
+        for _ in 0..4 {
+            node.send(common::snapshot_batch(1, 9, 256 << 10)).unwrap();
+        }
+        let refused = node.send(common::snapshot_batch(1, 9, 1));
+        assert!(
+            matches!(refused, Err(SendError::QueueFull { to: NodeId(9) })),
+            "{refused:?}"
+        );
+        node.send(batch(1, 9, 0)).unwrap();
+        assert_eq!(node.counters().dropped_queue_full, 1);
         node.shutdown().await;
     });
 }

@@ -182,8 +182,10 @@ impl<L: LogReader> RaftNode<L> {
     /// Leader: `from` answered a chunk of `(snapshot_index, transfer)`: it holds every byte
     /// before `next_offset`. Only an answer that moves the acknowledged offset sends more (as
     /// much as the window then allows), or one that says the follower holds nothing (it
-    /// restarted, or refused what it received): the transfer starts over. Any other answer
-    /// (a duplicate, a late one, one of an earlier transfer) sends nothing.
+    /// restarted, or refused what it received) after something was acknowledged or the last
+    /// chunk was sent (a snapshot of one chunk is never acknowledged before it is checked):
+    /// the transfer starts over. Any other answer (a duplicate, a late one, one of an earlier
+    /// transfer) sends nothing.
     pub(crate) fn handle_snapshot_response(
         &mut self,
         from: NodeId,
@@ -206,7 +208,7 @@ impl<L: LogReader> RaftNode<L> {
                 outgoing.sent = next_offset;
                 outgoing.sent_last = false;
             }
-        } else if next_offset == 0 && outgoing.acknowledged > 0 {
+        } else if next_offset == 0 && (outgoing.acknowledged > 0 || outgoing.sent_last) {
             outgoing.acknowledged = 0;
             outgoing.sent = 0;
             outgoing.sent_last = false;

@@ -379,24 +379,9 @@ fn an_out_of_order_chunk_is_answered_with_the_expected_offset() {
     assert_eq!(follower.take(), expected);
 }
 
-/// Group 1-2-3 where 3 was cut off from the start and 1 compacted its log at 6 after writing
-/// entries 2-6 (chunks of 4 bytes); 3 is reconnected but has heard nothing yet.
+/// Group 1-2-3 with 3 behind a 10-byte snapshot (`Net::with_3_behind_the_snapshot`).
 fn group_with_3_behind_the_snapshot() -> Net {
-    let mut net = Net::with_config(&[1, 2, 3], |id| Config {
-        snapshot_chunk_bytes: 4,
-        ..config(id)
-    });
-    net.isolate(3);
-    net.campaign(1);
-    for index in 2..=6 {
-        net.propose(1, format!("1/{index}").as_bytes());
-    }
-    net.node_mut(1)
-        .compact(LogIndex(6), b"0123456789".to_vec())
-        .unwrap();
-    net.stabilize();
-    net.recover();
-    net
+    Net::with_3_behind_the_snapshot(b"0123456789", |config| config)
 }
 
 /// Raft §7: what a follower installed from a snapshot survives a restart: the snapshot, the

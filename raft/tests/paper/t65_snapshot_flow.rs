@@ -3,33 +3,16 @@
 //! a follower gone silent. See docs/protocol/snapshots.md, "A leader sends a window of chunks".
 
 use crate::util::*;
-use flotilla_raft::{Config, LogIndex, Message, MessageBody, NodeId};
+use flotilla_raft::{Config, Message, MessageBody, NodeId};
 use std::collections::BTreeMap;
 
 /// The snapshot's data: 40 bytes, 10 chunks of 4.
 const SNAPSHOT: &[u8] = b"0123456789abcdefghijABCDEFGHIJklmnopqrst";
 
-/// Group 1-2-3 where 3 was cut off from the start and 1 compacted its log at 6 after writing
-/// entries 2-6, with `configure` applied to every replica's configuration (chunks of 4 bytes);
-/// 3 is reconnected but has heard nothing yet.
+/// Group 1-2-3 with 3 behind the snapshot (`Net::with_3_behind_the_snapshot`), with
+/// `configure` applied to every replica's configuration.
 fn behind_the_snapshot(configure: fn(Config) -> Config) -> BTreeMap<u64, Node> {
-    let mut net = Net::with_config(&[1, 2, 3], move |id| {
-        configure(Config {
-            snapshot_chunk_bytes: 4,
-            ..config(id)
-        })
-    });
-    net.isolate(3);
-    net.campaign(1);
-    for index in 2..=6 {
-        net.propose(1, format!("1/{index}").as_bytes());
-    }
-    net.node_mut(1)
-        .compact(LogIndex(6), SNAPSHOT.to_vec())
-        .unwrap();
-    net.stabilize();
-    net.recover();
-    net.nodes
+    Net::with_3_behind_the_snapshot(SNAPSHOT, configure).nodes
 }
 
 fn unchanged(config: Config) -> Config {
@@ -64,6 +47,14 @@ fn installed(net: &TimedNet) -> bool {
     net.node(3).log().applied().0 >= 6
 }
 
+/// Runs `net` until 3 installed the snapshot (within `rounds_max` rounds), then 40 rounds more
+/// for any late or extra chunk to show in `net.sent`; how many rounds the install took.
+fn install_then_idle(net: &mut TimedNet, rounds_max: u64) -> u64 {
+    let rounds = net.run_until(rounds_max, installed);
+    net.run(40);
+    rounds
+}
+
 fn each_once() -> BTreeMap<u64, usize> {
     (0..10).map(|chunk| (chunk * 4, 1)).collect()
 }
@@ -75,10 +66,7 @@ fn each_once() -> BTreeMap<u64, usize> {
 #[test]
 fn each_chunk_crosses_a_lossless_network_once() {
     let mut net = TimedNet::new(behind_the_snapshot(unchanged), |_| 1, |_| false);
-    net.run_until(200, installed);
-    for _ in 0..40 {
-        net.round();
-    }
+    install_then_idle(&mut net, 200);
     assert_eq!(copies_per_offset(&net.sent, 3), each_once());
 }
 
@@ -89,10 +77,7 @@ fn each_chunk_crosses_a_lossless_network_once() {
 fn heartbeats_during_a_slow_transfer_send_no_duplicate_chunks() {
     let delay = |message: &Message| if is_chunk_answer(message) { 7 } else { 1 };
     let mut net = TimedNet::new(behind_the_snapshot(unchanged), delay, |_| false);
-    net.run_until(400, installed);
-    for _ in 0..40 {
-        net.round();
-    }
+    install_then_idle(&mut net, 400);
     assert_eq!(copies_per_offset(&net.sent, 3), each_once());
 }
 
@@ -142,14 +127,11 @@ fn a_lost_chunk_is_sent_again_after_the_resend_timeout() {
         drop
     };
     let mut net = TimedNet::new(behind_the_snapshot(resend), |_| 1, lose_8_once);
-    let rounds = net.run_until(200, installed);
+    let rounds = install_then_idle(&mut net, 200);
     assert!(
         rounds > 20,
         "resent only after the timeout ({rounds} rounds)"
     );
-    for _ in 0..40 {
-        net.round();
-    }
     let mut expected = each_once();
     for offset in (8..40).step_by(4) {
         expected.insert(offset, 2);
@@ -225,13 +207,14 @@ fn a_late_copy_of_a_chunk_does_not_restart_the_staging() {
 }
 
 /// The leader side of the same: answers that do not move the acknowledged offset (copies,
-/// late ones, another transfer's) send nothing; one that moves it sends the window's worth;
-/// an answer of 0 (the follower holds nothing: it restarted, or refused what it staged)
-/// starts the transfer over.
+/// late ones, another transfer's) send nothing and are not progress; one that moves it sends
+/// the window's worth; an answer of 0 (the follower holds nothing: it restarted, or refused
+/// what it staged) starts the transfer over.
 #[test]
 fn only_an_answer_that_moves_the_acknowledged_offset_sends_chunks() {
     let window = |config| Config {
         snapshot_inflight_bytes_max: 8,
+        snapshot_resend_ticks: 10,
         ..config
     };
     let mut nodes = behind_the_snapshot(window);
@@ -265,6 +248,44 @@ fn only_an_answer_that_moves_the_acknowledged_offset_sends_chunks() {
     );
     leader.deliver(answer(1, 0));
     assert_eq!(sent_offsets(&mut leader), vec![0, 4], "starts over");
+
+    // Chunk 4 is lost: the follower answers every later chunk with 4 again. Those copies are
+    // not progress, so `snapshot_resend_ticks` after the last answer that moved the offset a
+    // heartbeat answer sends the window again from 4.
+    leader.deliver(answer(1, 4));
+    assert_eq!(sent_offsets(&mut leader), vec![8]);
+    for _ in 0..10 {
+        leader.ticks(1);
+        leader.deliver(answer(1, 4));
+    }
+    assert_eq!(sent_offsets(&mut leader), Vec::<u64>::new(), "copies only");
+    leader.deliver(heartbeat_response(3, 1, term, 0));
+    assert_eq!(
+        sent_offsets(&mut leader),
+        vec![4, 8],
+        "the window again, from the acknowledged offset"
+    );
+}
+
+/// A snapshot of one chunk is never acknowledged before the follower checks it (the last
+/// chunk is answered only once installed). Refused, its answer of offset 0 still starts the
+/// transfer over at once (docs/protocol/snapshots.md, "Failed"), not `snapshot_resend_ticks`
+/// later.
+#[test]
+fn a_refused_snapshot_of_one_chunk_is_sent_again_at_once() {
+    let one_chunk = |config| Config {
+        snapshot_chunk_bytes: 64,
+        ..config
+    };
+    let mut nodes = behind_the_snapshot(one_chunk);
+    let mut leader = nodes.remove(&1).unwrap();
+    let term = leader.term_number();
+    let sent_offsets =
+        |leader: &mut Node| -> Vec<u64> { chunk_offsets(&leader.take().messages, 3) };
+    leader.deliver(heartbeat_response(3, 1, term, 0));
+    assert_eq!(sent_offsets(&mut leader), vec![0], "the whole snapshot");
+    leader.deliver(snapshot_answer((3, 1, term), (6, 1), 0));
+    assert_eq!(sent_offsets(&mut leader), vec![0], "sent again at once");
 }
 
 /// Check-quorum gives up a transfer only when its follower stayed silent for
@@ -293,9 +314,7 @@ fn a_transfer_is_given_up_only_after_a_long_silence_and_then_resumes() {
 
     // Silent for 25 rounds: two check-quorum intervals (10 rounds each), not given up.
     cut.set(true);
-    for _ in 0..25 {
-        net.round();
-    }
+    net.run(25);
     cut.set(false);
     let leader = net.nodes.get_mut(&1).unwrap();
     let counters = leader.take_snapshot_send_counters();
@@ -306,9 +325,7 @@ fn a_transfer_is_given_up_only_after_a_long_silence_and_then_resumes() {
 
     // Silent for 80 rounds: given up.
     cut.set(true);
-    for _ in 0..80 {
-        net.round();
-    }
+    net.run(80);
     cut.set(false);
     let counters = net.nodes.get_mut(&1).unwrap().take_snapshot_send_counters();
     assert_eq!(counters.transfers_given_up, 1);

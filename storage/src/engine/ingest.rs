@@ -205,20 +205,6 @@ mod tests {
         }
     }
 
-    /// The records `space` holds in `engine`.
-    fn records_in(engine: &Engine, space: Space) -> usize {
-        let (start, end) = keys::space_records(space);
-        let mut count = 0;
-        engine
-            .backend()
-            .scan(&start, &end, &mut |_, _| {
-                count += 1;
-                true
-            })
-            .unwrap();
-        count
-    }
-
     fn model_engine(model: &EngineModel) -> Engine {
         Engine::open_model(model, EngineConfig::small_for_tests()).unwrap()
     }
@@ -231,7 +217,7 @@ mod tests {
             .map(|(key, index)| put(index, key, 1))
             .collect();
         machine.apply_entries(&entries).unwrap();
-        assert_eq!(records_in(engine, Space::of(GROUP)), 4);
+        assert_eq!(engine.records_in(Space::of(GROUP)), 4);
         machine
     }
 
@@ -249,7 +235,7 @@ mod tests {
             .unwrap();
         let space = ingested.space;
         assert!(space.is_drawn());
-        assert_eq!(records_in(&engine, space), keys.len());
+        assert_eq!(engine.records_in(space), keys.len());
         assert_eq!(
             read(&machine, b'a'),
             Some(vec![1; 20]),
@@ -263,14 +249,14 @@ mod tests {
         assert_eq!(read(&machine, b'k'), Some(vec![2; 20]));
         engine.wait_for_deletions().unwrap();
         assert_eq!(
-            records_in(&engine, Space::of(GROUP)),
+            engine.records_in(Space::of(GROUP)),
             0,
             "the old space is gone"
         );
         assert_eq!(engine.spaces_deleted(), 1);
         // The range goes on in its new space, and reopens there.
         machine.apply_entry(&put(51, b'a', 3)).unwrap();
-        assert_eq!(records_in(&engine, space), keys.len() + 1);
+        assert_eq!(engine.records_in(space), keys.len() + 1);
         drop(machine);
         drop(engine);
         let engine = Engine::open(directory.path(), EngineConfig::small_for_tests()).unwrap();
@@ -312,9 +298,9 @@ mod tests {
         let space = ingested.space;
         drop(ingested);
         engine.wait_for_deletions().unwrap();
-        assert_eq!(records_in(&engine, space), 0);
+        assert_eq!(engine.records_in(space), 0);
         assert_eq!(read(&machine, b'a'), Some(vec![1; 20]));
-        assert_eq!(records_in(&engine, Space::of(GROUP)), 4);
+        assert_eq!(engine.records_in(Space::of(GROUP)), 4);
         // A snapshot of another range, or a damaged one, ingests nothing that stays.
         let wrong = engine.ingest_snapshot(GROUP, &snapshot(RIGHT, 50, b"k", 2), None);
         assert!(matches!(wrong, Err(MachineError::WrongGroup { .. })));
@@ -323,15 +309,7 @@ mod tests {
         damaged[last] ^= 1;
         assert!(engine.ingest_snapshot(GROUP, &damaged, None).is_err());
         engine.wait_for_deletions().unwrap();
-        let (start, end) = (keys::drawn_start(), keys::drawn_end());
-        let mut left = 0;
-        engine
-            .backend()
-            .scan(&start, &end, &mut |_, _| {
-                left += 1;
-                true
-            })
-            .unwrap();
+        let left = engine.records_between(&keys::drawn_start(), &keys::drawn_end());
         assert_eq!(left, 0, "no drawn space is left");
     }
 
@@ -349,9 +327,9 @@ mod tests {
         std::mem::forget(ingested);
         model.crash(usize::MAX);
         let engine = model_engine(&model);
-        assert_eq!(records_in(&engine, space), 6, "queued, not yet deleted");
+        assert_eq!(engine.records_in(space), 6, "queued, not yet deleted");
         engine.wait_for_deletions().unwrap();
-        assert_eq!(records_in(&engine, space), 0);
+        assert_eq!(engine.records_in(space), 0);
         let machine = engine.open_range(GROUP).unwrap();
         assert_eq!(read(&machine, b'a'), Some(vec![1; 20]));
         let next = engine
@@ -379,7 +357,7 @@ mod tests {
         drop(machine);
         engine.sync().unwrap();
         engine.wait_for_deletions().unwrap();
-        assert_eq!(records_in(&engine, named), 0, "the range holds nothing yet");
+        assert_eq!(engine.records_in(named), 0, "the range holds nothing yet");
         drop(engine);
         let engine = model_engine(&model);
         let other = engine
@@ -391,7 +369,7 @@ mod tests {
         let mut machine = engine.open_range(GROUP).unwrap();
         machine.apply_entries(&[put(51, b'q', 4)]).unwrap();
         assert_eq!(read(&machine, b'q'), Some(vec![4; 20]));
-        assert_eq!(records_in(&engine, named), 1, "its write is in its space");
+        assert_eq!(engine.records_in(named), 1, "its write is in its space");
     }
 
     /// A crash after the switch and before the old space is gone: the range reopens in its new
@@ -410,13 +388,9 @@ mod tests {
         // The engine model deletes at the next sync: none came.
         model.crash(usize::MAX);
         let engine = model_engine(&model);
-        assert_eq!(records_in(&engine, Space::of(GROUP)), 4);
+        assert_eq!(engine.records_in(Space::of(GROUP)), 4);
         engine.wait_for_deletions().unwrap();
-        assert_eq!(
-            records_in(&engine, Space::of(GROUP)),
-            0,
-            "its own space went"
-        );
+        assert_eq!(engine.records_in(Space::of(GROUP)), 0, "its own space went");
         let mut machine = engine.open_range(GROUP).unwrap();
         assert_eq!(machine.applied().index, LogIndex(50));
         assert_eq!(read(&machine, b'k'), Some(vec![2; 20]));
@@ -430,7 +404,7 @@ mod tests {
         let engine = model_engine(&model);
         engine.wait_for_deletions().unwrap();
         assert_eq!(
-            records_in(&engine, first_space),
+            engine.records_in(first_space),
             0,
             "the first drawn space went"
         );
@@ -455,19 +429,11 @@ mod tests {
         machine.apply_entry(&put(1, b'q', 4)).unwrap();
         engine.wait_for_deletions().unwrap();
         assert_eq!(read(&machine, b'q'), Some(vec![4; 20]));
-        assert_eq!(records_in(&engine, Space::of(GROUP)), 0);
+        assert_eq!(engine.records_in(Space::of(GROUP)), 0);
         drop(machine);
         engine.destroy_range(GROUP).unwrap();
         engine.wait_for_deletions().unwrap();
-        let (start, end) = (keys::meta(GroupId(0)), keys::owner());
-        let mut left = 0;
-        engine
-            .backend()
-            .scan(&start, &end, &mut |_, _| {
-                left += 1;
-                true
-            })
-            .unwrap();
+        let left = engine.records_between(&keys::meta(GroupId(0)), &keys::owner());
         assert_eq!(
             left, 0,
             "a destroyed range leaves nothing, its space included"
@@ -518,7 +484,7 @@ mod tests {
         machine.apply_entry(&put(8, b'p', 1)).unwrap();
         let written = engine.backend().get(&keys::meta(GROUP)).unwrap().unwrap();
         assert_eq!(written[0], 3);
-        assert_eq!(records_in(&engine, Space::of(GROUP)), 2);
+        assert_eq!(engine.records_in(Space::of(GROUP)), 2);
     }
 
     /// A range in a drawn space splits (its right half into the new group's own space) and
@@ -543,15 +509,15 @@ mod tests {
         let mut right = left.take_carved().unwrap();
         assert_eq!(left.pair_count(), 12);
         assert_eq!(right.pair_count(), 14);
-        assert_eq!(records_in(&engine, left_space), 12);
-        assert_eq!(records_in(&engine, Space::of(RIGHT)), 14);
+        assert_eq!(engine.records_in(left_space), 12);
+        assert_eq!(engine.records_in(Space::of(RIGHT)), 14);
         assert_eq!(read(right.as_ref(), b'z'), Some(vec![1; 20]));
         assert_eq!(read(&left, b'a'), Some(vec![1; 20]));
         // The right half moves to a drawn space of its own (a snapshot from its leader).
         let right_state = encode_machine(right.as_ref(), 64).unwrap();
         right.restore(&right_state).unwrap();
         engine.wait_for_deletions().unwrap();
-        assert_eq!(records_in(&engine, Space::of(RIGHT)), 0);
+        assert_eq!(engine.records_in(Space::of(RIGHT)), 0);
         // Merged back: the left range reads the right one's pairs from its space.
         let prepare = Proposal::PrepareMerge {
             expected: left.bounds().clone(),
@@ -602,7 +568,7 @@ mod tests {
             "{answer:?}"
         );
         assert_eq!(left.pair_count(), 26);
-        assert_eq!(records_in(&engine, left.space()), 26);
+        assert_eq!(engine.records_in(left.space()), 26);
         assert_eq!(read(&left, b'z'), Some(vec![1; 20]));
         drop(right);
         engine.destroy_range(RIGHT).unwrap();
@@ -610,6 +576,6 @@ mod tests {
         engine.destroy_range(GROUP).unwrap();
         engine.wait_for_deletions().unwrap();
         assert!(engine.range_ids().unwrap().is_empty());
-        assert_eq!(records_in(&engine, left_space), 0);
+        assert_eq!(engine.records_in(left_space), 0);
     }
 }

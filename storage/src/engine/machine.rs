@@ -577,15 +577,8 @@ mod tests {
         let answer = machine.read_bounded(&get, 1).unwrap();
         assert_eq!(answer, Some(Response::Value(None)));
         assert!(machine.sessions().is_empty());
-        let mut left = 0;
         let (start, end) = keys::whole_range(group);
-        engine
-            .backend()
-            .scan(&start, &end, &mut |_, _| {
-                left += 1;
-                true
-            })
-            .unwrap();
+        let left = engine.records_between(&start, &end);
         assert_eq!(left, 0, "nothing of the range is left in the engine");
     }
 }

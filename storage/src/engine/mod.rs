@@ -376,6 +376,29 @@ impl Engine {
     }
 }
 
+/// Counting what the engine holds, for the engine's tests: what a range, a space or a
+/// deletion left behind.
+#[cfg(test)]
+impl Engine {
+    /// How many records the engine holds from `start` below `end`.
+    pub(crate) fn records_between(&self, start: &[u8], end: &[u8]) -> usize {
+        let mut count = 0;
+        self.backend()
+            .scan(start, end, &mut |_, _| {
+                count += 1;
+                true
+            })
+            .expect("the engine can be read");
+        count
+    }
+
+    /// How many records `space` holds (pairs and sessions).
+    pub(crate) fn records_in(&self, space: Space) -> usize {
+        let (start, end) = keys::space_records(space);
+        self.records_between(&start, &end)
+    }
+}
+
 /// `bytes` in hexadecimal.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()

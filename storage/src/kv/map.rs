@@ -278,6 +278,20 @@ mod tests {
         assert_eq!(total, map.len());
     }
 
+    /// `check_shape`, and what inserts and removes alone keep besides: no chunk but the first
+    /// is under `CHUNK_PAIRS_MIN` (one that shrank under it joined its predecessor). Splits and
+    /// appends may leave small chunks at the cut.
+    fn check_shape_without_splits(map: &KvMap) {
+        check_shape(map);
+        for (first, chunk) in map.chunks.iter().skip(1) {
+            assert!(
+                chunk.len() >= CHUNK_PAIRS_MIN,
+                "the chunk at {first:?} holds {} pairs",
+                chunk.len()
+            );
+        }
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u16, u8),
@@ -344,6 +358,35 @@ mod tests {
             for n in [0, map.len() / 2, map.len().saturating_sub(1), map.len()] {
                 prop_assert_eq!(map.key_at(n), model.keys().nth(n));
             }
+        }
+    }
+
+    proptest! {
+        /// From a map of many chunks, runs of inserts and (more) runs of removes behave as one
+        /// `BTreeMap` while chunks fill up and drain: one that shrank under `CHUNK_PAIRS_MIN`
+        /// joins its predecessor, which is cut again if that took it past `CHUNK_PAIRS_MAX`.
+        #[test]
+        fn chunks_that_shrink_join_their_neighbour(
+            runs in proptest::collection::vec((0..3u8, 0..4000u16, 1..240u16), 1..100),
+        ) {
+            // Every other key: runs of inserts fill chunks up as runs of removes drain them.
+            let mut map: KvMap = (0..2000u16).map(|k| (key(2 * k), vec![0])).collect();
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> =
+                map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            prop_assert!(map.chunks.len() >= 7);
+            for (kind, start, length) in runs {
+                for k in start..start.saturating_add(length) {
+                    // One run in three inserts: the map shrinks.
+                    if kind == 0 {
+                        prop_assert_eq!(map.insert(key(k), vec![1]), model.insert(key(k), vec![1]));
+                    } else {
+                        prop_assert_eq!(map.remove(&key(k)), model.remove(&key(k)));
+                    }
+                    check_shape_without_splits(&map);
+                }
+            }
+            prop_assert_eq!(map.len(), model.len());
+            prop_assert!(map.iter().eq(model.iter()));
         }
     }
 

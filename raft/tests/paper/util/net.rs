@@ -40,6 +40,32 @@ impl Net {
         net
     }
 
+    /// Group 1-2-3 where 3 was cut off from the start and 1 compacted its log at 6, into
+    /// `snapshot`, after writing entries 2-6; 3 is reconnected but has heard nothing yet.
+    /// Every replica runs the default configuration with chunks of 4 bytes, then `configure`.
+    pub fn with_3_behind_the_snapshot(
+        snapshot: &[u8],
+        configure: impl Fn(Config) -> Config + 'static,
+    ) -> Self {
+        let mut net = Self::with_config(&[1, 2, 3], move |id| {
+            configure(Config {
+                snapshot_chunk_bytes: 4,
+                ..config(id)
+            })
+        });
+        net.isolate(3);
+        net.campaign(1);
+        for index in 2..=6 {
+            net.propose(1, format!("1/{index}").as_bytes());
+        }
+        net.node_mut(1)
+            .compact(LogIndex(6), snapshot.to_vec())
+            .unwrap();
+        net.stabilize();
+        net.recover();
+        net
+    }
+
     /// Adds a replica with an empty store, waiting for a leader to contact it.
     pub fn add_empty(&mut self, id: u64) {
         let node = RaftNode::new((self.config_of)(id), MemLog::new()).unwrap();

@@ -62,6 +62,13 @@ impl TimedNet {
         }
     }
 
+    /// Runs `count` rounds, whatever happens.
+    pub fn run(&mut self, count: u64) {
+        for _ in 0..count {
+            self.round();
+        }
+    }
+
     /// Runs rounds until `done` holds, at most `rounds_max`; returns how many it took.
     pub fn run_until(&mut self, rounds_max: u64, done: impl Fn(&Self) -> bool) -> u64 {
         for rounds in 1..=rounds_max {
