@@ -926,25 +926,35 @@ fn a_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
         assert_eq!(length, encoded.len() as u64, "{loading:?}");
         assert_ne!(reference, encoded, "a reference, not the bytes");
         assert_eq!(files_named(directory.path(), "written-").len(), 1);
-        let compacted = Snapshot {
-            meta: snapshot(1, 7, b"").meta,
-            data: reference,
-        };
-        engine.write(compaction(G1, &compacted)).unwrap();
-        let stored = Snapshot {
-            meta: compacted.meta.clone(),
-            data: encoded,
-        };
-        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored.clone()));
-        assert_eq!(engine.group(G1).first_index(), LogIndex(8));
-        assert_eq!(
-            files_named(directory.path(), "written-"),
-            Vec::<String>::new()
-        );
-        drop(engine);
-        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
-        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored), "{loading:?}");
+        stored_at_7(engine, directory.path(), config, reference, encoded);
     }
+}
+
+/// Compacts `engine`'s `G1` (entries 1 to 10) at entry 7 with the written snapshot
+/// `reference`: the log holds `data` as its snapshot, no written file is left, and after a
+/// reopen the log reads `data` back.
+fn stored_at_7(
+    engine: LogEngine,
+    directory: &std::path::Path,
+    config: LogConfig,
+    reference: Vec<u8>,
+    data: Vec<u8>,
+) {
+    let compacted = Snapshot {
+        meta: snapshot(1, 7, b"").meta,
+        data: reference,
+    };
+    engine.write(compaction(G1, &compacted)).unwrap();
+    let stored = Snapshot {
+        meta: compacted.meta.clone(),
+        data,
+    };
+    assert_eq!(engine.group(G1).load_snapshot(), Ok(stored.clone()));
+    assert_eq!(engine.group(G1).first_index(), LogIndex(8));
+    assert_eq!(files_named(directory, "written-"), Vec::<String>::new());
+    drop(engine);
+    let (engine, _) = LogEngine::open(directory, config).unwrap();
+    assert_eq!(engine.group(G1).load_snapshot(), Ok(stored));
 }
 
 /// A snapshot that encodes itself (the meta group's state, copied on the loop) is encoded and
@@ -978,23 +988,8 @@ fn an_encoded_snapshot_written_off_the_loop_becomes_the_snapshot_file() {
         );
         let (reference, length) = done.outcome.expect("written");
         assert_eq!(length, 14);
-        let compacted = Snapshot {
-            meta: snapshot(1, 7, b"").meta,
-            data: reference,
-        };
-        engine.write(compaction(G1, &compacted)).unwrap();
-        let stored = Snapshot {
-            meta: compacted.meta.clone(),
-            data: b"the state at 7".to_vec(),
-        };
-        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored.clone()));
-        assert_eq!(
-            files_named(directory.path(), "written-"),
-            Vec::<String>::new()
-        );
-        drop(engine);
-        let (engine, _) = LogEngine::open(directory.path(), config).unwrap();
-        assert_eq!(engine.group(G1).load_snapshot(), Ok(stored), "{loading:?}");
+        let data = b"the state at 7".to_vec();
+        stored_at_7(engine, directory.path(), config, reference, data);
     }
 }
 
