@@ -15,6 +15,17 @@ fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
     (value, start.elapsed())
 }
 
+/// This process's resident memory in bytes (Linux; 0 elsewhere).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|pages| pages.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let counts: Vec<u64> = match args.iter().position(|arg| arg == "--ranges") {
@@ -25,12 +36,14 @@ fn main() {
             .collect(),
         None => vec![10_000, 100_000, 1_000_000],
     };
-    println!("ranges     bytes        copy     encode     decode       drop");
+    println!("ranges     bytes   resident        copy     encode     decode       drop");
     for ranges in counts {
+        let before = resident_bytes();
         let nodes = [NodeId(1), NodeId(2), NodeId(3)];
         let map = RangeMap::uniform(ranges, |_| nodes.to_vec());
         let addresses = nodes.map(|node| (node, format!("127.0.0.1:{}", 7000 + node.0)));
         let state = MetaState::new(map, Directory::new(addresses));
+        let resident = resident_bytes().saturating_sub(before);
         let (snapshot, copy) = timed(|| state.snapshot());
         let (bytes, encode) = timed(|| snapshot.encode());
         let (decoded, decode) = timed(|| MetaState::decode(&bytes));
@@ -42,8 +55,9 @@ fn main() {
         drop(snapshot);
         let ((), dropped) = timed(|| drop(decoded));
         println!(
-            "{ranges:>9} {:>9} {:>9.1?} {:>9.1?} {:>9.1?} {:>9.1?}",
+            "{ranges:>9} {:>9} {:>9} {:>9.1?} {:>9.1?} {:>9.1?} {:>9.1?}",
             bytes.len(),
+            resident,
             copy,
             encode,
             decode,

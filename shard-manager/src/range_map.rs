@@ -62,22 +62,45 @@ impl Index {
 #[derive(Deserialize)]
 struct RangeMapWire {
     epoch: Epoch,
-    /// Decoded as a `BTreeMap`, which reserves nothing: imbl's map reserves as many entries as
-    /// the encoded length claims, and postcard does not bound a map's length by the bytes left
-    /// (a damaged length aborted the process on a failed allocation).
-    ranges: std::collections::BTreeMap<Vec<u8>, RangeDescriptor>,
+    /// Decoded an entry at a time (`decode_ranges`), reserving nothing.
+    #[serde(deserialize_with = "decode_ranges")]
+    ranges: OrdMap<Vec<u8>, RangeDescriptor>,
     next_range_id: u64,
+}
+
+/// The ranges as decoded, each inserted as it is read: imbl's own decoder reserves as many
+/// entries as the encoded length claims, and postcard does not bound a map's length by the
+/// bytes left (a damaged length aborted the process on a failed allocation).
+fn decode_ranges<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<OrdMap<Vec<u8>, RangeDescriptor>, D::Error> {
+    struct Ranges;
+    impl<'de> serde::de::Visitor<'de> for Ranges {
+        type Value = OrdMap<Vec<u8>, RangeDescriptor>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            formatter.write_str("ranges by start key")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut entries: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut ranges = OrdMap::new();
+            while let Some((start, range)) = entries.next_entry()? {
+                ranges.insert(start, range);
+            }
+            Ok(ranges)
+        }
+    }
+    deserializer.deserialize_map(Ranges)
 }
 
 impl TryFrom<RangeMapWire> for RangeMap {
     type Error = RangeMapError;
 
     fn try_from(wire: RangeMapWire) -> Result<Self, RangeMapError> {
-        Self::checked(
-            wire.epoch,
-            wire.ranges.into_iter().collect(),
-            wire.next_range_id,
-        )
+        Self::checked(wire.epoch, wire.ranges, wire.next_range_id)
     }
 }
 
