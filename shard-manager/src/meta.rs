@@ -126,6 +126,12 @@ pub struct MapSplit {
     pub voters: Vec<NodeId>,
 }
 
+/// What a meta snapshot starts with: this magic, then the crc32c of the rest (little-endian),
+/// then the encoded state. A state's encoding has no checksum of its own, and a damaged byte
+/// (in an address, say) can still decode into a valid, different state; bytes without the
+/// magic were written before snapshots carried one, and decode as they are.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"FLOTMETA";
+
 /// `Placement`'s position among the commands: the meta log encodes a command's position first.
 const PLACEMENT_POSITION: u8 = 2;
 
@@ -170,10 +176,17 @@ pub struct MetaSnapshot {
 }
 
 impl MetaSnapshot {
-    /// The snapshot bytes (`MetaState::decode` reads them).
+    /// The snapshot bytes, checksummed (`MetaState::decode` reads them).
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
-        encode(self)
+        let mut bytes = Vec::with_capacity(4096);
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&[0; 4]);
+        let mut bytes = postcard::to_extend(self, bytes).expect("encoding into a Vec cannot fail");
+        let checksum = crc32c::crc32c(&bytes[SNAPSHOT_MAGIC.len() + 4..]);
+        bytes[SNAPSHOT_MAGIC.len()..SNAPSHOT_MAGIC.len() + 4]
+            .copy_from_slice(&checksum.to_le_bytes());
+        bytes
     }
 }
 
@@ -467,11 +480,26 @@ impl MetaState {
         }
     }
 
-    /// The state from snapshot bytes.
+    /// The state from snapshot bytes (or from a state encoded before snapshots carried a
+    /// checksum).
     ///
     /// # Errors
-    /// The bytes are not an encoded `MetaState`.
+    /// The checksum does not match, or the bytes are not an encoded `MetaState`.
     pub fn decode(bytes: &[u8]) -> Result<Self, MetaCodecError> {
+        let bytes = match bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            None => bytes,
+            Some(rest) => {
+                let Some((checksum, body)) = rest.split_first_chunk::<4>() else {
+                    return Err(MetaCodecError("the snapshot ends in its checksum".into()));
+                };
+                if u32::from_le_bytes(*checksum) != crc32c::crc32c(body) {
+                    return Err(MetaCodecError(
+                        "the snapshot's checksum does not match: its bytes are damaged".into(),
+                    ));
+                }
+                body
+            }
+        };
         let upgraded = |result: Result<Self, RangeMapError>| {
             result.map_err(|error| MetaCodecError(error.to_string()))
         };
@@ -597,8 +625,28 @@ mod tests {
         }
         assert!(!state.merged.is_empty() && state.cluster.operators().count() == 1);
         let bytes = state.encode();
-        assert_eq!(hex(&bytes), ENCODED_BEFORE);
+        let (magic, rest) = bytes.split_at(SNAPSHOT_MAGIC.len());
+        assert_eq!(
+            (magic, hex(&rest[4..])),
+            (&SNAPSHOT_MAGIC[..], ENCODED_BEFORE.into())
+        );
         assert_eq!(MetaState::decode(&bytes), Ok(state.clone()));
+        // As b67eb72 wrote it, without the checksum: it decodes the same.
+        let unchecked: Vec<u8> = (0..ENCODED_BEFORE.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&ENCODED_BEFORE[at..at + 2], 16).unwrap())
+            .collect();
+        assert_eq!(MetaState::decode(&unchecked), Ok(state.clone()));
+        // A damaged byte anywhere is refused, the magic's included.
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert!(MetaState::decode(&damaged).is_err(), "byte {at} damaged");
+        }
+        assert!(
+            MetaState::decode(&bytes[..10]).is_err(),
+            "cut in the checksum"
+        );
 
         // What is applied after the copy is not in it.
         let snapshot = state.snapshot();

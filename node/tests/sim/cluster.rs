@@ -12,7 +12,6 @@ use crate::node::{Answers, Input, Setup, SimNode, SimResponder};
 use flotilla_node::api::{AdminCommand, Request};
 use flotilla_node::core::Now;
 use flotilla_raft::{Batch, GroupId, MessageBody, NodeId, Role, Term};
-use flotilla_shard_manager::META_GROUP;
 use flotilla_storage::Response;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -403,10 +402,8 @@ impl Cluster {
             return;
         };
         for message in &mut batch.messages {
-            // A range's snapshot carries a checksum; the meta group's state is checked only by
-            // decoding it (the transport's integrity protects it on the wire).
+            // A range's snapshot and the meta group's both carry a checksum.
             if let MessageBody::InstallSnapshot { data, offset, .. } = &mut message.message.body
-                && message.group != META_GROUP
                 && !data.is_empty()
                 && rng.random_range(0..3) == 0
             {
