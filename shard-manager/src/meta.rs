@@ -1021,6 +1021,10 @@ mod tests {
             .heartbeat(NodeId(1), 500, 40, 1 << 20)
             .unwrap();
         assert_eq!(heard.encode(), state.encode());
+        assert_eq!(
+            heard.cluster, state.cluster,
+            "what only a leader hears is not compared"
+        );
         let decoded = MetaState::decode(&state.encode()).unwrap();
         assert_eq!(decoded, state);
         assert_eq!(
@@ -1034,6 +1038,10 @@ mod tests {
             address: format!("127.0.0.1:{node}"),
         };
         assert_eq!(state.apply(join(3)), Ok(()));
+        assert_ne!(
+            state.cluster, decoded.cluster,
+            "a recorded node is compared"
+        );
         assert_eq!(state.directory.address(NodeId(3)), Some("127.0.0.1:3"));
         assert_eq!(state.cluster.node(NodeId(3)).unwrap().state, NodeState::Up);
         assert_eq!(state.apply(join(3)), Err(MetaError::NodeIdUsed(NodeId(3))));

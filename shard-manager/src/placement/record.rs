@@ -11,8 +11,8 @@ use flotilla_raft::{GroupId, NodeId};
 use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// One range as the log records it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One range as the log records it, decoded.
+#[derive(Deserialize)]
 pub(crate) struct RangeRecord {
     id: RangeId,
     group: GroupId,
@@ -20,8 +20,8 @@ pub(crate) struct RangeRecord {
     membership_index: u64,
 }
 
-/// The replicated part of a view.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The replicated part of a view, decoded (`ViewCopy` encodes it).
+#[derive(Deserialize)]
 pub(crate) struct ViewRecord {
     nodes: Vec<(NodeId, NodeState)>,
     ranges: Vec<RangeRecord>,
@@ -50,13 +50,24 @@ pub(crate) struct ViewCopy {
     next_operator: u64,
 }
 
-/// One range as `RangeRecord` encodes it, borrowed from its view.
-#[derive(Serialize)]
+/// One range as `RangeRecord` encodes it, borrowed from its view: what the log records of it.
+#[derive(PartialEq, Serialize)]
 struct RangeRecordRef<'a> {
     id: RangeId,
     group: GroupId,
     replicas: &'a [Replica],
     membership_index: u64,
+}
+
+impl<'a> RangeRecordRef<'a> {
+    fn of(range: &'a RangeView) -> Self {
+        Self {
+            id: range.id,
+            group: range.group,
+            replicas: &range.replicas,
+            membership_index: range.membership_index,
+        }
+    }
 }
 
 /// The ranges of a copy, encoded as `RangeRecord`s.
@@ -66,12 +77,7 @@ impl Serialize for RangeRecords<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
         for range in self.0.values() {
-            seq.serialize_element(&RangeRecordRef {
-                id: range.id,
-                group: range.group,
-                replicas: &range.replicas,
-                membership_index: range.membership_index,
-            })?;
+            seq.serialize_element(&RangeRecordRef::of(range))?;
         }
         seq.end()
     }
@@ -108,25 +114,6 @@ impl Serialize for ClusterView {
     }
 }
 
-impl ViewRecord {
-    fn of(view: &ClusterView) -> Self {
-        Self {
-            nodes: view.nodes().map(|node| (node.id, node.state)).collect(),
-            ranges: view
-                .ranges()
-                .map(|range| RangeRecord {
-                    id: range.id,
-                    group: range.group,
-                    replicas: range.replicas.clone(),
-                    membership_index: range.membership_index,
-                })
-                .collect(),
-            operators: view.operators().cloned().collect(),
-            next_operator: view.next_operator,
-        }
-    }
-}
-
 impl TryFrom<ViewRecord> for ClusterView {
     type Error = RecordError;
 
@@ -160,7 +147,15 @@ impl TryFrom<ViewRecord> for ClusterView {
 impl PartialEq for ClusterView {
     /// Two views are equal when the log recorded the same: what only a leader hears differs.
     fn eq(&self, other: &Self) -> bool {
-        ViewRecord::of(self) == ViewRecord::of(other)
+        let (mine, theirs) = (self.copy_replicated(), other.copy_replicated());
+        mine.nodes == theirs.nodes
+            && mine.operators == theirs.operators
+            && mine.next_operator == theirs.next_operator
+            && mine
+                .ranges
+                .values()
+                .map(RangeRecordRef::of)
+                .eq(theirs.ranges.values().map(RangeRecordRef::of))
     }
 }
 
