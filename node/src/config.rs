@@ -401,6 +401,9 @@ pub struct LogSettings {
     pub segment_mib: u64,
     /// Payload bytes of each range's newest log entries kept in memory for replication.
     pub recent_bytes_per_range: u64,
+    /// Segments the log may hold before every group with a live entry in an older one is
+    /// compacted, however little it applied since its last snapshot; 2 to 1,000,000.
+    pub compact_beyond_segments: usize,
     /// Snapshots of ranges on disk streaming into spool files off the Raft loop (to be sent
     /// to followers), or streamed and not yet taken, at once; 1 to 64.
     pub snapshot_loads_max: usize,
@@ -1031,6 +1034,12 @@ impl NodeConfig {
                  ({write_bytes} bytes: a key and two values of the limits)"
             )));
         }
+        if !(2..=1_000_000).contains(&self.log.compact_beyond_segments) {
+            return Err(ConfigError::Invalid(format!(
+                "log.compact_beyond_segments must be 2 to 1000000, not {}",
+                self.log.compact_beyond_segments
+            )));
+        }
         if self.log.recent_bytes_per_range > 1 << 30 {
             return Err(ConfigError::Invalid(format!(
                 "log.recent_bytes_per_range must be at most {}, not {}",
@@ -1125,6 +1134,7 @@ impl NodeConfig {
         crate::core::CoreTuning {
             placement_interval_ticks: self.tuning.placement_interval_ticks,
             gc_interval_writes: self.tuning.gc_interval_writes,
+            compact_beyond_segments: self.log.compact_beyond_segments,
             batch_payload_bytes_max: self.tuning.batch_payload_bytes_max,
             scan_bytes_max: self.tuning.scan_bytes_max,
             read_bytes_per_turn: self.tuning.read_bytes_per_turn,
@@ -1661,6 +1671,9 @@ mod tests {
             }),
             ("log.recent_bytes_per_range", |c| {
                 c.log.recent_bytes_per_range = 1 << 31
+            }),
+            ("log.compact_beyond_segments", |c| {
+                c.log.compact_beyond_segments = 1
             }),
             ("storage.cache_mib", |c| c.storage.cache_mib = 0),
             ("storage.write_buffer_mib", |c| {

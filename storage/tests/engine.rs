@@ -97,6 +97,60 @@ fn segments_and_snapshot_files_are_deleted_once_compacted() {
     assert_eq!(engine.group(GroupId(1)).first_index(), LogIndex(2001));
 }
 
+/// A quiet group's one old entry keeps every newer segment: the log names it (and only
+/// groups with an entry older than the newest segments kept), and once it compacts the
+/// segments go.
+#[test]
+fn the_groups_that_keep_old_segments_are_named() {
+    let directory = tempfile::tempdir().unwrap();
+    let (engine, _) = LogEngine::open(directory.path(), LogConfig::small_for_tests()).unwrap();
+    let (busy, quiet, newer) = (GroupId(1), GroupId(2), GroupId(3));
+    let mut first = WriteBatch::new();
+    first.append(quiet, entries(1, 1..=1));
+    engine.write(first).unwrap();
+    let mut start = 1;
+    while engine.segment_count() < 6 {
+        let mut batch = WriteBatch::new();
+        batch.append(busy, entries(1, start..=start + 49));
+        batch.persist(
+            busy,
+            &Persist {
+                compaction: Some(snapshot(1, start + 49, b"busy")),
+                ..Persist::default()
+            },
+        );
+        engine.write(batch).unwrap();
+        start += 50;
+    }
+    let mut last = WriteBatch::new();
+    last.append(newer, entries(1, 1..=1));
+    engine.write(last).unwrap();
+    engine.gc().unwrap();
+    let count = engine.segment_count();
+    assert!(
+        count >= 6,
+        "the quiet group's entry let segments go: {count} left"
+    );
+    assert_eq!(engine.groups_pinning_segments(count), vec![]);
+    assert_eq!(engine.groups_pinning_segments(2), vec![quiet]);
+    let mut compaction = WriteBatch::new();
+    compaction.persist(
+        quiet,
+        &Persist {
+            compaction: Some(snapshot(1, 1, b"quiet")),
+            ..Persist::default()
+        },
+    );
+    engine.write(compaction).unwrap();
+    engine.gc().unwrap();
+    assert_eq!(engine.groups_pinning_segments(2), vec![]);
+    assert!(
+        engine.segment_count() <= 2,
+        "{} segments left once nothing old was live",
+        engine.segment_count()
+    );
+}
+
 #[test]
 fn a_record_over_the_limit_is_refused() {
     let directory = tempfile::tempdir().unwrap();

@@ -52,6 +52,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         self.host_splits()?;
         self.send_reserved();
         self.finish_merges()?;
+        let forced = self.take_pinning_groups(&compact);
+        compact.extend(forced);
         self.compact(compact)
     }
 
@@ -191,6 +193,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             .write_seconds
             .observe(stats.write_micros as f64 / 1e6);
         self.counters.cycles_since_gc += 1;
+        self.find_pinning_groups();
         if self.counters.cycles_since_gc >= self.config.tuning.gc_interval_writes {
             self.counters.cycles_since_gc = 0;
             if let Err(error) = self.engine.gc() {
@@ -198,6 +201,49 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             }
         }
         Ok(())
+    }
+
+    /// Once the log holds more segments than `compact_beyond_segments`, notes the groups whose
+    /// live entries keep the older ones, to compact this cycle. Looked for once per change of
+    /// the segment count (a scan of every group, so about once per segment written).
+    fn find_pinning_groups(&mut self) {
+        let count = self.engine.segment_count();
+        if count == self.segments_checked {
+            return;
+        }
+        self.segments_checked = count;
+        let keep = self.config.tuning.compact_beyond_segments;
+        if count > keep {
+            self.pinning = self.engine.groups_pinning_segments(keep);
+        }
+    }
+
+    /// The groups `find_pinning_groups` noted that can compact now: hosted here, with entries
+    /// applied past their snapshot, and not already being compacted.
+    fn take_pinning_groups(&mut self, due: &[GroupId]) -> Vec<GroupId> {
+        let mut forced = Vec::new();
+        for group in std::mem::take(&mut self.pinning) {
+            if due.contains(&group) || self.compacting.contains_key(&group) {
+                continue;
+            }
+            let Some(raft) = self.multi.group(group) else {
+                continue;
+            };
+            let compacted = raft.log().first_index().prev();
+            if self.machines.applied(group) > compacted {
+                forced.push(group);
+            }
+        }
+        if !forced.is_empty() {
+            tracing::debug!(
+                groups = forced.len(),
+                "compacting groups that keep old log segments"
+            );
+            // The segments go at the next write's collection, not after a thousand more.
+            self.counters.cycles_since_gc = self.config.tuning.gc_interval_writes;
+        }
+        self.counters.compactions_forced += forced.len() as u64;
+        forced
     }
 
     /// Writes the commit-only hard states still waiting (at a clean stop).

@@ -120,6 +120,10 @@ pub struct CoreTuning {
     pub placement_interval_ticks: u64,
     /// Log writes between two garbage collections of the log's segments.
     pub gc_interval_writes: u64,
+    /// Once the log holds more segments than this, every group with a live entry in an
+    /// older one is compacted at once, whatever it applied since its last snapshot: a quiet
+    /// group's old entries would otherwise keep every newer segment on disk.
+    pub compact_beyond_segments: usize,
     /// The most entry and snapshot bytes in one outbound batch: below the transport's frame
     /// limit, which drops a bigger batch whole (heartbeats included).
     pub batch_payload_bytes_max: u64,
@@ -160,6 +164,7 @@ impl Default for CoreTuning {
         Self {
             placement_interval_ticks: 25,
             gc_interval_writes: 1024,
+            compact_beyond_segments: 16,
             batch_payload_bytes_max: 4 << 20,
             scan_bytes_max: 4 << 20,
             read_bytes_per_turn: 16 << 20,
@@ -285,6 +290,11 @@ pub struct NodeCore<R, S> {
     /// Ranges in memory whose snapshot is being written off the loop (one at a time each),
     /// with what each had applied since its last snapshot when the copy was taken.
     compacting: BTreeMap<GroupId, machines::SinceSnapshot>,
+    /// The log's segment count when the groups keeping old segments were last looked for
+    /// (looked for again only once it changes).
+    segments_checked: usize,
+    /// Groups that keep the log's oldest segments, to compact at the end of this cycle.
+    pinning: Vec<GroupId>,
 }
 
 /// What the core has done since start.
@@ -316,6 +326,9 @@ pub struct Counters {
     pub leaderships_won: u64,
     /// Snapshots this node took of its own state machines (log compaction).
     pub snapshots_taken: u64,
+    /// Groups compacted early because their old entries kept the log's oldest segments
+    /// (`compact_beyond_segments`).
+    pub compactions_forced: u64,
     /// Snapshots received from a leader and installed.
     pub snapshots_installed: u64,
     /// Of those, restored off the Raft loop: a range in memory or the meta group's state
@@ -384,6 +397,7 @@ impl Default for Counters {
             entries_applied: 0,
             leaderships_won: 0,
             snapshots_taken: 0,
+            compactions_forced: 0,
             snapshots_installed: 0,
             snapshots_restored_off_loop: 0,
             snapshots_written_off_loop: 0,
@@ -471,6 +485,8 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
             staged_snapshots_refused: 0,
             prepared: rustc_hash::FxHashMap::default(),
             compacting: BTreeMap::new(),
+            segments_checked: 0,
+            pinning: Vec::new(),
             staged_check,
         }
     }

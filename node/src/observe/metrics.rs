@@ -197,6 +197,11 @@ fn core(out: &mut Out<'_>, snapshot: &Snapshot) -> fmt::Result {
             counters.snapshots_taken,
         ),
         (
+            "flotilla_log_compactions_forced",
+            "Groups compacted early because their old entries kept the log's oldest segments",
+            counters.compactions_forced,
+        ),
+        (
             "flotilla_snapshots_installed",
             "Snapshots received from a leader and installed",
             counters.snapshots_installed,

@@ -79,7 +79,7 @@ fn simulate_seeds() {
     let mut on_disk = 0;
     let (mut replayed, mut produced, mut adopted) = (0, 0, 0);
     let (mut installed, mut off_loop, mut meta_installed) = (0, 0, 0);
-    let (mut taken, mut written, mut meta_written) = (0, 0, 0);
+    let (mut taken, mut written, mut meta_written, mut forced) = (0, 0, 0, 0);
     for &seed in &seeds {
         match try_seed(seed) {
             Ok(report) => {
@@ -117,13 +117,14 @@ fn simulate_seeds() {
                 taken += report.snapshots_taken.0;
                 written += report.snapshots_taken.1;
                 meta_written += report.snapshots_taken.2;
+                forced += report.compactions_forced;
             }
             Err(message) => failures.push(message),
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {installed} snapshots installed ({off_loop} restored off the loop: decoded in memory, or ingested into the disk engine; {meta_installed} of the meta group), {taken} snapshots taken ({written} written off the loop; {meta_written} of the meta group), {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {merges_prepared} operator merges prepared ({merges_refused} refused or given up) and {merged} ranges merged away ({merge_entries} merge entries applied and {merges_given_up} merges given up by replicas; {merges_asked} merges asked by size), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}; {on_disk} seeds with the ranges in the disk engine ({replayed} entries applied by an engine before a start, {produced} snapshots produced by engines, {adopted} split halves hosted from an engine at start)",
+        "{} seeds in {seconds:.1} s ({:.0} seeds/min): {operations} client operations, {crashes} crashes, {failed_writes} failed writes, {pauses} pauses, {partitions} partitions, {slow_disks} slow disks, {lost_disks} disks lost (the node then refusing to start), {drains} drains, {removals} removals, {joins} joins, {backup_reads} keys read by backup views, {installed} snapshots installed ({off_loop} restored off the loop: decoded in memory, or ingested into the disk engine; {meta_installed} of the meta group), {taken} snapshots taken ({written} written off the loop; {meta_written} of the meta group; {forced} groups compacted early as they kept old log segments), {snapshots_refused} damaged snapshots refused, {splits_done} operator splits ({splits_refused} refused or given up), {merges_prepared} operator merges prepared ({merges_refused} refused or given up) and {merged} ranges merged away ({merge_entries} merge entries applied and {merges_given_up} merges given up by replicas; {merges_asked} merges asked by size), {ranges_at_start} ranges at the start and {ranges_at_end} at the end, splits asked by size {asked_by_size} and by load {asked_by_load}; {on_disk} seeds with the ranges in the disk engine ({replayed} entries applied by an engine before a start, {produced} snapshots produced by engines, {adopted} split halves hosted from an engine at start)",
         seeds.len(),
         seeds.len() as f64 * 60.0 / seconds.max(0.001),
     );

@@ -53,6 +53,10 @@ pub struct Swarm {
     pub wire: WireFaults,
     pub rates: FaultRates,
     pub snapshot_entries: u64,
+    /// Log segments before the groups keeping older ones are compacted: few (2 to 5) in half
+    /// the seeds, so quiet groups are compacted early often; derived from `snapshot_entries`
+    /// so the seeds draw what they drew before.
+    pub compact_beyond_segments: usize,
 }
 
 impl Swarm {
@@ -74,8 +78,20 @@ impl Swarm {
                 every_ms: rng.random_range(100..=1_500),
                 crashes: rng.random_bool(0.8),
             },
-            snapshot_entries: rng.random_range(20..=200),
+            snapshot_entries: 0,
+            compact_beyond_segments: 0,
         }
+        .with_snapshot_entries(rng.random_range(20..=200))
+    }
+
+    fn with_snapshot_entries(mut self, snapshot_entries: u64) -> Self {
+        self.snapshot_entries = snapshot_entries;
+        self.compact_beyond_segments = if snapshot_entries.is_multiple_of(2) {
+            2 + (snapshot_entries / 2 % 4) as usize
+        } else {
+            CoreTuning::default().compact_beyond_segments
+        };
+        self
     }
 }
 
@@ -117,6 +133,9 @@ pub struct Report {
     /// Snapshots the nodes took of their own groups, of those written off the loop, and of
     /// those the meta group's (the nodes up at the end, since their last start).
     pub snapshots_taken: (u64, u64, u64),
+    /// Groups compacted early because they kept the log's oldest segments (the nodes up at
+    /// the end, since their last start).
+    pub compactions_forced: u64,
 }
 
 /// How a run breaks the rules on purpose (the mutation tests).
@@ -227,6 +246,7 @@ pub fn run_seed_with(seed: u64, options: Options) -> Report {
             counted(&cluster, |counters| counters.snapshots_written_off_loop),
             counted(&cluster, |counters| counters.meta_snapshots_written),
         ),
+        compactions_forced: counted(&cluster, |counters| counters.compactions_forced),
         swarm,
         faults: faults.counts,
         operations,
@@ -337,6 +357,7 @@ fn build(
                     0
                 },
                 merge_wait_ms: 1_000,
+                compact_beyond_segments: swarm.compact_beyond_segments,
                 ..CoreTuning::default()
             },
             placement: placement_config(),

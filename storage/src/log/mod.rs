@@ -368,6 +368,39 @@ impl LogEngine {
         self.shared.segments.read().keys().copied().collect()
     }
 
+    /// How many segment files are in use.
+    #[must_use]
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.read().len()
+    }
+
+    /// The groups holding a live entry in a segment older than the `keep` newest ones (none
+    /// while `keep` or fewer are in use): what keeps those segments on disk. A quiet group's
+    /// first entry would otherwise keep every newer segment until it compacts.
+    #[must_use]
+    pub fn groups_pinning_segments(&self, keep: usize) -> Vec<GroupId> {
+        let oldest_kept = {
+            let segments = self.shared.segments.read();
+            if segments.len() <= keep {
+                return Vec::new();
+            }
+            segments.keys().rev().nth(keep.saturating_sub(1)).copied()
+        };
+        let Some(oldest_kept) = oldest_kept else {
+            return Vec::new();
+        };
+        let mut groups: Vec<GroupId> = self
+            .shared
+            .groups
+            .read()
+            .iter()
+            .filter(|(_, state)| state.oldest_segment().is_some_and(|s| s < oldest_kept))
+            .map(|(&group, _)| group)
+            .collect();
+        groups.sort();
+        groups
+    }
+
     /// Deletes the segments, oldest first, that no group needs any more.
     ///
     /// # Errors

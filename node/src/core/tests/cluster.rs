@@ -44,6 +44,10 @@ pub(super) struct Setup {
     pub(super) disk_engine: bool,
     /// Entries a group applies between two snapshots.
     pub(super) snapshot_entries: u64,
+    /// Log segments before the groups keeping older ones are compacted.
+    pub(super) compact_beyond_segments: usize,
+    /// The largest value a client may put.
+    pub(super) value_bytes_max: usize,
 }
 
 impl Default for Setup {
@@ -51,6 +55,8 @@ impl Default for Setup {
         Self {
             disk_engine: false,
             snapshot_entries: 10_000,
+            compact_beyond_segments: CoreTuning::default().compact_beyond_segments,
+            value_bytes_max: Limits::small_for_tests().value_bytes_max,
         }
     }
 }
@@ -297,6 +303,11 @@ impl TestCluster {
 
     /// A put of `key` to `node`, without a session.
     pub(super) fn put(&mut self, node: NodeId, key: &[u8]) -> u64 {
+        self.put_value(node, key, b"value")
+    }
+
+    /// A put of `key` with `value` to `node`, without a session.
+    pub(super) fn put_value(&mut self, node: NodeId, key: &[u8], value: &[u8]) -> u64 {
         let epoch = self
             .core(node)
             .meta()
@@ -306,7 +317,7 @@ impl TestCluster {
             .unwrap_or_default();
         let command = Command::Put {
             key: key.to_vec(),
-            value: b"value".to_vec(),
+            value: value.to_vec(),
         };
         let request = Request::Kv {
             group: RANGE_GROUP,
@@ -415,10 +426,12 @@ fn start(node: NodeId, meta: &MetaState, replicas: usize, sink: Sink, setup: Set
         incarnation: 1,
         pins: BTreeMap::new(),
     };
-    let config = CoreConfig {
+    let mut config = CoreConfig {
         snapshot_entries: setup.snapshot_entries,
         ..core_config(node, replicas)
     };
+    config.tuning.compact_beyond_segments = setup.compact_beyond_segments;
+    config.limits.value_bytes_max = setup.value_bytes_max;
     let multi = multi_config(node, data_directory);
     let store = if setup.disk_engine {
         let ranges = Engine::open_model(&EngineModel::new(), EngineConfig::small_for_tests())

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::cluster::{RANGE_GROUP, Setup, TestCluster};
-use crate::api::AdminCommand;
+use crate::api::{AdminCommand, Reply};
 use flotilla_raft::NodeId;
 use flotilla_shard_manager::META_GROUP;
 use flotilla_storage::{Command, Response};
@@ -26,6 +26,7 @@ fn a_lagging_follower_restores_the_range_off_the_loop(disk_engine: bool) {
     let setup = Setup {
         disk_engine,
         snapshot_entries: 16,
+        ..Setup::default()
     };
     let mut cluster = TestCluster::with_setup(3, 3, setup);
     cluster.settle();
@@ -90,6 +91,7 @@ fn the_meta_group_is_snapshotted_and_restored_off_the_loop() {
     let setup = Setup {
         disk_engine: false,
         snapshot_entries: 16,
+        ..Setup::default()
     };
     let mut cluster = TestCluster::with_setup(3, 3, setup);
     cluster.settle();
@@ -144,4 +146,69 @@ fn the_meta_group_is_snapshotted_and_restored_off_the_loop() {
         restored, installed,
         "a meta snapshot was decoded on the loop"
     );
+}
+
+/// A range that applies fewer entries than `snapshot_entries`, beside a meta group that barely
+/// writes, kept every segment since their first entries. Past `compact_beyond_segments`
+/// segments both are compacted and the old segments go, on every node, and every key still
+/// reads.
+fn old_segments_go_though_no_group_reached_its_snapshot_entries(disk_engine: bool) {
+    const KEEP: usize = 3;
+    let setup = Setup {
+        disk_engine,
+        snapshot_entries: 1_000_000,
+        compact_beyond_segments: KEEP,
+        value_bytes_max: 16 << 10,
+    };
+    let mut cluster = TestCluster::with_setup(3, 3, setup);
+    cluster.settle();
+    let leader = cluster.leader_of(RANGE_GROUP).unwrap();
+    let value = vec![7_u8; 16 << 10];
+    // 2.5 MiB of values: about ten of the test log's 256 KiB segments.
+    let keys = 160_u32;
+    for key in 0..keys {
+        let asked = cluster.put_value(leader, &key.to_be_bytes(), &value);
+        let answered = cluster.run_until(1_000, |cluster| cluster.answer(asked).is_some());
+        assert!(answered, "put {key} was not answered");
+        let answer = cluster.answer(asked);
+        assert!(
+            matches!(answer, Some(Ok(Reply::Kv(Response::Written { .. })))),
+            "put {key}: {answer:?}"
+        );
+    }
+    cluster.run_for(1_000);
+    for node in cluster.node_ids() {
+        let core = cluster.core(node);
+        let segments = core.engine.segment_count();
+        assert!(
+            segments <= KEEP + 2,
+            "{node} holds {segments} log segments, past {KEEP} and the one being written"
+        );
+        assert!(
+            core.counters().compactions_forced >= 1,
+            "{node} forced no compaction"
+        );
+        let machine = core.state_machine(RANGE_GROUP).unwrap();
+        for key in 0..keys {
+            let get = Command::Get {
+                key: key.to_be_bytes().to_vec(),
+            };
+            let answer = machine.read_bounded(&get, 1 << 20).unwrap();
+            assert_eq!(
+                answer,
+                Some(Response::Value(Some(value.clone()))),
+                "{node}: key {key}"
+            );
+        }
+    }
+}
+
+#[test]
+fn old_segments_go_though_no_range_in_memory_reached_its_snapshot_entries() {
+    old_segments_go_though_no_group_reached_its_snapshot_entries(false);
+}
+
+#[test]
+fn old_segments_go_though_no_range_on_disk_reached_its_snapshot_entries() {
+    old_segments_go_though_no_group_reached_its_snapshot_entries(true);
 }
