@@ -495,6 +495,9 @@ pub struct RaftConfig {
     pub snapshot_entries: u64,
     /// Bytes of snapshot chunks a leader keeps in flight per transfer (at least one chunk).
     pub snapshot_window_bytes: u64,
+    /// Payload bytes of committed entries handed out to apply in one ready cycle, over all
+    /// groups (each group with entries to apply gets at least one); 1 MiB to 1 GiB.
+    pub apply_bytes_per_ready: u64,
     /// A snapshot transfer that made no progress this long sends its window again.
     pub snapshot_resend_ticks: u64,
     /// A snapshot transfer to a follower silent this long is given up.
@@ -835,6 +838,12 @@ impl NodeConfig {
                 "raft.snapshot_window_bytes must be {chunk} (one snapshot chunk) to 1073741824, \
                  not {}",
                 raft.snapshot_window_bytes
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&raft.apply_bytes_per_ready) {
+            return fail(format!(
+                "raft.apply_bytes_per_ready must be 1048576 to 1073741824, not {}",
+                raft.apply_bytes_per_ready
             ));
         }
         if !(1..=1_000_000).contains(&raft.snapshot_resend_ticks) {
@@ -1237,6 +1246,7 @@ impl NodeConfig {
         multi.raft.snapshot_resend_ticks = self.raft.snapshot_resend_ticks;
         multi.raft.snapshot_give_up_ticks = self.raft.snapshot_give_up_ticks;
         multi.groups_max = self.limits.ranges_hosted_max;
+        multi.apply_bytes_per_ready = self.raft.apply_bytes_per_ready;
         multi
     }
 }
@@ -1608,6 +1618,9 @@ mod tests {
             }),
             ("raft.snapshot_window_bytes", |c| {
                 c.raft.snapshot_window_bytes = 1000
+            }),
+            ("raft.apply_bytes_per_ready", |c| {
+                c.raft.apply_bytes_per_ready = 1000
             }),
             ("raft.snapshot_resend_ticks", |c| {
                 c.raft.snapshot_resend_ticks = 0

@@ -231,6 +231,14 @@ impl<L: LogReader> RaftNode<L> {
 
     /// Everything the caller must do now, in one batch. Call `advance` once it is done.
     pub fn ready(&mut self) -> Ready {
+        self.ready_within(u64::MAX)
+    }
+
+    /// As `ready`, with at most `committed_bytes_max` payload bytes of committed entries (at
+    /// least one entry, so applying always moves on): the rest come in the next ready
+    /// (`has_ready` stays true), so a replica far behind its commit index, as at a restart,
+    /// never reads its whole backlog into memory at once.
+    pub fn ready_within(&mut self, committed_bytes_max: u64) -> Ready {
         self.assert_no_ready_outstanding();
         self.flush_broadcast();
         self.flush_read_round();
@@ -246,7 +254,7 @@ impl<L: LogReader> RaftNode<L> {
             commit_only: is_commit_only(hard_state, self.persisted_hard_state),
             compaction: self.compaction.take(),
         };
-        let committed = self.next_committed();
+        let committed = self.next_committed(committed_bytes_max);
         let committed_before_persist = self.committed_before_persist(&persist, &committed);
         let staging = std::mem::take(&mut self.staging);
         Ready {
@@ -413,8 +421,8 @@ impl<L: LogReader> RaftNode<L> {
         self.fatal.get_or_insert(error);
     }
 
-    fn next_committed(&mut self) -> Vec<Entry> {
-        match self.log.next_committed(u64::MAX) {
+    fn next_committed(&mut self, bytes_max: u64) -> Vec<Entry> {
+        match self.log.next_committed(bytes_max) {
             Ok(entries) => entries,
             Err(error) => {
                 self.fail(error);

@@ -74,6 +74,11 @@ struct Args {
     /// Where the cluster's directory goes (default: a temporary directory, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// More of the nodes' configuration, appended to the file they share (TOML; the file
+    /// opens with `[storage]`, so settings of other sections come under their own header),
+    /// e.g. `--config-extra $'[raft]\napply_bytes_per_ready = 1073741824'`.
+    #[arg(long, default_value = "")]
+    config_extra: String,
 }
 
 /// `[storage] engine`.
@@ -117,7 +122,11 @@ fn main() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|error| error.to_string())?;
     let timeout = Duration::from_secs(args.timeout_seconds);
     let config = dir.join("server.toml");
-    let text = format!("[storage]\nengine = \"{}\"\n", args.engine.name());
+    let text = format!(
+        "[storage]\nengine = \"{}\"\n{}\n",
+        args.engine.name(),
+        args.config_extra
+    );
     std::fs::write(&config, text).map_err(|error| error.to_string())?;
     let mut cluster = LocalCluster::start_with_http_and_config(
         &args.flotilla,
@@ -362,7 +371,13 @@ fn restart_one(
         timeout,
     )?;
     print_restart(args, victim, &times);
-    println!("restarted node {}: {}", victim.0, memory(cluster, victim));
+    println!(
+        "restarted node {}: {}; anonymous peak until ready (read every {} ms) {}",
+        victim.0,
+        memory(cluster, victim),
+        POLL.as_millis(),
+        mib(times.anonymous_peak_kib * 1024)
+    );
     Ok(victim)
 }
 
@@ -410,6 +425,9 @@ struct RestartTimes {
     answering: Duration,
     applied: Duration,
     ready: Duration,
+    /// The most anonymous memory (`RssAnon`) seen, read at every poll until ready: the start's
+    /// own memory, without the file pages of the log it reads (which `VmHWM` counts).
+    anonymous_peak_kib: u64,
 }
 
 fn measure_restart(
@@ -421,7 +439,9 @@ fn measure_restart(
     timeout: Duration,
 ) -> Result<RestartTimes, String> {
     let (mut answering, mut applied, mut ready) = (None, None, None);
+    let mut anonymous_peak_kib = 0;
     loop {
+        anonymous_peak_kib = anonymous_peak_kib.max(proc_status_kib(cluster, victim, "RssAnon:"));
         let status = runtime.block_on(probe.status(victim)).ok();
         if answering.is_none() && (status.is_some() || metrics_answer(cluster, victim)) {
             answering = Some(spawned.elapsed());
@@ -445,6 +465,7 @@ fn measure_restart(
                 answering,
                 applied,
                 ready,
+                anonymous_peak_kib,
             });
         }
         if spawned.elapsed() > timeout {

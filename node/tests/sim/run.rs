@@ -363,7 +363,16 @@ fn build(
             placement: placement_config(),
             mutation: options.mutation,
         },
-        multi: multi_config(),
+        multi: MultiConfig {
+            // A third of the seeds apply a few entries per ready cycle, so a node restarted
+            // with a long log, or far behind, applies its backlog over many cycles.
+            apply_bytes_per_ready: if swarm.snapshot_entries.is_multiple_of(3) {
+                64
+            } else {
+                multi_config().apply_bytes_per_ready
+            },
+            ..multi_config()
+        },
         meta: meta.clone(),
         seed,
         disk_engine: options.disk_engine.unwrap_or_else(|| {

@@ -26,6 +26,10 @@ pub struct MultiConfig {
     pub quiesce: bool,
     /// This process: its data directory and start, named in every batch it sends.
     pub incarnation: Incarnation,
+    /// The most payload bytes of committed entries one `ready()` hands out over all groups
+    /// (each group with entries to apply gets at least one): the rest follow in the next
+    /// ready, so a restart or a replica far behind never holds its backlog in memory whole.
+    pub apply_bytes_per_ready: u64,
 }
 
 impl MultiConfig {
@@ -42,6 +46,7 @@ impl MultiConfig {
             groups_max: 100_000,
             quiesce: true,
             incarnation: Incarnation::default(),
+            apply_bytes_per_ready: 16 << 20,
         }
     }
 
@@ -94,6 +99,9 @@ impl MultiConfig {
         }
         if self.groups_max == 0 {
             return error("a node must be allowed to host at least one group");
+        }
+        if self.apply_bytes_per_ready == 0 {
+            return error("a ready must be allowed to hand out at least one byte of entries");
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ pub use config::MultiConfig;
 pub use error::MultiError;
 pub use incarnation::Refusal;
 
-use crate::entry::{Bytes, ChangeStep, EntryPayload, SnapshotMeta};
+use crate::entry::{Bytes, ChangeStep, Entry, EntryPayload, SnapshotMeta};
 use crate::error::StepError;
 use crate::log::LogReader;
 use crate::message::{Batch, GroupMessage};
@@ -423,6 +423,7 @@ impl<L: LogReader> MultiRaft<L> {
         let mut early = BTreeMap::new();
         let mut groups = std::mem::take(&mut self.spare_groups);
         groups.reserve(self.dirty.len());
+        let mut apply_budget = self.config.apply_bytes_per_ready;
         for group in std::mem::take(&mut self.dirty) {
             let Some(hosted) = self.groups.get_mut(&group) else {
                 continue;
@@ -430,7 +431,9 @@ impl<L: LogReader> MultiRaft<L> {
             if !hosted.raft.has_ready() {
                 continue;
             }
-            let mut ready = hosted.raft.ready();
+            let mut ready = hosted.raft.ready_within(apply_budget);
+            let handed: u64 = ready.committed.iter().map(Entry::payload_bytes).sum();
+            apply_budget = apply_budget.saturating_sub(handed);
             let sends = hosted.raft.take_snapshot_send_counters();
             self.snapshot_sends.add(&sends);
             let quiesce = hosted.quiescent;

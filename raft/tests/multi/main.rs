@@ -5,6 +5,7 @@
 #[path = "../harness/mod.rs"]
 mod harness;
 
+mod apply;
 mod cluster;
 mod counting;
 mod failover;
