@@ -218,32 +218,52 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
         }
     }
 
-    /// The groups `find_pinning_groups` noted that can compact now: hosted here, with entries
-    /// applied past their snapshot, and not already being compacted.
+    /// The groups `find_pinning_groups` noted that can compact now, so that the old segments
+    /// go: hosted here, with every entry they hold in those segments applied (Raft handed it
+    /// out; a compaction short of it would free nothing), and not compacting already. Those
+    /// still applying, or writing a snapshot off the loop, wait for a later cycle; those due
+    /// anyway, or gone, are dropped.
     fn take_pinning_groups(&mut self, due: &[GroupId]) -> Vec<GroupId> {
+        if self.pinning.is_empty() {
+            return Vec::new();
+        }
+        let due: rustc_hash::FxHashSet<GroupId> = due.iter().copied().collect();
         let mut forced = Vec::new();
-        for group in std::mem::take(&mut self.pinning) {
-            if due.contains(&group) || self.compacting.contains_key(&group) {
+        let mut waiting = Vec::new();
+        for (group, through) in std::mem::take(&mut self.pinning) {
+            if due.contains(&group) {
                 continue;
             }
             let Some(raft) = self.multi.group(group) else {
                 continue;
             };
-            let compacted = raft.log().first_index().prev();
-            if self.machines.applied(group) > compacted {
-                forced.push(group);
+            if raft.log().first_index() > through {
+                continue;
             }
+            if self.compacting.contains_key(&group) || raft.log().applied() < through {
+                waiting.push((group, through));
+                continue;
+            }
+            forced.push(group);
         }
+        self.pinning = waiting;
         if !forced.is_empty() {
             tracing::debug!(
                 groups = forced.len(),
                 "compacting groups that keep old log segments"
             );
-            // The segments go at the next write's collection, not after a thousand more.
-            self.counters.cycles_since_gc = self.config.tuning.gc_interval_writes;
+            self.collect_soon();
         }
         self.counters.compactions_forced += forced.len() as u64;
         forced
+    }
+
+    /// While the log holds more segments than it should, a compaction has the next write
+    /// collect them, not one a thousand writes later.
+    fn collect_soon(&mut self) {
+        if self.segments_checked > self.config.tuning.compact_beyond_segments {
+            self.counters.cycles_since_gc = self.config.tuning.gc_interval_writes;
+        }
     }
 
     /// Writes the commit-only hard states still waiting (at a clean stop).
@@ -551,6 +571,7 @@ impl<R: Respond, S: BatchSink> NodeCore<R, S> {
                     self.counters.snapshots_taken += 1;
                     self.counters.snapshots_written_off_loop += 1;
                     self.counters.meta_snapshots_written += u64::from(group == META_GROUP);
+                    self.collect_soon();
                 }
                 Err(error) => {
                     // The group is gone or was replaced (a tombstone) since the copy.

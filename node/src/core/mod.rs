@@ -35,7 +35,7 @@ mod waiting;
 
 use crate::api::{ApiError, Reply, Request};
 use crate::config::Limits;
-use flotilla_raft::{Batch, GroupId, HardState, MultiError, MultiRaft, NodeId};
+use flotilla_raft::{Batch, GroupId, HardState, LogIndex, MultiError, MultiRaft, NodeId};
 use flotilla_shard_manager::MetaState;
 use flotilla_shard_manager::placement::PlacementConfig;
 use flotilla_storage::kv::SessionLimits;
@@ -293,8 +293,9 @@ pub struct NodeCore<R, S> {
     /// The log's segment count when the groups keeping old segments were last looked for
     /// (looked for again only once it changes).
     segments_checked: usize,
-    /// Groups that keep the log's oldest segments, to compact at the end of this cycle.
-    pinning: Vec<GroupId>,
+    /// Groups that keep the log's oldest segments, with the last entry each holds there: each
+    /// is compacted at the end of a cycle once it applied that entry.
+    pinning: Vec<(GroupId, LogIndex)>,
 }
 
 /// What the core has done since start.

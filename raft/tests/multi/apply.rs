@@ -49,6 +49,9 @@ fn a_backlog_is_handed_out_a_budget_at_a_time() {
     while multi.has_ready() {
         let ready = multi.ready();
         readies += 1;
+        let behind: Vec<u64> = (1..=GROUPS)
+            .filter(|&group| next[group as usize] <= ENTRIES)
+            .collect();
         let mut handed = 0;
         for (group, group_ready) in &ready.groups {
             for entry in &group_ready.committed {
@@ -59,6 +62,17 @@ fn a_backlog_is_handed_out_a_budget_at_a_time() {
                 next[group.0 as usize] += 1;
                 handed += entry.payload_bytes();
             }
+        }
+        for group in behind {
+            let given = ready
+                .groups
+                .iter()
+                .find(|(id, _)| *id == GroupId(group))
+                .map_or(0, |(_, group_ready)| group_ready.committed.len());
+            assert!(
+                given >= 1,
+                "ready {readies} gave group {group} nothing to apply"
+            );
         }
         // Each group with entries to apply gets at least one, even past the budget.
         let floor = ready.groups.len() as u64 * ENTRY_BYTES as u64;

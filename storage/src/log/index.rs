@@ -169,6 +169,17 @@ impl GroupState {
         self.entries.first().map(|(_, location)| location.segment)
     }
 
+    /// The last live entry held in a segment older than `segment`: compacting up to it frees
+    /// those segments of this group (an entry's segment never decreases with its index).
+    #[must_use]
+    pub(crate) fn last_index_before_segment(&self, segment: u64) -> Option<LogIndex> {
+        self.entries
+            .range(LogIndex::ZERO, LogIndex(u64::MAX))
+            .take_while(|(_, location)| location.segment < segment)
+            .last()
+            .map(|(index, _)| index)
+    }
+
     /// Applies one record. Returns the snapshot marker that is no longer in force (the one it
     /// replaced, or itself when it is older than the current one), whose file may be deleted
     /// once this record is durable.

@@ -42,7 +42,7 @@ use active::Writer;
 use batch::{EncodedBatch, Operation};
 use body::{Body, SnapshotMarker};
 use commit::{CommitQueue, CommitResult};
-use flotilla_raft::GroupId;
+use flotilla_raft::{GroupId, LogIndex};
 use index::GroupState;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
@@ -375,10 +375,11 @@ impl LogEngine {
     }
 
     /// The groups holding a live entry in a segment older than the `keep` newest ones (none
-    /// while `keep` or fewer are in use): what keeps those segments on disk. A quiet group's
+    /// while `keep` or fewer are in use), each with the last such entry: what keeps those
+    /// segments on disk, and how far each group must compact to let them go. A quiet group's
     /// first entry would otherwise keep every newer segment until it compacts.
     #[must_use]
-    pub fn groups_pinning_segments(&self, keep: usize) -> Vec<GroupId> {
+    pub fn groups_pinning_segments(&self, keep: usize) -> Vec<(GroupId, LogIndex)> {
         let oldest_kept = {
             let segments = self.shared.segments.read();
             if segments.len() <= keep {
@@ -389,15 +390,17 @@ impl LogEngine {
         let Some(oldest_kept) = oldest_kept else {
             return Vec::new();
         };
-        let mut groups: Vec<GroupId> = self
+        let mut groups: Vec<(GroupId, LogIndex)> = self
             .shared
             .groups
             .read()
             .iter()
             .filter(|(_, state)| state.oldest_segment().is_some_and(|s| s < oldest_kept))
-            .map(|(&group, _)| group)
+            .filter_map(|(&group, state)| {
+                Some((group, state.last_index_before_segment(oldest_kept)?))
+            })
             .collect();
-        groups.sort();
+        groups.sort_unstable();
         groups
     }
 
