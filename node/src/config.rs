@@ -440,7 +440,8 @@ pub struct StorageSettings {
     pub engine: StorageEngine,
     /// The engine's block cache, shared by every range, in MiB.
     pub cache_mib: u64,
-    /// The most bytes one of the engine's write buffers holds before it is flushed, in MiB.
+    /// The size at which the engine's write buffer is rotated to be flushed, in MiB (one can grow
+    /// past it while the engine's background thread compacts).
     pub write_buffer_mib: u64,
     /// The engine's threads that flush and compact in the background, 1 to 4.
     pub background_threads: usize,

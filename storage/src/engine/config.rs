@@ -12,8 +12,10 @@ pub struct EngineConfig {
     /// The block cache shared by every range of the node: the engine's memory beyond its write
     /// buffers.
     pub cache_bytes: u64,
-    /// The most bytes one in-memory write buffer (memtable) holds before it is flushed to a
-    /// table file; the engine keeps a few of them.
+    /// The size at which the in-memory write buffer (memtable) is rotated, to be flushed to a
+    /// table file; the engine keeps a few of them. fjall queues the rotation behind its
+    /// background work, so with one background thread a buffer grows past this while a
+    /// compaction runs.
     pub write_buffer_bytes: u64,
     /// The threads that flush and compact in the background.
     pub background_threads: usize,
