@@ -63,26 +63,14 @@ fn segments_and_snapshot_files_are_deleted_once_compacted() {
         batch.append(GroupId(1), entries(1, start..=start + 49));
         if start % 500 == 1 && start > 1 {
             let compaction = snapshot(1, start - 1, &[7; 100]);
-            batch.persist(
-                GroupId(1),
-                &Persist {
-                    compaction: Some(compaction),
-                    ..Persist::default()
-                },
-            );
+            batch.compact(GroupId(1), compaction);
         }
         engine.write(batch).unwrap();
     }
     let newest_before_gc = *engine.segment_sequences().last().unwrap();
     let mut batch = WriteBatch::new();
     let compaction = snapshot(1, 2000, b"everything");
-    batch.persist(
-        GroupId(1),
-        &Persist {
-            compaction: Some(compaction),
-            ..Persist::default()
-        },
-    );
+    batch.compact(GroupId(1), compaction);
     engine.write(batch).unwrap();
     engine.gc().unwrap();
     let after_gc = engine.segment_sequences().len();
@@ -112,13 +100,7 @@ fn the_groups_that_keep_old_segments_are_named() {
     while engine.segment_count() < 6 {
         let mut batch = WriteBatch::new();
         batch.append(busy, entries(1, start..=start + 49));
-        batch.persist(
-            busy,
-            &Persist {
-                compaction: Some(snapshot(1, start + 49, b"busy")),
-                ..Persist::default()
-            },
-        );
+        batch.compact(busy, snapshot(1, start + 49, b"busy"));
         engine.write(batch).unwrap();
         start += 50;
     }
@@ -139,13 +121,7 @@ fn the_groups_that_keep_old_segments_are_named() {
     // The newer group's entry is in the newest segment, which even a keep of one keeps.
     assert_eq!(engine.groups_pinning_segments(1), named);
     let mut compaction = WriteBatch::new();
-    compaction.persist(
-        quiet,
-        &Persist {
-            compaction: Some(snapshot(1, 1, b"quiet")),
-            ..Persist::default()
-        },
-    );
+    compaction.compact(quiet, snapshot(1, 1, b"quiet"));
     engine.write(compaction).unwrap();
     engine.gc().unwrap();
     assert_eq!(engine.groups_pinning_segments(2), vec![]);
@@ -277,13 +253,7 @@ fn an_idle_groups_bootstrap_snapshot_outlives_the_segment_that_installed_it() {
         let mut batch = WriteBatch::new();
         batch.append(GroupId(1), entries(1, start..=start + 49));
         let compaction = snapshot(1, start + 49, b"busy");
-        batch.persist(
-            GroupId(1),
-            &Persist {
-                compaction: Some(compaction),
-                ..Persist::default()
-            },
-        );
+        batch.compact(GroupId(1), compaction);
         engine.write(batch).unwrap();
     }
     engine.gc().unwrap();
@@ -304,13 +274,7 @@ fn a_destroyed_group_keeps_only_its_tombstone_across_restarts() {
     let mut batch = WriteBatch::new();
     batch.append(GroupId(1), entries(3, 1..=40));
     batch.append(GroupId(2), entries(1, 1..=5));
-    batch.persist(
-        GroupId(1),
-        &Persist {
-            compaction: Some(snapshot(3, 20, b"state")),
-            ..Persist::default()
-        },
-    );
+    batch.compact(GroupId(1), snapshot(3, 20, b"state"));
     engine.write(batch).unwrap();
     assert_eq!(count_files(directory.path(), "snap"), 1);
     let tombstone = HardState {

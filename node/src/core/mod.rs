@@ -121,8 +121,9 @@ pub struct CoreTuning {
     /// Log writes between two garbage collections of the log's segments.
     pub gc_interval_writes: u64,
     /// Once the log holds more segments than this, every group with a live entry in an
-    /// older one is compacted at once, whatever it applied since its last snapshot: a quiet
-    /// group's old entries would otherwise keep every newer segment on disk.
+    /// older one is compacted as soon as it applied that entry, however few it applied since
+    /// its last snapshot: a quiet group's old entries would otherwise keep every newer segment
+    /// on disk.
     pub compact_beyond_segments: usize,
     /// The most entry and snapshot bytes in one outbound batch: below the transport's frame
     /// limit, which drops a bigger batch whole (heartbeats included).

@@ -53,10 +53,6 @@ pub struct Swarm {
     pub wire: WireFaults,
     pub rates: FaultRates,
     pub snapshot_entries: u64,
-    /// Log segments before the groups keeping older ones are compacted: few (2 to 5) in half
-    /// the seeds, so quiet groups are compacted early often; derived from `snapshot_entries`
-    /// so the seeds draw what they drew before.
-    pub compact_beyond_segments: usize,
 }
 
 impl Swarm {
@@ -78,20 +74,31 @@ impl Swarm {
                 every_ms: rng.random_range(100..=1_500),
                 crashes: rng.random_bool(0.8),
             },
-            snapshot_entries: 0,
-            compact_beyond_segments: 0,
+            snapshot_entries: rng.random_range(20..=200),
         }
-        .with_snapshot_entries(rng.random_range(20..=200))
     }
 
-    fn with_snapshot_entries(mut self, snapshot_entries: u64) -> Self {
-        self.snapshot_entries = snapshot_entries;
-        self.compact_beyond_segments = if snapshot_entries.is_multiple_of(2) {
-            2 + (snapshot_entries / 2 % 4) as usize
+    // The two settings below are derived from `snapshot_entries`, so the seeds draw what they
+    // drew before they existed.
+
+    /// Log segments before the groups keeping older ones are compacted: few (2 to 5) in half
+    /// the seeds, so quiet groups are compacted early often.
+    fn compact_beyond_segments(&self) -> usize {
+        if self.snapshot_entries.is_multiple_of(2) {
+            2 + (self.snapshot_entries / 2 % 4) as usize
         } else {
             CoreTuning::default().compact_beyond_segments
-        };
-        self
+        }
+    }
+
+    /// Committed entry bytes one ready cycle hands out: a few entries in a third of the seeds,
+    /// so a node restarted with a long log, or far behind, applies its backlog over many cycles.
+    fn apply_bytes_per_ready(&self) -> u64 {
+        if self.snapshot_entries.is_multiple_of(3) {
+            64
+        } else {
+            multi_config().apply_bytes_per_ready
+        }
     }
 }
 
@@ -357,20 +364,14 @@ fn build(
                     0
                 },
                 merge_wait_ms: 1_000,
-                compact_beyond_segments: swarm.compact_beyond_segments,
+                compact_beyond_segments: swarm.compact_beyond_segments(),
                 ..CoreTuning::default()
             },
             placement: placement_config(),
             mutation: options.mutation,
         },
         multi: MultiConfig {
-            // A third of the seeds apply a few entries per ready cycle, so a node restarted
-            // with a long log, or far behind, applies its backlog over many cycles.
-            apply_bytes_per_ready: if swarm.snapshot_entries.is_multiple_of(3) {
-                64
-            } else {
-                multi_config().apply_bytes_per_ready
-            },
+            apply_bytes_per_ready: swarm.apply_bytes_per_ready(),
             ..multi_config()
         },
         meta: meta.clone(),
